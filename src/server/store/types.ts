@@ -1,0 +1,198 @@
+/**
+ * The issuer's persistence, as narrow stores per aggregate (SPIRE's lesson: no 60-method god
+ * interface). SQLite (better-sqlite3, synchronous) implements them today; every multi-step
+ * decision runs inside `Stores.tx`, so it either commits whole or changes nothing.
+ *
+ * Times are unix milliseconds (numbers) everywhere in this layer.
+ */
+import type { KeyStorage } from '../../keystore/signer.js';
+
+/** `role`, `bot`, `join_rule` — policy documents applied with `sigil ctl apply`. */
+export type ResourceKind = 'role' | 'bot' | 'join_rule';
+
+export interface Resource {
+  kind: ResourceKind;
+  name: string;
+  /** Validated spec object (validation lives in server/policy, not here). */
+  spec: Record<string, unknown>;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface ResourceStore {
+  /** Insert or replace; returns 'created' | 'updated' | 'unchanged' (spec deep-equal). */
+  put(kind: ResourceKind, name: string, spec: Record<string, unknown>, now: number): 'created' | 'updated' | 'unchanged';
+  get(kind: ResourceKind, name: string): Resource | undefined;
+  list(kind: ResourceKind): Resource[];
+  delete(kind: ResourceKind, name: string): boolean;
+}
+
+export interface JoinTokenRecord {
+  /** Hex SHA-256 of the token secret; the secret itself is never stored. */
+  hash: string;
+  bot: string;
+  createdAt: number;
+  expiresAt: number;
+  usedAt: number | null;
+  /** Instance that used it (set on consume). */
+  usedBy: string | null;
+}
+
+export type ConsumeResult =
+  | { ok: true; token: JoinTokenRecord }
+  | { ok: false; reason: 'token_invalid' | 'token_expired' | 'token_reused' };
+
+export interface TokenStore {
+  create(rec: { hash: string; bot: string; createdAt: number; expiresAt: number }): void;
+  /**
+   * Mark the token used, atomically: of N concurrent calls with one hash exactly one gets ok.
+   * Must be a single conditional UPDATE (`... WHERE hash=? AND used_at IS NULL AND expires_at>?`)
+   * so it stays single-use across processes too.
+   */
+  consume(hash: string, now: number, usedBy: string): ConsumeResult;
+  list(): JoinTokenRecord[];
+  /** Delete expired/used tokens older than `before`; returns how many. */
+  prune(before: number): number;
+}
+
+export interface InstanceRecord {
+  id: string;
+  bot: string;
+  joinMethod: string;
+  spiffeId: string;
+  /** Generation of the newest certificate issued to this instance (1 after join). */
+  generation: number;
+  locked: boolean;
+  lockReason: string | null;
+  /** Method facts (e.g. EK hash, firmware profile) as JSON. */
+  facts: Record<string, unknown>;
+  keyStorage: KeyStorage;
+  exportable: boolean;
+  createdAt: number;
+  updatedAt: number;
+  lastSeenAt: number;
+  currentSerial: string | null;
+  currentNotAfter: number | null;
+}
+
+export interface InstanceStore {
+  create(rec: Omit<InstanceRecord, 'locked' | 'lockReason' | 'updatedAt' | 'lastSeenAt' | 'currentSerial' | 'currentNotAfter'>): void;
+  get(id: string): InstanceRecord | undefined;
+  list(filter?: { bot?: string }): InstanceRecord[];
+  /** After a successful issue: bump generation, record serial/expiry/key facts, touch timestamps. */
+  recordIssue(id: string, u: { generation: number; serial: string; notAfter: number; keyStorage: KeyStorage; exportable: boolean; now: number }): void;
+  setLocked(id: string, locked: boolean, reason: string | null, now: number): boolean;
+  /** Merge facts (used when a re-attesting machine joins again with the same stable id). */
+  updateFacts(id: string, facts: Record<string, unknown>, now: number): void;
+}
+
+export interface BotLockStore {
+  setLocked(bot: string, locked: boolean, reason: string | null, now: number): void;
+  isLocked(bot: string): boolean;
+  listLocked(): Array<{ bot: string; reason: string | null; at: number }>;
+}
+
+export interface CertificateRecord {
+  /** Lowercase hex, no separators. */
+  serial: string;
+  instanceId: string;
+  bot: string;
+  generation: number;
+  notBefore: number;
+  notAfter: number;
+  /** 'x509-svid' now; later 'ssh-user', 'db', ... */
+  kind: string;
+  keyStorage: KeyStorage;
+  exportable: boolean;
+  /** sha256:<hex> of the subject public key info. */
+  spkiHash: string;
+  requestId: string;
+  issuedAt: number;
+}
+
+export interface CertificateStore {
+  insert(rec: CertificateRecord): void;
+  get(serial: string): CertificateRecord | undefined;
+  listByInstance(instanceId: string): CertificateRecord[];
+  /** Current (newest-generation) certificates expiring before `before`, for metrics. */
+  expiringBefore(before: number, now: number): Array<{ bot: string; count: number }>;
+}
+
+export interface IdempotencyRecord {
+  requestId: string;
+  /** Hex SHA-256 of the canonical request payload, to detect a reused id with other content. */
+  requestHash: string;
+  op: string;
+  /** The exact response body (already serialised) returned the first time. */
+  response: string;
+  createdAt: number;
+}
+
+export interface IdempotencyStore {
+  get(requestId: string): IdempotencyRecord | undefined;
+  put(rec: IdempotencyRecord): void;
+  prune(before: number): number;
+}
+
+export interface AuditEvent {
+  /** join | issue | renew | refuse | lock | unlock | token_create | apply | ... */
+  action: string;
+  /** ok | refused | error */
+  outcome: string;
+  /** Error code for refusals. */
+  code?: string | null;
+  bot?: string | null;
+  instanceId?: string | null;
+  method?: string | null;
+  /** Free-form facts; never secrets. */
+  details?: Record<string, unknown>;
+  /** Who: 'agent', 'admin', 'system'. */
+  actor?: string;
+  remote?: string | null;
+}
+
+export interface AuditRecord extends Required<Omit<AuditEvent, 'details'>> {
+  seq: number;
+  at: number;
+  details: Record<string, unknown>;
+  /** Hex SHA-256 of the previous row's hash + this row's canonical content. */
+  prevHash: string;
+  hash: string;
+}
+
+export interface AuditVerifyResult {
+  ok: boolean;
+  rows: number;
+  /** First sequence number whose hash or link does not verify. */
+  brokenAt?: number;
+  reason?: string;
+}
+
+export interface AuditStore {
+  append(ev: AuditEvent, now: number): AuditRecord;
+  list(opts?: { since?: number; limit?: number }): AuditRecord[];
+  verify(): AuditVerifyResult;
+}
+
+export interface AdminCredentialStore {
+  /** Hex SHA-256 of the admin bearer token. */
+  setAdminTokenHash(hash: string): void;
+  getAdminTokenHash(): string | undefined;
+}
+
+export interface Stores {
+  readonly resources: ResourceStore;
+  readonly tokens: TokenStore;
+  readonly instances: InstanceStore;
+  readonly botLocks: BotLockStore;
+  readonly certificates: CertificateStore;
+  readonly idempotency: IdempotencyStore;
+  readonly audit: AuditStore;
+  readonly admin: AdminCredentialStore;
+  /**
+   * Run `fn` in one write transaction (BEGIN IMMEDIATE). Throwing rolls everything back.
+   * `fn` must be synchronous: better-sqlite3 transactions cannot span an await.
+   */
+  tx<T>(fn: () => T): T;
+  close(): void;
+}
