@@ -44,6 +44,8 @@ export type ConsumeResult =
 
 export interface TokenStore {
   create(rec: { hash: string; bot: string; createdAt: number; expiresAt: number }): void;
+  /** Read-only lookup for an early, precise refusal; `consume` stays the deciding step. */
+  get(hash: string): JoinTokenRecord | undefined;
   /**
    * Mark the token used, atomically: of N concurrent calls with one hash exactly one gets ok.
    * Must be a single conditional UPDATE (`... WHERE hash=? AND used_at IS NULL AND expires_at>?`)

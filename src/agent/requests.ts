@@ -1,0 +1,53 @@
+/**
+ * Build the signed join and renew requests. A join envelope is signed by the new key (proof of
+ * possession bound to the evidence); a renew envelope is signed by the *current* key with the
+ * current chain in x5c, and carries a CSR of a fresh key.
+ */
+import { createSigner, serializeKeyRef } from '../keystore/index.js';
+import type { Signer } from '../keystore/signer.js';
+import { buildCsr } from '../pki/csr.js';
+import { fromPem, toPem } from '../pki/pem.js';
+import { signJws, type Jws } from '../protocol/jws.js';
+import { PROTOCOL_VERSION, TYP_REQUEST, type JoinRequest, type RenewRequest } from '../protocol/messages.js';
+import { newRequestId } from '../util/secret.js';
+import type { OutboxEntry } from './state/index.js';
+
+export interface BuiltRequest {
+  entry: OutboxEntry;
+  envelope: Jws;
+}
+
+export async function buildJoinRequest(p: { method: string; evidence: Record<string, unknown>; ttlS?: number; now: number }): Promise<BuiltRequest> {
+  const { signer, ref } = createSigner('software');
+  const requestId = newRequestId();
+  const payload: JoinRequest = {
+    v: PROTOCOL_VERSION,
+    op: 'join',
+    request_id: requestId,
+    timestamp: p.now,
+    method: p.method,
+    csr: toPem('CERTIFICATE REQUEST', await buildCsr(signer)),
+    evidence: p.evidence,
+    key_storage: signer.storage,
+    ...(p.ttlS !== undefined ? { ttl_s: p.ttlS } : {}),
+  };
+  const envelope = await signJws(signer, TYP_REQUEST, payload);
+  return { envelope, entry: { requestId, op: 'join', body: JSON.stringify(envelope), createdAt: p.now, pendingKeyRef: serializeKeyRef(ref) } };
+}
+
+export async function buildRenewRequest(p: { current: Signer; chainPem: string[]; ttlS?: number; now: number }): Promise<BuiltRequest> {
+  const { signer, ref } = createSigner('software');
+  const requestId = newRequestId();
+  const payload: RenewRequest = {
+    v: PROTOCOL_VERSION,
+    op: 'renew',
+    request_id: requestId,
+    timestamp: p.now,
+    csr: toPem('CERTIFICATE REQUEST', await buildCsr(signer)),
+    key_storage: signer.storage,
+    ...(p.ttlS !== undefined ? { ttl_s: p.ttlS } : {}),
+  };
+  const x5c = p.chainPem.map((c) => fromPem(c, 'CERTIFICATE'));
+  const envelope = await signJws(p.current, TYP_REQUEST, payload, x5c);
+  return { envelope, entry: { requestId, op: 'renew', body: JSON.stringify(envelope), createdAt: p.now, pendingKeyRef: serializeKeyRef(ref) } };
+}

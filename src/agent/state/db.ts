@@ -1,0 +1,184 @@
+/**
+ * Opening `<data-dir>/agent.db` and bringing its schema up to date.
+ *
+ * Settings and why:
+ * - WAL: the status CLI can read while the renewal loop writes.
+ * - synchronous=FULL: an edge device may lose power at any moment. In WAL mode NORMAL can lose
+ *   the last committed transactions on power loss; losing a just-saved identity would strand the
+ *   agent with a key the issuer has already moved past (generation counters), so we pay the
+ *   extra fsync per commit.
+ * - busy_timeout=5000: a concurrent `sigil agent status` must not make the loop fail.
+ * - mode 0600: the database holds software private keys (KeyRef). The file is created 0600
+ *   *before* SQLite opens it; SQLite gives the -wal and -shm files the main file's mode.
+ * - Numbered migrations tracked in PRAGMA user_version, applied in one transaction.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { SigilError } from '../../errors.js';
+import { ensureDir } from '../../util/atomic-file.js';
+
+export type AgentDb = Database.Database;
+
+export const AGENT_DB_FILE = 'agent.db';
+const DB_MODE = 0o600;
+const DATA_DIR_MODE = 0o700;
+
+interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/** Append only: a released migration is never edited, a fix is a new number. */
+const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    sql: `
+      -- 'current' is what the agent serves; 'previous' is the identity it replaced, kept for
+      -- diagnosis and as a fallback while a fresh credential is being distributed.
+      CREATE TABLE identity (
+        slot         TEXT PRIMARY KEY CHECK (slot IN ('current', 'previous')),
+        instance_id  TEXT NOT NULL,
+        spiffe_id    TEXT NOT NULL,
+        bot          TEXT NOT NULL,
+        chain_pem    TEXT NOT NULL,           -- JSON array, leaf first
+        key_ref      TEXT NOT NULL,           -- JSON KeyRef
+        key_storage  TEXT NOT NULL,
+        exportable   INTEGER NOT NULL CHECK (exportable IN (0, 1)),
+        serial       TEXT NOT NULL,
+        not_before   INTEGER NOT NULL,
+        not_after    INTEGER NOT NULL,
+        generation   INTEGER NOT NULL,
+        join_method  TEXT NOT NULL,
+        issued_at    INTEGER NOT NULL,
+        renew_after  INTEGER NOT NULL,
+        saved_at     INTEGER NOT NULL
+      ) STRICT;
+
+      CREATE TABLE trust_bundle (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        roots_pem   TEXT NOT NULL,            -- JSON array
+        updated_at  INTEGER NOT NULL
+      ) STRICT;
+
+      CREATE TABLE issuer_pin (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        pin        TEXT NOT NULL,             -- sha256:<spki hash>
+        pinned_at  INTEGER NOT NULL
+      ) STRICT;
+
+      CREATE TABLE outbox (
+        request_id       TEXT PRIMARY KEY,
+        op               TEXT NOT NULL,
+        body             TEXT NOT NULL,
+        created_at       INTEGER NOT NULL,
+        pending_key_ref  TEXT
+      ) STRICT;
+
+      CREATE TABLE history (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        at       INTEGER NOT NULL,
+        op       TEXT NOT NULL,
+        outcome  TEXT NOT NULL CHECK (outcome IN ('ok', 'error')),
+        code     TEXT,
+        serial   TEXT,
+        message  TEXT
+      ) STRICT;
+      CREATE INDEX history_outcome_at ON history (outcome, at);
+
+      CREATE TABLE status (
+        id                    INTEGER PRIMARY KEY CHECK (id = 1),
+        consecutive_failures  INTEGER NOT NULL,
+        last_error            TEXT,
+        last_attempt_at       INTEGER,
+        next_attempt_at       INTEGER,
+        transport             TEXT
+      ) STRICT;
+    `,
+  },
+];
+
+export const AGENT_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+/** Open (creating if needed) the agent database in `dataDir` and migrate it. */
+export function openAgentDb(dataDir: string): AgentDb {
+  ensureDir(dataDir, DATA_DIR_MODE);
+  const file = path.join(path.resolve(dataDir), AGENT_DB_FILE);
+  precreate(file);
+
+  let db: AgentDb;
+  try {
+    db = new Database(file, { timeout: 5000 });
+  } catch (err) {
+    throw new SigilError('internal', `cannot open agent state ${file}`, { cause: err });
+  }
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('busy_timeout = 5000');
+    db.pragma('foreign_keys = ON');
+    migrate(db, file);
+  } catch (err) {
+    db.close();
+    if (err instanceof SigilError) throw err;
+    const code = (err as { code?: unknown }).code;
+    if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') {
+      throw new SigilError('config_invalid', `agent state ${file} is not a valid SQLite database`, { cause: err });
+    }
+    throw new SigilError('internal', `cannot initialise agent state ${file}`, { cause: err });
+  }
+  return db;
+}
+
+/**
+ * Create the file 0600 ourselves (O_NOFOLLOW: never open a planted symlink) and tighten the
+ * mode of an existing one, so the key-bearing database is never world-readable, not even for
+ * the instant between SQLite's create and a later chmod.
+ */
+function precreate(file: string): void {
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.lstatSync(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new SigilError('internal', `cannot stat ${file}`, { cause: err });
+  }
+  if (st && st.isSymbolicLink()) throw new SigilError('unsafe_path', `refusing to open ${file}: it is a symbolic link`);
+  if (st && !st.isFile()) throw new SigilError('unsafe_path', `refusing to open ${file}: it is not a regular file`);
+  try {
+    const { O_CREAT, O_RDWR, O_NOFOLLOW } = fs.constants;
+    const fd = fs.openSync(file, O_CREAT | O_RDWR | O_NOFOLLOW, DB_MODE);
+    try {
+      fs.fchmodSync(fd, DB_MODE);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ELOOP') {
+      throw new SigilError('unsafe_path', `refusing to open ${file}: it is a symbolic link`, { cause: err });
+    }
+    throw new SigilError('internal', `cannot create agent state ${file}`, { cause: err });
+  }
+}
+
+function migrate(db: AgentDb, file: string): void {
+  // IMMEDIATE takes the write lock before reading the version, so two processes opening a new
+  // database at once (agent + status CLI) do not both try to create the tables.
+  db.transaction(() => {
+    const current = db.pragma('user_version', { simple: true }) as number;
+    if (current > AGENT_SCHEMA_VERSION) {
+      // A downgrade would silently ignore tables it does not know; refuse instead.
+      throw new SigilError(
+        'config_invalid',
+        `agent state ${file} has schema version ${current}, newer than this Sigil supports (${AGENT_SCHEMA_VERSION})`,
+      );
+    }
+    for (const m of MIGRATIONS) {
+      if (m.version <= current) continue;
+      db.exec(m.sql);
+      // user_version lives in the database header and commits with the transaction.
+      db.pragma(`user_version = ${m.version}`);
+    }
+  }).immediate();
+}

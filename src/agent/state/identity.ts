@@ -1,0 +1,152 @@
+/**
+ * The agent's current identity (and the one it replaced). Saving is one transaction: the old
+ * 'current' row becomes 'previous' and the new row becomes 'current', so a crash mid-save
+ * leaves exactly one of the two identities current, never none and never a mix.
+ */
+import type { Statement } from 'better-sqlite3';
+import type { KeyStorage } from '../../keystore/signer.js';
+import { SigilError } from '../../errors.js';
+import type { AgentDb } from './db.js';
+
+/** Times are unix milliseconds. */
+export interface Identity {
+  instanceId: string;
+  spiffeId: string;
+  bot: string;
+  /** PEM certificates, leaf first, then intermediates. */
+  chainPem: string[];
+  /** JSON of the KeyRef (see keystore/index.ts). For software keys this contains the key. */
+  keyRef: string;
+  keyStorage: KeyStorage;
+  exportable: boolean;
+  serial: string;
+  notBefore: number;
+  notAfter: number;
+  generation: number;
+  joinMethod: string;
+  issuedAt: number;
+  renewAfter: number;
+}
+
+type Slot = 'current' | 'previous';
+
+interface IdentityRow {
+  instance_id: string;
+  spiffe_id: string;
+  bot: string;
+  chain_pem: string;
+  key_ref: string;
+  key_storage: string;
+  exportable: number;
+  serial: string;
+  not_before: number;
+  not_after: number;
+  generation: number;
+  join_method: string;
+  issued_at: number;
+  renew_after: number;
+}
+
+const KEY_STORAGES: ReadonlySet<string> = new Set<KeyStorage>(['software', 'tpm', 'pkcs11']);
+
+export class IdentityStore {
+  readonly #db: AgentDb;
+  readonly #get: Statement<[Slot], IdentityRow>;
+  readonly #dropPrevious: Statement<[]>;
+  readonly #demoteCurrent: Statement<[]>;
+  readonly #insert: Statement<[Record<string, unknown>]>;
+
+  constructor(db: AgentDb) {
+    this.#db = db;
+    this.#get = db.prepare('SELECT * FROM identity WHERE slot = ?');
+    this.#dropPrevious = db.prepare("DELETE FROM identity WHERE slot = 'previous'");
+    this.#demoteCurrent = db.prepare("UPDATE identity SET slot = 'previous' WHERE slot = 'current'");
+    this.#insert = db.prepare(`
+      INSERT INTO identity (slot, instance_id, spiffe_id, bot, chain_pem, key_ref, key_storage, exportable,
+        serial, not_before, not_after, generation, join_method, issued_at, renew_after, saved_at)
+      VALUES ('current', @instanceId, @spiffeId, @bot, @chainPem, @keyRef, @keyStorage, @exportable,
+        @serial, @notBefore, @notAfter, @generation, @joinMethod, @issuedAt, @renewAfter, @savedAt)`);
+  }
+
+  get(): Identity | undefined {
+    return this.#read('current');
+  }
+
+  getPrevious(): Identity | undefined {
+    return this.#read('previous');
+  }
+
+  /** Replace the current identity; the replaced one is kept as 'previous'. */
+  save(id: Identity, savedAt: number = Date.now()): void {
+    validateIdentity(id);
+    this.#db.transaction(() => {
+      this.#dropPrevious.run();
+      this.#demoteCurrent.run();
+      this.#insert.run({
+        ...id,
+        chainPem: JSON.stringify(id.chainPem),
+        exportable: id.exportable ? 1 : 0,
+        savedAt,
+      });
+    })();
+  }
+
+  #read(slot: Slot): Identity | undefined {
+    const r = this.#get.get(slot);
+    if (!r) return undefined;
+    let chainPem: unknown;
+    try {
+      chainPem = JSON.parse(r.chain_pem);
+    } catch {
+      chainPem = undefined;
+    }
+    if (!Array.isArray(chainPem) || !chainPem.every((c) => typeof c === 'string') || !KEY_STORAGES.has(r.key_storage)) {
+      // Only a hand-edited or corrupted database gets here; name what is wrong, not a stack.
+      throw new SigilError('internal', `agent state: the ${slot} identity row is corrupted`);
+    }
+    return {
+      instanceId: r.instance_id,
+      spiffeId: r.spiffe_id,
+      bot: r.bot,
+      chainPem: chainPem as string[],
+      keyRef: r.key_ref,
+      keyStorage: r.key_storage as KeyStorage,
+      exportable: r.exportable === 1,
+      serial: r.serial,
+      notBefore: r.not_before,
+      notAfter: r.not_after,
+      generation: r.generation,
+      joinMethod: r.join_method,
+      issuedAt: r.issued_at,
+      renewAfter: r.renew_after,
+    };
+  }
+}
+
+/**
+ * Identities come from already-verified issuer responses, so a bad one here is a bug in the
+ * caller (TypeError), but we still refuse it before touching the row we would replace.
+ */
+function validateIdentity(id: Identity): void {
+  const problems: string[] = [];
+  for (const k of ['instanceId', 'spiffeId', 'bot', 'keyRef', 'serial', 'joinMethod'] as const) {
+    if (typeof id[k] !== 'string' || id[k].length === 0) problems.push(`${k} must be a non-empty string`);
+  }
+  if (!Array.isArray(id.chainPem) || id.chainPem.length === 0 || !id.chainPem.every((c) => typeof c === 'string' && c.length > 0)) {
+    problems.push('chainPem must be a non-empty array of PEM strings');
+  }
+  for (const k of ['notBefore', 'notAfter', 'issuedAt', 'renewAfter', 'generation'] as const) {
+    if (!Number.isSafeInteger(id[k])) problems.push(`${k} must be an integer`);
+  }
+  if (id.notAfter <= id.notBefore) problems.push('notAfter must be after notBefore');
+  if (!KEY_STORAGES.has(id.keyStorage)) problems.push(`keyStorage ${String(id.keyStorage)} is unknown`);
+  if (typeof id.exportable !== 'boolean') problems.push('exportable must be a boolean');
+  if (typeof id.keyRef === 'string') {
+    try {
+      JSON.parse(id.keyRef);
+    } catch {
+      problems.push('keyRef must be JSON');
+    }
+  }
+  if (problems.length > 0) throw new TypeError(`invalid identity: ${problems.join('; ')}`);
+}

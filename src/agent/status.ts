@@ -1,0 +1,59 @@
+/**
+ * `sigil agent status`: everything an operator asks first, read from the agent's SQLite state
+ * (so it works while the daemon runs, and while the issuer is down).
+ */
+import type { AgentState } from './state/index.js';
+
+export interface AgentStatusReport {
+  state: 'ok' | 'renewal_overdue' | 'expired' | 'not_joined';
+  spiffe_id: string | null;
+  instance_id: string | null;
+  bot: string | null;
+  serial: string | null;
+  not_before: string | null;
+  not_after: string | null;
+  time_left_s: number | null;
+  key_storage: string | null;
+  exportable: boolean | null;
+  generation: number | null;
+  join_method: string | null;
+  last_renewal: string | null;
+  next_renewal: string | null;
+  next_attempt: string | null;
+  consecutive_failures: number;
+  last_error: string | null;
+  transport: string | null;
+  pending_request: string | null;
+}
+
+const iso = (ms: number | null | undefined): string | null => (ms ? new Date(ms).toISOString() : null);
+
+export function agentStatus(state: AgentState, now: number = Date.now()): AgentStatusReport {
+  const id = state.getIdentity();
+  const st = state.getStatus();
+  const last = state.lastSuccess();
+  const pending = state.getOutbox()[0];
+  let s: AgentStatusReport['state'] = 'not_joined';
+  if (id) s = id.notAfter <= now ? 'expired' : now > id.notBefore + (id.notAfter - id.notBefore) * 0.8 ? 'renewal_overdue' : 'ok';
+  return {
+    state: s,
+    spiffe_id: id?.spiffeId ?? null,
+    instance_id: id?.instanceId ?? null,
+    bot: id?.bot ?? null,
+    serial: id?.serial ?? null,
+    not_before: iso(id?.notBefore),
+    not_after: iso(id?.notAfter),
+    time_left_s: id ? Math.round((id.notAfter - now) / 1000) : null,
+    key_storage: id?.keyStorage ?? null,
+    exportable: id?.exportable ?? null,
+    generation: id?.generation ?? null,
+    join_method: id?.joinMethod ?? null,
+    last_renewal: iso(last?.at),
+    next_renewal: iso(id?.renewAfter),
+    next_attempt: iso(st.nextAttemptAt),
+    consecutive_failures: st.consecutiveFailures,
+    last_error: st.lastError,
+    transport: st.transport,
+    pending_request: pending ? `${pending.op} ${pending.requestId}` : null,
+  };
+}

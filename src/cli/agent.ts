@@ -1,0 +1,117 @@
+import { createServer } from 'node:http';
+import type { Command } from 'commander';
+import { SigilError } from '../errors.js';
+import { Agent, type TickOutcome } from '../agent/agent.js';
+import { loadAgentConfig } from '../agent/config.js';
+import { renderAgentMetrics } from '../agent/metrics.js';
+import { openAgentState } from '../agent/state/index.js';
+import { agentStatus } from '../agent/status.js';
+import { formatDuration } from '../util/duration.js';
+import { createLogger } from '../util/log.js';
+import { parseFormat, printJson, printKv } from './output.js';
+import { parseListen } from './server.js';
+
+function summary(r: TickOutcome): Record<string, unknown> {
+  const id = r.identity;
+  return {
+    result: r.action,
+    spiffe_id: id?.spiffeId ?? null,
+    serial: id?.serial ?? null,
+    not_after: id ? new Date(id.notAfter).toISOString() : null,
+    ttl: id ? formatDuration((id.notAfter - id.notBefore) / 1000 - 60) : null,
+    ...(r.action === 'joined' || r.action === 'renewed' ? { ttl_clamped: r.ttlClamped, requested_ttl: formatDuration(r.requestedTtlS) } : {}),
+    key_storage: id?.keyStorage ?? null,
+    exportable: id?.exportable ?? null,
+    generation: id?.generation ?? null,
+  };
+}
+
+function printOutcome(r: TickOutcome, fmt: 'json' | 'table'): void {
+  if (r.action === 'failed') throw r.error;
+  if (fmt === 'json') printJson(summary(r));
+  else printKv(summary(r));
+}
+
+export function registerAgent(program: Command, run: (fn: () => Promise<void> | void) => Promise<void>): void {
+  const agent = program.command('agent').description('the machine side: join, renew, write credentials');
+
+  agent
+    .command('run')
+    .description('join or renew as needed and keep credentials fresh (daemon), or once with --once')
+    .requiredOption('--config <file>', 'agent.yaml')
+    .option('--once', 'join or renew if needed, write outputs, exit (0 ok, 75 issuer unreachable, 1 refused)')
+    .option('--format <fmt>', 'table or json (with --once)')
+    .action((o: { config: string; once?: boolean; format?: string }) =>
+      run(async () => {
+        const fmt = parseFormat(o.format);
+        const cfg = loadAgentConfig(o.config);
+        const log = createLogger({ name: 'sigil-agent', ...(cfg.logLevel ? { level: cfg.logLevel } : o.once ? { level: 'warn' } : {}) });
+        const a = new Agent(cfg, log);
+        try {
+          if (o.once) {
+            a.serveCached();
+            printOutcome(await a.tick(), fmt);
+            return;
+          }
+          const ac = new AbortController();
+          process.once('SIGTERM', () => ac.abort());
+          process.once('SIGINT', () => ac.abort());
+          let server: ReturnType<typeof createServer> | undefined;
+          if (cfg.metrics.listen) {
+            const { host, port } = parseListen(cfg.metrics.listen);
+            server = createServer((req, res) => {
+              if (req.url === '/metrics') {
+                res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(renderAgentMetrics(a.state, Date.now()));
+              } else res.writeHead(404).end();
+            }).listen(port, host);
+            log.info({ listen: cfg.metrics.listen }, 'agent metrics listening');
+          }
+          await a.run(ac.signal);
+          server?.close();
+        } finally {
+          a.close();
+        }
+      }),
+    );
+
+  agent
+    .command('renew')
+    .description('renew now, whatever the schedule says')
+    .requiredOption('--config <file>', 'agent.yaml')
+    .option('--format <fmt>', 'table or json')
+    .action((o: { config: string; format?: string }) =>
+      run(async () => {
+        const fmt = parseFormat(o.format);
+        const cfg = loadAgentConfig(o.config);
+        const a = new Agent(cfg, createLogger({ name: 'sigil-agent', level: cfg.logLevel ?? 'warn' }));
+        try {
+          if (!a.state.getIdentity()) throw new SigilError('not_joined', `no identity in ${cfg.dataDir}; run: sigil agent run --once --config ${o.config}`);
+          printOutcome(await a.tick({ force: true }), fmt);
+        } finally {
+          a.close();
+        }
+      }),
+    );
+
+  agent
+    .command('status')
+    .description("show the agent's identity and renewal state")
+    .option('--config <file>', 'agent.yaml')
+    .option('--data-dir <dir>', 'agent data directory (instead of --config)')
+    .option('--format <fmt>', 'table or json')
+    .action((o: { config?: string; dataDir?: string; format?: string }) =>
+      run(() => {
+        const fmt = parseFormat(o.format);
+        const dir = o.dataDir ?? (o.config ? loadAgentConfig(o.config).dataDir : undefined);
+        if (!dir) throw new SigilError('config_invalid', 'give --config FILE or --data-dir DIR');
+        const state = openAgentState(dir);
+        try {
+          const s = agentStatus(state);
+          if (fmt === 'json') printJson(s);
+          else printKv({ ...s, time_left: s.time_left_s === null ? null : formatDuration(s.time_left_s) });
+        } finally {
+          state.close();
+        }
+      }),
+    );
+}

@@ -1,0 +1,169 @@
+/**
+ * `sigil ctl`: administer policy, tokens, instances, locks and the audit log. Local mode
+ * (`--data-dir D`) opens the issuer's store directly — SQLite WAL lets it run beside a live
+ * issuer. Remote mode (`--server URL`) goes through the admin API with the admin credential.
+ */
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { SigilError } from '../errors.js';
+import { spkiPin } from '../pki/chain.js';
+import { runAdminOp } from '../server/admin/ops.js';
+import { openIssuerStores, paths, readAdminToken } from '../server/data-dir.js';
+import { HttpsIssuerClient } from '../transport/https/client.js';
+import { parseDuration } from '../util/duration.js';
+import { parseFormat, printJson, printTable } from './output.js';
+
+interface CtlGlobals {
+  dataDir?: string;
+  server?: string;
+  adminTokenFile?: string;
+  caPin?: string;
+}
+
+async function admin(g: CtlGlobals, op: string, args: Record<string, unknown>): Promise<unknown> {
+  if (g.server) {
+    const token = g.adminTokenFile ? readFileSync(g.adminTokenFile, 'utf8').trim() : g.dataDir ? readAdminToken(g.dataDir) : '';
+    if (!token) throw new SigilError('unauthorized', 'remote mode needs --admin-token-file (or --data-dir holding admin.token)');
+    let pin = g.caPin;
+    if (!pin && g.dataDir) pin = spkiPin(readFileSync(paths(g.dataDir).rootCert));
+    if (!pin) throw new SigilError('config_invalid', 'remote mode needs --ca-pin sha256:… (or --data-dir)');
+    const client = new HttpsIssuerClient({ url: g.server, pin });
+    try {
+      return await client.admin(op, args, token);
+    } finally {
+      client.close();
+    }
+  }
+  if (!g.dataDir) throw new SigilError('config_invalid', 'give --data-dir DIR (local) or --server URL (remote)');
+  const stores = openIssuerStores(g.dataDir);
+  try {
+    return runAdminOp(stores, op, args);
+  } finally {
+    stores.close();
+  }
+}
+
+/** `--since` accepts a duration back from now (`1h`) or an ISO timestamp. */
+function parseSince(s: string): number {
+  if (/^\d{4}-\d{2}-\d{2}/.test(s)) {
+    const t = Date.parse(s);
+    if (Number.isNaN(t)) throw new SigilError('bad_request', `--since: "${s}" is not a valid timestamp`);
+    return t;
+  }
+  return Date.now() - parseDuration(s, 'config_invalid') * 1000;
+}
+
+export function registerCtl(program: Command, run: (fn: () => Promise<void> | void) => Promise<void>): void {
+  const ctl = program
+    .command('ctl')
+    .description('administer the issuer: policy, tokens, instances, locks, audit')
+    .option('--data-dir <dir>', 'issuer data directory (local mode)')
+    .option('--server <url>', 'issuer URL (remote mode, through the admin API)')
+    .option('--admin-token-file <file>', 'admin credential for remote mode (default: DATA_DIR/admin.token)')
+    .option('--ca-pin <pin>', 'issuer CA pin for remote mode (default: from DATA_DIR)');
+  const g = (): CtlGlobals => ctl.opts<CtlGlobals>();
+
+  ctl
+    .command('apply')
+    .description('create or update roles, bots and join rules from a YAML file (all or nothing)')
+    .requiredOption('-f, --file <file>', 'YAML file with one or more documents')
+    .option('--format <fmt>', 'table or json')
+    .action((o: { file: string; format?: string }) =>
+      run(async () => {
+        const fmt = parseFormat(o.format);
+        let yaml: string;
+        try {
+          yaml = readFileSync(o.file, 'utf8');
+        } catch (e) {
+          throw new SigilError('bad_request', `cannot read ${o.file}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+        }
+        const r = (await admin(g(), 'apply', { yaml, source: o.file })) as { applied: Array<Record<string, unknown>> };
+        if (fmt === 'json') printJson(r);
+        else for (const a of r.applied) process.stdout.write(`${a.kind}/${a.name} ${a.result}\n`);
+      }),
+    );
+
+  const token = ctl.command('token').description('one-time join tokens');
+  token
+    .command('create')
+    .description('create a single-use join token for a bot')
+    .requiredOption('--bot <name>', 'bot the joining machine becomes')
+    .option('--ttl <duration>', 'token lifetime (default 15m, max 24h)')
+    .option('--format <fmt>', 'table or json')
+    .action((o: { bot: string; ttl?: string; format?: string }) =>
+      run(async () => {
+        const fmt = parseFormat(o.format);
+        const r = (await admin(g(), 'token.create', { bot: o.bot, ...(o.ttl ? { ttl: o.ttl } : {}) })) as { token: string; expires: string; bot: string };
+        if (fmt === 'json') return printJson({ token: r.token, expires: r.expires, bot: r.bot });
+        process.stdout.write(`token:   ${r.token}\nbot:     ${r.bot}\nexpires: ${r.expires} (single use)\n\n`);
+        process.stdout.write(`On the machine, put it in agent.yaml as join: { method: token, token: ${r.token} }\nand run: sigil agent run --config agent.yaml --once\n`);
+      }),
+    );
+
+  ctl
+    .command('bots')
+    .description('bots')
+    .command('ls')
+    .option('--format <fmt>', 'table or json')
+    .action((o: { format?: string }) =>
+      run(async () => {
+        const rows = (await admin(g(), 'bots.ls', {})) as Array<Record<string, unknown>>;
+        if (parseFormat(o.format) === 'json') printJson(rows);
+        else printTable(rows, ['name', 'roles', 'locked', 'instances']);
+      }),
+    );
+
+  ctl
+    .command('instances')
+    .description('joined machines')
+    .command('ls')
+    .option('--bot <name>', 'only this bot')
+    .option('--format <fmt>', 'table or json')
+    .action((o: { bot?: string; format?: string }) =>
+      run(async () => {
+        const rows = (await admin(g(), 'instances.ls', o.bot ? { bot: o.bot } : {})) as Array<Record<string, unknown>>;
+        if (parseFormat(o.format) === 'json') printJson(rows);
+        else printTable(rows, ['id', 'bot', 'join_method', 'generation', 'serial', 'not_after', 'key_storage', 'locked']);
+      }),
+    );
+
+  for (const op of ['lock', 'unlock'] as const) {
+    const c = ctl
+      .command(`${op} <target>`)
+      .description(op === 'lock' ? 'refuse every join and renewal of a bot or an instance' : 'lift a lock on a bot or an instance')
+      .option('--format <fmt>', 'table or json');
+    if (op === 'lock') c.option('--reason <text>', 'recorded in the audit log');
+    c.action((target: string, o: { reason?: string; format?: string }) =>
+      run(async () => {
+        const r = (await admin(g(), op, { target, ...(o.reason ? { reason: o.reason } : {}) })) as Record<string, unknown>;
+        if (parseFormat(o.format) === 'json') printJson(r);
+        else process.stdout.write(`${r.bot ? `bot ${String(r.bot)}` : `instance ${String(r.instance)}`} ${op}ed\n`);
+      }),
+    );
+  }
+
+  ctl
+    .command('audit')
+    .description('show or verify the hash-chained audit log')
+    .option('--since <when>', 'duration back from now (1h) or ISO timestamp')
+    .option('--limit <n>', 'at most N rows')
+    .option('--verify', 'verify the hash chain instead of listing')
+    .option('--format <fmt>', 'table or json')
+    .action((o: { since?: string; limit?: string; verify?: boolean; format?: string }) =>
+      run(async () => {
+        const fmt = parseFormat(o.format);
+        if (o.verify) {
+          const r = (await admin(g(), 'audit.verify', {})) as { ok: boolean; rows: number; brokenAt?: number; reason?: string };
+          if (fmt === 'json') printJson(r);
+          else process.stdout.write(r.ok ? `audit chain ok (${r.rows} rows)\n` : `audit chain BROKEN at seq ${r.brokenAt}: ${r.reason}\n`);
+          if (!r.ok) throw new SigilError('audit_chain_broken', `the audit hash chain does not verify at seq ${r.brokenAt} (${r.reason})`);
+          return;
+        }
+        const limit = o.limit !== undefined ? Number(o.limit) : undefined;
+        if (limit !== undefined && (!Number.isInteger(limit) || limit <= 0)) throw new SigilError('bad_request', '--limit must be a positive whole number');
+        const rows = (await admin(g(), 'audit', { ...(o.since ? { since: parseSince(o.since) } : {}), ...(limit ? { limit } : {}) })) as Array<Record<string, unknown>>;
+        if (fmt === 'json') printJson(rows);
+        else printTable(rows.map((r) => ({ ...r, at: new Date(r.at as number).toISOString() })), ['seq', 'at', 'action', 'outcome', 'code', 'bot', 'instanceId', 'method']);
+      }),
+    );
+}

@@ -1,0 +1,39 @@
+/**
+ * `sigil` — one binary for the issuer (`server`), its administration (`ctl`) and the machine
+ * side (`agent`). Errors print one line `error[CODE]: message` on stderr (never a stack trace;
+ * SIGIL_DEBUG=1 adds it) and exit 1 (refused), 2 (bad input/config) or 75 (try again later).
+ */
+import { Command, CommanderError } from 'commander';
+import { registerAgent } from './agent.js';
+import { registerCtl } from './ctl.js';
+import { EXIT, reportError } from './output.js';
+import { registerServer } from './server.js';
+
+const program = new Command('sigil')
+  .description('Sigil: machine identity without a human in the loop')
+  .version('0.1.0')
+  .showHelpAfterError()
+  .exitOverride();
+
+async function run(fn: () => Promise<void> | void): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    process.exitCode = reportError(err);
+  }
+}
+
+registerServer(program, run);
+registerCtl(program, run);
+registerAgent(program, run);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Help and version are "errors" to commander; they already printed.
+    process.exitCode = err.exitCode === 0 ? 0 : EXIT.usage;
+  } else {
+    process.exitCode = reportError(err);
+  }
+}

@@ -1,0 +1,46 @@
+/**
+ * The two halves of a join method (SPIRE's node-attestor split). A method never sees a
+ * transport: the host runs the request (and, for methods that need one, the challenge round)
+ * over HTTPS or MQTT.
+ */
+import type { Stores } from '../server/store/types.js';
+
+export interface AttestInput {
+  /** Method-specific evidence from the join request; validate with the method's wire schema. */
+  evidence: Record<string, unknown>;
+  requestId: string;
+  /** SubjectPublicKeyInfo of the new identity key (from the verified CSR). */
+  spkiDer: Buffer;
+  now: number;
+  remote: string | null;
+}
+
+export interface Attested {
+  bot: string;
+  /** Stable machine id (e.g. from the EK); undefined → a new random instance for each join. */
+  machineId?: string;
+  /** Facts recorded on the instance and in the audit log (never secrets). */
+  facts: Record<string, unknown>;
+  joinRule?: string;
+  /** Whether the agent can join again by itself after its identity expires. */
+  canReattest: boolean;
+  /**
+   * Runs inside the issuing transaction; throw a SigilError to refuse. Single-use evidence
+   * (tokens, challenges) is consumed here so that a refusal later in the join burns nothing
+   * and two concurrent joins cannot both win.
+   */
+  commit?(stores: Stores, now: number, instanceId: string): void;
+}
+
+export interface JoinMethodServer {
+  readonly name: string;
+  attest(input: AttestInput, stores: Stores): Promise<Attested>;
+}
+
+export interface JoinMethodAgent {
+  readonly name: string;
+  /** Whether the method can re-attest without a person after expiry (tpm, x509: yes; token: no). */
+  readonly canReattest: boolean;
+  /** Evidence for the join request. */
+  evidence(): Promise<Record<string, unknown>>;
+}

@@ -1,0 +1,134 @@
+/**
+ * Sigil protocol v1 messages (ARCHITECTURE "Protocol sketch"). Every request and every
+ * successful response is the JSON payload of a JWS envelope (./jws.ts); errors travel as a
+ * plain {code, message, retryable} object, identical over every transport.
+ *
+ * Field names are snake_case on the wire; times are unix milliseconds.
+ */
+import { z } from 'zod';
+import { SigilError, type ErrorCode } from '../errors.js';
+
+export const PROTOCOL_VERSION = 1;
+
+/** JWS `typ` values, so a response can never be replayed as a request or vice versa. */
+export const TYP_REQUEST = 'sigil-request+jws';
+export const TYP_RESPONSE = 'sigil-response+jws';
+
+/** Request ids are chosen by the agent and make requests idempotent. */
+export const requestIdSchema = z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, 'request_id must be 16-64 characters of [A-Za-z0-9_-]');
+
+const pemSchema = z.string().min(1).max(16 * 1024);
+
+export const joinRequestSchema = z.strictObject({
+  v: z.literal(PROTOCOL_VERSION),
+  op: z.literal('join'),
+  request_id: requestIdSchema,
+  timestamp: z.number().int().positive(),
+  method: z.string().regex(/^[a-z0-9_]{1,32}$/),
+  /** PKCS#10 of the new identity key, PEM. The envelope is signed by that same key. */
+  csr: pemSchema,
+  ttl_s: z.number().int().positive().optional(),
+  /** Method-specific evidence; each method validates its own shape (join/<method>/wire.ts). */
+  evidence: z.record(z.string(), z.unknown()),
+  /** Where the agent keeps the key; unproven hardware claims are recorded as exportable. */
+  key_storage: z.enum(['software', 'tpm', 'pkcs11']).optional(),
+});
+export type JoinRequest = z.infer<typeof joinRequestSchema>;
+
+export const renewRequestSchema = z.strictObject({
+  v: z.literal(PROTOCOL_VERSION),
+  op: z.literal('renew'),
+  request_id: requestIdSchema,
+  timestamp: z.number().int().positive(),
+  /** PKCS#10 of a NEW key; the envelope is signed by the CURRENT key (x5c = current chain). */
+  csr: pemSchema,
+  ttl_s: z.number().int().positive().optional(),
+  key_storage: z.enum(['software', 'tpm', 'pkcs11']).optional(),
+});
+export type RenewRequest = z.infer<typeof renewRequestSchema>;
+
+/** What a join or renew returns. */
+export interface IdentityResult {
+  instance_id: string;
+  spiffe_id: string;
+  bot: string;
+  generation: number;
+  serial: string;
+  /** PEM certificates, leaf first (leaf + issuing intermediate). */
+  chain: string[];
+  /** PEM trust anchors. */
+  bundle: string[];
+  not_before: number;
+  not_after: number;
+  ttl_s: number;
+  requested_ttl_s: number;
+  /** True when the requested TTL was above the cap and was lowered (never an error). */
+  ttl_clamped: boolean;
+  /** Issuer's hint for when to renew (the agent adds jitter). */
+  renew_after: number;
+  key_storage: string;
+  exportable: boolean;
+}
+
+export interface BundleResult {
+  trust_domain: string;
+  roots: string[];
+  intermediates: string[];
+}
+
+export interface ResponsePayload<T> {
+  v: typeof PROTOCOL_VERSION;
+  op: 'join' | 'renew' | 'bundle';
+  request_id: string | null;
+  issued_at: number;
+  result: T;
+}
+
+const identityResultSchema = z.object({
+  instance_id: z.string(),
+  spiffe_id: z.string().startsWith('spiffe://'),
+  bot: z.string(),
+  generation: z.number().int().positive(),
+  serial: z.string(),
+  chain: z.array(z.string()).min(1),
+  bundle: z.array(z.string()).min(1),
+  not_before: z.number(),
+  not_after: z.number(),
+  ttl_s: z.number(),
+  requested_ttl_s: z.number(),
+  ttl_clamped: z.boolean(),
+  renew_after: z.number(),
+  key_storage: z.string(),
+  exportable: z.boolean(),
+});
+const bundleResultSchema = z.object({
+  trust_domain: z.string(),
+  roots: z.array(z.string()).min(1),
+  intermediates: z.array(z.string()),
+});
+
+export const responseSchemas = {
+  join: z.object({ v: z.literal(PROTOCOL_VERSION), op: z.literal('join'), request_id: z.string(), issued_at: z.number(), result: identityResultSchema }),
+  renew: z.object({ v: z.literal(PROTOCOL_VERSION), op: z.literal('renew'), request_id: z.string(), issued_at: z.number(), result: identityResultSchema }),
+  bundle: z.object({ v: z.literal(PROTOCOL_VERSION), op: z.literal('bundle'), request_id: z.null(), issued_at: z.number(), result: bundleResultSchema }),
+};
+
+/**
+ * Validate `data` against `schema`, turning the first issue into one readable SigilError
+ * (`field.path: problem`). Used at every boundary: HTTP bodies, YAML, configs.
+ */
+export function parseWith<S extends z.ZodType>(schema: S, data: unknown, code: ErrorCode, what: string): z.infer<S> {
+  const r = schema.safeParse(data);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0]!;
+  const where = issue.path.length ? issue.path.join('.') : '(top level)';
+  throw new SigilError(code, `${what}: ${where}: ${issue.message}`);
+}
+
+/** Peek at `v` first so a future agent gets `unsupported_version`, not a confusing schema error. */
+export function checkVersion(payload: unknown): void {
+  const v = (payload as { v?: unknown } | null)?.v;
+  if (v !== PROTOCOL_VERSION) {
+    throw new SigilError('unsupported_version', `protocol version ${JSON.stringify(v ?? null)} is not supported (this issuer speaks v${PROTOCOL_VERSION})`);
+  }
+}

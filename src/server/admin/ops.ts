@@ -1,0 +1,109 @@
+/**
+ * Administrative operations behind `sigil ctl`. One dispatcher serves both paths: local
+ * (ctl opens the data dir's store directly) and remote (POST /v1/admin/<op> with the admin
+ * bearer credential). Every input is validated here; every change is audited.
+ */
+import { z } from 'zod';
+import { SigilError } from '../../errors.js';
+import { parseWith } from '../../protocol/messages.js';
+import { MAX_TTL_S, parseDuration } from '../../util/duration.js';
+import { randomSecret, sha256Hex } from '../../util/secret.js';
+import { applyResources, botSpecSchema, parseResources } from '../policy/resources.js';
+import type { Stores } from '../store/types.js';
+
+export const DEFAULT_TOKEN_TTL_S = 15 * 60;
+
+const schemas = {
+  apply: z.strictObject({ yaml: z.string().max(1024 * 1024), source: z.string().max(256).optional() }),
+  'token.create': z.strictObject({ bot: z.string().min(1).max(63), ttl: z.union([z.string(), z.number()]).optional() }),
+  'bots.ls': z.strictObject({}),
+  'instances.ls': z.strictObject({ bot: z.string().optional() }),
+  lock: z.strictObject({ target: z.string().min(1).max(128), reason: z.string().max(500).optional() }),
+  unlock: z.strictObject({ target: z.string().min(1).max(128) }),
+  audit: z.strictObject({ since: z.number().int().nonnegative().optional(), limit: z.number().int().positive().max(100000).optional() }),
+  'audit.verify': z.strictObject({}),
+  'resources.ls': z.strictObject({ kind: z.enum(['role', 'bot', 'join_rule']).optional() }),
+} as const;
+
+export type AdminOp = keyof typeof schemas;
+export const ADMIN_OPS = Object.keys(schemas) as AdminOp[];
+
+export function isAdminOp(x: string): x is AdminOp {
+  return Object.prototype.hasOwnProperty.call(schemas, x);
+}
+
+function resolveLockTarget(stores: Stores, target: string): { kind: 'bot' | 'instance'; id: string } {
+  if (stores.resources.get('bot', target)) return { kind: 'bot', id: target };
+  if (stores.instances.get(target)) return { kind: 'instance', id: target };
+  throw new SigilError('not_found', `"${target}" is neither a bot nor an instance id (see: sigil ctl bots ls, sigil ctl instances ls)`);
+}
+
+export function runAdminOp(stores: Stores, op: string, rawArgs: unknown, now: number = Date.now()): unknown {
+  if (!isAdminOp(op)) throw new SigilError('not_found', `unknown admin operation "${op}"`);
+  const args = parseWith(schemas[op] as z.ZodType, rawArgs ?? {}, 'bad_request', `${op} arguments`) as Record<string, unknown>;
+  switch (op) {
+    case 'apply': {
+      const docs = parseResources(args.yaml as string, (args.source as string | undefined) ?? 'input');
+      return { applied: applyResources(stores, docs, now) };
+    }
+    case 'token.create': {
+      const bot = args.bot as string;
+      if (!stores.resources.get('bot', bot)) throw new SigilError('unknown_bot', `bot "${bot}" does not exist (create it with sigil ctl apply -f)`);
+      const ttlS = Math.min(args.ttl === undefined ? DEFAULT_TOKEN_TTL_S : parseDuration(args.ttl as string | number), MAX_TTL_S);
+      const token = randomSecret(32);
+      const expiresAt = now + ttlS * 1000;
+      stores.tx(() => {
+        stores.tokens.create({ hash: sha256Hex(token), bot, createdAt: now, expiresAt });
+        stores.audit.append({ action: 'token_create', outcome: 'ok', bot, actor: 'admin', details: { ttl_s: ttlS, token_hash_prefix: sha256Hex(token).slice(0, 12) } }, now);
+      });
+      return { token, bot, expires: new Date(expiresAt).toISOString(), ttl_s: ttlS };
+    }
+    case 'bots.ls': {
+      const instances = stores.instances.list();
+      return stores.resources.list('bot').map((b) => {
+        const spec = botSpecSchema.parse(b.spec);
+        return {
+          name: b.name,
+          roles: spec.roles,
+          traits: spec.traits ?? {},
+          locked: stores.botLocks.isLocked(b.name),
+          instances: instances.filter((i) => i.bot === b.name).length,
+        };
+      });
+    }
+    case 'instances.ls':
+      return stores.instances.list(args.bot ? { bot: args.bot as string } : undefined).map((i) => ({
+        id: i.id,
+        bot: i.bot,
+        spiffe_id: i.spiffeId,
+        join_method: i.joinMethod,
+        generation: i.generation,
+        serial: i.currentSerial,
+        not_after: i.currentNotAfter ? new Date(i.currentNotAfter).toISOString() : null,
+        key_storage: i.keyStorage,
+        exportable: i.exportable,
+        locked: i.locked,
+        lock_reason: i.lockReason,
+        last_seen: new Date(i.lastSeenAt).toISOString(),
+        facts: i.facts,
+      }));
+    case 'lock':
+    case 'unlock': {
+      const t = resolveLockTarget(stores, args.target as string);
+      const locked = op === 'lock';
+      const reason = locked ? ((args.reason as string | undefined) ?? 'locked by an administrator') : null;
+      stores.tx(() => {
+        if (t.kind === 'bot') stores.botLocks.setLocked(t.id, locked, reason, now);
+        else stores.instances.setLocked(t.id, locked, reason, now);
+        stores.audit.append({ action: op, outcome: 'ok', actor: 'admin', bot: t.kind === 'bot' ? t.id : null, instanceId: t.kind === 'instance' ? t.id : null, details: { kind: t.kind, reason } }, now);
+      });
+      return { [t.kind]: t.id, locked };
+    }
+    case 'audit':
+      return stores.audit.list({ since: args.since as number | undefined, limit: args.limit as number | undefined });
+    case 'audit.verify':
+      return stores.audit.verify();
+    case 'resources.ls':
+      return (args.kind ? [args.kind as 'role' | 'bot' | 'join_rule'] : (['role', 'bot', 'join_rule'] as const)).flatMap((k) => stores.resources.list(k));
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * The issuer's data directory: CA material, the admin credential and the SQLite store.
+ *
+ *   issuer.json                trust domain, creation time, layout version
+ *   ca/root.pem  ca/root.key   ECDSA P-256 root (key 0600; move it offline in production, see docs/runbook.md)
+ *   ca/intermediate.pem/.key   issuing intermediate (key 0600)
+ *   admin.token                bearer credential for `sigil ctl` over the admin API (0600)
+ *   issuer.db                  SQLite (WAL) store
+ */
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { existsSync, lstatSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { SigilError } from '../errors.js';
+import { createIntermediateCa, createRootCa } from '../pki/ca.js';
+import { spkiPin } from '../pki/chain.js';
+import { fromPem, toPem } from '../pki/pem.js';
+import { ensureDir, writeFileAtomic } from '../util/atomic-file.js';
+import { randomSecret, sha256Hex } from '../util/secret.js';
+import { openSqliteStores } from './store/sqlite/index.js';
+import type { Stores } from './store/types.js';
+
+export const LAYOUT_VERSION = 1;
+
+export interface IssuerMeta {
+  trust_domain: string;
+  created_at: string;
+  layout_version: number;
+}
+
+export interface CaMaterial {
+  trustDomain: string;
+  rootDer: Buffer;
+  rootPem: string;
+  intermediateDer: Buffer;
+  intermediatePem: string;
+  intermediateKey: KeyObject;
+  /** `sha256:<hex>` of the root's SPKI: what agents pin. */
+  pin: string;
+}
+
+export const paths = (dir: string) => ({
+  meta: join(dir, 'issuer.json'),
+  caDir: join(dir, 'ca'),
+  rootCert: join(dir, 'ca', 'root.pem'),
+  rootKey: join(dir, 'ca', 'root.key'),
+  intCert: join(dir, 'ca', 'intermediate.pem'),
+  intKey: join(dir, 'ca', 'intermediate.key'),
+  adminToken: join(dir, 'admin.token'),
+  db: join(dir, 'issuer.db'),
+});
+
+const TRUST_DOMAIN_RE = /^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$/;
+
+/** SPIFFE trust domain names: lowercase letters, digits, dots, dashes (SPIFFE-ID spec §2.1). */
+export function validateTrustDomain(td: string): string {
+  if (!TRUST_DOMAIN_RE.test(td) || td.includes('..')) {
+    throw new SigilError('config_invalid', `trust domain "${td}" is not valid: use lowercase letters, digits, dots and dashes, e.g. example.org`);
+  }
+  return td;
+}
+
+export interface InitResult {
+  pin: string;
+  trustDomain: string;
+  adminTokenPath: string;
+}
+
+/**
+ * Create a new issuer: CA hierarchy, admin credential, empty store. Refuses an already
+ * initialised directory (re-running init must never replace a CA machines already trust).
+ */
+export function initDataDir(dir: string, trustDomain: string): InitResult {
+  validateTrustDomain(trustDomain);
+  const p = paths(dir);
+  if (existsSync(p.meta) || existsSync(p.rootCert)) {
+    throw new SigilError('already_initialized', `${dir} already holds an issuer (found ${existsSync(p.meta) ? p.meta : p.rootCert}); refusing to replace its CA`);
+  }
+  ensureDir(dir, 0o700);
+  ensureDir(p.caDir, 0o700);
+  const root = createRootCa({ trustDomain });
+  const inter = createIntermediateCa(root, { trustDomain });
+  // Keys first, certificates after, metadata last: a crash leaves a directory that `init` can be
+  // re-run on only after removing it — never a half CA that looks complete.
+  writeFileAtomic(p.rootKey, root.key.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
+  writeFileAtomic(p.intKey, inter.key.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
+  writeFileAtomic(p.rootCert, toPem('CERTIFICATE', root.certDer), { mode: 0o644 });
+  writeFileAtomic(p.intCert, toPem('CERTIFICATE', inter.certDer), { mode: 0o644 });
+  const adminToken = randomSecret(32);
+  const stores = openSqliteStores(p.db);
+  try {
+    stores.admin.setAdminTokenHash(sha256Hex(adminToken));
+    stores.audit.append({ action: 'init', outcome: 'ok', actor: 'admin', details: { trust_domain: trustDomain, ca_pin: spkiPin(root.certDer) } }, Date.now());
+  } finally {
+    stores.close();
+  }
+  writeFileAtomic(p.adminToken, adminToken + '\n', { mode: 0o600 });
+  const meta: IssuerMeta = { trust_domain: trustDomain, created_at: new Date().toISOString(), layout_version: LAYOUT_VERSION };
+  writeFileAtomic(p.meta, JSON.stringify(meta, null, 2) + '\n', { mode: 0o644 });
+  return { pin: spkiPin(root.certDer), trustDomain, adminTokenPath: p.adminToken };
+}
+
+export function readMeta(dir: string): IssuerMeta {
+  const p = paths(dir);
+  if (!existsSync(p.meta)) throw new SigilError('not_initialized', `${dir} is not an issuer data directory (run: sigil server init --data-dir ${dir} --trust-domain example.org)`);
+  try {
+    return JSON.parse(readFileSync(p.meta, 'utf8')) as IssuerMeta;
+  } catch (e) {
+    throw new SigilError('config_invalid', `${p.meta} is not valid JSON`, { cause: e });
+  }
+}
+
+function readKey(path: string): KeyObject {
+  const st = lstatSync(path);
+  if (st.isSymbolicLink()) throw new SigilError('unsafe_path', `${path} is a symbolic link; refusing to load a CA key through it`);
+  if ((st.mode & 0o077) !== 0) throw new SigilError('config_invalid', `${path} is readable by group or others (mode ${(st.mode & 0o777).toString(8)}); run: chmod 600 ${path}`);
+  return createPrivateKey(readFileSync(path));
+}
+
+export function loadCaMaterial(dir: string): CaMaterial {
+  const meta = readMeta(dir);
+  const p = paths(dir);
+  const rootPem = readFileSync(p.rootCert, 'utf8');
+  const intermediatePem = readFileSync(p.intCert, 'utf8');
+  const rootDer = fromPem(rootPem, 'CERTIFICATE');
+  const intermediateDer = fromPem(intermediatePem, 'CERTIFICATE');
+  const intermediateKey = readKey(p.intKey);
+  // The intermediate must really be issued by the root we serve as the bundle.
+  if (!new X509Certificate(intermediateDer).checkIssued(new X509Certificate(rootDer))) {
+    throw new SigilError('config_invalid', `${p.intCert} is not issued by ${p.rootCert}`);
+  }
+  return { trustDomain: meta.trust_domain, rootDer, rootPem, intermediateDer, intermediatePem, intermediateKey, pin: spkiPin(rootDer) };
+}
+
+export function openIssuerStores(dir: string): Stores {
+  readMeta(dir);
+  return openSqliteStores(paths(dir).db);
+}
+
+export function readAdminToken(dir: string): string {
+  const p = paths(dir).adminToken;
+  try {
+    return readFileSync(p, 'utf8').trim();
+  } catch (e) {
+    throw new SigilError('unauthorized', `cannot read the admin credential ${p}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+  }
+}

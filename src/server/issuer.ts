@@ -1,0 +1,85 @@
+/**
+ * The issuer's shared context: CA material, the issuance engine, its own serving identity
+ * (TLS + response signing), stores, join methods, metrics and the clock. Operations
+ * (./ops/*.ts) take this object; transports (HTTPS now, MQTT later) only move bytes to them.
+ */
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { hostname } from 'node:os';
+import { TokenJoinServer } from '../join/token/server.js';
+import type { JoinMethodServer } from '../join/types.js';
+import { issueServerCert } from '../pki/ca.js';
+import { CertificateIssuer } from '../pki/issue.js';
+import { toPem } from '../pki/pem.js';
+import type { Logger } from '../util/log.js';
+import type { CaMaterial } from './data-dir.js';
+import { createIssuerMetrics, type IssuerMetrics } from './metrics/issuer-metrics.js';
+import type { Stores } from './store/types.js';
+
+/** SPIFFE ID the issuer's own certificate carries; agents check it instead of a hostname. */
+export const issuerSpiffeId = (trustDomain: string): string => `spiffe://${trustDomain}/sigil/issuer`;
+
+export interface ServerIdentity {
+  key: KeyObject;
+  /** Leaf first, then the intermediate. */
+  chainDer: Buffer[];
+  certPem: string;
+  keyPem: string;
+  notAfter: number;
+}
+
+export interface IssuerContext {
+  ca: CaMaterial;
+  engine: CertificateIssuer;
+  server: ServerIdentity;
+  stores: Stores;
+  methods: Map<string, JoinMethodServer>;
+  metrics: IssuerMetrics;
+  log: Logger;
+  now(): number;
+  /** Allowed clock difference for request timestamps. */
+  skewMs: number;
+}
+
+/** The issuer's own serving certificate lives 30 days and is re-issued at every start. */
+const SERVER_CERT_TTL_DAYS = 30;
+
+export function createServerIdentity(ca: CaMaterial, engine: CertificateIssuer, extraSans: string[] = []): ServerIdentity {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const ipRe = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-f:]+:[0-9a-f:]*)$/i;
+  const names = ['localhost', hostname(), ...extraSans];
+  const dnsNames = [...new Set(names.filter((n) => !ipRe.test(n)))];
+  const ipAddresses = [...new Set(['127.0.0.1', '::1', ...names.filter((n) => ipRe.test(n))])];
+  const certDer = issueServerCert(engine, {
+    trustDomain: ca.trustDomain,
+    dnsNames,
+    ipAddresses,
+    ttlDays: SERVER_CERT_TTL_DAYS,
+    spkiDer: publicKey.export({ type: 'spki', format: 'der' }),
+  });
+  return {
+    key: privateKey,
+    chainDer: [certDer, ca.intermediateDer],
+    // The root is sent too, so an agent can match its pin on first contact (transport/https/client.ts).
+    certPem: toPem('CERTIFICATE', certDer) + toPem('CERTIFICATE', ca.intermediateDer) + toPem('CERTIFICATE', ca.rootDer),
+    keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    notAfter: Date.now() + SERVER_CERT_TTL_DAYS * 86400_000,
+  };
+}
+
+export function createIssuerContext(opts: { ca: CaMaterial; stores: Stores; log: Logger; tlsSans?: string[]; now?: () => number }): IssuerContext {
+  const now = opts.now ?? Date.now;
+  const engine = new CertificateIssuer({ caCertDer: opts.ca.intermediateDer, caKey: opts.ca.intermediateKey });
+  const methods = new Map<string, JoinMethodServer>();
+  for (const m of [new TokenJoinServer()]) methods.set(m.name, m);
+  return {
+    ca: opts.ca,
+    engine,
+    server: createServerIdentity(opts.ca, engine, opts.tlsSans),
+    stores: opts.stores,
+    methods,
+    metrics: createIssuerMetrics(opts.stores, now),
+    log: opts.log,
+    now,
+    skewMs: 5 * 60 * 1000,
+  };
+}

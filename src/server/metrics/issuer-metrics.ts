@@ -1,0 +1,27 @@
+import type { Stores } from '../store/types.js';
+import { Counter, Gauge, Histogram, Registry } from './registry.js';
+
+/** Window for "certificates about to expire" (matches the 80%-of-TTL alert for 1 h certs). */
+const EXPIRING_WINDOW_MS = 12 * 60 * 1000;
+
+/** The issuer's metrics, served at GET /metrics (docs/alerts.yaml builds on these names). */
+export function createIssuerMetrics(stores: Stores, now: () => number) {
+  const registry = new Registry();
+  const joins = registry.register(new Counter('sigil_joins_total', 'Successful joins by join method'));
+  const renewals = registry.register(new Counter('sigil_renewals_total', 'Successful renewals'));
+  const refusals = registry.register(new Counter('sigil_refusals_total', 'Refused requests by operation, join method and error code'));
+  const authFailures = registry.register(new Counter('sigil_auth_failures_total', 'Requests refused for failed authentication (401/403)'));
+  const issuance = registry.register(
+    new Histogram('sigil_issuance_seconds', 'Time to decide and sign a join or renewal', [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]),
+  );
+  registry.register(
+    new Gauge('sigil_certificates_expiring_soon', 'Current certificates expiring within 12 minutes, by bot', () =>
+      stores.certificates.expiringBefore(now() + EXPIRING_WINDOW_MS, now()).map((r) => ({ labels: { bot: r.bot }, value: r.count })),
+    ),
+  );
+  const startedAt = now();
+  registry.register(new Gauge('sigil_issuer_uptime_seconds', 'Seconds since the issuer started', () => [{ labels: {}, value: Math.round((now() - startedAt) / 1000) }]));
+  return { registry, joins, renewals, refusals, authFailures, issuance };
+}
+
+export type IssuerMetrics = ReturnType<typeof createIssuerMetrics>;

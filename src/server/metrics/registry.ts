@@ -1,0 +1,77 @@
+/**
+ * A minimal Prometheus text-format registry (exposition format 0.0.4). Hand-written because
+ * Sigil needs three metric kinds and no default process collectors; prom-client would add a
+ * dependency for ~100 lines.
+ */
+
+type Labels = Record<string, string>;
+
+const esc = (v: string): string => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+const fmtLabels = (l: Labels): string => {
+  const keys = Object.keys(l);
+  return keys.length ? `{${keys.map((k) => `${k}="${esc(l[k]!)}"`).join(',')}}` : '';
+};
+const keyOf = (l: Labels): string => JSON.stringify(Object.entries(l).sort(([a], [b]) => (a < b ? -1 : 1)));
+
+interface Metric {
+  render(): string;
+}
+
+export class Counter implements Metric {
+  private readonly values = new Map<string, { labels: Labels; v: number }>();
+  constructor(readonly name: string, readonly help: string) {}
+  inc(labels: Labels = {}, by = 1): void {
+    const k = keyOf(labels);
+    const e = this.values.get(k);
+    if (e) e.v += by;
+    else this.values.set(k, { labels, v: by });
+  }
+  get(labels: Labels = {}): number {
+    return this.values.get(keyOf(labels))?.v ?? 0;
+  }
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
+    for (const { labels, v } of this.values.values()) lines.push(`${this.name}${fmtLabels(labels)} ${v}`);
+    return lines.join('\n');
+  }
+}
+
+export class Gauge implements Metric {
+  constructor(readonly name: string, readonly help: string, private readonly collect: () => Array<{ labels: Labels; value: number }>) {}
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
+    for (const { labels, value } of this.collect()) lines.push(`${this.name}${fmtLabels(labels)} ${value}`);
+    return lines.join('\n');
+  }
+}
+
+export class Histogram implements Metric {
+  private readonly counts: number[];
+  private sum = 0;
+  private count = 0;
+  constructor(readonly name: string, readonly help: string, private readonly buckets: number[]) {
+    this.counts = buckets.map(() => 0);
+  }
+  observe(v: number): void {
+    this.sum += v;
+    this.count++;
+    for (let i = 0; i < this.buckets.length; i++) if (v <= this.buckets[i]!) this.counts[i]!++;
+  }
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
+    this.buckets.forEach((b, i) => lines.push(`${this.name}_bucket{le="${b}"} ${this.counts[i]}`));
+    lines.push(`${this.name}_bucket{le="+Inf"} ${this.count}`, `${this.name}_sum ${this.sum}`, `${this.name}_count ${this.count}`);
+    return lines.join('\n');
+  }
+}
+
+export class Registry {
+  private readonly metrics: Metric[] = [];
+  register<M extends Metric>(m: M): M {
+    this.metrics.push(m);
+    return m;
+  }
+  render(): string {
+    return this.metrics.map((m) => m.render()).join('\n') + '\n';
+  }
+}

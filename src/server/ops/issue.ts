@@ -1,0 +1,85 @@
+/**
+ * Issue one X.509-SVID and record it. Runs inside the caller's store transaction: the
+ * certificate row, the instance's new generation, the idempotent response and the audit row
+ * commit together or not at all.
+ */
+import { createHash } from 'node:crypto';
+import { SigilError } from '../../errors.js';
+import type { IdentityResult } from '../../protocol/messages.js';
+import { toPem } from '../../pki/pem.js';
+import { randomSerial, serialHex } from '../../pki/serial.js';
+import type { KeyStorage } from '../../keystore/signer.js';
+import { decideTtl } from '../policy/ttl.js';
+import type { BotPolicy } from '../policy/resources.js';
+import type { IssuerContext } from '../issuer.js';
+
+/** NotBefore is back-dated so a verifier whose clock lags a little still accepts the cert. */
+export const BACKDATE_MS = 60_000;
+/** The issuer's renewal hint: half the lifetime (the agent adds ±10% jitter). */
+export const RENEW_FRACTION = 0.5;
+
+export const spiffeIdFor = (trustDomain: string, bot: string, instanceId: string): string => `spiffe://${trustDomain}/bot/${bot}/${instanceId}`;
+
+export function spkiHash(spkiDer: Buffer): string {
+  return 'sha256:' + createHash('sha256').update(spkiDer).digest('hex');
+}
+
+export interface IssueParams {
+  op: 'join' | 'renew';
+  requestId: string;
+  instanceId: string;
+  bot: BotPolicy;
+  spkiDer: Buffer;
+  requestedTtlS: number | undefined;
+  generation: number;
+  keyStorage: KeyStorage;
+  exportable: boolean;
+}
+
+export function issueIdentity(ctx: IssuerContext, p: IssueParams): IdentityResult {
+  const now = ctx.now();
+  const ttl = decideTtl(p.requestedTtlS, p.bot.maxTtlS);
+  const spiffeId = spiffeIdFor(ctx.ca.trustDomain, p.bot.name, p.instanceId);
+  const serial = randomSerial();
+  const notBefore = now - BACKDATE_MS;
+  const notAfter = now + ttl.ttlS * 1000;
+  let der: Buffer;
+  try {
+    der = ctx.engine.issueSvid({ serial, spkiDer: p.spkiDer, spiffeId, notBefore: new Date(notBefore), notAfter: new Date(notAfter) });
+  } catch (e) {
+    throw new SigilError('internal', 'certificate signing failed', { cause: e });
+  }
+  const serialStr = serialHex(serial);
+  ctx.stores.certificates.insert({
+    serial: serialStr,
+    instanceId: p.instanceId,
+    bot: p.bot.name,
+    generation: p.generation,
+    notBefore,
+    notAfter,
+    kind: 'x509-svid',
+    keyStorage: p.keyStorage,
+    exportable: p.exportable,
+    spkiHash: spkiHash(p.spkiDer),
+    requestId: p.requestId,
+    issuedAt: now,
+  });
+  ctx.stores.instances.recordIssue(p.instanceId, { generation: p.generation, serial: serialStr, notAfter, keyStorage: p.keyStorage, exportable: p.exportable, now });
+  return {
+    instance_id: p.instanceId,
+    spiffe_id: spiffeId,
+    bot: p.bot.name,
+    generation: p.generation,
+    serial: serialStr,
+    chain: [toPem('CERTIFICATE', der), ctx.ca.intermediatePem.trim() + '\n'],
+    bundle: [ctx.ca.rootPem.trim() + '\n'],
+    not_before: notBefore,
+    not_after: notAfter,
+    ttl_s: ttl.ttlS,
+    requested_ttl_s: ttl.requestedS,
+    ttl_clamped: ttl.clamped,
+    renew_after: now + Math.round(ttl.ttlS * 1000 * RENEW_FRACTION),
+    key_storage: p.keyStorage,
+    exportable: p.exportable,
+  };
+}

@@ -1,0 +1,107 @@
+/**
+ * `join`: verify the envelope (signed by the key in its CSR — proof of possession), replay an
+ * already answered request id, let the join method attest the evidence, then in one
+ * transaction consume single-use evidence, create or re-use the instance and issue.
+ */
+import { randomUUID } from 'node:crypto';
+import { SigilError, toSigilError } from '../../errors.js';
+import { b64u, parseJws, verifyJws, type Jws } from '../../protocol/jws.js';
+import { checkVersion, joinRequestSchema, parseWith, TYP_REQUEST, type JoinRequest } from '../../protocol/messages.js';
+import { parseCsr } from '../../pki/csr.js';
+import type { IssuerContext } from '../issuer.js';
+import { resolveBot } from '../policy/resources.js';
+import { issueIdentity, spiffeIdFor } from './issue.js';
+import { payloadHash, replayIfSeen, responsePayload, signResponse } from './respond.js';
+import { auditRefusal } from './refusal.js';
+
+export async function handleJoin(ctx: IssuerContext, body: unknown, remote: string | null): Promise<Jws> {
+  const started = process.hrtime.bigint();
+  let req: JoinRequest | undefined;
+  try {
+    const { jws, header } = parseJws(body);
+    if (header.typ !== TYP_REQUEST) throw new SigilError('bad_request', `JWS typ must be ${TYP_REQUEST}`);
+    let unverified: unknown;
+    try {
+      unverified = JSON.parse(b64u.decode(jws.payload).toString('utf8'));
+    } catch {
+      throw new SigilError('bad_request', 'JWS payload is not JSON');
+    }
+    checkVersion(unverified);
+    req = parseWith(joinRequestSchema, unverified, 'bad_request', 'join request');
+    const csr = parseCsr(req.csr);
+    // The envelope must be signed by the very key being certified.
+    const verified = verifyJws(jws, header, csr.publicKey);
+    const hash = payloadHash(verified.payloadBytes);
+
+    const replay = replayIfSeen(ctx, req.request_id, hash);
+    if (replay) return signResponse(ctx, replay);
+
+    const method = ctx.methods.get(req.method);
+    if (!method) throw new SigilError('unknown_join_method', `join method "${req.method}" is not enabled on this issuer (enabled: ${[...ctx.methods.keys()].join(', ')})`);
+    const now = ctx.now();
+    const att = await method.attest({ evidence: req.evidence, requestId: req.request_id, spkiDer: csr.spkiDer, now, remote }, ctx.stores);
+    const bot = resolveBot(ctx.stores, att.bot);
+    if (ctx.stores.botLocks.isLocked(bot.name)) throw new SigilError('bot_locked', `bot "${bot.name}" is locked; unlock with: sigil ctl unlock ${bot.name}`);
+    const r = req;
+
+    const payload = ctx.stores.tx(() => {
+      // Re-check inside the write lock: two copies of one request racing each other.
+      const again = replayIfSeen(ctx, r.request_id, hash);
+      if (again) return again;
+      const existing = att.machineId ? ctx.stores.instances.get(att.machineId) : undefined;
+      const instanceId = existing?.id ?? att.machineId ?? randomUUID();
+      att.commit?.(ctx.stores, now, instanceId);
+      if (existing) {
+        if (existing.locked) throw new SigilError('instance_locked', `instance ${existing.id} is locked (${existing.lockReason ?? 'by an administrator'})`);
+        ctx.stores.instances.updateFacts(existing.id, att.facts, now);
+      } else {
+        ctx.stores.instances.create({
+          id: instanceId,
+          bot: bot.name,
+          joinMethod: method.name,
+          spiffeId: spiffeIdFor(ctx.ca.trustDomain, bot.name, instanceId),
+          generation: 0,
+          facts: att.facts,
+          keyStorage: 'software',
+          exportable: true,
+          createdAt: now,
+        });
+      }
+      const result = issueIdentity(ctx, {
+        op: 'join',
+        requestId: r.request_id,
+        instanceId,
+        bot,
+        spkiDer: csr.spkiDer,
+        requestedTtlS: r.ttl_s,
+        generation: (existing?.generation ?? 0) + 1,
+        // A software key is all a token join can prove; hardware claims need the TPM join.
+        keyStorage: 'software',
+        exportable: true,
+      });
+      const json = responsePayload(ctx, 'join', r.request_id, result);
+      ctx.stores.idempotency.put({ requestId: r.request_id, requestHash: hash, op: 'join', response: json, createdAt: now });
+      ctx.stores.audit.append(
+        {
+          action: 'join',
+          outcome: 'ok',
+          bot: bot.name,
+          instanceId,
+          method: method.name,
+          actor: 'agent',
+          remote,
+          details: { serial: result.serial, spiffe_id: result.spiffe_id, generation: result.generation, ttl_s: result.ttl_s, ttl_clamped: result.ttl_clamped, rejoin: existing !== undefined, key_storage: result.key_storage, exportable: result.exportable, ...att.facts },
+        },
+        now,
+      );
+      return json;
+    });
+    ctx.metrics.joins.inc({ method: method.name });
+    ctx.metrics.issuance.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    return signResponse(ctx, payload);
+  } catch (err) {
+    const e = toSigilError(err);
+    auditRefusal(ctx, 'join', e, { method: req?.method ?? null, remote, requestId: req?.request_id });
+    throw e;
+  }
+}

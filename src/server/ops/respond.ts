@@ -1,0 +1,29 @@
+import { createHash } from 'node:crypto';
+import { SigilError } from '../../errors.js';
+import { signJwsWithKey, type Jws } from '../../protocol/jws.js';
+import { PROTOCOL_VERSION, TYP_RESPONSE, type ResponsePayload } from '../../protocol/messages.js';
+import type { IssuerContext } from '../issuer.js';
+
+/** Serialise a response payload once; the same string is stored for idempotent replays. */
+export function responsePayload<T>(ctx: IssuerContext, op: ResponsePayload<T>['op'], requestId: string | null, result: T): string {
+  const p: ResponsePayload<T> = { v: PROTOCOL_VERSION, op, request_id: requestId, issued_at: ctx.now(), result };
+  return JSON.stringify(p);
+}
+
+/** Sign a stored or fresh payload with the issuer's serving key (x5c = its chain). */
+export function signResponse(ctx: IssuerContext, payloadJson: string): Jws {
+  return signJwsWithKey(ctx.server.key, 'ES256', TYP_RESPONSE, payloadJson, ctx.server.chainDer);
+}
+
+export const payloadHash = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
+
+/**
+ * Idempotency: the same request id with the same signed payload gets the stored response;
+ * the same id with other content is refused (a buggy or malicious client, never a retry).
+ */
+export function replayIfSeen(ctx: IssuerContext, requestId: string, hash: string): string | undefined {
+  const seen = ctx.stores.idempotency.get(requestId);
+  if (!seen) return undefined;
+  if (seen.requestHash !== hash) throw new SigilError('request_id_conflict', `request id ${requestId} was already used for a different request`);
+  return seen.response;
+}

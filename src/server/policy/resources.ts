@@ -1,0 +1,146 @@
+/**
+ * Policy resources (`role`, `bot`, `join_rule`), declared in YAML and applied with
+ * `sigil ctl apply -f FILE`. Validation lives here, apart from applying (SPIRE's habit):
+ * a whole file is validated, cross-references are checked, and only then is anything written.
+ */
+import { parseAllDocuments } from 'yaml';
+import { z } from 'zod';
+import { SigilError } from '../../errors.js';
+import { parseWith } from '../../protocol/messages.js';
+import { MAX_TTL_S, parseDuration } from '../../util/duration.js';
+import type { ResourceKind, Stores } from '../store/types.js';
+
+export const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const nameSchema = z.string().regex(NAME_RE, 'names are 1-63 lowercase letters, digits and dashes');
+const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  try {
+    return parseDuration(v, 'policy_invalid');
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+const strList = z.array(z.string().min(1).max(253)).max(256);
+
+/** A role grants credential kinds and bounds them. Unknown keys are refused (typos must not widen or silently drop policy). */
+export const roleSpecSchema = z.strictObject({
+  max_ttl: duration.optional(),
+  allowed_outputs: z.array(z.enum(['identity', 'ssh_host', 'ssh_user', 'database', 'kubernetes', 'jwt'])).optional(),
+  ssh_logins: strList.optional(),
+  ssh_host_principals: strList.optional(),
+  db_users: strList.optional(),
+  kubernetes_users: strList.optional(),
+  kubernetes_groups: strList.optional(),
+  jwt_audiences: strList.optional(),
+});
+
+export const botSpecSchema = z.strictObject({
+  roles: z.array(nameSchema).min(1, 'a bot needs at least one role'),
+  traits: z.record(z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/), strList).optional(),
+});
+
+/** Method blocks are validated by each join method when it is registered (later issues). */
+export const joinRuleSpecSchema = z
+  .object({
+    method: z.string().regex(/^[a-z0-9_]{1,32}$/),
+    bot: nameSchema,
+  })
+  .catchall(z.unknown());
+
+const documentSchema = z.strictObject({
+  kind: z.enum(['role', 'bot', 'join_rule']),
+  name: nameSchema,
+  spec: z.record(z.string(), z.unknown()),
+});
+
+export interface ResourceDoc {
+  kind: ResourceKind;
+  name: string;
+  spec: Record<string, unknown>;
+}
+
+const SPEC_SCHEMA: Record<ResourceKind, z.ZodType> = { role: roleSpecSchema, bot: botSpecSchema, join_rule: joinRuleSpecSchema };
+
+/** Parse a multi-document YAML text into validated resources (nothing is stored). */
+export function parseResources(text: string, source = 'input'): ResourceDoc[] {
+  const docs = parseAllDocuments(text);
+  const out: ResourceDoc[] = [];
+  const list = Array.isArray(docs) ? docs : [docs];
+  list.forEach((doc, i) => {
+    const where = `${source} document ${i + 1}`;
+    if (doc.errors.length) throw new SigilError('policy_invalid', `${where}: YAML error: ${doc.errors[0]!.message.split('\n')[0]}`);
+    const value: unknown = doc.toJS();
+    if (value === null || value === undefined) return; // empty document (e.g. trailing ---)
+    const d = parseWith(documentSchema, value, 'policy_invalid', where);
+    // Keep the author's spec as written (durations stay "24h"), but validate it now.
+    parseWith(SPEC_SCHEMA[d.kind], d.spec, 'policy_invalid', `${where} (${d.kind} ${d.name}) spec`);
+    out.push({ kind: d.kind, name: d.name, spec: d.spec });
+  });
+  if (out.length === 0) throw new SigilError('policy_invalid', `${source}: no resources found`);
+  const seen = new Set<string>();
+  for (const d of out) {
+    const k = `${d.kind}/${d.name}`;
+    if (seen.has(k)) throw new SigilError('policy_invalid', `${source}: ${k} is declared twice`);
+    seen.add(k);
+  }
+  return out;
+}
+
+export interface ApplyOutcome {
+  kind: ResourceKind;
+  name: string;
+  result: 'created' | 'updated' | 'unchanged';
+}
+
+/**
+ * Apply validated resources in one transaction. References (bot → roles, join_rule → bot)
+ * must resolve against this batch or the store; otherwise nothing is written.
+ */
+export function applyResources(stores: Stores, docs: ResourceDoc[], now: number): ApplyOutcome[] {
+  return stores.tx(() => {
+    const has = (kind: ResourceKind, name: string): boolean =>
+      docs.some((d) => d.kind === kind && d.name === name) || stores.resources.get(kind, name) !== undefined;
+    for (const d of docs) {
+      if (d.kind === 'bot') {
+        for (const r of (d.spec as { roles: string[] }).roles) {
+          if (!has('role', r)) throw new SigilError('policy_invalid', `bot ${d.name}: role "${r}" does not exist`);
+        }
+      } else if (d.kind === 'join_rule') {
+        const bot = (d.spec as { bot: string }).bot;
+        if (!has('bot', bot)) throw new SigilError('policy_invalid', `join_rule ${d.name}: bot "${bot}" does not exist`);
+      }
+    }
+    // Roles first so a reader never sees a bot whose role is missing.
+    const order: ResourceKind[] = ['role', 'bot', 'join_rule'];
+    const sorted = [...docs].sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind));
+    const outcomes = sorted.map((d) => ({ kind: d.kind, name: d.name, result: stores.resources.put(d.kind, d.name, d.spec, now) }));
+    for (const o of outcomes) {
+      if (o.result !== 'unchanged') stores.audit.append({ action: 'apply', outcome: 'ok', actor: 'admin', details: { kind: o.kind, name: o.name, result: o.result } }, now);
+    }
+    return outcomes;
+  });
+}
+
+export interface BotPolicy {
+  name: string;
+  roles: string[];
+  traits: Record<string, string[]>;
+  /** The longest TTL any of the bot's roles allows, never above 24 h. */
+  maxTtlS: number;
+}
+
+/** Resolve a bot and its roles from the store, or throw `unknown_bot`. */
+export function resolveBot(stores: Stores, bot: string): BotPolicy {
+  const rec = stores.resources.get('bot', bot);
+  if (!rec) throw new SigilError('unknown_bot', `bot "${bot}" does not exist`);
+  const spec = botSpecSchema.parse(rec.spec);
+  let maxTtlS = 0;
+  for (const r of spec.roles) {
+    const role = stores.resources.get('role', r);
+    if (!role) continue;
+    const rs = roleSpecSchema.parse(role.spec);
+    maxTtlS = Math.max(maxTtlS, rs.max_ttl ?? MAX_TTL_S);
+  }
+  if (maxTtlS === 0) throw new SigilError('unknown_bot', `bot "${bot}" has no existing role`);
+  return { name: bot, roles: spec.roles, traits: spec.traits ?? {}, maxTtlS: Math.min(maxTtlS, MAX_TTL_S) };
+}

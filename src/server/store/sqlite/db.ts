@@ -1,0 +1,53 @@
+/**
+ * Opening the issuer's SQLite file: connection pragmas, owner-only file permissions,
+ * migrations. The caller makes sure the directory exists (and is itself private).
+ */
+import fs from 'node:fs';
+import Database from 'better-sqlite3';
+import { migrate } from './migrations.js';
+
+/** The db file and its WAL/shared-memory companions hold token hashes and the audit log. */
+const FILE_MODE = 0o600;
+
+export function openSqlite(path: string): Database.Database {
+  const inMemory = path === ':memory:' || path === '';
+  // Create the file owner-only before SQLite does, so it is never briefly world-readable
+  // under a loose umask. Flag 'a' never truncates an existing database.
+  if (!inMemory) fs.closeSync(fs.openSync(path, 'a', FILE_MODE));
+
+  const db = new Database(path);
+  try {
+    // First, so the pragmas and migrations below wait for other processes instead of failing
+    // with SQLITE_BUSY (switching to WAL needs a moment of exclusive access).
+    db.pragma('busy_timeout = 5000');
+    // WAL: readers never block the writer and vice versa; writers from several processes
+    // serialise on the WAL write lock (BEGIN IMMEDIATE in Stores.tx).
+    db.pragma('journal_mode = WAL');
+    // In WAL mode, synchronous=NORMAL fsyncs only at checkpoints, not at every commit. Every
+    // commit is still atomic and the file can never be corrupted, and nothing is lost when the
+    // *process* crashes (the WAL is in the OS page cache). What a power loss or kernel crash
+    // can do is roll back the last few commits since the previous checkpoint: the file stays
+    // consistent, a just-consumed join token could become unused again (it still expires by its
+    // short TTL) and the audit chain loses its newest rows (it stays valid, just shorter).
+    // FULL would fsync the WAL on each commit and cost a disk flush per issued certificate.
+    db.pragma('synchronous = NORMAL');
+    db.pragma('foreign_keys = ON');
+    migrate(db);
+    if (!inMemory) restrictPermissions(path);
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+/** chmod 0600 the database and whichever of its -wal / -shm files exist right now. */
+function restrictPermissions(path: string): void {
+  for (const p of [path, `${path}-wal`, `${path}-shm`]) {
+    try {
+      fs.chmodSync(p, FILE_MODE);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || p === path) throw err;
+    }
+  }
+}

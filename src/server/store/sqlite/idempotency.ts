@@ -1,0 +1,60 @@
+/**
+ * Responses remembered by request id, so a repeated request (a lost response, an MQTT
+ * redelivery) gets the stored answer instead of a second issuance.
+ */
+import type BetterSqlite3 from 'better-sqlite3';
+import type { IdempotencyRecord, IdempotencyStore } from '../types.js';
+
+interface IdempotencyRow {
+  request_id: string;
+  request_hash: string;
+  op: string;
+  response: string;
+  created_at: number;
+}
+
+export class SqliteIdempotencyStore implements IdempotencyStore {
+  private readonly getStmt: BetterSqlite3.Statement<[string], IdempotencyRow>;
+  private readonly insertStmt: BetterSqlite3.Statement<[IdempotencyRow]>;
+  private readonly pruneStmt: BetterSqlite3.Statement<[number]>;
+
+  constructor(db: BetterSqlite3.Database) {
+    this.getStmt = db.prepare(
+      'SELECT request_id, request_hash, op, response, created_at FROM idempotency WHERE request_id = ?',
+    );
+    // Plain INSERT: a second put with the same id is a caller bug (it must `get` first in the
+    // same transaction) and fails with SQLITE_CONSTRAINT_PRIMARYKEY.
+    this.insertStmt = db.prepare(
+      `INSERT INTO idempotency (request_id, request_hash, op, response, created_at)
+       VALUES (@request_id, @request_hash, @op, @response, @created_at)`,
+    );
+    this.pruneStmt = db.prepare('DELETE FROM idempotency WHERE created_at < ?');
+  }
+
+  get(requestId: string): IdempotencyRecord | undefined {
+    const row = this.getStmt.get(requestId);
+    return (
+      row && {
+        requestId: row.request_id,
+        requestHash: row.request_hash,
+        op: row.op,
+        response: row.response,
+        createdAt: row.created_at,
+      }
+    );
+  }
+
+  put(rec: IdempotencyRecord): void {
+    this.insertStmt.run({
+      request_id: rec.requestId,
+      request_hash: rec.requestHash,
+      op: rec.op,
+      response: rec.response,
+      created_at: rec.createdAt,
+    });
+  }
+
+  prune(before: number): number {
+    return this.pruneStmt.run(before).changes;
+  }
+}

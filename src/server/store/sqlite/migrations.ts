@@ -1,0 +1,199 @@
+/**
+ * Numbered schema migrations for the issuer's SQLite database.
+ *
+ * Rules: never edit a migration that has shipped; add a new one with the next version. Every
+ * pending migration runs inside one BEGIN IMMEDIATE transaction, so two processes opening the
+ * same new file serialise (the second waits on busy_timeout, then finds nothing to do) and a
+ * failing migration leaves the file exactly as it was.
+ *
+ * Conventions: times are INTEGER unix milliseconds, booleans INTEGER 0/1, JSON documents TEXT.
+ * Tables are STRICT so a wrongly typed value is an error instead of a silent coercion.
+ */
+import type BetterSqlite3 from 'better-sqlite3';
+import { SigilError } from '../../../errors.js';
+
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'initial issuer schema',
+    sql: `
+CREATE TABLE resources (
+  kind        TEXT    NOT NULL CHECK (kind IN ('role', 'bot', 'join_rule')),
+  name        TEXT    NOT NULL,
+  spec        TEXT    NOT NULL CHECK (json_valid(spec)),  -- canonical JSON
+  created_at  INTEGER NOT NULL,
+  updated_at  INTEGER NOT NULL,
+  PRIMARY KEY (kind, name)
+) STRICT;
+
+CREATE TABLE join_tokens (
+  hash        TEXT    PRIMARY KEY,                        -- hex sha256 of the secret
+  bot         TEXT    NOT NULL,
+  created_at  INTEGER NOT NULL,
+  expires_at  INTEGER NOT NULL,
+  used_at     INTEGER,
+  used_by     TEXT,
+  CHECK ((used_at IS NULL) = (used_by IS NULL))
+) STRICT;
+
+CREATE TABLE instances (
+  id                TEXT    PRIMARY KEY,
+  bot               TEXT    NOT NULL,
+  join_method       TEXT    NOT NULL,
+  spiffe_id         TEXT    NOT NULL,
+  generation        INTEGER NOT NULL CHECK (generation >= 0),
+  locked            INTEGER NOT NULL DEFAULT 0 CHECK (locked IN (0, 1)),
+  lock_reason       TEXT,
+  facts             TEXT    NOT NULL CHECK (json_valid(facts)),
+  key_storage       TEXT    NOT NULL CHECK (key_storage IN ('software', 'tpm', 'pkcs11')),
+  exportable        INTEGER NOT NULL CHECK (exportable IN (0, 1)),
+  created_at        INTEGER NOT NULL,
+  updated_at        INTEGER NOT NULL,
+  last_seen_at      INTEGER NOT NULL,
+  current_serial    TEXT,
+  current_not_after INTEGER
+) STRICT;
+CREATE INDEX instances_created ON instances (created_at, id);
+CREATE INDEX instances_bot_created ON instances (bot, created_at, id);
+
+CREATE TABLE bot_locks (
+  bot     TEXT    PRIMARY KEY,
+  reason  TEXT,
+  at      INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE certificates (
+  serial       TEXT    PRIMARY KEY CHECK (length(serial) > 0 AND serial NOT GLOB '*[^0-9a-f]*'),
+  -- Deferred: a join creates the instance and its first certificate in one transaction, in
+  -- either order; the reference is still enforced at COMMIT.
+  instance_id  TEXT    NOT NULL REFERENCES instances (id) DEFERRABLE INITIALLY DEFERRED,
+  bot          TEXT    NOT NULL,
+  generation   INTEGER NOT NULL,
+  not_before   INTEGER NOT NULL,
+  not_after    INTEGER NOT NULL,
+  kind         TEXT    NOT NULL,
+  key_storage  TEXT    NOT NULL CHECK (key_storage IN ('software', 'tpm', 'pkcs11')),
+  exportable   INTEGER NOT NULL CHECK (exportable IN (0, 1)),
+  spki_hash    TEXT    NOT NULL,
+  request_id   TEXT    NOT NULL,
+  issued_at    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX certificates_instance ON certificates (instance_id, generation, issued_at);
+
+CREATE TABLE idempotency (
+  request_id    TEXT    PRIMARY KEY,
+  request_hash  TEXT    NOT NULL,
+  op            TEXT    NOT NULL,
+  response      TEXT    NOT NULL,
+  created_at    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX idempotency_created ON idempotency (created_at);
+
+CREATE TABLE audit_log (
+  seq          INTEGER PRIMARY KEY,
+  at           INTEGER NOT NULL,
+  action       TEXT    NOT NULL,
+  outcome      TEXT    NOT NULL,
+  code         TEXT,
+  bot          TEXT,
+  instance_id  TEXT,
+  method       TEXT,
+  actor        TEXT    NOT NULL,
+  remote       TEXT,
+  details      TEXT    NOT NULL CHECK (json_valid(details)),  -- canonical JSON
+  prev_hash    TEXT    NOT NULL UNIQUE,                       -- UNIQUE: the chain cannot fork
+  hash         TEXT    NOT NULL UNIQUE
+) STRICT;
+CREATE INDEX audit_log_at ON audit_log (at, seq);
+-- Append-only against Sigil's own bugs. Someone with write access to the file can drop these;
+-- the hash chain is what detects that (AuditStore.verify).
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+
+CREATE TABLE settings (
+  key    TEXT PRIMARY KEY,
+  value  TEXT NOT NULL
+) STRICT;
+`,
+  },
+];
+
+/** The newest schema version this code knows. */
+export function latestVersion(migrations: readonly Migration[] = MIGRATIONS): number {
+  return migrations.length === 0 ? 0 : migrations[migrations.length - 1]!.version;
+}
+
+/**
+ * Bring `db` up to the newest schema. Idempotent: an up-to-date database is only read.
+ * Refuses (SigilError 'internal') a database written by a newer Sigil, rather than guessing.
+ * Returns the schema version after migrating.
+ */
+export function migrate(db: BetterSqlite3.Database, migrations: readonly Migration[] = MIGRATIONS): number {
+  checkOrdered(migrations);
+  const latest = latestVersion(migrations);
+
+  // Fast path without the write lock: many processes may open an up-to-date file at once.
+  if (hasMigrationsTable(db) && checkedVersion(db, latest) === latest) return latest;
+
+  return db
+    .transaction(() => {
+      db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+        version     INTEGER PRIMARY KEY,
+        name        TEXT    NOT NULL,
+        applied_at  INTEGER NOT NULL
+      ) STRICT`);
+      // Re-read under the write lock: another process may have migrated meanwhile.
+      const current = checkedVersion(db, latest);
+      const record = db.prepare<[number, string, number]>(
+        'INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)',
+      );
+      for (const m of migrations) {
+        if (m.version <= current) continue;
+        db.exec(m.sql);
+        record.run(m.version, m.name, Date.now());
+      }
+      return latest;
+    })
+    .immediate();
+}
+
+/** The database's schema version (0 when never migrated). */
+export function schemaVersion(db: BetterSqlite3.Database): number {
+  if (!hasMigrationsTable(db)) return 0;
+  const v = db.prepare<[], number | null>('SELECT max(version) FROM schema_migrations').pluck().get();
+  return v ?? 0;
+}
+
+function checkedVersion(db: BetterSqlite3.Database, latest: number): number {
+  const current = schemaVersion(db);
+  if (current > latest) {
+    throw new SigilError(
+      'internal',
+      `the database schema is version ${current}, newer than this Sigil knows (${latest}); ` +
+        'run the Sigil version that wrote it, or a newer one',
+    );
+  }
+  return current;
+}
+
+function hasMigrationsTable(db: BetterSqlite3.Database): boolean {
+  return (
+    db.prepare<[], number>("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'schema_migrations'").pluck().get() === 1
+  );
+}
+
+function checkOrdered(migrations: readonly Migration[]): void {
+  migrations.forEach((m, i) => {
+    if (m.version !== i + 1) {
+      throw new TypeError(`migration #${i} has version ${m.version}; versions must be 1, 2, 3, ... in order`);
+    }
+  });
+}

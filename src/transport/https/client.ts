@@ -1,0 +1,172 @@
+/**
+ * The agent's HTTPS client. Trust comes from the CA pin (`sha256:<hex SPKI>`), never from
+ * the system store and never trust-on-first-use:
+ *  1. first contact: a TLS handshake without verification only to read the presented chain;
+ *     the certificate whose SPKI hash equals the pin must be a self-signed CA, and the leaf must
+ *     chain to it. That root becomes the only trust anchor.
+ *  2. every request: OpenSSL verifies the chain against that single root, and instead of a
+ *     hostname we require the issuer's SPIFFE ID (spiffe://<td>/sigil/issuer), as SPIRE agents do.
+ *  3. every response body is a JWS whose x5c chains to the same root (../../protocol/verify-response.ts).
+ */
+import { X509Certificate } from 'node:crypto';
+import https from 'node:https';
+import tls, { type PeerCertificate } from 'node:tls';
+import { SigilError } from '../../errors.js';
+import { spkiPin } from '../../pki/chain.js';
+import { toPem } from '../../pki/pem.js';
+import type { Jws } from '../../protocol/jws.js';
+
+export interface HttpsClientOptions {
+  /** https://host:port of the issuer. */
+  url: string;
+  /** `sha256:<hex>` of the issuer CA root's SubjectPublicKeyInfo. */
+  pin: string;
+  /** Known root (PEM) from a previous contact; re-checked against the pin. */
+  rootPem?: string;
+  timeoutMs?: number;
+}
+
+const ISSUER_PATH = '/sigil/issuer';
+
+function networkError(e: unknown, url: string): SigilError {
+  if (e instanceof SigilError) return e;
+  const code = (e as NodeJS.ErrnoException).code ?? 'error';
+  return new SigilError('issuer_unreachable', `cannot reach the issuer at ${url}: ${code}`, { cause: e });
+}
+
+export class HttpsIssuerClient {
+  private readonly base: URL;
+  private rootPem: string | undefined;
+  private agent: https.Agent | undefined;
+  readonly timeoutMs: number;
+
+  constructor(private readonly opts: HttpsClientOptions) {
+    try {
+      this.base = new URL(opts.url);
+    } catch {
+      throw new SigilError('config_invalid', `issuer URL "${opts.url}" is not a valid URL`);
+    }
+    if (this.base.protocol !== 'https:') throw new SigilError('config_invalid', `issuer URL must use https:// (got ${this.base.protocol})`);
+    if (!/^sha256:[0-9a-f]{64}$/.test(opts.pin)) throw new SigilError('config_invalid', 'ca_pin must look like sha256:<64 hex digits> (printed by `sigil server init`)');
+    this.timeoutMs = opts.timeoutMs ?? 15_000;
+    if (opts.rootPem) this.setRoot(opts.rootPem);
+  }
+
+  get url(): string {
+    return this.base.origin;
+  }
+
+  /** The pinned root, once learned (the agent persists it in its state). */
+  get root(): string | undefined {
+    return this.rootPem;
+  }
+
+  private setRoot(pem: string): void {
+    const cert = new X509Certificate(pem);
+    if (spkiPin(cert) !== this.opts.pin) throw new SigilError('pin_mismatch', `the stored issuer root does not match ca_pin ${this.opts.pin}`);
+    this.rootPem = pem;
+    this.agent?.destroy();
+    this.agent = new https.Agent({
+      keepAlive: true,
+      ca: pem,
+      rejectUnauthorized: true,
+      // Identity is the issuer's SPIFFE ID under the pinned root, not a DNS name.
+      checkServerIdentity: (_host: string, peer: PeerCertificate) => {
+        const uris = (peer.subjectaltname ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
+        if (!uris.some((u) => u.startsWith('spiffe://') && u.endsWith(ISSUER_PATH))) {
+          return new SigilError('pin_mismatch', `the server certificate does not carry an issuer SPIFFE ID (*${ISSUER_PATH})`);
+        }
+        return undefined;
+      },
+    });
+  }
+
+  /** First contact: learn the root from the presented chain, accepting it only if it matches the pin. */
+  async ensureRoot(): Promise<string> {
+    if (this.rootPem) return this.rootPem;
+    const chain = await new Promise<X509Certificate[]>((resolve, reject) => {
+      const sock = tls.connect({ host: this.base.hostname, port: Number(this.base.port || 443), rejectUnauthorized: false, servername: undefined, timeout: this.timeoutMs });
+      sock.once('secureConnect', () => {
+        const out: X509Certificate[] = [];
+        let c: tls.DetailedPeerCertificate | undefined = sock.getPeerCertificate(true);
+        const seen = new Set<string>();
+        while (c && c.raw && !seen.has(c.fingerprint256)) {
+          seen.add(c.fingerprint256);
+          out.push(new X509Certificate(c.raw));
+          c = c.issuerCertificate;
+        }
+        sock.end();
+        resolve(out);
+      });
+      sock.once('timeout', () => sock.destroy(new SigilError('issuer_unreachable', `TLS handshake with ${this.url} timed out`)));
+      sock.once('error', (e) => reject(networkError(e, this.url)));
+    });
+    const rootIdx = chain.findIndex((c) => spkiPin(c) === this.opts.pin);
+    if (rootIdx < 0) throw new SigilError('pin_mismatch', `no certificate presented by ${this.url} matches ca_pin ${this.opts.pin}; check the pin printed by \`sigil server init\``);
+    const root = chain[rootIdx]!;
+    if (!root.ca || !root.checkIssued(root) || !root.verify(root.publicKey)) throw new SigilError('pin_mismatch', 'the pinned certificate is not a self-signed CA');
+    for (let i = 0; i < rootIdx; i++) {
+      if (!chain[i]!.checkIssued(chain[i + 1]!) || !chain[i]!.verify(chain[i + 1]!.publicKey)) throw new SigilError('pin_mismatch', 'the presented TLS chain does not verify up to the pinned root');
+    }
+    this.setRoot(toPem('CERTIFICATE', root.raw));
+    return this.rootPem!;
+  }
+
+  private async call(method: 'GET' | 'POST', path: string, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<unknown> {
+    await this.ensureRoot();
+    const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    return new Promise((resolve, reject) => {
+      const req = https.request(
+        new URL(path, this.base),
+        {
+          method,
+          agent: this.agent,
+          timeout: this.timeoutMs,
+          headers: { accept: 'application/json', ...extraHeaders, ...(data ? { 'content-type': 'application/json', 'content-length': data.length } : {}) },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > 1024 * 1024) req.destroy(new SigilError('response_invalid', 'issuer response larger than 1 MiB'));
+            else chunks.push(c);
+          });
+          res.on('end', () => {
+            let parsed: unknown;
+            try {
+              parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+            } catch {
+              return reject(new SigilError(res.statusCode && res.statusCode >= 500 ? 'issuer_unreachable' : 'response_invalid', `issuer answered HTTP ${res.statusCode} with a non-JSON body`));
+            }
+            if (res.statusCode === 200) return resolve(parsed);
+            const err = SigilError.fromWire(parsed);
+            reject(err);
+          });
+          res.on('error', (e) => reject(networkError(e, this.url)));
+        },
+      );
+      req.on('timeout', () => req.destroy(new SigilError('issuer_unreachable', `request to ${this.url}${path} timed out after ${this.timeoutMs} ms`)));
+      req.on('error', (e) => reject(networkError(e, this.url)));
+      req.end(data);
+    });
+  }
+
+  post(op: 'join' | 'renew', envelope: Jws): Promise<unknown> {
+    return this.call('POST', `/v1/${op}`, envelope);
+  }
+
+  bundle(): Promise<unknown> {
+    return this.call('GET', '/v1/bundle');
+  }
+
+  /** Admin API call (`sigil ctl --server`): bearer credential, same pinned TLS. */
+  async admin(op: string, args: unknown, adminToken: string): Promise<unknown> {
+    const r = (await this.call('POST', `/v1/admin/${encodeURIComponent(op)}`, args, { authorization: `Bearer ${adminToken}` })) as { result?: unknown };
+    return r.result;
+  }
+
+  close(): void {
+    this.agent?.destroy();
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * The issuer's HTTPS adapter (fastify). It only moves bytes: parse JSON within limits, call
+ * the operation, map SigilError codes to status + {code, message, retryable}. Internal errors
+ * never leak a message or a stack trace to the client.
+ */
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
+import { SigilError, toSigilError, type ErrorCode } from '../../errors.js';
+import { runAdminOp } from '../../server/admin/ops.js';
+import type { IssuerContext } from '../../server/issuer.js';
+import { handleBundle } from '../../server/ops/bundle.js';
+import { handleJoin } from '../../server/ops/join.js';
+import { auditRefusal } from '../../server/ops/refusal.js';
+import { handleRenew } from '../../server/ops/renew.js';
+import { constantTimeEqual, sha256Hex } from '../../util/secret.js';
+
+/** Requests are small signed JSON documents; 64 KiB leaves room for long chains. */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+const FASTIFY_CODE_MAP: Record<string, ErrorCode> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'body_too_large',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported_media_type',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'malformed_json',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'malformed_json',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'bad_request',
+};
+
+function sendError(reply: FastifyReply, e: SigilError): FastifyReply {
+  if (e.retryAfterMs !== undefined) reply.header('retry-after', Math.ceil(e.retryAfterMs / 1000));
+  return reply.code(e.status).type('application/json').send(e.toWire());
+}
+
+export interface HttpsServerOptions {
+  ctx: IssuerContext;
+  /** Set to false in tests that want plain HTTP; production always uses TLS. */
+  tls?: boolean;
+}
+
+export function buildHttpsServer({ ctx, tls = true }: HttpsServerOptions): FastifyInstance {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: MAX_BODY_BYTES,
+    ...(tls ? { https: { key: ctx.server.keyPem, cert: ctx.server.certPem, minVersion: 'TLSv1.2' as const } } : {}),
+    keepAliveTimeout: 30_000,
+    return503OnClosing: true,
+  }) as unknown as FastifyInstance;
+
+  app.setErrorHandler((err: FastifyError | SigilError | Error, _req, reply) => {
+    if (err instanceof SigilError) return sendError(reply, err);
+    const fe = err as FastifyError;
+    const mapped = fe.code ? FASTIFY_CODE_MAP[fe.code] : undefined;
+    if (mapped) return sendError(reply, new SigilError(mapped, mapped === 'body_too_large' ? `the request body exceeds ${MAX_BODY_BYTES} bytes` : undefined));
+    if (err instanceof SyntaxError || fe.statusCode === 400) return sendError(reply, new SigilError('malformed_json'));
+    ctx.log.error({ err }, 'unhandled error in HTTPS handler');
+    return sendError(reply, toSigilError(err));
+  });
+  app.setNotFoundHandler((req, reply) => sendError(reply, new SigilError('not_found', `no route ${req.method} ${req.url.split('?')[0]}`)));
+
+  const remoteOf = (req: { ip: string }): string => req.ip;
+
+  app.post('/v1/join', async (req) => handleJoin(ctx, req.body, remoteOf(req)));
+  app.post('/v1/renew', async (req) => handleRenew(ctx, req.body, remoteOf(req)));
+  app.get('/v1/bundle', async () => handleBundle(ctx));
+  app.get('/healthz', async () => ({ status: 'ok', trust_domain: ctx.ca.trustDomain }));
+  app.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4').send(ctx.metrics.registry.render()));
+
+  // Admin API: never open. Bearer credential compared in constant time against its stored hash.
+  app.post('/v1/admin/:op', async (req) => {
+    const auth = req.headers.authorization ?? '';
+    const stored = ctx.stores.admin.getAdminTokenHash();
+    const presented = auth.startsWith('Bearer ') ? sha256Hex(auth.slice(7).trim()) : '';
+    if (!stored || !constantTimeEqual(presented, stored)) {
+      const e = new SigilError('unauthorized', 'missing or invalid admin credential (Authorization: Bearer <contents of DATA_DIR/admin.token>)');
+      auditRefusal(ctx, 'admin', e, { remote: remoteOf(req) });
+      throw e;
+    }
+    const op = (req.params as { op: string }).op;
+    return { result: runAdminOp(ctx.stores, op, req.body ?? {}, ctx.now()) };
+  });
+  return app;
+}

@@ -1,0 +1,131 @@
+import fs from 'node:fs';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { SigilError } from '../../../src/errors.js';
+import { openSqlite } from '../../../src/server/store/sqlite/db.js';
+import { openSqliteStores } from '../../../src/server/store/sqlite/index.js';
+import { MIGRATIONS, latestVersion, migrate, schemaVersion } from '../../../src/server/store/sqlite/migrations.js';
+import { tempDir } from './helpers.js';
+
+describe('sqlite database file', () => {
+  let t: ReturnType<typeof tempDir>;
+  beforeEach(() => {
+    t = tempDir();
+  });
+  afterEach(() => t.remove());
+
+  it('sets WAL, busy_timeout, foreign_keys and synchronous=NORMAL', () => {
+    const db = openSqlite(t.dbPath);
+    try {
+      expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+      expect(db.pragma('busy_timeout', { simple: true })).toBe(5000);
+      expect(db.pragma('foreign_keys', { simple: true })).toBe(1);
+      expect(db.pragma('synchronous', { simple: true })).toBe(1); // 1 = NORMAL
+    } finally {
+      db.close();
+    }
+  });
+
+  it('makes the database and its WAL files owner-only, even under a loose umask', () => {
+    const old = process.umask(0o022);
+    try {
+      const stores = openSqliteStores(t.dbPath);
+      stores.audit.append({ action: 'x', outcome: 'ok' }, 1);
+      for (const p of [t.dbPath, `${t.dbPath}-wal`, `${t.dbPath}-shm`]) {
+        expect(fs.existsSync(p)).toBe(true);
+        expect(fs.statSync(p).mode & 0o777).toBe(0o600);
+      }
+      stores.close();
+      // An existing file with loose permissions is tightened on open.
+      fs.chmodSync(t.dbPath, 0o644);
+      openSqliteStores(t.dbPath).close();
+      expect(fs.statSync(t.dbPath).mode & 0o777).toBe(0o600);
+    } finally {
+      process.umask(old);
+    }
+  });
+
+  it('migrates once; reopening keeps data and applies nothing twice', () => {
+    const a = openSqliteStores(t.dbPath);
+    a.admin.setAdminTokenHash('aa');
+    a.close();
+    const b = openSqliteStores(t.dbPath);
+    expect(b.admin.getAdminTokenHash()).toBe('aa');
+    b.close();
+    const raw = new Database(t.dbPath);
+    try {
+      const rows = raw.prepare('SELECT version, name FROM schema_migrations ORDER BY version').all();
+      expect(rows).toEqual(MIGRATIONS.map((m) => ({ version: m.version, name: m.name })));
+      expect(schemaVersion(raw)).toBe(latestVersion());
+      expect(migrate(raw)).toBe(latestVersion());
+      expect(raw.prepare('SELECT count(*) AS n FROM schema_migrations').get()).toEqual({ n: MIGRATIONS.length });
+    } finally {
+      raw.close();
+    }
+  });
+
+  it('applies only pending migrations, in one transaction', () => {
+    const raw = new Database(t.dbPath);
+    try {
+      const extra = [...MIGRATIONS, { version: MIGRATIONS.length + 1, name: 'extra', sql: 'CREATE TABLE extra (x INTEGER) STRICT;' }];
+      expect(migrate(raw)).toBe(MIGRATIONS.length);
+      expect(migrate(raw, extra)).toBe(extra.length);
+      expect(schemaVersion(raw)).toBe(extra.length);
+      // A failing migration changes nothing.
+      const broken = [...extra, { version: extra.length + 1, name: 'broken', sql: 'CREATE TABLE ok2 (x INTEGER); SELECT * FROM no_such_table;' }];
+      expect(() => migrate(raw, broken)).toThrow(/no_such_table/);
+      expect(schemaVersion(raw)).toBe(extra.length);
+      expect(raw.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE name = 'ok2'").get()).toEqual({ n: 0 });
+      // Versions must be 1..n in order.
+      expect(() => migrate(raw, [MIGRATIONS[0]!, { version: 3, name: 'skip', sql: '' }])).toThrow(TypeError);
+    } finally {
+      raw.close();
+    }
+  });
+
+  it('refuses a database from a newer Sigil with a clear error', () => {
+    openSqliteStores(t.dbPath).close();
+    const raw = new Database(t.dbPath);
+    raw.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(latestVersion() + 1, 'future', 0);
+    raw.close();
+    let err: unknown;
+    try {
+      openSqliteStores(t.dbPath);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(SigilError);
+    expect((err as SigilError).code).toBe('internal');
+    expect((err as SigilError).message).toMatch(new RegExp(`version ${latestVersion() + 1}, newer than this Sigil knows \\(${latestVersion()}\\)`));
+  });
+
+  it('keeps the audit log append-only against stray UPDATE and DELETE', () => {
+    const s = openSqliteStores(t.dbPath);
+    s.audit.append({ action: 'x', outcome: 'ok' }, 1);
+    s.close();
+    const raw = new Database(t.dbPath);
+    try {
+      expect(() => raw.prepare("UPDATE audit_log SET outcome = 'refused'").run()).toThrow(/append-only/);
+      expect(() => raw.prepare('DELETE FROM audit_log').run()).toThrow(/append-only/);
+    } finally {
+      raw.close();
+    }
+  });
+
+  it('runs nested transactions as savepoints (better-sqlite3 behaviour we rely on)', () => {
+    const db = openSqlite(t.dbPath);
+    try {
+      const seen: boolean[] = [];
+      const outer = db.transaction(() => {
+        seen.push(db.inTransaction);
+        db.transaction(() => seen.push(db.inTransaction)).immediate();
+        seen.push(db.inTransaction);
+      });
+      outer.immediate();
+      expect(seen).toEqual([true, true, true]);
+      expect(db.inTransaction).toBe(false);
+    } finally {
+      db.close();
+    }
+  });
+});
