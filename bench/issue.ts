@@ -21,7 +21,7 @@ function installReflectMetadataShim(): void {
   const R = Reflect as unknown as Record<string, unknown>;
   if (typeof R.getMetadata === 'function') return;
   const store = new WeakMap<object, Map<unknown, unknown>>();
-  const own = (t: object, k: unknown): unknown => store.get(t)?.get(k);
+  const own = (k: unknown, t: object): unknown => store.get(t)?.get(k);
   const define = (k: unknown, v: unknown, t: object): void => {
     if (!store.has(t)) store.set(t, new Map());
     store.get(t)!.set(k, v);
@@ -30,7 +30,7 @@ function installReflectMetadataShim(): void {
   R.getOwnMetadata = own;
   R.getMetadata = (k: unknown, t: object): unknown => {
     for (let o: object | null = t; o !== null; o = Object.getPrototypeOf(o) as object | null) {
-      const v = own(o, k);
+      const v = own(k, o);
       if (v !== undefined) return v;
     }
     return undefined;

@@ -1,0 +1,221 @@
+/**
+ * In-process issuer for integration tests: a real data directory, SQLite stores, the real
+ * fastify HTTPS server on 127.0.0.1 (port 0), and raw node:https requests against it. The
+ * issuer's clock is adjustable (`clock.offsetMs`) so expiry and skew can be tested without
+ * sleeping.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { buildJoinRequest, buildRenewRequest } from '../../src/agent/requests.js';
+import { loadSigner, parseKeyRef, SoftwareSigner } from '../../src/keystore/index.js';
+import type { Signer } from '../../src/keystore/signer.js';
+import { buildCsr } from '../../src/pki/csr.js';
+import { toPem } from '../../src/pki/pem.js';
+import { signJws, type Jws } from '../../src/protocol/jws.js';
+import { TYP_REQUEST, type IdentityResult } from '../../src/protocol/messages.js';
+import { verifyResponse } from '../../src/protocol/verify-response.js';
+import { runAdminOp } from '../../src/server/admin/ops.js';
+import { initDataDir, loadCaMaterial, openIssuerStores, paths } from '../../src/server/data-dir.js';
+import { createIssuerContext, type IssuerContext } from '../../src/server/issuer.js';
+import type { AuditRecord } from '../../src/server/store/types.js';
+import { buildHttpsServer } from '../../src/transport/https/server.js';
+import { silentLogger } from '../../src/util/log.js';
+import { newRequestId } from '../../src/util/secret.js';
+
+export const POLICY = `
+kind: role
+name: edge
+spec:
+  max_ttl: 24h
+---
+kind: bot
+name: gw
+spec:
+  roles: [edge]
+`;
+
+export interface HttpResult {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+  /** Parsed body, or undefined if it is not JSON. */
+  json: any;
+}
+
+/** The agent's side of one identity: the current key and chain. */
+export interface Identity {
+  signer: Signer;
+  chainPem: string[];
+  result: IdentityResult;
+}
+
+export interface Harness {
+  dir: string;
+  ctx: IssuerContext;
+  app: FastifyInstance;
+  port: number;
+  rootPem: string;
+  adminToken: string;
+  clock: { offsetMs: number };
+  request(method: string, path: string, opts?: { body?: string | Buffer; headers?: Record<string, string | number> }): Promise<HttpResult>;
+  /** POST a JSON value (a JWS envelope or anything else) to /v1/<op>. */
+  post(op: string, body: unknown): Promise<HttpResult>;
+  token(opts?: { bot?: string; ttl?: string }): string;
+  /** Join with a fresh token; throws if the issuer refuses. */
+  join(opts?: { token?: string; ttlS?: number }): Promise<Identity & { envelope: Jws; response: HttpResult }>;
+  /** Build (not send) a renew envelope signed by `id`'s current key. */
+  renewEnvelope(id: Identity, opts?: { now?: number }): Promise<{ envelope: Jws; newSigner: Signer }>;
+  /** Parse a 200 identity response into the next Identity. */
+  identityFrom(res: HttpResult, op: 'join' | 'renew', requestId: string, signer: Signer): Identity;
+  counts(): { instances: number; certificates: number; audit: number; usedTokens: number };
+  auditAfter(seq: number): AuditRecord[];
+  lastAuditSeq(): number;
+  close(): Promise<void>;
+}
+
+export async function startIssuer(): Promise<Harness> {
+  const dir = mkdtempSync(join(tmpdir(), 'sigil-int-'));
+  initDataDir(dir, 'example.org');
+  const ca = loadCaMaterial(dir);
+  const stores = openIssuerStores(dir);
+  const clock = { offsetMs: 0 };
+  const ctx = createIssuerContext({ ca, stores, log: silentLogger(), now: () => Date.now() + clock.offsetMs });
+  const app = buildHttpsServer({ ctx });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const port = (app.server.address() as AddressInfo).port;
+  const rootPem = readFileSync(paths(dir).rootCert, 'utf8');
+  const adminToken = readFileSync(paths(dir).adminToken, 'utf8').trim();
+  runAdminOp(stores, 'apply', { yaml: POLICY });
+
+  const request: Harness['request'] = (method, path, opts = {}) =>
+    new Promise((resolve, reject) => {
+      const req = https.request(
+        {
+          host: '127.0.0.1',
+          port,
+          path,
+          method,
+          ca: rootPem,
+          checkServerIdentity: () => undefined,
+          agent: false,
+          headers: { ...(opts.body !== undefined ? { 'content-length': Buffer.byteLength(opts.body) } : {}), ...opts.headers },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let json: unknown;
+            try {
+              json = JSON.parse(text);
+            } catch {
+              json = undefined;
+            }
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+          });
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(opts.body);
+    });
+
+  const post: Harness['post'] = (op, body) =>
+    request('POST', `/v1/${op}`, { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+
+  const token: Harness['token'] = (opts = {}) =>
+    (runAdminOp(stores, 'token.create', { bot: opts.bot ?? 'gw', ...(opts.ttl ? { ttl: opts.ttl } : {}) }, ctx.now()) as { token: string }).token;
+
+  const identityFrom: Harness['identityFrom'] = (res, op, requestId, signer) => {
+    if (res.status !== 200) throw new Error(`${op} refused: HTTP ${res.status} ${res.text}`);
+    const payload = verifyResponse(res.json, op, requestId, rootPem);
+    return { signer, chainPem: payload.result.chain, result: payload.result };
+  };
+
+  const join: Harness['join'] = async (opts = {}) => {
+    const built = await buildJoinRequest({ method: 'token', evidence: { token: opts.token ?? token() }, now: ctx.now(), ...(opts.ttlS ? { ttlS: opts.ttlS } : {}) });
+    const signer = loadSigner(parseKeyRef(built.entry.pendingKeyRef!));
+    const response = await post('join', built.envelope);
+    return { ...identityFrom(response, 'join', built.entry.requestId, signer), envelope: built.envelope, response };
+  };
+
+  const renewEnvelope: Harness['renewEnvelope'] = async (id, opts = {}) => {
+    const built = await buildRenewRequest({ current: id.signer, chainPem: id.chainPem, now: opts.now ?? ctx.now() });
+    return { envelope: built.envelope, newSigner: loadSigner(parseKeyRef(built.entry.pendingKeyRef!)) };
+  };
+
+  const counts: Harness['counts'] = () => {
+    const instances = stores.instances.list();
+    return {
+      instances: instances.length,
+      certificates: instances.reduce((n, i) => n + stores.certificates.listByInstance(i.id).length, 0),
+      audit: stores.audit.list().length,
+      usedTokens: stores.tokens.list().filter((t) => t.usedAt !== null).length,
+    };
+  };
+
+  const lastAuditSeq = (): number => stores.audit.list().at(-1)?.seq ?? 0;
+  const auditAfter = (seq: number): AuditRecord[] => stores.audit.list().filter((r) => r.seq > seq);
+
+  return {
+    dir,
+    ctx,
+    app,
+    port,
+    rootPem,
+    adminToken,
+    clock,
+    request,
+    post,
+    token,
+    join,
+    renewEnvelope,
+    identityFrom,
+    counts,
+    auditAfter,
+    lastAuditSeq,
+    async close() {
+      await app.close();
+      stores.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A join payload as buildJoinRequest makes it, with overrides; signed by `signer` (a fresh key by default). */
+export async function joinPayload(over: Record<string, unknown> = {}, signer: Signer = SoftwareSigner.generate()): Promise<{ payload: Record<string, unknown>; signer: Signer }> {
+  const payload: Record<string, unknown> = {
+    v: 1,
+    op: 'join',
+    request_id: newRequestId(),
+    timestamp: Date.now(),
+    method: 'token',
+    csr: toPem('CERTIFICATE REQUEST', await buildCsr(signer)),
+    evidence: {},
+    key_storage: 'software',
+    ...over,
+  };
+  return { payload, signer };
+}
+
+export function sign(signer: Signer, payload: unknown, x5c?: Buffer[], typ = TYP_REQUEST): Promise<Jws> {
+  return signJws(signer, typ, payload, x5c);
+}
+
+/** The refusal body every endpoint must answer with: {code, message, retryable}, nothing leaked. */
+export function expectRefusal(res: HttpResult, status: number, code: string): void {
+  const where = `HTTP ${res.status} ${res.text}`;
+  if (res.status !== status) throw new Error(`expected HTTP ${status} ${code}, got ${where}`);
+  const b = res.json as Record<string, unknown> | undefined;
+  if (!b || b.code !== code) throw new Error(`expected code ${code}, got ${where}`);
+  if (typeof b.message !== 'string' || b.message.length === 0) throw new Error(`refusal without a message: ${where}`);
+  if (typeof b.retryable !== 'boolean') throw new Error(`refusal without retryable: ${where}`);
+  const extra = Object.keys(b).filter((k) => !['code', 'message', 'retryable', 'retryAfterMs'].includes(k));
+  if (extra.length) throw new Error(`refusal has unexpected members ${extra.join(', ')}: ${where}`);
+  if (!String(res.headers['content-type'] ?? '').startsWith('application/json')) throw new Error(`refusal content-type is ${String(res.headers['content-type'])}`);
+  if (/Error:|\n\s+at |\.ts:\d+|node_modules/.test(res.text)) throw new Error(`refusal leaks an error name or stack: ${where}`);
+}
