@@ -17,26 +17,6 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const SUBJECTS = 200;
 const TRUST_DOMAIN = 'bench.example';
 
-function installReflectMetadataShim(): void {
-  const R = Reflect as unknown as Record<string, unknown>;
-  if (typeof R.getMetadata === 'function') return;
-  const store = new WeakMap<object, Map<unknown, unknown>>();
-  const own = (k: unknown, t: object): unknown => store.get(t)?.get(k);
-  const define = (k: unknown, v: unknown, t: object): void => {
-    if (!store.has(t)) store.set(t, new Map());
-    store.get(t)!.set(k, v);
-  };
-  R.defineMetadata = define;
-  R.getOwnMetadata = own;
-  R.getMetadata = (k: unknown, t: object): unknown => {
-    for (let o: object | null = t; o !== null; o = Object.getPrototypeOf(o) as object | null) {
-      const v = own(k, o);
-      if (v !== undefined) return v;
-    }
-    return undefined;
-  };
-  R.metadata = (k: unknown, v: unknown) => (t: object) => define(k, v, t);
-}
 
 /** Run `fn` in batches until `seconds` elapse; operations per second. */
 function measure(seconds: number, fn: () => void): number {
@@ -103,15 +83,14 @@ const ratio = certsPerS / rawSignPerS;
 console.log(`ratio issue/raw sign:       ${ratio.toFixed(3)}  (target >= 0.5)`);
 
 // (c) @peculiar/x509 with WebCrypto, same profile, for comparison. Its DI container (tsyringe)
-// demands the Reflect metadata API, and the `reflect-metadata` package is not a dependency, so a
-// minimal stand-in is installed before the library is loaded.
-installReflectMetadataShim();
+// needs the Reflect metadata API, which `reflect-metadata` provides.
+await import('reflect-metadata');
 const x509 = await import('@peculiar/x509');
-x509.cryptoProvider.set(webcrypto as unknown as Crypto);
+x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
-const caKeys = (await webcrypto.subtle.generateKey(alg, false, ['sign', 'verify'])) as CryptoKeyPair;
+const caKeys = (await webcrypto.subtle.generateKey(alg, false, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
 const subjectKeys = await Promise.all(
-  Array.from({ length: 20 }, async () => ((await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as CryptoKeyPair).publicKey),
+  Array.from({ length: 20 }, async () => ((await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair).publicKey),
 );
 const aki = await x509.AuthorityKeyIdentifierExtension.create(caKeys.publicKey);
 let p = 0;

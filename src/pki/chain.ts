@@ -47,7 +47,13 @@ interface Cert {
   label: string;
 }
 
-/** Extensions whose semantics this validator enforces or which carry no constraint (§6.1.4 (o)). */
+/**
+ * Critical extensions a certificate may carry and still pass (§6.1.3 (a)(…) / §6.1.4 (o): an
+ * unrecognised critical extension fails the path). BasicConstraints and KeyUsage are enforced
+ * here; EKU and SAN are left to the caller (TLS stacks check purposes, spiffeIdOf reads SANs);
+ * key identifiers carry no constraint. Name constraints are *not* processed, so a CA with a
+ * critical nameConstraints extension is refused rather than silently trusted beyond its limits.
+ */
 const UNDERSTOOD = new Set<string>([
   OID.basicConstraints,
   OID.keyUsage,
@@ -67,8 +73,13 @@ function load(der: Buffer, label: string): Cert {
   return { x509, fields: readCertificate(der, 'bad_certificate', label), label };
 }
 
+/** Node's one-line-per-RDN name string, on one line; node gives undefined for an empty Name. */
+function nameText(name: string | undefined): string {
+  return (name ?? '').replace(/\n/g, ', ') || '<empty>';
+}
+
 function describe(c: Cert): string {
-  return `${c.label} (subject "${c.x509.subject.replace(/\n/g, ', ') || '<empty>'}")`;
+  return `${c.label} (subject "${nameText(c.x509.subject)}")`;
 }
 
 /** Did `issuer` sign `child`? Name/AKI/KeyUsage match first (cheap), then the signature. */
@@ -116,7 +127,7 @@ export function verifyChain(input: VerifyChainInput): VerifiedChain {
       if (signer !== undefined) checkCertificate(signer, path.length, input.at);
       throw new SigilError(
         'chain_invalid',
-        `no trusted root or supplied intermediate issued ${describe(current)}; its issuer is "${current.x509.issuer.replace(/\n/g, ', ')}"`,
+        `no trusted root or supplied intermediate issued ${describe(current)}; its issuer is "${nameText(current.x509.issuer)}"`,
       );
     }
     path.push(next);

@@ -90,8 +90,8 @@ export function sequence(...parts: Buffer[]): Buffer {
 }
 
 /**
- * SET. DER (X.690 §10.3) requires SET OF elements sorted by their encodings; callers in Sigil
- * only build single-element SETs (RDNs) and empty attribute sets, so we sort defensively.
+ * SET OF. DER (X.690 §11.6) requires the elements sorted by their encodings; Sigil mostly builds
+ * single-element SETs (RDNs, attribute values), but sorting keeps any other use canonical.
  */
 export function set(...parts: Buffer[]): Buffer {
   if (parts.length > 1) parts = [...parts].sort(Buffer.compare);

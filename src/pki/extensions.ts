@@ -13,7 +13,10 @@ export function extension(extnId: string, critical: boolean, value: Buffer): Buf
   return critical ? sequence(oid(extnId), boolean(true), octetString(value)) : sequence(oid(extnId), octetString(value));
 }
 
-/** §4.2.1.9, always critical (required for CAs, and the SPIFFE X509-SVID spec §4.1 sets cA on every SVID). */
+/**
+ * §4.2.1.9, always critical (§4.2.1.9 requires it on CAs; X509-SVID §4.1 has leaves state
+ * cA=FALSE explicitly, so they carry the extension too, with an empty SEQUENCE).
+ */
 export function basicConstraints(ca: boolean, pathLen?: number): Buffer {
   if (!ca) return extension(OID.basicConstraints, true, sequence());
   const fields = [boolean(true)];

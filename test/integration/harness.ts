@@ -7,15 +7,17 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join as joinPath } from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { createHmac, sign as cryptoSign, createPublicKey, type KeyObject } from 'node:crypto';
+import { expect } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildJoinRequest, buildRenewRequest } from '../../src/agent/requests.js';
 import { loadSigner, parseKeyRef, SoftwareSigner } from '../../src/keystore/index.js';
 import type { Signer } from '../../src/keystore/signer.js';
 import { buildCsr } from '../../src/pki/csr.js';
 import { toPem } from '../../src/pki/pem.js';
-import { signJws, type Jws } from '../../src/protocol/jws.js';
+import { b64u, signJws, type Jws } from '../../src/protocol/jws.js';
 import { TYP_REQUEST, type IdentityResult } from '../../src/protocol/messages.js';
 import { verifyResponse } from '../../src/protocol/verify-response.js';
 import { runAdminOp } from '../../src/server/admin/ops.js';
@@ -78,7 +80,7 @@ export interface Harness {
 }
 
 export async function startIssuer(): Promise<Harness> {
-  const dir = mkdtempSync(join(tmpdir(), 'sigil-int-'));
+  const dir = mkdtempSync(joinPath(tmpdir(), 'sigil-int-'));
   initDataDir(dir, 'example.org');
   const ca = loadCaMaterial(dir);
   const stores = openIssuerStores(dir);
@@ -218,4 +220,45 @@ export function expectRefusal(res: HttpResult, status: number, code: string): vo
   if (extra.length) throw new Error(`refusal has unexpected members ${extra.join(', ')}: ${where}`);
   if (!String(res.headers['content-type'] ?? '').startsWith('application/json')) throw new Error(`refusal content-type is ${String(res.headers['content-type'])}`);
   if (/Error:|\n\s+at |\.ts:\d+|node_modules/.test(res.text)) throw new Error(`refusal leaks an error name or stack: ${where}`);
+}
+
+/**
+ * POST `body` and expect a refusal that changes nothing: the documented status and body, no
+ * new instance, certificate or used token, and exactly one new audit row (action `op`,
+ * outcome refused, the same code).
+ */
+export async function expectRefused(h: Harness, op: 'join' | 'renew', body: unknown, status: number, code: string): Promise<HttpResult> {
+  const before = h.counts();
+  const seq = h.lastAuditSeq();
+  const res = await h.post(op, body);
+  expectRefusal(res, status, code);
+  expect(h.counts()).toEqual({ ...before, audit: before.audit + 1 });
+  expect(h.auditAfter(seq).map((r) => ({ action: r.action, outcome: r.outcome, code: r.code }))).toEqual([{ action: op, outcome: 'refused', code }]);
+  return res;
+}
+
+/** A JWS with an arbitrary header and payload and a caller-chosen signature (for alg-confusion tests). */
+export function rawJws(header: unknown, payload: unknown, signature = ''): Jws {
+  return {
+    protected: b64u.encode(JSON.stringify(header)),
+    payload: typeof payload === 'string' ? b64u.encode(payload) : b64u.encode(JSON.stringify(payload)),
+    signature,
+  };
+}
+
+/** HS256 over `jws` with `secret` as the HMAC key: the classic "public key as HMAC secret" confusion. */
+export function hmacJws(header: unknown, payload: unknown, secret: Buffer | string): Jws {
+  const j = rawJws(header, payload);
+  return { ...j, signature: createHmac('sha256', secret).update(`${j.protected}.${j.payload}`).digest('base64url') };
+}
+
+/** A Signer over any P-256 KeyObject (e.g. the issuer's own serving key). */
+export function keySigner(key: KeyObject): Signer {
+  return {
+    storage: 'software',
+    exportable: true,
+    algorithm: 'ES256',
+    publicKeySpki: () => createPublicKey(key).export({ type: 'spki', format: 'der' }),
+    sign: (data: Buffer) => Promise.resolve(cryptoSign('sha256', data, { key, dsaEncoding: 'der' })),
+  };
 }

@@ -11,6 +11,26 @@ export function createIssuerMetrics(stores: Stores, now: () => number) {
   const renewals = registry.register(new Counter('sigil_renewals_total', 'Successful renewals'));
   const refusals = registry.register(new Counter('sigil_refusals_total', 'Refused requests by operation, join method and error code'));
   const authFailures = registry.register(new Counter('sigil_auth_failures_total', 'Requests refused for failed authentication (401/403)'));
+  // Per-second buckets over the last minute: the "auth failures > 5 per minute" signal without
+  // needing a PromQL rate (docs/alerts.yaml uses either).
+  const authWindow = new Array<number>(60).fill(0);
+  let authSecond = Math.floor(now() / 1000);
+  const advance = (): void => {
+    const sec = Math.floor(now() / 1000);
+    for (let s = authSecond + 1; s <= sec && s <= authSecond + 60; s++) authWindow[s % 60] = 0;
+    authSecond = Math.max(authSecond, sec);
+  };
+  const authFailure = (): void => {
+    authFailures.inc();
+    advance();
+    authWindow[authSecond % 60]! += 1;
+  };
+  registry.register(
+    new Gauge('sigil_auth_failures_last_minute', 'Authentication failures (401/403) in the last 60 seconds', () => {
+      advance();
+      return [{ labels: {}, value: authWindow.reduce((a, b) => a + b, 0) }];
+    }),
+  );
   const issuance = registry.register(
     new Histogram('sigil_issuance_seconds', 'Time to decide and sign a join or renewal', [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]),
   );
@@ -21,7 +41,7 @@ export function createIssuerMetrics(stores: Stores, now: () => number) {
   );
   const startedAt = now();
   registry.register(new Gauge('sigil_issuer_uptime_seconds', 'Seconds since the issuer started', () => [{ labels: {}, value: Math.round((now() - startedAt) / 1000) }]));
-  return { registry, joins, renewals, refusals, authFailures, issuance };
+  return { registry, joins, renewals, refusals, authFailure, issuance };
 }
 
 export type IssuerMetrics = ReturnType<typeof createIssuerMetrics>;

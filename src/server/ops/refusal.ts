@@ -16,7 +16,7 @@ export function auditRefusal(
 ): void {
   const labels = { op, method: who.method ?? 'none', code: e.code };
   ctx.metrics.refusals.inc(labels);
-  if (AUTH_STATUSES.has(e.status)) ctx.metrics.authFailures.inc();
+  if (AUTH_STATUSES.has(e.status)) ctx.metrics.authFailure();
   const fields = { op, code: e.code, method: who.method, bot: who.bot, instance: who.instanceId, remote: who.remote, request_id: who.requestId };
   if (e.code === 'internal') ctx.log.error({ ...fields, err: e.cause ?? e }, 'internal error');
   else ctx.log.warn(fields, `${op} refused: ${e.message}`);

@@ -1,5 +1,5 @@
 /** Shared fixtures for the PKI tests: CAs, keys, a software Signer, openssl and temp dirs. */
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -76,13 +76,31 @@ export function rawCsr(privateKey: KeyObject, publicKey: KeyObject, opts: { cn?:
 
 /** Run openssl; fail with the install command if it is missing (tests never silently skip). */
 export function openssl(args: string[], input?: string | Buffer): string {
-  try {
-    return execFileSync('openssl', args, { input, stdio: ['pipe', 'pipe', 'pipe'] }).toString('utf8');
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException & { stderr?: Buffer; stdout?: Buffer };
-    if (err.code === 'ENOENT') throw new Error('openssl is not installed: run `apt-get install -y openssl`');
-    throw new Error(`openssl ${args.join(' ')} failed: ${err.stderr?.toString() ?? ''}${err.stdout?.toString() ?? ''}`);
+  return run(args, input).stdout.toString('utf8');
+}
+
+/** openssl with binary stdout (e.g. `-outform DER`). */
+export function opensslBytes(args: string[], input?: string | Buffer): Buffer {
+  return run(args, input).stdout;
+}
+
+/**
+ * stdout + stderr: some verdicts only appear on stderr, and `openssl req -verify` (3.0) exits 0
+ * even when the self-signature fails, so callers must read what it printed.
+ */
+export function opensslAll(args: string[], input?: string | Buffer): string {
+  const r = run(args, input);
+  return r.stdout.toString('utf8') + r.stderr.toString('utf8');
+}
+
+function run(args: string[], input?: string | Buffer): { stdout: Buffer; stderr: Buffer } {
+  const r = spawnSync('openssl', args, { input });
+  if (r.error !== undefined) {
+    if ((r.error as NodeJS.ErrnoException).code === 'ENOENT') throw new Error('openssl is not installed: run `apt-get install -y openssl`');
+    throw r.error;
   }
+  if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} exited ${r.status}: ${r.stderr.toString()}${r.stdout.toString()}`);
+  return { stdout: r.stdout, stderr: r.stderr };
 }
 
 /** A temp dir removed after `fn`. */
