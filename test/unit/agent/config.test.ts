@@ -1,0 +1,188 @@
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { loadAgentConfig, parseAgentConfig } from '../../../src/agent/config.js';
+import { SigilError } from '../../../src/errors.js';
+
+const PIN = `sha256:${'ab'.repeat(32)}`;
+const TOKEN = 'T'.repeat(43);
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'sigil-agentcfg-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+const yaml = (over: Record<string, string> = {}): string => {
+  const fields: Record<string, string> = {
+    issuer: 'issuer: https://issuer.example.org:8443',
+    ca_pin: `ca_pin: ${PIN}`,
+    data_dir: 'data_dir: state',
+    join: `join:\n  method: token\n  token: ${TOKEN}`,
+    ...over,
+  };
+  return Object.values(fields).filter((v) => v !== '').join('\n') + '\n';
+};
+
+/** Write `text` as DIR/etc/agent.yaml and load it. */
+const load = (text: string) => {
+  mkdirSync(join(dir, 'etc'), { recursive: true });
+  writeFileSync(join(dir, 'etc', 'agent.yaml'), text);
+  return loadAgentConfig(join(dir, 'etc', 'agent.yaml'));
+};
+
+function refusal(fn: () => unknown): SigilError {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof SigilError) return e;
+    throw new Error(`expected a SigilError, got ${String(e)}`);
+  }
+  throw new Error('nothing was thrown');
+}
+
+describe('agent config', () => {
+  it('loads a minimal valid config with defaults', () => {
+    const c = load(yaml());
+    expect(c).toEqual({
+      issuer: 'https://issuer.example.org:8443',
+      caPin: PIN,
+      dataDir: join(dir, 'etc', 'state'),
+      ttlS: undefined,
+      renewFraction: 0.5,
+      join: { method: 'token', token: TOKEN },
+      keyStorage: 'software',
+      outputs: [],
+      metrics: {},
+      logLevel: undefined,
+      source: join(dir, 'etc', 'agent.yaml'),
+    });
+  });
+
+  it('loads a full config: ttl, renew_fraction, outputs, metrics, log level', () => {
+    const c = load(
+      yaml({
+        ttl: 'ttl: 2h',
+        rf: 'renew_fraction: 0.6',
+        ks: 'key_storage: software',
+        outputs: 'outputs:\n  - type: identity\n    path: out/svid\n    uid: 1000\n    gid: 1000\n  - type: identity\n    path: /abs/svid',
+        metrics: 'metrics:\n  listen: 127.0.0.1:9101\n  textfile: metrics/sigil.prom',
+        log: 'log_level: debug',
+      }),
+    );
+    expect(c.ttlS).toBe(7200);
+    expect(c.renewFraction).toBe(0.6);
+    expect(c.outputs).toEqual([
+      { type: 'identity', path: join(dir, 'etc', 'out', 'svid'), uid: 1000, gid: 1000 },
+      { type: 'identity', path: '/abs/svid' },
+    ]);
+    expect(c.metrics).toEqual({ listen: '127.0.0.1:9101', textfile: join(dir, 'etc', 'metrics', 'sigil.prom') });
+    expect(c.logLevel).toBe('debug');
+  });
+
+  it('resolves relative paths against the config file directory, not the working directory', () => {
+    const cwd = process.cwd();
+    try {
+      process.chdir(tmpdir());
+      const c = load(yaml({ data_dir: 'data_dir: ../var/sigil' }));
+      expect(c.dataDir).toBe(join(dir, 'var', 'sigil'));
+      expect(load(yaml({ data_dir: 'data_dir: /var/lib/sigil' })).dataDir).toBe('/var/lib/sigil');
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
+  it('reads token_file (relative to the config dir) and trims it', () => {
+    writeFileSync(join(dir, 'etc-token'), `  ${TOKEN}\n\n`);
+    const c = load(yaml({ join: 'join:\n  method: token\n  token_file: ../etc-token' }));
+    expect(c.join).toEqual({ method: 'token', token: TOKEN });
+  });
+
+  it('token_file wins over an inline token', () => {
+    writeFileSync(join(dir, 'tok'), 'F'.repeat(43));
+    const c = load(yaml({ join: `join:\n  method: token\n  token: ${TOKEN}\n  token_file: ${join(dir, 'tok')}` }));
+    expect(c.join.token).toBe('F'.repeat(43));
+  });
+
+  it('an unreadable or missing token_file → config_invalid naming the file and errno', () => {
+    const e = refusal(() => load(yaml({ join: 'join:\n  method: token\n  token_file: nope.token' })));
+    expect(e.code).toBe('config_invalid');
+    expect(e.message).toMatch(/join\.token_file nope\.token: ENOENT/);
+    if (process.getuid?.() !== 0) {
+      writeFileSync(join(dir, 'secret'), TOKEN);
+      chmodSync(join(dir, 'secret'), 0o000);
+      expect(refusal(() => load(yaml({ join: `join:\n  method: token\n  token_file: ${join(dir, 'secret')}` }))).message).toMatch(/EACCES/);
+    }
+  });
+
+  it('a missing or empty token → config_invalid', () => {
+    expect(refusal(() => load(yaml({ join: 'join:\n  method: token' }))).message).toMatch(/join\.token or join\.token_file is required/);
+    expect(refusal(() => load(yaml({ join: "join:\n  method: token\n  token: ''" }))).code).toBe('config_invalid');
+    writeFileSync(join(dir, 'blank'), '\n');
+    expect(refusal(() => load(yaml({ join: `join:\n  method: token\n  token_file: ${join(dir, 'blank')}` }))).message).toMatch(/required/);
+    expect(refusal(() => load(yaml({ join: '' }))).message).toMatch(/join/);
+  });
+
+  it.each([
+    ['uppercase hex', `sha256:${'AB'.repeat(32)}`],
+    ['short', `sha256:${'ab'.repeat(31)}`],
+    ['wrong algorithm', `sha1:${'ab'.repeat(32)}`],
+    ['bare hex', 'ab'.repeat(32)],
+  ])('a bad ca_pin (%s) → config_invalid naming ca_pin', (_name, pin) => {
+    const e = refusal(() => load(yaml({ ca_pin: `ca_pin: "${pin}"` })));
+    expect(e.code).toBe('config_invalid');
+    expect(e.message).toMatch(/ca_pin/);
+    expect(e.message).toMatch(/agent\.yaml/);
+  });
+
+  it.each([
+    ['top level', { extra: 'listen: 0.0.0.0' }, /listen/],
+    ['join', { join: `join:\n  method: token\n  token: ${TOKEN}\n  tokne_file: x` }, /tokne_file/],
+    ['outputs', { outputs: 'outputs:\n  - type: identity\n    path: x\n    mode: 0644' }, /mode/],
+    ['metrics', { metrics: 'metrics:\n  port: 9101' }, /port/],
+  ])('an unknown key (%s) → config_invalid naming it', (_where, over, re) => {
+    const e = refusal(() => load(yaml(over as Record<string, string>)));
+    expect(e.code).toBe('config_invalid');
+    expect(e.message).toMatch(re);
+  });
+
+  it.each([
+    ['bad YAML', 'issuer: [\n', /YAML error/],
+    ['not a mapping', '- a\n', /config_invalid|expected object/],
+    ['empty file', '', /expected object|Invalid input/],
+    ['bad issuer URL', null, /issuer/],
+    ['bad ttl', null, /forever/],
+    ['renew_fraction too high', null, /renew_fraction/],
+    ['unknown join method', null, /method/],
+    ['hardware key storage', null, /key_storage/],
+    ['negative uid', null, /uid/],
+    ['bad log level', null, /log_level/],
+  ])('%s → config_invalid', (name, text, re) => {
+    const over: Record<string, Record<string, string>> = {
+      'bad issuer URL': { issuer: 'issuer: not a url' },
+      'bad ttl': { ttl: 'ttl: forever' },
+      'renew_fraction too high': { rf: 'renew_fraction: 0.99' },
+      'unknown join method': { join: 'join:\n  method: tpm' },
+      'hardware key storage': { ks: 'key_storage: tpm' },
+      'negative uid': { outputs: 'outputs:\n  - type: identity\n    path: x\n    uid: -1' },
+      'bad log level': { log: 'log_level: loud' },
+    };
+    const e = refusal(() => load(text ?? yaml(over[name])));
+    expect(e.code).toBe('config_invalid');
+    expect(e.message).toMatch(re);
+    expect(e.message).not.toMatch(/\n/);
+  });
+
+  it('a missing config file → config_invalid with the path and errno', () => {
+    const e = refusal(() => loadAgentConfig(join(dir, 'missing.yaml')));
+    expect(e.code).toBe('config_invalid');
+    expect(e.message).toContain(join(dir, 'missing.yaml'));
+    expect(e.message).toMatch(/ENOENT/);
+  });
+
+  it('parseAgentConfig resolves against the directory of `source`', () => {
+    const c = parseAgentConfig(yaml(), join(dir, 'sub', 'a.yaml'));
+    expect(c.dataDir).toBe(join(dir, 'sub', 'state'));
+  });
+});
