@@ -110,7 +110,7 @@ export class Agent {
     if (current && current.notAfter > now) {
       return buildRenewRequest({ current: loadSigner(parseKeyRef(current.keyRef)), chainPem: current.chainPem, now, ...ttl });
     }
-    return buildJoinRequest({ method: this.method.name, evidence: await this.method.evidence(), now, ...ttl });
+    return buildJoinRequest({ method: this.method.name, evidence: (c) => this.method.evidence(c), now, ...ttl });
   }
 
   /**

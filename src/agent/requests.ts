@@ -3,6 +3,7 @@
  * possession bound to the evidence); a renew envelope is signed by the *current* key with the
  * current chain in x5c, and carries a CSR of a fresh key.
  */
+import type { EvidenceContext } from '../join/types.js';
 import { createSigner, serializeKeyRef } from '../keystore/index.js';
 import type { Signer } from '../keystore/signer.js';
 import { buildCsr } from '../pki/csr.js';
@@ -17,9 +18,10 @@ export interface BuiltRequest {
   envelope: Jws;
 }
 
-export async function buildJoinRequest(p: { method: string; evidence: Record<string, unknown>; ttlS?: number; now: number }): Promise<BuiltRequest> {
+export async function buildJoinRequest(p: { method: string; evidence: (ctx: EvidenceContext) => Promise<Record<string, unknown>>; ttlS?: number; now: number }): Promise<BuiltRequest> {
   const { signer, ref } = createSigner('software');
   const requestId = newRequestId();
+  const evidence = await p.evidence({ requestId, spkiDer: signer.publicKeySpki() });
   const payload: JoinRequest = {
     v: PROTOCOL_VERSION,
     op: 'join',
@@ -27,7 +29,7 @@ export async function buildJoinRequest(p: { method: string; evidence: Record<str
     timestamp: p.now,
     method: p.method,
     csr: toPem('CERTIFICATE REQUEST', await buildCsr(signer)),
-    evidence: p.evidence,
+    evidence,
     key_storage: signer.storage,
     ...(p.ttlS !== undefined ? { ttl_s: p.ttlS } : {}),
   };

@@ -37,10 +37,16 @@ export interface JoinMethodServer {
   attest(input: AttestInput, stores: Stores): Promise<Attested>;
 }
 
+/** What a join's evidence is bound to: this request and the key being certified. */
+export interface EvidenceContext {
+  requestId: string;
+  spkiDer: Buffer;
+}
+
 export interface JoinMethodAgent {
   readonly name: string;
   /** Whether the method can re-attest without a person after expiry (tpm, x509: yes; token: no). */
   readonly canReattest: boolean;
-  /** Evidence for the join request. */
-  evidence(): Promise<Record<string, unknown>>;
+  /** Evidence for the join request, bound to the request id and the new key. */
+  evidence(ctx: EvidenceContext): Promise<Record<string, unknown>>;
 }

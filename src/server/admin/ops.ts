@@ -7,7 +7,8 @@ import { z } from 'zod';
 import { SigilError } from '../../errors.js';
 import { parseWith } from '../../protocol/messages.js';
 import { MAX_TTL_S, parseDuration } from '../../util/duration.js';
-import { randomSecret, sha256Hex } from '../../util/secret.js';
+import { tokenId, tokenKey } from '../../join/token/wire.js';
+import { randomSecret } from '../../util/secret.js';
 import { applyResources, botSpecSchema, parseResources } from '../policy/resources.js';
 import type { Stores } from '../store/types.js';
 
@@ -51,10 +52,12 @@ export function runAdminOp(stores: Stores, op: string, rawArgs: unknown, now: nu
       if (!stores.resources.get('bot', bot)) throw new SigilError('unknown_bot', `bot "${bot}" does not exist (create it with sigil ctl apply -f)`);
       const ttlS = Math.min(args.ttl === undefined ? DEFAULT_TOKEN_TTL_S : parseDuration(args.ttl as string | number), MAX_TTL_S);
       const token = randomSecret(32);
+      // Only the id of the token's derived public key is stored (join/token/wire.ts).
+      const id = tokenId(tokenKey(token).publicRaw);
       const expiresAt = now + ttlS * 1000;
       stores.tx(() => {
-        stores.tokens.create({ hash: sha256Hex(token), bot, createdAt: now, expiresAt });
-        stores.audit.append({ action: 'token_create', outcome: 'ok', bot, actor: 'admin', details: { ttl_s: ttlS, token_hash_prefix: sha256Hex(token).slice(0, 12) } }, now);
+        stores.tokens.create({ hash: id, bot, createdAt: now, expiresAt });
+        stores.audit.append({ action: 'token_create', outcome: 'ok', bot, actor: 'admin', details: { ttl_s: ttlS, token_id_prefix: id.slice(0, 12) } }, now);
       });
       return { token, bot, expires: new Date(expiresAt).toISOString(), ttl_s: ttlS };
     }
