@@ -5,7 +5,7 @@
  */
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { hostname } from 'node:os';
-import { TokenJoinServer } from '../join/token/server.js';
+import { serverJoinMethods } from '../join/server-methods.js';
 import type { JoinMethodServer } from '../join/types.js';
 import { issueServerCert } from '../pki/ca.js';
 import { CertificateIssuer } from '../pki/issue.js';
@@ -69,8 +69,7 @@ export function createServerIdentity(ca: CaMaterial, engine: CertificateIssuer, 
 export function createIssuerContext(opts: { ca: CaMaterial; stores: Stores; log: Logger; tlsSans?: string[]; now?: () => number }): IssuerContext {
   const now = opts.now ?? Date.now;
   const engine = new CertificateIssuer({ caCertDer: opts.ca.intermediateDer, caKey: opts.ca.intermediateKey });
-  const methods = new Map<string, JoinMethodServer>();
-  for (const m of [new TokenJoinServer()]) methods.set(m.name, m);
+  const methods = serverJoinMethods();
   return {
     ca: opts.ca,
     engine,

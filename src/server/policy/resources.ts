@@ -9,6 +9,9 @@ import { SigilError } from '../../errors.js';
 import { parseWith } from '../../protocol/messages.js';
 import { MAX_TTL_S, parseDuration } from '../../util/duration.js';
 import type { ResourceKind, Stores } from '../store/types.js';
+import { validateRuleBlock } from '../../join/rules.js';
+// Loads every join method so their rule schemas are registered before validation.
+import '../../join/server-methods.js';
 
 export const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const nameSchema = z.string().regex(NAME_RE, 'names are 1-63 lowercase letters, digits and dashes');
@@ -74,6 +77,7 @@ export function parseResources(text: string, source = 'input'): ResourceDoc[] {
     const d = parseWith(documentSchema, value, 'policy_invalid', where);
     // Keep the author's spec as written (durations stay "24h"), but validate it now.
     parseWith(SPEC_SCHEMA[d.kind], d.spec, 'policy_invalid', `${where} (${d.kind} ${d.name}) spec`);
+    if (d.kind === 'join_rule') validateRuleBlock(d.name, d.spec);
     out.push({ kind: d.kind, name: d.name, spec: d.spec });
   });
   if (out.length === 0) throw new SigilError('policy_invalid', `${source}: no resources found`);

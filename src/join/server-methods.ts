@@ -1,0 +1,11 @@
+/**
+ * Every join method the issuer knows. Importing this module also registers each method's
+ * join_rule schema (join/rules.ts), which `sigil ctl apply` needs even without a running issuer.
+ */
+import { TokenJoinServer } from './token/server.js';
+import type { JoinMethodServer } from './types.js';
+
+export function serverJoinMethods(): Map<string, JoinMethodServer> {
+  const methods: JoinMethodServer[] = [new TokenJoinServer()];
+  return new Map(methods.map((m) => [m.name, m]));
+}
