@@ -24,7 +24,8 @@ PIN=$(sigil server init --data-dir "$WORK/issuer" --trust-domain example.org --f
 echo "   CA pin: $PIN"
 
 echo "== 2. issuer: start on a free loopback port"
-sigil server start --data-dir "$WORK/issuer" --listen 127.0.0.1:0 >"$WORK/server.out" 2>"$WORK/server.log" &
+# node directly (not the shell function) so $! is the server's own pid and cleanup stops it.
+node "$ROOT/bin/sigil.js" server start --data-dir "$WORK/issuer" --listen 127.0.0.1:0 >"$WORK/server.out" 2>"$WORK/server.log" &
 SERVER_PID=$!
 for _ in $(seq 1 100); do
   grep -q 'listening on' "$WORK/server.out" 2>/dev/null && break

@@ -19,5 +19,5 @@ export function renewAt(issuedAt: number, notAfter: number, fraction: number, ra
 
 export function backoffDelay(failures: number, rand: () => number = Math.random, cap = RETRY_CAP_MS): number {
   const exp = Math.min(cap, RETRY_BASE_MS * 2 ** Math.min(failures, 30));
-  return Math.max(RETRY_FLOOR_MS, Math.round(rand() * exp));
+  return RETRY_FLOOR_MS + Math.round(rand() * Math.max(0, exp - RETRY_FLOOR_MS));
 }

@@ -23,6 +23,12 @@ async function run(fn: () => Promise<void> | void): Promise<void> {
   }
 }
 
+// `sigil … | head`: a closed stdout is not an error worth a stack trace.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw e;
+});
+
 registerServer(program, run);
 registerCtl(program, run);
 registerAgent(program, run);

@@ -68,7 +68,8 @@ function load(der: Buffer, label: string): Cert {
   try {
     x509 = new X509Certificate(der);
   } catch (e) {
-    throw new SigilError('bad_certificate', `${label} cannot be parsed: ${(e as Error).message}`);
+    // OpenSSL's own text names its internals (and PEM routines for DER input); keep it as cause.
+    throw new SigilError('bad_certificate', `${label} cannot be parsed as a DER X.509 certificate`, { cause: e });
   }
   return { x509, fields: readCertificate(der, 'bad_certificate', label), label };
 }
@@ -213,4 +214,17 @@ export function spiffeIdOf(cert: X509Certificate | Buffer): string | undefined {
   if (uris.length > 1) throw new SigilError('bad_certificate', `certificate has ${uris.length} URI SANs; an X509-SVID has exactly one`);
   const uri = uris[0];
   return uri !== undefined && uri.startsWith('spiffe://') ? uri : undefined;
+}
+
+/**
+ * The SPIFFE ID the issuer serving a trust bundle must present: `spiffe://<td>/sigil/issuer`,
+ * where <td> is the trust domain in the pinned root's URI SAN. An exact match — a bot's ID
+ * (`…/bot/<bot>/<id>`) can never equal it, whatever names are chosen.
+ */
+export function expectedIssuerId(root: X509Certificate | Buffer | string): string {
+  const cert = root instanceof X509Certificate ? root : new X509Certificate(root);
+  const uri = (cert.subjectAltName ?? '').split(', ').find((s) => s.startsWith('URI:spiffe://'));
+  const td = uri ? new URL(uri.slice(4)).host : '';
+  if (!td) throw new SigilError('pin_mismatch', 'the pinned root carries no spiffe://<trust-domain> URI; it is not a Sigil CA');
+  return `spiffe://${td}/sigil/issuer`;
 }

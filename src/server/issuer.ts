@@ -38,10 +38,17 @@ export interface IssuerContext {
   now(): number;
   /** Allowed clock difference for request timestamps. */
   skewMs: number;
+  /** Extra names for the serving certificate, kept for its rotation. */
+  tlsSans: string[];
 }
 
-/** The issuer's own serving certificate lives 30 days and is re-issued at every start. */
+/**
+ * The issuer's own serving certificate lives 30 days; it is re-issued at every start and
+ * rotated in place once a day (see rotateServerIdentity), so a long-running issuer never
+ * serves an expired certificate.
+ */
 const SERVER_CERT_TTL_DAYS = 30;
+export const SERVER_IDENTITY_ROTATE_MS = 24 * 3600_000;
 
 export function createServerIdentity(ca: CaMaterial, engine: CertificateIssuer, extraSans: string[] = []): ServerIdentity {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -80,5 +87,12 @@ export function createIssuerContext(opts: { ca: CaMaterial; stores: Stores; log:
     log: opts.log,
     now,
     skewMs: 5 * 60 * 1000,
+    tlsSans: opts.tlsSans ?? [],
   };
+}
+
+/** Replace the serving identity (TLS + response signing); callers swap their TLS context. */
+export function rotateServerIdentity(ctx: IssuerContext): ServerIdentity {
+  ctx.server = createServerIdentity(ctx.ca, ctx.engine, ctx.tlsSans);
+  return ctx.server;
 }

@@ -14,7 +14,7 @@ const UNIT_S: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
  */
 export function parseDuration(input: string | number, code: 'ttl_invalid' | 'config_invalid' | 'policy_invalid' = 'ttl_invalid'): number {
   if (typeof input === 'number') {
-    if (Number.isFinite(input) && input > 0 && Number.isInteger(input)) return input;
+    if (input > 0 && Number.isSafeInteger(input)) return input;
     throw new SigilError(code, `invalid duration ${String(input)}: expected a positive whole number of seconds`);
   }
   const s = String(input).trim();
@@ -34,8 +34,9 @@ export function parseDuration(input: string | number, code: 'ttl_invalid' | 'con
 }
 
 export function formatDuration(seconds: number): string {
-  const sign = seconds < 0 ? '-' : '';
-  let s = Math.abs(Math.round(seconds));
+  const r = Math.round(seconds);
+  const sign = r < 0 ? '-' : '';
+  let s = Math.abs(r);
   const h = Math.floor(s / 3600);
   s -= h * 3600;
   const m = Math.floor(s / 60);

@@ -13,6 +13,7 @@ import { createHmac, sign as cryptoSign, createPublicKey, type KeyObject } from 
 import { expect } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildJoinRequest, buildRenewRequest } from '../../src/agent/requests.js';
+import { TokenJoinAgent } from '../../src/join/token/agent.js';
 import { loadSigner, parseKeyRef, SoftwareSigner } from '../../src/keystore/index.js';
 import type { Signer } from '../../src/keystore/signer.js';
 import { buildCsr } from '../../src/pki/csr.js';
@@ -139,7 +140,8 @@ export async function startIssuer(): Promise<Harness> {
   };
 
   const join: Harness['join'] = async (opts = {}) => {
-    const built = await buildJoinRequest({ method: 'token', evidence: { token: opts.token ?? token() }, now: ctx.now(), ...(opts.ttlS ? { ttlS: opts.ttlS } : {}) });
+    const agent = new TokenJoinAgent(opts.token ?? token());
+    const built = await buildJoinRequest({ method: 'token', evidence: (c) => agent.evidence(c), now: ctx.now(), ...(opts.ttlS ? { ttlS: opts.ttlS } : {}) });
     const signer = loadSigner(parseKeyRef(built.entry.pendingKeyRef!));
     const response = await post('join', built.envelope);
     return { ...identityFrom(response, 'join', built.entry.requestId, signer), envelope: built.envelope, response };
@@ -188,16 +190,30 @@ export async function startIssuer(): Promise<Harness> {
   };
 }
 
-/** A join payload as buildJoinRequest makes it, with overrides; signed by `signer` (a fresh key by default). */
-export async function joinPayload(over: Record<string, unknown> = {}, signer: Signer = SoftwareSigner.generate()): Promise<{ payload: Record<string, unknown>; signer: Signer }> {
+/** Token evidence as the agent builds it: bound to `requestId` and the new key's SPKI. */
+export function tokenEvidence(token: string, requestId: string, spkiDer: Buffer): Promise<Record<string, unknown>> {
+  return new TokenJoinAgent(token).evidence({ requestId, spkiDer });
+}
+
+/**
+ * A join payload as buildJoinRequest makes it, with overrides, for a fresh key (or `signer`).
+ * With `token`, the evidence is that token's proof for this payload's request id and key.
+ */
+export async function joinPayload(
+  over: Record<string, unknown> = {},
+  opts: { token?: string; signer?: Signer } = {},
+): Promise<{ payload: Record<string, unknown>; signer: Signer }> {
+  const signer = opts.signer ?? SoftwareSigner.generate();
+  const requestId = typeof over.request_id === 'string' ? over.request_id : newRequestId();
+  const evidence = opts.token !== undefined ? await tokenEvidence(opts.token, requestId, signer.publicKeySpki()) : {};
   const payload: Record<string, unknown> = {
     v: 1,
     op: 'join',
-    request_id: newRequestId(),
+    request_id: requestId,
     timestamp: Date.now(),
     method: 'token',
     csr: toPem('CERTIFICATE REQUEST', await buildCsr(signer)),
-    evidence: {},
+    evidence,
     key_storage: 'software',
     ...over,
   };

@@ -102,8 +102,12 @@ export function runAdminOp(stores: Stores, op: string, rawArgs: unknown, now: nu
       });
       return { [t.kind]: t.id, locked };
     }
-    case 'audit':
-      return stores.audit.list({ since: args.since as number | undefined, limit: args.limit as number | undefined });
+    case 'audit': {
+      // --limit N means the newest N rows (what an operator looking at recent events wants).
+      const rows = stores.audit.list({ since: args.since as number | undefined });
+      const limit = args.limit as number | undefined;
+      return limit !== undefined ? rows.slice(-limit) : rows;
+    }
     case 'audit.verify':
       return stores.audit.verify();
     case 'resources.ls':

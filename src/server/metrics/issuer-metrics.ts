@@ -39,6 +39,9 @@ export function createIssuerMetrics(stores: Stores, now: () => number) {
       stores.certificates.expiringBefore(now() + EXPIRING_WINDOW_MS, now()).map((r) => ({ labels: { bot: r.bot }, value: r.count })),
     ),
   );
+  // Export zeros from the start so increase()/rate() see the first burst too.
+  renewals.inc({}, 0);
+  authFailures.inc({}, 0);
   const startedAt = now();
   registry.register(new Gauge('sigil_issuer_uptime_seconds', 'Seconds since the issuer started', () => [{ labels: {}, value: Math.round((now() - startedAt) / 1000) }]));
   return { registry, joins, renewals, refusals, authFailure, issuance };

@@ -17,6 +17,7 @@ import { auditRefusal } from './refusal.js';
 export async function handleJoin(ctx: IssuerContext, body: unknown, remote: string | null): Promise<Jws> {
   const started = process.hrtime.bigint();
   let req: JoinRequest | undefined;
+  let botName: string | undefined;
   try {
     const { jws, header } = parseJws(body);
     if (header.typ !== TYP_REQUEST) throw new SigilError('bad_request', `JWS typ must be ${TYP_REQUEST}`);
@@ -36,12 +37,17 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
     const replay = replayIfSeen(ctx, req.request_id, hash);
     if (replay) return signResponse(ctx, replay);
 
+    const skew = req.timestamp - ctx.now();
+    if (Math.abs(skew) > ctx.skewMs) {
+      throw new SigilError('stale_request', `request timestamp differs from the issuer's clock by ${Math.round(skew / 1000)} s (allowed ±${ctx.skewMs / 1000} s); check the agent's clock (NTP)`);
+    }
     const method = ctx.methods.get(req.method);
     if (!method) throw new SigilError('unknown_join_method', `join method "${req.method}" is not enabled on this issuer (enabled: ${[...ctx.methods.keys()].join(', ')})`);
     const now = ctx.now();
     const att = await method.attest({ evidence: req.evidence, requestId: req.request_id, spkiDer: csr.spkiDer, now, remote }, ctx.stores);
+    botName = att.bot;
     const bot = resolveBot(ctx.stores, att.bot);
-    if (ctx.stores.botLocks.isLocked(bot.name)) throw new SigilError('bot_locked', `bot "${bot.name}" is locked; unlock with: sigil ctl unlock ${bot.name}`);
+    if (ctx.stores.botLocks.isLocked(bot.name)) throw new SigilError('bot_locked', `bot "${bot.name}" is locked; unlock with: sigil ctl --data-dir <issuer-data-dir> unlock ${bot.name}`);
     const r = req;
 
     const payload = ctx.stores.tx(() => {
@@ -101,7 +107,7 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
     return signResponse(ctx, payload);
   } catch (err) {
     const e = toSigilError(err);
-    auditRefusal(ctx, 'join', e, { method: req?.method ?? null, remote, requestId: req?.request_id });
+    auditRefusal(ctx, 'join', e, { method: req?.method ?? null, bot: botName ?? null, remote, requestId: req?.request_id });
     throw e;
   }
 }

@@ -7,7 +7,7 @@ import { parseAllDocuments } from 'yaml';
 import { z } from 'zod';
 import { SigilError } from '../../errors.js';
 import { parseWith } from '../../protocol/messages.js';
-import { MAX_TTL_S, parseDuration } from '../../util/duration.js';
+import { MAX_TTL_S, MIN_TTL_S, parseDuration } from '../../util/duration.js';
 import type { ResourceKind, Stores } from '../store/types.js';
 import { validateRuleBlock } from '../../join/rules.js';
 // Loads every join method so their rule schemas are registered before validation.
@@ -27,7 +27,7 @@ const strList = z.array(z.string().min(1).max(253)).max(256);
 
 /** A role grants credential kinds and bounds them. Unknown keys are refused (typos must not widen or silently drop policy). */
 export const roleSpecSchema = z.strictObject({
-  max_ttl: duration.optional(),
+  max_ttl: duration.refine((s) => s >= MIN_TTL_S, `max_ttl must be at least ${MIN_TTL_S}s`).optional(),
   allowed_outputs: z.array(z.enum(['identity', 'ssh_host', 'ssh_user', 'database', 'kubernetes', 'jwt'])).optional(),
   ssh_logins: strList.optional(),
   ssh_host_principals: strList.optional(),

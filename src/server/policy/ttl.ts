@@ -14,6 +14,8 @@ export interface TtlDecision {
 export function decideTtl(requestedS: number | undefined, roleMaxS: number): TtlDecision {
   const max = Math.min(roleMaxS, MAX_TTL_S);
   const want = requestedS ?? DEFAULT_TTL_S;
-  const ttlS = Math.max(MIN_TTL_S, Math.min(want, max));
+  // The role's bound wins over the floor: a role may grant less than MIN_TTL_S only if the
+  // schema allowed it (it does not), never more than it says.
+  const ttlS = Math.min(Math.max(MIN_TTL_S, want), max);
   return { ttlS, requestedS: want, clamped: requestedS !== undefined && ttlS !== requestedS };
 }

@@ -6,7 +6,7 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { SigilError, toSigilError, type ErrorCode } from '../../errors.js';
 import { runAdminOp } from '../../server/admin/ops.js';
-import type { IssuerContext } from '../../server/issuer.js';
+import { rotateServerIdentity, SERVER_IDENTITY_ROTATE_MS, type IssuerContext } from '../../server/issuer.js';
 import { handleBundle } from '../../server/ops/bundle.js';
 import { handleJoin } from '../../server/ops/join.js';
 import { auditRefusal } from '../../server/ops/refusal.js';
@@ -42,18 +42,49 @@ export function buildHttpsServer({ ctx, tls = true }: HttpsServerOptions): Fasti
     ...(tls ? { https: { key: ctx.server.keyPem, cert: ctx.server.certPem, minVersion: 'TLSv1.2' as const } } : {}),
     keepAliveTimeout: 30_000,
     return503OnClosing: true,
+    // URL-level failures (bad percent-encoding, over-long params) get the same error contract.
+    frameworkErrors: (err: FastifyError, _req: unknown, reply: FastifyReply) =>
+      sendError(reply, new SigilError(err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'not_found' : 'bad_request', 'the request URL is malformed')),
   }) as unknown as FastifyInstance;
+  // JSON only: fastify's default text/plain parser would hand handlers a string.
+  app.removeContentTypeParser('text/plain');
 
-  app.setErrorHandler((err: FastifyError | SigilError | Error, _req, reply) => {
+  app.setErrorHandler((err: FastifyError | SigilError | Error, req, reply) => {
     if (err instanceof SigilError) return sendError(reply, err);
     const fe = err as FastifyError;
     const mapped = fe.code ? FASTIFY_CODE_MAP[fe.code] : undefined;
-    if (mapped) return sendError(reply, new SigilError(mapped, mapped === 'body_too_large' ? `the request body exceeds ${MAX_BODY_BYTES} bytes` : undefined));
-    if (err instanceof SyntaxError || fe.statusCode === 400) return sendError(reply, new SigilError('malformed_json'));
-    ctx.log.error({ err }, 'unhandled error in HTTPS handler');
-    return sendError(reply, toSigilError(err));
+    let e: SigilError;
+    if (mapped) e = new SigilError(mapped, mapped === 'body_too_large' ? `the request body exceeds ${MAX_BODY_BYTES} bytes` : undefined);
+    else if (err instanceof SyntaxError || fe.statusCode === 400) e = new SigilError('malformed_json');
+    else {
+      ctx.log.error({ err }, 'unhandled error in HTTPS handler');
+      return sendError(reply, toSigilError(err));
+    }
+    // Refused before reaching an operation (parsing, size, media type): audit and count it too.
+    const op = /^\/v1\/(join|renew)$/.exec(req.routeOptions.url ?? '')?.[1];
+    if (op) auditRefusal(ctx, op, e, { remote: req.ip });
+    return sendError(reply, e);
   });
-  app.setNotFoundHandler((req, reply) => sendError(reply, new SigilError('not_found', `no route ${req.method} ${req.url.split('?')[0]}`)));
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0] ?? '';
+    const known = ['/v1/join', '/v1/renew', '/v1/bundle', '/healthz', '/metrics'].includes(path) || path.startsWith('/v1/admin/');
+    if (known) return sendError(reply, new SigilError('method_not_allowed', `${req.method} is not allowed on ${path}`));
+    return sendError(reply, new SigilError('not_found', `no route ${req.method} ${path}`));
+  });
+
+  if (tls) {
+    const timer = setInterval(() => {
+      try {
+        const id = rotateServerIdentity(ctx);
+        (app.server as unknown as import('node:https').Server).setSecureContext({ key: id.keyPem, cert: id.certPem, minVersion: 'TLSv1.2' });
+        ctx.log.info({ not_after: new Date(id.notAfter).toISOString() }, 'rotated the issuer serving certificate');
+      } catch (err) {
+        ctx.log.error({ err }, 'could not rotate the issuer serving certificate');
+      }
+    }, SERVER_IDENTITY_ROTATE_MS);
+    timer.unref();
+    app.addHook('onClose', async () => clearInterval(timer));
+  }
 
   const remoteOf = (req: { ip: string }): string => req.ip;
 
@@ -67,7 +98,8 @@ export function buildHttpsServer({ ctx, tls = true }: HttpsServerOptions): Fasti
   app.post('/v1/admin/:op', async (req) => {
     const auth = req.headers.authorization ?? '';
     const stored = ctx.stores.admin.getAdminTokenHash();
-    const presented = auth.startsWith('Bearer ') ? sha256Hex(auth.slice(7).trim()) : '';
+    // RFC 7235 §2.1: the auth scheme is case-insensitive.
+    const presented = /^bearer /i.test(auth) ? sha256Hex(auth.slice(7).trim()) : '';
     if (!stored || !constantTimeEqual(presented, stored)) {
       const e = new SigilError('unauthorized', 'missing or invalid admin credential (Authorization: Bearer <contents of DATA_DIR/admin.token>)');
       auditRefusal(ctx, 'admin', e, { remote: remoteOf(req) });
