@@ -14,23 +14,31 @@
  * retryable is resent with the same request id (as the real agent's outbox does); others are
  * counted and the agent builds a new request, or stops if its instance is locked.
  *
- * Latency is the POST round trip only (request written → verified-JSON-parsed body), not the
- * client's build/verify work. renewals/s counts successful renewals over the timed window
- * (from the start to the last in-flight renewal completing after the deadline).
+ * Latency is the POST round trip (request written → JSON body received), not the client's own
+ * build/verify work; with a CPU-bound load generator it includes waiting for this event loop.
+ * renewals/s counts successful renewals over the timed window (start → the last in-flight renewal
+ * completing after the deadline). CPU per renewal (issuer from /proc/<pid>/stat, this process from
+ * process.cpuUsage) is printed too: it stays meaningful when other processes on the machine take
+ * CPU (their share is printed as "other processes"), which depresses renewals/s.
  *
- *   --pregen-keys  generate the agents' next keys before the timed loop (the client spends ~1/3
- *                  of its CPU per renewal in keygen + CSR otherwise). Each agent cycles through
- *                  3 pre-made keys, so every renewal still rotates to a key ≠ the current one.
- *   --profile      run the issuer under `node --cpu-prof` (or BENCH_PROFILE=1); the profile is
- *                  kept in a printed directory and its top hotspots (source-mapped to src/*.ts)
- *                  are printed. Profiling slows the issuer: compare figures without it.
+ *   --pregen-keys  make the agents' next keys before the timed loop: keygen + PKCS#8 export there,
+ *                  and the signer object is reused instead of re-parsing the outbox entry's PKCS#8
+ *                  PEM (the slowest step on the client). buildRenewRequest still runs unchanged:
+ *                  SoftwareSigner.generate is swapped for a hand-out of the agent's next key. Each
+ *                  agent cycles through 3 keys, so every renewal rotates to a key ≠ the current one.
+ *   --profile      run the issuer under `node --cpu-prof` (or BENCH_PROFILE=1) and this process
+ *                  under the inspector's profiler for the timed loop; the issuer's .cpuprofile is
+ *                  kept in a printed directory (open it in Chrome DevTools) and the top hotspots
+ *                  of both (source-mapped to src/*.ts) are printed. Profiling slows things down.
  *
  * Last stdout line: {"bench":"renew-https","agents":…,"seconds":…,"renewals":…,"renewals_per_s":…,
- *   "p50_ms":…,"p90_ms":…,"p99_ms":…,"errors":{…},"inprocess_certs_per_s":…,"raw_sign_per_s":…, …}
+ *   "p50_ms":…,"p90_ms":…,"p99_ms":…,"errors":{code:count},"inprocess_certs_per_s":…,"raw_sign_per_s":…,
+ *   "issuer_cpu_pct":…,"client_cpu_pct":…,"other_cpu_pct":…,"issuer_cpu_ms_per_renewal":…,
+ *   "client_cpu_ms_per_renewal":…,"pregen_keys":…,"profiled":…}
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes, sign } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import inspector from 'node:inspector';
 import { findSourceMap, SourceMap } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -39,6 +47,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { buildJoinRequest, buildRenewRequest, type BuiltRequest } from '../src/agent/requests.js';
 import { SigilError } from '../src/errors.js';
+import { TokenJoinAgent } from '../src/join/token/agent.js';
 import { loadSigner, parseKeyRef, SoftwareSigner, type Signer } from '../src/keystore/index.js';
 import { CertificateIssuer } from '../src/pki/issue.js';
 import { randomSerial } from '../src/pki/serial.js';
@@ -117,6 +126,7 @@ async function stopServer(): Promise<void> {
 }
 
 let cleanedUp = false;
+let issuerDied = false;
 function cleanupSync(): void {
   if (cleanedUp) return;
   cleanedUp = true;
@@ -433,7 +443,6 @@ async function main(): Promise<void> {
   const tokens: string[] = [];
   try {
     const yaml = `kind: role\nname: bench-edge\nspec: { max_ttl: 24h }\n---\nkind: bot\nname: ${BOT}\nspec: { roles: [bench-edge] }\n`;
-    writeFileSync(join(work, 'resources.yaml'), yaml);
     runAdminOp(stores, 'apply', { yaml, source: 'bench' });
     for (let i = 0; i < AGENTS; i++) tokens.push((runAdminOp(stores, 'token.create', { bot: BOT, ttl: '1h' }) as { token: string }).token);
   } finally {
@@ -455,7 +464,8 @@ async function main(): Promise<void> {
       const i = base + j;
       const client = i === 0 ? first : new HttpsIssuerClient({ url, pin: init.pin, rootPem: root });
       if (i !== 0) clients.push(client);
-      const built = await buildJoinRequest({ method: 'token', evidence: { token: tokens[i]! }, now: Date.now() });
+      const method = new TokenJoinAgent(tokens[i]!);
+      const built = await buildJoinRequest({ method: method.name, evidence: (c) => method.evidence(c), now: Date.now() });
       const body = await client.post('join', built.envelope);
       const res = verifyResponse(body, 'join', built.entry.requestId, root);
       const a: BenchAgent = { index: i, client, signer: loadSigner(parseKeyRef(built.entry.pendingKeyRef!)), chainPem: res.result.chain, generation: res.result.generation, nextKey: 0 };
@@ -565,11 +575,26 @@ async function main(): Promise<void> {
   console.log(`  errors:             ${Object.keys(errors).length ? Object.entries(errors).map(([k, v]) => `${k} ${v}`).join(', ') : 'none'}${stopped ? `  (${stopped} agents stopped)` : ''}`);
   console.log(`  CPU over the window: issuer ${issuerCpuPct.toFixed(0)}% of a core, load generator ${clientCpuPct.toFixed(0)}%, other processes ${Math.max(0, otherCpuPct).toFixed(0)}% (2 cores = 200%)`);
   console.log(`  CPU per renewal:    issuer ${issuerMsPer.toFixed(2)} ms (→ ~${(1000 / issuerMsPer).toFixed(0)}/s on one saturated core), load generator ${clientMsPer.toFixed(2)} ms`);
-  console.log(`  client wall/renewal: build request ${(buildMs / Math.max(1, renewals)).toFixed(2)} ms, verify response + adopt ${(verifyMs / Math.max(1, renewals)).toFixed(2)} ms`);
-  const bottleneck = issuerCpuPct >= 85 && issuerCpuPct >= clientCpuPct ? 'the issuer (its core is saturated)' : clientCpuPct >= 85 ? 'the load generator (its core is saturated; the issuer had spare CPU)' : 'neither core is saturated (latency-bound or other load)';
+  console.log(`  client wall/renewal: build request ${(buildMs / Math.max(1, renewals)).toFixed(2)} ms, verify response + adopt ${(verifyMs / Math.max(1, renewals)).toFixed(2)} ms (interleaved with other agents)`);
+  const bottleneck =
+    issuerCpuPct >= 85 && issuerCpuPct >= clientCpuPct
+      ? 'the issuer (its core is saturated)'
+      : clientCpuPct >= 85
+        ? 'the load generator (its core is saturated; the issuer had spare CPU)'
+        : otherCpuPct >= 20
+          ? 'other processes on this machine took CPU from both sides'
+          : 'neither core is saturated (latency-bound)';
   console.log(`  bottleneck:         ${bottleneck}`);
+  if (otherCpuPct >= 20) {
+    console.log(`  note: other processes used ${otherCpuPct.toFixed(0)}% CPU during the window, so renewals/s is depressed; CPU per renewal is the stable figure`);
+  }
 
   // 6. the issuer is done: stop it (this also writes its CPU profile), then measure in-process.
+  const srv = server as ChildProcess;
+  if (srv.exitCode !== null || srv.signalCode !== null) {
+    process.stderr.write(`warning: the issuer exited during the run (${srv.signalCode ?? `code ${srv.exitCode}`}); its stderr (tail):\n${serverStderr.slice(-2000)}\n`);
+    issuerDied = true;
+  }
   await stopServer();
   const profileLines = profDir ? issuerProfileSummary(profDir) : [];
   if (clientProfile) profileLines.push(...summariseProfile(clientProfile, 'load generator CPU profile (timed loop only):', 12));
@@ -608,6 +633,7 @@ async function main(): Promise<void> {
 let exitCode = 0;
 try {
   await main();
+  if (issuerDied) exitCode = 1;
 } catch (e) {
   process.stderr.write(`error: ${e instanceof SigilError ? `[${e.code}] ` : ''}${(e as Error).message ?? String(e)}\n`);
   if (serverStderr && !(e as Error).message?.includes(serverStderr.slice(-200))) process.stderr.write(`issuer stderr (tail):\n${serverStderr.slice(-2000)}\n`);

@@ -3,12 +3,14 @@
  * (TLS + response signing), stores, join methods, metrics and the clock. Operations
  * (./ops/*.ts) take this object; transports (HTTPS now, MQTT later) only move bytes to them.
  */
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { hostname } from 'node:os';
 import { serverJoinMethods } from '../join/server-methods.js';
 import type { JoinMethodServer } from '../join/types.js';
 import { issueServerCert } from '../pki/ca.js';
 import { CertificateIssuer } from '../pki/issue.js';
+import { subjectNameDer } from '../pki/name.js';
+import type { IssuingCa } from '../pki/own-leaf.js';
 import { toPem } from '../pki/pem.js';
 import type { Logger } from '../util/log.js';
 import type { CaMaterial } from './data-dir.js';
@@ -40,6 +42,8 @@ export interface IssuerContext {
   skewMs: number;
   /** Extra names for the serving certificate, kept for its rotation. */
   tlsSans: string[];
+  /** The intermediate(s) renewals must be signed by, parsed once (pki/own-leaf.ts). */
+  issuingCas: IssuingCa[];
 }
 
 /**
@@ -88,6 +92,7 @@ export function createIssuerContext(opts: { ca: CaMaterial; stores: Stores; log:
     now,
     skewMs: 5 * 60 * 1000,
     tlsSans: opts.tlsSans ?? [],
+    issuingCas: [{ certDer: opts.ca.intermediateDer, subjectDer: subjectNameDer(opts.ca.intermediateDer), publicKey: createPublicKey(opts.ca.intermediateKey) }],
   };
 }
 

@@ -8,13 +8,13 @@
  *   → instance known / not locked / bot not locked → generation (older → lock + generation_mismatch)
  *   → new key differs from the current one (key_reused) → issue generation+1.
  */
-import { X509Certificate } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { SigilError, toSigilError } from '../../errors.js';
 import { parseJws, verifyJws, x5cDers, type Jws } from '../../protocol/jws.js';
 import { checkVersion, parseWith, renewRequestSchema, TYP_REQUEST, type RenewRequest } from '../../protocol/messages.js';
-import { verifyChain, spiffeIdOf } from '../../pki/chain.js';
 import { parseCsr } from '../../pki/csr.js';
-import { serialHex } from '../../pki/serial.js';
+import { readCertificate } from '../../pki/cert-reader.js';
+import { verifyOwnLeaf, type OwnLeaf } from '../../pki/own-leaf.js';
 import type { IssuerContext } from '../issuer.js';
 import { resolveBot } from '../policy/resources.js';
 import { issueIdentity, spkiHash } from './issue.js';
@@ -22,27 +22,31 @@ import { payloadHash, replayIfSeen, responsePayload, signResponse } from './resp
 import { auditRefusal } from './refusal.js';
 
 interface Presented {
-  leaf: X509Certificate;
+  leaf: OwnLeaf;
+  publicKey: KeyObject;
   instanceId: string;
   bot: string;
   serial: string;
 }
 
-/** Chain to our CA at the leaf's own issuance time; expiry is checked separately (after replay). */
+/**
+ * The presented leaf must be one this issuer signed (pki/own-leaf.ts); its time validity is
+ * checked later, after the idempotent replay, so a lost response is still answered.
+ */
 function checkPresentedChain(ctx: IssuerContext, ders: Buffer[]): Presented {
   if (ders.length === 0) throw new SigilError('chain_invalid', 'renewal must carry the current certificate chain in the JWS x5c header');
-  let leaf: X509Certificate;
-  try {
-    leaf = new X509Certificate(ders[0]!);
-  } catch {
-    throw new SigilError('bad_certificate', 'the presented leaf certificate could not be parsed');
+  // Anything after the leaf must be our own intermediate; say precisely what is wrong otherwise.
+  for (const [i, d] of ders.slice(1).entries()) {
+    if (ctx.issuingCas.some((c) => c.certDer.equals(d))) continue;
+    readCertificate(d, 'bad_certificate', `x5c certificate ${i + 1}`);
+    throw new SigilError('chain_invalid', `x5c certificate ${i + 1} is not this issuer's intermediate CA`);
   }
-  verifyChain({ leaf: ders[0]!, intermediates: [...ders.slice(1), ctx.ca.intermediateDer], roots: [ctx.ca.rootDer], at: new Date(Date.parse(leaf.validFrom) + 1000) });
-  const id = spiffeIdOf(leaf);
+  const leaf = verifyOwnLeaf(ders[0]!, ctx.issuingCas);
   const prefix = `spiffe://${ctx.ca.trustDomain}/bot/`;
-  const rest = id?.startsWith(prefix) ? id.slice(prefix.length).split('/') : [];
+  const rest = leaf.spiffeId?.startsWith(prefix) ? leaf.spiffeId.slice(prefix.length).split('/') : [];
   if (rest.length !== 2 || !rest[0] || !rest[1]) throw new SigilError('chain_invalid', `the presented certificate is not a Sigil bot identity of trust domain ${ctx.ca.trustDomain}`);
-  return { leaf, bot: rest[0], instanceId: rest[1], serial: serialHex(Buffer.from(leaf.serialNumber.length % 2 ? `0${leaf.serialNumber}` : leaf.serialNumber, 'hex')) };
+  const publicKey = createPublicKey({ key: leaf.fields.spki, format: 'der', type: 'spki' });
+  return { leaf, publicKey, bot: rest[0], instanceId: rest[1], serial: leaf.serial };
 }
 
 export async function handleRenew(ctx: IssuerContext, body: unknown, remote: string | null): Promise<Jws> {
@@ -53,7 +57,7 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
     const { jws, header } = parseJws(body);
     if (header.typ !== TYP_REQUEST) throw new SigilError('bad_request', `JWS typ must be ${TYP_REQUEST}`);
     who = checkPresentedChain(ctx, x5cDers(header));
-    const verified = verifyJws(jws, header, who.leaf.publicKey);
+    const verified = verifyJws(jws, header, who.publicKey);
     checkVersion(verified.payload);
     req = parseWith(renewRequestSchema, verified.payload, 'bad_request', 'renew request');
     const hash = payloadHash(verified.payloadBytes);
@@ -62,8 +66,8 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
     if (replay) return signResponse(ctx, replay);
 
     const now = ctx.now();
-    if (Date.parse(who.leaf.validTo) <= now) {
-      throw new SigilError('cert_expired', `the presented certificate expired at ${new Date(who.leaf.validTo).toISOString()}; the agent must join again`);
+    if (who.leaf.fields.notAfter.getTime() <= now) {
+      throw new SigilError('cert_expired', `the presented certificate expired at ${who.leaf.fields.notAfter.toISOString()}; the agent must join again`);
     }
     const skew = req.timestamp - now;
     if (Math.abs(skew) > ctx.skewMs) {
@@ -71,8 +75,8 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
     }
     const inst = ctx.stores.instances.get(who.instanceId);
     if (!inst || inst.bot !== who.bot) throw new SigilError('unknown_instance', `instance ${who.instanceId} is not known to this issuer`);
-    if (inst.locked) throw new SigilError('instance_locked', `instance ${inst.id} is locked (${inst.lockReason ?? 'by an administrator'}); unlock with: sigil ctl unlock ${inst.id}`);
-    if (ctx.stores.botLocks.isLocked(inst.bot)) throw new SigilError('bot_locked', `bot "${inst.bot}" is locked; unlock with: sigil ctl unlock ${inst.bot}`);
+    if (inst.locked) throw new SigilError('instance_locked', `instance ${inst.id} is locked (${inst.lockReason ?? 'by an administrator'}); unlock with: sigil ctl --data-dir <issuer-data-dir> unlock ${inst.id}`);
+    if (ctx.stores.botLocks.isLocked(inst.bot)) throw new SigilError('bot_locked', `bot "${inst.bot}" is locked; unlock with: sigil ctl --data-dir <issuer-data-dir> unlock ${inst.bot}`);
     const certRec = ctx.stores.certificates.get(who.serial);
     if (!certRec || certRec.instanceId !== inst.id) throw new SigilError('chain_invalid', `certificate serial ${who.serial} was not issued to instance ${inst.id}`);
 
@@ -81,12 +85,11 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
       // or a cloned machine. Lock the instance (ARCHITECTURE protocol sketch) and say why.
       const reason = `generation_mismatch: presented generation ${certRec.generation}, current ${inst.generation}`;
       ctx.stores.tx(() => ctx.stores.instances.setLocked(inst.id, true, reason, now));
-      throw new SigilError('generation_mismatch', `stale credential generation ${certRec.generation} presented (current is ${inst.generation}); instance ${inst.id} is now locked. If this is not a stolen credential, inspect with \`sigil ctl instances ls\` and run \`sigil ctl unlock ${inst.id}\``);
+      throw new SigilError('generation_mismatch', `stale credential generation ${certRec.generation} presented (current is ${inst.generation}); instance ${inst.id} is now locked. If this is not a stolen credential, inspect with \`sigil ctl --data-dir <issuer-data-dir> instances ls\` and run \`sigil ctl --data-dir <issuer-data-dir> unlock ${inst.id}\``);
     }
 
     const csr = parseCsr(req.csr);
-    const currentSpki = who.leaf.publicKey.export({ type: 'spki', format: 'der' });
-    if (spkiHash(csr.spkiDer) === spkiHash(currentSpki)) throw new SigilError('key_reused', 'the CSR carries the current key; renewal must rotate to a new key');
+    if (spkiHash(csr.spkiDer) === who.leaf.spkiHash) throw new SigilError('key_reused', 'the CSR carries the current key; renewal must rotate to a new key');
 
     const bot = resolveBot(ctx.stores, inst.bot);
     const r = req;
