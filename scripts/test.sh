@@ -1,6 +1,20 @@
 #!/usr/bin/env bash
 # The whole test suite (README quick start, command 2): setup (idempotent), build, all tests.
+# Ends with one plain line "N passed, N failed" (and skipped) read from vitest's JSON report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-npx vitest run "$@"
+mkdir -p .tmp
+report=.tmp/vitest-report.json
+rm -f "$report"
+status=0
+npx vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=$?
+if [ -f "$report" ]; then
+  node -e '
+    const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    const skipped = (r.numPendingTests || 0) + (r.numTodoTests || 0);
+    console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped`);
+    if (r.numTotalTests === 0) { console.error("no test ran"); process.exit(1); }
+  ' "$report" || status=1
+fi
+exit "$status"
