@@ -142,6 +142,38 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
     );
   }
 
+  const devices = ctl.command('devices').description('devices pre-registered from factory manifests (join rules with registered_only)');
+  devices
+    .command('import <manifest>')
+    .description('register the devices of a JSON Lines manifest (all or nothing; re-importing is a no-op)')
+    .option('--rule <name>', 'limit the registrations to this x509 join rule')
+    .option('--format <fmt>', 'table or json')
+    .action((manifest: string, o: { rule?: string; format?: string }) =>
+      run(async () => {
+        const fmt = parseFormat(o.format);
+        let jsonl: string;
+        try {
+          jsonl = readFileSync(manifest, 'utf8');
+        } catch (e) {
+          throw new SigilError('bad_request', `cannot read ${manifest}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+        }
+        const r = (await admin(g(), 'devices.import', { jsonl, source: manifest, ...(o.rule ? { rule: o.rule } : {}) })) as { lines: number; created: number; updated: number; unchanged: number; rule: string | null };
+        if (fmt === 'json') printJson(r);
+        else process.stdout.write(`${r.lines} devices in ${manifest}: ${r.created} imported, ${r.updated} updated, ${r.unchanged} unchanged${r.rule ? ` (rule ${r.rule})` : ''}\n`);
+      }),
+    );
+  devices
+    .command('ls')
+    .option('--rule <name>', 'only this join rule')
+    .option('--format <fmt>', 'table or json')
+    .action((o: { rule?: string; format?: string }) =>
+      run(async () => {
+        const rows = (await admin(g(), 'devices.ls', o.rule ? { rule: o.rule } : {})) as Array<Record<string, unknown>>;
+        if (parseFormat(o.format) === 'json') printJson(rows);
+        else printTable(rows, ['serial', 'rule', 'idevid_fingerprint', 'imported_at']);
+      }),
+    );
+
   ctl
     .command('audit')
     .description('show or verify the hash-chained audit log')

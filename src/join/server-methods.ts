@@ -4,8 +4,9 @@
  */
 import { TokenJoinServer } from './token/server.js';
 import type { JoinMethodServer } from './types.js';
+import { X509JoinServer } from './x509/server.js';
 
 export function serverJoinMethods(): Map<string, JoinMethodServer> {
-  const methods: JoinMethodServer[] = [new TokenJoinServer()];
+  const methods: JoinMethodServer[] = [new TokenJoinServer(), new X509JoinServer()];
   return new Map(methods.map((m) => [m.name, m]));
 }

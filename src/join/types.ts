@@ -3,6 +3,7 @@
  * transport: the host runs the request (and, for methods that need one, the challenge round)
  * over HTTPS or MQTT.
  */
+import type { JoinChallenge } from '../protocol/messages.js';
 import type { Stores } from '../server/store/types.js';
 
 export interface AttestInput {
@@ -32,9 +33,31 @@ export interface Attested {
   commit?(stores: Stores, now: number, instanceId: string): void;
 }
 
+/**
+ * "Answer this first": a method that needs a challenge round returns this from `attest`
+ * instead of {@link Attested}. The host (server/ops/challenge.ts) stores a single-use challenge
+ * bound to the request id and the new key, adds its own 32-byte nonce, and answers the agent
+ * with a signed challenge; the agent sends the join again (same request id, same key) with
+ * evidence answering it, and the method finds the challenge with join/challenge.ts.
+ */
+export interface ChallengeRequired {
+  challenge: {
+    /** Sent to the agent in `challenge.data` (public). */
+    data?: Record<string, unknown>;
+    /** Kept by the issuer with the challenge and handed back on the answer (never sent). */
+    state?: Record<string, unknown>;
+    /** Lifetime; capped at 60 s by the host. */
+    ttlMs?: number;
+  };
+}
+
+export function isChallengeRequired(r: Attested | ChallengeRequired): r is ChallengeRequired {
+  return 'challenge' in r && (r as Partial<Attested>).bot === undefined;
+}
+
 export interface JoinMethodServer {
   readonly name: string;
-  attest(input: AttestInput, stores: Stores): Promise<Attested>;
+  attest(input: AttestInput, stores: Stores): Promise<Attested | ChallengeRequired>;
 }
 
 /** What a join's evidence is bound to: this request and the key being certified. */
@@ -49,4 +72,9 @@ export interface JoinMethodAgent {
   readonly canReattest: boolean;
   /** Evidence for the join request, bound to the request id and the new key. */
   evidence(ctx: EvidenceContext): Promise<Record<string, unknown>>;
+  /**
+   * Evidence answering an issuer challenge (methods with a challenge round). Sent in a new
+   * join envelope with the same request id and key (join/exchange.ts runs the rounds).
+   */
+  respond?(challenge: JoinChallenge, ctx: EvidenceContext): Promise<Record<string, unknown>>;
 }

@@ -1,22 +1,38 @@
 /**
  * Key backends behind one {@link Signer}. The agent stores a {@link KeyRef} — a serialisable
  * pointer to where the key lives — next to its identity, and rebuilds the signer from it on
- * start. For software keys the reference *is* the key (PKCS#8); TPM and PKCS#11 references
- * (a handle or a token URI) join this union later and never contain private material.
+ * start. For software keys the reference *is* the key (PKCS#8); PKCS#11 references name the
+ * module, token and key and where to read the PIN, never the PIN or private material.
  */
 import { SigilError } from '../errors.js';
-import type { Signer } from './signer.js';
+import { Pkcs11Signer, type Pkcs11KeyRef } from './pkcs11.js';
+import { isIdentitySigner, type Signer } from './signer.js';
 import { SoftwareSigner } from './software.js';
 
-export type { KeyStorage, Signer, SignatureAlgorithm } from './signer.js';
+export type { DeviceSignatureAlgorithm, DeviceSigner, KeyStorage, Signer, SignatureAlgorithm } from './signer.js';
+export { isIdentitySigner } from './signer.js';
 export { SoftwareSigner } from './software.js';
+export { PemKeySigner, type RsaSignatureAlgorithm } from './pem-key.js';
+export { Pkcs11Signer, type Pkcs11KeyRef } from './pkcs11.js';
+export { parsePkcs11Uri, type Pkcs11Uri } from './pkcs11/uri.js';
 
-export type KeyRef = { storage: 'software'; pkcs8Pem: string };
+export type KeyRef = { storage: 'software'; pkcs8Pem: string } | Pkcs11KeyRef;
+
+/** Options for a new PKCS#11 identity key: where to create it; label and id are generated. */
+export type Pkcs11KeyOptions = Omit<Pkcs11KeyRef, 'storage' | 'keyLabel' | 'keyId'> & { keyLabel?: string };
 
 export function loadSigner(ref: KeyRef): Signer {
   switch (ref.storage) {
     case 'software':
       return SoftwareSigner.fromPkcs8Pem(ref.pkcs8Pem);
+    case 'pkcs11': {
+      const s = Pkcs11Signer.open(ref);
+      if (!isIdentitySigner(s)) {
+        s.close();
+        throw new SigilError('unsupported_key', `PKCS#11 key ${ref.keyLabel ?? ref.keyId} is ${s.algorithm}; identity keys must be ECDSA P-256 or P-384`);
+      }
+      return s;
+    }
     default: {
       // A reference written by a newer Sigil, or a corrupted row.
       const storage: unknown = (ref as { storage?: unknown }).storage;
@@ -25,16 +41,35 @@ export function loadSigner(ref: KeyRef): Signer {
   }
 }
 
-export function createSigner(storage: 'software'): { signer: Signer; ref: KeyRef } {
-  if (storage !== 'software') throw new TypeError(`createSigner: unsupported storage ${String(storage)}`);
-  const signer = SoftwareSigner.generate();
-  return { signer, ref: { storage: 'software', pkcs8Pem: signer.toPkcs8Pem() } };
+/**
+ * A new identity key (ECDSA P-256) and its reference. PKCS#11 keys are generated on the token
+ * (non-extractable); call {@link removeKey} on the old reference once a renewal replaced it.
+ */
+export function createSigner(storage: 'software'): { signer: Signer; ref: KeyRef };
+export function createSigner(storage: 'pkcs11', opts: Pkcs11KeyOptions): { signer: Signer; ref: KeyRef };
+export function createSigner(storage: 'software' | 'pkcs11', opts?: Pkcs11KeyOptions): { signer: Signer; ref: KeyRef } {
+  if (storage === 'software') {
+    const signer = SoftwareSigner.generate();
+    return { signer, ref: { storage: 'software', pkcs8Pem: signer.toPkcs8Pem() } };
+  }
+  if (storage === 'pkcs11' && opts !== undefined) {
+    const signer = Pkcs11Signer.generate(opts) as Pkcs11Signer & Signer; // generate() makes P-256 (ES256)
+    return { signer, ref: signer.ref };
+  }
+  throw new TypeError(`createSigner: unsupported storage ${String(storage)}`);
+}
+
+/** Delete a key that is no longer needed (PKCS#11: destroy the objects on the token; software: nothing to do). */
+export function removeKey(ref: KeyRef): void {
+  if (ref.storage === 'pkcs11') Pkcs11Signer.open(ref).destroy();
 }
 
 /** The JSON form stored in the agent database (`Identity.keyRef`, outbox `pendingKeyRef`). */
 export function serializeKeyRef(ref: KeyRef): string {
   return JSON.stringify(ref);
 }
+
+const PKCS11_FIELDS = ['module', 'tokenLabel', 'keyLabel', 'keyId', 'pinFile', 'pinEnv'] as const;
 
 /** Parse a stored key reference; a malformed one is `config_invalid`, never a raw SyntaxError. */
 export function parseKeyRef(json: string): KeyRef {
@@ -47,6 +82,18 @@ export function parseKeyRef(json: string): KeyRef {
   if (v && typeof v === 'object') {
     const o = v as Record<string, unknown>;
     if (o.storage === 'software' && typeof o.pkcs8Pem === 'string') return { storage: 'software', pkcs8Pem: o.pkcs8Pem };
+    if (o.storage === 'pkcs11') {
+      const ref: Pkcs11KeyRef = { storage: 'pkcs11', module: '', tokenLabel: '' };
+      for (const f of PKCS11_FIELDS) {
+        if (o[f] === undefined) continue;
+        if (typeof o[f] !== 'string') throw new SigilError('config_invalid', `stored PKCS#11 key reference: ${f} must be a string`);
+        ref[f] = o[f] as string;
+      }
+      if (!ref.module || !ref.tokenLabel || (ref.keyLabel === undefined && ref.keyId === undefined)) {
+        throw new SigilError('config_invalid', 'stored PKCS#11 key reference needs module, tokenLabel and keyLabel or keyId');
+      }
+      return ref;
+    }
     throw new SigilError('config_invalid', `stored key reference has unknown storage ${JSON.stringify(o.storage)}`);
   }
   throw new SigilError('config_invalid', 'stored key reference is not an object');

@@ -1,7 +1,9 @@
 /**
  * Sigil protocol v1 messages (ARCHITECTURE "Protocol sketch"). Every request and every
- * successful response is the JSON payload of a JWS envelope (./jws.ts); errors travel as a
- * plain {code, message, retryable} object, identical over every transport.
+ * successful response is the JSON payload of a JWS envelope (./jws.ts). Errors are
+ * {code, message, retryable}: over HTTPS a plain body (TLS to the pinned CA protects it); over
+ * MQTT, whose broker is untrusted for integrity, the same object travels *signed* inside an
+ * error response envelope ({@link ErrorResponsePayload}).
  *
  * Field names are snake_case on the wire; times are unix milliseconds.
  */
@@ -107,10 +109,79 @@ const bundleResultSchema = z.object({
   intermediates: z.array(z.string()),
 });
 
+/**
+ * A signed refusal (MQTT). `request_hash` binds it to the exact request bytes (hex SHA-256 of
+ * the request JWS payload, the issuer's idempotency hash), not only to the request id: anyone
+ * may send the issuer a *different* request carrying a victim's request id and collect a signed
+ * refusal for it; replayed to the victim by a broker, a refusal bound only to the id would make
+ * the agent drop a request the issuer may already have answered — and a fresh request with the
+ * old credential would then lock the instance (generation_mismatch). Both are null when the
+ * issuer could not read the request (the agent then treats the answer as unverifiable).
+ */
+export interface ErrorResponsePayload {
+  v: typeof PROTOCOL_VERSION;
+  op: string;
+  request_id: string | null;
+  request_hash: string | null;
+  issued_at: number;
+  error: { code: string; message: string; retryable: boolean; retry_after_ms?: number };
+}
+
+export const errorResponseSchema = z.object({
+  v: z.literal(PROTOCOL_VERSION),
+  op: z.string().max(64),
+  request_id: z.string().max(128).nullable(),
+  request_hash: z.string().regex(/^[0-9a-f]{64}$/).nullable(),
+  issued_at: z.number(),
+  error: z.object({
+    code: z.string().max(64),
+    message: z.string().max(2000),
+    retryable: z.boolean(),
+    retry_after_ms: z.number().int().nonnegative().optional(),
+  }),
+});
+
+/**
+ * A join step that is not finished: the method wants an answer first (join/challenge.ts). The
+ * issuer signs it like any response; the agent answers with a new join envelope carrying the
+ * *same* request id and key, whose evidence answers the challenge. Nothing is stored for a
+ * challenge except the challenge itself, so resending the first request just yields another.
+ */
+export interface JoinChallenge {
+  /** Opaque id the answer refers to (base64url, 128 bits). */
+  challenge_id: string;
+  /** The join method that asked. */
+  method: string;
+  /** 32 random bytes chosen by the issuer, base64url; methods bind their answer to it. */
+  nonce: string;
+  /** Unix ms after which the issuer refuses the answer (`challenge_expired`). */
+  expires_at: number;
+  /** Method-specific data (public). */
+  data: Record<string, unknown>;
+}
+
+export interface ChallengePayload {
+  v: typeof PROTOCOL_VERSION;
+  op: 'join';
+  request_id: string;
+  issued_at: number;
+  challenge: JoinChallenge;
+}
+
+export const joinChallengeSchema = z.object({
+  challenge_id: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/),
+  method: z.string().regex(/^[a-z0-9_]{1,32}$/),
+  nonce: z.string().regex(/^[A-Za-z0-9_-]{43,128}$/),
+  expires_at: z.number(),
+  data: z.record(z.string(), z.unknown()),
+});
+
 export const responseSchemas = {
   join: z.object({ v: z.literal(PROTOCOL_VERSION), op: z.literal('join'), request_id: z.string(), issued_at: z.number(), result: identityResultSchema }),
   renew: z.object({ v: z.literal(PROTOCOL_VERSION), op: z.literal('renew'), request_id: z.string(), issued_at: z.number(), result: identityResultSchema }),
   bundle: z.object({ v: z.literal(PROTOCOL_VERSION), op: z.literal('bundle'), request_id: z.null(), issued_at: z.number(), result: bundleResultSchema }),
+  /** A join step answered with a challenge instead of a result (see {@link JoinChallenge}). */
+  join_challenge: z.object({ v: z.literal(PROTOCOL_VERSION), op: z.literal('join'), request_id: z.string(), issued_at: z.number(), challenge: joinChallengeSchema }),
 };
 
 /**

@@ -2,21 +2,29 @@
  * Verify an issuer response envelope on the agent: x5c chains to the pinned root, the signer
  * is the issuer (SPIFFE ID spiffe://<td>/sigil/issuer), the signature holds, and the payload
  * answers *this* request. This is what makes an untrusted carrier (an MQTT broker) harmless.
+ *
+ * Two entry points: {@link verifyResponse} accepts only a success; {@link verifyResponseOrError}
+ * also accepts a signed refusal (MQTT) and throws it as the SigilError it carries — after the
+ * signature and the binding to this exact request (id and payload hash) have been checked.
  */
+import { createHash, X509Certificate } from 'node:crypto';
 import { SigilError } from '../errors.js';
-import { spiffeIdOf, verifyChain } from '../pki/chain.js';
-import { fromPem } from '../pki/pem.js';
-import { parseJws, verifyJws, x5cDers } from './jws.js';
-import { parseWith, responseSchemas, TYP_RESPONSE } from './messages.js';
+import { spiffeIdOf, spkiPin, verifyChain } from '../pki/chain.js';
+import { fromPem, toPem } from '../pki/pem.js';
+import { b64u, parseJws, verifyJws, x5cDers, type Jws } from './jws.js';
+import { errorResponseSchema, parseWith, responseSchemas, TYP_RESPONSE } from './messages.js';
 import type { z } from 'zod';
 
-export function verifyResponse<Op extends keyof typeof responseSchemas>(
-  body: unknown,
-  op: Op,
-  requestId: string | null,
-  rootPem: string,
-  now: Date = new Date(),
-): z.infer<(typeof responseSchemas)[Op]> {
+type Op = keyof typeof responseSchemas;
+type Success<O extends Op> = z.infer<(typeof responseSchemas)[O]>;
+
+/** Hex SHA-256 of a request envelope's payload bytes: what the issuer hashes for idempotency. */
+export function requestPayloadHash(envelope: Jws): string {
+  return createHash('sha256').update(b64u.decode(envelope.payload)).digest('hex');
+}
+
+/** Check the envelope's signer and signature; returns the (unvalidated) payload. */
+function verifySigned(body: unknown, rootPem: string, now: Date): unknown {
   const { jws, header } = parseJws(body, 'response_invalid');
   if (header.typ !== TYP_RESPONSE) throw new SigilError('response_invalid', `response typ is ${header.typ}, expected ${TYP_RESPONSE}`);
   const ders = x5cDers(header);
@@ -25,11 +33,99 @@ export function verifyResponse<Op extends keyof typeof responseSchemas>(
   try {
     leaf = verifyChain({ leaf: ders[0]!, intermediates: ders.slice(1), roots: [fromPem(rootPem, 'CERTIFICATE')], at: now }).leaf;
   } catch (e) {
-    throw new SigilError('response_invalid', `response signer does not chain to the pinned issuer CA: ${(e as Error).message}`);
+    const msg = (e as Error).message;
+    // A signer "not valid before" a time the issuer already reached means this clock is behind.
+    const clock = /not valid before/.test(msg) ? ` (is this machine's clock right? it reads ${now.toISOString()})` : '';
+    throw new SigilError('response_invalid', `response signer does not chain to the pinned issuer CA: ${msg}${clock}`);
   }
   if (!spiffeIdOf(leaf)?.endsWith('/sigil/issuer')) throw new SigilError('response_invalid', 'response is not signed by an issuer identity');
-  const v = verifyJws(jws, header, leaf.publicKey, 'response_invalid');
-  const payload = parseWith(responseSchemas[op] as z.ZodType, v.payload, 'response_invalid', `${op} response`) as { request_id: string | null };
-  if (payload.request_id !== requestId) throw new SigilError('response_invalid', `response answers request ${String(payload.request_id)}, expected ${String(requestId)}`);
-  return payload as z.infer<(typeof responseSchemas)[Op]>;
+  return verifyJws(jws, header, leaf.publicKey, 'response_invalid').payload;
+}
+
+function checkSuccess<O extends Op>(payload: unknown, op: O, requestId: string | null): Success<O> {
+  const p = parseWith(responseSchemas[op] as z.ZodType, payload, 'response_invalid', `${op} response`) as { request_id: string | null };
+  if (p.request_id !== requestId) throw new SigilError('response_invalid', `response answers request ${String(p.request_id)}, expected ${String(requestId)}`);
+  return p as Success<O>;
+}
+
+export function verifyResponse<O extends Op>(body: unknown, op: O, requestId: string | null, rootPem: string, now: Date = new Date()): Success<O> {
+  return checkSuccess(verifySigned(body, rootPem, now), op, requestId);
+}
+
+/**
+ * Like {@link verifyResponse}, but a signed refusal for this request is thrown as its
+ * SigilError. `requestHash` ({@link requestPayloadHash} of what was sent) must match the
+ * refusal's; it is null only for `bundle`, whose request carries no payload worth binding
+ * (a replayed bundle refusal can only delay an agent, which a broker can do anyway).
+ */
+export function verifyResponseOrError<O extends Op>(body: unknown, op: O, requestId: string | null, requestHash: string | null, rootPem: string, now: Date = new Date()): Success<O> {
+  const payload = verifySigned(body, rootPem, now);
+  if (!payload || typeof payload !== 'object' || !('error' in payload)) return checkSuccess(payload, op, requestId);
+  const p = parseWith(errorResponseSchema, payload, 'response_invalid', `${op} error response`);
+  if (p.op !== op) throw new SigilError('response_invalid', `refusal answers a ${p.op} request, expected ${op}`);
+  if (p.request_id !== requestId || (requestHash !== null && p.request_hash !== requestHash)) {
+    throw new SigilError('response_invalid', `signed refusal (${p.error.code}) is not bound to request ${String(requestId)}; ignoring it`);
+  }
+  throw SigilError.fromWire({ code: p.error.code, message: p.error.message, retryable: p.error.retryable, ...(p.error.retry_after_ms !== undefined ? { retryAfterMs: p.error.retry_after_ms } : {}) });
+}
+
+/**
+ * First contact over a carrier without pinned TLS (MQTT): pick, from a `bundle` response, the
+ * root whose SubjectPublicKeyInfo hash is the configured pin — a self-signed CA — and verify the
+ * response's signature under it. No trust on first use: a bundle without the pinned root, or
+ * signed by anything that does not chain to it, is refused. `body` may also be a bare
+ * `{roots}` object (a root remembered from an earlier contact, re-checked against the pin).
+ */
+export function pinnedRootFromBundle(body: unknown, pin: string, now: Date = new Date()): string {
+  let roots: unknown;
+  const bare = body && typeof body === 'object' && 'roots' in body && !('payload' in body);
+  if (bare) roots = (body as { roots: unknown }).roots;
+  else {
+    try {
+      const { jws } = parseJws(body, 'response_invalid');
+      const p = JSON.parse(b64u.decode(jws.payload).toString('utf8')) as { result?: { roots?: unknown }; error?: unknown };
+      if (p && typeof p === 'object' && 'error' in p) {
+        // A refusal is only believable once verified, and we have nothing to verify it with yet.
+        throw new SigilError('issuer_unreachable', 'the issuer answered the bundle request with an (unverifiable) refusal');
+      }
+      roots = p?.result?.roots;
+    } catch (e) {
+      if (e instanceof SigilError) throw e;
+      throw new SigilError('response_invalid', 'the bundle response payload is not JSON');
+    }
+  }
+  if (!Array.isArray(roots)) throw new SigilError('response_invalid', 'the bundle response carries no roots');
+  for (const pem of roots) {
+    if (typeof pem !== 'string') continue;
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(pem);
+    } catch {
+      continue;
+    }
+    if (spkiPin(cert) !== pin) continue;
+    if (!cert.ca || !cert.checkIssued(cert) || !cert.verify(cert.publicKey)) throw new SigilError('pin_mismatch', 'the pinned certificate is not a self-signed CA');
+    const rootPem = toPem('CERTIFICATE', cert.raw);
+    if (!bare) verifyResponse(body, 'bundle', null, rootPem, now);
+    return rootPem;
+  }
+  throw new SigilError('pin_mismatch', `no root in the issuer's bundle matches ca_pin ${pin}; check the pin printed by \`sigil server init\``);
+}
+
+/** What a join request is answered with: the identity, or a challenge to answer first. */
+export type JoinStep = { kind: 'identity'; payload: Success<'join'> } | { kind: 'challenge'; payload: Success<'join_challenge'> };
+
+/**
+ * Verify the answer to a join request. A method with a challenge round (x509) answers the
+ * first request with a signed challenge (messages.ts JoinChallenge) instead of the identity;
+ * everything else is exactly {@link verifyResponseOrError} (`requestHash` null over HTTPS,
+ * where refusals are plain bodies).
+ */
+export function verifyJoinStep(body: unknown, requestId: string, rootPem: string, opts: { requestHash?: string | null; now?: Date } = {}): JoinStep {
+  const now = opts.now ?? new Date();
+  const payload = verifySigned(body, rootPem, now);
+  if (payload && typeof payload === 'object' && 'challenge' in payload && !('result' in payload) && !('error' in payload)) {
+    return { kind: 'challenge', payload: checkSuccess(payload, 'join_challenge', requestId) };
+  }
+  return { kind: 'identity', payload: verifyResponseOrError(body, 'join', requestId, opts.requestHash ?? null, rootPem, now) };
 }

@@ -10,6 +10,7 @@ import { MAX_TTL_S, parseDuration } from '../../util/duration.js';
 import { tokenId, tokenKey } from '../../join/token/wire.js';
 import { randomSecret } from '../../util/secret.js';
 import { applyResources, botSpecSchema, parseResources } from '../policy/resources.js';
+import { importDevices } from './devices.js';
 import type { Stores } from '../store/types.js';
 
 export const DEFAULT_TOKEN_TTL_S = 15 * 60;
@@ -24,6 +25,8 @@ const schemas = {
   audit: z.strictObject({ since: z.number().int().nonnegative().optional(), limit: z.number().int().positive().max(100000).optional() }),
   'audit.verify': z.strictObject({}),
   'resources.ls': z.strictObject({ kind: z.enum(['role', 'bot', 'join_rule']).optional() }),
+  'devices.import': z.strictObject({ jsonl: z.string().max(64 * 1024 * 1024), rule: z.string().min(1).max(63).optional(), source: z.string().max(256).optional() }),
+  'devices.ls': z.strictObject({ rule: z.string().min(1).max(63).optional() }),
 } as const;
 
 export type AdminOp = keyof typeof schemas;
@@ -110,6 +113,20 @@ export function runAdminOp(stores: Stores, op: string, rawArgs: unknown, now: nu
     }
     case 'audit.verify':
       return stores.audit.verify();
+    case 'devices.import':
+      return importDevices(stores, args.jsonl as string, {
+        now,
+        ...(args.rule !== undefined ? { rule: args.rule as string } : {}),
+        ...(args.source !== undefined ? { source: args.source as string } : {}),
+      });
+    case 'devices.ls':
+      return stores.devices.list(args.rule !== undefined ? { rule: args.rule as string } : undefined).map((d) => ({
+        serial: d.serial,
+        rule: d.rule,
+        idevid_fingerprint: d.idevidFingerprint,
+        ek_public_hash: d.ekPublicHash,
+        imported_at: new Date(d.importedAt).toISOString(),
+      }));
     case 'resources.ls':
       return (args.kind ? [args.kind as 'role' | 'bot' | 'join_rule'] : (['role', 'bot', 'join_rule'] as const)).flatMap((k) => stores.resources.list(k));
   }

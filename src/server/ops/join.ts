@@ -1,15 +1,18 @@
 /**
  * `join`: verify the envelope (signed by the key in its CSR — proof of possession), replay an
- * already answered request id, let the join method attest the evidence, then in one
- * transaction consume single-use evidence, create or re-use the instance and issue.
+ * already answered request id, let the join method attest the evidence (or answer with its
+ * challenge, ./challenge.ts), then in one transaction consume single-use evidence, create or
+ * re-use the instance and issue.
  */
 import { randomUUID } from 'node:crypto';
 import { SigilError, toSigilError } from '../../errors.js';
 import { b64u, parseJws, verifyJws, type Jws } from '../../protocol/jws.js';
 import { checkVersion, joinRequestSchema, parseWith, TYP_REQUEST, type JoinRequest } from '../../protocol/messages.js';
+import { isChallengeRequired } from '../../join/types.js';
 import { parseCsr } from '../../pki/csr.js';
 import type { IssuerContext } from '../issuer.js';
 import { resolveBot } from '../policy/resources.js';
+import { issueChallenge } from './challenge.js';
 import { issueIdentity, spiffeIdFor } from './issue.js';
 import { payloadHash, replayIfSeen, responsePayload, signResponse } from './respond.js';
 import { auditRefusal } from './refusal.js';
@@ -44,7 +47,10 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
     const method = ctx.methods.get(req.method);
     if (!method) throw new SigilError('unknown_join_method', `join method "${req.method}" is not enabled on this issuer (enabled: ${[...ctx.methods.keys()].join(', ')})`);
     const now = ctx.now();
-    const att = await method.attest({ evidence: req.evidence, requestId: req.request_id, spkiDer: csr.spkiDer, now, remote }, ctx.stores);
+    const step = await method.attest({ evidence: req.evidence, requestId: req.request_id, spkiDer: csr.spkiDer, now, remote }, ctx.stores);
+    // A method with a challenge round (x509) first asks the agent to answer a challenge.
+    if (isChallengeRequired(step)) return issueChallenge(ctx, method.name, req.request_id, csr.spkiDer, step.challenge);
+    const att = step;
     botName = att.bot;
     const bot = resolveBot(ctx.stores, att.bot);
     if (ctx.stores.botLocks.isLocked(bot.name)) throw new SigilError('bot_locked', `bot "${bot.name}" is locked; unlock with: sigil ctl --data-dir <issuer-data-dir> unlock ${bot.name}`);

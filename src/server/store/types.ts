@@ -57,6 +57,61 @@ export interface TokenStore {
   prune(before: number): number;
 }
 
+/** A challenge a join method asked the agent to answer (join/challenge.ts). Single use, short TTL. */
+export interface ChallengeRecord {
+  /** base64url, 128 random bits. */
+  id: string;
+  method: string;
+  /** The join request (request id) and new key (sha256:<hex> of its SPKI) it was issued to. */
+  requestId: string;
+  spkiHash: string;
+  /** The issuer's nonce (32 random bytes). */
+  nonce: Buffer;
+  /** Method state kept server-side (never sent), e.g. the chain the challenge was issued for. */
+  state: Record<string, unknown>;
+  createdAt: number;
+  expiresAt: number;
+  usedAt: number | null;
+}
+
+export type ChallengeConsumeResult = { ok: true } | { ok: false; reason: 'challenge_invalid' | 'challenge_expired' | 'challenge_reused' };
+
+export interface ChallengeStore {
+  create(rec: Omit<ChallengeRecord, 'usedAt'>): void;
+  /** Read-only lookup for early, precise refusals; `consume` stays the deciding step. */
+  get(id: string): ChallengeRecord | undefined;
+  /**
+   * Mark used, atomically: one conditional UPDATE (`… WHERE id=? AND used_at IS NULL AND
+   * expires_at>?`), so of N concurrent answers, in any number of processes, exactly one wins.
+   */
+  consume(id: string, now: number): ChallengeConsumeResult;
+  /** Delete challenges that expired before `before`; returns how many. */
+  prune(before: number): number;
+}
+
+/** A device pre-registered from a factory manifest (`sigil ctl devices import`). */
+export interface DeviceRecord {
+  id: number;
+  /** join_rule the registration is limited to; null = any x509 rule with registered_only. */
+  rule: string | null;
+  /** The device serial number from the manifest. */
+  serial: string;
+  /** sha256:<hex> of the EK public area, when the factory read one. */
+  ekPublicHash: string | null;
+  /** sha256:<hex> of the IDevID certificate DER: what a join is matched by. */
+  idevidFingerprint: string;
+  /** The manifest line as imported (canonical JSON), for the record. */
+  manifest: Record<string, unknown>;
+  importedAt: number;
+}
+
+export interface DeviceStore {
+  getByFingerprint(fingerprint: string): DeviceRecord | undefined;
+  /** Insert or update one device; 'unchanged' when identical. Callers run it inside `Stores.tx`. */
+  put(rec: Omit<DeviceRecord, 'id'>): 'created' | 'updated' | 'unchanged';
+  list(filter?: { rule?: string }): DeviceRecord[];
+}
+
 export interface InstanceRecord {
   id: string;
   bot: string;
@@ -185,6 +240,8 @@ export interface AdminCredentialStore {
 export interface Stores {
   readonly resources: ResourceStore;
   readonly tokens: TokenStore;
+  readonly challenges: ChallengeStore;
+  readonly devices: DeviceStore;
   readonly instances: InstanceStore;
   readonly botLocks: BotLockStore;
   readonly certificates: CertificateStore;

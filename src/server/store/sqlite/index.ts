@@ -10,7 +10,9 @@ import { SqliteAdminCredentialStore } from './admin.js';
 import { SqliteAuditStore } from './audit.js';
 import { SqliteBotLockStore } from './bot-locks.js';
 import { SqliteCertificateStore } from './certificates.js';
+import { SqliteChallengeStore } from './challenges.js';
 import { openSqlite } from './db.js';
+import { SqliteDeviceStore } from './devices.js';
 import { SqliteIdempotencyStore } from './idempotency.js';
 import { SqliteInstanceStore } from './instances.js';
 import { SqliteResourceStore } from './resources.js';
@@ -24,6 +26,8 @@ export { AUDIT_GENESIS_HASH, auditRowHash, SqliteAuditStore } from './audit.js';
 export { SqliteAdminCredentialStore } from './admin.js';
 export { SqliteBotLockStore } from './bot-locks.js';
 export { SqliteCertificateStore } from './certificates.js';
+export { SqliteChallengeStore } from './challenges.js';
+export { SqliteDeviceStore } from './devices.js';
 export { SqliteIdempotencyStore } from './idempotency.js';
 export { SqliteInstanceStore } from './instances.js';
 export { SqliteResourceStore } from './resources.js';
@@ -44,6 +48,8 @@ export function sqliteStores(db: BetterSqlite3.Database): Stores {
   return {
     resources: new SqliteResourceStore(db),
     tokens: new SqliteTokenStore(db),
+    challenges: new SqliteChallengeStore(db),
+    devices: new SqliteDeviceStore(db),
     instances: new SqliteInstanceStore(db),
     botLocks: new SqliteBotLockStore(db),
     certificates: new SqliteCertificateStore(db),

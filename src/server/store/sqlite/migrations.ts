@@ -124,6 +124,39 @@ CREATE TABLE settings (
 ) STRICT;
 `,
   },
+  {
+    version: 2,
+    name: 'join challenges and registered devices',
+    sql: `
+-- Single-use challenges of join methods with a challenge round (x509). In the database, not in
+-- memory, so several issuers on one database accept each other's challenges and a challenge
+-- answered at one of them is used up for all.
+CREATE TABLE join_challenges (
+  id          TEXT    PRIMARY KEY,
+  method      TEXT    NOT NULL,
+  request_id  TEXT    NOT NULL,
+  spki_hash   TEXT    NOT NULL,
+  nonce       BLOB    NOT NULL,
+  state       TEXT    NOT NULL CHECK (json_valid(state)),
+  created_at  INTEGER NOT NULL,
+  expires_at  INTEGER NOT NULL,
+  used_at     INTEGER
+) STRICT;
+CREATE INDEX join_challenges_expires ON join_challenges (expires_at);
+
+-- Devices pre-registered from factory manifests (sigil ctl devices import).
+CREATE TABLE devices (
+  id                  INTEGER PRIMARY KEY,
+  rule                TEXT,
+  serial              TEXT    NOT NULL,
+  ek_public_hash      TEXT,
+  idevid_fingerprint  TEXT    NOT NULL UNIQUE CHECK (idevid_fingerprint GLOB 'sha256:*'),
+  manifest            TEXT    NOT NULL CHECK (json_valid(manifest)),
+  imported_at         INTEGER NOT NULL
+) STRICT;
+CREATE INDEX devices_rule ON devices (rule, serial);
+`,
+  },
 ];
 
 /** The newest schema version this code knows. */

@@ -1,0 +1,65 @@
+/**
+ * Which x509 join rule, if any, accepts a device chain. Rules are tried in name order; the
+ * first that accepts wins. Every check of a rule runs in a fixed order — trust anchors, path,
+ * revocation, allow list, registration — and when no rule accepts, the refusal is the one from
+ * the rule that got furthest (a chain every rule distrusts is `x509_untrusted_ca`; a chain one
+ * rule trusts but whose certificate is revoked is `x509_revoked`), so the code names the check
+ * that actually stopped the device.
+ */
+import { SigilError } from '../../errors.js';
+import type { DeviceRecord, Stores } from '../../server/store/types.js';
+import type { JoinRule } from '../rules.js';
+import { checkAllowed } from './allow.js';
+import { describeCert, type ParsedCert } from './cert.js';
+import { checkRevocation } from './crl.js';
+import { loadCaFile, loadCrlFile } from './files.js';
+import { validatePath, type ValidatedPath } from './path.js';
+import { DEFAULT_MAX_INTERMEDIATES, type X509Rule } from './rule.js';
+
+export interface Decision {
+  rule: JoinRule<X509Rule>;
+  path: ValidatedPath;
+  /** The registration, for registered_only rules. */
+  device: DeviceRecord | undefined;
+}
+
+/** How far a rule got; the furthest refusal is reported. */
+const Stage = { Untrusted: 0, RuleFiles: 1, Path: 2, Revocation: 3, Allow: 4, Registration: 5 } as const;
+type Stage = (typeof Stage)[keyof typeof Stage];
+
+export async function evaluateChain(stores: Stores, rules: ReadonlyArray<JoinRule<X509Rule>>, chain: readonly ParsedCert[], at: Date): Promise<Decision> {
+  const [leaf, ...intermediates] = chain;
+  if (leaf === undefined) throw new SigilError('x509_chain_malformed', 'the chain is empty');
+  let best: { stage: Stage; error: SigilError } | undefined;
+  for (const rule of rules) {
+    let stage: Stage = Stage.RuleFiles;
+    try {
+      const anchors = rule.config.ca_files.flatMap(loadCaFile);
+      stage = Stage.Path;
+      const path = validatePath({ leaf, intermediates, anchors, at, maxIntermediates: rule.config.max_intermediates ?? DEFAULT_MAX_INTERMEDIATES });
+      stage = Stage.Revocation;
+      await checkRevocation(path.certs, (rule.config.crl_files ?? []).flatMap(loadCrlFile), at);
+      stage = Stage.Allow;
+      checkAllowed(rule.config.allow, leaf, rule.name);
+      stage = Stage.Registration;
+      const device = rule.config.registered_only ? registration(stores, rule.name, leaf) : undefined;
+      return { rule, path, device };
+    } catch (err) {
+      if (!(err instanceof SigilError)) throw err;
+      const s = err.code === 'x509_untrusted_ca' ? Stage.Untrusted : stage;
+      if (best === undefined || s > best.stage) best = { stage: s, error: err };
+    }
+  }
+  throw best!.error;
+}
+
+function registration(stores: Stores, rule: string, leaf: ParsedCert): DeviceRecord {
+  const device = stores.devices.getByFingerprint(leaf.fingerprint);
+  if (device === undefined) {
+    throw new SigilError('device_not_registered', `${describeCert(leaf)} (fingerprint ${leaf.fingerprint}) is not in any imported device manifest, and join_rule ${rule} has registered_only: true; import it with: sigil ctl devices import MANIFEST.jsonl --rule ${rule}`);
+  }
+  if (device.rule !== null && device.rule !== rule) {
+    throw new SigilError('device_not_registered', `device ${device.serial} is registered for join_rule ${device.rule}, not ${rule}`);
+  }
+  return device;
+}

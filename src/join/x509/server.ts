@@ -1,0 +1,93 @@
+/**
+ * The issuer half of the x509 join (wire.ts describes the two rounds and the signed message).
+ *
+ * Round 1 checks the chain against the rules (evaluate.ts) and asks for a challenge, keeping
+ * the chain with it. Round 2 finds the challenge (join/challenge.ts), checks the kept chain
+ * again — a CRL published between the rounds counts — verifies the device's signature, and
+ * returns the attestation; `commit` uses the challenge up inside the issuing transaction.
+ *
+ * Stable machine id: `x509-` + the first 128 bits (hex) of SHA-256 over the device
+ * certificate's SubjectPublicKeyInfo. The key, not the certificate: what the challenge proves
+ * is possession of the key, and an IDevID key is born in and bound to the device (TPM, secure
+ * element). Re-issuing the certificate for the same key — renewal of an enterprise
+ * certificate, a corrected subject, a CA migration — keeps the machine's instance, its SPIFFE
+ * ID and any lock on it; a new key is a new machine as far as Sigil can prove, so it gets a new
+ * instance (issuer DN + serial would instead split one device into a new instance at every
+ * re-issue, and would not follow the key at all).
+ */
+import { createHash } from 'node:crypto';
+import { SigilError } from '../../errors.js';
+import { parseWith } from '../../protocol/messages.js';
+import type { Stores } from '../../server/store/types.js';
+import { consumeChallenge, MAX_CHALLENGE_TTL_MS, openChallenge } from '../challenge.js';
+import { rulesFor } from '../rules.js';
+import type { AttestInput, Attested, ChallengeRequired, JoinMethodServer } from '../types.js';
+import { parseCert, type ParsedCert } from './cert.js';
+import { evaluateChain, type Decision } from './evaluate.js';
+import { formatName } from '../../pki/name-reader.js';
+import { readSpki, classifySpki } from '../../pki/spki.js';
+import type { X509Rule } from './rule.js';
+import { isAnswer, proofMessage, verifyProof, x509AnswerSchema, x509EvidenceSchema } from './wire.js';
+// Registers the rule schema with join/rules.ts.
+import './rule.js';
+
+export function x509MachineId(leafSpki: Buffer): string {
+  return `x509-${createHash('sha256').update(leafSpki).digest('hex').slice(0, 32)}`;
+}
+
+function parseChain(b64: readonly string[]): ParsedCert[] {
+  return b64.map((c, i) => parseCert(Buffer.from(c, 'base64'), i === 0 ? 'device certificate' : `chain certificate ${i + 1}`));
+}
+
+export class X509JoinServer implements JoinMethodServer {
+  readonly name = 'x509';
+
+  async attest(input: AttestInput, stores: Stores): Promise<Attested | ChallengeRequired> {
+    const rules = rulesFor<X509Rule>(stores, 'x509');
+    if (rules.length === 0) throw new SigilError('x509_no_rule', 'no join_rule with method x509 exists on this issuer (sigil ctl apply -f a rule with x509.ca_files)');
+    if (!isAnswer(input.evidence)) {
+      const ev = parseWith(x509EvidenceSchema, input.evidence, 'x509_chain_malformed', 'x509 evidence');
+      // Refuse now rather than after the device signed: it learns at once which check failed.
+      await evaluateChain(stores, rules, parseChain(ev.chain), new Date(input.now));
+      return { challenge: { state: { chain: ev.chain }, ttlMs: MAX_CHALLENGE_TTL_MS } };
+    }
+
+    const ans = parseWith(x509AnswerSchema, input.evidence, 'x509_proof_invalid', 'x509 challenge answer');
+    const ch = openChallenge(stores, input, this.name, ans.challenge_id);
+    const kept = parseWith(x509EvidenceSchema, ch.state, 'internal', 'stored x509 challenge state');
+    const decision = await evaluateChain(stores, rules, parseChain(kept.chain), new Date(input.now));
+    const leaf = decision.path.leaf;
+    const message = proofMessage({ challengeNonce: ch.nonce, agentNonce: Buffer.from(ans.agent_nonce, 'base64url'), requestId: input.requestId, spkiDer: input.spkiDer });
+    if (!verifyProof(leaf.fields.spki, ans.alg, message, Buffer.from(ans.signature, 'base64url'))) {
+      throw new SigilError('x509_proof_invalid', `the ${ans.alg} signature over the challenge does not verify with the key of the device certificate (subject "${formatName(leaf.subject)}")`);
+    }
+    const challengeId = ans.challenge_id;
+    return {
+      bot: decision.rule.bot,
+      machineId: x509MachineId(leaf.fields.spki),
+      facts: facts(decision, ans.alg),
+      joinRule: decision.rule.name,
+      canReattest: true,
+      commit(s, now) {
+        consumeChallenge(s, challengeId, now);
+      },
+    };
+  }
+}
+
+function facts(d: Decision, alg: string): Record<string, unknown> {
+  const leaf = d.path.leaf;
+  const key = classifySpki(readSpki(leaf.fields.spki, 'x509_chain_malformed'));
+  return {
+    x509_rule: d.rule.name,
+    x509_subject: formatName(leaf.subject),
+    x509_issuer: formatName(leaf.issuer),
+    x509_serial: leaf.serialHex,
+    x509_fingerprint: leaf.fingerprint,
+    x509_not_after: leaf.fields.notAfter.toISOString(),
+    x509_anchor: formatName(d.path.anchor.subject),
+    x509_key: 'keyType' in key ? key.keyType : 'unknown',
+    x509_proof_alg: alg,
+    ...(d.device ? { device_serial: d.device.serial, ...(d.device.ekPublicHash ? { ek_public_hash: d.device.ekPublicHash } : {}) } : {}),
+  };
+}

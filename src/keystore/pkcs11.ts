@@ -1,0 +1,304 @@
+/**
+ * The PKCS#11 key backend (pkcs11js): keys generated on, and never leaving, a token (an HSM, a
+ * secure element, SoftHSM2 in tests). Private keys are created with CKA_SENSITIVE=true and
+ * CKA_EXTRACTABLE=false (PKCS#11 v2.40 §4.9), so `exportable` is false.
+ *
+ * One signer holds one session (logged in as the user) for its life; if the token reports the
+ * session gone (CKR_SESSION_HANDLE_INVALID / CLOSED, e.g. after a token reset) the signer
+ * opens a new one, logs in again, finds its key again and retries once. `close()` closes the
+ * session and, with the last signer on the module, C_Finalize.
+ *
+ * Signatures: ECDSA keys sign SHA-256/384 digests with CKM_ECDSA and the raw r||s is turned
+ * into DER; RSA keys (device keys only) use CKM_SHA256_RSA_PKCS_PSS or CKM_SHA256_RSA_PKCS.
+ */
+import { createHash, createPublicKey, randomBytes } from 'node:crypto';
+import { SigilError } from '../errors.js';
+import { bitString, oid, sequence } from '../pki/der.js';
+import { OID } from '../pki/oids.js';
+import { rawEcdsaToDer } from './ecdsa.js';
+import { PSS_SALT_LENGTH, type RsaSignatureAlgorithm } from './pem-key.js';
+import { acquireModule, ckrCode, findSlot, mapError, openSession, pkcs11js, releaseModule, type Handle, type Pkcs11Lib, type Pkcs11Template, type RsaPSS } from './pkcs11/module.js';
+import type { DeviceSignatureAlgorithm, DeviceSigner } from './signer.js';
+
+/** Where a PKCS#11 key lives. Serialisable; never contains the PIN, only where to read it. */
+export interface Pkcs11KeyRef {
+  storage: 'pkcs11';
+  /** Absolute path of the PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so. */
+  module: string;
+  tokenLabel: string;
+  /** CKA_LABEL of the key pair; at least one of keyLabel / keyId. */
+  keyLabel?: string;
+  /** CKA_ID of the key pair, lowercase hex. */
+  keyId?: string;
+  /** File holding the user PIN (one line), or… */
+  pinFile?: string;
+  /** …the name of the environment variable holding it. */
+  pinEnv?: string;
+}
+
+const EC_PARAMS: Record<string, { oid: string; hash: 'sha256' | 'sha384'; alg: 'ES256' | 'ES384'; size: number }> = {
+  [oid(OID.secp256r1).toString('hex')]: { oid: OID.secp256r1, hash: 'sha256', alg: 'ES256', size: 32 },
+  [oid(OID.secp384r1).toString('hex')]: { oid: OID.secp384r1, hash: 'sha384', alg: 'ES384', size: 48 },
+};
+
+/** Session errors after which a fresh session (and login) is worth one retry. */
+const STALE_SESSION = ['CKR_SESSION_HANDLE_INVALID', 'CKR_SESSION_CLOSED', 'CKR_USER_NOT_LOGGED_IN', 'CKR_OBJECT_HANDLE_INVALID', 'CKR_KEY_HANDLE_INVALID'];
+
+interface KeyInfo {
+  algorithm: DeviceSignatureAlgorithm;
+  spki: Buffer;
+  /** ECDSA coordinate size or RSA modulus size in bytes: the raw signature buffer size. */
+  sigSize: number;
+}
+
+export class Pkcs11Signer implements DeviceSigner {
+  readonly storage = 'pkcs11' as const;
+  readonly exportable = false as const;
+  readonly algorithm: DeviceSignatureAlgorithm;
+  readonly ref: Pkcs11KeyRef;
+  readonly #lib: Pkcs11Lib;
+  readonly #info: KeyInfo;
+  #session: Handle | undefined;
+  #key: Handle;
+  #closed = false;
+
+  private constructor(ref: Pkcs11KeyRef, lib: Pkcs11Lib, session: Handle, key: Handle, info: KeyInfo) {
+    this.ref = ref;
+    this.#lib = lib;
+    this.#session = session;
+    this.#key = key;
+    this.#info = info;
+    this.algorithm = info.algorithm;
+  }
+
+  /** Open an existing key pair on the token. `rsa` picks the scheme for an RSA key (default PS256). */
+  static open(ref: Pkcs11KeyRef, opts: { rsa?: RsaSignatureAlgorithm } = {}): Pkcs11Signer {
+    checkRef(ref);
+    const lib = acquireModule(ref.module);
+    let session: Handle | undefined;
+    try {
+      session = openSession(lib, findSlot(lib, ref.tokenLabel), ref, ref.tokenLabel);
+      const key = findKey(lib, session, ref, pkcs11js().CKO_PRIVATE_KEY);
+      const info = keyInfo(lib, session, ref, key, opts.rsa ?? 'PS256');
+      return new Pkcs11Signer(ref, lib, session, key, info);
+    } catch (err) {
+      if (session !== undefined) closeQuietly(lib, session);
+      releaseModule(ref.module);
+      throw mapError(err, `opening key ${describe(ref)}`);
+    }
+  }
+
+  /**
+   * Generate an ECDSA key pair on the token (CKA_TOKEN, CKA_SENSITIVE, not CKA_EXTRACTABLE),
+   * labelled `keyLabel` (default `sigil-<random>`) with a random 16-byte CKA_ID unless given.
+   */
+  static generate(opts: Omit<Pkcs11KeyRef, 'storage'> & { curve?: 'P-256' | 'P-384' }): Pkcs11Signer {
+    const P = pkcs11js();
+    const ref: Pkcs11KeyRef = {
+      storage: 'pkcs11',
+      module: opts.module,
+      tokenLabel: opts.tokenLabel,
+      keyLabel: opts.keyLabel ?? `sigil-${randomBytes(6).toString('hex')}`,
+      keyId: opts.keyId ?? randomBytes(16).toString('hex'),
+      ...(opts.pinFile !== undefined ? { pinFile: opts.pinFile } : {}),
+      ...(opts.pinEnv !== undefined ? { pinEnv: opts.pinEnv } : {}),
+    };
+    checkRef(ref);
+    const params = oid(opts.curve === 'P-384' ? OID.secp384r1 : OID.secp256r1);
+    const lib = acquireModule(ref.module);
+    let session: Handle | undefined;
+    try {
+      session = openSession(lib, findSlot(lib, ref.tokenLabel), ref, ref.tokenLabel);
+      const common = [
+        { type: P.CKA_TOKEN, value: true },
+        { type: P.CKA_KEY_TYPE, value: P.CKK_EC },
+        { type: P.CKA_LABEL, value: ref.keyLabel! },
+        { type: P.CKA_ID, value: Buffer.from(ref.keyId!, 'hex') },
+      ];
+      const pair = lib.C_GenerateKeyPair(
+        session,
+        { mechanism: P.CKM_EC_KEY_PAIR_GEN },
+        [...common, { type: P.CKA_CLASS, value: P.CKO_PUBLIC_KEY }, { type: P.CKA_VERIFY, value: true }, { type: P.CKA_EC_PARAMS, value: params }],
+        [
+          ...common,
+          { type: P.CKA_CLASS, value: P.CKO_PRIVATE_KEY },
+          { type: P.CKA_PRIVATE, value: true },
+          { type: P.CKA_SENSITIVE, value: true },
+          { type: P.CKA_EXTRACTABLE, value: false },
+          { type: P.CKA_SIGN, value: true },
+        ],
+      );
+      const info = keyInfo(lib, session, ref, pair.privateKey, 'PS256');
+      return new Pkcs11Signer(ref, lib, session, pair.privateKey, info);
+    } catch (err) {
+      if (session !== undefined) closeQuietly(lib, session);
+      releaseModule(ref.module);
+      throw mapError(err, `generating a key on token "${ref.tokenLabel}"`);
+    }
+  }
+
+  publicKeySpki(): Buffer {
+    return Buffer.from(this.#info.spki);
+  }
+
+  sign(data: Buffer): Promise<Buffer> {
+    return Promise.resolve(this.#withSession((session) => this.#signOnce(session, data), 'signing'));
+  }
+
+  #signOnce(session: Handle, data: Buffer): Buffer {
+    const P = pkcs11js();
+    const lib = this.#lib;
+    switch (this.algorithm) {
+      case 'ES256':
+      case 'ES384': {
+        // CKM_ECDSA signs a digest we compute (PKCS#11 v2.40 §2.3.6); the token returns r||s.
+        const digest = createHash(this.algorithm === 'ES256' ? 'sha256' : 'sha384').update(data).digest();
+        lib.C_SignInit(session, { mechanism: P.CKM_ECDSA }, this.#key);
+        return rawEcdsaToDer(lib.C_Sign(session, digest, Buffer.alloc(2 * this.#info.sigSize)));
+      }
+      case 'RS256':
+        lib.C_SignInit(session, { mechanism: P.CKM_SHA256_RSA_PKCS }, this.#key);
+        return Buffer.from(lib.C_Sign(session, data, Buffer.alloc(this.#info.sigSize)));
+      case 'PS256': {
+        const pss: RsaPSS = { type: P.CK_PARAMS_RSA_PSS, hashAlg: P.CKM_SHA256, mgf: P.CKG_MGF1_SHA256, saltLen: PSS_SALT_LENGTH };
+        lib.C_SignInit(session, { mechanism: P.CKM_SHA256_RSA_PKCS_PSS, parameter: pss }, this.#key);
+        return Buffer.from(lib.C_Sign(session, data, Buffer.alloc(this.#info.sigSize)));
+      }
+    }
+  }
+
+  /** Run `fn` on the session; reopen it once if the token dropped it. */
+  #withSession<T>(fn: (session: Handle) => T, doing: string): T {
+    if (this.#closed) throw new TypeError('Pkcs11Signer: used after close()');
+    try {
+      if (this.#session === undefined) this.#reopen();
+      return fn(this.#session!);
+    } catch (err) {
+      if (!(err instanceof SigilError) && isStaleSession(err)) {
+        try {
+          this.#reopen();
+          return fn(this.#session!);
+        } catch (again) {
+          throw mapError(again, `${doing} with key ${describe(this.ref)}`);
+        }
+      }
+      throw mapError(err, `${doing} with key ${describe(this.ref)}`);
+    }
+  }
+
+  #reopen(): void {
+    if (this.#session !== undefined) closeQuietly(this.#lib, this.#session);
+    this.#session = undefined;
+    const session = openSession(this.#lib, findSlot(this.#lib, this.ref.tokenLabel), this.ref, this.ref.tokenLabel);
+    this.#session = session;
+    this.#key = findKey(this.#lib, session, this.ref, pkcs11js().CKO_PRIVATE_KEY);
+  }
+
+  /** Delete the key pair from the token (after a renewal replaced it), then close. */
+  destroy(): void {
+    const P = pkcs11js();
+    this.#withSession((session) => {
+      for (const cls of [P.CKO_PRIVATE_KEY, P.CKO_PUBLIC_KEY]) {
+        for (const h of findObjects(this.#lib, session, this.ref, cls, 16)) this.#lib.C_DestroyObject(session, h);
+      }
+    }, 'deleting');
+    this.close();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#session !== undefined) closeQuietly(this.#lib, this.#session);
+    this.#session = undefined;
+    releaseModule(this.ref.module);
+  }
+}
+
+function checkRef(ref: Pkcs11KeyRef): void {
+  if (!ref.module || !ref.tokenLabel) throw new SigilError('config_invalid', 'a PKCS#11 key needs module and token label');
+  if (ref.keyLabel === undefined && ref.keyId === undefined) throw new SigilError('config_invalid', 'a PKCS#11 key needs a key label (object=) or id');
+  if (ref.keyId !== undefined && !/^([0-9a-f]{2})+$/.test(ref.keyId)) throw new SigilError('config_invalid', 'a PKCS#11 key id must be lowercase hex bytes');
+}
+
+function describe(ref: Pkcs11KeyRef): string {
+  return `${ref.keyLabel !== undefined ? `"${ref.keyLabel}"` : `id ${ref.keyId}`} on token "${ref.tokenLabel}"`;
+}
+
+function isStaleSession(err: unknown): boolean {
+  const P = pkcs11js();
+  const code = ckrCode(err);
+  return code !== undefined && STALE_SESSION.some((n) => (P as unknown as Record<string, number>)[n] === code);
+}
+
+function closeQuietly(lib: Pkcs11Lib, session: Handle): void {
+  try {
+    lib.C_CloseSession(session);
+  } catch {
+    // The session may already be gone with the token.
+  }
+}
+
+function findObjects(lib: Pkcs11Lib, session: Handle, ref: Pkcs11KeyRef, cls: number, max: number): Handle[] {
+  const P = pkcs11js();
+  const template: Pkcs11Template = [{ type: P.CKA_CLASS, value: cls }];
+  if (ref.keyLabel !== undefined) template.push({ type: P.CKA_LABEL, value: ref.keyLabel });
+  if (ref.keyId !== undefined) template.push({ type: P.CKA_ID, value: Buffer.from(ref.keyId, 'hex') });
+  lib.C_FindObjectsInit(session, template);
+  try {
+    return lib.C_FindObjects(session, max);
+  } finally {
+    lib.C_FindObjectsFinal(session);
+  }
+}
+
+function findKey(lib: Pkcs11Lib, session: Handle, ref: Pkcs11KeyRef, cls: number): Handle {
+  const found = findObjects(lib, session, ref, cls, 2);
+  const kind = cls === pkcs11js().CKO_PRIVATE_KEY ? 'private' : 'public';
+  if (found.length === 0) throw new SigilError('config_invalid', `no ${kind} key ${describe(ref)}`);
+  if (found.length > 1) throw new SigilError('config_invalid', `more than one ${kind} key ${describe(ref)}; give both a label and an id`);
+  return found[0]!;
+}
+
+function ulong(buf: Buffer): number {
+  if (buf.length === 8) return Number(buf.readBigUInt64LE());
+  if (buf.length === 4) return buf.readUInt32LE();
+  throw new SigilError('keystore_error', `unexpected CK_ULONG of ${buf.length} bytes`);
+}
+
+function attribute(lib: Pkcs11Lib, session: Handle, obj: Handle, type: number): Buffer {
+  return lib.C_GetAttributeValue(session, obj, [{ type }])[0]!.value;
+}
+
+/** The key's algorithm and SubjectPublicKeyInfo, from the token's public attributes. */
+function keyInfo(lib: Pkcs11Lib, session: Handle, ref: Pkcs11KeyRef, priv: Handle, rsa: RsaSignatureAlgorithm): KeyInfo {
+  const P = pkcs11js();
+  const type = ulong(attribute(lib, session, priv, P.CKA_KEY_TYPE));
+  if (type === P.CKK_EC) {
+    const params = attribute(lib, session, priv, P.CKA_EC_PARAMS);
+    const curve = EC_PARAMS[params.toString('hex')];
+    if (!curve) throw new SigilError('unsupported_key', `PKCS#11 key ${describe(ref)}: EC curve is not P-256 or P-384`);
+    const point = ecPoint(attribute(lib, session, findKey(lib, session, ref, P.CKO_PUBLIC_KEY), P.CKA_EC_POINT), curve.size);
+    const spki = sequence(sequence(oid(OID.ecPublicKey), oid(curve.oid)), bitString(point));
+    return { algorithm: curve.alg, spki, sigSize: curve.size };
+  }
+  if (type === P.CKK_RSA) {
+    const n = attribute(lib, session, priv, P.CKA_MODULUS);
+    const e = attribute(lib, session, priv, P.CKA_PUBLIC_EXPONENT);
+    const pub = createPublicKey({ key: { kty: 'RSA', n: n.toString('base64url'), e: e.toString('base64url') }, format: 'jwk' });
+    const bits = pub.asymmetricKeyDetails?.modulusLength ?? 0;
+    if (bits < 2048) throw new SigilError('unsupported_key', `PKCS#11 key ${describe(ref)}: RSA key of ${bits} bits is too small`);
+    return { algorithm: rsa, spki: pub.export({ type: 'spki', format: 'der' }), sigSize: Math.ceil(bits / 8) };
+  }
+  throw new SigilError('unsupported_key', `PKCS#11 key ${describe(ref)}: key type 0x${type.toString(16)} is not EC or RSA`);
+}
+
+/**
+ * CKA_EC_POINT is the DER OCTET STRING wrapping the uncompressed point (PKCS#11 v2.40 §2.3.3);
+ * some tokens return the bare point. Length tells them apart: 1 + 2·size bytes is bare.
+ */
+function ecPoint(value: Buffer, size: number): Buffer {
+  const bare = 1 + 2 * size;
+  if (value.length === bare && value[0] === 0x04) return value;
+  if (value.length === bare + 2 && value[0] === 0x04 && value[1] === bare && value[2] === 0x04) return value.subarray(2);
+  throw new SigilError('keystore_error', 'CKA_EC_POINT is not an uncompressed point');
+}
