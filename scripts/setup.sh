@@ -11,12 +11,15 @@ PACKAGES=(
   mosquitto mosquitto-clients                  # renewal over MQTT
   openssh-server openssh-client                # SSH certificate outputs
   postgresql postgresql-client                 # database outputs / scale-out store
+  kubernetes-client                            # kubectl: kubernetes output (kubeconfig) tests
   softhsm2 opensc                              # PKCS#11 keystore
   python3 make g++                             # building better-sqlite3 from source
 )
 
 missing=()
 for p in "${PACKAGES[@]}"; do
+  # Any kubectl will do (e.g. the google-cloud-sdk one, whose package conflicts with Debian's).
+  if [ "$p" = kubernetes-client ] && command -v kubectl >/dev/null 2>&1; then continue; fi
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

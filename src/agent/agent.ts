@@ -4,25 +4,25 @@
  *
  * Crash safety rests on the outbox: a request is persisted before it is sent and removed in
  * the same transaction that stores its answer. After a crash the same bytes (same request id)
- * are sent again and the issuer answers idempotently, so a lost response never burns a
- * generation and never locks the instance.
+ * are sent again — over whichever transport works — and the issuer answers idempotently, so a
+ * lost response never burns a generation and never locks the instance. test-hooks.ts can kill
+ * the process at each step to prove it.
  */
 import { SigilError, toSigilError } from '../errors.js';
-import { TokenJoinAgent } from '../join/token/agent.js';
-import type { JoinMethodAgent } from '../join/types.js';
 import { loadSigner, parseKeyRef } from '../keystore/index.js';
-import type { Jws } from '../protocol/jws.js';
 import type { IdentityResult } from '../protocol/messages.js';
-import { verifyResponse } from '../protocol/verify-response.js';
-import { HttpsIssuerClient } from '../transport/https/client.js';
+import type { IssuerTransport } from '../transport/types.js';
 import type { Logger } from '../util/log.js';
 import type { AgentConfig } from './config.js';
+import { joinMethodFor, reattestHint, USED_CREDENTIAL_SETTING, type AgentJoinMethod } from './join-method.js';
 import { writeAgentMetrics } from './metrics.js';
 import { identityOutput } from './outputs/identity.js';
 import type { OutputDestination } from './outputs/types.js';
 import { buildJoinRequest, buildRenewRequest, type BuiltRequest } from './requests.js';
 import { backoffDelay, renewAt } from './schedule.js';
 import { openAgentState, type AgentState, type Identity, type OutboxEntry } from './state/index.js';
+import { agentClock, crashPoint, duringOutput } from './test-hooks.js';
+import { buildTransports, IssuerLink } from './transports.js';
 
 export type TickOutcome =
   | { action: 'none'; identity: Identity }
@@ -32,28 +32,35 @@ export type TickOutcome =
 export interface AgentDeps {
   now?: () => number;
   rand?: () => number;
+  /** An already opened state (the CLI opens it early to serve the cached identity). */
+  state?: AgentState;
+  /** Transports to use instead of those built from the config (tests). */
+  transports?: IssuerTransport[];
 }
+
+/** Codes that, for a method that cannot re-attest, mean a person has to issue a new credential. */
+const NEEDS_PERSON = new Set(['token_reused', 'token_expired', 'token_invalid', 'cert_expired']);
 
 export class Agent {
   readonly state: AgentState;
-  private readonly client: HttpsIssuerClient;
-  private readonly method: JoinMethodAgent;
+  readonly link: IssuerLink;
+  private readonly join: AgentJoinMethod;
   private readonly outputs: OutputDestination[];
   private readonly now: () => number;
   private readonly rand: () => number;
 
   constructor(readonly cfg: AgentConfig, private readonly log: Logger, deps: AgentDeps = {}) {
-    this.now = deps.now ?? Date.now;
+    this.now = deps.now ?? agentClock();
     this.rand = deps.rand ?? Math.random;
-    this.method = new TokenJoinAgent(cfg.join.token);
+    this.join = joinMethodFor(cfg);
     this.outputs = cfg.outputs.map((o) => identityOutput(o.path, { uid: o.uid, gid: o.gid }));
-    this.state = openAgentState(cfg.dataDir);
+    this.state = deps.state ?? openAgentState(cfg.dataDir);
     const pinned = this.state.getIssuerPin();
     if (pinned && pinned.pin !== cfg.caPin) {
+      this.state.close();
       throw new SigilError('pin_mismatch', `${cfg.dataDir} was pinned to issuer CA ${pinned.pin} but the config says ${cfg.caPin}; if the CA really changed, remove ${cfg.dataDir}/agent.db and join again`);
     }
-    const bundle = this.state.getBundle();
-    this.client = new HttpsIssuerClient({ url: cfg.issuer, pin: cfg.caPin, ...(bundle?.rootsPem[0] ? { rootPem: bundle.rootsPem[0] } : {}) });
+    this.link = new IssuerLink(deps.transports ?? buildTransports(cfg, this.state, this.now));
   }
 
   /** Write outputs from the identity cached in SQLite (e.g. right after a restart while offline). */
@@ -75,12 +82,9 @@ export class Agent {
   }
 
   /** Send one persisted request and, on success, commit its answer and write outputs. */
-  private async send(entry: OutboxEntry): Promise<{ identity: Identity; result: IdentityResult }> {
-    const op = entry.op as 'join' | 'renew';
-    const body = await this.client.post(op, JSON.parse(entry.body) as Jws);
-    const root = await this.client.ensureRoot();
-    const res = verifyResponse(body, op, entry.requestId, root, new Date(this.now()));
-    const r = res.result;
+  private async send(entry: OutboxEntry, root: string): Promise<{ identity: Identity; result: IdentityResult }> {
+    const r = await this.link.send(entry, root, this.now, { sent: () => crashPoint('after_send') });
+    crashPoint('after_response');
     if (!entry.pendingKeyRef) throw new SigilError('internal', `outbox entry ${entry.requestId} has no key reference`);
     const now = this.now();
     const identity: Identity = {
@@ -95,13 +99,15 @@ export class Agent {
       notBefore: r.not_before,
       notAfter: r.not_after,
       generation: r.generation,
-      joinMethod: this.method.name,
+      joinMethod: this.join.method.name,
       issuedAt: now,
       renewAfter: renewAt(now, r.not_after, this.cfg.renewFraction, this.rand),
     };
+    // The issuer has accepted the credential, so it is spent whatever happens next.
+    if (entry.op === 'join' && this.join.singleUseCredential) this.state.setSetting(USED_CREDENTIAL_SETTING, this.join.singleUseCredential);
     this.state.saveBundle({ rootsPem: r.bundle, updatedAt: now });
     this.state.completeRenewal(entry.requestId, identity, now);
-    this.writeOutputs(identity);
+    duringOutput(() => this.writeOutputs(identity));
     return { identity, result: r };
   }
 
@@ -110,7 +116,22 @@ export class Agent {
     if (current && current.notAfter > now) {
       return buildRenewRequest({ current: loadSigner(parseKeyRef(current.keyRef)), chainPem: current.chainPem, now, ...ttl });
     }
-    return buildJoinRequest({ method: this.method.name, evidence: (c) => this.method.evidence(c), now, ...ttl });
+    const method = this.join.method;
+    return buildJoinRequest({ method: method.name, evidence: (c) => method.evidence(c), now, ...ttl });
+  }
+
+  /**
+   * After an expiry a method that cannot re-attest may only join again with a *new* credential;
+   * with the spent one there is no point asking the issuer (and no issuer may be reachable).
+   */
+  private checkCanRejoin(expired: Identity): void {
+    if (this.spentCredential()) throw new SigilError('reattest_required', reattestHint(this.join.method.name, expired.bot, this.cfg.source));
+  }
+
+  /** The configured join credential is single use and already used for a successful join. */
+  private spentCredential(): boolean {
+    const cred = this.join.singleUseCredential;
+    return !this.join.method.canReattest && cred !== undefined && this.state.getSetting(USED_CREDENTIAL_SETTING) === cred;
   }
 
   /**
@@ -122,24 +143,36 @@ export class Agent {
     const current = this.state.getIdentity();
     try {
       let entry = this.state.getOutbox()[0];
-      const due = entry !== undefined || !current || current.notAfter <= now || now >= current.renewAfter || opts.force === true;
-      if (!due) return { action: 'none', identity: current! };
-      await this.client.ensureRoot();
+      const expired = !current || current.notAfter <= now;
+      const due = entry !== undefined || expired || now >= current.renewAfter || opts.force === true;
+      if (!due) return { action: 'none', identity: current };
+      if (!entry && current && expired) this.checkCanRejoin(current);
+      const root = await this.link.root();
       this.state.pinIssuer(this.cfg.caPin, now);
-      if (!this.state.getBundle() && this.client.root) this.state.saveBundle({ rootsPem: [this.client.root], updatedAt: now });
+      if (!this.state.getBundle()) this.state.saveBundle({ rootsPem: [root], updatedAt: now });
       if (!entry) {
         const built = await this.newRequest(current, now);
+        crashPoint('before_persist');
         this.state.putOutbox(built.entry);
+        crashPoint('after_persist');
         entry = built.entry;
       }
-      const { identity, result } = await this.send(entry);
-      this.state.setStatus({ consecutiveFailures: 0, lastError: null, lastAttemptAt: now, nextAttemptAt: identity.renewAfter, transport: 'https' });
-      this.log.info({ op: entry.op, serial: identity.serial, spiffe_id: identity.spiffeId, not_after: new Date(identity.notAfter).toISOString(), ttl_clamped: result.ttl_clamped }, entry.op === 'join' ? 'joined' : 'renewed');
+      const { identity, result } = await this.send(entry, root);
+      this.state.setStatus({ consecutiveFailures: 0, lastError: null, lastAttemptAt: now, nextAttemptAt: identity.renewAfter, transport: this.transportLabel() });
+      this.log.info(
+        { op: entry.op, serial: identity.serial, spiffe_id: identity.spiffeId, not_after: new Date(identity.notAfter).toISOString(), ttl_clamped: result.ttl_clamped, transport: this.transportLabel() },
+        entry.op === 'join' ? 'joined' : 'renewed',
+      );
       this.updateMetrics();
       return { action: entry.op === 'join' ? 'joined' : 'renewed', identity, ttlClamped: result.ttl_clamped, requestedTtlS: result.requested_ttl_s };
     } catch (err) {
       return { action: 'failed', error: this.recordFailure(err, current, now), identity: current };
     }
+  }
+
+  private transportLabel(): string | null {
+    const t = this.link.lastUsed;
+    return t ? `${t.kind} ${t.url}` : null;
   }
 
   private recordFailure(err: unknown, current: Identity | undefined, now: number): SigilError {
@@ -152,15 +185,21 @@ export class Agent {
       this.state.deleteOutbox(pending.requestId);
     }
     const expired = !current || current.notAfter <= now;
-    if (expired && !this.method.canReattest && ['token_reused', 'token_expired', 'token_invalid', 'cert_expired'].includes(e.code) && current) {
-      e = new SigilError('reattest_required', `the identity expired and the ${this.method.name} join method cannot re-attest by itself (${e.code}); create a new token with \`sigil ctl token create --bot ${current.bot}\`, put it in join.token, and run \`sigil agent run --once --config ${this.cfg.source}\``);
+    if (expired && current && !this.join.method.canReattest) {
+      if (NEEDS_PERSON.has(e.code)) {
+        e = new SigilError('reattest_required', `${reattestHint(this.join.method.name, current.bot, this.cfg.source)} (issuer: ${e.code})`);
+      } else if (e.retryable && this.spentCredential()) {
+        // Say what a person must do now, not only that the issuer is away. A renewal sent before
+        // the expiry stays queued and is still resent: its answer may be waiting at the issuer.
+        e = new SigilError('reattest_required', `${reattestHint(this.join.method.name, current.bot, this.cfg.source)} (meanwhile: ${e.code}: ${e.message})`);
+      }
     }
     const st = this.state.getStatus();
     const failures = st.consecutiveFailures + 1;
     const next = now + backoffDelay(failures - 1, this.rand);
-    this.state.setStatus({ consecutiveFailures: failures, lastError: `${e.code}: ${e.message}`, lastAttemptAt: now, nextAttemptAt: next, transport: 'https' });
-    this.state.appendHistory({ at: now, op: pending?.op ?? (current ? 'renew' : 'join'), outcome: 'error', code: e.code, message: e.message.slice(0, 500) });
-    this.log.warn({ code: e.code, failures, retry_in_ms: next - now }, `attempt failed: ${e.message}`);
+    this.state.setStatus({ consecutiveFailures: failures, lastError: `${e.code}: ${e.message}`, lastAttemptAt: now, nextAttemptAt: next, transport: this.transportLabel() ?? st.transport });
+    this.state.appendHistory({ at: now, op: pending?.op ?? (current && !expired ? 'renew' : 'join'), outcome: 'error', code: e.code, message: e.message.slice(0, 500) });
+    this.log.warn({ code: e.code, failures, retry_in_ms: next - now, transport: this.transportLabel() }, `attempt failed: ${e.message}`);
     this.updateMetrics();
     return e;
   }
@@ -168,7 +207,7 @@ export class Agent {
   private updateMetrics(): void {
     if (this.cfg.metrics.textfile) {
       try {
-        writeAgentMetrics(this.cfg.metrics.textfile, this.state, this.now());
+        writeAgentMetrics(this.cfg.metrics.textfile, this.state, this.now(), this.link.stats);
       } catch (e) {
         this.log.warn({ err: e }, 'could not write the metrics textfile');
       }
@@ -180,14 +219,15 @@ export class Agent {
     const now = this.now();
     const st = this.state.getStatus();
     const id = this.state.getIdentity();
-    if (st.consecutiveFailures > 0 && st.nextAttemptAt) return st.nextAttemptAt;
+    // Backing off, but an expiry changes what to do (re-join, or report reattest_required).
+    if (st.consecutiveFailures > 0 && st.nextAttemptAt) return id && id.notAfter > now ? Math.min(st.nextAttemptAt, id.notAfter) : st.nextAttemptAt;
     if (this.state.getOutbox().length) return now;
     return id ? Math.max(now, id.renewAfter) : now;
   }
 
-  /** The daemon: serve what we have, then renew forever until `signal` aborts. */
-  async run(signal: AbortSignal): Promise<void> {
-    const cached = this.serveCached();
+  /** The daemon: serve what we have (unless the caller already did), then renew until `signal` aborts. */
+  async run(signal: AbortSignal, opts: { served?: boolean } = {}): Promise<void> {
+    const cached = opts.served ? this.state.getIdentity() : this.serveCached();
     if (cached) this.log.info({ serial: cached.serial, not_after: new Date(cached.notAfter).toISOString() }, 'serving cached identity');
     this.updateMetrics();
     while (!signal.aborted) {
@@ -197,8 +237,8 @@ export class Agent {
     }
   }
 
-  close(): void {
-    this.client.close();
+  async close(): Promise<void> {
+    await this.link.close();
     this.state.close();
   }
 }

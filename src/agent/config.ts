@@ -34,8 +34,38 @@ const outputSchema = z.strictObject({
   gid: z.number().int().nonnegative().optional(),
 });
 
+const MQTT_URL_RE = /^mqtts?:\/\/[^/]+\/?$/;
+
+/** Before the first join (and after an expiry), how the agent authenticates to the broker. */
+const mqttBootstrap = z.union([
+  z.strictObject({
+    /** A separate listener for password logins (mosquitto needs one: require_certificate is per listener). */
+    url: z.string().optional(),
+    username: z.string().min(1).max(256),
+    password_file: z.string().min(1),
+  }),
+  z.strictObject({ url: z.string().optional(), cert: z.string().min(1), key: z.string().min(1) }),
+]);
+
+const transportSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('https'), url: z.string().url(), timeout: duration.optional() }),
+  z.strictObject({
+    type: z.literal('mqtt'),
+    url: z.string().regex(MQTT_URL_RE, 'must be mqtt://HOST:PORT or mqtts://HOST:PORT'),
+    /** CA for the broker's TLS certificate; default: the pinned Sigil root. */
+    ca_file: z.string().min(1).optional(),
+    bootstrap: mqttBootstrap.optional(),
+    timeout: duration.optional(),
+    /** How long the broker keeps the agent's session (and queued answers) while it is away. */
+    session_expiry: duration.optional(),
+  }),
+]);
+
 const configSchema = z.strictObject({
-  issuer: z.string().url(),
+  /** Shorthand for `transports: [{ type: https, url: … }]`. */
+  issuer: z.string().url().optional(),
+  /** In order of preference; a retryable failure on one tries the next. */
+  transports: z.array(transportSchema).min(1).max(8).optional(),
   ca_pin: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'ca_pin must be sha256:<64 lowercase hex digits> as printed by `sigil server init`'),
   data_dir: z.string().min(1),
   ttl: duration.optional(),
@@ -57,8 +87,20 @@ const configSchema = z.strictObject({
 
 export type AgentConfigFile = z.infer<typeof configSchema>;
 
+export const DEFAULT_TRANSPORT_TIMEOUT_S = 15;
+export const DEFAULT_MQTT_SESSION_EXPIRY_S = 86_400;
+
+export type MqttBootstrapConfig = { url?: string } & ({ username: string; passwordFile: string } | { certFile: string; keyFile: string });
+
+export type TransportConfig =
+  | { type: 'https'; url: string; timeoutMs: number }
+  | { type: 'mqtt'; url: string; timeoutMs: number; caFile?: string; bootstrap?: MqttBootstrapConfig; sessionExpiryS: number };
+
 export interface AgentConfig {
-  issuer: string;
+  /** The single HTTPS issuer URL when the config uses `issuer:` (else the first https transport's). */
+  issuer: string | undefined;
+  /** In order of preference. */
+  transports: TransportConfig[];
   caPin: string;
   dataDir: string;
   ttlS: number | undefined;
@@ -91,8 +133,10 @@ export function parseAgentConfig(text: string, source: string): AgentConfig {
     }
   }
   if (!token) throw new SigilError('config_invalid', `${source}: join.token or join.token_file is required for method token`);
+  const transports = resolveTransports(c, abs, source);
   return {
-    issuer: c.issuer,
+    issuer: c.issuer ?? transports.find((t) => t.type === 'https')?.url,
+    transports,
     caPin: c.ca_pin,
     dataDir: abs(c.data_dir),
     ttlS: c.ttl,
@@ -104,6 +148,31 @@ export function parseAgentConfig(text: string, source: string): AgentConfig {
     logLevel: c.log_level,
     source,
   };
+}
+
+/** `issuer:` or `transports:` (exactly one) → the transports, paths resolved, defaults applied. */
+function resolveTransports(c: AgentConfigFile, abs: (p: string) => string, source: string): TransportConfig[] {
+  if (c.issuer && c.transports) throw new SigilError('config_invalid', `${source}: give either issuer or transports, not both (issuer: URL is short for one https transport)`);
+  if (!c.issuer && !c.transports) throw new SigilError('config_invalid', `${source}: issuer or transports is required`);
+  return (c.transports ?? [{ type: 'https' as const, url: c.issuer! }]).map((t): TransportConfig => {
+    const timeoutMs = (t.timeout ?? DEFAULT_TRANSPORT_TIMEOUT_S) * 1000;
+    if (t.type === 'https') return { type: 'https', url: t.url, timeoutMs };
+    const b = t.bootstrap;
+    const bootstrap: MqttBootstrapConfig | undefined = !b
+      ? undefined
+      : 'username' in b
+        ? { ...(b.url ? { url: b.url } : {}), username: b.username, passwordFile: abs(b.password_file) }
+        : { ...(b.url ? { url: b.url } : {}), certFile: abs(b.cert), keyFile: abs(b.key) };
+    if (bootstrap?.url !== undefined && !MQTT_URL_RE.test(bootstrap.url)) throw new SigilError('config_invalid', `${source}: bootstrap.url must be mqtt://HOST:PORT or mqtts://HOST:PORT`);
+    return {
+      type: 'mqtt',
+      url: t.url,
+      timeoutMs,
+      ...(t.ca_file ? { caFile: abs(t.ca_file) } : {}),
+      ...(bootstrap ? { bootstrap } : {}),
+      sessionExpiryS: t.session_expiry ?? DEFAULT_MQTT_SESSION_EXPIRY_S,
+    };
+  });
 }
 
 export function loadAgentConfig(path: string): AgentConfig {

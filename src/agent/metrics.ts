@@ -7,7 +7,16 @@
 import { writeFileAtomic } from '../util/atomic-file.js';
 import type { AgentState } from './state/index.js';
 
-export function renderAgentMetrics(state: AgentState, now: number): string {
+/** Per-transport counters of this process (agent/transports.ts TransportStats). */
+export interface TransportCounters {
+  kind: string;
+  url: string;
+  failures: number;
+  successes: number;
+  unmatched?: number;
+}
+
+export function renderAgentMetrics(state: AgentState, now: number, transports: readonly TransportCounters[] = []): string {
   const id = state.getIdentity();
   const st = state.getStatus();
   const last = state.lastSuccess();
@@ -25,9 +34,26 @@ export function renderAgentMetrics(state: AgentState, now: number): string {
   gauge('sigil_agent_identity_present', 'Whether the agent holds an identity', id ? 1 : 0);
   gauge('sigil_agent_renewal_consecutive_failures', 'Consecutive failed join/renew attempts', st.consecutiveFailures);
   if (last) gauge('sigil_agent_last_success_timestamp_seconds', 'Time of the last successful join or renewal', Math.floor(last.at / 1000));
+  if (st.transport) gauge('sigil_agent_transport_last_used', 'The transport of the last attempt (value 1)', 1, `{transport="${st.transport.split(' ')[0]}",url="${st.transport.split(' ')[1] ?? ''}"}`);
+  if (transports.length > 0) {
+    // Counters since this process started (failover: a failure on one transport may still end in success on the next).
+    for (const [name, help, key] of [
+      ['sigil_agent_transport_failures_total', 'Failed attempts per transport since the agent started', 'failures'],
+      ['sigil_agent_transport_successes_total', 'Answered attempts per transport since the agent started', 'successes'],
+    ] as const) {
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`);
+      for (const t of transports) lines.push(`${name}{transport="${t.kind}",url="${t.url}"} ${t[key]}`);
+    }
+    const mqtt = transports.filter((t) => t.unmatched !== undefined);
+    if (mqtt.length > 0) {
+      const name = 'sigil_agent_mqtt_unmatched_answers_total';
+      lines.push(`# HELP ${name} MQTT answers that matched no waiting request (late, duplicated, or not ours), ignored`, `# TYPE ${name} counter`);
+      for (const t of mqtt) lines.push(`${name}{url="${t.url}"} ${t.unmatched}`);
+    }
+  }
   return lines.join('\n') + '\n';
 }
 
-export function writeAgentMetrics(path: string, state: AgentState, now: number): void {
-  writeFileAtomic(path, renderAgentMetrics(state, now), { mode: 0o644 });
+export function writeAgentMetrics(path: string, state: AgentState, now: number, transports: readonly TransportCounters[] = []): void {
+  writeFileAtomic(path, renderAgentMetrics(state, now, transports), { mode: 0o644 });
 }

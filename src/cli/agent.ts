@@ -1,13 +1,14 @@
-import { createServer } from 'node:http';
+/**
+ * `sigil agent …`. Everything heavy is imported inside the actions, and `agent run` first puts
+ * the cached identity on disk (agent/serve-cached.ts) before loading the rest of the agent, so
+ * a restart while offline serves workloads within a few hundred milliseconds.
+ */
+import type { Server } from 'node:http';
 import type { Command } from 'commander';
+import type { TickOutcome } from '../agent/agent.js';
+import type { AgentState } from '../agent/state/index.js';
 import { SigilError } from '../errors.js';
-import { Agent, type TickOutcome } from '../agent/agent.js';
-import { loadAgentConfig } from '../agent/config.js';
-import { renderAgentMetrics } from '../agent/metrics.js';
-import { openAgentState } from '../agent/state/index.js';
-import { agentStatus } from '../agent/status.js';
 import { formatDuration } from '../util/duration.js';
-import { createLogger } from '../util/log.js';
 import { parseFormat, printJson, printKv } from './output.js';
 import { parseListen } from './server.js';
 
@@ -32,6 +33,22 @@ function printOutcome(r: TickOutcome, fmt: 'json' | 'table'): void {
   else printKv(summary(r));
 }
 
+async function openAgent(configPath: string, defaultLevel: string | undefined, early?: { state: AgentState; dataDir: string }) {
+  const [{ loadAgentConfig }, { Agent }, { createLogger }] = await Promise.all([import('../agent/config.js'), import('../agent/agent.js'), import('../util/log.js')]);
+  let cfg;
+  try {
+    cfg = loadAgentConfig(configPath);
+  } catch (e) {
+    early?.state.close();
+    throw e;
+  }
+  const level = cfg.logLevel ?? defaultLevel;
+  const log = createLogger({ name: 'sigil-agent', ...(level ? { level } : {}) });
+  const state = early && early.dataDir === cfg.dataDir ? early.state : undefined;
+  if (early && !state) early.state.close();
+  return { cfg, log, agent: new Agent(cfg, log, state ? { state } : {}) };
+}
+
 export function registerAgent(program: Command, run: (fn: () => Promise<void> | void) => Promise<void>): void {
   const agent = program.command('agent').description('the machine side: join, renew, write credentials');
 
@@ -44,32 +61,35 @@ export function registerAgent(program: Command, run: (fn: () => Promise<void> | 
     .action((o: { config: string; once?: boolean; format?: string }) =>
       run(async () => {
         const fmt = parseFormat(o.format);
-        const cfg = loadAgentConfig(o.config);
-        const log = createLogger({ name: 'sigil-agent', ...(cfg.logLevel ? { level: cfg.logLevel } : o.once ? { level: 'warn' } : {}) });
-        const a = new Agent(cfg, log);
+        // Serve first, load the rest after (see the module comment).
+        const { readServePlan, serveCachedIdentity } = await import('../agent/serve-cached.js');
+        const plan = readServePlan(o.config);
+        const served = plan ? serveCachedIdentity(plan) : undefined;
+        const { cfg, log, agent: a } = await openAgent(o.config, o.once ? 'warn' : undefined, served && plan ? { state: served.state, dataDir: plan.dataDir } : undefined);
         try {
           if (o.once) {
-            a.serveCached();
+            if (!served?.identity) a.serveCached();
             printOutcome(await a.tick(), fmt);
             return;
           }
           const ac = new AbortController();
           process.once('SIGTERM', () => ac.abort());
           process.once('SIGINT', () => ac.abort());
-          let server: ReturnType<typeof createServer> | undefined;
+          let server: Server | undefined;
           if (cfg.metrics.listen) {
+            const [{ createServer }, { renderAgentMetrics }] = await Promise.all([import('node:http'), import('../agent/metrics.js')]);
             const { host, port } = parseListen(cfg.metrics.listen);
             server = createServer((req, res) => {
               if (req.url === '/metrics') {
-                res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(renderAgentMetrics(a.state, Date.now()));
+                res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(renderAgentMetrics(a.state, Date.now(), a.link.stats));
               } else res.writeHead(404).end();
             }).listen(port, host);
             log.info({ listen: cfg.metrics.listen }, 'agent metrics listening');
           }
-          await a.run(ac.signal);
+          await a.run(ac.signal, { served: served?.identity !== undefined });
           server?.close();
         } finally {
-          a.close();
+          await a.close();
         }
       }),
     );
@@ -82,13 +102,12 @@ export function registerAgent(program: Command, run: (fn: () => Promise<void> | 
     .action((o: { config: string; format?: string }) =>
       run(async () => {
         const fmt = parseFormat(o.format);
-        const cfg = loadAgentConfig(o.config);
-        const a = new Agent(cfg, createLogger({ name: 'sigil-agent', level: cfg.logLevel ?? 'warn' }));
+        const { cfg, agent: a } = await openAgent(o.config, 'warn');
         try {
           if (!a.state.getIdentity()) throw new SigilError('not_joined', `no identity in ${cfg.dataDir}; run: sigil agent run --once --config ${o.config}`);
           printOutcome(await a.tick({ force: true }), fmt);
         } finally {
-          a.close();
+          await a.close();
         }
       }),
     );
@@ -100,8 +119,9 @@ export function registerAgent(program: Command, run: (fn: () => Promise<void> | 
     .option('--data-dir <dir>', 'agent data directory (instead of --config)')
     .option('--format <fmt>', 'table or json')
     .action((o: { config?: string; dataDir?: string; format?: string }) =>
-      run(() => {
+      run(async () => {
         const fmt = parseFormat(o.format);
+        const [{ loadAgentConfig }, { openAgentState }, { agentStatus }] = await Promise.all([import('../agent/config.js'), import('../agent/state/index.js'), import('../agent/status.js')]);
         const dir = o.dataDir ?? (o.config ? loadAgentConfig(o.config).dataDir : undefined);
         if (!dir) throw new SigilError('config_invalid', 'give --config FILE or --data-dir DIR');
         const state = openAgentState(dir);

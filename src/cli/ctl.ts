@@ -174,6 +174,50 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
       }),
     );
 
+  const bindings = ctl.command('bindings').description('first-join key bindings (aws_iid: which binding key an instance joined with)');
+  bindings
+    .command('ls')
+    .option('--method <name>', 'only this join method (aws_iid)')
+    .option('--format <fmt>', 'table or json')
+    .action((o: { method?: string; format?: string }) =>
+      run(async () => {
+        const rows = (await admin(g(), 'bindings.ls', o.method ? { method: o.method } : {})) as Array<Record<string, unknown>>;
+        if (parseFormat(o.format) === 'json') printJson(rows);
+        else printTable(rows, ['method', 'subject', 'key_hash', 'rule', 'bound_at']);
+      }),
+    );
+  bindings
+    .command('reset <method> <subject>')
+    .description('forget a binding, so the next join of the subject (e.g. an EC2 instance id) binds its key afresh')
+    .option('--reason <text>', 'recorded in the audit log')
+    .option('--format <fmt>', 'table or json')
+    .action((method: string, subject: string, o: { reason?: string; format?: string }) =>
+      run(async () => {
+        const r = (await admin(g(), 'bindings.reset', { method, subject, ...(o.reason ? { reason: o.reason } : {}) })) as Record<string, unknown>;
+        if (parseFormat(o.format) === 'json') printJson(r);
+        else process.stdout.write(`${method} binding of ${subject} reset; its next join binds a new key\n`);
+      }),
+    );
+
+  ctl
+    .command('ca')
+    .description('public CA material')
+    .command('export')
+    .description('print what consumers trust: ssh-user (TrustedUserCAKeys line), ssh-host (@cert-authority known_hosts line), x509 (root PEM), jwks (JWT-SVID keys)')
+    .requiredOption('--type <type>', 'ssh-user | ssh-host | x509 | jwks')
+    .option('--hosts <patterns>', 'known_hosts host patterns for --type ssh-host (default *)')
+    .option('--format <fmt>', 'table (the material as is) or json')
+    .action((o: { type: string; hosts?: string; format?: string }) =>
+      run(async () => {
+        const fmt = parseFormat(o.format);
+        if (!g().dataDir) throw new SigilError('config_invalid', 'ca export reads the issuer data directory: give --data-dir DIR');
+        const { exportCaMaterial } = await import('../server/ca-export.js');
+        const material = exportCaMaterial(g().dataDir!, o.type, o.hosts !== undefined ? { hosts: o.hosts } : {});
+        if (fmt === 'json') printJson({ type: o.type, material });
+        else process.stdout.write(material);
+      }),
+    );
+
   ctl
     .command('audit')
     .description('show or verify the hash-chained audit log')

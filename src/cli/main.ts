@@ -5,7 +5,6 @@
  */
 import { Command, CommanderError } from 'commander';
 import { registerAgent } from './agent.js';
-import { registerCtl } from './ctl.js';
 import { EXIT, reportError } from './output.js';
 import { registerServer } from './server.js';
 
@@ -30,7 +29,10 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
 });
 
 registerServer(program, run);
-registerCtl(program, run);
+// `sigil agent …` must start fast (an agent restarted offline serves its cached identity within
+// a few hundred ms), so it does not load the admin tree (stores, policy, schemas) it never uses.
+if (process.argv[2] !== 'agent') (await import('./ctl.js')).registerCtl(program, run);
+if (process.argv[2] !== 'agent') (await import('./factory.js')).registerFactory(program, run);
 registerAgent(program, run);
 
 try {

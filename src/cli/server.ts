@@ -1,9 +1,13 @@
+/**
+ * `sigil server …`. The issuer's modules (fastify, the stores, MQTT.js) are imported inside the
+ * actions: this file is also loaded by `sigil agent` (parseListen), which must start fast.
+ */
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SigilError } from '../errors.js';
-import { initDataDir, loadCaMaterial, openIssuerStores } from '../server/data-dir.js';
-import { createIssuerContext } from '../server/issuer.js';
-import { buildHttpsServer } from '../transport/https/server.js';
-import { createLogger } from '../util/log.js';
+import type { IssuerContext } from '../server/issuer.js';
+import type { MqttResponder } from '../transport/mqtt/responder.js';
+import type { Logger } from '../util/log.js';
 import { parseFormat, printJson } from './output.js';
 
 /** Idempotency records outlive the longest certificate (24 h) so any retry finds its answer. */
@@ -16,6 +20,69 @@ export function parseListen(s: string): { host: string; port: number } {
   return { host: (m[1] ?? m[2])!, port };
 }
 
+/** `--public-url`: an https URL without query or fragment; a trailing slash is dropped (it must equal `iss`). */
+export function parsePublicUrl(s: string): string {
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    throw new SigilError('config_invalid', `--public-url "${s}" is not a URL`);
+  }
+  if (u.protocol !== 'https:' || u.search || u.hash || u.username || u.password) {
+    throw new SigilError('config_invalid', `--public-url must be https://HOST[:PORT][/PATH] without query, fragment or credentials, got "${s}"`);
+  }
+  return u.href.replace(/\/+$/, '');
+}
+
+interface MqttOptions {
+  mqttUrl?: string;
+  mqttCaFile?: string;
+  mqttCertFile?: string;
+  mqttKeyFile?: string;
+  mqttUsername?: string;
+  mqttPasswordFile?: string;
+}
+
+function readOption(file: string, flag: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new SigilError('config_invalid', `${flag} ${file}: ${(e as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+  }
+}
+
+/**
+ * The MQTT responder's broker credentials. Over mqtts the issuer presents, unless told
+ * otherwise, its own serving identity (an SVID of spiffe://<td>/sigil/issuer from the Sigil CA,
+ * CN "Sigil issuer" — the username a broker with use_identity_as_username sees) and trusts the
+ * Sigil root for the broker's certificate.
+ */
+async function startMqtt(o: MqttOptions, ctx: IssuerContext, log: Logger): Promise<MqttResponder | undefined> {
+  if (!o.mqttUrl) {
+    for (const f of ['mqttCaFile', 'mqttCertFile', 'mqttKeyFile', 'mqttUsername', 'mqttPasswordFile'] as const) {
+      if (o[f] !== undefined) throw new SigilError('config_invalid', `--${f.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --mqtt-url`);
+    }
+    return undefined;
+  }
+  if ((o.mqttCertFile === undefined) !== (o.mqttKeyFile === undefined)) throw new SigilError('config_invalid', '--mqtt-cert-file and --mqtt-key-file go together');
+  const { MqttResponder } = await import('../transport/mqtt/responder.js');
+  const tls = o.mqttUrl.startsWith('mqtts:');
+  const responder = new MqttResponder({
+    ctx,
+    url: o.mqttUrl,
+    ...(tls ? { ca: o.mqttCaFile ? readOption(o.mqttCaFile, '--mqtt-ca-file') : ctx.ca.rootPem } : {}),
+    ...(tls ? { cert: o.mqttCertFile ? readOption(o.mqttCertFile, '--mqtt-cert-file') : ctx.server.certPem, key: o.mqttKeyFile ? readOption(o.mqttKeyFile, '--mqtt-key-file') : ctx.server.keyPem } : {}),
+    ...(o.mqttUsername !== undefined ? { username: o.mqttUsername } : {}),
+    ...(o.mqttPasswordFile !== undefined ? { password: readOption(o.mqttPasswordFile, '--mqtt-password-file').trim() } : {}),
+  });
+  // Not awaited before HTTPS serves: a broker that is down must not keep the issuer down.
+  responder.start().then(
+    () => process.stdout.write(`sigil issuer mqtt responder subscribed on ${responder.url}\n`),
+    (e: unknown) => log.error({ err: e }, 'mqtt responder failed to start'),
+  );
+  return responder;
+}
+
 export function registerServer(program: Command, run: (fn: () => Promise<void> | void) => Promise<void>): void {
   const server = program.command('server').description('run and administer the issuer');
 
@@ -26,8 +93,9 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
     .requiredOption('--trust-domain <name>', 'SPIFFE trust domain, e.g. example.org')
     .option('--format <fmt>', 'table or json')
     .action((o: { dataDir: string; trustDomain: string; format?: string }) =>
-      run(() => {
+      run(async () => {
         const fmt = parseFormat(o.format);
+        const { initDataDir } = await import('../server/data-dir.js');
         const r = initDataDir(o.dataDir, o.trustDomain);
         if (fmt === 'json') printJson({ ca_pin: r.pin, trust_domain: r.trustDomain, data_dir: o.dataDir, admin_token_file: r.adminTokenPath });
         else {
@@ -40,18 +108,34 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
 
   server
     .command('start')
-    .description('serve the issuer API over HTTPS')
+    .description('serve the issuer API over HTTPS (and MQTT with --mqtt-url)')
     .requiredOption('--data-dir <dir>', 'issuer data directory')
     .option('--listen <host:port>', 'address to listen on (port 0 picks a free port)', '127.0.0.1:8443')
     .option('--tls-san <name...>', 'extra DNS names / IPs for the issuer TLS certificate')
+    .option('--public-url <url>', 'issuer URL relying parties use: JWT-SVID iss and OIDC discovery (default: the listen URL; docs/vault.md)')
     .option('--log-level <level>', 'trace|debug|info|warn|error', undefined)
-    .action((o: { dataDir: string; listen: string; tlsSan?: string[]; logLevel?: string }) =>
+    .option('--mqtt-url <url>', 'also serve agents through an MQTT v5 broker: mqtt://HOST:PORT or mqtts://HOST:PORT (docs/mqtt.md)')
+    .option('--mqtt-ca-file <file>', "CA for the broker's TLS certificate (default: the Sigil root)")
+    .option('--mqtt-cert-file <file>', "client certificate for the broker (default for mqtts: the issuer's own serving certificate)")
+    .option('--mqtt-key-file <file>', 'key of --mqtt-cert-file')
+    .option('--mqtt-username <name>', 'broker username (brokers with password logins)')
+    .option('--mqtt-password-file <file>', 'file holding the broker password')
+    .action((o: { dataDir: string; listen: string; tlsSan?: string[]; logLevel?: string; publicUrl?: string } & MqttOptions) =>
       run(async () => {
         const { host, port } = parseListen(o.listen);
+        const publicUrl = o.publicUrl === undefined ? undefined : parsePublicUrl(o.publicUrl);
+        const [{ createLogger }, { loadCaMaterial, openIssuerStores }, { createIssuerContext }, { buildHttpsServer }] = await Promise.all([
+          import('../util/log.js'),
+          import('../server/data-dir.js'),
+          import('../server/issuer.js'),
+          import('../transport/https/server.js'),
+        ]);
         const log = createLogger({ name: 'sigil-server', ...(o.logLevel ? { level: o.logLevel } : {}) });
         const ca = loadCaMaterial(o.dataDir);
         const stores = openIssuerStores(o.dataDir);
-        const ctx = createIssuerContext({ ca, stores, log, tlsSans: [host, ...(o.tlsSan ?? [])] });
+        // The public host must be in the serving certificate: verifiers fetch discovery over TLS.
+        const publicHost = publicUrl ? new URL(publicUrl).hostname.replace(/^\[(.*)\]$/, '$1') : undefined;
+        const ctx = createIssuerContext({ ca, stores, log, tlsSans: [host, ...(o.tlsSan ?? []), ...(publicHost ? [publicHost] : [])] });
         const app = buildHttpsServer({ ctx });
         try {
           await app.listen({ host, port });
@@ -59,10 +143,19 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
           stores.close();
           throw new SigilError('config_invalid', `cannot listen on ${o.listen}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
         }
+        let responder: MqttResponder | undefined;
+        try {
+          responder = await startMqtt(o, ctx, log);
+        } catch (e) {
+          await app.close();
+          stores.close();
+          throw e;
+        }
         const addr = app.server.address();
         const actual = typeof addr === 'object' && addr ? addr.port : port;
         const url = `https://${host.includes(':') ? `[${host}]` : host}:${actual}`;
-        log.info({ url, trust_domain: ca.trustDomain, ca_pin: ca.pin }, 'issuer ready');
+        ctx.publicUrl = publicUrl ?? url;
+        log.info({ url, public_url: ctx.publicUrl, trust_domain: ca.trustDomain, ca_pin: ca.pin }, 'issuer ready');
         process.stdout.write(`sigil issuer listening on ${url} (trust domain ${ca.trustDomain}, ca pin ${ca.pin})\n`);
         const prune = setInterval(() => {
           try {
@@ -78,7 +171,7 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
           const stop = (sig: string): void => {
             log.info({ signal: sig }, 'shutting down');
             clearInterval(prune);
-            app.close().finally(() => {
+            Promise.all([app.close(), responder?.stop()]).finally(() => {
               stores.close();
               resolve();
             });

@@ -3,6 +3,7 @@
  * transport: the host runs the request (and, for methods that need one, the challenge round)
  * over HTTPS or MQTT.
  */
+import type { KeyStorage } from '../keystore/signer.js';
 import type { JoinChallenge } from '../protocol/messages.js';
 import type { Stores } from '../server/store/types.js';
 
@@ -25,6 +26,14 @@ export interface Attested {
   joinRule?: string;
   /** Whether the agent can join again by itself after its identity expires. */
   canReattest: boolean;
+  /**
+   * Where the identity key lives, when the method *proved* it (tpm: TPM2_Certify of the key by
+   * the attestation key). Absent: recorded as a software, exportable key whatever the agent
+   * claims in `key_storage`.
+   */
+  keyStorage?: KeyStorage;
+  /** False only with a proven hardware `keyStorage`. Default true. */
+  exportable?: boolean;
   /**
    * Runs inside the issuing transaction; throw a SigilError to refuse. Single-use evidence
    * (tokens, challenges) is consumed here so that a refusal later in the join burns nothing

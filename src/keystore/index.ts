@@ -8,6 +8,7 @@ import { SigilError } from '../errors.js';
 import { Pkcs11Signer, type Pkcs11KeyRef } from './pkcs11.js';
 import { isIdentitySigner, type Signer } from './signer.js';
 import { SoftwareSigner } from './software.js';
+import { TpmSigner, type TpmKeyRef } from './tpm.js';
 
 export type { DeviceSignatureAlgorithm, DeviceSigner, KeyStorage, Signer, SignatureAlgorithm } from './signer.js';
 export { isIdentitySigner } from './signer.js';
@@ -15,8 +16,10 @@ export { SoftwareSigner } from './software.js';
 export { PemKeySigner, type RsaSignatureAlgorithm } from './pem-key.js';
 export { Pkcs11Signer, type Pkcs11KeyRef } from './pkcs11.js';
 export { parsePkcs11Uri, type Pkcs11Uri } from './pkcs11/uri.js';
+export { TpmSigner, identityKeyTemplate, type TpmKeyRef } from './tpm.js';
+export { readTss2Pem, writeTss2Pem, type Tss2Key } from './tss2-pem.js';
 
-export type KeyRef = { storage: 'software'; pkcs8Pem: string } | Pkcs11KeyRef;
+export type KeyRef = { storage: 'software'; pkcs8Pem: string } | Pkcs11KeyRef | TpmKeyRef;
 
 /** Options for a new PKCS#11 identity key: where to create it; label and id are generated. */
 export type Pkcs11KeyOptions = Omit<Pkcs11KeyRef, 'storage' | 'keyLabel' | 'keyId'> & { keyLabel?: string };
@@ -33,6 +36,8 @@ export function loadSigner(ref: KeyRef): Signer {
       }
       return s;
     }
+    case 'tpm':
+      return TpmSigner.fromRef(ref);
     default: {
       // A reference written by a newer Sigil, or a corrupted row.
       const storage: unknown = (ref as { storage?: unknown }).storage;
@@ -59,7 +64,19 @@ export function createSigner(storage: 'software' | 'pkcs11', opts?: Pkcs11KeyOpt
   throw new TypeError(`createSigner: unsupported storage ${String(storage)}`);
 }
 
-/** Delete a key that is no longer needed (PKCS#11: destroy the objects on the token; software: nothing to do). */
+/**
+ * A new identity key in the TPM at `tcti` (ECDSA P-256 under the SRK, non-exportable) and its
+ * reference; asynchronous, unlike {@link createSigner}, because the TPM makes the key.
+ */
+export async function createTpmSigner(tcti: string): Promise<{ signer: Signer; ref: KeyRef }> {
+  const signer = await TpmSigner.create(tcti);
+  return { signer, ref: signer.ref };
+}
+
+/**
+ * Delete a key that is no longer needed (PKCS#11: destroy the objects on the token; software
+ * and TPM: nothing to do — a TPM key exists only as its blobs, which the caller forgets).
+ */
 export function removeKey(ref: KeyRef): void {
   if (ref.storage === 'pkcs11') Pkcs11Signer.open(ref).destroy();
 }
@@ -94,7 +111,19 @@ export function parseKeyRef(json: string): KeyRef {
       }
       return ref;
     }
+    if (o.storage === 'tpm') return parseTpmKeyRef(o);
     throw new SigilError('config_invalid', `stored key reference has unknown storage ${JSON.stringify(o.storage)}`);
   }
   throw new SigilError('config_invalid', 'stored key reference is not an object');
+}
+
+function parseTpmKeyRef(o: Record<string, unknown>): TpmKeyRef {
+  const { tcti, parent, publicB64, privateB64 } = o;
+  if (typeof tcti !== 'string' || tcti === '' || typeof publicB64 !== 'string' || typeof privateB64 !== 'string') {
+    throw new SigilError('config_invalid', 'stored TPM key reference needs tcti, publicB64 and privateB64 strings');
+  }
+  if (typeof parent !== 'number' || !Number.isInteger(parent) || parent < 0 || parent > 0xffffffff) {
+    throw new SigilError('config_invalid', 'stored TPM key reference: parent must be a TPM handle');
+  }
+  return { storage: 'tpm', tcti, parent, publicB64, privateB64 };
 }

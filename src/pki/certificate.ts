@@ -5,7 +5,8 @@
  */
 import { sign, type KeyObject } from 'node:crypto';
 import { SigilError } from '../errors.js';
-import { bitString, constructed, explicit, integer, oid, sequence, TAG } from './der.js';
+import type { DeviceSignatureAlgorithm, DeviceSigner } from '../keystore/signer.js';
+import { bitString, constructed, explicit, integer, nullValue, oid, sequence, TAG } from './der.js';
 import { OID } from './oids.js';
 
 export type CertHash = 'sha256' | 'sha384';
@@ -70,6 +71,36 @@ export function encodeTbs(p: TbsParts): Buffer {
 export function signTbs(tbs: Buffer, k: CertSigningKey): Buffer {
   const signature = sign(k.hash, tbs, { key: k.key, dsaEncoding: 'der' });
   return sequence(tbs, k.algorithmId, bitString(signature));
+}
+
+/**
+ * The AlgorithmIdentifier a {@link DeviceSigner} signs certificates with: ecdsa-with-SHA256 /
+ * -SHA384 (RFC 5758 §3.2, parameters absent) or sha256WithRSAEncryption (RFC 4055 §5, NULL
+ * parameters). PS256 would need RSASSA-PSS-params in the AlgorithmIdentifier; CA keys on a
+ * token are opened with PKCS#1 v1.5 instead, so it is refused here.
+ */
+export function signerAlgorithmId(alg: DeviceSignatureAlgorithm): Buffer {
+  switch (alg) {
+    case 'ES256':
+      return sequence(oid(OID.ecdsaWithSHA256));
+    case 'ES384':
+      return sequence(oid(OID.ecdsaWithSHA384));
+    case 'RS256':
+      return sequence(oid(OID.sha256WithRSAEncryption), nullValue());
+    default:
+      throw new SigilError('unsupported_key', `a CA key signing with ${alg} is not supported (ECDSA P-256/P-384, or RSA with PKCS#1 v1.5)`);
+  }
+}
+
+/**
+ * signTbs for a CA key behind a {@link DeviceSigner} (a PKCS#11 token, a TPM): the same
+ * Certificate structure, the signature made by the backend. The TBS must carry
+ * `signerAlgorithmId(signer.algorithm)` as its signature field (§4.1.2.3 requires the two to
+ * match). ECDSA signers return DER Ecdsa-Sig-Value already; RSA signers the raw octets.
+ */
+export async function signTbsWith(tbs: Buffer, signer: DeviceSigner): Promise<Buffer> {
+  const algorithmId = signerAlgorithmId(signer.algorithm);
+  return sequence(tbs, algorithmId, bitString(await signer.sign(tbs)));
 }
 
 /** Reject validity windows that cannot be right before they reach a certificate. */

@@ -49,6 +49,22 @@ export interface SvidRequest {
   ipAddresses?: readonly string[];
 }
 
+/**
+ * A TLS *client* certificate that is not an SVID: what PostgreSQL/MySQL (CN = database user)
+ * and Kubernetes (CN = user, each O = a group) authenticate by. It carries no SPIFFE ID, so it
+ * can never be presented as the machine's identity (renewal, SPIFFE-aware verifiers), and
+ * clientAuth only, so it cannot serve TLS.
+ */
+export interface ClientCertRequest {
+  serial: Buffer;
+  /** SubjectPublicKeyInfo DER, already checked by the caller (readSpki/classifySpki). */
+  spkiDer: Buffer;
+  /** Non-empty: the subject is the credential here (RFC 5280 §4.1.2.6). */
+  subject: NameSpec;
+  notBefore: Date;
+  notAfter: Date;
+}
+
 export interface CaRequest {
   serial: Buffer;
   spkiDer: Buffer;
@@ -70,6 +86,7 @@ const KU_CA = keyUsage([KEY_USAGE.keyCertSign, KEY_USAGE.cRLSign]);
 const BC_LEAF = basicConstraints(false);
 // X509-SVID §4.4: when EKU is present, both serverAuth and clientAuth.
 const EKU_LEAF = extKeyUsage([OID.serverAuth, OID.clientAuth]);
+const EKU_CLIENT = extKeyUsage([OID.clientAuth]);
 const EMPTY_NAME = sequence();
 
 // Raw OID TLVs compared against the SPKI's AlgorithmIdentifier without decoding it.
@@ -145,6 +162,27 @@ export class CertificateIssuer {
           this.akiExt,
           subjectAltName({ uris: [req.spiffeId], dnsNames: req.dnsNames, ipAddresses: req.ipAddresses }, !hasSubject),
         ],
+      }),
+      this.signingKey,
+    );
+  }
+
+  /** Issue a client certificate (see {@link ClientCertRequest}); returns the DER. Synchronous. */
+  issueClientCert(req: ClientCertRequest): Buffer {
+    checkSerial(req.serial);
+    checkValidity(req.notBefore, req.notAfter);
+    if (req.subject.length === 0) throw new TypeError('a client certificate needs a non-empty subject');
+    const key = inspectSpki(req.spkiDer);
+    return signTbs(
+      encodeTbs({
+        serial: integer(req.serial),
+        algorithmId: this.signingKey.algorithmId,
+        issuer: this.issuerName,
+        notBefore: time(req.notBefore),
+        notAfter: time(req.notAfter),
+        subject: encodeName(req.subject),
+        spki: req.spkiDer,
+        extensions: [BC_LEAF, key.rsa ? KU_LEAF_RSA : KU_LEAF_EC, EKU_CLIENT, subjectKeyIdentifier(keyIdentifier(key.bits)), this.akiExt],
       }),
       this.signingKey,
     );

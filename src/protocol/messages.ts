@@ -46,6 +46,12 @@ export const renewRequestSchema = z.strictObject({
   csr: pemSchema,
   ttl_s: z.number().int().positive().optional(),
   key_storage: z.enum(['software', 'tpm', 'pkcs11']).optional(),
+  /**
+   * Proof that the new key is hardware-resident (tpm: TPM2_Certify of it by the instance's AK,
+   * join/tpm/key-attestation.ts, which validates the inner shape). Without it the new
+   * certificate is recorded as a software, exportable key.
+   */
+  key_attestation: z.record(z.string(), z.unknown()).optional(),
 });
 export type RenewRequest = z.infer<typeof renewRequestSchema>;
 
@@ -80,7 +86,7 @@ export interface BundleResult {
 
 export interface ResponsePayload<T> {
   v: typeof PROTOCOL_VERSION;
-  op: 'join' | 'renew' | 'bundle';
+  op: 'join' | 'renew' | 'bundle' | 'credential';
   request_id: string | null;
   issued_at: number;
   result: T;

@@ -12,9 +12,12 @@ import { SigilError } from '../errors.js';
 import { spiffeIdOf, spkiPin, verifyChain } from '../pki/chain.js';
 import { fromPem, toPem } from '../pki/pem.js';
 import { b64u, parseJws, verifyJws, x5cDers, type Jws } from './jws.js';
-import { errorResponseSchema, parseWith, responseSchemas, TYP_RESPONSE } from './messages.js';
+import { credentialResponseSchema } from './credential-messages.js';
+import { errorResponseSchema, parseWith, responseSchemas as identitySchemas, TYP_RESPONSE } from './messages.js';
 import type { z } from 'zod';
 
+/** Every success an agent may verify: identity ops (messages.ts) and `credential`. */
+const responseSchemas = { ...identitySchemas, credential: credentialResponseSchema };
 type Op = keyof typeof responseSchemas;
 type Success<O extends Op> = z.infer<(typeof responseSchemas)[O]>;
 

@@ -4,11 +4,13 @@
  *   issuer.json                trust domain, creation time, layout version
  *   ca/root.pem  ca/root.key   ECDSA P-256 root (key 0600; move it offline in production, see docs/runbook.md)
  *   ca/intermediate.pem/.key   issuing intermediate (key 0600)
+ *   ca/ssh_user_ca.key, ca/ssh_host_ca.key, ca/jwt_signing.key
+ *                              SSH user/host CAs and the JWT-SVID key (0600, ./credential-keys.ts)
  *   admin.token                bearer credential for `sigil ctl` over the admin API (0600)
  *   issuer.db                  SQLite (WAL) store
  */
-import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { existsSync, lstatSync, readFileSync } from 'node:fs';
+import { X509Certificate, type KeyObject } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SigilError } from '../errors.js';
 import { createIntermediateCa, createRootCa } from '../pki/ca.js';
@@ -16,6 +18,8 @@ import { spkiPin } from '../pki/chain.js';
 import { fromPem, toPem } from '../pki/pem.js';
 import { ensureDir, writeFileAtomic } from '../util/atomic-file.js';
 import { randomSecret, sha256Hex } from '../util/secret.js';
+import { ensureCredentialKeys, type CredentialKeys } from './credential-keys.js';
+import { readPrivateKeyFile } from './key-file.js';
 import { openSqliteStores } from './store/sqlite/index.js';
 import type { Stores } from './store/types.js';
 
@@ -36,6 +40,8 @@ export interface CaMaterial {
   intermediateKey: KeyObject;
   /** `sha256:<hex>` of the root's SPKI: what agents pin. */
   pin: string;
+  /** SSH CA and JWT signing keys (./credential-keys.ts). */
+  credentials: CredentialKeys;
 }
 
 export const paths = (dir: string) => ({
@@ -85,6 +91,7 @@ export function initDataDir(dir: string, trustDomain: string): InitResult {
   writeFileAtomic(p.intKey, inter.key.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
   writeFileAtomic(p.rootCert, toPem('CERTIFICATE', root.certDer), { mode: 0o644 });
   writeFileAtomic(p.intCert, toPem('CERTIFICATE', inter.certDer), { mode: 0o644 });
+  ensureCredentialKeys(dir);
   const adminToken = randomSecret(32);
   const stores = openSqliteStores(p.db);
   try {
@@ -109,13 +116,6 @@ export function readMeta(dir: string): IssuerMeta {
   }
 }
 
-function readKey(path: string): KeyObject {
-  const st = lstatSync(path);
-  if (st.isSymbolicLink()) throw new SigilError('unsafe_path', `${path} is a symbolic link; refusing to load a CA key through it`);
-  if ((st.mode & 0o077) !== 0) throw new SigilError('config_invalid', `${path} is readable by group or others (mode ${(st.mode & 0o777).toString(8)}); run: chmod 600 ${path}`);
-  return createPrivateKey(readFileSync(path));
-}
-
 export function loadCaMaterial(dir: string): CaMaterial {
   const meta = readMeta(dir);
   const p = paths(dir);
@@ -123,12 +123,14 @@ export function loadCaMaterial(dir: string): CaMaterial {
   const intermediatePem = readFileSync(p.intCert, 'utf8');
   const rootDer = fromPem(rootPem, 'CERTIFICATE');
   const intermediateDer = fromPem(intermediatePem, 'CERTIFICATE');
-  const intermediateKey = readKey(p.intKey);
+  const intermediateKey: KeyObject = readPrivateKeyFile(p.intKey);
   // The intermediate must really be issued by the root we serve as the bundle.
   if (!new X509Certificate(intermediateDer).checkIssued(new X509Certificate(rootDer))) {
     throw new SigilError('config_invalid', `${p.intCert} is not issued by ${p.rootCert}`);
   }
-  return { trustDomain: meta.trust_domain, rootDer, rootPem, intermediateDer, intermediatePem, intermediateKey, pin: spkiPin(rootDer) };
+  // Created here on the first start of a directory initialised before these keys existed.
+  const { created: _created, ...credentials } = ensureCredentialKeys(dir);
+  return { trustDomain: meta.trust_domain, rootDer, rootPem, intermediateDer, intermediatePem, intermediateKey, pin: spkiPin(rootDer), credentials };
 }
 
 export function openIssuerStores(dir: string): Stores {

@@ -13,6 +13,7 @@ import { subjectNameDer } from '../pki/name.js';
 import type { IssuingCa } from '../pki/own-leaf.js';
 import { toPem } from '../pki/pem.js';
 import type { Logger } from '../util/log.js';
+import { createCredentialAuthorities, type CredentialAuthorities } from './credentials/authorities.js';
 import type { CaMaterial } from './data-dir.js';
 import { createIssuerMetrics, type IssuerMetrics } from './metrics/issuer-metrics.js';
 import type { Stores } from './store/types.js';
@@ -44,6 +45,13 @@ export interface IssuerContext {
   tlsSans: string[];
   /** The intermediate(s) renewals must be signed by, parsed once (pki/own-leaf.ts). */
   issuingCas: IssuingCa[];
+  /** SSH user/host CAs and the JWT-SVID signer (the `credential` operation). */
+  credentials: CredentialAuthorities;
+  /**
+   * The issuer URL published for OIDC discovery and put in JWT-SVIDs as `iss`
+   * (`sigil server start --public-url`, default the listen URL). Set once listening.
+   */
+  publicUrl: string | undefined;
 }
 
 /**
@@ -77,7 +85,7 @@ export function createServerIdentity(ca: CaMaterial, engine: CertificateIssuer, 
   };
 }
 
-export function createIssuerContext(opts: { ca: CaMaterial; stores: Stores; log: Logger; tlsSans?: string[]; now?: () => number }): IssuerContext {
+export function createIssuerContext(opts: { ca: CaMaterial; stores: Stores; log: Logger; tlsSans?: string[]; now?: () => number; publicUrl?: string }): IssuerContext {
   const now = opts.now ?? Date.now;
   const engine = new CertificateIssuer({ caCertDer: opts.ca.intermediateDer, caKey: opts.ca.intermediateKey });
   const methods = serverJoinMethods();
@@ -93,6 +101,8 @@ export function createIssuerContext(opts: { ca: CaMaterial; stores: Stores; log:
     skewMs: 5 * 60 * 1000,
     tlsSans: opts.tlsSans ?? [],
     issuingCas: [{ certDer: opts.ca.intermediateDer, subjectDer: subjectNameDer(opts.ca.intermediateDer), publicKey: createPublicKey(opts.ca.intermediateKey) }],
+    credentials: createCredentialAuthorities(opts.ca.credentials, opts.ca.trustDomain),
+    publicUrl: opts.publicUrl,
   };
 }
 

@@ -90,6 +90,8 @@ export async function startIssuer(): Promise<Harness> {
   const app = buildHttpsServer({ ctx });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const port = (app.server.address() as AddressInfo).port;
+  // As `sigil server start` does without --public-url: the listen URL is the OIDC issuer.
+  ctx.publicUrl = `https://127.0.0.1:${port}`;
   const rootPem = readFileSync(paths(dir).rootCert, 'utf8');
   const adminToken = readFileSync(paths(dir).adminToken, 'utf8').trim();
   runAdminOp(stores, 'apply', { yaml: POLICY });

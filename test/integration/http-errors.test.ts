@@ -132,7 +132,7 @@ describe('POST /v1/join refusals change nothing', () => {
   });
 
   it('unknown join method → 400 unknown_join_method', async () => {
-    const { payload, signer } = await joinPayload({ method: 'tpm' }, T());
+    const { payload, signer } = await joinPayload({ method: 'teleportation' }, T());
     const res = await expectRefused(h, 'join', await sign(signer, payload), 400, 'unknown_join_method');
     expect(res.json.message).toMatch(/token/); // names the enabled methods
   });

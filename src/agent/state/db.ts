@@ -98,6 +98,19 @@ const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 2,
+    name: 'settings',
+    sql: `
+      -- Small durable facts that are not part of an identity, e.g. the MQTT bootstrap response id
+      -- (a join resent after a crash must listen on the same topic to get its queued answer).
+      CREATE TABLE settings (
+        key         TEXT PRIMARY KEY,
+        value       TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL
+      ) STRICT;
+    `,
+  },
 ];
 
 export const AGENT_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -15,6 +15,7 @@ import { IdentityStore } from './identity.js';
 import type { Identity } from './identity.js';
 import { OutboxStore } from './outbox.js';
 import type { OutboxEntry } from './outbox.js';
+import { SettingsStore } from './settings.js';
 import { StatusStore } from './status.js';
 import type { AgentStatus, AgentStatusUpdate } from './status.js';
 
@@ -57,6 +58,12 @@ export interface AgentState {
   /** Merge: undefined fields keep their value, null clears. */
   setStatus(update: AgentStatusUpdate): void;
 
+  /** Durable small settings (see settings.ts). */
+  getSetting(key: string): string | undefined;
+  setSetting(key: string, value: string): void;
+  /** The stored value, or `make()` stored now if there is none. */
+  getOrCreateSetting(key: string, make: () => string): string;
+
   close(): void;
 }
 
@@ -72,6 +79,7 @@ class SqliteAgentState implements AgentState {
   readonly #outbox: OutboxStore;
   readonly #history: HistoryStore;
   readonly #status: StatusStore;
+  readonly #settings: SettingsStore;
 
   constructor(db: AgentDb) {
     this.#db = db;
@@ -80,6 +88,7 @@ class SqliteAgentState implements AgentState {
     this.#outbox = new OutboxStore(db);
     this.#history = new HistoryStore(db);
     this.#status = new StatusStore(db);
+    this.#settings = new SettingsStore(db);
   }
 
   getIdentity(): Identity | undefined {
@@ -160,6 +169,18 @@ class SqliteAgentState implements AgentState {
 
   setStatus(update: AgentStatusUpdate): void {
     this.#status.set(update);
+  }
+
+  getSetting(key: string): string | undefined {
+    return this.#settings.get(key);
+  }
+
+  setSetting(key: string, value: string): void {
+    this.#settings.set(key, value);
+  }
+
+  getOrCreateSetting(key: string, make: () => string): string {
+    return this.#settings.getOrCreate(key, make);
   }
 
   close(): void {

@@ -4,7 +4,9 @@
  * Round 1 checks the chain against the rules (evaluate.ts) and asks for a challenge, keeping
  * the chain with it. Round 2 finds the challenge (join/challenge.ts), checks the kept chain
  * again — a CRL published between the rounds counts — verifies the device's signature, and
- * returns the attestation; `commit` uses the challenge up inside the issuing transaction.
+ * returns the attestation; `commit` uses the challenge up inside the issuing transaction. For
+ * rules with `require_tpm`, both rounds also carry the TPM binding of the device key
+ * (tpm-check.ts).
  *
  * Stable machine id: `x509-` + the first 128 bits (hex) of SHA-256 over the device
  * certificate's SubjectPublicKeyInfo. The key, not the certificate: what the challenge proves
@@ -27,7 +29,8 @@ import { evaluateChain, type Decision } from './evaluate.js';
 import { formatName } from '../../pki/name-reader.js';
 import { readSpki, classifySpki } from '../../pki/spki.js';
 import type { X509Rule } from './rule.js';
-import { isAnswer, proofMessage, verifyProof, x509AnswerSchema, x509EvidenceSchema } from './wire.js';
+import { tpmChallenge, verifyTpmBinding } from './tpm-check.js';
+import { isAnswer, proofMessage, verifyProof, x509AnswerSchema, x509ChallengeStateSchema, x509EvidenceSchema, type X509ChallengeState } from './wire.js';
 // Registers the rule schema with join/rules.ts.
 import './rule.js';
 
@@ -48,24 +51,29 @@ export class X509JoinServer implements JoinMethodServer {
     if (!isAnswer(input.evidence)) {
       const ev = parseWith(x509EvidenceSchema, input.evidence, 'x509_chain_malformed', 'x509 evidence');
       // Refuse now rather than after the device signed: it learns at once which check failed.
-      await evaluateChain(stores, rules, parseChain(ev.chain), new Date(input.now));
-      return { challenge: { state: { chain: ev.chain }, ttlMs: MAX_CHALLENGE_TTL_MS } };
+      const at = new Date(input.now);
+      const decision = await evaluateChain(stores, rules, parseChain(ev.chain), at);
+      const tpm = tpmChallenge(decision, ev.tpm, at);
+      const state: X509ChallengeState = { chain: ev.chain, ...(tpm ? { tpm: tpm.state } : {}) };
+      return { challenge: { state, ...(tpm ? { data: tpm.data } : {}), ttlMs: MAX_CHALLENGE_TTL_MS } };
     }
 
     const ans = parseWith(x509AnswerSchema, input.evidence, 'x509_proof_invalid', 'x509 challenge answer');
     const ch = openChallenge(stores, input, this.name, ans.challenge_id);
-    const kept = parseWith(x509EvidenceSchema, ch.state, 'internal', 'stored x509 challenge state');
-    const decision = await evaluateChain(stores, rules, parseChain(kept.chain), new Date(input.now));
+    const kept = parseWith(x509ChallengeStateSchema, ch.state, 'internal', 'stored x509 challenge state');
+    const at = new Date(input.now);
+    const decision = await evaluateChain(stores, rules, parseChain(kept.chain), at);
     const leaf = decision.path.leaf;
     const message = proofMessage({ challengeNonce: ch.nonce, agentNonce: Buffer.from(ans.agent_nonce, 'base64url'), requestId: input.requestId, spkiDer: input.spkiDer });
     if (!verifyProof(leaf.fields.spki, ans.alg, message, Buffer.from(ans.signature, 'base64url'))) {
       throw new SigilError('x509_proof_invalid', `the ${ans.alg} signature over the challenge does not verify with the key of the device certificate (subject "${formatName(leaf.subject)}")`);
     }
+    const tpmFacts = verifyTpmBinding(decision, kept.tpm, ans.tpm, ch.nonce, at);
     const challengeId = ans.challenge_id;
     return {
       bot: decision.rule.bot,
       machineId: x509MachineId(leaf.fields.spki),
-      facts: facts(decision, ans.alg),
+      facts: { ...facts(decision, ans.alg), ...tpmFacts },
       joinRule: decision.rule.name,
       canReattest: true,
       commit(s, now) {

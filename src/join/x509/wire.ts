@@ -31,10 +31,19 @@
  *
  * Signatures: ECDSA as DER ECDSA-Sig-Value (ES256 with P-256, ES384 with P-384); RSA as
  * PKCS#1 v1.5 (RS256) or PSS with MGF1-SHA-256 (PS256; any salt length is accepted).
+ *
+ * DevID in a TPM (rules with `require_tpm`, tpm-check.ts): a device whose key is TPM-resident
+ * adds `tpm: { ek_cert?, ek_public, ak_public, devid_public }` to round 1 (the tpm join's
+ * encodings, join/tpm/wire.ts); the issuer answers with `data: { tpm: { credential } }`
+ * (MakeCredential to the EK for the AK's Name) and round 2 adds `tpm: { activated, certify }`:
+ * ActivateCredential's output and TPM2_Certify of the device key by the AK with the challenge
+ * nonce as qualifying data.
  */
 import { constants, createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { z } from 'zod';
+import { SigilError } from '../../errors.js';
 import { CHALLENGE_ID_RE } from '../challenge.js';
+import { signedAttestSchema, tpmAnswerSchema, tpmChallengeDataSchema, tpmEvidenceSchema } from '../tpm/wire.js';
 
 export const X509_CONTEXT = 'sigil x509 join v1';
 /** Leaf plus intermediates; the trust anchor comes from the rule. */
@@ -47,11 +56,50 @@ const base64Cert = z
   .max(22 * 1024, 'a certificate must be at most 16 KiB')
   .regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, 'certificates are base64 (not url) DER');
 
-/** Round 1: the device's certificate chain. */
+/** Round 1, device key in a TPM: its EK, a fresh AK, and the device key's TPM2B_PUBLIC. */
+export const x509TpmEvidenceSchema = z.strictObject({
+  ek_cert: tpmEvidenceSchema.shape.ek_cert,
+  ek_public: tpmEvidenceSchema.shape.ek_public,
+  ak_public: tpmEvidenceSchema.shape.ak_public,
+  devid_public: tpmEvidenceSchema.shape.key_public,
+});
+export type X509TpmEvidence = z.infer<typeof x509TpmEvidenceSchema>;
+
+const chainSchema = z.array(base64Cert).min(1, 'chain needs the device certificate').max(MAX_CHAIN_CERTS, `chain has at most ${MAX_CHAIN_CERTS} certificates`);
+
+/** Round 1: the device's certificate chain (and, for a TPM-resident key, the TPM binding). */
 export const x509EvidenceSchema = z.strictObject({
-  chain: z.array(base64Cert).min(1, 'chain needs the device certificate').max(MAX_CHAIN_CERTS, `chain has at most ${MAX_CHAIN_CERTS} certificates`),
+  chain: chainSchema,
+  tpm: x509TpmEvidenceSchema.optional(),
 });
 export type X509Evidence = z.infer<typeof x509EvidenceSchema>;
+
+/** The challenge `data` of a rule with require_tpm. */
+export const x509ChallengeDataSchema = z.strictObject({
+  tpm: z.strictObject({ credential: tpmChallengeDataSchema.shape.credential }).optional(),
+});
+export type X509ChallengeData = z.infer<typeof x509ChallengeDataSchema>;
+
+/** The challenge data as the agent reads it (anything malformed is the issuer's fault). */
+export function parseChallengeData(data: unknown): X509ChallengeData {
+  const r = x509ChallengeDataSchema.safeParse(data ?? {});
+  if (!r.success) throw new SigilError('response_invalid', `the issuer's x509 challenge data is malformed: ${r.error.issues[0]?.message ?? 'invalid'}`);
+  return r.data;
+}
+
+/** Round 2 addition for require_tpm. */
+export const x509TpmAnswerSchema = z.strictObject({
+  activated: tpmAnswerSchema.shape.activated,
+  certify: signedAttestSchema,
+});
+export type X509TpmAnswer = z.infer<typeof x509TpmAnswerSchema>;
+
+/** What the issuer keeps with the challenge (never sent). */
+export const x509ChallengeStateSchema = z.strictObject({
+  chain: chainSchema,
+  tpm: x509TpmEvidenceSchema.extend({ ek_public_hash: z.string(), secret: z.string() }).optional(),
+});
+export type X509ChallengeState = z.infer<typeof x509ChallengeStateSchema>;
 
 /** Round 2: the answer to the issuer's challenge. */
 export const x509AnswerSchema = z.strictObject({
@@ -61,6 +109,7 @@ export const x509AnswerSchema = z.strictObject({
   alg: z.enum(DEVICE_ALGORITHMS),
   /** Up to 1024 bytes (RSA-8192), base64url. */
   signature: z.string().regex(/^[A-Za-z0-9_-]{16,1366}$/, 'signature must be base64url'),
+  tpm: x509TpmAnswerSchema.optional(),
 });
 export type X509Answer = z.infer<typeof x509AnswerSchema>;
 

@@ -27,6 +27,8 @@ const schemas = {
   'resources.ls': z.strictObject({ kind: z.enum(['role', 'bot', 'join_rule']).optional() }),
   'devices.import': z.strictObject({ jsonl: z.string().max(64 * 1024 * 1024), rule: z.string().min(1).max(63).optional(), source: z.string().max(256).optional() }),
   'devices.ls': z.strictObject({ rule: z.string().min(1).max(63).optional() }),
+  'bindings.ls': z.strictObject({ method: z.string().regex(/^[a-z0-9_]{1,32}$/).optional() }),
+  'bindings.reset': z.strictObject({ method: z.string().regex(/^[a-z0-9_]{1,32}$/), subject: z.string().min(1).max(256), reason: z.string().max(500).optional() }),
 } as const;
 
 export type AdminOp = keyof typeof schemas;
@@ -127,6 +129,26 @@ export function runAdminOp(stores: Stores, op: string, rawArgs: unknown, now: nu
         ek_public_hash: d.ekPublicHash,
         imported_at: new Date(d.importedAt).toISOString(),
       }));
+    case 'bindings.ls':
+      // First-join key bindings (join/aws-iid: instance id -> the agent's binding key).
+      return stores.keyBindings.list(args.method !== undefined ? { method: args.method as string } : undefined).map((b) => ({
+        method: b.method,
+        subject: b.subject,
+        key_hash: b.keyHash,
+        rule: b.rule,
+        bound_at: new Date(b.createdAt).toISOString(),
+        facts: b.facts,
+      }));
+    case 'bindings.reset': {
+      const method = args.method as string;
+      const subject = args.subject as string;
+      return stores.tx(() => {
+        const had = stores.keyBindings.get(method, subject);
+        if (!stores.keyBindings.reset(method, subject)) throw new SigilError('not_found', `no ${method} binding for "${subject}" (see: sigil ctl bindings ls)`);
+        stores.audit.append({ action: 'binding_reset', outcome: 'ok', actor: 'admin', method, details: { subject, key_hash: had?.keyHash ?? null, reason: (args.reason as string | undefined) ?? null } }, now);
+        return { method, subject, reset: true };
+      });
+    }
     case 'resources.ls':
       return (args.kind ? [args.kind as 'role' | 'bot' | 'join_rule'] : (['role', 'bot', 'join_rule'] as const)).flatMap((k) => stores.resources.list(k));
   }

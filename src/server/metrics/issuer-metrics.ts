@@ -10,6 +10,7 @@ export function createIssuerMetrics(stores: Stores, now: () => number) {
   const joins = registry.register(new Counter('sigil_joins_total', 'Successful joins by join method'));
   const renewals = registry.register(new Counter('sigil_renewals_total', 'Successful renewals'));
   const refusals = registry.register(new Counter('sigil_refusals_total', 'Refused requests by operation, join method and error code'));
+  const requests = registry.register(new Counter('sigil_requests_total', 'Agent requests by transport (https, mqtt), operation and outcome (ok, an error code, or dropped_<reason>)'));
   const authFailures = registry.register(new Counter('sigil_auth_failures_total', 'Requests refused for failed authentication (401/403)'));
   // Per-second buckets over the last minute: the "auth failures > 5 per minute" signal without
   // needing a PromQL rate (docs/alerts.yaml uses either).
@@ -44,7 +45,7 @@ export function createIssuerMetrics(stores: Stores, now: () => number) {
   authFailures.inc({}, 0);
   const startedAt = now();
   registry.register(new Gauge('sigil_issuer_uptime_seconds', 'Seconds since the issuer started', () => [{ labels: {}, value: Math.round((now() - startedAt) / 1000) }]));
-  return { registry, joins, renewals, refusals, authFailure, issuance };
+  return { registry, joins, renewals, refusals, requests, authFailure, issuance };
 }
 
 export type IssuerMetrics = ReturnType<typeof createIssuerMetrics>;

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { SigilError } from '../../errors.js';
 import type { IdentityResult } from '../../protocol/messages.js';
+import type { NameAttribute, NameSpec } from '../../pki/name.js';
 import { toPem } from '../../pki/pem.js';
 import { randomSerial, serialHex } from '../../pki/serial.js';
 import type { KeyStorage } from '../../keystore/signer.js';
@@ -36,6 +37,21 @@ export interface IssueParams {
   exportable: boolean;
 }
 
+/**
+ * The SVID subject: O=<trust domain>, CN=<instance id>. The SPIFFE ID (URI SAN) stays the
+ * identity; the CN is there for brokers that take the client certificate's CN as the username
+ * (mosquitto `use_identity_as_username`), so ACL patterns such as `sigil/v1/resp/%u` confine an
+ * instance to its own response topic (docs/mqtt.md). RFC 5280 caps both at 64 characters
+ * (ub-common-name, ub-organization-name); a longer value is left out rather than truncated, since
+ * a truncated CN would name a different instance.
+ */
+export function svidSubject(trustDomain: string, instanceId: string): NameSpec {
+  const subject: Array<readonly [NameAttribute, string]> = [];
+  if ([...trustDomain].length <= 64) subject.push(['O', trustDomain]);
+  if ([...instanceId].length <= 64) subject.push(['CN', instanceId]);
+  return subject;
+}
+
 export function issueIdentity(ctx: IssuerContext, p: IssueParams): IdentityResult {
   const now = ctx.now();
   const ttl = decideTtl(p.requestedTtlS, p.bot.maxTtlS);
@@ -45,7 +61,7 @@ export function issueIdentity(ctx: IssuerContext, p: IssueParams): IdentityResul
   const notAfter = now + ttl.ttlS * 1000;
   let der: Buffer;
   try {
-    der = ctx.engine.issueSvid({ serial, spkiDer: p.spkiDer, spiffeId, notBefore: new Date(notBefore), notAfter: new Date(notAfter) });
+    der = ctx.engine.issueSvid({ serial, spkiDer: p.spkiDer, spiffeId, notBefore: new Date(notBefore), notAfter: new Date(notAfter), subject: svidSubject(ctx.ca.trustDomain, p.instanceId) });
   } catch (e) {
     throw new SigilError('internal', 'certificate signing failed', { cause: e });
   }

@@ -55,6 +55,9 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
     const bot = resolveBot(ctx.stores, att.bot);
     if (ctx.stores.botLocks.isLocked(bot.name)) throw new SigilError('bot_locked', `bot "${bot.name}" is locked; unlock with: sigil ctl --data-dir <issuer-data-dir> unlock ${bot.name}`);
     const r = req;
+    // What the method proved about the key (tpm: TPM2_Certify); an unproven claim counts for nothing.
+    const keyStorage = att.keyStorage ?? 'software';
+    const exportable = att.keyStorage === undefined ? true : (att.exportable ?? true);
 
     const payload = ctx.stores.tx(() => {
       // Re-check inside the write lock: two copies of one request racing each other.
@@ -74,8 +77,8 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
           spiffeId: spiffeIdFor(ctx.ca.trustDomain, bot.name, instanceId),
           generation: 0,
           facts: att.facts,
-          keyStorage: 'software',
-          exportable: true,
+          keyStorage,
+          exportable,
           createdAt: now,
         });
       }
@@ -87,9 +90,8 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
         spkiDer: csr.spkiDer,
         requestedTtlS: r.ttl_s,
         generation: (existing?.generation ?? 0) + 1,
-        // A software key is all a token join can prove; hardware claims need the TPM join.
-        keyStorage: 'software',
-        exportable: true,
+        keyStorage,
+        exportable,
       });
       const json = responsePayload(ctx, 'join', r.request_id, result);
       ctx.stores.idempotency.put({ requestId: r.request_id, requestHash: hash, op: 'join', response: json, createdAt: now });

@@ -1,63 +1,36 @@
 /**
  * `renew`: the agent presents its current chain (JWS x5c), signed by its current key, with a
  * CSR of a NEW key. Checks, in order, each with its own code:
- *   envelope shape → chain to our CA (chain_invalid) → signature by the leaf (signature_invalid)
+ *   authenticateRequest (./authenticate.ts: envelope shape, chain to our CA, signature by the leaf)
  *   → idempotent replay of a known request id (answered even if the cert has since expired:
  *     a lost response must never lock anyone out)
- *   → leaf expiry (cert_expired) → timestamp freshness (stale_request)
- *   → instance known / not locked / bot not locked → generation (older → lock + generation_mismatch)
- *   → new key differs from the current one (key_reused) → issue generation+1.
+ *   → checkCurrentIdentity (./authenticate.ts: leaf expiry, timestamp freshness, instance and
+ *     bot locks, generation: an older one locks the instance)
+ *   → new key differs from the current one (key_reused) → key_attestation, when sent, proves the
+ *     new key is in the instance's TPM (join/tpm/key-attestation.ts; certify_invalid,
+ *     certify_key_mismatch, key_not_tpm_resident) → issue generation+1, recorded tpm/non-exportable
+ *     only with that proof.
  */
-import { createPublicKey, type KeyObject } from 'node:crypto';
 import { SigilError, toSigilError } from '../../errors.js';
-import { parseJws, verifyJws, x5cDers, type Jws } from '../../protocol/jws.js';
-import { checkVersion, parseWith, renewRequestSchema, TYP_REQUEST, type RenewRequest } from '../../protocol/messages.js';
+import type { Jws } from '../../protocol/jws.js';
+import { checkVersion, parseWith, renewRequestSchema, type RenewRequest } from '../../protocol/messages.js';
 import { parseCsr } from '../../pki/csr.js';
-import { readCertificate } from '../../pki/cert-reader.js';
-import { verifyOwnLeaf, type OwnLeaf } from '../../pki/own-leaf.js';
+import type { KeyStorage } from '../../keystore/signer.js';
+import { verifyKeyAttestation } from '../../join/tpm/key-attestation.js';
 import type { IssuerContext } from '../issuer.js';
 import { resolveBot } from '../policy/resources.js';
+import { authenticateRequest, checkCurrentIdentity, type Presented } from './authenticate.js';
 import { issueIdentity, spkiHash } from './issue.js';
 import { payloadHash, replayIfSeen, responsePayload, signResponse } from './respond.js';
 import { auditRefusal } from './refusal.js';
-
-interface Presented {
-  leaf: OwnLeaf;
-  publicKey: KeyObject;
-  instanceId: string;
-  bot: string;
-  serial: string;
-}
-
-/**
- * The presented leaf must be one this issuer signed (pki/own-leaf.ts); its time validity is
- * checked later, after the idempotent replay, so a lost response is still answered.
- */
-function checkPresentedChain(ctx: IssuerContext, ders: Buffer[]): Presented {
-  if (ders.length === 0) throw new SigilError('chain_invalid', 'renewal must carry the current certificate chain in the JWS x5c header');
-  // Anything after the leaf must be our own intermediate; say precisely what is wrong otherwise.
-  for (const [i, d] of ders.slice(1).entries()) {
-    if (ctx.issuingCas.some((c) => c.certDer.equals(d))) continue;
-    readCertificate(d, 'bad_certificate', `x5c certificate ${i + 1}`);
-    throw new SigilError('chain_invalid', `x5c certificate ${i + 1} is not this issuer's intermediate CA`);
-  }
-  const leaf = verifyOwnLeaf(ders[0]!, ctx.issuingCas);
-  const prefix = `spiffe://${ctx.ca.trustDomain}/bot/`;
-  const rest = leaf.spiffeId?.startsWith(prefix) ? leaf.spiffeId.slice(prefix.length).split('/') : [];
-  if (rest.length !== 2 || !rest[0] || !rest[1]) throw new SigilError('chain_invalid', `the presented certificate is not a Sigil bot identity of trust domain ${ctx.ca.trustDomain}`);
-  const publicKey = createPublicKey({ key: leaf.fields.spki, format: 'der', type: 'spki' });
-  return { leaf, publicKey, bot: rest[0], instanceId: rest[1], serial: leaf.serial };
-}
 
 export async function handleRenew(ctx: IssuerContext, body: unknown, remote: string | null): Promise<Jws> {
   const started = process.hrtime.bigint();
   let who: Presented | undefined;
   let req: RenewRequest | undefined;
   try {
-    const { jws, header } = parseJws(body);
-    if (header.typ !== TYP_REQUEST) throw new SigilError('bad_request', `JWS typ must be ${TYP_REQUEST}`);
-    who = checkPresentedChain(ctx, x5cDers(header));
-    const verified = verifyJws(jws, header, who.publicKey);
+    const auth = authenticateRequest(ctx, body, 'renewal', (w) => (who = w));
+    const verified = auth.verified;
     checkVersion(verified.payload);
     req = parseWith(renewRequestSchema, verified.payload, 'bad_request', 'renew request');
     const hash = payloadHash(verified.payloadBytes);
@@ -66,30 +39,18 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
     if (replay) return signResponse(ctx, replay);
 
     const now = ctx.now();
-    if (who.leaf.fields.notAfter.getTime() <= now) {
-      throw new SigilError('cert_expired', `the presented certificate expired at ${who.leaf.fields.notAfter.toISOString()}; the agent must join again`);
-    }
-    const skew = req.timestamp - now;
-    if (Math.abs(skew) > ctx.skewMs) {
-      throw new SigilError('stale_request', `request timestamp differs from the issuer's clock by ${Math.round(skew / 1000)} s (allowed ±${ctx.skewMs / 1000} s); check the agent's clock (NTP)`);
-    }
-    const inst = ctx.stores.instances.get(who.instanceId);
-    if (!inst || inst.bot !== who.bot) throw new SigilError('unknown_instance', `instance ${who.instanceId} is not known to this issuer`);
-    if (inst.locked) throw new SigilError('instance_locked', `instance ${inst.id} is locked (${inst.lockReason ?? 'by an administrator'}); unlock with: sigil ctl --data-dir <issuer-data-dir> unlock ${inst.id}`);
-    if (ctx.stores.botLocks.isLocked(inst.bot)) throw new SigilError('bot_locked', `bot "${inst.bot}" is locked; unlock with: sigil ctl --data-dir <issuer-data-dir> unlock ${inst.bot}`);
-    const certRec = ctx.stores.certificates.get(who.serial);
-    if (!certRec || certRec.instanceId !== inst.id) throw new SigilError('chain_invalid', `certificate serial ${who.serial} was not issued to instance ${inst.id}`);
-
-    if (certRec.generation < inst.generation) {
-      // An older credential is being used after a newer one was issued: either a stolen copy
-      // or a cloned machine. Lock the instance (ARCHITECTURE protocol sketch) and say why.
-      const reason = `generation_mismatch: presented generation ${certRec.generation}, current ${inst.generation}`;
-      ctx.stores.tx(() => ctx.stores.instances.setLocked(inst.id, true, reason, now));
-      throw new SigilError('generation_mismatch', `stale credential generation ${certRec.generation} presented (current is ${inst.generation}); instance ${inst.id} is now locked. If this is not a stolen credential, inspect with \`sigil ctl --data-dir <issuer-data-dir> instances ls\` and run \`sigil ctl --data-dir <issuer-data-dir> unlock ${inst.id}\``);
-    }
+    const { inst, certRec } = checkCurrentIdentity(ctx, auth.who, req.timestamp, now);
 
     const csr = parseCsr(req.csr);
-    if (spkiHash(csr.spkiDer) === who.leaf.spkiHash) throw new SigilError('key_reused', 'the CSR carries the current key; renewal must rotate to a new key');
+    if (spkiHash(csr.spkiDer) === auth.who.leaf.spkiHash) throw new SigilError('key_reused', 'the CSR carries the current key; renewal must rotate to a new key');
+    // Only a proven claim counts: a renewal without key_attestation is a software, exportable key.
+    let keyStorage: KeyStorage = 'software';
+    let exportable = true;
+    if (req.key_attestation !== undefined) {
+      verifyKeyAttestation(req.key_attestation, inst.facts, csr.spkiDer, req.request_id);
+      keyStorage = 'tpm';
+      exportable = false;
+    }
 
     const bot = resolveBot(ctx.stores, inst.bot);
     const r = req;
@@ -108,8 +69,8 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
         spkiDer: csr.spkiDer,
         requestedTtlS: r.ttl_s,
         generation: fresh.generation + 1,
-        keyStorage: 'software',
-        exportable: true,
+        keyStorage,
+        exportable,
       });
       const json = responsePayload(ctx, 'renew', r.request_id, result);
       ctx.stores.idempotency.put({ requestId: r.request_id, requestHash: hash, op: 'renew', response: json, createdAt: now });
@@ -122,7 +83,7 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
           method: inst.joinMethod,
           actor: 'agent',
           remote,
-          details: { serial: result.serial, previous_serial: certRec.serial, generation: result.generation, ttl_s: result.ttl_s, ttl_clamped: result.ttl_clamped },
+          details: { serial: result.serial, previous_serial: certRec.serial, generation: result.generation, ttl_s: result.ttl_s, ttl_clamped: result.ttl_clamped, key_storage: keyStorage, exportable },
         },
         now,
       );

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { SigilError } from '../../errors.js';
 import { signJwsWithKey, type Jws } from '../../protocol/jws.js';
-import { PROTOCOL_VERSION, TYP_RESPONSE, type ResponsePayload } from '../../protocol/messages.js';
+import { PROTOCOL_VERSION, TYP_RESPONSE, type ErrorResponsePayload, type ResponsePayload } from '../../protocol/messages.js';
 import type { IssuerContext } from '../issuer.js';
 
 /** Serialise a response payload once; the same string is stored for idempotent replays. */
@@ -26,4 +26,22 @@ export function replayIfSeen(ctx: IssuerContext, requestId: string, hash: string
   if (!seen) return undefined;
   if (seen.requestHash !== hash) throw new SigilError('request_id_conflict', `request id ${requestId} was already used for a different request`);
   return seen.response;
+}
+
+/**
+ * A refusal signed like a success (protocol/messages.ts ErrorResponsePayload), for carriers that
+ * are untrusted for integrity (MQTT). Never stored: a refusal changes nothing, so a retry of the
+ * same request is simply decided again.
+ */
+export function signErrorResponse(ctx: IssuerContext, op: string, requestId: string | null, requestHash: string | null, e: SigilError): Jws {
+  const w = e.toWire();
+  const p: ErrorResponsePayload = {
+    v: PROTOCOL_VERSION,
+    op,
+    request_id: requestId,
+    request_hash: requestHash,
+    issued_at: ctx.now(),
+    error: { code: w.code, message: w.message, retryable: w.retryable, ...(w.retryAfterMs !== undefined ? { retry_after_ms: w.retryAfterMs } : {}) },
+  };
+  return signJwsWithKey(ctx.server.key, 'ES256', TYP_RESPONSE, JSON.stringify(p), ctx.server.chainDer);
 }

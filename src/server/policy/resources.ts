@@ -24,18 +24,36 @@ const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   }
 });
 const strList = z.array(z.string().min(1).max(253)).max(256);
+/**
+ * Role list values: literal, or exactly one trait template `{{internal.<trait>}}` expanded from
+ * the bot's traits when a credential is requested (policy/credentials.ts). A value that only
+ * partly looks like a template is a typo that must not silently grant a literal "{{…".
+ */
+const roleList = z.array(
+  z
+    .string()
+    .min(1)
+    .max(253)
+    .refine((v) => !v.includes('{{') || /^\{\{\s*internal\.[a-z_][a-z0-9_]{0,62}\s*\}\}$/.test(v), 'a template must be the whole value, e.g. "{{internal.logins}}"'),
+).max(256);
+/** SSH user certificate extensions OpenSSH honours (ssh/certificate.ts USER_EXTENSIONS). */
+const sshExtension = z.enum(['no-touch-required', 'permit-X11-forwarding', 'permit-agent-forwarding', 'permit-port-forwarding', 'permit-pty', 'permit-user-rc']);
 
 /** A role grants credential kinds and bounds them. Unknown keys are refused (typos must not widen or silently drop policy). */
 export const roleSpecSchema = z.strictObject({
   max_ttl: duration.refine((s) => s >= MIN_TTL_S, `max_ttl must be at least ${MIN_TTL_S}s`).optional(),
   allowed_outputs: z.array(z.enum(['identity', 'ssh_host', 'ssh_user', 'database', 'kubernetes', 'jwt'])).optional(),
-  ssh_logins: strList.optional(),
-  ssh_host_principals: strList.optional(),
-  db_users: strList.optional(),
-  kubernetes_users: strList.optional(),
-  kubernetes_groups: strList.optional(),
-  jwt_audiences: strList.optional(),
+  /** Logins (SSH user certificate principals); literal or `{{internal.logins}}`. */
+  ssh_logins: roleList.optional(),
+  ssh_host_principals: roleList.optional(),
+  /** Extensions of SSH user certificates (default: permit-pty only). */
+  ssh_extensions: z.array(sshExtension).max(8).optional(),
+  db_users: roleList.optional(),
+  kubernetes_users: roleList.optional(),
+  kubernetes_groups: roleList.optional(),
+  jwt_audiences: roleList.optional(),
 });
+export type RoleSpec = z.infer<typeof roleSpecSchema>;
 
 export const botSpecSchema = z.strictObject({
   roles: z.array(nameSchema).min(1, 'a bot needs at least one role'),

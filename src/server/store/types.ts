@@ -112,6 +112,49 @@ export interface DeviceStore {
   list(filter?: { rule?: string }): DeviceRecord[];
 }
 
+/**
+ * "The first join binds this subject to that key" (TOFU bindings), for join methods whose
+ * evidence is static and can be copied: an AWS instance identity document is the same bytes for
+ * the instance's whole life, so the first join binds the instance id to a key the agent keeps,
+ * and later joins must prove that key (join/aws-iid/). An administrator resets a binding.
+ */
+export interface KeyBindingRecord {
+  /** Join method, e.g. 'aws_iid'. */
+  method: string;
+  /** What is bound, e.g. the EC2 instance id. */
+  subject: string;
+  /** sha256:<hex> of the bound key's SubjectPublicKeyInfo. */
+  keyHash: string;
+  /** The join rule and facts at binding time, for the record. */
+  rule: string;
+  facts: Record<string, unknown>;
+  createdAt: number;
+}
+
+export interface KeyBindingStore {
+  get(method: string, subject: string): KeyBindingRecord | undefined;
+  /**
+   * Bind if unbound, atomically (INSERT … ON CONFLICT DO NOTHING): of concurrent first joins
+   * exactly one binds; returns the binding now in force, which the caller compares.
+   */
+  bind(rec: KeyBindingRecord): KeyBindingRecord;
+  /** Remove a binding (admin reset); false when there was none. */
+  reset(method: string, subject: string): boolean;
+  list(filter?: { method?: string }): KeyBindingRecord[];
+}
+
+/**
+ * Replay cache for signed tokens that carry a `jti` (join/jwt/replay.ts): a token is accepted
+ * for one join only. Rows live until the token expires (plus skew), then are pruned.
+ */
+export interface TokenReplayStore {
+  /** Whether (issuer, jti) was already used. Read-only, for an early refusal. */
+  seen(issuer: string, jti: string): boolean;
+  /** Record a use, atomically; false when it was already recorded (the replay). */
+  record(issuer: string, jti: string, expiresAt: number, now: number): boolean;
+  prune(before: number): number;
+}
+
 export interface InstanceRecord {
   id: string;
   bot: string;
@@ -242,6 +285,8 @@ export interface Stores {
   readonly tokens: TokenStore;
   readonly challenges: ChallengeStore;
   readonly devices: DeviceStore;
+  readonly keyBindings: KeyBindingStore;
+  readonly tokenReplay: TokenReplayStore;
   readonly instances: InstanceStore;
   readonly botLocks: BotLockStore;
   readonly certificates: CertificateStore;

@@ -12,9 +12,10 @@ import { X509Certificate } from 'node:crypto';
 import https from 'node:https';
 import tls, { type PeerCertificate } from 'node:tls';
 import { SigilError } from '../../errors.js';
-import { spkiPin } from '../../pki/chain.js';
+import { expectedIssuerId, spkiPin } from '../../pki/chain.js';
 import { toPem } from '../../pki/pem.js';
 import type { Jws } from '../../protocol/jws.js';
+import type { IssuerTransport, PostHooks, RequestOp } from '../types.js';
 
 export interface HttpsClientOptions {
   /** https://host:port of the issuer. */
@@ -26,7 +27,6 @@ export interface HttpsClientOptions {
   timeoutMs?: number;
 }
 
-const ISSUER_PATH = '/sigil/issuer';
 
 function networkError(e: unknown, url: string): SigilError {
   if (e instanceof SigilError) return e;
@@ -34,7 +34,8 @@ function networkError(e: unknown, url: string): SigilError {
   return new SigilError('issuer_unreachable', `cannot reach the issuer at ${url}: ${code}`, { cause: e });
 }
 
-export class HttpsIssuerClient {
+export class HttpsIssuerClient implements IssuerTransport {
+  readonly kind = 'https' as const;
   private readonly base: URL;
   private rootPem: string | undefined;
   private agent: https.Agent | undefined;
@@ -65,6 +66,7 @@ export class HttpsIssuerClient {
     const cert = new X509Certificate(pem);
     if (spkiPin(cert) !== this.opts.pin) throw new SigilError('pin_mismatch', `the stored issuer root does not match ca_pin ${this.opts.pin}`);
     this.rootPem = pem;
+    const want = expectedIssuerId(cert);
     this.agent?.destroy();
     this.agent = new https.Agent({
       keepAlive: true,
@@ -73,8 +75,8 @@ export class HttpsIssuerClient {
       // Identity is the issuer's SPIFFE ID under the pinned root, not a DNS name.
       checkServerIdentity: (_host: string, peer: PeerCertificate) => {
         const uris = (peer.subjectaltname ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
-        if (!uris.some((u) => u.startsWith('spiffe://') && u.endsWith(ISSUER_PATH))) {
-          return new SigilError('pin_mismatch', `the server certificate does not carry an issuer SPIFFE ID (*${ISSUER_PATH})`);
+        if (!uris.includes(want)) {
+          return new SigilError('pin_mismatch', `the server certificate does not carry the issuer SPIFFE ID ${want}`);
         }
         return undefined;
       },
@@ -112,7 +114,7 @@ export class HttpsIssuerClient {
     return this.rootPem!;
   }
 
-  private async call(method: 'GET' | 'POST', path: string, body?: unknown, extraHeaders: Record<string, string> = {}): Promise<unknown> {
+  private async call(method: 'GET' | 'POST', path: string, body?: unknown, extraHeaders: Record<string, string> = {}, hooks?: PostHooks): Promise<unknown> {
     await this.ensureRoot();
     const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     return new Promise((resolve, reject) => {
@@ -148,16 +150,21 @@ export class HttpsIssuerClient {
       );
       req.on('timeout', () => req.destroy(new SigilError('issuer_unreachable', `request to ${this.url}${path} timed out after ${this.timeoutMs} ms`)));
       req.on('error', (e) => reject(networkError(e, this.url)));
-      req.end(data);
+      req.end(data, hooks?.sent);
     });
   }
 
-  post(op: 'join' | 'renew', envelope: Jws): Promise<unknown> {
-    return this.call('POST', `/v1/${op}`, envelope);
+  post(op: RequestOp, envelope: Jws, hooks?: PostHooks): Promise<unknown> {
+    return this.call('POST', `/v1/${op}`, envelope, {}, hooks);
   }
 
   bundle(): Promise<unknown> {
     return this.call('GET', '/v1/bundle');
+  }
+
+  /** A `credential` request (SSH, database, Kubernetes, JWT; agent/credentials.ts). */
+  credential(envelope: Jws): Promise<unknown> {
+    return this.call('POST', '/v1/credential', envelope);
   }
 
   /** Admin API call (`sigil ctl --server`): bearer credential, same pinned TLS. */

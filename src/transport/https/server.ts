@@ -7,7 +7,9 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } f
 import { SigilError, toSigilError, type ErrorCode } from '../../errors.js';
 import { runAdminOp } from '../../server/admin/ops.js';
 import { rotateServerIdentity, SERVER_IDENTITY_ROTATE_MS, type IssuerContext } from '../../server/issuer.js';
+import { jwks, KEYS_MAX_AGE_S, openIdConfiguration, spiffeBundle } from '../../server/credentials/discovery.js';
 import { handleBundle } from '../../server/ops/bundle.js';
+import { handleCredential } from '../../server/ops/credential.js';
 import { handleJoin } from '../../server/ops/join.js';
 import { auditRefusal } from '../../server/ops/refusal.js';
 import { handleRenew } from '../../server/ops/renew.js';
@@ -61,13 +63,13 @@ export function buildHttpsServer({ ctx, tls = true }: HttpsServerOptions): Fasti
       return sendError(reply, toSigilError(err));
     }
     // Refused before reaching an operation (parsing, size, media type): audit and count it too.
-    const op = /^\/v1\/(join|renew)$/.exec(req.routeOptions.url ?? '')?.[1];
+    const op = /^\/v1\/(join|renew|credential)$/.exec(req.routeOptions.url ?? '')?.[1];
     if (op) auditRefusal(ctx, op, e, { remote: req.ip });
     return sendError(reply, e);
   });
   app.setNotFoundHandler((req, reply) => {
     const path = req.url.split('?')[0] ?? '';
-    const known = ['/v1/join', '/v1/renew', '/v1/bundle', '/healthz', '/metrics'].includes(path) || path.startsWith('/v1/admin/');
+    const known = ['/v1/join', '/v1/renew', '/v1/credential', '/v1/bundle', '/v1/bundle/spiffe', '/v1/jwks', '/.well-known/openid-configuration', '/healthz', '/metrics'].includes(path) || path.startsWith('/v1/admin/');
     if (known) return sendError(reply, new SigilError('method_not_allowed', `${req.method} is not allowed on ${path}`));
     return sendError(reply, new SigilError('not_found', `no route ${req.method} ${path}`));
   });
@@ -88,9 +90,23 @@ export function buildHttpsServer({ ctx, tls = true }: HttpsServerOptions): Fasti
 
   const remoteOf = (req: { ip: string }): string => req.ip;
 
+  // Requests by transport (the MQTT responder counts its own): op from the route, outcome from
+  // the status (an error body's code is not at hand here, so refusals count as `http_<status>`).
+  app.addHook('onResponse', async (req, reply) => {
+    const op = /^\/v1\/(join|renew|bundle|credential)$/.exec(req.routeOptions.url ?? '')?.[1];
+    if (op) ctx.metrics.requests.inc({ transport: 'https', op, outcome: reply.statusCode === 200 ? 'ok' : `http_${reply.statusCode}` });
+  });
+
   app.post('/v1/join', async (req) => handleJoin(ctx, req.body, remoteOf(req)));
   app.post('/v1/renew', async (req) => handleRenew(ctx, req.body, remoteOf(req)));
   app.get('/v1/bundle', async () => handleBundle(ctx));
+  app.post('/v1/credential', async (req) => handleCredential(ctx, req.body, remoteOf(req)));
+  // Public trust material for relying parties (server/credentials/discovery.ts), cacheable.
+  const publicJson = (doc: () => unknown) => async (_req: unknown, reply: FastifyReply) =>
+    reply.header('cache-control', `public, max-age=${KEYS_MAX_AGE_S}`).type('application/json').send(doc());
+  app.get('/.well-known/openid-configuration', publicJson(() => openIdConfiguration(ctx)));
+  app.get('/v1/jwks', publicJson(() => jwks(ctx)));
+  app.get('/v1/bundle/spiffe', publicJson(() => spiffeBundle(ctx)));
   app.get('/healthz', async () => ({ status: 'ok', trust_domain: ctx.ca.trustDomain }));
   app.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4').send(ctx.metrics.registry.render()));
 

@@ -47,6 +47,7 @@ describe('agent config', () => {
     const c = load(yaml());
     expect(c).toEqual({
       issuer: 'https://issuer.example.org:8443',
+      transports: [{ type: 'https', url: 'https://issuer.example.org:8443', timeoutMs: 15_000 }],
       caPin: PIN,
       dataDir: join(dir, 'etc', 'state'),
       ttlS: undefined,
@@ -184,5 +185,60 @@ describe('agent config', () => {
   it('parseAgentConfig resolves against the directory of `source`', () => {
     const c = parseAgentConfig(yaml(), join(dir, 'sub', 'a.yaml'));
     expect(c.dataDir).toBe(join(dir, 'sub', 'state'));
+  });
+
+  describe('transports', () => {
+    const withTransports = (t: string): string => yaml({ issuer: '', transports: `transports:\n${t}` });
+
+    it('lists transports in order of preference, with defaults and paths resolved against the config dir', () => {
+      const c = load(
+        withTransports(
+          [
+            '  - type: mqtt',
+            '    url: mqtts://broker.example.org:8883',
+            '    ca_file: broker-ca.pem',
+            '    timeout: 5s',
+            '    bootstrap: { url: "mqtts://broker.example.org:8884", username: bootstrap, password_file: mqtt.pw }',
+            '  - { type: mqtt, url: "mqtt://127.0.0.1:1883", bootstrap: { cert: boot.pem, key: /abs/boot.key }, session_expiry: 2h }',
+            '  - { type: https, url: "https://issuer.example.org:8443" }',
+          ].join('\n'),
+        ),
+      );
+      expect(c.transports).toEqual([
+        {
+          type: 'mqtt',
+          url: 'mqtts://broker.example.org:8883',
+          timeoutMs: 5_000,
+          caFile: join(dir, 'etc', 'broker-ca.pem'),
+          bootstrap: { url: 'mqtts://broker.example.org:8884', username: 'bootstrap', passwordFile: join(dir, 'etc', 'mqtt.pw') },
+          sessionExpiryS: 86_400,
+        },
+        { type: 'mqtt', url: 'mqtt://127.0.0.1:1883', timeoutMs: 15_000, bootstrap: { certFile: join(dir, 'etc', 'boot.pem'), keyFile: '/abs/boot.key' }, sessionExpiryS: 7_200 },
+        { type: 'https', url: 'https://issuer.example.org:8443', timeoutMs: 15_000 },
+      ]);
+      expect(c.issuer).toBe('https://issuer.example.org:8443');
+    });
+
+    it.each([
+      ['both issuer and transports', yaml({ transports: 'transports:\n  - { type: https, url: "https://x:1" }' }), /either issuer or transports/],
+      ['neither', yaml({ issuer: '' }), /issuer or transports is required/],
+      ['an empty list', yaml({ issuer: '', transports: 'transports: []' }), /transports/],
+      ['an mqtt URL with a path', null, /mqtt:\/\/HOST:PORT/],
+      ['an http URL for mqtt', null, /mqtt:\/\/HOST:PORT/],
+      ['an unknown transport type', null, /type/],
+      ['half a bootstrap', null, /bootstrap/],
+      ['a bad bootstrap url', null, /bootstrap\.url/],
+    ])('%s → config_invalid', (name, text, re) => {
+      const t: Record<string, string> = {
+        'an mqtt URL with a path': '  - { type: mqtt, url: "mqtt://h:1/x" }',
+        'an http URL for mqtt': '  - { type: mqtt, url: "http://h:1" }',
+        'an unknown transport type': '  - { type: coap, url: "coap://h:1" }',
+        'half a bootstrap': '  - { type: mqtt, url: "mqtt://h:1", bootstrap: { username: b } }',
+        'a bad bootstrap url': '  - { type: mqtt, url: "mqtt://h:1", bootstrap: { url: "https://h", username: b, password_file: f } }',
+      };
+      const e = refusal(() => load(text ?? withTransports(t[name]!)));
+      expect(e.code).toBe('config_invalid');
+      expect(e.message).toMatch(re);
+    });
   });
 });

@@ -15,7 +15,9 @@ import { openSqlite } from './db.js';
 import { SqliteDeviceStore } from './devices.js';
 import { SqliteIdempotencyStore } from './idempotency.js';
 import { SqliteInstanceStore } from './instances.js';
+import { SqliteKeyBindingStore } from './key-bindings.js';
 import { SqliteResourceStore } from './resources.js';
+import { SqliteTokenReplayStore } from './token-replay.js';
 import { SqliteTokenStore } from './tokens.js';
 
 export { openSqlite } from './db.js';
@@ -30,7 +32,9 @@ export { SqliteChallengeStore } from './challenges.js';
 export { SqliteDeviceStore } from './devices.js';
 export { SqliteIdempotencyStore } from './idempotency.js';
 export { SqliteInstanceStore } from './instances.js';
+export { SqliteKeyBindingStore } from './key-bindings.js';
 export { SqliteResourceStore } from './resources.js';
+export { SqliteTokenReplayStore } from './token-replay.js';
 export { SqliteTokenStore } from './tokens.js';
 
 /** Open (creating and migrating if needed) the database at `path`; its directory must exist. */
@@ -50,6 +54,8 @@ export function sqliteStores(db: BetterSqlite3.Database): Stores {
     tokens: new SqliteTokenStore(db),
     challenges: new SqliteChallengeStore(db),
     devices: new SqliteDeviceStore(db),
+    keyBindings: new SqliteKeyBindingStore(db),
+    tokenReplay: new SqliteTokenReplayStore(db),
     instances: new SqliteInstanceStore(db),
     botLocks: new SqliteBotLockStore(db),
     certificates: new SqliteCertificateStore(db),

@@ -157,6 +157,33 @@ CREATE TABLE devices (
 CREATE INDEX devices_rule ON devices (rule, serial);
 `,
   },
+  {
+    version: 3,
+    name: 'cloud join key bindings and token replay cache',
+    sql: `
+-- First-join key bindings of join methods with static evidence (aws_iid: instance id -> the
+-- agent's binding key). Reset by an administrator (sigil ctl bindings reset).
+CREATE TABLE join_key_bindings (
+  method      TEXT    NOT NULL,
+  subject     TEXT    NOT NULL,
+  key_hash    TEXT    NOT NULL CHECK (key_hash GLOB 'sha256:*'),
+  rule        TEXT    NOT NULL,
+  facts       TEXT    NOT NULL CHECK (json_valid(facts)),
+  created_at  INTEGER NOT NULL,
+  PRIMARY KEY (method, subject)
+) STRICT;
+
+-- Signed tokens (OIDC/JWT) already used for a join, by issuer and jti, until they expire.
+CREATE TABLE token_replay (
+  issuer      TEXT    NOT NULL,
+  jti         TEXT    NOT NULL,
+  expires_at  INTEGER NOT NULL,
+  used_at     INTEGER NOT NULL,
+  PRIMARY KEY (issuer, jti)
+) STRICT;
+CREATE INDEX token_replay_expires ON token_replay (expires_at);
+`,
+  },
 ];
 
 /** The newest schema version this code knows. */

@@ -4,6 +4,7 @@
  */
 import { afterEach, beforeEach, describe } from 'vitest';
 import type { Stores } from '../../../../src/server/store/types.js';
+import { bindingSuites } from './bindings.js';
 import { identitySuites } from './identity.js';
 import { recordSuites } from './records.js';
 import { txSuite } from './tx.js';
@@ -25,5 +26,6 @@ export function storeConformance(name: string, open: () => Backend): void {
     recordSuites(stores);
     identitySuites(stores);
     txSuite(stores);
+    bindingSuites(stores);
   });
 }

@@ -1,0 +1,144 @@
+/**
+ * The agent's way to the issuer: the configured transports in order of preference, with
+ * failover. Within one attempt, a retryable failure on transport i (cannot connect, timed out,
+ * broker refused, unverifiable answer) tries transport i+1 with the *same* outbox entry — same
+ * bytes, same request id — so an issuer that already answered over i answers i+1 from its
+ * idempotency record. A verified refusal (not retryable) stops: another carrier would carry
+ * the same answer.
+ *
+ * Every answer is verified here against the pinned root, whichever transport brought it.
+ */
+import { readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { SigilError, toSigilError } from '../errors.js';
+import type { Jws } from '../protocol/jws.js';
+import type { IdentityResult } from '../protocol/messages.js';
+import { requestPayloadHash, verifyResponseOrError } from '../protocol/verify-response.js';
+import { HttpsIssuerClient } from '../transport/https/client.js';
+import { MqttIssuerClient, type MqttSession } from '../transport/mqtt/client.js';
+import { bootstrapResponseId } from '../transport/mqtt/topics.js';
+import type { IssuerTransport, PostHooks, RequestOp } from '../transport/types.js';
+import type { AgentConfig, MqttBootstrapConfig, TransportConfig } from './config.js';
+import type { AgentState, OutboxEntry } from './state/index.js';
+
+export const MQTT_BOOTSTRAP_SETTING = 'mqtt.bootstrap_id';
+/** Use the SVID on the broker only while it has at least this long left (TLS checks validity). */
+const SVID_MARGIN_MS = 30_000;
+
+export interface TransportStats {
+  kind: string;
+  url: string;
+  failures: number;
+  successes: number;
+  /** MQTT: answers that matched no waiting request (late, duplicated, or not ours). */
+  unmatched?: number;
+}
+
+function readSecret(path: string, what: string): string {
+  try {
+    return readFileSync(path, 'utf8').trim();
+  } catch (e) {
+    throw new SigilError('config_invalid', `${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+  }
+}
+
+/**
+ * Who the agent is on an MQTT broker. Joined with a valid SVID: client id `sigil-<instance>`,
+ * responses on sigil/v1/resp/<instance>, and over mqtts the SVID itself as client certificate
+ * (its CN is the instance id, the broker's username). Otherwise the bootstrap identity, with a
+ * response id persisted in the agent state so that a join resent after a crash listens where
+ * its queued answer waits.
+ */
+export function mqttSession(t: Extract<TransportConfig, { type: 'mqtt' }>, state: AgentState, now: () => number): MqttSession {
+  const tls = t.url.startsWith('mqtts:');
+  const creds = (b: MqttBootstrapConfig | undefined): Partial<MqttSession> => {
+    if (!b) return {};
+    if ('username' in b) return { username: b.username, password: readSecret(b.passwordFile, 'bootstrap.password_file') };
+    return { cert: readSecret(b.certFile, 'bootstrap.cert'), key: readSecret(b.keyFile, 'bootstrap.key') };
+  };
+  const id = state.getIdentity();
+  if (id && id.notAfter - SVID_MARGIN_MS > now()) {
+    const ref = JSON.parse(id.keyRef) as { storage?: string; pkcs8Pem?: string };
+    const base = { clientId: `sigil-${id.instanceId}`, responseId: id.instanceId };
+    // A key that cannot leave its token (PKCS#11, TPM) cannot be handed to the TLS stack here.
+    if (tls && ref.storage === 'software' && ref.pkcs8Pem) return { ...base, cert: id.chainPem.join(''), key: ref.pkcs8Pem };
+    if (!tls) return { ...base, ...creds(t.bootstrap) };
+  }
+  const bootId = state.getOrCreateSetting(MQTT_BOOTSTRAP_SETTING, () => randomBytes(12).toString('hex'));
+  return { ...(t.bootstrap?.url ? { url: t.bootstrap.url } : {}), clientId: `sigil-b-${bootId}`, responseId: bootstrapResponseId(bootId), ...creds(t.bootstrap) };
+}
+
+export function buildTransports(cfg: AgentConfig, state: AgentState, now: () => number): IssuerTransport[] {
+  const root = state.getBundle()?.rootsPem[0];
+  return cfg.transports.map((t): IssuerTransport => {
+    if (t.type === 'https') return new HttpsIssuerClient({ url: t.url, pin: cfg.caPin, timeoutMs: t.timeoutMs, ...(root ? { rootPem: root } : {}) });
+    return new MqttIssuerClient({
+      url: t.url,
+      pin: cfg.caPin,
+      timeoutMs: t.timeoutMs,
+      sessionExpiryS: t.sessionExpiryS,
+      ...(root ? { rootPem: root } : {}),
+      ...(t.caFile ? { brokerCa: readSecret(t.caFile, 'ca_file') } : {}),
+      session: () => mqttSession(t, state, now),
+    });
+  });
+}
+
+export class IssuerLink {
+  private readonly counts: Array<{ failures: number; successes: number }>;
+  /** The transport used last (success or the last one tried). */
+  lastUsed: IssuerTransport | undefined;
+
+  constructor(private readonly transports: IssuerTransport[]) {
+    if (transports.length === 0) throw new TypeError('IssuerLink needs at least one transport');
+    this.counts = transports.map(() => ({ failures: 0, successes: 0 }));
+  }
+
+  /** Per-transport counters since this process started (for metrics). */
+  get stats(): TransportStats[] {
+    return this.transports.map((t, i) => ({ kind: t.kind, url: t.url, ...this.counts[i]!, ...(t instanceof MqttIssuerClient ? { unmatched: t.unmatched } : {}) }));
+  }
+
+  /** The pinned root, from the first transport that can establish it. */
+  async root(): Promise<string> {
+    return this.each(async (t) => t.ensureRoot(), false);
+  }
+
+  /** Send an outbox entry and verify the answer; a signed refusal is thrown as its SigilError. */
+  async send(entry: OutboxEntry, rootPem: string, now: () => number, hooks?: PostHooks): Promise<IdentityResult> {
+    const op = entry.op as RequestOp;
+    const envelope = JSON.parse(entry.body) as Jws;
+    const hash = requestPayloadHash(envelope);
+    return this.each(async (t) => {
+      const body = await t.post(op, envelope, hooks);
+      return verifyResponseOrError(body, op, entry.requestId, hash, rootPem, new Date(now())).result;
+    });
+  }
+
+  /** Try each transport in order; `countSuccess`: a success is an answered request (not a cached root). */
+  private async each<T>(fn: (t: IssuerTransport) => Promise<T>, countSuccess = true): Promise<T> {
+    const failures: string[] = [];
+    let last: SigilError | undefined;
+    for (let i = 0; i < this.transports.length; i++) {
+      const t = this.transports[i]!;
+      this.lastUsed = t;
+      try {
+        const r = await fn(t);
+        if (countSuccess) this.counts[i]!.successes++;
+        return r;
+      } catch (err) {
+        const e = toSigilError(err);
+        this.counts[i]!.failures++;
+        if (!e.retryable) throw e;
+        last = e;
+        failures.push(`${t.url}: ${e.message}`);
+      }
+    }
+    if (failures.length === 1) throw last!;
+    throw new SigilError(last!.code, `no transport reached the issuer — ${failures.join('; ')}`, { cause: last, ...(last!.retryAfterMs !== undefined ? { retryAfterMs: last!.retryAfterMs } : {}) });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.transports.map(async (t) => t.close()));
+  }
+}

@@ -1,0 +1,214 @@
+/**
+ * Provisioning one device on the factory line (`sigil factory provision`):
+ *
+ *   1. read the EK: its certificate from the TCG NV index when present, and its public area
+ *      (persistent EK, else recreated from the profile template) → ek_public_hash
+ *   2. create the IDevID key in the TPM under the SRK: non-restricted ECDSA P-256,
+ *      fixedTPM | fixedParent | sensitiveDataOrigin | userWithAuth | noDA | sign — the agent's
+ *      identity key template (keystore/tpm.ts identityKeyTemplate): born in the TPM, never
+ *      exportable; noDA because the key has no authValue to guess, and without it every power
+ *      loss after a join counts as a failed authorization until the TPM locks the IDevID out —
+ *      and make it persistent at `handle` (default 0x81000100), so the device finds it without
+ *      any file
+ *   3. issue the IDevID certificate from the factory CA (idevid.ts)
+ *   4. store the certificate: `<certDir>/<serial>.pem` (leaf + intermediates, 0644) and,
+ *      optionally, the DER in an NV index (written in TPM_PT_NV_BUFFER_MAX chunks); with
+ *      `tss2Key`, also `<certDir>/<serial>.tss2.pem` (0600): the key's blobs under the SRK as a
+ *      TSS2 PRIVATE KEY, for OpenSSL's tpm2 provider (802.1X, TLS client auth with the IDevID)
+ *   5. append one manifest line (manifest.ts), durably — the last step, so a device that
+ *      failed anywhere before has no line
+ *
+ * A TPM that already holds a key at `handle` (or an NV index at `nvIndex`), or a serial already
+ * in the manifest, is refused (`device_already_provisioned`) unless `force`. If a step after
+ * the key was made persistent fails, the new key, NV index and files are removed again.
+ */
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { SigilError } from '../errors.js';
+import { readCertificate } from '../pki/cert-reader.js';
+import { formatName, readName } from '../pki/name-reader.js';
+import { toPem } from '../pki/pem.js';
+import { serialHex } from '../pki/serial.js';
+import { identityKeyTemplate } from '../keystore/tpm.js';
+import { writeTss2Pem } from '../keystore/tss2-pem.js';
+import { TPMA_NV, TPM_HT, TPM_NT, TPM_RH, handleType } from '../tpm/constants.js';
+import type { EkKind } from '../tpm/ek.js';
+import { TPM_RC, isTpmRc } from '../tpm/errors.js';
+import { publicKeySpki } from '../tpm/structures/keys.js';
+import type { KeyBlob, Tpm, TpmKey } from '../tpm/tpm.js';
+import { ensureDir, writeFileAtomic } from '../util/atomic-file.js';
+import type { FactoryCa } from './ca.js';
+import { checkDeviceSerial, issueIdevid, type IdevidProfile } from './idevid.js';
+import { appendManifestLine, checkManifestWritable, fingerprintOf, manifestEkHash, manifestSerials, type ManifestLine } from './manifest.js';
+
+/** Where the IDevID key is persisted by default (owner range 0x81000000-0x817FFFFF, TCG handle registry). */
+export const DEFAULT_IDEVID_HANDLE = 0x81000100;
+
+export interface ProvisionOptions {
+  tpm: Tpm;
+  ca: FactoryCa;
+  serial: string;
+  /** Manifest (JSONL) to append to. */
+  manifest: string;
+  /** Directory for `<serial>.pem`. */
+  certDir: string;
+  handle?: number;
+  nvIndex?: number;
+  force?: boolean;
+  /** Which EK to record; default the kind of the first EK certificate found, else rsa-2048. */
+  ekKind?: EkKind;
+  profile?: IdevidProfile;
+  now?: () => Date;
+  /** Also write `<serial>.tss2.pem` next to the certificate. */
+  tss2Key?: boolean;
+  /** Serials known to be in the manifest (a batch reads it once); default: read the manifest. */
+  knownSerials?: Map<string, number>;
+}
+
+export interface ProvisionResult {
+  line: ManifestLine;
+  certFile: string;
+  certDer: Buffer;
+  /** The IDevID key as created under the SRK (for a TSS2 PRIVATE KEY file next to the handle). */
+  keyBlob: KeyBlob;
+  /** `<serial>.tss2.pem`, when asked for. */
+  tss2File?: string;
+}
+
+const hex32 = (n: number): string => `0x${n.toString(16).padStart(8, '0')}`;
+
+export function checkHandles(handle: number, nvIndex: number | undefined): void {
+  if (!Number.isInteger(handle) || handle < 0x81000000 || handle > 0x817fffff) {
+    throw new SigilError('bad_request', `persistent handle ${hex32(handle)} is outside the owner range 0x81000000-0x817fffff`);
+  }
+  if (nvIndex !== undefined && (!Number.isInteger(nvIndex) || handleType(nvIndex) !== TPM_HT.NV_INDEX)) {
+    throw new SigilError('bad_request', `NV index ${hex32(nvIndex)} is not an NV index handle (0x01xxxxxx)`);
+  }
+}
+
+async function persistentKey(tpm: Tpm, handle: number): Promise<TpmKey | undefined> {
+  try {
+    return await tpm.readPublic(handle);
+  } catch (e) {
+    if (isTpmRc(e, TPM_RC.HANDLE)) return undefined;
+    throw e;
+  }
+}
+
+async function nvExists(tpm: Tpm, index: number): Promise<boolean> {
+  try {
+    await tpm.nvReadPublic(index);
+    return true;
+  } catch (e) {
+    if (isTpmRc(e, TPM_RC.HANDLE)) return false;
+    throw e;
+  }
+}
+
+interface EkFacts {
+  kind: EkKind;
+  publicHash: string;
+  certSerial?: string;
+  certIssuer?: string;
+}
+
+/** The EK the manifest names, checked against its certificate when there is one. */
+async function readEk(tpm: Tpm, wanted: EkKind | undefined): Promise<EkFacts> {
+  const cert = await tpm.readEkCertificate(wanted);
+  const kind = cert?.kind ?? wanted ?? 'rsa-2048';
+  const pub = await tpm.withTransient(tpm.readEkPublic(kind), (k) => Promise.resolve(k.public));
+  const facts: EkFacts = { kind, publicHash: manifestEkHash(pub) };
+  if (cert) {
+    const f = readCertificate(Buffer.from(cert.der), 'tpm_error', `EK certificate (NV ${hex32(cert.nvIndex)})`);
+    if (!Buffer.from(f.spki).equals(publicKeySpki(pub.value))) {
+      throw new SigilError('tpm_error', `the EK certificate in NV ${hex32(cert.nvIndex)} is not for this TPM's ${kind} EK (their public keys differ)`);
+    }
+    facts.certSerial = serialHex(Buffer.from(f.serial));
+    facts.certIssuer = formatName(readName(Buffer.from(f.issuer), 'tpm_error', 'EK certificate issuer'));
+  }
+  return facts;
+}
+
+/** Rollback steps run in reverse when a later step fails. */
+type Undo = () => Promise<void>;
+
+export async function provisionDevice(o: ProvisionOptions): Promise<ProvisionResult> {
+  const { tpm, ca, serial } = o;
+  const handle = o.handle ?? DEFAULT_IDEVID_HANDLE;
+  checkDeviceSerial(serial);
+  checkHandles(handle, o.nvIndex);
+  const now = (o.now ?? (() => new Date()))();
+
+  if (o.knownSerials === undefined) checkManifestWritable(o.manifest);
+  const known = o.knownSerials ?? manifestSerials(o.manifest);
+  const line = known.get(serial);
+  if (line !== undefined && !o.force) {
+    throw new SigilError('device_already_provisioned', `device ${serial} is already in ${o.manifest}${line > 0 ? ` (line ${line})` : ''}; re-provision it with --force (and revoke its old IDevID)`);
+  }
+  const existing = await persistentKey(tpm, handle);
+  if (existing && !o.force) {
+    throw new SigilError('device_already_provisioned', `the TPM already holds a key at ${hex32(handle)}; re-provision with --force, or pick another --handle`);
+  }
+  const nvTaken = o.nvIndex !== undefined && (await nvExists(tpm, o.nvIndex));
+  if (nvTaken && !o.force) throw new SigilError('device_already_provisioned', `NV index ${hex32(o.nvIndex!)} is already defined; re-provision with --force`);
+
+  const ek = await readEk(tpm, o.ekKind);
+
+  // The key: created and loaded under a transient SRK, both flushed whatever happens.
+  const created = await tpm.withTransient(tpm.createSrk(), async (srk) => {
+    const blob = await tpm.create(srk, identityKeyTemplate());
+    return { blob, key: await tpm.load(srk, blob) };
+  });
+  const undo: Undo[] = [];
+  try {
+    const spki = publicKeySpki(created.blob.public.value);
+    const idevid = await issueIdevid(ca, serial, spki, o.profile, now);
+
+    if (existing) await tpm.evict(existing);
+    const persisted = await tpm.persist(created.key, handle);
+    undo.push(() => tpm.evict(persisted));
+    await tpm.flush(created.key.handle).catch(() => undefined);
+
+    if (o.nvIndex !== undefined) {
+      const index = o.nvIndex;
+      if (nvTaken) await tpm.nvUndefine(index);
+      // Readable with the index's empty authValue (AUTHREAD) so any process on the device can
+      // fetch its certificate; writable only by the owner.
+      await tpm.nvDefine(index, idevid.der.length, { attributes: TPM_NT.ORDINARY | TPMA_NV.OWNERWRITE | TPMA_NV.OWNERREAD | TPMA_NV.AUTHREAD | TPMA_NV.NO_DA });
+      undo.push(() => tpm.nvUndefine(index));
+      await tpm.nvWrite(index, idevid.der);
+    }
+
+    ensureDir(o.certDir, 0o755);
+    const certFile = join(o.certDir, `${serial}.pem`);
+    writeFileAtomic(certFile, [idevid.der, ...ca.chainDers].map((d) => toPem('CERTIFICATE', d)).join(''), { mode: 0o644 });
+    undo.push(() => Promise.resolve(rmSync(certFile, { force: true })));
+    const tss2File = o.tss2Key ? join(o.certDir, `${serial}.tss2.pem`) : undefined;
+    if (tss2File) {
+      // No secret inside (the private part is sealed to this TPM's SRK), but it is a key file: 0600.
+      writeFileAtomic(tss2File, writeTss2Pem({ parent: TPM_RH.OWNER, blob: created.blob }), { mode: 0o600 });
+      undo.push(() => Promise.resolve(rmSync(tss2File, { force: true })));
+    }
+
+    const entry: ManifestLine = {
+      serial,
+      ek_public_hash: ek.publicHash,
+      ek_kind: ek.kind,
+      ...(ek.certSerial !== undefined ? { ek_cert_serial: ek.certSerial, ek_cert_issuer: ek.certIssuer! } : {}),
+      idevid_fingerprint: fingerprintOf(idevid.der),
+      idevid_serial: idevid.serialHex,
+      idevid_subject: idevid.subject,
+      idevid_not_after: idevid.notAfter.toISOString(),
+      persistent_handle: hex32(handle),
+      ...(o.nvIndex !== undefined ? { nv_index: hex32(o.nvIndex) } : {}),
+      provisioned_at: now.toISOString(),
+    };
+    appendManifestLine(o.manifest, entry);
+    known.set(serial, 0);
+    return { line: entry, certFile, certDer: idevid.der, keyBlob: created.blob, ...(tss2File ? { tss2File } : {}) };
+  } catch (e) {
+    await tpm.flush(created.key.handle).catch(() => undefined);
+    for (const u of undo.reverse()) await u().catch(() => undefined);
+    throw e;
+  }
+}

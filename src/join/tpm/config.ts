@@ -1,0 +1,47 @@
+/**
+ * The tpm join in the agent's configuration (agent.yaml, snake_case):
+ *
+ *   join:
+ *     method: tpm
+ *     tpm:
+ *       tcti: "swtpm:host=127.0.0.1,port=2321"   # default device:/dev/tpmrm0
+ *       ek: auto                                 # auto | rsa-2048 | ecc-p256 | ecc-p384
+ *       event_log: /sys/kernel/security/tpm0/binary_bios_measurements   # default; false: never send
+ *   key_storage: tpm                             # the identity key lives in the same TPM
+ *
+ * The schema is exported for the agent's config loader; {@link tpmJoinAgentFromConfig} turns a
+ * parsed block into the method. The identity key must be a TPM key (key_storage: tpm), since
+ * the issuer requires TPM2_Certify of it by the AK.
+ */
+import { z } from 'zod';
+import type { TpmSigner } from '../../keystore/tpm.js';
+import type { KeyBlob } from '../../tpm/tpm.js';
+import { TpmJoinAgent } from './agent.js';
+
+export const DEFAULT_TCTI = 'device:/dev/tpmrm0';
+
+export const tpmAgentConfigSchema = z.strictObject({
+  tcti: z.string().min(1).max(1024).optional(),
+  ek: z.enum(['auto', 'rsa-2048', 'ecc-p256', 'ecc-p384']).optional(),
+  event_log: z.union([z.string().min(1).max(4096), z.literal(false)]).optional(),
+});
+export type TpmAgentConfig = z.infer<typeof tpmAgentConfigSchema>;
+
+export function tpmTcti(cfg: TpmAgentConfig | undefined): string {
+  return cfg?.tcti ?? DEFAULT_TCTI;
+}
+
+/**
+ * The join method for a config block. `identityKey` finds the TPM key of a join's CSR (the
+ * agent's pending key); `ak`, when the agent kept one, is reused instead of creating an AK per
+ * join.
+ */
+export function tpmJoinAgentFromConfig(cfg: TpmAgentConfig | undefined, identityKey: (spkiDer: Buffer) => TpmSigner | undefined, ak?: KeyBlob): TpmJoinAgent {
+  return new TpmJoinAgent({
+    tcti: tpmTcti(cfg),
+    identityKey,
+    ...(cfg?.ek !== undefined ? { ek: cfg.ek } : {}),
+    ...(cfg?.event_log !== undefined ? { eventLog: cfg.event_log } : {}),
+    ...(ak ? { ak } : {}),
+  });
+}

@@ -1,0 +1,51 @@
+/**
+ * The tpm block of a join rule (registered with join/rules.ts, so `sigil ctl apply` refuses a
+ * malformed one):
+ *
+ *   kind: join_rule
+ *   name: racks
+ *   spec:
+ *     method: tpm
+ *     bot: gw
+ *     tpm:
+ *       ek_ca_files: [/etc/sigil/tpm-ca/root.pem, /etc/sigil/tpm-ca/intermediate.pem]
+ *       allow: [ { ek_public_hash: "sha256:…" } ]
+ *       firmware_profiles: [lab-gateway-v1]
+ *
+ * EK trust, both given → both must hold:
+ *   ek_ca_files  the EK certificate (from the TPM's NV) must chain to a certificate in these
+ *                files; every certificate in them is a trust anchor, so list the manufacturer's
+ *                intermediate CAs too (TPMs do not carry them). A rule with ek_ca_files needs a
+ *                certificate: a TPM without one is refused (`ek_cert_missing`).
+ *   allow        the EK's public key hash must be listed (`sha256:` + hex SHA-256 of the EK's
+ *                SubjectPublicKeyInfo DER). Alone, it admits TPMs without an EK certificate.
+ * firmware_profiles: the boot must match one of these profiles (PCR values, event-log rules);
+ * the PCRs quoted are the union of what they name. Without it, the quote still proves the TPM
+ * is live and its PCRs are recorded, but no boot state is required.
+ */
+import { z } from 'zod';
+import { PROFILE_NAME_RE } from '../../server/firmware/index.js';
+import { registerRuleSchema } from '../rules.js';
+import { EK_HASH_RE } from './wire.js';
+
+const absolutePath = z.string().min(2).max(4096).regex(/^\//, 'file paths must be absolute (the issuer reads them when a machine joins)');
+
+const ekHash = z
+  .string()
+  .transform((s) => s.trim().toLowerCase())
+  .refine((s) => EK_HASH_RE.test(s), 'ek_public_hash must be sha256:<64 lowercase hex digits> (see docs/join-tpm.md for how to compute it)');
+
+export const tpmRuleSchema = z
+  .strictObject({
+    ek_ca_files: z.array(absolutePath).min(1, 'ek_ca_files needs at least one CA file').max(32).optional(),
+    allow: z
+      .array(z.strictObject({ ek_public_hash: ekHash }))
+      .min(1, 'an empty allow list admits nobody; omit it instead')
+      .max(100_000)
+      .optional(),
+    firmware_profiles: z.array(z.string().regex(PROFILE_NAME_RE, 'a firmware profile name is 1-63 lowercase letters, digits, ".", "_" and "-"')).min(1).max(32).optional(),
+  })
+  .refine((r) => r.ek_ca_files !== undefined || r.allow !== undefined, { message: 'a tpm rule needs ek_ca_files, allow, or both (otherwise any TPM, even a software one, could join)' });
+export type TpmRule = z.infer<typeof tpmRuleSchema>;
+
+registerRuleSchema('tpm', tpmRuleSchema);

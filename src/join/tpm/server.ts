@@ -1,0 +1,194 @@
+/**
+ * The issuer half of the tpm join (wire.ts describes the two rounds). Each check refuses with
+ * its own code; in order:
+ *
+ *   round 1  evidence shape (tpm_evidence_malformed) → EK (ek.ts: ek_invalid, ek_cert_missing,
+ *            ek_untrusted, ek_not_allowed; the first rule, in name order, that trusts the EK is
+ *            the one used) → AK attributes (ak_attributes_invalid) → identity key attributes and
+ *            CSR key (key_not_tpm_resident, certify_key_mismatch) → the rule's firmware
+ *            profiles exist (firmware_profile_unknown) → MakeCredential, challenge
+ *   round 2  challenge (challenge_*) → EK again against the rule as it is now → activation
+ *            answer, constant time (credential_mismatch) → quote (quote_invalid,
+ *            quote_nonce_mismatch, quote_signature_invalid) → PCR digest recomputed from the
+ *            reported values (pcr_digest_mismatch) → certification of the identity key
+ *            (certify_invalid, certify_key_mismatch) → clock (clock_invalid) → event log
+ *            (eventlog_invalid, eventlog_replay_mismatch) → firmware profiles (pcr_mismatch,
+ *            firmware_profile_mismatch) → attested; the challenge is used up in `commit`.
+ *
+ * Machine id: `tpm-` + the first 128 bits (hex) of SHA-256 over the EK's SubjectPublicKeyInfo.
+ * The EK is fixed for the TPM's life (its seed survives TPM2_Clear), so a machine that joins
+ * again — after its identity expired, after a reboot, with a new AK and a new identity key —
+ * is the same instance and keeps its history and generation.
+ */
+import { SigilError } from '../../errors.js';
+import { parseWith } from '../../protocol/messages.js';
+import type { Stores } from '../../server/store/types.js';
+import { hash } from '../../tpm/crypto/hash.js';
+import { selectedPcrs } from '../../tpm/structures/pcr.js';
+import { consumeChallenge, MAX_CHALLENGE_TTL_MS, openChallenge } from '../challenge.js';
+import { rulesFor, type JoinRule } from '../rules.js';
+import type { AttestInput, Attested, ChallengeRequired, JoinMethodServer } from '../types.js';
+import { checkActivation, credentialChallenge } from './binding.js';
+import { checkAk, checkIdentityKey, quoteHashAlg, verifyCertify, verifyQuote } from './attest.js';
+import { checkClock } from './clock.js';
+import { checkEkForRule, readEk, selectRule, type Ek } from './ek.js';
+import { checkReplay, judgeBoot, readEventLog, resolveProfiles, selectionFor, type QuotedPcrs } from './firmware.js';
+import type { TpmRule } from './rule.js';
+import { encodePublic, parsePublic, parseSignedAttest } from './structures.js';
+import {
+  bankName,
+  isAnswer,
+  PCR_BANK_ALGS,
+  tpmAnswerSchema,
+  tpmChallengeStateSchema,
+  tpmEvidenceSchema,
+  type PcrSelectionWire,
+  type TpmAnswer,
+  type TpmChallengeData,
+  type TpmChallengeState,
+} from './wire.js';
+// Registers the rule schema with join/rules.ts.
+import './rule.js';
+
+export function tpmMachineId(ekPublicHash: string): string {
+  return `tpm-${ekPublicHash.slice('sha256:'.length, 'sha256:'.length + 32)}`;
+}
+
+function rulesOrRefuse(stores: Stores): Array<JoinRule<TpmRule>> {
+  const rules = rulesFor<TpmRule>(stores, 'tpm');
+  if (rules.length === 0) throw new SigilError('tpm_no_rule', 'no join_rule with method tpm exists on this issuer (sigil ctl apply -f a rule with tpm.ek_ca_files or tpm.allow)');
+  return rules;
+}
+
+export class TpmJoinServer implements JoinMethodServer {
+  readonly name = 'tpm';
+
+  attest(input: AttestInput, stores: Stores): Promise<Attested | ChallengeRequired> {
+    // Synchronous work throughout: return a settled promise so a throw becomes a rejection.
+    try {
+      return Promise.resolve(isAnswer(input.evidence) ? this.answer(input, stores) : this.challenge(input, stores));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private challenge(input: AttestInput, stores: Stores): ChallengeRequired {
+    const rules = rulesOrRefuse(stores);
+    const ev = parseWith(tpmEvidenceSchema, input.evidence, 'tpm_evidence_malformed', 'tpm evidence');
+    const ek = readEk(ev);
+    const rule = selectRule(rules, ek, new Date(input.now));
+    const ak = parsePublic(ev.ak_public, 'ak_public');
+    checkAk(ak);
+    const key = parsePublic(ev.key_public, 'key_public');
+    checkIdentityKey(key, input.spkiDer);
+    const selection = selectionFor(resolveProfiles(rule.config.firmware_profiles ?? [], rule.name));
+
+    const cred = credentialChallenge(ek.public, ak);
+    const data: TpmChallengeData = { credential: cred.credential, pcr_selection: selection };
+    const state: TpmChallengeState = {
+      rule: rule.name,
+      ek_public: ev.ek_public,
+      ...(ev.ek_cert !== undefined ? { ek_cert: ev.ek_cert } : {}),
+      ak_public: ev.ak_public,
+      key_public: ev.key_public,
+      ek_public_hash: ek.hash,
+      secret: cred.secret,
+      pcr_selection: selection,
+    };
+    return { challenge: { data, state, ttlMs: MAX_CHALLENGE_TTL_MS } };
+  }
+
+  private answer(input: AttestInput, stores: Stores): Attested {
+    const rules = rulesOrRefuse(stores);
+    const ans = parseWith(tpmAnswerSchema, input.evidence, 'tpm_evidence_malformed', 'tpm challenge answer');
+    const ch = openChallenge(stores, input, this.name, ans.challenge_id);
+    const st = parseWith(tpmChallengeStateSchema, ch.state, 'internal', 'stored tpm challenge state');
+    const rule = rules.find((r) => r.name === st.rule);
+    if (!rule) throw new SigilError('tpm_no_rule', `join_rule ${st.rule} was removed while the TPM answered its challenge; start the join again`);
+    // The rule may have changed between the rounds (a CA file replaced, an allow entry removed).
+    const ek = readEk(st);
+    checkEkForRule(ek, rule, new Date(input.now));
+    const ak = parsePublic(st.ak_public, 'stored ak_public', 'internal');
+    const key = parsePublic(st.key_public, 'stored key_public', 'internal');
+
+    checkActivation(st.secret, ans.activated);
+
+    const quote = parseSignedAttest(ans.quote, 'quote', 'quote_invalid');
+    const q = verifyQuote(quote, ak, ch.nonce, st.pcr_selection);
+    const quoted = reportedPcrs(ans, st.pcr_selection);
+    const digest = hash(quoteHashAlg(quote), ...q.attested.pcrSelect.flatMap((sel) => selectedPcrs(sel).map((pcr) => quoted.get(bankName(sel.hash)!)!.get(pcr)!)));
+    if (!Buffer.from(digest).equals(Buffer.from(q.attested.pcrDigest))) {
+      throw new SigilError('pcr_digest_mismatch', 'the reported PCR values do not hash to the digest the TPM quoted (they were changed, or read at another time than the quote)');
+    }
+
+    const certify = verifyCertify(parseSignedAttest(ans.certify, 'certification', 'certify_invalid'), ak, key, ch.nonce);
+    checkIdentityKey(key, input.spkiDer);
+
+    const machineId = tpmMachineId(ek.hash);
+    const known = stores.instances.get(machineId);
+    const previous = typeof known?.facts.tpm_clock_ms === 'number' ? { clockMs: known.facts.tpm_clock_ms } : undefined;
+    const clock = checkClock(q, certify, ch.expiresAt - ch.createdAt, previous);
+
+    const log = ans.event_log !== undefined ? readEventLog(ans.event_log) : undefined;
+    if (log) checkReplay(log, quoted);
+    const profiles = resolveProfiles(rule.config.firmware_profiles ?? [], rule.name);
+    const match = profiles.length > 0 ? judgeBoot(profiles, quoted, log) : undefined;
+
+    const challengeId = ans.challenge_id;
+    return {
+      bot: rule.bot,
+      machineId,
+      facts: {
+        tpm_rule: rule.name,
+        ...ekFacts(ek),
+        ak_public: encodePublic(ak),
+        firmware_profile: match?.profile ?? null,
+        ...(match?.matched.eventLog?.secureBoot ? { secure_boot: match.matched.eventLog.secureBoot } : {}),
+        pcrs: pcrFacts(quoted),
+        event_log: log !== undefined,
+        ...clock,
+      },
+      joinRule: rule.name,
+      canReattest: true,
+      keyStorage: 'tpm',
+      exportable: false,
+      commit(s, now) {
+        consumeChallenge(s, challengeId, now);
+      },
+    };
+  }
+}
+
+function ekFacts(ek: Ek): Record<string, unknown> {
+  const k = ek.key;
+  const kind = k.asymmetricKeyType === 'rsa' ? `rsa-${k.asymmetricKeyDetails?.modulusLength ?? 0}` : `ecc-${k.asymmetricKeyDetails?.namedCurve ?? 'unknown'}`;
+  return {
+    ek_public_hash: ek.hash,
+    ek_type: kind,
+    ...(ek.cert ? { ek_cert_issuer: ek.cert.x509.issuer.replace(/\n/g, ', '), ek_cert_serial: ek.cert.serialHex } : {}),
+  };
+}
+
+/** The reported PCR values, which must be exactly the requested selection (`pcr_digest_mismatch`). */
+function reportedPcrs(ans: TpmAnswer, selection: PcrSelectionWire): QuotedPcrs {
+  const out: QuotedPcrs = new Map();
+  for (const v of ans.pcr_values) {
+    const bank = out.get(v.bank) ?? new Map<number, Buffer>();
+    if (bank.has(v.pcr)) throw new SigilError('pcr_digest_mismatch', `${v.bank} PCR ${v.pcr} is reported twice`);
+    bank.set(v.pcr, Buffer.from(v.digest, 'hex'));
+    out.set(v.bank, bank);
+  }
+  const want = new Set(selection.flatMap((s) => s.pcrs.map((p) => `${s.bank}:${p}`)));
+  for (const [bank, values] of out) for (const pcr of values.keys()) if (!want.has(`${bank}:${pcr}`)) throw new SigilError('pcr_digest_mismatch', `${bank} PCR ${pcr} is reported but was not asked for`);
+  for (const w of want) {
+    const [bank, pcr] = w.split(':') as [keyof typeof PCR_BANK_ALGS, string];
+    if (!out.get(bank)?.has(Number(pcr))) throw new SigilError('pcr_digest_mismatch', `the value of ${bank} PCR ${pcr} is missing from pcr_values`);
+  }
+  return out;
+}
+
+function pcrFacts(quoted: QuotedPcrs): Record<string, Record<string, string>> {
+  const out: Record<string, Record<string, string>> = {};
+  for (const [bank, values] of quoted) out[bank] = Object.fromEntries([...values].sort(([a], [b]) => a - b).map(([p, v]) => [String(p), v.toString('hex')]));
+  return out;
+}

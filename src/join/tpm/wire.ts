@@ -1,0 +1,127 @@
+/**
+ * `tpm` join: the machine proves it holds a genuine TPM (its endorsement key), that it booted
+ * firmware a profile allows (a quote over PCRs), and that its new identity key was generated in
+ * that TPM and cannot leave it (TPM2_Certify). Two rounds, on the host's challenge mechanism
+ * (join/challenge.ts):
+ *
+ *   1. agent → issuer   evidence { ek_cert?, ek_public, ak_public, key_public }
+ *                       ek_cert: the EK certificate DER from its NV index, when the TPM has one;
+ *                       ek_public: the EK's TPM2B_PUBLIC; ak_public: a fresh restricted ECDSA
+ *                       signing key (the AK) under the SRK; key_public: the identity key the CSR
+ *                       is for, made in the same TPM.
+ *      issuer           checks the EK against the join rules (certificate chain / allow list), the
+ *                       AK's and the identity key's attributes, and that key_public is the CSR's
+ *                       key; then MakeCredential (in software, Part 1 §24) of 32 random bytes to
+ *                       the EK for the AK's Name
+ *      issuer → agent   challenge { nonce (host, 32 bytes), data: { credential, pcr_selection } }
+ *                       the random bytes stay in the issuer's challenge state
+ *   2. agent → issuer   evidence { challenge_id, activated, quote, pcr_values, event_log?, certify }
+ *                       activated: ActivateCredential's output — only a TPM holding that EK
+ *                       with that AK loaded recovers it (so the AK is in the EK's TPM);
+ *                       quote: TPM2_Quote by the AK over pcr_selection, qualifyingData = nonce;
+ *                       pcr_values: what PCR_Read returned for the selection; event_log: the
+ *                       firmware's TCG log, gzip (optional); certify: TPM2_Certify of the
+ *                       identity key by the AK, qualifyingData = nonce.
+ *
+ * Binary fields are standard base64 of the TPM encodings: TPM2B_PUBLIC with its u16 size
+ * prefix (as `tpm2_readpublic -o` writes it), TPMS_ATTEST bytes (what the signature covers),
+ * TPMT_SIGNATURE, TPM2B_ID_OBJECT / TPM2B_ENCRYPTED_SECRET contents (as ActivateCredential
+ * takes them). PCR digests are lowercase hex.
+ */
+import { z } from 'zod';
+import { TPM_ALG } from '../../tpm/constants.js';
+import { CHALLENGE_ID_RE } from '../challenge.js';
+
+/** The PCR banks Sigil quotes and replays (names as in the event log code). */
+export const PCR_BANK_ALGS = { sha1: TPM_ALG.SHA1, sha256: TPM_ALG.SHA256, sha384: TPM_ALG.SHA384, sha512: TPM_ALG.SHA512 } as const;
+export type PcrBankName = keyof typeof PCR_BANK_ALGS;
+export const PCR_BANK_NAMES = Object.keys(PCR_BANK_ALGS) as PcrBankName[];
+
+export function bankName(alg: number): PcrBankName | undefined {
+  return PCR_BANK_NAMES.find((b) => PCR_BANK_ALGS[b] === alg);
+}
+
+/** The secret MakeCredential wraps: 32 bytes (a SHA-256 EK takes at most 32). */
+export const CREDENTIAL_BYTES = 32;
+/** The gzip'd event log, at most (the request body limit is 64 KiB before base64url). */
+export const MAX_EVENT_LOG_GZ_BYTES = 36 * 1024;
+/** The event log after gunzip, at most (real firmware logs are 10–200 KB). */
+export const MAX_EVENT_LOG_BYTES = 4 * 1024 * 1024;
+
+function b64(max: number, what: string): z.ZodString {
+  return z
+    .string()
+    .max(Math.ceil(max / 3) * 4, `${what} is at most ${max} bytes`)
+    .regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, `${what} must be standard base64`);
+}
+
+const tpm2bPublicB64 = (what: string) => b64(1024, what).min(8, `${what} is empty`);
+const attestB64 = b64(1024, 'attest');
+const signatureB64 = b64(1024, 'signature');
+
+export const signedAttestSchema = z.strictObject({ attest: attestB64, signature: signatureB64 });
+export type SignedAttestWire = z.infer<typeof signedAttestSchema>;
+
+export const pcrSelectionSchema = z
+  .array(
+    z.strictObject({
+      bank: z.enum(PCR_BANK_NAMES as [PcrBankName, ...PcrBankName[]]),
+      pcrs: z.array(z.number().int().min(0).max(23)).min(1).max(24),
+    }),
+  )
+  .min(1)
+  .max(4);
+export type PcrSelectionWire = z.infer<typeof pcrSelectionSchema>;
+
+/** Round 1. */
+export const tpmEvidenceSchema = z.strictObject({
+  ek_cert: b64(8 * 1024, 'ek_cert').optional(),
+  ek_public: tpm2bPublicB64('ek_public'),
+  ak_public: tpm2bPublicB64('ak_public'),
+  key_public: tpm2bPublicB64('key_public'),
+});
+export type TpmEvidence = z.infer<typeof tpmEvidenceSchema>;
+
+/** The issuer's challenge `data`. */
+export const tpmChallengeDataSchema = z.strictObject({
+  credential: z.strictObject({ blob: b64(1024, 'credential.blob'), secret: b64(1024, 'credential.secret') }),
+  pcr_selection: pcrSelectionSchema,
+});
+export type TpmChallengeData = z.infer<typeof tpmChallengeDataSchema>;
+
+const hexDigest = z.string().regex(/^(?:[0-9a-f]{40}|[0-9a-f]{64}|[0-9a-f]{96}|[0-9a-f]{128})$/, 'a PCR digest is lowercase hex of 20, 32, 48 or 64 bytes');
+
+/** Round 2. */
+export const tpmAnswerSchema = z.strictObject({
+  challenge_id: z.string().regex(CHALLENGE_ID_RE, 'challenge_id is the id the issuer sent'),
+  activated: b64(64, 'activated'),
+  quote: signedAttestSchema,
+  pcr_values: z
+    .array(z.strictObject({ bank: z.enum(PCR_BANK_NAMES as [PcrBankName, ...PcrBankName[]]), pcr: z.number().int().min(0).max(23), digest: hexDigest }))
+    .min(1)
+    .max(96),
+  event_log: b64(MAX_EVENT_LOG_GZ_BYTES, 'event_log').optional(),
+  certify: signedAttestSchema,
+});
+export type TpmAnswer = z.infer<typeof tpmAnswerSchema>;
+
+export function isAnswer(evidence: Record<string, unknown>): boolean {
+  return 'challenge_id' in evidence;
+}
+
+/** `sha256:<hex>` of the EK's SubjectPublicKeyInfo DER — the same value `openssl pkey -pubin -outform DER | sha256sum` gives. */
+export const EK_HASH_RE = /^sha256:[0-9a-f]{64}$/;
+
+/** What the issuer keeps with the challenge (never sent). */
+export const tpmChallengeStateSchema = z.strictObject({
+  rule: z.string(),
+  ek_public: z.string(),
+  ak_public: z.string(),
+  key_public: z.string(),
+  ek_cert: z.string().optional(),
+  ek_public_hash: z.string().regex(EK_HASH_RE),
+  /** The credential MakeCredential wrapped, base64. */
+  secret: z.string(),
+  pcr_selection: pcrSelectionSchema,
+});
+export type TpmChallengeState = z.infer<typeof tpmChallengeStateSchema>;

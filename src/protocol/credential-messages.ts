@@ -1,0 +1,118 @@
+/**
+ * The `credential` operation (protocol v1): a joined agent asks for a credential *other* than
+ * its identity — an SSH user or host certificate, a database or Kubernetes client certificate,
+ * or a JWT-SVID. The envelope is signed by the agent's CURRENT identity key with its chain in
+ * x5c, exactly like `renew`; the bot's roles decide what is granted (server/policy/credentials.ts).
+ *
+ * Which fields apply to which kind:
+ *   ssh_user    public_key (OpenSSH line), logins?            → certificate (principals = logins)
+ *   ssh_host    public_key (OpenSSH line), principals?        → certificate (host names / IPs)
+ *   database    public_key (SPKI PEM), db_user?               → chain with CN = db_user
+ *   kubernetes  public_key (SPKI PEM), kubernetes_user?, kubernetes_groups?
+ *                                                             → chain with CN = user, O = groups
+ *   jwt         audiences                                     → token (ES256, sub = SPIFFE ID)
+ * An omitted list means "everything the deciding role grants"; an omitted single user means
+ * "the one the role grants" (refused when it grants several).
+ */
+import { z } from 'zod';
+import { PROTOCOL_VERSION, requestIdSchema } from './messages.js';
+
+export const CREDENTIAL_KINDS = ['ssh_user', 'ssh_host', 'database', 'kubernetes', 'jwt'] as const;
+export type CredentialKind = (typeof CREDENTIAL_KINDS)[number];
+
+/** Principals, logins, audiences: printable, no whitespace, no comma (sshd splits on commas). */
+const nameSchema = z.string().regex(/^[^\s,\0-\x1f\x7f]{1,253}$/, 'must be 1-253 printable characters without spaces or commas');
+/** Values that become an X.509 CN or O (RFC 5280 ub-common-name / ub-organization-name = 64). */
+const rdnSchema = z.string().regex(/^[^\0-\x1f\x7f]{1,64}$/, 'must be 1-64 printable characters');
+
+export const credentialRequestSchema = z.strictObject({
+  v: z.literal(PROTOCOL_VERSION),
+  op: z.literal('credential'),
+  request_id: requestIdSchema,
+  timestamp: z.number().int().positive(),
+  kind: z.enum(CREDENTIAL_KINDS),
+  ttl_s: z.number().int().positive().optional(),
+  /** OpenSSH public key line (ssh kinds) or SPKI PEM "PUBLIC KEY" (database, kubernetes). */
+  public_key: z.string().min(1).max(16 * 1024).optional(),
+  logins: z.array(nameSchema).min(1).max(64).optional(),
+  principals: z.array(nameSchema).min(1).max(64).optional(),
+  db_user: rdnSchema.optional(),
+  kubernetes_user: rdnSchema.optional(),
+  kubernetes_groups: z.array(rdnSchema).max(64).optional(),
+  audiences: z.array(nameSchema).min(1).max(16).optional(),
+});
+export type CredentialRequest = z.infer<typeof credentialRequestSchema>;
+
+/** Fields of a request that only some kinds take. */
+export const KIND_FIELDS: Record<CredentialKind, ReadonlyArray<keyof CredentialRequest>> = {
+  ssh_user: ['public_key', 'logins'],
+  ssh_host: ['public_key', 'principals'],
+  database: ['public_key', 'db_user'],
+  kubernetes: ['public_key', 'kubernetes_user', 'kubernetes_groups'],
+  jwt: ['audiences'],
+};
+export const KIND_SPECIFIC_FIELDS = ['public_key', 'logins', 'principals', 'db_user', 'kubernetes_user', 'kubernetes_groups', 'audiences'] as const;
+
+export interface CredentialResult {
+  kind: CredentialKind;
+  /** Hex: the SSH certificate serial, the X.509 serial, or the JWT `jti`. */
+  serial: string;
+  /** The role whose rules granted this credential. */
+  role: string;
+  spiffe_id: string;
+  not_before: number;
+  not_after: number;
+  ttl_s: number;
+  requested_ttl_s: number;
+  ttl_clamped: boolean;
+  /** When to ask again (half the lifetime; the agent adds jitter). */
+  renew_after: number;
+  /** ssh kinds: the certificate line (`…-cert-v01@openssh.com AAAA… keyid`). */
+  certificate?: string;
+  /** ssh kinds: the principals written into the certificate. */
+  principals?: string[];
+  /** ssh kinds: the user CA (sshd TrustedUserCAKeys) and host CA (known_hosts @cert-authority) lines. */
+  user_ca_public_key?: string;
+  host_ca_public_key?: string;
+  /** database, kubernetes: PEM chain (leaf, intermediate) and trust anchors. */
+  chain?: string[];
+  bundle?: string[];
+  common_name?: string;
+  organizations?: string[];
+  /** jwt: the compact JWT-SVID, its audiences and issuer URL. */
+  token?: string;
+  audiences?: string[];
+  issuer_url?: string;
+}
+
+export const credentialResultSchema = z.object({
+  kind: z.enum(CREDENTIAL_KINDS),
+  serial: z.string().regex(/^[0-9a-f]{1,64}$/),
+  role: z.string(),
+  spiffe_id: z.string().startsWith('spiffe://'),
+  not_before: z.number(),
+  not_after: z.number(),
+  ttl_s: z.number(),
+  requested_ttl_s: z.number(),
+  ttl_clamped: z.boolean(),
+  renew_after: z.number(),
+  certificate: z.string().optional(),
+  principals: z.array(z.string()).optional(),
+  user_ca_public_key: z.string().optional(),
+  host_ca_public_key: z.string().optional(),
+  chain: z.array(z.string()).min(1).optional(),
+  bundle: z.array(z.string()).min(1).optional(),
+  common_name: z.string().optional(),
+  organizations: z.array(z.string()).optional(),
+  token: z.string().optional(),
+  audiences: z.array(z.string()).optional(),
+  issuer_url: z.string().optional(),
+});
+
+export const credentialResponseSchema = z.object({
+  v: z.literal(PROTOCOL_VERSION),
+  op: z.literal('credential'),
+  request_id: z.string(),
+  issued_at: z.number(),
+  result: credentialResultSchema,
+});

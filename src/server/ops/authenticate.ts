@@ -1,0 +1,88 @@
+/**
+ * Authentication by the agent's CURRENT identity, shared by every operation a joined agent
+ * signs (`renew`, `credential`). Two phases, because an idempotent replay must be answered
+ * between them (a lost response is answered even after the certificate expired):
+ *
+ *   authenticateRequest   envelope shape → typ → x5c chain to our own intermediate (chain_invalid)
+ *                         → signature by the leaf (signature_invalid)
+ *   checkCurrentIdentity  leaf expiry (cert_expired) → timestamp freshness (stale_request)
+ *                         → instance known / not locked / bot not locked → the leaf is an
+ *                         identity this instance holds (a database or Kubernetes client
+ *                         certificate never is) → generation: an older one locks the instance
+ *                         (generation_mismatch; ARCHITECTURE "renew")
+ */
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { SigilError } from '../../errors.js';
+import { parseJws, verifyJws, x5cDers, type VerifiedJws } from '../../protocol/jws.js';
+import { TYP_REQUEST } from '../../protocol/messages.js';
+import { readCertificate } from '../../pki/cert-reader.js';
+import { verifyOwnLeaf, type OwnLeaf } from '../../pki/own-leaf.js';
+import type { IssuerContext } from '../issuer.js';
+import type { CertificateRecord, InstanceRecord } from '../store/types.js';
+
+/** The kind recorded for identity certificates (server/ops/issue.ts). */
+export const IDENTITY_CERT_KIND = 'x509-svid';
+
+export interface Presented {
+  leaf: OwnLeaf;
+  publicKey: KeyObject;
+  instanceId: string;
+  bot: string;
+  serial: string;
+}
+
+/**
+ * The presented leaf must be one this issuer signed (pki/own-leaf.ts); its time validity is
+ * checked later, after the idempotent replay, so a lost response is still answered.
+ */
+export function checkPresentedChain(ctx: IssuerContext, ders: Buffer[], op: string): Presented {
+  if (ders.length === 0) throw new SigilError('chain_invalid', `${op} must carry the current certificate chain in the JWS x5c header`);
+  // Anything after the leaf must be our own intermediate; say precisely what is wrong otherwise.
+  for (const [i, d] of ders.slice(1).entries()) {
+    if (ctx.issuingCas.some((c) => c.certDer.equals(d))) continue;
+    readCertificate(d, 'bad_certificate', `x5c certificate ${i + 1}`);
+    throw new SigilError('chain_invalid', `x5c certificate ${i + 1} is not this issuer's intermediate CA`);
+  }
+  const leaf = verifyOwnLeaf(ders[0]!, ctx.issuingCas);
+  const prefix = `spiffe://${ctx.ca.trustDomain}/bot/`;
+  const rest = leaf.spiffeId?.startsWith(prefix) ? leaf.spiffeId.slice(prefix.length).split('/') : [];
+  if (rest.length !== 2 || !rest[0] || !rest[1]) throw new SigilError('chain_invalid', `the presented certificate is not a Sigil bot identity of trust domain ${ctx.ca.trustDomain}`);
+  const publicKey = createPublicKey({ key: leaf.fields.spki, format: 'der', type: 'spki' });
+  return { leaf, publicKey, bot: rest[0], instanceId: rest[1], serial: leaf.serial };
+}
+
+/** Phase 1: who signed this request (chain + signature); nothing about time or state yet. */
+export function authenticateRequest(ctx: IssuerContext, body: unknown, op: string, onPresented?: (who: Presented) => void): { who: Presented; verified: VerifiedJws } {
+  const { jws, header } = parseJws(body);
+  if (header.typ !== TYP_REQUEST) throw new SigilError('bad_request', `JWS typ must be ${TYP_REQUEST}`);
+  const who = checkPresentedChain(ctx, x5cDers(header), op);
+  onPresented?.(who);
+  return { who, verified: verifyJws(jws, header, who.publicKey) };
+}
+
+/** Phase 2: the presented identity is current, its instance and bot usable (see the module comment). */
+export function checkCurrentIdentity(ctx: IssuerContext, who: Presented, timestamp: number, now: number): { inst: InstanceRecord; certRec: CertificateRecord } {
+  if (who.leaf.fields.notAfter.getTime() <= now) {
+    throw new SigilError('cert_expired', `the presented certificate expired at ${who.leaf.fields.notAfter.toISOString()}; the agent must join again`);
+  }
+  const skew = timestamp - now;
+  if (Math.abs(skew) > ctx.skewMs) {
+    throw new SigilError('stale_request', `request timestamp differs from the issuer's clock by ${Math.round(skew / 1000)} s (allowed ±${ctx.skewMs / 1000} s); check the agent's clock (NTP)`);
+  }
+  const inst = ctx.stores.instances.get(who.instanceId);
+  if (!inst || inst.bot !== who.bot) throw new SigilError('unknown_instance', `instance ${who.instanceId} is not known to this issuer`);
+  if (inst.locked) throw new SigilError('instance_locked', `instance ${inst.id} is locked (${inst.lockReason ?? 'by an administrator'}); unlock with: sigil ctl --data-dir <issuer-data-dir> unlock ${inst.id}`);
+  if (ctx.stores.botLocks.isLocked(inst.bot)) throw new SigilError('bot_locked', `bot "${inst.bot}" is locked; unlock with: sigil ctl --data-dir <issuer-data-dir> unlock ${inst.bot}`);
+  const certRec = ctx.stores.certificates.get(who.serial);
+  if (!certRec || certRec.instanceId !== inst.id || certRec.kind !== IDENTITY_CERT_KIND) {
+    throw new SigilError('chain_invalid', `certificate serial ${who.serial} is not an identity issued to instance ${inst.id}`);
+  }
+  if (certRec.generation < inst.generation) {
+    // An older credential is being used after a newer one was issued: either a stolen copy
+    // or a cloned machine. Lock the instance (ARCHITECTURE protocol sketch) and say why.
+    const reason = `generation_mismatch: presented generation ${certRec.generation}, current ${inst.generation}`;
+    ctx.stores.tx(() => ctx.stores.instances.setLocked(inst.id, true, reason, now));
+    throw new SigilError('generation_mismatch', `stale credential generation ${certRec.generation} presented (current is ${inst.generation}); instance ${inst.id} is now locked. If this is not a stolen credential, inspect with \`sigil ctl --data-dir <issuer-data-dir> instances ls\` and run \`sigil ctl --data-dir <issuer-data-dir> unlock ${inst.id}\``);
+  }
+  return { inst, certRec };
+}

@@ -1,0 +1,95 @@
+/**
+ * `credential`: a joined agent asks for an SSH, database, Kubernetes or JWT credential, signed
+ * by its CURRENT identity key (x5c = its chain). Checks, in order, each with its own code:
+ *
+ *   authenticateRequest (./authenticate.ts: envelope, chain to our CA, signature by the leaf)
+ *   → payload shape (bad_request; fields that do not apply to the kind are refused)
+ *   → idempotent replay of a known request id (the stored answer, even after expiry)
+ *   → checkCurrentIdentity (expiry, clock, instance/bot locks, generation)
+ *   → the bot's roles decide (policy/credentials.ts; role_denied names role and rule)
+ *   → sign (credentials/issue-credential.ts), record, remember the response, audit — one
+ *     transaction.
+ */
+import { SigilError, toSigilError } from '../../errors.js';
+import { credentialRequestSchema, KIND_FIELDS, KIND_SPECIFIC_FIELDS, type CredentialRequest } from '../../protocol/credential-messages.js';
+import type { Jws } from '../../protocol/jws.js';
+import { checkVersion, parseWith } from '../../protocol/messages.js';
+import { issueCredential } from '../credentials/issue-credential.js';
+import type { IssuerContext } from '../issuer.js';
+import { decideCredential } from '../policy/credentials.js';
+import { authenticateRequest, checkCurrentIdentity, type Presented } from './authenticate.js';
+import { auditRefusal } from './refusal.js';
+import { payloadHash, replayIfSeen, responsePayload, signResponse } from './respond.js';
+
+function checkFieldsForKind(req: CredentialRequest): void {
+  const allowed = KIND_FIELDS[req.kind];
+  for (const f of KIND_SPECIFIC_FIELDS) {
+    if (req[f] !== undefined && !allowed.includes(f)) throw new SigilError('bad_request', `credential request: ${f} does not apply to kind ${req.kind}`);
+  }
+}
+
+export async function handleCredential(ctx: IssuerContext, body: unknown, remote: string | null): Promise<Jws> {
+  let who: Presented | undefined;
+  let req: CredentialRequest | undefined;
+  try {
+    const auth = authenticateRequest(ctx, body, 'a credential request', (w) => (who = w));
+    checkVersion(auth.verified.payload);
+    req = parseWith(credentialRequestSchema, auth.verified.payload, 'bad_request', 'credential request');
+    checkFieldsForKind(req);
+    const hash = payloadHash(auth.verified.payloadBytes);
+
+    const replay = replayIfSeen(ctx, req.request_id, hash);
+    if (replay) return signResponse(ctx, replay);
+
+    const now = ctx.now();
+    const { inst } = checkCurrentIdentity(ctx, auth.who, req.timestamp, now);
+    const grant = decideCredential(ctx.stores, inst.bot, {
+      kind: req.kind,
+      ttlS: req.ttl_s,
+      logins: req.logins,
+      principals: req.principals,
+      dbUser: req.db_user,
+      kubernetesUser: req.kubernetes_user,
+      kubernetesGroups: req.kubernetes_groups,
+      audiences: req.audiences,
+    });
+
+    const r = req;
+    const payload = ctx.stores.tx(() => {
+      const again = replayIfSeen(ctx, r.request_id, hash);
+      if (again) return again;
+      const { result, record } = issueCredential(ctx, { grant, req: r, inst, now });
+      ctx.stores.certificates.insert(record);
+      const json = responsePayload(ctx, 'credential', r.request_id, result);
+      ctx.stores.idempotency.put({ requestId: r.request_id, requestHash: hash, op: 'credential', response: json, createdAt: now });
+      ctx.stores.audit.append(
+        {
+          action: 'credential',
+          outcome: 'ok',
+          bot: inst.bot,
+          instanceId: inst.id,
+          method: inst.joinMethod,
+          actor: 'agent',
+          remote,
+          details: {
+            kind: result.kind,
+            serial: result.serial,
+            role: result.role,
+            ttl_s: result.ttl_s,
+            ttl_clamped: result.ttl_clamped,
+            ...(result.principals ? { principals: result.principals } : {}),
+            ...(result.common_name ? { common_name: result.common_name, organizations: result.organizations } : {}),
+            ...(result.audiences ? { audiences: result.audiences } : {}),
+          },
+        },
+        now,
+      );
+      return json;
+    });
+    return signResponse(ctx, payload);
+  } catch (err) {
+    const e = toSigilError(err);
+    auditRefusal(ctx, 'credential', e, { bot: who?.bot ?? null, instanceId: who?.instanceId ?? null, remote, requestId: req?.request_id });
+    throw e;
+  }
+}

@@ -1,0 +1,228 @@
+/**
+ * The issuer's MQTT adapter. Like the HTTPS adapter it only moves bytes: take a request from
+ * `sigil/v1/<op>`, run the operation, publish the signed answer to the request's MQTT v5
+ * Response Topic with its Correlation Data. Differences that come from the carrier:
+ *
+ * - A shared subscription ($share/sigil/…) lets several issuers serve one broker; the broker
+ *   hands each request to one of them. The session is clean: a request in flight to an issuer
+ *   that dies is lost, and the agent's resend (same request id, after its timeout) lands on a
+ *   survivor, which answers idempotently.
+ * - The broker is untrusted for integrity, so refusals are signed too
+ *   (server/ops/respond.ts signErrorResponse), bound to the request id and payload hash.
+ * - A request without a usable response topic cannot be answered: it is dropped and counted.
+ *   Nothing a client sends can crash the responder: every path ends in a signed answer, a
+ *   counted drop, or a logged internal error.
+ */
+import type { IConnackPacket, IPublishPacket, MqttClient } from 'mqtt';
+import { createHash, randomBytes } from 'node:crypto';
+import { SigilError, toSigilError } from '../../errors.js';
+import { b64u, type Jws } from '../../protocol/jws.js';
+import { requestIdSchema } from '../../protocol/messages.js';
+import type { IssuerContext } from '../../server/issuer.js';
+import { handleBundle } from '../../server/ops/bundle.js';
+import { handleJoin } from '../../server/ops/join.js';
+import { handleRenew } from '../../server/ops/renew.js';
+import { signErrorResponse } from '../../server/ops/respond.js';
+import { displayUrl, openMqttClient, parseMqttUrl, type MqttEndpoint } from './connect.js';
+import { isMqttOp, isValidResponseTopic, MAX_MQTT_PAYLOAD, opOfTopic, SHARED_REQUEST_FILTER } from './topics.js';
+
+/** Correlation Data is an agent's request id (≤ 64 bytes); anything much longer is not ours. */
+const MAX_CORRELATION = 256;
+/** The broker never sends us more than this; between 64 KiB and this we answer body_too_large. */
+const MAX_PACKET = 1024 * 1024;
+const RECONNECT_MIN_MS = 500;
+const RECONNECT_MAX_MS = 5_000;
+const PUBACK_WAIT_MS = 10_000;
+
+export interface MqttResponderOptions extends MqttEndpoint {
+  ctx: IssuerContext;
+  clientId?: string;
+}
+
+type Drop = 'bad_response_topic' | 'bad_correlation' | 'publish_failed';
+
+export class MqttResponder {
+  private client: MqttClient | undefined;
+  private stopping = false;
+  private inflight = 0;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private readyOnce: (() => void) | undefined;
+  /** Answers published and not yet acknowledged, and the broker's limit for them. */
+  private unacked = 0;
+  private receiveMaximum = 20;
+  private readonly senders: Array<() => void> = [];
+  readonly url: string;
+  /** Requests dropped without an answer, by reason (also in sigil_requests_total). */
+  readonly dropped: Record<Drop, number> = { bad_response_topic: 0, bad_correlation: 0, publish_failed: 0 };
+
+  constructor(private readonly opts: MqttResponderOptions) {
+    this.url = displayUrl(parseMqttUrl(opts.url, '--mqtt-url').url);
+  }
+
+  /** Connect and subscribe; resolves once the first subscription is in place. Reconnects by itself afterwards. */
+  async start(): Promise<void> {
+    const ready = new Promise<void>((resolve) => (this.readyOnce = resolve));
+    await this.connect();
+    await ready;
+  }
+
+  private async connect(): Promise<void> {
+    const { ctx } = this.opts;
+    const client = await openMqttClient(this.opts, {
+      clientId: this.opts.clientId ?? `sigil-issuer-${process.pid}-${randomBytes(6).toString('hex')}`,
+      clean: true,
+      connectTimeoutMs: 10_000,
+      maximumPacketSize: MAX_PACKET,
+    });
+    this.client = client;
+    client.on('connect', (connack: IConnackPacket) => {
+      // The broker's Receive Maximum (MQTT v5 §3.2.2.3.3; mosquitto: max_inflight_messages,
+      // default 20). Overrunning it lets the broker disconnect us (§3.3.4), losing the requests
+      // queued for this clean session — seen in the reconnect-storm bench. MQTT.js does not
+      // enforce it for outgoing messages; publish() does.
+      this.receiveMaximum = connack.properties?.receiveMaximum ?? 65_535;
+      this.unacked = 0;
+      this.wakeSenders();
+      client.subscribe(SHARED_REQUEST_FILTER, { qos: 1 }, (err, granted) => {
+        const refused = err ?? (granted?.some((g) => (g.qos as number) >= 0x80) ? new Error('the broker refused the subscription (check its ACL for the issuer user)') : undefined);
+        if (refused) {
+          ctx.log.error({ err: refused, url: this.url }, 'mqtt responder could not subscribe');
+          client.end(true);
+          return;
+        }
+        ctx.log.info({ url: this.url, filter: SHARED_REQUEST_FILTER }, 'mqtt responder subscribed');
+        this.readyOnce?.();
+        this.readyOnce = undefined;
+      });
+    });
+    client.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet));
+    client.on('error', (err) => ctx.log.warn({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, url: this.url }, 'mqtt responder connection error'));
+    client.on('close', () => {
+      if (this.stopping || this.client !== client) return;
+      // Jittered so that several issuers do not hammer a restarting broker together.
+      const delay = RECONNECT_MIN_MS + Math.random() * (RECONNECT_MAX_MS - RECONNECT_MIN_MS);
+      clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = setTimeout(() => {
+        if (!this.stopping && !client.connected) client.reconnect();
+      }, delay);
+    });
+  }
+
+  private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    this.inflight++;
+    this.handle(topic, payload, packet)
+      .catch((err: unknown) => this.opts.ctx.log.error({ err }, 'mqtt responder: unexpected failure (request left unanswered)'))
+      .finally(() => this.inflight--);
+  }
+
+  private count(op: string, outcome: string): void {
+    this.opts.ctx.metrics.requests.inc({ transport: 'mqtt', op, outcome });
+  }
+
+  private async handle(topic: string, payload: Buffer, packet: IPublishPacket): Promise<void> {
+    const { ctx } = this.opts;
+    const rawOp = opOfTopic(topic) ?? '';
+    const op = isMqttOp(rawOp) ? rawOp : 'unknown';
+    const responseTopic = packet.properties?.responseTopic;
+    const correlation = packet.properties?.correlationData;
+    if (!isValidResponseTopic(responseTopic)) return this.drop(op, 'bad_response_topic', { topic, response_topic: String(responseTopic ?? '').slice(0, 200) });
+    if (correlation !== undefined && (!Buffer.isBuffer(correlation) || correlation.length > MAX_CORRELATION)) return this.drop(op, 'bad_correlation', { topic });
+
+    const remote = `mqtt:${responseTopic}`;
+    let binding: { requestId: string | null; requestHash: string | null } = { requestId: null, requestHash: null };
+    let answer: Jws;
+    let outcome = 'ok';
+    try {
+      if (!isMqttOp(rawOp)) throw new SigilError('not_found', `no operation at topic ${topic.slice(0, 200)} (expected sigil/v1/join, renew or bundle)`);
+      if (payload.length > MAX_MQTT_PAYLOAD) throw new SigilError('body_too_large', `the request exceeds ${MAX_MQTT_PAYLOAD} bytes`);
+      let body: unknown;
+      try {
+        body = JSON.parse(payload.toString('utf8'));
+      } catch {
+        throw new SigilError('malformed_json');
+      }
+      binding = requestBinding(body);
+      answer = rawOp === 'join' ? await handleJoin(ctx, body, remote) : rawOp === 'renew' ? await handleRenew(ctx, body, remote) : handleBundle(ctx);
+    } catch (err) {
+      // handleJoin/handleRenew have audited and counted their own refusals.
+      const e = toSigilError(err);
+      if (e.code === 'internal' && !(err instanceof SigilError)) ctx.log.error({ err }, 'mqtt responder: internal error');
+      outcome = e.code;
+      answer = signErrorResponse(ctx, op, binding.requestId, binding.requestHash, e);
+    }
+    await this.publish(op, responseTopic, answer, correlation);
+    this.count(op, outcome);
+  }
+
+  private async publish(op: string, topic: string, answer: Jws, correlation: Buffer | undefined): Promise<void> {
+    while (this.unacked >= this.receiveMaximum) await new Promise<void>((r) => this.senders.push(r));
+    const client = this.client;
+    if (!client) return;
+    this.unacked++;
+    await new Promise<void>((resolve) => {
+      let done = false;
+      const finish = (): void => {
+        if (done) return;
+        done = true;
+        this.unacked = Math.max(0, this.unacked - 1);
+        this.wakeSenders();
+        resolve();
+      };
+      // We wait for the PUBACK to respect the broker's window and to count a failure, but not
+      // forever (after a reconnect MQTT.js may never call back for an old packet).
+      const t = setTimeout(finish, PUBACK_WAIT_MS);
+      client.publish(topic, JSON.stringify(answer), { qos: 1, properties: correlation ? { correlationData: correlation } : {} }, (err) => {
+        clearTimeout(t);
+        // The agent resends after its timeout; a lost answer is replayed idempotently then.
+        if (err) this.drop(op, 'publish_failed', { topic, err: err.message });
+        finish();
+      });
+    });
+  }
+
+  /** Let as many waiting answers go as there are free slots (each re-checks when it resumes). */
+  private wakeSenders(): void {
+    for (let free = this.receiveMaximum - this.unacked; free > 0 && this.senders.length > 0; free--) this.senders.shift()!();
+  }
+
+  private drop(op: string, why: Drop, fields: Record<string, unknown>): void {
+    this.dropped[why]++;
+    this.count(op, `dropped_${why}`);
+    this.opts.ctx.log.warn({ ...fields, op, reason: why }, 'mqtt request dropped without an answer');
+  }
+
+  /** Stop taking requests, let those in flight finish (up to `graceMs`), then disconnect. */
+  async stop(graceMs = 5_000): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.reconnectTimer);
+    const client = this.client;
+    if (!client) return;
+    // MQTT.js queues packets while offline: only ask a connected broker, and never wait long.
+    if (client.connected) await Promise.race([client.unsubscribeAsync(SHARED_REQUEST_FILTER).catch(() => undefined), new Promise((r) => setTimeout(r, 1_000))]);
+    const end = Date.now() + graceMs;
+    while (this.inflight > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    // Forced: a graceful end waits for acknowledgements of packets a broker restart may have
+    // orphaned, and would keep the process alive. Whatever is lost, agents resend.
+    await new Promise<void>((resolve) => client.end(true, {}, () => resolve()));
+  }
+}
+
+/**
+ * The request id and payload hash a refusal is bound to, read from the (not yet verified)
+ * envelope. Only a well-formed id is echoed; the hash covers the exact payload bytes, so a
+ * refusal can only ever match the request that caused it (protocol/messages.ts).
+ */
+function requestBinding(body: unknown): { requestId: string | null; requestHash: string | null } {
+  const payloadB64 = (body as { payload?: unknown } | null)?.payload;
+  if (typeof payloadB64 !== 'string' || !/^[A-Za-z0-9_-]*$/.test(payloadB64)) return { requestId: null, requestHash: null };
+  const bytes = b64u.decode(payloadB64);
+  const requestHash = createHash('sha256').update(bytes).digest('hex');
+  let requestId: string | null = null;
+  try {
+    const id = (JSON.parse(bytes.toString('utf8')) as { request_id?: unknown } | null)?.request_id;
+    if (requestIdSchema.safeParse(id).success) requestId = id as string;
+  } catch {
+    // not JSON: no id to echo
+  }
+  return { requestId, requestHash };
+}

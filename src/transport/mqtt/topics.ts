@@ -1,0 +1,44 @@
+/**
+ * Sigil's MQTT topic layout (ARCHITECTURE "Protocol sketch", docs/mqtt.md):
+ *
+ *   sigil/v1/join | renew | bundle     requests (QoS 1), MQTT v5 Response Topic + Correlation Data
+ *   sigil/v1/resp/<instance id>        responses for a joined agent (its certificate's CN)
+ *   sigil/v1/resp/bootstrap/<random>   responses before the first join
+ *   $share/sigil/sigil/v1/+            the issuers' shared subscription: one issuer per request
+ */
+
+export const TOPIC_PREFIX = 'sigil/v1/';
+export const RESPONSE_PREFIX = `${TOPIC_PREFIX}resp/`;
+export const SHARED_GROUP = 'sigil';
+export const REQUEST_FILTER = `${TOPIC_PREFIX}+`;
+export const SHARED_REQUEST_FILTER = `$share/${SHARED_GROUP}/${REQUEST_FILTER}`;
+
+export const MQTT_OPS = ['join', 'renew', 'bundle'] as const;
+export type MqttOp = (typeof MQTT_OPS)[number];
+
+/** Same limit as the HTTPS body (transport/https/server.ts MAX_BODY_BYTES). */
+export const MAX_MQTT_PAYLOAD = 64 * 1024;
+
+export const requestTopic = (op: MqttOp): string => `${TOPIC_PREFIX}${op}`;
+
+/** `sigil/v1/<op>` → op, or undefined for anything else (the responder answers not_found). */
+export function opOfTopic(topic: string): string | undefined {
+  return topic.startsWith(TOPIC_PREFIX) ? topic.slice(TOPIC_PREFIX.length) : undefined;
+}
+
+export const isMqttOp = (op: string | undefined): op is MqttOp => (MQTT_OPS as readonly string[]).includes(op ?? '');
+
+/**
+ * A response topic the issuer will publish to: under sigil/v1/resp/, at most three further
+ * levels of [A-Za-z0-9_.-] (an instance id, or bootstrap/<random>), no wildcards, no empty
+ * levels. Anything else is dropped unanswered: the issuer must never be steered into publishing
+ * elsewhere (the broker's ACL is the second line: the issuer may write only sigil/v1/resp/#).
+ */
+const RESPONSE_TOPIC_RE = /^sigil\/v1\/resp\/[A-Za-z0-9_.-]{1,128}(\/[A-Za-z0-9_.-]{1,128}){0,2}$/;
+
+export function isValidResponseTopic(t: unknown): t is string {
+  return typeof t === 'string' && RESPONSE_TOPIC_RE.test(t);
+}
+
+/** Response id of a bootstrap (not yet joined) agent: `bootstrap/<random>`. */
+export const bootstrapResponseId = (random: string): string => `bootstrap/${random}`;

@@ -1,0 +1,74 @@
+/**
+ * Clock skew: the issuer accepts request timestamps within ±5 min of its clock. An agent whose
+ * clock is 4 min off still renews; 10 min off gets stale_request, whose message says the clock
+ * is wrong. The agent's clock is shifted with the test-only SIGIL_TEST_CLOCK_OFFSET_MS
+ * (agent/test-hooks.ts), over HTTPS and over MQTT (where the refusal arrives signed).
+ */
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { applyResources, createToken, sigil, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
+import { spawnIssuer, startMosquitto, writeTransportAgent, type Broker, type IssuerProcess } from '../helpers/mosquitto.js';
+
+const MIN = 60_000;
+
+describe('clock skew between agent and issuer', () => {
+  const tmp = tempDir('sigil-skew-');
+  const dataDir = join(tmp.path, 'issuer');
+  const admin = { dataDir } as RunningIssuer;
+  let broker: Broker;
+  let issuer: IssuerProcess;
+  let pin: string;
+
+  beforeAll(async () => {
+    broker = await startMosquitto(join(tmp.path, 'broker'));
+    pin = (await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])).ca_pin;
+    await applyResources(admin, tmp.path);
+    issuer = await spawnIssuer(dataDir, ['--mqtt-url', broker.url]);
+  });
+  afterAll(async () => {
+    await issuer?.stop();
+    await broker?.stop();
+    tmp.cleanup();
+  });
+
+  const transports = (): Record<string, string> => ({ https: `{ type: https, url: "${issuer.url}" }`, mqtt: `{ type: mqtt, url: "${broker.url}", timeout: 10s }` });
+
+  for (const kind of ['https', 'mqtt'] as const) {
+    it(`${kind}: ±4 min still renews`, async () => {
+      const a = writeTransportAgent(tmp.path, `ok-${kind}`, { pin, token: await createToken(admin), transports: [transports()[kind]!] });
+      await sigilJson(['agent', 'run', '--config', a.config, '--once']);
+      for (const offset of [4 * MIN, -4 * MIN]) {
+        const r = await sigil(['agent', 'renew', '--config', a.config, '--format', 'json'], { env: { SIGIL_TEST_CLOCK_OFFSET_MS: String(offset) } });
+        expect(r.code, r.stderr).toBe(0);
+        expect(JSON.parse(r.stdout).result).toBe('renewed');
+      }
+    });
+
+    it(`${kind}: +10 min → stale_request saying the clock is wrong; nothing locked, a correct clock renews`, async () => {
+      const a = writeTransportAgent(tmp.path, `skew-${kind}`, { pin, token: await createToken(admin), transports: [transports()[kind]!] });
+      const joined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
+      const r = await sigil(['agent', 'renew', '--config', a.config], { env: { SIGIL_TEST_CLOCK_OFFSET_MS: String(10 * MIN) } });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^error\[stale_request\]: request timestamp differs from the issuer's clock by (59|60)\d s .*check the agent's clock \(NTP\)/m);
+      expect(await sigilJson(['agent', 'renew', '--config', a.config])).toMatchObject({ result: 'renewed', generation: joined.generation + 1 });
+    });
+  }
+
+  it('https: −10 min → stale_request saying the clock is wrong', async () => {
+    const a = writeTransportAgent(tmp.path, 'behind', { pin, token: await createToken(admin), transports: [transports().https!] });
+    await sigilJson(['agent', 'run', '--config', a.config, '--once']);
+    const r = await sigil(['agent', 'renew', '--config', a.config], { env: { SIGIL_TEST_CLOCK_OFFSET_MS: String(-10 * MIN) } });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error\[stale_request\]: request timestamp differs from the issuer's clock by -60\d s .*check the agent's clock/m);
+  });
+
+  it('mqtt: −10 min behind a freshly started issuer → the signed answer is not yet valid here, and the error says to check the clock', async () => {
+    // The issuer's signing certificate is 5 min back-dated at its start; an agent 10 min behind
+    // cannot verify anything it signs until that certificate is old enough.
+    const a = writeTransportAgent(tmp.path, 'behind-mqtt', { pin, token: await createToken(admin), transports: [transports().mqtt!] });
+    await sigilJson(['agent', 'run', '--config', a.config, '--once']);
+    const r = await sigil(['agent', 'renew', '--config', a.config], { env: { SIGIL_TEST_CLOCK_OFFSET_MS: String(-10 * MIN) } });
+    expect(r.code).toBe(75);
+    expect(r.stderr).toMatch(/error\[(stale_request|response_invalid)\].*clock/);
+  });
+});

@@ -1,0 +1,85 @@
+/**
+ * The issuer is down for longer than the certificate lifetime while the broker stays up: the
+ * agent keeps serving its identity until expiry, retrying with backoff (no busy loop), and then
+ * — a token agent cannot re-attest by itself — reports reattest_required with the admin command
+ * that fixes it, without needing the issuer to say so. A new token brings it back.
+ * (TPM/x509 agents re-join by themselves at that point: agent.ts, canReattest.)
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { applyResources, createToken, SIGIL, sigil, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
+import { spawnIssuer, startMosquitto, waitFor, writeTransportAgent, type Broker, type IssuerProcess } from '../helpers/mosquitto.js';
+
+describe('issuer down longer than the certificate lifetime, broker up', () => {
+  const tmp = tempDir('sigil-mqtt-down-');
+  const dataDir = join(tmp.path, 'issuer');
+  const admin = { dataDir } as RunningIssuer;
+  let broker: Broker;
+  let issuer: IssuerProcess | undefined;
+  let pin: string;
+
+  beforeAll(async () => {
+    broker = await startMosquitto(join(tmp.path, 'broker'));
+    pin = (await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])).ca_pin;
+    await applyResources(admin, tmp.path);
+    issuer = await spawnIssuer(dataDir, ['--mqtt-url', broker.url]);
+  });
+  afterAll(async () => {
+    await issuer?.stop();
+    await broker?.stop();
+    tmp.cleanup();
+  });
+
+  it('serves until expiry, then reports reattest_required; a new token re-joins', async () => {
+    const a = writeTransportAgent(tmp.path, 'edge', { pin, token: await createToken(admin), transports: [`{ type: mqtt, url: "${broker.url}", timeout: 2s }`], extra: 'ttl: 30s\n' });
+    const joined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
+    const notAfter = Date.parse(joined.not_after);
+    await issuer!.kill();
+    issuer = undefined;
+
+    const daemon = spawn(process.execPath, [SIGIL, 'agent', 'run', '--config', a.config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, SIGIL_LOG_FORMAT: 'json' } });
+    let log = '';
+    daemon.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    try {
+      // Before expiry: still serving the same certificate while renewals fail and back off.
+      const during = await waitFor('a failed renewal', async () => {
+        const s = await sigilJson(['agent', 'status', '--config', a.config]);
+        return s.consecutive_failures >= 1 ? s : undefined;
+      }, 25_000, 250);
+      expect(Date.now()).toBeLessThan(notAfter);
+      expect(during).toMatchObject({ serial: joined.serial, transport: `mqtt ${broker.url}` });
+      expect(during.last_error).toMatch(/^issuer_unreachable: /);
+      expect(readFileSync(join(a.outDir, 'svid.pem'), 'utf8')).toContain('BEGIN CERTIFICATE');
+
+      const after = await waitFor('reattest_required after expiry', async () => {
+        const s = await sigilJson(['agent', 'status', '--config', a.config]);
+        return /^reattest_required: /.test(s.last_error ?? '') ? s : undefined;
+      }, Math.max(5_000, notAfter - Date.now() + 15_000), 250);
+      expect(Date.now()).toBeGreaterThanOrEqual(notAfter);
+      expect(after.state).toBe('expired');
+      expect(after.last_error).toContain('sigil ctl token create --bot gw');
+      expect(after.last_error).toContain(`sigil agent run --once --config ${a.config}`);
+      // The last certificate stays on disk (workloads decide what an expired one means to them).
+      expect(existsSync(join(a.outDir, 'svid.pem'))).toBe(true);
+      // Backoff, not a busy loop: a handful of attempts over ~30 s.
+      const history = (log.match(/attempt failed/g) ?? []).length;
+      expect(history).toBeGreaterThanOrEqual(2);
+      expect(history).toBeLessThan(20);
+    } finally {
+      daemon.kill('SIGTERM');
+      await new Promise((r) => daemon.once('exit', r));
+    }
+
+    // The issuer is back; the spent token still cannot re-join, a new one can.
+    issuer = await spawnIssuer(dataDir, ['--mqtt-url', broker.url]);
+    const again = await sigil(['agent', 'run', '--config', a.config, '--once']);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/^error\[reattest_required\]: /m);
+    writeFileSync(a.config, readFileSync(a.config, 'utf8').replace(/token: \S+ \}/, `token: ${await createToken(admin)} }`));
+    const rejoined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
+    expect(rejoined).toMatchObject({ result: 'joined', generation: 1 });
+    expect(rejoined.serial).not.toBe(joined.serial);
+  }, 120_000);
+});

@@ -1,0 +1,279 @@
+/**
+ * Real mosquitto for the MQTT tests: started on free 127.0.0.1 ports with its config,
+ * persistence and logs in a temp dir, stopped (or killed, or restarted with its persistence)
+ * on demand. The TLS mode uses scripts/mosquitto/mosquitto.conf.example and acl.example, with
+ * their placeholder paths and ports substituted; the plain mode is one anonymous listener.
+ *
+ * Also here: a Sigil-issued broker certificate, and issuer processes started with --mqtt-*
+ * options (test/helpers/cli.ts starts HTTPS-only issuers).
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { join } from 'node:path';
+import { CertificateIssuer } from '../../src/pki/issue.js';
+import { toPem } from '../../src/pki/pem.js';
+import { randomSerial } from '../../src/pki/serial.js';
+import { loadCaMaterial } from '../../src/server/data-dir.js';
+import { ROOT, SIGIL } from './cli.js';
+
+export const MOSQUITTO = '/usr/sbin/mosquitto';
+const INSTALL = 'mosquitto is not installed; install it with: apt-get install -y mosquitto (scripts/setup.sh does)';
+
+export function requireMosquitto(): void {
+  if (!existsSync(MOSQUITTO)) throw new Error(INSTALL);
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect({ host: '127.0.0.1', port });
+    sock.once('connect', () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.once('error', () => resolve(false));
+  });
+}
+
+export interface BrokerTls {
+  /** The broker's server certificate chain, key, and the CA that verifies client certificates. */
+  certPem: string;
+  keyPem: string;
+  caPem: string;
+  /** Bootstrap logins for the password listener. */
+  passwords: Record<string, string>;
+}
+
+export interface Broker {
+  /** The main listener: anonymous (plain) or client certificates (tls). */
+  url: string;
+  port: number;
+  /** tls mode: the bootstrap (password) listener. */
+  bootstrapUrl: string | undefined;
+  dir: string;
+  get pid(): number | undefined;
+  log(): string;
+  /** SIGTERM and wait (mosquitto saves its persistence file on a clean stop). */
+  stop(): Promise<void>;
+  /** SIGKILL and wait. */
+  kill(): Promise<void>;
+  /** Start again on the same ports with the same persistence. */
+  start(): Promise<void>;
+}
+
+const PLAIN_CONF = (dir: string, port: number): string => `per_listener_settings false
+persistence true
+persistence_location ${dir}/data/
+max_queued_messages 20000
+max_packet_size 1048576
+set_tcp_nodelay true
+log_dest stderr
+log_type error
+log_type warning
+log_type notice
+listener ${port} 127.0.0.1
+allow_anonymous true
+`;
+
+function tlsConf(dir: string, port: number, bootstrapPort: number): string {
+  const example = readFileSync(join(ROOT, 'scripts', 'mosquitto', 'mosquitto.conf.example'), 'utf8');
+  const conf = example
+    .replaceAll('/etc/mosquitto/sigil', dir)
+    .replace(/^listener 8883$/m, `listener ${port} 127.0.0.1`)
+    .replace(/^listener 8884$/m, `listener ${bootstrapPort} 127.0.0.1`);
+  if (conf === example || !conf.includes(`listener ${port}`) || !conf.includes(`listener ${bootstrapPort}`)) throw new Error('mosquitto.conf.example no longer has the placeholders this helper substitutes');
+  return conf;
+}
+
+export async function startMosquitto(dir: string, tls?: BrokerTls): Promise<Broker> {
+  requireMosquitto();
+  mkdirSync(join(dir, 'data'), { recursive: true });
+  const port = await freePort();
+  const bootstrapPort = tls ? await freePort() : undefined;
+  let conf: string;
+  if (tls) {
+    conf = tlsConf(dir, port, bootstrapPort!);
+    writeFileSync(join(dir, 'broker.pem'), tls.certPem);
+    writeFileSync(join(dir, 'broker.key'), tls.keyPem, { mode: 0o600 });
+    writeFileSync(join(dir, 'ca.pem'), tls.caPem);
+    writeFileSync(join(dir, 'acl'), readFileSync(join(ROOT, 'scripts', 'mosquitto', 'acl.example')));
+    writeFileSync(join(dir, 'passwd'), '', { mode: 0o600 });
+    for (const [user, pw] of Object.entries(tls.passwords)) execFileSync('mosquitto_passwd', ['-b', join(dir, 'passwd'), user, pw]);
+  } else {
+    conf = PLAIN_CONF(dir, port);
+  }
+  // Run as root (as tests in a container do), mosquitto would switch to the `mosquitto` user,
+  // which cannot read a temp dir; keep the test's own user.
+  if (process.getuid?.() === 0) conf += '\nuser root\n';
+  const confFile = join(dir, 'mosquitto.conf');
+  writeFileSync(confFile, conf);
+
+  let proc: ChildProcess | undefined;
+  let logs = '';
+  const start = async (): Promise<void> => {
+    const p = spawn(MOSQUITTO, ['-c', confFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+    proc = p;
+    p.stderr!.on('data', (d: Buffer) => (logs += d.toString()));
+    const end = Date.now() + 10_000;
+    while (!(await portOpen(port)) || (bootstrapPort !== undefined && !(await portOpen(bootstrapPort)))) {
+      if (p.exitCode !== null) throw new Error(`mosquitto exited ${p.exitCode}: ${logs}`);
+      if (Date.now() > end) throw new Error(`mosquitto did not listen on ${port} within 10 s: ${logs}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
+  const signal = async (sig: NodeJS.Signals): Promise<void> => {
+    const p = proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill(sig);
+    await exited;
+  };
+  await start();
+  const scheme = tls ? 'mqtts' : 'mqtt';
+  return {
+    url: `${scheme}://127.0.0.1:${port}`,
+    port,
+    bootstrapUrl: bootstrapPort !== undefined ? `mqtts://127.0.0.1:${bootstrapPort}` : undefined,
+    dir,
+    get pid() {
+      return proc?.pid;
+    },
+    log: () => logs,
+    stop: () => signal('SIGTERM'),
+    kill: () => signal('SIGKILL'),
+    start,
+  };
+}
+
+/**
+ * A broker certificate from the Sigil CA of `issuerDataDir` (so agents verify the broker with
+ * their pinned root). Its SPIFFE ID is .../sigil/broker: never the issuer's, whose signature
+ * agents accept on responses.
+ */
+export function issueBrokerCert(issuerDataDir: string): { certPem: string; keyPem: string; caPem: string } {
+  const ca = loadCaMaterial(issuerDataDir);
+  const engine = new CertificateIssuer({ caCertDer: ca.intermediateDer, caKey: ca.intermediateKey });
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const now = Date.now();
+  const der = engine.issueSvid({
+    serial: randomSerial(),
+    spkiDer: publicKey.export({ type: 'spki', format: 'der' }),
+    spiffeId: `spiffe://${ca.trustDomain}/sigil/broker`,
+    notBefore: new Date(now - 300_000),
+    notAfter: new Date(now + 86_400_000),
+    subject: [['CN', 'sigil test broker']],
+    dnsNames: ['localhost'],
+    ipAddresses: ['127.0.0.1'],
+  });
+  return {
+    // The root goes in the certfile too: an agent that has not met the issuer yet finds its
+    // pinned root in the presented chain (docs/mqtt.md, like the issuer's own TLS chain).
+    certPem: toPem('CERTIFICATE', der) + ca.intermediatePem.trim() + '\n' + ca.rootPem.trim() + '\n',
+    keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+    caPem: ca.rootPem,
+  };
+}
+
+export interface IssuerProcess {
+  proc: ChildProcess;
+  url: string;
+  log(): string;
+  stop(): Promise<void>;
+  kill(): Promise<void>;
+}
+
+/**
+ * `sigil server start --data-dir D --listen L [extra args]`; resolves once HTTPS listens and,
+ * with --mqtt-url among the args, once the responder has subscribed.
+ */
+export async function spawnIssuer(dataDir: string, extra: string[], listen = '127.0.0.1:0', env: NodeJS.ProcessEnv = {}): Promise<IssuerProcess> {
+  const proc = spawn(process.execPath, [SIGIL, 'server', 'start', '--data-dir', dataDir, '--listen', listen, ...extra], {
+    env: { ...process.env, SIGIL_LOG_FORMAT: 'json', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let logs = '';
+  proc.stderr!.on('data', (d: Buffer) => (logs += d.toString()));
+  const wantMqtt = extra.includes('--mqtt-url');
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    const t = setTimeout(() => reject(new Error(`issuer did not start: ${out} ${logs}`)), 20_000);
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (https:\/\/\S+)/.exec(out);
+      if (m && (!wantMqtt || /mqtt responder subscribed/.test(out))) {
+        clearTimeout(t);
+        resolve(m[1]!);
+      }
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`issuer exited ${code}: ${out} ${logs}`));
+    });
+  });
+  const signal = async (sig: NodeJS.Signals): Promise<void> => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill(sig);
+    await exited;
+  };
+  return { proc, url, log: () => logs, stop: () => signal('SIGTERM'), kill: () => signal('SIGKILL') };
+}
+
+/** An agent.yaml with a `transports:` list (YAML lines, each starting with "  - "). */
+export function writeTransportAgent(dir: string, name: string, o: { pin: string; token: string; transports: string[]; extra?: string }): { config: string; dataDir: string; outDir: string } {
+  const dataDir = join(dir, name, 'data');
+  const outDir = join(dir, name, 'identity');
+  const config = join(dir, `${name}.yaml`);
+  writeFileSync(
+    config,
+    `ca_pin: ${o.pin}\ndata_dir: ${dataDir}\njoin: { method: token, token: ${o.token} }\ntransports:\n${o.transports.map((t) => `  - ${t}\n`).join('')}outputs:\n  - { type: identity, path: ${outDir} }\n${o.extra ?? ''}`,
+  );
+  return { config, dataDir, outDir };
+}
+
+/** GET /metrics of an issuer (its TLS is checked by agents elsewhere; here only the numbers matter). */
+export async function issuerMetrics(url: string): Promise<string> {
+  const https = await import('node:https');
+  return new Promise((resolve, reject) => {
+    https
+      .get(`${url}/metrics`, { rejectUnauthorized: false }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve(body));
+      })
+      .on('error', reject);
+  });
+}
+
+/** Read-only peek into an issuer's SQLite store (certificates per request id, instance lock state). */
+export async function issuerDb<T>(issuerDataDir: string, fn: (db: import('better-sqlite3').Database) => T): Promise<T> {
+  const { default: Database } = await import('better-sqlite3');
+  const db = new Database(join(issuerDataDir, 'issuer.db'), { readonly: true, fileMustExist: true });
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+  }
+}
+
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number, everyMs = 100): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}

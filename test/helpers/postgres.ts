@@ -1,0 +1,130 @@
+/**
+ * A real PostgreSQL for the database output tests: initdb in a temp dir, started on a free
+ * 127.0.0.1 port as the `postgres` system user (postgres refuses to run as root), TLS on with a
+ * server certificate and client CA given by the test, and pg_hba.conf accepting only TLS client
+ * certificates (`hostssl … cert clientcert=verify-full`) — plus local socket access for setup.
+ */
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from './mosquitto.js';
+
+const INSTALL = 'PostgreSQL is not installed; install it with: apt-get install -y postgresql postgresql-client (scripts/setup.sh does)';
+
+function pgBin(name: string): string {
+  const base = '/usr/lib/postgresql';
+  const versions = existsSync(base) ? readdirSync(base).filter((v) => existsSync(join(base, v, 'bin', name))).sort((a, b) => Number(b) - Number(a)) : [];
+  if (versions.length === 0) throw new Error(INSTALL);
+  return join(base, versions[0]!, 'bin', name);
+}
+
+function postgresUser(): { uid: number; gid: number } {
+  const r = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
+  const g = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' });
+  if (r.status !== 0 || g.status !== 0) throw new Error(`no postgres system user; ${INSTALL}`);
+  return { uid: Number(r.stdout.trim()), gid: Number(g.stdout.trim()) };
+}
+
+export function requirePostgres(): void {
+  pgBin('initdb');
+  if (spawnSync('psql', ['--version']).error) throw new Error(INSTALL);
+  if (process.getuid?.() !== 0) throw new Error('the PostgreSQL tests start postgres as the postgres user and need root for that');
+  postgresUser();
+}
+
+export interface Postgres {
+  port: number;
+  /** Run SQL as the superuser over the local socket. */
+  admin(sql: string): string;
+  log(): string;
+  stop(): Promise<void>;
+}
+
+export async function startPostgres(o: { serverCertPem: string; serverKeyPem: string; clientCaPem: string }): Promise<Postgres> {
+  requirePostgres();
+  const { uid, gid } = postgresUser();
+  const dir = mkdtempSync(join(tmpdir(), 'sigil-pg-'));
+  chmodSync(dir, 0o755);
+  const data = join(dir, 'data');
+  const sock = join(dir, 'sock');
+  mkdirSync(sock);
+  chownSync(dir, uid, gid);
+  chownSync(sock, uid, gid);
+  const asPostgres = { uid, gid, env: { ...process.env, HOME: dir, LC_ALL: 'C' } };
+  execFileSync(pgBin('initdb'), ['-D', data, '-U', 'postgres', '-A', 'trust', '--no-sync', '-E', 'UTF8'], { ...asPostgres, stdio: 'ignore' });
+  const put = (name: string, text: string, mode: number): string => {
+    const f = join(data, name);
+    writeFileSync(f, text, { mode });
+    chownSync(f, uid, gid);
+    chmodSync(f, mode);
+    return f;
+  };
+  put('server.crt', o.serverCertPem, 0o644);
+  put('server.key', o.serverKeyPem, 0o600);
+  put('client-ca.crt', o.clientCaPem, 0o644);
+  const port = await freePort();
+  appendFileSync(
+    join(data, 'postgresql.conf'),
+    [
+      '',
+      "listen_addresses = '127.0.0.1'",
+      `port = ${port}`,
+      `unix_socket_directories = '${sock}'`,
+      'ssl = on',
+      "ssl_cert_file = 'server.crt'",
+      "ssl_key_file = 'server.key'",
+      "ssl_ca_file = 'client-ca.crt'",
+      'log_connections = on',
+      'fsync = off',
+      '',
+    ].join('\n'),
+  );
+  // Only TLS client certificates over TCP; the CN must be the role (clientcert=verify-full).
+  put('pg_hba.conf', 'local all postgres trust\nhostssl all all 127.0.0.1/32 cert clientcert=verify-full\n', 0o600);
+
+  const proc: ChildProcess = spawn(pgBin('postgres'), ['-D', data], { ...asPostgres, stdio: ['ignore', 'ignore', 'pipe'] });
+  const logs: string[] = [];
+  proc.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`postgres did not start: ${logs.join('')}`)), 30_000);
+    const check = (): void => {
+      if (/database system is ready to accept connections/.test(logs.join(''))) {
+        clearTimeout(t);
+        resolve();
+      }
+    };
+    proc.stderr!.on('data', check);
+    proc.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`postgres exited ${code}: ${logs.join('')}`));
+    });
+  });
+  return {
+    port,
+    admin: (sql) => execFileSync('psql', ['-h', sock, '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-v', 'ON_ERROR_STOP=1', '-Atc', sql], { ...asPostgres, encoding: 'utf8' }),
+    log: () => logs.join(''),
+    stop: async () => {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const exited = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGINT'); // fast shutdown
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Run psql with a libpq connection string; resolves with the exit code and output. */
+export function psql(conninfo: string, sql: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('psql', [conninfo, '-v', 'ON_ERROR_STOP=1', '-Atc', sql], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PGCONNECT_TIMEOUT: '10' } });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    p.on('error', reject);
+    p.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}

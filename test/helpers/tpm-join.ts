@@ -1,0 +1,110 @@
+/**
+ * The agent side of a tpm join for tests and the bench: a swtpm (test/helpers/swtpm.ts), a
+ * TPM identity key, the real TpmJoinAgent, and the host's exchange (join/exchange.ts) over the
+ * agent's HTTPS client — plus a way to tamper with the answer to the challenge, which is how
+ * the attack tests forge what a hostile agent would send.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect } from 'vitest';
+import { SigilError } from '../../src/errors.js';
+import { runJoinExchange, type JoinExchangeResult } from '../../src/join/exchange.js';
+import { akTemplate, quoteWithValues, TpmJoinAgent, type TpmJoinAgentOptions } from '../../src/join/tpm/agent.js';
+import { encodeSignedAttest } from '../../src/join/tpm/structures.js';
+import type { PcrSelectionWire } from '../../src/join/tpm/wire.js';
+import { OWNER_PARENT, withParent, withTpm } from '../../src/keystore/tpm-access.js';
+import type { JoinMethodAgent } from '../../src/join/types.js';
+import { TpmSigner } from '../../src/keystore/tpm.js';
+import type { JoinChallenge } from '../../src/protocol/messages.js';
+import type { EccPublic } from '../../src/tpm/structures/public.js';
+import { HttpsIssuerClient } from '../../src/transport/https/client.js';
+import { spkiPin } from '../../src/pki/chain.js';
+import { runAdminOp } from '../../src/server/admin/ops.js';
+import type { Harness } from '../integration/harness.js';
+import type { SwtpmInstance } from './swtpm.js';
+
+export type Answer = Record<string, unknown> & { quote: { attest: string; signature: string }; activated: string };
+export type Tamper = (answer: Answer, challenge: JoinChallenge) => Answer | Promise<Answer>;
+
+export interface TpmJoinOptions {
+  /** The event log file to send; default none. */
+  eventLog?: string | false;
+  /** Options for TpmJoinAgent (ak, akTemplate, ek…). */
+  agent?: Partial<Omit<TpmJoinAgentOptions, 'tcti' | 'identityKey'>>;
+  /** Template of the identity key (default: keystore/tpm.ts identityKeyTemplate). */
+  keyTemplate?: EccPublic;
+  /** Rewrite the challenge answer before it is sent. */
+  tamper?: Tamper;
+  /** Called with every challenge answer as sent (after tampering). */
+  onAnswer?: (answer: Answer) => void;
+}
+
+export interface TpmJoinResult extends JoinExchangeResult {
+  identity: TpmSigner;
+  agent: TpmJoinAgent;
+}
+
+export function httpsClient(h: Harness): HttpsIssuerClient {
+  return new HttpsIssuerClient({ url: `https://127.0.0.1:${h.port}`, pin: spkiPin(Buffer.from(h.rootPem)) });
+}
+
+/** Write a boot event log next to the TPM and return its path. */
+export function writeLog(tpm: SwtpmInstance, name: string, log: Buffer): string {
+  const path = join(tpm.dir, name);
+  writeFileSync(path, log);
+  return path;
+}
+
+export async function tpmJoin(h: Harness, client: HttpsIssuerClient, tpm: SwtpmInstance, o: TpmJoinOptions = {}): Promise<TpmJoinResult> {
+  const identity = await TpmSigner.create(tpm.tcti, o.keyTemplate ? { template: o.keyTemplate } : {});
+  const agent = new TpmJoinAgent({ tcti: tpm.tcti, identityKey: () => identity, eventLog: o.eventLog ?? false, ...o.agent });
+  const method: JoinMethodAgent = {
+    name: agent.name,
+    canReattest: agent.canReattest,
+    evidence: (ctx) => agent.evidence(ctx),
+    respond: async (challenge, ctx) => {
+      let answer = (await agent.respond(challenge, ctx)) as Answer;
+      if (o.tamper) answer = await o.tamper(answer, challenge);
+      o.onAnswer?.(answer);
+      return answer;
+    },
+  };
+  const r = await runJoinExchange({ method, identity, send: (env) => client.post('join', env), rootPem: () => client.ensureRoot(), now: () => h.ctx.now() });
+  return { ...r, identity, agent };
+}
+
+/** Expect the join to be refused with `code`, exactly one audit row saying so, nothing else changed. */
+export async function expectTpmRefused(h: Harness, run: () => Promise<unknown>, code: string): Promise<SigilError> {
+  const seq = h.lastAuditSeq();
+  const before = h.counts();
+  const err = await run().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err, `the join should be refused with ${code}`).toBeInstanceOf(SigilError);
+  expect((err as SigilError).code, (err as Error).message).toBe(code);
+  expect(h.auditAfter(seq).map((r) => ({ action: r.action, outcome: r.outcome, code: r.code, method: r.method }))).toEqual([{ action: 'join', outcome: 'refused', code, method: 'tpm' }]);
+  expect(h.counts()).toEqual({ ...before, audit: before.audit + 1 });
+  return err as SigilError;
+}
+
+/** Replace every tpm join_rule of the issuer with these (other rules stay). */
+export function setTpmRules(h: Harness, ...rules: string[]): void {
+  for (const r of h.ctx.stores.resources.list('join_rule')) if (r.spec.method === 'tpm') h.ctx.stores.resources.delete('join_rule', r.name);
+  if (rules.length > 0) runAdminOp(h.ctx.stores, 'apply', { yaml: rules.join('---\n') });
+}
+
+/** A tpm join_rule document for bot gw; `block` is the YAML of the tpm: block. */
+export function tpmRule(name: string, block: string): string {
+  return `kind: join_rule\nname: ${name}\nspec:\n  method: tpm\n  bot: gw\n  tpm:\n${block.trim().replace(/^/gm, '    ')}\n`;
+}
+
+/** A quote over a challenge's nonce and PCR selection by a fresh AK of another TPM (an impostor's quote). */
+export async function quoteOnAnotherTpm(tcti: string, challenge: JoinChallenge): Promise<{ attest: string; signature: string }> {
+  const selection = (challenge.data as { pcr_selection: PcrSelectionWire }).pcr_selection;
+  const quote = await withTpm(tcti, async (tpm) => {
+    const ak = await withParent(tpm, tcti, OWNER_PARENT, async (srk) => tpm.load(srk, await tpm.create(srk, akTemplate())));
+    return tpm.withTransient(ak, async (k) => (await quoteWithValues(tpm, k, Buffer.from(challenge.nonce, 'base64url'), selection)).quote);
+  });
+  return encodeSignedAttest(quote);
+}

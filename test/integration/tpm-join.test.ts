@@ -1,0 +1,261 @@
+/**
+ * tpm join end to end, in process, over real HTTPS on loopback, with real swtpm TPMs whose EK
+ * certificates come from a test-local swtpm_localca (test/helpers/swtpm.ts) and a simulated
+ * measured boot judged against firmware-profiles/lab-gateway-v1.yaml. Every refusal is checked
+ * for its code and for exactly one audit row; nothing is mocked.
+ */
+import { createHash, X509Certificate } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { akTemplate } from '../../src/join/tpm/agent.js';
+import { attestRenewalKey } from '../../src/join/tpm/key-attestation.js';
+import { tpmMachineId } from '../../src/join/tpm/server.js';
+import { identityKeyTemplate, TpmSigner } from '../../src/keystore/tpm.js';
+import { buildCsr } from '../../src/pki/csr.js';
+import { fromPem, toPem } from '../../src/pki/pem.js';
+import { signJws } from '../../src/protocol/jws.js';
+import { TYP_REQUEST, type IdentityResult } from '../../src/protocol/messages.js';
+import { TPMA_OBJECT } from '../../src/tpm/constants.js';
+import { newRequestId } from '../../src/util/secret.js';
+import type { HttpsIssuerClient } from '../../src/transport/https/client.js';
+import { ROOT } from '../helpers/cli.js';
+import { createLocalCa, createSwtpm, simulatedBootLog, simulateBoot, tpm2Tool, type SharedLocalCa, type SwtpmInstance } from '../helpers/swtpm.js';
+import { expectTpmRefused, httpsClient, quoteOnAnotherTpm, setTpmRules, tpmJoin, tpmRule, writeLog, type Answer } from '../helpers/tpm-join.js';
+import { expectRefusal, startIssuer, type Harness } from './harness.js';
+
+let h: Harness;
+let client: HttpsIssuerClient;
+let ca: SharedLocalCa;
+let foreignCa: SharedLocalCa;
+let gw: SwtpmInstance; // the lab gateway: trusted manufacturer, default boot
+let other: SwtpmInstance; // same manufacturer, booted with secure boot off
+let foreign: SwtpmInstance; // EK certificate from another manufacturer
+let gwLog: string;
+
+const RACKS = (): string => tpmRule('racks', `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]\nfirmware_profiles: [lab-gateway-v1]`);
+
+async function ekHashOf(tpm: SwtpmInstance): Promise<string> {
+  // Read the EK certificate with tpm2-tools, not Sigil, and hash its SPKI with node.
+  const file = `${tpm.dir}/ek-cert.der`;
+  await tpm2Tool(tpm, 'tpm2_nvread', ['0x01c00002', '-o', file]);
+  const { readFileSync } = await import('node:fs');
+  const raw = readFileSync(file);
+  const len = raw[1]! & 0x80 ? 4 + raw.readUInt16BE(2) : 2 + raw[1]!; // the NV index is zero padded
+  const spki = new X509Certificate(raw.subarray(0, len)).publicKey.export({ type: 'spki', format: 'der' });
+  return `sha256:${createHash('sha256').update(spki).digest('hex')}`;
+}
+
+function ctlJson(args: string[]): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, ['--import', 'tsx', `${ROOT}/src/cli/main.ts`, 'ctl', '--data-dir', h.dir, ...args, '--format', 'json'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    p.on('close', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`sigil ctl ${args.join(' ')} exited ${code}: ${err}`))));
+  });
+}
+
+beforeAll(async () => {
+  ca = await createLocalCa();
+  foreignCa = await createLocalCa({ manufacturer: 'Rogue Silicon' });
+  [gw, other, foreign] = await Promise.all([createSwtpm({ localCa: ca }), createSwtpm({ localCa: ca }), createSwtpm({ localCa: foreignCa })]);
+  await Promise.all([gw.start(), other.start(), foreign.start()]);
+  gwLog = writeLog(gw, 'boot.log', (await simulateBoot(gw)).eventLog);
+  await simulateBoot(other, { secureBoot: false });
+  await simulateBoot(foreign);
+  h = await startIssuer();
+  client = httpsClient(h);
+}, 180_000);
+
+afterAll(async () => {
+  client?.close();
+  await h?.close();
+  await Promise.all([gw, other, foreign].map((t) => t?.destroy()));
+  ca?.destroy();
+  foreignCa?.destroy();
+});
+
+describe('tpm join with swtpm', () => {
+  it('joins: EK certificate chains to the manufacturer CA, boot matches lab-gateway-v1, the key is TPM-resident', async () => {
+    setTpmRules(h, RACKS());
+    const r = await tpmJoin(h, client, gw, { eventLog: gwLog });
+    expect(r.challenges).toBe(1);
+    const ekHash = await ekHashOf(gw);
+    const id = r.payload.result.instance_id;
+    expect(id).toBe(tpmMachineId(ekHash));
+    expect(r.payload.result).toMatchObject({ key_storage: 'tpm', exportable: false, generation: 1 });
+    // The SVID is for the TPM key.
+    expect(new X509Certificate(r.payload.result.chain[0]!).publicKey.export({ type: 'spki', format: 'der' }).equals(r.identity.publicKeySpki())).toBe(true);
+    const rows = (await ctlJson(['instances', 'ls'])) as Array<Record<string, any>>;
+    const row = rows.find((x) => x.id === id)!;
+    expect(row).toMatchObject({ join_method: 'tpm', key_storage: 'tpm', exportable: false });
+    expect(row.facts).toMatchObject({ ek_public_hash: ekHash, firmware_profile: 'lab-gateway-v1', tpm_rule: 'racks', ek_type: 'rsa-2048', ek_cert_issuer: 'CN=swtpm-localca', event_log: true });
+    const audit = h.ctx.stores.audit.list().filter((a) => a.action === 'join' && a.outcome === 'ok').at(-1)!;
+    expect(audit.details).toMatchObject({ ek_public_hash: ekHash, firmware_profile: 'lab-gateway-v1', key_storage: 'tpm', exportable: false });
+  });
+
+  it('joins with the ECC P-384 EK (ECDH + KDFe MakeCredential); another EK is another instance', async () => {
+    setTpmRules(h, RACKS());
+    const r = await tpmJoin(h, client, gw, { agent: { ek: 'ecc-p384' } });
+    const facts = h.ctx.stores.instances.get(r.payload.result.instance_id)!.facts;
+    expect(facts).toMatchObject({ ek_type: 'ecc-secp384r1', ek_cert_issuer: 'CN=swtpm-localca' });
+    // Another EK is another identity as far as the issuer can prove: its own instance.
+    expect(r.payload.result.instance_id).not.toBe(tpmMachineId(await ekHashOf(gw)));
+  });
+
+  it('joins again after a reboot as the same instance, keeping its history', async () => {
+    setTpmRules(h, RACKS());
+    const first = await tpmJoin(h, client, gw);
+    await gw.reboot();
+    await simulateBoot(gw);
+    const again = await tpmJoin(h, client, gw);
+    expect(again.payload.result.instance_id).toBe(first.payload.result.instance_id);
+    expect(again.payload.result.generation).toBe(first.payload.result.generation + 1);
+    const certs = h.ctx.stores.certificates.listByInstance(first.payload.result.instance_id);
+    expect(certs.length).toBeGreaterThanOrEqual(2);
+    const audit = h.ctx.stores.audit.list().filter((a) => a.action === 'join' && a.outcome === 'ok').at(-1)!;
+    expect(audit.details).toMatchObject({ rejoin: true });
+  });
+
+  it('keeps joining across unclean power losses: AK and identity keys are noDA, so no dictionary-attack lockout', async () => {
+    setTpmRules(h, tpmRule('any-boot', `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]`));
+    const edge = await createSwtpm({ localCa: ca });
+    try {
+      await edge.start();
+      let id: string | undefined;
+      // Without noDA, swtpm answers TPM_RC_LOCKOUT after the third unclean restart following key use.
+      for (let i = 0; i < 4; i++) {
+        const r = await tpmJoin(h, client, edge);
+        id ??= r.payload.result.instance_id;
+        expect(r.payload.result.instance_id).toBe(id);
+        await edge.reboot(); // SIGTERM: no TPM2_Shutdown, an unorderly shutdown for the TPM
+      }
+    } finally {
+      await edge.destroy();
+    }
+  });
+
+  it('renews with a key attestation (tpm, non-exportable); without one the new key is recorded software', async () => {
+    setTpmRules(h, RACKS());
+    const joined = await tpmJoin(h, client, gw);
+    const ak = joined.agent.attestationKey(joined.requestId)!;
+    let current = { signer: joined.identity, chain: joined.payload.result.chain };
+    const renew = async (attest: boolean): Promise<IdentityResult> => {
+      const next = await TpmSigner.create(gw.tcti);
+      const requestId = newRequestId();
+      const payload = {
+        v: 1,
+        op: 'renew',
+        request_id: requestId,
+        timestamp: h.ctx.now(),
+        csr: toPem('CERTIFICATE REQUEST', await buildCsr(next)),
+        key_storage: 'tpm',
+        ...(attest ? { key_attestation: await attestRenewalKey({ ak, key: next, requestId }) } : {}),
+      };
+      const env = await signJws(current.signer, TYP_REQUEST, payload, current.chain.map((c) => fromPem(c, 'CERTIFICATE')));
+      const renewed = h.identityFrom(await h.post('renew', env), 'renew', requestId, next);
+      current = { signer: next, chain: renewed.chainPem };
+      return renewed.result;
+    };
+    const proven = await renew(true);
+    expect(proven).toMatchObject({ key_storage: 'tpm', exportable: false, generation: joined.payload.result.generation + 1 });
+    expect(h.ctx.stores.certificates.get(proven.serial)).toMatchObject({ keyStorage: 'tpm', exportable: false });
+    const audit = h.ctx.stores.audit.list().filter((a) => a.action === 'renew' && a.outcome === 'ok').at(-1)!;
+    expect(audit.details).toMatchObject({ key_storage: 'tpm', exportable: false });
+    // The agent claims key_storage: tpm but proves nothing: recorded software, exportable.
+    const claimed = await renew(false);
+    expect(claimed).toMatchObject({ key_storage: 'software', exportable: true, generation: joined.payload.result.generation + 2 });
+    expect(h.ctx.stores.instances.get(joined.payload.result.instance_id)).toMatchObject({ keyStorage: 'software', exportable: true });
+  });
+
+  it('refuses a renewal whose key attestation was made for another request (certify_invalid)', async () => {
+    setTpmRules(h, RACKS());
+    const joined = await tpmJoin(h, client, gw);
+    const next = await TpmSigner.create(gw.tcti);
+    const requestId = newRequestId();
+    const payload = {
+      v: 1,
+      op: 'renew',
+      request_id: requestId,
+      timestamp: h.ctx.now(),
+      csr: toPem('CERTIFICATE REQUEST', await buildCsr(next)),
+      key_attestation: await attestRenewalKey({ ak: joined.agent.attestationKey()!, key: next, requestId: newRequestId() }),
+    };
+    const env = await signJws(joined.identity, TYP_REQUEST, payload, joined.payload.result.chain.map((c) => fromPem(c, 'CERTIFICATE')));
+    const seq = h.lastAuditSeq();
+    expectRefusal(await h.post('renew', env), 401, 'certify_invalid');
+    expect(h.auditAfter(seq).map((a) => [a.action, a.outcome, a.code])).toEqual([['renew', 'refused', 'certify_invalid']]);
+  });
+});
+
+describe('tpm join attacks: each refused with its code and audited', () => {
+  it('replayed quote (old nonce): quote_nonce_mismatch', async () => {
+    setTpmRules(h, RACKS());
+    let recorded: Answer | undefined;
+    const first = await tpmJoin(h, client, gw, { onAnswer: (a) => (recorded = a) });
+    // The same AK again, so the recorded quote even carries a valid signature: only its nonce is old.
+    const keptAk = first.agent.attestationKey(first.requestId)!;
+    await expectTpmRefused(h, () => tpmJoin(h, client, gw, { agent: { ak: keptAk }, tamper: (a) => ({ ...a, quote: recorded!.quote, pcr_values: recorded!.pcr_values }) }), 'quote_nonce_mismatch');
+  });
+
+  it("quote signed by another TPM's AK: quote_signature_invalid", async () => {
+    setTpmRules(h, RACKS());
+    // The other TPM quotes the same nonce and PCR selection with its own AK.
+    await expectTpmRefused(h, () => tpmJoin(h, client, gw, { tamper: async (a, challenge) => ({ ...a, quote: await quoteOnAnotherTpm(other.tcti, challenge) }) }), 'quote_signature_invalid');
+  });
+
+  it('AK without restricted: ak_attributes_invalid', async () => {
+    setTpmRules(h, RACKS());
+    const t = akTemplate();
+    await expectTpmRefused(h, () => tpmJoin(h, client, gw, { agent: { akTemplate: { ...t, objectAttributes: t.objectAttributes & ~TPMA_OBJECT.restricted } } }), 'ak_attributes_invalid');
+  });
+
+  it('identity key created without fixedTPM (exportable): key_not_tpm_resident', async () => {
+    setTpmRules(h, RACKS());
+    const t = identityKeyTemplate();
+    const exportable = { ...t, objectAttributes: t.objectAttributes & ~(TPMA_OBJECT.fixedTPM | TPMA_OBJECT.fixedParent) };
+    const err = await expectTpmRefused(h, () => tpmJoin(h, client, gw, { keyTemplate: exportable }), 'key_not_tpm_resident');
+    expect(err.message).toMatch(/fixedTPM/);
+  });
+
+  it('PCR mismatch against the profile: pcr_mismatch naming the PCR, expected and got', async () => {
+    setTpmRules(h, RACKS());
+    const err = await expectTpmRefused(h, () => tpmJoin(h, client, other), 'pcr_mismatch');
+    expect(err.message).toMatch(/lab-gateway-v1: PCR 7 is [0-9a-f]{64}, expected e57982bc341134d20d7c93139b68bc108becc4522123ac085644feca2e338a18/);
+  });
+
+  it('EK not on the allow list: ek_not_allowed', async () => {
+    setTpmRules(h, tpmRule('vtpm', `allow: [ { ek_public_hash: "sha256:${'0'.repeat(64)}" } ]`));
+    await expectTpmRefused(h, () => tpmJoin(h, client, gw), 'ek_not_allowed');
+    // and the listed EK joins without any certificate check
+    setTpmRules(h, tpmRule('vtpm', `allow: [ { ek_public_hash: "${await ekHashOf(gw)}" } ]`));
+    const r = await tpmJoin(h, client, gw);
+    expect(h.ctx.stores.instances.get(r.payload.result.instance_id)!.facts).toMatchObject({ tpm_rule: 'vtpm', firmware_profile: null });
+  });
+
+  it('EK certificate from a foreign CA: ek_untrusted', async () => {
+    setTpmRules(h, RACKS());
+    const err = await expectTpmRefused(h, () => tpmJoin(h, client, foreign), 'ek_untrusted');
+    expect(err.message).toMatch(/does not chain to join_rule racks/);
+  });
+
+  it('event log that does not replay to the quoted PCRs: eventlog_replay_mismatch', async () => {
+    setTpmRules(h, RACKS());
+    // A log of a secure-boot-off boot, sent by a gateway that booted with secure boot on.
+    const forged = writeLog(gw, 'forged.log', simulatedBootLog({ secureBoot: false }).eventLog);
+    const err = await expectTpmRefused(h, () => tpmJoin(h, client, gw, { eventLog: forged }), 'eventlog_replay_mismatch');
+    expect(err.message).toMatch(/PCR 7/);
+  });
+
+  it('tampered credential activation answer: credential_mismatch', async () => {
+    setTpmRules(h, RACKS());
+    const flip = (b64: string): string => {
+      const b = Buffer.from(b64, 'base64');
+      b[0]! ^= 1;
+      return b.toString('base64');
+    };
+    await expectTpmRefused(h, () => tpmJoin(h, client, gw, { tamper: (a) => ({ ...a, activated: flip(a.activated) }) }), 'credential_mismatch');
+  });
+});
+

@@ -1,0 +1,89 @@
+/**
+ * The aws_iid verifier against genuine AWS-signed instance identity documents (the shared
+ * fixtures, ../shared/fixtures/cloud-iid/aws, see its README) and AWS's own certificates as
+ * bundled in assets/aws-iid-certs: every sample of every kind (PKCS#7 DSA/SHA-1, PKCS#7
+ * RSA-2048/SHA-256, raw RSA signature) is accepted; the document presented with another
+ * region's certificate is refused; every one-byte change to a region certificate is refused
+ * (each byte position, XOR 0x01 and XOR 0xFF: the full iteration). aws-iid-mutations.test.ts
+ * does the same to the documents and signatures.
+ */
+import { createHash } from 'node:crypto';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR } from '../../../src/join/aws-iid/certs.js';
+import { verifyIdentityDocument } from '../../../src/join/aws-iid/verify.js';
+import { fromPem, toPem } from '../../../src/pki/pem.js';
+import { acceptedMutations, certDirWith, FIXTURES, loadSamples, MUTATION_TIMEOUT_MS, newScratch, NOW, present, refusal, type Sample } from './aws-fixtures.js';
+
+if (!present) process.stderr.write(`aws-iid-genuine: ${FIXTURES} is absent; the genuine-document tests are skipped\n`);
+const samples = present ? loadSamples() : [];
+const scratch = newScratch();
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+describe.skipIf(!present)('genuine AWS instance identity documents', () => {
+  it('the fixtures hold all three kinds from several regions', () => {
+    expect(new Set(samples.map((s) => s.kind))).toEqual(new Set(['pkcs7', 'rsa2048', 'signature']));
+    expect(new Set(samples.map((s) => s.region)).size).toBeGreaterThanOrEqual(4);
+    expect(samples.length).toBeGreaterThanOrEqual(13);
+  });
+
+  it('every sample verifies with the bundled AWS certificates', () => {
+    for (const s of samples) {
+      const v = verifyIdentityDocument(s.signed, BUNDLED_AWS_CERTS_DIR, NOW);
+      expect(v.doc.region, s.name).toBe(s.region);
+      expect(v.kind).toBe(s.kind);
+      expect(v.doc.instanceId).toMatch(/^i-[0-9a-f]+$/);
+      expect(v.doc.accountId).toMatch(/^\d{12}$/);
+    }
+  });
+
+  it('the bundled certificates are AWS\'s (byte-identical to the fixtures\' copies)', () => {
+    for (const sub of ['dsa', 'rsa2048', 'rsa']) {
+      const files = readdirSync(join(FIXTURES, 'certs', sub));
+      expect(files.length).toBe(36);
+      for (const f of files) expect(readFileSync(join(BUNDLED_AWS_CERTS_DIR, sub, f)).equals(readFileSync(join(FIXTURES, 'certs', sub, f))), `${sub}/${f}`).toBe(true);
+    }
+  });
+
+  describe.each(samples.map((s) => [s.name, s] as const))('%s', (_name, s) => {
+    it("refuses the document with another region's certificate", () => {
+      const own = readFileSync(join(BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR[s.kind], `${s.region}.pem`));
+      const other = readdirSync(join(BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR[s.kind])).map((f) => readFileSync(join(BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR[s.kind], f))).find((c) => !c.equals(own))!;
+      expect(refusal(() => verifyIdentityDocument(s.signed, certDirWith(scratch, s.kind, s.region, other), NOW))).toBe('aws_signature_invalid');
+      // And with its own region's certificate copied the same way, it verifies (the directory is not the problem).
+      expect(refusal(() => verifyIdentityDocument(s.signed, certDirWith(scratch, s.kind, s.region, own), NOW))).toBeUndefined();
+    });
+  });
+
+  // One run per distinct certificate: the DSA one is shared by most regions.
+  const distinct = new Map<string, Sample>();
+  for (const s of samples) {
+    const pem = present ? readFileSync(join(BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR[s.kind], `${s.region}.pem`), 'utf8') : '';
+    distinct.set(createHash('sha256').update(pem).digest('hex'), distinct.get(createHash('sha256').update(pem).digest('hex')) ?? s);
+  }
+  describe.each([...distinct.values()].map((s) => [`${CERT_SUBDIR[s.kind]}/${s.region}.pem (with ${s.name})`, s] as const))('certificate %s', (_n, s) => {
+    it('refuses every one-byte change to the certificate', () => {
+      const der = fromPem(readFileSync(join(BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR[s.kind], `${s.region}.pem`), 'utf8'), 'CERTIFICATE');
+      const dir = join(scratch, `mut-${s.name}`);
+      mkdirSync(join(dir, CERT_SUBDIR[s.kind]), { recursive: true });
+      const file = join(dir, CERT_SUBDIR[s.kind], `${s.region}.pem`);
+      const r = acceptedMutations(der, (m) => {
+        writeFileSync(file, toPem('CERTIFICATE', m));
+        verifyIdentityDocument(s.signed, dir, NOW);
+      });
+      expect(r.accepted).toEqual([]);
+      expect([...r.codes].every((c) => c === 'aws_certificate_invalid' || c === 'aws_signature_invalid'), [...r.codes].join()).toBe(true);
+      copyFileSync(join(BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR[s.kind], `${s.region}.pem`), file);
+      expect(refusal(() => verifyIdentityDocument(s.signed, dir, NOW))).toBeUndefined();
+    }, MUTATION_TIMEOUT_MS);
+  });
+
+  it('refuses a region without a certificate, and an expired certificate', () => {
+    const s = samples.find((x) => x.kind === 'rsa2048')!;
+    expect(refusal(() => verifyIdentityDocument(s.signed, join(scratch, 'empty'), NOW))).toBe('aws_region_unknown');
+    const rsa = samples.find((x) => x.kind === 'signature' && x.region === 'us-east-1')!;
+    // The raw-signature RSA certificates of the older regions end in 2029.
+    expect(refusal(() => verifyIdentityDocument(rsa.signed, BUNDLED_AWS_CERTS_DIR, new Date('2030-01-01T00:00:00Z')))).toBe('aws_certificate_invalid');
+  });
+});
