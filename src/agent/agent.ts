@@ -9,20 +9,41 @@
  * the process at each step to prove it.
  */
 import { SigilError, toSigilError } from '../errors.js';
-import { loadSigner, parseKeyRef } from '../keystore/index.js';
+import { runJoinExchange } from '../join/exchange.js';
+import { createSigner, createTpmSigner, loadSigner, parseKeyRef, serializeKeyRef, type Signer, type TpmSigner } from '../keystore/index.js';
+import { marshal, tpm2bPublic, unmarshal } from '../tpm/index.js';
+import { tpm2bPrivate } from '../tpm/structures/basic.js';
+import type { KeyBlob } from '../tpm/tpm.js';
+import { TpmJoinAgent } from '../join/tpm/agent.js';
+import { attestRenewalKey } from '../join/tpm/key-attestation.js';
 import type { IdentityResult } from '../protocol/messages.js';
 import type { IssuerTransport } from '../transport/types.js';
+import type { KeyStorage } from '../keystore/signer.js';
 import type { Logger } from '../util/log.js';
 import type { AgentConfig } from './config.js';
 import { joinMethodFor, reattestHint, USED_CREDENTIAL_SETTING, type AgentJoinMethod } from './join-method.js';
+import { createCredentialOutputs, type CredentialOutputs } from './credentials.js';
 import { writeAgentMetrics } from './metrics.js';
-import { identityOutput } from './outputs/identity.js';
+import { identityOutput, SVID_TSS2_KEY_FILE } from './outputs/identity.js';
+import { identityKeyPem } from './outputs/identity-key.js';
 import type { OutputDestination } from './outputs/types.js';
-import { buildJoinRequest, buildRenewRequest, type BuiltRequest } from './requests.js';
+import { buildJoinRequest, buildRenewRequest, type BuiltRequest, type NewKey } from './requests.js';
+
 import { backoffDelay, renewAt } from './schedule.js';
 import { openAgentState, type AgentState, type Identity, type OutboxEntry } from './state/index.js';
 import { agentClock, crashPoint, duringOutput } from './test-hooks.js';
 import { buildTransports, IssuerLink } from './transports.js';
+
+/** Agent setting holding the AK (as a TpmKeyRef) of the last tpm join. */
+const TPM_AK_SETTING = 'tpm.ak';
+
+// The AK is a restricted key (not a Signer): keep its two blobs, TPM2B encodings in base64.
+const akToSetting = (ak: KeyBlob): string =>
+  JSON.stringify({ public: Buffer.from(marshal(tpm2bPublic, ak.public)).toString('base64'), private: Buffer.from(marshal(tpm2bPrivate, ak.private)).toString('base64') });
+const akFromSetting = (s: string): KeyBlob => {
+  const o = JSON.parse(s) as { public: string; private: string };
+  return { public: unmarshal(tpm2bPublic, Buffer.from(o.public, 'base64')), private: unmarshal(tpm2bPrivate, Buffer.from(o.private, 'base64')) };
+};
 
 export type TickOutcome =
   | { action: 'none'; identity: Identity }
@@ -46,6 +67,8 @@ export class Agent {
   readonly link: IssuerLink;
   private readonly join: AgentJoinMethod;
   private readonly outputs: OutputDestination[];
+  /** SSH, database, Kubernetes and JWT outputs, each on its own schedule (agent/credentials.ts). */
+  readonly credentials: CredentialOutputs | undefined;
   private readonly now: () => number;
   private readonly rand: () => number;
 
@@ -61,6 +84,7 @@ export class Agent {
       throw new SigilError('pin_mismatch', `${cfg.dataDir} was pinned to issuer CA ${pinned.pin} but the config says ${cfg.caPin}; if the CA really changed, remove ${cfg.dataDir}/agent.db and join again`);
     }
     this.link = new IssuerLink(deps.transports ?? buildTransports(cfg, this.state, this.now));
+    this.credentials = createCredentialOutputs(cfg, this.state, log, this.now);
   }
 
   /** Write outputs from the identity cached in SQLite (e.g. right after a restart while offline). */
@@ -73,9 +97,11 @@ export class Agent {
   private writeOutputs(id: Identity): void {
     const ref = parseKeyRef(id.keyRef);
     const bundle = this.state.getBundle();
+    // PKCS#8 for a software key, TSS2 PRIVATE KEY for a TPM key, nothing for PKCS#11.
+    const keyPem = identityKeyPem(ref);
     const material = {
       certPem: id.chainPem.join(''),
-      ...(ref.storage === 'software' ? { keyPem: ref.pkcs8Pem } : {}),
+      ...(keyPem !== undefined ? { keyPem, ...(ref.storage === 'tpm' ? { keyFile: SVID_TSS2_KEY_FILE } : {}) } : {}),
       bundlePem: (bundle?.rootsPem ?? []).join(''),
     };
     for (const o of this.outputs) o.write(material);
@@ -85,6 +111,63 @@ export class Agent {
   private async send(entry: OutboxEntry, root: string): Promise<{ identity: Identity; result: IdentityResult }> {
     const r = await this.link.send(entry, root, this.now, { sent: () => crashPoint('after_send') });
     crashPoint('after_response');
+    return this.commit(entry, r);
+  }
+
+  /**
+   * A join with a challenge round (x509, tpm, azure: join/exchange.ts). Round 0 changes nothing
+   * on the issuer; the envelope that answers a challenge is persisted in the outbox before it
+   * is sent, so after a crash the same bytes are resent and answered idempotently.
+   */
+  /** A new identity key where the config says keys live (software, or the join's TPM). */
+  private async newKey(): Promise<NewKey> {
+    if (this.cfg.keyStorage !== 'tpm') return createSigner('software');
+    const k = await createTpmSigner(this.cfg.tpmTcti!);
+    this.join.pendingTpmKeys?.add(k.signer as TpmSigner);
+    return k;
+  }
+
+  /** For TPM keys: TPM2_Certify of a renewal's new key by the AK of the last join (proves it non-exportable). */
+  private async attestNewKey(key: Signer, requestId: string): Promise<Record<string, unknown> | undefined> {
+    const akRef = this.state.getSetting(TPM_AK_SETTING);
+    if (this.cfg.keyStorage !== 'tpm' || !akRef) return undefined;
+    const ak = akFromSetting(akRef);
+    return (await attestRenewalKey({ ak, key: key as TpmSigner, requestId })) as unknown as Record<string, unknown>;
+  }
+
+  private async joinWithChallenge(root: string): Promise<{ identity: Identity; result: IdentityResult; entry: OutboxEntry }> {
+    const { signer, ref } = await this.newKey();
+    const pendingKeyRef = serializeKeyRef(ref);
+    let persisted: OutboxEntry | undefined;
+    const res = await runJoinExchange({
+      method: this.join.method,
+      identity: signer,
+      rootPem: () => root,
+      now: this.now,
+      ...(this.cfg.ttlS !== undefined ? { ttlS: this.cfg.ttlS } : {}),
+      send: async (envelope, step) => {
+        if (step.round >= 1) {
+          // Same request id, new timestamp and evidence: replace the earlier round's entry.
+          if (persisted) this.state.deleteOutbox(persisted.requestId);
+          persisted = { requestId: step.requestId, op: 'join', body: JSON.stringify(envelope), createdAt: this.now(), pendingKeyRef };
+          crashPoint('before_persist');
+          this.state.putOutbox(persisted);
+          crashPoint('after_persist');
+        }
+        return this.link.postRaw('join', envelope, { sent: () => crashPoint('after_send') });
+      },
+    });
+    crashPoint('after_response');
+    // Keep the AK of this join: renewals prove their new TPM keys with it.
+    const ak = this.join.method instanceof TpmJoinAgent ? this.join.method.attestationKey(res.requestId) : undefined;
+    if (ak) this.state.setSetting(TPM_AK_SETTING, akToSetting(ak));
+    const entry = persisted ?? { requestId: res.requestId, op: 'join', body: JSON.stringify(res.envelope), createdAt: this.now(), pendingKeyRef };
+    if (!persisted) this.state.putOutbox(entry);
+    return { ...this.commit(entry, res.payload.result), entry };
+  }
+
+  /** Store an answered request's identity (one transaction with the outbox) and write outputs. */
+  private commit(entry: OutboxEntry, r: IdentityResult): { identity: Identity; result: IdentityResult } {
     if (!entry.pendingKeyRef) throw new SigilError('internal', `outbox entry ${entry.requestId} has no key reference`);
     const now = this.now();
     const identity: Identity = {
@@ -93,8 +176,9 @@ export class Agent {
       bot: r.bot,
       chainPem: r.chain,
       keyRef: entry.pendingKeyRef,
-      keyStorage: 'software',
-      exportable: true,
+      // What the issuer recorded (it proved hardware residency, or recorded software/exportable).
+      keyStorage: r.key_storage as KeyStorage,
+      exportable: r.exportable,
       serial: r.serial,
       notBefore: r.not_before,
       notAfter: r.not_after,
@@ -114,7 +198,14 @@ export class Agent {
   private async newRequest(current: Identity | undefined, now: number): Promise<BuiltRequest> {
     const ttl = this.cfg.ttlS !== undefined ? { ttlS: this.cfg.ttlS } : {};
     if (current && current.notAfter > now) {
-      return buildRenewRequest({ current: loadSigner(parseKeyRef(current.keyRef)), chainPem: current.chainPem, now, ...ttl });
+      return buildRenewRequest({
+        current: loadSigner(parseKeyRef(current.keyRef)),
+        chainPem: current.chainPem,
+        now,
+        ...ttl,
+        newKey: () => this.newKey(),
+        attest: (key, requestId) => this.attestNewKey(key, requestId),
+      });
     }
     const method = this.join.method;
     return buildJoinRequest({ method: method.name, evidence: (c) => method.evidence(c), now, ...ttl });
@@ -139,6 +230,13 @@ export class Agent {
    * expired) or renew (due, or `force`). Never throws: failures are recorded and returned.
    */
   async tick(opts: { force?: boolean } = {}): Promise<TickOutcome> {
+    const outcome = await this.tickIdentity(opts);
+    // Then every credential output that is due, with the identity just made current. Never throws.
+    await this.credentials?.refresh();
+    return outcome;
+  }
+
+  private async tickIdentity(opts: { force?: boolean }): Promise<TickOutcome> {
     const now = this.now();
     const current = this.state.getIdentity();
     try {
@@ -150,6 +248,10 @@ export class Agent {
       const root = await this.link.root();
       this.state.pinIssuer(this.cfg.caPin, now);
       if (!this.state.getBundle()) this.state.saveBundle({ rootsPem: [root], updatedAt: now });
+      if (!entry && expired && this.join.method.respond) {
+        const joined = await this.joinWithChallenge(root);
+        return this.succeeded(joined.entry, joined.identity, joined.result, now);
+      }
       if (!entry) {
         const built = await this.newRequest(current, now);
         crashPoint('before_persist');
@@ -158,16 +260,20 @@ export class Agent {
         entry = built.entry;
       }
       const { identity, result } = await this.send(entry, root);
-      this.state.setStatus({ consecutiveFailures: 0, lastError: null, lastAttemptAt: now, nextAttemptAt: identity.renewAfter, transport: this.transportLabel() });
-      this.log.info(
-        { op: entry.op, serial: identity.serial, spiffe_id: identity.spiffeId, not_after: new Date(identity.notAfter).toISOString(), ttl_clamped: result.ttl_clamped, transport: this.transportLabel() },
-        entry.op === 'join' ? 'joined' : 'renewed',
-      );
-      this.updateMetrics();
-      return { action: entry.op === 'join' ? 'joined' : 'renewed', identity, ttlClamped: result.ttl_clamped, requestedTtlS: result.requested_ttl_s };
+      return this.succeeded(entry, identity, result, now);
     } catch (err) {
       return { action: 'failed', error: this.recordFailure(err, current, now), identity: current };
     }
+  }
+
+  private succeeded(entry: OutboxEntry, identity: Identity, result: IdentityResult, now: number): TickOutcome {
+    this.state.setStatus({ consecutiveFailures: 0, lastError: null, lastAttemptAt: now, nextAttemptAt: identity.renewAfter, transport: this.transportLabel() });
+    this.log.info(
+      { op: entry.op, serial: identity.serial, spiffe_id: identity.spiffeId, not_after: new Date(identity.notAfter).toISOString(), ttl_clamped: result.ttl_clamped, transport: this.transportLabel() },
+      entry.op === 'join' ? 'joined' : 'renewed',
+    );
+    this.updateMetrics();
+    return { action: entry.op === 'join' ? 'joined' : 'renewed', identity, ttlClamped: result.ttl_clamped, requestedTtlS: result.requested_ttl_s };
   }
 
   private transportLabel(): string | null {
@@ -214,8 +320,14 @@ export class Agent {
     }
   }
 
-  /** When the daemon should wake next. */
+  /** When the daemon should wake next: the identity's schedule or an output's, whichever is first. */
   nextWake(): number {
+    const outputs = this.credentials?.nextWake();
+    const identity = this.identityWake();
+    return outputs === undefined ? identity : Math.min(identity, Math.max(this.now(), outputs));
+  }
+
+  private identityWake(): number {
     const now = this.now();
     const st = this.state.getStatus();
     const id = this.state.getIdentity();
@@ -238,6 +350,7 @@ export class Agent {
   }
 
   async close(): Promise<void> {
+    this.credentials?.close();
     await this.link.close();
     this.state.close();
   }

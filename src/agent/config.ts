@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { SigilError } from '../errors.js';
 import { parseWith } from '../protocol/messages.js';
 import { parseDuration } from '../util/duration.js';
+import { credentialOutputVariants, resolveCredentialOutput, type CredentialOutputConfig } from './outputs/config.js';
 
 const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   try {
@@ -25,6 +26,29 @@ const tokenJoin = z.strictObject({
   /** Safer than inline: a file only root can read. */
   token_file: z.string().optional(),
 });
+
+/**
+ * Every other join method: `join: { method: M, M: { …method settings… } }`. The block is
+ * validated by the method's own schema when the agent builds it (agent/join-method.ts).
+ */
+export const EVIDENCE_METHODS = ['x509', 'tpm', 'aws_iid', 'gcp', 'azure', 'oidc'] as const;
+export type EvidenceMethod = (typeof EVIDENCE_METHODS)[number];
+const evidenceJoin = z.object({ method: z.enum(EVIDENCE_METHODS) }).catchall(z.unknown());
+
+/** Keys in a method block that name files; relative ones are resolved against the config's dir. */
+const PATH_KEYS = new Set(['cert', 'chain', 'key', 'pin_file', 'binding_key', 'token_file', 'event_log', 'key_file', 'ca_file']);
+
+function resolvePaths(v: unknown, abs: (p: string) => string): unknown {
+  if (Array.isArray(v)) return v.map((x) => resolvePaths(x, abs));
+  if (!v || typeof v !== 'object') return v;
+  return Object.fromEntries(
+    Object.entries(v as Record<string, unknown>).map(([k, x]) => [
+      k,
+      // URIs such as pkcs11:… or tpm:… are not paths.
+      PATH_KEYS.has(k) && typeof x === 'string' && !/^[a-z][a-z0-9+.-]*:/i.test(x) ? abs(x) : resolvePaths(x, abs),
+    ]),
+  );
+}
 
 const outputSchema = z.strictObject({
   type: z.literal('identity'),
@@ -71,9 +95,11 @@ const configSchema = z.strictObject({
   ttl: duration.optional(),
   /** Fraction of the lifetime after which to renew (±10% jitter is added). */
   renew_fraction: z.number().gt(0.1).lt(0.95).optional(),
-  join: tokenJoin,
-  key_storage: z.literal('software').optional(),
-  outputs: z.array(outputSchema).max(32).default([]),
+  join: z.union([tokenJoin, evidenceJoin]),
+  /** software (default), or tpm: the identity key is created in the TPM of the tpm join. */
+  key_storage: z.enum(['software', 'tpm']).optional(),
+  /** `identity`, and the credential outputs of outputs/config.ts (docs/credentials.md). */
+  outputs: z.array(z.discriminatedUnion('type', [outputSchema, ...credentialOutputVariants])).max(32).default([]),
   metrics: z
     .strictObject({
       /** host:port for a local Prometheus endpoint (loopback recommended). */
@@ -105,9 +131,13 @@ export interface AgentConfig {
   dataDir: string;
   ttlS: number | undefined;
   renewFraction: number;
-  join: { method: 'token'; token: string };
-  keyStorage: 'software';
+  join: { method: 'token'; token: string } | { method: EvidenceMethod; settings: Record<string, unknown> };
+  keyStorage: 'software' | 'tpm';
+  /** The TPM for `key_storage: tpm` (the tpm join's TCTI). */
+  tpmTcti: string | undefined;
   outputs: Array<{ type: 'identity'; path: string; uid?: number; gid?: number }>;
+  /** SSH, database, Kubernetes and JWT outputs (agent/credentials.ts). */
+  credentialOutputs: CredentialOutputConfig[];
   metrics: { listen?: string; textfile?: string };
   logLevel: string | undefined;
   /** The config file, for messages. */
@@ -124,16 +154,12 @@ export function parseAgentConfig(text: string, source: string): AgentConfig {
   const c = parseWith(configSchema, raw, 'config_invalid', source);
   const base = dirname(resolve(source));
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));
-  let token = c.join.token;
-  if (c.join.token_file) {
-    try {
-      token = readFileSync(abs(c.join.token_file), 'utf8').trim();
-    } catch (e) {
-      throw new SigilError('config_invalid', `${source}: join.token_file ${c.join.token_file}: ${(e as NodeJS.ErrnoException).code ?? 'unreadable'}`);
-    }
-  }
-  if (!token) throw new SigilError('config_invalid', `${source}: join.token or join.token_file is required for method token`);
+  const join = resolveJoin(c.join, abs, source);
   const transports = resolveTransports(c, abs, source);
+  const credentialOutputs = c.outputs.flatMap((o, i) => (o.type === 'identity' ? [] : [resolveCredentialOutput(o, `${source}: outputs.${i}`, abs)]));
+  if (credentialOutputs.length > 0 && !transports.some((t) => t.type === 'https')) {
+    throw new SigilError('config_invalid', `${source}: ${credentialOutputs[0]!.type} outputs need an https transport to the issuer (MQTT does not carry credential requests)`);
+  }
   return {
     issuer: c.issuer ?? transports.find((t) => t.type === 'https')?.url,
     transports,
@@ -141,13 +167,44 @@ export function parseAgentConfig(text: string, source: string): AgentConfig {
     dataDir: abs(c.data_dir),
     ttlS: c.ttl,
     renewFraction: c.renew_fraction ?? 0.5,
-    join: { method: 'token', token },
-    keyStorage: 'software',
-    outputs: c.outputs.map((o) => ({ ...o, path: abs(o.path) })),
+    join,
+    ...keyStorageOf(c.key_storage, join, source),
+    outputs: c.outputs.flatMap((o) => (o.type === 'identity' ? [{ ...o, path: abs(o.path) }] : [])),
+    credentialOutputs,
     metrics: { ...(c.metrics?.listen ? { listen: c.metrics.listen } : {}), ...(c.metrics?.textfile ? { textfile: abs(c.metrics.textfile) } : {}) },
     logLevel: c.log_level,
     source,
   };
+}
+
+function keyStorageOf(ks: 'software' | 'tpm' | undefined, join: AgentConfig['join'], source: string): Pick<AgentConfig, 'keyStorage' | 'tpmTcti'> {
+  const storage = ks ?? (join.method === 'tpm' ? 'tpm' : 'software');
+  if (storage === 'software') return { keyStorage: 'software', tpmTcti: undefined };
+  if (join.method !== 'tpm') throw new SigilError('config_invalid', `${source}: key_storage: tpm needs join.method tpm (its TCTI names the TPM)`);
+  const tcti = (join.settings.tcti as string | undefined) ?? 'device:/dev/tpmrm0';
+  return { keyStorage: 'tpm', tpmTcti: tcti };
+}
+
+function resolveJoin(j: AgentConfigFile['join'], abs: (p: string) => string, source: string): AgentConfig['join'] {
+  if (j.method !== 'token') {
+    const m = j.method as EvidenceMethod;
+    const extra = Object.keys(j).filter((k) => k !== 'method' && k !== m);
+    if (extra.length) throw new SigilError('config_invalid', `${source}: join: unknown key "${extra[0]}" (a ${m} join has method and ${m})`);
+    const block = (j as Record<string, unknown>)[m] ?? {};
+    if (typeof block !== 'object' || Array.isArray(block)) throw new SigilError('config_invalid', `${source}: join.${m} must be a mapping`);
+    return { method: m, settings: resolvePaths(block, abs) as Record<string, unknown> };
+  }
+  const t = j as z.infer<typeof tokenJoin>;
+  let token = t.token;
+  if (t.token_file) {
+    try {
+      token = readFileSync(abs(t.token_file), 'utf8').trim();
+    } catch (e) {
+      throw new SigilError('config_invalid', `${source}: join.token_file ${t.token_file}: ${(e as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+    }
+  }
+  if (!token) throw new SigilError('config_invalid', `${source}: join.token or join.token_file is required for method token`);
+  return { method: 'token', token };
 }
 
 /** `issuer:` or `transports:` (exactly one) → the transports, paths resolved, defaults applied. */

@@ -203,7 +203,7 @@ export class CredentialOutputs {
  * preference, the CA pin, and the root pinned in the agent state. Undefined without outputs.
  */
 export function createCredentialOutputs(
-  cfg: { credentialOutputs: readonly CredentialOutputConfig[]; caPin: string; transports: ReadonlyArray<{ type: string; url: string; timeoutMs?: number }> },
+  cfg: { credentialOutputs: readonly CredentialOutputConfig[]; caPin: string; transports: ReadonlyArray<{ type: string; url: string; timeoutMs?: number }>; tpmTcti?: string | undefined },
   state: AgentState,
   log: Logger,
   now: () => number,
@@ -211,5 +211,8 @@ export function createCredentialOutputs(
   if (cfg.credentialOutputs.length === 0) return undefined;
   const https = cfg.transports.filter((t) => t.type === 'https').map((t) => ({ url: t.url, ...(t.timeoutMs !== undefined ? { timeoutMs: t.timeoutMs } : {}) }));
   const client = new HttpsCredentialClient(https, cfg.caPin, () => state.getBundle()?.rootsPem[0]);
-  return new CredentialOutputs(cfg.credentialOutputs, { state, log, client, now });
+  // `key: tpm` without its own tcti uses the agent's TPM (the one its identity key lives in).
+  const tcti = cfg.tpmTcti;
+  const outputs = cfg.credentialOutputs.map((o) => (o.type === 'database' && o.key === 'tpm' && !o.tcti && tcti ? { ...o, tcti } : o));
+  return new CredentialOutputs(outputs, { state, log, client, now });
 }

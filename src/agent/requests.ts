@@ -4,7 +4,7 @@
  * current chain in x5c, and carries a CSR of a fresh key.
  */
 import type { EvidenceContext } from '../join/types.js';
-import { createSigner, serializeKeyRef } from '../keystore/index.js';
+import { createSigner, serializeKeyRef, type KeyRef } from '../keystore/index.js';
 import type { Signer } from '../keystore/signer.js';
 import { buildCsr } from '../pki/csr.js';
 import { fromPem, toPem } from '../pki/pem.js';
@@ -37,9 +37,24 @@ export async function buildJoinRequest(p: { method: string; evidence: (ctx: Evid
   return { envelope, entry: { requestId, op: 'join', body: JSON.stringify(envelope), createdAt: p.now, pendingKeyRef: serializeKeyRef(ref) } };
 }
 
-export async function buildRenewRequest(p: { current: Signer; chainPem: string[]; ttlS?: number; now: number }): Promise<BuiltRequest> {
-  const { signer, ref } = createSigner('software');
+export interface NewKey {
+  signer: Signer;
+  ref: KeyRef;
+}
+
+export async function buildRenewRequest(p: {
+  current: Signer;
+  chainPem: string[];
+  ttlS?: number;
+  now: number;
+  /** Where the new key is made (default: software). */
+  newKey?: () => Promise<NewKey>;
+  /** Proof that the new key is hardware-resident (TPM2_Certify by the AK), bound to the request id. */
+  attest?: (key: Signer, requestId: string) => Promise<Record<string, unknown> | undefined>;
+}): Promise<BuiltRequest> {
+  const { signer, ref } = p.newKey ? await p.newKey() : createSigner('software');
   const requestId = newRequestId();
+  const keyAttestation = p.attest ? await p.attest(signer, requestId) : undefined;
   const payload: RenewRequest = {
     v: PROTOCOL_VERSION,
     op: 'renew',
@@ -48,6 +63,7 @@ export async function buildRenewRequest(p: { current: Signer; chainPem: string[]
     csr: toPem('CERTIFICATE REQUEST', await buildCsr(signer)),
     key_storage: signer.storage,
     ...(p.ttlS !== undefined ? { ttl_s: p.ttlS } : {}),
+    ...(keyAttestation ? { key_attestation: keyAttestation } : {}),
   };
   const x5c = p.chainPem.map((c) => fromPem(c, 'CERTIFICATE'));
   const envelope = await signJws(p.current, TYP_REQUEST, payload, x5c);

@@ -115,6 +115,14 @@ export class IssuerLink {
     });
   }
 
+  /**
+   * Send an envelope and return the raw answer body; the caller verifies it (join challenge
+   * rounds, whose answers are either a challenge or an identity: join/exchange.ts).
+   */
+  async postRaw(op: RequestOp, envelope: Jws, hooks?: PostHooks): Promise<unknown> {
+    return this.each(async (t) => t.post(op, envelope, hooks));
+  }
+
   /** Try each transport in order; `countSuccess`: a success is an answered request (not a cached root). */
   private async each<T>(fn: (t: IssuerTransport) => Promise<T>, countSuccess = true): Promise<T> {
     const failures: string[] = [];

@@ -16,6 +16,8 @@ import type { IdentityMaterial, OutputDestination } from './types.js';
 
 export const SVID_CERT_FILE = 'svid.pem';
 export const SVID_KEY_FILE = 'svid.key';
+/** A TPM-resident key: TSS2 PRIVATE KEY for OpenSSL's tpm2 provider (the key never leaves the TPM). */
+export const SVID_TSS2_KEY_FILE = 'svid.tss2.pem';
 export const BUNDLE_FILE = 'bundle.pem';
 
 const DIR_MODE = 0o755;
@@ -37,7 +39,7 @@ export function writeIdentityOutput(dir: string, material: IdentityMaterial, opt
   }
   ensureDir(dir, DIR_MODE);
   const files: AtomicFile[] = [{ name: BUNDLE_FILE, data: withNewline(material.bundlePem), mode: PUBLIC_MODE }];
-  if (material.keyPem !== undefined) files.push({ name: SVID_KEY_FILE, data: withNewline(material.keyPem), mode: KEY_MODE });
+  if (material.keyPem !== undefined) files.push({ name: material.keyFile ?? SVID_KEY_FILE, data: withNewline(material.keyPem), mode: KEY_MODE });
   files.push({ name: SVID_CERT_FILE, data: withNewline(material.certPem), mode: PUBLIC_MODE });
   writeFilesAtomic(dir, files, opts);
 }

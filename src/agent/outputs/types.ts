@@ -10,6 +10,8 @@ export interface IdentityMaterial {
   certPem: string;
   /** PKCS#8 private key; absent when the key is non-exportable (TPM, PKCS#11). */
   keyPem?: string;
+  /** File name for keyPem (default svid.key; svid.tss2.pem for TPM keys). */
+  keyFile?: string;
   /** Trust bundle: CA roots, concatenated. */
   bundlePem: string;
 }

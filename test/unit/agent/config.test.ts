@@ -55,6 +55,7 @@ describe('agent config', () => {
       join: { method: 'token', token: TOKEN },
       keyStorage: 'software',
       outputs: [],
+      credentialOutputs: [],
       metrics: {},
       logLevel: undefined,
       source: join(dir, 'etc', 'agent.yaml'),
