@@ -151,6 +151,10 @@ export function parseAgentConfig(text: string, source: string): AgentConfig {
   } catch (e) {
     throw new SigilError('config_invalid', `${source}: YAML error: ${(e as Error).message.split('\n')[0]}`);
   }
+  const method = (raw as { join?: { method?: unknown } } | null)?.join?.method;
+  if (method !== undefined && method !== 'token' && !(EVIDENCE_METHODS as readonly unknown[]).includes(method)) {
+    throw new SigilError('config_invalid', `${source}: join.method must be one of token, ${EVIDENCE_METHODS.join(', ')} (got ${JSON.stringify(method)})`);
+  }
   const c = parseWith(configSchema, raw, 'config_invalid', source);
   const base = dirname(resolve(source));
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));

@@ -112,6 +112,7 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
     .requiredOption('--data-dir <dir>', 'issuer data directory')
     .option('--listen <host:port>', 'address to listen on (port 0 picks a free port)', '127.0.0.1:8443')
     .option('--tls-san <name...>', 'extra DNS names / IPs for the issuer TLS certificate')
+    .option('--firmware-profiles <dir>', 'firmware profiles for tpm join rules (default: $SIGIL_FIRMWARE_PROFILES_DIR, else firmware-profiles/ of the install)')
     .option('--public-url <url>', 'issuer URL relying parties use: JWT-SVID iss and OIDC discovery (default: the listen URL; docs/vault.md)')
     .option('--log-level <level>', 'trace|debug|info|warn|error', undefined)
     .option('--mqtt-url <url>', 'also serve agents through an MQTT v5 broker: mqtt://HOST:PORT or mqtts://HOST:PORT (docs/mqtt.md)')
@@ -120,8 +121,9 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
     .option('--mqtt-key-file <file>', 'key of --mqtt-cert-file')
     .option('--mqtt-username <name>', 'broker username (brokers with password logins)')
     .option('--mqtt-password-file <file>', 'file holding the broker password')
-    .action((o: { dataDir: string; listen: string; tlsSan?: string[]; logLevel?: string; publicUrl?: string } & MqttOptions) =>
+    .action((o: { dataDir: string; listen: string; tlsSan?: string[]; logLevel?: string; publicUrl?: string; firmwareProfiles?: string } & MqttOptions) =>
       run(async () => {
+        if (o.firmwareProfiles) (await import('../join/tpm/firmware.js')).setFirmwareProfilesDir(o.firmwareProfiles);
         const { host, port } = parseListen(o.listen);
         const publicUrl = o.publicUrl === undefined ? undefined : parsePublicUrl(o.publicUrl);
         const [{ createLogger }, { loadCaMaterial, openIssuerStores }, { createIssuerContext }, { buildHttpsServer }] = await Promise.all([

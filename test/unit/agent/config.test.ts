@@ -157,7 +157,7 @@ describe('agent config', () => {
     ['bad ttl', null, /forever/],
     ['renew_fraction too high', null, /renew_fraction/],
     ['unknown join method', null, /method/],
-    ['hardware key storage', null, /key_storage/],
+    ['tpm key storage without the tpm join', null, /key_storage/],
     ['negative uid', null, /uid/],
     ['bad log level', null, /log_level/],
   ])('%s → config_invalid', (name, text, re) => {
@@ -165,8 +165,8 @@ describe('agent config', () => {
       'bad issuer URL': { issuer: 'issuer: not a url' },
       'bad ttl': { ttl: 'ttl: forever' },
       'renew_fraction too high': { rf: 'renew_fraction: 0.99' },
-      'unknown join method': { join: 'join:\n  method: tpm' },
-      'hardware key storage': { ks: 'key_storage: tpm' },
+      'unknown join method': { join: 'join:\n  method: teleport' },
+      'tpm key storage without the tpm join': { ks: 'key_storage: tpm' },
       'negative uid': { outputs: 'outputs:\n  - type: identity\n    path: x\n    uid: -1' },
       'bad log level': { log: 'log_level: loud' },
     };
