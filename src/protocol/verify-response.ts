@@ -9,7 +9,7 @@
  */
 import { createHash, X509Certificate } from 'node:crypto';
 import { SigilError } from '../errors.js';
-import { spiffeIdOf, spkiPin, verifyChain } from '../pki/chain.js';
+import { expectedIssuerId, spiffeIdOf, spkiPin, verifyChain } from '../pki/chain.js';
 import { fromPem, toPem } from '../pki/pem.js';
 import { b64u, parseJws, verifyJws, x5cDers, type Jws } from './jws.js';
 import { credentialResponseSchema } from './credential-messages.js';
@@ -41,7 +41,9 @@ function verifySigned(body: unknown, rootPem: string, now: Date): unknown {
     const clock = /not valid before/.test(msg) ? ` (is this machine's clock right? it reads ${now.toISOString()})` : '';
     throw new SigilError('response_invalid', `response signer does not chain to the pinned issuer CA: ${msg}${clock}`);
   }
-  if (!spiffeIdOf(leaf)?.endsWith('/sigil/issuer')) throw new SigilError('response_invalid', 'response is not signed by an issuer identity');
+  // Exact match on spiffe://<td>/sigil/issuer, <td> from the pinned root: a bot identity can never pass.
+  const want = expectedIssuerId(rootPem);
+  if (spiffeIdOf(leaf) !== want) throw new SigilError('response_invalid', `response is not signed by the issuer identity ${want}`);
   return verifyJws(jws, header, leaf.publicKey, 'response_invalid').payload;
 }
 

@@ -5,7 +5,7 @@
  * schedule; a configuration without an HTTPS transport is refused.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import { join } from 'node:path';
 import { createRemoteJWKSet, customFetch, jwtVerify } from 'jose';
@@ -83,7 +83,9 @@ describe('agent run with credential outputs', () => {
     let log = '';
     proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
     try {
-      await expect.poll(() => { try { return readFileSync(join(dir, 'jwt', 'token'), 'utf8'); } catch { return ''; } }, { timeout: 20_000 }).not.toBe('');
+      // Outputs are written one after the other: wait for the last one.
+      const written = (): boolean => ['jwt/token', 'ssh/id-cert.pub', 'db/tls.crt'].every((f) => existsSync(join(dir, f)));
+      await expect.poll(written, { timeout: 20_000 }).toBe(true);
       const first = readFileSync(join(dir, 'jwt', 'token'), 'utf8');
       const sshCert = readFileSync(join(dir, 'ssh', 'id-cert.pub'), 'utf8');
       // Renewed at ~half of 30 s (±10%), well before the 1 h identity and the 1 h SSH certificate.

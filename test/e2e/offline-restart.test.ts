@@ -69,7 +69,8 @@ describe('agent restart while the issuer is down', () => {
         'renewal after the issuer returned',
         async () => {
           const s = await sigilJson(['agent', 'status', '--config', a.config]);
-          return s.generation >= 2 ? s : undefined;
+          // Identity and status are two writes; wait for both (the counter resets right after).
+          return s.generation >= 2 && s.consecutive_failures === 0 ? s : undefined;
         },
         30_000,
       );

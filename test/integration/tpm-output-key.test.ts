@@ -10,7 +10,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { identityKeyPem } from '../../src/agent/outputs/identity-key.js';
-import { writeIdentityOutput } from '../../src/agent/outputs/identity.js';
+import { SVID_TSS2_KEY_FILE, writeIdentityOutput } from '../../src/agent/outputs/identity.js';
 import { TpmSigner } from '../../src/keystore/tpm.js';
 import { readTss2Pem } from '../../src/keystore/tss2-pem.js';
 import { toPem } from '../../src/pki/pem.js';
@@ -103,14 +103,14 @@ describe('database output with key: tpm', () => {
     }
   });
 
-  it('a TPM-resident identity key is written by the identity output as a TSS2 svid.key OpenSSL can use', async () => {
+  it('a TPM-resident identity key is written by the identity output as svid.tss2.pem, which OpenSSL can use', async () => {
     const signer = await TpmSigner.create(tpm.tcti);
     const keyPem = identityKeyPem(signer.ref)!;
     expect(keyPem).toBe(signer.toTss2Pem());
     const dir = join(agent.dir, 'svid');
-    writeIdentityOutput(dir, { certPem: agent.state.getIdentity()!.chainPem.join(''), keyPem, bundlePem: h.rootPem });
-    expect(statSync(join(dir, 'svid.key')).mode & 0o777).toBe(0o600);
-    const pub = await run('openssl', ['pkey', '-provider', 'tpm2', '-provider', 'default', '-in', join(dir, 'svid.key'), '-pubout', '-outform', 'DER'], { ...process.env, TPM2OPENSSL_TCTI: tpm.tcti });
+    writeIdentityOutput(dir, { certPem: agent.state.getIdentity()!.chainPem.join(''), keyPem, keyFile: SVID_TSS2_KEY_FILE, bundlePem: h.rootPem });
+    expect(statSync(join(dir, 'svid.tss2.pem')).mode & 0o777).toBe(0o600);
+    const pub = await run('openssl', ['pkey', '-provider', 'tpm2', '-provider', 'default', '-in', join(dir, 'svid.tss2.pem'), '-pubout', '-outform', 'DER'], { ...process.env, TPM2OPENSSL_TCTI: tpm.tcti });
     expect(pub.code, pub.out).toBe(0);
     expect(identityKeyPem({ storage: 'pkcs11', module: '/x.so', tokenLabel: 't', keyLabel: 'k' })).toBeUndefined();
   });

@@ -1,8 +1,8 @@
 /**
- * What the `identity` output writes as `svid.key` for each kind of identity key:
+ * The key file the `identity` output writes for each kind of identity key:
  *
- *   software   the PKCS#8 key
- *   tpm        a `TSS2 PRIVATE KEY` file (keystore/tss2-pem.ts): the TPM's blobs of the same key,
+ *   software   svid.key, the PKCS#8 key
+ *   tpm        svid.tss2.pem, a `TSS2 PRIVATE KEY` (keystore/tss2-pem.ts): the TPM's blobs of the key,
  *              which workloads use through OpenSSL's tpm2 provider; the private key stays in the TPM
  *   pkcs11     nothing (the token's key has no file form; workloads use the PKCS#11 URI)
  */
