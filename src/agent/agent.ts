@@ -197,7 +197,7 @@ export class Agent {
 
   private async newRequest(current: Identity | undefined, now: number): Promise<BuiltRequest> {
     const ttl = this.cfg.ttlS !== undefined ? { ttlS: this.cfg.ttlS } : {};
-    if (current && current.notAfter > now) {
+    if (current && current.notAfter > now && this.join.method.rejoinOnRenew !== true) {
       return buildRenewRequest({
         current: loadSigner(parseKeyRef(current.keyRef)),
         chainPem: current.chainPem,

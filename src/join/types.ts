@@ -79,6 +79,11 @@ export interface JoinMethodAgent {
   readonly name: string;
   /** Whether the method can re-attest without a person after expiry (tpm, x509: yes; token: no). */
   readonly canReattest: boolean;
+  /**
+   * Join again instead of renewing (oidc: the CI job or pod is ephemeral and its platform token
+   * is the evidence, as Teleport does for these methods).
+   */
+  readonly rejoinOnRenew?: boolean;
   /** Evidence for the join request, bound to the request id and the new key. */
   evidence(ctx: EvidenceContext): Promise<Record<string, unknown>>;
   /**
