@@ -125,11 +125,17 @@ for attempt in $(seq 1 20); do
     [ -n "$PORT" ] && { echo "swtpm: port $p or $((p + 1)) is in use" >&2; exit 1; }
     continue
   fi
+  : >"$DIR/swtpm.log"
   if start_on "$p"; then started="$p"; break; fi
-  if ! grep -qi "in use" "$DIR/swtpm.start.err"; then cat "$DIR/swtpm.start.err" >&2; exit 1; fi
-  [ -n "$PORT" ] && { cat "$DIR/swtpm.start.err" >&2; exit 1; }
+  # A port taken between the check and the bind is reported in swtpm's log, not on stderr:
+  # with a random port, any start failure is retried on another pair; a fixed one fails now.
+  [ -n "$PORT" ] && { echo "swtpm: could not start on port $p:" >&2; cat "$DIR/swtpm.start.err" "$DIR/swtpm.log" >&2 2>/dev/null; exit 1; }
 done
-[ -n "$started" ] || { echo "swtpm: no free port pair found" >&2; exit 1; }
+if [ -z "$started" ]; then
+  echo "swtpm: could not start after 20 attempts; last errors:" >&2
+  cat "$DIR/swtpm.start.err" "$DIR/swtpm.log" >&2 2>/dev/null || true
+  exit 1
+fi
 
 for _ in $(seq 1 200); do port_busy "$started" && break; sleep 0.05; done
 port_busy "$started" || { echo "swtpm: not accepting on 127.0.0.1:$started; see $DIR/swtpm.log" >&2; exit 1; }
