@@ -173,19 +173,7 @@ export class CertificateIssuer {
     checkValidity(req.notBefore, req.notAfter);
     if (req.subject.length === 0) throw new TypeError('a client certificate needs a non-empty subject');
     const key = inspectSpki(req.spkiDer);
-    return signTbs(
-      encodeTbs({
-        serial: integer(req.serial),
-        algorithmId: this.signingKey.algorithmId,
-        issuer: this.issuerName,
-        notBefore: time(req.notBefore),
-        notAfter: time(req.notAfter),
-        subject: encodeName(req.subject),
-        spki: req.spkiDer,
-        extensions: [BC_LEAF, key.rsa ? KU_LEAF_RSA : KU_LEAF_EC, EKU_CLIENT, subjectKeyIdentifier(keyIdentifier(key.bits)), this.akiExt],
-      }),
-      this.signingKey,
-    );
+    return this.signNamed(req, [BC_LEAF, key.rsa ? KU_LEAF_RSA : KU_LEAF_EC, EKU_CLIENT, subjectKeyIdentifier(keyIdentifier(key.bits)), this.akiExt]);
   }
 
   /** Issue a subordinate CA certificate (X509-SVID §3.2 signing certificate). */
@@ -201,6 +189,10 @@ export class CertificateIssuer {
     const key = inspectSpki(req.spkiDer);
     const extensions = [basicConstraints(true, pathLen), KU_CA, subjectKeyIdentifier(keyIdentifier(key.bits)), this.akiExt];
     if (req.trustDomain !== undefined) extensions.push(subjectAltName({ uris: [trustDomainId(req.trustDomain)] }, false));
+    return this.signNamed(req, extensions);
+  }
+  /** TBS with a named subject (client and CA certificates; issueSvid keeps its own fast path). */
+  private signNamed(req: { serial: Buffer; notBefore: Date; notAfter: Date; subject: NameSpec; spkiDer: Buffer }, extensions: Buffer[]): Buffer {
     return signTbs(
       encodeTbs({
         serial: integer(req.serial),
@@ -215,6 +207,7 @@ export class CertificateIssuer {
       this.signingKey,
     );
   }
+
 }
 
 /**

@@ -13,7 +13,7 @@ import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyResources, createToken, SIGIL, sigil, sigilJson, startIssuer, tempDir, writeAgentConfig, type RunningIssuer } from '../helpers/cli.js';
-import { issuerDb, spawnIssuer, startMosquitto, writeTransportAgent, type Broker, type IssuerProcess } from '../helpers/mosquitto.js';
+import { issuerDb, writeTransportAgent, type Broker, type IssuerProcess, startMqttIssuerRig } from '../helpers/mosquitto.js';
 
 type Point = 'before_persist' | 'after_persist' | 'after_send' | 'after_response' | 'during_output';
 const POINTS: Point[] = ['before_persist', 'after_persist', 'after_send', 'after_response', 'during_output'];
@@ -144,10 +144,7 @@ describe('crash safety over MQTT: the answer waits in the broker session', () =>
   let pin: string;
 
   beforeAll(async () => {
-    broker = await startMosquitto(join(tmp.path, 'broker'));
-    pin = (await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])).ca_pin;
-    await applyResources(admin, tmp.path);
-    issuer = await spawnIssuer(dataDir, ['--mqtt-url', broker.url]);
+    ({ broker, pin, issuer } = await startMqttIssuerRig(tmp.path, dataDir));
   });
   afterAll(async () => {
     await issuer?.stop();

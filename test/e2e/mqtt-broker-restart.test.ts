@@ -11,8 +11,8 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyResources, createToken, SIGIL, sigil, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
-import { issuerDb, spawnIssuer, startMosquitto, waitFor, writeTransportAgent, type Broker, type IssuerProcess } from '../helpers/mosquitto.js';
+import { createToken, SIGIL, sigil, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
+import { issuerDb, waitFor, writeTransportAgent, type Broker, type IssuerProcess, startMqttIssuerRig } from '../helpers/mosquitto.js';
 
 interface CertRow {
   request_id: string;
@@ -29,10 +29,7 @@ describe('broker restart in the middle of a renewal', () => {
   let pin: string;
 
   beforeAll(async () => {
-    broker = await startMosquitto(join(tmp.path, 'broker'));
-    pin = (await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])).ca_pin;
-    await applyResources(admin, tmp.path);
-    issuer = await spawnIssuer(dataDir, ['--mqtt-url', broker.url]);
+    ({ broker, pin, issuer } = await startMqttIssuerRig(tmp.path, dataDir));
   });
   afterAll(async () => {
     if (issuer?.proc.pid) process.kill(issuer.proc.pid, 'SIGCONT');

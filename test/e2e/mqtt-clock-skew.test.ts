@@ -6,8 +6,8 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyResources, createToken, sigil, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
-import { spawnIssuer, startMosquitto, writeTransportAgent, type Broker, type IssuerProcess } from '../helpers/mosquitto.js';
+import { createToken, sigil, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
+import { writeTransportAgent, type Broker, type IssuerProcess, startMqttIssuerRig } from '../helpers/mosquitto.js';
 
 const MIN = 60_000;
 
@@ -20,10 +20,7 @@ describe('clock skew between agent and issuer', () => {
   let pin: string;
 
   beforeAll(async () => {
-    broker = await startMosquitto(join(tmp.path, 'broker'));
-    pin = (await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])).ca_pin;
-    await applyResources(admin, tmp.path);
-    issuer = await spawnIssuer(dataDir, ['--mqtt-url', broker.url]);
+    ({ broker, pin, issuer } = await startMqttIssuerRig(tmp.path, dataDir));
   });
   afterAll(async () => {
     await issuer?.stop();

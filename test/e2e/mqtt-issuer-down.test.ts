@@ -9,8 +9,8 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyResources, createToken, SIGIL, sigil, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
-import { spawnIssuer, startMosquitto, waitFor, writeTransportAgent, type Broker, type IssuerProcess } from '../helpers/mosquitto.js';
+import { createToken, SIGIL, sigil, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
+import { spawnIssuer, waitFor, writeTransportAgent, type Broker, type IssuerProcess, startMqttIssuerRig } from '../helpers/mosquitto.js';
 
 describe('issuer down longer than the certificate lifetime, broker up', () => {
   const tmp = tempDir('sigil-mqtt-down-');
@@ -21,10 +21,7 @@ describe('issuer down longer than the certificate lifetime, broker up', () => {
   let pin: string;
 
   beforeAll(async () => {
-    broker = await startMosquitto(join(tmp.path, 'broker'));
-    pin = (await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])).ca_pin;
-    await applyResources(admin, tmp.path);
-    issuer = await spawnIssuer(dataDir, ['--mqtt-url', broker.url]);
+    ({ broker, pin, issuer } = await startMqttIssuerRig(tmp.path, dataDir));
   });
   afterAll(async () => {
     await issuer?.stop();

@@ -6,8 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyResources, createToken, sigil, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
-import { freePort, issuerMetrics, spawnIssuer, startMosquitto, writeTransportAgent, type Broker, type IssuerProcess } from '../helpers/mosquitto.js';
+import { createToken, sigil, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
+import { freePort, issuerMetrics, writeTransportAgent, type Broker, type IssuerProcess, startMqttIssuerRig } from '../helpers/mosquitto.js';
 
 describe('renewal over plain MQTT through mosquitto', () => {
   const tmp = tempDir('sigil-mqtt-plain-');
@@ -19,10 +19,7 @@ describe('renewal over plain MQTT through mosquitto', () => {
   const admin = { dataDir } as RunningIssuer;
 
   beforeAll(async () => {
-    broker = await startMosquitto(join(tmp.path, 'broker'));
-    pin = (await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])).ca_pin;
-    issuer = await spawnIssuer(dataDir, ['--mqtt-url', broker.url]);
-    await applyResources(admin, tmp.path);
+    ({ broker, pin, issuer } = await startMqttIssuerRig(tmp.path, dataDir));
   });
   afterAll(async () => {
     await issuer?.stop();

@@ -14,8 +14,8 @@ import { SigilError } from '../../src/errors.js';
 import { TokenJoinAgent } from '../../src/join/token/agent.js';
 import { b64u, type Jws } from '../../src/protocol/jws.js';
 import { pinnedRootFromBundle, requestPayloadHash, verifyResponseOrError } from '../../src/protocol/verify-response.js';
-import { applyResources, createToken, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
-import { issuerMetrics, spawnIssuer, startMosquitto, type Broker, type IssuerProcess } from '../helpers/mosquitto.js';
+import { createToken, tempDir, type RunningIssuer } from '../helpers/cli.js';
+import { issuerMetrics, type Broker, type IssuerProcess, startMqttIssuerRig } from '../helpers/mosquitto.js';
 
 describe('MQTT responder: coded, signed refusals; drops; never a crash', () => {
   const tmp = tempDir('sigil-mqtt-resp-');
@@ -30,11 +30,8 @@ describe('MQTT responder: coded, signed refusals; drops; never a crash', () => {
   const topic = 'sigil/v1/resp/bootstrap/hostile';
 
   beforeAll(async () => {
-    broker = await startMosquitto(join(tmp.path, 'broker'));
-    pin = (await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])).ca_pin;
-    await applyResources(admin, tmp.path);
+    ({ broker, pin, issuer } = await startMqttIssuerRig(tmp.path, dataDir));
     root = readFileSync(join(dataDir, 'ca', 'root.pem'), 'utf8');
-    issuer = await spawnIssuer(dataDir, ['--mqtt-url', broker.url]);
     client = await connectAsync(broker.url, { protocolVersion: 5, reconnectPeriod: 0 });
     await client.subscribeAsync([topic, 'elsewhere/#'], { qos: 1 });
     client.on('message', (_t, payload, packet) => answers.set(packet.properties?.correlationData?.toString() ?? '?', JSON.parse(payload.toString())));

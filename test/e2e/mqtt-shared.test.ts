@@ -16,8 +16,8 @@ import { silentLogger } from '../../src/util/log.js';
 import { readFileSync } from 'node:fs';
 import { runAdminOp } from '../../src/server/admin/ops.js';
 import { openIssuerStores } from '../../src/server/data-dir.js';
-import { applyResources, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
-import { issuerDb, issuerMetrics, spawnIssuer, startMosquitto, waitFor, type Broker, type IssuerProcess } from '../helpers/mosquitto.js';
+import { tempDir } from '../helpers/cli.js';
+import { issuerDb, issuerMetrics, spawnIssuer, waitFor, type Broker, type IssuerProcess, prepareMqttIssuer } from '../helpers/mosquitto.js';
 
 /** Tokens straight from the store (the CLI round trip costs ~0.3 s per token). */
 function createTokens(dataDir: string, n: number): string[] {
@@ -34,16 +34,13 @@ const joinsServed = (metrics: string): number => Number(/sigil_requests_total\{t
 describe('two issuers sharing one broker', () => {
   const tmp = tempDir('sigil-mqtt-shared-');
   const dataDir = join(tmp.path, 'issuer');
-  const admin = { dataDir } as RunningIssuer;
   let broker: Broker;
   let a: IssuerProcess;
   let b: IssuerProcess;
   let pin: string;
 
   beforeAll(async () => {
-    broker = await startMosquitto(join(tmp.path, 'broker'));
-    pin = (await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])).ca_pin;
-    await applyResources(admin, tmp.path);
+    ({ broker, pin } = await prepareMqttIssuer(tmp.path, dataDir));
     // Two issuer processes on one store (SQLite WAL here; PostgreSQL when on several machines).
     [a, b] = await Promise.all([spawnIssuer(dataDir, ['--mqtt-url', broker.url]), spawnIssuer(dataDir, ['--mqtt-url', broker.url])]);
   });

@@ -16,7 +16,7 @@ import { CertificateIssuer } from '../../src/pki/issue.js';
 import { toPem } from '../../src/pki/pem.js';
 import { randomSerial } from '../../src/pki/serial.js';
 import { loadCaMaterial } from '../../src/server/data-dir.js';
-import { ROOT, SIGIL } from './cli.js';
+import { applyResources, ROOT, SIGIL, sigilJson, type RunningIssuer } from './cli.js';
 
 export const MOSQUITTO = '/usr/sbin/mosquitto';
 const INSTALL = 'mosquitto is not installed; install it with: apt-get install -y mosquitto (scripts/setup.sh does)';
@@ -276,4 +276,21 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
     if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/**
+ * What most MQTT e2e files start from: a broker in `dir/broker`, an initialised issuer data dir
+ * with the standard role and bot applied, and (with `startMqttIssuerRig`) one issuer serving
+ * that broker.
+ */
+export async function prepareMqttIssuer(dir: string, dataDir: string): Promise<{ broker: Broker; pin: string }> {
+  const broker = await startMosquitto(join(dir, 'broker'));
+  const pin = (await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])).ca_pin;
+  await applyResources({ dataDir } as RunningIssuer, dir);
+  return { broker, pin };
+}
+
+export async function startMqttIssuerRig(dir: string, dataDir: string): Promise<{ broker: Broker; pin: string; issuer: IssuerProcess }> {
+  const { broker, pin } = await prepareMqttIssuer(dir, dataDir);
+  return { broker, pin, issuer: await spawnIssuer(dataDir, ['--mqtt-url', broker.url]) };
 }
