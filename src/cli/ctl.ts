@@ -113,9 +113,8 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
       }),
     );
 
-  ctl
-    .command('instances')
-    .description('joined machines')
+  const instances = ctl.command('instances').description('joined machines');
+  instances
     .command('ls')
     .option('--bot <name>', 'only this bot')
     .option('--format <fmt>', 'table or json')
@@ -124,6 +123,19 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
         const rows = (await admin(g(), 'instances.ls', o.bot ? { bot: o.bot } : {})) as Array<Record<string, unknown>>;
         if (parseFormat(o.format) === 'json') printJson(rows);
         else printTable(rows, ['id', 'bot', 'join_method', 'generation', 'serial', 'not_after', 'key_storage', 'locked']);
+      }),
+    );
+
+  instances
+    .command('tpm-clock-reset <instance>')
+    .description('accept a deliberately cleared TPM (TPM2_Clear restarts its clock) under its old instance: forget the recorded TPM clock')
+    .option('--reason <text>', 'recorded in the audit log')
+    .option('--format <fmt>', 'table or json')
+    .action((instance: string, o: { reason?: string; format?: string }) =>
+      run(async () => {
+        const r = (await admin(g(), 'instances.tpm-clock-reset', { instance, ...(o.reason ? { reason: o.reason } : {}) })) as Record<string, unknown>;
+        if (parseFormat(o.format) === 'json') printJson(r);
+        else process.stdout.write(`instance ${instance}: recorded TPM clock (${String(r.forgotten_clock_ms)} ms) forgotten; its next tpm join sets a new baseline\n`);
       }),
     );
 

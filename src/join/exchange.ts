@@ -22,7 +22,7 @@ import type { KeyStorage, Signer } from '../keystore/signer.js';
 import { buildCsr } from '../pki/csr.js';
 import { toPem } from '../pki/pem.js';
 import { signJws, type Jws } from '../protocol/jws.js';
-import { PROTOCOL_VERSION, TYP_REQUEST, type JoinRequest } from '../protocol/messages.js';
+import { PROTOCOL_VERSION, TYP_REQUEST, type JoinChallenge, type JoinRequest } from '../protocol/messages.js';
 import { requestPayloadHash, verifyJoinStep, type JoinStep } from '../protocol/verify-response.js';
 import { newRequestId } from '../util/secret.js';
 import type { EvidenceContext, JoinMethodAgent } from './types.js';
@@ -70,11 +70,27 @@ export async function runJoinExchange(o: JoinExchangeOptions): Promise<JoinExcha
   const requestId = o.requestId ?? newRequestId();
   const spkiDer = o.identity.publicKeySpki();
   const ctx: EvidenceContext = { requestId, spkiDer };
-  const csr = toPem('CERTIFICATE REQUEST', await buildCsr(o.identity));
   const maxChallenges = o.maxChallenges ?? 2;
-  let evidence = await o.method.evidence(ctx);
+  const session = <T>(fn: () => Promise<T>): Promise<T> => (o.method.session ? o.method.session(fn) : fn());
+  let csr = '';
+  let challenge: JoinChallenge | undefined;
   for (let round = 0; ; round++) {
-    const payload: JoinRequest = {
+    const envelope = await session(async () => {
+      if (round === 0) csr = toPem('CERTIFICATE REQUEST', await buildCsr(o.identity));
+      const evidence = challenge === undefined ? await o.method.evidence(ctx) : await o.method.respond!(challenge, ctx);
+      return signJws(o.identity, TYP_REQUEST, request(evidence));
+    });
+    const body = await o.send(envelope, { requestId, round });
+    const step = verifyJoinStep(body, requestId, await o.rootPem(), { requestHash: requestPayloadHash(envelope), now: new Date(now()) });
+    if (step.kind === 'identity') return { requestId, envelope, payload: step.payload, challenges: round };
+    challenge = step.payload.challenge;
+    if (o.method.respond === undefined) throw new SigilError('response_invalid', `the issuer sent a challenge, but the ${o.method.name} join method has no challenge round`);
+    if (challenge.method !== o.method.name) throw new SigilError('response_invalid', `the issuer sent a ${challenge.method} challenge to a ${o.method.name} join`);
+    if (round >= maxChallenges) throw new SigilError('response_invalid', `the issuer asked more than ${maxChallenges} challenges; giving up`);
+  }
+
+  function request(evidence: Record<string, unknown>): JoinRequest {
+    return {
       v: PROTOCOL_VERSION,
       op: 'join',
       request_id: requestId,
@@ -85,14 +101,5 @@ export async function runJoinExchange(o: JoinExchangeOptions): Promise<JoinExcha
       key_storage: o.keyStorage ?? o.identity.storage,
       ...(o.ttlS !== undefined ? { ttl_s: o.ttlS } : {}),
     };
-    const envelope = await signJws(o.identity, TYP_REQUEST, payload);
-    const body = await o.send(envelope, { requestId, round });
-    const step = verifyJoinStep(body, requestId, await o.rootPem(), { requestHash: requestPayloadHash(envelope), now: new Date(now()) });
-    if (step.kind === 'identity') return { requestId, envelope, payload: step.payload, challenges: round };
-    const challenge = step.payload.challenge;
-    if (o.method.respond === undefined) throw new SigilError('response_invalid', `the issuer sent a challenge, but the ${o.method.name} join method has no challenge round`);
-    if (challenge.method !== o.method.name) throw new SigilError('response_invalid', `the issuer sent a ${challenge.method} challenge to a ${o.method.name} join`);
-    if (round >= maxChallenges) throw new SigilError('response_invalid', `the issuer asked more than ${maxChallenges} challenges; giving up`);
-    evidence = await o.method.respond(challenge, ctx);
   }
 }

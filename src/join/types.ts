@@ -91,4 +91,10 @@ export interface JoinMethodAgent {
    * join envelope with the same request id and key (join/exchange.ts runs the rounds).
    */
   respond?(challenge: JoinChallenge, ctx: EvidenceContext): Promise<Record<string, unknown>>;
+  /**
+   * Run one round's device work (evidence or answer, CSR and envelope signatures) as one
+   * burst, e.g. on one TPM connection (keystore/tpm-access.ts withTpmSession). Never spans
+   * the network wait.
+   */
+  session?<T>(fn: () => Promise<T>): Promise<T>;
 }

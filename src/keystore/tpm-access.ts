@@ -18,7 +18,13 @@
  *
  * Operations on one TCTI are serialised inside the process (a TPM runs one command at a time
  * anyway, and swtpm queues a second connection until the first closes).
+ *
+ * {@link withTpmSession} widens "one operation" to a short burst of them — one round of a join
+ * (new key, CSR signature, evidence, envelope signature) — so the burst pays for one connect
+ * and one close instead of four (bench/tpm-join.ts). It never spans a network wait: other
+ * TPM users are locked out for as long as a session is open.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { SigilError } from '../errors.js';
 import { ContextLoad, ContextSave } from '../tpm/commands/context.js';
 import { TPM_HT, TPM_RH, handleType } from '../tpm/constants.js';
@@ -83,11 +89,57 @@ function serialised<T>(tcti: string, fn: () => Promise<T>): Promise<T> {
   return next;
 }
 
+/** An open session's connection; operations inside it run one after another on it. */
+interface OpenSession {
+  tpm: Tpm;
+  tail: Promise<unknown>;
+  closed: boolean;
+}
+const sessions = new AsyncLocalStorage<ReadonlyMap<string, OpenSession>>();
+const insideOperation = new AsyncLocalStorage<OpenSession>();
+
 /**
- * Open the TPM, run `fn`, close it. TPM failures stay `tpm_error` (the TPM refused) or
+ * Hold one connection to `tcti` while `fn` runs: every {@link withTpm} on that TCTI inside
+ * `fn` (including its async continuations) reuses it, in order. Nested sessions on the same
+ * TCTI are the outer one. Something that outlives `fn` and then touches the TPM opens its own
+ * connection as usual.
+ */
+export function withTpmSession<T>(tcti: string, fn: () => Promise<T>): Promise<T> {
+  if (openSession(tcti)) return fn();
+  return serialised(tcti, async () => {
+    const session: OpenSession = { tpm: await Tpm.open(tcti), tail: Promise.resolve(), closed: false };
+    const map = new Map(sessions.getStore() ?? []);
+    map.set(tcti, session);
+    try {
+      return await sessions.run(map, fn);
+    } finally {
+      session.closed = true;
+      await session.tail.catch(() => undefined);
+      await session.tpm.close();
+    }
+  });
+}
+
+function openSession(tcti: string): OpenSession | undefined {
+  const s = sessions.getStore()?.get(tcti);
+  return s && !s.closed ? s : undefined;
+}
+
+/**
+ * Open the TPM, run `fn`, close it (or run `fn` on the connection of an enclosing
+ * {@link withTpmSession}). TPM failures stay `tpm_error` (the TPM refused) or
  * `tpm_unavailable` (no connection, or a warning such as TPM_RC_RETRY: try again later).
  */
 export function withTpm<T>(tcti: string, fn: (tpm: Tpm) => Promise<T>): Promise<T> {
+  const session = openSession(tcti);
+  if (session) {
+    // Already inside an operation on this session (a nested call): queueing would deadlock.
+    if (insideOperation.getStore() === session) return fn(session.tpm);
+    const run = (): Promise<T> => insideOperation.run(session, () => fn(session.tpm));
+    const next = session.tail.then(run, run);
+    session.tail = next.catch(() => undefined);
+    return next;
+  }
   return serialised(tcti, async () => {
     const tpm = await Tpm.open(tcti);
     try {

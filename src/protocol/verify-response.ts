@@ -26,15 +26,38 @@ export function requestPayloadHash(envelope: Jws): string {
   return createHash('sha256').update(b64u.decode(envelope.payload)).digest('hex');
 }
 
-/** Check the envelope's signer and signature; returns the (unvalidated) payload. */
-function verifySigned(body: unknown, rootPem: string, now: Date): unknown {
-  const { jws, header } = parseJws(body, 'response_invalid');
-  if (header.typ !== TYP_RESPONSE) throw new SigilError('response_invalid', `response typ is ${header.typ}, expected ${TYP_RESPONSE}`);
-  const ders = x5cDers(header);
-  if (ders.length === 0) throw new SigilError('response_invalid', 'response carries no signer chain');
-  let leaf;
+/**
+ * Signer chains already verified, by (pinned root, x5c): the issuer signs every response with
+ * the same leaf, so after the first response an agent only re-checks the signature — the
+ * OpenSSL path validation (~1.5 ms) ran three times per TPM join before (bench/tpm-join.ts).
+ * An entry is used only while `now` lies inside every certificate's validity window of that
+ * path; outside it the chain is validated again, which yields the precise refusal. Keyed by
+ * the exact bytes, so a different root or chain never hits; bounded, oldest entry evicted.
+ */
+interface VerifiedSigner {
+  leaf: X509Certificate;
+  notBefore: number;
+  notAfter: number;
+}
+const verifiedSigners = new Map<string, VerifiedSigner>();
+const MAX_VERIFIED_SIGNERS = 16;
+const issuerIds = new Map<string, string>();
+
+function signerKey(rootPem: string, ders: Buffer[]): string {
+  const h = createHash('sha256').update(rootPem);
+  for (const d of ders) h.update(String(d.length)).update(':').update(d);
+  return h.digest('hex');
+}
+
+/** The verified signer certificate of `ders` under `rootPem` at `now` (cached; see above). */
+function verifiedSigner(rootPem: string, ders: Buffer[], now: Date): X509Certificate {
+  const key = signerKey(rootPem, ders);
+  const t = now.getTime();
+  const hit = verifiedSigners.get(key);
+  if (hit && t >= hit.notBefore && t <= hit.notAfter) return hit.leaf;
+  let path;
   try {
-    leaf = verifyChain({ leaf: ders[0]!, intermediates: ders.slice(1), roots: [fromPem(rootPem, 'CERTIFICATE')], at: now }).leaf;
+    path = verifyChain({ leaf: ders[0]!, intermediates: ders.slice(1), roots: [fromPem(rootPem, 'CERTIFICATE')], at: now }).path;
   } catch (e) {
     const msg = (e as Error).message;
     // A signer "not valid before" a time the issuer already reached means this clock is behind.
@@ -42,9 +65,27 @@ function verifySigned(body: unknown, rootPem: string, now: Date): unknown {
     throw new SigilError('response_invalid', `response signer does not chain to the pinned issuer CA: ${msg}${clock}`);
   }
   // Exact match on spiffe://<td>/sigil/issuer, <td> from the pinned root: a bot identity can never pass.
-  const want = expectedIssuerId(rootPem);
+  let want = issuerIds.get(rootPem);
+  if (want === undefined) issuerIds.set(rootPem, (want = expectedIssuerId(rootPem)));
+  const leaf = path[0]!;
   if (spiffeIdOf(leaf) !== want) throw new SigilError('response_invalid', `response is not signed by the issuer identity ${want}`);
-  return verifyJws(jws, header, leaf.publicKey, 'response_invalid').payload;
+  const entry = {
+    leaf,
+    notBefore: Math.max(...path.map((c) => Date.parse(c.validFrom))),
+    notAfter: Math.min(...path.map((c) => Date.parse(c.validTo))),
+  };
+  if (verifiedSigners.size >= MAX_VERIFIED_SIGNERS) verifiedSigners.delete(verifiedSigners.keys().next().value!);
+  verifiedSigners.set(key, entry);
+  return leaf;
+}
+
+/** Check the envelope's signer and signature; returns the (unvalidated) payload. */
+function verifySigned(body: unknown, rootPem: string, now: Date): unknown {
+  const { jws, header } = parseJws(body, 'response_invalid');
+  if (header.typ !== TYP_RESPONSE) throw new SigilError('response_invalid', `response typ is ${header.typ}, expected ${TYP_RESPONSE}`);
+  const ders = x5cDers(header);
+  if (ders.length === 0) throw new SigilError('response_invalid', 'response carries no signer chain');
+  return verifyJws(jws, header, verifiedSigner(rootPem, ders, now).publicKey, 'response_invalid').payload;
 }
 
 function checkSuccess<O extends Op>(payload: unknown, op: O, requestId: string | null): Success<O> {
@@ -64,7 +105,11 @@ export function verifyResponse<O extends Op>(body: unknown, op: O, requestId: st
  * (a replayed bundle refusal can only delay an agent, which a broker can do anyway).
  */
 export function verifyResponseOrError<O extends Op>(body: unknown, op: O, requestId: string | null, requestHash: string | null, rootPem: string, now: Date = new Date()): Success<O> {
-  const payload = verifySigned(body, rootPem, now);
+  return successOrRefusal(verifySigned(body, rootPem, now), op, requestId, requestHash);
+}
+
+/** The verified payload as the success it must be, or its signed refusal thrown (see above). */
+function successOrRefusal<O extends Op>(payload: unknown, op: O, requestId: string | null, requestHash: string | null): Success<O> {
   if (!payload || typeof payload !== 'object' || !('error' in payload)) return checkSuccess(payload, op, requestId);
   const p = parseWith(errorResponseSchema, payload, 'response_invalid', `${op} error response`);
   if (p.op !== op) throw new SigilError('response_invalid', `refusal answers a ${p.op} request, expected ${op}`);
@@ -132,5 +177,5 @@ export function verifyJoinStep(body: unknown, requestId: string, rootPem: string
   if (payload && typeof payload === 'object' && 'challenge' in payload && !('result' in payload) && !('error' in payload)) {
     return { kind: 'challenge', payload: checkSuccess(payload, 'join_challenge', requestId) };
   }
-  return { kind: 'identity', payload: verifyResponseOrError(body, 'join', requestId, opts.requestHash ?? null, rootPem, now) };
+  return { kind: 'identity', payload: successOrRefusal(payload, 'join', requestId, opts.requestHash ?? null) };
 }

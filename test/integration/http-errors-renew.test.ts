@@ -85,9 +85,6 @@ describe('POST /v1/renew refusals', () => {
     await refused(await sign(id.signer, await renewPayload(), [ders(id.chainPem)[0]!, Buffer.from('garbage')]), 400, 'bad_certificate');
   });
 
-  // BUG: src/pki/chain.ts load() appends node's OpenSSL error text to the message
-  // ("intermediate 0 cannot be parsed: error:0480006C:PEM routines::no start line"), which
-  // leaks library internals to the client and is misleading (the input was DER, not PEM).
   it('a garbage intermediate is refused without leaking OpenSSL error text', async () => {
     const res = await h.post('renew', await sign(id.signer, await renewPayload(), [ders(id.chainPem)[0]!, Buffer.from('garbage')]));
     expectRefusal(res, 400, 'bad_certificate');

@@ -4,6 +4,9 @@
  * changes nothing (no instance, no certificate, the token is still usable) and is audited.
  * Renewal refusals live in http-errors-renew.test.ts.
  */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SoftwareSigner } from '../../src/keystore/software.js';
 import { buildCsr } from '../../src/pki/csr.js';
@@ -11,6 +14,7 @@ import { toPem } from '../../src/pki/pem.js';
 import { TYP_REQUEST, TYP_RESPONSE } from '../../src/protocol/messages.js';
 import { verifyResponse } from '../../src/protocol/verify-response.js';
 import { runAdminOp } from '../../src/server/admin/ops.js';
+import { initDataDir, paths } from '../../src/server/data-dir.js';
 import { expectRefusal, expectRefused, hmacJws, joinPayload, rawJws, sign, startIssuer, tokenEvidence, type Harness } from './harness.js';
 
 let h: Harness;
@@ -53,8 +57,6 @@ describe.each(['join', 'renew'])('POST /v1/%s body handling', (op) => {
     expectRefusal(await post('{}', { 'content-type': 'application/x-www-form-urlencoded' }), 415, 'unsupported_media_type');
   });
 
-  // BUG: fastify's built-in text/plain parser is still registered (src/transport/https/server.ts),
-  // so a text/plain body reaches the handler as a string and is refused as 400 bad_request.
   it('content-type text/plain → 415 unsupported_media_type', async () => {
     expectRefusal(await post('{"protected":"","payload":"","signature":""}', { 'content-type': 'text/plain' }), 415, 'unsupported_media_type');
   });
@@ -224,15 +226,25 @@ describe('other endpoints', () => {
     expect(p.result.intermediates).toHaveLength(1);
   });
 
+  it('a verified issuer signer is reused, but never past its validity or under another root', async () => {
+    const res = await h.request('GET', '/v1/bundle');
+    verifyResponse(res.json, 'bundle', null, h.rootPem); // verified (and cached) now
+    const afterExpiry = new Date(h.ctx.server.notAfter + 60_000);
+    expect(() => verifyResponse(res.json, 'bundle', null, h.rootPem, afterExpiry)).toThrow(/expired/);
+    const beforeIssue = new Date(Date.now() - 3 * 86_400_000);
+    expect(() => verifyResponse(res.json, 'bundle', null, h.rootPem, beforeIssue)).toThrow(/clock right/);
+    const otherRoot = anotherRoot();
+    expect(() => verifyResponse(res.json, 'bundle', null, otherRoot)).toThrow(/does not chain to the pinned issuer CA/);
+    // and still accepted now
+    expect(verifyResponse(res.json, 'bundle', null, h.rootPem).result.trust_domain).toBe('example.org');
+  });
+
   it('unknown routes → 404 not_found; a known route with the wrong method → 405 method_not_allowed', async () => {
     expectRefusal(await h.request('GET', '/nope'), 404, 'not_found');
     expectRefusal(await h.request('GET', '/v1/join'), 405, 'method_not_allowed');
     expectRefusal(await h.request('POST', '/v1/bundle', { body: '{}', headers: JSON_CT }), 405, 'method_not_allowed');
   });
 
-  // BUG: URL-level errors bypass setErrorHandler and get fastify's own body
-  // ({error, code: 'FST_ERR_BAD_URL', message, statusCode}); src/transport/https/server.ts
-  // needs a `frameworkErrors` option that answers with sendError().
   it('a malformed URL → 400 bad_request in the documented shape', async () => {
     expectRefusal(await h.request('GET', '/v1/admin/%E0%A4%A'), 400, 'bad_request');
   });
@@ -301,3 +313,14 @@ describe('admin API', () => {
     expectRefusal(await admin('bots.ls', '{', auth), 400, 'malformed_json');
   });
 });
+
+/** The root of another issuer with the same trust domain: only the chain can tell them apart. */
+function anotherRoot(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'sigil-other-root-'));
+  try {
+    initDataDir(dir, 'example.org');
+    return readFileSync(paths(dir).rootCert, 'utf8');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

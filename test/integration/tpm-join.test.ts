@@ -118,6 +118,36 @@ describe('tpm join with swtpm', () => {
     expect(audit.details).toMatchObject({ rejoin: true });
   });
 
+  it('a TPM clock behind the recorded one (rollback, clone or TPM2_Clear) is refused; tpm-clock-reset accepts it as the same instance', async () => {
+    setTpmRules(h, tpmRule('any-boot', `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]`));
+    // A fresh TPM: its clock is "safe" (no unorderly restart yet), so the rollback check applies.
+    const edge = await createSwtpm({ localCa: ca });
+    try {
+      await edge.start();
+      const first = await tpmJoin(h, client, edge);
+      const id = first.payload.result.instance_id;
+      const facts = h.ctx.stores.instances.get(id)!.facts;
+      expect(facts).toMatchObject({ tpm_clock_safe: true });
+      const recorded = facts.tpm_clock_ms as number;
+      // As if the last accepted join had come from a copy of this TPM that ran for a day longer.
+      h.ctx.stores.instances.updateFacts(id, { tpm_clock_ms: recorded + 86_400_000 }, Date.now());
+      const err = await expectTpmRefused(h, () => tpmJoin(h, client, edge), 'clock_invalid');
+      expect(err.message).toContain(`sigil ctl instances tpm-clock-reset ${id}`);
+
+      const reset = (await ctlJson(['instances', 'tpm-clock-reset', id, '--reason', 'cleared for re-provisioning'])) as Record<string, unknown>;
+      expect(reset).toMatchObject({ instance: id, forgotten_clock_ms: recorded + 86_400_000, reset: true });
+      expect(h.ctx.stores.audit.list().at(-1)).toMatchObject({ action: 'tpm_clock_reset', outcome: 'ok', instanceId: id });
+      // A second reset has nothing to forget, and says so.
+      await expect(ctlJson(['instances', 'tpm-clock-reset', id])).rejects.toThrow(/no recorded TPM clock/);
+
+      const again = await tpmJoin(h, client, edge);
+      expect(again.payload.result.instance_id).toBe(id);
+      expect(h.ctx.stores.instances.get(id)!.facts.tpm_clock_ms).toBeGreaterThanOrEqual(recorded);
+    } finally {
+      await edge.destroy();
+    }
+  });
+
   it('keeps joining across unclean power losses: AK and identity keys are noDA, so no dictionary-attack lockout', async () => {
     setTpmRules(h, tpmRule('any-boot', `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]`));
     const edge = await createSwtpm({ localCa: ca });

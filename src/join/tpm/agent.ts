@@ -5,7 +5,8 @@
  * issuer's credential with the EK and the AK, quotes the requested PCRs with the issuer's
  * nonce, and has the AK certify the identity key with the same nonce.
  *
- * The TPM is opened once per round and closed after it (keystore/tpm-access.ts says why);
+ * The TPM is opened once per round — evidence, CSR and envelope signatures on one connection
+ * ({@link TpmJoinAgent.session}) — and closed before the network wait (keystore/tpm-access.ts);
  * transient objects are flushed as soon as they are not needed — swtpm and TPMs without a
  * resource manager hold only three.
  *
@@ -15,7 +16,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { SigilError } from '../../errors.js';
-import { OWNER_PARENT, withParent, withTpm } from '../../keystore/tpm-access.js';
+import { OWNER_PARENT, withParent, withTpm, withTpmSession } from '../../keystore/tpm-access.js';
 import type { TpmSigner } from '../../keystore/tpm.js';
 import { parseWith, type JoinChallenge } from '../../protocol/messages.js';
 import { TPM_ST, TPMA_OBJECT } from '../../tpm/constants.js';
@@ -97,6 +98,11 @@ export class TpmJoinAgent implements JoinMethodAgent {
       throw new SigilError('config_invalid', 'the tpm join needs the identity key in the TPM (key_storage: tpm); the CSR key is not a TPM key this agent made');
     }
     return key;
+  }
+
+  /** One TPM connection per round: the identity key's signatures and the evidence share it. */
+  session<T>(fn: () => Promise<T>): Promise<T> {
+    return withTpmSession(this.#opts.tcti, fn);
   }
 
   async evidence(ctx: EvidenceContext): Promise<Record<string, unknown>> {

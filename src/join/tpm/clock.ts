@@ -16,8 +16,8 @@
  *  2. for a machine seen before (same EK): when the TPM says `safe`, its clock is not behind the
  *     clock of the machine's last accepted attestation (instance fact `tpm_clock_ms`). A clock
  *     behind a safe reading means the TPM state was rolled back or cloned from an older copy —
- *     or the TPM was cleared (TPM2_Clear resets Clock). There is no admin command yet to accept
- *     a deliberately cleared TPM under its old instance (docs/join-tpm.md, "Limitations").
+ *     or the TPM was cleared (TPM2_Clear resets Clock). A deliberately cleared TPM is accepted
+ *     under its old instance after `sigil ctl instances tpm-clock-reset <id>` (admin/ops.ts).
  *
  * Clock running faster than wall time is not refused: TPM2_ClockSet lets the owner advance it.
  */
@@ -32,7 +32,7 @@ export interface ClockFacts {
   tpm_clock_safe: boolean;
 }
 
-export function checkClock(quote: TpmsAttest, certify: TpmsAttest, challengeTtlMs: number, previous: { clockMs: number } | undefined): ClockFacts {
+export function checkClock(quote: TpmsAttest, certify: TpmsAttest, challengeTtlMs: number, previous: { clockMs: number; instanceId: string } | undefined): ClockFacts {
   const q = quote.clockInfo;
   const c = certify.clockInfo;
   if (q.resetCount !== c.resetCount || q.restartCount !== c.restartCount || quote.firmwareVersion !== certify.firmwareVersion) {
@@ -46,7 +46,7 @@ export function checkClock(quote: TpmsAttest, certify: TpmsAttest, challengeTtlM
   if (previous !== undefined && q.safe && clockMs < previous.clockMs) {
     throw new SigilError(
       'clock_invalid',
-      `the TPM clock (${clockMs} ms, reported safe) is behind the ${previous.clockMs} ms this machine's TPM reported at its last join: its state was rolled back or cloned, or the TPM was cleared`,
+      `the TPM clock (${clockMs} ms, reported safe) is behind the ${previous.clockMs} ms this machine's TPM reported at its last join: its state was rolled back or cloned, or the TPM was cleared; if it was cleared on purpose: sigil ctl instances tpm-clock-reset ${previous.instanceId}`,
     );
   }
   return { tpm_clock_ms: clockMs, tpm_clock_safe: q.safe };

@@ -126,7 +126,7 @@ export class TpmJoinServer implements JoinMethodServer {
 
     const machineId = tpmMachineId(ek.hash);
     const known = stores.instances.get(machineId);
-    const previous = typeof known?.facts.tpm_clock_ms === 'number' ? { clockMs: known.facts.tpm_clock_ms } : undefined;
+    const previous = typeof known?.facts.tpm_clock_ms === 'number' ? { clockMs: known.facts.tpm_clock_ms, instanceId: machineId } : undefined;
     const clock = checkClock(q, certify, ch.expiresAt - ch.createdAt, previous);
 
     const log = ans.event_log !== undefined ? readEventLog(ans.event_log) : undefined;

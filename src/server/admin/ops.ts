@@ -20,6 +20,7 @@ const schemas = {
   'token.create': z.strictObject({ bot: z.string().min(1).max(63), ttl: z.union([z.string(), z.number()]).optional() }),
   'bots.ls': z.strictObject({}),
   'instances.ls': z.strictObject({ bot: z.string().optional() }),
+  'instances.tpm-clock-reset': z.strictObject({ instance: z.string().min(1).max(128), reason: z.string().max(500).optional() }),
   lock: z.strictObject({ target: z.string().min(1).max(128), reason: z.string().max(500).optional() }),
   unlock: z.strictObject({ target: z.string().min(1).max(128) }),
   audit: z.strictObject({ since: z.number().int().nonnegative().optional(), limit: z.number().int().positive().max(100000).optional() }),
@@ -95,6 +96,23 @@ export function runAdminOp(stores: Stores, op: string, rawArgs: unknown, now: nu
         last_seen: new Date(i.lastSeenAt).toISOString(),
         facts: i.facts,
       }));
+    case 'instances.tpm-clock-reset': {
+      // A deliberately cleared TPM (TPM2_Clear resets its Clock) keeps its EK, so it is the same
+      // instance — but its clock is now behind the one recorded, which join/tpm/clock.ts refuses
+      // as a rollback. Forgetting the recorded clock accepts the next join's reading as the new
+      // baseline; audited with the value forgotten.
+      const id = args.instance as string;
+      const inst = stores.instances.get(id);
+      if (!inst) throw new SigilError('not_found', `no instance "${id}" (see: sigil ctl instances ls)`);
+      const was = inst.facts.tpm_clock_ms;
+      if (typeof was !== 'number') throw new SigilError('bad_request', `instance "${id}" has no recorded TPM clock (it did not join with the tpm method, or its clock was already reset)`);
+      const reason = (args.reason as string | undefined) ?? null;
+      stores.tx(() => {
+        stores.instances.updateFacts(id, { tpm_clock_ms: null, tpm_clock_reset_at: new Date(now).toISOString() }, now);
+        stores.audit.append({ action: 'tpm_clock_reset', outcome: 'ok', actor: 'admin', bot: inst.bot, instanceId: id, details: { forgotten_clock_ms: was, reason } }, now);
+      });
+      return { instance: id, forgotten_clock_ms: was, reset: true };
+    }
     case 'lock':
     case 'unlock': {
       const t = resolveLockTarget(stores, args.target as string);

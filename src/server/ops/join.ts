@@ -9,13 +9,30 @@ import { SigilError, toSigilError } from '../../errors.js';
 import { b64u, parseJws, verifyJws, type Jws } from '../../protocol/jws.js';
 import { checkVersion, joinRequestSchema, parseWith, TYP_REQUEST, type JoinRequest } from '../../protocol/messages.js';
 import { isChallengeRequired } from '../../join/types.js';
-import { parseCsr } from '../../pki/csr.js';
+import { parseCsr, type ParsedCsr } from '../../pki/csr.js';
 import type { IssuerContext } from '../issuer.js';
 import { resolveBot } from '../policy/resources.js';
 import { issueChallenge } from './challenge.js';
 import { issueIdentity, spiffeIdFor } from './issue.js';
 import { payloadHash, replayIfSeen, responsePayload, signResponse } from './respond.js';
 import { auditRefusal } from './refusal.js';
+
+/**
+ * A join with a challenge round sends the same CSR twice (join/exchange.ts); the parse and
+ * self-signature check of the first request is reused for the answer (keyed by the exact
+ * CSR text, so nothing else can hit). Bounded; oldest entry evicted.
+ */
+const recentCsrs = new Map<string, ParsedCsr>();
+const MAX_RECENT_CSRS = 64;
+
+function parseJoinCsr(text: string): ParsedCsr {
+  const hit = recentCsrs.get(text);
+  if (hit) return hit;
+  const csr = parseCsr(text);
+  if (recentCsrs.size >= MAX_RECENT_CSRS) recentCsrs.delete(recentCsrs.keys().next().value!);
+  recentCsrs.set(text, csr);
+  return csr;
+}
 
 export async function handleJoin(ctx: IssuerContext, body: unknown, remote: string | null): Promise<Jws> {
   const started = process.hrtime.bigint();
@@ -32,7 +49,7 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
     }
     checkVersion(unverified);
     req = parseWith(joinRequestSchema, unverified, 'bad_request', 'join request');
-    const csr = parseCsr(req.csr);
+    const csr = parseJoinCsr(req.csr);
     // The envelope must be signed by the very key being certified.
     const verified = verifyJws(jws, header, csr.publicKey);
     const hash = payloadHash(verified.payloadBytes);

@@ -10,8 +10,7 @@ import { SigilError } from '../../errors.js';
 
 /** Every malformed-log refusal goes through here so the code and the prefix stay uniform. */
 export function eventLogError(message: string): SigilError {
-  // TODO(errors): a dedicated `eventlog_invalid` code (400, not retryable) once it is in the table.
-  return new SigilError('bad_request', `event log: ${message}`);
+  return new SigilError('eventlog_invalid', `event log: ${message}`);
 }
 
 export class LeReader {

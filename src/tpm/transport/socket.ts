@@ -38,7 +38,10 @@ export class SocketTransport implements TpmTransport {
   ) {
     socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('error', (e) => this.fail(new SigilError('tpm_unavailable', `TPM socket ${describe(address)}: ${e.message}`, { cause: e })));
-    socket.on('close', () => this.fail(new SigilError('tpm_unavailable', `TPM socket ${describe(address)} closed`)));
+    // After close() nothing waits and nothing may be sent: no error to build (one per connection).
+    socket.on('close', () => {
+      if (!this.closed || this.waiter) this.fail(new SigilError('tpm_unavailable', `TPM socket ${describe(address)} closed`));
+    });
   }
 
   static connect(address: SocketAddress, opts: SocketTransportOptions = {}): Promise<SocketTransport> {

@@ -57,6 +57,8 @@ export class HttpsIssuerClient implements IssuerTransport {
     return this.base.origin;
   }
 
+  private learning: Promise<string> | undefined;
+
   /** The pinned root, once learned (the agent persists it in its state). */
   get root(): string | undefined {
     return this.rootPem;
@@ -84,8 +86,14 @@ export class HttpsIssuerClient implements IssuerTransport {
   }
 
   /** First contact: learn the root from the presented chain, accepting it only if it matches the pin. */
-  async ensureRoot(): Promise<string> {
-    if (this.rootPem) return this.rootPem;
+  ensureRoot(): Promise<string> {
+    if (this.rootPem) return Promise.resolve(this.rootPem);
+    // Concurrent first calls share one handshake (and one pin check) rather than racing.
+    this.learning ??= this.learnRoot().finally(() => (this.learning = undefined));
+    return this.learning;
+  }
+
+  private async learnRoot(): Promise<string> {
     const chain = await new Promise<X509Certificate[]>((resolve, reject) => {
       const sock = tls.connect({ host: this.base.hostname, port: Number(this.base.port || 443), rejectUnauthorized: false, servername: undefined, timeout: this.timeoutMs });
       sock.once('secureConnect', () => {

@@ -103,11 +103,6 @@ describe('backoffDelay', () => {
     }
   });
 
-  // BUG: backoffDelay draws uniform in [0, exp] and then clamps to the floor
-  // (src/agent/schedule.ts:22), so every draw below 250/exp lands on exactly 250 ms: for the
-  // first retry (failures = 0, exp = 1 s) a quarter of a fleet that lost the issuer together
-  // reconnects in the same millisecond. The header comment promises uniform in
-  // [floor, min(cap, base·2^n)]; fix: `RETRY_FLOOR_MS + Math.round(rand() * Math.max(0, exp - RETRY_FLOOR_MS))`.
   it('the first retry has no point mass at the floor: no delay is drawn by more than 1% of 1000 agents', () => {
     const rand = seeded(7);
     const counts = new Map<number, number>();

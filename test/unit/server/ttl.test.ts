@@ -37,10 +37,6 @@ describe('decideTtl', () => {
     expect(decideTtl(1, 1800)).toEqual({ ttlS: MIN_TTL_S, requestedS: 1, clamped: true });
   });
 
-  // BUG: a role with max_ttl below MIN_TTL_S (e.g. `max_ttl: 10s`, which policy validation
-  // accepts) gets 30 s certificates: Math.max(MIN_TTL_S, …) in src/server/policy/ttl.ts:17
-  // overrides the role's bound. Either refuse max_ttl < MIN_TTL_S in roleSpecSchema
-  // (src/server/policy/resources.ts:27, policy_invalid) or let the role max win here.
   it('the granted TTL never exceeds the role maximum', () => {
     expect(decideTtl(undefined, 10).ttlS).toBeLessThanOrEqual(10);
   });

@@ -58,7 +58,7 @@ function expectLogError(fn: () => unknown, pattern: RegExp): void {
     err = e;
   }
   expect(err, 'expected a SigilError').toBeInstanceOf(SigilError);
-  expect((err as SigilError).code).toBe('bad_request');
+  expect((err as SigilError).code).toBe('eventlog_invalid');
   expect((err as SigilError).message).toMatch(/^event log: /);
   expect((err as SigilError).message).toMatch(pattern);
 }

@@ -50,10 +50,6 @@ describe('parseDuration', () => {
     expect(codeOf(() => parseDuration('9007199254740993s'))).toBe('ttl_invalid');
   });
 
-  // BUG (minor): the digits-only / number path checks Number.isInteger but not
-  // Number.isSafeInteger, unlike the unit path, so '99999999999999999999' parses to 1e20
-  // while '99999999999999999999s' is refused. src/util/duration.ts:17 should test
-  // Number.isSafeInteger(input) instead of Number.isInteger(input).
   it('a bare number that is not a safe integer is refused like the unit form', () => {
     expect(codeOf(() => parseDuration('99999999999999999999'))).toBe('ttl_invalid');
   });
@@ -103,9 +99,6 @@ describe('formatDuration', () => {
     }
   });
 
-  // BUG (cosmetic): the sign is taken before rounding, so -0.4 s prints as "-0s".
-  // src/util/duration.ts:37 — compute `const r = Math.round(seconds)` first and derive the
-  // sign from `r < 0`.
   it('a negative value that rounds to zero prints as "0s"', () => {
     expect(formatDuration(-0.4)).toBe('0s');
   });
