@@ -10,7 +10,7 @@
  */
 import { SigilError, toSigilError } from '../errors.js';
 import { runJoinExchange } from '../join/exchange.js';
-import { createSigner, createTpmSigner, loadSigner, parseKeyRef, serializeKeyRef, type Signer, type TpmSigner } from '../keystore/index.js';
+import { loadSigner, parseKeyRef, serializeKeyRef, type Signer, type TpmSigner } from '../keystore/index.js';
 import { marshal, tpm2bPublic, unmarshal } from '../tpm/index.js';
 import { tpm2bPrivate } from '../tpm/structures/basic.js';
 import type { KeyBlob } from '../tpm/tpm.js';
@@ -26,6 +26,7 @@ import { createCredentialOutputs, type CredentialOutputs } from './credentials.j
 import { writeAgentMetrics } from './metrics.js';
 import { identityOutput, SVID_TSS2_KEY_FILE } from './outputs/identity.js';
 import { identityKeyPem } from './outputs/identity-key.js';
+import { IdentityKeys } from './identity-keys.js';
 import type { OutputDestination } from './outputs/types.js';
 import { buildJoinRequest, buildRenewRequest, type BuiltRequest, type NewKey } from './requests.js';
 
@@ -66,6 +67,8 @@ export class Agent {
   readonly state: AgentState;
   readonly link: IssuerLink;
   private readonly join: AgentJoinMethod;
+  /** Makes identity keys where the config says and retires the ones nothing needs. */
+  private readonly keys: IdentityKeys;
   private readonly outputs: OutputDestination[];
   /** SSH, database, Kubernetes and JWT outputs, each on its own schedule (agent/credentials.ts). */
   readonly credentials: CredentialOutputs | undefined;
@@ -76,6 +79,7 @@ export class Agent {
     this.now = deps.now ?? agentClock();
     this.rand = deps.rand ?? Math.random;
     this.join = joinMethodFor(cfg);
+    this.keys = new IdentityKeys(cfg, log, this.join.pendingTpmKeys);
     this.outputs = cfg.outputs.map((o) => identityOutput(o.path, { uid: o.uid, gid: o.gid }));
     this.state = deps.state ?? openAgentState(cfg.dataDir);
     const pinned = this.state.getIssuerPin();
@@ -114,17 +118,9 @@ export class Agent {
     return this.commit(entry, r);
   }
 
-  /**
-   * A join with a challenge round (x509, tpm, azure: join/exchange.ts). Round 0 changes nothing
-   * on the issuer; the envelope that answers a challenge is persisted in the outbox before it
-   * is sent, so after a crash the same bytes are resent and answered idempotently.
-   */
-  /** A new identity key where the config says keys live (software, or the join's TPM). */
-  private async newKey(): Promise<NewKey> {
-    if (this.cfg.keyStorage !== 'tpm') return createSigner('software');
-    const k = await createTpmSigner(this.cfg.tpmTcti!);
-    this.join.pendingTpmKeys?.add(k.signer as TpmSigner);
-    return k;
+  /** A new identity key where the config says keys live (software, the join's TPM, a PKCS#11 token). */
+  private newKey(): Promise<NewKey> {
+    return this.keys.create();
   }
 
   /** For TPM keys: TPM2_Certify of a renewal's new key by the AK of the last join (proves it non-exportable). */
@@ -135,6 +131,11 @@ export class Agent {
     return (await attestRenewalKey({ ak, key: key as TpmSigner, requestId })) as unknown as Record<string, unknown>;
   }
 
+  /**
+   * A join with a challenge round (x509, tpm, azure: join/exchange.ts). Round 0 changes nothing
+   * on the issuer; the envelope that answers a challenge is persisted in the outbox before it
+   * is sent, so after a crash the same bytes are resent and answered idempotently.
+   */
   private async joinWithChallenge(root: string): Promise<{ identity: Identity; result: IdentityResult; entry: OutboxEntry }> {
     const { signer, ref } = await this.newKey();
     const pendingKeyRef = serializeKeyRef(ref);
@@ -170,15 +171,19 @@ export class Agent {
   private commit(entry: OutboxEntry, r: IdentityResult): { identity: Identity; result: IdentityResult } {
     if (!entry.pendingKeyRef) throw new SigilError('internal', `outbox entry ${entry.requestId} has no key reference`);
     const now = this.now();
+    // Where the key is as the agent knows it; the issuer records only what it can verify.
+    const key = this.keys.facts(entry.pendingKeyRef);
     const identity: Identity = {
       instanceId: r.instance_id,
       spiffeId: r.spiffe_id,
       bot: r.bot,
       chainPem: r.chain,
       keyRef: entry.pendingKeyRef,
+      keyStorage: key.keyStorage,
+      exportable: key.exportable,
       // What the issuer recorded (it proved hardware residency, or recorded software/exportable).
-      keyStorage: r.key_storage as KeyStorage,
-      exportable: r.exportable,
+      issuerKeyStorage: r.key_storage as KeyStorage,
+      issuerExportable: r.exportable,
       serial: r.serial,
       notBefore: r.not_before,
       notAfter: r.not_after,
@@ -198,17 +203,23 @@ export class Agent {
   private async newRequest(current: Identity | undefined, now: number): Promise<BuiltRequest> {
     const ttl = this.cfg.ttlS !== undefined ? { ttlS: this.cfg.ttlS } : {};
     if (current && current.notAfter > now && this.join.method.rejoinOnRenew !== true) {
-      return buildRenewRequest({
-        current: loadSigner(parseKeyRef(current.keyRef)),
-        chainPem: current.chainPem,
-        now,
-        ...ttl,
-        newKey: () => this.newKey(),
-        attest: (key, requestId) => this.attestNewKey(key, requestId),
-      });
+      const signer = loadSigner(parseKeyRef(current.keyRef));
+      try {
+        return await buildRenewRequest({
+          current: signer,
+          chainPem: current.chainPem,
+          now,
+          ...ttl,
+          newKey: () => this.newKey(),
+          attest: (key, requestId) => this.attestNewKey(key, requestId),
+        });
+      } finally {
+        // A PKCS#11 signer holds a session on the token; the next renewal opens the key again.
+        if (signer.storage === 'pkcs11') signer.close?.();
+      }
     }
     const method = this.join.method;
-    return buildJoinRequest({ method: method.name, evidence: (c) => method.evidence(c), now, ...ttl });
+    return buildJoinRequest({ method: method.name, evidence: (c) => method.evidence(c), now, ...ttl, newKey: () => this.newKey() });
   }
 
   /**
@@ -230,7 +241,12 @@ export class Agent {
    * expired) or renew (due, or `force`). Never throws: failures are recorded and returned.
    */
   async tick(opts: { force?: boolean } = {}): Promise<TickOutcome> {
+    const pendingAtStart = this.state.getOutbox().flatMap((e) => (e.pendingKeyRef ? [e.pendingKeyRef] : []));
+    // A replaced key still on the token goes first: a renewal now would make 'previous' forget it.
+    this.keys.retireReplaced(this.state);
     const outcome = await this.tickIdentity(opts);
+    // Only now, with the new identity committed (or the request settled), may old keys go.
+    this.keys.retire(this.state, pendingAtStart);
     // Then every credential output that is due, with the identity just made current. Never throws.
     await this.credentials?.refresh();
     return outcome;
@@ -240,7 +256,7 @@ export class Agent {
     const now = this.now();
     const current = this.state.getIdentity();
     try {
-      let entry = this.state.getOutbox()[0];
+      let entry: OutboxEntry | undefined = this.state.getOutbox()[0];
       const expired = !current || current.notAfter <= now;
       const due = entry !== undefined || expired || now >= current.renewAfter || opts.force === true;
       if (!due) return { action: 'none', identity: current };
@@ -248,6 +264,11 @@ export class Agent {
       const root = await this.link.root();
       this.state.pinIssuer(this.cfg.caPin, now);
       if (!this.state.getBundle()) this.state.saveBundle({ rootsPem: [root], updatedAt: now });
+      if (entry?.op === 'renew' && expired && this.join.method.canReattest) {
+        const answered = await this.resendExpiredRenewal(entry, root, now);
+        if (answered) return answered;
+        entry = undefined;
+      }
       if (!entry && expired && this.join.method.respond) {
         const joined = await this.joinWithChallenge(root);
         return this.succeeded(joined.entry, joined.identity, joined.result, now);
@@ -263,6 +284,26 @@ export class Agent {
       return this.succeeded(entry, identity, result, now);
     } catch (err) {
       return { action: 'failed', error: this.recordFailure(err, current, now), identity: current };
+    }
+  }
+
+  /**
+   * A renewal queued before the expiry is resent first: its answer may be waiting at the issuer.
+   * If the issuer refuses it (cert_expired), a method that can re-attest joins again in the same
+   * pass: the issuer has just answered, and a backoff first would keep the machine without an
+   * identity for up to another RETRY_CAP_MS after the issuer is back.
+   */
+  private async resendExpiredRenewal(entry: OutboxEntry, root: string, now: number): Promise<TickOutcome | undefined> {
+    try {
+      const { identity, result } = await this.send(entry, root);
+      return this.succeeded(entry, identity, result, now);
+    } catch (err) {
+      const e = toSigilError(err);
+      if (e.retryable) throw e;
+      this.state.deleteOutbox(entry.requestId);
+      this.state.appendHistory({ at: now, op: 'renew', outcome: 'error', code: e.code, message: e.message.slice(0, 500) });
+      this.log.info({ code: e.code }, 'the renewal queued before the expiry was refused; joining again');
+      return undefined;
     }
   }
 

@@ -58,6 +58,23 @@ const outputSchema = z.strictObject({
   gid: z.number().int().nonnegative().optional(),
 });
 
+/**
+ * Where `key_storage: pkcs11` creates identity keys (docs/pkcs11.md). The names follow the x509
+ * join's `pkcs11:` block and RFC 7512 (`token` is the token label). The PIN is only ever read
+ * from a file or an environment variable, never written here.
+ */
+const pkcs11KeySchema = z.strictObject({
+  module: z.string().min(1).max(4096).regex(/^\//, 'must be an absolute path, e.g. /usr/lib/softhsm/libsofthsm2.so'),
+  /** CK_TOKEN_INFO.label is 32 bytes, blank padded. */
+  token: z.string().min(1).max(32),
+  pin_file: z.string().min(1).max(4096).optional(),
+  pin_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'is the NAME of an environment variable').optional(),
+  /** Keys are labelled `<prefix>-<12 hex digits>`, a new label for every key. */
+  key_label_prefix: z.string().regex(/^[A-Za-z0-9._-]{1,32}$/, 'up to 32 letters, digits, dots, dashes or underscores').optional(),
+});
+
+export const DEFAULT_PKCS11_KEY_LABEL_PREFIX = 'sigil';
+
 const MQTT_URL_RE = /^mqtts?:\/\/[^/]+\/?$/;
 
 /** Before the first join (and after an expiry), how the agent authenticates to the broker. */
@@ -96,8 +113,12 @@ const configSchema = z.strictObject({
   /** Fraction of the lifetime after which to renew (±10% jitter is added). */
   renew_fraction: z.number().gt(0.1).lt(0.95).optional(),
   join: z.union([tokenJoin, evidenceJoin]),
-  /** software (default), or tpm: the identity key is created in the TPM of the tpm join. */
-  key_storage: z.enum(['software', 'tpm']).optional(),
+  /**
+   * software (default); tpm: the identity key is created in the TPM of the tpm join; pkcs11: on
+   * the token of the `pkcs11` block.
+   */
+  key_storage: z.enum(['software', 'tpm', 'pkcs11']).optional(),
+  pkcs11: pkcs11KeySchema.optional(),
   /** `identity`, and the credential outputs of outputs/config.ts (docs/credentials.md). */
   outputs: z.array(z.discriminatedUnion('type', [outputSchema, ...credentialOutputVariants])).max(32).default([]),
   metrics: z
@@ -122,6 +143,15 @@ export type TransportConfig =
   | { type: 'https'; url: string; timeoutMs: number }
   | { type: 'mqtt'; url: string; timeoutMs: number; caFile?: string; bootstrap?: MqttBootstrapConfig; sessionExpiryS: number };
 
+export interface Pkcs11KeyConfig {
+  module: string;
+  tokenLabel: string;
+  /** Exactly one of pinFile / pinEnv. */
+  pinFile?: string;
+  pinEnv?: string;
+  keyLabelPrefix: string;
+}
+
 export interface AgentConfig {
   /** The single HTTPS issuer URL when the config uses `issuer:` (else the first https transport's). */
   issuer: string | undefined;
@@ -132,9 +162,11 @@ export interface AgentConfig {
   ttlS: number | undefined;
   renewFraction: number;
   join: { method: 'token'; token: string } | { method: EvidenceMethod; settings: Record<string, unknown> };
-  keyStorage: 'software' | 'tpm';
+  keyStorage: 'software' | 'tpm' | 'pkcs11';
   /** The TPM for `key_storage: tpm` (the tpm join's TCTI). */
   tpmTcti: string | undefined;
+  /** The token for `key_storage: pkcs11`; paths absolute. */
+  pkcs11: Pkcs11KeyConfig | undefined;
   outputs: Array<{ type: 'identity'; path: string; uid?: number; gid?: number }>;
   /** SSH, database, Kubernetes and JWT outputs (agent/credentials.ts). */
   credentialOutputs: CredentialOutputConfig[];
@@ -172,7 +204,7 @@ export function parseAgentConfig(text: string, source: string): AgentConfig {
     ttlS: c.ttl,
     renewFraction: c.renew_fraction ?? 0.5,
     join,
-    ...keyStorageOf(c.key_storage, join, source),
+    ...keyStorageOf(c, join, abs, source),
     outputs: c.outputs.flatMap((o) => (o.type === 'identity' ? [{ ...o, path: abs(o.path) }] : [])),
     credentialOutputs,
     metrics: { ...(c.metrics?.listen ? { listen: c.metrics.listen } : {}), ...(c.metrics?.textfile ? { textfile: abs(c.metrics.textfile) } : {}) },
@@ -181,12 +213,30 @@ export function parseAgentConfig(text: string, source: string): AgentConfig {
   };
 }
 
-function keyStorageOf(ks: 'software' | 'tpm' | undefined, join: AgentConfig['join'], source: string): Pick<AgentConfig, 'keyStorage' | 'tpmTcti'> {
-  const storage = ks ?? (join.method === 'tpm' ? 'tpm' : 'software');
-  if (storage === 'software') return { keyStorage: 'software', tpmTcti: undefined };
+function keyStorageOf(c: AgentConfigFile, join: AgentConfig['join'], abs: (p: string) => string, source: string): Pick<AgentConfig, 'keyStorage' | 'tpmTcti' | 'pkcs11'> {
+  const storage = c.key_storage ?? (join.method === 'tpm' ? 'tpm' : 'software');
+  if (c.pkcs11 !== undefined && storage !== 'pkcs11') throw new SigilError('config_invalid', `${source}: pkcs11: is set but key_storage is ${storage}; set key_storage: pkcs11 (or remove the pkcs11 block)`);
+  if (storage === 'software') return { keyStorage: 'software', tpmTcti: undefined, pkcs11: undefined };
+  if (storage === 'pkcs11') return { keyStorage: 'pkcs11', tpmTcti: undefined, pkcs11: pkcs11KeyConfig(c.pkcs11, join, abs, source) };
   if (join.method !== 'tpm') throw new SigilError('config_invalid', `${source}: key_storage: tpm needs join.method tpm (its TCTI names the TPM)`);
   const tcti = (join.settings.tcti as string | undefined) ?? 'device:/dev/tpmrm0';
-  return { keyStorage: 'tpm', tpmTcti: tcti };
+  return { keyStorage: 'tpm', tpmTcti: tcti, pkcs11: undefined };
+}
+
+function pkcs11KeyConfig(p: AgentConfigFile['pkcs11'], join: AgentConfig['join'], abs: (p: string) => string, source: string): Pkcs11KeyConfig {
+  // The tpm join's proof is TPM2_Certify of the identity key: a token key cannot give it.
+  if (join.method === 'tpm') throw new SigilError('config_invalid', `${source}: key_storage: pkcs11 cannot be used with join.method tpm (the tpm join certifies a TPM-resident identity key); use key_storage: tpm, or another join method`);
+  if (p === undefined) throw new SigilError('config_invalid', `${source}: key_storage: pkcs11 needs a pkcs11: { module, token, pin_file | pin_env } block`);
+  if ((p.pin_file === undefined) === (p.pin_env === undefined)) {
+    throw new SigilError('config_invalid', `${source}: pkcs11: give exactly one of pin_file (a file holding the user PIN) or pin_env (the name of a variable holding it)`);
+  }
+  return {
+    module: p.module,
+    tokenLabel: p.token,
+    ...(p.pin_file !== undefined ? { pinFile: abs(p.pin_file) } : {}),
+    ...(p.pin_env !== undefined ? { pinEnv: p.pin_env } : {}),
+    keyLabelPrefix: p.key_label_prefix ?? DEFAULT_PKCS11_KEY_LABEL_PREFIX,
+  };
 }
 
 function resolveJoin(j: AgentConfigFile['join'], abs: (p: string) => string, source: string): AgentConfig['join'] {

@@ -18,8 +18,15 @@ export interface BuiltRequest {
   envelope: Jws;
 }
 
-export async function buildJoinRequest(p: { method: string; evidence: (ctx: EvidenceContext) => Promise<Record<string, unknown>>; ttlS?: number; now: number }): Promise<BuiltRequest> {
-  const { signer, ref } = createSigner('software');
+export async function buildJoinRequest(p: {
+  method: string;
+  evidence: (ctx: EvidenceContext) => Promise<Record<string, unknown>>;
+  ttlS?: number;
+  now: number;
+  /** Where the new key is made (default: software). */
+  newKey?: () => Promise<NewKey>;
+}): Promise<BuiltRequest> {
+  const { signer, ref } = p.newKey ? await p.newKey() : createSigner('software');
   const requestId = newRequestId();
   const evidence = await p.evidence({ requestId, spkiDer: signer.publicKeySpki() });
   const payload: JoinRequest = {

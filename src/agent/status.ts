@@ -2,7 +2,8 @@
  * `sigil agent status`: everything an operator asks first, read from the agent's SQLite state
  * (so it works while the daemon runs, and while the issuer is down).
  */
-import type { AgentState } from './state/index.js';
+import { formatPkcs11Uri, parseKeyRef } from '../keystore/index.js';
+import type { AgentState, Identity } from './state/index.js';
 
 export interface AgentStatusReport {
   state: 'ok' | 'renewal_overdue' | 'expired' | 'not_joined';
@@ -13,8 +14,14 @@ export interface AgentStatusReport {
   not_before: string | null;
   not_after: string | null;
   time_left_s: number | null;
+  /** Where the identity key lives and whether it can be read out, as the agent knows it. */
   key_storage: string | null;
   exportable: boolean | null;
+  /** What the issuer recorded: only what it verified (a TPM key by TPM2_Certify); else software, exportable. */
+  issuer_key_storage: string | null;
+  issuer_exportable: boolean | null;
+  /** PKCS#11 keys: the RFC 7512 URI of the current key on the token, for workloads; else null. */
+  key_uri: string | null;
   generation: number | null;
   join_method: string | null;
   last_renewal: string | null;
@@ -46,6 +53,9 @@ export function agentStatus(state: AgentState, now: number = Date.now()): AgentS
     time_left_s: id ? Math.round((id.notAfter - now) / 1000) : null,
     key_storage: id?.keyStorage ?? null,
     exportable: id?.exportable ?? null,
+    issuer_key_storage: id?.issuerKeyStorage ?? null,
+    issuer_exportable: id?.issuerExportable ?? null,
+    key_uri: id ? keyUri(id) : null,
     generation: id?.generation ?? null,
     join_method: id?.joinMethod ?? null,
     last_renewal: iso(last?.at),
@@ -56,4 +66,13 @@ export function agentStatus(state: AgentState, now: number = Date.now()): AgentS
     transport: st.transport,
     pending_request: pending ? `${pending.op} ${pending.requestId}` : null,
   };
+}
+
+function keyUri(id: Identity): string | null {
+  try {
+    const ref = parseKeyRef(id.keyRef);
+    return ref.storage === 'pkcs11' ? formatPkcs11Uri(ref) : null;
+  } catch {
+    return null;
+  }
 }

@@ -15,7 +15,7 @@ export { isIdentitySigner } from './signer.js';
 export { SoftwareSigner } from './software.js';
 export { PemKeySigner, type RsaSignatureAlgorithm } from './pem-key.js';
 export { Pkcs11Signer, type Pkcs11KeyRef } from './pkcs11.js';
-export { parsePkcs11Uri, type Pkcs11Uri } from './pkcs11/uri.js';
+export { formatPkcs11Uri, parsePkcs11Uri, type Pkcs11Uri } from './pkcs11/uri.js';
 export { TpmSigner, identityKeyTemplate, type TpmKeyRef } from './tpm.js';
 export { readTss2Pem, writeTss2Pem, type Tss2Key } from './tss2-pem.js';
 
@@ -76,9 +76,11 @@ export async function createTpmSigner(tcti: string): Promise<{ signer: Signer; r
 /**
  * Delete a key that is no longer needed (PKCS#11: destroy the objects on the token; software
  * and TPM: nothing to do — a TPM key exists only as its blobs, which the caller forgets).
+ * Returns whether something was destroyed; a PKCS#11 key already gone is not an error, so a
+ * removal repeated after a crash is harmless.
  */
-export function removeKey(ref: KeyRef): void {
-  if (ref.storage === 'pkcs11') Pkcs11Signer.open(ref).destroy();
+export function removeKey(ref: KeyRef): boolean {
+  return ref.storage === 'pkcs11' ? Pkcs11Signer.remove(ref) : false;
 }
 
 /** The JSON form stored in the agent database (`Identity.keyRef`, outbox `pendingKeyRef`). */

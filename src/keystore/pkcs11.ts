@@ -1,7 +1,8 @@
 /**
  * The PKCS#11 key backend (pkcs11js): keys generated on, and never leaving, a token (an HSM, a
  * secure element, SoftHSM2 in tests). Private keys are created with CKA_SENSITIVE=true and
- * CKA_EXTRACTABLE=false (PKCS#11 v2.40 §4.9), so `exportable` is false.
+ * CKA_EXTRACTABLE=false (PKCS#11 v2.40 §4.9); `exportable` is not assumed from that template but
+ * read back from the token's attributes whenever a key is opened or generated.
  *
  * One signer holds one session (logged in as the user) for its life; if the token reports the
  * session gone (CKR_SESSION_HANDLE_INVALID / CLOSED, e.g. after a token reset) the signer
@@ -49,11 +50,14 @@ interface KeyInfo {
   spki: Buffer;
   /** ECDSA coordinate size or RSA modulus size in bytes: the raw signature buffer size. */
   sigSize: number;
+  /** What the token says about the private key (see {@link isExportable}). */
+  exportable: boolean;
 }
 
 export class Pkcs11Signer implements DeviceSigner {
   readonly storage = 'pkcs11' as const;
-  readonly exportable = false as const;
+  /** From the token: CKA_EXTRACTABLE or not CKA_SENSITIVE. False for every key Sigil generates. */
+  readonly exportable: boolean;
   readonly algorithm: DeviceSignatureAlgorithm;
   readonly ref: Pkcs11KeyRef;
   readonly #lib: Pkcs11Lib;
@@ -69,6 +73,7 @@ export class Pkcs11Signer implements DeviceSigner {
     this.#key = key;
     this.#info = info;
     this.algorithm = info.algorithm;
+    this.exportable = info.exportable;
   }
 
   /** Open an existing key pair on the token. `rsa` picks the scheme for an RSA key (default PS256). */
@@ -134,6 +139,34 @@ export class Pkcs11Signer implements DeviceSigner {
       if (session !== undefined) closeQuietly(lib, session);
       releaseModule(ref.module);
       throw mapError(err, `generating a key on token "${ref.tokenLabel}"`);
+    }
+  }
+
+  /**
+   * Destroy the key pair `ref` names (private and public objects matching its label and id).
+   * Returns false when the token holds no such object — already removed, which is what the
+   * caller wanted — so removing twice (after a crash between the two steps) is harmless.
+   */
+  static remove(ref: Pkcs11KeyRef): boolean {
+    checkRef(ref);
+    const P = pkcs11js();
+    const lib = acquireModule(ref.module);
+    let session: Handle | undefined;
+    try {
+      session = openSession(lib, findSlot(lib, ref.tokenLabel), ref, ref.tokenLabel);
+      let destroyed = 0;
+      for (const cls of [P.CKO_PRIVATE_KEY, P.CKO_PUBLIC_KEY]) {
+        for (const h of findObjects(lib, session, ref, cls, 16)) {
+          lib.C_DestroyObject(session, h);
+          destroyed++;
+        }
+      }
+      return destroyed > 0;
+    } catch (err) {
+      throw mapError(err, `deleting key ${describe(ref)}`);
+    } finally {
+      if (session !== undefined) closeQuietly(lib, session);
+      releaseModule(ref.module);
     }
   }
 
@@ -269,6 +302,24 @@ function attribute(lib: Pkcs11Lib, session: Handle, obj: Handle, type: number): 
   return lib.C_GetAttributeValue(session, obj, [{ type }])[0]!.value;
 }
 
+/**
+ * Whether the private key can leave the token: CKA_EXTRACTABLE (it may be wrapped out) or not
+ * CKA_SENSITIVE (CKA_VALUE is readable in plaintext) — PKCS#11 v2.40 §4.9, table 34. Both are
+ * public attributes of the key object. A token that will not say counts as exportable: nothing
+ * proves otherwise.
+ */
+function isExportable(lib: Pkcs11Lib, session: Handle, priv: Handle): boolean {
+  const P = pkcs11js();
+  try {
+    const sensitive = attribute(lib, session, priv, P.CKA_SENSITIVE);
+    const extractable = attribute(lib, session, priv, P.CKA_EXTRACTABLE);
+    // CK_BBOOL is one byte, CK_FALSE = 0.
+    return sensitive[0] === 0 || extractable[0] !== 0;
+  } catch {
+    return true;
+  }
+}
+
 /** The key's algorithm and SubjectPublicKeyInfo, from the token's public attributes. */
 function keyInfo(lib: Pkcs11Lib, session: Handle, ref: Pkcs11KeyRef, priv: Handle, rsa: RsaSignatureAlgorithm): KeyInfo {
   const P = pkcs11js();
@@ -279,7 +330,7 @@ function keyInfo(lib: Pkcs11Lib, session: Handle, ref: Pkcs11KeyRef, priv: Handl
     if (!curve) throw new SigilError('unsupported_key', `PKCS#11 key ${describe(ref)}: EC curve is not P-256 or P-384`);
     const point = ecPoint(attribute(lib, session, findKey(lib, session, ref, P.CKO_PUBLIC_KEY), P.CKA_EC_POINT), curve.size);
     const spki = sequence(sequence(oid(OID.ecPublicKey), oid(curve.oid)), bitString(point));
-    return { algorithm: curve.alg, spki, sigSize: curve.size };
+    return { algorithm: curve.alg, spki, sigSize: curve.size, exportable: isExportable(lib, session, priv) };
   }
   if (type === P.CKK_RSA) {
     const n = attribute(lib, session, priv, P.CKA_MODULUS);
@@ -287,7 +338,7 @@ function keyInfo(lib: Pkcs11Lib, session: Handle, ref: Pkcs11KeyRef, priv: Handl
     const pub = createPublicKey({ key: { kty: 'RSA', n: n.toString('base64url'), e: e.toString('base64url') }, format: 'jwk' });
     const bits = pub.asymmetricKeyDetails?.modulusLength ?? 0;
     if (bits < 2048) throw new SigilError('unsupported_key', `PKCS#11 key ${describe(ref)}: RSA key of ${bits} bits is too small`);
-    return { algorithm: rsa, spki: pub.export({ type: 'spki', format: 'der' }), sigSize: Math.ceil(bits / 8) };
+    return { algorithm: rsa, spki: pub.export({ type: 'spki', format: 'der' }), sigSize: Math.ceil(bits / 8), exportable: isExportable(lib, session, priv) };
   }
   throw new SigilError('unsupported_key', `PKCS#11 key ${describe(ref)}: key type 0x${type.toString(16)} is not EC or RSA`);
 }

@@ -181,6 +181,10 @@ describe('PKCS#11 keystore on SoftHSM2', () => {
     expect((err as SigilError).message).toMatch(/CKR_PIN_INCORRECT/);
     expect((err as SigilError).message).not.toContain('999999');
     expect(String((err as Error).stack)).not.toContain('999999');
+    // The same wrong PIN is not presented to the token again (tokens lock after a few); a corrected PIN file is.
+    expect(() => Pkcs11Signer.open({ storage: 'pkcs11', module: MODULE, tokenLabel: 'sigil', keyLabel: 'rsa-device', pinFile: wrong })).toThrow(/refused this PIN before/);
+    writeFileSync(wrong, `${PIN}\n`, { mode: 0o600 });
+    Pkcs11Signer.open({ storage: 'pkcs11', module: MODULE, tokenLabel: 'sigil', keyLabel: 'rsa-device', pinFile: wrong }).close();
 
     expect(() => Pkcs11Signer.open({ storage: 'pkcs11', module: MODULE, tokenLabel: 'sigil', keyLabel: 'x', pinEnv: 'SIGIL_TEST_NO_SUCH_PIN' })).toThrow(/SIGIL_TEST_NO_SUCH_PIN.*not set/);
     process.env.SIGIL_TEST_PIN = PIN;
@@ -248,8 +252,10 @@ describe('joins and renewals with keys on the token, over HTTPS', () => {
     expect(new X509Certificate(renewed.result.chain[0]!).publicKey.export({ type: 'spki', format: 'der' }).equals(next.publicKeySpki())).toBe(true);
 
     identity.close?.();
-    removeKey(ref as KeyRef);
+    expect(removeKey(ref as KeyRef)).toBe(true);
     expect(() => loadSigner(ref)).toThrow(/no private key/);
+    // Removing again (after a crash between removing and recording it) is not an error.
+    expect(removeKey(ref as KeyRef)).toBe(false);
     next.close?.();
     removeKey(nextRef);
   });

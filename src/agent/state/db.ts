@@ -111,6 +111,23 @@ const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 3,
+    name: 'issuer key facts apart from the agent key facts',
+    sql: `
+      -- key_storage/exportable now say where the agent keeps its key and whether it can be read
+      -- out, as the agent knows it (PKCS#11: read from the token); what the issuer recorded — it
+      -- records only what it can verify — moves to issuer_*. Existing rows: the issuer's record
+      -- is what key_storage/exportable held; the agent's view comes from the key reference.
+      ALTER TABLE identity ADD COLUMN issuer_key_storage TEXT;
+      ALTER TABLE identity ADD COLUMN issuer_exportable INTEGER CHECK (issuer_exportable IN (0, 1));
+      UPDATE identity SET issuer_key_storage = key_storage, issuer_exportable = exportable;
+      UPDATE identity
+         SET key_storage = json_extract(key_ref, '$.storage'),
+             exportable = (json_extract(key_ref, '$.storage') = 'software')
+       WHERE json_valid(key_ref) AND json_extract(key_ref, '$.storage') IN ('software', 'tpm');
+    `,
+  },
 ];
 
 export const AGENT_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -17,8 +17,17 @@ export interface Identity {
   chainPem: string[];
   /** JSON of the KeyRef (see keystore/index.ts). For software keys this contains the key. */
   keyRef: string;
+  /** Where the agent keeps the key, as it knows it (the key reference; PKCS#11: the token's attributes). */
   keyStorage: KeyStorage;
+  /** Whether the private key can be read out, as the agent knows it. */
   exportable: boolean;
+  /**
+   * What the issuer recorded for the certificate: it records only what it can verify (a TPM key
+   * proven by TPM2_Certify), anything else as software/exportable. Defaults to keyStorage /
+   * exportable when saving; always set when read.
+   */
+  issuerKeyStorage?: KeyStorage;
+  issuerExportable?: boolean;
   serial: string;
   notBefore: number;
   notAfter: number;
@@ -38,6 +47,8 @@ interface IdentityRow {
   key_ref: string;
   key_storage: string;
   exportable: number;
+  issuer_key_storage: string | null;
+  issuer_exportable: number | null;
   serial: string;
   not_before: number;
   not_after: number;
@@ -63,8 +74,10 @@ export class IdentityStore {
     this.#demoteCurrent = db.prepare("UPDATE identity SET slot = 'previous' WHERE slot = 'current'");
     this.#insert = db.prepare(`
       INSERT INTO identity (slot, instance_id, spiffe_id, bot, chain_pem, key_ref, key_storage, exportable,
+        issuer_key_storage, issuer_exportable,
         serial, not_before, not_after, generation, join_method, issued_at, renew_after, saved_at)
       VALUES ('current', @instanceId, @spiffeId, @bot, @chainPem, @keyRef, @keyStorage, @exportable,
+        @issuerKeyStorage, @issuerExportable,
         @serial, @notBefore, @notAfter, @generation, @joinMethod, @issuedAt, @renewAfter, @savedAt)`);
   }
 
@@ -86,6 +99,8 @@ export class IdentityStore {
         ...id,
         chainPem: JSON.stringify(id.chainPem),
         exportable: id.exportable ? 1 : 0,
+        issuerKeyStorage: id.issuerKeyStorage ?? id.keyStorage,
+        issuerExportable: (id.issuerExportable ?? id.exportable) ? 1 : 0,
         savedAt,
       });
     })();
@@ -100,7 +115,8 @@ export class IdentityStore {
     } catch {
       chainPem = undefined;
     }
-    if (!Array.isArray(chainPem) || !chainPem.every((c) => typeof c === 'string') || !KEY_STORAGES.has(r.key_storage)) {
+    const issuerKeyStorage = r.issuer_key_storage ?? r.key_storage;
+    if (!Array.isArray(chainPem) || !chainPem.every((c) => typeof c === 'string') || !KEY_STORAGES.has(r.key_storage) || !KEY_STORAGES.has(issuerKeyStorage)) {
       // Only a hand-edited or corrupted database gets here; name what is wrong, not a stack.
       throw new SigilError('internal', `agent state: the ${slot} identity row is corrupted`);
     }
@@ -112,6 +128,8 @@ export class IdentityStore {
       keyRef: r.key_ref,
       keyStorage: r.key_storage as KeyStorage,
       exportable: r.exportable === 1,
+      issuerKeyStorage: issuerKeyStorage as KeyStorage,
+      issuerExportable: (r.issuer_exportable ?? r.exportable) === 1,
       serial: r.serial,
       notBefore: r.not_before,
       notAfter: r.not_after,
@@ -141,6 +159,8 @@ function validateIdentity(id: Identity): void {
   if (id.notAfter <= id.notBefore) problems.push('notAfter must be after notBefore');
   if (!KEY_STORAGES.has(id.keyStorage)) problems.push(`keyStorage ${String(id.keyStorage)} is unknown`);
   if (typeof id.exportable !== 'boolean') problems.push('exportable must be a boolean');
+  if (id.issuerKeyStorage !== undefined && !KEY_STORAGES.has(id.issuerKeyStorage)) problems.push(`issuerKeyStorage ${String(id.issuerKeyStorage)} is unknown`);
+  if (id.issuerExportable !== undefined && typeof id.issuerExportable !== 'boolean') problems.push('issuerExportable must be a boolean');
   if (typeof id.keyRef === 'string') {
     try {
       JSON.parse(id.keyRef);

@@ -10,6 +10,7 @@
  * and never stored, logged or put in an error message. pkcs11js errors carry only the CKR_*
  * name and code, which is all this module passes on.
  */
+import { createHmac, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type * as Pkcs11Js from 'pkcs11js';
@@ -127,6 +128,18 @@ export function readPin(src: PinSource): string {
   throw new SigilError('config_invalid', 'a PKCS#11 key needs pin_file or pin_env (the PIN is never taken from the command line or the config itself)');
 }
 
+/**
+ * PINs a token refused in this process, as HMACs under a per-process random key (never the
+ * PIN). A daemon retries failed renewals with backoff; a hardware token or HSM counts every
+ * wrong PIN and locks itself after a few (PKCS#11 v2.40 CKF_USER_PIN_LOCKED), so the same
+ * wrong PIN is never presented twice. Editing the PIN file (or variable) makes it a new PIN.
+ */
+const refusedPins = new Set<string>();
+const pinTagKey = randomBytes(32);
+function pinTag(tokenLabel: string, pin: string): string {
+  return createHmac('sha256', pinTagKey).update(tokenLabel).update('\0').update(pin).digest('hex');
+}
+
 /** Open an R/W session on `slot` and log the user in (already logged in by another session is fine). */
 export function openSession(lib: Pkcs11Lib, slot: Handle, pin: PinSource, tokenLabel: string): Handle {
   const P = pkcs11js();
@@ -136,8 +149,17 @@ export function openSession(lib: Pkcs11Lib, slot: Handle, pin: PinSource, tokenL
   } catch (err) {
     throw mapError(err, `opening a session on token "${tokenLabel}"`);
   }
+  let tried: string | undefined;
   try {
-    lib.C_Login(session, P.CKU_USER, readPin(pin));
+    const value = readPin(pin);
+    tried = pinTag(tokenLabel, value);
+    if (refusedPins.has(tried)) {
+      throw new SigilError(
+        'config_invalid',
+        `not logging in to PKCS#11 token "${tokenLabel}": it refused this PIN before, and a token locks after a few wrong PINs (fix ${pin.pinFile ? `the PIN file ${pin.pinFile}` : `$${pin.pinEnv}`}; a changed PIN is tried again)`,
+      );
+    }
+    lib.C_Login(session, P.CKU_USER, value);
   } catch (err) {
     if (ckrCode(err) !== P.CKR_USER_ALREADY_LOGGED_IN) {
       try {
@@ -148,6 +170,7 @@ export function openSession(lib: Pkcs11Lib, slot: Handle, pin: PinSource, tokenL
       if (err instanceof SigilError) throw err;
       const name = ckrName(err);
       if (name === 'CKR_PIN_INCORRECT' || name === 'CKR_PIN_LEN_RANGE' || name === 'CKR_PIN_LOCKED' || name === 'CKR_PIN_EXPIRED') {
+        if (tried !== undefined) refusedPins.add(tried);
         throw new SigilError('config_invalid', `login to PKCS#11 token "${tokenLabel}" failed: ${name} (check ${pin.pinFile ? `the PIN file ${pin.pinFile}` : `$${pin.pinEnv}`})`);
       }
       throw mapError(err, `logging in to token "${tokenLabel}"`);

@@ -81,3 +81,27 @@ export function parsePkcs11Uri(uri: string): Pkcs11Uri {
   }
   return out;
 }
+
+/** Percent-encode everything but RFC 3986 unreserved characters (always a valid pk11-pchar). */
+function pct(bytes: Buffer): string {
+  let out = '';
+  for (const b of bytes) {
+    const c = String.fromCharCode(b);
+    out += /[A-Za-z0-9\-._~]/.test(c) ? c : `%${b.toString(16).padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/**
+ * The RFC 7512 URI of a private key: `pkcs11:token=…;object=…;id=…;type=private`, the form
+ * workloads (OpenSSL's pkcs11 provider, p11-kit) take. Path attributes only: neither the module
+ * nor where the PIN is, and never the PIN.
+ */
+export function formatPkcs11Uri(key: { tokenLabel: string; keyLabel?: string; keyId?: string }): string {
+  const parts = [`token=${pct(Buffer.from(key.tokenLabel, 'utf8'))}`];
+  if (key.keyLabel !== undefined) parts.push(`object=${pct(Buffer.from(key.keyLabel, 'utf8'))}`);
+  // Every byte of the id percent-encoded, as RFC 7512 §2.3 recommends for binary attributes.
+  if (key.keyId !== undefined) parts.push(`id=${[...Buffer.from(key.keyId, 'hex')].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('')}`);
+  parts.push('type=private');
+  return `pkcs11:${parts.join(';')}`;
+}

@@ -176,6 +176,49 @@ describe('agent config', () => {
     expect(e.message).not.toMatch(/\n/);
   });
 
+  describe('key_storage: pkcs11', () => {
+    const MODULE = '/usr/lib/softhsm/libsofthsm2.so';
+    const ks = (block: string): Record<string, string> => ({ ks: `key_storage: pkcs11\n${block}` });
+
+    it('reads the pkcs11 block: module, token label, PIN file resolved against the config dir, label prefix', () => {
+      const c = load(yaml(ks(`pkcs11: { module: ${MODULE}, token: sigil, pin_file: secrets/pin }`)));
+      expect(c.keyStorage).toBe('pkcs11');
+      expect(c.pkcs11).toEqual({ module: MODULE, tokenLabel: 'sigil', pinFile: join(dir, 'etc', 'secrets', 'pin'), keyLabelPrefix: 'sigil' });
+      const e = load(yaml(ks(`pkcs11:\n  module: ${MODULE}\n  token: hsm\n  pin_env: SIGIL_PKCS11_PIN\n  key_label_prefix: gw-7`)));
+      expect(e.pkcs11).toEqual({ module: MODULE, tokenLabel: 'hsm', pinEnv: 'SIGIL_PKCS11_PIN', keyLabelPrefix: 'gw-7' });
+    });
+
+    it('works with evidence join methods other than tpm (x509 here)', () => {
+      const c = load(yaml({ join: 'join:\n  method: x509\n  x509: { cert: dev.pem, key: dev.key }', ...ks(`pkcs11: { module: ${MODULE}, token: sigil, pin_env: P }`) }));
+      expect(c.keyStorage).toBe('pkcs11');
+      expect(c.tpmTcti).toBeUndefined();
+    });
+
+    it.each([
+      ['no pkcs11 block', '', /key_storage: pkcs11 needs a pkcs11: \{ module, token, pin_file \| pin_env \} block/],
+      ['no PIN source', `pkcs11: { module: ${MODULE}, token: sigil }`, /pkcs11: give exactly one of pin_file .* or pin_env/],
+      ['both PIN sources', `pkcs11: { module: ${MODULE}, token: sigil, pin_file: p, pin_env: P }`, /exactly one of pin_file/],
+      ['a relative module path', 'pkcs11: { module: libsofthsm2.so, token: sigil, pin_env: P }', /pkcs11\.module: must be an absolute path/],
+      ['no token', `pkcs11: { module: ${MODULE}, pin_env: P }`, /pkcs11\.token/],
+      ['a token label over 32 bytes', `pkcs11: { module: ${MODULE}, token: ${'t'.repeat(33)}, pin_env: P }`, /pkcs11\.token/],
+      ['a PIN in the config', `pkcs11: { module: ${MODULE}, token: sigil, pin: "1234" }`, /pin/],
+      ['pin_env that is not a variable name', `pkcs11: { module: ${MODULE}, token: sigil, pin_env: "$PIN" }`, /pkcs11\.pin_env: is the NAME of an environment variable/],
+      ['a bad label prefix', `pkcs11: { module: ${MODULE}, token: sigil, pin_env: P, key_label_prefix: "a b" }`, /pkcs11\.key_label_prefix/],
+    ])('%s → config_invalid naming the field', (_name, block, re) => {
+      const e = refusal(() => load(yaml(ks(block))));
+      expect(e.code).toBe('config_invalid');
+      expect(e.message).toMatch(re);
+    });
+
+    it('refuses the tpm join (it certifies a TPM key) and a pkcs11 block under another key_storage', () => {
+      const tpm = refusal(() => load(yaml({ join: 'join:\n  method: tpm\n  tpm: {}', ...ks(`pkcs11: { module: ${MODULE}, token: sigil, pin_env: P }`) })));
+      expect(tpm.code).toBe('config_invalid');
+      expect(tpm.message).toMatch(/key_storage: pkcs11 cannot be used with join\.method tpm/);
+      const stray = refusal(() => load(yaml({ ks: `pkcs11: { module: ${MODULE}, token: sigil, pin_env: P }` })));
+      expect(stray.message).toMatch(/pkcs11: is set but key_storage is software/);
+    });
+  });
+
   it('a missing config file → config_invalid with the path and errno', () => {
     const e = refusal(() => loadAgentConfig(join(dir, 'missing.yaml')));
     expect(e.code).toBe('config_invalid');

@@ -36,6 +36,8 @@ function identity(over: Partial<Identity> = {}): Identity {
     keyRef: JSON.stringify({ storage: 'software', pkcs8Pem: 'PEM' }),
     keyStorage: 'software',
     exportable: true,
+    issuerKeyStorage: 'software',
+    issuerExportable: true,
     serial: '01ab',
     notBefore: 1_700_000_000_000,
     notAfter: 1_700_003_600_000,
@@ -119,6 +121,32 @@ describe('agent state: identity', () => {
     expect(state!.getIdentity()).toEqual(id);
     const again = open();
     expect(again.getIdentity()).toEqual(id);
+  });
+
+  it('keeps the key facts as the agent knows them apart from what the issuer recorded', () => {
+    const s = open();
+    const keyRef = JSON.stringify({ storage: 'pkcs11', module: '/m.so', tokenLabel: 't', keyLabel: 'sigil-1', keyId: 'ab', pinFile: '/pin' });
+    s.saveIdentity(identity({ keyRef, keyStorage: 'pkcs11', exportable: false, issuerKeyStorage: 'software', issuerExportable: true }));
+    expect(open().getIdentity()).toMatchObject({ keyStorage: 'pkcs11', exportable: false, issuerKeyStorage: 'software', issuerExportable: true });
+    // Without issuer facts the issuer is taken to agree.
+    const { issuerKeyStorage: _s, issuerExportable: _e, ...plain } = identity({ keyStorage: 'tpm', exportable: false });
+    state!.saveIdentity(plain);
+    expect(state!.getIdentity()).toMatchObject({ keyStorage: 'tpm', exportable: false, issuerKeyStorage: 'tpm', issuerExportable: false });
+  });
+
+  it('migration 3: a stored identity keeps the issuer record as issuer_*, and takes its own facts from the key reference', () => {
+    open().close();
+    state = undefined;
+    // Back to schema 2, with a TPM key the issuer recorded as software (a renewal without a proof).
+    const db = new Database(path.join(dataDir, 'agent.db'));
+    db.exec('ALTER TABLE identity DROP COLUMN issuer_key_storage; ALTER TABLE identity DROP COLUMN issuer_exportable');
+    db.prepare(
+      `INSERT INTO identity (slot, instance_id, spiffe_id, bot, chain_pem, key_ref, key_storage, exportable, serial, not_before, not_after, generation, join_method, issued_at, renew_after, saved_at)
+       VALUES ('current', 'i', 'spiffe://example.org/bot/edge', 'edge', '["C"]', ?, 'software', 1, '02', 1, 2, 2, 'tpm', 1, 2, 1)`,
+    ).run(JSON.stringify({ storage: 'tpm', tcti: 'device:/dev/tpmrm0', parent: 0x81000001, publicB64: 'AA', privateB64: 'AA' }));
+    db.pragma('user_version = 2');
+    db.close();
+    expect(open().getIdentity()).toMatchObject({ serial: '02', keyStorage: 'tpm', exportable: false, issuerKeyStorage: 'software', issuerExportable: true });
   });
 
   it('is empty on a fresh database', () => {

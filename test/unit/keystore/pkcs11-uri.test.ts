@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseKeyRef, parsePkcs11Uri, serializeKeyRef } from '../../../src/keystore/index.js';
+import { formatPkcs11Uri, parseKeyRef, parsePkcs11Uri, serializeKeyRef } from '../../../src/keystore/index.js';
 import { rawEcdsaToDer } from '../../../src/keystore/ecdsa.js';
 
 describe('PKCS#11 URIs (RFC 7512)', () => {
@@ -15,6 +15,12 @@ describe('PKCS#11 URIs (RFC 7512)', () => {
     expect(() => parsePkcs11Uri('pkcs11:id=%zz')).toThrow(/percent/);
     expect(() => parsePkcs11Uri('file:/x')).toThrow(/pkcs11:/);
     expect(() => parsePkcs11Uri('pkcs11:token=t?pin-source=relative')).toThrow(/absolute/);
+  });
+
+  it('writes the URI of a key reference (path attributes only) that reads back the same', () => {
+    const uri = formatPkcs11Uri({ tokenLabel: 'My Token;1', keyLabel: 'sigil-ab12', keyId: '01ab' });
+    expect(uri).toBe('pkcs11:token=My%20Token%3b1;object=sigil-ab12;id=%01%ab;type=private');
+    expect(parsePkcs11Uri(uri)).toEqual({ token: 'My Token;1', object: 'sigil-ab12', id: Buffer.from([0x01, 0xab]), type: 'private' });
   });
 });
 
