@@ -137,12 +137,16 @@ export class Agent {
    * is sent, so after a crash the same bytes are resent and answered idempotently.
    */
   private async joinWithChallenge(root: string): Promise<{ identity: Identity; result: IdentityResult; entry: OutboxEntry }> {
-    const { signer, ref } = await this.newKey();
-    const pendingKeyRef = serializeKeyRef(ref);
+    let pendingKeyRef = '';
     let persisted: OutboxEntry | undefined;
     const res = await runJoinExchange({
       method: this.join.method,
-      identity: signer,
+      // Made inside the first round (a TPM key on the same connection as the evidence).
+      identity: async () => {
+        const { signer, ref } = await this.newKey();
+        pendingKeyRef = serializeKeyRef(ref);
+        return signer;
+      },
       rootPem: () => root,
       now: this.now,
       ...(this.cfg.ttlS !== undefined ? { ttlS: this.cfg.ttlS } : {}),

@@ -35,8 +35,12 @@ export interface JoinExchangeStep {
 
 export interface JoinExchangeOptions {
   method: JoinMethodAgent;
-  /** The new identity key: the CSR is for it and it signs every envelope. */
-  identity: Signer;
+  /**
+   * The new identity key: the CSR is for it and it signs every envelope. A function is called
+   * once, inside the first round's {@link JoinMethodAgent.session}, so a TPM key is created on
+   * the same connection as the rest of that round.
+   */
+  identity: Signer | (() => Promise<Signer>);
   /**
    * Send one join envelope and resolve with the issuer's answer body (parsed JSON), e.g.
    * `(env) => transport.post('join', env)`. Refusals are thrown as SigilErrors (HTTPS) or
@@ -68,17 +72,21 @@ export interface JoinExchangeResult {
 export async function runJoinExchange(o: JoinExchangeOptions): Promise<JoinExchangeResult> {
   const now = o.now ?? Date.now;
   const requestId = o.requestId ?? newRequestId();
-  const spkiDer = o.identity.publicKeySpki();
-  const ctx: EvidenceContext = { requestId, spkiDer };
+  let identity: Signer | undefined;
+  let ctx: EvidenceContext | undefined;
   const maxChallenges = o.maxChallenges ?? 2;
   const session = <T>(fn: () => Promise<T>): Promise<T> => (o.method.session ? o.method.session(fn) : fn());
   let csr = '';
   let challenge: JoinChallenge | undefined;
   for (let round = 0; ; round++) {
     const envelope = await session(async () => {
-      if (round === 0) csr = toPem('CERTIFICATE REQUEST', await buildCsr(o.identity));
+      if (identity === undefined || ctx === undefined) {
+        identity = typeof o.identity === 'function' ? await o.identity() : o.identity;
+        ctx = { requestId, spkiDer: identity.publicKeySpki() };
+        csr = toPem('CERTIFICATE REQUEST', await buildCsr(identity));
+      }
       const evidence = challenge === undefined ? await o.method.evidence(ctx) : await o.method.respond!(challenge, ctx);
-      return signJws(o.identity, TYP_REQUEST, request(evidence));
+      return signJws(identity, TYP_REQUEST, request(identity, evidence));
     });
     const body = await o.send(envelope, { requestId, round });
     const step = verifyJoinStep(body, requestId, await o.rootPem(), { requestHash: requestPayloadHash(envelope), now: new Date(now()) });
@@ -89,7 +97,7 @@ export async function runJoinExchange(o: JoinExchangeOptions): Promise<JoinExcha
     if (round >= maxChallenges) throw new SigilError('response_invalid', `the issuer asked more than ${maxChallenges} challenges; giving up`);
   }
 
-  function request(evidence: Record<string, unknown>): JoinRequest {
+  function request(identity: Signer, evidence: Record<string, unknown>): JoinRequest {
     return {
       v: PROTOCOL_VERSION,
       op: 'join',
@@ -98,7 +106,7 @@ export async function runJoinExchange(o: JoinExchangeOptions): Promise<JoinExcha
       method: o.method.name,
       csr,
       evidence,
-      key_storage: o.keyStorage ?? o.identity.storage,
+      key_storage: o.keyStorage ?? identity.storage,
       ...(o.ttlS !== undefined ? { ttl_s: o.ttlS } : {}),
     };
   }

@@ -77,16 +77,37 @@ export async function loadSaved(tpm: Tpm, saved: SavedObject, make: () => Promis
 const srkCache = new Map<string, SavedObject>();
 const queues = new Map<string, Promise<unknown>>();
 
-/** Run `fn` after every earlier operation on `tcti` in this process finished. */
-function serialised<T>(tcti: string, fn: () => Promise<T>): Promise<T> {
+/**
+ * Open a connection to `tcti` after every earlier operation on it in this process finished,
+ * run `fn` on it, and close it. The caller gets `fn`'s result as soon as it is there; closing
+ * (for swtpm a FIN and its answer) goes on in the background, and the *next* operation on the
+ * TCTI waits for it — swtpm serves one connection at a time. A join round's close thus overlaps
+ * the network round trip that follows it instead of adding to it.
+ */
+function onConnection<T>(tcti: string, fn: (tpm: Tpm) => Promise<T>): Promise<T> {
   const prev = queues.get(tcti) ?? Promise.resolve();
-  const next = prev.then(fn, fn);
-  const tail = next.catch(() => undefined);
+  let settle!: { resolve: (v: T) => void; reject: (e: unknown) => void };
+  const result = new Promise<T>((resolve, reject) => (settle = { resolve, reject }));
+  const tail = prev.then(async () => {
+    let tpm: Tpm;
+    try {
+      tpm = await Tpm.open(tcti);
+    } catch (err) {
+      settle.reject(err);
+      return;
+    }
+    try {
+      settle.resolve(await fn(tpm));
+    } catch (err) {
+      settle.reject(err);
+    }
+    await tpm.close().catch(() => undefined);
+  });
   queues.set(tcti, tail);
   void tail.then(() => {
     if (queues.get(tcti) === tail) queues.delete(tcti);
   });
-  return next;
+  return result;
 }
 
 /** An open session's connection; operations inside it run one after another on it. */
@@ -106,8 +127,8 @@ const insideOperation = new AsyncLocalStorage<OpenSession>();
  */
 export function withTpmSession<T>(tcti: string, fn: () => Promise<T>): Promise<T> {
   if (openSession(tcti)) return fn();
-  return serialised(tcti, async () => {
-    const session: OpenSession = { tpm: await Tpm.open(tcti), tail: Promise.resolve(), closed: false };
+  return onConnection(tcti, async (tpm) => {
+    const session: OpenSession = { tpm, tail: Promise.resolve(), closed: false };
     const map = new Map(sessions.getStore() ?? []);
     map.set(tcti, session);
     try {
@@ -115,7 +136,6 @@ export function withTpmSession<T>(tcti: string, fn: () => Promise<T>): Promise<T
     } finally {
       session.closed = true;
       await session.tail.catch(() => undefined);
-      await session.tpm.close();
     }
   });
 }
@@ -140,14 +160,7 @@ export function withTpm<T>(tcti: string, fn: (tpm: Tpm) => Promise<T>): Promise<
     session.tail = next.catch(() => undefined);
     return next;
   }
-  return serialised(tcti, async () => {
-    const tpm = await Tpm.open(tcti);
-    try {
-      return await fn(tpm);
-    } finally {
-      await tpm.close();
-    }
-  });
+  return onConnection(tcti, fn);
 }
 
 /** The SRK (owner hierarchy, srkTemplateEccP256), loaded from its saved context or created; the caller flushes it. */
