@@ -11,10 +11,10 @@ import { marshal } from '../../../src/tpm/structures/codec.js';
 import { publicKeySpki } from '../../../src/tpm/structures/keys.js';
 import { isEccSignature, tpmtSignature } from '../../../src/tpm/structures/signature.js';
 import { SCHEME_NULL } from '../../../src/tpm/structures/schemes.js';
-import { Tpm } from '../../../src/tpm/tpm.js';
+import type { Tpm } from '../../../src/tpm/tpm.js';
 import type { TpmKey } from '../../../src/tpm/tpm.js';
 import { signingKeyTemplateEccP256 } from '../../../src/tpm/templates.js';
-import { startSim, tpm2 } from './sim.js';
+import { closeSimWithAk, openSimWithAk, tpm2 } from './sim.js';
 import type { Sim } from './sim.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -26,17 +26,8 @@ describe('TPM attestation and signing against swtpm', () => {
   let srk: TpmKey;
   let ak: TpmKey;
 
-  beforeAll(async () => {
-    sim = await startSim();
-    tpm = await Tpm.open(sim.tcti);
-    srk = await tpm.createSrk();
-    ak = await tpm.load(srk, await tpm.createAk(srk));
-  });
-  afterAll(async () => {
-    if (tpm) for (const k of [ak, srk]) if (k) await tpm.flush(k).catch(() => undefined);
-    await tpm?.close();
-    await sim?.stop();
-  });
+  beforeAll(async () => void ({ sim, tpm, srk, ak } = await openSimWithAk()));
+  afterAll(() => closeSimWithAk({ sim, tpm, srk, ak }));
 
   it('Quote: verifies in software and with tpm2_checkquote', async () => {
     await tpm.pcrExtend(16, [{ hashAlg: TPM_ALG.SHA256, digest: sha256(Buffer.from('sigil')) }]);

@@ -11,9 +11,9 @@ import { TPM_RC, isTpmRc } from '../../../src/tpm/errors.js';
 import type { EkKind } from '../../../src/tpm/ek.js';
 import { publicKeySpki } from '../../../src/tpm/structures/keys.js';
 import { ekTemplateEccP384, ekTemplateRsa2048 } from '../../../src/tpm/templates.js';
-import { Tpm } from '../../../src/tpm/tpm.js';
+import type { Tpm } from '../../../src/tpm/tpm.js';
 import type { TpmKey } from '../../../src/tpm/tpm.js';
-import { startSim } from './sim.js';
+import { closeSimWithAk, openSimWithAk } from './sim.js';
 import type { Sim } from './sim.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -25,17 +25,8 @@ describe('EK, MakeCredential and ActivateCredential against swtpm', () => {
   let srk: TpmKey;
   let ak: TpmKey;
 
-  beforeAll(async () => {
-    sim = await startSim();
-    tpm = await Tpm.open(sim.tcti);
-    srk = await tpm.createSrk();
-    ak = await tpm.load(srk, await tpm.createAk(srk));
-  });
-  afterAll(async () => {
-    if (tpm) for (const k of [ak, srk]) if (k) await tpm.flush(k).catch(() => undefined);
-    await tpm?.close();
-    await sim?.stop();
-  });
+  beforeAll(async () => void ({ sim, tpm, srk, ak } = await openSimWithAk()));
+  afterAll(() => closeSimWithAk({ sim, tpm, srk, ak }));
 
   it('NV_Read: the EK certificates swtpm_localca issued, for the EK public keys', async () => {
     const issuer = new X509Certificate(await readFile(join(sim.caDir, 'issuercert.pem')));

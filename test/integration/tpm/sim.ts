@@ -9,6 +9,7 @@ import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { Tpm, type TpmKey } from '../../../src/tpm/tpm.js';
 
 const run = promisify(execFile);
 const INSTALL = 'apt-get install -y swtpm swtpm-tools tpm2-tools (or: bash scripts/setup.sh)';
@@ -143,4 +144,27 @@ export async function tpm2(sim: Sim, tool: string, args: string[]): Promise<stri
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${tool} not found: ${INSTALL}`);
     throw err;
   }
+}
+
+/** A simulator, a connection to it, the SRK and a loaded AK: the setup of the attestation tests. */
+export interface SimWithAk {
+  sim: Sim;
+  tpm: Tpm;
+  srk: TpmKey;
+  ak: TpmKey;
+}
+
+export async function openSimWithAk(): Promise<SimWithAk> {
+  const sim = await startSim();
+  const tpm = await Tpm.open(sim.tcti);
+  const srk = await tpm.createSrk();
+  const ak = await tpm.load(srk, await tpm.createAk(srk));
+  return { sim, tpm, srk, ak };
+}
+
+/** Flush what {@link openSimWithAk} loaded, close and stop; tolerates a setup that failed half-way. */
+export async function closeSimWithAk(s: Partial<SimWithAk>): Promise<void> {
+  if (s.tpm) for (const k of [s.ak, s.srk]) if (k) await s.tpm.flush(k).catch(() => undefined);
+  await s.tpm?.close();
+  await s.sim?.stop();
 }
