@@ -11,11 +11,7 @@
 import { SigilError, toSigilError } from '../errors.js';
 import { runJoinExchange } from '../join/exchange.js';
 import { loadSigner, parseKeyRef, serializeKeyRef, type Signer, type TpmSigner } from '../keystore/index.js';
-import { marshal, tpm2bPublic, unmarshal } from '../tpm/index.js';
-import { tpm2bPrivate } from '../tpm/structures/basic.js';
-import type { KeyBlob } from '../tpm/tpm.js';
 import { TpmJoinAgent } from '../join/tpm/agent.js';
-import { attestRenewalKey } from '../join/tpm/key-attestation.js';
 import type { IdentityResult } from '../protocol/messages.js';
 import type { IssuerTransport } from '../transport/types.js';
 import type { KeyStorage } from '../keystore/signer.js';
@@ -33,18 +29,9 @@ import { buildJoinRequest, buildRenewRequest, type BuiltRequest, type NewKey } f
 import { backoffDelay, renewAt } from './schedule.js';
 import { openAgentState, type AgentState, type Identity, type OutboxEntry } from './state/index.js';
 import { agentClock, crashPoint, duringOutput } from './test-hooks.js';
+import { newTransportKey, transportCertOf, wantsTransportCert } from './transport-cert.js';
+import { certifyWithAk, saveAk } from './tpm-ak.js';
 import { buildTransports, IssuerLink } from './transports.js';
-
-/** Agent setting holding the AK (as a TpmKeyRef) of the last tpm join. */
-const TPM_AK_SETTING = 'tpm.ak';
-
-// The AK is a restricted key (not a Signer): keep its two blobs, TPM2B encodings in base64.
-const akToSetting = (ak: KeyBlob): string =>
-  JSON.stringify({ public: Buffer.from(marshal(tpm2bPublic, ak.public)).toString('base64'), private: Buffer.from(marshal(tpm2bPrivate, ak.private)).toString('base64') });
-const akFromSetting = (s: string): KeyBlob => {
-  const o = JSON.parse(s) as { public: string; private: string };
-  return { public: unmarshal(tpm2bPublic, Buffer.from(o.public, 'base64')), private: unmarshal(tpm2bPrivate, Buffer.from(o.private, 'base64')) };
-};
 
 export type TickOutcome =
   | { action: 'none'; identity: Identity }
@@ -74,11 +61,14 @@ export class Agent {
   readonly credentials: CredentialOutputs | undefined;
   private readonly now: () => number;
   private readonly rand: () => number;
+  /** Joins and renewals ask for an MQTT transport certificate (./transport-cert.ts). */
+  private readonly transportCert: boolean;
 
   constructor(readonly cfg: AgentConfig, private readonly log: Logger, deps: AgentDeps = {}) {
     this.now = deps.now ?? agentClock();
     this.rand = deps.rand ?? Math.random;
     this.join = joinMethodFor(cfg);
+    this.transportCert = wantsTransportCert(cfg);
     this.keys = new IdentityKeys(cfg, log, this.join.pendingTpmKeys);
     this.outputs = cfg.outputs.map((o) => identityOutput(o.path, { uid: o.uid, gid: o.gid }));
     this.state = deps.state ?? openAgentState(cfg.dataDir);
@@ -124,11 +114,8 @@ export class Agent {
   }
 
   /** For TPM keys: TPM2_Certify of a renewal's new key by the AK of the last join (proves it non-exportable). */
-  private async attestNewKey(key: Signer, requestId: string): Promise<Record<string, unknown> | undefined> {
-    const akRef = this.state.getSetting(TPM_AK_SETTING);
-    if (this.cfg.keyStorage !== 'tpm' || !akRef) return undefined;
-    const ak = akFromSetting(akRef);
-    return (await attestRenewalKey({ ak, key: key as TpmSigner, requestId })) as unknown as Record<string, unknown>;
+  private attestNewKey(key: Signer, requestId: string): Promise<Record<string, unknown> | undefined> {
+    return this.cfg.keyStorage === 'tpm' ? certifyWithAk(this.state, key as TpmSigner, requestId) : Promise.resolve(undefined);
   }
 
   /**
@@ -139,6 +126,8 @@ export class Agent {
   private async joinWithChallenge(root: string): Promise<{ identity: Identity; result: IdentityResult; entry: OutboxEntry }> {
     let pendingKeyRef = '';
     let persisted: OutboxEntry | undefined;
+    const transport = this.transportCert ? newTransportKey() : undefined;
+    const transportEntry = transport ? { transportKeyPem: transport.pkcs8Pem } : {};
     const res = await runJoinExchange({
       method: this.join.method,
       // Made inside the first round (a TPM key on the same connection as the evidence).
@@ -150,11 +139,12 @@ export class Agent {
       rootPem: () => root,
       now: this.now,
       ...(this.cfg.ttlS !== undefined ? { ttlS: this.cfg.ttlS } : {}),
+      ...(transport ? { transportKey: transport.signer } : {}),
       send: async (envelope, step) => {
         if (step.round >= 1) {
           // Same request id, new timestamp and evidence: replace the earlier round's entry.
           if (persisted) this.state.deleteOutbox(persisted.requestId);
-          persisted = { requestId: step.requestId, op: 'join', body: JSON.stringify(envelope), createdAt: this.now(), pendingKeyRef };
+          persisted = { requestId: step.requestId, op: 'join', body: JSON.stringify(envelope), createdAt: this.now(), pendingKeyRef, ...transportEntry };
           crashPoint('before_persist');
           this.state.putOutbox(persisted);
           crashPoint('after_persist');
@@ -165,8 +155,8 @@ export class Agent {
     crashPoint('after_response');
     // Keep the AK of this join: renewals prove their new TPM keys with it.
     const ak = this.join.method instanceof TpmJoinAgent ? this.join.method.attestationKey(res.requestId) : undefined;
-    if (ak) this.state.setSetting(TPM_AK_SETTING, akToSetting(ak));
-    const entry = persisted ?? { requestId: res.requestId, op: 'join', body: JSON.stringify(res.envelope), createdAt: this.now(), pendingKeyRef };
+    if (ak) saveAk(this.state, ak);
+    const entry = persisted ?? { requestId: res.requestId, op: 'join', body: JSON.stringify(res.envelope), createdAt: this.now(), pendingKeyRef, ...transportEntry };
     if (!persisted) this.state.putOutbox(entry);
     return { ...this.commit(entry, res.payload.result), entry };
   }
@@ -177,6 +167,7 @@ export class Agent {
     const now = this.now();
     // Where the key is as the agent knows it; the issuer records only what it can verify.
     const key = this.keys.facts(entry.pendingKeyRef);
+    const transport = transportCertOf(entry.transportKeyPem, r, this.log);
     const identity: Identity = {
       instanceId: r.instance_id,
       spiffeId: r.spiffe_id,
@@ -195,6 +186,7 @@ export class Agent {
       joinMethod: this.join.method.name,
       issuedAt: now,
       renewAfter: renewAt(now, r.not_after, this.cfg.renewFraction, this.rand),
+      ...(transport ? { transport } : {}),
     };
     // The issuer has accepted the credential, so it is spent whatever happens next.
     if (entry.op === 'join' && this.join.singleUseCredential) this.state.setSetting(USED_CREDENTIAL_SETTING, this.join.singleUseCredential);
@@ -216,6 +208,7 @@ export class Agent {
           ...ttl,
           newKey: () => this.newKey(),
           attest: (key, requestId) => this.attestNewKey(key, requestId),
+          transport: this.transportCert,
         });
       } finally {
         // A PKCS#11 signer holds a session on the token; the next renewal opens the key again.
@@ -223,7 +216,7 @@ export class Agent {
       }
     }
     const method = this.join.method;
-    return buildJoinRequest({ method: method.name, evidence: (c) => method.evidence(c), now, ...ttl, newKey: () => this.newKey() });
+    return buildJoinRequest({ method: method.name, evidence: (c) => method.evidence(c), now, ...ttl, newKey: () => this.newKey(), transport: this.transportCert });
   }
 
   /**

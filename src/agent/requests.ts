@@ -1,7 +1,9 @@
 /**
  * Build the signed join and renew requests. A join envelope is signed by the new key (proof of
  * possession bound to the evidence); a renew envelope is signed by the *current* key with the
- * current chain in x5c, and carries a CSR of a fresh key.
+ * current chain in x5c, and carries a CSR of a fresh key. With `transport`, either also carries
+ * the CSR of a fresh software key for an MQTT transport certificate (./transport-cert.ts); the
+ * outbox entry keeps that key.
  */
 import type { EvidenceContext } from '../join/types.js';
 import { createSigner, serializeKeyRef, type KeyRef } from '../keystore/index.js';
@@ -12,10 +14,18 @@ import { signJws, type Jws } from '../protocol/jws.js';
 import { PROTOCOL_VERSION, TYP_REQUEST, type JoinRequest, type RenewRequest } from '../protocol/messages.js';
 import { newRequestId } from '../util/secret.js';
 import type { OutboxEntry } from './state/index.js';
+import { newTransportKey } from './transport-cert.js';
 
 export interface BuiltRequest {
   entry: OutboxEntry;
   envelope: Jws;
+}
+
+/** The transport key and its `transport_csr` field, when asked for. */
+async function transportPart(want: boolean | undefined): Promise<{ fields: { transport_csr?: string }; entry: { transportKeyPem?: string } }> {
+  if (!want) return { fields: {}, entry: {} };
+  const t = newTransportKey();
+  return { fields: { transport_csr: toPem('CERTIFICATE REQUEST', await buildCsr(t.signer)) }, entry: { transportKeyPem: t.pkcs8Pem } };
 }
 
 export async function buildJoinRequest(p: {
@@ -25,8 +35,11 @@ export async function buildJoinRequest(p: {
   now: number;
   /** Where the new key is made (default: software). */
   newKey?: () => Promise<NewKey>;
+  /** Ask for an MQTT transport certificate too. */
+  transport?: boolean;
 }): Promise<BuiltRequest> {
   const { signer, ref } = p.newKey ? await p.newKey() : createSigner('software');
+  const transport = await transportPart(p.transport);
   const requestId = newRequestId();
   const evidence = await p.evidence({ requestId, spkiDer: signer.publicKeySpki() });
   const payload: JoinRequest = {
@@ -39,9 +52,10 @@ export async function buildJoinRequest(p: {
     evidence,
     key_storage: signer.storage,
     ...(p.ttlS !== undefined ? { ttl_s: p.ttlS } : {}),
+    ...transport.fields,
   };
   const envelope = await signJws(signer, TYP_REQUEST, payload);
-  return { envelope, entry: { requestId, op: 'join', body: JSON.stringify(envelope), createdAt: p.now, pendingKeyRef: serializeKeyRef(ref) } };
+  return { envelope, entry: { requestId, op: 'join', body: JSON.stringify(envelope), createdAt: p.now, pendingKeyRef: serializeKeyRef(ref), ...transport.entry } };
 }
 
 export interface NewKey {
@@ -58,8 +72,11 @@ export async function buildRenewRequest(p: {
   newKey?: () => Promise<NewKey>;
   /** Proof that the new key is hardware-resident (TPM2_Certify by the AK), bound to the request id. */
   attest?: (key: Signer, requestId: string) => Promise<Record<string, unknown> | undefined>;
+  /** Ask for an MQTT transport certificate too. */
+  transport?: boolean;
 }): Promise<BuiltRequest> {
   const { signer, ref } = p.newKey ? await p.newKey() : createSigner('software');
+  const transport = await transportPart(p.transport);
   const requestId = newRequestId();
   const keyAttestation = p.attest ? await p.attest(signer, requestId) : undefined;
   const payload: RenewRequest = {
@@ -71,8 +88,9 @@ export async function buildRenewRequest(p: {
     key_storage: signer.storage,
     ...(p.ttlS !== undefined ? { ttl_s: p.ttlS } : {}),
     ...(keyAttestation ? { key_attestation: keyAttestation } : {}),
+    ...transport.fields,
   };
   const x5c = p.chainPem.map((c) => fromPem(c, 'CERTIFICATE'));
   const envelope = await signJws(p.current, TYP_REQUEST, payload, x5c);
-  return { envelope, entry: { requestId, op: 'renew', body: JSON.stringify(envelope), createdAt: p.now, pendingKeyRef: serializeKeyRef(ref) } };
+  return { envelope, entry: { requestId, op: 'renew', body: JSON.stringify(envelope), createdAt: p.now, pendingKeyRef: serializeKeyRef(ref), ...transport.entry } };
 }

@@ -4,6 +4,7 @@
  */
 import { formatPkcs11Uri, parseKeyRef } from '../keystore/index.js';
 import type { AgentState, Identity } from './state/index.js';
+import { mqttClientCert } from './transport-cert.js';
 
 export interface AgentStatusReport {
   state: 'ok' | 'renewal_overdue' | 'expired' | 'not_joined';
@@ -30,6 +31,12 @@ export interface AgentStatusReport {
   consecutive_failures: number;
   last_error: string | null;
   transport: string | null;
+  /**
+   * The TLS client certificate an mqtts:// transport presents now: the SVID (software key), the
+   * MQTT transport certificate (TPM/PKCS#11 key), or the bootstrap identity (not joined, expired,
+   * or a hardware key without a transport certificate).
+   */
+  mqtt_client_cert: 'svid' | 'transport' | 'bootstrap';
   pending_request: string | null;
 }
 
@@ -64,6 +71,7 @@ export function agentStatus(state: AgentState, now: number = Date.now()): AgentS
     consecutive_failures: st.consecutiveFailures,
     last_error: st.lastError,
     transport: st.transport,
+    mqtt_client_cert: (id && mqttClientCert(id, now)?.kind) ?? 'bootstrap',
     pending_request: pending ? `${pending.op} ${pending.requestId}` : null,
   };
 }

@@ -20,10 +20,9 @@ import { bootstrapResponseId } from '../transport/mqtt/topics.js';
 import type { IssuerTransport, PostHooks, RequestOp } from '../transport/types.js';
 import type { AgentConfig, MqttBootstrapConfig, TransportConfig } from './config.js';
 import type { AgentState, OutboxEntry } from './state/index.js';
+import { CLIENT_CERT_MARGIN_MS, mqttClientCert } from './transport-cert.js';
 
 export const MQTT_BOOTSTRAP_SETTING = 'mqtt.bootstrap_id';
-/** Use the SVID on the broker only while it has at least this long left (TLS checks validity). */
-const SVID_MARGIN_MS = 30_000;
 
 export interface TransportStats {
   kind: string;
@@ -44,10 +43,11 @@ function readSecret(path: string, what: string): string {
 
 /**
  * Who the agent is on an MQTT broker. Joined with a valid SVID: client id `sigil-<instance>`,
- * responses on sigil/v1/resp/<instance>, and over mqtts the SVID itself as client certificate
- * (its CN is the instance id, the broker's username). Otherwise the bootstrap identity, with a
- * response id persisted in the agent state so that a join resent after a crash listens where
- * its queued answer waits.
+ * responses on sigil/v1/resp/<instance>, and over mqtts a client certificate whose CN is the
+ * instance id, the broker's username — the SVID itself for a software key, the MQTT transport
+ * certificate for a TPM or PKCS#11 key (./transport-cert.ts). Otherwise the bootstrap identity,
+ * with a response id persisted in the agent state so that a join resent after a crash listens
+ * where its queued answer waits.
  */
 export function mqttSession(t: Extract<TransportConfig, { type: 'mqtt' }>, state: AgentState, now: () => number): MqttSession {
   const tls = t.url.startsWith('mqtts:');
@@ -57,12 +57,11 @@ export function mqttSession(t: Extract<TransportConfig, { type: 'mqtt' }>, state
     return { cert: readSecret(b.certFile, 'bootstrap.cert'), key: readSecret(b.keyFile, 'bootstrap.key') };
   };
   const id = state.getIdentity();
-  if (id && id.notAfter - SVID_MARGIN_MS > now()) {
-    const ref = JSON.parse(id.keyRef) as { storage?: string; pkcs8Pem?: string };
+  if (id && id.notAfter - CLIENT_CERT_MARGIN_MS > now()) {
     const base = { clientId: `sigil-${id.instanceId}`, responseId: id.instanceId };
-    // A key that cannot leave its token (PKCS#11, TPM) cannot be handed to the TLS stack here.
-    if (tls && ref.storage === 'software' && ref.pkcs8Pem) return { ...base, cert: id.chainPem.join(''), key: ref.pkcs8Pem };
     if (!tls) return { ...base, ...creds(t.bootstrap) };
+    const client = mqttClientCert(id, now());
+    if (client) return { ...base, cert: client.cert, key: client.key };
   }
   const bootId = state.getOrCreateSetting(MQTT_BOOTSTRAP_SETTING, () => randomBytes(12).toString('hex'));
   return { ...(t.bootstrap?.url ? { url: t.bootstrap.url } : {}), clientId: `sigil-b-${bootId}`, responseId: bootstrapResponseId(bootId), ...creds(t.bootstrap) };

@@ -7,7 +7,9 @@
  *   round n   envelope { same R, same CSR(K), new timestamp, evidence: method.respond(challenge, {R, K}) }
  *             signed by K  →  the identity, or (a method may ask again) another challenge
  *
- * where K is the new identity key. Each answer is verified against the pinned issuer root
+ * where K is the new identity key (and, when asked, every round also carries the same
+ * `transport_csr` for an MQTT transport certificate: agent/transport-cert.ts). Each answer is
+ * verified against the pinned issuer root
  * (protocol/verify-response.ts verifyJoinStep) before anything is believed.
  *
  * Crash safety (for the agent's outbox): round 0 changes nothing on the issuer and may simply
@@ -57,6 +59,11 @@ export interface JoinExchangeOptions {
   requestId?: string;
   /** Challenge rounds allowed before giving up (default 2). */
   maxChallenges?: number;
+  /**
+   * A software key for an MQTT transport certificate: every round carries its CSR as
+   * `transport_csr` (the caller keeps the key with the persisted envelope).
+   */
+  transportKey?: Signer;
 }
 
 export interface JoinExchangeResult {
@@ -77,6 +84,7 @@ export async function runJoinExchange(o: JoinExchangeOptions): Promise<JoinExcha
   const maxChallenges = o.maxChallenges ?? 2;
   const session = <T>(fn: () => Promise<T>): Promise<T> => (o.method.session ? o.method.session(fn) : fn());
   let csr = '';
+  let transportCsr: string | undefined;
   let challenge: JoinChallenge | undefined;
   for (let round = 0; ; round++) {
     const envelope = await session(async () => {
@@ -84,6 +92,7 @@ export async function runJoinExchange(o: JoinExchangeOptions): Promise<JoinExcha
         identity = typeof o.identity === 'function' ? await o.identity() : o.identity;
         ctx = { requestId, spkiDer: identity.publicKeySpki() };
         csr = toPem('CERTIFICATE REQUEST', await buildCsr(identity));
+        if (o.transportKey) transportCsr = toPem('CERTIFICATE REQUEST', await buildCsr(o.transportKey));
       }
       const evidence = challenge === undefined ? await o.method.evidence(ctx) : await o.method.respond!(challenge, ctx);
       return signJws(identity, TYP_REQUEST, request(identity, evidence));
@@ -108,6 +117,7 @@ export async function runJoinExchange(o: JoinExchangeOptions): Promise<JoinExcha
       evidence,
       key_storage: o.keyStorage ?? identity.storage,
       ...(o.ttlS !== undefined ? { ttl_s: o.ttlS } : {}),
+      ...(transportCsr !== undefined ? { transport_csr: transportCsr } : {}),
     };
   }
 }

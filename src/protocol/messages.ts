@@ -34,6 +34,8 @@ export const joinRequestSchema = z.strictObject({
   evidence: z.record(z.string(), z.unknown()),
   /** Where the agent keeps the key; unproven hardware claims are recorded as exportable. */
   key_storage: z.enum(['software', 'tpm', 'pkcs11']).optional(),
+  /** PKCS#10 of a software key for an MQTT transport certificate (server/ops/transport-cert.ts), PEM. */
+  transport_csr: pemSchema.optional(),
 });
 export type JoinRequest = z.infer<typeof joinRequestSchema>;
 
@@ -52,6 +54,8 @@ export const renewRequestSchema = z.strictObject({
    * certificate is recorded as a software, exportable key.
    */
   key_attestation: z.record(z.string(), z.unknown()).optional(),
+  /** As in a join: a new transport key's CSR, answered with `transport_chain`. */
+  transport_csr: pemSchema.optional(),
 });
 export type RenewRequest = z.infer<typeof renewRequestSchema>;
 
@@ -76,6 +80,12 @@ export interface IdentityResult {
   renew_after: number;
   key_storage: string;
   exportable: boolean;
+  /**
+   * Only when the request carried `transport_csr`: the MQTT transport certificate and its
+   * issuing intermediate (PEM, leaf first) — a TLS client certificate with the SVID's subject
+   * and validity but no SPIFFE ID (server/ops/transport-cert.ts).
+   */
+  transport_chain?: string[];
 }
 
 export interface BundleResult {
@@ -108,6 +118,7 @@ const identityResultSchema = z.object({
   renew_after: z.number(),
   key_storage: z.string(),
   exportable: z.boolean(),
+  transport_chain: z.array(z.string()).min(1).optional(),
 });
 const bundleResultSchema = z.object({
   trust_domain: z.string(),

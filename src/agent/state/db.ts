@@ -128,6 +128,20 @@ const MIGRATIONS: readonly Migration[] = [
        WHERE json_valid(key_ref) AND json_extract(key_ref, '$.storage') IN ('software', 'tpm');
     `,
   },
+  {
+    version: 4,
+    name: 'MQTT transport certificate',
+    sql: `
+      -- A hardware-bound identity key cannot be handed to the TLS stack, so such an agent asks
+      -- for an MQTT transport certificate for a software key (agent/transport-cert.ts). The key
+      -- (PKCS#8 PEM) is kept with the pending request — its answer certifies that key — and then
+      -- with the identity, next to the certificate chain and its notAfter.
+      ALTER TABLE outbox ADD COLUMN transport_key_pem TEXT;
+      ALTER TABLE identity ADD COLUMN transport_key_pem TEXT;
+      ALTER TABLE identity ADD COLUMN transport_chain_pem TEXT;   -- JSON array, leaf first
+      ALTER TABLE identity ADD COLUMN transport_not_after INTEGER;
+    `,
+  },
 ];
 
 export const AGENT_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

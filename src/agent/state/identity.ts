@@ -8,6 +8,19 @@ import type { KeyStorage } from '../../keystore/signer.js';
 import { SigilError } from '../../errors.js';
 import type { AgentDb } from './db.js';
 
+/**
+ * An MQTT transport certificate (agent/transport-cert.ts): what a hardware-keyed agent presents
+ * to an mqtts:// broker instead of its SVID. The key is a software key made for it alone.
+ */
+export interface TransportCert {
+  /** PKCS#8 PEM. Secret: never logged, never written to an output. */
+  keyPem: string;
+  /** PEM certificates, leaf first. */
+  chainPem: string[];
+  /** The leaf's notAfter (unix ms), as TLS will check it. */
+  notAfter: number;
+}
+
 /** Times are unix milliseconds. */
 export interface Identity {
   instanceId: string;
@@ -35,6 +48,8 @@ export interface Identity {
   joinMethod: string;
   issuedAt: number;
   renewAfter: number;
+  /** Issued with the SVID when the request asked for one (hardware key + an mqtts:// transport). */
+  transport?: TransportCert;
 }
 
 type Slot = 'current' | 'previous';
@@ -56,6 +71,9 @@ interface IdentityRow {
   join_method: string;
   issued_at: number;
   renew_after: number;
+  transport_key_pem: string | null;
+  transport_chain_pem: string | null;
+  transport_not_after: number | null;
 }
 
 const KEY_STORAGES: ReadonlySet<string> = new Set<KeyStorage>(['software', 'tpm', 'pkcs11']);
@@ -75,10 +93,12 @@ export class IdentityStore {
     this.#insert = db.prepare(`
       INSERT INTO identity (slot, instance_id, spiffe_id, bot, chain_pem, key_ref, key_storage, exportable,
         issuer_key_storage, issuer_exportable,
-        serial, not_before, not_after, generation, join_method, issued_at, renew_after, saved_at)
+        serial, not_before, not_after, generation, join_method, issued_at, renew_after, saved_at,
+        transport_key_pem, transport_chain_pem, transport_not_after)
       VALUES ('current', @instanceId, @spiffeId, @bot, @chainPem, @keyRef, @keyStorage, @exportable,
         @issuerKeyStorage, @issuerExportable,
-        @serial, @notBefore, @notAfter, @generation, @joinMethod, @issuedAt, @renewAfter, @savedAt)`);
+        @serial, @notBefore, @notAfter, @generation, @joinMethod, @issuedAt, @renewAfter, @savedAt,
+        @transportKeyPem, @transportChainPem, @transportNotAfter)`);
   }
 
   get(): Identity | undefined {
@@ -95,9 +115,13 @@ export class IdentityStore {
     this.#db.transaction(() => {
       this.#dropPrevious.run();
       this.#demoteCurrent.run();
+      const { transport, ...rest } = id;
       this.#insert.run({
-        ...id,
+        ...rest,
         chainPem: JSON.stringify(id.chainPem),
+        transportKeyPem: transport?.keyPem ?? null,
+        transportChainPem: transport ? JSON.stringify(transport.chainPem) : null,
+        transportNotAfter: transport?.notAfter ?? null,
         exportable: id.exportable ? 1 : 0,
         issuerKeyStorage: id.issuerKeyStorage ?? id.keyStorage,
         issuerExportable: (id.issuerExportable ?? id.exportable) ? 1 : 0,
@@ -109,14 +133,10 @@ export class IdentityStore {
   #read(slot: Slot): Identity | undefined {
     const r = this.#get.get(slot);
     if (!r) return undefined;
-    let chainPem: unknown;
-    try {
-      chainPem = JSON.parse(r.chain_pem);
-    } catch {
-      chainPem = undefined;
-    }
+    const chainPem = pemList(r.chain_pem);
+    const transportChain = r.transport_chain_pem === null ? [] : pemList(r.transport_chain_pem);
     const issuerKeyStorage = r.issuer_key_storage ?? r.key_storage;
-    if (!Array.isArray(chainPem) || !chainPem.every((c) => typeof c === 'string') || !KEY_STORAGES.has(r.key_storage) || !KEY_STORAGES.has(issuerKeyStorage)) {
+    if (!chainPem || !transportChain || !KEY_STORAGES.has(r.key_storage) || !KEY_STORAGES.has(issuerKeyStorage)) {
       // Only a hand-edited or corrupted database gets here; name what is wrong, not a stack.
       throw new SigilError('internal', `agent state: the ${slot} identity row is corrupted`);
     }
@@ -124,7 +144,7 @@ export class IdentityStore {
       instanceId: r.instance_id,
       spiffeId: r.spiffe_id,
       bot: r.bot,
-      chainPem: chainPem as string[],
+      chainPem,
       keyRef: r.key_ref,
       keyStorage: r.key_storage as KeyStorage,
       exportable: r.exportable === 1,
@@ -137,8 +157,22 @@ export class IdentityStore {
       joinMethod: r.join_method,
       issuedAt: r.issued_at,
       renewAfter: r.renew_after,
+      ...(r.transport_key_pem !== null && r.transport_not_after !== null && transportChain.length > 0
+        ? { transport: { keyPem: r.transport_key_pem, chainPem: transportChain, notAfter: r.transport_not_after } }
+        : {}),
     };
   }
+}
+
+/** A stored JSON array of PEM strings; undefined when it is not one. */
+function pemList(json: string): string[] | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(json);
+  } catch {
+    return undefined;
+  }
+  return Array.isArray(v) && v.every((c) => typeof c === 'string') ? (v as string[]) : undefined;
 }
 
 /**
@@ -161,6 +195,12 @@ function validateIdentity(id: Identity): void {
   if (typeof id.exportable !== 'boolean') problems.push('exportable must be a boolean');
   if (id.issuerKeyStorage !== undefined && !KEY_STORAGES.has(id.issuerKeyStorage)) problems.push(`issuerKeyStorage ${String(id.issuerKeyStorage)} is unknown`);
   if (id.issuerExportable !== undefined && typeof id.issuerExportable !== 'boolean') problems.push('issuerExportable must be a boolean');
+  const t = id.transport;
+  if (t !== undefined) {
+    if (typeof t.keyPem !== 'string' || !t.keyPem.includes('PRIVATE KEY')) problems.push('transport.keyPem must be a PKCS#8 PEM');
+    if (!Array.isArray(t.chainPem) || t.chainPem.length === 0 || !t.chainPem.every((c) => typeof c === 'string' && c.length > 0)) problems.push('transport.chainPem must be a non-empty array of PEM strings');
+    if (!Number.isSafeInteger(t.notAfter)) problems.push('transport.notAfter must be an integer');
+  }
   if (typeof id.keyRef === 'string') {
     try {
       JSON.parse(id.keyRef);

@@ -12,14 +12,14 @@ import type { AgentDb } from './db.js';
 import { HistoryStore } from './history.js';
 import type { HistoryEntry, HistoryRecord } from './history.js';
 import { IdentityStore } from './identity.js';
-import type { Identity } from './identity.js';
+import type { Identity, TransportCert } from './identity.js';
 import { OutboxStore } from './outbox.js';
 import type { OutboxEntry } from './outbox.js';
 import { SettingsStore } from './settings.js';
 import { StatusStore } from './status.js';
 import type { AgentStatus, AgentStatusUpdate } from './status.js';
 
-export type { AgentStatus, AgentStatusUpdate, HistoryEntry, HistoryRecord, Identity, IssuerPin, OutboxEntry, TrustBundle };
+export type { AgentStatus, AgentStatusUpdate, HistoryEntry, HistoryRecord, Identity, IssuerPin, OutboxEntry, TransportCert, TrustBundle };
 export { AGENT_DB_FILE, AGENT_SCHEMA_VERSION } from './db.js';
 export { HISTORY_KEEP } from './history.js';
 

@@ -6,7 +6,8 @@
  *
  * A renewal also stores the reference of the *new* key with the request: the certificate the
  * issuer answers with is bound to that key, so after a crash the agent must reuse it rather
- * than generate another.
+ * than generate another. The same holds for the key of an MQTT transport certificate
+ * (agent/transport-cert.ts) when the request asks for one.
  */
 import type { Statement } from 'better-sqlite3';
 import { SigilError } from '../../errors.js';
@@ -22,6 +23,8 @@ export interface OutboxEntry {
   createdAt: number;
   /** JSON KeyRef of the key the request's CSR was made with. */
   pendingKeyRef?: string;
+  /** PKCS#8 PEM of the software key the request's `transport_csr` was made with. */
+  transportKeyPem?: string;
 }
 
 interface OutboxRow {
@@ -30,6 +33,7 @@ interface OutboxRow {
   body: string;
   created_at: number;
   pending_key_ref: string | null;
+  transport_key_pem: string | null;
 }
 
 export class OutboxStore {
@@ -42,8 +46,8 @@ export class OutboxStore {
 
   constructor(db: AgentDb) {
     this.#db = db;
-    this.#insert = db.prepare(`INSERT INTO outbox (request_id, op, body, created_at, pending_key_ref)
-      VALUES (@request_id, @op, @body, @created_at, @pending_key_ref)`);
+    this.#insert = db.prepare(`INSERT INTO outbox (request_id, op, body, created_at, pending_key_ref, transport_key_pem)
+      VALUES (@request_id, @op, @body, @created_at, @pending_key_ref, @transport_key_pem)`);
     this.#get = db.prepare('SELECT * FROM outbox WHERE request_id = ?');
     this.#all = db.prepare('SELECT * FROM outbox ORDER BY created_at, request_id');
     this.#byOp = db.prepare('SELECT * FROM outbox WHERE op = ? ORDER BY created_at, request_id');
@@ -66,6 +70,7 @@ export class OutboxStore {
       body: e.body,
       created_at: e.createdAt,
       pending_key_ref: e.pendingKeyRef ?? null,
+      transport_key_pem: e.transportKeyPem ?? null,
     };
     this.#db.transaction(() => {
       const existing = this.#get.get(e.requestId);
@@ -77,7 +82,8 @@ export class OutboxStore {
         existing.op === row.op &&
         existing.body === row.body &&
         existing.created_at === row.created_at &&
-        existing.pending_key_ref === row.pending_key_ref;
+        existing.pending_key_ref === row.pending_key_ref &&
+        existing.transport_key_pem === row.transport_key_pem;
       if (!same) {
         throw new SigilError('request_id_conflict', `outbox already holds a different request with id ${e.requestId}`);
       }
@@ -104,5 +110,6 @@ export class OutboxStore {
 function toEntry(r: OutboxRow): OutboxEntry {
   const e: OutboxEntry = { requestId: r.request_id, op: r.op, body: r.body, createdAt: r.created_at };
   if (r.pending_key_ref !== null) e.pendingKeyRef = r.pending_key_ref;
+  if (r.transport_key_pem !== null) e.transportKeyPem = r.transport_key_pem;
   return e;
 }

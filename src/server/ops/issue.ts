@@ -1,7 +1,8 @@
 /**
- * Issue one X.509-SVID and record it. Runs inside the caller's store transaction: the
- * certificate row, the instance's new generation, the idempotent response and the audit row
- * commit together or not at all.
+ * Issue one X.509-SVID and record it — and, when the agent asked for one, its MQTT transport
+ * certificate (./transport-cert.ts) with the same subject and validity. Runs inside the caller's
+ * store transaction: the certificate rows, the instance's new generation, the idempotent
+ * response and the audit row commit together or not at all.
  */
 import { createHash } from 'node:crypto';
 import { SigilError } from '../../errors.js';
@@ -13,6 +14,7 @@ import type { KeyStorage } from '../../keystore/signer.js';
 import { decideTtl } from '../policy/ttl.js';
 import type { BotPolicy } from '../policy/resources.js';
 import type { IssuerContext } from '../issuer.js';
+import { signTransportCert, transportCertRecord } from './transport-cert.js';
 
 /** NotBefore is back-dated so a verifier whose clock lags a little still accepts the cert. */
 export const BACKDATE_MS = 60_000;
@@ -35,6 +37,14 @@ export interface IssueParams {
   generation: number;
   keyStorage: KeyStorage;
   exportable: boolean;
+  /** SPKI of a checked `transport_csr` (transport-cert.ts checkTransportCsr): issue a transport certificate too. */
+  transportSpkiDer?: Buffer;
+}
+
+export interface IssuedIdentity {
+  result: IdentityResult;
+  /** Serial of the transport certificate issued with it, for the audit row. */
+  transportSerial?: string;
 }
 
 /**
@@ -52,36 +62,30 @@ export function svidSubject(trustDomain: string, instanceId: string): NameSpec {
   return subject;
 }
 
-export function issueIdentity(ctx: IssuerContext, p: IssueParams): IdentityResult {
+export function issueIdentity(ctx: IssuerContext, p: IssueParams): IssuedIdentity {
   const now = ctx.now();
   const ttl = decideTtl(p.requestedTtlS, p.bot.maxTtlS);
   const spiffeId = spiffeIdFor(ctx.ca.trustDomain, p.bot.name, p.instanceId);
   const serial = randomSerial();
   const notBefore = now - BACKDATE_MS;
   const notAfter = now + ttl.ttlS * 1000;
+  const subject = svidSubject(ctx.ca.trustDomain, p.instanceId);
   let der: Buffer;
   try {
-    der = ctx.engine.issueSvid({ serial, spkiDer: p.spkiDer, spiffeId, notBefore: new Date(notBefore), notAfter: new Date(notAfter), subject: svidSubject(ctx.ca.trustDomain, p.instanceId) });
+    der = ctx.engine.issueSvid({ serial, spkiDer: p.spkiDer, spiffeId, notBefore: new Date(notBefore), notAfter: new Date(notAfter), subject });
   } catch (e) {
     throw new SigilError('internal', 'certificate signing failed', { cause: e });
   }
   const serialStr = serialHex(serial);
-  ctx.stores.certificates.insert({
-    serial: serialStr,
-    instanceId: p.instanceId,
-    bot: p.bot.name,
-    generation: p.generation,
-    notBefore,
-    notAfter,
-    kind: 'x509-svid',
-    keyStorage: p.keyStorage,
-    exportable: p.exportable,
-    spkiHash: spkiHash(p.spkiDer),
-    requestId: p.requestId,
-    issuedAt: now,
-  });
+  const record = { instanceId: p.instanceId, bot: p.bot.name, generation: p.generation, notBefore, notAfter, requestId: p.requestId, issuedAt: now };
+  ctx.stores.certificates.insert({ ...record, serial: serialStr, kind: 'x509-svid', keyStorage: p.keyStorage, exportable: p.exportable, spkiHash: spkiHash(p.spkiDer) });
+  let transport: { serial: string; chain: string[] } | undefined;
+  if (p.transportSpkiDer) {
+    transport = signTransportCert(ctx, { spkiDer: p.transportSpkiDer, subject, notBefore, notAfter });
+    ctx.stores.certificates.insert(transportCertRecord({ ...record, serial: transport.serial, spkiHash: spkiHash(p.transportSpkiDer) }));
+  }
   ctx.stores.instances.recordIssue(p.instanceId, { generation: p.generation, serial: serialStr, notAfter, keyStorage: p.keyStorage, exportable: p.exportable, now });
-  return {
+  const result: IdentityResult = {
     instance_id: p.instanceId,
     spiffe_id: spiffeId,
     bot: p.bot.name,
@@ -97,5 +101,7 @@ export function issueIdentity(ctx: IssuerContext, p: IssueParams): IdentityResul
     renew_after: now + Math.round(ttl.ttlS * 1000 * RENEW_FRACTION),
     key_storage: p.keyStorage,
     exportable: p.exportable,
+    ...(transport ? { transport_chain: transport.chain } : {}),
   };
+  return transport ? { result, transportSerial: transport.serial } : { result };
 }

@@ -1,8 +1,8 @@
 /**
  * `join`: verify the envelope (signed by the key in its CSR — proof of possession), replay an
- * already answered request id, let the join method attest the evidence (or answer with its
- * challenge, ./challenge.ts), then in one transaction consume single-use evidence, create or
- * re-use the instance and issue.
+ * already answered request id, check a `transport_csr` if there is one (./transport-cert.ts),
+ * let the join method attest the evidence (or answer with its challenge, ./challenge.ts), then
+ * in one transaction consume single-use evidence, create or re-use the instance and issue.
  */
 import { randomUUID } from 'node:crypto';
 import { SigilError, toSigilError } from '../../errors.js';
@@ -16,6 +16,7 @@ import { issueChallenge } from './challenge.js';
 import { issueIdentity, spiffeIdFor } from './issue.js';
 import { payloadHash, replayIfSeen, responsePayload, signResponse } from './respond.js';
 import { auditRefusal } from './refusal.js';
+import { checkTransportCsr } from './transport-cert.js';
 
 /**
  * A join with a challenge round sends the same CSR twice (join/exchange.ts); the parse and
@@ -61,6 +62,8 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
     if (Math.abs(skew) > ctx.skewMs) {
       throw new SigilError('stale_request', `request timestamp differs from the issuer's clock by ${Math.round(skew / 1000)} s (allowed ±${ctx.skewMs / 1000} s); check the agent's clock (NTP)`);
     }
+    // Before the method runs: a bad transport CSR is refused before any evidence is spent.
+    const transportSpkiDer = req.transport_csr !== undefined ? checkTransportCsr(req.transport_csr, [csr.spkiDer]) : undefined;
     const method = ctx.methods.get(req.method);
     if (!method) throw new SigilError('unknown_join_method', `join method "${req.method}" is not enabled on this issuer (enabled: ${[...ctx.methods.keys()].join(', ')})`);
     const now = ctx.now();
@@ -99,7 +102,7 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
           createdAt: now,
         });
       }
-      const result = issueIdentity(ctx, {
+      const { result, transportSerial } = issueIdentity(ctx, {
         op: 'join',
         requestId: r.request_id,
         instanceId,
@@ -109,6 +112,7 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
         generation: (existing?.generation ?? 0) + 1,
         keyStorage,
         exportable,
+        ...(transportSpkiDer ? { transportSpkiDer } : {}),
       });
       const json = responsePayload(ctx, 'join', r.request_id, result);
       ctx.stores.idempotency.put({ requestId: r.request_id, requestHash: hash, op: 'join', response: json, createdAt: now });
@@ -121,7 +125,7 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
           method: method.name,
           actor: 'agent',
           remote,
-          details: { serial: result.serial, spiffe_id: result.spiffe_id, generation: result.generation, ttl_s: result.ttl_s, ttl_clamped: result.ttl_clamped, rejoin: existing !== undefined, key_storage: result.key_storage, exportable: result.exportable, ...att.facts },
+          details: { serial: result.serial, spiffe_id: result.spiffe_id, generation: result.generation, ttl_s: result.ttl_s, ttl_clamped: result.ttl_clamped, rejoin: existing !== undefined, key_storage: result.key_storage, exportable: result.exportable, ...(transportSerial ? { transport_serial: transportSerial } : {}), ...att.facts },
         },
         now,
       );

@@ -8,8 +8,9 @@
  *     bot locks, generation: an older one locks the instance)
  *   → new key differs from the current one (key_reused) → key_attestation, when sent, proves the
  *     new key is in the instance's TPM (join/tpm/key-attestation.ts; certify_invalid,
- *     certify_key_mismatch, key_not_tpm_resident) → issue generation+1, recorded tpm/non-exportable
- *     only with that proof.
+ *     certify_key_mismatch, key_not_tpm_resident) → transport_csr, when sent, is a CSR of a key of
+ *     its own (./transport-cert.ts) → issue generation+1, recorded tpm/non-exportable only with
+ *     that proof, with a transport certificate when asked.
  */
 import { SigilError, toSigilError } from '../../errors.js';
 import type { Jws } from '../../protocol/jws.js';
@@ -23,6 +24,7 @@ import { authenticateRequest, checkCurrentIdentity, type Presented } from './aut
 import { issueIdentity, spkiHash } from './issue.js';
 import { payloadHash, replayIfSeen, responsePayload, signResponse } from './respond.js';
 import { auditRefusal } from './refusal.js';
+import { checkTransportCsr } from './transport-cert.js';
 
 export async function handleRenew(ctx: IssuerContext, body: unknown, remote: string | null): Promise<Jws> {
   const started = process.hrtime.bigint();
@@ -51,6 +53,8 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
       keyStorage = 'tpm';
       exportable = false;
     }
+    const currentSpki = Buffer.from(auth.who.leaf.fields.spki);
+    const transportSpkiDer = req.transport_csr !== undefined ? checkTransportCsr(req.transport_csr, [csr.spkiDer, currentSpki]) : undefined;
 
     const bot = resolveBot(ctx.stores, inst.bot);
     const r = req;
@@ -61,7 +65,7 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
       // produce two successors.
       const fresh = ctx.stores.instances.get(inst.id)!;
       if (fresh.generation !== certRec.generation) throw new SigilError('generation_mismatch', 'a concurrent renewal already advanced this instance');
-      const result = issueIdentity(ctx, {
+      const { result, transportSerial } = issueIdentity(ctx, {
         op: 'renew',
         requestId: r.request_id,
         instanceId: inst.id,
@@ -71,6 +75,7 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
         generation: fresh.generation + 1,
         keyStorage,
         exportable,
+        ...(transportSpkiDer ? { transportSpkiDer } : {}),
       });
       const json = responsePayload(ctx, 'renew', r.request_id, result);
       ctx.stores.idempotency.put({ requestId: r.request_id, requestHash: hash, op: 'renew', response: json, createdAt: now });
@@ -83,7 +88,7 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
           method: inst.joinMethod,
           actor: 'agent',
           remote,
-          details: { serial: result.serial, previous_serial: certRec.serial, generation: result.generation, ttl_s: result.ttl_s, ttl_clamped: result.ttl_clamped, key_storage: keyStorage, exportable },
+          details: { serial: result.serial, previous_serial: certRec.serial, generation: result.generation, ttl_s: result.ttl_s, ttl_clamped: result.ttl_clamped, key_storage: keyStorage, exportable, ...(transportSerial ? { transport_serial: transportSerial } : {}) },
         },
         now,
       );

@@ -8,6 +8,7 @@ import { AGENT_SCHEMA_VERSION, HISTORY_KEEP, openAgentState } from '../../../src
 import { openAgentDb } from '../../../src/agent/state/db.js';
 import { HistoryStore } from '../../../src/agent/state/history.js';
 import type { AgentState, Identity } from '../../../src/agent/state/index.js';
+import { fakeIdentity } from '../../helpers/agent-identity.js';
 
 let dataDir: string;
 let state: AgentState | undefined;
@@ -27,27 +28,7 @@ function open(): AgentState {
   return state;
 }
 
-function identity(over: Partial<Identity> = {}): Identity {
-  return {
-    instanceId: 'inst-1',
-    spiffeId: 'spiffe://example.org/bot/edge',
-    bot: 'edge',
-    chainPem: ['-----BEGIN CERTIFICATE-----\nLEAF\n-----END CERTIFICATE-----\n', '-----BEGIN CERTIFICATE-----\nINT\n-----END CERTIFICATE-----\n'],
-    keyRef: JSON.stringify({ storage: 'software', pkcs8Pem: 'PEM' }),
-    keyStorage: 'software',
-    exportable: true,
-    issuerKeyStorage: 'software',
-    issuerExportable: true,
-    serial: '01ab',
-    notBefore: 1_700_000_000_000,
-    notAfter: 1_700_003_600_000,
-    generation: 1,
-    joinMethod: 'token',
-    issuedAt: 1_700_000_000_000,
-    renewAfter: 1_700_001_800_000,
-    ...over,
-  };
-}
+const identity = fakeIdentity;
 
 function codeOf(fn: () => unknown): string {
   try {
@@ -140,6 +121,7 @@ describe('agent state: identity', () => {
     // Back to schema 2, with a TPM key the issuer recorded as software (a renewal without a proof).
     const db = new Database(path.join(dataDir, 'agent.db'));
     db.exec('ALTER TABLE identity DROP COLUMN issuer_key_storage; ALTER TABLE identity DROP COLUMN issuer_exportable');
+    db.exec('ALTER TABLE identity DROP COLUMN transport_key_pem; ALTER TABLE identity DROP COLUMN transport_chain_pem; ALTER TABLE identity DROP COLUMN transport_not_after; ALTER TABLE outbox DROP COLUMN transport_key_pem');
     db.prepare(
       `INSERT INTO identity (slot, instance_id, spiffe_id, bot, chain_pem, key_ref, key_storage, exportable, serial, not_before, not_after, generation, join_method, issued_at, renew_after, saved_at)
        VALUES ('current', 'i', 'spiffe://example.org/bot/edge', 'edge', '["C"]', ?, 'software', 1, '02', 1, 2, 2, 'tpm', 1, 2, 1)`,
@@ -147,6 +129,37 @@ describe('agent state: identity', () => {
     db.pragma('user_version = 2');
     db.close();
     expect(open().getIdentity()).toMatchObject({ serial: '02', keyStorage: 'tpm', exportable: false, issuerKeyStorage: 'software', issuerExportable: true });
+  });
+
+  it('keeps an MQTT transport certificate with the identity; none reads back as absent', () => {
+    const transport = { keyPem: '-----BEGIN PRIVATE KEY-----\nT\n-----END PRIVATE KEY-----\n', chainPem: ['TLEAF', 'INT'], notAfter: 1_700_003_600_000 };
+    const keyRef = JSON.stringify({ storage: 'tpm', tcti: 'swtpm:port=1', parent: 0x81000001, publicB64: 'AA', privateB64: 'AA' });
+    const id = identity({ keyRef, keyStorage: 'tpm', exportable: false, transport });
+    open().saveIdentity(id);
+    expect(open().getIdentity()).toEqual(id);
+    state!.saveIdentity(identity({ serial: 'plain' }));
+    expect(state!.getIdentity()).not.toHaveProperty('transport');
+    expect(state!.getPreviousIdentity()?.transport).toEqual(transport);
+    expect(() => state!.saveIdentity(identity({ transport: { ...transport, chainPem: [] } }))).toThrow(TypeError);
+    expect(() => state!.saveIdentity(identity({ transport: { ...transport, keyPem: 'not a key' } }))).toThrow(TypeError);
+  });
+
+  it('migration 4: identities and requests from before it have no transport certificate', () => {
+    open().close();
+    state = undefined;
+    const db = new Database(path.join(dataDir, 'agent.db'));
+    db.exec('ALTER TABLE identity DROP COLUMN transport_key_pem; ALTER TABLE identity DROP COLUMN transport_chain_pem; ALTER TABLE identity DROP COLUMN transport_not_after; ALTER TABLE outbox DROP COLUMN transport_key_pem');
+    db.prepare(
+      `INSERT INTO identity (slot, instance_id, spiffe_id, bot, chain_pem, key_ref, key_storage, exportable, issuer_key_storage, issuer_exportable, serial, not_before, not_after, generation, join_method, issued_at, renew_after, saved_at)
+       VALUES ('current', 'i', 'spiffe://example.org/bot/edge', 'edge', '["C"]', '{"storage":"software","pkcs8Pem":"K"}', 'software', 1, 'software', 1, '03', 1, 2, 3, 'token', 1, 2, 1)`,
+    ).run();
+    db.prepare("INSERT INTO outbox (request_id, op, body, created_at, pending_key_ref) VALUES ('r1', 'renew', '{}', 5, 'K')").run();
+    db.pragma('user_version = 3');
+    db.close();
+    const s = open();
+    expect(s.getIdentity()).toMatchObject({ serial: '03' });
+    expect(s.getIdentity()).not.toHaveProperty('transport');
+    expect(s.getOutbox()).toEqual([{ requestId: 'r1', op: 'renew', body: '{}', createdAt: 5, pendingKeyRef: 'K' }]);
   });
 
   it('is empty on a fresh database', () => {
@@ -208,6 +221,15 @@ describe('agent state: outbox', () => {
     expect(s.getOutbox().map((e) => e.requestId)).toEqual(['j1', 'r1']);
     expect(s.deleteOutbox('j1')).toBe(true);
     expect(s.deleteOutbox('j1')).toBe(false);
+  });
+
+  it('keeps the transport key of a request across a restart; another key under the same id is a conflict', () => {
+    const e = { requestId: 'r1', op: 'renew', body: '{}', createdAt: 1, pendingKeyRef: 'K', transportKeyPem: 'TK' };
+    open().putOutbox(e);
+    expect(open().getOutbox()).toEqual([e]);
+    state!.putOutbox({ ...e });
+    expect(codeOf(() => state!.putOutbox({ ...e, transportKeyPem: 'OTHER' }))).toBe('request_id_conflict');
+    expect(codeOf(() => state!.putOutbox({ requestId: 'r1', op: 'renew', body: '{}', createdAt: 1, pendingKeyRef: 'K' }))).toBe('request_id_conflict');
   });
 
   it('accepts an identical re-put and refuses a different request under the same id', () => {
