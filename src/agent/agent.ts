@@ -369,8 +369,13 @@ export class Agent {
     const now = this.now();
     const st = this.state.getStatus();
     const id = this.state.getIdentity();
-    // Backing off, but an expiry changes what to do (re-join, or report reattest_required).
-    if (st.consecutiveFailures > 0 && st.nextAttemptAt) return id && id.notAfter > now ? Math.min(st.nextAttemptAt, id.notAfter) : st.nextAttemptAt;
+    if (st.consecutiveFailures > 0 && st.nextAttemptAt) {
+      // Backing off, but an expiry changes what to do (re-join, or report reattest_required):
+      // one attempt at the expiry itself — not only at the next backoff, which may be minutes
+      // later — then the backoff again.
+      const attemptedSinceExpiry = id !== undefined && st.lastAttemptAt !== null && st.lastAttemptAt >= id.notAfter;
+      return id && !attemptedSinceExpiry ? Math.min(st.nextAttemptAt, id.notAfter) : st.nextAttemptAt;
+    }
     if (this.state.getOutbox().length) return now;
     return id ? Math.max(now, id.renewAfter) : now;
   }
