@@ -48,8 +48,14 @@ export function credentialDestination(cfg: CredentialOutputConfig): CredentialDe
   }
 }
 
+/** Settings key prefix of the per-output state. */
+const OUTPUT_SETTING_PREFIX = 'output.';
+
 /** What the agent remembers per output (settings key `output.<hash>`). */
 interface OutputState {
+  /** Which output (for `sigil agent status`; absent in state written before it was kept). */
+  type?: string;
+  path?: string;
   fp: string;
   serial: string | null;
   not_after: number | null;
@@ -86,7 +92,7 @@ export class CredentialOutputs {
   }
 
   #key(d: CredentialDestination): string {
-    return 'output.' + createHash('sha256').update(`${d.config.type}\0${d.config.path}`).digest('hex').slice(0, 40);
+    return OUTPUT_SETTING_PREFIX + createHash('sha256').update(`${d.config.type}\0${d.config.path}`).digest('hex').slice(0, 40);
   }
 
   #read(d: CredentialDestination): OutputState | undefined {
@@ -100,7 +106,7 @@ export class CredentialOutputs {
   }
 
   #save(d: CredentialDestination, st: OutputState): void {
-    this.#deps.state.setSetting(this.#key(d), JSON.stringify({ ...st, last_error: st.last_error?.slice(0, 1000) ?? null }));
+    this.#deps.state.setSetting(this.#key(d), JSON.stringify({ ...st, type: d.config.type, path: d.config.path, last_error: st.last_error?.slice(0, 1000) ?? null }));
   }
 
   /** Changes to anything but the reload hook call for a new credential. */
@@ -215,4 +221,30 @@ export function createCredentialOutputs(
   const tcti = cfg.tpmTcti;
   const outputs = cfg.credentialOutputs.map((o) => (o.type === 'database' && o.key === 'tpm' && !o.tcti && tcti ? { ...o, tcti } : o));
   return new CredentialOutputs(outputs, { state, log, client, now });
+}
+
+/** One credential output as `sigil agent status` shows it. */
+export interface CredentialOutputStatus {
+  type: string | null;
+  path: string | null;
+  serial: string | null;
+  not_after: string | null;
+  next_renewal: string | null;
+  consecutive_failures: number;
+  next_attempt: string | null;
+  last_error: string | null;
+}
+
+/** The state of every credential output the agent has written or tried, from its settings. */
+export function credentialOutputsStatus(state: AgentState): CredentialOutputStatus[] {
+  const iso = (ms: number | null | undefined): string | null => (ms ? new Date(ms).toISOString() : null);
+  return state.listSettings(OUTPUT_SETTING_PREFIX).flatMap(({ value }) => {
+    let st: OutputState;
+    try {
+      st = JSON.parse(value) as OutputState;
+    } catch {
+      return [];
+    }
+    return [{ type: st.type ?? null, path: st.path ?? null, serial: st.serial, not_after: iso(st.not_after), next_renewal: iso(st.renew_after), consecutive_failures: st.failures, next_attempt: iso(st.retry_at), last_error: st.last_error }];
+  });
 }

@@ -3,6 +3,7 @@
  * (so it works while the daemon runs, and while the issuer is down).
  */
 import { formatPkcs11Uri, parseKeyRef } from '../keystore/index.js';
+import { credentialOutputsStatus, type CredentialOutputStatus } from './credentials.js';
 import type { AgentState, Identity } from './state/index.js';
 import { mqttClientCert } from './transport-cert.js';
 
@@ -38,6 +39,8 @@ export interface AgentStatusReport {
    */
   mqtt_client_cert: 'svid' | 'transport' | 'bootstrap';
   pending_request: string | null;
+  /** SSH, database, Kubernetes and JWT outputs: what was written last, when next, and failures. */
+  credential_outputs: CredentialOutputStatus[];
 }
 
 const iso = (ms: number | null | undefined): string | null => (ms ? new Date(ms).toISOString() : null);
@@ -73,6 +76,7 @@ export function agentStatus(state: AgentState, now: number = Date.now()): AgentS
     transport: st.transport,
     mqtt_client_cert: (id && mqttClientCert(id, now)?.kind) ?? 'bootstrap',
     pending_request: pending ? `${pending.op} ${pending.requestId}` : null,
+    credential_outputs: credentialOutputsStatus(state),
   };
 }
 

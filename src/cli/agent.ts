@@ -128,7 +128,14 @@ export function registerAgent(program: Command, run: (fn: () => Promise<void> | 
         try {
           const s = agentStatus(state);
           if (fmt === 'json') printJson(s);
-          else printKv({ ...s, time_left: s.time_left_s === null ? null : formatDuration(s.time_left_s) });
+          else {
+            const { credential_outputs: outputs, ...rest } = s;
+            printKv({ ...rest, time_left: s.time_left_s === null ? null : formatDuration(s.time_left_s) });
+            for (const o of outputs) {
+              const health = o.consecutive_failures > 0 ? `${o.consecutive_failures} failures, retry ${o.next_attempt ?? '-'}: ${o.last_error ?? ''}` : `renews ${o.next_renewal ?? '-'}`;
+              process.stdout.write(`output ${o.type ?? '?'} ${o.path ?? '?'}  serial ${o.serial ?? '-'}  expires ${o.not_after ?? '-'}  ${health}\n`);
+            }
+          }
         } finally {
           state.close();
         }

@@ -63,6 +63,8 @@ export interface AgentState {
   setSetting(key: string, value: string): void;
   /** The stored value, or `make()` stored now if there is none. */
   getOrCreateSetting(key: string, make: () => string): string;
+  /** Every setting whose key starts with `prefix`. */
+  listSettings(prefix: string): Array<{ key: string; value: string }>;
 
   close(): void;
 }
@@ -181,6 +183,10 @@ class SqliteAgentState implements AgentState {
 
   getOrCreateSetting(key: string, make: () => string): string {
     return this.#settings.getOrCreate(key, make);
+  }
+
+  listSettings(prefix: string): Array<{ key: string; value: string }> {
+    return this.#settings.list(prefix);
   }
 
   close(): void {

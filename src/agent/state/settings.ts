@@ -13,11 +13,19 @@ export class SettingsStore {
   readonly #get: Statement<[string], { value: string }>;
   readonly #put: Statement<[string, string, number]>;
   readonly #insertNew: Statement<[string, string, number]>;
+  readonly #byPrefix: Statement<[number, string], { key: string; value: string }>;
 
   constructor(db: AgentDb) {
     this.#get = db.prepare('SELECT value FROM settings WHERE key = ?');
     this.#put = db.prepare('INSERT OR REPLACE INTO settings (key, value, updated_at) VALUES (?, ?, ?)');
     this.#insertNew = db.prepare('INSERT OR IGNORE INTO settings (key, value, updated_at) VALUES (?, ?, ?)');
+    this.#byPrefix = db.prepare('SELECT key, value FROM settings WHERE substr(key, 1, ?) = ? ORDER BY key');
+  }
+
+  /** Every setting whose key starts with `prefix`, by key. */
+  list(prefix: string): Array<{ key: string; value: string }> {
+    assertKey(prefix);
+    return this.#byPrefix.all(prefix.length, prefix);
   }
 
   get(key: string): string | undefined {

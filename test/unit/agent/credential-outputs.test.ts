@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CredentialClient } from '../../../src/agent/credential-client.js';
-import { CredentialOutputs } from '../../../src/agent/credentials.js';
+import { CredentialOutputs, credentialOutputsStatus } from '../../../src/agent/credentials.js';
+import { agentStatus } from '../../../src/agent/status.js';
 import { parseCredentialOutput } from '../../../src/agent/outputs/config.js';
 import { runReload } from '../../../src/agent/outputs/reload.js';
 import { openAgentState, type AgentState } from '../../../src/agent/state/index.js';
@@ -111,11 +112,16 @@ describe('scheduling', () => {
     const [first] = await o.refresh();
     expect(first!.action === 'failed' && first.error.code).toBe('role_denied');
     expect(o.status()[0]).toMatchObject({ failures: 1, last_error: 'role_denied: role r does not allow audience x (jwt_audiences)' });
+    // `sigil agent status` reads the same from the state alone (no config needed).
+    expect(credentialOutputsStatus(state)).toEqual([
+      expect.objectContaining({ type: 'jwt', path: join(dir, 'jwt'), serial: null, consecutive_failures: 1, last_error: 'role_denied: role r does not allow audience x (jwt_audiences)' }),
+    ]);
     expect((await o.refresh())[0]!.action).toBe('none');
     fail = undefined;
     clock = o.nextWake()!;
     expect((await o.refresh())[0]!.action).toBe('issued');
     expect(o.status()[0]).toMatchObject({ failures: 0, last_error: null });
+    expect(agentStatus(state, clock).credential_outputs).toEqual([expect.objectContaining({ type: 'jwt', consecutive_failures: 0, last_error: null, serial: expect.any(String) })]);
   });
 });
 
