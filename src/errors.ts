@@ -65,6 +65,8 @@ export const ERROR_TABLE = {
   ek_invalid: { status: 401, retryable: false, message: 'the endorsement key is not a TPM storage EK, or it does not match its certificate' },
   ek_cert_missing: { status: 401, retryable: false, message: 'the join rule needs an EK certificate and none was sent' },
   ek_untrusted: { status: 401, retryable: false, message: 'the EK certificate does not chain to a CA of the join rule' },
+  ek_revoked: { status: 401, retryable: false, message: 'the EK certificate is revoked by a CRL of the join rule' },
+  ek_crl_unavailable: { status: 503, retryable: true, message: 'no current CRL with a valid signature is available for the EK certificate' },
   ek_not_allowed: { status: 403, retryable: false, message: 'the EK public key is not on the join rule allow list' },
   ak_attributes_invalid: { status: 401, retryable: false, message: 'the attestation key is not a restricted, TPM-bound signing key' },
   credential_mismatch: { status: 401, retryable: false, message: 'the credential activation answer is wrong: the AK and the EK are not in one TPM' },

@@ -33,7 +33,7 @@ import { HttpsIssuerClient } from '../../src/transport/https/client.js';
 import { sigil, sigilJson, tempDir } from '../helpers/cli.js';
 import { factoryCaDir, startFleet, tpmDeviceAgent, type Fleet } from '../helpers/factory.js';
 import type { OpensslCaDir } from '../helpers/openssl-pki.js';
-import { openssl, opensslVerify } from '../helpers/openssl-pki.js';
+import { openssl, OpensslPki, opensslVerify } from '../helpers/openssl-pki.js';
 import { tpm2Tool } from '../helpers/swtpm.js';
 import { startIssuer, type Harness } from '../integration/harness.js';
 
@@ -287,6 +287,20 @@ describe('tpm+x509: the IDevID key proven to sit in the TPM of the EK the factor
     runAdminOp(h.ctx.stores, 'apply', { yaml: RULE(true).replace(`${fleet.ca.rootCert}, ${fleet.ca.issuerCert}`, caCert) });
     try {
       await expectJoinRefused(tpmDeviceAgent(certOf(1), fleet.tpms[1]!.tcti), 'ek_untrusted');
+    } finally {
+      runAdminOp(h.ctx.stores, 'apply', { yaml: RULE(true) });
+    }
+  });
+
+  it('require_tpm.ek_crl_files is checked like a tpm rule\'s: a CRL from swtpm_localca (no cRLSign) fails closed, ek_crl_unavailable', async () => {
+    // swtpm_localca's issuing CA has KeyUsage keyCertSign only, so no CRL it signs can be believed
+    // (RFC 5280 §6.3.3 (f)); test/integration/tpm-join.test.ts has ek_revoked with a CA that may.
+    const ekCrl = new OpensslPki(dir('ek-crl')).caDir({ name: 'ek-ca', cert: fleet.ca.issuerCert, key: fleet.ca.signingKey, pem: '' }).gencrl(dir('ek.crl'));
+    runAdminOp(h.ctx.stores, 'apply', { yaml: RULE(true).replace(`${fleet.ca.issuerCert}] }`, `${fleet.ca.issuerCert}], ek_crl_files: [${ekCrl}] }`) });
+    try {
+      const e = await expectJoinRefused(tpmDeviceAgent(certOf(1), fleet.tpms[1]!.tcti), 'ek_crl_unavailable');
+      expect(e.retryable).toBe(true);
+      expect(e.message).toMatch(/whose KeyUsage lacks cRLSign/);
     } finally {
       runAdminOp(h.ctx.stores, 'apply', { yaml: RULE(true) });
     }

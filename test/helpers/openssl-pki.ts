@@ -172,9 +172,13 @@ authorityKeyIdentifier = keyid
     openssl(['ca', '-config', this.config, '-revoke', cert.cert, '-crl_reason', 'keyCompromise']);
   }
 
-  /** Write a CRL (PEM) to `out`. */
-  gencrl(out: string, opts: { crldays?: number } = {}): string {
-    openssl(['ca', '-config', this.config, '-gencrl', '-out', out, '-crldays', String(opts.crldays ?? 7)]);
+  /**
+   * Write a CRL (PEM) to `out`. `lastUpdate`/`nextUpdate` (YYYYMMDDHHMMSSZ) set its validity
+   * outright, e.g. a CRL whose nextUpdate has passed; otherwise it is valid from now for `crldays`.
+   */
+  gencrl(out: string, opts: { crldays?: number; lastUpdate?: string; nextUpdate?: string } = {}): string {
+    const dates = opts.nextUpdate !== undefined ? ['-crl_nextupdate', opts.nextUpdate, ...(opts.lastUpdate ? ['-crl_lastupdate', opts.lastUpdate] : [])] : ['-crldays', String(opts.crldays ?? 7)];
+    openssl(['ca', '-config', this.config, '-gencrl', '-out', out, ...dates]);
     return out;
   }
 }

@@ -2,10 +2,13 @@
  * tpm join end to end, in process, over real HTTPS on loopback, with real swtpm TPMs whose EK
  * certificates come from a test-local swtpm_localca (test/helpers/swtpm.ts) and a simulated
  * measured boot judged against firmware-profiles/lab-gateway-v1.yaml. Every refusal is checked
- * for its code and for exactly one audit row; nothing is mocked.
+ * for its code and for exactly one audit row; nothing is mocked. EK certificate revocation uses
+ * CRLs made with `openssl ca -gencrl` by the key of the CA that signed the EK certificates.
  */
 import { createHash, X509Certificate } from 'node:crypto';
 import { spawn } from 'node:child_process';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { akTemplate } from '../../src/join/tpm/agent.js';
 import { attestRenewalKey } from '../../src/join/tpm/key-attestation.js';
@@ -19,6 +22,7 @@ import { TPMA_OBJECT } from '../../src/tpm/constants.js';
 import { newRequestId } from '../../src/util/secret.js';
 import type { HttpsIssuerClient } from '../../src/transport/https/client.js';
 import { ROOT } from '../helpers/cli.js';
+import { OpensslPki, type OpensslCaDir } from '../helpers/openssl-pki.js';
 import { createLocalCa, createSwtpm, simulatedBootLog, simulateBoot, tpm2Tool, type SharedLocalCa, type SwtpmInstance } from '../helpers/swtpm.js';
 import { expectTpmRefused, httpsClient, quoteOnAnotherTpm, setTpmRules, tpmJoin, tpmRule, writeLog, type Answer } from '../helpers/tpm-join.js';
 import { expectRefusal, startIssuer, type Harness } from './harness.js';
@@ -34,14 +38,18 @@ let gwLog: string;
 
 const RACKS = (): string => tpmRule('racks', `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]\nfirmware_profiles: [lab-gateway-v1]`);
 
-async function ekHashOf(tpm: SwtpmInstance): Promise<string> {
-  // Read the EK certificate with tpm2-tools, not Sigil, and hash its SPKI with node.
+/** The RSA EK certificate, read with tpm2-tools, not Sigil. */
+async function ekCertOf(tpm: SwtpmInstance): Promise<X509Certificate> {
   const file = `${tpm.dir}/ek-cert.der`;
   await tpm2Tool(tpm, 'tpm2_nvread', ['0x01c00002', '-o', file]);
-  const { readFileSync } = await import('node:fs');
   const raw = readFileSync(file);
   const len = raw[1]! & 0x80 ? 4 + raw.readUInt16BE(2) : 2 + raw[1]!; // the NV index is zero padded
-  const spki = new X509Certificate(raw.subarray(0, len)).publicKey.export({ type: 'spki', format: 'der' });
+  return new X509Certificate(raw.subarray(0, len));
+}
+
+async function ekHashOf(tpm: SwtpmInstance): Promise<string> {
+  // Hash the SPKI of the EK certificate tpm2-tools read with node.
+  const spki = (await ekCertOf(tpm)).publicKey.export({ type: 'spki', format: 'der' });
   return `sha256:${createHash('sha256').update(spki).digest('hex')}`;
 }
 
@@ -289,3 +297,108 @@ describe('tpm join attacks: each refused with its code and audited', () => {
   });
 });
 
+
+describe('EK certificate revocation (ek_crl_files), CRLs from `openssl ca -gencrl`', () => {
+  let crlCa: SharedLocalCa; // a manufacturer whose EK issuing CA may sign CRLs (cRLSign)
+  let careful: SwtpmInstance; // a gateway with an EK certificate from it
+  let ekSerial: string; // its EK certificate's serial, as tpm2-tools read it (lowercase hex, no leading zeros)
+  let clean: string; // a current CRL of the issuing CA that revokes another certificate
+  let revoking: string; // a current CRL of the issuing CA that revokes the gateway's EK certificate
+  let stale: string; // a CRL of the issuing CA whose nextUpdate has passed
+  let stockCrl: string; // a CRL signed by the stock swtpm_localca intermediate, which lacks cRLSign
+  let pki: OpensslPki;
+
+  const rule = (crls: string, ca_ = crlCa): string => tpmRule('revocable', `ek_ca_files: [${ca_.rootCert}, ${ca_.issuerCert}]\nek_crl_files: [${crls}]`);
+  /** An `openssl ca` database around a swtpm_localca's issuing CA (its cert and signkey.pem). */
+  const caDb = (name: string, c: SharedLocalCa): OpensslCaDir => pki.caDir({ name, cert: c.issuerCert, key: c.signingKey, pem: '' });
+
+  beforeAll(async () => {
+    crlCa = await createLocalCa({ manufacturer: 'Careful Silicon', crlSigning: true });
+    careful = await createSwtpm({ localCa: crlCa });
+    await careful.start();
+    pki = new OpensslPki(join(crlCa.dir, '..', 'crls'));
+    const ek = await ekCertOf(careful);
+    ekSerial = ek.serialNumber.toLowerCase().replace(/^0+(?=.)/, '');
+    const ekPem = pki.path('ek.pem');
+    writeFileSync(ekPem, ek.toString());
+    // Another certificate of the same CA (a retired device), revoked in both CRLs.
+    const issuer = { name: 'ek-issuer', cert: crlCa.issuerCert, key: crlCa.signingKey, pem: '' };
+    const retired = pki.leaf('retired', issuer, '/CN=retired-device');
+
+    const cleanDb = caDb('clean', crlCa);
+    cleanDb.revoke(retired);
+    clean = cleanDb.gencrl(pki.path('clean.crl'));
+    stale = cleanDb.gencrl(pki.path('stale.crl'), { lastUpdate: '20240101000000Z', nextUpdate: '20240108000000Z' });
+    const revokingDb = caDb('revoking', crlCa);
+    revokingDb.revoke(retired);
+    revokingDb.revoke({ name: 'ek', cert: ekPem, key: '', pem: '' });
+    revoking = revokingDb.gencrl(pki.path('revoking.crl'));
+    stockCrl = caDb('stock', ca).gencrl(pki.path('stock.crl'));
+  }, 180_000);
+
+  afterAll(async () => {
+    await careful?.destroy();
+    crlCa?.destroy();
+  });
+
+  it('joins when the current CRL of its EK CA revokes another certificate', async () => {
+    setTpmRules(h, rule(clean));
+    const r = await tpmJoin(h, client, careful);
+    expect(h.ctx.stores.instances.get(r.payload.result.instance_id)!.facts).toMatchObject({ tpm_rule: 'revocable', ek_cert_serial: ekSerial, ek_cert_issuer: 'O=Careful Silicon, CN=Careful Silicon EK Issuing CA' });
+  });
+
+  it('refuses a revoked EK certificate: ek_revoked (401, not retryable), naming serial, issuer, date, CRL and rule; audited', async () => {
+    setTpmRules(h, rule(revoking));
+    const err = await expectTpmRefused(h, () => tpmJoin(h, client, careful), 'ek_revoked');
+    expect(err.retryable).toBe(false);
+    expect(err.message).toContain(`serial ${ekSerial}`);
+    expect(err.message).toContain('issuer "O=Careful Silicon, CN=Careful Silicon EK Issuing CA"');
+    expect(err.message).toMatch(/was revoked at \d{4}-\d\d-\d\dT/);
+    expect(err.message).toContain(`(CRL ${revoking} of join_rule revocable)`);
+    // Other TPMs are untouched by that CRL: only its issuer's certificates are checked against it.
+    setTpmRules(h, rule(revoking), tpmRule('stock', `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]`));
+    expect(h.ctx.stores.instances.get((await tpmJoin(h, client, gw)).payload.result.instance_id)!.facts).toMatchObject({ tpm_rule: 'stock' });
+  });
+
+  it('a CRL published between the two rounds counts: ek_revoked at the answer', async () => {
+    const current = pki.path('current.crl');
+    copyFileSync(clean, current);
+    setTpmRules(h, rule(current));
+    const publish = (a: Answer): Answer => {
+      copyFileSync(revoking, current);
+      return a;
+    };
+    await expectTpmRefused(h, () => tpmJoin(h, client, careful, { tamper: publish }), 'ek_revoked');
+  });
+
+  it('fails closed on a CRL whose nextUpdate has passed: ek_crl_unavailable (503, retryable); a fresh CRL lets it in', async () => {
+    const current = pki.path('published.crl');
+    copyFileSync(stale, current);
+    setTpmRules(h, rule(current));
+    const err = await expectTpmRefused(h, () => tpmJoin(h, client, careful), 'ek_crl_unavailable');
+    expect(err.retryable).toBe(true);
+    expect(err.message).toMatch(/is stale: its nextUpdate 2024-01-08T00:00:00.000Z has passed; publish a fresh CRL/);
+    copyFileSync(clean, current);
+    await tpmJoin(h, client, careful);
+  });
+
+  it("fails closed when no CRL covers the EK certificate's issuer, or its CA may not sign CRLs (stock swtpm_localca): ek_crl_unavailable", async () => {
+    setTpmRules(h, rule(stockCrl));
+    const uncovered = await expectTpmRefused(h, () => tpmJoin(h, client, careful), 'ek_crl_unavailable');
+    expect(uncovered.message).toContain(`none of join_rule revocable's ek_crl_files is issued by "O=Careful Silicon, CN=Careful Silicon EK Issuing CA"`);
+    // swtpm_localca's intermediate has KeyUsage keyCertSign only: RFC 5280 §6.3.3 (f) forbids believing its CRLs.
+    setTpmRules(h, rule(stockCrl, ca));
+    const noCrlSign = await expectTpmRefused(h, () => tpmJoin(h, client, gw), 'ek_crl_unavailable');
+    expect(noCrlSign.message).toMatch(/whose KeyUsage lacks cRLSign/);
+  });
+
+  it('`sigil ctl apply` refuses ek_crl_files without ek_ca_files (policy_invalid), and stores nothing', async () => {
+    setTpmRules(h);
+    const file = pki.path('crl-without-ca.yaml');
+    writeFileSync(file, tpmRule('hash-only', `ek_crl_files: [${clean}]\nallow: [ { ek_public_hash: "${await ekHashOf(careful)}" } ]`));
+    await expect(ctlJson(['apply', '-f', file])).rejects.toThrow(/policy_invalid[\s\S]*ek_crl_files needs ek_ca_files/);
+    writeFileSync(file, tpmRule('crls-only', `ek_crl_files: [${clean}]`));
+    await expect(ctlJson(['apply', '-f', file])).rejects.toThrow(/ek_crl_files needs ek_ca_files/);
+    expect(h.ctx.stores.resources.list('join_rule').filter((r) => r.spec.method === 'tpm')).toEqual([]);
+  });
+});

@@ -9,6 +9,7 @@
  *     bot: gw
  *     tpm:
  *       ek_ca_files: [/etc/sigil/tpm-ca/root.pem, /etc/sigil/tpm-ca/intermediate.pem]
+ *       ek_crl_files: [/etc/sigil/tpm-ca/intermediate.crl]
  *       allow: [ { ek_public_hash: "sha256:…" } ]
  *       firmware_profiles: [lab-gateway-v1]
  *
@@ -17,6 +18,10 @@
  *                files; every certificate in them is a trust anchor, so list the manufacturer's
  *                intermediate CAs too (TPMs do not carry them). A rule with ek_ca_files needs a
  *                certificate: a TPM without one is refused (`ek_cert_missing`).
+ *   ek_crl_files CRLs (RFC 5280 §5) of the CAs in ek_ca_files: the EK certificate's issuer must
+ *                be covered by a current one and the certificate must not be on it (`ek_revoked`;
+ *                stale or unusable: `ek_crl_unavailable`, fail closed). Only with ek_ca_files:
+ *                an EK admitted by hash alone has no certificate to revoke.
  *   allow        the EK's public key hash must be listed (`sha256:` + hex SHA-256 of the EK's
  *                SubjectPublicKeyInfo DER). Alone, it admits TPMs without an EK certificate.
  * firmware_profiles: the boot must match one of these profiles (PCR values, event-log rules);
@@ -35,9 +40,19 @@ const ekHash = z
   .transform((s) => s.trim().toLowerCase())
   .refine((s) => EK_HASH_RE.test(s), 'ek_public_hash must be sha256:<64 lowercase hex digits> (see docs/join-tpm.md for how to compute it)');
 
+/** ek_crl_files, shared with the x509 join's require_tpm (which has the same EK semantics). */
+export const ekCrlFilesSchema = z.array(absolutePath).min(1, 'ek_crl_files needs at least one CRL file; omit it instead').max(64).optional();
+
+/** ek_crl_files revokes EK certificates, which only a rule with ek_ca_files checks. */
+export const ekCrlNeedsCa = {
+  check: (r: { ek_ca_files?: unknown; ek_crl_files?: unknown }): boolean => r.ek_crl_files === undefined || r.ek_ca_files !== undefined,
+  message: 'ek_crl_files needs ek_ca_files: CRLs revoke EK certificates, and only a rule that trusts EKs by certificate (ek_ca_files) checks one (to shut out a TPM trusted by its EK hash, remove it from allow)',
+};
+
 export const tpmRuleSchema = z
   .strictObject({
     ek_ca_files: z.array(absolutePath).min(1, 'ek_ca_files needs at least one CA file').max(32).optional(),
+    ek_crl_files: ekCrlFilesSchema,
     allow: z
       .array(z.strictObject({ ek_public_hash: ekHash }))
       .min(1, 'an empty allow list admits nobody; omit it instead')
@@ -45,6 +60,8 @@ export const tpmRuleSchema = z
       .optional(),
     firmware_profiles: z.array(z.string().regex(PROFILE_NAME_RE, 'a firmware profile name is 1-63 lowercase letters, digits, ".", "_" and "-"')).min(1).max(32).optional(),
   })
+  // First, so a rule with ek_crl_files and nothing else is told what ek_crl_files lacks.
+  .refine(ekCrlNeedsCa.check, { message: ekCrlNeedsCa.message, path: ['ek_crl_files'] })
   .refine((r) => r.ek_ca_files !== undefined || r.allow !== undefined, { message: 'a tpm rule needs ek_ca_files, allow, or both (otherwise any TPM, even a software one, could join)' });
 export type TpmRule = z.infer<typeof tpmRuleSchema>;
 

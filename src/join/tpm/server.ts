@@ -3,12 +3,13 @@
  * its own code; in order:
  *
  *   round 1  evidence shape (tpm_evidence_malformed) → EK (ek.ts: ek_invalid, ek_cert_missing,
- *            ek_untrusted, ek_not_allowed; the first rule, in name order, that trusts the EK is
- *            the one used) → AK attributes (ak_attributes_invalid) → identity key attributes and
- *            CSR key (key_not_tpm_resident, certify_key_mismatch) → the rule's firmware
- *            profiles exist (firmware_profile_unknown) → MakeCredential, challenge
- *   round 2  challenge (challenge_*) → EK again against the rule as it is now → activation
- *            answer, constant time (credential_mismatch) → quote (quote_invalid,
+ *            ek_untrusted, ek_revoked / ek_crl_unavailable, ek_not_allowed; the first rule, in
+ *            name order, that trusts the EK is the one used) → AK attributes
+ *            (ak_attributes_invalid) → identity key attributes and CSR key
+ *            (key_not_tpm_resident, certify_key_mismatch) → the rule's firmware profiles exist
+ *            (firmware_profile_unknown) → MakeCredential, challenge
+ *   round 2  challenge (challenge_*) → EK again against the rule and its CRLs as they are now
+ *            → activation answer, constant time (credential_mismatch) → quote (quote_invalid,
  *            quote_nonce_mismatch, quote_signature_invalid) → PCR digest recomputed from the
  *            reported values (pcr_digest_mismatch) → certification of the identity key
  *            (certify_invalid, certify_key_mismatch) → clock (clock_invalid) → event log
@@ -64,19 +65,14 @@ export class TpmJoinServer implements JoinMethodServer {
   readonly name = 'tpm';
 
   attest(input: AttestInput, stores: Stores): Promise<Attested | ChallengeRequired> {
-    // Synchronous work throughout: return a settled promise so a throw becomes a rejection.
-    try {
-      return Promise.resolve(isAnswer(input.evidence) ? this.answer(input, stores) : this.challenge(input, stores));
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    return isAnswer(input.evidence) ? this.answer(input, stores) : this.challenge(input, stores);
   }
 
-  private challenge(input: AttestInput, stores: Stores): ChallengeRequired {
+  private async challenge(input: AttestInput, stores: Stores): Promise<ChallengeRequired> {
     const rules = rulesOrRefuse(stores);
     const ev = parseWith(tpmEvidenceSchema, input.evidence, 'tpm_evidence_malformed', 'tpm evidence');
     const ek = readEk(ev);
-    const rule = selectRule(rules, ek, new Date(input.now));
+    const rule = await selectRule(rules, ek, new Date(input.now));
     const ak = parsePublic(ev.ak_public, 'ak_public');
     checkAk(ak);
     const key = parsePublic(ev.key_public, 'key_public');
@@ -98,16 +94,17 @@ export class TpmJoinServer implements JoinMethodServer {
     return { challenge: { data, state, ttlMs: MAX_CHALLENGE_TTL_MS } };
   }
 
-  private answer(input: AttestInput, stores: Stores): Attested {
+  private async answer(input: AttestInput, stores: Stores): Promise<Attested> {
     const rules = rulesOrRefuse(stores);
     const ans = parseWith(tpmAnswerSchema, input.evidence, 'tpm_evidence_malformed', 'tpm challenge answer');
     const ch = openChallenge(stores, input, this.name, ans.challenge_id);
     const st = parseWith(tpmChallengeStateSchema, ch.state, 'internal', 'stored tpm challenge state');
     const rule = rules.find((r) => r.name === st.rule);
     if (!rule) throw new SigilError('tpm_no_rule', `join_rule ${st.rule} was removed while the TPM answered its challenge; start the join again`);
-    // The rule may have changed between the rounds (a CA file replaced, an allow entry removed).
+    // The rule may have changed between the rounds (a CA file replaced, a CRL published, an
+    // allow entry removed).
     const ek = readEk(st);
-    checkEkForRule(ek, rule, new Date(input.now));
+    await checkEkForRule(ek, rule, new Date(input.now));
     const ak = parsePublic(st.ak_public, 'stored ak_public', 'internal');
     const key = parsePublic(st.key_public, 'stored key_public', 'internal');
 

@@ -13,9 +13,12 @@
  * With crl_files configured, the device certificate's issuer must be covered by one of them
  * (otherwise a missing CRL would silently mean "not revoked"); intermediates are checked when a
  * CRL from their issuer is present.
+ *
+ * The tpm join checks EK certificates against a rule's ek_crl_files with the same function
+ * (join/tpm/ek.ts): only the codes and the words of its refusals differ (RevocationScope).
  */
 import * as pkijs from 'pkijs';
-import { SigilError } from '../../errors.js';
+import { SigilError, type ErrorCode } from '../../errors.js';
 import { decodeKeyUsage, findExtension, KEY_USAGE } from '../../pki/cert-reader.js';
 import { TAG } from '../../pki/der.js';
 import { DerReader } from '../../pki/der-reader.js';
@@ -86,8 +89,25 @@ async function signedBy(crl: LoadedCrl, ca: ParsedCert): Promise<boolean> {
 
 const namesEqual = (a: Rdn[], b: Rdn[]): boolean => a.length === b.length && a.every((rdn, i) => rdnEqual(rdn, b[i]!));
 
+/** Whose revocation is checked: the codes of its refusals and the words naming the certificate. */
+export interface RevocationScope {
+  /** The certificate is on a current CRL of its issuer (not retryable). */
+  revoked: ErrorCode;
+  /** No current, signed, usable CRL covers the issuer: fail closed (retryable). */
+  unavailable: ErrorCode;
+  /** The rule option holding the CRLs ("crl_files"). */
+  option: string;
+  /** The rule, when messages should name it. */
+  rule?: string;
+  /** The certificate checked, as messages name it. */
+  describe: (c: ParsedCert) => string;
+}
+
+/** The x509 join's device chains. */
+export const X509_REVOCATION: RevocationScope = { revoked: 'x509_revoked', unavailable: 'x509_crl_unavailable', option: 'crl_files', describe: describeCert };
+
 /** Check every certificate of a validated path (leaf first, anchor last) against `crls`. */
-export async function checkRevocation(certs: readonly ParsedCert[], crls: readonly LoadedCrl[], at: Date): Promise<void> {
+export async function checkRevocation(certs: readonly ParsedCert[], crls: readonly LoadedCrl[], at: Date, scope: RevocationScope = X509_REVOCATION): Promise<void> {
   if (crls.length === 0) return;
   for (let i = 0; i < certs.length - 1; i++) {
     const cert = certs[i]!;
@@ -97,24 +117,26 @@ export async function checkRevocation(certs: readonly ParsedCert[], crls: readon
     for (const c of named) if (await signedBy(c, ca)) usable.push(c);
     if (usable.length === 0) {
       if (i > 0) continue;
-      const why = named.length > 0 ? `the CRL in ${named.map((c) => c.file).join(', ')} names that issuer but its signature does not verify with the CA key` : `none of crl_files is issued by "${formatName(ca.subject)}"`;
-      throw new SigilError('x509_crl_unavailable', `cannot check revocation of ${describeCert(cert)}: ${why}`);
+      const files = scope.rule === undefined ? scope.option : `join_rule ${scope.rule}'s ${scope.option}`;
+      const why = named.length > 0 ? `the CRL in ${named.map((c) => c.file).join(', ')} names that issuer but its signature does not verify with the CA key` : `none of ${files} is issued by "${formatName(ca.subject)}"`;
+      throw new SigilError(scope.unavailable, `cannot check revocation of ${scope.describe(cert)}: ${why}`);
     }
     // The newest CRL of that CA decides (several files may hold successive CRLs).
     const crl = usable.reduce((a, b) => (b.thisUpdate > a.thisUpdate ? b : a));
-    if (crl.unsupported !== undefined) throw new SigilError('x509_crl_unavailable', `the CRL in ${crl.file} cannot be used: ${crl.unsupported}`);
+    if (crl.unsupported !== undefined) throw new SigilError(scope.unavailable, `the CRL in ${crl.file} cannot be used: ${crl.unsupported}`);
     const ku = findExtension(ca.fields.extensions, OID.keyUsage);
     if (ku !== undefined && !decodeKeyUsage(ku.value, 'x509_chain_malformed').has(KEY_USAGE.cRLSign)) {
-      throw new SigilError('x509_crl_unavailable', `the CRL in ${crl.file} is signed by ${describeCert(ca)}, whose KeyUsage lacks cRLSign`);
+      throw new SigilError(scope.unavailable, `the CRL in ${crl.file} is signed by ${describeCert(ca)}, whose KeyUsage lacks cRLSign`);
     }
-    if (crl.thisUpdate > at) throw new SigilError('x509_crl_unavailable', `the CRL in ${crl.file} is not valid before ${crl.thisUpdate.toISOString()} (thisUpdate)`);
+    if (crl.thisUpdate > at) throw new SigilError(scope.unavailable, `the CRL in ${crl.file} is not valid before ${crl.thisUpdate.toISOString()} (thisUpdate)`);
     if (crl.nextUpdate === undefined || crl.nextUpdate < at) {
       const when = crl.nextUpdate ? `its nextUpdate ${crl.nextUpdate.toISOString()} has passed` : 'it has no nextUpdate';
-      throw new SigilError('x509_crl_unavailable', `the CRL in ${crl.file} is stale: ${when}; publish a fresh CRL`);
+      throw new SigilError(scope.unavailable, `the CRL in ${crl.file} is stale: ${when}; publish a fresh CRL`);
     }
     const revokedAt = crl.revoked.get(cert.serialHex);
     if (revokedAt !== undefined) {
-      throw new SigilError('x509_revoked', `${describeCert(cert)}, serial ${cert.serialHex}, was revoked at ${revokedAt.toISOString()} (CRL ${crl.file})`);
+      const of = scope.rule === undefined ? '' : ` of join_rule ${scope.rule}`;
+      throw new SigilError(scope.revoked, `${scope.describe(cert)}, serial ${cert.serialHex}, was revoked at ${revokedAt.toISOString()} (CRL ${crl.file}${of})`);
     }
   }
 }

@@ -15,11 +15,13 @@
  *       max_intermediates: 3                     # optional, 0..4 (default 3)
  *       require_tpm:                             # optional: the device key must sit in a TPM
  *         ek_ca_files: [/etc/sigil/tpm-ca.pem]   #   whose EK chains to these (tpm join semantics),
+ *         ek_crl_files: [/etc/sigil/tpm-ca.crl]  #   is not revoked by these (needs ek_ca_files),
  *         allow: [ { ek_public_hash: "sha256:…" } ]  # and/or is listed; and, for registered
  *                                                #   devices, is the EK the factory recorded
  */
 import { z } from 'zod';
 import { registerRuleSchema } from '../rules.js';
+import { ekCrlFilesSchema, ekCrlNeedsCa } from '../tpm/rule.js';
 import { EK_HASH_RE } from '../tpm/wire.js';
 import { allowEntrySchema } from './allow.js';
 
@@ -28,18 +30,22 @@ const absolutePath = z.string().min(2).max(4096).regex(/^\//, 'file paths must b
 export const DEFAULT_MAX_INTERMEDIATES = 3;
 
 /**
- * DevID in a TPM (tpm-check.ts): the EK trust of a tpm join rule — ek_ca_files and allow mean
- * exactly what they mean there (join/tpm/rule.ts, checked by join/tpm/ek.ts) — without
- * firmware_profiles, since this join quotes no PCRs.
+ * DevID in a TPM (tpm-check.ts): the EK trust of a tpm join rule — ek_ca_files, ek_crl_files
+ * and allow mean exactly what they mean there (join/tpm/rule.ts, checked by join/tpm/ek.ts) —
+ * without firmware_profiles, since this join quotes no PCRs. Importing tpm/rule.ts for the
+ * shared ek_crl_files pieces also registers the tpm rule schema, as server-methods.ts does.
  */
-export const requireTpmSchema = z.strictObject({
-  ek_ca_files: z.array(absolutePath).min(1, 'ek_ca_files needs at least one CA file').max(32).optional(),
-  allow: z
-    .array(z.strictObject({ ek_public_hash: z.string().transform((s) => s.trim().toLowerCase()).refine((s) => EK_HASH_RE.test(s), 'ek_public_hash must be sha256:<64 hex digits>') }))
-    .min(1, 'an empty allow list admits nobody; omit it instead')
-    .max(100_000)
-    .optional(),
-});
+export const requireTpmSchema = z
+  .strictObject({
+    ek_ca_files: z.array(absolutePath).min(1, 'ek_ca_files needs at least one CA file').max(32).optional(),
+    ek_crl_files: ekCrlFilesSchema,
+    allow: z
+      .array(z.strictObject({ ek_public_hash: z.string().transform((s) => s.trim().toLowerCase()).refine((s) => EK_HASH_RE.test(s), 'ek_public_hash must be sha256:<64 hex digits>') }))
+      .min(1, 'an empty allow list admits nobody; omit it instead')
+      .max(100_000)
+      .optional(),
+  })
+  .refine(ekCrlNeedsCa.check, { message: ekCrlNeedsCa.message, path: ['ek_crl_files'] });
 export type RequireTpm = z.infer<typeof requireTpmSchema>;
 
 export const x509RuleSchema = z

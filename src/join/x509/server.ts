@@ -53,7 +53,7 @@ export class X509JoinServer implements JoinMethodServer {
       // Refuse now rather than after the device signed: it learns at once which check failed.
       const at = new Date(input.now);
       const decision = await evaluateChain(stores, rules, parseChain(ev.chain), at);
-      const tpm = tpmChallenge(decision, ev.tpm, at);
+      const tpm = await tpmChallenge(decision, ev.tpm, at);
       const state: X509ChallengeState = { chain: ev.chain, ...(tpm ? { tpm: tpm.state } : {}) };
       return { challenge: { state, ...(tpm ? { data: tpm.data } : {}), ttlMs: MAX_CHALLENGE_TTL_MS } };
     }
@@ -68,7 +68,7 @@ export class X509JoinServer implements JoinMethodServer {
     if (!verifyProof(leaf.fields.spki, ans.alg, message, Buffer.from(ans.signature, 'base64url'))) {
       throw new SigilError('x509_proof_invalid', `the ${ans.alg} signature over the challenge does not verify with the key of the device certificate (subject "${formatName(leaf.subject)}")`);
     }
-    const tpmFacts = verifyTpmBinding(decision, kept.tpm, ans.tpm, ch.nonce, at);
+    const tpmFacts = await verifyTpmBinding(decision, kept.tpm, ans.tpm, ch.nonce, at);
     const challengeId = ans.challenge_id;
     return {
       bot: decision.rule.bot,

@@ -5,10 +5,11 @@
  *
  *   round 1  EK (certificate, public area), a fresh AK, the device key's public area
  *            → EK trusted by the rule (join/tpm/ek.ts: ek_invalid, ek_cert_missing,
- *              ek_untrusted, ek_not_allowed) and, for a registered device, the EK the factory
- *              recorded (x509_ek_mismatch); AK attributes (ak_attributes_invalid); the device
- *              key generated in and bound to a TPM and equal to the certificate's key
- *              (key_not_tpm_resident, certify_key_mismatch)
+ *              ek_untrusted, ek_revoked, ek_crl_unavailable, ek_not_allowed) and, for a
+ *              registered device, the EK the factory recorded (x509_ek_mismatch); AK
+ *              attributes (ak_attributes_invalid); the device key generated in and bound to a
+ *              TPM and equal to the certificate's key (key_not_tpm_resident,
+ *              certify_key_mismatch)
  *            → MakeCredential of a fresh secret to the EK for the AK's Name (join/tpm/binding.ts)
  *   round 2  ActivateCredential's output (credential_mismatch: the AK is in the EK's TPM) and
  *            TPM2_Certify of the device key by the AK with the challenge nonce (certify_invalid,
@@ -29,14 +30,18 @@ import type { Decision } from './evaluate.js';
 import type { X509Rule } from './rule.js';
 import type { X509ChallengeData, X509ChallengeState, X509TpmAnswer, X509TpmEvidence } from './wire.js';
 
-/** The rule's require_tpm as the tpm join's EK rule (same ek_ca_files / allow semantics). */
+/** The rule's require_tpm as the tpm join's EK rule (ek_ca_files, ek_crl_files, allow: same semantics). */
 function ekRule(rule: JoinRule<X509Rule>): JoinRule<TpmRule> {
   const r = rule.config.require_tpm!;
-  return { name: rule.name, bot: rule.bot, config: { ...(r.ek_ca_files ? { ek_ca_files: r.ek_ca_files } : {}), ...(r.allow ? { allow: r.allow } : {}) } };
+  return {
+    name: rule.name,
+    bot: rule.bot,
+    config: { ...(r.ek_ca_files ? { ek_ca_files: r.ek_ca_files } : {}), ...(r.ek_crl_files ? { ek_crl_files: r.ek_crl_files } : {}), ...(r.allow ? { allow: r.allow } : {}) },
+  };
 }
 
-function checkEk(ek: Ek, d: Decision, at: Date): void {
-  checkEkForRule(ek, ekRule(d.rule), at);
+async function checkEk(ek: Ek, d: Decision, at: Date): Promise<void> {
+  await checkEkForRule(ek, ekRule(d.rule), at);
   const registered = d.device?.ekPublicHash ?? null;
   if (d.device !== undefined && registered !== null && registered !== ek.hash) {
     throw new SigilError('x509_ek_mismatch', `device ${d.device.serial} was provisioned in the TPM with EK ${registered}, but its key sits in a TPM with EK ${ek.hash}`);
@@ -65,13 +70,13 @@ function required(d: Decision): boolean {
  * Round 1: for a rule with require_tpm, check the TPM evidence and wrap the credential;
  * undefined for other rules (their challenge carries no TPM part, whatever the device sent).
  */
-export function tpmChallenge(d: Decision, ev: X509TpmEvidence | undefined, at: Date): { data: X509ChallengeData; state: NonNullable<X509ChallengeState['tpm']> } | undefined {
+export async function tpmChallenge(d: Decision, ev: X509TpmEvidence | undefined, at: Date): Promise<{ data: X509ChallengeData; state: NonNullable<X509ChallengeState['tpm']> } | undefined> {
   if (!required(d)) return undefined;
   if (ev === undefined) {
     throw new SigilError('x509_tpm_binding_invalid', `join_rule ${d.rule.name} requires the device key to be proven TPM-resident (require_tpm), and the device sent no TPM evidence: its key must be in a TPM (join.x509.key_uri "tpm:…" or tpm: { handle }, attest not false)`);
   }
   const ek = readEk(ev);
-  checkEk(ek, d, at);
+  await checkEk(ek, d, at);
   const ak = parsePublic(ev.ak_public, 'ak_public');
   checkAk(ak);
   checkDeviceKey(parsePublic(ev.devid_public, 'devid_public'), Buffer.from(d.path.leaf.fields.spki));
@@ -80,13 +85,14 @@ export function tpmChallenge(d: Decision, ev: X509TpmEvidence | undefined, at: D
 }
 
 /** Round 2: the binding holds; returns the facts it adds (none for rules without require_tpm). */
-export function verifyTpmBinding(d: Decision, st: X509ChallengeState['tpm'], ans: X509TpmAnswer | undefined, nonce: Buffer, at: Date): Record<string, unknown> {
+export async function verifyTpmBinding(d: Decision, st: X509ChallengeState['tpm'], ans: X509TpmAnswer | undefined, nonce: Buffer, at: Date): Promise<Record<string, unknown>> {
   if (!required(d)) return {};
   if (st === undefined) throw new SigilError('x509_tpm_binding_invalid', `join_rule ${d.rule.name} requires a TPM-resident device key (require_tpm) since this challenge was issued; start the join again`);
   if (ans === undefined) throw new SigilError('x509_tpm_binding_invalid', `the answer lacks the TPM binding (activated credential and certification of the device key) that join_rule ${d.rule.name} requires`);
-  // The rule may have changed between the rounds (a CA file replaced, an allow entry removed).
+  // The rule may have changed between the rounds (a CA file replaced, a CRL published, an allow
+  // entry removed).
   const ek = readEk(st);
-  checkEk(ek, d, at);
+  await checkEk(ek, d, at);
   const ak = parsePublic(st.ak_public, 'stored ak_public', 'internal');
   const devid = parsePublic(st.devid_public, 'stored devid_public', 'internal');
   checkActivation(st.secret, ans.activated);

@@ -25,6 +25,16 @@ describe('tpm join rule', () => {
     for (const tpm of bad) expect(() => validateRuleBlock('r', { method: 'tpm', bot: 'gw', tpm }), JSON.stringify(tpm)).toThrow(expect.objectContaining({ code: 'policy_invalid' }));
   });
 
+  it('takes ek_crl_files only with ek_ca_files: an EK trusted by hash alone has no certificate to revoke', () => {
+    expect(validateRuleBlock('r', { method: 'tpm', bot: 'gw', tpm: { ek_ca_files: ['/etc/ca.pem'], ek_crl_files: ['/etc/ek.crl'] } })).toMatchObject({ ek_crl_files: ['/etc/ek.crl'] });
+    for (const tpm of [{ ek_crl_files: ['/etc/ek.crl'] }, { ek_crl_files: ['/etc/ek.crl'], allow: [{ ek_public_hash: HASH }] }]) {
+      expect(() => validateRuleBlock('r', { method: 'tpm', bot: 'gw', tpm }), JSON.stringify(tpm)).toThrow(expect.objectContaining({ code: 'policy_invalid', message: expect.stringMatching(/ek_crl_files: ek_crl_files needs ek_ca_files/) }));
+    }
+    for (const ek_crl_files of [[], ['ek.crl']]) {
+      expect(() => validateRuleBlock('r', { method: 'tpm', bot: 'gw', tpm: { ek_ca_files: ['/etc/ca.pem'], ek_crl_files } })).toThrow(expect.objectContaining({ code: 'policy_invalid' }));
+    }
+  });
+
   it('machine ids are tpm- and 128 bits of the EK hash (fits a certificate CN)', () => {
     expect(tpmMachineId(HASH)).toBe(`tpm-${'ab'.repeat(16)}`);
   });

@@ -21,6 +21,7 @@ describe('require_tpm', () => {
     expect(parseResources(rule('    require_tpm: { ek_ca_files: [/etc/sigil/tpm-ca.pem] }\n'))).toHaveLength(1);
     expect(parseResources(rule(`    require_tpm: { allow: [ { ek_public_hash: "SHA256:${'AB'.repeat(32)}" } ] }\n`))).toHaveLength(1);
     expect(parseResources(rule('    registered_only: true\n    require_tpm: {}\n'))).toHaveLength(1);
+    expect(parseResources(rule('    require_tpm: { ek_ca_files: [/etc/sigil/tpm-ca.pem], ek_crl_files: [/etc/sigil/tpm-ca.crl] }\n'))).toHaveLength(1);
   });
 
   it('refuses a require_tpm that any TPM (even a software one) would pass, and what tpm rules refuse', () => {
@@ -30,6 +31,8 @@ describe('require_tpm', () => {
       ['    require_tpm: { allow: [] }\n', /empty allow list admits nobody/],
       ['    require_tpm: { allow: [ { ek_public_hash: "abc" } ] }\n', /ek_public_hash must be sha256:/],
       ['    require_tpm: { ek_ca_files: [/ca.pem], firmware_profiles: [lab] }\n', /firmware_profiles|Unrecognized/i],
+      [`    require_tpm: { ek_crl_files: [/ek.crl], allow: [ { ek_public_hash: "sha256:${'ab'.repeat(32)}" } ] }\n`, /require_tpm.ek_crl_files: ek_crl_files needs ek_ca_files/],
+      ['    registered_only: true\n    require_tpm: { ek_crl_files: [/ek.crl] }\n', /ek_crl_files needs ek_ca_files/],
     ];
     for (const [block, re] of cases) {
       const e = refusal(() => parseResources(rule(block)));
