@@ -319,7 +319,11 @@ export class Agent {
     return t ? `${t.kind} ${t.url}` : null;
   }
 
-  private recordFailure(err: unknown, current: Identity | undefined, now: number): SigilError {
+  private recordFailure(err: unknown, current: Identity | undefined, startedAt: number): SigilError {
+    // Judged when the attempt ended, not when it began: an attempt that straddled the expiry
+    // (a 15 s transport timeout, say) is an attempt made after it — for reattest_required, and
+    // for nextWake, which would otherwise add an immediate second attempt at the expiry.
+    const now = Math.max(startedAt, this.now());
     let e = toSigilError(err);
     if (e.code === 'internal') this.log.error({ err }, 'internal error in agent');
     const pending = this.state.getOutbox()[0];

@@ -168,7 +168,10 @@ describe.concurrent('issuer down longer than the certificate lifetime, broker up
       // The issuer is back on the same data dir: the daemon re-joins by itself, over MQTT.
       const back = Date.now();
       rig.issuer = await spawnIssuer(rig.dataDir, ['--mqtt-url', rig.broker.url]);
-      const rejoin = await waitFor('the re-join', () => daemon.lines.find((l) => l.msg === 'joined' && l.time >= back), 45_000, 200).catch((e: Error) => {
+      // The daemon is backing off: it comes back at its next attempt (status next_attempt), which
+      // after several failures can be a minute away — capped exponential backoff, by design.
+      const nextAttempt = Date.parse((await sigilJson(['agent', 'status', '--config', a.config])).next_attempt ?? '') || Date.now();
+      const rejoin = await waitFor('the re-join', () => daemon.lines.find((l) => l.msg === 'joined' && l.time >= back), Math.max(45_000, nextAttempt - Date.now() + 20_000), 200).catch((e: Error) => {
         throw new Error(`${e.message} (back at ${back})\nagent:\n${daemon.lines.map((l) => JSON.stringify(l)).join('\n')}\nissuer:\n${rig.issuer?.log()}`);
       });
       expect(rejoin.transport).toBe(transport);
@@ -209,7 +212,7 @@ describe.concurrent('issuer down longer than the certificate lifetime, broker up
     );
     const a = writeAgent(rig, `join:\n  method: x509\n  x509: { cert: ${pki.path('gw-0001.pem')}, chain: ${pki.path('device-ca.pem')}, key: ${pki.path('gw-0001.key')} }\n`);
     await outlastIssuerOutage(expect, rig, a, 'x509');
-  }, 120_000);
+  }, 200_000);
 
   it('tpm (swtpm, key_storage: tpm): serves until expiry, then re-joins by itself when the issuer returns', async ({ expect }) => {
     const rig = await startRig(
@@ -218,5 +221,5 @@ describe.concurrent('issuer down longer than the certificate lifetime, broker up
     );
     const a = writeAgent(rig, `join: { method: tpm, tpm: { tcti: "${tpm.tcti}", event_log: ${eventLog} } }\nkey_storage: tpm\n`);
     await outlastIssuerOutage(expect, rig, a, 'tpm');
-  }, 120_000);
+  }, 200_000);
 });
