@@ -1,29 +1,53 @@
 /**
- * Small files a cloud or CI join rule names (a CA bundle for fetching key sets, trust anchors),
- * read when a machine joins — `sigil ctl apply` may run elsewhere — and re-read when they
- * change. An unreadable file is `join_rule_unusable` naming it (the operator's problem, retryable).
+ * Files a join rule names (CA bundles, CRLs, trust anchors, key-set fallbacks), read when a
+ * machine joins — `sigil ctl apply` may run elsewhere — and re-read when they change: each is
+ * cached by path, modification time and size, so replacing a CRL or a CA bundle takes effect on
+ * the next join without a restart. An unreadable file is `join_rule_unusable` naming it (the
+ * operator's problem, retryable).
  */
 import { readFileSync, statSync } from 'node:fs';
 import { SigilError } from '../errors.js';
 
-const cache = new Map<string, { mtimeMs: number; size: number; text: string }>();
+interface Entry<T> {
+  mtimeMs: number;
+  size: number;
+  value: T;
+}
 
-export function readRuleFile(path: string, what: string): string {
+/** One cache per kind of content; `load` turns the file's bytes into it (and may throw). */
+export type RuleFileCache<T> = Map<string, Entry<T>>;
+
+/** Bound the caches: rules name a handful of files, but paths come from policy documents. */
+const MAX_ENTRIES = 256;
+
+function unreadable(path: string, what: string, e: unknown): SigilError {
+  return new SigilError('join_rule_unusable', `cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+}
+
+export function cachedRuleFile<T>(cache: RuleFileCache<T>, path: string, what: string, load: (bytes: Buffer) => T): T {
   let st;
   try {
     st = statSync(path);
   } catch (e) {
-    throw new SigilError('join_rule_unusable', `cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    throw unreadable(path, what, e);
   }
   const hit = cache.get(path);
-  if (hit && hit.mtimeMs === st.mtimeMs && hit.size === st.size) return hit.text;
-  let text: string;
+  if (hit && hit.mtimeMs === st.mtimeMs && hit.size === st.size) return hit.value;
+  let bytes: Buffer;
   try {
-    text = readFileSync(path, 'utf8');
+    bytes = readFileSync(path);
   } catch (e) {
-    throw new SigilError('join_rule_unusable', `cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    throw unreadable(path, what, e);
   }
-  if (cache.size >= 256) cache.delete(cache.keys().next().value!);
-  cache.set(path, { mtimeMs: st.mtimeMs, size: st.size, text });
-  return text;
+  const value = load(bytes);
+  if (cache.size >= MAX_ENTRIES) cache.delete(cache.keys().next().value!);
+  cache.set(path, { mtimeMs: st.mtimeMs, size: st.size, value });
+  return value;
+}
+
+const textCache: RuleFileCache<string> = new Map();
+
+/** A rule file as text (UTF-8). */
+export function readRuleFile(path: string, what: string): string {
+  return cachedRuleFile(textCache, path, what, (bytes) => bytes.toString('utf8'));
 }

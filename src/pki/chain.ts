@@ -88,7 +88,8 @@ function issued(issuer: Cert, child: Cert): boolean {
   return child.x509.checkIssued(issuer.x509) && signedBy(child, issuer);
 }
 
-function signedBy(child: Cert, issuer: Cert): boolean {
+/** Does `issuer`'s key verify `child`'s signature? (False, not a throw, for a mismatched key type.) */
+export function signedBy(child: { x509: X509Certificate }, issuer: { x509: X509Certificate }): boolean {
   try {
     return child.x509.verify(issuer.x509.publicKey);
   } catch {

@@ -2,51 +2,23 @@
  * The files a join rule names (ca_files, crl_files), read when the rule is used — not when it
  * is applied, since `sigil ctl apply` may run on another machine — and cached by path,
  * modification time and size, so replacing a CRL file takes effect on the next join without
- * a restart. An unreadable or unparseable file is `join_rule_unusable` naming the file.
+ * a restart (join/rule-files.ts). An unreadable or unparseable file is `join_rule_unusable`
+ * naming the file.
  */
-import { statSync, readFileSync } from 'node:fs';
 import { SigilError } from '../../errors.js';
 import { parsePem } from '../../pki/pem.js';
+import { cachedRuleFile, type RuleFileCache } from '../rule-files.js';
 import { parseCert, type ParsedCert } from './cert.js';
 import { parseCrl, type LoadedCrl } from './crl.js';
 
-interface Entry<T> {
-  mtimeMs: number;
-  size: number;
-  value: T;
-}
-
-const caCache = new Map<string, Entry<ParsedCert[]>>();
-const crlCache = new Map<string, Entry<LoadedCrl[]>>();
-/** Bound the caches: rules name a handful of files, but paths come from policy documents. */
-const MAX_ENTRIES = 256;
-
-function cached<T>(cache: Map<string, Entry<T>>, path: string, what: string, load: (bytes: Buffer) => T): T {
-  let st;
-  try {
-    st = statSync(path);
-  } catch (e) {
-    throw new SigilError('join_rule_unusable', `cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
-  }
-  const hit = cache.get(path);
-  if (hit && hit.mtimeMs === st.mtimeMs && hit.size === st.size) return hit.value;
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    throw new SigilError('join_rule_unusable', `cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
-  }
-  const value = load(bytes);
-  if (cache.size >= MAX_ENTRIES) cache.delete(cache.keys().next().value!);
-  cache.set(path, { mtimeMs: st.mtimeMs, size: st.size, value });
-  return value;
-}
+const caCache: RuleFileCache<ParsedCert[]> = new Map();
+const crlCache: RuleFileCache<LoadedCrl[]> = new Map();
 
 const isPem = (b: Buffer): boolean => b.subarray(0, 64).toString('latin1').includes('-----BEGIN');
 
 /** Every certificate in a CA file (PEM bundle, or one DER certificate). */
 export function loadCaFile(path: string): ParsedCert[] {
-  return cached(caCache, path, 'CA file', (bytes) => {
+  return cachedRuleFile(caCache, path, 'CA file', (bytes) => {
     let ders: Buffer[];
     try {
       ders = isPem(bytes) ? parsePem(bytes.toString('utf8'), 'join_rule_unusable').filter((b) => b.label === 'CERTIFICATE' || b.label === 'TRUSTED CERTIFICATE').map((b) => b.der) : [bytes];
@@ -60,7 +32,7 @@ export function loadCaFile(path: string): ParsedCert[] {
 
 /** A CRL file (PEM "X509 CRL" or DER); a PEM file may hold several CRLs, each is loaded. */
 export function loadCrlFile(path: string): LoadedCrl[] {
-  return cached(crlCache, path, 'CRL file', (bytes) => {
+  return cachedRuleFile(crlCache, path, 'CRL file', (bytes) => {
     let ders: Buffer[];
     try {
       ders = isPem(bytes) ? parsePem(bytes.toString('utf8'), 'join_rule_unusable').filter((b) => b.label === 'X509 CRL').map((b) => b.der) : [bytes];

@@ -24,6 +24,7 @@
  */
 import { SigilError } from '../../errors.js';
 import { decodeBasicConstraints, decodeKeyUsage, findExtension, KEY_USAGE } from '../../pki/cert-reader.js';
+import { signedBy } from '../../pki/chain.js';
 import { constrainedNames, decodeNameConstraints, nameConstraintViolation, UnsupportedNameConstraint } from '../../pki/name-constraints.js';
 import { formatName, rdnEqual, type Rdn } from '../../pki/name-reader.js';
 import { OID } from '../../pki/oids.js';
@@ -74,14 +75,6 @@ export interface ValidatedPath {
 
 const namesEqual = (a: Rdn[], b: Rdn[]): boolean => a.length === b.length && a.every((rdn, i) => rdnEqual(rdn, b[i]!));
 const selfIssued = (c: ParsedCert): boolean => namesEqual(c.subject, c.issuer);
-
-function signedBy(child: ParsedCert, issuer: ParsedCert): boolean {
-  try {
-    return child.x509.verify(issuer.x509.publicKey);
-  } catch {
-    return false;
-  }
-}
 
 export function validatePath(input: PathInput): ValidatedPath {
   const certs = buildPath(input);

@@ -19,7 +19,7 @@ import type { IssuerContext } from '../issuer.js';
 import { decideCredential } from '../policy/credentials.js';
 import { authenticateRequest, checkCurrentIdentity, type Presented } from './authenticate.js';
 import { auditRefusal } from './refusal.js';
-import { payloadHash, replayIfSeen, responsePayload, signResponse } from './respond.js';
+import { payloadHash, recordAnswer, replayIfSeen, signResponse } from './respond.js';
 
 function checkFieldsForKind(req: CredentialRequest): void {
   const allowed = KIND_FIELDS[req.kind];
@@ -60,16 +60,16 @@ export async function handleCredential(ctx: IssuerContext, body: unknown, remote
       if (again) return again;
       const { result, record } = issueCredential(ctx, { grant, req: r, inst, now });
       ctx.stores.certificates.insert(record);
-      const json = responsePayload(ctx, 'credential', r.request_id, result);
-      ctx.stores.idempotency.put({ requestId: r.request_id, requestHash: hash, op: 'credential', response: json, createdAt: now });
-      ctx.stores.audit.append(
-        {
-          action: 'credential',
-          outcome: 'ok',
+      return recordAnswer(ctx, {
+        op: 'credential',
+        requestId: r.request_id,
+        requestHash: hash,
+        result,
+        now,
+        audit: {
           bot: inst.bot,
           instanceId: inst.id,
           method: inst.joinMethod,
-          actor: 'agent',
           remote,
           details: {
             kind: result.kind,
@@ -82,9 +82,7 @@ export async function handleCredential(ctx: IssuerContext, body: unknown, remote
             ...(result.audiences ? { audiences: result.audiences } : {}),
           },
         },
-        now,
-      );
-      return json;
+      });
     });
     return signResponse(ctx, payload);
   } catch (err) {

@@ -14,7 +14,7 @@ import type { IssuerContext } from '../issuer.js';
 import { resolveBot } from '../policy/resources.js';
 import { issueChallenge } from './challenge.js';
 import { issueIdentity, spiffeIdFor } from './issue.js';
-import { payloadHash, replayIfSeen, responsePayload, signResponse } from './respond.js';
+import { payloadHash, recordAnswer, replayIfSeen, signResponse } from './respond.js';
 import { auditRefusal } from './refusal.js';
 import { checkTransportCsr } from './transport-cert.js';
 
@@ -114,22 +114,20 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
         exportable,
         ...(transportSpkiDer ? { transportSpkiDer } : {}),
       });
-      const json = responsePayload(ctx, 'join', r.request_id, result);
-      ctx.stores.idempotency.put({ requestId: r.request_id, requestHash: hash, op: 'join', response: json, createdAt: now });
-      ctx.stores.audit.append(
-        {
-          action: 'join',
-          outcome: 'ok',
+      return recordAnswer(ctx, {
+        op: 'join',
+        requestId: r.request_id,
+        requestHash: hash,
+        result,
+        now,
+        audit: {
           bot: bot.name,
           instanceId,
           method: method.name,
-          actor: 'agent',
           remote,
           details: { serial: result.serial, spiffe_id: result.spiffe_id, generation: result.generation, ttl_s: result.ttl_s, ttl_clamped: result.ttl_clamped, rejoin: existing !== undefined, key_storage: result.key_storage, exportable: result.exportable, ...(transportSerial ? { transport_serial: transportSerial } : {}), ...att.facts },
         },
-        now,
-      );
-      return json;
+      });
     });
     ctx.metrics.joins.inc({ method: method.name });
     ctx.metrics.issuance.observe(Number(process.hrtime.bigint() - started) / 1e9);

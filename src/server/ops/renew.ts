@@ -22,7 +22,7 @@ import type { IssuerContext } from '../issuer.js';
 import { resolveBot } from '../policy/resources.js';
 import { authenticateRequest, checkCurrentIdentity, type Presented } from './authenticate.js';
 import { issueIdentity, spkiHash } from './issue.js';
-import { payloadHash, replayIfSeen, responsePayload, signResponse } from './respond.js';
+import { payloadHash, recordAnswer, replayIfSeen, signResponse } from './respond.js';
 import { auditRefusal } from './refusal.js';
 import { checkTransportCsr } from './transport-cert.js';
 
@@ -77,22 +77,20 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
         exportable,
         ...(transportSpkiDer ? { transportSpkiDer } : {}),
       });
-      const json = responsePayload(ctx, 'renew', r.request_id, result);
-      ctx.stores.idempotency.put({ requestId: r.request_id, requestHash: hash, op: 'renew', response: json, createdAt: now });
-      ctx.stores.audit.append(
-        {
-          action: 'renew',
-          outcome: 'ok',
+      return recordAnswer(ctx, {
+        op: 'renew',
+        requestId: r.request_id,
+        requestHash: hash,
+        result,
+        now,
+        audit: {
           bot: inst.bot,
           instanceId: inst.id,
           method: inst.joinMethod,
-          actor: 'agent',
           remote,
           details: { serial: result.serial, previous_serial: certRec.serial, generation: result.generation, ttl_s: result.ttl_s, ttl_clamped: result.ttl_clamped, key_storage: keyStorage, exportable, ...(transportSerial ? { transport_serial: transportSerial } : {}) },
         },
-        now,
-      );
-      return json;
+      });
     });
     ctx.metrics.renewals.inc({});
     ctx.metrics.issuance.observe(Number(process.hrtime.bigint() - started) / 1e9);

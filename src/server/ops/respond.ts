@@ -3,11 +3,26 @@ import { SigilError } from '../../errors.js';
 import { signJwsWithKey, type Jws } from '../../protocol/jws.js';
 import { PROTOCOL_VERSION, TYP_RESPONSE, type ErrorResponsePayload, type ResponsePayload } from '../../protocol/messages.js';
 import type { IssuerContext } from '../issuer.js';
+import type { AuditEvent } from '../store/types.js';
 
 /** Serialise a response payload once; the same string is stored for idempotent replays. */
 export function responsePayload<T>(ctx: IssuerContext, op: ResponsePayload<T>['op'], requestId: string | null, result: T): string {
   const p: ResponsePayload<T> = { v: PROTOCOL_VERSION, op, request_id: requestId, issued_at: ctx.now(), result };
   return JSON.stringify(p);
+}
+
+/**
+ * Inside the issuing transaction: the answer to an agent's request, serialised once, kept for
+ * idempotent replays of the same request id, and its audit row — all three or none.
+ */
+export function recordAnswer<T>(
+  ctx: IssuerContext,
+  a: { op: 'join' | 'renew' | 'credential'; requestId: string; requestHash: string; result: T; now: number; audit: Omit<AuditEvent, 'action' | 'outcome' | 'actor'> },
+): string {
+  const json = responsePayload(ctx, a.op, a.requestId, a.result);
+  ctx.stores.idempotency.put({ requestId: a.requestId, requestHash: a.requestHash, op: a.op, response: json, createdAt: a.now });
+  ctx.stores.audit.append({ action: a.op, outcome: 'ok', actor: 'agent', ...a.audit }, a.now);
+  return json;
 }
 
 /** Sign a stored or fresh payload with the issuer's serving key (x5c = its chain). */
