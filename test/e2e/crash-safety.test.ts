@@ -13,7 +13,8 @@ import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyResources, createToken, SIGIL, sigil, sigilJson, startIssuer, tempDir, writeAgentConfig, type RunningIssuer } from '../helpers/cli.js';
-import { issuerDb, writeTransportAgent, type Broker, type IssuerProcess, startMqttIssuerRig } from '../helpers/mosquitto.js';
+import { issuerDb, writeTransportAgent } from '../helpers/mosquitto.js';
+import { useMqttIssuerRig } from '../helpers/mqtt-rig.js';
 
 type Point = 'before_persist' | 'after_persist' | 'after_send' | 'after_response' | 'during_output';
 const POINTS: Point[] = ['before_persist', 'after_persist', 'after_send', 'after_response', 'during_output'];
@@ -136,24 +137,11 @@ describe('crash safety over HTTPS: SIGKILL at every point of a renewal, 5 times 
 });
 
 describe('crash safety over MQTT: the answer waits in the broker session', () => {
-  const tmp = tempDir('sigil-crash-mqtt-');
-  const dataDir = join(tmp.path, 'issuer');
-  const admin = { dataDir } as RunningIssuer;
-  let broker: Broker;
-  let issuer: IssuerProcess;
-  let pin: string;
-
-  beforeAll(async () => {
-    ({ broker, pin, issuer } = await startMqttIssuerRig(tmp.path, dataDir));
-  });
-  afterAll(async () => {
-    await issuer?.stop();
-    await broker?.stop();
-    tmp.cleanup();
-  });
+  const rig = useMqttIssuerRig('sigil-crash-mqtt-');
+  const { tmp, dataDir, admin } = rig;
 
   it('after_send, after_response and during_output, 3 times each', async () => {
-    const a = writeTransportAgent(tmp.path, 'crashy-mqtt', { pin, token: await createToken(admin), transports: [`{ type: mqtt, url: "${broker.url}", timeout: 5s }`] });
+    const a = writeTransportAgent(tmp.path, 'crashy-mqtt', { pin: rig.pin, token: await createToken(admin), transports: [`{ type: mqtt, url: "${rig.broker.url}", timeout: 5s }`] });
     const joined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     const instanceId = joined.spiffe_id.split('/').pop();
     for (let round = 0; round < 3; round++) {

@@ -35,7 +35,7 @@ import { factoryCaDir, startFleet, tpmDeviceAgent, type Fleet } from '../helpers
 import type { OpensslCaDir } from '../helpers/openssl-pki.js';
 import { openssl, OpensslPki, opensslVerify } from '../helpers/openssl-pki.js';
 import { tpm2Tool } from '../helpers/swtpm.js';
-import { startIssuer, type Harness } from '../integration/harness.js';
+import { expectJoinRefusedBy, startIssuer, type Harness } from '../integration/harness.js';
 
 const N = 20;
 const tmp = tempDir('sigil-fleet-');
@@ -78,19 +78,7 @@ async function exchange(method: JoinMethodAgent, opts: { sent?: Jws[] } = {}): P
   });
 }
 
-async function expectJoinRefused(method: JoinMethodAgent, code: string): Promise<SigilError> {
-  const seq = h.lastAuditSeq();
-  const before = h.counts();
-  const err = await exchange(method).then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, `join should be refused with ${code}`).toBeInstanceOf(SigilError);
-  expect((err as SigilError).code).toBe(code);
-  expect(h.auditAfter(seq).map((r) => ({ action: r.action, outcome: r.outcome, code: r.code, method: r.method }))).toEqual([{ action: 'join', outcome: 'refused', code, method: 'x509' }]);
-  expect(h.counts()).toEqual({ ...before, audit: before.audit + 1 });
-  return err as SigilError;
-}
+const expectJoinRefused = (method: JoinMethodAgent, code: string): Promise<SigilError> => expectJoinRefusedBy(h, 'x509', () => exchange(method), code);
 
 /** `sigil factory provision` of one more IDevID (another handle) into its own manifest. */
 async function provisionExtra(tpmIndex: number, s: string, handle: string, out: string, ca: { cert: string; key: string } = { cert: caCert, key: caKey }): Promise<string> {

@@ -9,10 +9,10 @@
  *     restarts underneath both; the issuer thaws; the agent's resend lands and completes.
  */
 import { spawn } from 'node:child_process';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createToken, SIGIL, sigil, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
-import { issuerDb, waitFor, writeTransportAgent, type Broker, type IssuerProcess, startMqttIssuerRig } from '../helpers/mosquitto.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createToken, SIGIL, sigil, sigilJson } from '../helpers/cli.js';
+import { issuerDb, waitFor, writeTransportAgent } from '../helpers/mosquitto.js';
+import { useMqttIssuerRig } from '../helpers/mqtt-rig.js';
 
 interface CertRow {
   request_id: string;
@@ -21,21 +21,10 @@ interface CertRow {
 }
 
 describe('broker restart in the middle of a renewal', () => {
-  const tmp = tempDir('sigil-mqtt-restart-');
-  const dataDir = join(tmp.path, 'issuer');
-  const admin = { dataDir } as RunningIssuer;
-  let broker: Broker;
-  let issuer: IssuerProcess;
-  let pin: string;
-
-  beforeAll(async () => {
-    ({ broker, pin, issuer } = await startMqttIssuerRig(tmp.path, dataDir));
-  });
-  afterAll(async () => {
-    if (issuer?.proc.pid) process.kill(issuer.proc.pid, 'SIGCONT');
-    await issuer?.stop();
-    await broker?.stop();
-    tmp.cleanup();
+  const rig = useMqttIssuerRig('sigil-mqtt-restart-');
+  const { tmp, dataDir, admin } = rig;
+  afterAll(() => {
+    if (rig.issuer?.proc.pid) process.kill(rig.issuer!.proc.pid, 'SIGCONT');
   });
 
   const certs = (instanceId: string): Promise<CertRow[]> =>
@@ -43,7 +32,7 @@ describe('broker restart in the middle of a renewal', () => {
   const locked = (instanceId: string): Promise<boolean> => issuerDb(dataDir, (db) => (db.prepare('SELECT locked FROM instances WHERE id = ?').get(instanceId) as { locked: number }).locked === 1);
 
   it('agent killed after sending, answer queued, broker restarted: the rerun completes with one certificate', async () => {
-    const a = writeTransportAgent(tmp.path, 'blink', { pin, token: await createToken(admin), transports: [`{ type: mqtt, url: "${broker.url}", timeout: 5s }`] });
+    const a = writeTransportAgent(tmp.path, 'blink', { pin: rig.pin, token: await createToken(admin), transports: [`{ type: mqtt, url: "${rig.broker.url}", timeout: 5s }`] });
     const joined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     const instanceId = joined.spiffe_id.split('/').pop();
 
@@ -55,9 +44,9 @@ describe('broker restart in the middle of a renewal', () => {
     // The issuer answered into the agent's (offline) session.
     await waitFor('the issuer to sign generation 2', async () => (await certs(instanceId)).some((c) => c.generation === 2) || undefined, 10_000);
 
-    await broker.stop();
-    await broker.start();
-    const subscribed = (): number => issuer.log().split('mqtt responder subscribed').length - 1;
+    await rig.broker.stop();
+    await rig.broker.start();
+    const subscribed = (): number => rig.issuer!.log().split('mqtt responder subscribed').length - 1;
     const before = subscribed();
 
     const done = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
@@ -74,10 +63,10 @@ describe('broker restart in the middle of a renewal', () => {
   it('issuer frozen while the broker restarts under an in-flight renewal: completes after reconnect, one certificate', async () => {
     // 30 s certificates renewed at 20% of their life: the daemon renews ~6 s after joining
     // (the certificate is back-dated 60 s, so its first renewal is due at once).
-    const a = writeTransportAgent(tmp.path, 'daemon', { pin, token: await createToken(admin), transports: [`{ type: mqtt, url: "${broker.url}", timeout: 4s }`], extra: 'ttl: 30s\nrenew_fraction: 0.2\n' });
+    const a = writeTransportAgent(tmp.path, 'daemon', { pin: rig.pin, token: await createToken(admin), transports: [`{ type: mqtt, url: "${rig.broker.url}", timeout: 4s }`], extra: 'ttl: 30s\nrenew_fraction: 0.2\n' });
     const joined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     const instanceId = joined.spiffe_id.split('/').pop();
-    process.kill(issuer.proc.pid!, 'SIGSTOP');
+    process.kill(rig.issuer!.proc.pid!, 'SIGSTOP');
     const daemon = spawn(process.execPath, [SIGIL, 'agent', 'run', '--config', a.config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, SIGIL_LOG_FORMAT: 'json' } });
     let log = '';
     daemon.stderr.on('data', (d: Buffer) => (log += d.toString()));
@@ -89,10 +78,10 @@ describe('broker restart in the middle of a renewal', () => {
         200,
       );
       await new Promise((r) => setTimeout(r, 500));
-      await broker.stop();
+      await rig.broker.stop();
       await new Promise((r) => setTimeout(r, 500));
-      await broker.start();
-      process.kill(issuer.proc.pid!, 'SIGCONT');
+      await rig.broker.start();
+      process.kill(rig.issuer!.proc.pid!, 'SIGCONT');
       const st = await waitFor(
         'the renewal to complete',
         async () => {
@@ -108,7 +97,7 @@ describe('broker restart in the middle of a renewal', () => {
       expect(rows.find((c) => c.request_id === requestId)!.serial).toBe(st.serial);
       expect(await locked(instanceId)).toBe(false);
     } finally {
-      process.kill(issuer.proc.pid!, 'SIGCONT');
+      process.kill(rig.issuer!.proc.pid!, 'SIGCONT');
       daemon.kill('SIGTERM');
       await new Promise((r) => daemon.once('exit', r));
     }

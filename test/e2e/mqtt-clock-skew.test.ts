@@ -4,35 +4,22 @@
  * is wrong. The agent's clock is shifted with the test-only SIGIL_TEST_CLOCK_OFFSET_MS
  * (agent/test-hooks.ts), over HTTPS and over MQTT (where the refusal arrives signed).
  */
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createToken, sigil, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
-import { writeTransportAgent, type Broker, type IssuerProcess, startMqttIssuerRig } from '../helpers/mosquitto.js';
+import { describe, expect, it } from 'vitest';
+import { createToken, sigil, sigilJson } from '../helpers/cli.js';
+import { writeTransportAgent } from '../helpers/mosquitto.js';
+import { useMqttIssuerRig } from '../helpers/mqtt-rig.js';
 
 const MIN = 60_000;
 
 describe('clock skew between agent and issuer', () => {
-  const tmp = tempDir('sigil-skew-');
-  const dataDir = join(tmp.path, 'issuer');
-  const admin = { dataDir } as RunningIssuer;
-  let broker: Broker;
-  let issuer: IssuerProcess;
-  let pin: string;
+  const rig = useMqttIssuerRig('sigil-skew-');
+  const { tmp, admin } = rig;
 
-  beforeAll(async () => {
-    ({ broker, pin, issuer } = await startMqttIssuerRig(tmp.path, dataDir));
-  });
-  afterAll(async () => {
-    await issuer?.stop();
-    await broker?.stop();
-    tmp.cleanup();
-  });
-
-  const transports = (): Record<string, string> => ({ https: `{ type: https, url: "${issuer.url}" }`, mqtt: `{ type: mqtt, url: "${broker.url}", timeout: 10s }` });
+  const transports = (): Record<string, string> => ({ https: `{ type: https, url: "${rig.issuer!.url}" }`, mqtt: `{ type: mqtt, url: "${rig.broker.url}", timeout: 10s }` });
 
   for (const kind of ['https', 'mqtt'] as const) {
     it(`${kind}: ±4 min still renews`, async () => {
-      const a = writeTransportAgent(tmp.path, `ok-${kind}`, { pin, token: await createToken(admin), transports: [transports()[kind]!] });
+      const a = writeTransportAgent(tmp.path, `ok-${kind}`, { pin: rig.pin, token: await createToken(admin), transports: [transports()[kind]!] });
       await sigilJson(['agent', 'run', '--config', a.config, '--once']);
       for (const offset of [4 * MIN, -4 * MIN]) {
         const r = await sigil(['agent', 'renew', '--config', a.config, '--format', 'json'], { env: { SIGIL_TEST_CLOCK_OFFSET_MS: String(offset) } });
@@ -42,7 +29,7 @@ describe('clock skew between agent and issuer', () => {
     });
 
     it(`${kind}: +10 min → stale_request saying the clock is wrong; nothing locked, a correct clock renews`, async () => {
-      const a = writeTransportAgent(tmp.path, `skew-${kind}`, { pin, token: await createToken(admin), transports: [transports()[kind]!] });
+      const a = writeTransportAgent(tmp.path, `skew-${kind}`, { pin: rig.pin, token: await createToken(admin), transports: [transports()[kind]!] });
       const joined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
       const r = await sigil(['agent', 'renew', '--config', a.config], { env: { SIGIL_TEST_CLOCK_OFFSET_MS: String(10 * MIN) } });
       expect(r.code).toBe(1);
@@ -52,7 +39,7 @@ describe('clock skew between agent and issuer', () => {
   }
 
   it('https: −10 min → stale_request saying the clock is wrong', async () => {
-    const a = writeTransportAgent(tmp.path, 'behind', { pin, token: await createToken(admin), transports: [transports().https!] });
+    const a = writeTransportAgent(tmp.path, 'behind', { pin: rig.pin, token: await createToken(admin), transports: [transports().https!] });
     await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     const r = await sigil(['agent', 'renew', '--config', a.config], { env: { SIGIL_TEST_CLOCK_OFFSET_MS: String(-10 * MIN) } });
     expect(r.code).toBe(1);
@@ -62,7 +49,7 @@ describe('clock skew between agent and issuer', () => {
   it('mqtt: −10 min behind a freshly started issuer → the signed answer is not yet valid here, and the error says to check the clock', async () => {
     // The issuer's signing certificate is 5 min back-dated at its start; an agent 10 min behind
     // cannot verify anything it signs until that certificate is old enough.
-    const a = writeTransportAgent(tmp.path, 'behind-mqtt', { pin, token: await createToken(admin), transports: [transports().mqtt!] });
+    const a = writeTransportAgent(tmp.path, 'behind-mqtt', { pin: rig.pin, token: await createToken(admin), transports: [transports().mqtt!] });
     await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     const r = await sigil(['agent', 'renew', '--config', a.config], { env: { SIGIL_TEST_CLOCK_OFFSET_MS: String(-10 * MIN) } });
     expect(r.code).toBe(75);

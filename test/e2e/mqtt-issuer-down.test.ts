@@ -8,33 +8,21 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createToken, SIGIL, sigil, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
-import { spawnIssuer, waitFor, writeTransportAgent, type Broker, type IssuerProcess, startMqttIssuerRig } from '../helpers/mosquitto.js';
+import { describe, expect, it } from 'vitest';
+import { createToken, SIGIL, sigil, sigilJson } from '../helpers/cli.js';
+import { spawnIssuer, waitFor, writeTransportAgent } from '../helpers/mosquitto.js';
+import { useMqttIssuerRig } from '../helpers/mqtt-rig.js';
 
 describe('issuer down longer than the certificate lifetime, broker up', () => {
-  const tmp = tempDir('sigil-mqtt-down-');
-  const dataDir = join(tmp.path, 'issuer');
-  const admin = { dataDir } as RunningIssuer;
-  let broker: Broker;
-  let issuer: IssuerProcess | undefined;
-  let pin: string;
-
-  beforeAll(async () => {
-    ({ broker, pin, issuer } = await startMqttIssuerRig(tmp.path, dataDir));
-  });
-  afterAll(async () => {
-    await issuer?.stop();
-    await broker?.stop();
-    tmp.cleanup();
-  });
+  const rig = useMqttIssuerRig('sigil-mqtt-down-');
+  const { tmp, dataDir, admin } = rig;
 
   it('serves until expiry, then reports reattest_required; a new token re-joins', async () => {
-    const a = writeTransportAgent(tmp.path, 'edge', { pin, token: await createToken(admin), transports: [`{ type: mqtt, url: "${broker.url}", timeout: 2s }`], extra: 'ttl: 30s\n' });
+    const a = writeTransportAgent(tmp.path, 'edge', { pin: rig.pin, token: await createToken(admin), transports: [`{ type: mqtt, url: "${rig.broker.url}", timeout: 2s }`], extra: 'ttl: 30s\n' });
     const joined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     const notAfter = Date.parse(joined.not_after);
-    await issuer!.kill();
-    issuer = undefined;
+    await rig.issuer!.kill();
+    rig.issuer = undefined;
 
     const daemon = spawn(process.execPath, [SIGIL, 'agent', 'run', '--config', a.config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, SIGIL_LOG_FORMAT: 'json' } });
     let log = '';
@@ -46,7 +34,7 @@ describe('issuer down longer than the certificate lifetime, broker up', () => {
         return s.consecutive_failures >= 1 ? s : undefined;
       }, 25_000, 250);
       expect(Date.now()).toBeLessThan(notAfter);
-      expect(during).toMatchObject({ serial: joined.serial, transport: `mqtt ${broker.url}` });
+      expect(during).toMatchObject({ serial: joined.serial, transport: `mqtt ${rig.broker.url}` });
       expect(during.last_error).toMatch(/^issuer_unreachable: /);
       expect(readFileSync(join(a.outDir, 'svid.pem'), 'utf8')).toContain('BEGIN CERTIFICATE');
 
@@ -70,7 +58,7 @@ describe('issuer down longer than the certificate lifetime, broker up', () => {
     }
 
     // The issuer is back; the spent token still cannot re-join, a new one can.
-    issuer = await spawnIssuer(dataDir, ['--mqtt-url', broker.url]);
+    rig.issuer = await spawnIssuer(dataDir, ['--mqtt-url', rig.broker.url]);
     const again = await sigil(['agent', 'run', '--config', a.config, '--once']);
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/^error\[reattest_required\]: /m);

@@ -6,7 +6,6 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { expect } from 'vitest';
 import { SigilError } from '../../src/errors.js';
 import { runJoinExchange, type JoinExchangeResult } from '../../src/join/exchange.js';
 import { akTemplate, quoteWithValues, TpmJoinAgent, type TpmJoinAgentOptions } from '../../src/join/tpm/agent.js';
@@ -20,7 +19,7 @@ import type { EccPublic } from '../../src/tpm/structures/public.js';
 import { HttpsIssuerClient } from '../../src/transport/https/client.js';
 import { spkiPin } from '../../src/pki/chain.js';
 import { runAdminOp } from '../../src/server/admin/ops.js';
-import type { Harness } from '../integration/harness.js';
+import { expectJoinRefusedBy, type Harness } from '../integration/harness.js';
 import type { SwtpmInstance } from './swtpm.js';
 
 export type Answer = Record<string, unknown> & { quote: { attest: string; signature: string }; activated: string };
@@ -73,20 +72,7 @@ export async function tpmJoin(h: Harness, client: HttpsIssuerClient, tpm: SwtpmI
   return { ...r, identity, agent };
 }
 
-/** Expect the join to be refused with `code`, exactly one audit row saying so, nothing else changed. */
-export async function expectTpmRefused(h: Harness, run: () => Promise<unknown>, code: string): Promise<SigilError> {
-  const seq = h.lastAuditSeq();
-  const before = h.counts();
-  const err = await run().then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, `the join should be refused with ${code}`).toBeInstanceOf(SigilError);
-  expect((err as SigilError).code, (err as Error).message).toBe(code);
-  expect(h.auditAfter(seq).map((r) => ({ action: r.action, outcome: r.outcome, code: r.code, method: r.method }))).toEqual([{ action: 'join', outcome: 'refused', code, method: 'tpm' }]);
-  expect(h.counts()).toEqual({ ...before, audit: before.audit + 1 });
-  return err as SigilError;
-}
+export const expectTpmRefused = (h: Harness, run: () => Promise<unknown>, code: string): Promise<SigilError> => expectJoinRefusedBy(h, 'tpm', run, code);
 
 /** Replace every tpm join_rule of the issuer with these (other rules stay). */
 export function setTpmRules(h: Harness, ...rules: string[]): void {

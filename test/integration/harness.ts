@@ -13,6 +13,7 @@ import { createHmac, sign as cryptoSign, createPublicKey, type KeyObject } from 
 import { expect } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildJoinRequest, buildRenewRequest } from '../../src/agent/requests.js';
+import { SigilError } from '../../src/errors.js';
 import { TokenJoinAgent } from '../../src/join/token/agent.js';
 import { loadSigner, parseKeyRef, SoftwareSigner } from '../../src/keystore/index.js';
 import type { Signer } from '../../src/keystore/signer.js';
@@ -279,4 +280,22 @@ export function keySigner(key: KeyObject): Signer {
     publicKeySpki: () => createPublicKey(key).export({ type: 'spki', format: 'der' }),
     sign: (data: Buffer) => Promise.resolve(cryptoSign('sha256', data, { key, dsaEncoding: 'der' })),
   };
+}
+
+/**
+ * Expect a join (`run`, e.g. an exchange with a tampered answer) to be refused with `code`, with
+ * exactly one new audit row saying so and nothing else written.
+ */
+export async function expectJoinRefusedBy(h: Harness, method: string, run: () => Promise<unknown>, code: string): Promise<SigilError> {
+  const seq = h.lastAuditSeq();
+  const before = h.counts();
+  const err = await run().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err, `the join should be refused with ${code}`).toBeInstanceOf(SigilError);
+  expect((err as SigilError).code, (err as Error).message).toBe(code);
+  expect(h.auditAfter(seq).map((r) => ({ action: r.action, outcome: r.outcome, code: r.code, method: r.method }))).toEqual([{ action: 'join', outcome: 'refused', code, method }]);
+  expect(h.counts()).toEqual({ ...before, audit: before.audit + 1 });
+  return err as SigilError;
 }

@@ -21,7 +21,7 @@ import { runAdminOp } from '../../src/server/admin/ops.js';
 import { HttpsIssuerClient } from '../../src/transport/https/client.js';
 import { sigil, tempDir } from '../helpers/cli.js';
 import { OpensslPki, opensslVerify, type Issued } from '../helpers/openssl-pki.js';
-import { expectRefusal, joinPayload, sign as signEnvelope, startIssuer, type Harness } from './harness.js';
+import { expectJoinRefusedBy, expectRefusal, joinPayload, sign as signEnvelope, startIssuer, type Harness } from './harness.js';
 
 const tmp = tempDir('sigil-x509-');
 const pki = new OpensslPki(joinPath(tmp.path, 'pki'));
@@ -133,19 +133,7 @@ function agentFor(leaf: Issued, opts: { rsa?: 'PS256' | 'RS256'; chain?: Issued[
 }
 
 /** Expect the exchange to be refused with `code`, and exactly one new audit row saying so. */
-async function expectJoinRefused(method: JoinMethodAgent, code: string): Promise<SigilError> {
-  const seq = h.lastAuditSeq();
-  const before = h.counts();
-  const err = await exchange(method).then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err, `join should be refused with ${code}`).toBeInstanceOf(SigilError);
-  expect((err as SigilError).code).toBe(code);
-  expect(h.auditAfter(seq).map((r) => ({ action: r.action, outcome: r.outcome, code: r.code, method: r.method }))).toEqual([{ action: 'join', outcome: 'refused', code, method: 'x509' }]);
-  expect(h.counts()).toEqual({ ...before, audit: before.audit + 1 });
-  return err as SigilError;
-}
+const expectJoinRefused = (method: JoinMethodAgent, code: string): Promise<SigilError> => expectJoinRefusedBy(h, 'x509', () => exchange(method), code);
 
 beforeAll(async () => {
   buildPki();

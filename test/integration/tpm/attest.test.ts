@@ -14,7 +14,7 @@ import { SCHEME_NULL } from '../../../src/tpm/structures/schemes.js';
 import type { Tpm } from '../../../src/tpm/tpm.js';
 import type { TpmKey } from '../../../src/tpm/tpm.js';
 import { signingKeyTemplateEccP256 } from '../../../src/tpm/templates.js';
-import { closeSimWithAk, openSimWithAk, tpm2 } from './sim.js';
+import { closeSim, openSimWithAk, tpm2 } from './sim.js';
 import type { Sim } from './sim.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -27,7 +27,7 @@ describe('TPM attestation and signing against swtpm', () => {
   let ak: TpmKey;
 
   beforeAll(async () => void ({ sim, tpm, srk, ak } = await openSimWithAk()));
-  afterAll(() => closeSimWithAk({ sim, tpm, srk, ak }));
+  afterAll(() => closeSim({ sim, tpm, srk, ak }));
 
   it('Quote: verifies in software and with tpm2_checkquote', async () => {
     await tpm.pcrExtend(16, [{ hashAlg: TPM_ALG.SHA256, digest: sha256(Buffer.from('sigil')) }]);

@@ -13,7 +13,7 @@ import { publicKeySpki } from '../../../src/tpm/structures/keys.js';
 import { ekTemplateEccP384, ekTemplateRsa2048 } from '../../../src/tpm/templates.js';
 import type { Tpm } from '../../../src/tpm/tpm.js';
 import type { TpmKey } from '../../../src/tpm/tpm.js';
-import { closeSimWithAk, openSimWithAk } from './sim.js';
+import { closeSim, openSimWithAk } from './sim.js';
 import type { Sim } from './sim.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -26,7 +26,7 @@ describe('EK, MakeCredential and ActivateCredential against swtpm', () => {
   let ak: TpmKey;
 
   beforeAll(async () => void ({ sim, tpm, srk, ak } = await openSimWithAk()));
-  afterAll(() => closeSimWithAk({ sim, tpm, srk, ak }));
+  afterAll(() => closeSim({ sim, tpm, srk, ak }));
 
   it('NV_Read: the EK certificates swtpm_localca issued, for the EK public keys', async () => {
     const issuer = new X509Certificate(await readFile(join(sim.caDir, 'issuercert.pem')));

@@ -4,8 +4,8 @@ import { GetCapability } from '../../../src/tpm/commands/capability.js';
 import { Shutdown, Startup } from '../../../src/tpm/commands/startup.js';
 import { TPM_ALG, TPM_CAP, TPM_PT, TPM_SU } from '../../../src/tpm/constants.js';
 import { TPM_RC, isTpmRc } from '../../../src/tpm/errors.js';
-import { Tpm } from '../../../src/tpm/tpm.js';
-import { startSim } from './sim.js';
+import type { Tpm } from '../../../src/tpm/tpm.js';
+import { closeSim, openSimTpm } from './sim.js';
 import type { Sim } from './sim.js';
 
 const sha256 = (...b: Uint8Array[]): Buffer => b.reduce((h, x) => h.update(x), createHash('sha256')).digest();
@@ -14,14 +14,8 @@ describe('TPM information, random and PCR commands against swtpm', () => {
   let sim: Sim;
   let tpm: Tpm;
 
-  beforeAll(async () => {
-    sim = await startSim();
-    tpm = await Tpm.open(sim.tcti);
-  });
-  afterAll(async () => {
-    await tpm?.close();
-    await sim?.stop();
-  });
+  beforeAll(async () => void ({ sim, tpm } = await openSimTpm()));
+  afterAll(() => closeSim({ sim, tpm }));
 
   it('Startup on a started TPM answers TPM_RC_INITIALIZE, decoded', async () => {
     const err = await tpm.run(Startup, { startupType: TPM_SU.CLEAR }).catch((e: unknown) => e);

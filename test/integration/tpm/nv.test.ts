@@ -4,8 +4,8 @@ import { NV_ReadPublic } from '../../../src/tpm/commands/nv.js';
 import { TPMA_NV, TPM_ALG } from '../../../src/tpm/constants.js';
 import { TPM_RC, isTpmRc } from '../../../src/tpm/errors.js';
 import { nvName } from '../../../src/tpm/name.js';
-import { Tpm } from '../../../src/tpm/tpm.js';
-import { startSim } from './sim.js';
+import type { Tpm } from '../../../src/tpm/tpm.js';
+import { closeSim, openSimTpm } from './sim.js';
 import type { Sim } from './sim.js';
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -15,14 +15,8 @@ describe('NV commands against swtpm', () => {
   let sim: Sim;
   let tpm: Tpm;
 
-  beforeAll(async () => {
-    sim = await startSim();
-    tpm = await Tpm.open(sim.tcti);
-  });
-  afterAll(async () => {
-    await tpm?.close();
-    await sim?.stop();
-  });
+  beforeAll(async () => void ({ sim, tpm } = await openSimTpm()));
+  afterAll(() => closeSim({ sim, tpm }));
 
   it('NV_DefineSpace defines an index whose Name is computed from its public area', async () => {
     const info = await tpm.nvDefine(INDEX, 2000, { authValue: Buffer.from('nvpass') });

@@ -154,16 +154,21 @@ export interface SimWithAk {
   ak: TpmKey;
 }
 
-export async function openSimWithAk(): Promise<SimWithAk> {
+/** A simulator and a connection to it. */
+export async function openSimTpm(): Promise<Pick<SimWithAk, 'sim' | 'tpm'>> {
   const sim = await startSim();
-  const tpm = await Tpm.open(sim.tcti);
+  return { sim, tpm: await Tpm.open(sim.tcti) };
+}
+
+export async function openSimWithAk(): Promise<SimWithAk> {
+  const { sim, tpm } = await openSimTpm();
   const srk = await tpm.createSrk();
   const ak = await tpm.load(srk, await tpm.createAk(srk));
   return { sim, tpm, srk, ak };
 }
 
-/** Flush what {@link openSimWithAk} loaded, close and stop; tolerates a setup that failed half-way. */
-export async function closeSimWithAk(s: Partial<SimWithAk>): Promise<void> {
+/** Flush what was loaded, close and stop; tolerates a setup that failed half-way. */
+export async function closeSim(s: Partial<SimWithAk>): Promise<void> {
   if (s.tpm) for (const k of [s.ak, s.srk]) if (k) await s.tpm.flush(k).catch(() => undefined);
   await s.tpm?.close();
   await s.sim?.stop();
