@@ -31,7 +31,7 @@ import { loadSigner, parseKeyRef, type Signer } from '../src/keystore/index.js';
 import { CertificateIssuer } from '../src/pki/issue.js';
 import { randomSerial } from '../src/pki/serial.js';
 import type { Jws } from '../src/protocol/jws.js';
-import { requestPayloadHash, verifyResponseOrError } from '../src/protocol/verify-response.js';
+import { requestHash, verifyResponseOrError } from '../src/protocol/verify-response.js';
 import { runAdminOp } from '../src/server/admin/ops.js';
 import { initDataDir, loadCaMaterial, openIssuerStores } from '../src/server/data-dir.js';
 import { HttpsIssuerClient } from '../src/transport/https/client.js';
@@ -65,6 +65,8 @@ const transports: IssuerTransport[] = [];
 
 interface BenchAgent {
   i: number;
+  /** The issuer answers a renewal only on sigil/v1/resp/<this> (transport/mqtt/answer-topic.ts). */
+  instanceId: string;
   signer: Signer;
   chainPem: string[];
   mqtt?: MqttIssuerClient;
@@ -139,8 +141,8 @@ async function joinAll(n: number, https: HttpsIssuerClient, root: string, concur
         const b = await buildJoinRequest({ method: 'token', evidence: (c) => m.evidence(c), now: Date.now() });
         for (let attempt = 0; ; attempt++) {
           try {
-            const res = verifyResponseOrError(await https.post('join', b.envelope), 'join', b.entry.requestId, requestPayloadHash(b.envelope), root);
-            out[base + j] = { i: base + j, signer: loadSigner(parseKeyRef(b.entry.pendingKeyRef!)), chainPem: res.result.chain };
+            const res = verifyResponseOrError(await https.post('join', b.envelope), 'join', b.entry.requestId, requestHash(b.envelope), root);
+            out[base + j] = { i: base + j, instanceId: res.result.instance_id, signer: loadSigner(parseKeyRef(b.entry.pendingKeyRef!)), chainPem: res.result.chain };
             return;
           } catch (e) {
             // Setup only: resend the same join (idempotent) after a retryable failure.
@@ -162,7 +164,7 @@ async function renewOnce(a: BenchAgent, t: IssuerTransport, root: string, op: Bu
     try {
       const body = await t.post('renew', b.envelope as Jws);
       lat?.push(performance.now() - t0);
-      const res = verifyResponseOrError(body, 'renew', b.entry.requestId, requestPayloadHash(b.envelope), root);
+      const res = verifyResponseOrError(body, 'renew', b.entry.requestId, requestHash(b.envelope), root);
       a.signer = loadSigner(parseKeyRef(b.entry.pendingKeyRef!));
       a.chainPem = res.result.chain;
       return;
@@ -232,7 +234,7 @@ async function main(): Promise<void> {
   // 1. steady state, MQTT then HTTPS, same agents.
   const agents = await joinAll(AGENTS, https, root);
   for (const a of agents) {
-    a.mqtt = mqttClient(broker, init.pin, root, `bench-${a.i}`, 30_000);
+    a.mqtt = mqttClient(broker, init.pin, root, a.instanceId, 30_000);
     a.https = new HttpsIssuerClient({ url, pin: init.pin, rootPem: root });
     transports.push(a.https);
   }
@@ -261,7 +263,7 @@ async function main(): Promise<void> {
   const progress = setInterval(() => console.log(`  … ${((performance.now() - t0) / 1000).toFixed(0)} s: ${done}/${STORM} renewed, ${retries} resends ${JSON.stringify(retryCodes)}`), 5_000);
   await Promise.all(
     storm.map(async (a, k) => {
-      const c = mqttClient(broker!, init.pin, root, `storm-${a.i}`, 60_000);
+      const c = mqttClient(broker!, init.pin, root, a.instanceId, 60_000);
       try {
         await renewOnce(a, c, root, prebuilt[k]);
         done++;

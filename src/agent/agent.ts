@@ -10,14 +10,15 @@
  */
 import { SigilError, toSigilError } from '../errors.js';
 import { runJoinExchange } from '../join/exchange.js';
-import { loadSigner, parseKeyRef, serializeKeyRef, type Signer, type TpmSigner } from '../keystore/index.js';
+import { loadSigner, parseKeyRef, serializeKeyRef, withTcti, type Signer, type TpmSigner } from '../keystore/index.js';
 import { TpmJoinAgent } from '../join/tpm/agent.js';
 import type { IdentityResult } from '../protocol/messages.js';
-import type { IssuerTransport } from '../transport/types.js';
+import type { IssuerTransport, TransportKind } from '../transport/types.js';
 import type { KeyStorage } from '../keystore/signer.js';
 import type { Logger } from '../util/log.js';
 import type { AgentConfig } from './config.js';
 import { joinMethodFor, reattestHint, USED_CREDENTIAL_SETTING, type AgentJoinMethod } from './join-method.js';
+import { checkIdentityAnswer } from './answer-check.js';
 import { createCredentialOutputs, type CredentialOutputs } from './credentials.js';
 import { writeAgentMetrics } from './metrics.js';
 import { identityOutput, SVID_TSS2_KEY_FILE } from './outputs/identity.js';
@@ -102,8 +103,8 @@ export class Agent {
   }
 
   /** Send one persisted request and, on success, commit its answer and write outputs. */
-  private async send(entry: OutboxEntry, root: string): Promise<{ identity: Identity; result: IdentityResult }> {
-    const r = await this.link.send(entry, root, this.now, { sent: () => crashPoint('after_send') });
+  private async send(entry: OutboxEntry, root: string, only?: TransportKind): Promise<{ identity: Identity; result: IdentityResult }> {
+    const r = await this.link.send(entry, root, this.now, { sent: () => crashPoint('after_send') }, only);
     crashPoint('after_response');
     return this.commit(entry, r);
   }
@@ -164,6 +165,8 @@ export class Agent {
   /** Store an answered request's identity (one transaction with the outbox) and write outputs. */
   private commit(entry: OutboxEntry, r: IdentityResult): { identity: Identity; result: IdentityResult } {
     if (!entry.pendingKeyRef) throw new SigilError('internal', `outbox entry ${entry.requestId} has no key reference`);
+    // Ours? Our key, and for a renewal our instance (./answer-check.ts) — else nothing is stored.
+    checkIdentityAnswer(entry.op === 'renew' ? 'renew' : 'join', entry.body, r, this.state.getIdentity());
     const now = this.now();
     // Where the key is as the agent knows it; the issuer records only what it can verify.
     const key = this.keys.facts(entry.pendingKeyRef);
@@ -199,7 +202,7 @@ export class Agent {
   private async newRequest(current: Identity | undefined, now: number): Promise<BuiltRequest> {
     const ttl = this.cfg.ttlS !== undefined ? { ttlS: this.cfg.ttlS } : {};
     if (current && current.notAfter > now && this.join.method.rejoinOnRenew !== true) {
-      const signer = loadSigner(parseKeyRef(current.keyRef));
+      const signer = loadSigner(withTcti(parseKeyRef(current.keyRef), this.cfg.tpmTcti));
       try {
         return await buildRenewRequest({
           current: signer,
@@ -261,10 +264,12 @@ export class Agent {
       const root = await this.link.root();
       this.state.pinIssuer(this.cfg.caPin, now);
       if (!this.state.getBundle()) this.state.saveBundle({ rootsPem: [root], updatedAt: now });
-      if (entry?.op === 'renew' && expired && this.join.method.canReattest) {
+      if (entry?.op === 'renew' && expired) {
         const answered = await this.resendExpiredRenewal(entry, root, now);
         if (answered) return answered;
         entry = undefined;
+        // Without its queued renewal, an agent that cannot re-attest needs a fresh credential.
+        if (current) this.checkCanRejoin(current);
       }
       if (!entry && expired && this.join.method.respond) {
         const joined = await this.joinWithChallenge(root);
@@ -285,23 +290,34 @@ export class Agent {
   }
 
   /**
-   * A renewal queued before the expiry is resent first: its answer may be waiting at the issuer.
-   * If the issuer refuses it (cert_expired), a method that can re-attest joins again in the same
-   * pass: the issuer has just answered, and a backoff first would keep the machine without an
-   * identity for up to another RETRY_CAP_MS after the issuer is back.
+   * A renewal queued before the expiry gets one resend: its answer may be waiting at the issuer
+   * (a lost response), and the issuer replays it even now. Only over HTTPS: on MQTT an expired
+   * identity has only the bootstrap login, which a broker ACL does not let publish renewals and
+   * whose topic the issuer never answers a renewal on (transport/mqtt/responder.ts) — waiting
+   * for that answer kept an MQTT agent stuck forever (issue #12). Whatever the outcome short of
+   * an answer, the renewal is dropped: after the expiry nothing is lost by it (a join does not
+   * check generations), and a method that can re-attest joins again in the same pass instead of
+   * after a backoff (up to RETRY_CAP_MS later).
    */
   private async resendExpiredRenewal(entry: OutboxEntry, root: string, now: number): Promise<TickOutcome | undefined> {
-    try {
-      const { identity, result } = await this.send(entry, root);
-      return this.succeeded(entry, identity, result, now);
-    } catch (err) {
-      const e = toSigilError(err);
-      if (e.retryable) throw e;
-      this.state.deleteOutbox(entry.requestId);
-      this.state.appendHistory({ at: now, op: 'renew', outcome: 'error', code: e.code, message: e.message.slice(0, 500) });
-      this.log.info({ code: e.code }, 'the renewal queued before the expiry was refused; joining again');
-      return undefined;
+    let why: string;
+    if (this.link.has('https')) {
+      try {
+        const { identity, result } = await this.send(entry, root, 'https');
+        return this.succeeded(entry, identity, result, now);
+      } catch (err) {
+        const e = toSigilError(err);
+        if (e.code === 'answer_mismatch') throw e;
+        this.state.appendHistory({ at: now, op: 'renew', outcome: 'error', code: e.code, message: e.message.slice(0, 500) });
+        why = e.retryable ? `could not be resent (${e.code})` : 'was refused';
+        this.log.info({ code: e.code }, `the renewal queued before the expiry ${why}; dropping it`);
+      }
+    } else {
+      why = 'cannot be resent after the expiry without an https transport';
+      this.log.info({}, `the renewal queued before the expiry ${why}; dropping it`);
     }
+    this.state.deleteOutbox(entry.requestId);
+    return undefined;
   }
 
   private succeeded(entry: OutboxEntry, identity: Identity, result: IdentityResult, now: number): TickOutcome {
@@ -344,7 +360,9 @@ export class Agent {
     }
     const st = this.state.getStatus();
     const failures = st.consecutiveFailures + 1;
-    const next = now + backoffDelay(failures - 1, this.rand);
+    // An issuer that says when to come back (429 Retry-After, rate_limited) is not asked sooner
+    // — up to an hour: a wrong hint must not park a fleet for days.
+    const next = now + Math.max(backoffDelay(failures - 1, this.rand), Math.min(e.retryAfterMs ?? 0, 3_600_000));
     this.state.setStatus({ consecutiveFailures: failures, lastError: `${e.code}: ${e.message}`, lastAttemptAt: now, nextAttemptAt: next, transport: this.transportLabel() ?? st.transport });
     this.state.appendHistory({ at: now, op: pending?.op ?? (current && !expired ? 'renew' : 'join'), outcome: 'error', code: e.code, message: e.message.slice(0, 500) });
     this.log.warn({ code: e.code, failures, retry_in_ms: next - now, transport: this.transportLabel() }, `attempt failed: ${e.message}`);

@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { SigilError, toSigilError } from '../errors.js';
-import { loadSigner, parseKeyRef } from '../keystore/index.js';
+import { loadSigner, parseKeyRef, withTcti } from '../keystore/index.js';
 import type { Logger } from '../util/log.js';
 import { HttpsCredentialClient, type CredentialClient } from './credential-client.js';
 import { buildCredentialRequest } from './credential-request.js';
@@ -76,6 +76,8 @@ export interface CredentialOutputsDeps {
   client: CredentialClient;
   now: () => number;
   rand?: () => number;
+  /** The configured TCTI of a TPM identity key (keystore withTcti). */
+  tpmTcti?: string | undefined;
 }
 
 const RENEW_FRACTION = 0.5;
@@ -144,11 +146,13 @@ export class CredentialOutputs {
           continue;
         }
         try {
-          signer ??= loadSigner(parseKeyRef(id.keyRef));
+          signer ??= loadSigner(withTcti(parseKeyRef(id.keyRef), this.#deps.tpmTcti));
           const prepared = await d.prepare();
           const built = await buildCredentialRequest({ current: signer, chainPem: id.chainPem, now: now(), fields: prepared.fields });
           const result = await this.#deps.client.request(built.envelope, built.requestId, now);
           if (result.kind !== d.config.type) throw new SigilError('response_invalid', `asked for a ${d.config.type} credential, got ${result.kind}`);
+          // Issued to us: a credential naming another SPIFFE ID is someone else's answer (issue #11).
+          if (result.spiffe_id !== id.spiffeId) throw new SigilError('answer_mismatch', `the ${result.kind} credential was issued to ${result.spiffe_id}, not to this agent (${id.spiffeId}); ignoring it`);
           d.write(result, prepared, { bundlePem: (state.getBundle()?.rootsPem ?? []).join('') });
           const issuedAt = now();
           this.#save(d, { fp, serial: result.serial, not_after: result.not_after, renew_after: renewAt(issuedAt, result.not_after, RENEW_FRACTION, this.#rand), failures: 0, retry_at: null, last_error: null });
@@ -220,7 +224,7 @@ export function createCredentialOutputs(
   // `key: tpm` without its own tcti uses the agent's TPM (the one its identity key lives in).
   const tcti = cfg.tpmTcti;
   const outputs = cfg.credentialOutputs.map((o) => (o.type === 'database' && o.key === 'tpm' && !o.tcti && tcti ? { ...o, tcti } : o));
-  return new CredentialOutputs(outputs, { state, log, client, now });
+  return new CredentialOutputs(outputs, { state, log, client, now, tpmTcti: tcti });
 }
 
 /** One credential output as `sigil agent status` shows it. */

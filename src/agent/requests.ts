@@ -14,6 +14,7 @@ import { signJws, type Jws } from '../protocol/jws.js';
 import { PROTOCOL_VERSION, TYP_REQUEST, type JoinRequest, type RenewRequest } from '../protocol/messages.js';
 import { newRequestId } from '../util/secret.js';
 import type { OutboxEntry } from './state/index.js';
+import { namedSigner } from './named-signer.js';
 import { newTransportKey } from './transport-cert.js';
 
 export interface BuiltRequest {
@@ -84,6 +85,7 @@ export async function buildRenewRequest(p: {
     op: 'renew',
     request_id: requestId,
     timestamp: p.now,
+    ...namedSigner(p.chainPem),
     csr: toPem('CERTIFICATE REQUEST', await buildCsr(signer)),
     key_storage: signer.storage,
     ...(p.ttlS !== undefined ? { ttl_s: p.ttlS } : {}),

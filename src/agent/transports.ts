@@ -13,11 +13,11 @@ import { randomBytes } from 'node:crypto';
 import { SigilError, toSigilError } from '../errors.js';
 import type { Jws } from '../protocol/jws.js';
 import type { IdentityResult } from '../protocol/messages.js';
-import { requestPayloadHash, verifyResponseOrError } from '../protocol/verify-response.js';
+import { requestHash, verifyResponseOrError } from '../protocol/verify-response.js';
 import { HttpsIssuerClient } from '../transport/https/client.js';
 import { MqttIssuerClient, type MqttSession } from '../transport/mqtt/client.js';
-import { bootstrapResponseId } from '../transport/mqtt/topics.js';
-import type { IssuerTransport, PostHooks, RequestOp } from '../transport/types.js';
+import { bootstrapResponseId, type MqttOp } from '../transport/mqtt/topics.js';
+import type { IssuerTransport, PostHooks, RequestOp, TransportKind } from '../transport/types.js';
 import type { AgentConfig, MqttBootstrapConfig, TransportConfig } from './config.js';
 import type { AgentState, OutboxEntry } from './state/index.js';
 import { CLIENT_CERT_MARGIN_MS, mqttClientCert } from './transport-cert.js';
@@ -42,22 +42,27 @@ function readSecret(path: string, what: string): string {
 }
 
 /**
- * Who the agent is on an MQTT broker. Joined with a valid SVID: client id `sigil-<instance>`,
- * responses on sigil/v1/resp/<instance>, and over mqtts a client certificate whose CN is the
- * instance id, the broker's username — the SVID itself for a software key, the MQTT transport
- * certificate for a TPM or PKCS#11 key (./transport-cert.ts). Otherwise the bootstrap identity,
- * with a response id persisted in the agent state so that a join resent after a crash listens
- * where its queued answer waits.
+ * Who the agent is on an MQTT broker for a request of `op`. Joined, for anything but a join:
+ * client id `sigil-<instance>`, responses on sigil/v1/resp/<instance> — the only topic the issuer
+ * answers its renewals on (transport/mqtt/answer-topic.ts) — and over mqtts a client certificate
+ * whose CN is the instance id: the SVID itself for a software key, the MQTT transport certificate
+ * for a TPM or PKCS#11 key (./transport-cert.ts), while it has CLIENT_CERT_MARGIN_MS left (over
+ * plain mqtt:// no certificate expires, so no margin). Otherwise, and for every join, the
+ * bootstrap identity (joins are answered only on bootstrap topics), with a response id persisted
+ * in the agent state so that a join resent after a crash listens where its queued answer waits.
+ * A renewal in the certificate's last CLIENT_CERT_MARGIN_MS over mqtts goes out on the bootstrap
+ * session and goes unanswered (a bootstrap login may not even publish it); the agent retries,
+ * and after the expiry drops it and joins again (agent.ts).
  */
-export function mqttSession(t: Extract<TransportConfig, { type: 'mqtt' }>, state: AgentState, now: () => number): MqttSession {
+export function mqttSession(t: Extract<TransportConfig, { type: 'mqtt' }>, state: AgentState, now: () => number, op: MqttOp = 'renew'): MqttSession {
   const tls = t.url.startsWith('mqtts:');
   const creds = (b: MqttBootstrapConfig | undefined): Partial<MqttSession> => {
     if (!b) return {};
     if ('username' in b) return { username: b.username, password: readSecret(b.passwordFile, 'bootstrap.password_file') };
     return { cert: readSecret(b.certFile, 'bootstrap.cert'), key: readSecret(b.keyFile, 'bootstrap.key') };
   };
-  const id = state.getIdentity();
-  if (id && id.notAfter - CLIENT_CERT_MARGIN_MS > now()) {
+  const id = op === 'join' ? undefined : state.getIdentity();
+  if (id && (!tls || id.notAfter - CLIENT_CERT_MARGIN_MS > now())) {
     const base = { clientId: `sigil-${id.instanceId}`, responseId: id.instanceId };
     if (!tls) return { ...base, ...creds(t.bootstrap) };
     const client = mqttClientCert(id, now());
@@ -78,7 +83,7 @@ export function buildTransports(cfg: AgentConfig, state: AgentState, now: () => 
       sessionExpiryS: t.sessionExpiryS,
       ...(root ? { rootPem: root } : {}),
       ...(t.caFile ? { brokerCa: readSecret(t.caFile, 'ca_file') } : {}),
-      session: () => mqttSession(t, state, now),
+      session: (op) => mqttSession(t, state, now, op),
     });
   });
 }
@@ -103,15 +108,23 @@ export class IssuerLink {
     return this.each(async (t) => t.ensureRoot(), false);
   }
 
-  /** Send an outbox entry and verify the answer; a signed refusal is thrown as its SigilError. */
-  async send(entry: OutboxEntry, rootPem: string, now: () => number, hooks?: PostHooks): Promise<IdentityResult> {
+  /** Whether a transport of this kind is configured. */
+  has(kind: TransportKind): boolean {
+    return this.transports.some((t) => t.kind === kind);
+  }
+
+  /**
+   * Send an outbox entry and verify the answer; a signed refusal is thrown as its SigilError.
+   * `only`: use transports of that kind alone (an expired identity's renewal: agent.ts).
+   */
+  async send(entry: OutboxEntry, rootPem: string, now: () => number, hooks?: PostHooks, only?: TransportKind): Promise<IdentityResult> {
     const op = entry.op as RequestOp;
     const envelope = JSON.parse(entry.body) as Jws;
-    const hash = requestPayloadHash(envelope);
+    const hash = requestHash(envelope);
     return this.each(async (t) => {
       const body = await t.post(op, envelope, hooks);
       return verifyResponseOrError(body, op, entry.requestId, hash, rootPem, new Date(now())).result;
-    });
+    }, true, only);
   }
 
   /**
@@ -123,11 +136,12 @@ export class IssuerLink {
   }
 
   /** Try each transport in order; `countSuccess`: a success is an answered request (not a cached root). */
-  private async each<T>(fn: (t: IssuerTransport) => Promise<T>, countSuccess = true): Promise<T> {
+  private async each<T>(fn: (t: IssuerTransport) => Promise<T>, countSuccess = true, only?: TransportKind): Promise<T> {
     const failures: string[] = [];
     let last: SigilError | undefined;
     for (let i = 0; i < this.transports.length; i++) {
       const t = this.transports[i]!;
+      if (only !== undefined && t.kind !== only) continue;
       this.lastUsed = t;
       try {
         const r = await fn(t);
@@ -141,8 +155,9 @@ export class IssuerLink {
         failures.push(`${t.url}: ${e.message}`);
       }
     }
-    if (failures.length === 1) throw last!;
-    throw new SigilError(last!.code, `no transport reached the issuer — ${failures.join('; ')}`, { cause: last, ...(last!.retryAfterMs !== undefined ? { retryAfterMs: last!.retryAfterMs } : {}) });
+    if (!last) throw new SigilError('issuer_unreachable', `no ${only ?? ''} transport is configured`.replace('  ', ' '));
+    if (failures.length === 1) throw last;
+    throw new SigilError(last.code, `no transport reached the issuer — ${failures.join('; ')}`, { cause: last, ...(last.retryAfterMs !== undefined ? { retryAfterMs: last.retryAfterMs } : {}) });
   }
 
   async close(): Promise<void> {

@@ -3,11 +3,13 @@
  * (`--data-dir D`) opens the issuer's store directly — SQLite WAL lets it run beside a live
  * issuer. Remote mode (`--server URL`) goes through the admin API with the admin credential.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SigilError } from '../errors.js';
 import { spkiPin } from '../pki/chain.js';
-import { runAdminOp } from '../server/admin/ops.js';
+import { runAdminCall } from '../server/admin/audited.js';
+import type { AdminAuditEnv } from '../server/admin/ops.js';
+import type { AuditVerifyReport } from '../server/audit/verify.js';
 import { openIssuerStores, paths, readAdminToken } from '../server/data-dir.js';
 import { HttpsIssuerClient } from '../transport/https/client.js';
 import { parseDuration } from '../util/duration.js';
@@ -20,7 +22,7 @@ interface CtlGlobals {
   caPin?: string;
 }
 
-async function admin(g: CtlGlobals, op: string, args: Record<string, unknown>): Promise<unknown> {
+async function admin(g: CtlGlobals, op: string, args: Record<string, unknown>, audit: LocalAuditOptions = {}): Promise<unknown> {
   if (g.server) {
     const token = g.adminTokenFile ? readFileSync(g.adminTokenFile, 'utf8').trim() : g.dataDir ? readAdminToken(g.dataDir) : '';
     if (!token) throw new SigilError('unauthorized', 'remote mode needs --admin-token-file (or --data-dir holding admin.token)');
@@ -37,10 +39,31 @@ async function admin(g: CtlGlobals, op: string, args: Record<string, unknown>): 
   if (!g.dataDir) throw new SigilError('config_invalid', 'give --data-dir DIR (local) or --server URL (remote)');
   const stores = openIssuerStores(g.dataDir);
   try {
-    return runAdminOp(stores, op, args);
+    // Awaited here: audit.verify and audit.prune walk the chain in chunks before the store closes.
+    return await runAdminCall(stores, op, args, Date.now(), { remote: 'local', auditReads: false }, await localAuditEnv(g.dataDir, op, audit));
   } finally {
     stores.close();
   }
+}
+
+interface LocalAuditOptions {
+  checkpointFile?: string;
+}
+
+/**
+ * Checkpoint material for the audit operations in local mode: verifiers from the data
+ * directory's intermediate certificate, the checkpoint file (--checkpoint, else the data
+ * directory's own when it exists) and, for a prune only, the signing key.
+ */
+async function localAuditEnv(dataDir: string, op: string, o: LocalAuditOptions): Promise<AdminAuditEnv> {
+  if (op !== 'audit.verify' && op !== 'audit.prune') return {};
+  const { loadCheckpointSigner, loadCheckpointVerifiers } = await import('../server/audit/signer.js');
+  const { CheckpointWriter } = await import('../server/audit/checkpoints.js');
+  const own = paths(dataDir).auditCheckpoints;
+  const checkpointFile = o.checkpointFile ?? (existsSync(own) ? own : undefined);
+  const env: AdminAuditEnv = { verify: { verifiers: loadCheckpointVerifiers(dataDir), ...(checkpointFile ? { checkpointFile } : {}) } };
+  if (op === 'audit.prune') env.checkpoints = new CheckpointWriter(o.checkpointFile ?? own, loadCheckpointSigner(dataDir));
+  return env;
 }
 
 /** `--since` accepts a duration back from now (`1h`) or an ISO timestamp. */
@@ -230,21 +253,23 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
       }),
     );
 
-  ctl
+  const audit = ctl
     .command('audit')
-    .description('show or verify the hash-chained audit log')
+    .description('show, verify or prune the hash-chained audit log')
     .option('--since <when>', 'duration back from now (1h) or ISO timestamp')
     .option('--limit <n>', 'at most N rows')
-    .option('--verify', 'verify the hash chain instead of listing')
+    .option('--verify', 'verify the hash chain, its key, anchors and append-only triggers instead of listing')
+    .option('--checkpoint <file>', 'with --verify (local mode): signed checkpoints to compare against (default DATA_DIR/audit-checkpoints.jsonl when it exists)')
     .option('--format <fmt>', 'table or json')
-    .action((o: { since?: string; limit?: string; verify?: boolean; format?: string }) =>
+    .action((o: { since?: string; limit?: string; verify?: boolean; checkpoint?: string; format?: string }) =>
       run(async () => {
         const fmt = parseFormat(o.format);
         if (o.verify) {
-          const r = (await admin(g(), 'audit.verify', {})) as { ok: boolean; rows: number; brokenAt?: number; reason?: string };
+          if (o.checkpoint && g().server) throw new SigilError('config_invalid', '--checkpoint compares a local file: use --data-dir (remote mode checks the issuer\'s own checkpoint file)');
+          const r = (await admin(g(), 'audit.verify', {}, o.checkpoint ? { checkpointFile: o.checkpoint } : {})) as AuditVerifyReport;
           if (fmt === 'json') printJson(r);
-          else process.stdout.write(r.ok ? `audit chain ok (${r.rows} rows)\n` : `audit chain BROKEN at seq ${r.brokenAt}: ${r.reason}\n`);
-          if (!r.ok) throw new SigilError('audit_chain_broken', `the audit hash chain does not verify at seq ${r.brokenAt} (${r.reason})`);
+          else process.stdout.write(describeVerify(r));
+          if (!r.ok) throw new SigilError('audit_chain_broken', r.brokenAt !== undefined ? `the audit hash chain does not verify at seq ${r.brokenAt} (${r.reason})` : `the audit log does not verify: ${r.reason}`);
           return;
         }
         const limit = o.limit !== undefined ? Number(o.limit) : undefined;
@@ -254,4 +279,35 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
         else printTable(rows.map((r) => ({ ...r, at: new Date(r.at as number).toISOString() })), ['seq', 'at', 'action', 'outcome', 'code', 'bot', 'instanceId', 'method']);
       }),
     );
+
+  audit
+    .command('prune')
+    .description('remove audit rows older than a time: verifies the chain, appends a signed checkpoint of the last removed row, then deletes')
+    .requiredOption('--before <when>', 'duration back from now (90d) or ISO timestamp')
+    .option('--checkpoint <file>', 'checkpoint file to append to (default DATA_DIR/audit-checkpoints.jsonl)')
+    .option('--format <fmt>', 'table or json')
+    .action((o: { before: string; checkpoint?: string; format?: string }) =>
+      run(async () => {
+        // `--format`/`--checkpoint` after `prune` may land on the parent `audit` command.
+        const parent = audit.opts<{ format?: string; checkpoint?: string }>();
+        const fmt = parseFormat(o.format ?? parent.format);
+        o.checkpoint ??= parent.checkpoint;
+        const r = (await admin(g(), 'audit.prune', { before: parseSince(o.before) }, o.checkpoint ? { checkpointFile: o.checkpoint } : {})) as { through_seq: number | null; removed: number; before: string; checkpoint_file: string };
+        if (fmt === 'json') return printJson(r);
+        process.stdout.write(r.through_seq === null ? `no audit rows before ${r.before}\n` : `removed ${r.removed} audit rows through seq ${r.through_seq} (before ${r.before}); checkpoint appended to ${r.checkpoint_file}\n`);
+      }),
+    );
+}
+
+function describeVerify(r: AuditVerifyReport): string {
+  const lines: string[] = [];
+  const facts = [
+    ...(r.first_seq !== null ? [`seq ${r.first_seq}..${r.last_seq}`] : []),
+    r.key ? `keyed from seq ${r.key.from_seq}` : 'not keyed (no audit.key)',
+    ...(r.anchor ? [`pruned through seq ${r.anchor.seq}`] : []),
+  ].join(', ');
+  lines.push(r.ok ? `audit chain ok (${r.rows} rows): ${facts}` : r.brokenAt !== undefined ? `audit chain BROKEN at seq ${r.brokenAt}: ${r.reason}` : `audit log NOT OK (${r.rows} rows): ${facts}`);
+  if (r.checkpoints) lines.push(`checkpoints: ${r.checkpoints.file}: ${r.checkpoints.verified} of ${r.checkpoints.lines} verified, latest seq ${r.checkpoints.latest_seq ?? '-'}`);
+  for (const p of r.problems) lines.push(`  problem: ${p}`);
+  return lines.join('\n') + '\n';
 }

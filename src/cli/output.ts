@@ -37,7 +37,7 @@ export function printKv(obj: Record<string, unknown>): void {
   for (const [k, v] of Object.entries(obj)) process.stdout.write(`${k.padEnd(w)}  ${v === null || v === undefined ? '-' : String(v)}\n`);
 }
 
-const USAGE_CODES = new Set(['bad_request', 'config_invalid', 'policy_invalid', 'ttl_invalid', 'unsafe_path', 'not_initialized', 'already_initialized', 'not_found', 'unknown_bot']);
+const USAGE_CODES = new Set(['bad_request', 'config_invalid', 'policy_invalid', 'ttl_invalid', 'unsafe_path', 'not_initialized', 'already_initialized', 'data_dir_insecure', 'not_found', 'unknown_bot']);
 
 /** Print one line and return the exit code for `err`. Never prints a stack trace. */
 export function reportError(err: unknown): number {

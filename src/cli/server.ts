@@ -1,6 +1,6 @@
 /**
  * `sigil server …`. The issuer's modules (fastify, the stores, MQTT.js) are imported inside the
- * actions: this file is also loaded by `sigil agent` (parseListen), which must start fast.
+ * actions, so that loading the CLI stays fast.
  */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
@@ -9,16 +9,11 @@ import type { IssuerContext } from '../server/issuer.js';
 import type { MqttResponder } from '../transport/mqtt/responder.js';
 import type { Logger } from '../util/log.js';
 import { parseFormat, printJson } from './output.js';
+import { parseListen } from '../util/listen.js';
 
 /** Idempotency records outlive the longest certificate (24 h) so any retry finds its answer. */
 const IDEMPOTENCY_KEEP_MS = 48 * 3600_000;
 
-export function parseListen(s: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:]+)\]|([^:]+)):(\d{1,5})$/.exec(s);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new SigilError('config_invalid', `--listen must be HOST:PORT (e.g. 127.0.0.1:8443), got "${s}"`);
-  return { host: (m[1] ?? m[2])!, port };
-}
 
 /** `--public-url`: an https URL without query or fragment; a trailing slash is dropped (it must equal `iss`). */
 export function parsePublicUrl(s: string): string {
@@ -32,6 +27,58 @@ export function parsePublicUrl(s: string): string {
     throw new SigilError('config_invalid', `--public-url must be https://HOST[:PORT][/PATH] without query, fragment or credentials, got "${s}"`);
   }
   return u.href.replace(/\/+$/, '');
+}
+
+interface LimitOptions {
+  idleTimeout?: string;
+  headersTimeout?: string;
+  requestTimeout?: string;
+  keepAliveTimeout?: string;
+  maxConnsPerSource?: string;
+  joinRate?: string;
+  joinBurst?: string;
+}
+
+function wholeNumber(v: string, flag: string, min: number): number {
+  if (!/^\d{1,9}$/.test(v) || Number(v) < min) throw new SigilError('config_invalid', `${flag} must be a whole number ≥ ${min}, got "${v}"`);
+  return Number(v);
+}
+
+/** The HTTPS listener's limits (transport/https/limits.ts) from `server start` flags; unset flags keep the defaults. */
+export async function parseLimitOptions(o: LimitOptions): Promise<Partial<import('../transport/https/limits.js').HttpLimits>> {
+  const { parseDuration } = await import('../util/duration.js');
+  const ms = (v: string | undefined): number | undefined => (v === undefined ? undefined : parseDuration(v, 'config_invalid') * 1000);
+  const limits = {
+    ...(o.idleTimeout !== undefined ? { idleTimeoutMs: ms(o.idleTimeout)! } : {}),
+    ...(o.headersTimeout !== undefined ? { headersTimeoutMs: ms(o.headersTimeout)! } : {}),
+    ...(o.requestTimeout !== undefined ? { requestTimeoutMs: ms(o.requestTimeout)! } : {}),
+    ...(o.keepAliveTimeout !== undefined ? { keepAliveTimeoutMs: ms(o.keepAliveTimeout)! } : {}),
+    ...(o.maxConnsPerSource !== undefined ? { maxConnsPerSource: wholeNumber(o.maxConnsPerSource, '--max-conns-per-source', 0) } : {}),
+    ...(o.joinRate !== undefined ? { joinRatePerS: wholeNumber(o.joinRate, '--join-rate', 0) } : {}),
+    ...(o.joinBurst !== undefined ? { joinBurst: wholeNumber(o.joinBurst, '--join-burst', 1) } : {}),
+  };
+  const { DEFAULT_HTTP_LIMITS } = await import('../transport/https/limits.js');
+  const eff = { ...DEFAULT_HTTP_LIMITS, ...limits };
+  // Node refuses headersTimeout > requestTimeout; say so in our words.
+  if (eff.headersTimeoutMs > eff.requestTimeoutMs) throw new SigilError('config_invalid', `--headers-timeout (${eff.headersTimeoutMs / 1000}s) must not exceed --request-timeout (${eff.requestTimeoutMs / 1000}s)`);
+  return limits;
+}
+
+interface AuditOptions {
+  auditCheckpointFile?: string;
+  auditCheckpointInterval?: string;
+  auditRetention?: string;
+}
+
+/** `--audit-*` flags (server/audit/runtime.ts). */
+async function parseAuditOptions(o: AuditOptions): Promise<{ checkpointFile?: string; checkpointIntervalMs: number; retentionMs?: number }> {
+  const { parseDuration } = await import('../util/duration.js');
+  const { DEFAULT_CHECKPOINT_INTERVAL_MS } = await import('../server/audit/runtime.js');
+  return {
+    ...(o.auditCheckpointFile !== undefined ? { checkpointFile: o.auditCheckpointFile } : {}),
+    checkpointIntervalMs: o.auditCheckpointInterval !== undefined ? parseDuration(o.auditCheckpointInterval, 'config_invalid') * 1000 : DEFAULT_CHECKPOINT_INTERVAL_MS,
+    ...(o.auditRetention !== undefined ? { retentionMs: parseDuration(o.auditRetention, 'config_invalid') * 1000 } : {}),
+  };
 }
 
 interface MqttOptions {
@@ -121,12 +168,23 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
     .option('--mqtt-key-file <file>', 'key of --mqtt-cert-file')
     .option('--mqtt-username <name>', 'broker username (brokers with password logins)')
     .option('--mqtt-password-file <file>', 'file holding the broker password')
-    .action((o: { dataDir: string; listen: string; tlsSan?: string[]; logLevel?: string; publicUrl?: string; firmwareProfiles?: string } & MqttOptions) =>
+    .option('--audit-checkpoint-file <file>', 'append signed audit checkpoints here (default DATA_DIR/audit-checkpoints.jsonl)')
+    .option('--audit-checkpoint-interval <dur>', 'sign a checkpoint of the audit chain this often when it grew (default 10m)')
+    .option('--audit-retention <dur>', 'prune audit rows older than this, hourly, after a signed checkpoint (default: keep all)')
+    .option('--idle-timeout <dur>', 'close an HTTPS connection idle this long before or between requests (default 10s)')
+    .option('--headers-timeout <dur>', 'TLS handshake and request headers must arrive within this (default 10s)')
+    .option('--request-timeout <dur>', 'a whole request must arrive within this (default 30s)')
+    .option('--keep-alive-timeout <dur>', 'close a kept-alive connection this long after its last response (default 10s)')
+    .option('--max-conns-per-source <n>', 'open HTTPS connections per remote address; more are closed at once (default 64, 0: no cap)')
+    .option('--join-rate <n>', 'join requests per second per remote address, sustained (default 10, 0: no limit)')
+    .option('--join-burst <n>', 'join requests per remote address in a burst (default 50)')
+    .action((o: { dataDir: string; listen: string; tlsSan?: string[]; logLevel?: string; publicUrl?: string; firmwareProfiles?: string } & MqttOptions & AuditOptions & LimitOptions) =>
       run(async () => {
         if (o.firmwareProfiles) (await import('../join/tpm/firmware.js')).setFirmwareProfilesDir(o.firmwareProfiles);
         const { host, port } = parseListen(o.listen);
+        const limits = await parseLimitOptions(o);
         const publicUrl = o.publicUrl === undefined ? undefined : parsePublicUrl(o.publicUrl);
-        const [{ createLogger }, { loadCaMaterial, openIssuerStores }, { createIssuerContext }, { buildHttpsServer }] = await Promise.all([
+        const [{ createLogger }, { loadCaMaterial, openIssuerStores, paths }, { createIssuerContext }, { buildHttpsServer }] = await Promise.all([
           import('../util/log.js'),
           import('../server/data-dir.js'),
           import('../server/issuer.js'),
@@ -134,11 +192,13 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
         ]);
         const log = createLogger({ name: 'sigil-server', ...(o.logLevel ? { level: o.logLevel } : {}) });
         const ca = loadCaMaterial(o.dataDir);
-        const stores = openIssuerStores(o.dataDir);
+        const audit = await parseAuditOptions(o);
+        // The serving issuer creates audit.key for a data directory that predates it.
+        const stores = openIssuerStores(o.dataDir, { createAuditKey: true });
         // The public host must be in the serving certificate: verifiers fetch discovery over TLS.
         const publicHost = publicUrl ? new URL(publicUrl).hostname.replace(/^\[(.*)\]$/, '$1') : undefined;
         const ctx = createIssuerContext({ ca, stores, log, tlsSans: [host, ...(o.tlsSan ?? []), ...(publicHost ? [publicHost] : [])] });
-        const app = buildHttpsServer({ ctx });
+        const app = buildHttpsServer({ ctx, limits });
         try {
           await app.listen({ host, port });
         } catch (e) {
@@ -159,6 +219,15 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
         ctx.publicUrl = publicUrl ?? url;
         log.info({ url, public_url: ctx.publicUrl, trust_domain: ca.trustDomain, ca_pin: ca.pin }, 'issuer ready');
         process.stdout.write(`sigil issuer listening on ${url} (trust domain ${ca.trustDomain}, ca pin ${ca.pin})\n`);
+        const { startAuditRuntime } = await import('../server/audit/runtime.js');
+        let auditRuntime: ReturnType<typeof startAuditRuntime>;
+        try {
+          auditRuntime = startAuditRuntime(ctx, { ...audit, checkpointFile: audit.checkpointFile ?? paths(o.dataDir).auditCheckpoints });
+        } catch (e) {
+          await Promise.all([app.close(), responder?.stop()]);
+          stores.close();
+          throw e;
+        }
         const prune = setInterval(() => {
           try {
             const before = Date.now() - IDEMPOTENCY_KEEP_MS;
@@ -173,6 +242,7 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
           const stop = (sig: string): void => {
             log.info({ signal: sig }, 'shutting down');
             clearInterval(prune);
+            auditRuntime.stop();
             Promise.all([app.close(), responder?.stop()]).finally(() => {
               stores.close();
               resolve();

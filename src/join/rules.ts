@@ -25,11 +25,13 @@ export function ruleSchemaFor(method: string): z.ZodType | undefined {
   return RULE_SCHEMAS.get(method);
 }
 
-/** Validate a join_rule spec's method block (used by `apply`); returns the parsed block. */
+/** Validate a join_rule spec's method and its block (used by `apply`); returns the parsed block. */
 export function validateRuleBlock(ruleName: string, spec: Record<string, unknown>): unknown {
   const method = String(spec.method);
   const schema = RULE_SCHEMAS.get(method);
-  if (!schema) return undefined;
+  // A rule for a method nobody registered would be stored and never match: a typo ("tmp") that
+  // silently drops a fleet's rule. `token` joins need no rule: the token names its bot.
+  if (!schema) throw new SigilError('policy_invalid', `join_rule ${ruleName}: unknown method "${method}" (join rules exist for: ${[...RULE_SCHEMAS.keys()].sort().join(', ')}; token joins need no rule)`);
   if (spec[method] === undefined) throw new SigilError('policy_invalid', `join_rule ${ruleName}: method ${method} needs a "${method}:" block`);
   for (const k of Object.keys(spec)) {
     if (k !== 'method' && k !== 'bot' && k !== method) throw new SigilError('policy_invalid', `join_rule ${ruleName}: unknown key "${k}" (a ${method} rule has method, bot and ${method})`);

@@ -83,6 +83,16 @@ export function removeKey(ref: KeyRef): boolean {
   return ref.storage === 'pkcs11' ? Pkcs11Signer.remove(ref) : false;
 }
 
+/**
+ * A stored key reference with the TPM reached through `tcti` (the agent's configured one) rather
+ * than the path it was made through: the key blob is bound to the TPM (its SRK), not to the
+ * way there, so a switch from tabrmd to the device or back must not strand the identity
+ * (issue #12: every renewal failed `keystore_unavailable … tabrmd` after such a switch).
+ */
+export function withTcti(ref: KeyRef, tcti: string | undefined): KeyRef {
+  return ref.storage === 'tpm' && tcti ? { ...ref, tcti } : ref;
+}
+
 /** The JSON form stored in the agent database (`Identity.keyRef`, outbox `pendingKeyRef`). */
 export function serializeKeyRef(ref: KeyRef): string {
   return JSON.stringify(ref);

@@ -21,7 +21,16 @@ import { classifySpki, readSpki, type KeyType } from './spki.js';
 /** Larger inputs are refused before any parsing: an RSA-4096 CSR with extensions is ~2 KiB. */
 export const MAX_CSR_BYTES = 16 * 1024;
 const MIN_RSA_BITS = 2048;
-const MAX_RSA_BITS = 8192;
+/**
+ * RSA verification costs grow with the modulus (quadratically) and with the exponent's bit
+ * length (linearly): a CSR is verified before the sender is authenticated, so both are capped.
+ * 4096 bits is the largest key a TPM or PKCS#11 token makes in practice; e must be odd and
+ * 3 ≤ e < 2^32 (65537 everywhere; NIST SP 800-56B Rev. 2 §6.2.1 asks for 2^16 < e < 2^256,
+ * we only bound it from above to keep the cost flat, and OpenSSL itself refuses e > 64 bits
+ * only for moduli ≤ 3072 bits).
+ */
+const MAX_RSA_BITS = 4096;
+const MAX_RSA_EXPONENT = 2n ** 32n;
 
 export interface ParsedCsr {
   /** SubjectPublicKeyInfo exactly as in the CSR; pass it unchanged to issueSvid. */
@@ -60,7 +69,7 @@ function toDer(input: string | Buffer): Buffer {
 /**
  * Parse and verify a PKCS#10 CSR given as PEM or DER. Throws SigilError:
  * `bad_csr` (unparseable, too large, wrong version, unknown signature algorithm),
- * `unsupported_key` (not EC P-256/P-384 or RSA 2048..8192), `csr_signature_invalid`.
+ * `unsupported_key` (not EC P-256/P-384 or RSA 2048..4096 with an odd exponent 3..2^32-1), `csr_signature_invalid`.
  */
 export function parseCsr(input: string | Buffer): ParsedCsr {
   const der = toDer(input);
@@ -89,6 +98,11 @@ export function parseCsr(input: string | Buffer): ParsedCsr {
     const bits = publicKey.asymmetricKeyDetails?.modulusLength ?? 0;
     if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS) {
       throw new SigilError('unsupported_key', `RSA key of ${bits} bits is not accepted (use ${MIN_RSA_BITS}..${MAX_RSA_BITS} bits, or EC P-256/P-384)`);
+    }
+    const e = publicKey.asymmetricKeyDetails?.publicExponent ?? 0n;
+    if (e < 3n || e % 2n === 0n || e >= MAX_RSA_EXPONENT) {
+      const shown = e < 1n << 64n ? e.toString() : `a ${e.toString(2).length}-bit number`;
+      throw new SigilError('unsupported_key', `RSA public exponent ${shown} is not accepted (it must be odd, at least 3 and below 2^32; 65537 is usual)`);
     }
   }
 

@@ -10,6 +10,9 @@
 import { SigilError, type ErrorCode } from '../errors.js';
 import { TAG } from './der.js';
 
+/** Octets one OID arc may take (see {@link DerReader.oid}). */
+const MAX_OID_ARC_OCTETS = 20;
+
 export interface DerNode {
   /** The identifier octet (class, constructed bit and tag number). */
   readonly tag: number;
@@ -98,13 +101,19 @@ export class DerReader {
     if (c.length === 0 || (c[c.length - 1]! & 0x80) !== 0) this.fail(`${field}: malformed OID`);
     const arcs: bigint[] = [];
     let v = 0n;
+    let arcOctets = 0;
     for (let i = 0; i < c.length; i++) {
       const byte = c[i]!;
       if (v === 0n && byte === 0x80) this.fail(`${field}: non-minimal OID arc`);
+      // X.690 §8.19.2 sets no bound, but one arc of thousands of octets makes this loop and the
+      // decimal conversion quadratic (a 48 KB arc in a request costs ~150 ms). 20 octets hold
+      // 140 bits: the 128-bit UUID arcs of 2.25 (X.667) are the largest in real use.
+      if (++arcOctets > MAX_OID_ARC_OCTETS) this.fail(`${field}: OID arc longer than ${MAX_OID_ARC_OCTETS} octets`);
       v = (v << 7n) | BigInt(byte & 0x7f);
       if ((byte & 0x80) === 0) {
         arcs.push(v);
         v = 0n;
+        arcOctets = 0;
       }
     }
     const first = arcs[0]!;

@@ -53,9 +53,14 @@ function decodeString(r: DerReader, n: DerNode): string {
       return swapped.toString('utf16le');
     }
     case 0x1c: {
-      // UniversalString: UCS-4 big-endian
+      // UniversalString: UCS-4 big-endian (X.680 §41). A value past U+10FFFF is no character,
+      // and String.fromCodePoint would throw a RangeError on it: refuse it with our code.
       let s = '';
-      for (let i = 0; i + 4 <= c.length; i += 4) s += String.fromCodePoint(c.readUInt32BE(i));
+      for (let i = 0; i + 4 <= c.length; i += 4) {
+        const cp = c.readUInt32BE(i);
+        if (cp > 0x10ffff) r.fail(`UniversalString holds 0x${cp.toString(16)}, which is not a Unicode code point`);
+        s += String.fromCodePoint(cp);
+      }
       return s;
     }
     default: // Printable, IA5, Numeric, Visible, Teletex (read as Latin-1)

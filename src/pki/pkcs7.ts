@@ -120,7 +120,14 @@ export function parseSignedData(der: Buffer, codes: Pkcs7Codes, what = 'PKCS#7 s
   };
   checkBerStructure(der, (m) => fail(`not strict BER: ${m}`));
   const ab = new Uint8Array(der).buffer;
-  const asn1 = asn1js.fromBER(ab);
+  let asn1: ReturnType<typeof asn1js.fromBER>;
+  try {
+    asn1 = asn1js.fromBER(ab);
+  } catch (e) {
+    // asn1js reports most errors in its result but throws from some value decoders (a
+    // GeneralizedTime whose text is not a time: "Wrong input string for conversion").
+    return fail(`not BER-encoded ASN.1 (${(e as Error).message.slice(0, 120)})`);
+  }
   if (asn1.offset === -1) fail(`not BER-encoded ASN.1 (${asn1.result.error || 'parse error'})`);
   if (asn1.offset !== der.length) fail(`${der.length - asn1.offset} trailing bytes after the ContentInfo`);
 
@@ -185,7 +192,9 @@ export function parseSignedData(der: Buffer, codes: Pkcs7Codes, what = 'PKCS#7 s
     signedAttributes = bytes(si.signedAttrs.encodedValue);
     const one = (type: string, name: string): asn1js.AsnType => {
       const found = si.signedAttrs!.attributes.filter((a) => a.type === type);
-      if (found.length !== 1 || found[0]!.values.length !== 1) fail(`signed attributes need exactly one ${name} with one value`);
+      // pkijs leaves `values` undefined when an Attribute's attrValues is not a SET (RFC 5652
+      // §5.3 Attribute ::= SEQUENCE { attrType, attrValues SET OF }): refuse it, don't crash.
+      if (found.length !== 1 || found[0]!.values?.length !== 1) fail(`signed attributes need exactly one ${name} with one value`);
       return found[0]!.values[0] as asn1js.AsnType;
     };
     const ct = one(CMS_OID.contentType, 'contentType');

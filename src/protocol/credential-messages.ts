@@ -7,15 +7,18 @@
  * Which fields apply to which kind:
  *   ssh_user    public_key (OpenSSH line), logins?            → certificate (principals = logins)
  *   ssh_host    public_key (OpenSSH line), principals?        → certificate (host names / IPs)
- *   database    public_key (SPKI PEM), db_user?               → chain with CN = db_user
- *   kubernetes  public_key (SPKI PEM), kubernetes_user?, kubernetes_groups?
+ *   database    csr (PKCS#10 PEM), db_user?                   → chain with CN = db_user
+ *   kubernetes  csr (PKCS#10 PEM), kubernetes_user?, kubernetes_groups?
  *                                                             → chain with CN = user, O = groups
+ * X.509 kinds take a CSR, not a bare public key: its self-signature proves possession of the
+ * key, so nobody gets a certificate for a key they do not hold (the review of issue #11 had one
+ * issued for the intermediate CA's own public key). The CSR's subject and extensions are ignored.
  *   jwt         audiences                                     → token (ES256, sub = SPIFFE ID)
  * An omitted list means "everything the deciding role grants"; an omitted single user means
  * "the one the role grants" (refused when it grants several).
  */
 import { z } from 'zod';
-import { PROTOCOL_VERSION, requestIdSchema } from './messages.js';
+import { namedSignerFields, PROTOCOL_VERSION, requestIdSchema } from './messages.js';
 
 export const CREDENTIAL_KINDS = ['ssh_user', 'ssh_host', 'database', 'kubernetes', 'jwt'] as const;
 export type CredentialKind = (typeof CREDENTIAL_KINDS)[number];
@@ -30,10 +33,13 @@ export const credentialRequestSchema = z.strictObject({
   op: z.literal('credential'),
   request_id: requestIdSchema,
   timestamp: z.number().int().positive(),
+  ...namedSignerFields,
   kind: z.enum(CREDENTIAL_KINDS),
   ttl_s: z.number().int().positive().optional(),
-  /** OpenSSH public key line (ssh kinds) or SPKI PEM "PUBLIC KEY" (database, kubernetes). */
+  /** OpenSSH public key line (ssh kinds). */
   public_key: z.string().min(1).max(16 * 1024).optional(),
+  /** PKCS#10 PEM of the credential's key (database, kubernetes): proof of possession. */
+  csr: z.string().min(1).max(16 * 1024).optional(),
   logins: z.array(nameSchema).min(1).max(64).optional(),
   principals: z.array(nameSchema).min(1).max(64).optional(),
   db_user: rdnSchema.optional(),
@@ -47,11 +53,11 @@ export type CredentialRequest = z.infer<typeof credentialRequestSchema>;
 export const KIND_FIELDS: Record<CredentialKind, ReadonlyArray<keyof CredentialRequest>> = {
   ssh_user: ['public_key', 'logins'],
   ssh_host: ['public_key', 'principals'],
-  database: ['public_key', 'db_user'],
-  kubernetes: ['public_key', 'kubernetes_user', 'kubernetes_groups'],
+  database: ['csr', 'db_user'],
+  kubernetes: ['csr', 'kubernetes_user', 'kubernetes_groups'],
   jwt: ['audiences'],
 };
-export const KIND_SPECIFIC_FIELDS = ['public_key', 'logins', 'principals', 'db_user', 'kubernetes_user', 'kubernetes_groups', 'audiences'] as const;
+export const KIND_SPECIFIC_FIELDS = ['public_key', 'csr', 'logins', 'principals', 'db_user', 'kubernetes_user', 'kubernetes_groups', 'audiences'] as const;
 
 export interface CredentialResult {
   kind: CredentialKind;

@@ -95,6 +95,10 @@ export function parseJws(input: unknown, code: ErrorCode = 'bad_request'): { jws
     throw new SigilError(code, 'JWS alg must be ES256 or ES384');
   }
   if (typeof h.typ !== 'string') throw new SigilError(code, 'JWS typ missing');
+  // RFC 7515 §4.1.11: a recipient that does not understand every extension listed in `crit` must
+  // reject the JWS. Sigil defines and understands none, so any `crit` (even an empty or malformed
+  // one, which §4.1.11 forbids producing) is refused rather than ignored.
+  if (Object.prototype.hasOwnProperty.call(h, 'crit')) throw new SigilError(code, 'JWS crit header names extensions this verifier does not understand (RFC 7515 §4.1.11)');
   if (h.x5c !== undefined && (!Array.isArray(h.x5c) || h.x5c.length > 5 || h.x5c.some((c) => typeof c !== 'string'))) {
     throw new SigilError(code, 'JWS x5c must be an array of at most 5 base64 certificates');
   }

@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 import { SigilError, type ErrorCode } from '../errors.js';
+import { capMessage } from '../util/untrusted-text.js';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -39,11 +40,23 @@ export const joinRequestSchema = z.strictObject({
 });
 export type JoinRequest = z.infer<typeof joinRequestSchema>;
 
+/**
+ * Who a request signed by an identity (renew, credential) claims to come from: the instance and
+ * the serial of the certificate in its x5c. The issuer refuses a payload whose signer differs
+ * (`signer_mismatch`, server/ops/authenticate.ts), so a payload seen on the way (an MQTT broker,
+ * a log) cannot be re-signed by another identity to collect its answer (issue #11).
+ */
+export const namedSignerFields = {
+  instance_id: z.string().min(1).max(256),
+  serial: z.string().regex(/^[0-9a-f]{1,64}$/, 'serial must be lower-case hex'),
+};
+
 export const renewRequestSchema = z.strictObject({
   v: z.literal(PROTOCOL_VERSION),
   op: z.literal('renew'),
   request_id: requestIdSchema,
   timestamp: z.number().int().positive(),
+  ...namedSignerFields,
   /** PKCS#10 of a NEW key; the envelope is signed by the CURRENT key (x5c = current chain). */
   csr: pemSchema,
   ttl_s: z.number().int().positive().optional(),
@@ -127,12 +140,15 @@ const bundleResultSchema = z.object({
 });
 
 /**
- * A signed refusal (MQTT). `request_hash` binds it to the exact request bytes (hex SHA-256 of
- * the request JWS payload, the issuer's idempotency hash), not only to the request id: anyone
+ * A signed refusal (MQTT). `request_hash` binds it to the exact signed request (hex SHA-256 of
+ * the request's JWS signing input, ./request-hash.ts — header with the signer's x5c, and
+ * payload; the issuer's idempotency hash), not only to the request id: anyone
  * may send the issuer a *different* request carrying a victim's request id and collect a signed
  * refusal for it; replayed to the victim by a broker, a refusal bound only to the id would make
  * the agent drop a request the issuer may already have answered — and a fresh request with the
- * old credential would then lock the instance (generation_mismatch). Both are null when the
+ * old credential would then lock the instance (generation_mismatch). Hashing the header too
+ * means a refusal earned by *another signer* re-signing the victim's payload (say, with a
+ * locked instance's certificate) never matches the victim's request. Both are null when the
  * issuer could not read the request (the agent then treats the answer as unverifiable).
  */
 export interface ErrorResponsePayload {
@@ -210,7 +226,9 @@ export function parseWith<S extends z.ZodType>(schema: S, data: unknown, code: E
   if (r.success) return r.data;
   const issue = r.error.issues[0]!;
   const where = issue.path.length ? issue.path.join('.') : '(top level)';
-  throw new SigilError(code, `${what}: ${where}: ${issue.message}`);
+  // The path and zod's message quote what the sender chose (unknown keys, long values): bounded,
+  // so a 64 KiB body of made-up keys does not come back — or reach a log — as a 40 KB message.
+  throw new SigilError(code, capMessage(`${what}: ${where}: ${issue.message}`));
 }
 
 /** Peek at `v` first so a future agent gets `unsupported_version`, not a confusing schema error. */

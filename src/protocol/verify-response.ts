@@ -11,7 +11,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { SigilError } from '../errors.js';
 import { expectedIssuerId, spiffeIdOf, spkiPin, verifyChain } from '../pki/chain.js';
 import { fromPem, toPem } from '../pki/pem.js';
-import { b64u, parseJws, verifyJws, x5cDers, type Jws } from './jws.js';
+import { b64u, parseJws, verifyJws, x5cDers } from './jws.js';
 import { credentialResponseSchema } from './credential-messages.js';
 import { errorResponseSchema, parseWith, responseSchemas as identitySchemas, TYP_RESPONSE } from './messages.js';
 import type { z } from 'zod';
@@ -21,10 +21,8 @@ const responseSchemas = { ...identitySchemas, credential: credentialResponseSche
 type Op = keyof typeof responseSchemas;
 type Success<O extends Op> = z.infer<(typeof responseSchemas)[O]>;
 
-/** Hex SHA-256 of a request envelope's payload bytes: what the issuer hashes for idempotency. */
-export function requestPayloadHash(envelope: Jws): string {
-  return createHash('sha256').update(b64u.decode(envelope.payload)).digest('hex');
-}
+/** What the issuer keys idempotency on and binds refusals to (./request-hash.ts). */
+export { requestHash } from './request-hash.js';
 
 /**
  * Signer chains already verified, by (pinned root, x5c): the issuer signs every response with
@@ -100,7 +98,7 @@ export function verifyResponse<O extends Op>(body: unknown, op: O, requestId: st
 
 /**
  * Like {@link verifyResponse}, but a signed refusal for this request is thrown as its
- * SigilError. `requestHash` ({@link requestPayloadHash} of what was sent) must match the
+ * SigilError. `requestHash` ({@link requestHash} of what was sent) must match the
  * refusal's; it is null only for `bundle`, whose request carries no payload worth binding
  * (a replayed bundle refusal can only delay an agent, which a broker can do anyway).
  */

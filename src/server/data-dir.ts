@@ -8,6 +8,8 @@
  *                              SSH user/host CAs and the JWT-SVID key (0600, ./credential-keys.ts)
  *   admin.token                bearer credential for `sigil ctl` over the admin API (0600)
  *   issuer.db                  SQLite (WAL) store
+ *   audit.key                  HMAC key of the audit chain, outside issuer.db (0600, ./audit/audit-key.ts)
+ *   audit-checkpoints.jsonl    signed audit checkpoints, append-only (./audit/checkpoints.ts)
  */
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -19,8 +21,11 @@ import { fromPem, toPem } from '../pki/pem.js';
 import { ensureDir, writeFileAtomic } from '../util/atomic-file.js';
 import { randomSecret, sha256Hex } from '../util/secret.js';
 import { ensureCredentialKeys, type CredentialKeys } from './credential-keys.js';
+import { assertDataDirSecure, prepareDataDir } from './data-dir-perms.js';
 import { readPrivateKeyFile } from './key-file.js';
-import { openSqliteStores } from './store/sqlite/index.js';
+import { ensureAuditKey, readAuditKey, AUDIT_KEY_FILE } from './audit/audit-key.js';
+import { CHECKPOINT_FILE } from './audit/checkpoints.js';
+import { openSqlite, openSqliteStores, sqliteStores } from './store/sqlite/index.js';
 import type { Stores } from './store/types.js';
 
 export const LAYOUT_VERSION = 1;
@@ -53,6 +58,8 @@ export const paths = (dir: string) => ({
   intKey: join(dir, 'ca', 'intermediate.key'),
   adminToken: join(dir, 'admin.token'),
   db: join(dir, 'issuer.db'),
+  auditKey: join(dir, AUDIT_KEY_FILE),
+  auditCheckpoints: join(dir, CHECKPOINT_FILE),
 });
 
 const TRUST_DOMAIN_RE = /^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$/;
@@ -82,6 +89,8 @@ export function initDataDir(dir: string, trustDomain: string): InitResult {
     throw new SigilError('already_initialized', `${dir} already holds an issuer (found ${existsSync(p.meta) ? p.meta : p.rootCert}); refusing to replace its CA`);
   }
   ensureDir(dir, 0o700);
+  // A pre-existing directory others can write is tightened (empty) or refused (it may hold planted files).
+  prepareDataDir(dir);
   ensureDir(p.caDir, 0o700);
   const root = createRootCa({ trustDomain });
   const inter = createIntermediateCa(root, { trustDomain });
@@ -93,7 +102,8 @@ export function initDataDir(dir: string, trustDomain: string): InitResult {
   writeFileAtomic(p.intCert, toPem('CERTIFICATE', inter.certDer), { mode: 0o644 });
   ensureCredentialKeys(dir);
   const adminToken = randomSecret(32);
-  const stores = openSqliteStores(p.db);
+  // The audit key exists before the first row, so the whole chain is keyed (from_seq 1).
+  const stores = openAuditedStores(p.db, p.auditKey, true);
   try {
     stores.admin.setAdminTokenHash(sha256Hex(adminToken));
     stores.audit.append({ action: 'init', outcome: 'ok', actor: 'admin', details: { trust_domain: trustDomain, ca_pin: spkiPin(root.certDer) } }, Date.now());
@@ -118,6 +128,7 @@ export function readMeta(dir: string): IssuerMeta {
 
 export function loadCaMaterial(dir: string): CaMaterial {
   const meta = readMeta(dir);
+  assertDataDirSecure(dir);
   const p = paths(dir);
   const rootPem = readFileSync(p.rootCert, 'utf8');
   const intermediatePem = readFileSync(p.intCert, 'utf8');
@@ -133,9 +144,33 @@ export function loadCaMaterial(dir: string): CaMaterial {
   return { trustDomain: meta.trust_domain, rootDer, rootPem, intermediateDer, intermediatePem, intermediateKey, pin: spkiPin(rootDer), credentials };
 }
 
-export function openIssuerStores(dir: string): Stores {
+/**
+ * `createAuditKey`: the serving issuer creates the audit key of a data directory initialised
+ * before it existed (and records the switch-over); `sigil ctl` only uses one that exists, so a
+ * ctl run as another user never leaves a key the issuer cannot read.
+ */
+export function openIssuerStores(dir: string, opts: { createAuditKey?: boolean } = {}): Stores {
   readMeta(dir);
-  return openSqliteStores(paths(dir).db);
+  assertDataDirSecure(dir);
+  return openAuditedStores(paths(dir).db, paths(dir).auditKey, opts.createAuditKey ?? false);
+}
+
+function openAuditedStores(dbPath: string, keyPath: string, create: boolean): Stores {
+  if (!create) {
+    const key = readAuditKey(keyPath);
+    return openSqliteStores(dbPath, key ? { audit: { key } } : {});
+  }
+  const db = openSqlite(dbPath);
+  try {
+    const { key, created } = ensureAuditKey(keyPath, db, Date.now());
+    const stores = sqliteStores(db, { audit: { key } });
+    // The first keyed row says so (skipped for a new chain: its first row is keyed already).
+    if (created && key.fromSeq > 1) stores.audit.append({ action: 'audit_key_enabled', outcome: 'ok', actor: 'system', details: { key_id: key.id, from_seq: key.fromSeq } }, Date.now());
+    return stores;
+  } catch (e) {
+    db.close();
+    throw e;
+  }
 }
 
 export function readAdminToken(dir: string): string {

@@ -16,6 +16,9 @@ import type { Logger } from '../util/log.js';
 import { createCredentialAuthorities, type CredentialAuthorities } from './credentials/authorities.js';
 import type { CaMaterial } from './data-dir.js';
 import { createIssuerMetrics, type IssuerMetrics } from './metrics/issuer-metrics.js';
+import { RefusalSampler, type RefusalSamplerOptions } from './audit/refusal-sampler.js';
+import { checkpointVerifiers } from './audit/checkpoints.js';
+import type { AdminAuditEnv } from './admin/ops.js';
 import type { Stores } from './store/types.js';
 
 /** SPIFFE ID the issuer's own certificate carries; agents check it instead of a hostname. */
@@ -52,6 +55,10 @@ export interface IssuerContext {
    * (`sigil server start --public-url`, default the listen URL). Set once listening.
    */
   publicUrl: string | undefined;
+  /** Counts unauthenticated refusals so a flood becomes summary rows (ops/refusal.ts). */
+  refusalSampler: RefusalSampler;
+  /** Checkpoint verifiers (the intermediate) and, once `server start` sets it, the checkpoint writer. */
+  auditEnv: AdminAuditEnv;
 }
 
 /**
@@ -85,7 +92,7 @@ export function createServerIdentity(ca: CaMaterial, engine: CertificateIssuer, 
   };
 }
 
-export function createIssuerContext(opts: { ca: CaMaterial; stores: Stores; log: Logger; tlsSans?: string[]; now?: () => number; publicUrl?: string }): IssuerContext {
+export function createIssuerContext(opts: { ca: CaMaterial; stores: Stores; log: Logger; tlsSans?: string[]; now?: () => number; publicUrl?: string; refusalSampling?: RefusalSamplerOptions }): IssuerContext {
   const now = opts.now ?? Date.now;
   const engine = new CertificateIssuer({ caCertDer: opts.ca.intermediateDer, caKey: opts.ca.intermediateKey });
   const methods = serverJoinMethods();
@@ -103,6 +110,8 @@ export function createIssuerContext(opts: { ca: CaMaterial; stores: Stores; log:
     issuingCas: [{ certDer: opts.ca.intermediateDer, subjectDer: subjectNameDer(opts.ca.intermediateDer), publicKey: createPublicKey(opts.ca.intermediateKey) }],
     credentials: createCredentialAuthorities(opts.ca.credentials, opts.ca.trustDomain),
     publicUrl: opts.publicUrl,
+    refusalSampler: new RefusalSampler(opts.refusalSampling),
+    auditEnv: { verify: { verifiers: checkpointVerifiers([opts.ca.intermediatePem]) } },
   };
 }
 

@@ -12,17 +12,37 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { SigilError } from '../errors.js';
 
-const { O_CREAT, O_EXCL, O_WRONLY, O_NOFOLLOW, O_RDONLY, O_DIRECTORY } = fs.constants;
+const { O_CREAT, O_EXCL, O_WRONLY, O_NOFOLLOW, O_NONBLOCK, O_RDONLY, O_DIRECTORY } = fs.constants;
 
-/** Read a private key, refusing a symlink or a key file others can read. */
+/**
+ * Read a private key, refusing a symlink or a key file others can read or write. The file is
+ * opened with O_NOFOLLOW and every check is made on that open descriptor (fstat), so a link or
+ * another file swapped in between a check and the read is never what gets loaded.
+ */
 export function readPrivateKeyFile(file: string): KeyObject {
-  const st = fs.lstatSync(file);
-  if (st.isSymbolicLink()) throw new SigilError('unsafe_path', `${file} is a symbolic link; refusing to load a CA key through it`);
-  if ((st.mode & 0o077) !== 0) throw new SigilError('config_invalid', `${file} is readable by group or others (mode ${(st.mode & 0o777).toString(8)}); run: chmod 600 ${file}`);
+  let fd: number;
   try {
-    return createPrivateKey(fs.readFileSync(file));
+    // O_NONBLOCK: a FIFO planted at the name must not hang the issuer in open(2).
+    fd = fs.openSync(file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
   } catch (e) {
-    throw new SigilError('config_invalid', `${file} does not hold a readable private key`, { cause: e });
+    const code = (e as NodeJS.ErrnoException).code;
+    // Linux answers ELOOP for a final-component symlink under O_NOFOLLOW (open(2)).
+    if (code === 'ELOOP' || code === 'EMLINK') throw new SigilError('unsafe_path', `${file} is a symbolic link; refusing to load a CA key through it`);
+    throw new SigilError('config_invalid', `cannot open the key file ${file}: ${code ?? (e as Error).message}`, { cause: e });
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw new SigilError('unsafe_path', `${file} is not a regular file`);
+    if ((st.mode & 0o077) !== 0) throw new SigilError('config_invalid', `${file} is readable by group or others (mode ${(st.mode & 0o777).toString(8)}); run: chmod 600 ${file}`);
+    const me = process.geteuid ? process.geteuid() : 0;
+    if (st.uid !== 0 && st.uid !== me) throw new SigilError('data_dir_insecure', `${file} is owned by uid ${st.uid}, not root or uid ${me} (mode ${(st.mode & 0o777).toString(8)}); check it was not replaced, then run: chown ${me} ${file}`);
+    try {
+      return createPrivateKey(fs.readFileSync(fd));
+    } catch (e) {
+      throw new SigilError('config_invalid', `${file} does not hold a readable private key`, { cause: e });
+    }
+  } finally {
+    fs.closeSync(fd);
   }
 }
 

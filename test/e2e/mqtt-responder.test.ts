@@ -13,7 +13,7 @@ import { buildJoinRequest } from '../../src/agent/requests.js';
 import { SigilError } from '../../src/errors.js';
 import { TokenJoinAgent } from '../../src/join/token/agent.js';
 import { b64u, type Jws } from '../../src/protocol/jws.js';
-import { pinnedRootFromBundle, requestPayloadHash, verifyResponseOrError } from '../../src/protocol/verify-response.js';
+import { pinnedRootFromBundle, requestHash, verifyResponseOrError } from '../../src/protocol/verify-response.js';
 import { createToken, tempDir, type RunningIssuer } from '../helpers/cli.js';
 import { issuerMetrics, type Broker, type IssuerProcess, startMqttIssuerRig } from '../helpers/mosquitto.js';
 
@@ -65,11 +65,13 @@ describe('MQTT responder: coded, signed refusals; drops; never a crash', () => {
   }
 
   it('non-JSON → malformed_json; > 64 KiB → body_too_large; unknown op → not_found; junk envelope → bad_request (all signed)', async () => {
-    expect(refusalCode(await ask('renew', 'not json {'), 'renew')).toBe('malformed_json');
+    // (On join: a renewal is answered only on its authenticated signer's topic, so junk renewals
+    // are dropped, not refused — mqtt-response-topic.test.ts.)
+    expect(refusalCode(await ask('join', 'not json {'), 'join')).toBe('malformed_json');
     expect(refusalCode(await ask('join', Buffer.alloc(70 * 1024, 0x20)), 'join')).toBe('body_too_large');
     const nf = (await ask('frobnicate', '{}')) as Jws;
     expect(JSON.parse(b64u.decode(nf.payload).toString())).toMatchObject({ op: 'unknown', error: { code: 'not_found', retryable: false } });
-    expect(refusalCode(await ask('renew', JSON.stringify({ protected: 'x', payload: 'y', signature: 'z' })), 'renew')).toBe('bad_request');
+    expect(refusalCode(await ask('join', JSON.stringify({ protected: 'x', payload: 'y', signature: 'z' })), 'join')).toBe('bad_request');
     expect(refusalCode(await ask('join', '[]'), 'join')).toBe('bad_request');
   });
 
@@ -92,12 +94,12 @@ describe('MQTT responder: coded, signed refusals; drops; never a crash', () => {
     const forgedEnv = await signJws(loadSigner(parseKeyRef(forged.entry.pendingKeyRef!)), 'sigil-request+jws', p);
     const refusal = await ask('join', JSON.stringify(forgedEnv));
     // The attacker's own view: a genuine signed token_invalid for that request id …
-    expect(refusalCode(refusal, 'join', victim.entry.requestId, requestPayloadHash(forgedEnv))).toBe('token_invalid');
+    expect(refusalCode(refusal, 'join', victim.entry.requestId, requestHash(forgedEnv))).toBe('token_invalid');
     // … which the victim, checking the hash of what *it* sent, does not accept.
-    expect(refusalCode(refusal, 'join', victim.entry.requestId, requestPayloadHash(victim.envelope))).toBe('response_invalid');
+    expect(refusalCode(refusal, 'join', victim.entry.requestId, requestHash(victim.envelope))).toBe('response_invalid');
     // The victim's own request still goes through.
     const ok = await ask('join', JSON.stringify(victim.envelope));
-    expect(verifyResponseOrError(ok, 'join', victim.entry.requestId, requestPayloadHash(victim.envelope), root).result.generation).toBe(1);
+    expect(verifyResponseOrError(ok, 'join', victim.entry.requestId, requestHash(victim.envelope), root).result.generation).toBe(1);
   });
 
   it('bundle over MQTT: the root is taken only by its pin and the response verifies under it', async () => {
@@ -111,7 +113,7 @@ describe('MQTT responder: coded, signed refusals; drops; never a crash', () => {
     const method = new TokenJoinAgent(await createToken(admin));
     const req = await buildJoinRequest({ method: 'token', evidence: (c) => method.evidence(c), now: Date.now() });
     const body = await ask('join', JSON.stringify(req.envelope));
-    expect(verifyResponseOrError(body, 'join', req.entry.requestId, requestPayloadHash(req.envelope), root).result.instance_id).toBeTruthy();
+    expect(verifyResponseOrError(body, 'join', req.entry.requestId, requestHash(req.envelope), root).result.instance_id).toBeTruthy();
     expect(issuer.log()).not.toMatch(/"level":50/);
   });
 });

@@ -11,7 +11,7 @@ import { Agent } from '../../src/agent/agent.js';
 import { parseAgentConfig } from '../../src/agent/config.js';
 import { buildJoinRequest } from '../../src/agent/requests.js';
 import { TokenJoinAgent } from '../../src/join/token/agent.js';
-import { requestPayloadHash, verifyResponseOrError } from '../../src/protocol/verify-response.js';
+import { requestHash, verifyResponseOrError } from '../../src/protocol/verify-response.js';
 import { silentLogger } from '../../src/util/log.js';
 import { readFileSync } from 'node:fs';
 import { runAdminOp } from '../../src/server/admin/ops.js';
@@ -76,7 +76,7 @@ describe('two issuers sharing one broker', () => {
     for (const r of reqs) {
       const got = answers.get(r.entry.requestId)!;
       expect(got).toHaveLength(1);
-      expect(verifyResponseOrError(got[0], 'join', r.entry.requestId, requestPayloadHash(r.envelope), root).result.generation).toBe(1);
+      expect(verifyResponseOrError(got[0], 'join', r.entry.requestId, requestHash(r.envelope), root).result.generation).toBe(1);
     }
     const [na, nb] = [joinsServed(await issuerMetrics(a.url)), joinsServed(await issuerMetrics(b.url))];
     expect(na + nb - before).toBe(30);

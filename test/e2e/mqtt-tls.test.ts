@@ -1,9 +1,11 @@
 /**
  * MQTT over TLS with client-certificate authentication, through mosquitto configured from
- * scripts/mosquitto/mosquitto.conf.example + acl.example. The broker's certificate comes from
+ * scripts/mosquitto/mosquitto.conf.example + dynamic-security.json.example. The broker's certificate comes from
  * the Sigil CA; the agent learns the root by its pin on first contact, joins as the restricted
- * bootstrap user (password listener), then renews presenting its Sigil-issued SVID, whose
- * CN = instance id is its broker username: the ACL confines it to its own response topic.
+ * bootstrap user (password listener), then renews presenting its Sigil-issued SVID on the
+ * certificate listener. The dynamic-security plugin confines every non-issuer to asking and to
+ * reading answers: none of them may subscribe to the requests (mqtt-hostile-subscribers.test.ts
+ * shows why that matters).
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -38,10 +40,11 @@ describe('MQTT over TLS with Sigil client certificates and the example ACL', () 
     writeFileSync(f('device.ext'), 'extendedKeyUsage=clientAuth\n');
     openssl('x509', '-req', '-in', f('device.csr'), '-CA', f('factory-ca.pem'), '-CAkey', f('factory-ca.key'), '-CAcreateserial', '-days', '2', '-extfile', f('device.ext'), '-out', f('device.pem'));
     const caPem = cert.caPem + readFileSync(f('factory-ca.pem'), 'utf8');
-    broker = await startMosquitto(join(tmp.path, 'broker'), { ...cert, caPem, passwords: { bootstrap: 'bootstrap-secret' } });
+    broker = await startMosquitto(join(tmp.path, 'broker'), { ...cert, caPem, issuerCaPem: cert.caPem, passwords: { bootstrap: 'bootstrap-secret' } });
     writeFileSync(pwFile, 'bootstrap-secret\n', { mode: 0o600 });
-    // No --mqtt-cert-file: the issuer presents its own serving certificate (CN "Sigil issuer").
-    issuer = await spawnIssuer(dataDir, ['--mqtt-url', broker.url]);
+    // No --mqtt-cert-file: the issuer presents its own serving certificate (CN "Sigil issuer")
+    // on the issuers' own listener.
+    issuer = await spawnIssuer(dataDir, ['--mqtt-url', broker.issuerUrl]);
   });
   afterAll(async () => {
     await issuer?.stop();
@@ -64,40 +67,45 @@ describe('MQTT over TLS with Sigil client certificates and the example ACL', () 
 
     const renewed = await sigilJson(['agent', 'renew', '--config', a.config]);
     expect(renewed).toMatchObject({ result: 'renewed', generation: 2 });
-    expect(broker.log()).toContain(`u'${instanceId}'`);
+    // The renewal came in on the certificate listener, the join as the bootstrap login.
+    expect(broker.log()).toMatch(new RegExp(`New connection from 127\\.0\\.0\\.1:\\d+ on port ${broker.port}\\.`));
+    expect(broker.log()).toContain(` as sigil-${instanceId} `);
     expect(broker.log()).toContain(`u'bootstrap'`);
     expect((await sigilJson(['agent', 'status', '--config', a.config])).transport).toBe(`mqtt ${broker.url}`);
   });
 
-  it('the ACL keeps an instance to its own answers and the bootstrap user away from renew', async () => {
+  it('the dynamic-security roles: agents ask and read answers, never requests; bootstrap logins cannot renew', async () => {
     const a = writeTransportAgent(tmp.path, 'acl-a', { pin, token: await createToken(admin), transports: [mqttTransport()] });
-    const b = writeTransportAgent(tmp.path, 'acl-b', { pin, token: await createToken(admin), transports: [mqttTransport()] });
     await sigilJson(['agent', 'run', '--config', a.config, '--once']);
-    const bId = (await sigilJson(['agent', 'run', '--config', b.config, '--once'])).spiffe_id.split('/').pop();
     const aCert = readFileSync(join(a.outDir, 'svid.pem'), 'utf8');
     const aKey = readFileSync(join(a.outDir, 'svid.key'), 'utf8');
     const asA = await connectAsync(broker.url, { protocolVersion: 5, ca: rootPem, cert: aCert, key: aKey, reconnectPeriod: 0 });
     try {
-      // Mosquitto grants the subscription but never delivers what the ACL does not let A read:
-      // B renews (its answer goes to sigil/v1/resp/<B>) while A listens there.
-      const seen: string[] = [];
-      asA.on('message', (t) => seen.push(t));
-      await asA.subscribeAsync(`sigil/v1/resp/${bId}`, { qos: 1 });
-      expect(await sigilJson(['agent', 'renew', '--config', b.config])).toMatchObject({ result: 'renewed', generation: 2 });
-      await new Promise((r) => setTimeout(r, 300));
-      expect(seen).toEqual([]);
-      await expect(asA.publishAsync('sigil/v1/join', '{}', { qos: 1 })).rejects.toThrow(/Not authorized/i);
+      // Refused at SUBSCRIBE (MQTT v5 SUBACK reason 0x87), not granted and filtered at delivery.
+      await expect(asA.subscribeAsync('sigil/v1/renew', { qos: 1 })).rejects.toThrow(/Not authorized/i);
+      await expect(asA.subscribeAsync('sigil/v1/resp/#', { qos: 1 })).rejects.toThrow(/Not authorized/i);
+      await expect(asA.publishAsync('sigil/v1/resp/x', '{}', { qos: 1 })).rejects.toThrow(/Not authorized/i);
+      // Its own answers it may read (any one-level answer topic: the plugin has no %u).
+      expect((await asA.subscribeAsync('sigil/v1/resp/x', { qos: 1 }))[0]!.qos).toBe(1);
     } finally {
       await asA.endAsync();
     }
     const boot = await connectAsync(broker.bootstrapUrl!, { protocolVersion: 5, ca: rootPem, username: 'bootstrap', password: 'bootstrap-secret', reconnectPeriod: 0 });
     try {
       await expect(boot.publishAsync('sigil/v1/renew', '{}', { qos: 1 })).rejects.toThrow(/Not authorized/i);
+      await expect(boot.subscribeAsync('sigil/v1/resp/x', { qos: 1 })).rejects.toThrow(/Not authorized/i);
     } finally {
       await boot.endAsync();
     }
-    // A client without a certificate cannot even connect to the certificate listener.
+    // A client without a certificate cannot even connect to the certificate listener, and an
+    // instance's certificate is refused everything on the issuers' listener.
     await expect(connectAsync(broker.url, { protocolVersion: 5, ca: rootPem, username: 'bootstrap', password: 'bootstrap-secret', reconnectPeriod: 0, connectTimeout: 3000 })).rejects.toThrow();
+    const onIssuers = await connectAsync(broker.issuerUrl, { protocolVersion: 5, ca: rootPem, cert: aCert, key: aKey, reconnectPeriod: 0 });
+    try {
+      await expect(onIssuers.subscribeAsync('$share/sigil/sigil/v1/+', { qos: 1 })).rejects.toThrow(/Not authorized/i);
+    } finally {
+      await onIssuers.endAsync();
+    }
   });
 
   it('a bootstrap client certificate (factory CA, CN=bootstrap) works on the certificate listener', async () => {

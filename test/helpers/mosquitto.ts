@@ -1,13 +1,14 @@
 /**
  * Real mosquitto for the MQTT tests: started on free 127.0.0.1 ports with its config,
  * persistence and logs in a temp dir, stopped (or killed, or restarted with its persistence)
- * on demand. The TLS mode uses scripts/mosquitto/mosquitto.conf.example and acl.example, with
- * their placeholder paths and ports substituted; the plain mode is one anonymous listener.
+ * on demand. The TLS mode uses scripts/mosquitto/mosquitto.conf.example and
+ * dynamic-security.json.example, with their placeholder paths and ports substituted and the
+ * bootstrap passwords set; the plain mode is one anonymous listener.
  *
  * Also here: a Sigil-issued broker certificate, and issuer processes started with --mqtt-*
  * options (test/helpers/cli.ts starts HTTPS-only issuers).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
@@ -52,6 +53,8 @@ export interface BrokerTls {
   certPem: string;
   keyPem: string;
   caPem: string;
+  /** CA for the issuers' listener (default caPem); never a factory CA (docs/mqtt.md). */
+  issuerCaPem?: string;
   /** Bootstrap logins for the password listener. */
   passwords: Record<string, string>;
 }
@@ -62,6 +65,8 @@ export interface Broker {
   port: number;
   /** tls mode: the bootstrap (password) listener. */
   bootstrapUrl: string | undefined;
+  /** Where issuers connect: tls mode, their own listener; plain mode, the one listener. */
+  issuerUrl: string;
   dir: string;
   get pid(): number | undefined;
   log(): string;
@@ -87,14 +92,23 @@ listener ${port} 127.0.0.1
 allow_anonymous true
 `;
 
-function tlsConf(dir: string, port: number, bootstrapPort: number): string {
+function tlsConf(dir: string, ports: { agent: number; bootstrap: number; issuer: number }): string {
   const example = readFileSync(join(ROOT, 'scripts', 'mosquitto', 'mosquitto.conf.example'), 'utf8');
   const conf = example
     .replaceAll('/etc/mosquitto/sigil', dir)
-    .replace(/^listener 8883$/m, `listener ${port} 127.0.0.1`)
-    .replace(/^listener 8884$/m, `listener ${bootstrapPort} 127.0.0.1`);
-  if (conf === example || !conf.includes(`listener ${port}`) || !conf.includes(`listener ${bootstrapPort}`)) throw new Error('mosquitto.conf.example no longer has the placeholders this helper substitutes');
+    .replace(/^listener 8883$/m, `listener ${ports.agent} 127.0.0.1`)
+    .replace(/^listener 8884$/m, `listener ${ports.bootstrap} 127.0.0.1`)
+    .replace(/^listener 8885$/m, `listener ${ports.issuer} 127.0.0.1`);
+  if (conf === example || Object.values(ports).some((p) => !conf.includes(`listener ${p} 127.0.0.1`))) throw new Error('mosquitto.conf.example no longer has the placeholders this helper substitutes');
   return conf;
+}
+
+/** The example dynamic-security file with the test's bootstrap passwords (scripts/mosquitto/dynsec-password.mjs). */
+async function dynsecConfig(passwords: Record<string, string>): Promise<string> {
+  const { withPassword } = (await import(join(ROOT, 'scripts', 'mosquitto', 'dynsec-password.mjs'))) as { withPassword(json: string, user: string, pw: string): string };
+  let json = readFileSync(join(ROOT, 'scripts', 'mosquitto', 'dynamic-security.json.example'), 'utf8');
+  for (const [user, pw] of Object.entries(passwords)) json = withPassword(json, user, pw);
+  return json;
 }
 
 export async function startMosquitto(dir: string, tls?: BrokerTls): Promise<Broker> {
@@ -102,15 +116,15 @@ export async function startMosquitto(dir: string, tls?: BrokerTls): Promise<Brok
   mkdirSync(join(dir, 'data'), { recursive: true });
   const port = await freePort();
   const bootstrapPort = tls ? await freePort() : undefined;
+  const issuerPort = tls ? await freePort() : port;
   let conf: string;
   if (tls) {
-    conf = tlsConf(dir, port, bootstrapPort!);
+    conf = tlsConf(dir, { agent: port, bootstrap: bootstrapPort!, issuer: issuerPort });
     writeFileSync(join(dir, 'broker.pem'), tls.certPem);
     writeFileSync(join(dir, 'broker.key'), tls.keyPem, { mode: 0o600 });
     writeFileSync(join(dir, 'ca.pem'), tls.caPem);
-    writeFileSync(join(dir, 'acl'), readFileSync(join(ROOT, 'scripts', 'mosquitto', 'acl.example')));
-    writeFileSync(join(dir, 'passwd'), '', { mode: 0o600 });
-    for (const [user, pw] of Object.entries(tls.passwords)) execFileSync('mosquitto_passwd', ['-b', join(dir, 'passwd'), user, pw]);
+    writeFileSync(join(dir, 'sigil-root.pem'), tls.issuerCaPem ?? tls.caPem);
+    writeFileSync(join(dir, 'dynamic-security.json'), await dynsecConfig(tls.passwords), { mode: 0o600 });
   } else {
     conf = PLAIN_CONF(dir, port);
   }
@@ -127,7 +141,7 @@ export async function startMosquitto(dir: string, tls?: BrokerTls): Promise<Brok
     proc = p;
     p.stderr!.on('data', (d: Buffer) => (logs += d.toString()));
     const end = Date.now() + 10_000;
-    while (!(await portOpen(port)) || (bootstrapPort !== undefined && !(await portOpen(bootstrapPort)))) {
+    while (!(await portOpen(port)) || (bootstrapPort !== undefined && !(await portOpen(bootstrapPort))) || !(await portOpen(issuerPort))) {
       if (p.exitCode !== null) throw new Error(`mosquitto exited ${p.exitCode}: ${logs}`);
       if (Date.now() > end) throw new Error(`mosquitto did not listen on ${port} within 10 s: ${logs}`);
       await new Promise((r) => setTimeout(r, 25));
@@ -146,6 +160,7 @@ export async function startMosquitto(dir: string, tls?: BrokerTls): Promise<Brok
     url: `${scheme}://127.0.0.1:${port}`,
     port,
     bootstrapUrl: bootstrapPort !== undefined ? `mqtts://127.0.0.1:${bootstrapPort}` : undefined,
+    issuerUrl: `${scheme}://127.0.0.1:${issuerPort}`,
     dir,
     get pid() {
       return proc?.pid;

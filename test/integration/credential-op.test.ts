@@ -6,7 +6,13 @@
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCredentialRequest, type CredentialAskFields } from '../../src/agent/credential-request.js';
-import { toPem } from '../../src/pki/pem.js';
+import { buildCsr } from '../../src/pki/csr.js';
+import { fromPem, toPem } from '../../src/pki/pem.js';
+import { namedSigner } from '../../src/agent/named-signer.js';
+import { signJws } from '../../src/protocol/jws.js';
+import { TYP_REQUEST } from '../../src/protocol/messages.js';
+import { newRequestId } from '../../src/util/secret.js';
+import type { Signer } from '../../src/keystore/signer.js';
 import type { CredentialResult } from '../../src/protocol/credential-messages.js';
 import { verifyResponse } from '../../src/protocol/verify-response.js';
 import { runAdminOp } from '../../src/server/admin/ops.js';
@@ -47,7 +53,8 @@ beforeAll(async () => {
 afterAll(() => h.close());
 
 const sshKeyLine = (): string => formatAuthorizedKey(sshPublicKeyFromKeyObject(generateKeyPairSync('ed25519').publicKey).blob);
-const spkiPem = (): string => toPem('PUBLIC KEY', generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'der' }));
+/** Database and Kubernetes requests carry a CSR: proof of possession of the key (issue #11). */
+const csrPem = async (signer: Signer = SoftwareSigner.generate()): Promise<string> => toPem('CERTIFICATE REQUEST', await buildCsr(signer));
 
 async function ask(fields: CredentialAskFields, who: Identity = id, opts: { requestId?: string; now?: number } = {}) {
   const built = await buildCredentialRequest({ current: who.signer, chainPem: who.chainPem, now: opts.now ?? h.ctx.now(), fields, ...(opts.requestId ? { requestId: opts.requestId } : {}) });
@@ -102,7 +109,7 @@ describe('credential: the role grants', () => {
   });
 
   it('a database client certificate: CN = the db user, clientAuth only, no SPIFFE ID, chains to the root', async () => {
-    const { res, built } = await ask({ kind: 'database', public_key: spkiPem() });
+    const { res, built } = await ask({ kind: 'database', csr: await csrPem() });
     const r = okResult(res, built.requestId);
     const leaf = new X509Certificate(r.chain![0]!);
     expect(leaf.subject).toBe('CN=app');
@@ -113,7 +120,7 @@ describe('credential: the role grants', () => {
   });
 
   it('a Kubernetes client certificate: O = each group, CN = the user', async () => {
-    const { res, built } = await ask({ kind: 'kubernetes', public_key: spkiPem(), kubernetes_groups: ['viewers', 'ci'] });
+    const { res, built } = await ask({ kind: 'kubernetes', csr: await csrPem(), kubernetes_groups: ['viewers', 'ci'] });
     const leaf = new X509Certificate(okResult(res, built.requestId).chain![0]!);
     expect(leaf.subject).toBe('O=viewers\nO=ci\nCN=robot');
   });
@@ -136,8 +143,8 @@ describe('credential: the role grants', () => {
 describe('credential: refusals name the role rule and change nothing', () => {
   it('a login beyond the role', () => expectDenied({ kind: 'ssh_user', public_key: sshKeyLine(), logins: ['ops', 'root'] }, 403, 'role_denied', /^role creds does not allow login root \(ssh_logins\)$/));
   it('a host principal beyond the role', () => expectDenied({ kind: 'ssh_host', public_key: sshKeyLine(), principals: ['db1.example.org'] }, 403, 'role_denied', /host principal db1\.example\.org \(ssh_host_principals\)/));
-  it('another database user', () => expectDenied({ kind: 'database', public_key: spkiPem(), db_user: 'postgres' }, 403, 'role_denied', /database user postgres \(db_users\)/));
-  it('another kubernetes group', () => expectDenied({ kind: 'kubernetes', public_key: spkiPem(), kubernetes_groups: ['system:masters'] }, 403, 'role_denied', /kubernetes group system:masters \(kubernetes_groups\)/));
+  it('another database user', async () => expectDenied({ kind: 'database', csr: await csrPem(), db_user: 'postgres' }, 403, 'role_denied', /database user postgres \(db_users\)/));
+  it('another kubernetes group', async () => expectDenied({ kind: 'kubernetes', csr: await csrPem(), kubernetes_groups: ['system:masters'] }, 403, 'role_denied', /kubernetes group system:masters \(kubernetes_groups\)/));
   it('another JWT audience', () => expectDenied({ kind: 'jwt', audiences: ['gcp'] }, 403, 'role_denied', /audience gcp \(jwt_audiences\)/));
   it('an output kind no role allows', async () => {
     const gw = await h.join();
@@ -145,16 +152,19 @@ describe('credential: refusals name the role rule and change nothing', () => {
   });
   it('fields that do not apply to the kind, and a key of the wrong format', async () => {
     await expectDenied({ kind: 'jwt', audiences: ['vault'], logins: ['ops'] }, 400, 'bad_request', /logins does not apply to kind jwt/);
-    await expectDenied({ kind: 'database', public_key: sshKeyLine() }, 400, 'unsupported_key');
+    await expectDenied({ kind: 'database', csr: 'garbage' }, 400, 'bad_csr');
     await expectDenied({ kind: 'ssh_user', public_key: toPem('PUBLIC KEY', Buffer.from('x')) }, 400, 'unsupported_key');
     await expectDenied({ kind: 'ssh_user' }, 400, 'bad_request', /must carry public_key/);
   });
   it('a client certificate is not an identity: it cannot sign a credential request', async () => {
     const signer = SoftwareSigner.generate();
-    const spki = toPem('PUBLIC KEY', signer.publicKeySpki());
-    const { res, built } = await ask({ kind: 'database', public_key: spki });
+    const { res, built } = await ask({ kind: 'database', csr: await csrPem(signer) });
     const db = okResult(res, built.requestId);
-    await expectDenied({ kind: 'jwt', audiences: ['vault'] }, 401, 'chain_invalid', undefined, { signer, chainPem: db.chain!, result: id.result });
+    // Signed with the client certificate's key, naming the identity it belongs to.
+    const payload = { v: 1, op: 'credential', request_id: newRequestId(), timestamp: h.ctx.now(), ...namedSigner(id.chainPem), kind: 'jwt', audiences: ['vault'] };
+    const seq = h.lastAuditSeq();
+    expectRefusal(await h.post('credential', await signJws(signer, TYP_REQUEST, payload, db.chain!.map((c) => fromPem(c, 'CERTIFICATE')))), 401, 'chain_invalid');
+    expect(h.auditAfter(seq).map((r) => [r.action, r.outcome, r.code])).toEqual([['credential', 'refused', 'chain_invalid']]);
   });
   it('an expired identity and a locked instance', async () => {
     h.clock.offsetMs = 3 * 3600_000;
@@ -166,6 +176,23 @@ describe('credential: refusals name the role rule and change nothing', () => {
     const other = await h.join({ token: h.token({ bot: 'cred' }) });
     runAdminOp(h.ctx.stores, 'lock', { target: other.result.instance_id }, h.ctx.now());
     await expectDenied({ kind: 'jwt', audiences: ['vault'] }, 403, 'instance_locked', undefined, other);
+  });
+});
+
+describe('credential: proof of possession of an X.509 credential key (issue #11)', () => {
+  it('a bare public key is refused for database and kubernetes, with the way to do it', async () => {
+    const spki = toPem('PUBLIC KEY', SoftwareSigner.generate().publicKeySpki());
+    await expectDenied({ kind: 'database', public_key: spki } as CredentialAskFields, 400, 'bad_request', /public_key does not apply to kind database \(send csr/);
+    await expectDenied({ kind: 'kubernetes', public_key: spki } as CredentialAskFields, 400, 'bad_request', /public_key does not apply to kind kubernetes/);
+    await expectDenied({ kind: 'database' }, 400, 'bad_request', /must carry csr/);
+  });
+  it("a CSR naming the intermediate CA's own key, signed by another key, is refused (csr_signature_invalid)", async () => {
+    const other = SoftwareSigner.generate();
+    const intermediateSpki = new X509Certificate(h.ctx.ca.intermediatePem).publicKey.export({ type: 'spki', format: 'der' });
+    // A signer that claims the intermediate's public key but signs with a key of its own.
+    const claimant: Signer = { storage: 'software', exportable: true, algorithm: 'ES256', publicKeySpki: () => intermediateSpki, sign: (d) => other.sign(d) };
+    await expectDenied({ kind: 'database', csr: await csrPem(claimant) }, 400, 'csr_signature_invalid');
+    await expectDenied({ kind: 'kubernetes', csr: await csrPem(claimant) }, 400, 'csr_signature_invalid');
   });
 });
 

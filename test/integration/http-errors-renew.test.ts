@@ -14,6 +14,7 @@ import { TYP_RESPONSE } from '../../src/protocol/messages.js';
 import { runAdminOp } from '../../src/server/admin/ops.js';
 import { newRequestId } from '../../src/util/secret.js';
 import { expectRefusal, expectRefused, keySigner, sign, startIssuer, type Harness, type Identity } from './harness.js';
+import { namedSigner } from '../../src/agent/named-signer.js';
 
 let h: Harness;
 let id: Identity & { envelope: { payload: string } };
@@ -36,6 +37,7 @@ async function renewPayload(over: Record<string, unknown> = {}): Promise<Record<
     op: 'renew',
     request_id: newRequestId(),
     timestamp: h.ctx.now(),
+    ...namedSigner(id.chainPem),
     csr: toPem('CERTIFICATE REQUEST', await buildCsr(SoftwareSigner.generate())),
     key_storage: 'software',
     ...over,

@@ -113,6 +113,14 @@ describe('POST /v1/join refusals change nothing', () => {
     expect(res.json.message).toMatch(re);
   });
 
+  it('thousands of made-up keys: the refusal names them, bounded (~1 KB), not echoed back whole', async () => {
+    const junk = Object.fromEntries(Array.from({ length: 1500 }, (_, i) => [`k${i}_${'x'.repeat(8)}`, 1]));
+    const { payload, signer } = await joinPayload(junk, T());
+    const res = await expectRefused(h, 'join', await sign(signer, payload), 400, 'bad_request');
+    expect(res.json.message).toMatch(/k0_x/);
+    expect(res.text.length).toBeLessThan(1300);
+  });
+
   it('garbage CSR → 400 bad_csr', async () => {
     const { payload, signer } = await joinPayload({ csr: 'hello' }, T());
     await expectRefused(h, 'join', await sign(signer, payload), 400, 'bad_csr');

@@ -28,6 +28,7 @@ import { newRequestId } from '../../src/util/secret.js';
 import { tempDir } from '../helpers/cli.js';
 import { OpensslPki, openssl } from '../helpers/openssl-pki.js';
 import { startIssuer, type Harness } from './harness.js';
+import { namedSigner } from '../../src/agent/named-signer.js';
 
 const MODULE = '/usr/lib/softhsm/libsofthsm2.so';
 const PIN = '4711-secret-pin';
@@ -245,7 +246,7 @@ describe('joins and renewals with keys on the token, over HTTPS', () => {
     // Renew: CSR of a new token key, envelope signed by the current token key with its chain.
     const { signer: next, ref: nextRef } = createSigner('pkcs11', base());
     const requestId = newRequestId();
-    const payload = { v: PROTOCOL_VERSION, op: 'renew', request_id: requestId, timestamp: h.ctx.now(), csr: toPem('CERTIFICATE REQUEST', await buildCsr(next)), key_storage: 'pkcs11' };
+    const payload = { v: PROTOCOL_VERSION, op: 'renew', request_id: requestId, timestamp: h.ctx.now(), ...namedSigner(joined.payload.result.chain), csr: toPem('CERTIFICATE REQUEST', await buildCsr(next)), key_storage: 'pkcs11' };
     const env = await signJws(identity, TYP_REQUEST, payload, joined.payload.result.chain.map((c) => fromPem(c, 'CERTIFICATE')));
     const renewed = verifyResponse(await client.post('renew', env), 'renew', requestId, await client.ensureRoot());
     expect(renewed.result.generation).toBe(2);

@@ -26,6 +26,7 @@ import { OpensslPki, type OpensslCaDir } from '../helpers/openssl-pki.js';
 import { createLocalCa, createSwtpm, simulatedBootLog, simulateBoot, tpm2Tool, type SharedLocalCa, type SwtpmInstance } from '../helpers/swtpm.js';
 import { expectTpmRefused, httpsClient, quoteOnAnotherTpm, setTpmRules, tpmJoin, tpmRule, writeLog, type Answer } from '../helpers/tpm-join.js';
 import { expectRefusal, startIssuer, type Harness } from './harness.js';
+import { namedSigner } from '../../src/agent/named-signer.js';
 
 let h: Harness;
 let client: HttpsIssuerClient;
@@ -187,6 +188,7 @@ describe('tpm join with swtpm', () => {
         op: 'renew',
         request_id: requestId,
         timestamp: h.ctx.now(),
+        ...namedSigner(current.chain),
         csr: toPem('CERTIFICATE REQUEST', await buildCsr(next)),
         key_storage: 'tpm',
         ...(attest ? { key_attestation: await attestRenewalKey({ ak, key: next, requestId }) } : {}),
@@ -217,6 +219,7 @@ describe('tpm join with swtpm', () => {
       op: 'renew',
       request_id: requestId,
       timestamp: h.ctx.now(),
+      ...namedSigner(joined.payload.result.chain),
       csr: toPem('CERTIFICATE REQUEST', await buildCsr(next)),
       key_attestation: await attestRenewalKey({ ak: joined.agent.attestationKey()!, key: next, requestId: newRequestId() }),
     };

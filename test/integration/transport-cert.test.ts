@@ -20,6 +20,7 @@ import { fromPem, toPem } from '../../src/pki/pem.js';
 import type { IdentityResult } from '../../src/protocol/messages.js';
 import { spkiHash } from '../../src/server/ops/issue.js';
 import { expectRefused, joinPayload, sign, startIssuer, type Harness, type Identity } from './harness.js';
+import { namedSigner } from '../../src/agent/named-signer.js';
 
 let h: Harness;
 let tmp: string;
@@ -194,7 +195,7 @@ describe('a bad transport_csr is refused and changes nothing', () => {
     const next = SoftwareSigner.generate();
     const cases = [...(await badTransportCsrs(next)), [await csrPem(id.signer), 400, 'bad_csr'] as [string, number, string]];
     for (const [transport_csr, status, code] of cases) {
-      const payload = { v: 1, op: 'renew', request_id: `bad-transport-${Math.random().toString(36).slice(2, 12)}`, timestamp: h.ctx.now(), csr: await csrPem(next), key_storage: 'software', transport_csr };
+      const payload = { v: 1, op: 'renew', request_id: `bad-transport-${Math.random().toString(36).slice(2, 12)}`, timestamp: h.ctx.now(), ...namedSigner(id.chainPem), csr: await csrPem(next), key_storage: 'software', transport_csr };
       await expectRefused(h, 'renew', await sign(id.signer, payload, x5c), status, code);
       expect(inst()).toEqual(before);
     }

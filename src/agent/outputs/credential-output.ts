@@ -12,7 +12,8 @@
 import type { CredentialAskFields } from '../credential-request.js';
 import type { CredentialResult } from '../../protocol/credential-messages.js';
 import type { AtomicFile, FileOwner } from '../../util/atomic-file.js';
-import { ensureDir, writeFilesAtomic } from '../../util/atomic-file.js';
+import { writeFilesAtomic } from '../../util/atomic-file.js';
+import { ensureOutputDir } from './output-dir.js';
 import type { CredentialOutputConfig } from './config.js';
 
 export const KEY_MODE = 0o600;
@@ -42,9 +43,9 @@ export function ownerOf(cfg: CredentialOutputConfig): FileOwner {
   return { ...(cfg.uid !== undefined ? { uid: cfg.uid } : {}), ...(cfg.gid !== undefined ? { gid: cfg.gid } : {}) };
 }
 
-/** Create the directory if needed (0755; refused if it is a symlink) and write the set. */
+/** Create the directory if needed (0755; refused if it is a symlink or world-writable) and write the set. */
 export function writeOutputFiles(cfg: CredentialOutputConfig, files: AtomicFile[]): void {
-  ensureDir(cfg.path, DIR_MODE);
+  ensureOutputDir(cfg.path, DIR_MODE);
   writeFilesAtomic(cfg.path, files, ownerOf(cfg));
 }
 

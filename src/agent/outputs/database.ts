@@ -34,7 +34,7 @@ export function databaseOutput(cfg: DatabaseConfig): CredentialDestination {
     async prepare(): Promise<Prepared> {
       const key = await createOutputKey(cfg.key ?? 'software', cfg.tcti);
       return {
-        fields: { kind: 'database', public_key: key.spkiPem, ...(cfg.db_user ? { db_user: cfg.db_user } : {}), ...(cfg.ttl !== undefined ? { ttl_s: cfg.ttl } : {}) },
+        fields: { kind: 'database', csr: key.csrPem, ...(cfg.db_user ? { db_user: cfg.db_user } : {}), ...(cfg.ttl !== undefined ? { ttl_s: cfg.ttl } : {}) },
         secret: { keyPem: key.keyPem, spkiPem: key.spkiPem },
       };
     },

@@ -11,7 +11,8 @@
  */
 import path from 'node:path';
 import type { AtomicFile, FileOwner } from '../../util/atomic-file.js';
-import { ensureDir, writeFilesAtomic } from '../../util/atomic-file.js';
+import { writeFilesAtomic } from '../../util/atomic-file.js';
+import { ensureOutputDir } from './output-dir.js';
 import type { IdentityMaterial, OutputDestination } from './types.js';
 
 export const SVID_CERT_FILE = 'svid.pem';
@@ -26,7 +27,8 @@ const KEY_MODE = 0o600;
 
 /**
  * Write the identity files into `dir`, creating it (0755) if missing. Refuses (unsafe_path) a
- * `dir` that is a symlink and any target file that is a symlink or directory.
+ * `dir` that is a symlink or world-writable (./output-dir.ts) and any target file that is a
+ * symlink or directory.
  *
  * When `keyPem` is absent an existing svid.key is left as is; the caller that switches a
  * destination from a software to a hardware key is responsible for removing it.
@@ -37,7 +39,7 @@ export function writeIdentityOutput(dir: string, material: IdentityMaterial, opt
   if (material.keyPem !== undefined && (typeof material.keyPem !== 'string' || material.keyPem.trim() === '')) {
     throw new TypeError('identity output: keyPem is empty');
   }
-  ensureDir(dir, DIR_MODE);
+  ensureOutputDir(dir, DIR_MODE);
   const files: AtomicFile[] = [{ name: BUNDLE_FILE, data: withNewline(material.bundlePem), mode: PUBLIC_MODE }];
   if (material.keyPem !== undefined) files.push({ name: material.keyFile ?? SVID_KEY_FILE, data: withNewline(material.keyPem), mode: KEY_MODE });
   files.push({ name: SVID_CERT_FILE, data: withNewline(material.certPem), mode: PUBLIC_MODE });

@@ -42,7 +42,7 @@ export function kubernetesOutput(cfg: KubernetesConfig): CredentialDestination {
       return {
         fields: {
           kind: 'kubernetes',
-          public_key: key.spkiPem,
+          csr: key.csrPem,
           ...(cfg.user ? { kubernetes_user: cfg.user } : {}),
           ...(cfg.groups ? { kubernetes_groups: cfg.groups } : {}),
           ...(cfg.ttl !== undefined ? { ttl_s: cfg.ttl } : {}),

@@ -4,12 +4,15 @@
  * keystore/tpm.ts) and writes a `TSS2 PRIVATE KEY` file (keystore/tss2-pem.ts) — the workload
  * then uses the key through OpenSSL's tpm2 provider and the private key never exists on disk.
  */
-import { generateKeyPairSync } from 'node:crypto';
+import { SoftwareSigner } from '../../keystore/software.js';
+import { buildCsr } from '../../pki/csr.js';
 import { toPem } from '../../pki/pem.js';
 
 export interface OutputKey {
-  /** SubjectPublicKeyInfo, PEM "PUBLIC KEY": what the credential request carries. */
+  /** SubjectPublicKeyInfo, PEM "PUBLIC KEY": what the answer's leaf must certify. */
   spkiPem: string;
+  /** PKCS#10 signed by the key, PEM: what the credential request carries (proof of possession). */
+  csrPem: string;
   /** PKCS#8 PEM, or TSS2 PRIVATE KEY PEM for a TPM key. */
   keyPem: string;
   storage: 'software' | 'tpm';
@@ -23,12 +26,8 @@ export async function createOutputKey(storage: 'software' | 'tpm' = 'software', 
     // Loaded only when used: the TPM stack is large and most outputs never need it.
     const { TpmSigner } = await import('../../keystore/tpm.js');
     const signer = await TpmSigner.create(tcti ?? defaultTcti());
-    return { spkiPem: toPem('PUBLIC KEY', signer.publicKeySpki()), keyPem: signer.toTss2Pem(), storage };
+    return { spkiPem: toPem('PUBLIC KEY', signer.publicKeySpki()), csrPem: toPem('CERTIFICATE REQUEST', await buildCsr(signer)), keyPem: signer.toTss2Pem(), storage };
   }
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  return {
-    spkiPem: publicKey.export({ type: 'spki', format: 'pem' }) as string,
-    keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
-    storage,
-  };
+  const signer = SoftwareSigner.generate();
+  return { spkiPem: toPem('PUBLIC KEY', signer.publicKeySpki()), csrPem: toPem('CERTIFICATE REQUEST', await buildCsr(signer)), keyPem: signer.toPkcs8Pem(), storage };
 }

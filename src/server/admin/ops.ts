@@ -12,11 +12,34 @@ import { randomSecret } from '../../util/secret.js';
 import { applyResources, botSpecSchema, parseResources } from '../policy/resources.js';
 import { importDevices } from './devices.js';
 import type { Stores } from '../store/types.js';
+import type { CheckpointWriter } from '../audit/checkpoints.js';
+import { pruneAudit } from '../audit/prune.js';
+import { verifyAuditLog, type AuditVerifyOptions } from '../audit/verify.js';
+
+/**
+ * What the audit operations need besides the stores: the checkpoint verifiers and file
+ * (`audit.verify`) and the checkpoint writer (`audit.prune`). The issuer and local `sigil ctl`
+ * build it from the data directory (server/audit/signer.ts).
+ */
+export interface AdminAuditEnv {
+  verify?: Omit<AuditVerifyOptions, 'onRow'>;
+  checkpoints?: CheckpointWriter;
+}
 
 export const DEFAULT_TOKEN_TTL_S = 15 * 60;
 
+/** The largest policy text `apply` takes (characters), locally and over the admin API alike. */
+export const MAX_APPLY_YAML_CHARS = 1024 * 1024;
+/**
+ * Body limit of POST /v1/admin/<op>: a MAX_APPLY_YAML_CHARS policy must fit once JSON-encoded.
+ * A UTF-16 unit encodes to at most 3 UTF-8 bytes (an escape like \n is 2), so 3× plus room for
+ * the envelope. The route checks the admin credential before it reads the body. (Remote
+ * `devices.import` stays bounded by this too: large manifests go through local mode.)
+ */
+export const ADMIN_MAX_BODY_BYTES = 3 * MAX_APPLY_YAML_CHARS + 64 * 1024;
+
 const schemas = {
-  apply: z.strictObject({ yaml: z.string().max(1024 * 1024), source: z.string().max(256).optional() }),
+  apply: z.strictObject({ yaml: z.string().max(MAX_APPLY_YAML_CHARS), source: z.string().max(256).optional() }),
   'token.create': z.strictObject({ bot: z.string().min(1).max(63), ttl: z.union([z.string(), z.number()]).optional() }),
   'bots.ls': z.strictObject({}),
   'instances.ls': z.strictObject({ bot: z.string().optional() }),
@@ -25,6 +48,7 @@ const schemas = {
   unlock: z.strictObject({ target: z.string().min(1).max(128) }),
   audit: z.strictObject({ since: z.number().int().nonnegative().optional(), limit: z.number().int().positive().max(100000).optional() }),
   'audit.verify': z.strictObject({}),
+  'audit.prune': z.strictObject({ before: z.number().int().nonnegative() }),
   'resources.ls': z.strictObject({ kind: z.enum(['role', 'bot', 'join_rule']).optional() }),
   'devices.import': z.strictObject({ jsonl: z.string().max(64 * 1024 * 1024), rule: z.string().min(1).max(63).optional(), source: z.string().max(256).optional() }),
   'devices.ls': z.strictObject({ rule: z.string().min(1).max(63).optional() }),
@@ -45,7 +69,8 @@ function resolveLockTarget(stores: Stores, target: string): { kind: 'bot' | 'ins
   throw new SigilError('not_found', `"${target}" is neither a bot nor an instance id (see: sigil ctl bots ls, sigil ctl instances ls)`);
 }
 
-export function runAdminOp(stores: Stores, op: string, rawArgs: unknown, now: number = Date.now()): unknown {
+/** Most operations answer at once; `audit.verify` and `audit.prune` return a promise (chunked walk). */
+export function runAdminOp(stores: Stores, op: string, rawArgs: unknown, now: number = Date.now(), env: AdminAuditEnv = {}): unknown {
   if (!isAdminOp(op)) throw new SigilError('not_found', `unknown admin operation "${op}"`);
   const args = parseWith(schemas[op] as z.ZodType, rawArgs ?? {}, 'bad_request', `${op} arguments`) as Record<string, unknown>;
   switch (op) {
@@ -132,7 +157,11 @@ export function runAdminOp(stores: Stores, op: string, rawArgs: unknown, now: nu
       return limit !== undefined ? rows.slice(-limit) : rows;
     }
     case 'audit.verify':
-      return stores.audit.verify();
+      // Chunked with yields: on the issuer this never holds the event loop for the whole log.
+      return verifyAuditLog(stores.audit, env.verify);
+    case 'audit.prune':
+      if (!env.checkpoints) throw new SigilError('config_invalid', 'audit prune needs the checkpoint signer: run it with --data-dir on the issuer machine, or against an issuer started from its data directory');
+      return pruneAudit(stores.audit, env.checkpoints, args.before as number, now, env.verify ?? {});
     case 'devices.import':
       return importDevices(stores, args.jsonl as string, {
         now,

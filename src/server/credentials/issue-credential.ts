@@ -11,7 +11,8 @@
 import { createPublicKey, randomBytes } from 'node:crypto';
 import { SigilError } from '../../errors.js';
 import type { CredentialKind, CredentialRequest, CredentialResult } from '../../protocol/credential-messages.js';
-import { fromPem, toPem } from '../../pki/pem.js';
+import { parseCsr } from '../../pki/csr.js';
+import { toPem } from '../../pki/pem.js';
 import type { NameAttribute } from '../../pki/name.js';
 import { randomSerial, serialHex } from '../../pki/serial.js';
 import { classifySpki, readSpki } from '../../pki/spki.js';
@@ -81,9 +82,11 @@ function signSsh(ctx: IssuerContext, p: IssueCredentialParams, spiffeId: string,
 }
 
 function signClientCert(ctx: IssuerContext, p: IssueCredentialParams, notBefore: number, notAfter: number): Signed {
-  const spkiDer = fromPem(needKey(p.req), 'PUBLIC KEY', 'unsupported_key');
-  const c = classifySpki(readSpki(spkiDer, 'unsupported_key', 'public_key'));
-  if ('reason' in c) throw new SigilError('unsupported_key', `public_key: ${c.reason}`);
+  // Proof of possession: the CSR's self-signature verifies with the key to be certified.
+  if (!p.req.csr) throw new SigilError('bad_request', `a ${p.req.kind} credential request must carry csr (a PKCS#10 request signed by the key)`);
+  const spkiDer = parseCsr(p.req.csr).spkiDer;
+  const c = classifySpki(readSpki(spkiDer, 'unsupported_key', 'csr public key'));
+  if ('reason' in c) throw new SigilError('unsupported_key', `csr public key: ${c.reason}`);
   checkKeyMaterial(spkiDer);
   const cn = p.grant.kind === 'database' ? p.grant.dbUser! : p.grant.kubernetesUser!;
   const orgs = p.grant.kind === 'kubernetes' ? (p.grant.kubernetesGroups ?? []) : [];

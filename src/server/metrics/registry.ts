@@ -17,17 +17,32 @@ interface Metric {
   render(): string;
 }
 
+/**
+ * Series one counter may hold before new label sets fold into one series whose every label is
+ * "overflow". Label values are meant to come from fixed sets (issue #11 item 5: a label taken
+ * from a request once made 20k series); this is the backstop if one ever does not.
+ */
+export const MAX_SERIES = 1000;
+
 export class Counter implements Metric {
   private readonly values = new Map<string, { labels: Labels; v: number }>();
-  constructor(readonly name: string, readonly help: string) {}
+  constructor(readonly name: string, readonly help: string, private readonly maxSeries: number = MAX_SERIES) {}
   inc(labels: Labels = {}, by = 1): void {
-    const k = keyOf(labels);
+    let k = keyOf(labels);
+    if (!this.values.has(k) && this.values.size >= this.maxSeries) {
+      labels = Object.fromEntries(Object.keys(labels).map((n) => [n, 'overflow']));
+      k = keyOf(labels);
+    }
     const e = this.values.get(k);
     if (e) e.v += by;
     else this.values.set(k, { labels, v: by });
   }
   get(labels: Labels = {}): number {
     return this.values.get(keyOf(labels))?.v ?? 0;
+  }
+  /** Series held (for tests of the bound). */
+  get series(): number {
+    return this.values.size;
   }
   render(): string {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];

@@ -13,7 +13,7 @@
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { SigilError } from '../../errors.js';
-import { parseJws, verifyJws, x5cDers, type VerifiedJws } from '../../protocol/jws.js';
+import { parseJws, verifyJws, x5cDers, type Jws, type VerifiedJws } from '../../protocol/jws.js';
 import { TYP_REQUEST } from '../../protocol/messages.js';
 import { readCertificate } from '../../pki/cert-reader.js';
 import { verifyOwnLeaf, type OwnLeaf } from '../../pki/own-leaf.js';
@@ -51,13 +51,50 @@ export function checkPresentedChain(ctx: IssuerContext, ders: Buffer[], op: stri
   return { leaf, publicKey, bot: rest[0], instanceId: rest[1], serial: leaf.serial };
 }
 
+/** Who signed a request, once both its chain and its signature verified (for carriers: where to answer). */
+export interface AuthenticatedSigner {
+  instanceId: string;
+  bot: string;
+  serial: string;
+}
+
+export interface OpHooks {
+  /**
+   * Called once the request's chain AND signature verified, before any other check: the MQTT
+   * responder answers only on this instance's response topic (transport/mqtt/responder.ts).
+   */
+  onAuthenticated?(who: AuthenticatedSigner): void;
+}
+
 /** Phase 1: who signed this request (chain + signature); nothing about time or state yet. */
-export function authenticateRequest(ctx: IssuerContext, body: unknown, op: string, onPresented?: (who: Presented) => void): { who: Presented; verified: VerifiedJws } {
+export function authenticateRequest(
+  ctx: IssuerContext,
+  body: unknown,
+  op: string,
+  onPresented?: (who: Presented) => void,
+  hooks?: OpHooks,
+): { who: Presented; jws: Jws; verified: VerifiedJws } {
   const { jws, header } = parseJws(body);
   if (header.typ !== TYP_REQUEST) throw new SigilError('bad_request', `JWS typ must be ${TYP_REQUEST}`);
   const who = checkPresentedChain(ctx, x5cDers(header), op);
   onPresented?.(who);
-  return { who, verified: verifyJws(jws, header, who.publicKey) };
+  const verified = verifyJws(jws, header, who.publicKey);
+  hooks?.onAuthenticated?.({ instanceId: who.instanceId, bot: who.bot, serial: who.serial });
+  return { who, jws, verified };
+}
+
+/**
+ * The payload must name the identity that signed it (protocol/messages.ts namedSignerFields).
+ * Without this, a payload seen on the way could be re-signed by any other identity: the review
+ * of issue #11 got another bot's JWT and swapped a victim's renewal onto its own instance so.
+ */
+export function checkNamedSigner(who: Presented, named: { instance_id: string; serial: string }): void {
+  if (named.instance_id !== who.instanceId) {
+    throw new SigilError('signer_mismatch', `the request names instance ${named.instance_id} but is signed by instance ${who.instanceId}`);
+  }
+  if (named.serial !== who.serial) {
+    throw new SigilError('signer_mismatch', `the request names certificate ${named.serial} but is signed with certificate ${who.serial}`);
+  }
 }
 
 /** Phase 2: the presented identity is current, its instance and bot usable (see the module comment). */

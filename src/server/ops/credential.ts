@@ -4,7 +4,9 @@
  *
  *   authenticateRequest (./authenticate.ts: envelope, chain to our CA, signature by the leaf)
  *   → payload shape (bad_request; fields that do not apply to the kind are refused)
- *   → idempotent replay of a known request id (the stored answer, even after expiry)
+ *   → the payload names that signer: instance id and certificate serial (signer_mismatch)
+ *   → idempotent replay of a known request id, only to the same signer (the stored answer,
+ *     even after expiry; another signer: request_id_conflict)
  *   → checkCurrentIdentity (expiry, clock, instance/bot locks, generation)
  *   → the bot's roles decide (policy/credentials.ts; role_denied names role and rule)
  *   → sign (credentials/issue-credential.ts), record, remember the response, audit — one
@@ -17,28 +19,32 @@ import { checkVersion, parseWith } from '../../protocol/messages.js';
 import { issueCredential } from '../credentials/issue-credential.js';
 import type { IssuerContext } from '../issuer.js';
 import { decideCredential } from '../policy/credentials.js';
-import { authenticateRequest, checkCurrentIdentity, type Presented } from './authenticate.js';
+import { authenticateRequest, checkCurrentIdentity, checkNamedSigner, type OpHooks, type Presented } from './authenticate.js';
 import { auditRefusal } from './refusal.js';
-import { payloadHash, recordAnswer, replayIfSeen, signResponse } from './respond.js';
+import { recordAnswer, replayIfSeen, signedRequest, signResponse } from './respond.js';
 
 function checkFieldsForKind(req: CredentialRequest): void {
   const allowed = KIND_FIELDS[req.kind];
   for (const f of KIND_SPECIFIC_FIELDS) {
-    if (req[f] !== undefined && !allowed.includes(f)) throw new SigilError('bad_request', `credential request: ${f} does not apply to kind ${req.kind}`);
+    if (req[f] !== undefined && !allowed.includes(f)) {
+      const hint = f === 'public_key' && allowed.includes('csr') ? ' (send csr: a PKCS#10 request signed by the key proves possession of it)' : '';
+      throw new SigilError('bad_request', `credential request: ${f} does not apply to kind ${req.kind}${hint}`);
+    }
   }
 }
 
-export async function handleCredential(ctx: IssuerContext, body: unknown, remote: string | null): Promise<Jws> {
+export async function handleCredential(ctx: IssuerContext, body: unknown, remote: string | null, hooks?: OpHooks): Promise<Jws> {
   let who: Presented | undefined;
   let req: CredentialRequest | undefined;
   try {
-    const auth = authenticateRequest(ctx, body, 'a credential request', (w) => (who = w));
+    const auth = authenticateRequest(ctx, body, 'a credential request', (w) => (who = w), hooks);
     checkVersion(auth.verified.payload);
     req = parseWith(credentialRequestSchema, auth.verified.payload, 'bad_request', 'credential request');
+    checkNamedSigner(auth.who, req);
     checkFieldsForKind(req);
-    const hash = payloadHash(auth.verified.payloadBytes);
+    const signed = signedRequest(auth.jws, auth.verified.payloadBytes, req.request_id, { keyHash: auth.who.leaf.spkiHash, instanceId: auth.who.instanceId });
 
-    const replay = replayIfSeen(ctx, req.request_id, hash);
+    const replay = replayIfSeen(ctx, signed);
     if (replay) return signResponse(ctx, replay);
 
     const now = ctx.now();
@@ -56,14 +62,13 @@ export async function handleCredential(ctx: IssuerContext, body: unknown, remote
 
     const r = req;
     const payload = ctx.stores.tx(() => {
-      const again = replayIfSeen(ctx, r.request_id, hash);
+      const again = replayIfSeen(ctx, signed);
       if (again) return again;
       const { result, record } = issueCredential(ctx, { grant, req: r, inst, now });
       ctx.stores.certificates.insert(record);
       return recordAnswer(ctx, {
         op: 'credential',
-        requestId: r.request_id,
-        requestHash: hash,
+        request: signed,
         result,
         now,
         audit: {

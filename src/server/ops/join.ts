@@ -13,8 +13,8 @@ import { parseCsr, type ParsedCsr } from '../../pki/csr.js';
 import type { IssuerContext } from '../issuer.js';
 import { resolveBot } from '../policy/resources.js';
 import { issueChallenge } from './challenge.js';
-import { issueIdentity, spiffeIdFor } from './issue.js';
-import { payloadHash, recordAnswer, replayIfSeen, signResponse } from './respond.js';
+import { issueIdentity, spiffeIdFor, spkiHash } from './issue.js';
+import { recordAnswer, replayIfSeen, signedRequest, signResponse } from './respond.js';
 import { auditRefusal } from './refusal.js';
 import { checkTransportCsr } from './transport-cert.js';
 
@@ -53,9 +53,10 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
     const csr = parseJoinCsr(req.csr);
     // The envelope must be signed by the very key being certified.
     const verified = verifyJws(jws, header, csr.publicKey);
-    const hash = payloadHash(verified.payloadBytes);
+    // A join is signed by the key it asks to certify: that key is the signer a replay must match.
+    const signed = signedRequest(jws, verified.payloadBytes, req.request_id, { keyHash: spkiHash(csr.spkiDer) });
 
-    const replay = replayIfSeen(ctx, req.request_id, hash);
+    const replay = replayIfSeen(ctx, signed);
     if (replay) return signResponse(ctx, replay);
 
     const skew = req.timestamp - ctx.now();
@@ -81,7 +82,7 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
 
     const payload = ctx.stores.tx(() => {
       // Re-check inside the write lock: two copies of one request racing each other.
-      const again = replayIfSeen(ctx, r.request_id, hash);
+      const again = replayIfSeen(ctx, signed);
       if (again) return again;
       const existing = att.machineId ? ctx.stores.instances.get(att.machineId) : undefined;
       const instanceId = existing?.id ?? att.machineId ?? randomUUID();
@@ -116,8 +117,7 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
       });
       return recordAnswer(ctx, {
         op: 'join',
-        requestId: r.request_id,
-        requestHash: hash,
+        request: signed,
         result,
         now,
         audit: {

@@ -2,7 +2,8 @@
  * `renew`: the agent presents its current chain (JWS x5c), signed by its current key, with a
  * CSR of a NEW key. Checks, in order, each with its own code:
  *   authenticateRequest (./authenticate.ts: envelope shape, chain to our CA, signature by the leaf)
- *   → idempotent replay of a known request id (answered even if the cert has since expired:
+ *   → the payload names that signer: instance id and certificate serial (signer_mismatch)
+ *   → idempotent replay, only to the same signer (./respond.ts; request_id_conflict) of a known request id (answered even if the cert has since expired:
  *     a lost response must never lock anyone out)
  *   → checkCurrentIdentity (./authenticate.ts: leaf expiry, timestamp freshness, instance and
  *     bot locks, generation: an older one locks the instance)
@@ -20,24 +21,25 @@ import type { KeyStorage } from '../../keystore/signer.js';
 import { verifyKeyAttestation } from '../../join/tpm/key-attestation.js';
 import type { IssuerContext } from '../issuer.js';
 import { resolveBot } from '../policy/resources.js';
-import { authenticateRequest, checkCurrentIdentity, type Presented } from './authenticate.js';
+import { authenticateRequest, checkCurrentIdentity, checkNamedSigner, type OpHooks, type Presented } from './authenticate.js';
 import { issueIdentity, spkiHash } from './issue.js';
-import { payloadHash, recordAnswer, replayIfSeen, signResponse } from './respond.js';
+import { recordAnswer, replayIfSeen, signedRequest, signResponse } from './respond.js';
 import { auditRefusal } from './refusal.js';
 import { checkTransportCsr } from './transport-cert.js';
 
-export async function handleRenew(ctx: IssuerContext, body: unknown, remote: string | null): Promise<Jws> {
+export async function handleRenew(ctx: IssuerContext, body: unknown, remote: string | null, hooks?: OpHooks): Promise<Jws> {
   const started = process.hrtime.bigint();
   let who: Presented | undefined;
   let req: RenewRequest | undefined;
   try {
-    const auth = authenticateRequest(ctx, body, 'renewal', (w) => (who = w));
+    const auth = authenticateRequest(ctx, body, 'renewal', (w) => (who = w), hooks);
     const verified = auth.verified;
     checkVersion(verified.payload);
     req = parseWith(renewRequestSchema, verified.payload, 'bad_request', 'renew request');
-    const hash = payloadHash(verified.payloadBytes);
+    checkNamedSigner(auth.who, req);
+    const signed = signedRequest(auth.jws, verified.payloadBytes, req.request_id, { keyHash: auth.who.leaf.spkiHash, instanceId: auth.who.instanceId });
 
-    const replay = replayIfSeen(ctx, req.request_id, hash);
+    const replay = replayIfSeen(ctx, signed);
     if (replay) return signResponse(ctx, replay);
 
     const now = ctx.now();
@@ -59,7 +61,7 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
     const bot = resolveBot(ctx.stores, inst.bot);
     const r = req;
     const payload = ctx.stores.tx(() => {
-      const again = replayIfSeen(ctx, r.request_id, hash);
+      const again = replayIfSeen(ctx, signed);
       if (again) return again;
       // Re-read under the write lock: a concurrent renewal of the same generation must not
       // produce two successors.
@@ -79,8 +81,7 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
       });
       return recordAnswer(ctx, {
         op: 'renew',
-        requestId: r.request_id,
-        requestHash: hash,
+        request: signed,
         result,
         now,
         audit: {

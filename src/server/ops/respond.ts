@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { SigilError } from '../../errors.js';
 import { signJwsWithKey, type Jws } from '../../protocol/jws.js';
+import { requestHash } from '../../protocol/request-hash.js';
 import { PROTOCOL_VERSION, TYP_RESPONSE, type ErrorResponsePayload, type ResponsePayload } from '../../protocol/messages.js';
 import type { IssuerContext } from '../issuer.js';
 import type { AuditEvent } from '../store/types.js';
@@ -17,10 +18,10 @@ export function responsePayload<T>(ctx: IssuerContext, op: ResponsePayload<T>['o
  */
 export function recordAnswer<T>(
   ctx: IssuerContext,
-  a: { op: 'join' | 'renew' | 'credential'; requestId: string; requestHash: string; result: T; now: number; audit: Omit<AuditEvent, 'action' | 'outcome' | 'actor'> },
+  a: { op: 'join' | 'renew' | 'credential'; request: SignedRequest; result: T; now: number; audit: Omit<AuditEvent, 'action' | 'outcome' | 'actor'> },
 ): string {
-  const json = responsePayload(ctx, a.op, a.requestId, a.result);
-  ctx.stores.idempotency.put({ requestId: a.requestId, requestHash: a.requestHash, op: a.op, response: json, createdAt: a.now });
+  const json = responsePayload(ctx, a.op, a.request.requestId, a.result);
+  ctx.stores.idempotency.put({ requestId: a.request.requestId, requestHash: a.request.hash, signer: signerTag(a.request.signer), op: a.op, response: json, createdAt: a.now });
   ctx.stores.audit.append({ action: a.op, outcome: 'ok', actor: 'agent', ...a.audit }, a.now);
   return json;
 }
@@ -30,17 +31,70 @@ export function signResponse(ctx: IssuerContext, payloadJson: string): Jws {
   return signJwsWithKey(ctx.server.key, 'ES256', TYP_RESPONSE, payloadJson, ctx.server.chainDer);
 }
 
-export const payloadHash = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
+/** Who signed a request: stored with its answer, so that a replay goes only to that signer. */
+export interface RequestSigner {
+  /** sha256:<hex> of the signing key's SubjectPublicKeyInfo. */
+  keyHash: string;
+  /** The instance whose identity signed it (renew, credential); absent for a join, signed by its new key. */
+  instanceId?: string;
+}
+
+/** The signed request an answer is (or will be) stored for. */
+export interface SignedRequest {
+  requestId: string;
+  /** protocol/request-hash.ts: the whole JWS signing input, so the signer's header is covered too. */
+  hash: string;
+  signer: RequestSigner;
+  /** Hex SHA-256 of the payload bytes alone: how answers stored before migration 4 are keyed. */
+  legacyHash: string;
+}
+
+export function signedRequest(jws: { protected: string; payload: string }, payloadBytes: Buffer, requestId: string, signer: RequestSigner): SignedRequest {
+  return { requestId, hash: requestHash(jws), signer, legacyHash: createHash('sha256').update(payloadBytes).digest('hex') };
+}
+
+const signerTag = (s: RequestSigner): string => (s.instanceId ? `${s.instanceId} ${s.keyHash}` : s.keyHash);
 
 /**
- * Idempotency: the same request id with the same signed payload gets the stored response;
- * the same id with other content is refused (a buggy or malicious client, never a retry).
+ * Idempotency, bound to the signer (ARCHITECTURE "Answers are bound to their signer"): the same
+ * request id with the same signed input *from the same signer* gets the stored answer; anything
+ * else under that id is refused `request_id_conflict` (audited by the caller's refusal path) —
+ * a buggy client, or someone who saw the request (an MQTT broker, a peer) re-signing it to
+ * collect the answer. The hash already covers the signer's x5c header; the signer column makes
+ * the rule explicit and survives any future change of what the header carries.
  */
-export function replayIfSeen(ctx: IssuerContext, requestId: string, hash: string): string | undefined {
-  const seen = ctx.stores.idempotency.get(requestId);
+export function replayIfSeen(ctx: IssuerContext, r: SignedRequest): string | undefined {
+  const seen = ctx.stores.idempotency.get(r.requestId);
   if (!seen) return undefined;
-  if (seen.requestHash !== hash) throw new SigilError('request_id_conflict', `request id ${requestId} was already used for a different request`);
+  if (seen.signer === '') return legacyReplay(seen.requestHash, seen.response, r);
+  if (seen.signer !== signerTag(r.signer)) {
+    throw new SigilError('request_id_conflict', `request id ${r.requestId} was already answered to another signer; this request is refused and recorded`);
+  }
+  if (seen.requestHash !== r.hash) throw new SigilError('request_id_conflict', `request id ${r.requestId} was already used for a different request`);
   return seen.response;
+}
+
+/**
+ * An answer stored before migration 4 (no signer, payload-only hash). A lost answer from just
+ * before an upgrade must still be found — a refusal would make the agent send a new request
+ * with its old credential and lock itself (generation_mismatch) — but only for the instance the
+ * answer belongs to. A join's payload names its own key (the CSR that verified the envelope),
+ * so its payload hash already binds the signer.
+ */
+function legacyReplay(storedHash: string, response: string, r: SignedRequest): string {
+  if (storedHash !== r.legacyHash) throw new SigilError('request_id_conflict', `request id ${r.requestId} was already used for a different request`);
+  if (r.signer.instanceId !== undefined) {
+    let answered: unknown;
+    try {
+      answered = (JSON.parse(response) as { result?: { instance_id?: unknown } }).result?.instance_id;
+    } catch {
+      answered = undefined;
+    }
+    if (answered !== undefined && answered !== r.signer.instanceId) {
+      throw new SigilError('request_id_conflict', `request id ${r.requestId} was already answered to another signer; this request is refused and recorded`);
+    }
+  }
+  return response;
 }
 
 /**

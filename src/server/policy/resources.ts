@@ -13,6 +13,9 @@ import { validateRuleBlock } from '../../join/rules.js';
 // Loads every join method so their rule schemas are registered before validation.
 import '../../join/server-methods.js';
 
+/** Aliases one YAML document may expand (yaml's own default); policy needs a handful at most. */
+const MAX_YAML_ALIASES = 100;
+
 export const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const nameSchema = z.string().regex(NAME_RE, 'names are 1-63 lowercase letters, digits and dashes');
 const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
@@ -90,7 +93,15 @@ export function parseResources(text: string, source = 'input'): ResourceDoc[] {
   list.forEach((doc, i) => {
     const where = `${source} document ${i + 1}`;
     if (doc.errors.length) throw new SigilError('policy_invalid', `${where}: YAML error: ${doc.errors[0]!.message.split('\n')[0]}`);
-    const value: unknown = doc.toJS();
+    // An alias bomb ("billion laughs": each anchor refers to the previous one ten times) expands
+    // exponentially in toJS(); yaml refuses past maxAliasCount with a ReferenceError, which is the
+    // author's mistake (policy_invalid), not ours (internal).
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: MAX_YAML_ALIASES });
+    } catch (e) {
+      throw new SigilError('policy_invalid', `${where}: YAML error: ${(e as Error).message.split('\n')[0]}`);
+    }
     if (value === null || value === undefined) return; // empty document (e.g. trailing ---)
     const d = parseWith(documentSchema, value, 'policy_invalid', where);
     // Keep the author's spec as written (durations stay "24h"), but validate it now.

@@ -220,8 +220,13 @@ export interface CertificateStore {
 
 export interface IdempotencyRecord {
   requestId: string;
-  /** Hex SHA-256 of the canonical request payload, to detect a reused id with other content. */
+  /**
+   * Hex SHA-256 of the request's JWS signing input (protocol/request-hash.ts), to detect a
+   * reused id with other content or another signer. Legacy rows (signer ''): of the payload only.
+   */
   requestHash: string;
+  /** Who signed the request (server/ops/respond.ts signerOf); '' in rows from before migration 4. */
+  signer: string;
   op: string;
   /** The exact response body (already serialised) returned the first time. */
   response: string;
@@ -268,10 +273,40 @@ export interface AuditVerifyResult {
   reason?: string;
 }
 
+/** A prune point: rows up to `seq` were removed; the chain goes on from `hash`. */
+export interface AuditAnchor {
+  seq: number;
+  hash: string;
+  at: number;
+  pruned: number;
+  /** The signed checkpoint written before the rows were removed (server/audit/checkpoints.ts). */
+  checkpoint: Record<string, unknown>;
+}
+
+/** State of a chunked chain verification (AuditStore.verifyStep). */
+export interface AuditWalk {
+  nextSeq: number;
+  prevHash: string;
+  rows: number;
+  done: boolean;
+  brokenAt?: number;
+  reason?: string;
+}
+
 export interface AuditStore {
   append(ev: AuditEvent, now: number): AuditRecord;
   list(opts?: { since?: number; limit?: number }): AuditRecord[];
+  /** The whole chain at once (blocks for large logs: prefer server/audit/verify.ts). */
   verify(): AuditVerifyResult;
+  startWalk(): AuditWalk;
+  verifyStep(walk: AuditWalk, maxRows?: number, onRow?: (seq: number, hash: string) => void): AuditWalk;
+  head(): { seq: number; hash: string } | undefined;
+  anchor(): AuditAnchor | undefined;
+  keyInfo(): { id: string; fromSeq: number } | undefined;
+  triggers(): { present: string[]; missing: string[] };
+  pruneThrough(seq: number, checkpoint: string, now: number): number;
+  /** The newest row with `at < before` (undefined: none). */
+  lastSeqBefore(before: number): number | undefined;
 }
 
 export interface AdminCredentialStore {

@@ -4,6 +4,7 @@
  * cannot be written without one.
  */
 import { TPM_ALG } from '../constants.js';
+import type { TpmReader } from '../marshal.js';
 import { codec } from './codec.js';
 import type { Codec } from './codec.js';
 
@@ -24,13 +25,31 @@ function isBlockCipher(alg: number): alg is BlockCipherAlg {
   return alg === TPM_ALG.AES || alg === TPM_ALG.SM4 || alg === TPM_ALG.CAMELLIA;
 }
 
+/**
+ * Part 2 §11.1.3 TPMI_AES_KEY_BITS, TPMI_SM4_KEY_BITS, TPMI_CAMELLIA_KEY_BITS: interface types
+ * whose only values are the key sizes a TPM implements (a TPM answers TPM_RC_VALUE otherwise).
+ * Checked here because the verifier derives keys from a public area an agent sent (an EK's
+ * symmetric definition sizes MakeCredential's AES key, Part 1 §24).
+ */
+const KEY_BITS: Readonly<Record<BlockCipherAlg, readonly number[]>> = {
+  [TPM_ALG.AES]: [128, 192, 256],
+  [TPM_ALG.SM4]: [128],
+  [TPM_ALG.CAMELLIA]: [128, 192, 256],
+};
+
+function readKeyBits(r: TpmReader, algorithm: BlockCipherAlg, field: string): number {
+  const bits = r.u16(field);
+  if (!KEY_BITS[algorithm].includes(bits)) r.fail(`${field} ${bits} is not a key size of algorithm 0x${algorithm.toString(16)}`);
+  return bits;
+}
+
 export const tpmtSymDefObject: Codec<TpmtSymDefObject> = codec(
   'TPMT_SYM_DEF_OBJECT',
   (r) => {
     const algorithm = r.u16('TPMT_SYM_DEF_OBJECT.algorithm');
     if (algorithm === TPM_ALG.NULL) return { algorithm };
     if (!isBlockCipher(algorithm)) return r.fail(`unsupported symmetric algorithm 0x${algorithm.toString(16)}`);
-    return { algorithm, keyBits: r.u16('TPMT_SYM_DEF_OBJECT.keyBits'), mode: r.u16('TPMT_SYM_DEF_OBJECT.mode') };
+    return { algorithm, keyBits: readKeyBits(r, algorithm, 'TPMT_SYM_DEF_OBJECT.keyBits'), mode: r.u16('TPMT_SYM_DEF_OBJECT.mode') };
   },
   (w, v) => {
     w.u16(v.algorithm);
@@ -45,7 +64,7 @@ export const tpmtSymDef: Codec<TpmtSymDef> = codec(
     if (algorithm === TPM_ALG.XOR) return { algorithm, hashAlg: r.u16('TPMT_SYM_DEF.keyBits.xor') };
     if (algorithm === TPM_ALG.NULL) return { algorithm };
     if (!isBlockCipher(algorithm)) return r.fail(`TPMT_SYM_DEF: unsupported symmetric algorithm 0x${algorithm.toString(16)}`);
-    return { algorithm, keyBits: r.u16('TPMT_SYM_DEF.keyBits'), mode: r.u16('TPMT_SYM_DEF.mode') };
+    return { algorithm, keyBits: readKeyBits(r, algorithm, 'TPMT_SYM_DEF.keyBits'), mode: r.u16('TPMT_SYM_DEF.mode') };
   },
   (w, v) => {
     w.u16(v.algorithm);

@@ -5,7 +5,8 @@
  */
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { SigilError, toSigilError, type ErrorCode } from '../../errors.js';
-import { runAdminOp } from '../../server/admin/ops.js';
+import { runAdminCall } from '../../server/admin/audited.js';
+import { ADMIN_MAX_BODY_BYTES } from '../../server/admin/ops.js';
 import { rotateServerIdentity, SERVER_IDENTITY_ROTATE_MS, type IssuerContext } from '../../server/issuer.js';
 import { jwks, KEYS_MAX_AGE_S, openIdConfiguration, spiffeBundle } from '../../server/credentials/discovery.js';
 import { handleBundle } from '../../server/ops/bundle.js';
@@ -13,10 +14,34 @@ import { handleCredential } from '../../server/ops/credential.js';
 import { handleJoin } from '../../server/ops/join.js';
 import { auditRefusal } from '../../server/ops/refusal.js';
 import { handleRenew } from '../../server/ops/renew.js';
+import { RateLimiter } from '../../server/rate-limit.js';
 import { constantTimeEqual, sha256Hex } from '../../util/secret.js';
+import { DEFAULT_HTTP_LIMITS, type HttpLimits, trackConnectionsPerSource } from './limits.js';
+
+export { DEFAULT_HTTP_LIMITS, type HttpLimits } from './limits.js';
 
 /** Requests are small signed JSON documents; 64 KiB leaves room for long chains. */
 export const MAX_BODY_BYTES = 64 * 1024;
+
+/**
+ * TLS 1.2 suites: ECDHE (forward secrecy) with an AEAD cipher only — no CBC (Lucky13-class
+ * padding oracles, SHA-1 MACs), no static RSA key exchange (RFC 7525 §4.2, RFC 9325 §4.2).
+ * The TLS 1.3 suites (RFC 8446 §9.1) are all AEAD and listed so that naming ciphers does not
+ * drop them. The serving key is ECDSA P-256 (server/issuer.ts); RSA variants stay for an
+ * operator-provided RSA certificate.
+ */
+export const TLS_CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+const TLS_BASE = { minVersion: 'TLSv1.2' as const, ciphers: TLS_CIPHERS, honorCipherOrder: true };
 
 const FASTIFY_CODE_MAP: Record<string, ErrorCode> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'body_too_large',
@@ -35,14 +60,27 @@ export interface HttpsServerOptions {
   ctx: IssuerContext;
   /** Set to false in tests that want plain HTTP; production always uses TLS. */
   tls?: boolean;
+  /** Connection timeouts, per-source connection cap and join rate (./limits.ts); defaults apply per field. */
+  limits?: Partial<HttpLimits>;
 }
 
-export function buildHttpsServer({ ctx, tls = true }: HttpsServerOptions): FastifyInstance {
+export function buildHttpsServer({ ctx, tls = true, limits: given = {} }: HttpsServerOptions): FastifyInstance {
+  const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...given };
+  // Node checks headersTimeout/requestTimeout only every connectionsCheckingInterval (30 s by
+  // default), which would let a trickling client overstay a short timeout by that much.
+  const nodeHttp = {
+    headersTimeout: limits.headersTimeoutMs,
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(limits.headersTimeoutMs / 2))),
+  };
   const app = Fastify({
     logger: false,
     bodyLimit: MAX_BODY_BYTES,
-    ...(tls ? { https: { key: ctx.server.keyPem, cert: ctx.server.certPem, minVersion: 'TLSv1.2' as const } } : {}),
-    keepAliveTimeout: 30_000,
+    // A TLS handshake that never completes gets the header timeout too (Node's default is 120 s).
+    ...(tls ? { https: { key: ctx.server.keyPem, cert: ctx.server.certPem, ...TLS_BASE, ...nodeHttp, handshakeTimeout: limits.headersTimeoutMs } } : { http: nodeHttp }),
+    // Idle before the first request (and the socket idle timer), between requests, whole request.
+    connectionTimeout: limits.idleTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
     return503OnClosing: true,
     // URL-level failures (bad percent-encoding, over-long params) get the same error contract.
     frameworkErrors: (err: FastifyError, _req: unknown, reply: FastifyReply) =>
@@ -50,13 +88,14 @@ export function buildHttpsServer({ ctx, tls = true }: HttpsServerOptions): Fasti
   }) as unknown as FastifyInstance;
   // JSON only: fastify's default text/plain parser would hand handlers a string.
   app.removeContentTypeParser('text/plain');
+  trackConnectionsPerSource(app.server, limits.maxConnsPerSource, ctx.log);
 
   app.setErrorHandler((err: FastifyError | SigilError | Error, req, reply) => {
     if (err instanceof SigilError) return sendError(reply, err);
     const fe = err as FastifyError;
     const mapped = fe.code ? FASTIFY_CODE_MAP[fe.code] : undefined;
     let e: SigilError;
-    if (mapped) e = new SigilError(mapped, mapped === 'body_too_large' ? `the request body exceeds ${MAX_BODY_BYTES} bytes` : undefined);
+    if (mapped) e = new SigilError(mapped, mapped === 'body_too_large' ? `the request body exceeds ${req.routeOptions.bodyLimit ?? MAX_BODY_BYTES} bytes` : undefined);
     else if (err instanceof SyntaxError || fe.statusCode === 400) e = new SigilError('malformed_json');
     else {
       ctx.log.error({ err }, 'unhandled error in HTTPS handler');
@@ -78,7 +117,7 @@ export function buildHttpsServer({ ctx, tls = true }: HttpsServerOptions): Fasti
     const timer = setInterval(() => {
       try {
         const id = rotateServerIdentity(ctx);
-        (app.server as unknown as import('node:https').Server).setSecureContext({ key: id.keyPem, cert: id.certPem, minVersion: 'TLSv1.2' });
+        (app.server as unknown as import('node:https').Server).setSecureContext({ key: id.keyPem, cert: id.certPem, ...TLS_BASE });
         ctx.log.info({ not_after: new Date(id.notAfter).toISOString() }, 'rotated the issuer serving certificate');
       } catch (err) {
         ctx.log.error({ err }, 'could not rotate the issuer serving certificate');
@@ -97,7 +136,14 @@ export function buildHttpsServer({ ctx, tls = true }: HttpsServerOptions): Fasti
     if (op) ctx.metrics.requests.inc({ transport: 'https', op, outcome: reply.statusCode === 200 ? 'ok' : `http_${reply.statusCode}` });
   });
 
-  app.post('/v1/join', async (req) => handleJoin(ctx, req.body, remoteOf(req)));
+  // Per-source join rate (RFC 6585 §4): checked on request, before the body is read or parsed.
+  // Not audited: a flood must not turn into a flood of audit rows; it shows in metrics (http_429).
+  const joinLimiter = new RateLimiter({ ratePerS: limits.joinRatePerS, burst: limits.joinBurst });
+  const limitJoin = async (req: { ip: string }): Promise<void> => {
+    const d = joinLimiter.take(remoteOf(req));
+    if (!d.ok) throw new SigilError('rate_limited', `too many join requests from ${remoteOf(req)}; retry in ${d.retryAfterMs} ms`, { retryAfterMs: d.retryAfterMs });
+  };
+  app.post('/v1/join', { onRequest: limitJoin }, async (req) => handleJoin(ctx, req.body, remoteOf(req)));
   app.post('/v1/renew', async (req) => handleRenew(ctx, req.body, remoteOf(req)));
   app.get('/v1/bundle', async () => handleBundle(ctx));
   app.post('/v1/credential', async (req) => handleCredential(ctx, req.body, remoteOf(req)));
@@ -110,8 +156,9 @@ export function buildHttpsServer({ ctx, tls = true }: HttpsServerOptions): Fasti
   app.get('/healthz', async () => ({ status: 'ok', trust_domain: ctx.ca.trustDomain }));
   app.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4').send(ctx.metrics.registry.render()));
 
-  // Admin API: never open. Bearer credential compared in constant time against its stored hash.
-  app.post('/v1/admin/:op', async (req) => {
+  // Admin API: never open. Bearer credential compared in constant time against its stored hash,
+  // on request — before a body of up to ADMIN_MAX_BODY_BYTES is read and parsed.
+  const adminAuth = async (req: { headers: { authorization?: string | undefined }; ip: string }): Promise<void> => {
     const auth = req.headers.authorization ?? '';
     const stored = ctx.stores.admin.getAdminTokenHash();
     // RFC 7235 §2.1: the auth scheme is case-insensitive.
@@ -121,8 +168,12 @@ export function buildHttpsServer({ ctx, tls = true }: HttpsServerOptions): Fasti
       auditRefusal(ctx, 'admin', e, { remote: remoteOf(req) });
       throw e;
     }
+  };
+  // `apply` takes policy files up to the size its schema allows (server/admin/ops.ts).
+  app.post('/v1/admin/:op', { onRequest: adminAuth, bodyLimit: ADMIN_MAX_BODY_BYTES }, async (req) => {
     const op = (req.params as { op: string }).op;
-    return { result: runAdminOp(ctx.stores, op, req.body ?? {}, ctx.now()) };
+    // Audited with the caller's address, refusals included (server/admin/audited.ts).
+    return { result: await runAdminCall(ctx.stores, op, req.body ?? {}, ctx.now(), { remote: remoteOf(req), auditReads: true }, ctx.auditEnv) };
   });
   return app;
 }

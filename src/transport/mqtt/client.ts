@@ -26,7 +26,7 @@ import { pinnedRootFromBundle } from '../../protocol/verify-response.js';
 import type { IssuerTransport, PostHooks, RequestOp } from '../types.js';
 import { brokerError, displayUrl, openMqttClient, parseMqttUrl } from './connect.js';
 import { peekPinnedRoot } from './tls-pin.js';
-import { requestTopic, RESPONSE_PREFIX } from './topics.js';
+import { requestTopic, RESPONSE_PREFIX, type MqttOp } from './topics.js';
 
 /** Who the agent is on the broker right now (bootstrap before the first join, the instance after). */
 export interface MqttSession {
@@ -55,8 +55,12 @@ export interface MqttClientOptions {
   /** Time to wait for the broker's CONNACK and SUBACK; default min(timeoutMs, 10 s). */
   connectTimeoutMs?: number;
   sessionExpiryS?: number;
-  /** Asked before every request: the session to use (a change reconnects). */
-  session: () => MqttSession;
+  /**
+   * Asked before every request: the session to use (a change reconnects). By operation, because
+   * the issuer answers a join only on a bootstrap topic and a renewal only on the instance's own
+   * (./answer-topic.ts).
+   */
+  session: (op: MqttOp) => MqttSession;
 }
 
 interface Pending {
@@ -136,15 +140,16 @@ export class MqttIssuerClient implements IssuerTransport {
       requestId = undefined;
     }
     if (typeof requestId !== 'string' || requestId.length === 0) throw new TypeError('MqttIssuerClient.post: the envelope payload has no request_id');
-    return this.request(requestTopic(op), JSON.stringify(envelope), Buffer.from(requestId, 'utf8'), hooks);
+    return this.request(op, JSON.stringify(envelope), Buffer.from(requestId, 'utf8'), hooks);
   }
 
   bundle(): Promise<unknown> {
     const nonce = randomBytes(16).toString('base64url');
-    return this.request(requestTopic('bundle'), JSON.stringify({ v: PROTOCOL_VERSION, op: 'bundle', nonce }), Buffer.from(nonce, 'utf8'));
+    return this.request('bundle', JSON.stringify({ v: PROTOCOL_VERSION, op: 'bundle', nonce }), Buffer.from(nonce, 'utf8'));
   }
 
-  private async request(topic: string, payload: string, correlation: Buffer, hooks?: PostHooks): Promise<unknown> {
+  private async request(op: MqttOp, payload: string, correlation: Buffer, hooks?: PostHooks): Promise<unknown> {
+    const topic = requestTopic(op);
     if (this.closed) throw new SigilError('issuer_unreachable', `the MQTT transport to ${this.url} is closed`);
     const key = correlation.toString('hex');
     if (this.stash.has(key)) {
@@ -167,7 +172,7 @@ export class MqttIssuerClient implements IssuerTransport {
     try {
       // A queued answer from before a restart may arrive as soon as the session resumes, even
       // before the resend is published: whichever comes first wins.
-      const conn = await Promise.race([this.connection(), answer.then(() => undefined)]);
+      const conn = await Promise.race([this.connection(op), answer.then(() => undefined)]);
       if (conn) {
         const acked = await Promise.race([this.publish(conn, topic, payload, correlation).then(() => true), answer.then(() => false)]);
         if (acked) hooks?.sent?.();
@@ -190,8 +195,8 @@ export class MqttIssuerClient implements IssuerTransport {
   }
 
   /** The connection for the current session, (re)connecting or switching identity as needed. */
-  private async connection(): Promise<Connection> {
-    const session = this.opts.session();
+  private async connection(op: MqttOp): Promise<Connection> {
+    const session = this.opts.session(op);
     const key = [session.url ?? '', session.clientId, session.responseId, session.username ?? '', session.cert ?? ''].join('\0');
     let conn = this.conn;
     if (conn && conn.key !== key) {

@@ -10,19 +10,23 @@
  * - The broker is untrusted for integrity, so refusals are signed too
  *   (server/ops/respond.ts signErrorResponse), bound to the request id and payload hash.
  * - A request without a usable response topic cannot be answered: it is dropped and counted.
- *   Nothing a client sends can crash the responder: every path ends in a signed answer, a
- *   counted drop, or a logged internal error.
+ *   So is one whose answer would go where its sender does not listen (./answer-topic.ts): a
+ *   renewal is answered only on the topic of the instance that signed it, a join only on a
+ *   bootstrap topic. Nothing a client sends can crash the responder: every path ends in a signed
+ *   answer, a counted drop, or a logged internal error.
  */
 import type { IConnackPacket, IPublishPacket, MqttClient } from 'mqtt';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { SigilError, toSigilError } from '../../errors.js';
 import { b64u, type Jws } from '../../protocol/jws.js';
 import { requestIdSchema } from '../../protocol/messages.js';
+import { requestHash } from '../../protocol/request-hash.js';
 import type { IssuerContext } from '../../server/issuer.js';
 import { handleBundle } from '../../server/ops/bundle.js';
 import { handleJoin } from '../../server/ops/join.js';
 import { handleRenew } from '../../server/ops/renew.js';
 import { signErrorResponse } from '../../server/ops/respond.js';
+import { answerTopicFits, renewalAnswerDrop, type TopicDrop } from './answer-topic.js';
 import { displayUrl, openMqttClient, parseMqttUrl, type MqttEndpoint } from './connect.js';
 import { isMqttOp, isValidResponseTopic, MAX_MQTT_PAYLOAD, opOfTopic, SHARED_REQUEST_FILTER } from './topics.js';
 
@@ -39,7 +43,7 @@ export interface MqttResponderOptions extends MqttEndpoint {
   clientId?: string;
 }
 
-type Drop = 'bad_response_topic' | 'bad_correlation' | 'publish_failed';
+type Drop = TopicDrop | 'bad_correlation' | 'publish_failed';
 
 export class MqttResponder {
   private client: MqttClient | undefined;
@@ -53,7 +57,7 @@ export class MqttResponder {
   private readonly senders: Array<() => void> = [];
   readonly url: string;
   /** Requests dropped without an answer, by reason (also in sigil_requests_total). */
-  readonly dropped: Record<Drop, number> = { bad_response_topic: 0, bad_correlation: 0, publish_failed: 0 };
+  readonly dropped: Record<Drop, number> = { bad_response_topic: 0, unauthenticated: 0, bad_correlation: 0, publish_failed: 0 };
 
   constructor(private readonly opts: MqttResponderOptions) {
     this.url = displayUrl(parseMqttUrl(opts.url, '--mqtt-url').url);
@@ -84,7 +88,15 @@ export class MqttResponder {
       this.unacked = 0;
       this.wakeSenders();
       client.subscribe(SHARED_REQUEST_FILTER, { qos: 1 }, (err, granted) => {
-        const refused = err ?? (granted?.some((g) => (g.qos as number) >= 0x80) ? new Error('the broker refused the subscription (check its ACL for the issuer user)') : undefined);
+        // Refused at SUBSCRIBE (MQTT v5 §3.9.3, reason ≥ 0x80): the broker's policy says this
+        // identity may not serve requests — usually an issuer pointed at an agents' listener.
+        const code = granted?.find((g) => (g.qos as number) >= 0x80)?.qos as number | undefined;
+        const refused =
+          err || code !== undefined
+            ? new Error(
+                `the broker refused the subscription to ${SHARED_REQUEST_FILTER} (${err ? err.message : `reason 0x${code!.toString(16)}`}): is --mqtt-url the issuers' listener (8885 in scripts/mosquitto/mosquitto.conf.example), and does the broker give this identity the sigil-issuer role? See docs/mqtt.md`,
+              )
+            : undefined;
         if (refused) {
           ctx.log.error({ err: refused, url: this.url }, 'mqtt responder could not subscribe');
           client.end(true);
@@ -126,12 +138,17 @@ export class MqttResponder {
     const responseTopic = packet.properties?.responseTopic;
     const correlation = packet.properties?.correlationData;
     if (!isValidResponseTopic(responseTopic)) return this.drop(op, 'bad_response_topic', { topic, response_topic: String(responseTopic ?? '').slice(0, 200) });
+    // Checked before the operation runs: a join is not performed (its token not spent) for an
+    // answer that could not be published.
+    if (!answerTopicFits(op, responseTopic)) return this.drop(op, 'bad_response_topic', { topic, response_topic: responseTopic });
     if (correlation !== undefined && (!Buffer.isBuffer(correlation) || correlation.length > MAX_CORRELATION)) return this.drop(op, 'bad_correlation', { topic });
 
     const remote = `mqtt:${responseTopic}`;
     let binding: { requestId: string | null; requestHash: string | null } = { requestId: null, requestHash: null };
     let answer: Jws;
     let outcome = 'ok';
+    /** The instance whose chain and signature verified (renew only). */
+    let signer: string | undefined;
     try {
       if (!isMqttOp(rawOp)) throw new SigilError('not_found', `no operation at topic ${topic.slice(0, 200)} (expected sigil/v1/join, renew or bundle)`);
       if (payload.length > MAX_MQTT_PAYLOAD) throw new SigilError('body_too_large', `the request exceeds ${MAX_MQTT_PAYLOAD} bytes`);
@@ -142,13 +159,19 @@ export class MqttResponder {
         throw new SigilError('malformed_json');
       }
       binding = requestBinding(body);
-      answer = rawOp === 'join' ? await handleJoin(ctx, body, remote) : rawOp === 'renew' ? await handleRenew(ctx, body, remote) : handleBundle(ctx);
+      answer = rawOp === 'join' ? await handleJoin(ctx, body, remote) : rawOp === 'renew' ? await handleRenew(ctx, body, remote, { onAuthenticated: (who) => (signer = who.instanceId) }) : handleBundle(ctx);
     } catch (err) {
       // handleJoin/handleRenew have audited and counted their own refusals.
       const e = toSigilError(err);
       if (e.code === 'internal' && !(err instanceof SigilError)) ctx.log.error({ err }, 'mqtt responder: internal error');
       outcome = e.code;
       answer = signErrorResponse(ctx, op, binding.requestId, binding.requestHash, e);
+    }
+    if (rawOp === 'renew') {
+      // The renewal ran (a success is recorded and replays idempotently), but its answer goes
+      // nowhere but to its signer: never onto a topic another instance reads.
+      const why = renewalAnswerDrop(responseTopic, signer);
+      if (why) return this.drop(op, why, { topic, response_topic: responseTopic, signer: signer ?? null, outcome });
     }
     await this.publish(op, responseTopic, answer, correlation);
     this.count(op, outcome);
@@ -214,9 +237,12 @@ export class MqttResponder {
  */
 function requestBinding(body: unknown): { requestId: string | null; requestHash: string | null } {
   const payloadB64 = (body as { payload?: unknown } | null)?.payload;
-  if (typeof payloadB64 !== 'string' || !/^[A-Za-z0-9_-]*$/.test(payloadB64)) return { requestId: null, requestHash: null };
+  const protectedB64 = (body as { protected?: unknown } | null)?.protected;
+  const b64uRe = /^[A-Za-z0-9_-]*$/;
+  if (typeof payloadB64 !== 'string' || !b64uRe.test(payloadB64) || typeof protectedB64 !== 'string' || !b64uRe.test(protectedB64)) return { requestId: null, requestHash: null };
   const bytes = b64u.decode(payloadB64);
-  const requestHash = createHash('sha256').update(bytes).digest('hex');
+  // The whole signing input (header names the signer): protocol/request-hash.ts.
+  const hash = requestHash({ protected: protectedB64, payload: payloadB64 });
   let requestId: string | null = null;
   try {
     const id = (JSON.parse(bytes.toString('utf8')) as { request_id?: unknown } | null)?.request_id;
@@ -224,5 +250,5 @@ function requestBinding(body: unknown): { requestId: string | null; requestHash:
   } catch {
     // not JSON: no id to echo
   }
-  return { requestId, requestHash };
+  return { requestId, requestHash: hash };
 }

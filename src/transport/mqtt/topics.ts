@@ -42,3 +42,18 @@ export function isValidResponseTopic(t: unknown): t is string {
 
 /** Response id of a bootstrap (not yet joined) agent: `bootstrap/<random>`. */
 export const bootstrapResponseId = (random: string): string => `bootstrap/${random}`;
+
+/** Whose topic a (valid) response topic is: a joined instance's, or a bootstrap agent's. */
+export type ResponseTarget = { kind: 'instance'; id: string } | { kind: 'bootstrap'; id: string };
+
+/**
+ * `sigil/v1/resp/<id>` (one level, not "bootstrap") → instance; `sigil/v1/resp/bootstrap/<id>`
+ * → bootstrap; anything else (other depths) → undefined: no agent listens there.
+ */
+export function responseTarget(topic: string): ResponseTarget | undefined {
+  if (!isValidResponseTopic(topic)) return undefined;
+  const levels = topic.slice(RESPONSE_PREFIX.length).split('/');
+  if (levels.length === 1 && levels[0] !== 'bootstrap') return { kind: 'instance', id: levels[0]! };
+  if (levels.length === 2 && levels[0] === 'bootstrap') return { kind: 'bootstrap', id: levels[1]! };
+  return undefined;
+}

@@ -17,6 +17,8 @@ import { openAgentState, type AgentState } from '../../../src/agent/state/index.
 import { SigilError } from '../../../src/errors.js';
 import { SoftwareSigner } from '../../../src/keystore/index.js';
 import { toPem } from '../../../src/pki/pem.js';
+import { createIntermediateCa, createRootCa } from '../../../src/pki/ca.js';
+import { CertificateIssuer } from '../../../src/pki/issue.js';
 import type { CredentialResult } from '../../../src/protocol/credential-messages.js';
 import { b64u } from '../../../src/protocol/jws.js';
 import { silentLogger } from '../../../src/util/log.js';
@@ -26,6 +28,23 @@ let state: AgentState;
 let clock: number;
 let calls: Array<Record<string, unknown>>;
 let fail: SigilError | undefined;
+
+/** A real identity certificate: requests name their signer from it (agent/named-signer.ts). */
+const ca = createIntermediateCa(createRootCa({ trustDomain: 'example.org' }), { trustDomain: 'example.org' });
+function identityCertPem(signer: SoftwareSigner): string {
+  const der = new CertificateIssuer({ caCertDer: ca.certDer, caKey: ca.key }).issueSvid({
+    serial: Buffer.from('01', 'hex'),
+    spkiDer: signer.publicKeySpki(),
+    spiffeId: 'spiffe://example.org/bot/b/i-1',
+    notBefore: new Date(Date.parse('2029-12-31T00:00:00Z')),
+    notAfter: new Date(Date.parse('2030-01-02T00:00:00Z')),
+  });
+  return toPem('CERTIFICATE', der);
+}
+/** The n-th JWT the fake issuer hands out (its sub is this agent's SPIFFE ID). */
+const tokenN = (n: number): string => `aaa.${b64u.encode(JSON.stringify({ sub: 'spiffe://example.org/bot/b/i-1', n }))}.ccc`;
+/** Set to answer with a credential issued to someone else. */
+let answerSpiffeId: string | undefined;
 
 const client: CredentialClient = {
   async request(envelope) {
@@ -37,14 +56,14 @@ const client: CredentialClient = {
       kind: 'jwt',
       serial: calls.length.toString(16),
       role: 'r',
-      spiffe_id: 'spiffe://example.org/bot/b/i',
+      spiffe_id: answerSpiffeId ?? 'spiffe://example.org/bot/b/i-1',
       not_before: clock - 60_000,
       not_after: clock + ttl * 1000,
       ttl_s: ttl,
       requested_ttl_s: ttl,
       ttl_clamped: false,
       renew_after: clock + ttl * 500,
-      token: `aaa.${calls.length}.ccc`,
+      token: tokenN(calls.length),
       audiences: payload.audiences as string[],
     };
     return r;
@@ -58,9 +77,10 @@ beforeEach(() => {
   clock = Date.parse('2030-01-01T00:00:00Z');
   calls = [];
   fail = undefined;
+  answerSpiffeId = undefined;
   const signer = SoftwareSigner.generate();
   state.saveIdentity({
-    instanceId: 'i-1', spiffeId: 'spiffe://example.org/bot/b/i-1', bot: 'b', chainPem: [toPem('CERTIFICATE', Buffer.from('not a real certificate'))],
+    instanceId: 'i-1', spiffeId: 'spiffe://example.org/bot/b/i-1', bot: 'b', chainPem: [identityCertPem(signer)],
     keyRef: JSON.stringify({ storage: 'software', pkcs8Pem: signer.toPkcs8Pem() }), keyStorage: 'software', exportable: true, serial: '01',
     notBefore: clock - 60_000, notAfter: clock + 3600_000, generation: 1, joinMethod: 'token', issuedAt: clock, renewAfter: clock + 1800_000,
   });
@@ -73,18 +93,41 @@ afterEach(() => {
 const outputs = (entries: Array<Record<string, unknown>>): CredentialOutputs =>
   new CredentialOutputs(entries.map((e, i) => parseCredentialOutput(e, `outputs[${i}]`, (p) => (p.startsWith('/') ? p : join(dir, p)))), { state, log: silentLogger(), client, now: () => clock, rand: () => 0.5 });
 
+describe('answers bound to this agent (issue #11)', () => {
+  it('a credential issued to another SPIFFE ID is refused (answer_mismatch) and nothing is written', async () => {
+    answerSpiffeId = 'spiffe://example.org/bot/other/i-9';
+    const o = outputs([{ type: 'jwt', path: 'jwt', audiences: ['vault'] }]);
+    const [r] = await o.refresh();
+    expect(r!.action === 'failed' && r!.error.code).toBe('answer_mismatch');
+    expect(() => statSync(join(dir, 'jwt', 'token'))).toThrow();
+    expect(credentialOutputsStatus(state)[0]!.last_error).toMatch(/^answer_mismatch: the jwt credential was issued to spiffe:\/\/example.org\/bot\/other\/i-9/);
+  });
+  it("a JWT whose sub is not the answer's SPIFFE ID is refused", async () => {
+    const o = outputs([{ type: 'jwt', path: 'jwt', audiences: ['vault'] }]);
+    const wrongSub = { ...client, request: async (...a: Parameters<CredentialClient['request']>) => ({ ...(await client.request(...a)), token: `aaa.${b64u.encode(JSON.stringify({ sub: 'spiffe://example.org/bot/other/i-9' }))}.ccc` }) };
+    const o2 = new CredentialOutputs(o.destinations.map((d) => d.config), { state, log: silentLogger(), client: wrongSub, now: () => clock, rand: () => 0.5 });
+    const [r] = await o2.refresh();
+    expect(r!.action === 'failed' && r!.error.code).toBe('answer_mismatch');
+    expect(() => statSync(join(dir, 'jwt', 'token'))).toThrow();
+  });
+  it('requests name the identity that signs them (instance id and serial)', async () => {
+    await outputs([{ type: 'jwt', path: 'jwt', audiences: ['vault'] }]).refresh();
+    expect(calls[0]).toMatchObject({ instance_id: 'i-1', serial: '01' });
+  });
+});
+
 describe('scheduling', () => {
   it('issues when due, not again before half the lifetime, again after it', async () => {
     const o = outputs([{ type: 'jwt', path: 'jwt', audiences: ['vault'], ttl: '10m' }]);
     expect((await o.refresh()).map((x) => x.action)).toEqual(['issued']);
     expect(calls[0]).toMatchObject({ op: 'credential', kind: 'jwt', audiences: ['vault'], ttl_s: 600 });
-    expect(readFileSync(join(dir, 'jwt', 'token'), 'utf8')).toBe('aaa.1.ccc');
+    expect(readFileSync(join(dir, 'jwt', 'token'), 'utf8')).toBe(tokenN(1));
     clock += 4 * 60_000;
     expect((await o.refresh()).map((x) => x.action)).toEqual(['none']);
     expect(o.nextWake()).toBe(Date.parse('2030-01-01T00:05:00Z'));
     clock += 61_000;
     expect((await o.refresh()).map((x) => x.action)).toEqual(['issued']);
-    expect(readFileSync(join(dir, 'jwt', 'token'), 'utf8')).toBe('aaa.2.ccc');
+    expect(readFileSync(join(dir, 'jwt', 'token'), 'utf8')).toBe(tokenN(2));
   });
 
   it('rewrites when a file disappears or the configuration changes', async () => {
@@ -149,7 +192,7 @@ describe('files', () => {
   it('runs the reload hook after a rotation and reports a failing hook without undoing the rotation', async () => {
     const [o] = await outputs([{ type: 'jwt', path: 'jwt', audiences: ['vault'], reload: { command: ['sh', '-c', 'echo broken >&2; exit 3'] } }]).refresh();
     expect(o).toMatchObject({ action: 'issued', reloadError: 'reload command failed (exit 3): broken' });
-    expect(readFileSync(join(dir, 'jwt', 'token'), 'utf8')).toBe('aaa.1.ccc');
+    expect(readFileSync(join(dir, 'jwt', 'token'), 'utf8')).toBe(tokenN(1));
   });
 });
 

@@ -15,7 +15,7 @@ import { initDataDir, loadCaMaterial } from '../../../src/server/data-dir.js';
 import { createServerIdentity, type IssuerContext } from '../../../src/server/issuer.js';
 import { responsePayload, signErrorResponse, signResponse } from '../../../src/server/ops/respond.js';
 import { CertificateIssuer } from '../../../src/pki/issue.js';
-import { requestPayloadHash } from '../../../src/protocol/verify-response.js';
+import { requestHash } from '../../../src/protocol/verify-response.js';
 import type { OutboxEntry } from '../../../src/agent/state/index.js';
 import type { IssuerTransport } from '../../../src/transport/types.js';
 
@@ -93,7 +93,7 @@ describe('IssuerLink failover', () => {
   });
 
   it('a verified refusal stops: the next transport would carry the same answer', async () => {
-    const a = fake('mqtt', () => signErrorResponse(ctx, 'join', entry.requestId, requestPayloadHash(envelope), new SigilError('token_reused')));
+    const a = fake('mqtt', () => signErrorResponse(ctx, 'join', entry.requestId, requestHash(envelope), new SigilError('token_reused')));
     const b = fake('https', () => signResponse(ctx, result(entry.requestId)));
     const link = new IssuerLink([a, b]);
     await expect(link.send(entry, root, Date.now)).rejects.toMatchObject({ code: 'token_reused' });

@@ -16,7 +16,7 @@ function refusal(fn: () => unknown): SigilError {
 
 const ROLE = 'kind: role\nname: edge\nspec:\n  max_ttl: 2h\n  allowed_outputs: [identity]\n';
 const BOT = 'kind: bot\nname: gw\nspec:\n  roles: [edge]\n  traits:\n    site: [berlin]\n';
-const RULE = 'kind: join_rule\nname: gw-tokens\nspec:\n  method: token\n  bot: gw\n  anything: goes\n';
+const RULE = 'kind: join_rule\nname: gw-tokens\nspec:\n  method: gcp\n  bot: gw\n  gcp: { audience: sigil, allow: [{ project_id: p1 }] }\n';
 const multi = (...docs: string[]): string => docs.join('---\n');
 
 describe('parseResources', () => {
@@ -25,7 +25,7 @@ describe('parseResources', () => {
     expect(docs).toEqual([
       { kind: 'role', name: 'edge', spec: { max_ttl: '2h', allowed_outputs: ['identity'] } },
       { kind: 'bot', name: 'gw', spec: { roles: ['edge'], traits: { site: ['berlin'] } } },
-      { kind: 'join_rule', name: 'gw-tokens', spec: { method: 'token', bot: 'gw', anything: 'goes' } },
+      { kind: 'join_rule', name: 'gw-tokens', spec: { method: 'gcp', bot: 'gw', gcp: { audience: 'sigil', allow: [{ project_id: 'p1' }] } } },
     ]);
   });
 
@@ -123,7 +123,7 @@ describe('applyResources', () => {
 
   it('is all-or-nothing for a join_rule referencing a missing bot', () => {
     const before = snapshot();
-    const e = refusal(() => applyResources(stores, parseResources(multi(ROLE, 'kind: join_rule\nname: r\nspec:\n  method: token\n  bot: ghost\n')), 1000));
+    const e = refusal(() => applyResources(stores, parseResources(multi(ROLE, 'kind: join_rule\nname: r\nspec:\n  method: gcp\n  bot: ghost\n  gcp: { audience: sigil, allow: [{ project_id: p1 }] }\n')), 1000));
     expect(e.message).toMatch(/bot "ghost" does not exist/);
     expect(snapshot()).toEqual(before);
   });

@@ -6,12 +6,22 @@
  *                                                      instanceId, method, actor, remote, details}))
  * with prevHash of the first row = 64 zeros and canonicalJson = keys sorted recursively, no
  * whitespace (./canonical-json.ts). Editing, deleting or reordering any row breaks the chain
- * from that row on; `verify()` finds the first such row. Cutting rows off the *end* keeps a
- * valid (shorter) chain: detecting that needs the head hash anchored elsewhere.
+ * from that row on; `verify()` finds the first such row.
+ *
+ * Keyed rows (issue #11 item 6a): from the audit key's `fromSeq` on, `hash` is hex
+ * HMAC-SHA256(key, the same input) with the key kept outside the database
+ * (server/audit/audit-key.ts), so re-chaining after a rewrite needs the key.
+ *
+ * Pruning (item 4): `pruneThrough(seq)` records an anchor (the last removed row's seq and hash,
+ * with the signed checkpoint written before) and deletes the rows up to it in one transaction;
+ * the chain then starts at the newest anchor. Cutting rows off the *end* still leaves a valid
+ * shorter chain: the signed checkpoints outside the database (server/audit/checkpoints.ts)
+ * are what detect that.
  */
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import type BetterSqlite3 from 'better-sqlite3';
-import type { AuditEvent, AuditRecord, AuditStore, AuditVerifyResult } from '../types.js';
+import type { AuditAnchor, AuditEvent, AuditRecord, AuditStore, AuditVerifyResult, AuditWalk } from '../types.js';
+import { SigilError } from '../../../errors.js';
 import { canonicalJson } from './canonical-json.js';
 
 export const AUDIT_GENESIS_HASH = '0'.repeat(64);
@@ -40,7 +50,14 @@ const COLS = 'seq, at, action, outcome, code, bot, instance_id, method, actor, r
 /** The hashed content of a row, exactly the fields and names the chain format defines. */
 type AuditContent = Omit<AuditRecord, 'prevHash' | 'hash'>;
 
-export function auditRowHash(prevHash: string, content: AuditContent): string {
+/** Names of the append-only triggers (migrations 1 and 5); `verify` reports any that is gone. */
+export const AUDIT_TRIGGERS = ['audit_log_no_update', 'audit_log_no_delete', 'audit_anchor_no_update', 'audit_anchor_no_delete'] as const;
+
+/** Rows one `verifyStep` reads by default: at most ~30 ms of work on this machine kind at 100k rows (5,000 held the loop ~75 ms; bench/audit-verify.ts), then the caller yields. */
+export const VERIFY_CHUNK_ROWS = 1000;
+
+/** `key` is given for rows at or after the audit key's fromSeq: then the hash is an HMAC. */
+export function auditRowHash(prevHash: string, content: AuditContent, key?: Buffer): string {
   const c = content;
   const canonical = canonicalJson({
     seq: c.seq,
@@ -55,17 +72,27 @@ export function auditRowHash(prevHash: string, content: AuditContent): string {
     remote: c.remote,
     details: c.details,
   });
-  return createHash('sha256').update(`${prevHash}\n${canonical}`, 'utf8').digest('hex');
+  const h = key ? createHmac('sha256', key) : createHash('sha256');
+  return h.update(`${prevHash}\n${canonical}`, 'utf8').digest('hex');
+}
+
+export interface SqliteAuditOptions {
+  /** The chain key (server/audit/audit-key.ts); without it every row is plain SHA-256. */
+  key?: { secret: Buffer; fromSeq: number; id: string };
 }
 
 export class SqliteAuditStore implements AuditStore {
   private readonly lastStmt: BetterSqlite3.Statement<[], { seq: number; hash: string }>;
   private readonly insertStmt: BetterSqlite3.Statement<[AuditRow]>;
   private readonly listStmt: BetterSqlite3.Statement<[number, number], AuditRow>;
-  private readonly walkStmt: BetterSqlite3.Statement<[], AuditRow>;
+  private readonly chunkStmt: BetterSqlite3.Statement<[number, number], AuditRow>;
+  private readonly anchorStmt: BetterSqlite3.Statement<[], { seq: number; hash: string; at: number; pruned: number; checkpoint: string }>;
   private readonly appendTx: BetterSqlite3.Transaction<(ev: AuditEvent, now: number) => AuditRecord>;
+  private readonly pruneTx: BetterSqlite3.Transaction<(seq: number, checkpoint: string, now: number) => number>;
+  private readonly key: SqliteAuditOptions['key'];
 
-  constructor(db: BetterSqlite3.Database) {
+  constructor(private readonly db: BetterSqlite3.Database, opts: SqliteAuditOptions = {}) {
+    this.key = opts.key;
     this.lastStmt = db.prepare('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1');
     this.insertStmt = db.prepare(
       `INSERT INTO audit_log (${COLS}) VALUES (
@@ -73,8 +100,49 @@ export class SqliteAuditStore implements AuditStore {
          @details, @prev_hash, @hash)`,
     );
     this.listStmt = db.prepare(`SELECT ${COLS} FROM audit_log WHERE at >= ? ORDER BY seq LIMIT ?`);
-    this.walkStmt = db.prepare(`SELECT ${COLS} FROM audit_log ORDER BY seq`);
+    this.chunkStmt = db.prepare(`SELECT ${COLS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?`);
+    this.anchorStmt = db.prepare('SELECT seq, hash, at, pruned, checkpoint FROM audit_anchor ORDER BY seq DESC LIMIT 1');
     this.appendTx = db.transaction((ev: AuditEvent, now: number) => this.appendLocked(ev, now));
+    this.pruneTx = db.transaction((seq: number, checkpoint: string, now: number) => this.pruneLocked(seq, checkpoint, now));
+  }
+
+  /** The key in use: its id and first keyed row (undefined: plain SHA-256 chain). */
+  keyInfo(): { id: string; fromSeq: number } | undefined {
+    return this.key ? { id: this.key.id, fromSeq: this.key.fromSeq } : undefined;
+  }
+
+  /** The newest prune anchor: the chain starts right after it. */
+  anchor(): AuditAnchor | undefined {
+    const a = this.anchorStmt.get();
+    return a ? { seq: a.seq, hash: a.hash, at: a.at, pruned: a.pruned, checkpoint: JSON.parse(a.checkpoint) as Record<string, unknown> } : undefined;
+  }
+
+  /** The last row (or the anchor when every row after it was pruned); undefined when empty. */
+  head(): { seq: number; hash: string } | undefined {
+    const last = this.lastStmt.get();
+    if (last) return last;
+    const a = this.anchor();
+    return a ? { seq: a.seq, hash: a.hash } : undefined;
+  }
+
+  lastSeqBefore(before: number): number | undefined {
+    return this.db.prepare<[number], number | null>('SELECT max(seq) FROM audit_log WHERE at < ?').pluck().get(before) ?? undefined;
+  }
+
+  /** Which append-only triggers exist right now (someone with write access can drop them). */
+  triggers(): { present: string[]; missing: string[] } {
+    const rows = this.db.prepare<[], string>("SELECT name FROM sqlite_schema WHERE type = 'trigger'").pluck().all();
+    const have = new Set(rows);
+    return { present: AUDIT_TRIGGERS.filter((t) => have.has(t)), missing: AUDIT_TRIGGERS.filter((t) => !have.has(t)) };
+  }
+
+  /**
+   * Record an anchor at row `seq` carrying `checkpoint` (the signed record written before, as
+   * JSON) and delete the rows up to it, in one transaction. Returns the rows removed. The delete
+   * trigger lets through only rows at or below the newest anchor (migration 5).
+   */
+  pruneThrough(seq: number, checkpoint: string, now: number): number {
+    return this.pruneTx.immediate(seq, checkpoint, now);
   }
 
   /**
@@ -92,18 +160,35 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   /**
-   * Walk every row in seq order. `rows` counts the rows that verified; on failure `brokenAt`
-   * is the first row that does not, with reason 'sequence gap' (a row is missing before it),
-   * 'broken link' (its prevHash is not the previous row's hash) or 'hash mismatch' (its
-   * content was changed).
+   * Walk every row from the newest anchor on, in seq order. `rows` counts the rows that
+   * verified; on failure `brokenAt` is the first row that does not, with reason 'sequence gap'
+   * (a row is missing before it), 'broken link' (its prevHash is not the previous row's hash) or
+   * 'hash mismatch' (its content was changed, or it was re-hashed without the key). Synchronous:
+   * for large logs use `verifyStep` and yield between chunks (server/audit/verify.ts).
    */
   verify(): AuditVerifyResult {
-    let expectedSeq = 1;
-    let prevHash = AUDIT_GENESIS_HASH;
-    let rows = 0;
-    for (const row of this.walkStmt.iterate()) {
-      const broken = (reason: string): AuditVerifyResult => ({ ok: false, rows, brokenAt: row.seq, reason });
-      if (row.seq !== expectedSeq) return broken('sequence gap');
+    let walk = this.startWalk();
+    while (!walk.done) walk = this.verifyStep(walk);
+    return walk.brokenAt === undefined ? { ok: true, rows: walk.rows } : { ok: false, rows: walk.rows, brokenAt: walk.brokenAt, reason: walk.reason! };
+  }
+
+  /** Where a verification starts: after the newest anchor, or at seq 1 from the genesis hash. */
+  startWalk(): AuditWalk {
+    const a = this.anchor();
+    return { nextSeq: (a?.seq ?? 0) + 1, prevHash: a?.hash ?? AUDIT_GENESIS_HASH, rows: 0, done: false };
+  }
+
+  /**
+   * Verify up to `maxRows` rows from `walk`; returns the state to continue from. `onRow` sees
+   * each verified row's seq and hash (checkpoint comparison).
+   */
+  verifyStep(walk: AuditWalk, maxRows: number = VERIFY_CHUNK_ROWS, onRow?: (seq: number, hash: string) => void): AuditWalk {
+    if (walk.done) return walk;
+    let { nextSeq, prevHash, rows } = walk;
+    const chunk = this.chunkStmt.all(nextSeq - 1, maxRows);
+    for (const row of chunk) {
+      const broken = (reason: string): AuditWalk => ({ nextSeq, prevHash, rows, done: true, brokenAt: row.seq, reason });
+      if (row.seq !== nextSeq) return broken('sequence gap');
       if (row.prev_hash !== prevHash) return broken('broken link');
       let record: AuditRecord;
       try {
@@ -111,16 +196,34 @@ export class SqliteAuditStore implements AuditStore {
       } catch {
         return broken('hash mismatch'); // details no longer parse: the row was edited
       }
-      if (auditRowHash(row.prev_hash, record) !== row.hash) return broken('hash mismatch');
+      if (auditRowHash(row.prev_hash, record, this.keyFor(row.seq)) !== row.hash) return broken('hash mismatch');
+      onRow?.(row.seq, row.hash);
       prevHash = row.hash;
-      expectedSeq++;
+      nextSeq++;
       rows++;
     }
-    return { ok: true, rows };
+    return { nextSeq, prevHash, rows, done: chunk.length < maxRows };
+  }
+
+  private keyFor(seq: number): Buffer | undefined {
+    return this.key && seq >= this.key.fromSeq ? this.key.secret : undefined;
+  }
+
+  private pruneLocked(seq: number, checkpoint: string, now: number): number {
+    const row = this.db.prepare<[number], { hash: string }>('SELECT hash FROM audit_log WHERE seq = ?').get(seq);
+    if (!row) throw new SigilError('not_found', `no audit row ${seq} to prune through`);
+    const before = this.anchor()?.seq ?? 0;
+    if (seq <= before) return 0;
+    const removed = this.db.prepare<[number, number], { n: number }>('SELECT count(*) AS n FROM audit_log WHERE seq > ? AND seq <= ?').get(before, seq)!.n;
+    this.db
+      .prepare<[number, string, number, number, string]>('INSERT INTO audit_anchor (seq, hash, at, pruned, checkpoint) VALUES (?, ?, ?, ?, ?)')
+      .run(seq, row.hash, now, removed, checkpoint);
+    return this.db.prepare<[number]>('DELETE FROM audit_log WHERE seq <= ?').run(seq).changes;
   }
 
   private appendLocked(ev: AuditEvent, now: number): AuditRecord {
-    const last = this.lastStmt.get();
+    // After a prune of every row the chain continues from the anchor.
+    const last = this.head();
     const prevHash = last?.hash ?? AUDIT_GENESIS_HASH;
     // Round-trip details through canonical JSON so the returned record equals what list()
     // reads back (and what the hash covers).
@@ -138,7 +241,7 @@ export class SqliteAuditStore implements AuditStore {
       remote: ev.remote ?? null,
       details: JSON.parse(detailsJson) as Record<string, unknown>,
     };
-    const hash = auditRowHash(prevHash, content);
+    const hash = auditRowHash(prevHash, content, this.keyFor(content.seq));
     this.insertStmt.run({
       seq: content.seq,
       at: content.at,

@@ -8,6 +8,7 @@ import type { IdempotencyRecord, IdempotencyStore } from '../types.js';
 interface IdempotencyRow {
   request_id: string;
   request_hash: string;
+  signer: string;
   op: string;
   response: string;
   created_at: number;
@@ -20,13 +21,13 @@ export class SqliteIdempotencyStore implements IdempotencyStore {
 
   constructor(db: BetterSqlite3.Database) {
     this.getStmt = db.prepare(
-      'SELECT request_id, request_hash, op, response, created_at FROM idempotency WHERE request_id = ?',
+      'SELECT request_id, request_hash, signer, op, response, created_at FROM idempotency WHERE request_id = ?',
     );
     // Plain INSERT: a second put with the same id is a caller bug (it must `get` first in the
     // same transaction) and fails with SQLITE_CONSTRAINT_PRIMARYKEY.
     this.insertStmt = db.prepare(
-      `INSERT INTO idempotency (request_id, request_hash, op, response, created_at)
-       VALUES (@request_id, @request_hash, @op, @response, @created_at)`,
+      `INSERT INTO idempotency (request_id, request_hash, signer, op, response, created_at)
+       VALUES (@request_id, @request_hash, @signer, @op, @response, @created_at)`,
     );
     this.pruneStmt = db.prepare('DELETE FROM idempotency WHERE created_at < ?');
   }
@@ -37,6 +38,7 @@ export class SqliteIdempotencyStore implements IdempotencyStore {
       row && {
         requestId: row.request_id,
         requestHash: row.request_hash,
+        signer: row.signer,
         op: row.op,
         response: row.response,
         createdAt: row.created_at,
@@ -48,6 +50,7 @@ export class SqliteIdempotencyStore implements IdempotencyStore {
     this.insertStmt.run({
       request_id: rec.requestId,
       request_hash: rec.requestHash,
+      signer: rec.signer,
       op: rec.op,
       response: rec.response,
       created_at: rec.createdAt,

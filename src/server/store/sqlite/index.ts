@@ -7,7 +7,7 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Stores } from '../types.js';
 import { SqliteAdminCredentialStore } from './admin.js';
-import { SqliteAuditStore } from './audit.js';
+import { SqliteAuditStore, type SqliteAuditOptions } from './audit.js';
 import { SqliteBotLockStore } from './bot-locks.js';
 import { SqliteCertificateStore } from './certificates.js';
 import { SqliteChallengeStore } from './challenges.js';
@@ -24,7 +24,8 @@ export { openSqlite } from './db.js';
 export { MIGRATIONS, latestVersion, migrate, schemaVersion } from './migrations.js';
 export type { Migration } from './migrations.js';
 export { canonicalJson } from './canonical-json.js';
-export { AUDIT_GENESIS_HASH, auditRowHash, SqliteAuditStore } from './audit.js';
+export { AUDIT_GENESIS_HASH, AUDIT_TRIGGERS, auditRowHash, SqliteAuditStore, VERIFY_CHUNK_ROWS } from './audit.js';
+export type { SqliteAuditOptions } from './audit.js';
 export { SqliteAdminCredentialStore } from './admin.js';
 export { SqliteBotLockStore } from './bot-locks.js';
 export { SqliteCertificateStore } from './certificates.js';
@@ -38,12 +39,12 @@ export { SqliteTokenReplayStore } from './token-replay.js';
 export { SqliteTokenStore } from './tokens.js';
 
 /** Open (creating and migrating if needed) the database at `path`; its directory must exist. */
-export function openSqliteStores(path: string): Stores {
-  return sqliteStores(openSqlite(path));
+export function openSqliteStores(path: string, opts: { audit?: SqliteAuditOptions } = {}): Stores {
+  return sqliteStores(openSqlite(path), opts);
 }
 
 /** Stores over an already opened and migrated connection; `close()` closes it. */
-export function sqliteStores(db: BetterSqlite3.Database): Stores {
+export function sqliteStores(db: BetterSqlite3.Database, opts: { audit?: SqliteAuditOptions } = {}): Stores {
   // One transaction wrapper for the life of the connection. Called while a transaction is
   // already open (a nested `tx`, or a store method that wraps itself), better-sqlite3 runs it
   // as SAVEPOINT/RELEASE instead, so a throw inside rolls back only the inner part unless it
@@ -60,7 +61,7 @@ export function sqliteStores(db: BetterSqlite3.Database): Stores {
     botLocks: new SqliteBotLockStore(db),
     certificates: new SqliteCertificateStore(db),
     idempotency: new SqliteIdempotencyStore(db),
-    audit: new SqliteAuditStore(db),
+    audit: new SqliteAuditStore(db, opts.audit),
     admin: new SqliteAdminCredentialStore(db),
     tx<T>(fn: () => T): T {
       return run.immediate(fn) as T;

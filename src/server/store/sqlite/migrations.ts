@@ -184,6 +184,44 @@ CREATE TABLE token_replay (
 CREATE INDEX token_replay_expires ON token_replay (expires_at);
 `,
   },
+  {
+    version: 4,
+    name: 'idempotent answers bound to their signer',
+    sql: `
+-- Who signed the request a stored answer belongs to (server/ops/respond.ts): the signing key's
+-- SPKI hash, with the instance id for requests signed by an identity. A replay is answered only
+-- to the same signer (issue #11). Rows written before this migration keep '' and the payload
+-- hash they were stored with; respond.ts matches those by payload hash plus the answer's
+-- instance, until they age out (24 h).
+ALTER TABLE idempotency ADD COLUMN signer TEXT NOT NULL DEFAULT '';
+`,
+  },
+  {
+    version: 5,
+    name: 'audit retention anchors',
+    sql: `
+-- Audit retention (issue #11): pruning records the last removed row here, with the signed
+-- checkpoint written before (server/audit/checkpoints.ts); verification starts after the newest
+-- anchor. Append-only like audit_log.
+CREATE TABLE audit_anchor (
+  seq         INTEGER PRIMARY KEY,
+  hash        TEXT    NOT NULL,
+  at          INTEGER NOT NULL,
+  pruned      INTEGER NOT NULL CHECK (pruned >= 0),
+  checkpoint  TEXT    NOT NULL CHECK (json_valid(checkpoint))
+) STRICT;
+CREATE TRIGGER audit_anchor_no_update BEFORE UPDATE ON audit_anchor
+  BEGIN SELECT RAISE(ABORT, 'audit_anchor is append-only'); END;
+CREATE TRIGGER audit_anchor_no_delete BEFORE DELETE ON audit_anchor
+  BEGIN SELECT RAISE(ABORT, 'audit_anchor is append-only'); END;
+-- Rows at or below the newest anchor may go (a prune inserts the anchor, then deletes, in one
+-- transaction); every other delete is still refused.
+DROP TRIGGER audit_log_no_delete;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+  WHEN OLD.seq > (SELECT coalesce(max(seq), 0) FROM audit_anchor)
+  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+`,
+  },
 ];
 
 /** The newest schema version this code knows. */

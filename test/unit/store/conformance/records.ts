@@ -48,7 +48,7 @@ export function recordSuites(stores: () => Stores): void {
   });
 
   describe('idempotency', () => {
-    const rec = (requestId: string, createdAt = T0) => ({ requestId, requestHash: 'ff'.repeat(32), op: 'join', response: '{"a":1}', createdAt });
+    const rec = (requestId: string, createdAt = T0) => ({ requestId, requestHash: 'ff'.repeat(32), signer: 'i-1 sha256:ab', op: 'join', response: '{"a":1}', createdAt });
 
     it('stores, returns, refuses a second put, prunes', () => {
       expect(s.idempotency.get('r1')).toBeUndefined();

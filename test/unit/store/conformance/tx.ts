@@ -38,7 +38,7 @@ export function txSuite(stores: () => Stores): void {
           s.instances.create(instance('i1'));
           s.certificates.insert(cert('01', 'i1'));
           s.instances.recordIssue('i1', { generation: 1, serial: '01', notAfter: T0 + MIN, keyStorage: 'software', exportable: true, now: T0 });
-          s.idempotency.put({ requestId: 'r', requestHash: 'x', op: 'join', response: '{}', createdAt: T0 });
+          s.idempotency.put({ requestId: 'r', requestHash: 'x', signer: 'sha256:k', op: 'join', response: '{}', createdAt: T0 });
           s.audit.append({ action: 'join', outcome: 'ok' }, T0 + 1);
           s.resources.put('bot', 'edge', { a: 1 }, T0);
           s.botLocks.setLocked('edge', true, null, T0);

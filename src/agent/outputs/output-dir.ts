@@ -1,0 +1,25 @@
+/**
+ * The directory an output writes into. Created 0755 when missing; an existing one that is a
+ * symlink is refused (util/atomic-file.ts), and so is one that is world-writable.
+ *
+ * Refused, not warned about (issue #11 item 7): in a world-writable directory any local user can
+ * replace `bundle.pem` with their own CA between two rotations — every workload that reads it
+ * then trusts the attacker's peers — or pre-create names, fill it, and race the workload's
+ * reads; the sticky bit only stops them from renaming *our* files, not from planting theirs
+ * first. A warning in a log is read after the fact; a refusal names the fix (one chmod) before a
+ * single credential lands there. The identity itself is safe in the agent's store either way:
+ * the agent writes the outputs again on its next run.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { SigilError } from '../../errors.js';
+import { ensureDir } from '../../util/atomic-file.js';
+
+export function ensureOutputDir(dir: string, mode: number): void {
+  ensureDir(dir, mode);
+  const st = fs.statSync(dir);
+  if ((st.mode & 0o002) !== 0) {
+    const abs = path.resolve(dir);
+    throw new SigilError('unsafe_path', `output directory ${abs} is world-writable (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}, owner uid ${st.uid}): any local user could replace the credentials or the trust bundle in it; run: chmod o-w ${abs}`);
+  }
+}

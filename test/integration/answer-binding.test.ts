@@ -1,0 +1,244 @@
+/**
+ * Answers are bound to their signer (issue #11, high): each test replays one attack of the
+ * adversarial review against a real in-process issuer over HTTPS, and each passed on the code
+ * before the fix (the attacker got the answer, or the victim adopted it).
+ *
+ *  (a) JWT theft: bot `other`, whose role allows no JWT, re-signs bot `gw`'s JWT request payload
+ *      with its own SVID and used to get gw's JWT (from the idempotency record) — unaudited.
+ *  (b) Identity swap: an attacker holding any SVID re-signs a victim's renewal payload and
+ *      delivers it first; the victim's own request then got the attacker's identity for its new
+ *      key, and the agent adopted it.
+ *  (c) Borrowed refusal: with a locked instance's certificate, a broker obtained an
+ *      `instance_locked` refusal bound to the victim's request hash; the victim dropped its
+ *      request and was locked later by generation_mismatch.
+ */
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Agent } from '../../src/agent/agent.js';
+import { parseAgentConfig } from '../../src/agent/config.js';
+import { buildCredentialRequest } from '../../src/agent/credential-request.js';
+import { namedSigner } from '../../src/agent/named-signer.js';
+import { SigilError } from '../../src/errors.js';
+import { spkiPin } from '../../src/pki/chain.js';
+import { fromPem } from '../../src/pki/pem.js';
+import { b64u, signJws, type Jws } from '../../src/protocol/jws.js';
+import { TYP_REQUEST, type IdentityResult } from '../../src/protocol/messages.js';
+import { requestHash } from '../../src/protocol/request-hash.js';
+import { verifyResponseOrError } from '../../src/protocol/verify-response.js';
+import { runAdminOp } from '../../src/server/admin/ops.js';
+import { handleRenew } from '../../src/server/ops/renew.js';
+import { responsePayload, signErrorResponse, signResponse } from '../../src/server/ops/respond.js';
+import { HttpsIssuerClient } from '../../src/transport/https/client.js';
+import type { IssuerTransport } from '../../src/transport/types.js';
+import { toSigilError } from '../../src/errors.js';
+import { silentLogger } from '../../src/util/log.js';
+import { expectRefusal, startIssuer, type Harness, type Identity } from './harness.js';
+
+const POLICY = `
+kind: role
+name: tokens
+spec:
+  max_ttl: 1h
+  allowed_outputs: [identity, jwt]
+  jwt_audiences: [vault]
+---
+kind: role
+name: plain
+spec:
+  max_ttl: 1h
+---
+kind: bot
+name: gw
+spec:
+  roles: [tokens]
+---
+kind: bot
+name: other
+spec:
+  roles: [plain]
+`;
+
+let h: Harness;
+let tmp: string;
+beforeAll(async () => {
+  h = await startIssuer();
+  runAdminOp(h.ctx.stores, 'apply', { yaml: POLICY });
+  tmp = mkdtempSync(join(tmpdir(), 'sigil-binding-'));
+});
+afterAll(async () => {
+  await h.close();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+const payloadOf = (env: Jws): Record<string, unknown> => JSON.parse(b64u.decode(env.payload).toString('utf8')) as Record<string, unknown>;
+const x5c = (id: Identity): Buffer[] => id.chainPem.map((c) => fromPem(c, 'CERTIFICATE'));
+/** `payload` signed by `by` with its own chain: what anyone holding an SVID can do with a payload it saw. */
+const resign = (payload: unknown, by: Identity): Promise<Jws> => signJws(by.signer, TYP_REQUEST, payload, x5c(by));
+const refusalsAfter = (seq: number) => h.auditAfter(seq).map((r) => ({ action: r.action, outcome: r.outcome, code: r.code, instance: r.instanceId }));
+
+/**
+ * A token agent (bot gw) of this issuer whose every request goes through `post` — a broker or
+ * anything else in the middle; `https` is the real way to the issuer.
+ */
+function agentThrough(dataDir: string, post: (https: HttpsIssuerClient) => IssuerTransport['post']): Agent {
+  const pin = spkiPin(new X509Certificate(h.rootPem));
+  const yaml = `issuer: https://127.0.0.1:${h.port}\nca_pin: ${pin}\ndata_dir: ${dataDir}\njoin: { method: token, token: ${h.token({ bot: 'gw' })} }\n`;
+  const https = new HttpsIssuerClient({ url: `https://127.0.0.1:${h.port}`, pin, timeoutMs: 5_000 });
+  const transport: IssuerTransport = { kind: 'https', url: https.url, ensureRoot: () => https.ensureRoot(), bundle: () => https.bundle(), close: () => https.close(), post: post(https) };
+  return new Agent(parseAgentConfig(yaml, join(tmp, `${dataDir}.yaml`)), silentLogger(), { transports: [transport] });
+}
+
+describe('(a) a credential payload re-signed by another bot', () => {
+  it('as is: refused signer_mismatch, audited with the re-signer; no JWT', async () => {
+    const gw = await h.join({ token: h.token({ bot: 'gw' }) });
+    const other = await h.join({ token: h.token({ bot: 'other' }) });
+    const asked = await buildCredentialRequest({ current: gw.signer, chainPem: gw.chainPem, now: h.ctx.now(), fields: { kind: 'jwt', audiences: ['vault'] } });
+    expect((await h.post('credential', asked.envelope)).status).toBe(200);
+
+    const seq = h.lastAuditSeq();
+    const stolen = await h.post('credential', await resign(payloadOf(asked.envelope), other));
+    expectRefusal(stolen, 403, 'signer_mismatch');
+    expect(stolen.text).not.toMatch(/"token"|eyJ/);
+    expect(refusalsAfter(seq)).toEqual([{ action: 'credential', outcome: 'refused', code: 'signer_mismatch', instance: other.result.instance_id }]);
+  });
+
+  it('naming itself but reusing the request id: refused request_id_conflict, audited; no JWT', async () => {
+    const gw = await h.join({ token: h.token({ bot: 'gw' }) });
+    const other = await h.join({ token: h.token({ bot: 'other' }) });
+    const asked = await buildCredentialRequest({ current: gw.signer, chainPem: gw.chainPem, now: h.ctx.now(), fields: { kind: 'jwt', audiences: ['vault'] } });
+    expect((await h.post('credential', asked.envelope)).status).toBe(200);
+
+    const seq = h.lastAuditSeq();
+    const stolen = await h.post('credential', await resign({ ...payloadOf(asked.envelope), ...namedSigner(other.chainPem) }, other));
+    expectRefusal(stolen, 409, 'request_id_conflict');
+    expect(JSON.parse(stolen.text).message).toMatch(/another signer/);
+    expect(refusalsAfter(seq)).toEqual([{ action: 'credential', outcome: 'refused', code: 'request_id_conflict', instance: other.result.instance_id }]);
+    // The rightful signer still gets its stored answer.
+    expect((await h.post('credential', asked.envelope)).status).toBe(200);
+  });
+});
+
+describe('(b) a renewal payload re-signed by another identity', () => {
+  it('as is, delivered first: refused signer_mismatch; the victim then renews as itself', async () => {
+    const victim = await h.join({ token: h.token({ bot: 'gw' }) });
+    const attacker = await h.join({ token: h.token({ bot: 'other' }) });
+    const { envelope, newSigner } = await h.renewEnvelope(victim);
+    const seq = h.lastAuditSeq();
+    expectRefusal(await h.post('renew', await resign(payloadOf(envelope), attacker)), 403, 'signer_mismatch');
+    expect(refusalsAfter(seq)).toEqual([{ action: 'renew', outcome: 'refused', code: 'signer_mismatch', instance: attacker.result.instance_id }]);
+    expect(h.ctx.stores.instances.get(attacker.result.instance_id)!.generation).toBe(1);
+
+    const mine = h.identityFrom(await h.post('renew', envelope), 'renew', payloadOf(envelope).request_id as string, newSigner);
+    expect(mine.result).toMatchObject({ instance_id: victim.result.instance_id, spiffe_id: victim.result.spiffe_id, generation: 2 });
+  });
+
+  it('the agent refuses a verified renewal answer for another instance (answer_mismatch) and keeps its identity and request', async () => {
+    const attacker = await h.join({ token: h.token({ bot: 'other' }) });
+    let hostile = false;
+    // A broker in the middle: it re-signs the victim's payload with the attacker's SVID (naming
+    // the attacker, so the issuer answers it) and hands the issuer's answer to the victim.
+    const agent = agentThrough('victim', (https) => async (op, env, hooks) => {
+      if (!hostile || op !== 'renew') return https.post(op, env, hooks);
+      return https.post('renew', await resign({ ...payloadOf(env), ...namedSigner(attacker.chainPem) }, attacker));
+    });
+    try {
+      const joined = await agent.tick();
+      expect(joined.action).toBe('joined');
+      const before = agent.state.getIdentity()!;
+      hostile = true;
+      const swapped = await agent.tick({ force: true });
+      expect(swapped.action).toBe('failed');
+      expect((swapped as { error: SigilError }).error.code).toBe('answer_mismatch');
+      expect((swapped as { error: SigilError }).error.message).toMatch(/would change this agent's identity/);
+      expect(agent.state.getIdentity()).toEqual(before);
+      expect(agent.state.getStatus().lastError).toMatch(/^answer_mismatch/);
+      // The attacker used the request id first: the victim's resend is refused, then a fresh request renews it as itself.
+      hostile = false;
+      const conflict = await agent.tick();
+      expect(conflict.action === 'failed' && conflict.error.code).toBe('request_id_conflict');
+      const renewed = await agent.tick({ force: true });
+      expect(renewed.action).toBe('renewed');
+      expect(agent.state.getIdentity()).toMatchObject({ instanceId: before.instanceId, spiffeId: before.spiffeId, generation: 2 });
+    } finally {
+      await agent.close();
+    }
+  });
+
+  it('the agent refuses a verified join answer that certifies another key (answer_mismatch)', async () => {
+    const someoneElse = await h.join({ token: h.token({ bot: 'gw' }) });
+    // Whatever goes wrong upstream, an answer for this request id carrying another key's certificate.
+    const forged = (env: Jws): Jws => signResponse(h.ctx, responsePayload(h.ctx, 'join', payloadOf(env).request_id as string, someoneElse.result satisfies IdentityResult));
+    const agent = agentThrough('joiner', () => async (_op, env) => forged(env));
+    try {
+      const t = await agent.tick();
+      expect(t.action === 'failed' && t.error.code).toBe('answer_mismatch');
+      expect(t.action === 'failed' && t.error.message).toMatch(/certifies another key/);
+      expect(agent.state.getIdentity()).toBeUndefined();
+      expect(agent.state.getOutbox()).toHaveLength(1); // kept: the real answer may still come
+    } finally {
+      await agent.close();
+    }
+  });
+
+  it("the agent refuses an answer whose certificate is not the one it describes (answer_mismatch)", async () => {
+    // The real answer, with the stated serial and SPIFFE ID changed and signed again by the issuer key.
+    const agent = agentThrough('described', (https) => async (_op, env) => {
+      const real = payloadOf((await https.post('join', env)) as Jws);
+      const r = real.result as IdentityResult;
+      return signResponse(h.ctx, responsePayload(h.ctx, 'join', real.request_id as string, { ...r, serial: 'ab'.repeat(16), spiffe_id: r.spiffe_id.replace(/[^/]+$/, 'someone-else') }));
+    });
+    try {
+      const t = await agent.tick();
+      expect(t.action === 'failed' && t.error.code).toBe('answer_mismatch');
+      expect(t.action === 'failed' && t.error.message).toMatch(/is not the one it describes/);
+      expect(agent.state.getIdentity()).toBeUndefined();
+    } finally {
+      await agent.close();
+    }
+  });
+});
+
+describe('(c) a refusal earned by another signer', () => {
+  it.each([
+    ['as is', 'signer_mismatch', false],
+    ['naming itself', 'instance_locked', true],
+  ])("a locked instance re-signing the victim's payload (%s) gets a refusal (%s) the victim does not accept", async (_how, code, rename) => {
+    const victim = await h.join({ token: h.token({ bot: 'gw' }) });
+    const locked = await h.join({ token: h.token({ bot: 'gw' }) });
+    runAdminOp(h.ctx.stores, 'lock', { target: locked.result.instance_id }, h.ctx.now());
+    const { envelope } = await h.renewEnvelope(victim);
+    const requestId = payloadOf(envelope).request_id as string;
+    const borrowed = await resign({ ...payloadOf(envelope), ...(rename ? namedSigner(locked.chainPem) : {}) }, locked);
+    // What the MQTT responder does with it: decide, then sign the refusal bound to what it received.
+    const e = await handleRenew(h.ctx, borrowed, 'test').then(
+      () => {
+        throw new Error('the locked instance was answered');
+      },
+      (err: unknown) => toSigilError(err),
+    );
+    expect(e.code).toBe(code);
+    const refusal = signErrorResponse(h.ctx, 'renew', requestId, requestHash(borrowed), e);
+    // The victim checks the refusal against the request it sent: not bound to it, so ignored.
+    let seen: SigilError | undefined;
+    try {
+      verifyResponseOrError(refusal, 'renew', requestId, requestHash(envelope), h.rootPem);
+    } catch (err) {
+      seen = toSigilError(err);
+    }
+    expect(seen?.code).toBe('response_invalid');
+    expect(seen?.message).toMatch(/not bound to request/);
+    // And the victim's own request is answered normally.
+    expect((await h.post('renew', envelope)).status).toBe(200);
+  });
+
+  it('the request hash covers the signer: the same payload under two signers hashes differently', async () => {
+    const a = await h.join({ token: h.token({ bot: 'gw' }) });
+    const b = await h.join({ token: h.token({ bot: 'gw' }) });
+    const { envelope } = await h.renewEnvelope(a);
+    expect(requestHash(await resign(payloadOf(envelope), b))).not.toBe(requestHash(envelope));
+    expect(requestHash(envelope)).toBe(requestHash({ protected: envelope.protected, payload: envelope.payload }));
+  });
+});
