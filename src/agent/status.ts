@@ -24,6 +24,8 @@ export interface AgentStatusReport {
   issuer_exportable: boolean | null;
   /** PKCS#11 keys: the RFC 7512 URI of the current key on the token, for workloads; else null. */
   key_uri: string | null;
+  /** TPM keys: the TCTI the agent reaches the TPM through (the configured one when known). */
+  tpm_tcti: string | null;
   generation: number | null;
   join_method: string | null;
   last_renewal: string | null;
@@ -45,7 +47,7 @@ export interface AgentStatusReport {
 
 const iso = (ms: number | null | undefined): string | null => (ms ? new Date(ms).toISOString() : null);
 
-export function agentStatus(state: AgentState, now: number = Date.now()): AgentStatusReport {
+export function agentStatus(state: AgentState, now: number = Date.now(), configured: { tpmTcti?: string | undefined } = {}): AgentStatusReport {
   const id = state.getIdentity();
   const st = state.getStatus();
   const last = state.lastSuccess();
@@ -66,6 +68,7 @@ export function agentStatus(state: AgentState, now: number = Date.now()): AgentS
     issuer_key_storage: id?.issuerKeyStorage ?? null,
     issuer_exportable: id?.issuerExportable ?? null,
     key_uri: id ? keyUri(id) : null,
+    tpm_tcti: id ? tpmTcti(id, configured.tpmTcti) : null,
     generation: id?.generation ?? null,
     join_method: id?.joinMethod ?? null,
     last_renewal: iso(last?.at),
@@ -84,6 +87,15 @@ function keyUri(id: Identity): string | null {
   try {
     const ref = parseKeyRef(id.keyRef);
     return ref.storage === 'pkcs11' ? formatPkcs11Uri(ref) : null;
+  } catch {
+    return null;
+  }
+}
+
+function tpmTcti(id: Identity, configured: string | undefined): string | null {
+  try {
+    const ref = parseKeyRef(id.keyRef);
+    return ref.storage === 'tpm' ? (configured ?? ref.tcti) : null;
   } catch {
     return null;
   }

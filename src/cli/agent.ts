@@ -10,7 +10,6 @@ import type { AgentState } from '../agent/state/index.js';
 import { SigilError } from '../errors.js';
 import { formatDuration } from '../util/duration.js';
 import { parseFormat, printJson, printKv } from './output.js';
-import { parseListen } from './server.js';
 
 function summary(r: TickOutcome): Record<string, unknown> {
   const id = r.identity;
@@ -33,6 +32,13 @@ function printOutcome(r: TickOutcome, fmt: 'json' | 'table'): void {
   else printKv(summary(r));
 }
 
+/** Take the data directory's lock (agent/state/lock.ts); the directory from the serve plan, else from the config. */
+async function lockAgent(configPath: string, dataDir: string | undefined, what: string): Promise<() => void> {
+  const { lockDataDir } = await import('../agent/state/lock.js');
+  const dir = dataDir ?? (await import('../agent/config.js')).loadAgentConfig(configPath).dataDir;
+  return lockDataDir(dir, what);
+}
+
 async function openAgent(configPath: string, defaultLevel: string | undefined, early?: { state: AgentState; dataDir: string }) {
   const [{ loadAgentConfig }, { Agent }, { createLogger }] = await Promise.all([import('../agent/config.js'), import('../agent/agent.js'), import('../util/log.js')]);
   let cfg;
@@ -46,7 +52,7 @@ async function openAgent(configPath: string, defaultLevel: string | undefined, e
   const log = createLogger({ name: 'sigil-agent', ...(level ? { level } : {}) });
   const state = early && early.dataDir === cfg.dataDir ? early.state : undefined;
   if (early && !state) early.state.close();
-  return { cfg, log, agent: new Agent(cfg, log, state ? { state } : {}) };
+  return { cfg, log, agent: new Agent(cfg, log, state ? { state } : {}), served: false };
 }
 
 export function registerAgent(program: Command, run: (fn: () => Promise<void> | void) => Promise<void>): void {
@@ -61,35 +67,45 @@ export function registerAgent(program: Command, run: (fn: () => Promise<void> | 
     .action((o: { config: string; once?: boolean; format?: string }) =>
       run(async () => {
         const fmt = parseFormat(o.format);
-        // Serve first, load the rest after (see the module comment).
+        // Serve first, load the rest after (see the module comment) — but only as the one agent of this data directory.
         const { readServePlan, serveCachedIdentity } = await import('../agent/serve-cached.js');
         const plan = readServePlan(o.config);
-        const served = plan ? serveCachedIdentity(plan) : undefined;
-        const { cfg, log, agent: a } = await openAgent(o.config, o.once ? 'warn' : undefined, served && plan ? { state: served.state, dataDir: plan.dataDir } : undefined);
+        const release = await lockAgent(o.config, plan?.dataDir, o.once ? 'sigil agent run --once' : 'sigil agent run');
+        let opened: Awaited<ReturnType<typeof openAgent>>;
+        try {
+          const served = plan ? serveCachedIdentity(plan) : undefined;
+          opened = await openAgent(o.config, o.once ? 'warn' : undefined, served && plan ? { state: served.state, dataDir: plan.dataDir } : undefined);
+          opened.served = served?.identity !== undefined;
+        } catch (e) {
+          release();
+          throw e;
+        }
+        const { cfg, log, agent: a } = opened;
         try {
           if (o.once) {
-            if (!served?.identity) a.serveCached();
+            if (!opened.served) a.serveCached();
             printOutcome(await a.tick(), fmt);
             return;
           }
           const ac = new AbortController();
-          process.once('SIGTERM', () => ac.abort());
-          process.once('SIGINT', () => ac.abort());
+          const stop = (signal: string): void => {
+            log.info({ signal }, `stopping (${signal})`);
+            ac.abort();
+          };
+          process.once('SIGTERM', () => stop('SIGTERM'));
+          process.once('SIGINT', () => stop('SIGINT'));
           let server: Server | undefined;
           if (cfg.metrics.listen) {
-            const [{ createServer }, { renderAgentMetrics }] = await Promise.all([import('node:http'), import('../agent/metrics.js')]);
-            const { host, port } = parseListen(cfg.metrics.listen);
-            server = createServer((req, res) => {
-              if (req.url === '/metrics') {
-                res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(renderAgentMetrics(a.state, Date.now(), a.link.stats));
-              } else res.writeHead(404).end();
-            }).listen(port, host);
+            const { serveAgentMetrics } = await import('../agent/metrics-server.js');
+            server = await serveAgentMetrics(cfg.metrics.listen, a);
             log.info({ listen: cfg.metrics.listen }, 'agent metrics listening');
           }
-          await a.run(ac.signal, { served: served?.identity !== undefined });
+          await a.run(ac.signal, { served: opened.served });
           server?.close();
+          log.info({}, 'stopped');
         } finally {
           await a.close();
+          release();
         }
       }),
     );
@@ -102,12 +118,17 @@ export function registerAgent(program: Command, run: (fn: () => Promise<void> | 
     .action((o: { config: string; format?: string }) =>
       run(async () => {
         const fmt = parseFormat(o.format);
-        const { cfg, agent: a } = await openAgent(o.config, 'warn');
+        const release = await lockAgent(o.config, undefined, 'sigil agent renew');
         try {
-          if (!a.state.getIdentity()) throw new SigilError('not_joined', `no identity in ${cfg.dataDir}; run: sigil agent run --once --config ${o.config}`);
-          printOutcome(await a.tick({ force: true }), fmt);
+          const { cfg, agent: a } = await openAgent(o.config, 'warn');
+          try {
+            if (!a.state.getIdentity()) throw new SigilError('not_joined', `no identity in ${cfg.dataDir}; run: sigil agent run --once --config ${o.config}`);
+            printOutcome(await a.tick({ force: true }), fmt);
+          } finally {
+            await a.close();
+          }
         } finally {
-          await a.close();
+          release();
         }
       }),
     );
@@ -122,11 +143,12 @@ export function registerAgent(program: Command, run: (fn: () => Promise<void> | 
       run(async () => {
         const fmt = parseFormat(o.format);
         const [{ loadAgentConfig }, { openAgentState }, { agentStatus }] = await Promise.all([import('../agent/config.js'), import('../agent/state/index.js'), import('../agent/status.js')]);
-        const dir = o.dataDir ?? (o.config ? loadAgentConfig(o.config).dataDir : undefined);
+        const cfg = o.config ? loadAgentConfig(o.config) : undefined;
+        const dir = o.dataDir ?? cfg?.dataDir;
         if (!dir) throw new SigilError('config_invalid', 'give --config FILE or --data-dir DIR');
         const state = openAgentState(dir);
         try {
-          const s = agentStatus(state);
+          const s = agentStatus(state, Date.now(), { tpmTcti: cfg?.tpmTcti });
           if (fmt === 'json') printJson(s);
           else {
             const { credential_outputs: outputs, ...rest } = s;

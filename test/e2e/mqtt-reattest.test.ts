@@ -3,10 +3,10 @@
  * the join methods that can re-attest (x509, tpm): the agent keeps serving its identity until
  * expiry, retrying with backoff (no busy loop); after the expiry it keeps trying to join again
  * (never reattest_required: no person is needed), and once the issuer is back it re-joins by
- * itself over MQTT as the same instance, with a new certificate: its first attempt resends
- * the renewal queued before the expiry, and the issuer's cert_expired refusal of it leads to
- * the re-join in the same pass. The token-join version of this outage is
- * mqtt-issuer-down.test.ts.
+ * itself over MQTT as the same instance, with a new certificate: the renewal queued before the
+ * expiry is dropped (MQTT cannot carry it after the expiry: the bootstrap login may not publish
+ * renewals, and the issuer answers renewals only on the instance's own topic), and the re-join
+ * follows in the same pass. The token-join version of this outage is mqtt-issuer-down.test.ts.
  *
  * Real processes throughout: mosquitto, `sigil server start --mqtt-url`, `sigil agent run`,
  * and swtpm for the tpm join. The two methods run concurrently, each with its own broker and
@@ -175,11 +175,13 @@ describe.concurrent('issuer down longer than the certificate lifetime, broker up
         throw new Error(`${e.message} (back at ${back})\nagent:\n${daemon.lines.map((l) => JSON.stringify(l)).join('\n')}\nissuer:\n${rig.issuer?.log()}`);
       });
       expect(rejoin.transport).toBe(transport);
-      // In the same pass as the issuer's refusal of the renewal queued before the expiry, not one
-      // backoff (up to 5 min) later.
-      const refused = daemon.lines.find((l) => l.msg.startsWith('the renewal queued before the expiry was refused'));
-      expect(refused?.code).toBe('cert_expired');
-      expect(rejoin.time - refused!.time).toBeLessThan(5_000);
+      // The renewal queued before the expiry was dropped once, at the first attempt that began
+      // after the expiry (which may come after the issuer is back, when an attempt straddled the
+      // expiry), without waiting for an answer MQTT cannot bring; then the agent joined.
+      const dropped = daemon.lines.filter((l) => l.msg.startsWith('the renewal queued before the expiry cannot be resent'));
+      expect(dropped).toHaveLength(1);
+      expect(dropped[0]!.time).toBeGreaterThanOrEqual(notAfter);
+      expect(dropped[0]!.time).toBeLessThanOrEqual(rejoin.time);
 
       // Backoff, not a busy loop: a handful of attempts over the ~35 s the issuer was away.
       const attempts = failures().length;

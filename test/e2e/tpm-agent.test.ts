@@ -6,6 +6,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { createServer, connect, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyResources, RESOURCES, sigil, sigilJson, startIssuer, tempDir, type RunningIssuer } from '../helpers/cli.js';
@@ -61,7 +63,34 @@ describe('tpm join through `sigil agent run` (swtpm)', () => {
     const renewed = await sigilJson(['agent', 'renew', '--config', config]);
     expect(renewed).toMatchObject({ result: 'renewed', key_storage: 'tpm', exportable: false, generation: 2 });
     const st = await sigilJson(['agent', 'status', '--config', config]);
-    expect(st).toMatchObject({ key_storage: 'tpm', exportable: false, instance_id: inst.id });
+    expect(st).toMatchObject({ key_storage: 'tpm', exportable: false, instance_id: inst.id, tpm_tcti: tpm.tcti });
+
+    // The TPM is now reached another way (issue #12: the key was made through tabrmd, the
+    // config now says the device): the configured TCTI is used, not the one the key was made
+    // through. The stored key reference is pointed at a TCTI that no longer works, and a
+    // counting TCP relay in front of swtpm stands in for the new path.
+    const db = new Database(join(tmp.path, 'agent', 'agent.db'));
+    db.prepare("UPDATE identity SET key_ref = json_set(key_ref, '$.tcti', 'swtpm:host=127.0.0.1,port=9')").run();
+    db.close();
+    let relayed = 0;
+    const relay = createServer((c) => {
+      relayed++;
+      const up = connect(tpm.port, '127.0.0.1');
+      c.pipe(up).pipe(c);
+      c.on('error', () => up.destroy());
+      up.on('error', () => c.destroy());
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', () => r()));
+    try {
+      const newTcti = `swtpm:host=127.0.0.1,port=${(relay.address() as AddressInfo).port}`;
+      writeFileSync(config, readFileSync(config, 'utf8').replace(tpm.tcti, newTcti));
+      const again = await sigilJson(['agent', 'renew', '--config', config]);
+      expect(again).toMatchObject({ result: 'renewed', key_storage: 'tpm', generation: 3 });
+      expect(relayed).toBeGreaterThan(0);
+      expect(await sigilJson(['agent', 'status', '--config', config])).toMatchObject({ tpm_tcti: newTcti });
+    } finally {
+      relay.close();
+    }
   }, 120_000);
 
   it('a boot that does not match the firmware profile is refused, naming the PCR', async () => {
