@@ -3,6 +3,7 @@
  * actions, so that loading the CLI stays fast.
  */
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { SigilError } from '../errors.js';
 import type { IssuerContext } from '../server/issuer.js';
@@ -14,6 +15,11 @@ import { parseListen } from '../util/listen.js';
 /** Idempotency records outlive the longest certificate (24 h) so any retry finds its answer. */
 const IDEMPOTENCY_KEEP_MS = 48 * 3600_000;
 
+
+/** 0.0.0.0 / :: — every address of the machine, none a client can be told to use. */
+export function isWildcardHost(host: string): boolean {
+  return host === '0.0.0.0' || /^[0:]+$/.test(host);
+}
 
 /** `--public-url`: an https URL without query or fragment; a trailing slash is dropped (it must equal `iss`). */
 export function parsePublicUrl(s: string): string {
@@ -176,8 +182,8 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
     .option('--request-timeout <dur>', 'a whole request must arrive within this (default 30s)')
     .option('--keep-alive-timeout <dur>', 'close a kept-alive connection this long after its last response (default 10s)')
     .option('--max-conns-per-source <n>', 'open HTTPS connections per remote address; more are closed at once (default 64, 0: no cap)')
-    .option('--join-rate <n>', 'join requests per second per remote address, sustained (default 10, 0: no limit)')
-    .option('--join-burst <n>', 'join requests per remote address in a burst (default 50)')
+    .option('--join-rate <n>', 'join requests per second per remote address, sustained (default 50, 0: no limit)')
+    .option('--join-burst <n>', 'join requests per remote address in a burst (default 200)')
     .action((o: { dataDir: string; listen: string; tlsSan?: string[]; logLevel?: string; publicUrl?: string; firmwareProfiles?: string } & MqttOptions & AuditOptions & LimitOptions) =>
       run(async () => {
         if (o.firmwareProfiles) (await import('../join/tpm/firmware.js')).setFirmwareProfilesDir(o.firmwareProfiles);
@@ -196,7 +202,9 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
         // The serving issuer creates audit.key for a data directory that predates it.
         const stores = openIssuerStores(o.dataDir, { createAuditKey: true });
         // The public host must be in the serving certificate: verifiers fetch discovery over TLS.
-        const publicHost = publicUrl ? new URL(publicUrl).hostname.replace(/^\[(.*)\]$/, '$1') : undefined;
+        // Listening on every address, the listen URL (https://0.0.0.0:…) is no address a relying party can use.
+        const wildcard = !publicUrl && isWildcardHost(host) ? hostname() : undefined;
+        const publicHost = publicUrl ? new URL(publicUrl).hostname.replace(/^\[(.*)\]$/, '$1') : wildcard;
         const ctx = createIssuerContext({ ca, stores, log, tlsSans: [host, ...(o.tlsSan ?? []), ...(publicHost ? [publicHost] : [])] });
         const app = buildHttpsServer({ ctx, limits });
         try {
@@ -216,7 +224,8 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
         const addr = app.server.address();
         const actual = typeof addr === 'object' && addr ? addr.port : port;
         const url = `https://${host.includes(':') ? `[${host}]` : host}:${actual}`;
-        ctx.publicUrl = publicUrl ?? url;
+        ctx.publicUrl = publicUrl ?? (wildcard ? `https://${wildcard}:${actual}` : url);
+        if (wildcard) log.warn({ listen: o.listen, public_url: ctx.publicUrl }, `listening on every address without --public-url: advertising ${ctx.publicUrl} (this machine's hostname) as the issuer URL (JWT-SVID iss, OIDC discovery); set --public-url to the URL relying parties reach`);
         log.info({ url, public_url: ctx.publicUrl, trust_domain: ca.trustDomain, ca_pin: ca.pin }, 'issuer ready');
         process.stdout.write(`sigil issuer listening on ${url} (trust domain ${ca.trustDomain}, ca pin ${ca.pin})\n`);
         const { startAuditRuntime } = await import('../server/audit/runtime.js');
