@@ -7,7 +7,8 @@
 #   scripts/swtpm/stop.sh                       # stop (state kept); --destroy removes it
 #
 # Options:
-#   --dir DIR         TPM directory (default: $SWTPM_DIR or .tmp/swtpm); state is reused if present
+#   --dir DIR         TPM directory, relative to the current one (default: $SWTPM_DIR, else
+#                     .tmp/swtpm in the checkout); state is reused if present
 #   --ca-dir DIR      swtpm_localca directory to share between TPMs (default: DIR/ca)
 #   --manufacturer S  platform-manufacturer label of a new local CA (default: Sigil)
 #   --pcr-banks LIST  active PCR banks for a new TPM (default: sha256)
@@ -18,13 +19,17 @@
 # create_certs_tool_config at DIR/ca/swtpm-localca.conf. The CA files an issuer trusts are
 # $SWTPM_CA_DIR/state/swtpm-localca-rootca-cert.pem and …/issuercert.pem.
 set -euo pipefail
+# --dir/--ca-dir/$SWTPM_DIR relative to where the script is called from; the default
+# .tmp/swtpm relative to the checkout.
+CALLER_PWD="$PWD"
+abs() { case "$1" in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$CALLER_PWD" "$1" ;; esac; }
 cd "$(dirname "$0")/../.."
 
 HINT='run scripts/setup.sh (apt-get install swtpm swtpm-tools tpm2-tools)'
 need() { command -v "$1" >/dev/null 2>&1 || { echo "$1 not found: $HINT" >&2; exit 1; }; }
 log() { echo "swtpm: $*" >&2; }
 
-DIR="${SWTPM_DIR:-.tmp/swtpm}"
+DIR=".tmp/swtpm"; [ -z "${SWTPM_DIR:-}" ] || DIR="$(abs "$SWTPM_DIR")"
 CA_DIR=""
 MANUFACTURER="Sigil"
 BANKS="sha256"
@@ -32,13 +37,13 @@ EK_CERTS=1
 PORT=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --dir) DIR="$2"; shift 2 ;;
-    --ca-dir) CA_DIR="$2"; shift 2 ;;
+    --dir) DIR="$(abs "$2")"; shift 2 ;;
+    --ca-dir) CA_DIR="$(abs "$2")"; shift 2 ;;
     --manufacturer) MANUFACTURER="$2"; shift 2 ;;
     --pcr-banks) BANKS="$2"; shift 2 ;;
     --no-ek-certs) EK_CERTS=0; shift ;;
     --port) PORT="$2"; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "swtpm: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done

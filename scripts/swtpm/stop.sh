@@ -4,18 +4,22 @@
 #
 #   scripts/swtpm/stop.sh [--dir DIR] [--destroy]
 #
-#   --dir DIR    TPM directory (default: $SWTPM_DIR or .tmp/swtpm)
+#   --dir DIR    TPM directory, relative to the current one (default: $SWTPM_DIR, else .tmp/swtpm)
 #   --destroy    also remove DIR (the TPM and, if it lives there, its local CA)
 set -euo pipefail
+# --dir/--ca-dir/$SWTPM_DIR relative to where the script is called from; the default
+# .tmp/swtpm relative to the checkout.
+CALLER_PWD="$PWD"
+abs() { case "$1" in /*) printf '%s' "$1" ;; *) printf '%s/%s' "$CALLER_PWD" "$1" ;; esac; }
 cd "$(dirname "$0")/../.."
 
-DIR="${SWTPM_DIR:-.tmp/swtpm}"
+DIR=".tmp/swtpm"; [ -z "${SWTPM_DIR:-}" ] || DIR="$(abs "$SWTPM_DIR")"
 DESTROY=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --dir) DIR="$2"; shift 2 ;;
+    --dir) DIR="$(abs "$2")"; shift 2 ;;
     --destroy) DESTROY=1; shift ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "swtpm: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -21,6 +21,7 @@ import { joinMethodFor, reattestHint, USED_CREDENTIAL_SETTING, type AgentJoinMet
 import { checkIdentityAnswer } from './answer-check.js';
 import { createCredentialOutputs, type CredentialOutputs } from './credentials.js';
 import { writeAgentMetrics } from './metrics.js';
+import { checkOutputPaths } from './outputs/check-path.js';
 import { identityOutput, SVID_TSS2_KEY_FILE } from './outputs/identity.js';
 import { identityKeyPem } from './outputs/identity-key.js';
 import { IdentityKeys } from './identity-keys.js';
@@ -46,6 +47,11 @@ export interface AgentDeps {
   state?: AgentState;
   /** Transports to use instead of those built from the config (tests). */
   transports?: IssuerTransport[];
+  /**
+   * Level of the "attempt failed" log line. The daemon warns (the log is all it has); a one-shot
+   * command (`run --once`, `renew`) reports the failure itself as its error line, once.
+   */
+  failureLogLevel?: 'warn' | 'debug';
 }
 
 /** Codes that, for a method that cannot re-attest, mean a person has to issue a new credential. */
@@ -62,12 +68,21 @@ export class Agent {
   readonly credentials: CredentialOutputs | undefined;
   private readonly now: () => number;
   private readonly rand: () => number;
+  private readonly failureLogLevel: 'warn' | 'debug';
   /** Joins and renewals ask for an MQTT transport certificate (./transport-cert.ts). */
   private readonly transportCert: boolean;
 
   constructor(readonly cfg: AgentConfig, private readonly log: Logger, deps: AgentDeps = {}) {
     this.now = deps.now ?? agentClock();
     this.rand = deps.rand ?? Math.random;
+    this.failureLogLevel = deps.failureLogLevel ?? 'warn';
+    try {
+      // Before anything is sent: a join spent on outputs that cannot be written is lost (issue #12).
+      checkOutputPaths(cfg);
+    } catch (e) {
+      deps.state?.close();
+      throw e;
+    }
     this.join = joinMethodFor(cfg);
     this.transportCert = wantsTransportCert(cfg);
     this.keys = new IdentityKeys(cfg, log, this.join.pendingTpmKeys);
@@ -365,7 +380,7 @@ export class Agent {
     const next = now + Math.max(backoffDelay(failures - 1, this.rand), Math.min(e.retryAfterMs ?? 0, 3_600_000));
     this.state.setStatus({ consecutiveFailures: failures, lastError: `${e.code}: ${e.message}`, lastAttemptAt: now, nextAttemptAt: next, transport: this.transportLabel() ?? st.transport });
     this.state.appendHistory({ at: now, op: pending?.op ?? (current && !expired ? 'renew' : 'join'), outcome: 'error', code: e.code, message: e.message.slice(0, 500) });
-    this.log.warn({ code: e.code, failures, retry_in_ms: next - now, transport: this.transportLabel() }, `attempt failed: ${e.message}`);
+    this.log[this.failureLogLevel]({ code: e.code, failures, retry_in_ms: next - now, transport: this.transportLabel() }, `attempt failed: ${e.message}`);
     this.updateMetrics();
     return e;
   }

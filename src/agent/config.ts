@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { SigilError } from '../errors.js';
 import { parseWith } from '../protocol/messages.js';
 import { parseDuration } from '../util/duration.js';
+import { yamlErrorText } from '../util/yaml-error.js';
 import { credentialOutputVariants, resolveCredentialOutput, type CredentialOutputConfig } from './outputs/config.js';
 
 const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
@@ -181,7 +182,7 @@ export function parseAgentConfig(text: string, source: string): AgentConfig {
   try {
     raw = parseYaml(text);
   } catch (e) {
-    throw new SigilError('config_invalid', `${source}: YAML error: ${(e as Error).message.split('\n')[0]}`);
+    throw new SigilError('config_invalid', `${source}: YAML error: ${yamlErrorText(e)}`);
   }
   const method = (raw as { join?: { method?: unknown } } | null)?.join?.method;
   if (method !== undefined && method !== 'token' && !(EVIDENCE_METHODS as readonly unknown[]).includes(method)) {
@@ -291,7 +292,7 @@ export function loadAgentConfig(path: string): AgentConfig {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new SigilError('config_invalid', `cannot read agent config ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    throw new SigilError('config_invalid', `cannot read agent config ${resolve(path)}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'ENOENT: no such file; give the path of agent.yaml with --config FILE' : ((e as NodeJS.ErrnoException).code ?? 'error')}`);
   }
   return parseAgentConfig(text, path);
 }

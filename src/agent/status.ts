@@ -4,7 +4,8 @@
  */
 import { formatPkcs11Uri, parseKeyRef } from '../keystore/index.js';
 import { credentialOutputsStatus, type CredentialOutputStatus } from './credentials.js';
-import type { AgentState, Identity } from './state/index.js';
+import type { AgentConfig } from './config.js';
+import type { AgentState, AgentStatus, Identity } from './state/index.js';
 import { mqttClientCert } from './transport-cert.js';
 
 export interface AgentStatusReport {
@@ -37,9 +38,10 @@ export interface AgentStatusReport {
   /**
    * The TLS client certificate an mqtts:// transport presents now: the SVID (software key), the
    * MQTT transport certificate (TPM/PKCS#11 key), or the bootstrap identity (not joined, expired,
-   * or a hardware key without a transport certificate).
+   * or a hardware key without a transport certificate). Null when the config has no mqtt
+   * transport; absent when the config is unknown (`--data-dir` only).
    */
-  mqtt_client_cert: 'svid' | 'transport' | 'bootstrap';
+  mqtt_client_cert?: 'svid' | 'transport' | 'bootstrap' | null;
   pending_request: string | null;
   /** SSH, database, Kubernetes and JWT outputs: what was written last, when next, and failures. */
   credential_outputs: CredentialOutputStatus[];
@@ -47,11 +49,20 @@ export interface AgentStatusReport {
 
 const iso = (ms: number | null | undefined): string | null => (ms ? new Date(ms).toISOString() : null);
 
-export function agentStatus(state: AgentState, now: number = Date.now(), configured: { tpmTcti?: string | undefined } = {}): AgentStatusReport {
-  const id = state.getIdentity();
-  const st = state.getStatus();
-  const last = state.lastSuccess();
-  const pending = state.getOutbox()[0];
+/** What the status knows of the config; without a config (`--data-dir`) less is shown. */
+export interface StatusConfigFacts {
+  /** The configured TCTI of a TPM key. */
+  tpmTcti?: string | undefined;
+  /** Whether the config has an mqtt transport (undefined: no config at hand). */
+  mqtt?: boolean | undefined;
+}
+
+/** `state` undefined: there is no agent database yet (status creates none), so not joined. */
+export function agentStatus(state: AgentState | undefined, now: number = Date.now(), configured: StatusConfigFacts = {}): AgentStatusReport {
+  const id = state?.getIdentity();
+  const st = state?.getStatus() ?? { consecutiveFailures: 0, lastError: null, lastAttemptAt: null, nextAttemptAt: null, transport: null };
+  const last = state?.lastSuccess();
+  const pending = state?.getOutbox()[0];
   let s: AgentStatusReport['state'] = 'not_joined';
   if (id) s = id.notAfter <= now ? 'expired' : now > id.notBefore + (id.notAfter - id.notBefore) * 0.8 ? 'renewal_overdue' : 'ok';
   return {
@@ -73,14 +84,31 @@ export function agentStatus(state: AgentState, now: number = Date.now(), configu
     join_method: id?.joinMethod ?? null,
     last_renewal: iso(last?.at),
     next_renewal: iso(id?.renewAfter),
-    next_attempt: iso(st.nextAttemptAt),
+    next_attempt: iso(nextAttemptAt(st, id, pending !== undefined, now)),
     consecutive_failures: st.consecutiveFailures,
     last_error: st.lastError,
     transport: st.transport,
-    mqtt_client_cert: (id && mqttClientCert(id, now)?.kind) ?? 'bootstrap',
+    ...(configured.mqtt === undefined ? {} : { mqtt_client_cert: configured.mqtt ? ((id && mqttClientCert(id, now)?.kind) ?? 'bootstrap') : null }),
     pending_request: pending ? `${pending.op} ${pending.requestId}` : null,
-    credential_outputs: credentialOutputsStatus(state),
+    credential_outputs: state ? credentialOutputsStatus(state) : [],
   };
+}
+
+/**
+ * When the running agent will next send a join or renewal (unix ms, never before `now`), or
+ * null when nothing is scheduled (not joined, nothing tried). Not the stored `nextAttemptAt`
+ * alone: the loop (Agent.identityWake) wakes at the backoff time — or at the expiry, once —
+ * but a pass sends only when something is due (a pending request, the expiry, the renewal
+ * time). A failed manual `agent renew` left a backoff time in the past that the daemon, with
+ * nothing due, never acted on; status showed that (issue #12 item 6).
+ */
+export function nextAttemptAt(st: AgentStatus, id: Identity | undefined, pending: boolean, now: number): number | null {
+  const backoff = st.consecutiveFailures > 0 && st.nextAttemptAt !== null ? st.nextAttemptAt : undefined;
+  if (!id) return pending || backoff !== undefined ? Math.max(now, backoff ?? now) : null;
+  const attemptedSinceExpiry = st.lastAttemptAt !== null && st.lastAttemptAt >= id.notAfter;
+  const wake = backoff === undefined ? now : attemptedSinceExpiry ? backoff : Math.min(backoff, id.notAfter);
+  const dueFrom = pending ? now : Math.min(id.renewAfter, id.notAfter);
+  return Math.max(now, wake, dueFrom);
 }
 
 function keyUri(id: Identity): string | null {
@@ -98,5 +126,39 @@ function tpmTcti(id: Identity, configured: string | undefined): string | null {
     return ref.storage === 'tpm' ? (configured ?? ref.tcti) : null;
   } catch {
     return null;
+  }
+}
+
+/**
+ * For an identity that cannot be used (`expired`, `not_joined`): the one line `agent status`
+ * adds on stderr with the next step — a new token for a token join, which cannot re-attest
+ * (unless the config already holds one the agent has not used); nothing but a running agent (or
+ * one `--once`) for the methods that re-attest by themselves.
+ */
+export async function nextStepHint(s: AgentStatusReport, configPath: string | undefined, known: { cfg?: AgentConfig | undefined; state?: AgentState | undefined } = {}): Promise<string | undefined> {
+  const cfgPath = configPath ?? '<agent.yaml>';
+  const runOnce = `sigil agent run --once --config ${cfgPath}`;
+  const lastError = s.last_error ? ` (last attempt: ${s.last_error.split('\n')[0]})` : '';
+  if (s.state === 'not_joined') return `not joined yet${lastError}; run: ${runOnce}`;
+  if (s.state !== 'expired') return undefined;
+  const when = s.next_attempt ? `at ${s.next_attempt}` : 'at its next attempt';
+  if (s.join_method === 'token') {
+    // Loaded only here: join-method.ts brings every join method's agent code along.
+    const { joinMethodFor, reattestHint, USED_CREDENTIAL_SETTING } = await import('./join-method.js');
+    if (known.cfg && known.state && freshCredential(() => joinMethodFor(known.cfg!).singleUseCredential, known.state.getSetting(USED_CREDENTIAL_SETTING))) {
+      return `the identity expired; the config holds a join token not used yet: a running agent joins with it ${when}, or run now: ${runOnce}`;
+    }
+    return reattestHint('token', s.bot ?? '<bot>', cfgPath);
+  }
+  return `the identity expired; the ${s.join_method ?? 'configured'} join re-attests by itself: a running agent joins again ${when}${lastError}, or run now: ${runOnce}`;
+}
+
+/** The configured single-use credential is set and is not the one the last join spent (a malformed token is not fresh). */
+function freshCredential(configured: () => string | undefined, used: string | undefined): boolean {
+  try {
+    const c = configured();
+    return c !== undefined && c !== used;
+  } catch {
+    return false;
   }
 }

@@ -7,9 +7,10 @@ import type { Server } from 'node:http';
 import type { Command } from 'commander';
 import type { TickOutcome } from '../agent/agent.js';
 import type { AgentState } from '../agent/state/index.js';
+import type { AgentStatusReport } from '../agent/status.js';
 import { SigilError } from '../errors.js';
 import { formatDuration } from '../util/duration.js';
-import { parseFormat, printJson, printKv } from './output.js';
+import { EXIT, parseFormat, printJson, printKv } from './output.js';
 
 function summary(r: TickOutcome): Record<string, unknown> {
   const id = r.identity;
@@ -26,6 +27,21 @@ function summary(r: TickOutcome): Record<string, unknown> {
   };
 }
 
+/** The table form; before the first join a short block, not a column of dashes. */
+function printStatus(s: AgentStatusReport, dataDir: string): void {
+  const { credential_outputs: outputs, ...rest } = s;
+  if (s.state === 'not_joined') {
+    const tried = s.consecutive_failures > 0 ? { consecutive_failures: s.consecutive_failures, last_error: s.last_error, next_attempt: s.next_attempt, transport: s.transport } : {};
+    printKv({ state: 'not_joined (no identity yet)', data_dir: dataDir, ...tried, ...(s.pending_request ? { pending_request: s.pending_request } : {}) });
+  } else {
+    printKv({ ...rest, time_left: s.time_left_s === null ? null : formatDuration(s.time_left_s) });
+  }
+  for (const o of outputs) {
+    const health = o.consecutive_failures > 0 ? `${o.consecutive_failures} failures, retry ${o.next_attempt ?? '-'}: ${o.last_error ?? ''}` : `renews ${o.next_renewal ?? '-'}`;
+    process.stdout.write(`output ${o.type ?? '?'} ${o.path ?? '?'}  serial ${o.serial ?? '-'}  expires ${o.not_after ?? '-'}  ${health}\n`);
+  }
+}
+
 function printOutcome(r: TickOutcome, fmt: 'json' | 'table'): void {
   if (r.action === 'failed') throw r.error;
   if (fmt === 'json') printJson(summary(r));
@@ -39,7 +55,8 @@ async function lockAgent(configPath: string, dataDir: string | undefined, what: 
   return lockDataDir(dir, what);
 }
 
-async function openAgent(configPath: string, defaultLevel: string | undefined, early?: { state: AgentState; dataDir: string }) {
+/** `oneShot` (`run --once`, `renew`): warnings only, and the failure is the command's error line, not also a log line. */
+async function openAgent(configPath: string, oneShot: boolean, early?: { state: AgentState; dataDir: string }) {
   const [{ loadAgentConfig }, { Agent }, { createLogger }] = await Promise.all([import('../agent/config.js'), import('../agent/agent.js'), import('../util/log.js')]);
   let cfg;
   try {
@@ -48,11 +65,11 @@ async function openAgent(configPath: string, defaultLevel: string | undefined, e
     early?.state.close();
     throw e;
   }
-  const level = cfg.logLevel ?? defaultLevel;
+  const level = cfg.logLevel ?? (oneShot ? 'warn' : undefined);
   const log = createLogger({ name: 'sigil-agent', ...(level ? { level } : {}) });
   const state = early && early.dataDir === cfg.dataDir ? early.state : undefined;
   if (early && !state) early.state.close();
-  return { cfg, log, agent: new Agent(cfg, log, state ? { state } : {}), served: false };
+  return { cfg, log, agent: new Agent(cfg, log, { ...(state ? { state } : {}), ...(oneShot ? { failureLogLevel: 'debug' as const } : {}) }), served: false };
 }
 
 export function registerAgent(program: Command, run: (fn: () => Promise<void> | void) => Promise<void>): void {
@@ -74,7 +91,7 @@ export function registerAgent(program: Command, run: (fn: () => Promise<void> | 
         let opened: Awaited<ReturnType<typeof openAgent>>;
         try {
           const served = plan ? serveCachedIdentity(plan) : undefined;
-          opened = await openAgent(o.config, o.once ? 'warn' : undefined, served && plan ? { state: served.state, dataDir: plan.dataDir } : undefined);
+          opened = await openAgent(o.config, o.once === true, served && plan ? { state: served.state, dataDir: plan.dataDir } : undefined);
           opened.served = served?.identity !== undefined;
         } catch (e) {
           release();
@@ -120,7 +137,7 @@ export function registerAgent(program: Command, run: (fn: () => Promise<void> | 
         const fmt = parseFormat(o.format);
         const release = await lockAgent(o.config, undefined, 'sigil agent renew');
         try {
-          const { cfg, agent: a } = await openAgent(o.config, 'warn');
+          const { cfg, agent: a } = await openAgent(o.config, true);
           try {
             if (!a.state.getIdentity()) throw new SigilError('not_joined', `no identity in ${cfg.dataDir}; run: sigil agent run --once --config ${o.config}`);
             printOutcome(await a.tick({ force: true }), fmt);
@@ -142,24 +159,26 @@ export function registerAgent(program: Command, run: (fn: () => Promise<void> | 
     .action((o: { config?: string; dataDir?: string; format?: string }) =>
       run(async () => {
         const fmt = parseFormat(o.format);
-        const [{ loadAgentConfig }, { openAgentState }, { agentStatus }] = await Promise.all([import('../agent/config.js'), import('../agent/state/index.js'), import('../agent/status.js')]);
+        const [{ loadAgentConfig }, { openAgentStateReadOnly }, { agentStatus, nextStepHint }] = await Promise.all([import('../agent/config.js'), import('../agent/state/index.js'), import('../agent/status.js')]);
         const cfg = o.config ? loadAgentConfig(o.config) : undefined;
         const dir = o.dataDir ?? cfg?.dataDir;
         if (!dir) throw new SigilError('config_invalid', 'give --config FILE or --data-dir DIR');
-        const state = openAgentState(dir);
+        // Read-only: status never creates the directory or the database it was pointed at.
+        const state = openAgentStateReadOnly(dir);
+        let s;
+        let hint;
         try {
-          const s = agentStatus(state, Date.now(), { tpmTcti: cfg?.tpmTcti });
-          if (fmt === 'json') printJson(s);
-          else {
-            const { credential_outputs: outputs, ...rest } = s;
-            printKv({ ...rest, time_left: s.time_left_s === null ? null : formatDuration(s.time_left_s) });
-            for (const o of outputs) {
-              const health = o.consecutive_failures > 0 ? `${o.consecutive_failures} failures, retry ${o.next_attempt ?? '-'}: ${o.last_error ?? ''}` : `renews ${o.next_renewal ?? '-'}`;
-              process.stdout.write(`output ${o.type ?? '?'} ${o.path ?? '?'}  serial ${o.serial ?? '-'}  expires ${o.not_after ?? '-'}  ${health}\n`);
-            }
-          }
+          s = agentStatus(state, Date.now(), { tpmTcti: cfg?.tpmTcti, mqtt: cfg ? cfg.transports.some((t) => t.type === 'mqtt') : undefined });
+          hint = await nextStepHint(s, o.config, { cfg, state });
         } finally {
-          state.close();
+          state?.close();
+        }
+        if (fmt === 'json') printJson(s);
+        else printStatus(s, dir);
+        // An identity that cannot be used is a failure for scripts (`sigil agent status && …`), with the next step on stderr.
+        if (hint) {
+          process.stderr.write(fmt === 'json' ? `${JSON.stringify({ hint: { state: s.state, next_step: hint } })}\n` : `hint: ${hint}\n`);
+          process.exitCode = EXIT.failed;
         }
       }),
     );

@@ -267,7 +267,7 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
         if (o.verify) {
           if (o.checkpoint && g().server) throw new SigilError('config_invalid', '--checkpoint compares a local file: use --data-dir (remote mode checks the issuer\'s own checkpoint file)');
           const r = (await admin(g(), 'audit.verify', {}, o.checkpoint ? { checkpointFile: o.checkpoint } : {})) as AuditVerifyReport;
-          if (fmt === 'json') printJson(r);
+          if (fmt === 'json') printJson(auditRowForDisplay(r as unknown as Record<string, unknown>));
           else process.stdout.write(describeVerify(r));
           if (!r.ok) throw new SigilError('audit_chain_broken', r.brokenAt !== undefined ? `the audit hash chain does not verify at seq ${r.brokenAt} (${r.reason})` : `the audit log does not verify: ${r.reason}`);
           return;
@@ -275,8 +275,9 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
         const limit = o.limit !== undefined ? Number(o.limit) : undefined;
         if (limit !== undefined && (!Number.isInteger(limit) || limit <= 0)) throw new SigilError('bad_request', '--limit must be a positive whole number');
         const rows = (await admin(g(), 'audit', { ...(o.since ? { since: parseSince(o.since) } : {}), ...(limit ? { limit } : {}) })) as Array<Record<string, unknown>>;
-        if (fmt === 'json') printJson(rows);
-        else printTable(rows.map((r) => ({ ...r, at: new Date(r.at as number).toISOString() })), ['seq', 'at', 'action', 'outcome', 'code', 'bot', 'instanceId', 'method']);
+        const shown = rows.map(auditRowForDisplay);
+        if (fmt === 'json') printJson(shown);
+        else printTable(shown, ['seq', 'at', 'action', 'outcome', 'code', 'bot', 'instance_id', 'method']);
       }),
     );
 
@@ -297,6 +298,20 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
         process.stdout.write(r.through_seq === null ? `no audit rows before ${r.before}\n` : `removed ${r.removed} audit rows through seq ${r.through_seq} (before ${r.before}); checkpoint appended to ${r.checkpoint_file}\n`);
       }),
     );
+}
+
+/**
+ * An audit row (or the verify report) as the CLI shows it: snake_case keys and an ISO 8601
+ * `at`, like every other listing. Only the presentation: the stored row and the hash input
+ * (store/sqlite/audit.ts, camelCase `instanceId`, epoch-ms `at`) stay as they are, so the
+ * chain still verifies.
+ */
+export function auditRowForDisplay(r: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(r)) {
+    out[k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] = k === 'at' && typeof v === 'number' ? new Date(v).toISOString() : v;
+  }
+  return out;
 }
 
 function describeVerify(r: AuditVerifyReport): string {

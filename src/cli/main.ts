@@ -1,17 +1,18 @@
 /**
  * `sigil` — one binary for the issuer (`server`), its administration (`ctl`) and the machine
- * side (`agent`). Errors print one line `error[CODE]: message` on stderr (never a stack trace;
- * SIGIL_DEBUG=1 adds it) and exit 1 (refused), 2 (bad input/config) or 75 (try again later).
+ * side (`agent`). Errors print one line `error[CODE]: message` on stderr (a JSON line with
+ * `--format json`; never a stack trace, SIGIL_DEBUG=1 adds it) and exit 1 (refused), 2 (bad
+ * input/config, a mistyped command line too) or 75 (try again later).
  */
 import { Command, CommanderError } from 'commander';
 import { registerAgent } from './agent.js';
 import { EXIT, reportError } from './output.js';
 import { registerServer } from './server.js';
+import { reportUsageErrorsOurWay } from './usage-errors.js';
 
 const program = new Command('sigil')
   .description('Sigil: machine identity without a human in the loop')
   .version('0.1.0')
-  .showHelpAfterError()
   .exitOverride();
 
 async function run(fn: () => Promise<void> | void): Promise<void> {
@@ -33,13 +34,17 @@ registerServer(program, run);
 // a few hundred ms), so it does not load the admin tree (stores, policy, schemas) it never uses.
 if (process.argv[2] !== 'agent') (await import('./ctl.js')).registerCtl(program, run);
 if (process.argv[2] !== 'agent') (await import('./factory.js')).registerFactory(program, run);
+if (process.argv[2] !== 'agent') (await import('./doctor.js')).registerDoctor(program, run);
 registerAgent(program, run);
+(await import('./configure.js')).registerConfigure(program, run);
+if (process.argv[2] !== 'agent') (await import('./completion.js')).registerCompletion(program, run);
 
+reportUsageErrorsOurWay(program);
 try {
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) {
-    // Help and version are "errors" to commander; they already printed.
+    // Help and version are "errors" to commander; they, and usage errors, already printed.
     process.exitCode = err.exitCode === 0 ? 0 : EXIT.usage;
   } else {
     process.exitCode = reportError(err);

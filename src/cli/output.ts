@@ -1,6 +1,7 @@
 /**
  * CLI output conventions (ARCHITECTURE "Conventions"): listings take `--format json` (one JSON
- * document on stdout) besides a human table; errors are one stderr line `error[CODE]: message`.
+ * document on stdout) besides a human table; errors are one stderr line `error[CODE]: message`
+ * (with `--format json`: one JSON line `{"error":{"code","message","retryable"}}`).
  */
 import { SigilError, toSigilError } from '../errors.js';
 
@@ -39,11 +40,27 @@ export function printKv(obj: Record<string, unknown>): void {
 
 const USAGE_CODES = new Set(['bad_request', 'config_invalid', 'policy_invalid', 'ttl_invalid', 'unsafe_path', 'not_initialized', 'already_initialized', 'data_dir_insecure', 'not_found', 'unknown_bot']);
 
-/** Print one line and return the exit code for `err`. Never prints a stack trace. */
-export function reportError(err: unknown): number {
+/**
+ * Errors follow the output format: with `--format json` anywhere on the command line (also
+ * where the failing command does not take it) a script reading stderr gets one JSON line.
+ */
+export function jsonErrorsRequested(argv: readonly string[] = process.argv): boolean {
+  return argv.some((a, i) => a === '--format=json' || (a === '--format' && argv[i + 1] === 'json'));
+}
+
+/** What to try next, for failures whose raw cause (an errno) says little to a new operator. */
+function nextStep(message: string): string {
+  if (/cannot reach the issuer at \S+: ECONNREFUSED/.test(message)) return ' (nothing accepts connections there: is `sigil server start` running, and is the port right?)';
+  return '';
+}
+
+/** Print one line (plain or JSON) and return the exit code for `err`. Never prints a stack trace. */
+export function reportError(err: unknown, opts: { json?: boolean } = {}): number {
   const e = toSigilError(err);
-  const msg = e.code === 'internal' && !(err instanceof SigilError) ? `${(err as Error)?.message ?? String(err)}` : e.message;
-  process.stderr.write(`error[${e.code}]: ${msg.replace(/\s*\n\s*/g, ' ')}\n`);
+  const raw = e.code === 'internal' && !(err instanceof SigilError) ? `${(err as Error)?.message ?? String(err)}` : e.message;
+  const msg = raw.replace(/\s*\n\s*/g, ' ') + nextStep(raw);
+  if (opts.json ?? jsonErrorsRequested()) process.stderr.write(JSON.stringify({ error: { code: e.code, message: msg, retryable: e.retryable } }) + '\n');
+  else process.stderr.write(`error[${e.code}]: ${msg}\n`);
   if (process.env.SIGIL_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
   if (e.retryable) return EXIT.tempfail;
   return USAGE_CODES.has(e.code) ? EXIT.usage : EXIT.failed;

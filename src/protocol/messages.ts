@@ -9,6 +9,8 @@
  */
 import { z } from 'zod';
 import { SigilError, type ErrorCode } from '../errors.js';
+import { knownKeysAt } from '../util/schema-keys.js';
+import { closest } from '../util/suggest.js';
 import { capMessage } from '../util/untrusted-text.js';
 
 export const PROTOCOL_VERSION = 1;
@@ -224,11 +226,34 @@ export const responseSchemas = {
 export function parseWith<S extends z.ZodType>(schema: S, data: unknown, code: ErrorCode, what: string): z.infer<S> {
   const r = schema.safeParse(data);
   if (r.success) return r.data;
-  const issue = r.error.issues[0]!;
+  // A typo'd key usually also leaves a required key missing; the typo is the one worth naming.
+  const typos = r.error.issues.slice(0, 20).flatMap((i) => (i.code === 'unrecognized_keys' ? [{ issue: i, hint: didYouMean(schema, i.path, i.keys, data) }] : [])).find((t) => t.hint);
+  const issue = typos?.issue ?? r.error.issues[0]!;
   const where = issue.path.length ? issue.path.join('.') : '(top level)';
+  const hint = typos?.hint ?? (issue.code === 'unrecognized_keys' ? didYouMean(schema, issue.path, issue.keys, data) : '');
   // The path and zod's message quote what the sender chose (unknown keys, long values): bounded,
   // so a 64 KiB body of made-up keys does not come back — or reach a log — as a 40 KB message.
-  throw new SigilError(code, capMessage(`${what}: ${where}: ${issue.message}`));
+  throw new SigilError(code, capMessage(`${what}: ${where}: ${issue.message}${hint}`));
+}
+
+/** ` (did you mean "path"?)` for unknown keys within 2 edits of a key the schema knows there; else ''. */
+function didYouMean(schema: z.ZodType, path: ReadonlyArray<PropertyKey>, keys: readonly string[], data: unknown): string {
+  const present = valueAt(data, path);
+  // Keys the input already has are not what a typo meant; a few short keys only (bounded work on hostile input).
+  const known = [...knownKeysAt(schema, path)].filter((k) => !(present && typeof present === 'object' && Object.hasOwn(present, k)));
+  const pairs = keys.slice(0, 3).flatMap((k) => {
+    const m = k.length <= 64 ? closest(k, known) : undefined;
+    return m ? [[k, m] as const] : [];
+  });
+  if (pairs.length === 0) return '';
+  if (keys.length === 1) return ` (did you mean "${pairs[0]![1]}"?)`;
+  return ` (did you mean ${pairs.map(([k, m]) => `"${m}" for "${k}"`).join(', ')}?)`;
+}
+
+function valueAt(data: unknown, path: ReadonlyArray<PropertyKey>): unknown {
+  let v = data;
+  for (const p of path) v = v && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[p] : undefined;
+  return v;
 }
 
 /** Peek at `v` first so a future agent gets `unsupported_version`, not a confusing schema error. */

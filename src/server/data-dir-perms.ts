@@ -19,6 +19,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { SigilError } from '../errors.js';
+import { ensureDir } from '../util/atomic-file.js';
 
 const euid = (): number => (process.geteuid ? process.geteuid() : 0);
 
@@ -101,8 +102,8 @@ export function prepareDataDir(dir: string): void {
   const abs = path.resolve(dir);
   const st = statOrUndefined(abs, true);
   if (!st) {
-    fs.mkdirSync(abs, { recursive: true, mode: 0o700 });
-    fs.chmodSync(abs, 0o700); // the umask must not decide it
+    // ensureDir, not mkdirSync({recursive}): Node's retries forever under /proc (util/atomic-file.ts).
+    ensureDir(abs, 0o700); // 0700 whatever the umask
   } else {
     if (!st.isDirectory()) throw insecure(`${abs} is not a directory`);
     const mine = st.uid === 0 || st.uid === euid();

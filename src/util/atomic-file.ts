@@ -131,17 +131,39 @@ export function ensureDir(dirPath: string, mode: number): void {
       assertDirStat(abs, existing);
       return;
     }
-    const created = fs.mkdirSync(abs, { recursive: true, mode });
+    mkdirEach(abs, mode);
     // Open without following links so a dir swapped for a symlink after mkdir is refused, and
     // chmod through the fd so the check and the chmod concern the same inode.
     const fd = fs.openSync(abs, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
     try {
-      if (created !== undefined) fs.fchmodSync(fd, mode);
+      fs.fchmodSync(fd, mode);
     } finally {
       fs.closeSync(fd);
     }
   } catch (err) {
     throw asSigilError(err, abs);
+  }
+}
+
+/**
+ * `mkdir -p` without Node's `{ recursive: true }`, which retries forever when mkdir(2) answers
+ * ENOENT under a parent that exists: procfs does exactly that (`/proc/sigil/identity` kept an
+ * agent at 93% CPU for ten minutes, issue #12). Here each missing component gets one mkdir(2),
+ * from the nearest existing ancestor down, and any error but EEXIST ends it — no retry loop.
+ */
+function mkdirEach(abs: string, mode: number): void {
+  const missing: string[] = [];
+  for (let p = abs; lstatOrUndefined(p) === undefined; p = path.dirname(p)) {
+    missing.unshift(p);
+    if (path.dirname(p) === p) break;
+  }
+  for (const dir of missing) {
+    try {
+      fs.mkdirSync(dir, { mode });
+    } catch (err) {
+      // Someone else made it meanwhile: fine if it is a real directory (ensureDir opens it O_DIRECTORY|O_NOFOLLOW next).
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
   }
 }
 
@@ -218,5 +240,7 @@ function asSigilError(err: unknown, p: string): SigilError {
   if (code === 'ELOOP') return new SigilError('unsafe_path', `refusing to use ${p}: it is a symbolic link`, { cause: err });
   if (code === 'EISDIR') return new SigilError('unsafe_path', `refusing to write ${p}: it is a directory`, { cause: err });
   if (code === 'ENOTDIR') return new SigilError('unsafe_path', `refusing to use ${p}: a path component is not a directory`, { cause: err });
+  // A path that cannot be written will not become writable by retrying: not 'internal' (retried).
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'ENOENT') return new SigilError('unsafe_path', `cannot write ${p}: ${code}`, { cause: err });
   return new SigilError('internal', `cannot write ${p}: ${code ?? (err instanceof Error ? err.message : String(err))}`, { cause: err });
 }

@@ -12,7 +12,7 @@ import { createPublicKey, X509Certificate } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyResources, createToken, SIGIL, sigil, sigilJson, startIssuer, tempDir, writeAgentConfig, type RunningIssuer } from '../helpers/cli.js';
+import { agentStatusJson, applyResources, createToken, SIGIL, sigil, sigilJson, startIssuer, tempDir, writeAgentConfig, type RunningIssuer } from '../helpers/cli.js';
 import { issuerDb, writeTransportAgent } from '../helpers/mosquitto.js';
 import { useMqttIssuerRig } from '../helpers/mqtt-rig.js';
 
@@ -35,13 +35,13 @@ function outputs(outDir: string): { keyMatchesCert: boolean; serial: string } {
  * to the old certificate — the mix the next start must repair.
  */
 async function crashCycle(config: string, outDir: string, point: Point, round: number, instanceId: string, issuerDataDir: string): Promise<void> {
-  const before = await sigilJson(['agent', 'status', '--config', config]);
+  const before = await agentStatusJson(['--config', config]);
   const env = { SIGIL_TEST_CRASH_AT: point, SIGIL_TEST_CRASH_RENAME: String(round % 3) };
   const killed = await sigil(['agent', 'renew', '--config', config], { env });
   expect(killed.code, `${point}: the agent should have been killed (stderr: ${killed.stderr})`).toBe(-1);
 
   // Right after the kill: the last valid identity is intact…
-  const st = await sigilJson(['agent', 'status', '--config', config]);
+  const st = await agentStatusJson(['--config', config]);
   expect(st.state).toMatch(/^(ok|renewal_overdue)$/);
   expect(Date.parse(st.not_after)).toBeGreaterThan(Date.now());
   expect(st.generation).toBeGreaterThanOrEqual(before.generation);
@@ -57,7 +57,7 @@ async function crashCycle(config: string, outDir: string, point: Point, round: n
   const after = outputs(outDir);
   expect(after.keyMatchesCert).toBe(true);
   expect(readdirSync(outDir).filter((n) => n.includes('.tmp-')), 'temp files of the interrupted write are cleaned up').toEqual([]);
-  const st2 = await sigilJson(['agent', 'status', '--config', config]);
+  const st2 = await agentStatusJson(['--config', config]);
   expect(st2.pending_request).toBeNull();
   expect(after.serial).toBe(st2.serial);
   const locked = await issuerDb(issuerDataDir, (db) => (db.prepare('SELECT locked FROM instances WHERE id = ?').get(instanceId) as { locked: number }).locked);

@@ -10,7 +10,7 @@
  */
 import { spawn } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createToken, SIGIL, sigil, sigilJson } from '../helpers/cli.js';
+import { agentStatusJson, createToken, SIGIL, sigil, sigilJson } from '../helpers/cli.js';
 import { issuerDb, waitFor, writeTransportAgent } from '../helpers/mosquitto.js';
 import { useMqttIssuerRig } from '../helpers/mqtt-rig.js';
 
@@ -38,7 +38,7 @@ describe('broker restart in the middle of a renewal', () => {
 
     const killed = await sigil(['agent', 'renew', '--config', a.config], { env: { SIGIL_TEST_CRASH_AT: 'after_send' } });
     expect(killed.code).not.toBe(0);
-    const pending = (await sigilJson(['agent', 'status', '--config', a.config])).pending_request as string;
+    const pending = (await agentStatusJson(['--config', a.config])).pending_request as string;
     expect(pending).toMatch(/^renew /);
     const requestId = pending.split(' ')[1];
     // The issuer answered into the agent's (offline) session.
@@ -73,7 +73,7 @@ describe('broker restart in the middle of a renewal', () => {
     try {
       const pending = await waitFor(
         'a renewal in flight',
-        async () => ((await sigilJson(['agent', 'status', '--config', a.config])).pending_request as string | null) ?? undefined,
+        async () => ((await agentStatusJson(['--config', a.config])).pending_request as string | null) ?? undefined,
         20_000,
         200,
       );
@@ -85,7 +85,7 @@ describe('broker restart in the middle of a renewal', () => {
       const st = await waitFor(
         'the renewal to complete',
         async () => {
-          const s = await sigilJson(['agent', 'status', '--config', a.config]);
+          const s = await agentStatusJson(['--config', a.config]);
           return s.generation >= 2 ? s : undefined;
         },
         45_000,

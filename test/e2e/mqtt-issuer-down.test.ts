@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createToken, SIGIL, sigil, sigilJson } from '../helpers/cli.js';
+import { agentStatusJson, createToken, SIGIL, sigil, sigilJson } from '../helpers/cli.js';
 import { spawnIssuer, waitFor, writeTransportAgent } from '../helpers/mosquitto.js';
 import { useMqttIssuerRig } from '../helpers/mqtt-rig.js';
 
@@ -30,7 +30,7 @@ describe('issuer down longer than the certificate lifetime, broker up', () => {
     try {
       // Before expiry: still serving the same certificate while renewals fail and back off.
       const during = await waitFor('a failed renewal', async () => {
-        const s = await sigilJson(['agent', 'status', '--config', a.config]);
+        const s = await agentStatusJson(['--config', a.config]);
         return s.consecutive_failures >= 1 ? s : undefined;
       }, 25_000, 250);
       expect(Date.now()).toBeLessThan(notAfter);
@@ -39,7 +39,7 @@ describe('issuer down longer than the certificate lifetime, broker up', () => {
       expect(readFileSync(join(a.outDir, 'svid.pem'), 'utf8')).toContain('BEGIN CERTIFICATE');
 
       const after = await waitFor('reattest_required after expiry', async () => {
-        const s = await sigilJson(['agent', 'status', '--config', a.config]);
+        const s = await agentStatusJson(['--config', a.config]);
         return /^reattest_required: /.test(s.last_error ?? '') ? s : undefined;
       }, Math.max(5_000, notAfter - Date.now() + 15_000), 250);
       expect(Date.now()).toBeGreaterThanOrEqual(notAfter);

@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, it, type ExpectStatic } from 'vitest';
-import { applyResources, RESOURCES, SIGIL, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
+import { agentStatusJson, applyResources, RESOURCES, SIGIL, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
 import { prepareMqttIssuer, spawnIssuer, waitFor, type Broker, type IssuerProcess } from '../helpers/mosquitto.js';
 import { OpensslPki } from '../helpers/openssl-pki.js';
 import { createLocalCa, simulateBoot, startSwtpm, type SharedLocalCa, type SwtpmInstance } from '../helpers/swtpm.js';
@@ -136,7 +136,7 @@ describe.concurrent('issuer down longer than the certificate lifetime, broker up
     const joined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     expect(joined).toMatchObject({ result: 'joined', generation: 1 });
     const notAfter = Date.parse(joined.not_after);
-    const first = await sigilJson(['agent', 'status', '--config', a.config]);
+    const first = await agentStatusJson(['--config', a.config]);
     expect(first).toMatchObject({ state: 'ok', join_method: method, transport });
     const instanceId: string = first.instance_id;
     const svid = join(a.outDir, 'svid.pem');
@@ -149,7 +149,7 @@ describe.concurrent('issuer down longer than the certificate lifetime, broker up
     try {
       // Before expiry: renewals fail and back off, the same certificate is served meanwhile.
       await waitFor('a failed renewal', () => failures().length >= 1, TTL_S * 1000, 200);
-      const during = await sigilJson(['agent', 'status', '--config', a.config]);
+      const during = await agentStatusJson(['--config', a.config]);
       expect(Date.now()).toBeLessThan(notAfter);
       expect(during).toMatchObject({ serial: joined.serial, instance_id: instanceId, transport });
       expect(during.consecutive_failures).toBeGreaterThanOrEqual(1);
@@ -158,7 +158,7 @@ describe.concurrent('issuer down longer than the certificate lifetime, broker up
 
       // After expiry: it keeps trying (to join again, with fresh evidence), and never asks for a person.
       await waitFor('a failed attempt after the expiry', () => failures().some((l) => l.time > notAfter), Math.max(5_000, notAfter - Date.now() + 20_000), 200);
-      const expired = await sigilJson(['agent', 'status', '--config', a.config]);
+      const expired = await agentStatusJson(['--config', a.config]);
       expect(expired).toMatchObject({ state: 'expired', serial: joined.serial, instance_id: instanceId });
       expect(expired.last_error).toMatch(/^issuer_unreachable: /);
       expect(daemon.lines.some((l) => /reattest_required/.test(JSON.stringify(l)))).toBe(false);
@@ -170,7 +170,7 @@ describe.concurrent('issuer down longer than the certificate lifetime, broker up
       rig.issuer = await spawnIssuer(rig.dataDir, ['--mqtt-url', rig.broker.url]);
       // The daemon is backing off: it comes back at its next attempt (status next_attempt), which
       // after several failures can be a minute away — capped exponential backoff, by design.
-      const nextAttempt = Date.parse((await sigilJson(['agent', 'status', '--config', a.config])).next_attempt ?? '') || Date.now();
+      const nextAttempt = Date.parse((await agentStatusJson(['--config', a.config])).next_attempt ?? '') || Date.now();
       const rejoin = await waitFor('the re-join', () => daemon.lines.find((l) => l.msg === 'joined' && l.time >= back), Math.max(45_000, nextAttempt - Date.now() + 20_000), 200).catch((e: Error) => {
         throw new Error(`${e.message} (back at ${back})\nagent:\n${daemon.lines.map((l) => JSON.stringify(l)).join('\n')}\nissuer:\n${rig.issuer?.log()}`);
       });
@@ -188,7 +188,7 @@ describe.concurrent('issuer down longer than the certificate lifetime, broker up
       expect(attempts).toBeGreaterThanOrEqual(3);
       expect(attempts).toBeLessThan(20);
 
-      const healthy = await sigilJson(['agent', 'status', '--config', a.config]);
+      const healthy = await agentStatusJson(['--config', a.config]);
       expect(healthy).toMatchObject({ state: 'ok', instance_id: instanceId, spiffe_id: first.spiffe_id, join_method: method, generation: 2, consecutive_failures: 0, last_error: null, transport, pending_request: null });
       expect(healthy.serial).not.toBe(joined.serial);
       expect(Date.parse(healthy.not_after)).toBeGreaterThan(notAfter);
@@ -198,7 +198,7 @@ describe.concurrent('issuer down longer than the certificate lifetime, broker up
 
       // The issuer's audit log has the re-join of the same instance (its history kept).
       const audit = (await sigilJson<Array<Record<string, any>>>(['ctl', '--data-dir', rig.dataDir, 'audit'])).filter((r) => r.action === 'join' && r.outcome === 'ok');
-      expect(audit.map((r) => [r.instanceId, r.method, r.details?.generation, r.details?.rejoin])).toEqual([
+      expect(audit.map((r) => [r.instance_id, r.method, r.details?.generation, r.details?.rejoin])).toEqual([
         [instanceId, method, 1, false],
         [instanceId, method, 2, true],
       ]);

@@ -17,7 +17,7 @@
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyResources, createToken, RESOURCES, sigil, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
+import { agentStatusJson, applyResources, createToken, RESOURCES, sigil, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
 import { issueBrokerCert, issuerDb, spawnIssuer, startMosquitto, writeTransportAgent, type Broker, type IssuerProcess } from '../helpers/mosquitto.js';
 import { initSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm.js';
 import { createLocalCa, simulateBoot, startSwtpm, type SharedLocalCa, type SwtpmInstance } from '../helpers/swtpm.js';
@@ -78,7 +78,7 @@ describe('mqtts with a hardware-bound identity key: renewal through the MQTT tra
    * by its transport certificate, with the issuer recording one for each generation.
    */
   async function renewsAsTheInstance(config: string, keyStorage: string): Promise<void> {
-    const st = await sigilJson(['agent', 'status', '--config', config]);
+    const st = await agentStatusJson(['--config', config]);
     expect(st).toMatchObject({ key_storage: keyStorage, exportable: false, generation: 1, mqtt_client_cert: 'transport' });
     const instanceId: string = st.instance_id;
     const joinLog = broker.log();
@@ -91,7 +91,7 @@ describe('mqtts with a hardware-bound identity key: renewal through the MQTT tra
     // On the certificate listener (require_certificate: the transport certificate was presented).
     expect(logins.length).toBeGreaterThanOrEqual(1);
     expect(listenerPorts(broker.log(), logins)).toEqual(logins.map(() => broker.port));
-    const after = await sigilJson(['agent', 'status', '--config', config]);
+    const after = await agentStatusJson(['--config', config]);
     expect(after).toMatchObject({ generation: 2, transport: `mqtt ${broker.url}`, mqtt_client_cert: 'transport', last_error: null, pending_request: null });
 
     const rows = await issuerDb(dataDir, (db) => db.prepare('SELECT kind, generation FROM certificates WHERE instance_id = ? ORDER BY generation, kind').all(instanceId));
@@ -120,9 +120,9 @@ describe('mqtts with a hardware-bound identity key: renewal through the MQTT tra
     for (const point of ['after_send', 'after_response']) {
       const killed = await sigil(['agent', 'renew', '--config', a], { env: { SIGIL_TEST_CRASH_AT: point } });
       expect(killed.code, `${point}: ${killed.stderr}`).toBe(-1);
-      expect((await sigilJson(['agent', 'status', '--config', a])).pending_request).toMatch(/^renew /);
+      expect((await agentStatusJson(['--config', a])).pending_request).toMatch(/^renew /);
       expect(await sigilJson(['agent', 'run', '--config', a, '--once'])).toMatchObject({ result: 'renewed', generation: ++generation });
-      const st = await sigilJson(['agent', 'status', '--config', a]);
+      const st = await agentStatusJson(['--config', a]);
       expect(st).toMatchObject({ generation, mqtt_client_cert: 'transport', pending_request: null });
       const seen = broker.log().length;
       expect(await sigilJson(['agent', 'renew', '--config', a])).toMatchObject({ result: 'renewed', generation: ++generation });

@@ -12,7 +12,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectAsync } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyResources, createToken, sigil, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
+import { agentStatusJson, applyResources, createToken, sigil, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
 import { issueBrokerCert, spawnIssuer, startMosquitto, writeTransportAgent, type Broker, type IssuerProcess } from '../helpers/mosquitto.js';
 
 const openssl = (...args: string[]): string => execFileSync('openssl', args, { encoding: 'utf8' });
@@ -71,7 +71,7 @@ describe('MQTT over TLS with Sigil client certificates and the example ACL', () 
     expect(broker.log()).toMatch(new RegExp(`New connection from 127\\.0\\.0\\.1:\\d+ on port ${broker.port}\\.`));
     expect(broker.log()).toContain(` as sigil-${instanceId} `);
     expect(broker.log()).toContain(`u'bootstrap'`);
-    expect((await sigilJson(['agent', 'status', '--config', a.config])).transport).toBe(`mqtt ${broker.url}`);
+    expect((await agentStatusJson(['--config', a.config])).transport).toBe(`mqtt ${broker.url}`);
   });
 
   it('the dynamic-security roles: agents ask and read answers, never requests; bootstrap logins cannot renew', async () => {

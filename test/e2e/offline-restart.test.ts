@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyResources, createToken, SIGIL, sigil, sigilJson, startIssuer, tempDir, writeAgentConfig, type RunningIssuer } from '../helpers/cli.js';
+import { agentStatusJson, applyResources, createToken, SIGIL, sigil, sigilJson, startIssuer, tempDir, writeAgentConfig, type RunningIssuer } from '../helpers/cli.js';
 
 async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -49,7 +49,7 @@ describe('agent restart while the issuer is down', () => {
     const forced = await sigil(['agent', 'renew', '--config', a.config]);
     expect(forced.code).toBe(75);
     expect(forced.stderr).toMatch(/error\[issuer_unreachable\]/);
-    const st1 = await sigilJson(['agent', 'status', '--config', a.config]);
+    const st1 = await agentStatusJson(['--config', a.config]);
     expect(st1).toMatchObject({ serial: joined.serial, consecutive_failures: 1 });
 
     // The daemon restarted while offline: outputs are back from SQLite within a moment.
@@ -62,13 +62,13 @@ describe('agent restart while the issuer is down', () => {
       await waitFor('outputs served from cache', () => existsSync(join(a.outDir, 'svid.pem')) || undefined, 5_000);
       expect(Date.now() - started).toBeLessThan(5_000);
       // It keeps trying (and failing) in the background with backoff.
-      await waitFor('a failed renewal attempt', async () => ((await sigilJson(['agent', 'status', '--config', a.config])).consecutive_failures >= 2 ? true : undefined), 20_000);
+      await waitFor('a failed renewal attempt', async () => ((await agentStatusJson(['--config', a.config])).consecutive_failures >= 2 ? true : undefined), 20_000);
 
       await issuer.restart();
       const renewed = await waitFor(
         'renewal after the issuer returned',
         async () => {
-          const s = await sigilJson(['agent', 'status', '--config', a.config]);
+          const s = await agentStatusJson(['--config', a.config]);
           // Identity and status are two writes; wait for both (the counter resets right after).
           return s.generation >= 2 && s.consecutive_failures === 0 ? s : undefined;
         },

@@ -10,7 +10,7 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyResources, createToken, sigil, sigilJson, startIssuer, tempDir, writeAgentConfig, type RunningIssuer } from '../helpers/cli.js';
+import { agentStatusJson, applyResources, createToken, sigil, sigilJson, startIssuer, tempDir, writeAgentConfig, type RunningIssuer } from '../helpers/cli.js';
 import { initSoftHsmToken, listPublicKeyLabels, listTokenKeys, type SoftHsmToken, type TokenKey } from '../helpers/softhsm.js';
 
 const openssl = (...args: string[]): string => execFileSync('openssl', args, { encoding: 'utf8' });
@@ -53,7 +53,7 @@ describe('key_storage: pkcs11 through `sigil agent` (SoftHSM2)', () => {
     // Join: the identity key is generated on the token.
     const joined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     expect(joined).toMatchObject({ result: 'joined', key_storage: 'pkcs11', exportable: false, generation: 1 });
-    const st = await sigilJson(['agent', 'status', '--config', a.config]);
+    const st = await agentStatusJson(['--config', a.config]);
     // Where the key lives as the agent knows it; the issuer could not verify the token, so it recorded software.
     expect(st).toMatchObject({ serial: joined.serial, key_storage: 'pkcs11', exportable: false, issuer_key_storage: 'software', issuer_exportable: true, generation: 1 });
     const first = uriKey(st.key_uri);
@@ -75,7 +75,7 @@ describe('key_storage: pkcs11 through `sigil agent` (SoftHSM2)', () => {
     // Renewal: a new key on the token, the certificate bound to it, the old key pair destroyed.
     const renewed = await sigilJson(['agent', 'renew', '--config', a.config]);
     expect(renewed).toMatchObject({ result: 'renewed', key_storage: 'pkcs11', exportable: false, generation: 2 });
-    const st2 = await sigilJson(['agent', 'status', '--config', a.config]);
+    const st2 = await agentStatusJson(['--config', a.config]);
     expect(st2).toMatchObject({ serial: renewed.serial, key_storage: 'pkcs11', exportable: false, generation: 2 });
     const second = uriKey(st2.key_uri);
     expect(second.label).not.toBe(first.label);
@@ -101,7 +101,7 @@ describe('key_storage: pkcs11 through `sigil agent` (SoftHSM2)', () => {
     } finally {
       writeFileSync(token.pinFile, `${token.pin}\n`);
     }
-    const st3 = await sigilJson(['agent', 'status', '--config', a.config]);
+    const st3 = await agentStatusJson(['--config', a.config]);
     expect(st3).toMatchObject({ serial: renewed.serial, generation: 2, key_uri: st2.key_uri, pending_request: null });
     expect(keysWith(token, 'gw1').map((k) => k.label)).toEqual([second.label]);
     const inst = (await sigilJson(['ctl', '--data-dir', issuer.dataDir, 'instances', 'ls'])).find((i: { id: string }) => i.id === st.instance_id);
@@ -119,7 +119,7 @@ describe('key_storage: pkcs11 through `sigil agent` (SoftHSM2)', () => {
     expect(locked.code).toBe(1);
     expect(locked.stderr).toMatch(/^error\[instance_locked\]/m);
     expect(keysWith(token, 'gw1').map((k) => k.label)).toEqual([current[0]!.label]);
-    expect(await sigilJson(['agent', 'status', '--config', a.config])).toMatchObject({ serial: third.serial, pending_request: null });
+    expect(await agentStatusJson(['--config', a.config])).toMatchObject({ serial: third.serial, pending_request: null });
     await sigilJson(['ctl', '--data-dir', issuer.dataDir, 'unlock', st.instance_id]);
     expect(await sigilJson(['agent', 'renew', '--config', a.config])).toMatchObject({ result: 'renewed', generation: 4 });
     expect(keysWith(token, 'gw1')).toHaveLength(1);
@@ -129,13 +129,13 @@ describe('key_storage: pkcs11 through `sigil agent` (SoftHSM2)', () => {
     const a = writeAgentConfig(tmp.path, 'gw3', { url: issuer.url, pin: issuer.pin, token: await createToken(issuer), extra: pkcs11Block('gw3', `pin_file: ${token.pinFile}`) });
     expect(await sigilJson(['agent', 'run', '--config', a.config, '--once'])).toMatchObject({ result: 'joined' });
     for (const point of ['after_persist', 'after_send', 'after_response', 'during_output']) {
-      const before = await sigilJson(['agent', 'status', '--config', a.config]);
+      const before = await agentStatusJson(['--config', a.config]);
       // during_output: a token key has no key file, so the set is two files; kill before the second rename.
       const killed = await sigil(['agent', 'renew', '--config', a.config], { env: { SIGIL_TEST_CRASH_AT: point, SIGIL_TEST_CRASH_RENAME: '1' } });
       expect(killed.code, `${point}: the agent should have been killed (stderr: ${killed.stderr})`).toBe(-1);
       // The identity in use keeps its key on the token, whatever point the kill hit.
       const labels = keysWith(token, 'gw3').map((k) => k.label);
-      const current = (await sigilJson(['agent', 'status', '--config', a.config])).key_uri;
+      const current = (await agentStatusJson(['--config', a.config])).key_uri;
       expect(labels, point).toContain(uriKey(current).label);
       if (point !== 'during_output') expect(current, point).toBe(before.key_uri);
 
@@ -143,7 +143,7 @@ describe('key_storage: pkcs11 through `sigil agent` (SoftHSM2)', () => {
       // renewal is done; renewing once more must still retire the key that renewal replaced.
       const next = await sigilJson(['agent', point === 'during_output' ? 'renew' : 'run', '--config', a.config, ...(point === 'during_output' ? [] : ['--once'])]);
       expect(next.result, point).toBe('renewed');
-      const st = await sigilJson(['agent', 'status', '--config', a.config]);
+      const st = await agentStatusJson(['--config', a.config]);
       expect(st, point).toMatchObject({ generation: before.generation + (point === 'during_output' ? 2 : 1), key_storage: 'pkcs11', exportable: false, pending_request: null });
       const keys = keysWith(token, 'gw3');
       expect(keys.map((k) => k.label), point).toEqual([uriKey(st.key_uri).label]);
@@ -164,7 +164,7 @@ describe('key_storage: pkcs11 through `sigil agent` (SoftHSM2)', () => {
     expect(wrong.stderr).toMatch(/^error\[config_invalid\]: .*CKR_PIN_INCORRECT.*\$SIGIL_TEST_PKCS11_PIN/m);
     expect(wrong.stderr).not.toContain('999999');
     expect(keysWith(token, 'gw2')).toEqual([]);
-    expect((await sigilJson(['agent', 'status', '--config', a.config])).state).toBe('not_joined');
+    expect((await agentStatusJson(['--config', a.config])).state).toBe('not_joined');
 
     // The same one-time token still works: it was never sent.
     const ok = await sigil(['agent', 'run', '--config', a.config, '--once', '--format', 'json'], { env: { SIGIL_TEST_PKCS11_PIN: token.pin } });

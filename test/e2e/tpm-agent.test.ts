@@ -10,7 +10,7 @@ import Database from 'better-sqlite3';
 import { createServer, connect, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyResources, RESOURCES, sigil, sigilJson, startIssuer, tempDir, type RunningIssuer } from '../helpers/cli.js';
+import { agentStatusJson, applyResources, RESOURCES, sigil, sigilJson, startIssuer, tempDir, type RunningIssuer } from '../helpers/cli.js';
 import { createLocalCa, startSwtpm, simulateBoot, type SharedLocalCa, type SwtpmInstance } from '../helpers/swtpm.js';
 
 describe('tpm join through `sigil agent run` (swtpm)', () => {
@@ -62,7 +62,7 @@ describe('tpm join through `sigil agent run` (swtpm)', () => {
 
     const renewed = await sigilJson(['agent', 'renew', '--config', config]);
     expect(renewed).toMatchObject({ result: 'renewed', key_storage: 'tpm', exportable: false, generation: 2 });
-    const st = await sigilJson(['agent', 'status', '--config', config]);
+    const st = await agentStatusJson(['--config', config]);
     expect(st).toMatchObject({ key_storage: 'tpm', exportable: false, instance_id: inst.id, tpm_tcti: tpm.tcti });
 
     // The TPM is now reached another way (issue #12: the key was made through tabrmd, the
@@ -87,7 +87,7 @@ describe('tpm join through `sigil agent run` (swtpm)', () => {
       const again = await sigilJson(['agent', 'renew', '--config', config]);
       expect(again).toMatchObject({ result: 'renewed', key_storage: 'tpm', generation: 3 });
       expect(relayed).toBeGreaterThan(0);
-      expect(await sigilJson(['agent', 'status', '--config', config])).toMatchObject({ tpm_tcti: newTcti });
+      expect(await agentStatusJson(['--config', config])).toMatchObject({ tpm_tcti: newTcti });
     } finally {
       relay.close();
     }

@@ -32,10 +32,24 @@ export function sigil(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs
   });
 }
 
-export async function sigilJson<T = any>(args: string[]): Promise<T> {
+/** `okCodes`: further exit codes that still print the JSON document (e.g. 1 for `agent status` of an expired identity). */
+export async function sigilJson<T = any>(args: string[], opts: { okCodes?: number[] } = {}): Promise<T> {
   const r = await sigil([...args, '--format', 'json']);
-  if (r.code !== 0) throw new Error(`sigil ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  if (r.code !== 0 && !(opts.okCodes ?? []).includes(r.code)) throw new Error(`sigil ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
   return JSON.parse(r.stdout) as T;
+}
+
+/**
+ * `sigil agent status <args> --format json`. It exits 1 exactly when the identity cannot be used
+ * (`expired`, `not_joined`) and 0 otherwise; this checks that pairing on every call.
+ */
+export async function agentStatusJson<T = any>(args: string[]): Promise<T> {
+  const r = await sigil(['agent', 'status', ...args, '--format', 'json']);
+  if (r.code !== 0 && r.code !== 1) throw new Error(`sigil agent status ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  const s = JSON.parse(r.stdout) as T & { state: string };
+  const unusable = s.state === 'expired' || s.state === 'not_joined';
+  if (r.code !== (unusable ? 1 : 0)) throw new Error(`sigil agent status: state ${s.state} but exit ${r.code}: ${r.stderr}`);
+  return s;
 }
 
 export function tempDir(prefix = 'sigil-test-'): { path: string; cleanup(): void } {

@@ -69,7 +69,7 @@ describe('sigil ctl audit (issue #11)', () => {
     const r = JSON.parse(bad.stdout) as { ok: boolean; problems: string[] };
     expect(r.ok).toBe(false);
     expect(r.problems).toEqual([expect.stringMatching(/append-only triggers dropped: audit_log_no_delete/), expect.stringMatching(/^truncated: checkpoint line 2 covers seq 4 but the log ends at seq 2/)]);
-    expect(bad.stderr).toMatch(/error\[audit_chain_broken\]: the audit log does not verify: append-only triggers dropped/);
+    expect(JSON.parse(bad.stderr).error).toMatchObject({ code: 'audit_chain_broken', message: expect.stringMatching(/^the audit log does not verify: append-only triggers dropped/) });
     // A copy of the checkpoints kept elsewhere works the same.
     const copy = path.join(dir, 'offsite.jsonl');
     fs.copyFileSync(path.join(dir, 'audit-checkpoints.jsonl'), copy);

@@ -9,6 +9,7 @@ import { BundleStore } from './bundle.js';
 import type { IssuerPin, TrustBundle } from './bundle.js';
 import { openAgentDb } from './db.js';
 import type { AgentDb } from './db.js';
+import { openAgentDbReadOnly } from './db-readonly.js';
 import { HistoryStore } from './history.js';
 import type { HistoryEntry, HistoryRecord } from './history.js';
 import { IdentityStore } from './identity.js';
@@ -72,6 +73,12 @@ export interface AgentState {
 /** Open (creating and migrating if needed) the agent state in `dataDir`. */
 export function openAgentState(dataDir: string): AgentState {
   return new SqliteAgentState(openAgentDb(dataDir));
+}
+
+/** The agent state in `dataDir` for reading only, creating nothing (db-readonly.ts); undefined when there is none. */
+export function openAgentStateReadOnly(dataDir: string): AgentState | undefined {
+  const db = openAgentDbReadOnly(dataDir);
+  return db ? new SqliteAgentState(db) : undefined;
 }
 
 class SqliteAgentState implements AgentState {

@@ -9,9 +9,10 @@
  * no longer exists (SIGKILL, power loss) is taken over: kill(pid, 0) answers ESRCH for it.
  * `agent status` reads the state without the lock.
  */
-import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { SigilError } from '../../errors.js';
+import { ensureDir } from '../../util/atomic-file.js';
 
 export const LOCK_FILE = 'agent.lock';
 
@@ -40,7 +41,12 @@ function alive(pid: number): boolean {
 
 /** Take the data directory's lock for `what` (shown to a second comer); returns its release. */
 export function lockDataDir(dataDir: string, what: string): () => void {
-  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  // Not mkdirSync({ recursive: true }): it retries forever under /proc (util/atomic-file.ts mkdirEach).
+  try {
+    ensureDir(dataDir, 0o700);
+  } catch (e) {
+    throw new SigilError('config_invalid', `data_dir ${dataDir}: ${(e as Error).message}`);
+  }
   const path = join(dataDir, LOCK_FILE);
   for (let attempt = 0; attempt < 3; attempt++) {
     let fd: number;

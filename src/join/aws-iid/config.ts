@@ -14,7 +14,7 @@
  * first join, so deleting it locks the instance out until an administrator resets the binding
  * (`sigil ctl bindings reset aws_iid <instance-id>`).
  */
-import { closeSync, mkdirSync, openSync, readFileSync, writeSync, constants as fsc } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeSync, constants as fsc } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { SigilError } from '../../errors.js';
@@ -22,6 +22,7 @@ import { SoftwareSigner } from '../../keystore/software.js';
 import { parseDuration } from '../../util/duration.js';
 import { AwsIidJoinAgent, DEFAULT_IMDS_ENDPOINT } from './agent.js';
 import { AWS_SIGNATURE_KINDS } from './wire.js';
+import { ensureDir } from '../../util/atomic-file.js';
 
 export const DEFAULT_BINDING_KEY_NAME = 'aws-iid-binding.key';
 export const DEFAULT_DATA_DIR = '/var/lib/sigil';
@@ -43,7 +44,7 @@ export function loadOrCreateBindingKey(path: string): SoftwareSigner {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new SigilError('config_invalid', `cannot read the aws_iid binding key ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
     const signer = SoftwareSigner.generate();
     try {
-      mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+      ensureDir(dirname(path), 0o700);
       // O_EXCL: never overwrite a key another agent process created meanwhile; O_NOFOLLOW: never write through a planted link.
       const fd = openSync(path, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
       try {

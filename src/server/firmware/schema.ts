@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { SigilError } from '../../errors.js';
 import { parseWith } from '../../protocol/messages.js';
 import { HASH_ALGS, PCR_BANKS, PCR_COUNT, type PcrBank } from '../../tpm/eventlog/index.js';
+import { yamlErrorText } from '../../util/yaml-error.js';
 
 export type SecureBootRule = 'enabled' | 'disabled' | 'any';
 
@@ -94,7 +95,7 @@ export function parseFirmwareProfile(yamlText: string, source: string): Firmware
   if (list.length === 0) throw new SigilError('config_invalid', `${source}: the file is empty`);
   if (list.length > 1) throw new SigilError('config_invalid', `${source}: one profile per file (found ${list.length} YAML documents)`);
   const doc = list[0]!;
-  if (doc.errors.length) throw new SigilError('config_invalid', `${source}: YAML error: ${doc.errors[0]!.message.split('\n')[0]}`);
+  if (doc.errors.length) throw new SigilError('config_invalid', `${source}: YAML error: ${yamlErrorText(doc.errors[0])}`);
   const p: ProfileFile = parseWith(fileSchema, doc.toJS(), 'config_invalid', source);
   return toProfile(p, source);
 }

@@ -12,6 +12,7 @@ import type { ResourceKind, Stores } from '../store/types.js';
 import { validateRuleBlock } from '../../join/rules.js';
 // Loads every join method so their rule schemas are registered before validation.
 import '../../join/server-methods.js';
+import { yamlErrorText } from '../../util/yaml-error.js';
 
 /** Aliases one YAML document may expand (yaml's own default); policy needs a handful at most. */
 const MAX_YAML_ALIASES = 100;
@@ -92,7 +93,7 @@ export function parseResources(text: string, source = 'input'): ResourceDoc[] {
   const list = Array.isArray(docs) ? docs : [docs];
   list.forEach((doc, i) => {
     const where = `${source} document ${i + 1}`;
-    if (doc.errors.length) throw new SigilError('policy_invalid', `${where}: YAML error: ${doc.errors[0]!.message.split('\n')[0]}`);
+    if (doc.errors.length) throw new SigilError('policy_invalid', `${where}: YAML error: ${yamlErrorText(doc.errors[0])}`);
     // An alias bomb ("billion laughs": each anchor refers to the previous one ten times) expands
     // exponentially in toJS(); yaml refuses past maxAliasCount with a ReferenceError, which is the
     // author's mistake (policy_invalid), not ours (internal).
@@ -100,7 +101,7 @@ export function parseResources(text: string, source = 'input'): ResourceDoc[] {
     try {
       value = doc.toJS({ maxAliasCount: MAX_YAML_ALIASES });
     } catch (e) {
-      throw new SigilError('policy_invalid', `${where}: YAML error: ${(e as Error).message.split('\n')[0]}`);
+      throw new SigilError('policy_invalid', `${where}: YAML error: ${yamlErrorText(e)}`);
     }
     if (value === null || value === undefined) return; // empty document (e.g. trailing ---)
     const d = parseWith(documentSchema, value, 'policy_invalid', where);

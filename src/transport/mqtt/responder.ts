@@ -21,6 +21,7 @@ import { SigilError, toSigilError } from '../../errors.js';
 import { b64u, type Jws } from '../../protocol/jws.js';
 import { requestIdSchema } from '../../protocol/messages.js';
 import { requestHash } from '../../protocol/request-hash.js';
+import { capText } from '../../util/untrusted-text.js';
 import type { IssuerContext } from '../../server/issuer.js';
 import { handleBundle } from '../../server/ops/bundle.js';
 import { handleJoin } from '../../server/ops/join.js';
@@ -37,6 +38,8 @@ const MAX_PACKET = 1024 * 1024;
 const RECONNECT_MIN_MS = 500;
 const RECONNECT_MAX_MS = 5_000;
 const PUBACK_WAIT_MS = 10_000;
+/** Drop log lines per reason and minute (see MqttResponder.drop). */
+const DROP_LOG_PER_MIN = 20;
 
 export interface MqttResponderOptions extends MqttEndpoint {
   ctx: IssuerContext;
@@ -57,6 +60,8 @@ export class MqttResponder {
   private readonly senders: Array<() => void> = [];
   readonly url: string;
   /** Requests dropped without an answer, by reason (also in sigil_requests_total). */
+  /** Per drop reason: the current minute's logged and unlogged lines (see drop()). */
+  private readonly dropLog = new Map<Drop, { since: number; logged: number; quiet: number }>();
   readonly dropped: Record<Drop, number> = { bad_response_topic: 0, unauthenticated: 0, bad_correlation: 0, publish_failed: 0 };
 
   constructor(private readonly opts: MqttResponderOptions) {
@@ -208,10 +213,26 @@ export class MqttResponder {
     for (let free = this.receiveMaximum - this.unacked; free > 0 && this.senders.length > 0; free--) this.senders.shift()!();
   }
 
+  /**
+   * Counted always; logged for the first DROP_LOG_PER_MIN of each reason a minute, then once more
+   * with how many went unlogged. Drops are what anyone on the broker can cause, so their log
+   * lines are bounded in number and in size (client-chosen topics are capped), like refusals.
+   */
   private drop(op: string, why: Drop, fields: Record<string, unknown>): void {
     this.dropped[why]++;
     this.count(op, `dropped_${why}`);
-    this.opts.ctx.log.warn({ ...fields, op, reason: why }, 'mqtt request dropped without an answer');
+    const now = Date.now();
+    const w = this.dropLog.get(why);
+    const win = w && now - w.since < 60_000 ? w : { since: now, logged: 0, quiet: 0 };
+    this.dropLog.set(why, win);
+    if (win.logged >= DROP_LOG_PER_MIN) {
+      win.quiet++;
+      return;
+    }
+    win.logged++;
+    const capped = Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, typeof v === 'string' ? capText(v) : v]));
+    const unlogged = w && w !== win && w.quiet > 0 ? { unlogged_before: w.quiet } : {};
+    this.opts.ctx.log.warn({ ...capped, ...unlogged, op, reason: why }, 'mqtt request dropped without an answer');
   }
 
   /** Stop taking requests, let those in flight finish (up to `graceMs`), then disconnect. */

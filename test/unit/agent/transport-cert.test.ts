@@ -55,13 +55,13 @@ describe('mqttSession: the client certificate on an mqtts:// broker', () => {
   it('a software key: the SVID itself', () => {
     state.saveIdentity(identity());
     expect(mqttSession(mqtt('mqtts://broker:8883'), state, () => NOW)).toEqual({ clientId: 'sigil-inst-1', responseId: 'inst-1', cert: 'SVID\nINT\n', key: 'SVIDKEY' });
-    expect(agentStatus(state, NOW).mqtt_client_cert).toBe('svid');
+    expect(agentStatus(state, NOW, { mqtt: true }).mqtt_client_cert).toBe('svid');
   });
 
   it('a TPM key with a transport certificate: the transport certificate and its key, as the instance', () => {
     state.saveIdentity(identity({ keyRef: TPM_REF, keyStorage: 'tpm', exportable: false, transport: TRANSPORT }));
     expect(mqttSession(mqtt('mqtts://broker:8883'), state, () => NOW)).toEqual({ clientId: 'sigil-inst-1', responseId: 'inst-1', cert: 'TLEAF\nINT\n', key: TRANSPORT.keyPem });
-    expect(agentStatus(state, NOW).mqtt_client_cert).toBe('transport');
+    expect(agentStatus(state, NOW, { mqtt: true }).mqtt_client_cert).toBe('transport');
   });
 
   it('a TPM key without one, or with one about to expire: the bootstrap identity', () => {
@@ -70,7 +70,7 @@ describe('mqttSession: the client certificate on an mqtts:// broker', () => {
     expect(s).toMatchObject({ url: 'mqtts://broker:8884', username: 'bootstrap', password: 'secret' });
     expect(s.clientId).toMatch(/^sigil-b-[0-9a-f]{24}$/);
     expect(s).not.toHaveProperty('cert');
-    expect(agentStatus(state, NOW).mqtt_client_cert).toBe('bootstrap');
+    expect(agentStatus(state, NOW, { mqtt: true }).mqtt_client_cert).toBe('bootstrap');
 
     state.saveIdentity(identity({ keyRef: TPM_REF, keyStorage: 'tpm', exportable: false, transport: { ...TRANSPORT, notAfter: NOW + 29_000 } }));
     expect(mqttSession(mqtt('mqtts://broker:8883'), state, () => NOW)).toMatchObject({ username: 'bootstrap' });
@@ -80,7 +80,7 @@ describe('mqttSession: the client certificate on an mqtts:// broker', () => {
   it('an SVID about to expire: the bootstrap identity, transport certificate or not', () => {
     state.saveIdentity(identity({ keyRef: TPM_REF, keyStorage: 'tpm', exportable: false, transport: TRANSPORT, notAfter: NOW + 29_000 }));
     expect(mqttSession(mqtt('mqtts://broker:8883'), state, () => NOW)).toMatchObject({ username: 'bootstrap' });
-    expect(agentStatus(state, NOW).mqtt_client_cert).toBe('bootstrap');
+    expect(agentStatus(state, NOW, { mqtt: true }).mqtt_client_cert).toBe('bootstrap');
   });
 
   it('plain mqtt://: the instance (bootstrap login, no certificate), whatever the key', () => {

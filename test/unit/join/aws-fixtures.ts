@@ -1,6 +1,6 @@
 /**
- * Genuine AWS instance identity documents from the shared fixtures
- * (../shared/fixtures/cloud-iid/aws, see its README), and the mutation loop the tests share.
+ * Genuine AWS instance identity documents (test/fixtures/cloud-iid/aws, see its README), and the
+ * mutation loop the tests share.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -12,9 +12,19 @@ import type { SignedDocument } from '../../../src/join/aws-iid/verify.js';
 import type { AwsSignatureKind } from '../../../src/join/aws-iid/wire.js';
 import { fromPem } from '../../../src/pki/pem.js';
 
-export const FIXTURES = join(import.meta.dirname, '..', '..', '..', '..', 'shared', 'fixtures', 'cloud-iid', 'aws');
-export const present = existsSync(join(FIXTURES, 'samples'));
-if (!present) process.stderr.write(`aws-iid-genuine: ${FIXTURES} is absent; the genuine-document tests are skipped\n`);
+export const CLOUD_FIXTURES = join(import.meta.dirname, '..', '..', 'fixtures', 'cloud-iid');
+export const FIXTURES = join(CLOUD_FIXTURES, 'aws');
+/** SHA-256 of AWS's per-region certificates as collected (README): the bundled copies must match. */
+export const BUNDLED_CERTS_MANIFEST = join(FIXTURES, 'bundled-certs.sha256');
+
+/**
+ * The fixtures are part of the repository: a missing one is a broken checkout, and a test that
+ * skipped would hide exactly the evidence it exists to check. So: fail, saying what is missing.
+ */
+export function requireFixture(path: string): string {
+  if (!existsSync(path)) throw new Error(`${path} is missing: the genuine cloud-document fixtures belong to the repository (test/fixtures/cloud-iid, see its README)`);
+  return path;
+}
 
 export interface Sample {
   name: string;
@@ -24,7 +34,7 @@ export interface Sample {
 }
 
 export function loadSamples(): Sample[] {
-  const dir = join(FIXTURES, 'samples');
+  const dir = requireFixture(join(FIXTURES, 'samples'));
   return readdirSync(dir)
     .sort()
     .map((name) => {

@@ -1,14 +1,14 @@
-/** Genuine Azure attested documents from the shared fixtures (../shared/fixtures/cloud-iid/azure, see its README). */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+/** Genuine Azure attested documents (test/fixtures/cloud-iid/azure, see its README). */
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AttestedTrust } from '../../../src/join/azure/verify.js';
 import { parseImdsTime } from '../../../src/join/azure/wire.js';
 import { loadCaFile } from '../../../src/join/x509/files.js';
+import { CLOUD_FIXTURES, requireFixture } from './aws-fixtures.js';
 
-export const AZURE_FIXTURES = join(import.meta.dirname, '..', '..', '..', '..', 'shared', 'fixtures', 'cloud-iid', 'azure');
-export const azurePresent = existsSync(join(AZURE_FIXTURES, 'samples'));
-export const ROOT_FILE = join(import.meta.dirname, '..', '..', 'fixtures', 'azure', 'DigiCert_Global_Root_G2.pem');
-export const INTERMEDIATE_FILES = azurePresent ? readdirSync(join(AZURE_FIXTURES, 'certs')).sort().map((f) => join(AZURE_FIXTURES, 'certs', f)) : [];
+export const AZURE_FIXTURES = join(CLOUD_FIXTURES, 'azure');
+export const ROOT_FILE = requireFixture(join(AZURE_FIXTURES, 'root', 'DigiCert_Global_Root_G2.pem'));
+export const INTERMEDIATE_FILES = readdirSync(requireFixture(join(AZURE_FIXTURES, 'certs'))).sort().map((f) => join(AZURE_FIXTURES, 'certs', f));
 
 export interface AzureSample {
   name: string;
@@ -19,7 +19,7 @@ export interface AzureSample {
 }
 
 export function loadAzureSamples(): AzureSample[] {
-  const dir = join(AZURE_FIXTURES, 'samples');
+  const dir = requireFixture(join(AZURE_FIXTURES, 'samples'));
   return readdirSync(dir)
     .sort()
     .map((name) => {

@@ -1,0 +1,73 @@
+/**
+ * Opening `<data-dir>/agent.db` for reading only (`sigil agent status`): never creating the
+ * data directory, the database or SQLite's side files, never migrating (issue #12 item 6).
+ * Status pointed at a wrong or not yet used directory must not leave an empty one behind that
+ * the real agent (another user, another mode) then trips over.
+ *
+ * SQLite opened read-only still creates `-wal` and `-shm` next to a WAL database that has none
+ * (there are none whenever no agent has it open) — and cannot remove them afterwards. So:
+ * - with both side files present (an agent has the database open) it is opened read-only in
+ *   place, which reads the latest commits from the WAL and creates nothing;
+ * - otherwise the main file is complete (the last connection checkpointed into it) and is
+ *   read into memory and opened from there.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { SigilError } from '../../errors.js';
+import { AGENT_DB_FILE, AGENT_SCHEMA_VERSION, type AgentDb } from './db.js';
+
+const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
+/** SQLite file header bytes 18/19: file format write/read version, 2 = WAL (sqlite.org/fileformat.html §1.3.4). */
+const WAL_VERSION_BYTES = [18, 19] as const;
+
+/** The agent database of `dataDir` opened read-only, or undefined when there is none yet (not joined). */
+export function openAgentDbReadOnly(dataDir: string): AgentDb | undefined {
+  const file = path.join(path.resolve(dataDir), AGENT_DB_FILE);
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    throw new SigilError('internal', `cannot stat ${file}`, { cause: err });
+  }
+  if (st.isSymbolicLink()) throw new SigilError('unsafe_path', `refusing to open ${file}: it is a symbolic link`);
+  if (!st.isFile()) throw new SigilError('unsafe_path', `refusing to open ${file}: it is not a regular file`);
+  const live = fs.existsSync(`${file}-wal`) && fs.existsSync(`${file}-shm`);
+  let db: AgentDb;
+  try {
+    db = live ? new Database(file, { readonly: true, fileMustExist: true, timeout: 5000 }) : fromSnapshot(file);
+  } catch (err) {
+    if (err instanceof SigilError) throw err;
+    throw new SigilError('internal', `cannot open agent state ${file}`, { cause: err });
+  }
+  try {
+    const version = db.pragma('user_version', { simple: true }) as number;
+    // An agent that created the file but had not migrated it yet: nothing is stored.
+    if (version === 0) {
+      db.close();
+      return undefined;
+    }
+    if (version !== AGENT_SCHEMA_VERSION) {
+      const what = version > AGENT_SCHEMA_VERSION ? 'newer than this Sigil supports' : 'older than this Sigil: start the agent once to upgrade it';
+      throw new SigilError('config_invalid', `agent state ${file} has schema version ${version}, ${what} (${AGENT_SCHEMA_VERSION})`);
+    }
+  } catch (err) {
+    db.close();
+    if (err instanceof SigilError) throw err;
+    const code = (err as { code?: unknown }).code;
+    if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') throw new SigilError('config_invalid', `agent state ${file} is not a valid SQLite database`, { cause: err });
+    throw new SigilError('internal', `cannot read agent state ${file}`, { cause: err });
+  }
+  return db;
+}
+
+function fromSnapshot(file: string): AgentDb {
+  const bytes = fs.readFileSync(file);
+  // A file the agent pre-created (db.ts precreate) but never wrote: an empty, valid database.
+  if (bytes.length === 0) return new Database(':memory:');
+  if (bytes.length < 100 || !bytes.subarray(0, 16).equals(SQLITE_MAGIC)) throw new SigilError('config_invalid', `agent state ${file} is not a valid SQLite database`);
+  // An in-memory database cannot be in WAL mode; the content is the same in rollback mode.
+  for (const i of WAL_VERSION_BYTES) if (bytes[i] === 2) bytes[i] = 1;
+  return new Database(bytes, { readonly: true });
+}

@@ -1,0 +1,205 @@
+/**
+ * `sigil agent configure`: agent.yaml from flags (like `tbot configure` or `step ca bootstrap`).
+ * The flags are the config's own keys in kebab case (`--token-file` is `token_file`), and the
+ * result is validated exactly as the agent will load it — the schema (agent/config.ts), the join
+ * method's own settings schema, and the output paths (agent/outputs/check-path.ts, without
+ * creating anything) — before a byte is written: an invalid file is never written.
+ *
+ * Without `--out` the YAML goes to stdout; with it, the file is written 0600 atomically and an
+ * existing one is only replaced with `--force`. Trust is never taken on first use: `--ca-pin`
+ * is required; `--ca-pin-from-url` only fetches the issuer's root to print its pin (to compare
+ * out of band) or to check that the given pin is what the issuer really presents.
+ *
+ * Everything heavy is imported inside the action: `sigil agent …` must start fast.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { SigilError } from '../errors.js';
+
+const JOIN_METHODS = ['token', 'tpm', 'x509', 'aws_iid', 'gcp', 'azure', 'oidc'] as const;
+type JoinMethod = (typeof JOIN_METHODS)[number];
+
+type Kind = 'string' | 'path' | 'list' | 'bool' | 'path-or-false';
+/** flag (kebab case) → [config key, kind]; per method, exactly the keys its schema accepts at the top level. */
+const METHOD_FLAGS: Record<JoinMethod, Record<string, [string, Kind]>> = {
+  token: { 'token-file': ['token_file', 'path'], token: ['token', 'string'] },
+  tpm: { tcti: ['tcti', 'string'], ek: ['ek', 'string'], 'event-log': ['event_log', 'path-or-false'] },
+  x509: { cert: ['cert', 'path'], chain: ['chain', 'path'], key: ['key', 'path'], 'key-uri': ['key_uri', 'string'], 'rsa-scheme': ['rsa_scheme', 'string'] },
+  aws_iid: { 'imds-endpoint': ['imds_endpoint', 'string'], 'binding-key': ['binding_key', 'path'], signatures: ['signatures', 'list'], timeout: ['timeout', 'string'] },
+  gcp: { audience: ['audience', 'string'], 'metadata-endpoint': ['metadata_endpoint', 'string'], 'service-account': ['service_account', 'string'], timeout: ['timeout', 'string'] },
+  azure: { 'imds-endpoint': ['imds_endpoint', 'string'], 'managed-identity': ['managed_identity', 'bool'], 'intermediates-file': ['intermediates_file', 'path'], timeout: ['timeout', 'string'] },
+  oidc: { provider: ['provider', 'string'], audience: ['audience', 'string'], 'token-env': ['token_env', 'string'], 'token-file': ['token_file', 'path'] },
+};
+const ALL_METHOD_FLAGS = [...new Set(Object.values(METHOD_FLAGS).flatMap((f) => Object.keys(f)))];
+const PKCS11_FLAGS: Record<string, [string, Kind]> = { 'pkcs11-module': ['module', 'path'], 'pkcs11-token': ['token', 'string'], 'pkcs11-pin-file': ['pin_file', 'path'], 'pkcs11-pin-env': ['pin_env', 'string'], 'pkcs11-key-label-prefix': ['key_label_prefix', 'string'] };
+
+export type ConfigureFlags = Record<string, string | string[] | boolean | undefined>;
+
+const camel = (flag: string): string => flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+const abs = (p: string): string => path.resolve(p);
+const bad = (msg: string): SigilError => new SigilError('config_invalid', msg);
+
+function value(flag: string, v: string | string[] | boolean, kind: Kind): unknown {
+  if (kind === 'bool') return v === true;
+  const s = String(v);
+  if (kind === 'path') return abs(s);
+  if (kind === 'path-or-false') return s === 'false' ? false : abs(s);
+  if (kind === 'list') return s.split(',').map((x) => x.trim()).filter(Boolean);
+  if (s === '') throw bad(`--${flag} needs a value`);
+  return s;
+}
+
+/**
+ * `KEY=VALUE` with a dotted key (pkcs11.module=…). true/false are booleans, decimal digits a
+ * number, anything else text as given (0x81000002 stays text: the schemas take handles either way).
+ */
+function setting(block: Record<string, unknown>, kv: string): void {
+  const m = /^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)=(.*)$/.exec(kv);
+  if (!m) throw bad(`--join-setting ${kv}: expected KEY=VALUE, e.g. tpm.handle=0x81000002`);
+  const keys = m[1]!.split('.');
+  let at = block;
+  for (const k of keys.slice(0, -1)) {
+    const next = (at[k] ??= {});
+    if (typeof next !== 'object' || next === null) throw bad(`--join-setting ${kv}: ${k} is already set to a value, not a block`);
+    at = next as Record<string, unknown>;
+  }
+  const v = m[2]!;
+  at[keys.at(-1)!] = v === 'true' ? true : v === 'false' ? false : /^-?\d{1,15}$/.test(v) ? Number(v) : v;
+}
+
+/** The agent.yaml document the flags describe (not yet validated). */
+export async function configDocument(o: ConfigureFlags): Promise<Record<string, unknown>> {
+  const method = o.join as string | undefined;
+  if (!method) throw bad(`--join is required: one of ${JOIN_METHODS.join(', ')}`);
+  if (!(JOIN_METHODS as readonly string[]).includes(method)) throw bad(`--join must be one of ${JOIN_METHODS.join(', ')} (got "${method}")`);
+  const flags = METHOD_FLAGS[method as JoinMethod];
+  const stray = ALL_METHOD_FLAGS.find((f) => o[camel(f)] !== undefined && !(f in flags));
+  if (stray) throw bad(`--${stray} does not apply to --join ${method} (it takes ${Object.keys(flags).map((f) => `--${f}`).join(', ') || 'no settings'}, and --join-setting KEY=VALUE)`);
+  const block: Record<string, unknown> = {};
+  for (const [flag, [key, kind]] of Object.entries(flags)) if (o[camel(flag)] !== undefined) block[key] = value(flag, o[camel(flag)]!, kind);
+  for (const kv of (o.joinSetting as string[] | undefined) ?? []) setting(block, kv);
+  const join = method === 'token' ? { method, ...block } : { method, [method]: block };
+
+  const https = (o.issuer as string[] | undefined) ?? [];
+  const mqtt = (o.mqtt as string[] | undefined) ?? [];
+  if (https.length + mqtt.length === 0) throw bad('--issuer URL (https) or --mqtt URL is required');
+  const notHttps = https.find((u) => !u.startsWith('https://'));
+  if (notHttps) throw bad(`--issuer ${notHttps}: must be an https:// URL (use --mqtt for mqtt:// and mqtts:// brokers)`);
+  const transports = [...https.map((url) => ({ type: 'https', url })), ...mqtt.map((url) => ({ type: 'mqtt', url }))];
+
+  const pkcs11: Record<string, unknown> = {};
+  for (const [flag, [key, kind]] of Object.entries(PKCS11_FLAGS)) if (o[camel(flag)] !== undefined) pkcs11[key] = value(flag, o[camel(flag)]!, kind);
+  if (Object.keys(pkcs11).length > 0 && o.keyStorage !== 'pkcs11') throw bad('--pkcs11-* flags need --key-storage pkcs11');
+
+  const outputs = ((o.output as string[] | undefined) ?? []).map((spec) => {
+    const m = /^([a-z_]+):(.+)$/.exec(spec);
+    if (!m) throw bad(`--output ${spec}: expected TYPE:PATH, e.g. identity:/run/sigil/identity`);
+    return { type: m[1]!, path: abs(m[2]!) };
+  });
+  if (!o.dataDir) throw bad('--data-dir DIR is required (where the agent keeps its state, e.g. /var/lib/sigil-agent)');
+  return {
+    ...(transports.length === 1 && transports[0]!.type === 'https' ? { issuer: https[0] } : { transports }),
+    ca_pin: o.caPin,
+    data_dir: abs(o.dataDir as string),
+    ...(o.ttl !== undefined ? { ttl: o.ttl } : {}),
+    join,
+    ...(o.keyStorage !== undefined ? { key_storage: o.keyStorage } : {}),
+    ...(Object.keys(pkcs11).length > 0 ? { pkcs11 } : {}),
+    ...(outputs.length > 0 ? { outputs } : {}),
+  };
+}
+
+/**
+ * The YAML text for `o`, validated the way the agent loads it (throws config_invalid). `source`
+ * names the file in messages.
+ */
+export async function configureAgent(o: ConfigureFlags, source = 'agent.yaml'): Promise<string> {
+  requirePin(o);
+  const doc = await configDocument(o);
+  const [{ stringify }, { parseAgentConfig }, { checkOutputPaths }] = await Promise.all([import('yaml'), import('../agent/config.js'), import('../agent/outputs/check-path.js')]);
+  const text = `# agent.yaml written by \`sigil agent configure\` (docs/configuration.md)\n${stringify(doc)}`;
+  const cfg = parseAgentConfig(text, source);
+  if (cfg.join.method !== 'token') await checkMethodSettings(cfg.join.method, cfg.join.settings, `${source}: join.${cfg.join.method}`);
+  checkOutputPaths(cfg, { create: false });
+  return text;
+}
+
+function requirePin(o: ConfigureFlags): void {
+  if (!o.caPin) throw bad('--ca-pin sha256:… is required (printed by `sigil server init` on the issuer): the agent never trusts an issuer on first use; `--ca-pin-from-url URL --print-pin-only` shows what an issuer presents, to compare out of band');
+}
+
+/** The method's own schema, which the agent applies only when it builds the method (agent/join-method.ts). */
+async function checkMethodSettings(method: Exclude<JoinMethod, 'token'>, settings: Record<string, unknown>, where: string): Promise<void> {
+  const { parseWith } = await import('../protocol/messages.js');
+  const schema = {
+    tpm: async () => (await import('../join/tpm/config.js')).tpmAgentConfigSchema,
+    x509: async () => (await import('../join/x509/config.js')).x509AgentConfigSchema,
+    aws_iid: async () => (await import('../join/aws-iid/config.js')).awsIidAgentConfigSchema,
+    gcp: async () => (await import('../join/gcp/config.js')).gcpAgentConfigSchema,
+    azure: async () => (await import('../join/azure/config.js')).azureAgentConfigSchema,
+    oidc: async () => (await import('../join/oidc/config.js')).oidcAgentConfigSchema,
+  }[method];
+  parseWith(await schema(), settings, 'config_invalid', where);
+}
+
+/** Write `text` to `file` 0600 atomically; an existing file only with `force`. */
+export async function writeConfigFile(file: string, text: string, force: boolean): Promise<void> {
+  const target = abs(file);
+  if (!force && fs.existsSync(target)) throw new SigilError('conflict', `${target} exists; pass --force to replace it`);
+  const { writeFileAtomic } = await import('../util/atomic-file.js');
+  writeFileAtomic(target, text, { mode: 0o600 });
+}
+
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+
+export function registerConfigure(program: Command, run: (fn: () => Promise<void> | void) => Promise<void>): void {
+  const agent = program.commands.find((c) => c.name() === 'agent');
+  if (!agent) return;
+  const cmd = agent
+    .command('configure')
+    .description('write agent.yaml from flags (validated as the agent loads it; never an invalid file)')
+    .option('--issuer <url>', 'issuer https:// URL (repeatable, in order of preference)', collect)
+    .option('--mqtt <url>', 'MQTT broker mqtt(s)://HOST:PORT (repeatable, after the --issuer ones)', collect)
+    .option('--ca-pin <pin>', 'sha256:<hex> of the issuer CA, as printed by `sigil server init` (required)')
+    .option('--ca-pin-from-url <url>', "fetch the issuer's root over TLS: with --print-pin-only print its pin; else check it equals --ca-pin")
+    .option('--print-pin-only', 'with --ca-pin-from-url: print the pin and write nothing')
+    .option('--join <method>', JOIN_METHODS.join('|'))
+    .option('--data-dir <dir>', 'agent state directory')
+    .option('--ttl <duration>', 'requested certificate lifetime, e.g. 1h')
+    .option('--key-storage <where>', 'software|tpm|pkcs11')
+    .option('--output <type:path>', 'an output, e.g. identity:/run/sigil/identity (repeatable)', collect)
+    .option('--join-setting <key=value>', 'any other join method setting, dotted for nested ones (repeatable)', collect)
+    .option('--out <file>', 'write the config here (0600) instead of stdout')
+    .option('--force', 'with --out: replace an existing file');
+  for (const f of ALL_METHOD_FLAGS) {
+    const methods = JOIN_METHODS.filter((m) => f in METHOD_FLAGS[m]);
+    const kinds = methods.map((m) => METHOD_FLAGS[m][f]![1]);
+    cmd.option(kinds.includes('bool') ? `--${f}` : `--${f} <value>`, `join setting ${METHOD_FLAGS[methods[0]!][f]![0]} (${methods.join(', ')})`);
+  }
+  for (const [f, [key]] of Object.entries(PKCS11_FLAGS)) cmd.option(`--${f} <value>`, `pkcs11.${key} (with --key-storage pkcs11)`);
+  cmd.action((o: ConfigureFlags) =>
+    run(async () => {
+      if (o.printPinOnly && !o.caPinFromUrl) throw bad('--print-pin-only needs --ca-pin-from-url URL');
+      if (!o.printPinOnly) requirePin(o);
+      if (o.caPinFromUrl) {
+        const { fetchIssuerPin } = await import('./issuer-pin.js');
+        const got = await fetchIssuerPin(o.caPinFromUrl as string);
+        if (o.printPinOnly) {
+          process.stdout.write(`${got.pin}\n`);
+          process.stderr.write(`root presented by ${o.caPinFromUrl as string}: ${got.subject}; compare this pin with the one \`sigil server init\` printed on the issuer before using it\n`);
+          return;
+        }
+        if (o.caPin && got.pin !== o.caPin) throw new SigilError('pin_mismatch', `${o.caPinFromUrl as string} presents a root with pin ${got.pin}, not --ca-pin ${o.caPin as string}; nothing written`);
+      }
+      if (o.force && !o.out) throw bad('--force only applies with --out FILE');
+      const text = await configureAgent(o, o.out ? abs(o.out as string) : 'agent.yaml');
+      if (!o.out) {
+        process.stdout.write(text);
+        return;
+      }
+      await writeConfigFile(o.out as string, text, o.force === true);
+      process.stderr.write(`wrote ${abs(o.out as string)}; start the agent with: sigil agent run --config ${abs(o.out as string)}\n`);
+    }),
+  );
+}
