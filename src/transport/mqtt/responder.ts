@@ -27,6 +27,7 @@ import { handleBundle } from '../../server/ops/bundle.js';
 import { handleJoin } from '../../server/ops/join.js';
 import { handleRenew } from '../../server/ops/renew.js';
 import { signErrorResponse } from '../../server/ops/respond.js';
+import { RateLimiter, type RateLimitOptions } from '../../server/rate-limit.js';
 import { answerTopicFits, renewalAnswerDrop, type TopicDrop } from './answer-topic.js';
 import { displayUrl, openMqttClient, parseMqttUrl, type MqttEndpoint } from './connect.js';
 import { isMqttOp, isValidResponseTopic, MAX_MQTT_PAYLOAD, opOfTopic, SHARED_REQUEST_FILTER } from './topics.js';
@@ -44,7 +45,20 @@ const DROP_LOG_PER_MIN = 20;
 export interface MqttResponderOptions extends MqttEndpoint {
   ctx: IssuerContext;
   clientId?: string;
+  /** Join rate limits (server/rate-limit.ts); defaults: MQTT_JOIN_LIMITS. */
+  joinLimits?: { perTopic: RateLimitOptions; overall: RateLimitOptions };
 }
+
+/**
+ * Joins over MQTT, limited before the join method runs (issue #11 item 4). The issuer never
+ * learns the publisher's address, only the Response Topic it named, which the publisher chooses:
+ * a per-topic bucket stops one careless or looping agent (its bootstrap id is stable), and an
+ * overall bucket bounds what the whole broker can make this issuer spend on joins — the part a
+ * flood rotating through topics can still take. Over either: a signed `rate_limited` refusal
+ * with retry_after_ms, which agents honour (agent.ts recordFailure); not audited, counted as
+ * outcome rate_limited.
+ */
+export const MQTT_JOIN_LIMITS = { perTopic: { ratePerS: 10, burst: 50 }, overall: { ratePerS: 200, burst: 400 } } as const;
 
 type Drop = TopicDrop | 'bad_correlation' | 'publish_failed';
 
@@ -64,8 +78,22 @@ export class MqttResponder {
   private readonly dropLog = new Map<Drop, { since: number; logged: number; quiet: number }>();
   readonly dropped: Record<Drop, number> = { bad_response_topic: 0, unauthenticated: 0, bad_correlation: 0, publish_failed: 0 };
 
+  private readonly joinPerTopic: RateLimiter;
+  private readonly joinOverall: RateLimiter;
+
   constructor(private readonly opts: MqttResponderOptions) {
     this.url = displayUrl(parseMqttUrl(opts.url, '--mqtt-url').url);
+    const limits = opts.joinLimits ?? MQTT_JOIN_LIMITS;
+    this.joinPerTopic = new RateLimiter(limits.perTopic);
+    this.joinOverall = new RateLimiter(limits.overall);
+  }
+
+  /** Take a join token for `responseTopic` and one overall, or refuse with when to come back. */
+  private limitJoin(responseTopic: string): void {
+    const mine = this.joinPerTopic.take(responseTopic);
+    if (!mine.ok) throw new SigilError('rate_limited', `too many join requests answered on this topic; retry in ${mine.retryAfterMs} ms`, { retryAfterMs: mine.retryAfterMs });
+    const all = this.joinOverall.take('*');
+    if (!all.ok) throw new SigilError('rate_limited', `the issuer is taking too many joins over MQTT; retry in ${all.retryAfterMs} ms`, { retryAfterMs: all.retryAfterMs });
   }
 
   /** Connect and subscribe; resolves once the first subscription is in place. Reconnects by itself afterwards. */
@@ -164,6 +192,7 @@ export class MqttResponder {
         throw new SigilError('malformed_json');
       }
       binding = requestBinding(body);
+      if (rawOp === 'join') this.limitJoin(responseTopic);
       answer = rawOp === 'join' ? await handleJoin(ctx, body, remote) : rawOp === 'renew' ? await handleRenew(ctx, body, remote, { onAuthenticated: (who) => (signer = who.instanceId) }) : handleBundle(ctx);
     } catch (err) {
       // handleJoin/handleRenew have audited and counted their own refusals.
