@@ -10,7 +10,7 @@
  * reads the file at start-up.
  */
 import { pbkdf2Sync, randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 /** The dynamic-security JSON with `username`'s password set (the client must exist). */
@@ -35,4 +35,6 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     process.exit(2);
   }
   writeFileSync(file, withPassword(readFileSync(file, 'utf8'), username, password), { mode: 0o600 });
+  // `mode` applies only when the file is created; a copied example keeps its 0644 otherwise.
+  chmodSync(file, 0o600);
 }
