@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+node scripts/check-layers.mjs   # house rules: import boundaries, no cycles, no module-level state (docs/architecture.md)
 mkdir -p .tmp
 report=.tmp/vitest-report.json
 rm -f "$report"
