@@ -13,7 +13,8 @@ import { TPM_RC, isTpmRc } from './errors.js';
 import type { Session } from './session.js';
 import type { TpmtPublic } from './structures/public.js';
 import { ekTemplateEccP256, ekTemplateEccP384, ekTemplateRsa2048 } from './templates.js';
-import type { Tpm, TpmKey } from './tpm.js';
+// The facade interface, not the Tpm class: tpm.ts delegates its EK methods here (one direction).
+import type { TpmFacade, TpmKey } from './facade.js';
 
 export type EkKind = 'rsa-2048' | 'ecc-p256' | 'ecc-p384';
 
@@ -47,7 +48,7 @@ function derExtent(b: Uint8Array): number {
 }
 
 /** The EK certificate of `kind`, or the first one present (RSA, then ECC P-256, then P-384). */
-export async function readEkCertificate(tpm: Tpm, kind?: EkKind): Promise<EkCertificate | undefined> {
+export async function readEkCertificate(tpm: TpmFacade, kind?: EkKind): Promise<EkCertificate | undefined> {
   for (const k of kind ? [kind] : EK_KINDS) {
     const index = EK[k].certIndex;
     let data: Uint8Array;
@@ -75,7 +76,7 @@ function sameKind(actual: TpmtPublic, template: TpmtPublic): boolean {
  * created from the profile template (the same key the certificate names when the manufacturer
  * used that template). Pass the result to Tpm.withTransient so the transient case is flushed.
  */
-export async function readEkPublic(tpm: Tpm, kind: EkKind, endorsementAuth: Uint8Array): Promise<TpmKey> {
+export async function readEkPublic(tpm: TpmFacade, kind: EkKind, endorsementAuth: Uint8Array): Promise<TpmKey> {
   const spec = EK[kind];
   try {
     const key = await tpm.readPublic(spec.persistent);
@@ -94,7 +95,7 @@ export type EkAuthorization = { auth?: Session; authValue?: Uint8Array };
  * afterwards whatever happens.
  */
 export async function authorizeEk<T>(
-  tpm: Tpm,
+  tpm: TpmFacade,
   ek: TpmKey,
   endorsementAuth: Uint8Array,
   fn: (auth: EkAuthorization) => Promise<T>,

@@ -6,7 +6,8 @@
 import { NV_DefineSpace, NV_Read, NV_ReadPublic, NV_UndefineSpace, NV_Write } from './commands/nv.js';
 import { TPMA_NV, TPM_ALG, TPM_NT, TPM_RH } from './constants.js';
 import type { Tpm2bNvPublic } from './structures/nv.js';
-import type { Tpm } from './tpm.js';
+// The facade's `run` only, not the Tpm class: tpm.ts delegates its NV methods here (one direction).
+import type { TpmFacade } from './facade.js';
 
 export interface NvIndexInfo {
   index: number;
@@ -26,9 +27,12 @@ export interface NvDefineOptions {
   hierarchyAuth?: Uint8Array;
 }
 
+/** What the NV helpers need of the Tpm facade. */
+type NvTpm = Pick<TpmFacade, 'run'>;
+
 const EMPTY = new Uint8Array(0);
 
-export async function nvReadPublic(tpm: Tpm, index: number): Promise<NvIndexInfo> {
+export async function nvReadPublic(tpm: NvTpm, index: number): Promise<NvIndexInfo> {
   const r = await tpm.run(NV_ReadPublic, { nvIndex: index });
   return { index, public: r.nvPublic, name: r.nvName };
 }
@@ -43,7 +47,7 @@ function readAuthHandle(info: NvIndexInfo): number {
 
 /** The whole index (its dataSize), read in chunks of at most `chunk` bytes. */
 export async function nvRead(
-  tpm: Tpm,
+  tpm: NvTpm,
   index: number,
   chunk: number,
   opts: { authHandle?: number; authValue?: Uint8Array },
@@ -64,7 +68,7 @@ export async function nvRead(
 }
 
 export async function nvWrite(
-  tpm: Tpm,
+  tpm: NvTpm,
   index: number,
   data: Uint8Array,
   chunk: number,
@@ -84,7 +88,7 @@ export async function nvWrite(
   }
 }
 
-export async function nvDefine(tpm: Tpm, index: number, size: number, opts: NvDefineOptions): Promise<NvIndexInfo> {
+export async function nvDefine(tpm: NvTpm, index: number, size: number, opts: NvDefineOptions): Promise<NvIndexInfo> {
   const attributes =
     opts.attributes ??
     (TPM_NT.ORDINARY | TPMA_NV.OWNERWRITE | TPMA_NV.OWNERREAD | TPMA_NV.AUTHWRITE | TPMA_NV.AUTHREAD | TPMA_NV.NO_DA);
@@ -98,7 +102,7 @@ export async function nvDefine(tpm: Tpm, index: number, size: number, opts: NvDe
   return nvReadPublic(tpm, index);
 }
 
-export async function nvUndefine(tpm: Tpm, index: number, ownerAuth: Uint8Array): Promise<void> {
+export async function nvUndefine(tpm: NvTpm, index: number, ownerAuth: Uint8Array): Promise<void> {
   const info = await nvReadPublic(tpm, index);
   await tpm.run(NV_UndefineSpace, {
     authHandle: { handle: TPM_RH.OWNER, authValue: ownerAuth },

@@ -18,6 +18,7 @@ import { authorizeEk, readEkCertificate, readEkPublic } from './ek.js';
 import type { EkCertificate, EkKind } from './ek.js';
 import { execute } from './execute.js';
 import type { ExecuteOptions } from './execute.js';
+import type { TpmFacade, TpmKey } from './facade.js';
 import { nvDefine, nvRead, nvReadPublic, nvUndefine, nvWrite } from './nv.js';
 import type { NvDefineOptions, NvIndexInfo } from './nv.js';
 import type { AuthSession } from './session.js';
@@ -38,14 +39,9 @@ import { openTransport } from './transport/open.js';
 import type { OpenOptions } from './transport/open.js';
 import type { TpmTransport } from './transport/transport.js';
 
-/** A loaded (transient) or persistent key: enough to name and authorize it. */
-export interface TpmKey {
-  handle: number;
-  name: Uint8Array;
-  public: Tpm2bPublic;
-  /** The key's authValue, when it has one. */
-  authValue?: Uint8Array;
-}
+// TpmKey's home is facade.ts, where nv.ts and ek.ts reach it without importing this file (no cycle);
+// re-exported so `import type { TpmKey } from './tpm.js'` keeps working.
+export type { TpmKey } from './facade.js';
 
 /** A key as Create returns it: what an agent stores (a TSS2 PRIVATE KEY holds these two). */
 export interface KeyBlob {
@@ -72,7 +68,7 @@ function authorized(key: TpmKey): { handle: number; name: Uint8Array; authValue:
   return { handle: key.handle, name: key.name, authValue: key.authValue ?? EMPTY };
 }
 
-export class Tpm {
+export class Tpm implements TpmFacade {
   private nvBufferMaxCache: number | undefined;
 
   constructor(readonly transport: TpmTransport) {}

@@ -14,9 +14,20 @@ import { b64u, parseJws } from '../../protocol/jws.js';
 import { verifyResponse } from '../../protocol/verify-response.js';
 import type { MqttSession } from '../../transport/mqtt/client.js';
 import type { IssuerTransport } from '../../transport/types.js';
-import type { TransportConfig } from '../../agent/config.js';
+import type { AgentConfig, TransportConfig } from '../../agent/config.js';
 import type { AgentState } from '../../agent/state/index.js';
-import type { AgentDoctorContext } from './context.js';
+
+/**
+ * What a probe needs of the doctor's context. Declared here rather than imported from context.ts,
+ * which memoises probes and so depends on this file: one direction, context.ts → probe.ts.
+ * AgentDoctorContext satisfies it.
+ */
+export interface ProbeContext {
+  cfg: Pick<AgentConfig, 'caPin'>;
+  now(): number;
+  state(): Promise<AgentState | undefined>;
+  onClose(fn: () => unknown): void;
+}
 
 /** Leaves room under the runner's 5 s limit for the verification and the report. */
 export const PROBE_TIMEOUT_MS = 4_000;
@@ -47,7 +58,7 @@ export async function doctorMqttSession(t: Extract<TransportConfig, { type: 'mqt
   return { ...s, clientId: `sigil-doctor-${randomBytes(6).toString('hex')}`, joined: !s.responseId.startsWith('bootstrap/') };
 }
 
-async function openTransport(ctx: AgentDoctorContext, t: TransportConfig): Promise<IssuerTransport> {
+async function openTransport(ctx: ProbeContext, t: TransportConfig): Promise<IssuerTransport> {
   if (t.type === 'https') {
     const { HttpsIssuerClient } = await import('../../transport/https/client.js');
     // No stored root: the pin is checked against what the issuer presents today.
@@ -66,7 +77,7 @@ async function openTransport(ctx: AgentDoctorContext, t: TransportConfig): Promi
   });
 }
 
-export async function probeIssuer(ctx: AgentDoctorContext, t: TransportConfig): Promise<IssuerProbe> {
+export async function probeIssuer(ctx: ProbeContext, t: TransportConfig): Promise<IssuerProbe> {
   const client = await openTransport(ctx, t);
   ctx.onClose(() => client.close());
   const rootPem = await client.ensureRoot();
