@@ -9,8 +9,9 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyResources, createToken, SIGIL, sigil, sigilJson, startIssuer, tempDir, writeAgentConfig, type RunningIssuer } from '../helpers/cli.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { applyResources, createToken, SIGIL, sigil, sigilJson, tempDir, writeAgentConfig } from '../helpers/cli.js';
+import { useIssuer } from '../helpers/issuer-fixture.js';
 
 const lines = (s: string): string[] => s.split('\n').filter(Boolean);
 
@@ -37,17 +38,8 @@ describe('usage errors: one line, exit 2, no help dump', () => {
 });
 
 describe('agent errors and status', () => {
-  const tmp = tempDir('sigil-first-hour-');
-  let issuer: RunningIssuer;
-
-  beforeAll(async () => {
-    issuer = await startIssuer(tmp.path);
-    await applyResources(issuer, tmp.path);
-  });
-  afterAll(async () => {
-    await issuer?.stop();
-    tmp.cleanup();
-  });
+  const fx = useIssuer('sigil-first-hour-');
+  const { tmp } = fx;
 
   it('a config file that is not there: the path and --config, as JSON with --format json', async () => {
     const missing = join(tmp.path, 'nope.yaml');
@@ -60,14 +52,14 @@ describe('agent errors and status', () => {
   });
 
   it('agent run --once against a port nobody listens on: one error line with the likely causes, no log line', async () => {
-    const a = writeAgentConfig(tmp.path, 'refused', { url: 'https://127.0.0.1:1', pin: issuer.pin, token: await createToken(issuer) });
+    const a = writeAgentConfig(tmp.path, 'refused', { url: 'https://127.0.0.1:1', pin: fx.issuer.pin, token: await createToken(fx.issuer) });
     const r = await sigil(['agent', 'run', '--once', '--config', a.config]);
     expect(r.code).toBe(75);
     expect(lines(r.stderr)).toEqual(['error[issuer_unreachable]: cannot reach the issuer at https://127.0.0.1:1: ECONNREFUSED (nothing accepts connections there: is `sigil server start` running, and is the port right?)']);
   });
 
   it('before the join: exit 1, a short block, the next step, and no data directory created', async () => {
-    const a = writeAgentConfig(tmp.path, 'fresh', { url: issuer.url, pin: issuer.pin, token: await createToken(issuer) });
+    const a = writeAgentConfig(tmp.path, 'fresh', { url: fx.issuer.url, pin: fx.issuer.pin, token: await createToken(fx.issuer) });
     const byDir = await sigil(['agent', 'status', '--data-dir', a.dataDir, '--format', 'json']);
     expect(existsSync(join(a.dataDir, '..'))).toBe(false);
     expect(byDir.code).toBe(1);
@@ -85,15 +77,15 @@ describe('agent errors and status', () => {
   });
 
   it('joined, then a refused manual renew: one error line; next_attempt is the renewal the daemon will make', async () => {
-    await applyResources(issuer, tmp.path, 'kind: role\nname: edge\nspec: { max_ttl: 24h }\n---\nkind: bot\nname: gw2\nspec: { roles: [edge] }\n');
-    const a = writeAgentConfig(tmp.path, 'renewer', { url: issuer.url, pin: issuer.pin, token: await createToken(issuer, 'gw2') });
+    await applyResources(fx.issuer, tmp.path, 'kind: role\nname: edge\nspec: { max_ttl: 24h }\n---\nkind: bot\nname: gw2\nspec: { roles: [edge] }\n');
+    const a = writeAgentConfig(tmp.path, 'renewer', { url: fx.issuer.url, pin: fx.issuer.pin, token: await createToken(fx.issuer, 'gw2') });
     await sigilJson(['agent', 'run', '--once', '--config', a.config]);
     const ok = await sigil(['agent', 'status', '--config', a.config, '--format', 'json']);
     expect(ok.code).toBe(0);
     expect(ok.stderr).toBe('');
     expect(JSON.parse(ok.stdout)).toMatchObject({ state: 'ok', mqtt_client_cert: null });
 
-    await sigilJson(['ctl', '--data-dir', issuer.dataDir, 'lock', 'gw2']);
+    await sigilJson(['ctl', '--data-dir', fx.issuer.dataDir, 'lock', 'gw2']);
     const r = await sigil(['agent', 'renew', '--config', a.config]);
     expect(r.code).toBe(1);
     expect(lines(r.stderr)).toHaveLength(1);
@@ -102,11 +94,11 @@ describe('agent errors and status', () => {
     const st = JSON.parse((await sigil(['agent', 'status', '--config', a.config, '--format', 'json'])).stdout);
     expect(st.consecutive_failures).toBe(1);
     expect(st.next_attempt).toBe(st.next_renewal);
-    await sigilJson(['ctl', '--data-dir', issuer.dataDir, 'unlock', 'gw2']);
+    await sigilJson(['ctl', '--data-dir', fx.issuer.dataDir, 'unlock', 'gw2']);
   });
 
   it('expired (token join): exit 1 with the status, and the new-token step', async () => {
-    const a = writeAgentConfig(tmp.path, 'expiring', { url: issuer.url, pin: issuer.pin, token: await createToken(issuer) });
+    const a = writeAgentConfig(tmp.path, 'expiring', { url: fx.issuer.url, pin: fx.issuer.pin, token: await createToken(fx.issuer) });
     await sigilJson(['agent', 'run', '--once', '--config', a.config]);
     const db = new Database(join(a.dataDir, 'agent.db'));
     db.prepare("UPDATE identity SET not_before = ?, not_after = ?, renew_after = ? WHERE slot = 'current'").run(Date.now() - 7200_000, Date.now() - 3600_000, Date.now() - 5400_000);
@@ -118,7 +110,7 @@ describe('agent errors and status', () => {
     expect(hint.state).toBe('expired');
     expect(hint.next_step).toMatch(/sigil ctl token create --bot gw/);
     // Once a new token is in the config, the step is only to run the agent.
-    writeAgentConfig(tmp.path, 'expiring', { url: issuer.url, pin: issuer.pin, token: await createToken(issuer) });
+    writeAgentConfig(tmp.path, 'expiring', { url: fx.issuer.url, pin: fx.issuer.pin, token: await createToken(fx.issuer) });
     const again = await sigil(['agent', 'status', '--config', a.config]);
     expect(again.code).toBe(1);
     expect(lines(again.stderr)).toEqual([expect.stringMatching(/^hint: the identity expired; the config holds a join token not used yet: .*run now: sigil agent run --once --config /)]);

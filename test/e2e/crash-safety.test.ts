@@ -11,10 +11,11 @@ import { spawn } from 'node:child_process';
 import { createPublicKey, X509Certificate } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentStatusJson, applyResources, createToken, SIGIL, sigil, sigilJson, startIssuer, tempDir, writeAgentConfig, type RunningIssuer } from '../helpers/cli.js';
+import { describe, expect, it } from 'vitest';
+import { agentStatusJson, createToken, SIGIL, sigil, sigilJson, writeAgentConfig } from '../helpers/cli.js';
 import { issuerDb, writeTransportAgent } from '../helpers/mosquitto.js';
 import { useMqttIssuerRig } from '../helpers/mqtt-rig.js';
+import { useIssuer } from '../helpers/issuer-fixture.js';
 
 type Point = 'before_persist' | 'after_persist' | 'after_send' | 'after_response' | 'during_output';
 const POINTS: Point[] = ['before_persist', 'after_persist', 'after_send', 'after_response', 'during_output'];
@@ -74,34 +75,25 @@ async function noDuplicatesNoLocks(issuerDataDir: string, instanceId: string): P
 }
 
 describe('crash safety over HTTPS: SIGKILL at every point of a renewal, 5 times each', () => {
-  const tmp = tempDir('sigil-crash-');
-  let issuer: RunningIssuer;
-
-  beforeAll(async () => {
-    issuer = await startIssuer(tmp.path);
-    await applyResources(issuer, tmp.path);
-  });
-  afterAll(async () => {
-    await issuer?.stop();
-    tmp.cleanup();
-  });
+  const fx = useIssuer('sigil-crash-');
+  const { tmp } = fx;
 
   it('never loses the identity, never tears an output, never locks the instance', async () => {
-    const a = writeAgentConfig(tmp.path, 'crashy', { url: issuer.url, pin: issuer.pin, token: await createToken(issuer) });
+    const a = writeAgentConfig(tmp.path, 'crashy', { url: fx.issuer.url, pin: fx.issuer.pin, token: await createToken(fx.issuer) });
     const joined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     const instanceId = joined.spiffe_id.split('/').pop();
     for (let round = 0; round < 5; round++) {
-      for (const point of POINTS) await crashCycle(a.config, a.outDir, point, round, instanceId, issuer.dataDir);
+      for (const point of POINTS) await crashCycle(a.config, a.outDir, point, round, instanceId, fx.issuer.dataDir);
     }
-    await noDuplicatesNoLocks(issuer.dataDir, instanceId);
-    const instances = await sigilJson(['ctl', '--data-dir', issuer.dataDir, 'instances', 'ls']);
+    await noDuplicatesNoLocks(fx.issuer.dataDir, instanceId);
+    const instances = await sigilJson(['ctl', '--data-dir', fx.issuer.dataDir, 'instances', 'ls']);
     expect(instances.find((i: { id: string }) => i.id === instanceId)).toMatchObject({ locked: false });
   }, 300_000);
 
   it('a restarted agent writes its cached outputs within 300 ms of process start (issuer down)', async () => {
-    const a = writeAgentConfig(tmp.path, 'fast', { url: issuer.url, pin: issuer.pin, token: await createToken(issuer) });
+    const a = writeAgentConfig(tmp.path, 'fast', { url: fx.issuer.url, pin: fx.issuer.pin, token: await createToken(fx.issuer) });
     await sigilJson(['agent', 'run', '--config', a.config, '--once']);
-    await issuer.stop();
+    await fx.issuer.stop();
     const svid = join(a.outDir, 'svid.pem');
     const times: number[] = [];
     const bare: number[] = [];
@@ -124,7 +116,7 @@ describe('crash safety over HTTPS: SIGKILL at every point of a renewal, 5 times 
         bare.push(performance.now() - b0);
       }
     } finally {
-      await issuer.restart();
+      await fx.issuer.restart();
     }
     const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]!;
     console.log(`restart → outputs on disk (ms): ${times.map((t) => t.toFixed(0)).join(', ')}; median ${median(times).toFixed(0)} (bare node start+exit: median ${median(bare).toFixed(0)})`);

@@ -5,8 +5,9 @@
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentStatusJson, applyResources, createToken, SIGIL, sigil, sigilJson, startIssuer, tempDir, writeAgentConfig, type RunningIssuer } from '../helpers/cli.js';
+import { describe, expect, it } from 'vitest';
+import { agentStatusJson, createToken, SIGIL, sigil, sigilJson, writeAgentConfig } from '../helpers/cli.js';
+import { useIssuer } from '../helpers/issuer-fixture.js';
 
 async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number): Promise<T> {
   const end = Date.now() + timeoutMs;
@@ -19,25 +20,16 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | u
 }
 
 describe('agent restart while the issuer is down', () => {
-  const tmp = tempDir();
-  let issuer: RunningIssuer;
-
-  beforeAll(async () => {
-    issuer = await startIssuer(tmp.path);
-    await applyResources(issuer, tmp.path);
-  });
-  afterAll(async () => {
-    await issuer?.stop();
-    tmp.cleanup();
-  });
+  const fx = useIssuer();
+  const { tmp } = fx;
 
   it('serves the cached identity, fails renewals with a retryable code, and renews when the issuer returns', async () => {
     // 30 s certificates renewed at 20% of their life: the daemon wants to renew after ~6 s.
-    const a = writeAgentConfig(tmp.path, 'edge', { url: issuer.url, pin: issuer.pin, token: await createToken(issuer), ttl: '30s', extra: 'renew_fraction: 0.2\n' });
+    const a = writeAgentConfig(tmp.path, 'edge', { url: fx.issuer.url, pin: fx.issuer.pin, token: await createToken(fx.issuer), ttl: '30s', extra: 'renew_fraction: 0.2\n' });
     const joined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     expect(joined.generation).toBe(1);
 
-    await issuer.stop();
+    await fx.issuer.stop();
 
     // A one-shot run with nothing due needs no issuer: it rewrites outputs from SQLite and exits 0.
     rmSync(a.outDir, { recursive: true });
@@ -64,7 +56,7 @@ describe('agent restart while the issuer is down', () => {
       // It keeps trying (and failing) in the background with backoff.
       await waitFor('a failed renewal attempt', async () => ((await agentStatusJson(['--config', a.config])).consecutive_failures >= 2 ? true : undefined), 20_000);
 
-      await issuer.restart();
+      await fx.issuer.restart();
       const renewed = await waitFor(
         'renewal after the issuer returned',
         async () => {

@@ -7,8 +7,9 @@
  */
 import { chmodSync, chownSync, mkdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyResources, createToken, sigil, sigilJson, startIssuer, tempDir, writeAgentConfig, type RunningIssuer } from '../helpers/cli.js';
+import { describe, expect, it } from 'vitest';
+import { createToken, sigil, sigilJson, writeAgentConfig, type RunningIssuer } from '../helpers/cli.js';
+import { useIssuer } from '../helpers/issuer-fixture.js';
 
 /** What the issuer's audit log says about joins. */
 async function joinRows(issuer: RunningIssuer): Promise<unknown[]> {
@@ -27,20 +28,11 @@ function expectOneLineRefusal(r: { code: number; stdout: string; stderr: string 
 }
 
 describe('agent output paths are checked before the join (issue #12 item 2)', () => {
-  const tmp = tempDir();
-  let issuer: RunningIssuer;
-
-  beforeAll(async () => {
-    issuer = await startIssuer(tmp.path);
-    await applyResources(issuer, tmp.path);
-  });
-  afterAll(async () => {
-    await issuer?.stop();
-    tmp.cleanup();
-  });
+  const fx = useIssuer();
+  const { tmp } = fx;
 
   it('/proc and /sys are refused within a second (beyond CLI start-up), the token stays unused and the issuer records no join', async () => {
-    const token = await createToken(issuer);
+    const token = await createToken(fx.issuer);
     // Node and CLI start-up on a shared 2-core machine can take a second by itself: measure it
     // (`--help` loads the same CLI) and allow the refusal one second on top.
     const t = Date.now();
@@ -50,8 +42,8 @@ describe('agent output paths are checked before the join (issue #12 item 2)', ()
       ['proc', '/proc/sigil/identity'],
       ['sys', '/sys/kernel/sigil/identity'],
     ] as const) {
-      const a = writeAgentConfig(tmp.path, name, { url: issuer.url, pin: issuer.pin, token });
-      writeFileSync(a.config, `issuer: ${issuer.url}\nca_pin: ${issuer.pin}\ndata_dir: ${a.dataDir}\njoin: { method: token, token: ${token} }\noutputs:\n  - { type: identity, path: ${path} }\n`);
+      const a = writeAgentConfig(tmp.path, name, { url: fx.issuer.url, pin: fx.issuer.pin, token });
+      writeFileSync(a.config, `issuer: ${fx.issuer.url}\nca_pin: ${fx.issuer.pin}\ndata_dir: ${a.dataDir}\njoin: { method: token, token: ${token} }\noutputs:\n  - { type: identity, path: ${path} }\n`);
       const t0 = Date.now();
       const r = await sigil(['agent', 'run', '--config', a.config, '--once'], { timeoutMs: 15_000 });
       const ms = Date.now() - t0;
@@ -59,19 +51,19 @@ describe('agent output paths are checked before the join (issue #12 item 2)', ()
       // The old code never returned (/proc) or joined first (/sys).
       expect(ms, `startup ${startup} ms`).toBeLessThan(startup + 1_000);
     }
-    expect(await joinRows(issuer)).toEqual([]);
+    expect(await joinRows(fx.issuer)).toEqual([]);
 
     // The same token still joins once the path is fixed: it was never spent.
-    const good = writeAgentConfig(tmp.path, 'fixed', { url: issuer.url, pin: issuer.pin, token });
+    const good = writeAgentConfig(tmp.path, 'fixed', { url: fx.issuer.url, pin: fx.issuer.pin, token });
     const joined = await sigilJson(['agent', 'run', '--config', good.config, '--once']);
     expect(joined.result).toBe('joined');
     expect(statSync(join(good.outDir, 'svid.pem')).isFile()).toBe(true);
-    expect(await joinRows(issuer)).toHaveLength(1);
+    expect(await joinRows(fx.issuer)).toHaveLength(1);
   });
 
   it('a data_dir under /proc fails at once (exit 2) instead of spinning in mkdir', async () => {
     const config = join(tmp.path, 'proc-data.yaml');
-    writeFileSync(config, `issuer: ${issuer.url}\nca_pin: ${issuer.pin}\ndata_dir: /proc/sigil/data\njoin: { method: token, token: ${await createToken(issuer)} }\n`);
+    writeFileSync(config, `issuer: ${fx.issuer.url}\nca_pin: ${fx.issuer.pin}\ndata_dir: /proc/sigil/data\njoin: { method: token, token: ${await createToken(fx.issuer)} }\n`);
     const t0 = Date.now();
     const r = await sigil(['agent', 'run', '--config', config, '--once'], { timeoutMs: 15_000 });
     expect(r.code, r.stderr).toBe(2);
@@ -80,7 +72,7 @@ describe('agent output paths are checked before the join (issue #12 item 2)', ()
   });
 
   it('a symlinked, world-writable or non-directory output is refused before the join', async () => {
-    const token = await createToken(issuer);
+    const token = await createToken(fx.issuer);
     const real = join(tmp.path, 'real');
     mkdirSync(real, { mode: 0o755 });
     const link = join(tmp.path, 'link');
@@ -90,18 +82,18 @@ describe('agent output paths are checked before the join (issue #12 item 2)', ()
     chmodSync(open, 0o777);
     const file = join(tmp.path, 'a-file');
     writeFileSync(file, 'x');
-    const before = (await joinRows(issuer)).length;
+    const before = (await joinRows(fx.issuer)).length;
     for (const [path, reason] of [
       [link, /symbolic link/],
       [open, /world-writable.*chmod o-w/],
       [file, /not a directory/],
       [join(file, 'sub'), /not a directory/],
     ] as const) {
-      const a = writeAgentConfig(tmp.path, `bad-${Math.random().toString(36).slice(2)}`, { url: issuer.url, pin: issuer.pin, token });
-      writeFileSync(a.config, `issuer: ${issuer.url}\nca_pin: ${issuer.pin}\ndata_dir: ${a.dataDir}\njoin: { method: token, token: ${token} }\noutputs:\n  - { type: identity, path: ${path} }\n`);
+      const a = writeAgentConfig(tmp.path, `bad-${Math.random().toString(36).slice(2)}`, { url: fx.issuer.url, pin: fx.issuer.pin, token });
+      writeFileSync(a.config, `issuer: ${fx.issuer.url}\nca_pin: ${fx.issuer.pin}\ndata_dir: ${a.dataDir}\njoin: { method: token, token: ${token} }\noutputs:\n  - { type: identity, path: ${path} }\n`);
       expectOneLineRefusal(await sigil(['agent', 'run', '--config', a.config, '--once']), path, reason);
     }
-    expect(await joinRows(issuer)).toHaveLength(before);
+    expect(await joinRows(fx.issuer)).toHaveLength(before);
   });
 
   it('an output under a read-only parent is refused (exit 2) without contacting the issuer', async () => {
@@ -119,7 +111,7 @@ describe('agent output paths are checked before the join (issue #12 item 2)', ()
     const config = join(base, 'agent.yaml');
     const out = join(ro, 'identity');
     // Nothing listens on port 9: a network call would fail with exit 75, not 2.
-    writeFileSync(config, `issuer: https://127.0.0.1:9\nca_pin: sha256:${'0'.repeat(64)}\ndata_dir: ${dataDir}\njoin: { method: token, token: ${await createToken(issuer)} }\noutputs:\n  - { type: identity, path: ${out} }\n`);
+    writeFileSync(config, `issuer: https://127.0.0.1:9\nca_pin: sha256:${'0'.repeat(64)}\ndata_dir: ${dataDir}\njoin: { method: token, token: ${await createToken(fx.issuer)} }\noutputs:\n  - { type: identity, path: ${out} }\n`);
     chmodSync(config, 0o644);
     const args = ['agent', 'run', '--config', config, '--once'];
     const r = root ? await sigilAs(65534, args) : await sigil(args);
