@@ -6,8 +6,7 @@
  * checkNamedSigner).
  */
 import { SigilError } from '../errors.js';
-import { decodeGeneralNames, findExtension, readCertificate } from '../pki/cert-reader.js';
-import { OID } from '../pki/oids.js';
+import { readCertificate, spiffeIdOfFields } from '../pki/cert-reader.js';
 import { fromPem } from '../pki/pem.js';
 import { serialHex } from '../pki/serial.js';
 
@@ -19,9 +18,7 @@ export interface NamedSigner {
 /** The leaf's serial, SPIFFE ID (if exactly one URI SAN) and SubjectPublicKeyInfo. */
 export function readLeaf(pem: string, code: 'config_invalid' | 'answer_mismatch' = 'config_invalid'): { serial: string; spiffeId: string | undefined; spki: Buffer } {
   const fields = readCertificate(fromPem(pem, 'CERTIFICATE', code), code, 'identity certificate');
-  const san = findExtension(fields.extensions, OID.subjectAltName);
-  const uris = san ? decodeGeneralNames(san.value, code).uris : [];
-  return { serial: serialHex(fields.serial), spiffeId: uris.length === 1 ? uris[0] : undefined, spki: Buffer.from(fields.spki) };
+  return { serial: serialHex(fields.serial), spiffeId: spiffeIdOfFields(fields, code), spki: Buffer.from(fields.spki) };
 }
 
 export function namedSigner(chainPem: readonly string[]): NamedSigner {

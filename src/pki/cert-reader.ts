@@ -8,6 +8,7 @@
 import type { ErrorCode } from '../errors.js';
 import { TAG } from './der.js';
 import { DerReader, type DerNode } from './der-reader.js';
+import { OID } from './oids.js';
 
 export interface CertExtension {
   oid: string;
@@ -91,6 +92,13 @@ export function readExtensions(r: DerReader, list: DerNode): CertExtension[] {
 
 export function findExtension(exts: readonly CertExtension[], oid: string): CertExtension | undefined {
   return exts.find((e) => e.oid === oid);
+}
+
+/** The SPIFFE ID of an X.509-SVID: its one URI SAN (X509-SVID §2), or undefined if not exactly one. */
+export function spiffeIdOfFields(fields: CertificateFields, code: ErrorCode = 'bad_certificate'): string | undefined {
+  const san = findExtension(fields.extensions, OID.subjectAltName);
+  const uris = san ? decodeGeneralNames(san.value, code).uris : [];
+  return uris.length === 1 ? uris[0] : undefined;
 }
 
 /** BasicConstraints (§4.2.1.9): cA DEFAULT FALSE, pathLenConstraint OPTIONAL. */

@@ -10,10 +10,9 @@
  */
 import { createHash, verify, type KeyObject } from 'node:crypto';
 import { SigilError } from '../errors.js';
-import { decodeGeneralNames, findExtension, readCertificate, type CertificateFields } from './cert-reader.js';
+import { readCertificate, spiffeIdOfFields, type CertificateFields } from './cert-reader.js';
 import { TAG } from './der.js';
 import { DerReader } from './der-reader.js';
-import { OID } from './oids.js';
 import { serialHex } from './serial.js';
 
 export interface IssuingCa {
@@ -45,12 +44,10 @@ export function verifyOwnLeaf(der: Buffer, cas: readonly IssuingCa[]): OwnLeaf {
   if (!verify(hash, fields.tbs, { key: ca.publicKey, dsaEncoding: 'der' }, bits.subarray(1))) {
     throw new SigilError('chain_invalid', 'the presented certificate signature does not verify with this issuer CA');
   }
-  const san = findExtension(fields.extensions, OID.subjectAltName);
-  const uris = san ? decodeGeneralNames(san.value).uris : [];
   return {
     fields,
     serial: serialHex(fields.serial),
-    spiffeId: uris.length === 1 ? uris[0] : undefined,
+    spiffeId: spiffeIdOfFields(fields),
     spkiHash: 'sha256:' + createHash('sha256').update(fields.spki).digest('hex'),
   };
 }
