@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // House rules for src/ (issue #13), checked with TypeScript's own parser (no regexes over code):
 //
-//   layer         src/tpm/, src/pki/, src/protocol/ import nothing from src/server/, src/agent/, src/join/.
+//   layer         src/tpm/, src/pki/, src/protocol/, src/attest/ import nothing from src/server/, src/agent/,
+//                 src/join/, src/transport/, src/cli/; native/ (the C boundary) imports nothing from src/ but
+//                 src/errors.ts.
 //   join-method   src/join/<m>/ imports no other method folder (src/join/<other>/) and nothing from
 //                 src/server/ or src/agent/; the shared src/join/*.ts files are the allowed ports.
 //   cycle         no import cycles between files (one report per strongly connected group of files).
@@ -32,8 +34,10 @@ import ts from 'typescript';
 const DEFAULT_REASON = 'to be removed by the issuer-core redesign, #13';
 
 /** Core layers that must not know about the hosts above them. */
-export const CORE_LAYERS = ['tpm', 'pki', 'protocol'];
-export const CORE_FORBIDDEN = ['server', 'agent', 'join'];
+export const CORE_LAYERS = ['tpm', 'pki', 'protocol', 'attest'];
+export const CORE_FORBIDDEN = ['server', 'agent', 'join', 'transport', 'cli'];
+/** native/ is below everything: it may use the error type and nothing else from src/. */
+export const NATIVE_ALLOWED = ['src/errors.ts'];
 /** What a join method folder must not import besides other method folders. */
 export const METHOD_FORBIDDEN = ['server', 'agent'];
 
@@ -62,7 +66,7 @@ const TS_EXT = { '.js': '.ts', '.mjs': '.mts', '.cjs': '.cts', '.jsx': '.tsx' };
 
 // ---------------------------------------------------------------------------------------------- files
 
-/** All .ts/.mts/.cts/.tsx files under root/src, as root-relative posix paths, sorted. */
+/** All .ts/.mts/.cts/.tsx files under root/src and root/native, as root-relative posix paths, sorted. */
 export function collectFiles(root) {
   const out = [];
   const walk = (dir) => {
@@ -72,8 +76,10 @@ export function collectFiles(root) {
       else if (/\.(c|m)?tsx?$/.test(e.name) && !e.name.endsWith('.d.ts')) out.push(path.relative(root, p).split(path.sep).join('/'));
     }
   };
-  const src = path.join(root, 'src');
-  if (fs.existsSync(src)) walk(src);
+  for (const top of ['src', 'native']) {
+    const dir = path.join(root, top);
+    if (fs.existsSync(dir)) walk(dir);
+  }
   return out.sort();
 }
 
@@ -238,6 +244,7 @@ export function parseFile(rel, text) {
 /** `src/pki/x.ts` → { top: 'pki', method: null }; `src/join/tpm/x.ts` → { top: 'join', method: 'tpm' }. */
 function placeOf(rel) {
   const parts = rel.split('/');
+  if (parts[0] === 'native') return { top: 'native', method: null };
   if (parts[0] !== 'src' || parts.length < 3) return { top: null, method: null };
   return { top: parts[1], method: parts[1] === 'join' && parts.length >= 4 ? parts[2] : null };
 }
@@ -245,6 +252,7 @@ function placeOf(rel) {
 function layerViolation(file, target) {
   const a = placeOf(file);
   const b = placeOf(target);
+  if (a.top === 'native' && b.top !== 'native' && !NATIVE_ALLOWED.includes(target)) return { rule: 'layer', why: 'native must not depend on src/ beyond src/errors.ts' };
   if (!a.top || !b.top) return null;
   if (CORE_LAYERS.includes(a.top) && CORE_FORBIDDEN.includes(b.top)) return { rule: 'layer', why: `${a.top} must not depend on ${b.top}` };
   if (a.method) {

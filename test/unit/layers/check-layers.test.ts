@@ -51,7 +51,7 @@ describe('check-layers: each rule', () => {
     expect(check('clean')).toEqual({ code: 0, lines: ['layers: ok (10 files, 0 baseline entries)'] });
   });
 
-  it('layer: tpm/, pki/, protocol/ import nothing from server/, agent/, join/ — type-only, re-exports and import() included', () => {
+  it('layer: tpm/, pki/, protocol/, attest/ import nothing from server/, agent/, join/, transport/; native/ nothing but errors.ts — type-only, re-exports and import() included', () => {
     const { code, lines } = check('forbidden-import');
     expect(code).toBe(1);
     expect(lines).toContain('layers: src/pki/issue.ts imports src/server/store.ts (pki must not depend on server)');
@@ -59,7 +59,12 @@ describe('check-layers: each rule', () => {
     expect(lines).toContain('layers: src/protocol/messages.ts imports src/server/store.ts (protocol must not depend on server) [type-only import, line 2]');
     expect(lines).toContain('layers: src/protocol/lazy.ts imports src/join/types.ts (protocol must not depend on join) [dynamic import, line 3]');
     expect(lines).toContain('layers: src/protocol/lazy.ts imports src/agent/loop.ts (protocol must not depend on agent) [type-only import, line 1]');
-    expect(lines.at(-1)).toMatch(/^layers: 5 new violation\(s\), 0 stale baseline entries/);
+    expect(lines).toContain('layers: src/attest/quote.ts imports src/server/store.ts (attest must not depend on server)');
+    expect(lines).toContain('layers: src/attest/quote.ts imports src/transport/client.ts (attest must not depend on transport) [type-only import, line 1]');
+    expect(lines).toContain('layers: native/libc.ts imports src/tpm/reexport.ts (native must not depend on src/ beyond src/errors.ts)');
+    // native/ may use the error type: no line for native/libc.ts → src/errors.ts.
+    expect(lines.filter((l) => l.includes('imports src/errors.ts'))).toEqual([]);
+    expect(lines.at(-1)).toMatch(/^layers: 8 new violation\(s\), 0 stale baseline entries/);
   });
 
   it('join-method: a method imports no other method, nor server/ or agent/', () => {
@@ -173,7 +178,10 @@ describe('check-layers: the command', () => {
   it('exits 1 with one line per violation', () => {
     const r = spawnSync(process.execPath, [script, '--root', path.join(fixtures, 'forbidden-import')], { encoding: 'utf8' });
     expect(r.status).toBe(1);
-    expect(r.stdout.split('\n')[0]).toBe('layers: src/pki/issue.ts imports src/server/store.ts (pki must not depend on server)');
+    const out = r.stdout.trim().split('\n');
+    expect(out[0]).toBe('layers: native/libc.ts imports src/tpm/reexport.ts (native must not depend on src/ beyond src/errors.ts)');
+    expect(out).toContain('layers: src/pki/issue.ts imports src/server/store.ts (pki must not depend on server)');
+    expect(out).toHaveLength(9);
   });
 
   it('refuses an unknown argument with exit 2', () => {
