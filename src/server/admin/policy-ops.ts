@@ -1,0 +1,53 @@
+/** Policy operations: apply resources, list them, list bots, create a join token. */
+import { z } from 'zod';
+import { SigilError } from '../../errors.js';
+import { tokenId, tokenKey } from '../../join/token/wire.js';
+import { MAX_TTL_S, parseDuration } from '../../util/duration.js';
+import { randomSecret } from '../../util/secret.js';
+import { applyResources, botSpecSchema, parseResources } from '../policy/resources.js';
+import { adminOperation } from './operation.js';
+
+export const DEFAULT_TOKEN_TTL_S = 15 * 60;
+
+/** The largest policy text `apply` takes (characters), locally and over the admin API alike. */
+export const MAX_APPLY_YAML_CHARS = 1024 * 1024;
+
+export const POLICY_OPERATIONS = {
+  apply: adminOperation(z.strictObject({ yaml: z.string().max(MAX_APPLY_YAML_CHARS), source: z.string().max(256).optional() }), ({ stores, args, now }) => {
+    const docs = parseResources(args.yaml, args.source ?? 'input');
+    return { applied: applyResources(stores, docs, now) };
+  }),
+
+  'resources.ls': adminOperation(z.strictObject({ kind: z.enum(['role', 'bot', 'join_rule']).optional() }), ({ stores, args }) =>
+    (args.kind ? [args.kind] : (['role', 'bot', 'join_rule'] as const)).flatMap((k) => stores.resources.list(k)),
+  ),
+
+  'bots.ls': adminOperation(z.strictObject({}), ({ stores }) => {
+    const instances = stores.instances.list();
+    return stores.resources.list('bot').map((b) => {
+      const spec = botSpecSchema.parse(b.spec);
+      return {
+        name: b.name,
+        roles: spec.roles,
+        traits: spec.traits ?? {},
+        locked: stores.botLocks.isLocked(b.name),
+        instances: instances.filter((i) => i.bot === b.name).length,
+      };
+    });
+  }),
+
+  'token.create': adminOperation(z.strictObject({ bot: z.string().min(1).max(63), ttl: z.union([z.string(), z.number()]).optional() }), ({ stores, args, now }) => {
+    const bot = args.bot;
+    if (!stores.resources.get('bot', bot)) throw new SigilError('unknown_bot', `bot "${bot}" does not exist (create it with sigil ctl apply -f)`);
+    const ttlS = Math.min(args.ttl === undefined ? DEFAULT_TOKEN_TTL_S : parseDuration(args.ttl), MAX_TTL_S);
+    const token = randomSecret(32);
+    // Only the id of the token's derived public key is stored (join/token/wire.ts).
+    const id = tokenId(tokenKey(token).publicRaw);
+    const expiresAt = now + ttlS * 1000;
+    stores.tx(() => {
+      stores.tokens.create({ hash: id, bot, createdAt: now, expiresAt });
+      stores.audit.append({ action: 'token_create', outcome: 'ok', bot, actor: 'admin', details: { ttl_s: ttlS, token_id_prefix: id.slice(0, 12) } }, now);
+    });
+    return { token, bot, expires: new Date(expiresAt).toISOString(), ttl_s: ttlS };
+  }),
+};
