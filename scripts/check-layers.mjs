@@ -47,11 +47,11 @@ export const METHOD_FORBIDDEN = ['server', 'agent'];
  */
 export const MODULE_STATE_ALLOWLIST = [
   // Lazily loaded native/optional modules: a process-wide handle to code, not to configuration.
-  { file: 'src/tpm/transport/tcti.ts', name: 'native', reason: 'memoised import of the koffi TCTI binding (code, not state)' },
+  { file: 'native/tss2-tctildr.ts', name: 'loaded', reason: 'the koffi declarations of libtss2-tctildr, made once per process: koffi never frees a declaration (~11 KB each), so re-declaring per TCTI open would leak (code, not state)' },
   { file: 'src/keystore/pkcs11/module.ts', name: 'bindings', reason: 'memoised require of the pkcs11js native module (code, not state)' },
   { file: 'src/transport/mqtt/connect.ts', name: 'mqttModule', reason: 'memoised import of the mqtt package (code, not state)' },
   // PKCS#11: C_Initialize once per process (a second call answers CKR_CRYPTOKI_ALREADY_INITIALIZED).
-  { file: 'src/keystore/pkcs11/module.ts', name: 'loaded', reason: 'refcounted PKCS#11 libraries; a library is initialised once per process (PKCS#11 C_Initialize)' },
+  { file: 'src/keystore/pkcs11/module.ts', name: 'loaded', reason: 'refcounted PKCS#11 libraries; a library is initialised once per process (PKCS#11 C_Initialize), and the PINs its tokens refused are remembered per library: the token counts wrong PINs whoever presents them, so two users in one process must not each spend a try' },
   // A CSPRNG byte pool (randomFillSync costs ~2 µs per call, see the file): nothing observable is shared.
   { file: 'src/pki/serial.ts', name: 'poolOffset', reason: 'read position in the random-serial byte pool; no configuration, nothing observable' },
 ];

@@ -84,9 +84,9 @@ fi
 # The build is skipped when nothing it reads is newer than the stamp of the last build (and
 # npm ci did not just replace the compiler or the type definitions).
 stamp=dist/.sigil-build-stamp
-if [ "$npm_ran" = 1 ] || [ ! -f "$stamp" ] || [ -n "$(find src tsconfig.json package.json -newer "$stamp" -print -quit)" ]; then
+if [ "$npm_ran" = 1 ] || [ ! -f "$stamp" ] || [ -n "$(find src native tsconfig.json tsconfig.native.json package.json -newer "$stamp" -print -quit)" ]; then
   did=1
-  step "building (tsc: src/ → dist/)"
+  step "building (tsc: native/ → dist/native/, src/ → dist/)"
   mkdir -p dist
   touch "$stamp.new"   # the start time: a file edited during the build rebuilds next time
   npm run build --silent

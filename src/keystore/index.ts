@@ -8,6 +8,7 @@ import { SigilError } from '../errors.js';
 import { Pkcs11Signer, type Pkcs11KeyRef } from './pkcs11.js';
 import { isIdentitySigner, type Signer } from './signer.js';
 import { SoftwareSigner } from './software.js';
+import type { TpmAccess } from './tpm-access.js';
 import { TpmSigner, type TpmKeyRef } from './tpm.js';
 
 export type { DeviceSignatureAlgorithm, DeviceSigner, KeyStorage, Signer, SignatureAlgorithm } from './signer.js';
@@ -17,6 +18,7 @@ export { PemKeySigner, type RsaSignatureAlgorithm } from './pem-key.js';
 export { Pkcs11Signer, type Pkcs11KeyRef } from './pkcs11.js';
 export { formatPkcs11Uri, parsePkcs11Uri, type Pkcs11Uri } from './pkcs11/uri.js';
 export { TpmSigner, identityKeyTemplate, type TpmKeyRef } from './tpm.js';
+export { TpmAccess } from './tpm-access.js';
 export { readTss2Pem, writeTss2Pem, type Tss2Key } from './tss2-pem.js';
 
 export type KeyRef = { storage: 'software'; pkcs8Pem: string } | Pkcs11KeyRef | TpmKeyRef;
@@ -24,7 +26,8 @@ export type KeyRef = { storage: 'software'; pkcs8Pem: string } | Pkcs11KeyRef | 
 /** Options for a new PKCS#11 identity key: where to create it; label and id are generated. */
 export type Pkcs11KeyOptions = Omit<Pkcs11KeyRef, 'storage' | 'keyLabel' | 'keyId'> & { keyLabel?: string };
 
-export function loadSigner(ref: KeyRef): Signer {
+/** `opts.tpm`: the holder's access to the TPM of a `tpm` reference (default: the process-shared one, transitional). */
+export function loadSigner(ref: KeyRef, opts: { tpm?: TpmAccess } = {}): Signer {
   switch (ref.storage) {
     case 'software':
       return SoftwareSigner.fromPkcs8Pem(ref.pkcs8Pem);
@@ -37,7 +40,7 @@ export function loadSigner(ref: KeyRef): Signer {
       return s;
     }
     case 'tpm':
-      return TpmSigner.fromRef(ref);
+      return TpmSigner.fromRef(ref, opts.tpm);
     default: {
       // A reference written by a newer Sigil, or a corrupted row.
       const storage: unknown = (ref as { storage?: unknown }).storage;
@@ -65,11 +68,12 @@ export function createSigner(storage: 'software' | 'pkcs11', opts?: Pkcs11KeyOpt
 }
 
 /**
- * A new identity key in the TPM at `tcti` (ECDSA P-256 under the SRK, non-exportable) and its
+ * A new identity key in the TPM at `tpmAt` — the holder's TpmAccess, or a TCTI string for the
+ * process-shared one (transitional) — ECDSA P-256 under the SRK, non-exportable, and its
  * reference; asynchronous, unlike {@link createSigner}, because the TPM makes the key.
  */
-export async function createTpmSigner(tcti: string): Promise<{ signer: Signer; ref: KeyRef }> {
-  const signer = await TpmSigner.create(tcti);
+export async function createTpmSigner(tpmAt: string | TpmAccess): Promise<{ signer: Signer; ref: KeyRef }> {
+  const signer = await TpmSigner.create(tpmAt);
   return { signer, ref: signer.ref };
 }
 

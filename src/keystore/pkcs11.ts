@@ -82,7 +82,7 @@ export class Pkcs11Signer implements DeviceSigner {
     const lib = acquireModule(ref.module);
     let session: Handle | undefined;
     try {
-      session = openSession(lib, findSlot(lib, ref.tokenLabel), ref, ref.tokenLabel);
+      session = openSession(ref.module, lib, findSlot(lib, ref.tokenLabel), ref, ref.tokenLabel);
       const key = findKey(lib, session, ref, pkcs11js().CKO_PRIVATE_KEY);
       const info = keyInfo(lib, session, ref, key, opts.rsa ?? 'PS256');
       return new Pkcs11Signer(ref, lib, session, key, info);
@@ -113,7 +113,7 @@ export class Pkcs11Signer implements DeviceSigner {
     const lib = acquireModule(ref.module);
     let session: Handle | undefined;
     try {
-      session = openSession(lib, findSlot(lib, ref.tokenLabel), ref, ref.tokenLabel);
+      session = openSession(ref.module, lib, findSlot(lib, ref.tokenLabel), ref, ref.tokenLabel);
       const common = [
         { type: P.CKA_TOKEN, value: true },
         { type: P.CKA_KEY_TYPE, value: P.CKK_EC },
@@ -153,7 +153,7 @@ export class Pkcs11Signer implements DeviceSigner {
     const lib = acquireModule(ref.module);
     let session: Handle | undefined;
     try {
-      session = openSession(lib, findSlot(lib, ref.tokenLabel), ref, ref.tokenLabel);
+      session = openSession(ref.module, lib, findSlot(lib, ref.tokenLabel), ref, ref.tokenLabel);
       let destroyed = 0;
       for (const cls of [P.CKO_PRIVATE_KEY, P.CKO_PUBLIC_KEY]) {
         for (const h of findObjects(lib, session, ref, cls, 16)) {
@@ -222,7 +222,7 @@ export class Pkcs11Signer implements DeviceSigner {
   #reopen(): void {
     if (this.#session !== undefined) closeQuietly(this.#lib, this.#session);
     this.#session = undefined;
-    const session = openSession(this.#lib, findSlot(this.#lib, this.ref.tokenLabel), this.ref, this.ref.tokenLabel);
+    const session = openSession(this.ref.module, this.#lib, findSlot(this.#lib, this.ref.tokenLabel), this.ref, this.ref.tokenLabel);
     this.#session = session;
     this.#key = findKey(this.#lib, session, this.ref, pkcs11js().CKO_PRIVATE_KEY);
   }

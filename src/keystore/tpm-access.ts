@@ -19,10 +19,16 @@
  * Operations on one TCTI are serialised inside the process (a TPM runs one command at a time
  * anyway, and swtpm queues a second connection until the first closes).
  *
- * {@link withTpmSession} widens "one operation" to a short burst of them — one round of a join
- * (new key, CSR signature, evidence, envelope signature) — so the burst pays for one connect
- * and one close instead of four (bench/tpm-join.ts). It never spans a network wait: other
- * TPM users are locked out for as long as a session is open.
+ * {@link TpmAccess.session} widens "one operation" to a short burst of them — one round of a
+ * join (new key, CSR signature, evidence, envelope signature) — so the burst pays for one
+ * connect and one close instead of four (bench/tpm-join.ts). It never spans a network wait:
+ * other TPM users are locked out for as long as a session is open.
+ *
+ * That state — the queue and the SRK's saved context — lives in a {@link TpmAccess}, one per
+ * TCTI, held by whoever uses the TPM: the agent makes one and hands it to its TPM keys and its
+ * join method, so two agents (or two tests) in one process share nothing. An open session is
+ * found through the async context (AsyncLocalStorage), by TCTI: code running inside a burst
+ * reuses its connection whichever TpmAccess it holds.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { SigilError } from '../errors.js';
@@ -74,116 +80,149 @@ export async function loadSaved(tpm: Tpm, saved: SavedObject, make: () => Promis
   return key;
 }
 
-const srkCache = new Map<string, SavedObject>();
-const queues = new Map<string, Promise<unknown>>();
-
-/**
- * Open a connection to `tcti` after every earlier operation on it in this process finished,
- * run `fn` on it, and close it. The caller gets `fn`'s result as soon as it is there; closing
- * (for swtpm a FIN and its answer) goes on in the background, and the *next* operation on the
- * TCTI waits for it — swtpm serves one connection at a time. A join round's close thus overlaps
- * the network round trip that follows it instead of adding to it.
- */
-function onConnection<T>(tcti: string, fn: (tpm: Tpm) => Promise<T>): Promise<T> {
-  const prev = queues.get(tcti) ?? Promise.resolve();
-  let settle!: { resolve: (v: T) => void; reject: (e: unknown) => void };
-  const result = new Promise<T>((resolve, reject) => (settle = { resolve, reject }));
-  const tail = prev.then(async () => {
-    let tpm: Tpm;
-    try {
-      tpm = await Tpm.open(tcti);
-    } catch (err) {
-      settle.reject(err);
-      return;
-    }
-    try {
-      settle.resolve(await fn(tpm));
-    } catch (err) {
-      settle.reject(err);
-    }
-    await tpm.close().catch(() => undefined);
-  });
-  queues.set(tcti, tail);
-  void tail.then(() => {
-    if (queues.get(tcti) === tail) queues.delete(tcti);
-  });
-  return result;
-}
-
 /** An open session's connection; operations inside it run one after another on it. */
 interface OpenSession {
   tpm: Tpm;
   tail: Promise<unknown>;
   closed: boolean;
 }
+// Async-context keys (which session, which operation the current code runs in), not state:
+// what they carry belongs to the TpmAccess.session() call that set it.
 const sessions = new AsyncLocalStorage<ReadonlyMap<string, OpenSession>>();
 const insideOperation = new AsyncLocalStorage<OpenSession>();
-
-/**
- * Hold one connection to `tcti` while `fn` runs: every {@link withTpm} on that TCTI inside
- * `fn` (including its async continuations) reuses it, in order. Nested sessions on the same
- * TCTI are the outer one. Something that outlives `fn` and then touches the TPM opens its own
- * connection as usual.
- */
-export function withTpmSession<T>(tcti: string, fn: () => Promise<T>): Promise<T> {
-  if (openSession(tcti)) return fn();
-  return onConnection(tcti, async (tpm) => {
-    const session: OpenSession = { tpm, tail: Promise.resolve(), closed: false };
-    const map = new Map(sessions.getStore() ?? []);
-    map.set(tcti, session);
-    try {
-      return await sessions.run(map, fn);
-    } finally {
-      session.closed = true;
-      await session.tail.catch(() => undefined);
-    }
-  });
-}
 
 function openSession(tcti: string): OpenSession | undefined {
   const s = sessions.getStore()?.get(tcti);
   return s && !s.closed ? s : undefined;
 }
 
+/** The TPM behind one TCTI string, as its holder uses it: connections one at a time, the SRK kept as a saved context. */
+export class TpmAccess {
+  /** The end of the queue: the last operation's connection, closed or closing. */
+  #tail: Promise<unknown> = Promise.resolve();
+  /** The standard SRK's saved context (empty until the first use, or after {@link forgetSrk}). */
+  #srk: SavedObject = {};
+
+  constructor(readonly tcti: string) {}
+
+  /**
+   * Open a connection after every earlier operation through this object finished, run `fn` on
+   * it, and close it. The caller gets `fn`'s result as soon as it is there; closing (for swtpm
+   * a FIN and its answer) goes on in the background, and the *next* operation waits for it —
+   * swtpm serves one connection at a time. A join round's close thus overlaps the network
+   * round trip that follows it instead of adding to it.
+   */
+  #onConnection<T>(fn: (tpm: Tpm) => Promise<T>): Promise<T> {
+    let settle!: { resolve: (v: T) => void; reject: (e: unknown) => void };
+    const result = new Promise<T>((resolve, reject) => (settle = { resolve, reject }));
+    this.#tail = this.#tail.then(async () => {
+      let tpm: Tpm;
+      try {
+        tpm = await Tpm.open(this.tcti);
+      } catch (err) {
+        settle.reject(err);
+        return;
+      }
+      try {
+        settle.resolve(await fn(tpm));
+      } catch (err) {
+        settle.reject(err);
+      }
+      await tpm.close().catch(() => undefined);
+    });
+    return result;
+  }
+
+  /**
+   * Open the TPM, run `fn`, close it (or run `fn` on the connection of an enclosing
+   * {@link session} on this TCTI). TPM failures stay `tpm_error` (the TPM refused) or
+   * `tpm_unavailable` (no connection, or a warning such as TPM_RC_RETRY: try again later).
+   */
+  run<T>(fn: (tpm: Tpm) => Promise<T>): Promise<T> {
+    const session = openSession(this.tcti);
+    if (session) {
+      // Already inside an operation on this session (a nested call): queueing would deadlock.
+      if (insideOperation.getStore() === session) return fn(session.tpm);
+      const run = (): Promise<T> => insideOperation.run(session, () => fn(session.tpm));
+      const next = session.tail.then(run, run);
+      session.tail = next.catch(() => undefined);
+      return next;
+    }
+    return this.#onConnection(fn);
+  }
+
+  /**
+   * Hold one connection while `fn` runs: every {@link run} on this TCTI inside `fn` (including
+   * its async continuations, and through any TpmAccess for the same TCTI) reuses it, in order.
+   * Nested sessions on the same TCTI are the outer one. Something that outlives `fn` and then
+   * touches the TPM opens its own connection as usual.
+   */
+  session<T>(fn: () => Promise<T>): Promise<T> {
+    if (openSession(this.tcti)) return fn();
+    return this.#onConnection(async (tpm) => {
+      const session: OpenSession = { tpm, tail: Promise.resolve(), closed: false };
+      const map = new Map(sessions.getStore() ?? []);
+      map.set(this.tcti, session);
+      try {
+        return await sessions.run(map, fn);
+      } finally {
+        session.closed = true;
+        await session.tail.catch(() => undefined);
+      }
+    });
+  }
+
+  /**
+   * Run `fn` with the parent of a TSS2 key on `tpm` (a connection from {@link run}):
+   * TPM_RH_OWNER means the standard SRK (loaded for the call and flushed after it); a
+   * persistent handle (0x81……) is used as it is.
+   */
+  async withParent<T>(tpm: Tpm, parent: number, fn: (parent: TpmKey) => Promise<T>): Promise<T> {
+    if (parent === OWNER_PARENT) return tpm.withTransient(loadSaved(tpm, this.#srk, () => tpm.createSrk()), fn);
+    if (handleType(parent) !== TPM_HT.PERSISTENT) {
+      throw new SigilError('config_invalid', `TPM key parent 0x${parent.toString(16)} is neither TPM_RH_OWNER (0x40000001) nor a persistent handle`);
+    }
+    return fn(await tpm.readPublic(parent));
+  }
+
+  /** Forget the SRK's saved context (tests that clear or replace a simulator). */
+  forgetSrk(): void {
+    this.#srk = {};
+  }
+}
+
 /**
- * Open the TPM, run `fn`, close it (or run `fn` on the connection of an enclosing
- * {@link withTpmSession}). TPM failures stay `tpm_error` (the TPM refused) or
- * `tpm_unavailable` (no connection, or a warning such as TPM_RC_RETRY: try again later).
+ * Transitional (issue #13): code that still names the TPM by its TCTI string instead of holding
+ * a TpmAccess — the free functions below, used by src/join/tpm/, src/join/x509/tpm-agent.ts and
+ * src/agent/ — shares one TpmAccess per TCTI here, as the whole process did before. It goes
+ * when those callers are handed the agent's TpmAccess.
  */
+const queues = new Map<string, TpmAccess>();
+
+/** The TpmAccess that the TCTI-string functions below share for `tcti`. */
+export function sharedTpmAccess(tcti: string): TpmAccess {
+  let access = queues.get(tcti);
+  if (!access) queues.set(tcti, (access = new TpmAccess(tcti)));
+  return access;
+}
+
+/** {@link TpmAccess.session} of the shared access for `tcti`. */
+export function withTpmSession<T>(tcti: string, fn: () => Promise<T>): Promise<T> {
+  return sharedTpmAccess(tcti).session(fn);
+}
+
+/** {@link TpmAccess.run} of the shared access for `tcti`. */
 export function withTpm<T>(tcti: string, fn: (tpm: Tpm) => Promise<T>): Promise<T> {
-  const session = openSession(tcti);
-  if (session) {
-    // Already inside an operation on this session (a nested call): queueing would deadlock.
-    if (insideOperation.getStore() === session) return fn(session.tpm);
-    const run = (): Promise<T> => insideOperation.run(session, () => fn(session.tpm));
-    const next = session.tail.then(run, run);
-    session.tail = next.catch(() => undefined);
-    return next;
-  }
-  return onConnection(tcti, fn);
+  return sharedTpmAccess(tcti).run(fn);
 }
 
-/** The SRK (owner hierarchy, srkTemplateEccP256), loaded from its saved context or created; the caller flushes it. */
-function loadSrk(tpm: Tpm, tcti: string): Promise<TpmKey> {
-  let saved = srkCache.get(tcti);
-  if (!saved) srkCache.set(tcti, (saved = {}));
-  return loadSaved(tpm, saved, () => tpm.createSrk());
+/** {@link TpmAccess.withParent} of the shared access for `tcti`. */
+export function withParent<T>(tpm: Tpm, tcti: string, parent: number, fn: (parent: TpmKey) => Promise<T>): Promise<T> {
+  return sharedTpmAccess(tcti).withParent(tpm, parent, fn);
 }
 
-/**
- * Run `fn` with the parent of a TSS2 key: TPM_RH_OWNER means the standard SRK (loaded for
- * the call and flushed after it); a persistent handle (0x81……) is used as it is.
- */
-export async function withParent<T>(tpm: Tpm, tcti: string, parent: number, fn: (parent: TpmKey) => Promise<T>): Promise<T> {
-  if (parent === OWNER_PARENT) return tpm.withTransient(loadSrk(tpm, tcti), fn);
-  if (handleType(parent) !== TPM_HT.PERSISTENT) {
-    throw new SigilError('config_invalid', `TPM key parent 0x${parent.toString(16)} is neither TPM_RH_OWNER (0x40000001) nor a persistent handle`);
-  }
-  return fn(await tpm.readPublic(parent));
-}
-
-/** Forget the cached SRK of `tcti` (tests that clear or replace a simulator). */
+/** Forget the shared SRK of `tcti`, or of every TCTI (tests that clear or replace a simulator). */
 export function forgetSrk(tcti?: string): void {
-  if (tcti === undefined) srkCache.clear();
-  else srkCache.delete(tcti);
+  if (tcti === undefined) for (const access of queues.values()) access.forgetSrk();
+  else queues.get(tcti)?.forgetSrk();
 }

@@ -9,8 +9,8 @@
  *   key_uri: "tpm:handle=0x81000100;tcti=device:/dev/tpmrm0"
  *   tpm: { handle: 0x81000100, tcti: "swtpm:host=127.0.0.1,port=2321" }
  *
- * The TPM is opened per operation and closed after (keystore/tpm-access.ts withTpm, which also
- * serialises operations on one TCTI inside the process): joins are rare, and a TPM without a
+ * The TPM is opened per operation and closed after (keystore/tpm-access.ts TpmAccess.run, which
+ * also serialises the holder's operations on the TCTI): joins are rare, and a TPM without a
  * resource manager (swtpm, /dev/tpm0) serves one client at a time, so holding it open between
  * joins would lock out the tpm method, tpm2-tools and OpenSSL's tpm2 provider.
  *
@@ -27,7 +27,7 @@ import { publicKeySpki } from '../tpm/structures/keys.js';
 import { isEccSignature, isRsaSignature } from '../tpm/structures/signature.js';
 import type { Tpm, TpmKey } from '../tpm/tpm.js';
 import type { DeviceSignatureAlgorithm, DeviceSigner } from './signer.js';
-import { withTpm } from './tpm-access.js';
+import { sharedTpmAccess, type TpmAccess } from './tpm-access.js';
 
 export const DEFAULT_TCTI = 'device:/dev/tpmrm0';
 
@@ -91,27 +91,34 @@ export class TpmPersistentSigner implements DeviceSigner {
   readonly ref: TpmPersistentKeyRef;
   readonly #spki: Buffer;
   #checked = false;
+  /** The TPM the key lives in, as the holder of this signer reaches it. */
+  readonly access: TpmAccess;
 
-  private constructor(ref: TpmPersistentKeyRef, spki: Buffer, algorithm: DeviceSignatureAlgorithm, checked: boolean) {
+  private constructor(ref: TpmPersistentKeyRef, spki: Buffer, algorithm: DeviceSignatureAlgorithm, checked: boolean, access: TpmAccess) {
     this.ref = ref;
+    this.access = access;
     this.#spki = spki;
     this.algorithm = algorithm;
     this.#checked = checked;
   }
 
-  /** Open the TPM now, read the key and check it can sign. */
-  static async open(ref: TpmPersistentKeyRef): Promise<TpmPersistentSigner> {
-    const probe = new TpmPersistentSigner(ref, Buffer.alloc(0), 'ES256', true);
-    const facts = await withTpm(ref.tcti, (tpm) => probe.#read(tpm));
-    return new TpmPersistentSigner(ref, facts.spki, facts.algorithm, true);
+  /**
+   * Open the TPM now, read the key and check it can sign. `access` (for `ref.tcti`) is the
+   * holder's; without it, the process-shared one (tpm-access.ts, transitional).
+   */
+  static async open(ref: TpmPersistentKeyRef, access?: TpmAccess): Promise<TpmPersistentSigner> {
+    const tpm = accessFor(ref, access);
+    const probe = new TpmPersistentSigner(ref, Buffer.alloc(0), 'ES256', true, tpm);
+    const facts = await tpm.run((t) => probe.#read(t));
+    return new TpmPersistentSigner(ref, facts.spki, facts.algorithm, true, tpm);
   }
 
   /**
    * A signer for the key the device certificate names, without opening the TPM yet: the key
    * at the handle is checked against `expectedSpki` on first use. `algorithm` follows the SPKI.
    */
-  static forCertificateKey(ref: TpmPersistentKeyRef, expectedSpki: Buffer, algorithm: DeviceSignatureAlgorithm): TpmPersistentSigner {
-    return new TpmPersistentSigner(ref, Buffer.from(expectedSpki), algorithm, false);
+  static forCertificateKey(ref: TpmPersistentKeyRef, expectedSpki: Buffer, algorithm: DeviceSignatureAlgorithm, access?: TpmAccess): TpmPersistentSigner {
+    return new TpmPersistentSigner(ref, Buffer.from(expectedSpki), algorithm, false, accessFor(ref, access));
   }
 
   publicKeySpki(): Buffer {
@@ -143,7 +150,7 @@ export class TpmPersistentSigner implements DeviceSigner {
   }
 
   sign(data: Buffer): Promise<Buffer> {
-    return withTpm(this.ref.tcti, (tpm) => this.signWith(tpm, data));
+    return this.access.run((tpm) => this.signWith(tpm, data));
   }
 
   /** Sign on an already open TPM (the caller holds the connection). */
@@ -158,4 +165,9 @@ export class TpmPersistentSigner implements DeviceSigner {
     if (isRsaSignature(sig)) return Buffer.from(sig.sig);
     throw new SigilError('keystore_error', `the TPM returned a signature of algorithm 0x${sig.sigAlg.toString(16)}`);
   }
+}
+
+function accessFor(ref: TpmPersistentKeyRef, access: TpmAccess | undefined): TpmAccess {
+  if (access && access.tcti !== ref.tcti) throw new TypeError(`TpmPersistentSigner: the TpmAccess is for ${access.tcti}, the key for ${ref.tcti}`);
+  return access ?? sharedTpmAccess(ref.tcti);
 }

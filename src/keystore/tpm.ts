@@ -34,7 +34,7 @@ import { isEccSignature } from '../tpm/structures/signature.js';
 import { signingKeyTemplateEccP256 } from '../tpm/templates.js';
 import type { KeyBlob, Tpm, TpmKey } from '../tpm/tpm.js';
 import type { Signer } from './signer.js';
-import { loadSaved, OWNER_PARENT, withParent, withTpm, type SavedObject } from './tpm-access.js';
+import { loadSaved, OWNER_PARENT, sharedTpmAccess, TpmAccess, type SavedObject } from './tpm-access.js';
 import { writeTss2Pem } from './tss2-pem.js';
 
 /** Where a TPM identity key lives: a TCTI string, its parent, and its blobs (base64 of the TPM2B encodings). */
@@ -83,49 +83,59 @@ export class TpmSigner implements Signer {
   readonly #spki: Buffer;
   /** The loaded key's saved context: later operations need one ContextLoad instead of parent + Load. */
   readonly #saved: SavedObject = {};
+  /** The TPM the key lives in, as the holder of this signer reaches it. */
+  readonly access: TpmAccess;
 
-  private constructor(ref: TpmKeyRef, blob: KeyBlob) {
+  private constructor(ref: TpmKeyRef, blob: KeyBlob, access: TpmAccess) {
     checkIdentityPublic(blob.public);
     this.ref = ref;
     this.blob = blob;
+    this.access = access;
     this.#spki = publicKeySpki(blob.public.value);
   }
 
   /**
    * A new identity key made by the TPM at `tcti` under the SRK. `template` exists for tests
    * that need a key the issuer must refuse (e.g. without fixedTPM); the default is
-   * {@link identityKeyTemplate}.
+   * {@link identityKeyTemplate}. A TCTI string means the process-shared access to it
+   * (tpm-access.ts, transitional); a TpmAccess is the holder's own.
    */
-  static async create(tcti: string, opts: { template?: EccPublic } = {}): Promise<TpmSigner> {
-    const blob = await withTpm(tcti, (tpm) => TpmSigner.createWith(tpm, tcti, opts.template));
-    return TpmSigner.fromBlob(tcti, blob);
+  static async create(tpmAt: string | TpmAccess, opts: { template?: EccPublic } = {}): Promise<TpmSigner> {
+    const access = accessOf(tpmAt);
+    const blob = await access.run((tpm) => TpmSigner.createWith(tpm, access, opts.template));
+    return TpmSigner.fromBlob(access, blob);
   }
 
   /** Create under the SRK on an open TPM (the join agent makes its keys in one connection). */
-  static createWith(tpm: Tpm, tcti: string, template: EccPublic = identityKeyTemplate()): Promise<KeyBlob> {
-    return withParent(tpm, tcti, OWNER_PARENT, (srk) => tpm.create(srk, template));
+  static createWith(tpm: Tpm, tpmAt: string | TpmAccess, template: EccPublic = identityKeyTemplate()): Promise<KeyBlob> {
+    return accessOf(tpmAt).withParent(tpm, OWNER_PARENT, (srk) => tpm.create(srk, template));
   }
 
-  static fromBlob(tcti: string, blob: KeyBlob, parent: number = OWNER_PARENT): TpmSigner {
+  static fromBlob(tpmAt: string | TpmAccess, blob: KeyBlob, parent: number = OWNER_PARENT): TpmSigner {
+    const access = accessOf(tpmAt);
     const ref: TpmKeyRef = {
       storage: 'tpm',
-      tcti,
+      tcti: access.tcti,
       parent,
       publicB64: Buffer.from(marshal(tpm2bPublic, blob.public)).toString('base64'),
       privateB64: Buffer.from(marshal(tpm2bPrivate, blob.private)).toString('base64'),
     };
-    return new TpmSigner(ref, blob);
+    return new TpmSigner(ref, blob, access);
   }
 
-  /** Rebuild the signer from a stored reference; malformed blobs are `config_invalid`. */
-  static fromRef(ref: TpmKeyRef): TpmSigner {
+  /**
+   * Rebuild the signer from a stored reference; malformed blobs are `config_invalid`. `access`
+   * (for `ref.tcti`) is the holder's; without it, the process-shared one (transitional).
+   */
+  static fromRef(ref: TpmKeyRef, access?: TpmAccess): TpmSigner {
     let blob: KeyBlob;
     try {
       blob = { public: unmarshal(tpm2bPublic, Buffer.from(ref.publicB64, 'base64')), private: unmarshal(tpm2bPrivate, Buffer.from(ref.privateB64, 'base64')) };
     } catch (err) {
       throw new SigilError('config_invalid', 'stored TPM key reference: the key blobs do not parse', { cause: err });
     }
-    return new TpmSigner({ ...ref }, blob);
+    if (access && access.tcti !== ref.tcti) throw new TypeError(`TpmSigner.fromRef: the TpmAccess is for ${access.tcti}, the key for ${ref.tcti}`);
+    return new TpmSigner({ ...ref }, blob, access ?? sharedTpmAccess(ref.tcti));
   }
 
   publicKeySpki(): Buffer {
@@ -147,13 +157,13 @@ export class TpmSigner implements Signer {
    * is loaded: swtpm holds three transient objects, and a certification needs the AK too.
    */
   loadWith<T>(tpm: Tpm, fn: (key: TpmKey) => Promise<T>): Promise<T> {
-    const load = (): Promise<TpmKey> => withParent(tpm, this.ref.tcti, this.ref.parent, (parent) => tpm.load(parent, this.blob));
+    const load = (): Promise<TpmKey> => this.access.withParent(tpm, this.ref.parent, (parent) => tpm.load(parent, this.blob));
     return tpm.withTransient(loadSaved(tpm, this.#saved, load), fn);
   }
 
   /** Open the TPM, load the key, run `fn`, flush and close. */
   withKey<T>(fn: (tpm: Tpm, key: TpmKey) => Promise<T>): Promise<T> {
-    return withTpm(this.ref.tcti, (tpm) => this.loadWith(tpm, (key) => fn(tpm, key)));
+    return this.access.run((tpm) => this.loadWith(tpm, (key) => fn(tpm, key)));
   }
 
   /** The `TSS2 PRIVATE KEY` PEM of this key, for OpenSSL's tpm2 provider. */
@@ -163,6 +173,10 @@ export class TpmSigner implements Signer {
 
   /** Nothing is held between operations. */
   close(): void {}
+}
+
+function accessOf(tpmAt: string | TpmAccess): TpmAccess {
+  return typeof tpmAt === 'string' ? sharedTpmAccess(tpmAt) : tpmAt;
 }
 
 /** TPM failures while using a key are key-store failures for the agent (retry vs give up). */

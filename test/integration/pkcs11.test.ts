@@ -184,6 +184,9 @@ describe('PKCS#11 keystore on SoftHSM2', () => {
     expect(String((err as Error).stack)).not.toContain('999999');
     // The same wrong PIN is not presented to the token again (tokens lock after a few); a corrected PIN file is.
     expect(() => Pkcs11Signer.open({ storage: 'pkcs11', module: MODULE, tokenLabel: 'sigil', keyLabel: 'rsa-device', pinFile: wrong })).toThrow(/refused this PIN before/);
+    // Remembered per token, not per key or per load: another key on it is not tried with that PIN either,
+    // although the module was finalised in between (the failed opens released it).
+    expect(() => Pkcs11Signer.open({ storage: 'pkcs11', module: MODULE, tokenLabel: 'sigil', keyLabel: 'another-key', pinFile: wrong })).toThrow(/refused this PIN before/);
     writeFileSync(wrong, `${PIN}\n`, { mode: 0o600 });
     Pkcs11Signer.open({ storage: 'pkcs11', module: MODULE, tokenLabel: 'sigil', keyLabel: 'rsa-device', pinFile: wrong }).close();
 

@@ -40,8 +40,19 @@ export async function tpmNeed(cfg: AgentConfig): Promise<TpmNeed | undefined> {
   return undefined;
 }
 
-function unavailable(tcti: string, e: unknown): CheckOutcome {
+/** Whether Tpm.open reaches this TCTI through libtss2-tctildr (tpm/transport/open.ts) rather than a built-in transport. */
+function viaTctiLoader(tcti: string): boolean {
+  return process.env.SIGIL_TPM_NATIVE === '1' || !/^(swtpm|device)(:|$)/.test(tcti.trim());
+}
+
+async function unavailable(tcti: string, e: unknown): Promise<CheckOutcome> {
   const msg = (e as Error)?.message ?? String(e);
+  if (viaTctiLoader(tcti)) {
+    // The loader missing is an install away; say which package rather than "is tabrmd running?".
+    const { tctiLoaderStatus } = await import('#native/check.js');
+    const loader = tctiLoaderStatus();
+    if (!loader.present) return fail(`cannot use the TPM through ${tcti}: ${loader.library} is missing (${loader.detail})`, `install ${loader.install}`);
+  }
   const fix = tcti.startsWith('device')
     ? `check that ${tcti.slice(7) || '/dev/tpmrm0'} exists and that the agent's user may open it (ls -l /dev/tpmrm0; usermod -aG tss <user>), or set join.tpm.tcti`
     : tcti.startsWith('swtpm')
@@ -59,7 +70,7 @@ export const tpmCheck = (need: TpmNeed): Check<AgentDoctorContext> => ({
     try {
       tpm = await Tpm.open(need.tcti, { timeoutMs: 10_000 });
     } catch (e) {
-      return unavailable(need.tcti, e);
+      return await unavailable(need.tcti, e);
     }
     const closed = tpm.close.bind(tpm);
     ctx.onClose(closed);

@@ -36,17 +36,33 @@ export function pkcs11js(): Pkcs11Module {
   return bindings;
 }
 
-interface Loaded {
-  lib: Pkcs11Lib;
+/**
+ * One PKCS#11 module as this process uses it: the initialised library while signers hold it, and
+ * the PINs its tokens refused. The record outlives the library (finalised when the last signer
+ * closes): a token counts wrong PINs whoever presents them and however often the module is
+ * reloaded, so the refusal memory belongs to the module in the process, not to a signer, an
+ * agent or a load — two agents in one process on one token must not each spend a try.
+ */
+interface ModuleRecord {
+  lib: Pkcs11Lib | undefined;
   refs: number;
+  /** Tags of refused PINs (see {@link pinTag}): HMACs under `pinTagKey`, never the PIN. */
+  readonly refusedPins: Set<string>;
+  readonly pinTagKey: Buffer;
 }
 
-const loaded = new Map<string, Loaded>();
+const loaded = new Map<string, ModuleRecord>();
+
+function recordOf(modulePath: string): ModuleRecord {
+  let rec = loaded.get(modulePath);
+  if (!rec) loaded.set(modulePath, (rec = { lib: undefined, refs: 0, refusedPins: new Set(), pinTagKey: randomBytes(32) }));
+  return rec;
+}
 
 /** Load and initialise `modulePath` (or share the already loaded instance). Pair with {@link releaseModule}. */
 export function acquireModule(modulePath: string): Pkcs11Lib {
   const hit = loaded.get(modulePath);
-  if (hit) {
+  if (hit?.lib) {
     hit.refs++;
     return hit.lib;
   }
@@ -64,22 +80,25 @@ export function acquireModule(modulePath: string): Pkcs11Lib {
     // Another component of this process initialised it; share that (and never finalise it).
     if (ckrCode(err) !== P.CKR_CRYPTOKI_ALREADY_INITIALIZED) throw mapError(err, `initialising ${modulePath}`);
   }
-  loaded.set(modulePath, { lib, refs: 1 });
+  const rec = recordOf(modulePath);
+  rec.lib = lib;
+  rec.refs = 1;
   return lib;
 }
 
 export function releaseModule(modulePath: string): void {
   const hit = loaded.get(modulePath);
-  if (!hit) return;
+  const lib = hit?.lib;
+  if (!hit || !lib) return;
   if (--hit.refs > 0) return;
-  loaded.delete(modulePath);
+  hit.lib = undefined; // the record (and what its tokens refused) stays
   try {
-    hit.lib.C_Finalize();
+    lib.C_Finalize();
   } catch {
     // Finalising is best effort: the process may be exiting, the token may be gone.
   }
   try {
-    hit.lib.close();
+    lib.close();
   } catch {
     // ignore
   }
@@ -87,7 +106,7 @@ export function releaseModule(modulePath: string): void {
 
 /** Whether `modulePath` is loaded and initialised in this process (a signer holds it open). */
 export function isModuleLoaded(modulePath: string): boolean {
-  return loaded.has(modulePath);
+  return loaded.get(modulePath)?.lib !== undefined;
 }
 
 /** The slot holding the token with CKA_LABEL-style label `label` (token labels are blank-padded to 32). */
@@ -129,19 +148,21 @@ export function readPin(src: PinSource): string {
 }
 
 /**
- * PINs a token refused in this process, as HMACs under a per-process random key (never the
- * PIN). A daemon retries failed renewals with backoff; a hardware token or HSM counts every
- * wrong PIN and locks itself after a few (PKCS#11 v2.40 CKF_USER_PIN_LOCKED), so the same
- * wrong PIN is never presented twice. Editing the PIN file (or variable) makes it a new PIN.
+ * A PIN a token refused, as an HMAC under the module record's random key (never the PIN). A
+ * daemon retries failed renewals with backoff; a hardware token or HSM counts every wrong PIN
+ * and locks itself after a few (PKCS#11 v2.40 CKF_USER_PIN_LOCKED), so the same wrong PIN is
+ * never presented twice. Editing the PIN file (or variable) makes it a new PIN.
  */
-const refusedPins = new Set<string>();
-const pinTagKey = randomBytes(32);
-function pinTag(tokenLabel: string, pin: string): string {
-  return createHmac('sha256', pinTagKey).update(tokenLabel).update('\0').update(pin).digest('hex');
+function pinTag(rec: ModuleRecord, tokenLabel: string, pin: string): string {
+  return createHmac('sha256', rec.pinTagKey).update(tokenLabel).update('\0').update(pin).digest('hex');
 }
 
-/** Open an R/W session on `slot` and log the user in (already logged in by another session is fine). */
-export function openSession(lib: Pkcs11Lib, slot: Handle, pin: PinSource, tokenLabel: string): Handle {
+/**
+ * Open an R/W session on `slot` of the module `modulePath` (loaded with {@link acquireModule})
+ * and log the user in (already logged in by another session is fine).
+ */
+export function openSession(modulePath: string, lib: Pkcs11Lib, slot: Handle, pin: PinSource, tokenLabel: string): Handle {
+  const rec = recordOf(modulePath);
   const P = pkcs11js();
   let session: Handle;
   try {
@@ -152,8 +173,8 @@ export function openSession(lib: Pkcs11Lib, slot: Handle, pin: PinSource, tokenL
   let tried: string | undefined;
   try {
     const value = readPin(pin);
-    tried = pinTag(tokenLabel, value);
-    if (refusedPins.has(tried)) {
+    tried = pinTag(rec, tokenLabel, value);
+    if (rec.refusedPins.has(tried)) {
       throw new SigilError(
         'config_invalid',
         `not logging in to PKCS#11 token "${tokenLabel}": it refused this PIN before, and a token locks after a few wrong PINs (fix ${pin.pinFile ? `the PIN file ${pin.pinFile}` : `$${pin.pinEnv}`}; a changed PIN is tried again)`,
@@ -170,7 +191,7 @@ export function openSession(lib: Pkcs11Lib, slot: Handle, pin: PinSource, tokenL
       if (err instanceof SigilError) throw err;
       const name = ckrName(err);
       if (name === 'CKR_PIN_INCORRECT' || name === 'CKR_PIN_LEN_RANGE' || name === 'CKR_PIN_LOCKED' || name === 'CKR_PIN_EXPIRED') {
-        if (tried !== undefined) refusedPins.add(tried);
+        if (tried !== undefined) rec.refusedPins.add(tried);
         throw new SigilError('config_invalid', `login to PKCS#11 token "${tokenLabel}" failed: ${name} (check ${pin.pinFile ? `the PIN file ${pin.pinFile}` : `$${pin.pinEnv}`})`);
       }
       throw mapError(err, `logging in to token "${tokenLabel}"`);

@@ -4,7 +4,7 @@
  *   swtpm:host=H,port=P | swtpm:path=/sock  → the pure-TypeScript socket transport
  *                                             (the TCTI loader instead when SIGIL_TPM_NATIVE=1)
  *   device:/dev/tpmrm0 | device             → the character device
- *   mssim:… | tabrmd:… | anything else      → libtss2-tctildr through koffi
+ *   mssim:… | tabrmd:… | anything else      → libtss2-tctildr (native/tss2-tctildr.ts, through koffi)
  */
 import { SigilError } from '../../errors.js';
 import { DeviceTransport } from './device.js';

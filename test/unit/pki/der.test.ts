@@ -110,8 +110,17 @@ describe('der.oid (X.690 §8.19)', () => {
     expect(r.oid(r.root())).toBe(dotted);
   });
 
-  it('caches encodings (same Buffer back)', () => {
-    expect(oid('1.3.6.1.5.5.7.3.1')).toBe(oid('1.3.6.1.5.5.7.3.1'));
+  it('returns a fresh Buffer each time (no shared memo a caller could corrupt)', () => {
+    const a = oid('1.3.6.1.5.5.7.3.1');
+    a[2] = 0;
+    expect(hex(oid('1.3.6.1.5.5.7.3.1'))).toBe('06082b06010505070301');
+  });
+
+  it('arcs beyond 2^53 (2.25.<UUID>) encode through BigInt, those below through Number: the same bytes', () => {
+    const uuid = '2.25.329800735698586629295641978511506172918';
+    const r = new DerReader(oid(uuid), 'bad_request', 'oid');
+    expect(r.oid(r.root())).toBe(uuid);
+    expect(hex(oid('1.2.9007199254740991'))).toBe('06092a8fffffffffffff7f');
   });
 
   it.each(['1', '3.1', '1.40', '1.2.', '1..2', 'a.b', '1.02'])('refuses "%s"', (bad) => {
