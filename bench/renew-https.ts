@@ -51,7 +51,7 @@ import { TokenJoinAgent } from '../src/join/token/agent.js';
 import { loadSigner, parseKeyRef, SoftwareSigner, type Signer } from '../src/keystore/index.js';
 import { CertificateIssuer } from '../src/pki/issue.js';
 import { randomSerial } from '../src/pki/serial.js';
-import { verifyResponse } from '../src/protocol/verify-response.js';
+import { ResponseVerifier } from '../src/protocol/verify-response.js';
 import { runAdminOp } from '../src/server/admin/ops.js';
 import { initDataDir, loadCaMaterial, openIssuerStores } from '../src/server/data-dir.js';
 import { HttpsIssuerClient } from '../src/transport/https/client.js';
@@ -457,6 +457,8 @@ async function main(): Promise<void> {
   const first = new HttpsIssuerClient({ url, pin: init.pin });
   clients.push(first);
   const root = await first.ensureRoot();
+  // The agents' verifier: keeps the issuer chain it verified, as an agent's IssuerLink does.
+  const verifier = new ResponseVerifier();
   const agents: BenchAgent[] = [];
   const joinStart = performance.now();
   for (let base = 0; base < AGENTS; base += JOIN_CONCURRENCY) {
@@ -467,7 +469,7 @@ async function main(): Promise<void> {
       const method = new TokenJoinAgent(tokens[i]!);
       const built = await buildJoinRequest({ method: method.name, evidence: (c) => method.evidence(c), now: Date.now() });
       const body = await client.post('join', built.envelope);
-      const res = verifyResponse(body, 'join', built.entry.requestId, root);
+      const res = verifier.response(body, 'join', built.entry.requestId, root);
       const a: BenchAgent = { index: i, client, signer: loadSigner(parseKeyRef(built.entry.pendingKeyRef!)), chainPem: res.result.chain, generation: res.result.generation, nextKey: 0 };
       agents[i] = a;
     });
@@ -493,7 +495,7 @@ async function main(): Promise<void> {
   const renewOnce = async (a: BenchAgent): Promise<void> => {
     const built = await renewRequest(a);
     const body = await a.client.post('renew', built.envelope);
-    const res = verifyResponse(body, 'renew', built.entry.requestId, root);
+    const res = verifier.response(body, 'renew', built.entry.requestId, root);
     a.signer = newSigner(a, built);
     a.chainPem = res.result.chain;
     a.generation = res.result.generation;
@@ -520,7 +522,7 @@ async function main(): Promise<void> {
       try {
         const body = await a.client.post('renew', built.envelope);
         const t1 = performance.now();
-        const res = verifyResponse(body, 'renew', built.entry.requestId, root);
+        const res = verifier.response(body, 'renew', built.entry.requestId, root);
         a.signer = newSigner(a, built);
         a.chainPem = res.result.chain;
         a.generation = res.result.generation;

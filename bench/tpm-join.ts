@@ -37,7 +37,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { runJoinExchange } from '../src/join/exchange.js';
 import { TpmJoinAgent } from '../src/join/tpm/agent.js';
-import { parsePublic } from '../src/join/tpm/structures.js';
+import { parsePublic } from '../src/attest/structures.js';
 import { TpmSigner } from '../src/keystore/tpm.js';
 import { runAdminOp } from '../src/server/admin/ops.js';
 import { initDataDir, loadCaMaterial, openIssuerStores } from '../src/server/data-dir.js';
@@ -48,6 +48,7 @@ import { tpm2bEncryptedSecret, tpm2bIdObject } from '../src/tpm/structures/basic
 import { marshal } from '../src/tpm/structures/codec.js';
 import { SocketTransport } from '../src/tpm/transport/socket.js';
 import { HttpsIssuerClient } from '../src/transport/https/client.js';
+import { ResponseVerifier } from '../src/protocol/verify-response.js';
 import { buildHttpsServer } from '../src/transport/https/server.js';
 import { silentLogger } from '../src/util/log.js';
 import { createLocalCa, createSwtpm, requireTool, simulateBoot } from '../test/helpers/swtpm.js';
@@ -136,6 +137,8 @@ try {
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const client = new HttpsIssuerClient({ url: `https://127.0.0.1:${(app.server.address() as AddressInfo).port}`, pin: init.pin });
+  // One agent's verifier: it keeps the issuer chain it verified, as the agent's IssuerLink does.
+  const verifier = new ResponseVerifier();
   await client.ensureRoot();
 
   // --- Sigil: joins end to end ---------------------------------------------------------------
@@ -146,7 +149,7 @@ try {
     const t0 = performance.now();
     let identity: TpmSigner | undefined;
     const agent = new TpmJoinAgent({ tcti: tpm.tcti, identityKey: () => identity, eventLog: logFile });
-    const r = await runJoinExchange({ method: agent, identity: async () => (identity = await TpmSigner.create(tpm.tcti)), send: (env) => client.post('join', env), rootPem: () => client.ensureRoot() });
+    const r = await runJoinExchange({ method: agent, identity: async () => (identity = await TpmSigner.create(tpm.tcti)), send: (env) => client.post('join', env), rootPem: () => client.ensureRoot(), verifier });
     const ms = performance.now() - t0;
     instance = r.payload.result.instance_id;
     if (i >= WARMUP) joins.push({ ms, tpmMs: meter.sendMs, cmds: meter.sends, connectMs: meter.connectMs, postMs: meter.postMs, issuerMs: meter.issuerMs, agentMs: ms - meter.issuerMs });

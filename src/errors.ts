@@ -143,6 +143,7 @@ export const ERROR_TABLE = {
   generation_mismatch: { status: 403, retryable: false, message: 'stale credential generation presented; the instance is now locked' },
   request_id_conflict: { status: 409, retryable: false, message: 'the request id was already used for a different request' },
   signer_mismatch: { status: 403, retryable: false, message: 'the request payload names another instance or certificate than the one that signed it' },
+  answer_key_required: { status: 400, retryable: false, message: 'a credential request for a secret (a JWT) over a carrier that is not end-to-end confidential (MQTT) must carry answer_key' },
   ttl_invalid: { status: 400, retryable: false, message: 'the requested TTL is not valid' },
   // --- credential (SSH, database, Kubernetes, JWT; server/ops/credential.ts) ---
   role_denied: { status: 403, retryable: false, message: "the bot's roles do not allow this credential; the message names the role rule" },

@@ -10,8 +10,7 @@
  */
 import { SigilError, toSigilError } from '../errors.js';
 import { runJoinExchange } from '../join/exchange.js';
-import { loadSigner, parseKeyRef, serializeKeyRef, withTcti, type Signer, type TpmSigner } from '../keystore/index.js';
-import { TpmJoinAgent } from '../join/tpm/agent.js';
+import { loadSigner, parseKeyRef, serializeKeyRef, withTcti, type Signer } from '../keystore/index.js';
 import type { IdentityResult } from '../protocol/messages.js';
 import type { IssuerTransport, TransportKind } from '../transport/types.js';
 import type { KeyStorage } from '../keystore/signer.js';
@@ -32,7 +31,6 @@ import { backoffDelay, renewAt } from './schedule.js';
 import { openAgentState, type AgentState, type Identity, type OutboxEntry } from './state/index.js';
 import { agentClock, crashPoint, duringOutput } from './test-hooks.js';
 import { newTransportKey, transportCertOf, wantsTransportCert } from './transport-cert.js';
-import { certifyWithAk, saveAk } from './tpm-ak.js';
 import { buildTransports, IssuerLink } from './transports.js';
 
 export type TickOutcome =
@@ -85,7 +83,7 @@ export class Agent {
     }
     this.join = joinMethodFor(cfg);
     this.transportCert = wantsTransportCert(cfg);
-    this.keys = new IdentityKeys(cfg, log, this.join.pendingTpmKeys);
+    this.keys = new IdentityKeys(cfg, log, this.join.onKeyCreated);
     this.outputs = cfg.outputs.map((o) => identityOutput(o.path, { uid: o.uid, gid: o.gid }));
     this.state = deps.state ?? openAgentState(cfg.dataDir);
     const pinned = this.state.getIssuerPin();
@@ -94,7 +92,7 @@ export class Agent {
       throw new SigilError('pin_mismatch', `${cfg.dataDir} was pinned to issuer CA ${pinned.pin} but the config says ${cfg.caPin}; if the CA really changed, remove ${cfg.dataDir}/agent.db and join again`);
     }
     this.link = new IssuerLink(deps.transports ?? buildTransports(cfg, this.state, this.now));
-    this.credentials = createCredentialOutputs(cfg, this.state, log, this.now);
+    this.credentials = createCredentialOutputs(cfg, this.state, log, this.now, this.link);
   }
 
   /** Write outputs from the identity cached in SQLite (e.g. right after a restart while offline). */
@@ -129,9 +127,9 @@ export class Agent {
     return this.keys.create();
   }
 
-  /** For TPM keys: TPM2_Certify of a renewal's new key by the AK of the last join (proves it non-exportable). */
+  /** The join method's proof of where a renewal's new key lives (tpm: TPM2_Certify by the AK of the last join). */
   private attestNewKey(key: Signer, requestId: string): Promise<Record<string, unknown> | undefined> {
-    return this.cfg.keyStorage === 'tpm' ? certifyWithAk(this.state, key as TpmSigner, requestId) : Promise.resolve(undefined);
+    return this.join.renewalKeyProof?.(key, requestId, this.state) ?? Promise.resolve(undefined);
   }
 
   /**
@@ -153,6 +151,7 @@ export class Agent {
         return signer;
       },
       rootPem: () => root,
+      verifier: this.link.verifier,
       now: this.now,
       ...(this.cfg.ttlS !== undefined ? { ttlS: this.cfg.ttlS } : {}),
       ...(transport ? { transportKey: transport.signer } : {}),
@@ -169,9 +168,8 @@ export class Agent {
       },
     });
     crashPoint('after_response');
-    // Keep the AK of this join: renewals prove their new TPM keys with it.
-    const ak = this.join.method instanceof TpmJoinAgent ? this.join.method.attestationKey(res.requestId) : undefined;
-    if (ak) saveAk(this.state, ak);
+    // The method's after-join hook (tpm: keep this join's AK; renewals prove their new keys with it).
+    this.join.onJoined?.(res.requestId, this.state);
     const entry = persisted ?? { requestId: res.requestId, op: 'join', body: JSON.stringify(res.envelope), createdAt: this.now(), pendingKeyRef, ...transportEntry };
     if (!persisted) this.state.putOutbox(entry);
     return { ...this.commit(entry, res.payload.result), entry };

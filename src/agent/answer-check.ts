@@ -15,7 +15,7 @@
  */
 import { SigilError } from '../errors.js';
 import type { Jws } from '../protocol/jws.js';
-import type { IdentityResult } from '../protocol/messages.js';
+import type { IdentityOp, IdentityResult } from '../protocol/messages.js';
 import { parseCsr } from '../pki/csr.js';
 import { b64u } from '../protocol/jws.js';
 import { readLeaf } from './named-signer.js';
@@ -29,7 +29,7 @@ export function requestedSpki(envelopeJson: string): Buffer {
   return parseCsr(payload.csr).spkiDer;
 }
 
-export function checkIdentityAnswer(op: 'join' | 'renew', envelopeJson: string, r: IdentityResult, signer: Identity | undefined): void {
+export function checkIdentityAnswer(op: IdentityOp, envelopeJson: string, r: IdentityResult, signer: Identity | undefined): void {
   const leaf = readLeaf(r.chain[0] ?? '', 'answer_mismatch');
   if (!leaf.spki.equals(requestedSpki(envelopeJson))) {
     throw new SigilError('answer_mismatch', `the ${op} answer certifies another key than the one this agent asked for (serial ${r.serial}); ignoring it`);

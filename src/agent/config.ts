@@ -7,6 +7,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SigilError } from '../errors.js';
+import { AGENT_JOIN_METHODS } from '../join/agent-methods.js';
 import { parseWith } from '../protocol/messages.js';
 import { parseDuration } from '../util/duration.js';
 import { yamlErrorText } from '../util/yaml-error.js';
@@ -28,25 +29,28 @@ const tokenJoin = z.strictObject({
   token_file: z.string().optional(),
 });
 
+/** Every join method the agent knows (join/agent-methods.ts), in registry order. */
+export const JOIN_METHOD_NAMES: readonly string[] = Object.freeze(AGENT_JOIN_METHODS.map((m) => m.descriptor.name));
+
 /**
- * Every other join method: `join: { method: M, M: { …method settings… } }`. The block is
+ * Every method but token: `join: { method: M, M: { …method settings… } }`. The block is
  * validated by the method's own schema when the agent builds it (agent/join-method.ts).
  */
-export const EVIDENCE_METHODS = ['x509', 'tpm', 'aws_iid', 'gcp', 'azure', 'oidc'] as const;
-export type EvidenceMethod = (typeof EVIDENCE_METHODS)[number];
-const evidenceJoin = z.object({ method: z.enum(EVIDENCE_METHODS) }).catchall(z.unknown());
+const evidenceJoin = z.object({ method: z.enum(JOIN_METHOD_NAMES.filter((m) => m !== 'token') as [string, ...string[]]) }).catchall(z.unknown());
 
-/** Keys in a method block that name files; relative ones are resolved against the config's dir. */
-const PATH_KEYS = new Set(['cert', 'chain', 'key', 'pin_file', 'binding_key', 'token_file', 'event_log', 'key_file', 'ca_file']);
+/** Keys in method `m`'s block that name files (its descriptor's pathKeys); relative ones are resolved against the config's dir. */
+function pathKeysOf(m: string): ReadonlySet<string> {
+  return new Set(AGENT_JOIN_METHODS.find((e) => e.descriptor.name === m)?.descriptor.pathKeys ?? []);
+}
 
-function resolvePaths(v: unknown, abs: (p: string) => string): unknown {
-  if (Array.isArray(v)) return v.map((x) => resolvePaths(x, abs));
+function resolvePaths(v: unknown, abs: (p: string) => string, keys: ReadonlySet<string>): unknown {
+  if (Array.isArray(v)) return v.map((x) => resolvePaths(x, abs, keys));
   if (!v || typeof v !== 'object') return v;
   return Object.fromEntries(
     Object.entries(v as Record<string, unknown>).map(([k, x]) => [
       k,
       // URIs such as pkcs11:… or tpm:… are not paths.
-      PATH_KEYS.has(k) && typeof x === 'string' && !/^[a-z][a-z0-9+.-]*:/i.test(x) ? abs(x) : resolvePaths(x, abs),
+      keys.has(k) && typeof x === 'string' && !/^[a-z][a-z0-9+.-]*:/i.test(x) ? abs(x) : resolvePaths(x, abs, keys),
     ]),
   );
 }
@@ -162,7 +166,8 @@ export interface AgentConfig {
   dataDir: string;
   ttlS: number | undefined;
   renewFraction: number;
-  join: { method: 'token'; token: string } | { method: EvidenceMethod; settings: Record<string, unknown> };
+  /** The method and its settings: its `join.<method>:` block, paths resolved (token: flat, the token itself). */
+  join: { method: 'token'; token: string } | { method: string; settings: Record<string, unknown> };
   keyStorage: 'software' | 'tpm' | 'pkcs11';
   /** The TPM for `key_storage: tpm` (the tpm join's TCTI). */
   tpmTcti: string | undefined;
@@ -185,8 +190,8 @@ export function parseAgentConfig(text: string, source: string): AgentConfig {
     throw new SigilError('config_invalid', `${source}: YAML error: ${yamlErrorText(e)}`);
   }
   const method = (raw as { join?: { method?: unknown } } | null)?.join?.method;
-  if (method !== undefined && method !== 'token' && !(EVIDENCE_METHODS as readonly unknown[]).includes(method)) {
-    throw new SigilError('config_invalid', `${source}: join.method must be one of token, ${EVIDENCE_METHODS.join(', ')} (got ${JSON.stringify(method)})`);
+  if (method !== undefined && !(JOIN_METHOD_NAMES as readonly unknown[]).includes(method)) {
+    throw new SigilError('config_invalid', `${source}: join.method must be one of ${JOIN_METHOD_NAMES.join(', ')} (got ${JSON.stringify(method)})`);
   }
   const c = parseWith(configSchema, raw, 'config_invalid', source);
   const base = dirname(resolve(source));
@@ -194,9 +199,6 @@ export function parseAgentConfig(text: string, source: string): AgentConfig {
   const join = resolveJoin(c.join, abs, source);
   const transports = resolveTransports(c, abs, source);
   const credentialOutputs = c.outputs.flatMap((o, i) => (o.type === 'identity' ? [] : [resolveCredentialOutput(o, `${source}: outputs.${i}`, abs)]));
-  if (credentialOutputs.length > 0 && !transports.some((t) => t.type === 'https')) {
-    throw new SigilError('config_invalid', `${source}: ${credentialOutputs[0]!.type} outputs need an https transport to the issuer (MQTT does not carry credential requests)`);
-  }
   return {
     issuer: c.issuer ?? transports.find((t) => t.type === 'https')?.url,
     transports,
@@ -214,19 +216,28 @@ export function parseAgentConfig(text: string, source: string): AgentConfig {
   };
 }
 
+/** The TPM of a join method that certifies a TPM-resident identity key (its registry entry says so), else undefined. */
+function identityKeyTpm(join: AgentConfig['join']): string | undefined {
+  const entry = AGENT_JOIN_METHODS.find((e) => e.descriptor.name === join.method);
+  return 'settings' in join ? entry?.identityKeyTpm?.(join.settings) : undefined;
+}
+
 function keyStorageOf(c: AgentConfigFile, join: AgentConfig['join'], abs: (p: string) => string, source: string): Pick<AgentConfig, 'keyStorage' | 'tpmTcti' | 'pkcs11'> {
-  const storage = c.key_storage ?? (join.method === 'tpm' ? 'tpm' : 'software');
+  const joinTpm = identityKeyTpm(join);
+  const storage = c.key_storage ?? (joinTpm !== undefined ? 'tpm' : 'software');
   if (c.pkcs11 !== undefined && storage !== 'pkcs11') throw new SigilError('config_invalid', `${source}: pkcs11: is set but key_storage is ${storage}; set key_storage: pkcs11 (or remove the pkcs11 block)`);
   if (storage === 'software') return { keyStorage: 'software', tpmTcti: undefined, pkcs11: undefined };
   if (storage === 'pkcs11') return { keyStorage: 'pkcs11', tpmTcti: undefined, pkcs11: pkcs11KeyConfig(c.pkcs11, join, abs, source) };
-  if (join.method !== 'tpm') throw new SigilError('config_invalid', `${source}: key_storage: tpm needs join.method tpm (its TCTI names the TPM)`);
-  const tcti = (join.settings.tcti as string | undefined) ?? 'device:/dev/tpmrm0';
-  return { keyStorage: 'tpm', tpmTcti: tcti, pkcs11: undefined };
+  if (joinTpm === undefined) {
+    const methods = AGENT_JOIN_METHODS.filter((e) => e.identityKeyTpm !== undefined).map((e) => e.descriptor.name);
+    throw new SigilError('config_invalid', `${source}: key_storage: tpm needs join.method ${methods.join(' or ')} (its TCTI names the TPM)`);
+  }
+  return { keyStorage: 'tpm', tpmTcti: joinTpm, pkcs11: undefined };
 }
 
 function pkcs11KeyConfig(p: AgentConfigFile['pkcs11'], join: AgentConfig['join'], abs: (p: string) => string, source: string): Pkcs11KeyConfig {
   // The tpm join's proof is TPM2_Certify of the identity key: a token key cannot give it.
-  if (join.method === 'tpm') throw new SigilError('config_invalid', `${source}: key_storage: pkcs11 cannot be used with join.method tpm (the tpm join certifies a TPM-resident identity key); use key_storage: tpm, or another join method`);
+  if (identityKeyTpm(join) !== undefined) throw new SigilError('config_invalid', `${source}: key_storage: pkcs11 cannot be used with join.method ${join.method} (the ${join.method} join certifies a TPM-resident identity key); use key_storage: tpm, or another join method`);
   if (p === undefined) throw new SigilError('config_invalid', `${source}: key_storage: pkcs11 needs a pkcs11: { module, token, pin_file | pin_env } block`);
   if ((p.pin_file === undefined) === (p.pin_env === undefined)) {
     throw new SigilError('config_invalid', `${source}: pkcs11: give exactly one of pin_file (a file holding the user PIN) or pin_env (the name of a variable holding it)`);
@@ -242,12 +253,12 @@ function pkcs11KeyConfig(p: AgentConfigFile['pkcs11'], join: AgentConfig['join']
 
 function resolveJoin(j: AgentConfigFile['join'], abs: (p: string) => string, source: string): AgentConfig['join'] {
   if (j.method !== 'token') {
-    const m = j.method as EvidenceMethod;
+    const m = j.method;
     const extra = Object.keys(j).filter((k) => k !== 'method' && k !== m);
     if (extra.length) throw new SigilError('config_invalid', `${source}: join: unknown key "${extra[0]}" (a ${m} join has method and ${m})`);
     const block = (j as Record<string, unknown>)[m] ?? {};
     if (typeof block !== 'object' || Array.isArray(block)) throw new SigilError('config_invalid', `${source}: join.${m} must be a mapping`);
-    return { method: m, settings: resolvePaths(block, abs) as Record<string, unknown> };
+    return { method: m, settings: resolvePaths(block, abs, pathKeysOf(m)) as Record<string, unknown> };
   }
   const t = j as z.infer<typeof tokenJoin>;
   let token = t.token;

@@ -1,53 +1,55 @@
 /**
- * How the agent sends `credential` requests: over the configured HTTPS transports, in order,
- * failing over on retryable errors, each answer verified against the pinned root like every
- * other issuer answer (protocol/verify-response.ts). MQTT does not carry `credential` yet (the
- * responder answers join, renew and bundle), so MQTT-only agents cannot have credential outputs
- * (agent/credentials.ts says so at start).
+ * How the agent sends `credential` requests: over the agent's own issuer link — every configured
+ * transport, HTTPS or MQTT, in the same order and with the same failover as its renewals
+ * (./transports.ts IssuerLink) — each answer verified against the pinned root like every other
+ * issuer answer (a signed refusal over MQTT is thrown as its error). A sealed secret in the
+ * answer (`token_jwe`: protocol/answer-key.ts) is opened here with the request's answer key.
  */
-import { SigilError, toSigilError } from '../errors.js';
-import type { CredentialResult } from '../protocol/credential-messages.js';
-import type { Jws } from '../protocol/jws.js';
-import { verifyResponse } from '../protocol/verify-response.js';
-import { HttpsIssuerClient } from '../transport/https/client.js';
+import { SigilError } from '../errors.js';
+import { openWithAnswerKey } from '../protocol/answer-key.js';
+import { SECRET_KINDS, type CredentialResult } from '../protocol/credential-messages.js';
+import type { BuiltCredentialRequest } from './credential-request.js';
+import type { IssuerLink } from './transports.js';
 
 export interface CredentialClient {
-  request(envelope: Jws, requestId: string, now: () => number): Promise<CredentialResult>;
+  request(built: BuiltCredentialRequest, now: () => number): Promise<CredentialResult>;
   close(): void;
 }
 
-export class HttpsCredentialClient implements CredentialClient {
-  readonly #clients: HttpsIssuerClient[];
-
-  constructor(
-    urls: Array<{ url: string; timeoutMs?: number }>,
-    pin: string,
-    private readonly rootPem: () => string | undefined,
-  ) {
-    if (urls.length === 0) throw new SigilError('config_invalid', 'credential outputs need an https transport to the issuer (MQTT does not carry credential requests)');
-    this.#clients = urls.map((u) => new HttpsIssuerClient({ url: u.url, pin, ...(u.timeoutMs !== undefined ? { timeoutMs: u.timeoutMs } : {}) }));
+/**
+ * Open the secret of a verified answer. A request that named an answer key accepts the secret
+ * only sealed to it: an issuer that answered in clear anyway has put it on the carrier.
+ */
+export async function openCredentialResult(result: CredentialResult, built: BuiltCredentialRequest): Promise<CredentialResult> {
+  if (result.token_jwe !== undefined) {
+    if (!built.answerKey) throw new SigilError('response_invalid', 'the answer carries a sealed token, but this request named no answer key');
+    const { token_jwe: sealed, ...rest } = result;
+    return { ...rest, token: await openWithAnswerKey(sealed, built.answerKey) };
   }
+  if (built.answerKey && SECRET_KINDS.has(result.kind)) {
+    throw new SigilError('response_invalid', `the issuer answered the ${result.kind} credential unsealed although this request named an answer key; not using it`);
+  }
+  return result;
+}
 
-  async request(envelope: Jws, requestId: string, now: () => number): Promise<CredentialResult> {
-    const failures: string[] = [];
-    let last: SigilError | undefined;
-    for (const c of this.#clients) {
-      try {
-        const body = await c.credential(envelope);
-        const root = this.rootPem() ?? (await c.ensureRoot());
-        return verifyResponse(body, 'credential', requestId, root, new Date(now())).result;
-      } catch (err) {
-        const e = toSigilError(err);
-        if (!e.retryable) throw e;
-        last = e;
-        failures.push(`${c.url}: ${e.message}`);
-      }
-    }
-    if (failures.length === 1) throw last!;
-    throw new SigilError(last!.code, `no transport reached the issuer — ${failures.join('; ')}`, { cause: last });
+export class LinkCredentialClient implements CredentialClient {
+  /**
+   * `link`: the agent's (it owns and closes it; an MQTT session is one per client id, so the
+   * credential requests must share the identity loop's connection). `rootPem`: the root pinned
+   * in the agent state, if any.
+   */
+  constructor(
+    private readonly link: IssuerLink,
+    private readonly rootPem: () => string | undefined,
+  ) {}
+
+  async request(built: BuiltCredentialRequest, now: () => number): Promise<CredentialResult> {
+    const root = this.rootPem() ?? (await this.link.root());
+    const result = await this.link.credential(built.envelope, built.requestId, root, now);
+    return openCredentialResult(result, built);
   }
 
   close(): void {
-    for (const c of this.#clients) c.close();
+    // The link belongs to the agent, which closes it.
   }
 }

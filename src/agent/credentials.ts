@@ -20,7 +20,7 @@ import path from 'node:path';
 import { SigilError, toSigilError } from '../errors.js';
 import { loadSigner, parseKeyRef, withTcti } from '../keystore/index.js';
 import type { Logger } from '../util/log.js';
-import { HttpsCredentialClient, type CredentialClient } from './credential-client.js';
+import { LinkCredentialClient, type CredentialClient } from './credential-client.js';
 import { buildCredentialRequest } from './credential-request.js';
 import type { CredentialOutputConfig } from './outputs/config.js';
 import type { CredentialDestination } from './outputs/credential-output.js';
@@ -32,6 +32,7 @@ import { sshHostOutput } from './outputs/ssh-host.js';
 import { sshUserOutput } from './outputs/ssh-user.js';
 import { backoffDelay, renewAt } from './schedule.js';
 import type { AgentState } from './state/index.js';
+import type { IssuerLink } from './transports.js';
 
 export function credentialDestination(cfg: CredentialOutputConfig): CredentialDestination {
   switch (cfg.type) {
@@ -149,7 +150,7 @@ export class CredentialOutputs {
           signer ??= loadSigner(withTcti(parseKeyRef(id.keyRef), this.#deps.tpmTcti));
           const prepared = await d.prepare();
           const built = await buildCredentialRequest({ current: signer, chainPem: id.chainPem, now: now(), fields: prepared.fields });
-          const result = await this.#deps.client.request(built.envelope, built.requestId, now);
+          const result = await this.#deps.client.request(built, now);
           if (result.kind !== d.config.type) throw new SigilError('response_invalid', `asked for a ${d.config.type} credential, got ${result.kind}`);
           // Issued to us: a credential naming another SPIFFE ID is someone else's answer (issue #11).
           if (result.spiffe_id !== id.spiffeId) throw new SigilError('answer_mismatch', `the ${result.kind} credential was issued to ${result.spiffe_id}, not to this agent (${id.spiffeId}); ignoring it`);
@@ -209,18 +210,19 @@ export class CredentialOutputs {
 }
 
 /**
- * The agent's credential outputs from its configuration: HTTPS transports in order of
- * preference, the CA pin, and the root pinned in the agent state. Undefined without outputs.
+ * The agent's credential outputs from its configuration, sent over the agent's issuer link
+ * (every configured transport, in order, HTTPS or MQTT) and verified against the root pinned in
+ * the agent state. Undefined without outputs.
  */
 export function createCredentialOutputs(
-  cfg: { credentialOutputs: readonly CredentialOutputConfig[]; caPin: string; transports: ReadonlyArray<{ type: string; url: string; timeoutMs?: number }>; tpmTcti?: string | undefined },
+  cfg: { credentialOutputs: readonly CredentialOutputConfig[]; tpmTcti?: string | undefined },
   state: AgentState,
   log: Logger,
   now: () => number,
+  link: IssuerLink,
 ): CredentialOutputs | undefined {
   if (cfg.credentialOutputs.length === 0) return undefined;
-  const https = cfg.transports.filter((t) => t.type === 'https').map((t) => ({ url: t.url, ...(t.timeoutMs !== undefined ? { timeoutMs: t.timeoutMs } : {}) }));
-  const client = new HttpsCredentialClient(https, cfg.caPin, () => state.getBundle()?.rootsPem[0]);
+  const client = new LinkCredentialClient(link, () => state.getBundle()?.rootsPem[0]);
   // `key: tpm` without its own tcti uses the agent's TPM (the one its identity key lives in).
   const tcti = cfg.tpmTcti;
   const outputs = cfg.credentialOutputs.map((o) => (o.type === 'database' && o.key === 'tpm' && !o.tcti && tcti ? { ...o, tcti } : o));

@@ -16,10 +16,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { toSigilError } from '../errors.js';
-import { createSigner, createTpmSigner, formatPkcs11Uri, loadSigner, parseKeyRef, removeKey, serializeKeyRef, type KeyRef, type KeyStorage, type Signer, type TpmSigner } from '../keystore/index.js';
+import { createSigner, createTpmSigner, formatPkcs11Uri, loadSigner, parseKeyRef, removeKey, serializeKeyRef, type KeyRef, type KeyStorage, type Signer } from '../keystore/index.js';
 import type { Logger } from '../util/log.js';
 import type { AgentConfig } from './config.js';
-import type { PendingTpmKeys } from './join-method.js';
 import type { NewKey } from './requests.js';
 import type { AgentState } from './state/index.js';
 
@@ -43,13 +42,14 @@ export class IdentityKeys {
   constructor(
     private readonly cfg: Pick<AgentConfig, 'keyStorage' | 'tpmTcti' | 'pkcs11'>,
     private readonly log: Logger,
-    /** The tpm join finds the keys it certifies here. */
-    private readonly pendingTpmKeys?: PendingTpmKeys,
+    /** Told of every key made (the join method's hook: the tpm join finds the keys it certifies this way). */
+    private readonly onKeyCreated?: (key: Signer) => void,
   ) {}
 
   /** A new identity key where the config says keys live. */
   async create(): Promise<NewKey> {
     const k = await this.#make();
+    this.onKeyCreated?.(k.signer);
     this.#made.set(serializeKeyRef(k.ref), { signer: k.signer, keyStorage: k.signer.storage, exportable: k.signer.exportable });
     return k;
   }
@@ -69,11 +69,8 @@ export class IdentityKeys {
           keyLabel: `${p.keyLabelPrefix}-${randomBytes(6).toString('hex')}`,
         });
       }
-      case 'tpm': {
-        const k = await createTpmSigner(this.cfg.tpmTcti!);
-        this.pendingTpmKeys?.add(k.signer as TpmSigner);
-        return k;
-      }
+      case 'tpm':
+        return createTpmSigner(this.cfg.tpmTcti!);
     }
   }
 

@@ -6,14 +6,18 @@
  * idempotency record. A verified refusal (not retryable) stops: another carrier would carry
  * the same answer.
  *
- * Every answer is verified here against the pinned root, whichever transport brought it.
+ * Every answer is verified here against the pinned root, whichever transport brought it, by
+ * the link's own ResponseVerifier (its cache of verified issuer chains belongs to this agent).
+ * Every operation goes this way — join, renew and credential (./credential-client.ts) — so each
+ * works over every configured transport.
  */
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { SigilError, toSigilError } from '../errors.js';
 import type { Jws } from '../protocol/jws.js';
-import type { IdentityResult } from '../protocol/messages.js';
-import { requestHash, verifyResponseOrError } from '../protocol/verify-response.js';
+import type { CredentialResult } from '../protocol/credential-messages.js';
+import type { IdentityOp, IdentityResult } from '../protocol/messages.js';
+import { requestHash, ResponseVerifier } from '../protocol/verify-response.js';
 import { HttpsIssuerClient } from '../transport/https/client.js';
 import { MqttIssuerClient, type MqttSession } from '../transport/mqtt/client.js';
 import { bootstrapResponseId, type MqttOp } from '../transport/mqtt/topics.js';
@@ -92,6 +96,8 @@ export class IssuerLink {
   private readonly counts: Array<{ failures: number; successes: number }>;
   /** The transport used last (success or the last one tried). */
   lastUsed: IssuerTransport | undefined;
+  /** Verifies every answer this link brings (and remembers the issuer chains it verified). */
+  readonly verifier = new ResponseVerifier();
 
   constructor(private readonly transports: IssuerTransport[]) {
     if (transports.length === 0) throw new TypeError('IssuerLink needs at least one transport');
@@ -118,13 +124,25 @@ export class IssuerLink {
    * `only`: use transports of that kind alone (an expired identity's renewal: agent.ts).
    */
   async send(entry: OutboxEntry, rootPem: string, now: () => number, hooks?: PostHooks, only?: TransportKind): Promise<IdentityResult> {
-    const op = entry.op as RequestOp;
+    const op = entry.op as IdentityOp;
     const envelope = JSON.parse(entry.body) as Jws;
     const hash = requestHash(envelope);
     return this.each(async (t) => {
       const body = await t.post(op, envelope, hooks);
-      return verifyResponseOrError(body, op, entry.requestId, hash, rootPem, new Date(now())).result;
+      return this.verifier.responseOrError(body, op, entry.requestId, hash, rootPem, new Date(now())).result;
     }, true, only);
+  }
+
+  /**
+   * Send a signed `credential` request and verify its answer (a signed refusal is thrown as its
+   * SigilError), with the same failover as renewals: the same envelope on the next transport.
+   */
+  async credential(envelope: Jws, requestId: string, rootPem: string, now: () => number): Promise<CredentialResult> {
+    const hash = requestHash(envelope);
+    return this.each(async (t) => {
+      const body = await t.post('credential', envelope);
+      return this.verifier.responseOrError(body, 'credential', requestId, hash, rootPem, new Date(now())).result;
+    });
   }
 
   /**

@@ -120,7 +120,7 @@ export async function configureAgent(o: ConfigureFlags, source = 'agent.yaml'): 
   const [{ stringify }, { parseAgentConfig }, { checkOutputPaths }] = await Promise.all([import('yaml'), import('../agent/config.js'), import('../agent/outputs/check-path.js')]);
   const text = `# agent.yaml written by \`sigil agent configure\` (docs/configuration.md)\n${stringify(doc)}`;
   const cfg = parseAgentConfig(text, source);
-  if (cfg.join.method !== 'token') await checkMethodSettings(cfg.join.method, cfg.join.settings, `${source}: join.${cfg.join.method}`);
+  if ('settings' in cfg.join) await checkMethodSettings(cfg.join.method, cfg.join.settings, `${source}: join.${cfg.join.method}`);
   checkOutputPaths(cfg, { create: false });
   return text;
 }
@@ -129,18 +129,11 @@ function requirePin(o: ConfigureFlags): void {
   if (!o.caPin) throw bad('--ca-pin sha256:… is required (printed by `sigil server init` on the issuer): the agent never trusts an issuer on first use; `--ca-pin-from-url URL --print-pin-only` shows what an issuer presents, to compare out of band');
 }
 
-/** The method's own schema, which the agent applies only when it builds the method (agent/join-method.ts). */
-async function checkMethodSettings(method: Exclude<JoinMethod, 'token'>, settings: Record<string, unknown>, where: string): Promise<void> {
-  const { parseWith } = await import('../protocol/messages.js');
-  const schema = {
-    tpm: async () => (await import('../join/tpm/config.js')).tpmAgentConfigSchema,
-    x509: async () => (await import('../join/x509/config.js')).x509AgentConfigSchema,
-    aws_iid: async () => (await import('../join/aws-iid/config.js')).awsIidAgentConfigSchema,
-    gcp: async () => (await import('../join/gcp/config.js')).gcpAgentConfigSchema,
-    azure: async () => (await import('../join/azure/config.js')).azureAgentConfigSchema,
-    oidc: async () => (await import('../join/oidc/config.js')).oidcAgentConfigSchema,
-  }[method];
-  parseWith(await schema(), settings, 'config_invalid', where);
+/** The method's own schema (join/agent-methods.ts), which the agent applies only when it builds the method (agent/join-method.ts). */
+async function checkMethodSettings(method: string, settings: Record<string, unknown>, where: string): Promise<void> {
+  const [{ parseWith }, { AGENT_JOIN_METHODS }] = await Promise.all([import('../protocol/messages.js'), import('../join/agent-methods.js')]);
+  const entry = AGENT_JOIN_METHODS.find((e) => e.descriptor.name === method);
+  if (entry) parseWith(entry.configSchema, settings, 'config_invalid', where);
 }
 
 /** Write `text` to `file` 0600 atomically; an existing file only with `force`. */

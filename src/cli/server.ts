@@ -186,7 +186,6 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
     .option('--join-burst <n>', 'join requests per remote address in a burst (default 200)')
     .action((o: { dataDir: string; listen: string; tlsSan?: string[]; logLevel?: string; publicUrl?: string; firmwareProfiles?: string } & MqttOptions & AuditOptions & LimitOptions) =>
       run(async () => {
-        if (o.firmwareProfiles) (await import('../join/tpm/firmware.js')).setFirmwareProfilesDir(o.firmwareProfiles);
         const { host, port } = parseListen(o.listen);
         const limits = await parseLimitOptions(o);
         const publicUrl = o.publicUrl === undefined ? undefined : parsePublicUrl(o.publicUrl);
@@ -205,7 +204,7 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
         // Listening on every address, the listen URL (https://0.0.0.0:…) is no address a relying party can use.
         const wildcard = !publicUrl && isWildcardHost(host) ? hostname() : undefined;
         const publicHost = publicUrl ? new URL(publicUrl).hostname.replace(/^\[(.*)\]$/, '$1') : wildcard;
-        const ctx = createIssuerContext({ ca, stores, log, tlsSans: [host, ...(o.tlsSan ?? []), ...(publicHost ? [publicHost] : [])] });
+        const ctx = createIssuerContext({ ca, stores, log, tlsSans: [host, ...(o.tlsSan ?? []), ...(publicHost ? [publicHost] : [])], ...(o.firmwareProfiles !== undefined ? { firmwareProfilesDir: o.firmwareProfiles } : {}) });
         const app = buildHttpsServer({ ctx, limits });
         try {
           await app.listen({ host, port });

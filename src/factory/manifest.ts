@@ -17,13 +17,13 @@ import { closeSync, existsSync, fstatSync, fsyncSync, openSync, readFileSync, re
 import { dirname } from 'node:path';
 import { SigilError } from '../errors.js';
 import { ensureDir } from '../util/atomic-file.js';
-import { ekPublicHash } from '../join/tpm/ek.js';
+import { ekPublicHash } from '../attest/ek.js';
 import { publicKeySpki } from '../tpm/structures/keys.js';
 import type { Tpm2bPublic } from '../tpm/structures/public.js';
 
 export interface ManifestLine {
   serial: string;
-  /** sha256:<hex> of the EK's SubjectPublicKeyInfo DER, as the tpm join names EKs (join/tpm/ek.ts). */
+  /** sha256:<hex> of the EK's SubjectPublicKeyInfo DER, as the tpm join names EKs (attest/ek.ts). */
   ek_public_hash: string;
   /** Which EK was hashed: rsa-2048, ecc-p256 or ecc-p384. */
   ek_kind: string;
@@ -47,7 +47,7 @@ export function fingerprintOf(der: Buffer): string {
 }
 
 /**
- * The EK's name in the manifest: the tpm join's `ek_public_hash` (join/tpm/ek.ts) — sha256:<hex>
+ * The EK's name in the manifest: the tpm join's `ek_public_hash` (attest/ek.ts) — sha256:<hex>
  * of the EK's SubjectPublicKeyInfo DER, what `openssl pkey -pubin -outform DER | sha256sum`
  * prints for the EK certificate's key — so an x509 rule with `require_tpm` can compare the EK a
  * device proves with the one the factory recorded, and a tpm rule's allow list can use it.

@@ -1,20 +1,21 @@
 /**
- * The challenge round, method side. A method that wants proof of freshness returns
- * `{ challenge }` (types.ts ChallengeRequired) from `attest`; the host stores the challenge
- * (server/ops/challenge.ts) and the agent answers with a second join request — same request
- * id, same new key — whose evidence names the challenge id. The method then:
+ * The challenge round. A method that wants proof of freshness returns `{ challenge }`
+ * (types.ts ChallengeRequired) from `attest`; the host stores a single-use challenge bound to
+ * the request id and the new key (server/ops/challenge.ts) and the agent answers with a second
+ * join request — same request id, same new key — whose evidence names it (`challenge_id`).
  *
- *   1. `openChallenge` in `attest`: the challenge exists, is unused and unexpired, was issued by
- *      this method to this request id for this key (early, precise refusals);
- *   2. verifies its answer against `rec.nonce` / `rec.state`;
- *   3. `consumeChallenge` in `Attested.commit`, inside the issuing transaction: one
- *      conditional UPDATE, so a replayed or concurrent answer is refused (`challenge_reused`)
- *      and a join refused later (locked bot, bad CSR) burns nothing.
+ * The host, not the method, owns the rest of the lifecycle (server/ops/join.ts):
+ *
+ *   1. {@link openChallenge} before the method sees the answer: the challenge exists, is unused
+ *      and unexpired, was issued by this method to this request id for this key (early,
+ *      precise refusals). The method gets it as `AttestInput.challenge` (nonce, kept state) and
+ *      verifies its answer against them;
+ *   2. {@link consumeChallenge} inside the issuing transaction, whatever the method did: one
+ *      conditional UPDATE, so a replayed or concurrent answer is refused (`challenge_reused`) and
+ *      a join refused later (locked bot, bad CSR) burns nothing. A method cannot forget it.
  */
 import { createHash } from 'node:crypto';
 import { SigilError } from '../errors.js';
-import type { ChallengeRecord, Stores } from '../server/store/types.js';
-import type { AttestInput } from './types.js';
 
 /** Upper bound on a challenge's life: long enough for a slow TPM or HSM, short enough to be fresh. */
 export const MAX_CHALLENGE_TTL_MS = 60_000;
@@ -26,19 +27,61 @@ export function challengeKeyHash(spkiDer: Buffer): string {
   return `sha256:${createHash('sha256').update(spkiDer).digest('hex')}`;
 }
 
-export function openChallenge(stores: Stores, input: AttestInput, method: string, id: string): ChallengeRecord {
-  const rec = CHALLENGE_ID_RE.test(id) ? stores.challenges.get(id) : undefined;
-  if (!rec) throw new SigilError('challenge_invalid', 'the challenge id is not known to this issuer (it may have expired long ago); start the join again');
-  if (rec.usedAt !== null) throw new SigilError('challenge_reused', `the challenge was already answered at ${new Date(rec.usedAt).toISOString()}; a challenge answers one join only`);
-  if (rec.expiresAt <= input.now) throw new SigilError('challenge_expired', `the challenge expired at ${new Date(rec.expiresAt).toISOString()}; start the join again`);
-  if (rec.method !== method) throw new SigilError('challenge_invalid', `the challenge was issued by the ${rec.method} join method, not ${method}`);
-  if (rec.requestId !== input.requestId) throw new SigilError('challenge_invalid', 'the challenge was issued to another join request (answer with the same request id)');
-  if (rec.spkiHash !== challengeKeyHash(input.spkiDer)) throw new SigilError('challenge_invalid', 'the challenge was issued for another identity key (answer with the same CSR key)');
-  return rec;
+/** The evidence field that names the challenge an answer answers; its presence makes the evidence an answer. */
+export const CHALLENGE_ID_FIELD = 'challenge_id';
+
+export function isChallengeAnswer(evidence: Record<string, unknown>): boolean {
+  return CHALLENGE_ID_FIELD in evidence;
 }
 
-/** Use the challenge up; call from `Attested.commit`. */
-export function consumeChallenge(stores: Stores, id: string, now: number): void {
-  const r = stores.challenges.consume(id, now);
+/** A stored challenge as the store returns it. */
+export interface StoredChallenge {
+  id: string;
+  method: string;
+  requestId: string;
+  spkiHash: string;
+  nonce: Buffer;
+  state: Record<string, unknown>;
+  createdAt: number;
+  expiresAt: number;
+  usedAt: number | null;
+}
+
+/** What a method sees of the challenge its evidence answers, opened and checked by the host. */
+export interface AnsweredChallenge {
+  id: string;
+  /** The issuer's 32-byte nonce, sent to the agent. */
+  nonce: Buffer;
+  /** What the method kept with the challenge (never sent). */
+  state: Record<string, unknown>;
+  createdAt: number;
+  expiresAt: number;
+}
+
+export interface ChallengeLookup {
+  get(id: string): StoredChallenge | undefined;
+}
+
+/** Step 1: find the challenge `id` and check it belongs to this join (method, request id, key). */
+export function openChallenge(store: ChallengeLookup, id: unknown, join: { method: string; requestId: string; spkiDer: Buffer; now: number }): AnsweredChallenge {
+  const rec = typeof id === 'string' && CHALLENGE_ID_RE.test(id) ? store.get(id) : undefined;
+  if (!rec) throw new SigilError('challenge_invalid', 'the challenge id is not known to this issuer (it may have expired long ago); start the join again');
+  if (rec.usedAt !== null) throw new SigilError('challenge_reused', `the challenge was already answered at ${new Date(rec.usedAt).toISOString()}; a challenge answers one join only`);
+  if (rec.expiresAt <= join.now) throw new SigilError('challenge_expired', `the challenge expired at ${new Date(rec.expiresAt).toISOString()}; start the join again`);
+  if (rec.method !== join.method) throw new SigilError('challenge_invalid', `the challenge was issued by the ${rec.method} join method, not ${join.method}`);
+  if (rec.requestId !== join.requestId) throw new SigilError('challenge_invalid', 'the challenge was issued to another join request (answer with the same request id)');
+  if (rec.spkiHash !== challengeKeyHash(join.spkiDer)) throw new SigilError('challenge_invalid', 'the challenge was issued for another identity key (answer with the same CSR key)');
+  return { id: rec.id, nonce: rec.nonce, state: rec.state, createdAt: rec.createdAt, expiresAt: rec.expiresAt };
+}
+
+/** Step 2, inside the issuing transaction: use the challenge up (`challenge_reused` when a concurrent answer won). */
+export function consumeChallenge(store: { consume(id: string, now: number): { ok: true } | { ok: false; reason: 'challenge_invalid' | 'challenge_expired' | 'challenge_reused' } }, id: string, now: number): void {
+  const r = store.consume(id, now);
   if (!r.ok) throw new SigilError(r.reason, r.reason === 'challenge_reused' ? 'the challenge was already answered (a concurrent join won)' : undefined);
+}
+
+/** The challenge an answer answers, as the host opened it (it always does when `challenge_id` is present). */
+export function answeredChallenge(input: { challenge?: AnsweredChallenge }): AnsweredChallenge {
+  if (input.challenge === undefined) throw new SigilError('internal', 'a challenge answer reached the join method without its challenge (the host opens it)');
+  return input.challenge;
 }

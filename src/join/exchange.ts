@@ -25,7 +25,7 @@ import { buildCsr } from '../pki/csr.js';
 import { toPem } from '../pki/pem.js';
 import { signJws, type Jws } from '../protocol/jws.js';
 import { PROTOCOL_VERSION, TYP_REQUEST, type JoinChallenge, type JoinRequest } from '../protocol/messages.js';
-import { requestHash, verifyJoinStep, type JoinStep } from '../protocol/verify-response.js';
+import { requestHash, verifyJoinStep, type JoinStep, type ResponseVerifier } from '../protocol/verify-response.js';
 import { newRequestId } from '../util/secret.js';
 import type { EvidenceContext, JoinMethodAgent } from './types.js';
 
@@ -51,6 +51,8 @@ export interface JoinExchangeOptions {
   send(envelope: Jws, step: JoinExchangeStep): Promise<unknown>;
   /** The pinned issuer root (PEM), e.g. `() => transport.ensureRoot()`. */
   rootPem(): Promise<string> | string;
+  /** Verifies the answers, remembering the issuer chains it verified (e.g. the agent's IssuerLink's). */
+  verifier?: ResponseVerifier;
   ttlS?: number;
   /** Where the identity key lives, as claimed in the request (default: the signer's storage). */
   keyStorage?: KeyStorage;
@@ -98,7 +100,7 @@ export async function runJoinExchange(o: JoinExchangeOptions): Promise<JoinExcha
       return signJws(identity, TYP_REQUEST, request(identity, evidence));
     });
     const body = await o.send(envelope, { requestId, round });
-    const step = verifyJoinStep(body, requestId, await o.rootPem(), { requestHash: requestHash(envelope), now: new Date(now()) });
+    const step = verifyJoinStep(body, requestId, await o.rootPem(), { requestHash: requestHash(envelope), now: new Date(now()), ...(o.verifier ? { verifier: o.verifier } : {}) });
     if (step.kind === 'identity') return { requestId, envelope, payload: step.payload, challenges: round };
     challenge = step.payload.challenge;
     if (o.method.respond === undefined) throw new SigilError('response_invalid', `the issuer sent a challenge, but the ${o.method.name} join method has no challenge round`);

@@ -24,14 +24,15 @@ function unreadable(path: string, what: string, e: unknown): SigilError {
   return new SigilError('join_rule_unusable', `cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
 }
 
-export function cachedRuleFile<T>(cache: RuleFileCache<T>, path: string, what: string, load: (bytes: Buffer) => T): T {
+/** `cache` undefined: read and load the file now, keep nothing. */
+export function cachedRuleFile<T>(cache: RuleFileCache<T> | undefined, path: string, what: string, load: (bytes: Buffer) => T): T {
   let st;
   try {
     st = statSync(path);
   } catch (e) {
     throw unreadable(path, what, e);
   }
-  const hit = cache.get(path);
+  const hit = cache?.get(path);
   if (hit && hit.mtimeMs === st.mtimeMs && hit.size === st.size) return hit.value;
   let bytes: Buffer;
   try {
@@ -40,14 +41,13 @@ export function cachedRuleFile<T>(cache: RuleFileCache<T>, path: string, what: s
     throw unreadable(path, what, e);
   }
   const value = load(bytes);
+  if (cache === undefined) return value;
   if (cache.size >= MAX_ENTRIES) cache.delete(cache.keys().next().value!);
   cache.set(path, { mtimeMs: st.mtimeMs, size: st.size, value });
   return value;
 }
 
-const textCache: RuleFileCache<string> = new Map();
-
-/** A rule file as text (UTF-8). */
-export function readRuleFile(path: string, what: string): string {
-  return cachedRuleFile(textCache, path, what, (bytes) => bytes.toString('utf8'));
+/** A rule file as text (UTF-8), cached in the issuer's `cache` (join/caches.ts). */
+export function readRuleFile(cache: RuleFileCache<string> | undefined, path: string, what: string): string {
+  return cachedRuleFile(cache, path, what, (bytes) => bytes.toString('utf8'));
 }

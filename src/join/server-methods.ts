@@ -1,17 +1,79 @@
 /**
- * Every join method the issuer knows. Importing this module also registers each method's
- * join_rule schema (join/rules.ts), which `sigil ctl apply` needs even without a running issuer.
+ * Every join method the issuer knows, one line per method. Each entry brings its descriptor,
+ * its join_rule schema and a factory; {@link createJoinMethods} builds one issuer's methods with
+ * that issuer's caches (join/caches.ts), and {@link JOIN_RULE_SCHEMAS} is what `sigil ctl apply`
+ * validates join rules with, even without a running issuer. Nothing registers itself on import.
  */
-import { AwsIidJoinServer } from './aws-iid/server.js';
-import { AzureJoinServer } from './azure/server.js';
-import { GcpJoinServer } from './gcp/server.js';
-import { OidcJoinServer } from './oidc/server.js';
-import { TokenJoinServer } from './token/server.js';
-import { TpmJoinServer } from './tpm/server.js';
+import type { z } from 'zod';
+import { FirmwareProfiles } from '../attest/firmware/index.js';
+import type { ParsedCsr } from '../pki/csr.js';
+import { awsIidServerMethod } from './aws-iid/server.js';
+import { azureServerMethod } from './azure/server.js';
+import { createJoinCaches } from './caches.js';
+import { gcpServerMethod } from './gcp/server.js';
+import { oidcServerMethod } from './oidc/server.js';
+import type { JoinMethodDeps, ServerJoinMethodEntry } from './registry.js';
+import { validateRuleBlock, type RuleSchemas } from './rules.js';
+import { tokenServerMethod } from './token/server.js';
+import { tpmServerMethod } from './tpm/server.js';
 import type { JoinMethodServer } from './types.js';
-import { X509JoinServer } from './x509/server.js';
+import { x509ServerMethod } from './x509/server.js';
 
-export function serverJoinMethods(): Map<string, JoinMethodServer> {
-  const methods: JoinMethodServer[] = [new TokenJoinServer(), new X509JoinServer(), new AwsIidJoinServer(), new GcpJoinServer(), new AzureJoinServer(), new OidcJoinServer(), new TpmJoinServer()];
-  return new Map(methods.map((m) => [m.name, m]));
+export const SERVER_JOIN_METHODS: readonly ServerJoinMethodEntry[] = Object.freeze([
+  tokenServerMethod,
+  x509ServerMethod,
+  awsIidServerMethod,
+  gcpServerMethod,
+  azureServerMethod,
+  oidcServerMethod,
+  tpmServerMethod,
+]);
+
+/** The join_rule block schema of each method that takes rules. */
+export function ruleSchemasOf(entries: readonly ServerJoinMethodEntry[]): RuleSchemas {
+  return new Map(entries.flatMap((e): Array<[string, z.ZodType]> => (e.ruleSchema ? [[e.descriptor.name, e.ruleSchema]] : [])));
+}
+
+export const JOIN_RULE_SCHEMAS: RuleSchemas = ruleSchemasOf(SERVER_JOIN_METHODS);
+
+/** Validate a join_rule spec against the known methods (`sigil ctl apply`); returns its parsed block. */
+export function validateJoinRule(ruleName: string, spec: Record<string, unknown>): unknown {
+  return validateRuleBlock(JOIN_RULE_SCHEMAS, ruleName, spec);
+}
+
+/** One issuer's method, built. */
+export interface BuiltJoinMethod {
+  readonly entry: ServerJoinMethodEntry;
+  readonly server: JoinMethodServer;
+}
+
+/**
+ * One issuer's join methods and the join side's per-issuer state: the caches the methods share
+ * and the parsed CSRs of joins in a challenge round (server/ops/join.ts).
+ */
+export class JoinMethods {
+  readonly #byName: ReadonlyMap<string, BuiltJoinMethod>;
+  /** Host-side memo of parsed join CSRs, keyed by the exact CSR text (server/ops/join.ts). */
+  readonly recentCsrs = new Map<string, ParsedCsr>();
+
+  constructor(entries: readonly ServerJoinMethodEntry[], deps: JoinMethodDeps) {
+    this.#byName = new Map(entries.map((e) => [e.descriptor.name, { entry: e, server: e.create(deps) }]));
+  }
+
+  get(name: string): BuiltJoinMethod | undefined {
+    return this.#byName.get(name);
+  }
+
+  has(name: string): boolean {
+    return this.#byName.has(name);
+  }
+
+  names(): string[] {
+    return [...this.#byName.keys()];
+  }
+}
+
+/** The issuer's methods: `entries` (default: all) built with fresh per-issuer caches. */
+export function createJoinMethods(deps: Omit<JoinMethodDeps, 'caches' | 'firmware'> & Partial<Pick<JoinMethodDeps, 'caches' | 'firmware'>>, entries: readonly ServerJoinMethodEntry[] = SERVER_JOIN_METHODS): JoinMethods {
+  return new JoinMethods(entries, { caches: deps.caches ?? createJoinCaches(), log: deps.log, firmware: deps.firmware ?? new FirmwareProfiles() });
 }

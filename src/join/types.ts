@@ -5,7 +5,8 @@
  */
 import type { KeyStorage } from '../keystore/signer.js';
 import type { JoinChallenge } from '../protocol/messages.js';
-import type { Stores } from '../server/store/types.js';
+import type { AnsweredChallenge } from './challenge.js';
+import type { JoinAttestPort, JoinCommitPort } from './port.js';
 
 export interface AttestInput {
   /** Method-specific evidence from the join request; validate with the method's wire schema. */
@@ -15,6 +16,13 @@ export interface AttestInput {
   spkiDer: Buffer;
   now: number;
   remote: string | null;
+  /**
+   * The challenge this evidence answers (`challenge_id` in the evidence): opened by the host
+   * before the method runs — it exists, is unused and unexpired, and was issued by this method
+   * to this request id for this key — and used up by the host inside the issuing transaction
+   * (join/challenge.ts). Undefined for a first round.
+   */
+  challenge?: AnsweredChallenge;
 }
 
 export interface Attested {
@@ -36,10 +44,12 @@ export interface Attested {
   exportable?: boolean;
   /**
    * Runs inside the issuing transaction; throw a SigilError to refuse. Single-use evidence
-   * (tokens, challenges) is consumed here so that a refusal later in the join burns nothing
-   * and two concurrent joins cannot both win.
+   * (tokens, jti, first-join bindings) is used up here through the transaction's port, so that
+   * a refusal later in the join burns nothing and two concurrent joins cannot both win. (The
+   * challenge is the host's: it is used up whatever the method does.) Synchronous while the
+   * store is (port.ts says how it becomes async).
    */
-  commit?(stores: Stores, now: number, instanceId: string): void;
+  commit?(tx: JoinCommitPort): void;
 }
 
 /**
@@ -47,7 +57,8 @@ export interface Attested {
  * instead of {@link Attested}. The host (server/ops/challenge.ts) stores a single-use challenge
  * bound to the request id and the new key, adds its own 32-byte nonce, and answers the agent
  * with a signed challenge; the agent sends the join again (same request id, same key) with
- * evidence answering it, and the method finds the challenge with join/challenge.ts.
+ * evidence answering it; the host opens the challenge and hands it to the method as
+ * `AttestInput.challenge` (join/challenge.ts).
  */
 export interface ChallengeRequired {
   challenge: {
@@ -66,7 +77,8 @@ export function isChallengeRequired(r: Attested | ChallengeRequired): r is Chall
 
 export interface JoinMethodServer {
   readonly name: string;
-  attest(input: AttestInput, stores: Stores): Promise<Attested | ChallengeRequired>;
+  /** `port`: what this method may read on the issuer (port.ts), scoped to it and to this join. */
+  attest(input: AttestInput, port: JoinAttestPort): Promise<Attested | ChallengeRequired>;
 }
 
 /** What a join's evidence is bound to: this request and the key being certified. */

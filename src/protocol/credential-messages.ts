@@ -16,12 +16,20 @@
  *   jwt         audiences                                     → token (ES256, sub = SPIFFE ID)
  * An omitted list means "everything the deciding role grants"; an omitted single user means
  * "the one the role grants" (refused when it grants several).
+ *
+ * `answer_key` (any kind; ./answer-key.ts): an ephemeral P-256 public key the secret part of the
+ * answer is encrypted to — the JWT comes back as `token_jwe` instead of `token`. Required for
+ * {@link SECRET_KINDS} over a carrier that is not confidential (MQTT: `answer_key_required`).
  */
 import { z } from 'zod';
+import { answerKeySchema } from './answer-key.js';
 import { namedSignerFields, PROTOCOL_VERSION, requestIdSchema } from './messages.js';
 
 export const CREDENTIAL_KINDS = ['ssh_user', 'ssh_host', 'database', 'kubernetes', 'jwt'] as const;
 export type CredentialKind = (typeof CREDENTIAL_KINDS)[number];
+
+/** Kinds whose answer carries a bearer secret (the JWT itself), sealed to `answer_key`. */
+export const SECRET_KINDS: ReadonlySet<CredentialKind> = new Set(['jwt']);
 
 /** Principals, logins, audiences: printable, no whitespace, no comma (sshd splits on commas). */
 const nameSchema = z.string().regex(/^[^\s,\0-\x1f\x7f]{1,253}$/, 'must be 1-253 printable characters without spaces or commas');
@@ -46,6 +54,8 @@ export const credentialRequestSchema = z.strictObject({
   kubernetes_user: rdnSchema.optional(),
   kubernetes_groups: z.array(rdnSchema).max(64).optional(),
   audiences: z.array(nameSchema).min(1).max(16).optional(),
+  /** Ephemeral public key the answer's secret is encrypted to (see the module comment). */
+  answer_key: answerKeySchema.optional(),
 });
 export type CredentialRequest = z.infer<typeof credentialRequestSchema>;
 
@@ -87,6 +97,8 @@ export interface CredentialResult {
   organizations?: string[];
   /** jwt: the compact JWT-SVID, its audiences and issuer URL. */
   token?: string;
+  /** jwt with answer_key: the JWT-SVID as a compact JWE to that key (./answer-key.ts), instead of `token`. */
+  token_jwe?: string;
   audiences?: string[];
   issuer_url?: string;
 }
@@ -111,6 +123,7 @@ export const credentialResultSchema = z.object({
   common_name: z.string().optional(),
   organizations: z.array(z.string()).optional(),
   token: z.string().optional(),
+  token_jwe: z.string().optional(),
   audiences: z.array(z.string()).optional(),
   issuer_url: z.string().optional(),
 });

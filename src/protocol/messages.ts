@@ -15,6 +15,20 @@ import { capMessage } from '../util/untrusted-text.js';
 
 export const PROTOCOL_VERSION = 1;
 
+/**
+ * The operations of protocol v1, named once. The issuer serves each of them over every
+ * transport (server/ops/table.ts); the agent sends each over whichever transport it has
+ * (transport/types.ts IssuerTransport.post).
+ */
+export const OPS = ['join', 'renew', 'credential', 'bundle'] as const;
+export type Op = (typeof OPS)[number];
+/** The operations whose request is a signed envelope (`bundle` is asked for without one). */
+export type RequestOp = Exclude<Op, 'bundle'>;
+/** The operations answered with an identity ({@link IdentityResult}). */
+export type IdentityOp = Extract<Op, 'join' | 'renew'>;
+
+export const isOp = (s: unknown): s is Op => (OPS as readonly unknown[]).includes(s);
+
 /** JWS `typ` values, so a response can never be replayed as a request or vice versa. */
 export const TYP_REQUEST = 'sigil-request+jws';
 export const TYP_RESPONSE = 'sigil-response+jws';
@@ -111,7 +125,7 @@ export interface BundleResult {
 
 export interface ResponsePayload<T> {
   v: typeof PROTOCOL_VERSION;
-  op: 'join' | 'renew' | 'bundle' | 'credential';
+  op: Op;
   request_id: string | null;
   issued_at: number;
   result: T;

@@ -24,22 +24,13 @@ type Success<O extends Op> = z.infer<(typeof responseSchemas)[O]>;
 /** What the issuer keys idempotency on and binds refusals to (./request-hash.ts). */
 export { requestHash } from './request-hash.js';
 
-/**
- * Signer chains already verified, by (pinned root, x5c): the issuer signs every response with
- * the same leaf, so after the first response an agent only re-checks the signature — the
- * OpenSSL path validation (~1.5 ms) ran three times per TPM join before (bench/tpm-join.ts).
- * An entry is used only while `now` lies inside every certificate's validity window of that
- * path; outside it the chain is validated again, which yields the precise refusal. Keyed by
- * the exact bytes, so a different root or chain never hits; bounded, oldest entry evicted.
- */
+/** How long a verified signer chain may be reused, and for which bytes (see {@link ResponseVerifier}). */
 interface VerifiedSigner {
   leaf: X509Certificate;
   notBefore: number;
   notAfter: number;
 }
-const verifiedSigners = new Map<string, VerifiedSigner>();
 const MAX_VERIFIED_SIGNERS = 16;
-const issuerIds = new Map<string, string>();
 
 function signerKey(rootPem: string, ders: Buffer[]): string {
   const h = createHash('sha256').update(rootPem);
@@ -47,43 +38,78 @@ function signerKey(rootPem: string, ders: Buffer[]): string {
   return h.digest('hex');
 }
 
-/** The verified signer certificate of `ders` under `rootPem` at `now` (cached; see above). */
-function verifiedSigner(rootPem: string, ders: Buffer[], now: Date): X509Certificate {
-  const key = signerKey(rootPem, ders);
-  const t = now.getTime();
-  const hit = verifiedSigners.get(key);
-  if (hit && t >= hit.notBefore && t <= hit.notAfter) return hit.leaf;
-  let path;
-  try {
-    path = verifyChain({ leaf: ders[0]!, intermediates: ders.slice(1), roots: [fromPem(rootPem, 'CERTIFICATE')], at: now }).path;
-  } catch (e) {
-    const msg = (e as Error).message;
-    // A signer "not valid before" a time the issuer already reached means this clock is behind.
-    const clock = /not valid before/.test(msg) ? ` (is this machine's clock right? it reads ${now.toISOString()})` : '';
-    throw new SigilError('response_invalid', `response signer does not chain to the pinned issuer CA: ${msg}${clock}`);
-  }
-  // Exact match on spiffe://<td>/sigil/issuer, <td> from the pinned root: a bot identity can never pass.
-  let want = issuerIds.get(rootPem);
-  if (want === undefined) issuerIds.set(rootPem, (want = expectedIssuerId(rootPem)));
-  const leaf = path[0]!;
-  if (spiffeIdOf(leaf) !== want) throw new SigilError('response_invalid', `response is not signed by the issuer identity ${want}`);
-  const entry = {
-    leaf,
-    notBefore: Math.max(...path.map((c) => Date.parse(c.validFrom))),
-    notAfter: Math.min(...path.map((c) => Date.parse(c.validTo))),
-  };
-  if (verifiedSigners.size >= MAX_VERIFIED_SIGNERS) verifiedSigners.delete(verifiedSigners.keys().next().value!);
-  verifiedSigners.set(key, entry);
-  return leaf;
-}
+/**
+ * Verifies issuer answers, remembering the signer chains it already verified, by (pinned root,
+ * x5c): the issuer signs every response with the same leaf, so after the first response only the
+ * signature is re-checked — the OpenSSL path validation (~1.5 ms) ran three times per TPM join
+ * before (bench/tpm-join.ts). An entry is used only while `now` lies inside every certificate's
+ * validity window of that path; outside it the chain is validated again, which yields the
+ * precise refusal. Keyed by the exact bytes, so a different root or chain never hits; bounded,
+ * oldest entry evicted. One per agent (its IssuerLink owns it): nothing is shared between two
+ * agents, or two configurations, in one process.
+ */
+export class ResponseVerifier {
+  readonly #signers = new Map<string, VerifiedSigner>();
+  readonly #issuerIds = new Map<string, string>();
 
-/** Check the envelope's signer and signature; returns the (unvalidated) payload. */
-function verifySigned(body: unknown, rootPem: string, now: Date): unknown {
-  const { jws, header } = parseJws(body, 'response_invalid');
-  if (header.typ !== TYP_RESPONSE) throw new SigilError('response_invalid', `response typ is ${header.typ}, expected ${TYP_RESPONSE}`);
-  const ders = x5cDers(header);
-  if (ders.length === 0) throw new SigilError('response_invalid', 'response carries no signer chain');
-  return verifyJws(jws, header, verifiedSigner(rootPem, ders, now).publicKey, 'response_invalid').payload;
+  /** A success for this request (see {@link verifyResponse}). */
+  response<O extends Op>(body: unknown, op: O, requestId: string | null, rootPem: string, now: Date = new Date()): Success<O> {
+    return checkSuccess(this.#verifySigned(body, rootPem, now), op, requestId);
+  }
+
+  /** A success, or the signed refusal for this request thrown (see {@link verifyResponseOrError}). */
+  responseOrError<O extends Op>(body: unknown, op: O, requestId: string | null, requestHash: string | null, rootPem: string, now: Date = new Date()): Success<O> {
+    return successOrRefusal(this.#verifySigned(body, rootPem, now), op, requestId, requestHash);
+  }
+
+  /** A join step: the identity, or a challenge (see {@link verifyJoinStep}). */
+  joinStep(body: unknown, requestId: string, rootPem: string, opts: { requestHash?: string | null; now?: Date } = {}): JoinStep {
+    const payload = this.#verifySigned(body, rootPem, opts.now ?? new Date());
+    if (payload && typeof payload === 'object' && 'challenge' in payload && !('result' in payload) && !('error' in payload)) {
+      return { kind: 'challenge', payload: checkSuccess(payload, 'join_challenge', requestId) };
+    }
+    return { kind: 'identity', payload: successOrRefusal(payload, 'join', requestId, opts.requestHash ?? null) };
+  }
+
+  /** Check the envelope's signer and signature; returns the (unvalidated) payload. */
+  #verifySigned(body: unknown, rootPem: string, now: Date): unknown {
+    const { jws, header } = parseJws(body, 'response_invalid');
+    if (header.typ !== TYP_RESPONSE) throw new SigilError('response_invalid', `response typ is ${header.typ}, expected ${TYP_RESPONSE}`);
+    const ders = x5cDers(header);
+    if (ders.length === 0) throw new SigilError('response_invalid', 'response carries no signer chain');
+    return verifyJws(jws, header, this.#signer(rootPem, ders, now).publicKey, 'response_invalid').payload;
+  }
+
+  /** The verified signer certificate of `ders` under `rootPem` at `now` (cached; see the class comment). */
+  #signer(rootPem: string, ders: Buffer[], now: Date): X509Certificate {
+    const key = signerKey(rootPem, ders);
+    const t = now.getTime();
+    const hit = this.#signers.get(key);
+    if (hit && t >= hit.notBefore && t <= hit.notAfter) return hit.leaf;
+    let path;
+    try {
+      path = verifyChain({ leaf: ders[0]!, intermediates: ders.slice(1), roots: [fromPem(rootPem, 'CERTIFICATE')], at: now }).path;
+    } catch (e) {
+      const msg = (e as Error).message;
+      // A signer "not valid before" a time the issuer already reached means this clock is behind.
+      const clock = /not valid before/.test(msg) ? ` (is this machine's clock right? it reads ${now.toISOString()})` : '';
+      throw new SigilError('response_invalid', `response signer does not chain to the pinned issuer CA: ${msg}${clock}`);
+    }
+    // Exact match on spiffe://<td>/sigil/issuer, <td> from the pinned root: a bot identity can never pass.
+    let want = this.#issuerIds.get(rootPem);
+    if (want === undefined) this.#issuerIds.set(rootPem, (want = expectedIssuerId(rootPem)));
+    const leaf = path[0]!;
+    if (spiffeIdOf(leaf) !== want) throw new SigilError('response_invalid', `response is not signed by the issuer identity ${want}`);
+    const entry = {
+      leaf,
+      notBefore: Math.max(...path.map((c) => Date.parse(c.validFrom))),
+      notAfter: Math.min(...path.map((c) => Date.parse(c.validTo))),
+    };
+    if (this.#signers.size >= MAX_VERIFIED_SIGNERS) this.#signers.delete(this.#signers.keys().next().value!);
+    if (this.#issuerIds.size > MAX_VERIFIED_SIGNERS) this.#issuerIds.clear();
+    this.#signers.set(key, entry);
+    return leaf;
+  }
 }
 
 function checkSuccess<O extends Op>(payload: unknown, op: O, requestId: string | null): Success<O> {
@@ -92,8 +118,12 @@ function checkSuccess<O extends Op>(payload: unknown, op: O, requestId: string |
   return p as Success<O>;
 }
 
+/**
+ * A success for this request, verified by a one-off verifier (no cache). Callers that verify
+ * many answers hold a {@link ResponseVerifier} instead (the agent's IssuerLink does).
+ */
 export function verifyResponse<O extends Op>(body: unknown, op: O, requestId: string | null, rootPem: string, now: Date = new Date()): Success<O> {
-  return checkSuccess(verifySigned(body, rootPem, now), op, requestId);
+  return new ResponseVerifier().response(body, op, requestId, rootPem, now);
 }
 
 /**
@@ -103,7 +133,7 @@ export function verifyResponse<O extends Op>(body: unknown, op: O, requestId: st
  * (a replayed bundle refusal can only delay an agent, which a broker can do anyway).
  */
 export function verifyResponseOrError<O extends Op>(body: unknown, op: O, requestId: string | null, requestHash: string | null, rootPem: string, now: Date = new Date()): Success<O> {
-  return successOrRefusal(verifySigned(body, rootPem, now), op, requestId, requestHash);
+  return new ResponseVerifier().responseOrError(body, op, requestId, requestHash, rootPem, now);
 }
 
 /** The verified payload as the success it must be, or its signed refusal thrown (see above). */
@@ -167,13 +197,9 @@ export type JoinStep = { kind: 'identity'; payload: Success<'join'> } | { kind: 
  * Verify the answer to a join request. A method with a challenge round (x509) answers the
  * first request with a signed challenge (messages.ts JoinChallenge) instead of the identity;
  * everything else is exactly {@link verifyResponseOrError} (`requestHash` null over HTTPS,
- * where refusals are plain bodies).
+ * where refusals are plain bodies). `opts.verifier`: a caller's {@link ResponseVerifier} whose
+ * cache to use (default: a one-off one).
  */
-export function verifyJoinStep(body: unknown, requestId: string, rootPem: string, opts: { requestHash?: string | null; now?: Date } = {}): JoinStep {
-  const now = opts.now ?? new Date();
-  const payload = verifySigned(body, rootPem, now);
-  if (payload && typeof payload === 'object' && 'challenge' in payload && !('result' in payload) && !('error' in payload)) {
-    return { kind: 'challenge', payload: checkSuccess(payload, 'join_challenge', requestId) };
-  }
-  return { kind: 'identity', payload: successOrRefusal(payload, 'join', requestId, opts.requestHash ?? null) };
+export function verifyJoinStep(body: unknown, requestId: string, rootPem: string, opts: { requestHash?: string | null; now?: Date; verifier?: ResponseVerifier } = {}): JoinStep {
+  return (opts.verifier ?? new ResponseVerifier()).joinStep(body, requestId, rootPem, opts);
 }

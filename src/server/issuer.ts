@@ -5,8 +5,8 @@
  */
 import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { hostname } from 'node:os';
-import { serverJoinMethods } from '../join/server-methods.js';
-import type { JoinMethodServer } from '../join/types.js';
+import { FirmwareProfiles } from '../attest/firmware/index.js';
+import { createJoinMethods, type JoinMethods } from '../join/server-methods.js';
 import { issueServerCert } from '../pki/ca.js';
 import { CertificateIssuer } from '../pki/issue.js';
 import { subjectNameDer } from '../pki/name.js';
@@ -38,7 +38,7 @@ export interface IssuerContext {
   engine: CertificateIssuer;
   server: ServerIdentity;
   stores: Stores;
-  methods: Map<string, JoinMethodServer>;
+  methods: JoinMethods;
   metrics: IssuerMetrics;
   log: Logger;
   now(): number;
@@ -59,6 +59,8 @@ export interface IssuerContext {
   refusalSampler: RefusalSampler;
   /** Checkpoint verifiers (the intermediate) and, once `server start` sets it, the checkpoint writer. */
   auditEnv: AdminAuditEnv;
+  /** The firmware profiles tpm join rules name (attest/firmware); the tpm join holds the same object. */
+  firmware: FirmwareProfiles;
 }
 
 /**
@@ -92,16 +94,19 @@ export function createServerIdentity(ca: CaMaterial, engine: CertificateIssuer, 
   };
 }
 
-export function createIssuerContext(opts: { ca: CaMaterial; stores: Stores; log: Logger; tlsSans?: string[]; now?: () => number; publicUrl?: string; refusalSampling?: RefusalSamplerOptions }): IssuerContext {
+export function createIssuerContext(opts: { ca: CaMaterial; stores: Stores; log: Logger; tlsSans?: string[]; now?: () => number; publicUrl?: string; refusalSampling?: RefusalSamplerOptions; firmwareProfilesDir?: string }): IssuerContext {
   const now = opts.now ?? Date.now;
   const engine = new CertificateIssuer({ caCertDer: opts.ca.intermediateDer, caKey: opts.ca.intermediateKey });
-  const methods = serverJoinMethods();
+  // Firmware profiles: --firmware-profiles, else $SIGIL_FIRMWARE_PROFILES_DIR, else the install's.
+  const firmware = new FirmwareProfiles(opts.firmwareProfilesDir);
+  const methods = createJoinMethods({ log: opts.log, firmware });
   return {
     ca: opts.ca,
     engine,
     server: createServerIdentity(opts.ca, engine, opts.tlsSans),
     stores: opts.stores,
     methods,
+    firmware,
     metrics: createIssuerMetrics(opts.stores, now),
     log: opts.log,
     now,

@@ -9,9 +9,10 @@
  * the next transport and later resend the same request (same request id) idempotently.
  */
 import type { Jws } from '../protocol/jws.js';
+import type { RequestOp } from '../protocol/messages.js';
 
+export type { RequestOp } from '../protocol/messages.js';
 export type TransportKind = 'https' | 'mqtt';
-export type RequestOp = 'join' | 'renew';
 
 export interface PostHooks {
   /**
@@ -31,7 +32,10 @@ export interface IssuerTransport {
    * the root given at construction.
    */
   ensureRoot(): Promise<string>;
-  /** Send a signed request; resolves with the answer body (success, or a signed refusal over MQTT). */
+  /**
+   * Send a signed request of any operation (protocol/messages.ts OPS): every operation works
+   * over every transport. Resolves with the answer body (success, or a signed refusal over MQTT).
+   */
   post(op: RequestOp, envelope: Jws, hooks?: PostHooks): Promise<unknown>;
   /** The trust bundle response (signed), as JSON. */
   bundle(): Promise<unknown>;

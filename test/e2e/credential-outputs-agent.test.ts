@@ -2,16 +2,17 @@
  * Credential outputs through the real `sigil` processes: `agent run --once` joins and writes the
  * jwt, ssh_user and database outputs next to the identity; a second run leaves them alone until
  * they are due (or a file is missing); the daemon renews a short-lived output on its own
- * schedule; a configuration without an HTTPS transport is refused.
+ * schedule. (An agent with only an MQTT transport gets its outputs through the broker:
+ * mqtt-credential.test.ts.)
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import https from 'node:https';
 import { join } from 'node:path';
 import { createRemoteJWKSet, customFetch, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCertificateLine } from '../../src/ssh/certificate.js';
-import { applyResources, createToken, SIGIL, sigil, sigilJson, startIssuer, tempDir, writeAgentConfig, type RunningIssuer } from '../helpers/cli.js';
+import { applyResources, createToken, SIGIL, sigilJson, startIssuer, tempDir, writeAgentConfig, type RunningIssuer } from '../helpers/cli.js';
 
 const POLICY = `kind: role
 name: edge
@@ -97,13 +98,5 @@ describe('agent run with credential outputs', () => {
       proc.kill('SIGTERM');
       await exited;
     }
-  });
-
-  it('credential outputs need an HTTPS transport', async () => {
-    const cfg = join(tmp.path, 'mqtt-only.yaml');
-    writeFileSync(cfg, `transports:\n  - { type: mqtt, url: "mqtt://127.0.0.1:1883" }\nca_pin: ${issuer.pin}\ndata_dir: ${join(tmp.path, 'mq')}\njoin: { method: token, token: x }\noutputs:\n  - { type: jwt, path: ${join(tmp.path, 'mq-jwt')}, audiences: [vault] }\n`);
-    const r = await sigil(['agent', 'run', '--config', cfg, '--once']);
-    expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(/error\[config_invalid\]: .*jwt outputs need an https transport/);
   });
 });

@@ -62,6 +62,9 @@ describe('tpm join through `sigil agent run` (swtpm)', () => {
 
     const renewed = await sigilJson(['agent', 'renew', '--config', config]);
     expect(renewed).toMatchObject({ result: 'renewed', key_storage: 'tpm', exportable: false, generation: 2 });
+    // The issuer recorded the renewed key as TPM-resident: the renewal carried TPM2_Certify by the
+    // AK the agent kept from its join (the tpm method's onJoined / renewalKeyProof hooks).
+    expect((await sigilJson(['ctl', '--data-dir', issuer.dataDir, 'instances', 'ls']))[0]).toMatchObject({ key_storage: 'tpm', exportable: false, generation: 2 });
     const st = await agentStatusJson(['--config', config]);
     expect(st).toMatchObject({ key_storage: 'tpm', exportable: false, instance_id: inst.id, tpm_tcti: tpm.tcti });
 

@@ -1,13 +1,14 @@
 /**
  * Fuzzing the TCG PC Client crypto-agile event log path (PFP §10): gunzip → parseEventLog →
  * replay in every bank → boot facts (the UEFI variable, image-load and string decoders), as
- * the tpm join runs it on the `event_log` an agent sends (join/tpm/firmware.ts).
+ * the tpm join runs it on the `event_log` an agent sends (attest/eventlog.ts).
  */
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SigilError } from '../../src/errors.js';
-import { readEventLog } from '../../src/join/tpm/firmware.js';
+import { readEventLog } from '../../src/attest/eventlog.js';
+import { MAX_EVENT_LOG_BYTES } from '../../src/join/tpm/wire.js';
 import { decodeImageLoadEvent, decodeUefiVariable, extractBootFacts, parseEventLog, PCR_BANKS, replayEventLog } from '../../src/tpm/eventlog/index.js';
 import { simulatedBootLog } from '../helpers/firmware-boot.js';
 import { fuzzParams, fuzzTimeout, leLengthFieldsAt, mustBeCoded, mutated, randomBytes, type LengthField } from './harness.js';
@@ -49,7 +50,7 @@ function fullPath(raw: Buffer): void {
 
 export const EVENTLOG_TARGETS: Record<string, (b: Buffer) => unknown> = {
   eventLog: fullPath,
-  gzipped: (b) => readEventLog(b.toString('base64')),
+  gzipped: (b) => readEventLog(b.toString('base64'), MAX_EVENT_LOG_BYTES),
   uefiVariable: decodeUefiVariable,
   imageLoad: decodeImageLoadEvent,
 };
@@ -123,8 +124,8 @@ describe('event log: claimed sizes are never allocated', () => {
     const gz = gzipSync(log);
     expect(gz.length).toBeLessThan(36 * 1024);
     mustBeCoded('readEventLog(100k events)', gz, EVENTLOG_TARGETS.gzipped!, { maxMs: 300, maxAlloc: 32 * 1024 * 1024 });
-    expect(() => readEventLog(gz.toString('base64'))).toThrow(/more than 10000 events/);
-    expect(() => readEventLog(gz.toString('base64'))).toThrow(expect.objectContaining({ code: 'eventlog_invalid' }));
+    expect(() => readEventLog(gz.toString('base64'), MAX_EVENT_LOG_BYTES)).toThrow(/more than 10000 events/);
+    expect(() => readEventLog(gz.toString('base64'), MAX_EVENT_LOG_BYTES)).toThrow(expect.objectContaining({ code: 'eventlog_invalid' }));
   });
 });
 

@@ -8,10 +8,13 @@ import { createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SigilError } from '../../src/errors.js';
-import { checkAk, checkIdentityKey, verifyCertify, verifyQuote } from '../../src/join/tpm/attest.js';
-import { credentialChallenge } from '../../src/join/tpm/binding.js';
-import { readEk } from '../../src/join/tpm/ek.js';
-import { parsePublic, parseSignedAttest } from '../../src/join/tpm/structures.js';
+import { checkAk } from '../../src/attest/ak.js';
+import { verifyCertify } from '../../src/attest/certify.js';
+import { credentialChallenge } from '../../src/attest/credential.js';
+import { checkIdentityKey } from '../../src/attest/key.js';
+import { verifyQuote } from '../../src/attest/quote.js';
+import { parsePublic, parseSignedAttest } from '../../src/attest/structures.js';
+import { readEk } from '../../src/join/ek-trust.js';
 import { TPM_ALG, TPM_GENERATED_VALUE, TPM_ST } from '../../src/tpm/constants.js';
 import { TpmReader } from '../../src/tpm/marshal.js';
 import { objectName } from '../../src/tpm/name.js';

@@ -6,10 +6,10 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { encodeSignedAttest } from '../../src/attest/structures.js';
 import { SigilError } from '../../src/errors.js';
 import { runJoinExchange, type JoinExchangeResult } from '../../src/join/exchange.js';
 import { akTemplate, quoteWithValues, TpmJoinAgent, type TpmJoinAgentOptions } from '../../src/join/tpm/agent.js';
-import { encodeSignedAttest } from '../../src/join/tpm/structures.js';
 import type { PcrSelectionWire } from '../../src/join/tpm/wire.js';
 import { OWNER_PARENT, withParent, withTpm } from '../../src/keystore/tpm-access.js';
 import type { JoinMethodAgent } from '../../src/join/types.js';

@@ -5,6 +5,7 @@
  */
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openCredentialResult } from '../../src/agent/credential-client.js';
 import { buildCredentialRequest, type CredentialAskFields } from '../../src/agent/credential-request.js';
 import { buildCsr } from '../../src/pki/csr.js';
 import { fromPem, toPem } from '../../src/pki/pem.js';
@@ -128,7 +129,10 @@ describe('credential: the role grants', () => {
   it('a JWT-SVID for the audiences, verifiable with the published JWKS', async () => {
     const { jwtVerify, createLocalJWKSet } = await import('jose');
     const { res, built } = await ask({ kind: 'jwt', audiences: ['vault', 'aws'], ttl_s: 120 });
-    const r = okResult(res, built.requestId);
+    const sealed = okResult(res, built.requestId);
+    // The agent names an answer key over HTTPS too: the token comes back sealed to it.
+    expect(sealed.token).toBeUndefined();
+    const r = await openCredentialResult(sealed, built);
     const jwks = (await h.request('GET', '/v1/jwks')).json;
     const { payload, protectedHeader } = await jwtVerify(r.token!, createLocalJWKSet(jwks), { issuer: h.ctx.publicUrl!, audience: 'aws' });
     expect(payload.sub).toBe(id.result.spiffe_id);
@@ -156,6 +160,14 @@ describe('credential: refusals name the role rule and change nothing', () => {
     await expectDenied({ kind: 'ssh_user', public_key: toPem('PUBLIC KEY', Buffer.from('x')) }, 400, 'unsupported_key');
     await expectDenied({ kind: 'ssh_user' }, 400, 'bad_request', /must carry public_key/);
   });
+  it('over HTTPS (confidential to the pinned CA) a JWT request without answer_key is answered in clear, as before', async () => {
+    const requestId = newRequestId();
+    const payload = { v: 1, op: 'credential', request_id: requestId, timestamp: h.ctx.now(), ...namedSigner(id.chainPem), kind: 'jwt', audiences: ['vault'] };
+    const r = okResult(await h.post('credential', await signJws(id.signer, TYP_REQUEST, payload, id.chainPem.map((c) => fromPem(c, 'CERTIFICATE')))), requestId);
+    expect(r.token?.split('.')).toHaveLength(3);
+    expect(r.token_jwe).toBeUndefined();
+  });
+
   it('a client certificate is not an identity: it cannot sign a credential request', async () => {
     const signer = SoftwareSigner.generate();
     const { res, built } = await ask({ kind: 'database', csr: await csrPem(signer) });

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { evaluateProfile, loadFirmwareProfiles } from '../../src/server/firmware/index.js';
+import { evaluateProfile, loadFirmwareProfiles } from '../../src/attest/firmware/index.js';
 import { readPcrs, simulateBoot, startSwtpm, tpm2Tool, type SwtpmInstance } from '../helpers/swtpm.js';
 
 const exec = promisify(execFile);

@@ -33,12 +33,17 @@ const KEY_TYPE: Record<AwsSignatureKind, string> = { pkcs7: 'dsa', rsa2048: 'rsa
 
 export const REGION_RE = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
 
-interface Loaded {
+export interface Loaded {
   cert: X509Certificate;
   notBefore: Date;
   notAfter: Date;
 }
-const cache = new Map<string, Loaded | SigilError>();
+/** One issuer's checked AWS certificates, by kind, file and content hash (join/caches.ts). */
+export type AwsCertCache = Map<string, Loaded | SigilError>;
+
+export function createAwsCertCache(): AwsCertCache {
+  return new Map();
+}
 const MAX_ENTRIES = 512;
 
 function invalid(file: string, why: string): SigilError {
@@ -79,7 +84,7 @@ function load(file: string, text: string, kind: AwsSignatureKind): Loaded | Sigi
  * The certificate for `region`'s `kind` documents from `dir`, checked at `now`.
  * Throws `aws_region_unknown` (no such file) or `aws_certificate_invalid`.
  */
-export function regionCertificate(dir: string, kind: AwsSignatureKind, region: string, now: Date): X509Certificate {
+export function regionCertificate(dir: string, kind: AwsSignatureKind, region: string, now: Date, cache: AwsCertCache | undefined): X509Certificate {
   if (!REGION_RE.test(region)) throw new SigilError('aws_evidence_malformed', `the document's region ${JSON.stringify(region.slice(0, 40))} is not a region name`);
   const file = join(dir, CERT_SUBDIR[kind], `${region}.pem`);
   let text: string;
@@ -92,11 +97,11 @@ export function regionCertificate(dir: string, kind: AwsSignatureKind, region: s
     throw invalid(file, `cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
   }
   const key = `${kind}:${file}:${createHash('sha256').update(text).digest('hex')}`;
-  let hit = cache.get(key);
+  let hit = cache?.get(key);
   if (hit === undefined) {
     hit = load(file, text, kind);
-    if (cache.size >= MAX_ENTRIES) cache.delete(cache.keys().next().value!);
-    cache.set(key, hit);
+    if (cache !== undefined && cache.size >= MAX_ENTRIES) cache.delete(cache.keys().next().value!);
+    cache?.set(key, hit);
   }
   if (hit instanceof SigilError) throw hit;
   const { cert, notBefore, notAfter } = hit;

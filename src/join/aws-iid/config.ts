@@ -23,6 +23,8 @@ import { parseDuration } from '../../util/duration.js';
 import { AwsIidJoinAgent, DEFAULT_IMDS_ENDPOINT } from './agent.js';
 import { AWS_SIGNATURE_KINDS } from './wire.js';
 import { ensureDir } from '../../util/atomic-file.js';
+import type { AgentJoinMethodEntry } from '../registry.js';
+import { awsIidDescriptor } from './descriptor.js';
 
 export const DEFAULT_BINDING_KEY_NAME = 'aws-iid-binding.key';
 export const DEFAULT_DATA_DIR = '/var/lib/sigil';
@@ -74,3 +76,10 @@ export function awsIidJoinAgentFromConfig(cfg: AwsIidAgentConfig, opts: { dataDi
     ...(cfg.timeout !== undefined ? { timeoutMs: parseDuration(cfg.timeout, 'config_invalid') * 1000 } : {}),
   });
 }
+
+/** The agent side of the aws_iid join (join/agent-methods.ts). */
+export const awsIidAgentMethod: AgentJoinMethodEntry<AwsIidAgentConfig> = {
+  descriptor: awsIidDescriptor,
+  configSchema: awsIidAgentConfigSchema,
+  create: (settings, ctx) => ({ method: awsIidJoinAgentFromConfig(settings, { dataDir: ctx.dataDir }), singleUseCredential: undefined }),
+};

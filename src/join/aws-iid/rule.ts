@@ -21,7 +21,6 @@
 import { z } from 'zod';
 import { exactSchema, patternSchema } from '../allow-match.js';
 import { absolutePathField, durationField } from '../rule-fields.js';
-import { registerRuleSchema } from '../rules.js';
 
 export const awsAllowEntrySchema = z.strictObject({
   account_id: exactSchema(/^\d{12}$/, 'account_id is a 12-digit AWS account id (no wildcards)'),
@@ -48,4 +47,3 @@ export const awsRuleSchema = z.strictObject({
 });
 export type AwsRule = z.infer<typeof awsRuleSchema>;
 
-registerRuleSchema('aws_iid', awsRuleSchema);

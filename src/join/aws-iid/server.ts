@@ -13,17 +13,16 @@
 import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
 import { SigilError } from '../../errors.js';
 import { parseWith } from '../../protocol/messages.js';
-import type { Stores } from '../../server/store/types.js';
 import { checkAllowList, entryMismatch } from '../allow-match.js';
+import type { JoinAttestPort } from '../port.js';
+import type { ServerJoinMethodEntry } from '../registry.js';
 import { firstAcceptingRule } from '../rule-eval.js';
-import { rulesFor } from '../rules.js';
 import type { AttestInput, Attested, JoinMethodServer } from '../types.js';
-import { BUNDLED_AWS_CERTS_DIR } from './certs.js';
-import { AWS_ALLOW_FIELDS, type AwsRule } from './rule.js';
+import { BUNDLED_AWS_CERTS_DIR, type AwsCertCache } from './certs.js';
+import { awsIidDescriptor } from './descriptor.js';
+import { AWS_ALLOW_FIELDS, awsRuleSchema, type AwsRule } from './rule.js';
 import { verifyIdentityDocument, type VerifiedDocument } from './verify.js';
 import { awsEvidenceSchema, awsMachineId, bindingMessage, keyHash } from './wire.js';
-// Registers the rule schema with join/rules.ts.
-import './rule.js';
 
 export const AWS_METHOD = 'aws_iid';
 
@@ -46,15 +45,17 @@ const describe = (f: Record<string, unknown>): string => `instance ${String(f.aw
 export class AwsIidJoinServer implements JoinMethodServer {
   readonly name = AWS_METHOD;
 
-  async attest(input: AttestInput, stores: Stores): Promise<Attested> {
-    const rules = rulesFor<AwsRule>(stores, AWS_METHOD);
+  constructor(private readonly certs: AwsCertCache) {}
+
+  async attest(input: AttestInput, port: JoinAttestPort): Promise<Attested> {
+    const rules = await port.rules<AwsRule>();
     if (rules.length === 0) throw new SigilError('aws_no_rule', 'no join_rule with method aws_iid exists on this issuer (sigil ctl apply -f a rule with aws_iid.allow)');
     const ev = parseWith(awsEvidenceSchema, input.evidence, 'aws_evidence_malformed', 'aws_iid evidence');
     const signed = { kind: ev.kind, document: Buffer.from(ev.document, 'base64'), signature: Buffer.from(ev.signature, 'base64') };
     const at = new Date(input.now);
 
     const { rule, value: verified } = await firstAcceptingRule(rules, (r, stage) => {
-      const v = verifyIdentityDocument(signed, r.config.certs_dir ?? BUNDLED_AWS_CERTS_DIR, at);
+      const v = verifyIdentityDocument(signed, r.config.certs_dir ?? BUNDLED_AWS_CERTS_DIR, at, this.certs);
       stage.reached(1);
       const facts = awsFacts(v);
       checkAllowList(r.config.allow, (e) => entryMismatch(e, facts, AWS_ALLOW_FIELDS), 'aws_not_allowed', describe(facts), r.name);
@@ -68,7 +69,7 @@ export class AwsIidJoinServer implements JoinMethodServer {
     }
     const bindingHash = keyHash(bindingSpki);
     const instanceId = verified.doc.instanceId;
-    const existing = stores.keyBindings.get(AWS_METHOD, instanceId);
+    const existing = await port.keyBinding(instanceId);
     if (existing !== undefined && existing.keyHash !== bindingHash) throw mismatch(instanceId, facts, existing.createdAt);
     if (existing === undefined && rule.config.first_join_within !== undefined) {
       const launched = Date.parse(verified.doc.pendingTime ?? '');
@@ -84,8 +85,8 @@ export class AwsIidJoinServer implements JoinMethodServer {
       facts: { ...facts, aws_binding_key: bindingHash, aws_first_join: existing === undefined },
       joinRule: rule.name,
       canReattest: true,
-      commit(s, now) {
-        const bound = s.keyBindings.bind({ method: AWS_METHOD, subject: instanceId, keyHash: bindingHash, rule: rule.name, facts, createdAt: now });
+      commit(tx) {
+        const bound = tx.bindKey({ subject: instanceId, keyHash: bindingHash, rule: rule.name, facts });
         if (bound.keyHash !== bindingHash) throw mismatch(instanceId, facts, bound.createdAt);
       },
     };
@@ -109,3 +110,9 @@ export function verifyBindingProof(spkiDer: Buffer, message: Buffer, signature: 
     return false;
   }
 }
+
+export const awsIidServerMethod: ServerJoinMethodEntry = {
+  descriptor: awsIidDescriptor,
+  ruleSchema: awsRuleSchema,
+  create: (deps) => new AwsIidJoinServer(deps.caches.awsCerts),
+};

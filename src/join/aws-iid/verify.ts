@@ -13,7 +13,7 @@ import { constants, verify as cryptoVerify } from 'node:crypto';
 import { SigilError } from '../../errors.js';
 import { parseSignedData, verifySigner, type Pkcs7Codes } from '../../pki/pkcs7.js';
 import { parseWith } from '../../protocol/messages.js';
-import { regionCertificate } from './certs.js';
+import { regionCertificate, type AwsCertCache } from './certs.js';
 import { identityDocumentSchema, type AwsSignatureKind, type IdentityDocument } from './wire.js';
 
 export interface SignedDocument {
@@ -45,9 +45,10 @@ function claimedRegion(document: Buffer): string {
 }
 
 /** Verify `sd` against the certificates in `certsDir` at `now`; returns the document's fields. */
-export function verifyIdentityDocument(sd: SignedDocument, certsDir: string, now: Date): VerifiedDocument {
+/** `cache`: the issuer's checked certificates (join/caches.ts); omitted, the certificate is read and checked now. */
+export function verifyIdentityDocument(sd: SignedDocument, certsDir: string, now: Date, cache?: AwsCertCache): VerifiedDocument {
   const region = claimedRegion(sd.document);
-  const cert = regionCertificate(certsDir, sd.kind, region, now);
+  const cert = regionCertificate(certsDir, sd.kind, region, now, cache);
   if (sd.kind === 'signature') {
     let ok = false;
     try {

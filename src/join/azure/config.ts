@@ -16,6 +16,8 @@ import { SigilError } from '../../errors.js';
 import { pemToDers } from '../../pki/pem.js';
 import { parseDuration } from '../../util/duration.js';
 import { AzureJoinAgent } from './agent.js';
+import type { AgentJoinMethodEntry } from '../registry.js';
+import { azureDescriptor } from './descriptor.js';
 
 export const azureAgentConfigSchema = z.strictObject({
   imds_endpoint: z.url({ protocol: /^https?$/, error: 'imds_endpoint must be an http(s):// URL' }).optional(),
@@ -44,3 +46,10 @@ export function azureJoinAgentFromConfig(cfg: AzureAgentConfig): AzureJoinAgent 
     ...(cfg.timeout !== undefined ? { timeoutMs: parseDuration(cfg.timeout, 'config_invalid') * 1000 } : {}),
   });
 }
+
+/** The agent side of the azure join (join/agent-methods.ts). */
+export const azureAgentMethod: AgentJoinMethodEntry<AzureAgentConfig> = {
+  descriptor: azureDescriptor,
+  configSchema: azureAgentConfigSchema,
+  create: (settings) => ({ method: azureJoinAgentFromConfig(settings), singleUseCredential: undefined }),
+};

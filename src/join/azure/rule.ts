@@ -24,7 +24,6 @@
 import { z } from 'zod';
 import { exactSchema, patternSchema } from '../allow-match.js';
 import { absolutePathField, durationField, httpsUrlField } from '../rule-fields.js';
-import { registerRuleSchema } from '../rules.js';
 
 const lower = (p: string | string[]): string | string[] => (Array.isArray(p) ? p.map((s) => s.toLowerCase()) : p.toLowerCase());
 
@@ -65,4 +64,3 @@ export const azureRuleSchema = z
   });
 export type AzureRule = z.infer<typeof azureRuleSchema>;
 
-registerRuleSchema('azure', azureRuleSchema);

@@ -1,12 +1,12 @@
 /**
  * The issuer half of the azure join (wire.ts describes the two rounds).
  *
- * Round 1 asks for a challenge. Round 2 finds it (join/challenge.ts), then per rule, in name
+ * Round 1 asks for a challenge. Round 2 gets it from the host (join/challenge.ts), then per rule, in name
  * order: the attested document's signature and signer chain (verify.ts), the nonce derived from
  * the challenge, the document's validity window, the managed identity token when the rule has
  * a managed_identity block (signature via Microsoft's key set, issuer of the token's tenant,
- * audience, and the same subscription as the document), then the allow list. `commit` uses the
- * challenge up inside the issuing transaction.
+ * audience, and the same subscription as the document), then the allow list. The host uses
+ * the challenge up inside the issuing transaction.
  *
  * What the managed identity token adds, and its limit: the attested document names the VM and
  * its subscription, not its tenant or resource group; the token's `tid` and `xms_mirid`
@@ -19,22 +19,22 @@
  */
 import { SigilError } from '../../errors.js';
 import { parseWith } from '../../protocol/messages.js';
-import type { Stores } from '../../server/store/types.js';
 import { checkAllowList, entryMismatch } from '../allow-match.js';
-import { consumeChallenge, MAX_CHALLENGE_TTL_MS, openChallenge } from '../challenge.js';
-import { audienceOf, verifyJwt } from '../jwt/verify.js';
+import type { JoinCaches } from '../caches.js';
+import { answeredChallenge, MAX_CHALLENGE_TTL_MS } from '../challenge.js';
+import { audienceOf, verifyJwt } from '../jwt-verify.js';
+import type { JoinAttestPort, JoinRule } from '../port.js';
+import type { ServerJoinMethodEntry } from '../registry.js';
 import { firstAcceptingRule } from '../rule-eval.js';
 import { readRuleFile } from '../rule-files.js';
-import { rulesFor, type JoinRule } from '../rules.js';
 import type { AttestInput, Attested, ChallengeRequired, JoinMethodServer } from '../types.js';
-import { parseCert, type ParsedCert } from '../x509/cert.js';
-import { loadCaFile } from '../x509/files.js';
+import { parseCert, type ParsedCert } from '../x509-cert.js';
+import { readCaFile } from '../trust-files.js';
 import { formatName } from '../../pki/name-reader.js';
-import { AZURE_ALLOW_FIELDS, type AzureRule } from './rule.js';
+import { azureDescriptor } from './descriptor.js';
+import { AZURE_ALLOW_FIELDS, azureRuleSchema, type AzureRule } from './rule.js';
 import { verifyAttestedDocument, type VerifiedAttested } from './verify.js';
 import { azureAnswerSchema, azureHelloSchema, azureMachineId, DEFAULT_MI_RESOURCE, imdsNonce, isAnswer, parseImdsTime } from './wire.js';
-// Registers the rule schema with join/rules.ts.
-import './rule.js';
 
 export const AZURE_METHOD = 'azure';
 export const DEFAULT_SIGNER_DOMAINS = ['metadata.azure.com'] as const;
@@ -44,21 +44,23 @@ const DEFAULT_SKEW_S = 300;
 export class AzureJoinServer implements JoinMethodServer {
   readonly name = AZURE_METHOD;
 
-  async attest(input: AttestInput, stores: Stores): Promise<Attested | ChallengeRequired> {
-    const rules = rulesFor<AzureRule>(stores, AZURE_METHOD);
+  constructor(private readonly caches: JoinCaches) {}
+
+  async attest(input: AttestInput, port: JoinAttestPort): Promise<Attested | ChallengeRequired> {
+    const rules = await port.rules<AzureRule>();
     if (rules.length === 0) throw new SigilError('azure_no_rule', 'no join_rule with method azure exists on this issuer (sigil ctl apply -f a rule with azure.ca_files and azure.allow)');
     if (!isAnswer(input.evidence)) {
       parseWith(azureHelloSchema, input.evidence, 'azure_evidence_malformed', 'azure evidence');
       return { challenge: { ttlMs: MAX_CHALLENGE_TTL_MS } };
     }
     const ans = parseWith(azureAnswerSchema, input.evidence, 'azure_evidence_malformed', 'azure challenge answer');
-    const ch = openChallenge(stores, input, this.name, ans.challenge_id);
+    const ch = answeredChallenge(input);
     const nonce = imdsNonce(ch.nonce);
     const der = Buffer.from(ans.document, 'base64');
     const sent = (ans.intermediates ?? []).map((b, i) => parseCert(Buffer.from(b, 'base64'), `sent intermediate ${i + 1}`, 'azure_evidence_malformed'));
 
     const { rule, value: facts } = await firstAcceptingRule(rules, async (r, stage) => {
-      const v = verifyAttestedDocument(der, trustFor(r, sent, new Date(input.now)));
+      const v = verifyAttestedDocument(der, trustFor(this.caches, r, sent, new Date(input.now)));
       stage.reached(1);
       const f = documentFacts(v);
       checkFreshness(v, nonce, input.now, r.config.skew ?? DEFAULT_SKEW_S);
@@ -69,31 +71,28 @@ export class AzureJoinServer implements JoinMethodServer {
       stage.reached(3);
       if (r.config.managed_identity !== undefined) {
         if (ans.identity_token === undefined) throw new SigilError('azure_token_required', `join_rule ${r.name} needs a managed identity token (the VM needs a managed identity, and the agent managed_identity: true)`);
-        Object.assign(f, await identityFacts(r, ans.identity_token, f, input.now));
+        Object.assign(f, await identityFacts(this.caches, r, ans.identity_token, f, input.now));
       }
       stage.reached(4);
       checkAllowList(r.config.allow, (e) => entryMismatch(e, f, AZURE_ALLOW_FIELDS), 'azure_not_allowed', who, r.name);
       return f;
     });
 
-    const challengeId = ans.challenge_id;
     return {
       bot: rule.bot,
       machineId: azureMachineId(String(facts.azure_vm_id)),
       facts: { ...facts, azure_rule: rule.name },
       joinRule: rule.name,
       canReattest: true,
-      commit(s, now) {
-        consumeChallenge(s, challengeId, now);
-      },
     };
   }
 }
 
-function trustFor(r: JoinRule<AzureRule>, sent: ParsedCert[], at: Date): Parameters<typeof verifyAttestedDocument>[1] {
+function trustFor(caches: JoinCaches, r: JoinRule<AzureRule>, sent: ParsedCert[], at: Date): Parameters<typeof verifyAttestedDocument>[1] {
+  const ca = (f: string): ParsedCert[] => readCaFile(caches.trustFiles, f);
   return {
-    anchors: r.config.ca_files.flatMap(loadCaFile),
-    intermediates: [...(r.config.intermediate_files ?? []).flatMap(loadCaFile), ...sent],
+    anchors: r.config.ca_files.flatMap(ca),
+    intermediates: [...(r.config.intermediate_files ?? []).flatMap(ca), ...sent],
     signerDomains: r.config.signer_domains ?? DEFAULT_SIGNER_DOMAINS,
     at,
   };
@@ -124,10 +123,11 @@ export function checkFreshness(v: VerifiedAttested, nonce: string, now: number, 
 const MIRID_RE = /^\/subscriptions\/([0-9a-f-]{36})\/resourcegroups\/([^/]+)\/providers\//i;
 const trimSlash = (s: string): string => s.replace(/\/+$/, '');
 
-async function identityFacts(r: JoinRule<AzureRule>, token: string, f: Record<string, unknown>, now: number): Promise<Record<string, unknown>> {
+async function identityFacts(caches: JoinCaches, r: JoinRule<AzureRule>, token: string, f: Record<string, unknown>, now: number): Promise<Record<string, unknown>> {
   const mi = r.config.managed_identity!;
   const v = await verifyJwt(token, {
-    keys: { url: mi.jwks_url ?? MICROSOFT_JWKS_URL, ca: mi.ca_file !== undefined ? readRuleFile(mi.ca_file, 'CA file') : undefined },
+    keys: { url: mi.jwks_url ?? MICROSOFT_JWKS_URL, ca: mi.ca_file !== undefined ? readRuleFile(caches.ruleText, mi.ca_file, 'CA file') : undefined },
+    cache: caches.keySets,
     algorithms: ['RS256'],
     now,
     skewS: r.config.skew ?? DEFAULT_SKEW_S,
@@ -148,3 +148,9 @@ async function identityFacts(r: JoinRule<AzureRule>, token: string, f: Record<st
   }
   return { azure_tenant_id: tid, azure_resource_group: m[2]!.toLowerCase(), azure_identity: mirid };
 }
+
+export const azureServerMethod: ServerJoinMethodEntry = {
+  descriptor: azureDescriptor,
+  ruleSchema: azureRuleSchema,
+  create: (deps) => new AzureJoinServer(deps.caches),
+};

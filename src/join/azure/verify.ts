@@ -4,7 +4,7 @@
  *  1. PKCS#7 SignedData (pki/pkcs7.ts), one signer, the JSON embedded;
  *  2. the signer's certificate is embedded (IMDS sends it) and chains, through embedded or
  *     configured intermediates, to a trust anchor of the rule, with RFC 5280 path validation
- *     at `at` (x509/path.ts) — Azure's signing certificates are TLS certificates from the
+ *     at `at` (join/x509-path.ts) — Azure's signing certificates are TLS certificates from the
  *     Microsoft Azure TLS issuing CAs under DigiCert Global Root G2; every embedded
  *     certificate must be part of that path (an unused one would be unverified bytes);
  *  3. the signature over the content (RSA, SHA-256/384/512) verifies with the signer's key;
@@ -19,8 +19,8 @@ import { attributeValues } from '../../pki/name-reader.js';
 import { OID } from '../../pki/oids.js';
 import { isSignerCertificate, parseSignedData, verifySigner, type Pkcs7Codes } from '../../pki/pkcs7.js';
 import { parseWith } from '../../protocol/messages.js';
-import { parseCert, type ParsedCert } from '../x509/cert.js';
-import { validatePath } from '../x509/path.js';
+import { parseCert, type ParsedCert } from '../x509-cert.js';
+import { validatePath } from '../x509-path.js';
 import { attestedDocumentSchema, type AttestedDocument } from './wire.js';
 
 const CODES: Pkcs7Codes = { malformed: 'azure_evidence_malformed', invalid: 'azure_signature_invalid' };

@@ -12,6 +12,8 @@
 import { z } from 'zod';
 import { parseDuration } from '../../util/duration.js';
 import { GcpJoinAgent } from './agent.js';
+import type { AgentJoinMethodEntry } from '../registry.js';
+import { gcpDescriptor } from './descriptor.js';
 
 export const gcpAgentConfigSchema = z.strictObject({
   audience: z.string().min(1).max(512),
@@ -29,3 +31,10 @@ export function gcpJoinAgentFromConfig(cfg: GcpAgentConfig): GcpJoinAgent {
     ...(cfg.timeout !== undefined ? { timeoutMs: parseDuration(cfg.timeout, 'config_invalid') * 1000 } : {}),
   });
 }
+
+/** The agent side of the gcp join (join/agent-methods.ts). */
+export const gcpAgentMethod: AgentJoinMethodEntry<GcpAgentConfig> = {
+  descriptor: gcpDescriptor,
+  configSchema: gcpAgentConfigSchema,
+  create: (settings) => ({ method: gcpJoinAgentFromConfig(settings), singleUseCredential: undefined }),
+};

@@ -21,7 +21,6 @@
 import { z } from 'zod';
 import { exactSchema, patternSchema } from '../allow-match.js';
 import { absolutePathField, durationField, httpsUrlField } from '../rule-fields.js';
-import { registerRuleSchema } from '../rules.js';
 
 export const gcpAllowEntrySchema = z.strictObject({
   project_id: exactSchema(/^[a-z0-9.:-]{1,100}$/, 'project_id is a GCP project id (no wildcards)'),
@@ -50,4 +49,3 @@ export const gcpRuleSchema = z.strictObject({
 });
 export type GcpRule = z.infer<typeof gcpRuleSchema>;
 
-registerRuleSchema('gcp', gcpRuleSchema);

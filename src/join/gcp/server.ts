@@ -1,7 +1,7 @@
 /**
  * The issuer half of the gcp join (wire.ts describes the token). The token's `iss` must be
  * Google's; then per rule, in name order (rule-eval.ts): the signature with the rule's key set
- * (Google's JWKS by default, jwt/keyset.ts), `exp`/`iat` within the skew and at most an hour
+ * (Google's JWKS by default, join/jwt-keyset.ts), `exp`/`iat` within the skew and at most an hour
  * old, `aud` = the rule's audience, the `google.compute_engine` claims, the allow list. The
  * furthest refusal is reported.
  *
@@ -10,17 +10,17 @@
  */
 import { SigilError } from '../../errors.js';
 import { parseWith } from '../../protocol/messages.js';
-import type { Stores } from '../../server/store/types.js';
 import { checkAllowList, entryMismatch } from '../allow-match.js';
-import { audienceOf, peekJwt, verifyJwt } from '../jwt/verify.js';
+import type { JoinCaches } from '../caches.js';
+import { audienceOf, peekJwt, verifyJwt } from '../jwt-verify.js';
+import type { JoinAttestPort } from '../port.js';
+import type { ServerJoinMethodEntry } from '../registry.js';
 import { firstAcceptingRule } from '../rule-eval.js';
 import { readRuleFile } from '../rule-files.js';
-import { rulesFor } from '../rules.js';
 import type { AttestInput, Attested, JoinMethodServer } from '../types.js';
-import { GCP_ALLOW_FIELDS, type GcpRule } from './rule.js';
+import { gcpDescriptor } from './descriptor.js';
+import { GCP_ALLOW_FIELDS, gcpRuleSchema, type GcpRule } from './rule.js';
 import { computeEngineClaimsSchema, gcpEvidenceSchema, gcpMachineId, GOOGLE_ISSUERS, GOOGLE_JWKS_URL } from './wire.js';
-// Registers the rule schema with join/rules.ts.
-import './rule.js';
 
 export const GCP_METHOD = 'gcp';
 const DEFAULT_SKEW_S = 60;
@@ -30,8 +30,10 @@ const MAX_AGE_S = 3600;
 export class GcpJoinServer implements JoinMethodServer {
   readonly name = GCP_METHOD;
 
-  async attest(input: AttestInput, stores: Stores): Promise<Attested> {
-    const rules = rulesFor<GcpRule>(stores, GCP_METHOD);
+  constructor(private readonly caches: JoinCaches) {}
+
+  async attest(input: AttestInput, port: JoinAttestPort): Promise<Attested> {
+    const rules = await port.rules<GcpRule>();
     if (rules.length === 0) throw new SigilError('gcp_no_rule', 'no join_rule with method gcp exists on this issuer (sigil ctl apply -f a rule with gcp.audience and gcp.allow)');
     const { token } = parseWith(gcpEvidenceSchema, input.evidence, 'jwt_invalid', 'gcp evidence');
     const iss = peekJwt(token).claims.iss;
@@ -43,7 +45,8 @@ export class GcpJoinServer implements JoinMethodServer {
       const c = r.config;
       const skewS = c.skew ?? DEFAULT_SKEW_S;
       const v = await verifyJwt(token, {
-        keys: { url: c.jwks_url ?? GOOGLE_JWKS_URL, fallbackFile: c.fallback_jwks_file, ca: c.ca_file !== undefined ? readRuleFile(c.ca_file, 'CA file') : undefined },
+        keys: { url: c.jwks_url ?? GOOGLE_JWKS_URL, fallbackFile: c.fallback_jwks_file, ca: c.ca_file !== undefined ? readRuleFile(this.caches.ruleText, c.ca_file, 'CA file') : undefined },
+        cache: this.caches.keySets,
         algorithms: ['RS256'],
         now: input.now,
         skewS,
@@ -81,3 +84,9 @@ export class GcpJoinServer implements JoinMethodServer {
     };
   }
 }
+
+export const gcpServerMethod: ServerJoinMethodEntry = {
+  descriptor: gcpDescriptor,
+  ruleSchema: gcpRuleSchema,
+  create: (deps) => new GcpJoinServer(deps.caches),
+};

@@ -17,6 +17,8 @@ import { z } from 'zod';
 import { SigilError } from '../../errors.js';
 import { OidcJoinAgent, type TokenSource } from './agent.js';
 import { OIDC_PROVIDERS } from './presets.js';
+import type { AgentJoinMethodEntry } from '../registry.js';
+import { oidcDescriptor } from './descriptor.js';
 
 export const DEFAULT_TOKEN_ENV: Partial<Record<(typeof OIDC_PROVIDERS)[number], string>> = { gitlab: 'SIGIL_ID_TOKEN', circleci: 'CIRCLE_OIDC_TOKEN_V2' };
 export const DEFAULT_K8S_TOKEN_FILE = '/var/run/secrets/tokens/sigil';
@@ -51,3 +53,10 @@ export function oidcTokenSource(cfg: OidcAgentConfig, env: NodeJS.ProcessEnv = p
 export function oidcJoinAgentFromConfig(cfg: OidcAgentConfig, env: NodeJS.ProcessEnv = process.env): OidcJoinAgent {
   return new OidcJoinAgent(oidcTokenSource(cfg, env));
 }
+
+/** The agent side of the oidc join (join/agent-methods.ts). */
+export const oidcAgentMethod: AgentJoinMethodEntry<OidcAgentConfig> = {
+  descriptor: oidcDescriptor,
+  configSchema: oidcAgentConfigSchema,
+  create: (settings) => ({ method: oidcJoinAgentFromConfig(settings), singleUseCredential: undefined }),
+};

@@ -27,9 +27,8 @@
  */
 import { z } from 'zod';
 import { patternSchema } from '../allow-match.js';
-import { ASYMMETRIC_ALGS } from '../jwt/verify.js';
+import { ASYMMETRIC_ALGS } from '../jwt-verify.js';
 import { absolutePathField, durationField, httpsUrlField } from '../rule-fields.js';
-import { registerRuleSchema } from '../rules.js';
 import { OIDC_PROVIDERS, PRESETS } from './presets.js';
 
 const claimsMap = z.record(z.string().min(1).max(256), patternSchema).refine((m) => Object.keys(m).length > 0 && Object.keys(m).length <= 32, 'claims needs 1-32 entries');
@@ -77,4 +76,3 @@ export function ruleIssuer(r: OidcRule): string {
   return r.issuer ?? PRESETS[r.provider].defaultIssuer!(r)!;
 }
 
-registerRuleSchema('oidc', oidcRuleSchema);

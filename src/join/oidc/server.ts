@@ -1,36 +1,36 @@
 /**
  * The issuer half of the oidc join (wire.ts). The token's `iss` picks the rules that trust that
  * issuer (`jwt_issuer_mismatch` when none does); then per rule, in name order: the signature
- * with the rule's key set (jwt/keyset.ts: the provider's JWKS, a static file, or OIDC
+ * with the rule's key set (join/jwt-keyset.ts: the provider's JWKS, a static file, or OIDC
  * discovery), `exp`/`nbf`/`iat` within the skew, `aud` = the rule's audience, the `jti` not seen
  * before, and the allow list. The furthest refusal is reported. `commit` records the `jti`
  * inside the issuing transaction, so a token joins once even when two joins race.
  */
 import { SigilError } from '../../errors.js';
 import { parseWith } from '../../protocol/messages.js';
-import type { Stores } from '../../server/store/types.js';
 import { checkAllowList, factMatches, type Pattern } from '../allow-match.js';
-import { discoverJwksUri } from '../jwt/discovery.js';
-import type { KeySetSource } from '../jwt/keyset.js';
-import { checkNotReplayed, jtiOf, recordJti } from '../jwt/replay.js';
-import { audienceOf, peekJwt, verifyJwt } from '../jwt/verify.js';
+import type { JoinCaches } from '../caches.js';
+import { discoverJwksUri } from '../jwt-discovery.js';
+import type { KeySetSource } from '../jwt-keyset.js';
+import { checkNotReplayed, jtiOf, recordJti } from '../jwt-replay.js';
+import { audienceOf, peekJwt, verifyJwt } from '../jwt-verify.js';
+import type { JoinAttestPort, JoinRule } from '../port.js';
+import type { ServerJoinMethodEntry } from '../registry.js';
 import { firstAcceptingRule } from '../rule-eval.js';
 import { readRuleFile } from '../rule-files.js';
-import { rulesFor, type JoinRule } from '../rules.js';
 import type { AttestInput, Attested, JoinMethodServer } from '../types.js';
+import { oidcDescriptor } from './descriptor.js';
 import { claimAt, claimByName, PRESETS } from './presets.js';
-import { ruleIssuer, type OidcRule } from './rule.js';
+import { oidcRuleSchema, ruleIssuer, type OidcRule } from './rule.js';
 import { oidcEvidenceSchema } from './wire.js';
-// Registers the rule schema with join/rules.ts.
-import './rule.js';
 
 export const OIDC_METHOD = 'oidc';
 const DEFAULT_SKEW_S = 60;
 
-async function keysFor(r: OidcRule, issuer: string, now: number): Promise<KeySetSource> {
-  const ca = r.ca_file !== undefined ? readRuleFile(r.ca_file, 'CA file') : undefined;
+async function keysFor(caches: JoinCaches, r: OidcRule, issuer: string, now: number): Promise<KeySetSource> {
+  const ca = r.ca_file !== undefined ? readRuleFile(caches.ruleText, r.ca_file, 'CA file') : undefined;
   if (r.jwks_file !== undefined) return { file: r.jwks_file };
-  const url = r.jwks_url ?? PRESETS[r.provider].jwksUrl?.(issuer) ?? (await discoverJwksUri(issuer, ca, now));
+  const url = r.jwks_url ?? PRESETS[r.provider].jwksUrl?.(issuer) ?? (await discoverJwksUri(caches.discovery, issuer, ca, now));
   return { url, ca };
 }
 
@@ -62,8 +62,10 @@ function factsOf(r: JoinRule<OidcRule>, issuer: string, claims: Record<string, u
 export class OidcJoinServer implements JoinMethodServer {
   readonly name = OIDC_METHOD;
 
-  async attest(input: AttestInput, stores: Stores): Promise<Attested> {
-    const all = rulesFor<OidcRule>(stores, OIDC_METHOD);
+  constructor(private readonly caches: JoinCaches) {}
+
+  async attest(input: AttestInput, port: JoinAttestPort): Promise<Attested> {
+    const all = await port.rules<OidcRule>();
     if (all.length === 0) throw new SigilError('oidc_no_rule', 'no join_rule with method oidc exists on this issuer (sigil ctl apply -f a rule with oidc.provider, oidc.audience and oidc.allow)');
     const { token } = parseWith(oidcEvidenceSchema, input.evidence, 'jwt_invalid', 'oidc evidence');
     const iss = peekJwt(token).claims.iss;
@@ -77,13 +79,13 @@ export class OidcJoinServer implements JoinMethodServer {
     const { rule, value } = await firstAcceptingRule(rules, async (r, stage) => {
       const c = r.config;
       const skewS = c.skew ?? DEFAULT_SKEW_S;
-      const v = await verifyJwt(token, { keys: await keysFor(c, issuer, input.now), algorithms: c.algorithms ?? ['RS256', 'ES256'], now: input.now, skewS });
+      const v = await verifyJwt(token, { keys: await keysFor(this.caches, c, issuer, input.now), cache: this.caches.keySets, algorithms: c.algorithms ?? ['RS256', 'ES256'], now: input.now, skewS });
       stage.reached(1);
       const aud = audienceOf(v.claims);
       if (!aud.includes(c.audience)) throw new SigilError('jwt_audience_mismatch', `the token's audience ${JSON.stringify(aud)} is not ${JSON.stringify(c.audience)} (join_rule ${r.name}); request the token for audience ${c.audience}`);
       stage.reached(2);
       const jti = jtiOf(v.claims);
-      checkNotReplayed(stores, issuer, jti);
+      await checkNotReplayed(port, issuer, jti);
       stage.reached(3);
       const claims = v.claims as Record<string, unknown>;
       const facts = factsOf(r, issuer, claims);
@@ -99,9 +101,15 @@ export class OidcJoinServer implements JoinMethodServer {
       joinRule: rule.name,
       // The job or pod fetches a fresh token whenever it needs to join again.
       canReattest: true,
-      commit(s, now) {
-        recordJti(s, issuer, value.jti, value.exp, value.skewS, now);
+      commit(tx) {
+        recordJti(tx, issuer, value.jti, value.exp, value.skewS);
       },
     };
   }
 }
+
+export const oidcServerMethod: ServerJoinMethodEntry = {
+  descriptor: oidcDescriptor,
+  ruleSchema: oidcRuleSchema,
+  create: (deps) => new OidcJoinServer(deps.caches),
+};

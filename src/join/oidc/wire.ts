@@ -5,7 +5,7 @@
  *
  * One request, no challenge round; the evidence is `{ token }`, a JWT whose `aud` the job asked
  * to be this issuer's audience. The token is a bearer credential until it expires; a token
- * that carries a `jti` joins once (jwt/replay.ts), and the audience keeps tokens minted for
+ * that carries a `jti` joins once (join/jwt-replay.ts), and the audience keeps tokens minted for
  * other services out. CI jobs and pods are ephemeral, so these agents join again at every
  * renewal (with a fresh token) rather than renew, as Teleport's bots do; a CI job runs the
  * agent with `--once` to get credentials and exit. docs/join-oidc.md.

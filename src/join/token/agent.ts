@@ -1,7 +1,10 @@
 import { sign } from 'node:crypto';
+import { z } from 'zod';
 import { SigilError } from '../../errors.js';
+import type { AgentJoinMethodEntry } from '../registry.js';
 import type { EvidenceContext, JoinMethodAgent } from '../types.js';
-import { proofMessage, TOKEN_RE, tokenKey } from './wire.js';
+import { tokenDescriptor } from './descriptor.js';
+import { proofMessage, TOKEN_RE, tokenId, tokenKey } from './wire.js';
 
 export class TokenJoinAgent implements JoinMethodAgent {
   readonly name = 'token';
@@ -19,3 +22,17 @@ export class TokenJoinAgent implements JoinMethodAgent {
     return { token_key: this.key.publicRaw.toString('base64url'), proof: proof.toString('base64url') };
   }
 }
+
+/**
+ * The agent side of the token join (join/agent-methods.ts). agent.yaml keeps the token flat
+ * (`join: { method: token, token | token_file }`); agent/config.ts reads token_file and hands
+ * the token here.
+ */
+export const tokenAgentMethod: AgentJoinMethodEntry<{ token: string }> = {
+  descriptor: tokenDescriptor,
+  configSchema: z.strictObject({ token: z.string() }),
+  create: (settings) => {
+    const method = new TokenJoinAgent(settings.token);
+    return { method, singleUseCredential: `token:${tokenId(tokenKey(settings.token).publicRaw)}` };
+  },
+};

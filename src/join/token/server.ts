@@ -1,8 +1,10 @@
 import { verify } from 'node:crypto';
 import { SigilError } from '../../errors.js';
 import { parseWith } from '../../protocol/messages.js';
-import type { Stores } from '../../server/store/types.js';
+import type { JoinAttestPort } from '../port.js';
+import type { ServerJoinMethodEntry } from '../registry.js';
 import type { AttestInput, Attested, JoinMethodServer } from '../types.js';
+import { tokenDescriptor } from './descriptor.js';
 import { proofMessage, tokenEvidenceSchema, tokenId, tokenPublicKey } from './wire.js';
 
 /**
@@ -13,11 +15,11 @@ import { proofMessage, tokenEvidenceSchema, tokenId, tokenPublicKey } from './wi
 export class TokenJoinServer implements JoinMethodServer {
   readonly name = 'token';
 
-  async attest(input: AttestInput, stores: Stores): Promise<Attested> {
+  async attest(input: AttestInput, port: JoinAttestPort): Promise<Attested> {
     const ev = parseWith(tokenEvidenceSchema, input.evidence, 'token_invalid', 'token evidence');
     const raw = Buffer.from(ev.token_key, 'base64url');
     const id = tokenId(raw);
-    const rec = stores.tokens.get(id);
+    const rec = await port.token(id);
     if (!rec) throw new SigilError('token_invalid', 'the join token is not known to this issuer');
     const ok = verify(null, proofMessage(input.requestId, input.spkiDer), tokenPublicKey(raw), Buffer.from(ev.proof, 'base64url'));
     if (!ok) throw new SigilError('token_invalid', 'the proof of token possession does not verify for this request and key');
@@ -27,10 +29,15 @@ export class TokenJoinServer implements JoinMethodServer {
       bot: rec.bot,
       facts: { token_id_prefix: id.slice(0, 12) },
       canReattest: false,
-      commit(s, now, instanceId) {
-        const r = s.tokens.consume(id, now, instanceId);
+      commit(tx) {
+        const r = tx.consumeToken(id);
         if (!r.ok) throw new SigilError(r.reason, r.reason === 'token_reused' ? 'the join token was already used (a concurrent join won)' : undefined);
       },
     };
   }
 }
+
+export const tokenServerMethod: ServerJoinMethodEntry = {
+  descriptor: tokenDescriptor,
+  create: () => new TokenJoinServer(),
+};

@@ -15,33 +15,24 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
+import { encodePublic, encodeSignedAttest } from '../../attest/structures.js';
 import { SigilError } from '../../errors.js';
 import { OWNER_PARENT, withParent, withTpm, withTpmSession } from '../../keystore/tpm-access.js';
 import type { TpmSigner } from '../../keystore/tpm.js';
 import { parseWith, type JoinChallenge } from '../../protocol/messages.js';
-import { TPM_ST, TPMA_OBJECT } from '../../tpm/constants.js';
+import { TPM_ST } from '../../tpm/constants.js';
 import { hash } from '../../tpm/crypto/hash.js';
 import type { EkKind } from '../../tpm/ek.js';
-import type { EccPublic, TpmtPublic } from '../../tpm/structures/public.js';
-import { akTemplateEccP256 } from '../../tpm/templates.js';
+import type { TpmtPublic } from '../../tpm/structures/public.js';
 import type { KeyBlob, PcrValue, SignedAttestation, Tpm, TpmKey } from '../../tpm/tpm.js';
+import { activateCredential, akTemplate, readAgentEk } from '../tpm-activation.js';
 import type { EvidenceContext, JoinMethodAgent } from '../types.js';
-import { activateCredential, readAgentEk } from './binding.js';
-import { encodePublic, encodeSignedAttest } from './structures.js';
 import { bankName, MAX_EVENT_LOG_GZ_BYTES, PCR_BANK_ALGS, tpmChallengeDataSchema, type PcrSelectionWire, type TpmAnswer, type TpmEvidence } from './wire.js';
 
 /** Where Linux exposes the firmware's TCG event log (root only). */
 export const DEFAULT_EVENT_LOG = '/sys/kernel/security/tpm0/binary_bios_measurements';
 
-/**
- * The attestation key template: templates.ts akTemplateEccP256 (restricted ECDSA P-256,
- * SHA-256) plus noDA — it has no authValue to guess, and without noDA every unorderly power
- * loss after using it counts as a failed authorization (keystore/tpm.ts explains).
- */
-export function akTemplate(): EccPublic {
-  const t = akTemplateEccP256();
-  return { ...t, objectAttributes: t.objectAttributes | TPMA_OBJECT.noDA };
-}
+export { akTemplate };
 
 export interface TpmJoinAgentOptions {
   /** tpm2-tools TCTI string of the TPM, e.g. `device:/dev/tpmrm0`, `swtpm:host=127.0.0.1,port=2321`. */

@@ -16,7 +16,11 @@
 import { z } from 'zod';
 import type { TpmSigner } from '../../keystore/tpm.js';
 import type { KeyBlob } from '../../tpm/tpm.js';
+import { SigilError } from '../../errors.js';
+import type { AgentJoinMethodEntry } from '../registry.js';
 import { TpmJoinAgent } from './agent.js';
+import { certifyWithAk, PendingTpmKeys, saveAk } from './ak-store.js';
+import { tpmDescriptor } from './descriptor.js';
 
 export const DEFAULT_TCTI = 'device:/dev/tpmrm0';
 
@@ -45,3 +49,32 @@ export function tpmJoinAgentFromConfig(cfg: TpmAgentConfig | undefined, identity
     ...(ak ? { ak } : {}),
   });
 }
+
+/**
+ * The agent side of the tpm join (join/agent-methods.ts). Its hooks are what the agent core
+ * used to special-case: the join certifies the identity key, so each key the agent makes is
+ * kept where the method finds it by its SPKI; the AK of a completed join is kept; renewals prove
+ * their new key with TPM2_Certify by that AK.
+ */
+export const tpmAgentMethod: AgentJoinMethodEntry<TpmAgentConfig> = {
+  descriptor: tpmDescriptor,
+  configSchema: tpmAgentConfigSchema,
+  identityKeyTpm: (settings) => tpmTcti(settings as TpmAgentConfig),
+  create(settings, ctx) {
+    if (ctx.keyStorage !== 'tpm') throw new SigilError('config_invalid', `${ctx.where}: the tpm join certifies a TPM-resident identity key; set key_storage: tpm`);
+    const pending = new PendingTpmKeys();
+    const method = tpmJoinAgentFromConfig(settings, (spki) => pending.find(spki));
+    return {
+      method,
+      singleUseCredential: undefined,
+      onKeyCreated: (key) => {
+        if (key.storage === 'tpm') pending.add(key as TpmSigner);
+      },
+      onJoined: (requestId, state) => {
+        const ak = method.attestationKey(requestId);
+        if (ak) saveAk(state, ak);
+      },
+      renewalKeyProof: (key, requestId, state) => (key.storage === 'tpm' ? certifyWithAk(state, key as TpmSigner, requestId) : Promise.resolve(undefined)),
+    };
+  },
+};

@@ -1,5 +1,5 @@
 /**
- * The tpm block of a join rule (registered with join/rules.ts, so `sigil ctl apply` refuses a
+ * The tpm block of a join rule (the tpm entry's ruleSchema, so `sigil ctl apply` refuses a
  * malformed one):
  *
  *   kind: join_rule
@@ -29,9 +29,8 @@
  * is live and its PCRs are recorded, but no boot state is required.
  */
 import { z } from 'zod';
-import { PROFILE_NAME_RE } from '../../server/firmware/index.js';
-import { registerRuleSchema } from '../rules.js';
-import { EK_HASH_RE } from './wire.js';
+import { PROFILE_NAME_RE } from '../../attest/firmware/index.js';
+import { EK_HASH_RE, ekCrlFilesSchema, ekCrlNeedsCa } from '../ek-wire.js';
 
 const absolutePath = z.string().min(2).max(4096).regex(/^\//, 'file paths must be absolute (the issuer reads them when a machine joins)');
 
@@ -39,15 +38,6 @@ const ekHash = z
   .string()
   .transform((s) => s.trim().toLowerCase())
   .refine((s) => EK_HASH_RE.test(s), 'ek_public_hash must be sha256:<64 lowercase hex digits> (see docs/join-tpm.md for how to compute it)');
-
-/** ek_crl_files, shared with the x509 join's require_tpm (which has the same EK semantics). */
-export const ekCrlFilesSchema = z.array(absolutePath).min(1, 'ek_crl_files needs at least one CRL file; omit it instead').max(64).optional();
-
-/** ek_crl_files revokes EK certificates, which only a rule with ek_ca_files checks. */
-export const ekCrlNeedsCa = {
-  check: (r: { ek_ca_files?: unknown; ek_crl_files?: unknown }): boolean => r.ek_crl_files === undefined || r.ek_ca_files !== undefined,
-  message: 'ek_crl_files needs ek_ca_files: CRLs revoke EK certificates, and only a rule that trusts EKs by certificate (ek_ca_files) checks one (to shut out a TPM trusted by its EK hash, remove it from allow)',
-};
 
 export const tpmRuleSchema = z
   .strictObject({
@@ -65,4 +55,3 @@ export const tpmRuleSchema = z
   .refine((r) => r.ek_ca_files !== undefined || r.allow !== undefined, { message: 'a tpm rule needs ek_ca_files, allow, or both (otherwise any TPM, even a software one, could join)' });
 export type TpmRule = z.infer<typeof tpmRuleSchema>;
 
-registerRuleSchema('tpm', tpmRuleSchema);

@@ -14,70 +14,86 @@
  *            reported values (pcr_digest_mismatch) → certification of the identity key
  *            (certify_invalid, certify_key_mismatch) → clock (clock_invalid) → event log
  *            (eventlog_invalid, eventlog_replay_mismatch) → firmware profiles (pcr_mismatch,
- *            firmware_profile_mismatch) → attested; the challenge is used up in `commit`.
+ *            firmware_profile_mismatch) → attested; the host uses the challenge up.
  *
  * Machine id: `tpm-` + the first 128 bits (hex) of SHA-256 over the EK's SubjectPublicKeyInfo.
  * The EK is fixed for the TPM's life (its seed survives TPM2_Clear), so a machine that joins
  * again — after its identity expired, after a reboot, with a new AK and a new identity key —
  * is the same instance and keeps its history and generation.
  */
+import { checkAk } from '../../attest/ak.js';
+import { verifyCertify } from '../../attest/certify.js';
+import { checkClock } from '../../attest/clock.js';
+import { checkActivation, credentialChallenge } from '../../attest/credential.js';
+import { EkMemo } from '../../attest/ek.js';
+import { readEventLog, verifyEventLog } from '../../attest/eventlog.js';
+import { judgeBoot, selectionFor, type FirmwareProfiles } from '../../attest/firmware/index.js';
+import { checkIdentityKey } from '../../attest/key.js';
+import { checkPcrDigest, verifyQuote, type QuotedPcrs } from '../../attest/quote.js';
+import { encodePublic, parsePublic, parseSignedAttest } from '../../attest/structures.js';
 import { SigilError } from '../../errors.js';
 import { parseWith } from '../../protocol/messages.js';
-import type { Stores } from '../../server/store/types.js';
-import { hash } from '../../tpm/crypto/hash.js';
-import { selectedPcrs } from '../../tpm/structures/pcr.js';
-import { consumeChallenge, MAX_CHALLENGE_TTL_MS, openChallenge } from '../challenge.js';
-import { rulesFor, type JoinRule } from '../rules.js';
+import { answeredChallenge, MAX_CHALLENGE_TTL_MS } from '../challenge.js';
+import { checkEkForRule, readEk, selectRule, type Ek, type EkTrustCaches } from '../ek-trust.js';
+import type { JoinAttestPort, JoinRule } from '../port.js';
+import type { ServerJoinMethodEntry } from '../registry.js';
 import type { AttestInput, Attested, ChallengeRequired, JoinMethodServer } from '../types.js';
-import { checkActivation, credentialChallenge } from './binding.js';
-import { checkAk, checkIdentityKey, quoteHashAlg, verifyCertify, verifyQuote } from './attest.js';
-import { checkClock } from './clock.js';
-import { checkEkForRule, readEk, selectRule, type Ek } from './ek.js';
-import { checkReplay, judgeBoot, readEventLog, resolveProfiles, selectionFor, type QuotedPcrs } from './firmware.js';
-import type { TpmRule } from './rule.js';
-import { encodePublic, parsePublic, parseSignedAttest } from './structures.js';
+import { tpmDescriptor } from './descriptor.js';
+import { tpmRuleSchema, type TpmRule } from './rule.js';
 import {
-  bankName,
   isAnswer,
+  MAX_EVENT_LOG_BYTES,
   PCR_BANK_ALGS,
   tpmAnswerSchema,
   tpmChallengeStateSchema,
   tpmEvidenceSchema,
+  type PcrBankName,
   type PcrSelectionWire,
   type TpmAnswer,
   type TpmChallengeData,
   type TpmChallengeState,
 } from './wire.js';
-// Registers the rule schema with join/rules.ts.
-import './rule.js';
 
 export function tpmMachineId(ekPublicHash: string): string {
   return `tpm-${ekPublicHash.slice('sha256:'.length, 'sha256:'.length + 32)}`;
 }
 
-function rulesOrRefuse(stores: Stores): Array<JoinRule<TpmRule>> {
-  const rules = rulesFor<TpmRule>(stores, 'tpm');
+async function rulesOrRefuse(port: JoinAttestPort): Promise<Array<JoinRule<TpmRule>>> {
+  const rules = await port.rules<TpmRule>();
   if (rules.length === 0) throw new SigilError('tpm_no_rule', 'no join_rule with method tpm exists on this issuer (sigil ctl apply -f a rule with tpm.ek_ca_files or tpm.allow)');
   return rules;
 }
 
+/** What the tpm join needs of its issuer: the firmware profiles, and the EK caches (join/ek-trust.ts). */
+export interface TpmJoinDeps {
+  firmware: FirmwareProfiles;
+  trustFiles?: EkTrustCaches['trustFiles'];
+}
+
 export class TpmJoinServer implements JoinMethodServer {
   readonly name = 'tpm';
+  readonly #firmware: FirmwareProfiles;
+  readonly #ek: EkTrustCaches;
 
-  attest(input: AttestInput, stores: Stores): Promise<Attested | ChallengeRequired> {
-    return isAnswer(input.evidence) ? this.answer(input, stores) : this.challenge(input, stores);
+  constructor(deps: TpmJoinDeps) {
+    this.#firmware = deps.firmware;
+    this.#ek = { trustFiles: deps.trustFiles, memo: new EkMemo() };
   }
 
-  private async challenge(input: AttestInput, stores: Stores): Promise<ChallengeRequired> {
-    const rules = rulesOrRefuse(stores);
+  attest(input: AttestInput, port: JoinAttestPort): Promise<Attested | ChallengeRequired> {
+    return isAnswer(input.evidence) ? this.answer(input, port) : this.challenge(input, port);
+  }
+
+  private async challenge(input: AttestInput, port: JoinAttestPort): Promise<ChallengeRequired> {
+    const rules = await rulesOrRefuse(port);
     const ev = parseWith(tpmEvidenceSchema, input.evidence, 'tpm_evidence_malformed', 'tpm evidence');
-    const ek = readEk(ev);
-    const rule = await selectRule(rules, ek, new Date(input.now));
+    const ek = readEk(ev, this.#ek.memo);
+    const rule = await selectRule(rules, ek, new Date(input.now), this.#ek);
     const ak = parsePublic(ev.ak_public, 'ak_public');
     checkAk(ak);
     const key = parsePublic(ev.key_public, 'key_public');
     checkIdentityKey(key, input.spkiDer);
-    const selection = selectionFor(resolveProfiles(rule.config.firmware_profiles ?? [], rule.name));
+    const selection = selectionFor(this.#firmware.resolve(rule.config.firmware_profiles ?? [], rule.name));
 
     const cred = credentialChallenge(ek.public, ak);
     const data: TpmChallengeData = { credential: cred.credential, pcr_selection: selection };
@@ -94,17 +110,17 @@ export class TpmJoinServer implements JoinMethodServer {
     return { challenge: { data, state, ttlMs: MAX_CHALLENGE_TTL_MS } };
   }
 
-  private async answer(input: AttestInput, stores: Stores): Promise<Attested> {
-    const rules = rulesOrRefuse(stores);
+  private async answer(input: AttestInput, port: JoinAttestPort): Promise<Attested> {
+    const rules = await rulesOrRefuse(port);
     const ans = parseWith(tpmAnswerSchema, input.evidence, 'tpm_evidence_malformed', 'tpm challenge answer');
-    const ch = openChallenge(stores, input, this.name, ans.challenge_id);
+    const ch = answeredChallenge(input);
     const st = parseWith(tpmChallengeStateSchema, ch.state, 'internal', 'stored tpm challenge state');
     const rule = rules.find((r) => r.name === st.rule);
     if (!rule) throw new SigilError('tpm_no_rule', `join_rule ${st.rule} was removed while the TPM answered its challenge; start the join again`);
     // The rule may have changed between the rounds (a CA file replaced, a CRL published, an
     // allow entry removed).
-    const ek = readEk(st);
-    await checkEkForRule(ek, rule, new Date(input.now));
+    const ek = readEk(st, this.#ek.memo);
+    await checkEkForRule(ek, rule, new Date(input.now), this.#ek);
     const ak = parsePublic(st.ak_public, 'stored ak_public', 'internal');
     const key = parsePublic(st.key_public, 'stored key_public', 'internal');
 
@@ -113,25 +129,21 @@ export class TpmJoinServer implements JoinMethodServer {
     const quote = parseSignedAttest(ans.quote, 'quote', 'quote_invalid');
     const q = verifyQuote(quote, ak, ch.nonce, st.pcr_selection);
     const quoted = reportedPcrs(ans, st.pcr_selection);
-    const digest = hash(quoteHashAlg(quote), ...q.attested.pcrSelect.flatMap((sel) => selectedPcrs(sel).map((pcr) => quoted.get(bankName(sel.hash)!)!.get(pcr)!)));
-    if (!Buffer.from(digest).equals(Buffer.from(q.attested.pcrDigest))) {
-      throw new SigilError('pcr_digest_mismatch', 'the reported PCR values do not hash to the digest the TPM quoted (they were changed, or read at another time than the quote)');
-    }
+    checkPcrDigest(quote, q, quoted);
 
     const certify = verifyCertify(parseSignedAttest(ans.certify, 'certification', 'certify_invalid'), ak, key, ch.nonce);
     checkIdentityKey(key, input.spkiDer);
 
     const machineId = tpmMachineId(ek.hash);
-    const known = stores.instances.get(machineId);
-    const previous = typeof known?.facts.tpm_clock_ms === 'number' ? { clockMs: known.facts.tpm_clock_ms, instanceId: machineId } : undefined;
+    const known = await port.instanceFacts(machineId);
+    const previous = typeof known?.tpm_clock_ms === 'number' ? { clockMs: known.tpm_clock_ms, instanceId: machineId } : undefined;
     const clock = checkClock(q, certify, ch.expiresAt - ch.createdAt, previous);
 
-    const log = ans.event_log !== undefined ? readEventLog(ans.event_log) : undefined;
-    if (log) checkReplay(log, quoted);
-    const profiles = resolveProfiles(rule.config.firmware_profiles ?? [], rule.name);
+    // Replayed in every quoted bank before any profile: a log that lies is refused even where no profile reads it.
+    const log = ans.event_log !== undefined ? verifyEventLog(readEventLog(ans.event_log, MAX_EVENT_LOG_BYTES), quoted) : undefined;
+    const profiles = this.#firmware.resolve(rule.config.firmware_profiles ?? [], rule.name);
     const match = profiles.length > 0 ? judgeBoot(profiles, quoted, log) : undefined;
 
-    const challengeId = ans.challenge_id;
     return {
       bot: rule.bot,
       machineId,
@@ -149,9 +161,6 @@ export class TpmJoinServer implements JoinMethodServer {
       canReattest: true,
       keyStorage: 'tpm',
       exportable: false,
-      commit(s, now) {
-        consumeChallenge(s, challengeId, now);
-      },
     };
   }
 }
@@ -168,7 +177,7 @@ function ekFacts(ek: Ek): Record<string, unknown> {
 
 /** The reported PCR values, which must be exactly the requested selection (`pcr_digest_mismatch`). */
 function reportedPcrs(ans: TpmAnswer, selection: PcrSelectionWire): QuotedPcrs {
-  const out: QuotedPcrs = new Map();
+  const out = new Map<PcrBankName, Map<number, Buffer>>();
   for (const v of ans.pcr_values) {
     const bank = out.get(v.bank) ?? new Map<number, Buffer>();
     if (bank.has(v.pcr)) throw new SigilError('pcr_digest_mismatch', `${v.bank} PCR ${v.pcr} is reported twice`);
@@ -189,3 +198,9 @@ function pcrFacts(quoted: QuotedPcrs): Record<string, Record<string, string>> {
   for (const [bank, values] of quoted) out[bank] = Object.fromEntries([...values].sort(([a], [b]) => a - b).map(([p, v]) => [String(p), v.toString('hex')]));
   return out;
 }
+
+export const tpmServerMethod: ServerJoinMethodEntry = {
+  descriptor: tpmDescriptor,
+  ruleSchema: tpmRuleSchema,
+  create: (deps) => new TpmJoinServer({ firmware: deps.firmware, trustFiles: deps.caches.trustFiles }),
+};

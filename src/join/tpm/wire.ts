@@ -31,6 +31,10 @@
 import { z } from 'zod';
 import { TPM_ALG } from '../../tpm/constants.js';
 import { CHALLENGE_ID_RE } from '../challenge.js';
+import { activatedB64, b64, credentialWireSchema, EK_HASH_RE, ekCertB64, signedAttestSchema, tpm2bPublicB64 } from '../ek-wire.js';
+
+export { EK_HASH_RE, signedAttestSchema };
+export type { SignedAttestWire } from '../ek-wire.js';
 
 /** The PCR banks Sigil quotes and replays (names as in the event log code). */
 export const PCR_BANK_ALGS = { sha1: TPM_ALG.SHA1, sha256: TPM_ALG.SHA256, sha384: TPM_ALG.SHA384, sha512: TPM_ALG.SHA512 } as const;
@@ -48,19 +52,6 @@ export const MAX_EVENT_LOG_GZ_BYTES = 36 * 1024;
 /** The event log after gunzip, at most (real firmware logs are 10–200 KB). */
 export const MAX_EVENT_LOG_BYTES = 4 * 1024 * 1024;
 
-function b64(max: number, what: string): z.ZodString {
-  return z
-    .string()
-    .max(Math.ceil(max / 3) * 4, `${what} is at most ${max} bytes`)
-    .regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, `${what} must be standard base64`);
-}
-
-const tpm2bPublicB64 = (what: string) => b64(1024, what).min(8, `${what} is empty`);
-const attestB64 = b64(1024, 'attest');
-const signatureB64 = b64(1024, 'signature');
-
-export const signedAttestSchema = z.strictObject({ attest: attestB64, signature: signatureB64 });
-export type SignedAttestWire = z.infer<typeof signedAttestSchema>;
 
 export const pcrSelectionSchema = z
   .array(
@@ -75,7 +66,7 @@ export type PcrSelectionWire = z.infer<typeof pcrSelectionSchema>;
 
 /** Round 1. */
 export const tpmEvidenceSchema = z.strictObject({
-  ek_cert: b64(8 * 1024, 'ek_cert').optional(),
+  ek_cert: ekCertB64.optional(),
   ek_public: tpm2bPublicB64('ek_public'),
   ak_public: tpm2bPublicB64('ak_public'),
   key_public: tpm2bPublicB64('key_public'),
@@ -84,7 +75,7 @@ export type TpmEvidence = z.infer<typeof tpmEvidenceSchema>;
 
 /** The issuer's challenge `data`. */
 export const tpmChallengeDataSchema = z.strictObject({
-  credential: z.strictObject({ blob: b64(1024, 'credential.blob'), secret: b64(1024, 'credential.secret') }),
+  credential: credentialWireSchema,
   pcr_selection: pcrSelectionSchema,
 });
 export type TpmChallengeData = z.infer<typeof tpmChallengeDataSchema>;
@@ -94,7 +85,7 @@ const hexDigest = z.string().regex(/^(?:[0-9a-f]{40}|[0-9a-f]{64}|[0-9a-f]{96}|[
 /** Round 2. */
 export const tpmAnswerSchema = z.strictObject({
   challenge_id: z.string().regex(CHALLENGE_ID_RE, 'challenge_id is the id the issuer sent'),
-  activated: b64(64, 'activated'),
+  activated: activatedB64,
   quote: signedAttestSchema,
   pcr_values: z
     .array(z.strictObject({ bank: z.enum(PCR_BANK_NAMES as [PcrBankName, ...PcrBankName[]]), pcr: z.number().int().min(0).max(23), digest: hexDigest }))
@@ -108,9 +99,6 @@ export type TpmAnswer = z.infer<typeof tpmAnswerSchema>;
 export function isAnswer(evidence: Record<string, unknown>): boolean {
   return 'challenge_id' in evidence;
 }
-
-/** `sha256:<hex>` of the EK's SubjectPublicKeyInfo DER — the same value `openssl pkey -pubin -outform DER | sha256sum` gives. */
-export const EK_HASH_RE = /^sha256:[0-9a-f]{64}$/;
 
 /** What the issuer keeps with the challenge (never sent). */
 export const tpmChallengeStateSchema = z.strictObject({

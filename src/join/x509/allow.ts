@@ -17,7 +17,7 @@ import { findExtension } from '../../pki/cert-reader.js';
 import { DerReader } from '../../pki/der-reader.js';
 import { TAG } from '../../pki/der.js';
 import { OID } from '../../pki/oids.js';
-import { describeCert, type ParsedCert } from './cert.js';
+import { describeCert, type ParsedCert } from '../x509-cert.js';
 
 /** Key purposes by their RFC 5280 §4.2.1.12 names. */
 export const EKU_NAMES: Record<string, string> = {
@@ -61,16 +61,39 @@ export const allowEntrySchema = z
   });
 export type AllowEntry = z.infer<typeof allowEntrySchema>;
 
-const globCache = new Map<string, RegExp>();
+/** ECMAScript's case folding for a non-unicode /i regex (Canonicalize, ECMA-262 §22.2.2.7.3), per UTF-16 unit. */
+function fold(c: string): string {
+  const up = c.toUpperCase();
+  return up.length === 1 ? up : c;
+}
+
+/**
+ * `*` any run of characters (newlines too), `?` one character, everything else literal; whole
+ * value. Matched directly, in O(pattern × value) at worst, so nothing is compiled or cached.
+ */
 export function globMatch(pattern: string, value: string, ignoreCase = false): boolean {
-  const key = `${ignoreCase ? 'i' : 's'}${pattern}`;
-  let re = globCache.get(key);
-  if (re === undefined) {
-    const src = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
-    re = new RegExp(`^${src}$`, ignoreCase ? 'is' : 's');
-    if (globCache.size < 4096) globCache.set(key, re);
+  const same = ignoreCase ? (a: string, b: string): boolean => a === b || fold(a) === fold(b) : (a: string, b: string): boolean => a === b;
+  let p = 0;
+  let v = 0;
+  let star = -1;
+  let resume = 0;
+  while (v < value.length) {
+    const pc = pattern[p];
+    if (pc === '*') {
+      star = p++;
+      resume = v;
+    } else if (pc !== undefined && (pc === '?' || same(pc, value[v]!))) {
+      p++;
+      v++;
+    } else if (star >= 0) {
+      p = star + 1;
+      v = ++resume;
+    } else {
+      return false;
+    }
   }
-  return re.test(value);
+  while (pattern[p] === '*') p++;
+  return p === pattern.length;
 }
 
 const normSerial = (s: string): string => s.replace(/^0x/i, '').replace(/:/g, '').toLowerCase().replace(/^0+(?=.)/, '');

@@ -31,6 +31,8 @@ import { pemToDers } from '../../pki/pem.js';
 import { classifySpki, readSpki } from '../../pki/spki.js';
 import { X509JoinAgent } from './agent.js';
 import { DeviceTpmBinding } from './tpm-agent.js';
+import type { AgentJoinMethodEntry } from '../registry.js';
+import { x509Descriptor } from './descriptor.js';
 
 const path = z.string().min(1).max(4096);
 
@@ -131,3 +133,10 @@ export function x509JoinAgentFromConfig(cfg: X509AgentConfig): X509JoinAgent {
     throw e;
   }
 }
+
+/** The agent side of the x509 join (join/agent-methods.ts). */
+export const x509AgentMethod: AgentJoinMethodEntry<X509AgentConfig> = {
+  descriptor: x509Descriptor,
+  configSchema: x509AgentConfigSchema,
+  create: (settings) => ({ method: x509JoinAgentFromConfig(settings), singleUseCredential: undefined }),
+};

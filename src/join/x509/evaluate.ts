@@ -7,13 +7,12 @@
  * that actually stopped the device.
  */
 import { SigilError } from '../../errors.js';
-import type { DeviceRecord, Stores } from '../../server/store/types.js';
-import type { JoinRule } from '../rules.js';
+import type { DeviceRecord, JoinAttestPort, JoinRule } from '../port.js';
 import { checkAllowed } from './allow.js';
-import { describeCert, type ParsedCert } from './cert.js';
-import { checkRevocation } from './crl.js';
-import { loadCaFile, loadCrlFile } from './files.js';
-import { validatePath, type ValidatedPath } from './path.js';
+import { describeCert, type ParsedCert } from '../x509-cert.js';
+import { checkRevocation } from '../x509-crl.js';
+import { readCaFile, readCrlFile, type TrustFileCache } from '../trust-files.js';
+import { validatePath, type ValidatedPath } from '../x509-path.js';
 import { DEFAULT_MAX_INTERMEDIATES, type X509Rule } from './rule.js';
 
 export interface Decision {
@@ -27,22 +26,23 @@ export interface Decision {
 const Stage = { Untrusted: 0, RuleFiles: 1, Path: 2, Revocation: 3, Allow: 4, Registration: 5 } as const;
 type Stage = (typeof Stage)[keyof typeof Stage];
 
-export async function evaluateChain(stores: Stores, rules: ReadonlyArray<JoinRule<X509Rule>>, chain: readonly ParsedCert[], at: Date): Promise<Decision> {
+/** `files`: the issuer's parsed CA and CRL files (join/caches.ts). */
+export async function evaluateChain(port: Pick<JoinAttestPort, 'device'>, files: TrustFileCache, rules: ReadonlyArray<JoinRule<X509Rule>>, chain: readonly ParsedCert[], at: Date): Promise<Decision> {
   const [leaf, ...intermediates] = chain;
   if (leaf === undefined) throw new SigilError('x509_chain_malformed', 'the chain is empty');
   let best: { stage: Stage; error: SigilError } | undefined;
   for (const rule of rules) {
     let stage: Stage = Stage.RuleFiles;
     try {
-      const anchors = rule.config.ca_files.flatMap(loadCaFile);
+      const anchors = rule.config.ca_files.flatMap((f) => readCaFile(files, f));
       stage = Stage.Path;
       const path = validatePath({ leaf, intermediates, anchors, at, maxIntermediates: rule.config.max_intermediates ?? DEFAULT_MAX_INTERMEDIATES });
       stage = Stage.Revocation;
-      await checkRevocation(path.certs, (rule.config.crl_files ?? []).flatMap(loadCrlFile), at);
+      await checkRevocation(path.certs, (rule.config.crl_files ?? []).flatMap((f) => readCrlFile(files, f)), at);
       stage = Stage.Allow;
       checkAllowed(rule.config.allow, leaf, rule.name);
       stage = Stage.Registration;
-      const device = rule.config.registered_only ? registration(stores, rule.name, leaf) : undefined;
+      const device = rule.config.registered_only ? await registration(port, rule.name, leaf) : undefined;
       return { rule, path, device };
     } catch (err) {
       if (!(err instanceof SigilError)) throw err;
@@ -53,8 +53,8 @@ export async function evaluateChain(stores: Stores, rules: ReadonlyArray<JoinRul
   throw best!.error;
 }
 
-function registration(stores: Stores, rule: string, leaf: ParsedCert): DeviceRecord {
-  const device = stores.devices.getByFingerprint(leaf.fingerprint);
+async function registration(port: Pick<JoinAttestPort, 'device'>, rule: string, leaf: ParsedCert): Promise<DeviceRecord> {
+  const device = await port.device(leaf.fingerprint);
   if (device === undefined) {
     throw new SigilError('device_not_registered', `${describeCert(leaf)} (fingerprint ${leaf.fingerprint}) is not in any imported device manifest, and join_rule ${rule} has registered_only: true; import it with: sigil ctl devices import MANIFEST.jsonl --rule ${rule}`);
   }

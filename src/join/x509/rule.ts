@@ -20,9 +20,7 @@
  *                                                #   devices, is the EK the factory recorded
  */
 import { z } from 'zod';
-import { registerRuleSchema } from '../rules.js';
-import { ekCrlFilesSchema, ekCrlNeedsCa } from '../tpm/rule.js';
-import { EK_HASH_RE } from '../tpm/wire.js';
+import { EK_HASH_RE, ekCrlFilesSchema, ekCrlNeedsCa } from '../ek-wire.js';
 import { allowEntrySchema } from './allow.js';
 
 const absolutePath = z.string().min(2).max(4096).regex(/^\//, 'file paths must be absolute (the issuer reads them when a device joins)');
@@ -31,9 +29,8 @@ export const DEFAULT_MAX_INTERMEDIATES = 3;
 
 /**
  * DevID in a TPM (tpm-check.ts): the EK trust of a tpm join rule — ek_ca_files, ek_crl_files
- * and allow mean exactly what they mean there (join/tpm/rule.ts, checked by join/tpm/ek.ts) —
- * without firmware_profiles, since this join quotes no PCRs. Importing tpm/rule.ts for the
- * shared ek_crl_files pieces also registers the tpm rule schema, as server-methods.ts does.
+ * and allow mean exactly what they mean there (join/tpm/rule.ts, join/ek-wire.ts; checked by join/ek-trust.ts) —
+ * without firmware_profiles, since this join quotes no PCRs.
  */
 export const requireTpmSchema = z
   .strictObject({
@@ -63,4 +60,3 @@ export const x509RuleSchema = z
   });
 export type X509Rule = z.infer<typeof x509RuleSchema>;
 
-registerRuleSchema('x509', x509RuleSchema);

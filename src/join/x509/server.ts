@@ -2,9 +2,9 @@
  * The issuer half of the x509 join (wire.ts describes the two rounds and the signed message).
  *
  * Round 1 checks the chain against the rules (evaluate.ts) and asks for a challenge, keeping
- * the chain with it. Round 2 finds the challenge (join/challenge.ts), checks the kept chain
- * again — a CRL published between the rounds counts — verifies the device's signature, and
- * returns the attestation; `commit` uses the challenge up inside the issuing transaction. For
+ * the chain with it. Round 2 gets the challenge from the host (join/challenge.ts), checks the
+ * kept chain again — a CRL published between the rounds counts — verifies the device's
+ * signature, and returns the attestation; the host uses the challenge up. For
  * rules with `require_tpm`, both rounds also carry the TPM binding of the device key
  * (tpm-check.ts).
  *
@@ -20,19 +20,19 @@
 import { createHash } from 'node:crypto';
 import { SigilError } from '../../errors.js';
 import { parseWith } from '../../protocol/messages.js';
-import type { Stores } from '../../server/store/types.js';
-import { consumeChallenge, MAX_CHALLENGE_TTL_MS, openChallenge } from '../challenge.js';
-import { rulesFor } from '../rules.js';
+import type { JoinCaches } from '../caches.js';
+import { answeredChallenge, MAX_CHALLENGE_TTL_MS } from '../challenge.js';
+import type { JoinAttestPort } from '../port.js';
+import type { JoinMethodDeps, ServerJoinMethodEntry } from '../registry.js';
 import type { AttestInput, Attested, ChallengeRequired, JoinMethodServer } from '../types.js';
-import { parseCert, type ParsedCert } from './cert.js';
+import { parseCert, type ParsedCert } from '../x509-cert.js';
 import { evaluateChain, type Decision } from './evaluate.js';
 import { formatName } from '../../pki/name-reader.js';
 import { readSpki, classifySpki } from '../../pki/spki.js';
-import type { X509Rule } from './rule.js';
+import { x509Descriptor } from './descriptor.js';
+import { x509RuleSchema, type X509Rule } from './rule.js';
 import { tpmChallenge, verifyTpmBinding } from './tpm-check.js';
 import { isAnswer, proofMessage, verifyProof, x509AnswerSchema, x509ChallengeStateSchema, x509EvidenceSchema, type X509ChallengeState } from './wire.js';
-// Registers the rule schema with join/rules.ts.
-import './rule.js';
 
 export function x509MachineId(leafSpki: Buffer): string {
   return `x509-${createHash('sha256').update(leafSpki).digest('hex').slice(0, 32)}`;
@@ -45,40 +45,38 @@ function parseChain(b64: readonly string[]): ParsedCert[] {
 export class X509JoinServer implements JoinMethodServer {
   readonly name = 'x509';
 
-  async attest(input: AttestInput, stores: Stores): Promise<Attested | ChallengeRequired> {
-    const rules = rulesFor<X509Rule>(stores, 'x509');
+  constructor(private readonly caches: JoinCaches) {}
+
+  async attest(input: AttestInput, port: JoinAttestPort): Promise<Attested | ChallengeRequired> {
+    const rules = await port.rules<X509Rule>();
     if (rules.length === 0) throw new SigilError('x509_no_rule', 'no join_rule with method x509 exists on this issuer (sigil ctl apply -f a rule with x509.ca_files)');
     if (!isAnswer(input.evidence)) {
       const ev = parseWith(x509EvidenceSchema, input.evidence, 'x509_chain_malformed', 'x509 evidence');
       // Refuse now rather than after the device signed: it learns at once which check failed.
       const at = new Date(input.now);
-      const decision = await evaluateChain(stores, rules, parseChain(ev.chain), at);
-      const tpm = await tpmChallenge(decision, ev.tpm, at);
+      const decision = await evaluateChain(port, this.caches.trustFiles, rules, parseChain(ev.chain), at);
+      const tpm = await tpmChallenge(decision, ev.tpm, at, { trustFiles: this.caches.trustFiles });
       const state: X509ChallengeState = { chain: ev.chain, ...(tpm ? { tpm: tpm.state } : {}) };
       return { challenge: { state, ...(tpm ? { data: tpm.data } : {}), ttlMs: MAX_CHALLENGE_TTL_MS } };
     }
 
     const ans = parseWith(x509AnswerSchema, input.evidence, 'x509_proof_invalid', 'x509 challenge answer');
-    const ch = openChallenge(stores, input, this.name, ans.challenge_id);
+    const ch = answeredChallenge(input);
     const kept = parseWith(x509ChallengeStateSchema, ch.state, 'internal', 'stored x509 challenge state');
     const at = new Date(input.now);
-    const decision = await evaluateChain(stores, rules, parseChain(kept.chain), at);
+    const decision = await evaluateChain(port, this.caches.trustFiles, rules, parseChain(kept.chain), at);
     const leaf = decision.path.leaf;
     const message = proofMessage({ challengeNonce: ch.nonce, agentNonce: Buffer.from(ans.agent_nonce, 'base64url'), requestId: input.requestId, spkiDer: input.spkiDer });
     if (!verifyProof(leaf.fields.spki, ans.alg, message, Buffer.from(ans.signature, 'base64url'))) {
       throw new SigilError('x509_proof_invalid', `the ${ans.alg} signature over the challenge does not verify with the key of the device certificate (subject "${formatName(leaf.subject)}")`);
     }
-    const tpmFacts = await verifyTpmBinding(decision, kept.tpm, ans.tpm, ch.nonce, at);
-    const challengeId = ans.challenge_id;
+    const tpmFacts = await verifyTpmBinding(decision, kept.tpm, ans.tpm, ch.nonce, at, { trustFiles: this.caches.trustFiles });
     return {
       bot: decision.rule.bot,
       machineId: x509MachineId(leaf.fields.spki),
       facts: { ...facts(decision, ans.alg), ...tpmFacts },
       joinRule: decision.rule.name,
       canReattest: true,
-      commit(s, now) {
-        consumeChallenge(s, challengeId, now);
-      },
     };
   }
 }
@@ -99,3 +97,9 @@ function facts(d: Decision, alg: string): Record<string, unknown> {
     ...(d.device ? { device_serial: d.device.serial, ...(d.device.ekPublicHash ? { ek_public_hash: d.device.ekPublicHash } : {}) } : {}),
   };
 }
+
+export const x509ServerMethod: ServerJoinMethodEntry = {
+  descriptor: x509Descriptor,
+  ruleSchema: x509RuleSchema,
+  create: (deps: JoinMethodDeps) => new X509JoinServer(deps.caches),
+};

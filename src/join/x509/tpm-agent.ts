@@ -5,17 +5,16 @@
  * `require_tpm` — activates the credential with the EK and the AK, and has the AK certify the
  * device key with the challenge nonce.
  *
- * The TPM steps are the tpm join's (join/tpm/binding.ts, join/tpm/agent.ts akTemplate,
+ * The TPM steps are the tpm join's (join/tpm-activation.ts: readAgentEk, akTemplate,
  * keystore/tpm-access.ts): one connection per round, every transient object flushed.
  */
+import { encodePublic, encodeSignedAttest } from '../../attest/structures.js';
 import { SigilError } from '../../errors.js';
 import { OWNER_PARENT, withParent, withTpm } from '../../keystore/tpm-access.js';
 import type { TpmPersistentSigner } from '../../keystore/tpm-persistent.js';
 import type { EkKind } from '../../tpm/ek.js';
 import type { KeyBlob } from '../../tpm/tpm.js';
-import { akTemplate } from '../tpm/agent.js';
-import { activateCredential, readAgentEk } from '../tpm/binding.js';
-import { encodePublic, encodeSignedAttest } from '../tpm/structures.js';
+import { activateCredential, akTemplate, readAgentEk } from '../tpm-activation.js';
 import type { X509ChallengeData, X509TpmAnswer, X509TpmEvidence } from './wire.js';
 
 export interface DeviceTpmBindingOptions {

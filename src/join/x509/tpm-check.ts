@@ -10,7 +10,7 @@
  *              attributes (ak_attributes_invalid); the device key generated in and bound to a
  *              TPM and equal to the certificate's key (key_not_tpm_resident,
  *              certify_key_mismatch)
- *            → MakeCredential of a fresh secret to the EK for the AK's Name (join/tpm/binding.ts)
+ *            → MakeCredential of a fresh secret to the EK for the AK's Name (attest/credential.ts)
  *   round 2  ActivateCredential's output (credential_mismatch: the AK is in the EK's TPM) and
  *            TPM2_Certify of the device key by the AK with the challenge nonce (certify_invalid,
  *            certify_key_mismatch: the device key is in the AK's TPM, now)
@@ -18,20 +18,21 @@
  * Every check is the tpm join's own function; this file only wires them to the x509 decision.
  * A device that sent no TPM evidence to such a rule is `x509_tpm_binding_invalid`.
  */
+import { checkAk } from '../../attest/ak.js';
+import { verifyCertify } from '../../attest/certify.js';
+import { checkActivation, credentialChallenge } from '../../attest/credential.js';
+import { checkIdentityKey } from '../../attest/key.js';
+import { parsePublic, parseSignedAttest } from '../../attest/structures.js';
 import { SigilError } from '../../errors.js';
 import type { Tpm2bPublic } from '../../tpm/structures/public.js';
+import { checkEkForRule, readEk, type Ek, type EkRuleConfig, type EkTrustCaches } from '../ek-trust.js';
 import type { JoinRule } from '../rules.js';
-import { checkAk, checkIdentityKey, verifyCertify } from '../tpm/attest.js';
-import { checkActivation, credentialChallenge } from '../tpm/binding.js';
-import { checkEkForRule, readEk, type Ek } from '../tpm/ek.js';
-import type { TpmRule } from '../tpm/rule.js';
-import { parsePublic, parseSignedAttest } from '../tpm/structures.js';
 import type { Decision } from './evaluate.js';
 import type { X509Rule } from './rule.js';
 import type { X509ChallengeData, X509ChallengeState, X509TpmAnswer, X509TpmEvidence } from './wire.js';
 
 /** The rule's require_tpm as the tpm join's EK rule (ek_ca_files, ek_crl_files, allow: same semantics). */
-function ekRule(rule: JoinRule<X509Rule>): JoinRule<TpmRule> {
+function ekRule(rule: JoinRule<X509Rule>): JoinRule<EkRuleConfig> {
   const r = rule.config.require_tpm!;
   return {
     name: rule.name,
@@ -40,8 +41,8 @@ function ekRule(rule: JoinRule<X509Rule>): JoinRule<TpmRule> {
   };
 }
 
-async function checkEk(ek: Ek, d: Decision, at: Date): Promise<void> {
-  await checkEkForRule(ek, ekRule(d.rule), at);
+async function checkEk(ek: Ek, d: Decision, at: Date, caches: EkTrustCaches): Promise<void> {
+  await checkEkForRule(ek, ekRule(d.rule), at, caches);
   const registered = d.device?.ekPublicHash ?? null;
   if (d.device !== undefined && registered !== null && registered !== ek.hash) {
     throw new SigilError('x509_ek_mismatch', `device ${d.device.serial} was provisioned in the TPM with EK ${registered}, but its key sits in a TPM with EK ${ek.hash}`);
@@ -70,13 +71,14 @@ function required(d: Decision): boolean {
  * Round 1: for a rule with require_tpm, check the TPM evidence and wrap the credential;
  * undefined for other rules (their challenge carries no TPM part, whatever the device sent).
  */
-export async function tpmChallenge(d: Decision, ev: X509TpmEvidence | undefined, at: Date): Promise<{ data: X509ChallengeData; state: NonNullable<X509ChallengeState['tpm']> } | undefined> {
+/** `caches`: the issuer's parsed CA/CRL files (join/caches.ts). */
+export async function tpmChallenge(d: Decision, ev: X509TpmEvidence | undefined, at: Date, caches: EkTrustCaches = {}): Promise<{ data: X509ChallengeData; state: NonNullable<X509ChallengeState['tpm']> } | undefined> {
   if (!required(d)) return undefined;
   if (ev === undefined) {
     throw new SigilError('x509_tpm_binding_invalid', `join_rule ${d.rule.name} requires the device key to be proven TPM-resident (require_tpm), and the device sent no TPM evidence: its key must be in a TPM (join.x509.key_uri "tpm:…" or tpm: { handle }, attest not false)`);
   }
   const ek = readEk(ev);
-  await checkEk(ek, d, at);
+  await checkEk(ek, d, at, caches);
   const ak = parsePublic(ev.ak_public, 'ak_public');
   checkAk(ak);
   checkDeviceKey(parsePublic(ev.devid_public, 'devid_public'), Buffer.from(d.path.leaf.fields.spki));
@@ -85,14 +87,14 @@ export async function tpmChallenge(d: Decision, ev: X509TpmEvidence | undefined,
 }
 
 /** Round 2: the binding holds; returns the facts it adds (none for rules without require_tpm). */
-export async function verifyTpmBinding(d: Decision, st: X509ChallengeState['tpm'], ans: X509TpmAnswer | undefined, nonce: Buffer, at: Date): Promise<Record<string, unknown>> {
+export async function verifyTpmBinding(d: Decision, st: X509ChallengeState['tpm'], ans: X509TpmAnswer | undefined, nonce: Buffer, at: Date, caches: EkTrustCaches = {}): Promise<Record<string, unknown>> {
   if (!required(d)) return {};
   if (st === undefined) throw new SigilError('x509_tpm_binding_invalid', `join_rule ${d.rule.name} requires a TPM-resident device key (require_tpm) since this challenge was issued; start the join again`);
   if (ans === undefined) throw new SigilError('x509_tpm_binding_invalid', `the answer lacks the TPM binding (activated credential and certification of the device key) that join_rule ${d.rule.name} requires`);
   // The rule may have changed between the rounds (a CA file replaced, a CRL published, an allow
   // entry removed).
   const ek = readEk(st);
-  await checkEk(ek, d, at);
+  await checkEk(ek, d, at, caches);
   const ak = parsePublic(st.ak_public, 'stored ak_public', 'internal');
   const devid = parsePublic(st.devid_public, 'stored devid_public', 'internal');
   checkActivation(st.secret, ans.activated);

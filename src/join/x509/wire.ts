@@ -34,7 +34,7 @@
  *
  * DevID in a TPM (rules with `require_tpm`, tpm-check.ts): a device whose key is TPM-resident
  * adds `tpm: { ek_cert?, ek_public, ak_public, devid_public }` to round 1 (the tpm join's
- * encodings, join/tpm/wire.ts); the issuer answers with `data: { tpm: { credential } }`
+ * encodings, join/ek-wire.ts); the issuer answers with `data: { tpm: { credential } }`
  * (MakeCredential to the EK for the AK's Name) and round 2 adds `tpm: { activated, certify }`:
  * ActivateCredential's output and TPM2_Certify of the device key by the AK with the challenge
  * nonce as qualifying data.
@@ -43,7 +43,7 @@ import { constants, createPublicKey, verify, type KeyObject } from 'node:crypto'
 import { z } from 'zod';
 import { SigilError } from '../../errors.js';
 import { CHALLENGE_ID_RE } from '../challenge.js';
-import { signedAttestSchema, tpmAnswerSchema, tpmChallengeDataSchema, tpmEvidenceSchema } from '../tpm/wire.js';
+import { activatedB64, credentialWireSchema, ekCertB64, signedAttestSchema, tpm2bPublicB64 } from '../ek-wire.js';
 
 export const X509_CONTEXT = 'sigil x509 join v1';
 /** Leaf plus intermediates; the trust anchor comes from the rule. */
@@ -58,10 +58,10 @@ const base64Cert = z
 
 /** Round 1, device key in a TPM: its EK, a fresh AK, and the device key's TPM2B_PUBLIC. */
 export const x509TpmEvidenceSchema = z.strictObject({
-  ek_cert: tpmEvidenceSchema.shape.ek_cert,
-  ek_public: tpmEvidenceSchema.shape.ek_public,
-  ak_public: tpmEvidenceSchema.shape.ak_public,
-  devid_public: tpmEvidenceSchema.shape.key_public,
+  ek_cert: ekCertB64.optional(),
+  ek_public: tpm2bPublicB64('ek_public'),
+  ak_public: tpm2bPublicB64('ak_public'),
+  devid_public: tpm2bPublicB64('key_public'),
 });
 export type X509TpmEvidence = z.infer<typeof x509TpmEvidenceSchema>;
 
@@ -76,7 +76,7 @@ export type X509Evidence = z.infer<typeof x509EvidenceSchema>;
 
 /** The challenge `data` of a rule with require_tpm. */
 export const x509ChallengeDataSchema = z.strictObject({
-  tpm: z.strictObject({ credential: tpmChallengeDataSchema.shape.credential }).optional(),
+  tpm: z.strictObject({ credential: credentialWireSchema }).optional(),
 });
 export type X509ChallengeData = z.infer<typeof x509ChallengeDataSchema>;
 
@@ -89,7 +89,7 @@ export function parseChallengeData(data: unknown): X509ChallengeData {
 
 /** Round 2 addition for require_tpm. */
 export const x509TpmAnswerSchema = z.strictObject({
-  activated: tpmAnswerSchema.shape.activated,
+  activated: activatedB64,
   certify: signedAttestSchema,
 });
 export type X509TpmAnswer = z.infer<typeof x509TpmAnswerSchema>;

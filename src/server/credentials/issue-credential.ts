@@ -1,7 +1,6 @@
 /**
- * Sign one granted credential and describe its record. Runs inside the caller's store
- * transaction (ops/credential.ts), so the record, the idempotent response and the audit row
- * commit together. Every kind starts `BACKDATE_MS` in the past, like SVIDs, for verifiers whose
+ * Sign one granted credential and describe its record. Pure: the caller (ops/credential.ts)
+ * inserts the record with the idempotent response and the audit row in one transaction. Every kind starts `BACKDATE_MS` in the past, like SVIDs, for verifiers whose
  * clock lags a little.
  *
  *   ssh_user / ssh_host   OpenSSH certificate by the user / host CA; key id = SPIFFE ID

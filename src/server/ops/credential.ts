@@ -5,15 +5,21 @@
  *   authenticateRequest (./authenticate.ts: envelope, chain to our CA, signature by the leaf)
  *   → payload shape (bad_request; fields that do not apply to the kind are refused)
  *   → the payload names that signer: instance id and certificate serial (signer_mismatch)
+ *   → a secret (JWT) asked for over a carrier that is not confidential (MQTT) must name the
+ *     key to encrypt it to (answer_key_required); a named key must be a P-256 point (bad_request)
  *   → idempotent replay of a known request id, only to the same signer (the stored answer,
  *     even after expiry; another signer: request_id_conflict)
  *   → checkCurrentIdentity (expiry, clock, instance/bot locks, generation)
  *   → the bot's roles decide (policy/credentials.ts; role_denied names role and rule)
- *   → sign (credentials/issue-credential.ts), record, remember the response, audit — one
- *     transaction.
+ *   → sign (credentials/issue-credential.ts) and seal the secret to answer_key
+ *     (protocol/answer-key.ts), then record, remember the response, audit — one transaction.
+ *     The remembered response is the sealed one: an idempotent replay goes only to the same
+ *     signer with the same signed request (same answer_key), and is useless to anyone else.
  */
 import { SigilError, toSigilError } from '../../errors.js';
-import { credentialRequestSchema, KIND_FIELDS, KIND_SPECIFIC_FIELDS, type CredentialRequest } from '../../protocol/credential-messages.js';
+import type { KeyObject } from 'node:crypto';
+import { answerKeyObject, sealToAnswerKey } from '../../protocol/answer-key.js';
+import { credentialRequestSchema, KIND_FIELDS, KIND_SPECIFIC_FIELDS, SECRET_KINDS, type CredentialRequest, type CredentialResult } from '../../protocol/credential-messages.js';
 import type { Jws } from '../../protocol/jws.js';
 import { checkVersion, parseWith } from '../../protocol/messages.js';
 import { issueCredential } from '../credentials/issue-credential.js';
@@ -33,7 +39,37 @@ function checkFieldsForKind(req: CredentialRequest): void {
   }
 }
 
-export async function handleCredential(ctx: IssuerContext, body: unknown, remote: string | null, hooks?: OpHooks): Promise<Jws> {
+/**
+ * A JWT sent in clear over MQTT is a bearer secret handed to the broker and to every agent that
+ * may read response topics (a signature does not hide it). So there the request must say whom
+ * to encrypt it to.
+ */
+function answerKeyFor(req: CredentialRequest, confidential: boolean): KeyObject | undefined {
+  if (req.answer_key) return answerKeyObject(req.answer_key);
+  if (!confidential && SECRET_KINDS.has(req.kind)) {
+    throw new SigilError('answer_key_required', `a ${req.kind} credential over this carrier (MQTT: the broker and its other clients read the answer) must carry answer_key, an ephemeral P-256 public key the secret is encrypted to; update the agent`);
+  }
+  return undefined;
+}
+
+/** The secret part of a result, encrypted to the requester's answer key (token → token_jwe). */
+async function sealSecrets(result: CredentialResult, key: KeyObject | undefined): Promise<CredentialResult> {
+  if (!key || result.token === undefined) return result;
+  const { token, ...rest } = result;
+  return { ...rest, token_jwe: await sealToAnswerKey(token, key, 'JWT') };
+}
+
+export interface CredentialCall {
+  hooks?: OpHooks;
+  /**
+   * The carrier is confidential end to end (HTTPS to the pinned CA); default false, the safe
+   * side: a secret is then only answered sealed (server/ops/table.ts OpRequest).
+   */
+  confidential?: boolean;
+}
+
+export async function handleCredential(ctx: IssuerContext, body: unknown, remote: string | null, call: CredentialCall = {}): Promise<Jws> {
+  const { hooks, confidential = false } = call;
   let who: Presented | undefined;
   let req: CredentialRequest | undefined;
   try {
@@ -42,6 +78,7 @@ export async function handleCredential(ctx: IssuerContext, body: unknown, remote
     req = parseWith(credentialRequestSchema, auth.verified.payload, 'bad_request', 'credential request');
     checkNamedSigner(auth.who, req);
     checkFieldsForKind(req);
+    const answerKey = answerKeyFor(req, confidential);
     const signed = signedRequest(auth.jws, auth.verified.payloadBytes, req.request_id, { keyHash: auth.who.leaf.spkiHash, instanceId: auth.who.instanceId });
 
     const replay = replayIfSeen(ctx, signed);
@@ -60,12 +97,14 @@ export async function handleCredential(ctx: IssuerContext, body: unknown, remote
       audiences: req.audiences,
     });
 
-    const r = req;
+    // Signed and sealed before the transaction (sealing is asynchronous); if a concurrent copy
+    // of this request commits first, this credential is dropped unseen and the stored answer wins.
+    const issued = issueCredential(ctx, { grant, req, inst, now });
+    const result = await sealSecrets(issued.result, answerKey);
     const payload = ctx.stores.tx(() => {
       const again = replayIfSeen(ctx, signed);
       if (again) return again;
-      const { result, record } = issueCredential(ctx, { grant, req: r, inst, now });
-      ctx.stores.certificates.insert(record);
+      ctx.stores.certificates.insert(issued.record);
       return recordAnswer(ctx, {
         op: 'credential',
         request: signed,

@@ -1,19 +1,23 @@
 /**
  * `join`: verify the envelope (signed by the key in its CSR — proof of possession), replay an
  * already answered request id, check a `transport_csr` if there is one (./transport-cert.ts),
- * let the join method attest the evidence (or answer with its challenge, ./challenge.ts), then
- * in one transaction consume single-use evidence, create or re-use the instance and issue.
+ * open the challenge an answer names, let the join method attest the evidence (or answer with
+ * its challenge, ./challenge.ts), then in one transaction use up the challenge and the
+ * method's single-use evidence, create or re-use the instance and issue.
  */
 import { randomUUID } from 'node:crypto';
 import { SigilError, toSigilError } from '../../errors.js';
 import { b64u, parseJws, verifyJws, type Jws } from '../../protocol/jws.js';
 import { checkVersion, joinRequestSchema, parseWith, TYP_REQUEST, type JoinRequest } from '../../protocol/messages.js';
+import { consumeChallenge, isChallengeAnswer, openChallenge } from '../../join/challenge.js';
+import type { JoinMethods } from '../../join/server-methods.js';
 import { isChallengeRequired } from '../../join/types.js';
 import { parseCsr, type ParsedCsr } from '../../pki/csr.js';
 import type { IssuerContext } from '../issuer.js';
 import { resolveBot } from '../policy/resources.js';
 import { issueChallenge } from './challenge.js';
 import { issueIdentity, spiffeIdFor, spkiHash } from './issue.js';
+import { attestPort, commitPort } from './join-port.js';
 import { recordAnswer, replayIfSeen, signedRequest, signResponse } from './respond.js';
 import { auditRefusal } from './refusal.js';
 import { checkTransportCsr } from './transport-cert.js';
@@ -21,12 +25,13 @@ import { checkTransportCsr } from './transport-cert.js';
 /**
  * A join with a challenge round sends the same CSR twice (join/exchange.ts); the parse and
  * self-signature check of the first request is reused for the answer (keyed by the exact
- * CSR text, so nothing else can hit). Bounded; oldest entry evicted.
+ * CSR text, so nothing else can hit). Bounded; oldest entry evicted. The memo belongs to the
+ * issuer's join methods (join/server-methods.ts JoinMethods), not to the module.
  */
-const recentCsrs = new Map<string, ParsedCsr>();
 const MAX_RECENT_CSRS = 64;
 
-function parseJoinCsr(text: string): ParsedCsr {
+function parseJoinCsr(methods: JoinMethods, text: string): ParsedCsr {
+  const recentCsrs = methods.recentCsrs;
   const hit = recentCsrs.get(text);
   if (hit) return hit;
   const csr = parseCsr(text);
@@ -50,7 +55,7 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
     }
     checkVersion(unverified);
     req = parseWith(joinRequestSchema, unverified, 'bad_request', 'join request');
-    const csr = parseJoinCsr(req.csr);
+    const csr = parseJoinCsr(ctx.methods, req.csr);
     // The envelope must be signed by the very key being certified.
     const verified = verifyJws(jws, header, csr.publicKey);
     // A join is signed by the key it asks to certify: that key is the signer a replay must match.
@@ -65,11 +70,16 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
     }
     // Before the method runs: a bad transport CSR is refused before any evidence is spent.
     const transportSpkiDer = req.transport_csr !== undefined ? checkTransportCsr(req.transport_csr, [csr.spkiDer]) : undefined;
-    const method = ctx.methods.get(req.method);
-    if (!method) throw new SigilError('unknown_join_method', `join method "${req.method}" is not enabled on this issuer (enabled: ${[...ctx.methods.keys()].join(', ')})`);
+    const built = ctx.methods.get(req.method);
+    if (!built) throw new SigilError('unknown_join_method', `join method "${req.method}" is not enabled on this issuer (enabled: ${ctx.methods.names().join(', ')})`);
+    const method = built.server;
     const now = ctx.now();
-    const step = await method.attest({ evidence: req.evidence, requestId: req.request_id, spkiDer: csr.spkiDer, now, remote }, ctx.stores);
-    // A method with a challenge round (x509) first asks the agent to answer a challenge.
+    // The challenge lifecycle is the host's (join/challenge.ts): an answer's challenge is opened
+    // here, before the method sees the answer, and used up below in the issuing transaction.
+    const challenge = isChallengeAnswer(req.evidence) ? openChallenge(ctx.stores.challenges, req.evidence.challenge_id, { method: method.name, requestId: req.request_id, spkiDer: csr.spkiDer, now }) : undefined;
+    const input = { evidence: req.evidence, requestId: req.request_id, spkiDer: csr.spkiDer, now, remote, ...(challenge ? { challenge } : {}) };
+    const step = await method.attest(input, attestPort(ctx.stores, built, ctx.now, ctx.log));
+    // A method with a challenge round (x509, tpm, azure) first asks the agent to answer a challenge.
     if (isChallengeRequired(step)) return issueChallenge(ctx, method.name, req.request_id, csr.spkiDer, step.challenge);
     const att = step;
     botName = att.bot;
@@ -86,7 +96,10 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
       if (again) return again;
       const existing = att.machineId ? ctx.stores.instances.get(att.machineId) : undefined;
       const instanceId = existing?.id ?? att.machineId ?? randomUUID();
-      att.commit?.(ctx.stores, now, instanceId);
+      // Single-use evidence is used up inside the transaction: a refusal after this (a locked
+      // instance, the issue itself) rolls the use back, so it burns nothing.
+      if (challenge) consumeChallenge(ctx.stores.challenges, challenge.id, now);
+      att.commit?.(commitPort(ctx.stores, built, now, instanceId));
       if (existing) {
         if (existing.locked) throw new SigilError('instance_locked', `instance ${existing.id} is locked (${existing.lockReason ?? 'by an administrator'})`);
         ctx.stores.instances.updateFacts(existing.id, att.facts, now);

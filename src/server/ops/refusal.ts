@@ -1,4 +1,5 @@
 import { isErrorCode, type SigilError } from '../../errors.js';
+import { OPS } from '../../protocol/messages.js';
 import { refusalSource, type RefusalSummary } from '../audit/refusal-sampler.js';
 import { capMessage, capOptional } from '../../util/untrusted-text.js';
 import type { IssuerContext } from '../issuer.js';
@@ -6,8 +7,8 @@ import type { IssuerContext } from '../issuer.js';
 /** Codes that mean "who you claim to be did not check out" — the auth-failure alert counts these. */
 const AUTH_STATUSES = new Set([401, 403]);
 
-/** Operations a refusal is counted under; anything else is `other` (a label is a fixed set). */
-const OPS = new Set(['join', 'renew', 'credential', 'bundle', 'admin']);
+/** Operations a refusal is counted under (the protocol's and the admin API); anything else is `other` (a label is a fixed set). */
+const REFUSAL_OPS: ReadonlySet<string> = new Set([...OPS, 'admin']);
 
 export interface RefusalWho {
   method?: string | null;
@@ -26,7 +27,7 @@ export interface RefusalWho {
  * (util/untrusted-text.ts).
  */
 export function auditRefusal(ctx: IssuerContext, op: string, e: SigilError, who: RefusalWho): void {
-  const labels = { op: OPS.has(op) ? op : 'other', method: methodLabel(ctx, who.method), code: isErrorCode(e.code) ? e.code : 'other' };
+  const labels = { op: REFUSAL_OPS.has(op) ? op : 'other', method: methodLabel(ctx, who.method), code: isErrorCode(e.code) ? e.code : 'other' };
   ctx.metrics.refusals.inc(labels);
   if (AUTH_STATUSES.has(e.status)) ctx.metrics.authFailure();
   const message = capMessage(e.message);

@@ -8,7 +8,7 @@
  *   → checkCurrentIdentity (./authenticate.ts: leaf expiry, timestamp freshness, instance and
  *     bot locks, generation: an older one locks the instance)
  *   → new key differs from the current one (key_reused) → key_attestation, when sent, proves the
- *     new key is in the instance's TPM (join/tpm/key-attestation.ts; certify_invalid,
+ *     new key is in the instance's TPM (attest/key-attestation.ts; certify_invalid,
  *     certify_key_mismatch, key_not_tpm_resident) → transport_csr, when sent, is a CSR of a key of
  *     its own (./transport-cert.ts) → issue generation+1, recorded tpm/non-exportable only with
  *     that proof, with a transport certificate when asked.
@@ -18,7 +18,7 @@ import type { Jws } from '../../protocol/jws.js';
 import { checkVersion, parseWith, renewRequestSchema, type RenewRequest } from '../../protocol/messages.js';
 import { parseCsr } from '../../pki/csr.js';
 import type { KeyStorage } from '../../keystore/signer.js';
-import { verifyKeyAttestation } from '../../join/tpm/key-attestation.js';
+import { verifyKeyAttestation } from '../../attest/key-attestation.js';
 import type { IssuerContext } from '../issuer.js';
 import { resolveBot } from '../policy/resources.js';
 import { authenticateRequest, checkCurrentIdentity, checkNamedSigner, type OpHooks, type Presented } from './authenticate.js';

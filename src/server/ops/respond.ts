@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { SigilError } from '../../errors.js';
 import { signJwsWithKey, type Jws } from '../../protocol/jws.js';
 import { requestHash } from '../../protocol/request-hash.js';
-import { PROTOCOL_VERSION, TYP_RESPONSE, type ErrorResponsePayload, type ResponsePayload } from '../../protocol/messages.js';
+import { PROTOCOL_VERSION, TYP_RESPONSE, type ErrorResponsePayload, type RequestOp, type ResponsePayload } from '../../protocol/messages.js';
 import type { IssuerContext } from '../issuer.js';
 import type { AuditEvent } from '../store/types.js';
 
@@ -18,7 +18,7 @@ export function responsePayload<T>(ctx: IssuerContext, op: ResponsePayload<T>['o
  */
 export function recordAnswer<T>(
   ctx: IssuerContext,
-  a: { op: 'join' | 'renew' | 'credential'; request: SignedRequest; result: T; now: number; audit: Omit<AuditEvent, 'action' | 'outcome' | 'actor'> },
+  a: { op: RequestOp; request: SignedRequest; result: T; now: number; audit: Omit<AuditEvent, 'action' | 'outcome' | 'actor'> },
 ): string {
   const json = responsePayload(ctx, a.op, a.request.requestId, a.result);
   ctx.stores.idempotency.put({ requestId: a.request.requestId, requestHash: a.request.hash, signer: signerTag(a.request.signer), op: a.op, response: json, createdAt: a.now });

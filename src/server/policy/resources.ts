@@ -9,9 +9,8 @@ import { SigilError } from '../../errors.js';
 import { parseWith } from '../../protocol/messages.js';
 import { MAX_TTL_S, MIN_TTL_S, parseDuration } from '../../util/duration.js';
 import type { ResourceKind, Stores } from '../store/types.js';
-import { validateRuleBlock } from '../../join/rules.js';
-// Loads every join method so their rule schemas are registered before validation.
-import '../../join/server-methods.js';
+// Join rules are validated with the rule schemas of the registered join methods.
+import { validateJoinRule } from '../../join/server-methods.js';
 import { yamlErrorText } from '../../util/yaml-error.js';
 
 /** Aliases one YAML document may expand (yaml's own default); policy needs a handful at most. */
@@ -107,7 +106,7 @@ export function parseResources(text: string, source = 'input'): ResourceDoc[] {
     const d = parseWith(documentSchema, value, 'policy_invalid', where);
     // Keep the author's spec as written (durations stay "24h"), but validate it now.
     parseWith(SPEC_SCHEMA[d.kind], d.spec, 'policy_invalid', `${where} (${d.kind} ${d.name}) spec`);
-    if (d.kind === 'join_rule') validateRuleBlock(d.name, d.spec);
+    if (d.kind === 'join_rule') validateJoinRule(d.name, d.spec);
     out.push({ kind: d.kind, name: d.name, spec: d.spec });
   });
   if (out.length === 0) throw new SigilError('policy_invalid', `${source}: no resources found`);

@@ -162,17 +162,13 @@ export class HttpsIssuerClient implements IssuerTransport {
     });
   }
 
+  /** Any operation: `/v1/<op>` is the issuer's route for it (server/ops/table.ts). */
   post(op: RequestOp, envelope: Jws, hooks?: PostHooks): Promise<unknown> {
     return this.call('POST', `/v1/${op}`, envelope, {}, hooks);
   }
 
   bundle(): Promise<unknown> {
     return this.call('GET', '/v1/bundle');
-  }
-
-  /** A `credential` request (SSH, database, Kubernetes, JWT; agent/credentials.ts). */
-  credential(envelope: Jws): Promise<unknown> {
-    return this.call('POST', '/v1/credential', envelope);
   }
 
   /** Admin API call (`sigil ctl --server`): bearer credential, same pinned TLS. */

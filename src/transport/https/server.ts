@@ -1,7 +1,8 @@
 /**
  * The issuer's HTTPS adapter (fastify). It only moves bytes: parse JSON within limits, call
  * the operation, map SigilError codes to status + {code, message, retryable}. Internal errors
- * never leak a message or a stack trace to the client.
+ * never leak a message or a stack trace to the client. The protocol routes are one per entry of
+ * the operation table (server/ops/table.ts): `/v1/<op>`, POST with a signed envelope or GET.
  */
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { SigilError, toSigilError, type ErrorCode } from '../../errors.js';
@@ -9,11 +10,8 @@ import { runAdminCall } from '../../server/admin/audited.js';
 import { ADMIN_MAX_BODY_BYTES } from '../../server/admin/ops.js';
 import { rotateServerIdentity, SERVER_IDENTITY_ROTATE_MS, type IssuerContext } from '../../server/issuer.js';
 import { jwks, KEYS_MAX_AGE_S, openIdConfiguration, spiffeBundle } from '../../server/credentials/discovery.js';
-import { handleBundle } from '../../server/ops/bundle.js';
-import { handleCredential } from '../../server/ops/credential.js';
-import { handleJoin } from '../../server/ops/join.js';
 import { auditRefusal } from '../../server/ops/refusal.js';
-import { handleRenew } from '../../server/ops/renew.js';
+import { OPERATION_LIST, operationNamed } from '../../server/ops/table.js';
 import { RateLimiter } from '../../server/rate-limit.js';
 import { constantTimeEqual, sha256Hex } from '../../util/secret.js';
 import { DEFAULT_HTTP_LIMITS, type HttpLimits, trackConnectionsPerSource } from './limits.js';
@@ -50,6 +48,14 @@ const FASTIFY_CODE_MAP: Record<string, ErrorCode> = {
   FST_ERR_CTP_INVALID_JSON_BODY: 'malformed_json',
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'bad_request',
 };
+
+const routeOf = (op: string): string => `/v1/${op}`;
+
+/** The operation a matched route serves (`/v1/<op>`), if any. */
+function opOfRoute(url: string | undefined): ReturnType<typeof operationNamed> {
+  const m = /^\/v1\/([a-z_]+)$/.exec(url ?? '');
+  return operationNamed(m?.[1]);
+}
 
 function sendError(reply: FastifyReply, e: SigilError): FastifyReply {
   if (e.retryAfterMs !== undefined) reply.header('retry-after', Math.ceil(e.retryAfterMs / 1000));
@@ -102,13 +108,13 @@ export function buildHttpsServer({ ctx, tls = true, limits: given = {} }: HttpsS
       return sendError(reply, toSigilError(err));
     }
     // Refused before reaching an operation (parsing, size, media type): audit and count it too.
-    const op = /^\/v1\/(join|renew|credential)$/.exec(req.routeOptions.url ?? '')?.[1];
-    if (op) auditRefusal(ctx, op, e, { remote: req.ip });
+    const op = opOfRoute(req.routeOptions.url);
+    if (op?.audited) auditRefusal(ctx, op.name, e, { remote: req.ip });
     return sendError(reply, e);
   });
   app.setNotFoundHandler((req, reply) => {
     const path = req.url.split('?')[0] ?? '';
-    const known = ['/v1/join', '/v1/renew', '/v1/credential', '/v1/bundle', '/v1/bundle/spiffe', '/v1/jwks', '/.well-known/openid-configuration', '/healthz', '/metrics'].includes(path) || path.startsWith('/v1/admin/');
+    const known = [...OPERATION_LIST.map((o) => routeOf(o.name)), '/v1/bundle/spiffe', '/v1/jwks', '/.well-known/openid-configuration', '/healthz', '/metrics'].includes(path) || path.startsWith('/v1/admin/');
     if (known) return sendError(reply, new SigilError('method_not_allowed', `${req.method} is not allowed on ${path}`));
     return sendError(reply, new SigilError('not_found', `no route ${req.method} ${path}`));
   });
@@ -132,8 +138,8 @@ export function buildHttpsServer({ ctx, tls = true, limits: given = {} }: HttpsS
   // Requests by transport (the MQTT responder counts its own): op from the route, outcome from
   // the status (an error body's code is not at hand here, so refusals count as `http_<status>`).
   app.addHook('onResponse', async (req, reply) => {
-    const op = /^\/v1\/(join|renew|bundle|credential)$/.exec(req.routeOptions.url ?? '')?.[1];
-    if (op) ctx.metrics.requests.inc({ transport: 'https', op, outcome: reply.statusCode === 200 ? 'ok' : `http_${reply.statusCode}` });
+    const op = opOfRoute(req.routeOptions.url);
+    if (op) ctx.metrics.requests.inc({ transport: 'https', op: op.name, outcome: reply.statusCode === 200 ? 'ok' : `http_${reply.statusCode}` });
   });
 
   // Per-source join rate (RFC 6585 §4): checked on request, before the body is read or parsed.
@@ -143,10 +149,15 @@ export function buildHttpsServer({ ctx, tls = true, limits: given = {} }: HttpsS
     const d = joinLimiter.take(remoteOf(req));
     if (!d.ok) throw new SigilError('rate_limited', `too many join requests from ${remoteOf(req)}; retry in ${d.retryAfterMs} ms`, { retryAfterMs: d.retryAfterMs });
   };
-  app.post('/v1/join', { onRequest: limitJoin }, async (req) => handleJoin(ctx, req.body, remoteOf(req)));
-  app.post('/v1/renew', async (req) => handleRenew(ctx, req.body, remoteOf(req)));
-  app.get('/v1/bundle', async () => handleBundle(ctx));
-  app.post('/v1/credential', async (req) => handleCredential(ctx, req.body, remoteOf(req)));
+  // One route per operation. TLS to the pinned CA makes the carrier confidential end to end.
+  for (const op of OPERATION_LIST) {
+    app.route({
+      method: op.takesBody ? 'POST' : 'GET',
+      url: routeOf(op.name),
+      ...(op.rateLimited ? { onRequest: limitJoin } : {}),
+      handler: async (req) => op.handle(ctx, { body: op.takesBody ? req.body : undefined, remote: remoteOf(req), confidential: true }),
+    });
+  }
   // Public trust material for relying parties (server/credentials/discovery.ts), cacheable.
   const publicJson = (doc: () => unknown) => async (_req: unknown, reply: FastifyReply) =>
     reply.header('cache-control', `public, max-age=${KEYS_MAX_AGE_S}`).type('application/json').send(doc());

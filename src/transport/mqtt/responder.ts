@@ -1,6 +1,6 @@
 /**
  * The issuer's MQTT adapter. Like the HTTPS adapter it only moves bytes: take a request from
- * `sigil/v1/<op>`, run the operation, publish the signed answer to the request's MQTT v5
+ * `sigil/v1/<op>`, run that operation of the table (server/ops/table.ts), publish the signed answer to the request's MQTT v5
  * Response Topic with its Correlation Data. Differences that come from the carrier:
  *
  * - A shared subscription ($share/sigil/…) lets several issuers serve one broker; the broker
@@ -11,26 +11,24 @@
  *   (server/ops/respond.ts signErrorResponse), bound to the request id and payload hash.
  * - A request without a usable response topic cannot be answered: it is dropped and counted.
  *   So is one whose answer would go where its sender does not listen (./answer-topic.ts): a
- *   renewal is answered only on the topic of the instance that signed it, a join only on a
- *   bootstrap topic. Nothing a client sends can crash the responder: every path ends in a signed
+ *   renewal or credential request is answered only on the topic of the instance that signed it,
+ *   a join only on a bootstrap topic (the table's answerTo). Nothing a client sends can crash the responder: every path ends in a signed
  *   answer, a counted drop, or a logged internal error.
  */
 import type { IConnackPacket, IPublishPacket, MqttClient } from 'mqtt';
 import { randomBytes } from 'node:crypto';
 import { SigilError, toSigilError } from '../../errors.js';
 import { b64u, type Jws } from '../../protocol/jws.js';
-import { requestIdSchema } from '../../protocol/messages.js';
+import { OPS, requestIdSchema } from '../../protocol/messages.js';
 import { requestHash } from '../../protocol/request-hash.js';
 import { capText } from '../../util/untrusted-text.js';
 import type { IssuerContext } from '../../server/issuer.js';
-import { handleBundle } from '../../server/ops/bundle.js';
-import { handleJoin } from '../../server/ops/join.js';
-import { handleRenew } from '../../server/ops/renew.js';
 import { signErrorResponse } from '../../server/ops/respond.js';
+import { operationNamed } from '../../server/ops/table.js';
 import { RateLimiter, type RateLimitOptions } from '../../server/rate-limit.js';
-import { answerTopicFits, renewalAnswerDrop, type TopicDrop } from './answer-topic.js';
+import { answerTopicFits, signerAnswerDrop, type TopicDrop } from './answer-topic.js';
 import { displayUrl, openMqttClient, parseMqttUrl, type MqttEndpoint } from './connect.js';
-import { isMqttOp, isValidResponseTopic, MAX_MQTT_PAYLOAD, opOfTopic, SHARED_REQUEST_FILTER } from './topics.js';
+import { isValidResponseTopic, MAX_MQTT_PAYLOAD, opOfTopic, SHARED_REQUEST_FILTER } from './topics.js';
 
 /** Correlation Data is an agent's request id (≤ 64 bytes); anything much longer is not ours. */
 const MAX_CORRELATION = 256;
@@ -166,8 +164,8 @@ export class MqttResponder {
 
   private async handle(topic: string, payload: Buffer, packet: IPublishPacket): Promise<void> {
     const { ctx } = this.opts;
-    const rawOp = opOfTopic(topic) ?? '';
-    const op = isMqttOp(rawOp) ? rawOp : 'unknown';
+    const operation = operationNamed(opOfTopic(topic));
+    const op = operation?.name ?? 'unknown';
     const responseTopic = packet.properties?.responseTopic;
     const correlation = packet.properties?.correlationData;
     if (!isValidResponseTopic(responseTopic)) return this.drop(op, 'bad_response_topic', { topic, response_topic: String(responseTopic ?? '').slice(0, 200) });
@@ -180,10 +178,10 @@ export class MqttResponder {
     let binding: { requestId: string | null; requestHash: string | null } = { requestId: null, requestHash: null };
     let answer: Jws;
     let outcome = 'ok';
-    /** The instance whose chain and signature verified (renew only). */
+    /** The instance whose chain and signature verified (operations answered to their signer). */
     let signer: string | undefined;
     try {
-      if (!isMqttOp(rawOp)) throw new SigilError('not_found', `no operation at topic ${topic.slice(0, 200)} (expected sigil/v1/join, renew or bundle)`);
+      if (!operation) throw new SigilError('not_found', `no operation at topic ${topic.slice(0, 200)} (expected sigil/v1/${OPS.join(', ')})`);
       if (payload.length > MAX_MQTT_PAYLOAD) throw new SigilError('body_too_large', `the request exceeds ${MAX_MQTT_PAYLOAD} bytes`);
       let body: unknown;
       try {
@@ -192,19 +190,21 @@ export class MqttResponder {
         throw new SigilError('malformed_json');
       }
       binding = requestBinding(body);
-      if (rawOp === 'join') this.limitJoin(responseTopic);
-      answer = rawOp === 'join' ? await handleJoin(ctx, body, remote) : rawOp === 'renew' ? await handleRenew(ctx, body, remote, { onAuthenticated: (who) => (signer = who.instanceId) }) : handleBundle(ctx);
+      if (operation.rateLimited) this.limitJoin(responseTopic);
+      // MQTT is not confidential: the broker and every peer that may read response topics see
+      // the answer, so secret-bearing answers are encrypted to the requester (server/ops/credential.ts).
+      answer = await operation.handle(ctx, { body: operation.takesBody ? body : undefined, remote, confidential: false, hooks: { onAuthenticated: (who) => (signer = who.instanceId) } });
     } catch (err) {
-      // handleJoin/handleRenew have audited and counted their own refusals.
+      // The operations have audited and counted their own refusals.
       const e = toSigilError(err);
       if (e.code === 'internal' && !(err instanceof SigilError)) ctx.log.error({ err }, 'mqtt responder: internal error');
       outcome = e.code;
       answer = signErrorResponse(ctx, op, binding.requestId, binding.requestHash, e);
     }
-    if (rawOp === 'renew') {
-      // The renewal ran (a success is recorded and replays idempotently), but its answer goes
+    if (operation?.answerTo === 'signer') {
+      // The request ran (a success is recorded and replays idempotently), but its answer goes
       // nowhere but to its signer: never onto a topic another instance reads.
-      const why = renewalAnswerDrop(responseTopic, signer);
+      const why = signerAnswerDrop(responseTopic, signer);
       if (why) return this.drop(op, why, { topic, response_topic: responseTopic, signer: signer ?? null, outcome });
     }
     await this.publish(op, responseTopic, answer, correlation);

@@ -1,11 +1,14 @@
 /**
  * Sigil's MQTT topic layout (ARCHITECTURE "Protocol sketch", docs/mqtt.md):
  *
- *   sigil/v1/join | renew | bundle     requests (QoS 1), MQTT v5 Response Topic + Correlation Data
+ *   sigil/v1/<op>                      requests (QoS 1), MQTT v5 Response Topic + Correlation Data;
+ *                                      <op> is one of protocol/messages.ts OPS (join, renew,
+ *                                      credential, bundle)
  *   sigil/v1/resp/<instance id>        responses for a joined agent (its certificate's CN)
  *   sigil/v1/resp/bootstrap/<random>   responses before the first join
  *   $share/sigil/sigil/v1/+            the issuers' shared subscription: one issuer per request
  */
+import { isOp, type Op } from '../../protocol/messages.js';
 
 export const TOPIC_PREFIX = 'sigil/v1/';
 export const RESPONSE_PREFIX = `${TOPIC_PREFIX}resp/`;
@@ -13,8 +16,8 @@ export const SHARED_GROUP = 'sigil';
 export const REQUEST_FILTER = `${TOPIC_PREFIX}+`;
 export const SHARED_REQUEST_FILTER = `$share/${SHARED_GROUP}/${REQUEST_FILTER}`;
 
-export const MQTT_OPS = ['join', 'renew', 'bundle'] as const;
-export type MqttOp = (typeof MQTT_OPS)[number];
+/** Every operation has its request topic: the protocol's one list (protocol/messages.ts OPS). */
+export type MqttOp = Op;
 
 /** Same limit as the HTTPS body (transport/https/server.ts MAX_BODY_BYTES). */
 export const MAX_MQTT_PAYLOAD = 64 * 1024;
@@ -26,7 +29,7 @@ export function opOfTopic(topic: string): string | undefined {
   return topic.startsWith(TOPIC_PREFIX) ? topic.slice(TOPIC_PREFIX.length) : undefined;
 }
 
-export const isMqttOp = (op: string | undefined): op is MqttOp => (MQTT_OPS as readonly string[]).includes(op ?? '');
+export const isMqttOp = (op: string | undefined): op is MqttOp => isOp(op);
 
 /**
  * A response topic the issuer will publish to: under sigil/v1/resp/, at most three further

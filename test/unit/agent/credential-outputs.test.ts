@@ -47,7 +47,7 @@ const tokenN = (n: number): string => `aaa.${b64u.encode(JSON.stringify({ sub: '
 let answerSpiffeId: string | undefined;
 
 const client: CredentialClient = {
-  async request(envelope) {
+  async request({ envelope }) {
     const payload = JSON.parse(b64u.decode(envelope.payload).toString('utf8')) as Record<string, unknown>;
     calls.push(payload);
     if (fail) throw fail;

@@ -14,7 +14,7 @@ import { openAgentState, type AgentState, type Identity } from '../../../src/age
 import { CLIENT_CERT_MARGIN_MS } from '../../../src/agent/transport-cert.js';
 import { mqttSession } from '../../../src/agent/transports.js';
 import { responseTarget } from '../../../src/transport/mqtt/topics.js';
-import { answerTopicFits, renewalAnswerDrop } from '../../../src/transport/mqtt/answer-topic.js';
+import { answerTopicFits, signerAnswerDrop } from '../../../src/transport/mqtt/answer-topic.js';
 import { fakeIdentity } from '../../helpers/agent-identity.js';
 
 const NOW = 1_700_000_000_000;
@@ -52,7 +52,7 @@ describe('mqttSession(op): the topic the issuer answers on', () => {
     state.saveIdentity(identity(NOW + HOUR));
     const s = mqttSession(mqtt('mqtts://broker:8883'), state, () => NOW, 'renew');
     expect(s.responseId).toBe('inst-1');
-    expect(renewalAnswerDrop(topic(s.responseId), 'inst-1')).toBeUndefined();
+    expect(signerAnswerDrop(topic(s.responseId), 'inst-1')).toBeUndefined();
   });
 
   it('plain mqtt:// in the certificate’s last 30 s: still the instance session (no client certificate to expire)', () => {
@@ -67,7 +67,7 @@ describe('mqttSession(op): the topic the issuer answers on', () => {
 });
 
 describe('answer-topic rules', () => {
-  it('join and unknown ops: bootstrap only; bundle: bootstrap or instance; renew: the signer’s topic only', () => {
+  it('join and unknown ops: bootstrap only; bundle: bootstrap or instance; renew, credential: the signer’s topic only', () => {
     expect(answerTopicFits('join', 'sigil/v1/resp/inst-1')).toBe(false);
     expect(answerTopicFits('unknown', 'sigil/v1/resp/inst-1')).toBe(false);
     expect(answerTopicFits('join', 'sigil/v1/resp/a/b/c')).toBe(false);
@@ -75,7 +75,10 @@ describe('answer-topic rules', () => {
     expect(answerTopicFits('bundle', 'sigil/v1/resp/bootstrap/x')).toBe(true);
     expect(answerTopicFits('bundle', 'sigil/v1/resp/bootstrap')).toBe(false);
     expect(answerTopicFits('renew', 'sigil/v1/resp/bootstrap/x')).toBe(false);
-    expect(renewalAnswerDrop('sigil/v1/resp/inst-2', 'inst-1')).toBe('bad_response_topic');
-    expect(renewalAnswerDrop('sigil/v1/resp/inst-1', undefined)).toBe('unauthenticated');
+    // credential follows the renewal's rule (the operation table: answerTo 'signer').
+    expect(answerTopicFits('credential', 'sigil/v1/resp/bootstrap/x')).toBe(false);
+    expect(answerTopicFits('credential', 'sigil/v1/resp/inst-1')).toBe(true);
+    expect(signerAnswerDrop('sigil/v1/resp/inst-2', 'inst-1')).toBe('bad_response_topic');
+    expect(signerAnswerDrop('sigil/v1/resp/inst-1', undefined)).toBe('unauthenticated');
   });
 });

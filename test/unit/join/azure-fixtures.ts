@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AttestedTrust } from '../../../src/join/azure/verify.js';
 import { parseImdsTime } from '../../../src/join/azure/wire.js';
-import { loadCaFile } from '../../../src/join/x509/files.js';
+import { loadCaFile } from '../../../src/join/trust-files.js';
 import { CLOUD_FIXTURES, requireFixture } from './aws-fixtures.js';
 
 export const AZURE_FIXTURES = join(CLOUD_FIXTURES, 'azure');

@@ -12,8 +12,8 @@ import { SigilError } from '../../../src/errors.js';
 import { checkFreshness } from '../../../src/join/azure/server.js';
 import { verifyAttestedDocument } from '../../../src/join/azure/verify.js';
 import { parseImdsTime } from '../../../src/join/azure/wire.js';
-import { parseCert } from '../../../src/join/x509/cert.js';
-import { loadCaFile } from '../../../src/join/x509/files.js';
+import { parseCert } from '../../../src/join/x509-cert.js';
+import { loadCaFile } from '../../../src/join/trust-files.js';
 import { acceptedMutations, MUTATION_TIMEOUT_MS, refusal } from './aws-fixtures.js';
 import { genuineTrust, INTERMEDIATE_FILES, loadAzureSamples } from './azure-fixtures.js';
 

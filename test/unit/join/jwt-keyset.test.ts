@@ -1,5 +1,5 @@
 /**
- * Key sets for the JWT join methods (join/jwt/keyset.ts, verify.ts, discovery.ts), served over
+ * Key sets for the JWT join methods (join/jwt-keyset.ts, jwt-verify.ts, jwt-discovery.ts), served over
  * HTTPS on loopback by a server with its own CA: caching by Cache-Control / Expires, one
  * refetch for an unknown kid (key rotation) and no more than one per 30 s, stale keys while the
  * issuer is unreachable, the operator's fallback file, Google's PEM-map format, what a key set
@@ -10,9 +10,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SigilError } from '../../../src/errors.js';
-import { clearDiscoveryCache, discoverJwksUri } from '../../../src/join/jwt/discovery.js';
-import { clearKeySetCache, keySetFetches, normalizeKeySet, ttlFromHeaders, type KeySetSource } from '../../../src/join/jwt/keyset.js';
-import { verifyJwt, type JwtCheck } from '../../../src/join/jwt/verify.js';
+import { createDiscoveryCache, discoverJwksUri, type DiscoveryCache } from '../../../src/join/jwt-discovery.js';
+import { createKeySetCache, keySetFetches as fetchesIn, normalizeKeySet, ttlFromHeaders, type KeySetCache, type KeySetSource } from '../../../src/join/jwt-keyset.js';
+import { verifyJwt, type JwtCheck } from '../../../src/join/jwt-verify.js';
 import { tempDir } from '../../helpers/cli.js';
 import { hmacWithPublicKey, newKey, TestTokenIssuer, unsignedToken } from '../../helpers/fake-oidc.js';
 import { startHttpsServer, type HttpsLoopback } from '../../helpers/loopback-servers.js';
@@ -22,7 +22,7 @@ let idp: TestTokenIssuer;
 let src: KeySetSource;
 const T0 = Date.UTC(2030, 0, 1);
 const claims = (now: number): Record<string, unknown> => ({ iss: 'https://idp.test', aud: 'sigil', sub: 'x', iat: Math.floor(now / 1000), exp: Math.floor(now / 1000) + 600 });
-const check = (now: number, over: Partial<JwtCheck> = {}): JwtCheck => ({ keys: src, algorithms: ['RS256', 'ES256'], now, skewS: 60, ...over });
+const check = (now: number, over: Partial<JwtCheck> = {}): JwtCheck => ({ keys: src, cache: keySets, algorithms: ['RS256', 'ES256'], now, skewS: 60, ...over });
 
 async function code(p: Promise<unknown>): Promise<string | undefined> {
   try {
@@ -45,9 +45,14 @@ afterAll(async () => {
   tmp.cleanup();
 });
 
+// A fresh issuer's caches for every test (they are per issuer, join/caches.ts).
+let keySets: KeySetCache = createKeySetCache();
+let discovery: DiscoveryCache = createDiscoveryCache();
+const keySetFetches = (s: KeySetSource): number => fetchesIn(keySets, s);
+
 beforeEach(() => {
-  clearKeySetCache();
-  clearDiscoveryCache();
+  keySets = createKeySetCache();
+  discovery = createDiscoveryCache();
   idp.published = [...idp.keys];
   idp.cacheControl = 'max-age=3600';
   idp.pemCerts = undefined;
@@ -177,8 +182,8 @@ describe('OIDC discovery', () => {
   afterAll(() => disc?.close());
 
   it('takes jwks_uri only from a document naming exactly the configured issuer', async () => {
-    expect(await discoverJwksUri(`${disc.url}/good`, disc.caPem, T0)).toBe(`${disc.url}/good/jwks`);
-    const e = await discoverJwksUri(`${disc.url}/liar`, disc.caPem, T0).catch((x: unknown) => x);
+    expect(await discoverJwksUri(discovery, `${disc.url}/good`, disc.caPem, T0)).toBe(`${disc.url}/good/jwks`);
+    const e = await discoverJwksUri(discovery, `${disc.url}/liar`, disc.caPem, T0).catch((x: unknown) => x);
     expect(e).toMatchObject({ code: 'jwks_unavailable' });
     expect((e as SigilError).message).toContain('elsewhere.test');
   });

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { validateRuleBlock } from '../../../src/join/rules.js';
-import { selectionFor } from '../../../src/join/tpm/firmware.js';
+import { validateJoinRule as validateRuleBlock } from '../../../src/join/server-methods.js';
+import { selectionFor } from '../../../src/attest/firmware/index.js';
 import { tpmMachineId } from '../../../src/join/tpm/server.js';
 import '../../../src/join/tpm/rule.js';
-import { parseFirmwareProfile } from '../../../src/server/firmware/index.js';
+import { parseFirmwareProfile } from '../../../src/attest/firmware/index.js';
 
 const HASH = `sha256:${'ab'.repeat(32)}`;
 

@@ -6,6 +6,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openAsyncSqliteStores } from '../../../src/server/store/sqlite/async.js';
 import { openSqliteStores } from '../../../src/server/store/sqlite/index.js';
 import { tempDir } from './helpers.js';
 
@@ -95,6 +96,33 @@ describe('sqlite stores across processes', () => {
       expect(stores.audit.verify()).toEqual({ ok: true, rows: workers * per });
     } finally {
       stores.close();
+    }
+  });
+
+  it('through the async stores: concurrent transactions in concurrent processes consume each token once, on one audit chain', async () => {
+    const hashes = Array.from({ length: 60 }, (_, i) => createHash('sha256').update(`tx-token-${i}`).digest('hex'));
+    const setup = openAsyncSqliteStores(t.dbPath);
+    const now = Date.now();
+    await setup.withWriteTx(async (tx) => {
+      for (const hash of hashes) await tx.tokens.create({ hash, bot: 'edge', createdAt: now, expiresAt: now + 3_600_000 });
+    });
+    await setup.close();
+
+    const workers = 4;
+    const results = await race(workers, [t.dbPath, 'consume-tx', hashes.join(',')]);
+
+    for (let i = 0; i < hashes.length; i++) {
+      const outcomes = results.map((r) => r[i]);
+      expect(outcomes.filter((o) => o === 'ok'), `token ${i}`).toHaveLength(1);
+      expect(outcomes.filter((o) => o === 'token_reused'), `token ${i}`).toHaveLength(workers - 1);
+    }
+    const after = openAsyncSqliteStores(t.dbPath);
+    try {
+      expect(await after.audit.verify()).toEqual({ ok: true, rows: hashes.length });
+      const joined = (await after.audit.list()).map((r) => r.details.hash as string).sort();
+      expect(joined).toEqual([...hashes].sort());
+    } finally {
+      await after.close();
     }
   });
 });

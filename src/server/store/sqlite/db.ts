@@ -41,6 +41,24 @@ export function openSqlite(path: string): Database.Database {
   }
 }
 
+/**
+ * A read-only connection to an existing, migrated database, for reads outside a write
+ * transaction (./async.ts). In WAL mode each statement reads the last committed snapshot, so it
+ * never sees a transaction still open on the writer connection, and never waits for it.
+ */
+export function openSqliteReader(path: string): Database.Database {
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    // A reader waits only while another process switches the journal mode or checkpoints
+    // with TRUNCATE; the same patience as the writer.
+    db.pragma('busy_timeout = 5000');
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
 /** chmod 0600 the database and whichever of its -wal / -shm files exist right now. */
 function restrictPermissions(path: string): void {
   for (const p of [path, `${path}-wal`, `${path}-shm`]) {

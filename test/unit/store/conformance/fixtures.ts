@@ -1,11 +1,12 @@
 /** Shared sample data for the store conformance suites. */
-import type { Stores } from '../../../../src/server/store/types.js';
+import type { NewInstance } from '../../../../src/server/store/contract.js';
+import type { CertificateRecord } from '../../../../src/server/store/types.js';
 
 export const T0 = 1_700_000_000_000;
 export const MIN = 60_000;
 
-export type NewInstance = Parameters<Stores['instances']['create']>[0];
-export type NewCertificate = Parameters<Stores['certificates']['insert']>[0];
+export type { NewInstance };
+export type NewCertificate = CertificateRecord;
 
 export function instance(id: string, over: Partial<NewInstance> = {}): NewInstance {
   return {
@@ -39,3 +40,15 @@ export function cert(serial: string, instanceId: string, over: Partial<NewCertif
     ...over,
   };
 }
+
+/** A promise and the function that settles it: to hold a transaction open at a chosen point. */
+export function gate(): { opened: Promise<void>; open(): void } {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { opened, open };
+}
+
+/** Give other pending work a turn (a macrotask), so concurrent transactions really interleave. */
+export const yieldTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));

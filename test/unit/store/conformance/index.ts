@@ -1,31 +1,35 @@
 /**
- * The behaviour every issuer store backend must show (SPIRE's habit: one suite, every backend).
- * A backend's test file calls `storeConformance(name, open)`; `open` returns fresh, empty stores.
+ * The behaviour every issuer store backend must show (SPIRE's habit: one suite, every backend),
+ * written against the async contract (src/server/store/contract.ts) only, so a second backend
+ * (PostgreSQL, issue #15) runs it unchanged. A backend's test file calls
+ * `storeConformance(name, open)`; `open` returns fresh, empty stores.
  */
 import { afterEach, beforeEach, describe } from 'vitest';
-import type { Stores } from '../../../../src/server/store/types.js';
+import type { AsyncStores } from '../../../../src/server/store/contract.js';
 import { bindingSuites } from './bindings.js';
+import { concurrencySuite } from './concurrency.js';
 import { identitySuites } from './identity.js';
 import { recordSuites } from './records.js';
 import { txSuite } from './tx.js';
 
 export interface Backend {
-  stores: Stores;
-  dispose(): void;
+  stores: AsyncStores;
+  dispose(): Promise<void>;
 }
 
-export function storeConformance(name: string, open: () => Backend): void {
+export function storeConformance(name: string, open: () => Backend | Promise<Backend>): void {
   describe(`store conformance: ${name}`, () => {
     let b: Backend;
-    beforeEach(() => {
-      b = open();
+    beforeEach(async () => {
+      b = await open();
     });
     afterEach(() => b.dispose());
-    const stores = (): Stores => b.stores;
+    const stores = (): AsyncStores => b.stores;
 
     recordSuites(stores);
     identitySuites(stores);
     txSuite(stores);
+    concurrencySuite(stores);
     bindingSuites(stores);
   });
 }

@@ -1,71 +1,71 @@
 /** Conformance: policy resources, idempotency records, the audit log, the admin credential. */
 import { createHash } from 'node:crypto';
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { Stores } from '../../../../src/server/store/types.js';
+import type { AsyncStores } from '../../../../src/server/store/contract.js';
 import { T0 } from './fixtures.js';
 
-export function recordSuites(stores: () => Stores): void {
-  let s: Stores;
+export function recordSuites(stores: () => AsyncStores): void {
+  let s: AsyncStores;
   beforeEach(() => {
     s = stores();
   });
 
   describe('resources', () => {
-    it('reports created, unchanged (deep-equal, any key order) and updated', () => {
-      expect(s.resources.put('bot', 'edge', { roles: ['a'], ttl: '1h', nested: { x: 1, y: 2 } }, T0)).toBe('created');
-      expect(s.resources.put('bot', 'edge', { nested: { y: 2, x: 1 }, ttl: '1h', roles: ['a'] }, T0 + 1)).toBe('unchanged');
-      expect(s.resources.get('bot', 'edge')).toEqual({
+    it('reports created, unchanged (deep-equal, any key order) and updated', async () => {
+      expect(await s.resources.put('bot', 'edge', { roles: ['a'], ttl: '1h', nested: { x: 1, y: 2 } }, T0)).toBe('created');
+      expect(await s.resources.put('bot', 'edge', { nested: { y: 2, x: 1 }, ttl: '1h', roles: ['a'] }, T0 + 1)).toBe('unchanged');
+      expect(await s.resources.get('bot', 'edge')).toEqual({
         kind: 'bot',
         name: 'edge',
         spec: { roles: ['a'], ttl: '1h', nested: { x: 1, y: 2 } },
         createdAt: T0,
         updatedAt: T0,
       });
-      expect(s.resources.put('bot', 'edge', { roles: ['a', 'b'], ttl: '1h', nested: { x: 1, y: 2 } }, T0 + 2)).toBe('updated');
-      const r = s.resources.get('bot', 'edge')!;
+      expect(await s.resources.put('bot', 'edge', { roles: ['a', 'b'], ttl: '1h', nested: { x: 1, y: 2 } }, T0 + 2)).toBe('updated');
+      const r = (await s.resources.get('bot', 'edge'))!;
       expect(r.spec.roles).toEqual(['a', 'b']);
       expect(r.createdAt).toBe(T0);
       expect(r.updatedAt).toBe(T0 + 2);
     });
 
-    it('array order matters for equality', () => {
-      s.resources.put('role', 'r', { allow: ['a', 'b'] }, T0);
-      expect(s.resources.put('role', 'r', { allow: ['b', 'a'] }, T0)).toBe('updated');
+    it('array order matters for equality', async () => {
+      await s.resources.put('role', 'r', { allow: ['a', 'b'] }, T0);
+      expect(await s.resources.put('role', 'r', { allow: ['b', 'a'] }, T0)).toBe('updated');
     });
 
-    it('keeps kinds apart, lists by name, deletes', () => {
-      s.resources.put('role', 'zeta', {}, T0);
-      s.resources.put('role', 'alpha', {}, T0);
-      s.resources.put('bot', 'alpha', { b: true }, T0);
-      expect(s.resources.list('role').map((r) => r.name)).toEqual(['alpha', 'zeta']);
-      expect(s.resources.list('bot').map((r) => r.spec)).toEqual([{ b: true }]);
-      expect(s.resources.list('join_rule')).toEqual([]);
-      expect(s.resources.get('join_rule', 'alpha')).toBeUndefined();
-      expect(s.resources.delete('role', 'alpha')).toBe(true);
-      expect(s.resources.delete('role', 'alpha')).toBe(false);
-      expect(s.resources.get('bot', 'alpha')).toBeDefined();
+    it('keeps kinds apart, lists by name, deletes', async () => {
+      await s.resources.put('role', 'zeta', {}, T0);
+      await s.resources.put('role', 'alpha', {}, T0);
+      await s.resources.put('bot', 'alpha', { b: true }, T0);
+      expect((await s.resources.list('role')).map((r) => r.name)).toEqual(['alpha', 'zeta']);
+      expect((await s.resources.list('bot')).map((r) => r.spec)).toEqual([{ b: true }]);
+      expect(await s.resources.list('join_rule')).toEqual([]);
+      expect(await s.resources.get('join_rule', 'alpha')).toBeUndefined();
+      expect(await s.resources.delete('role', 'alpha')).toBe(true);
+      expect(await s.resources.delete('role', 'alpha')).toBe(false);
+      expect(await s.resources.get('bot', 'alpha')).toBeDefined();
     });
   });
 
   describe('idempotency', () => {
     const rec = (requestId: string, createdAt = T0) => ({ requestId, requestHash: 'ff'.repeat(32), signer: 'i-1 sha256:ab', op: 'join', response: '{"a":1}', createdAt });
 
-    it('stores, returns, refuses a second put, prunes', () => {
-      expect(s.idempotency.get('r1')).toBeUndefined();
-      s.idempotency.put(rec('r1'));
-      s.idempotency.put(rec('r2', T0 + 10));
-      expect(s.idempotency.get('r1')).toEqual(rec('r1'));
-      expect(() => s.idempotency.put({ ...rec('r1'), response: 'other' })).toThrow();
-      expect(s.idempotency.get('r1')!.response).toBe('{"a":1}');
-      expect(s.idempotency.prune(T0 + 10)).toBe(1);
-      expect(s.idempotency.get('r1')).toBeUndefined();
-      expect(s.idempotency.get('r2')).toBeDefined();
+    it('stores, returns, refuses a second put, prunes', async () => {
+      expect(await s.idempotency.get('r1')).toBeUndefined();
+      await s.idempotency.put(rec('r1'));
+      await s.idempotency.put(rec('r2', T0 + 10));
+      expect(await s.idempotency.get('r1')).toEqual(rec('r1'));
+      await expect(s.idempotency.put({ ...rec('r1'), response: 'other' })).rejects.toThrow();
+      expect((await s.idempotency.get('r1'))!.response).toBe('{"a":1}');
+      expect(await s.idempotency.prune(T0 + 10)).toBe(1);
+      expect(await s.idempotency.get('r1')).toBeUndefined();
+      expect(await s.idempotency.get('r2')).toBeDefined();
     });
   });
 
   describe('audit', () => {
-    it('appends with defaults and links rows', () => {
-      const a = s.audit.append({ action: 'token_create', outcome: 'ok' }, T0);
+    it('appends with defaults and links rows', async () => {
+      const a = await s.audit.append({ action: 'token_create', outcome: 'ok' }, T0);
       expect(a).toMatchObject({
         seq: 1,
         at: T0,
@@ -81,18 +81,18 @@ export function recordSuites(stores: () => Stores): void {
       });
       expect(typeof a.actor).toBe('string');
       expect(a.hash).toMatch(/^[0-9a-f]{64}$/);
-      const b = s.audit.append(
+      const b = await s.audit.append(
         { action: 'refuse', outcome: 'refused', code: 'token_reused', bot: 'edge', instanceId: 'i1', method: 'token', actor: 'agent', remote: '10.0.0.1', details: { z: 1, a: [true, null] } },
         T0 + 1,
       );
       expect(b.seq).toBe(2);
       expect(b.prevHash).toBe(a.hash);
-      expect(s.audit.list()).toEqual([a, b]);
-      expect(s.audit.verify()).toEqual({ ok: true, rows: 2 });
+      expect(await s.audit.list()).toEqual([a, b]);
+      expect(await s.audit.verify()).toEqual({ ok: true, rows: 2 });
     });
 
-    it('hashes the documented canonical form', () => {
-      const r = s.audit.append(
+    it('hashes the documented canonical form', async () => {
+      const r = await s.audit.append(
         { action: 'join', outcome: 'ok', bot: 'edge', actor: 'agent', details: { serial: '0a', facts: { b: 2, a: 1 } } },
         T0,
       );
@@ -104,26 +104,26 @@ export function recordSuites(stores: () => Stores): void {
       expect(r.hash).toBe(expected);
     });
 
-    it('lists since a time with a limit, in chain order', () => {
-      for (let i = 0; i < 5; i++) s.audit.append({ action: 'issue', outcome: 'ok', details: { i } }, T0 + i * 1000);
-      expect(s.audit.list({ since: T0 + 2000 }).map((r) => r.seq)).toEqual([3, 4, 5]);
-      expect(s.audit.list({ since: T0 + 2000, limit: 2 }).map((r) => r.seq)).toEqual([3, 4]);
-      expect(s.audit.list({ limit: 1 }).map((r) => r.seq)).toEqual([1]);
-      expect(s.audit.list({ since: T0 + 9000 })).toEqual([]);
+    it('lists since a time with a limit, in chain order', async () => {
+      for (let i = 0; i < 5; i++) await s.audit.append({ action: 'issue', outcome: 'ok', details: { i } }, T0 + i * 1000);
+      expect((await s.audit.list({ since: T0 + 2000 })).map((r) => r.seq)).toEqual([3, 4, 5]);
+      expect((await s.audit.list({ since: T0 + 2000, limit: 2 })).map((r) => r.seq)).toEqual([3, 4]);
+      expect((await s.audit.list({ limit: 1 })).map((r) => r.seq)).toEqual([1]);
+      expect(await s.audit.list({ since: T0 + 9000 })).toEqual([]);
     });
 
-    it('verifies an empty log', () => {
-      expect(s.audit.verify()).toEqual({ ok: true, rows: 0 });
+    it('verifies an empty log', async () => {
+      expect(await s.audit.verify()).toEqual({ ok: true, rows: 0 });
     });
   });
 
   describe('admin credential', () => {
-    it('sets, gets and replaces the token hash', () => {
-      expect(s.admin.getAdminTokenHash()).toBeUndefined();
-      s.admin.setAdminTokenHash('aa'.repeat(32));
-      expect(s.admin.getAdminTokenHash()).toBe('aa'.repeat(32));
-      s.admin.setAdminTokenHash('bb'.repeat(32));
-      expect(s.admin.getAdminTokenHash()).toBe('bb'.repeat(32));
+    it('sets, gets and replaces the token hash', async () => {
+      expect(await s.admin.getAdminTokenHash()).toBeUndefined();
+      await s.admin.setAdminTokenHash('aa'.repeat(32));
+      expect(await s.admin.getAdminTokenHash()).toBe('aa'.repeat(32));
+      await s.admin.setAdminTokenHash('bb'.repeat(32));
+      expect(await s.admin.getAdminTokenHash()).toBe('bb'.repeat(32));
     });
   });
 

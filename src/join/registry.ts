@@ -1,0 +1,102 @@
+/**
+ * The join-method registry's shapes. Each method folder `join/<m>/` exports one
+ * {@link JoinMethodDescriptor} (descriptor.ts: what both sides need to know) and, on each side,
+ * one entry that builds the method: {@link AgentJoinMethodEntry} (agent side, importable without
+ * any server code) and {@link ServerJoinMethodEntry} (issuer side). The lists are
+ * join/agent-methods.ts and join/server-methods.ts, one line per method; nothing registers itself
+ * on import. docs/adding-a-join-method.md walks through a new method.
+ */
+import type { z } from 'zod';
+import type { ErrorCode } from '../errors.js';
+import type { Signer } from '../keystore/signer.js';
+import type { Logger } from '../util/log.js';
+import type { FirmwareProfiles } from '../attest/firmware/index.js';
+import type { JoinCaches } from './caches.js';
+import type { JoinMethodAgent, JoinMethodServer } from './types.js';
+
+export interface JoinMethodCapabilities {
+  /**
+   * The agent can join again by itself after its identity expired (tpm, x509, cloud methods).
+   * False (token): a person must hand it a new credential (`reattest_required`).
+   */
+  readonly canReattest: boolean;
+  /** The evidence is a single-use credential the agent can fingerprint (token). */
+  readonly singleUseCredential?: boolean;
+  /** Renewals prove where the new key lives (tpm: TPM2_Certify by the join's attestation key). */
+  readonly renewalKeyProof?: boolean;
+  /** The join has a challenge round (the host opens, binds and uses up the challenge). */
+  readonly challengeRound?: boolean;
+}
+
+/** What both sides know about a method. Plain data: no server or agent code. */
+export interface JoinMethodDescriptor {
+  /** `join.method` in agent.yaml, `method:` of a join_rule, `method` of a join request. */
+  readonly name: string;
+  /** Keys of the agent's `join.<name>:` block that name files (resolved against agent.yaml's directory). */
+  readonly pathKeys: readonly string[];
+  /** The error codes this method adds to src/errors.ts (documentation and a test keep them honest). */
+  readonly errorCodes: readonly ErrorCode[];
+  readonly capabilities: JoinMethodCapabilities;
+}
+
+// ------------------------------------------------------------------------------------ agent side
+
+/** The agent's settings store, as much of it as a method may use (agent/state). */
+export interface AgentSettings {
+  getSetting(key: string): string | undefined;
+  setSetting(key: string, value: string): void;
+}
+
+export interface AgentMethodContext {
+  /** `agent.yaml: join.<m>`, for messages. */
+  where: string;
+  dataDir: string;
+  keyStorage: 'software' | 'tpm' | 'pkcs11';
+}
+
+/** A method built for the agent: its evidence half plus the hooks the agent core calls. */
+export interface AgentJoinMethod {
+  method: JoinMethodAgent;
+  /** Identifies a single-use credential (token id); undefined for methods that can re-attest. */
+  singleUseCredential: string | undefined;
+  /** Every identity key the agent makes (tpm: the join certifies the key, so it must find it by its SPKI). */
+  onKeyCreated?(key: Signer): void;
+  /** After a join committed (tpm: keep this join's attestation key for renewals). */
+  onJoined?(requestId: string, settings: AgentSettings): void;
+  /** Evidence that a renewal's new key is where the join put it (tpm: TPM2_Certify); undefined: none. */
+  renewalKeyProof?(
+    key: Signer,
+    requestId: string,
+    settings: AgentSettings,
+  ): Promise<Record<string, unknown> | undefined>;
+}
+
+export interface AgentJoinMethodEntry<S = unknown> {
+  readonly descriptor: JoinMethodDescriptor;
+  /** The agent's `join.<name>:` block. */
+  readonly configSchema: z.ZodType<S>;
+  /**
+   * Methods that certify a TPM-resident identity key (tpm): the TCTI of that TPM, from the
+   * `join.<name>:` block as written. Such a method makes `key_storage: tpm` the default and the
+   * only choice, and `key_storage: tpm` needs such a method (its TCTI names the TPM).
+   */
+  identityKeyTpm?(settings: Record<string, unknown>): string;
+  create(settings: S, ctx: AgentMethodContext): AgentJoinMethod;
+}
+
+// ----------------------------------------------------------------------------------- server side
+
+/** What a server factory receives: per-issuer objects, never module state. */
+export interface JoinMethodDeps {
+  caches: JoinCaches;
+  log: Logger;
+  /** The issuer's firmware profiles (tpm: boot state; attest/firmware). */
+  firmware: FirmwareProfiles;
+}
+
+export interface ServerJoinMethodEntry {
+  readonly descriptor: JoinMethodDescriptor;
+  /** The `<name>:` block of a join_rule; absent: the method takes no rules (token names its bot). */
+  readonly ruleSchema?: z.ZodType;
+  create(deps: JoinMethodDeps): JoinMethodServer;
+}

@@ -1,0 +1,178 @@
+/**
+ * The issuer as one object (issue #13, "state owned by a context"): it owns its configuration,
+ * its context (CA, stores, caches: ./issuer.ts), its listeners (HTTPS, optionally MQTT) and its
+ * timers (serving-certificate rotation, idempotency/token pruning, audit checkpoints), with
+ * `start()` and `stop()`. `sigil server start` only parses flags into an IssuerServiceConfig;
+ * nothing here is process-wide, so two services in one process share nothing.
+ *
+ * Start order: the context (fails on a bad data directory before anything listens), HTTPS (a port
+ * in use is a clear config error), MQTT (not awaited: a broker that is down must not keep the
+ * issuer down), then the audit runtime (an issuer that cannot write checkpoints refuses to start).
+ * Stop undoes it in reverse and closes the stores last, after in-flight requests finished.
+ */
+import { hostname } from 'node:os';
+import type { FastifyInstance } from 'fastify';
+import { SigilError } from '../errors.js';
+import { buildHttpsServer } from '../transport/https/server.js';
+import type { HttpLimits } from '../transport/https/limits.js';
+import type { MqttResponder } from '../transport/mqtt/responder.js';
+import { createLogger, type Logger } from '../util/log.js';
+import { startAuditRuntime } from './audit/runtime.js';
+import { loadCaMaterial, openIssuerStores, paths } from './data-dir.js';
+import { createIssuerContext, type IssuerContext } from './issuer.js';
+
+/** Idempotency records outlive the longest certificate (24 h) so any retry finds its answer. */
+export const IDEMPOTENCY_KEEP_MS = 48 * 3600_000;
+const PRUNE_EVERY_MS = 3600_000;
+
+/** The MQTT responder's broker endpoint and credentials, files already read. */
+export interface IssuerMqttConfig {
+  url: string;
+  /** CA for the broker's certificate (mqtts); default the Sigil root. */
+  ca?: string;
+  /** Client certificate and key (mqtts); default the issuer's own serving identity. */
+  cert?: string;
+  key?: string;
+  username?: string;
+  password?: string;
+}
+
+export interface IssuerServiceConfig {
+  dataDir: string;
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  /** Extra names for the serving certificate (the listen host is always added). */
+  tlsSans?: string[];
+  /** `--public-url`: JWT-SVID `iss` and OIDC discovery; default the listen URL. */
+  publicUrl?: string;
+  logLevel?: string;
+  /** Firmware profiles for tpm join rules; default $SIGIL_FIRMWARE_PROFILES_DIR, else the install's. */
+  firmwareProfilesDir?: string;
+  limits?: Partial<HttpLimits>;
+  audit: { checkpointFile?: string; checkpointIntervalMs: number; retentionMs?: number };
+  mqtt?: IssuerMqttConfig;
+}
+
+/** 0.0.0.0 / :: — every address of the machine, none a client can be told to use. */
+export function isWildcardHost(host: string): boolean {
+  return host === '0.0.0.0' || /^[0:]+$/.test(host);
+}
+
+export class IssuerService {
+  readonly ctx: IssuerContext;
+  readonly log: Logger;
+  /** https://host:port actually listened on; set by start(). */
+  url = '';
+  #app: FastifyInstance | undefined;
+  #responder: MqttResponder | undefined;
+  #audit: { stop(): void } | undefined;
+  #timers: NodeJS.Timeout[] = [];
+  #stopped: Promise<void> | undefined;
+  /** The host put in the serving certificate and the advertised URL when listening on every address. */
+  readonly #wildcardHost: string | undefined;
+
+  private constructor(
+    private readonly cfg: IssuerServiceConfig,
+    log: Logger,
+  ) {
+    this.log = log;
+    const ca = loadCaMaterial(cfg.dataDir);
+    // The public host must be in the serving certificate: verifiers fetch discovery over TLS.
+    // Listening on every address, the listen URL (https://0.0.0.0:…) is no address a relying party can use.
+    this.#wildcardHost = !cfg.publicUrl && isWildcardHost(cfg.host) ? hostname() : undefined;
+    const publicHost = cfg.publicUrl ? new URL(cfg.publicUrl).hostname.replace(/^\[(.*)\]$/, '$1') : this.#wildcardHost;
+    // The serving issuer creates audit.key for a data directory that predates it.
+    const stores = openIssuerStores(cfg.dataDir, { createAuditKey: true });
+    try {
+      this.ctx = createIssuerContext({
+        ca,
+        stores,
+        log,
+        tlsSans: [cfg.host, ...(cfg.tlsSans ?? []), ...(publicHost ? [publicHost] : [])],
+        ...(cfg.firmwareProfilesDir !== undefined ? { firmwareProfilesDir: cfg.firmwareProfilesDir } : {}),
+      });
+    } catch (e) {
+      stores.close();
+      throw e;
+    }
+  }
+
+  /** Build the context from the data directory; nothing listens yet. */
+  static open(cfg: IssuerServiceConfig, log?: Logger): IssuerService {
+    return new IssuerService(cfg, log ?? createLogger({ name: 'sigil-server', ...(cfg.logLevel ? { level: cfg.logLevel } : {}) }));
+  }
+
+  /** Listen and start the timers; on any failure everything started so far is stopped again. */
+  async start(): Promise<void> {
+    const { cfg, ctx } = this;
+    this.#app = buildHttpsServer({ ctx, ...(cfg.limits ? { limits: cfg.limits } : {}) });
+    try {
+      await this.#app.listen({ host: cfg.host, port: cfg.port });
+    } catch (e) {
+      await this.stop();
+      throw new SigilError('config_invalid', `cannot listen on ${cfg.host}:${cfg.port}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    try {
+      if (cfg.mqtt) this.#responder = await this.#startMqtt(cfg.mqtt);
+      const addr = this.#app.server.address();
+      const port = typeof addr === 'object' && addr ? addr.port : cfg.port;
+      this.url = `https://${cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host}:${port}`;
+      ctx.publicUrl = cfg.publicUrl ?? (this.#wildcardHost ? `https://${this.#wildcardHost}:${port}` : this.url);
+      if (this.#wildcardHost) {
+        this.log.warn({ listen: `${cfg.host}:${cfg.port}`, public_url: ctx.publicUrl }, `listening on every address without --public-url: advertising ${ctx.publicUrl} (this machine's hostname) as the issuer URL (JWT-SVID iss, OIDC discovery); set --public-url to the URL relying parties reach`);
+      }
+      this.#audit = startAuditRuntime(ctx, { ...cfg.audit, checkpointFile: cfg.audit.checkpointFile ?? paths(cfg.dataDir).auditCheckpoints });
+      this.#every(PRUNE_EVERY_MS, 'pruning', () => {
+        const before = ctx.now() - IDEMPOTENCY_KEEP_MS;
+        ctx.stores.idempotency.prune(before);
+        ctx.stores.tokens.prune(before);
+      });
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
+  }
+
+  /** Stop listening, let in-flight requests finish, write the final audit checkpoint, close the stores. Idempotent. */
+  stop(): Promise<void> {
+    this.#stopped ??= (async () => {
+      for (const t of this.#timers) clearInterval(t);
+      this.#audit?.stop();
+      await Promise.all([this.#app?.close(), this.#responder?.stop()]);
+      this.ctx.stores.close();
+    })();
+    return this.#stopped;
+  }
+
+  #every(ms: number, what: string, fn: () => void): void {
+    const t = setInterval(() => {
+      try {
+        fn();
+      } catch (err) {
+        this.log.warn({ err }, `${what} failed`);
+      }
+    }, ms);
+    t.unref();
+    this.#timers.push(t);
+  }
+
+  async #startMqtt(m: IssuerMqttConfig): Promise<MqttResponder> {
+    const { MqttResponder } = await import('../transport/mqtt/responder.js');
+    const tls = m.url.startsWith('mqtts:');
+    const { ctx } = this;
+    const responder = new MqttResponder({
+      ctx,
+      url: m.url,
+      ...(tls ? { ca: m.ca ?? ctx.ca.rootPem, cert: m.cert ?? ctx.server.certPem, key: m.key ?? ctx.server.keyPem } : {}),
+      ...(m.username !== undefined ? { username: m.username } : {}),
+      ...(m.password !== undefined ? { password: m.password } : {}),
+    });
+    // Not awaited: a broker that is down must not keep the issuer down.
+    responder.start().then(
+      () => process.stdout.write(`sigil issuer mqtt responder subscribed on ${responder.url}\n`),
+      (e: unknown) => this.log.error({ err: e }, 'mqtt responder failed to start'),
+    );
+    return responder;
+  }
+}

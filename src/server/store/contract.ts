@@ -1,0 +1,206 @@
+/**
+ * The issuer's persistence as an ASYNC, transactional contract (issue #13): the same narrow
+ * stores per aggregate as ./types.ts, every method returning a Promise, so that a networked
+ * backend (PostgreSQL, issue #15) can implement it. The record types stay in ./types.ts.
+ * Phase 1 (now): SQLite implements this next to the synchronous `Stores` (sqlite/async.ts);
+ * phase 2 moves the callers here and retires the synchronous interfaces (docs/store-contract.md).
+ *
+ * What every backend must guarantee (test/unit/store/conformance checks each point):
+ *
+ * - **One write transaction per `withWriteTx(fn)`.** `fn` gets transaction-scoped stores `tx`;
+ *   reads through `tx` see the transaction's own writes; if `fn` throws (or rejects), everything
+ *   it wrote is rolled back and `withWriteTx` rejects with that error. The promise resolves only
+ *   after COMMIT succeeded. Using `tx` after `withWriteTx` settled is a caller bug (TypeError).
+ * - **Isolation, serializable enough for the decisions made inside:** two transactions that
+ *   read-then-write the same rows (the idempotency get-then-put, the instance generation check
+ *   before `recordIssue`, the audit chain head) behave as if run one after the other. SQLite: write
+ *   transactions are serialised, in process by a FIFO queue, across processes by BEGIN IMMEDIATE.
+ *   PostgreSQL: SERIALIZABLE (or row locks taken by the store), and a serialization failure
+ *   (40001) or deadlock (40P01) makes the STORE retry the whole `fn`, a bounded number of times.
+ *   Hence `fn` may run more than once: it must not cause effects outside the transaction (no
+ *   network I/O, no metrics, no answers sent) — do those after `withWriteTx` resolved. Keep `fn`
+ *   short: on SQLite every other writer, in this and in other processes, waits for it.
+ * - **No nesting.** Inside `fn` use `tx`, never the outer stores or a second `withWriteTx`: on
+ *   SQLite those wait for `fn`'s own transaction to end (a deadlock); on PostgreSQL they would
+ *   run on another connection, outside the transaction.
+ * - **Each method is atomic.** A method that rejects changed nothing. After a rejected store call
+ *   inside `fn` the transaction may be unusable (PostgreSQL aborts it): let the error propagate.
+ *   If `fn` catches one and returns normally anyway, the backend commits the other writes
+ *   (SQLite) or rejects `withWriteTx` (PostgreSQL) — it never resolves without committing.
+ * - **Single use is one conditional UPDATE** (`… WHERE used_at IS NULL AND expires_at > now`) for
+ *   `tokens.consume` and `challenges.consume`: of N concurrent consumers, in any number of
+ *   processes or issuers, exactly one gets ok (the others: `*_reused`).
+ * - **One audit chain.** Appends are serialised (SQLite: the write lock; PostgreSQL: a lock on the
+ *   chain head row or table) so concurrent appends from any number of transactions and processes
+ *   form one chain: contiguous seq, each row linked to the one before, `verify()` ok.
+ * - **Reads outside a transaction** (the top-level stores' read methods) see only committed data,
+ *   never an open transaction's writes, and do not wait for write transactions where the backend
+ *   can avoid it (SQLite file: a separate read connection on the WAL snapshot).
+ * - **Writes outside a transaction** (a top-level write method) run as a transaction of their
+ *   own. A decision that spans several calls belongs in one `withWriteTx`.
+ * - Errors: constraint violations (duplicate key, unknown instance for a certificate) reject
+ *   with the backend's error; lock waits that time out reject as the backend reports them
+ *   (SQLite: SQLITE_BUSY after busy_timeout, as the synchronous stores do today).
+ *
+ * Times are unix milliseconds (numbers) everywhere in this layer.
+ */
+import type {
+  AuditAnchor,
+  AuditEvent,
+  AuditRecord,
+  AuditVerifyResult,
+  AuditWalk,
+  CertificateRecord,
+  ChallengeConsumeResult,
+  ChallengeRecord,
+  ConsumeResult,
+  DeviceRecord,
+  IdempotencyRecord,
+  InstanceRecord,
+  JoinTokenRecord,
+  KeyBindingRecord,
+  Resource,
+  ResourceKind,
+} from './types.js';
+import type { KeyStorage } from '../../keystore/signer.js';
+
+export type PutResult = 'created' | 'updated' | 'unchanged';
+
+export interface ResourceStore {
+  /** Insert or replace; 'unchanged' when the spec is deep-equal (any key order). */
+  put(kind: ResourceKind, name: string, spec: Record<string, unknown>, now: number): Promise<PutResult>;
+  get(kind: ResourceKind, name: string): Promise<Resource | undefined>;
+  /** Ordered by name. */
+  list(kind: ResourceKind): Promise<Resource[]>;
+  delete(kind: ResourceKind, name: string): Promise<boolean>;
+}
+
+export interface TokenStore {
+  /** Rejects on a duplicate hash. */
+  create(rec: { hash: string; bot: string; createdAt: number; expiresAt: number }): Promise<void>;
+  /** Read-only lookup for an early, precise refusal; `consume` stays the deciding step. */
+  get(hash: string): Promise<JoinTokenRecord | undefined>;
+  /** Single use: one conditional UPDATE (see the header); expiry is exclusive; reuse wins over expiry. */
+  consume(hash: string, now: number, usedBy: string): Promise<ConsumeResult>;
+  /** Ordered by creation time. */
+  list(): Promise<JoinTokenRecord[]>;
+  /** Delete tokens expired before `before` and tokens used before `before`; returns how many. */
+  prune(before: number): Promise<number>;
+}
+
+export interface ChallengeStore {
+  create(rec: Omit<ChallengeRecord, 'usedAt'>): Promise<void>;
+  get(id: string): Promise<ChallengeRecord | undefined>;
+  /** Single use, as `TokenStore.consume`. */
+  consume(id: string, now: number): Promise<ChallengeConsumeResult>;
+  prune(before: number): Promise<number>;
+}
+
+export interface DeviceStore {
+  getByFingerprint(fingerprint: string): Promise<DeviceRecord | undefined>;
+  put(rec: Omit<DeviceRecord, 'id'>): Promise<PutResult>;
+  list(filter?: { rule?: string }): Promise<DeviceRecord[]>;
+}
+
+export interface KeyBindingStore {
+  get(method: string, subject: string): Promise<KeyBindingRecord | undefined>;
+  /** Bind if unbound (INSERT … ON CONFLICT DO NOTHING); returns the binding now in force. */
+  bind(rec: KeyBindingRecord): Promise<KeyBindingRecord>;
+  reset(method: string, subject: string): Promise<boolean>;
+  /** Ordered by method, then subject. */
+  list(filter?: { method?: string }): Promise<KeyBindingRecord[]>;
+}
+
+export interface TokenReplayStore {
+  seen(issuer: string, jti: string): Promise<boolean>;
+  /** Record a use, atomically; false when it was already recorded (the replay). */
+  record(issuer: string, jti: string, expiresAt: number, now: number): Promise<boolean>;
+  prune(before: number): Promise<number>;
+}
+
+export type NewInstance = Omit<InstanceRecord, 'locked' | 'lockReason' | 'updatedAt' | 'lastSeenAt' | 'currentSerial' | 'currentNotAfter'>;
+
+export interface InstanceStore {
+  create(rec: NewInstance): Promise<void>;
+  get(id: string): Promise<InstanceRecord | undefined>;
+  /** Ordered by creation time, then id. */
+  list(filter?: { bot?: string }): Promise<InstanceRecord[]>;
+  /**
+   * After a successful issue: set generation, serial, expiry, key facts; touch timestamps. The
+   * generation check that precedes it must run in the same `withWriteTx` (see the header).
+   */
+  recordIssue(id: string, u: { generation: number; serial: string; notAfter: number; keyStorage: KeyStorage; exportable: boolean; now: number }): Promise<void>;
+  setLocked(id: string, locked: boolean, reason: string | null, now: number): Promise<boolean>;
+  /** Shallow merge into the stored facts; rejects for an unknown instance. */
+  updateFacts(id: string, facts: Record<string, unknown>, now: number): Promise<void>;
+}
+
+export interface BotLockStore {
+  setLocked(bot: string, locked: boolean, reason: string | null, now: number): Promise<void>;
+  isLocked(bot: string): Promise<boolean>;
+  listLocked(): Promise<Array<{ bot: string; reason: string | null; at: number }>>;
+}
+
+export interface CertificateStore {
+  /** Rejects on a duplicate serial, a serial that is not lowercase hex, an unknown instance (checked at commit). */
+  insert(rec: CertificateRecord): Promise<void>;
+  get(serial: string): Promise<CertificateRecord | undefined>;
+  listByInstance(instanceId: string): Promise<CertificateRecord[]>;
+  /** Current (newest-generation) unexpired certificates expiring before `before`, per bot. */
+  expiringBefore(before: number, now: number): Promise<Array<{ bot: string; count: number }>>;
+}
+
+export interface IdempotencyStore {
+  get(requestId: string): Promise<IdempotencyRecord | undefined>;
+  /** Rejects when the request id is already stored (the first answer stays): `get` first, in the same transaction. */
+  put(rec: IdempotencyRecord): Promise<void>;
+  prune(before: number): Promise<number>;
+}
+
+export interface AuditStore {
+  /** Extend the one chain (serialised, see the header). */
+  append(ev: AuditEvent, now: number): Promise<AuditRecord>;
+  list(opts?: { since?: number; limit?: number }): Promise<AuditRecord[]>;
+  verify(): Promise<AuditVerifyResult>;
+  startWalk(): Promise<AuditWalk>;
+  verifyStep(walk: AuditWalk, maxRows?: number, onRow?: (seq: number, hash: string) => void): Promise<AuditWalk>;
+  head(): Promise<{ seq: number; hash: string } | undefined>;
+  anchor(): Promise<AuditAnchor | undefined>;
+  keyInfo(): Promise<{ id: string; fromSeq: number } | undefined>;
+  /** Which append-only protections exist (SQLite: triggers; PostgreSQL: its own equivalents). */
+  triggers(): Promise<{ present: string[]; missing: string[] }>;
+  pruneThrough(seq: number, checkpoint: string, now: number): Promise<number>;
+  lastSeqBefore(before: number): Promise<number | undefined>;
+}
+
+export interface AdminCredentialStore {
+  setAdminTokenHash(hash: string): Promise<void>;
+  getAdminTokenHash(): Promise<string | undefined>;
+}
+
+/** The stores, per aggregate. Inside `withWriteTx` they are bound to that one transaction. */
+export interface TxStores {
+  readonly resources: ResourceStore;
+  readonly tokens: TokenStore;
+  readonly challenges: ChallengeStore;
+  readonly devices: DeviceStore;
+  readonly keyBindings: KeyBindingStore;
+  readonly tokenReplay: TokenReplayStore;
+  readonly instances: InstanceStore;
+  readonly botLocks: BotLockStore;
+  readonly certificates: CertificateStore;
+  readonly idempotency: IdempotencyStore;
+  readonly audit: AuditStore;
+  readonly admin: AdminCredentialStore;
+}
+
+/**
+ * A backend: the stores for reads (and single writes) outside a transaction, and the write
+ * transaction. (Named `AsyncStores` while the synchronous `Stores` of ./types.ts still exists.)
+ */
+export interface AsyncStores extends TxStores {
+  /** Run `fn` in one write transaction; see the header for the guarantees. */
+  withWriteTx<T>(fn: (tx: TxStores) => Promise<T>): Promise<T>;
+  /** Wait for the running and queued transactions, then release the connections. Later calls reject. */
+  close(): Promise<void>;
+}
