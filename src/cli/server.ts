@@ -3,23 +3,13 @@
  * actions, so that loading the CLI stays fast.
  */
 import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
 import type { Command } from 'commander';
 import { SigilError } from '../errors.js';
-import type { IssuerContext } from '../server/issuer.js';
-import type { MqttResponder } from '../transport/mqtt/responder.js';
-import type { Logger } from '../util/log.js';
+import type { IssuerMqttConfig } from '../server/service.js';
 import { parseFormat, printJson } from './output.js';
 import { parseListen } from '../util/listen.js';
 
-/** Idempotency records outlive the longest certificate (24 h) so any retry finds its answer. */
-const IDEMPOTENCY_KEEP_MS = 48 * 3600_000;
 
-
-/** 0.0.0.0 / :: — every address of the machine, none a client can be told to use. */
-export function isWildcardHost(host: string): boolean {
-  return host === '0.0.0.0' || /^[0:]+$/.test(host);
-}
 
 /** `--public-url`: an https URL without query or fragment; a trailing slash is dropped (it must equal `iss`). */
 export function parsePublicUrl(s: string): string {
@@ -105,12 +95,12 @@ function readOption(file: string, flag: string): string {
 }
 
 /**
- * The MQTT responder's broker credentials. Over mqtts the issuer presents, unless told
- * otherwise, its own serving identity (an SVID of spiffe://<td>/sigil/issuer from the Sigil CA,
- * CN "Sigil issuer" — the username a broker with use_identity_as_username sees) and trusts the
- * Sigil root for the broker's certificate.
+ * The MQTT responder's broker endpoint from `--mqtt-*` flags, files read (server/service.ts starts
+ * it). Over mqtts the issuer presents, unless told otherwise, its own serving identity (an SVID of
+ * spiffe://<td>/sigil/issuer from the Sigil CA, CN "Sigil issuer" — the username a broker with
+ * use_identity_as_username sees) and trusts the Sigil root for the broker's certificate.
  */
-async function startMqtt(o: MqttOptions, ctx: IssuerContext, log: Logger): Promise<MqttResponder | undefined> {
+function mqttConfig(o: MqttOptions): IssuerMqttConfig | undefined {
   if (!o.mqttUrl) {
     for (const f of ['mqttCaFile', 'mqttCertFile', 'mqttKeyFile', 'mqttUsername', 'mqttPasswordFile'] as const) {
       if (o[f] !== undefined) throw new SigilError('config_invalid', `--${f.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --mqtt-url`);
@@ -118,22 +108,14 @@ async function startMqtt(o: MqttOptions, ctx: IssuerContext, log: Logger): Promi
     return undefined;
   }
   if ((o.mqttCertFile === undefined) !== (o.mqttKeyFile === undefined)) throw new SigilError('config_invalid', '--mqtt-cert-file and --mqtt-key-file go together');
-  const { MqttResponder } = await import('../transport/mqtt/responder.js');
-  const tls = o.mqttUrl.startsWith('mqtts:');
-  const responder = new MqttResponder({
-    ctx,
+  return {
     url: o.mqttUrl,
-    ...(tls ? { ca: o.mqttCaFile ? readOption(o.mqttCaFile, '--mqtt-ca-file') : ctx.ca.rootPem } : {}),
-    ...(tls ? { cert: o.mqttCertFile ? readOption(o.mqttCertFile, '--mqtt-cert-file') : ctx.server.certPem, key: o.mqttKeyFile ? readOption(o.mqttKeyFile, '--mqtt-key-file') : ctx.server.keyPem } : {}),
+    ...(o.mqttCaFile !== undefined ? { ca: readOption(o.mqttCaFile, '--mqtt-ca-file') } : {}),
+    ...(o.mqttCertFile !== undefined ? { cert: readOption(o.mqttCertFile, '--mqtt-cert-file') } : {}),
+    ...(o.mqttKeyFile !== undefined ? { key: readOption(o.mqttKeyFile, '--mqtt-key-file') } : {}),
     ...(o.mqttUsername !== undefined ? { username: o.mqttUsername } : {}),
     ...(o.mqttPasswordFile !== undefined ? { password: readOption(o.mqttPasswordFile, '--mqtt-password-file').trim() } : {}),
-  });
-  // Not awaited before HTTPS serves: a broker that is down must not keep the issuer down.
-  responder.start().then(
-    () => process.stdout.write(`sigil issuer mqtt responder subscribed on ${responder.url}\n`),
-    (e: unknown) => log.error({ err: e }, 'mqtt responder failed to start'),
-  );
-  return responder;
+  };
 }
 
 export function registerServer(program: Command, run: (fn: () => Promise<void> | void) => Promise<void>): void {
@@ -186,75 +168,33 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
     .option('--join-burst <n>', 'join requests per remote address in a burst (default 200)')
     .action((o: { dataDir: string; listen: string; tlsSan?: string[]; logLevel?: string; publicUrl?: string; firmwareProfiles?: string } & MqttOptions & AuditOptions & LimitOptions) =>
       run(async () => {
+        // Flags only: everything the issuer owns (context, listeners, timers) is the IssuerService.
         const { host, port } = parseListen(o.listen);
         const limits = await parseLimitOptions(o);
         const publicUrl = o.publicUrl === undefined ? undefined : parsePublicUrl(o.publicUrl);
-        const [{ createLogger }, { loadCaMaterial, openIssuerStores, paths }, { createIssuerContext }, { buildHttpsServer }] = await Promise.all([
-          import('../util/log.js'),
-          import('../server/data-dir.js'),
-          import('../server/issuer.js'),
-          import('../transport/https/server.js'),
-        ]);
-        const log = createLogger({ name: 'sigil-server', ...(o.logLevel ? { level: o.logLevel } : {}) });
-        const ca = loadCaMaterial(o.dataDir);
         const audit = await parseAuditOptions(o);
-        // The serving issuer creates audit.key for a data directory that predates it.
-        const stores = openIssuerStores(o.dataDir, { createAuditKey: true });
-        // The public host must be in the serving certificate: verifiers fetch discovery over TLS.
-        // Listening on every address, the listen URL (https://0.0.0.0:…) is no address a relying party can use.
-        const wildcard = !publicUrl && isWildcardHost(host) ? hostname() : undefined;
-        const publicHost = publicUrl ? new URL(publicUrl).hostname.replace(/^\[(.*)\]$/, '$1') : wildcard;
-        const ctx = createIssuerContext({ ca, stores, log, tlsSans: [host, ...(o.tlsSan ?? []), ...(publicHost ? [publicHost] : [])], ...(o.firmwareProfiles !== undefined ? { firmwareProfilesDir: o.firmwareProfiles } : {}) });
-        const app = buildHttpsServer({ ctx, limits });
-        try {
-          await app.listen({ host, port });
-        } catch (e) {
-          stores.close();
-          throw new SigilError('config_invalid', `cannot listen on ${o.listen}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-        }
-        let responder: MqttResponder | undefined;
-        try {
-          responder = await startMqtt(o, ctx, log);
-        } catch (e) {
-          await app.close();
-          stores.close();
-          throw e;
-        }
-        const addr = app.server.address();
-        const actual = typeof addr === 'object' && addr ? addr.port : port;
-        const url = `https://${host.includes(':') ? `[${host}]` : host}:${actual}`;
-        ctx.publicUrl = publicUrl ?? (wildcard ? `https://${wildcard}:${actual}` : url);
-        if (wildcard) log.warn({ listen: o.listen, public_url: ctx.publicUrl }, `listening on every address without --public-url: advertising ${ctx.publicUrl} (this machine's hostname) as the issuer URL (JWT-SVID iss, OIDC discovery); set --public-url to the URL relying parties reach`);
-        log.info({ url, public_url: ctx.publicUrl, trust_domain: ca.trustDomain, ca_pin: ca.pin }, 'issuer ready');
-        process.stdout.write(`sigil issuer listening on ${url} (trust domain ${ca.trustDomain}, ca pin ${ca.pin})\n`);
-        const { startAuditRuntime } = await import('../server/audit/runtime.js');
-        let auditRuntime: ReturnType<typeof startAuditRuntime>;
-        try {
-          auditRuntime = startAuditRuntime(ctx, { ...audit, checkpointFile: audit.checkpointFile ?? paths(o.dataDir).auditCheckpoints });
-        } catch (e) {
-          await Promise.all([app.close(), responder?.stop()]);
-          stores.close();
-          throw e;
-        }
-        const prune = setInterval(() => {
-          try {
-            const before = Date.now() - IDEMPOTENCY_KEEP_MS;
-            stores.idempotency.prune(before);
-            stores.tokens.prune(before);
-          } catch (e) {
-            log.warn({ err: e }, 'pruning failed');
-          }
-        }, 3600_000);
-        prune.unref();
+        const mqtt = mqttConfig(o);
+        const { IssuerService } = await import('../server/service.js');
+        const service = IssuerService.open({
+          dataDir: o.dataDir,
+          host,
+          port,
+          limits,
+          audit,
+          ...(o.tlsSan ? { tlsSans: o.tlsSan } : {}),
+          ...(publicUrl !== undefined ? { publicUrl } : {}),
+          ...(o.logLevel !== undefined ? { logLevel: o.logLevel } : {}),
+          ...(o.firmwareProfiles !== undefined ? { firmwareProfilesDir: o.firmwareProfiles } : {}),
+          ...(mqtt ? { mqtt } : {}),
+        });
+        await service.start();
+        const { ca } = service.ctx;
+        service.log.info({ url: service.url, public_url: service.ctx.publicUrl, trust_domain: ca.trustDomain, ca_pin: ca.pin }, 'issuer ready');
+        process.stdout.write(`sigil issuer listening on ${service.url} (trust domain ${ca.trustDomain}, ca pin ${ca.pin})\n`);
         await new Promise<void>((resolve) => {
           const stop = (sig: string): void => {
-            log.info({ signal: sig }, 'shutting down');
-            clearInterval(prune);
-            auditRuntime.stop();
-            Promise.all([app.close(), responder?.stop()]).finally(() => {
-              stores.close();
-              resolve();
-            });
+            service.log.info({ signal: sig }, 'shutting down');
+            void service.stop().finally(resolve);
           };
           process.once('SIGTERM', () => stop('SIGTERM'));
           process.once('SIGINT', () => stop('SIGINT'));

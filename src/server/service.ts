@@ -13,13 +13,13 @@
 import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import { SigilError } from '../errors.js';
-import { buildHttpsServer } from '../transport/https/server.js';
+import { buildHttpsServer, presentServerIdentity } from '../transport/https/server.js';
 import type { HttpLimits } from '../transport/https/limits.js';
 import type { MqttResponder } from '../transport/mqtt/responder.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { startAuditRuntime } from './audit/runtime.js';
 import { loadCaMaterial, openIssuerStores, paths } from './data-dir.js';
-import { createIssuerContext, type IssuerContext } from './issuer.js';
+import { createIssuerContext, rotateServerIdentity, SERVER_IDENTITY_ROTATE_MS, type IssuerContext } from './issuer.js';
 
 /** Idempotency records outlive the longest certificate (24 h) so any retry finds its answer. */
 export const IDEMPOTENCY_KEEP_MS = 48 * 3600_000;
@@ -52,6 +52,8 @@ export interface IssuerServiceConfig {
   limits?: Partial<HttpLimits>;
   audit: { checkpointFile?: string; checkpointIntervalMs: number; retentionMs?: number };
   mqtt?: IssuerMqttConfig;
+  /** How often the serving certificate is re-issued; default SERVER_IDENTITY_ROTATE_MS (a day). Tests shorten it. */
+  rotateEveryMs?: number;
 }
 
 /** 0.0.0.0 / :: — every address of the machine, none a client can be told to use. */
@@ -68,6 +70,7 @@ export class IssuerService {
   #responder: MqttResponder | undefined;
   #audit: { stop(): void } | undefined;
   #timers: NodeJS.Timeout[] = [];
+  #mqttUsesServingIdentity = false;
   #stopped: Promise<void> | undefined;
   /** The host put in the serving certificate and the advertised URL when listening on every address. */
   readonly #wildcardHost: string | undefined;
@@ -123,6 +126,15 @@ export class IssuerService {
         this.log.warn({ listen: `${cfg.host}:${cfg.port}`, public_url: ctx.publicUrl }, `listening on every address without --public-url: advertising ${ctx.publicUrl} (this machine's hostname) as the issuer URL (JWT-SVID iss, OIDC discovery); set --public-url to the URL relying parties reach`);
       }
       this.#audit = startAuditRuntime(ctx, { ...cfg.audit, checkpointFile: cfg.audit.checkpointFile ?? paths(cfg.dataDir).auditCheckpoints });
+      // The serving certificate lives 30 days and is re-issued daily: a long-running issuer never
+      // serves an expired one (./issuer.ts createServerIdentity).
+      this.#every(cfg.rotateEveryMs ?? SERVER_IDENTITY_ROTATE_MS, 'serving certificate rotation', () => {
+        const id = rotateServerIdentity(ctx);
+        if (this.#app) presentServerIdentity(this.#app, id);
+        // An MQTT responder that logs in with the serving identity must not reconnect with an expired one.
+        if (this.#responder && this.#mqttUsesServingIdentity) this.#responder.setClientIdentity(id.certPem, id.keyPem);
+        this.log.info({ not_after: new Date(id.notAfter).toISOString() }, 'rotated the issuer serving certificate');
+      });
       this.#every(PRUNE_EVERY_MS, 'pruning', () => {
         const before = ctx.now() - IDEMPOTENCY_KEEP_MS;
         ctx.stores.idempotency.prune(before);
@@ -161,6 +173,7 @@ export class IssuerService {
     const { MqttResponder } = await import('../transport/mqtt/responder.js');
     const tls = m.url.startsWith('mqtts:');
     const { ctx } = this;
+    this.#mqttUsesServingIdentity = tls && m.cert === undefined;
     const responder = new MqttResponder({
       ctx,
       url: m.url,

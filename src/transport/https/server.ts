@@ -8,7 +8,7 @@ import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } f
 import { SigilError, toSigilError, type ErrorCode } from '../../errors.js';
 import { runAdminCall } from '../../server/admin/audited.js';
 import { ADMIN_MAX_BODY_BYTES } from '../../server/admin/ops.js';
-import { rotateServerIdentity, SERVER_IDENTITY_ROTATE_MS, type IssuerContext } from '../../server/issuer.js';
+import type { IssuerContext, ServerIdentity } from '../../server/issuer.js';
 import { jwks, KEYS_MAX_AGE_S, openIdConfiguration, spiffeBundle } from '../../server/credentials/discovery.js';
 import { auditRefusal } from '../../server/ops/refusal.js';
 import { OPERATION_LIST, operationNamed } from '../../server/ops/table.js';
@@ -70,6 +70,14 @@ export interface HttpsServerOptions {
   limits?: Partial<HttpLimits>;
 }
 
+/**
+ * Serve `id` on new TLS handshakes from now on (the IssuerService rotates the serving identity,
+ * server/service.ts); connections already open keep theirs until they close.
+ */
+export function presentServerIdentity(app: FastifyInstance, id: ServerIdentity): void {
+  (app.server as unknown as import('node:https').Server).setSecureContext({ key: id.keyPem, cert: id.certPem, ...TLS_BASE });
+}
+
 export function buildHttpsServer({ ctx, tls = true, limits: given = {} }: HttpsServerOptions): FastifyInstance {
   const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...given };
   // Node checks headersTimeout/requestTimeout only every connectionsCheckingInterval (30 s by
@@ -119,19 +127,6 @@ export function buildHttpsServer({ ctx, tls = true, limits: given = {} }: HttpsS
     return sendError(reply, new SigilError('not_found', `no route ${req.method} ${path}`));
   });
 
-  if (tls) {
-    const timer = setInterval(() => {
-      try {
-        const id = rotateServerIdentity(ctx);
-        (app.server as unknown as import('node:https').Server).setSecureContext({ key: id.keyPem, cert: id.certPem, ...TLS_BASE });
-        ctx.log.info({ not_after: new Date(id.notAfter).toISOString() }, 'rotated the issuer serving certificate');
-      } catch (err) {
-        ctx.log.error({ err }, 'could not rotate the issuer serving certificate');
-      }
-    }, SERVER_IDENTITY_ROTATE_MS);
-    timer.unref();
-    app.addHook('onClose', async () => clearInterval(timer));
-  }
 
   const remoteOf = (req: { ip: string }): string => req.ip;
 

@@ -79,7 +79,10 @@ export class MqttResponder {
   private readonly joinPerTopic: RateLimiter;
   private readonly joinOverall: RateLimiter;
 
-  constructor(private readonly opts: MqttResponderOptions) {
+  /** Set when the client certificate changed: the next reconnect opens a new client with it. */
+  private identityChanged = false;
+
+  constructor(private opts: MqttResponderOptions) {
     this.url = displayUrl(parseMqttUrl(opts.url, '--mqtt-url').url);
     const limits = opts.joinLimits ?? MQTT_JOIN_LIMITS;
     this.joinPerTopic = new RateLimiter(limits.perTopic);
@@ -92,6 +95,16 @@ export class MqttResponder {
     if (!mine.ok) throw new SigilError('rate_limited', `too many join requests answered on this topic; retry in ${mine.retryAfterMs} ms`, { retryAfterMs: mine.retryAfterMs });
     const all = this.joinOverall.take('*');
     if (!all.ok) throw new SigilError('rate_limited', `the issuer is taking too many joins over MQTT; retry in ${all.retryAfterMs} ms`, { retryAfterMs: all.retryAfterMs });
+  }
+
+  /**
+   * Present this client certificate from the next connection on (the issuer's serving identity is
+   * rotated daily and lives 30 days: server/service.ts). The open connection keeps its session —
+   * TLS checks the certificate only at the handshake — so nothing is dropped now.
+   */
+  setClientIdentity(cert: string, key: string): void {
+    this.opts = { ...this.opts, cert, key };
+    this.identityChanged = true;
   }
 
   /** Connect and subscribe; resolves once the first subscription is in place. Reconnects by itself afterwards. */
@@ -146,7 +159,12 @@ export class MqttResponder {
       const delay = RECONNECT_MIN_MS + Math.random() * (RECONNECT_MAX_MS - RECONNECT_MIN_MS);
       clearTimeout(this.reconnectTimer);
       this.reconnectTimer = setTimeout(() => {
-        if (!this.stopping && !client.connected) client.reconnect();
+        if (this.stopping || client.connected) return;
+        if (!this.identityChanged) return void client.reconnect();
+        // MQTT.js reconnects with the options it was created with: a rotated certificate needs a new client.
+        this.identityChanged = false;
+        client.end(true);
+        this.connect().catch((err: unknown) => ctx.log.error({ err, url: this.url }, 'mqtt responder could not reconnect with its new certificate'));
       }, delay);
     });
   }
