@@ -1,6 +1,6 @@
 /**
  * How long `audit --verify` holds the event loop at ~100k rows (issue #11 item 4): the whole
- * chain in one synchronous walk (`AuditStore.verify()`, what the admin API ran before) against
+ * chain in one walk (`AuditStore.verify()`: one SQLite read loop that does not yield, what the admin API ran before) against
  * the chunked verifier (server/audit/verify.ts, VERIFY_CHUNK_ROWS rows per step, yielding
  * between). The longest event-loop block is measured with a 1 ms timer probe in the same run.
  *
@@ -23,9 +23,9 @@ const stores = openSqliteStores(path.join(dir, 'issuer.db'), { audit: { key: { s
 try {
   const t0 = Date.now();
   // Rows shaped like refusals and renewals (a message, a request id, a few facts).
-  stores.tx(() => {
+  await stores.withWriteTx(async (tx) => {
     for (let i = 0; i < ROWS; i++) {
-      stores.audit.append({ action: i % 3 ? 'renew' : 'join', outcome: i % 3 ? 'ok' : 'refused', code: i % 3 ? null : 'token_invalid', bot: 'gw', instanceId: `inst-${i % 500}`, method: 'token', remote: `10.0.${(i >> 8) & 255}.${i & 255}`, details: { serial: i.toString(16).padStart(16, '0'), request_id: `req-${i}`, message: 'the join token is not known to this issuer' } }, t0 + i);
+      await tx.audit.append({ action: i % 3 ? 'renew' : 'join', outcome: i % 3 ? 'ok' : 'refused', code: i % 3 ? null : 'token_invalid', bot: 'gw', instanceId: `inst-${i % 500}`, method: 'token', remote: `10.0.${(i >> 8) & 255}.${i & 255}`, details: { serial: i.toString(16).padStart(16, '0'), request_id: `req-${i}`, message: 'the join token is not known to this issuer' } }, t0 + i);
     }
   });
   process.stdout.write(`appended ${ROWS} rows in ${Date.now() - t0} ms\n`);
@@ -50,8 +50,8 @@ try {
     return { blockMs: Math.max(max, 0), totalMs };
   }
 
-  const sync = await maxBlock(() => {
-    if (!stores.audit.verify().ok) throw new Error('chain does not verify');
+  const sync = await maxBlock(async () => {
+    if (!(await stores.audit.verify()).ok) throw new Error('chain does not verify');
   });
   process.stdout.write(`synchronous walk: ${sync.totalMs.toFixed(0)} ms, event loop blocked up to ${sync.blockMs.toFixed(0)} ms\n`);
   const chunked = await maxBlock(async () => {
@@ -62,6 +62,6 @@ try {
     JSON.stringify({ bench: 'audit-verify', rows: ROWS, sync_block_ms: Math.round(sync.blockMs), chunked_block_ms: Math.round(chunked.blockMs), chunked_total_ms: Math.round(chunked.totalMs), chunk_rows: VERIFY_CHUNK_ROWS }) + '\n',
   );
 } finally {
-  stores.close();
+  await stores.close();
   fs.rmSync(dir, { recursive: true, force: true });
 }

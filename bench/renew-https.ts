@@ -443,10 +443,10 @@ async function main(): Promise<void> {
   const tokens: string[] = [];
   try {
     const yaml = `kind: role\nname: bench-edge\nspec: { max_ttl: 24h }\n---\nkind: bot\nname: ${BOT}\nspec: { roles: [bench-edge] }\n`;
-    runAdminOp(stores, 'apply', { yaml, source: 'bench' });
-    for (let i = 0; i < AGENTS; i++) tokens.push((runAdminOp(stores, 'token.create', { bot: BOT, ttl: '1h' }) as { token: string }).token);
+    await runAdminOp(stores, 'apply', { yaml, source: 'bench' });
+    for (let i = 0; i < AGENTS; i++) tokens.push(((await runAdminOp(stores, 'token.create', { bot: BOT, ttl: '1h' })) as { token: string }).token);
   } finally {
-    stores.close();
+    await stores.close();
   }
 
   // 2. the issuer, as its own process.

@@ -113,12 +113,14 @@ async function startIssuer(mqttUrl: string): Promise<{ url: string; pid: number 
   });
 }
 
-function tokens(n: number): string[] {
+async function tokens(n: number): Promise<string[]> {
   const stores = openIssuerStores(dataDir);
   try {
-    return Array.from({ length: n }, () => (runAdminOp(stores, 'token.create', { bot: BOT, ttl: '1h' }) as { token: string }).token);
+    const out: string[] = [];
+    for (let i = 0; i < n; i++) out.push(((await runAdminOp(stores, 'token.create', { bot: BOT, ttl: '1h' })) as { token: string }).token);
+    return out;
   } finally {
-    stores.close();
+    await stores.close();
   }
 }
 
@@ -132,7 +134,7 @@ function mqttClient(broker: Broker, pin: string, root: string, id: string, timeo
 
 /** Join `n` agents over HTTPS, `concurrency` at a time (setup, untimed). */
 async function joinAll(n: number, https: HttpsIssuerClient, root: string, concurrency = 50): Promise<BenchAgent[]> {
-  const toks = tokens(n);
+  const toks = await tokens(n);
   const out: BenchAgent[] = [];
   for (let base = 0; base < n; base += concurrency) {
     await Promise.all(
@@ -221,8 +223,8 @@ async function main(): Promise<void> {
   const init = initDataDir(dataDir, TD);
   {
     const stores = openIssuerStores(dataDir);
-    runAdminOp(stores, 'apply', { yaml: `kind: role\nname: bench\nspec: { max_ttl: 24h }\n---\nkind: bot\nname: ${BOT}\nspec: { roles: [bench] }\n`, source: 'bench' });
-    stores.close();
+    await runAdminOp(stores, 'apply', { yaml: `kind: role\nname: bench\nspec: { max_ttl: 24h }\n---\nkind: bot\nname: ${BOT}\nspec: { roles: [bench] }\n`, source: 'bench' });
+    await stores.close();
   }
   broker = await startMosquitto(join(work, 'broker'));
   const { url, pid } = await startIssuer(broker.url);

@@ -1,6 +1,6 @@
 /**
  * What the async store contract costs (issue #13): a renewal-shaped write transaction through the
- * synchronous `Stores.tx` against the async SQLite stores' `withWriteTx` (FIFO write queue, BEGIN
+ * synchronous SQLite stores' `tx` (sqlite/sync.ts, internal since phase 2) against the async `withWriteTx` (FIFO write queue, BEGIN
  * IMMEDIATE … COMMIT, one await per store call), one at a time and with many in flight. Shape:
  * idempotency get, instance get, certificate insert, instance recordIssue, idempotency put, audit
  * append. Each variant gets its own database file; rounds alternate and the best round counts.
@@ -16,10 +16,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { AsyncStores, TxStores } from '../src/server/store/contract.js';
-import { openAsyncSqliteStores } from '../src/server/store/sqlite/async.js';
-import { openSqliteStores } from '../src/server/store/sqlite/index.js';
-import type { Stores } from '../src/server/store/types.js';
+import { openSqliteStores, openSyncSqliteStores, type SyncStores } from '../src/server/store/sqlite/index.js';
+import type { Stores, TxStores } from '../src/server/store/types.js';
 
 const N = Number(process.env.STORE_TX_N ?? 4000);
 const ROUNDS = Number(process.env.STORE_TX_ROUNDS ?? 3);
@@ -40,7 +38,7 @@ function renewal(k: number) {
   return { id, serial, requestId };
 }
 
-function syncRenewal(s: Stores, k: number): void {
+function syncRenewal(s: SyncStores, k: number): void {
   const r = renewal(k);
   s.tx(() => {
     if (s.idempotency.get(r.requestId)) throw new Error('replayed');
@@ -53,7 +51,7 @@ function syncRenewal(s: Stores, k: number): void {
   });
 }
 
-async function asyncRenewal(s: AsyncStores, k: number): Promise<void> {
+async function asyncRenewal(s: Stores, k: number): Promise<void> {
   const r = renewal(k);
   await s.withWriteTx(async (tx: TxStores) => {
     if (await tx.idempotency.get(r.requestId)) throw new Error('replayed');
@@ -83,7 +81,7 @@ async function measure(work: () => unknown): Promise<Figures> {
 }
 
 async function runSync(): Promise<Figures> {
-  const s = openSqliteStores(freshPath());
+  const s = openSyncSqliteStores(freshPath());
   s.tx(() => {
     for (let i = 0; i < INSTANCES; i++) s.instances.create(instanceRec(i));
   });
@@ -96,7 +94,7 @@ async function runSync(): Promise<Figures> {
 }
 
 async function runAsync(inflight: number): Promise<Figures> {
-  const s = openAsyncSqliteStores(freshPath());
+  const s = openSqliteStores(freshPath());
   await s.withWriteTx(async (tx) => {
     for (let i = 0; i < INSTANCES; i++) await tx.instances.create(instanceRec(i));
   });

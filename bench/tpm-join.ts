@@ -39,6 +39,7 @@ import { runJoinExchange } from '../src/join/exchange.js';
 import { TpmJoinAgent } from '../src/join/tpm/agent.js';
 import { parsePublic } from '../src/attest/structures.js';
 import { TpmSigner } from '../src/keystore/tpm.js';
+import { TpmAccess } from '../src/keystore/tpm-access.js';
 import { runAdminOp } from '../src/server/admin/ops.js';
 import { initDataDir, loadCaMaterial, openIssuerStores } from '../src/server/data-dir.js';
 import { createIssuerContext } from '../src/server/issuer.js';
@@ -123,7 +124,7 @@ try {
   const init = initDataDir(dataDir, 'bench.example');
   const stores = openIssuerStores(dataDir);
   const ctx = createIssuerContext({ ca: loadCaMaterial(dataDir), stores, log: silentLogger() });
-  runAdminOp(stores, 'apply', {
+  await runAdminOp(stores, 'apply', {
     yaml: `kind: role\nname: edge\nspec: { max_ttl: 24h }\n---\nkind: bot\nname: gw\nspec: { roles: [edge] }\n---\nkind: join_rule\nname: racks\nspec:\n  method: tpm\n  bot: gw\n  tpm:\n    ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]\n    firmware_profiles: [lab-gateway-v1]\n`,
   });
   const app = buildHttpsServer({ ctx });
@@ -142,14 +143,16 @@ try {
   await client.ensureRoot();
 
   // --- Sigil: joins end to end ---------------------------------------------------------------
+  // One agent's access to its TPM (queue, saved SRK), kept across its joins as the agent keeps it.
+  const access = new TpmAccess(tpm.tcti);
   const joins: Array<{ ms: number; tpmMs: number; cmds: number; connectMs: number; postMs: number; issuerMs: number; agentMs: number }> = [];
   let instance = '';
   for (let i = 0; i < WARMUP + JOINS; i++) {
     Object.assign(meter, { sends: 0, sendMs: 0, connects: 0, connectMs: 0, postMs: 0, issuerMs: 0 });
     const t0 = performance.now();
     let identity: TpmSigner | undefined;
-    const agent = new TpmJoinAgent({ tcti: tpm.tcti, identityKey: () => identity, eventLog: logFile });
-    const r = await runJoinExchange({ method: agent, identity: async () => (identity = await TpmSigner.create(tpm.tcti)), send: (env) => client.post('join', env), rootPem: () => client.ensureRoot(), verifier });
+    const agent = new TpmJoinAgent({ tpm: access, identityKey: () => identity, eventLog: logFile });
+    const r = await runJoinExchange({ method: agent, identity: async () => (identity = await TpmSigner.create(access)), send: (env) => client.post('join', env), rootPem: () => client.ensureRoot(), verifier });
     const ms = performance.now() - t0;
     instance = r.payload.result.instance_id;
     if (i >= WARMUP) joins.push({ ms, tpmMs: meter.sendMs, cmds: meter.sends, connectMs: meter.connectMs, postMs: meter.postMs, issuerMs: meter.issuerMs, agentMs: ms - meter.issuerMs });
@@ -162,7 +165,7 @@ try {
   const agentSideP50 = pct(joins.map((j) => j.agentMs), 50);
   const agentRatios = joins.map((j) => j.agentMs / j.tpmMs);
   const agentRatioP50 = pct(agentRatios, 50);
-  const facts = stores.instances.get(instance)!.facts;
+  const facts = (await stores.instances.get(instance))!.facts;
 
   // --- Sigil's agent-side TPM work alone (no network), for the client overhead of src/tpm ---
   const agentOnly: Array<{ ms: number; tpmMs: number }> = [];
@@ -171,10 +174,10 @@ try {
     const t0 = performance.now();
     // The same TPM work as a join, on one connection per round as join/exchange.ts does it.
     let identity: TpmSigner | undefined;
-    const agent = new TpmJoinAgent({ tcti: tpm.tcti, identityKey: () => identity, eventLog: logFile });
+    const agent = new TpmJoinAgent({ tpm: access, identityKey: () => identity, eventLog: logFile });
     const ctxE = { requestId: `bench-${i}-${randomBytes(6).toString('hex')}`, spkiDer: Buffer.alloc(0) };
     const ev = await agent.session(async () => {
-      const key = (identity = await TpmSigner.create(tpm.tcti));
+      const key = (identity = await TpmSigner.create(access));
       ctxE.spkiDer = key.publicKeySpki();
       await key.sign(randomBytes(300)); // the CSR
       const e = (await agent.evidence(ctxE)) as { ek_public: string; ak_public: string };
@@ -265,7 +268,7 @@ try {
   console.log(`tpm2-tools script:       p50 ${toolsP50.toFixed(1)} ms over ${TOOLS_RUNS} runs (${(toolsP50 / p50).toFixed(1)}x Sigil's whole join)`);
   client.close();
   await app.close();
-  stores.close();
+  await stores.close();
   console.log(
     JSON.stringify({
       bench: 'tpm-join',

@@ -10,7 +10,7 @@
  */
 import { SigilError, toSigilError } from '../errors.js';
 import { runJoinExchange } from '../join/exchange.js';
-import { loadSigner, parseKeyRef, serializeKeyRef, withTcti, type Signer } from '../keystore/index.js';
+import { loadSigner, parseKeyRef, serializeKeyRef, TpmAccesses, withTcti, type Signer } from '../keystore/index.js';
 import type { IdentityResult } from '../protocol/messages.js';
 import type { IssuerTransport, TransportKind } from '../transport/types.js';
 import type { KeyStorage } from '../keystore/signer.js';
@@ -61,6 +61,12 @@ export class Agent {
   private readonly join: AgentJoinMethod;
   /** Makes identity keys where the config says and retires the ones nothing needs. */
   private readonly keys: IdentityKeys;
+  /**
+   * The TPMs this agent uses, one access per TCTI, handed to everything that touches them —
+   * identity keys, the join method, credential outputs — so that their TPM operations queue
+   * behind each other instead of colliding (keystore/tpm-access.ts).
+   */
+  private readonly tpm = new TpmAccesses();
   private readonly outputs: OutputDestination[];
   /** SSH, database, Kubernetes and JWT outputs, each on its own schedule (agent/credentials.ts). */
   readonly credentials: CredentialOutputs | undefined;
@@ -81,9 +87,9 @@ export class Agent {
       deps.state?.close();
       throw e;
     }
-    this.join = joinMethodFor(cfg);
+    this.join = joinMethodFor(cfg, undefined, this.tpm);
     this.transportCert = wantsTransportCert(cfg);
-    this.keys = new IdentityKeys(cfg, log, this.join.onKeyCreated);
+    this.keys = new IdentityKeys(cfg, log, this.tpm, this.join.onKeyCreated);
     this.outputs = cfg.outputs.map((o) => identityOutput(o.path, { uid: o.uid, gid: o.gid }));
     this.state = deps.state ?? openAgentState(cfg.dataDir);
     const pinned = this.state.getIssuerPin();
@@ -92,7 +98,7 @@ export class Agent {
       throw new SigilError('pin_mismatch', `${cfg.dataDir} was pinned to issuer CA ${pinned.pin} but the config says ${cfg.caPin}; if the CA really changed, remove ${cfg.dataDir}/agent.db and join again`);
     }
     this.link = new IssuerLink(deps.transports ?? buildTransports(cfg, this.state, this.now));
-    this.credentials = createCredentialOutputs(cfg, this.state, log, this.now, this.link);
+    this.credentials = createCredentialOutputs(cfg, this.state, log, this.now, this.link, this.tpm);
   }
 
   /** Write outputs from the identity cached in SQLite (e.g. right after a restart while offline). */
@@ -215,7 +221,7 @@ export class Agent {
   private async newRequest(current: Identity | undefined, now: number): Promise<BuiltRequest> {
     const ttl = this.cfg.ttlS !== undefined ? { ttlS: this.cfg.ttlS } : {};
     if (current && current.notAfter > now && this.join.method.rejoinOnRenew !== true) {
-      const signer = loadSigner(withTcti(parseKeyRef(current.keyRef), this.cfg.tpmTcti));
+      const signer = loadSigner(withTcti(parseKeyRef(current.keyRef), this.cfg.tpmTcti), { tpm: this.tpm });
       try {
         return await buildRenewRequest({
           current: signer,

@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { SigilError, toSigilError } from '../errors.js';
-import { loadSigner, parseKeyRef, withTcti } from '../keystore/index.js';
+import { loadSigner, parseKeyRef, TpmAccesses, withTcti } from '../keystore/index.js';
 import type { Logger } from '../util/log.js';
 import { LinkCredentialClient, type CredentialClient } from './credential-client.js';
 import { buildCredentialRequest } from './credential-request.js';
@@ -34,14 +34,14 @@ import { backoffDelay, renewAt } from './schedule.js';
 import type { AgentState } from './state/index.js';
 import type { IssuerLink } from './transports.js';
 
-export function credentialDestination(cfg: CredentialOutputConfig): CredentialDestination {
+export function credentialDestination(cfg: CredentialOutputConfig, tpm?: TpmAccesses): CredentialDestination {
   switch (cfg.type) {
     case 'ssh_user':
       return sshUserOutput(cfg);
     case 'ssh_host':
       return sshHostOutput(cfg);
     case 'database':
-      return databaseOutput(cfg);
+      return databaseOutput(cfg, tpm);
     case 'kubernetes':
       return kubernetesOutput(cfg);
     case 'jwt':
@@ -79,6 +79,8 @@ export interface CredentialOutputsDeps {
   rand?: () => number;
   /** The configured TCTI of a TPM identity key (keystore withTcti). */
   tpmTcti?: string | undefined;
+  /** The agent's TPMs, shared with its identity keys and join method (default: a set of its own). */
+  tpm?: TpmAccesses;
 }
 
 const RENEW_FRACTION = 0.5;
@@ -87,9 +89,11 @@ export class CredentialOutputs {
   readonly destinations: CredentialDestination[];
   readonly #deps: CredentialOutputsDeps;
   readonly #rand: () => number;
+  readonly #tpm: TpmAccesses;
 
   constructor(configs: readonly CredentialOutputConfig[], deps: CredentialOutputsDeps) {
-    this.destinations = configs.map(credentialDestination);
+    this.#tpm = deps.tpm ?? new TpmAccesses();
+    this.destinations = configs.map((c) => credentialDestination(c, this.#tpm));
     this.#deps = deps;
     this.#rand = deps.rand ?? Math.random;
   }
@@ -147,7 +151,7 @@ export class CredentialOutputs {
           continue;
         }
         try {
-          signer ??= loadSigner(withTcti(parseKeyRef(id.keyRef), this.#deps.tpmTcti));
+          signer ??= loadSigner(withTcti(parseKeyRef(id.keyRef), this.#deps.tpmTcti), { tpm: this.#tpm });
           const prepared = await d.prepare();
           const built = await buildCredentialRequest({ current: signer, chainPem: id.chainPem, now: now(), fields: prepared.fields });
           const result = await this.#deps.client.request(built, now);
@@ -220,13 +224,14 @@ export function createCredentialOutputs(
   log: Logger,
   now: () => number,
   link: IssuerLink,
+  tpm?: TpmAccesses,
 ): CredentialOutputs | undefined {
   if (cfg.credentialOutputs.length === 0) return undefined;
   const client = new LinkCredentialClient(link, () => state.getBundle()?.rootsPem[0]);
   // `key: tpm` without its own tcti uses the agent's TPM (the one its identity key lives in).
   const tcti = cfg.tpmTcti;
   const outputs = cfg.credentialOutputs.map((o) => (o.type === 'database' && o.key === 'tpm' && !o.tcti && tcti ? { ...o, tcti } : o));
-  return new CredentialOutputs(outputs, { state, log, client, now, tpmTcti: tcti });
+  return new CredentialOutputs(outputs, { state, log, client, now, tpmTcti: tcti, ...(tpm ? { tpm } : {}) });
 }
 
 /** One credential output as `sigil agent status` shows it. */

@@ -16,7 +16,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { toSigilError } from '../errors.js';
-import { createSigner, createTpmSigner, formatPkcs11Uri, loadSigner, parseKeyRef, removeKey, serializeKeyRef, type KeyRef, type KeyStorage, type Signer } from '../keystore/index.js';
+import { createSigner, createTpmSigner, formatPkcs11Uri, loadSigner, parseKeyRef, removeKey, serializeKeyRef, type KeyRef, type KeyStorage, type Signer, type TpmAccesses } from '../keystore/index.js';
 import type { Logger } from '../util/log.js';
 import type { AgentConfig } from './config.js';
 import type { NewKey } from './requests.js';
@@ -42,6 +42,8 @@ export class IdentityKeys {
   constructor(
     private readonly cfg: Pick<AgentConfig, 'keyStorage' | 'tpmTcti' | 'pkcs11'>,
     private readonly log: Logger,
+    /** The agent's TPMs: a TPM key is made through the same access as everything else the agent runs on that TPM. */
+    private readonly tpm: TpmAccesses,
     /** Told of every key made (the join method's hook: the tpm join finds the keys it certifies this way). */
     private readonly onKeyCreated?: (key: Signer) => void,
   ) {}
@@ -70,7 +72,7 @@ export class IdentityKeys {
         });
       }
       case 'tpm':
-        return createTpmSigner(this.cfg.tpmTcti!);
+        return createTpmSigner(this.tpm.for(this.cfg.tpmTcti!));
     }
   }
 

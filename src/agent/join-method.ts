@@ -12,6 +12,7 @@
 import { SigilError } from '../errors.js';
 import { AGENT_JOIN_METHODS } from '../join/agent-methods.js';
 import type { AgentJoinMethod, AgentJoinMethodEntry } from '../join/registry.js';
+import { TpmAccesses } from '../keystore/tpm-access.js';
 import { parseWith } from '../protocol/messages.js';
 import type { AgentConfig } from './config.js';
 
@@ -20,15 +21,19 @@ export type { AgentJoinMethod };
 /** Setting under which the credential of the last successful join is remembered. */
 export const USED_CREDENTIAL_SETTING = 'join.used_credential';
 
-/** Build the configured method from `registry` (default: every method the agent knows). */
-export function joinMethodFor(cfg: AgentConfig, registry: ReadonlyArray<AgentJoinMethodEntry<unknown>> = AGENT_JOIN_METHODS): AgentJoinMethod {
+/**
+ * Build the configured method from `registry` (default: every method the agent knows). `tpm`:
+ * the agent's TPMs, which the method shares with its identity keys; the default, a set of its
+ * own, is for building the method only to check or inspect the configuration.
+ */
+export function joinMethodFor(cfg: AgentConfig, registry: ReadonlyArray<AgentJoinMethodEntry<unknown>> = AGENT_JOIN_METHODS, tpm: TpmAccesses = new TpmAccesses()): AgentJoinMethod {
   const j = cfg.join;
   const entry = registry.find((e) => e.descriptor.name === j.method);
   if (!entry) throw new SigilError('config_invalid', `${cfg.source}: join.method must be one of ${registry.map((e) => e.descriptor.name).join(', ')} (got ${JSON.stringify(j.method)})`);
   const where = `${cfg.source}: join.${j.method}`;
   // agent.yaml keeps the token join flat (`join: { method: token, token }`).
   const settings = parseWith(entry.configSchema, 'token' in j ? { token: j.token } : j.settings, 'config_invalid', where);
-  return entry.create(settings, { where, dataDir: cfg.dataDir, keyStorage: cfg.keyStorage });
+  return entry.create(settings, { where, dataDir: cfg.dataDir, keyStorage: cfg.keyStorage, tpm });
 }
 
 /** The admin command that gives a token-joined agent a way back after its identity expired. */

@@ -39,10 +39,10 @@ async function admin(g: CtlGlobals, op: string, args: Record<string, unknown>, a
   if (!g.dataDir) throw new SigilError('config_invalid', 'give --data-dir DIR (local) or --server URL (remote)');
   const stores = openIssuerStores(g.dataDir);
   try {
-    // Awaited here: audit.verify and audit.prune walk the chain in chunks before the store closes.
+    // Awaited here: the operation's store calls finish before the store closes.
     return await runAdminCall(stores, op, args, Date.now(), { remote: 'local', auditReads: false }, await localAuditEnv(g.dataDir, op, audit));
   } finally {
-    stores.close();
+    await stores.close();
   }
 }
 

@@ -59,12 +59,12 @@ export interface AnsweredChallenge {
 }
 
 export interface ChallengeLookup {
-  get(id: string): StoredChallenge | undefined;
+  get(id: string): Promise<StoredChallenge | undefined>;
 }
 
 /** Step 1: find the challenge `id` and check it belongs to this join (method, request id, key). */
-export function openChallenge(store: ChallengeLookup, id: unknown, join: { method: string; requestId: string; spkiDer: Buffer; now: number }): AnsweredChallenge {
-  const rec = typeof id === 'string' && CHALLENGE_ID_RE.test(id) ? store.get(id) : undefined;
+export async function openChallenge(store: ChallengeLookup, id: unknown, join: { method: string; requestId: string; spkiDer: Buffer; now: number }): Promise<AnsweredChallenge> {
+  const rec = typeof id === 'string' && CHALLENGE_ID_RE.test(id) ? await store.get(id) : undefined;
   if (!rec) throw new SigilError('challenge_invalid', 'the challenge id is not known to this issuer (it may have expired long ago); start the join again');
   if (rec.usedAt !== null) throw new SigilError('challenge_reused', `the challenge was already answered at ${new Date(rec.usedAt).toISOString()}; a challenge answers one join only`);
   if (rec.expiresAt <= join.now) throw new SigilError('challenge_expired', `the challenge expired at ${new Date(rec.expiresAt).toISOString()}; start the join again`);
@@ -75,8 +75,12 @@ export function openChallenge(store: ChallengeLookup, id: unknown, join: { metho
 }
 
 /** Step 2, inside the issuing transaction: use the challenge up (`challenge_reused` when a concurrent answer won). */
-export function consumeChallenge(store: { consume(id: string, now: number): { ok: true } | { ok: false; reason: 'challenge_invalid' | 'challenge_expired' | 'challenge_reused' } }, id: string, now: number): void {
-  const r = store.consume(id, now);
+export async function consumeChallenge(
+  store: { consume(id: string, now: number): Promise<{ ok: true } | { ok: false; reason: 'challenge_invalid' | 'challenge_expired' | 'challenge_reused' }> },
+  id: string,
+  now: number,
+): Promise<void> {
+  const r = await store.consume(id, now);
   if (!r.ok) throw new SigilError(r.reason, r.reason === 'challenge_reused' ? 'the challenge was already answered (a concurrent join won)' : undefined);
 }
 

@@ -24,9 +24,9 @@ export async function checkNotReplayed(port: Pick<JoinAttestPort, 'jtiSeen'>, is
 }
 
 /** Inside the issuing transaction: record the use, or refuse the replay. */
-export function recordJti(tx: Pick<JoinCommitPort, 'recordJti'>, issuer: string, jti: string | undefined, expSeconds: number, skewS: number): void {
+export async function recordJti(tx: Pick<JoinCommitPort, 'recordJti'>, issuer: string, jti: string | undefined, expSeconds: number, skewS: number): Promise<void> {
   if (jti === undefined) return;
-  if (!tx.recordJti(issuer, jti, expSeconds * 1000 + skewS * 1000)) throw replayed(issuer, jti);
+  if (!(await tx.recordJti(issuer, jti, expSeconds * 1000 + skewS * 1000))) throw replayed(issuer, jti);
 }
 
 function replayed(issuer: string, jti: string): SigilError {

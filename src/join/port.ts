@@ -4,11 +4,10 @@
  * through {@link JoinAttestPort} while it checks evidence, and writes only through
  * {@link JoinCommitPort}, which exists only inside the issuing transaction.
  *
- * Every read is async already, so a store that answers over the network (PostgreSQL) fits
- * without touching a method. The commit port is synchronous today because a better-sqlite3
- * transaction cannot await; when the store contract becomes `withWriteTx(async tx => …)`, its
- * methods return promises, `Attested.commit` becomes `async`, and the host awaits it — the
- * methods' commit bodies only gain `await` (they call nothing else).
+ * Every method is async, so a store that answers over the network (PostgreSQL) fits without
+ * touching a method: the host awaits `Attested.commit` inside `withWriteTx`, and the commit
+ * port works on that transaction's stores. A commit calls nothing but this port (no network,
+ * no metrics: on PostgreSQL the transaction, and so `commit`, may run more than once).
  *
  * The record types are the store's, re-exported: the port is the one place a method sees them.
  */
@@ -47,9 +46,9 @@ export interface JoinCommitPort {
   /** The instance being created or joined again. */
   readonly instanceId: string;
   /** Use a join token up; `token_reused`/`token_expired`/`token_invalid` when another join won. */
-  consumeToken(id: string): { ok: true } | { ok: false; reason: 'token_invalid' | 'token_expired' | 'token_reused' };
+  consumeToken(id: string): Promise<{ ok: true } | { ok: false; reason: 'token_invalid' | 'token_expired' | 'token_reused' }>;
   /** Record a token's (issuer, jti) until `expiresAt`; false when it was already recorded (the replay). */
-  recordJti(issuer: string, jti: string, expiresAt: number): boolean;
+  recordJti(issuer: string, jti: string, expiresAt: number): Promise<boolean>;
   /** Bind `subject` to `keyHash` for this method if unbound; returns the binding in force, which the caller compares. */
-  bindKey(rec: { subject: string; keyHash: string; rule: string; facts: Record<string, unknown> }): KeyBindingRecord;
+  bindKey(rec: { subject: string; keyHash: string; rule: string; facts: Record<string, unknown> }): Promise<KeyBindingRecord>;
 }

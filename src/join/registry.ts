@@ -9,6 +9,7 @@
 import type { z } from 'zod';
 import type { ErrorCode } from '../errors.js';
 import type { Signer } from '../keystore/signer.js';
+import type { TpmAccesses } from '../keystore/tpm-access.js';
 import type { Logger } from '../util/log.js';
 import type { FirmwareProfiles } from '../attest/firmware/index.js';
 import type { JoinCaches } from './caches.js';
@@ -52,6 +53,8 @@ export interface AgentMethodContext {
   where: string;
   dataDir: string;
   keyStorage: 'software' | 'tpm' | 'pkcs11';
+  /** The agent's TPMs, one access per TCTI, shared with its identity keys (keystore/tpm-access.ts). */
+  tpm: TpmAccesses;
 }
 
 /** A method built for the agent: its evidence half plus the hooks the agent core calls. */

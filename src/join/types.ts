@@ -46,10 +46,10 @@ export interface Attested {
    * Runs inside the issuing transaction; throw a SigilError to refuse. Single-use evidence
    * (tokens, jti, first-join bindings) is used up here through the transaction's port, so that
    * a refusal later in the join burns nothing and two concurrent joins cannot both win. (The
-   * challenge is the host's: it is used up whatever the method does.) Synchronous while the
-   * store is (port.ts says how it becomes async).
+   * challenge is the host's: it is used up whatever the method does.) Awaited by the host inside
+   * `withWriteTx`: call nothing but the port (it may run more than once, port.ts).
    */
-  commit?(tx: JoinCommitPort): void;
+  commit?(tx: JoinCommitPort): Promise<void>;
 }
 
 /**
@@ -105,7 +105,7 @@ export interface JoinMethodAgent {
   respond?(challenge: JoinChallenge, ctx: EvidenceContext): Promise<Record<string, unknown>>;
   /**
    * Run one round's device work (evidence or answer, CSR and envelope signatures) as one
-   * burst, e.g. on one TPM connection (keystore/tpm-access.ts withTpmSession). Never spans
+   * burst, e.g. on one TPM connection (keystore/tpm-access.ts TpmAccess.session). Never spans
    * the network wait.
    */
   session?<T>(fn: () => Promise<T>): Promise<T>;

@@ -8,7 +8,7 @@ import { SigilError } from '../errors.js';
 import { Pkcs11Signer, type Pkcs11KeyRef } from './pkcs11.js';
 import { isIdentitySigner, type Signer } from './signer.js';
 import { SoftwareSigner } from './software.js';
-import type { TpmAccess } from './tpm-access.js';
+import type { TpmAccess, TpmAccesses } from './tpm-access.js';
 import { TpmSigner, type TpmKeyRef } from './tpm.js';
 
 export type { DeviceSignatureAlgorithm, DeviceSigner, KeyStorage, Signer, SignatureAlgorithm } from './signer.js';
@@ -17,8 +17,8 @@ export { SoftwareSigner } from './software.js';
 export { PemKeySigner, type RsaSignatureAlgorithm } from './pem-key.js';
 export { Pkcs11Signer, type Pkcs11KeyRef } from './pkcs11.js';
 export { formatPkcs11Uri, parsePkcs11Uri, type Pkcs11Uri } from './pkcs11/uri.js';
-export { TpmSigner, identityKeyTemplate, type TpmKeyRef } from './tpm.js';
-export { TpmAccess } from './tpm-access.js';
+export { TpmSigner, identityKeyTemplate, tss2PemOfRef, type TpmKeyRef } from './tpm.js';
+export { TpmAccess, TpmAccesses } from './tpm-access.js';
 export { readTss2Pem, writeTss2Pem, type Tss2Key } from './tss2-pem.js';
 
 export type KeyRef = { storage: 'software'; pkcs8Pem: string } | Pkcs11KeyRef | TpmKeyRef;
@@ -26,8 +26,12 @@ export type KeyRef = { storage: 'software'; pkcs8Pem: string } | Pkcs11KeyRef | 
 /** Options for a new PKCS#11 identity key: where to create it; label and id are generated. */
 export type Pkcs11KeyOptions = Omit<Pkcs11KeyRef, 'storage' | 'keyLabel' | 'keyId'> & { keyLabel?: string };
 
-/** `opts.tpm`: the holder's access to the TPM of a `tpm` reference (default: the process-shared one, transitional). */
-export function loadSigner(ref: KeyRef, opts: { tpm?: TpmAccess } = {}): Signer {
+/**
+ * The signer of a stored reference. `opts.tpm`: the holder's TPMs (a `tpm` reference needs
+ * them) — the key then uses the same {@link TpmAccess} as everything else the holder runs on
+ * that TPM, never a queue of its own (tpm-access.ts TpmAccesses says why).
+ */
+export function loadSigner(ref: KeyRef, opts: { tpm?: TpmAccesses } = {}): Signer {
   switch (ref.storage) {
     case 'software':
       return SoftwareSigner.fromPkcs8Pem(ref.pkcs8Pem);
@@ -40,7 +44,8 @@ export function loadSigner(ref: KeyRef, opts: { tpm?: TpmAccess } = {}): Signer 
       return s;
     }
     case 'tpm':
-      return TpmSigner.fromRef(ref, opts.tpm);
+      if (!opts.tpm) throw new TypeError('loadSigner: a TPM key needs the holder\'s TpmAccesses');
+      return TpmSigner.fromRef(ref, opts.tpm.for(ref.tcti));
     default: {
       // A reference written by a newer Sigil, or a corrupted row.
       const storage: unknown = (ref as { storage?: unknown }).storage;
@@ -68,12 +73,12 @@ export function createSigner(storage: 'software' | 'pkcs11', opts?: Pkcs11KeyOpt
 }
 
 /**
- * A new identity key in the TPM at `tpmAt` — the holder's TpmAccess, or a TCTI string for the
- * process-shared one (transitional) — ECDSA P-256 under the SRK, non-exportable, and its
- * reference; asynchronous, unlike {@link createSigner}, because the TPM makes the key.
+ * A new identity key in the TPM the holder reaches through `access` — ECDSA P-256 under the
+ * SRK, non-exportable — and its reference; asynchronous, unlike {@link createSigner}, because
+ * the TPM makes the key.
  */
-export async function createTpmSigner(tpmAt: string | TpmAccess): Promise<{ signer: Signer; ref: KeyRef }> {
-  const signer = await TpmSigner.create(tpmAt);
+export async function createTpmSigner(access: TpmAccess): Promise<{ signer: Signer; ref: KeyRef }> {
+  const signer = await TpmSigner.create(access);
   return { signer, ref: signer.ref };
 }
 

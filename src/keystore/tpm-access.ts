@@ -25,10 +25,11 @@
  * other TPM users are locked out for as long as a session is open.
  *
  * That state — the queue and the SRK's saved context — lives in a {@link TpmAccess}, one per
- * TCTI, held by whoever uses the TPM: the agent makes one and hands it to its TPM keys and its
- * join method, so two agents (or two tests) in one process share nothing. An open session is
- * found through the async context (AsyncLocalStorage), by TCTI: code running inside a burst
- * reuses its connection whichever TpmAccess it holds.
+ * TCTI, held by whoever uses the TPM: the agent keeps one per TCTI ({@link TpmAccesses}) and
+ * hands the same object to its TPM keys, its join method and its credential outputs, so two
+ * agents (or two tests) in one process share nothing. An open session is found through the
+ * async context (AsyncLocalStorage), by TCTI: code running inside a burst reuses its
+ * connection whichever TpmAccess it holds.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { SigilError } from '../errors.js';
@@ -192,37 +193,20 @@ export class TpmAccess {
 }
 
 /**
- * Transitional (issue #13): code that still names the TPM by its TCTI string instead of holding
- * a TpmAccess — the free functions below, used by src/join/tpm/, src/join/x509/tpm-agent.ts and
- * src/agent/ — shares one TpmAccess per TCTI here, as the whole process did before. It goes
- * when those callers are handed the agent's TpmAccess.
+ * The TPMs one holder uses — an agent: its identity keys, its join method, its credential
+ * outputs — one {@link TpmAccess} per TCTI, the same object at every call. That sameness is
+ * what keeps them out of each other's way: swtpm and a bare /dev/tpm0 have no resource manager,
+ * and uses that do not wait for each other may find the TPM's three object slots taken by the
+ * other's transients (TPM_RC_OBJECT_MEMORY, 0x902) or their connection refused. Two
+ * holders in one process (two agents, two tests) each have their own and share nothing.
  */
-const queues = new Map<string, TpmAccess>();
+export class TpmAccesses {
+  readonly #byTcti = new Map<string, TpmAccess>();
 
-/** The TpmAccess that the TCTI-string functions below share for `tcti`. */
-export function sharedTpmAccess(tcti: string): TpmAccess {
-  let access = queues.get(tcti);
-  if (!access) queues.set(tcti, (access = new TpmAccess(tcti)));
-  return access;
-}
-
-/** {@link TpmAccess.session} of the shared access for `tcti`. */
-export function withTpmSession<T>(tcti: string, fn: () => Promise<T>): Promise<T> {
-  return sharedTpmAccess(tcti).session(fn);
-}
-
-/** {@link TpmAccess.run} of the shared access for `tcti`. */
-export function withTpm<T>(tcti: string, fn: (tpm: Tpm) => Promise<T>): Promise<T> {
-  return sharedTpmAccess(tcti).run(fn);
-}
-
-/** {@link TpmAccess.withParent} of the shared access for `tcti`. */
-export function withParent<T>(tpm: Tpm, tcti: string, parent: number, fn: (parent: TpmKey) => Promise<T>): Promise<T> {
-  return sharedTpmAccess(tcti).withParent(tpm, parent, fn);
-}
-
-/** Forget the shared SRK of `tcti`, or of every TCTI (tests that clear or replace a simulator). */
-export function forgetSrk(tcti?: string): void {
-  if (tcti === undefined) for (const access of queues.values()) access.forgetSrk();
-  else queues.get(tcti)?.forgetSrk();
+  /** The access to the TPM at `tcti`, made on first use. */
+  for(tcti: string): TpmAccess {
+    let access = this.#byTcti.get(tcti);
+    if (!access) this.#byTcti.set(tcti, (access = new TpmAccess(tcti)));
+    return access;
+  }
 }

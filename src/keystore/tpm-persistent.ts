@@ -27,7 +27,7 @@ import { publicKeySpki } from '../tpm/structures/keys.js';
 import { isEccSignature, isRsaSignature } from '../tpm/structures/signature.js';
 import type { Tpm, TpmKey } from '../tpm/tpm.js';
 import type { DeviceSignatureAlgorithm, DeviceSigner } from './signer.js';
-import { sharedTpmAccess, type TpmAccess } from './tpm-access.js';
+import type { TpmAccess } from './tpm-access.js';
 
 export const DEFAULT_TCTI = 'device:/dev/tpmrm0';
 
@@ -103,10 +103,10 @@ export class TpmPersistentSigner implements DeviceSigner {
   }
 
   /**
-   * Open the TPM now, read the key and check it can sign. `access` (for `ref.tcti`) is the
-   * holder's; without it, the process-shared one (tpm-access.ts, transitional).
+   * Open the TPM now, read the key and check it can sign. `access` is the holder's access to
+   * the TPM at `ref.tcti`.
    */
-  static async open(ref: TpmPersistentKeyRef, access?: TpmAccess): Promise<TpmPersistentSigner> {
+  static async open(ref: TpmPersistentKeyRef, access: TpmAccess): Promise<TpmPersistentSigner> {
     const tpm = accessFor(ref, access);
     const probe = new TpmPersistentSigner(ref, Buffer.alloc(0), 'ES256', true, tpm);
     const facts = await tpm.run((t) => probe.#read(t));
@@ -117,7 +117,7 @@ export class TpmPersistentSigner implements DeviceSigner {
    * A signer for the key the device certificate names, without opening the TPM yet: the key
    * at the handle is checked against `expectedSpki` on first use. `algorithm` follows the SPKI.
    */
-  static forCertificateKey(ref: TpmPersistentKeyRef, expectedSpki: Buffer, algorithm: DeviceSignatureAlgorithm, access?: TpmAccess): TpmPersistentSigner {
+  static forCertificateKey(ref: TpmPersistentKeyRef, expectedSpki: Buffer, algorithm: DeviceSignatureAlgorithm, access: TpmAccess): TpmPersistentSigner {
     return new TpmPersistentSigner(ref, Buffer.from(expectedSpki), algorithm, false, accessFor(ref, access));
   }
 
@@ -167,7 +167,7 @@ export class TpmPersistentSigner implements DeviceSigner {
   }
 }
 
-function accessFor(ref: TpmPersistentKeyRef, access: TpmAccess | undefined): TpmAccess {
-  if (access && access.tcti !== ref.tcti) throw new TypeError(`TpmPersistentSigner: the TpmAccess is for ${access.tcti}, the key for ${ref.tcti}`);
-  return access ?? sharedTpmAccess(ref.tcti);
+function accessFor(ref: TpmPersistentKeyRef, access: TpmAccess): TpmAccess {
+  if (access.tcti !== ref.tcti) throw new TypeError(`TpmPersistentSigner: the TpmAccess is for ${access.tcti}, the key for ${ref.tcti}`);
+  return access;
 }

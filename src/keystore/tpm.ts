@@ -34,7 +34,7 @@ import { isEccSignature } from '../tpm/structures/signature.js';
 import { signingKeyTemplateEccP256 } from '../tpm/templates.js';
 import type { KeyBlob, Tpm, TpmKey } from '../tpm/tpm.js';
 import type { Signer } from './signer.js';
-import { loadSaved, OWNER_PARENT, sharedTpmAccess, TpmAccess, type SavedObject } from './tpm-access.js';
+import { loadSaved, OWNER_PARENT, type SavedObject, type TpmAccess } from './tpm-access.js';
 import { writeTss2Pem } from './tss2-pem.js';
 
 /** Where a TPM identity key lives: a TCTI string, its parent, and its blobs (base64 of the TPM2B encodings). */
@@ -95,24 +95,21 @@ export class TpmSigner implements Signer {
   }
 
   /**
-   * A new identity key made by the TPM at `tcti` under the SRK. `template` exists for tests
-   * that need a key the issuer must refuse (e.g. without fixedTPM); the default is
-   * {@link identityKeyTemplate}. A TCTI string means the process-shared access to it
-   * (tpm-access.ts, transitional); a TpmAccess is the holder's own.
+   * A new identity key made under the SRK by the TPM the holder reaches through `access`.
+   * `template` exists for tests that need a key the issuer must refuse (e.g. without fixedTPM);
+   * the default is {@link identityKeyTemplate}.
    */
-  static async create(tpmAt: string | TpmAccess, opts: { template?: EccPublic } = {}): Promise<TpmSigner> {
-    const access = accessOf(tpmAt);
+  static async create(access: TpmAccess, opts: { template?: EccPublic } = {}): Promise<TpmSigner> {
     const blob = await access.run((tpm) => TpmSigner.createWith(tpm, access, opts.template));
     return TpmSigner.fromBlob(access, blob);
   }
 
   /** Create under the SRK on an open TPM (the join agent makes its keys in one connection). */
-  static createWith(tpm: Tpm, tpmAt: string | TpmAccess, template: EccPublic = identityKeyTemplate()): Promise<KeyBlob> {
-    return accessOf(tpmAt).withParent(tpm, OWNER_PARENT, (srk) => tpm.create(srk, template));
+  static createWith(tpm: Tpm, access: TpmAccess, template: EccPublic = identityKeyTemplate()): Promise<KeyBlob> {
+    return access.withParent(tpm, OWNER_PARENT, (srk) => tpm.create(srk, template));
   }
 
-  static fromBlob(tpmAt: string | TpmAccess, blob: KeyBlob, parent: number = OWNER_PARENT): TpmSigner {
-    const access = accessOf(tpmAt);
+  static fromBlob(access: TpmAccess, blob: KeyBlob, parent: number = OWNER_PARENT): TpmSigner {
     const ref: TpmKeyRef = {
       storage: 'tpm',
       tcti: access.tcti,
@@ -125,17 +122,12 @@ export class TpmSigner implements Signer {
 
   /**
    * Rebuild the signer from a stored reference; malformed blobs are `config_invalid`. `access`
-   * (for `ref.tcti`) is the holder's; without it, the process-shared one (transitional).
+   * is the holder's access to the TPM at `ref.tcti` (the agent's, shared with everything else
+   * it runs on that TPM).
    */
-  static fromRef(ref: TpmKeyRef, access?: TpmAccess): TpmSigner {
-    let blob: KeyBlob;
-    try {
-      blob = { public: unmarshal(tpm2bPublic, Buffer.from(ref.publicB64, 'base64')), private: unmarshal(tpm2bPrivate, Buffer.from(ref.privateB64, 'base64')) };
-    } catch (err) {
-      throw new SigilError('config_invalid', 'stored TPM key reference: the key blobs do not parse', { cause: err });
-    }
-    if (access && access.tcti !== ref.tcti) throw new TypeError(`TpmSigner.fromRef: the TpmAccess is for ${access.tcti}, the key for ${ref.tcti}`);
-    return new TpmSigner({ ...ref }, blob, access ?? sharedTpmAccess(ref.tcti));
+  static fromRef(ref: TpmKeyRef, access: TpmAccess): TpmSigner {
+    if (access.tcti !== ref.tcti) throw new TypeError(`TpmSigner.fromRef: the TpmAccess is for ${access.tcti}, the key for ${ref.tcti}`);
+    return new TpmSigner({ ...ref }, blobOf(ref), access);
   }
 
   publicKeySpki(): Buffer {
@@ -175,8 +167,22 @@ export class TpmSigner implements Signer {
   close(): void {}
 }
 
-function accessOf(tpmAt: string | TpmAccess): TpmAccess {
-  return typeof tpmAt === 'string' ? sharedTpmAccess(tpmAt) : tpmAt;
+function blobOf(ref: TpmKeyRef): KeyBlob {
+  try {
+    return { public: unmarshal(tpm2bPublic, Buffer.from(ref.publicB64, 'base64')), private: unmarshal(tpm2bPrivate, Buffer.from(ref.privateB64, 'base64')) };
+  } catch (err) {
+    throw new SigilError('config_invalid', 'stored TPM key reference: the key blobs do not parse', { cause: err });
+  }
+}
+
+/**
+ * The `TSS2 PRIVATE KEY` PEM of a stored reference (the identity output's svid.tss2.pem). Only
+ * the blobs are parsed and checked; no TPM command is sent, so no access to the TPM is needed.
+ */
+export function tss2PemOfRef(ref: TpmKeyRef): string {
+  const blob = blobOf(ref);
+  checkIdentityPublic(blob.public);
+  return writeTss2Pem({ parent: ref.parent, blob });
 }
 
 /** TPM failures while using a key are key-store failures for the agent (retry vs give up). */

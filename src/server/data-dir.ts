@@ -25,7 +25,7 @@ import { assertDataDirSecure, prepareDataDir } from './data-dir-perms.js';
 import { readPrivateKeyFile } from './key-file.js';
 import { ensureAuditKey, readAuditKey, AUDIT_KEY_FILE } from './audit/audit-key.js';
 import { CHECKPOINT_FILE } from './audit/checkpoints.js';
-import { openSqlite, openSqliteStores, sqliteStores } from './store/sqlite/index.js';
+import { asyncSqliteStoresOn, openSqlite, openSqliteStores, SqliteAuditStore, syncSqliteStores } from './store/sqlite/index.js';
 import type { Stores } from './store/types.js';
 
 export const LAYOUT_VERSION = 1;
@@ -103,12 +103,16 @@ export function initDataDir(dir: string, trustDomain: string): InitResult {
   ensureCredentialKeys(dir);
   const adminToken = randomSecret(32);
   // The audit key exists before the first row, so the whole chain is keyed (from_seq 1).
-  const stores = openAuditedStores(p.db, p.auditKey, true);
+  // A new file nothing else uses yet: its first two rows go through the synchronous SQLite
+  // stores, so that init stays synchronous.
+  const db = openSqlite(p.db);
   try {
-    stores.admin.setAdminTokenHash(sha256Hex(adminToken));
-    stores.audit.append({ action: 'init', outcome: 'ok', actor: 'admin', details: { trust_domain: trustDomain, ca_pin: spkiPin(root.certDer) } }, Date.now());
+    const { key } = ensureAuditKey(p.auditKey, db, Date.now());
+    const init = syncSqliteStores(db, { audit: { key } });
+    init.admin.setAdminTokenHash(sha256Hex(adminToken));
+    init.audit.append({ action: 'init', outcome: 'ok', actor: 'admin', details: { trust_domain: trustDomain, ca_pin: spkiPin(root.certDer) } }, Date.now());
   } finally {
-    stores.close();
+    db.close();
   }
   writeFileAtomic(p.adminToken, adminToken + '\n', { mode: 0o600 });
   const meta: IssuerMeta = { trust_domain: trustDomain, created_at: new Date().toISOString(), layout_version: LAYOUT_VERSION };
@@ -163,12 +167,13 @@ function openAuditedStores(dbPath: string, keyPath: string, create: boolean): St
   const db = openSqlite(dbPath);
   try {
     const { key, created } = ensureAuditKey(keyPath, db, Date.now());
-    const stores = sqliteStores(db, { audit: { key } });
     // The first keyed row says so (skipped for a new chain: its first row is keyed already).
-    if (created && key.fromSeq > 1) stores.audit.append({ action: 'audit_key_enabled', outcome: 'ok', actor: 'system', details: { key_id: key.id, from_seq: key.fromSeq } }, Date.now());
-    return stores;
+    // Written on the connection before the async stores take it over: nothing else uses it yet,
+    // and opening stays synchronous.
+    if (created && key.fromSeq > 1) new SqliteAuditStore(db, { key }).append({ action: 'audit_key_enabled', outcome: 'ok', actor: 'system', details: { key_id: key.id, from_seq: key.fromSeq } }, Date.now());
+    return asyncSqliteStoresOn(db, dbPath, { audit: { key } });
   } catch (e) {
-    db.close();
+    if (db.open) db.close();
     throw e;
   }
 }

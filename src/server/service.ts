@@ -68,7 +68,7 @@ export class IssuerService {
   url = '';
   #app: FastifyInstance | undefined;
   #responder: MqttResponder | undefined;
-  #audit: { stop(): void } | undefined;
+  #audit: { stop(): Promise<void> } | undefined;
   #timers: NodeJS.Timeout[] = [];
   #mqttUsesServingIdentity = false;
   #stopped: Promise<void> | undefined;
@@ -96,7 +96,7 @@ export class IssuerService {
         ...(cfg.firmwareProfilesDir !== undefined ? { firmwareProfilesDir: cfg.firmwareProfilesDir } : {}),
       });
     } catch (e) {
-      stores.close();
+      void stores.close();
       throw e;
     }
   }
@@ -125,7 +125,7 @@ export class IssuerService {
       if (this.#wildcardHost) {
         this.log.warn({ listen: `${cfg.host}:${cfg.port}`, public_url: ctx.publicUrl }, `listening on every address without --public-url: advertising ${ctx.publicUrl} (this machine's hostname) as the issuer URL (JWT-SVID iss, OIDC discovery); set --public-url to the URL relying parties reach`);
       }
-      this.#audit = startAuditRuntime(ctx, { ...cfg.audit, checkpointFile: cfg.audit.checkpointFile ?? paths(cfg.dataDir).auditCheckpoints });
+      this.#audit = await startAuditRuntime(ctx, { ...cfg.audit, checkpointFile: cfg.audit.checkpointFile ?? paths(cfg.dataDir).auditCheckpoints });
       // The serving certificate lives 30 days and is re-issued daily: a long-running issuer never
       // serves an expired one (./issuer.ts createServerIdentity).
       this.#every(cfg.rotateEveryMs ?? SERVER_IDENTITY_ROTATE_MS, 'serving certificate rotation', () => {
@@ -135,10 +135,10 @@ export class IssuerService {
         if (this.#responder && this.#mqttUsesServingIdentity) this.#responder.setClientIdentity(id.certPem, id.keyPem);
         this.log.info({ not_after: new Date(id.notAfter).toISOString() }, 'rotated the issuer serving certificate');
       });
-      this.#every(PRUNE_EVERY_MS, 'pruning', () => {
+      this.#every(PRUNE_EVERY_MS, 'pruning', async () => {
         const before = ctx.now() - IDEMPOTENCY_KEEP_MS;
-        ctx.stores.idempotency.prune(before);
-        ctx.stores.tokens.prune(before);
+        await ctx.stores.idempotency.prune(before);
+        await ctx.stores.tokens.prune(before);
       });
     } catch (e) {
       await this.stop();
@@ -150,20 +150,19 @@ export class IssuerService {
   stop(): Promise<void> {
     this.#stopped ??= (async () => {
       for (const t of this.#timers) clearInterval(t);
-      this.#audit?.stop();
       await Promise.all([this.#app?.close(), this.#responder?.stop()]);
-      this.ctx.stores.close();
+      // After the in-flight requests: the final summaries and checkpoint cover their rows too.
+      await this.#audit?.stop();
+      // Waits for a running prune or other queued transactions, then closes.
+      await this.ctx.stores.close();
     })();
     return this.#stopped;
   }
 
-  #every(ms: number, what: string, fn: () => void): void {
+  #every(ms: number, what: string, fn: () => void | Promise<void>): void {
     const t = setInterval(() => {
-      try {
-        fn();
-      } catch (err) {
-        this.log.warn({ err }, `${what} failed`);
-      }
+      // A throw or a rejection is logged; the timer keeps running.
+      (async () => fn())().catch((err: unknown) => this.log.warn({ err }, `${what} failed`));
     }, ms);
     t.unref();
     this.#timers.push(t);

@@ -23,7 +23,7 @@ let dbDir: string;
 beforeAll(async () => {
   requirePostgres();
   h = await startIssuer();
-  runAdminOp(h.ctx.stores, 'apply', {
+  await runAdminOp(h.ctx.stores, 'apply', {
     yaml: `
 kind: role
 name: db-app

@@ -24,6 +24,7 @@ import { x509JoinAgentFromConfig } from '../../src/join/x509/config.js';
 import { DeviceTpmBinding } from '../../src/join/x509/tpm-agent.js';
 import { x509MachineId } from '../../src/join/x509/server.js';
 import { SoftwareSigner, type DeviceSigner } from '../../src/keystore/index.js';
+import { TpmAccesses } from '../../src/keystore/tpm-access.js';
 import { TpmPersistentSigner } from '../../src/keystore/tpm-persistent.js';
 import { spkiPin } from '../../src/pki/chain.js';
 import type { Jws } from '../../src/protocol/jws.js';
@@ -36,6 +37,10 @@ import type { OpensslCaDir } from '../helpers/openssl-pki.js';
 import { openssl, OpensslPki, opensslVerify } from '../helpers/openssl-pki.js';
 import { tpm2Tool } from '../helpers/swtpm.js';
 import { expectJoinRefusedBy, startIssuer, type Harness } from '../integration/harness.js';
+
+/** The test's TPMs as one agent holds them: one TpmAccess per TCTI (keystore/tpm-access.ts TpmAccesses). */
+const tpmAccess = new TpmAccesses();
+const openTpmKey = (tcti: string, handle: number): Promise<TpmPersistentSigner> => TpmPersistentSigner.open({ tcti, handle }, tpmAccess.for(tcti));
 
 const N = 20;
 const tmp = tempDir('sigil-fleet-');
@@ -97,7 +102,7 @@ beforeAll(async () => {
   expect(init).toMatchObject({ cert_file: caCert, key_file: caKey, subject: 'O=Acme, CN=Acme Gateway Factory CA' });
   caDir = factoryCaDir(dir('ca-openssl'), caCert, caKey);
   caDir.gencrl(crlFile);
-  runAdminOp(h.ctx.stores, 'apply', { yaml: RULE() });
+  await runAdminOp(h.ctx.stores, 'apply', { yaml: RULE() });
 }, 180_000);
 
 afterAll(async () => {
@@ -136,7 +141,7 @@ describe('a factory line of 20 TPM devices', () => {
     const { stdout: pub } = await tpm2Tool(fleet.tpms[0]!, 'tpm2_readpublic', ['-c', '0x81000100']);
     expect(pub).toMatch(/value: fixedtpm\|fixedparent\|sensitivedataorigin\|userwithauth\|noda\|sign\n/);
     // The key at 0x81000100 of device 1 is the key of its certificate, and cannot be exported.
-    const signer = await TpmPersistentSigner.open({ tcti: fleet.tpms[0]!.tcti, handle: 0x81000100 });
+    const signer = await openTpmKey(fleet.tpms[0]!.tcti, 0x81000100);
     expect(signer.exportable).toBe(false);
     expect(signer.publicKeySpki().equals(Buffer.from(new X509Certificate(readFileSync(certOf(0))).publicKey.export({ type: 'spki', format: 'der' })))).toBe(true);
 
@@ -165,12 +170,12 @@ describe('a factory line of 20 TPM devices', () => {
     }
     expect(results).toHaveLength(N);
     expect(new Set(results.map((r) => r.payload.result.instance_id)).size).toBe(N);
-    results.forEach((r, i) => {
+    for (const [i, r] of results.entries()) {
       expect(r.challenges).toBe(1);
       const spki = Buffer.from(createPublicKey(readFileSync(certOf(i))).export({ type: 'spki', format: 'der' }));
       expect(r.payload.result.instance_id).toBe(x509MachineId(spki));
-      expect(h.ctx.stores.instances.get(r.payload.result.instance_id)!.facts).toMatchObject({ x509_rule: 'factory', device_serial: serial(i), x509_key: 'ec-p256', x509_proof_alg: 'ES256' });
-    });
+      expect((await h.ctx.stores.instances.get(r.payload.result.instance_id))!.facts).toMatchObject({ x509_rule: 'factory', device_serial: serial(i), x509_key: 'ec-p256', x509_proof_alg: 'ES256' });
+    }
   });
 });
 
@@ -214,7 +219,7 @@ describe('refusals, each with its own code and one audit row', () => {
 
   it('a challenge signed by another TPM key than the certificate names: x509_proof_invalid', async () => {
     // Device 6 shows its own chain, but the signature comes from device 7's TPM.
-    const other = await TpmPersistentSigner.open({ tcti: fleet.tpms[6]!.tcti, handle: 0x81000100 });
+    const other = await openTpmKey(fleet.tpms[6]!.tcti, 0x81000100);
     const leafSpki = Buffer.from(createPublicKey(readFileSync(certOf(5))).export({ type: 'spki', format: 'der' }));
     const impostor: DeviceSigner = { storage: 'tpm', exportable: false, algorithm: 'ES256', publicKeySpki: () => leafSpki, sign: (d) => other.sign(d) };
     await expectJoinRefused(X509JoinAgent.fromPem(readFileSync(certOf(5), 'utf8'), impostor), 'x509_proof_invalid');
@@ -233,8 +238,8 @@ describe('tpm+x509: the IDevID key proven to sit in the TPM of the EK the factor
   const live = (i: number): boolean => i !== 3; // device 4 is revoked
   const manifestLine = (i: number): { ek_public_hash: string } => readFileSync(manifest, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).find((l) => l.serial === serial(i));
 
-  beforeAll(() => {
-    runAdminOp(h.ctx.stores, 'apply', { yaml: RULE(true) });
+  beforeAll(async () => {
+    await runAdminOp(h.ctx.stores, 'apply', { yaml: RULE(true) });
   });
 
   it('every device joins again with tpm+x509: same instance, next generation, EK facts from the TPM', async () => {
@@ -243,12 +248,12 @@ describe('tpm+x509: the IDevID key proven to sit in the TPM of the EK the factor
       await Promise.all(
         idx.slice(k, k + 4).map(async (i) => {
           const spki = Buffer.from(createPublicKey(readFileSync(certOf(i))).export({ type: 'spki', format: 'der' }));
-          const before = h.ctx.stores.instances.get(x509MachineId(spki))!;
+          const before = (await h.ctx.stores.instances.get(x509MachineId(spki)))!;
           const r = await exchange(tpmDeviceAgent(certOf(i), fleet.tpms[i]!.tcti));
           expect(r.challenges).toBe(1);
           expect(r.payload.result.instance_id).toBe(before.id);
           expect(r.payload.result.generation).toBe(before.generation + 1);
-          const inst = h.ctx.stores.instances.get(before.id)!;
+          const inst = (await h.ctx.stores.instances.get(before.id))!;
           expect(inst.facts).toMatchObject({ x509_key_storage: 'tpm', ek_public_hash: manifestLine(i).ek_public_hash, device_serial: serial(i), ek_cert_issuer: expect.stringContaining('swtpm-localca') });
         }),
       );
@@ -272,11 +277,11 @@ describe('tpm+x509: the IDevID key proven to sit in the TPM of the EK the factor
   });
 
   it('an EK the rule does not trust: ek_untrusted', async () => {
-    runAdminOp(h.ctx.stores, 'apply', { yaml: RULE(true).replace(`${fleet.ca.rootCert}, ${fleet.ca.issuerCert}`, caCert) });
+    await runAdminOp(h.ctx.stores, 'apply', { yaml: RULE(true).replace(`${fleet.ca.rootCert}, ${fleet.ca.issuerCert}`, caCert) });
     try {
       await expectJoinRefused(tpmDeviceAgent(certOf(1), fleet.tpms[1]!.tcti), 'ek_untrusted');
     } finally {
-      runAdminOp(h.ctx.stores, 'apply', { yaml: RULE(true) });
+      await runAdminOp(h.ctx.stores, 'apply', { yaml: RULE(true) });
     }
   });
 
@@ -284,21 +289,21 @@ describe('tpm+x509: the IDevID key proven to sit in the TPM of the EK the factor
     // swtpm_localca's issuing CA has KeyUsage keyCertSign only, so no CRL it signs can be believed
     // (RFC 5280 §6.3.3 (f)); test/integration/tpm-join.test.ts has ek_revoked with a CA that may.
     const ekCrl = new OpensslPki(dir('ek-crl')).caDir({ name: 'ek-ca', cert: fleet.ca.issuerCert, key: fleet.ca.signingKey, pem: '' }).gencrl(dir('ek.crl'));
-    runAdminOp(h.ctx.stores, 'apply', { yaml: RULE(true).replace(`${fleet.ca.issuerCert}] }`, `${fleet.ca.issuerCert}], ek_crl_files: [${ekCrl}] }`) });
+    await runAdminOp(h.ctx.stores, 'apply', { yaml: RULE(true).replace(`${fleet.ca.issuerCert}] }`, `${fleet.ca.issuerCert}], ek_crl_files: [${ekCrl}] }`) });
     try {
       const e = await expectJoinRefused(tpmDeviceAgent(certOf(1), fleet.tpms[1]!.tcti), 'ek_crl_unavailable');
       expect(e.retryable).toBe(true);
       expect(e.message).toMatch(/whose KeyUsage lacks cRLSign/);
     } finally {
-      runAdminOp(h.ctx.stores, 'apply', { yaml: RULE(true) });
+      await runAdminOp(h.ctx.stores, 'apply', { yaml: RULE(true) });
     }
   });
 
   it('an AK from another TPM than the EK (the binding cannot be answered): credential_mismatch', async () => {
     // Device 11 shows its own chain, EK and IDevID key, but an AK made in device 12's TPM.
     const own = tpmDeviceAgent(certOf(10), fleet.tpms[10]!.tcti);
-    const other = new DeviceTpmBinding(await TpmPersistentSigner.open({ tcti: fleet.tpms[11]!.tcti, handle: 0x81000100 }));
-    const plain = X509JoinAgent.fromPem(readFileSync(certOf(10), 'utf8'), await TpmPersistentSigner.open({ tcti: fleet.tpms[10]!.tcti, handle: 0x81000100 }));
+    const other = new DeviceTpmBinding(await openTpmKey(fleet.tpms[11]!.tcti, 0x81000100));
+    const plain = X509JoinAgent.fromPem(readFileSync(certOf(10), 'utf8'), await openTpmKey(fleet.tpms[10]!.tcti, 0x81000100));
     const cheat: JoinMethodAgent = {
       name: 'x509',
       canReattest: true,
@@ -314,8 +319,8 @@ describe('tpm+x509: the IDevID key proven to sit in the TPM of the EK the factor
 
   it('a TPM key that is not the certificate\'s key presented as the DevID: certify_key_mismatch', async () => {
     // Device 1 holds two keys: its IDevID (0x81000100) and GW-9001's (0x81000101).
-    const wrong = new DeviceTpmBinding(await TpmPersistentSigner.open({ tcti: fleet.tpms[0]!.tcti, handle: 0x81000101 }));
-    const agent = X509JoinAgent.fromPem(readFileSync(certOf(0), 'utf8'), await TpmPersistentSigner.open({ tcti: fleet.tpms[0]!.tcti, handle: 0x81000100 }), undefined, wrong);
+    const wrong = new DeviceTpmBinding(await openTpmKey(fleet.tpms[0]!.tcti, 0x81000101));
+    const agent = X509JoinAgent.fromPem(readFileSync(certOf(0), 'utf8'), await openTpmKey(fleet.tpms[0]!.tcti, 0x81000100), undefined, wrong);
     await expectJoinRefused(agent, 'certify_key_mismatch');
   });
 });

@@ -44,7 +44,7 @@ async function oidcVerifier(issuer: string, audience: string, caPem: string): Pr
 
 beforeAll(async () => {
   h = await startIssuer();
-  runAdminOp(h.ctx.stores, 'apply', {
+  await runAdminOp(h.ctx.stores, 'apply', {
     yaml: `
 kind: role
 name: vault-client

@@ -25,7 +25,7 @@ function kubectl(args: string[]): string {
 beforeAll(async () => {
   kubectl(['version', '--client']);
   h = await startIssuer();
-  runAdminOp(h.ctx.stores, 'apply', {
+  await runAdminOp(h.ctx.stores, 'apply', {
     yaml: `
 kind: role
 name: k8s-ci

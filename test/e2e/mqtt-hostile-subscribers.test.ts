@@ -29,12 +29,14 @@ import { issueBrokerCert, spawnIssuer, startMosquitto, waitFor, writeTransportAg
 const N = 12;
 const HOSTILE_FILTERS = ['$share/sigil/sigil/v1/+', 'sigil/v1/+'];
 
-function createTokens(dataDir: string, n: number): string[] {
+async function createTokens(dataDir: string, n: number): Promise<string[]> {
   const stores = openIssuerStores(dataDir);
   try {
-    return Array.from({ length: n }, () => (runAdminOp(stores, 'token.create', { bot: 'gw', ttl: '15m' }) as { token: string }).token);
+    const tokens: string[] = [];
+    for (let i = 0; i < n; i++) tokens.push(((await runAdminOp(stores, 'token.create', { bot: 'gw', ttl: '15m' })) as { token: string }).token);
+    return tokens;
   } finally {
-    stores.close();
+    await stores.close();
   }
 }
 
@@ -106,7 +108,7 @@ describe('hostile subscribers cannot black-hole requests (example broker config)
     asker.on('message', (_t, payload, packet) => answers.set(packet.properties?.correlationData?.toString() ?? '?', JSON.parse(payload.toString())));
     await asker.subscribeAsync(topic, { qos: 1 });
     const reqs = await Promise.all(
-      createTokens(dataDir, N).map((token) => {
+      (await createTokens(dataDir, N)).map((token) => {
         const m = new TokenJoinAgent(token);
         return buildJoinRequest({ method: 'token', evidence: (c) => m.evidence(c), now: Date.now() });
       }),

@@ -20,12 +20,14 @@ import { tempDir } from '../helpers/cli.js';
 import { issuerDb, issuerMetrics, spawnIssuer, waitFor, type Broker, type IssuerProcess, prepareMqttIssuer } from '../helpers/mosquitto.js';
 
 /** Tokens straight from the store (the CLI round trip costs ~0.3 s per token). */
-function createTokens(dataDir: string, n: number): string[] {
+async function createTokens(dataDir: string, n: number): Promise<string[]> {
   const stores = openIssuerStores(dataDir);
   try {
-    return Array.from({ length: n }, () => (runAdminOp(stores, 'token.create', { bot: 'gw', ttl: '15m' }) as { token: string }).token);
+    const tokens: string[] = [];
+    for (let i = 0; i < n; i++) tokens.push(((await runAdminOp(stores, 'token.create', { bot: 'gw', ttl: '15m' })) as { token: string }).token);
+    return tokens;
   } finally {
-    stores.close();
+    await stores.close();
   }
 }
 
@@ -60,7 +62,7 @@ describe('two issuers sharing one broker', () => {
     });
     await client.subscribeAsync('sigil/v1/resp/bootstrap/shared-test', { qos: 1 });
     const before = joinsServed(await issuerMetrics(a.url)) + joinsServed(await issuerMetrics(b.url));
-    const tokens = createTokens(dataDir, 30);
+    const tokens = await createTokens(dataDir, 30);
     const reqs = await Promise.all(
       tokens.map(async (token) => {
         const m = new TokenJoinAgent(token);
@@ -86,7 +88,7 @@ describe('two issuers sharing one broker', () => {
 
   it('killing one issuer mid-run loses no request: resends land on the survivor, one certificate per request id', async () => {
     const N = 20;
-    const tokens = createTokens(dataDir, N);
+    const tokens = await createTokens(dataDir, N);
     const agents = await Promise.all(
       tokens.map(async (token, i) => {
         const yaml = `ca_pin: ${pin}\ndata_dir: agent${i}\njoin: { method: token, token: ${token} }\ntransports:\n  - { type: mqtt, url: "${broker.url}", timeout: 3s }\n`;

@@ -27,7 +27,7 @@ beforeAll(async () => {
   requireOpenSsh();
   user = createTestUser();
   h = await startIssuer();
-  runAdminOp(h.ctx.stores, 'apply', {
+  await runAdminOp(h.ctx.stores, 'apply', {
     yaml: `
 kind: role
 name: ssh-ops

@@ -134,11 +134,16 @@ export function mustBeCoded<T>(what: string, input: T, parse: (x: T) => unknown,
   if (best > limit) throw new FuzzFailure(`${what} took ${best.toFixed(0)} ms (> ${limit} ms) for input ${describe(input)}`);
 }
 
-/** The async form, for the issuer's operation handlers. */
+/**
+ * The async form, for the issuer's operation handlers and anything that goes through the async
+ * store. The allocation bound is checked only when `o.maxAlloc` is given: across awaits other
+ * work (sockets, timers) allocates too, so it suits paths that do no I/O of their own (policy apply).
+ */
 export async function mustBeCodedAsync<T>(what: string, input: T, run: (x: T) => Promise<unknown>, o: CheckOptions = {}): Promise<void> {
   const limit = o.maxMs ?? MAX_INPUT_MS;
   let best = Infinity;
   for (let attempt = 0; attempt < 3 && best > limit; attempt++) {
+    const before = allocated();
     const t0 = performance.now();
     try {
       await run(input);
@@ -147,6 +152,8 @@ export async function mustBeCodedAsync<T>(what: string, input: T, run: (x: T) =>
       checkThrown(err, what, input, o.allow);
     }
     best = Math.min(best, performance.now() - t0);
+    const grew = allocated() - before;
+    if (o.maxAlloc !== undefined && grew > o.maxAlloc) throw new FuzzFailure(`${what} allocated ${(grew / 2 ** 20).toFixed(1)} MiB for input ${describe(input)}`);
   }
   if (best > limit) throw new FuzzFailure(`${what} took ${best.toFixed(0)} ms (> ${limit} ms) for input ${describe(input)}`);
 }

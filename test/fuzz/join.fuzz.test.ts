@@ -50,7 +50,7 @@ beforeAll(async () => {
   const ekHash = ekPublicHash(publicKeySpki(publicFromKeyObject(ekKey.publicKey)));
   const rootFile = joinPath(s.dir, 'fuzz-root.pem');
   writeFileSync(rootFile, toPem('CERTIFICATE', s.rootDer));
-  runAdminOp(h.ctx.stores, 'apply', {
+  await runAdminOp(h.ctx.stores, 'apply', {
     yaml: `kind: join_rule\nname: fuzz-x509\nspec:\n  method: x509\n  bot: gw\n  x509:\n    ca_files: [${rootFile}]\n---\nkind: join_rule\nname: fuzz-tpm\nspec:\n  method: tpm\n  bot: gw\n  tpm:\n    allow: [ { ek_public_hash: "${ekHash}" } ]\n`,
   });
   signer = SoftwareSigner.generate();

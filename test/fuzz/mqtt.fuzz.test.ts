@@ -34,7 +34,8 @@ beforeAll(async () => {
   // A real, well-formed join request to mutate (token method, a token that is never used).
   const agent = await import('../../src/join/token/agent.js');
   const { buildJoinRequest } = await import('../../src/agent/requests.js');
-  const built = await buildJoinRequest({ method: 'token', evidence: (c) => new agent.TokenJoinAgent(h.token()).evidence(c), now: h.ctx.now() });
+  const token = await h.token();
+  const built = await buildJoinRequest({ method: 'token', evidence: (c) => new agent.TokenJoinAgent(token).evidence(c), now: h.ctx.now() });
   joinEnvelope = Buffer.from(JSON.stringify(built.envelope));
 }, 120_000);
 

@@ -26,7 +26,7 @@ export interface CredentialAgent {
 }
 
 export async function credentialAgent(h: Harness, opts: { bot?: string } = {}): Promise<CredentialAgent & { id: Identity }> {
-  const id = await h.join({ token: h.token({ bot: opts.bot ?? 'gw' }) });
+  const id = await h.join({ token: await h.token({ bot: opts.bot ?? 'gw' }) });
   const dir = mkdtempSync(join(tmpdir(), 'sigil-cred-agent-'));
   const state = openAgentState(join(dir, 'data'));
   const now = h.ctx.now();

@@ -42,17 +42,17 @@ export function joinRunner(h: Harness): JoinRunner {
     client,
     exchange,
     async refused(agent, code) {
-      const seq = h.lastAuditSeq();
-      const before = h.counts();
+      const seq = await h.lastAuditSeq();
+      const before = await h.counts();
       const err = await exchange(agent).then(
         () => undefined,
         (e: unknown) => e,
       );
       expect(err, `join should be refused with ${code}`).toBeInstanceOf(SigilError);
       expect((err as SigilError).code, (err as SigilError).message).toBe(code);
-      const rows = h.auditAfter(seq);
+      const rows = await h.auditAfter(seq);
       expect(rows.map((r) => ({ action: r.action, outcome: r.outcome, code: r.code, method: r.method }))).toEqual([{ action: 'join', outcome: 'refused', code, method: agent.name }]);
-      expect(h.counts()).toEqual({ ...before, audit: before.audit + 1 });
+      expect(await h.counts()).toEqual({ ...before, audit: before.audit + 1 });
       return { error: err as SigilError, audit: rows[0]! };
     },
     close: () => client.close(),

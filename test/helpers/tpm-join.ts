@@ -11,7 +11,7 @@ import { SigilError } from '../../src/errors.js';
 import { runJoinExchange, type JoinExchangeResult } from '../../src/join/exchange.js';
 import { akTemplate, quoteWithValues, TpmJoinAgent, type TpmJoinAgentOptions } from '../../src/join/tpm/agent.js';
 import type { PcrSelectionWire } from '../../src/join/tpm/wire.js';
-import { OWNER_PARENT, withParent, withTpm } from '../../src/keystore/tpm-access.js';
+import { OWNER_PARENT, TpmAccess } from '../../src/keystore/tpm-access.js';
 import type { JoinMethodAgent } from '../../src/join/types.js';
 import { TpmSigner } from '../../src/keystore/tpm.js';
 import type { JoinChallenge } from '../../src/protocol/messages.js';
@@ -29,7 +29,7 @@ export interface TpmJoinOptions {
   /** The event log file to send; default none. */
   eventLog?: string | false;
   /** Options for TpmJoinAgent (ak, akTemplate, ek…). */
-  agent?: Partial<Omit<TpmJoinAgentOptions, 'tcti' | 'identityKey'>>;
+  agent?: Partial<Omit<TpmJoinAgentOptions, 'tpm' | 'identityKey'>>;
   /** Template of the identity key (default: keystore/tpm.ts identityKeyTemplate). */
   keyTemplate?: EccPublic;
   /** Rewrite the challenge answer before it is sent. */
@@ -54,9 +54,10 @@ export function writeLog(tpm: SwtpmInstance, name: string, log: Buffer): string 
   return path;
 }
 
-export async function tpmJoin(h: Harness, client: HttpsIssuerClient, tpm: SwtpmInstance, o: TpmJoinOptions = {}): Promise<TpmJoinResult> {
-  const identity = await TpmSigner.create(tpm.tcti, o.keyTemplate ? { template: o.keyTemplate } : {});
-  const agent = new TpmJoinAgent({ tcti: tpm.tcti, identityKey: () => identity, eventLog: o.eventLog ?? false, ...o.agent });
+/** A join as an agent makes it: the identity key and the join method share one TpmAccess (`access`, default a new one). */
+export async function tpmJoin(h: Harness, client: HttpsIssuerClient, tpm: SwtpmInstance, o: TpmJoinOptions = {}, access = new TpmAccess(tpm.tcti)): Promise<TpmJoinResult> {
+  const identity = await TpmSigner.create(access, o.keyTemplate ? { template: o.keyTemplate } : {});
+  const agent = new TpmJoinAgent({ tpm: access, identityKey: () => identity, eventLog: o.eventLog ?? false, ...o.agent });
   const method: JoinMethodAgent = {
     name: agent.name,
     canReattest: agent.canReattest,
@@ -75,9 +76,9 @@ export async function tpmJoin(h: Harness, client: HttpsIssuerClient, tpm: SwtpmI
 export const expectTpmRefused = (h: Harness, run: () => Promise<unknown>, code: string): Promise<SigilError> => expectJoinRefusedBy(h, 'tpm', run, code);
 
 /** Replace every tpm join_rule of the issuer with these (other rules stay). */
-export function setTpmRules(h: Harness, ...rules: string[]): void {
-  for (const r of h.ctx.stores.resources.list('join_rule')) if (r.spec.method === 'tpm') h.ctx.stores.resources.delete('join_rule', r.name);
-  if (rules.length > 0) runAdminOp(h.ctx.stores, 'apply', { yaml: rules.join('---\n') });
+export async function setTpmRules(h: Harness, ...rules: string[]): Promise<void> {
+  for (const r of await h.ctx.stores.resources.list('join_rule')) if (r.spec.method === 'tpm') await h.ctx.stores.resources.delete('join_rule', r.name);
+  if (rules.length > 0) await runAdminOp(h.ctx.stores, 'apply', { yaml: rules.join('---\n') });
 }
 
 /** A tpm join_rule document for bot gw; `block` is the YAML of the tpm: block. */
@@ -88,8 +89,9 @@ export function tpmRule(name: string, block: string): string {
 /** A quote over a challenge's nonce and PCR selection by a fresh AK of another TPM (an impostor's quote). */
 export async function quoteOnAnotherTpm(tcti: string, challenge: JoinChallenge): Promise<{ attest: string; signature: string }> {
   const selection = (challenge.data as { pcr_selection: PcrSelectionWire }).pcr_selection;
-  const quote = await withTpm(tcti, async (tpm) => {
-    const ak = await withParent(tpm, tcti, OWNER_PARENT, async (srk) => tpm.load(srk, await tpm.create(srk, akTemplate())));
+  const access = new TpmAccess(tcti);
+  const quote = await access.run(async (tpm) => {
+    const ak = await access.withParent(tpm, OWNER_PARENT, async (srk) => tpm.load(srk, await tpm.create(srk, akTemplate())));
     return tpm.withTransient(ak, async (k) => (await quoteWithValues(tpm, k, Buffer.from(challenge.nonce, 'base64url'), selection)).quote);
   });
   return encodeSignedAttest(quote);

@@ -65,7 +65,7 @@ let h: Harness;
 let tmp: string;
 beforeAll(async () => {
   h = await startIssuer();
-  runAdminOp(h.ctx.stores, 'apply', { yaml: POLICY });
+  await runAdminOp(h.ctx.stores, 'apply', { yaml: POLICY });
   tmp = mkdtempSync(join(tmpdir(), 'sigil-binding-'));
 });
 afterAll(async () => {
@@ -77,15 +77,15 @@ const payloadOf = (env: Jws): Record<string, unknown> => JSON.parse(b64u.decode(
 const x5c = (id: Identity): Buffer[] => id.chainPem.map((c) => fromPem(c, 'CERTIFICATE'));
 /** `payload` signed by `by` with its own chain: what anyone holding an SVID can do with a payload it saw. */
 const resign = (payload: unknown, by: Identity): Promise<Jws> => signJws(by.signer, TYP_REQUEST, payload, x5c(by));
-const refusalsAfter = (seq: number) => h.auditAfter(seq).map((r) => ({ action: r.action, outcome: r.outcome, code: r.code, instance: r.instanceId }));
+const refusalsAfter = async (seq: number) => (await h.auditAfter(seq)).map((r) => ({ action: r.action, outcome: r.outcome, code: r.code, instance: r.instanceId }));
 
 /**
  * A token agent (bot gw) of this issuer whose every request goes through `post` — a broker or
  * anything else in the middle; `https` is the real way to the issuer.
  */
-function agentThrough(dataDir: string, post: (https: HttpsIssuerClient) => IssuerTransport['post']): Agent {
+async function agentThrough(dataDir: string, post: (https: HttpsIssuerClient) => IssuerTransport['post']): Promise<Agent> {
   const pin = spkiPin(new X509Certificate(h.rootPem));
-  const yaml = `issuer: https://127.0.0.1:${h.port}\nca_pin: ${pin}\ndata_dir: ${dataDir}\njoin: { method: token, token: ${h.token({ bot: 'gw' })} }\n`;
+  const yaml = `issuer: https://127.0.0.1:${h.port}\nca_pin: ${pin}\ndata_dir: ${dataDir}\njoin: { method: token, token: ${await h.token({ bot: 'gw' })} }\n`;
   const https = new HttpsIssuerClient({ url: `https://127.0.0.1:${h.port}`, pin, timeoutMs: 5_000 });
   const transport: IssuerTransport = { kind: 'https', url: https.url, ensureRoot: () => https.ensureRoot(), bundle: () => https.bundle(), close: () => https.close(), post: post(https) };
   return new Agent(parseAgentConfig(yaml, join(tmp, `${dataDir}.yaml`)), silentLogger(), { transports: [transport] });
@@ -93,29 +93,29 @@ function agentThrough(dataDir: string, post: (https: HttpsIssuerClient) => Issue
 
 describe('(a) a credential payload re-signed by another bot', () => {
   it('as is: refused signer_mismatch, audited with the re-signer; no JWT', async () => {
-    const gw = await h.join({ token: h.token({ bot: 'gw' }) });
-    const other = await h.join({ token: h.token({ bot: 'other' }) });
+    const gw = await h.join({ token: await h.token({ bot: 'gw' }) });
+    const other = await h.join({ token: await h.token({ bot: 'other' }) });
     const asked = await buildCredentialRequest({ current: gw.signer, chainPem: gw.chainPem, now: h.ctx.now(), fields: { kind: 'jwt', audiences: ['vault'] } });
     expect((await h.post('credential', asked.envelope)).status).toBe(200);
 
-    const seq = h.lastAuditSeq();
+    const seq = await h.lastAuditSeq();
     const stolen = await h.post('credential', await resign(payloadOf(asked.envelope), other));
     expectRefusal(stolen, 403, 'signer_mismatch');
     expect(stolen.text).not.toMatch(/"token"|eyJ/);
-    expect(refusalsAfter(seq)).toEqual([{ action: 'credential', outcome: 'refused', code: 'signer_mismatch', instance: other.result.instance_id }]);
+    expect(await refusalsAfter(seq)).toEqual([{ action: 'credential', outcome: 'refused', code: 'signer_mismatch', instance: other.result.instance_id }]);
   });
 
   it('naming itself but reusing the request id: refused request_id_conflict, audited; no JWT', async () => {
-    const gw = await h.join({ token: h.token({ bot: 'gw' }) });
-    const other = await h.join({ token: h.token({ bot: 'other' }) });
+    const gw = await h.join({ token: await h.token({ bot: 'gw' }) });
+    const other = await h.join({ token: await h.token({ bot: 'other' }) });
     const asked = await buildCredentialRequest({ current: gw.signer, chainPem: gw.chainPem, now: h.ctx.now(), fields: { kind: 'jwt', audiences: ['vault'] } });
     expect((await h.post('credential', asked.envelope)).status).toBe(200);
 
-    const seq = h.lastAuditSeq();
+    const seq = await h.lastAuditSeq();
     const stolen = await h.post('credential', await resign({ ...payloadOf(asked.envelope), ...namedSigner(other.chainPem) }, other));
     expectRefusal(stolen, 409, 'request_id_conflict');
     expect(JSON.parse(stolen.text).message).toMatch(/another signer/);
-    expect(refusalsAfter(seq)).toEqual([{ action: 'credential', outcome: 'refused', code: 'request_id_conflict', instance: other.result.instance_id }]);
+    expect(await refusalsAfter(seq)).toEqual([{ action: 'credential', outcome: 'refused', code: 'request_id_conflict', instance: other.result.instance_id }]);
     // The rightful signer still gets its stored answer.
     expect((await h.post('credential', asked.envelope)).status).toBe(200);
   });
@@ -123,24 +123,24 @@ describe('(a) a credential payload re-signed by another bot', () => {
 
 describe('(b) a renewal payload re-signed by another identity', () => {
   it('as is, delivered first: refused signer_mismatch; the victim then renews as itself', async () => {
-    const victim = await h.join({ token: h.token({ bot: 'gw' }) });
-    const attacker = await h.join({ token: h.token({ bot: 'other' }) });
+    const victim = await h.join({ token: await h.token({ bot: 'gw' }) });
+    const attacker = await h.join({ token: await h.token({ bot: 'other' }) });
     const { envelope, newSigner } = await h.renewEnvelope(victim);
-    const seq = h.lastAuditSeq();
+    const seq = await h.lastAuditSeq();
     expectRefusal(await h.post('renew', await resign(payloadOf(envelope), attacker)), 403, 'signer_mismatch');
-    expect(refusalsAfter(seq)).toEqual([{ action: 'renew', outcome: 'refused', code: 'signer_mismatch', instance: attacker.result.instance_id }]);
-    expect(h.ctx.stores.instances.get(attacker.result.instance_id)!.generation).toBe(1);
+    expect(await refusalsAfter(seq)).toEqual([{ action: 'renew', outcome: 'refused', code: 'signer_mismatch', instance: attacker.result.instance_id }]);
+    expect((await h.ctx.stores.instances.get(attacker.result.instance_id))!.generation).toBe(1);
 
     const mine = h.identityFrom(await h.post('renew', envelope), 'renew', payloadOf(envelope).request_id as string, newSigner);
     expect(mine.result).toMatchObject({ instance_id: victim.result.instance_id, spiffe_id: victim.result.spiffe_id, generation: 2 });
   });
 
   it('the agent refuses a verified renewal answer for another instance (answer_mismatch) and keeps its identity and request', async () => {
-    const attacker = await h.join({ token: h.token({ bot: 'other' }) });
+    const attacker = await h.join({ token: await h.token({ bot: 'other' }) });
     let hostile = false;
     // A broker in the middle: it re-signs the victim's payload with the attacker's SVID (naming
     // the attacker, so the issuer answers it) and hands the issuer's answer to the victim.
-    const agent = agentThrough('victim', (https) => async (op, env, hooks) => {
+    const agent = await agentThrough('victim', (https) => async (op, env, hooks) => {
       if (!hostile || op !== 'renew') return https.post(op, env, hooks);
       return https.post('renew', await resign({ ...payloadOf(env), ...namedSigner(attacker.chainPem) }, attacker));
     });
@@ -168,10 +168,10 @@ describe('(b) a renewal payload re-signed by another identity', () => {
   });
 
   it('the agent refuses a verified join answer that certifies another key (answer_mismatch)', async () => {
-    const someoneElse = await h.join({ token: h.token({ bot: 'gw' }) });
+    const someoneElse = await h.join({ token: await h.token({ bot: 'gw' }) });
     // Whatever goes wrong upstream, an answer for this request id carrying another key's certificate.
     const forged = (env: Jws): Jws => signResponse(h.ctx, responsePayload(h.ctx, 'join', payloadOf(env).request_id as string, someoneElse.result satisfies IdentityResult));
-    const agent = agentThrough('joiner', () => async (_op, env) => forged(env));
+    const agent = await agentThrough('joiner', () => async (_op, env) => forged(env));
     try {
       const t = await agent.tick();
       expect(t.action === 'failed' && t.error.code).toBe('answer_mismatch');
@@ -185,7 +185,7 @@ describe('(b) a renewal payload re-signed by another identity', () => {
 
   it("the agent refuses an answer whose certificate is not the one it describes (answer_mismatch)", async () => {
     // The real answer, with the stated serial and SPIFFE ID changed and signed again by the issuer key.
-    const agent = agentThrough('described', (https) => async (_op, env) => {
+    const agent = await agentThrough('described', (https) => async (_op, env) => {
       const real = payloadOf((await https.post('join', env)) as Jws);
       const r = real.result as IdentityResult;
       return signResponse(h.ctx, responsePayload(h.ctx, 'join', real.request_id as string, { ...r, serial: 'ab'.repeat(16), spiffe_id: r.spiffe_id.replace(/[^/]+$/, 'someone-else') }));
@@ -206,9 +206,9 @@ describe('(c) a refusal earned by another signer', () => {
     ['as is', 'signer_mismatch', false],
     ['naming itself', 'instance_locked', true],
   ])("a locked instance re-signing the victim's payload (%s) gets a refusal (%s) the victim does not accept", async (_how, code, rename) => {
-    const victim = await h.join({ token: h.token({ bot: 'gw' }) });
-    const locked = await h.join({ token: h.token({ bot: 'gw' }) });
-    runAdminOp(h.ctx.stores, 'lock', { target: locked.result.instance_id }, h.ctx.now());
+    const victim = await h.join({ token: await h.token({ bot: 'gw' }) });
+    const locked = await h.join({ token: await h.token({ bot: 'gw' }) });
+    await runAdminOp(h.ctx.stores, 'lock', { target: locked.result.instance_id }, h.ctx.now());
     const { envelope } = await h.renewEnvelope(victim);
     const requestId = payloadOf(envelope).request_id as string;
     const borrowed = await resign({ ...payloadOf(envelope), ...(rename ? namedSigner(locked.chainPem) : {}) }, locked);
@@ -235,8 +235,8 @@ describe('(c) a refusal earned by another signer', () => {
   });
 
   it('the request hash covers the signer: the same payload under two signers hashes differently', async () => {
-    const a = await h.join({ token: h.token({ bot: 'gw' }) });
-    const b = await h.join({ token: h.token({ bot: 'gw' }) });
+    const a = await h.join({ token: await h.token({ bot: 'gw' }) });
+    const b = await h.join({ token: await h.token({ bot: 'gw' }) });
     const { envelope } = await h.renewEnvelope(a);
     expect(requestHash(await resign(payloadOf(envelope), b))).not.toBe(requestHash(envelope));
     expect(requestHash(envelope)).toBe(requestHash({ protected: envelope.protected, payload: envelope.payload }));

@@ -65,7 +65,7 @@ beforeAll(async () => {
   for (const r of ['us-east-1', 'eu-west-1', 'ap-south-1']) aws.addRegion(r);
   imds = await startFakeImds(aws);
   h = await startIssuer();
-  runAdminOp(h.ctx.stores, 'apply', { yaml: rules(aws.certsDir) });
+  await runAdminOp(h.ctx.stores, 'apply', { yaml: rules(aws.certsDir) });
   run = joinRunner(h);
 }, 120_000);
 
@@ -91,12 +91,12 @@ describe('aws_iid join against a fake IMDS', () => {
     ]);
     expect(r.payload.result.instance_id).toBe(`aws-${id}`);
     expect(r.payload.result.spiffe_id).toBe(`spiffe://example.org/bot/gw/aws-${id}`);
-    const inst = h.ctx.stores.instances.get(`aws-${id}`)!;
+    const inst = (await h.ctx.stores.instances.get(`aws-${id}`))!;
     expect(inst.joinMethod).toBe('aws_iid');
     expect(inst.facts).toMatchObject({ aws_account_id: ACCOUNT, aws_region: 'us-east-1', aws_instance_id: id, aws_instance_type: 't3.small', aws_signature_kind: 'rsa2048', aws_rule: 'ec2', aws_binding_key: keyHash(key.publicKeySpki()), aws_first_join: true });
-    const audit = h.ctx.stores.audit.list().filter((a) => a.action === 'join' && a.outcome === 'ok').at(-1)!;
+    const audit = (await h.ctx.stores.audit.list()).filter((a) => a.action === 'join' && a.outcome === 'ok').at(-1)!;
     expect(audit.details).toMatchObject({ aws_account_id: ACCOUNT, aws_instance_id: id, aws_region: 'us-east-1' });
-    expect(h.ctx.stores.keyBindings.get('aws_iid', id)).toMatchObject({ keyHash: keyHash(key.publicKeySpki()), rule: 'ec2' });
+    expect(await h.ctx.stores.keyBindings.get('aws_iid', id)).toMatchObject({ keyHash: keyHash(key.publicKeySpki()), rule: 'ec2' });
 
     // Re-joins (after expiry, or at any time) with the same binding key: same instance, next generation.
     const again = await run.exchange(agent({ key }));
@@ -108,12 +108,12 @@ describe('aws_iid join against a fake IMDS', () => {
     const id = newInstanceId();
     imds.setInstance({ accountId: ACCOUNT, region: 'eu-west-1', instanceId: id }, ['pkcs7', 'signature']);
     const r1 = await run.exchange(agent());
-    expect(h.ctx.stores.instances.get(r1.payload.result.instance_id)!.facts).toMatchObject({ aws_signature_kind: 'pkcs7', aws_region: 'eu-west-1' });
+    expect((await h.ctx.stores.instances.get(r1.payload.result.instance_id))!.facts).toMatchObject({ aws_signature_kind: 'pkcs7', aws_region: 'eu-west-1' });
     const id2 = newInstanceId();
     imds.setInstance({ accountId: ACCOUNT, region: 'eu-west-1', instanceId: id2 }, ['signature']);
     const hits = imds.server.hits.length;
     const r2 = await run.exchange(agent());
-    expect(h.ctx.stores.instances.get(r2.payload.result.instance_id)!.facts).toMatchObject({ aws_signature_kind: 'signature' });
+    expect((await h.ctx.stores.instances.get(r2.payload.result.instance_id))!.facts).toMatchObject({ aws_signature_kind: 'signature' });
     expect(imds.server.hits.slice(hits).filter((x) => x.startsWith('GET /latest/dynamic/instance-identity/') && !x.endsWith('document'))).toEqual([
       'GET /latest/dynamic/instance-identity/rsa2048',
       'GET /latest/dynamic/instance-identity/pkcs7',
@@ -161,16 +161,16 @@ describe('aws_iid join against a fake IMDS', () => {
     const { error } = await run.refused(agent({ key: SoftwareSigner.generate() }), 'aws_instance_key_mismatch');
     expect(error.message).toContain(`bindings reset aws_iid ${id}`);
     // The admin resets the binding (the instance lost its key): the next join binds afresh.
-    const ls = runAdminOp(h.ctx.stores, 'bindings.ls', { method: 'aws_iid' }) as Array<{ subject: string }>;
+    const ls = await runAdminOp(h.ctx.stores, 'bindings.ls', { method: 'aws_iid' }) as Array<{ subject: string }>;
     expect(ls.map((b) => b.subject)).toContain(id);
-    expect(runAdminOp(h.ctx.stores, 'bindings.reset', { method: 'aws_iid', subject: id, reason: 'rebuilt' })).toEqual({ method: 'aws_iid', subject: id, reset: true });
-    expect(h.ctx.stores.audit.list().at(-1)).toMatchObject({ action: 'binding_reset', outcome: 'ok', actor: 'admin', method: 'aws_iid' });
+    expect(await runAdminOp(h.ctx.stores, 'bindings.reset', { method: 'aws_iid', subject: id, reason: 'rebuilt' })).toEqual({ method: 'aws_iid', subject: id, reset: true });
+    expect((await h.ctx.stores.audit.list()).at(-1)).toMatchObject({ action: 'binding_reset', outcome: 'ok', actor: 'admin', method: 'aws_iid' });
     const newKey = SoftwareSigner.generate();
     const r = await run.exchange(agent({ key: newKey }));
     expect(r.payload.result.instance_id).toBe(`aws-${id}`);
-    expect(h.ctx.stores.keyBindings.get('aws_iid', id)!.keyHash).toBe(keyHash(newKey.publicKeySpki()));
+    expect((await h.ctx.stores.keyBindings.get('aws_iid', id))!.keyHash).toBe(keyHash(newKey.publicKeySpki()));
     await run.refused(agent({ key: owner }), 'aws_instance_key_mismatch');
-    expect(() => runAdminOp(h.ctx.stores, 'bindings.reset', { method: 'aws_iid', subject: 'i-0000000000000000' })).toThrow(/no aws_iid binding/);
+    await expect(runAdminOp(h.ctx.stores, 'bindings.reset', { method: 'aws_iid', subject: 'i-0000000000000000' })).rejects.toThrow(/no aws_iid binding/);
   });
 
   it('two first joins racing with one document and different keys: exactly one binds', async () => {
@@ -179,7 +179,7 @@ describe('aws_iid join against a fake IMDS', () => {
     const results = await Promise.allSettled([run.exchange(agent()), run.exchange(agent()), run.exchange(agent())]);
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     for (const r of results.filter((x): x is PromiseRejectedResult => x.status === 'rejected')) expect((r.reason as SigilError).code).toBe('aws_instance_key_mismatch');
-    expect(h.ctx.stores.keyBindings.list({ method: 'aws_iid' }).filter((b) => b.subject === id)).toHaveLength(1);
+    expect((await h.ctx.stores.keyBindings.list({ method: 'aws_iid' })).filter((b) => b.subject === id)).toHaveLength(1);
   });
 
   it('a copied document with a forged binding proof is aws_binding_proof_invalid', async () => {
@@ -244,19 +244,19 @@ describe('aws_iid join against a fake IMDS', () => {
     await run.exchange(agent());
   });
 
-  it('a join rule with malformed aws_iid blocks is refused at apply time', () => {
-    const bad = (block: string): unknown => {
+  it('a join rule with malformed aws_iid blocks is refused at apply time', async () => {
+    const bad = async (block: string): Promise<unknown> => {
       try {
-        runAdminOp(h.ctx.stores, 'apply', { yaml: `kind: join_rule\nname: bad\nspec:\n  method: aws_iid\n  bot: gw\n  aws_iid: ${block}\n` });
+        await runAdminOp(h.ctx.stores, 'apply', { yaml: `kind: join_rule\nname: bad\nspec:\n  method: aws_iid\n  bot: gw\n  aws_iid: ${block}\n` });
         return undefined;
       } catch (e) {
         return (e as SigilError).code;
       }
     };
-    expect(bad('{ allow: [] }')).toBe('policy_invalid');
-    expect(bad('{ allow: [ { region: us-east-1 } ] }')).toBe('policy_invalid');
-    expect(bad('{ allow: [ { account_id: "1234*" } ] }')).toBe('policy_invalid');
-    expect(bad('{ allow: [ { account_id: "123456789012", colour: blue } ] }')).toBe('policy_invalid');
-    expect(bad('{ certs_dir: relative/dir, allow: [ { account_id: "123456789012" } ] }')).toBe('policy_invalid');
+    expect(await bad('{ allow: [] }')).toBe('policy_invalid');
+    expect(await bad('{ allow: [ { region: us-east-1 } ] }')).toBe('policy_invalid');
+    expect(await bad('{ allow: [ { account_id: "1234*" } ] }')).toBe('policy_invalid');
+    expect(await bad('{ allow: [ { account_id: "123456789012", colour: blue } ] }')).toBe('policy_invalid');
+    expect(await bad('{ certs_dir: relative/dir, allow: [ { account_id: "123456789012" } ] }')).toBe('policy_invalid');
   });
 });

@@ -45,7 +45,7 @@ beforeAll(async () => {
   await entra.start(joinPath(tmp.path, 'entra'), ['/common/discovery/v2.0/keys']);
   h = await startIssuer();
   imds = await startFakeAzureImds(tmp.path, ca, { vmId: randomUUID(), subscriptionId: SUB, tenantId: TENANT, resourceGroup: 'rg-edge-eu' }, entra, () => h.ctx.now());
-  runAdminOp(h.ctx.stores, 'apply', {
+  await runAdminOp(h.ctx.stores, 'apply', {
     yaml: `
 kind: join_rule
 name: azure-mi
@@ -90,7 +90,7 @@ describe('azure join against a fake IMDS', () => {
     expect(calls).toHaveLength(1);
     expect(calls[0]).toMatch(/^GET \/metadata\/attested\/document\?api-version=2020-09-01&nonce=\d{10}$/);
     expect(r.payload.result.instance_id).toBe(azureMachineId(vmId));
-    expect(h.ctx.stores.instances.get(azureMachineId(vmId))!.facts).toMatchObject({ azure_vm_id: vmId, azure_subscription_id: SUB, azure_sku: '22_04-lts-gen2', azure_rule: 'azure-vms', azure_signer: expect.stringContaining('CN=metadata.azure.com') });
+    expect((await h.ctx.stores.instances.get(azureMachineId(vmId)))!.facts).toMatchObject({ azure_vm_id: vmId, azure_subscription_id: SUB, azure_sku: '22_04-lts-gen2', azure_rule: 'azure-vms', azure_signer: expect.stringContaining('CN=metadata.azure.com') });
     const again = await run.exchange(agent());
     expect(again.payload.result.instance_id).toBe(azureMachineId(vmId));
     expect(again.payload.result.generation).toBe(2);
@@ -100,7 +100,7 @@ describe('azure join against a fake IMDS', () => {
     const vmId = setVm(SUB_MI);
     const r = await run.exchange(azureJoinAgentFromConfig(azureAgentConfigSchema.parse({ imds_endpoint: imds.url, managed_identity: true })));
     expect(imds.server.hits.at(-1)).toBe(`GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent('https://management.azure.com/')}`);
-    expect(h.ctx.stores.instances.get(r.payload.result.instance_id)!.facts).toMatchObject({ azure_vm_id: vmId, azure_tenant_id: TENANT, azure_resource_group: 'rg-edge-eu', azure_rule: 'azure-mi' });
+    expect((await h.ctx.stores.instances.get(r.payload.result.instance_id))!.facts).toMatchObject({ azure_vm_id: vmId, azure_tenant_id: TENANT, azure_resource_group: 'rg-edge-eu', azure_rule: 'azure-mi' });
     // A resource group outside the rule.
     setVm(SUB_MI, 'rg-finance');
     const { error } = await run.refused(agent({ managedIdentity: true }), 'azure_not_allowed');

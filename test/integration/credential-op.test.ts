@@ -48,8 +48,8 @@ let id: Identity;
 
 beforeAll(async () => {
   h = await startIssuer();
-  runAdminOp(h.ctx.stores, 'apply', { yaml: POLICY });
-  id = await h.join({ token: h.token({ bot: 'cred' }) });
+  await runAdminOp(h.ctx.stores, 'apply', { yaml: POLICY });
+  id = await h.join({ token: await h.token({ bot: 'cred' }) });
 });
 afterAll(() => h.close());
 
@@ -70,18 +70,18 @@ function okResult(res: HttpResult, requestId: string): CredentialResult {
 
 /** A refusal that changes nothing: no new certificate row, one refused audit row with the code. */
 async function expectDenied(fields: CredentialAskFields, status: number, code: string, message?: RegExp, who: Identity = id): Promise<void> {
-  const before = h.counts();
-  const seq = h.lastAuditSeq();
+  const before = await h.counts();
+  const seq = await h.lastAuditSeq();
   const { res } = await ask(fields, who);
   expectRefusal(res, status, code);
   if (message) expect(res.json.message).toMatch(message);
-  expect(h.counts().certificates).toBe(before.certificates);
-  expect(h.auditAfter(seq).map((r) => [r.action, r.outcome, r.code])).toEqual([['credential', 'refused', code]]);
+  expect((await h.counts()).certificates).toBe(before.certificates);
+  expect((await h.auditAfter(seq)).map((r) => [r.action, r.outcome, r.code])).toEqual([['credential', 'refused', code]]);
 }
 
 describe('credential: the role grants', () => {
   it('an SSH user certificate: logins literal and from traits, extensions from the role, key id = SPIFFE ID, TTL clamped and reported', async () => {
-    const seq = h.lastAuditSeq();
+    const seq = await h.lastAuditSeq();
     const { res, built } = await ask({ kind: 'ssh_user', public_key: sshKeyLine(), ttl_s: 48 * 3600 });
     const r = okResult(res, built.requestId);
     expect(r).toMatchObject({ kind: 'ssh_user', role: 'creds', ttl_s: 7200, requested_ttl_s: 172800, ttl_clamped: true, principals: ['ops', 'deploy'] });
@@ -95,9 +95,9 @@ describe('credential: the role grants', () => {
     expect(r.user_ca_public_key).toBe(h.ctx.credentials.sshUser.authorizedKeyLine());
     expect(cert.signatureKey.blob.equals(h.ctx.credentials.sshUser.publicKey.blob)).toBe(true);
     // Recorded and audited.
-    const rec = h.ctx.stores.certificates.get(r.serial)!;
+    const rec = (await h.ctx.stores.certificates.get(r.serial))!;
     expect(rec).toMatchObject({ kind: 'ssh-user', instanceId: id.result.instance_id, bot: 'cred', generation: 1, requestId: built.requestId });
-    const audit = h.auditAfter(seq);
+    const audit = await h.auditAfter(seq);
     expect(audit.map((a) => [a.action, a.outcome])).toEqual([['credential', 'ok']]);
     expect(audit[0]!.details).toMatchObject({ kind: 'ssh_user', serial: r.serial, role: 'creds', principals: ['ops', 'deploy'], ttl_clamped: true });
   });
@@ -117,7 +117,7 @@ describe('credential: the role grants', () => {
     expect(leaf.subjectAltName).toBeUndefined();
     expect(leaf.keyUsage).toEqual(['1.3.6.1.5.5.7.3.2']);
     expect(leaf.verify(new X509Certificate(r.chain![1]!).publicKey)).toBe(true);
-    expect(h.ctx.stores.certificates.get(r.serial)!.kind).toBe('x509-database');
+    expect((await h.ctx.stores.certificates.get(r.serial))!.kind).toBe('x509-database');
   });
 
   it('a Kubernetes client certificate: O = each group, CN = the user', async () => {
@@ -140,7 +140,7 @@ describe('credential: the role grants', () => {
     expect(payload).toMatchObject({ sigil_bot: 'cred', sigil_instance: id.result.instance_id, jti: r.serial });
     expect(payload.exp! - payload.iat!).toBe(120);
     expect(protectedHeader).toMatchObject({ alg: 'ES256', kid: h.ctx.credentials.jwt.kid, typ: 'JWT' });
-    expect(h.ctx.stores.certificates.get(r.serial)!.kind).toBe('jwt-svid');
+    expect((await h.ctx.stores.certificates.get(r.serial))!.kind).toBe('jwt-svid');
   });
 });
 
@@ -174,9 +174,9 @@ describe('credential: refusals name the role rule and change nothing', () => {
     const db = okResult(res, built.requestId);
     // Signed with the client certificate's key, naming the identity it belongs to.
     const payload = { v: 1, op: 'credential', request_id: newRequestId(), timestamp: h.ctx.now(), ...namedSigner(id.chainPem), kind: 'jwt', audiences: ['vault'] };
-    const seq = h.lastAuditSeq();
+    const seq = await h.lastAuditSeq();
     expectRefusal(await h.post('credential', await signJws(signer, TYP_REQUEST, payload, db.chain!.map((c) => fromPem(c, 'CERTIFICATE')))), 401, 'chain_invalid');
-    expect(h.auditAfter(seq).map((r) => [r.action, r.outcome, r.code])).toEqual([['credential', 'refused', 'chain_invalid']]);
+    expect((await h.auditAfter(seq)).map((r) => [r.action, r.outcome, r.code])).toEqual([['credential', 'refused', 'chain_invalid']]);
   });
   it('an expired identity and a locked instance', async () => {
     h.clock.offsetMs = 3 * 3600_000;
@@ -185,8 +185,8 @@ describe('credential: refusals name the role rule and change nothing', () => {
     } finally {
       h.clock.offsetMs = 0;
     }
-    const other = await h.join({ token: h.token({ bot: 'cred' }) });
-    runAdminOp(h.ctx.stores, 'lock', { target: other.result.instance_id }, h.ctx.now());
+    const other = await h.join({ token: await h.token({ bot: 'cred' }) });
+    await runAdminOp(h.ctx.stores, 'lock', { target: other.result.instance_id }, h.ctx.now());
     await expectDenied({ kind: 'jwt', audiences: ['vault'] }, 403, 'instance_locked', undefined, other);
   });
 });
@@ -213,11 +213,11 @@ describe('credential: idempotent by request id', () => {
     const fields: CredentialAskFields = { kind: 'ssh_user', public_key: sshKeyLine(), logins: ['ops'] };
     const built = await buildCredentialRequest({ current: id.signer, chainPem: id.chainPem, now: h.ctx.now(), fields });
     const first = await h.post('credential', built.envelope);
-    const certs = h.counts().certificates;
+    const certs = (await h.counts()).certificates;
     const again = await h.post('credential', built.envelope);
     expect(again.status).toBe(200);
     expect(okResult(again, built.requestId)).toEqual(okResult(first, built.requestId));
-    expect(h.counts().certificates).toBe(certs);
+    expect((await h.counts()).certificates).toBe(certs);
     const { res } = await ask({ ...fields, logins: ['deploy'] }, id, { requestId: built.requestId });
     expectRefusal(res, 409, 'request_id_conflict');
   });

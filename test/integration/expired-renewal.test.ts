@@ -68,7 +68,7 @@ describe('a renewal queued before the expiry, MQTT only', () => {
   it('is dropped after the expiry: reattest_required at once, and a newly supplied token joins', async () => {
     const clock = { now: Date.now() };
     const mode = { down: false, renewDenied: false, renewsSeen: 0 };
-    let agent = agentWith(h.token(), 'gw', clock, brokerTransport(mode));
+    let agent = agentWith(await h.token(), 'gw', clock, brokerTransport(mode));
     try {
       expect((await agent.tick()).action).toBe('joined');
       const first = agent.state.getIdentity()!;
@@ -94,7 +94,7 @@ describe('a renewal queued before the expiry, MQTT only', () => {
       await agent.close();
 
       // The operator supplies a new token (agent.yaml edited, agent run again): it joins.
-      agent = agentWith(h.token(), 'gw', clock, brokerTransport(mode));
+      agent = agentWith(await h.token(), 'gw', clock, brokerTransport(mode));
       const rejoined = await agent.tick();
       expect(rejoined.action).toBe('joined');
       expect(agent.state.getIdentity()!.notAfter).toBeGreaterThan(clock.now);
@@ -108,7 +108,7 @@ describe('a renewal queued before the expiry, MQTT only', () => {
     const clock = { now: Date.now() };
     const mode = { down: false, renewDenied: false, renewsSeen: 0 };
     const pin = spkiPin(new X509Certificate(h.rootPem));
-    const yaml = `ca_pin: ${pin}\ndata_dir: both\nttl: 1h\njoin: { method: token, token: ${h.token()} }\ntransports:\n  - { type: mqtt, url: "mqtt://broker.test:1883" }\n  - { type: https, url: "https://127.0.0.1:${h.port}" }\n`;
+    const yaml = `ca_pin: ${pin}\ndata_dir: both\nttl: 1h\njoin: { method: token, token: ${await h.token()} }\ntransports:\n  - { type: mqtt, url: "mqtt://broker.test:1883" }\n  - { type: https, url: "https://127.0.0.1:${h.port}" }\n`;
     const https = new HttpsIssuerClient({ url: `https://127.0.0.1:${h.port}`, pin, timeoutMs: 5_000 });
     let lost = false;
     // The issuer answers the renewal, but the answer is lost on the way back.
@@ -127,7 +127,7 @@ describe('a renewal queued before the expiry, MQTT only', () => {
       mode.down = true;
       lost = true;
       expect((await agent.tick({ force: true })).action).toBe('failed'); // answered at the issuer, lost
-      expect(h.ctx.stores.instances.get(first.instanceId)!.generation).toBe(2);
+      expect((await h.ctx.stores.instances.get(first.instanceId))!.generation).toBe(2);
       clock.now = first.notAfter + 60_000;
       h.clock.offsetMs = clock.now - Date.now();
       lost = false;

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { acquireModule, findSlot, pkcs11js, releaseModule } from '../../src/keystore/pkcs11/module.js';
 import { TpmSigner } from '../../src/keystore/tpm.js';
+import { TpmAccess } from '../../src/keystore/tpm-access.js';
 import { readTss2Pem } from '../../src/keystore/tss2-pem.js';
 import { sigil, sigilJson, tempDir } from '../helpers/cli.js';
 import { startFleet, type Fleet } from '../helpers/factory.js';
@@ -148,7 +149,7 @@ describe('a factory CA on a PKCS#11 token', () => {
     expect(again).toMatchObject({ total: 1, ok: 1, failed: 0 });
     // --tss2-key: the same TPM key as a TSS2 PRIVATE KEY (blobs under the SRK) loads and signs.
     const tss2 = readTss2Pem(readFileSync(dir('line/idevid/HSM-0002.tss2.pem'), 'utf8'));
-    const signer = TpmSigner.fromBlob(fleet.tpms[3]!.tcti, tss2.blob, tss2.parent);
+    const signer = TpmSigner.fromBlob(new TpmAccess(fleet.tpms[3]!.tcti), tss2.blob, tss2.parent);
     const data = Buffer.from('802.1X EAP-TLS handshake');
     const idevidKey = new X509Certificate(readFileSync(dir('line/idevid/HSM-0002.pem'))).publicKey;
     expect(verify('sha256', data, { key: idevidKey, dsaEncoding: 'der' }, await signer.sign(data))).toBe(true);

@@ -60,7 +60,7 @@ beforeAll(async () => {
     return { body: await google.sign(c, { now: h.ctx.now() }) };
   });
   h = await startIssuer();
-  runAdminOp(h.ctx.stores, 'apply', {
+  await runAdminOp(h.ctx.stores, 'apply', {
     yaml: `
 kind: join_rule
 name: gce
@@ -92,7 +92,7 @@ describe('gcp join against a fake metadata server', () => {
     const r = await run.exchange(gcpJoinAgentFromConfig(gcpAgentConfigSchema.parse({ audience: AUDIENCE, metadata_endpoint: metadata.url })));
     expect(metadata.hits.slice(hits)).toEqual([`GET /computeMetadata/v1/instance/service-accounts/default/identity?audience=${encodeURIComponent(AUDIENCE)}&format=full`]);
     expect(r.payload.result.instance_id).toBe(`gcp-${vm.instance_id}`);
-    const inst = h.ctx.stores.instances.get(`gcp-${vm.instance_id}`)!;
+    const inst = (await h.ctx.stores.instances.get(`gcp-${vm.instance_id}`))!;
     expect(inst.joinMethod).toBe('gcp');
     expect(inst.facts).toMatchObject({ gcp_project_id: 'acme-prod', gcp_project_number: '123456789012', gcp_zone: vm.zone, gcp_instance_id: vm.instance_id, gcp_instance_name: 'gw-7', gcp_service_account: vm.email, gcp_rule: 'gce' });
     const again = await run.exchange(new GcpJoinAgent({ audience: AUDIENCE, endpoint: metadata.url }));

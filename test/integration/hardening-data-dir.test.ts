@@ -42,10 +42,10 @@ function issuer(): string {
 }
 
 /** `nobody` makes its own issuer.db with its own policy and puts it in place of the real one. */
-function swapInForeignDb(dir: string): void {
+async function swapInForeignDb(dir: string): Promise<void> {
   const evil = join(dir, '.evil.db');
   const s = openSqliteStores(evil);
-  s.close();
+  await s.close();
   for (const f of readdirSync(dir)) if (f.startsWith('issuer.db')) unlinkSync(join(dir, f));
   renameSync(evil, paths(dir).db);
   chownSync(paths(dir).db, NOBODY, NOBODY);
@@ -82,10 +82,10 @@ describe('data directory permissions (issue #11 item 7)', () => {
     expect(e.message).toMatch(/mode 0777/);
   });
 
-  it('refuses the swap: a 0777 directory with a foreign issuer.db (server start and ctl)', () => {
+  it('refuses the swap: a 0777 directory with a foreign issuer.db (server start and ctl)', async () => {
     const dir = issuer();
     chmodSync(dir, 0o777);
-    swapInForeignDb(dir);
+    await swapInForeignDb(dir);
     for (const open of [() => loadCaMaterial(dir), () => openIssuerStores(dir)]) {
       const e = refusal(open);
       expect(e.code).toBe('data_dir_insecure');
@@ -133,14 +133,14 @@ describe('data directory permissions (issue #11 item 7)', () => {
     expect(direct.code).toBe('unsafe_path');
   });
 
-  it('refuses a data directory whose parent others can rename it out of', () => {
+  it('refuses a data directory whose parent others can rename it out of', async () => {
     const parent = fresh();
     const dir = join(parent, 'issuer');
     initDataDir(dir, 'example.org');
     chmodSync(parent, 0o777); // no sticky bit
     expect(refusal(() => openIssuerStores(dir)).message).toMatch(/world-writable without the sticky bit/);
     chmodSync(parent, 0o1777); // like /tmp: fine
-    openIssuerStores(dir).close();
+    await openIssuerStores(dir).close();
   });
 
   it('CLI: server start and ctl print error[data_dir_insecure] and exit 2; init under umask 002 still starts', async () => {
@@ -154,7 +154,7 @@ describe('data directory permissions (issue #11 item 7)', () => {
     expect(ok.code, ok.stderr).toBe(0);
     expect(statSync(dir).mode & 0o777).toBe(0o700);
     chmodSync(dir, 0o777);
-    swapInForeignDb(dir);
+    await swapInForeignDb(dir);
     const start = await sigil(['server', 'start', '--data-dir', dir, '--listen', '127.0.0.1:0']);
     expect(start.code).toBe(2);
     expect(start.stderr).toMatch(/^error\[data_dir_insecure\]: .* is writable by group or others \(mode 0777, owner uid 0\).*run: chmod go-w /);

@@ -44,7 +44,7 @@ async function startIssuer(limits: Partial<HttpLimits>): Promise<Issuer> {
   initDataDir(dir, 'example.org');
   const stores = openIssuerStores(dir);
   const ctx = createIssuerContext({ ca: loadCaMaterial(dir), stores, log: silentLogger() });
-  runAdminOp(stores, 'apply', { yaml: POLICY });
+  await runAdminOp(stores, 'apply', { yaml: POLICY });
   const app = buildHttpsServer({ ctx, limits });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const port = (app.server.address() as AddressInfo).port;
@@ -79,7 +79,7 @@ async function startIssuer(limits: Partial<HttpLimits>): Promise<Issuer> {
     request,
     close: async () => {
       await app.close();
-      stores.close();
+      await stores.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -211,7 +211,7 @@ describe('JWS crit, admin body limit, TLS suites (issue #11 item 9)', () => {
 
   /** A correctly signed token join whose protected header adds `crit`. */
   async function joinWithCrit(): Promise<{ body: string; requestId: string }> {
-    const token = (runAdminOp(iss.ctx.stores, 'token.create', { bot: 'gw' }) as { token: string }).token;
+    const token = (await runAdminOp(iss.ctx.stores, 'token.create', { bot: 'gw' }) as { token: string }).token;
     const agent = new TokenJoinAgent(token);
     const built = await buildJoinRequest({ method: 'token', evidence: (c) => agent.evidence(c), now: Date.now() });
     const signer = loadSigner(parseKeyRef(built.entry.pendingKeyRef!));
@@ -229,7 +229,7 @@ describe('JWS crit, admin body limit, TLS suites (issue #11 item 9)', () => {
   });
 
   it('the agent refuses an issuer response whose JWS header has crit', async () => {
-    const token = (runAdminOp(iss.ctx.stores, 'token.create', { bot: 'gw' }) as { token: string }).token;
+    const token = (await runAdminOp(iss.ctx.stores, 'token.create', { bot: 'gw' }) as { token: string }).token;
     const agent = new TokenJoinAgent(token);
     const built = await buildJoinRequest({ method: 'token', evidence: (c) => agent.evidence(c), now: Date.now() });
     const r = await iss.request('POST', '/v1/join', { body: JSON.stringify(built.envelope) });
@@ -254,8 +254,8 @@ describe('JWS crit, admin body limit, TLS suites (issue #11 item 9)', () => {
     const over = await iss.request('POST', '/v1/admin/apply', { body: JSON.stringify({ yaml: padded(MAX_APPLY_YAML_CHARS + 1) }), headers: auth });
     expect(over.status).toBe(400);
     expect(over.json.code).toBe('bad_request');
-    expect(() => runAdminOp(iss.ctx.stores, 'apply', { yaml: padded(MAX_APPLY_YAML_CHARS + 1) })).toThrow(expect.objectContaining({ code: 'bad_request' }));
-    expect(runAdminOp(iss.ctx.stores, 'apply', { yaml: atLimit })).toBeDefined();
+    await expect(runAdminOp(iss.ctx.stores, 'apply', { yaml: padded(MAX_APPLY_YAML_CHARS + 1) })).rejects.toThrow(expect.objectContaining({ code: 'bad_request' }));
+    expect(await runAdminOp(iss.ctx.stores, 'apply', { yaml: atLimit })).toBeDefined();
     // Without the credential a large body is refused before it is read.
     const anon = await iss.request('POST', '/v1/admin/apply', { body: JSON.stringify({ yaml: atLimit }) });
     expect(anon.status).toBe(401);

@@ -68,16 +68,16 @@ export interface Harness {
   request(method: string, path: string, opts?: { body?: string | Buffer; headers?: Record<string, string | number> }): Promise<HttpResult>;
   /** POST a JSON value (a JWS envelope or anything else) to /v1/<op>. */
   post(op: string, body: unknown): Promise<HttpResult>;
-  token(opts?: { bot?: string; ttl?: string }): string;
+  token(opts?: { bot?: string; ttl?: string }): Promise<string>;
   /** Join with a fresh token; throws if the issuer refuses. */
   join(opts?: { token?: string; ttlS?: number }): Promise<Identity & { envelope: Jws; response: HttpResult }>;
   /** Build (not send) a renew envelope signed by `id`'s current key. */
   renewEnvelope(id: Identity, opts?: { now?: number }): Promise<{ envelope: Jws; newSigner: Signer }>;
   /** Parse a 200 identity response into the next Identity. */
   identityFrom(res: HttpResult, op: 'join' | 'renew', requestId: string, signer: Signer): Identity;
-  counts(): { instances: number; certificates: number; audit: number; usedTokens: number };
-  auditAfter(seq: number): AuditRecord[];
-  lastAuditSeq(): number;
+  counts(): Promise<{ instances: number; certificates: number; audit: number; usedTokens: number }>;
+  auditAfter(seq: number): Promise<AuditRecord[]>;
+  lastAuditSeq(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -95,7 +95,7 @@ export async function startIssuer(): Promise<Harness> {
   ctx.publicUrl = `https://127.0.0.1:${port}`;
   const rootPem = readFileSync(paths(dir).rootCert, 'utf8');
   const adminToken = readFileSync(paths(dir).adminToken, 'utf8').trim();
-  runAdminOp(stores, 'apply', { yaml: POLICY });
+  await runAdminOp(stores, 'apply', { yaml: POLICY });
 
   const request: Harness['request'] = (method, path, opts = {}) =>
     new Promise((resolve, reject) => {
@@ -133,8 +133,8 @@ export async function startIssuer(): Promise<Harness> {
   const post: Harness['post'] = (op, body) =>
     request('POST', `/v1/${op}`, { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
 
-  const token: Harness['token'] = (opts = {}) =>
-    (runAdminOp(stores, 'token.create', { bot: opts.bot ?? 'gw', ...(opts.ttl ? { ttl: opts.ttl } : {}) }, ctx.now()) as { token: string }).token;
+  const token: Harness['token'] = async (opts = {}) =>
+    ((await runAdminOp(stores, 'token.create', { bot: opts.bot ?? 'gw', ...(opts.ttl ? { ttl: opts.ttl } : {}) }, ctx.now())) as { token: string }).token;
 
   const identityFrom: Harness['identityFrom'] = (res, op, requestId, signer) => {
     if (res.status !== 200) throw new Error(`${op} refused: HTTP ${res.status} ${res.text}`);
@@ -143,7 +143,7 @@ export async function startIssuer(): Promise<Harness> {
   };
 
   const join: Harness['join'] = async (opts = {}) => {
-    const agent = new TokenJoinAgent(opts.token ?? token());
+    const agent = new TokenJoinAgent(opts.token ?? (await token()));
     const built = await buildJoinRequest({ method: 'token', evidence: (c) => agent.evidence(c), now: ctx.now(), ...(opts.ttlS ? { ttlS: opts.ttlS } : {}) });
     const signer = loadSigner(parseKeyRef(built.entry.pendingKeyRef!));
     const response = await post('join', built.envelope);
@@ -155,18 +155,20 @@ export async function startIssuer(): Promise<Harness> {
     return { envelope: built.envelope, newSigner: loadSigner(parseKeyRef(built.entry.pendingKeyRef!)) };
   };
 
-  const counts: Harness['counts'] = () => {
-    const instances = stores.instances.list();
+  const counts: Harness['counts'] = async () => {
+    const instances = await stores.instances.list();
+    let certificates = 0;
+    for (const i of instances) certificates += (await stores.certificates.listByInstance(i.id)).length;
     return {
       instances: instances.length,
-      certificates: instances.reduce((n, i) => n + stores.certificates.listByInstance(i.id).length, 0),
-      audit: stores.audit.list().length,
-      usedTokens: stores.tokens.list().filter((t) => t.usedAt !== null).length,
+      certificates,
+      audit: (await stores.audit.list()).length,
+      usedTokens: (await stores.tokens.list()).filter((t) => t.usedAt !== null).length,
     };
   };
 
-  const lastAuditSeq = (): number => stores.audit.list().at(-1)?.seq ?? 0;
-  const auditAfter = (seq: number): AuditRecord[] => stores.audit.list().filter((r) => r.seq > seq);
+  const lastAuditSeq = async (): Promise<number> => (await stores.audit.list()).at(-1)?.seq ?? 0;
+  const auditAfter = async (seq: number): Promise<AuditRecord[]> => (await stores.audit.list()).filter((r) => r.seq > seq);
 
   return {
     dir,
@@ -187,7 +189,7 @@ export async function startIssuer(): Promise<Harness> {
     lastAuditSeq,
     async close() {
       await app.close();
-      stores.close();
+      await stores.close();
       rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -247,12 +249,12 @@ export function expectRefusal(res: HttpResult, status: number, code: string): vo
  * outcome refused, the same code).
  */
 export async function expectRefused(h: Harness, op: 'join' | 'renew', body: unknown, status: number, code: string): Promise<HttpResult> {
-  const before = h.counts();
-  const seq = h.lastAuditSeq();
+  const before = await h.counts();
+  const seq = await h.lastAuditSeq();
   const res = await h.post(op, body);
   expectRefusal(res, status, code);
-  expect(h.counts()).toEqual({ ...before, audit: before.audit + 1 });
-  expect(h.auditAfter(seq).map((r) => ({ action: r.action, outcome: r.outcome, code: r.code }))).toEqual([{ action: op, outcome: 'refused', code }]);
+  expect(await h.counts()).toEqual({ ...before, audit: before.audit + 1 });
+  expect((await h.auditAfter(seq)).map((r) => ({ action: r.action, outcome: r.outcome, code: r.code }))).toEqual([{ action: op, outcome: 'refused', code }]);
   return res;
 }
 
@@ -287,15 +289,15 @@ export function keySigner(key: KeyObject): Signer {
  * exactly one new audit row saying so and nothing else written.
  */
 export async function expectJoinRefusedBy(h: Harness, method: string, run: () => Promise<unknown>, code: string): Promise<SigilError> {
-  const seq = h.lastAuditSeq();
-  const before = h.counts();
+  const seq = await h.lastAuditSeq();
+  const before = await h.counts();
   const err = await run().then(
     () => undefined,
     (e: unknown) => e,
   );
   expect(err, `the join should be refused with ${code}`).toBeInstanceOf(SigilError);
   expect((err as SigilError).code, (err as Error).message).toBe(code);
-  expect(h.auditAfter(seq).map((r) => ({ action: r.action, outcome: r.outcome, code: r.code, method: r.method }))).toEqual([{ action: 'join', outcome: 'refused', code, method }]);
-  expect(h.counts()).toEqual({ ...before, audit: before.audit + 1 });
+  expect((await h.auditAfter(seq)).map((r) => ({ action: r.action, outcome: r.outcome, code: r.code, method: r.method }))).toEqual([{ action: 'join', outcome: 'refused', code, method }]);
+  expect(await h.counts()).toEqual({ ...before, audit: before.audit + 1 });
   return err as SigilError;
 }

@@ -46,9 +46,9 @@ async function renewPayload(over: Record<string, unknown> = {}): Promise<Record<
 
 /** Refused, audited with the presenting instance, and the instance is exactly as before. */
 async function refused(body: unknown, status: number, code: string) {
-  const before = h.ctx.stores.instances.get(id.result.instance_id)!;
+  const before = (await h.ctx.stores.instances.get(id.result.instance_id))!;
   const res = await expectRefused(h, 'renew', body, status, code);
-  const after = h.ctx.stores.instances.get(id.result.instance_id)!;
+  const after = (await h.ctx.stores.instances.get(id.result.instance_id))!;
   expect({ generation: after.generation, serial: after.currentSerial, locked: after.locked }).toEqual({
     generation: before.generation,
     serial: before.currentSerial,
@@ -142,23 +142,23 @@ describe('POST /v1/renew refusals', () => {
 
   it('locked instance → 403 instance_locked; locked bot → 403 bot_locked', async () => {
     const stores = h.ctx.stores;
-    runAdminOp(stores, 'lock', { target: id.result.instance_id, reason: 'suspected clone' });
+    await runAdminOp(stores, 'lock', { target: id.result.instance_id, reason: 'suspected clone' });
     try {
       const res = await refused((await h.renewEnvelope(id)).envelope, 403, 'instance_locked');
       expect(res.json.message).toMatch(/suspected clone/);
     } finally {
-      runAdminOp(stores, 'unlock', { target: id.result.instance_id });
+      await runAdminOp(stores, 'unlock', { target: id.result.instance_id });
     }
-    runAdminOp(stores, 'lock', { target: 'gw' });
+    await runAdminOp(stores, 'lock', { target: 'gw' });
     try {
       await refused((await h.renewEnvelope(id)).envelope, 403, 'bot_locked');
     } finally {
-      runAdminOp(stores, 'unlock', { target: 'gw' });
+      await runAdminOp(stores, 'unlock', { target: 'gw' });
     }
   });
 
-  it('the refusal audit rows name the presenting bot and instance', () => {
-    const rows = h.ctx.stores.audit.list().filter((r) => r.action === 'renew' && r.code === 'stale_request');
+  it('the refusal audit rows name the presenting bot and instance', async () => {
+    const rows = (await h.ctx.stores.audit.list()).filter((r) => r.action === 'renew' && r.code === 'stale_request');
     expect(rows.length).toBeGreaterThan(0);
     for (const r of rows) expect({ bot: r.bot, instanceId: r.instanceId, outcome: r.outcome }).toEqual({ bot: 'gw', instanceId: id.result.instance_id, outcome: 'refused' });
   });
@@ -169,6 +169,6 @@ describe('POST /v1/renew refusals', () => {
     const next = h.identityFrom(await h.post('renew', envelope), 'renew', requestId, newSigner);
     expect(next.result.generation).toBe(2);
     expect(next.result.instance_id).toBe(id.result.instance_id);
-    expect(h.ctx.stores.instances.get(id.result.instance_id)).toMatchObject({ generation: 2, locked: false, currentSerial: next.result.serial });
+    expect(await h.ctx.stores.instances.get(id.result.instance_id)).toMatchObject({ generation: 2, locked: false, currentSerial: next.result.serial });
   });
 });

@@ -70,8 +70,8 @@ describe.each(['join', 'renew'])('POST /v1/%s body handling', (op) => {
 
 describe('POST /v1/join refusals change nothing', () => {
   let tok: string;
-  beforeAll(() => {
-    tok = h.token();
+  beforeAll(async () => {
+    tok = await h.token();
   });
   const T = () => ({ token: tok });
 
@@ -169,12 +169,12 @@ describe('POST /v1/join refusals change nothing', () => {
   });
 
   it('locked bot → 403 bot_locked, and the token survives the refusal', async () => {
-    runAdminOp(h.ctx.stores, 'lock', { target: 'gw' });
+    await runAdminOp(h.ctx.stores, 'lock', { target: 'gw' });
     try {
       const { payload, signer } = await joinPayload({}, T());
       await expectRefused(h, 'join', await sign(signer, payload), 403, 'bot_locked');
     } finally {
-      runAdminOp(h.ctx.stores, 'unlock', { target: 'gw' });
+      await runAdminOp(h.ctx.stores, 'unlock', { target: 'gw' });
     }
   });
 
@@ -182,29 +182,29 @@ describe('POST /v1/join refusals change nothing', () => {
   // refused after attestation named the bot (bot_locked, unknown_bot, a lost token race)
   // is audited with bot = null and an operator filtering the audit log by bot misses it.
   it('a join refused after attestation records the bot in its audit row', async () => {
-    runAdminOp(h.ctx.stores, 'lock', { target: 'gw' });
+    await runAdminOp(h.ctx.stores, 'lock', { target: 'gw' });
     try {
-      const seq = h.lastAuditSeq();
+      const seq = await h.lastAuditSeq();
       const { payload, signer } = await joinPayload({}, T());
       expectRefusal(await h.post('join', await sign(signer, payload)), 403, 'bot_locked');
-      expect(h.auditAfter(seq).map((r) => [r.code, r.bot])).toEqual([['bot_locked', 'gw']]);
+      expect((await h.auditAfter(seq)).map((r) => [r.code, r.bot])).toEqual([['bot_locked', 'gw']]);
     } finally {
-      runAdminOp(h.ctx.stores, 'unlock', { target: 'gw' });
+      await runAdminOp(h.ctx.stores, 'unlock', { target: 'gw' });
     }
   });
 
   it('after all those refusals the same token still joins, exactly once', async () => {
-    const before = h.counts();
+    const before = await h.counts();
     const id = await h.join({ token: tok });
     expect(id.result.generation).toBe(1);
-    expect(h.counts()).toMatchObject({ instances: before.instances + 1, certificates: before.certificates + 1, usedTokens: before.usedTokens + 1 });
+    expect(await h.counts()).toMatchObject({ instances: before.instances + 1, certificates: before.certificates + 1, usedTokens: before.usedTokens + 1 });
     const { payload, signer } = await joinPayload({}, T());
     const res = await expectRefused(h, 'join', await sign(signer, payload), 401, 'token_reused');
     expect(res.json.message).toMatch(/token create --bot gw/);
   });
 
   it('expired token → 401 token_expired, token left unused', async () => {
-    const short = h.token({ ttl: '1s' });
+    const short = await h.token({ ttl: '1s' });
     h.clock.offsetMs = 1500;
     try {
       const { payload, signer } = await joinPayload({}, { token: short });
@@ -215,12 +215,12 @@ describe('POST /v1/join refusals change nothing', () => {
   });
 
   it('token of a bot deleted since → 404 unknown_bot, token not burned', async () => {
-    runAdminOp(h.ctx.stores, 'apply', { yaml: 'kind: bot\nname: gone\nspec:\n  roles: [edge]\n' });
-    const t = h.token({ bot: 'gone' });
-    h.ctx.stores.resources.delete('bot', 'gone');
+    await runAdminOp(h.ctx.stores, 'apply', { yaml: 'kind: bot\nname: gone\nspec:\n  roles: [edge]\n' });
+    const t = await h.token({ bot: 'gone' });
+    await h.ctx.stores.resources.delete('bot', 'gone');
     const { payload, signer } = await joinPayload({}, { token: t });
     await expectRefused(h, 'join', await sign(signer, payload), 404, 'unknown_bot');
-    expect(h.ctx.stores.tokens.list().filter((r) => r.bot === 'gone').map((r) => r.usedAt)).toEqual([null]);
+    expect((await h.ctx.stores.tokens.list()).filter((r) => r.bot === 'gone').map((r) => r.usedAt)).toEqual([null]);
   });
 });
 
@@ -264,9 +264,9 @@ describe('other endpoints', () => {
   // GAP: refusals raised before the handler runs (malformed_json, body_too_large,
   // unsupported_media_type) are neither audited nor counted in sigil_refusals_total.
   it('a malformed_json refusal on /v1/join is audited like every other refusal', async () => {
-    const seq = h.lastAuditSeq();
+    const seq = await h.lastAuditSeq();
     expectRefusal(await h.request('POST', '/v1/join', { body: '{', headers: JSON_CT }), 400, 'malformed_json');
-    expect(h.auditAfter(seq).map((r) => [r.action, r.outcome, r.code])).toEqual([['join', 'refused', 'malformed_json']]);
+    expect((await h.auditAfter(seq)).map((r) => [r.action, r.outcome, r.code])).toEqual([['join', 'refused', 'malformed_json']]);
   });
 
   it('GET /healthz → 200', async () => {
@@ -294,12 +294,12 @@ describe('admin API', () => {
     });
 
   it('no bearer / wrong bearer → 401 unauthorized, audited', async () => {
-    const seq = h.lastAuditSeq();
+    const seq = await h.lastAuditSeq();
     expectRefusal(await admin('bots.ls', '{}'), 401, 'unauthorized');
     expectRefusal(await admin('bots.ls', '{}', `Bearer ${'x'.repeat(43)}`), 401, 'unauthorized');
     expectRefusal(await admin('bots.ls', '{}', h.adminToken), 401, 'unauthorized'); // no "Bearer " scheme
     expectRefusal(await admin('bots.ls', '{}', `Bearer ${h.adminToken}x`), 401, 'unauthorized');
-    expect(h.auditAfter(seq).map((r) => [r.action, r.outcome, r.code])).toEqual(Array(4).fill(['admin', 'refused', 'unauthorized']));
+    expect((await h.auditAfter(seq)).map((r) => [r.action, r.outcome, r.code])).toEqual(Array(4).fill(['admin', 'refused', 'unauthorized']));
   });
 
   it('right bearer → 200 with the result', async () => {

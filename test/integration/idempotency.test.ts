@@ -17,7 +17,7 @@ afterEach(async () => {
 
 const requestIdOf = (env: Jws): string => JSON.parse(Buffer.from(env.payload, 'base64url').toString()).request_id as string;
 const certRows = (id: Identity) => h.ctx.stores.certificates.listByInstance(id.result.instance_id);
-const instance = (id: Identity) => h.ctx.stores.instances.get(id.result.instance_id)!;
+const instance = async (id: Identity) => (await h.ctx.stores.instances.get(id.result.instance_id))!;
 
 /** Build and send one renewal; returns the envelope, the raw answer and (if 200) the next identity. */
 async function renew(id: Identity) {
@@ -36,34 +36,34 @@ describe('idempotent replays', () => {
     expect(replayed.result.serial).toBe(first.next!.result.serial);
     expect(replayed.chainPem).toEqual(first.next!.chainPem);
     expect(again.json.payload).toBe(first.res.json.payload); // byte-identical stored payload
-    expect(certRows(id).map((c) => c.generation)).toEqual([1, 2]);
-    expect(instance(id)).toMatchObject({ generation: 2, locked: false, currentSerial: first.next!.result.serial });
+    expect((await certRows(id)).map((c) => c.generation)).toEqual([1, 2]);
+    expect(await instance(id)).toMatchObject({ generation: 2, locked: false, currentSerial: first.next!.result.serial });
   });
 
   it('replays are answered without a new audit "renew ok" row or metric increment', async () => {
     const id = await h.join();
     const first = await renew(id);
     const renewalsBefore = h.ctx.metrics.renewals.get();
-    const seq = h.lastAuditSeq();
+    const seq = await h.lastAuditSeq();
     for (let i = 0; i < 3; i++) expect((await h.post('renew', first.envelope)).status).toBe(200);
-    expect(h.auditAfter(seq)).toEqual([]);
+    expect(await h.auditAfter(seq)).toEqual([]);
     expect(h.ctx.metrics.renewals.get()).toBe(renewalsBefore);
   });
 
   it('after a renewal, replaying the original join envelope returns the original join response', async () => {
     const id = await h.join();
     await renew(id);
-    const before = h.counts();
+    const before = await h.counts();
     const again = await h.post('join', id.envelope);
     const replayed = h.identityFrom(again, 'join', requestIdOf(id.envelope), id.signer);
     expect(replayed.result).toEqual(id.result);
     expect(again.json.payload).toBe(id.response.json.payload);
-    expect(h.counts()).toEqual(before); // no new instance, certificate, token use or audit row
-    expect(instance(id).generation).toBe(2);
+    expect(await h.counts()).toEqual(before); // no new instance, certificate, token use or audit row
+    expect((await instance(id)).generation).toBe(2);
   });
 
   it('a join replay is answered even though its token is now used (the lost join response)', async () => {
-    const token = h.token();
+    const token = await h.token();
     const id = await h.join({ token });
     const again = await h.post('join', id.envelope);
     expect(again.status).toBe(200);
@@ -80,8 +80,8 @@ describe('generations', () => {
     const refused = results.filter((r) => r.status !== 200);
     expect(ok).toHaveLength(1);
     expect(refused.map((r) => [r.status, r.json.code])).toEqual([[403, 'generation_mismatch']]);
-    expect(certRows(id).map((c) => c.generation)).toEqual([1, 2]);
-    expect(instance(id).generation).toBe(2);
+    expect((await certRows(id)).map((c) => c.generation)).toEqual([1, 2]);
+    expect((await instance(id)).generation).toBe(2);
   });
 
   it('the same renewal sent concurrently twice → one certificate, both answered identically', async () => {
@@ -90,23 +90,23 @@ describe('generations', () => {
     const [r1, r2] = await Promise.all([h.post('renew', envelope), h.post('renew', envelope)]);
     expect([r1.status, r2.status]).toEqual([200, 200]);
     expect(r1.json.payload).toBe(r2.json.payload);
-    expect(certRows(id)).toHaveLength(2);
+    expect(await certRows(id)).toHaveLength(2);
   });
 
   it('a stale generation with a new request id → 403 generation_mismatch, instance locked, audited', async () => {
     const gen1 = await h.join();
     const gen2 = (await renew(gen1)).next!;
     expect(gen2.result.generation).toBe(2);
-    const seq = h.lastAuditSeq();
+    const seq = await h.lastAuditSeq();
     const stale = await renew(gen1);
     expect(stale.res.status).toBe(403);
     expect(stale.res.json).toMatchObject({ code: 'generation_mismatch', retryable: false });
-    expect(instance(gen1)).toMatchObject({ locked: true, generation: 2 });
-    expect(instance(gen1).lockReason).toMatch(/generation_mismatch/);
-    expect(h.auditAfter(seq).map((r) => ({ action: r.action, outcome: r.outcome, code: r.code, instanceId: r.instanceId }))).toEqual([
+    expect(await instance(gen1)).toMatchObject({ locked: true, generation: 2 });
+    expect((await instance(gen1)).lockReason).toMatch(/generation_mismatch/);
+    expect((await h.auditAfter(seq)).map((r) => ({ action: r.action, outcome: r.outcome, code: r.code, instanceId: r.instanceId }))).toEqual([
       { action: 'renew', outcome: 'refused', code: 'generation_mismatch', instanceId: gen1.result.instance_id },
     ]);
-    expect(certRows(gen1)).toHaveLength(2);
+    expect(await certRows(gen1)).toHaveLength(2);
     // The legitimate holder of generation 2 is now locked out too, until an admin unlocks.
     const locked = await renew(gen2);
     expect([locked.res.status, locked.res.json.code]).toEqual([403, 'instance_locked']);
@@ -119,7 +119,7 @@ describe('generations', () => {
     const retry = await h.post('renew', first.envelope);
     expect(retry.status).toBe(200);
     expect(retry.json.payload).toBe(first.res.json.payload);
-    expect(instance(gen1)).toMatchObject({ locked: false, generation: 2 });
+    expect(await instance(gen1)).toMatchObject({ locked: false, generation: 2 });
     // ...and it can carry on from the replayed answer.
     const gen2 = h.identityFrom(retry, 'renew', requestIdOf(first.envelope), first.newSigner);
     const gen3 = (await renew(gen2)).next!;
@@ -130,12 +130,12 @@ describe('generations', () => {
     const gen1 = await h.join();
     const first = await renew(gen1);
     await renew(first.next!);
-    expect(instance(gen1).generation).toBe(3);
+    expect((await instance(gen1)).generation).toBe(3);
     h.clock.offsetMs = 3 * 3600_000; // past gen 1's notAfter and the skew window
     const retry = await h.post('renew', first.envelope);
     expect(retry.status).toBe(200);
     expect(retry.json.payload).toBe(first.res.json.payload);
-    expect(instance(gen1)).toMatchObject({ locked: false, generation: 3 });
+    expect(await instance(gen1)).toMatchObject({ locked: false, generation: 3 });
   });
 
   it('a refused request is not stored: the same request id may be retried once the cause is fixed', async () => {

@@ -66,7 +66,7 @@ function agentMethod(machine: string): JoinMethodAgent {
   return joinMethodFor(cfg, [...AGENT_JOIN_METHODS, exampleAgentMethod]).method;
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   dir = mkdtempSync(joinPath(tmpdir(), 'sigil-join-example-'));
   initDataDir(dir, 'example.org');
   const stores = openIssuerStores(dir);
@@ -76,9 +76,9 @@ beforeAll(() => {
     ...SERVER_JOIN_METHODS,
     exampleServerMethod,
   ]);
-  runAdminOp(stores, 'apply', { yaml: POLICY });
+  await runAdminOp(stores, 'apply', { yaml: POLICY });
   // `sigil ctl apply` validates with the built-in registry; the test's method's rule is stored directly.
-  stores.resources.put(
+  await stores.resources.put(
     'join_rule',
     'lab',
     { method: 'example', bot: 'gw', example: { secret: SECRET, machines: ['m1', 'm2'] } },
@@ -88,13 +88,15 @@ beforeAll(() => {
   writeFileSync(secretFile, `${SECRET}\n`);
 });
 
-afterAll(() => ctx?.stores.close?.());
+afterAll(async () => {
+  await ctx?.stores.close();
+});
 
 describe('a join method added as one folder plus one registry line per side', () => {
   it('joins through the issuer in two rounds; the instance carries the method and its facts', async () => {
     const r = await exchange(agentMethod('m1'));
     expect(r.payload.result.bot).toBe('gw');
-    const inst = ctx.stores.instances.get('example-m1');
+    const inst = await ctx.stores.instances.get('example-m1');
     expect(inst).toMatchObject({ joinMethod: 'example', facts: { example_rule: 'lab', example_machine: 'm1' } });
   });
 
@@ -112,7 +114,7 @@ describe('the host owns the challenge lifecycle', () => {
       string,
       unknown
     >;
-    expect(ctx.stores.challenges.get(String(answer.challenge_id))?.usedAt).not.toBeNull();
+    expect((await ctx.stores.challenges.get(String(answer.challenge_id)))?.usedAt).not.toBeNull();
     // The captured answer in a new request (new id, new key).
     const replay: JoinMethodAgent = { name: 'example', canReattest: true, evidence: () => Promise.resolve(answer) };
     expect((await refusal(exchange(replay))).code).toBe('challenge_reused');

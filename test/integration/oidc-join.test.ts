@@ -81,7 +81,7 @@ beforeAll(async () => {
   writeFileSync(joinPath(tmp.path, 'cluster-jwks.json'), JSON.stringify(await staticIssuer.jwks()));
   h = await startIssuer();
   const ca = idp.server.caFile;
-  runAdminOp(h.ctx.stores, 'apply', {
+  await runAdminOp(h.ctx.stores, 'apply', {
     yaml: `
 kind: join_rule
 name: circle
@@ -153,10 +153,10 @@ describe('oidc join, per provider', () => {
     const hits = actions.hits.length;
     const r = await run.exchange(agent);
     expect(actions.hits.slice(hits)).toEqual([`GET /_apis/token?api-version=2.0&audience=${AUD}`]);
-    const inst = h.ctx.stores.instances.get(r.payload.result.instance_id)!;
+    const inst = (await h.ctx.stores.instances.get(r.payload.result.instance_id))!;
     expect(inst.joinMethod).toBe('oidc');
     expect(inst.facts).toMatchObject({ oidc_provider: 'github', oidc_issuer: iss.github(), oidc_rule: 'gha', github_repository: 'acme/infra', github_ref: 'refs/heads/main', github_workflow: 'deploy', github_environment: 'production', github_run_id: '555001' });
-    const audit = h.ctx.stores.audit.list().filter((a) => a.action === 'join' && a.outcome === 'ok').at(-1)!;
+    const audit = (await h.ctx.stores.audit.list()).filter((a) => a.action === 'join' && a.outcome === 'ok').at(-1)!;
     expect(audit.details).toMatchObject({ github_repository: 'acme/infra', oidc_sub: 'repo:acme/infra:environment:production' });
     // Each join is a fresh token (and, for a CI job, a fresh instance).
     const again = await run.exchange(agent);
@@ -173,13 +173,13 @@ describe('oidc join, per provider', () => {
   it('GitLab CI: the token from the id_tokens variable', async () => {
     const env = { SIGIL_ID_TOKEN: await sign(gitlab()) };
     const r = await run.exchange(oidcJoinAgentFromConfig(oidcAgentConfigSchema.parse({ provider: 'gitlab' }), env));
-    expect(h.ctx.stores.instances.get(r.payload.result.instance_id)!.facts).toMatchObject({ oidc_provider: 'gitlab', gitlab_project_path: 'acme/web', gitlab_ref: 'main', gitlab_pipeline_source: 'push', gitlab_job_id: '3131' });
+    expect((await h.ctx.stores.instances.get(r.payload.result.instance_id))!.facts).toMatchObject({ oidc_provider: 'gitlab', gitlab_project_path: 'acme/web', gitlab_ref: 'main', gitlab_pipeline_source: 'push', gitlab_job_id: '3131' });
   });
 
   it('CircleCI: the per-organization issuer, project and context ids', async () => {
     const env = { CIRCLE_OIDC_TOKEN_V2: await sign(circleci()) };
     const r = await run.exchange(oidcJoinAgentFromConfig(oidcAgentConfigSchema.parse({ provider: 'circleci' }), env));
-    expect(h.ctx.stores.instances.get(r.payload.result.instance_id)!.facts).toMatchObject({ circleci_project_id: PROJ, circleci_context_id: expect.arrayContaining([CTX]), circleci_vcs_origin: 'github.com/acme/api' });
+    expect((await h.ctx.stores.instances.get(r.payload.result.instance_id))!.facts).toMatchObject({ circleci_project_id: PROJ, circleci_context_id: expect.arrayContaining([CTX]), circleci_vcs_origin: 'github.com/acme/api' });
     const { error } = await run.refused(tokenAgent(await sign(circleci({ 'oidc.circleci.com/context-ids': ['c0ffee00-0000-4000-8000-000000000001'] }))), 'oidc_claims_not_allowed');
     expect(error.message).toMatch(/context_id \["c0ffee00-0000-4000-8000-000000000001"\] does not match "c0ffee00-0000-4000-8000-0000000000c7"/);
   });
@@ -190,7 +190,7 @@ describe('oidc join, per provider', () => {
     const agent = oidcJoinAgentFromConfig(oidcAgentConfigSchema.parse({ provider: 'kubernetes', token_file: file }));
     const r = await run.exchange(agent);
     expect(r.payload.result.instance_id).toBe(`k8s-${POD_UID}`);
-    expect(h.ctx.stores.instances.get(`k8s-${POD_UID}`)!.facts).toMatchObject({ k8s_namespace: 'edge', k8s_service_account: 'gateway', k8s_pod: 'gw-5f7c9', k8s_pod_uid: POD_UID, oidc_rule: 'k8s' });
+    expect((await h.ctx.stores.instances.get(`k8s-${POD_UID}`))!.facts).toMatchObject({ k8s_namespace: 'edge', k8s_service_account: 'gateway', k8s_pod: 'gw-5f7c9', k8s_pod_uid: POD_UID, oidc_rule: 'k8s' });
     expect(idp.server.hits).toContain('GET /k8s/.well-known/openid-configuration');
     // The kubelet rotated the token: the pod re-joins as the same instance.
     writeFileSync(file, await sign(k8s()));
@@ -202,13 +202,13 @@ describe('oidc join, per provider', () => {
   it('Kubernetes with a static key set file (jwks_file)', async () => {
     const token = await idp.sign(k8s({ 'kubernetes.io': { namespace: 'edge-eu', pod: { name: 'p', uid: randomUUID() }, serviceaccount: { name: 'x', uid: randomUUID() } } }, K8S_STATIC), { key: staticKey, now: h.ctx.now() });
     const r = await run.exchange(tokenAgent(token));
-    expect(h.ctx.stores.instances.get(r.payload.result.instance_id)!.facts).toMatchObject({ oidc_rule: 'k8s-static', k8s_namespace: 'edge-eu' });
+    expect((await h.ctx.stores.instances.get(r.payload.result.instance_id))!.facts).toMatchObject({ oidc_rule: 'k8s-static', k8s_namespace: 'edge-eu' });
   });
 
   it('a generic issuer (Terraform Cloud style): discovery, and any claims by name', async () => {
     const claims = { iss: iss.tfc(), aud: AUD, sub: 'organization:acme:project:p:workspace:prod-net:run_phase:apply', terraform_organization_name: 'acme', terraform_workspace_name: 'prod-net', jti: randomUUID() };
     const r = await run.exchange(tokenAgent(await sign(claims)));
-    expect(h.ctx.stores.instances.get(r.payload.result.instance_id)!.facts).toMatchObject({ oidc_provider: 'generic', oidc_sub: claims.sub, oidc_rule: 'tfc' });
+    expect((await h.ctx.stores.instances.get(r.payload.result.instance_id))!.facts).toMatchObject({ oidc_provider: 'generic', oidc_sub: claims.sub, oidc_rule: 'tfc' });
     const { error } = await run.refused(tokenAgent(await sign({ ...claims, jti: randomUUID(), terraform_workspace_name: 'dev-net' })), 'oidc_claims_not_allowed');
     expect(error.message).toMatch(/claim terraform_workspace_name "dev-net" does not match "prod-\*"/);
   });
@@ -267,21 +267,21 @@ describe('oidc refusals', () => {
     await run.refused(tokenAgent('not.a.jwt-at-all!'), 'jwt_invalid');
   });
 
-  it('join rules that would trust a whole platform are refused at apply time', () => {
-    const bad = (block: string): string | undefined => {
+  it('join rules that would trust a whole platform are refused at apply time', async () => {
+    const bad = async (block: string): Promise<string | undefined> => {
       try {
-        runAdminOp(h.ctx.stores, 'apply', { yaml: `kind: join_rule\nname: bad\nspec:\n  method: oidc\n  bot: gw\n  oidc: ${block}\n` });
+        await runAdminOp(h.ctx.stores, 'apply', { yaml: `kind: join_rule\nname: bad\nspec:\n  method: oidc\n  bot: gw\n  oidc: ${block}\n` });
         return undefined;
       } catch (e) {
         return `${(e as SigilError).code}: ${(e as SigilError).message}`;
       }
     };
-    expect(bad(`{ provider: github, audience: ${AUD}, allow: [ { ref: refs/heads/main } ] }`)).toMatch(/^policy_invalid: .*must name one of repository/);
-    expect(bad(`{ provider: kubernetes, audience: ${AUD}, allow: [ { namespace: edge } ] }`)).toMatch(/^policy_invalid: .*needs issuer/);
-    expect(bad(`{ provider: circleci, audience: ${AUD}, allow: [ { project_id: x } ] }`)).toMatch(/^policy_invalid: .*organization_id/);
-    expect(bad(`{ provider: github, audience: ${AUD}, allow: [ { repository: a/b, colour: blue } ] }`)).toMatch(/^policy_invalid/);
-    expect(bad(`{ provider: github, audience: ${AUD}, algorithms: [HS256], allow: [ { repository: a/b } ] }`)).toMatch(/^policy_invalid/);
-    expect(bad(`{ provider: github, allow: [ { repository: a/b } ] }`)).toMatch(/^policy_invalid: .*audience/);
+    expect(await bad(`{ provider: github, audience: ${AUD}, allow: [ { ref: refs/heads/main } ] }`)).toMatch(/^policy_invalid: .*must name one of repository/);
+    expect(await bad(`{ provider: kubernetes, audience: ${AUD}, allow: [ { namespace: edge } ] }`)).toMatch(/^policy_invalid: .*needs issuer/);
+    expect(await bad(`{ provider: circleci, audience: ${AUD}, allow: [ { project_id: x } ] }`)).toMatch(/^policy_invalid: .*organization_id/);
+    expect(await bad(`{ provider: github, audience: ${AUD}, allow: [ { repository: a/b, colour: blue } ] }`)).toMatch(/^policy_invalid/);
+    expect(await bad(`{ provider: github, audience: ${AUD}, algorithms: [HS256], allow: [ { repository: a/b } ] }`)).toMatch(/^policy_invalid/);
+    expect(await bad(`{ provider: github, allow: [ { repository: a/b } ] }`)).toMatch(/^policy_invalid: .*audience/);
   });
 
   it('the agent reads a missing token file as cloud_metadata_unavailable', async () => {

@@ -209,7 +209,7 @@ describe('joins and renewals with keys on the token, over HTTPS', () => {
     writeFileSync(csrFile, toPem('CERTIFICATE REQUEST', await buildCsr(device as unknown as Signer, { commonName: 'gw-hsm-1' })));
     const leaf = pki.leaf('idevid', root, '/O=Acme/CN=gw-hsm-1', { csr: csrFile });
     expect(openssl(['verify', '-CAfile', root.cert, leaf.cert])).toContain('OK');
-    runAdminOp(h.ctx.stores, 'apply', { yaml: `kind: join_rule\nname: hsm\nspec:\n  method: x509\n  bot: gw\n  x509:\n    ca_files: [${root.cert}]\n    allow: [ { subject_cn: "gw-hsm-*" } ]\n` });
+    await runAdminOp(h.ctx.stores, 'apply', { yaml: `kind: join_rule\nname: hsm\nspec:\n  method: x509\n  bot: gw\n  x509:\n    ca_files: [${root.cert}]\n    allow: [ { subject_cn: "gw-hsm-*" } ]\n` });
 
     const { signer: identity, ref } = createSigner('pkcs11', base());
     try {
@@ -222,7 +222,7 @@ describe('joins and renewals with keys on the token, over HTTPS', () => {
       expect(r.challenges).toBe(1);
       const svid = new X509Certificate(r.payload.result.chain[0]!);
       expect(svid.publicKey.export({ type: 'spki', format: 'der' }).equals(identity.publicKeySpki())).toBe(true);
-      expect(h.ctx.stores.instances.get(r.payload.result.instance_id)!.facts).toMatchObject({ x509_rule: 'hsm', x509_subject: 'CN=gw-hsm-1' }); // the subject of the token-signed CSR
+      expect((await h.ctx.stores.instances.get(r.payload.result.instance_id))!.facts).toMatchObject({ x509_rule: 'hsm', x509_subject: 'CN=gw-hsm-1' }); // the subject of the token-signed CSR
       expect((ref as Pkcs11KeyRef).keyLabel).toMatch(/^sigil-/);
     } finally {
       device.close();
@@ -240,7 +240,7 @@ describe('joins and renewals with keys on the token, over HTTPS', () => {
   });
 
   it('token join with a token-resident identity key, then a renewal to a new token key; the old key is removed', async () => {
-    const token = h.token();
+    const token = await h.token();
     const { signer: identity, ref } = createSigner('pkcs11', base());
     const joined = await runJoinExchange({ method: new TokenJoinAgent(token), identity, send: (env) => client.post('join', env), rootPem: () => client.ensureRoot() });
     expect(joined.challenges).toBe(0);

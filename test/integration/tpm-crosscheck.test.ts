@@ -24,7 +24,7 @@ import { encodePublic, parsePublic, parseSignedAttest } from '../../src/attest/s
 import { checkEkForRule, readEk } from '../../src/join/ek-trust.js';
 import { readTss2Pem } from '../../src/keystore/tss2-pem.js';
 import { TpmSigner } from '../../src/keystore/tpm.js';
-import { OWNER_PARENT, withParent, withTpm } from '../../src/keystore/tpm-access.js';
+import { OWNER_PARENT, TpmAccess } from '../../src/keystore/tpm-access.js';
 import { akTemplate } from '../../src/join/tpm/agent.js';
 import { TPM_ALG } from '../../src/tpm/constants.js';
 import { makeCredential } from '../../src/tpm/crypto/credential.js';
@@ -142,13 +142,14 @@ describe('tpm join cryptography against tpm2-tools and openssl', () => {
 
   it('a credential made by tpm2_makecredential is activated by Sigil', async () => {
     await tools('tpm2_readpublic', ['-c', '0x81010001', '-o', f('ek.pub')]);
-    const akBlob = await withTpm(tpm.tcti, (t) => withParent(t, tpm.tcti, OWNER_PARENT, (srk) => t.create(srk, akTemplate())));
+    const access = new TpmAccess(tpm.tcti);
+    const akBlob = await access.run((t) => access.withParent(t, OWNER_PARENT, (srk) => t.create(srk, akTemplate())));
     const secret = randomBytes(32);
     writeFileSync(f('secret.bin'), secret);
     await run('tpm2_makecredential', ['-T', 'none', '-e', f('ek.pub'), '-s', f('secret.bin'), '-n', Buffer.from(objectName(akBlob.public)).toString('hex'), '-o', f('tools.cred')]);
     const cred = readCredentialFile(f('tools.cred'));
-    const got = await withTpm(tpm.tcti, async (t) => {
-      const ak = await withParent(t, tpm.tcti, OWNER_PARENT, (srk) => t.load(srk, akBlob));
+    const got = await access.run(async (t) => {
+      const ak = await access.withParent(t, OWNER_PARENT, (srk) => t.load(srk, akBlob));
       return t.withTransient(ak, (k) => t.withTransient(t.readEkPublic('rsa-2048'), (ek) => t.activateCredential(k, ek, cred.blob, cred.secret)));
     });
     expect(Buffer.from(got).equals(secret)).toBe(true);
@@ -168,7 +169,7 @@ describe('tpm join cryptography against tpm2-tools and openssl', () => {
           (e: { stdout?: string; stderr?: string }) => `${e.stdout ?? ''}${e.stderr ?? ''}`,
         );
         expect(ov.includes(': OK'), `openssl verify ${kind}: ${ov}`).toBe(trusted);
-        const ekPub = await withTpm(t.tcti, (x) => x.withTransient(x.readEkPublic(kind), async (k) => k.public));
+        const ekPub = await new TpmAccess(t.tcti).run((x) => x.withTransient(x.readEkPublic(kind), async (k) => k.public));
         const ek = readEk({ ek_public: encodePublic(ekPub), ek_cert: cert.raw.toString('base64') });
         const sigil = await checkEkForRule(ek, rule, new Date()).then(
           () => 'ok',
@@ -180,9 +181,9 @@ describe('tpm join cryptography against tpm2-tools and openssl', () => {
   });
 
   it('the EK hash recipes of docs/join-tpm.md (openssl over the EK certificate, tpm2_readpublic -f der) give the hash the issuer records', async () => {
-    setTpmRules(h, tpmRule('racks', `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]`));
+    await setTpmRules(h, tpmRule('racks', `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]`));
     const joined = await tpmJoin(h, client, tpm);
-    const recorded = h.ctx.stores.instances.get(joined.payload.result.instance_id)!.facts.ek_public_hash;
+    const recorded = (await h.ctx.stores.instances.get(joined.payload.result.instance_id))!.facts.ek_public_hash;
     const sh = (cmd: string): Promise<string> => run('bash', ['-c', cmd], { cwd: tpm.dir, env: { ...process.env, ...tpm.env } }).then((r) => r.stdout.split(/\s/)[0]!);
     const fromCert = await sh('tpm2_nvread 0x01c00002 -o ek.der 2>/dev/null && openssl x509 -inform DER -in ek.der -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum');
     const fromPublic = await sh('tpm2_readpublic -c 0x81010001 -f der -o ek.spki.der >/dev/null && sha256sum ek.spki.der');
@@ -192,7 +193,7 @@ describe('tpm join cryptography against tpm2-tools and openssl', () => {
   });
 
   it('the TSS2 key Sigil writes serves the Sigil-issued certificate through openssl s_server -provider tpm2', async () => {
-    setTpmRules(h, tpmRule('racks', `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]`));
+    await setTpmRules(h, tpmRule('racks', `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]`));
     const joined = await tpmJoin(h, client, tpm);
     const key = joined.identity;
     writeFileSync(f('svid.tss2.pem'), key.toTss2Pem());
@@ -233,8 +234,9 @@ describe('tpm join cryptography against tpm2-tools and openssl', () => {
     } finally {
       await broker.stop();
     }
-    // The agent-side key still signs once the broker is gone (Sigil talks to swtpm directly again).
-    const again = TpmSigner.fromRef(key.ref);
+    // The agent-side key still signs once the broker is gone (Sigil talks to swtpm directly again),
+    // rebuilt from its reference as after an agent restart.
+    const again = TpmSigner.fromRef(key.ref, new TpmAccess(key.ref.tcti));
     expect((await again.sign(Buffer.from('after tabrmd'))).length).toBeGreaterThan(60);
   });
 });

@@ -87,7 +87,7 @@ afterAll(async () => {
 
 describe('tpm join with swtpm', () => {
   it('joins: EK certificate chains to the manufacturer CA, boot matches lab-gateway-v1, the key is TPM-resident', async () => {
-    setTpmRules(h, RACKS());
+    await setTpmRules(h, RACKS());
     const r = await tpmJoin(h, client, gw, { eventLog: gwLog });
     expect(r.challenges).toBe(1);
     const ekHash = await ekHashOf(gw);
@@ -100,65 +100,65 @@ describe('tpm join with swtpm', () => {
     const row = rows.find((x) => x.id === id)!;
     expect(row).toMatchObject({ join_method: 'tpm', key_storage: 'tpm', exportable: false });
     expect(row.facts).toMatchObject({ ek_public_hash: ekHash, firmware_profile: 'lab-gateway-v1', tpm_rule: 'racks', ek_type: 'rsa-2048', ek_cert_issuer: 'CN=swtpm-localca', event_log: true });
-    const audit = h.ctx.stores.audit.list().filter((a) => a.action === 'join' && a.outcome === 'ok').at(-1)!;
+    const audit = (await h.ctx.stores.audit.list()).filter((a) => a.action === 'join' && a.outcome === 'ok').at(-1)!;
     expect(audit.details).toMatchObject({ ek_public_hash: ekHash, firmware_profile: 'lab-gateway-v1', key_storage: 'tpm', exportable: false });
   });
 
   it('joins with the ECC P-384 EK (ECDH + KDFe MakeCredential); another EK is another instance', async () => {
-    setTpmRules(h, RACKS());
+    await setTpmRules(h, RACKS());
     const r = await tpmJoin(h, client, gw, { agent: { ek: 'ecc-p384' } });
-    const facts = h.ctx.stores.instances.get(r.payload.result.instance_id)!.facts;
+    const facts = (await h.ctx.stores.instances.get(r.payload.result.instance_id))!.facts;
     expect(facts).toMatchObject({ ek_type: 'ecc-secp384r1', ek_cert_issuer: 'CN=swtpm-localca' });
     // Another EK is another identity as far as the issuer can prove: its own instance.
     expect(r.payload.result.instance_id).not.toBe(tpmMachineId(await ekHashOf(gw)));
   });
 
   it('joins again after a reboot as the same instance, keeping its history', async () => {
-    setTpmRules(h, RACKS());
+    await setTpmRules(h, RACKS());
     const first = await tpmJoin(h, client, gw);
     await gw.reboot();
     await simulateBoot(gw);
     const again = await tpmJoin(h, client, gw);
     expect(again.payload.result.instance_id).toBe(first.payload.result.instance_id);
     expect(again.payload.result.generation).toBe(first.payload.result.generation + 1);
-    const certs = h.ctx.stores.certificates.listByInstance(first.payload.result.instance_id);
+    const certs = await h.ctx.stores.certificates.listByInstance(first.payload.result.instance_id);
     expect(certs.length).toBeGreaterThanOrEqual(2);
-    const audit = h.ctx.stores.audit.list().filter((a) => a.action === 'join' && a.outcome === 'ok').at(-1)!;
+    const audit = (await h.ctx.stores.audit.list()).filter((a) => a.action === 'join' && a.outcome === 'ok').at(-1)!;
     expect(audit.details).toMatchObject({ rejoin: true });
   });
 
   it('a TPM clock behind the recorded one (rollback, clone or TPM2_Clear) is refused; tpm-clock-reset accepts it as the same instance', async () => {
-    setTpmRules(h, tpmRule('any-boot', `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]`));
+    await setTpmRules(h, tpmRule('any-boot', `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]`));
     // A fresh TPM: its clock is "safe" (no unorderly restart yet), so the rollback check applies.
     const edge = await createSwtpm({ localCa: ca });
     try {
       await edge.start();
       const first = await tpmJoin(h, client, edge);
       const id = first.payload.result.instance_id;
-      const facts = h.ctx.stores.instances.get(id)!.facts;
+      const facts = (await h.ctx.stores.instances.get(id))!.facts;
       expect(facts).toMatchObject({ tpm_clock_safe: true });
       const recorded = facts.tpm_clock_ms as number;
       // As if the last accepted join had come from a copy of this TPM that ran for a day longer.
-      h.ctx.stores.instances.updateFacts(id, { tpm_clock_ms: recorded + 86_400_000 }, Date.now());
+      await h.ctx.stores.instances.updateFacts(id, { tpm_clock_ms: recorded + 86_400_000 }, Date.now());
       const err = await expectTpmRefused(h, () => tpmJoin(h, client, edge), 'clock_invalid');
       expect(err.message).toContain(`sigil ctl instances tpm-clock-reset ${id}`);
 
       const reset = (await ctlJson(['instances', 'tpm-clock-reset', id, '--reason', 'cleared for re-provisioning'])) as Record<string, unknown>;
       expect(reset).toMatchObject({ instance: id, forgotten_clock_ms: recorded + 86_400_000, reset: true });
-      expect(h.ctx.stores.audit.list().at(-1)).toMatchObject({ action: 'tpm_clock_reset', outcome: 'ok', instanceId: id });
+      expect((await h.ctx.stores.audit.list()).at(-1)).toMatchObject({ action: 'tpm_clock_reset', outcome: 'ok', instanceId: id });
       // A second reset has nothing to forget, and says so.
       await expect(ctlJson(['instances', 'tpm-clock-reset', id])).rejects.toThrow(/no recorded TPM clock/);
 
       const again = await tpmJoin(h, client, edge);
       expect(again.payload.result.instance_id).toBe(id);
-      expect(h.ctx.stores.instances.get(id)!.facts.tpm_clock_ms).toBeGreaterThanOrEqual(recorded);
+      expect((await h.ctx.stores.instances.get(id))!.facts.tpm_clock_ms).toBeGreaterThanOrEqual(recorded);
     } finally {
       await edge.destroy();
     }
   });
 
   it('keeps joining across unclean power losses: AK and identity keys are noDA, so no dictionary-attack lockout', async () => {
-    setTpmRules(h, tpmRule('any-boot', `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]`));
+    await setTpmRules(h, tpmRule('any-boot', `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]`));
     const edge = await createSwtpm({ localCa: ca });
     try {
       await edge.start();
@@ -176,12 +176,12 @@ describe('tpm join with swtpm', () => {
   });
 
   it('renews with a key attestation (tpm, non-exportable); without one the new key is recorded software', async () => {
-    setTpmRules(h, RACKS());
+    await setTpmRules(h, RACKS());
     const joined = await tpmJoin(h, client, gw);
     const ak = joined.agent.attestationKey(joined.requestId)!;
     let current = { signer: joined.identity, chain: joined.payload.result.chain };
     const renew = async (attest: boolean): Promise<IdentityResult> => {
-      const next = await TpmSigner.create(gw.tcti);
+      const next = await TpmSigner.create(joined.identity.access);
       const requestId = newRequestId();
       const payload = {
         v: 1,
@@ -200,19 +200,19 @@ describe('tpm join with swtpm', () => {
     };
     const proven = await renew(true);
     expect(proven).toMatchObject({ key_storage: 'tpm', exportable: false, generation: joined.payload.result.generation + 1 });
-    expect(h.ctx.stores.certificates.get(proven.serial)).toMatchObject({ keyStorage: 'tpm', exportable: false });
-    const audit = h.ctx.stores.audit.list().filter((a) => a.action === 'renew' && a.outcome === 'ok').at(-1)!;
+    expect(await h.ctx.stores.certificates.get(proven.serial)).toMatchObject({ keyStorage: 'tpm', exportable: false });
+    const audit = (await h.ctx.stores.audit.list()).filter((a) => a.action === 'renew' && a.outcome === 'ok').at(-1)!;
     expect(audit.details).toMatchObject({ key_storage: 'tpm', exportable: false });
     // The agent claims key_storage: tpm but proves nothing: recorded software, exportable.
     const claimed = await renew(false);
     expect(claimed).toMatchObject({ key_storage: 'software', exportable: true, generation: joined.payload.result.generation + 2 });
-    expect(h.ctx.stores.instances.get(joined.payload.result.instance_id)).toMatchObject({ keyStorage: 'software', exportable: true });
+    expect(await h.ctx.stores.instances.get(joined.payload.result.instance_id)).toMatchObject({ keyStorage: 'software', exportable: true });
   });
 
   it('refuses a renewal whose key attestation was made for another request (certify_invalid)', async () => {
-    setTpmRules(h, RACKS());
+    await setTpmRules(h, RACKS());
     const joined = await tpmJoin(h, client, gw);
-    const next = await TpmSigner.create(gw.tcti);
+    const next = await TpmSigner.create(joined.identity.access);
     const requestId = newRequestId();
     const payload = {
       v: 1,
@@ -224,15 +224,15 @@ describe('tpm join with swtpm', () => {
       key_attestation: await attestRenewalKey({ ak: joined.agent.attestationKey()!, key: next, requestId: newRequestId() }),
     };
     const env = await signJws(joined.identity, TYP_REQUEST, payload, joined.payload.result.chain.map((c) => fromPem(c, 'CERTIFICATE')));
-    const seq = h.lastAuditSeq();
+    const seq = await h.lastAuditSeq();
     expectRefusal(await h.post('renew', env), 401, 'certify_invalid');
-    expect(h.auditAfter(seq).map((a) => [a.action, a.outcome, a.code])).toEqual([['renew', 'refused', 'certify_invalid']]);
+    expect((await h.auditAfter(seq)).map((a) => [a.action, a.outcome, a.code])).toEqual([['renew', 'refused', 'certify_invalid']]);
   });
 });
 
 describe('tpm join attacks: each refused with its code and audited', () => {
   it('replayed quote (old nonce): quote_nonce_mismatch', async () => {
-    setTpmRules(h, RACKS());
+    await setTpmRules(h, RACKS());
     let recorded: Answer | undefined;
     const first = await tpmJoin(h, client, gw, { onAnswer: (a) => (recorded = a) });
     // The same AK again, so the recorded quote even carries a valid signature: only its nonce is old.
@@ -241,19 +241,19 @@ describe('tpm join attacks: each refused with its code and audited', () => {
   });
 
   it("quote signed by another TPM's AK: quote_signature_invalid", async () => {
-    setTpmRules(h, RACKS());
+    await setTpmRules(h, RACKS());
     // The other TPM quotes the same nonce and PCR selection with its own AK.
     await expectTpmRefused(h, () => tpmJoin(h, client, gw, { tamper: async (a, challenge) => ({ ...a, quote: await quoteOnAnotherTpm(other.tcti, challenge) }) }), 'quote_signature_invalid');
   });
 
   it('AK without restricted: ak_attributes_invalid', async () => {
-    setTpmRules(h, RACKS());
+    await setTpmRules(h, RACKS());
     const t = akTemplate();
     await expectTpmRefused(h, () => tpmJoin(h, client, gw, { agent: { akTemplate: { ...t, objectAttributes: t.objectAttributes & ~TPMA_OBJECT.restricted } } }), 'ak_attributes_invalid');
   });
 
   it('identity key created without fixedTPM (exportable): key_not_tpm_resident', async () => {
-    setTpmRules(h, RACKS());
+    await setTpmRules(h, RACKS());
     const t = identityKeyTemplate();
     const exportable = { ...t, objectAttributes: t.objectAttributes & ~(TPMA_OBJECT.fixedTPM | TPMA_OBJECT.fixedParent) };
     const err = await expectTpmRefused(h, () => tpmJoin(h, client, gw, { keyTemplate: exportable }), 'key_not_tpm_resident');
@@ -261,28 +261,28 @@ describe('tpm join attacks: each refused with its code and audited', () => {
   });
 
   it('PCR mismatch against the profile: pcr_mismatch naming the PCR, expected and got', async () => {
-    setTpmRules(h, RACKS());
+    await setTpmRules(h, RACKS());
     const err = await expectTpmRefused(h, () => tpmJoin(h, client, other), 'pcr_mismatch');
     expect(err.message).toMatch(/lab-gateway-v1: PCR 7 is [0-9a-f]{64}, expected e57982bc341134d20d7c93139b68bc108becc4522123ac085644feca2e338a18/);
   });
 
   it('EK not on the allow list: ek_not_allowed', async () => {
-    setTpmRules(h, tpmRule('vtpm', `allow: [ { ek_public_hash: "sha256:${'0'.repeat(64)}" } ]`));
+    await setTpmRules(h, tpmRule('vtpm', `allow: [ { ek_public_hash: "sha256:${'0'.repeat(64)}" } ]`));
     await expectTpmRefused(h, () => tpmJoin(h, client, gw), 'ek_not_allowed');
     // and the listed EK joins without any certificate check
-    setTpmRules(h, tpmRule('vtpm', `allow: [ { ek_public_hash: "${await ekHashOf(gw)}" } ]`));
+    await setTpmRules(h, tpmRule('vtpm', `allow: [ { ek_public_hash: "${await ekHashOf(gw)}" } ]`));
     const r = await tpmJoin(h, client, gw);
-    expect(h.ctx.stores.instances.get(r.payload.result.instance_id)!.facts).toMatchObject({ tpm_rule: 'vtpm', firmware_profile: null });
+    expect((await h.ctx.stores.instances.get(r.payload.result.instance_id))!.facts).toMatchObject({ tpm_rule: 'vtpm', firmware_profile: null });
   });
 
   it('EK certificate from a foreign CA: ek_untrusted', async () => {
-    setTpmRules(h, RACKS());
+    await setTpmRules(h, RACKS());
     const err = await expectTpmRefused(h, () => tpmJoin(h, client, foreign), 'ek_untrusted');
     expect(err.message).toMatch(/does not chain to join_rule racks/);
   });
 
   it('event log that does not replay to the quoted PCRs: eventlog_replay_mismatch', async () => {
-    setTpmRules(h, RACKS());
+    await setTpmRules(h, RACKS());
     // A log of a secure-boot-off boot, sent by a gateway that booted with secure boot on.
     const forged = writeLog(gw, 'forged.log', simulatedBootLog({ secureBoot: false }).eventLog);
     const err = await expectTpmRefused(h, () => tpmJoin(h, client, gw, { eventLog: forged }), 'eventlog_replay_mismatch');
@@ -290,7 +290,7 @@ describe('tpm join attacks: each refused with its code and audited', () => {
   });
 
   it('tampered credential activation answer: credential_mismatch', async () => {
-    setTpmRules(h, RACKS());
+    await setTpmRules(h, RACKS());
     const flip = (b64: string): string => {
       const b = Buffer.from(b64, 'base64');
       b[0]! ^= 1;
@@ -345,13 +345,13 @@ describe('EK certificate revocation (ek_crl_files), CRLs from `openssl ca -gencr
   });
 
   it('joins when the current CRL of its EK CA revokes another certificate', async () => {
-    setTpmRules(h, rule(clean));
+    await setTpmRules(h, rule(clean));
     const r = await tpmJoin(h, client, careful);
-    expect(h.ctx.stores.instances.get(r.payload.result.instance_id)!.facts).toMatchObject({ tpm_rule: 'revocable', ek_cert_serial: ekSerial, ek_cert_issuer: 'O=Careful Silicon, CN=Careful Silicon EK Issuing CA' });
+    expect((await h.ctx.stores.instances.get(r.payload.result.instance_id))!.facts).toMatchObject({ tpm_rule: 'revocable', ek_cert_serial: ekSerial, ek_cert_issuer: 'O=Careful Silicon, CN=Careful Silicon EK Issuing CA' });
   });
 
   it('refuses a revoked EK certificate: ek_revoked (401, not retryable), naming serial, issuer, date, CRL and rule; audited', async () => {
-    setTpmRules(h, rule(revoking));
+    await setTpmRules(h, rule(revoking));
     const err = await expectTpmRefused(h, () => tpmJoin(h, client, careful), 'ek_revoked');
     expect(err.retryable).toBe(false);
     expect(err.message).toContain(`serial ${ekSerial}`);
@@ -359,14 +359,14 @@ describe('EK certificate revocation (ek_crl_files), CRLs from `openssl ca -gencr
     expect(err.message).toMatch(/was revoked at \d{4}-\d\d-\d\dT/);
     expect(err.message).toContain(`(CRL ${revoking} of join_rule revocable)`);
     // Other TPMs are untouched by that CRL: only its issuer's certificates are checked against it.
-    setTpmRules(h, rule(revoking), tpmRule('stock', `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]`));
-    expect(h.ctx.stores.instances.get((await tpmJoin(h, client, gw)).payload.result.instance_id)!.facts).toMatchObject({ tpm_rule: 'stock' });
+    await setTpmRules(h, rule(revoking), tpmRule('stock', `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]`));
+    expect((await h.ctx.stores.instances.get((await tpmJoin(h, client, gw)).payload.result.instance_id))!.facts).toMatchObject({ tpm_rule: 'stock' });
   });
 
   it('a CRL published between the two rounds counts: ek_revoked at the answer', async () => {
     const current = pki.path('current.crl');
     copyFileSync(clean, current);
-    setTpmRules(h, rule(current));
+    await setTpmRules(h, rule(current));
     const publish = (a: Answer): Answer => {
       copyFileSync(revoking, current);
       return a;
@@ -377,7 +377,7 @@ describe('EK certificate revocation (ek_crl_files), CRLs from `openssl ca -gencr
   it('fails closed on a CRL whose nextUpdate has passed: ek_crl_unavailable (503, retryable); a fresh CRL lets it in', async () => {
     const current = pki.path('published.crl');
     copyFileSync(stale, current);
-    setTpmRules(h, rule(current));
+    await setTpmRules(h, rule(current));
     const err = await expectTpmRefused(h, () => tpmJoin(h, client, careful), 'ek_crl_unavailable');
     expect(err.retryable).toBe(true);
     expect(err.message).toMatch(/is stale: its nextUpdate 2024-01-08T00:00:00.000Z has passed; publish a fresh CRL/);
@@ -386,22 +386,22 @@ describe('EK certificate revocation (ek_crl_files), CRLs from `openssl ca -gencr
   });
 
   it("fails closed when no CRL covers the EK certificate's issuer, or its CA may not sign CRLs (stock swtpm_localca): ek_crl_unavailable", async () => {
-    setTpmRules(h, rule(stockCrl));
+    await setTpmRules(h, rule(stockCrl));
     const uncovered = await expectTpmRefused(h, () => tpmJoin(h, client, careful), 'ek_crl_unavailable');
     expect(uncovered.message).toContain(`none of join_rule revocable's ek_crl_files is issued by "O=Careful Silicon, CN=Careful Silicon EK Issuing CA"`);
     // swtpm_localca's intermediate has KeyUsage keyCertSign only: RFC 5280 §6.3.3 (f) forbids believing its CRLs.
-    setTpmRules(h, rule(stockCrl, ca));
+    await setTpmRules(h, rule(stockCrl, ca));
     const noCrlSign = await expectTpmRefused(h, () => tpmJoin(h, client, gw), 'ek_crl_unavailable');
     expect(noCrlSign.message).toMatch(/whose KeyUsage lacks cRLSign/);
   });
 
   it('`sigil ctl apply` refuses ek_crl_files without ek_ca_files (policy_invalid), and stores nothing', async () => {
-    setTpmRules(h);
+    await setTpmRules(h);
     const file = pki.path('crl-without-ca.yaml');
     writeFileSync(file, tpmRule('hash-only', `ek_crl_files: [${clean}]\nallow: [ { ek_public_hash: "${await ekHashOf(careful)}" } ]`));
     await expect(ctlJson(['apply', '-f', file])).rejects.toThrow(/policy_invalid[\s\S]*ek_crl_files needs ek_ca_files/);
     writeFileSync(file, tpmRule('crls-only', `ek_crl_files: [${clean}]`));
     await expect(ctlJson(['apply', '-f', file])).rejects.toThrow(/ek_crl_files needs ek_ca_files/);
-    expect(h.ctx.stores.resources.list('join_rule').filter((r) => r.spec.method === 'tpm')).toEqual([]);
+    expect((await h.ctx.stores.resources.list('join_rule')).filter((r) => r.spec.method === 'tpm')).toEqual([]);
   });
 });

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { identityKeyPem } from '../../src/agent/outputs/identity-key.js';
 import { SVID_TSS2_KEY_FILE, writeIdentityOutput } from '../../src/agent/outputs/identity.js';
 import { TpmSigner } from '../../src/keystore/tpm.js';
+import { TpmAccess } from '../../src/keystore/tpm-access.js';
 import { readTss2Pem } from '../../src/keystore/tss2-pem.js';
 import { toPem } from '../../src/pki/pem.js';
 import { randomSerial } from '../../src/pki/serial.js';
@@ -42,7 +43,7 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, opts: { input?
 beforeAll(async () => {
   tpm = await startSwtpm({ ekCerts: false });
   h = await startIssuer();
-  runAdminOp(h.ctx.stores, 'apply', { yaml: 'kind: role\nname: db\nspec: { allowed_outputs: [database], db_users: [app] }\n---\nkind: bot\nname: dbbot\nspec: { roles: [db] }\n' });
+  await runAdminOp(h.ctx.stores, 'apply', { yaml: 'kind: role\nname: db\nspec: { allowed_outputs: [database], db_users: [app] }\n---\nkind: bot\nname: dbbot\nspec: { roles: [db] }\n' });
   agent = await credentialAgent(h, { bot: 'dbbot' });
 });
 
@@ -104,7 +105,7 @@ describe('database output with key: tpm', () => {
   });
 
   it('a TPM-resident identity key is written by the identity output as svid.tss2.pem, which OpenSSL can use', async () => {
-    const signer = await TpmSigner.create(tpm.tcti);
+    const signer = await TpmSigner.create(new TpmAccess(tpm.tcti));
     const keyPem = identityKeyPem(signer.ref)!;
     expect(keyPem).toBe(signer.toTss2Pem());
     const dir = join(agent.dir, 'svid');

@@ -37,8 +37,8 @@ const openssl = (...args: string[]): string => execFileSync('openssl', args, { e
 const csrPem = async (s: Signer): Promise<string> => toPem('CERTIFICATE REQUEST', await buildCsr(s));
 const EKU_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 
-async function joinWithTransport(token = h.token()): Promise<{ built: BuiltRequest; id: Identity }> {
-  const agent = new TokenJoinAgent(token);
+async function joinWithTransport(token?: string): Promise<{ built: BuiltRequest; id: Identity }> {
+  const agent = new TokenJoinAgent(token ?? (await h.token()));
   const built = await buildJoinRequest({ method: 'token', evidence: (c) => agent.evidence(c), now: h.ctx.now(), transport: true });
   const res = await h.post('join', built.envelope);
   return { built, id: h.identityFrom(res, 'join', built.entry.requestId, loadSigner(parseKeyRef(built.entry.pendingKeyRef!))) };
@@ -82,12 +82,12 @@ describe('transport_csr on join and renew', () => {
   let joined: { built: BuiltRequest; id: Identity };
 
   it('a join carrying transport_csr gets a transport certificate: instance CN, no SAN, clientAuth, the SVID validity, recorded and audited', async () => {
-    const seq = h.lastAuditSeq();
+    const seq = await h.lastAuditSeq();
     joined = await joinWithTransport();
     const r = joined.id.result;
     const leaf = checkTransportCert(r, joined.built.entry.transportKeyPem!);
     // Same generation and issue time: listByInstance orders the two by (random) serial.
-    const records = h.ctx.stores.certificates.listByInstance(r.instance_id).sort((a, b) => a.kind.localeCompare(b.kind));
+    const records = (await h.ctx.stores.certificates.listByInstance(r.instance_id)).sort((a, b) => a.kind.localeCompare(b.kind));
     expect(records.map((c) => [c.kind, c.generation, c.requestId])).toEqual([
       ['mqtt-transport', 1, joined.built.entry.requestId],
       ['x509-svid', 1, joined.built.entry.requestId],
@@ -97,23 +97,23 @@ describe('transport_csr on join and renew', () => {
     expect(rec).toMatchObject({ keyStorage: 'software', exportable: true, notBefore: r.not_before, notAfter: r.not_after });
     expect(rec.spkiHash).toBe(spkiHash(createPublicKey(createPrivateKey(joined.built.entry.transportKeyPem!)).export({ type: 'spki', format: 'der' })));
     // The instance's current certificate stays the SVID.
-    expect(h.ctx.stores.instances.get(r.instance_id)!.currentSerial).toBe(r.serial);
-    const audit = h.auditAfter(seq).filter((a) => a.action === 'join');
+    expect((await h.ctx.stores.instances.get(r.instance_id))!.currentSerial).toBe(r.serial);
+    const audit = (await h.auditAfter(seq)).filter((a) => a.action === 'join');
     expect(audit).toHaveLength(1);
     expect(audit[0]!.details).toMatchObject({ serial: r.serial, transport_serial: rec.serial });
   });
 
   it('a replay of the join answers the same transport certificate and issues nothing', async () => {
-    const before = h.counts();
+    const before = await h.counts();
     const again = await h.post('join', joined.built.envelope);
     const id = h.identityFrom(again, 'join', joined.built.entry.requestId, joined.id.signer);
     expect(id.result.transport_chain).toEqual(joined.id.result.transport_chain);
     expect(id.result.serial).toBe(joined.id.result.serial);
-    expect(h.counts()).toEqual(before);
+    expect(await h.counts()).toEqual(before);
   });
 
   it('a renewal carrying transport_csr gets a new one for generation 2; a replay answers it again', async () => {
-    const seq = h.lastAuditSeq();
+    const seq = await h.lastAuditSeq();
     const built = await buildRenewRequest({ current: joined.id.signer, chainPem: joined.id.chainPem, now: h.ctx.now(), transport: true });
     expect(built.entry.transportKeyPem).toMatch(/BEGIN PRIVATE KEY/);
     expect(built.entry.transportKeyPem).not.toBe(joined.built.entry.transportKeyPem);
@@ -121,15 +121,15 @@ describe('transport_csr on join and renew', () => {
     const renewed = h.identityFrom(res, 'renew', built.entry.requestId, loadSigner(parseKeyRef(built.entry.pendingKeyRef!)));
     expect(renewed.result.generation).toBe(2);
     const leaf = checkTransportCert(renewed.result, built.entry.transportKeyPem!);
-    const records = h.ctx.stores.certificates.listByInstance(renewed.result.instance_id).filter((c) => c.generation === 2);
+    const records = (await h.ctx.stores.certificates.listByInstance(renewed.result.instance_id)).filter((c) => c.generation === 2);
     expect(records.map((c) => c.kind).sort()).toEqual(['mqtt-transport', 'x509-svid']);
-    const audit = h.auditAfter(seq).filter((a) => a.action === 'renew');
+    const audit = (await h.auditAfter(seq)).filter((a) => a.action === 'renew');
     expect(audit[0]!.details).toMatchObject({ serial: renewed.result.serial, transport_serial: serialOf(leaf), generation: 2 });
 
-    const before = h.counts();
+    const before = await h.counts();
     const replay = h.identityFrom(await h.post('renew', built.envelope), 'renew', built.entry.requestId, renewed.signer);
     expect(replay.result.transport_chain).toEqual(renewed.result.transport_chain);
-    expect(h.counts()).toEqual(before);
+    expect(await h.counts()).toEqual(before);
     joined = { built, id: renewed };
   });
 
@@ -144,7 +144,7 @@ describe('transport_csr on join and renew', () => {
   it('without transport_csr nothing changes: no transport_chain, one certificate', async () => {
     const id = await h.join();
     expect(id.result).not.toHaveProperty('transport_chain');
-    expect(h.ctx.stores.certificates.listByInstance(id.result.instance_id).map((c) => c.kind)).toEqual(['x509-svid']);
+    expect((await h.ctx.stores.certificates.listByInstance(id.result.instance_id)).map((c) => c.kind)).toEqual(['x509-svid']);
   });
 });
 
@@ -173,7 +173,7 @@ describe('a bad transport_csr is refused and changes nothing', () => {
   }
 
   it('join: malformed, tampered, RSA, or the identity key itself → coded 4xx; the token still joins afterwards', async () => {
-    const tok = h.token();
+    const tok = await h.token();
     const signer = SoftwareSigner.generate();
     for (const [transport_csr, status, code] of await badTransportCsrs(signer)) {
       const { payload } = await joinPayload({ transport_csr }, { token: tok, signer });
@@ -186,18 +186,18 @@ describe('a bad transport_csr is refused and changes nothing', () => {
 
   it('renew: the same refusals, the instance as it was; the current key or the new one as transport key → bad_csr', async () => {
     const { id } = await joinWithTransport();
-    const inst = () => {
-      const i = h.ctx.stores.instances.get(id.result.instance_id)!;
+    const inst = async () => {
+      const i = (await h.ctx.stores.instances.get(id.result.instance_id))!;
       return { generation: i.generation, serial: i.currentSerial, locked: i.locked };
     };
-    const before = inst();
+    const before = await inst();
     const x5c = id.chainPem.map((c) => fromPem(c, 'CERTIFICATE'));
     const next = SoftwareSigner.generate();
     const cases = [...(await badTransportCsrs(next)), [await csrPem(id.signer), 400, 'bad_csr'] as [string, number, string]];
     for (const [transport_csr, status, code] of cases) {
       const payload = { v: 1, op: 'renew', request_id: `bad-transport-${Math.random().toString(36).slice(2, 12)}`, timestamp: h.ctx.now(), ...namedSigner(id.chainPem), csr: await csrPem(next), key_storage: 'software', transport_csr };
       await expectRefused(h, 'renew', await sign(id.signer, payload, x5c), status, code);
-      expect(inst()).toEqual(before);
+      expect(await inst()).toEqual(before);
     }
     // Still renewable.
     const built = await buildRenewRequest({ current: id.signer, chainPem: id.chainPem, now: h.ctx.now(), transport: true });
@@ -208,7 +208,7 @@ describe('a bad transport_csr is refused and changes nothing', () => {
     const { generateKeyPairSync } = await import('node:crypto');
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
     const csr = execFileSync('openssl', ['req', '-new', '-key', writeTmp('p384.key', privateKey.export({ type: 'pkcs8', format: 'pem' }) as string), '-subj', '/CN=x'], { encoding: 'utf8' });
-    const tok = h.token();
+    const tok = await h.token();
     const signer = SoftwareSigner.generate();
     const { payload } = await joinPayload({ transport_csr: csr }, { token: tok, signer });
     const res = await h.post('join', await sign(signer, payload));

@@ -138,7 +138,7 @@ const expectJoinRefused = (method: JoinMethodAgent, code: string): Promise<Sigil
 beforeAll(async () => {
   buildPki();
   h = await startIssuer();
-  runAdminOp(h.ctx.stores, 'apply', { yaml: RULES() });
+  await runAdminOp(h.ctx.stores, 'apply', { yaml: RULES() });
   client = new HttpsIssuerClient({ url: `https://127.0.0.1:${h.port}`, pin: spkiPin(Buffer.from(h.rootPem)) });
   // Register the factory devices with the real CLI (local mode beside the running issuer).
   const manifest = joinPath(tmp.path, 'manifest.jsonl');
@@ -171,21 +171,21 @@ describe('x509 join with an openssl-made enterprise PKI', () => {
     // The SVID is for the identity key, not the device key.
     const svid = new X509Certificate(r.payload.result.chain[0]!);
     expect(svid.publicKey.export({ type: 'spki', format: 'der' }).equals(r.identity.publicKeySpki())).toBe(true);
-    const inst = h.ctx.stores.instances.get(r.payload.result.instance_id)!;
+    const inst = (await h.ctx.stores.instances.get(r.payload.result.instance_id))!;
     expect(inst.joinMethod).toBe('x509');
     expect(inst.facts).toMatchObject({ x509_rule: 'factory', x509_subject: 'O=Acme, OU=Gateways, serialNumber=GW0001, CN=gw-ec-01', device_serial: 'GW0001', x509_key: 'ec-p256', x509_proof_alg: 'ES256' });
-    const audit = h.ctx.stores.audit.list().filter((a) => a.action === 'join' && a.outcome === 'ok').at(-1)!;
+    const audit = (await h.ctx.stores.audit.list()).filter((a) => a.action === 'join' && a.outcome === 'ok').at(-1)!;
     expect(audit.details).toMatchObject({ x509_rule: 'factory', x509_fingerprint: expect.stringMatching(/^sha256:[0-9a-f]{64}$/) });
   });
 
   it('joins RSA devices with PSS and with PKCS#1 v1.5, and a P-384 device, via the agent config', async () => {
     const pss = await exchange(x509JoinAgentFromConfig({ cert: leaves.rsa!.cert, chain: inter.cert, key: leaves.rsa!.key }));
-    expect(h.ctx.stores.instances.get(pss.payload.result.instance_id)!.facts).toMatchObject({ x509_proof_alg: 'PS256', x509_key: 'rsa' });
+    expect((await h.ctx.stores.instances.get(pss.payload.result.instance_id))!.facts).toMatchObject({ x509_proof_alg: 'PS256', x509_key: 'rsa' });
     const pkcs1 = await exchange(x509JoinAgentFromConfig({ cert: leaves.rsa!.cert, chain: inter.cert, key: leaves.rsa!.key, rsa_scheme: 'pkcs1' }));
     expect(pkcs1.payload.result.instance_id).toBe(pss.payload.result.instance_id);
     expect(pkcs1.payload.result.generation).toBe(2);
     const p384 = await exchange(agentFor(leaves.p384!));
-    expect(h.ctx.stores.instances.get(p384.payload.result.instance_id)!.facts).toMatchObject({ x509_proof_alg: 'ES384', x509_key: 'ec-p384' });
+    expect((await h.ctx.stores.instances.get(p384.payload.result.instance_id))!.facts).toMatchObject({ x509_proof_alg: 'ES384', x509_key: 'ec-p384' });
   });
 
   it('re-attests by itself after the identity expired: same instance, next generation', async () => {
@@ -242,11 +242,11 @@ describe('x509 join with an openssl-made enterprise PKI', () => {
     const sent: Jws[] = [];
     const r = await exchange(agentFor(leaves.p384!), { sent });
     // The very same final envelope again: the stored response (same serial), nothing new.
-    const before = h.counts();
+    const before = await h.counts();
     const same = await h.post('join', sent[1]);
     expect(same.status).toBe(200);
     expect(h.identityFrom(same, 'join', r.requestId, r.identity).result.serial).toBe(r.payload.result.serial);
-    expect(h.counts()).toEqual(before);
+    expect(await h.counts()).toEqual(before);
     // The captured answer in a new request (new id, new key): refused.
     const answer = JSON.parse(Buffer.from(sent[1]!.payload, 'base64url').toString('utf8')).evidence as Record<string, unknown>;
     const replay: JoinMethodAgent = { name: 'x509', canReattest: true, evidence: () => Promise.resolve(answer) };
@@ -348,7 +348,7 @@ describe('path validation edge cases, cross-checked with `openssl verify`', () =
 
   it('the issuer reads CA files when a rule is used, naming an unreadable one', async () => {
     const yaml = `kind: join_rule\nname: zz-broken\nspec:\n  method: x509\n  bot: gw\n  x509:\n    ca_files: [${joinPath(tmp.path, 'missing-ca.pem')}]\n`;
-    runAdminOp(h.ctx.stores, 'apply', { yaml });
+    await runAdminOp(h.ctx.stores, 'apply', { yaml });
     try {
       // A device no other rule trusts: the broken rule's problem is what stops it.
       const e = await expectJoinRefused(X509JoinAgent.fromPem(leaves.rogue!.pem, PemKeySigner.fromFile(leaves.rogue!.key)), 'join_rule_unusable');
@@ -356,7 +356,7 @@ describe('path validation edge cases, cross-checked with `openssl verify`', () =
       // Devices another rule accepts are unaffected.
       await exchange(agentFor(leaves.ec!));
     } finally {
-      h.ctx.stores.resources.delete('join_rule', 'zz-broken');
+      await h.ctx.stores.resources.delete('join_rule', 'zz-broken');
     }
   });
 });
@@ -373,11 +373,11 @@ describe('sigil ctl devices import', () => {
 
     const bad = joinPath(tmp.path, 'm3.jsonl');
     writeFileSync(bad, [JSON.stringify({ serial: 'X2', idevid_fingerprint: `sha256:${'cd'.repeat(32)}` }), '{not json', JSON.stringify({ serial: 'X3' }), ''].join('\n'));
-    const before = h.ctx.stores.devices.list().length;
+    const before = (await h.ctx.stores.devices.list()).length;
     const r = await sigil(['ctl', '--data-dir', h.dir, 'devices', 'import', bad]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/^error\[manifest_invalid\]: .*2 of 3 lines are invalid, nothing was imported: line 2: not a JSON object; line 3: idevid_fingerprint: /m);
-    expect(h.ctx.stores.devices.list().length).toBe(before);
+    expect((await h.ctx.stores.devices.list()).length).toBe(before);
 
     const ls = await sigil(['ctl', '--data-dir', h.dir, 'devices', 'ls', '--rule', 'factory', '--format', 'json']);
     expect(JSON.parse(ls.stdout).map((d: { serial: string }) => d.serial)).toContain('GW0001');

@@ -15,6 +15,7 @@ import type { CredentialResult } from '../../protocol/credential-messages.js';
 import { fromPem } from '../../pki/pem.js';
 import type { CredentialOutputConfig } from './config.js';
 import { KEY_MODE, PUBLIC_MODE, withNewline, writeOutputFiles, type CredentialDestination, type Prepared } from './credential-output.js';
+import type { TpmAccesses } from '../../keystore/tpm-access.js';
 import { createOutputKey } from './output-key.js';
 
 type DatabaseConfig = Extract<CredentialOutputConfig, { type: 'database' }>;
@@ -27,12 +28,13 @@ export function checkChainFor(result: CredentialResult, spkiPem: string): void {
   if (!leaf.publicKey.export({ type: 'spki', format: 'der' }).equals(want)) throw new SigilError('response_invalid', 'the issuer certified another key than the one requested');
 }
 
-export function databaseOutput(cfg: DatabaseConfig): CredentialDestination {
+/** `tpm`: the agent's TPMs, for a `key: tpm` output. */
+export function databaseOutput(cfg: DatabaseConfig, tpm?: TpmAccesses): CredentialDestination {
   return {
     config: cfg,
     files: ['tls.key', 'tls.crt', 'ca.crt'],
     async prepare(): Promise<Prepared> {
-      const key = await createOutputKey(cfg.key ?? 'software', cfg.tcti);
+      const key = await createOutputKey(cfg.key ?? 'software', cfg.tcti, tpm);
       return {
         fields: { kind: 'database', csr: key.csrPem, ...(cfg.db_user ? { db_user: cfg.db_user } : {}), ...(cfg.ttl !== undefined ? { ttl_s: cfg.ttl } : {}) },
         secret: { keyPem: key.keyPem, spkiPem: key.spkiPem },

@@ -6,7 +6,7 @@
  *              which workloads use through OpenSSL's tpm2 provider; the private key stays in the TPM
  *   pkcs11     nothing (the token's key has no file form; workloads use the PKCS#11 URI)
  */
-import { TpmSigner, type KeyRef } from '../../keystore/index.js';
+import { tss2PemOfRef, type KeyRef } from '../../keystore/index.js';
 
 export function identityKeyPem(ref: KeyRef): string | undefined {
   switch (ref.storage) {
@@ -14,7 +14,7 @@ export function identityKeyPem(ref: KeyRef): string | undefined {
       return ref.pkcs8Pem;
     case 'tpm':
       // Parses the stored blobs only; no TPM command is sent.
-      return TpmSigner.fromRef(ref).toTss2Pem();
+      return tss2PemOfRef(ref);
     default:
       return undefined;
   }

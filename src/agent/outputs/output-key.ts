@@ -5,6 +5,7 @@
  * then uses the key through OpenSSL's tpm2 provider and the private key never exists on disk.
  */
 import { SoftwareSigner } from '../../keystore/software.js';
+import type { TpmAccesses } from '../../keystore/tpm-access.js';
 import { buildCsr } from '../../pki/csr.js';
 import { toPem } from '../../pki/pem.js';
 
@@ -21,11 +22,14 @@ export interface OutputKey {
 /** Default TPM for `key: tpm` without `tcti:` (the variable tpm2-tools read). */
 export const defaultTcti = (): string => process.env.TPM2TOOLS_TCTI ?? 'device:/dev/tpmrm0';
 
-export async function createOutputKey(storage: 'software' | 'tpm' = 'software', tcti?: string): Promise<OutputKey> {
+/** `tpm`: the agent's TPMs, so that the key is made in turn with the agent's other uses of that TPM. */
+export async function createOutputKey(storage: 'software' | 'tpm' = 'software', tcti?: string, tpm?: TpmAccesses): Promise<OutputKey> {
   if (storage === 'tpm') {
     // Loaded only when used: the TPM stack is large and most outputs never need it.
     const { TpmSigner } = await import('../../keystore/tpm.js');
-    const signer = await TpmSigner.create(tcti ?? defaultTcti());
+    const { TpmAccess } = await import('../../keystore/tpm-access.js');
+    const at = tcti ?? defaultTcti();
+    const signer = await TpmSigner.create(tpm?.for(at) ?? new TpmAccess(at));
     return { spkiPem: toPem('PUBLIC KEY', signer.publicKeySpki()), csrPem: toPem('CERTIFICATE REQUEST', await buildCsr(signer)), keyPem: signer.toTss2Pem(), storage };
   }
   const signer = SoftwareSigner.generate();

@@ -8,7 +8,7 @@
 import { existsSync } from 'node:fs';
 import type BetterSqlite3 from 'better-sqlite3';
 import { toSigilError } from '../../errors.js';
-import type { AuditStore } from '../../server/store/types.js';
+import type { SqliteAuditStore } from '../../server/store/sqlite/index.js';
 import { sh } from '../file-modes.js';
 import { fail, ok, warn, type Check, type CheckOutcome } from '../types.js';
 import { splitFix, type IssuerDoctorContext } from './context.js';
@@ -16,7 +16,7 @@ import { openIssuerDbReadOnly } from './store.js';
 
 export const CHEAP_ROWS = 1000;
 
-async function cheapVerify(ctx: IssuerDoctorContext, db: BetterSqlite3.Database, audit: AuditStore): Promise<CheckOutcome> {
+async function cheapVerify(ctx: IssuerDoctorContext, db: BetterSqlite3.Database, audit: SqliteAuditStore): Promise<CheckOutcome> {
   const [{ paths }, { AUDIT_GENESIS_HASH }, { readCheckpoints, checkpointSignatureOk }, { loadCheckpointVerifiers }] = await Promise.all([
     import('../../server/data-dir.js'),
     import('../../server/store/sqlite/index.js'),
@@ -32,7 +32,7 @@ async function cheapVerify(ctx: IssuerDoctorContext, db: BetterSqlite3.Database,
   const prevHash =
     before === 0 ? AUDIT_GENESIS_HASH : before === anchor?.seq ? anchor.hash : db.prepare<[number], string>('SELECT hash FROM audit_log WHERE seq = ?').pluck().get(before);
   if (prevHash === undefined) return fail(`audit_chain_broken: row ${before} is missing (sequence gap)`, verifyAll);
-  let walk = { nextSeq: start, prevHash, rows: 0, done: false } as ReturnType<AuditStore['startWalk']>;
+  let walk = { nextSeq: start, prevHash, rows: 0, done: false } as ReturnType<SqliteAuditStore['startWalk']>;
   while (!walk.done) walk = audit.verifyStep(walk);
   if (walk.brokenAt !== undefined) return fail(`audit_chain_broken: the chain does not verify at seq ${walk.brokenAt} (${walk.reason})`, verifyAll);
   const missing = audit.triggers().missing;
@@ -59,7 +59,7 @@ export const auditCheck: Check<IssuerDoctorContext> = {
   name: 'audit',
   timeoutMs: 600_000,
   async run(ctx): Promise<CheckOutcome> {
-    const [{ paths }, { readAuditKey }, { SqliteAuditStore }] = await Promise.all([import('../../server/data-dir.js'), import('../../server/audit/audit-key.js'), import('../../server/store/sqlite/index.js')]);
+    const [{ paths }, { readAuditKey }, { SqliteAuditStore, asyncAuditStore }] = await Promise.all([import('../../server/data-dir.js'), import('../../server/audit/audit-key.js'), import('../../server/store/sqlite/index.js')]);
     const p = paths(ctx.dataDir);
     let key;
     try {
@@ -78,7 +78,7 @@ export const auditCheck: Check<IssuerDoctorContext> = {
         return key || r.status === 'fail' ? r : warn(`${r.detail}; no audit.key: the chain is plain SHA-256`, 'sigil server start creates audit.key (rows from then on are keyed)');
       }
       const [{ verifyAuditLog }, { loadCheckpointVerifiers }] = await Promise.all([import('../../server/audit/verify.js'), import('../../server/audit/signer.js')]);
-      const r = await verifyAuditLog(audit, { verifiers: loadCheckpointVerifiers(ctx.dataDir), ...(existsSync(p.auditCheckpoints) ? { checkpointFile: p.auditCheckpoints } : {}) });
+      const r = await verifyAuditLog(asyncAuditStore(audit), { verifiers: loadCheckpointVerifiers(ctx.dataDir), ...(existsSync(p.auditCheckpoints) ? { checkpointFile: p.auditCheckpoints } : {}) });
       if (!r.ok) return fail(`audit_chain_broken: ${r.problems.slice(0, 3).join('; ')}`, `sigil ctl --data-dir ${sh(ctx.dataDir)} audit --verify --format json (every problem); docs/runbook.md "Audit log"`);
       const cps = r.checkpoints ? `; ${r.checkpoints.verified} of ${r.checkpoints.lines} checkpoints verified` : '; no checkpoint file yet';
       return ok(`full chain verifies: ${r.rows} rows (seq ${r.first_seq ?? '-'}..${r.last_seq ?? '-'})${r.key ? `, keyed from seq ${r.key.from_seq}` : ''}${cps}`);

@@ -85,8 +85,8 @@ export class AwsIidJoinServer implements JoinMethodServer {
       facts: { ...facts, aws_binding_key: bindingHash, aws_first_join: existing === undefined },
       joinRule: rule.name,
       canReattest: true,
-      commit(tx) {
-        const bound = tx.bindKey({ subject: instanceId, keyHash: bindingHash, rule: rule.name, facts });
+      async commit(tx) {
+        const bound = await tx.bindKey({ subject: instanceId, keyHash: bindingHash, rule: rule.name, facts });
         if (bound.keyHash !== bindingHash) throw mismatch(instanceId, facts, bound.createdAt);
       },
     };

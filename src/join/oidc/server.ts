@@ -101,8 +101,8 @@ export class OidcJoinServer implements JoinMethodServer {
       joinRule: rule.name,
       // The job or pod fetches a fresh token whenever it needs to join again.
       canReattest: true,
-      commit(tx) {
-        recordJti(tx, issuer, value.jti, value.exp, value.skewS);
+      async commit(tx) {
+        await recordJti(tx, issuer, value.jti, value.exp, value.skewS);
       },
     };
   }

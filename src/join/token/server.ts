@@ -29,8 +29,8 @@ export class TokenJoinServer implements JoinMethodServer {
       bot: rec.bot,
       facts: { token_id_prefix: id.slice(0, 12) },
       canReattest: false,
-      commit(tx) {
-        const r = tx.consumeToken(id);
+      async commit(tx) {
+        const r = await tx.consumeToken(id);
         if (!r.ok) throw new SigilError(r.reason, r.reason === 'token_reused' ? 'the join token was already used (a concurrent join won)' : undefined);
       },
     };

@@ -17,7 +17,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { encodePublic, encodeSignedAttest } from '../../attest/structures.js';
 import { SigilError } from '../../errors.js';
-import { OWNER_PARENT, withParent, withTpm, withTpmSession } from '../../keystore/tpm-access.js';
+import { OWNER_PARENT, type TpmAccess } from '../../keystore/tpm-access.js';
 import type { TpmSigner } from '../../keystore/tpm.js';
 import { parseWith, type JoinChallenge } from '../../protocol/messages.js';
 import { TPM_ST } from '../../tpm/constants.js';
@@ -35,8 +35,11 @@ export const DEFAULT_EVENT_LOG = '/sys/kernel/security/tpm0/binary_bios_measurem
 export { akTemplate };
 
 export interface TpmJoinAgentOptions {
-  /** tpm2-tools TCTI string of the TPM, e.g. `device:/dev/tpmrm0`, `swtpm:host=127.0.0.1,port=2321`. */
-  tcti: string;
+  /**
+   * The holder's access to the TPM (TCTI e.g. `device:/dev/tpmrm0`, `swtpm:host=127.0.0.1,port=2321`):
+   * the agent's, the same object its identity keys in this TPM use.
+   */
+  tpm: TpmAccess;
   /** The identity key a join's CSR is for, by its SPKI (a TpmSigner made in this TPM). */
   identityKey: (spkiDer: Buffer) => TpmSigner | undefined;
   /** Which EK: `auto` (default) takes the first EK certificate found (RSA, ECC P-256, ECC P-384), else the RSA EK. */
@@ -71,7 +74,7 @@ export class TpmJoinAgent implements JoinMethodAgent {
   }
 
   get tcti(): string {
-    return this.#opts.tcti;
+    return this.#opts.tpm.tcti;
   }
 
   /**
@@ -93,16 +96,16 @@ export class TpmJoinAgent implements JoinMethodAgent {
 
   /** One TPM connection per round: the identity key's signatures and the evidence share it. */
   session<T>(fn: () => Promise<T>): Promise<T> {
-    return withTpmSession(this.#opts.tcti, fn);
+    return this.#opts.tpm.session(fn);
   }
 
   async evidence(ctx: EvidenceContext): Promise<Record<string, unknown>> {
     const identity = this.identity(ctx.spkiDer);
-    const { tcti } = this.#opts;
+    const access = this.#opts.tpm;
     const want = this.#opts.ek ?? 'auto';
-    return withTpm(tcti, async (tpm) => {
+    return access.run(async (tpm) => {
       const { cert, kind: ekKind, public: ekPublic } = await readAgentEk(tpm, want, this.ekAuth());
-      const ak = this.#opts.ak ?? (await withParent(tpm, tcti, OWNER_PARENT, (srk) => tpm.create(srk, this.#opts.akTemplate ?? akTemplate())));
+      const ak = this.#opts.ak ?? (await access.withParent(tpm, OWNER_PARENT, (srk) => tpm.create(srk, this.#opts.akTemplate ?? akTemplate())));
       this.remember(ctx.requestId, { ak, ekKind });
       const ev: TpmEvidence = {
         ...(cert ? { ek_cert: Buffer.from(cert.der).toString('base64') } : {}),
@@ -122,9 +125,9 @@ export class TpmJoinAgent implements JoinMethodAgent {
     const identity = this.identity(ctx.spkiDer);
     const nonce = Buffer.from(challenge.nonce, 'base64url');
     const eventLog = this.readEventLog();
-    const { tcti } = this.#opts;
-    return withTpm(tcti, async (tpm) => {
-      const loaded = await withParent(tpm, tcti, OWNER_PARENT, (srk) => tpm.load(srk, pending.ak));
+    const access = this.#opts.tpm;
+    return access.run(async (tpm) => {
+      const loaded = await access.withParent(tpm, OWNER_PARENT, (srk) => tpm.load(srk, pending.ak));
       return tpm.withTransient(loaded, async (ak) => {
         const activated = await activateCredential(tpm, ak, pending.ekKind, data.credential, this.ekAuth());
         const { quote, values } = await quoteWithValues(tpm, ak, nonce, data.pcr_selection);

@@ -14,6 +14,7 @@
  * the issuer requires TPM2_Certify of it by the AK.
  */
 import { z } from 'zod';
+import type { TpmAccesses } from '../../keystore/tpm-access.js';
 import type { TpmSigner } from '../../keystore/tpm.js';
 import type { KeyBlob } from '../../tpm/tpm.js';
 import { SigilError } from '../../errors.js';
@@ -36,13 +37,18 @@ export function tpmTcti(cfg: TpmAgentConfig | undefined): string {
 }
 
 /**
- * The join method for a config block. `identityKey` finds the TPM key of a join's CSR (the
- * agent's pending key); `ak`, when the agent kept one, is reused instead of creating an AK per
- * join.
+ * The join method for a config block. `tpm` gives the agent's access to the TPM at a TCTI (the
+ * block's); `identityKey` finds the TPM key of a join's CSR (the agent's pending key); `ak`,
+ * when the agent kept one, is reused instead of creating an AK per join.
  */
-export function tpmJoinAgentFromConfig(cfg: TpmAgentConfig | undefined, identityKey: (spkiDer: Buffer) => TpmSigner | undefined, ak?: KeyBlob): TpmJoinAgent {
+export function tpmJoinAgentFromConfig(
+  cfg: TpmAgentConfig | undefined,
+  tpm: TpmAccesses,
+  identityKey: (spkiDer: Buffer) => TpmSigner | undefined,
+  ak?: KeyBlob,
+): TpmJoinAgent {
   return new TpmJoinAgent({
-    tcti: tpmTcti(cfg),
+    tpm: tpm.for(tpmTcti(cfg)),
     identityKey,
     ...(cfg?.ek !== undefined ? { ek: cfg.ek } : {}),
     ...(cfg?.event_log !== undefined ? { eventLog: cfg.event_log } : {}),
@@ -63,7 +69,8 @@ export const tpmAgentMethod: AgentJoinMethodEntry<TpmAgentConfig> = {
   create(settings, ctx) {
     if (ctx.keyStorage !== 'tpm') throw new SigilError('config_invalid', `${ctx.where}: the tpm join certifies a TPM-resident identity key; set key_storage: tpm`);
     const pending = new PendingTpmKeys();
-    const method = tpmJoinAgentFromConfig(settings, (spki) => pending.find(spki));
+    // ctx.tpm: the same access the agent's identity keys in this TPM use (one queue per TPM).
+    const method = tpmJoinAgentFromConfig(settings, ctx.tpm, (spki) => pending.find(spki));
     return {
       method,
       singleUseCredential: undefined,

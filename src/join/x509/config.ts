@@ -25,6 +25,7 @@ import { PemKeySigner } from '../../keystore/pem-key.js';
 import { Pkcs11Signer, type Pkcs11KeyRef } from '../../keystore/pkcs11.js';
 import { parsePkcs11Uri } from '../../keystore/pkcs11/uri.js';
 import type { DeviceSignatureAlgorithm, DeviceSigner } from '../../keystore/signer.js';
+import { TpmAccesses } from '../../keystore/tpm-access.js';
 import { DEFAULT_TCTI, parseTpmHandle, parseTpmKeyUri, TpmPersistentSigner, type TpmPersistentKeyRef } from '../../keystore/tpm-persistent.js';
 import { readCertificate } from '../../pki/cert-reader.js';
 import { pemToDers } from '../../pki/pem.js';
@@ -87,15 +88,16 @@ function tpmAlgorithm(spki: Buffer): DeviceSignatureAlgorithm {
 /**
  * The device key a config names (PEM file, PKCS#11 URI, or TPM persistent handle). A TPM key
  * needs `leafSpki`, the device certificate's key: the TPM is only opened at the first signature
- * (agents start offline and fast), and the key found there is checked against it.
+ * (agents start offline and fast), and the key found there is checked against it. `tpm`: the
+ * holder's TPMs (the agent's; default a set of its own, for a standalone use).
  */
-export function deviceKeyFromConfig(cfg: X509AgentConfig, leafSpki?: Buffer): DeviceSigner {
+export function deviceKeyFromConfig(cfg: X509AgentConfig, leafSpki?: Buffer, tpm: TpmAccesses = new TpmAccesses()): DeviceSigner {
   const rsa = cfg.rsa_scheme === 'pkcs1' ? 'RS256' : 'PS256';
   if (cfg.key !== undefined) return PemKeySigner.fromFile(cfg.key, { rsa });
   const tpmRef = tpmKeyRefFromConfig(cfg);
   if (tpmRef !== undefined) {
     if (leafSpki === undefined) throw new TypeError('deviceKeyFromConfig: a TPM key needs the device certificate key');
-    return TpmPersistentSigner.forCertificateKey(tpmRef, leafSpki, tpmAlgorithm(leafSpki));
+    return TpmPersistentSigner.forCertificateKey(tpmRef, leafSpki, tpmAlgorithm(leafSpki), tpm.for(tpmRef.tcti));
   }
   const uri = cfg.key_uri!;
   if (!uri.startsWith('pkcs11:')) throw new SigilError('config_invalid', `join.x509.key_uri "${uri.slice(0, 40)}" is not supported (pkcs11:… or tpm:…)`);
@@ -115,7 +117,8 @@ export function deviceKeyFromConfig(cfg: X509AgentConfig, leafSpki?: Buffer): De
   return Pkcs11Signer.open(ref, { rsa });
 }
 
-export function x509JoinAgentFromConfig(cfg: X509AgentConfig): X509JoinAgent {
+/** `tpm`: as for {@link deviceKeyFromConfig}; the agent passes its own. */
+export function x509JoinAgentFromConfig(cfg: X509AgentConfig, tpm: TpmAccesses = new TpmAccesses()): X509JoinAgent {
   // File and PKCS#11 keys are opened (and their config checked) before the certificate is read;
   // a TPM key needs the certificate's key first and touches the TPM only when it signs.
   const tpmRef = tpmKeyRefFromConfig(cfg);
@@ -125,7 +128,7 @@ export function x509JoinAgentFromConfig(cfg: X509AgentConfig): X509JoinAgent {
     const chainPem = cfg.chain !== undefined ? readText(cfg.chain, 'certificate chain') : undefined;
     if (opened !== undefined) return X509JoinAgent.fromPem(certPem, opened, chainPem);
     const leafSpki = Buffer.from(readCertificate(pemToDers(certPem, 'CERTIFICATE', 'config_invalid')[0]!, 'config_invalid', 'device certificate').spki);
-    const key = deviceKeyFromConfig(cfg, leafSpki) as TpmPersistentSigner;
+    const key = deviceKeyFromConfig(cfg, leafSpki, tpm) as TpmPersistentSigner;
     const binding = cfg.tpm?.attest !== false ? new DeviceTpmBinding(key, { ek: cfg.tpm?.ek ?? 'auto' }) : undefined;
     return X509JoinAgent.fromPem(certPem, key, chainPem, binding);
   } catch (e) {
@@ -138,5 +141,5 @@ export function x509JoinAgentFromConfig(cfg: X509AgentConfig): X509JoinAgent {
 export const x509AgentMethod: AgentJoinMethodEntry<X509AgentConfig> = {
   descriptor: x509Descriptor,
   configSchema: x509AgentConfigSchema,
-  create: (settings) => ({ method: x509JoinAgentFromConfig(settings), singleUseCredential: undefined }),
+  create: (settings, ctx) => ({ method: x509JoinAgentFromConfig(settings, ctx.tpm), singleUseCredential: undefined }),
 };

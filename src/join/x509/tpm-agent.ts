@@ -6,11 +6,12 @@
  * device key with the challenge nonce.
  *
  * The TPM steps are the tpm join's (join/tpm-activation.ts: readAgentEk, akTemplate,
- * keystore/tpm-access.ts): one connection per round, every transient object flushed.
+ * keystore/tpm-access.ts): one connection per round, every transient object flushed, through
+ * the device key's own TpmAccess — the agent's, shared with all it runs on that TPM.
  */
 import { encodePublic, encodeSignedAttest } from '../../attest/structures.js';
 import { SigilError } from '../../errors.js';
-import { OWNER_PARENT, withParent, withTpm } from '../../keystore/tpm-access.js';
+import { OWNER_PARENT } from '../../keystore/tpm-access.js';
 import type { TpmPersistentSigner } from '../../keystore/tpm-persistent.js';
 import type { EkKind } from '../../tpm/ek.js';
 import type { KeyBlob } from '../../tpm/tpm.js';
@@ -41,10 +42,10 @@ export class DeviceTpmBinding {
   }
 
   async evidence(requestId: string): Promise<X509TpmEvidence> {
-    const { tcti } = this.#key.ref;
-    return withTpm(tcti, async (tpm) => {
+    const access = this.#key.access;
+    return access.run(async (tpm) => {
       const ek = await readAgentEk(tpm, this.#opts.ek ?? 'auto', this.auth());
-      const ak = await withParent(tpm, tcti, OWNER_PARENT, (srk) => tpm.create(srk, akTemplate()));
+      const ak = await access.withParent(tpm, OWNER_PARENT, (srk) => tpm.create(srk, akTemplate()));
       const devid = await this.#key.key(tpm);
       this.#pending.delete(requestId);
       this.#pending.set(requestId, { ak, ekKind: ek.kind });
@@ -61,9 +62,9 @@ export class DeviceTpmBinding {
   async respond(requestId: string, nonce: Buffer, data: NonNullable<X509ChallengeData['tpm']>): Promise<X509TpmAnswer> {
     const pending = this.#pending.get(requestId);
     if (!pending) throw new SigilError('response_invalid', 'a TPM challenge arrived for a join this agent did not start (no attestation key for its request id)');
-    const { tcti } = this.#key.ref;
-    return withTpm(tcti, async (tpm) => {
-      const loaded = await withParent(tpm, tcti, OWNER_PARENT, (srk) => tpm.load(srk, pending.ak));
+    const access = this.#key.access;
+    return access.run(async (tpm) => {
+      const loaded = await access.withParent(tpm, OWNER_PARENT, (srk) => tpm.load(srk, pending.ak));
       const answer = await tpm.withTransient(loaded, async (ak) => {
         const activated = await activateCredential(tpm, ak, pending.ekKind, data.credential, this.auth());
         const certify = await tpm.certify(await this.#key.key(tpm), ak, nonce);

@@ -6,9 +6,9 @@ import { verifyAuditLog } from '../audit/verify.js';
 import { adminOperation } from './operation.js';
 
 export const AUDIT_OPERATIONS = {
-  audit: adminOperation(z.strictObject({ since: z.number().int().nonnegative().optional(), limit: z.number().int().positive().max(100000).optional() }), ({ stores, args }) => {
+  audit: adminOperation(z.strictObject({ since: z.number().int().nonnegative().optional(), limit: z.number().int().positive().max(100000).optional() }), async ({ stores, args }) => {
     // --limit N means the newest N rows (what an operator looking at recent events wants).
-    const rows = stores.audit.list({ since: args.since });
+    const rows = await stores.audit.list({ since: args.since });
     return args.limit !== undefined ? rows.slice(-args.limit) : rows;
   }),
 

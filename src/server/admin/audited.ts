@@ -8,7 +8,7 @@
  */
 import { toSigilError } from '../../errors.js';
 import { capMessage, capText } from '../../util/untrusted-text.js';
-import type { AuditEvent, AuditStore, Stores } from '../store/types.js';
+import type { AuditEvent, AuditStore, Stores, TxStores } from '../store/types.js';
 import { runAdminOp, type AdminAuditEnv } from './ops.js';
 
 export interface AdminCaller {
@@ -21,31 +21,36 @@ export interface AdminCaller {
 export async function runAdminCall(stores: Stores, op: string, args: unknown, now: number, caller: AdminCaller, env: AdminAuditEnv = {}): Promise<unknown> {
   const remote = capText(caller.remote, 200);
   let wrote = false;
-  const audit = new Proxy(stores.audit, {
-    get(target, prop, receiver) {
-      if (prop === 'append') {
-        return (ev: AuditEvent, at: number) => {
-          wrote = true;
-          return target.append({ ...ev, remote: ev.remote ?? remote }, at);
-        };
-      }
-      const v = Reflect.get(target, prop, receiver) as unknown;
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
-    },
-  }) as AuditStore;
-  const scoped = Object.assign(Object.create(stores) as Stores, { audit });
+  const onAppend = (): void => {
+    wrote = true;
+  };
+  // The operation sees stores whose audit rows carry the caller, inside its transactions too.
+  const scoped = Object.assign(Object.create(stores) as Stores, {
+    audit: attributed(stores.audit, remote, onAppend),
+    withWriteTx: <T>(fn: (tx: TxStores) => Promise<T>): Promise<T> => stores.withWriteTx((tx) => fn(Object.assign(Object.create(tx) as TxStores, { audit: attributed(tx.audit, remote, onAppend) }))),
+  });
   const opName = capText(op, 64);
   try {
     const result = await runAdminOp(scoped, op, args, now, env);
-    if (!wrote && caller.auditReads) audit.append({ action: 'admin_call', outcome: 'ok', actor: 'admin', details: { op: opName } }, now);
+    if (!wrote && caller.auditReads) await stores.audit.append({ action: 'admin_call', outcome: 'ok', actor: 'admin', remote, details: { op: opName } }, now);
     return result;
   } catch (err) {
     const e = toSigilError(err);
     try {
-      stores.audit.append({ action: 'admin', outcome: e.code === 'internal' ? 'error' : 'refused', code: e.code, actor: 'admin', remote, details: { op: opName, message: capMessage(e.message) } }, now);
+      await stores.audit.append({ action: 'admin', outcome: e.code === 'internal' ? 'error' : 'refused', code: e.code, actor: 'admin', remote, details: { op: opName, message: capMessage(e.message) } }, now);
     } catch {
       // The refusal stands even when the audit write fails; the caller sees the original error.
     }
     throw e;
   }
+}
+
+/** `audit` with every appended row attributed to `remote` (unless it names its own). */
+function attributed(audit: AuditStore, remote: string, onAppend: () => void): AuditStore {
+  return Object.assign(Object.create(audit) as AuditStore, {
+    append: (ev: AuditEvent, at: number) => {
+      onAppend();
+      return audit.append({ ...ev, remote: ev.remote ?? remote }, at);
+    },
+  });
 }

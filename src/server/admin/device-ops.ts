@@ -13,8 +13,8 @@ export const DEVICE_OPERATIONS = {
       importDevices(stores, args.jsonl, { now, ...(args.rule !== undefined ? { rule: args.rule } : {}), ...(args.source !== undefined ? { source: args.source } : {}) }),
   ),
 
-  'devices.ls': adminOperation(z.strictObject({ rule: z.string().min(1).max(63).optional() }), ({ stores, args }) =>
-    stores.devices.list(args.rule !== undefined ? { rule: args.rule } : undefined).map((d) => ({
+  'devices.ls': adminOperation(z.strictObject({ rule: z.string().min(1).max(63).optional() }), async ({ stores, args }) =>
+    (await stores.devices.list(args.rule !== undefined ? { rule: args.rule } : undefined)).map((d) => ({
       serial: d.serial,
       rule: d.rule,
       idevid_fingerprint: d.idevidFingerprint,
@@ -24,8 +24,8 @@ export const DEVICE_OPERATIONS = {
   ),
 
   // First-join key bindings (join/aws-iid: instance id -> the agent's binding key).
-  'bindings.ls': adminOperation(z.strictObject({ method: METHOD_NAME.optional() }), ({ stores, args }) =>
-    stores.keyBindings.list(args.method !== undefined ? { method: args.method } : undefined).map((b) => ({
+  'bindings.ls': adminOperation(z.strictObject({ method: METHOD_NAME.optional() }), async ({ stores, args }) =>
+    (await stores.keyBindings.list(args.method !== undefined ? { method: args.method } : undefined)).map((b) => ({
       method: b.method,
       subject: b.subject,
       key_hash: b.keyHash,
@@ -36,10 +36,10 @@ export const DEVICE_OPERATIONS = {
   ),
 
   'bindings.reset': adminOperation(z.strictObject({ method: METHOD_NAME, subject: z.string().min(1).max(256), reason: z.string().max(500).optional() }), ({ stores, args, now }) =>
-    stores.tx(() => {
-      const had = stores.keyBindings.get(args.method, args.subject);
-      if (!stores.keyBindings.reset(args.method, args.subject)) throw new SigilError('not_found', `no ${args.method} binding for "${args.subject}" (see: sigil ctl bindings ls)`);
-      stores.audit.append({ action: 'binding_reset', outcome: 'ok', actor: 'admin', method: args.method, details: { subject: args.subject, key_hash: had?.keyHash ?? null, reason: args.reason ?? null } }, now);
+    stores.withWriteTx(async (tx) => {
+      const had = await tx.keyBindings.get(args.method, args.subject);
+      if (!(await tx.keyBindings.reset(args.method, args.subject))) throw new SigilError('not_found', `no ${args.method} binding for "${args.subject}" (see: sigil ctl bindings ls)`);
+      await tx.audit.append({ action: 'binding_reset', outcome: 'ok', actor: 'admin', method: args.method, details: { subject: args.subject, key_hash: had?.keyHash ?? null, reason: args.reason ?? null } }, now);
       return { method: args.method, subject: args.subject, reset: true };
     }),
   ),

@@ -39,46 +39,46 @@ export interface ImportResult {
 /** Most line errors listed in the refusal; the count says how many there were. */
 const MAX_LISTED = 20;
 
-export function importDevices(stores: Stores, text: string, opts: { rule?: string; now: number; source?: string }): ImportResult {
+export async function importDevices(stores: Stores, text: string, opts: { rule?: string; now: number; source?: string }): Promise<ImportResult> {
   const rule = opts.rule ?? null;
   if (rule !== null) {
-    const r = stores.resources.get('join_rule', rule);
+    const r = await stores.resources.get('join_rule', rule);
     if (!r) throw new SigilError('not_found', `join_rule "${rule}" does not exist`);
     if (r.spec.method !== 'x509') throw new SigilError('bad_request', `join_rule "${rule}" uses method ${String(r.spec.method)}, not x509`);
   }
   const errors: Array<{ line: number; message: string }> = [];
   const devices = new Map<string, { line: number; rec: z.infer<typeof manifestLineSchema> }>();
   let lines = 0;
-  text.split('\n').forEach((raw, i) => {
+  for (const [i, raw] of text.split('\n').entries()) {
     const line = i + 1;
-    if (raw.trim() === '') return;
+    if (raw.trim() === '') continue;
     lines++;
     let json: unknown;
     try {
       json = JSON.parse(raw);
     } catch {
       errors.push({ line, message: 'not a JSON object' });
-      return;
+      continue;
     }
     const parsed = manifestLineSchema.safeParse(json);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
       errors.push({ line, message: `${issue.path.join('.') || '(line)'}: ${issue.message}` });
-      return;
+      continue;
     }
     const rec = parsed.data;
     const dup = devices.get(rec.idevid_fingerprint);
     if (dup && (dup.rec.serial !== rec.serial || dup.rec.ek_public_hash !== rec.ek_public_hash)) {
       errors.push({ line, message: `idevid_fingerprint ${rec.idevid_fingerprint} is also on line ${dup.line} with another serial or EK` });
-      return;
+      continue;
     }
-    const existing = stores.devices.getByFingerprint(rec.idevid_fingerprint);
+    const existing = await stores.devices.getByFingerprint(rec.idevid_fingerprint);
     if (existing && (existing.serial !== rec.serial || existing.ekPublicHash !== (rec.ek_public_hash ?? null))) {
       errors.push({ line, message: `idevid_fingerprint ${rec.idevid_fingerprint} is already registered as device ${existing.serial}${existing.ekPublicHash ? ` (EK ${existing.ekPublicHash})` : ''}` });
-      return;
+      continue;
     }
     devices.set(rec.idevid_fingerprint, { line, rec });
-  });
+  }
   const where = opts.source ?? 'manifest';
   if (errors.length > 0) {
     const listed = errors.slice(0, MAX_LISTED).map((e) => `line ${e.line}: ${e.message}`).join('; ');
@@ -87,13 +87,13 @@ export function importDevices(stores: Stores, text: string, opts: { rule?: strin
   }
   if (lines === 0) throw new SigilError('manifest_invalid', `${where}: no device lines`);
   const counts = { created: 0, updated: 0, unchanged: 0 };
-  stores.tx(() => {
+  await stores.withWriteTx(async (tx) => {
     for (const { rec } of devices.values()) {
-      const r = stores.devices.put({ rule, serial: rec.serial, ekPublicHash: rec.ek_public_hash ?? null, idevidFingerprint: rec.idevid_fingerprint, manifest: rec, importedAt: opts.now });
+      const r = await tx.devices.put({ rule, serial: rec.serial, ekPublicHash: rec.ek_public_hash ?? null, idevidFingerprint: rec.idevid_fingerprint, manifest: rec, importedAt: opts.now });
       counts[r]++;
     }
     if (counts.created + counts.updated > 0) {
-      stores.audit.append({ action: 'devices_import', outcome: 'ok', actor: 'admin', details: { source: where, rule, lines, ...counts } }, opts.now);
+      await tx.audit.append({ action: 'devices_import', outcome: 'ok', actor: 'admin', details: { source: where, rule, lines, ...counts } }, opts.now);
     }
   });
   return { lines, ...counts, rule };

@@ -28,7 +28,7 @@ export interface AdminCall<A> {
 
 export interface AdminOperation<S extends z.ZodType = z.ZodType> {
   schema: S;
-  /** Most operations answer at once; `audit.verify` and `audit.prune` return a promise (chunked walk). */
+  /** Its result (the store is async: operations that touch it return a promise). */
   run(call: AdminCall<z.infer<S>>): unknown;
 }
 

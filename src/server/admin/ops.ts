@@ -33,8 +33,8 @@ export function isAdminOp(x: string): x is AdminOp {
   return Object.prototype.hasOwnProperty.call(ADMIN_OPERATIONS, x);
 }
 
-/** Most operations answer at once; `audit.verify` and `audit.prune` return a promise (chunked walk). */
-export function runAdminOp(stores: Stores, op: string, rawArgs: unknown, now: number = Date.now(), env: AdminAuditEnv = {}): unknown {
+/** Validate and run one operation; rejects (never throws) with what the operation refused. */
+export async function runAdminOp(stores: Stores, op: string, rawArgs: unknown, now: number = Date.now(), env: AdminAuditEnv = {}): Promise<unknown> {
   if (!isAdminOp(op)) throw new SigilError('not_found', `unknown admin operation "${op}"`);
   const operation: AdminOperation = ADMIN_OPERATIONS[op];
   const args: unknown = parseWith(operation.schema as z.ZodType, rawArgs ?? {}, 'bad_request', `${op} arguments`);

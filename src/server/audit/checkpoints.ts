@@ -59,10 +59,10 @@ const signedBytes = (cp: Omit<Checkpoint, 'sig'> | Checkpoint): Buffer => {
 };
 
 /** A signed checkpoint of the chain head; undefined while the log is empty. */
-export function checkpointHead(audit: AuditStore, signer: CheckpointSigner, kind: CheckpointKind, now: number): Checkpoint | undefined {
-  const head = audit.head();
+export async function checkpointHead(audit: AuditStore, signer: CheckpointSigner, kind: CheckpointKind, now: number): Promise<Checkpoint | undefined> {
+  const [head, anchor, keyInfo] = await Promise.all([audit.head(), audit.anchor(), audit.keyInfo()]);
   if (!head) return undefined;
-  return signCheckpoint({ v: 1, kind, seq: head.seq, hash: head.hash, at: now, count: head.seq - (audit.anchor()?.seq ?? 0), key_id: audit.keyInfo()?.id ?? null, signer: signer.id }, signer);
+  return signCheckpoint({ v: 1, kind, seq: head.seq, hash: head.hash, at: now, count: head.seq - (anchor?.seq ?? 0), key_id: keyInfo?.id ?? null, signer: signer.id }, signer);
 }
 
 export function signCheckpoint(body: Omit<Checkpoint, 'sig'>, signer: CheckpointSigner): Checkpoint {
@@ -131,8 +131,8 @@ export class CheckpointWriter {
     private readonly onWrite?: (cp: Checkpoint) => void,
   ) {}
 
-  write(audit: AuditStore, kind: CheckpointKind, now: number): Checkpoint | undefined {
-    const cp = checkpointHead(audit, this.signer, kind, now);
+  async write(audit: AuditStore, kind: CheckpointKind, now: number): Promise<Checkpoint | undefined> {
+    const cp = await checkpointHead(audit, this.signer, kind, now);
     if (!cp || (kind === 'periodic' && cp.seq === this.lastSeq)) return undefined;
     appendCheckpoint(this.path, cp);
     this.lastSeq = cp.seq;

@@ -29,7 +29,7 @@ export async function pruneAudit(
   let through: { seq: number; hash: string } | undefined;
   // Rows are appended in time order (up to clock steps between processes): everything up to the
   // newest row older than `before` goes.
-  const cutoff = audit.lastSeqBefore(before);
+  const cutoff = await audit.lastSeqBefore(before);
   const report = await verifyAuditLog(audit, {
     ...verify,
     onRow: (seq, hash) => {
@@ -39,10 +39,11 @@ export async function pruneAudit(
   if (!report.ok) throw new SigilError('audit_chain_broken', `not pruning: the audit log does not verify (${report.reason}); investigate first (sigil ctl audit --verify)`);
   const result: PruneResult = { through_seq: null, removed: 0, before: new Date(before).toISOString(), checkpoint_file: writer.path };
   if (!through) return result;
-  const count = through.seq - (audit.anchor()?.seq ?? 0);
-  const cp = writer.writeAt(through, count, audit.keyInfo()?.id ?? null, now);
-  result.removed = audit.pruneThrough(through.seq, JSON.stringify(cp), now);
+  const [anchor, keyInfo] = await Promise.all([audit.anchor(), audit.keyInfo()]);
+  const count = through.seq - (anchor?.seq ?? 0);
+  const cp = writer.writeAt(through, count, keyInfo?.id ?? null, now);
+  result.removed = await audit.pruneThrough(through.seq, JSON.stringify(cp), now);
   result.through_seq = through.seq;
-  audit.append({ action: 'audit_prune', outcome: 'ok', actor: 'admin', details: { through_seq: through.seq, removed: result.removed, before: result.before } }, now);
+  await audit.append({ action: 'audit_prune', outcome: 'ok', actor: 'admin', details: { through_seq: through.seq, removed: result.removed, before: result.before } }, now);
   return result;
 }

@@ -42,12 +42,10 @@ export interface AuditVerifyReport {
 export async function verifyAuditLog(audit: AuditStore, opts: AuditVerifyOptions = {}): Promise<AuditVerifyReport> {
   const problems: string[] = [];
   const verifiers = opts.verifiers ?? new Map<string, KeyObject>();
-  const keyInfo = audit.keyInfo();
-
-  const { missing } = audit.triggers();
+  // Independent reads, asked at once.
+  const [keyInfo, { missing }, anchor] = await Promise.all([audit.keyInfo(), audit.triggers(), audit.anchor()]);
   if (missing.length) problems.push(`append-only triggers dropped: ${missing.join(', ')} (someone wrote to issuer.db outside Sigil)`);
 
-  const anchor = audit.anchor();
   let anchorOk: boolean | null = null;
   if (anchor) {
     if (verifiers.size === 0) anchorOk = null;
@@ -108,9 +106,9 @@ export async function verifyAuditLog(audit: AuditStore, opts: AuditVerifyOptions
     }
     opts.onRow?.(seq, hash);
   };
-  let walk = audit.startWalk();
+  let walk = await audit.startWalk();
   while (!walk.done) {
-    walk = audit.verifyStep(walk, opts.chunkRows, seen);
+    walk = await audit.verifyStep(walk, opts.chunkRows, seen);
     if (!walk.done) await yieldToLoop();
   }
   const chainOk = walk.brokenAt === undefined;

@@ -1,10 +1,10 @@
 import type { Stores } from '../store/types.js';
-import { Counter, Gauge, Histogram, Registry } from './registry.js';
+import { Counter, Gauge, Histogram, Registry, SampledGauge } from './registry.js';
 
 /** Window for "certificates about to expire" (matches the 80%-of-TTL alert for 1 h certs). */
 const EXPIRING_WINDOW_MS = 12 * 60 * 1000;
 
-/** The issuer's metrics, served at GET /metrics (docs/alerts.yaml builds on these names). */
+/** The issuer's metrics, served at GET /metrics (`registry.scrape()`; docs/alerts.yaml builds on these names). */
 export function createIssuerMetrics(stores: Stores, now: () => number) {
   const registry = new Registry();
   const joins = registry.register(new Counter('sigil_joins_total', 'Successful joins by join method'));
@@ -36,8 +36,8 @@ export function createIssuerMetrics(stores: Stores, now: () => number) {
     new Histogram('sigil_issuance_seconds', 'Time to decide and sign a join or renewal', [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]),
   );
   registry.register(
-    new Gauge('sigil_certificates_expiring_soon', 'Current certificates expiring within 12 minutes, by bot', () =>
-      stores.certificates.expiringBefore(now() + EXPIRING_WINDOW_MS, now()).map((r) => ({ labels: { bot: r.bot }, value: r.count })),
+    new SampledGauge('sigil_certificates_expiring_soon', 'Current certificates expiring within 12 minutes, by bot', async () =>
+      (await stores.certificates.expiringBefore(now() + EXPIRING_WINDOW_MS, now())).map((r) => ({ labels: { bot: r.bot }, value: r.count })),
     ),
   );
   // Export zeros from the start so increase()/rate() see the first burst too.

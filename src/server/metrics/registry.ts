@@ -15,7 +15,11 @@ const keyOf = (l: Labels): string => JSON.stringify(Object.entries(l).sort(([a],
 
 interface Metric {
   render(): string;
+  /** Fetch what `render` shows, for metrics whose source is asynchronous (a store). */
+  refresh?(): Promise<void>;
 }
+
+type Series = Array<{ labels: Labels; value: number }>;
 
 /**
  * Series one counter may hold before new label sets fold into one series whose every label is
@@ -52,10 +56,29 @@ export class Counter implements Metric {
 }
 
 export class Gauge implements Metric {
-  constructor(readonly name: string, readonly help: string, private readonly collect: () => Array<{ labels: Labels; value: number }>) {}
+  constructor(readonly name: string, readonly help: string, private readonly collect: () => Series) {}
   render(): string {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
     for (const { labels, value } of this.collect()) lines.push(`${this.name}${fmtLabels(labels)} ${value}`);
+    return lines.join('\n');
+  }
+}
+
+/**
+ * A gauge read from an asynchronous source (the issuer's store): `refresh()` samples it, `render()`
+ * shows the last sample. The registry refreshes every such gauge before it renders a scrape
+ * ({@link Registry.scrape}), so a scrape sees the store as of that scrape; rendering stays
+ * synchronous and never waits on the store.
+ */
+export class SampledGauge implements Metric {
+  private last: Series = [];
+  constructor(readonly name: string, readonly help: string, private readonly sample: () => Promise<Series>) {}
+  async refresh(): Promise<void> {
+    this.last = await this.sample();
+  }
+  render(): string {
+    const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
+    for (const { labels, value } of this.last) lines.push(`${this.name}${fmtLabels(labels)} ${value}`);
     return lines.join('\n');
   }
 }
@@ -88,5 +111,10 @@ export class Registry {
   }
   render(): string {
     return this.metrics.map((m) => m.render()).join('\n') + '\n';
+  }
+  /** What GET /metrics serves: the sampled gauges refreshed, then everything rendered. */
+  async scrape(): Promise<string> {
+    await Promise.all(this.metrics.map((m) => m.refresh?.()));
+    return this.render();
   }
 }

@@ -98,7 +98,7 @@ export function checkNamedSigner(who: Presented, named: { instance_id: string; s
 }
 
 /** Phase 2: the presented identity is current, its instance and bot usable (see the module comment). */
-export function checkCurrentIdentity(ctx: IssuerContext, who: Presented, timestamp: number, now: number): { inst: InstanceRecord; certRec: CertificateRecord } {
+export async function checkCurrentIdentity(ctx: IssuerContext, who: Presented, timestamp: number, now: number): Promise<{ inst: InstanceRecord; certRec: CertificateRecord }> {
   if (who.leaf.fields.notAfter.getTime() <= now) {
     throw new SigilError('cert_expired', `the presented certificate expired at ${who.leaf.fields.notAfter.toISOString()}; the agent must join again`);
   }
@@ -106,11 +106,12 @@ export function checkCurrentIdentity(ctx: IssuerContext, who: Presented, timesta
   if (Math.abs(skew) > ctx.skewMs) {
     throw new SigilError('stale_request', `request timestamp differs from the issuer's clock by ${Math.round(skew / 1000)} s (allowed ±${ctx.skewMs / 1000} s); check the agent's clock (NTP)`);
   }
-  const inst = ctx.stores.instances.get(who.instanceId);
+  // Three independent reads, asked at once (one round trip's wait on a networked store); the
+  // checks below still run, and refuse, in the order the module comment gives.
+  const [inst, botLocked, certRec] = await Promise.all([ctx.stores.instances.get(who.instanceId), ctx.stores.botLocks.isLocked(who.bot), ctx.stores.certificates.get(who.serial)]);
   if (!inst || inst.bot !== who.bot) throw new SigilError('unknown_instance', `instance ${who.instanceId} is not known to this issuer`);
   if (inst.locked) throw new SigilError('instance_locked', `instance ${inst.id} is locked (${inst.lockReason ?? 'by an administrator'}); unlock with: sigil ctl --data-dir <issuer-data-dir> unlock ${inst.id}`);
-  if (ctx.stores.botLocks.isLocked(inst.bot)) throw new SigilError('bot_locked', `bot "${inst.bot}" is locked; unlock with: sigil ctl --data-dir <issuer-data-dir> unlock ${inst.bot}`);
-  const certRec = ctx.stores.certificates.get(who.serial);
+  if (botLocked) throw new SigilError('bot_locked', `bot "${inst.bot}" is locked; unlock with: sigil ctl --data-dir <issuer-data-dir> unlock ${inst.bot}`);
   if (!certRec || certRec.instanceId !== inst.id || certRec.kind !== IDENTITY_CERT_KIND) {
     throw new SigilError('chain_invalid', `certificate serial ${who.serial} is not an identity issued to instance ${inst.id}`);
   }
@@ -118,7 +119,8 @@ export function checkCurrentIdentity(ctx: IssuerContext, who: Presented, timesta
     // An older credential is being used after a newer one was issued: either a stolen copy
     // or a cloned machine. Lock the instance (ARCHITECTURE protocol sketch) and say why.
     const reason = `generation_mismatch: presented generation ${certRec.generation}, current ${inst.generation}`;
-    ctx.stores.tx(() => ctx.stores.instances.setLocked(inst.id, true, reason, now));
+    // One write: a transaction of its own (store contract).
+    await ctx.stores.instances.setLocked(inst.id, true, reason, now);
     throw new SigilError('generation_mismatch', `stale credential generation ${certRec.generation} presented (current is ${inst.generation}); instance ${inst.id} is now locked. If this is not a stolen credential, inspect with \`sigil ctl --data-dir <issuer-data-dir> instances ls\` and run \`sigil ctl --data-dir <issuer-data-dir> unlock ${inst.id}\``);
   }
   return { inst, certRec };

@@ -81,12 +81,12 @@ export async function handleCredential(ctx: IssuerContext, body: unknown, remote
     const answerKey = answerKeyFor(req, confidential);
     const signed = signedRequest(auth.jws, auth.verified.payloadBytes, req.request_id, { keyHash: auth.who.leaf.spkiHash, instanceId: auth.who.instanceId });
 
-    const replay = replayIfSeen(ctx, signed);
+    const replay = await replayIfSeen(ctx.stores, signed);
     if (replay) return signResponse(ctx, replay);
 
     const now = ctx.now();
-    const { inst } = checkCurrentIdentity(ctx, auth.who, req.timestamp, now);
-    const grant = decideCredential(ctx.stores, inst.bot, {
+    const { inst } = await checkCurrentIdentity(ctx, auth.who, req.timestamp, now);
+    const grant = await decideCredential(ctx.stores, inst.bot, {
       kind: req.kind,
       ttlS: req.ttl_s,
       logins: req.logins,
@@ -97,15 +97,16 @@ export async function handleCredential(ctx: IssuerContext, body: unknown, remote
       audiences: req.audiences,
     });
 
-    // Signed and sealed before the transaction (sealing is asynchronous); if a concurrent copy
-    // of this request commits first, this credential is dropped unseen and the stored answer wins.
+    // Signed and sealed before the transaction, which stays short (every other writer waits for
+    // it); if a concurrent copy of this request commits first, this credential is dropped unseen
+    // and the stored answer wins.
     const issued = issueCredential(ctx, { grant, req, inst, now });
     const result = await sealSecrets(issued.result, answerKey);
-    const payload = ctx.stores.tx(() => {
-      const again = replayIfSeen(ctx, signed);
+    const payload = await ctx.stores.withWriteTx(async (tx) => {
+      const again = await replayIfSeen(tx, signed);
       if (again) return again;
-      ctx.stores.certificates.insert(issued.record);
-      return recordAnswer(ctx, {
+      await tx.certificates.insert(issued.record);
+      return recordAnswer(ctx, tx, {
         op: 'credential',
         request: signed,
         result,
@@ -131,7 +132,7 @@ export async function handleCredential(ctx: IssuerContext, body: unknown, remote
     return signResponse(ctx, payload);
   } catch (err) {
     const e = toSigilError(err);
-    auditRefusal(ctx, 'credential', e, { bot: who?.bot ?? null, instanceId: who?.instanceId ?? null, remote, requestId: req?.request_id });
+    await auditRefusal(ctx, 'credential', e, { bot: who?.bot ?? null, instanceId: who?.instanceId ?? null, remote, requestId: req?.request_id });
     throw e;
   }
 }

@@ -1,7 +1,7 @@
 /**
  * Issue one X.509-SVID and record it — and, when the agent asked for one, its MQTT transport
  * certificate (./transport-cert.ts) with the same subject and validity. Runs inside the caller's
- * store transaction: the certificate rows, the instance's new generation, the idempotent
+ * store transaction (`tx`): the certificate rows, the instance's new generation, the idempotent
  * response and the audit row commit together or not at all.
  */
 import { createHash } from 'node:crypto';
@@ -14,6 +14,7 @@ import type { KeyStorage } from '../../keystore/signer.js';
 import { decideTtl } from '../policy/ttl.js';
 import type { BotPolicy } from '../policy/resources.js';
 import type { IssuerContext } from '../issuer.js';
+import type { TxStores } from '../store/types.js';
 import { signTransportCert, transportCertRecord } from './transport-cert.js';
 
 /** NotBefore is back-dated so a verifier whose clock lags a little still accepts the cert. */
@@ -62,7 +63,7 @@ export function svidSubject(trustDomain: string, instanceId: string): NameSpec {
   return subject;
 }
 
-export function issueIdentity(ctx: IssuerContext, p: IssueParams): IssuedIdentity {
+export async function issueIdentity(ctx: IssuerContext, tx: TxStores, p: IssueParams): Promise<IssuedIdentity> {
   const now = ctx.now();
   const ttl = decideTtl(p.requestedTtlS, p.bot.maxTtlS);
   const spiffeId = spiffeIdFor(ctx.ca.trustDomain, p.bot.name, p.instanceId);
@@ -78,13 +79,13 @@ export function issueIdentity(ctx: IssuerContext, p: IssueParams): IssuedIdentit
   }
   const serialStr = serialHex(serial);
   const record = { instanceId: p.instanceId, bot: p.bot.name, generation: p.generation, notBefore, notAfter, requestId: p.requestId, issuedAt: now };
-  ctx.stores.certificates.insert({ ...record, serial: serialStr, kind: 'x509-svid', keyStorage: p.keyStorage, exportable: p.exportable, spkiHash: spkiHash(p.spkiDer) });
+  await tx.certificates.insert({ ...record, serial: serialStr, kind: 'x509-svid', keyStorage: p.keyStorage, exportable: p.exportable, spkiHash: spkiHash(p.spkiDer) });
   let transport: { serial: string; chain: string[] } | undefined;
   if (p.transportSpkiDer) {
     transport = signTransportCert(ctx, { spkiDer: p.transportSpkiDer, subject, notBefore, notAfter });
-    ctx.stores.certificates.insert(transportCertRecord({ ...record, serial: transport.serial, spkiHash: spkiHash(p.transportSpkiDer) }));
+    await tx.certificates.insert(transportCertRecord({ ...record, serial: transport.serial, spkiHash: spkiHash(p.transportSpkiDer) }));
   }
-  ctx.stores.instances.recordIssue(p.instanceId, { generation: p.generation, serial: serialStr, notAfter, keyStorage: p.keyStorage, exportable: p.exportable, now });
+  await tx.instances.recordIssue(p.instanceId, { generation: p.generation, serial: serialStr, notAfter, keyStorage: p.keyStorage, exportable: p.exportable, now });
   const result: IdentityResult = {
     instance_id: p.instanceId,
     spiffe_id: spiffeId,

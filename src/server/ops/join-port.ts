@@ -7,37 +7,37 @@ import type { JoinAttestPort, JoinCommitPort } from '../../join/port.js';
 import { parseRules } from '../../join/rules.js';
 import type { BuiltJoinMethod } from '../../join/server-methods.js';
 import type { Logger } from '../../util/log.js';
-import type { Stores } from '../store/types.js';
+import type { Stores, TxStores } from '../store/types.js';
 
 export function attestPort(stores: Stores, method: BuiltJoinMethod, now: () => number, log: Logger): JoinAttestPort {
   const name = method.entry.descriptor.name;
   return {
-    rules: async <T>() => parseRules<T>(stores.resources.list('join_rule'), name, method.entry.ruleSchema),
-    token: async (id) => stores.tokens.get(id),
-    jtiSeen: async (issuer, jti) => stores.tokenReplay.seen(issuer, jti),
-    device: async (fingerprint) => stores.devices.getByFingerprint(fingerprint),
-    keyBinding: async (subject) => stores.keyBindings.get(name, subject),
-    instanceFacts: async (id) => stores.instances.get(id)?.facts,
+    rules: async <T>() => parseRules<T>(await stores.resources.list('join_rule'), name, method.entry.ruleSchema),
+    token: (id) => stores.tokens.get(id),
+    jtiSeen: (issuer, jti) => stores.tokenReplay.seen(issuer, jti),
+    device: (fingerprint) => stores.devices.getByFingerprint(fingerprint),
+    keyBinding: (subject) => stores.keyBindings.get(name, subject),
+    instanceFacts: async (id) => (await stores.instances.get(id))?.facts,
     now,
     log: log.child({ join_method: name }),
   };
 }
 
-/** Only valid inside `stores.tx` (the issuing transaction). */
-export function commitPort(stores: Stores, method: BuiltJoinMethod, now: number, instanceId: string): JoinCommitPort {
+/** Over the issuing transaction's stores `tx`; valid only inside it. */
+export function commitPort(tx: TxStores, method: BuiltJoinMethod, now: number, instanceId: string): JoinCommitPort {
   const name = method.entry.descriptor.name;
   return {
     now,
     instanceId,
-    consumeToken: (id) => {
-      const r = stores.tokens.consume(id, now, instanceId);
+    consumeToken: async (id) => {
+      const r = await tx.tokens.consume(id, now, instanceId);
       return r.ok ? { ok: true } : r;
     },
-    recordJti: (issuer, jti, expiresAt) => {
+    recordJti: async (issuer, jti, expiresAt) => {
       // Rows outlive their token by the skew only; pruned as joins go by.
-      stores.tokenReplay.prune(now);
-      return stores.tokenReplay.record(issuer, jti, expiresAt, now);
+      await tx.tokenReplay.prune(now);
+      return tx.tokenReplay.record(issuer, jti, expiresAt, now);
     },
-    bindKey: (rec) => stores.keyBindings.bind({ method: name, ...rec, createdAt: now }),
+    bindKey: (rec) => tx.keyBindings.bind({ method: name, ...rec, createdAt: now }),
   };
 }

@@ -61,7 +61,7 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
     // A join is signed by the key it asks to certify: that key is the signer a replay must match.
     const signed = signedRequest(jws, verified.payloadBytes, req.request_id, { keyHash: spkiHash(csr.spkiDer) });
 
-    const replay = replayIfSeen(ctx, signed);
+    const replay = await replayIfSeen(ctx.stores, signed);
     if (replay) return signResponse(ctx, replay);
 
     const skew = req.timestamp - ctx.now();
@@ -76,35 +76,35 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
     const now = ctx.now();
     // The challenge lifecycle is the host's (join/challenge.ts): an answer's challenge is opened
     // here, before the method sees the answer, and used up below in the issuing transaction.
-    const challenge = isChallengeAnswer(req.evidence) ? openChallenge(ctx.stores.challenges, req.evidence.challenge_id, { method: method.name, requestId: req.request_id, spkiDer: csr.spkiDer, now }) : undefined;
+    const challenge = isChallengeAnswer(req.evidence) ? await openChallenge(ctx.stores.challenges, req.evidence.challenge_id, { method: method.name, requestId: req.request_id, spkiDer: csr.spkiDer, now }) : undefined;
     const input = { evidence: req.evidence, requestId: req.request_id, spkiDer: csr.spkiDer, now, remote, ...(challenge ? { challenge } : {}) };
     const step = await method.attest(input, attestPort(ctx.stores, built, ctx.now, ctx.log));
     // A method with a challenge round (x509, tpm, azure) first asks the agent to answer a challenge.
-    if (isChallengeRequired(step)) return issueChallenge(ctx, method.name, req.request_id, csr.spkiDer, step.challenge);
+    if (isChallengeRequired(step)) return await issueChallenge(ctx, method.name, req.request_id, csr.spkiDer, step.challenge);
     const att = step;
     botName = att.bot;
-    const bot = resolveBot(ctx.stores, att.bot);
-    if (ctx.stores.botLocks.isLocked(bot.name)) throw new SigilError('bot_locked', `bot "${bot.name}" is locked; unlock with: sigil ctl --data-dir <issuer-data-dir> unlock ${bot.name}`);
+    const bot = await resolveBot(ctx.stores, att.bot);
+    if (await ctx.stores.botLocks.isLocked(bot.name)) throw new SigilError('bot_locked', `bot "${bot.name}" is locked; unlock with: sigil ctl --data-dir <issuer-data-dir> unlock ${bot.name}`);
     const r = req;
     // What the method proved about the key (tpm: TPM2_Certify); an unproven claim counts for nothing.
     const keyStorage = att.keyStorage ?? 'software';
     const exportable = att.keyStorage === undefined ? true : (att.exportable ?? true);
 
-    const payload = ctx.stores.tx(() => {
+    const payload = await ctx.stores.withWriteTx(async (tx) => {
       // Re-check inside the write lock: two copies of one request racing each other.
-      const again = replayIfSeen(ctx, signed);
+      const again = await replayIfSeen(tx, signed);
       if (again) return again;
-      const existing = att.machineId ? ctx.stores.instances.get(att.machineId) : undefined;
+      const existing = att.machineId ? await tx.instances.get(att.machineId) : undefined;
       const instanceId = existing?.id ?? att.machineId ?? randomUUID();
       // Single-use evidence is used up inside the transaction: a refusal after this (a locked
       // instance, the issue itself) rolls the use back, so it burns nothing.
-      if (challenge) consumeChallenge(ctx.stores.challenges, challenge.id, now);
-      att.commit?.(commitPort(ctx.stores, built, now, instanceId));
+      if (challenge) await consumeChallenge(tx.challenges, challenge.id, now);
+      await att.commit?.(commitPort(tx, built, now, instanceId));
       if (existing) {
         if (existing.locked) throw new SigilError('instance_locked', `instance ${existing.id} is locked (${existing.lockReason ?? 'by an administrator'})`);
-        ctx.stores.instances.updateFacts(existing.id, att.facts, now);
+        await tx.instances.updateFacts(existing.id, att.facts, now);
       } else {
-        ctx.stores.instances.create({
+        await tx.instances.create({
           id: instanceId,
           bot: bot.name,
           joinMethod: method.name,
@@ -116,7 +116,7 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
           createdAt: now,
         });
       }
-      const { result, transportSerial } = issueIdentity(ctx, {
+      const { result, transportSerial } = await issueIdentity(ctx, tx, {
         op: 'join',
         requestId: r.request_id,
         instanceId,
@@ -128,7 +128,7 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
         exportable,
         ...(transportSpkiDer ? { transportSpkiDer } : {}),
       });
-      return recordAnswer(ctx, {
+      return recordAnswer(ctx, tx, {
         op: 'join',
         request: signed,
         result,
@@ -147,7 +147,7 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
     return signResponse(ctx, payload);
   } catch (err) {
     const e = toSigilError(err);
-    auditRefusal(ctx, 'join', e, { method: req?.method ?? null, bot: botName ?? null, remote, requestId: req?.request_id });
+    await auditRefusal(ctx, 'join', e, { method: req?.method ?? null, bot: botName ?? null, remote, requestId: req?.request_id });
     throw e;
   }
 }

@@ -3,6 +3,7 @@ import { OPS } from '../../protocol/messages.js';
 import { refusalSource, type RefusalSummary } from '../audit/refusal-sampler.js';
 import { capMessage, capOptional } from '../../util/untrusted-text.js';
 import type { IssuerContext } from '../issuer.js';
+import type { AuditEvent } from '../store/types.js';
 
 /** Codes that mean "who you claim to be did not check out" — the auth-failure alert counts these. */
 const AUTH_STATUSES = new Set([401, 403]);
@@ -24,16 +25,16 @@ export interface RefusalWho {
  * context's RefusalSampler (../audit/refusal-sampler.ts) so a flood of garbage becomes a few
  * rows plus one summary per source and code. Internal errors are logged with their cause (never
  * sent to the client) and always recorded. Client-chosen text is capped first
- * (util/untrusted-text.ts).
+ * (util/untrusted-text.ts). Callers await it before answering: the row is written first.
  */
-export function auditRefusal(ctx: IssuerContext, op: string, e: SigilError, who: RefusalWho): void {
+export async function auditRefusal(ctx: IssuerContext, op: string, e: SigilError, who: RefusalWho): Promise<void> {
   const labels = { op: REFUSAL_OPS.has(op) ? op : 'other', method: methodLabel(ctx, who.method), code: isErrorCode(e.code) ? e.code : 'other' };
   ctx.metrics.refusals.inc(labels);
   if (AUTH_STATUSES.has(e.status)) ctx.metrics.authFailure();
   const message = capMessage(e.message);
   if (!authenticated(e, who)) {
     const { record, due } = ctx.refusalSampler.admit({ source: refusalSource(who.remote), op: labels.op, code: labels.code }, message, ctx.now());
-    for (const s of due) recordSummary(ctx, s);
+    for (const s of due) await recordSummary(ctx, s);
     if (!record) return;
   }
   const remote = capOptional(who.remote);
@@ -42,7 +43,7 @@ export function auditRefusal(ctx: IssuerContext, op: string, e: SigilError, who:
   const fields = { op, code: e.code, method, bot: who.bot, instance: who.instanceId, remote, request_id: requestId };
   if (e.code === 'internal') ctx.log.error({ ...fields, err: e.cause ?? e }, 'internal error');
   else ctx.log.warn(fields, `${op} refused: ${message}`);
-  append(ctx, {
+  await append(ctx, {
     action: op,
     outcome: e.code === 'internal' ? 'error' : 'refused',
     code: e.code,
@@ -56,9 +57,9 @@ export function auditRefusal(ctx: IssuerContext, op: string, e: SigilError, who:
 }
 
 /** Write the summaries of the current interval (the owner's timer, and at shutdown). */
-export function flushRefusalSummaries(ctx: IssuerContext): number {
+export async function flushRefusalSummaries(ctx: IssuerContext): Promise<number> {
   const due = ctx.refusalSampler.flush();
-  for (const s of due) recordSummary(ctx, s);
+  for (const s of due) await recordSummary(ctx, s);
   return due.length;
 }
 
@@ -80,7 +81,7 @@ function methodLabel(ctx: IssuerContext, method: string | null | undefined): str
   return ctx.methods.has(method) ? method : 'other';
 }
 
-function recordSummary(ctx: IssuerContext, s: RefusalSummary): void {
+function recordSummary(ctx: IssuerContext, s: RefusalSummary): Promise<void> {
   const details = {
     op: s.op,
     count: s.count,
@@ -91,12 +92,12 @@ function recordSummary(ctx: IssuerContext, s: RefusalSummary): void {
     sample: s.sample,
   };
   ctx.log.warn({ source: s.source, code: s.code, ...details }, `${s.op} refused ${s.count} more times from ${s.source} (summarised)`);
-  append(ctx, { action: 'refusal_summary', outcome: 'refused', code: s.code, actor: 'agent', remote: s.source, details });
+  return append(ctx, { action: 'refusal_summary', outcome: 'refused', code: s.code, actor: 'agent', remote: s.source, details });
 }
 
-function append(ctx: IssuerContext, ev: Parameters<IssuerContext['stores']['audit']['append']>[0]): void {
+async function append(ctx: IssuerContext, ev: AuditEvent): Promise<void> {
   try {
-    ctx.stores.audit.append(ev, ctx.now());
+    await ctx.stores.audit.append(ev, ctx.now());
   } catch (auditErr) {
     // The refusal itself stands; a failing audit write is an operator problem we must surface.
     ctx.log.error({ err: auditErr }, 'could not append refusal to the audit log');

@@ -39,11 +39,11 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
     checkNamedSigner(auth.who, req);
     const signed = signedRequest(auth.jws, verified.payloadBytes, req.request_id, { keyHash: auth.who.leaf.spkiHash, instanceId: auth.who.instanceId });
 
-    const replay = replayIfSeen(ctx, signed);
+    const replay = await replayIfSeen(ctx.stores, signed);
     if (replay) return signResponse(ctx, replay);
 
     const now = ctx.now();
-    const { inst, certRec } = checkCurrentIdentity(ctx, auth.who, req.timestamp, now);
+    const { inst, certRec } = await checkCurrentIdentity(ctx, auth.who, req.timestamp, now);
 
     const csr = parseCsr(req.csr);
     if (spkiHash(csr.spkiDer) === auth.who.leaf.spkiHash) throw new SigilError('key_reused', 'the CSR carries the current key; renewal must rotate to a new key');
@@ -58,16 +58,16 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
     const currentSpki = Buffer.from(auth.who.leaf.fields.spki);
     const transportSpkiDer = req.transport_csr !== undefined ? checkTransportCsr(req.transport_csr, [csr.spkiDer, currentSpki]) : undefined;
 
-    const bot = resolveBot(ctx.stores, inst.bot);
+    const bot = await resolveBot(ctx.stores, inst.bot);
     const r = req;
-    const payload = ctx.stores.tx(() => {
-      const again = replayIfSeen(ctx, signed);
+    const payload = await ctx.stores.withWriteTx(async (tx) => {
+      const again = await replayIfSeen(tx, signed);
       if (again) return again;
       // Re-read under the write lock: a concurrent renewal of the same generation must not
       // produce two successors.
-      const fresh = ctx.stores.instances.get(inst.id)!;
+      const fresh = (await tx.instances.get(inst.id))!;
       if (fresh.generation !== certRec.generation) throw new SigilError('generation_mismatch', 'a concurrent renewal already advanced this instance');
-      const { result, transportSerial } = issueIdentity(ctx, {
+      const { result, transportSerial } = await issueIdentity(ctx, tx, {
         op: 'renew',
         requestId: r.request_id,
         instanceId: inst.id,
@@ -79,7 +79,7 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
         exportable,
         ...(transportSpkiDer ? { transportSpkiDer } : {}),
       });
-      return recordAnswer(ctx, {
+      return recordAnswer(ctx, tx, {
         op: 'renew',
         request: signed,
         result,
@@ -98,7 +98,7 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
     return signResponse(ctx, payload);
   } catch (err) {
     const e = toSigilError(err);
-    auditRefusal(ctx, 'renew', e, { bot: who?.bot ?? null, instanceId: who?.instanceId ?? null, remote, requestId: req?.request_id });
+    await auditRefusal(ctx, 'renew', e, { bot: who?.bot ?? null, instanceId: who?.instanceId ?? null, remote, requestId: req?.request_id });
     throw e;
   }
 }

@@ -4,7 +4,7 @@ import { signJwsWithKey, type Jws } from '../../protocol/jws.js';
 import { requestHash } from '../../protocol/request-hash.js';
 import { PROTOCOL_VERSION, TYP_RESPONSE, type ErrorResponsePayload, type RequestOp, type ResponsePayload } from '../../protocol/messages.js';
 import type { IssuerContext } from '../issuer.js';
-import type { AuditEvent } from '../store/types.js';
+import type { AuditEvent, TxStores } from '../store/types.js';
 
 /** Serialise a response payload once; the same string is stored for idempotent replays. */
 export function responsePayload<T>(ctx: IssuerContext, op: ResponsePayload<T>['op'], requestId: string | null, result: T): string {
@@ -13,16 +13,17 @@ export function responsePayload<T>(ctx: IssuerContext, op: ResponsePayload<T>['o
 }
 
 /**
- * Inside the issuing transaction: the answer to an agent's request, serialised once, kept for
- * idempotent replays of the same request id, and its audit row — all three or none.
+ * Inside the issuing transaction `tx`: the answer to an agent's request, serialised once, kept
+ * for idempotent replays of the same request id, and its audit row — all three or none.
  */
-export function recordAnswer<T>(
+export async function recordAnswer<T>(
   ctx: IssuerContext,
+  tx: TxStores,
   a: { op: RequestOp; request: SignedRequest; result: T; now: number; audit: Omit<AuditEvent, 'action' | 'outcome' | 'actor'> },
-): string {
+): Promise<string> {
   const json = responsePayload(ctx, a.op, a.request.requestId, a.result);
-  ctx.stores.idempotency.put({ requestId: a.request.requestId, requestHash: a.request.hash, signer: signerTag(a.request.signer), op: a.op, response: json, createdAt: a.now });
-  ctx.stores.audit.append({ action: a.op, outcome: 'ok', actor: 'agent', ...a.audit }, a.now);
+  await tx.idempotency.put({ requestId: a.request.requestId, requestHash: a.request.hash, signer: signerTag(a.request.signer), op: a.op, response: json, createdAt: a.now });
+  await tx.audit.append({ action: a.op, outcome: 'ok', actor: 'agent', ...a.audit }, a.now);
   return json;
 }
 
@@ -61,10 +62,11 @@ const signerTag = (s: RequestSigner): string => (s.instanceId ? `${s.instanceId}
  * else under that id is refused `request_id_conflict` (audited by the caller's refusal path) —
  * a buggy client, or someone who saw the request (an MQTT broker, a peer) re-signing it to
  * collect the answer. The hash already covers the signer's x5c header; the signer column makes
- * the rule explicit and survives any future change of what the header carries.
+ * the rule explicit and survives any future change of what the header carries. `stores`: the
+ * issuer's for the early check, the transaction's for the re-check inside it.
  */
-export function replayIfSeen(ctx: IssuerContext, r: SignedRequest): string | undefined {
-  const seen = ctx.stores.idempotency.get(r.requestId);
+export async function replayIfSeen(stores: TxStores, r: SignedRequest): Promise<string | undefined> {
+  const seen = await stores.idempotency.get(r.requestId);
   if (!seen) return undefined;
   if (seen.signer === '') return legacyReplay(seen.requestHash, seen.response, r);
   if (seen.signer !== signerTag(r.signer)) {

@@ -14,7 +14,7 @@
 import { SigilError } from '../../errors.js';
 import type { CredentialKind } from '../../protocol/credential-messages.js';
 import { DEFAULT_TTL_S, MAX_TTL_S } from '../../util/duration.js';
-import type { Stores } from '../store/types.js';
+import type { TxStores } from '../store/types.js';
 import { botSpecSchema, roleSpecSchema, type RoleSpec } from './resources.js';
 import { decideTtl, type TtlDecision } from './ttl.js';
 
@@ -115,14 +115,15 @@ function decideWithRole(name: string, spec: RoleSpec, traits: Record<string, str
 }
 
 /** Decide a request for `bot`; throws `role_denied` (or `unknown_bot`) when no role grants it. */
-export function decideCredential(stores: Stores, bot: string, ask: CredentialAsk): CredentialGrant {
-  const rec = stores.resources.get('bot', bot);
+export async function decideCredential(stores: TxStores, bot: string, ask: CredentialAsk): Promise<CredentialGrant> {
+  const rec = await stores.resources.get('bot', bot);
   if (!rec) throw new SigilError('unknown_bot', `bot "${bot}" does not exist`);
   const botSpec = botSpecSchema.parse(rec.spec);
   const traits = botSpec.traits ?? {};
   const candidates: Array<{ name: string; spec: RoleSpec }> = [];
-  for (const name of botSpec.roles) {
-    const role = stores.resources.get('role', name);
+  const roles = await Promise.all(botSpec.roles.map((name) => stores.resources.get('role', name)));
+  for (const [i, name] of botSpec.roles.entries()) {
+    const role = roles[i];
     if (!role) continue;
     const spec = roleSpecSchema.parse(role.spec);
     if (spec.allowed_outputs?.includes(ask.kind)) candidates.push({ name, spec });

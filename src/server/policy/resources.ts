@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { SigilError } from '../../errors.js';
 import { parseWith } from '../../protocol/messages.js';
 import { MAX_TTL_S, MIN_TTL_S, parseDuration } from '../../util/duration.js';
-import type { ResourceKind, Stores } from '../store/types.js';
+import type { ResourceKind, Stores, TxStores } from '../store/types.js';
 // Join rules are validated with the rule schemas of the registered join methods.
 import { validateJoinRule } from '../../join/server-methods.js';
 import { yamlErrorText } from '../../util/yaml-error.js';
@@ -129,26 +129,27 @@ export interface ApplyOutcome {
  * Apply validated resources in one transaction. References (bot → roles, join_rule → bot)
  * must resolve against this batch or the store; otherwise nothing is written.
  */
-export function applyResources(stores: Stores, docs: ResourceDoc[], now: number): ApplyOutcome[] {
-  return stores.tx(() => {
-    const has = (kind: ResourceKind, name: string): boolean =>
-      docs.some((d) => d.kind === kind && d.name === name) || stores.resources.get(kind, name) !== undefined;
+export function applyResources(stores: Stores, docs: ResourceDoc[], now: number): Promise<ApplyOutcome[]> {
+  return stores.withWriteTx(async (tx) => {
+    const has = async (kind: ResourceKind, name: string): Promise<boolean> =>
+      docs.some((d) => d.kind === kind && d.name === name) || (await tx.resources.get(kind, name)) !== undefined;
     for (const d of docs) {
       if (d.kind === 'bot') {
         for (const r of (d.spec as { roles: string[] }).roles) {
-          if (!has('role', r)) throw new SigilError('policy_invalid', `bot ${d.name}: role "${r}" does not exist`);
+          if (!(await has('role', r))) throw new SigilError('policy_invalid', `bot ${d.name}: role "${r}" does not exist`);
         }
       } else if (d.kind === 'join_rule') {
         const bot = (d.spec as { bot: string }).bot;
-        if (!has('bot', bot)) throw new SigilError('policy_invalid', `join_rule ${d.name}: bot "${bot}" does not exist`);
+        if (!(await has('bot', bot))) throw new SigilError('policy_invalid', `join_rule ${d.name}: bot "${bot}" does not exist`);
       }
     }
     // Roles first so a reader never sees a bot whose role is missing.
     const order: ResourceKind[] = ['role', 'bot', 'join_rule'];
     const sorted = [...docs].sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind));
-    const outcomes = sorted.map((d) => ({ kind: d.kind, name: d.name, result: stores.resources.put(d.kind, d.name, d.spec, now) }));
+    const outcomes: ApplyOutcome[] = [];
+    for (const d of sorted) outcomes.push({ kind: d.kind, name: d.name, result: await tx.resources.put(d.kind, d.name, d.spec, now) });
     for (const o of outcomes) {
-      if (o.result !== 'unchanged') stores.audit.append({ action: 'apply', outcome: 'ok', actor: 'admin', details: { kind: o.kind, name: o.name, result: o.result } }, now);
+      if (o.result !== 'unchanged') await tx.audit.append({ action: 'apply', outcome: 'ok', actor: 'admin', details: { kind: o.kind, name: o.name, result: o.result } }, now);
     }
     return outcomes;
   });
@@ -163,13 +164,13 @@ export interface BotPolicy {
 }
 
 /** Resolve a bot and its roles from the store, or throw `unknown_bot`. */
-export function resolveBot(stores: Stores, bot: string): BotPolicy {
-  const rec = stores.resources.get('bot', bot);
+export async function resolveBot(stores: TxStores, bot: string): Promise<BotPolicy> {
+  const rec = await stores.resources.get('bot', bot);
   if (!rec) throw new SigilError('unknown_bot', `bot "${bot}" does not exist`);
   const spec = botSpecSchema.parse(rec.spec);
   let maxTtlS = 0;
-  for (const r of spec.roles) {
-    const role = stores.resources.get('role', r);
+  const roles = await Promise.all(spec.roles.map((r) => stores.resources.get('role', r)));
+  for (const role of roles) {
     if (!role) continue;
     const rs = roleSpecSchema.parse(role.spec);
     maxTtlS = Math.max(maxTtlS, rs.max_ttl ?? MAX_TTL_S);

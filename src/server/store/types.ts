@@ -1,7 +1,46 @@
 /**
- * The issuer's persistence, as narrow stores per aggregate (SPIRE's lesson: no 60-method god
- * interface). SQLite (better-sqlite3, synchronous) implements them today; every multi-step
- * decision runs inside `Stores.tx`, so it either commits whole or changes nothing.
+ * The issuer's persistence: narrow stores per aggregate (SPIRE's lesson: no 60-method god
+ * interface), every method returning a Promise, behind one async, transactional contract
+ * (issue #13) that a networked backend (PostgreSQL, issue #15) can implement. SQLite implements
+ * it (sqlite/async.ts, over synchronous better-sqlite3 stores that stay internal to sqlite/);
+ * docs/store-contract.md tells the history and the rules for callers.
+ *
+ * What every backend must guarantee (test/unit/store/conformance checks each point):
+ *
+ * - **One write transaction per `withWriteTx(fn)`.** `fn` gets transaction-scoped stores `tx`;
+ *   reads through `tx` see the transaction's own writes; if `fn` throws (or rejects), everything
+ *   it wrote is rolled back and `withWriteTx` rejects with that error. The promise resolves only
+ *   after COMMIT succeeded. Using `tx` after `withWriteTx` settled is a caller bug (TypeError).
+ * - **Isolation, serializable enough for the decisions made inside:** two transactions that
+ *   read-then-write the same rows (the idempotency get-then-put, the instance generation check
+ *   before `recordIssue`, the audit chain head) behave as if run one after the other. SQLite: write
+ *   transactions are serialised, in process by a FIFO queue, across processes by BEGIN IMMEDIATE.
+ *   PostgreSQL: SERIALIZABLE (or row locks taken by the store), and a serialization failure
+ *   (40001) or deadlock (40P01) makes the STORE retry the whole `fn`, a bounded number of times.
+ *   Hence `fn` may run more than once: it must not cause effects outside the transaction (no
+ *   network I/O, no metrics, no answers sent) — do those after `withWriteTx` resolved. Keep `fn`
+ *   short: on SQLite every other writer, in this and in other processes, waits for it.
+ * - **No nesting.** Inside `fn` use `tx`, never the outer stores or a second `withWriteTx`: on
+ *   SQLite those wait for `fn`'s own transaction to end (a deadlock); on PostgreSQL they would
+ *   run on another connection, outside the transaction.
+ * - **Each method is atomic.** A method that rejects changed nothing. After a rejected store call
+ *   inside `fn` the transaction may be unusable (PostgreSQL aborts it): let the error propagate.
+ *   If `fn` catches one and returns normally anyway, the backend commits the other writes
+ *   (SQLite) or rejects `withWriteTx` (PostgreSQL) — it never resolves without committing.
+ * - **Single use is one conditional UPDATE** (`… WHERE used_at IS NULL AND expires_at > now`) for
+ *   `tokens.consume` and `challenges.consume`: of N concurrent consumers, in any number of
+ *   processes or issuers, exactly one gets ok (the others: `*_reused`).
+ * - **One audit chain.** Appends are serialised (SQLite: the write lock; PostgreSQL: a lock on the
+ *   chain head row or table) so concurrent appends from any number of transactions and processes
+ *   form one chain: contiguous seq, each row linked to the one before, `verify()` ok.
+ * - **Reads outside a transaction** (the top-level stores' read methods) see only committed data,
+ *   never an open transaction's writes, and do not wait for write transactions where the backend
+ *   can avoid it (SQLite file: a separate read connection on the WAL snapshot).
+ * - **Writes outside a transaction** (a top-level write method) run as a transaction of their
+ *   own. A decision that spans several calls belongs in one `withWriteTx`.
+ * - Errors: constraint violations (duplicate key, unknown instance for a certificate) reject
+ *   with the backend's error; lock waits that time out reject as the backend reports them
+ *   (SQLite: SQLITE_BUSY after busy_timeout).
  *
  * Times are unix milliseconds (numbers) everywhere in this layer.
  */
@@ -19,14 +58,6 @@ export interface Resource {
   updatedAt: number;
 }
 
-export interface ResourceStore {
-  /** Insert or replace; returns 'created' | 'updated' | 'unchanged' (spec deep-equal). */
-  put(kind: ResourceKind, name: string, spec: Record<string, unknown>, now: number): 'created' | 'updated' | 'unchanged';
-  get(kind: ResourceKind, name: string): Resource | undefined;
-  list(kind: ResourceKind): Resource[];
-  delete(kind: ResourceKind, name: string): boolean;
-}
-
 export interface JoinTokenRecord {
   /** Hex SHA-256 of the token secret; the secret itself is never stored. */
   hash: string;
@@ -41,21 +72,6 @@ export interface JoinTokenRecord {
 export type ConsumeResult =
   | { ok: true; token: JoinTokenRecord }
   | { ok: false; reason: 'token_invalid' | 'token_expired' | 'token_reused' };
-
-export interface TokenStore {
-  create(rec: { hash: string; bot: string; createdAt: number; expiresAt: number }): void;
-  /** Read-only lookup for an early, precise refusal; `consume` stays the deciding step. */
-  get(hash: string): JoinTokenRecord | undefined;
-  /**
-   * Mark the token used, atomically: of N concurrent calls with one hash exactly one gets ok.
-   * Must be a single conditional UPDATE (`... WHERE hash=? AND used_at IS NULL AND expires_at>?`)
-   * so it stays single-use across processes too.
-   */
-  consume(hash: string, now: number, usedBy: string): ConsumeResult;
-  list(): JoinTokenRecord[];
-  /** Delete expired/used tokens older than `before`; returns how many. */
-  prune(before: number): number;
-}
 
 /** A challenge a join method asked the agent to answer (join/challenge.ts). Single use, short TTL. */
 export interface ChallengeRecord {
@@ -76,19 +92,6 @@ export interface ChallengeRecord {
 
 export type ChallengeConsumeResult = { ok: true } | { ok: false; reason: 'challenge_invalid' | 'challenge_expired' | 'challenge_reused' };
 
-export interface ChallengeStore {
-  create(rec: Omit<ChallengeRecord, 'usedAt'>): void;
-  /** Read-only lookup for early, precise refusals; `consume` stays the deciding step. */
-  get(id: string): ChallengeRecord | undefined;
-  /**
-   * Mark used, atomically: one conditional UPDATE (`… WHERE id=? AND used_at IS NULL AND
-   * expires_at>?`), so of N concurrent answers, in any number of processes, exactly one wins.
-   */
-  consume(id: string, now: number): ChallengeConsumeResult;
-  /** Delete challenges that expired before `before`; returns how many. */
-  prune(before: number): number;
-}
-
 /** A device pre-registered from a factory manifest (`sigil ctl devices import`). */
 export interface DeviceRecord {
   id: number;
@@ -103,13 +106,6 @@ export interface DeviceRecord {
   /** The manifest line as imported (canonical JSON), for the record. */
   manifest: Record<string, unknown>;
   importedAt: number;
-}
-
-export interface DeviceStore {
-  getByFingerprint(fingerprint: string): DeviceRecord | undefined;
-  /** Insert or update one device; 'unchanged' when identical. Callers run it inside `Stores.tx`. */
-  put(rec: Omit<DeviceRecord, 'id'>): 'created' | 'updated' | 'unchanged';
-  list(filter?: { rule?: string }): DeviceRecord[];
 }
 
 /**
@@ -129,30 +125,6 @@ export interface KeyBindingRecord {
   rule: string;
   facts: Record<string, unknown>;
   createdAt: number;
-}
-
-export interface KeyBindingStore {
-  get(method: string, subject: string): KeyBindingRecord | undefined;
-  /**
-   * Bind if unbound, atomically (INSERT … ON CONFLICT DO NOTHING): of concurrent first joins
-   * exactly one binds; returns the binding now in force, which the caller compares.
-   */
-  bind(rec: KeyBindingRecord): KeyBindingRecord;
-  /** Remove a binding (admin reset); false when there was none. */
-  reset(method: string, subject: string): boolean;
-  list(filter?: { method?: string }): KeyBindingRecord[];
-}
-
-/**
- * Replay cache for signed tokens that carry a `jti` (join/jwt/replay.ts): a token is accepted
- * for one join only. Rows live until the token expires (plus skew), then are pruned.
- */
-export interface TokenReplayStore {
-  /** Whether (issuer, jti) was already used. Read-only, for an early refusal. */
-  seen(issuer: string, jti: string): boolean;
-  /** Record a use, atomically; false when it was already recorded (the replay). */
-  record(issuer: string, jti: string, expiresAt: number, now: number): boolean;
-  prune(before: number): number;
 }
 
 export interface InstanceRecord {
@@ -175,23 +147,6 @@ export interface InstanceRecord {
   currentNotAfter: number | null;
 }
 
-export interface InstanceStore {
-  create(rec: Omit<InstanceRecord, 'locked' | 'lockReason' | 'updatedAt' | 'lastSeenAt' | 'currentSerial' | 'currentNotAfter'>): void;
-  get(id: string): InstanceRecord | undefined;
-  list(filter?: { bot?: string }): InstanceRecord[];
-  /** After a successful issue: bump generation, record serial/expiry/key facts, touch timestamps. */
-  recordIssue(id: string, u: { generation: number; serial: string; notAfter: number; keyStorage: KeyStorage; exportable: boolean; now: number }): void;
-  setLocked(id: string, locked: boolean, reason: string | null, now: number): boolean;
-  /** Merge facts (used when a re-attesting machine joins again with the same stable id). */
-  updateFacts(id: string, facts: Record<string, unknown>, now: number): void;
-}
-
-export interface BotLockStore {
-  setLocked(bot: string, locked: boolean, reason: string | null, now: number): void;
-  isLocked(bot: string): boolean;
-  listLocked(): Array<{ bot: string; reason: string | null; at: number }>;
-}
-
 export interface CertificateRecord {
   /** Lowercase hex, no separators. */
   serial: string;
@@ -210,14 +165,6 @@ export interface CertificateRecord {
   issuedAt: number;
 }
 
-export interface CertificateStore {
-  insert(rec: CertificateRecord): void;
-  get(serial: string): CertificateRecord | undefined;
-  listByInstance(instanceId: string): CertificateRecord[];
-  /** Current (newest-generation) certificates expiring before `before`, for metrics. */
-  expiringBefore(before: number, now: number): Array<{ bot: string; count: number }>;
-}
-
 export interface IdempotencyRecord {
   requestId: string;
   /**
@@ -231,12 +178,6 @@ export interface IdempotencyRecord {
   /** The exact response body (already serialised) returned the first time. */
   response: string;
   createdAt: number;
-}
-
-export interface IdempotencyStore {
-  get(requestId: string): IdempotencyRecord | undefined;
-  put(rec: IdempotencyRecord): void;
-  prune(before: number): number;
 }
 
 export interface AuditEvent {
@@ -293,29 +234,123 @@ export interface AuditWalk {
   reason?: string;
 }
 
+// The stores.
+export type PutResult = 'created' | 'updated' | 'unchanged';
+
+export interface ResourceStore {
+  /** Insert or replace; 'unchanged' when the spec is deep-equal (any key order). */
+  put(kind: ResourceKind, name: string, spec: Record<string, unknown>, now: number): Promise<PutResult>;
+  get(kind: ResourceKind, name: string): Promise<Resource | undefined>;
+  /** Ordered by name. */
+  list(kind: ResourceKind): Promise<Resource[]>;
+  delete(kind: ResourceKind, name: string): Promise<boolean>;
+}
+
+export interface TokenStore {
+  /** Rejects on a duplicate hash. */
+  create(rec: { hash: string; bot: string; createdAt: number; expiresAt: number }): Promise<void>;
+  /** Read-only lookup for an early, precise refusal; `consume` stays the deciding step. */
+  get(hash: string): Promise<JoinTokenRecord | undefined>;
+  /** Single use: one conditional UPDATE (see the header); expiry is exclusive; reuse wins over expiry. */
+  consume(hash: string, now: number, usedBy: string): Promise<ConsumeResult>;
+  /** Ordered by creation time. */
+  list(): Promise<JoinTokenRecord[]>;
+  /** Delete tokens expired before `before` and tokens used before `before`; returns how many. */
+  prune(before: number): Promise<number>;
+}
+
+export interface ChallengeStore {
+  create(rec: Omit<ChallengeRecord, 'usedAt'>): Promise<void>;
+  get(id: string): Promise<ChallengeRecord | undefined>;
+  /** Single use, as `TokenStore.consume`. */
+  consume(id: string, now: number): Promise<ChallengeConsumeResult>;
+  prune(before: number): Promise<number>;
+}
+
+export interface DeviceStore {
+  getByFingerprint(fingerprint: string): Promise<DeviceRecord | undefined>;
+  put(rec: Omit<DeviceRecord, 'id'>): Promise<PutResult>;
+  list(filter?: { rule?: string }): Promise<DeviceRecord[]>;
+}
+
+export interface KeyBindingStore {
+  get(method: string, subject: string): Promise<KeyBindingRecord | undefined>;
+  /** Bind if unbound (INSERT … ON CONFLICT DO NOTHING); returns the binding now in force. */
+  bind(rec: KeyBindingRecord): Promise<KeyBindingRecord>;
+  reset(method: string, subject: string): Promise<boolean>;
+  /** Ordered by method, then subject. */
+  list(filter?: { method?: string }): Promise<KeyBindingRecord[]>;
+}
+
+export interface TokenReplayStore {
+  seen(issuer: string, jti: string): Promise<boolean>;
+  /** Record a use, atomically; false when it was already recorded (the replay). */
+  record(issuer: string, jti: string, expiresAt: number, now: number): Promise<boolean>;
+  prune(before: number): Promise<number>;
+}
+
+export type NewInstance = Omit<InstanceRecord, 'locked' | 'lockReason' | 'updatedAt' | 'lastSeenAt' | 'currentSerial' | 'currentNotAfter'>;
+
+export interface InstanceStore {
+  create(rec: NewInstance): Promise<void>;
+  get(id: string): Promise<InstanceRecord | undefined>;
+  /** Ordered by creation time, then id. */
+  list(filter?: { bot?: string }): Promise<InstanceRecord[]>;
+  /**
+   * After a successful issue: set generation, serial, expiry, key facts; touch timestamps. The
+   * generation check that precedes it must run in the same `withWriteTx` (see the header).
+   */
+  recordIssue(id: string, u: { generation: number; serial: string; notAfter: number; keyStorage: KeyStorage; exportable: boolean; now: number }): Promise<void>;
+  setLocked(id: string, locked: boolean, reason: string | null, now: number): Promise<boolean>;
+  /** Shallow merge into the stored facts; rejects for an unknown instance. */
+  updateFacts(id: string, facts: Record<string, unknown>, now: number): Promise<void>;
+}
+
+export interface BotLockStore {
+  setLocked(bot: string, locked: boolean, reason: string | null, now: number): Promise<void>;
+  isLocked(bot: string): Promise<boolean>;
+  listLocked(): Promise<Array<{ bot: string; reason: string | null; at: number }>>;
+}
+
+export interface CertificateStore {
+  /** Rejects on a duplicate serial, a serial that is not lowercase hex, an unknown instance (checked at commit). */
+  insert(rec: CertificateRecord): Promise<void>;
+  get(serial: string): Promise<CertificateRecord | undefined>;
+  listByInstance(instanceId: string): Promise<CertificateRecord[]>;
+  /** Current (newest-generation) unexpired certificates expiring before `before`, per bot. */
+  expiringBefore(before: number, now: number): Promise<Array<{ bot: string; count: number }>>;
+}
+
+export interface IdempotencyStore {
+  get(requestId: string): Promise<IdempotencyRecord | undefined>;
+  /** Rejects when the request id is already stored (the first answer stays): `get` first, in the same transaction. */
+  put(rec: IdempotencyRecord): Promise<void>;
+  prune(before: number): Promise<number>;
+}
+
 export interface AuditStore {
-  append(ev: AuditEvent, now: number): AuditRecord;
-  list(opts?: { since?: number; limit?: number }): AuditRecord[];
-  /** The whole chain at once (blocks for large logs: prefer server/audit/verify.ts). */
-  verify(): AuditVerifyResult;
-  startWalk(): AuditWalk;
-  verifyStep(walk: AuditWalk, maxRows?: number, onRow?: (seq: number, hash: string) => void): AuditWalk;
-  head(): { seq: number; hash: string } | undefined;
-  anchor(): AuditAnchor | undefined;
-  keyInfo(): { id: string; fromSeq: number } | undefined;
-  triggers(): { present: string[]; missing: string[] };
-  pruneThrough(seq: number, checkpoint: string, now: number): number;
-  /** The newest row with `at < before` (undefined: none). */
-  lastSeqBefore(before: number): number | undefined;
+  /** Extend the one chain (serialised, see the header). */
+  append(ev: AuditEvent, now: number): Promise<AuditRecord>;
+  list(opts?: { since?: number; limit?: number }): Promise<AuditRecord[]>;
+  verify(): Promise<AuditVerifyResult>;
+  startWalk(): Promise<AuditWalk>;
+  verifyStep(walk: AuditWalk, maxRows?: number, onRow?: (seq: number, hash: string) => void): Promise<AuditWalk>;
+  head(): Promise<{ seq: number; hash: string } | undefined>;
+  anchor(): Promise<AuditAnchor | undefined>;
+  keyInfo(): Promise<{ id: string; fromSeq: number } | undefined>;
+  /** Which append-only protections exist (SQLite: triggers; PostgreSQL: its own equivalents). */
+  triggers(): Promise<{ present: string[]; missing: string[] }>;
+  pruneThrough(seq: number, checkpoint: string, now: number): Promise<number>;
+  lastSeqBefore(before: number): Promise<number | undefined>;
 }
 
 export interface AdminCredentialStore {
-  /** Hex SHA-256 of the admin bearer token. */
-  setAdminTokenHash(hash: string): void;
-  getAdminTokenHash(): string | undefined;
+  setAdminTokenHash(hash: string): Promise<void>;
+  getAdminTokenHash(): Promise<string | undefined>;
 }
 
-export interface Stores {
+/** The stores, per aggregate. Inside `withWriteTx` they are bound to that one transaction. */
+export interface TxStores {
   readonly resources: ResourceStore;
   readonly tokens: TokenStore;
   readonly challenges: ChallengeStore;
@@ -328,10 +363,12 @@ export interface Stores {
   readonly idempotency: IdempotencyStore;
   readonly audit: AuditStore;
   readonly admin: AdminCredentialStore;
-  /**
-   * Run `fn` in one write transaction (BEGIN IMMEDIATE). Throwing rolls everything back.
-   * `fn` must be synchronous: better-sqlite3 transactions cannot span an await.
-   */
-  tx<T>(fn: () => T): T;
-  close(): void;
+}
+
+/** A backend: the stores for reads (and single writes) outside a transaction, and the write transaction. */
+export interface Stores extends TxStores {
+  /** Run `fn` in one write transaction; see the header for the guarantees. */
+  withWriteTx<T>(fn: (tx: TxStores) => Promise<T>): Promise<T>;
+  /** Wait for the running and queued transactions, then release the connections. Later calls reject. */
+  close(): Promise<void>;
 }

@@ -104,7 +104,7 @@ export function buildHttpsServer({ ctx, tls = true, limits: given = {} }: HttpsS
   app.removeContentTypeParser('text/plain');
   trackConnectionsPerSource(app.server, limits.maxConnsPerSource, ctx.log);
 
-  app.setErrorHandler((err: FastifyError | SigilError | Error, req, reply) => {
+  app.setErrorHandler(async (err: FastifyError | SigilError | Error, req, reply) => {
     if (err instanceof SigilError) return sendError(reply, err);
     const fe = err as FastifyError;
     const mapped = fe.code ? FASTIFY_CODE_MAP[fe.code] : undefined;
@@ -117,7 +117,7 @@ export function buildHttpsServer({ ctx, tls = true, limits: given = {} }: HttpsS
     }
     // Refused before reaching an operation (parsing, size, media type): audit and count it too.
     const op = opOfRoute(req.routeOptions.url);
-    if (op?.audited) auditRefusal(ctx, op.name, e, { remote: req.ip });
+    if (op?.audited) await auditRefusal(ctx, op.name, e, { remote: req.ip });
     return sendError(reply, e);
   });
   app.setNotFoundHandler((req, reply) => {
@@ -160,18 +160,18 @@ export function buildHttpsServer({ ctx, tls = true, limits: given = {} }: HttpsS
   app.get('/v1/jwks', publicJson(() => jwks(ctx)));
   app.get('/v1/bundle/spiffe', publicJson(() => spiffeBundle(ctx)));
   app.get('/healthz', async () => ({ status: 'ok', trust_domain: ctx.ca.trustDomain }));
-  app.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4').send(ctx.metrics.registry.render()));
+  app.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4').send(await ctx.metrics.registry.scrape()));
 
   // Admin API: never open. Bearer credential compared in constant time against its stored hash,
   // on request — before a body of up to ADMIN_MAX_BODY_BYTES is read and parsed.
   const adminAuth = async (req: { headers: { authorization?: string | undefined }; ip: string }): Promise<void> => {
     const auth = req.headers.authorization ?? '';
-    const stored = ctx.stores.admin.getAdminTokenHash();
+    const stored = await ctx.stores.admin.getAdminTokenHash();
     // RFC 7235 §2.1: the auth scheme is case-insensitive.
     const presented = /^bearer /i.test(auth) ? sha256Hex(auth.slice(7).trim()) : '';
     if (!stored || !constantTimeEqual(presented, stored)) {
       const e = new SigilError('unauthorized', 'missing or invalid admin credential (Authorization: Bearer <contents of DATA_DIR/admin.token>)');
-      auditRefusal(ctx, 'admin', e, { remote: remoteOf(req) });
+      await auditRefusal(ctx, 'admin', e, { remote: remoteOf(req) });
       throw e;
     }
   };

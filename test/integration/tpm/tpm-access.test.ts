@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TpmAccess, withTpm } from '../../../src/keystore/tpm-access.js';
+import { TpmAccess, TpmAccesses } from '../../../src/keystore/tpm-access.js';
 import { TpmSigner } from '../../../src/keystore/tpm.js';
 import { Tpm } from '../../../src/tpm/tpm.js';
 import { startSim, type Sim } from './sim.js';
@@ -77,8 +77,17 @@ describe('TpmAccess', () => {
     maxOpen = 0;
     const same = await a.session(async () => a.run(async (ta) => b.run(async (tb) => tb === ta)));
     expect(same).toBe(true);
-    // And the TCTI-string functions (the process-shared access) join it too.
-    expect(await a.session(async () => a.run(async (ta) => withTpm(sim.tcti, async (tw) => tw === ta)))).toBe(true);
     expect(maxOpen).toBe(1);
+  });
+});
+
+describe('TpmAccesses', () => {
+  it('gives one holder the same TpmAccess for a TCTI every time, and another holder its own', () => {
+    const mine = new TpmAccesses();
+    const theirs = new TpmAccesses();
+    expect(mine.for(sim.tcti)).toBe(mine.for(sim.tcti));
+    expect(mine.for(sim.tcti).tcti).toBe(sim.tcti);
+    expect(mine.for('swtpm:host=127.0.0.1,port=1')).not.toBe(mine.for(sim.tcti));
+    expect(theirs.for(sim.tcti)).not.toBe(mine.for(sim.tcti));
   });
 });

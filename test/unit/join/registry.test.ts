@@ -72,7 +72,7 @@ describe('one descriptor per method, one list per side', () => {
 });
 
 describe('unknown methods are refused with the list of known ones', () => {
-  it('at `sigil ctl apply`: a join_rule for an unknown method is policy_invalid naming the methods that take rules', () => {
+  it('at `sigil ctl apply`: a join_rule for an unknown method is policy_invalid naming the methods that take rules', async () => {
     const e = refusal(() =>
       parseResources('kind: join_rule\nname: racks\nspec:\n  method: tmp\n  bot: gw\n  tmp: {}\n'),
     );
@@ -82,14 +82,14 @@ describe('unknown methods are refused with the list of known ones', () => {
     // And nothing is stored.
     const stores = openSqliteStores(':memory:');
     try {
-      expect(() =>
+      await expect(
         runAdminOp(stores, 'apply', {
           yaml: 'kind: join_rule\nname: racks\nspec:\n  method: tmp\n  bot: gw\n  tmp: {}\n',
         }),
-      ).toThrow(expect.objectContaining({ code: 'policy_invalid' }));
-      expect(stores.resources.list('join_rule')).toEqual([]);
+      ).rejects.toMatchObject({ code: 'policy_invalid' });
+      expect(await stores.resources.list('join_rule')).toEqual([]);
     } finally {
-      stores.close();
+      await stores.close();
     }
   });
 

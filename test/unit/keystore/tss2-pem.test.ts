@@ -1,6 +1,7 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { parseKeyRef, serializeKeyRef, loadSigner } from '../../../src/keystore/index.js';
+import { parseKeyRef, serializeKeyRef, loadSigner, tss2PemOfRef, type TpmKeyRef } from '../../../src/keystore/index.js';
+import { TpmAccess, TpmAccesses } from '../../../src/keystore/tpm-access.js';
 import { decodeTss2Key, encodeTss2Key, readTss2Pem, writeTss2Pem } from '../../../src/keystore/tss2-pem.js';
 import { identityKeyTemplate, TpmSigner } from '../../../src/keystore/tpm.js';
 import { boolean, explicit, integer, octetString, oid, sequence } from '../../../src/pki/der.js';
@@ -59,20 +60,32 @@ describe('TSS2 PRIVATE KEY', () => {
 describe('TpmSigner key references', () => {
   it('round-trips through the agent database form and keeps the public key', () => {
     const blob = fakeBlob();
-    const signer = TpmSigner.fromBlob('swtpm:host=127.0.0.1,port=2321', blob);
+    const tpm = new TpmAccesses();
+    const signer = TpmSigner.fromBlob(tpm.for('swtpm:host=127.0.0.1,port=2321'), blob);
     expect(signer).toMatchObject({ storage: 'tpm', exportable: false, algorithm: 'ES256' });
     const ref = parseKeyRef(serializeKeyRef(signer.ref));
     expect(ref).toEqual(signer.ref);
-    const again = loadSigner(ref);
+    const again = loadSigner(ref, { tpm });
     expect(again.publicKeySpki().equals(publicKeySpki(blob.public.value))).toBe(true);
+    // The holder's access to that TPM, not one of its own: its operations queue with the holder's others.
+    expect((again as TpmSigner).access).toBe(signer.access);
     expect(readTss2Pem(signer.toTss2Pem()).parent).toBe(TPM_RH.OWNER);
+    expect(tss2PemOfRef(ref as TpmKeyRef)).toBe(signer.toTss2Pem());
+  });
+
+  it('will not make a TPM signer without the holder\'s access to the TPM', () => {
+    const ref = TpmSigner.fromBlob(new TpmAccess('swtpm:host=127.0.0.1,port=2321'), fakeBlob()).ref;
+    expect(() => loadSigner(ref)).toThrow(/a TPM key needs the holder's TpmAccesses/);
+    expect(() => TpmSigner.fromRef(ref, new TpmAccess('device:/dev/tpmrm0'))).toThrow(TypeError);
   });
 
   it('refuses malformed references and keys that are not unrestricted P-256 signing keys', () => {
     expect(() => parseKeyRef(JSON.stringify({ storage: 'tpm', tcti: 'x', parent: 'owner', publicB64: '', privateB64: '' }))).toThrow(expect.objectContaining({ code: 'config_invalid' }));
-    expect(() => TpmSigner.fromRef({ storage: 'tpm', tcti: 'x', parent: TPM_RH.OWNER, publicB64: 'AAE=', privateB64: 'AAA=' })).toThrow(expect.objectContaining({ code: 'config_invalid' }));
+    const bad: TpmKeyRef = { storage: 'tpm', tcti: 'x', parent: TPM_RH.OWNER, publicB64: 'AAE=', privateB64: 'AAA=' };
+    expect(() => TpmSigner.fromRef(bad, new TpmAccess('x'))).toThrow(expect.objectContaining({ code: 'config_invalid' }));
+    expect(() => tss2PemOfRef(bad)).toThrow(expect.objectContaining({ code: 'config_invalid' }));
     const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
     const p384 = { public: toSized(tpmtPublic, publicFromKeyObject(publicKey)), private: randomBytes(8) };
-    expect(() => TpmSigner.fromBlob('x', p384)).toThrow(expect.objectContaining({ code: 'unsupported_key' }));
+    expect(() => TpmSigner.fromBlob(new TpmAccess('x'), p384)).toThrow(expect.objectContaining({ code: 'unsupported_key' }));
   });
 });

@@ -27,16 +27,18 @@ describe('audit tamper evidence (issue #11 item 6)', () => {
   let cpFile: string;
   let writer: CheckpointWriter;
 
-  beforeEach(() => {
+  beforeEach(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sigil-audit-tamper-'));
     initDataDir(dir, 'example.org');
     stores = openIssuerStores(dir);
-    for (let i = 1; i <= 100; i++) stores.audit.append({ action: 'renew', outcome: 'ok', bot: 'gw', instanceId: `i${i % 7}`, details: { n: i } }, T0 + i);
+    await stores.withWriteTx(async (tx) => {
+      for (let i = 1; i <= 100; i++) await tx.audit.append({ action: 'renew', outcome: 'ok', bot: 'gw', instanceId: `i${i % 7}`, details: { n: i } }, T0 + i);
+    });
     cpFile = paths(dir).auditCheckpoints;
     writer = new CheckpointWriter(cpFile, loadCheckpointSigner(dir));
   });
-  afterEach(() => {
-    stores.close();
+  afterEach(async () => {
+    await stores.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
@@ -50,8 +52,8 @@ describe('audit tamper evidence (issue #11 item 6)', () => {
   const DROP = 'DROP TRIGGER IF EXISTS audit_log_no_update; DROP TRIGGER IF EXISTS audit_log_no_delete;\n';
 
   /** Rewrite row `seq` and re-chain every row after it, hashing with `key` (none: plain SHA-256). */
-  function rewriteAndRechain(seq: number, key?: { secret: Buffer; fromSeq: number }): void {
-    const rows = stores.audit.list();
+  async function rewriteAndRechain(seq: number, key?: { secret: Buffer; fromSeq: number }): Promise<void> {
+    const rows = await stores.audit.list();
     let prev = rows.find((r) => r.seq === seq)!.prevHash;
     let sql = DROP;
     for (const r of rows.filter((x) => x.seq >= seq)) {
@@ -64,25 +66,25 @@ describe('audit tamper evidence (issue #11 item 6)', () => {
   }
 
   it('a row rewritten and re-chained without the audit key fails verification at that row', async () => {
-    rewriteAndRechain(50);
+    await rewriteAndRechain(50);
     // Before the keyed chain this verified: the attacker recomputed every SHA-256.
-    expect(stores.audit.verify()).toEqual({ ok: false, rows: 49, brokenAt: 50, reason: 'hash mismatch' });
+    expect(await stores.audit.verify()).toEqual({ ok: false, rows: 49, brokenAt: 50, reason: 'hash mismatch' });
     expect(await verify(null)).toMatchObject({ ok: false, brokenAt: 50 });
   });
 
   it('with the key (stolen too), a rewrite still contradicts a signed checkpoint', async () => {
-    writer.write(stores.audit, 'periodic', T0 + 1000);
-    rewriteAndRechain(30, readAuditKey(paths(dir).auditKey));
-    expect(stores.audit.verify().ok).toBe(true);
+    await writer.write(stores.audit, 'periodic', T0 + 1000);
+    await rewriteAndRechain(30, readAuditKey(paths(dir).auditKey));
+    expect((await stores.audit.verify()).ok).toBe(true);
     const r = await verify();
     expect(r.ok).toBe(false);
     expect(r.problems.join('\n')).toMatch(/rewritten: row 101 has another hash than checkpoint line 1/);
   });
 
   it('deleting the last 50 rows passes the chain check but not the checkpoint: truncation', async () => {
-    writer.write(stores.audit, 'periodic', T0 + 1000);
+    await writer.write(stores.audit, 'periodic', T0 + 1000);
     sqlite3(DROP + 'DELETE FROM audit_log WHERE seq > 51;');
-    expect(stores.audit.verify()).toEqual({ ok: true, rows: 51 });
+    expect(await stores.audit.verify()).toEqual({ ok: true, rows: 51 });
     const r = await verify();
     expect(r.ok).toBe(false);
     expect(r.problems).toEqual([expect.stringMatching(/^append-only triggers dropped/), 'truncated: checkpoint line 1 covers seq 101 but the log ends at seq 51 (50 or more rows missing)']);
@@ -97,7 +99,7 @@ describe('audit tamper evidence (issue #11 item 6)', () => {
   });
 
   it('a checkpoint line not signed by the issuer is reported, not trusted', async () => {
-    const cp = writer.write(stores.audit, 'periodic', T0 + 1000)!;
+    const cp = (await writer.write(stores.audit, 'periodic', T0 + 1000))!;
     const other = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
     appendCheckpoint(cpFile, signCheckpoint({ ...cp, seq: 5000, signer: signerId(other) }, { key: other, id: signerId(other) }));
     appendCheckpoint(cpFile, { ...cp, seq: 6000 }); // issuer's signer id, signature over other content
@@ -111,14 +113,14 @@ describe('audit tamper evidence (issue #11 item 6)', () => {
   });
 
   it('a replaced audit key is named by the checkpoints made with the old one', async () => {
-    writer.write(stores.audit, 'periodic', T0 + 1000);
+    await writer.write(stores.audit, 'periodic', T0 + 1000);
     // The attacker writes a key of their own and re-chains everything with it.
     const secret = randomBytes(32);
     fs.writeFileSync(paths(dir).auditKey, JSON.stringify({ v: 1, alg: 'HMAC-SHA256', key: secret.toString('base64'), from_seq: 1, created_at: new Date().toISOString() }));
-    stores.close();
+    await stores.close();
     stores = openIssuerStores(dir);
-    rewriteAndRechain(1, { secret, fromSeq: 1 });
-    expect(stores.audit.verify().ok).toBe(true);
+    await rewriteAndRechain(1, { secret, fromSeq: 1 });
+    expect((await stores.audit.verify()).ok).toBe(true);
     const r = await verify();
     expect(r.problems.join('\n')).toMatch(/audit.key was replaced/);
   });
@@ -130,7 +132,7 @@ describe('audit tamper evidence (issue #11 item 6)', () => {
     expect(r).toMatchObject({ through_seq: 60, removed: 60 });
     const lines = readCheckpoints(cpFile);
     expect(lines.map((l) => [l.cp!.kind, l.cp!.seq])).toEqual([['prune', 60]]);
-    stores.audit.append({ action: 'renew', outcome: 'ok', details: {} }, T0 + 6000);
+    await stores.audit.append({ action: 'renew', outcome: 'ok', details: {} }, T0 + 6000);
     const v = await verify();
     expect(v).toMatchObject({ ok: true, first_seq: 61, last_seq: 103, anchor: { seq: 60, pruned: 60, checkpoint_ok: true }, problems: [] });
     // Rows after the anchor are still append-only.
@@ -144,29 +146,31 @@ describe('audit tamper evidence (issue #11 item 6)', () => {
   });
 
   it('an anchor inserted by the attacker (no valid signed checkpoint) is reported', async () => {
-    const row = stores.audit.list().find((x) => x.seq === 40)!;
+    const row = (await stores.audit.list()).find((x) => x.seq === 40)!;
     sqlite3(`INSERT INTO audit_anchor (seq, hash, at, pruned, checkpoint) VALUES (40, '${row.hash}', ${T0}, 40, '{"v":1,"seq":40}'); DELETE FROM audit_log WHERE seq <= 40;`);
-    expect(stores.audit.verify()).toEqual({ ok: true, rows: 61 });
+    expect(await stores.audit.verify()).toEqual({ ok: true, rows: 61 });
     const r = await verify(null);
     expect(r.ok).toBe(false);
     expect(r.reason).toMatch(/prune anchor at seq 40 is not backed by a valid signed checkpoint/);
   });
 
   it('an anchor whose checkpoint is not even an object is reported, not a crash', async () => {
-    const row = stores.audit.list().find((x) => x.seq === 40)!;
+    const row = (await stores.audit.list()).find((x) => x.seq === 40)!;
     sqlite3(`INSERT INTO audit_anchor (seq, hash, at, pruned, checkpoint) VALUES (40, '${row.hash}', ${T0}, 40, 'null');`);
     expect((await verify(null)).reason).toMatch(/prune anchor at seq 40 is not backed/);
   });
 
   it('prune refuses a log that does not verify', async () => {
-    rewriteAndRechain(20);
+    await rewriteAndRechain(20);
     await expect(pruneAudit(stores.audit, writer, T0 + 60, T0 + 5000, { verifiers: loadCheckpointVerifiers(dir) })).rejects.toMatchObject({ code: 'audit_chain_broken' });
     expect(fs.existsSync(cpFile)).toBe(false);
-    expect(stores.audit.list()).toHaveLength(101);
+    expect(await stores.audit.list()).toHaveLength(101);
   });
 
   it('verification yields to the event loop between chunks', async () => {
-    for (let i = 0; i < 12_000; i++) stores.audit.append({ action: 'renew', outcome: 'ok', details: { n: i } }, T0 + 200 + i);
+    await stores.withWriteTx(async (tx) => {
+      for (let i = 0; i < 12_000; i++) await tx.audit.append({ action: 'renew', outcome: 'ok', details: { n: i } }, T0 + 200 + i);
+    });
     let ticks = 0;
     let on = true;
     const tick = (): void => {
@@ -185,18 +189,18 @@ describe('audit key of an existing data directory', () => {
   let dir: string;
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  it('is created at the first serving start, from the next row, with the switch-over recorded', () => {
+  it('is created at the first serving start, from the next row, with the switch-over recorded', async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sigil-audit-key-'));
     initDataDir(dir, 'example.org');
     // A directory from before audit.key: unkeyed chain, no key file.
     fs.rmSync(paths(dir).auditKey);
     for (const f of fs.readdirSync(dir).filter((n) => n.startsWith('issuer.db'))) fs.rmSync(path.join(dir, f));
     const old = openSqliteStores(paths(dir).db);
-    for (let i = 1; i <= 5; i++) old.audit.append({ action: 'renew', outcome: 'ok', details: { n: i } }, T0 + i);
-    old.close();
+    for (let i = 1; i <= 5; i++) await old.audit.append({ action: 'renew', outcome: 'ok', details: { n: i } }, T0 + i);
+    await old.close();
 
     // `sigil ctl` (no createAuditKey) never makes one.
-    openIssuerStores(dir).close();
+    await openIssuerStores(dir).close();
     expect(fs.existsSync(paths(dir).auditKey)).toBe(false);
 
     const s = openIssuerStores(dir, { createAuditKey: true });
@@ -204,18 +208,18 @@ describe('audit key of an existing data directory', () => {
       const key = readAuditKey(paths(dir).auditKey)!;
       expect(fs.statSync(paths(dir).auditKey).mode & 0o777).toBe(0o600);
       expect(key.fromSeq).toBe(6);
-      const rows = s.audit.list();
+      const rows = await s.audit.list();
       expect(rows.at(-1)).toMatchObject({ seq: 6, action: 'audit_key_enabled', details: { key_id: key.id, from_seq: 6 } });
-      expect(s.audit.verify()).toEqual({ ok: true, rows: 6 });
+      expect(await s.audit.verify()).toEqual({ ok: true, rows: 6 });
       // Row 6 is keyed: its hash is not the plain SHA-256 of its content.
       expect(rows[5]!.hash).not.toBe(auditRowHash(rows[5]!.prevHash, rows[5]!));
       expect(rows[4]!.hash).toBe(auditRowHash(rows[4]!.prevHash, rows[4]!));
     } finally {
-      s.close();
+      await s.close();
     }
     // A second start reuses it.
     const again = openIssuerStores(dir, { createAuditKey: true });
-    expect(again.audit.list()).toHaveLength(6);
-    again.close();
+    expect(await again.audit.list()).toHaveLength(6);
+    await again.close();
   });
 });

@@ -7,9 +7,9 @@ import { openSqliteStores } from '../../../src/server/store/sqlite/index.js';
 import type { Stores } from '../../../src/server/store/types.js';
 
 let stores: Stores;
-beforeEach(() => {
+beforeEach(async () => {
   stores = openSqliteStores(':memory:');
-  applyResources(
+  await applyResources(
     stores,
     parseResources(`
 kind: role
@@ -37,9 +37,9 @@ spec: { roles: [nothing] }
 });
 afterEach(() => stores.close());
 
-function denied(bot: string, ask: CredentialAsk): SigilError {
+async function denied(bot: string, ask: CredentialAsk): Promise<SigilError> {
   try {
-    decideCredential(stores, bot, ask);
+    await decideCredential(stores, bot, ask);
   } catch (e) {
     if (e instanceof SigilError) return e;
     throw e;
@@ -48,33 +48,33 @@ function denied(bot: string, ask: CredentialAsk): SigilError {
 }
 
 describe('decideCredential', () => {
-  it('the first role (bot order) that allows the whole request decides, with its TTL bound and extensions', () => {
-    const a = decideCredential(stores, 'ops', { kind: 'ssh_user', logins: ['backup'], ttlS: 7200 });
+  it('the first role (bot order) that allows the whole request decides, with its TTL bound and extensions', async () => {
+    const a = await decideCredential(stores, 'ops', { kind: 'ssh_user', logins: ['backup'], ttlS: 7200 });
     expect(a).toMatchObject({ role: 'literal', principals: ['backup'], extensions: ['permit-pty'], ttl: { ttlS: 1800, clamped: true } });
-    const b = decideCredential(stores, 'ops', { kind: 'ssh_user', logins: ['ops'], ttlS: 7200 });
+    const b = await decideCredential(stores, 'ops', { kind: 'ssh_user', logins: ['ops'], ttlS: 7200 });
     expect(b).toMatchObject({ role: 'templated', principals: ['ops'], extensions: ['permit-pty', 'permit-agent-forwarding'], ttl: { ttlS: 7200, clamped: false } });
   });
 
-  it('never merges roles: logins from two roles in one certificate are refused', () => {
-    const e = denied('ops', { kind: 'ssh_user', logins: ['backup', 'ops'] });
+  it('never merges roles: logins from two roles in one certificate are refused', async () => {
+    const e = await denied('ops', { kind: 'ssh_user', logins: ['backup', 'ops'] });
     expect(e.code).toBe('role_denied');
     expect(e.message).toBe('role literal does not allow login ops (ssh_logins); role templated does not allow login backup (ssh_logins)');
   });
 
-  it('an omitted list means everything the deciding role grants; an omitted single user needs exactly one', () => {
-    expect(decideCredential(stores, 'ops', { kind: 'ssh_user' })).toMatchObject({ role: 'literal', principals: ['backup'] });
-    expect(denied('ops', { kind: 'database' }).message).toBe('role literal grants several database users (app, report); the request must name one (db_users)');
-    expect(decideCredential(stores, 'ops', { kind: 'database', dbUser: 'report' })).toMatchObject({ dbUser: 'report' });
+  it('an omitted list means everything the deciding role grants; an omitted single user needs exactly one', async () => {
+    expect(await decideCredential(stores, 'ops', { kind: 'ssh_user' })).toMatchObject({ role: 'literal', principals: ['backup'] });
+    expect((await denied('ops', { kind: 'database' })).message).toBe('role literal grants several database users (app, report); the request must name one (db_users)');
+    expect(await decideCredential(stores, 'ops', { kind: 'database', dbUser: 'report' })).toMatchObject({ dbUser: 'report' });
   });
 
-  it('names allowed_outputs when no role allows the kind', () => {
-    expect(denied('bare', { kind: 'jwt', audiences: ['vault'] }).message).toBe('role nothing does not allow output jwt (allowed_outputs)');
-    expect(denied('ops', { kind: 'kubernetes' }).message).toBe('no role of bot ops (literal, templated) allows output kubernetes (allowed_outputs)');
+  it('names allowed_outputs when no role allows the kind', async () => {
+    expect((await denied('bare', { kind: 'jwt', audiences: ['vault'] })).message).toBe('role nothing does not allow output jwt (allowed_outputs)');
+    expect((await denied('ops', { kind: 'kubernetes' })).message).toBe('no role of bot ops (literal, templated) allows output kubernetes (allowed_outputs)');
   });
 
-  it('JWT: default TTL is short (5 min), audiences are required', () => {
-    expect(decideCredential(stores, 'ops', { kind: 'jwt', audiences: ['vault'] }).ttl.ttlS).toBe(300);
-    expect(denied('ops', { kind: 'jwt' }).code).toBe('bad_request');
+  it('JWT: default TTL is short (5 min), audiences are required', async () => {
+    expect((await decideCredential(stores, 'ops', { kind: 'jwt', audiences: ['vault'] })).ttl.ttlS).toBe(300);
+    expect((await denied('ops', { kind: 'jwt' })).code).toBe('bad_request');
   });
 });
 

@@ -39,13 +39,13 @@ describe('apply input hardening (issue #11 item 9a, 9b)', () => {
     }
   });
 
-  it('nothing is stored when apply refuses', () => {
+  it('nothing is stored when apply refuses', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sigil-pol-hard-'));
     try {
       const stores = openSqliteStores(join(dir, 'db'));
-      expect(() => runAdminOp(stores, 'apply', { yaml: [ROLE, BOT, 'kind: join_rule\nname: r\nspec:\n  method: tmp\n  bot: gw\n'].join('---\n') })).toThrow(expect.objectContaining({ code: 'policy_invalid' }));
-      expect(stores.resources.list('role')).toEqual([]);
-      stores.close();
+      await expect(runAdminOp(stores, 'apply', { yaml: [ROLE, BOT, 'kind: join_rule\nname: r\nspec:\n  method: tmp\n  bot: gw\n'].join('---\n') })).rejects.toMatchObject({ code: 'policy_invalid' });
+      expect(await stores.resources.list('role')).toEqual([]);
+      await stores.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -14,6 +14,16 @@ function refusal(fn: () => unknown): SigilError {
   throw new Error('expected a refusal, nothing was thrown');
 }
 
+async function rejection(p: Promise<unknown>): Promise<SigilError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof SigilError) return e;
+    throw new Error(`expected a SigilError, got ${String(e)}`);
+  }
+  throw new Error('expected a refusal, nothing was thrown');
+}
+
 const ROLE = 'kind: role\nname: edge\nspec:\n  max_ttl: 2h\n  allowed_outputs: [identity]\n';
 const BOT = 'kind: bot\nname: gw\nspec:\n  roles: [edge]\n  traits:\n    site: [berlin]\n';
 const RULE = 'kind: join_rule\nname: gw-tokens\nspec:\n  method: gcp\n  bot: gw\n  gcp: { audience: sigil, allow: [{ project_id: p1 }] }\n';
@@ -105,53 +115,53 @@ describe('applyResources', () => {
   });
   afterEach(() => stores.close());
 
-  const snapshot = () => ({
-    roles: stores.resources.list('role').map((r) => r.name),
-    bots: stores.resources.list('bot').map((r) => r.name),
-    rules: stores.resources.list('join_rule').map((r) => r.name),
-    audit: stores.audit.list().length,
+  const snapshot = async () => ({
+    roles: (await stores.resources.list('role')).map((r) => r.name),
+    bots: (await stores.resources.list('bot')).map((r) => r.name),
+    rules: (await stores.resources.list('join_rule')).map((r) => r.name),
+    audit: (await stores.audit.list()).length,
   });
 
-  it('is all-or-nothing: a bot referencing a missing role writes nothing at all', () => {
+  it('is all-or-nothing: a bot referencing a missing role writes nothing at all', async () => {
     const docs = parseResources(multi(ROLE, 'kind: bot\nname: gw\nspec:\n  roles: [edge, nope]\n'));
-    const before = snapshot();
-    const e = refusal(() => applyResources(stores, docs, 1000));
+    const before = await snapshot();
+    const e = await rejection(applyResources(stores, docs, 1000));
     expect(e.code).toBe('policy_invalid');
     expect(e.message).toMatch(/bot gw: role "nope" does not exist/);
-    expect(snapshot()).toEqual(before);
+    expect(await snapshot()).toEqual(before);
   });
 
-  it('is all-or-nothing for a join_rule referencing a missing bot', () => {
-    const before = snapshot();
-    const e = refusal(() => applyResources(stores, parseResources(multi(ROLE, 'kind: join_rule\nname: r\nspec:\n  method: gcp\n  bot: ghost\n  gcp: { audience: sigil, allow: [{ project_id: p1 }] }\n')), 1000));
+  it('is all-or-nothing for a join_rule referencing a missing bot', async () => {
+    const before = await snapshot();
+    const e = await rejection(applyResources(stores, parseResources(multi(ROLE, 'kind: join_rule\nname: r\nspec:\n  method: gcp\n  bot: ghost\n  gcp: { audience: sigil, allow: [{ project_id: p1 }] }\n')), 1000));
     expect(e.message).toMatch(/bot "ghost" does not exist/);
-    expect(snapshot()).toEqual(before);
+    expect(await snapshot()).toEqual(before);
   });
 
-  it('resolves references against the batch (in any order) and the store', () => {
-    const out = applyResources(stores, parseResources(multi(RULE, BOT, ROLE)), 1000);
+  it('resolves references against the batch (in any order) and the store', async () => {
+    const out = await applyResources(stores, parseResources(multi(RULE, BOT, ROLE)), 1000);
     expect(out.map((o) => `${o.kind}/${o.name}:${o.result}`)).toEqual(['role/edge:created', 'bot/gw:created', 'join_rule/gw-tokens:created']);
     // A later file may reference what is already stored.
-    expect(applyResources(stores, parseResources('kind: bot\nname: gw2\nspec:\n  roles: [edge]\n'), 2000)[0]!.result).toBe('created');
+    expect((await applyResources(stores, parseResources('kind: bot\nname: gw2\nspec:\n  roles: [edge]\n'), 2000))[0]!.result).toBe('created');
   });
 
-  it('reports created / unchanged / updated and audits only changes', () => {
-    applyResources(stores, parseResources(multi(ROLE, BOT)), 1000);
-    const audit = stores.audit.list().length;
-    expect(applyResources(stores, parseResources(multi(ROLE, BOT)), 2000).map((o) => o.result)).toEqual(['unchanged', 'unchanged']);
-    expect(stores.audit.list().length).toBe(audit);
-    const changed = applyResources(stores, parseResources(multi(ROLE.replace('2h', '3h'), BOT)), 3000);
+  it('reports created / unchanged / updated and audits only changes', async () => {
+    await applyResources(stores, parseResources(multi(ROLE, BOT)), 1000);
+    const audit = (await stores.audit.list()).length;
+    expect((await applyResources(stores, parseResources(multi(ROLE, BOT)), 2000)).map((o) => o.result)).toEqual(['unchanged', 'unchanged']);
+    expect((await stores.audit.list()).length).toBe(audit);
+    const changed = await applyResources(stores, parseResources(multi(ROLE.replace('2h', '3h'), BOT)), 3000);
     expect(changed.map((o) => o.result)).toEqual(['updated', 'unchanged']);
-    const rows = stores.audit.list().slice(audit);
+    const rows = (await stores.audit.list()).slice(audit);
     expect(rows.map((r) => [r.action, r.outcome, r.details])).toEqual([['apply', 'ok', { kind: 'role', name: 'edge', result: 'updated' }]]);
   });
 
-  it('resolveBot: max TTL is the longest role max (24 h when unset), unknown bots refused', () => {
-    applyResources(stores, parseResources(multi(ROLE, 'kind: role\nname: short\nspec:\n  max_ttl: 10m\n', BOT, 'kind: bot\nname: s\nspec:\n  roles: [short]\n')), 1000);
-    expect(resolveBot(stores, 'gw')).toEqual({ name: 'gw', roles: ['edge'], traits: { site: ['berlin'] }, maxTtlS: 7200 });
-    expect(resolveBot(stores, 's').maxTtlS).toBe(600);
-    applyResources(stores, parseResources('kind: role\nname: open\nspec: {}\n---\nkind: bot\nname: both\nspec:\n  roles: [short, open]\n'), 2000);
-    expect(resolveBot(stores, 'both').maxTtlS).toBe(86400);
-    expect(refusal(() => resolveBot(stores, 'ghost')).code).toBe('unknown_bot');
+  it('resolveBot: max TTL is the longest role max (24 h when unset), unknown bots refused', async () => {
+    await applyResources(stores, parseResources(multi(ROLE, 'kind: role\nname: short\nspec:\n  max_ttl: 10m\n', BOT, 'kind: bot\nname: s\nspec:\n  roles: [short]\n')), 1000);
+    expect(await resolveBot(stores, 'gw')).toEqual({ name: 'gw', roles: ['edge'], traits: { site: ['berlin'] }, maxTtlS: 7200 });
+    expect((await resolveBot(stores, 's')).maxTtlS).toBe(600);
+    await applyResources(stores, parseResources('kind: role\nname: open\nspec: {}\n---\nkind: bot\nname: both\nspec:\n  roles: [short, open]\n'), 2000);
+    expect((await resolveBot(stores, 'both')).maxTtlS).toBe(86400);
+    expect((await rejection(resolveBot(stores, 'ghost'))).code).toBe('unknown_bot');
   });
 });

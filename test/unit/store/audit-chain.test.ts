@@ -1,18 +1,18 @@
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { openSqliteStores } from '../../../src/server/store/sqlite/index.js';
+import { openSyncSqliteStores } from '../../../src/server/store/sqlite/index.js';
 import { auditRowHash } from '../../../src/server/store/sqlite/audit.js';
-import type { Stores } from '../../../src/server/store/types.js';
+import type { SyncStores } from '../../../src/server/store/sqlite/index.js';
 import { tempDir } from './helpers.js';
 
 const T0 = 1_700_000_000_000;
 
 describe('audit hash chain (sqlite)', () => {
   let t: ReturnType<typeof tempDir>;
-  let s: Stores;
+  let s: SyncStores;
   beforeEach(() => {
     t = tempDir();
-    s = openSqliteStores(t.dbPath);
+    s = openSyncSqliteStores(t.dbPath);
     for (let i = 1; i <= 100; i++) {
       s.audit.append({ action: i % 2 ? 'issue' : 'renew', outcome: 'ok', bot: 'edge', instanceId: `i${i % 7}`, details: { n: i, serial: i.toString(16) } }, T0 + i);
     }

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openAsyncSqliteStores } from '../../../src/server/store/sqlite/async.js';
-import { openSqliteStores } from '../../../src/server/store/sqlite/index.js';
+import { openSyncSqliteStores } from '../../../src/server/store/sqlite/index.js';
 import { tempDir } from './helpers.js';
 
 const WORKER = fileURLToPath(new URL('./fixtures/store-worker.ts', import.meta.url));
@@ -63,7 +63,7 @@ describe('sqlite stores across processes', () => {
 
   it('a join token is consumed exactly once by concurrent processes', async () => {
     const hashes = Array.from({ length: 200 }, (_, i) => createHash('sha256').update(`token-${i}`).digest('hex'));
-    const stores = openSqliteStores(t.dbPath);
+    const stores = openSyncSqliteStores(t.dbPath);
     const now = Date.now();
     for (const hash of hashes) stores.tokens.create({ hash, bot: 'edge', createdAt: now, expiresAt: now + 3_600_000 });
     stores.close();
@@ -76,7 +76,7 @@ describe('sqlite stores across processes', () => {
       expect(outcomes.filter((o) => o === 'ok'), `token ${i}`).toHaveLength(1);
       expect(outcomes.filter((o) => o === 'token_reused'), `token ${i}`).toHaveLength(workers - 1);
     }
-    const after = openSqliteStores(t.dbPath);
+    const after = openSyncSqliteStores(t.dbPath);
     try {
       const tokens = after.tokens.list();
       expect(tokens.every((tk) => tk.usedAt !== null && tk.usedBy?.startsWith('pid-'))).toBe(true);
@@ -91,7 +91,7 @@ describe('sqlite stores across processes', () => {
     const results = await race(workers, [t.dbPath, 'audit', String(per)]);
     const seqs = results.flat().map(Number).sort((a, b) => a - b);
     expect(seqs).toEqual(Array.from({ length: workers * per }, (_, i) => i + 1));
-    const stores = openSqliteStores(t.dbPath);
+    const stores = openSyncSqliteStores(t.dbPath);
     try {
       expect(stores.audit.verify()).toEqual({ ok: true, rows: workers * per });
     } finally {

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { AsyncStores } from '../../../src/server/store/contract.js';
+import type { Stores } from '../../../src/server/store/types.js';
 import { AsyncSqliteStores, openAsyncSqliteStores } from '../../../src/server/store/sqlite/async.js';
 import { openSqlite, openSqliteReader } from '../../../src/server/store/sqlite/db.js';
 import { WriteQueue } from '../../../src/server/store/sqlite/write-queue.js';
@@ -42,7 +42,7 @@ describe('WriteQueue', () => {
 
 describe('async sqlite stores', () => {
   let t: ReturnType<typeof tempDir>;
-  let s: AsyncStores;
+  let s: Stores;
   beforeEach(() => {
     t = tempDir();
     s = openAsyncSqliteStores(t.dbPath);

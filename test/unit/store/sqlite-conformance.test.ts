@@ -1,11 +1,11 @@
 /** The store conformance suite on the async SQLite stores: on a file (separate read connection) and in memory (reads queued). */
-import { openAsyncSqliteStores } from '../../../src/server/store/sqlite/async.js';
+import { openSqliteStores } from '../../../src/server/store/sqlite/index.js';
 import { storeConformance } from './conformance/index.js';
 import { tempDir } from './helpers.js';
 
 storeConformance('sqlite file', () => {
   const t = tempDir();
-  const stores = openAsyncSqliteStores(t.dbPath);
+  const stores = openSqliteStores(t.dbPath);
   return {
     stores,
     async dispose() {
@@ -16,6 +16,6 @@ storeConformance('sqlite file', () => {
 });
 
 storeConformance('sqlite :memory:', () => {
-  const stores = openAsyncSqliteStores(':memory:');
+  const stores = openSqliteStores(':memory:');
   return { stores, dispose: () => stores.close() };
 });

@@ -3,7 +3,7 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SigilError } from '../../../src/errors.js';
 import { openSqlite } from '../../../src/server/store/sqlite/db.js';
-import { openSqliteStores } from '../../../src/server/store/sqlite/index.js';
+import { openSyncSqliteStores } from '../../../src/server/store/sqlite/index.js';
 import { MIGRATIONS, latestVersion, migrate, schemaVersion } from '../../../src/server/store/sqlite/migrations.js';
 import { tempDir } from './helpers.js';
 
@@ -29,7 +29,7 @@ describe('sqlite database file', () => {
   it('makes the database and its WAL files owner-only, even under a loose umask', () => {
     const old = process.umask(0o022);
     try {
-      const stores = openSqliteStores(t.dbPath);
+      const stores = openSyncSqliteStores(t.dbPath);
       stores.audit.append({ action: 'x', outcome: 'ok' }, 1);
       for (const p of [t.dbPath, `${t.dbPath}-wal`, `${t.dbPath}-shm`]) {
         expect(fs.existsSync(p)).toBe(true);
@@ -38,7 +38,7 @@ describe('sqlite database file', () => {
       stores.close();
       // An existing file with loose permissions is tightened on open.
       fs.chmodSync(t.dbPath, 0o644);
-      openSqliteStores(t.dbPath).close();
+      openSyncSqliteStores(t.dbPath).close();
       expect(fs.statSync(t.dbPath).mode & 0o777).toBe(0o600);
     } finally {
       process.umask(old);
@@ -46,10 +46,10 @@ describe('sqlite database file', () => {
   });
 
   it('migrates once; reopening keeps data and applies nothing twice', () => {
-    const a = openSqliteStores(t.dbPath);
+    const a = openSyncSqliteStores(t.dbPath);
     a.admin.setAdminTokenHash('aa');
     a.close();
-    const b = openSqliteStores(t.dbPath);
+    const b = openSyncSqliteStores(t.dbPath);
     expect(b.admin.getAdminTokenHash()).toBe('aa');
     b.close();
     const raw = new Database(t.dbPath);
@@ -84,13 +84,13 @@ describe('sqlite database file', () => {
   });
 
   it('refuses a database from a newer Sigil with a clear error', () => {
-    openSqliteStores(t.dbPath).close();
+    openSyncSqliteStores(t.dbPath).close();
     const raw = new Database(t.dbPath);
     raw.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(latestVersion() + 1, 'future', 0);
     raw.close();
     let err: unknown;
     try {
-      openSqliteStores(t.dbPath);
+      openSyncSqliteStores(t.dbPath);
     } catch (e) {
       err = e;
     }
@@ -100,7 +100,7 @@ describe('sqlite database file', () => {
   });
 
   it('keeps the audit log append-only against stray UPDATE and DELETE', () => {
-    const s = openSqliteStores(t.dbPath);
+    const s = openSyncSqliteStores(t.dbPath);
     s.audit.append({ action: 'x', outcome: 'ok' }, 1);
     s.close();
     const raw = new Database(t.dbPath);

@@ -1,10 +1,10 @@
 /** The admin bearer token's hash, kept in the key/value `settings` table. */
 import type BetterSqlite3 from 'better-sqlite3';
-import type { AdminCredentialStore } from '../types.js';
+import type { SyncAdminCredentialStore } from './sync-types.js';
 
 const ADMIN_TOKEN_HASH = 'admin_token_hash';
 
-export class SqliteAdminCredentialStore implements AdminCredentialStore {
+export class SqliteAdminCredentialStore implements SyncAdminCredentialStore {
   private readonly setStmt: BetterSqlite3.Statement<[string, string]>;
   private readonly getStmt: BetterSqlite3.Statement<[string], string>;
 

@@ -1,17 +1,17 @@
 /**
  * Which method of each synchronous store reads and which writes, and the builder that turns the
- * synchronous stores into the async contract's shape (../contract.ts). The async SQLite stores
+ * synchronous stores into the async contract's shape (../types.ts). The async SQLite stores
  * route by this table: reads outside a transaction go to the read connection, writes through
  * the write queue. The table is checked by the compiler against the store interfaces in both
  * directions: a method missing here, or named here but absent there, does not compile, so a
  * method added later cannot silently bypass the queue.
  */
-import type { Stores } from '../types.js';
+import type { SyncStores } from './sync-types.js';
 
 export type Access = 'read' | 'write';
 
-/** The synchronous per-aggregate stores (everything in `Stores` but `tx` and `close`). */
-export type SyncStoreSet = Omit<Stores, 'tx' | 'close'>;
+/** The synchronous per-aggregate stores (everything in `SyncStores` but `tx` and `close`). */
+export type SyncStoreSet = Omit<SyncStores, 'tx' | 'close'>;
 export type StoreName = keyof SyncStoreSet;
 
 type MethodName<S> = { [K in keyof S]-?: S[K] extends (...args: never[]) => unknown ? K : never }[keyof S] & string;
@@ -93,4 +93,24 @@ export function callSync(stores: SyncStoreSet, store: StoreName, method: string,
   } catch (err) {
     return Promise.reject(err);
   }
+}
+
+/**
+ * One synchronous store behind its async shape, with no queue: for a tool that reads the file on
+ * its own connection, alone (doctor's audit check), where nothing else writes through it.
+ */
+export function asyncView<N extends StoreName>(name: N, store: SyncStoreSet[N]): Asyncify<SyncStoreSet[N]> {
+  const target = store as unknown as Record<string, (...a: unknown[]) => unknown>;
+  const view: Record<string, (...args: unknown[]) => Promise<unknown>> = {};
+  for (const method of Object.keys(STORE_METHOD_ACCESS[name])) {
+    view[method] = (...args) => {
+      try {
+        return Promise.resolve(target[method]!.apply(target, args));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    };
+  }
+  // Built from the access table, which the compiler matched against the store's interface.
+  return view as unknown as Asyncify<SyncStoreSet[N]>;
 }

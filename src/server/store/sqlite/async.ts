@@ -1,10 +1,9 @@
 /**
- * The async store contract (../contract.ts) on SQLite, adapting the synchronous stores:
+ * The async store contract (../types.ts) on SQLite, adapting the synchronous stores:
  *
  * - Writes: one writer connection. `withWriteTx` takes the in-process FIFO write queue, then
- *   BEGIN IMMEDIATE (the WAL write lock, so other processes wait on busy_timeout as with the
- *   synchronous `Stores.tx`), awaits `fn`, and COMMITs, or ROLLBACKs when `fn` throws. A top-level
- *   write method is the same, around just that call. The stores' own inner transactions
+ *   BEGIN IMMEDIATE (the WAL write lock, so other processes wait on busy_timeout), awaits `fn`,
+ *   and COMMITs, or ROLLBACKs when `fn` throws. A top-level write method is the same, around just that call. The stores' own inner transactions
  *   (resources.put, audit.append, …) run as savepoints inside it.
  * - Reads outside a transaction: a SEPARATE read-only connection. With one connection, the
  *   writes of a transaction that is open while its `fn` awaits (say, a signature) would be
@@ -16,11 +15,11 @@
  *   holds the write lock past it; constraint errors as SqliteError).
  */
 import type BetterSqlite3 from 'better-sqlite3';
-import type { AdminCredentialStore, AsyncStores, AuditStore, BotLockStore, CertificateStore, ChallengeStore, DeviceStore, IdempotencyStore, InstanceStore, KeyBindingStore, ResourceStore, TokenReplayStore, TokenStore, TxStores } from '../contract.js';
+import type { AdminCredentialStore, AuditStore, BotLockStore, CertificateStore, ChallengeStore, DeviceStore, IdempotencyStore, InstanceStore, KeyBindingStore, ResourceStore, Stores, TokenReplayStore, TokenStore, TxStores } from '../types.js';
 import { callSync, invokeSync, storeSetMaker, type Access, type AsyncifiedSet, type StoreName, type SyncStoreSet } from './async-access.js';
 import type { SqliteAuditOptions } from './audit.js';
 import { openSqlite, openSqliteReader } from './db.js';
-import { sqliteStores } from './index.js';
+import { syncSqliteStores } from './sync.js';
 import { WriteQueue } from './write-queue.js';
 
 export interface AsyncSqliteOptions {
@@ -28,8 +27,16 @@ export interface AsyncSqliteOptions {
 }
 
 /** Open (creating and migrating if needed) the database at `path` behind the async contract. */
-export function openAsyncSqliteStores(path: string, opts: AsyncSqliteOptions = {}): AsyncStores {
-  const writer = openSqlite(path);
+export function openAsyncSqliteStores(path: string, opts: AsyncSqliteOptions = {}): Stores {
+  return asyncSqliteStoresOn(openSqlite(path), path, opts);
+}
+
+/**
+ * The async stores over `writer`, a connection to `path` already opened and migrated (./db.ts
+ * openSqlite) that nothing else uses from now on (data-dir.ts sets the audit key up on it
+ * first). Opens the read connection; closes `writer` when that fails.
+ */
+export function asyncSqliteStoresOn(writer: BetterSqlite3.Database, path: string, opts: AsyncSqliteOptions = {}): Stores {
   const inMemory = path === ':memory:' || path === '';
   let reader: BetterSqlite3.Database | undefined;
   try {
@@ -46,7 +53,7 @@ interface TxScope {
   open: boolean;
 }
 
-export class AsyncSqliteStores implements AsyncStores {
+export class AsyncSqliteStores implements Stores {
   readonly resources: ResourceStore;
   readonly tokens: TokenStore;
   readonly challenges: ChallengeStore;
@@ -83,8 +90,8 @@ export class AsyncSqliteStores implements AsyncStores {
     private readonly reader: BetterSqlite3.Database | undefined,
     opts: AsyncSqliteOptions = {},
   ) {
-    this.write = sqliteStores(writer, opts);
-    this.read = reader && sqliteStores(reader, opts);
+    this.write = syncSqliteStores(writer, opts);
+    this.read = reader && syncSqliteStores(reader, opts);
     this.begin = writer.prepare('BEGIN IMMEDIATE');
     this.commit = writer.prepare('COMMIT');
     this.rollback = writer.prepare('ROLLBACK');

@@ -20,7 +20,8 @@
  */
 import { createHash, createHmac } from 'node:crypto';
 import type BetterSqlite3 from 'better-sqlite3';
-import type { AuditAnchor, AuditEvent, AuditRecord, AuditStore, AuditVerifyResult, AuditWalk } from '../types.js';
+import type { AuditAnchor, AuditEvent, AuditRecord, AuditVerifyResult, AuditWalk } from '../types.js';
+import type { SyncAuditStore } from './sync-types.js';
 import { SigilError } from '../../../errors.js';
 import { canonicalJson } from './canonical-json.js';
 
@@ -81,7 +82,7 @@ export interface SqliteAuditOptions {
   key?: { secret: Buffer; fromSeq: number; id: string };
 }
 
-export class SqliteAuditStore implements AuditStore {
+export class SqliteAuditStore implements SyncAuditStore {
   private readonly lastStmt: BetterSqlite3.Statement<[], { seq: number; hash: string }>;
   private readonly insertStmt: BetterSqlite3.Statement<[AuditRow]>;
   private readonly listStmt: BetterSqlite3.Statement<[number, number], AuditRow>;
@@ -147,7 +148,7 @@ export class SqliteAuditStore implements AuditStore {
 
   /**
    * Append one event. Reading the chain head and inserting happen in one write transaction
-   * (BEGIN IMMEDIATE, or a savepoint inside an outer `Stores.tx`), so two processes can never
+   * (BEGIN IMMEDIATE, or a savepoint inside an outer transaction), so two processes can never
    * both extend the same head; the UNIQUE prev_hash column would refuse it anyway.
    */
   append(ev: AuditEvent, now: number): AuditRecord {

@@ -1,6 +1,6 @@
 /** Locks on whole bots: a locked bot can neither join nor renew. A row exists only while locked. */
 import type BetterSqlite3 from 'better-sqlite3';
-import type { BotLockStore } from '../types.js';
+import type { SyncBotLockStore } from './sync-types.js';
 
 interface BotLockRow {
   bot: string;
@@ -8,7 +8,7 @@ interface BotLockRow {
   at: number;
 }
 
-export class SqliteBotLockStore implements BotLockStore {
+export class SqliteBotLockStore implements SyncBotLockStore {
   private readonly lockStmt: BetterSqlite3.Statement<[string, string | null, number]>;
   private readonly unlockStmt: BetterSqlite3.Statement<[string]>;
   private readonly isLockedStmt: BetterSqlite3.Statement<[string], number>;

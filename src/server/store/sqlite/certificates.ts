@@ -1,7 +1,8 @@
 /** Every certificate the issuer signed: the record behind audit, metrics and revocation. */
 import type BetterSqlite3 from 'better-sqlite3';
 import type { KeyStorage } from '../../../keystore/signer.js';
-import type { CertificateRecord, CertificateStore } from '../types.js';
+import type { CertificateRecord } from '../types.js';
+import type { SyncCertificateStore } from './sync-types.js';
 
 interface CertificateRow {
   serial: string;
@@ -22,7 +23,7 @@ const COLS =
   'serial, instance_id, bot, generation, not_before, not_after, kind, key_storage, exportable, ' +
   'spki_hash, request_id, issued_at';
 
-export class SqliteCertificateStore implements CertificateStore {
+export class SqliteCertificateStore implements SyncCertificateStore {
   private readonly insertStmt: BetterSqlite3.Statement<[CertificateRow]>;
   private readonly getStmt: BetterSqlite3.Statement<[string], CertificateRow>;
   private readonly listByInstanceStmt: BetterSqlite3.Statement<[string], CertificateRow>;

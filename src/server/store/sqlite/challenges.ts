@@ -1,6 +1,7 @@
 /** Join challenges (join/challenge.ts). Single use holds across processes sharing the file. */
 import type BetterSqlite3 from 'better-sqlite3';
-import type { ChallengeConsumeResult, ChallengeRecord, ChallengeStore } from '../types.js';
+import type { ChallengeConsumeResult, ChallengeRecord } from '../types.js';
+import type { SyncChallengeStore } from './sync-types.js';
 import { canonicalJson } from './canonical-json.js';
 
 interface ChallengeRow {
@@ -17,7 +18,7 @@ interface ChallengeRow {
 
 const COLS = 'id, method, request_id, spki_hash, nonce, state, created_at, expires_at, used_at';
 
-export class SqliteChallengeStore implements ChallengeStore {
+export class SqliteChallengeStore implements SyncChallengeStore {
   private readonly insertStmt: BetterSqlite3.Statement<[string, string, string, string, Buffer, string, number, number]>;
   private readonly getStmt: BetterSqlite3.Statement<[string], ChallengeRow>;
   private readonly consumeStmt: BetterSqlite3.Statement<[number, string, number], { id: string }>;

@@ -21,7 +21,7 @@ export function openSqlite(path: string): Database.Database {
     // with SQLITE_BUSY (switching to WAL needs a moment of exclusive access).
     db.pragma('busy_timeout = 5000');
     // WAL: readers never block the writer and vice versa; writers from several processes
-    // serialise on the WAL write lock (BEGIN IMMEDIATE in Stores.tx).
+    // serialise on the WAL write lock (BEGIN IMMEDIATE in SyncStores.tx and withWriteTx).
     db.pragma('journal_mode = WAL');
     // In WAL mode, synchronous=NORMAL fsyncs only at checkpoints, not at every commit. Every
     // commit is still atomic and the file can never be corrupted, and nothing is lost when the

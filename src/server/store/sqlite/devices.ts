@@ -1,6 +1,7 @@
 /** Devices pre-registered from factory manifests; looked up by IDevID certificate fingerprint. */
 import type BetterSqlite3 from 'better-sqlite3';
-import type { DeviceRecord, DeviceStore } from '../types.js';
+import type { DeviceRecord } from '../types.js';
+import type { SyncDeviceStore } from './sync-types.js';
 import { canonicalJson } from './canonical-json.js';
 
 interface DeviceRow {
@@ -15,7 +16,7 @@ interface DeviceRow {
 
 const COLS = 'id, rule, serial, ek_public_hash, idevid_fingerprint, manifest, imported_at';
 
-export class SqliteDeviceStore implements DeviceStore {
+export class SqliteDeviceStore implements SyncDeviceStore {
   private readonly getStmt: BetterSqlite3.Statement<[string], DeviceRow>;
   private readonly insertStmt: BetterSqlite3.Statement<[string | null, string, string | null, string, string, number]>;
   private readonly updateStmt: BetterSqlite3.Statement<[string | null, string, string | null, string, number, string]>;

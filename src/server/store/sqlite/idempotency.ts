@@ -3,7 +3,8 @@
  * redelivery) gets the stored answer instead of a second issuance.
  */
 import type BetterSqlite3 from 'better-sqlite3';
-import type { IdempotencyRecord, IdempotencyStore } from '../types.js';
+import type { IdempotencyRecord } from '../types.js';
+import type { SyncIdempotencyStore } from './sync-types.js';
 
 interface IdempotencyRow {
   request_id: string;
@@ -14,7 +15,7 @@ interface IdempotencyRow {
   created_at: number;
 }
 
-export class SqliteIdempotencyStore implements IdempotencyStore {
+export class SqliteIdempotencyStore implements SyncIdempotencyStore {
   private readonly getStmt: BetterSqlite3.Statement<[string], IdempotencyRow>;
   private readonly insertStmt: BetterSqlite3.Statement<[IdempotencyRow]>;
   private readonly pruneStmt: BetterSqlite3.Statement<[number]>;

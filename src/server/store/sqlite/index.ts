@@ -4,21 +4,10 @@
  * and every write transaction begins IMMEDIATE so writers queue on busy_timeout instead of
  * failing half-way with SQLITE_BUSY.
  */
-import type BetterSqlite3 from 'better-sqlite3';
-import type { Stores } from '../types.js';
-import { SqliteAdminCredentialStore } from './admin.js';
-import { SqliteAuditStore, type SqliteAuditOptions } from './audit.js';
-import { SqliteBotLockStore } from './bot-locks.js';
-import { SqliteCertificateStore } from './certificates.js';
-import { SqliteChallengeStore } from './challenges.js';
-import { openSqlite } from './db.js';
-import { SqliteDeviceStore } from './devices.js';
-import { SqliteIdempotencyStore } from './idempotency.js';
-import { SqliteInstanceStore } from './instances.js';
-import { SqliteKeyBindingStore } from './key-bindings.js';
-import { SqliteResourceStore } from './resources.js';
-import { SqliteTokenReplayStore } from './token-replay.js';
-import { SqliteTokenStore } from './tokens.js';
+import type { AuditStore, Stores } from '../types.js';
+import { asyncView } from './async-access.js';
+import { openAsyncSqliteStores, type AsyncSqliteOptions } from './async.js';
+import type { SqliteAuditStore } from './audit.js';
 
 export { openSqlite } from './db.js';
 export { MIGRATIONS, latestVersion, migrate, schemaVersion } from './migrations.js';
@@ -38,36 +27,20 @@ export { SqliteResourceStore } from './resources.js';
 export { SqliteTokenReplayStore } from './token-replay.js';
 export { SqliteTokenStore } from './tokens.js';
 
-/** Open (creating and migrating if needed) the database at `path`; its directory must exist. */
-export function openSqliteStores(path: string, opts: { audit?: SqliteAuditOptions } = {}): Stores {
-  return sqliteStores(openSqlite(path), opts);
+export { AsyncSqliteStores, asyncSqliteStoresOn, openAsyncSqliteStores } from './async.js';
+export type { AsyncSqliteOptions } from './async.js';
+export { openSyncSqliteStores, syncSqliteStores } from './sync.js';
+export type { SyncStores } from './sync-types.js';
+
+/**
+ * Open (creating and migrating if needed) the issuer database at `path` behind the async store
+ * contract (../types.ts; ./async.ts); its directory must exist. `:memory:` for tests.
+ */
+export function openSqliteStores(path: string, opts: AsyncSqliteOptions = {}): Stores {
+  return openAsyncSqliteStores(path, opts);
 }
 
-/** Stores over an already opened and migrated connection; `close()` closes it. */
-export function sqliteStores(db: BetterSqlite3.Database, opts: { audit?: SqliteAuditOptions } = {}): Stores {
-  // One transaction wrapper for the life of the connection. Called while a transaction is
-  // already open (a nested `tx`, or a store method that wraps itself), better-sqlite3 runs it
-  // as SAVEPOINT/RELEASE instead, so a throw inside rolls back only the inner part unless it
-  // propagates (then the outer transaction rolls back too).
-  const run = db.transaction((fn: () => unknown) => fn());
-  return {
-    resources: new SqliteResourceStore(db),
-    tokens: new SqliteTokenStore(db),
-    challenges: new SqliteChallengeStore(db),
-    devices: new SqliteDeviceStore(db),
-    keyBindings: new SqliteKeyBindingStore(db),
-    tokenReplay: new SqliteTokenReplayStore(db),
-    instances: new SqliteInstanceStore(db),
-    botLocks: new SqliteBotLockStore(db),
-    certificates: new SqliteCertificateStore(db),
-    idempotency: new SqliteIdempotencyStore(db),
-    audit: new SqliteAuditStore(db, opts.audit),
-    admin: new SqliteAdminCredentialStore(db),
-    tx<T>(fn: () => T): T {
-      return run.immediate(fn) as T;
-    },
-    close(): void {
-      db.close();
-    },
-  };
+/** A synchronous audit store (say, on doctor's read-only connection) as the async AuditStore (server/audit/verify.ts takes). */
+export function asyncAuditStore(audit: SqliteAuditStore): AuditStore {
+  return asyncView('audit', audit);
 }

@@ -2,7 +2,8 @@
 import type BetterSqlite3 from 'better-sqlite3';
 import type { KeyStorage } from '../../../keystore/signer.js';
 import { SigilError } from '../../../errors.js';
-import type { InstanceRecord, InstanceStore } from '../types.js';
+import type { InstanceRecord } from '../types.js';
+import type { SyncInstanceStore } from './sync-types.js';
 import { canonicalJson } from './canonical-json.js';
 
 interface InstanceRow {
@@ -23,14 +24,14 @@ interface InstanceRow {
   current_not_after: number | null;
 }
 
-type NewInstance = Parameters<InstanceStore['create']>[0];
-type IssueUpdate = Parameters<InstanceStore['recordIssue']>[1];
+type NewInstance = Parameters<SyncInstanceStore['create']>[0];
+type IssueUpdate = Parameters<SyncInstanceStore['recordIssue']>[1];
 
 const COLS =
   'id, bot, join_method, spiffe_id, generation, locked, lock_reason, facts, key_storage, exportable, ' +
   'created_at, updated_at, last_seen_at, current_serial, current_not_after';
 
-export class SqliteInstanceStore implements InstanceStore {
+export class SqliteInstanceStore implements SyncInstanceStore {
   private readonly insertStmt: BetterSqlite3.Statement<[NewInstanceRow]>;
   private readonly getStmt: BetterSqlite3.Statement<[string], InstanceRow>;
   private readonly listAllStmt: BetterSqlite3.Statement<[], InstanceRow>;

@@ -1,6 +1,7 @@
 /** First-join key bindings (types.ts KeyBindingStore), e.g. an EC2 instance id to the agent's binding key. */
 import type BetterSqlite3 from 'better-sqlite3';
-import type { KeyBindingRecord, KeyBindingStore } from '../types.js';
+import type { KeyBindingRecord } from '../types.js';
+import type { SyncKeyBindingStore } from './sync-types.js';
 import { canonicalJson } from './canonical-json.js';
 
 interface BindingRow {
@@ -14,7 +15,7 @@ interface BindingRow {
 
 const COLS = 'method, subject, key_hash, rule, facts, created_at';
 
-export class SqliteKeyBindingStore implements KeyBindingStore {
+export class SqliteKeyBindingStore implements SyncKeyBindingStore {
   private readonly getStmt: BetterSqlite3.Statement<[string, string], BindingRow>;
   private readonly insertStmt: BetterSqlite3.Statement<[string, string, string, string, string, number]>;
   private readonly deleteStmt: BetterSqlite3.Statement<[string, string]>;

@@ -1,6 +1,7 @@
 /** Policy documents (roles, bots, join rules) applied with `sigil ctl apply`. */
 import type BetterSqlite3 from 'better-sqlite3';
-import type { Resource, ResourceKind, ResourceStore } from '../types.js';
+import type { Resource, ResourceKind } from '../types.js';
+import type { SyncResourceStore } from './sync-types.js';
 import { canonicalJson } from './canonical-json.js';
 
 interface ResourceRow {
@@ -13,7 +14,7 @@ interface ResourceRow {
 
 type PutResult = 'created' | 'updated' | 'unchanged';
 
-export class SqliteResourceStore implements ResourceStore {
+export class SqliteResourceStore implements SyncResourceStore {
   private readonly getStmt: BetterSqlite3.Statement<[ResourceKind, string], ResourceRow>;
   private readonly listStmt: BetterSqlite3.Statement<[ResourceKind], ResourceRow>;
   private readonly insertStmt: BetterSqlite3.Statement<[ResourceKind, string, string, number, number]>;

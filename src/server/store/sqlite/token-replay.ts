@@ -1,8 +1,8 @@
 /** The jti replay cache of token join methods (types.ts TokenReplayStore). */
 import type BetterSqlite3 from 'better-sqlite3';
-import type { TokenReplayStore } from '../types.js';
+import type { SyncTokenReplayStore } from './sync-types.js';
 
-export class SqliteTokenReplayStore implements TokenReplayStore {
+export class SqliteTokenReplayStore implements SyncTokenReplayStore {
   private readonly seenStmt: BetterSqlite3.Statement<[string, string], number>;
   private readonly recordStmt: BetterSqlite3.Statement<[string, string, number, number]>;
   private readonly pruneStmt: BetterSqlite3.Statement<[number]>;

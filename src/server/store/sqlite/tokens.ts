@@ -1,6 +1,7 @@
 /** One-time join tokens, stored by hash. Single use holds across processes sharing the file. */
 import type BetterSqlite3 from 'better-sqlite3';
-import type { ConsumeResult, JoinTokenRecord, TokenStore } from '../types.js';
+import type { ConsumeResult, JoinTokenRecord } from '../types.js';
+import type { SyncTokenStore } from './sync-types.js';
 
 interface TokenRow {
   hash: string;
@@ -13,7 +14,7 @@ interface TokenRow {
 
 const COLS = 'hash, bot, created_at, expires_at, used_at, used_by';
 
-export class SqliteTokenStore implements TokenStore {
+export class SqliteTokenStore implements SyncTokenStore {
   private readonly insertStmt: BetterSqlite3.Statement<[string, string, number, number]>;
   private readonly consumeStmt: BetterSqlite3.Statement<[number, string, string, number], TokenRow>;
   private readonly getStmt: BetterSqlite3.Statement<[string], TokenRow>;
@@ -54,7 +55,7 @@ export class SqliteTokenStore implements TokenStore {
 
   /**
    * Look a token up without consuming it (to name the bot and refuse early). Not part of
-   * `TokenStore` yet; the single-use decision is still `consume`.
+   * `SyncTokenStore` yet; the single-use decision is still `consume`.
    */
   get(hash: string): JoinTokenRecord | undefined {
     const row = this.getStmt.get(hash);

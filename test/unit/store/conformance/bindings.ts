@@ -1,6 +1,6 @@
 /** Conformance: join evidence state: key bindings (aws_iid), the jti replay cache, challenges, registered devices. */
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { AsyncStores } from '../../../../src/server/store/contract.js';
+import type { Stores } from '../../../../src/server/store/types.js';
 import type { KeyBindingRecord } from '../../../../src/server/store/types.js';
 import { MIN, T0 } from './fixtures.js';
 
@@ -14,8 +14,8 @@ const binding = (subject: string, key: string, over: Partial<KeyBindingRecord> =
   ...over,
 });
 
-export function bindingSuites(stores: () => AsyncStores): void {
-  let s: AsyncStores;
+export function bindingSuites(stores: () => Stores): void {
+  let s: Stores;
   beforeEach(() => {
     s = stores();
   });

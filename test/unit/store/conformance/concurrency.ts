@@ -1,17 +1,17 @@
 /**
  * Conformance under concurrency: what the issuer relies on when many requests are in flight at
- * once (src/server/store/contract.ts header). Each transaction yields between its read and its
+ * once (src/server/store/types.ts header). Each transaction yields between its read and its
  * write, so on a backend that runs transactions side by side they really overlap.
  */
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { AsyncStores } from '../../../../src/server/store/contract.js';
+import type { Stores } from '../../../../src/server/store/types.js';
 import { MIN, T0, cert, gate, instance, yieldTurn } from './fixtures.js';
 
 const N = 20;
 const times = <T>(n: number, f: (i: number) => Promise<T>): Promise<T[]> => Promise.all(Array.from({ length: n }, (_, i) => f(i)));
 
-export function concurrencySuite(stores: () => AsyncStores): void {
-  let s: AsyncStores;
+export function concurrencySuite(stores: () => Stores): void {
+  let s: Stores;
   beforeEach(() => {
     s = stores();
   });

@@ -1,5 +1,5 @@
 /** Shared sample data for the store conformance suites. */
-import type { NewInstance } from '../../../../src/server/store/contract.js';
+import type { NewInstance } from '../../../../src/server/store/types.js';
 import type { CertificateRecord } from '../../../../src/server/store/types.js';
 
 export const T0 = 1_700_000_000_000;

@@ -1,11 +1,11 @@
 /** Conformance: join tokens, instances, bot locks, certificates. */
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { AsyncStores } from '../../../../src/server/store/contract.js';
+import type { Stores } from '../../../../src/server/store/types.js';
 import type { InstanceRecord } from '../../../../src/server/store/types.js';
 import { MIN, T0, cert, instance } from './fixtures.js';
 
-export function identitySuites(stores: () => AsyncStores): void {
-  let s: AsyncStores;
+export function identitySuites(stores: () => Stores): void {
+  let s: Stores;
   beforeEach(() => {
     s = stores();
   });

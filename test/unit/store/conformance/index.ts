@@ -1,11 +1,11 @@
 /**
  * The behaviour every issuer store backend must show (SPIRE's habit: one suite, every backend),
- * written against the async contract (src/server/store/contract.ts) only, so a second backend
+ * written against the async contract (src/server/store/types.ts) only, so a second backend
  * (PostgreSQL, issue #15) runs it unchanged. A backend's test file calls
  * `storeConformance(name, open)`; `open` returns fresh, empty stores.
  */
 import { afterEach, beforeEach, describe } from 'vitest';
-import type { AsyncStores } from '../../../../src/server/store/contract.js';
+import type { Stores } from '../../../../src/server/store/types.js';
 import { bindingSuites } from './bindings.js';
 import { concurrencySuite } from './concurrency.js';
 import { identitySuites } from './identity.js';
@@ -13,7 +13,7 @@ import { recordSuites } from './records.js';
 import { txSuite } from './tx.js';
 
 export interface Backend {
-  stores: AsyncStores;
+  stores: Stores;
   dispose(): Promise<void>;
 }
 
@@ -24,7 +24,7 @@ export function storeConformance(name: string, open: () => Backend | Promise<Bac
       b = await open();
     });
     afterEach(() => b.dispose());
-    const stores = (): AsyncStores => b.stores;
+    const stores = (): Stores => b.stores;
 
     recordSuites(stores);
     identitySuites(stores);

@@ -1,11 +1,11 @@
 /** Conformance: policy resources, idempotency records, the audit log, the admin credential. */
 import { createHash } from 'node:crypto';
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { AsyncStores } from '../../../../src/server/store/contract.js';
+import type { Stores } from '../../../../src/server/store/types.js';
 import { T0 } from './fixtures.js';
 
-export function recordSuites(stores: () => AsyncStores): void {
-  let s: AsyncStores;
+export function recordSuites(stores: () => Stores): void {
+  let s: Stores;
   beforeEach(() => {
     s = stores();
   });

@@ -1,13 +1,13 @@
 /**
  * Conformance: `withWriteTx` commits whole, rolls back whole, lets the transaction read its own
- * writes, and binds its stores to that one transaction (src/server/store/contract.ts).
+ * writes, and binds its stores to that one transaction (src/server/store/types.ts).
  */
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { AsyncStores } from '../../../../src/server/store/contract.js';
+import type { Stores } from '../../../../src/server/store/types.js';
 import { MIN, T0, cert, instance, yieldTurn } from './fixtures.js';
 
-export function txSuite(stores: () => AsyncStores): void {
-  let s: AsyncStores;
+export function txSuite(stores: () => Stores): void {
+  let s: Stores;
   beforeEach(() => {
     s = stores();
   });
@@ -141,7 +141,7 @@ export function txSuite(stores: () => AsyncStores): void {
     });
 
     it("refuses use of a transaction's stores after it ended", async () => {
-      let leaked: Parameters<Parameters<AsyncStores['withWriteTx']>[0]>[0] | undefined;
+      let leaked: Parameters<Parameters<Stores['withWriteTx']>[0]>[0] | undefined;
       await s.withWriteTx(async (tx) => {
         leaked = tx;
       });
