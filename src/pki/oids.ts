@@ -1,6 +1,6 @@
 /**
  * The object identifiers Sigil's PKI layer writes or recognises, named as in the RFC that
- * defines them. Dotted strings, because der.oid() caches their encodings.
+ * defines them. Dotted strings; der.oid() encodes these once, at load, into a constant table.
  */
 export const OID = {
   // RFC 5280 §4.2.1 certificate extensions (id-ce = 2.5.29)
