@@ -17,7 +17,6 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const SUBJECTS = 200;
 const TRUST_DOMAIN = 'bench.example';
 
-
 /** Run `fn` in batches until `seconds` elapse; operations per second. */
 function measure(seconds: number, fn: () => void): number {
   for (let i = 0; i < 200; i++) fn(); // warm-up: JIT and OpenSSL caches
@@ -90,7 +89,11 @@ x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoPro
 const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
 const caKeys = (await webcrypto.subtle.generateKey(alg, false, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
 const subjectKeys = await Promise.all(
-  Array.from({ length: 20 }, async () => ((await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair).publicKey),
+  Array.from(
+    { length: 20 },
+    async () =>
+      ((await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair).publicKey,
+  ),
 );
 const aki = await x509.AuthorityKeyIdentifierExtension.create(caKeys.publicKey);
 let p = 0;
@@ -111,11 +114,16 @@ const peculiarPerS = await measureAsync(Math.max(1, SECONDS / 3), async () => {
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
       await x509.SubjectKeyIdentifierExtension.create(publicKey),
       aki,
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${TRUST_DOMAIN}/bot/edge-${p}` }], true),
+      new x509.SubjectAlternativeNameExtension(
+        [{ type: 'url', value: `spiffe://${TRUST_DOMAIN}/bot/edge-${p}` }],
+        true,
+      ),
     ],
   });
 });
-console.log(`@peculiar/x509 generator:   ${peculiarPerS.toFixed(0).padStart(7)} certs/s  (${(certsPerS / peculiarPerS).toFixed(1)}x slower than issueSvid)`);
+console.log(
+  `@peculiar/x509 generator:   ${peculiarPerS.toFixed(0).padStart(7)} certs/s  (${(certsPerS / peculiarPerS).toFixed(1)}x slower than issueSvid)`,
+);
 
 console.log(
   JSON.stringify({

@@ -67,7 +67,9 @@ const INPROCESS_SECONDS = 2;
 // Arguments
 
 function usage(msg: string): never {
-  process.stderr.write(`error: ${msg}\nusage: npm run bench -- renew-https [--agents N] [--seconds S] [--pregen-keys] [--profile]\n`);
+  process.stderr.write(
+    `error: ${msg}\nusage: npm run bench -- renew-https [--agents N] [--seconds S] [--pregen-keys] [--profile]\n`,
+  );
   process.exit(2);
 }
 
@@ -89,12 +91,16 @@ const AGENTS = Number(parsed.agents);
 const SECONDS = Number(parsed.seconds);
 const PREGEN = parsed['pregen-keys'] === true;
 const PROFILE = parsed.profile === true || process.env.BENCH_PROFILE === '1';
-if (!Number.isInteger(AGENTS) || AGENTS < 1 || AGENTS > 10_000) usage('--agents must be an integer between 1 and 10000');
-if (!Number.isFinite(SECONDS) || SECONDS <= 0 || SECONDS > 3600) usage('--seconds must be a number of seconds between 0 and 3600');
+if (!Number.isInteger(AGENTS) || AGENTS < 1 || AGENTS > 10_000)
+  usage('--agents must be an integer between 1 and 10000');
+if (!Number.isFinite(SECONDS) || SECONDS <= 0 || SECONDS > 3600)
+  usage('--seconds must be a number of seconds between 0 and 3600');
 
 const SIGIL_BIN = join(ROOT, 'bin', 'sigil.js');
 if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) {
-  process.stderr.write('error[not_built]: the issuer runs from dist/, which is missing; run `npm run build` first (`npm run bench -- renew-https` builds)\n');
+  process.stderr.write(
+    'error[not_built]: the issuer runs from dist/, which is missing; run `npm run build` first (`npm run bench -- renew-https` builds)\n',
+  );
   process.exit(2);
 }
 
@@ -146,18 +152,36 @@ process.once('SIGTERM', () => {
 
 async function startServer(): Promise<{ url: string; pid: number }> {
   const nodeArgs = PROFILE ? ['--cpu-prof', '--cpu-prof-dir', profDir!] : [];
-  const p = spawn(process.execPath, [...nodeArgs, SIGIL_BIN, 'server', 'start', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--log-level', 'warn'], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, SIGIL_LOG_FORMAT: 'json' },
-  });
+  const p = spawn(
+    process.execPath,
+    [
+      ...nodeArgs,
+      SIGIL_BIN,
+      'server',
+      'start',
+      '--data-dir',
+      dataDir,
+      '--listen',
+      '127.0.0.1:0',
+      '--log-level',
+      'warn',
+    ],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, SIGIL_LOG_FORMAT: 'json' },
+    },
+  );
   server = p;
   p.stderr!.setEncoding('utf8').on('data', (d: string) => {
     serverStderr = (serverStderr + d).slice(-8000);
   });
   return new Promise((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => reject(new Error(`the issuer did not print its "listening on" line within 30 s; stderr:\n${serverStderr}`)), 30_000);
+    const timer = setTimeout(
+      () => reject(new Error(`the issuer did not print its "listening on" line within 30 s; stderr:\n${serverStderr}`)),
+      30_000,
+    );
     p.stdout!.setEncoding('utf8').on('data', (d: string) => {
       out += d;
       const m = /listening on (https:\/\/\S+)/.exec(out);
@@ -260,7 +284,14 @@ function errCode(e: unknown): string {
 }
 
 /** Codes after which this agent's identity cannot be renewed any more. */
-const TERMINAL = new Set(['instance_locked', 'generation_mismatch', 'unknown_instance', 'cert_expired', 'bot_locked', 'chain_invalid']);
+const TERMINAL = new Set([
+  'instance_locked',
+  'generation_mismatch',
+  'unknown_instance',
+  'cert_expired',
+  'bot_locked',
+  'chain_invalid',
+]);
 
 function percentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return NaN;
@@ -289,7 +320,9 @@ function measure(seconds: number, fn: () => void): number {
 function measureInProcess(): { certsPerS: number; rawSignPerS: number } {
   const ca = loadCaMaterial(dataDir);
   const engine = new CertificateIssuer({ caCertDer: ca.intermediateDer, caKey: ca.intermediateKey });
-  const spkis = Array.from({ length: 200 }, () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'der' }));
+  const spkis = Array.from({ length: 200 }, () =>
+    generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'der' }),
+  );
   const tbsSized = randomBytes(400);
   const now = Date.now();
   let k = 0;
@@ -338,7 +371,9 @@ function makeLocator(): (cf: ProfileNode['callFrame']) => string {
     if (!maps.has(path)) {
       let sm: SourceMap | undefined;
       try {
-        sm = existsSync(`${path}.map`) ? new SourceMap(JSON.parse(readFileSync(`${path}.map`, 'utf8'))) : findSourceMap(url);
+        sm = existsSync(`${path}.map`)
+          ? new SourceMap(JSON.parse(readFileSync(`${path}.map`, 'utf8')))
+          : findSourceMap(url);
       } catch {
         sm = undefined;
       }
@@ -351,9 +386,12 @@ function makeLocator(): (cf: ProfileNode['callFrame']) => string {
     let path = cf.url.startsWith('file://') ? fileURLToPath(cf.url) : cf.url;
     let line = cf.lineNumber + 1;
     if (path.startsWith(ROOT) && !path.includes('node_modules')) {
-      const e = mapFor(path, cf.url)?.findEntry(cf.lineNumber, cf.columnNumber) as { originalSource?: string; originalLine?: number } | undefined;
+      const e = mapFor(path, cf.url)?.findEntry(cf.lineNumber, cf.columnNumber) as
+        { originalSource?: string; originalLine?: number } | undefined;
       if (e?.originalSource) {
-        path = e.originalSource.startsWith('file://') ? fileURLToPath(e.originalSource) : join(path, '..', e.originalSource);
+        path = e.originalSource.startsWith('file://')
+          ? fileURLToPath(e.originalSource)
+          : join(path, '..', e.originalSource);
         line = (e.originalLine ?? 0) + 1;
       }
     }
@@ -403,10 +441,18 @@ function summariseProfile(prof: CpuProfile, title: string, top = 20): string[] {
   });
   const busy = all - idle;
   const pct = (x: number): string => `${((100 * x) / busy).toFixed(1).padStart(5)}%`;
-  const lines = [title, `  sampled ${(all / 1e6).toFixed(1)} s, busy ${(busy / 1e6).toFixed(1)} s; percentages are of busy time`, '  top self time:'];
+  const lines = [
+    title,
+    `  sampled ${(all / 1e6).toFixed(1)} s, busy ${(busy / 1e6).toFixed(1)} s; percentages are of busy time`,
+    '  top self time:',
+  ];
   for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, top)) lines.push(`    ${pct(v)}  ${k}`);
   lines.push('  inclusive time, Sigil code (src/):');
-  for (const [k, v] of [...total].filter(([k]) => / src\//.test(k)).sort((a, b) => b[1] - a[1]).slice(0, top)) lines.push(`    ${pct(v)}  ${k}`);
+  for (const [k, v] of [...total]
+    .filter(([k]) => / src\//.test(k))
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top))
+    lines.push(`    ${pct(v)}  ${k}`);
   return lines;
 }
 
@@ -414,7 +460,10 @@ function issuerProfileSummary(dir: string): string[] {
   const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
   if (files.length === 0) return [`no .cpuprofile was written to ${dir}`];
   const file = join(dir, files[0]!);
-  return summariseProfile(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, `issuer CPU profile (whole process life): ${file}`);
+  return summariseProfile(
+    JSON.parse(readFileSync(file, 'utf8')) as CpuProfile,
+    `issuer CPU profile (whole process life): ${file}`,
+  );
 }
 
 /** The load generator's own profile over the timed loop only, through the inspector. */
@@ -422,7 +471,9 @@ async function startClientProfile(): Promise<() => Promise<CpuProfile>> {
   const session = new inspector.Session();
   session.connect();
   const post = (method: string, params?: object): Promise<unknown> =>
-    new Promise((resolve, reject) => session.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res))));
+    new Promise((resolve, reject) =>
+      session.post(method, params ?? {}, (err, res) => (err ? reject(err) : resolve(res))),
+    );
   await post('Profiler.enable');
   await post('Profiler.setSamplingInterval', { interval: 1000 });
   await post('Profiler.start');
@@ -444,7 +495,8 @@ async function main(): Promise<void> {
   try {
     const yaml = `kind: role\nname: bench-edge\nspec: { max_ttl: 24h }\n---\nkind: bot\nname: ${BOT}\nspec: { roles: [bench-edge] }\n`;
     await runAdminOp(stores, 'apply', { yaml, source: 'bench' });
-    for (let i = 0; i < AGENTS; i++) tokens.push(((await runAdminOp(stores, 'token.create', { bot: BOT, ttl: '1h' })) as { token: string }).token);
+    for (let i = 0; i < AGENTS; i++)
+      tokens.push(((await runAdminOp(stores, 'token.create', { bot: BOT, ttl: '1h' })) as { token: string }).token);
   } finally {
     await stores.close();
   }
@@ -467,16 +519,29 @@ async function main(): Promise<void> {
       const client = i === 0 ? first : new HttpsIssuerClient({ url, pin: init.pin, rootPem: root });
       if (i !== 0) clients.push(client);
       const method = new TokenJoinAgent(tokens[i]!);
-      const built = await buildJoinRequest({ method: method.name, evidence: (c) => method.evidence(c), now: Date.now() });
+      const built = await buildJoinRequest({
+        method: method.name,
+        evidence: (c) => method.evidence(c),
+        now: Date.now(),
+      });
       const body = await client.post('join', built.envelope);
       const res = verifier.response(body, 'join', built.entry.requestId, root);
-      const a: BenchAgent = { index: i, client, signer: loadSigner(parseKeyRef(built.entry.pendingKeyRef!)), chainPem: res.result.chain, generation: res.result.generation, nextKey: 0 };
+      const a: BenchAgent = {
+        index: i,
+        client,
+        signer: loadSigner(parseKeyRef(built.entry.pendingKeyRef!)),
+        chainPem: res.result.chain,
+        generation: res.result.generation,
+        nextKey: 0,
+      };
       agents[i] = a;
     });
     await Promise.all(batch);
   }
   const joinS = (performance.now() - joinStart) / 1000;
-  console.log(`joined ${AGENTS} agents in ${joinS.toFixed(2)} s (${(AGENTS / joinS).toFixed(0)} joins/s, token join, ${JOIN_CONCURRENCY} at a time)`);
+  console.log(
+    `joined ${AGENTS} agents in ${joinS.toFixed(2)} s (${(AGENTS / joinS).toFixed(0)} joins/s, token join, ${JOIN_CONCURRENCY} at a time)`,
+  );
 
   if (PREGEN) {
     const t = performance.now();
@@ -488,7 +553,9 @@ async function main(): Promise<void> {
       return k;
     };
     for (const a of agents) a.keys = [premade(), premade(), premade()];
-    console.log(`pre-generated ${3 * AGENTS} P-256 keys (+ PKCS#8 export) in ${((performance.now() - t) / 1000).toFixed(2)} s, outside the timed loop`);
+    console.log(
+      `pre-generated ${3 * AGENTS} P-256 keys (+ PKCS#8 export) in ${((performance.now() - t) / 1000).toFixed(2)} s, outside the timed loop`,
+    );
   }
 
   // 4. warm-up: one untimed renewal per agent (JIT on both sides, every agent on generation 2).
@@ -566,18 +633,37 @@ async function main(): Promise<void> {
   const issuerCpuPct = (100 * issuerCpuS) / windowS;
   const clientCpuPct = (100 * clientCpuS) / windowS;
   // Everything else on the machine over the window (other jobs steal from both sides).
-  const otherCpuPct = cpu0.machine !== undefined && cpu1.machine !== undefined ? (100 * (cpu1.machine - cpu0.machine - issuerCpuS - clientCpuS)) / windowS : NaN;
+  const otherCpuPct =
+    cpu0.machine !== undefined && cpu1.machine !== undefined
+      ? (100 * (cpu1.machine - cpu0.machine - issuerCpuS - clientCpuS)) / windowS
+      : NaN;
   const issuerMsPer = (1000 * issuerCpuS) / renewals;
   const clientMsPer = (1000 * clientCpuS) / renewals;
   const stopped = agents.filter((a) => a.stopped).length;
 
   console.log(`renew over HTTPS: ${AGENTS} agents, closed loop, ${SECONDS} s${PREGEN ? ', keys pre-generated' : ''}`);
-  console.log(`  renewals:           ${String(renewals).padStart(7)}  in ${windowS.toFixed(2)} s = ${perS.toFixed(0)} renewals/s`);
+  console.log(
+    `  renewals:           ${String(renewals).padStart(7)}  in ${windowS.toFixed(2)} s = ${perS.toFixed(0)} renewals/s`,
+  );
   console.log(`  latency (POST):     p50 ${ms(p50)} ms   p90 ${ms(p90)} ms   p99 ${ms(p99)} ms   max ${ms(max)} ms`);
-  console.log(`  errors:             ${Object.keys(errors).length ? Object.entries(errors).map(([k, v]) => `${k} ${v}`).join(', ') : 'none'}${stopped ? `  (${stopped} agents stopped)` : ''}`);
-  console.log(`  CPU over the window: issuer ${issuerCpuPct.toFixed(0)}% of a core, load generator ${clientCpuPct.toFixed(0)}%, other processes ${Math.max(0, otherCpuPct).toFixed(0)}% (2 cores = 200%)`);
-  console.log(`  CPU per renewal:    issuer ${issuerMsPer.toFixed(2)} ms (→ ~${(1000 / issuerMsPer).toFixed(0)}/s on one saturated core), load generator ${clientMsPer.toFixed(2)} ms`);
-  console.log(`  client wall/renewal: build request ${(buildMs / Math.max(1, renewals)).toFixed(2)} ms, verify response + adopt ${(verifyMs / Math.max(1, renewals)).toFixed(2)} ms (interleaved with other agents)`);
+  console.log(
+    `  errors:             ${
+      Object.keys(errors).length
+        ? Object.entries(errors)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')
+        : 'none'
+    }${stopped ? `  (${stopped} agents stopped)` : ''}`,
+  );
+  console.log(
+    `  CPU over the window: issuer ${issuerCpuPct.toFixed(0)}% of a core, load generator ${clientCpuPct.toFixed(0)}%, other processes ${Math.max(0, otherCpuPct).toFixed(0)}% (2 cores = 200%)`,
+  );
+  console.log(
+    `  CPU per renewal:    issuer ${issuerMsPer.toFixed(2)} ms (→ ~${(1000 / issuerMsPer).toFixed(0)}/s on one saturated core), load generator ${clientMsPer.toFixed(2)} ms`,
+  );
+  console.log(
+    `  client wall/renewal: build request ${(buildMs / Math.max(1, renewals)).toFixed(2)} ms, verify response + adopt ${(verifyMs / Math.max(1, renewals)).toFixed(2)} ms (interleaved with other agents)`,
+  );
   const bottleneck =
     issuerCpuPct >= 85 && issuerCpuPct >= clientCpuPct
       ? 'the issuer (its core is saturated)'
@@ -588,18 +674,23 @@ async function main(): Promise<void> {
           : 'neither core is saturated (latency-bound)';
   console.log(`  bottleneck:         ${bottleneck}`);
   if (otherCpuPct >= 20) {
-    console.log(`  note: other processes used ${otherCpuPct.toFixed(0)}% CPU during the window, so renewals/s is depressed; CPU per renewal is the stable figure`);
+    console.log(
+      `  note: other processes used ${otherCpuPct.toFixed(0)}% CPU during the window, so renewals/s is depressed; CPU per renewal is the stable figure`,
+    );
   }
 
   // 6. the issuer is done: stop it (this also writes its CPU profile), then measure in-process.
   const srv = server as ChildProcess;
   if (srv.exitCode !== null || srv.signalCode !== null) {
-    process.stderr.write(`warning: the issuer exited during the run (${srv.signalCode ?? `code ${srv.exitCode}`}); its stderr (tail):\n${serverStderr.slice(-2000)}\n`);
+    process.stderr.write(
+      `warning: the issuer exited during the run (${srv.signalCode ?? `code ${srv.exitCode}`}); its stderr (tail):\n${serverStderr.slice(-2000)}\n`,
+    );
     issuerDied = true;
   }
   await stopServer();
   const profileLines = profDir ? issuerProfileSummary(profDir) : [];
-  if (clientProfile) profileLines.push(...summariseProfile(clientProfile, 'load generator CPU profile (timed loop only):', 12));
+  if (clientProfile)
+    profileLines.push(...summariseProfile(clientProfile, 'load generator CPU profile (timed loop only):', 12));
 
   const { certsPerS, rawSignPerS } = measureInProcess();
   console.log(`in-process, this process (issuer stopped, ${INPROCESS_SECONDS} s each):`);
@@ -638,7 +729,8 @@ try {
   if (issuerDied) exitCode = 1;
 } catch (e) {
   process.stderr.write(`error: ${e instanceof SigilError ? `[${e.code}] ` : ''}${(e as Error).message ?? String(e)}\n`);
-  if (serverStderr && !(e as Error).message?.includes(serverStderr.slice(-200))) process.stderr.write(`issuer stderr (tail):\n${serverStderr.slice(-2000)}\n`);
+  if (serverStderr && !(e as Error).message?.includes(serverStderr.slice(-200)))
+    process.stderr.write(`issuer stderr (tail):\n${serverStderr.slice(-2000)}\n`);
   exitCode = 1;
 } finally {
   await stopServer().catch(() => undefined);

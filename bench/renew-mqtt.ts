@@ -44,7 +44,13 @@ const SIGIL_BIN = join(ROOT, 'bin', 'sigil.js');
 const TD = 'bench.example';
 const BOT = 'bench-gw';
 
-const { values: args } = parseArgs({ options: { agents: { type: 'string', default: '50' }, seconds: { type: 'string', default: '10' }, storm: { type: 'string', default: '5000' } } });
+const { values: args } = parseArgs({
+  options: {
+    agents: { type: 'string', default: '50' },
+    seconds: { type: 'string', default: '10' },
+    storm: { type: 'string', default: '5000' },
+  },
+});
 const AGENTS = Number(args.agents);
 const SECONDS = Number(args.seconds);
 const STORM = Number(args.storm);
@@ -74,7 +80,9 @@ interface BenchAgent {
 }
 
 function percentile(sorted: number[], p: number): number {
-  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]! : NaN;
+  return sorted.length
+    ? sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!
+    : NaN;
 }
 const r2 = (x: number): number | null => (Number.isFinite(x) ? Math.round(x * 100) / 100 : null);
 
@@ -91,10 +99,26 @@ function procKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
 }
 
 async function startIssuer(mqttUrl: string): Promise<{ url: string; pid: number }> {
-  const p = spawn(process.execPath, [SIGIL_BIN, 'server', 'start', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--log-level', 'warn', '--mqtt-url', mqttUrl], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, SIGIL_LOG_FORMAT: 'json' },
-  });
+  const p = spawn(
+    process.execPath,
+    [
+      SIGIL_BIN,
+      'server',
+      'start',
+      '--data-dir',
+      dataDir,
+      '--listen',
+      '127.0.0.1:0',
+      '--log-level',
+      'warn',
+      '--mqtt-url',
+      mqttUrl,
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, SIGIL_LOG_FORMAT: 'json' },
+    },
+  );
   issuer = p;
   let err = '';
   p.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
@@ -117,7 +141,8 @@ async function tokens(n: number): Promise<string[]> {
   const stores = openIssuerStores(dataDir);
   try {
     const out: string[] = [];
-    for (let i = 0; i < n; i++) out.push(((await runAdminOp(stores, 'token.create', { bot: BOT, ttl: '1h' })) as { token: string }).token);
+    for (let i = 0; i < n; i++)
+      out.push(((await runAdminOp(stores, 'token.create', { bot: BOT, ttl: '1h' })) as { token: string }).token);
     return out;
   } finally {
     await stores.close();
@@ -127,7 +152,14 @@ async function tokens(n: number): Promise<string[]> {
 function mqttClient(broker: Broker, pin: string, root: string, id: string, timeoutMs: number): MqttIssuerClient {
   // The load generator is one process playing thousands of devices: in the storm its event loop,
   // not the broker, is what delays CONNACKs; a real device would not wait behind 4,999 others.
-  const c = new MqttIssuerClient({ url: broker.url, pin, rootPem: root, timeoutMs, connectTimeoutMs: timeoutMs, session: () => ({ clientId: id, responseId: id }) });
+  const c = new MqttIssuerClient({
+    url: broker.url,
+    pin,
+    rootPem: root,
+    timeoutMs,
+    connectTimeoutMs: timeoutMs,
+    session: () => ({ clientId: id, responseId: id }),
+  });
   transports.push(c);
   return c;
 }
@@ -143,8 +175,19 @@ async function joinAll(n: number, https: HttpsIssuerClient, root: string, concur
         const b = await buildJoinRequest({ method: 'token', evidence: (c) => m.evidence(c), now: Date.now() });
         for (let attempt = 0; ; attempt++) {
           try {
-            const res = verifyResponseOrError(await https.post('join', b.envelope), 'join', b.entry.requestId, requestHash(b.envelope), root);
-            out[base + j] = { i: base + j, instanceId: res.result.instance_id, signer: loadSigner(parseKeyRef(b.entry.pendingKeyRef!)), chainPem: res.result.chain };
+            const res = verifyResponseOrError(
+              await https.post('join', b.envelope),
+              'join',
+              b.entry.requestId,
+              requestHash(b.envelope),
+              root,
+            );
+            out[base + j] = {
+              i: base + j,
+              instanceId: res.result.instance_id,
+              signer: loadSigner(parseKeyRef(b.entry.pendingKeyRef!)),
+              chainPem: res.result.chain,
+            };
             return;
           } catch (e) {
             // Setup only: resend the same join (idempotent) after a retryable failure.
@@ -158,7 +201,13 @@ async function joinAll(n: number, https: HttpsIssuerClient, root: string, concur
   return out;
 }
 
-async function renewOnce(a: BenchAgent, t: IssuerTransport, root: string, op: BuiltRequest | undefined, lat?: number[]): Promise<void> {
+async function renewOnce(
+  a: BenchAgent,
+  t: IssuerTransport,
+  root: string,
+  op: BuiltRequest | undefined,
+  lat?: number[],
+): Promise<void> {
   const b = op ?? (await buildRenewRequest({ current: a.signer, chainPem: a.chainPem, now: Date.now() }));
   let attempt = 0;
   for (;;) {
@@ -183,7 +232,12 @@ async function renewOnce(a: BenchAgent, t: IssuerTransport, root: string, op: Bu
 let retries = 0;
 const retryCodes: Record<string, number> = {};
 
-async function closedLoop(agents: BenchAgent[], pick: (a: BenchAgent) => IssuerTransport, root: string, seconds: number): Promise<{ perS: number; p50: number; p99: number; n: number }> {
+async function closedLoop(
+  agents: BenchAgent[],
+  pick: (a: BenchAgent) => IssuerTransport,
+  root: string,
+  seconds: number,
+): Promise<{ perS: number; p50: number; p99: number; n: number }> {
   const lat: number[] = [];
   const start = performance.now();
   const deadline = start + seconds * 1000;
@@ -197,17 +251,30 @@ async function closedLoop(agents: BenchAgent[], pick: (a: BenchAgent) => IssuerT
     }),
   );
   const sorted = lat.sort((x, y) => x - y);
-  return { perS: lat.length / ((Math.max(last, deadline) - start) / 1000), p50: percentile(sorted, 50), p99: percentile(sorted, 99), n: lat.length };
+  return {
+    perS: lat.length / ((Math.max(last, deadline) - start) / 1000),
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    n: lat.length,
+  };
 }
 
 function inProcessRate(seconds = 2): number {
   const ca = loadCaMaterial(dataDir);
   const engine = new CertificateIssuer({ caCertDer: ca.intermediateDer, caKey: ca.intermediateKey });
-  const spkis = Array.from({ length: 100 }, () => generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'der' }));
+  const spkis = Array.from({ length: 100 }, () =>
+    generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'der' }),
+  );
   const now = Date.now();
   let k = 0;
   const issue = (): void => {
-    engine.issueSvid({ serial: randomSerial(), spkiDer: spkis[k++ % 100]!, spiffeId: `spiffe://${TD}/bot/${BOT}/inproc-${k}`, notBefore: new Date(now - 60_000), notAfter: new Date(now + 3_600_000) });
+    engine.issueSvid({
+      serial: randomSerial(),
+      spkiDer: spkis[k++ % 100]!,
+      spiffeId: `spiffe://${TD}/bot/${BOT}/inproc-${k}`,
+      notBefore: new Date(now - 60_000),
+      notAfter: new Date(now + 3_600_000),
+    });
   };
   for (let i = 0; i < 200; i++) issue();
   const start = performance.now();
@@ -223,7 +290,10 @@ async function main(): Promise<void> {
   const init = initDataDir(dataDir, TD);
   {
     const stores = openIssuerStores(dataDir);
-    await runAdminOp(stores, 'apply', { yaml: `kind: role\nname: bench\nspec: { max_ttl: 24h }\n---\nkind: bot\nname: ${BOT}\nspec: { roles: [bench] }\n`, source: 'bench' });
+    await runAdminOp(stores, 'apply', {
+      yaml: `kind: role\nname: bench\nspec: { max_ttl: 24h }\n---\nkind: bot\nname: ${BOT}\nspec: { roles: [bench] }\n`,
+      source: 'bench',
+    });
     await stores.close();
   }
   broker = await startMosquitto(join(work, 'broker'));
@@ -243,16 +313,24 @@ async function main(): Promise<void> {
   await Promise.all(agents.map((a) => renewOnce(a, a.mqtt!, root, undefined)));
   await Promise.all(agents.map((a) => renewOnce(a, a.https!, root, undefined)));
   const mq = await closedLoop(agents, (a) => a.mqtt!, root, SECONDS);
-  console.log(`MQTT  ${AGENTS} agents, ${SECONDS} s: ${mq.n} renewals, ${mq.perS.toFixed(0)}/s, p50 ${mq.p50.toFixed(1)} ms, p99 ${mq.p99.toFixed(1)} ms`);
+  console.log(
+    `MQTT  ${AGENTS} agents, ${SECONDS} s: ${mq.n} renewals, ${mq.perS.toFixed(0)}/s, p50 ${mq.p50.toFixed(1)} ms, p99 ${mq.p99.toFixed(1)} ms`,
+  );
   const ht = await closedLoop(agents, (a) => a.https!, root, SECONDS);
-  console.log(`HTTPS ${AGENTS} agents, ${SECONDS} s: ${ht.n} renewals, ${ht.perS.toFixed(0)}/s, p50 ${ht.p50.toFixed(1)} ms, p99 ${ht.p99.toFixed(1)} ms`);
+  console.log(
+    `HTTPS ${AGENTS} agents, ${SECONDS} s: ${ht.n} renewals, ${ht.perS.toFixed(0)}/s, p50 ${ht.p50.toFixed(1)} ms, p99 ${ht.p99.toFixed(1)} ms`,
+  );
   for (const a of agents) a.mqtt!.close();
 
   // 2. reconnect storm.
   const tJoin = performance.now();
   const storm = await joinAll(STORM, https, root);
-  console.log(`storm: joined ${STORM} agents over HTTPS in ${((performance.now() - tJoin) / 1000).toFixed(1)} s (setup)`);
-  const prebuilt = await Promise.all(storm.map((a) => buildRenewRequest({ current: a.signer, chainPem: a.chainPem, now: Date.now() })));
+  console.log(
+    `storm: joined ${STORM} agents over HTTPS in ${((performance.now() - tJoin) / 1000).toFixed(1)} s (setup)`,
+  );
+  const prebuilt = await Promise.all(
+    storm.map((a) => buildRenewRequest({ current: a.signer, chainPem: a.chainPem, now: Date.now() })),
+  );
   const rssBefore = procKb(pid, 'VmRSS');
   let rssPeak = rssBefore;
   const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, procKb(pid, 'VmRSS'))), 100);
@@ -262,7 +340,13 @@ async function main(): Promise<void> {
   let done = 0;
   let lastDone = t0;
   const failures: Record<string, number> = {};
-  const progress = setInterval(() => console.log(`  … ${((performance.now() - t0) / 1000).toFixed(0)} s: ${done}/${STORM} renewed, ${retries} resends ${JSON.stringify(retryCodes)}`), 5_000);
+  const progress = setInterval(
+    () =>
+      console.log(
+        `  … ${((performance.now() - t0) / 1000).toFixed(0)} s: ${done}/${STORM} renewed, ${retries} resends ${JSON.stringify(retryCodes)}`,
+      ),
+    5_000,
+  );
   await Promise.all(
     storm.map(async (a, k) => {
       const c = mqttClient(broker!, init.pin, root, a.instanceId, 60_000);
@@ -282,16 +366,24 @@ async function main(): Promise<void> {
   const pct = (k: 'issuer' | 'broker' | 'gen', p: number): number => (100 * (cpuS(p) - cpu0[k])) / stormS;
   const cpu = { issuer: pct('issuer', pid), broker: pct('broker', broker.pid!), gen: pct('gen', process.pid) };
   const hwm = procKb(pid, 'VmHWM');
-  console.log(`storm: ${done}/${STORM} renewed in ${stormS.toFixed(2)} s (${(done / stormS).toFixed(0)}/s), ${retries} resends, failures ${JSON.stringify(failures)}`);
-  console.log(`issuer RSS: ${(rssBefore / 1024).toFixed(0)} MB before the storm, peak sampled ${(rssPeak / 1024).toFixed(0)} MB, VmHWM ${(hwm / 1024).toFixed(0)} MB`);
-  console.log(`CPU during the storm (100% = one core, 2 cores here): issuer ${cpu.issuer.toFixed(0)}%, mosquitto ${cpu.broker.toFixed(0)}%, load generator (all ${STORM} agents in one process) ${cpu.gen.toFixed(0)}%`);
+  console.log(
+    `storm: ${done}/${STORM} renewed in ${stormS.toFixed(2)} s (${(done / stormS).toFixed(0)}/s), ${retries} resends, failures ${JSON.stringify(failures)}`,
+  );
+  console.log(
+    `issuer RSS: ${(rssBefore / 1024).toFixed(0)} MB before the storm, peak sampled ${(rssPeak / 1024).toFixed(0)} MB, VmHWM ${(hwm / 1024).toFixed(0)} MB`,
+  );
+  console.log(
+    `CPU during the storm (100% = one core, 2 cores here): issuer ${cpu.issuer.toFixed(0)}%, mosquitto ${cpu.broker.toFixed(0)}%, load generator (all ${STORM} agents in one process) ${cpu.gen.toFixed(0)}%`,
+  );
 
   // 3. the limit, in this process with the issuer stopped.
   for (const t of transports) await t.close();
   issuer!.kill('SIGTERM');
   await new Promise((r) => issuer!.once('exit', r));
   const inproc = inProcessRate();
-  console.log(`in-process issueSvid: ${inproc.toFixed(0)} certs/s; MQTT renewals / in-process: ${(mq.perS / inproc).toFixed(3)}, HTTPS: ${(ht.perS / inproc).toFixed(3)}`);
+  console.log(
+    `in-process issueSvid: ${inproc.toFixed(0)} certs/s; MQTT renewals / in-process: ${(mq.perS / inproc).toFixed(3)}, HTTPS: ${(ht.perS / inproc).toFixed(3)}`,
+  );
 
   console.log(
     JSON.stringify({
@@ -313,7 +405,11 @@ async function main(): Promise<void> {
       issuer_rss_before_storm_mb: Math.round(rssBefore / 1024),
       issuer_peak_rss_storm_mb: Math.round(rssPeak / 1024),
       issuer_vmhwm_mb: Math.round(hwm / 1024),
-      storm_cpu_pct: { issuer: Math.round(cpu.issuer), mosquitto: Math.round(cpu.broker), load_generator: Math.round(cpu.gen) },
+      storm_cpu_pct: {
+        issuer: Math.round(cpu.issuer),
+        mosquitto: Math.round(cpu.broker),
+        load_generator: Math.round(cpu.gen),
+      },
     }),
   );
 }

@@ -28,7 +28,17 @@ const T0 = 1_700_000_000_000;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sigil-bench-store-tx-'));
 let fileNo = 0;
 const freshPath = (): string => path.join(dir, `issuer-${fileNo++}.db`);
-const instanceRec = (i: number) => ({ id: `inst-${i}`, bot: 'edge', joinMethod: 'token', spiffeId: `spiffe://example.org/bot/edge/inst-${i}`, generation: 1, facts: {}, keyStorage: 'software' as const, exportable: true, createdAt: T0 });
+const instanceRec = (i: number) => ({
+  id: `inst-${i}`,
+  bot: 'edge',
+  joinMethod: 'token',
+  spiffeId: `spiffe://example.org/bot/edge/inst-${i}`,
+  generation: 1,
+  facts: {},
+  keyStorage: 'software' as const,
+  exportable: true,
+  createdAt: T0,
+});
 
 /** One renewal's worth of store work; `k` is unique per transaction across the run. */
 function renewal(k: number) {
@@ -44,10 +54,47 @@ function syncRenewal(s: SyncStores, k: number): void {
     if (s.idempotency.get(r.requestId)) throw new Error('replayed');
     const inst = s.instances.get(r.id)!;
     const generation = inst.generation + 1;
-    s.certificates.insert({ serial: r.serial, instanceId: r.id, bot: 'edge', generation, notBefore: T0, notAfter: T0 + 3_600_000, kind: 'x509-svid', keyStorage: 'software', exportable: true, spkiHash: 'sha256:' + 'ab'.repeat(32), requestId: r.requestId, issuedAt: T0 });
-    s.instances.recordIssue(r.id, { generation, serial: r.serial, notAfter: T0 + 3_600_000, keyStorage: 'software', exportable: true, now: T0 + k });
-    s.idempotency.put({ requestId: r.requestId, requestHash: 'cd'.repeat(32), signer: `${r.id} sha256:00`, op: 'renew', response: `{"serial":"${r.serial}"}`, createdAt: T0 + k });
-    s.audit.append({ action: 'renew', outcome: 'ok', bot: 'edge', instanceId: r.id, method: 'token', details: { serial: r.serial, generation } }, T0 + k);
+    s.certificates.insert({
+      serial: r.serial,
+      instanceId: r.id,
+      bot: 'edge',
+      generation,
+      notBefore: T0,
+      notAfter: T0 + 3_600_000,
+      kind: 'x509-svid',
+      keyStorage: 'software',
+      exportable: true,
+      spkiHash: 'sha256:' + 'ab'.repeat(32),
+      requestId: r.requestId,
+      issuedAt: T0,
+    });
+    s.instances.recordIssue(r.id, {
+      generation,
+      serial: r.serial,
+      notAfter: T0 + 3_600_000,
+      keyStorage: 'software',
+      exportable: true,
+      now: T0 + k,
+    });
+    s.idempotency.put({
+      requestId: r.requestId,
+      requestHash: 'cd'.repeat(32),
+      signer: `${r.id} sha256:00`,
+      op: 'renew',
+      response: `{"serial":"${r.serial}"}`,
+      createdAt: T0 + k,
+    });
+    s.audit.append(
+      {
+        action: 'renew',
+        outcome: 'ok',
+        bot: 'edge',
+        instanceId: r.id,
+        method: 'token',
+        details: { serial: r.serial, generation },
+      },
+      T0 + k,
+    );
   });
 }
 
@@ -57,10 +104,47 @@ async function asyncRenewal(s: Stores, k: number): Promise<void> {
     if (await tx.idempotency.get(r.requestId)) throw new Error('replayed');
     const inst = (await tx.instances.get(r.id))!;
     const generation = inst.generation + 1;
-    await tx.certificates.insert({ serial: r.serial, instanceId: r.id, bot: 'edge', generation, notBefore: T0, notAfter: T0 + 3_600_000, kind: 'x509-svid', keyStorage: 'software', exportable: true, spkiHash: 'sha256:' + 'ab'.repeat(32), requestId: r.requestId, issuedAt: T0 });
-    await tx.instances.recordIssue(r.id, { generation, serial: r.serial, notAfter: T0 + 3_600_000, keyStorage: 'software', exportable: true, now: T0 + k });
-    await tx.idempotency.put({ requestId: r.requestId, requestHash: 'cd'.repeat(32), signer: `${r.id} sha256:00`, op: 'renew', response: `{"serial":"${r.serial}"}`, createdAt: T0 + k });
-    await tx.audit.append({ action: 'renew', outcome: 'ok', bot: 'edge', instanceId: r.id, method: 'token', details: { serial: r.serial, generation } }, T0 + k);
+    await tx.certificates.insert({
+      serial: r.serial,
+      instanceId: r.id,
+      bot: 'edge',
+      generation,
+      notBefore: T0,
+      notAfter: T0 + 3_600_000,
+      kind: 'x509-svid',
+      keyStorage: 'software',
+      exportable: true,
+      spkiHash: 'sha256:' + 'ab'.repeat(32),
+      requestId: r.requestId,
+      issuedAt: T0,
+    });
+    await tx.instances.recordIssue(r.id, {
+      generation,
+      serial: r.serial,
+      notAfter: T0 + 3_600_000,
+      keyStorage: 'software',
+      exportable: true,
+      now: T0 + k,
+    });
+    await tx.idempotency.put({
+      requestId: r.requestId,
+      requestHash: 'cd'.repeat(32),
+      signer: `${r.id} sha256:00`,
+      op: 'renew',
+      response: `{"serial":"${r.serial}"}`,
+      createdAt: T0 + k,
+    });
+    await tx.audit.append(
+      {
+        action: 'renew',
+        outcome: 'ok',
+        bot: 'edge',
+        instanceId: r.id,
+        method: 'token',
+        details: { serial: r.serial, generation },
+      },
+      T0 + k,
+    );
   });
 }
 
@@ -115,7 +199,10 @@ async function runAsync(inflight: number): Promise<Figures> {
 try {
   const zero = (): Figures => ({ txPerS: 0, cpuUs: Infinity });
   const best = { sync: zero(), async: zero(), inflight: zero() };
-  const keep = (b: Figures, f: Figures): Figures => ({ txPerS: Math.max(b.txPerS, f.txPerS), cpuUs: Math.min(b.cpuUs, f.cpuUs) });
+  const keep = (b: Figures, f: Figures): Figures => ({
+    txPerS: Math.max(b.txPerS, f.txPerS),
+    cpuUs: Math.min(b.cpuUs, f.cpuUs),
+  });
   const show = (f: Figures): string => `${f.txPerS.toFixed(0)} tx/s (${f.cpuUs.toFixed(0)} µs CPU/tx)`;
   for (let round = 0; round < ROUNDS; round++) {
     const sync = await runSync();
@@ -124,12 +211,18 @@ try {
     best.sync = keep(best.sync, sync);
     best.async = keep(best.async, one);
     best.inflight = keep(best.inflight, many);
-    process.stdout.write(`round ${round + 1}: sync ${show(sync)}, async ${show(one)}, async with ${INFLIGHT} in flight ${show(many)}\n`);
+    process.stdout.write(
+      `round ${round + 1}: sync ${show(sync)}, async ${show(one)}, async with ${INFLIGHT} in flight ${show(many)}\n`,
+    );
   }
   const overhead = (best.sync.txPerS / best.async.txPerS - 1) * 100;
   const cpuOverhead = (best.async.cpuUs / best.sync.cpuUs - 1) * 100;
-  process.stdout.write(`best of ${ROUNDS} (${N} renewal transactions each): sync ${show(best.sync)}, async ${show(best.async)}, ${INFLIGHT} in flight ${show(best.inflight)}\n`);
-  process.stdout.write(`async costs ${overhead.toFixed(1)}% in throughput, ${cpuOverhead.toFixed(1)}% in CPU (${(best.async.cpuUs - best.sync.cpuUs).toFixed(1)} µs per transaction)\n`);
+  process.stdout.write(
+    `best of ${ROUNDS} (${N} renewal transactions each): sync ${show(best.sync)}, async ${show(best.async)}, ${INFLIGHT} in flight ${show(best.inflight)}\n`,
+  );
+  process.stdout.write(
+    `async costs ${overhead.toFixed(1)}% in throughput, ${cpuOverhead.toFixed(1)}% in CPU (${(best.async.cpuUs - best.sync.cpuUs).toFixed(1)} µs per transaction)\n`,
+  );
   const r = (x: number): number => Number(x.toFixed(1));
   process.stdout.write(
     JSON.stringify({

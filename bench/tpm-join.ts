@@ -54,7 +54,9 @@ import { buildHttpsServer } from '../src/transport/https/server.js';
 import { silentLogger } from '../src/util/log.js';
 import { createLocalCa, createSwtpm, requireTool, simulateBoot } from '../test/helpers/swtpm.js';
 
-const { values: args } = parseArgs({ options: { joins: { type: 'string', default: '25' }, 'tools-runs': { type: 'string', default: '5' } } });
+const { values: args } = parseArgs({
+  options: { joins: { type: 'string', default: '25' }, 'tools-runs': { type: 'string', default: '5' } },
+});
 const JOINS = Number(args.joins);
 const TOOLS_RUNS = Number(args['tools-runs']);
 if (!Number.isInteger(JOINS) || JOINS < 20) throw new Error('--joins must be an integer >= 20');
@@ -105,7 +107,9 @@ function run(cmd: string, argv: string[], env: NodeJS.ProcessEnv): Promise<void>
     let err = '';
     p.stderr.on('data', (d: Buffer) => (err += d.toString()));
     p.on('error', reject);
-    p.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${argv.join(' ')}: exit ${code}: ${err.trim()}`))));
+    p.on('close', (code) =>
+      code === 0 ? resolve() : reject(new Error(`${cmd} ${argv.join(' ')}: exit ${code}: ${err.trim()}`)),
+    );
   });
 }
 
@@ -137,7 +141,10 @@ try {
     if (t0 !== undefined) meter.issuerMs += performance.now() - t0;
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
-  const client = new HttpsIssuerClient({ url: `https://127.0.0.1:${(app.server.address() as AddressInfo).port}`, pin: init.pin });
+  const client = new HttpsIssuerClient({
+    url: `https://127.0.0.1:${(app.server.address() as AddressInfo).port}`,
+    pin: init.pin,
+  });
   // One agent's verifier: it keeps the issuer chain it verified, as the agent's IssuerLink does.
   const verifier = new ResponseVerifier();
   await client.ensureRoot();
@@ -145,24 +152,63 @@ try {
   // --- Sigil: joins end to end ---------------------------------------------------------------
   // One agent's access to its TPM (queue, saved SRK), kept across its joins as the agent keeps it.
   const access = new TpmAccess(tpm.tcti);
-  const joins: Array<{ ms: number; tpmMs: number; cmds: number; connectMs: number; postMs: number; issuerMs: number; agentMs: number }> = [];
+  const joins: Array<{
+    ms: number;
+    tpmMs: number;
+    cmds: number;
+    connectMs: number;
+    postMs: number;
+    issuerMs: number;
+    agentMs: number;
+  }> = [];
   let instance = '';
   for (let i = 0; i < WARMUP + JOINS; i++) {
     Object.assign(meter, { sends: 0, sendMs: 0, connects: 0, connectMs: 0, postMs: 0, issuerMs: 0 });
     const t0 = performance.now();
     let identity: TpmSigner | undefined;
     const agent = new TpmJoinAgent({ tpm: access, identityKey: () => identity, eventLog: logFile });
-    const r = await runJoinExchange({ method: agent, identity: async () => (identity = await TpmSigner.create(access)), send: (env) => client.post('join', env), rootPem: () => client.ensureRoot(), verifier });
+    const r = await runJoinExchange({
+      method: agent,
+      identity: async () => (identity = await TpmSigner.create(access)),
+      send: (env) => client.post('join', env),
+      rootPem: () => client.ensureRoot(),
+      verifier,
+    });
     const ms = performance.now() - t0;
     instance = r.payload.result.instance_id;
-    if (i >= WARMUP) joins.push({ ms, tpmMs: meter.sendMs, cmds: meter.sends, connectMs: meter.connectMs, postMs: meter.postMs, issuerMs: meter.issuerMs, agentMs: ms - meter.issuerMs });
+    if (i >= WARMUP)
+      joins.push({
+        ms,
+        tpmMs: meter.sendMs,
+        cmds: meter.sends,
+        connectMs: meter.connectMs,
+        postMs: meter.postMs,
+        issuerMs: meter.issuerMs,
+        agentMs: ms - meter.issuerMs,
+      });
   }
-  const p50 = pct(joins.map((j) => j.ms), 50);
-  const p95 = pct(joins.map((j) => j.ms), 95);
-  const rawP50 = pct(joins.map((j) => j.tpmMs), 50);
-  const med = (k: 'tpmMs' | 'connectMs' | 'postMs' | 'issuerMs'): number => pct(joins.map((j) => j[k]), 50);
+  const p50 = pct(
+    joins.map((j) => j.ms),
+    50,
+  );
+  const p95 = pct(
+    joins.map((j) => j.ms),
+    95,
+  );
+  const rawP50 = pct(
+    joins.map((j) => j.tpmMs),
+    50,
+  );
+  const med = (k: 'tpmMs' | 'connectMs' | 'postMs' | 'issuerMs'): number =>
+    pct(
+      joins.map((j) => j[k]),
+      50,
+    );
   // The agent's share of each join: everything but the issuer's own request handling.
-  const agentSideP50 = pct(joins.map((j) => j.agentMs), 50);
+  const agentSideP50 = pct(
+    joins.map((j) => j.agentMs),
+    50,
+  );
   const agentRatios = joins.map((j) => j.agentMs / j.tpmMs);
   const agentRatioP50 = pct(agentRatios, 50);
   const facts = (await stores.instances.get(instance))!.facts;
@@ -185,14 +231,24 @@ try {
       return e;
     });
     const t1 = performance.now();
-    const cred = makeCredential(parsePublic(ev.ek_public, 'ek').value, objectName(parsePublic(ev.ak_public, 'ak')), randomBytes(32));
+    const cred = makeCredential(
+      parsePublic(ev.ek_public, 'ek').value,
+      objectName(parsePublic(ev.ak_public, 'ak')),
+      randomBytes(32),
+    );
     const issuerMs = performance.now() - t1; // the issuer's part: not the agent's
     const challenge = {
       challenge_id: randomBytes(16).toString('base64url'),
       method: 'tpm',
       nonce: randomBytes(32).toString('base64url'),
       expires_at: Date.now() + 60_000,
-      data: { credential: { blob: Buffer.from(cred.credentialBlob).toString('base64'), secret: Buffer.from(cred.secret).toString('base64') }, pcr_selection: [{ bank: 'sha256', pcrs: [0, 4, 7] }] },
+      data: {
+        credential: {
+          blob: Buffer.from(cred.credentialBlob).toString('base64'),
+          secret: Buffer.from(cred.secret).toString('base64'),
+        },
+        pcr_selection: [{ bank: 'sha256', pcrs: [0, 4, 7] }],
+      },
     };
     await agent.session(async () => {
       await agent.respond(challenge, ctxE);
@@ -200,8 +256,14 @@ try {
     });
     if (i >= WARMUP) agentOnly.push({ ms: performance.now() - t0 - issuerMs, tpmMs: meter.sendMs });
   }
-  const agentP50 = pct(agentOnly.map((a) => a.ms), 50);
-  const agentRawP50 = pct(agentOnly.map((a) => a.tpmMs), 50);
+  const agentP50 = pct(
+    agentOnly.map((a) => a.ms),
+    50,
+  );
+  const agentRawP50 = pct(
+    agentOnly.map((a) => a.tpmMs),
+    50,
+  );
 
   // --- tpm2-tools: the same TPM command sequence, one process per command ----------------
   const env = { ...process.env, ...tpm.env };
@@ -212,7 +274,16 @@ try {
   };
   writeFileSync(d('msg.bin'), randomBytes(300));
   // The SRK once, kept as a context file (Sigil keeps its context too).
-  await tool('tpm2_createprimary', ['-C', 'o', '-G', 'ecc256:null:aes128cfb', '-a', 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt', '-c', d('srk.ctx')]);
+  await tool('tpm2_createprimary', [
+    '-C',
+    'o',
+    '-G',
+    'ecc256:null:aes128cfb',
+    '-a',
+    'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt',
+    '-c',
+    d('srk.ctx'),
+  ]);
   await tool('tpm2_readpublic', ['-c', '0x81010001', '-o', d('ek.pub')]);
   const ekPub = parsePublic(readFileSync(d('ek.pub')).toString('base64'), 'ek.pub').value;
   const toolsMs: number[] = [];
@@ -220,26 +291,91 @@ try {
     const t0 = performance.now();
     await tool('tpm2_nvread', ['0x01c00002', '-o', d('ekcert.der')]);
     await tool('tpm2_readpublic', ['-c', '0x81010001', '-o', d('ek.pub')]);
-    await tool('tpm2_create', ['-C', d('srk.ctx'), '-G', 'ecc256:ecdsa-sha256', '-a', 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|sign', '-u', d('key.pub'), '-r', d('key.priv')]);
+    await tool('tpm2_create', [
+      '-C',
+      d('srk.ctx'),
+      '-G',
+      'ecc256:ecdsa-sha256',
+      '-a',
+      'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|sign',
+      '-u',
+      d('key.pub'),
+      '-r',
+      d('key.priv'),
+    ]);
     await tool('tpm2_load', ['-C', d('srk.ctx'), '-u', d('key.pub'), '-r', d('key.priv'), '-c', d('key.ctx')]);
-    for (const s of ['csr', 'env1']) await tool('tpm2_sign', ['-c', d('key.ctx'), '-g', 'sha256', '-o', d(`${s}.sig`), d('msg.bin')]);
-    await tool('tpm2_create', ['-C', d('srk.ctx'), '-G', 'ecc256:ecdsa-sha256:null', '-a', 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|sign', '-u', d('ak.pub'), '-r', d('ak.priv')]);
-    await tool('tpm2_load', ['-C', d('srk.ctx'), '-u', d('ak.pub'), '-r', d('ak.priv'), '-c', d('ak.ctx'), '-n', d('ak.name')]);
+    for (const s of ['csr', 'env1'])
+      await tool('tpm2_sign', ['-c', d('key.ctx'), '-g', 'sha256', '-o', d(`${s}.sig`), d('msg.bin')]);
+    await tool('tpm2_create', [
+      '-C',
+      d('srk.ctx'),
+      '-G',
+      'ecc256:ecdsa-sha256:null',
+      '-a',
+      'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|sign',
+      '-u',
+      d('ak.pub'),
+      '-r',
+      d('ak.priv'),
+    ]);
+    await tool('tpm2_load', [
+      '-C',
+      d('srk.ctx'),
+      '-u',
+      d('ak.pub'),
+      '-r',
+      d('ak.priv'),
+      '-c',
+      d('ak.ctx'),
+      '-n',
+      d('ak.name'),
+    ]);
     const cred = makeCredential(ekPub, readFileSync(d('ak.name')), randomBytes(32)); // the issuer's part, in software
     const head = Buffer.alloc(8);
     head.writeUInt32BE(0xbadcc0de, 0);
     head.writeUInt32BE(1, 4);
-    writeFileSync(d('cred.bin'), Buffer.concat([head, marshal(tpm2bIdObject, cred.credentialBlob), marshal(tpm2bEncryptedSecret, cred.secret)]));
+    writeFileSync(
+      d('cred.bin'),
+      Buffer.concat([head, marshal(tpm2bIdObject, cred.credentialBlob), marshal(tpm2bEncryptedSecret, cred.secret)]),
+    );
     await run('tpm2_startauthsession', ['--policy-session', '-S', d('s.ctx')], env);
     await run('tpm2_policysecret', ['-S', d('s.ctx'), '-c', 'e'], env);
-    await run('tpm2_activatecredential', ['-c', d('ak.ctx'), '-C', '0x81010001', '-i', d('cred.bin'), '-o', d('act.bin'), '-P', `session:${d('s.ctx')}`], env);
+    await run(
+      'tpm2_activatecredential',
+      ['-c', d('ak.ctx'), '-C', '0x81010001', '-i', d('cred.bin'), '-o', d('act.bin'), '-P', `session:${d('s.ctx')}`],
+      env,
+    );
     await run('tpm2_flushcontext', [d('s.ctx')], env);
     await run('tpm2_flushcontext', ['-t'], env);
     const nonce = randomBytes(32).toString('hex');
     await tool('tpm2_pcrread', ['sha256:0,4,7,8,12', '-o', d('pcrs.bin')]);
-    await tool('tpm2_quote', ['-c', d('ak.ctx'), '-l', 'sha256:0,4,7,8,12', '-q', nonce, '-m', d('q.msg'), '-s', d('q.sig'), '-g', 'sha256']);
+    await tool('tpm2_quote', [
+      '-c',
+      d('ak.ctx'),
+      '-l',
+      'sha256:0,4,7,8,12',
+      '-q',
+      nonce,
+      '-m',
+      d('q.msg'),
+      '-s',
+      d('q.sig'),
+      '-g',
+      'sha256',
+    ]);
     // tpm2_certify 5.4 has no qualifying-data option: same command, empty nonce.
-    await tool('tpm2_certify', ['-c', d('key.ctx'), '-C', d('ak.ctx'), '-g', 'sha256', '-o', d('c.attest'), '-s', d('c.sig')]);
+    await tool('tpm2_certify', [
+      '-c',
+      d('key.ctx'),
+      '-C',
+      d('ak.ctx'),
+      '-g',
+      'sha256',
+      '-o',
+      d('c.attest'),
+      '-s',
+      d('c.sig'),
+    ]);
     await tool('tpm2_sign', ['-c', d('key.ctx'), '-g', 'sha256', '-o', d('env2.sig'), d('msg.bin')]);
     if (i > 0) toolsMs.push(performance.now() - t0);
   }
@@ -257,15 +393,25 @@ try {
     agent_other: r2(Math.max(0, p50 - rawP50 - connectP50 - postP50)),
   };
   const cmds = Math.round(joins.reduce((n, j) => n + j.cmds, 0) / joins.length);
-  console.log(`swtpm ${tpm.tcti}, firmware profile ${String(facts.firmware_profile)}, EK ${String(facts.ek_type)}; ${JOINS} joins after ${WARMUP} warm-up`);
-  console.log(`sigil join end to end:   p50 ${p50.toFixed(1)} ms  p95 ${p95.toFixed(1)} ms  (ratio to raw TPM ${(p50 / rawP50).toFixed(2)}, incl. the in-process issuer's own work)`);
+  console.log(
+    `swtpm ${tpm.tcti}, firmware profile ${String(facts.firmware_profile)}, EK ${String(facts.ek_type)}; ${JOINS} joins after ${WARMUP} warm-up`,
+  );
+  console.log(
+    `sigil join end to end:   p50 ${p50.toFixed(1)} ms  p95 ${p95.toFixed(1)} ms  (ratio to raw TPM ${(p50 / rawP50).toFixed(2)}, incl. the in-process issuer's own work)`,
+  );
   console.log(`  raw TPM round trips:   p50 ${rawP50.toFixed(1)} ms for ${cmds} commands`);
-  console.log(`  agent side of a join:  p50 ${agentSideP50.toFixed(1)} ms = join minus the issuer's request handling; per-join ratio to raw TPM p50 ${agentRatioP50.toFixed(2)} (target <= 1.5)`);
+  console.log(
+    `  agent side of a join:  p50 ${agentSideP50.toFixed(1)} ms = join minus the issuer's request handling; per-join ratio to raw TPM p50 ${agentRatioP50.toFixed(2)} (target <= 1.5)`,
+  );
   console.log(
     `  where the time goes:   TPM ${breakdown.tpm_round_trips} ms, TPM connects ${breakdown.tpm_connects} ms, issuer ${breakdown.issuer_request_handling} ms, HTTPS client+wire ${breakdown.https_client_and_wire} ms, other agent work ${breakdown.agent_other} ms`,
   );
-  console.log(`sigil agent TPM work alone (no network): p50 ${agentP50.toFixed(1)} ms, of which TPM round trips ${agentRawP50.toFixed(1)} ms (ratio ${(agentP50 / agentRawP50).toFixed(2)})`);
-  console.log(`tpm2-tools script:       p50 ${toolsP50.toFixed(1)} ms over ${TOOLS_RUNS} runs (${(toolsP50 / p50).toFixed(1)}x Sigil's whole join)`);
+  console.log(
+    `sigil agent TPM work alone (no network): p50 ${agentP50.toFixed(1)} ms, of which TPM round trips ${agentRawP50.toFixed(1)} ms (ratio ${(agentP50 / agentRawP50).toFixed(2)})`,
+  );
+  console.log(
+    `tpm2-tools script:       p50 ${toolsP50.toFixed(1)} ms over ${TOOLS_RUNS} runs (${(toolsP50 / p50).toFixed(1)}x Sigil's whole join)`,
+  );
   client.close();
   await app.close();
   await stores.close();

@@ -47,18 +47,52 @@ export const METHOD_FORBIDDEN = ['server', 'agent'];
  */
 export const MODULE_STATE_ALLOWLIST = [
   // Lazily loaded native/optional modules: a process-wide handle to code, not to configuration.
-  { file: 'native/tss2-tctildr.ts', name: 'loaded', reason: 'the koffi declarations of libtss2-tctildr, made once per process: koffi never frees a declaration (~11 KB each), so re-declaring per TCTI open would leak (code, not state)' },
-  { file: 'src/keystore/pkcs11/module.ts', name: 'bindings', reason: 'memoised require of the pkcs11js native module (code, not state)' },
-  { file: 'src/transport/mqtt/connect.ts', name: 'mqttModule', reason: 'memoised import of the mqtt package (code, not state)' },
+  {
+    file: 'native/tss2-tctildr.ts',
+    name: 'loaded',
+    reason:
+      'the koffi declarations of libtss2-tctildr, made once per process: koffi never frees a declaration (~11 KB each), so re-declaring per TCTI open would leak (code, not state)',
+  },
+  {
+    file: 'src/keystore/pkcs11/module.ts',
+    name: 'bindings',
+    reason: 'memoised require of the pkcs11js native module (code, not state)',
+  },
+  {
+    file: 'src/transport/mqtt/connect.ts',
+    name: 'mqttModule',
+    reason: 'memoised import of the mqtt package (code, not state)',
+  },
   // PKCS#11: C_Initialize once per process (a second call answers CKR_CRYPTOKI_ALREADY_INITIALIZED).
-  { file: 'src/keystore/pkcs11/module.ts', name: 'loaded', reason: 'refcounted PKCS#11 libraries; a library is initialised once per process (PKCS#11 C_Initialize), and the PINs its tokens refused are remembered per library: the token counts wrong PINs whoever presents them, so two users in one process must not each spend a try' },
+  {
+    file: 'src/keystore/pkcs11/module.ts',
+    name: 'loaded',
+    reason:
+      'refcounted PKCS#11 libraries; a library is initialised once per process (PKCS#11 C_Initialize), and the PINs its tokens refused are remembered per library: the token counts wrong PINs whoever presents them, so two users in one process must not each spend a try',
+  },
   // A CSPRNG byte pool (randomFillSync costs ~2 µs per call, see the file): nothing observable is shared.
-  { file: 'src/pki/serial.ts', name: 'poolOffset', reason: 'read position in the random-serial byte pool; no configuration, nothing observable' },
+  {
+    file: 'src/pki/serial.ts',
+    name: 'poolOffset',
+    reason: 'read position in the random-serial byte pool; no configuration, nothing observable',
+  },
 ];
 
 // Methods that change the receiver (Array, Map, Set, WeakMap, WeakSet).
 const MUTATING_METHODS = new Set([
-  'set', 'add', 'delete', 'clear', 'push', 'pop', 'shift', 'unshift', 'splice', 'sort', 'reverse', 'fill', 'copyWithin',
+  'set',
+  'add',
+  'delete',
+  'clear',
+  'push',
+  'pop',
+  'shift',
+  'unshift',
+  'splice',
+  'sort',
+  'reverse',
+  'fill',
+  'copyWithin',
 ]);
 const COLLECTIONS = new Set(['Map', 'Set', 'WeakMap', 'WeakSet']);
 const CONSTANT_NAME = /^[A-Z][A-Z0-9_]*$/; // a name, not code: UPPER_CASE marks a lookup table
@@ -73,7 +107,8 @@ export function collectFiles(root) {
     for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
       const p = path.join(dir, e.name);
       if (e.isDirectory()) walk(p);
-      else if (/\.(c|m)?tsx?$/.test(e.name) && !e.name.endsWith('.d.ts')) out.push(path.relative(root, p).split(path.sep).join('/'));
+      else if (/\.(c|m)?tsx?$/.test(e.name) && !e.name.endsWith('.d.ts'))
+        out.push(path.relative(root, p).split(path.sep).join('/'));
     }
   };
   for (const top of ['src', 'native']) {
@@ -101,10 +136,21 @@ function accessChain(node) {
   const props = [];
   let n = node;
   for (;;) {
-    if (ts.isParenthesizedExpression(n) || ts.isNonNullExpression(n) || ts.isAsExpression(n) || ts.isTypeAssertionExpression(n) || ts.isSatisfiesExpression(n)) n = n.expression;
-    else if (ts.isPropertyAccessExpression(n)) { props.unshift(n.name.text); n = n.expression; }
-    else if (ts.isElementAccessExpression(n)) { props.unshift(ts.isStringLiteralLike(n.argumentExpression) ? n.argumentExpression.text : '[]'); n = n.expression; }
-    else break;
+    if (
+      ts.isParenthesizedExpression(n) ||
+      ts.isNonNullExpression(n) ||
+      ts.isAsExpression(n) ||
+      ts.isTypeAssertionExpression(n) ||
+      ts.isSatisfiesExpression(n)
+    )
+      n = n.expression;
+    else if (ts.isPropertyAccessExpression(n)) {
+      props.unshift(n.name.text);
+      n = n.expression;
+    } else if (ts.isElementAccessExpression(n)) {
+      props.unshift(ts.isStringLiteralLike(n.argumentExpression) ? n.argumentExpression.text : '[]');
+      n = n.expression;
+    } else break;
   }
   return ts.isIdentifier(n) ? { root: n.text, props } : null;
 }
@@ -115,7 +161,15 @@ function isAssignmentOperator(kind) {
 
 function unwrap(expr) {
   let e = expr;
-  while (e && (ts.isParenthesizedExpression(e) || ts.isAsExpression(e) || ts.isSatisfiesExpression(e) || ts.isTypeAssertionExpression(e) || ts.isNonNullExpression(e))) e = e.expression;
+  while (
+    e &&
+    (ts.isParenthesizedExpression(e) ||
+      ts.isAsExpression(e) ||
+      ts.isSatisfiesExpression(e) ||
+      ts.isTypeAssertionExpression(e) ||
+      ts.isNonNullExpression(e))
+  )
+    e = e.expression;
   return e;
 }
 
@@ -130,13 +184,24 @@ function mutationOf(node) {
   if (ts.isCallExpression(node) && ts.isPropertyAccessExpression(node.expression)) {
     const callee = node.expression;
     if (MUTATING_METHODS.has(callee.name.text)) return accessChain(callee.expression);
-    if (ts.isIdentifier(callee.expression) && ['Object', 'Reflect'].includes(callee.expression.text) && node.arguments.length > 0
-      && ['assign', 'defineProperty', 'defineProperties', 'setPrototypeOf', 'set', 'deleteProperty'].includes(callee.name.text)) return accessChain(node.arguments[0]);
+    if (
+      ts.isIdentifier(callee.expression) &&
+      ['Object', 'Reflect'].includes(callee.expression.text) &&
+      node.arguments.length > 0 &&
+      ['assign', 'defineProperty', 'defineProperties', 'setPrototypeOf', 'set', 'deleteProperty'].includes(
+        callee.name.text,
+      )
+    )
+      return accessChain(node.arguments[0]);
     return null;
   }
   let c = null;
   if (ts.isBinaryExpression(node) && isAssignmentOperator(node.operatorToken.kind)) c = accessChain(node.left);
-  else if ((ts.isPrefixUnaryExpression(node) || ts.isPostfixUnaryExpression(node)) && (node.operator === ts.SyntaxKind.PlusPlusToken || node.operator === ts.SyntaxKind.MinusMinusToken)) c = accessChain(node.operand);
+  else if (
+    (ts.isPrefixUnaryExpression(node) || ts.isPostfixUnaryExpression(node)) &&
+    (node.operator === ts.SyntaxKind.PlusPlusToken || node.operator === ts.SyntaxKind.MinusMinusToken)
+  )
+    c = accessChain(node.operand);
   else if (ts.isDeleteExpression(node)) return accessChain(node.expression);
   return c && c.props.length > 0 ? c : null; // `x = …` rebinds (a compile error on a const); `x.p = …` mutates
 }
@@ -146,7 +211,13 @@ function mutationOf(node) {
  * mutates, and its named/namespace import bindings (to attribute mutations of imported consts).
  */
 export function parseFile(rel, text) {
-  const sf = ts.createSourceFile(rel, text, ts.ScriptTarget.Latest, true, rel.endsWith('x') ? ts.ScriptKind.TSX : ts.ScriptKind.TS);
+  const sf = ts.createSourceFile(
+    rel,
+    text,
+    ts.ScriptTarget.Latest,
+    true,
+    rel.endsWith('x') ? ts.ScriptKind.TSX : ts.ScriptKind.TS,
+  );
   const imports = [];
   const bindings = []; // { local, spec, imported } imported = '*' for a namespace
   const topLevel = []; // { keyword: 'let'|'var'|'const', name, init: 'Map'|'array'|'object'|'other'|'none', exported }
@@ -154,62 +225,121 @@ export function parseFile(rel, text) {
   const calls = []; // { ns, name, index, arg }: `ns.name(…, arg, …)` or `name(…, arg, …)` with arg an identifier
   const functions = new Map(); // top-level function name → indexes of the parameters it mutates
 
-  const addImport = (spec, kind, node) => imports.push({ spec, kind, line: sf.getLineAndCharacterOfPosition(node.getStart(sf)).line + 1 });
+  const addImport = (spec, kind, node) =>
+    imports.push({ spec, kind, line: sf.getLineAndCharacterOfPosition(node.getStart(sf)).line + 1 });
 
   for (const st of sf.statements) {
     if (ts.isImportDeclaration(st) && ts.isStringLiteral(st.moduleSpecifier)) {
       const clause = st.importClause;
-      const allTypes = !!clause?.isTypeOnly || (!!clause && !clause.name && !!clause.namedBindings && ts.isNamedImports(clause.namedBindings) && clause.namedBindings.elements.length > 0 && clause.namedBindings.elements.every((e) => e.isTypeOnly));
+      const allTypes =
+        !!clause?.isTypeOnly ||
+        (!!clause &&
+          !clause.name &&
+          !!clause.namedBindings &&
+          ts.isNamedImports(clause.namedBindings) &&
+          clause.namedBindings.elements.length > 0 &&
+          clause.namedBindings.elements.every((e) => e.isTypeOnly));
       addImport(st.moduleSpecifier.text, allTypes ? 'type' : 'static', st);
       if (clause?.name) bindings.push({ local: clause.name.text, spec: st.moduleSpecifier.text, imported: 'default' });
       if (clause?.namedBindings) {
-        if (ts.isNamespaceImport(clause.namedBindings)) bindings.push({ local: clause.namedBindings.name.text, spec: st.moduleSpecifier.text, imported: '*' });
-        else for (const e of clause.namedBindings.elements) bindings.push({ local: e.name.text, spec: st.moduleSpecifier.text, imported: (e.propertyName ?? e.name).text });
+        if (ts.isNamespaceImport(clause.namedBindings))
+          bindings.push({ local: clause.namedBindings.name.text, spec: st.moduleSpecifier.text, imported: '*' });
+        else
+          for (const e of clause.namedBindings.elements)
+            bindings.push({
+              local: e.name.text,
+              spec: st.moduleSpecifier.text,
+              imported: (e.propertyName ?? e.name).text,
+            });
       }
     } else if (ts.isExportDeclaration(st) && st.moduleSpecifier && ts.isStringLiteral(st.moduleSpecifier)) {
       addImport(st.moduleSpecifier.text, st.isTypeOnly ? 'type' : 'static', st);
-    } else if (ts.isImportEqualsDeclaration(st) && ts.isExternalModuleReference(st.moduleReference) && ts.isStringLiteral(st.moduleReference.expression)) {
+    } else if (
+      ts.isImportEqualsDeclaration(st) &&
+      ts.isExternalModuleReference(st.moduleReference) &&
+      ts.isStringLiteral(st.moduleReference.expression)
+    ) {
       addImport(st.moduleReference.expression.text, st.isTypeOnly ? 'type' : 'static', st);
     } else if (ts.isClassDeclaration(st) && st.name) {
       // A static field is module-level state under another name.
       for (const m of st.members) {
-        if (!ts.isPropertyDeclaration(m) || !m.modifiers?.some((x) => x.kind === ts.SyntaxKind.StaticKeyword) || !(ts.isIdentifier(m.name) || ts.isPrivateIdentifier(m.name))) continue;
+        if (
+          !ts.isPropertyDeclaration(m) ||
+          !m.modifiers?.some((x) => x.kind === ts.SyntaxKind.StaticKeyword) ||
+          !(ts.isIdentifier(m.name) || ts.isPrivateIdentifier(m.name))
+        )
+          continue;
         const readonly = m.modifiers.some((x) => x.kind === ts.SyntaxKind.ReadonlyKeyword);
         const init = unwrap(m.initializer);
-        const coll = init && ts.isNewExpression(init) && ts.isIdentifier(init.expression) && COLLECTIONS.has(init.expression.text) ? init.expression.text : null;
+        const coll =
+          init && ts.isNewExpression(init) && ts.isIdentifier(init.expression) && COLLECTIONS.has(init.expression.text)
+            ? init.expression.text
+            : null;
         if (!readonly || coll) {
-          topLevel.push({ keyword: 'static', name: `${st.name.text}.${m.name.text}`, init: coll ?? 'other', readonly, exported: false, line: sf.getLineAndCharacterOfPosition(m.getStart(sf)).line + 1 });
+          topLevel.push({
+            keyword: 'static',
+            name: `${st.name.text}.${m.name.text}`,
+            init: coll ?? 'other',
+            readonly,
+            exported: false,
+            line: sf.getLineAndCharacterOfPosition(m.getStart(sf)).line + 1,
+          });
         }
       }
     } else if (ts.isVariableStatement(st)) {
       const flags = ts.getCombinedNodeFlags(st.declarationList);
       // `using` declarations are per-scope disposal, not state; treat them like const.
-      const keyword = flags & ts.NodeFlags.Let ? 'let' : flags & (ts.NodeFlags.Const | ts.NodeFlags.Using) ? 'const' : 'var';
+      const keyword =
+        flags & ts.NodeFlags.Let ? 'let' : flags & (ts.NodeFlags.Const | ts.NodeFlags.Using) ? 'const' : 'var';
       const exported = !!st.modifiers?.some((m) => m.kind === ts.SyntaxKind.ExportKeyword);
       for (const d of st.declarationList.declarations) {
         const init = unwrap(d.initializer);
         let kind = 'none';
         if (init) {
-          if (ts.isNewExpression(init) && ts.isIdentifier(init.expression) && COLLECTIONS.has(init.expression.text)) kind = init.expression.text;
+          if (ts.isNewExpression(init) && ts.isIdentifier(init.expression) && COLLECTIONS.has(init.expression.text))
+            kind = init.expression.text;
           else if (ts.isArrayLiteralExpression(init)) kind = 'array';
           else if (ts.isObjectLiteralExpression(init)) kind = 'object';
           else kind = 'other';
         }
-        for (const name of bindingNames(d.name)) topLevel.push({ keyword, name, init: kind, exported, line: sf.getLineAndCharacterOfPosition(d.getStart(sf)).line + 1 });
+        for (const name of bindingNames(d.name))
+          topLevel.push({
+            keyword,
+            name,
+            init: kind,
+            exported,
+            line: sf.getLineAndCharacterOfPosition(d.getStart(sf)).line + 1,
+          });
       }
     }
   }
 
   const visit = (node) => {
-    if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword && node.arguments.length > 0 && ts.isStringLiteralLike(node.arguments[0])) {
+    if (
+      ts.isCallExpression(node) &&
+      node.expression.kind === ts.SyntaxKind.ImportKeyword &&
+      node.arguments.length > 0 &&
+      ts.isStringLiteralLike(node.arguments[0])
+    ) {
       addImport(node.arguments[0].text, 'dynamic', node);
-    } else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument) && ts.isStringLiteral(node.argument.literal)) {
+    } else if (
+      ts.isImportTypeNode(node) &&
+      ts.isLiteralTypeNode(node.argument) &&
+      ts.isStringLiteral(node.argument.literal)
+    ) {
       addImport(node.argument.literal.text, 'type', node);
     } else if (ts.isCallExpression(node)) {
       // Calls that pass a plain identifier, so a helper that mutates its parameter (`remember(memo, k, v)`) counts.
-      const callee = ts.isIdentifier(node.expression) ? { ns: null, name: node.expression.text }
-        : ts.isPropertyAccessExpression(node.expression) && ts.isIdentifier(node.expression.expression) ? { ns: node.expression.expression.text, name: node.expression.name.text } : null;
-      if (callee) node.arguments.forEach((a, index) => { const arg = unwrap(a); if (ts.isIdentifier(arg)) calls.push({ ...callee, index, arg: arg.text }); });
+      const callee = ts.isIdentifier(node.expression)
+        ? { ns: null, name: node.expression.text }
+        : ts.isPropertyAccessExpression(node.expression) && ts.isIdentifier(node.expression.expression)
+          ? { ns: node.expression.expression.text, name: node.expression.name.text }
+          : null;
+      if (callee)
+        node.arguments.forEach((a, index) => {
+          const arg = unwrap(a);
+          if (ts.isIdentifier(arg)) calls.push({ ...callee, index, arg: arg.text });
+        });
     }
     const m = mutationOf(node);
     if (m) mutated.push(m);
@@ -224,13 +354,18 @@ export function parseFile(rel, text) {
     else if (ts.isVariableStatement(st)) {
       for (const d of st.declarationList.declarations) {
         const init = unwrap(d.initializer);
-        if (ts.isIdentifier(d.name) && init && (ts.isArrowFunction(init) || ts.isFunctionExpression(init))) fns.push({ name: d.name.text, fn: init });
+        if (ts.isIdentifier(d.name) && init && (ts.isArrowFunction(init) || ts.isFunctionExpression(init)))
+          fns.push({ name: d.name.text, fn: init });
       }
     }
     for (const { name, fn } of fns) {
       const params = fn.parameters.map((p) => (ts.isIdentifier(p.name) ? p.name.text : null));
       const roots = new Set();
-      const walk = (n) => { const c = mutationOf(n); if (c) roots.add(c.root); ts.forEachChild(n, walk); };
+      const walk = (n) => {
+        const c = mutationOf(n);
+        if (c) roots.add(c.root);
+        ts.forEachChild(n, walk);
+      };
       if (fn.body) walk(fn.body);
       const mutates = params.flatMap((p, i) => (p && roots.has(p) ? [i] : []));
       if (mutates.length) functions.set(name, new Set(mutates));
@@ -252,13 +387,19 @@ function placeOf(rel) {
 function layerViolation(file, target) {
   const a = placeOf(file);
   const b = placeOf(target);
-  if (a.top === 'native' && b.top !== 'native' && !NATIVE_ALLOWED.includes(target)) return { rule: 'layer', why: 'native must not depend on src/ beyond src/errors.ts' };
+  if (a.top === 'native' && b.top !== 'native' && !NATIVE_ALLOWED.includes(target))
+    return { rule: 'layer', why: 'native must not depend on src/ beyond src/errors.ts' };
   if (!a.top || !b.top) return null;
-  if (CORE_LAYERS.includes(a.top) && CORE_FORBIDDEN.includes(b.top)) return { rule: 'layer', why: `${a.top} must not depend on ${b.top}` };
+  if (CORE_LAYERS.includes(a.top) && CORE_FORBIDDEN.includes(b.top))
+    return { rule: 'layer', why: `${a.top} must not depend on ${b.top}` };
   if (a.method) {
-    if (METHOD_FORBIDDEN.includes(b.top)) return { rule: 'join-method', why: `join/${a.method} must not depend on ${b.top}` };
+    if (METHOD_FORBIDDEN.includes(b.top))
+      return { rule: 'join-method', why: `join/${a.method} must not depend on ${b.top}` };
     if (b.method && b.method !== a.method) {
-      return { rule: 'join-method', why: `join/${a.method} must not depend on join/${b.method}; methods share code through the src/join/*.ts ports` };
+      return {
+        rule: 'join-method',
+        why: `join/${a.method} must not depend on join/${b.method}; methods share code through the src/join/*.ts ports`,
+      };
     }
   }
   return null;
@@ -279,13 +420,19 @@ function cycles(graph) {
     stack.push(v);
     onStack.add(v);
     for (const w of graph.get(v) ?? []) {
-      if (!idx.has(w)) { strong(w); low.set(v, Math.min(low.get(v), low.get(w))); }
-      else if (onStack.has(w)) low.set(v, Math.min(low.get(v), idx.get(w)));
+      if (!idx.has(w)) {
+        strong(w);
+        low.set(v, Math.min(low.get(v), low.get(w)));
+      } else if (onStack.has(w)) low.set(v, Math.min(low.get(v), idx.get(w)));
     }
     if (low.get(v) === idx.get(v)) {
       const group = [];
       let w;
-      do { w = stack.pop(); onStack.delete(w); group.push(w); } while (w !== v);
+      do {
+        w = stack.pop();
+        onStack.delete(w);
+        group.push(w);
+      } while (w !== v);
       if (group.length > 1 || graph.get(v)?.has(v)) out.push(group.sort());
     }
   };
@@ -308,7 +455,10 @@ function exampleLoop(group, graph) {
         for (let x = v; x !== null && x !== start; x = prev.get(x)) loop.splice(1, 0, x);
         return [...loop, start];
       }
-      if (!prev.has(w)) { prev.set(w, v); queue.push(w); }
+      if (!prev.has(w)) {
+        prev.set(w, v);
+        queue.push(w);
+      }
     }
   }
   return [start, start];
@@ -343,8 +493,14 @@ export function findViolations(root, { allowlist = MODULE_STATE_ALLOWLIST } = {}
       const v = layerViolation(file, target);
       if (v && !seen.has(target)) {
         seen.add(target);
-        const how = imp.kind === 'static' ? '' : ` [${imp.kind === 'type' ? 'type-only' : 'dynamic'} import, line ${imp.line}]`;
-        violations.push({ rule: v.rule, file, detail: `imports ${target}`, message: `${file} imports ${target} (${v.why})${how}` });
+        const how =
+          imp.kind === 'static' ? '' : ` [${imp.kind === 'type' ? 'type-only' : 'dynamic'} import, line ${imp.line}]`;
+        violations.push({
+          rule: v.rule,
+          file,
+          detail: `imports ${target}`,
+          message: `${file} imports ${target} (${v.why})${how}`,
+        });
       }
     }
     // Imported consts mutated here (`cache.set(…)`, `ns.cache.set(…)`) or handed to a helper that mutates its parameter.
@@ -386,12 +542,14 @@ export function findViolations(root, { allowlist = MODULE_STATE_ALLOWLIST } = {}
       // A `const` Map/Set that nothing mutates is a lookup table (a constant); a WeakMap/WeakSet is a cache by nature.
       const what = COLLECTIONS.has(d.init) ? `= new ${d.init}` : `(${d.init === 'other' ? 'value' : d.init})`;
       let detail = null;
-      if (d.keyword === 'static') detail = `static ${d.readonly ? 'readonly ' : ''}${d.name}${COLLECTIONS.has(d.init) ? ` = new ${d.init}` : ''}`;
+      if (d.keyword === 'static')
+        detail = `static ${d.readonly ? 'readonly ' : ''}${d.name}${COLLECTIONS.has(d.init) ? ` = new ${d.init}` : ''}`;
       else if (d.keyword !== 'const') detail = `${d.keyword} ${d.name}`;
       else if (d.init === 'WeakMap' || d.init === 'WeakSet') detail = `const ${d.name} ${what}`;
       // A camelCase Map/Set is a cache by the house convention (lookup tables are UPPER_CASE); this also
       // catches caches filled through a helper (`remember(memo, k, v)`), which the mutation scan cannot see.
-      else if ((d.init === 'Map' || d.init === 'Set') && !CONSTANT_NAME.test(d.name)) detail = `const ${d.name} ${what}`;
+      else if ((d.init === 'Map' || d.init === 'Set') && !CONSTANT_NAME.test(d.name))
+        detail = `const ${d.name} ${what}`;
       else if (localMutations.has(d.name)) detail = `const ${d.name} ${what}, mutated`;
       else if (d.exported && outside.has(d.name)) detail = `const ${d.name} ${what}, mutated in ${outside.get(d.name)}`;
       if (detail && !isAllowed(allowlist, file, d.name, usedAllow)) {
@@ -417,7 +575,13 @@ export function findViolations(root, { allowlist = MODULE_STATE_ALLOWLIST } = {}
     });
   }
   const order = { layer: 0, 'join-method': 1, cycle: 2, 'module-state': 3 };
-  violations.sort((a, b) => order[a.rule] - order[b.rule] || a.file.localeCompare(b.file) || (a.line ?? 0) - (b.line ?? 0) || a.detail.localeCompare(b.detail));
+  violations.sort(
+    (a, b) =>
+      order[a.rule] - order[b.rule] ||
+      a.file.localeCompare(b.file) ||
+      (a.line ?? 0) - (b.line ?? 0) ||
+      a.detail.localeCompare(b.detail),
+  );
   // An allowlist entry for a scanned file that matched nothing is stale (the state went away, or was renamed).
   const staleAllow = allowlist.filter((a) => known.has(a.file) && !usedAllow.has(a));
   return { files: files.length, violations, staleAllow };
@@ -431,7 +595,8 @@ export function readBaseline(file) {
   const entries = Array.isArray(json) ? json : json.entries;
   if (!Array.isArray(entries)) throw new Error(`${file}: expected { "entries": [...] }`);
   for (const e of entries) {
-    if (typeof e.rule !== 'string' || typeof e.file !== 'string' || typeof e.detail !== 'string') throw new Error(`${file}: each entry needs rule, file, detail: ${JSON.stringify(e)}`);
+    if (typeof e.rule !== 'string' || typeof e.file !== 'string' || typeof e.detail !== 'string')
+      throw new Error(`${file}: each entry needs rule, file, detail: ${JSON.stringify(e)}`);
   }
   return entries;
 }
@@ -449,10 +614,18 @@ export function compareWithBaseline(violations, baseline) {
   const shrunk = [];
   for (const v of violations) {
     const k = keyOf(v);
-    if (byKey.has(k)) { used.add(k); continue; }
+    if (byKey.has(k)) {
+      used.add(k);
+      continue;
+    }
     if (v.rule === 'cycle') {
-      const wider = baseline.find((e) => e.rule === 'cycle' && Array.isArray(e.files) && v.files.every((f) => e.files.includes(f)));
-      if (wider) { shrunk.push({ violation: v, entry: wider }); continue; }
+      const wider = baseline.find(
+        (e) => e.rule === 'cycle' && Array.isArray(e.files) && v.files.every((f) => e.files.includes(f)),
+      );
+      if (wider) {
+        shrunk.push({ violation: v, entry: wider });
+        continue;
+      }
     }
     fresh.push(v);
   }
@@ -462,8 +635,15 @@ export function compareWithBaseline(violations, baseline) {
 
 function writeBaseline(file, entries) {
   const doc = {
-    comment: 'Known violations of the house rules (scripts/check-layers.mjs). This list only shrinks: fix one, then run `node scripts/check-layers.mjs --update-baseline`. See docs/architecture.md.',
-    entries: entries.map((e) => ({ rule: e.rule, file: e.file, detail: e.detail, ...(e.files ? { files: e.files } : {}), reason: e.reason ?? DEFAULT_REASON })),
+    comment:
+      'Known violations of the house rules (scripts/check-layers.mjs). This list only shrinks: fix one, then run `node scripts/check-layers.mjs --update-baseline`. See docs/architecture.md.',
+    entries: entries.map((e) => ({
+      rule: e.rule,
+      file: e.file,
+      detail: e.detail,
+      ...(e.files ? { files: e.files } : {}),
+      reason: e.reason ?? DEFAULT_REASON,
+    })),
   };
   fs.writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);
 }
@@ -490,10 +670,18 @@ export function run(argv, { out = (l) => console.log(l), err = (l) => console.er
     }
   }
   baselineFile ??= path.join(root, 'scripts', 'layers-baseline.json');
-  if (!fs.existsSync(path.join(root, 'src'))) { err(`layers: no src/ under ${root}`); return 2; }
+  if (!fs.existsSync(path.join(root, 'src'))) {
+    err(`layers: no src/ under ${root}`);
+    return 2;
+  }
 
   let baseline;
-  try { baseline = readBaseline(baselineFile); } catch (e) { err(`layers: ${e.message}`); return 2; }
+  try {
+    baseline = readBaseline(baselineFile);
+  } catch (e) {
+    err(`layers: ${e.message}`);
+    return 2;
+  }
   const { files, violations, staleAllow } = findViolations(root);
   const { fresh, shrunk, stale } = compareWithBaseline(violations, baseline);
   const rel = path.relative(cwd, baselineFile) || baselineFile;
@@ -508,7 +696,9 @@ export function run(argv, { out = (l) => console.log(l), err = (l) => console.er
     const kept = baseline.filter((e) => current.has(keyOf(e)));
     const keptKeys = new Set(kept.map(keyOf));
     // Shrunk cycles replace the wider entry, keeping its reason; new ones only with --accept-new.
-    const added = [...shrunk.map((s) => ({ ...s.violation, reason: s.entry.reason })), ...fresh].filter((v) => !keptKeys.has(keyOf(v)));
+    const added = [...shrunk.map((s) => ({ ...s.violation, reason: s.entry.reason })), ...fresh].filter(
+      (v) => !keptKeys.has(keyOf(v)),
+    );
     const order = new Map(violations.map((v, i) => [keyOf(v), i]));
     const next = [...kept, ...added].sort((a, b) => order.get(keyOf(a)) - order.get(keyOf(b)));
     writeBaseline(baselineFile, next);
@@ -518,10 +708,18 @@ export function run(argv, { out = (l) => console.log(l), err = (l) => console.er
 
   for (const v of fresh) out(`layers: ${v.message}`);
   for (const s of shrunk) out(`layers: ${s.violation.message}: smaller than the baselined ${s.entry.detail}`);
-  for (const e of stale) out(`layers: baseline entry no longer occurs: [${e.rule}] ${e.file}: ${e.detail} — remove it from the baseline (node scripts/check-layers.mjs --update-baseline)`);
-  for (const a of staleAllow) out(`layers: allowlist entry matches nothing: ${a.file} ${a.name} — remove it from MODULE_STATE_ALLOWLIST in scripts/check-layers.mjs`);
+  for (const e of stale)
+    out(
+      `layers: baseline entry no longer occurs: [${e.rule}] ${e.file}: ${e.detail} — remove it from the baseline (node scripts/check-layers.mjs --update-baseline)`,
+    );
+  for (const a of staleAllow)
+    out(
+      `layers: allowlist entry matches nothing: ${a.file} ${a.name} — remove it from MODULE_STATE_ALLOWLIST in scripts/check-layers.mjs`,
+    );
   if (fresh.length || stale.length || staleAllow.length) {
-    out(`layers: ${fresh.length} new violation(s), ${stale.length} stale baseline entr${stale.length === 1 ? 'y' : 'ies'} (rules: docs/architecture.md "House rules")`);
+    out(
+      `layers: ${fresh.length} new violation(s), ${stale.length} stale baseline entr${stale.length === 1 ? 'y' : 'ies'} (rules: docs/architecture.md "House rules")`,
+    );
     return 1;
   }
   out(`layers: ok (${files} files, ${baseline.length} baseline entries)`);

@@ -21,7 +21,8 @@ const opt = (name, fallback) => {
 const minutes = Number(opt('minutes', '1'));
 const runs = Number(opt('runs', '1000000'));
 const files = [];
-for (let i = 0; i < args.length; i++) if (args[i] === '--files') while (args[i + 1] && !args[i + 1].startsWith('--')) files.push(args[++i]);
+for (let i = 0; i < args.length; i++)
+  if (args[i] === '--files') while (args[i + 1] && !args[i + 1].startsWith('--')) files.push(args[++i]);
 if (!Number.isFinite(minutes) || minutes <= 0) {
   console.error('usage: npm run fuzz -- --minutes N [--runs R] [--files FILE…]');
   process.exit(2);
@@ -39,7 +40,14 @@ function round(seed, budgetMs) {
   return new Promise((resolve) => {
     const child = spawn('npx', ['vitest', 'run', ...(files.length ? files : ['test/fuzz']), '--reporter=dot'], {
       cwd: root,
-      env: { ...process.env, SIGIL_FUZZ_SEED: String(seed), SIGIL_FUZZ_RUNS: String(runs), SIGIL_FUZZ_BUDGET_MS: String(budgetMs), NO_COLOR: '1', FORCE_COLOR: '0' },
+      env: {
+        ...process.env,
+        SIGIL_FUZZ_SEED: String(seed),
+        SIGIL_FUZZ_RUNS: String(runs),
+        SIGIL_FUZZ_BUDGET_MS: String(budgetMs),
+        NO_COLOR: '1',
+        FORCE_COLOR: '0',
+      },
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -47,11 +55,14 @@ function round(seed, budgetMs) {
     child.stdout.on('data', (d) => (out += d));
     child.stderr.on('data', (d) => (out += d));
     // A round may not outlive the deadline by much: stop it (its own process group only).
-    const hard = setTimeout(() => {
-      try {
-        process.kill(-child.pid, 'SIGTERM');
-      } catch {}
-    }, Math.max(5_000, deadline - Date.now() + 30_000));
+    const hard = setTimeout(
+      () => {
+        try {
+          process.kill(-child.pid, 'SIGTERM');
+        } catch {}
+      },
+      Math.max(5_000, deadline - Date.now() + 30_000),
+    );
     child.on('close', (code, signal) => {
       clearTimeout(hard);
       // eslint-disable-next-line no-control-regex
@@ -77,8 +88,12 @@ while (Date.now() < deadline - 10_000 || rounds === 0) {
     continue;
   }
   const failed = [...r.out.matchAll(/FAIL\s+(\S+\.test\.ts)\s*>\s*(.*)/g)].map((m) => `${m[1]} > ${m[2].trim()}`);
-  const counterexamples = [...r.out.matchAll(/\{ seed: (-?\d+), path: "([^"]*)"[^}]*\}/g)].map((m) => `seed ${m[1]} path "${m[2]}"`);
-  const why = [...r.out.matchAll(/^\s*(FuzzFailure|Caused by: \w+|\w*Error): ([^\n]{0,300})/gm)].map((m) => `${m[1]}: ${m[2]}`);
+  const counterexamples = [...r.out.matchAll(/\{ seed: (-?\d+), path: "([^"]*)"[^}]*\}/g)].map(
+    (m) => `seed ${m[1]} path "${m[2]}"`,
+  );
+  const why = [...r.out.matchAll(/^\s*(FuzzFailure|Caused by: \w+|\w*Error): ([^\n]{0,300})/gm)].map(
+    (m) => `${m[1]}: ${m[2]}`,
+  );
   failures.push({ seed, failed, counterexamples, why });
   console.log(`round ${rounds}: seed ${seed}, ${secs} s: FAILED${r.signal ? ` (stopped: ${r.signal})` : ''}: ${tests}`);
   for (const f of failed) console.log(`  failed: ${f}`);
@@ -89,6 +104,8 @@ while (Date.now() < deadline - 10_000 || rounds === 0) {
 
 console.log(`fuzz: ${rounds} round(s), ${failures.length} failed`);
 for (const f of failures) {
-  console.log(`  seed ${f.seed}: replay with SIGIL_FUZZ_SEED=${f.seed} SIGIL_FUZZ_RUNS=${runs} npx vitest run ${files.length ? files.join(' ') : 'test/fuzz'}${f.failed[0] ? ` -t "${f.failed[0].split(' > ').pop()}"` : ''}`);
+  console.log(
+    `  seed ${f.seed}: replay with SIGIL_FUZZ_SEED=${f.seed} SIGIL_FUZZ_RUNS=${runs} npx vitest run ${files.length ? files.join(' ') : 'test/fuzz'}${f.failed[0] ? ` -t "${f.failed[0].split(' > ').pop()}"` : ''}`,
+  );
 }
 process.exit(failures.length > 0 ? 1 : 0);

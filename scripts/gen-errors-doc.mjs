@@ -59,7 +59,9 @@ for (const [code, spec] of Object.entries(mod.ERROR_TABLE)) {
     rows.push(`| **${a}** | | | | |`);
     last = a;
   }
-  rows.push(`| \`${code}\` | ${spec.status} | ${spec.retryable ? 'yes' : 'no'} | ${exitCode(code)} | ${spec.message.replace(/\|/g, '\\|')} |`);
+  rows.push(
+    `| \`${code}\` | ${spec.status} | ${spec.retryable ? 'yes' : 'no'} | ${exitCode(code)} | ${spec.message.replace(/\|/g, '\\|')} |`,
+  );
 }
 const table = [
   BEGIN,
@@ -83,7 +85,9 @@ if (i < 0 || j < i) {
 const next = text.slice(0, i) + table + text.slice(j + END.length);
 if (process.argv.includes('--check')) {
   if (next !== text) {
-    console.error('gen-errors-doc: docs/errors.md is out of date; run: npm run build && node scripts/gen-errors-doc.mjs');
+    console.error(
+      'gen-errors-doc: docs/errors.md is out of date; run: npm run build && node scripts/gen-errors-doc.mjs',
+    );
     process.exit(1);
   }
   console.log('docs/errors.md is up to date');

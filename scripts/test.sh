@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 node scripts/check-layers.mjs   # house rules: import boundaries, no cycles, no module-level state (docs/architecture.md)
+npx prettier --check src test bench scripts native --log-level warn   # one format (.prettierrc.json); fix with: npm run format
 mkdir -p .tmp
 report=.tmp/vitest-report.json
 rm -f "$report"

@@ -19,7 +19,11 @@ export function withPassword(json, username, password) {
   const client = (cfg.clients ?? []).find((c) => c.username === username);
   if (!client) throw new Error(`no client "${username}" in the dynamic-security file`);
   const salt = randomBytes(12);
-  Object.assign(client, { salt: salt.toString('base64'), password: pbkdf2Sync(password, salt, 101, 64, 'sha512').toString('base64'), iterations: 101 });
+  Object.assign(client, {
+    salt: salt.toString('base64'),
+    password: pbkdf2Sync(password, salt, 101, 64, 'sha512').toString('base64'),
+    iterations: 101,
+  });
   return JSON.stringify(cfg, null, 2) + '\n';
 }
 

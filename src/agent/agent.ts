@@ -76,7 +76,11 @@ export class Agent {
   /** Joins and renewals ask for an MQTT transport certificate (./transport-cert.ts). */
   private readonly transportCert: boolean;
 
-  constructor(readonly cfg: AgentConfig, private readonly log: Logger, deps: AgentDeps = {}) {
+  constructor(
+    readonly cfg: AgentConfig,
+    private readonly log: Logger,
+    deps: AgentDeps = {},
+  ) {
     this.now = deps.now ?? agentClock();
     this.rand = deps.rand ?? Math.random;
     this.failureLogLevel = deps.failureLogLevel ?? 'warn';
@@ -95,7 +99,10 @@ export class Agent {
     const pinned = this.state.getIssuerPin();
     if (pinned && pinned.pin !== cfg.caPin) {
       this.state.close();
-      throw new SigilError('pin_mismatch', `${cfg.dataDir} was pinned to issuer CA ${pinned.pin} but the config says ${cfg.caPin}; if the CA really changed, remove ${cfg.dataDir}/agent.db and join again`);
+      throw new SigilError(
+        'pin_mismatch',
+        `${cfg.dataDir} was pinned to issuer CA ${pinned.pin} but the config says ${cfg.caPin}; if the CA really changed, remove ${cfg.dataDir}/agent.db and join again`,
+      );
     }
     this.link = new IssuerLink(deps.transports ?? buildTransports(cfg, this.state, this.now));
     this.credentials = createCredentialOutputs(cfg, this.state, log, this.now, this.link, this.tpm);
@@ -122,7 +129,11 @@ export class Agent {
   }
 
   /** Send one persisted request and, on success, commit its answer and write outputs. */
-  private async send(entry: OutboxEntry, root: string, only?: TransportKind): Promise<{ identity: Identity; result: IdentityResult }> {
+  private async send(
+    entry: OutboxEntry,
+    root: string,
+    only?: TransportKind,
+  ): Promise<{ identity: Identity; result: IdentityResult }> {
     const r = await this.link.send(entry, root, this.now, { sent: () => crashPoint('after_send') }, only);
     crashPoint('after_response');
     return this.commit(entry, r);
@@ -143,7 +154,9 @@ export class Agent {
    * on the issuer; the envelope that answers a challenge is persisted in the outbox before it
    * is sent, so after a crash the same bytes are resent and answered idempotently.
    */
-  private async joinWithChallenge(root: string): Promise<{ identity: Identity; result: IdentityResult; entry: OutboxEntry }> {
+  private async joinWithChallenge(
+    root: string,
+  ): Promise<{ identity: Identity; result: IdentityResult; entry: OutboxEntry }> {
     let pendingKeyRef = '';
     let persisted: OutboxEntry | undefined;
     const transport = this.transportCert ? newTransportKey() : undefined;
@@ -165,7 +178,14 @@ export class Agent {
         if (step.round >= 1) {
           // Same request id, new timestamp and evidence: replace the earlier round's entry.
           if (persisted) this.state.deleteOutbox(persisted.requestId);
-          persisted = { requestId: step.requestId, op: 'join', body: JSON.stringify(envelope), createdAt: this.now(), pendingKeyRef, ...transportEntry };
+          persisted = {
+            requestId: step.requestId,
+            op: 'join',
+            body: JSON.stringify(envelope),
+            createdAt: this.now(),
+            pendingKeyRef,
+            ...transportEntry,
+          };
           crashPoint('before_persist');
           this.state.putOutbox(persisted);
           crashPoint('after_persist');
@@ -176,7 +196,14 @@ export class Agent {
     crashPoint('after_response');
     // The method's after-join hook (tpm: keep this join's AK; renewals prove their new keys with it).
     this.join.onJoined?.(res.requestId, this.state);
-    const entry = persisted ?? { requestId: res.requestId, op: 'join', body: JSON.stringify(res.envelope), createdAt: this.now(), pendingKeyRef, ...transportEntry };
+    const entry = persisted ?? {
+      requestId: res.requestId,
+      op: 'join',
+      body: JSON.stringify(res.envelope),
+      createdAt: this.now(),
+      pendingKeyRef,
+      ...transportEntry,
+    };
     if (!persisted) this.state.putOutbox(entry);
     return { ...this.commit(entry, res.payload.result), entry };
   }
@@ -211,7 +238,8 @@ export class Agent {
       ...(transport ? { transport } : {}),
     };
     // The issuer has accepted the credential, so it is spent whatever happens next.
-    if (entry.op === 'join' && this.join.singleUseCredential) this.state.setSetting(USED_CREDENTIAL_SETTING, this.join.singleUseCredential);
+    if (entry.op === 'join' && this.join.singleUseCredential)
+      this.state.setSetting(USED_CREDENTIAL_SETTING, this.join.singleUseCredential);
     this.state.saveBundle({ rootsPem: r.bundle, updatedAt: now });
     this.state.completeRenewal(entry.requestId, identity, now);
     duringOutput(() => this.writeOutputs(identity));
@@ -238,7 +266,14 @@ export class Agent {
       }
     }
     const method = this.join.method;
-    return buildJoinRequest({ method: method.name, evidence: (c) => method.evidence(c), now, ...ttl, newKey: () => this.newKey(), transport: this.transportCert });
+    return buildJoinRequest({
+      method: method.name,
+      evidence: (c) => method.evidence(c),
+      now,
+      ...ttl,
+      newKey: () => this.newKey(),
+      transport: this.transportCert,
+    });
   }
 
   /**
@@ -246,13 +281,16 @@ export class Agent {
    * with the spent one there is no point asking the issuer (and no issuer may be reachable).
    */
   private checkCanRejoin(expired: Identity): void {
-    if (this.spentCredential()) throw new SigilError('reattest_required', reattestHint(this.join.method.name, expired.bot, this.cfg.source));
+    if (this.spentCredential())
+      throw new SigilError('reattest_required', reattestHint(this.join.method.name, expired.bot, this.cfg.source));
   }
 
   /** The configured join credential is single use and already used for a successful join. */
   private spentCredential(): boolean {
     const cred = this.join.singleUseCredential;
-    return !this.join.method.canReattest && cred !== undefined && this.state.getSetting(USED_CREDENTIAL_SETTING) === cred;
+    return (
+      !this.join.method.canReattest && cred !== undefined && this.state.getSetting(USED_CREDENTIAL_SETTING) === cred
+    );
   }
 
   /**
@@ -327,7 +365,13 @@ export class Agent {
       } catch (err) {
         const e = toSigilError(err);
         if (e.code === 'answer_mismatch') throw e;
-        this.state.appendHistory({ at: now, op: 'renew', outcome: 'error', code: e.code, message: e.message.slice(0, 500) });
+        this.state.appendHistory({
+          at: now,
+          op: 'renew',
+          outcome: 'error',
+          code: e.code,
+          message: e.message.slice(0, 500),
+        });
         why = e.retryable ? `could not be resent (${e.code})` : 'was refused';
         this.log.info({ code: e.code }, `the renewal queued before the expiry ${why}; dropping it`);
       }
@@ -340,13 +384,31 @@ export class Agent {
   }
 
   private succeeded(entry: OutboxEntry, identity: Identity, result: IdentityResult, now: number): TickOutcome {
-    this.state.setStatus({ consecutiveFailures: 0, lastError: null, lastAttemptAt: now, nextAttemptAt: identity.renewAfter, transport: this.transportLabel() });
+    this.state.setStatus({
+      consecutiveFailures: 0,
+      lastError: null,
+      lastAttemptAt: now,
+      nextAttemptAt: identity.renewAfter,
+      transport: this.transportLabel(),
+    });
     this.log.info(
-      { op: entry.op, serial: identity.serial, spiffe_id: identity.spiffeId, not_after: new Date(identity.notAfter).toISOString(), ttl_clamped: result.ttl_clamped, transport: this.transportLabel() },
+      {
+        op: entry.op,
+        serial: identity.serial,
+        spiffe_id: identity.spiffeId,
+        not_after: new Date(identity.notAfter).toISOString(),
+        ttl_clamped: result.ttl_clamped,
+        transport: this.transportLabel(),
+      },
       entry.op === 'join' ? 'joined' : 'renewed',
     );
     this.updateMetrics();
-    return { action: entry.op === 'join' ? 'joined' : 'renewed', identity, ttlClamped: result.ttl_clamped, requestedTtlS: result.requested_ttl_s };
+    return {
+      action: entry.op === 'join' ? 'joined' : 'renewed',
+      identity,
+      ttlClamped: result.ttl_clamped,
+      requestedTtlS: result.requested_ttl_s,
+    };
   }
 
   private transportLabel(): string | null {
@@ -370,11 +432,17 @@ export class Agent {
     const expired = !current || current.notAfter <= now;
     if (expired && current && !this.join.method.canReattest) {
       if (NEEDS_PERSON.has(e.code)) {
-        e = new SigilError('reattest_required', `${reattestHint(this.join.method.name, current.bot, this.cfg.source)} (issuer: ${e.code})`);
+        e = new SigilError(
+          'reattest_required',
+          `${reattestHint(this.join.method.name, current.bot, this.cfg.source)} (issuer: ${e.code})`,
+        );
       } else if (e.retryable && this.spentCredential()) {
         // Say what a person must do now, not only that the issuer is away. A renewal sent before
         // the expiry stays queued and is still resent: its answer may be waiting at the issuer.
-        e = new SigilError('reattest_required', `${reattestHint(this.join.method.name, current.bot, this.cfg.source)} (meanwhile: ${e.code}: ${e.message})`);
+        e = new SigilError(
+          'reattest_required',
+          `${reattestHint(this.join.method.name, current.bot, this.cfg.source)} (meanwhile: ${e.code}: ${e.message})`,
+        );
       }
     }
     const st = this.state.getStatus();
@@ -382,9 +450,24 @@ export class Agent {
     // An issuer that says when to come back (429 Retry-After, rate_limited) is not asked sooner
     // — up to an hour: a wrong hint must not park a fleet for days.
     const next = now + Math.max(backoffDelay(failures - 1, this.rand), Math.min(e.retryAfterMs ?? 0, 3_600_000));
-    this.state.setStatus({ consecutiveFailures: failures, lastError: `${e.code}: ${e.message}`, lastAttemptAt: now, nextAttemptAt: next, transport: this.transportLabel() ?? st.transport });
-    this.state.appendHistory({ at: now, op: pending?.op ?? (current && !expired ? 'renew' : 'join'), outcome: 'error', code: e.code, message: e.message.slice(0, 500) });
-    this.log[this.failureLogLevel]({ code: e.code, failures, retry_in_ms: next - now, transport: this.transportLabel() }, `attempt failed: ${e.message}`);
+    this.state.setStatus({
+      consecutiveFailures: failures,
+      lastError: `${e.code}: ${e.message}`,
+      lastAttemptAt: now,
+      nextAttemptAt: next,
+      transport: this.transportLabel() ?? st.transport,
+    });
+    this.state.appendHistory({
+      at: now,
+      op: pending?.op ?? (current && !expired ? 'renew' : 'join'),
+      outcome: 'error',
+      code: e.code,
+      message: e.message.slice(0, 500),
+    });
+    this.log[this.failureLogLevel](
+      { code: e.code, failures, retry_in_ms: next - now, transport: this.transportLabel() },
+      `attempt failed: ${e.message}`,
+    );
     this.updateMetrics();
     return e;
   }
@@ -424,7 +507,11 @@ export class Agent {
   /** The daemon: serve what we have (unless the caller already did), then renew until `signal` aborts. */
   async run(signal: AbortSignal, opts: { served?: boolean } = {}): Promise<void> {
     const cached = opts.served ? this.state.getIdentity() : this.serveCached();
-    if (cached) this.log.info({ serial: cached.serial, not_after: new Date(cached.notAfter).toISOString() }, 'serving cached identity');
+    if (cached)
+      this.log.info(
+        { serial: cached.serial, not_after: new Date(cached.notAfter).toISOString() },
+        'serving cached identity',
+      );
     this.updateMetrics();
     while (!signal.aborted) {
       if (this.now() >= this.nextWake()) await this.tick();

@@ -29,15 +29,33 @@ export function requestedSpki(envelopeJson: string): Buffer {
   return parseCsr(payload.csr).spkiDer;
 }
 
-export function checkIdentityAnswer(op: IdentityOp, envelopeJson: string, r: IdentityResult, signer: Identity | undefined): void {
+export function checkIdentityAnswer(
+  op: IdentityOp,
+  envelopeJson: string,
+  r: IdentityResult,
+  signer: Identity | undefined,
+): void {
   const leaf = readLeaf(r.chain[0] ?? '', 'answer_mismatch');
   if (!leaf.spki.equals(requestedSpki(envelopeJson))) {
-    throw new SigilError('answer_mismatch', `the ${op} answer certifies another key than the one this agent asked for (serial ${r.serial}); ignoring it`);
+    throw new SigilError(
+      'answer_mismatch',
+      `the ${op} answer certifies another key than the one this agent asked for (serial ${r.serial}); ignoring it`,
+    );
   }
   if (leaf.serial !== r.serial || leaf.spiffeId !== r.spiffe_id) {
-    throw new SigilError('answer_mismatch', `the ${op} answer's certificate (serial ${leaf.serial}, ${leaf.spiffeId ?? 'no SPIFFE ID'}) is not the one it describes (serial ${r.serial}, ${r.spiffe_id})`);
+    throw new SigilError(
+      'answer_mismatch',
+      `the ${op} answer's certificate (serial ${leaf.serial}, ${leaf.spiffeId ?? 'no SPIFFE ID'}) is not the one it describes (serial ${r.serial}, ${r.spiffe_id})`,
+    );
   }
-  if (op === 'renew' && signer && (r.instance_id !== signer.instanceId || r.spiffe_id !== signer.spiffeId || r.bot !== signer.bot)) {
-    throw new SigilError('answer_mismatch', `the renewal answer would change this agent's identity from ${signer.spiffeId} to ${r.spiffe_id}; ignoring it`);
+  if (
+    op === 'renew' &&
+    signer &&
+    (r.instance_id !== signer.instanceId || r.spiffe_id !== signer.spiffeId || r.bot !== signer.bot)
+  ) {
+    throw new SigilError(
+      'answer_mismatch',
+      `the renewal answer would change this agent's identity from ${signer.spiffeId} to ${r.spiffe_id}; ignoring it`,
+    );
   }
 }

@@ -36,7 +36,9 @@ export const JOIN_METHOD_NAMES: readonly string[] = Object.freeze(AGENT_JOIN_MET
  * Every method but token: `join: { method: M, M: { …method settings… } }`. The block is
  * validated by the method's own schema when the agent builds it (agent/join-method.ts).
  */
-const evidenceJoin = z.object({ method: z.enum(JOIN_METHOD_NAMES.filter((m) => m !== 'token') as [string, ...string[]]) }).catchall(z.unknown());
+const evidenceJoin = z
+  .object({ method: z.enum(JOIN_METHOD_NAMES.filter((m) => m !== 'token') as [string, ...string[]]) })
+  .catchall(z.unknown());
 
 /** Keys in method `m`'s block that name files (its descriptor's pathKeys); relative ones are resolved against the config's dir. */
 function pathKeysOf(m: string): ReadonlySet<string> {
@@ -73,9 +75,15 @@ const pkcs11KeySchema = z.strictObject({
   /** CK_TOKEN_INFO.label is 32 bytes, blank padded. */
   token: z.string().min(1).max(32),
   pin_file: z.string().min(1).max(4096).optional(),
-  pin_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'is the NAME of an environment variable').optional(),
+  pin_env: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'is the NAME of an environment variable')
+    .optional(),
   /** Keys are labelled `<prefix>-<12 hex digits>`, a new label for every key. */
-  key_label_prefix: z.string().regex(/^[A-Za-z0-9._-]{1,32}$/, 'up to 32 letters, digits, dots, dashes or underscores').optional(),
+  key_label_prefix: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,32}$/, 'up to 32 letters, digits, dots, dashes or underscores')
+    .optional(),
 });
 
 export const DEFAULT_PKCS11_KEY_LABEL_PREFIX = 'sigil';
@@ -112,7 +120,12 @@ const configSchema = z.strictObject({
   issuer: z.string().url().optional(),
   /** In order of preference; a retryable failure on one tries the next. */
   transports: z.array(transportSchema).min(1).max(8).optional(),
-  ca_pin: z.string().regex(/^sha256:[0-9a-f]{64}$/, 'ca_pin must be sha256:<64 lowercase hex digits> as printed by `sigil server init`'),
+  ca_pin: z
+    .string()
+    .regex(
+      /^sha256:[0-9a-f]{64}$/,
+      'ca_pin must be sha256:<64 lowercase hex digits> as printed by `sigil server init`',
+    ),
   data_dir: z.string().min(1),
   ttl: duration.optional(),
   /** Fraction of the lifetime after which to renew (±10% jitter is added). */
@@ -125,7 +138,10 @@ const configSchema = z.strictObject({
   key_storage: z.enum(['software', 'tpm', 'pkcs11']).optional(),
   pkcs11: pkcs11KeySchema.optional(),
   /** `identity`, and the credential outputs of outputs/config.ts (docs/credentials.md). */
-  outputs: z.array(z.discriminatedUnion('type', [outputSchema, ...credentialOutputVariants])).max(32).default([]),
+  outputs: z
+    .array(z.discriminatedUnion('type', [outputSchema, ...credentialOutputVariants]))
+    .max(32)
+    .default([]),
   metrics: z
     .strictObject({
       /** host:port for a local Prometheus endpoint (loopback recommended). */
@@ -142,11 +158,20 @@ export type AgentConfigFile = z.infer<typeof configSchema>;
 export const DEFAULT_TRANSPORT_TIMEOUT_S = 15;
 export const DEFAULT_MQTT_SESSION_EXPIRY_S = 86_400;
 
-export type MqttBootstrapConfig = { url?: string } & ({ username: string; passwordFile: string } | { certFile: string; keyFile: string });
+export type MqttBootstrapConfig = { url?: string } & (
+  { username: string; passwordFile: string } | { certFile: string; keyFile: string }
+);
 
 export type TransportConfig =
   | { type: 'https'; url: string; timeoutMs: number }
-  | { type: 'mqtt'; url: string; timeoutMs: number; caFile?: string; bootstrap?: MqttBootstrapConfig; sessionExpiryS: number };
+  | {
+      type: 'mqtt';
+      url: string;
+      timeoutMs: number;
+      caFile?: string;
+      bootstrap?: MqttBootstrapConfig;
+      sessionExpiryS: number;
+    };
 
 export interface Pkcs11KeyConfig {
   module: string;
@@ -191,14 +216,19 @@ export function parseAgentConfig(text: string, source: string): AgentConfig {
   }
   const method = (raw as { join?: { method?: unknown } } | null)?.join?.method;
   if (method !== undefined && !(JOIN_METHOD_NAMES as readonly unknown[]).includes(method)) {
-    throw new SigilError('config_invalid', `${source}: join.method must be one of ${JOIN_METHOD_NAMES.join(', ')} (got ${JSON.stringify(method)})`);
+    throw new SigilError(
+      'config_invalid',
+      `${source}: join.method must be one of ${JOIN_METHOD_NAMES.join(', ')} (got ${JSON.stringify(method)})`,
+    );
   }
   const c = parseWith(configSchema, raw, 'config_invalid', source);
   const base = dirname(resolve(source));
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));
   const join = resolveJoin(c.join, abs, source);
   const transports = resolveTransports(c, abs, source);
-  const credentialOutputs = c.outputs.flatMap((o, i) => (o.type === 'identity' ? [] : [resolveCredentialOutput(o, `${source}: outputs.${i}`, abs)]));
+  const credentialOutputs = c.outputs.flatMap((o, i) =>
+    o.type === 'identity' ? [] : [resolveCredentialOutput(o, `${source}: outputs.${i}`, abs)],
+  );
   return {
     issuer: c.issuer ?? transports.find((t) => t.type === 'https')?.url,
     transports,
@@ -210,7 +240,10 @@ export function parseAgentConfig(text: string, source: string): AgentConfig {
     ...keyStorageOf(c, join, abs, source),
     outputs: c.outputs.flatMap((o) => (o.type === 'identity' ? [{ ...o, path: abs(o.path) }] : [])),
     credentialOutputs,
-    metrics: { ...(c.metrics?.listen ? { listen: c.metrics.listen } : {}), ...(c.metrics?.textfile ? { textfile: abs(c.metrics.textfile) } : {}) },
+    metrics: {
+      ...(c.metrics?.listen ? { listen: c.metrics.listen } : {}),
+      ...(c.metrics?.textfile ? { textfile: abs(c.metrics.textfile) } : {}),
+    },
     logLevel: c.log_level,
     source,
   };
@@ -222,25 +255,54 @@ function identityKeyTpm(join: AgentConfig['join']): string | undefined {
   return 'settings' in join ? entry?.identityKeyTpm?.(join.settings) : undefined;
 }
 
-function keyStorageOf(c: AgentConfigFile, join: AgentConfig['join'], abs: (p: string) => string, source: string): Pick<AgentConfig, 'keyStorage' | 'tpmTcti' | 'pkcs11'> {
+function keyStorageOf(
+  c: AgentConfigFile,
+  join: AgentConfig['join'],
+  abs: (p: string) => string,
+  source: string,
+): Pick<AgentConfig, 'keyStorage' | 'tpmTcti' | 'pkcs11'> {
   const joinTpm = identityKeyTpm(join);
   const storage = c.key_storage ?? (joinTpm !== undefined ? 'tpm' : 'software');
-  if (c.pkcs11 !== undefined && storage !== 'pkcs11') throw new SigilError('config_invalid', `${source}: pkcs11: is set but key_storage is ${storage}; set key_storage: pkcs11 (or remove the pkcs11 block)`);
+  if (c.pkcs11 !== undefined && storage !== 'pkcs11')
+    throw new SigilError(
+      'config_invalid',
+      `${source}: pkcs11: is set but key_storage is ${storage}; set key_storage: pkcs11 (or remove the pkcs11 block)`,
+    );
   if (storage === 'software') return { keyStorage: 'software', tpmTcti: undefined, pkcs11: undefined };
-  if (storage === 'pkcs11') return { keyStorage: 'pkcs11', tpmTcti: undefined, pkcs11: pkcs11KeyConfig(c.pkcs11, join, abs, source) };
+  if (storage === 'pkcs11')
+    return { keyStorage: 'pkcs11', tpmTcti: undefined, pkcs11: pkcs11KeyConfig(c.pkcs11, join, abs, source) };
   if (joinTpm === undefined) {
     const methods = AGENT_JOIN_METHODS.filter((e) => e.identityKeyTpm !== undefined).map((e) => e.descriptor.name);
-    throw new SigilError('config_invalid', `${source}: key_storage: tpm needs join.method ${methods.join(' or ')} (its TCTI names the TPM)`);
+    throw new SigilError(
+      'config_invalid',
+      `${source}: key_storage: tpm needs join.method ${methods.join(' or ')} (its TCTI names the TPM)`,
+    );
   }
   return { keyStorage: 'tpm', tpmTcti: joinTpm, pkcs11: undefined };
 }
 
-function pkcs11KeyConfig(p: AgentConfigFile['pkcs11'], join: AgentConfig['join'], abs: (p: string) => string, source: string): Pkcs11KeyConfig {
+function pkcs11KeyConfig(
+  p: AgentConfigFile['pkcs11'],
+  join: AgentConfig['join'],
+  abs: (p: string) => string,
+  source: string,
+): Pkcs11KeyConfig {
   // The tpm join's proof is TPM2_Certify of the identity key: a token key cannot give it.
-  if (identityKeyTpm(join) !== undefined) throw new SigilError('config_invalid', `${source}: key_storage: pkcs11 cannot be used with join.method ${join.method} (the ${join.method} join certifies a TPM-resident identity key); use key_storage: tpm, or another join method`);
-  if (p === undefined) throw new SigilError('config_invalid', `${source}: key_storage: pkcs11 needs a pkcs11: { module, token, pin_file | pin_env } block`);
+  if (identityKeyTpm(join) !== undefined)
+    throw new SigilError(
+      'config_invalid',
+      `${source}: key_storage: pkcs11 cannot be used with join.method ${join.method} (the ${join.method} join certifies a TPM-resident identity key); use key_storage: tpm, or another join method`,
+    );
+  if (p === undefined)
+    throw new SigilError(
+      'config_invalid',
+      `${source}: key_storage: pkcs11 needs a pkcs11: { module, token, pin_file | pin_env } block`,
+    );
   if ((p.pin_file === undefined) === (p.pin_env === undefined)) {
-    throw new SigilError('config_invalid', `${source}: pkcs11: give exactly one of pin_file (a file holding the user PIN) or pin_env (the name of a variable holding it)`);
+    throw new SigilError(
+      'config_invalid',
+      `${source}: pkcs11: give exactly one of pin_file (a file holding the user PIN) or pin_env (the name of a variable holding it)`,
+    );
   }
   return {
     module: p.module,
@@ -255,9 +317,14 @@ function resolveJoin(j: AgentConfigFile['join'], abs: (p: string) => string, sou
   if (j.method !== 'token') {
     const m = j.method;
     const extra = Object.keys(j).filter((k) => k !== 'method' && k !== m);
-    if (extra.length) throw new SigilError('config_invalid', `${source}: join: unknown key "${extra[0]}" (a ${m} join has method and ${m})`);
+    if (extra.length)
+      throw new SigilError(
+        'config_invalid',
+        `${source}: join: unknown key "${extra[0]}" (a ${m} join has method and ${m})`,
+      );
     const block = (j as Record<string, unknown>)[m] ?? {};
-    if (typeof block !== 'object' || Array.isArray(block)) throw new SigilError('config_invalid', `${source}: join.${m} must be a mapping`);
+    if (typeof block !== 'object' || Array.isArray(block))
+      throw new SigilError('config_invalid', `${source}: join.${m} must be a mapping`);
     return { method: m, settings: resolvePaths(block, abs, pathKeysOf(m)) as Record<string, unknown> };
   }
   const t = j as z.infer<typeof tokenJoin>;
@@ -266,16 +333,24 @@ function resolveJoin(j: AgentConfigFile['join'], abs: (p: string) => string, sou
     try {
       token = readFileSync(abs(t.token_file), 'utf8').trim();
     } catch (e) {
-      throw new SigilError('config_invalid', `${source}: join.token_file ${t.token_file}: ${(e as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+      throw new SigilError(
+        'config_invalid',
+        `${source}: join.token_file ${t.token_file}: ${(e as NodeJS.ErrnoException).code ?? 'unreadable'}`,
+      );
     }
   }
-  if (!token) throw new SigilError('config_invalid', `${source}: join.token or join.token_file is required for method token`);
+  if (!token)
+    throw new SigilError('config_invalid', `${source}: join.token or join.token_file is required for method token`);
   return { method: 'token', token };
 }
 
 /** `issuer:` or `transports:` (exactly one) → the transports, paths resolved, defaults applied. */
 function resolveTransports(c: AgentConfigFile, abs: (p: string) => string, source: string): TransportConfig[] {
-  if (c.issuer && c.transports) throw new SigilError('config_invalid', `${source}: give either issuer or transports, not both (issuer: URL is short for one https transport)`);
+  if (c.issuer && c.transports)
+    throw new SigilError(
+      'config_invalid',
+      `${source}: give either issuer or transports, not both (issuer: URL is short for one https transport)`,
+    );
   if (!c.issuer && !c.transports) throw new SigilError('config_invalid', `${source}: issuer or transports is required`);
   return (c.transports ?? [{ type: 'https' as const, url: c.issuer! }]).map((t): TransportConfig => {
     const timeoutMs = (t.timeout ?? DEFAULT_TRANSPORT_TIMEOUT_S) * 1000;
@@ -286,7 +361,8 @@ function resolveTransports(c: AgentConfigFile, abs: (p: string) => string, sourc
       : 'username' in b
         ? { ...(b.url ? { url: b.url } : {}), username: b.username, passwordFile: abs(b.password_file) }
         : { ...(b.url ? { url: b.url } : {}), certFile: abs(b.cert), keyFile: abs(b.key) };
-    if (bootstrap?.url !== undefined && !MQTT_URL_RE.test(bootstrap.url)) throw new SigilError('config_invalid', `${source}: bootstrap.url must be mqtt://HOST:PORT or mqtts://HOST:PORT`);
+    if (bootstrap?.url !== undefined && !MQTT_URL_RE.test(bootstrap.url))
+      throw new SigilError('config_invalid', `${source}: bootstrap.url must be mqtt://HOST:PORT or mqtts://HOST:PORT`);
     return {
       type: 'mqtt',
       url: t.url,
@@ -303,7 +379,10 @@ export function loadAgentConfig(path: string): AgentConfig {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new SigilError('config_invalid', `cannot read agent config ${resolve(path)}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'ENOENT: no such file; give the path of agent.yaml with --config FILE' : ((e as NodeJS.ErrnoException).code ?? 'error')}`);
+    throw new SigilError(
+      'config_invalid',
+      `cannot read agent config ${resolve(path)}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'ENOENT: no such file; give the path of agent.yaml with --config FILE' : ((e as NodeJS.ErrnoException).code ?? 'error')}`,
+    );
   }
   return parseAgentConfig(text, path);
 }

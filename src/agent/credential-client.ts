@@ -20,14 +20,24 @@ export interface CredentialClient {
  * Open the secret of a verified answer. A request that named an answer key accepts the secret
  * only sealed to it: an issuer that answered in clear anyway has put it on the carrier.
  */
-export async function openCredentialResult(result: CredentialResult, built: BuiltCredentialRequest): Promise<CredentialResult> {
+export async function openCredentialResult(
+  result: CredentialResult,
+  built: BuiltCredentialRequest,
+): Promise<CredentialResult> {
   if (result.token_jwe !== undefined) {
-    if (!built.answerKey) throw new SigilError('response_invalid', 'the answer carries a sealed token, but this request named no answer key');
+    if (!built.answerKey)
+      throw new SigilError(
+        'response_invalid',
+        'the answer carries a sealed token, but this request named no answer key',
+      );
     const { token_jwe: sealed, ...rest } = result;
     return { ...rest, token: await openWithAnswerKey(sealed, built.answerKey) };
   }
   if (built.answerKey && SECRET_KINDS.has(result.kind)) {
-    throw new SigilError('response_invalid', `the issuer answered the ${result.kind} credential unsealed although this request named an answer key; not using it`);
+    throw new SigilError(
+      'response_invalid',
+      `the issuer answered the ${result.kind} credential unsealed although this request named an answer key; not using it`,
+    );
   }
   return result;
 }

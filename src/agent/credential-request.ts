@@ -21,7 +21,10 @@ import { newRequestId } from '../util/secret.js';
 import { namedSigner } from './named-signer.js';
 
 /** The kind and its fields; the envelope fields (v, op, request id, timestamp, answer key) are added here. */
-export type CredentialAskFields = Omit<CredentialRequest, 'v' | 'op' | 'request_id' | 'timestamp' | 'instance_id' | 'serial' | 'answer_key'>;
+export type CredentialAskFields = Omit<
+  CredentialRequest,
+  'v' | 'op' | 'request_id' | 'timestamp' | 'instance_id' | 'serial' | 'answer_key'
+>;
 
 export interface BuiltCredentialRequest {
   envelope: Jws;
@@ -30,7 +33,13 @@ export interface BuiltCredentialRequest {
   answerKey?: KeyObject;
 }
 
-export async function buildCredentialRequest(p: { current: Signer; chainPem: string[]; now: number; fields: CredentialAskFields; requestId?: string }): Promise<BuiltCredentialRequest> {
+export async function buildCredentialRequest(p: {
+  current: Signer;
+  chainPem: string[];
+  now: number;
+  fields: CredentialAskFields;
+  requestId?: string;
+}): Promise<BuiltCredentialRequest> {
   const requestId = p.requestId ?? newRequestId();
   const sealed = SECRET_KINDS.has(p.fields.kind) ? newAnswerKey() : undefined;
   const payload: CredentialRequest = {

@@ -68,7 +68,15 @@ interface OutputState {
 
 export type OutputOutcome =
   | { type: string; path: string; action: 'none' | 'skipped'; reason?: string }
-  | { type: string; path: string; action: 'issued'; serial: string; notAfter: number; ttlClamped: boolean; reloadError?: string }
+  | {
+      type: string;
+      path: string;
+      action: 'issued';
+      serial: string;
+      notAfter: number;
+      ttlClamped: boolean;
+      reloadError?: string;
+    }
   | { type: string; path: string; action: 'failed'; error: SigilError };
 
 export interface CredentialOutputsDeps {
@@ -99,7 +107,10 @@ export class CredentialOutputs {
   }
 
   #key(d: CredentialDestination): string {
-    return OUTPUT_SETTING_PREFIX + createHash('sha256').update(`${d.config.type}\0${d.config.path}`).digest('hex').slice(0, 40);
+    return (
+      OUTPUT_SETTING_PREFIX +
+      createHash('sha256').update(`${d.config.type}\0${d.config.path}`).digest('hex').slice(0, 40)
+    );
   }
 
   #read(d: CredentialDestination): OutputState | undefined {
@@ -113,7 +124,15 @@ export class CredentialOutputs {
   }
 
   #save(d: CredentialDestination, st: OutputState): void {
-    this.#deps.state.setSetting(this.#key(d), JSON.stringify({ ...st, type: d.config.type, path: d.config.path, last_error: st.last_error?.slice(0, 1000) ?? null }));
+    this.#deps.state.setSetting(
+      this.#key(d),
+      JSON.stringify({
+        ...st,
+        type: d.config.type,
+        path: d.config.path,
+        last_error: st.last_error?.slice(0, 1000) ?? null,
+      }),
+    );
   }
 
   /** Changes to anything but the reload hook call for a new credential. */
@@ -133,7 +152,8 @@ export class CredentialOutputs {
     const { state, log, now } = this.#deps;
     const t = now();
     const id = state.getIdentity();
-    const skip = (reason: string): OutputOutcome[] => this.destinations.map((d) => ({ type: d.config.type, path: d.config.path, action: 'skipped', reason }));
+    const skip = (reason: string): OutputOutcome[] =>
+      this.destinations.map((d) => ({ type: d.config.type, path: d.config.path, action: 'skipped', reason }));
     if (this.destinations.length === 0) return [];
     if (!id || id.notAfter <= t) return skip('no valid identity');
     if (state.getOutbox().length > 0) return skip('an identity request is pending');
@@ -153,27 +173,76 @@ export class CredentialOutputs {
         try {
           signer ??= loadSigner(withTcti(parseKeyRef(id.keyRef), this.#deps.tpmTcti), { tpm: this.#tpm });
           const prepared = await d.prepare();
-          const built = await buildCredentialRequest({ current: signer, chainPem: id.chainPem, now: now(), fields: prepared.fields });
+          const built = await buildCredentialRequest({
+            current: signer,
+            chainPem: id.chainPem,
+            now: now(),
+            fields: prepared.fields,
+          });
           const result = await this.#deps.client.request(built, now);
-          if (result.kind !== d.config.type) throw new SigilError('response_invalid', `asked for a ${d.config.type} credential, got ${result.kind}`);
+          if (result.kind !== d.config.type)
+            throw new SigilError('response_invalid', `asked for a ${d.config.type} credential, got ${result.kind}`);
           // Issued to us: a credential naming another SPIFFE ID is someone else's answer (issue #11).
-          if (result.spiffe_id !== id.spiffeId) throw new SigilError('answer_mismatch', `the ${result.kind} credential was issued to ${result.spiffe_id}, not to this agent (${id.spiffeId}); ignoring it`);
+          if (result.spiffe_id !== id.spiffeId)
+            throw new SigilError(
+              'answer_mismatch',
+              `the ${result.kind} credential was issued to ${result.spiffe_id}, not to this agent (${id.spiffeId}); ignoring it`,
+            );
           d.write(result, prepared, { bundlePem: (state.getBundle()?.rootsPem ?? []).join('') });
           const issuedAt = now();
-          this.#save(d, { fp, serial: result.serial, not_after: result.not_after, renew_after: renewAt(issuedAt, result.not_after, RENEW_FRACTION, this.#rand), failures: 0, retry_at: null, last_error: null });
-          log.info({ output: d.config.type, path: d.config.path, serial: result.serial, role: result.role, not_after: new Date(result.not_after).toISOString(), ttl_clamped: result.ttl_clamped }, 'output credential issued');
-          const reloadError = d.config.reload ? await runReload(d.config.reload, { SIGIL_OUTPUT_PATH: d.config.path, SIGIL_OUTPUT_TYPE: d.config.type }) : undefined;
+          this.#save(d, {
+            fp,
+            serial: result.serial,
+            not_after: result.not_after,
+            renew_after: renewAt(issuedAt, result.not_after, RENEW_FRACTION, this.#rand),
+            failures: 0,
+            retry_at: null,
+            last_error: null,
+          });
+          log.info(
+            {
+              output: d.config.type,
+              path: d.config.path,
+              serial: result.serial,
+              role: result.role,
+              not_after: new Date(result.not_after).toISOString(),
+              ttl_clamped: result.ttl_clamped,
+            },
+            'output credential issued',
+          );
+          const reloadError = d.config.reload
+            ? await runReload(d.config.reload, { SIGIL_OUTPUT_PATH: d.config.path, SIGIL_OUTPUT_TYPE: d.config.type })
+            : undefined;
           if (reloadError) log.warn({ output: d.config.type, path: d.config.path }, `reload hook: ${reloadError}`);
-          outcomes.push({ ...base, action: 'issued', serial: result.serial, notAfter: result.not_after, ttlClamped: result.ttl_clamped, ...(reloadError ? { reloadError } : {}) });
+          outcomes.push({
+            ...base,
+            action: 'issued',
+            serial: result.serial,
+            notAfter: result.not_after,
+            ttlClamped: result.ttl_clamped,
+            ...(reloadError ? { reloadError } : {}),
+          });
         } catch (err) {
           const e = toSigilError(err);
-          if (e.code === 'internal') log.error({ err, output: d.config.type, path: d.config.path }, 'internal error writing an output');
+          if (e.code === 'internal')
+            log.error({ err, output: d.config.type, path: d.config.path }, 'internal error writing an output');
           // A failure under a changed configuration forgets the old credential's schedule.
           const prev = st?.fp === fp ? st : undefined;
           const failures = (prev?.failures ?? 0) + 1;
           const retryAt = now() + backoffDelay(failures - 1, this.#rand);
-          this.#save(d, { fp, serial: prev?.serial ?? null, not_after: prev?.not_after ?? null, renew_after: prev?.renew_after ?? null, failures, retry_at: retryAt, last_error: `${e.code}: ${e.message}` });
-          log.warn({ output: d.config.type, path: d.config.path, code: e.code, failures, retry_in_ms: retryAt - now() }, `output credential failed: ${e.message}`);
+          this.#save(d, {
+            fp,
+            serial: prev?.serial ?? null,
+            not_after: prev?.not_after ?? null,
+            renew_after: prev?.renew_after ?? null,
+            failures,
+            retry_at: retryAt,
+            last_error: `${e.code}: ${e.message}`,
+          });
+          log.warn(
+            { output: d.config.type, path: d.config.path, code: e.code, failures, retry_in_ms: retryAt - now() },
+            `output credential failed: ${e.message}`,
+          );
           outcomes.push({ ...base, action: 'failed', error: e });
         }
       }
@@ -194,17 +263,31 @@ export class CredentialOutputs {
     let next: number | undefined;
     for (const d of this.destinations) {
       const st = this.#read(d);
-      const at = !st ? this.#deps.now() : st.retry_at ?? st.renew_after ?? this.#deps.now();
+      const at = !st ? this.#deps.now() : (st.retry_at ?? st.renew_after ?? this.#deps.now());
       next = next === undefined ? at : Math.min(next, at);
     }
     return next;
   }
 
   /** Per-output status for `sigil agent status`. */
-  status(): Array<{ type: string; path: string; serial: string | null; not_after: string | null; failures: number; last_error: string | null }> {
+  status(): Array<{
+    type: string;
+    path: string;
+    serial: string | null;
+    not_after: string | null;
+    failures: number;
+    last_error: string | null;
+  }> {
     return this.destinations.map((d) => {
       const st = this.#read(d);
-      return { type: d.config.type, path: d.config.path, serial: st?.serial ?? null, not_after: st?.not_after ? new Date(st.not_after).toISOString() : null, failures: st?.failures ?? 0, last_error: st?.last_error ?? null };
+      return {
+        type: d.config.type,
+        path: d.config.path,
+        serial: st?.serial ?? null,
+        not_after: st?.not_after ? new Date(st.not_after).toISOString() : null,
+        failures: st?.failures ?? 0,
+        last_error: st?.last_error ?? null,
+      };
     });
   }
 
@@ -230,7 +313,9 @@ export function createCredentialOutputs(
   const client = new LinkCredentialClient(link, () => state.getBundle()?.rootsPem[0]);
   // `key: tpm` without its own tcti uses the agent's TPM (the one its identity key lives in).
   const tcti = cfg.tpmTcti;
-  const outputs = cfg.credentialOutputs.map((o) => (o.type === 'database' && o.key === 'tpm' && !o.tcti && tcti ? { ...o, tcti } : o));
+  const outputs = cfg.credentialOutputs.map((o) =>
+    o.type === 'database' && o.key === 'tpm' && !o.tcti && tcti ? { ...o, tcti } : o,
+  );
   return new CredentialOutputs(outputs, { state, log, client, now, tpmTcti: tcti, ...(tpm ? { tpm } : {}) });
 }
 
@@ -256,6 +341,17 @@ export function credentialOutputsStatus(state: AgentState): CredentialOutputStat
     } catch {
       return [];
     }
-    return [{ type: st.type ?? null, path: st.path ?? null, serial: st.serial, not_after: iso(st.not_after), next_renewal: iso(st.renew_after), consecutive_failures: st.failures, next_attempt: iso(st.retry_at), last_error: st.last_error }];
+    return [
+      {
+        type: st.type ?? null,
+        path: st.path ?? null,
+        serial: st.serial,
+        not_after: iso(st.not_after),
+        next_renewal: iso(st.renew_after),
+        consecutive_failures: st.failures,
+        next_attempt: iso(st.retry_at),
+        last_error: st.last_error,
+      },
+    ];
   });
 }

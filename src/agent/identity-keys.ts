@@ -16,7 +16,19 @@
  */
 import { randomBytes } from 'node:crypto';
 import { toSigilError } from '../errors.js';
-import { createSigner, createTpmSigner, formatPkcs11Uri, loadSigner, parseKeyRef, removeKey, serializeKeyRef, type KeyRef, type KeyStorage, type Signer, type TpmAccesses } from '../keystore/index.js';
+import {
+  createSigner,
+  createTpmSigner,
+  formatPkcs11Uri,
+  loadSigner,
+  parseKeyRef,
+  removeKey,
+  serializeKeyRef,
+  type KeyRef,
+  type KeyStorage,
+  type Signer,
+  type TpmAccesses,
+} from '../keystore/index.js';
 import type { Logger } from '../util/log.js';
 import type { AgentConfig } from './config.js';
 import type { NewKey } from './requests.js';
@@ -52,7 +64,11 @@ export class IdentityKeys {
   async create(): Promise<NewKey> {
     const k = await this.#make();
     this.onKeyCreated?.(k.signer);
-    this.#made.set(serializeKeyRef(k.ref), { signer: k.signer, keyStorage: k.signer.storage, exportable: k.signer.exportable });
+    this.#made.set(serializeKeyRef(k.ref), {
+      signer: k.signer,
+      keyStorage: k.signer.storage,
+      exportable: k.signer.exportable,
+    });
     return k;
   }
 
@@ -96,7 +112,10 @@ export class IdentityKeys {
     } catch (err) {
       // The certificate is issued and must be stored whatever the token says now; Sigil made
       // this key with CKA_SENSITIVE=true and CKA_EXTRACTABLE=false.
-      this.log.warn({ key: formatPkcs11Uri(ref), code: toSigilError(err).code }, 'could not read the key attributes from the token; recording the key as generated (not exportable)');
+      this.log.warn(
+        { key: formatPkcs11Uri(ref), code: toSigilError(err).code },
+        'could not read the key attributes from the token; recording the key as generated (not exportable)',
+      );
       return { keyStorage: 'pkcs11', exportable: false };
     }
   }
@@ -122,7 +141,10 @@ export class IdentityKeys {
       for (const json of unneeded) this.#remove(json);
       this.#retireReplaced(state, needed);
     } catch (err) {
-      this.log.warn({ code: toSigilError(err).code }, `retiring old identity keys failed: ${toSigilError(err).message}`);
+      this.log.warn(
+        { code: toSigilError(err).code },
+        `retiring old identity keys failed: ${toSigilError(err).message}`,
+      );
     }
   }
 
@@ -136,7 +158,10 @@ export class IdentityKeys {
     try {
       this.#retireReplaced(state, neededKeys(state));
     } catch (err) {
-      this.log.warn({ code: toSigilError(err).code }, `retiring the replaced identity key failed: ${toSigilError(err).message}`);
+      this.log.warn(
+        { code: toSigilError(err).code },
+        `retiring the replaced identity key failed: ${toSigilError(err).message}`,
+      );
     }
   }
 
@@ -155,7 +180,10 @@ export class IdentityKeys {
     const uri = formatPkcs11Uri(ref);
     try {
       const removed = removeKey(ref);
-      this.log.info({ key: uri, removed }, removed ? 'removed an old identity key from the token' : 'an old identity key was already gone from the token');
+      this.log.info(
+        { key: uri, removed },
+        removed ? 'removed an old identity key from the token' : 'an old identity key was already gone from the token',
+      );
       return true;
     } catch (err) {
       const e = toSigilError(err);

@@ -26,13 +26,26 @@ export const USED_CREDENTIAL_SETTING = 'join.used_credential';
  * the agent's TPMs, which the method shares with its identity keys; the default, a set of its
  * own, is for building the method only to check or inspect the configuration.
  */
-export function joinMethodFor(cfg: AgentConfig, registry: ReadonlyArray<AgentJoinMethodEntry<unknown>> = AGENT_JOIN_METHODS, tpm: TpmAccesses = new TpmAccesses()): AgentJoinMethod {
+export function joinMethodFor(
+  cfg: AgentConfig,
+  registry: ReadonlyArray<AgentJoinMethodEntry<unknown>> = AGENT_JOIN_METHODS,
+  tpm: TpmAccesses = new TpmAccesses(),
+): AgentJoinMethod {
   const j = cfg.join;
   const entry = registry.find((e) => e.descriptor.name === j.method);
-  if (!entry) throw new SigilError('config_invalid', `${cfg.source}: join.method must be one of ${registry.map((e) => e.descriptor.name).join(', ')} (got ${JSON.stringify(j.method)})`);
+  if (!entry)
+    throw new SigilError(
+      'config_invalid',
+      `${cfg.source}: join.method must be one of ${registry.map((e) => e.descriptor.name).join(', ')} (got ${JSON.stringify(j.method)})`,
+    );
   const where = `${cfg.source}: join.${j.method}`;
   // agent.yaml keeps the token join flat (`join: { method: token, token }`).
-  const settings = parseWith(entry.configSchema, 'token' in j ? { token: j.token } : j.settings, 'config_invalid', where);
+  const settings = parseWith(
+    entry.configSchema,
+    'token' in j ? { token: j.token } : j.settings,
+    'config_invalid',
+    where,
+  );
   return entry.create(settings, { where, dataDir: cfg.dataDir, keyStorage: cfg.keyStorage, tpm });
 }
 

@@ -13,7 +13,9 @@ export async function serveAgentMetrics(listen: string, agent: Agent): Promise<S
   const { host, port } = parseListen(listen, 'metrics.listen');
   const server = createServer((req, res) => {
     if (req.url === '/metrics') {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(renderAgentMetrics(agent.state, Date.now(), agent.link.stats));
+      res
+        .writeHead(200, { 'content-type': 'text/plain; version=0.0.4' })
+        .end(renderAgentMetrics(agent.state, Date.now(), agent.link.stats));
     } else if (req.url === '/healthz') {
       const id = agent.state.getIdentity();
       const ok = id !== undefined && id.notAfter > Date.now();
@@ -22,7 +24,14 @@ export async function serveAgentMetrics(listen: string, agent: Agent): Promise<S
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) => {
-      const why = e.code === 'EADDRINUSE' ? 'the address is already in use (another process listens there; pick another port)' : e.code === 'EACCES' ? 'permission denied (ports below 1024 need privileges)' : e.code === 'EADDRNOTAVAIL' ? 'no such local address' : (e.code ?? e.message);
+      const why =
+        e.code === 'EADDRINUSE'
+          ? 'the address is already in use (another process listens there; pick another port)'
+          : e.code === 'EACCES'
+            ? 'permission denied (ports below 1024 need privileges)'
+            : e.code === 'EADDRNOTAVAIL'
+              ? 'no such local address'
+              : (e.code ?? e.message);
       reject(new SigilError('config_invalid', `metrics.listen ${listen}: ${why}`));
     });
     server.listen(port, host, () => resolve());

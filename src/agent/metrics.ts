@@ -16,7 +16,11 @@ export interface TransportCounters {
   unmatched?: number;
 }
 
-export function renderAgentMetrics(state: AgentState, now: number, transports: readonly TransportCounters[] = []): string {
+export function renderAgentMetrics(
+  state: AgentState,
+  now: number,
+  transports: readonly TransportCounters[] = [],
+): string {
   const id = state.getIdentity();
   const st = state.getStatus();
   const last = state.lastSuccess();
@@ -27,14 +31,35 @@ export function renderAgentMetrics(state: AgentState, now: number, transports: r
   if (id) {
     const life = Math.max(1, id.notAfter - id.notBefore);
     const lbl = `{spiffe_id="${id.spiffeId}",bot="${id.bot}"}`;
-    gauge('sigil_agent_certificate_age_ratio', 'Age of the current certificate as a fraction of its lifetime', Number(Math.min(1.5, (now - id.notBefore) / life).toFixed(4)), lbl);
-    gauge('sigil_agent_certificate_expiry_timestamp_seconds', 'NotAfter of the current certificate', Math.floor(id.notAfter / 1000), lbl);
+    gauge(
+      'sigil_agent_certificate_age_ratio',
+      'Age of the current certificate as a fraction of its lifetime',
+      Number(Math.min(1.5, (now - id.notBefore) / life).toFixed(4)),
+      lbl,
+    );
+    gauge(
+      'sigil_agent_certificate_expiry_timestamp_seconds',
+      'NotAfter of the current certificate',
+      Math.floor(id.notAfter / 1000),
+      lbl,
+    );
     gauge('sigil_agent_certificate_generation', 'Generation of the current certificate', id.generation, lbl);
   }
   gauge('sigil_agent_identity_present', 'Whether the agent holds an identity', id ? 1 : 0);
   gauge('sigil_agent_renewal_consecutive_failures', 'Consecutive failed join/renew attempts', st.consecutiveFailures);
-  if (last) gauge('sigil_agent_last_success_timestamp_seconds', 'Time of the last successful join or renewal', Math.floor(last.at / 1000));
-  if (st.transport) gauge('sigil_agent_transport_last_used', 'The transport of the last attempt (value 1)', 1, `{transport="${st.transport.split(' ')[0]}",url="${st.transport.split(' ')[1] ?? ''}"}`);
+  if (last)
+    gauge(
+      'sigil_agent_last_success_timestamp_seconds',
+      'Time of the last successful join or renewal',
+      Math.floor(last.at / 1000),
+    );
+  if (st.transport)
+    gauge(
+      'sigil_agent_transport_last_used',
+      'The transport of the last attempt (value 1)',
+      1,
+      `{transport="${st.transport.split(' ')[0]}",url="${st.transport.split(' ')[1] ?? ''}"}`,
+    );
   if (transports.length > 0) {
     // Counters since this process started (failover: a failure on one transport may still end in success on the next).
     for (const [name, help, key] of [
@@ -47,13 +72,21 @@ export function renderAgentMetrics(state: AgentState, now: number, transports: r
     const mqtt = transports.filter((t) => t.unmatched !== undefined);
     if (mqtt.length > 0) {
       const name = 'sigil_agent_mqtt_unmatched_answers_total';
-      lines.push(`# HELP ${name} MQTT answers that matched no waiting request (late, duplicated, or not ours), ignored`, `# TYPE ${name} counter`);
+      lines.push(
+        `# HELP ${name} MQTT answers that matched no waiting request (late, duplicated, or not ours), ignored`,
+        `# TYPE ${name} counter`,
+      );
       for (const t of mqtt) lines.push(`${name}{url="${t.url}"} ${t.unmatched}`);
     }
   }
   return lines.join('\n') + '\n';
 }
 
-export function writeAgentMetrics(path: string, state: AgentState, now: number, transports: readonly TransportCounters[] = []): void {
+export function writeAgentMetrics(
+  path: string,
+  state: AgentState,
+  now: number,
+  transports: readonly TransportCounters[] = [],
+): void {
   writeFileAtomic(path, renderAgentMetrics(state, now, transports), { mode: 0o644 });
 }

@@ -16,7 +16,10 @@ export interface NamedSigner {
 }
 
 /** The leaf's serial, SPIFFE ID (if exactly one URI SAN) and SubjectPublicKeyInfo. */
-export function readLeaf(pem: string, code: 'config_invalid' | 'answer_mismatch' = 'config_invalid'): { serial: string; spiffeId: string | undefined; spki: Buffer } {
+export function readLeaf(
+  pem: string,
+  code: 'config_invalid' | 'answer_mismatch' = 'config_invalid',
+): { serial: string; spiffeId: string | undefined; spki: Buffer } {
   const fields = readCertificate(fromPem(pem, 'CERTIFICATE', code), code, 'identity certificate');
   return { serial: serialHex(fields.serial), spiffeId: spiffeIdOfFields(fields, code), spki: Buffer.from(fields.spki) };
 }
@@ -24,6 +27,7 @@ export function readLeaf(pem: string, code: 'config_invalid' | 'answer_mismatch'
 export function namedSigner(chainPem: readonly string[]): NamedSigner {
   const leaf = readLeaf(chainPem[0] ?? '');
   const instance = leaf.spiffeId?.split('/').at(-1);
-  if (!instance) throw new SigilError('config_invalid', 'the cached identity certificate carries no SPIFFE ID; join again');
+  if (!instance)
+    throw new SigilError('config_invalid', 'the cached identity certificate carries no SPIFFE ID; join again');
   return { instance_id: instance, serial: leaf.serial };
 }

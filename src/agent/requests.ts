@@ -23,10 +23,15 @@ export interface BuiltRequest {
 }
 
 /** The transport key and its `transport_csr` field, when asked for. */
-async function transportPart(want: boolean | undefined): Promise<{ fields: { transport_csr?: string }; entry: { transportKeyPem?: string } }> {
+async function transportPart(
+  want: boolean | undefined,
+): Promise<{ fields: { transport_csr?: string }; entry: { transportKeyPem?: string } }> {
   if (!want) return { fields: {}, entry: {} };
   const t = newTransportKey();
-  return { fields: { transport_csr: toPem('CERTIFICATE REQUEST', await buildCsr(t.signer)) }, entry: { transportKeyPem: t.pkcs8Pem } };
+  return {
+    fields: { transport_csr: toPem('CERTIFICATE REQUEST', await buildCsr(t.signer)) },
+    entry: { transportKeyPem: t.pkcs8Pem },
+  };
 }
 
 export async function buildJoinRequest(p: {
@@ -56,7 +61,17 @@ export async function buildJoinRequest(p: {
     ...transport.fields,
   };
   const envelope = await signJws(signer, TYP_REQUEST, payload);
-  return { envelope, entry: { requestId, op: 'join', body: JSON.stringify(envelope), createdAt: p.now, pendingKeyRef: serializeKeyRef(ref), ...transport.entry } };
+  return {
+    envelope,
+    entry: {
+      requestId,
+      op: 'join',
+      body: JSON.stringify(envelope),
+      createdAt: p.now,
+      pendingKeyRef: serializeKeyRef(ref),
+      ...transport.entry,
+    },
+  };
 }
 
 export interface NewKey {
@@ -94,5 +109,15 @@ export async function buildRenewRequest(p: {
   };
   const x5c = p.chainPem.map((c) => fromPem(c, 'CERTIFICATE'));
   const envelope = await signJws(p.current, TYP_REQUEST, payload, x5c);
-  return { envelope, entry: { requestId, op: 'renew', body: JSON.stringify(envelope), createdAt: p.now, pendingKeyRef: serializeKeyRef(ref), ...transport.entry } };
+  return {
+    envelope,
+    entry: {
+      requestId,
+      op: 'renew',
+      body: JSON.stringify(envelope),
+      createdAt: p.now,
+      pendingKeyRef: serializeKeyRef(ref),
+      ...transport.entry,
+    },
+  };
 }

@@ -11,7 +11,12 @@ export const RETRY_CAP_MS = 5 * 60_000;
 /** Never retry sooner than this: full jitter can draw ~0, which would be a busy loop. */
 export const RETRY_FLOOR_MS = 250;
 
-export function renewAt(issuedAt: number, notAfter: number, fraction: number, rand: () => number = Math.random): number {
+export function renewAt(
+  issuedAt: number,
+  notAfter: number,
+  fraction: number,
+  rand: () => number = Math.random,
+): number {
   const lifetime = Math.max(0, notAfter - issuedAt);
   const jitter = 0.9 + 0.2 * rand();
   return issuedAt + Math.round(lifetime * fraction * jitter);

@@ -45,9 +45,22 @@ export function readServePlan(configPath: string): ServePlan | undefined {
     // Credential outputs (SSH, database, Kubernetes, JWT) are files that stay valid on their
     // own across restarts; the full agent validates and renews them (agent/credentials.ts).
     if (o && typeof o === 'object' && CREDENTIAL_OUTPUT_TYPES.has(o.type as string)) continue;
-    if (!o || typeof o !== 'object' || o.type !== 'identity' || typeof o.path !== 'string' || o.path === '' || !isId(o.uid) || !isId(o.gid)) return undefined;
+    if (
+      !o ||
+      typeof o !== 'object' ||
+      o.type !== 'identity' ||
+      typeof o.path !== 'string' ||
+      o.path === '' ||
+      !isId(o.uid) ||
+      !isId(o.gid)
+    )
+      return undefined;
     if (Object.keys(o).some((k) => !['type', 'path', 'uid', 'gid'].includes(k))) return undefined;
-    plan.outputs.push({ path: abs(o.path), ...(o.uid !== undefined ? { uid: o.uid as number } : {}), ...(o.gid !== undefined ? { gid: o.gid as number } : {}) });
+    plan.outputs.push({
+      path: abs(o.path),
+      ...(o.uid !== undefined ? { uid: o.uid as number } : {}),
+      ...(o.gid !== undefined ? { gid: o.gid as number } : {}),
+    });
   }
   return plan;
 }
@@ -78,7 +91,9 @@ function removeLeftovers(dir: string): void {
  * state for the agent to keep using (or undefined if the state could not be opened here; the
  * agent then opens it itself and reports the problem properly).
  */
-export function serveCachedIdentity(plan: ServePlan): { state: AgentState; identity: Identity | undefined } | undefined {
+export function serveCachedIdentity(
+  plan: ServePlan,
+): { state: AgentState; identity: Identity | undefined } | undefined {
   let state: AgentState;
   try {
     state = openAgentState(plan.dataDir);
@@ -95,7 +110,11 @@ export function serveCachedIdentity(plan: ServePlan): { state: AgentState; ident
         bundlePem: (state.getBundle()?.rootsPem ?? []).join(''),
       };
       for (const o of plan.outputs) removeLeftovers(o.path);
-      for (const o of plan.outputs) identityOutput(o.path, { ...(o.uid !== undefined ? { uid: o.uid } : {}), ...(o.gid !== undefined ? { gid: o.gid } : {}) }).write(material);
+      for (const o of plan.outputs)
+        identityOutput(o.path, {
+          ...(o.uid !== undefined ? { uid: o.uid } : {}),
+          ...(o.gid !== undefined ? { gid: o.gid } : {}),
+        }).write(material);
     }
     return { state, identity: id };
   } catch {

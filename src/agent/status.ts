@@ -58,13 +58,29 @@ export interface StatusConfigFacts {
 }
 
 /** `state` undefined: there is no agent database yet (status creates none), so not joined. */
-export function agentStatus(state: AgentState | undefined, now: number = Date.now(), configured: StatusConfigFacts = {}): AgentStatusReport {
+export function agentStatus(
+  state: AgentState | undefined,
+  now: number = Date.now(),
+  configured: StatusConfigFacts = {},
+): AgentStatusReport {
   const id = state?.getIdentity();
-  const st = state?.getStatus() ?? { consecutiveFailures: 0, lastError: null, lastAttemptAt: null, nextAttemptAt: null, transport: null };
+  const st = state?.getStatus() ?? {
+    consecutiveFailures: 0,
+    lastError: null,
+    lastAttemptAt: null,
+    nextAttemptAt: null,
+    transport: null,
+  };
   const last = state?.lastSuccess();
   const pending = state?.getOutbox()[0];
   let s: AgentStatusReport['state'] = 'not_joined';
-  if (id) s = id.notAfter <= now ? 'expired' : now > id.notBefore + (id.notAfter - id.notBefore) * 0.8 ? 'renewal_overdue' : 'ok';
+  if (id)
+    s =
+      id.notAfter <= now
+        ? 'expired'
+        : now > id.notBefore + (id.notAfter - id.notBefore) * 0.8
+          ? 'renewal_overdue'
+          : 'ok';
   return {
     state: s,
     spiffe_id: id?.spiffeId ?? null,
@@ -88,7 +104,9 @@ export function agentStatus(state: AgentState | undefined, now: number = Date.no
     consecutive_failures: st.consecutiveFailures,
     last_error: st.lastError,
     transport: st.transport,
-    ...(configured.mqtt === undefined ? {} : { mqtt_client_cert: configured.mqtt ? ((id && mqttClientCert(id, now)?.kind) ?? 'bootstrap') : null }),
+    ...(configured.mqtt === undefined
+      ? {}
+      : { mqtt_client_cert: configured.mqtt ? ((id && mqttClientCert(id, now)?.kind) ?? 'bootstrap') : null }),
     pending_request: pending ? `${pending.op} ${pending.requestId}` : null,
     credential_outputs: state ? credentialOutputsStatus(state) : [],
   };
@@ -135,7 +153,11 @@ function tpmTcti(id: Identity, configured: string | undefined): string | null {
  * (unless the config already holds one the agent has not used); nothing but a running agent (or
  * one `--once`) for the methods that re-attest by themselves.
  */
-export async function nextStepHint(s: AgentStatusReport, configPath: string | undefined, known: { cfg?: AgentConfig | undefined; state?: AgentState | undefined } = {}): Promise<string | undefined> {
+export async function nextStepHint(
+  s: AgentStatusReport,
+  configPath: string | undefined,
+  known: { cfg?: AgentConfig | undefined; state?: AgentState | undefined } = {},
+): Promise<string | undefined> {
   const cfgPath = configPath ?? '<agent.yaml>';
   const runOnce = `sigil agent run --once --config ${cfgPath}`;
   const lastError = s.last_error ? ` (last attempt: ${s.last_error.split('\n')[0]})` : '';
@@ -145,7 +167,14 @@ export async function nextStepHint(s: AgentStatusReport, configPath: string | un
   if (s.join_method === 'token') {
     // Loaded only here: join-method.ts brings every join method's agent code along.
     const { joinMethodFor, reattestHint, USED_CREDENTIAL_SETTING } = await import('./join-method.js');
-    if (known.cfg && known.state && freshCredential(() => joinMethodFor(known.cfg!).singleUseCredential, known.state.getSetting(USED_CREDENTIAL_SETTING))) {
+    if (
+      known.cfg &&
+      known.state &&
+      freshCredential(
+        () => joinMethodFor(known.cfg!).singleUseCredential,
+        known.state.getSetting(USED_CREDENTIAL_SETTING),
+      )
+    ) {
       return `the identity expired; the config holds a join token not used yet: a running agent joins with it ${when}, or run now: ${runOnce}`;
     }
     return reattestHint('token', s.bot ?? '<bot>', cfgPath);

@@ -24,7 +24,13 @@ import fs from 'node:fs';
 
 export type CrashPoint = 'before_persist' | 'after_persist' | 'after_send' | 'after_response' | 'during_output';
 
-const CRASH_POINTS: readonly CrashPoint[] = ['before_persist', 'after_persist', 'after_send', 'after_response', 'during_output'];
+const CRASH_POINTS: readonly CrashPoint[] = [
+  'before_persist',
+  'after_persist',
+  'after_send',
+  'after_response',
+  'during_output',
+];
 
 const crashAt = ((): CrashPoint | undefined => {
   const v = process.env.SIGIL_TEST_CRASH_AT;
@@ -51,7 +57,8 @@ export function duringOutput<T>(write: () => T): T {
   if (crashAt !== 'during_output') return write();
   const files = 3;
   const chosen = Number(process.env.SIGIL_TEST_CRASH_RENAME);
-  const killBefore = Number.isInteger(chosen) && chosen >= 0 && chosen < files ? chosen : Math.floor(Math.random() * files);
+  const killBefore =
+    Number.isInteger(chosen) && chosen >= 0 && chosen < files ? chosen : Math.floor(Math.random() * files);
   const rename = fs.renameSync;
   let n = 0;
   fs.renameSync = ((from: fs.PathLike, to: fs.PathLike) => {

@@ -43,7 +43,10 @@ export function transportCertOf(keyPem: string | undefined, r: IdentityResult, l
   if (keyPem === undefined) return undefined;
   const chain = r.transport_chain;
   if (!chain || chain.length === 0) {
-    log.warn({ serial: r.serial }, 'the issuer sent no MQTT transport certificate; mqtts:// brokers will see the bootstrap identity');
+    log.warn(
+      { serial: r.serial },
+      'the issuer sent no MQTT transport certificate; mqtts:// brokers will see the bootstrap identity',
+    );
     return undefined;
   }
   try {
@@ -51,7 +54,10 @@ export function transportCertOf(keyPem: string | undefined, r: IdentityResult, l
     if (!leaf.publicKey.equals(createPublicKey(createPrivateKey(keyPem)))) throw new Error('it certifies another key');
     return { keyPem, chainPem: chain, notAfter: Date.parse(leaf.validTo) };
   } catch (e) {
-    log.warn({ serial: r.serial, reason: (e as Error).message }, 'the MQTT transport certificate is unusable; mqtts:// brokers will see the bootstrap identity');
+    log.warn(
+      { serial: r.serial, reason: (e as Error).message },
+      'the MQTT transport certificate is unusable; mqtts:// brokers will see the bootstrap identity',
+    );
     return undefined;
   }
 }
@@ -63,12 +69,16 @@ export type ClientCertKind = 'svid' | 'transport';
  * key, else the transport certificate — each only while valid for at least
  * {@link CLIENT_CERT_MARGIN_MS}. Undefined: use the bootstrap identity.
  */
-export function mqttClientCert(id: Identity, now: number): { kind: ClientCertKind; cert: string; key: string } | undefined {
+export function mqttClientCert(
+  id: Identity,
+  now: number,
+): { kind: ClientCertKind; cert: string; key: string } | undefined {
   if (id.notAfter - CLIENT_CERT_MARGIN_MS <= now) return undefined;
   const ref = softwareKeyRef(id.keyRef);
   if (ref) return { kind: 'svid', cert: id.chainPem.join(''), key: ref };
   const t = id.transport;
-  if (t && t.notAfter - CLIENT_CERT_MARGIN_MS > now) return { kind: 'transport', cert: t.chainPem.join(''), key: t.keyPem };
+  if (t && t.notAfter - CLIENT_CERT_MARGIN_MS > now)
+    return { kind: 'transport', cert: t.chainPem.join(''), key: t.keyPem };
   return undefined;
 }
 

@@ -58,11 +58,17 @@ function readSecret(path: string, what: string): string {
  * session and goes unanswered (a bootstrap login may not even publish it); the agent retries,
  * and after the expiry drops it and joins again (agent.ts).
  */
-export function mqttSession(t: Extract<TransportConfig, { type: 'mqtt' }>, state: AgentState, now: () => number, op: MqttOp = 'renew'): MqttSession {
+export function mqttSession(
+  t: Extract<TransportConfig, { type: 'mqtt' }>,
+  state: AgentState,
+  now: () => number,
+  op: MqttOp = 'renew',
+): MqttSession {
   const tls = t.url.startsWith('mqtts:');
   const creds = (b: MqttBootstrapConfig | undefined): Partial<MqttSession> => {
     if (!b) return {};
-    if ('username' in b) return { username: b.username, password: readSecret(b.passwordFile, 'bootstrap.password_file') };
+    if ('username' in b)
+      return { username: b.username, password: readSecret(b.passwordFile, 'bootstrap.password_file') };
     return { cert: readSecret(b.certFile, 'bootstrap.cert'), key: readSecret(b.keyFile, 'bootstrap.key') };
   };
   const id = op === 'join' ? undefined : state.getIdentity();
@@ -73,13 +79,24 @@ export function mqttSession(t: Extract<TransportConfig, { type: 'mqtt' }>, state
     if (client) return { ...base, cert: client.cert, key: client.key };
   }
   const bootId = state.getOrCreateSetting(MQTT_BOOTSTRAP_SETTING, () => randomBytes(12).toString('hex'));
-  return { ...(t.bootstrap?.url ? { url: t.bootstrap.url } : {}), clientId: `sigil-b-${bootId}`, responseId: bootstrapResponseId(bootId), ...creds(t.bootstrap) };
+  return {
+    ...(t.bootstrap?.url ? { url: t.bootstrap.url } : {}),
+    clientId: `sigil-b-${bootId}`,
+    responseId: bootstrapResponseId(bootId),
+    ...creds(t.bootstrap),
+  };
 }
 
 export function buildTransports(cfg: AgentConfig, state: AgentState, now: () => number): IssuerTransport[] {
   const root = state.getBundle()?.rootsPem[0];
   return cfg.transports.map((t): IssuerTransport => {
-    if (t.type === 'https') return new HttpsIssuerClient({ url: t.url, pin: cfg.caPin, timeoutMs: t.timeoutMs, ...(root ? { rootPem: root } : {}) });
+    if (t.type === 'https')
+      return new HttpsIssuerClient({
+        url: t.url,
+        pin: cfg.caPin,
+        timeoutMs: t.timeoutMs,
+        ...(root ? { rootPem: root } : {}),
+      });
     return new MqttIssuerClient({
       url: t.url,
       pin: cfg.caPin,
@@ -106,7 +123,12 @@ export class IssuerLink {
 
   /** Per-transport counters since this process started (for metrics). */
   get stats(): TransportStats[] {
-    return this.transports.map((t, i) => ({ kind: t.kind, url: t.url, ...this.counts[i]!, ...(t instanceof MqttIssuerClient ? { unmatched: t.unmatched } : {}) }));
+    return this.transports.map((t, i) => ({
+      kind: t.kind,
+      url: t.url,
+      ...this.counts[i]!,
+      ...(t instanceof MqttIssuerClient ? { unmatched: t.unmatched } : {}),
+    }));
   }
 
   /** The pinned root, from the first transport that can establish it. */
@@ -123,14 +145,24 @@ export class IssuerLink {
    * Send an outbox entry and verify the answer; a signed refusal is thrown as its SigilError.
    * `only`: use transports of that kind alone (an expired identity's renewal: agent.ts).
    */
-  async send(entry: OutboxEntry, rootPem: string, now: () => number, hooks?: PostHooks, only?: TransportKind): Promise<IdentityResult> {
+  async send(
+    entry: OutboxEntry,
+    rootPem: string,
+    now: () => number,
+    hooks?: PostHooks,
+    only?: TransportKind,
+  ): Promise<IdentityResult> {
     const op = entry.op as IdentityOp;
     const envelope = JSON.parse(entry.body) as Jws;
     const hash = requestHash(envelope);
-    return this.each(async (t) => {
-      const body = await t.post(op, envelope, hooks);
-      return this.verifier.responseOrError(body, op, entry.requestId, hash, rootPem, new Date(now())).result;
-    }, true, only);
+    return this.each(
+      async (t) => {
+        const body = await t.post(op, envelope, hooks);
+        return this.verifier.responseOrError(body, op, entry.requestId, hash, rootPem, new Date(now())).result;
+      },
+      true,
+      only,
+    );
   }
 
   /**
@@ -173,9 +205,13 @@ export class IssuerLink {
         failures.push(`${t.url}: ${e.message}`);
       }
     }
-    if (!last) throw new SigilError('issuer_unreachable', `no ${only ?? ''} transport is configured`.replace('  ', ' '));
+    if (!last)
+      throw new SigilError('issuer_unreachable', `no ${only ?? ''} transport is configured`.replace('  ', ' '));
     if (failures.length === 1) throw last;
-    throw new SigilError(last.code, `no transport reached the issuer — ${failures.join('; ')}`, { cause: last, ...(last.retryAfterMs !== undefined ? { retryAfterMs: last.retryAfterMs } : {}) });
+    throw new SigilError(last.code, `no transport reached the issuer — ${failures.join('; ')}`, {
+      cause: last,
+      ...(last.retryAfterMs !== undefined ? { retryAfterMs: last.retryAfterMs } : {}),
+    });
   }
 
   async close(): Promise<void> {

@@ -20,7 +20,9 @@ function summary(r: TickOutcome): Record<string, unknown> {
     serial: id?.serial ?? null,
     not_after: id ? new Date(id.notAfter).toISOString() : null,
     ttl: id ? formatDuration((id.notAfter - id.notBefore) / 1000 - 60) : null,
-    ...(r.action === 'joined' || r.action === 'renewed' ? { ttl_clamped: r.ttlClamped, requested_ttl: formatDuration(r.requestedTtlS) } : {}),
+    ...(r.action === 'joined' || r.action === 'renewed'
+      ? { ttl_clamped: r.ttlClamped, requested_ttl: formatDuration(r.requestedTtlS) }
+      : {}),
     key_storage: id?.keyStorage ?? null,
     exportable: id?.exportable ?? null,
     generation: id?.generation ?? null,
@@ -31,14 +33,32 @@ function summary(r: TickOutcome): Record<string, unknown> {
 function printStatus(s: AgentStatusReport, dataDir: string): void {
   const { credential_outputs: outputs, ...rest } = s;
   if (s.state === 'not_joined') {
-    const tried = s.consecutive_failures > 0 ? { consecutive_failures: s.consecutive_failures, last_error: s.last_error, next_attempt: s.next_attempt, transport: s.transport } : {};
-    printKv({ state: 'not_joined (no identity yet)', data_dir: dataDir, ...tried, ...(s.pending_request ? { pending_request: s.pending_request } : {}) });
+    const tried =
+      s.consecutive_failures > 0
+        ? {
+            consecutive_failures: s.consecutive_failures,
+            last_error: s.last_error,
+            next_attempt: s.next_attempt,
+            transport: s.transport,
+          }
+        : {};
+    printKv({
+      state: 'not_joined (no identity yet)',
+      data_dir: dataDir,
+      ...tried,
+      ...(s.pending_request ? { pending_request: s.pending_request } : {}),
+    });
   } else {
     printKv({ ...rest, time_left: s.time_left_s === null ? null : formatDuration(s.time_left_s) });
   }
   for (const o of outputs) {
-    const health = o.consecutive_failures > 0 ? `${o.consecutive_failures} failures, retry ${o.next_attempt ?? '-'}: ${o.last_error ?? ''}` : `renews ${o.next_renewal ?? '-'}`;
-    process.stdout.write(`output ${o.type ?? '?'} ${o.path ?? '?'}  serial ${o.serial ?? '-'}  expires ${o.not_after ?? '-'}  ${health}\n`);
+    const health =
+      o.consecutive_failures > 0
+        ? `${o.consecutive_failures} failures, retry ${o.next_attempt ?? '-'}: ${o.last_error ?? ''}`
+        : `renews ${o.next_renewal ?? '-'}`;
+    process.stdout.write(
+      `output ${o.type ?? '?'} ${o.path ?? '?'}  serial ${o.serial ?? '-'}  expires ${o.not_after ?? '-'}  ${health}\n`,
+    );
   }
 }
 
@@ -57,7 +77,11 @@ async function lockAgent(configPath: string, dataDir: string | undefined, what: 
 
 /** `oneShot` (`run --once`, `renew`): warnings only, and the failure is the command's error line, not also a log line. */
 async function openAgent(configPath: string, oneShot: boolean, early?: { state: AgentState; dataDir: string }) {
-  const [{ loadAgentConfig }, { Agent }, { createLogger }] = await Promise.all([import('../agent/config.js'), import('../agent/agent.js'), import('../util/log.js')]);
+  const [{ loadAgentConfig }, { Agent }, { createLogger }] = await Promise.all([
+    import('../agent/config.js'),
+    import('../agent/agent.js'),
+    import('../util/log.js'),
+  ]);
   let cfg;
   try {
     cfg = loadAgentConfig(configPath);
@@ -69,7 +93,15 @@ async function openAgent(configPath: string, oneShot: boolean, early?: { state: 
   const log = createLogger({ name: 'sigil-agent', ...(level ? { level } : {}) });
   const state = early && early.dataDir === cfg.dataDir ? early.state : undefined;
   if (early && !state) early.state.close();
-  return { cfg, log, agent: new Agent(cfg, log, { ...(state ? { state } : {}), ...(oneShot ? { failureLogLevel: 'debug' as const } : {}) }), served: false };
+  return {
+    cfg,
+    log,
+    agent: new Agent(cfg, log, {
+      ...(state ? { state } : {}),
+      ...(oneShot ? { failureLogLevel: 'debug' as const } : {}),
+    }),
+    served: false,
+  };
 }
 
 export function registerAgent(program: Command, run: (fn: () => Promise<void> | void) => Promise<void>): void {
@@ -91,7 +123,11 @@ export function registerAgent(program: Command, run: (fn: () => Promise<void> | 
         let opened: Awaited<ReturnType<typeof openAgent>>;
         try {
           const served = plan ? serveCachedIdentity(plan) : undefined;
-          opened = await openAgent(o.config, o.once === true, served && plan ? { state: served.state, dataDir: plan.dataDir } : undefined);
+          opened = await openAgent(
+            o.config,
+            o.once === true,
+            served && plan ? { state: served.state, dataDir: plan.dataDir } : undefined,
+          );
           opened.served = served?.identity !== undefined;
         } catch (e) {
           release();
@@ -139,7 +175,11 @@ export function registerAgent(program: Command, run: (fn: () => Promise<void> | 
         try {
           const { cfg, agent: a } = await openAgent(o.config, true);
           try {
-            if (!a.state.getIdentity()) throw new SigilError('not_joined', `no identity in ${cfg.dataDir}; run: sigil agent run --once --config ${o.config}`);
+            if (!a.state.getIdentity())
+              throw new SigilError(
+                'not_joined',
+                `no identity in ${cfg.dataDir}; run: sigil agent run --once --config ${o.config}`,
+              );
             printOutcome(await a.tick({ force: true }), fmt);
           } finally {
             await a.close();
@@ -159,7 +199,11 @@ export function registerAgent(program: Command, run: (fn: () => Promise<void> | 
     .action((o: { config?: string; dataDir?: string; format?: string }) =>
       run(async () => {
         const fmt = parseFormat(o.format);
-        const [{ loadAgentConfig }, { openAgentStateReadOnly }, { agentStatus, nextStepHint }] = await Promise.all([import('../agent/config.js'), import('../agent/state/index.js'), import('../agent/status.js')]);
+        const [{ loadAgentConfig }, { openAgentStateReadOnly }, { agentStatus, nextStepHint }] = await Promise.all([
+          import('../agent/config.js'),
+          import('../agent/state/index.js'),
+          import('../agent/status.js'),
+        ]);
         const cfg = o.config ? loadAgentConfig(o.config) : undefined;
         const dir = o.dataDir ?? cfg?.dataDir;
         if (!dir) throw new SigilError('config_invalid', 'give --config FILE or --data-dir DIR');
@@ -168,7 +212,10 @@ export function registerAgent(program: Command, run: (fn: () => Promise<void> | 
         let s;
         let hint;
         try {
-          s = agentStatus(state, Date.now(), { tpmTcti: cfg?.tpmTcti, mqtt: cfg ? cfg.transports.some((t) => t.type === 'mqtt') : undefined });
+          s = agentStatus(state, Date.now(), {
+            tpmTcti: cfg?.tpmTcti,
+            mqtt: cfg ? cfg.transports.some((t) => t.type === 'mqtt') : undefined,
+          });
           hint = await nextStepHint(s, o.config, { cfg, state });
         } finally {
           state?.close();
@@ -177,7 +224,9 @@ export function registerAgent(program: Command, run: (fn: () => Promise<void> | 
         else printStatus(s, dir);
         // An identity that cannot be used is a failure for scripts (`sigil agent status && …`), with the next step on stderr.
         if (hint) {
-          process.stderr.write(fmt === 'json' ? `${JSON.stringify({ hint: { state: s.state, next_step: hint } })}\n` : `hint: ${hint}\n`);
+          process.stderr.write(
+            fmt === 'json' ? `${JSON.stringify({ hint: { state: s.state, next_step: hint } })}\n` : `hint: ${hint}\n`,
+          );
           process.exitCode = EXIT.failed;
         }
       }),

@@ -25,14 +25,46 @@ type Kind = 'string' | 'path' | 'list' | 'bool' | 'path-or-false';
 const METHOD_FLAGS: Record<JoinMethod, Record<string, [string, Kind]>> = {
   token: { 'token-file': ['token_file', 'path'], token: ['token', 'string'] },
   tpm: { tcti: ['tcti', 'string'], ek: ['ek', 'string'], 'event-log': ['event_log', 'path-or-false'] },
-  x509: { cert: ['cert', 'path'], chain: ['chain', 'path'], key: ['key', 'path'], 'key-uri': ['key_uri', 'string'], 'rsa-scheme': ['rsa_scheme', 'string'] },
-  aws_iid: { 'imds-endpoint': ['imds_endpoint', 'string'], 'binding-key': ['binding_key', 'path'], signatures: ['signatures', 'list'], timeout: ['timeout', 'string'] },
-  gcp: { audience: ['audience', 'string'], 'metadata-endpoint': ['metadata_endpoint', 'string'], 'service-account': ['service_account', 'string'], timeout: ['timeout', 'string'] },
-  azure: { 'imds-endpoint': ['imds_endpoint', 'string'], 'managed-identity': ['managed_identity', 'bool'], 'intermediates-file': ['intermediates_file', 'path'], timeout: ['timeout', 'string'] },
-  oidc: { provider: ['provider', 'string'], audience: ['audience', 'string'], 'token-env': ['token_env', 'string'], 'token-file': ['token_file', 'path'] },
+  x509: {
+    cert: ['cert', 'path'],
+    chain: ['chain', 'path'],
+    key: ['key', 'path'],
+    'key-uri': ['key_uri', 'string'],
+    'rsa-scheme': ['rsa_scheme', 'string'],
+  },
+  aws_iid: {
+    'imds-endpoint': ['imds_endpoint', 'string'],
+    'binding-key': ['binding_key', 'path'],
+    signatures: ['signatures', 'list'],
+    timeout: ['timeout', 'string'],
+  },
+  gcp: {
+    audience: ['audience', 'string'],
+    'metadata-endpoint': ['metadata_endpoint', 'string'],
+    'service-account': ['service_account', 'string'],
+    timeout: ['timeout', 'string'],
+  },
+  azure: {
+    'imds-endpoint': ['imds_endpoint', 'string'],
+    'managed-identity': ['managed_identity', 'bool'],
+    'intermediates-file': ['intermediates_file', 'path'],
+    timeout: ['timeout', 'string'],
+  },
+  oidc: {
+    provider: ['provider', 'string'],
+    audience: ['audience', 'string'],
+    'token-env': ['token_env', 'string'],
+    'token-file': ['token_file', 'path'],
+  },
 };
 const ALL_METHOD_FLAGS = [...new Set(Object.values(METHOD_FLAGS).flatMap((f) => Object.keys(f)))];
-const PKCS11_FLAGS: Record<string, [string, Kind]> = { 'pkcs11-module': ['module', 'path'], 'pkcs11-token': ['token', 'string'], 'pkcs11-pin-file': ['pin_file', 'path'], 'pkcs11-pin-env': ['pin_env', 'string'], 'pkcs11-key-label-prefix': ['key_label_prefix', 'string'] };
+const PKCS11_FLAGS: Record<string, [string, Kind]> = {
+  'pkcs11-module': ['module', 'path'],
+  'pkcs11-token': ['token', 'string'],
+  'pkcs11-pin-file': ['pin_file', 'path'],
+  'pkcs11-pin-env': ['pin_env', 'string'],
+  'pkcs11-key-label-prefix': ['key_label_prefix', 'string'],
+};
 
 export type ConfigureFlags = Record<string, string | string[] | boolean | undefined>;
 
@@ -45,7 +77,11 @@ function value(flag: string, v: string | string[] | boolean, kind: Kind): unknow
   const s = String(v);
   if (kind === 'path') return abs(s);
   if (kind === 'path-or-false') return s === 'false' ? false : abs(s);
-  if (kind === 'list') return s.split(',').map((x) => x.trim()).filter(Boolean);
+  if (kind === 'list')
+    return s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean);
   if (s === '') throw bad(`--${flag} needs a value`);
   return s;
 }
@@ -61,7 +97,8 @@ function setting(block: Record<string, unknown>, kv: string): void {
   let at = block;
   for (const k of keys.slice(0, -1)) {
     const next = (at[k] ??= {});
-    if (typeof next !== 'object' || next === null) throw bad(`--join-setting ${kv}: ${k} is already set to a value, not a block`);
+    if (typeof next !== 'object' || next === null)
+      throw bad(`--join-setting ${kv}: ${k} is already set to a value, not a block`);
     at = next as Record<string, unknown>;
   }
   const v = m[2]!;
@@ -72,12 +109,21 @@ function setting(block: Record<string, unknown>, kv: string): void {
 export async function configDocument(o: ConfigureFlags): Promise<Record<string, unknown>> {
   const method = o.join as string | undefined;
   if (!method) throw bad(`--join is required: one of ${JOIN_METHODS.join(', ')}`);
-  if (!(JOIN_METHODS as readonly string[]).includes(method)) throw bad(`--join must be one of ${JOIN_METHODS.join(', ')} (got "${method}")`);
+  if (!(JOIN_METHODS as readonly string[]).includes(method))
+    throw bad(`--join must be one of ${JOIN_METHODS.join(', ')} (got "${method}")`);
   const flags = METHOD_FLAGS[method as JoinMethod];
   const stray = ALL_METHOD_FLAGS.find((f) => o[camel(f)] !== undefined && !(f in flags));
-  if (stray) throw bad(`--${stray} does not apply to --join ${method} (it takes ${Object.keys(flags).map((f) => `--${f}`).join(', ') || 'no settings'}, and --join-setting KEY=VALUE)`);
+  if (stray)
+    throw bad(
+      `--${stray} does not apply to --join ${method} (it takes ${
+        Object.keys(flags)
+          .map((f) => `--${f}`)
+          .join(', ') || 'no settings'
+      }, and --join-setting KEY=VALUE)`,
+    );
   const block: Record<string, unknown> = {};
-  for (const [flag, [key, kind]] of Object.entries(flags)) if (o[camel(flag)] !== undefined) block[key] = value(flag, o[camel(flag)]!, kind);
+  for (const [flag, [key, kind]] of Object.entries(flags))
+    if (o[camel(flag)] !== undefined) block[key] = value(flag, o[camel(flag)]!, kind);
   for (const kv of (o.joinSetting as string[] | undefined) ?? []) setting(block, kv);
   const join = method === 'token' ? { method, ...block } : { method, [method]: block };
 
@@ -85,12 +131,15 @@ export async function configDocument(o: ConfigureFlags): Promise<Record<string, 
   const mqtt = (o.mqtt as string[] | undefined) ?? [];
   if (https.length + mqtt.length === 0) throw bad('--issuer URL (https) or --mqtt URL is required');
   const notHttps = https.find((u) => !u.startsWith('https://'));
-  if (notHttps) throw bad(`--issuer ${notHttps}: must be an https:// URL (use --mqtt for mqtt:// and mqtts:// brokers)`);
+  if (notHttps)
+    throw bad(`--issuer ${notHttps}: must be an https:// URL (use --mqtt for mqtt:// and mqtts:// brokers)`);
   const transports = [...https.map((url) => ({ type: 'https', url })), ...mqtt.map((url) => ({ type: 'mqtt', url }))];
 
   const pkcs11: Record<string, unknown> = {};
-  for (const [flag, [key, kind]] of Object.entries(PKCS11_FLAGS)) if (o[camel(flag)] !== undefined) pkcs11[key] = value(flag, o[camel(flag)]!, kind);
-  if (Object.keys(pkcs11).length > 0 && o.keyStorage !== 'pkcs11') throw bad('--pkcs11-* flags need --key-storage pkcs11');
+  for (const [flag, [key, kind]] of Object.entries(PKCS11_FLAGS))
+    if (o[camel(flag)] !== undefined) pkcs11[key] = value(flag, o[camel(flag)]!, kind);
+  if (Object.keys(pkcs11).length > 0 && o.keyStorage !== 'pkcs11')
+    throw bad('--pkcs11-* flags need --key-storage pkcs11');
 
   const outputs = ((o.output as string[] | undefined) ?? []).map((spec) => {
     const m = /^([a-z_]+):(.+)$/.exec(spec);
@@ -117,21 +166,32 @@ export async function configDocument(o: ConfigureFlags): Promise<Record<string, 
 export async function configureAgent(o: ConfigureFlags, source = 'agent.yaml'): Promise<string> {
   requirePin(o);
   const doc = await configDocument(o);
-  const [{ stringify }, { parseAgentConfig }, { checkOutputPaths }] = await Promise.all([import('yaml'), import('../agent/config.js'), import('../agent/outputs/check-path.js')]);
+  const [{ stringify }, { parseAgentConfig }, { checkOutputPaths }] = await Promise.all([
+    import('yaml'),
+    import('../agent/config.js'),
+    import('../agent/outputs/check-path.js'),
+  ]);
   const text = `# agent.yaml written by \`sigil agent configure\` (docs/configuration.md)\n${stringify(doc)}`;
   const cfg = parseAgentConfig(text, source);
-  if ('settings' in cfg.join) await checkMethodSettings(cfg.join.method, cfg.join.settings, `${source}: join.${cfg.join.method}`);
+  if ('settings' in cfg.join)
+    await checkMethodSettings(cfg.join.method, cfg.join.settings, `${source}: join.${cfg.join.method}`);
   checkOutputPaths(cfg, { create: false });
   return text;
 }
 
 function requirePin(o: ConfigureFlags): void {
-  if (!o.caPin) throw bad('--ca-pin sha256:… is required (printed by `sigil server init` on the issuer): the agent never trusts an issuer on first use; `--ca-pin-from-url URL --print-pin-only` shows what an issuer presents, to compare out of band');
+  if (!o.caPin)
+    throw bad(
+      '--ca-pin sha256:… is required (printed by `sigil server init` on the issuer): the agent never trusts an issuer on first use; `--ca-pin-from-url URL --print-pin-only` shows what an issuer presents, to compare out of band',
+    );
 }
 
 /** The method's own schema (join/agent-methods.ts), which the agent applies only when it builds the method (agent/join-method.ts). */
 async function checkMethodSettings(method: string, settings: Record<string, unknown>, where: string): Promise<void> {
-  const [{ parseWith }, { AGENT_JOIN_METHODS }] = await Promise.all([import('../protocol/messages.js'), import('../join/agent-methods.js')]);
+  const [{ parseWith }, { AGENT_JOIN_METHODS }] = await Promise.all([
+    import('../protocol/messages.js'),
+    import('../join/agent-methods.js'),
+  ]);
   const entry = AGENT_JOIN_METHODS.find((e) => e.descriptor.name === method);
   if (entry) parseWith(entry.configSchema, settings, 'config_invalid', where);
 }
@@ -155,7 +215,10 @@ export function registerConfigure(program: Command, run: (fn: () => Promise<void
     .option('--issuer <url>', 'issuer https:// URL (repeatable, in order of preference)', collect)
     .option('--mqtt <url>', 'MQTT broker mqtt(s)://HOST:PORT (repeatable, after the --issuer ones)', collect)
     .option('--ca-pin <pin>', 'sha256:<hex> of the issuer CA, as printed by `sigil server init` (required)')
-    .option('--ca-pin-from-url <url>', "fetch the issuer's root over TLS: with --print-pin-only print its pin; else check it equals --ca-pin")
+    .option(
+      '--ca-pin-from-url <url>',
+      "fetch the issuer's root over TLS: with --print-pin-only print its pin; else check it equals --ca-pin",
+    )
     .option('--print-pin-only', 'with --ca-pin-from-url: print the pin and write nothing')
     .option('--join <method>', JOIN_METHODS.join('|'))
     .option('--data-dir <dir>', 'agent state directory')
@@ -168,9 +231,13 @@ export function registerConfigure(program: Command, run: (fn: () => Promise<void
   for (const f of ALL_METHOD_FLAGS) {
     const methods = JOIN_METHODS.filter((m) => f in METHOD_FLAGS[m]);
     const kinds = methods.map((m) => METHOD_FLAGS[m][f]![1]);
-    cmd.option(kinds.includes('bool') ? `--${f}` : `--${f} <value>`, `join setting ${METHOD_FLAGS[methods[0]!][f]![0]} (${methods.join(', ')})`);
+    cmd.option(
+      kinds.includes('bool') ? `--${f}` : `--${f} <value>`,
+      `join setting ${METHOD_FLAGS[methods[0]!][f]![0]} (${methods.join(', ')})`,
+    );
   }
-  for (const [f, [key]] of Object.entries(PKCS11_FLAGS)) cmd.option(`--${f} <value>`, `pkcs11.${key} (with --key-storage pkcs11)`);
+  for (const [f, [key]] of Object.entries(PKCS11_FLAGS))
+    cmd.option(`--${f} <value>`, `pkcs11.${key} (with --key-storage pkcs11)`);
   cmd.action((o: ConfigureFlags) =>
     run(async () => {
       if (o.printPinOnly && !o.caPinFromUrl) throw bad('--print-pin-only needs --ca-pin-from-url URL');
@@ -180,10 +247,16 @@ export function registerConfigure(program: Command, run: (fn: () => Promise<void
         const got = await fetchIssuerPin(o.caPinFromUrl as string);
         if (o.printPinOnly) {
           process.stdout.write(`${got.pin}\n`);
-          process.stderr.write(`root presented by ${o.caPinFromUrl as string}: ${got.subject}; compare this pin with the one \`sigil server init\` printed on the issuer before using it\n`);
+          process.stderr.write(
+            `root presented by ${o.caPinFromUrl as string}: ${got.subject}; compare this pin with the one \`sigil server init\` printed on the issuer before using it\n`,
+          );
           return;
         }
-        if (o.caPin && got.pin !== o.caPin) throw new SigilError('pin_mismatch', `${o.caPinFromUrl as string} presents a root with pin ${got.pin}, not --ca-pin ${o.caPin as string}; nothing written`);
+        if (o.caPin && got.pin !== o.caPin)
+          throw new SigilError(
+            'pin_mismatch',
+            `${o.caPinFromUrl as string} presents a root with pin ${got.pin}, not --ca-pin ${o.caPin as string}; nothing written`,
+          );
       }
       if (o.force && !o.out) throw bad('--force only applies with --out FILE');
       const text = await configureAgent(o, o.out ? abs(o.out as string) : 'agent.yaml');
@@ -192,7 +265,9 @@ export function registerConfigure(program: Command, run: (fn: () => Promise<void
         return;
       }
       await writeConfigFile(o.out as string, text, o.force === true);
-      process.stderr.write(`wrote ${abs(o.out as string)}; start the agent with: sigil agent run --config ${abs(o.out as string)}\n`);
+      process.stderr.write(
+        `wrote ${abs(o.out as string)}; start the agent with: sigil agent run --config ${abs(o.out as string)}\n`,
+      );
     }),
   );
 }

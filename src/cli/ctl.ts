@@ -22,10 +22,20 @@ interface CtlGlobals {
   caPin?: string;
 }
 
-async function admin(g: CtlGlobals, op: string, args: Record<string, unknown>, audit: LocalAuditOptions = {}): Promise<unknown> {
+async function admin(
+  g: CtlGlobals,
+  op: string,
+  args: Record<string, unknown>,
+  audit: LocalAuditOptions = {},
+): Promise<unknown> {
   if (g.server) {
-    const token = g.adminTokenFile ? readFileSync(g.adminTokenFile, 'utf8').trim() : g.dataDir ? readAdminToken(g.dataDir) : '';
-    if (!token) throw new SigilError('unauthorized', 'remote mode needs --admin-token-file (or --data-dir holding admin.token)');
+    const token = g.adminTokenFile
+      ? readFileSync(g.adminTokenFile, 'utf8').trim()
+      : g.dataDir
+        ? readAdminToken(g.dataDir)
+        : '';
+    if (!token)
+      throw new SigilError('unauthorized', 'remote mode needs --admin-token-file (or --data-dir holding admin.token)');
     let pin = g.caPin;
     if (!pin && g.dataDir) pin = spkiPin(readFileSync(paths(g.dataDir).rootCert));
     if (!pin) throw new SigilError('config_invalid', 'remote mode needs --ca-pin sha256:… (or --data-dir)');
@@ -40,7 +50,14 @@ async function admin(g: CtlGlobals, op: string, args: Record<string, unknown>, a
   const stores = openIssuerStores(g.dataDir);
   try {
     // Awaited here: the operation's store calls finish before the store closes.
-    return await runAdminCall(stores, op, args, Date.now(), { remote: 'local', auditReads: false }, await localAuditEnv(g.dataDir, op, audit));
+    return await runAdminCall(
+      stores,
+      op,
+      args,
+      Date.now(),
+      { remote: 'local', auditReads: false },
+      await localAuditEnv(g.dataDir, op, audit),
+    );
   } finally {
     await stores.close();
   }
@@ -61,8 +78,11 @@ async function localAuditEnv(dataDir: string, op: string, o: LocalAuditOptions):
   const { CheckpointWriter } = await import('../server/audit/checkpoints.js');
   const own = paths(dataDir).auditCheckpoints;
   const checkpointFile = o.checkpointFile ?? (existsSync(own) ? own : undefined);
-  const env: AdminAuditEnv = { verify: { verifiers: loadCheckpointVerifiers(dataDir), ...(checkpointFile ? { checkpointFile } : {}) } };
-  if (op === 'audit.prune') env.checkpoints = new CheckpointWriter(o.checkpointFile ?? own, loadCheckpointSigner(dataDir));
+  const env: AdminAuditEnv = {
+    verify: { verifiers: loadCheckpointVerifiers(dataDir), ...(checkpointFile ? { checkpointFile } : {}) },
+  };
+  if (op === 'audit.prune')
+    env.checkpoints = new CheckpointWriter(o.checkpointFile ?? own, loadCheckpointSigner(dataDir));
   return env;
 }
 
@@ -116,10 +136,16 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
     .action((o: { bot: string; ttl?: string; format?: string }) =>
       run(async () => {
         const fmt = parseFormat(o.format);
-        const r = (await admin(g(), 'token.create', { bot: o.bot, ...(o.ttl ? { ttl: o.ttl } : {}) })) as { token: string; expires: string; bot: string };
+        const r = (await admin(g(), 'token.create', { bot: o.bot, ...(o.ttl ? { ttl: o.ttl } : {}) })) as {
+          token: string;
+          expires: string;
+          bot: string;
+        };
         if (fmt === 'json') return printJson({ token: r.token, expires: r.expires, bot: r.bot });
         process.stdout.write(`token:   ${r.token}\nbot:     ${r.bot}\nexpires: ${r.expires} (single use)\n\n`);
-        process.stdout.write(`On the machine, put it in agent.yaml as join: { method: token, token: ${r.token} }\nand run: sigil agent run --config agent.yaml --once\n`);
+        process.stdout.write(
+          `On the machine, put it in agent.yaml as join: { method: token, token: ${r.token} }\nand run: sigil agent run --config agent.yaml --once\n`,
+        );
       }),
     );
 
@@ -145,39 +171,55 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
       run(async () => {
         const rows = (await admin(g(), 'instances.ls', o.bot ? { bot: o.bot } : {})) as Array<Record<string, unknown>>;
         if (parseFormat(o.format) === 'json') printJson(rows);
-        else printTable(rows, ['id', 'bot', 'join_method', 'generation', 'serial', 'not_after', 'key_storage', 'locked']);
+        else
+          printTable(rows, ['id', 'bot', 'join_method', 'generation', 'serial', 'not_after', 'key_storage', 'locked']);
       }),
     );
 
   instances
     .command('tpm-clock-reset <instance>')
-    .description('accept a deliberately cleared TPM (TPM2_Clear restarts its clock) under its old instance: forget the recorded TPM clock')
+    .description(
+      'accept a deliberately cleared TPM (TPM2_Clear restarts its clock) under its old instance: forget the recorded TPM clock',
+    )
     .option('--reason <text>', 'recorded in the audit log')
     .option('--format <fmt>', 'table or json')
     .action((instance: string, o: { reason?: string; format?: string }) =>
       run(async () => {
-        const r = (await admin(g(), 'instances.tpm-clock-reset', { instance, ...(o.reason ? { reason: o.reason } : {}) })) as Record<string, unknown>;
+        const r = (await admin(g(), 'instances.tpm-clock-reset', {
+          instance,
+          ...(o.reason ? { reason: o.reason } : {}),
+        })) as Record<string, unknown>;
         if (parseFormat(o.format) === 'json') printJson(r);
-        else process.stdout.write(`instance ${instance}: recorded TPM clock (${String(r.forgotten_clock_ms)} ms) forgotten; its next tpm join sets a new baseline\n`);
+        else
+          process.stdout.write(
+            `instance ${instance}: recorded TPM clock (${String(r.forgotten_clock_ms)} ms) forgotten; its next tpm join sets a new baseline\n`,
+          );
       }),
     );
 
   for (const op of ['lock', 'unlock'] as const) {
     const c = ctl
       .command(`${op} <target>`)
-      .description(op === 'lock' ? 'refuse every join and renewal of a bot or an instance' : 'lift a lock on a bot or an instance')
+      .description(
+        op === 'lock' ? 'refuse every join and renewal of a bot or an instance' : 'lift a lock on a bot or an instance',
+      )
       .option('--format <fmt>', 'table or json');
     if (op === 'lock') c.option('--reason <text>', 'recorded in the audit log');
     c.action((target: string, o: { reason?: string; format?: string }) =>
       run(async () => {
-        const r = (await admin(g(), op, { target, ...(o.reason ? { reason: o.reason } : {}) })) as Record<string, unknown>;
+        const r = (await admin(g(), op, { target, ...(o.reason ? { reason: o.reason } : {}) })) as Record<
+          string,
+          unknown
+        >;
         if (parseFormat(o.format) === 'json') printJson(r);
         else process.stdout.write(`${r.bot ? `bot ${String(r.bot)}` : `instance ${String(r.instance)}`} ${op}ed\n`);
       }),
     );
   }
 
-  const devices = ctl.command('devices').description('devices pre-registered from factory manifests (join rules with registered_only)');
+  const devices = ctl
+    .command('devices')
+    .description('devices pre-registered from factory manifests (join rules with registered_only)');
   devices
     .command('import <manifest>')
     .description('register the devices of a JSON Lines manifest (all or nothing; re-importing is a no-op)')
@@ -190,11 +232,21 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
         try {
           jsonl = readFileSync(manifest, 'utf8');
         } catch (e) {
-          throw new SigilError('bad_request', `cannot read ${manifest}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+          throw new SigilError(
+            'bad_request',
+            `cannot read ${manifest}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+          );
         }
-        const r = (await admin(g(), 'devices.import', { jsonl, source: manifest, ...(o.rule ? { rule: o.rule } : {}) })) as { lines: number; created: number; updated: number; unchanged: number; rule: string | null };
+        const r = (await admin(g(), 'devices.import', {
+          jsonl,
+          source: manifest,
+          ...(o.rule ? { rule: o.rule } : {}),
+        })) as { lines: number; created: number; updated: number; unchanged: number; rule: string | null };
         if (fmt === 'json') printJson(r);
-        else process.stdout.write(`${r.lines} devices in ${manifest}: ${r.created} imported, ${r.updated} updated, ${r.unchanged} unchanged${r.rule ? ` (rule ${r.rule})` : ''}\n`);
+        else
+          process.stdout.write(
+            `${r.lines} devices in ${manifest}: ${r.created} imported, ${r.updated} updated, ${r.unchanged} unchanged${r.rule ? ` (rule ${r.rule})` : ''}\n`,
+          );
       }),
     );
   devices
@@ -209,14 +261,18 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
       }),
     );
 
-  const bindings = ctl.command('bindings').description('first-join key bindings (aws_iid: which binding key an instance joined with)');
+  const bindings = ctl
+    .command('bindings')
+    .description('first-join key bindings (aws_iid: which binding key an instance joined with)');
   bindings
     .command('ls')
     .option('--method <name>', 'only this join method (aws_iid)')
     .option('--format <fmt>', 'table or json')
     .action((o: { method?: string; format?: string }) =>
       run(async () => {
-        const rows = (await admin(g(), 'bindings.ls', o.method ? { method: o.method } : {})) as Array<Record<string, unknown>>;
+        const rows = (await admin(g(), 'bindings.ls', o.method ? { method: o.method } : {})) as Array<
+          Record<string, unknown>
+        >;
         if (parseFormat(o.format) === 'json') printJson(rows);
         else printTable(rows, ['method', 'subject', 'key_hash', 'rule', 'bound_at']);
       }),
@@ -228,7 +284,11 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
     .option('--format <fmt>', 'table or json')
     .action((method: string, subject: string, o: { reason?: string; format?: string }) =>
       run(async () => {
-        const r = (await admin(g(), 'bindings.reset', { method, subject, ...(o.reason ? { reason: o.reason } : {}) })) as Record<string, unknown>;
+        const r = (await admin(g(), 'bindings.reset', {
+          method,
+          subject,
+          ...(o.reason ? { reason: o.reason } : {}),
+        })) as Record<string, unknown>;
         if (parseFormat(o.format) === 'json') printJson(r);
         else process.stdout.write(`${method} binding of ${subject} reset; its next join binds a new key\n`);
       }),
@@ -238,14 +298,17 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
     .command('ca')
     .description('public CA material')
     .command('export')
-    .description('print what consumers trust: ssh-user (TrustedUserCAKeys line), ssh-host (@cert-authority known_hosts line), x509 (root PEM), jwks (JWT-SVID keys)')
+    .description(
+      'print what consumers trust: ssh-user (TrustedUserCAKeys line), ssh-host (@cert-authority known_hosts line), x509 (root PEM), jwks (JWT-SVID keys)',
+    )
     .requiredOption('--type <type>', 'ssh-user | ssh-host | x509 | jwks')
     .option('--hosts <patterns>', 'known_hosts host patterns for --type ssh-host (default *)')
     .option('--format <fmt>', 'table (the material as is) or json')
     .action((o: { type: string; hosts?: string; format?: string }) =>
       run(async () => {
         const fmt = parseFormat(o.format);
-        if (!g().dataDir) throw new SigilError('config_invalid', 'ca export reads the issuer data directory: give --data-dir DIR');
+        if (!g().dataDir)
+          throw new SigilError('config_invalid', 'ca export reads the issuer data directory: give --data-dir DIR');
         const { exportCaMaterial } = await import('../server/ca-export.js');
         const material = exportCaMaterial(g().dataDir!, o.type, o.hosts !== undefined ? { hosts: o.hosts } : {});
         if (fmt === 'json') printJson({ type: o.type, material });
@@ -259,22 +322,44 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
     .option('--since <when>', 'duration back from now (1h) or ISO timestamp')
     .option('--limit <n>', 'at most N rows')
     .option('--verify', 'verify the hash chain, its key, anchors and append-only triggers instead of listing')
-    .option('--checkpoint <file>', 'with --verify (local mode): signed checkpoints to compare against (default DATA_DIR/audit-checkpoints.jsonl when it exists)')
+    .option(
+      '--checkpoint <file>',
+      'with --verify (local mode): signed checkpoints to compare against (default DATA_DIR/audit-checkpoints.jsonl when it exists)',
+    )
     .option('--format <fmt>', 'table or json')
     .action((o: { since?: string; limit?: string; verify?: boolean; checkpoint?: string; format?: string }) =>
       run(async () => {
         const fmt = parseFormat(o.format);
         if (o.verify) {
-          if (o.checkpoint && g().server) throw new SigilError('config_invalid', '--checkpoint compares a local file: use --data-dir (remote mode checks the issuer\'s own checkpoint file)');
-          const r = (await admin(g(), 'audit.verify', {}, o.checkpoint ? { checkpointFile: o.checkpoint } : {})) as AuditVerifyReport;
+          if (o.checkpoint && g().server)
+            throw new SigilError(
+              'config_invalid',
+              "--checkpoint compares a local file: use --data-dir (remote mode checks the issuer's own checkpoint file)",
+            );
+          const r = (await admin(
+            g(),
+            'audit.verify',
+            {},
+            o.checkpoint ? { checkpointFile: o.checkpoint } : {},
+          )) as AuditVerifyReport;
           if (fmt === 'json') printJson(auditRowForDisplay(r as unknown as Record<string, unknown>));
           else process.stdout.write(describeVerify(r));
-          if (!r.ok) throw new SigilError('audit_chain_broken', r.brokenAt !== undefined ? `the audit hash chain does not verify at seq ${r.brokenAt} (${r.reason})` : `the audit log does not verify: ${r.reason}`);
+          if (!r.ok)
+            throw new SigilError(
+              'audit_chain_broken',
+              r.brokenAt !== undefined
+                ? `the audit hash chain does not verify at seq ${r.brokenAt} (${r.reason})`
+                : `the audit log does not verify: ${r.reason}`,
+            );
           return;
         }
         const limit = o.limit !== undefined ? Number(o.limit) : undefined;
-        if (limit !== undefined && (!Number.isInteger(limit) || limit <= 0)) throw new SigilError('bad_request', '--limit must be a positive whole number');
-        const rows = (await admin(g(), 'audit', { ...(o.since ? { since: parseSince(o.since) } : {}), ...(limit ? { limit } : {}) })) as Array<Record<string, unknown>>;
+        if (limit !== undefined && (!Number.isInteger(limit) || limit <= 0))
+          throw new SigilError('bad_request', '--limit must be a positive whole number');
+        const rows = (await admin(g(), 'audit', {
+          ...(o.since ? { since: parseSince(o.since) } : {}),
+          ...(limit ? { limit } : {}),
+        })) as Array<Record<string, unknown>>;
         const shown = rows.map(auditRowForDisplay);
         if (fmt === 'json') printJson(shown);
         else printTable(shown, ['seq', 'at', 'action', 'outcome', 'code', 'bot', 'instance_id', 'method']);
@@ -283,7 +368,9 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
 
   audit
     .command('prune')
-    .description('remove audit rows older than a time: verifies the chain, appends a signed checkpoint of the last removed row, then deletes')
+    .description(
+      'remove audit rows older than a time: verifies the chain, appends a signed checkpoint of the last removed row, then deletes',
+    )
     .requiredOption('--before <when>', 'duration back from now (90d) or ISO timestamp')
     .option('--checkpoint <file>', 'checkpoint file to append to (default DATA_DIR/audit-checkpoints.jsonl)')
     .option('--format <fmt>', 'table or json')
@@ -293,9 +380,18 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
         const parent = audit.opts<{ format?: string; checkpoint?: string }>();
         const fmt = parseFormat(o.format ?? parent.format);
         o.checkpoint ??= parent.checkpoint;
-        const r = (await admin(g(), 'audit.prune', { before: parseSince(o.before) }, o.checkpoint ? { checkpointFile: o.checkpoint } : {})) as { through_seq: number | null; removed: number; before: string; checkpoint_file: string };
+        const r = (await admin(
+          g(),
+          'audit.prune',
+          { before: parseSince(o.before) },
+          o.checkpoint ? { checkpointFile: o.checkpoint } : {},
+        )) as { through_seq: number | null; removed: number; before: string; checkpoint_file: string };
         if (fmt === 'json') return printJson(r);
-        process.stdout.write(r.through_seq === null ? `no audit rows before ${r.before}\n` : `removed ${r.removed} audit rows through seq ${r.through_seq} (before ${r.before}); checkpoint appended to ${r.checkpoint_file}\n`);
+        process.stdout.write(
+          r.through_seq === null
+            ? `no audit rows before ${r.before}\n`
+            : `removed ${r.removed} audit rows through seq ${r.through_seq} (before ${r.before}); checkpoint appended to ${r.checkpoint_file}\n`,
+        );
       }),
     );
 }
@@ -309,7 +405,8 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
 export function auditRowForDisplay(r: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(r)) {
-    out[k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] = k === 'at' && typeof v === 'number' ? new Date(v).toISOString() : v;
+    out[k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] =
+      k === 'at' && typeof v === 'number' ? new Date(v).toISOString() : v;
   }
   return out;
 }
@@ -321,8 +418,17 @@ function describeVerify(r: AuditVerifyReport): string {
     r.key ? `keyed from seq ${r.key.from_seq}` : 'not keyed (no audit.key)',
     ...(r.anchor ? [`pruned through seq ${r.anchor.seq}`] : []),
   ].join(', ');
-  lines.push(r.ok ? `audit chain ok (${r.rows} rows): ${facts}` : r.brokenAt !== undefined ? `audit chain BROKEN at seq ${r.brokenAt}: ${r.reason}` : `audit log NOT OK (${r.rows} rows): ${facts}`);
-  if (r.checkpoints) lines.push(`checkpoints: ${r.checkpoints.file}: ${r.checkpoints.verified} of ${r.checkpoints.lines} verified, latest seq ${r.checkpoints.latest_seq ?? '-'}`);
+  lines.push(
+    r.ok
+      ? `audit chain ok (${r.rows} rows): ${facts}`
+      : r.brokenAt !== undefined
+        ? `audit chain BROKEN at seq ${r.brokenAt}: ${r.reason}`
+        : `audit log NOT OK (${r.rows} rows): ${facts}`,
+  );
+  if (r.checkpoints)
+    lines.push(
+      `checkpoints: ${r.checkpoints.file}: ${r.checkpoints.verified} of ${r.checkpoints.lines} verified, latest seq ${r.checkpoints.latest_seq ?? '-'}`,
+    );
   for (const p of r.problems) lines.push(`  problem: ${p}`);
   return lines.join('\n') + '\n';
 }

@@ -50,12 +50,14 @@ interface DeviceOpts extends CaOpts {
 
 function parseHandle(v: string | undefined, what: string): number | undefined {
   if (v === undefined) return undefined;
-  if (!/^(0x[0-9a-fA-F]{1,8}|\d{1,10})$/.test(v)) throw new SigilError('bad_request', `${what} "${v}" is not a number (e.g. 0x81000100)`);
+  if (!/^(0x[0-9a-fA-F]{1,8}|\d{1,10})$/.test(v))
+    throw new SigilError('bad_request', `${what} "${v}" is not a number (e.g. 0x81000100)`);
   return Number(v);
 }
 
 function caSource(o: CaOpts): { certFile: string; key: FactoryCaKey } {
-  if ((o.caKey === undefined) === (o.caKeyUri === undefined)) throw new SigilError('bad_request', 'give exactly one of --ca-key FILE or --ca-key-uri "pkcs11:…"');
+  if ((o.caKey === undefined) === (o.caKeyUri === undefined))
+    throw new SigilError('bad_request', 'give exactly one of --ca-key FILE or --ca-key-uri "pkcs11:…"');
   if (o.caKey !== undefined) return { certFile: o.caCert, key: { keyFile: o.caKey } };
   return {
     certFile: o.caCert,
@@ -80,7 +82,8 @@ function profileOf(o: DeviceOpts): IdevidProfile {
 
 function ekKindOf(v: string | undefined): EkKind | undefined {
   if (v === undefined) return undefined;
-  if (!(EK_KINDS as readonly string[]).includes(v)) throw new SigilError('bad_request', `--ek-kind must be one of ${EK_KINDS.join(', ')}`);
+  if (!(EK_KINDS as readonly string[]).includes(v))
+    throw new SigilError('bad_request', `--ek-kind must be one of ${EK_KINDS.join(', ')}`);
   return v as EkKind;
 }
 
@@ -107,26 +110,37 @@ function caOptions(cmd: Command): Command {
   return cmd
     .requiredOption('--ca-cert <file>', 'factory CA certificate (PEM; may be followed by its chain)')
     .option('--ca-key <file>', 'factory CA private key (PEM)')
-    .option('--ca-key-uri <uri>', 'factory CA key on a PKCS#11 token (RFC 7512, e.g. "pkcs11:token=factory;object=ca?module-path=/usr/lib/softhsm/libsofthsm2.so")')
+    .option(
+      '--ca-key-uri <uri>',
+      'factory CA key on a PKCS#11 token (RFC 7512, e.g. "pkcs11:token=factory;object=ca?module-path=/usr/lib/softhsm/libsofthsm2.so")',
+    )
     .option('--pin-file <file>', 'file holding the token user PIN')
     .option('--pin-env <name>', 'environment variable holding the token user PIN')
     .option('--pkcs11-module <path>', 'PKCS#11 module, when the URI has no module-path')
     .requiredOption('--out <manifest>', 'manifest (JSON Lines) to append one line per device to')
     .option('--cert-out <dir>', 'where <serial>.pem is written (default: idevid/ next to the manifest)')
-    .option('--handle <handle>', `persistent handle of the IDevID key (default 0x${DEFAULT_IDEVID_HANDLE.toString(16)})`)
+    .option(
+      '--handle <handle>',
+      `persistent handle of the IDevID key (default 0x${DEFAULT_IDEVID_HANDLE.toString(16)})`,
+    )
     .option('--nv-index <index>', 'also store the IDevID certificate DER in this NV index (e.g. 0x01c90000)')
     .option('--force', 'replace a key / NV index / manifest serial that is already there')
-    .option('--tss2-key', 'also write <serial>.tss2.pem (the key\'s TPM blobs, for OpenSSL\'s tpm2 provider)')
-    .option('--ek-kind <kind>', `EK recorded in the manifest: ${EK_KINDS.join(', ')} (default: the first with a certificate)`)
+    .option('--tss2-key', "also write <serial>.tss2.pem (the key's TPM blobs, for OpenSSL's tpm2 provider)")
+    .option(
+      '--ek-kind <kind>',
+      `EK recorded in the manifest: ${EK_KINDS.join(', ')} (default: the first with a certificate)`,
+    )
     .option('--cn-template <t>', 'subject CN, {serial} replaced (default "{serial}")')
     .option('--san-uri <t>', 'URI SAN, {serial} replaced (default "urn:sigil:device:{serial}")')
     .option('--org <name>', 'subject O (manufacturer)')
-    .option('--validity-years <n>', 'IDevID validity (default 20, capped at the CA\'s)')
+    .option('--validity-years <n>', "IDevID validity (default 20, capped at the CA's)")
     .option('--format <fmt>', 'table or json');
 }
 
 export function registerFactory(program: Command, run: Run): void {
-  const factory = program.command('factory').description('provision device identities (IDevID in the TPM) on a production line');
+  const factory = program
+    .command('factory')
+    .description('provision device identities (IDevID in the TPM) on a production line');
 
   factory
     .command('init-ca')
@@ -141,30 +155,43 @@ export function registerFactory(program: Command, run: Run): void {
     .option('--pin-file <file>', 'file holding the token user PIN')
     .option('--pin-env <name>', 'environment variable holding the token user PIN')
     .option('--format <fmt>', 'table or json')
-    .action((o: { out: string; cn?: string; org?: string; years?: string; pkcs11Module?: string; tokenLabel?: string; keyLabel?: string; pinFile?: string; pinEnv?: string; format?: string }) =>
-      run(async () => {
-        const fmt = parseFormat(o.format);
-        if ((o.pkcs11Module === undefined) !== (o.tokenLabel === undefined)) throw new SigilError('bad_request', '--pkcs11-module and --token-label go together');
-        const r = await initFactoryCa({
-          outDir: resolve(o.out),
-          ...(o.cn !== undefined ? { commonName: o.cn } : {}),
-          ...(o.org !== undefined ? { organization: o.org } : {}),
-          ...(o.years !== undefined ? { years: Number(o.years) } : {}),
-          ...(o.pkcs11Module !== undefined
-            ? {
-                pkcs11: {
-                  module: o.pkcs11Module,
-                  tokenLabel: o.tokenLabel!,
-                  ...(o.keyLabel !== undefined ? { keyLabel: o.keyLabel } : {}),
-                  ...(o.pinFile !== undefined ? { pinFile: resolve(o.pinFile) } : {}),
-                  ...(o.pinEnv !== undefined ? { pinEnv: o.pinEnv } : {}),
-                },
-              }
-            : {}),
-        });
-        if (fmt === 'json') printJson(r);
-        else printKv(r as unknown as Record<string, unknown>);
-      }),
+    .action(
+      (o: {
+        out: string;
+        cn?: string;
+        org?: string;
+        years?: string;
+        pkcs11Module?: string;
+        tokenLabel?: string;
+        keyLabel?: string;
+        pinFile?: string;
+        pinEnv?: string;
+        format?: string;
+      }) =>
+        run(async () => {
+          const fmt = parseFormat(o.format);
+          if ((o.pkcs11Module === undefined) !== (o.tokenLabel === undefined))
+            throw new SigilError('bad_request', '--pkcs11-module and --token-label go together');
+          const r = await initFactoryCa({
+            outDir: resolve(o.out),
+            ...(o.cn !== undefined ? { commonName: o.cn } : {}),
+            ...(o.org !== undefined ? { organization: o.org } : {}),
+            ...(o.years !== undefined ? { years: Number(o.years) } : {}),
+            ...(o.pkcs11Module !== undefined
+              ? {
+                  pkcs11: {
+                    module: o.pkcs11Module,
+                    tokenLabel: o.tokenLabel!,
+                    ...(o.keyLabel !== undefined ? { keyLabel: o.keyLabel } : {}),
+                    ...(o.pinFile !== undefined ? { pinFile: resolve(o.pinFile) } : {}),
+                    ...(o.pinEnv !== undefined ? { pinEnv: o.pinEnv } : {}),
+                  },
+                }
+              : {}),
+          });
+          if (fmt === 'json') printJson(r);
+          else printKv(r as unknown as Record<string, unknown>);
+        }),
     );
 
   caOptions(
@@ -197,7 +224,9 @@ export function registerFactory(program: Command, run: Run): void {
   caOptions(
     factory
       .command('batch')
-      .description('provision every device of a CSV (header serial[,tcti]); failures are reported and do not stop the batch')
+      .description(
+        'provision every device of a CSV (header serial[,tcti]); failures are reported and do not stop the batch',
+      )
       .requiredOption('--csv <file>', 'CSV with a "serial" (and optional "tcti") column')
       .option('--tpm <tcti>', 'TPM for rows without a tcti')
       .option('--parallel <n>', 'devices provisioned at once (default 1)'),
@@ -212,7 +241,8 @@ export function registerFactory(program: Command, run: Run): void {
       }
       const rows = parseBatchCsv(text);
       const parallel = o.parallel === undefined ? 1 : Number(o.parallel);
-      if (!Number.isInteger(parallel) || parallel < 1 || parallel > 64) throw new SigilError('bad_request', '--parallel must be 1..64');
+      if (!Number.isInteger(parallel) || parallel < 1 || parallel > 64)
+        throw new SigilError('bad_request', '--parallel must be 1..64');
       const ca = openFactoryCa(caSource(o));
       let summary;
       try {
@@ -231,13 +261,26 @@ export function registerFactory(program: Command, run: Run): void {
       }
       if (fmt === 'json') printJson(summary);
       else {
-        printTable(summary.devices.map((d) => ({ serial: d.serial, result: d.ok ? 'ok' : `failed: ${d.code}`, idevid_fingerprint: d.idevid_fingerprint ?? d.message })), ['serial', 'result', 'idevid_fingerprint']);
+        printTable(
+          summary.devices.map((d) => ({
+            serial: d.serial,
+            result: d.ok ? 'ok' : `failed: ${d.code}`,
+            idevid_fingerprint: d.idevid_fingerprint ?? d.message,
+          })),
+          ['serial', 'result', 'idevid_fingerprint'],
+        );
         process.stdout.write(`${summary.ok} ok, ${summary.failed} failed; manifest ${summary.manifest}\n`);
       }
       if (summary.failed > 0) {
         const failed = summary.devices.filter((d) => !d.ok);
-        const listed = failed.slice(0, 5).map((d) => `${d.serial} (${d.code})`).join(', ');
-        throw new SigilError('batch_incomplete', `${summary.failed} of ${summary.total} devices failed: ${listed}${failed.length > 5 ? ', …' : ''}; the manifest holds the ${summary.ok} that succeeded`);
+        const listed = failed
+          .slice(0, 5)
+          .map((d) => `${d.serial} (${d.code})`)
+          .join(', ');
+        throw new SigilError(
+          'batch_incomplete',
+          `${summary.failed} of ${summary.total} devices failed: ${listed}${failed.length > 5 ? ', …' : ''}; the manifest holds the ${summary.ok} that succeeded`,
+        );
       }
     }),
   );

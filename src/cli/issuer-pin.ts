@@ -16,27 +16,50 @@ export async function fetchIssuerPin(url: string, timeoutMs = 10_000): Promise<{
   } catch {
     throw new SigilError('config_invalid', `--ca-pin-from-url ${url}: not a URL`);
   }
-  if (u.protocol !== 'https:') throw new SigilError('config_invalid', `--ca-pin-from-url ${url}: must be an https:// URL of the issuer`);
+  if (u.protocol !== 'https:')
+    throw new SigilError('config_invalid', `--ca-pin-from-url ${url}: must be an https:// URL of the issuer`);
   const chain = await new Promise<X509Certificate[]>((resolve, reject) => {
     // No verification here on purpose: we only read the chain; the pin is checked by a person or against --ca-pin.
-    const sock = tls.connect({ host: u.hostname, port: Number(u.port || 443), rejectUnauthorized: false, timeout: timeoutMs });
+    const sock = tls.connect({
+      host: u.hostname,
+      port: Number(u.port || 443),
+      rejectUnauthorized: false,
+      timeout: timeoutMs,
+    });
     sock.once('secureConnect', () => {
       const out: X509Certificate[] = [];
       const seen = new Set<string>();
-      for (let c: tls.DetailedPeerCertificate | undefined = sock.getPeerCertificate(true); c?.raw && !seen.has(c.fingerprint256); c = c.issuerCertificate) {
+      for (
+        let c: tls.DetailedPeerCertificate | undefined = sock.getPeerCertificate(true);
+        c?.raw && !seen.has(c.fingerprint256);
+        c = c.issuerCertificate
+      ) {
         seen.add(c.fingerprint256);
         out.push(new X509Certificate(c.raw));
       }
       sock.end();
       resolve(out);
     });
-    sock.once('timeout', () => sock.destroy(new SigilError('issuer_unreachable', `TLS handshake with ${url} timed out`)));
-    sock.once('error', (e: NodeJS.ErrnoException) => reject(e instanceof SigilError ? e : new SigilError('issuer_unreachable', `cannot reach ${url}: ${e.code ?? e.message}`)));
+    sock.once('timeout', () =>
+      sock.destroy(new SigilError('issuer_unreachable', `TLS handshake with ${url} timed out`)),
+    );
+    sock.once('error', (e: NodeJS.ErrnoException) =>
+      reject(
+        e instanceof SigilError
+          ? e
+          : new SigilError('issuer_unreachable', `cannot reach ${url}: ${e.code ?? e.message}`),
+      ),
+    );
   });
   const rootIdx = chain.findIndex((c) => c.ca && c.checkIssued(c) && c.verify(c.publicKey));
-  if (rootIdx < 0) throw new SigilError('pin_mismatch', `${url} presents no self-signed CA certificate in its TLS chain (is it a Sigil issuer?)`);
+  if (rootIdx < 0)
+    throw new SigilError(
+      'pin_mismatch',
+      `${url} presents no self-signed CA certificate in its TLS chain (is it a Sigil issuer?)`,
+    );
   for (let i = 0; i < rootIdx; i++) {
-    if (!chain[i]!.checkIssued(chain[i + 1]!) || !chain[i]!.verify(chain[i + 1]!.publicKey)) throw new SigilError('pin_mismatch', `the TLS chain presented by ${url} does not verify up to its root`);
+    if (!chain[i]!.checkIssued(chain[i + 1]!) || !chain[i]!.verify(chain[i + 1]!.publicKey))
+      throw new SigilError('pin_mismatch', `the TLS chain presented by ${url} does not verify up to its root`);
   }
   const root = chain[rootIdx]!;
   return { pin: spkiPin(root), subject: root.subject.replace(/\n/g, ', ') };

@@ -26,19 +26,42 @@ export function printTable(rows: Array<Record<string, unknown>>, cols: string[])
     process.stdout.write('(none)\n');
     return;
   }
-  const cell = (v: unknown): string => (v === null || v === undefined ? '-' : Array.isArray(v) ? v.join(',') : typeof v === 'object' ? JSON.stringify(v) : String(v));
+  const cell = (v: unknown): string =>
+    v === null || v === undefined
+      ? '-'
+      : Array.isArray(v)
+        ? v.join(',')
+        : typeof v === 'object'
+          ? JSON.stringify(v)
+          : String(v);
   const data = rows.map((r) => cols.map((c) => cell(r[c])));
   const widths = cols.map((c, i) => Math.max(c.length, ...data.map((d) => d[i]!.length)));
-  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   process.stdout.write([line(cols.map((c) => c.toUpperCase())), ...data.map(line)].join('\n') + '\n');
 }
 
 export function printKv(obj: Record<string, unknown>): void {
   const w = Math.max(...Object.keys(obj).map((k) => k.length));
-  for (const [k, v] of Object.entries(obj)) process.stdout.write(`${k.padEnd(w)}  ${v === null || v === undefined ? '-' : String(v)}\n`);
+  for (const [k, v] of Object.entries(obj))
+    process.stdout.write(`${k.padEnd(w)}  ${v === null || v === undefined ? '-' : String(v)}\n`);
 }
 
-const USAGE_CODES = new Set(['bad_request', 'config_invalid', 'policy_invalid', 'ttl_invalid', 'unsafe_path', 'not_initialized', 'already_initialized', 'data_dir_insecure', 'not_found', 'unknown_bot']);
+const USAGE_CODES = new Set([
+  'bad_request',
+  'config_invalid',
+  'policy_invalid',
+  'ttl_invalid',
+  'unsafe_path',
+  'not_initialized',
+  'already_initialized',
+  'data_dir_insecure',
+  'not_found',
+  'unknown_bot',
+]);
 
 /**
  * Errors follow the output format: with `--format json` anywhere on the command line (also
@@ -50,16 +73,19 @@ export function jsonErrorsRequested(argv: readonly string[] = process.argv): boo
 
 /** What to try next, for failures whose raw cause (an errno) says little to a new operator. */
 function nextStep(message: string): string {
-  if (/cannot reach the issuer at \S+: ECONNREFUSED/.test(message)) return ' (nothing accepts connections there: is `sigil server start` running, and is the port right?)';
+  if (/cannot reach the issuer at \S+: ECONNREFUSED/.test(message))
+    return ' (nothing accepts connections there: is `sigil server start` running, and is the port right?)';
   return '';
 }
 
 /** Print one line (plain or JSON) and return the exit code for `err`. Never prints a stack trace. */
 export function reportError(err: unknown, opts: { json?: boolean } = {}): number {
   const e = toSigilError(err);
-  const raw = e.code === 'internal' && !(err instanceof SigilError) ? `${(err as Error)?.message ?? String(err)}` : e.message;
+  const raw =
+    e.code === 'internal' && !(err instanceof SigilError) ? `${(err as Error)?.message ?? String(err)}` : e.message;
   const msg = raw.replace(/\s*\n\s*/g, ' ') + nextStep(raw);
-  if (opts.json ?? jsonErrorsRequested()) process.stderr.write(JSON.stringify({ error: { code: e.code, message: msg, retryable: e.retryable } }) + '\n');
+  if (opts.json ?? jsonErrorsRequested())
+    process.stderr.write(JSON.stringify({ error: { code: e.code, message: msg, retryable: e.retryable } }) + '\n');
   else process.stderr.write(`error[${e.code}]: ${msg}\n`);
   if (process.env.SIGIL_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
   if (e.retryable) return EXIT.tempfail;

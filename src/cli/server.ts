@@ -9,8 +9,6 @@ import type { IssuerMqttConfig } from '../server/service.js';
 import { parseFormat, printJson } from './output.js';
 import { parseListen } from '../util/listen.js';
 
-
-
 /** `--public-url`: an https URL without query or fragment; a trailing slash is dropped (it must equal `iss`). */
 export function parsePublicUrl(s: string): string {
   let u: URL;
@@ -20,7 +18,10 @@ export function parsePublicUrl(s: string): string {
     throw new SigilError('config_invalid', `--public-url "${s}" is not a URL`);
   }
   if (u.protocol !== 'https:' || u.search || u.hash || u.username || u.password) {
-    throw new SigilError('config_invalid', `--public-url must be https://HOST[:PORT][/PATH] without query, fragment or credentials, got "${s}"`);
+    throw new SigilError(
+      'config_invalid',
+      `--public-url must be https://HOST[:PORT][/PATH] without query, fragment or credentials, got "${s}"`,
+    );
   }
   return u.href.replace(/\/+$/, '');
 }
@@ -36,27 +37,37 @@ interface LimitOptions {
 }
 
 function wholeNumber(v: string, flag: string, min: number): number {
-  if (!/^\d{1,9}$/.test(v) || Number(v) < min) throw new SigilError('config_invalid', `${flag} must be a whole number ≥ ${min}, got "${v}"`);
+  if (!/^\d{1,9}$/.test(v) || Number(v) < min)
+    throw new SigilError('config_invalid', `${flag} must be a whole number ≥ ${min}, got "${v}"`);
   return Number(v);
 }
 
 /** The HTTPS listener's limits (transport/https/limits.ts) from `server start` flags; unset flags keep the defaults. */
-export async function parseLimitOptions(o: LimitOptions): Promise<Partial<import('../transport/https/limits.js').HttpLimits>> {
+export async function parseLimitOptions(
+  o: LimitOptions,
+): Promise<Partial<import('../transport/https/limits.js').HttpLimits>> {
   const { parseDuration } = await import('../util/duration.js');
-  const ms = (v: string | undefined): number | undefined => (v === undefined ? undefined : parseDuration(v, 'config_invalid') * 1000);
+  const ms = (v: string | undefined): number | undefined =>
+    v === undefined ? undefined : parseDuration(v, 'config_invalid') * 1000;
   const limits = {
     ...(o.idleTimeout !== undefined ? { idleTimeoutMs: ms(o.idleTimeout)! } : {}),
     ...(o.headersTimeout !== undefined ? { headersTimeoutMs: ms(o.headersTimeout)! } : {}),
     ...(o.requestTimeout !== undefined ? { requestTimeoutMs: ms(o.requestTimeout)! } : {}),
     ...(o.keepAliveTimeout !== undefined ? { keepAliveTimeoutMs: ms(o.keepAliveTimeout)! } : {}),
-    ...(o.maxConnsPerSource !== undefined ? { maxConnsPerSource: wholeNumber(o.maxConnsPerSource, '--max-conns-per-source', 0) } : {}),
+    ...(o.maxConnsPerSource !== undefined
+      ? { maxConnsPerSource: wholeNumber(o.maxConnsPerSource, '--max-conns-per-source', 0) }
+      : {}),
     ...(o.joinRate !== undefined ? { joinRatePerS: wholeNumber(o.joinRate, '--join-rate', 0) } : {}),
     ...(o.joinBurst !== undefined ? { joinBurst: wholeNumber(o.joinBurst, '--join-burst', 1) } : {}),
   };
   const { DEFAULT_HTTP_LIMITS } = await import('../transport/https/limits.js');
   const eff = { ...DEFAULT_HTTP_LIMITS, ...limits };
   // Node refuses headersTimeout > requestTimeout; say so in our words.
-  if (eff.headersTimeoutMs > eff.requestTimeoutMs) throw new SigilError('config_invalid', `--headers-timeout (${eff.headersTimeoutMs / 1000}s) must not exceed --request-timeout (${eff.requestTimeoutMs / 1000}s)`);
+  if (eff.headersTimeoutMs > eff.requestTimeoutMs)
+    throw new SigilError(
+      'config_invalid',
+      `--headers-timeout (${eff.headersTimeoutMs / 1000}s) must not exceed --request-timeout (${eff.requestTimeoutMs / 1000}s)`,
+    );
   return limits;
 }
 
@@ -67,13 +78,20 @@ interface AuditOptions {
 }
 
 /** `--audit-*` flags (server/audit/runtime.ts). */
-async function parseAuditOptions(o: AuditOptions): Promise<{ checkpointFile?: string; checkpointIntervalMs: number; retentionMs?: number }> {
+async function parseAuditOptions(
+  o: AuditOptions,
+): Promise<{ checkpointFile?: string; checkpointIntervalMs: number; retentionMs?: number }> {
   const { parseDuration } = await import('../util/duration.js');
   const { DEFAULT_CHECKPOINT_INTERVAL_MS } = await import('../server/audit/runtime.js');
   return {
     ...(o.auditCheckpointFile !== undefined ? { checkpointFile: o.auditCheckpointFile } : {}),
-    checkpointIntervalMs: o.auditCheckpointInterval !== undefined ? parseDuration(o.auditCheckpointInterval, 'config_invalid') * 1000 : DEFAULT_CHECKPOINT_INTERVAL_MS,
-    ...(o.auditRetention !== undefined ? { retentionMs: parseDuration(o.auditRetention, 'config_invalid') * 1000 } : {}),
+    checkpointIntervalMs:
+      o.auditCheckpointInterval !== undefined
+        ? parseDuration(o.auditCheckpointInterval, 'config_invalid') * 1000
+        : DEFAULT_CHECKPOINT_INTERVAL_MS,
+    ...(o.auditRetention !== undefined
+      ? { retentionMs: parseDuration(o.auditRetention, 'config_invalid') * 1000 }
+      : {}),
   };
 }
 
@@ -103,18 +121,25 @@ function readOption(file: string, flag: string): string {
 function mqttConfig(o: MqttOptions): IssuerMqttConfig | undefined {
   if (!o.mqttUrl) {
     for (const f of ['mqttCaFile', 'mqttCertFile', 'mqttKeyFile', 'mqttUsername', 'mqttPasswordFile'] as const) {
-      if (o[f] !== undefined) throw new SigilError('config_invalid', `--${f.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --mqtt-url`);
+      if (o[f] !== undefined)
+        throw new SigilError(
+          'config_invalid',
+          `--${f.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} needs --mqtt-url`,
+        );
     }
     return undefined;
   }
-  if ((o.mqttCertFile === undefined) !== (o.mqttKeyFile === undefined)) throw new SigilError('config_invalid', '--mqtt-cert-file and --mqtt-key-file go together');
+  if ((o.mqttCertFile === undefined) !== (o.mqttKeyFile === undefined))
+    throw new SigilError('config_invalid', '--mqtt-cert-file and --mqtt-key-file go together');
   return {
     url: o.mqttUrl,
     ...(o.mqttCaFile !== undefined ? { ca: readOption(o.mqttCaFile, '--mqtt-ca-file') } : {}),
     ...(o.mqttCertFile !== undefined ? { cert: readOption(o.mqttCertFile, '--mqtt-cert-file') } : {}),
     ...(o.mqttKeyFile !== undefined ? { key: readOption(o.mqttKeyFile, '--mqtt-key-file') } : {}),
     ...(o.mqttUsername !== undefined ? { username: o.mqttUsername } : {}),
-    ...(o.mqttPasswordFile !== undefined ? { password: readOption(o.mqttPasswordFile, '--mqtt-password-file').trim() } : {}),
+    ...(o.mqttPasswordFile !== undefined
+      ? { password: readOption(o.mqttPasswordFile, '--mqtt-password-file').trim() }
+      : {}),
   };
 }
 
@@ -132,7 +157,13 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
         const fmt = parseFormat(o.format);
         const { initDataDir } = await import('../server/data-dir.js');
         const r = initDataDir(o.dataDir, o.trustDomain);
-        if (fmt === 'json') printJson({ ca_pin: r.pin, trust_domain: r.trustDomain, data_dir: o.dataDir, admin_token_file: r.adminTokenPath });
+        if (fmt === 'json')
+          printJson({
+            ca_pin: r.pin,
+            trust_domain: r.trustDomain,
+            data_dir: o.dataDir,
+            admin_token_file: r.adminTokenPath,
+          });
         else {
           process.stdout.write(`initialised issuer for trust domain ${r.trustDomain} in ${o.dataDir}\n`);
           process.stdout.write(`admin credential: ${r.adminTokenPath} (0600)\n`);
@@ -147,58 +178,102 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
     .requiredOption('--data-dir <dir>', 'issuer data directory')
     .option('--listen <host:port>', 'address to listen on (port 0 picks a free port)', '127.0.0.1:8443')
     .option('--tls-san <name...>', 'extra DNS names / IPs for the issuer TLS certificate')
-    .option('--firmware-profiles <dir>', 'firmware profiles for tpm join rules (default: $SIGIL_FIRMWARE_PROFILES_DIR, else firmware-profiles/ of the install)')
-    .option('--public-url <url>', 'issuer URL relying parties use: JWT-SVID iss and OIDC discovery (default: the listen URL; docs/vault.md)')
+    .option(
+      '--firmware-profiles <dir>',
+      'firmware profiles for tpm join rules (default: $SIGIL_FIRMWARE_PROFILES_DIR, else firmware-profiles/ of the install)',
+    )
+    .option(
+      '--public-url <url>',
+      'issuer URL relying parties use: JWT-SVID iss and OIDC discovery (default: the listen URL; docs/vault.md)',
+    )
     .option('--log-level <level>', 'trace|debug|info|warn|error', undefined)
-    .option('--mqtt-url <url>', 'also serve agents through an MQTT v5 broker: mqtt://HOST:PORT or mqtts://HOST:PORT (docs/mqtt.md)')
+    .option(
+      '--mqtt-url <url>',
+      'also serve agents through an MQTT v5 broker: mqtt://HOST:PORT or mqtts://HOST:PORT (docs/mqtt.md)',
+    )
     .option('--mqtt-ca-file <file>', "CA for the broker's TLS certificate (default: the Sigil root)")
-    .option('--mqtt-cert-file <file>', "client certificate for the broker (default for mqtts: the issuer's own serving certificate)")
+    .option(
+      '--mqtt-cert-file <file>',
+      "client certificate for the broker (default for mqtts: the issuer's own serving certificate)",
+    )
     .option('--mqtt-key-file <file>', 'key of --mqtt-cert-file')
     .option('--mqtt-username <name>', 'broker username (brokers with password logins)')
     .option('--mqtt-password-file <file>', 'file holding the broker password')
-    .option('--audit-checkpoint-file <file>', 'append signed audit checkpoints here (default DATA_DIR/audit-checkpoints.jsonl)')
-    .option('--audit-checkpoint-interval <dur>', 'sign a checkpoint of the audit chain this often when it grew (default 10m)')
-    .option('--audit-retention <dur>', 'prune audit rows older than this, hourly, after a signed checkpoint (default: keep all)')
+    .option(
+      '--audit-checkpoint-file <file>',
+      'append signed audit checkpoints here (default DATA_DIR/audit-checkpoints.jsonl)',
+    )
+    .option(
+      '--audit-checkpoint-interval <dur>',
+      'sign a checkpoint of the audit chain this often when it grew (default 10m)',
+    )
+    .option(
+      '--audit-retention <dur>',
+      'prune audit rows older than this, hourly, after a signed checkpoint (default: keep all)',
+    )
     .option('--idle-timeout <dur>', 'close an HTTPS connection idle this long before or between requests (default 10s)')
     .option('--headers-timeout <dur>', 'TLS handshake and request headers must arrive within this (default 10s)')
     .option('--request-timeout <dur>', 'a whole request must arrive within this (default 30s)')
-    .option('--keep-alive-timeout <dur>', 'close a kept-alive connection this long after its last response (default 10s)')
-    .option('--max-conns-per-source <n>', 'open HTTPS connections per remote address; more are closed at once (default 64, 0: no cap)')
+    .option(
+      '--keep-alive-timeout <dur>',
+      'close a kept-alive connection this long after its last response (default 10s)',
+    )
+    .option(
+      '--max-conns-per-source <n>',
+      'open HTTPS connections per remote address; more are closed at once (default 64, 0: no cap)',
+    )
     .option('--join-rate <n>', 'join requests per second per remote address, sustained (default 50, 0: no limit)')
     .option('--join-burst <n>', 'join requests per remote address in a burst (default 200)')
-    .action((o: { dataDir: string; listen: string; tlsSan?: string[]; logLevel?: string; publicUrl?: string; firmwareProfiles?: string } & MqttOptions & AuditOptions & LimitOptions) =>
-      run(async () => {
-        // Flags only: everything the issuer owns (context, listeners, timers) is the IssuerService.
-        const { host, port } = parseListen(o.listen);
-        const limits = await parseLimitOptions(o);
-        const publicUrl = o.publicUrl === undefined ? undefined : parsePublicUrl(o.publicUrl);
-        const audit = await parseAuditOptions(o);
-        const mqtt = mqttConfig(o);
-        const { IssuerService } = await import('../server/service.js');
-        const service = IssuerService.open({
-          dataDir: o.dataDir,
-          host,
-          port,
-          limits,
-          audit,
-          ...(o.tlsSan ? { tlsSans: o.tlsSan } : {}),
-          ...(publicUrl !== undefined ? { publicUrl } : {}),
-          ...(o.logLevel !== undefined ? { logLevel: o.logLevel } : {}),
-          ...(o.firmwareProfiles !== undefined ? { firmwareProfilesDir: o.firmwareProfiles } : {}),
-          ...(mqtt ? { mqtt } : {}),
-        });
-        await service.start();
-        const { ca } = service.ctx;
-        service.log.info({ url: service.url, public_url: service.ctx.publicUrl, trust_domain: ca.trustDomain, ca_pin: ca.pin }, 'issuer ready');
-        process.stdout.write(`sigil issuer listening on ${service.url} (trust domain ${ca.trustDomain}, ca pin ${ca.pin})\n`);
-        await new Promise<void>((resolve) => {
-          const stop = (sig: string): void => {
-            service.log.info({ signal: sig }, 'shutting down');
-            void service.stop().finally(resolve);
-          };
-          process.once('SIGTERM', () => stop('SIGTERM'));
-          process.once('SIGINT', () => stop('SIGINT'));
-        });
-      }),
+    .action(
+      (
+        o: {
+          dataDir: string;
+          listen: string;
+          tlsSan?: string[];
+          logLevel?: string;
+          publicUrl?: string;
+          firmwareProfiles?: string;
+        } & MqttOptions &
+          AuditOptions &
+          LimitOptions,
+      ) =>
+        run(async () => {
+          // Flags only: everything the issuer owns (context, listeners, timers) is the IssuerService.
+          const { host, port } = parseListen(o.listen);
+          const limits = await parseLimitOptions(o);
+          const publicUrl = o.publicUrl === undefined ? undefined : parsePublicUrl(o.publicUrl);
+          const audit = await parseAuditOptions(o);
+          const mqtt = mqttConfig(o);
+          const { IssuerService } = await import('../server/service.js');
+          const service = IssuerService.open({
+            dataDir: o.dataDir,
+            host,
+            port,
+            limits,
+            audit,
+            ...(o.tlsSan ? { tlsSans: o.tlsSan } : {}),
+            ...(publicUrl !== undefined ? { publicUrl } : {}),
+            ...(o.logLevel !== undefined ? { logLevel: o.logLevel } : {}),
+            ...(o.firmwareProfiles !== undefined ? { firmwareProfilesDir: o.firmwareProfiles } : {}),
+            ...(mqtt ? { mqtt } : {}),
+          });
+          await service.start();
+          const { ca } = service.ctx;
+          service.log.info(
+            { url: service.url, public_url: service.ctx.publicUrl, trust_domain: ca.trustDomain, ca_pin: ca.pin },
+            'issuer ready',
+          );
+          process.stdout.write(
+            `sigil issuer listening on ${service.url} (trust domain ${ca.trustDomain}, ca pin ${ca.pin})\n`,
+          );
+          await new Promise<void>((resolve) => {
+            const stop = (sig: string): void => {
+              service.log.info({ signal: sig }, 'shutting down');
+              void service.stop().finally(resolve);
+            };
+            process.once('SIGTERM', () => stop('SIGTERM'));
+            process.once('SIGINT', () => stop('SIGINT'));
+          });
+        }),
     );
 }

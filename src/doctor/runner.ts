@@ -5,13 +5,24 @@
  * 5 s in all, not 5 s per check) and are reported in the order given.
  */
 import { SigilError } from '../errors.js';
-import { DEFAULT_CHECK_TIMEOUT_MS, type Check, type CheckOutcome, type CheckResult, type DoctorReport } from './types.js';
+import {
+  DEFAULT_CHECK_TIMEOUT_MS,
+  type Check,
+  type CheckOutcome,
+  type CheckResult,
+  type DoctorReport,
+} from './types.js';
 
 function crashed(e: unknown): CheckOutcome {
   // A coded error is a finding in its own words; anything else is a bug in the check.
-  if (e instanceof SigilError) return { status: 'fail', detail: `${e.code}: ${e.message}`, fix: 'see docs/errors.md for the code' };
+  if (e instanceof SigilError)
+    return { status: 'fail', detail: `${e.code}: ${e.message}`, fix: 'see docs/errors.md for the code' };
   const msg = e instanceof Error ? e.message : String(e);
-  return { status: 'fail', detail: `internal: ${msg.replace(/\s*\n\s*/g, ' ')}`, fix: 'rerun with SIGIL_DEBUG=1 and report the message (this is a bug in the check)' };
+  return {
+    status: 'fail',
+    detail: `internal: ${msg.replace(/\s*\n\s*/g, ' ')}`,
+    fix: 'rerun with SIGIL_DEBUG=1 and report the message (this is a bug in the check)',
+  };
 }
 
 async function runOne<Ctx>(check: Check<Ctx>, ctx: Ctx): Promise<CheckResult> {
@@ -21,7 +32,11 @@ async function runOne<Ctx>(check: Check<Ctx>, ctx: Ctx): Promise<CheckResult> {
   const timeout = new Promise<CheckOutcome>((resolve) => {
     timer = setTimeout(() => {
       ac.abort();
-      resolve({ status: 'fail', detail: `did not finish within ${limit / 1000} s`, fix: 'something it talks to hangs (network, TPM, disk); rerun with SIGIL_DEBUG=1' });
+      resolve({
+        status: 'fail',
+        detail: `did not finish within ${limit / 1000} s`,
+        fix: 'something it talks to hangs (network, TPM, disk); rerun with SIGIL_DEBUG=1',
+      });
     }, limit);
   });
   let outcome: CheckOutcome;
@@ -33,7 +48,12 @@ async function runOne<Ctx>(check: Check<Ctx>, ctx: Ctx): Promise<CheckResult> {
   } finally {
     clearTimeout(timer);
   }
-  return { name: check.name, status: outcome.status, detail: outcome.detail, fix: outcome.status === 'ok' ? null : (outcome.fix ?? null) };
+  return {
+    name: check.name,
+    status: outcome.status,
+    detail: outcome.detail,
+    fix: outcome.status === 'ok' ? null : (outcome.fix ?? null),
+  };
 }
 
 export async function runChecks<Ctx>(checks: ReadonlyArray<Check<Ctx>>, ctx: Ctx): Promise<DoctorReport> {
@@ -44,7 +64,11 @@ export async function runChecks<Ctx>(checks: ReadonlyArray<Check<Ctx>>, ctx: Ctx
 /** The human form: one line per check, `status  name  detail — fix: …`, columns aligned. */
 export function formatReport(report: DoctorReport): string {
   const w = Math.max(0, ...report.checks.map((c) => c.name.length));
-  const lines = report.checks.map((c) => `${c.status.padEnd(4)}  ${c.name.padEnd(w)}  ${c.detail}${c.fix ? ` — fix: ${c.fix}` : ''}`);
-  const counts = (['fail', 'warn'] as const).map((s) => `${report.checks.filter((c) => c.status === s).length} ${s}`).join(', ');
+  const lines = report.checks.map(
+    (c) => `${c.status.padEnd(4)}  ${c.name.padEnd(w)}  ${c.detail}${c.fix ? ` — fix: ${c.fix}` : ''}`,
+  );
+  const counts = (['fail', 'warn'] as const)
+    .map((s) => `${report.checks.filter((c) => c.status === s).length} ${s}`)
+    .join(', ');
   return `${lines.join('\n')}\n${report.ok ? 'doctor: no failures' : 'doctor: failures found'} (${report.checks.length} checks, ${counts})\n`;
 }

@@ -64,7 +64,8 @@ function splitCsv(text: string, line: number): string[] {
         }
         field += text[i++];
       }
-      if (i < text.length && text[i] !== ',') throw new SigilError('bad_request', `CSV line ${line}: text after a closing quote`);
+      if (i < text.length && text[i] !== ',')
+        throw new SigilError('bad_request', `CSV line ${line}: text after a closing quote`);
     } else {
       const end = text.indexOf(',', i);
       field = end < 0 ? text.slice(i) : text.slice(i, end);
@@ -100,7 +101,8 @@ export function parseBatchCsv(text: string): BatchRow[] {
       }
       return;
     }
-    if (cells.length > header.length) return void errors.push(`CSV line ${line}: ${cells.length} fields, the header has ${header.length}`);
+    if (cells.length > header.length)
+      return void errors.push(`CSV line ${line}: ${cells.length} fields, the header has ${header.length}`);
     const [serial = '', tcti] = cells;
     try {
       checkDeviceSerial(serial);
@@ -112,8 +114,13 @@ export function parseBatchCsv(text: string): BatchRow[] {
     seen.set(serial, line);
     rows.push({ line, serial, ...(tcti ? { tcti } : {}) });
   });
-  if (header === undefined && errors.length === 0) errors.push('the CSV is empty (it needs a "serial[,tcti]" header and one row per device)');
-  if (errors.length > 0) throw new SigilError('bad_request', `${errors.length} problem(s) in the CSV, nothing was provisioned: ${errors.slice(0, 10).join('; ')}${errors.length > 10 ? '; …' : ''}`);
+  if (header === undefined && errors.length === 0)
+    errors.push('the CSV is empty (it needs a "serial[,tcti]" header and one row per device)');
+  if (errors.length > 0)
+    throw new SigilError(
+      'bad_request',
+      `${errors.length} problem(s) in the CSV, nothing was provisioned: ${errors.slice(0, 10).join('; ')}${errors.length > 10 ? '; …' : ''}`,
+    );
   if (rows.length === 0) throw new SigilError('bad_request', 'the CSV lists no devices');
   return rows;
 }
@@ -136,9 +143,19 @@ async function provisionRow(o: BatchOptions, row: BatchRow, known: Map<string, n
   let tpm: Tpm | undefined;
   try {
     if (!tcti) throw new SigilError('bad_request', `no TPM for ${row.serial}: give a tcti column or --tpm`);
-    tpm = await Tpm.open(tcti, { startup: true, ...(o.tpmTimeoutMs !== undefined ? { timeoutMs: o.tpmTimeoutMs } : {}) });
+    tpm = await Tpm.open(tcti, {
+      startup: true,
+      ...(o.tpmTimeoutMs !== undefined ? { timeoutMs: o.tpmTimeoutMs } : {}),
+    });
     const r = await provisionDevice({ ...o, tpm, serial: row.serial, knownSerials: known });
-    return { serial: row.serial, line: row.line, ok: true, idevid_fingerprint: r.line.idevid_fingerprint, cert_file: r.certFile, ms: Date.now() - started };
+    return {
+      serial: row.serial,
+      line: row.line,
+      ok: true,
+      idevid_fingerprint: r.line.idevid_fingerprint,
+      cert_file: r.certFile,
+      ms: Date.now() - started,
+    };
   } catch (err) {
     const e = toSigilError(err);
     const message = e.code === 'internal' && err instanceof Error ? err.message : e.message;

@@ -16,7 +16,14 @@ import { PemKeySigner } from '../keystore/pem-key.js';
 import { Pkcs11Signer, type Pkcs11KeyRef } from '../keystore/pkcs11.js';
 import { parsePkcs11Uri } from '../keystore/pkcs11/uri.js';
 import type { DeviceSigner } from '../keystore/signer.js';
-import { decodeBasicConstraints, decodeKeyUsage, decodeSubjectKeyIdentifier, findExtension, KEY_USAGE, readCertificate } from '../pki/cert-reader.js';
+import {
+  decodeBasicConstraints,
+  decodeKeyUsage,
+  decodeSubjectKeyIdentifier,
+  findExtension,
+  KEY_USAGE,
+  readCertificate,
+} from '../pki/cert-reader.js';
 import { signerAlgorithmId } from '../pki/certificate.js';
 import { authorityKeyIdentifier } from '../pki/extensions.js';
 import { OID } from '../pki/oids.js';
@@ -52,18 +59,31 @@ function readCaBundle(certFile: string): Buffer[] {
   try {
     text = readFileSync(certFile, 'utf8');
   } catch (e) {
-    throw new SigilError('config_invalid', `cannot read the factory CA certificate ${certFile}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    throw new SigilError(
+      'config_invalid',
+      `cannot read the factory CA certificate ${certFile}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+    );
   }
   return pemToDers(text, 'CERTIFICATE', 'config_invalid');
 }
 
 /** A PKCS#11 key reference from an RFC 7512 URI plus the CLI's --pkcs11-module / --pin-file. */
-export function pkcs11RefFromUri(key: { keyUri: string; pinFile?: string; pinEnv?: string; module?: string }): Pkcs11KeyRef {
+export function pkcs11RefFromUri(key: {
+  keyUri: string;
+  pinFile?: string;
+  pinEnv?: string;
+  module?: string;
+}): Pkcs11KeyRef {
   const u = parsePkcs11Uri(key.keyUri);
   const module = u.modulePath ?? key.module;
-  if (module === undefined) throw new SigilError('config_invalid', 'the PKCS#11 module is needed: module-path= in the key URI, or --pkcs11-module');
+  if (module === undefined)
+    throw new SigilError(
+      'config_invalid',
+      'the PKCS#11 module is needed: module-path= in the key URI, or --pkcs11-module',
+    );
   if (u.token === undefined) throw new SigilError('config_invalid', 'the PKCS#11 key URI needs token=<label>');
-  if (u.object === undefined && u.id === undefined) throw new SigilError('config_invalid', 'the PKCS#11 key URI needs object=<label> or id=<bytes>');
+  if (u.object === undefined && u.id === undefined)
+    throw new SigilError('config_invalid', 'the PKCS#11 key URI needs object=<label> or id=<bytes>');
   const pinFile = u.pinFile ?? key.pinFile;
   return {
     storage: 'pkcs11',
@@ -103,17 +123,26 @@ export function openFactoryCa(src: FactoryCaSource, now: Date = new Date()): Fac
   if (kuExt && !decodeKeyUsage(kuExt.value, 'config_invalid').has(KEY_USAGE.keyCertSign)) {
     throw new SigilError('config_invalid', `${src.certFile}: the CA certificate's KeyUsage lacks keyCertSign`);
   }
-  if (fields.notAfter.getTime() <= now.getTime()) throw new SigilError('config_invalid', `the factory CA certificate ${src.certFile} expired at ${fields.notAfter.toISOString()}`);
+  if (fields.notAfter.getTime() <= now.getTime())
+    throw new SigilError(
+      'config_invalid',
+      `the factory CA certificate ${src.certFile} expired at ${fields.notAfter.toISOString()}`,
+    );
 
   const { signer, storage } = openSigner(src.key);
   try {
     signerAlgorithmId(signer.algorithm);
     const certKey = createPublicKey({ key: Buffer.from(fields.spki), format: 'der', type: 'spki' });
     if (!createPublicKey({ key: signer.publicKeySpki(), format: 'der', type: 'spki' }).equals(certKey)) {
-      throw new SigilError('config_invalid', `the factory CA key does not belong to ${src.certFile} (their public keys differ)`);
+      throw new SigilError(
+        'config_invalid',
+        `the factory CA key does not belong to ${src.certFile} (their public keys differ)`,
+      );
     }
     const skiExt = findExtension(fields.extensions, OID.subjectKeyIdentifier);
-    const keyId = skiExt ? decodeSubjectKeyIdentifier(skiExt.value, 'config_invalid') : keyIdentifier(readSpki(Buffer.from(fields.spki), 'config_invalid', 'CA public key').publicKey);
+    const keyId = skiExt
+      ? decodeSubjectKeyIdentifier(skiExt.value, 'config_invalid')
+      : keyIdentifier(readSpki(Buffer.from(fields.spki), 'config_invalid', 'CA public key').publicKey);
     return {
       certDer: certDer!,
       chainDers: above.filter((d) => !isSelfSigned(d)),

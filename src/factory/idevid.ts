@@ -54,7 +54,10 @@ const EKU = extKeyUsage([OID.clientAuth]);
 
 export function checkDeviceSerial(serial: string): void {
   if (typeof serial !== 'string' || !DEVICE_SERIAL_RE.test(serial)) {
-    throw new SigilError('bad_request', `device serial "${String(serial).slice(0, 80)}" must be 1-64 characters of A-Z a-z 0-9 . _ - (starting with a letter or digit)`);
+    throw new SigilError(
+      'bad_request',
+      `device serial "${String(serial).slice(0, 80)}" must be 1-64 characters of A-Z a-z 0-9 . _ - (starting with a letter or digit)`,
+    );
   }
 }
 
@@ -62,18 +65,31 @@ const fill = (template: string, serial: string): string => template.split('{seri
 
 export function idevidSubject(profile: IdevidProfile, serial: string): NameSpec {
   const cn = fill(profile.cnTemplate ?? '{serial}', serial);
-  return [...(profile.organization ? ([['O', profile.organization]] as const) : []), ['serialNumber', serial], ['CN', cn]];
+  return [
+    ...(profile.organization ? ([['O', profile.organization]] as const) : []),
+    ['serialNumber', serial],
+    ['CN', cn],
+  ];
 }
 
 /** Issue the IDevID certificate for `spkiDer` (the TPM-resident key's public key). */
-export async function issueIdevid(ca: FactoryCa, serial: string, spkiDer: Buffer, profile: IdevidProfile = {}, now: Date = new Date()): Promise<IssuedIdevid> {
+export async function issueIdevid(
+  ca: FactoryCa,
+  serial: string,
+  spkiDer: Buffer,
+  profile: IdevidProfile = {},
+  now: Date = new Date(),
+): Promise<IssuedIdevid> {
   checkDeviceSerial(serial);
   const key = classifySpki(readSpki(spkiDer, 'unsupported_key', 'IDevID public key'));
   if ('reason' in key) throw new SigilError('unsupported_key', `IDevID key: ${key.reason}`);
   const years = profile.validityYears ?? 20;
-  if (!Number.isFinite(years) || years <= 0 || years > 100) throw new SigilError('bad_request', `IDevID validity must be between 0 and 100 years (got ${years})`);
+  if (!Number.isFinite(years) || years <= 0 || years > 100)
+    throw new SigilError('bad_request', `IDevID validity must be between 0 and 100 years (got ${years})`);
   const notBefore = new Date(Math.floor((now.getTime() - BACKDATE_MS) / 1000) * 1000);
-  const notAfter = new Date(Math.min(Math.floor((now.getTime() + years * YEAR_MS) / 1000) * 1000, ca.notAfter.getTime()));
+  const notAfter = new Date(
+    Math.min(Math.floor((now.getTime() + years * YEAR_MS) / 1000) * 1000, ca.notAfter.getTime()),
+  );
   checkValidity(notBefore, notAfter);
   const subject = idevidSubject(profile, serial);
   let subjectDer: Buffer;

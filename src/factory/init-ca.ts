@@ -55,7 +55,13 @@ export interface InitCaResult {
 
 /** RFC 7512 §2.3: percent-encode everything but unreserved characters in a path attribute. */
 function pct(s: string): string {
-  return [...Buffer.from(s, 'utf8')].map((b) => (/[A-Za-z0-9\-._~]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : `%${b.toString(16).padStart(2, '0').toUpperCase()}`)).join('');
+  return [...Buffer.from(s, 'utf8')]
+    .map((b) =>
+      /[A-Za-z0-9\-._~]/.test(String.fromCharCode(b))
+        ? String.fromCharCode(b)
+        : `%${b.toString(16).padStart(2, '0').toUpperCase()}`,
+    )
+    .join('');
 }
 
 export function pkcs11KeyUri(ref: Pkcs11KeyRef): string {
@@ -73,17 +79,26 @@ async function selfSigned(signer: DeviceSigner, subject: NameSpec, notBefore: Da
     notAfter: time(notAfter),
     subject: name,
     spki,
-    extensions: [basicConstraints(true, 0), keyUsage([KEY_USAGE.keyCertSign, KEY_USAGE.cRLSign]), subjectKeyIdentifier(keyIdentifier(readSpki(spki).publicKey))],
+    extensions: [
+      basicConstraints(true, 0),
+      keyUsage([KEY_USAGE.keyCertSign, KEY_USAGE.cRLSign]),
+      subjectKeyIdentifier(keyIdentifier(readSpki(spki).publicKey)),
+    ],
   });
   return signTbsWith(tbs, signer);
 }
 
 export async function initFactoryCa(o: InitCaOptions): Promise<InitCaResult> {
   const years = o.years ?? 30;
-  if (!Number.isFinite(years) || years <= 0 || years > 100) throw new SigilError('bad_request', `--years must be between 0 and 100 (got ${years})`);
+  if (!Number.isFinite(years) || years <= 0 || years > 100)
+    throw new SigilError('bad_request', `--years must be between 0 and 100 (got ${years})`);
   const certFile = join(o.outDir, FACTORY_CA_CERT);
   const keyFile = join(o.outDir, FACTORY_CA_KEY);
-  if (existsSync(certFile)) throw new SigilError('conflict', `${certFile} already exists; a factory CA is created once (remove it to start over)`);
+  if (existsSync(certFile))
+    throw new SigilError(
+      'conflict',
+      `${certFile} already exists; a factory CA is created once (remove it to start over)`,
+    );
   ensureDir(o.outDir, 0o755);
   const subject: NameSpec = [
     ['O', o.organization ?? 'Sigil Factory'],
@@ -111,13 +126,17 @@ export async function initFactoryCa(o: InitCaOptions): Promise<InitCaResult> {
     }
     if (existing) {
       existing.close();
-      throw new SigilError('conflict', `token "${ref.tokenLabel}" already holds a key labelled "${ref.keyLabel}"; pick another --key-label`);
+      throw new SigilError(
+        'conflict',
+        `token "${ref.tokenLabel}" already holds a key labelled "${ref.keyLabel}"; pick another --key-label`,
+      );
     }
     const s = Pkcs11Signer.generate(ref);
     signer = s;
     keyUri = pkcs11KeyUri(s.ref);
   } else {
-    if (existsSync(keyFile)) throw new SigilError('conflict', `${keyFile} already exists; a factory CA is created once`);
+    if (existsSync(keyFile))
+      throw new SigilError('conflict', `${keyFile} already exists; a factory CA is created once`);
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
     signer = PemKeySigner.fromPem(pem, { what: 'factory CA key' });

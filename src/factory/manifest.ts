@@ -13,7 +13,17 @@
  * line number) instead of swallowing the next device.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, writeSync, constants } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  readSync,
+  writeSync,
+  constants,
+} from 'node:fs';
 import { dirname } from 'node:path';
 import { SigilError } from '../errors.js';
 import { ensureDir } from '../util/atomic-file.js';
@@ -64,7 +74,10 @@ export function manifestSerials(path: string): Map<string, number> {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw new SigilError('config_invalid', `cannot read the manifest ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    throw new SigilError(
+      'config_invalid',
+      `cannot read the manifest ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+    );
   }
   text.split('\n').forEach((line, i) => {
     if (!line.trim()) return;
@@ -91,7 +104,10 @@ function openForAppend(path: string): { fd: number; created: boolean } {
   const created = !existsSync(path);
   try {
     if (created) ensureDir(dirname(path), 0o755);
-    return { fd: openSync(path, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o644), created };
+    return {
+      fd: openSync(path, constants.O_RDWR | constants.O_APPEND | constants.O_CREAT | constants.O_NOFOLLOW, 0o644),
+      created,
+    };
   } catch (e) {
     const why = e instanceof SigilError ? e.message : ((e as NodeJS.ErrnoException).code ?? 'error');
     throw new SigilError('config_invalid', `cannot open the manifest ${path} for appending: ${why}`);
@@ -114,7 +130,8 @@ export function appendManifestLine(path: string, line: ManifestLine): void {
     const payload = Buffer.from(`${endsWithNewline(fd) ? '' : '\n'}${text}\n`, 'utf8');
     // One write(2): O_APPEND makes it land after whatever is there, in one piece.
     const n = writeSync(fd, payload);
-    if (n !== payload.length) throw new SigilError('internal', `short write to the manifest ${path} (${n} of ${payload.length} bytes)`);
+    if (n !== payload.length)
+      throw new SigilError('internal', `short write to the manifest ${path} (${n} of ${payload.length} bytes)`);
     fsyncSync(fd);
   } finally {
     closeSync(fd);

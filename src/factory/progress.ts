@@ -28,7 +28,9 @@ export function createProgress(stream: Stream, total: number, opts: { tty?: bool
   let failed = 0;
   const inFlight = new Set<string>();
   const line = (o: DeviceOutcome): string =>
-    o.ok ? `ok      ${o.serial}  ${o.idevid_fingerprint ?? ''}  ${o.ms} ms` : `failed  ${o.serial}  ${o.code}: ${(o.message ?? '').replace(/\s*\n\s*/g, ' ')}`;
+    o.ok
+      ? `ok      ${o.serial}  ${o.idevid_fingerprint ?? ''}  ${o.ms} ms`
+      : `failed  ${o.serial}  ${o.code}: ${(o.message ?? '').replace(/\s*\n\s*/g, ' ')}`;
   const bar = (): string => {
     const n = ok + failed;
     const filled = total === 0 ? WIDTH : Math.round((n / total) * WIDTH);

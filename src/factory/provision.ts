@@ -39,7 +39,14 @@ import type { KeyBlob, Tpm, TpmKey } from '../tpm/tpm.js';
 import { ensureDir, writeFileAtomic } from '../util/atomic-file.js';
 import type { FactoryCa } from './ca.js';
 import { checkDeviceSerial, issueIdevid, type IdevidProfile } from './idevid.js';
-import { appendManifestLine, checkManifestWritable, fingerprintOf, manifestEkHash, manifestSerials, type ManifestLine } from './manifest.js';
+import {
+  appendManifestLine,
+  checkManifestWritable,
+  fingerprintOf,
+  manifestEkHash,
+  manifestSerials,
+  type ManifestLine,
+} from './manifest.js';
 
 /** Where the IDevID key is persisted by default (owner range 0x81000000-0x817FFFFF, TCG handle registry). */
 export const DEFAULT_IDEVID_HANDLE = 0x81000100;
@@ -79,7 +86,10 @@ const hex32 = (n: number): string => `0x${n.toString(16).padStart(8, '0')}`;
 
 export function checkHandles(handle: number, nvIndex: number | undefined): void {
   if (!Number.isInteger(handle) || handle < 0x81000000 || handle > 0x817fffff) {
-    throw new SigilError('bad_request', `persistent handle ${hex32(handle)} is outside the owner range 0x81000000-0x817fffff`);
+    throw new SigilError(
+      'bad_request',
+      `persistent handle ${hex32(handle)} is outside the owner range 0x81000000-0x817fffff`,
+    );
   }
   if (nvIndex !== undefined && (!Number.isInteger(nvIndex) || handleType(nvIndex) !== TPM_HT.NV_INDEX)) {
     throw new SigilError('bad_request', `NV index ${hex32(nvIndex)} is not an NV index handle (0x01xxxxxx)`);
@@ -121,7 +131,10 @@ async function readEk(tpm: Tpm, wanted: EkKind | undefined): Promise<EkFacts> {
   if (cert) {
     const f = readCertificate(Buffer.from(cert.der), 'tpm_error', `EK certificate (NV ${hex32(cert.nvIndex)})`);
     if (!Buffer.from(f.spki).equals(publicKeySpki(pub.value))) {
-      throw new SigilError('tpm_error', `the EK certificate in NV ${hex32(cert.nvIndex)} is not for this TPM's ${kind} EK (their public keys differ)`);
+      throw new SigilError(
+        'tpm_error',
+        `the EK certificate in NV ${hex32(cert.nvIndex)} is not for this TPM's ${kind} EK (their public keys differ)`,
+      );
     }
     facts.certSerial = serialHex(Buffer.from(f.serial));
     facts.certIssuer = formatName(readName(Buffer.from(f.issuer), 'tpm_error', 'EK certificate issuer'));
@@ -143,14 +156,24 @@ export async function provisionDevice(o: ProvisionOptions): Promise<ProvisionRes
   const known = o.knownSerials ?? manifestSerials(o.manifest);
   const line = known.get(serial);
   if (line !== undefined && !o.force) {
-    throw new SigilError('device_already_provisioned', `device ${serial} is already in ${o.manifest}${line > 0 ? ` (line ${line})` : ''}; re-provision it with --force (and revoke its old IDevID)`);
+    throw new SigilError(
+      'device_already_provisioned',
+      `device ${serial} is already in ${o.manifest}${line > 0 ? ` (line ${line})` : ''}; re-provision it with --force (and revoke its old IDevID)`,
+    );
   }
   const existing = await persistentKey(tpm, handle);
   if (existing && !o.force) {
-    throw new SigilError('device_already_provisioned', `the TPM already holds a key at ${hex32(handle)}; re-provision with --force, or pick another --handle`);
+    throw new SigilError(
+      'device_already_provisioned',
+      `the TPM already holds a key at ${hex32(handle)}; re-provision with --force, or pick another --handle`,
+    );
   }
   const nvTaken = o.nvIndex !== undefined && (await nvExists(tpm, o.nvIndex));
-  if (nvTaken && !o.force) throw new SigilError('device_already_provisioned', `NV index ${hex32(o.nvIndex!)} is already defined; re-provision with --force`);
+  if (nvTaken && !o.force)
+    throw new SigilError(
+      'device_already_provisioned',
+      `NV index ${hex32(o.nvIndex!)} is already defined; re-provision with --force`,
+    );
 
   const ek = await readEk(tpm, o.ekKind);
 
@@ -174,14 +197,18 @@ export async function provisionDevice(o: ProvisionOptions): Promise<ProvisionRes
       if (nvTaken) await tpm.nvUndefine(index);
       // Readable with the index's empty authValue (AUTHREAD) so any process on the device can
       // fetch its certificate; writable only by the owner.
-      await tpm.nvDefine(index, idevid.der.length, { attributes: TPM_NT.ORDINARY | TPMA_NV.OWNERWRITE | TPMA_NV.OWNERREAD | TPMA_NV.AUTHREAD | TPMA_NV.NO_DA });
+      await tpm.nvDefine(index, idevid.der.length, {
+        attributes: TPM_NT.ORDINARY | TPMA_NV.OWNERWRITE | TPMA_NV.OWNERREAD | TPMA_NV.AUTHREAD | TPMA_NV.NO_DA,
+      });
       undo.push(() => tpm.nvUndefine(index));
       await tpm.nvWrite(index, idevid.der);
     }
 
     ensureDir(o.certDir, 0o755);
     const certFile = join(o.certDir, `${serial}.pem`);
-    writeFileAtomic(certFile, [idevid.der, ...ca.chainDers].map((d) => toPem('CERTIFICATE', d)).join(''), { mode: 0o644 });
+    writeFileAtomic(certFile, [idevid.der, ...ca.chainDers].map((d) => toPem('CERTIFICATE', d)).join(''), {
+      mode: 0o644,
+    });
     undo.push(() => Promise.resolve(rmSync(certFile, { force: true })));
     const tss2File = o.tss2Key ? join(o.certDir, `${serial}.tss2.pem`) : undefined;
     if (tss2File) {

@@ -16,7 +16,10 @@ import { SigilError, type ErrorCode } from '../errors.js';
 import { globMatch } from './x509/allow.js';
 
 /** One pattern or a list of them. */
-export const patternSchema = z.union([z.string().min(1).max(512), z.array(z.string().min(1).max(512)).min(1).max(1000)]);
+export const patternSchema = z.union([
+  z.string().min(1).max(512),
+  z.array(z.string().min(1).max(512)).min(1).max(1000),
+]);
 export type Pattern = z.infer<typeof patternSchema>;
 
 /** The same, but exact values only (no `*`/`?`): for fields where a wildcard would be a blunder (account ids). */
@@ -43,12 +46,17 @@ const show = (v: unknown): string => (v === undefined ? '(absent)' : JSON.string
  * Why `entry` does not match, or undefined when it does. `fields` maps each allow-entry key to
  * the fact it tests (the fact's name is what messages and audit rows show).
  */
-export function entryMismatch(entry: Record<string, unknown>, facts: Record<string, unknown>, fields: Record<string, string>): string | undefined {
+export function entryMismatch(
+  entry: Record<string, unknown>,
+  facts: Record<string, unknown>,
+  fields: Record<string, string>,
+): string | undefined {
   for (const [key, pattern] of Object.entries(entry)) {
     if (pattern === undefined) continue;
     const fact = fields[key];
     if (fact === undefined) continue; // not a matching field (e.g. nested `claims`, handled by the caller)
-    if (!factMatches(pattern as Pattern, facts[fact])) return `${key} ${show(facts[fact])} does not match ${JSON.stringify(pattern)}`;
+    if (!factMatches(pattern as Pattern, facts[fact]))
+      return `${key} ${show(facts[fact])} does not match ${JSON.stringify(pattern)}`;
   }
   return undefined;
 }

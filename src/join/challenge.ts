@@ -63,29 +63,70 @@ export interface ChallengeLookup {
 }
 
 /** Step 1: find the challenge `id` and check it belongs to this join (method, request id, key). */
-export async function openChallenge(store: ChallengeLookup, id: unknown, join: { method: string; requestId: string; spkiDer: Buffer; now: number }): Promise<AnsweredChallenge> {
+export async function openChallenge(
+  store: ChallengeLookup,
+  id: unknown,
+  join: { method: string; requestId: string; spkiDer: Buffer; now: number },
+): Promise<AnsweredChallenge> {
   const rec = typeof id === 'string' && CHALLENGE_ID_RE.test(id) ? await store.get(id) : undefined;
-  if (!rec) throw new SigilError('challenge_invalid', 'the challenge id is not known to this issuer (it may have expired long ago); start the join again');
-  if (rec.usedAt !== null) throw new SigilError('challenge_reused', `the challenge was already answered at ${new Date(rec.usedAt).toISOString()}; a challenge answers one join only`);
-  if (rec.expiresAt <= join.now) throw new SigilError('challenge_expired', `the challenge expired at ${new Date(rec.expiresAt).toISOString()}; start the join again`);
-  if (rec.method !== join.method) throw new SigilError('challenge_invalid', `the challenge was issued by the ${rec.method} join method, not ${join.method}`);
-  if (rec.requestId !== join.requestId) throw new SigilError('challenge_invalid', 'the challenge was issued to another join request (answer with the same request id)');
-  if (rec.spkiHash !== challengeKeyHash(join.spkiDer)) throw new SigilError('challenge_invalid', 'the challenge was issued for another identity key (answer with the same CSR key)');
+  if (!rec)
+    throw new SigilError(
+      'challenge_invalid',
+      'the challenge id is not known to this issuer (it may have expired long ago); start the join again',
+    );
+  if (rec.usedAt !== null)
+    throw new SigilError(
+      'challenge_reused',
+      `the challenge was already answered at ${new Date(rec.usedAt).toISOString()}; a challenge answers one join only`,
+    );
+  if (rec.expiresAt <= join.now)
+    throw new SigilError(
+      'challenge_expired',
+      `the challenge expired at ${new Date(rec.expiresAt).toISOString()}; start the join again`,
+    );
+  if (rec.method !== join.method)
+    throw new SigilError(
+      'challenge_invalid',
+      `the challenge was issued by the ${rec.method} join method, not ${join.method}`,
+    );
+  if (rec.requestId !== join.requestId)
+    throw new SigilError(
+      'challenge_invalid',
+      'the challenge was issued to another join request (answer with the same request id)',
+    );
+  if (rec.spkiHash !== challengeKeyHash(join.spkiDer))
+    throw new SigilError(
+      'challenge_invalid',
+      'the challenge was issued for another identity key (answer with the same CSR key)',
+    );
   return { id: rec.id, nonce: rec.nonce, state: rec.state, createdAt: rec.createdAt, expiresAt: rec.expiresAt };
 }
 
 /** Step 2, inside the issuing transaction: use the challenge up (`challenge_reused` when a concurrent answer won). */
 export async function consumeChallenge(
-  store: { consume(id: string, now: number): Promise<{ ok: true } | { ok: false; reason: 'challenge_invalid' | 'challenge_expired' | 'challenge_reused' }> },
+  store: {
+    consume(
+      id: string,
+      now: number,
+    ): Promise<{ ok: true } | { ok: false; reason: 'challenge_invalid' | 'challenge_expired' | 'challenge_reused' }>;
+  },
   id: string,
   now: number,
 ): Promise<void> {
   const r = await store.consume(id, now);
-  if (!r.ok) throw new SigilError(r.reason, r.reason === 'challenge_reused' ? 'the challenge was already answered (a concurrent join won)' : undefined);
+  if (!r.ok)
+    throw new SigilError(
+      r.reason,
+      r.reason === 'challenge_reused' ? 'the challenge was already answered (a concurrent join won)' : undefined,
+    );
 }
 
 /** The challenge an answer answers, as the host opened it (it always does when `challenge_id` is present). */
 export function answeredChallenge(input: { challenge?: AnsweredChallenge }): AnsweredChallenge {
-  if (input.challenge === undefined) throw new SigilError('internal', 'a challenge answer reached the join method without its challenge (the host opens it)');
+  if (input.challenge === undefined)
+    throw new SigilError(
+      'internal',
+      'a challenge answer reached the join method without its challenge (the host opens it)',
+    );
   return input.challenge;
 }

@@ -100,12 +100,25 @@ export async function runJoinExchange(o: JoinExchangeOptions): Promise<JoinExcha
       return signJws(identity, TYP_REQUEST, request(identity, evidence));
     });
     const body = await o.send(envelope, { requestId, round });
-    const step = verifyJoinStep(body, requestId, await o.rootPem(), { requestHash: requestHash(envelope), now: new Date(now()), ...(o.verifier ? { verifier: o.verifier } : {}) });
+    const step = verifyJoinStep(body, requestId, await o.rootPem(), {
+      requestHash: requestHash(envelope),
+      now: new Date(now()),
+      ...(o.verifier ? { verifier: o.verifier } : {}),
+    });
     if (step.kind === 'identity') return { requestId, envelope, payload: step.payload, challenges: round };
     challenge = step.payload.challenge;
-    if (o.method.respond === undefined) throw new SigilError('response_invalid', `the issuer sent a challenge, but the ${o.method.name} join method has no challenge round`);
-    if (challenge.method !== o.method.name) throw new SigilError('response_invalid', `the issuer sent a ${challenge.method} challenge to a ${o.method.name} join`);
-    if (round >= maxChallenges) throw new SigilError('response_invalid', `the issuer asked more than ${maxChallenges} challenges; giving up`);
+    if (o.method.respond === undefined)
+      throw new SigilError(
+        'response_invalid',
+        `the issuer sent a challenge, but the ${o.method.name} join method has no challenge round`,
+      );
+    if (challenge.method !== o.method.name)
+      throw new SigilError(
+        'response_invalid',
+        `the issuer sent a ${challenge.method} challenge to a ${o.method.name} join`,
+      );
+    if (round >= maxChallenges)
+      throw new SigilError('response_invalid', `the issuer asked more than ${maxChallenges} challenges; giving up`);
   }
 
   function request(identity: Signer, evidence: Record<string, unknown>): JoinRequest {

@@ -32,7 +32,8 @@ export const DEFAULT_MAX_BYTES = 1024 * 1024;
 /** One request; rejects with a plain Error (callers map it to their own code) on any failure to get an answer. */
 export function httpRequest(req: HttpRequest): Promise<HttpAnswer> {
   const url = new URL(req.url);
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return Promise.reject(new Error(`unsupported URL scheme ${url.protocol}`));
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    return Promise.reject(new Error(`unsupported URL scheme ${url.protocol}`));
   const client = url.protocol === 'https:' ? https : http;
   const maxBytes = req.maxBytes ?? DEFAULT_MAX_BYTES;
   return new Promise((resolve, reject) => {
@@ -58,7 +59,9 @@ export function httpRequest(req: HttpRequest): Promise<HttpAnswer> {
           }
           chunks.push(c);
         });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+        );
         res.on('error', reject);
       },
     );

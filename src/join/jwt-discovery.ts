@@ -27,7 +27,12 @@ export function discoveryUrl(issuer: string): string {
   return `${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
 }
 
-export async function discoverJwksUri(cache: DiscoveryCache, issuer: string, ca: string | undefined, now: number): Promise<string> {
+export async function discoverJwksUri(
+  cache: DiscoveryCache,
+  issuer: string,
+  ca: string | undefined,
+  now: number,
+): Promise<string> {
   const key = `${issuer}\n${ca === undefined ? '' : createHash('sha256').update(ca).digest('hex')}`;
   let e = cache.get(key);
   if (e === undefined) {
@@ -39,11 +44,16 @@ export async function discoverJwksUri(cache: DiscoveryCache, issuer: string, ca:
   if (due && now - e.lastAttempt >= KEYSET_LIMITS.refetchIntervalMs) {
     e.lastAttempt = now;
     try {
-      const res = await httpRequest({ url: discoveryUrl(issuer), headers: { accept: 'application/json' }, ...(ca !== undefined ? { ca } : {}) });
+      const res = await httpRequest({
+        url: discoveryUrl(issuer),
+        headers: { accept: 'application/json' },
+        ...(ca !== undefined ? { ca } : {}),
+      });
       if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
       const doc = JSON.parse(res.body.toString('utf8')) as { issuer?: unknown; jwks_uri?: unknown };
       if (doc.issuer !== issuer) throw new Error(`it names issuer ${JSON.stringify(doc.issuer)}, not ${issuer}`);
-      if (typeof doc.jwks_uri !== 'string' || !doc.jwks_uri.startsWith('https://')) throw new Error('its jwks_uri is not an https URL');
+      if (typeof doc.jwks_uri !== 'string' || !doc.jwks_uri.startsWith('https://'))
+        throw new Error('its jwks_uri is not an https URL');
       e.jwksUri = doc.jwks_uri;
       e.freshUntil = now + ttlFromHeaders(res.headers);
       e.lastError = undefined;
@@ -52,5 +62,9 @@ export async function discoverJwksUri(cache: DiscoveryCache, issuer: string, ca:
     }
   }
   if (e.jwksUri !== undefined && now <= e.freshUntil + KEYSET_LIMITS.maxStaleMs) return e.jwksUri;
-  throw new SigilError('jwks_unavailable', `the discovery document ${discoveryUrl(issuer)} cannot be used (${e.lastError ?? 'no answer yet'}); set jwks_url or jwks_file in the join rule`, { retryAfterMs: 30_000 });
+  throw new SigilError(
+    'jwks_unavailable',
+    `the discovery document ${discoveryUrl(issuer)} cannot be used (${e.lastError ?? 'no answer yet'}); set jwks_url or jwks_file in the join rule`,
+    { retryAfterMs: 30_000 },
+  );
 }

@@ -55,18 +55,25 @@ export function normalizeKeySet(doc: unknown): JSONWebKeySet {
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new Error('not a JSON object');
   let keys: JWK[];
   if (Array.isArray((doc as { keys?: unknown }).keys)) {
-    keys = ((doc as { keys: unknown[] }).keys).filter((k): k is JWK => k !== null && typeof k === 'object' && !Array.isArray(k));
+    keys = (doc as { keys: unknown[] }).keys.filter(
+      (k): k is JWK => k !== null && typeof k === 'object' && !Array.isArray(k),
+    );
   } else {
     // Google's PEM map: { kid: PEM certificate }.
     keys = Object.entries(doc as Record<string, unknown>).map(([kid, pem]) => {
-      if (typeof pem !== 'string' || !pem.includes('-----BEGIN CERTIFICATE-----')) throw new Error(`member "${kid.slice(0, 40)}" is neither a JWKS "keys" array nor a PEM certificate`);
+      if (typeof pem !== 'string' || !pem.includes('-----BEGIN CERTIFICATE-----'))
+        throw new Error(`member "${kid.slice(0, 40)}" is neither a JWKS "keys" array nor a PEM certificate`);
       const jwk = new X509Certificate(pem).publicKey.export({ format: 'jwk' }) as JWK;
       return { ...jwk, kid, use: 'sig', ...(jwk.kty === 'RSA' ? { alg: 'RS256' } : {}) };
     });
   }
-  const usable = keys.filter((k) => typeof k.kty === 'string' && k.kty !== 'oct' && k.d === undefined && (k.use === undefined || k.use === 'sig'));
+  const usable = keys.filter(
+    (k) =>
+      typeof k.kty === 'string' && k.kty !== 'oct' && k.d === undefined && (k.use === undefined || k.use === 'sig'),
+  );
   if (usable.length === 0) throw new Error('holds no public signature key');
-  if (usable.length > KEYSET_LIMITS.maxKeys) throw new Error(`holds ${usable.length} keys (at most ${KEYSET_LIMITS.maxKeys})`);
+  if (usable.length > KEYSET_LIMITS.maxKeys)
+    throw new Error(`holds ${usable.length} keys (at most ${KEYSET_LIMITS.maxKeys})`);
   return { keys: usable };
 }
 
@@ -114,7 +121,10 @@ function loadFile({ files }: KeySetCache, path: string, what: string): LoadedKey
   try {
     st = statSync(path);
   } catch (e) {
-    throw new SigilError('join_rule_unusable', `cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    throw new SigilError(
+      'join_rule_unusable',
+      `cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+    );
   }
   const hit = files.get(path);
   if (hit && hit.mtimeMs === st.mtimeMs && hit.size === st.size) return hit.set;
@@ -138,7 +148,11 @@ async function fetchInto(e: Entry, src: KeySetSource, now: number): Promise<void
   e.lastAttempt = now;
   e.fetches++;
   try {
-    const res = await httpRequest({ url: src.url!, headers: { accept: 'application/json' }, ...(src.ca !== undefined ? { ca: src.ca } : {}) });
+    const res = await httpRequest({
+      url: src.url!,
+      headers: { accept: 'application/json' },
+      ...(src.ca !== undefined ? { ca: src.ca } : {}),
+    });
     if (res.status !== 200) throw new Error(`HTTP ${res.status}`);
     const jwks = normalizeKeySet(JSON.parse(res.body.toString('utf8')));
     e.set = { resolver: createLocalJWKSet(jwks), size: jwks.keys.length, origin: src.url! };
@@ -157,7 +171,11 @@ async function refresh(e: Entry, src: KeySetSource, now: number): Promise<void> 
 function usable(c: KeySetCache, e: Entry, src: KeySetSource, now: number): LoadedKeySet {
   if (e.set !== undefined && now <= e.freshUntil + KEYSET_LIMITS.maxStaleMs) return e.set;
   if (src.fallbackFile !== undefined) return loadFile(c, src.fallbackFile, 'fallback key set');
-  throw new SigilError('jwks_unavailable', `the key set at ${src.url} cannot be fetched (${e.lastError ?? 'no answer yet'}) and no earlier copy is usable`, { retryAfterMs: 30_000 });
+  throw new SigilError(
+    'jwks_unavailable',
+    `the key set at ${src.url} cannot be fetched (${e.lastError ?? 'no answer yet'}) and no earlier copy is usable`,
+    { retryAfterMs: 30_000 },
+  );
 }
 
 /** The current key set of `src` (fetching or re-reading it when due). */
@@ -171,7 +189,14 @@ export async function keySetFor(c: KeySetCache, src: KeySetSource, now: number):
   let e = remote.get(key);
   if (e === undefined) {
     if (remote.size >= MAX_ENTRIES) remote.delete(remote.keys().next().value!);
-    e = { set: undefined, freshUntil: 0, lastAttempt: -Infinity, lastError: undefined, inflight: undefined, fetches: 0 };
+    e = {
+      set: undefined,
+      freshUntil: 0,
+      lastAttempt: -Infinity,
+      lastError: undefined,
+      inflight: undefined,
+      fetches: 0,
+    };
     remote.set(key, e);
   }
   if (e.set === undefined || now > e.freshUntil) {
@@ -185,7 +210,11 @@ export async function keySetFor(c: KeySetCache, src: KeySetSource, now: number):
  * After a token named a `kid` the cached set lacks: refetch unless one was done within the
  * last 30 s. Returns the (possibly new) set, or undefined when no refetch was allowed.
  */
-export async function refetchForUnknownKid(c: KeySetCache, src: KeySetSource, now: number): Promise<LoadedKeySet | undefined> {
+export async function refetchForUnknownKid(
+  c: KeySetCache,
+  src: KeySetSource,
+  now: number,
+): Promise<LoadedKeySet | undefined> {
   if (src.url === undefined) return undefined;
   const e = c.remote.get(cacheKey(src));
   if (e === undefined) return keySetFor(c, src, now);

@@ -15,20 +15,34 @@ export const MAX_JTI_LENGTH = 256;
 export function jtiOf(claims: { jti?: unknown }): string | undefined {
   const j = claims.jti;
   if (j === undefined) return undefined;
-  if (typeof j !== 'string' || j.length === 0 || j.length > MAX_JTI_LENGTH) throw new SigilError('jwt_invalid', `the jti claim must be a string of 1-${MAX_JTI_LENGTH} characters`);
+  if (typeof j !== 'string' || j.length === 0 || j.length > MAX_JTI_LENGTH)
+    throw new SigilError('jwt_invalid', `the jti claim must be a string of 1-${MAX_JTI_LENGTH} characters`);
   return j;
 }
 
-export async function checkNotReplayed(port: Pick<JoinAttestPort, 'jtiSeen'>, issuer: string, jti: string | undefined): Promise<void> {
+export async function checkNotReplayed(
+  port: Pick<JoinAttestPort, 'jtiSeen'>,
+  issuer: string,
+  jti: string | undefined,
+): Promise<void> {
   if (jti !== undefined && (await port.jtiSeen(issuer, jti))) throw replayed(issuer, jti);
 }
 
 /** Inside the issuing transaction: record the use, or refuse the replay. */
-export async function recordJti(tx: Pick<JoinCommitPort, 'recordJti'>, issuer: string, jti: string | undefined, expSeconds: number, skewS: number): Promise<void> {
+export async function recordJti(
+  tx: Pick<JoinCommitPort, 'recordJti'>,
+  issuer: string,
+  jti: string | undefined,
+  expSeconds: number,
+  skewS: number,
+): Promise<void> {
   if (jti === undefined) return;
   if (!(await tx.recordJti(issuer, jti, expSeconds * 1000 + skewS * 1000))) throw replayed(issuer, jti);
 }
 
 function replayed(issuer: string, jti: string): SigilError {
-  return new SigilError('jwt_replayed', `the token ${JSON.stringify(jti.slice(0, 64))} from ${issuer} was already used for a join; fetch a fresh token`);
+  return new SigilError(
+    'jwt_replayed',
+    `the token ${JSON.stringify(jti.slice(0, 64))} from ${issuer} was already used for a join; fetch a fresh token`,
+  );
 }

@@ -46,9 +46,16 @@ export interface JoinCommitPort {
   /** The instance being created or joined again. */
   readonly instanceId: string;
   /** Use a join token up; `token_reused`/`token_expired`/`token_invalid` when another join won. */
-  consumeToken(id: string): Promise<{ ok: true } | { ok: false; reason: 'token_invalid' | 'token_expired' | 'token_reused' }>;
+  consumeToken(
+    id: string,
+  ): Promise<{ ok: true } | { ok: false; reason: 'token_invalid' | 'token_expired' | 'token_reused' }>;
   /** Record a token's (issuer, jti) until `expiresAt`; false when it was already recorded (the replay). */
   recordJti(issuer: string, jti: string, expiresAt: number): Promise<boolean>;
   /** Bind `subject` to `keyHash` for this method if unbound; returns the binding in force, which the caller compares. */
-  bindKey(rec: { subject: string; keyHash: string; rule: string; facts: Record<string, unknown> }): Promise<KeyBindingRecord>;
+  bindKey(rec: {
+    subject: string;
+    keyHash: string;
+    rule: string;
+    facts: Record<string, unknown>;
+  }): Promise<KeyBindingRecord>;
 }

@@ -13,7 +13,11 @@ export const durationField = z.union([z.string(), z.number()]).transform((v, ctx
 });
 
 /** Files a rule names are read by the issuer when a machine joins, so they must be absolute. */
-export const absolutePathField = z.string().min(2).max(4096).regex(/^\//, 'file paths must be absolute (the issuer reads them when a machine joins)');
+export const absolutePathField = z
+  .string()
+  .min(2)
+  .max(4096)
+  .regex(/^\//, 'file paths must be absolute (the issuer reads them when a machine joins)');
 
 /** An https URL (key sets, discovery documents). */
 export const httpsUrlField = z

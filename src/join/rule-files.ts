@@ -21,11 +21,19 @@ export type RuleFileCache<T> = Map<string, Entry<T>>;
 const MAX_ENTRIES = 256;
 
 function unreadable(path: string, what: string, e: unknown): SigilError {
-  return new SigilError('join_rule_unusable', `cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+  return new SigilError(
+    'join_rule_unusable',
+    `cannot read ${what} ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+  );
 }
 
 /** `cache` undefined: read and load the file now, keep nothing. */
-export function cachedRuleFile<T>(cache: RuleFileCache<T> | undefined, path: string, what: string, load: (bytes: Buffer) => T): T {
+export function cachedRuleFile<T>(
+  cache: RuleFileCache<T> | undefined,
+  path: string,
+  what: string,
+  load: (bytes: Buffer) => T,
+): T {
   let st;
   try {
     st = statSync(path);

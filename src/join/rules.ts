@@ -26,16 +26,29 @@ export function validateRuleBlock(schemas: RuleSchemas, ruleName: string, spec: 
   const schema = schemas.get(method);
   // A rule for a method nobody registered would be stored and never match: a typo ("tmp") that
   // silently drops a fleet's rule. `token` joins need no rule: the token names its bot.
-  if (!schema) throw new SigilError('policy_invalid', `join_rule ${ruleName}: unknown method "${method}" (join rules exist for: ${[...schemas.keys()].sort().join(', ')}; token joins need no rule)`);
-  if (spec[method] === undefined) throw new SigilError('policy_invalid', `join_rule ${ruleName}: method ${method} needs a "${method}:" block`);
+  if (!schema)
+    throw new SigilError(
+      'policy_invalid',
+      `join_rule ${ruleName}: unknown method "${method}" (join rules exist for: ${[...schemas.keys()].sort().join(', ')}; token joins need no rule)`,
+    );
+  if (spec[method] === undefined)
+    throw new SigilError('policy_invalid', `join_rule ${ruleName}: method ${method} needs a "${method}:" block`);
   for (const k of Object.keys(spec)) {
-    if (k !== 'method' && k !== 'bot' && k !== method) throw new SigilError('policy_invalid', `join_rule ${ruleName}: unknown key "${k}" (a ${method} rule has method, bot and ${method})`);
+    if (k !== 'method' && k !== 'bot' && k !== method)
+      throw new SigilError(
+        'policy_invalid',
+        `join_rule ${ruleName}: unknown key "${k}" (a ${method} rule has method, bot and ${method})`,
+      );
   }
   return parseWith(schema, spec[method], 'policy_invalid', `join_rule ${ruleName} ${method}`);
 }
 
 /** Stored join_rule resources of `method`, parsed with its schema, in name order (deterministic matching). */
-export function parseRules<T>(resources: ReadonlyArray<{ name: string; spec: Record<string, unknown> }>, method: string, schema: z.ZodType | undefined): Array<JoinRule<T>> {
+export function parseRules<T>(
+  resources: ReadonlyArray<{ name: string; spec: Record<string, unknown> }>,
+  method: string,
+  schema: z.ZodType | undefined,
+): Array<JoinRule<T>> {
   return resources
     .filter((r) => r.spec.method === method)
     .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))

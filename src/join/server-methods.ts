@@ -31,7 +31,9 @@ export const SERVER_JOIN_METHODS: readonly ServerJoinMethodEntry[] = Object.free
 
 /** The join_rule block schema of each method that takes rules. */
 export function ruleSchemasOf(entries: readonly ServerJoinMethodEntry[]): RuleSchemas {
-  return new Map(entries.flatMap((e): Array<[string, z.ZodType]> => (e.ruleSchema ? [[e.descriptor.name, e.ruleSchema]] : [])));
+  return new Map(
+    entries.flatMap((e): Array<[string, z.ZodType]> => (e.ruleSchema ? [[e.descriptor.name, e.ruleSchema]] : [])),
+  );
 }
 
 export const JOIN_RULE_SCHEMAS: RuleSchemas = ruleSchemasOf(SERVER_JOIN_METHODS);
@@ -74,6 +76,13 @@ export class JoinMethods {
 }
 
 /** The issuer's methods: `entries` (default: all) built with fresh per-issuer caches. */
-export function createJoinMethods(deps: Omit<JoinMethodDeps, 'caches' | 'firmware'> & Partial<Pick<JoinMethodDeps, 'caches' | 'firmware'>>, entries: readonly ServerJoinMethodEntry[] = SERVER_JOIN_METHODS): JoinMethods {
-  return new JoinMethods(entries, { caches: deps.caches ?? createJoinCaches(), log: deps.log, firmware: deps.firmware ?? new FirmwareProfiles() });
+export function createJoinMethods(
+  deps: Omit<JoinMethodDeps, 'caches' | 'firmware'> & Partial<Pick<JoinMethodDeps, 'caches' | 'firmware'>>,
+  entries: readonly ServerJoinMethodEntry[] = SERVER_JOIN_METHODS,
+): JoinMethods {
+  return new JoinMethods(entries, {
+    caches: deps.caches ?? createJoinCaches(),
+    log: deps.log,
+    firmware: deps.firmware ?? new FirmwareProfiles(),
+  });
 }

@@ -34,7 +34,11 @@ export interface AgentEk {
 }
 
 /** Agent: the EK to present — `auto` takes the first EK certificate found (RSA, ECC P-256, P-384), else the RSA EK. */
-export async function readAgentEk(tpm: Tpm, want: EkKind | 'auto', auth: { endorsementAuth?: Uint8Array } = {}): Promise<AgentEk> {
+export async function readAgentEk(
+  tpm: Tpm,
+  want: EkKind | 'auto',
+  auth: { endorsementAuth?: Uint8Array } = {},
+): Promise<AgentEk> {
   const cert = want === 'auto' ? await tpm.readEkCertificate() : await tpm.readEkCertificate(want);
   const kind: EkKind = cert?.kind ?? (want === 'auto' ? 'rsa-2048' : want);
   const pub = await tpm.withTransient(tpm.readEkPublic(kind, auth), (ek) => Promise.resolve(ek.public));
@@ -42,6 +46,20 @@ export async function readAgentEk(tpm: Tpm, want: EkKind | 'auto', auth: { endor
 }
 
 /** Agent: ActivateCredential with the loaded AK and the EK of `kind`. */
-export function activateCredential(tpm: Tpm, ak: TpmKey, kind: EkKind, credential: { blob: string; secret: string }, auth: { endorsementAuth?: Uint8Array } = {}): Promise<Uint8Array> {
-  return tpm.withTransient(tpm.readEkPublic(kind, auth), (ek) => tpm.activateCredential(ak, ek, Buffer.from(credential.blob, 'base64'), Buffer.from(credential.secret, 'base64'), auth));
+export function activateCredential(
+  tpm: Tpm,
+  ak: TpmKey,
+  kind: EkKind,
+  credential: { blob: string; secret: string },
+  auth: { endorsementAuth?: Uint8Array } = {},
+): Promise<Uint8Array> {
+  return tpm.withTransient(tpm.readEkPublic(kind, auth), (ek) =>
+    tpm.activateCredential(
+      ak,
+      ek,
+      Buffer.from(credential.blob, 'base64'),
+      Buffer.from(credential.secret, 'base64'),
+      auth,
+    ),
+  );
 }

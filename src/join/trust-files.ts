@@ -38,7 +38,11 @@ export function readCaFile(cache: TrustFileCache | undefined, path: string): Par
   return cachedRuleFile(cache?.ca, path, 'CA file', (bytes) => {
     let ders: Buffer[];
     try {
-      ders = isPem(bytes) ? parsePem(bytes.toString('utf8'), 'join_rule_unusable').filter((b) => b.label === 'CERTIFICATE' || b.label === 'TRUSTED CERTIFICATE').map((b) => b.der) : [bytes];
+      ders = isPem(bytes)
+        ? parsePem(bytes.toString('utf8'), 'join_rule_unusable')
+            .filter((b) => b.label === 'CERTIFICATE' || b.label === 'TRUSTED CERTIFICATE')
+            .map((b) => b.der)
+        : [bytes];
     } catch (e) {
       throw new SigilError('join_rule_unusable', `CA file ${path}: ${(e as Error).message}`);
     }
@@ -52,7 +56,11 @@ export function readCrlFile(cache: TrustFileCache | undefined, path: string): Lo
   return cachedRuleFile(cache?.crl, path, 'CRL file', (bytes) => {
     let ders: Buffer[];
     try {
-      ders = isPem(bytes) ? parsePem(bytes.toString('utf8'), 'join_rule_unusable').filter((b) => b.label === 'X509 CRL').map((b) => b.der) : [bytes];
+      ders = isPem(bytes)
+        ? parsePem(bytes.toString('utf8'), 'join_rule_unusable')
+            .filter((b) => b.label === 'X509 CRL')
+            .map((b) => b.der)
+        : [bytes];
     } catch (e) {
       throw new SigilError('join_rule_unusable', `CRL file ${path}: ${(e as Error).message}`);
     }

@@ -54,23 +54,38 @@ export function parseCrl(der: Buffer, file: string): LoadedCrl {
     const [tbs] = r.children(r.root());
     const f = r.children(r.expect(tbs, TAG.SEQUENCE, 'TBSCertList'));
     const nameNode = f[0]?.tag === TAG.INTEGER ? f[2] : f[1];
-    issuer = readName(Buffer.from(r.bytes(r.expect(nameNode, TAG.SEQUENCE, 'issuer'))), 'join_rule_unusable', `CRL ${file} issuer`);
+    issuer = readName(
+      Buffer.from(r.bytes(r.expect(nameNode, TAG.SEQUENCE, 'issuer'))),
+      'join_rule_unusable',
+      `CRL ${file} issuer`,
+    );
   } catch (e) {
     if (e instanceof SigilError) throw e;
     throw new SigilError('join_rule_unusable', `CRL ${file} cannot be parsed (expected a DER or PEM "X509 CRL")`);
   }
   let unsupported: string | undefined;
   for (const ext of crl.crlExtensions?.extensions ?? []) {
-    if (ext.critical && !CRL_EXTENSIONS_OK.has(ext.extnID)) unsupported = `it has critical extension ${ext.extnID} (delta and partitioned CRLs are not supported)`;
+    if (ext.critical && !CRL_EXTENSIONS_OK.has(ext.extnID))
+      unsupported = `it has critical extension ${ext.extnID} (delta and partitioned CRLs are not supported)`;
   }
   const revoked = new Map<string, Date>();
   for (const rc of crl.revokedCertificates ?? []) {
     for (const ext of rc.crlEntryExtensions?.extensions ?? []) {
-      if (ext.critical && !ENTRY_EXTENSIONS_OK.has(ext.extnID)) unsupported = `an entry has critical extension ${ext.extnID} (indirect CRLs are not supported)`;
+      if (ext.critical && !ENTRY_EXTENSIONS_OK.has(ext.extnID))
+        unsupported = `an entry has critical extension ${ext.extnID} (indirect CRLs are not supported)`;
     }
     revoked.set(magnitudeHex(rc.userCertificate.valueBlock.valueHexView), rc.revocationDate.value);
   }
-  return { file, crl, issuer, thisUpdate: crl.thisUpdate.value, nextUpdate: crl.nextUpdate?.value, revoked, unsupported, verified: new Map() };
+  return {
+    file,
+    crl,
+    issuer,
+    thisUpdate: crl.thisUpdate.value,
+    nextUpdate: crl.nextUpdate?.value,
+    revoked,
+    unsupported,
+    verified: new Map(),
+  };
 }
 
 async function signedBy(crl: LoadedCrl, ca: ParsedCert): Promise<boolean> {
@@ -104,10 +119,20 @@ export interface RevocationScope {
 }
 
 /** The x509 join's device chains. */
-export const X509_REVOCATION: RevocationScope = { revoked: 'x509_revoked', unavailable: 'x509_crl_unavailable', option: 'crl_files', describe: describeCert };
+export const X509_REVOCATION: RevocationScope = {
+  revoked: 'x509_revoked',
+  unavailable: 'x509_crl_unavailable',
+  option: 'crl_files',
+  describe: describeCert,
+};
 
 /** Check every certificate of a validated path (leaf first, anchor last) against `crls`. */
-export async function checkRevocation(certs: readonly ParsedCert[], crls: readonly LoadedCrl[], at: Date, scope: RevocationScope = X509_REVOCATION): Promise<void> {
+export async function checkRevocation(
+  certs: readonly ParsedCert[],
+  crls: readonly LoadedCrl[],
+  at: Date,
+  scope: RevocationScope = X509_REVOCATION,
+): Promise<void> {
   if (crls.length === 0) return;
   for (let i = 0; i < certs.length - 1; i++) {
     const cert = certs[i]!;
@@ -118,25 +143,41 @@ export async function checkRevocation(certs: readonly ParsedCert[], crls: readon
     if (usable.length === 0) {
       if (i > 0) continue;
       const files = scope.rule === undefined ? scope.option : `join_rule ${scope.rule}'s ${scope.option}`;
-      const why = named.length > 0 ? `the CRL in ${named.map((c) => c.file).join(', ')} names that issuer but its signature does not verify with the CA key` : `none of ${files} is issued by "${formatName(ca.subject)}"`;
+      const why =
+        named.length > 0
+          ? `the CRL in ${named.map((c) => c.file).join(', ')} names that issuer but its signature does not verify with the CA key`
+          : `none of ${files} is issued by "${formatName(ca.subject)}"`;
       throw new SigilError(scope.unavailable, `cannot check revocation of ${scope.describe(cert)}: ${why}`);
     }
     // The newest CRL of that CA decides (several files may hold successive CRLs).
     const crl = usable.reduce((a, b) => (b.thisUpdate > a.thisUpdate ? b : a));
-    if (crl.unsupported !== undefined) throw new SigilError(scope.unavailable, `the CRL in ${crl.file} cannot be used: ${crl.unsupported}`);
+    if (crl.unsupported !== undefined)
+      throw new SigilError(scope.unavailable, `the CRL in ${crl.file} cannot be used: ${crl.unsupported}`);
     const ku = findExtension(ca.fields.extensions, OID.keyUsage);
     if (ku !== undefined && !decodeKeyUsage(ku.value, 'x509_chain_malformed').has(KEY_USAGE.cRLSign)) {
-      throw new SigilError(scope.unavailable, `the CRL in ${crl.file} is signed by ${describeCert(ca)}, whose KeyUsage lacks cRLSign`);
+      throw new SigilError(
+        scope.unavailable,
+        `the CRL in ${crl.file} is signed by ${describeCert(ca)}, whose KeyUsage lacks cRLSign`,
+      );
     }
-    if (crl.thisUpdate > at) throw new SigilError(scope.unavailable, `the CRL in ${crl.file} is not valid before ${crl.thisUpdate.toISOString()} (thisUpdate)`);
+    if (crl.thisUpdate > at)
+      throw new SigilError(
+        scope.unavailable,
+        `the CRL in ${crl.file} is not valid before ${crl.thisUpdate.toISOString()} (thisUpdate)`,
+      );
     if (crl.nextUpdate === undefined || crl.nextUpdate < at) {
-      const when = crl.nextUpdate ? `its nextUpdate ${crl.nextUpdate.toISOString()} has passed` : 'it has no nextUpdate';
+      const when = crl.nextUpdate
+        ? `its nextUpdate ${crl.nextUpdate.toISOString()} has passed`
+        : 'it has no nextUpdate';
       throw new SigilError(scope.unavailable, `the CRL in ${crl.file} is stale: ${when}; publish a fresh CRL`);
     }
     const revokedAt = crl.revoked.get(cert.serialHex);
     if (revokedAt !== undefined) {
       const of = scope.rule === undefined ? '' : ` of join_rule ${scope.rule}`;
-      throw new SigilError(scope.revoked, `${scope.describe(cert)}, serial ${cert.serialHex}, was revoked at ${revokedAt.toISOString()} (CRL ${crl.file}${of})`);
+      throw new SigilError(
+        scope.revoked,
+        `${scope.describe(cert)}, serial ${cert.serialHex}, was revoked at ${revokedAt.toISOString()} (CRL ${crl.file}${of})`,
+      );
     }
   }
 }

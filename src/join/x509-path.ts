@@ -25,7 +25,12 @@
 import { SigilError } from '../errors.js';
 import { decodeBasicConstraints, decodeKeyUsage, findExtension, KEY_USAGE } from '../pki/cert-reader.js';
 import { signedBy } from '../pki/chain.js';
-import { constrainedNames, decodeNameConstraints, nameConstraintViolation, UnsupportedNameConstraint } from '../pki/name-constraints.js';
+import {
+  constrainedNames,
+  decodeNameConstraints,
+  nameConstraintViolation,
+  UnsupportedNameConstraint,
+} from '../pki/name-constraints.js';
 import { formatName, rdnEqual, type Rdn } from '../pki/name-reader.js';
 import { OID } from '../pki/oids.js';
 import { classifySpki, readSpki } from '../pki/spki.js';
@@ -97,14 +102,23 @@ function buildPath(input: PathInput): ParsedCert[] {
     const next = pool.find((c) => signedBy(current, c));
     if (next === undefined) {
       if (anchors.length > 0 || pool.length > 0) {
-        throw new SigilError('x509_cert_signature_invalid', `the signature of ${describeCert(current)} does not verify with the key of its issuer "${formatName(current.issuer)}"`);
+        throw new SigilError(
+          'x509_cert_signature_invalid',
+          `the signature of ${describeCert(current)} does not verify with the key of its issuer "${formatName(current.issuer)}"`,
+        );
       }
-      const self = selfIssued(current) ? ' (it is self-issued and not one of the rule\'s CAs)' : '';
-      throw new SigilError('x509_untrusted_ca', `no CA in the rule's ca_files and no supplied intermediate issued ${describeCert(current)}; its issuer is "${formatName(current.issuer)}"${self}`);
+      const self = selfIssued(current) ? " (it is self-issued and not one of the rule's CAs)" : '';
+      throw new SigilError(
+        'x509_untrusted_ca',
+        `no CA in the rule's ca_files and no supplied intermediate issued ${describeCert(current)}; its issuer is "${formatName(current.issuer)}"${self}`,
+      );
     }
     path.push(next);
     if (path.length - 1 > input.maxIntermediates) {
-      throw new SigilError('x509_chain_too_long', `the path needs more than ${input.maxIntermediates} intermediate CA certificates (the rule's max_intermediates)`);
+      throw new SigilError(
+        'x509_chain_too_long',
+        `the path needs more than ${input.maxIntermediates} intermediate CA certificates (the rule's max_intermediates)`,
+      );
     }
   }
 }
@@ -113,20 +127,35 @@ function checkCertificate(certs: readonly ParsedCert[], index: number, at: Date)
   const c = certs[index]!;
   const anchorIndex = certs.length - 1;
   const { notBefore, notAfter, extensions } = c.fields;
-  if (at > notAfter) throw new SigilError('x509_cert_expired', `${describeCert(c)} expired at ${notAfter.toISOString()}`);
-  if (at < notBefore) throw new SigilError('x509_cert_not_yet_valid', `${describeCert(c)} is not valid before ${notBefore.toISOString()}`);
+  if (at > notAfter)
+    throw new SigilError('x509_cert_expired', `${describeCert(c)} expired at ${notAfter.toISOString()}`);
+  if (at < notBefore)
+    throw new SigilError(
+      'x509_cert_not_yet_valid',
+      `${describeCert(c)} is not valid before ${notBefore.toISOString()}`,
+    );
   if (index !== anchorIndex && !ACCEPTED_SIGNATURES.has(c.signatureAlgorithm)) {
-    throw new SigilError('x509_signature_algorithm', `${describeCert(c)} is signed with ${c.signatureAlgorithm}; accepted are ECDSA and RSA (PKCS#1 v1.5 or PSS) with SHA-256/384/512`);
+    throw new SigilError(
+      'x509_signature_algorithm',
+      `${describeCert(c)} is signed with ${c.signatureAlgorithm}; accepted are ECDSA and RSA (PKCS#1 v1.5 or PSS) with SHA-256/384/512`,
+    );
   }
   checkKey(c);
   for (const e of extensions) {
-    if (e.critical && !UNDERSTOOD.has(e.oid)) throw new SigilError('x509_critical_extension', `${describeCert(c)} has critical extension ${e.oid}, which Sigil does not process`);
+    if (e.critical && !UNDERSTOOD.has(e.oid))
+      throw new SigilError(
+        'x509_critical_extension',
+        `${describeCert(c)} has critical extension ${e.oid}, which Sigil does not process`,
+      );
   }
   const kuExt = findExtension(extensions, OID.keyUsage);
   const ku = kuExt === undefined ? undefined : decodeKeyUsage(kuExt.value, 'x509_chain_malformed');
   if (index === 0) {
     if (ku !== undefined && !ku.has(KEY_USAGE.digitalSignature)) {
-      throw new SigilError('x509_key_usage', `${describeCert(c)}: its KeyUsage lacks digitalSignature, so its key may not sign the join challenge`);
+      throw new SigilError(
+        'x509_key_usage',
+        `${describeCert(c)}: its KeyUsage lacks digitalSignature, so its key may not sign the join challenge`,
+      );
     }
     return;
   }
@@ -134,13 +163,25 @@ function checkCertificate(certs: readonly ParsedCert[], index: number, at: Date)
   const bc = bcExt === undefined ? undefined : decodeBasicConstraints(bcExt.value, 'x509_chain_malformed');
   // A v1 certificate has no extensions; as a trust anchor it is accepted as a CA (OpenSSL does).
   const v1Anchor = index === anchorIndex && c.fields.version === 1;
-  if (!bc?.ca && !v1Anchor) throw new SigilError('x509_not_ca', `${describeCert(c)} issued a certificate but is not a CA (BasicConstraints cA is not TRUE)`);
+  if (!bc?.ca && !v1Anchor)
+    throw new SigilError(
+      'x509_not_ca',
+      `${describeCert(c)} issued a certificate but is not a CA (BasicConstraints cA is not TRUE)`,
+    );
   if (bc?.pathLen !== undefined) {
     // §6.1.4 (l)(m): the CA certificates between the leaf and this one, self-issued ones excepted.
     const cas = certs.slice(1, index).filter((x) => !selfIssued(x)).length;
-    if (cas > bc.pathLen) throw new SigilError('x509_path_length_exceeded', `${describeCert(c)} has pathLenConstraint ${bc.pathLen} but ${cas} CA certificates follow it`);
+    if (cas > bc.pathLen)
+      throw new SigilError(
+        'x509_path_length_exceeded',
+        `${describeCert(c)} has pathLenConstraint ${bc.pathLen} but ${cas} CA certificates follow it`,
+      );
   }
-  if (ku !== undefined && !ku.has(KEY_USAGE.keyCertSign)) throw new SigilError('x509_key_usage', `${describeCert(c)} issued a certificate but its KeyUsage lacks keyCertSign`);
+  if (ku !== undefined && !ku.has(KEY_USAGE.keyCertSign))
+    throw new SigilError(
+      'x509_key_usage',
+      `${describeCert(c)} issued a certificate but its KeyUsage lacks keyCertSign`,
+    );
 }
 
 function checkKey(c: ParsedCert): void {
@@ -149,7 +190,11 @@ function checkKey(c: ParsedCert): void {
   if ('reason' in verdict) throw new SigilError('x509_weak_key', `${describeCert(c)}: ${verdict.reason}`);
   if (verdict.keyType === 'rsa') {
     const bits = c.x509.publicKey.asymmetricKeyDetails?.modulusLength ?? 0;
-    if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS) throw new SigilError('x509_weak_key', `${describeCert(c)}: RSA key of ${bits} bits (accepted: ${MIN_RSA_BITS}..${MAX_RSA_BITS})`);
+    if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS)
+      throw new SigilError(
+        'x509_weak_key',
+        `${describeCert(c)}: RSA key of ${bits} bits (accepted: ${MIN_RSA_BITS}..${MAX_RSA_BITS})`,
+      );
   }
 }
 
@@ -162,14 +207,22 @@ function checkNameConstraints(certs: ParsedCert[]): void {
     try {
       nc = decodeNameConstraints(ext.value, 'x509_chain_malformed');
     } catch (e) {
-      if (e instanceof UnsupportedNameConstraint) throw new SigilError('x509_name_constraints', `${describeCert(ca)}: ${e.message}; a constraint Sigil cannot evaluate is refused`);
+      if (e instanceof UnsupportedNameConstraint)
+        throw new SigilError(
+          'x509_name_constraints',
+          `${describeCert(ca)}: ${e.message}; a constraint Sigil cannot evaluate is refused`,
+        );
       throw e;
     }
     for (let j = 0; j < i; j++) {
       const c = certs[j]!;
       if (j > 0 && selfIssued(c)) continue; // §6.1.3 (b): self-issued intermediates are exempt
       const violation = nameConstraintViolation(nc, constrainedNames(c.subject, c.san));
-      if (violation !== undefined) throw new SigilError('x509_name_constraints', `${describeCert(c)} violates the name constraints of ${describeCert(ca)}: ${violation}`);
+      if (violation !== undefined)
+        throw new SigilError(
+          'x509_name_constraints',
+          `${describeCert(c)} violates the name constraints of ${describeCert(ca)}: ${violation}`,
+        );
     }
   }
 }

@@ -39,12 +39,15 @@ export function loadSigner(ref: KeyRef, opts: { tpm?: TpmAccesses } = {}): Signe
       const s = Pkcs11Signer.open(ref);
       if (!isIdentitySigner(s)) {
         s.close();
-        throw new SigilError('unsupported_key', `PKCS#11 key ${ref.keyLabel ?? ref.keyId} is ${s.algorithm}; identity keys must be ECDSA P-256 or P-384`);
+        throw new SigilError(
+          'unsupported_key',
+          `PKCS#11 key ${ref.keyLabel ?? ref.keyId} is ${s.algorithm}; identity keys must be ECDSA P-256 or P-384`,
+        );
       }
       return s;
     }
     case 'tpm':
-      if (!opts.tpm) throw new TypeError('loadSigner: a TPM key needs the holder\'s TpmAccesses');
+      if (!opts.tpm) throw new TypeError("loadSigner: a TPM key needs the holder's TpmAccesses");
       return TpmSigner.fromRef(ref, opts.tpm.for(ref.tcti));
     default: {
       // A reference written by a newer Sigil, or a corrupted row.
@@ -119,16 +122,21 @@ export function parseKeyRef(json: string): KeyRef {
   }
   if (v && typeof v === 'object') {
     const o = v as Record<string, unknown>;
-    if (o.storage === 'software' && typeof o.pkcs8Pem === 'string') return { storage: 'software', pkcs8Pem: o.pkcs8Pem };
+    if (o.storage === 'software' && typeof o.pkcs8Pem === 'string')
+      return { storage: 'software', pkcs8Pem: o.pkcs8Pem };
     if (o.storage === 'pkcs11') {
       const ref: Pkcs11KeyRef = { storage: 'pkcs11', module: '', tokenLabel: '' };
       for (const f of PKCS11_FIELDS) {
         if (o[f] === undefined) continue;
-        if (typeof o[f] !== 'string') throw new SigilError('config_invalid', `stored PKCS#11 key reference: ${f} must be a string`);
+        if (typeof o[f] !== 'string')
+          throw new SigilError('config_invalid', `stored PKCS#11 key reference: ${f} must be a string`);
         ref[f] = o[f] as string;
       }
       if (!ref.module || !ref.tokenLabel || (ref.keyLabel === undefined && ref.keyId === undefined)) {
-        throw new SigilError('config_invalid', 'stored PKCS#11 key reference needs module, tokenLabel and keyLabel or keyId');
+        throw new SigilError(
+          'config_invalid',
+          'stored PKCS#11 key reference needs module, tokenLabel and keyLabel or keyId',
+        );
       }
       return ref;
     }

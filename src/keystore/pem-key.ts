@@ -34,7 +34,11 @@ export class PemKeySigner implements DeviceSigner {
   /** Parse a private key PEM. `rsa` picks the RSA scheme (default PS256); ignored for EC keys. */
   static fromPem(pem: string, opts: { rsa?: RsaSignatureAlgorithm; what?: string } = {}): PemKeySigner {
     const what = opts.what ?? 'device key';
-    if (/ENCRYPTED/.test(pem)) throw new SigilError('config_invalid', `${what}: encrypted private keys are not supported; store it unencrypted with mode 0600, or on a PKCS#11 token`);
+    if (/ENCRYPTED/.test(pem))
+      throw new SigilError(
+        'config_invalid',
+        `${what}: encrypted private keys are not supported; store it unencrypted with mode 0600, or on a PKCS#11 token`,
+      );
     let key: KeyObject;
     try {
       key = createPrivateKey({ key: pem, format: 'pem' });
@@ -49,7 +53,11 @@ export class PemKeySigner implements DeviceSigner {
     try {
       pem = readFileSync(path, 'utf8');
     } catch (err) {
-      throw new SigilError('config_invalid', `cannot read device key ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, { cause: err });
+      throw new SigilError(
+        'config_invalid',
+        `cannot read device key ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+        { cause: err },
+      );
     }
     return PemKeySigner.fromPem(pem, { ...opts, what: `device key ${path}` });
   }
@@ -67,7 +75,13 @@ export class PemKeySigner implements DeviceSigner {
       case 'RS256':
         return Promise.resolve(cryptoSign('sha256', data, { key: this.#key, padding: constants.RSA_PKCS1_PADDING }));
       case 'PS256':
-        return Promise.resolve(cryptoSign('sha256', data, { key: this.#key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: PSS_SALT_LENGTH }));
+        return Promise.resolve(
+          cryptoSign('sha256', data, {
+            key: this.#key,
+            padding: constants.RSA_PKCS1_PSS_PADDING,
+            saltLength: PSS_SALT_LENGTH,
+          }),
+        );
     }
   }
 }
@@ -82,9 +96,16 @@ function algorithmFor(key: KeyObject, rsa: RsaSignatureAlgorithm, what: string):
   }
   if (type === 'rsa' || type === 'rsa-pss') {
     const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
-    if (bits < MIN_RSA_BITS) throw new SigilError('unsupported_key', `${what}: RSA key of ${bits} bits is too small (at least ${MIN_RSA_BITS})`);
+    if (bits < MIN_RSA_BITS)
+      throw new SigilError(
+        'unsupported_key',
+        `${what}: RSA key of ${bits} bits is too small (at least ${MIN_RSA_BITS})`,
+      );
     // An RSASSA-PSS-only key (id-RSASSA-PSS SPKI) cannot make PKCS#1 v1.5 signatures.
     return type === 'rsa-pss' ? 'PS256' : rsa;
   }
-  throw new SigilError('unsupported_key', `${what}: ${type ?? 'unknown'} keys are not supported (use EC P-256, P-384 or RSA)`);
+  throw new SigilError(
+    'unsupported_key',
+    `${what}: ${type ?? 'unknown'} keys are not supported (use EC P-256, P-384 or RSA)`,
+  );
 }

@@ -18,7 +18,19 @@ import { bitString, oid, sequence } from '../pki/der.js';
 import { OID } from '../pki/oids.js';
 import { rawEcdsaToDer } from './ecdsa.js';
 import { PSS_SALT_LENGTH, type RsaSignatureAlgorithm } from './pem-key.js';
-import { acquireModule, ckrCode, findSlot, mapError, openSession, pkcs11js, releaseModule, type Handle, type Pkcs11Lib, type Pkcs11Template, type RsaPSS } from './pkcs11/module.js';
+import {
+  acquireModule,
+  ckrCode,
+  findSlot,
+  mapError,
+  openSession,
+  pkcs11js,
+  releaseModule,
+  type Handle,
+  type Pkcs11Lib,
+  type Pkcs11Template,
+  type RsaPSS,
+} from './pkcs11/module.js';
 import type { DeviceSignatureAlgorithm, DeviceSigner } from './signer.js';
 
 /** Where a PKCS#11 key lives. Serialisable; never contains the PIN, only where to read it. */
@@ -43,7 +55,13 @@ const EC_PARAMS: Record<string, { oid: string; hash: 'sha256' | 'sha384'; alg: '
 };
 
 /** Session errors after which a fresh session (and login) is worth one retry. */
-const STALE_SESSION = ['CKR_SESSION_HANDLE_INVALID', 'CKR_SESSION_CLOSED', 'CKR_USER_NOT_LOGGED_IN', 'CKR_OBJECT_HANDLE_INVALID', 'CKR_KEY_HANDLE_INVALID'];
+const STALE_SESSION = [
+  'CKR_SESSION_HANDLE_INVALID',
+  'CKR_SESSION_CLOSED',
+  'CKR_USER_NOT_LOGGED_IN',
+  'CKR_OBJECT_HANDLE_INVALID',
+  'CKR_KEY_HANDLE_INVALID',
+];
 
 interface KeyInfo {
   algorithm: DeviceSignatureAlgorithm;
@@ -123,7 +141,12 @@ export class Pkcs11Signer implements DeviceSigner {
       const pair = lib.C_GenerateKeyPair(
         session,
         { mechanism: P.CKM_EC_KEY_PAIR_GEN },
-        [...common, { type: P.CKA_CLASS, value: P.CKO_PUBLIC_KEY }, { type: P.CKA_VERIFY, value: true }, { type: P.CKA_EC_PARAMS, value: params }],
+        [
+          ...common,
+          { type: P.CKA_CLASS, value: P.CKO_PUBLIC_KEY },
+          { type: P.CKA_VERIFY, value: true },
+          { type: P.CKA_EC_PARAMS, value: params },
+        ],
         [
           ...common,
           { type: P.CKA_CLASS, value: P.CKO_PRIVATE_KEY },
@@ -185,7 +208,9 @@ export class Pkcs11Signer implements DeviceSigner {
       case 'ES256':
       case 'ES384': {
         // CKM_ECDSA signs a digest we compute (PKCS#11 v2.40 §2.3.6); the token returns r||s.
-        const digest = createHash(this.algorithm === 'ES256' ? 'sha256' : 'sha384').update(data).digest();
+        const digest = createHash(this.algorithm === 'ES256' ? 'sha256' : 'sha384')
+          .update(data)
+          .digest();
         lib.C_SignInit(session, { mechanism: P.CKM_ECDSA }, this.#key);
         return rawEcdsaToDer(lib.C_Sign(session, digest, Buffer.alloc(2 * this.#info.sigSize)));
       }
@@ -193,7 +218,12 @@ export class Pkcs11Signer implements DeviceSigner {
         lib.C_SignInit(session, { mechanism: P.CKM_SHA256_RSA_PKCS }, this.#key);
         return Buffer.from(lib.C_Sign(session, data, Buffer.alloc(this.#info.sigSize)));
       case 'PS256': {
-        const pss: RsaPSS = { type: P.CK_PARAMS_RSA_PSS, hashAlg: P.CKM_SHA256, mgf: P.CKG_MGF1_SHA256, saltLen: PSS_SALT_LENGTH };
+        const pss: RsaPSS = {
+          type: P.CK_PARAMS_RSA_PSS,
+          hashAlg: P.CKM_SHA256,
+          mgf: P.CKG_MGF1_SHA256,
+          saltLen: PSS_SALT_LENGTH,
+        };
         lib.C_SignInit(session, { mechanism: P.CKM_SHA256_RSA_PKCS_PSS, parameter: pss }, this.#key);
         return Buffer.from(lib.C_Sign(session, data, Buffer.alloc(this.#info.sigSize)));
       }
@@ -222,7 +252,13 @@ export class Pkcs11Signer implements DeviceSigner {
   #reopen(): void {
     if (this.#session !== undefined) closeQuietly(this.#lib, this.#session);
     this.#session = undefined;
-    const session = openSession(this.ref.module, this.#lib, findSlot(this.#lib, this.ref.tokenLabel), this.ref, this.ref.tokenLabel);
+    const session = openSession(
+      this.ref.module,
+      this.#lib,
+      findSlot(this.#lib, this.ref.tokenLabel),
+      this.ref,
+      this.ref.tokenLabel,
+    );
     this.#session = session;
     this.#key = findKey(this.#lib, session, this.ref, pkcs11js().CKO_PRIVATE_KEY);
   }
@@ -248,9 +284,12 @@ export class Pkcs11Signer implements DeviceSigner {
 }
 
 function checkRef(ref: Pkcs11KeyRef): void {
-  if (!ref.module || !ref.tokenLabel) throw new SigilError('config_invalid', 'a PKCS#11 key needs module and token label');
-  if (ref.keyLabel === undefined && ref.keyId === undefined) throw new SigilError('config_invalid', 'a PKCS#11 key needs a key label (object=) or id');
-  if (ref.keyId !== undefined && !/^([0-9a-f]{2})+$/.test(ref.keyId)) throw new SigilError('config_invalid', 'a PKCS#11 key id must be lowercase hex bytes');
+  if (!ref.module || !ref.tokenLabel)
+    throw new SigilError('config_invalid', 'a PKCS#11 key needs module and token label');
+  if (ref.keyLabel === undefined && ref.keyId === undefined)
+    throw new SigilError('config_invalid', 'a PKCS#11 key needs a key label (object=) or id');
+  if (ref.keyId !== undefined && !/^([0-9a-f]{2})+$/.test(ref.keyId))
+    throw new SigilError('config_invalid', 'a PKCS#11 key id must be lowercase hex bytes');
 }
 
 function describe(ref: Pkcs11KeyRef): string {
@@ -288,7 +327,8 @@ function findKey(lib: Pkcs11Lib, session: Handle, ref: Pkcs11KeyRef, cls: number
   const found = findObjects(lib, session, ref, cls, 2);
   const kind = cls === pkcs11js().CKO_PRIVATE_KEY ? 'private' : 'public';
   if (found.length === 0) throw new SigilError('config_invalid', `no ${kind} key ${describe(ref)}`);
-  if (found.length > 1) throw new SigilError('config_invalid', `more than one ${kind} key ${describe(ref)}; give both a label and an id`);
+  if (found.length > 1)
+    throw new SigilError('config_invalid', `more than one ${kind} key ${describe(ref)}; give both a label and an id`);
   return found[0]!;
 }
 
@@ -321,26 +361,47 @@ function isExportable(lib: Pkcs11Lib, session: Handle, priv: Handle): boolean {
 }
 
 /** The key's algorithm and SubjectPublicKeyInfo, from the token's public attributes. */
-function keyInfo(lib: Pkcs11Lib, session: Handle, ref: Pkcs11KeyRef, priv: Handle, rsa: RsaSignatureAlgorithm): KeyInfo {
+function keyInfo(
+  lib: Pkcs11Lib,
+  session: Handle,
+  ref: Pkcs11KeyRef,
+  priv: Handle,
+  rsa: RsaSignatureAlgorithm,
+): KeyInfo {
   const P = pkcs11js();
   const type = ulong(attribute(lib, session, priv, P.CKA_KEY_TYPE));
   if (type === P.CKK_EC) {
     const params = attribute(lib, session, priv, P.CKA_EC_PARAMS);
     const curve = EC_PARAMS[params.toString('hex')];
     if (!curve) throw new SigilError('unsupported_key', `PKCS#11 key ${describe(ref)}: EC curve is not P-256 or P-384`);
-    const point = ecPoint(attribute(lib, session, findKey(lib, session, ref, P.CKO_PUBLIC_KEY), P.CKA_EC_POINT), curve.size);
+    const point = ecPoint(
+      attribute(lib, session, findKey(lib, session, ref, P.CKO_PUBLIC_KEY), P.CKA_EC_POINT),
+      curve.size,
+    );
     const spki = sequence(sequence(oid(OID.ecPublicKey), oid(curve.oid)), bitString(point));
     return { algorithm: curve.alg, spki, sigSize: curve.size, exportable: isExportable(lib, session, priv) };
   }
   if (type === P.CKK_RSA) {
     const n = attribute(lib, session, priv, P.CKA_MODULUS);
     const e = attribute(lib, session, priv, P.CKA_PUBLIC_EXPONENT);
-    const pub = createPublicKey({ key: { kty: 'RSA', n: n.toString('base64url'), e: e.toString('base64url') }, format: 'jwk' });
+    const pub = createPublicKey({
+      key: { kty: 'RSA', n: n.toString('base64url'), e: e.toString('base64url') },
+      format: 'jwk',
+    });
     const bits = pub.asymmetricKeyDetails?.modulusLength ?? 0;
-    if (bits < 2048) throw new SigilError('unsupported_key', `PKCS#11 key ${describe(ref)}: RSA key of ${bits} bits is too small`);
-    return { algorithm: rsa, spki: pub.export({ type: 'spki', format: 'der' }), sigSize: Math.ceil(bits / 8), exportable: isExportable(lib, session, priv) };
+    if (bits < 2048)
+      throw new SigilError('unsupported_key', `PKCS#11 key ${describe(ref)}: RSA key of ${bits} bits is too small`);
+    return {
+      algorithm: rsa,
+      spki: pub.export({ type: 'spki', format: 'der' }),
+      sigSize: Math.ceil(bits / 8),
+      exportable: isExportable(lib, session, priv),
+    };
   }
-  throw new SigilError('unsupported_key', `PKCS#11 key ${describe(ref)}: key type 0x${type.toString(16)} is not EC or RSA`);
+  throw new SigilError(
+    'unsupported_key',
+    `PKCS#11 key ${describe(ref)}: key type 0x${type.toString(16)} is not EC or RSA`,
+  );
 }
 
 /**
@@ -350,6 +411,7 @@ function keyInfo(lib: Pkcs11Lib, session: Handle, ref: Pkcs11KeyRef, priv: Handl
 function ecPoint(value: Buffer, size: number): Buffer {
   const bare = 1 + 2 * size;
   if (value.length === bare && value[0] === 0x04) return value;
-  if (value.length === bare + 2 && value[0] === 0x04 && value[1] === bare && value[2] === 0x04) return value.subarray(2);
+  if (value.length === bare + 2 && value[0] === 0x04 && value[1] === bare && value[2] === 0x04)
+    return value.subarray(2);
   throw new SigilError('keystore_error', 'CKA_EC_POINT is not an uncompressed point');
 }

@@ -45,7 +45,10 @@ export class SoftwareSigner implements Signer {
       throw new SigilError('config_invalid', 'software key: the PKCS#8 PEM could not be parsed', { cause: err });
     }
     if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
-      const kind = key.asymmetricKeyType === 'ec' ? `EC ${key.asymmetricKeyDetails?.namedCurve ?? '?'}` : String(key.asymmetricKeyType);
+      const kind =
+        key.asymmetricKeyType === 'ec'
+          ? `EC ${key.asymmetricKeyDetails?.namedCurve ?? '?'}`
+          : String(key.asymmetricKeyType);
       throw new SigilError('unsupported_key', `software key: expected ECDSA P-256, got ${kind}`);
     }
     return new SoftwareSigner(key);

@@ -179,9 +179,16 @@ export class TpmAccess {
    * persistent handle (0x81……) is used as it is.
    */
   async withParent<T>(tpm: Tpm, parent: number, fn: (parent: TpmKey) => Promise<T>): Promise<T> {
-    if (parent === OWNER_PARENT) return tpm.withTransient(loadSaved(tpm, this.#srk, () => tpm.createSrk()), fn);
+    if (parent === OWNER_PARENT)
+      return tpm.withTransient(
+        loadSaved(tpm, this.#srk, () => tpm.createSrk()),
+        fn,
+      );
     if (handleType(parent) !== TPM_HT.PERSISTENT) {
-      throw new SigilError('config_invalid', `TPM key parent 0x${parent.toString(16)} is neither TPM_RH_OWNER (0x40000001) nor a persistent handle`);
+      throw new SigilError(
+        'config_invalid',
+        `TPM key parent 0x${parent.toString(16)} is neither TPM_RH_OWNER (0x40000001) nor a persistent handle`,
+      );
     }
     return fn(await tpm.readPublic(parent));
   }

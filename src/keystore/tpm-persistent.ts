@@ -42,7 +42,8 @@ const hex = (n: number): string => `0x${n.toString(16).padStart(8, '0')}`;
 
 export function parseTpmHandle(v: string | number, what = 'TPM handle'): number {
   const n = typeof v === 'number' ? v : /^(0x[0-9a-fA-F]{1,8}|\d{1,10})$/.test(v.trim()) ? Number(v.trim()) : NaN;
-  if (!Number.isInteger(n) || n >>> 24 !== 0x81) throw new SigilError('config_invalid', `${what} ${String(v)} is not a persistent handle (0x81xxxxxx)`);
+  if (!Number.isInteger(n) || n >>> 24 !== 0x81)
+    throw new SigilError('config_invalid', `${what} ${String(v)} is not a persistent handle (0x81xxxxxx)`);
   return n;
 }
 
@@ -51,7 +52,10 @@ export function parseTpmKeyUri(uri: string): TpmPersistentKeyRef {
   if (!uri.startsWith('tpm:')) throw new SigilError('config_invalid', 'a TPM key URI starts with "tpm:"');
   let handle: number | undefined;
   let tcti: string | undefined;
-  for (const part of uri.slice(4).split(';').filter((p) => p.length > 0)) {
+  for (const part of uri
+    .slice(4)
+    .split(';')
+    .filter((p) => p.length > 0)) {
     const eq = part.indexOf('=');
     const k = eq < 0 ? part : part.slice(0, eq);
     const v = eq < 0 ? '' : part.slice(eq + 1);
@@ -73,12 +77,18 @@ function algorithmOf(key: TpmKey, where: string): DeviceSignatureAlgorithm {
   const pub = key.public.value;
   const a = pub.objectAttributes;
   if (!(a & TPMA_OBJECT.sign) || a & TPMA_OBJECT.restricted || a & TPMA_OBJECT.decrypt) {
-    throw new SigilError('unsupported_key', `the TPM key at ${where} is not a non-restricted signing key (attributes 0x${a.toString(16)})`);
+    throw new SigilError(
+      'unsupported_key',
+      `the TPM key at ${where} is not a non-restricted signing key (attributes 0x${a.toString(16)})`,
+    );
   }
   if (pub.type === TPM_ALG.ECC) {
     if (pub.parameters.curveId === TPM_ECC_CURVE.NIST_P256) return 'ES256';
     if (pub.parameters.curveId === TPM_ECC_CURVE.NIST_P384) return 'ES384';
-    throw new SigilError('unsupported_key', `the TPM key at ${where} is on an unsupported curve (0x${pub.parameters.curveId.toString(16)})`);
+    throw new SigilError(
+      'unsupported_key',
+      `the TPM key at ${where} is on an unsupported curve (0x${pub.parameters.curveId.toString(16)})`,
+    );
   }
   if (pub.type === TPM_ALG.RSA) return 'RS256';
   throw new SigilError('unsupported_key', `the TPM key at ${where} is neither ECC nor RSA`);
@@ -94,7 +104,13 @@ export class TpmPersistentSigner implements DeviceSigner {
   /** The TPM the key lives in, as the holder of this signer reaches it. */
   readonly access: TpmAccess;
 
-  private constructor(ref: TpmPersistentKeyRef, spki: Buffer, algorithm: DeviceSignatureAlgorithm, checked: boolean, access: TpmAccess) {
+  private constructor(
+    ref: TpmPersistentKeyRef,
+    spki: Buffer,
+    algorithm: DeviceSignatureAlgorithm,
+    checked: boolean,
+    access: TpmAccess,
+  ) {
     this.ref = ref;
     this.access = access;
     this.#spki = spki;
@@ -117,7 +133,12 @@ export class TpmPersistentSigner implements DeviceSigner {
    * A signer for the key the device certificate names, without opening the TPM yet: the key
    * at the handle is checked against `expectedSpki` on first use. `algorithm` follows the SPKI.
    */
-  static forCertificateKey(ref: TpmPersistentKeyRef, expectedSpki: Buffer, algorithm: DeviceSignatureAlgorithm, access: TpmAccess): TpmPersistentSigner {
+  static forCertificateKey(
+    ref: TpmPersistentKeyRef,
+    expectedSpki: Buffer,
+    algorithm: DeviceSignatureAlgorithm,
+    access: TpmAccess,
+  ): TpmPersistentSigner {
     return new TpmPersistentSigner(ref, Buffer.from(expectedSpki), algorithm, false, accessFor(ref, access));
   }
 
@@ -131,13 +152,20 @@ export class TpmPersistentSigner implements DeviceSigner {
     try {
       key = await tpm.readPublic(this.ref.handle);
     } catch (e) {
-      if (isTpmRc(e, TPM_RC.HANDLE)) throw new SigilError('config_invalid', `no key at TPM handle ${where}; was the device provisioned (sigil factory provision)?`);
+      if (isTpmRc(e, TPM_RC.HANDLE))
+        throw new SigilError(
+          'config_invalid',
+          `no key at TPM handle ${where}; was the device provisioned (sigil factory provision)?`,
+        );
       throw e;
     }
     const algorithm = algorithmOf(key, where);
     const spki = publicKeySpki(key.public.value);
     if (!this.#checked && !spki.equals(this.#spki)) {
-      throw new SigilError('config_invalid', `the TPM key at ${where} is not the key of the device certificate (their public keys differ)`);
+      throw new SigilError(
+        'config_invalid',
+        `the TPM key at ${where} is not the key of the device certificate (their public keys differ)`,
+      );
     }
     return { key, spki, algorithm };
   }
@@ -157,9 +185,11 @@ export class TpmPersistentSigner implements DeviceSigner {
   async signWith(tpm: Tpm, data: Buffer): Promise<Buffer> {
     const { key } = await this.#read(tpm);
     this.#checked = true;
-    const [hash, hashAlg] = this.algorithm === 'ES384' ? (['sha384', TPM_ALG.SHA384] as const) : (['sha256', TPM_ALG.SHA256] as const);
+    const [hash, hashAlg] =
+      this.algorithm === 'ES384' ? (['sha384', TPM_ALG.SHA384] as const) : (['sha256', TPM_ALG.SHA256] as const);
     const digest = createHash(hash).update(data).digest();
-    const scheme = key.public.value.type === TPM_ALG.RSA ? { scheme: TPM_ALG.RSASSA, hashAlg } : { scheme: TPM_ALG.ECDSA, hashAlg };
+    const scheme =
+      key.public.value.type === TPM_ALG.RSA ? { scheme: TPM_ALG.RSASSA, hashAlg } : { scheme: TPM_ALG.ECDSA, hashAlg };
     const sig = await tpm.sign(key, digest, scheme);
     if (isEccSignature(sig)) return eccSignatureToDer(sig);
     if (isRsaSignature(sig)) return Buffer.from(sig.sig);
@@ -168,6 +198,7 @@ export class TpmPersistentSigner implements DeviceSigner {
 }
 
 function accessFor(ref: TpmPersistentKeyRef, access: TpmAccess): TpmAccess {
-  if (access.tcti !== ref.tcti) throw new TypeError(`TpmPersistentSigner: the TpmAccess is for ${access.tcti}, the key for ${ref.tcti}`);
+  if (access.tcti !== ref.tcti)
+    throw new TypeError(`TpmPersistentSigner: the TpmAccess is for ${access.tcti}, the key for ${ref.tcti}`);
   return access;
 }

@@ -65,7 +65,10 @@ function checkIdentityPublic(pub: Tpm2bPublic): void {
   if (v.type !== TPM_ALG.ECC || v.parameters.curveId !== TPM_ECC_CURVE.NIST_P256) {
     throw new SigilError('unsupported_key', 'TPM identity keys must be ECC NIST P-256');
   }
-  if (!hasAttributes(v, TPMA_OBJECT.sign) || (v.objectAttributes & (TPMA_OBJECT.restricted | TPMA_OBJECT.decrypt)) !== 0) {
+  if (
+    !hasAttributes(v, TPMA_OBJECT.sign) ||
+    (v.objectAttributes & (TPMA_OBJECT.restricted | TPMA_OBJECT.decrypt)) !== 0
+  ) {
     throw new SigilError('unsupported_key', 'the TPM key is not an unrestricted signing-only key');
   }
   const scheme = v.parameters.scheme;
@@ -126,7 +129,8 @@ export class TpmSigner implements Signer {
    * it runs on that TPM).
    */
   static fromRef(ref: TpmKeyRef, access: TpmAccess): TpmSigner {
-    if (access.tcti !== ref.tcti) throw new TypeError(`TpmSigner.fromRef: the TpmAccess is for ${access.tcti}, the key for ${ref.tcti}`);
+    if (access.tcti !== ref.tcti)
+      throw new TypeError(`TpmSigner.fromRef: the TpmAccess is for ${access.tcti}, the key for ${ref.tcti}`);
     return new TpmSigner({ ...ref }, blobOf(ref), access);
   }
 
@@ -137,7 +141,9 @@ export class TpmSigner implements Signer {
   /** SHA-256 here, ECDSA in the TPM; the signature comes back DER-encoded (RFC 5480 §2.2.3). */
   async sign(data: Buffer): Promise<Buffer> {
     const digest = createHash('sha256').update(data).digest();
-    const sig = await this.withKey((tpm, key) => tpm.sign(key, digest, { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 })).catch((err: unknown) => {
+    const sig = await this.withKey((tpm, key) =>
+      tpm.sign(key, digest, { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 }),
+    ).catch((err: unknown) => {
       throw asKeystoreError(err);
     });
     if (!isEccSignature(sig)) throw new SigilError('keystore_error', 'the TPM returned a non-ECDSA signature');
@@ -149,7 +155,8 @@ export class TpmSigner implements Signer {
    * is loaded: swtpm holds three transient objects, and a certification needs the AK too.
    */
   loadWith<T>(tpm: Tpm, fn: (key: TpmKey) => Promise<T>): Promise<T> {
-    const load = (): Promise<TpmKey> => this.access.withParent(tpm, this.ref.parent, (parent) => tpm.load(parent, this.blob));
+    const load = (): Promise<TpmKey> =>
+      this.access.withParent(tpm, this.ref.parent, (parent) => tpm.load(parent, this.blob));
     return tpm.withTransient(loadSaved(tpm, this.#saved, load), fn);
   }
 
@@ -169,7 +176,10 @@ export class TpmSigner implements Signer {
 
 function blobOf(ref: TpmKeyRef): KeyBlob {
   try {
-    return { public: unmarshal(tpm2bPublic, Buffer.from(ref.publicB64, 'base64')), private: unmarshal(tpm2bPrivate, Buffer.from(ref.privateB64, 'base64')) };
+    return {
+      public: unmarshal(tpm2bPublic, Buffer.from(ref.publicB64, 'base64')),
+      private: unmarshal(tpm2bPrivate, Buffer.from(ref.privateB64, 'base64')),
+    };
   } catch (err) {
     throw new SigilError('config_invalid', 'stored TPM key reference: the key blobs do not parse', { cause: err });
   }
@@ -188,7 +198,11 @@ export function tss2PemOfRef(ref: TpmKeyRef): string {
 /** TPM failures while using a key are key-store failures for the agent (retry vs give up). */
 function asKeystoreError(err: unknown): unknown {
   if (err instanceof SigilError && (err.code === 'tpm_unavailable' || err.code === 'tpm_error')) {
-    return new SigilError(err.code === 'tpm_unavailable' ? 'keystore_unavailable' : 'keystore_error', `TPM identity key: ${err.message}`, { cause: err });
+    return new SigilError(
+      err.code === 'tpm_unavailable' ? 'keystore_unavailable' : 'keystore_error',
+      `TPM identity key: ${err.message}`,
+      { cause: err },
+    );
   }
   return err;
 }

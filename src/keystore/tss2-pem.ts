@@ -43,7 +43,8 @@ export interface Tss2Key {
 
 /** DER of TPMKey. */
 export function encodeTss2Key(k: { parent: number; blob: KeyBlob }): Buffer {
-  if (!Number.isInteger(k.parent) || k.parent < 0 || k.parent > 0xffffffff) throw new TypeError(`TSS2 key parent ${k.parent} is not a TPM handle`);
+  if (!Number.isInteger(k.parent) || k.parent < 0 || k.parent > 0xffffffff)
+    throw new TypeError(`TSS2 key parent ${k.parent} is not a TPM handle`);
   return sequence(
     oid(OID_LOADABLE_KEY),
     explicit(0, boolean(true)),
@@ -83,7 +84,8 @@ export function decodeTss2Key(der: Buffer): Tss2Key {
     // [4] description and later optional fields are informational.
   }
   const parentBytes = r.integerBytes(r.expect(fields[i++], TAG.INTEGER, 'parent'), 'parent');
-  if (parentBytes.length > 5 || (parentBytes.length === 5 && parentBytes[0] !== 0) || (parentBytes[0]! & 0x80) !== 0) r.fail('parent is not a TPM handle');
+  if (parentBytes.length > 5 || (parentBytes.length === 5 && parentBytes[0] !== 0) || (parentBytes[0]! & 0x80) !== 0)
+    r.fail('parent is not a TPM handle');
   const parent = parentBytes.readUIntBE(0, parentBytes.length);
   const pub = r.content(r.expect(fields[i++], TAG.OCTET_STRING, 'pubkey'));
   const priv = r.content(r.expect(fields[i++], TAG.OCTET_STRING, 'privkey'));
@@ -92,7 +94,9 @@ export function decodeTss2Key(der: Buffer): Tss2Key {
   try {
     blob = { public: unmarshal(tpm2bPublic, pub), private: unmarshal(tpm2bPrivate, priv) };
   } catch (err) {
-    throw new SigilError('config_invalid', `TSS2 PRIVATE KEY: the TPM blobs do not parse: ${(err as Error).message}`, { cause: err });
+    throw new SigilError('config_invalid', `TSS2 PRIVATE KEY: the TPM blobs do not parse: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   return { parent, blob, emptyAuth };
 }

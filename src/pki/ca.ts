@@ -31,11 +31,15 @@ export const DEFAULT_INTERMEDIATE_TTL_DAYS = 1825;
 function caName(kind: string, trustDomain: string, commonName: string | undefined): NameSpec {
   const cn = commonName ?? `${trustDomain} ${kind}`;
   // ub-common-name is 64 (RFC 5280 Appendix A.1); long trust domains fall back to a generic CN.
-  return [['O', 'Sigil'], ['CN', [...cn].length <= 64 ? cn : `Sigil ${kind}`]];
+  return [
+    ['O', 'Sigil'],
+    ['CN', [...cn].length <= 64 ? cn : `Sigil ${kind}`],
+  ];
 }
 
 function checkTtlDays(ttlDays: number): void {
-  if (!Number.isFinite(ttlDays) || ttlDays <= 0) throw new TypeError(`ttlDays must be a positive number, got ${ttlDays}`);
+  if (!Number.isFinite(ttlDays) || ttlDays <= 0)
+    throw new TypeError(`ttlDays must be a positive number, got ${ttlDays}`);
 }
 
 function newKey(): { key: KeyObject; spkiDer: Buffer } {
@@ -78,7 +82,10 @@ export function createRootCa(opts: { trustDomain: string; commonName?: string; t
  * An intermediate CA signed by `root`: pathLen 0 (it signs leaves only), 5 years by default,
  * never outliving the root (its notAfter is clamped to the root's).
  */
-export function createIntermediateCa(root: CaMaterial, opts: { trustDomain: string; commonName?: string; ttlDays?: number }): CaMaterial {
+export function createIntermediateCa(
+  root: CaMaterial,
+  opts: { trustDomain: string; commonName?: string; ttlDays?: number },
+): CaMaterial {
   checkTrustDomain(opts.trustDomain, 'config_invalid');
   const ttlDays = opts.ttlDays ?? DEFAULT_INTERMEDIATE_TTL_DAYS;
   checkTtlDays(ttlDays);
@@ -121,7 +128,10 @@ export function issueServerCert(issuer: CertificateIssuer, opts: ServerCertOptio
     spiffeId: `${trustDomainId(opts.trustDomain)}/sigil/issuer`,
     notBefore: new Date(now - BACKDATE_MS),
     notAfter: new Date(Math.min(now + opts.ttlDays * DAY_MS, issuer.caNotAfter.getTime())),
-    subject: [['O', 'Sigil'], ['CN', 'Sigil issuer']],
+    subject: [
+      ['O', 'Sigil'],
+      ['CN', 'Sigil issuer'],
+    ],
     dnsNames: opts.dnsNames,
     ipAddresses: opts.ipAddresses,
   });

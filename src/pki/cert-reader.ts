@@ -31,10 +31,15 @@ export interface CertificateFields {
   extensions: CertExtension[];
 }
 
-export function readCertificate(der: Buffer, code: ErrorCode = 'bad_certificate', what = 'certificate'): CertificateFields {
+export function readCertificate(
+  der: Buffer,
+  code: ErrorCode = 'bad_certificate',
+  what = 'certificate',
+): CertificateFields {
   const r = new DerReader(der, code, what);
   const [tbsNode, sigAlg, sig, extra] = r.children(r.expect(r.root(), TAG.SEQUENCE, 'Certificate'));
-  if (extra !== undefined || sigAlg === undefined || sig === undefined) r.fail('Certificate must have exactly three fields');
+  if (extra !== undefined || sigAlg === undefined || sig === undefined)
+    r.fail('Certificate must have exactly three fields');
   const f = r.children(r.expect(tbsNode, TAG.SEQUENCE, 'TBSCertificate'));
   let i = 0;
   let version = 0;
@@ -102,7 +107,10 @@ export function spiffeIdOfFields(fields: CertificateFields, code: ErrorCode = 'b
 }
 
 /** BasicConstraints (§4.2.1.9): cA DEFAULT FALSE, pathLenConstraint OPTIONAL. */
-export function decodeBasicConstraints(value: Buffer, code: ErrorCode = 'bad_certificate'): { ca: boolean; pathLen: number | undefined } {
+export function decodeBasicConstraints(
+  value: Buffer,
+  code: ErrorCode = 'bad_certificate',
+): { ca: boolean; pathLen: number | undefined } {
   const r = new DerReader(value, code, 'basicConstraints');
   const fields = r.children(r.expect(r.root(), TAG.SEQUENCE, 'BasicConstraints'));
   let ca = false;
@@ -115,7 +123,13 @@ export function decodeBasicConstraints(value: Buffer, code: ErrorCode = 'bad_cer
 }
 
 /** KeyUsage bit numbers (§4.2.1.3): digitalSignature(0) … keyCertSign(5), cRLSign(6). */
-export const KEY_USAGE = { digitalSignature: 0, keyEncipherment: 2, keyAgreement: 4, keyCertSign: 5, cRLSign: 6 } as const;
+export const KEY_USAGE = {
+  digitalSignature: 0,
+  keyEncipherment: 2,
+  keyAgreement: 4,
+  keyCertSign: 5,
+  cRLSign: 6,
+} as const;
 
 /** The set bits of a KeyUsage extension value. */
 export function decodeKeyUsage(value: Buffer, code: ErrorCode = 'bad_certificate'): Set<number> {
@@ -138,8 +152,10 @@ export function decodeGeneralNames(value: Buffer, code: ErrorCode = 'bad_certifi
   const r = new DerReader(value, code, 'subjectAltName');
   const out: GeneralNames = { uris: [], dnsNames: [], ips: [] };
   for (const n of r.children(r.expect(r.root(), TAG.SEQUENCE, 'GeneralNames'))) {
-    if (n.tag === 0x86) out.uris.push(r.content(n).toString('latin1')); // [6] uniformResourceIdentifier
-    else if (n.tag === 0x82) out.dnsNames.push(r.content(n).toString('latin1')); // [2] dNSName
+    if (n.tag === 0x86)
+      out.uris.push(r.content(n).toString('latin1')); // [6] uniformResourceIdentifier
+    else if (n.tag === 0x82)
+      out.dnsNames.push(r.content(n).toString('latin1')); // [2] dNSName
     else if (n.tag === 0x87) out.ips.push(Buffer.from(r.content(n))); // [7] iPAddress
   }
   return out;

@@ -25,11 +25,15 @@ export interface CertSigningKey {
  * the data directory, so anything else is `config_invalid`.
  */
 export function certSigningKey(key: KeyObject): CertSigningKey {
-  if (key.type !== 'private') throw new SigilError('config_invalid', `CA key must be a private key, got a ${key.type} key`);
+  if (key.type !== 'private')
+    throw new SigilError('config_invalid', `CA key must be a private key, got a ${key.type} key`);
   const curve = key.asymmetricKeyType === 'ec' ? key.asymmetricKeyDetails?.namedCurve : undefined;
   if (curve === 'prime256v1') return { key, hash: 'sha256', algorithmId: sequence(oid(OID.ecdsaWithSHA256)) };
   if (curve === 'secp384r1') return { key, hash: 'sha384', algorithmId: sequence(oid(OID.ecdsaWithSHA384)) };
-  throw new SigilError('config_invalid', `CA key must be ECDSA P-256 or P-384, got ${`${key.asymmetricKeyType ?? '?'} ${curve ?? ''}`.trim()}`);
+  throw new SigilError(
+    'config_invalid',
+    `CA key must be ECDSA P-256 or P-384, got ${`${key.asymmetricKeyType ?? '?'} ${curve ?? ''}`.trim()}`,
+  );
 }
 
 /** `[0] EXPLICIT Version` = v3 (2): certificates with extensions must be v3 (§4.1.2.1). */
@@ -88,7 +92,10 @@ export function signerAlgorithmId(alg: DeviceSignatureAlgorithm): Buffer {
     case 'RS256':
       return sequence(oid(OID.sha256WithRSAEncryption), nullValue());
     default:
-      throw new SigilError('unsupported_key', `a CA key signing with ${alg} is not supported (ECDSA P-256/P-384, or RSA with PKCS#1 v1.5)`);
+      throw new SigilError(
+        'unsupported_key',
+        `a CA key signing with ${alg} is not supported (ECDSA P-256/P-384, or RSA with PKCS#1 v1.5)`,
+      );
   }
 }
 
@@ -105,7 +112,12 @@ export async function signTbsWith(tbs: Buffer, signer: DeviceSigner): Promise<Bu
 
 /** Reject validity windows that cannot be right before they reach a certificate. */
 export function checkValidity(notBefore: Date, notAfter: Date): void {
-  if (!(notBefore instanceof Date) || !(notAfter instanceof Date) || Number.isNaN(notBefore.getTime()) || Number.isNaN(notAfter.getTime())) {
+  if (
+    !(notBefore instanceof Date) ||
+    !(notAfter instanceof Date) ||
+    Number.isNaN(notBefore.getTime()) ||
+    Number.isNaN(notAfter.getTime())
+  ) {
     throw new TypeError('notBefore and notAfter must be valid Dates');
   }
   if (notAfter.getTime() <= notBefore.getTime()) {

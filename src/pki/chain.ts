@@ -104,7 +104,8 @@ export function signedBy(child: { x509: X509Certificate }, issuer: { x509: X509C
  * message naming the certificate and the failed check.
  */
 export function verifyChain(input: VerifyChainInput): VerifiedChain {
-  if (!(input.at instanceof Date) || Number.isNaN(input.at.getTime())) throw new TypeError('verifyChain: `at` must be a valid Date');
+  if (!(input.at instanceof Date) || Number.isNaN(input.at.getTime()))
+    throw new TypeError('verifyChain: `at` must be a valid Date');
   const leaf = load(input.leaf, 'leaf certificate');
   const roots = input.roots.map((d, i) => load(d, `root ${i}`));
   const pool = input.intermediates.map((d, i) => load(d, `intermediate ${i}`));
@@ -150,12 +151,19 @@ function withinValidity(c: Cert, at: Date): boolean {
 function checkCertificate(c: Cert, index: number, at: Date): void {
   const { notBefore, notAfter, extensions } = c.fields;
   if (at > notAfter) {
-    throw new SigilError(index === 0 ? 'cert_expired' : 'chain_invalid', `${describe(c)} expired at ${notAfter.toISOString()}`);
+    throw new SigilError(
+      index === 0 ? 'cert_expired' : 'chain_invalid',
+      `${describe(c)} expired at ${notAfter.toISOString()}`,
+    );
   }
-  if (at < notBefore) throw new SigilError('chain_invalid', `${describe(c)} is not valid before ${notBefore.toISOString()}`);
+  if (at < notBefore)
+    throw new SigilError('chain_invalid', `${describe(c)} is not valid before ${notBefore.toISOString()}`);
   for (const e of extensions) {
     if (e.critical && !UNDERSTOOD.has(e.oid)) {
-      throw new SigilError('chain_invalid', `${describe(c)} has critical extension ${e.oid}, which Sigil does not process`);
+      throw new SigilError(
+        'chain_invalid',
+        `${describe(c)} has critical extension ${e.oid}, which Sigil does not process`,
+      );
     }
   }
   if (index === 0) return;
@@ -163,9 +171,16 @@ function checkCertificate(c: Cert, index: number, at: Date): void {
   // which here are the intermediates at indexes 1..index-1; (n): keyCertSign if KeyUsage present.
   const bcExt = findExtension(extensions, OID.basicConstraints);
   const bc = bcExt === undefined ? undefined : decodeBasicConstraints(bcExt.value);
-  if (!bc?.ca) throw new SigilError('chain_invalid', `${describe(c)} issued a certificate but is not a CA (BasicConstraints cA is not TRUE)`);
+  if (!bc?.ca)
+    throw new SigilError(
+      'chain_invalid',
+      `${describe(c)} issued a certificate but is not a CA (BasicConstraints cA is not TRUE)`,
+    );
   if (bc.pathLen !== undefined && index - 1 > bc.pathLen) {
-    throw new SigilError('chain_invalid', `${describe(c)} has pathLenConstraint ${bc.pathLen} but ${index - 1} CA certificates follow it`);
+    throw new SigilError(
+      'chain_invalid',
+      `${describe(c)} has pathLenConstraint ${bc.pathLen} but ${index - 1} CA certificates follow it`,
+    );
   }
   const kuExt = findExtension(extensions, OID.keyUsage);
   if (kuExt !== undefined && !decodeKeyUsage(kuExt.value).has(KEY_USAGE.keyCertSign)) {
@@ -212,7 +227,8 @@ export function spiffeIdOf(cert: X509Certificate | Buffer): string | undefined {
   const san = findExtension(readCertificate(der).extensions, OID.subjectAltName);
   if (san === undefined) return undefined;
   const { uris } = decodeGeneralNames(san.value);
-  if (uris.length > 1) throw new SigilError('bad_certificate', `certificate has ${uris.length} URI SANs; an X509-SVID has exactly one`);
+  if (uris.length > 1)
+    throw new SigilError('bad_certificate', `certificate has ${uris.length} URI SANs; an X509-SVID has exactly one`);
   const uri = uris[0];
   return uri !== undefined && uri.startsWith('spiffe://') ? uri : undefined;
 }
@@ -226,6 +242,10 @@ export function expectedIssuerId(root: X509Certificate | Buffer | string): strin
   const cert = root instanceof X509Certificate ? root : new X509Certificate(root);
   const uri = (cert.subjectAltName ?? '').split(', ').find((s) => s.startsWith('URI:spiffe://'));
   const td = uri ? new URL(uri.slice(4)).host : '';
-  if (!td) throw new SigilError('pin_mismatch', 'the pinned root carries no spiffe://<trust-domain> URI; it is not a Sigil CA');
+  if (!td)
+    throw new SigilError(
+      'pin_mismatch',
+      'the pinned root carries no spiffe://<trust-domain> URI; it is not a Sigil CA',
+    );
   return `spiffe://${td}/sigil/issuer`;
 }

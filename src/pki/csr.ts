@@ -57,12 +57,20 @@ function toDer(input: string | Buffer): Buffer {
   if (input.length > MAX_CSR_BYTES) {
     throw new SigilError('bad_csr', `CSR is ${input.length} bytes, larger than the ${MAX_CSR_BYTES}-byte limit`);
   }
-  const text = typeof input === 'string' ? input : input.subarray(0, 11).toString('latin1').trimStart().startsWith('-----') ? input.toString('utf8') : undefined;
+  const text =
+    typeof input === 'string'
+      ? input
+      : input.subarray(0, 11).toString('latin1').trimStart().startsWith('-----')
+        ? input.toString('utf8')
+        : undefined;
   if (text === undefined) return input as Buffer; // DER
   if (!text.includes('-----BEGIN')) throw new SigilError('bad_csr', 'CSR text is not PEM (no -----BEGIN line)');
   // "NEW CERTIFICATE REQUEST" is what older Netscape/Microsoft tools write (RFC 7468 §7).
-  const blocks = parsePem(text, 'bad_csr').filter((b) => b.label === 'CERTIFICATE REQUEST' || b.label === 'NEW CERTIFICATE REQUEST');
-  if (blocks.length !== 1) throw new SigilError('bad_csr', `expected one CERTIFICATE REQUEST PEM block, found ${blocks.length}`);
+  const blocks = parsePem(text, 'bad_csr').filter(
+    (b) => b.label === 'CERTIFICATE REQUEST' || b.label === 'NEW CERTIFICATE REQUEST',
+  );
+  if (blocks.length !== 1)
+    throw new SigilError('bad_csr', `expected one CERTIFICATE REQUEST PEM block, found ${blocks.length}`);
   return blocks[0]!.der;
 }
 
@@ -78,7 +86,9 @@ export function parseCsr(input: string | Buffer): ParsedCsr {
   const [criNode, algNode, sigNode, extra] = r.children(r.expect(r.root(), TAG.SEQUENCE, 'CertificationRequest'));
   if (extra !== undefined) r.fail('CertificationRequest has more than three fields');
   // CertificationRequestInfo ::= SEQUENCE { version, subject, subjectPKInfo, attributes [0] }
-  const [verNode, subjNode, spkiNode, attrNode, extraCri] = r.children(r.expect(criNode, TAG.SEQUENCE, 'CertificationRequestInfo'));
+  const [verNode, subjNode, spkiNode, attrNode, extraCri] = r.children(
+    r.expect(criNode, TAG.SEQUENCE, 'CertificationRequestInfo'),
+  );
   const version = r.smallInteger(r.expect(verNode, TAG.INTEGER, 'version'), 'version');
   if (version !== 0) r.fail(`version is ${version}, PKCS#10 v1 (0) expected`);
   const subjectDer = Buffer.from(r.bytes(r.expect(subjNode, TAG.SEQUENCE, 'subject Name')));
@@ -97,12 +107,18 @@ export function parseCsr(input: string | Buffer): ParsedCsr {
   if (keyType === 'rsa') {
     const bits = publicKey.asymmetricKeyDetails?.modulusLength ?? 0;
     if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS) {
-      throw new SigilError('unsupported_key', `RSA key of ${bits} bits is not accepted (use ${MIN_RSA_BITS}..${MAX_RSA_BITS} bits, or EC P-256/P-384)`);
+      throw new SigilError(
+        'unsupported_key',
+        `RSA key of ${bits} bits is not accepted (use ${MIN_RSA_BITS}..${MAX_RSA_BITS} bits, or EC P-256/P-384)`,
+      );
     }
     const e = publicKey.asymmetricKeyDetails?.publicExponent ?? 0n;
     if (e < 3n || e % 2n === 0n || e >= MAX_RSA_EXPONENT) {
       const shown = e < 1n << 64n ? e.toString() : `a ${e.toString(2).length}-bit number`;
-      throw new SigilError('unsupported_key', `RSA public exponent ${shown} is not accepted (it must be odd, at least 3 and below 2^32; 65537 is usual)`);
+      throw new SigilError(
+        'unsupported_key',
+        `RSA public exponent ${shown} is not accepted (it must be odd, at least 3 and below 2^32; 65537 is usual)`,
+      );
     }
   }
 
@@ -115,7 +131,11 @@ export function parseCsr(input: string | Buffer): ParsedCsr {
   } catch {
     ok = false; // malformed signature encodings land here on some OpenSSL versions
   }
-  if (!ok) throw new SigilError('csr_signature_invalid', `CSR self-signature (${alg.name}) does not verify with the CSR's ${keyType} public key`);
+  if (!ok)
+    throw new SigilError(
+      'csr_signature_invalid',
+      `CSR self-signature (${alg.name}) does not verify with the CSR's ${keyType} public key`,
+    );
 
   return { spkiDer, publicKey, keyType, uris: attrNode === undefined ? [] : requestedUris(r, attrNode), subjectDer };
 }
@@ -126,15 +146,24 @@ function checkKey(spkiDer: Buffer): KeyType {
   return verdict.keyType;
 }
 
-function signatureAlgorithm(r: DerReader, algNode: DerNode | undefined, keyType: KeyType): { hash: string; name: string } {
+function signatureAlgorithm(
+  r: DerReader,
+  algNode: DerNode | undefined,
+  keyType: KeyType,
+): { hash: string; name: string } {
   const [algOid, params, extra] = r.children(r.expect(algNode, TAG.SEQUENCE, 'signatureAlgorithm'));
   const id = r.oid(r.expect(algOid, TAG.OID, 'signature algorithm'), 'signature algorithm');
   const alg = SIGNATURE_ALGORITHMS[id];
-  if (alg === undefined) r.fail(`signature algorithm ${id} is not supported (ECDSA or PKCS#1 v1.5 with SHA-256/384/512)`);
+  if (alg === undefined)
+    r.fail(`signature algorithm ${id} is not supported (ECDSA or PKCS#1 v1.5 with SHA-256/384/512)`);
   // RFC 5758 §3.2: ECDSA parameters absent. RFC 4055 §5: RSA parameters NULL (absent tolerated).
-  const paramsOk = alg.family === 'ec' ? params === undefined : params === undefined || (params.tag === TAG.NULL && params.end === params.contentStart);
+  const paramsOk =
+    alg.family === 'ec'
+      ? params === undefined
+      : params === undefined || (params.tag === TAG.NULL && params.end === params.contentStart);
   if (!paramsOk || extra !== undefined) r.fail(`${alg.name} has unexpected parameters`);
-  if ((alg.family === 'rsa') !== (keyType === 'rsa')) r.fail(`signature algorithm ${alg.name} does not match the ${keyType} key`);
+  if ((alg.family === 'rsa') !== (keyType === 'rsa'))
+    r.fail(`signature algorithm ${alg.name} does not match the ${keyType} key`);
   return alg;
 }
 

@@ -70,7 +70,7 @@ export class DerReader {
   children(parent: DerNode): DerNode[] {
     if ((parent.tag & 0x20) === 0) this.fail(`expected a constructed value at offset ${parent.start}`);
     const out: DerNode[] = [];
-    for (let off = parent.contentStart; off < parent.end; ) {
+    for (let off = parent.contentStart; off < parent.end;) {
       const c = this.node(off, parent.end);
       out.push(c);
       off = c.end;
@@ -81,7 +81,8 @@ export class DerReader {
   /** Assert the tag of a node, naming the field when it is wrong. */
   expect(n: DerNode | undefined, tag: number, field: string): DerNode {
     if (n === undefined) this.fail(`missing ${field}`);
-    if (n.tag !== tag) this.fail(`${field}: expected tag 0x${tag.toString(16)}, found 0x${n.tag.toString(16)} at offset ${n.start}`);
+    if (n.tag !== tag)
+      this.fail(`${field}: expected tag 0x${tag.toString(16)}, found 0x${n.tag.toString(16)} at offset ${n.start}`);
     return n;
   }
 

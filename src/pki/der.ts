@@ -107,7 +107,8 @@ export function set(...parts: Buffer[]): Buffer {
  */
 export function integer(value: bigint | number | Buffer): Buffer {
   if (Buffer.isBuffer(value)) return unsignedInteger(value);
-  if (typeof value === 'number' && !Number.isSafeInteger(value)) throw new RangeError(`integer ${value} is not a safe integer`);
+  if (typeof value === 'number' && !Number.isSafeInteger(value))
+    throw new RangeError(`integer ${value} is not a safe integer`);
   let v = typeof value === 'bigint' ? value : BigInt(value);
   if (v >= 0n && v < 0x80n) return Buffer.from([TAG.INTEGER, 1, Number(v)]);
   const bytes: number[] = [];
@@ -176,7 +177,10 @@ function encodeOid(dotted: string): Buffer {
   const second = arcs[1]!;
   if (first < 2 && second >= 40) throw new RangeError(`invalid OID "${dotted}": second arc must be < 40`);
   const content: number[] = [];
-  const folded = typeof second === 'number' && Number.isSafeInteger(first * 40 + second) ? first * 40 + second : BigInt(first) * 40n + BigInt(second);
+  const folded =
+    typeof second === 'number' && Number.isSafeInteger(first * 40 + second)
+      ? first * 40 + second
+      : BigInt(first) * 40n + BigInt(second);
   pushArc(folded, content);
   for (let i = 2; i < arcs.length; i++) pushArc(arcs[i]!, content);
   return tlv(TAG.OID, Buffer.from(content));

@@ -10,7 +10,9 @@ import { ipToBytes } from './ip.js';
 import { OID } from './oids.js';
 
 export function extension(extnId: string, critical: boolean, value: Buffer): Buffer {
-  return critical ? sequence(oid(extnId), boolean(true), octetString(value)) : sequence(oid(extnId), octetString(value));
+  return critical
+    ? sequence(oid(extnId), boolean(true), octetString(value))
+    : sequence(oid(extnId), octetString(value));
 }
 
 /**
@@ -21,7 +23,8 @@ export function basicConstraints(ca: boolean, pathLen?: number): Buffer {
   if (!ca) return extension(OID.basicConstraints, true, sequence());
   const fields = [boolean(true)];
   if (pathLen !== undefined) {
-    if (!Number.isInteger(pathLen) || pathLen < 0) throw new TypeError(`pathLen must be a non-negative integer, got ${pathLen}`);
+    if (!Number.isInteger(pathLen) || pathLen < 0)
+      throw new TypeError(`pathLen must be a non-negative integer, got ${pathLen}`);
     fields.push(integer(pathLen));
   }
   return extension(OID.basicConstraints, true, sequence(...fields));
@@ -71,7 +74,8 @@ export function checkDnsName(name: string, code: ErrorCode = 'bad_request'): voi
 export function subjectAltName(names: AltNames, critical: boolean, code: ErrorCode = 'bad_request'): Buffer {
   const entries: Buffer[] = [];
   for (const uri of names.uris ?? []) {
-    if (!/^[\x21-\x7e]+$/.test(uri)) throw new SigilError(code, `URI "${uri.slice(0, 80)}" must be printable ASCII without spaces`);
+    if (!/^[\x21-\x7e]+$/.test(uri))
+      throw new SigilError(code, `URI "${uri.slice(0, 80)}" must be printable ASCII without spaces`);
     entries.push(implicit(6, Buffer.from(uri, 'latin1'))); // [6] uniformResourceIdentifier IA5String
   }
   for (const dns of names.dnsNames ?? []) {
@@ -80,7 +84,8 @@ export function subjectAltName(names: AltNames, critical: boolean, code: ErrorCo
   }
   for (const ip of names.ipAddresses ?? []) {
     const bytes = ipToBytes(ip);
-    if (bytes === undefined) throw new SigilError(code, `invalid IP address "${String(ip).slice(0, 80)}" for subjectAltName`);
+    if (bytes === undefined)
+      throw new SigilError(code, `invalid IP address "${String(ip).slice(0, 80)}" for subjectAltName`);
     entries.push(implicit(7, bytes)); // [7] iPAddress OCTET STRING
   }
   if (entries.length === 0) throw new TypeError('subjectAltName needs at least one name (§4.2.1.6)');

@@ -29,7 +29,10 @@ export function readGeneralName(r: DerReader, n: DerNode, code: ErrorCode): Gene
     case 0xa4: {
       // directoryName [4] is EXPLICIT (Name is a CHOICE): the content is the Name's TLV.
       const [name] = r.children(n);
-      return { kind: 'dn', value: readName(Buffer.from(r.bytes(r.expect(name, TAG.SEQUENCE, 'directoryName'))), code, 'directoryName') };
+      return {
+        kind: 'dn',
+        value: readName(Buffer.from(r.bytes(r.expect(name, TAG.SEQUENCE, 'directoryName'))), code, 'directoryName'),
+      };
     }
     default:
       return { kind: 'other', tag: n.tag };
@@ -37,7 +40,11 @@ export function readGeneralName(r: DerReader, n: DerNode, code: ErrorCode): Gene
 }
 
 /** SubjectAltName / IssuerAltName value: GeneralNames ::= SEQUENCE OF GeneralName. */
-export function readGeneralNames(value: Buffer, code: ErrorCode = 'bad_certificate', what = 'subjectAltName'): GeneralName[] {
+export function readGeneralNames(
+  value: Buffer,
+  code: ErrorCode = 'bad_certificate',
+  what = 'subjectAltName',
+): GeneralName[] {
   const r = new DerReader(value, code, what);
   return r.children(r.expect(r.root(), TAG.SEQUENCE, 'GeneralNames')).map((n) => readGeneralName(r, n, code));
 }

@@ -14,7 +14,10 @@ export function ipToBytes(text: string): Buffer | undefined {
   const lastColon = s.lastIndexOf(':');
   if (s.includes('.')) {
     // Embedded IPv4 in the last 32 bits (RFC 4291 §2.2 form 3), e.g. ::ffff:10.0.0.1
-    tail = s.slice(lastColon + 1).split('.').map(Number);
+    tail = s
+      .slice(lastColon + 1)
+      .split('.')
+      .map(Number);
     s = s.slice(0, lastColon + 1) + '0:0';
   }
   const dbl = s.indexOf('::');

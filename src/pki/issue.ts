@@ -10,10 +10,24 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { SigilError } from '../errors.js';
 import { certSigningKey, checkValidity, encodeTbs, signTbs, type CertSigningKey } from './certificate.js';
-import { decodeBasicConstraints, decodeKeyUsage, decodeSubjectKeyIdentifier, findExtension, KEY_USAGE, readCertificate } from './cert-reader.js';
+import {
+  decodeBasicConstraints,
+  decodeKeyUsage,
+  decodeSubjectKeyIdentifier,
+  findExtension,
+  KEY_USAGE,
+  readCertificate,
+} from './cert-reader.js';
 import { integer, oid, sequence, TAG, time } from './der.js';
 import { DerReader } from './der-reader.js';
-import { authorityKeyIdentifier, basicConstraints, extKeyUsage, keyUsage, subjectAltName, subjectKeyIdentifier } from './extensions.js';
+import {
+  authorityKeyIdentifier,
+  basicConstraints,
+  extKeyUsage,
+  keyUsage,
+  subjectAltName,
+  subjectKeyIdentifier,
+} from './extensions.js';
 import { encodeName, type NameSpec } from './name.js';
 import { OID } from './oids.js';
 import { checkSerial } from './serial.js';
@@ -173,7 +187,13 @@ export class CertificateIssuer {
     checkValidity(req.notBefore, req.notAfter);
     if (req.subject.length === 0) throw new TypeError('a client certificate needs a non-empty subject');
     const key = inspectSpki(req.spkiDer);
-    return this.signNamed(req, [BC_LEAF, key.rsa ? KU_LEAF_RSA : KU_LEAF_EC, EKU_CLIENT, subjectKeyIdentifier(keyIdentifier(key.bits)), this.akiExt]);
+    return this.signNamed(req, [
+      BC_LEAF,
+      key.rsa ? KU_LEAF_RSA : KU_LEAF_EC,
+      EKU_CLIENT,
+      subjectKeyIdentifier(keyIdentifier(key.bits)),
+      this.akiExt,
+    ]);
   }
 
   /** Issue a subordinate CA certificate (X509-SVID §3.2 signing certificate). */
@@ -187,12 +207,21 @@ export class CertificateIssuer {
       throw new TypeError(`this CA has pathLen ${this.caPathLen}; it cannot issue a CA with pathLen ${pathLen}`);
     }
     const key = inspectSpki(req.spkiDer);
-    const extensions = [basicConstraints(true, pathLen), KU_CA, subjectKeyIdentifier(keyIdentifier(key.bits)), this.akiExt];
-    if (req.trustDomain !== undefined) extensions.push(subjectAltName({ uris: [trustDomainId(req.trustDomain)] }, false));
+    const extensions = [
+      basicConstraints(true, pathLen),
+      KU_CA,
+      subjectKeyIdentifier(keyIdentifier(key.bits)),
+      this.akiExt,
+    ];
+    if (req.trustDomain !== undefined)
+      extensions.push(subjectAltName({ uris: [trustDomainId(req.trustDomain)] }, false));
     return this.signNamed(req, extensions);
   }
   /** TBS with a named subject (client and CA certificates; issueSvid keeps its own fast path). */
-  private signNamed(req: { serial: Buffer; notBefore: Date; notAfter: Date; subject: NameSpec; spkiDer: Buffer }, extensions: Buffer[]): Buffer {
+  private signNamed(
+    req: { serial: Buffer; notBefore: Date; notAfter: Date; subject: NameSpec; spkiDer: Buffer },
+    extensions: Buffer[],
+  ): Buffer {
     return signTbs(
       encodeTbs({
         serial: integer(req.serial),
@@ -207,7 +236,6 @@ export class CertificateIssuer {
       this.signingKey,
     );
   }
-
 }
 
 /**
@@ -231,5 +259,7 @@ function inspectSpki(spki: Buffer): { rsa: boolean; bits: Buffer } {
   }
   // Names the algorithm/curve the slow way, only on the error path.
   const f = readSpki(spki, 'unsupported_key', 'subject public key');
-  return r.fail(`algorithm ${f.algorithm}${f.curve ? ` curve ${f.curve}` : ''} is not accepted (EC P-256, P-384 or RSA)`);
+  return r.fail(
+    `algorithm ${f.algorithm}${f.curve ? ` curve ${f.curve}` : ''} is not accepted (EC P-256, P-384 or RSA)`,
+  );
 }

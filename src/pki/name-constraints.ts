@@ -40,11 +40,15 @@ export function decodeNameConstraints(value: Buffer, code: ErrorCode = 'bad_cert
       if (base === undefined) r.fail('GeneralSubtree without a base');
       for (const extra of rest) {
         // minimum [0] DEFAULT 0 (absent in DER when 0), maximum [1]: both MUST be absent.
-        throw new UnsupportedNameConstraint(`GeneralSubtree with ${extra.tag === 0x80 ? 'minimum' : 'maximum'} (RFC 5280 §4.2.1.10 forbids it)`);
+        throw new UnsupportedNameConstraint(
+          `GeneralSubtree with ${extra.tag === 0x80 ? 'minimum' : 'maximum'} (RFC 5280 §4.2.1.10 forbids it)`,
+        );
       }
       const gn = readGeneralName(r, base, code);
-      if (gn.kind === 'other') throw new UnsupportedNameConstraint(`name constraint of form [${gn.tag & 0x1f}] is not supported`);
-      if (gn.kind === 'ip' && gn.value.length !== 8 && gn.value.length !== 32) r.fail('iPAddress constraint must be address and mask (8 or 32 octets)');
+      if (gn.kind === 'other')
+        throw new UnsupportedNameConstraint(`name constraint of form [${gn.tag & 0x1f}] is not supported`);
+      if (gn.kind === 'ip' && gn.value.length !== 8 && gn.value.length !== 32)
+        r.fail('iPAddress constraint must be address and mask (8 or 32 octets)');
       list.push(gn);
     }
   }
@@ -56,7 +60,8 @@ export function constrainedNames(subject: Rdn[], san: GeneralName[]): GeneralNam
   const names: GeneralName[] = [...san];
   if (subject.length > 0) names.push({ kind: 'dn', value: subject });
   // §4.2.1.10: rfc822Name constraints also apply to emailAddress attributes of the subject.
-  for (const email of attributeValues(subject, ATTRIBUTE_NAMES.EMAILADDRESS!)) names.push({ kind: 'email', value: email });
+  for (const email of attributeValues(subject, ATTRIBUTE_NAMES.EMAILADDRESS!))
+    names.push({ kind: 'email', value: email });
   return names;
 }
 
@@ -65,7 +70,8 @@ export function nameConstraintViolation(nc: NameConstraints, names: readonly Gen
   for (const name of names) {
     if (name.kind === 'other') continue;
     const permitted = nc.permitted.filter((p) => p.kind === name.kind);
-    if (permitted.length > 0 && !permitted.some((p) => within(name, p))) return `${describeName(name)} is not within the permitted ${name.kind} subtrees`;
+    if (permitted.length > 0 && !permitted.some((p) => within(name, p)))
+      return `${describeName(name)} is not within the permitted ${name.kind} subtrees`;
     const hit = nc.excluded.find((p) => p.kind === name.kind && within(name, p));
     if (hit !== undefined) return `${describeName(name)} is within the excluded subtree ${describeName(hit)}`;
   }
@@ -73,7 +79,11 @@ export function nameConstraintViolation(nc: NameConstraints, names: readonly Gen
 }
 
 function describeName(n: GeneralName): string {
-  if (n.kind === 'dn') return `directoryName "${n.value.flat().map((a) => a.value).join(', ')}"`;
+  if (n.kind === 'dn')
+    return `directoryName "${n.value
+      .flat()
+      .map((a) => a.value)
+      .join(', ')}"`;
   if (n.kind === 'ip') return `iPAddress ${n.value.toString('hex')}`;
   if (n.kind === 'other') return `name [${n.tag & 0x1f}]`;
   return `${n.kind} "${n.value}"`;
@@ -94,7 +104,11 @@ function within(name: Subtree, base: Subtree): boolean {
     case 'ip':
       return name.kind === 'ip' && ipWithin(name.value, base.value);
     case 'dn':
-      return name.kind === 'dn' && base.value.length <= name.value.length && base.value.every((rdn, i) => rdnEqual(rdn, name.value[i]!));
+      return (
+        name.kind === 'dn' &&
+        base.value.length <= name.value.length &&
+        base.value.every((rdn, i) => rdnEqual(rdn, name.value[i]!))
+      );
   }
 }
 
@@ -118,7 +132,11 @@ function hostWithin(host: string, base: string): boolean {
 function emailWithin(name: string, base: string): boolean {
   const at = name.lastIndexOf('@');
   if (at < 0) return false;
-  if (base.includes('@')) return name.slice(0, at) === base.slice(0, base.lastIndexOf('@')) && name.slice(at + 1).toLowerCase() === base.slice(base.lastIndexOf('@') + 1).toLowerCase();
+  if (base.includes('@'))
+    return (
+      name.slice(0, at) === base.slice(0, base.lastIndexOf('@')) &&
+      name.slice(at + 1).toLowerCase() === base.slice(base.lastIndexOf('@') + 1).toLowerCase()
+    );
   return hostWithin(name.slice(at + 1), base);
 }
 

@@ -37,7 +37,12 @@ export const ATTRIBUTE_NAMES: Record<string, string> = {
   UID: '0.9.2342.19200300.100.1.1',
   EMAILADDRESS: '1.2.840.113549.1.9.1',
 };
-const SHORT_NAME = new Map(Object.entries(ATTRIBUTE_NAMES).map(([k, v]) => [v, k === 'SERIALNUMBER' ? 'serialNumber' : k === 'EMAILADDRESS' ? 'emailAddress' : k]));
+const SHORT_NAME = new Map(
+  Object.entries(ATTRIBUTE_NAMES).map(([k, v]) => [
+    v,
+    k === 'SERIALNUMBER' ? 'serialNumber' : k === 'EMAILADDRESS' ? 'emailAddress' : k,
+  ]),
+);
 
 const STRING_TAGS = new Set([0x0c, 0x12, 0x13, 0x14, 0x16, 0x1a, 0x1c, 0x1e]);
 
@@ -76,7 +81,10 @@ export function readName(der: Buffer, code: ErrorCode = 'bad_certificate', what 
       const [type, value] = r.children(r.expect(atv, TAG.SEQUENCE, 'AttributeTypeAndValue'));
       const oid = r.oid(r.expect(type, TAG.OID, 'attribute type'), 'attribute type');
       if (value === undefined) r.fail(`attribute ${oid} has no value`);
-      return { type: oid, value: STRING_TAGS.has(value.tag) ? decodeString(r, value) : `#${r.bytes(value).toString('hex')}` };
+      return {
+        type: oid,
+        value: STRING_TAGS.has(value.tag) ? decodeString(r, value) : `#${r.bytes(value).toString('hex')}`,
+      };
     }),
   );
 }
@@ -95,12 +103,21 @@ export function rdnEqual(a: Rdn, b: Rdn): boolean {
   if (a.length !== b.length) return false;
   const key = (x: NameAttributeValue): string => `${x.type}=${normalizeValue(x.value)}`;
   const bs = b.map(key).sort();
-  return a.map(key).sort().every((k, i) => k === bs[i]);
+  return a
+    .map(key)
+    .sort()
+    .every((k, i) => k === bs[i]);
 }
 
 /** Human form, DER order, e.g. `O=Acme, OU=Devices, CN=gw-7` (for messages and audit facts). */
 export function formatName(rdns: readonly Rdn[]): string {
-  return rdns.map((rdn) => rdn.map((a) => `${SHORT_NAME.get(a.type) ?? a.type}=${a.value.replace(/([,+=\\])/g, '\\$1')}`).join('+')).join(', ') || '<empty>';
+  return (
+    rdns
+      .map((rdn) =>
+        rdn.map((a) => `${SHORT_NAME.get(a.type) ?? a.type}=${a.value.replace(/([,+=\\])/g, '\\$1')}`).join('+'),
+      )
+      .join(', ') || '<empty>'
+  );
 }
 
 /**
@@ -130,7 +147,10 @@ export function parseDnPattern(text: string): NameAttributeValue[] {
     if (eq <= 0) throw new TypeError(`"${p.trim()}" is not ATTRIBUTE=value`);
     const name = p.slice(0, eq).trim();
     const type = ATTRIBUTE_NAMES[name.toUpperCase()] ?? (/^\d+(\.\d+)+$/.test(name) ? name : undefined);
-    if (type === undefined) throw new TypeError(`unknown attribute "${name}" (use ${Object.keys(ATTRIBUTE_NAMES).join(', ')} or a dotted OID)`);
+    if (type === undefined)
+      throw new TypeError(
+        `unknown attribute "${name}" (use ${Object.keys(ATTRIBUTE_NAMES).join(', ')} or a dotted OID)`,
+      );
     return { type, value: p.slice(eq + 1).trim() };
   });
 }

@@ -40,7 +40,8 @@ export function encodeName(attrs: NameSpec): Buffer {
     if (typeof value !== 'string' || value.length === 0 || [...value].length > spec.max) {
       throw new TypeError(`name attribute ${attr} must be 1..${spec.max} characters`);
     }
-    if (attr === 'C' && !/^[A-Z]{2}$/.test(value)) throw new TypeError(`country "${value}" is not an ISO 3166 two-letter code`);
+    if (attr === 'C' && !/^[A-Z]{2}$/.test(value))
+      throw new TypeError(`country "${value}" is not an ISO 3166 two-letter code`);
     let encoded: Buffer;
     try {
       encoded = spec.printable ? printableString(value) : utf8String(value);

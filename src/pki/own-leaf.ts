@@ -40,7 +40,11 @@ export function verifyOwnLeaf(der: Buffer, cas: readonly IssuingCa[]): OwnLeaf {
   const algOid = r.oid(r.children(r.expect(sigAlg, TAG.SEQUENCE, 'signatureAlgorithm'))[0]!, 'signature algorithm');
   const hash = HASH_BY_SIG_OID[algOid];
   const bits = r.content(r.expect(sigBits, TAG.BIT_STRING, 'signatureValue'));
-  if (!hash || bits[0] !== 0) throw new SigilError('chain_invalid', 'the presented certificate uses a signature algorithm this issuer never uses');
+  if (!hash || bits[0] !== 0)
+    throw new SigilError(
+      'chain_invalid',
+      'the presented certificate uses a signature algorithm this issuer never uses',
+    );
   if (!verify(hash, fields.tbs, { key: ca.publicKey, dsaEncoding: 'der' }, bits.subarray(1))) {
     throw new SigilError('chain_invalid', 'the presented certificate signature does not verify with this issuer CA');
   }

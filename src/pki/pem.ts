@@ -33,7 +33,8 @@ export function parsePem(text: string, code: ErrorCode = 'bad_certificate'): Pem
   for (const m of text.matchAll(BLOCK)) {
     const [, begin, body, end] = m as unknown as [string, string, string, string];
     if (begin !== end) throw new SigilError(code, `PEM block "BEGIN ${begin}" is closed by "END ${end}"`);
-    if (body.includes(':')) throw new SigilError(code, `PEM block "${begin}" has RFC 1421 headers, which are not supported`);
+    if (body.includes(':'))
+      throw new SigilError(code, `PEM block "${begin}" has RFC 1421 headers, which are not supported`);
     const b64 = body.replace(/\s+/g, '');
     if (b64.length === 0 || !BASE64.test(b64)) throw new SigilError(code, `PEM block "${begin}" is not valid base64`);
     blocks.push({ label: begin, der: Buffer.from(b64, 'base64') });

@@ -96,7 +96,8 @@ const bytes = (v: ArrayBuffer | Uint8Array): Buffer => Buffer.from(v instanceof 
 /** AlgorithmIdentifier parameters must be absent or NULL for every algorithm accepted here. */
 function algorithmOid(alg: pkijs.AlgorithmIdentifier, fail: (m: string) => never, what: string): string {
   const p = alg.algorithmParams as asn1js.AsnType | undefined;
-  if (p !== undefined && !(p instanceof asn1js.Null)) fail(`${what} has parameters; only absent or NULL parameters are accepted`);
+  if (p !== undefined && !(p instanceof asn1js.Null))
+    fail(`${what} has parameters; only absent or NULL parameters are accepted`);
   if (p instanceof asn1js.Null && p.valueBeforeDecodeView.byteLength !== 2) fail(`${what} has a malformed NULL`);
   return alg.algorithmId;
 }
@@ -107,7 +108,8 @@ function octets(node: asn1js.AsnType, fail: (m: string) => never): Buffer {
   if (!node.idBlock.isConstructed) return bytes(node.valueBlock.valueHexView);
   const parts: Buffer[] = [];
   for (const seg of node.valueBlock.value) {
-    if (!(seg instanceof asn1js.OctetString) || seg.idBlock.isConstructed) fail('eContent segments must be primitive OCTET STRINGs');
+    if (!(seg instanceof asn1js.OctetString) || seg.idBlock.isConstructed)
+      fail('eContent segments must be primitive OCTET STRINGs');
     parts.push(bytes(seg.valueBlock.valueHexView));
   }
   return Buffer.concat(parts);
@@ -160,12 +162,16 @@ export function parseSignedData(der: Buffer, codes: Pkcs7Codes, what = 'PKCS#7 s
   const digestOid = algorithmOid(si.digestAlgorithm, fail, 'digestAlgorithm');
   const digest = DIGEST_OIDS[digestOid] ?? fail(`digest algorithm ${digestOid} is not supported`);
   // digestAlgorithms must name exactly the signer's algorithm: any other value is unverified noise.
-  if (sd.digestAlgorithms.length !== 1) fail(`digestAlgorithms has ${sd.digestAlgorithms.length} entries (expected the signer's one)`);
+  if (sd.digestAlgorithms.length !== 1)
+    fail(`digestAlgorithms has ${sd.digestAlgorithms.length} entries (expected the signer's one)`);
   const listed = sd.digestAlgorithms[0]!;
-  if (algorithmOid(listed, fail, 'digestAlgorithms') !== digestOid) fail("digestAlgorithms does not name the signer's digest algorithm");
-  if ((listed.algorithmParams === undefined) !== (si.digestAlgorithm.algorithmParams === undefined)) fail("digestAlgorithms and the signer's digestAlgorithm differ in their parameters");
+  if (algorithmOid(listed, fail, 'digestAlgorithms') !== digestOid)
+    fail("digestAlgorithms does not name the signer's digest algorithm");
+  if ((listed.algorithmParams === undefined) !== (si.digestAlgorithm.algorithmParams === undefined))
+    fail("digestAlgorithms and the signer's digestAlgorithm differ in their parameters");
   const signatureAlgorithm = algorithmOid(si.signatureAlgorithm, fail, 'signatureAlgorithm');
-  if (SIGNATURE_OIDS[signatureAlgorithm] === undefined) fail(`signature algorithm ${signatureAlgorithm} is not supported`);
+  if (SIGNATURE_OIDS[signatureAlgorithm] === undefined)
+    fail(`signature algorithm ${signatureAlgorithm} is not supported`);
 
   const eContent = sd.encapContentInfo.eContent;
   if (eContent === undefined) fail('no encapsulated content (a detached signature)');
@@ -180,7 +186,8 @@ export function parseSignedData(der: Buffer, codes: Pkcs7Codes, what = 'PKCS#7 s
     if (issuer.length === 0 || serial.length === 0) fail('malformed IssuerAndSerialNumber');
   } else {
     const ski = (si.sid as asn1js.Constructed).valueBlock.value[0];
-    if (!(ski instanceof asn1js.OctetString) || ski.idBlock.isConstructed) fail('malformed subjectKeyIdentifier signer id');
+    if (!(ski instanceof asn1js.OctetString) || ski.idBlock.isConstructed)
+      fail('malformed subjectKeyIdentifier signer id');
     subjectKeyId = bytes(ski.valueBlock.valueHexView);
   }
 
@@ -194,26 +201,34 @@ export function parseSignedData(der: Buffer, codes: Pkcs7Codes, what = 'PKCS#7 s
       const found = si.signedAttrs!.attributes.filter((a) => a.type === type);
       // pkijs leaves `values` undefined when an Attribute's attrValues is not a SET (RFC 5652
       // §5.3 Attribute ::= SEQUENCE { attrType, attrValues SET OF }): refuse it, don't crash.
-      if (found.length !== 1 || found[0]!.values?.length !== 1) fail(`signed attributes need exactly one ${name} with one value`);
+      if (found.length !== 1 || found[0]!.values?.length !== 1)
+        fail(`signed attributes need exactly one ${name} with one value`);
       return found[0]!.values[0] as asn1js.AsnType;
     };
     const ct = one(CMS_OID.contentType, 'contentType');
-    if (!(ct instanceof asn1js.ObjectIdentifier) || ct.valueBlock.toString() !== eType) fail('the contentType attribute does not match the encapsulated content type');
+    if (!(ct instanceof asn1js.ObjectIdentifier) || ct.valueBlock.toString() !== eType)
+      fail('the contentType attribute does not match the encapsulated content type');
     const md = one(CMS_OID.messageDigest, 'messageDigest');
-    if (!(md instanceof asn1js.OctetString) || md.idBlock.isConstructed) fail('the messageDigest attribute is not a primitive OCTET STRING');
+    if (!(md instanceof asn1js.OctetString) || md.idBlock.isConstructed)
+      fail('the messageDigest attribute is not a primitive OCTET STRING');
     messageDigest = bytes(md.valueBlock.valueHexView);
   }
 
   const signature = bytes(si.signature.valueBlock.valueHexView);
   if (si.signature.idBlock.isConstructed || signature.length === 0) fail('malformed signature value');
 
-  return { content, certificates: rawCertificates(ci.content as asn1js.AsnType, fail), signer: { issuer, serial, subjectKeyId, digest, signatureAlgorithm, signature, signedAttributes, messageDigest } };
+  return {
+    content,
+    certificates: rawCertificates(ci.content as asn1js.AsnType, fail),
+    signer: { issuer, serial, subjectKeyId, digest, signatureAlgorithm, signature, signedAttributes, messageDigest },
+  };
 }
 
 /** SignedData.certificates ([0] IMPLICIT SET OF), each as the exact bytes it was sent as. */
 function rawCertificates(signedData: asn1js.AsnType, fail: (m: string) => never): Buffer[] {
   if (!(signedData instanceof asn1js.Sequence)) return fail('SignedData is not a SEQUENCE');
-  const set = signedData.valueBlock.value.find((n) => n.idBlock.tagClass === 3 && n.idBlock.tagNumber === 0) as asn1js.Constructed | undefined;
+  const set = signedData.valueBlock.value.find((n) => n.idBlock.tagClass === 3 && n.idBlock.tagNumber === 0) as
+    asn1js.Constructed | undefined;
   if (set === undefined) return [];
   return set.valueBlock.value.map((c) => {
     if (!(c instanceof asn1js.Sequence)) fail('only X.509 certificates may be embedded');
@@ -254,27 +269,38 @@ export function verifySigner(sd: ParsedSignedData, cert: X509Certificate, o: Ver
     throw new SigilError(o.codes.invalid, `${what}: ${m}`);
   };
   const s = sd.signer;
-  if (!isSignerCertificate(sd, cert.raw, o.codes.invalid)) fail(`the signer (${s.issuer !== undefined ? 'issuer and serial number' : 'subjectKeyIdentifier'}) is not the expected certificate`);
-  if (!o.digests.includes(s.digest)) fail(`digest ${s.digest} is not accepted here (accepted: ${o.digests.join(', ')})`);
+  if (!isSignerCertificate(sd, cert.raw, o.codes.invalid))
+    fail(
+      `the signer (${s.issuer !== undefined ? 'issuer and serial number' : 'subjectKeyIdentifier'}) is not the expected certificate`,
+    );
+  if (!o.digests.includes(s.digest))
+    fail(`digest ${s.digest} is not accepted here (accepted: ${o.digests.join(', ')})`);
   const alg = SIGNATURE_OIDS[s.signatureAlgorithm]!;
   const key = cert.publicKey;
   const kind = keyKind(key);
-  if (alg.key !== kind) fail(`signature algorithm ${s.signatureAlgorithm} does not fit the signer's ${key.asymmetricKeyType ?? 'unknown'} key`);
-  if (alg.hash !== undefined && alg.hash !== s.digest) fail(`signature algorithm ${s.signatureAlgorithm} does not use the digest algorithm ${s.digest}`);
+  if (alg.key !== kind)
+    fail(
+      `signature algorithm ${s.signatureAlgorithm} does not fit the signer's ${key.asymmetricKeyType ?? 'unknown'} key`,
+    );
+  if (alg.hash !== undefined && alg.hash !== s.digest)
+    fail(`signature algorithm ${s.signatureAlgorithm} does not use the digest algorithm ${s.digest}`);
 
   let data = sd.content;
   if (s.signedAttributes !== undefined) {
     const digest = createHash(s.digest).update(sd.content).digest();
-    if (!digest.equals(s.messageDigest!)) fail('the messageDigest attribute is not the digest of the content (the document was altered)');
+    if (!digest.equals(s.messageDigest!))
+      fail('the messageDigest attribute is not the digest of the content (the document was altered)');
     data = s.signedAttributes;
   }
   let ok = false;
   try {
-    ok = kind === 'rsa'
-      ? cryptoVerify(s.digest, data, { key, padding: constants.RSA_PKCS1_PADDING }, s.signature)
-      : cryptoVerify(s.digest, data, { key, dsaEncoding: 'der' }, s.signature);
+    ok =
+      kind === 'rsa'
+        ? cryptoVerify(s.digest, data, { key, padding: constants.RSA_PKCS1_PADDING }, s.signature)
+        : cryptoVerify(s.digest, data, { key, dsaEncoding: 'der' }, s.signature);
   } catch {
     ok = false;
   }
-  if (!ok) fail(`the ${alg.key.toUpperCase()}/${s.digest.toUpperCase()} signature does not verify with the signer's key`);
+  if (!ok)
+    fail(`the ${alg.key.toUpperCase()}/${s.digest.toUpperCase()} signature does not verify with the signer's key`);
 }

@@ -19,7 +19,8 @@ export interface SpiffeId {
 
 export function parseSpiffeId(id: string, code: ErrorCode = 'bad_request'): SpiffeId {
   if (typeof id !== 'string') throw new TypeError('SPIFFE ID must be a string');
-  if (!id.startsWith('spiffe://')) throw new SigilError(code, `invalid SPIFFE ID "${id.slice(0, 80)}": scheme must be spiffe://`);
+  if (!id.startsWith('spiffe://'))
+    throw new SigilError(code, `invalid SPIFFE ID "${id.slice(0, 80)}": scheme must be spiffe://`);
   if (Buffer.byteLength(id) > 2048) throw new SigilError(code, 'invalid SPIFFE ID: longer than 2048 bytes');
   const rest = id.slice('spiffe://'.length);
   const slash = rest.indexOf('/');
@@ -30,7 +31,10 @@ export function parseSpiffeId(id: string, code: ErrorCode = 'bad_request'): Spif
     const segments = path.slice(1).split('/');
     for (const s of segments) {
       if (s === '' || s === '.' || s === '..' || !SEGMENT.test(s)) {
-        throw new SigilError(code, `invalid SPIFFE ID "${id.slice(0, 200)}": path segment "${s}" is empty, relative or has characters outside [A-Za-z0-9._-]`);
+        throw new SigilError(
+          code,
+          `invalid SPIFFE ID "${id.slice(0, 200)}": path segment "${s}" is empty, relative or has characters outside [A-Za-z0-9._-]`,
+        );
       }
     }
   }
@@ -39,7 +43,10 @@ export function parseSpiffeId(id: string, code: ErrorCode = 'bad_request'): Spif
 
 export function checkTrustDomain(td: string, code: ErrorCode = 'bad_request'): void {
   if (typeof td !== 'string' || !TRUST_DOMAIN.test(td)) {
-    throw new SigilError(code, `invalid trust domain "${String(td).slice(0, 80)}": use 1..255 lowercase letters, digits, '.', '-' or '_'`);
+    throw new SigilError(
+      code,
+      `invalid trust domain "${String(td).slice(0, 80)}": use 1..255 lowercase letters, digits, '.', '-' or '_'`,
+    );
   }
 }
 

@@ -53,8 +53,15 @@ export function classifySpki(f: SpkiFields): { keyType: KeyType } | { reason: st
     return { reason: `EC curve ${CURVE_NAMES[f.curve ?? ''] ?? f.curve} is not supported (use P-256 or P-384)` };
   }
   if (f.algorithm === OID.rsaEncryption) return { keyType: 'rsa' };
-  const names: Record<string, string> = { '1.3.101.112': 'Ed25519', '1.3.101.113': 'Ed448', '1.2.840.10040.4.1': 'DSA', '1.2.840.113549.1.1.10': 'RSA-PSS' };
-  return { reason: `key algorithm ${names[f.algorithm] ?? f.algorithm} is not supported (use EC P-256, P-384 or RSA >= 2048)` };
+  const names: Record<string, string> = {
+    '1.3.101.112': 'Ed25519',
+    '1.3.101.113': 'Ed448',
+    '1.2.840.10040.4.1': 'DSA',
+    '1.2.840.113549.1.1.10': 'RSA-PSS',
+  };
+  return {
+    reason: `key algorithm ${names[f.algorithm] ?? f.algorithm} is not supported (use EC P-256, P-384 or RSA >= 2048)`,
+  };
 }
 
 /**

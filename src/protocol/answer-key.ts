@@ -19,7 +19,12 @@ import { SigilError } from '../errors.js';
 const coordinate = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be a 32-byte base64url P-256 coordinate');
 
 /** A public P-256 JWK and nothing else (a private `d` is refused, not ignored). */
-export const answerKeySchema = z.strictObject({ kty: z.literal('EC'), crv: z.literal('P-256'), x: coordinate, y: coordinate });
+export const answerKeySchema = z.strictObject({
+  kty: z.literal('EC'),
+  crv: z.literal('P-256'),
+  x: coordinate,
+  y: coordinate,
+});
 export type AnswerKey = z.infer<typeof answerKeySchema>;
 
 const ALG = 'ECDH-ES';
@@ -43,15 +48,23 @@ export function answerKeyObject(jwk: AnswerKey): KeyObject {
 
 /** Encrypt `secret` to the requester's answer key: a compact JWE (ECDH-ES, A256GCM). */
 export async function sealToAnswerKey(secret: string, key: KeyObject, contentType: string): Promise<string> {
-  return new CompactEncrypt(Buffer.from(secret, 'utf8')).setProtectedHeader({ alg: ALG, enc: ENC, cty: contentType }).encrypt(key);
+  return new CompactEncrypt(Buffer.from(secret, 'utf8'))
+    .setProtectedHeader({ alg: ALG, enc: ENC, cty: contentType })
+    .encrypt(key);
 }
 
 /** Decrypt a sealed secret with the request's private answer key; anything else is response_invalid. */
 export async function openWithAnswerKey(jwe: string, privateKey: KeyObject): Promise<string> {
   try {
-    const { plaintext } = await compactDecrypt(jwe, privateKey, { keyManagementAlgorithms: [ALG], contentEncryptionAlgorithms: [ENC] });
+    const { plaintext } = await compactDecrypt(jwe, privateKey, {
+      keyManagementAlgorithms: [ALG],
+      contentEncryptionAlgorithms: [ENC],
+    });
     return Buffer.from(plaintext).toString('utf8');
   } catch (e) {
-    throw new SigilError('response_invalid', `the sealed secret in the answer does not open with this request's answer key: ${(e as Error).message}`);
+    throw new SigilError(
+      'response_invalid',
+      `the sealed secret in the answer does not open with this request's answer key: ${(e as Error).message}`,
+    );
   }
 }

@@ -32,7 +32,9 @@ export type CredentialKind = (typeof CREDENTIAL_KINDS)[number];
 export const SECRET_KINDS: ReadonlySet<CredentialKind> = new Set(['jwt']);
 
 /** Principals, logins, audiences: printable, no whitespace, no comma (sshd splits on commas). */
-const nameSchema = z.string().regex(/^[^\s,\0-\x1f\x7f]{1,253}$/, 'must be 1-253 printable characters without spaces or commas');
+const nameSchema = z
+  .string()
+  .regex(/^[^\s,\0-\x1f\x7f]{1,253}$/, 'must be 1-253 printable characters without spaces or commas');
 /** Values that become an X.509 CN or O (RFC 5280 ub-common-name / ub-organization-name = 64). */
 const rdnSchema = z.string().regex(/^[^\0-\x1f\x7f]{1,64}$/, 'must be 1-64 printable characters');
 
@@ -45,9 +47,17 @@ export const credentialRequestSchema = z.strictObject({
   kind: z.enum(CREDENTIAL_KINDS),
   ttl_s: z.number().int().positive().optional(),
   /** OpenSSH public key line (ssh kinds). */
-  public_key: z.string().min(1).max(16 * 1024).optional(),
+  public_key: z
+    .string()
+    .min(1)
+    .max(16 * 1024)
+    .optional(),
   /** PKCS#10 PEM of the credential's key (database, kubernetes): proof of possession. */
-  csr: z.string().min(1).max(16 * 1024).optional(),
+  csr: z
+    .string()
+    .min(1)
+    .max(16 * 1024)
+    .optional(),
   logins: z.array(nameSchema).min(1).max(64).optional(),
   principals: z.array(nameSchema).min(1).max(64).optional(),
   db_user: rdnSchema.optional(),
@@ -67,7 +77,16 @@ export const KIND_FIELDS: Record<CredentialKind, ReadonlyArray<keyof CredentialR
   kubernetes: ['csr', 'kubernetes_user', 'kubernetes_groups'],
   jwt: ['audiences'],
 };
-export const KIND_SPECIFIC_FIELDS = ['public_key', 'csr', 'logins', 'principals', 'db_user', 'kubernetes_user', 'kubernetes_groups', 'audiences'] as const;
+export const KIND_SPECIFIC_FIELDS = [
+  'public_key',
+  'csr',
+  'logins',
+  'principals',
+  'db_user',
+  'kubernetes_user',
+  'kubernetes_groups',
+  'audiences',
+] as const;
 
 export interface CredentialResult {
   kind: CredentialKind;

@@ -71,12 +71,17 @@ export async function signJws(signer: Signer, typ: string, payload: unknown, x5c
   const protectedB64 = b64u.encode(JSON.stringify(header));
   const payloadB64 = b64u.encode(JSON.stringify(payload));
   const der = await signer.sign(Buffer.from(`${protectedB64}.${payloadB64}`, 'ascii'));
-  return { protected: protectedB64, payload: payloadB64, signature: b64u.encode(derToJoseSignature(der, signer.algorithm)) };
+  return {
+    protected: protectedB64,
+    payload: payloadB64,
+    signature: b64u.encode(derToJoseSignature(der, signer.algorithm)),
+  };
 }
 
 /** Parse the envelope's shape and header without verifying; `code` is used for every refusal. */
 export function parseJws(input: unknown, code: ErrorCode = 'bad_request'): { jws: Jws; header: JwsHeader } {
-  if (!input || typeof input !== 'object') throw new SigilError(code, 'expected a JWS object {protected, payload, signature}');
+  if (!input || typeof input !== 'object')
+    throw new SigilError(code, 'expected a JWS object {protected, payload, signature}');
   const o = input as Record<string, unknown>;
   for (const k of ['protected', 'payload', 'signature'] as const) {
     if (typeof o[k] !== 'string' || !/^[A-Za-z0-9_-]*$/.test(o[k] as string)) {
@@ -98,11 +103,15 @@ export function parseJws(input: unknown, code: ErrorCode = 'bad_request'): { jws
   // RFC 7515 §4.1.11: a recipient that does not understand every extension listed in `crit` must
   // reject the JWS. Sigil defines and understands none, so any `crit` (even an empty or malformed
   // one, which §4.1.11 forbids producing) is refused rather than ignored.
-  if (Object.prototype.hasOwnProperty.call(h, 'crit')) throw new SigilError(code, 'JWS crit header names extensions this verifier does not understand (RFC 7515 §4.1.11)');
+  if (Object.prototype.hasOwnProperty.call(h, 'crit'))
+    throw new SigilError(code, 'JWS crit header names extensions this verifier does not understand (RFC 7515 §4.1.11)');
   if (h.x5c !== undefined && (!Array.isArray(h.x5c) || h.x5c.length > 5 || h.x5c.some((c) => typeof c !== 'string'))) {
     throw new SigilError(code, 'JWS x5c must be an array of at most 5 base64 certificates');
   }
-  return { jws: { protected: o.protected as string, payload: o.payload as string, signature: o.signature as string }, header: h as JwsHeader };
+  return {
+    jws: { protected: o.protected as string, payload: o.payload as string, signature: o.signature as string },
+    header: h as JwsHeader,
+  };
 }
 
 export function x5cDers(header: JwsHeader): Buffer[] {
@@ -113,7 +122,12 @@ export function x5cDers(header: JwsHeader): Buffer[] {
  * Verify the signature with `key` and return the decoded payload. The key's curve must match
  * the header's alg (no downgrade from P-384 to P-256 or vice versa).
  */
-export function verifyJws<T = unknown>(jws: Jws, header: JwsHeader, key: KeyObject | Buffer, code: ErrorCode = 'signature_invalid'): VerifiedJws<T> {
+export function verifyJws<T = unknown>(
+  jws: Jws,
+  header: JwsHeader,
+  key: KeyObject | Buffer,
+  code: ErrorCode = 'signature_invalid',
+): VerifiedJws<T> {
   const pub = Buffer.isBuffer(key) ? createPublicKey({ key, format: 'der', type: 'spki' }) : key;
   const curve = pub.asymmetricKeyDetails?.namedCurve;
   const want = header.alg === 'ES256' ? 'prime256v1' : 'secp384r1';
@@ -122,7 +136,12 @@ export function verifyJws<T = unknown>(jws: Jws, header: JwsHeader, key: KeyObje
   }
   const sig = b64u.decode(jws.signature);
   if (sig.length !== 2 * COORD_LEN[header.alg]) throw new SigilError(code, 'JWS signature has the wrong length');
-  const ok = cryptoVerify(HASH[header.alg]!, Buffer.from(`${jws.protected}.${jws.payload}`, 'ascii'), { key: pub, dsaEncoding: 'ieee-p1363' }, sig);
+  const ok = cryptoVerify(
+    HASH[header.alg]!,
+    Buffer.from(`${jws.protected}.${jws.payload}`, 'ascii'),
+    { key: pub, dsaEncoding: 'ieee-p1363' },
+    sig,
+  );
   if (!ok) throw new SigilError(code, 'JWS signature does not verify');
   const payloadBytes = b64u.decode(jws.payload);
   let payload: T;
@@ -138,11 +157,20 @@ export function verifyJws<T = unknown>(jws: Jws, header: JwsHeader, key: KeyObje
  * Synchronous signing with an in-memory key, for the issuer's responses (its signing key is a
  * software key it holds; keeping this sync lets a response be built inside a store transaction).
  */
-export function signJwsWithKey(key: KeyObject, alg: SignatureAlgorithm, typ: string, payload: unknown, x5c?: Buffer[]): Jws {
+export function signJwsWithKey(
+  key: KeyObject,
+  alg: SignatureAlgorithm,
+  typ: string,
+  payload: unknown,
+  x5c?: Buffer[],
+): Jws {
   const header: JwsHeader = { alg, typ };
   if (x5c) header.x5c = x5c.map((d) => d.toString('base64'));
   const protectedB64 = b64u.encode(JSON.stringify(header));
   const payloadB64 = b64u.encode(typeof payload === 'string' ? payload : JSON.stringify(payload));
-  const sig = cryptoSign(HASH[alg]!, Buffer.from(`${protectedB64}.${payloadB64}`, 'ascii'), { key, dsaEncoding: 'ieee-p1363' });
+  const sig = cryptoSign(HASH[alg]!, Buffer.from(`${protectedB64}.${payloadB64}`, 'ascii'), {
+    key,
+    dsaEncoding: 'ieee-p1363',
+  });
   return { protected: protectedB64, payload: payloadB64, signature: b64u.encode(sig) };
 }

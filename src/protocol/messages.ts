@@ -34,9 +34,14 @@ export const TYP_REQUEST = 'sigil-request+jws';
 export const TYP_RESPONSE = 'sigil-response+jws';
 
 /** Request ids are chosen by the agent and make requests idempotent. */
-export const requestIdSchema = z.string().regex(/^[A-Za-z0-9_-]{16,64}$/, 'request_id must be 16-64 characters of [A-Za-z0-9_-]');
+export const requestIdSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{16,64}$/, 'request_id must be 16-64 characters of [A-Za-z0-9_-]');
 
-const pemSchema = z.string().min(1).max(16 * 1024);
+const pemSchema = z
+  .string()
+  .min(1)
+  .max(16 * 1024);
 
 export const joinRequestSchema = z.strictObject({
   v: z.literal(PROTOCOL_VERSION),
@@ -180,7 +185,10 @@ export const errorResponseSchema = z.object({
   v: z.literal(PROTOCOL_VERSION),
   op: z.string().max(64),
   request_id: z.string().max(128).nullable(),
-  request_hash: z.string().regex(/^[0-9a-f]{64}$/).nullable(),
+  request_hash: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .nullable(),
   issued_at: z.number(),
   error: z.object({
     code: z.string().max(64),
@@ -226,11 +234,35 @@ export const joinChallengeSchema = z.object({
 });
 
 export const responseSchemas = {
-  join: z.object({ v: z.literal(PROTOCOL_VERSION), op: z.literal('join'), request_id: z.string(), issued_at: z.number(), result: identityResultSchema }),
-  renew: z.object({ v: z.literal(PROTOCOL_VERSION), op: z.literal('renew'), request_id: z.string(), issued_at: z.number(), result: identityResultSchema }),
-  bundle: z.object({ v: z.literal(PROTOCOL_VERSION), op: z.literal('bundle'), request_id: z.null(), issued_at: z.number(), result: bundleResultSchema }),
+  join: z.object({
+    v: z.literal(PROTOCOL_VERSION),
+    op: z.literal('join'),
+    request_id: z.string(),
+    issued_at: z.number(),
+    result: identityResultSchema,
+  }),
+  renew: z.object({
+    v: z.literal(PROTOCOL_VERSION),
+    op: z.literal('renew'),
+    request_id: z.string(),
+    issued_at: z.number(),
+    result: identityResultSchema,
+  }),
+  bundle: z.object({
+    v: z.literal(PROTOCOL_VERSION),
+    op: z.literal('bundle'),
+    request_id: z.null(),
+    issued_at: z.number(),
+    result: bundleResultSchema,
+  }),
   /** A join step answered with a challenge instead of a result (see {@link JoinChallenge}). */
-  join_challenge: z.object({ v: z.literal(PROTOCOL_VERSION), op: z.literal('join'), request_id: z.string(), issued_at: z.number(), challenge: joinChallengeSchema }),
+  join_challenge: z.object({
+    v: z.literal(PROTOCOL_VERSION),
+    op: z.literal('join'),
+    request_id: z.string(),
+    issued_at: z.number(),
+    challenge: joinChallengeSchema,
+  }),
 };
 
 /**
@@ -241,20 +273,33 @@ export function parseWith<S extends z.ZodType>(schema: S, data: unknown, code: E
   const r = schema.safeParse(data);
   if (r.success) return r.data;
   // A typo'd key usually also leaves a required key missing; the typo is the one worth naming.
-  const typos = r.error.issues.slice(0, 20).flatMap((i) => (i.code === 'unrecognized_keys' ? [{ issue: i, hint: didYouMean(schema, i.path, i.keys, data) }] : [])).find((t) => t.hint);
+  const typos = r.error.issues
+    .slice(0, 20)
+    .flatMap((i) =>
+      i.code === 'unrecognized_keys' ? [{ issue: i, hint: didYouMean(schema, i.path, i.keys, data) }] : [],
+    )
+    .find((t) => t.hint);
   const issue = typos?.issue ?? r.error.issues[0]!;
   const where = issue.path.length ? issue.path.join('.') : '(top level)';
-  const hint = typos?.hint ?? (issue.code === 'unrecognized_keys' ? didYouMean(schema, issue.path, issue.keys, data) : '');
+  const hint =
+    typos?.hint ?? (issue.code === 'unrecognized_keys' ? didYouMean(schema, issue.path, issue.keys, data) : '');
   // The path and zod's message quote what the sender chose (unknown keys, long values): bounded,
   // so a 64 KiB body of made-up keys does not come back — or reach a log — as a 40 KB message.
   throw new SigilError(code, capMessage(`${what}: ${where}: ${issue.message}${hint}`));
 }
 
 /** ` (did you mean "path"?)` for unknown keys within 2 edits of a key the schema knows there; else ''. */
-function didYouMean(schema: z.ZodType, path: ReadonlyArray<PropertyKey>, keys: readonly string[], data: unknown): string {
+function didYouMean(
+  schema: z.ZodType,
+  path: ReadonlyArray<PropertyKey>,
+  keys: readonly string[],
+  data: unknown,
+): string {
   const present = valueAt(data, path);
   // Keys the input already has are not what a typo meant; a few short keys only (bounded work on hostile input).
-  const known = [...knownKeysAt(schema, path)].filter((k) => !(present && typeof present === 'object' && Object.hasOwn(present, k)));
+  const known = [...knownKeysAt(schema, path)].filter(
+    (k) => !(present && typeof present === 'object' && Object.hasOwn(present, k)),
+  );
   const pairs = keys.slice(0, 3).flatMap((k) => {
     const m = k.length <= 64 ? closest(k, known) : undefined;
     return m ? [[k, m] as const] : [];
@@ -274,6 +319,9 @@ function valueAt(data: unknown, path: ReadonlyArray<PropertyKey>): unknown {
 export function checkVersion(payload: unknown): void {
   const v = (payload as { v?: unknown } | null)?.v;
   if (v !== PROTOCOL_VERSION) {
-    throw new SigilError('unsupported_version', `protocol version ${JSON.stringify(v ?? null)} is not supported (this issuer speaks v${PROTOCOL_VERSION})`);
+    throw new SigilError(
+      'unsupported_version',
+      `protocol version ${JSON.stringify(v ?? null)} is not supported (this issuer speaks v${PROTOCOL_VERSION})`,
+    );
   }
 }

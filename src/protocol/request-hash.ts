@@ -12,5 +12,9 @@
 import { createHash } from 'node:crypto';
 
 export function requestHash(envelope: { protected: string; payload: string }): string {
-  return createHash('sha256').update(envelope.protected, 'ascii').update('.').update(envelope.payload, 'ascii').digest('hex');
+  return createHash('sha256')
+    .update(envelope.protected, 'ascii')
+    .update('.')
+    .update(envelope.payload, 'ascii')
+    .digest('hex');
 }

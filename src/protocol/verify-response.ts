@@ -53,19 +53,43 @@ export class ResponseVerifier {
   readonly #issuerIds = new Map<string, string>();
 
   /** A success for this request (see {@link verifyResponse}). */
-  response<O extends Op>(body: unknown, op: O, requestId: string | null, rootPem: string, now: Date = new Date()): Success<O> {
+  response<O extends Op>(
+    body: unknown,
+    op: O,
+    requestId: string | null,
+    rootPem: string,
+    now: Date = new Date(),
+  ): Success<O> {
     return checkSuccess(this.#verifySigned(body, rootPem, now), op, requestId);
   }
 
   /** A success, or the signed refusal for this request thrown (see {@link verifyResponseOrError}). */
-  responseOrError<O extends Op>(body: unknown, op: O, requestId: string | null, requestHash: string | null, rootPem: string, now: Date = new Date()): Success<O> {
+  responseOrError<O extends Op>(
+    body: unknown,
+    op: O,
+    requestId: string | null,
+    requestHash: string | null,
+    rootPem: string,
+    now: Date = new Date(),
+  ): Success<O> {
     return successOrRefusal(this.#verifySigned(body, rootPem, now), op, requestId, requestHash);
   }
 
   /** A join step: the identity, or a challenge (see {@link verifyJoinStep}). */
-  joinStep(body: unknown, requestId: string, rootPem: string, opts: { requestHash?: string | null; now?: Date } = {}): JoinStep {
+  joinStep(
+    body: unknown,
+    requestId: string,
+    rootPem: string,
+    opts: { requestHash?: string | null; now?: Date } = {},
+  ): JoinStep {
     const payload = this.#verifySigned(body, rootPem, opts.now ?? new Date());
-    if (payload && typeof payload === 'object' && 'challenge' in payload && !('result' in payload) && !('error' in payload)) {
+    if (
+      payload &&
+      typeof payload === 'object' &&
+      'challenge' in payload &&
+      !('result' in payload) &&
+      !('error' in payload)
+    ) {
       return { kind: 'challenge', payload: checkSuccess(payload, 'join_challenge', requestId) };
     }
     return { kind: 'identity', payload: successOrRefusal(payload, 'join', requestId, opts.requestHash ?? null) };
@@ -74,7 +98,8 @@ export class ResponseVerifier {
   /** Check the envelope's signer and signature; returns the (unvalidated) payload. */
   #verifySigned(body: unknown, rootPem: string, now: Date): unknown {
     const { jws, header } = parseJws(body, 'response_invalid');
-    if (header.typ !== TYP_RESPONSE) throw new SigilError('response_invalid', `response typ is ${header.typ}, expected ${TYP_RESPONSE}`);
+    if (header.typ !== TYP_RESPONSE)
+      throw new SigilError('response_invalid', `response typ is ${header.typ}, expected ${TYP_RESPONSE}`);
     const ders = x5cDers(header);
     if (ders.length === 0) throw new SigilError('response_invalid', 'response carries no signer chain');
     return verifyJws(jws, header, this.#signer(rootPem, ders, now).publicKey, 'response_invalid').payload;
@@ -88,18 +113,29 @@ export class ResponseVerifier {
     if (hit && t >= hit.notBefore && t <= hit.notAfter) return hit.leaf;
     let path;
     try {
-      path = verifyChain({ leaf: ders[0]!, intermediates: ders.slice(1), roots: [fromPem(rootPem, 'CERTIFICATE')], at: now }).path;
+      path = verifyChain({
+        leaf: ders[0]!,
+        intermediates: ders.slice(1),
+        roots: [fromPem(rootPem, 'CERTIFICATE')],
+        at: now,
+      }).path;
     } catch (e) {
       const msg = (e as Error).message;
       // A signer "not valid before" a time the issuer already reached means this clock is behind.
-      const clock = /not valid before/.test(msg) ? ` (is this machine's clock right? it reads ${now.toISOString()})` : '';
-      throw new SigilError('response_invalid', `response signer does not chain to the pinned issuer CA: ${msg}${clock}`);
+      const clock = /not valid before/.test(msg)
+        ? ` (is this machine's clock right? it reads ${now.toISOString()})`
+        : '';
+      throw new SigilError(
+        'response_invalid',
+        `response signer does not chain to the pinned issuer CA: ${msg}${clock}`,
+      );
     }
     // Exact match on spiffe://<td>/sigil/issuer, <td> from the pinned root: a bot identity can never pass.
     let want = this.#issuerIds.get(rootPem);
     if (want === undefined) this.#issuerIds.set(rootPem, (want = expectedIssuerId(rootPem)));
     const leaf = path[0]!;
-    if (spiffeIdOf(leaf) !== want) throw new SigilError('response_invalid', `response is not signed by the issuer identity ${want}`);
+    if (spiffeIdOf(leaf) !== want)
+      throw new SigilError('response_invalid', `response is not signed by the issuer identity ${want}`);
     const entry = {
       leaf,
       notBefore: Math.max(...path.map((c) => Date.parse(c.validFrom))),
@@ -113,8 +149,14 @@ export class ResponseVerifier {
 }
 
 function checkSuccess<O extends Op>(payload: unknown, op: O, requestId: string | null): Success<O> {
-  const p = parseWith(responseSchemas[op] as z.ZodType, payload, 'response_invalid', `${op} response`) as { request_id: string | null };
-  if (p.request_id !== requestId) throw new SigilError('response_invalid', `response answers request ${String(p.request_id)}, expected ${String(requestId)}`);
+  const p = parseWith(responseSchemas[op] as z.ZodType, payload, 'response_invalid', `${op} response`) as {
+    request_id: string | null;
+  };
+  if (p.request_id !== requestId)
+    throw new SigilError(
+      'response_invalid',
+      `response answers request ${String(p.request_id)}, expected ${String(requestId)}`,
+    );
   return p as Success<O>;
 }
 
@@ -122,7 +164,13 @@ function checkSuccess<O extends Op>(payload: unknown, op: O, requestId: string |
  * A success for this request, verified by a one-off verifier (no cache). Callers that verify
  * many answers hold a {@link ResponseVerifier} instead (the agent's IssuerLink does).
  */
-export function verifyResponse<O extends Op>(body: unknown, op: O, requestId: string | null, rootPem: string, now: Date = new Date()): Success<O> {
+export function verifyResponse<O extends Op>(
+  body: unknown,
+  op: O,
+  requestId: string | null,
+  rootPem: string,
+  now: Date = new Date(),
+): Success<O> {
   return new ResponseVerifier().response(body, op, requestId, rootPem, now);
 }
 
@@ -132,19 +180,39 @@ export function verifyResponse<O extends Op>(body: unknown, op: O, requestId: st
  * refusal's; it is null only for `bundle`, whose request carries no payload worth binding
  * (a replayed bundle refusal can only delay an agent, which a broker can do anyway).
  */
-export function verifyResponseOrError<O extends Op>(body: unknown, op: O, requestId: string | null, requestHash: string | null, rootPem: string, now: Date = new Date()): Success<O> {
+export function verifyResponseOrError<O extends Op>(
+  body: unknown,
+  op: O,
+  requestId: string | null,
+  requestHash: string | null,
+  rootPem: string,
+  now: Date = new Date(),
+): Success<O> {
   return new ResponseVerifier().responseOrError(body, op, requestId, requestHash, rootPem, now);
 }
 
 /** The verified payload as the success it must be, or its signed refusal thrown (see above). */
-function successOrRefusal<O extends Op>(payload: unknown, op: O, requestId: string | null, requestHash: string | null): Success<O> {
+function successOrRefusal<O extends Op>(
+  payload: unknown,
+  op: O,
+  requestId: string | null,
+  requestHash: string | null,
+): Success<O> {
   if (!payload || typeof payload !== 'object' || !('error' in payload)) return checkSuccess(payload, op, requestId);
   const p = parseWith(errorResponseSchema, payload, 'response_invalid', `${op} error response`);
   if (p.op !== op) throw new SigilError('response_invalid', `refusal answers a ${p.op} request, expected ${op}`);
   if (p.request_id !== requestId || (requestHash !== null && p.request_hash !== requestHash)) {
-    throw new SigilError('response_invalid', `signed refusal (${p.error.code}) is not bound to request ${String(requestId)}; ignoring it`);
+    throw new SigilError(
+      'response_invalid',
+      `signed refusal (${p.error.code}) is not bound to request ${String(requestId)}; ignoring it`,
+    );
   }
-  throw SigilError.fromWire({ code: p.error.code, message: p.error.message, retryable: p.error.retryable, ...(p.error.retry_after_ms !== undefined ? { retryAfterMs: p.error.retry_after_ms } : {}) });
+  throw SigilError.fromWire({
+    code: p.error.code,
+    message: p.error.message,
+    retryable: p.error.retryable,
+    ...(p.error.retry_after_ms !== undefined ? { retryAfterMs: p.error.retry_after_ms } : {}),
+  });
 }
 
 /**
@@ -161,10 +229,16 @@ export function pinnedRootFromBundle(body: unknown, pin: string, now: Date = new
   else {
     try {
       const { jws } = parseJws(body, 'response_invalid');
-      const p = JSON.parse(b64u.decode(jws.payload).toString('utf8')) as { result?: { roots?: unknown }; error?: unknown };
+      const p = JSON.parse(b64u.decode(jws.payload).toString('utf8')) as {
+        result?: { roots?: unknown };
+        error?: unknown;
+      };
       if (p && typeof p === 'object' && 'error' in p) {
         // A refusal is only believable once verified, and we have nothing to verify it with yet.
-        throw new SigilError('issuer_unreachable', 'the issuer answered the bundle request with an (unverifiable) refusal');
+        throw new SigilError(
+          'issuer_unreachable',
+          'the issuer answered the bundle request with an (unverifiable) refusal',
+        );
       }
       roots = p?.result?.roots;
     } catch (e) {
@@ -182,16 +256,21 @@ export function pinnedRootFromBundle(body: unknown, pin: string, now: Date = new
       continue;
     }
     if (spkiPin(cert) !== pin) continue;
-    if (!cert.ca || !cert.checkIssued(cert) || !cert.verify(cert.publicKey)) throw new SigilError('pin_mismatch', 'the pinned certificate is not a self-signed CA');
+    if (!cert.ca || !cert.checkIssued(cert) || !cert.verify(cert.publicKey))
+      throw new SigilError('pin_mismatch', 'the pinned certificate is not a self-signed CA');
     const rootPem = toPem('CERTIFICATE', cert.raw);
     if (!bare) verifyResponse(body, 'bundle', null, rootPem, now);
     return rootPem;
   }
-  throw new SigilError('pin_mismatch', `no root in the issuer's bundle matches ca_pin ${pin}; check the pin printed by \`sigil server init\``);
+  throw new SigilError(
+    'pin_mismatch',
+    `no root in the issuer's bundle matches ca_pin ${pin}; check the pin printed by \`sigil server init\``,
+  );
 }
 
 /** What a join request is answered with: the identity, or a challenge to answer first. */
-export type JoinStep = { kind: 'identity'; payload: Success<'join'> } | { kind: 'challenge'; payload: Success<'join_challenge'> };
+export type JoinStep =
+  { kind: 'identity'; payload: Success<'join'> } | { kind: 'challenge'; payload: Success<'join_challenge'> };
 
 /**
  * Verify the answer to a join request. A method with a challenge round (x509) answers the
@@ -200,6 +279,11 @@ export type JoinStep = { kind: 'identity'; payload: Success<'join'> } | { kind: 
  * where refusals are plain bodies). `opts.verifier`: a caller's {@link ResponseVerifier} whose
  * cache to use (default: a one-off one).
  */
-export function verifyJoinStep(body: unknown, requestId: string, rootPem: string, opts: { requestHash?: string | null; now?: Date; verifier?: ResponseVerifier } = {}): JoinStep {
+export function verifyJoinStep(
+  body: unknown,
+  requestId: string,
+  rootPem: string,
+  opts: { requestHash?: string | null; now?: Date; verifier?: ResponseVerifier } = {},
+): JoinStep {
   return (opts.verifier ?? new ResponseVerifier()).joinStep(body, requestId, rootPem, opts);
 }

@@ -27,7 +27,11 @@ export function exportCaMaterial(dataDir: string, type: string, opts: { hosts?: 
   if (type === 'ssh-user') return cas.sshUser.authorizedKeyLine() + '\n';
   if (type === 'ssh-host') {
     const hosts = opts.hosts ?? '*';
-    if (/\s/.test(hosts) || hosts === '') throw new SigilError('bad_request', '--hosts takes comma-separated known_hosts patterns without spaces, e.g. "*.example.org,10.0.0.*"');
+    if (/\s/.test(hosts) || hosts === '')
+      throw new SigilError(
+        'bad_request',
+        '--hosts takes comma-separated known_hosts patterns without spaces, e.g. "*.example.org,10.0.0.*"',
+      );
     return cas.sshHost.knownHostsLine(hosts) + '\n';
   }
   return JSON.stringify(jwks({ credentials: cas }), null, 2) + '\n';

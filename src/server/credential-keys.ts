@@ -40,11 +40,18 @@ export function ensureCredentialKeys(dir: string): CredentialKeys & { created: s
     if (!check(r.key)) throw new SigilError('config_invalid', `${file} must hold ${what}`);
     return r.key;
   };
-  const sshCa = (k: KeyObject): boolean => k.asymmetricKeyType === 'ed25519' || (k.asymmetricKeyType === 'ec' && k.asymmetricKeyDetails?.namedCurve === 'prime256v1');
+  const sshCa = (k: KeyObject): boolean =>
+    k.asymmetricKeyType === 'ed25519' ||
+    (k.asymmetricKeyType === 'ec' && k.asymmetricKeyDetails?.namedCurve === 'prime256v1');
   return {
     sshUserCa: load(p.sshUserCa, ed25519, sshCa, 'an Ed25519 or ECDSA P-256 private key'),
     sshHostCa: load(p.sshHostCa, ed25519, sshCa, 'an Ed25519 or ECDSA P-256 private key'),
-    jwtSigning: load(p.jwtSigning, p256, (k) => k.asymmetricKeyType === 'ec' && k.asymmetricKeyDetails?.namedCurve === 'prime256v1', 'an ECDSA P-256 private key (ES256)'),
+    jwtSigning: load(
+      p.jwtSigning,
+      p256,
+      (k) => k.asymmetricKeyType === 'ec' && k.asymmetricKeyDetails?.namedCurve === 'prime256v1',
+      'an ECDSA P-256 private key (ES256)',
+    ),
     created,
   };
 }

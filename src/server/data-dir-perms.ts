@@ -33,8 +33,15 @@ function problem(file: string, st: fs.Stats): string | undefined {
   const badOwner = st.uid !== 0 && st.uid !== me;
   const writable = (st.mode & 0o022) !== 0;
   if (!badOwner && !writable) return undefined;
-  const what = [badOwner ? `owned by another user (not root or uid ${me})` : '', writable ? 'writable by group or others' : ''].filter(Boolean).join(' and ');
-  const fix = [badOwner ? `chown ${me} ${file}` : '', writable ? `chmod go-w ${file}` : ''].filter(Boolean).join(' && ');
+  const what = [
+    badOwner ? `owned by another user (not root or uid ${me})` : '',
+    writable ? 'writable by group or others' : '',
+  ]
+    .filter(Boolean)
+    .join(' and ');
+  const fix = [badOwner ? `chown ${me} ${file}` : '', writable ? `chmod go-w ${file}` : '']
+    .filter(Boolean)
+    .join(' && ');
   return `${file} is ${what} (${describe(st)}); anyone who can write it can make this issuer sign for them. Check it was not tampered with, then run: ${fix}`;
 }
 
@@ -56,7 +63,9 @@ function checkEntry(file: string): void {
   const lst = statOrUndefined(file, false);
   if (!lst) return;
   if (lst.isSymbolicLink() && file.endsWith('.key')) {
-    throw insecure(`${file} is a symbolic link; private keys are never read through one. Replace it with the key file itself`);
+    throw insecure(
+      `${file} is a symbolic link; private keys are never read through one. Replace it with the key file itself`,
+    );
   }
   const st = lst.isSymbolicLink() ? statOrUndefined(file, true) : lst;
   if (!st) return; // dangling link: whatever reads it fails with its own error
@@ -79,7 +88,9 @@ export function assertDataDirSecure(dir: string): void {
   const parent = path.dirname(real);
   const pst = fs.statSync(parent);
   if ((pst.mode & 0o002) !== 0 && (pst.mode & 0o1000) === 0 /* sticky bit */) {
-    throw insecure(`${parent}, the parent of the data directory, is world-writable without the sticky bit (${describe(pst)}): anyone can rename ${real} away and put their own in its place. Move the data directory, or run: chmod o-w ${parent}`);
+    throw insecure(
+      `${parent}, the parent of the data directory, is world-writable without the sticky bit (${describe(pst)}): anyone can rename ${real} away and put their own in its place. Move the data directory, or run: chmod o-w ${parent}`,
+    );
   }
   for (const sub of [real, path.join(real, 'ca')]) {
     let names: string[];

@@ -25,7 +25,13 @@ import { assertDataDirSecure, prepareDataDir } from './data-dir-perms.js';
 import { readPrivateKeyFile } from './key-file.js';
 import { ensureAuditKey, readAuditKey, AUDIT_KEY_FILE } from './audit/audit-key.js';
 import { CHECKPOINT_FILE } from './audit/checkpoints.js';
-import { asyncSqliteStoresOn, openSqlite, openSqliteStores, SqliteAuditStore, syncSqliteStores } from './store/sqlite/index.js';
+import {
+  asyncSqliteStoresOn,
+  openSqlite,
+  openSqliteStores,
+  SqliteAuditStore,
+  syncSqliteStores,
+} from './store/sqlite/index.js';
 import type { Stores } from './store/types.js';
 
 export const LAYOUT_VERSION = 1;
@@ -67,7 +73,10 @@ const TRUST_DOMAIN_RE = /^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$/;
 /** SPIFFE trust domain names: lowercase letters, digits, dots, dashes (SPIFFE-ID spec §2.1). */
 export function validateTrustDomain(td: string): string {
   if (!TRUST_DOMAIN_RE.test(td) || td.includes('..')) {
-    throw new SigilError('config_invalid', `trust domain "${td}" is not valid: use lowercase letters, digits, dots and dashes, e.g. example.org`);
+    throw new SigilError(
+      'config_invalid',
+      `trust domain "${td}" is not valid: use lowercase letters, digits, dots and dashes, e.g. example.org`,
+    );
   }
   return td;
 }
@@ -86,7 +95,10 @@ export function initDataDir(dir: string, trustDomain: string): InitResult {
   validateTrustDomain(trustDomain);
   const p = paths(dir);
   if (existsSync(p.meta) || existsSync(p.rootCert)) {
-    throw new SigilError('already_initialized', `${dir} already holds an issuer (found ${existsSync(p.meta) ? p.meta : p.rootCert}); refusing to replace its CA`);
+    throw new SigilError(
+      'already_initialized',
+      `${dir} already holds an issuer (found ${existsSync(p.meta) ? p.meta : p.rootCert}); refusing to replace its CA`,
+    );
   }
   ensureDir(dir, 0o700);
   // A pre-existing directory others can write is tightened (empty) or refused (it may hold planted files).
@@ -110,19 +122,35 @@ export function initDataDir(dir: string, trustDomain: string): InitResult {
     const { key } = ensureAuditKey(p.auditKey, db, Date.now());
     const init = syncSqliteStores(db, { audit: { key } });
     init.admin.setAdminTokenHash(sha256Hex(adminToken));
-    init.audit.append({ action: 'init', outcome: 'ok', actor: 'admin', details: { trust_domain: trustDomain, ca_pin: spkiPin(root.certDer) } }, Date.now());
+    init.audit.append(
+      {
+        action: 'init',
+        outcome: 'ok',
+        actor: 'admin',
+        details: { trust_domain: trustDomain, ca_pin: spkiPin(root.certDer) },
+      },
+      Date.now(),
+    );
   } finally {
     db.close();
   }
   writeFileAtomic(p.adminToken, adminToken + '\n', { mode: 0o600 });
-  const meta: IssuerMeta = { trust_domain: trustDomain, created_at: new Date().toISOString(), layout_version: LAYOUT_VERSION };
+  const meta: IssuerMeta = {
+    trust_domain: trustDomain,
+    created_at: new Date().toISOString(),
+    layout_version: LAYOUT_VERSION,
+  };
   writeFileAtomic(p.meta, JSON.stringify(meta, null, 2) + '\n', { mode: 0o644 });
   return { pin: spkiPin(root.certDer), trustDomain, adminTokenPath: p.adminToken };
 }
 
 export function readMeta(dir: string): IssuerMeta {
   const p = paths(dir);
-  if (!existsSync(p.meta)) throw new SigilError('not_initialized', `${dir} is not an issuer data directory (run: sigil server init --data-dir ${dir} --trust-domain example.org)`);
+  if (!existsSync(p.meta))
+    throw new SigilError(
+      'not_initialized',
+      `${dir} is not an issuer data directory (run: sigil server init --data-dir ${dir} --trust-domain example.org)`,
+    );
   try {
     return JSON.parse(readFileSync(p.meta, 'utf8')) as IssuerMeta;
   } catch (e) {
@@ -145,7 +173,16 @@ export function loadCaMaterial(dir: string): CaMaterial {
   }
   // Created here on the first start of a directory initialised before these keys existed.
   const { created: _created, ...credentials } = ensureCredentialKeys(dir);
-  return { trustDomain: meta.trust_domain, rootDer, rootPem, intermediateDer, intermediatePem, intermediateKey, pin: spkiPin(rootDer), credentials };
+  return {
+    trustDomain: meta.trust_domain,
+    rootDer,
+    rootPem,
+    intermediateDer,
+    intermediatePem,
+    intermediateKey,
+    pin: spkiPin(rootDer),
+    credentials,
+  };
 }
 
 /**
@@ -170,7 +207,16 @@ function openAuditedStores(dbPath: string, keyPath: string, create: boolean): St
     // The first keyed row says so (skipped for a new chain: its first row is keyed already).
     // Written on the connection before the async stores take it over: nothing else uses it yet,
     // and opening stays synchronous.
-    if (created && key.fromSeq > 1) new SqliteAuditStore(db, { key }).append({ action: 'audit_key_enabled', outcome: 'ok', actor: 'system', details: { key_id: key.id, from_seq: key.fromSeq } }, Date.now());
+    if (created && key.fromSeq > 1)
+      new SqliteAuditStore(db, { key }).append(
+        {
+          action: 'audit_key_enabled',
+          outcome: 'ok',
+          actor: 'system',
+          details: { key_id: key.id, from_seq: key.fromSeq },
+        },
+        Date.now(),
+      );
     return asyncSqliteStoresOn(db, dbPath, { audit: { key } });
   } catch (e) {
     if (db.open) db.close();
@@ -183,6 +229,9 @@ export function readAdminToken(dir: string): string {
   try {
     return readFileSync(p, 'utf8').trim();
   } catch (e) {
-    throw new SigilError('unauthorized', `cannot read the admin credential ${p}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    throw new SigilError(
+      'unauthorized',
+      `cannot read the admin credential ${p}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+    );
   }
 }

@@ -71,7 +71,11 @@ export interface IssuerContext {
 const SERVER_CERT_TTL_DAYS = 30;
 export const SERVER_IDENTITY_ROTATE_MS = 24 * 3600_000;
 
-export function createServerIdentity(ca: CaMaterial, engine: CertificateIssuer, extraSans: string[] = []): ServerIdentity {
+export function createServerIdentity(
+  ca: CaMaterial,
+  engine: CertificateIssuer,
+  extraSans: string[] = [],
+): ServerIdentity {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const ipRe = /^(\d{1,3}(\.\d{1,3}){3}|[0-9a-f:]+:[0-9a-f:]*)$/i;
   const names = ['localhost', hostname(), ...extraSans];
@@ -88,13 +92,23 @@ export function createServerIdentity(ca: CaMaterial, engine: CertificateIssuer, 
     key: privateKey,
     chainDer: [certDer, ca.intermediateDer],
     // The root is sent too, so an agent can match its pin on first contact (transport/https/client.ts).
-    certPem: toPem('CERTIFICATE', certDer) + toPem('CERTIFICATE', ca.intermediateDer) + toPem('CERTIFICATE', ca.rootDer),
+    certPem:
+      toPem('CERTIFICATE', certDer) + toPem('CERTIFICATE', ca.intermediateDer) + toPem('CERTIFICATE', ca.rootDer),
     keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
     notAfter: Date.now() + SERVER_CERT_TTL_DAYS * 86400_000,
   };
 }
 
-export function createIssuerContext(opts: { ca: CaMaterial; stores: Stores; log: Logger; tlsSans?: string[]; now?: () => number; publicUrl?: string; refusalSampling?: RefusalSamplerOptions; firmwareProfilesDir?: string }): IssuerContext {
+export function createIssuerContext(opts: {
+  ca: CaMaterial;
+  stores: Stores;
+  log: Logger;
+  tlsSans?: string[];
+  now?: () => number;
+  publicUrl?: string;
+  refusalSampling?: RefusalSamplerOptions;
+  firmwareProfilesDir?: string;
+}): IssuerContext {
   const now = opts.now ?? Date.now;
   const engine = new CertificateIssuer({ caCertDer: opts.ca.intermediateDer, caKey: opts.ca.intermediateKey });
   // Firmware profiles: --firmware-profiles, else $SIGIL_FIRMWARE_PROFILES_DIR, else the install's.
@@ -112,7 +126,13 @@ export function createIssuerContext(opts: { ca: CaMaterial; stores: Stores; log:
     now,
     skewMs: 5 * 60 * 1000,
     tlsSans: opts.tlsSans ?? [],
-    issuingCas: [{ certDer: opts.ca.intermediateDer, subjectDer: subjectNameDer(opts.ca.intermediateDer), publicKey: createPublicKey(opts.ca.intermediateKey) }],
+    issuingCas: [
+      {
+        certDer: opts.ca.intermediateDer,
+        subjectDer: subjectNameDer(opts.ca.intermediateDer),
+        publicKey: createPublicKey(opts.ca.intermediateKey),
+      },
+    ],
     credentials: createCredentialAuthorities(opts.ca.credentials, opts.ca.trustDomain),
     publicUrl: opts.publicUrl,
     refusalSampler: new RefusalSampler(opts.refusalSampling),

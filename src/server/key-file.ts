@@ -27,15 +27,26 @@ export function readPrivateKeyFile(file: string): KeyObject {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     // Linux answers ELOOP for a final-component symlink under O_NOFOLLOW (open(2)).
-    if (code === 'ELOOP' || code === 'EMLINK') throw new SigilError('unsafe_path', `${file} is a symbolic link; refusing to load a CA key through it`);
-    throw new SigilError('config_invalid', `cannot open the key file ${file}: ${code ?? (e as Error).message}`, { cause: e });
+    if (code === 'ELOOP' || code === 'EMLINK')
+      throw new SigilError('unsafe_path', `${file} is a symbolic link; refusing to load a CA key through it`);
+    throw new SigilError('config_invalid', `cannot open the key file ${file}: ${code ?? (e as Error).message}`, {
+      cause: e,
+    });
   }
   try {
     const st = fs.fstatSync(fd);
     if (!st.isFile()) throw new SigilError('unsafe_path', `${file} is not a regular file`);
-    if ((st.mode & 0o077) !== 0) throw new SigilError('config_invalid', `${file} is readable by group or others (mode ${(st.mode & 0o777).toString(8)}); run: chmod 600 ${file}`);
+    if ((st.mode & 0o077) !== 0)
+      throw new SigilError(
+        'config_invalid',
+        `${file} is readable by group or others (mode ${(st.mode & 0o777).toString(8)}); run: chmod 600 ${file}`,
+      );
     const me = process.geteuid ? process.geteuid() : 0;
-    if (st.uid !== 0 && st.uid !== me) throw new SigilError('data_dir_insecure', `${file} is owned by uid ${st.uid}, not root or uid ${me} (mode ${(st.mode & 0o777).toString(8)}); check it was not replaced, then run: chown ${me} ${file}`);
+    if (st.uid !== 0 && st.uid !== me)
+      throw new SigilError(
+        'data_dir_insecure',
+        `${file} is owned by uid ${st.uid}, not root or uid ${me} (mode ${(st.mode & 0o777).toString(8)}); check it was not replaced, then run: chown ${me} ${file}`,
+      );
     try {
       return createPrivateKey(fs.readFileSync(fd));
     } catch (e) {
@@ -69,7 +80,11 @@ export function ensureKeyFile(file: string, generate: () => KeyObject): { key: K
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
   } catch (e) {
-    throw new SigilError('config_invalid', `cannot create the key file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+    throw new SigilError(
+      'config_invalid',
+      `cannot create the key file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      { cause: e },
+    );
   } finally {
     fs.rmSync(tmp, { force: true });
   }

@@ -37,7 +37,8 @@ export class RateLimiter {
   private readonly now: () => number;
 
   constructor(private readonly opts: RateLimitOptions) {
-    if (!(opts.ratePerS >= 0) || !(opts.burst >= 1) || !Number.isFinite(opts.ratePerS)) throw new TypeError('RateLimiter: ratePerS >= 0 and burst >= 1 are required');
+    if (!(opts.ratePerS >= 0) || !(opts.burst >= 1) || !Number.isFinite(opts.ratePerS))
+      throw new TypeError('RateLimiter: ratePerS >= 0 and burst >= 1 are required');
     this.maxKeys = opts.maxKeys ?? 10_000;
     this.now = opts.now ?? Date.now;
   }

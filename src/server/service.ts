@@ -103,7 +103,10 @@ export class IssuerService {
 
   /** Build the context from the data directory; nothing listens yet. */
   static open(cfg: IssuerServiceConfig, log?: Logger): IssuerService {
-    return new IssuerService(cfg, log ?? createLogger({ name: 'sigil-server', ...(cfg.logLevel ? { level: cfg.logLevel } : {}) }));
+    return new IssuerService(
+      cfg,
+      log ?? createLogger({ name: 'sigil-server', ...(cfg.logLevel ? { level: cfg.logLevel } : {}) }),
+    );
   }
 
   /** Listen and start the timers; on any failure everything started so far is stopped again. */
@@ -114,7 +117,10 @@ export class IssuerService {
       await this.#app.listen({ host: cfg.host, port: cfg.port });
     } catch (e) {
       await this.stop();
-      throw new SigilError('config_invalid', `cannot listen on ${cfg.host}:${cfg.port}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new SigilError(
+        'config_invalid',
+        `cannot listen on ${cfg.host}:${cfg.port}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
     }
     try {
       if (cfg.mqtt) this.#responder = await this.#startMqtt(cfg.mqtt);
@@ -123,9 +129,15 @@ export class IssuerService {
       this.url = `https://${cfg.host.includes(':') ? `[${cfg.host}]` : cfg.host}:${port}`;
       ctx.publicUrl = cfg.publicUrl ?? (this.#wildcardHost ? `https://${this.#wildcardHost}:${port}` : this.url);
       if (this.#wildcardHost) {
-        this.log.warn({ listen: `${cfg.host}:${cfg.port}`, public_url: ctx.publicUrl }, `listening on every address without --public-url: advertising ${ctx.publicUrl} (this machine's hostname) as the issuer URL (JWT-SVID iss, OIDC discovery); set --public-url to the URL relying parties reach`);
+        this.log.warn(
+          { listen: `${cfg.host}:${cfg.port}`, public_url: ctx.publicUrl },
+          `listening on every address without --public-url: advertising ${ctx.publicUrl} (this machine's hostname) as the issuer URL (JWT-SVID iss, OIDC discovery); set --public-url to the URL relying parties reach`,
+        );
       }
-      this.#audit = await startAuditRuntime(ctx, { ...cfg.audit, checkpointFile: cfg.audit.checkpointFile ?? paths(cfg.dataDir).auditCheckpoints });
+      this.#audit = await startAuditRuntime(ctx, {
+        ...cfg.audit,
+        checkpointFile: cfg.audit.checkpointFile ?? paths(cfg.dataDir).auditCheckpoints,
+      });
       // The serving certificate lives 30 days and is re-issued daily: a long-running issuer never
       // serves an expired one (./issuer.ts createServerIdentity).
       this.#every(cfg.rotateEveryMs ?? SERVER_IDENTITY_ROTATE_MS, 'serving certificate rotation', () => {
@@ -176,7 +188,9 @@ export class IssuerService {
     const responder = new MqttResponder({
       ctx,
       url: m.url,
-      ...(tls ? { ca: m.ca ?? ctx.ca.rootPem, cert: m.cert ?? ctx.server.certPem, key: m.key ?? ctx.server.keyPem } : {}),
+      ...(tls
+        ? { ca: m.ca ?? ctx.ca.rootPem, cert: m.cert ?? ctx.server.certPem, key: m.key ?? ctx.server.keyPem }
+        : {}),
       ...(m.username !== undefined ? { username: m.username } : {}),
       ...(m.password !== undefined ? { password: m.password } : {}),
     });

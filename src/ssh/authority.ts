@@ -37,7 +37,8 @@ export class SshCertificateAuthority {
 
   /** `@cert-authority <patterns> <key>`: trust host certificates from this CA (ssh(1) known_hosts). */
   knownHostsLine(patterns = '*'): string {
-    if (/\s/.test(patterns) || patterns === '') throw new TypeError('known_hosts host patterns are comma-separated, without spaces');
+    if (/\s/.test(patterns) || patterns === '')
+      throw new TypeError('known_hosts host patterns are comma-separated, without spaces');
     return `@cert-authority ${patterns} ${formatAuthorizedKey(this.publicKey.blob, this.comment)}`;
   }
 

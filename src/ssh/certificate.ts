@@ -28,7 +28,14 @@ const TYPE_CODE: Record<SshCertType, number> = { user: 1, host: 2 };
 const CERT_SUFFIX = '-cert-v01@openssh.com';
 
 /** Flags OpenSSH understands for user certificates (sshd(8) honours exactly these). */
-export const USER_EXTENSIONS = ['no-touch-required', 'permit-X11-forwarding', 'permit-agent-forwarding', 'permit-port-forwarding', 'permit-pty', 'permit-user-rc'] as const;
+export const USER_EXTENSIONS = [
+  'no-touch-required',
+  'permit-X11-forwarding',
+  'permit-agent-forwarding',
+  'permit-port-forwarding',
+  'permit-pty',
+  'permit-user-rc',
+] as const;
 export type SshExtension = (typeof USER_EXTENSIONS)[number];
 
 export interface SshCertificateRequest {
@@ -79,9 +86,12 @@ function encodeOptions(pairs: ReadonlyArray<readonly [string, string | null]>): 
 }
 
 function checkRequest(req: SshCertificateRequest): void {
-  if (req.principals.length === 0) throw new TypeError('an SSH certificate without principals is valid for ANY principal; refusing to issue one');
-  for (const p of req.principals) if (p.length === 0 || p.includes('\0')) throw new TypeError(`invalid principal ${JSON.stringify(p)}`);
-  if (req.validBefore.getTime() <= req.validAfter.getTime()) throw new TypeError('validBefore must be after validAfter');
+  if (req.principals.length === 0)
+    throw new TypeError('an SSH certificate without principals is valid for ANY principal; refusing to issue one');
+  for (const p of req.principals)
+    if (p.length === 0 || p.includes('\0')) throw new TypeError(`invalid principal ${JSON.stringify(p)}`);
+  if (req.validBefore.getTime() <= req.validAfter.getTime())
+    throw new TypeError('validBefore must be after validAfter');
   if (req.serial < 0n || req.serial > 0xffffffffffffffffn) throw new TypeError('serial must be a uint64');
   if (req.type === 'host' && (Object.keys(req.criticalOptions ?? {}).length > 0 || (req.extensions ?? []).length > 0)) {
     throw new TypeError('host certificates carry no critical options or extensions');
@@ -109,7 +119,10 @@ export function encodeSshCertificate(req: SshCertificateRequest, caKey: KeyObjec
     .string(Buffer.alloc(0))
     .string(ca.blob)
     .toBuffer();
-  return new SshWriter().raw(tbs).string(sshSign(caKey, ca, tbs)).toBuffer();
+  return new SshWriter()
+    .raw(tbs)
+    .string(sshSign(caKey, ca, tbs))
+    .toBuffer();
 }
 
 function decodeOptions(data: Buffer, code: ErrorCode, what: string): Record<string, string> {
@@ -149,10 +162,15 @@ export function parseSshCertificate(blob: Buffer, code: ErrorCode = 'bad_certifi
   const fieldCount = keyType === 'ssh-ed25519' ? 1 : 2;
   for (let i = 0; i < fieldCount; i++) r.string('subject key field');
   const subjectFields = blob.subarray(start, r.offset);
-  const subject = parseSshPublicKeyBlob(new SshWriter().string(keyType).raw(subjectFields).toBuffer(), code, 'certified key');
+  const subject = parseSshPublicKeyBlob(
+    new SshWriter().string(keyType).raw(subjectFields).toBuffer(),
+    code,
+    'certified key',
+  );
   const serial = r.uint64('serial');
   const typeCode = r.uint32('type');
-  const type: SshCertType = typeCode === 1 ? 'user' : typeCode === 2 ? 'host' : r.fail(`unknown certificate type ${typeCode}`);
+  const type: SshCertType =
+    typeCode === 1 ? 'user' : typeCode === 2 ? 'host' : r.fail(`unknown certificate type ${typeCode}`);
   const keyId = r.text('key id');
   const pr = new SshReader(r.string('principals'), code, 'SSH certificate principals');
   const principals: string[] = [];
@@ -160,7 +178,9 @@ export function parseSshCertificate(blob: Buffer, code: ErrorCode = 'bad_certifi
   const validAfter = new Date(Number(r.uint64('valid after')) * 1000);
   const validBeforeRaw = r.uint64('valid before');
   // 0xffffffffffffffff means "forever"; clamp so a Date can hold it.
-  const validBefore = new Date(Number(validBeforeRaw > 8_640_000_000_000n ? 8_640_000_000_000n : validBeforeRaw) * 1000);
+  const validBefore = new Date(
+    Number(validBeforeRaw > 8_640_000_000_000n ? 8_640_000_000_000n : validBeforeRaw) * 1000,
+  );
   const criticalOptions = decodeOptions(r.string('critical options'), code, 'critical options');
   const extensions = decodeOptions(r.string('extensions'), code, 'extensions');
   r.string('reserved');
@@ -168,8 +188,23 @@ export function parseSshCertificate(blob: Buffer, code: ErrorCode = 'bad_certifi
   const signedLength = r.offset;
   const signature = r.string('signature');
   r.end();
-  if (!sshVerify(signatureKey, blob.subarray(0, signedLength), signature, code)) throw new SigilError(code, 'SSH certificate: the CA signature does not verify');
-  return { certType, nonce, subject, serial, type, keyId, principals, validAfter, validBefore, criticalOptions, extensions, signatureKey, blob: Buffer.from(blob) };
+  if (!sshVerify(signatureKey, blob.subarray(0, signedLength), signature, code))
+    throw new SigilError(code, 'SSH certificate: the CA signature does not verify');
+  return {
+    certType,
+    nonce,
+    subject,
+    serial,
+    type,
+    keyId,
+    principals,
+    validAfter,
+    validBefore,
+    criticalOptions,
+    extensions,
+    signatureKey,
+    blob: Buffer.from(blob),
+  };
 }
 
 /** The `.pub` line of a certificate: `<cert type> <base64> [comment]`. */

@@ -29,7 +29,10 @@ export function encodeOpenSshPrivateKey(key: KeyObject, comment = ''): string {
   if (type === 'ssh-ed25519') {
     const pk = fields.string('pk');
     // The "private key" is seed || public key (64 bytes), as OpenSSH stores it.
-    priv.string(type).string(pk).string(Buffer.concat([Buffer.from(jwk.d!, 'base64url'), pk]));
+    priv
+      .string(type)
+      .string(pk)
+      .string(Buffer.concat([Buffer.from(jwk.d!, 'base64url'), pk]));
   } else if (type.startsWith('ecdsa-sha2-')) {
     priv.string(type).string(fields.string('curve')).string(fields.string('Q')).mpint(Buffer.from(jwk.d!, 'base64url'));
   } else {
@@ -39,7 +42,15 @@ export function encodeOpenSshPrivateKey(key: KeyObject, comment = ''): string {
   let section = priv.toBuffer();
   const pad = (8 - (section.length % 8)) % 8;
   section = Buffer.concat([section, Buffer.from(Array.from({ length: pad }, (_, i) => i + 1))]);
-  const body = new SshWriter().raw(MAGIC).string('none').string('none').string('').uint32(1).string(pub.blob).string(section).toBuffer();
+  const body = new SshWriter()
+    .raw(MAGIC)
+    .string('none')
+    .string('none')
+    .string('')
+    .uint32(1)
+    .string(pub.blob)
+    .string(section)
+    .toBuffer();
   const b64 = body.toString('base64');
   let out = `-----BEGIN ${OPENSSH_PEM_LABEL}-----\n`;
   // ssh-keygen wraps at 70 columns.
@@ -48,7 +59,11 @@ export function encodeOpenSshPrivateKey(key: KeyObject, comment = ''): string {
 }
 
 /** The public key in the clear header of an OpenSSH private key file (no decryption needed). */
-export function openSshPrivateKeyPublic(pem: string, code: ErrorCode = 'config_invalid', what = 'OpenSSH private key'): SshPublicKey {
+export function openSshPrivateKeyPublic(
+  pem: string,
+  code: ErrorCode = 'config_invalid',
+  what = 'OpenSSH private key',
+): SshPublicKey {
   const der = fromPem(pem, OPENSSH_PEM_LABEL, code);
   if (!der.subarray(0, MAGIC.length).equals(MAGIC)) throw new SigilError(code, `${what}: not an openssh-key-v1 file`);
   const r = new SshReader(der.subarray(MAGIC.length), code, what);
@@ -63,11 +78,16 @@ export function openSshPrivateKeyPublic(pem: string, code: ErrorCode = 'config_i
  * Decode an unencrypted OpenSSH private key file into a KeyObject (Ed25519 and ECDSA), checking
  * the private key matches the public one. Used to load a host key the agent wrote earlier.
  */
-export function decodeOpenSshPrivateKey(pem: string, code: ErrorCode = 'config_invalid', what = 'OpenSSH private key'): KeyObject {
+export function decodeOpenSshPrivateKey(
+  pem: string,
+  code: ErrorCode = 'config_invalid',
+  what = 'OpenSSH private key',
+): KeyObject {
   const der = fromPem(pem, OPENSSH_PEM_LABEL, code);
   if (!der.subarray(0, MAGIC.length).equals(MAGIC)) throw new SigilError(code, `${what}: not an openssh-key-v1 file`);
   const r = new SshReader(der.subarray(MAGIC.length), code, what);
-  if (r.text('cipher') !== 'none' || r.text('kdf') !== 'none') r.fail('the key is encrypted (Sigil writes and reads unencrypted keys only)');
+  if (r.text('cipher') !== 'none' || r.text('kdf') !== 'none')
+    r.fail('the key is encrypted (Sigil writes and reads unencrypted keys only)');
   r.string('kdf options');
   if (r.uint32('key count') !== 1) r.fail('exactly one key expected');
   const pub = parseSshPublicKeyBlob(r.string('public key'), code, what);

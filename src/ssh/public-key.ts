@@ -11,7 +11,8 @@ import { createHash, createPublicKey, type JsonWebKey, type KeyObject } from 'no
 import { SigilError, type ErrorCode } from '../errors.js';
 import { SshReader, SshWriter } from './wire.js';
 
-export type SshKeyType = 'ssh-ed25519' | 'ecdsa-sha2-nistp256' | 'ecdsa-sha2-nistp384' | 'ecdsa-sha2-nistp521' | 'ssh-rsa';
+export type SshKeyType =
+  'ssh-ed25519' | 'ecdsa-sha2-nistp256' | 'ecdsa-sha2-nistp384' | 'ecdsa-sha2-nistp521' | 'ssh-rsa';
 
 const ECDSA: Record<string, { curve: string; jwkCrv: string; coord: number }> = {
   'ecdsa-sha2-nistp256': { curve: 'nistp256', jwkCrv: 'P-256', coord: 32 },
@@ -30,7 +31,11 @@ export interface SshPublicKey {
 const isKeyType = (t: string): t is SshKeyType => t === 'ssh-ed25519' || t === 'ssh-rsa' || t in ECDSA;
 
 /** Decode a public key blob; anything Sigil would not certify is `code`. */
-export function parseSshPublicKeyBlob(blob: Buffer, code: ErrorCode = 'unsupported_key', what = 'SSH public key'): SshPublicKey {
+export function parseSshPublicKeyBlob(
+  blob: Buffer,
+  code: ErrorCode = 'unsupported_key',
+  what = 'SSH public key',
+): SshPublicKey {
   // Explicitly typed so that r.fail (never) narrows `type` below.
   const r: SshReader = new SshReader(blob, code, what);
   const type = r.text('key type');
@@ -50,8 +55,14 @@ export function parseSshPublicKeyBlob(blob: Buffer, code: ErrorCode = 'unsupport
     const spec = ECDSA[type]!;
     if (r.text('curve') !== spec.curve) r.fail(`the curve name does not match key type ${type}`);
     const q = r.string('ecdsa point');
-    if (q.length !== 1 + 2 * spec.coord || q[0] !== 0x04) r.fail('the ECDSA point must be uncompressed and of the curve size');
-    jwk = { kty: 'EC', crv: spec.jwkCrv, x: q.subarray(1, 1 + spec.coord).toString('base64url'), y: q.subarray(1 + spec.coord).toString('base64url') };
+    if (q.length !== 1 + 2 * spec.coord || q[0] !== 0x04)
+      r.fail('the ECDSA point must be uncompressed and of the curve size');
+    jwk = {
+      kty: 'EC',
+      crv: spec.jwkCrv,
+      x: q.subarray(1, 1 + spec.coord).toString('base64url'),
+      y: q.subarray(1 + spec.coord).toString('base64url'),
+    };
   }
   r.end();
   let key: KeyObject;
@@ -65,13 +76,18 @@ export function parseSshPublicKeyBlob(blob: Buffer, code: ErrorCode = 'unsupport
 }
 
 /** Parse `<type> <base64> [comment]` (one line of a .pub or authorized_keys file, no options). */
-export function parseAuthorizedKey(line: string, code: ErrorCode = 'unsupported_key', what = 'SSH public key'): SshPublicKey & { comment: string } {
+export function parseAuthorizedKey(
+  line: string,
+  code: ErrorCode = 'unsupported_key',
+  what = 'SSH public key',
+): SshPublicKey & { comment: string } {
   if (typeof line !== 'string') throw new SigilError(code, `${what} must be a string`);
   const m = /^\s*(\S+)\s+([A-Za-z0-9+/]+={0,2})(?:\s+(.*?))?\s*$/.exec(line);
   if (!m) throw new SigilError(code, `${what} is not in OpenSSH format "<type> <base64> [comment]"`);
   const blob = Buffer.from(m[2]!, 'base64');
   const key = parseSshPublicKeyBlob(blob, code, what);
-  if (key.type !== m[1]) throw new SigilError(code, `${what}: the type "${m[1]}" does not match the key blob (${key.type})`);
+  if (key.type !== m[1])
+    throw new SigilError(code, `${what}: the type "${m[1]}" does not match the key blob (${key.type})`);
   return { ...key, comment: m[3] ?? '' };
 }
 

@@ -27,7 +27,11 @@ export function signatureFormat(ca: SshPublicKey): string {
 /** Sign `data` with the CA private key; returns the signature blob. */
 export function sshSign(caKey: KeyObject, ca: SshPublicKey, data: Buffer): Buffer {
   const format = signatureFormat(ca);
-  if (format === 'ssh-ed25519') return new SshWriter().string(format).string(cryptoSign(null, data, caKey)).toBuffer();
+  if (format === 'ssh-ed25519')
+    return new SshWriter()
+      .string(format)
+      .string(cryptoSign(null, data, caKey))
+      .toBuffer();
   const { hash, coord } = ECDSA_HASH[format]!;
   const rs = cryptoSign(hash, data, { key: caKey, dsaEncoding: 'ieee-p1363' });
   const inner = new SshWriter().mpint(rs.subarray(0, coord)).mpint(rs.subarray(coord)).toBuffer();
@@ -35,7 +39,12 @@ export function sshSign(caKey: KeyObject, ca: SshPublicKey, data: Buffer): Buffe
 }
 
 /** Verify a signature blob made by `signer` over `data`; false when it does not verify. */
-export function sshVerify(signer: SshPublicKey, data: Buffer, signatureBlob: Buffer, code: ErrorCode = 'bad_certificate'): boolean {
+export function sshVerify(
+  signer: SshPublicKey,
+  data: Buffer,
+  signatureBlob: Buffer,
+  code: ErrorCode = 'bad_certificate',
+): boolean {
   const r = new SshReader(signatureBlob, code, 'SSH signature');
   const format = r.text('signature format');
   const sig = r.string('signature');
@@ -52,7 +61,8 @@ export function sshVerify(signer: SshPublicKey, data: Buffer, signatureBlob: Buf
   const rr = inner.mpintUnsigned('r');
   const ss = inner.mpintUnsigned('s');
   inner.end();
-  if (rr.length > spec.coord || ss.length > spec.coord) throw new SigilError(code, 'SSH signature: ECDSA integer too long for the curve');
+  if (rr.length > spec.coord || ss.length > spec.coord)
+    throw new SigilError(code, 'SSH signature: ECDSA integer too long for the curve');
   const p1363 = Buffer.alloc(2 * spec.coord);
   rr.copy(p1363, spec.coord - rr.length);
   ss.copy(p1363, 2 * spec.coord - ss.length);

@@ -72,7 +72,12 @@ export interface Command<
   readonly response: R;
 }
 
-export type AnyCommand = Command<Record<string, HandleKind>, Record<string, AnyCodec>, readonly string[], Record<string, AnyCodec>>;
+export type AnyCommand = Command<
+  Record<string, HandleKind>,
+  Record<string, AnyCodec>,
+  readonly string[],
+  Record<string, AnyCodec>
+>;
 
 type HandleArgs<H> = { [K in keyof H]: H[K] extends typeof AUTH ? AuthHandleRef : HandleRef };
 type ParamArgs<P> = { [K in keyof P]: Encodable<P[K]> };

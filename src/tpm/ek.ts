@@ -26,9 +26,21 @@ export interface EkCertificate {
 }
 
 const EK: Record<EkKind, { certIndex: number; persistent: number; template: () => TpmtPublic }> = {
-  'rsa-2048': { certIndex: EK_NV_INDEX.RSA2048_CERT, persistent: EK_PERSISTENT_HANDLE.RSA2048, template: ekTemplateRsa2048 },
-  'ecc-p256': { certIndex: EK_NV_INDEX.ECC_P256_CERT, persistent: EK_PERSISTENT_HANDLE.ECC_P256, template: ekTemplateEccP256 },
-  'ecc-p384': { certIndex: EK_NV_INDEX.ECC_P384_H_CERT, persistent: EK_PERSISTENT_HANDLE.ECC_P384_H, template: ekTemplateEccP384 },
+  'rsa-2048': {
+    certIndex: EK_NV_INDEX.RSA2048_CERT,
+    persistent: EK_PERSISTENT_HANDLE.RSA2048,
+    template: ekTemplateRsa2048,
+  },
+  'ecc-p256': {
+    certIndex: EK_NV_INDEX.ECC_P256_CERT,
+    persistent: EK_PERSISTENT_HANDLE.ECC_P256,
+    template: ekTemplateEccP256,
+  },
+  'ecc-p384': {
+    certIndex: EK_NV_INDEX.ECC_P384_H_CERT,
+    persistent: EK_PERSISTENT_HANDLE.ECC_P384_H,
+    template: ekTemplateEccP384,
+  },
 };
 
 export const EK_KINDS: readonly EkKind[] = ['rsa-2048', 'ecc-p256', 'ecc-p384'];
@@ -65,8 +77,10 @@ export async function readEkCertificate(tpm: TpmFacade, kind?: EkKind): Promise<
 
 /** Whether a persistent key is an EK of this kind (algorithm and size; the rest is the vendor's). */
 function sameKind(actual: TpmtPublic, template: TpmtPublic): boolean {
-  if (actual.type === TPM_ALG.RSA && template.type === TPM_ALG.RSA) return actual.parameters.keyBits === template.parameters.keyBits;
-  if (actual.type === TPM_ALG.ECC && template.type === TPM_ALG.ECC) return actual.parameters.curveId === template.parameters.curveId;
+  if (actual.type === TPM_ALG.RSA && template.type === TPM_ALG.RSA)
+    return actual.parameters.keyBits === template.parameters.keyBits;
+  if (actual.type === TPM_ALG.ECC && template.type === TPM_ALG.ECC)
+    return actual.parameters.curveId === template.parameters.curveId;
   return false;
 }
 
@@ -107,7 +121,10 @@ export async function authorizeEk<T>(
   const isA = policy.equals(ekPolicyA(alg));
   const isB = !isA && EK_POLICY_C[alg] !== undefined && policy.equals(ekPolicyB(alg));
   if (!isA && !isB) {
-    throw new SigilError('unsupported_key', 'the EK policy is neither PolicyA nor PolicyB of the EK Credential Profile');
+    throw new SigilError(
+      'unsupported_key',
+      'the EK policy is neither PolicyA nor PolicyB of the EK Credential Profile',
+    );
   }
   return tpm.withSession('policy', { hashAlg: alg, continueSession: false }, async (session) => {
     await tpm.run(PolicySecret, {
@@ -119,7 +136,10 @@ export async function authorizeEk<T>(
       expiration: 0,
     });
     if (isB) {
-      await tpm.run(PolicyOR, { policySession: session.handle, pHashList: [ekPolicyA(alg), Buffer.from(EK_POLICY_C[alg]!, 'hex')] });
+      await tpm.run(PolicyOR, {
+        policySession: session.handle,
+        pHashList: [ekPolicyA(alg), Buffer.from(EK_POLICY_C[alg]!, 'hex')],
+      });
     }
     return fn({ auth: session });
   });

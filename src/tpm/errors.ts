@@ -146,7 +146,15 @@ export function decodeRc(rc: number): DecodedRc {
   if (rc & RC_FMT1) {
     const base = rc & 0xbf;
     const n = (rc >>> 8) & 0xf;
-    const out: DecodedRc = { rc, base, formatOne: true, warning: false, vendor: false, tpm12: false, name: rcName(base) };
+    const out: DecodedRc = {
+      rc,
+      base,
+      formatOne: true,
+      warning: false,
+      vendor: false,
+      tpm12: false,
+      name: rcName(base),
+    };
     if (rc & 0x40) out.parameter = n;
     else if (n & 0x8) out.session = n & 0x7;
     else if (n !== 0) out.handle = n;
@@ -184,7 +192,8 @@ function describe(d: DecodedRc): string {
 
 /** The SigilError code a TPM response code maps to. */
 function sigilCode(d: DecodedRc): ErrorCode {
-  if (RETRYABLE.has(d.base) || d.base === TPM_RC.OBJECT_MEMORY || d.base === TPM_RC.SESSION_MEMORY) return 'tpm_unavailable';
+  if (RETRYABLE.has(d.base) || d.base === TPM_RC.OBJECT_MEMORY || d.base === TPM_RC.SESSION_MEMORY)
+    return 'tpm_unavailable';
   return 'tpm_error';
 }
 

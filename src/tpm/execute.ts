@@ -96,7 +96,8 @@ export async function execute<C extends AnyCommand>(
     const entityAuth = (isAuthorized(ref) ? ref.authValue : undefined) ?? EMPTY;
     uses.push({ session, handleIndex: i, entityName: undefined, entityAuth });
   });
-  for (const s of opts.sessions ?? []) uses.push({ session: s, handleIndex: undefined, entityName: undefined, entityAuth: EMPTY });
+  for (const s of opts.sessions ?? [])
+    uses.push({ session: s, handleIndex: undefined, entityName: undefined, entityAuth: EMPTY });
   if (uses.length > 3) throw new TypeError(`TPM2_${cmd.name}: at most 3 sessions`);
 
   const needsNames = uses.some((u) => u.session.needsNames);
@@ -133,7 +134,9 @@ export async function execute<C extends AnyCommand>(
     }
 
     const w = new TpmWriter();
-    w.u16(uses.length > 0 ? TPM_ST.SESSIONS : TPM_ST.NO_SESSIONS).u32(0).u32(cmd.code);
+    w.u16(uses.length > 0 ? TPM_ST.SESSIONS : TPM_ST.NO_SESSIONS)
+      .u32(0)
+      .u32(cmd.code);
     for (const ref of refs) w.u32(handleOf(ref));
     if (uses.length > 0) {
       const sizeAt = w.length;
@@ -173,7 +176,8 @@ function responseCode(response: Uint8Array, name: string): number {
   const r = new TpmReader(response, `TPM2_${name} response`);
   r.u16();
   const size = r.u32();
-  if (size !== response.length) throw new SigilError('internal', `TPM2_${name}: response size field ${size} but ${response.length} bytes`);
+  if (size !== response.length)
+    throw new SigilError('internal', `TPM2_${name}: response size field ${size} but ${response.length} bytes`);
   return r.u32();
 }
 
@@ -193,7 +197,10 @@ function parseResponse<C extends AnyCommand>(cmd: C, response: Uint8Array, uses:
       const auths = uses.map(() => tpmsAuthResponse.read(r));
       r.assertDone();
       uses.forEach((u, i) =>
-        u.session.validate({ commandCode: cmd.code, parameters: rp, entityName: u.entityName, entityAuth: u.entityAuth }, auths[i]!),
+        u.session.validate(
+          { commandCode: cmd.code, parameters: rp, entityName: u.entityName, entityAuth: u.entityAuth },
+          auths[i]!,
+        ),
       );
       const enc = uses.find((u) => (u.session.attributes & TPMA_SESSION.encrypt) !== 0);
       if (enc) {

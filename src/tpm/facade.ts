@@ -32,7 +32,15 @@ export interface TpmFacade {
   /** ReadPublic (Part 3 §12.4). */
   readPublic(handle: number): Promise<TpmKey>;
   /** CreatePrimary (Part 3 §24.1); the key is transient. */
-  createPrimary(hierarchy: number, template: TpmtPublic, opts?: { hierarchyAuth?: Uint8Array; userAuth?: Uint8Array }): Promise<TpmKey>;
+  createPrimary(
+    hierarchy: number,
+    template: TpmtPublic,
+    opts?: { hierarchyAuth?: Uint8Array; userAuth?: Uint8Array },
+  ): Promise<TpmKey>;
   /** `fn` with a fresh session (StartAuthSession, Part 3 §11.1), flushed afterwards. */
-  withSession<T>(kind: 'hmac' | 'policy' | 'trial', opts: StartSessionOptions, fn: (session: AuthSession) => Promise<T>): Promise<T>;
+  withSession<T>(
+    kind: 'hmac' | 'policy' | 'trial',
+    opts: StartSessionOptions,
+    fn: (session: AuthSession) => Promise<T>,
+  ): Promise<T>;
 }

@@ -18,7 +18,15 @@ export { TctiTransport } from './transport/tcti.js';
 
 // commands and the pipeline
 export { AUTH, PLAIN, command } from './command.js';
-export type { AuthHandleRef, AuthorizedHandle, Command, CommandArgs, CommandResult, HandleRef, NamedHandle } from './command.js';
+export type {
+  AuthHandleRef,
+  AuthorizedHandle,
+  Command,
+  CommandArgs,
+  CommandResult,
+  HandleRef,
+  NamedHandle,
+} from './command.js';
 export { execute } from './execute.js';
 export type { ExecuteOptions } from './execute.js';
 export { PASSWORD, AuthSession } from './session.js';
@@ -73,7 +81,15 @@ export { makeCredential } from './crypto/credential.js';
 export type { Credential } from './crypto/credential.js';
 export { kdfa } from './crypto/kdfa.js';
 export { kdfe } from './crypto/kdfe.js';
-export { ekPolicyA, ekPolicyB, policyAuthValue, policyCommandCode, policyOr, policySecret, policyStart } from './crypto/policy.js';
+export {
+  ekPolicyA,
+  ekPolicyB,
+  policyAuthValue,
+  policyCommandCode,
+  policyOr,
+  policySecret,
+  policyStart,
+} from './crypto/policy.js';
 export { digestSize, nodeHashName, tpmHashAlg } from './crypto/hash.js';
 export { handleName, nameFromPublicBytes, nvName, objectName, qualifiedName } from './name.js';
 

@@ -54,12 +54,21 @@ export async function nvRead(
 ): Promise<Uint8Array> {
   const info = await nvReadPublic(tpm, index);
   const authHandle = opts.authHandle ?? readAuthHandle(info);
-  const auth = { handle: authHandle, authValue: opts.authValue ?? EMPTY, ...(authHandle === index ? { name: info.name } : {}) };
+  const auth = {
+    handle: authHandle,
+    authValue: opts.authValue ?? EMPTY,
+    ...(authHandle === index ? { name: info.name } : {}),
+  };
   const parts: Uint8Array[] = [];
   const total = info.public.value.dataSize;
-  for (let offset = 0; offset < total; ) {
+  for (let offset = 0; offset < total;) {
     const size = Math.min(chunk, total - offset);
-    const { data } = await tpm.run(NV_Read, { authHandle: auth, nvIndex: { handle: index, name: info.name }, size, offset });
+    const { data } = await tpm.run(NV_Read, {
+      authHandle: auth,
+      nvIndex: { handle: index, name: info.name },
+      size,
+      offset,
+    });
     if (data.length === 0) break;
     parts.push(data);
     offset += data.length;
@@ -77,12 +86,21 @@ export async function nvWrite(
   const info = await nvReadPublic(tpm, index);
   const authHandle = opts.authHandle ?? (info.public.value.attributes & TPMA_NV.AUTHWRITE ? index : TPM_RH.OWNER);
   const base = opts.offset ?? 0;
-  for (let at = 0; at < data.length || (at === 0 && data.length === 0); ) {
+  for (let at = 0; at < data.length || (at === 0 && data.length === 0);) {
     // The index's Name changes once TPMA_NV_WRITTEN is set: re-read it for each chunk's cpHash.
     const cur = at === 0 ? info : await nvReadPublic(tpm, index);
-    const auth = { handle: authHandle, authValue: opts.authValue ?? EMPTY, ...(authHandle === index ? { name: cur.name } : {}) };
+    const auth = {
+      handle: authHandle,
+      authValue: opts.authValue ?? EMPTY,
+      ...(authHandle === index ? { name: cur.name } : {}),
+    };
     const part = data.subarray(at, at + chunk);
-    await tpm.run(NV_Write, { authHandle: auth, nvIndex: { handle: index, name: cur.name }, data: part, offset: base + at });
+    await tpm.run(NV_Write, {
+      authHandle: auth,
+      nvIndex: { handle: index, name: cur.name },
+      data: part,
+      offset: base + at,
+    });
     at += part.length;
     if (part.length === 0) break;
   }
@@ -91,12 +109,18 @@ export async function nvWrite(
 export async function nvDefine(tpm: NvTpm, index: number, size: number, opts: NvDefineOptions): Promise<NvIndexInfo> {
   const attributes =
     opts.attributes ??
-    (TPM_NT.ORDINARY | TPMA_NV.OWNERWRITE | TPMA_NV.OWNERREAD | TPMA_NV.AUTHWRITE | TPMA_NV.AUTHREAD | TPMA_NV.NO_DA);
+    TPM_NT.ORDINARY | TPMA_NV.OWNERWRITE | TPMA_NV.OWNERREAD | TPMA_NV.AUTHWRITE | TPMA_NV.AUTHREAD | TPMA_NV.NO_DA;
   await tpm.run(NV_DefineSpace, {
     authHandle: { handle: opts.hierarchy ?? TPM_RH.OWNER, authValue: opts.hierarchyAuth ?? EMPTY },
     auth: opts.authValue ?? EMPTY,
     publicInfo: {
-      value: { nvIndex: index, nameAlg: opts.nameAlg ?? TPM_ALG.SHA256, attributes, authPolicy: opts.authPolicy ?? EMPTY, dataSize: size },
+      value: {
+        nvIndex: index,
+        nameAlg: opts.nameAlg ?? TPM_ALG.SHA256,
+        attributes,
+        authPolicy: opts.authPolicy ?? EMPTY,
+        dataSize: size,
+      },
     },
   });
   return nvReadPublic(tpm, index);

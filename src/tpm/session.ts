@@ -177,7 +177,12 @@ export class AuthSession implements Session {
 
   authorize(ctx: AuthorizeContext): TpmsAuthCommand {
     if (this.kind === 'policy' && this.policyPassword && ctx.entityName !== undefined) {
-      return { sessionHandle: this.handle, nonce: this.nonceCaller, sessionAttributes: this.attributes, hmac: ctx.entityAuth };
+      return {
+        sessionHandle: this.handle,
+        nonce: this.nonceCaller,
+        sessionAttributes: this.attributes,
+        hmac: ctx.entityAuth,
+      };
     }
     const cc = Buffer.alloc(4);
     cc.writeUInt32BE(ctx.commandCode);
@@ -198,7 +203,8 @@ export class AuthSession implements Session {
     this.tpmNonce = r.nonce;
     if ((r.sessionAttributes & TPMA_SESSION.continueSession) === 0) this.isFlushed = true;
     if (this.kind === 'policy' && this.policyPassword && ctx.entityName !== undefined) {
-      if (r.hmac.length !== 0) throw new SigilError('internal', 'the TPM answered a PolicyPassword session with an HMAC');
+      if (r.hmac.length !== 0)
+        throw new SigilError('internal', 'the TPM answered a PolicyPassword session with an HMAC');
       return;
     }
     const head = Buffer.alloc(8);
@@ -214,7 +220,10 @@ export class AuthSession implements Session {
       Uint8Array.of(r.sessionAttributes),
     );
     if (expected.length !== r.hmac.length || !timingSafeEqual(expected, r.hmac)) {
-      throw new SigilError('internal', `the TPM response HMAC for session 0x${this.handle.toString(16)} does not verify`);
+      throw new SigilError(
+        'internal',
+        `the TPM response HMAC for session 0x${this.handle.toString(16)} does not verify`,
+      );
     }
   }
 
@@ -225,7 +234,14 @@ export class AuthSession implements Session {
       throw new SigilError('config_invalid', 'parameter encryption needs a session with AES-CFB');
     }
     const keyBytes = sym.keyBits / 8;
-    const material = kdfa(this.hashAlg, Buffer.concat([this.sessionKey, trimAuth(entityAuth)]), 'CFB', newer, older, (keyBytes + 16) * 8);
+    const material = kdfa(
+      this.hashAlg,
+      Buffer.concat([this.sessionKey, trimAuth(entityAuth)]),
+      'CFB',
+      newer,
+      older,
+      (keyBytes + 16) * 8,
+    );
     return { key: material.subarray(0, keyBytes), iv: material.subarray(keyBytes) };
   }
 

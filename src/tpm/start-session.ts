@@ -40,7 +40,8 @@ export async function startSession(
   const nonceCaller = randomBytes(Math.max(16, digestSize(hashAlg)));
   const wantsCipher = opts.decrypt === true || opts.encrypt === true;
   const symmetric: TpmtSymDef =
-    opts.symmetric ?? (wantsCipher ? { algorithm: TPM_ALG.AES, keyBits: 128, mode: TPM_ALG.CFB } : { algorithm: TPM_ALG.NULL });
+    opts.symmetric ??
+    (wantsCipher ? { algorithm: TPM_ALG.AES, keyBits: 128, mode: TPM_ALG.CFB } : { algorithm: TPM_ALG.NULL });
   const salted = opts.salt ? encryptSeed(opts.salt.public, 'SECRET') : undefined;
 
   const res = await execute(transport, StartAuthSession, {
@@ -56,7 +57,10 @@ export async function startSession(
   // Part 1 §19.6.8: no bind and no salt → the session key is empty.
   let sessionKey: Uint8Array = new Uint8Array(0);
   if (opts.bind || salted) {
-    const secret = Buffer.concat([opts.bind ? trimAuth(opts.bind.authValue) : new Uint8Array(0), salted?.seed ?? new Uint8Array(0)]);
+    const secret = Buffer.concat([
+      opts.bind ? trimAuth(opts.bind.authValue) : new Uint8Array(0),
+      salted?.seed ?? new Uint8Array(0),
+    ]);
     sessionKey = kdfa(hashAlg, secret, 'ATH', res.nonceTPM, nonceCaller, digestSize(hashAlg) * 8);
   }
 

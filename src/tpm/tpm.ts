@@ -153,7 +153,11 @@ export class Tpm implements TpmFacade {
 
   /** One TPM_PT property, or undefined when the TPM does not report it. */
   async getProperty(property: number): Promise<number | undefined> {
-    const { capabilityData } = await this.run(GetCapability, { capability: TPM_CAP.TPM_PROPERTIES, property, propertyCount: 1 });
+    const { capabilityData } = await this.run(GetCapability, {
+      capability: TPM_CAP.TPM_PROPERTIES,
+      property,
+      propertyCount: 1,
+    });
     if (capabilityData.capability !== TPM_CAP.TPM_PROPERTIES) return undefined;
     const p = capabilityData.tpmProperties[0];
     return p && p.property === property ? p.value : undefined;
@@ -167,7 +171,11 @@ export class Tpm implements TpmFacade {
     const out: number[] = [];
     let next = first;
     for (;;) {
-      const { moreData, capabilityData } = await this.run(GetCapability, { capability: TPM_CAP.HANDLES, property: next, propertyCount: 256 });
+      const { moreData, capabilityData } = await this.run(GetCapability, {
+        capability: TPM_CAP.HANDLES,
+        property: next,
+        propertyCount: 256,
+      });
       if (capabilityData.capability !== TPM_CAP.HANDLES || capabilityData.handles.length === 0) break;
       out.push(...capabilityData.handles);
       const last = capabilityData.handles[capabilityData.handles.length - 1]!;
@@ -233,7 +241,12 @@ export class Tpm implements TpmFacade {
       outsideInfo: EMPTY,
       creationPCR: [],
     });
-    return { handle: r.objectHandle, name: r.name, public: r.outPublic, ...(opts.userAuth ? { authValue: opts.userAuth } : {}) };
+    return {
+      handle: r.objectHandle,
+      name: r.name,
+      public: r.outPublic,
+      ...(opts.userAuth ? { authValue: opts.userAuth } : {}),
+    };
   }
 
   /** Create (Part 3 §12.1) under a loaded storage parent; returns the storable blob. */
@@ -250,7 +263,11 @@ export class Tpm implements TpmFacade {
 
   /** Load (Part 3 §12.2); the key is transient. */
   async load(parent: TpmKey, blob: KeyBlob, authValue?: Uint8Array): Promise<TpmKey> {
-    const r = await this.run(Load, { parentHandle: authorized(parent), inPrivate: blob.private, inPublic: blob.public });
+    const r = await this.run(Load, {
+      parentHandle: authorized(parent),
+      inPrivate: blob.private,
+      inPublic: blob.public,
+    });
     return { handle: r.objectHandle, name: r.name, public: blob.public, ...(authValue ? { authValue } : {}) };
   }
 
@@ -258,12 +275,20 @@ export class Tpm implements TpmFacade {
   async loadExternal(pub: TpmtPublic | Sized<TpmtPublic>, hierarchy: number = TPM_RH.NULL): Promise<TpmKey> {
     const inPublic = 'bytes' in pub ? pub : { value: pub };
     const r = await this.run(LoadExternal, { inPrivate: null, inPublic, hierarchy });
-    return { handle: r.objectHandle, name: r.name, public: 'bytes' in pub ? pub : (await this.readPublic(r.objectHandle)).public };
+    return {
+      handle: r.objectHandle,
+      name: r.name,
+      public: 'bytes' in pub ? pub : (await this.readPublic(r.objectHandle)).public,
+    };
   }
 
   /** EvictControl (Part 3 §28.5): make a transient key persistent at `persistentHandle`. */
   async persist(key: TpmKey, persistentHandle: number, ownerAuth: Uint8Array = EMPTY): Promise<TpmKey> {
-    await this.run(EvictControl, { auth: { handle: TPM_RH.OWNER, authValue: ownerAuth }, objectHandle: key, persistentHandle });
+    await this.run(EvictControl, {
+      auth: { handle: TPM_RH.OWNER, authValue: ownerAuth },
+      objectHandle: key,
+      persistentHandle,
+    });
     return { ...key, handle: persistentHandle };
   }
 
@@ -290,7 +315,11 @@ export class Tpm implements TpmFacade {
     return nvDefine(this, index, size, opts);
   }
 
-  async nvWrite(index: number, data: Uint8Array, opts: { authHandle?: number; authValue?: Uint8Array; offset?: number } = {}): Promise<void> {
+  async nvWrite(
+    index: number,
+    data: Uint8Array,
+    opts: { authHandle?: number; authValue?: Uint8Array; offset?: number } = {},
+  ): Promise<void> {
     return nvWrite(this, index, data, await this.nvBufferMax(), opts);
   }
 
@@ -320,13 +349,20 @@ export class Tpm implements TpmFacade {
    * whose size matches the digest.
    */
   async sign(key: TpmKey, digest: Uint8Array, scheme?: TpmtSigScheme): Promise<TpmtSignature> {
-    const hashAlg = [TPM_ALG.SHA256, TPM_ALG.SHA384, TPM_ALG.SHA512, TPM_ALG.SHA1].find((h) => digestSize(h) === digest.length);
+    const hashAlg = [TPM_ALG.SHA256, TPM_ALG.SHA384, TPM_ALG.SHA512, TPM_ALG.SHA1].find(
+      (h) => digestSize(h) === digest.length,
+    );
     const inScheme: TpmtSigScheme =
       scheme ??
       (hashAlg === undefined
         ? SCHEME_NULL
         : { scheme: key.public.value.type === TPM_ALG.RSA ? TPM_ALG.RSASSA : TPM_ALG.ECDSA, hashAlg });
-    const { signature } = await this.run(Sign, { keyHandle: authorized(key), digest, inScheme, validation: NULL_HASHCHECK });
+    const { signature } = await this.run(Sign, {
+      keyHandle: authorized(key),
+      digest,
+      inScheme,
+      validation: NULL_HASHCHECK,
+    });
     return signature;
   }
 

@@ -202,7 +202,8 @@ function assertSafeDir(dir: string): void {
 }
 
 function assertDirStat(dir: string, st: fs.Stats): void {
-  if (st.isSymbolicLink()) throw new SigilError('unsafe_path', `refusing to use ${dir}: the directory is a symbolic link`);
+  if (st.isSymbolicLink())
+    throw new SigilError('unsafe_path', `refusing to use ${dir}: the directory is a symbolic link`);
   if (!st.isDirectory()) throw new SigilError('unsafe_path', `refusing to use ${dir}: it is not a directory`);
 }
 
@@ -237,10 +238,18 @@ function lstatOrUndefined(p: string): fs.Stats | undefined {
 function asSigilError(err: unknown, p: string): SigilError {
   if (err instanceof SigilError) return err;
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (code === 'ELOOP') return new SigilError('unsafe_path', `refusing to use ${p}: it is a symbolic link`, { cause: err });
-  if (code === 'EISDIR') return new SigilError('unsafe_path', `refusing to write ${p}: it is a directory`, { cause: err });
-  if (code === 'ENOTDIR') return new SigilError('unsafe_path', `refusing to use ${p}: a path component is not a directory`, { cause: err });
+  if (code === 'ELOOP')
+    return new SigilError('unsafe_path', `refusing to use ${p}: it is a symbolic link`, { cause: err });
+  if (code === 'EISDIR')
+    return new SigilError('unsafe_path', `refusing to write ${p}: it is a directory`, { cause: err });
+  if (code === 'ENOTDIR')
+    return new SigilError('unsafe_path', `refusing to use ${p}: a path component is not a directory`, { cause: err });
   // A path that cannot be written will not become writable by retrying: not 'internal' (retried).
-  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'ENOENT') return new SigilError('unsafe_path', `cannot write ${p}: ${code}`, { cause: err });
-  return new SigilError('internal', `cannot write ${p}: ${code ?? (err instanceof Error ? err.message : String(err))}`, { cause: err });
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'ENOENT')
+    return new SigilError('unsafe_path', `cannot write ${p}: ${code}`, { cause: err });
+  return new SigilError(
+    'internal',
+    `cannot write ${p}: ${code ?? (err instanceof Error ? err.message : String(err))}`,
+    { cause: err },
+  );
 }

@@ -12,7 +12,10 @@ const UNIT_S: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
  * Parse a duration such as `90s`, `15m`, `1h`, `1h30m`, `2d`, or a bare number of seconds.
  * Throws `ttl_invalid` (or `code` if given) on anything else.
  */
-export function parseDuration(input: string | number, code: 'ttl_invalid' | 'config_invalid' | 'policy_invalid' = 'ttl_invalid'): number {
+export function parseDuration(
+  input: string | number,
+  code: 'ttl_invalid' | 'config_invalid' | 'policy_invalid' = 'ttl_invalid',
+): number {
   if (typeof input === 'number') {
     if (input > 0 && Number.isSafeInteger(input)) return input;
     throw new SigilError(code, `invalid duration ${String(input)}: expected a positive whole number of seconds`);

@@ -8,14 +8,29 @@ import pretty from 'pino-pretty';
 
 export type { Logger };
 
-const REDACT = ['token', '*.token', 'evidence.token', 'key', '*.key', 'privateKey', '*.privateKey', 'authorization', '*.authorization', 'headers.authorization', 'req.headers.authorization'];
+const REDACT = [
+  'token',
+  '*.token',
+  'evidence.token',
+  'key',
+  '*.key',
+  'privateKey',
+  '*.privateKey',
+  'authorization',
+  '*.authorization',
+  'headers.authorization',
+  'req.headers.authorization',
+];
 
 export function createLogger(opts: { name: string; level?: string; pretty?: boolean }): Logger {
   const level = opts.level ?? process.env.SIGIL_LOG_LEVEL ?? 'info';
   const base = { name: opts.name, level, redact: { paths: REDACT, censor: '[redacted]' } };
   const wantPretty = opts.pretty ?? (process.stderr.isTTY && process.env.SIGIL_LOG_FORMAT !== 'json');
   if (wantPretty) {
-    return pino(base, pretty({ destination: 2, sync: true, colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }));
+    return pino(
+      base,
+      pretty({ destination: 2, sync: true, colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }),
+    );
   }
   return pino(base, pino.destination({ dest: 2, sync: true }));
 }

@@ -15,7 +15,10 @@ export const MAX_MESSAGE_CHARS = 1024;
 const CONTROL = /[\u0000-\u001f\u007f]/g;
 // '…' or "…" fragments (zod quotes unknown keys with ', JSON.stringify with "), and long runs
 // without a space (an object path joined with dots, a base64 blob).
-const LONG_PIECE = new RegExp(`'[^']{${MAX_FRAGMENT_CHARS + 1},}'|"[^"]{${MAX_FRAGMENT_CHARS + 1},}"|[^\\s'"]{${MAX_FRAGMENT_CHARS + 1},}`, 'g');
+const LONG_PIECE = new RegExp(
+  `'[^']{${MAX_FRAGMENT_CHARS + 1},}'|"[^"]{${MAX_FRAGMENT_CHARS + 1},}"|[^\\s'"]{${MAX_FRAGMENT_CHARS + 1},}`,
+  'g',
+);
 
 /** Cut `s` to `max` characters, saying how much was dropped. */
 export function capText(s: string, max: number = MAX_FRAGMENT_CHARS): string {

@@ -21,7 +21,10 @@ const CLOSED = 'https://127.0.0.1:9';
 const PIN = `sha256:${'ab'.repeat(32)}`;
 
 function daemon(config: string) {
-  const p = spawn(process.execPath, [SIGIL, 'agent', 'run', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, SIGIL_LOG_FORMAT: 'json' } });
+  const p = spawn(process.execPath, [SIGIL, 'agent', 'run', '--config', config], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, SIGIL_LOG_FORMAT: 'json' },
+  });
   let stderr = '';
   p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<number | null>((r) => p.on('close', (code) => r(code)));
@@ -36,11 +39,17 @@ describe('one agent per data directory', () => {
       const lock = join(a.dataDir, 'agent.lock');
       await waitFor('the lock', () => existsSync(lock), 15_000, 50);
       expect(readFileSync(lock, 'utf8').split('\n')[0]).toBe(String(first.p.pid));
-      for (const args of [['agent', 'run', '--config', a.config], ['agent', 'run', '--once', '--config', a.config], ['agent', 'renew', '--config', a.config]]) {
+      for (const args of [
+        ['agent', 'run', '--config', a.config],
+        ['agent', 'run', '--once', '--config', a.config],
+        ['agent', 'renew', '--config', a.config],
+      ]) {
         const r = await sigil(args);
         expect(r.code).toBe(1);
         expect(r.stderr.trim().split('\n')).toHaveLength(1);
-        expect(r.stderr).toMatch(new RegExp(`^error\\[data_dir_locked\\]: .* is in use by pid ${first.p.pid} \\(sigil agent run\\)`));
+        expect(r.stderr).toMatch(
+          new RegExp(`^error\\[data_dir_locked\\]: .* is in use by pid ${first.p.pid} \\(sigil agent run\\)`),
+        );
       }
       // status reads without the lock.
       expect((await sigil(['agent', 'status', '--config', a.config])).stderr).not.toMatch(/data_dir_locked/);
@@ -72,11 +81,21 @@ describe('agent metrics port', () => {
     await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
     const port = (busy.address() as AddressInfo).port;
     try {
-      const a = writeAgentConfig(tmp.path, 'metrics', { url: CLOSED, pin: PIN, token: 'T'.repeat(43), extra: `metrics: { listen: "127.0.0.1:${port}" }\n` });
+      const a = writeAgentConfig(tmp.path, 'metrics', {
+        url: CLOSED,
+        pin: PIN,
+        token: 'T'.repeat(43),
+        extra: `metrics: { listen: "127.0.0.1:${port}" }\n`,
+      });
       const r = await sigil(['agent', 'run', '--config', a.config]);
       expect(r.code).toBe(2);
-      const lines = r.stderr.trim().split('\n').filter((l) => !l.startsWith('{'));
-      expect(lines).toEqual([`error[config_invalid]: metrics.listen 127.0.0.1:${port}: the address is already in use (another process listens there; pick another port)`]);
+      const lines = r.stderr
+        .trim()
+        .split('\n')
+        .filter((l) => !l.startsWith('{'));
+      expect(lines).toEqual([
+        `error[config_invalid]: metrics.listen 127.0.0.1:${port}: the address is already in use (another process listens there; pick another port)`,
+      ]);
       expect(r.stderr).not.toMatch(/EADDRINUSE|\n\s+at /);
       expect(existsSync(join(a.dataDir, 'agent.lock'))).toBe(false);
     } finally {

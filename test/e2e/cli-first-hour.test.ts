@@ -19,8 +19,14 @@ describe('usage errors: one line, exit 2, no help dump', () => {
   it('unknown option, missing argument, unknown command, missing required option', async () => {
     const cases: Array<[string[], string]> = [
       [['agent', 'status', '--bogus'], "error[bad_request]: unknown option '--bogus' (see sigil agent status --help)"],
-      [['agent', 'run'], "error[bad_request]: required option '--config <file>' not specified (see sigil agent run --help)"],
-      [['ctl', 'instances', 'tpm-clock-reset'], "error[bad_request]: missing required argument 'instance' (see sigil ctl instances tpm-clock-reset --help)"],
+      [
+        ['agent', 'run'],
+        "error[bad_request]: required option '--config <file>' not specified (see sigil agent run --help)",
+      ],
+      [
+        ['ctl', 'instances', 'tpm-clock-reset'],
+        "error[bad_request]: missing required argument 'instance' (see sigil ctl instances tpm-clock-reset --help)",
+      ],
       [['frobnicate'], "error[bad_request]: unknown command 'frobnicate' (see sigil --help)"],
     ];
     for (const [args, line] of cases) {
@@ -33,7 +39,15 @@ describe('usage errors: one line, exit 2, no help dump', () => {
   it('with --format json anywhere: one JSON line', async () => {
     const r = await sigil(['agent', 'status', '--format', 'json', '--bogus']);
     expect(r.code).toBe(2);
-    expect(lines(r.stderr).map((l) => JSON.parse(l))).toEqual([{ error: { code: 'bad_request', message: "unknown option '--bogus' (see sigil agent status --help)", retryable: false } }]);
+    expect(lines(r.stderr).map((l) => JSON.parse(l))).toEqual([
+      {
+        error: {
+          code: 'bad_request',
+          message: "unknown option '--bogus' (see sigil agent status --help)",
+          retryable: false,
+        },
+      },
+    ]);
   });
 });
 
@@ -52,14 +66,24 @@ describe('agent errors and status', () => {
   });
 
   it('agent run --once against a port nobody listens on: one error line with the likely causes, no log line', async () => {
-    const a = writeAgentConfig(tmp.path, 'refused', { url: 'https://127.0.0.1:1', pin: fx.issuer.pin, token: await createToken(fx.issuer) });
+    const a = writeAgentConfig(tmp.path, 'refused', {
+      url: 'https://127.0.0.1:1',
+      pin: fx.issuer.pin,
+      token: await createToken(fx.issuer),
+    });
     const r = await sigil(['agent', 'run', '--once', '--config', a.config]);
     expect(r.code).toBe(75);
-    expect(lines(r.stderr)).toEqual(['error[issuer_unreachable]: cannot reach the issuer at https://127.0.0.1:1: ECONNREFUSED (nothing accepts connections there: is `sigil server start` running, and is the port right?)']);
+    expect(lines(r.stderr)).toEqual([
+      'error[issuer_unreachable]: cannot reach the issuer at https://127.0.0.1:1: ECONNREFUSED (nothing accepts connections there: is `sigil server start` running, and is the port right?)',
+    ]);
   });
 
   it('before the join: exit 1, a short block, the next step, and no data directory created', async () => {
-    const a = writeAgentConfig(tmp.path, 'fresh', { url: fx.issuer.url, pin: fx.issuer.pin, token: await createToken(fx.issuer) });
+    const a = writeAgentConfig(tmp.path, 'fresh', {
+      url: fx.issuer.url,
+      pin: fx.issuer.pin,
+      token: await createToken(fx.issuer),
+    });
     const byDir = await sigil(['agent', 'status', '--data-dir', a.dataDir, '--format', 'json']);
     expect(existsSync(join(a.dataDir, '..'))).toBe(false);
     expect(byDir.code).toBe(1);
@@ -72,13 +96,23 @@ describe('agent errors and status', () => {
     const json = await sigil(['agent', 'status', '--config', a.config, '--format', 'json']);
     expect(json.code).toBe(1);
     expect(JSON.parse(json.stdout)).toMatchObject({ state: 'not_joined', mqtt_client_cert: null });
-    expect(JSON.parse(lines(json.stderr)[0]!)).toEqual({ hint: { state: 'not_joined', next_step: expect.stringMatching(/^not joined yet; run: sigil agent run --once/) } });
+    expect(JSON.parse(lines(json.stderr)[0]!)).toEqual({
+      hint: { state: 'not_joined', next_step: expect.stringMatching(/^not joined yet; run: sigil agent run --once/) },
+    });
     expect(existsSync(join(a.dataDir, '..'))).toBe(false);
   });
 
   it('joined, then a refused manual renew: one error line; next_attempt is the renewal the daemon will make', async () => {
-    await applyResources(fx.issuer, tmp.path, 'kind: role\nname: edge\nspec: { max_ttl: 24h }\n---\nkind: bot\nname: gw2\nspec: { roles: [edge] }\n');
-    const a = writeAgentConfig(tmp.path, 'renewer', { url: fx.issuer.url, pin: fx.issuer.pin, token: await createToken(fx.issuer, 'gw2') });
+    await applyResources(
+      fx.issuer,
+      tmp.path,
+      'kind: role\nname: edge\nspec: { max_ttl: 24h }\n---\nkind: bot\nname: gw2\nspec: { roles: [edge] }\n',
+    );
+    const a = writeAgentConfig(tmp.path, 'renewer', {
+      url: fx.issuer.url,
+      pin: fx.issuer.pin,
+      token: await createToken(fx.issuer, 'gw2'),
+    });
     await sigilJson(['agent', 'run', '--once', '--config', a.config]);
     const ok = await sigil(['agent', 'status', '--config', a.config, '--format', 'json']);
     expect(ok.code).toBe(0);
@@ -98,10 +132,18 @@ describe('agent errors and status', () => {
   });
 
   it('expired (token join): exit 1 with the status, and the new-token step', async () => {
-    const a = writeAgentConfig(tmp.path, 'expiring', { url: fx.issuer.url, pin: fx.issuer.pin, token: await createToken(fx.issuer) });
+    const a = writeAgentConfig(tmp.path, 'expiring', {
+      url: fx.issuer.url,
+      pin: fx.issuer.pin,
+      token: await createToken(fx.issuer),
+    });
     await sigilJson(['agent', 'run', '--once', '--config', a.config]);
     const db = new Database(join(a.dataDir, 'agent.db'));
-    db.prepare("UPDATE identity SET not_before = ?, not_after = ?, renew_after = ? WHERE slot = 'current'").run(Date.now() - 7200_000, Date.now() - 3600_000, Date.now() - 5400_000);
+    db.prepare("UPDATE identity SET not_before = ?, not_after = ?, renew_after = ? WHERE slot = 'current'").run(
+      Date.now() - 7200_000,
+      Date.now() - 3600_000,
+      Date.now() - 5400_000,
+    );
     db.close();
     const r = await sigil(['agent', 'status', '--config', a.config, '--format', 'json']);
     expect(r.code).toBe(1);
@@ -110,10 +152,18 @@ describe('agent errors and status', () => {
     expect(hint.state).toBe('expired');
     expect(hint.next_step).toMatch(/sigil ctl token create --bot gw/);
     // Once a new token is in the config, the step is only to run the agent.
-    writeAgentConfig(tmp.path, 'expiring', { url: fx.issuer.url, pin: fx.issuer.pin, token: await createToken(fx.issuer) });
+    writeAgentConfig(tmp.path, 'expiring', {
+      url: fx.issuer.url,
+      pin: fx.issuer.pin,
+      token: await createToken(fx.issuer),
+    });
     const again = await sigil(['agent', 'status', '--config', a.config]);
     expect(again.code).toBe(1);
-    expect(lines(again.stderr)).toEqual([expect.stringMatching(/^hint: the identity expired; the config holds a join token not used yet: .*run now: sigil agent run --once --config /)]);
+    expect(lines(again.stderr)).toEqual([
+      expect.stringMatching(
+        /^hint: the identity expired; the config holds a join token not used yet: .*run now: sigil agent run --once --config /,
+      ),
+    ]);
   });
 });
 
@@ -124,7 +174,10 @@ describe('server start on a wildcard address', () => {
   it('advertises the hostname, not 0.0.0.0, and says to set --public-url', async () => {
     const dataDir = join(tmp.path, 'issuer');
     await sigilJson(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org']);
-    const proc = spawn(process.execPath, [SIGIL, 'server', 'start', '--data-dir', dataDir, '--listen', '0.0.0.0:0'], { env: { ...process.env, SIGIL_LOG_FORMAT: 'json' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [SIGIL, 'server', 'start', '--data-dir', dataDir, '--listen', '0.0.0.0:0'], {
+      env: { ...process.env, SIGIL_LOG_FORMAT: 'json' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let err = '';
     proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
     try {
@@ -162,7 +215,10 @@ describe('ctl audit --format json', () => {
     const dataDir = join(tmp.path, 'issuer');
     await sigilJson(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org']);
     const f = join(tmp.path, 'r.yaml');
-    writeFileSync(f, 'kind: role\nname: edge\nspec: { max_ttl: 24h }\n---\nkind: bot\nname: gw\nspec: { roles: [edge] }\n');
+    writeFileSync(
+      f,
+      'kind: role\nname: edge\nspec: { max_ttl: 24h }\n---\nkind: bot\nname: gw\nspec: { roles: [edge] }\n',
+    );
     await sigilJson(['ctl', '--data-dir', dataDir, 'apply', '-f', f]);
     await sigilJson(['ctl', '--data-dir', dataDir, 'lock', 'gw']);
     await sigil(['ctl', '--data-dir', dataDir, 'lock', 'nobody']);

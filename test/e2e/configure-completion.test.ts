@@ -17,7 +17,25 @@ describe('sigil agent configure', () => {
   const tmp = tempDir();
   const tokenFile = join(tmp.path, 'token');
   writeFileSync(tokenFile, 'placeholder-token\n');
-  const flags = (out: string, more: string[] = []): string[] => ['agent', 'configure', '--issuer', 'https://issuer.example:8443', '--ca-pin', PIN, '--join', 'token', '--token-file', tokenFile, '--data-dir', join(tmp.path, 'data'), '--output', `identity:${join(tmp.path, 'id')}`, '--out', out, ...more];
+  const flags = (out: string, more: string[] = []): string[] => [
+    'agent',
+    'configure',
+    '--issuer',
+    'https://issuer.example:8443',
+    '--ca-pin',
+    PIN,
+    '--join',
+    'token',
+    '--token-file',
+    tokenFile,
+    '--data-dir',
+    join(tmp.path, 'data'),
+    '--output',
+    `identity:${join(tmp.path, 'id')}`,
+    '--out',
+    out,
+    ...more,
+  ];
   let issuer: RunningIssuer;
   beforeAll(async () => {
     issuer = await startIssuer(tmp.path);
@@ -32,7 +50,11 @@ describe('sigil agent configure', () => {
     const r = await sigil(flags(out));
     expect(r.code, r.stderr).toBe(0);
     expect(statSync(out).mode & 0o777).toBe(0o600);
-    expect(loadAgentConfig(out)).toMatchObject({ caPin: PIN, join: { method: 'token', token: 'placeholder-token' }, dataDir: join(tmp.path, 'data') });
+    expect(loadAgentConfig(out)).toMatchObject({
+      caPin: PIN,
+      join: { method: 'token', token: 'placeholder-token' },
+      dataDir: join(tmp.path, 'data'),
+    });
     const before = readFileSync(out, 'utf8');
 
     const again = await sigil(flags(out, ['--ttl', '2h']));
@@ -53,7 +75,11 @@ describe('sigil agent configure', () => {
   });
 
   it('a bad flag combination is config_invalid (exit 2, one line) and writes nothing', async () => {
-    for (const extra of [['--cert', '/etc/dev.pem'], ['--key-storage', 'tpm'], ['--output', 'identity:/sys/sigil']]) {
+    for (const extra of [
+      ['--cert', '/etc/dev.pem'],
+      ['--key-storage', 'tpm'],
+      ['--output', 'identity:/sys/sigil'],
+    ]) {
       const out = join(tmp.path, `bad-${extra[0]!.slice(2)}.yaml`);
       const r = await sigil(flags(out, extra));
       expect(r.code, r.stderr).toBe(2);
@@ -71,10 +97,25 @@ describe('sigil agent configure', () => {
     const out = join(tmp.path, 'pinned.yaml');
     const wrong = await sigil([...flags(out), '--ca-pin-from-url', issuer.url]);
     expect(wrong.code).toBe(1);
-    expect(wrong.stderr).toMatch(/^error\[pin_mismatch\]: .* presents a root with pin sha256:[0-9a-f]{64}, not --ca-pin /);
+    expect(wrong.stderr).toMatch(
+      /^error\[pin_mismatch\]: .* presents a root with pin sha256:[0-9a-f]{64}, not --ca-pin /,
+    );
     expect(existsSync(out)).toBe(false);
 
-    const noPin = await sigil(['agent', 'configure', '--ca-pin-from-url', issuer.url, '--join', 'aws_iid', '--issuer', issuer.url, '--data-dir', join(tmp.path, 'd2'), '--out', out]);
+    const noPin = await sigil([
+      'agent',
+      'configure',
+      '--ca-pin-from-url',
+      issuer.url,
+      '--join',
+      'aws_iid',
+      '--issuer',
+      issuer.url,
+      '--data-dir',
+      join(tmp.path, 'd2'),
+      '--out',
+      out,
+    ]);
     expect(noPin.code).toBe(2);
     expect(noPin.stderr).toMatch(/^error\[config_invalid\]: --ca-pin sha256:… is required/);
     expect(existsSync(out)).toBe(false);

@@ -23,7 +23,10 @@ afterAll(async () => {
 });
 
 async function start(dataDir: string, args: string[]): Promise<{ url: string; proc: ChildProcess }> {
-  const proc = spawn(process.execPath, [SIGIL, 'server', 'start', '--data-dir', dataDir, ...args], { env: { ...process.env, SIGIL_LOG_FORMAT: 'json' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [SIGIL, 'server', 'start', '--data-dir', dataDir, ...args], {
+    env: { ...process.env, SIGIL_LOG_FORMAT: 'json' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   running.push(proc);
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
@@ -47,11 +50,30 @@ function get(url: string, ca: string, servername?: string): Promise<{ status: nu
   return new Promise((resolve, reject) => {
     const u = new URL(url);
     https
-      .get({ host: u.hostname, port: u.port, path: u.pathname, ca, ...(servername ? { host: '127.0.0.1', servername, headers: { host: servername }, checkServerIdentity: (_h: string, cert: PeerCertificate) => (cert.subjectaltname?.split(', ').includes(`DNS:${servername}`) ? undefined : new Error(`no SAN ${servername}`)) } : {}) }, (res) => {
-        let body = '';
-        res.on('data', (d: Buffer) => (body += d.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(body) }));
-      })
+      .get(
+        {
+          host: u.hostname,
+          port: u.port,
+          path: u.pathname,
+          ca,
+          ...(servername
+            ? {
+                host: '127.0.0.1',
+                servername,
+                headers: { host: servername },
+                checkServerIdentity: (_h: string, cert: PeerCertificate) =>
+                  cert.subjectaltname?.split(', ').includes(`DNS:${servername}`)
+                    ? undefined
+                    : new Error(`no SAN ${servername}`),
+              }
+            : {}),
+        },
+        (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(body) }));
+        },
+      )
       .on('error', reject);
   });
 }
@@ -78,7 +100,9 @@ describe('sigil server init / start / ctl ca export', () => {
 
   it('ca export prints a TrustedUserCAKeys line, a known_hosts @cert-authority line, the root and the JWKS — the same the issuer serves', async () => {
     const user = (await sigil(['ctl', '--data-dir', dataDir, 'ca', 'export', '--type', 'ssh-user'])).stdout;
-    const host = (await sigil(['ctl', '--data-dir', dataDir, 'ca', 'export', '--type', 'ssh-host', '--hosts', '*.example.org'])).stdout;
+    const host = (
+      await sigil(['ctl', '--data-dir', dataDir, 'ca', 'export', '--type', 'ssh-host', '--hosts', '*.example.org'])
+    ).stdout;
     const x509 = (await sigil(['ctl', '--data-dir', dataDir, 'ca', 'export', '--type', 'x509'])).stdout;
     const jwks = JSON.parse((await sigil(['ctl', '--data-dir', dataDir, 'ca', 'export', '--type', 'jwks'])).stdout);
     expect(user).toMatch(/^ssh-ed25519 AAAA\S+ sigil-user-ca@example\.org\n$/);
@@ -87,7 +111,9 @@ describe('sigil server init / start / ctl ca export', () => {
     expect(host.split(' ')[3]).not.toBe(user.split(' ')[1]); // two different CAs
     // ssh-keygen reads both as keys.
     writeFileSync(join(tmp.path, 'user_ca.pub'), user);
-    expect(execFileSync('ssh-keygen', ['-l', '-f', join(tmp.path, 'user_ca.pub')], { encoding: 'utf8' })).toMatch(/ED25519/);
+    expect(execFileSync('ssh-keygen', ['-l', '-f', join(tmp.path, 'user_ca.pub')], { encoding: 'utf8' })).toMatch(
+      /ED25519/,
+    );
     expect(x509).toBe(rootPem);
     const json = await sigilJson(['ctl', '--data-dir', dataDir, 'ca', 'export', '--type', 'ssh-user']);
     expect(json).toEqual({ type: 'ssh-user', material: user });
@@ -128,12 +154,26 @@ describe('sigil server init / start / ctl ca export', () => {
     const publicUrl = `https://sigil.example.test:${port}/`;
     const { proc } = await start(dataDir, ['--listen', `127.0.0.1:${port}`, '--public-url', publicUrl]);
     try {
-      const conf = (await get(`https://127.0.0.1:${port}/.well-known/openid-configuration`, rootPem, 'sigil.example.test')).json;
-      expect(conf).toMatchObject({ issuer: `https://sigil.example.test:${port}`, jwks_uri: `https://sigil.example.test:${port}/v1/jwks` });
+      const conf = (
+        await get(`https://127.0.0.1:${port}/.well-known/openid-configuration`, rootPem, 'sigil.example.test')
+      ).json;
+      expect(conf).toMatchObject({
+        issuer: `https://sigil.example.test:${port}`,
+        jwks_uri: `https://sigil.example.test:${port}/v1/jwks`,
+      });
     } finally {
       await stop(proc);
     }
-    const bad = await sigil(['server', 'start', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--public-url', 'http://sigil.example.test']);
+    const bad = await sigil([
+      'server',
+      'start',
+      '--data-dir',
+      dataDir,
+      '--listen',
+      '127.0.0.1:0',
+      '--public-url',
+      'http://sigil.example.test',
+    ]);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/^error\[config_invalid\]: --public-url must be https:/);
   });

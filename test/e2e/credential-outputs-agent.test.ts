@@ -12,7 +12,16 @@ import { join } from 'node:path';
 import { createRemoteJWKSet, customFetch, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCertificateLine } from '../../src/ssh/certificate.js';
-import { applyResources, createToken, SIGIL, sigilJson, startIssuer, tempDir, writeAgentConfig, type RunningIssuer } from '../helpers/cli.js';
+import {
+  applyResources,
+  createToken,
+  SIGIL,
+  sigilJson,
+  startIssuer,
+  tempDir,
+  writeAgentConfig,
+  type RunningIssuer,
+} from '../helpers/cli.js';
 
 const POLICY = `kind: role
 name: edge
@@ -38,7 +47,12 @@ afterAll(async () => {
 });
 
 const outputs = (dir: string, jwtTtl = '10m'): string =>
-  [`  - { type: jwt, path: ${dir}/jwt, audiences: [vault], ttl: ${jwtTtl} }`, `  - { type: ssh_user, path: ${dir}/ssh }`, `  - { type: database, path: ${dir}/db, db_user: app }`, ''].join('\n');
+  [
+    `  - { type: jwt, path: ${dir}/jwt, audiences: [vault], ttl: ${jwtTtl} }`,
+    `  - { type: ssh_user, path: ${dir}/ssh }`,
+    `  - { type: database, path: ${dir}/db, db_user: app }`,
+    '',
+  ].join('\n');
 
 function fetchTrusting(ca: string) {
   return (url: string): Promise<Response> =>
@@ -56,14 +70,26 @@ function fetchTrusting(ca: string) {
 describe('agent run with credential outputs', () => {
   it('--once writes every output; a second run re-issues only what is missing', async () => {
     const dir = join(tmp.path, 'a1');
-    const a = writeAgentConfig(tmp.path, 'a1', { url: issuer.url, pin: issuer.pin, token: await createToken(issuer), extra: outputs(dir) });
+    const a = writeAgentConfig(tmp.path, 'a1', {
+      url: issuer.url,
+      pin: issuer.pin,
+      token: await createToken(issuer),
+      extra: outputs(dir),
+    });
     const joined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     expect(joined.result).toBe('joined');
 
     const token = readFileSync(join(dir, 'jwt', 'token'), 'utf8');
     const fetchCa = fetchTrusting(rootPem);
-    const conf = (await (await fetchCa(`${issuer.url}/.well-known/openid-configuration`)).json()) as { issuer: string; jwks_uri: string };
-    const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(conf.jwks_uri), { [customFetch]: (u: string) => fetchCa(u) }), { issuer: issuer.url, audience: 'vault' });
+    const conf = (await (await fetchCa(`${issuer.url}/.well-known/openid-configuration`)).json()) as {
+      issuer: string;
+      jwks_uri: string;
+    };
+    const { payload } = await jwtVerify(
+      token,
+      createRemoteJWKSet(new URL(conf.jwks_uri), { [customFetch]: (u: string) => fetchCa(u) }),
+      { issuer: issuer.url, audience: 'vault' },
+    );
     expect(payload.sub).toBe(joined.spiffe_id);
     expect(parseCertificateLine(readFileSync(join(dir, 'ssh', 'id-cert.pub'), 'utf8')).principals).toEqual(['ops']);
     expect(readFileSync(join(dir, 'db', 'tls.crt'), 'utf8')).toMatch(/BEGIN CERTIFICATE/);
@@ -79,18 +105,29 @@ describe('agent run with credential outputs', () => {
 
   it('the daemon renews a short-lived output on its own schedule', async () => {
     const dir = join(tmp.path, 'a2');
-    const a = writeAgentConfig(tmp.path, 'a2', { url: issuer.url, pin: issuer.pin, token: await createToken(issuer), extra: outputs(dir, '30s') });
-    const proc = spawn(process.execPath, [SIGIL, 'agent', 'run', '--config', a.config], { env: { ...process.env, SIGIL_LOG_FORMAT: 'json' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const a = writeAgentConfig(tmp.path, 'a2', {
+      url: issuer.url,
+      pin: issuer.pin,
+      token: await createToken(issuer),
+      extra: outputs(dir, '30s'),
+    });
+    const proc = spawn(process.execPath, [SIGIL, 'agent', 'run', '--config', a.config], {
+      env: { ...process.env, SIGIL_LOG_FORMAT: 'json' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let log = '';
     proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
     try {
       // Outputs are written one after the other: wait for the last one.
-      const written = (): boolean => ['jwt/token', 'ssh/id-cert.pub', 'db/tls.crt'].every((f) => existsSync(join(dir, f)));
+      const written = (): boolean =>
+        ['jwt/token', 'ssh/id-cert.pub', 'db/tls.crt'].every((f) => existsSync(join(dir, f)));
       await expect.poll(written, { timeout: 20_000 }).toBe(true);
       const first = readFileSync(join(dir, 'jwt', 'token'), 'utf8');
       const sshCert = readFileSync(join(dir, 'ssh', 'id-cert.pub'), 'utf8');
       // Renewed at ~half of 30 s (±10%), well before the 1 h identity and the 1 h SSH certificate.
-      await expect.poll(() => readFileSync(join(dir, 'jwt', 'token'), 'utf8'), { timeout: 30_000, interval: 500 }).not.toBe(first);
+      await expect
+        .poll(() => readFileSync(join(dir, 'jwt', 'token'), 'utf8'), { timeout: 30_000, interval: 500 })
+        .not.toBe(first);
       expect(readFileSync(join(dir, 'ssh', 'id-cert.pub'), 'utf8')).toBe(sshCert);
       expect(log).toMatch(/output credential issued/);
     } finally {

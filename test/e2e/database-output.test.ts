@@ -71,7 +71,16 @@ const WHO = "select current_user || ' ' || (select client_dn from pg_stat_ssl wh
 describe('database output with real PostgreSQL', () => {
   it('writes tls.key (0600), tls.crt and ca.crt (0644), runs the reload hook, and psql connects as the role user', async () => {
     const marker = join(agent.dir, 'reloaded');
-    const [o] = await agent.outputs([{ type: 'database', path: dbDir, db_user: 'app', reload: { command: `echo "$SIGIL_OUTPUT_TYPE $SIGIL_OUTPUT_PATH" > ${marker}` } }]).refresh();
+    const [o] = await agent
+      .outputs([
+        {
+          type: 'database',
+          path: dbDir,
+          db_user: 'app',
+          reload: { command: `echo "$SIGIL_OUTPUT_TYPE $SIGIL_OUTPUT_PATH" > ${marker}` },
+        },
+      ])
+      .refresh();
     expect(o).toMatchObject({ action: 'issued' });
     expect(statSync(join(dbDir, 'tls.key')).mode & 0o777).toBe(0o600);
     for (const f of ['tls.crt', 'ca.crt']) expect(statSync(join(dbDir, f)).mode & 0o777).toBe(0o644);
@@ -88,7 +97,10 @@ describe('database output with real PostgreSQL', () => {
   });
 
   it('PostgreSQL refuses a connection without a client certificate', async () => {
-    const r = await psql(`host=localhost hostaddr=127.0.0.1 port=${pg.port} dbname=postgres user=app sslmode=verify-full sslrootcert=${join(dbDir, 'ca.crt')} sslcert=/nonexistent sslkey=/nonexistent`, 'select 1');
+    const r = await psql(
+      `host=localhost hostaddr=127.0.0.1 port=${pg.port} dbname=postgres user=app sslmode=verify-full sslrootcert=${join(dbDir, 'ca.crt')} sslcert=/nonexistent sslkey=/nonexistent`,
+      'select 1',
+    );
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/certificate/);
   });
@@ -96,7 +108,10 @@ describe('database output with real PostgreSQL', () => {
   it('the issuer refuses a database user beyond the role; nothing is written', async () => {
     const dir = join(agent.dir, 'db-postgres');
     const [o] = await agent.outputs([{ type: 'database', path: dir, db_user: 'postgres' }]).refresh();
-    expect(o!.action === 'failed' && [o.error.code, o.error.message]).toEqual(['role_denied', 'role db-app does not allow database user postgres (db_users)']);
+    expect(o!.action === 'failed' && [o.error.code, o.error.message]).toEqual([
+      'role_denied',
+      'role db-app does not allow database user postgres (db_users)',
+    ]);
     expect(() => statSync(join(dir, 'tls.key'))).toThrow();
   });
 

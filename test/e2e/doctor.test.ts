@@ -9,8 +9,25 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyResources, createToken, sigil, sigilJson, startIssuer, tempDir, writeAgentConfig, type RunningIssuer } from '../helpers/cli.js';
-import { freePort, MOSQUITTO, startMqttIssuerRig, waitFor, writeTransportAgent, type Broker, type IssuerProcess } from '../helpers/mosquitto.js';
+import {
+  applyResources,
+  createToken,
+  sigil,
+  sigilJson,
+  startIssuer,
+  tempDir,
+  writeAgentConfig,
+  type RunningIssuer,
+} from '../helpers/cli.js';
+import {
+  freePort,
+  MOSQUITTO,
+  startMqttIssuerRig,
+  waitFor,
+  writeTransportAgent,
+  type Broker,
+  type IssuerProcess,
+} from '../helpers/mosquitto.js';
 import { startSwtpm, type SwtpmInstance } from '../helpers/swtpm.js';
 
 interface Report {
@@ -55,7 +72,14 @@ describe('sigil doctor', () => {
     const { code, report } = await doctor(['--config', agent.config]);
     expect(code).toBe(0);
     expect(report.ok).toBe(true);
-    expect(report.checks.map((c) => c.name)).toEqual(['config', 'data_dir', `output:${agent.outDir}`, `issuer:${issuer.url}`, 'clock', 'identity']);
+    expect(report.checks.map((c) => c.name)).toEqual([
+      'config',
+      'data_dir',
+      `output:${agent.outDir}`,
+      `issuer:${issuer.url}`,
+      'clock',
+      'identity',
+    ]);
     for (const c of report.checks) expect(c, c.name).toMatchObject({ status: 'ok', fix: null });
     expect(check(report, 'identity').detail).toContain('spiffe://example.org/bot/gw/');
     const text = await sigil(['doctor', '--config', agent.config]);
@@ -147,7 +171,10 @@ describe('sigil doctor', () => {
 
     const tpmConfig = (name: string, tcti: string): string => {
       const cfg = join(tmp.path, `${name}.yaml`);
-      writeFileSync(cfg, `issuer: ${issuer.url}\nca_pin: ${issuer.pin}\ndata_dir: ${join(tmp.path, name)}\njoin: { method: tpm, tpm: { tcti: "${tcti}", event_log: false } }\nkey_storage: tpm\n`);
+      writeFileSync(
+        cfg,
+        `issuer: ${issuer.url}\nca_pin: ${issuer.pin}\ndata_dir: ${join(tmp.path, name)}\njoin: { method: tpm, tpm: { tcti: "${tcti}", event_log: false } }\nkey_storage: tpm\n`,
+      );
       return cfg;
     };
 
@@ -188,12 +215,18 @@ describe('sigil doctor', () => {
 
     it('a joined MQTT agent: broker accepts the session and its response-topic subscription; issuer and clock through the broker', async () => {
       mkdirSync(join(tmp.path, 'mqtt'), { recursive: true });
-      const a = writeTransportAgent(join(tmp.path, 'mqtt'), 'm1', { pin, token: await createToken({ dataDir } as RunningIssuer), transports: [`{ type: mqtt, url: "${broker.url}", timeout: 10s }`] });
+      const a = writeTransportAgent(join(tmp.path, 'mqtt'), 'm1', {
+        pin,
+        token: await createToken({ dataDir } as RunningIssuer),
+        transports: [`{ type: mqtt, url: "${broker.url}", timeout: 10s }`],
+      });
       expect(await sigilJson(['agent', 'run', '--config', a.config, '--once'])).toMatchObject({ result: 'joined' });
       const { code, report } = await doctor(['--config', a.config]);
       expect(report.checks.filter((c) => c.status !== 'ok')).toEqual([]);
       expect(code).toBe(0);
-      expect(check(report, 'broker').detail).toMatch(/instance session\) and subscribed to sigil\/v1\/resp\/[0-9a-f-]{36}/);
+      expect(check(report, 'broker').detail).toMatch(
+        /instance session\) and subscribed to sigil\/v1\/resp\/[0-9a-f-]{36}/,
+      );
       expect(check(report, 'issuer').detail).toContain('verified through the broker');
       expect(check(report, 'clock').detail).toContain(broker.url);
     });
@@ -204,13 +237,21 @@ describe('sigil doctor', () => {
       const dir = join(tmp.path, 'acl-broker');
       mkdirSync(dir, { recursive: true });
       const port = await freePort();
-      const role = { rolename: 'no-answers', acls: [{ acltype: 'publishClientSend', topic: 'sigil/v1/+', allow: true }] };
+      const role = {
+        rolename: 'no-answers',
+        acls: [{ acltype: 'publishClientSend', topic: 'sigil/v1/+', allow: true }],
+      };
       const dynsec = {
         clients: [],
         groups: [{ groupname: 'anon', roles: [{ rolename: 'no-answers' }] }],
         anonymousGroup: 'anon',
         roles: [role],
-        defaultACLAccess: { publishClientSend: false, publishClientReceive: false, subscribe: false, unsubscribe: true },
+        defaultACLAccess: {
+          publishClientSend: false,
+          publishClientReceive: false,
+          subscribe: false,
+          unsubscribe: true,
+        },
       };
       writeFileSync(join(dir, 'dynsec.json'), JSON.stringify(dynsec));
       writeFileSync(
@@ -227,12 +268,18 @@ describe('sigil doctor', () => {
           });
         await waitFor('the ACL broker to listen', listening, 10_000, 50);
         const url = `mqtt://127.0.0.1:${port}`;
-        const a = writeTransportAgent(join(tmp.path, 'mqtt'), 'acl', { pin, token: await createToken({ dataDir } as RunningIssuer), transports: [`{ type: mqtt, url: "${url}", timeout: 3s }`] });
+        const a = writeTransportAgent(join(tmp.path, 'mqtt'), 'acl', {
+          pin,
+          token: await createToken({ dataDir } as RunningIssuer),
+          transports: [`{ type: mqtt, url: "${url}", timeout: 3s }`],
+        });
         const { code, report } = await doctor(['--config', a.config]);
         const c = check(report, 'broker');
         expect(code).toBe(1);
         expect(c.status).toBe('fail');
-        expect(c.detail).toMatch(/refused the subscription to sigil\/v1\/resp\/bootstrap\/\S+ \(reason 0x87 Not authorized\)/);
+        expect(c.detail).toMatch(
+          /refused the subscription to sigil\/v1\/resp\/bootstrap\/\S+ \(reason 0x87 Not authorized\)/,
+        );
         expect(c.fix).toContain('sigil/v1/resp/bootstrap/+');
       } finally {
         proc.kill('SIGTERM');
@@ -252,14 +299,19 @@ describe('sigil doctor', () => {
 
     // Someone with write access to issuer.db rewrites the newest audit row.
     const db = new Database(join(issuer.dataDir, 'issuer.db'));
-    db.exec("DROP TRIGGER audit_log_no_update; UPDATE audit_log SET outcome = 'refused' WHERE seq = (SELECT max(seq) FROM audit_log)");
+    db.exec(
+      "DROP TRIGGER audit_log_no_update; UPDATE audit_log SET outcome = 'refused' WHERE seq = (SELECT max(seq) FROM audit_log)",
+    );
     db.close();
     chmodSync(join(issuer.dataDir, 'admin.token'), 0o644);
     const bad = await doctor(['--data-dir', issuer.dataDir]);
     expect(bad.code).toBe(1);
     expect(check(bad.report, 'audit')).toMatchObject({ status: 'fail' });
     expect(check(bad.report, 'audit').detail).toMatch(/audit_chain_broken.*hash mismatch/);
-    expect(check(bad.report, 'admin_token')).toMatchObject({ status: 'fail', fix: `chmod 600 ${join(issuer.dataDir, 'admin.token')}` });
+    expect(check(bad.report, 'admin_token')).toMatchObject({
+      status: 'fail',
+      fix: `chmod 600 ${join(issuer.dataDir, 'admin.token')}`,
+    });
     chmodSync(issuer.dataDir, 0o777);
     const open = await doctor(['--data-dir', issuer.dataDir]);
     expect(check(open.report, 'data_dir')).toMatchObject({ status: 'fail' });

@@ -45,7 +45,9 @@ describe('fleet de-synchronisation after a shared outage', () => {
       const yaml = `issuer: https://127.0.0.1:${port}\nca_pin: ${pin}\ndata_dir: a${i}\njoin: { method: token, token: ${'T'.repeat(43)} }\n`;
       // A seeded jitter source per agent: the same draws on every run, so what varies between
       // runs is only the machine's timing (a loaded CI box fires timers late and in bunches).
-      return new Agent(parseAgentConfig(yaml, join(tmp.path, `a${i}.yaml`)), silentLogger(), { rand: seeded(0x5eed + i) });
+      return new Agent(parseAgentConfig(yaml, join(tmp.path, `a${i}.yaml`)), silentLogger(), {
+        rand: seeded(0x5eed + i),
+      });
     });
     const ac = new AbortController();
     setMaxListeners(AGENTS * 2, ac.signal);
@@ -55,7 +57,12 @@ describe('fleet de-synchronisation after a shared outage', () => {
     ac.abort();
     await Promise.all(runs);
 
-    const attempts = agents.map((a) => a.state.listHistory(1000).map((h) => h.at - t0).sort((x, y) => x - y));
+    const attempts = agents.map((a) =>
+      a.state
+        .listHistory(1000)
+        .map((h) => h.at - t0)
+        .sort((x, y) => x - y),
+    );
     for (const a of agents) {
       expect(a.state.listHistory(1000).every((h) => h.code === 'issuer_unreachable')).toBe(true);
       await a.close();
@@ -63,7 +70,8 @@ describe('fleet de-synchronisation after a shared outage', () => {
 
     // No busy loop: never two attempts closer than the floor, and a handful per agent.
     for (const times of attempts) {
-      for (let i = 1; i < times.length; i++) expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(RETRY_FLOOR_MS - 5);
+      for (let i = 1; i < times.length; i++)
+        expect(times[i]! - times[i - 1]!).toBeGreaterThanOrEqual(RETRY_FLOOR_MS - 5);
       expect(times.length).toBeLessThanOrEqual(15);
     }
     const total = attempts.reduce((n, t) => n + t.length, 0);
@@ -85,7 +93,9 @@ describe('fleet de-synchronisation after a shared outage', () => {
     const buckets = new Map<number, number>();
     for (const t of later) buckets.set(Math.floor(t / 250), (buckets.get(Math.floor(t / 250)) ?? 0) + 1);
     const peak = Math.max(...buckets.values());
-    console.log(`fleet: ${total} attempts by ${AGENTS} agents in ${RUN_MS / 1000} s; 3rd attempt spread ${(Math.max(...third) - Math.min(...third)).toFixed(0)} ms (sd ${stddev(third).toFixed(0)} ms); busiest 250 ms window after 1 s: ${peak} attempts`);
+    console.log(
+      `fleet: ${total} attempts by ${AGENTS} agents in ${RUN_MS / 1000} s; 3rd attempt spread ${(Math.max(...third) - Math.min(...third)).toFixed(0)} ms (sd ${stddev(third).toFixed(0)} ms); busiest 250 ms window after 1 s: ${peak} attempts`,
+    );
     expect(peak).toBeLessThanOrEqual(AGENTS * 0.5);
   }, 60_000);
 });

@@ -27,16 +27,30 @@ function fetchTrusting(caPem: string) {
         .get(url, { ca: caPem }, (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => resolve(new Response(Buffer.concat(chunks), { status: res.statusCode ?? 0, headers: res.headers as Record<string, string> })));
+          res.on('end', () =>
+            resolve(
+              new Response(Buffer.concat(chunks), {
+                status: res.statusCode ?? 0,
+                headers: res.headers as Record<string, string>,
+              }),
+            ),
+          );
         })
         .on('error', reject);
     });
 }
 
 /** An OIDC verifier configured with nothing but the issuer URL, an audience and the CA to trust. */
-async function oidcVerifier(issuer: string, audience: string, caPem: string): Promise<(token: string) => Promise<JWTVerifyResult>> {
+async function oidcVerifier(
+  issuer: string,
+  audience: string,
+  caPem: string,
+): Promise<(token: string) => Promise<JWTVerifyResult>> {
   const fetchCa = fetchTrusting(caPem);
-  const conf = (await (await fetchCa(`${issuer}/.well-known/openid-configuration`)).json()) as { issuer: string; jwks_uri: string };
+  const conf = (await (await fetchCa(`${issuer}/.well-known/openid-configuration`)).json()) as {
+    issuer: string;
+    jwks_uri: string;
+  };
   expect(conf.issuer).toBe(issuer);
   const jwks = createRemoteJWKSet(new URL(conf.jwks_uri), { [customFetch]: (u: string) => fetchCa(u) });
   return (token) => jwtVerify(token, jwks, { issuer, audience, algorithms: ['ES256'] });
@@ -108,22 +122,47 @@ describe('JWT-SVID verified through OIDC discovery', () => {
     const forged = `${header}.${payload}.${cryptoSign('sha256', Buffer.from(`${header}.${payload}`), { key: other, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
     const verify = await oidcVerifier(h.ctx.publicUrl!, 'vault', h.rootPem);
     await expect(verify(forged)).rejects.toBeInstanceOf(errors.JWSSignatureVerificationFailed);
-    const otherKid = Buffer.from(JSON.stringify({ alg: 'ES256', kid: 'someone-else', typ: 'JWT' })).toString('base64url');
+    const otherKid = Buffer.from(JSON.stringify({ alg: 'ES256', kid: 'someone-else', typ: 'JWT' })).toString(
+      'base64url',
+    );
     const forged2 = `${otherKid}.${payload}.${cryptoSign('sha256', Buffer.from(`${otherKid}.${payload}`), { key: other, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
     await expect(verify(forged2)).rejects.toBeInstanceOf(errors.JWKSNoMatchingKey);
   });
 
   it('the issuer refuses an audience beyond the role', async () => {
     const [o] = await agent.outputs([{ type: 'jwt', path: join(agent.dir, 'jwt-gcp'), audiences: ['gcp'] }]).refresh();
-    expect(o!.action === 'failed' && [o.error.code, o.error.message]).toEqual(['role_denied', 'role vault-client does not allow audience gcp (jwt_audiences)']);
+    expect(o!.action === 'failed' && [o.error.code, o.error.message]).toEqual([
+      'role_denied',
+      'role vault-client does not allow audience gcp (jwt_audiences)',
+    ]);
   });
 
   it('discovery is not trusted without the Sigil CA (TLS is verified)', async () => {
-    await expect(oidcVerifier(h.ctx.publicUrl!, 'vault', generateSelfSigned())).rejects.toThrow(/certificate|self.signed|unable to verify/i);
+    await expect(oidcVerifier(h.ctx.publicUrl!, 'vault', generateSelfSigned())).rejects.toThrow(
+      /certificate|self.signed|unable to verify/i,
+    );
   });
 });
 
 /** Any other CA: a throwaway self-signed certificate. */
 function generateSelfSigned(): string {
-  return execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', '/dev/null', '-subj', '/CN=other', '-days', '1'], { encoding: 'utf8' });
+  return execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      '/dev/null',
+      '-subj',
+      '/CN=other',
+      '-days',
+      '1',
+    ],
+    { encoding: 'utf8' },
+  );
 }

@@ -17,7 +17,10 @@ let agent: CredentialAgent;
 
 function kubectl(args: string[]): string {
   const r = spawnSync('kubectl', args, { encoding: 'utf8' });
-  if (r.error) throw new Error('kubectl is not installed; install it with: apt-get install -y kubernetes-client (scripts/setup.sh does)');
+  if (r.error)
+    throw new Error(
+      'kubectl is not installed; install it with: apt-get install -y kubernetes-client (scripts/setup.sh does)',
+    );
   if (r.status !== 0) throw new Error(`kubectl ${args.join(' ')} exited ${r.status}: ${r.stderr}`);
   return r.stdout;
 }
@@ -47,7 +50,9 @@ afterAll(async () => {
 describe('kubernetes output with real kubectl', () => {
   it('kubectl parses the kubeconfig; the client certificate has CN = user and O = groups, for the embedded key', async () => {
     const dir = join(agent.dir, 'kube');
-    const [o] = await agent.outputs([{ type: 'kubernetes', path: dir, api_server: 'https://k8s.example:6443', cluster_name: 'prod' }]).refresh();
+    const [o] = await agent
+      .outputs([{ type: 'kubernetes', path: dir, api_server: 'https://k8s.example:6443', cluster_name: 'prod' }])
+      .refresh();
     expect(o).toMatchObject({ action: 'issued' });
     const kubeconfig = join(dir, 'kubeconfig');
     expect(statSync(kubeconfig).mode & 0o777).toBe(0o600);
@@ -56,7 +61,8 @@ describe('kubernetes output with real kubectl', () => {
     expect(view['current-context']).toBe('prod');
     expect(view.clusters[0]).toMatchObject({ name: 'prod', cluster: { server: 'https://k8s.example:6443' } });
     expect(view.contexts[0].context).toEqual({ cluster: 'prod', user: 'ci-robot' });
-    const jsonpath = (p: string): string => kubectl(['config', 'view', '--raw', '--kubeconfig', kubeconfig, '-o', `jsonpath={${p}}`]);
+    const jsonpath = (p: string): string =>
+      kubectl(['config', 'view', '--raw', '--kubeconfig', kubeconfig, '-o', `jsonpath={${p}}`]);
     const certPem = Buffer.from(jsonpath('.users[0].user.client-certificate-data'), 'base64').toString('utf8');
     const keyPem = Buffer.from(jsonpath('.users[0].user.client-key-data'), 'base64').toString('utf8');
     const caPem = Buffer.from(jsonpath('.clusters[0].cluster.certificate-authority-data'), 'base64').toString('utf8');
@@ -67,19 +73,39 @@ describe('kubernetes output with real kubectl', () => {
     writeFileSync(certFile, certPem);
     writeFileSync(keyFile, keyPem, { mode: 0o600 });
     // Groups in the order the role grants them (literal, then the trait), then the user.
-    expect(execFileSync('openssl', ['x509', '-noout', '-subject', '-in', certFile], { encoding: 'utf8' }).trim()).toBe('subject=O = ci, O = viewers, CN = ci-robot');
-    expect(execFileSync('openssl', ['x509', '-noout', '-ext', 'extendedKeyUsage', '-in', certFile], { encoding: 'utf8' })).toMatch(/TLS Web Client Authentication\s*$/);
+    expect(execFileSync('openssl', ['x509', '-noout', '-subject', '-in', certFile], { encoding: 'utf8' }).trim()).toBe(
+      'subject=O = ci, O = viewers, CN = ci-robot',
+    );
+    expect(
+      execFileSync('openssl', ['x509', '-noout', '-ext', 'extendedKeyUsage', '-in', certFile], { encoding: 'utf8' }),
+    ).toMatch(/TLS Web Client Authentication\s*$/);
     const certPub = execFileSync('openssl', ['x509', '-noout', '-pubkey', '-in', certFile], { encoding: 'utf8' });
     const keyPub = execFileSync('openssl', ['pkey', '-pubout', '-in', keyFile], { encoding: 'utf8' });
     expect(keyPub).toBe(certPub);
     // The chain (leaf + intermediate) verifies against the Sigil root as a TLS client.
     const root = join(agent.dir, 'root.pem');
     writeFileSync(root, h.rootPem);
-    expect(execFileSync('openssl', ['verify', '-purpose', 'sslclient', '-CAfile', root, '-untrusted', certFile, certFile], { encoding: 'utf8' })).toMatch(/: OK/);
+    expect(
+      execFileSync('openssl', ['verify', '-purpose', 'sslclient', '-CAfile', root, '-untrusted', certFile, certFile], {
+        encoding: 'utf8',
+      }),
+    ).toMatch(/: OK/);
   });
 
   it('a group beyond the role is refused by the issuer', async () => {
-    const [o] = await agent.outputs([{ type: 'kubernetes', path: join(agent.dir, 'kube-admin'), api_server: 'https://k8s.example:6443', groups: ['system:masters'] }]).refresh();
-    expect(o!.action === 'failed' && [o.error.code, o.error.message]).toEqual(['role_denied', 'role k8s-ci does not allow kubernetes group system:masters (kubernetes_groups)']);
+    const [o] = await agent
+      .outputs([
+        {
+          type: 'kubernetes',
+          path: join(agent.dir, 'kube-admin'),
+          api_server: 'https://k8s.example:6443',
+          groups: ['system:masters'],
+        },
+      ])
+      .refresh();
+    expect(o!.action === 'failed' && [o.error.code, o.error.message]).toEqual([
+      'role_denied',
+      'role k8s-ci does not allow kubernetes group system:masters (kubernetes_groups)',
+    ]);
   });
 });

@@ -28,21 +28,42 @@ describe('broker restart in the middle of a renewal', () => {
   });
 
   const certs = (instanceId: string): Promise<CertRow[]> =>
-    issuerDb(dataDir, (db) => db.prepare('SELECT request_id, generation, serial FROM certificates WHERE instance_id = ? ORDER BY generation').all(instanceId) as CertRow[]);
-  const locked = (instanceId: string): Promise<boolean> => issuerDb(dataDir, (db) => (db.prepare('SELECT locked FROM instances WHERE id = ?').get(instanceId) as { locked: number }).locked === 1);
+    issuerDb(
+      dataDir,
+      (db) =>
+        db
+          .prepare('SELECT request_id, generation, serial FROM certificates WHERE instance_id = ? ORDER BY generation')
+          .all(instanceId) as CertRow[],
+    );
+  const locked = (instanceId: string): Promise<boolean> =>
+    issuerDb(
+      dataDir,
+      (db) =>
+        (db.prepare('SELECT locked FROM instances WHERE id = ?').get(instanceId) as { locked: number }).locked === 1,
+    );
 
   it('agent killed after sending, answer queued, broker restarted: the rerun completes with one certificate', async () => {
-    const a = writeTransportAgent(tmp.path, 'blink', { pin: rig.pin, token: await createToken(admin), transports: [`{ type: mqtt, url: "${rig.broker.url}", timeout: 5s }`] });
+    const a = writeTransportAgent(tmp.path, 'blink', {
+      pin: rig.pin,
+      token: await createToken(admin),
+      transports: [`{ type: mqtt, url: "${rig.broker.url}", timeout: 5s }`],
+    });
     const joined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     const instanceId = joined.spiffe_id.split('/').pop();
 
-    const killed = await sigil(['agent', 'renew', '--config', a.config], { env: { SIGIL_TEST_CRASH_AT: 'after_send' } });
+    const killed = await sigil(['agent', 'renew', '--config', a.config], {
+      env: { SIGIL_TEST_CRASH_AT: 'after_send' },
+    });
     expect(killed.code).not.toBe(0);
     const pending = (await agentStatusJson(['--config', a.config])).pending_request as string;
     expect(pending).toMatch(/^renew /);
     const requestId = pending.split(' ')[1];
     // The issuer answered into the agent's (offline) session.
-    await waitFor('the issuer to sign generation 2', async () => (await certs(instanceId)).some((c) => c.generation === 2) || undefined, 10_000);
+    await waitFor(
+      'the issuer to sign generation 2',
+      async () => (await certs(instanceId)).some((c) => c.generation === 2) || undefined,
+      10_000,
+    );
 
     await rig.broker.stop();
     await rig.broker.start();
@@ -63,11 +84,19 @@ describe('broker restart in the middle of a renewal', () => {
   it('issuer frozen while the broker restarts under an in-flight renewal: completes after reconnect, one certificate', async () => {
     // 30 s certificates renewed at 20% of their life: the daemon renews ~6 s after joining
     // (the certificate is back-dated 60 s, so its first renewal is due at once).
-    const a = writeTransportAgent(tmp.path, 'daemon', { pin: rig.pin, token: await createToken(admin), transports: [`{ type: mqtt, url: "${rig.broker.url}", timeout: 4s }`], extra: 'ttl: 30s\nrenew_fraction: 0.2\n' });
+    const a = writeTransportAgent(tmp.path, 'daemon', {
+      pin: rig.pin,
+      token: await createToken(admin),
+      transports: [`{ type: mqtt, url: "${rig.broker.url}", timeout: 4s }`],
+      extra: 'ttl: 30s\nrenew_fraction: 0.2\n',
+    });
     const joined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     const instanceId = joined.spiffe_id.split('/').pop();
     process.kill(rig.issuer!.proc.pid!, 'SIGSTOP');
-    const daemon = spawn(process.execPath, [SIGIL, 'agent', 'run', '--config', a.config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, SIGIL_LOG_FORMAT: 'json' } });
+    const daemon = spawn(process.execPath, [SIGIL, 'agent', 'run', '--config', a.config], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, SIGIL_LOG_FORMAT: 'json' },
+    });
     let log = '';
     daemon.stderr.on('data', (d: Buffer) => (log += d.toString()));
     try {

@@ -29,7 +29,16 @@ import { PROTOCOL_VERSION, TYP_REQUEST } from '../../src/protocol/messages.js';
 import { requestHash, verifyResponseOrError } from '../../src/protocol/verify-response.js';
 import { newRequestId } from '../../src/util/secret.js';
 import { applyResources, createToken, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
-import { issueBrokerCert, issuerMetrics, spawnIssuer, startMosquitto, waitFor, writeTransportAgent, type Broker, type IssuerProcess } from '../helpers/mosquitto.js';
+import {
+  issueBrokerCert,
+  issuerMetrics,
+  spawnIssuer,
+  startMosquitto,
+  waitFor,
+  writeTransportAgent,
+  type Broker,
+  type IssuerProcess,
+} from '../helpers/mosquitto.js';
 
 const POLICY = `kind: role
 name: edge
@@ -40,7 +49,10 @@ name: gw
 spec: { roles: [edge], traits: { logins: [ops] } }
 `;
 
-const pemBlocks = (pem: string): string[] => pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g)!.map((b) => (b.endsWith('\n') ? b : `${b}\n`));
+const pemBlocks = (pem: string): string[] =>
+  pem
+    .match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g)!
+    .map((b) => (b.endsWith('\n') ? b : `${b}\n`));
 
 interface Joined {
   config: string;
@@ -61,7 +73,9 @@ describe('credential over MQTT, the broker as an attacker (example broker config
   const clients: MqttClient[] = [];
 
   beforeAll(async () => {
-    pin = (await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])).ca_pin;
+    pin = (
+      await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])
+    ).ca_pin;
     await applyResources(admin, tmp.path, POLICY);
     const cert = issueBrokerCert(dataDir);
     rootPem = cert.caPem;
@@ -81,12 +95,25 @@ describe('credential over MQTT, the broker as an attacker (example broker config
     const a = writeTransportAgent(tmp.path, name, {
       pin,
       token: await createToken(admin),
-      transports: [`{ type: mqtt, url: "${broker.url}", timeout: 10s, bootstrap: { url: "${broker.bootstrapUrl}", username: bootstrap, password_file: ${pwFile} } }`],
+      transports: [
+        `{ type: mqtt, url: "${broker.url}", timeout: 10s, bootstrap: { url: "${broker.bootstrapUrl}", username: bootstrap, password_file: ${pwFile} } }`,
+      ],
       extra: outputs,
     });
-    const joined = await sigilJson<{ result: string; spiffe_id: string }>(['agent', 'run', '--config', a.config, '--once']);
+    const joined = await sigilJson<{ result: string; spiffe_id: string }>([
+      'agent',
+      'run',
+      '--config',
+      a.config,
+      '--once',
+    ]);
     expect(joined.result).toBe('joined');
-    return { config: a.config, outDir: a.outDir, spiffeId: joined.spiffe_id, instanceId: joined.spiffe_id.split('/').pop()! };
+    return {
+      config: a.config,
+      outDir: a.outDir,
+      spiffeId: joined.spiffe_id,
+      instanceId: joined.spiffe_id.split('/').pop()!,
+    };
   }
 
   /** A client on the certificate listener presenting an agent's SVID (what any joined agent can do). */
@@ -104,9 +131,18 @@ describe('credential over MQTT, the broker as an attacker (example broker config
   }
 
   /** Every message on `filter`, as topic and raw payload, as the client receives it. */
-  async function capture(c: MqttClient, filter: string): Promise<Array<{ topic: string; payload: string; correlation: string | undefined }>> {
+  async function capture(
+    c: MqttClient,
+    filter: string,
+  ): Promise<Array<{ topic: string; payload: string; correlation: string | undefined }>> {
     const seen: Array<{ topic: string; payload: string; correlation: string | undefined }> = [];
-    c.on('message', (topic, payload, packet) => seen.push({ topic, payload: payload.toString('utf8'), correlation: packet.properties?.correlationData?.toString() }));
+    c.on('message', (topic, payload, packet) =>
+      seen.push({
+        topic,
+        payload: payload.toString('utf8'),
+        correlation: packet.properties?.correlationData?.toString(),
+      }),
+    );
     const granted = await c.subscribeAsync(filter, { qos: 1 });
     expect(granted[0]?.qos).toBeLessThan(0x80);
     return seen;
@@ -118,7 +154,10 @@ describe('credential over MQTT, the broker as an attacker (example broker config
   });
 
   const publish = (c: MqttClient, envelope: Jws, responseTopic: string, requestId: string) =>
-    c.publishAsync('sigil/v1/credential', JSON.stringify(envelope), { qos: 1, properties: { responseTopic, correlationData: Buffer.from(requestId) } });
+    c.publishAsync('sigil/v1/credential', JSON.stringify(envelope), {
+      qos: 1,
+      properties: { responseTopic, correlationData: Buffer.from(requestId) },
+    });
 
   it('(a) an agent with only an MQTT transport gets an SSH user certificate through the broker', async () => {
     const dir = join(tmp.path, 'ssh-a');
@@ -132,7 +171,9 @@ describe('credential over MQTT, the broker as an attacker (example broker config
     const keyFp = execFileSync('ssh-keygen', ['-l', '-f', join(dir, 'id')], { encoding: 'utf8' }).split(' ')[1]!;
     expect(listing).toContain(keyFp);
     // It came over MQTT (the agent has no other transport), answered ok.
-    expect(await issuerMetrics(issuer.url)).toMatch(/sigil_requests_total\{transport="mqtt",op="credential",outcome="ok"\} [1-9]/);
+    expect(await issuerMetrics(issuer.url)).toMatch(
+      /sigil_requests_total\{transport="mqtt",op="credential",outcome="ok"\} [1-9]/,
+    );
   }, 60_000);
 
   it('(b) a JWT crosses the broker sealed: a peer reading sigil/v1/resp/+ captures a JWE it cannot open', async () => {
@@ -144,17 +185,27 @@ describe('credential over MQTT, the broker as an attacker (example broker config
     expect(jwt.split('.')).toHaveLength(3);
     expect(JSON.parse(b64u.decode(jwt.split('.')[1]!).toString('utf8'))).toMatchObject({ sub: b.spiffeId });
 
-    const captured = await waitFor('the credential answer on the peer', () => seen.find((m) => m.topic === `sigil/v1/resp/${b.instanceId}`), 10_000);
+    const captured = await waitFor(
+      'the credential answer on the peer',
+      () => seen.find((m) => m.topic === `sigil/v1/resp/${b.instanceId}`),
+      10_000,
+    );
     const sigPart = jwt.split('.')[2]!;
     expect(captured.payload).not.toContain(sigPart);
     const answer = JSON.parse(captured.payload) as Jws;
-    const payload = JSON.parse(b64u.decode(answer.payload).toString('utf8')) as { op: string; result: CredentialResult };
+    const payload = JSON.parse(b64u.decode(answer.payload).toString('utf8')) as {
+      op: string;
+      result: CredentialResult;
+    };
     expect(payload.op).toBe('credential');
     expect(payload.result.token).toBeUndefined();
     expect(JSON.stringify(payload)).not.toContain(sigPart);
     const jwe = payload.result.token_jwe!;
     expect(jwe.split('.')).toHaveLength(5);
-    expect(JSON.parse(b64u.decode(jwe.split('.')[0]!).toString('utf8'))).toMatchObject({ alg: 'ECDH-ES', enc: 'A256GCM' });
+    expect(JSON.parse(b64u.decode(jwe.split('.')[0]!).toString('utf8'))).toMatchObject({
+      alg: 'ECDH-ES',
+      enc: 'A256GCM',
+    });
     await expect(openWithAnswerKey(jwe, newAnswerKey().privateKey)).rejects.toMatchObject({ code: 'response_invalid' });
   }, 60_000);
 
@@ -165,16 +216,36 @@ describe('credential over MQTT, the broker as an attacker (example broker config
     const askerClient = await asInstance(asker);
     const onAsker = await capture(askerClient, `sigil/v1/resp/${asker.instanceId}`);
     const { signer, chainPem } = signerOf(asker);
-    const built = await buildCredentialRequest({ current: signer, chainPem, now: Date.now(), fields: { kind: 'jwt', audiences: ['vault'] } });
+    const built = await buildCredentialRequest({
+      current: signer,
+      chainPem,
+      now: Date.now(),
+      fields: { kind: 'jwt', audiences: ['vault'] },
+    });
     const before = await issuerMetrics(issuer.url);
-    const drops = (m: string): number => Number(/sigil_requests_total\{transport="mqtt",op="credential",outcome="dropped_bad_response_topic"\} (\d+)/.exec(m)?.[1] ?? 0);
+    const drops = (m: string): number =>
+      Number(
+        /sigil_requests_total\{transport="mqtt",op="credential",outcome="dropped_bad_response_topic"\} (\d+)/.exec(
+          m,
+        )?.[1] ?? 0,
+      );
 
     await publish(askerClient, built.envelope, `sigil/v1/resp/${victim.instanceId}`, built.requestId);
     await waitFor('the dropped answer', async () => drops(await issuerMetrics(issuer.url)) > drops(before), 10_000);
     // The same request from its own topic: the stored answer, to its signer only.
     await publish(askerClient, built.envelope, `sigil/v1/resp/${asker.instanceId}`, built.requestId);
-    const mine = await waitFor('the answer on the asker’s topic', () => onAsker.find((m) => m.correlation === built.requestId), 10_000);
-    const result = verifyResponseOrError(JSON.parse(mine.payload), 'credential', built.requestId, requestHash(built.envelope), rootPem).result;
+    const mine = await waitFor(
+      'the answer on the asker’s topic',
+      () => onAsker.find((m) => m.correlation === built.requestId),
+      10_000,
+    );
+    const result = verifyResponseOrError(
+      JSON.parse(mine.payload),
+      'credential',
+      built.requestId,
+      requestHash(built.envelope),
+      rootPem,
+    ).result;
     expect(result.spiffe_id).toBe(asker.spiffeId);
     // The stored answer is the sealed one, and it opens with the key the request still holds.
     expect(result.token).toBeUndefined();
@@ -188,11 +259,26 @@ describe('credential over MQTT, the broker as an attacker (example broker config
     const seen = await capture(c, `sigil/v1/resp/${a.instanceId}`);
     const { signer, chainPem } = signerOf(a);
     const requestId = newRequestId();
-    const payload = { v: PROTOCOL_VERSION, op: 'credential', request_id: requestId, timestamp: Date.now(), ...namedSigner(chainPem), kind: 'jwt', audiences: ['vault'] };
-    const envelope = await signJws(signer, TYP_REQUEST, payload, chainPem.map((p) => Buffer.from(p.replace(/-----[^-]+-----|\s/g, ''), 'base64')));
+    const payload = {
+      v: PROTOCOL_VERSION,
+      op: 'credential',
+      request_id: requestId,
+      timestamp: Date.now(),
+      ...namedSigner(chainPem),
+      kind: 'jwt',
+      audiences: ['vault'],
+    };
+    const envelope = await signJws(
+      signer,
+      TYP_REQUEST,
+      payload,
+      chainPem.map((p) => Buffer.from(p.replace(/-----[^-]+-----|\s/g, ''), 'base64')),
+    );
     await publish(c, envelope, `sigil/v1/resp/${a.instanceId}`, requestId);
     const answer = await waitFor('the refusal', () => seen.find((m) => m.correlation === requestId), 10_000);
-    expect(() => verifyResponseOrError(JSON.parse(answer.payload), 'credential', requestId, requestHash(envelope), rootPem)).toThrow(expect.objectContaining({ code: 'answer_key_required' }));
+    expect(() =>
+      verifyResponseOrError(JSON.parse(answer.payload), 'credential', requestId, requestHash(envelope), rootPem),
+    ).toThrow(expect.objectContaining({ code: 'answer_key_required' }));
     expect(answer.payload).not.toMatch(/"token"/);
   }, 60_000);
 });

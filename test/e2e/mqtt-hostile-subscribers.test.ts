@@ -24,7 +24,15 @@ import { requestHash, verifyResponseOrError } from '../../src/protocol/verify-re
 import { runAdminOp } from '../../src/server/admin/ops.js';
 import { openIssuerStores } from '../../src/server/data-dir.js';
 import { applyResources, createToken, SIGIL, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
-import { issueBrokerCert, spawnIssuer, startMosquitto, waitFor, writeTransportAgent, type Broker, type IssuerProcess } from '../helpers/mosquitto.js';
+import {
+  issueBrokerCert,
+  spawnIssuer,
+  startMosquitto,
+  waitFor,
+  writeTransportAgent,
+  type Broker,
+  type IssuerProcess,
+} from '../helpers/mosquitto.js';
 
 const N = 12;
 const HOSTILE_FILTERS = ['$share/sigil/sigil/v1/+', 'sigil/v1/+'];
@@ -33,7 +41,8 @@ async function createTokens(dataDir: string, n: number): Promise<string[]> {
   const stores = openIssuerStores(dataDir);
   try {
     const tokens: string[] = [];
-    for (let i = 0; i < n; i++) tokens.push(((await runAdminOp(stores, 'token.create', { bot: 'gw', ttl: '15m' })) as { token: string }).token);
+    for (let i = 0; i < n; i++)
+      tokens.push(((await runAdminOp(stores, 'token.create', { bot: 'gw', ttl: '15m' })) as { token: string }).token);
     return tokens;
   } finally {
     await stores.close();
@@ -62,7 +71,9 @@ describe('hostile subscribers cannot black-hole requests (example broker config)
   const clients: MqttClient[] = [];
 
   beforeAll(async () => {
-    pin = (await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])).ca_pin;
+    pin = (
+      await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])
+    ).ca_pin;
     await applyResources(admin, tmp.path);
     const cert = issueBrokerCert(dataDir);
     rootPem = cert.caPem;
@@ -82,7 +93,9 @@ describe('hostile subscribers cannot black-hole requests (example broker config)
     const a = writeTransportAgent(tmp.path, 'mallory', {
       pin,
       token: await createToken(admin),
-      transports: [`{ type: mqtt, url: "${broker.url}", timeout: 10s, bootstrap: { url: "${broker.bootstrapUrl}", username: bootstrap, password_file: ${pwFile} } }`],
+      transports: [
+        `{ type: mqtt, url: "${broker.url}", timeout: 10s, bootstrap: { url: "${broker.bootstrapUrl}", username: bootstrap, password_file: ${pwFile} } }`,
+      ],
     });
     expect(await sigilJson(['agent', 'run', '--config', a.config, '--once'])).toMatchObject({ result: 'joined' });
     const instance = await connectAsync(broker.url, {
@@ -93,19 +106,36 @@ describe('hostile subscribers cannot black-hole requests (example broker config)
       reconnectPeriod: 0,
     });
     clients.push(instance);
-    const boot = await connectAsync(broker.bootstrapUrl!, { protocolVersion: 5, ca: rootPem, username: 'bootstrap', password: 'bootstrap-secret', reconnectPeriod: 0 });
+    const boot = await connectAsync(broker.bootstrapUrl!, {
+      protocolVersion: 5,
+      ca: rootPem,
+      username: 'bootstrap',
+      password: 'bootstrap-secret',
+      reconnectPeriod: 0,
+    });
     clients.push(boot);
     const outcomes: Record<string, string> = {};
-    for (const [who, c] of [['instance', instance], ['bootstrap', boot]] as const) {
+    for (const [who, c] of [
+      ['instance', instance],
+      ['bootstrap', boot],
+    ] as const) {
       for (const f of HOSTILE_FILTERS) outcomes[`${who} ${f}`] = await trySubscribe(c, f);
     }
 
     // N agents' joins (signed, each with its own token), from a second bootstrap login.
-    const asker = await connectAsync(broker.bootstrapUrl!, { protocolVersion: 5, ca: rootPem, username: 'bootstrap', password: 'bootstrap-secret', reconnectPeriod: 0 });
+    const asker = await connectAsync(broker.bootstrapUrl!, {
+      protocolVersion: 5,
+      ca: rootPem,
+      username: 'bootstrap',
+      password: 'bootstrap-secret',
+      reconnectPeriod: 0,
+    });
     clients.push(asker);
     const topic = 'sigil/v1/resp/bootstrap/hostile-subscribers';
     const answers = new Map<string, unknown>();
-    asker.on('message', (_t, payload, packet) => answers.set(packet.properties?.correlationData?.toString() ?? '?', JSON.parse(payload.toString())));
+    asker.on('message', (_t, payload, packet) =>
+      answers.set(packet.properties?.correlationData?.toString() ?? '?', JSON.parse(payload.toString())),
+    );
     await asker.subscribeAsync(topic, { qos: 1 });
     const reqs = await Promise.all(
       (await createTokens(dataDir, N)).map((token) => {
@@ -114,29 +144,52 @@ describe('hostile subscribers cannot black-hole requests (example broker config)
       }),
     );
     for (const r of reqs) {
-      await asker.publishAsync('sigil/v1/join', JSON.stringify(r.envelope), { qos: 1, properties: { responseTopic: topic, correlationData: Buffer.from(r.entry.requestId) } });
+      await asker.publishAsync('sigil/v1/join', JSON.stringify(r.envelope), {
+        qos: 1,
+        properties: { responseTopic: topic, correlationData: Buffer.from(r.entry.requestId) },
+      });
     }
     // Generous: the issuer answers 12 joins in well under a second when nothing swallows them.
     await waitFor(`${N} answers`, () => answers.size === N || undefined, 15_000).catch(() => undefined);
     expect({ answered: answers.size, outcomes }).toMatchObject({ answered: N });
     for (const r of reqs) {
-      expect(verifyResponseOrError(answers.get(r.entry.requestId), 'join', r.entry.requestId, requestHash(r.envelope), rootPem).result.generation).toBe(1);
+      expect(
+        verifyResponseOrError(
+          answers.get(r.entry.requestId),
+          'join',
+          r.entry.requestId,
+          requestHash(r.envelope),
+          rootPem,
+        ).result.generation,
+      ).toBe(1);
     }
     // Refused when asked, not granted and filtered later (which is what black-holed requests).
     expect(outcomes).toEqual(Object.fromEntries(Object.keys(outcomes).map((k) => [k, 'refused'])));
     // The instance can still renew through the broker.
-    expect(await sigilJson(['agent', 'renew', '--config', a.config])).toMatchObject({ result: 'renewed', generation: 2 });
+    expect(await sigilJson(['agent', 'renew', '--config', a.config])).toMatchObject({
+      result: 'renewed',
+      generation: 2,
+    });
   }, 60_000);
 
   it('an issuer pointed at the agents’ listener is refused at SUBSCRIBE and says what to fix', async () => {
     // Its serving certificate is from the Sigil root, so the agents' listener admits it — as an
     // anonymous agent, which may not subscribe to requests.
-    const proc = spawn(process.execPath, [SIGIL, 'server', 'start', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--mqtt-url', broker.url], { env: { ...process.env, SIGIL_LOG_FORMAT: 'json' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(
+      process.execPath,
+      [SIGIL, 'server', 'start', '--data-dir', dataDir, '--listen', '127.0.0.1:0', '--mqtt-url', broker.url],
+      { env: { ...process.env, SIGIL_LOG_FORMAT: 'json' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let logs = '';
     proc.stdout.on('data', (d: Buffer) => (logs += d.toString()));
     proc.stderr.on('data', (d: Buffer) => (logs += d.toString()));
     try {
-      const line = await waitFor('the refused subscription', () => logs.split('\n').find((l) => l.includes('mqtt responder could not subscribe')), 20_000, 100);
+      const line = await waitFor(
+        'the refused subscription',
+        () => logs.split('\n').find((l) => l.includes('mqtt responder could not subscribe')),
+        20_000,
+        100,
+      );
       expect(line).toContain("is --mqtt-url the issuers' listener");
       expect(line).toContain('$share/sigil/sigil/v1/+');
       expect(logs).not.toContain('mqtt responder subscribed');

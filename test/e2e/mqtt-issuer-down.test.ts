@@ -18,30 +18,48 @@ describe('issuer down longer than the certificate lifetime, broker up', () => {
   const { tmp, dataDir, admin } = rig;
 
   it('serves until expiry, then reports reattest_required; a new token re-joins', async () => {
-    const a = writeTransportAgent(tmp.path, 'edge', { pin: rig.pin, token: await createToken(admin), transports: [`{ type: mqtt, url: "${rig.broker.url}", timeout: 2s }`], extra: 'ttl: 30s\n' });
+    const a = writeTransportAgent(tmp.path, 'edge', {
+      pin: rig.pin,
+      token: await createToken(admin),
+      transports: [`{ type: mqtt, url: "${rig.broker.url}", timeout: 2s }`],
+      extra: 'ttl: 30s\n',
+    });
     const joined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     const notAfter = Date.parse(joined.not_after);
     await rig.issuer!.kill();
     rig.issuer = undefined;
 
-    const daemon = spawn(process.execPath, [SIGIL, 'agent', 'run', '--config', a.config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, SIGIL_LOG_FORMAT: 'json' } });
+    const daemon = spawn(process.execPath, [SIGIL, 'agent', 'run', '--config', a.config], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, SIGIL_LOG_FORMAT: 'json' },
+    });
     let log = '';
     daemon.stderr.on('data', (d: Buffer) => (log += d.toString()));
     try {
       // Before expiry: still serving the same certificate while renewals fail and back off.
-      const during = await waitFor('a failed renewal', async () => {
-        const s = await agentStatusJson(['--config', a.config]);
-        return s.consecutive_failures >= 1 ? s : undefined;
-      }, 25_000, 250);
+      const during = await waitFor(
+        'a failed renewal',
+        async () => {
+          const s = await agentStatusJson(['--config', a.config]);
+          return s.consecutive_failures >= 1 ? s : undefined;
+        },
+        25_000,
+        250,
+      );
       expect(Date.now()).toBeLessThan(notAfter);
       expect(during).toMatchObject({ serial: joined.serial, transport: `mqtt ${rig.broker.url}` });
       expect(during.last_error).toMatch(/^issuer_unreachable: /);
       expect(readFileSync(join(a.outDir, 'svid.pem'), 'utf8')).toContain('BEGIN CERTIFICATE');
 
-      const after = await waitFor('reattest_required after expiry', async () => {
-        const s = await agentStatusJson(['--config', a.config]);
-        return /^reattest_required: /.test(s.last_error ?? '') ? s : undefined;
-      }, Math.max(5_000, notAfter - Date.now() + 15_000), 250);
+      const after = await waitFor(
+        'reattest_required after expiry',
+        async () => {
+          const s = await agentStatusJson(['--config', a.config]);
+          return /^reattest_required: /.test(s.last_error ?? '') ? s : undefined;
+        },
+        Math.max(5_000, notAfter - Date.now() + 15_000),
+        250,
+      );
       expect(Date.now()).toBeGreaterThanOrEqual(notAfter);
       expect(after.state).toBe('expired');
       expect(after.last_error).toContain('sigil ctl token create --bot gw');
@@ -62,7 +80,10 @@ describe('issuer down longer than the certificate lifetime, broker up', () => {
     const again = await sigil(['agent', 'run', '--config', a.config, '--once']);
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/^error\[reattest_required\]: /m);
-    writeFileSync(a.config, readFileSync(a.config, 'utf8').replace(/token: \S+ \}/, `token: ${await createToken(admin)} }`));
+    writeFileSync(
+      a.config,
+      readFileSync(a.config, 'utf8').replace(/token: \S+ \}/, `token: ${await createToken(admin)} }`),
+    );
     const rejoined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     expect(rejoined).toMatchObject({ result: 'joined', generation: 1 });
     expect(rejoined.serial).not.toBe(joined.serial);

@@ -16,7 +16,15 @@ import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, it, type ExpectStatic } from 'vitest';
-import { agentStatusJson, applyResources, RESOURCES, SIGIL, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
+import {
+  agentStatusJson,
+  applyResources,
+  RESOURCES,
+  SIGIL,
+  sigilJson,
+  tempDir,
+  type RunningIssuer,
+} from '../helpers/cli.js';
 import { prepareMqttIssuer, spawnIssuer, waitFor, type Broker, type IssuerProcess } from '../helpers/mosquitto.js';
 import { OpensslPki } from '../helpers/openssl-pki.js';
 import { createLocalCa, simulateBoot, startSwtpm, type SharedLocalCa, type SwtpmInstance } from '../helpers/swtpm.js';
@@ -67,7 +75,10 @@ describe.concurrent('issuer down longer than the certificate lifetime, broker up
   afterAll(async () => {
     // Agents first (they talk to the rest), then issuers, brokers, the TPM; then the files.
     const errors: unknown[] = [];
-    for (const stop of stops.reverse()) await Promise.resolve().then(stop).catch((e: unknown) => errors.push(e));
+    for (const stop of stops.reverse())
+      await Promise.resolve()
+        .then(stop)
+        .catch((e: unknown) => errors.push(e));
     tmp.cleanup();
     if (errors.length) throw errors[0];
   });
@@ -103,7 +114,10 @@ describe.concurrent('issuer down longer than the certificate lifetime, broker up
 
   /** `sigil agent run` as a daemon, its JSON log parsed line by line. */
   function startDaemon(config: string): { lines: LogLine[]; stop(): Promise<void> } {
-    const proc = spawn(process.execPath, [SIGIL, 'agent', 'run', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, SIGIL_LOG_FORMAT: 'json' } });
+    const proc = spawn(process.execPath, [SIGIL, 'agent', 'run', '--config', config], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, SIGIL_LOG_FORMAT: 'json' },
+    });
     const lines: LogLine[] = [];
     let rest = '';
     proc.stderr.on('data', (d: Buffer) => {
@@ -131,7 +145,12 @@ describe.concurrent('issuer down longer than the certificate lifetime, broker up
    * The outage, for one agent: join over MQTT, kill the issuer, let the certificate expire
    * under the daemon, bring the issuer back on the same data dir, and watch the agent re-join.
    */
-  async function outlastIssuerOutage(expect: ExpectStatic, rig: Rig, a: { config: string; outDir: string }, method: string): Promise<void> {
+  async function outlastIssuerOutage(
+    expect: ExpectStatic,
+    rig: Rig,
+    a: { config: string; outDir: string },
+    method: string,
+  ): Promise<void> {
     const transport = `mqtt ${rig.broker.url}`;
     const joined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     expect(joined).toMatchObject({ result: 'joined', generation: 1 });
@@ -157,7 +176,12 @@ describe.concurrent('issuer down longer than the certificate lifetime, broker up
       expect(readFileSync(svid, 'utf8')).toBe(servedPem);
 
       // After expiry: it keeps trying (to join again, with fresh evidence), and never asks for a person.
-      await waitFor('a failed attempt after the expiry', () => failures().some((l) => l.time > notAfter), Math.max(5_000, notAfter - Date.now() + 20_000), 200);
+      await waitFor(
+        'a failed attempt after the expiry',
+        () => failures().some((l) => l.time > notAfter),
+        Math.max(5_000, notAfter - Date.now() + 20_000),
+        200,
+      );
       const expired = await agentStatusJson(['--config', a.config]);
       expect(expired).toMatchObject({ state: 'expired', serial: joined.serial, instance_id: instanceId });
       expect(expired.last_error).toMatch(/^issuer_unreachable: /);
@@ -171,14 +195,23 @@ describe.concurrent('issuer down longer than the certificate lifetime, broker up
       // The daemon is backing off: it comes back at its next attempt (status next_attempt), which
       // after several failures can be a minute away — capped exponential backoff, by design.
       const nextAttempt = Date.parse((await agentStatusJson(['--config', a.config])).next_attempt ?? '') || Date.now();
-      const rejoin = await waitFor('the re-join', () => daemon.lines.find((l) => l.msg === 'joined' && l.time >= back), Math.max(45_000, nextAttempt - Date.now() + 20_000), 200).catch((e: Error) => {
-        throw new Error(`${e.message} (back at ${back})\nagent:\n${daemon.lines.map((l) => JSON.stringify(l)).join('\n')}\nissuer:\n${rig.issuer?.log()}`);
+      const rejoin = await waitFor(
+        'the re-join',
+        () => daemon.lines.find((l) => l.msg === 'joined' && l.time >= back),
+        Math.max(45_000, nextAttempt - Date.now() + 20_000),
+        200,
+      ).catch((e: Error) => {
+        throw new Error(
+          `${e.message} (back at ${back})\nagent:\n${daemon.lines.map((l) => JSON.stringify(l)).join('\n')}\nissuer:\n${rig.issuer?.log()}`,
+        );
       });
       expect(rejoin.transport).toBe(transport);
       // The renewal queued before the expiry was dropped once, at the first attempt that began
       // after the expiry (which may come after the issuer is back, when an attempt straddled the
       // expiry), without waiting for an answer MQTT cannot bring; then the agent joined.
-      const dropped = daemon.lines.filter((l) => l.msg.startsWith('the renewal queued before the expiry cannot be resent'));
+      const dropped = daemon.lines.filter((l) =>
+        l.msg.startsWith('the renewal queued before the expiry cannot be resent'),
+      );
       expect(dropped).toHaveLength(1);
       expect(dropped[0]!.time).toBeGreaterThanOrEqual(notAfter);
       expect(dropped[0]!.time).toBeLessThanOrEqual(rejoin.time);
@@ -189,7 +222,17 @@ describe.concurrent('issuer down longer than the certificate lifetime, broker up
       expect(attempts).toBeLessThan(20);
 
       const healthy = await agentStatusJson(['--config', a.config]);
-      expect(healthy).toMatchObject({ state: 'ok', instance_id: instanceId, spiffe_id: first.spiffe_id, join_method: method, generation: 2, consecutive_failures: 0, last_error: null, transport, pending_request: null });
+      expect(healthy).toMatchObject({
+        state: 'ok',
+        instance_id: instanceId,
+        spiffe_id: first.spiffe_id,
+        join_method: method,
+        generation: 2,
+        consecutive_failures: 0,
+        last_error: null,
+        transport,
+        pending_request: null,
+      });
       expect(healthy.serial).not.toBe(joined.serial);
       expect(Date.parse(healthy.not_after)).toBeGreaterThan(notAfter);
       const newPem = readFileSync(svid, 'utf8');
@@ -197,7 +240,9 @@ describe.concurrent('issuer down longer than the certificate lifetime, broker up
       expect(newPem).not.toBe(servedPem);
 
       // The issuer's audit log has the re-join of the same instance (its history kept).
-      const audit = (await sigilJson<Array<Record<string, any>>>(['ctl', '--data-dir', rig.dataDir, 'audit'])).filter((r) => r.action === 'join' && r.outcome === 'ok');
+      const audit = (await sigilJson<Array<Record<string, any>>>(['ctl', '--data-dir', rig.dataDir, 'audit'])).filter(
+        (r) => r.action === 'join' && r.outcome === 'ok',
+      );
       expect(audit.map((r) => [r.instance_id, r.method, r.details?.generation, r.details?.rejoin])).toEqual([
         [instanceId, method, 1, false],
         [instanceId, method, 2, true],
@@ -212,16 +257,24 @@ describe.concurrent('issuer down longer than the certificate lifetime, broker up
       'x509',
       `kind: join_rule\nname: factory\nspec:\n  method: x509\n  bot: gw\n  x509:\n    ca_files: [${deviceRoot}]\n    allow: [ { subject_cn: "gw-*" } ]\n`,
     );
-    const a = writeAgent(rig, `join:\n  method: x509\n  x509: { cert: ${pki.path('gw-0001.pem')}, chain: ${pki.path('device-ca.pem')}, key: ${pki.path('gw-0001.key')} }\n`);
+    const a = writeAgent(
+      rig,
+      `join:\n  method: x509\n  x509: { cert: ${pki.path('gw-0001.pem')}, chain: ${pki.path('device-ca.pem')}, key: ${pki.path('gw-0001.key')} }\n`,
+    );
     await outlastIssuerOutage(expect, rig, a, 'x509');
   }, 200_000);
 
-  it('tpm (swtpm, key_storage: tpm): serves until expiry, then re-joins by itself when the issuer returns', async ({ expect }) => {
+  it('tpm (swtpm, key_storage: tpm): serves until expiry, then re-joins by itself when the issuer returns', async ({
+    expect,
+  }) => {
     const rig = await startRig(
       'tpm',
       `kind: join_rule\nname: racks\nspec:\n  method: tpm\n  bot: gw\n  tpm:\n    ek_ca_files: [${ca.caFiles[0]}, ${ca.caFiles[1]}]\n    firmware_profiles: [lab-gateway-v1]\n`,
     );
-    const a = writeAgent(rig, `join: { method: tpm, tpm: { tcti: "${tpm.tcti}", event_log: ${eventLog} } }\nkey_storage: tpm\n`);
+    const a = writeAgent(
+      rig,
+      `join: { method: tpm, tpm: { tcti: "${tpm.tcti}", event_log: ${eventLog} } }\nkey_storage: tpm\n`,
+    );
     await outlastIssuerOutage(expect, rig, a, 'tpm');
   }, 200_000);
 });

@@ -34,7 +34,9 @@ describe('MQTT responder: coded, signed refusals; drops; never a crash', () => {
     root = readFileSync(join(dataDir, 'ca', 'root.pem'), 'utf8');
     client = await connectAsync(broker.url, { protocolVersion: 5, reconnectPeriod: 0 });
     await client.subscribeAsync([topic, 'elsewhere/#'], { qos: 1 });
-    client.on('message', (_t, payload, packet) => answers.set(packet.properties?.correlationData?.toString() ?? '?', JSON.parse(payload.toString())));
+    client.on('message', (_t, payload, packet) =>
+      answers.set(packet.properties?.correlationData?.toString() ?? '?', JSON.parse(payload.toString())),
+    );
   });
   afterAll(async () => {
     await client?.endAsync();
@@ -43,9 +45,16 @@ describe('MQTT responder: coded, signed refusals; drops; never a crash', () => {
     tmp.cleanup();
   });
 
-  async function ask(op: string, payload: string | Buffer, props: { responseTopic?: string; corr?: string; waitMs?: number } = {}): Promise<unknown> {
+  async function ask(
+    op: string,
+    payload: string | Buffer,
+    props: { responseTopic?: string; corr?: string; waitMs?: number } = {},
+  ): Promise<unknown> {
     const corr = props.corr ?? randomBytes(8).toString('hex');
-    await client.publishAsync(`sigil/v1/${op}`, payload, { qos: 1, properties: { responseTopic: props.responseTopic ?? topic, correlationData: Buffer.from(corr) } });
+    await client.publishAsync(`sigil/v1/${op}`, payload, {
+      qos: 1,
+      properties: { responseTopic: props.responseTopic ?? topic, correlationData: Buffer.from(corr) },
+    });
     const end = Date.now() + (props.waitMs ?? 5_000);
     while (!answers.has(corr)) {
       if (Date.now() > end) return undefined;
@@ -55,7 +64,12 @@ describe('MQTT responder: coded, signed refusals; drops; never a crash', () => {
   }
 
   /** Verify a refusal as an agent would, and return its code. */
-  function refusalCode(body: unknown, op: 'join' | 'renew' | 'bundle', requestId: string | null = null, hash: string | null = null): string {
+  function refusalCode(
+    body: unknown,
+    op: 'join' | 'renew' | 'bundle',
+    requestId: string | null = null,
+    hash: string | null = null,
+  ): string {
     try {
       verifyResponseOrError(body, op, requestId, hash, root);
     } catch (e) {
@@ -70,13 +84,22 @@ describe('MQTT responder: coded, signed refusals; drops; never a crash', () => {
     expect(refusalCode(await ask('join', 'not json {'), 'join')).toBe('malformed_json');
     expect(refusalCode(await ask('join', Buffer.alloc(70 * 1024, 0x20)), 'join')).toBe('body_too_large');
     const nf = (await ask('frobnicate', '{}')) as Jws;
-    expect(JSON.parse(b64u.decode(nf.payload).toString())).toMatchObject({ op: 'unknown', error: { code: 'not_found', retryable: false } });
-    expect(refusalCode(await ask('join', JSON.stringify({ protected: 'x', payload: 'y', signature: 'z' })), 'join')).toBe('bad_request');
+    expect(JSON.parse(b64u.decode(nf.payload).toString())).toMatchObject({
+      op: 'unknown',
+      error: { code: 'not_found', retryable: false },
+    });
+    expect(
+      refusalCode(await ask('join', JSON.stringify({ protected: 'x', payload: 'y', signature: 'z' })), 'join'),
+    ).toBe('bad_request');
     expect(refusalCode(await ask('join', '[]'), 'join')).toBe('bad_request');
   });
 
   it('requests without a valid response topic are dropped unanswered and counted', async () => {
-    const dropped = await Promise.all(['elsewhere/steal', 'sigil/v1/resp/+', 'sigil/v1/resp/a/b/c/d'].map((responseTopic) => ask('join', '{}', { responseTopic, waitMs: 1_500 })));
+    const dropped = await Promise.all(
+      ['elsewhere/steal', 'sigil/v1/resp/+', 'sigil/v1/resp/a/b/c/d'].map((responseTopic) =>
+        ask('join', '{}', { responseTopic, waitMs: 1_500 }),
+      ),
+    );
     expect(dropped).toEqual([undefined, undefined, undefined]);
     const m = await issuerMetrics(issuer.url);
     expect(m).toMatch(/sigil_requests_total\{transport="mqtt",op="join",outcome="dropped_bad_response_topic"\} 3/);
@@ -86,7 +109,11 @@ describe('MQTT responder: coded, signed refusals; drops; never a crash', () => {
     const method = new TokenJoinAgent(await createToken(admin));
     const victim = await buildJoinRequest({ method: 'token', evidence: (c) => method.evidence(c), now: Date.now() });
     // The attacker builds a different join with the victim's request id (its own key and junk evidence).
-    const forged = await buildJoinRequest({ method: 'token', evidence: async () => ({ token_key: 'A'.repeat(43), proof: 'B'.repeat(86) }), now: Date.now() });
+    const forged = await buildJoinRequest({
+      method: 'token',
+      evidence: async () => ({ token_key: 'A'.repeat(43), proof: 'B'.repeat(86) }),
+      now: Date.now(),
+    });
     const p = JSON.parse(b64u.decode(forged.envelope.payload).toString());
     p.request_id = victim.entry.requestId;
     const { signJws } = await import('../../src/protocol/jws.js');
@@ -99,7 +126,9 @@ describe('MQTT responder: coded, signed refusals; drops; never a crash', () => {
     expect(refusalCode(refusal, 'join', victim.entry.requestId, requestHash(victim.envelope))).toBe('response_invalid');
     // The victim's own request still goes through.
     const ok = await ask('join', JSON.stringify(victim.envelope));
-    expect(verifyResponseOrError(ok, 'join', victim.entry.requestId, requestHash(victim.envelope), root).result.generation).toBe(1);
+    expect(
+      verifyResponseOrError(ok, 'join', victim.entry.requestId, requestHash(victim.envelope), root).result.generation,
+    ).toBe(1);
   });
 
   it('bundle over MQTT: the root is taken only by its pin and the response verifies under it', async () => {
@@ -113,7 +142,9 @@ describe('MQTT responder: coded, signed refusals; drops; never a crash', () => {
     const method = new TokenJoinAgent(await createToken(admin));
     const req = await buildJoinRequest({ method: 'token', evidence: (c) => method.evidence(c), now: Date.now() });
     const body = await ask('join', JSON.stringify(req.envelope));
-    expect(verifyResponseOrError(body, 'join', req.entry.requestId, requestHash(req.envelope), root).result.instance_id).toBeTruthy();
+    expect(
+      verifyResponseOrError(body, 'join', req.entry.requestId, requestHash(req.envelope), root).result.instance_id,
+    ).toBeTruthy();
     expect(issuer.log()).not.toMatch(/"level":50/);
   });
 });

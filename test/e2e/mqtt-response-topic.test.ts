@@ -21,8 +21,12 @@ import { createToken, sigilJson } from '../helpers/cli.js';
 import { issuerMetrics, waitFor, writeTransportAgent } from '../helpers/mosquitto.js';
 import { useMqttIssuerRig } from '../helpers/mqtt-rig.js';
 
-const metric = (m: string, op: string, outcome: string): number => Number(new RegExp(`sigil_requests_total\\{transport="mqtt",op="${op}",outcome="${outcome}"\\} (\\d+)`).exec(m)?.[1] ?? 0);
-const certs = (pem: string): string[] => pem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----\n?/g)!.map((c) => c.trim() + '\n');
+const metric = (m: string, op: string, outcome: string): number =>
+  Number(
+    new RegExp(`sigil_requests_total\\{transport="mqtt",op="${op}",outcome="${outcome}"\\} (\\d+)`).exec(m)?.[1] ?? 0,
+  );
+const certs = (pem: string): string[] =>
+  pem.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----\n?/g)!.map((c) => c.trim() + '\n');
 
 describe('the issuer answers only on the requester’s own response topic', () => {
   const rig = useMqttIssuerRig('sigil-mqtt-resp-topic-');
@@ -43,7 +47,11 @@ describe('the issuer answers only on the requester’s own response topic', () =
   });
 
   const agent = async (name: string): Promise<{ config: string; outDir: string; id: string }> => {
-    const a = writeTransportAgent(tmp.path, name, { pin: rig.pin, token: await createToken(admin), transports: [`{ type: mqtt, url: "${rig.broker.url}", timeout: 5s }`] });
+    const a = writeTransportAgent(tmp.path, name, {
+      pin: rig.pin,
+      token: await createToken(admin),
+      transports: [`{ type: mqtt, url: "${rig.broker.url}", timeout: 5s }`],
+    });
     const joined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     expect(joined).toMatchObject({ result: 'joined' });
     return { ...a, id: joined.spiffe_id.split('/').pop() };
@@ -68,32 +76,72 @@ describe('the issuer answers only on the requester’s own response topic', () =
       now: Date.now(),
     });
     const send = (op: string, body: string, responseTopic: string, corr: string): Promise<unknown> =>
-      asker.publishAsync(`sigil/v1/${op}`, body, { qos: 1, properties: { responseTopic, correlationData: Buffer.from(corr) } });
+      asker.publishAsync(`sigil/v1/${op}`, body, {
+        qos: 1,
+        properties: { responseTopic, correlationData: Buffer.from(corr) },
+      });
     await send('renew', JSON.stringify(renewA.envelope), `sigil/v1/resp/${b.id}`, renewA.entry.requestId);
     // 2. A join (fresh token) answered on an instance topic.
     const m = new TokenJoinAgent(await createToken(admin));
     const joinReq = await buildJoinRequest({ method: 'token', evidence: (c) => m.evidence(c), now: Date.now() });
     await send('join', JSON.stringify(joinReq.envelope), `sigil/v1/resp/${b.id}`, joinReq.entry.requestId);
     // 3. A renewal that does not authenticate (garbage), on B's topic.
-    await send('renew', JSON.stringify({ protected: 'x', payload: 'y', signature: 'z' }), `sigil/v1/resp/${b.id}`, 'garbage-1');
+    await send(
+      'renew',
+      JSON.stringify({ protected: 'x', payload: 'y', signature: 'z' }),
+      `sigil/v1/resp/${b.id}`,
+      'garbage-1',
+    );
 
     // Positive evidence that the issuer saw each one and dropped it.
-    const after = await waitFor('three drops', async () => {
-      const now = await issuerMetrics(rig.issuer!.url);
-      const d = (op: string, o: string): number => metric(now, op, o) - metric(before, op, o);
-      return d('renew', 'dropped_bad_response_topic') === 1 && d('join', 'dropped_bad_response_topic') === 1 && d('renew', 'dropped_unauthenticated') === 1 ? now : undefined;
-    }, 10_000, 100);
+    const after = await waitFor(
+      'three drops',
+      async () => {
+        const now = await issuerMetrics(rig.issuer!.url);
+        const d = (op: string, o: string): number => metric(now, op, o) - metric(before, op, o);
+        return d('renew', 'dropped_bad_response_topic') === 1 &&
+          d('join', 'dropped_bad_response_topic') === 1 &&
+          d('renew', 'dropped_unauthenticated') === 1
+          ? now
+          : undefined;
+      },
+      10_000,
+      100,
+    );
     expect(metric(after, 'renew', 'ok') - metric(before, 'renew', 'ok')).toBe(0);
-    const drops = rig.issuer!.log().split('\n').filter((l) => l.includes('mqtt request dropped without an answer'));
-    expect(drops.some((l) => l.includes(`"signer":"${a.id}"`) && l.includes(`"response_topic":"sigil/v1/resp/${b.id}"`))).toBe(true);
+    const drops = rig
+      .issuer!.log()
+      .split('\n')
+      .filter((l) => l.includes('mqtt request dropped without an answer'));
+    expect(
+      drops.some((l) => l.includes(`"signer":"${a.id}"`) && l.includes(`"response_topic":"sigil/v1/resp/${b.id}"`)),
+    ).toBe(true);
     // The join was refused before it ran: its token is still good for a join on a bootstrap topic.
-    const joinAnswer = new Promise<unknown>((resolve) => asker.on('message', (_t, p, packet) => packet.properties?.correlationData?.toString() === joinReq.entry.requestId && resolve(JSON.parse(p.toString()))));
+    const joinAnswer = new Promise<unknown>((resolve) =>
+      asker.on(
+        'message',
+        (_t, p, packet) =>
+          packet.properties?.correlationData?.toString() === joinReq.entry.requestId &&
+          resolve(JSON.parse(p.toString())),
+      ),
+    );
     await asker.subscribeAsync('sigil/v1/resp/bootstrap/resp-topic-test', { qos: 1 });
-    await send('join', JSON.stringify(joinReq.envelope), 'sigil/v1/resp/bootstrap/resp-topic-test', joinReq.entry.requestId);
-    expect(verifyResponseOrError(await joinAnswer, 'join', joinReq.entry.requestId, requestHash(joinReq.envelope), root).result.generation).toBe(1);
+    await send(
+      'join',
+      JSON.stringify(joinReq.envelope),
+      'sigil/v1/resp/bootstrap/resp-topic-test',
+      joinReq.entry.requestId,
+    );
+    expect(
+      verifyResponseOrError(await joinAnswer, 'join', joinReq.entry.requestId, requestHash(joinReq.envelope), root)
+        .result.generation,
+    ).toBe(1);
 
     // Control: B renews itself; its answer is published on B's topic and the spy sees it.
-    expect(await sigilJson(['agent', 'renew', '--config', b.config])).toMatchObject({ result: 'renewed', generation: 2 });
+    expect(await sigilJson(['agent', 'renew', '--config', b.config])).toMatchObject({
+      result: 'renewed',
+      generation: 2,
+    });
     await waitFor('B’s own answer on B’s topic', () => onB.length >= 1 || undefined, 10_000);
     // Nothing else ever reached B's topic: only B's request ids, none of the three above.
     expect(onB.filter((c) => [renewA.entry.requestId, joinReq.entry.requestId, 'garbage-1'].includes(c))).toEqual([]);
@@ -102,6 +150,9 @@ describe('the issuer answers only on the requester’s own response topic', () =
     // A's renewal resent on A's own topic is answered there (the issuer replays what it recorded).
     await send('renew', JSON.stringify(renewA.envelope), `sigil/v1/resp/${a.id}`, renewA.entry.requestId);
     const answerA = await waitFor('A’s answer on A’s topic', () => onA.get(renewA.entry.requestId), 10_000);
-    expect(verifyResponseOrError(answerA, 'renew', renewA.entry.requestId, requestHash(renewA.envelope), root).result.generation).toBe(2);
+    expect(
+      verifyResponseOrError(answerA, 'renew', renewA.entry.requestId, requestHash(renewA.envelope), root).result
+        .generation,
+    ).toBe(2);
   }, 60_000);
 });

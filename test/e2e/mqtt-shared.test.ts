@@ -17,21 +17,31 @@ import { readFileSync } from 'node:fs';
 import { runAdminOp } from '../../src/server/admin/ops.js';
 import { openIssuerStores } from '../../src/server/data-dir.js';
 import { tempDir } from '../helpers/cli.js';
-import { issuerDb, issuerMetrics, spawnIssuer, waitFor, type Broker, type IssuerProcess, prepareMqttIssuer } from '../helpers/mosquitto.js';
+import {
+  issuerDb,
+  issuerMetrics,
+  spawnIssuer,
+  waitFor,
+  type Broker,
+  type IssuerProcess,
+  prepareMqttIssuer,
+} from '../helpers/mosquitto.js';
 
 /** Tokens straight from the store (the CLI round trip costs ~0.3 s per token). */
 async function createTokens(dataDir: string, n: number): Promise<string[]> {
   const stores = openIssuerStores(dataDir);
   try {
     const tokens: string[] = [];
-    for (let i = 0; i < n; i++) tokens.push(((await runAdminOp(stores, 'token.create', { bot: 'gw', ttl: '15m' })) as { token: string }).token);
+    for (let i = 0; i < n; i++)
+      tokens.push(((await runAdminOp(stores, 'token.create', { bot: 'gw', ttl: '15m' })) as { token: string }).token);
     return tokens;
   } finally {
     await stores.close();
   }
 }
 
-const joinsServed = (metrics: string): number => Number(/sigil_requests_total\{transport="mqtt",op="join",outcome="ok"\} (\d+)/.exec(metrics)?.[1] ?? 0);
+const joinsServed = (metrics: string): number =>
+  Number(/sigil_requests_total\{transport="mqtt",op="join",outcome="ok"\} (\d+)/.exec(metrics)?.[1] ?? 0);
 
 describe('two issuers sharing one broker', () => {
   const tmp = tempDir('sigil-mqtt-shared-');
@@ -44,7 +54,10 @@ describe('two issuers sharing one broker', () => {
   beforeAll(async () => {
     ({ broker, pin } = await prepareMqttIssuer(tmp.path, dataDir));
     // Two issuer processes on one store (SQLite WAL here; PostgreSQL when on several machines).
-    [a, b] = await Promise.all([spawnIssuer(dataDir, ['--mqtt-url', broker.url]), spawnIssuer(dataDir, ['--mqtt-url', broker.url])]);
+    [a, b] = await Promise.all([
+      spawnIssuer(dataDir, ['--mqtt-url', broker.url]),
+      spawnIssuer(dataDir, ['--mqtt-url', broker.url]),
+    ]);
   });
   afterAll(async () => {
     await Promise.all([a?.stop(), b?.stop()]);
@@ -70,7 +83,13 @@ describe('two issuers sharing one broker', () => {
       }),
     );
     for (const r of reqs) {
-      await client.publishAsync('sigil/v1/join', JSON.stringify(r.envelope), { qos: 1, properties: { responseTopic: 'sigil/v1/resp/bootstrap/shared-test', correlationData: Buffer.from(r.entry.requestId) } });
+      await client.publishAsync('sigil/v1/join', JSON.stringify(r.envelope), {
+        qos: 1,
+        properties: {
+          responseTopic: 'sigil/v1/resp/bootstrap/shared-test',
+          correlationData: Buffer.from(r.entry.requestId),
+        },
+      });
     }
     await waitFor('30 answers', () => answers.size === 30 || undefined, 30_000);
     await new Promise((r) => setTimeout(r, 1_000)); // room for any duplicate
@@ -78,7 +97,9 @@ describe('two issuers sharing one broker', () => {
     for (const r of reqs) {
       const got = answers.get(r.entry.requestId)!;
       expect(got).toHaveLength(1);
-      expect(verifyResponseOrError(got[0], 'join', r.entry.requestId, requestHash(r.envelope), root).result.generation).toBe(1);
+      expect(
+        verifyResponseOrError(got[0], 'join', r.entry.requestId, requestHash(r.envelope), root).result.generation,
+      ).toBe(1);
     }
     const [na, nb] = [joinsServed(await issuerMetrics(a.url)), joinsServed(await issuerMetrics(b.url))];
     expect(na + nb - before).toBe(30);
@@ -123,11 +144,19 @@ describe('two issuers sharing one broker', () => {
     await all;
     expect(joinedAt.filter(Boolean)).toHaveLength(N);
 
-    const rows = await issuerDb(dataDir, (db) => db.prepare("SELECT request_id, count(*) AS n FROM certificates WHERE instance_id IN (SELECT id FROM instances) GROUP BY request_id HAVING n > 1").all());
+    const rows = await issuerDb(dataDir, (db) =>
+      db
+        .prepare(
+          'SELECT request_id, count(*) AS n FROM certificates WHERE instance_id IN (SELECT id FROM instances) GROUP BY request_id HAVING n > 1',
+        )
+        .all(),
+    );
     expect(rows).toEqual([]);
     for (const ag of agents) {
       const id = ag.state.getIdentity()!;
-      const certs = await issuerDb(dataDir, (db) => db.prepare('SELECT generation FROM certificates WHERE instance_id = ?').all(id.instanceId));
+      const certs = await issuerDb(dataDir, (db) =>
+        db.prepare('SELECT generation FROM certificates WHERE instance_id = ?').all(id.instanceId),
+      );
       expect(certs).toEqual([{ generation: 1 }]);
       await ag.close();
     }

@@ -17,8 +17,25 @@
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentStatusJson, applyResources, createToken, RESOURCES, sigil, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
-import { issueBrokerCert, issuerDb, spawnIssuer, startMosquitto, writeTransportAgent, type Broker, type IssuerProcess } from '../helpers/mosquitto.js';
+import {
+  agentStatusJson,
+  applyResources,
+  createToken,
+  RESOURCES,
+  sigil,
+  sigilJson,
+  tempDir,
+  type RunningIssuer,
+} from '../helpers/cli.js';
+import {
+  issueBrokerCert,
+  issuerDb,
+  spawnIssuer,
+  startMosquitto,
+  writeTransportAgent,
+  type Broker,
+  type IssuerProcess,
+} from '../helpers/mosquitto.js';
 import { initSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm.js';
 import { createLocalCa, simulateBoot, startSwtpm, type SharedLocalCa, type SwtpmInstance } from '../helpers/swtpm.js';
 
@@ -36,7 +53,9 @@ describe('mqtts with a hardware-bound identity key: renewal through the MQTT tra
   let token: SoftHsmToken;
 
   beforeAll(async () => {
-    pin = (await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])).ca_pin;
+    pin = (
+      await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])
+    ).ca_pin;
     ca = await createLocalCa();
     tpm = await startSwtpm({ localCa: ca });
     eventLog = join(tmp.path, 'boot.log');
@@ -47,7 +66,10 @@ describe('mqtts with a hardware-bound identity key: renewal through the MQTT tra
       tmp.path,
       `${RESOURCES}---\nkind: join_rule\nname: racks\nspec:\n  method: tpm\n  bot: gw\n  tpm:\n    ek_ca_files: [${ca.caFiles[0]}, ${ca.caFiles[1]}]\n    firmware_profiles: [lab-gateway-v1]\n`,
     );
-    broker = await startMosquitto(join(tmp.path, 'broker'), { ...issueBrokerCert(dataDir), passwords: { bootstrap: 'bootstrap-secret' } });
+    broker = await startMosquitto(join(tmp.path, 'broker'), {
+      ...issueBrokerCert(dataDir),
+      passwords: { bootstrap: 'bootstrap-secret' },
+    });
     writeFileSync(pwFile, 'bootstrap-secret\n', { mode: 0o600 });
     issuer = await spawnIssuer(dataDir, ['--mqtt-url', broker.issuerUrl]);
   }, 120_000);
@@ -59,10 +81,12 @@ describe('mqtts with a hardware-bound identity key: renewal through the MQTT tra
     tmp.cleanup();
   });
 
-  const mqtts = (): string => `{ type: mqtt, url: "${broker.url}", timeout: 10s, bootstrap: { url: "${broker.bootstrapUrl}", username: bootstrap, password_file: ${pwFile} } }`;
+  const mqtts = (): string =>
+    `{ type: mqtt, url: "${broker.url}", timeout: 10s, bootstrap: { url: "${broker.bootstrapUrl}", username: bootstrap, password_file: ${pwFile} } }`;
 
   /** The broker's log lines for connections of this instance's client id. */
-  const instanceLogins = (log: string, instanceId: string): string[] => log.split('\n').filter((l) => l.includes(` as sigil-${instanceId} `));
+  const instanceLogins = (log: string, instanceId: string): string[] =>
+    log.split('\n').filter((l) => l.includes(` as sigil-${instanceId} `));
   /**
    * The listener port each login came in on. mosquitto logs "New connection from 127.0.0.1:P on
    * port L." then "New client connected from 127.0.0.1:P as <client id> (...)".
@@ -79,7 +103,12 @@ describe('mqtts with a hardware-bound identity key: renewal through the MQTT tra
    */
   async function renewsAsTheInstance(config: string, keyStorage: string): Promise<void> {
     const st = await agentStatusJson(['--config', config]);
-    expect(st).toMatchObject({ key_storage: keyStorage, exportable: false, generation: 1, mqtt_client_cert: 'transport' });
+    expect(st).toMatchObject({
+      key_storage: keyStorage,
+      exportable: false,
+      generation: 1,
+      mqtt_client_cert: 'transport',
+    });
     const instanceId: string = st.instance_id;
     const joinLog = broker.log();
     expect(joinLog).toContain(`u'bootstrap'`);
@@ -92,9 +121,19 @@ describe('mqtts with a hardware-bound identity key: renewal through the MQTT tra
     expect(logins.length).toBeGreaterThanOrEqual(1);
     expect(listenerPorts(broker.log(), logins)).toEqual(logins.map(() => broker.port));
     const after = await agentStatusJson(['--config', config]);
-    expect(after).toMatchObject({ generation: 2, transport: `mqtt ${broker.url}`, mqtt_client_cert: 'transport', last_error: null, pending_request: null });
+    expect(after).toMatchObject({
+      generation: 2,
+      transport: `mqtt ${broker.url}`,
+      mqtt_client_cert: 'transport',
+      last_error: null,
+      pending_request: null,
+    });
 
-    const rows = await issuerDb(dataDir, (db) => db.prepare('SELECT kind, generation FROM certificates WHERE instance_id = ? ORDER BY generation, kind').all(instanceId));
+    const rows = await issuerDb(dataDir, (db) =>
+      db
+        .prepare('SELECT kind, generation FROM certificates WHERE instance_id = ? ORDER BY generation, kind')
+        .all(instanceId),
+    );
     expect(rows).toEqual([
       { kind: 'mqtt-transport', generation: 1 },
       { kind: 'x509-svid', generation: 1 },
@@ -111,7 +150,12 @@ describe('mqtts with a hardware-bound identity key: renewal through the MQTT tra
         `join: { method: tpm, tpm: { tcti: "${tpm.tcti}", event_log: ${eventLog} } }\nkey_storage: tpm\n` +
         `transports:\n  - ${mqtts()}\noutputs:\n  - { type: identity, path: ${join(tmp.path, 'tpm-identity')} }\n`,
     );
-    expect(await sigilJson(['agent', 'run', '--config', a, '--once'])).toMatchObject({ result: 'joined', key_storage: 'tpm', exportable: false, generation: 1 });
+    expect(await sigilJson(['agent', 'run', '--config', a, '--once'])).toMatchObject({
+      result: 'joined',
+      key_storage: 'tpm',
+      exportable: false,
+      generation: 1,
+    });
     await renewsAsTheInstance(a, 'tpm');
 
     // Killed with the renewal sent, or its answer received but not stored: the next run resends
@@ -121,16 +165,24 @@ describe('mqtts with a hardware-bound identity key: renewal through the MQTT tra
       const killed = await sigil(['agent', 'renew', '--config', a], { env: { SIGIL_TEST_CRASH_AT: point } });
       expect(killed.code, `${point}: ${killed.stderr}`).toBe(-1);
       expect((await agentStatusJson(['--config', a])).pending_request).toMatch(/^renew /);
-      expect(await sigilJson(['agent', 'run', '--config', a, '--once'])).toMatchObject({ result: 'renewed', generation: ++generation });
+      expect(await sigilJson(['agent', 'run', '--config', a, '--once'])).toMatchObject({
+        result: 'renewed',
+        generation: ++generation,
+      });
       const st = await agentStatusJson(['--config', a]);
       expect(st).toMatchObject({ generation, mqtt_client_cert: 'transport', pending_request: null });
       const seen = broker.log().length;
-      expect(await sigilJson(['agent', 'renew', '--config', a])).toMatchObject({ result: 'renewed', generation: ++generation });
+      expect(await sigilJson(['agent', 'renew', '--config', a])).toMatchObject({
+        result: 'renewed',
+        generation: ++generation,
+      });
       const logins = instanceLogins(broker.log().slice(seen), st.instance_id);
       expect(logins.length).toBeGreaterThanOrEqual(1);
       expect(listenerPorts(broker.log(), logins)).toEqual(logins.map(() => broker.port));
     }
-    const locked = await issuerDb(dataDir, (db) => db.prepare("SELECT locked FROM instances WHERE join_method = 'tpm'").get());
+    const locked = await issuerDb(dataDir, (db) =>
+      db.prepare("SELECT locked FROM instances WHERE join_method = 'tpm'").get(),
+    );
     expect(locked).toEqual({ locked: 0 });
   }, 120_000);
 
@@ -141,7 +193,12 @@ describe('mqtts with a hardware-bound identity key: renewal through the MQTT tra
       transports: [mqtts()],
       extra: `key_storage: pkcs11\npkcs11: { module: ${token.module}, token: sigil, pin_file: ${token.pinFile}, key_label_prefix: p11 }\n`,
     });
-    expect(await sigilJson(['agent', 'run', '--config', a.config, '--once'])).toMatchObject({ result: 'joined', key_storage: 'pkcs11', exportable: false, generation: 1 });
+    expect(await sigilJson(['agent', 'run', '--config', a.config, '--once'])).toMatchObject({
+      result: 'joined',
+      key_storage: 'pkcs11',
+      exportable: false,
+      generation: 1,
+    });
     await renewsAsTheInstance(a.config, 'pkcs11');
   }, 120_000);
 });

@@ -12,8 +12,23 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectAsync } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentStatusJson, applyResources, createToken, sigil, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
-import { issueBrokerCert, spawnIssuer, startMosquitto, writeTransportAgent, type Broker, type IssuerProcess } from '../helpers/mosquitto.js';
+import {
+  agentStatusJson,
+  applyResources,
+  createToken,
+  sigil,
+  sigilJson,
+  tempDir,
+  type RunningIssuer,
+} from '../helpers/cli.js';
+import {
+  issueBrokerCert,
+  spawnIssuer,
+  startMosquitto,
+  writeTransportAgent,
+  type Broker,
+  type IssuerProcess,
+} from '../helpers/mosquitto.js';
 
 const openssl = (...args: string[]): string => execFileSync('openssl', args, { encoding: 'utf8' });
 
@@ -28,19 +43,71 @@ describe('MQTT over TLS with Sigil client certificates and the example ACL', () 
   const pwFile = join(tmp.path, 'bootstrap.pw');
 
   beforeAll(async () => {
-    pin = (await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])).ca_pin;
+    pin = (
+      await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])
+    ).ca_pin;
     await applyResources(admin, tmp.path);
     const cert = issueBrokerCert(dataDir);
     rootPem = cert.caPem;
     // A factory CA whose device certificates (CN=bootstrap) are the other kind of bootstrap
     // identity: accepted on the certificate listener next to Sigil SVIDs.
     const f = (n: string): string => join(tmp.path, n);
-    openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('factory-ca.key'), '-out', f('factory-ca.pem'), '-days', '2', '-subj', '/CN=factory CA');
-    openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', f('device.key'), '-out', f('device.csr'), '-subj', '/CN=bootstrap');
+    openssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      f('factory-ca.key'),
+      '-out',
+      f('factory-ca.pem'),
+      '-days',
+      '2',
+      '-subj',
+      '/CN=factory CA',
+    );
+    openssl(
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      f('device.key'),
+      '-out',
+      f('device.csr'),
+      '-subj',
+      '/CN=bootstrap',
+    );
     writeFileSync(f('device.ext'), 'extendedKeyUsage=clientAuth\n');
-    openssl('x509', '-req', '-in', f('device.csr'), '-CA', f('factory-ca.pem'), '-CAkey', f('factory-ca.key'), '-CAcreateserial', '-days', '2', '-extfile', f('device.ext'), '-out', f('device.pem'));
+    openssl(
+      'x509',
+      '-req',
+      '-in',
+      f('device.csr'),
+      '-CA',
+      f('factory-ca.pem'),
+      '-CAkey',
+      f('factory-ca.key'),
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-extfile',
+      f('device.ext'),
+      '-out',
+      f('device.pem'),
+    );
     const caPem = cert.caPem + readFileSync(f('factory-ca.pem'), 'utf8');
-    broker = await startMosquitto(join(tmp.path, 'broker'), { ...cert, caPem, issuerCaPem: cert.caPem, passwords: { bootstrap: 'bootstrap-secret' } });
+    broker = await startMosquitto(join(tmp.path, 'broker'), {
+      ...cert,
+      caPem,
+      issuerCaPem: cert.caPem,
+      passwords: { bootstrap: 'bootstrap-secret' },
+    });
     writeFileSync(pwFile, 'bootstrap-secret\n', { mode: 0o600 });
     // No --mqtt-cert-file: the issuer presents its own serving certificate (CN "Sigil issuer")
     // on the issuers' own listener.
@@ -56,12 +123,18 @@ describe('MQTT over TLS with Sigil client certificates and the example ACL', () 
     `{ type: mqtt, url: "${broker.url}", timeout: 10s, bootstrap: { url: "${broker.bootstrapUrl}", username: bootstrap, password_file: ${pwFile} }${extra} }`;
 
   it('joins as the bootstrap user, renews with its SVID as client certificate (CN = instance id)', async () => {
-    const a = writeTransportAgent(tmp.path, 'tls1', { pin, token: await createToken(admin), transports: [mqttTransport()] });
+    const a = writeTransportAgent(tmp.path, 'tls1', {
+      pin,
+      token: await createToken(admin),
+      transports: [mqttTransport()],
+    });
     const joined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     expect(joined.result).toBe('joined');
     const instanceId = joined.spiffe_id.split('/').pop();
     const svid = join(a.outDir, 'svid.pem');
-    expect(openssl('x509', '-in', svid, '-noout', '-subject')).toMatch(new RegExp(`subject=O = example.org, CN = ${instanceId}`));
+    expect(openssl('x509', '-in', svid, '-noout', '-subject')).toMatch(
+      new RegExp(`subject=O = example.org, CN = ${instanceId}`),
+    );
     // The SAN stays the identity and is no longer critical once the subject is not empty.
     expect(openssl('x509', '-in', svid, '-noout', '-text')).toMatch(/X509v3 Subject Alternative Name: \n\s+URI:spiffe/);
 
@@ -75,11 +148,21 @@ describe('MQTT over TLS with Sigil client certificates and the example ACL', () 
   });
 
   it('the dynamic-security roles: agents ask and read answers, never requests; bootstrap logins cannot renew', async () => {
-    const a = writeTransportAgent(tmp.path, 'acl-a', { pin, token: await createToken(admin), transports: [mqttTransport()] });
+    const a = writeTransportAgent(tmp.path, 'acl-a', {
+      pin,
+      token: await createToken(admin),
+      transports: [mqttTransport()],
+    });
     await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     const aCert = readFileSync(join(a.outDir, 'svid.pem'), 'utf8');
     const aKey = readFileSync(join(a.outDir, 'svid.key'), 'utf8');
-    const asA = await connectAsync(broker.url, { protocolVersion: 5, ca: rootPem, cert: aCert, key: aKey, reconnectPeriod: 0 });
+    const asA = await connectAsync(broker.url, {
+      protocolVersion: 5,
+      ca: rootPem,
+      cert: aCert,
+      key: aKey,
+      reconnectPeriod: 0,
+    });
     try {
       // Refused at SUBSCRIBE (MQTT v5 SUBACK reason 0x87), not granted and filtered at delivery.
       await expect(asA.subscribeAsync('sigil/v1/renew', { qos: 1 })).rejects.toThrow(/Not authorized/i);
@@ -90,7 +173,13 @@ describe('MQTT over TLS with Sigil client certificates and the example ACL', () 
     } finally {
       await asA.endAsync();
     }
-    const boot = await connectAsync(broker.bootstrapUrl!, { protocolVersion: 5, ca: rootPem, username: 'bootstrap', password: 'bootstrap-secret', reconnectPeriod: 0 });
+    const boot = await connectAsync(broker.bootstrapUrl!, {
+      protocolVersion: 5,
+      ca: rootPem,
+      username: 'bootstrap',
+      password: 'bootstrap-secret',
+      reconnectPeriod: 0,
+    });
     try {
       await expect(boot.publishAsync('sigil/v1/renew', '{}', { qos: 1 })).rejects.toThrow(/Not authorized/i);
       await expect(boot.subscribeAsync('sigil/v1/resp/x', { qos: 1 })).rejects.toThrow(/Not authorized/i);
@@ -99,8 +188,23 @@ describe('MQTT over TLS with Sigil client certificates and the example ACL', () 
     }
     // A client without a certificate cannot even connect to the certificate listener, and an
     // instance's certificate is refused everything on the issuers' listener.
-    await expect(connectAsync(broker.url, { protocolVersion: 5, ca: rootPem, username: 'bootstrap', password: 'bootstrap-secret', reconnectPeriod: 0, connectTimeout: 3000 })).rejects.toThrow();
-    const onIssuers = await connectAsync(broker.issuerUrl, { protocolVersion: 5, ca: rootPem, cert: aCert, key: aKey, reconnectPeriod: 0 });
+    await expect(
+      connectAsync(broker.url, {
+        protocolVersion: 5,
+        ca: rootPem,
+        username: 'bootstrap',
+        password: 'bootstrap-secret',
+        reconnectPeriod: 0,
+        connectTimeout: 3000,
+      }),
+    ).rejects.toThrow();
+    const onIssuers = await connectAsync(broker.issuerUrl, {
+      protocolVersion: 5,
+      ca: rootPem,
+      cert: aCert,
+      key: aKey,
+      reconnectPeriod: 0,
+    });
     try {
       await expect(onIssuers.subscribeAsync('$share/sigil/sigil/v1/+', { qos: 1 })).rejects.toThrow(/Not authorized/i);
     } finally {
@@ -112,10 +216,15 @@ describe('MQTT over TLS with Sigil client certificates and the example ACL', () 
     const a = writeTransportAgent(tmp.path, 'factory', {
       pin,
       token: await createToken(admin),
-      transports: [`{ type: mqtt, url: "${broker.url}", timeout: 10s, bootstrap: { cert: ${join(tmp.path, 'device.pem')}, key: ${join(tmp.path, 'device.key')} } }`],
+      transports: [
+        `{ type: mqtt, url: "${broker.url}", timeout: 10s, bootstrap: { cert: ${join(tmp.path, 'device.pem')}, key: ${join(tmp.path, 'device.key')} } }`,
+      ],
     });
     expect(await sigilJson(['agent', 'run', '--config', a.config, '--once'])).toMatchObject({ result: 'joined' });
-    expect(await sigilJson(['agent', 'renew', '--config', a.config])).toMatchObject({ result: 'renewed', generation: 2 });
+    expect(await sigilJson(['agent', 'renew', '--config', a.config])).toMatchObject({
+      result: 'renewed',
+      generation: 2,
+    });
   });
 
   it('a wrong bootstrap password is a retryable failure naming the broker refusal', async () => {
@@ -124,7 +233,9 @@ describe('MQTT over TLS with Sigil client certificates and the example ACL', () 
     const a = writeTransportAgent(tmp.path, 'badpw', {
       pin,
       token: await createToken(admin),
-      transports: [`{ type: mqtt, url: "${broker.url}", timeout: 5s, bootstrap: { url: "${broker.bootstrapUrl}", username: bootstrap, password_file: ${bad} } }`],
+      transports: [
+        `{ type: mqtt, url: "${broker.url}", timeout: 5s, bootstrap: { url: "${broker.bootstrapUrl}", username: bootstrap, password_file: ${bad} } }`,
+      ],
     });
     const r = await sigil(['agent', 'run', '--config', a.config, '--once']);
     expect(r.code).toBe(75);

@@ -9,7 +9,11 @@ import { describe, expect, it } from 'vitest';
 import { agentStatusJson, createToken, SIGIL, sigil, sigilJson, writeAgentConfig } from '../helpers/cli.js';
 import { useIssuer } from '../helpers/issuer-fixture.js';
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs: number): Promise<T> {
+async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined> | T | undefined,
+  timeoutMs: number,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -25,7 +29,13 @@ describe('agent restart while the issuer is down', () => {
 
   it('serves the cached identity, fails renewals with a retryable code, and renews when the issuer returns', async () => {
     // 30 s certificates renewed at 20% of their life: the daemon wants to renew after ~6 s.
-    const a = writeAgentConfig(tmp.path, 'edge', { url: fx.issuer.url, pin: fx.issuer.pin, token: await createToken(fx.issuer), ttl: '30s', extra: 'renew_fraction: 0.2\n' });
+    const a = writeAgentConfig(tmp.path, 'edge', {
+      url: fx.issuer.url,
+      pin: fx.issuer.pin,
+      token: await createToken(fx.issuer),
+      ttl: '30s',
+      extra: 'renew_fraction: 0.2\n',
+    });
     const joined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     expect(joined.generation).toBe(1);
 
@@ -47,14 +57,21 @@ describe('agent restart while the issuer is down', () => {
     // The daemon restarted while offline: outputs are back from SQLite within a moment.
     rmSync(a.outDir, { recursive: true });
     const started = Date.now();
-    const daemon = spawn(process.execPath, [SIGIL, 'agent', 'run', '--config', a.config], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, SIGIL_LOG_FORMAT: 'json' } });
+    const daemon = spawn(process.execPath, [SIGIL, 'agent', 'run', '--config', a.config], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, SIGIL_LOG_FORMAT: 'json' },
+    });
     let log = '';
     daemon.stderr.on('data', (d: Buffer) => (log += d.toString()));
     try {
       await waitFor('outputs served from cache', () => existsSync(join(a.outDir, 'svid.pem')) || undefined, 5_000);
       expect(Date.now() - started).toBeLessThan(5_000);
       // It keeps trying (and failing) in the background with backoff.
-      await waitFor('a failed renewal attempt', async () => ((await agentStatusJson(['--config', a.config])).consecutive_failures >= 2 ? true : undefined), 20_000);
+      await waitFor(
+        'a failed renewal attempt',
+        async () => ((await agentStatusJson(['--config', a.config])).consecutive_failures >= 2 ? true : undefined),
+        20_000,
+      );
 
       await fx.issuer.restart();
       const renewed = await waitFor(
@@ -68,7 +85,11 @@ describe('agent restart while the issuer is down', () => {
       );
       expect(renewed.serial).not.toBe(joined.serial);
       expect(renewed.consecutive_failures).toBe(0);
-      await waitFor('new certificate on disk', () => (readFileSync(join(a.outDir, 'svid.pem'), 'utf8') !== '' ? true : undefined), 2_000);
+      await waitFor(
+        'new certificate on disk',
+        () => (readFileSync(join(a.outDir, 'svid.pem'), 'utf8') !== '' ? true : undefined),
+        2_000,
+      );
     } finally {
       daemon.kill('SIGTERM');
       await new Promise((r) => daemon.once('exit', r));

@@ -6,7 +6,15 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyResources, RESOURCES, sigil, sigilJson, startIssuer, tempDir, type RunningIssuer } from '../helpers/cli.js';
+import {
+  applyResources,
+  RESOURCES,
+  sigil,
+  sigilJson,
+  startIssuer,
+  tempDir,
+  type RunningIssuer,
+} from '../helpers/cli.js';
 import { newKey, TestTokenIssuer } from '../helpers/fake-oidc.js';
 
 describe('oidc join through `sigil agent run`', () => {
@@ -52,7 +60,12 @@ describe('oidc join through `sigil agent run`', () => {
     expect(again.result).toBe('joined');
     expect(again.serial).not.toBe(first.serial);
     const audit = await sigilJson(['ctl', '--data-dir', issuer.dataDir, 'audit']);
-    expect(audit.filter((e: { action: string; method: string; outcome: string }) => e.action === 'join' && e.method === 'oidc' && e.outcome === 'ok')).toHaveLength(2);
+    expect(
+      audit.filter(
+        (e: { action: string; method: string; outcome: string }) =>
+          e.action === 'join' && e.method === 'oidc' && e.outcome === 'ok',
+      ),
+    ).toHaveLength(2);
     expect(audit.some((e: { action: string }) => e.action === 'renew')).toBe(false);
   });
 

@@ -43,7 +43,10 @@ describe('agent output paths are checked before the join (issue #12 item 2)', ()
       ['sys', '/sys/kernel/sigil/identity'],
     ] as const) {
       const a = writeAgentConfig(tmp.path, name, { url: fx.issuer.url, pin: fx.issuer.pin, token });
-      writeFileSync(a.config, `issuer: ${fx.issuer.url}\nca_pin: ${fx.issuer.pin}\ndata_dir: ${a.dataDir}\njoin: { method: token, token: ${token} }\noutputs:\n  - { type: identity, path: ${path} }\n`);
+      writeFileSync(
+        a.config,
+        `issuer: ${fx.issuer.url}\nca_pin: ${fx.issuer.pin}\ndata_dir: ${a.dataDir}\njoin: { method: token, token: ${token} }\noutputs:\n  - { type: identity, path: ${path} }\n`,
+      );
       const t0 = Date.now();
       const r = await sigil(['agent', 'run', '--config', a.config, '--once'], { timeoutMs: 15_000 });
       const ms = Date.now() - t0;
@@ -63,7 +66,10 @@ describe('agent output paths are checked before the join (issue #12 item 2)', ()
 
   it('a data_dir under /proc fails at once (exit 2) instead of spinning in mkdir', async () => {
     const config = join(tmp.path, 'proc-data.yaml');
-    writeFileSync(config, `issuer: ${fx.issuer.url}\nca_pin: ${fx.issuer.pin}\ndata_dir: /proc/sigil/data\njoin: { method: token, token: ${await createToken(fx.issuer)} }\n`);
+    writeFileSync(
+      config,
+      `issuer: ${fx.issuer.url}\nca_pin: ${fx.issuer.pin}\ndata_dir: /proc/sigil/data\njoin: { method: token, token: ${await createToken(fx.issuer)} }\n`,
+    );
     const t0 = Date.now();
     const r = await sigil(['agent', 'run', '--config', config, '--once'], { timeoutMs: 15_000 });
     expect(r.code, r.stderr).toBe(2);
@@ -89,8 +95,15 @@ describe('agent output paths are checked before the join (issue #12 item 2)', ()
       [file, /not a directory/],
       [join(file, 'sub'), /not a directory/],
     ] as const) {
-      const a = writeAgentConfig(tmp.path, `bad-${Math.random().toString(36).slice(2)}`, { url: fx.issuer.url, pin: fx.issuer.pin, token });
-      writeFileSync(a.config, `issuer: ${fx.issuer.url}\nca_pin: ${fx.issuer.pin}\ndata_dir: ${a.dataDir}\njoin: { method: token, token: ${token} }\noutputs:\n  - { type: identity, path: ${path} }\n`);
+      const a = writeAgentConfig(tmp.path, `bad-${Math.random().toString(36).slice(2)}`, {
+        url: fx.issuer.url,
+        pin: fx.issuer.pin,
+        token,
+      });
+      writeFileSync(
+        a.config,
+        `issuer: ${fx.issuer.url}\nca_pin: ${fx.issuer.pin}\ndata_dir: ${a.dataDir}\njoin: { method: token, token: ${token} }\noutputs:\n  - { type: identity, path: ${path} }\n`,
+      );
       expectOneLineRefusal(await sigil(['agent', 'run', '--config', a.config, '--once']), path, reason);
     }
     expect(await joinRows(fx.issuer)).toHaveLength(before);
@@ -111,7 +124,10 @@ describe('agent output paths are checked before the join (issue #12 item 2)', ()
     const config = join(base, 'agent.yaml');
     const out = join(ro, 'identity');
     // Nothing listens on port 9: a network call would fail with exit 75, not 2.
-    writeFileSync(config, `issuer: https://127.0.0.1:9\nca_pin: sha256:${'0'.repeat(64)}\ndata_dir: ${dataDir}\njoin: { method: token, token: ${await createToken(fx.issuer)} }\noutputs:\n  - { type: identity, path: ${out} }\n`);
+    writeFileSync(
+      config,
+      `issuer: https://127.0.0.1:9\nca_pin: sha256:${'0'.repeat(64)}\ndata_dir: ${dataDir}\njoin: { method: token, token: ${await createToken(fx.issuer)} }\noutputs:\n  - { type: identity, path: ${out} }\n`,
+    );
     chmodSync(config, 0o644);
     const args = ['agent', 'run', '--config', config, '--once'];
     const r = root ? await sigilAs(65534, args) : await sigil(args);
@@ -125,7 +141,11 @@ async function sigilAs(uid: number, args: string[]): Promise<{ code: number; std
   const { spawn } = await import('node:child_process');
   const { SIGIL } = await import('../helpers/cli.js');
   return new Promise((resolve, reject) => {
-    const p = spawn('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', process.execPath, SIGIL, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SIGIL_LOG_FORMAT: 'json', HOME: '/tmp' } });
+    const p = spawn(
+      'setpriv',
+      [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', process.execPath, SIGIL, ...args],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SIGIL_LOG_FORMAT: 'json', HOME: '/tmp' } },
+    );
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -45,9 +45,21 @@ spec: { roles: [ssh-ops], traits: { logins: [${user.name}] } }
   agent = await credentialAgent(h, { bot: 'sshbot' });
   hostDir = join(agent.dir, 'host');
   userDir = join(agent.dir, 'ssh');
-  const outcomes = await agent.outputs([{ type: 'ssh_host', path: hostDir }, { type: 'ssh_user', path: userDir, ttl: '30m' }]).refresh();
-  expect(outcomes.map((o) => [o.type, o.action])).toEqual([['ssh_host', 'issued'], ['ssh_user', 'issued']]);
-  sshd = await startSshd(agent.dir, { hostKey: join(hostDir, 'ssh_host'), hostCert: join(hostDir, 'ssh_host-cert.pub'), trustedUserCaKeys: join(hostDir, 'ssh_user_ca.pub') });
+  const outcomes = await agent
+    .outputs([
+      { type: 'ssh_host', path: hostDir },
+      { type: 'ssh_user', path: userDir, ttl: '30m' },
+    ])
+    .refresh();
+  expect(outcomes.map((o) => [o.type, o.action])).toEqual([
+    ['ssh_host', 'issued'],
+    ['ssh_user', 'issued'],
+  ]);
+  sshd = await startSshd(agent.dir, {
+    hostKey: join(hostDir, 'ssh_host'),
+    hostCert: join(hostDir, 'ssh_host-cert.pub'),
+    trustedUserCaKeys: join(hostDir, 'ssh_user_ca.pub'),
+  });
 });
 
 afterAll(async () => {
@@ -63,15 +75,32 @@ afterAll(async () => {
  * `host` — exactly what it does for a name that resolves.
  */
 const sshVia = (dir: string, host: string, login: string, ...cmd: string[]) =>
-  ssh(['-F', join(dir, 'ssh_config'), '-p', String(sshd.port), '-o', 'HostName=127.0.0.1', '-o', `HostKeyAlias=${host}`, '-l', login, host, ...cmd]);
+  ssh([
+    '-F',
+    join(dir, 'ssh_config'),
+    '-p',
+    String(sshd.port),
+    '-o',
+    'HostName=127.0.0.1',
+    '-o',
+    `HostKeyAlias=${host}`,
+    '-l',
+    login,
+    host,
+    ...cmd,
+  ]);
 
 describe('ssh_user + ssh_host outputs with real sshd and ssh', () => {
   it('the files are there with their modes, and ssh-keygen -L shows the principals and validity', () => {
     expect(statSync(join(userDir, 'id')).mode & 0o777).toBe(0o600);
     expect(statSync(join(hostDir, 'ssh_host')).mode & 0o777).toBe(0o600);
-    for (const f of ['id-cert.pub', 'known_hosts', 'ssh_config', 'id.pub']) expect(statSync(join(userDir, f)).mode & 0o777).toBe(0o644);
-    for (const f of ['ssh_host-cert.pub', 'ssh_user_ca.pub', 'ssh_host.pub']) expect(statSync(join(hostDir, f)).mode & 0o777).toBe(0o644);
-    expect(readFileSync(join(userDir, 'known_hosts'), 'utf8')).toMatch(/^@cert-authority \* ssh-ed25519 \S+ sigil-host-ca@example\.org\n$/);
+    for (const f of ['id-cert.pub', 'known_hosts', 'ssh_config', 'id.pub'])
+      expect(statSync(join(userDir, f)).mode & 0o777).toBe(0o644);
+    for (const f of ['ssh_host-cert.pub', 'ssh_user_ca.pub', 'ssh_host.pub'])
+      expect(statSync(join(hostDir, f)).mode & 0o777).toBe(0o644);
+    expect(readFileSync(join(userDir, 'known_hosts'), 'utf8')).toMatch(
+      /^@cert-authority \* ssh-ed25519 \S+ sigil-host-ca@example\.org\n$/,
+    );
 
     const userCert = parseCertificateLine(readFileSync(join(userDir, 'id-cert.pub'), 'utf8'));
     const out = execFileSync('ssh-keygen', ['-L', '-f', join(userDir, 'id-cert.pub')], { encoding: 'utf8' });
@@ -80,7 +109,8 @@ describe('ssh_user + ssh_host outputs with real sshd and ssh', () => {
     expect(out).toContain(`Key ID: "${agent.state.getIdentity()!.spiffeId}"`);
     expect(out).toMatch(/Extensions: \n\s+permit-pty\n/);
     const p = (n: number): string => String(n).padStart(2, '0');
-    const local = (d: Date): string => `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+    const local = (d: Date): string =>
+      `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
     expect(out).toContain(`Valid: from ${local(userCert.validAfter)} to ${local(userCert.validBefore)}`);
     // ttl 30m, back-dated one minute.
     expect(userCert.validBefore.getTime() - userCert.validAfter.getTime()).toBe(31 * 60_000);
@@ -95,7 +125,11 @@ describe('ssh_user + ssh_host outputs with real sshd and ssh', () => {
     expect(r.stderr).not.toMatch(/Warning: Permanently added/);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout.trim()).toBe(`signed-in-as ${user.name}`);
-    expect(sshd.log()).toMatch(new RegExp(`Accepted publickey for ${user.name} .* ED25519-CERT SHA256:\\S+ ID ${agent.state.getIdentity()!.spiffeId.replace(/[/.]/g, '\\$&')} \\(serial \\d+\\) CA ED25519`));
+    expect(sshd.log()).toMatch(
+      new RegExp(
+        `Accepted publickey for ${user.name} .* ED25519-CERT SHA256:\\S+ ID ${agent.state.getIdentity()!.spiffeId.replace(/[/.]/g, '\\$&')} \\(serial \\d+\\) CA ED25519`,
+      ),
+    );
   });
 
   it('sshd refuses a login that is not among the certificate principals', async () => {
@@ -109,7 +143,10 @@ describe('ssh_user + ssh_host outputs with real sshd and ssh', () => {
     const dir = join(agent.dir, 'ssh-root');
     const [o] = await agent.outputs([{ type: 'ssh_user', path: dir, logins: ['root'] }]).refresh();
     expect(o!.action).toBe('failed');
-    expect(o!.action === 'failed' && [o.error.code, o.error.message]).toEqual(['role_denied', 'role ssh-ops does not allow login root (ssh_logins)']);
+    expect(o!.action === 'failed' && [o.error.code, o.error.message]).toEqual([
+      'role_denied',
+      'role ssh-ops does not allow login root (ssh_logins)',
+    ]);
     expect(() => statSync(join(dir, 'id'))).toThrow();
   });
 
@@ -131,7 +168,9 @@ describe('ssh_user + ssh_host outputs with real sshd and ssh', () => {
       h.clock.offsetMs = 0;
       h.ctx.skewMs = 5 * 60_000;
     }
-    expect(parseCertificateLine(readFileSync(join(dir, 'id-cert.pub'), 'utf8')).validBefore.getTime()).toBeLessThan(Date.now());
+    expect(parseCertificateLine(readFileSync(join(dir, 'id-cert.pub'), 'utf8')).validBefore.getTime()).toBeLessThan(
+      Date.now(),
+    );
     const r = await sshVia(dir, HOST, user.name, 'true');
     expect(r.code).toBe(255);
     expect(r.stderr).toMatch(/Permission denied/);
@@ -142,7 +181,9 @@ describe('ssh_user + ssh_host outputs with real sshd and ssh', () => {
     const before = parseCertificateLine(readFileSync(join(hostDir, 'ssh_host-cert.pub'), 'utf8'));
     const hostKey = readFileSync(join(hostDir, 'ssh_host'), 'utf8');
     const logBefore = sshd.log().length;
-    const [o] = await agent.outputs([{ type: 'ssh_host', path: hostDir, reload: { signal: 'HUP', pid_file: sshd.pidFile } }]).refresh({ force: true });
+    const [o] = await agent
+      .outputs([{ type: 'ssh_host', path: hostDir, reload: { signal: 'HUP', pid_file: sshd.pidFile } }])
+      .refresh({ force: true });
     expect(o).toMatchObject({ action: 'issued' });
     expect(o!.action === 'issued' && o.reloadError).toBeFalsy();
     const after = parseCertificateLine(readFileSync(join(hostDir, 'ssh_host-cert.pub'), 'utf8'));
@@ -150,7 +191,9 @@ describe('ssh_user + ssh_host outputs with real sshd and ssh', () => {
     expect(after.subject.blob.equals(before.subject.blob)).toBe(true);
     expect(readFileSync(join(hostDir, 'ssh_host'), 'utf8')).toBe(hostKey);
     await expect.poll(() => sshd.log().slice(logBefore), { timeout: 10_000 }).toMatch(/Received SIGHUP; restarting/);
-    await expect.poll(() => /Server listening on 127\.0\.0\.1/.test(sshd.log().slice(logBefore)), { timeout: 10_000 }).toBe(true);
+    await expect
+      .poll(() => /Server listening on 127\.0\.0\.1/.test(sshd.log().slice(logBefore)), { timeout: 10_000 })
+      .toBe(true);
     const r = await sshVia(userDir, HOST, user.name, 'true');
     expect(r.code, r.stderr).toBe(0);
   });

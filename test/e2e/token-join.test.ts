@@ -39,7 +39,13 @@ describe('token join and HTTPS renewal, end to end', () => {
     expect(statSync(join(a.outDir, 'svid.key')).mode & 0o777).toBe(0o600);
 
     const st = await agentStatusJson(['--config', a.config]);
-    expect(st).toMatchObject({ spiffe_id: joined.spiffe_id, serial: joined.serial, key_storage: 'software', exportable: true, generation: 1 });
+    expect(st).toMatchObject({
+      spiffe_id: joined.spiffe_id,
+      serial: joined.serial,
+      key_storage: 'software',
+      exportable: true,
+      generation: 1,
+    });
     expect(Date.parse(st.not_after) - Date.now()).toBeGreaterThan(3500_000);
 
     // Renewal: new serial, new key, next generation; the old files are replaced atomically.
@@ -75,7 +81,12 @@ describe('token join and HTTPS renewal, end to end', () => {
   });
 
   it('a TTL request of 48h is clamped to 24h and the answer says so', async () => {
-    const a = writeAgentConfig(tmp.path, 'ttl48', { url: fx.issuer.url, pin: fx.issuer.pin, token: await createToken(fx.issuer), ttl: '48h' });
+    const a = writeAgentConfig(tmp.path, 'ttl48', {
+      url: fx.issuer.url,
+      pin: fx.issuer.pin,
+      token: await createToken(fx.issuer),
+      ttl: '48h',
+    });
     const r = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     expect(r.ttl_clamped).toBe(true);
     expect(r.requested_ttl).toBe('48h');
@@ -85,10 +96,18 @@ describe('token join and HTTPS renewal, end to end', () => {
   });
 
   it('a stale generation locks the instance and is audited (cloned credential)', async () => {
-    const a = writeAgentConfig(tmp.path, 'clone', { url: fx.issuer.url, pin: fx.issuer.pin, token: await createToken(fx.issuer) });
+    const a = writeAgentConfig(tmp.path, 'clone', {
+      url: fx.issuer.url,
+      pin: fx.issuer.pin,
+      token: await createToken(fx.issuer),
+    });
     const joined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     // Copy the agent's state while it is at generation 1: the "stolen" credential.
-    const stolen = writeAgentConfig(tmp.path, 'clone-copy', { url: fx.issuer.url, pin: fx.issuer.pin, token: 'x'.repeat(43) });
+    const stolen = writeAgentConfig(tmp.path, 'clone-copy', {
+      url: fx.issuer.url,
+      pin: fx.issuer.pin,
+      token: 'x'.repeat(43),
+    });
     cpSync(a.dataDir, stolen.dataDir, { recursive: true });
     expect((await sigilJson(['agent', 'renew', '--config', a.config])).generation).toBe(2);
 
@@ -96,11 +115,17 @@ describe('token join and HTTPS renewal, end to end', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/error\[generation_mismatch\]/);
     const id = joined.spiffe_id.split('/').pop();
-    const inst = (await sigilJson(['ctl', '--data-dir', fx.issuer.dataDir, 'instances', 'ls'])).find((i: { id: string }) => i.id === id);
+    const inst = (await sigilJson(['ctl', '--data-dir', fx.issuer.dataDir, 'instances', 'ls'])).find(
+      (i: { id: string }) => i.id === id,
+    );
     expect(inst.locked).toBe(true);
     expect(inst.lock_reason).toMatch(/generation_mismatch/);
     const audit = await sigilJson(['ctl', '--data-dir', fx.issuer.dataDir, 'audit']);
-    expect(audit.some((e: { code: string; instance_id: string }) => e.code === 'generation_mismatch' && e.instance_id === id)).toBe(true);
+    expect(
+      audit.some(
+        (e: { code: string; instance_id: string }) => e.code === 'generation_mismatch' && e.instance_id === id,
+      ),
+    ).toBe(true);
     // The legitimate agent is locked out too until an operator decides.
     const legit = await sigil(['agent', 'renew', '--config', a.config]);
     expect(legit.stderr).toMatch(/error\[instance_locked\]/);
@@ -114,10 +139,12 @@ describe('token join and HTTPS renewal, end to end', () => {
     expect(ok.stdout).toMatch(/audit chain ok \(\d+ rows\)/);
     // An attacker with write access to the database drops the append-only guard and edits a row.
     const db = new Database(join(fx.issuer.dataDir, 'issuer.db'));
-    for (const t of db.prepare("SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name='audit_log'").all() as Array<{ name: string }>) {
+    for (const t of db
+      .prepare("SELECT name FROM sqlite_master WHERE type='trigger' AND tbl_name='audit_log'")
+      .all() as Array<{ name: string }>) {
       db.exec(`DROP TRIGGER "${t.name}"`);
     }
-    db.prepare("UPDATE audit_log SET details = '{\"tampered\":true}' WHERE seq = 3").run();
+    db.prepare('UPDATE audit_log SET details = \'{"tampered":true}\' WHERE seq = 3').run();
     db.close();
     const bad = await sigil(['ctl', '--data-dir', fx.issuer.dataDir, 'audit', '--verify', '--format', 'json']);
     expect(bad.code).not.toBe(0);

@@ -10,7 +10,16 @@ import Database from 'better-sqlite3';
 import { createServer, connect, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentStatusJson, applyResources, RESOURCES, sigil, sigilJson, startIssuer, tempDir, type RunningIssuer } from '../helpers/cli.js';
+import {
+  agentStatusJson,
+  applyResources,
+  RESOURCES,
+  sigil,
+  sigilJson,
+  startIssuer,
+  tempDir,
+  type RunningIssuer,
+} from '../helpers/cli.js';
 import { createLocalCa, startSwtpm, simulateBoot, type SharedLocalCa, type SwtpmInstance } from '../helpers/swtpm.js';
 
 describe('tpm join through `sigil agent run` (swtpm)', () => {
@@ -53,7 +62,11 @@ describe('tpm join through `sigil agent run` (swtpm)', () => {
     expect(existsSync(join(out, 'svid.tss2.pem'))).toBe(true);
     expect(readFileSync(join(out, 'svid.tss2.pem'), 'utf8')).toContain('BEGIN TSS2 PRIVATE KEY');
     const svid = join(out, 'svid.pem');
-    expect(execFileSync('openssl', ['verify', '-CAfile', join(out, 'bundle.pem'), '-untrusted', svid, svid], { encoding: 'utf8' })).toContain(': OK');
+    expect(
+      execFileSync('openssl', ['verify', '-CAfile', join(out, 'bundle.pem'), '-untrusted', svid, svid], {
+        encoding: 'utf8',
+      }),
+    ).toContain(': OK');
 
     const inst = (await sigilJson(['ctl', '--data-dir', issuer.dataDir, 'instances', 'ls']))[0];
     expect(inst).toMatchObject({ join_method: 'tpm', key_storage: 'tpm', exportable: false });
@@ -64,7 +77,11 @@ describe('tpm join through `sigil agent run` (swtpm)', () => {
     expect(renewed).toMatchObject({ result: 'renewed', key_storage: 'tpm', exportable: false, generation: 2 });
     // The issuer recorded the renewed key as TPM-resident: the renewal carried TPM2_Certify by the
     // AK the agent kept from its join (the tpm method's onJoined / renewalKeyProof hooks).
-    expect((await sigilJson(['ctl', '--data-dir', issuer.dataDir, 'instances', 'ls']))[0]).toMatchObject({ key_storage: 'tpm', exportable: false, generation: 2 });
+    expect((await sigilJson(['ctl', '--data-dir', issuer.dataDir, 'instances', 'ls']))[0]).toMatchObject({
+      key_storage: 'tpm',
+      exportable: false,
+      generation: 2,
+    });
     const st = await agentStatusJson(['--config', config]);
     expect(st).toMatchObject({ key_storage: 'tpm', exportable: false, instance_id: inst.id, tpm_tcti: tpm.tcti });
 

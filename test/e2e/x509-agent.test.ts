@@ -7,7 +7,15 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyResources, RESOURCES, sigil, sigilJson, startIssuer, tempDir, type RunningIssuer } from '../helpers/cli.js';
+import {
+  applyResources,
+  RESOURCES,
+  sigil,
+  sigilJson,
+  startIssuer,
+  tempDir,
+  type RunningIssuer,
+} from '../helpers/cli.js';
 import { OpensslPki } from '../helpers/openssl-pki.js';
 
 describe('x509 join through `sigil agent run`', () => {
@@ -52,14 +60,23 @@ describe('x509 join through `sigil agent run`', () => {
     const joined = await sigilJson(['agent', 'run', '--config', a.config, '--once']);
     expect(joined.result).toBe('joined');
     const svid = join(a.out, 'svid.pem');
-    expect(execFileSync('openssl', ['verify', '-CAfile', join(a.out, 'bundle.pem'), '-untrusted', svid, svid], { encoding: 'utf8' })).toContain(': OK');
+    expect(
+      execFileSync('openssl', ['verify', '-CAfile', join(a.out, 'bundle.pem'), '-untrusted', svid, svid], {
+        encoding: 'utf8',
+      }),
+    ).toContain(': OK');
     const inst = (await sigilJson(['ctl', '--data-dir', issuer.dataDir, 'instances', 'ls']))[0];
     expect(inst.join_method).toBe('x509');
     expect((await sigilJson(['agent', 'renew', '--config', a.config])).generation).toBe(2);
 
     // A new data dir = a machine that lost its state: it joins again by itself, same instance.
     const again = agentConfig('gw-0001');
-    writeFileSync(again.config, (await import('node:fs')).readFileSync(again.config, 'utf8').replace(/data_dir: .*/, `data_dir: ${join(tmp.path, 'gw-0001', 'data2')}`));
+    writeFileSync(
+      again.config,
+      (await import('node:fs'))
+        .readFileSync(again.config, 'utf8')
+        .replace(/data_dir: .*/, `data_dir: ${join(tmp.path, 'gw-0001', 'data2')}`),
+    );
     const rejoined = await sigilJson(['agent', 'run', '--config', again.config, '--once']);
     expect(rejoined.spiffe_id).toBe(joined.spiffe_id);
     expect(rejoined.generation).toBe(3);

@@ -71,65 +71,159 @@ export const DER_TARGETS: Record<string, (b: Buffer) => unknown> = {
   csr: (b) => parseCsr(b),
   crl: (b) => parseCrl(b, 'fuzz.crl'),
   pkcs7: (b) => parseSignedData(b, P7_CODES),
-  ber: (b) => checkBerStructure(b, (m) => {
-    throw new SigilError('bad_request', m);
-  }),
+  ber: (b) =>
+    checkBerStructure(b, (m) => {
+      throw new SigilError('bad_request', m);
+    }),
 };
 
 describe('DER fuzzing', () => {
-  it('certificates: the DER readers and every extension decoder', () => {
-    fc.assert(fc.property(fuzzBytes(s.certs), (b) => mustBeCoded('readCertificate', b, readWholeCertificate, ncAllowed)), fuzzParams());
-  }, fuzzTimeout());
+  it(
+    'certificates: the DER readers and every extension decoder',
+    () => {
+      fc.assert(
+        fc.property(fuzzBytes(s.certs), (b) => mustBeCoded('readCertificate', b, readWholeCertificate, ncAllowed)),
+        fuzzParams(),
+      );
+    },
+    fuzzTimeout(),
+  );
 
-  it('certificates: the x509 join parse (X509Certificate + DER readers)', () => {
-    fc.assert(fc.property(fuzzBytes(s.certs), (b) => mustBeCoded('parseCert', b, (x) => parseCert(x, 'device certificate'))), fuzzParams(0.5));
-  }, fuzzTimeout(0.5));
+  it(
+    'certificates: the x509 join parse (X509Certificate + DER readers)',
+    () => {
+      fc.assert(
+        fc.property(fuzzBytes(s.certs), (b) => mustBeCoded('parseCert', b, (x) => parseCert(x, 'device certificate'))),
+        fuzzParams(0.5),
+      );
+    },
+    fuzzTimeout(0.5),
+  );
 
-  it('certificates: the renewal fast path (verifyOwnLeaf) against a real issuing CA', () => {
-    const ca = new X509Certificate(s.certs[1]!);
-    const issuing = [{ certDer: s.certs[1]!, subjectDer: Buffer.from(readCertificate(s.certs[1]!).subject), publicKey: ca.publicKey }];
-    fc.assert(fc.property(fuzzBytes([s.certs[2]!]), (b) => mustBeCoded('verifyOwnLeaf', b, (x) => verifyOwnLeaf(x, issuing))), fuzzParams(0.5));
-  }, fuzzTimeout(0.5));
+  it(
+    'certificates: the renewal fast path (verifyOwnLeaf) against a real issuing CA',
+    () => {
+      const ca = new X509Certificate(s.certs[1]!);
+      const issuing = [
+        {
+          certDer: s.certs[1]!,
+          subjectDer: Buffer.from(readCertificate(s.certs[1]!).subject),
+          publicKey: ca.publicKey,
+        },
+      ];
+      fc.assert(
+        fc.property(fuzzBytes([s.certs[2]!]), (b) => mustBeCoded('verifyOwnLeaf', b, (x) => verifyOwnLeaf(x, issuing))),
+        fuzzParams(0.5),
+      );
+    },
+    fuzzTimeout(0.5),
+  );
 
-  it('names: readName over mutated issuer and subject Names', () => {
-    const names = s.certs.flatMap((c) => {
-      const f = readCertificate(c);
-      return [Buffer.from(f.subject), Buffer.from(f.issuer)];
-    });
-    fc.assert(fc.property(fuzzBytes(names), (b) => mustBeCoded('readName', b, (x) => readName(x))), fuzzParams());
-  }, fuzzTimeout());
+  it(
+    'names: readName over mutated issuer and subject Names',
+    () => {
+      const names = s.certs.flatMap((c) => {
+        const f = readCertificate(c);
+        return [Buffer.from(f.subject), Buffer.from(f.issuer)];
+      });
+      fc.assert(
+        fc.property(fuzzBytes(names), (b) => mustBeCoded('readName', b, (x) => readName(x))),
+        fuzzParams(),
+      );
+    },
+    fuzzTimeout(),
+  );
 
-  it('CSRs: parseCsr on DER', () => {
-    fc.assert(fc.property(fuzzBytes(s.csrs), (b) => mustBeCoded('parseCsr', b, (x) => parseCsr(x))), fuzzParams(0.5));
-  }, fuzzTimeout(0.5));
+  it(
+    'CSRs: parseCsr on DER',
+    () => {
+      fc.assert(
+        fc.property(fuzzBytes(s.csrs), (b) => mustBeCoded('parseCsr', b, (x) => parseCsr(x))),
+        fuzzParams(0.5),
+      );
+    },
+    fuzzTimeout(0.5),
+  );
 
-  it('CSRs: parseCsr on PEM text (what a join request carries)', () => {
-    const text = fc.oneof(
-      fuzzBytes(s.csrs).map((der) => toPem('CERTIFICATE REQUEST', der)),
-      fc.tuple(fc.constantFrom(...s.csrPems), fc.nat(), fc.string({ maxLength: 40 })).map(([p, at, junk]) => p.slice(0, at % (p.length + 1)) + junk + p.slice(at % (p.length + 1))),
-      fc.array(fc.constantFrom('-----BEGIN CERTIFICATE REQUEST-----', '-----END CERTIFICATE REQUEST-----', '-----BEGIN ', '-----', 'MIIB', '\n', ':', '='), { maxLength: 2000 }).map((a) => a.join('')),
-    );
-    fc.assert(fc.property(text, (t) => mustBeCoded('parseCsr(PEM)', t, (x) => parseCsr(x))), fuzzParams(0.5));
-  }, fuzzTimeout(0.5));
+  it(
+    'CSRs: parseCsr on PEM text (what a join request carries)',
+    () => {
+      const text = fc.oneof(
+        fuzzBytes(s.csrs).map((der) => toPem('CERTIFICATE REQUEST', der)),
+        fc
+          .tuple(fc.constantFrom(...s.csrPems), fc.nat(), fc.string({ maxLength: 40 }))
+          .map(([p, at, junk]) => p.slice(0, at % (p.length + 1)) + junk + p.slice(at % (p.length + 1))),
+        fc
+          .array(
+            fc.constantFrom(
+              '-----BEGIN CERTIFICATE REQUEST-----',
+              '-----END CERTIFICATE REQUEST-----',
+              '-----BEGIN ',
+              '-----',
+              'MIIB',
+              '\n',
+              ':',
+              '=',
+            ),
+            { maxLength: 2000 },
+          )
+          .map((a) => a.join('')),
+      );
+      fc.assert(
+        fc.property(text, (t) => mustBeCoded('parseCsr(PEM)', t, (x) => parseCsr(x))),
+        fuzzParams(0.5),
+      );
+    },
+    fuzzTimeout(0.5),
+  );
 
-  it('CRLs: parseCrl (operator files, but parsed by the same readers)', () => {
-    fc.assert(fc.property(fuzzBytes(s.crls), (b) => mustBeCoded('parseCrl', b, (x) => parseCrl(x, 'fuzz.crl'))), fuzzParams(0.5));
-  }, fuzzTimeout(0.5));
+  it(
+    'CRLs: parseCrl (operator files, but parsed by the same readers)',
+    () => {
+      fc.assert(
+        fc.property(fuzzBytes(s.crls), (b) => mustBeCoded('parseCrl', b, (x) => parseCrl(x, 'fuzz.crl'))),
+        fuzzParams(0.5),
+      );
+    },
+    fuzzTimeout(0.5),
+  );
 
-  it('PKCS#7: parseSignedData, the signer lookup and verification', () => {
-    const signer = new X509Certificate(s.pkcs7Signer);
-    const verifyAll = (b: Buffer): void => {
-      const sd = parseSignedData(b, P7_CODES);
-      for (const c of sd.certificates) isSignerCertificate(sd, c, 'aws_signature_invalid');
-      verifySigner(sd, signer, { codes: P7_CODES, digests: ['sha256'] });
-    };
-    fc.assert(fc.property(fuzzBytes(s.pkcs7), (b) => mustBeCoded('parseSignedData', b, verifyAll)), fuzzParams(0.5));
-  }, fuzzTimeout(0.5));
+  it(
+    'PKCS#7: parseSignedData, the signer lookup and verification',
+    () => {
+      const signer = new X509Certificate(s.pkcs7Signer);
+      const verifyAll = (b: Buffer): void => {
+        const sd = parseSignedData(b, P7_CODES);
+        for (const c of sd.certificates) isSignerCertificate(sd, c, 'aws_signature_invalid');
+        verifySigner(sd, signer, { codes: P7_CODES, digests: ['sha256'] });
+      };
+      fc.assert(
+        fc.property(fuzzBytes(s.pkcs7), (b) => mustBeCoded('parseSignedData', b, verifyAll)),
+        fuzzParams(0.5),
+      );
+    },
+    fuzzTimeout(0.5),
+  );
 
-  it('PEM: parsePem on adversarial text', () => {
-    const text = fc.array(fc.oneof(fc.constantFrom('-----BEGIN ', '-----END ', '-----', 'X', 'CERTIFICATE', '\n', '\r', 'QUJD', '=', ':'), fc.string({ maxLength: 8 })), { maxLength: 3000 }).map((a) => a.join(''));
-    fc.assert(fc.property(text, (t) => mustBeCoded('parsePem', t, (x) => parsePem(x))), fuzzParams());
-  }, fuzzTimeout());
+  it(
+    'PEM: parsePem on adversarial text',
+    () => {
+      const text = fc
+        .array(
+          fc.oneof(
+            fc.constantFrom('-----BEGIN ', '-----END ', '-----', 'X', 'CERTIFICATE', '\n', '\r', 'QUJD', '=', ':'),
+            fc.string({ maxLength: 8 }),
+          ),
+          { maxLength: 3000 },
+        )
+        .map((a) => a.join(''));
+      fc.assert(
+        fc.property(text, (t) => mustBeCoded('parsePem', t, (x) => parsePem(x))),
+        fuzzParams(),
+      );
+    },
+    fuzzTimeout(),
+  );
 
   it('the seeds themselves parse (the fuzzers start from valid inputs)', () => {
     for (const c of s.certs) readWholeCertificate(c);
@@ -163,7 +257,14 @@ describe('DER: claimed lengths are never allocated', () => {
 function tlv(tag: number, ...content: Buffer[]): Buffer {
   const c = Buffer.concat(content);
   const n = c.length;
-  const len = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : n < 0x10000 ? [0x82, n >> 8, n & 0xff] : [0x83, n >> 16, (n >> 8) & 0xff, n & 0xff];
+  const len =
+    n < 0x80
+      ? [n]
+      : n < 0x100
+        ? [0x81, n]
+        : n < 0x10000
+          ? [0x82, n >> 8, n & 0xff]
+          : [0x83, n >> 16, (n >> 8) & 0xff, n & 0xff];
   return Buffer.concat([Buffer.from([tag, ...len]), c]);
 }
 

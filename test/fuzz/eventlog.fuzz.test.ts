@@ -9,9 +9,24 @@ import { describe, expect, it } from 'vitest';
 import { SigilError } from '../../src/errors.js';
 import { readEventLog } from '../../src/attest/eventlog.js';
 import { MAX_EVENT_LOG_BYTES } from '../../src/join/tpm/wire.js';
-import { decodeImageLoadEvent, decodeUefiVariable, extractBootFacts, parseEventLog, PCR_BANKS, replayEventLog } from '../../src/tpm/eventlog/index.js';
+import {
+  decodeImageLoadEvent,
+  decodeUefiVariable,
+  extractBootFacts,
+  parseEventLog,
+  PCR_BANKS,
+  replayEventLog,
+} from '../../src/tpm/eventlog/index.js';
 import { simulatedBootLog } from '../helpers/firmware-boot.js';
-import { fuzzParams, fuzzTimeout, leLengthFieldsAt, mustBeCoded, mutated, randomBytes, type LengthField } from './harness.js';
+import {
+  fuzzParams,
+  fuzzTimeout,
+  leLengthFieldsAt,
+  mustBeCoded,
+  mutated,
+  randomBytes,
+  type LengthField,
+} from './harness.js';
 import { replayRegressions } from './regressions.js';
 
 const seeds = [
@@ -61,21 +76,53 @@ describe('event log fuzzing', () => {
     expect(parseEventLog(seeds[0]!).events.length).toBeGreaterThan(5);
   });
 
-  it('parse, replay and boot facts on mutated logs', () => {
-    const arb = fc.oneof({ weight: 1, arbitrary: randomBytes(2048) }, { weight: 6, arbitrary: mutated(seeds, logFields) });
-    fc.assert(fc.property(arb, (b) => mustBeCoded('event log', b, fullPath)), fuzzParams());
-  }, fuzzTimeout());
+  it(
+    'parse, replay and boot facts on mutated logs',
+    () => {
+      const arb = fc.oneof(
+        { weight: 1, arbitrary: randomBytes(2048) },
+        { weight: 6, arbitrary: mutated(seeds, logFields) },
+      );
+      fc.assert(
+        fc.property(arb, (b) => mustBeCoded('event log', b, fullPath)),
+        fuzzParams(),
+      );
+    },
+    fuzzTimeout(),
+  );
 
-  it('the UEFI decoders on mutated event data', () => {
-    const data = parseEventLog(seeds[0]!).events.map((e) => e.data).filter((d) => d.length >= 32);
-    const arb = fc.tuple(fc.constantFrom('uefiVariable', 'imageLoad'), mutated(data, logFields));
-    fc.assert(fc.property(arb, ([t, b]) => mustBeCoded(t, b, EVENTLOG_TARGETS[t]!)), fuzzParams());
-  }, fuzzTimeout());
+  it(
+    'the UEFI decoders on mutated event data',
+    () => {
+      const data = parseEventLog(seeds[0]!)
+        .events.map((e) => e.data)
+        .filter((d) => d.length >= 32);
+      const arb = fc.tuple(fc.constantFrom('uefiVariable', 'imageLoad'), mutated(data, logFields));
+      fc.assert(
+        fc.property(arb, ([t, b]) => mustBeCoded(t, b, EVENTLOG_TARGETS[t]!)),
+        fuzzParams(),
+      );
+    },
+    fuzzTimeout(),
+  );
 
-  it('gzip wrapping: mutated gzip streams and logs', () => {
-    const arb = fc.oneof(mutated(seeds.map((s) => gzipSync(s)), () => []), mutated(seeds, logFields).map((b) => gzipSync(b)));
-    fc.assert(fc.property(arb, (b) => mustBeCoded('readEventLog', b, EVENTLOG_TARGETS.gzipped!)), fuzzParams(0.5));
-  }, fuzzTimeout(0.5));
+  it(
+    'gzip wrapping: mutated gzip streams and logs',
+    () => {
+      const arb = fc.oneof(
+        mutated(
+          seeds.map((s) => gzipSync(s)),
+          () => [],
+        ),
+        mutated(seeds, logFields).map((b) => gzipSync(b)),
+      );
+      fc.assert(
+        fc.property(arb, (b) => mustBeCoded('readEventLog', b, EVENTLOG_TARGETS.gzipped!)),
+        fuzzParams(0.5),
+      );
+    },
+    fuzzTimeout(0.5),
+  );
 });
 
 describe('event log: claimed sizes are never allocated', () => {
@@ -91,7 +138,10 @@ describe('event log: claimed sizes are never allocated', () => {
   const cases: Array<[string, Buffer]> = [
     ['eventSize 0xffffffff', Buffer.concat([head, event(0xffffffff)])],
     ['eventSize 2^31', Buffer.concat([head, event(0x80000000)])],
-    ['Spec ID eventSize 0x7fffffff', Buffer.concat([head.subarray(0, 28), Buffer.from([0xff, 0xff, 0xff, 0x7f]), head.subarray(32, 64)])],
+    [
+      'Spec ID eventSize 0x7fffffff',
+      Buffer.concat([head.subarray(0, 28), Buffer.from([0xff, 0xff, 0xff, 0x7f]), head.subarray(32, 64)]),
+    ],
   ];
   for (const [what, b] of cases) {
     it(what, () => {
@@ -125,7 +175,9 @@ describe('event log: claimed sizes are never allocated', () => {
     expect(gz.length).toBeLessThan(36 * 1024);
     mustBeCoded('readEventLog(100k events)', gz, EVENTLOG_TARGETS.gzipped!, { maxMs: 300, maxAlloc: 32 * 1024 * 1024 });
     expect(() => readEventLog(gz.toString('base64'), MAX_EVENT_LOG_BYTES)).toThrow(/more than 10000 events/);
-    expect(() => readEventLog(gz.toString('base64'), MAX_EVENT_LOG_BYTES)).toThrow(expect.objectContaining({ code: 'eventlog_invalid' }));
+    expect(() => readEventLog(gz.toString('base64'), MAX_EVENT_LOG_BYTES)).toThrow(
+      expect.objectContaining({ code: 'eventlog_invalid' }),
+    );
   });
 });
 

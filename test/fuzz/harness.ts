@@ -58,7 +58,7 @@ function describe(input: unknown): string {
     const b = Buffer.from(input);
     return `${b.length} bytes: ${b.subarray(0, 96).toString('hex')}${b.length > 96 ? '…' : ''}`;
   }
-  const s = typeof input === 'string' ? input : JSON.stringify(input) ?? String(input);
+  const s = typeof input === 'string' ? input : (JSON.stringify(input) ?? String(input));
   return `${s.length} chars: ${JSON.stringify(s.slice(0, 200))}`;
 }
 
@@ -69,7 +69,13 @@ function describe(input: unknown): string {
 const STATS = process.env.SIGIL_FUZZ_STATS ? new Map<string, Map<string, number>>() : undefined;
 if (STATS) {
   afterAll(() => {
-    const lines = [...STATS].map(([what, m]) => `${what}: ${[...m].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k}=${n}`).join(' ')}\n`);
+    const lines = [...STATS].map(
+      ([what, m]) =>
+        `${what}: ${[...m]
+          .sort((a, b) => b[1] - a[1])
+          .map(([k, n]) => `${k}=${n}`)
+          .join(' ')}\n`,
+    );
     appendFileSync(process.env.SIGIL_FUZZ_STATS!, lines.join(''));
     STATS.clear();
   });
@@ -88,7 +94,10 @@ export function checkThrown(err: unknown, what: string, input: unknown, allow?: 
   if (err instanceof SigilError && err.code !== 'internal') return;
   const cause = err instanceof SigilError ? err.cause : err;
   const kind = cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause);
-  throw new FuzzFailure(`${what} leaked ${err instanceof SigilError ? 'an internal error' : 'a non-SigilError'} (${kind.slice(0, 300)}) for input ${describe(input)}`, { cause });
+  throw new FuzzFailure(
+    `${what} leaked ${err instanceof SigilError ? 'an internal error' : 'a non-SigilError'} (${kind.slice(0, 300)}) for input ${describe(input)}`,
+    { cause },
+  );
 }
 
 function sizeOf(input: unknown): number {
@@ -129,9 +138,11 @@ export function mustBeCoded<T>(what: string, input: T, parse: (x: T) => unknown,
     }
     best = Math.min(best, performance.now() - t0);
     const grew = allocated() - before;
-    if (grew > (o.maxAlloc ?? MAX_INPUT_ALLOC)) throw new FuzzFailure(`${what} allocated ${(grew / 2 ** 20).toFixed(1)} MiB for input ${describe(input)}`);
+    if (grew > (o.maxAlloc ?? MAX_INPUT_ALLOC))
+      throw new FuzzFailure(`${what} allocated ${(grew / 2 ** 20).toFixed(1)} MiB for input ${describe(input)}`);
   }
-  if (best > limit) throw new FuzzFailure(`${what} took ${best.toFixed(0)} ms (> ${limit} ms) for input ${describe(input)}`);
+  if (best > limit)
+    throw new FuzzFailure(`${what} took ${best.toFixed(0)} ms (> ${limit} ms) for input ${describe(input)}`);
 }
 
 /**
@@ -139,7 +150,12 @@ export function mustBeCoded<T>(what: string, input: T, parse: (x: T) => unknown,
  * store. The allocation bound is checked only when `o.maxAlloc` is given: across awaits other
  * work (sockets, timers) allocates too, so it suits paths that do no I/O of their own (policy apply).
  */
-export async function mustBeCodedAsync<T>(what: string, input: T, run: (x: T) => Promise<unknown>, o: CheckOptions = {}): Promise<void> {
+export async function mustBeCodedAsync<T>(
+  what: string,
+  input: T,
+  run: (x: T) => Promise<unknown>,
+  o: CheckOptions = {},
+): Promise<void> {
   const limit = o.maxMs ?? MAX_INPUT_MS;
   let best = Infinity;
   for (let attempt = 0; attempt < 3 && best > limit; attempt++) {
@@ -153,9 +169,11 @@ export async function mustBeCodedAsync<T>(what: string, input: T, run: (x: T) =>
     }
     best = Math.min(best, performance.now() - t0);
     const grew = allocated() - before;
-    if (o.maxAlloc !== undefined && grew > o.maxAlloc) throw new FuzzFailure(`${what} allocated ${(grew / 2 ** 20).toFixed(1)} MiB for input ${describe(input)}`);
+    if (o.maxAlloc !== undefined && grew > o.maxAlloc)
+      throw new FuzzFailure(`${what} allocated ${(grew / 2 ** 20).toFixed(1)} MiB for input ${describe(input)}`);
   }
-  if (best > limit) throw new FuzzFailure(`${what} took ${best.toFixed(0)} ms (> ${limit} ms) for input ${describe(input)}`);
+  if (best > limit)
+    throw new FuzzFailure(`${what} took ${best.toFixed(0)} ms (> ${limit} ms) for input ${describe(input)}`);
 }
 
 // --- structure-aware mutations -------------------------------------------------------------
@@ -204,7 +222,12 @@ export function derLengthFields(buf: Buffer): LengthField[] {
       out.push({
         offset: p + 1,
         width,
-        replacements: () => [...HUGE_DER_LENGTHS, encodeDerLength(len + 1), encodeDerLength(Math.max(0, len - 1)), encodeDerLength(len + 0x10000)],
+        replacements: () => [
+          ...HUGE_DER_LENGTHS,
+          encodeDerLength(len + 1),
+          encodeDerLength(Math.max(0, len - 1)),
+          encodeDerLength(len + 0x10000),
+        ],
       });
       if (tag & 0x20) walk(content, content + len, depth + 1);
       p = content + len;
@@ -236,7 +259,8 @@ export function beLengthFieldsAt(width: 2 | 4): (buf: Buffer) => LengthField[] {
 export function leLengthFieldsAt(width: 4 | 8): (buf: Buffer) => LengthField[] {
   return (buf) => {
     const out: LengthField[] = [];
-    for (let i = 0; i + width <= buf.length; i++) out.push({ offset: i, width, replacements: (cur) => interestingInts(cur, width, 'le') });
+    for (let i = 0; i + width <= buf.length; i++)
+      out.push({ offset: i, width, replacements: (cur) => interestingInts(cur, width, 'le') });
     return out;
   };
 }
@@ -250,7 +274,8 @@ function interestingInts(cur: Buffer, width: 2 | 4 | 8, endian: 'be' | 'le'): Bu
   return values.map((v) => {
     const b = Buffer.alloc(width);
     if (width === 2) endian === 'be' ? b.writeUInt16BE(Number(v & 0xffffn)) : b.writeUInt16LE(Number(v & 0xffffn));
-    else if (width === 4) endian === 'be' ? b.writeUInt32BE(Number(v & 0xffffffffn)) : b.writeUInt32LE(Number(v & 0xffffffffn));
+    else if (width === 4)
+      endian === 'be' ? b.writeUInt32BE(Number(v & 0xffffffffn)) : b.writeUInt32LE(Number(v & 0xffffffffn));
     else endian === 'be' ? b.writeBigUInt64BE(v) : b.writeBigUInt64LE(v);
     return b;
   });
@@ -267,11 +292,31 @@ type Op =
 
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ k: fc.constant('flip' as const), pos: fc.nat(), bit: fc.nat(7) }) },
-  { weight: 3, arbitrary: fc.record({ k: fc.constant('set' as const), pos: fc.nat(), byte: fc.constantFrom(0, 0x7f, 0x80, 0xff, 0x01, 0x30, 0xa0, 0x04) }) },
+  {
+    weight: 3,
+    arbitrary: fc.record({
+      k: fc.constant('set' as const),
+      pos: fc.nat(),
+      byte: fc.constantFrom(0, 0x7f, 0x80, 0xff, 0x01, 0x30, 0xa0, 0x04),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ k: fc.constant('truncate' as const), pos: fc.nat() }) },
-  { weight: 2, arbitrary: fc.record({ k: fc.constant('insert' as const), pos: fc.nat(), bytes: fc.uint8Array({ minLength: 1, maxLength: 16 }) }) },
-  { weight: 1, arbitrary: fc.record({ k: fc.constant('delete' as const), pos: fc.nat(), n: fc.integer({ min: 1, max: 16 }) }) },
-  { weight: 1, arbitrary: fc.record({ k: fc.constant('dup' as const), pos: fc.nat(), n: fc.integer({ min: 1, max: 64 }) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      k: fc.constant('insert' as const),
+      pos: fc.nat(),
+      bytes: fc.uint8Array({ minLength: 1, maxLength: 16 }),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({ k: fc.constant('delete' as const), pos: fc.nat(), n: fc.integer({ min: 1, max: 16 }) }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({ k: fc.constant('dup' as const), pos: fc.nat(), n: fc.integer({ min: 1, max: 64 }) }),
+  },
   { weight: 4, arbitrary: fc.record({ k: fc.constant('length' as const), field: fc.nat(), choice: fc.nat() }) },
 );
 
@@ -321,7 +366,10 @@ function apply(buf: Buffer, op: Op, fields: (b: Buffer) => LengthField[]): Buffe
  * insertion, deletion, duplication and — through `fields` — length fields made to claim
  * something else (huge, indefinite, off by one).
  */
-export function mutated(seeds: readonly Buffer[], fields: (b: Buffer) => LengthField[] = derLengthFields): fc.Arbitrary<Buffer> {
+export function mutated(
+  seeds: readonly Buffer[],
+  fields: (b: Buffer) => LengthField[] = derLengthFields,
+): fc.Arbitrary<Buffer> {
   if (seeds.length === 0) throw new TypeError('mutated() needs at least one seed');
   return fc
     .tuple(fc.nat(seeds.length - 1), fc.array(opArb, { minLength: 1, maxLength: 4 }))
@@ -331,11 +379,17 @@ export function mutated(seeds: readonly Buffer[], fields: (b: Buffer) => LengthF
 /** Random bytes, mostly short, sometimes up to `max`. */
 export function randomBytes(max = 4096): fc.Arbitrary<Buffer> {
   return fc
-    .oneof({ weight: 4, arbitrary: fc.uint8Array({ maxLength: 64 }) }, { weight: 1, arbitrary: fc.uint8Array({ maxLength: max }) })
+    .oneof(
+      { weight: 4, arbitrary: fc.uint8Array({ maxLength: 64 }) },
+      { weight: 1, arbitrary: fc.uint8Array({ maxLength: max }) },
+    )
     .map((u) => Buffer.from(u));
 }
 
 /** Random bytes, or a mutation of a seed (the usual mix). */
-export function fuzzBytes(seeds: readonly Buffer[], fields: (b: Buffer) => LengthField[] = derLengthFields): fc.Arbitrary<Buffer> {
+export function fuzzBytes(
+  seeds: readonly Buffer[],
+  fields: (b: Buffer) => LengthField[] = derLengthFields,
+): fc.Arbitrary<Buffer> {
   return fc.oneof({ weight: 1, arbitrary: randomBytes() }, { weight: 4, arbitrary: mutated(seeds, fields) });
 }

@@ -51,15 +51,21 @@ export function pkiSeeds(): PkiSeeds {
   const pki = new OpensslPki(dir);
   const root = pki.root('root', '/O=Acme/CN=Fuzz Root', 'ec');
   // pki.intermediate() appends its extension lines after ours; the dirName section must come last.
-  const inter = pki.sign('inter', root, '/O=Acme/OU=Devices/CN=Fuzz Issuing', [
-    'basicConstraints = critical,CA:TRUE,pathlen:0',
-    'keyUsage = critical,keyCertSign,cRLSign',
-    'subjectKeyIdentifier = hash',
-    'authorityKeyIdentifier = keyid',
-    'nameConstraints = critical,permitted;DNS:.example.org,permitted;IP:10.0.0.0/255.0.0.0,permitted;dirName:nc_dn,excluded;email:bad.example.org',
-    '[nc_dn]',
-    'O = Acme',
-  ], { kind: 'rsa' });
+  const inter = pki.sign(
+    'inter',
+    root,
+    '/O=Acme/OU=Devices/CN=Fuzz Issuing',
+    [
+      'basicConstraints = critical,CA:TRUE,pathlen:0',
+      'keyUsage = critical,keyCertSign,cRLSign',
+      'subjectKeyIdentifier = hash',
+      'authorityKeyIdentifier = keyid',
+      'nameConstraints = critical,permitted;DNS:.example.org,permitted;IP:10.0.0.0/255.0.0.0,permitted;dirName:nc_dn,excluded;email:bad.example.org',
+      '[nc_dn]',
+      'O = Acme',
+    ],
+    { kind: 'rsa' },
+  );
   const leaf = pki.leaf('leaf', inter, '/O=Acme/serialNumber=SN-001/CN=gw-7', {
     san: 'URI:spiffe://example.org/bot/gw/1, DNS:gw-7.example.org, IP:10.1.2.3, email:ops@example.org',
   });
@@ -73,7 +79,12 @@ export function pkiSeeds(): PkiSeeds {
   writeFileSync(sanCfg, REQ_WITH_SAN);
   const sanCsr = join(dir, 'san.csr');
   openssl(['req', '-new', '-key', ecKey, '-config', sanCfg, '-out', sanCsr]);
-  const csrPems = [pki.csr('c1', '/CN=agent', ecKey), pki.csr('c2', '/O=Acme/CN=rsa agent', rsaKey), pki.csr('c3', '/CN=p384', p384), sanCsr].map((f) => readFileSync(f, 'utf8'));
+  const csrPems = [
+    pki.csr('c1', '/CN=agent', ecKey),
+    pki.csr('c2', '/O=Acme/CN=rsa agent', rsaKey),
+    pki.csr('c3', '/CN=p384', p384),
+    sanCsr,
+  ].map((f) => readFileSync(f, 'utf8'));
   const csrs = csrPems.map((p) => fromPem(p));
 
   const ca = pki.caDir(inter);
@@ -86,17 +97,41 @@ export function pkiSeeds(): PkiSeeds {
   const doc = join(dir, 'doc.json');
   writeFileSync(doc, JSON.stringify({ accountId: '123456789012', region: 'eu-west-1', instanceId: 'i-0123' }));
   const signer = pki.root('p7signer', '/CN=metadata.example', 'rsa');
-  const pkcs7 = [
-    ['-nocerts', '-stream'],
-    ['-nocerts'],
-    [],
-    ['-noattr'],
-  ].map((extra, i) => {
+  const pkcs7 = [['-nocerts', '-stream'], ['-nocerts'], [], ['-noattr']].map((extra, i) => {
     const out = join(dir, `p7-${i}.der`);
-    openssl(['smime', '-sign', '-binary', '-nodetach', '-nosmimecap', '-md', 'sha256', '-signer', signer.cert, '-inkey', signer.key, '-in', doc, '-outform', 'DER', '-out', out, ...extra]);
+    openssl([
+      'smime',
+      '-sign',
+      '-binary',
+      '-nodetach',
+      '-nosmimecap',
+      '-md',
+      'sha256',
+      '-signer',
+      signer.cert,
+      '-inkey',
+      signer.key,
+      '-in',
+      doc,
+      '-outform',
+      'DER',
+      '-out',
+      out,
+      ...extra,
+    ]);
     return readFileSync(out);
   });
 
-  cached = { dir, certs, rootDer: certs[0]!, leafDer: certs[2]!, csrs, csrPems, crls, pkcs7, pkcs7Signer: fromPem(signer.pem, 'CERTIFICATE') };
+  cached = {
+    dir,
+    certs,
+    rootDer: certs[0]!,
+    leafDer: certs[2]!,
+    csrs,
+    csrPems,
+    crls,
+    pkcs7,
+    pkcs7Signer: fromPem(signer.pem, 'CERTIFICATE'),
+  };
   return cached;
 }

@@ -45,7 +45,8 @@ const certs = [0, 4].map((i) =>
 
 /** u32 string lengths anywhere (RFC 4251 §5 `string`, `mpint`). */
 const sshFields = beLengthFieldsAt(4);
-const sshBytes = (seeds: Buffer[]): fc.Arbitrary<Buffer> => fc.oneof({ weight: 1, arbitrary: randomBytes(1024) }, { weight: 4, arbitrary: mutated(seeds, sshFields) });
+const sshBytes = (seeds: Buffer[]): fc.Arbitrary<Buffer> =>
+  fc.oneof({ weight: 1, arbitrary: randomBytes(1024) }, { weight: 4, arbitrary: mutated(seeds, sshFields) });
 
 export const SSH_TARGETS: Record<string, (input: any) => unknown> = {
   publicKeyBlob: (b: Buffer) => parseSshPublicKeyBlob(b),
@@ -62,39 +63,100 @@ describe('SSH wire fuzzing', () => {
     for (const c of certs) expect(parseSshCertificate(c).principals).toEqual(['ops', 'backup']);
   });
 
-  it('public key blobs', () => {
-    fc.assert(fc.property(sshBytes(blobs), (b) => mustBeCoded('parseSshPublicKeyBlob', b, SSH_TARGETS.publicKeyBlob!)), fuzzParams());
-  }, fuzzTimeout());
+  it(
+    'public key blobs',
+    () => {
+      fc.assert(
+        fc.property(sshBytes(blobs), (b) => mustBeCoded('parseSshPublicKeyBlob', b, SSH_TARGETS.publicKeyBlob!)),
+        fuzzParams(),
+      );
+    },
+    fuzzTimeout(),
+  );
 
-  it('authorized_keys lines', () => {
-    const line = fc.tuple(fc.constantFrom('ssh-ed25519', 'ecdsa-sha2-nistp256', 'ssh-rsa', 'x'), sshBytes(blobs), fc.string({ maxLength: 20 })).map(([t, b, c]) => `${t} ${b.toString('base64')} ${c}`);
-    fc.assert(fc.property(fc.oneof(line, fc.string({ maxLength: 300 })), (t) => mustBeCoded('parseAuthorizedKey', t, SSH_TARGETS.authorizedKey!)), fuzzParams());
-  }, fuzzTimeout());
+  it(
+    'authorized_keys lines',
+    () => {
+      const line = fc
+        .tuple(
+          fc.constantFrom('ssh-ed25519', 'ecdsa-sha2-nistp256', 'ssh-rsa', 'x'),
+          sshBytes(blobs),
+          fc.string({ maxLength: 20 }),
+        )
+        .map(([t, b, c]) => `${t} ${b.toString('base64')} ${c}`);
+      fc.assert(
+        fc.property(fc.oneof(line, fc.string({ maxLength: 300 })), (t) =>
+          mustBeCoded('parseAuthorizedKey', t, SSH_TARGETS.authorizedKey!),
+        ),
+        fuzzParams(),
+      );
+    },
+    fuzzTimeout(),
+  );
 
-  it('certificates (and their signatures)', () => {
-    fc.assert(fc.property(sshBytes(certs), (b) => mustBeCoded('parseSshCertificate', b, SSH_TARGETS.certificate!)), fuzzParams());
-  }, fuzzTimeout());
+  it(
+    'certificates (and their signatures)',
+    () => {
+      fc.assert(
+        fc.property(sshBytes(certs), (b) => mustBeCoded('parseSshCertificate', b, SSH_TARGETS.certificate!)),
+        fuzzParams(),
+      );
+    },
+    fuzzTimeout(),
+  );
 
-  it('signature blobs against an ECDSA and an RSA and an Ed25519 signer', () => {
-    const signers = [caPub, sshPublicKeyFromKeyObject(keys[4]!.publicKey), sshPublicKeyFromKeyObject(keys[0]!.publicKey)];
-    const sigSeeds = [sshSign(ca.privateKey, caPub, Buffer.from('data')), new SshWriter().string('rsa-sha2-256').string(sign('sha256', Buffer.from('data'), keys[4]!.privateKey)).toBuffer(), sshSign(keys[0]!.privateKey, signers[2]!, Buffer.from('data'))];
-    const arb = fc.tuple(fc.nat(signers.length - 1), sshBytes(sigSeeds));
-    fc.assert(fc.property(arb, ([i, b]) => mustBeCoded('sshVerify', b, (x) => sshVerify(signers[i]!, Buffer.from('data'), x))), fuzzParams());
-  }, fuzzTimeout());
+  it(
+    'signature blobs against an ECDSA and an RSA and an Ed25519 signer',
+    () => {
+      const signers = [
+        caPub,
+        sshPublicKeyFromKeyObject(keys[4]!.publicKey),
+        sshPublicKeyFromKeyObject(keys[0]!.publicKey),
+      ];
+      const sigSeeds = [
+        sshSign(ca.privateKey, caPub, Buffer.from('data')),
+        new SshWriter()
+          .string('rsa-sha2-256')
+          .string(sign('sha256', Buffer.from('data'), keys[4]!.privateKey))
+          .toBuffer(),
+        sshSign(keys[0]!.privateKey, signers[2]!, Buffer.from('data')),
+      ];
+      const arb = fc.tuple(fc.nat(signers.length - 1), sshBytes(sigSeeds));
+      fc.assert(
+        fc.property(arb, ([i, b]) =>
+          mustBeCoded('sshVerify', b, (x) => sshVerify(signers[i]!, Buffer.from('data'), x)),
+        ),
+        fuzzParams(),
+      );
+    },
+    fuzzTimeout(),
+  );
 
-  it('OpenSSH private key files (configuration, same reader)', () => {
-    const pems = [encodeOpenSshPrivateKey(keys[0]!.privateKey), encodeOpenSshPrivateKey(keys[1]!.privateKey)];
-    const ders = pems.map((p) => Buffer.from(p.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64'));
-    const arb = sshBytes(ders).map((b) => `-----BEGIN OPENSSH PRIVATE KEY-----\n${b.toString('base64')}\n-----END OPENSSH PRIVATE KEY-----\n`);
-    fc.assert(fc.property(arb, (t) => mustBeCoded('decodeOpenSshPrivateKey', t, SSH_TARGETS.privateKey!)), fuzzParams(0.5));
-  }, fuzzTimeout(0.5));
+  it(
+    'OpenSSH private key files (configuration, same reader)',
+    () => {
+      const pems = [encodeOpenSshPrivateKey(keys[0]!.privateKey), encodeOpenSshPrivateKey(keys[1]!.privateKey)];
+      const ders = pems.map((p) => Buffer.from(p.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64'));
+      const arb = sshBytes(ders).map(
+        (b) => `-----BEGIN OPENSSH PRIVATE KEY-----\n${b.toString('base64')}\n-----END OPENSSH PRIVATE KEY-----\n`,
+      );
+      fc.assert(
+        fc.property(arb, (t) => mustBeCoded('decodeOpenSshPrivateKey', t, SSH_TARGETS.privateKey!)),
+        fuzzParams(0.5),
+      );
+    },
+    fuzzTimeout(0.5),
+  );
 });
 
 describe('SSH: claimed lengths are never allocated', () => {
   for (const [what, b] of [
     ['key type string of 0xffffffff', Buffer.from([0xff, 0xff, 0xff, 0xff, 0x73])],
     ['key type string of 2^31', Buffer.from([0x80, 0, 0, 0, 0x73, 0x73])],
-    ['ed25519 key string of 0x7fffffff', Buffer.concat([Buffer.from([0, 0, 0, 11]), Buffer.from('ssh-ed25519'), Buffer.from([0x7f, 0xff, 0xff, 0xff, 1])])],
+    [
+      'ed25519 key string of 0x7fffffff',
+      Buffer.concat([Buffer.from([0, 0, 0, 11]), Buffer.from('ssh-ed25519'), Buffer.from([0x7f, 0xff, 0xff, 0xff, 1])]),
+    ],
   ] as Array<[string, Buffer]>) {
     it(what, () => {
       for (const name of ['publicKeyBlob', 'certificate', 'signature']) {

@@ -6,7 +6,10 @@ export function fakeIdentity(over: Partial<Identity> = {}): Identity {
     instanceId: 'inst-1',
     spiffeId: 'spiffe://example.org/bot/edge',
     bot: 'edge',
-    chainPem: ['-----BEGIN CERTIFICATE-----\nLEAF\n-----END CERTIFICATE-----\n', '-----BEGIN CERTIFICATE-----\nINT\n-----END CERTIFICATE-----\n'],
+    chainPem: [
+      '-----BEGIN CERTIFICATE-----\nLEAF\n-----END CERTIFICATE-----\n',
+      '-----BEGIN CERTIFICATE-----\nINT\n-----END CERTIFICATE-----\n',
+    ],
     keyRef: JSON.stringify({ storage: 'software', pkcs8Pem: 'PEM' }),
     keyStorage: 'software',
     exportable: true,

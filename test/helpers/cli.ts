@@ -18,7 +18,10 @@ export interface RunResult {
 
 export function sigil(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
   return new Promise((resolveRun, reject) => {
-    const p = spawn(process.execPath, [SIGIL, ...args], { env: { ...process.env, SIGIL_LOG_FORMAT: 'json', ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [SIGIL, ...args], {
+      env: { ...process.env, SIGIL_LOG_FORMAT: 'json', ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -35,7 +38,8 @@ export function sigil(args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs
 /** `okCodes`: further exit codes that still print the JSON document (e.g. 1 for `agent status` of an expired identity). */
 export async function sigilJson<T = any>(args: string[], opts: { okCodes?: number[] } = {}): Promise<T> {
   const r = await sigil([...args, '--format', 'json']);
-  if (r.code !== 0 && !(opts.okCodes ?? []).includes(r.code)) throw new Error(`sigil ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  if (r.code !== 0 && !(opts.okCodes ?? []).includes(r.code))
+    throw new Error(`sigil ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
   return JSON.parse(r.stdout) as T;
 }
 
@@ -45,10 +49,12 @@ export async function sigilJson<T = any>(args: string[], opts: { okCodes?: numbe
  */
 export async function agentStatusJson<T = any>(args: string[]): Promise<T> {
   const r = await sigil(['agent', 'status', ...args, '--format', 'json']);
-  if (r.code !== 0 && r.code !== 1) throw new Error(`sigil agent status ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  if (r.code !== 0 && r.code !== 1)
+    throw new Error(`sigil agent status ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
   const s = JSON.parse(r.stdout) as T & { state: string };
   const unusable = s.state === 'expired' || s.state === 'not_joined';
-  if (r.code !== (unusable ? 1 : 0)) throw new Error(`sigil agent status: state ${s.state} but exit ${r.code}: ${r.stderr}`);
+  if (r.code !== (unusable ? 1 : 0))
+    throw new Error(`sigil agent status: state ${s.state} but exit ${r.code}: ${r.stderr}`);
   return s;
 }
 
@@ -68,7 +74,10 @@ export interface RunningIssuer {
   restart(): Promise<void>;
 }
 
-async function spawnServer(dataDir: string, listen: string): Promise<{ proc: ChildProcess; url: string; logs: string[] }> {
+async function spawnServer(
+  dataDir: string,
+  listen: string,
+): Promise<{ proc: ChildProcess; url: string; logs: string[] }> {
   const proc = spawn(process.execPath, [SIGIL, 'server', 'start', '--data-dir', dataDir, '--listen', listen], {
     env: { ...process.env, SIGIL_LOG_FORMAT: 'json' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -96,7 +105,14 @@ async function spawnServer(dataDir: string, listen: string): Promise<{ proc: Chi
 
 export async function startIssuer(dir: string, trustDomain = 'example.org'): Promise<RunningIssuer> {
   const dataDir = join(dir, 'issuer');
-  const init = await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', trustDomain]);
+  const init = await sigilJson<{ ca_pin: string }>([
+    'server',
+    'init',
+    '--data-dir',
+    dataDir,
+    '--trust-domain',
+    trustDomain,
+  ]);
   let s = await spawnServer(dataDir, '127.0.0.1:0');
   const port = new URL(s.url).port;
   const stop = async (): Promise<void> => {
@@ -138,11 +154,25 @@ export async function applyResources(issuer: RunningIssuer, dir: string, yaml = 
 }
 
 export async function createToken(issuer: RunningIssuer, bot = 'gw', ttl = '15m'): Promise<string> {
-  const r = await sigilJson<{ token: string }>(['ctl', '--data-dir', issuer.dataDir, 'token', 'create', '--bot', bot, '--ttl', ttl]);
+  const r = await sigilJson<{ token: string }>([
+    'ctl',
+    '--data-dir',
+    issuer.dataDir,
+    'token',
+    'create',
+    '--bot',
+    bot,
+    '--ttl',
+    ttl,
+  ]);
   return r.token;
 }
 
-export function writeAgentConfig(dir: string, name: string, o: { url: string; pin: string; token: string; ttl?: string; extra?: string }): { config: string; dataDir: string; outDir: string } {
+export function writeAgentConfig(
+  dir: string,
+  name: string,
+  o: { url: string; pin: string; token: string; ttl?: string; extra?: string },
+): { config: string; dataDir: string; outDir: string } {
   const dataDir = join(dir, name, 'data');
   const outDir = join(dir, name, 'identity');
   const config = join(dir, `${name}.yaml`);

@@ -25,7 +25,10 @@ export interface CredentialAgent {
   close(): void;
 }
 
-export async function credentialAgent(h: Harness, opts: { bot?: string } = {}): Promise<CredentialAgent & { id: Identity }> {
+export async function credentialAgent(
+  h: Harness,
+  opts: { bot?: string } = {},
+): Promise<CredentialAgent & { id: Identity }> {
   const id = await h.join({ token: await h.token({ bot: opts.bot ?? 'gw' }) });
   const dir = mkdtempSync(join(tmpdir(), 'sigil-cred-agent-'));
   const state = openAgentState(join(dir, 'data'));
@@ -55,7 +58,9 @@ export async function credentialAgent(h: Harness, opts: { bot?: string } = {}): 
     dir,
     outputs(entries) {
       const configs = entries.map((e, i) => parseCredentialOutput(e, `outputs[${i}]`, (p) => p));
-      const link = new IssuerLink([new HttpsIssuerClient({ url: `https://127.0.0.1:${h.port}`, pin: h.ctx.ca.pin, rootPem: h.rootPem })]);
+      const link = new IssuerLink([
+        new HttpsIssuerClient({ url: `https://127.0.0.1:${h.port}`, pin: h.ctx.ca.pin, rootPem: h.rootPem }),
+      ]);
       links.push(link);
       const client = new LinkCredentialClient(link, () => h.rootPem);
       const o = new CredentialOutputs(configs, { state, log: silentLogger(), client, now: Date.now });

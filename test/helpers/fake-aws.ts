@@ -54,7 +54,18 @@ export class FakeAwsSigner {
     this.certsDir = join(dir, 'certs');
     for (const k of ['dsa', 'rsa2048', 'rsa']) mkdirSync(join(this.certsDir, k), { recursive: true });
     const params = join(dir, 'dsa-params.pem');
-    openssl(['genpkey', '-genparam', '-algorithm', 'DSA', '-pkeyopt', 'dsa_paramgen_bits:1024', '-pkeyopt', 'dsa_paramgen_q_bits:160', '-out', params]);
+    openssl([
+      'genpkey',
+      '-genparam',
+      '-algorithm',
+      'DSA',
+      '-pkeyopt',
+      'dsa_paramgen_bits:1024',
+      '-pkeyopt',
+      'dsa_paramgen_q_bits:160',
+      '-out',
+      params,
+    ]);
   }
 
   #keyFor(kind: 'dsa' | 'rsa2048' | 'rsa', region: string): { key: string; cert: string } {
@@ -68,7 +79,24 @@ export class FakeAwsSigner {
       const { key, cert } = this.#keyFor(kind, region);
       if (kind === 'dsa') openssl(['genpkey', '-paramfile', join(this.#dir, 'dsa-params.pem'), '-out', key]);
       else openssl(['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', key]);
-      openssl(['req', '-x509', '-new', '-key', key, '-subj', subj, '-days', '3650', '-sha256', '-set_serial', `0x${randomBytes(8).toString('hex')}`, '-config', this.#reqConfig(), '-out', cert]);
+      openssl([
+        'req',
+        '-x509',
+        '-new',
+        '-key',
+        key,
+        '-subj',
+        subj,
+        '-days',
+        '3650',
+        '-sha256',
+        '-set_serial',
+        `0x${randomBytes(8).toString('hex')}`,
+        '-config',
+        this.#reqConfig(),
+        '-out',
+        cert,
+      ]);
     }
   }
 
@@ -92,7 +120,27 @@ export class FakeAwsSigner {
       openssl(['dgst', '-sha256', '-sign', this.#keyFor('rsa', region).key, '-out', out, docFile]);
     } else {
       const k = this.#keyFor(kind === 'pkcs7' ? 'dsa' : 'rsa2048', region);
-      openssl(['smime', '-sign', '-binary', '-nodetach', '-stream', '-nocerts', '-nosmimecap', '-md', kind === 'pkcs7' ? 'sha1' : 'sha256', '-signer', k.cert, '-inkey', k.key, '-in', docFile, '-outform', 'DER', '-out', out]);
+      openssl([
+        'smime',
+        '-sign',
+        '-binary',
+        '-nodetach',
+        '-stream',
+        '-nocerts',
+        '-nosmimecap',
+        '-md',
+        kind === 'pkcs7' ? 'sha1' : 'sha256',
+        '-signer',
+        k.cert,
+        '-inkey',
+        k.key,
+        '-in',
+        docFile,
+        '-outform',
+        'DER',
+        '-out',
+        out,
+      ]);
     }
     return readFileSync(out);
   }
@@ -100,7 +148,10 @@ export class FakeAwsSigner {
 
 /** Base64 wrapped at 64 columns, as IMDS serves pkcs7/rsa2048 (no PEM armour). */
 export function imdsBase64(der: Buffer): string {
-  return der.toString('base64').replace(/(.{64})/g, '$1\n').trimEnd();
+  return der
+    .toString('base64')
+    .replace(/(.{64})/g, '$1\n')
+    .trimEnd();
 }
 
 export interface FakeImds {
@@ -154,7 +205,14 @@ export async function startFakeImds(signer: FakeAwsSigner): Promise<FakeImds> {
     },
     setInstance(f, kinds = ['rsa2048', 'pkcs7', 'signature']) {
       doc = awsDocument(f);
-      sigs = Object.fromEntries(kinds.map((k) => [k, k === 'signature' ? signer.sign(doc, k, f.region).toString('base64') : imdsBase64(signer.sign(doc, k, f.region))]));
+      sigs = Object.fromEntries(
+        kinds.map((k) => [
+          k,
+          k === 'signature'
+            ? signer.sign(doc, k, f.region).toString('base64')
+            : imdsBase64(signer.sign(doc, k, f.region)),
+        ]),
+      );
     },
     close: () => server.close(),
   };

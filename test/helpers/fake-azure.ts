@@ -27,14 +27,33 @@ export interface AzureCa {
 }
 
 /** root (RSA) → "Test Azure RSA TLS Issuing CA" → a TLS certificate for `names`. */
-export function azureCa(pki: OpensslPki, label: string, names = ['eastus.metadata.azure.com', 'metadata.azure.com']): AzureCa {
+export function azureCa(
+  pki: OpensslPki,
+  label: string,
+  names = ['eastus.metadata.azure.com', 'metadata.azure.com'],
+): AzureCa {
   const root = pki.root(`${label}-root`, `/C=US/O=Test DigiCert ${label}/CN=Test Global Root G2 ${label}`, 'rsa');
-  const intermediate = pki.intermediate(`${label}-inter`, root, `/C=US/O=Test Microsoft Corporation/CN=Test Azure RSA TLS Issuing CA ${label}`, 'rsa', ['basicConstraints = critical,CA:TRUE,pathlen:0', 'extendedKeyUsage = serverAuth,clientAuth']);
-  const signer = pki.leaf(`${label}-signer`, intermediate, `/C=US/ST=WA/L=Redmond/O=Microsoft Corporation/CN=${names.at(-1)}`, {
-    kind: 'rsa',
-    ext: ['basicConstraints = critical,CA:FALSE', 'keyUsage = critical,digitalSignature,keyEncipherment', 'extendedKeyUsage = clientAuth,serverAuth'],
-    san: names.map((n) => `DNS:${n}`).join(','),
-  });
+  const intermediate = pki.intermediate(
+    `${label}-inter`,
+    root,
+    `/C=US/O=Test Microsoft Corporation/CN=Test Azure RSA TLS Issuing CA ${label}`,
+    'rsa',
+    ['basicConstraints = critical,CA:TRUE,pathlen:0', 'extendedKeyUsage = serverAuth,clientAuth'],
+  );
+  const signer = pki.leaf(
+    `${label}-signer`,
+    intermediate,
+    `/C=US/ST=WA/L=Redmond/O=Microsoft Corporation/CN=${names.at(-1)}`,
+    {
+      kind: 'rsa',
+      ext: [
+        'basicConstraints = critical,CA:FALSE',
+        'keyUsage = critical,digitalSignature,keyEncipherment',
+        'extendedKeyUsage = clientAuth,serverAuth',
+      ],
+      san: names.map((n) => `DNS:${n}`).join(','),
+    },
+  );
   return { root, intermediate, signer };
 }
 
@@ -60,7 +79,13 @@ export interface FakeAzureImds {
   close(): Promise<void>;
 }
 
-export async function startFakeAzureImds(dir: string, ca: AzureCa, vm: VmIdentity, entra: TestTokenIssuer, now: () => number): Promise<FakeAzureImds> {
+export async function startFakeAzureImds(
+  dir: string,
+  ca: AzureCa,
+  vm: VmIdentity,
+  entra: TestTokenIssuer,
+  now: () => number,
+): Promise<FakeAzureImds> {
   const state: FakeAzureImds = {
     server: undefined as unknown as LoopbackServer,
     url: '',
@@ -74,11 +99,30 @@ export async function startFakeAzureImds(dir: string, ca: AzureCa, vm: VmIdentit
   const sign = (json: string): string => {
     const f = join(dir, `doc-${randomBytes(6).toString('hex')}.json`);
     writeFileSync(f, json);
-    openssl(['smime', '-sign', '-binary', '-nodetach', '-noattr', '-md', 'sha256', '-signer', state.ca.signer.cert, '-inkey', state.ca.signer.key, '-in', f, '-outform', 'DER', '-out', `${f}.p7`]);
+    openssl([
+      'smime',
+      '-sign',
+      '-binary',
+      '-nodetach',
+      '-noattr',
+      '-md',
+      'sha256',
+      '-signer',
+      state.ca.signer.cert,
+      '-inkey',
+      state.ca.signer.key,
+      '-in',
+      f,
+      '-outform',
+      'DER',
+      '-out',
+      `${f}.p7`,
+    ]);
     return readFileSync(`${f}.p7`).toString('base64');
   };
   state.server = await startHttpServer(async (req, url) => {
-    if (req.headers.metadata !== 'true') return { status: 400, body: { error: 'Bad request. Required metadata header not specified' } };
+    if (req.headers.metadata !== 'true')
+      return { status: 400, body: { error: 'Bad request. Required metadata header not specified' } };
     if (url.pathname === '/metadata/attested/document') {
       const t = now() + state.timeShiftMs;
       const doc = {

@@ -19,7 +19,10 @@ export interface IssuerKey {
 const b64u = (v: unknown): string => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
 
 export function newKey(kid: string, alg: 'RS256' | 'ES256' = 'RS256'): IssuerKey {
-  const pair = alg === 'RS256' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const pair =
+    alg === 'RS256'
+      ? generateKeyPairSync('rsa', { modulusLength: 2048 })
+      : generateKeyPairSync('ec', { namedCurve: 'P-256' });
   return { kid, alg, ...pair };
 }
 
@@ -37,7 +40,11 @@ export class TestTokenIssuer {
   }
 
   async jwks(): Promise<{ keys: JWK[] }> {
-    return { keys: await Promise.all(this.published.map(async (k) => ({ ...(await exportJWK(k.publicKey)), kid: k.kid, alg: k.alg, use: 'sig' }))) };
+    return {
+      keys: await Promise.all(
+        this.published.map(async (k) => ({ ...(await exportJWK(k.publicKey)), kid: k.kid, alg: k.alg, use: 'sig' })),
+      ),
+    };
   }
 
   /**
@@ -53,17 +60,30 @@ export class TestTokenIssuer {
         return { body: { issuer: `${this.server.url}${prefix}`, jwks_uri: `${this.server.url}${prefix}/jwks` } };
       }
       if (!paths.includes(p) && !(discovery && p.endsWith('/jwks'))) return { status: 404 };
-      return { headers: this.cacheControl ? { 'cache-control': this.cacheControl } : {}, body: this.pemCerts ?? (await this.jwks()) };
+      return {
+        headers: this.cacheControl ? { 'cache-control': this.cacheControl } : {},
+        body: this.pemCerts ?? (await this.jwks()),
+      };
     });
     return this.server;
   }
 
   /** A token signed by `key` (default the first), with `claims` (iat/exp default to now/+5 min). */
-  sign(claims: JWTPayload, opts: { key?: IssuerKey; kid?: string | null; now?: number; header?: Record<string, unknown> } = {}): Promise<string> {
+  sign(
+    claims: JWTPayload,
+    opts: { key?: IssuerKey; kid?: string | null; now?: number; header?: Record<string, unknown> } = {},
+  ): Promise<string> {
     const key = opts.key ?? this.keys[0]!;
     const now = Math.floor((opts.now ?? Date.now()) / 1000);
-    const header = { alg: key.alg, typ: 'JWT', ...(opts.kid === null ? {} : { kid: opts.kid ?? key.kid }), ...opts.header };
-    return new SignJWT({ iat: now, nbf: now, exp: now + 300, ...claims }).setProtectedHeader(header as { alg: string }).sign(key.privateKey);
+    const header = {
+      alg: key.alg,
+      typ: 'JWT',
+      ...(opts.kid === null ? {} : { kid: opts.kid ?? key.kid }),
+      ...opts.header,
+    };
+    return new SignJWT({ iat: now, nbf: now, exp: now + 300, ...claims })
+      .setProtectedHeader(header as { alg: string })
+      .sign(key.privateKey);
   }
 }
 

@@ -87,7 +87,9 @@ export function bootEvents(spec: BootSpec = {}): EventToWrite[] {
   const cmdline = spec.kernelCmdline ?? DEFAULT_BOOT.kernelCmdline;
 
   const labKeys = encodeSignatureList(EFI_CERT_X509_GUID, [{ owner: LAB_KEY_OWNER_GUID, data: LAB_SECURE_BOOT_CERT }]);
-  const dbx = encodeSignatureList(EFI_CERT_SHA256_GUID, [{ owner: LAB_KEY_OWNER_GUID, data: sha256(Buffer.from('a revoked boot loader')) }]);
+  const dbx = encodeSignatureList(EFI_CERT_SHA256_GUID, [
+    { owner: LAB_KEY_OWNER_GUID, data: sha256(Buffer.from('a revoked boot loader')) },
+  ]);
   const none = Buffer.alloc(0);
   const action = (pcr: number, text: string): EventToWrite => ({ pcr, type: 'EV_EFI_ACTION', data: Buffer.from(text) });
   const separator = (pcr: number): EventToWrite => ({ pcr, type: 'EV_SEPARATOR', data: Buffer.from(SEPARATOR_DATA) });
@@ -96,12 +98,29 @@ export function bootEvents(spec: BootSpec = {}): EventToWrite[] {
   const events: EventToWrite[] = [
     // PCR 0: the CRTM's version string and the firmware volume it measured.
     { pcr: 0, type: 'EV_S_CRTM_VERSION', data: encodeCrtmVersion(version) },
-    { pcr: 0, type: 'EV_POST_CODE', data: encodeFirmwareBlob({ base: 0xffc00000, length: firmwareImage.length }), measured: firmwareImage },
+    {
+      pcr: 0,
+      type: 'EV_POST_CODE',
+      data: encodeFirmwareBlob({ base: 0xffc00000, length: firmwareImage.length }),
+      measured: firmwareImage,
+    },
     // PCR 7: secure boot policy, then its separator (PFP §3.3.4.8).
-    efiVariable(7, 'EV_EFI_VARIABLE_DRIVER_CONFIG', EFI_GLOBAL_VARIABLE_GUID, 'SecureBoot', Buffer.from([secureBoot ? 1 : 0])),
+    efiVariable(
+      7,
+      'EV_EFI_VARIABLE_DRIVER_CONFIG',
+      EFI_GLOBAL_VARIABLE_GUID,
+      'SecureBoot',
+      Buffer.from([secureBoot ? 1 : 0]),
+    ),
     efiVariable(7, 'EV_EFI_VARIABLE_DRIVER_CONFIG', EFI_GLOBAL_VARIABLE_GUID, 'PK', secureBoot ? labKeys : none),
     efiVariable(7, 'EV_EFI_VARIABLE_DRIVER_CONFIG', EFI_GLOBAL_VARIABLE_GUID, 'KEK', secureBoot ? labKeys : none),
-    efiVariable(7, 'EV_EFI_VARIABLE_DRIVER_CONFIG', EFI_IMAGE_SECURITY_DATABASE_GUID, 'db', secureBoot ? labKeys : none),
+    efiVariable(
+      7,
+      'EV_EFI_VARIABLE_DRIVER_CONFIG',
+      EFI_IMAGE_SECURITY_DATABASE_GUID,
+      'db',
+      secureBoot ? labKeys : none,
+    ),
     efiVariable(7, 'EV_EFI_VARIABLE_DRIVER_CONFIG', EFI_IMAGE_SECURITY_DATABASE_GUID, 'dbx', secureBoot ? dbx : none),
     separator(7),
     // PCR 1: boot order; PCR 4: the boot manager is about to start a boot option.
@@ -137,7 +156,10 @@ export function bootEvents(spec: BootSpec = {}): EventToWrite[] {
 }
 
 /** The log and the PCR values (per bank) that booting `spec` produces on a freshly reset TPM. */
-export function simulatedBootLog(spec: BootSpec = {}, banks: readonly PcrBank[] = ['sha256']): { eventLog: Buffer; pcrsByBank: Map<PcrBank, Map<number, Buffer>>; events: EventToWrite[] } {
+export function simulatedBootLog(
+  spec: BootSpec = {},
+  banks: readonly PcrBank[] = ['sha256'],
+): { eventLog: Buffer; pcrsByBank: Map<PcrBank, Map<number, Buffer>>; events: EventToWrite[] } {
   const events = bootEvents(spec);
   const eventLog = writeEventLog(events, banks);
   const parsed = parseEventLog(eventLog);

@@ -16,7 +16,10 @@ import type { Harness } from '../integration/harness.js';
 
 export interface JoinRunner {
   client: HttpsIssuerClient;
-  exchange(agent: JoinMethodAgent, opts?: { sent?: Jws[]; identity?: SoftwareSigner }): Promise<JoinExchangeResult & { identity: SoftwareSigner }>;
+  exchange(
+    agent: JoinMethodAgent,
+    opts?: { sent?: Jws[]; identity?: SoftwareSigner },
+  ): Promise<JoinExchangeResult & { identity: SoftwareSigner }>;
   /** Expect a refusal with `code`; returns the error and the audit row. */
   refused(agent: JoinMethodAgent, code: string): Promise<{ error: SigilError; audit: AuditRecord }>;
   close(): void;
@@ -51,7 +54,9 @@ export function joinRunner(h: Harness): JoinRunner {
       expect(err, `join should be refused with ${code}`).toBeInstanceOf(SigilError);
       expect((err as SigilError).code, (err as SigilError).message).toBe(code);
       const rows = await h.auditAfter(seq);
-      expect(rows.map((r) => ({ action: r.action, outcome: r.outcome, code: r.code, method: r.method }))).toEqual([{ action: 'join', outcome: 'refused', code, method: agent.name }]);
+      expect(rows.map((r) => ({ action: r.action, outcome: r.outcome, code: r.code, method: r.method }))).toEqual([
+        { action: 'join', outcome: 'refused', code, method: agent.name },
+      ]);
       expect(await h.counts()).toEqual({ ...before, audit: before.audit + 1 });
       return { error: err as SigilError, audit: rows[0]! };
     },

@@ -29,7 +29,11 @@ export interface LoopbackServer {
   close(): Promise<void>;
 }
 
-function serve(server: http.Server | https.Server, scheme: 'http' | 'https', initial: Handler): Promise<LoopbackServer> {
+function serve(
+  server: http.Server | https.Server,
+  scheme: 'http' | 'https',
+  initial: Handler,
+): Promise<LoopbackServer> {
   let handler = initial;
   const hits: string[] = [];
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -42,8 +46,16 @@ function serve(server: http.Server | https.Server, scheme: 'http' | 'https', ini
         .then(() => handler(req, url, Buffer.concat(chunks)))
         .then(
           (r) => {
-            const body = r.body === undefined ? '' : typeof r.body === 'string' || Buffer.isBuffer(r.body) ? r.body : JSON.stringify(r.body);
-            const type = r.body !== undefined && typeof r.body === 'object' && !Buffer.isBuffer(r.body) ? { 'content-type': 'application/json' } : {};
+            const body =
+              r.body === undefined
+                ? ''
+                : typeof r.body === 'string' || Buffer.isBuffer(r.body)
+                  ? r.body
+                  : JSON.stringify(r.body);
+            const type =
+              r.body !== undefined && typeof r.body === 'object' && !Buffer.isBuffer(r.body)
+                ? { 'content-type': 'application/json' }
+                : {};
             res.writeHead(r.status ?? 200, { ...type, ...r.headers });
             res.end(body);
           },
@@ -88,7 +100,11 @@ export async function startHttpsServer(dir: string, handler: Handler, name = 'jw
   const pki = new OpensslPki(dir);
   const ca = pki.root(`${name}-ca`, `/O=Sigil Tests/CN=${name} loopback CA`, 'ec');
   const leaf = pki.leaf(`${name}-server`, ca, '/O=Sigil Tests/CN=127.0.0.1', {
-    ext: ['basicConstraints = critical,CA:FALSE', 'keyUsage = critical,digitalSignature', 'extendedKeyUsage = serverAuth'],
+    ext: [
+      'basicConstraints = critical,CA:FALSE',
+      'keyUsage = critical,digitalSignature',
+      'extendedKeyUsage = serverAuth',
+    ],
     san: 'IP:127.0.0.1',
   });
   const server = https.createServer({ key: readFileSync(leaf.key), cert: leaf.pem });

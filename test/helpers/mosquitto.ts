@@ -99,13 +99,16 @@ function tlsConf(dir: string, ports: { agent: number; bootstrap: number; issuer:
     .replace(/^listener 8883$/m, `listener ${ports.agent} 127.0.0.1`)
     .replace(/^listener 8884$/m, `listener ${ports.bootstrap} 127.0.0.1`)
     .replace(/^listener 8885$/m, `listener ${ports.issuer} 127.0.0.1`);
-  if (conf === example || Object.values(ports).some((p) => !conf.includes(`listener ${p} 127.0.0.1`))) throw new Error('mosquitto.conf.example no longer has the placeholders this helper substitutes');
+  if (conf === example || Object.values(ports).some((p) => !conf.includes(`listener ${p} 127.0.0.1`)))
+    throw new Error('mosquitto.conf.example no longer has the placeholders this helper substitutes');
   return conf;
 }
 
 /** The example dynamic-security file with the test's bootstrap passwords (scripts/mosquitto/dynsec-password.mjs). */
 async function dynsecConfig(passwords: Record<string, string>): Promise<string> {
-  const { withPassword } = (await import(join(ROOT, 'scripts', 'mosquitto', 'dynsec-password.mjs'))) as { withPassword(json: string, user: string, pw: string): string };
+  const { withPassword } = (await import(join(ROOT, 'scripts', 'mosquitto', 'dynsec-password.mjs'))) as {
+    withPassword(json: string, user: string, pw: string): string;
+  };
   let json = readFileSync(join(ROOT, 'scripts', 'mosquitto', 'dynamic-security.json.example'), 'utf8');
   for (const [user, pw] of Object.entries(passwords)) json = withPassword(json, user, pw);
   return json;
@@ -141,7 +144,11 @@ export async function startMosquitto(dir: string, tls?: BrokerTls): Promise<Brok
     proc = p;
     p.stderr!.on('data', (d: Buffer) => (logs += d.toString()));
     const end = Date.now() + 10_000;
-    while (!(await portOpen(port)) || (bootstrapPort !== undefined && !(await portOpen(bootstrapPort))) || !(await portOpen(issuerPort))) {
+    while (
+      !(await portOpen(port)) ||
+      (bootstrapPort !== undefined && !(await portOpen(bootstrapPort))) ||
+      !(await portOpen(issuerPort))
+    ) {
       if (p.exitCode !== null) throw new Error(`mosquitto exited ${p.exitCode}: ${logs}`);
       if (Date.now() > end) throw new Error(`mosquitto did not listen on ${port} within 10 s: ${logs}`);
       await new Promise((r) => setTimeout(r, 25));
@@ -213,11 +220,20 @@ export interface IssuerProcess {
  * `sigil server start --data-dir D --listen L [extra args]`; resolves once HTTPS listens and,
  * with --mqtt-url among the args, once the responder has subscribed.
  */
-export async function spawnIssuer(dataDir: string, extra: string[], listen = '127.0.0.1:0', env: NodeJS.ProcessEnv = {}): Promise<IssuerProcess> {
-  const proc = spawn(process.execPath, [SIGIL, 'server', 'start', '--data-dir', dataDir, '--listen', listen, ...extra], {
-    env: { ...process.env, SIGIL_LOG_FORMAT: 'json', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+export async function spawnIssuer(
+  dataDir: string,
+  extra: string[],
+  listen = '127.0.0.1:0',
+  env: NodeJS.ProcessEnv = {},
+): Promise<IssuerProcess> {
+  const proc = spawn(
+    process.execPath,
+    [SIGIL, 'server', 'start', '--data-dir', dataDir, '--listen', listen, ...extra],
+    {
+      env: { ...process.env, SIGIL_LOG_FORMAT: 'json', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let logs = '';
   proc.stderr!.on('data', (d: Buffer) => (logs += d.toString()));
   const wantMqtt = extra.includes('--mqtt-url');
@@ -247,7 +263,11 @@ export async function spawnIssuer(dataDir: string, extra: string[], listen = '12
 }
 
 /** An agent.yaml with a `transports:` list (YAML lines, each starting with "  - "). */
-export function writeTransportAgent(dir: string, name: string, o: { pin: string; token: string; transports: string[]; extra?: string }): { config: string; dataDir: string; outDir: string } {
+export function writeTransportAgent(
+  dir: string,
+  name: string,
+  o: { pin: string; token: string; transports: string[]; extra?: string },
+): { config: string; dataDir: string; outDir: string } {
   const dataDir = join(dir, name, 'data');
   const outDir = join(dir, name, 'identity');
   const config = join(dir, `${name}.yaml`);
@@ -283,7 +303,12 @@ export async function issuerDb<T>(issuerDataDir: string, fn: (db: import('better
   }
 }
 
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number, everyMs = 100): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false> | T | undefined | false,
+  timeoutMs: number,
+  everyMs = 100,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -300,12 +325,17 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
  */
 export async function prepareMqttIssuer(dir: string, dataDir: string): Promise<{ broker: Broker; pin: string }> {
   const broker = await startMosquitto(join(dir, 'broker'));
-  const pin = (await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])).ca_pin;
+  const pin = (
+    await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])
+  ).ca_pin;
   await applyResources({ dataDir } as RunningIssuer, dir);
   return { broker, pin };
 }
 
-export async function startMqttIssuerRig(dir: string, dataDir: string): Promise<{ broker: Broker; pin: string; issuer: IssuerProcess }> {
+export async function startMqttIssuerRig(
+  dir: string,
+  dataDir: string,
+): Promise<{ broker: Broker; pin: string; issuer: IssuerProcess }> {
   const { broker, pin } = await prepareMqttIssuer(dir, dataDir);
   return { broker, pin, issuer: await spawnIssuer(dataDir, ['--mqtt-url', broker.url]) };
 }

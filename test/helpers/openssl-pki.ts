@@ -21,7 +21,12 @@ export interface Issued {
 
 export function openssl(args: string[], opts: { cwd?: string; input?: string } = {}): string {
   try {
-    return execFileSync('openssl', args, { encoding: 'utf8', cwd: opts.cwd, input: opts.input, stdio: ['pipe', 'pipe', 'pipe'] });
+    return execFileSync('openssl', args, {
+      encoding: 'utf8',
+      cwd: opts.cwd,
+      input: opts.input,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
   } catch (e) {
     const err = e as { stderr?: string; stdout?: string; message: string };
     throw new Error(`openssl ${args.join(' ')} failed: ${err.stderr ?? ''}${err.stdout ?? ''}${err.message}`);
@@ -53,9 +58,11 @@ export class OpensslPki {
   key(name: string, kind: KeyKind): string {
     const file = this.path(`${name}.key`);
     const alg =
-      kind === 'ec' ? ['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256']
-      : kind === 'ec384' ? ['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-384']
-      : ['-algorithm', 'RSA', '-pkeyopt', `rsa_keygen_bits:${kind === 'rsa' ? 2048 : 1024}`];
+      kind === 'ec'
+        ? ['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256']
+        : kind === 'ec384'
+          ? ['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-384']
+          : ['-algorithm', 'RSA', '-pkeyopt', `rsa_keygen_bits:${kind === 'rsa' ? 2048 : 1024}`];
     openssl(['genpkey', ...alg, '-out', file]);
     return file;
   }
@@ -73,8 +80,30 @@ export class OpensslPki {
 
   root(name: string, subj: string, kind: KeyKind, ext: string[] = []): Issued {
     const key = this.key(name, kind);
-    const cfg = this.extFile(name, ['basicConstraints = critical,CA:TRUE', 'keyUsage = critical,keyCertSign,cRLSign', 'subjectKeyIdentifier = hash', ...ext]);
-    openssl(['req', '-x509', '-new', '-key', key, '-subj', subj, '-days', '3650', '-sha256', '-config', cfg, '-extensions', 'ext', '-out', this.path(`${name}.pem`)]);
+    const cfg = this.extFile(name, [
+      'basicConstraints = critical,CA:TRUE',
+      'keyUsage = critical,keyCertSign,cRLSign',
+      'subjectKeyIdentifier = hash',
+      ...ext,
+    ]);
+    openssl([
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      key,
+      '-subj',
+      subj,
+      '-days',
+      '3650',
+      '-sha256',
+      '-config',
+      cfg,
+      '-extensions',
+      'ext',
+      '-out',
+      this.path(`${name}.pem`),
+    ]);
     return this.issued(name, key);
   }
 
@@ -87,21 +116,79 @@ export class OpensslPki {
   }
 
   /** Sign `csr` (or a CSR for a fresh key) with `ca` using `openssl x509 -req` and extension lines `ext`. */
-  sign(name: string, ca: Issued, subj: string, ext: string[], opts: { kind?: KeyKind; key?: string; csr?: string; days?: number; md?: string } = {}): Issued {
+  sign(
+    name: string,
+    ca: Issued,
+    subj: string,
+    ext: string[],
+    opts: { kind?: KeyKind; key?: string; csr?: string; days?: number; md?: string } = {},
+  ): Issued {
     const key = opts.key ?? (opts.csr ? '' : this.key(name, opts.kind ?? 'ec'));
     const csr = opts.csr ?? this.csr(name, subj, key);
     const cfg = this.extFile(name, ext);
-    openssl(['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-set_serial', `0x${randomBytes(9).toString('hex')}`, '-days', String(opts.days ?? 365), `-${opts.md ?? 'sha256'}`, '-extfile', cfg, '-extensions', 'ext', '-out', this.path(`${name}.pem`)]);
+    openssl([
+      'x509',
+      '-req',
+      '-in',
+      csr,
+      '-CA',
+      ca.cert,
+      '-CAkey',
+      ca.key,
+      '-set_serial',
+      `0x${randomBytes(9).toString('hex')}`,
+      '-days',
+      String(opts.days ?? 365),
+      `-${opts.md ?? 'sha256'}`,
+      '-extfile',
+      cfg,
+      '-extensions',
+      'ext',
+      '-out',
+      this.path(`${name}.pem`),
+    ]);
     return this.issued(name, key);
   }
 
-  intermediate(name: string, ca: Issued, subj: string, kind: KeyKind, ext: string[] = ['basicConstraints = critical,CA:TRUE,pathlen:0']): Issued {
-    return this.sign(name, ca, subj, [...ext, 'keyUsage = critical,keyCertSign,cRLSign', 'subjectKeyIdentifier = hash', 'authorityKeyIdentifier = keyid'], { kind });
+  intermediate(
+    name: string,
+    ca: Issued,
+    subj: string,
+    kind: KeyKind,
+    ext: string[] = ['basicConstraints = critical,CA:TRUE,pathlen:0'],
+  ): Issued {
+    return this.sign(
+      name,
+      ca,
+      subj,
+      [
+        ...ext,
+        'keyUsage = critical,keyCertSign,cRLSign',
+        'subjectKeyIdentifier = hash',
+        'authorityKeyIdentifier = keyid',
+      ],
+      { kind },
+    );
   }
 
-  leaf(name: string, ca: Issued, subj: string, opts: { kind?: KeyKind; key?: string; csr?: string; ext?: string[]; san?: string; md?: string } = {}): Issued {
-    const ext = opts.ext ?? ['basicConstraints = critical,CA:FALSE', 'keyUsage = critical,digitalSignature', 'extendedKeyUsage = clientAuth'];
-    return this.sign(name, ca, subj, [...ext, ...(opts.san ? [`subjectAltName = ${opts.san}`] : []), 'authorityKeyIdentifier = keyid'], opts);
+  leaf(
+    name: string,
+    ca: Issued,
+    subj: string,
+    opts: { kind?: KeyKind; key?: string; csr?: string; ext?: string[]; san?: string; md?: string } = {},
+  ): Issued {
+    const ext = opts.ext ?? [
+      'basicConstraints = critical,CA:FALSE',
+      'keyUsage = critical,digitalSignature',
+      'extendedKeyUsage = clientAuth',
+    ];
+    return this.sign(
+      name,
+      ca,
+      subj,
+      [...ext, ...(opts.san ? [`subjectAltName = ${opts.san}`] : []), 'authorityKeyIdentifier = keyid'],
+      opts,
+    );
   }
 
   /** A minimal `openssl ca` directory around `ca`, for -revoke, -gencrl and back-dated issuance. */
@@ -119,7 +206,10 @@ export class OpensslCaDir {
   readonly dir: string;
   readonly config: string;
 
-  constructor(private readonly pki: OpensslPki, private readonly ca: Issued) {
+  constructor(
+    private readonly pki: OpensslPki,
+    private readonly ca: Issued,
+  ) {
     this.dir = pki.path(`${ca.name}-ca`);
     mkdirSync(join(this.dir, 'newcerts'), { recursive: true });
     writeFileSync(join(this.dir, 'index.txt'), '');
@@ -164,7 +254,21 @@ authorityKeyIdentifier = keyid
     const key = this.pki.key(name, kind);
     const csr = this.pki.csr(name, subj, key);
     const cert = this.pki.path(`${name}.pem`);
-    openssl(['ca', '-batch', '-config', this.config, '-in', csr, '-out', cert, '-notext', '-startdate', startdate, '-enddate', enddate]);
+    openssl([
+      'ca',
+      '-batch',
+      '-config',
+      this.config,
+      '-in',
+      csr,
+      '-out',
+      cert,
+      '-notext',
+      '-startdate',
+      startdate,
+      '-enddate',
+      enddate,
+    ]);
     return { name, cert, key, pem: readFileSync(cert, 'utf8') };
   }
 
@@ -177,7 +281,10 @@ authorityKeyIdentifier = keyid
    * outright, e.g. a CRL whose nextUpdate has passed; otherwise it is valid from now for `crldays`.
    */
   gencrl(out: string, opts: { crldays?: number; lastUpdate?: string; nextUpdate?: string } = {}): string {
-    const dates = opts.nextUpdate !== undefined ? ['-crl_nextupdate', opts.nextUpdate, ...(opts.lastUpdate ? ['-crl_lastupdate', opts.lastUpdate] : [])] : ['-crldays', String(opts.crldays ?? 7)];
+    const dates =
+      opts.nextUpdate !== undefined
+        ? ['-crl_nextupdate', opts.nextUpdate, ...(opts.lastUpdate ? ['-crl_lastupdate', opts.lastUpdate] : [])]
+        : ['-crldays', String(opts.crldays ?? 7)];
     openssl(['ca', '-config', this.config, '-gencrl', '-out', out, ...dates]);
     return out;
   }

@@ -11,11 +11,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './mosquitto.js';
 
-const INSTALL = 'PostgreSQL is not installed; install it with: apt-get install -y postgresql postgresql-client (scripts/setup.sh does)';
+const INSTALL =
+  'PostgreSQL is not installed; install it with: apt-get install -y postgresql postgresql-client (scripts/setup.sh does)';
 
 function pgBin(name: string): string {
   const base = '/usr/lib/postgresql';
-  const versions = existsSync(base) ? readdirSync(base).filter((v) => existsSync(join(base, v, 'bin', name))).sort((a, b) => Number(b) - Number(a)) : [];
+  const versions = existsSync(base)
+    ? readdirSync(base)
+        .filter((v) => existsSync(join(base, v, 'bin', name)))
+        .sort((a, b) => Number(b) - Number(a))
+    : [];
   if (versions.length === 0) throw new Error(INSTALL);
   return join(base, versions[0]!, 'bin', name);
 }
@@ -30,7 +35,8 @@ function postgresUser(): { uid: number; gid: number } {
 export function requirePostgres(): void {
   pgBin('initdb');
   if (spawnSync('psql', ['--version']).error) throw new Error(INSTALL);
-  if (process.getuid?.() !== 0) throw new Error('the PostgreSQL tests start postgres as the postgres user and need root for that');
+  if (process.getuid?.() !== 0)
+    throw new Error('the PostgreSQL tests start postgres as the postgres user and need root for that');
   postgresUser();
 }
 
@@ -42,7 +48,11 @@ export interface Postgres {
   stop(): Promise<void>;
 }
 
-export async function startPostgres(o: { serverCertPem: string; serverKeyPem: string; clientCaPem: string }): Promise<Postgres> {
+export async function startPostgres(o: {
+  serverCertPem: string;
+  serverKeyPem: string;
+  clientCaPem: string;
+}): Promise<Postgres> {
   requirePostgres();
   const { uid, gid } = postgresUser();
   const dir = mkdtempSync(join(tmpdir(), 'sigil-pg-'));
@@ -53,7 +63,10 @@ export async function startPostgres(o: { serverCertPem: string; serverKeyPem: st
   chownSync(dir, uid, gid);
   chownSync(sock, uid, gid);
   const asPostgres = { uid, gid, env: { ...process.env, HOME: dir, LC_ALL: 'C' } };
-  execFileSync(pgBin('initdb'), ['-D', data, '-U', 'postgres', '-A', 'trust', '--no-sync', '-E', 'UTF8'], { ...asPostgres, stdio: 'ignore' });
+  execFileSync(pgBin('initdb'), ['-D', data, '-U', 'postgres', '-A', 'trust', '--no-sync', '-E', 'UTF8'], {
+    ...asPostgres,
+    stdio: 'ignore',
+  });
   const put = (name: string, text: string, mode: number): string => {
     const f = join(data, name);
     writeFileSync(f, text, { mode });
@@ -84,7 +97,10 @@ export async function startPostgres(o: { serverCertPem: string; serverKeyPem: st
   // Only TLS client certificates over TCP; the CN must be the role (clientcert=verify-full).
   put('pg_hba.conf', 'local all postgres trust\nhostssl all all 127.0.0.1/32 cert clientcert=verify-full\n', 0o600);
 
-  const proc: ChildProcess = spawn(pgBin('postgres'), ['-D', data], { ...asPostgres, stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc: ChildProcess = spawn(pgBin('postgres'), ['-D', data], {
+    ...asPostgres,
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   const logs: string[] = [];
   proc.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
   await new Promise<void>((resolve, reject) => {
@@ -103,7 +119,12 @@ export async function startPostgres(o: { serverCertPem: string; serverKeyPem: st
   });
   return {
     port,
-    admin: (sql) => execFileSync('psql', ['-h', sock, '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-v', 'ON_ERROR_STOP=1', '-Atc', sql], { ...asPostgres, encoding: 'utf8' }),
+    admin: (sql) =>
+      execFileSync(
+        'psql',
+        ['-h', sock, '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-v', 'ON_ERROR_STOP=1', '-Atc', sql],
+        { ...asPostgres, encoding: 'utf8' },
+      ),
     log: () => logs.join(''),
     stop: async () => {
       if (proc.exitCode === null && proc.signalCode === null) {
@@ -119,7 +140,10 @@ export async function startPostgres(o: { serverCertPem: string; serverKeyPem: st
 /** Run psql with a libpq connection string; resolves with the exit code and output. */
 export function psql(conninfo: string, sql: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const p = spawn('psql', [conninfo, '-v', 'ON_ERROR_STOP=1', '-Atc', sql], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PGCONNECT_TIMEOUT: '10' } });
+    const p = spawn('psql', [conninfo, '-v', 'ON_ERROR_STOP=1', '-Atc', sql], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, PGCONNECT_TIMEOUT: '10' },
+    });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -38,7 +38,11 @@ export function initSoftHsmToken(dir: string, o: { label?: string; pin?: string;
   const conf = join(dir, 'softhsm2.conf');
   writeFileSync(conf, `directories.tokendir = ${tokens}\nobjectstore.backend = file\nlog.level = ERROR\n`);
   process.env.SOFTHSM2_CONF = conf;
-  execFileSync('softhsm2-util', ['--init-token', '--free', '--label', label, '--pin', pin, '--so-pin', o.soPin ?? '5678'], { env: process.env, stdio: 'ignore' });
+  execFileSync(
+    'softhsm2-util',
+    ['--init-token', '--free', '--label', label, '--pin', pin, '--so-pin', o.soPin ?? '5678'],
+    { env: process.env, stdio: 'ignore' },
+  );
   const pinFile = join(dir, 'pin');
   writeFileSync(pinFile, `${pin}\n`, { mode: 0o600 });
   return { module: SOFTHSM_MODULE, label, pin, pinFile, conf };
@@ -78,7 +82,8 @@ export function listTokenKeys(t: SoftHsmToken): TokenKey[] {
         lib.C_FindObjectsFinal(session);
       }
     };
-    const attr = (h: Pkcs11Js.Handle, type: number): Buffer => lib.C_GetAttributeValue(session, h, [{ type }])[0]!.value;
+    const attr = (h: Pkcs11Js.Handle, type: number): Buffer =>
+      lib.C_GetAttributeValue(session, h, [{ type }])[0]!.value;
     return find([{ type: P.CKA_CLASS, value: P.CKO_PRIVATE_KEY }]).map((h) => {
       const label = attr(h, P.CKA_LABEL).toString('utf8');
       const id = attr(h, P.CKA_ID);

@@ -10,11 +10,13 @@ import { join } from 'node:path';
 import { freePort } from './mosquitto.js';
 
 export const SSHD = '/usr/sbin/sshd';
-const INSTALL = 'sshd/ssh are not installed; install them with: apt-get install -y openssh-server openssh-client (scripts/setup.sh does)';
+const INSTALL =
+  'sshd/ssh are not installed; install them with: apt-get install -y openssh-server openssh-client (scripts/setup.sh does)';
 
 export function requireOpenSsh(): void {
   if (!existsSync(SSHD) || spawnSync('ssh', ['-V']).error) throw new Error(INSTALL);
-  if (process.getuid?.() !== 0) throw new Error('the sshd tests run sshd as root (it must switch to the login user); run them as root');
+  if (process.getuid?.() !== 0)
+    throw new Error('the sshd tests run sshd as root (it must switch to the login user); run them as root');
 }
 
 export interface Sshd {
@@ -24,7 +26,10 @@ export interface Sshd {
   stop(): Promise<void>;
 }
 
-export async function startSshd(dir: string, o: { hostKey: string; hostCert?: string; trustedUserCaKeys: string }): Promise<Sshd> {
+export async function startSshd(
+  dir: string,
+  o: { hostKey: string; hostCert?: string; trustedUserCaKeys: string },
+): Promise<Sshd> {
   requireOpenSsh();
   // Debian's sshd refuses to start without its privilege separation directory.
   mkdirSync('/run/sshd', { recursive: true, mode: 0o755 });
@@ -91,7 +96,9 @@ export function createTestUser(): { name: string; remove(): void } {
 /** Run ssh; resolves with the exit code and output (never rejects on a non-zero exit). */
 export function ssh(args: string[], timeoutMs = 20_000): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const p = spawn('ssh', ['-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn('ssh', ['-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));

@@ -45,7 +45,9 @@ const caInternals = new WeakMap<SharedLocalCa, CaInternals>();
  * A new local CA in its own temp dir (or `dir`). Share one between TPMs to model a fleet from one
  * manufacturer; create another to model a foreign manufacturer.
  */
-export async function createLocalCa(opts: { dir?: string; manufacturer?: string; crlSigning?: boolean } = {}): Promise<SharedLocalCa> {
+export async function createLocalCa(
+  opts: { dir?: string; manufacturer?: string; crlSigning?: boolean } = {},
+): Promise<SharedLocalCa> {
   const base = opts.dir ? resolve(opts.dir) : mkdtempSync(join(tmpdir(), 'sigil-localca-'));
   const dir = join(base, 'state');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -53,10 +55,21 @@ export async function createLocalCa(opts: { dir?: string; manufacturer?: string;
   const optionsFile = join(base, 'swtpm-localca.options');
   writeFileSync(
     configFile,
-    [`statedir = ${dir}`, `signingkey = ${join(dir, 'signkey.pem')}`, `issuercert = ${join(dir, 'issuercert.pem')}`, `certserial = ${join(dir, 'certserial')}`, ''].join('\n'),
+    [
+      `statedir = ${dir}`,
+      `signingkey = ${join(dir, 'signkey.pem')}`,
+      `issuercert = ${join(dir, 'issuercert.pem')}`,
+      `certserial = ${join(dir, 'certserial')}`,
+      '',
+    ].join('\n'),
   );
   const manufacturer = (opts.manufacturer ?? 'Sigil').replace(/\s+/g, '_');
-  writeFileSync(optionsFile, [`--platform-manufacturer ${manufacturer}`, '--platform-version 1.0', '--platform-model SimulatedGateway', ''].join('\n'));
+  writeFileSync(
+    optionsFile,
+    [`--platform-manufacturer ${manufacturer}`, '--platform-version 1.0', '--platform-model SimulatedGateway', ''].join(
+      '\n',
+    ),
+  );
   const rootCert = join(dir, 'swtpm-localca-rootca-cert.pem');
   const issuerCert = join(dir, 'issuercert.pem');
   const signingKey = join(dir, 'signkey.pem');
@@ -84,7 +97,9 @@ export async function createLocalCa(opts: { dir?: string; manufacturer?: string;
 function opensslManufacturerCa(dir: string, manufacturer: string): { root: Issued; issuer: Issued } {
   const pki = new OpensslPki(dir);
   const root = pki.root('ek-root', `/O=${manufacturer}/CN=${manufacturer} EK Root CA`, 'rsa');
-  const issuer = pki.intermediate('ek-issuer', root, `/O=${manufacturer}/CN=${manufacturer} EK Issuing CA`, 'rsa', ['basicConstraints = critical,CA:TRUE,pathlen:0']);
+  const issuer = pki.intermediate('ek-issuer', root, `/O=${manufacturer}/CN=${manufacturer} EK Issuing CA`, 'rsa', [
+    'basicConstraints = critical,CA:TRUE,pathlen:0',
+  ]);
   return { root, issuer };
 }
 

@@ -49,7 +49,11 @@ interface RunResult {
   stderr: string;
 }
 
-function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
+function run(
+  cmd: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<RunResult> {
   return new Promise((resolveRun, reject) => {
     const p = spawn(cmd, args, { env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -126,9 +130,13 @@ function trackChild(p: ChildProcess): void {
 }
 
 function parseBanks(spec: string): PcrBank[] {
-  const banks = spec.split(',').map((s) => s.trim()).filter(Boolean);
+  const banks = spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (banks.length === 0) throw new TypeError('pcrBanks is empty');
-  for (const b of banks) if (!isPcrBank(b)) throw new TypeError(`unsupported PCR bank "${b}" (sha1, sha256, sha384, sha512)`);
+  for (const b of banks)
+    if (!isPcrBank(b)) throw new TypeError(`unsupported PCR bank "${b}" (sha1, sha256, sha384, sha512)`);
   return banks as PcrBank[];
 }
 
@@ -152,16 +160,33 @@ export async function createSwtpm(opts: SwtpmOptions = {}): Promise<SwtpmInstanc
   if (!existsSync(join(stateDir, 'tpm2-00.permall'))) {
     const setupConf = join(dir, 'swtpm_setup.conf');
     const lines = [`active_pcr_banks = ${pcrBanks.join(',')}`];
-    if (ca) lines.unshift(`create_certs_tool = ${bins.localca}`, `create_certs_tool_config = ${ca.configFile}`, `create_certs_tool_options = ${ca.optionsFile}`);
+    if (ca)
+      lines.unshift(
+        `create_certs_tool = ${bins.localca}`,
+        `create_certs_tool_config = ${ca.configFile}`,
+        `create_certs_tool_options = ${ca.optionsFile}`,
+      );
     writeFileSync(setupConf, lines.join('\n') + '\n');
     const logFile = join(dir, 'swtpm_setup.log');
-    const args = ['--tpm2', '--tpmstate', stateDir, '--pcr-banks', pcrBanks.join(','), '--config', setupConf, '--logfile', logFile];
+    const args = [
+      '--tpm2',
+      '--tpmstate',
+      stateDir,
+      '--pcr-banks',
+      pcrBanks.join(','),
+      '--config',
+      setupConf,
+      '--logfile',
+      logFile,
+    ];
     args.push(...(ekCerts ? ['--create-ek-cert', '--create-platform-cert'] : ['--createek']));
     const manufacture = async (): Promise<void> => {
       const r = await run(bins.swtpmSetup, args, { env: { ...process.env, PATH: searchPath } });
       if (r.code !== 0) {
         const log = existsSync(logFile) ? readFileSync(logFile, 'utf8') : '';
-        throw new Error(`swtpm_setup failed (exit ${r.code}): ${(r.stderr + log).trim().split('\n').slice(-8).join('\n')}`);
+        throw new Error(
+          `swtpm_setup failed (exit ${r.code}): ${(r.stderr + log).trim().split('\n').slice(-8).join('\n')}`,
+        );
       }
     };
     if (ca) await withCa(ca, manufacture);
@@ -275,11 +300,16 @@ class Swtpm implements SwtpmInstance {
     const args = [
       'socket',
       '--tpm2',
-      '--tpmstate', `dir=${this.stateDir}`,
-      '--server', `type=tcp,port=${port},bindaddr=127.0.0.1`,
-      '--ctrl', `type=tcp,port=${port + 1},bindaddr=127.0.0.1`,
-      '--flags', 'not-need-init,startup-clear',
-      '--log', `file=${join(this.dir, 'swtpm.log')}`,
+      '--tpmstate',
+      `dir=${this.stateDir}`,
+      '--server',
+      `type=tcp,port=${port},bindaddr=127.0.0.1`,
+      '--ctrl',
+      `type=tcp,port=${port + 1},bindaddr=127.0.0.1`,
+      '--flags',
+      'not-need-init,startup-clear',
+      '--log',
+      `file=${join(this.dir, 'swtpm.log')}`,
     ];
     this.stderr = '';
     const p = spawn(this.swtpmBin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -335,7 +365,11 @@ class Swtpm implements SwtpmInstance {
 // tpm2-tools against an instance, and the simulated boot
 
 /** Run a tpm2-tools command against `tpm` (TPM2TOOLS_TCTI set); rejects on a non-zero exit. */
-export async function tpm2Tool(tpm: SwtpmInstance, tool: string, args: string[]): Promise<{ stdout: string; stderr: string }> {
+export async function tpm2Tool(
+  tpm: SwtpmInstance,
+  tool: string,
+  args: string[],
+): Promise<{ stdout: string; stderr: string }> {
   const bin = requireTool(tool);
   if (!tpm.running) throw new Error(`${tool}: the swtpm is not running (call start())`);
   const r = await run(bin, args, { env: { ...process.env, ...tpm.env } });
@@ -344,10 +378,15 @@ export async function tpm2Tool(tpm: SwtpmInstance, tool: string, args: string[])
 }
 
 /** PCR values as tpm2_pcrread reports them. */
-export async function readPcrs(tpm: SwtpmInstance, bank: PcrBank, pcrs: readonly number[]): Promise<Map<number, Buffer>> {
+export async function readPcrs(
+  tpm: SwtpmInstance,
+  bank: PcrBank,
+  pcrs: readonly number[],
+): Promise<Map<number, Buffer>> {
   const { stdout } = await tpm2Tool(tpm, 'tpm2_pcrread', [`${bank}:${pcrs.join(',')}`]);
   const out = new Map<number, Buffer>();
-  for (const m of stdout.matchAll(/^\s*(\d+)\s*:\s*0x([0-9A-Fa-f]+)\s*$/gm)) out.set(Number(m[1]), Buffer.from(m[2]!, 'hex'));
+  for (const m of stdout.matchAll(/^\s*(\d+)\s*:\s*0x([0-9A-Fa-f]+)\s*$/gm))
+    out.set(Number(m[1]), Buffer.from(m[2]!, 'hex'));
   return out;
 }
 
@@ -367,7 +406,8 @@ export interface SimulatedBoot {
 export async function simulateBoot(tpm: SwtpmInstance, boot: BootSpec = {}): Promise<SimulatedBoot> {
   if (!(tpm instanceof Swtpm)) throw new TypeError('simulateBoot needs an instance from createSwtpm()');
   if (!tpm.running) throw new Error('simulateBoot: the swtpm is not running (call start())');
-  if (tpm.bootSimulated) throw new Error('simulateBoot: this TPM already booted since its last start; call reboot() first');
+  if (tpm.bootSimulated)
+    throw new Error('simulateBoot: this TPM already booted since its last start; call reboot() first');
   const { eventLog, pcrsByBank, events } = simulatedBootLog(boot, tpm.pcrBanks);
   const extends_ = events
     .filter((ev) => eventTypeValue(ev.type) !== EV.EV_NO_ACTION)

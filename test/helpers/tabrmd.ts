@@ -45,21 +45,34 @@ function kill(p: ChildProcess): Promise<void> {
 export async function startTabrmd(swtpmTcti: string): Promise<Tabrmd> {
   const dbusBin = tool('dbus-daemon');
   const abrmdBin = tool('tpm2-abrmd');
-  if (!existsSync('/usr/lib/x86_64-linux-gnu/libtss2-tcti-tabrmd.so.0') && !existsSync('/usr/lib/aarch64-linux-gnu/libtss2-tcti-tabrmd.so.0')) {
+  if (
+    !existsSync('/usr/lib/x86_64-linux-gnu/libtss2-tcti-tabrmd.so.0') &&
+    !existsSync('/usr/lib/aarch64-linux-gnu/libtss2-tcti-tabrmd.so.0')
+  ) {
     throw new Error(`libtss2-tcti-tabrmd.so.0 not found: ${INSTALL}`);
   }
   const dir = mkdtempSync(join(tmpdir(), 'sigil-tabrmd-'));
   const address = `unix:path=${join(dir, 'bus')}`;
-  const dbus = spawn(dbusBin, ['--session', '--nofork', '--nopidfile', `--address=${address}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const dbus = spawn(dbusBin, ['--session', '--nofork', '--nopidfile', `--address=${address}`], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   for (let i = 0; i < 200 && !existsSync(join(dir, 'bus')); i++) await new Promise((r) => setTimeout(r, 25));
   if (!existsSync(join(dir, 'bus'))) {
     await kill(dbus);
     rmSync(dir, { recursive: true, force: true });
     throw new Error('dbus-daemon --session did not create its socket');
   }
-  const env = { ...process.env, DBUS_SESSION_BUS_ADDRESS: address, TPM2OPENSSL_TCTI: 'tabrmd:bus_type=session', TPM2TOOLS_TCTI: 'tabrmd:bus_type=session' };
+  const env = {
+    ...process.env,
+    DBUS_SESSION_BUS_ADDRESS: address,
+    TPM2OPENSSL_TCTI: 'tabrmd:bus_type=session',
+    TPM2TOOLS_TCTI: 'tabrmd:bus_type=session',
+  };
   let log = '';
-  const abrmd = spawn(abrmdBin, ['--session', '--allow-root', '--flush-all', `--tcti=${swtpmTcti}`], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const abrmd = spawn(abrmdBin, ['--session', '--allow-root', '--flush-all', `--tcti=${swtpmTcti}`], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   abrmd.stdout.on('data', (d: Buffer) => (log += d.toString()));
   abrmd.stderr.on('data', (d: Buffer) => (log += d.toString()));
   // Ready once its name is on the bus: poll with tpm2_getrandom through it.

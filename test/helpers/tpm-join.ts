@@ -55,9 +55,20 @@ export function writeLog(tpm: SwtpmInstance, name: string, log: Buffer): string 
 }
 
 /** A join as an agent makes it: the identity key and the join method share one TpmAccess (`access`, default a new one). */
-export async function tpmJoin(h: Harness, client: HttpsIssuerClient, tpm: SwtpmInstance, o: TpmJoinOptions = {}, access = new TpmAccess(tpm.tcti)): Promise<TpmJoinResult> {
+export async function tpmJoin(
+  h: Harness,
+  client: HttpsIssuerClient,
+  tpm: SwtpmInstance,
+  o: TpmJoinOptions = {},
+  access = new TpmAccess(tpm.tcti),
+): Promise<TpmJoinResult> {
   const identity = await TpmSigner.create(access, o.keyTemplate ? { template: o.keyTemplate } : {});
-  const agent = new TpmJoinAgent({ tpm: access, identityKey: () => identity, eventLog: o.eventLog ?? false, ...o.agent });
+  const agent = new TpmJoinAgent({
+    tpm: access,
+    identityKey: () => identity,
+    eventLog: o.eventLog ?? false,
+    ...o.agent,
+  });
   const method: JoinMethodAgent = {
     name: agent.name,
     canReattest: agent.canReattest,
@@ -69,15 +80,23 @@ export async function tpmJoin(h: Harness, client: HttpsIssuerClient, tpm: SwtpmI
       return answer;
     },
   };
-  const r = await runJoinExchange({ method, identity, send: (env) => client.post('join', env), rootPem: () => client.ensureRoot(), now: () => h.ctx.now() });
+  const r = await runJoinExchange({
+    method,
+    identity,
+    send: (env) => client.post('join', env),
+    rootPem: () => client.ensureRoot(),
+    now: () => h.ctx.now(),
+  });
   return { ...r, identity, agent };
 }
 
-export const expectTpmRefused = (h: Harness, run: () => Promise<unknown>, code: string): Promise<SigilError> => expectJoinRefusedBy(h, 'tpm', run, code);
+export const expectTpmRefused = (h: Harness, run: () => Promise<unknown>, code: string): Promise<SigilError> =>
+  expectJoinRefusedBy(h, 'tpm', run, code);
 
 /** Replace every tpm join_rule of the issuer with these (other rules stay). */
 export async function setTpmRules(h: Harness, ...rules: string[]): Promise<void> {
-  for (const r of await h.ctx.stores.resources.list('join_rule')) if (r.spec.method === 'tpm') await h.ctx.stores.resources.delete('join_rule', r.name);
+  for (const r of await h.ctx.stores.resources.list('join_rule'))
+    if (r.spec.method === 'tpm') await h.ctx.stores.resources.delete('join_rule', r.name);
   if (rules.length > 0) await runAdminOp(h.ctx.stores, 'apply', { yaml: rules.join('---\n') });
 }
 
@@ -87,12 +106,20 @@ export function tpmRule(name: string, block: string): string {
 }
 
 /** A quote over a challenge's nonce and PCR selection by a fresh AK of another TPM (an impostor's quote). */
-export async function quoteOnAnotherTpm(tcti: string, challenge: JoinChallenge): Promise<{ attest: string; signature: string }> {
+export async function quoteOnAnotherTpm(
+  tcti: string,
+  challenge: JoinChallenge,
+): Promise<{ attest: string; signature: string }> {
   const selection = (challenge.data as { pcr_selection: PcrSelectionWire }).pcr_selection;
   const access = new TpmAccess(tcti);
   const quote = await access.run(async (tpm) => {
-    const ak = await access.withParent(tpm, OWNER_PARENT, async (srk) => tpm.load(srk, await tpm.create(srk, akTemplate())));
-    return tpm.withTransient(ak, async (k) => (await quoteWithValues(tpm, k, Buffer.from(challenge.nonce, 'base64url'), selection)).quote);
+    const ak = await access.withParent(tpm, OWNER_PARENT, async (srk) =>
+      tpm.load(srk, await tpm.create(srk, akTemplate())),
+    );
+    return tpm.withTransient(
+      ak,
+      async (k) => (await quoteWithValues(tpm, k, Buffer.from(challenge.nonce, 'base64url'), selection)).quote,
+    );
   });
   return encodeSignedAttest(quote);
 }

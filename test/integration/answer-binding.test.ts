@@ -73,21 +73,38 @@ afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-const payloadOf = (env: Jws): Record<string, unknown> => JSON.parse(b64u.decode(env.payload).toString('utf8')) as Record<string, unknown>;
+const payloadOf = (env: Jws): Record<string, unknown> =>
+  JSON.parse(b64u.decode(env.payload).toString('utf8')) as Record<string, unknown>;
 const x5c = (id: Identity): Buffer[] => id.chainPem.map((c) => fromPem(c, 'CERTIFICATE'));
 /** `payload` signed by `by` with its own chain: what anyone holding an SVID can do with a payload it saw. */
 const resign = (payload: unknown, by: Identity): Promise<Jws> => signJws(by.signer, TYP_REQUEST, payload, x5c(by));
-const refusalsAfter = async (seq: number) => (await h.auditAfter(seq)).map((r) => ({ action: r.action, outcome: r.outcome, code: r.code, instance: r.instanceId }));
+const refusalsAfter = async (seq: number) =>
+  (await h.auditAfter(seq)).map((r) => ({
+    action: r.action,
+    outcome: r.outcome,
+    code: r.code,
+    instance: r.instanceId,
+  }));
 
 /**
  * A token agent (bot gw) of this issuer whose every request goes through `post` — a broker or
  * anything else in the middle; `https` is the real way to the issuer.
  */
-async function agentThrough(dataDir: string, post: (https: HttpsIssuerClient) => IssuerTransport['post']): Promise<Agent> {
+async function agentThrough(
+  dataDir: string,
+  post: (https: HttpsIssuerClient) => IssuerTransport['post'],
+): Promise<Agent> {
   const pin = spkiPin(new X509Certificate(h.rootPem));
   const yaml = `issuer: https://127.0.0.1:${h.port}\nca_pin: ${pin}\ndata_dir: ${dataDir}\njoin: { method: token, token: ${await h.token({ bot: 'gw' })} }\n`;
   const https = new HttpsIssuerClient({ url: `https://127.0.0.1:${h.port}`, pin, timeoutMs: 5_000 });
-  const transport: IssuerTransport = { kind: 'https', url: https.url, ensureRoot: () => https.ensureRoot(), bundle: () => https.bundle(), close: () => https.close(), post: post(https) };
+  const transport: IssuerTransport = {
+    kind: 'https',
+    url: https.url,
+    ensureRoot: () => https.ensureRoot(),
+    bundle: () => https.bundle(),
+    close: () => https.close(),
+    post: post(https),
+  };
   return new Agent(parseAgentConfig(yaml, join(tmp, `${dataDir}.yaml`)), silentLogger(), { transports: [transport] });
 }
 
@@ -95,27 +112,44 @@ describe('(a) a credential payload re-signed by another bot', () => {
   it('as is: refused signer_mismatch, audited with the re-signer; no JWT', async () => {
     const gw = await h.join({ token: await h.token({ bot: 'gw' }) });
     const other = await h.join({ token: await h.token({ bot: 'other' }) });
-    const asked = await buildCredentialRequest({ current: gw.signer, chainPem: gw.chainPem, now: h.ctx.now(), fields: { kind: 'jwt', audiences: ['vault'] } });
+    const asked = await buildCredentialRequest({
+      current: gw.signer,
+      chainPem: gw.chainPem,
+      now: h.ctx.now(),
+      fields: { kind: 'jwt', audiences: ['vault'] },
+    });
     expect((await h.post('credential', asked.envelope)).status).toBe(200);
 
     const seq = await h.lastAuditSeq();
     const stolen = await h.post('credential', await resign(payloadOf(asked.envelope), other));
     expectRefusal(stolen, 403, 'signer_mismatch');
     expect(stolen.text).not.toMatch(/"token"|eyJ/);
-    expect(await refusalsAfter(seq)).toEqual([{ action: 'credential', outcome: 'refused', code: 'signer_mismatch', instance: other.result.instance_id }]);
+    expect(await refusalsAfter(seq)).toEqual([
+      { action: 'credential', outcome: 'refused', code: 'signer_mismatch', instance: other.result.instance_id },
+    ]);
   });
 
   it('naming itself but reusing the request id: refused request_id_conflict, audited; no JWT', async () => {
     const gw = await h.join({ token: await h.token({ bot: 'gw' }) });
     const other = await h.join({ token: await h.token({ bot: 'other' }) });
-    const asked = await buildCredentialRequest({ current: gw.signer, chainPem: gw.chainPem, now: h.ctx.now(), fields: { kind: 'jwt', audiences: ['vault'] } });
+    const asked = await buildCredentialRequest({
+      current: gw.signer,
+      chainPem: gw.chainPem,
+      now: h.ctx.now(),
+      fields: { kind: 'jwt', audiences: ['vault'] },
+    });
     expect((await h.post('credential', asked.envelope)).status).toBe(200);
 
     const seq = await h.lastAuditSeq();
-    const stolen = await h.post('credential', await resign({ ...payloadOf(asked.envelope), ...namedSigner(other.chainPem) }, other));
+    const stolen = await h.post(
+      'credential',
+      await resign({ ...payloadOf(asked.envelope), ...namedSigner(other.chainPem) }, other),
+    );
     expectRefusal(stolen, 409, 'request_id_conflict');
     expect(JSON.parse(stolen.text).message).toMatch(/another signer/);
-    expect(await refusalsAfter(seq)).toEqual([{ action: 'credential', outcome: 'refused', code: 'request_id_conflict', instance: other.result.instance_id }]);
+    expect(await refusalsAfter(seq)).toEqual([
+      { action: 'credential', outcome: 'refused', code: 'request_id_conflict', instance: other.result.instance_id },
+    ]);
     // The rightful signer still gets its stored answer.
     expect((await h.post('credential', asked.envelope)).status).toBe(200);
   });
@@ -128,11 +162,22 @@ describe('(b) a renewal payload re-signed by another identity', () => {
     const { envelope, newSigner } = await h.renewEnvelope(victim);
     const seq = await h.lastAuditSeq();
     expectRefusal(await h.post('renew', await resign(payloadOf(envelope), attacker)), 403, 'signer_mismatch');
-    expect(await refusalsAfter(seq)).toEqual([{ action: 'renew', outcome: 'refused', code: 'signer_mismatch', instance: attacker.result.instance_id }]);
+    expect(await refusalsAfter(seq)).toEqual([
+      { action: 'renew', outcome: 'refused', code: 'signer_mismatch', instance: attacker.result.instance_id },
+    ]);
     expect((await h.ctx.stores.instances.get(attacker.result.instance_id))!.generation).toBe(1);
 
-    const mine = h.identityFrom(await h.post('renew', envelope), 'renew', payloadOf(envelope).request_id as string, newSigner);
-    expect(mine.result).toMatchObject({ instance_id: victim.result.instance_id, spiffe_id: victim.result.spiffe_id, generation: 2 });
+    const mine = h.identityFrom(
+      await h.post('renew', envelope),
+      'renew',
+      payloadOf(envelope).request_id as string,
+      newSigner,
+    );
+    expect(mine.result).toMatchObject({
+      instance_id: victim.result.instance_id,
+      spiffe_id: victim.result.spiffe_id,
+      generation: 2,
+    });
   });
 
   it('the agent refuses a verified renewal answer for another instance (answer_mismatch) and keeps its identity and request', async () => {
@@ -161,7 +206,11 @@ describe('(b) a renewal payload re-signed by another identity', () => {
       expect(conflict.action === 'failed' && conflict.error.code).toBe('request_id_conflict');
       const renewed = await agent.tick({ force: true });
       expect(renewed.action).toBe('renewed');
-      expect(agent.state.getIdentity()).toMatchObject({ instanceId: before.instanceId, spiffeId: before.spiffeId, generation: 2 });
+      expect(agent.state.getIdentity()).toMatchObject({
+        instanceId: before.instanceId,
+        spiffeId: before.spiffeId,
+        generation: 2,
+      });
     } finally {
       await agent.close();
     }
@@ -170,7 +219,16 @@ describe('(b) a renewal payload re-signed by another identity', () => {
   it('the agent refuses a verified join answer that certifies another key (answer_mismatch)', async () => {
     const someoneElse = await h.join({ token: await h.token({ bot: 'gw' }) });
     // Whatever goes wrong upstream, an answer for this request id carrying another key's certificate.
-    const forged = (env: Jws): Jws => signResponse(h.ctx, responsePayload(h.ctx, 'join', payloadOf(env).request_id as string, someoneElse.result satisfies IdentityResult));
+    const forged = (env: Jws): Jws =>
+      signResponse(
+        h.ctx,
+        responsePayload(
+          h.ctx,
+          'join',
+          payloadOf(env).request_id as string,
+          someoneElse.result satisfies IdentityResult,
+        ),
+      );
     const agent = await agentThrough('joiner', () => async (_op, env) => forged(env));
     try {
       const t = await agent.tick();
@@ -183,12 +241,19 @@ describe('(b) a renewal payload re-signed by another identity', () => {
     }
   });
 
-  it("the agent refuses an answer whose certificate is not the one it describes (answer_mismatch)", async () => {
+  it('the agent refuses an answer whose certificate is not the one it describes (answer_mismatch)', async () => {
     // The real answer, with the stated serial and SPIFFE ID changed and signed again by the issuer key.
     const agent = await agentThrough('described', (https) => async (_op, env) => {
       const real = payloadOf((await https.post('join', env)) as Jws);
       const r = real.result as IdentityResult;
-      return signResponse(h.ctx, responsePayload(h.ctx, 'join', real.request_id as string, { ...r, serial: 'ab'.repeat(16), spiffe_id: r.spiffe_id.replace(/[^/]+$/, 'someone-else') }));
+      return signResponse(
+        h.ctx,
+        responsePayload(h.ctx, 'join', real.request_id as string, {
+          ...r,
+          serial: 'ab'.repeat(16),
+          spiffe_id: r.spiffe_id.replace(/[^/]+$/, 'someone-else'),
+        }),
+      );
     });
     try {
       const t = await agent.tick();
@@ -205,34 +270,40 @@ describe('(c) a refusal earned by another signer', () => {
   it.each([
     ['as is', 'signer_mismatch', false],
     ['naming itself', 'instance_locked', true],
-  ])("a locked instance re-signing the victim's payload (%s) gets a refusal (%s) the victim does not accept", async (_how, code, rename) => {
-    const victim = await h.join({ token: await h.token({ bot: 'gw' }) });
-    const locked = await h.join({ token: await h.token({ bot: 'gw' }) });
-    await runAdminOp(h.ctx.stores, 'lock', { target: locked.result.instance_id }, h.ctx.now());
-    const { envelope } = await h.renewEnvelope(victim);
-    const requestId = payloadOf(envelope).request_id as string;
-    const borrowed = await resign({ ...payloadOf(envelope), ...(rename ? namedSigner(locked.chainPem) : {}) }, locked);
-    // What the MQTT responder does with it: decide, then sign the refusal bound to what it received.
-    const e = await handleRenew(h.ctx, borrowed, 'test').then(
-      () => {
-        throw new Error('the locked instance was answered');
-      },
-      (err: unknown) => toSigilError(err),
-    );
-    expect(e.code).toBe(code);
-    const refusal = signErrorResponse(h.ctx, 'renew', requestId, requestHash(borrowed), e);
-    // The victim checks the refusal against the request it sent: not bound to it, so ignored.
-    let seen: SigilError | undefined;
-    try {
-      verifyResponseOrError(refusal, 'renew', requestId, requestHash(envelope), h.rootPem);
-    } catch (err) {
-      seen = toSigilError(err);
-    }
-    expect(seen?.code).toBe('response_invalid');
-    expect(seen?.message).toMatch(/not bound to request/);
-    // And the victim's own request is answered normally.
-    expect((await h.post('renew', envelope)).status).toBe(200);
-  });
+  ])(
+    "a locked instance re-signing the victim's payload (%s) gets a refusal (%s) the victim does not accept",
+    async (_how, code, rename) => {
+      const victim = await h.join({ token: await h.token({ bot: 'gw' }) });
+      const locked = await h.join({ token: await h.token({ bot: 'gw' }) });
+      await runAdminOp(h.ctx.stores, 'lock', { target: locked.result.instance_id }, h.ctx.now());
+      const { envelope } = await h.renewEnvelope(victim);
+      const requestId = payloadOf(envelope).request_id as string;
+      const borrowed = await resign(
+        { ...payloadOf(envelope), ...(rename ? namedSigner(locked.chainPem) : {}) },
+        locked,
+      );
+      // What the MQTT responder does with it: decide, then sign the refusal bound to what it received.
+      const e = await handleRenew(h.ctx, borrowed, 'test').then(
+        () => {
+          throw new Error('the locked instance was answered');
+        },
+        (err: unknown) => toSigilError(err),
+      );
+      expect(e.code).toBe(code);
+      const refusal = signErrorResponse(h.ctx, 'renew', requestId, requestHash(borrowed), e);
+      // The victim checks the refusal against the request it sent: not bound to it, so ignored.
+      let seen: SigilError | undefined;
+      try {
+        verifyResponseOrError(refusal, 'renew', requestId, requestHash(envelope), h.rootPem);
+      } catch (err) {
+        seen = toSigilError(err);
+      }
+      expect(seen?.code).toBe('response_invalid');
+      expect(seen?.message).toMatch(/not bound to request/);
+      // And the victim's own request is answered normally.
+      expect((await h.post('renew', envelope)).status).toBe(200);
+    },
+  );
 
   it('the request hash covers the signer: the same payload under two signers hashes differently', async () => {
     const a = await h.join({ token: await h.token({ bot: 'gw' }) });

@@ -26,7 +26,11 @@ async function sigil(args: string[]): Promise<{ code: number; stdout: string; st
 
 /** Start the issuer, wait until it listens, stop it with SIGTERM (a clean shutdown). */
 async function serveOnce(dir: string): Promise<void> {
-  const child = spawn(process.execPath, [BIN, 'server', 'start', '--data-dir', dir, '--listen', '127.0.0.1:0', '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [BIN, 'server', 'start', '--data-dir', dir, '--listen', '127.0.0.1:0', '--log-level', 'warn'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   await new Promise<void>((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (b: Buffer) => {
@@ -56,35 +60,70 @@ describe('sigil ctl audit (issue #11)', () => {
     expect(fs.statSync(path.join(dir, 'audit.key')).mode & 0o777).toBe(0o600);
     for (let i = 0; i < 3; i++) await sigil(['ctl', '--data-dir', dir, 'lock', 'nobody']); // refused: audited as admin refusals
     await serveOnce(dir);
-    const lines = fs.readFileSync(path.join(dir, 'audit-checkpoints.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { kind: string; seq: number });
-    expect(lines.map((l) => [l.kind, l.seq])).toEqual([['periodic', 4], ['shutdown', 4]]);
+    const lines = fs
+      .readFileSync(path.join(dir, 'audit-checkpoints.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { kind: string; seq: number });
+    expect(lines.map((l) => [l.kind, l.seq])).toEqual([
+      ['periodic', 4],
+      ['shutdown', 4],
+    ]);
     const ok = await sigil(['ctl', '--data-dir', dir, 'audit', '--verify']);
-    expect(ok.stdout).toMatch(/^audit chain ok \(4 rows\): seq 1\.\.4, keyed from seq 1\ncheckpoints: .*: 2 of 2 verified, latest seq 4\n$/);
+    expect(ok.stdout).toMatch(
+      /^audit chain ok \(4 rows\): seq 1\.\.4, keyed from seq 1\ncheckpoints: .*: 2 of 2 verified, latest seq 4\n$/,
+    );
 
     // The attacker removes the last two rows (and the guard first).
     const { execFileSync } = await import('node:child_process');
-    execFileSync('sqlite3', [path.join(dir, 'issuer.db')], { input: 'DROP TRIGGER audit_log_no_delete; DELETE FROM audit_log WHERE seq > 2;' });
+    execFileSync('sqlite3', [path.join(dir, 'issuer.db')], {
+      input: 'DROP TRIGGER audit_log_no_delete; DELETE FROM audit_log WHERE seq > 2;',
+    });
     const bad = await sigil(['ctl', '--data-dir', dir, 'audit', '--verify', '--format', 'json']);
     expect(bad.code).toBe(1);
     const r = JSON.parse(bad.stdout) as { ok: boolean; problems: string[] };
     expect(r.ok).toBe(false);
-    expect(r.problems).toEqual([expect.stringMatching(/append-only triggers dropped: audit_log_no_delete/), expect.stringMatching(/^truncated: checkpoint line 2 covers seq 4 but the log ends at seq 2/)]);
-    expect(JSON.parse(bad.stderr).error).toMatchObject({ code: 'audit_chain_broken', message: expect.stringMatching(/^the audit log does not verify: append-only triggers dropped/) });
+    expect(r.problems).toEqual([
+      expect.stringMatching(/append-only triggers dropped: audit_log_no_delete/),
+      expect.stringMatching(/^truncated: checkpoint line 2 covers seq 4 but the log ends at seq 2/),
+    ]);
+    expect(JSON.parse(bad.stderr).error).toMatchObject({
+      code: 'audit_chain_broken',
+      message: expect.stringMatching(/^the audit log does not verify: append-only triggers dropped/),
+    });
     // A copy of the checkpoints kept elsewhere works the same.
     const copy = path.join(dir, 'offsite.jsonl');
     fs.copyFileSync(path.join(dir, 'audit-checkpoints.jsonl'), copy);
-    expect((await sigil(['ctl', '--data-dir', dir, 'audit', '--verify', '--checkpoint', copy])).stdout).toMatch(/problem: truncated/);
+    expect((await sigil(['ctl', '--data-dir', dir, 'audit', '--verify', '--checkpoint', copy])).stdout).toMatch(
+      /problem: truncated/,
+    );
   }, 60_000);
 
   it('audit prune: checkpoint, delete, verify from the anchor', async () => {
     const d2 = path.join(dir, 'second');
     expect((await sigil(['server', 'init', '--data-dir', d2, '--trust-domain', 'example.org'])).code).toBe(0);
     for (let i = 0; i < 3; i++) await sigil(['ctl', '--data-dir', d2, 'lock', 'nobody']);
-    const p = await sigil(['ctl', '--data-dir', d2, 'audit', 'prune', '--before', new Date(Date.now() + 60_000).toISOString(), '--format', 'json']);
+    const p = await sigil([
+      'ctl',
+      '--data-dir',
+      d2,
+      'audit',
+      'prune',
+      '--before',
+      new Date(Date.now() + 60_000).toISOString(),
+      '--format',
+      'json',
+    ]);
     expect(p.code).toBe(0);
     expect(JSON.parse(p.stdout)).toMatchObject({ through_seq: 4, removed: 4 });
     const v = await sigil(['ctl', '--data-dir', d2, 'audit', '--verify', '--format', 'json']);
     expect(v.code).toBe(0);
-    expect(JSON.parse(v.stdout)).toMatchObject({ ok: true, rows: 1, first_seq: 5, anchor: { seq: 4, pruned: 4, checkpoint_ok: true }, checkpoints: { lines: 1, verified: 1 } });
+    expect(JSON.parse(v.stdout)).toMatchObject({
+      ok: true,
+      rows: 1,
+      first_seq: 5,
+      anchor: { seq: 4, pruned: 4, checkpoint_ok: true },
+      checkpoints: { lines: 1, verified: 1 },
+    });
   }, 60_000);
 });

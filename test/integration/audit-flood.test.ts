@@ -34,7 +34,16 @@ describe('audit flood and admin auditing (issue #11)', () => {
     stores = openIssuerStores(dir);
     await runAdminOp(stores, 'apply', { yaml: POLICY });
     Object.assign(log, { lines: 0, bytes: 0, maxLine: 0 });
-    const logger = pino({ level: 'info' }, { write: (s: string) => ((log.lines += 1), (log.bytes += s.length), (log.maxLine = Math.max(log.maxLine, s.length))) });
+    const logger = pino(
+      { level: 'info' },
+      {
+        write: (s: string) => (
+          (log.lines += 1),
+          (log.bytes += s.length),
+          (log.maxLine = Math.max(log.maxLine, s.length))
+        ),
+      },
+    );
     clock = Date.now();
     ctx = createIssuerContext({ ca: loadCaMaterial(dir), stores, log: logger, now: () => clock });
     // No per-source join rate limit here: this tests what reaches the operation.
@@ -48,12 +57,18 @@ describe('audit flood and admin auditing (issue #11)', () => {
   });
 
   const auditRows = async (): Promise<number> => (await stores.audit.list()).length;
-  const auditBytes = async (): Promise<number> => (await stores.audit.list()).reduce((n, r) => n + JSON.stringify(r).length, 0);
+  const auditBytes = async (): Promise<number> =>
+    (await stores.audit.list()).reduce((n, r) => n + JSON.stringify(r).length, 0);
 
   it('10k garbage join requests from one source: a bounded number of rows and log lines, then one summary', async () => {
     const rows0 = await auditRows();
     for (let i = 0; i < 10_000; i++) {
-      const res = await app.inject({ method: 'POST', url: '/v1/join', payload: { [`junk${i}`]: i }, remoteAddress: '203.0.113.7' });
+      const res = await app.inject({
+        method: 'POST',
+        url: '/v1/join',
+        payload: { [`junk${i}`]: i },
+        remoteAddress: '203.0.113.7',
+      });
       expect(res.statusCode).toBe(400);
     }
     const during = (await auditRows()) - rows0;
@@ -62,7 +77,12 @@ describe('audit flood and admin auditing (issue #11)', () => {
     expect(log.lines).toBeLessThanOrEqual(ctx.refusalSampler.opts.perKeyRows);
     expect(await flushRefusalSummaries(ctx)).toBe(1);
     const summary = (await stores.audit.list()).at(-1)!;
-    expect(summary).toMatchObject({ action: 'refusal_summary', outcome: 'refused', code: 'bad_request', remote: '203.0.113.7' });
+    expect(summary).toMatchObject({
+      action: 'refusal_summary',
+      outcome: 'refused',
+      code: 'bad_request',
+      remote: '203.0.113.7',
+    });
     expect(summary.details).toMatchObject({ op: 'join', count: 10_000 - during, recorded: during });
     expect((await stores.audit.verify()).ok).toBe(true);
   }, 120_000);
@@ -70,7 +90,12 @@ describe('audit flood and admin auditing (issue #11)', () => {
   it('many sources: the keys held in memory and the rows per interval stay bounded', async () => {
     const rows0 = await auditRows();
     for (let i = 0; i < 3000; i++) {
-      await app.inject({ method: 'POST', url: '/v1/join', payload: { x: i }, remoteAddress: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}` });
+      await app.inject({
+        method: 'POST',
+        url: '/v1/join',
+        payload: { x: i },
+        remoteAddress: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+      });
     }
     const { maxKeys, maxRows } = ctx.refusalSampler.opts;
     expect(ctx.refusalSampler.size).toBeLessThanOrEqual(maxKeys + 1); // + the "other" source
@@ -104,10 +129,18 @@ describe('audit flood and admin auditing (issue #11)', () => {
   it('join method names from the payload do not become metric series', async () => {
     for (let i = 0; i < 200; i++) {
       const built = await buildJoinRequest({ method: `m${i}x`, evidence: async () => ({}), now: clock });
-      const res = await app.inject({ method: 'POST', url: '/v1/join', payload: built.envelope as object, remoteAddress: '192.0.2.9' });
+      const res = await app.inject({
+        method: 'POST',
+        url: '/v1/join',
+        payload: built.envelope as object,
+        remoteAddress: '192.0.2.9',
+      });
       expect(res.json()).toMatchObject({ code: 'unknown_join_method' });
     }
-    const series = ctx.metrics.registry.render().split('\n').filter((l) => l.startsWith('sigil_refusals_total{'));
+    const series = ctx.metrics.registry
+      .render()
+      .split('\n')
+      .filter((l) => l.startsWith('sigil_refusals_total{'));
     // Before the fix: 200 series, one per invented method name.
     expect(series).toEqual(['sigil_refusals_total{op="join",method="other",code="unknown_join_method"} 200']);
     expect(ctx.metrics.refusals.series).toBe(1);
@@ -115,17 +148,34 @@ describe('audit flood and admin auditing (issue #11)', () => {
 
   it('an admin call with a wrong credential is audited with its remote address', async () => {
     const seq = (await stores.audit.list()).at(-1)!.seq;
-    const res = await app.inject({ method: 'POST', url: '/v1/admin/bots.ls', headers: { authorization: 'Bearer nope' }, payload: {}, remoteAddress: '198.51.100.23' });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/admin/bots.ls',
+      headers: { authorization: 'Bearer nope' },
+      payload: {},
+      remoteAddress: '198.51.100.23',
+    });
     expect(res.statusCode).toBe(401);
     const rows = (await stores.audit.list()).filter((r) => r.seq > seq);
-    expect(rows.map((r) => [r.action, r.outcome, r.code, r.remote])).toEqual([['admin', 'refused', 'unauthorized', '198.51.100.23']]);
+    expect(rows.map((r) => [r.action, r.outcome, r.code, r.remote])).toEqual([
+      ['admin', 'refused', 'unauthorized', '198.51.100.23'],
+    ]);
   });
 
   it('authenticated admin calls: refused ones, changes and reads all carry the remote address', async () => {
     const token = readFileSync(paths(dir).adminToken, 'utf8').trim();
-    const call = (op: string, payload: object) => app.inject({ method: 'POST', url: `/v1/admin/${op}`, headers: { authorization: `Bearer ${token}` }, payload, remoteAddress: '198.51.100.42' });
+    const call = (op: string, payload: object) =>
+      app.inject({
+        method: 'POST',
+        url: `/v1/admin/${op}`,
+        headers: { authorization: `Bearer ${token}` },
+        payload,
+        remoteAddress: '198.51.100.42',
+      });
     const seq = (await stores.audit.list()).at(-1)!.seq;
-    expect((await call('apply', { yaml: 'kind: bot\nname: Bad_Name\nspec: { roles: [edge] }\n' })).statusCode).toBe(400);
+    expect((await call('apply', { yaml: 'kind: bot\nname: Bad_Name\nspec: { roles: [edge] }\n' })).statusCode).toBe(
+      400,
+    );
     expect((await call('lock', { target: 'gw', reason: 'test' })).statusCode).toBe(200);
     expect((await call('bots.ls', {})).statusCode).toBe(200);
     expect((await call('no.such.op', {})).statusCode).toBe(404);
@@ -142,7 +192,13 @@ describe('audit flood and admin auditing (issue #11)', () => {
 
   it('audit.verify over the admin API answers from the chunked verifier', async () => {
     const token = readFileSync(paths(dir).adminToken, 'utf8').trim();
-    const res = await app.inject({ method: 'POST', url: '/v1/admin/audit.verify', headers: { authorization: `Bearer ${token}` }, payload: {}, remoteAddress: '198.51.100.42' });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/admin/audit.verify',
+      headers: { authorization: `Bearer ${token}` },
+      payload: {},
+      remoteAddress: '198.51.100.42',
+    });
     expect(res.statusCode).toBe(200);
     expect(res.json().result).toMatchObject({ ok: true, triggers_missing: [], problems: [] });
   });

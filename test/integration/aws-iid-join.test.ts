@@ -9,7 +9,11 @@ import { join as joinPath } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SigilError } from '../../src/errors.js';
 import { AwsIidJoinAgent } from '../../src/join/aws-iid/agent.js';
-import { awsIidAgentConfigSchema, awsIidJoinAgentFromConfig, loadOrCreateBindingKey } from '../../src/join/aws-iid/config.js';
+import {
+  awsIidAgentConfigSchema,
+  awsIidJoinAgentFromConfig,
+  loadOrCreateBindingKey,
+} from '../../src/join/aws-iid/config.js';
 import { keyHash } from '../../src/join/aws-iid/wire.js';
 import type { JoinMethodAgent } from '../../src/join/types.js';
 import { SoftwareSigner } from '../../src/keystore/index.js';
@@ -54,7 +58,11 @@ spec:
 
 let keyN = 0;
 function agent(opts: { key?: SoftwareSigner; kinds?: Array<'rsa2048' | 'pkcs7' | 'signature'> } = {}): AwsIidJoinAgent {
-  return new AwsIidJoinAgent({ endpoint: imds.url, bindingKey: opts.key ?? loadOrCreateBindingKey(joinPath(tmp.path, `binding-${++keyN}.key`)), ...(opts.kinds ? { kinds: opts.kinds } : {}) });
+  return new AwsIidJoinAgent({
+    endpoint: imds.url,
+    bindingKey: opts.key ?? loadOrCreateBindingKey(joinPath(tmp.path, `binding-${++keyN}.key`)),
+    ...(opts.kinds ? { kinds: opts.kinds } : {}),
+  });
 }
 
 let instanceN = 0;
@@ -93,10 +101,22 @@ describe('aws_iid join against a fake IMDS', () => {
     expect(r.payload.result.spiffe_id).toBe(`spiffe://example.org/bot/gw/aws-${id}`);
     const inst = (await h.ctx.stores.instances.get(`aws-${id}`))!;
     expect(inst.joinMethod).toBe('aws_iid');
-    expect(inst.facts).toMatchObject({ aws_account_id: ACCOUNT, aws_region: 'us-east-1', aws_instance_id: id, aws_instance_type: 't3.small', aws_signature_kind: 'rsa2048', aws_rule: 'ec2', aws_binding_key: keyHash(key.publicKeySpki()), aws_first_join: true });
+    expect(inst.facts).toMatchObject({
+      aws_account_id: ACCOUNT,
+      aws_region: 'us-east-1',
+      aws_instance_id: id,
+      aws_instance_type: 't3.small',
+      aws_signature_kind: 'rsa2048',
+      aws_rule: 'ec2',
+      aws_binding_key: keyHash(key.publicKeySpki()),
+      aws_first_join: true,
+    });
     const audit = (await h.ctx.stores.audit.list()).filter((a) => a.action === 'join' && a.outcome === 'ok').at(-1)!;
     expect(audit.details).toMatchObject({ aws_account_id: ACCOUNT, aws_instance_id: id, aws_region: 'us-east-1' });
-    expect(await h.ctx.stores.keyBindings.get('aws_iid', id)).toMatchObject({ keyHash: keyHash(key.publicKeySpki()), rule: 'ec2' });
+    expect(await h.ctx.stores.keyBindings.get('aws_iid', id)).toMatchObject({
+      keyHash: keyHash(key.publicKeySpki()),
+      rule: 'ec2',
+    });
 
     // Re-joins (after expiry, or at any time) with the same binding key: same instance, next generation.
     const again = await run.exchange(agent({ key }));
@@ -108,13 +128,22 @@ describe('aws_iid join against a fake IMDS', () => {
     const id = newInstanceId();
     imds.setInstance({ accountId: ACCOUNT, region: 'eu-west-1', instanceId: id }, ['pkcs7', 'signature']);
     const r1 = await run.exchange(agent());
-    expect((await h.ctx.stores.instances.get(r1.payload.result.instance_id))!.facts).toMatchObject({ aws_signature_kind: 'pkcs7', aws_region: 'eu-west-1' });
+    expect((await h.ctx.stores.instances.get(r1.payload.result.instance_id))!.facts).toMatchObject({
+      aws_signature_kind: 'pkcs7',
+      aws_region: 'eu-west-1',
+    });
     const id2 = newInstanceId();
     imds.setInstance({ accountId: ACCOUNT, region: 'eu-west-1', instanceId: id2 }, ['signature']);
     const hits = imds.server.hits.length;
     const r2 = await run.exchange(agent());
-    expect((await h.ctx.stores.instances.get(r2.payload.result.instance_id))!.facts).toMatchObject({ aws_signature_kind: 'signature' });
-    expect(imds.server.hits.slice(hits).filter((x) => x.startsWith('GET /latest/dynamic/instance-identity/') && !x.endsWith('document'))).toEqual([
+    expect((await h.ctx.stores.instances.get(r2.payload.result.instance_id))!.facts).toMatchObject({
+      aws_signature_kind: 'signature',
+    });
+    expect(
+      imds.server.hits
+        .slice(hits)
+        .filter((x) => x.startsWith('GET /latest/dynamic/instance-identity/') && !x.endsWith('document')),
+    ).toEqual([
       'GET /latest/dynamic/instance-identity/rsa2048',
       'GET /latest/dynamic/instance-identity/pkcs7',
       'GET /latest/dynamic/instance-identity/signature',
@@ -138,11 +167,20 @@ describe('aws_iid join against a fake IMDS', () => {
     imds.setInstance({ accountId: ACCOUNT, region: 'us-east-1', instanceId: newInstanceId() });
     const { httpRequest } = await import('../../src/join/http.js');
     expect((await httpRequest({ url: `${imds.url}/latest/dynamic/instance-identity/document` })).status).toBe(401);
-    expect((await httpRequest({ url: `${imds.url}/latest/dynamic/instance-identity/document`, headers: { 'x-aws-ec2-metadata-token': 'forged' } })).status).toBe(401);
+    expect(
+      (
+        await httpRequest({
+          url: `${imds.url}/latest/dynamic/instance-identity/document`,
+          headers: { 'x-aws-ec2-metadata-token': 'forged' },
+        })
+      ).status,
+    ).toBe(401);
     // An IMDS that refuses the agent's token: the agent fails with a coded, retryable error.
     imds.refuseTokens = true;
     try {
-      const e = await agent().evidence({ requestId: 'r'.repeat(22), spkiDer: SoftwareSigner.generate().publicKeySpki() }).catch((x: unknown) => x);
+      const e = await agent()
+        .evidence({ requestId: 'r'.repeat(22), spkiDer: SoftwareSigner.generate().publicKeySpki() })
+        .catch((x: unknown) => x);
       expect(e).toBeInstanceOf(SigilError);
       expect((e as SigilError).code).toBe('cloud_metadata_unavailable');
       expect((e as SigilError).message).toMatch(/HTTP 401 \(IMDSv2 token refused\)/);
@@ -161,16 +199,25 @@ describe('aws_iid join against a fake IMDS', () => {
     const { error } = await run.refused(agent({ key: SoftwareSigner.generate() }), 'aws_instance_key_mismatch');
     expect(error.message).toContain(`bindings reset aws_iid ${id}`);
     // The admin resets the binding (the instance lost its key): the next join binds afresh.
-    const ls = await runAdminOp(h.ctx.stores, 'bindings.ls', { method: 'aws_iid' }) as Array<{ subject: string }>;
+    const ls = (await runAdminOp(h.ctx.stores, 'bindings.ls', { method: 'aws_iid' })) as Array<{ subject: string }>;
     expect(ls.map((b) => b.subject)).toContain(id);
-    expect(await runAdminOp(h.ctx.stores, 'bindings.reset', { method: 'aws_iid', subject: id, reason: 'rebuilt' })).toEqual({ method: 'aws_iid', subject: id, reset: true });
-    expect((await h.ctx.stores.audit.list()).at(-1)).toMatchObject({ action: 'binding_reset', outcome: 'ok', actor: 'admin', method: 'aws_iid' });
+    expect(
+      await runAdminOp(h.ctx.stores, 'bindings.reset', { method: 'aws_iid', subject: id, reason: 'rebuilt' }),
+    ).toEqual({ method: 'aws_iid', subject: id, reset: true });
+    expect((await h.ctx.stores.audit.list()).at(-1)).toMatchObject({
+      action: 'binding_reset',
+      outcome: 'ok',
+      actor: 'admin',
+      method: 'aws_iid',
+    });
     const newKey = SoftwareSigner.generate();
     const r = await run.exchange(agent({ key: newKey }));
     expect(r.payload.result.instance_id).toBe(`aws-${id}`);
     expect((await h.ctx.stores.keyBindings.get('aws_iid', id))!.keyHash).toBe(keyHash(newKey.publicKeySpki()));
     await run.refused(agent({ key: owner }), 'aws_instance_key_mismatch');
-    await expect(runAdminOp(h.ctx.stores, 'bindings.reset', { method: 'aws_iid', subject: 'i-0000000000000000' })).rejects.toThrow(/no aws_iid binding/);
+    await expect(
+      runAdminOp(h.ctx.stores, 'bindings.reset', { method: 'aws_iid', subject: 'i-0000000000000000' }),
+    ).rejects.toThrow(/no aws_iid binding/);
   });
 
   it('two first joins racing with one document and different keys: exactly one binds', async () => {
@@ -178,8 +225,11 @@ describe('aws_iid join against a fake IMDS', () => {
     imds.setInstance({ accountId: ACCOUNT, region: 'us-east-1', instanceId: id });
     const results = await Promise.allSettled([run.exchange(agent()), run.exchange(agent()), run.exchange(agent())]);
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
-    for (const r of results.filter((x): x is PromiseRejectedResult => x.status === 'rejected')) expect((r.reason as SigilError).code).toBe('aws_instance_key_mismatch');
-    expect((await h.ctx.stores.keyBindings.list({ method: 'aws_iid' })).filter((b) => b.subject === id)).toHaveLength(1);
+    for (const r of results.filter((x): x is PromiseRejectedResult => x.status === 'rejected'))
+      expect((r.reason as SigilError).code).toBe('aws_instance_key_mismatch');
+    expect((await h.ctx.stores.keyBindings.list({ method: 'aws_iid' })).filter((b) => b.subject === id)).toHaveLength(
+      1,
+    );
   });
 
   it('a copied document with a forged binding proof is aws_binding_proof_invalid', async () => {
@@ -204,7 +254,12 @@ describe('aws_iid join against a fake IMDS', () => {
     expect(error.message).toMatch(/account 999999999999/);
     expect(error.message).toMatch(/join_rule ec2: entry 1: account_id "999999999999" does not match "123456789012"/);
     expect(String(audit.details.message)).toContain('999999999999');
-    imds.setInstance({ accountId: ACCOUNT, region: 'us-east-1', instanceId: newInstanceId(), instanceType: 'm5.large' });
+    imds.setInstance({
+      accountId: ACCOUNT,
+      region: 'us-east-1',
+      instanceId: newInstanceId(),
+      instanceType: 'm5.large',
+    });
     const e2 = await run.refused(agent(), 'aws_not_allowed');
     expect(e2.error.message).toMatch(/instance_type "m5.large" does not match "t3\.\*"/);
   });
@@ -215,13 +270,16 @@ describe('aws_iid join against a fake IMDS', () => {
     const imds2 = await startFakeImds(signer2);
     try {
       imds2.setInstance({ accountId: ACCOUNT, region: 'sa-east-1', instanceId: newInstanceId() });
-      await run.refused(new AwsIidJoinAgent({ endpoint: imds2.url, bindingKey: SoftwareSigner.generate() }), 'aws_region_unknown');
+      await run.refused(
+        new AwsIidJoinAgent({ endpoint: imds2.url, bindingKey: SoftwareSigner.generate() }),
+        'aws_region_unknown',
+      );
     } finally {
       await imds2.close();
     }
   });
 
-  it('refuses a document signed by someone else than the region\'s AWS certificate: aws_signature_invalid', async () => {
+  it("refuses a document signed by someone else than the region's AWS certificate: aws_signature_invalid", async () => {
     // A second "AWS" with its own keys for the same region: its documents do not verify here.
     const rogue = new FakeAwsSigner(joinPath(tmp.path, 'aws-rogue'));
     rogue.addRegion('us-east-1');
@@ -229,7 +287,10 @@ describe('aws_iid join against a fake IMDS', () => {
     try {
       for (const kind of ['rsa2048', 'pkcs7', 'signature'] as const) {
         imds2.setInstance({ accountId: ACCOUNT, region: 'us-east-1', instanceId: newInstanceId() }, [kind]);
-        await run.refused(new AwsIidJoinAgent({ endpoint: imds2.url, bindingKey: SoftwareSigner.generate() }), 'aws_signature_invalid');
+        await run.refused(
+          new AwsIidJoinAgent({ endpoint: imds2.url, bindingKey: SoftwareSigner.generate() }),
+          'aws_signature_invalid',
+        );
       }
     } finally {
       await imds2.close();
@@ -237,7 +298,12 @@ describe('aws_iid join against a fake IMDS', () => {
   });
 
   it('first_join_within: a first join long after launch is aws_document_too_old', async () => {
-    imds.setInstance({ accountId: '210987654321', region: 'us-east-1', instanceId: newInstanceId(), pendingTime: '2020-01-01T00:00:00Z' });
+    imds.setInstance({
+      accountId: '210987654321',
+      region: 'us-east-1',
+      instanceId: newInstanceId(),
+      pendingTime: '2020-01-01T00:00:00Z',
+    });
     const { error } = await run.refused(agent(), 'aws_document_too_old');
     expect(error.message).toContain('ec2-fresh');
     imds.setInstance({ accountId: '210987654321', region: 'us-east-1', instanceId: newInstanceId() });
@@ -247,7 +313,9 @@ describe('aws_iid join against a fake IMDS', () => {
   it('a join rule with malformed aws_iid blocks is refused at apply time', async () => {
     const bad = async (block: string): Promise<unknown> => {
       try {
-        await runAdminOp(h.ctx.stores, 'apply', { yaml: `kind: join_rule\nname: bad\nspec:\n  method: aws_iid\n  bot: gw\n  aws_iid: ${block}\n` });
+        await runAdminOp(h.ctx.stores, 'apply', {
+          yaml: `kind: join_rule\nname: bad\nspec:\n  method: aws_iid\n  bot: gw\n  aws_iid: ${block}\n`,
+        });
         return undefined;
       } catch (e) {
         return (e as SigilError).code;

@@ -31,7 +31,8 @@ let imds: FakeAzureImds;
 let h: Harness;
 let run: JoinRunner;
 
-const agent = (o: ConstructorParameters<typeof AzureJoinAgent>[0] = {}): AzureJoinAgent => new AzureJoinAgent({ endpoint: imds.url, retryDelayMs: 10, ...o });
+const agent = (o: ConstructorParameters<typeof AzureJoinAgent>[0] = {}): AzureJoinAgent =>
+  new AzureJoinAgent({ endpoint: imds.url, retryDelayMs: 10, ...o });
 function setVm(subscriptionId: string, resourceGroup = 'rg-edge-eu'): string {
   const vmId = randomUUID();
   imds.vm = { vmId, subscriptionId, tenantId: TENANT, resourceGroup };
@@ -44,7 +45,13 @@ beforeAll(async () => {
   entra = new TestTokenIssuer([newKey('entra-1')]);
   await entra.start(joinPath(tmp.path, 'entra'), ['/common/discovery/v2.0/keys']);
   h = await startIssuer();
-  imds = await startFakeAzureImds(tmp.path, ca, { vmId: randomUUID(), subscriptionId: SUB, tenantId: TENANT, resourceGroup: 'rg-edge-eu' }, entra, () => h.ctx.now());
+  imds = await startFakeAzureImds(
+    tmp.path,
+    ca,
+    { vmId: randomUUID(), subscriptionId: SUB, tenantId: TENANT, resourceGroup: 'rg-edge-eu' },
+    entra,
+    () => h.ctx.now(),
+  );
   await runAdminOp(h.ctx.stores, 'apply', {
     yaml: `
 kind: join_rule
@@ -81,7 +88,7 @@ afterAll(async () => {
 });
 
 describe('azure join against a fake IMDS', () => {
-  it('joins in two rounds: the attested document carries the nonce derived from the issuer\'s challenge', async () => {
+  it("joins in two rounds: the attested document carries the nonce derived from the issuer's challenge", async () => {
     const vmId = setVm(SUB);
     const hits = imds.server.hits.length;
     const r = await run.exchange(azureJoinAgentFromConfig(azureAgentConfigSchema.parse({ imds_endpoint: imds.url })));
@@ -90,7 +97,13 @@ describe('azure join against a fake IMDS', () => {
     expect(calls).toHaveLength(1);
     expect(calls[0]).toMatch(/^GET \/metadata\/attested\/document\?api-version=2020-09-01&nonce=\d{10}$/);
     expect(r.payload.result.instance_id).toBe(azureMachineId(vmId));
-    expect((await h.ctx.stores.instances.get(azureMachineId(vmId)))!.facts).toMatchObject({ azure_vm_id: vmId, azure_subscription_id: SUB, azure_sku: '22_04-lts-gen2', azure_rule: 'azure-vms', azure_signer: expect.stringContaining('CN=metadata.azure.com') });
+    expect((await h.ctx.stores.instances.get(azureMachineId(vmId)))!.facts).toMatchObject({
+      azure_vm_id: vmId,
+      azure_subscription_id: SUB,
+      azure_sku: '22_04-lts-gen2',
+      azure_rule: 'azure-vms',
+      azure_signer: expect.stringContaining('CN=metadata.azure.com'),
+    });
     const again = await run.exchange(agent());
     expect(again.payload.result.instance_id).toBe(azureMachineId(vmId));
     expect(again.payload.result.generation).toBe(2);
@@ -98,9 +111,18 @@ describe('azure join against a fake IMDS', () => {
 
   it('with a managed identity token: tenant and resource group are checked and audited', async () => {
     const vmId = setVm(SUB_MI);
-    const r = await run.exchange(azureJoinAgentFromConfig(azureAgentConfigSchema.parse({ imds_endpoint: imds.url, managed_identity: true })));
-    expect(imds.server.hits.at(-1)).toBe(`GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent('https://management.azure.com/')}`);
-    expect((await h.ctx.stores.instances.get(r.payload.result.instance_id))!.facts).toMatchObject({ azure_vm_id: vmId, azure_tenant_id: TENANT, azure_resource_group: 'rg-edge-eu', azure_rule: 'azure-mi' });
+    const r = await run.exchange(
+      azureJoinAgentFromConfig(azureAgentConfigSchema.parse({ imds_endpoint: imds.url, managed_identity: true })),
+    );
+    expect(imds.server.hits.at(-1)).toBe(
+      `GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent('https://management.azure.com/')}`,
+    );
+    expect((await h.ctx.stores.instances.get(r.payload.result.instance_id))!.facts).toMatchObject({
+      azure_vm_id: vmId,
+      azure_tenant_id: TENANT,
+      azure_resource_group: 'rg-edge-eu',
+      azure_rule: 'azure-mi',
+    });
     // A resource group outside the rule.
     setVm(SUB_MI, 'rg-finance');
     const { error } = await run.refused(agent({ managedIdentity: true }), 'azure_not_allowed');
@@ -151,17 +173,28 @@ describe('azure join against a fake IMDS', () => {
     try {
       await run.refused(agent(), 'azure_signer_untrusted');
       // Sending the rogue intermediate along does not help: the root is what matters.
-      await run.refused(agent({ intermediates: [Buffer.from(imds.ca.intermediate.pem.replace(/-----[^-]+-----|\s/g, ''), 'base64').toString('base64')] }), 'azure_signer_untrusted');
+      await run.refused(
+        agent({
+          intermediates: [
+            Buffer.from(imds.ca.intermediate.pem.replace(/-----[^-]+-----|\s/g, ''), 'base64').toString('base64'),
+          ],
+        }),
+        'azure_signer_untrusted',
+      );
     } finally {
       imds.ca = ca;
     }
   });
 
-  it('a document signed by a trusted CA\'s certificate for another name: azure_signer_domain', async () => {
+  it("a document signed by a trusted CA's certificate for another name: azure_signer_domain", async () => {
     setVm(SUB);
     const other = pki.leaf('other-name', ca.intermediate, '/O=Example/CN=metadata.example.com', {
       kind: 'rsa',
-      ext: ['basicConstraints = critical,CA:FALSE', 'keyUsage = critical,digitalSignature,keyEncipherment', 'extendedKeyUsage = serverAuth'],
+      ext: [
+        'basicConstraints = critical,CA:FALSE',
+        'keyUsage = critical,digitalSignature,keyEncipherment',
+        'extendedKeyUsage = serverAuth',
+      ],
       san: 'DNS:metadata.example.com,DNS:azure.com.example.com',
     });
     imds.ca = { ...ca, signer: other };
@@ -191,10 +224,16 @@ describe('azure join against a fake IMDS', () => {
       },
     };
     await expect(run.exchange(sniff)).rejects.toThrow('stop');
-    await run.refused({ name: 'azure', canReattest: true, evidence: () => Promise.resolve(captured!) }, 'challenge_invalid');
+    await run.refused(
+      { name: 'azure', canReattest: true, evidence: () => Promise.resolve(captured!) },
+      'challenge_invalid',
+    );
   });
 
-  it('the fake IMDS, like Azure\'s, wants the Metadata header', async () => {
-    expect((await httpRequest({ url: `${imds.url}/metadata/attested/document?api-version=2020-09-01&nonce=1234567890` })).status).toBe(400);
+  it("the fake IMDS, like Azure's, wants the Metadata header", async () => {
+    expect(
+      (await httpRequest({ url: `${imds.url}/metadata/attested/document?api-version=2020-09-01&nonce=1234567890` }))
+        .status,
+    ).toBe(400);
   });
 });

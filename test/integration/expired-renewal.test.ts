@@ -37,7 +37,12 @@ afterAll(async () => {
 });
 
 /** A broker in front of the issuer: `mode` decides what happens to each publish. */
-function brokerTransport(mode: { down: boolean; renewDenied: boolean; renewsSeen: number; joinsSeen?: number }): IssuerTransport {
+function brokerTransport(mode: {
+  down: boolean;
+  renewDenied: boolean;
+  renewsSeen: number;
+  joinsSeen?: number;
+}): IssuerTransport {
   const pin = spkiPin(new X509Certificate(h.rootPem));
   const https = new HttpsIssuerClient({ url: `https://127.0.0.1:${h.port}`, pin, timeoutMs: 5_000 });
   return {
@@ -61,7 +66,11 @@ function brokerTransport(mode: { down: boolean; renewDenied: boolean; renewsSeen
 function agentWith(token: string, dataDir: string, clock: { now: number }, broker: IssuerTransport): Agent {
   const pin = spkiPin(new X509Certificate(h.rootPem));
   const yaml = `ca_pin: ${pin}\ndata_dir: ${dataDir}\nttl: 1h\njoin: { method: token, token: ${token} }\ntransports:\n  - { type: mqtt, url: "mqtt://broker.test:1883" }\n`;
-  return new Agent(parseAgentConfig(yaml, join(tmp, `${dataDir}.yaml`)), silentLogger(), { transports: [broker], now: () => clock.now, state: openAgentState(join(tmp, dataDir)) });
+  return new Agent(parseAgentConfig(yaml, join(tmp, `${dataDir}.yaml`)), silentLogger(), {
+    transports: [broker],
+    now: () => clock.now,
+    state: openAgentState(join(tmp, dataDir)),
+  });
 }
 
 describe('a renewal queued before the expiry, MQTT only', () => {
@@ -113,14 +122,22 @@ describe('a renewal queued before the expiry, MQTT only', () => {
     let lost = false;
     // The issuer answers the renewal, but the answer is lost on the way back.
     const httpsLossy: IssuerTransport = {
-      kind: 'https', url: https.url, ensureRoot: () => https.ensureRoot(), bundle: () => https.bundle(), close: () => https.close(),
+      kind: 'https',
+      url: https.url,
+      ensureRoot: () => https.ensureRoot(),
+      bundle: () => https.bundle(),
+      close: () => https.close(),
       post: async (op, env, hooks) => {
         const answer = await https.post(op, env, hooks);
         if (lost) throw new SigilError('issuer_unreachable', 'connection reset');
         return answer;
       },
     };
-    const agent = new Agent(parseAgentConfig(yaml, join(tmp, 'both.yaml')), silentLogger(), { transports: [brokerTransport(mode), httpsLossy], now: () => clock.now, state: openAgentState(join(tmp, 'both')) });
+    const agent = new Agent(parseAgentConfig(yaml, join(tmp, 'both.yaml')), silentLogger(), {
+      transports: [brokerTransport(mode), httpsLossy],
+      now: () => clock.now,
+      state: openAgentState(join(tmp, 'both')),
+    });
     try {
       expect((await agent.tick()).action).toBe('joined');
       const first = agent.state.getIdentity()!;

@@ -19,7 +19,11 @@ const ROOT = resolve(import.meta.dirname, '..', '..');
 const SCRIPT = join(ROOT, 'scripts', 'firmware-profile-from-pcrs.sh');
 const work = mkdtempSync(join(tmpdir(), 'sigil-fwprofile-test-'));
 
-async function script(args: string[], env: NodeJS.ProcessEnv = {}, input?: string): Promise<{ code: number; stdout: string; stderr: string }> {
+async function script(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  input?: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((res) => {
     const p = execFile('bash', [SCRIPT, ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) =>
       res({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
@@ -44,7 +48,10 @@ describe('scripts/firmware-profile-from-pcrs.sh', () => {
     const dir = join(work, 'profiles');
     await exec('mkdir', ['-p', dir]);
     const out = join(dir, 'swtpm-gw.yaml');
-    const r = await script(['--name', 'swtpm-gw', '--pcrs', '0,4,7', '--description', 'lab "gateway" on swtpm', '--out', out], tpm.env);
+    const r = await script(
+      ['--name', 'swtpm-gw', '--pcrs', '0,4,7', '--description', 'lab "gateway" on swtpm', '--out', out],
+      tpm.env,
+    );
     expect(r.stderr).toContain(`wrote ${out} (3 PCRs, sha256)`);
     expect(r.code).toBe(0);
 
@@ -71,7 +78,9 @@ describe('scripts/firmware-profile-from-pcrs.sh', () => {
   it('reads a saved tpm2_pcrread output (file or stdin) and writes to stdout', async () => {
     const saved = (await tpm2Tool(tpm, 'tpm2_pcrread', ['sha256:0,1,2,3,4,5,6,7,10'])).stdout;
     writeFileSync(join(work, 'gw.pcrs'), saved);
-    const fromFile = await script(['--name', 'from-file', '--from', join(work, 'gw.pcrs')], { TPM2TOOLS_TCTI: 'swtpm:host=127.0.0.1,port=1' });
+    const fromFile = await script(['--name', 'from-file', '--from', join(work, 'gw.pcrs')], {
+      TPM2TOOLS_TCTI: 'swtpm:host=127.0.0.1,port=1',
+    });
     expect(fromFile.code).toBe(0);
     // Every PCR in the saved output (10 included: --pcrs not given), values as tpm2_pcrread printed them.
     const dir = join(work, 'saved');

@@ -4,7 +4,18 @@
  * root's `server start` then used. Tests run as root, so "another user" is uid 65534 (chown).
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, copyFileSync, mkdirSync, readdirSync, renameSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  copyFileSync,
+  mkdirSync,
+  readdirSync,
+  renameSync,
+  statSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SigilError } from '../../src/errors.js';
@@ -52,7 +63,8 @@ async function swapInForeignDb(dir: string): Promise<void> {
 }
 
 beforeAll(() => {
-  if (process.geteuid?.() !== 0) throw new Error('these tests chown files to uid 65534 and must run as root (the CI container does)');
+  if (process.geteuid?.() !== 0)
+    throw new Error('these tests chown files to uid 65534 and must run as root (the CI container does)');
 });
 
 describe('data directory permissions (issue #11 item 7)', () => {
@@ -148,7 +160,17 @@ describe('data directory permissions (issue #11 item 7)', () => {
     mkdirSync(dir);
     chmodSync(dir, 0o777);
     // Under a lax umask, init must still produce a directory that start and ctl accept.
-    const init = spawnSync('sh', ['-c', 'umask 002 && exec "$0" "$1" server init --data-dir "$2" --trust-domain example.org', process.execPath, SIGIL, dir], { encoding: 'utf8' });
+    const init = spawnSync(
+      'sh',
+      [
+        '-c',
+        'umask 002 && exec "$0" "$1" server init --data-dir "$2" --trust-domain example.org',
+        process.execPath,
+        SIGIL,
+        dir,
+      ],
+      { encoding: 'utf8' },
+    );
     expect(init.status, init.stderr).toBe(0);
     const ok = await sigil(['ctl', '--data-dir', dir, 'bots', 'ls']);
     expect(ok.code, ok.stderr).toBe(0);
@@ -157,7 +179,9 @@ describe('data directory permissions (issue #11 item 7)', () => {
     await swapInForeignDb(dir);
     const start = await sigil(['server', 'start', '--data-dir', dir, '--listen', '127.0.0.1:0']);
     expect(start.code).toBe(2);
-    expect(start.stderr).toMatch(/^error\[data_dir_insecure\]: .* is writable by group or others \(mode 0777, owner uid 0\).*run: chmod go-w /);
+    expect(start.stderr).toMatch(
+      /^error\[data_dir_insecure\]: .* is writable by group or others \(mode 0777, owner uid 0\).*run: chmod go-w /,
+    );
     expect(start.stderr).not.toMatch(/listening/);
     const ctl = await sigil(['ctl', '--data-dir', dir, 'bots', 'ls']);
     expect(ctl.code).toBe(2);

@@ -35,7 +35,11 @@ interface Issuer {
   port: number;
   rootPem: string;
   adminToken: string;
-  request(method: string, path: string, o?: { body?: string; headers?: Record<string, string>; localAddress?: string }): Promise<{ status: number; headers: Record<string, unknown>; json: any }>;
+  request(
+    method: string,
+    path: string,
+    o?: { body?: string; headers?: Record<string, string>; localAddress?: string },
+  ): Promise<{ status: number; headers: Record<string, unknown>; json: any }>;
   close(): Promise<void>;
 }
 
@@ -52,7 +56,22 @@ async function startIssuer(limits: Partial<HttpLimits>): Promise<Issuer> {
   const request: Issuer['request'] = (method, path, o = {}) =>
     new Promise((resolve, reject) => {
       const req = https.request(
-        { host: '127.0.0.1', port, path, method, ca: rootPem, checkServerIdentity: () => undefined, agent: false, ...(o.localAddress ? { localAddress: o.localAddress } : {}), headers: { ...(o.body !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(o.body) } : {}), ...o.headers } },
+        {
+          host: '127.0.0.1',
+          port,
+          path,
+          method,
+          ca: rootPem,
+          checkServerIdentity: () => undefined,
+          agent: false,
+          ...(o.localAddress ? { localAddress: o.localAddress } : {}),
+          headers: {
+            ...(o.body !== undefined
+              ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(o.body) }
+              : {}),
+            ...o.headers,
+          },
+        },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
@@ -96,14 +115,22 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function openssl(args: string[]): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
-    const p = execFile('openssl', args, { timeout: 10_000 }, (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }));
+    const p = execFile('openssl', args, { timeout: 10_000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, out: stdout + stderr }),
+    );
     p.stdin?.end('');
   });
 }
 
 describe('slow and idle clients, per-source connection cap (issue #11 item 8)', () => {
   let iss: Issuer;
-  const LIMITS = { idleTimeoutMs: 1000, headersTimeoutMs: 1500, requestTimeoutMs: 3000, keepAliveTimeoutMs: 1000, maxConnsPerSource: 40 };
+  const LIMITS = {
+    idleTimeoutMs: 1000,
+    headersTimeoutMs: 1500,
+    requestTimeoutMs: 3000,
+    keepAliveTimeoutMs: 1000,
+    maxConnsPerSource: 40,
+  };
   beforeAll(async () => {
     iss = await startIssuer(LIMITS);
   });
@@ -120,13 +147,26 @@ describe('slow and idle clients, per-source connection cap (issue #11 item 8)', 
       connected.push(new Promise((r) => (s.once(ready, () => r()), s.once('close', () => r()))));
     };
     // 15 raw TCP connections that never start the TLS handshake.
-    for (let i = 0; i < 15; i++) add('no-handshake', net.connect({ host: '127.0.0.1', port: iss.port, localAddress: OTHER_SOURCE }), 'connect');
+    for (let i = 0; i < 15; i++)
+      add('no-handshake', net.connect({ host: '127.0.0.1', port: iss.port, localAddress: OTHER_SOURCE }), 'connect');
     // 15 that complete TLS and then say nothing.
-    for (let i = 0; i < 15; i++) add('silent', tls.connect({ host: '127.0.0.1', port: iss.port, localAddress: OTHER_SOURCE, rejectUnauthorized: false }), 'secureConnect');
+    for (let i = 0; i < 15; i++)
+      add(
+        'silent',
+        tls.connect({ host: '127.0.0.1', port: iss.port, localAddress: OTHER_SOURCE, rejectUnauthorized: false }),
+        'secureConnect',
+      );
     // 10 that trickle a header byte every 400 ms (slowloris: never idle long enough for the idle timer).
-    const trickle = Buffer.from('POST /v1/join HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-slow: ' + 'a'.repeat(100));
+    const trickle = Buffer.from(
+      'POST /v1/join HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\nx-slow: ' + 'a'.repeat(100),
+    );
     for (let i = 0; i < 10; i++) {
-      const s = tls.connect({ host: '127.0.0.1', port: iss.port, localAddress: OTHER_SOURCE, rejectUnauthorized: false });
+      const s = tls.connect({
+        host: '127.0.0.1',
+        port: iss.port,
+        localAddress: OTHER_SOURCE,
+        rejectUnauthorized: false,
+      });
       add('trickle', s, 'secureConnect');
       let n = 0;
       const timer = setInterval(() => (s.destroyed ? clearInterval(timer) : s.write(trickle.subarray(n, ++n))), 400);
@@ -156,7 +196,9 @@ describe('slow and idle clients, per-source connection cap (issue #11 item 8)', 
     const worst = (kind: string) => Math.max(...watched.filter((x) => x.kind === kind).map((x) => x.w.closedAt!));
     // Not closed before their timeout either: the cap did not take them.
     expect(Math.min(...watched.map((x) => x.w.closedAt!))).toBeGreaterThanOrEqual(900);
-    console.log(`slow-client load: no-handshake closed by ${worst('no-handshake')} ms, silent by ${worst('silent')} ms, trickle by ${worst('trickle')} ms; over-cap closed after ${Math.max(...over.map((w) => w.closedAt!))} ms`);
+    console.log(
+      `slow-client load: no-handshake closed by ${worst('no-handshake')} ms, silent by ${worst('silent')} ms, trickle by ${worst('trickle')} ms; over-cap closed after ${Math.max(...over.map((w) => w.closedAt!))} ms`,
+    );
   }, 15_000);
 
   it('closes a kept-alive connection after the keep-alive timeout', async () => {
@@ -211,14 +253,24 @@ describe('JWS crit, admin body limit, TLS suites (issue #11 item 9)', () => {
 
   /** A correctly signed token join whose protected header adds `crit`. */
   async function joinWithCrit(): Promise<{ body: string; requestId: string }> {
-    const token = (await runAdminOp(iss.ctx.stores, 'token.create', { bot: 'gw' }) as { token: string }).token;
+    const token = ((await runAdminOp(iss.ctx.stores, 'token.create', { bot: 'gw' })) as { token: string }).token;
     const agent = new TokenJoinAgent(token);
     const built = await buildJoinRequest({ method: 'token', evidence: (c) => agent.evidence(c), now: Date.now() });
     const signer = loadSigner(parseKeyRef(built.entry.pendingKeyRef!));
-    const header = { ...JSON.parse(b64u.decode(built.envelope.protected).toString('utf8')), crit: ['sigil-ext'], 'sigil-ext': true };
+    const header = {
+      ...JSON.parse(b64u.decode(built.envelope.protected).toString('utf8')),
+      crit: ['sigil-ext'],
+      'sigil-ext': true,
+    };
     const protectedB64 = b64u.encode(JSON.stringify(header));
-    const sig = derToJoseSignature(await signer.sign(Buffer.from(`${protectedB64}.${built.envelope.payload}`, 'ascii')), signer.algorithm);
-    return { body: JSON.stringify({ protected: protectedB64, payload: built.envelope.payload, signature: b64u.encode(sig) }), requestId: built.entry.requestId };
+    const sig = derToJoseSignature(
+      await signer.sign(Buffer.from(`${protectedB64}.${built.envelope.payload}`, 'ascii')),
+      signer.algorithm,
+    );
+    return {
+      body: JSON.stringify({ protected: protectedB64, payload: built.envelope.payload, signature: b64u.encode(sig) }),
+      requestId: built.entry.requestId,
+    };
   }
 
   it('the issuer refuses a request whose JWS header has crit (RFC 7515 §4.1.11)', async () => {
@@ -229,19 +281,41 @@ describe('JWS crit, admin body limit, TLS suites (issue #11 item 9)', () => {
   });
 
   it('the agent refuses an issuer response whose JWS header has crit', async () => {
-    const token = (await runAdminOp(iss.ctx.stores, 'token.create', { bot: 'gw' }) as { token: string }).token;
+    const token = ((await runAdminOp(iss.ctx.stores, 'token.create', { bot: 'gw' })) as { token: string }).token;
     const agent = new TokenJoinAgent(token);
     const built = await buildJoinRequest({ method: 'token', evidence: (c) => agent.evidence(c), now: Date.now() });
     const r = await iss.request('POST', '/v1/join', { body: JSON.stringify(built.envelope) });
     expect(r.status).toBe(200);
     expect(verifyResponse(r.json, 'join', built.entry.requestId, iss.rootPem).op).toBe('join');
     // The same payload, signed by the real issuer key, with a crit header.
-    const plain = signJwsWithKey(iss.ctx.server.key, 'ES256', TYP_RESPONSE, b64u.decode(r.json.payload).toString('utf8'), iss.ctx.server.chainDer);
-    const header = { ...JSON.parse(b64u.decode(plain.protected).toString('utf8')), crit: ['sigil-ext'], 'sigil-ext': true };
+    const plain = signJwsWithKey(
+      iss.ctx.server.key,
+      'ES256',
+      TYP_RESPONSE,
+      b64u.decode(r.json.payload).toString('utf8'),
+      iss.ctx.server.chainDer,
+    );
+    const header = {
+      ...JSON.parse(b64u.decode(plain.protected).toString('utf8')),
+      crit: ['sigil-ext'],
+      'sigil-ext': true,
+    };
     const protectedB64 = b64u.encode(JSON.stringify(header));
     const { sign } = await import('node:crypto');
-    const signature = b64u.encode(sign('sha256', Buffer.from(`${protectedB64}.${plain.payload}`, 'ascii'), { key: iss.ctx.server.key, dsaEncoding: 'ieee-p1363' }));
-    expect(() => verifyResponse({ protected: protectedB64, payload: plain.payload, signature }, 'join', built.entry.requestId, iss.rootPem)).toThrow(expect.objectContaining({ code: 'response_invalid', message: expect.stringMatching(/crit/) }));
+    const signature = b64u.encode(
+      sign('sha256', Buffer.from(`${protectedB64}.${plain.payload}`, 'ascii'), {
+        key: iss.ctx.server.key,
+        dsaEncoding: 'ieee-p1363',
+      }),
+    );
+    expect(() =>
+      verifyResponse(
+        { protected: protectedB64, payload: plain.payload, signature },
+        'join',
+        built.entry.requestId,
+        iss.rootPem,
+      ),
+    ).toThrow(expect.objectContaining({ code: 'response_invalid', message: expect.stringMatching(/crit/) }));
   });
 
   it('remote apply takes a policy file up to the schema limit and refuses one char more with the same error as local apply', async () => {
@@ -251,16 +325,24 @@ describe('JWS crit, admin body limit, TLS suites (issue #11 item 9)', () => {
     expect(atLimit.length).toBe(MAX_APPLY_YAML_CHARS);
     const ok = await iss.request('POST', '/v1/admin/apply', { body: JSON.stringify({ yaml: atLimit }), headers: auth });
     expect(ok.status, JSON.stringify(ok.json)).toBe(200);
-    const over = await iss.request('POST', '/v1/admin/apply', { body: JSON.stringify({ yaml: padded(MAX_APPLY_YAML_CHARS + 1) }), headers: auth });
+    const over = await iss.request('POST', '/v1/admin/apply', {
+      body: JSON.stringify({ yaml: padded(MAX_APPLY_YAML_CHARS + 1) }),
+      headers: auth,
+    });
     expect(over.status).toBe(400);
     expect(over.json.code).toBe('bad_request');
-    await expect(runAdminOp(iss.ctx.stores, 'apply', { yaml: padded(MAX_APPLY_YAML_CHARS + 1) })).rejects.toThrow(expect.objectContaining({ code: 'bad_request' }));
+    await expect(runAdminOp(iss.ctx.stores, 'apply', { yaml: padded(MAX_APPLY_YAML_CHARS + 1) })).rejects.toThrow(
+      expect.objectContaining({ code: 'bad_request' }),
+    );
     expect(await runAdminOp(iss.ctx.stores, 'apply', { yaml: atLimit })).toBeDefined();
     // Without the credential a large body is refused before it is read.
     const anon = await iss.request('POST', '/v1/admin/apply', { body: JSON.stringify({ yaml: atLimit }) });
     expect(anon.status).toBe(401);
     // Far past what any allowed policy encodes to: 413.
-    const huge = await iss.request('POST', '/v1/admin/apply', { body: JSON.stringify({ yaml: 'x'.repeat(4 * MAX_APPLY_YAML_CHARS) }), headers: auth });
+    const huge = await iss.request('POST', '/v1/admin/apply', {
+      body: JSON.stringify({ yaml: 'x'.repeat(4 * MAX_APPLY_YAML_CHARS) }),
+      headers: auth,
+    });
     expect(huge.status).toBe(413);
     expect(huge.json.code).toBe('body_too_large');
   });
@@ -272,7 +354,11 @@ describe('JWS crit, admin body limit, TLS suites (issue #11 item 9)', () => {
       expect(r.code, `${cbc} handshake should fail`).not.toBe(0);
       expect(r.out).toMatch(/handshake failure|no cipher|alert/i);
     }
-    for (const aead of ['ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305']) {
+    for (const aead of [
+      'ECDHE-ECDSA-AES128-GCM-SHA256',
+      'ECDHE-ECDSA-AES256-GCM-SHA384',
+      'ECDHE-ECDSA-CHACHA20-POLY1305',
+    ]) {
       const r = await openssl([...connect, '-tls1_2', '-cipher', aead]);
       expect(r.out, aead).toMatch(new RegExp(`Cipher is ${aead}`));
     }

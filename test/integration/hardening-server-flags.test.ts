@@ -20,13 +20,44 @@ describe('server start limit flags', () => {
     const dir = join(t.path, 'issuer');
     expect((await sigil(['server', 'init', '--data-dir', dir, '--trust-domain', 'example.org'])).code).toBe(0);
 
-    const bad = await sigil(['server', 'start', '--data-dir', dir, '--listen', '127.0.0.1:0', '--headers-timeout', '20s', '--request-timeout', '10s']);
+    const bad = await sigil([
+      'server',
+      'start',
+      '--data-dir',
+      dir,
+      '--listen',
+      '127.0.0.1:0',
+      '--headers-timeout',
+      '20s',
+      '--request-timeout',
+      '10s',
+    ]);
     expect(bad.code).toBe(2);
-    expect(bad.stderr).toMatch(/^error\[config_invalid\]: --headers-timeout \(20s\) must not exceed --request-timeout \(10s\)/);
+    expect(bad.stderr).toMatch(
+      /^error\[config_invalid\]: --headers-timeout \(20s\) must not exceed --request-timeout \(10s\)/,
+    );
     const badN = await sigil(['server', 'start', '--data-dir', dir, '--listen', '127.0.0.1:0', '--join-burst', '0']);
     expect(badN.stderr).toMatch(/^error\[config_invalid\]: --join-burst must be a whole number ≥ 1/);
 
-    const proc = spawn(process.execPath, [SIGIL, 'server', 'start', '--data-dir', dir, '--listen', '127.0.0.1:0', '--idle-timeout', '1s', '--headers-timeout', '2s', '--max-conns-per-source', '5'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(
+      process.execPath,
+      [
+        SIGIL,
+        'server',
+        'start',
+        '--data-dir',
+        dir,
+        '--listen',
+        '127.0.0.1:0',
+        '--idle-timeout',
+        '1s',
+        '--headers-timeout',
+        '2s',
+        '--max-conns-per-source',
+        '5',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     cleanups.push(() => proc.kill('SIGKILL'));
     const port = await new Promise<number>((resolve, reject) => {
       let out = '';

@@ -65,7 +65,11 @@ export interface Harness {
   rootPem: string;
   adminToken: string;
   clock: { offsetMs: number };
-  request(method: string, path: string, opts?: { body?: string | Buffer; headers?: Record<string, string | number> }): Promise<HttpResult>;
+  request(
+    method: string,
+    path: string,
+    opts?: { body?: string | Buffer; headers?: Record<string, string | number> },
+  ): Promise<HttpResult>;
   /** POST a JSON value (a JWS envelope or anything else) to /v1/<op>. */
   post(op: string, body: unknown): Promise<HttpResult>;
   token(opts?: { bot?: string; ttl?: string }): Promise<string>;
@@ -108,7 +112,10 @@ export async function startIssuer(): Promise<Harness> {
           ca: rootPem,
           checkServerIdentity: () => undefined,
           agent: false,
-          headers: { ...(opts.body !== undefined ? { 'content-length': Buffer.byteLength(opts.body) } : {}), ...opts.headers },
+          headers: {
+            ...(opts.body !== undefined ? { 'content-length': Buffer.byteLength(opts.body) } : {}),
+            ...opts.headers,
+          },
         },
         (res) => {
           const chunks: Buffer[] = [];
@@ -134,7 +141,14 @@ export async function startIssuer(): Promise<Harness> {
     request('POST', `/v1/${op}`, { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
 
   const token: Harness['token'] = async (opts = {}) =>
-    ((await runAdminOp(stores, 'token.create', { bot: opts.bot ?? 'gw', ...(opts.ttl ? { ttl: opts.ttl } : {}) }, ctx.now())) as { token: string }).token;
+    (
+      (await runAdminOp(
+        stores,
+        'token.create',
+        { bot: opts.bot ?? 'gw', ...(opts.ttl ? { ttl: opts.ttl } : {}) },
+        ctx.now(),
+      )) as { token: string }
+    ).token;
 
   const identityFrom: Harness['identityFrom'] = (res, op, requestId, signer) => {
     if (res.status !== 200) throw new Error(`${op} refused: HTTP ${res.status} ${res.text}`);
@@ -144,7 +158,12 @@ export async function startIssuer(): Promise<Harness> {
 
   const join: Harness['join'] = async (opts = {}) => {
     const agent = new TokenJoinAgent(opts.token ?? (await token()));
-    const built = await buildJoinRequest({ method: 'token', evidence: (c) => agent.evidence(c), now: ctx.now(), ...(opts.ttlS ? { ttlS: opts.ttlS } : {}) });
+    const built = await buildJoinRequest({
+      method: 'token',
+      evidence: (c) => agent.evidence(c),
+      now: ctx.now(),
+      ...(opts.ttlS ? { ttlS: opts.ttlS } : {}),
+    });
     const signer = loadSigner(parseKeyRef(built.entry.pendingKeyRef!));
     const response = await post('join', built.envelope);
     return { ...identityFrom(response, 'join', built.entry.requestId, signer), envelope: built.envelope, response };
@@ -168,7 +187,8 @@ export async function startIssuer(): Promise<Harness> {
   };
 
   const lastAuditSeq = async (): Promise<number> => (await stores.audit.list()).at(-1)?.seq ?? 0;
-  const auditAfter = async (seq: number): Promise<AuditRecord[]> => (await stores.audit.list()).filter((r) => r.seq > seq);
+  const auditAfter = async (seq: number): Promise<AuditRecord[]> =>
+    (await stores.audit.list()).filter((r) => r.seq > seq);
 
   return {
     dir,
@@ -239,8 +259,10 @@ export function expectRefusal(res: HttpResult, status: number, code: string): vo
   if (typeof b.retryable !== 'boolean') throw new Error(`refusal without retryable: ${where}`);
   const extra = Object.keys(b).filter((k) => !['code', 'message', 'retryable', 'retryAfterMs'].includes(k));
   if (extra.length) throw new Error(`refusal has unexpected members ${extra.join(', ')}: ${where}`);
-  if (!String(res.headers['content-type'] ?? '').startsWith('application/json')) throw new Error(`refusal content-type is ${String(res.headers['content-type'])}`);
-  if (/Error:|\n\s+at |\.ts:\d+|node_modules/.test(res.text)) throw new Error(`refusal leaks an error name or stack: ${where}`);
+  if (!String(res.headers['content-type'] ?? '').startsWith('application/json'))
+    throw new Error(`refusal content-type is ${String(res.headers['content-type'])}`);
+  if (/Error:|\n\s+at |\.ts:\d+|node_modules/.test(res.text))
+    throw new Error(`refusal leaks an error name or stack: ${where}`);
 }
 
 /**
@@ -248,13 +270,21 @@ export function expectRefusal(res: HttpResult, status: number, code: string): vo
  * new instance, certificate or used token, and exactly one new audit row (action `op`,
  * outcome refused, the same code).
  */
-export async function expectRefused(h: Harness, op: 'join' | 'renew', body: unknown, status: number, code: string): Promise<HttpResult> {
+export async function expectRefused(
+  h: Harness,
+  op: 'join' | 'renew',
+  body: unknown,
+  status: number,
+  code: string,
+): Promise<HttpResult> {
   const before = await h.counts();
   const seq = await h.lastAuditSeq();
   const res = await h.post(op, body);
   expectRefusal(res, status, code);
   expect(await h.counts()).toEqual({ ...before, audit: before.audit + 1 });
-  expect((await h.auditAfter(seq)).map((r) => ({ action: r.action, outcome: r.outcome, code: r.code }))).toEqual([{ action: op, outcome: 'refused', code }]);
+  expect((await h.auditAfter(seq)).map((r) => ({ action: r.action, outcome: r.outcome, code: r.code }))).toEqual([
+    { action: op, outcome: 'refused', code },
+  ]);
   return res;
 }
 
@@ -288,7 +318,12 @@ export function keySigner(key: KeyObject): Signer {
  * Expect a join (`run`, e.g. an exchange with a tampered answer) to be refused with `code`, with
  * exactly one new audit row saying so and nothing else written.
  */
-export async function expectJoinRefusedBy(h: Harness, method: string, run: () => Promise<unknown>, code: string): Promise<SigilError> {
+export async function expectJoinRefusedBy(
+  h: Harness,
+  method: string,
+  run: () => Promise<unknown>,
+  code: string,
+): Promise<SigilError> {
   const seq = await h.lastAuditSeq();
   const before = await h.counts();
   const err = await run().then(
@@ -297,7 +332,9 @@ export async function expectJoinRefusedBy(h: Harness, method: string, run: () =>
   );
   expect(err, `the join should be refused with ${code}`).toBeInstanceOf(SigilError);
   expect((err as SigilError).code, (err as Error).message).toBe(code);
-  expect((await h.auditAfter(seq)).map((r) => ({ action: r.action, outcome: r.outcome, code: r.code, method: r.method }))).toEqual([{ action: 'join', outcome: 'refused', code, method }]);
+  expect(
+    (await h.auditAfter(seq)).map((r) => ({ action: r.action, outcome: r.outcome, code: r.code, method: r.method })),
+  ).toEqual([{ action: 'join', outcome: 'refused', code, method }]);
   expect(await h.counts()).toEqual({ ...before, audit: before.audit + 1 });
   return err as SigilError;
 }

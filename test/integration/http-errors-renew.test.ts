@@ -74,27 +74,46 @@ describe('POST /v1/renew refusals', () => {
       notAfter: new Date(Date.now() + 3600_000),
     });
     await refused(await sign(id.signer, await renewPayload(), [forged, inter.certDer]), 401, 'chain_invalid');
-    await refused(await sign(id.signer, await renewPayload(), [forged, inter.certDer, root.certDer]), 401, 'chain_invalid');
+    await refused(
+      await sign(id.signer, await renewPayload(), [forged, inter.certDer, root.certDer]),
+      401,
+      'chain_invalid',
+    );
   });
 
   it("the issuer's own serving certificate (not a bot identity) → 401 chain_invalid", async () => {
-    const res = await refused(await sign(keySigner(h.ctx.server.key), await renewPayload(), h.ctx.server.chainDer), 401, 'chain_invalid');
+    const res = await refused(
+      await sign(keySigner(h.ctx.server.key), await renewPayload(), h.ctx.server.chainDer),
+      401,
+      'chain_invalid',
+    );
     expect(res.json.message).toMatch(/not a Sigil bot identity/);
   });
 
   it('garbage x5c → 400 bad_certificate', async () => {
     await refused(await sign(id.signer, await renewPayload(), [randomBytes(200)]), 400, 'bad_certificate');
-    await refused(await sign(id.signer, await renewPayload(), [ders(id.chainPem)[0]!, Buffer.from('garbage')]), 400, 'bad_certificate');
+    await refused(
+      await sign(id.signer, await renewPayload(), [ders(id.chainPem)[0]!, Buffer.from('garbage')]),
+      400,
+      'bad_certificate',
+    );
   });
 
   it('a garbage intermediate is refused without leaking OpenSSL error text', async () => {
-    const res = await h.post('renew', await sign(id.signer, await renewPayload(), [ders(id.chainPem)[0]!, Buffer.from('garbage')]));
+    const res = await h.post(
+      'renew',
+      await sign(id.signer, await renewPayload(), [ders(id.chainPem)[0]!, Buffer.from('garbage')]),
+    );
     expectRefusal(res, 400, 'bad_certificate');
     expect(res.json.message).not.toMatch(/error:[0-9A-F]{8}|routines/i);
   });
 
   it('valid chain, envelope signed by another key → 401 signature_invalid', async () => {
-    await refused(await sign(SoftwareSigner.generate(), await renewPayload(), ders(id.chainPem)), 401, 'signature_invalid');
+    await refused(
+      await sign(SoftwareSigner.generate(), await renewPayload(), ders(id.chainPem)),
+      401,
+      'signature_invalid',
+    );
   });
 
   it('wrong typ → 400 bad_request; v:2 → 400 unsupported_version; schema violations → 400 bad_request', async () => {
@@ -112,7 +131,11 @@ describe('POST /v1/renew refusals', () => {
     await refused(await sign(id.signer, await renewPayload({ csr: 'garbage' }), x5c), 400, 'bad_csr');
     const der = await buildCsr(SoftwareSigner.generate());
     der[der.length - 1] ^= 0x01;
-    await refused(await sign(id.signer, await renewPayload({ csr: toPem('CERTIFICATE REQUEST', der) }), x5c), 400, 'csr_signature_invalid');
+    await refused(
+      await sign(id.signer, await renewPayload({ csr: toPem('CERTIFICATE REQUEST', der) }), x5c),
+      400,
+      'csr_signature_invalid',
+    );
   });
 
   it('timestamp 10 minutes off (either way) → 401 stale_request', async () => {
@@ -130,7 +153,11 @@ describe('POST /v1/renew refusals', () => {
 
   it('a request id already used for a different request → 409 request_id_conflict', async () => {
     const joinRequestId = JSON.parse(Buffer.from(id.envelope.payload, 'base64url').toString()).request_id as string;
-    await refused(await sign(id.signer, await renewPayload({ request_id: joinRequestId }), ders(id.chainPem)), 409, 'request_id_conflict');
+    await refused(
+      await sign(id.signer, await renewPayload({ request_id: joinRequestId }), ders(id.chainPem)),
+      409,
+      'request_id_conflict',
+    );
   });
 
   it('expired certificate → 401 cert_expired (issuer clock two hours ahead)', async () => {
@@ -160,7 +187,12 @@ describe('POST /v1/renew refusals', () => {
   it('the refusal audit rows name the presenting bot and instance', async () => {
     const rows = (await h.ctx.stores.audit.list()).filter((r) => r.action === 'renew' && r.code === 'stale_request');
     expect(rows.length).toBeGreaterThan(0);
-    for (const r of rows) expect({ bot: r.bot, instanceId: r.instanceId, outcome: r.outcome }).toEqual({ bot: 'gw', instanceId: id.result.instance_id, outcome: 'refused' });
+    for (const r of rows)
+      expect({ bot: r.bot, instanceId: r.instanceId, outcome: r.outcome }).toEqual({
+        bot: 'gw',
+        instanceId: id.result.instance_id,
+        outcome: 'refused',
+      });
   });
 
   it('after every refusal above, the agent still renews to generation 2', async () => {
@@ -169,6 +201,10 @@ describe('POST /v1/renew refusals', () => {
     const next = h.identityFrom(await h.post('renew', envelope), 'renew', requestId, newSigner);
     expect(next.result.generation).toBe(2);
     expect(next.result.instance_id).toBe(id.result.instance_id);
-    expect(await h.ctx.stores.instances.get(id.result.instance_id)).toMatchObject({ generation: 2, locked: false, currentSerial: next.result.serial });
+    expect(await h.ctx.stores.instances.get(id.result.instance_id)).toMatchObject({
+      generation: 2,
+      locked: false,
+      currentSerial: next.result.serial,
+    });
   });
 });

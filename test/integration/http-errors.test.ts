@@ -15,7 +15,17 @@ import { TYP_REQUEST, TYP_RESPONSE } from '../../src/protocol/messages.js';
 import { verifyResponse } from '../../src/protocol/verify-response.js';
 import { runAdminOp } from '../../src/server/admin/ops.js';
 import { initDataDir, paths } from '../../src/server/data-dir.js';
-import { expectRefusal, expectRefused, hmacJws, joinPayload, rawJws, sign, startIssuer, tokenEvidence, type Harness } from './harness.js';
+import {
+  expectRefusal,
+  expectRefused,
+  hmacJws,
+  joinPayload,
+  rawJws,
+  sign,
+  startIssuer,
+  tokenEvidence,
+  type Harness,
+} from './harness.js';
 
 let h: Harness;
 beforeAll(async () => {
@@ -28,7 +38,8 @@ afterAll(async () => {
 const JSON_CT = { 'content-type': 'application/json' };
 
 describe.each(['join', 'renew'])('POST /v1/%s body handling', (op) => {
-  const post = (body: string | undefined, headers: Record<string, string> = JSON_CT) => h.request('POST', `/v1/${op}`, { ...(body !== undefined ? { body } : {}), headers });
+  const post = (body: string | undefined, headers: Record<string, string> = JSON_CT) =>
+    h.request('POST', `/v1/${op}`, { ...(body !== undefined ? { body } : {}), headers });
 
   it('non-JSON body → 400 malformed_json', async () => {
     expectRefusal(await post('{"protected": '), 400, 'malformed_json');
@@ -54,11 +65,19 @@ describe.each(['join', 'renew'])('POST /v1/%s body handling', (op) => {
 
   it('content-type application/xml → 415 unsupported_media_type', async () => {
     expectRefusal(await post('<jws/>', { 'content-type': 'application/xml' }), 415, 'unsupported_media_type');
-    expectRefusal(await post('{}', { 'content-type': 'application/x-www-form-urlencoded' }), 415, 'unsupported_media_type');
+    expectRefusal(
+      await post('{}', { 'content-type': 'application/x-www-form-urlencoded' }),
+      415,
+      'unsupported_media_type',
+    );
   });
 
   it('content-type text/plain → 415 unsupported_media_type', async () => {
-    expectRefusal(await post('{"protected":"","payload":"","signature":""}', { 'content-type': 'text/plain' }), 415, 'unsupported_media_type');
+    expectRefusal(
+      await post('{"protected":"","payload":"","signature":""}', { 'content-type': 'text/plain' }),
+      415,
+      'unsupported_media_type',
+    );
   });
 
   it('JSON that is not a JWS → 400 bad_request', async () => {
@@ -151,7 +170,13 @@ describe('POST /v1/join refusals change nothing', () => {
     const { payload, signer } = await joinPayload({}, { token: 'A'.repeat(43) });
     await expectRefused(h, 'join', await sign(signer, payload), 401, 'token_invalid');
     const good = (await joinPayload({}, T())).payload.evidence as Record<string, string>;
-    for (const evidence of [{}, { token: tok }, { ...good, extra: 1 }, { ...good, proof: 'x' }, { token_key: good.token_key }]) {
+    for (const evidence of [
+      {},
+      { token: tok },
+      { ...good, extra: 1 },
+      { ...good, proof: 'x' },
+      { token_key: good.token_key },
+    ]) {
       const { payload, signer } = await joinPayload({ evidence });
       await expectRefused(h, 'join', await sign(signer, payload), 401, 'token_invalid');
     }
@@ -159,11 +184,17 @@ describe('POST /v1/join refusals change nothing', () => {
 
   it('a token proof made for another request id or another key → 401 token_invalid', async () => {
     const signer = SoftwareSigner.generate();
-    const { payload } = await joinPayload({ evidence: await tokenEvidence(tok, 'other-request-id-0001', signer.publicKeySpki()) }, { signer });
+    const { payload } = await joinPayload(
+      { evidence: await tokenEvidence(tok, 'other-request-id-0001', signer.publicKeySpki()) },
+      { signer },
+    );
     await expectRefused(h, 'join', await sign(signer, payload), 401, 'token_invalid');
     // Evidence lifted from someone else's request (same request id, their key) and re-signed by ours.
     const theirs = await joinPayload({}, T());
-    const { payload: stolen } = await joinPayload({ request_id: theirs.payload.request_id, evidence: theirs.payload.evidence }, { signer });
+    const { payload: stolen } = await joinPayload(
+      { request_id: theirs.payload.request_id, evidence: theirs.payload.evidence },
+      { signer },
+    );
     const res = await expectRefused(h, 'join', await sign(signer, stolen), 401, 'token_invalid');
     expect(res.json.message).toMatch(/proof/);
   });
@@ -197,7 +228,11 @@ describe('POST /v1/join refusals change nothing', () => {
     const before = await h.counts();
     const id = await h.join({ token: tok });
     expect(id.result.generation).toBe(1);
-    expect(await h.counts()).toMatchObject({ instances: before.instances + 1, certificates: before.certificates + 1, usedTokens: before.usedTokens + 1 });
+    expect(await h.counts()).toMatchObject({
+      instances: before.instances + 1,
+      certificates: before.certificates + 1,
+      usedTokens: before.usedTokens + 1,
+    });
     const { payload, signer } = await joinPayload({}, T());
     const res = await expectRefused(h, 'join', await sign(signer, payload), 401, 'token_reused');
     expect(res.json.message).toMatch(/token create --bot gw/);
@@ -257,7 +292,10 @@ describe('other endpoints', () => {
     expectRefusal(await h.request('GET', '/v1/admin/%E0%A4%A'), 400, 'bad_request');
   });
   it('an over-long admin op name → a documented {code, message, retryable} body', async () => {
-    const res = await h.request('POST', `/v1/admin/${'a'.repeat(200)}`, { body: '{}', headers: { ...JSON_CT, authorization: `Bearer ${h.adminToken}` } });
+    const res = await h.request('POST', `/v1/admin/${'a'.repeat(200)}`, {
+      body: '{}',
+      headers: { ...JSON_CT, authorization: `Bearer ${h.adminToken}` },
+    });
     expect(Object.keys(res.json).sort()).toEqual(['code', 'message', 'retryable']);
   });
 
@@ -266,7 +304,9 @@ describe('other endpoints', () => {
   it('a malformed_json refusal on /v1/join is audited like every other refusal', async () => {
     const seq = await h.lastAuditSeq();
     expectRefusal(await h.request('POST', '/v1/join', { body: '{', headers: JSON_CT }), 400, 'malformed_json');
-    expect((await h.auditAfter(seq)).map((r) => [r.action, r.outcome, r.code])).toEqual([['join', 'refused', 'malformed_json']]);
+    expect((await h.auditAfter(seq)).map((r) => [r.action, r.outcome, r.code])).toEqual([
+      ['join', 'refused', 'malformed_json'],
+    ]);
   });
 
   it('GET /healthz → 200', async () => {
@@ -299,7 +339,9 @@ describe('admin API', () => {
     expectRefusal(await admin('bots.ls', '{}', `Bearer ${'x'.repeat(43)}`), 401, 'unauthorized');
     expectRefusal(await admin('bots.ls', '{}', h.adminToken), 401, 'unauthorized'); // no "Bearer " scheme
     expectRefusal(await admin('bots.ls', '{}', `Bearer ${h.adminToken}x`), 401, 'unauthorized');
-    expect((await h.auditAfter(seq)).map((r) => [r.action, r.outcome, r.code])).toEqual(Array(4).fill(['admin', 'refused', 'unauthorized']));
+    expect((await h.auditAfter(seq)).map((r) => [r.action, r.outcome, r.code])).toEqual(
+      Array(4).fill(['admin', 'refused', 'unauthorized']),
+    );
   });
 
   it('right bearer → 200 with the result', async () => {

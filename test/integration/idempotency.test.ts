@@ -15,7 +15,8 @@ afterEach(async () => {
   await h?.close();
 });
 
-const requestIdOf = (env: Jws): string => JSON.parse(Buffer.from(env.payload, 'base64url').toString()).request_id as string;
+const requestIdOf = (env: Jws): string =>
+  JSON.parse(Buffer.from(env.payload, 'base64url').toString()).request_id as string;
 const certRows = (id: Identity) => h.ctx.stores.certificates.listByInstance(id.result.instance_id);
 const instance = async (id: Identity) => (await h.ctx.stores.instances.get(id.result.instance_id))!;
 
@@ -23,7 +24,12 @@ const instance = async (id: Identity) => (await h.ctx.stores.instances.get(id.re
 async function renew(id: Identity) {
   const { envelope, newSigner } = await h.renewEnvelope(id);
   const res = await h.post('renew', envelope);
-  return { envelope, newSigner, res, next: res.status === 200 ? h.identityFrom(res, 'renew', requestIdOf(envelope), newSigner) : undefined };
+  return {
+    envelope,
+    newSigner,
+    res,
+    next: res.status === 200 ? h.identityFrom(res, 'renew', requestIdOf(envelope), newSigner) : undefined,
+  };
 }
 
 describe('idempotent replays', () => {
@@ -37,7 +43,11 @@ describe('idempotent replays', () => {
     expect(replayed.chainPem).toEqual(first.next!.chainPem);
     expect(again.json.payload).toBe(first.res.json.payload); // byte-identical stored payload
     expect((await certRows(id)).map((c) => c.generation)).toEqual([1, 2]);
-    expect(await instance(id)).toMatchObject({ generation: 2, locked: false, currentSerial: first.next!.result.serial });
+    expect(await instance(id)).toMatchObject({
+      generation: 2,
+      locked: false,
+      currentSerial: first.next!.result.serial,
+    });
   });
 
   it('replays are answered without a new audit "renew ok" row or metric increment', async () => {
@@ -103,7 +113,14 @@ describe('generations', () => {
     expect(stale.res.json).toMatchObject({ code: 'generation_mismatch', retryable: false });
     expect(await instance(gen1)).toMatchObject({ locked: true, generation: 2 });
     expect((await instance(gen1)).lockReason).toMatch(/generation_mismatch/);
-    expect((await h.auditAfter(seq)).map((r) => ({ action: r.action, outcome: r.outcome, code: r.code, instanceId: r.instanceId }))).toEqual([
+    expect(
+      (await h.auditAfter(seq)).map((r) => ({
+        action: r.action,
+        outcome: r.outcome,
+        code: r.code,
+        instanceId: r.instanceId,
+      })),
+    ).toEqual([
       { action: 'renew', outcome: 'refused', code: 'generation_mismatch', instanceId: gen1.result.instance_id },
     ]);
     expect(await certRows(gen1)).toHaveLength(2);

@@ -27,7 +27,10 @@ function dataDir(trustDomain: string): string {
 }
 
 async function started(dir: string, extra: { rotateEveryMs?: number } = {}): Promise<IssuerService> {
-  const s = IssuerService.open({ dataDir: dir, host: '127.0.0.1', port: 0, audit: { checkpointIntervalMs: 600_000 }, ...extra }, createLogger({ name: 'test', level: 'silent' }));
+  const s = IssuerService.open(
+    { dataDir: dir, host: '127.0.0.1', port: 0, audit: { checkpointIntervalMs: 600_000 }, ...extra },
+    createLogger({ name: 'test', level: 'silent' }),
+  );
   services.push(s);
   await s.start();
   return s;
@@ -77,7 +80,10 @@ describe('IssuerService', () => {
     const port = Number(new URL(s.url).port);
     await s.stop();
     await s.stop();
-    const again = IssuerService.open({ dataDir: dir, host: '127.0.0.1', port, audit: { checkpointIntervalMs: 600_000 } }, createLogger({ name: 'test', level: 'silent' }));
+    const again = IssuerService.open(
+      { dataDir: dir, host: '127.0.0.1', port, audit: { checkpointIntervalMs: 600_000 } },
+      createLogger({ name: 'test', level: 'silent' }),
+    );
     services.push(again);
     await again.start();
     expect(again.url).toBe(s.url);
@@ -86,8 +92,14 @@ describe('IssuerService', () => {
   it('a port in use is a clear config error and leaves nothing running', async () => {
     const a = await started(dataDir('busy.example'));
     const port = Number(new URL(a.url).port);
-    const b = IssuerService.open({ dataDir: dataDir('busy2.example'), host: '127.0.0.1', port, audit: { checkpointIntervalMs: 600_000 } }, createLogger({ name: 'test', level: 'silent' }));
-    await expect(b.start()).rejects.toMatchObject({ code: 'config_invalid', message: expect.stringContaining('EADDRINUSE') });
+    const b = IssuerService.open(
+      { dataDir: dataDir('busy2.example'), host: '127.0.0.1', port, audit: { checkpointIntervalMs: 600_000 } },
+      createLogger({ name: 'test', level: 'silent' }),
+    );
+    await expect(b.start()).rejects.toMatchObject({
+      code: 'config_invalid',
+      message: expect.stringContaining('EADDRINUSE'),
+    });
     await b.stop();
   });
 });

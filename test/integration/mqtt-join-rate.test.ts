@@ -31,7 +31,9 @@ function responderWith(limits: ConstructorParameters<typeof MqttResponder>[0]['j
     published.push({ topic, answer });
   };
   const join = async (responseTopic: string, envelope: Jws): Promise<void> =>
-    internals.handle('sigil/v1/join', Buffer.from(JSON.stringify(envelope)), { properties: { responseTopic, correlationData: Buffer.from('c') } } as unknown as IPublishPacket);
+    internals.handle('sigil/v1/join', Buffer.from(JSON.stringify(envelope)), {
+      properties: { responseTopic, correlationData: Buffer.from('c') },
+    } as unknown as IPublishPacket);
   return { published, join };
 }
 
@@ -41,11 +43,16 @@ async function badJoin(): Promise<Jws> {
   return sign(signer, payload);
 }
 
-const codeOf = (answer: Jws): { code: string; retry_after_ms?: number } => (JSON.parse(b64u.decode(answer.payload).toString('utf8')) as { error: { code: string; retry_after_ms?: number } }).error;
+const codeOf = (answer: Jws): { code: string; retry_after_ms?: number } =>
+  (JSON.parse(b64u.decode(answer.payload).toString('utf8')) as { error: { code: string; retry_after_ms?: number } })
+    .error;
 
 describe('MQTT join rate limits', () => {
   it('per topic: past the burst, a signed rate_limited refusal with retry_after_ms; another topic is unaffected', async () => {
-    const { published, join } = responderWith({ perTopic: { ratePerS: 0.1, burst: 3 }, overall: { ratePerS: 1000, burst: 1000 } });
+    const { published, join } = responderWith({
+      perTopic: { ratePerS: 0.1, burst: 3 },
+      overall: { ratePerS: 1000, burst: 1000 },
+    });
     const envs = await Promise.all(Array.from({ length: 5 }, badJoin));
     for (const e of envs) await join('sigil/v1/resp/bootstrap/flooder', e);
     await join('sigil/v1/resp/bootstrap/quiet', await badJoin());
@@ -71,9 +78,19 @@ describe('MQTT join rate limits', () => {
   });
 
   it('overall: a flood rotating through topics is capped too', async () => {
-    const { published, join } = responderWith({ perTopic: { ratePerS: 1000, burst: 1000 }, overall: { ratePerS: 0.1, burst: 4 } });
+    const { published, join } = responderWith({
+      perTopic: { ratePerS: 1000, burst: 1000 },
+      overall: { ratePerS: 0.1, burst: 4 },
+    });
     for (let i = 0; i < 6; i++) await join(`sigil/v1/resp/bootstrap/t${i}`, await badJoin());
-    expect(published.map((p) => codeOf(p.answer).code)).toEqual(['token_invalid', 'token_invalid', 'token_invalid', 'token_invalid', 'rate_limited', 'rate_limited']);
+    expect(published.map((p) => codeOf(p.answer).code)).toEqual([
+      'token_invalid',
+      'token_invalid',
+      'token_invalid',
+      'token_invalid',
+      'rate_limited',
+      'rate_limited',
+    ]);
     // Refused joins are not audited one by one here (the limiter runs before the join method).
     expect((await h.ctx.stores.audit.list()).filter((r) => r.code === 'rate_limited')).toEqual([]);
   });

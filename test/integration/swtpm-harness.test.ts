@@ -10,7 +10,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeStartupLocality, parseEventLog, replayEventLog, writeEventLog, type PcrBank } from '../../src/tpm/eventlog/index.js';
+import {
+  encodeStartupLocality,
+  parseEventLog,
+  replayEventLog,
+  writeEventLog,
+  type PcrBank,
+} from '../../src/tpm/eventlog/index.js';
 import { bootEvents } from '../helpers/firmware-boot.js';
 import {
   createLocalCa,
@@ -30,7 +36,11 @@ const work = mkdtempSync(join(tmpdir(), 'sigil-harness-test-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
 
 /** `openssl verify` of a DER certificate read from NV, against the CA's root + intermediate. */
-async function verifyNvCert(tpm: SwtpmInstance, nvIndex: string, caFiles: readonly [string, string]): Promise<{ ok: boolean; text: string }> {
+async function verifyNvCert(
+  tpm: SwtpmInstance,
+  nvIndex: string,
+  caFiles: readonly [string, string],
+): Promise<{ ok: boolean; text: string }> {
   const der = join(work, `cert-${tpm.port}-${nvIndex}.der`);
   const pem = `${der}.pem`;
   await tpm2Tool(tpm, 'tpm2_nvread', [nvIndex, '-o', der]);
@@ -67,7 +77,9 @@ async function tpm2Eventlog(log: Buffer, name: string): Promise<{ stdout: string
 describe('tools', () => {
   it('a missing binary fails with the command that installs it, never a skip', async () => {
     const empty = mkdtempSync(join(work, 'empty-path-'));
-    await expect(createSwtpm({ searchPath: empty })).rejects.toThrow('swtpm not found: run scripts/setup.sh (apt-get install swtpm swtpm-tools tpm2-tools)');
+    await expect(createSwtpm({ searchPath: empty })).rejects.toThrow(
+      'swtpm not found: run scripts/setup.sh (apt-get install swtpm swtpm-tools tpm2-tools)',
+    );
   });
 });
 
@@ -81,7 +93,11 @@ describe('swtpm with a shared manufacturer CA', () => {
   beforeAll(async () => {
     fleetCa = await createLocalCa({ dir: join(work, 'fleet-ca') });
     foreignCa = await createLocalCa({ dir: join(work, 'foreign-ca'), manufacturer: 'Foreign Corp' });
-    [a, b, foreign] = await Promise.all([createSwtpm({ localCa: fleetCa }), createSwtpm({ localCa: fleetCa }), createSwtpm({ localCa: foreignCa })]);
+    [a, b, foreign] = await Promise.all([
+      createSwtpm({ localCa: fleetCa }),
+      createSwtpm({ localCa: fleetCa }),
+      createSwtpm({ localCa: foreignCa }),
+    ]);
     await Promise.all([a.start(), b.start(), foreign.start()]);
   });
   afterAll(async () => {
@@ -167,7 +183,15 @@ describe('simulateBoot', () => {
 
   for (const [label, spec] of [
     ['defaults', {}],
-    ['secure boot off, other firmware, boot loader and command line', { secureBoot: false, firmwareVersion: 'Vendor FW 7.2', bootLoader: Buffer.from('MZ another loader'), kernelCmdline: 'root=/dev/vda1 console=ttyS0' }],
+    [
+      'secure boot off, other firmware, boot loader and command line',
+      {
+        secureBoot: false,
+        firmwareVersion: 'Vendor FW 7.2',
+        bootLoader: Buffer.from('MZ another loader'),
+        kernelCmdline: 'root=/dev/vda1 console=ttyS0',
+      },
+    ],
   ] as const) {
     it(`extends what its log says (${label}): tpm2_pcrread and tpm2_eventlog agree`, async () => {
       await tpm.reboot();
@@ -178,7 +202,9 @@ describe('simulateBoot', () => {
       for (const bank of ['sha256', 'sha1'] as PcrBank[]) {
         const onTpm = await readPcrs(tpm, bank, [0, 4, 7, 8, 9]);
         for (const pcr of [0, 4, 7, 8, 9]) {
-          expect(onTpm.get(pcr)!.toString('hex'), `${bank} PCR ${pcr}`).toBe(boot.pcrsByBank.get(bank)!.get(pcr)!.toString('hex'));
+          expect(onTpm.get(pcr)!.toString('hex'), `${bank} PCR ${pcr}`).toBe(
+            boot.pcrsByBank.get(bank)!.get(pcr)!.toString('hex'),
+          );
         }
       }
       expect(boot.pcrs).toBe(boot.pcrsByBank.get('sha1')); // the TPM's first bank
@@ -225,11 +251,16 @@ describe('simulateBoot', () => {
       // the difference stays explained: PCR 0 from zero, with one extra extend of a zero digest.
       const sha = (...b: Buffer[]): Buffer => b.reduce((h, x) => h.update(x), createHash('sha256')).digest();
       const pcr0Events = parseEventLog(log).events.filter((e) => e.pcr === 0 && e.typeName !== 'EV_NO_ACTION');
-      const quirk = pcr0Events.reduce<Buffer>((pcr, e) => sha(pcr, e.digests.get('sha256')!), sha(Buffer.alloc(32), Buffer.alloc(32)));
+      const quirk = pcr0Events.reduce<Buffer>(
+        (pcr, e) => sha(pcr, e.digests.get('sha256')!),
+        sha(Buffer.alloc(32), Buffer.alloc(32)),
+      );
       expect(theirs.get(0)).toBe(quirk.toString('hex'));
       const init = Buffer.alloc(32);
       init[31] = 3;
-      expect(ours.get(0)!.equals(pcr0Events.reduce<Buffer>((pcr, e) => sha(pcr, e.digests.get('sha256')!), init))).toBe(true);
+      expect(ours.get(0)!.equals(pcr0Events.reduce<Buffer>((pcr, e) => sha(pcr, e.digests.get('sha256')!), init))).toBe(
+        true,
+      );
     }
   });
 });
@@ -238,9 +269,12 @@ describe('scripts/swtpm/start.sh and stop.sh', () => {
   it('start a manufactured TPM, print its environment, stop it and keep its state', async () => {
     const dir = join(work, 'shell-tpm');
     const caDir = join(work, 'shell-ca');
-    const startSh = (): Promise<{ stdout: string }> => exec('bash', [join(ROOT, 'scripts/swtpm/start.sh'), '--dir', dir, '--ca-dir', caDir]);
-    const stopSh = (...extra: string[]): Promise<unknown> => exec('bash', [join(ROOT, 'scripts/swtpm/stop.sh'), '--dir', dir, ...extra]);
-    const envOf = (stdout: string): Record<string, string> => Object.fromEntries([...stdout.matchAll(/^export (\w+)='?([^'\n]*)'?$/gm)].map((m) => [m[1]!, m[2]!]));
+    const startSh = (): Promise<{ stdout: string }> =>
+      exec('bash', [join(ROOT, 'scripts/swtpm/start.sh'), '--dir', dir, '--ca-dir', caDir]);
+    const stopSh = (...extra: string[]): Promise<unknown> =>
+      exec('bash', [join(ROOT, 'scripts/swtpm/stop.sh'), '--dir', dir, ...extra]);
+    const envOf = (stdout: string): Record<string, string> =>
+      Object.fromEntries([...stdout.matchAll(/^export (\w+)='?([^'\n]*)'?$/gm)].map((m) => [m[1]!, m[2]!]));
     const ekCert = async (tcti: string): Promise<Buffer> => {
       const der = join(work, `shell-ek-${Date.now()}.der`);
       await exec('tpm2_nvread', ['0x01c00002', '-o', der], { env: { ...process.env, TPM2TOOLS_TCTI: tcti } });
@@ -254,7 +288,9 @@ describe('scripts/swtpm/start.sh and stop.sh', () => {
     let cert: Buffer;
     try {
       const tools = { ...process.env, TPM2TOOLS_TCTI: env.TPM2TOOLS_TCTI };
-      expect((await exec('tpm2_getcap', ['handles-persistent'], { env: tools })).stdout).toMatch(/0x81010001[\s\S]*0x81010016/);
+      expect((await exec('tpm2_getcap', ['handles-persistent'], { env: tools })).stdout).toMatch(
+        /0x81010001[\s\S]*0x81010016/,
+      );
       cert = await ekCert(env.TPM2TOOLS_TCTI!);
       const pem = join(work, 'shell-ek.pem');
       writeFileSync(`${pem}.der`, cert);
@@ -266,7 +302,12 @@ describe('scripts/swtpm/start.sh and stop.sh', () => {
     } finally {
       await stopSh();
     }
-    await expect(exec('tpm2_getcap', ['handles-persistent'], { env: { ...process.env, TPM2TOOLS_TCTI: env.TPM2TOOLS_TCTI }, timeout: 10_000 })).rejects.toThrow();
+    await expect(
+      exec('tpm2_getcap', ['handles-persistent'], {
+        env: { ...process.env, TPM2TOOLS_TCTI: env.TPM2TOOLS_TCTI },
+        timeout: 10_000,
+      }),
+    ).rejects.toThrow();
 
     // Started again from the same directory: the same TPM (same EK certificate), not a new one.
     const again = envOf((await startSh()).stdout);

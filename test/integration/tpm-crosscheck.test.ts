@@ -34,7 +34,15 @@ import { tpm2bEncryptedSecret, tpm2bIdObject } from '../../src/tpm/structures/ba
 import { marshal } from '../../src/tpm/structures/codec.js';
 import { TpmReader } from '../../src/tpm/marshal.js';
 import type { HttpsIssuerClient } from '../../src/transport/https/client.js';
-import { createLocalCa, createSwtpm, readPcrs, simulateBoot, tpm2Tool, type SharedLocalCa, type SwtpmInstance } from '../helpers/swtpm.js';
+import {
+  createLocalCa,
+  createSwtpm,
+  readPcrs,
+  simulateBoot,
+  tpm2Tool,
+  type SharedLocalCa,
+  type SwtpmInstance,
+} from '../helpers/swtpm.js';
 import { startTabrmd } from '../helpers/tabrmd.js';
 import { httpsClient, setTpmRules, tpmJoin, tpmRule } from '../helpers/tpm-join.js';
 import { startIssuer, type Harness } from './harness.js';
@@ -76,7 +84,8 @@ async function openssl(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ s
     return await run('openssl', args, { env: { ...process.env, ...env }, cwd: tpm.dir, maxBuffer: 1 << 22 });
   } catch (e) {
     const err = e as Error & { stderr?: string };
-    if (/tpm2/.test(err.stderr ?? '') && /provider|module/i.test(err.stderr ?? '')) throw new Error(`OpenSSL tpm2 provider missing (${OPENSSL_TPM2}): ${err.stderr}`);
+    if (/tpm2/.test(err.stderr ?? '') && /provider|module/i.test(err.stderr ?? ''))
+      throw new Error(`OpenSSL tpm2 provider missing (${OPENSSL_TPM2}): ${err.stderr}`);
     throw e;
   }
 }
@@ -111,30 +120,96 @@ afterAll(async () => {
 });
 
 describe('tpm join cryptography against tpm2-tools and openssl', () => {
-  it('a quote made by tpm2_quote passes Sigil\'s quote and PCR digest checks', async () => {
-    await tools('tpm2_createak', ['-C', '0x81010001', '-c', f('ak.ctx'), '-G', 'ecc', '-g', 'sha256', '-s', 'ecdsa', '-u', f('ak.pub'), '-n', f('ak.name')]);
+  it("a quote made by tpm2_quote passes Sigil's quote and PCR digest checks", async () => {
+    await tools('tpm2_createak', [
+      '-C',
+      '0x81010001',
+      '-c',
+      f('ak.ctx'),
+      '-G',
+      'ecc',
+      '-g',
+      'sha256',
+      '-s',
+      'ecdsa',
+      '-u',
+      f('ak.pub'),
+      '-n',
+      f('ak.name'),
+    ]);
     const nonce = randomBytes(32);
-    await tools('tpm2_quote', ['-c', f('ak.ctx'), '-l', 'sha256:0,4,7', '-q', nonce.toString('hex'), '-m', f('q.msg'), '-s', f('q.sig'), '-g', 'sha256']);
+    await tools('tpm2_quote', [
+      '-c',
+      f('ak.ctx'),
+      '-l',
+      'sha256:0,4,7',
+      '-q',
+      nonce.toString('hex'),
+      '-m',
+      f('q.msg'),
+      '-s',
+      f('q.sig'),
+      '-g',
+      'sha256',
+    ]);
     const ak = parsePublic(readFileSync(f('ak.pub')).toString('base64'), 'ak.pub');
-    const quote = parseSignedAttest({ attest: readFileSync(f('q.msg')).toString('base64'), signature: readFileSync(f('q.sig')).toString('base64') }, 'quote', 'quote_invalid');
+    const quote = parseSignedAttest(
+      { attest: readFileSync(f('q.msg')).toString('base64'), signature: readFileSync(f('q.sig')).toString('base64') },
+      'quote',
+      'quote_invalid',
+    );
     const selection = [{ bank: 'sha256' as const, pcrs: [0, 4, 7] }];
     const q = verifyQuote(quote, ak, nonce, selection);
     const pcrs = await readPcrs(tpm, 'sha256', [0, 4, 7]);
-    expect(Buffer.from(hash(TPM_ALG.SHA256, ...[0, 4, 7].map((p) => pcrs.get(p)!))).equals(Buffer.from(q.attested.pcrDigest))).toBe(true);
-    expect(() => verifyQuote(quote, ak, randomBytes(32), selection)).toThrow(expect.objectContaining({ code: 'quote_nonce_mismatch' }));
-    expect(() => verifyQuote(quote, ak, nonce, [{ bank: 'sha256', pcrs: [0, 7] }])).toThrow(expect.objectContaining({ code: 'quote_invalid' }));
+    expect(
+      Buffer.from(hash(TPM_ALG.SHA256, ...[0, 4, 7].map((p) => pcrs.get(p)!))).equals(
+        Buffer.from(q.attested.pcrDigest),
+      ),
+    ).toBe(true);
+    expect(() => verifyQuote(quote, ak, randomBytes(32), selection)).toThrow(
+      expect.objectContaining({ code: 'quote_nonce_mismatch' }),
+    );
+    expect(() => verifyQuote(quote, ak, nonce, [{ bank: 'sha256', pcrs: [0, 7] }])).toThrow(
+      expect.objectContaining({ code: 'quote_invalid' }),
+    );
   });
 
-  it('Sigil\'s software MakeCredential is activated by tpm2_activatecredential', async () => {
+  it("Sigil's software MakeCredential is activated by tpm2_activatecredential", async () => {
     await tools('tpm2_readpublic', ['-c', '0x81010001', '-o', f('ek.pub')]);
-    await tools('tpm2_createak', ['-C', '0x81010001', '-c', f('ak2.ctx'), '-G', 'ecc', '-g', 'sha256', '-s', 'ecdsa', '-u', f('ak2.pub'), '-n', f('ak2.name')]);
+    await tools('tpm2_createak', [
+      '-C',
+      '0x81010001',
+      '-c',
+      f('ak2.ctx'),
+      '-G',
+      'ecc',
+      '-g',
+      'sha256',
+      '-s',
+      'ecdsa',
+      '-u',
+      f('ak2.pub'),
+      '-n',
+      f('ak2.name'),
+    ]);
     const ek = parsePublic(readFileSync(f('ek.pub')).toString('base64'), 'ek.pub');
     const secret = randomBytes(32);
     const cred = makeCredential(ek.value, readFileSync(f('ak2.name')), secret);
     writeCredentialFile(f('sigil.cred'), cred.credentialBlob, cred.secret);
     await tools('tpm2_startauthsession', ['--policy-session', '-S', f('s.ctx')]);
     await tpm2Tool(tpm, 'tpm2_policysecret', ['-S', f('s.ctx'), '-c', 'e']);
-    await tpm2Tool(tpm, 'tpm2_activatecredential', ['-c', f('ak2.ctx'), '-C', '0x81010001', '-i', f('sigil.cred'), '-o', f('sigil.out'), '-P', `session:${f('s.ctx')}`]);
+    await tpm2Tool(tpm, 'tpm2_activatecredential', [
+      '-c',
+      f('ak2.ctx'),
+      '-C',
+      '0x81010001',
+      '-i',
+      f('sigil.cred'),
+      '-o',
+      f('sigil.out'),
+      '-P',
+      `session:${f('s.ctx')}`,
+    ]);
     await tpm2Tool(tpm, 'tpm2_flushcontext', [f('s.ctx')]);
     await tpm2Tool(tpm, 'tpm2_flushcontext', ['-t']);
     expect(readFileSync(f('sigil.out')).equals(secret)).toBe(true);
@@ -146,30 +221,58 @@ describe('tpm join cryptography against tpm2-tools and openssl', () => {
     const akBlob = await access.run((t) => access.withParent(t, OWNER_PARENT, (srk) => t.create(srk, akTemplate())));
     const secret = randomBytes(32);
     writeFileSync(f('secret.bin'), secret);
-    await run('tpm2_makecredential', ['-T', 'none', '-e', f('ek.pub'), '-s', f('secret.bin'), '-n', Buffer.from(objectName(akBlob.public)).toString('hex'), '-o', f('tools.cred')]);
+    await run('tpm2_makecredential', [
+      '-T',
+      'none',
+      '-e',
+      f('ek.pub'),
+      '-s',
+      f('secret.bin'),
+      '-n',
+      Buffer.from(objectName(akBlob.public)).toString('hex'),
+      '-o',
+      f('tools.cred'),
+    ]);
     const cred = readCredentialFile(f('tools.cred'));
     const got = await access.run(async (t) => {
       const ak = await access.withParent(t, OWNER_PARENT, (srk) => t.load(srk, akBlob));
-      return t.withTransient(ak, (k) => t.withTransient(t.readEkPublic('rsa-2048'), (ek) => t.activateCredential(k, ek, cred.blob, cred.secret)));
+      return t.withTransient(ak, (k) =>
+        t.withTransient(t.readEkPublic('rsa-2048'), (ek) => t.activateCredential(k, ek, cred.blob, cred.secret)),
+      );
     });
     expect(Buffer.from(got).equals(secret)).toBe(true);
   });
 
   it('EK certificates from swtpm_localca: openssl verify and Sigil agree; a foreign manufacturer is refused by both', async () => {
     const rule = { name: 'racks', bot: 'gw', config: { ek_ca_files: [...ca.caFiles] } };
-    for (const [t, trusted] of [[tpm, true], [foreign, false]] as const) {
-      for (const [index, kind] of [['0x01c00002', 'rsa-2048'], ['0x01c00016', 'ecc-p384']] as const) {
+    for (const [t, trusted] of [
+      [tpm, true],
+      [foreign, false],
+    ] as const) {
+      for (const [index, kind] of [
+        ['0x01c00002', 'rsa-2048'],
+        ['0x01c00016', 'ecc-p384'],
+      ] as const) {
         const der = join(t.dir, `ek-${kind}.der`);
         await tpm2Tool(t, 'tpm2_nvread', [index, '-o', der]);
         const raw = readFileSync(der);
         const cert = new X509Certificate(raw.subarray(0, 4 + raw.readUInt16BE(2)));
         writeFileSync(`${der}.pem`, cert.toString());
-        const ov = await run('openssl', ['verify', '-CAfile', ca.rootCert, '-untrusted', ca.issuerCert, `${der}.pem`]).then(
+        const ov = await run('openssl', [
+          'verify',
+          '-CAfile',
+          ca.rootCert,
+          '-untrusted',
+          ca.issuerCert,
+          `${der}.pem`,
+        ]).then(
           (r) => r.stdout,
           (e: { stdout?: string; stderr?: string }) => `${e.stdout ?? ''}${e.stderr ?? ''}`,
         );
         expect(ov.includes(': OK'), `openssl verify ${kind}: ${ov}`).toBe(trusted);
-        const ekPub = await new TpmAccess(t.tcti).run((x) => x.withTransient(x.readEkPublic(kind), async (k) => k.public));
+        const ekPub = await new TpmAccess(t.tcti).run((x) =>
+          x.withTransient(x.readEkPublic(kind), async (k) => k.public),
+        );
         const ek = readEk({ ek_public: encodePublic(ekPub), ek_cert: cert.raw.toString('base64') });
         const sigil = await checkEkForRule(ek, rule, new Date()).then(
           () => 'ok',
@@ -184,9 +287,16 @@ describe('tpm join cryptography against tpm2-tools and openssl', () => {
     await setTpmRules(h, tpmRule('racks', `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]`));
     const joined = await tpmJoin(h, client, tpm);
     const recorded = (await h.ctx.stores.instances.get(joined.payload.result.instance_id))!.facts.ek_public_hash;
-    const sh = (cmd: string): Promise<string> => run('bash', ['-c', cmd], { cwd: tpm.dir, env: { ...process.env, ...tpm.env } }).then((r) => r.stdout.split(/\s/)[0]!);
-    const fromCert = await sh('tpm2_nvread 0x01c00002 -o ek.der 2>/dev/null && openssl x509 -inform DER -in ek.der -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum');
-    const fromPublic = await sh('tpm2_readpublic -c 0x81010001 -f der -o ek.spki.der >/dev/null && sha256sum ek.spki.der');
+    const sh = (cmd: string): Promise<string> =>
+      run('bash', ['-c', cmd], { cwd: tpm.dir, env: { ...process.env, ...tpm.env } }).then(
+        (r) => r.stdout.split(/\s/)[0]!,
+      );
+    const fromCert = await sh(
+      'tpm2_nvread 0x01c00002 -o ek.der 2>/dev/null && openssl x509 -inform DER -in ek.der -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum',
+    );
+    const fromPublic = await sh(
+      'tpm2_readpublic -c 0x81010001 -f der -o ek.spki.der >/dev/null && sha256sum ek.spki.der',
+    );
     await tpm2Tool(tpm, 'tpm2_flushcontext', ['-t']);
     expect(`sha256:${fromCert}`).toBe(recorded);
     expect(`sha256:${fromPublic}`).toBe(recorded);
@@ -201,27 +311,76 @@ describe('tpm join cryptography against tpm2-tools and openssl', () => {
     writeFileSync(f('chain.pem'), joined.payload.result.chain.slice(1).join(''));
     writeFileSync(f('bundle.pem'), joined.payload.result.bundle.join(''));
     // Our own reader gets the blobs back.
-    expect(readTss2Pem(readFileSync(f('svid.tss2.pem'), 'utf8'))).toMatchObject({ parent: OWNER_PARENT, emptyAuth: true });
+    expect(readTss2Pem(readFileSync(f('svid.tss2.pem'), 'utf8'))).toMatchObject({
+      parent: OWNER_PARENT,
+      emptyAuth: true,
+    });
     // OpenSSL derives the same public key (straight on swtpm: one key, one command sequence).
-    await openssl(['pkey', '-provider', 'tpm2', '-provider', 'default', '-in', 'svid.tss2.pem', '-pubout', '-outform', 'DER', '-out', 'svid.pub.der'], { TPM2OPENSSL_TCTI: tpm.tcti });
+    await openssl(
+      [
+        'pkey',
+        '-provider',
+        'tpm2',
+        '-provider',
+        'default',
+        '-in',
+        'svid.tss2.pem',
+        '-pubout',
+        '-outform',
+        'DER',
+        '-out',
+        'svid.pub.der',
+      ],
+      { TPM2OPENSSL_TCTI: tpm.tcti },
+    );
     expect(readFileSync(f('svid.pub.der')).equals(key.publicKeySpki())).toBe(true);
-    expect(createPublicKey({ key: readFileSync(f('svid.pub.der')), format: 'der', type: 'spki' }).equals(new X509Certificate(readFileSync(f('svid.pem'))).publicKey)).toBe(true);
+    expect(
+      createPublicKey({ key: readFileSync(f('svid.pub.der')), format: 'der', type: 'spki' }).equals(
+        new X509Certificate(readFileSync(f('svid.pem'))).publicKey,
+      ),
+    ).toBe(true);
 
     const broker = await startTabrmd(tpm.tcti);
     try {
       const port = await freePort();
-      const server = spawn('openssl', ['s_server', '-provider', 'tpm2', '-provider', 'default', '-propquery', '?provider=tpm2', '-accept', `127.0.0.1:${port}`, '-cert', 'svid.pem', '-cert_chain', 'chain.pem', '-key', 'svid.tss2.pem', '-naccept', '1'], {
-        cwd: tpm.dir,
-        env: broker.env,
-        stdio: ['pipe', 'pipe', 'pipe'],
-      });
+      const server = spawn(
+        'openssl',
+        [
+          's_server',
+          '-provider',
+          'tpm2',
+          '-provider',
+          'default',
+          '-propquery',
+          '?provider=tpm2',
+          '-accept',
+          `127.0.0.1:${port}`,
+          '-cert',
+          'svid.pem',
+          '-cert_chain',
+          'chain.pem',
+          '-key',
+          'svid.tss2.pem',
+          '-naccept',
+          '1',
+        ],
+        {
+          cwd: tpm.dir,
+          env: broker.env,
+          stdio: ['pipe', 'pipe', 'pipe'],
+        },
+      );
       let serverOut = '';
       server.stdout.on('data', (d: Buffer) => (serverOut += d.toString()));
       server.stderr.on('data', (d: Buffer) => (serverOut += d.toString()));
       for (let i = 0; i < 200 && !serverOut.includes('ACCEPT'); i++) await new Promise((r) => setTimeout(r, 50));
       expect(serverOut, serverOut).toContain('ACCEPT');
       const out = await new Promise<string>((resolve) => {
-        const c = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-CAfile', 'bundle.pem', '-verify_return_error'], { cwd: tpm.dir, stdio: ['pipe', 'pipe', 'pipe'] });
+        const c = spawn(
+          'openssl',
+          ['s_client', '-connect', `127.0.0.1:${port}`, '-CAfile', 'bundle.pem', '-verify_return_error'],
+          { cwd: tpm.dir, stdio: ['pipe', 'pipe', 'pipe'] },
+        );
         let text = '';
         c.stdout.on('data', (d: Buffer) => (text += d.toString()));
         c.stderr.on('data', (d: Buffer) => (text += d.toString()));

@@ -23,8 +23,25 @@ import { newRequestId } from '../../src/util/secret.js';
 import type { HttpsIssuerClient } from '../../src/transport/https/client.js';
 import { ROOT } from '../helpers/cli.js';
 import { OpensslPki, type OpensslCaDir } from '../helpers/openssl-pki.js';
-import { createLocalCa, createSwtpm, simulatedBootLog, simulateBoot, tpm2Tool, type SharedLocalCa, type SwtpmInstance } from '../helpers/swtpm.js';
-import { expectTpmRefused, httpsClient, quoteOnAnotherTpm, setTpmRules, tpmJoin, tpmRule, writeLog, type Answer } from '../helpers/tpm-join.js';
+import {
+  createLocalCa,
+  createSwtpm,
+  simulatedBootLog,
+  simulateBoot,
+  tpm2Tool,
+  type SharedLocalCa,
+  type SwtpmInstance,
+} from '../helpers/swtpm.js';
+import {
+  expectTpmRefused,
+  httpsClient,
+  quoteOnAnotherTpm,
+  setTpmRules,
+  tpmJoin,
+  tpmRule,
+  writeLog,
+  type Answer,
+} from '../helpers/tpm-join.js';
 import { expectRefusal, startIssuer, type Harness } from './harness.js';
 import { namedSigner } from '../../src/agent/named-signer.js';
 
@@ -37,7 +54,8 @@ let other: SwtpmInstance; // same manufacturer, booted with secure boot off
 let foreign: SwtpmInstance; // EK certificate from another manufacturer
 let gwLog: string;
 
-const RACKS = (): string => tpmRule('racks', `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]\nfirmware_profiles: [lab-gateway-v1]`);
+const RACKS = (): string =>
+  tpmRule('racks', `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]\nfirmware_profiles: [lab-gateway-v1]`);
 
 /** The RSA EK certificate, read with tpm2-tools, not Sigil. */
 async function ekCertOf(tpm: SwtpmInstance): Promise<X509Certificate> {
@@ -56,19 +74,29 @@ async function ekHashOf(tpm: SwtpmInstance): Promise<string> {
 
 function ctlJson(args: string[]): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--import', 'tsx', `${ROOT}/src/cli/main.ts`, 'ctl', '--data-dir', h.dir, ...args, '--format', 'json'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(
+      process.execPath,
+      ['--import', 'tsx', `${ROOT}/src/cli/main.ts`, 'ctl', '--data-dir', h.dir, ...args, '--format', 'json'],
+      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let out = '';
     let err = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
     p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    p.on('close', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`sigil ctl ${args.join(' ')} exited ${code}: ${err}`))));
+    p.on('close', (code) =>
+      code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`sigil ctl ${args.join(' ')} exited ${code}: ${err}`)),
+    );
   });
 }
 
 beforeAll(async () => {
   ca = await createLocalCa();
   foreignCa = await createLocalCa({ manufacturer: 'Rogue Silicon' });
-  [gw, other, foreign] = await Promise.all([createSwtpm({ localCa: ca }), createSwtpm({ localCa: ca }), createSwtpm({ localCa: foreignCa })]);
+  [gw, other, foreign] = await Promise.all([
+    createSwtpm({ localCa: ca }),
+    createSwtpm({ localCa: ca }),
+    createSwtpm({ localCa: foreignCa }),
+  ]);
   await Promise.all([gw.start(), other.start(), foreign.start()]);
   gwLog = writeLog(gw, 'boot.log', (await simulateBoot(gw)).eventLog);
   await simulateBoot(other, { secureBoot: false });
@@ -95,13 +123,29 @@ describe('tpm join with swtpm', () => {
     expect(id).toBe(tpmMachineId(ekHash));
     expect(r.payload.result).toMatchObject({ key_storage: 'tpm', exportable: false, generation: 1 });
     // The SVID is for the TPM key.
-    expect(new X509Certificate(r.payload.result.chain[0]!).publicKey.export({ type: 'spki', format: 'der' }).equals(r.identity.publicKeySpki())).toBe(true);
+    expect(
+      new X509Certificate(r.payload.result.chain[0]!).publicKey
+        .export({ type: 'spki', format: 'der' })
+        .equals(r.identity.publicKeySpki()),
+    ).toBe(true);
     const rows = (await ctlJson(['instances', 'ls'])) as Array<Record<string, any>>;
     const row = rows.find((x) => x.id === id)!;
     expect(row).toMatchObject({ join_method: 'tpm', key_storage: 'tpm', exportable: false });
-    expect(row.facts).toMatchObject({ ek_public_hash: ekHash, firmware_profile: 'lab-gateway-v1', tpm_rule: 'racks', ek_type: 'rsa-2048', ek_cert_issuer: 'CN=swtpm-localca', event_log: true });
+    expect(row.facts).toMatchObject({
+      ek_public_hash: ekHash,
+      firmware_profile: 'lab-gateway-v1',
+      tpm_rule: 'racks',
+      ek_type: 'rsa-2048',
+      ek_cert_issuer: 'CN=swtpm-localca',
+      event_log: true,
+    });
     const audit = (await h.ctx.stores.audit.list()).filter((a) => a.action === 'join' && a.outcome === 'ok').at(-1)!;
-    expect(audit.details).toMatchObject({ ek_public_hash: ekHash, firmware_profile: 'lab-gateway-v1', key_storage: 'tpm', exportable: false });
+    expect(audit.details).toMatchObject({
+      ek_public_hash: ekHash,
+      firmware_profile: 'lab-gateway-v1',
+      key_storage: 'tpm',
+      exportable: false,
+    });
   });
 
   it('joins with the ECC P-384 EK (ECDH + KDFe MakeCredential); another EK is another instance', async () => {
@@ -143,9 +187,19 @@ describe('tpm join with swtpm', () => {
       const err = await expectTpmRefused(h, () => tpmJoin(h, client, edge), 'clock_invalid');
       expect(err.message).toContain(`sigil ctl instances tpm-clock-reset ${id}`);
 
-      const reset = (await ctlJson(['instances', 'tpm-clock-reset', id, '--reason', 'cleared for re-provisioning'])) as Record<string, unknown>;
+      const reset = (await ctlJson([
+        'instances',
+        'tpm-clock-reset',
+        id,
+        '--reason',
+        'cleared for re-provisioning',
+      ])) as Record<string, unknown>;
       expect(reset).toMatchObject({ instance: id, forgotten_clock_ms: recorded + 86_400_000, reset: true });
-      expect((await h.ctx.stores.audit.list()).at(-1)).toMatchObject({ action: 'tpm_clock_reset', outcome: 'ok', instanceId: id });
+      expect((await h.ctx.stores.audit.list()).at(-1)).toMatchObject({
+        action: 'tpm_clock_reset',
+        outcome: 'ok',
+        instanceId: id,
+      });
       // A second reset has nothing to forget, and says so.
       await expect(ctlJson(['instances', 'tpm-clock-reset', id])).rejects.toThrow(/no recorded TPM clock/);
 
@@ -193,20 +247,36 @@ describe('tpm join with swtpm', () => {
         key_storage: 'tpm',
         ...(attest ? { key_attestation: await attestRenewalKey({ ak, key: next, requestId }) } : {}),
       };
-      const env = await signJws(current.signer, TYP_REQUEST, payload, current.chain.map((c) => fromPem(c, 'CERTIFICATE')));
+      const env = await signJws(
+        current.signer,
+        TYP_REQUEST,
+        payload,
+        current.chain.map((c) => fromPem(c, 'CERTIFICATE')),
+      );
       const renewed = h.identityFrom(await h.post('renew', env), 'renew', requestId, next);
       current = { signer: next, chain: renewed.chainPem };
       return renewed.result;
     };
     const proven = await renew(true);
-    expect(proven).toMatchObject({ key_storage: 'tpm', exportable: false, generation: joined.payload.result.generation + 1 });
+    expect(proven).toMatchObject({
+      key_storage: 'tpm',
+      exportable: false,
+      generation: joined.payload.result.generation + 1,
+    });
     expect(await h.ctx.stores.certificates.get(proven.serial)).toMatchObject({ keyStorage: 'tpm', exportable: false });
     const audit = (await h.ctx.stores.audit.list()).filter((a) => a.action === 'renew' && a.outcome === 'ok').at(-1)!;
     expect(audit.details).toMatchObject({ key_storage: 'tpm', exportable: false });
     // The agent claims key_storage: tpm but proves nothing: recorded software, exportable.
     const claimed = await renew(false);
-    expect(claimed).toMatchObject({ key_storage: 'software', exportable: true, generation: joined.payload.result.generation + 2 });
-    expect(await h.ctx.stores.instances.get(joined.payload.result.instance_id)).toMatchObject({ keyStorage: 'software', exportable: true });
+    expect(claimed).toMatchObject({
+      key_storage: 'software',
+      exportable: true,
+      generation: joined.payload.result.generation + 2,
+    });
+    expect(await h.ctx.stores.instances.get(joined.payload.result.instance_id)).toMatchObject({
+      keyStorage: 'software',
+      exportable: true,
+    });
   });
 
   it('refuses a renewal whose key attestation was made for another request (certify_invalid)', async () => {
@@ -221,12 +291,23 @@ describe('tpm join with swtpm', () => {
       timestamp: h.ctx.now(),
       ...namedSigner(joined.payload.result.chain),
       csr: toPem('CERTIFICATE REQUEST', await buildCsr(next)),
-      key_attestation: await attestRenewalKey({ ak: joined.agent.attestationKey()!, key: next, requestId: newRequestId() }),
+      key_attestation: await attestRenewalKey({
+        ak: joined.agent.attestationKey()!,
+        key: next,
+        requestId: newRequestId(),
+      }),
     };
-    const env = await signJws(joined.identity, TYP_REQUEST, payload, joined.payload.result.chain.map((c) => fromPem(c, 'CERTIFICATE')));
+    const env = await signJws(
+      joined.identity,
+      TYP_REQUEST,
+      payload,
+      joined.payload.result.chain.map((c) => fromPem(c, 'CERTIFICATE')),
+    );
     const seq = await h.lastAuditSeq();
     expectRefusal(await h.post('renew', env), 401, 'certify_invalid');
-    expect((await h.auditAfter(seq)).map((a) => [a.action, a.outcome, a.code])).toEqual([['renew', 'refused', 'certify_invalid']]);
+    expect((await h.auditAfter(seq)).map((a) => [a.action, a.outcome, a.code])).toEqual([
+      ['renew', 'refused', 'certify_invalid'],
+    ]);
   });
 });
 
@@ -237,33 +318,64 @@ describe('tpm join attacks: each refused with its code and audited', () => {
     const first = await tpmJoin(h, client, gw, { onAnswer: (a) => (recorded = a) });
     // The same AK again, so the recorded quote even carries a valid signature: only its nonce is old.
     const keptAk = first.agent.attestationKey(first.requestId)!;
-    await expectTpmRefused(h, () => tpmJoin(h, client, gw, { agent: { ak: keptAk }, tamper: (a) => ({ ...a, quote: recorded!.quote, pcr_values: recorded!.pcr_values }) }), 'quote_nonce_mismatch');
+    await expectTpmRefused(
+      h,
+      () =>
+        tpmJoin(h, client, gw, {
+          agent: { ak: keptAk },
+          tamper: (a) => ({ ...a, quote: recorded!.quote, pcr_values: recorded!.pcr_values }),
+        }),
+      'quote_nonce_mismatch',
+    );
   });
 
   it("quote signed by another TPM's AK: quote_signature_invalid", async () => {
     await setTpmRules(h, RACKS());
     // The other TPM quotes the same nonce and PCR selection with its own AK.
-    await expectTpmRefused(h, () => tpmJoin(h, client, gw, { tamper: async (a, challenge) => ({ ...a, quote: await quoteOnAnotherTpm(other.tcti, challenge) }) }), 'quote_signature_invalid');
+    await expectTpmRefused(
+      h,
+      () =>
+        tpmJoin(h, client, gw, {
+          tamper: async (a, challenge) => ({ ...a, quote: await quoteOnAnotherTpm(other.tcti, challenge) }),
+        }),
+      'quote_signature_invalid',
+    );
   });
 
   it('AK without restricted: ak_attributes_invalid', async () => {
     await setTpmRules(h, RACKS());
     const t = akTemplate();
-    await expectTpmRefused(h, () => tpmJoin(h, client, gw, { agent: { akTemplate: { ...t, objectAttributes: t.objectAttributes & ~TPMA_OBJECT.restricted } } }), 'ak_attributes_invalid');
+    await expectTpmRefused(
+      h,
+      () =>
+        tpmJoin(h, client, gw, {
+          agent: { akTemplate: { ...t, objectAttributes: t.objectAttributes & ~TPMA_OBJECT.restricted } },
+        }),
+      'ak_attributes_invalid',
+    );
   });
 
   it('identity key created without fixedTPM (exportable): key_not_tpm_resident', async () => {
     await setTpmRules(h, RACKS());
     const t = identityKeyTemplate();
-    const exportable = { ...t, objectAttributes: t.objectAttributes & ~(TPMA_OBJECT.fixedTPM | TPMA_OBJECT.fixedParent) };
-    const err = await expectTpmRefused(h, () => tpmJoin(h, client, gw, { keyTemplate: exportable }), 'key_not_tpm_resident');
+    const exportable = {
+      ...t,
+      objectAttributes: t.objectAttributes & ~(TPMA_OBJECT.fixedTPM | TPMA_OBJECT.fixedParent),
+    };
+    const err = await expectTpmRefused(
+      h,
+      () => tpmJoin(h, client, gw, { keyTemplate: exportable }),
+      'key_not_tpm_resident',
+    );
     expect(err.message).toMatch(/fixedTPM/);
   });
 
   it('PCR mismatch against the profile: pcr_mismatch naming the PCR, expected and got', async () => {
     await setTpmRules(h, RACKS());
     const err = await expectTpmRefused(h, () => tpmJoin(h, client, other), 'pcr_mismatch');
-    expect(err.message).toMatch(/lab-gateway-v1: PCR 7 is [0-9a-f]{64}, expected e57982bc341134d20d7c93139b68bc108becc4522123ac085644feca2e338a18/);
+    expect(err.message).toMatch(
+      /lab-gateway-v1: PCR 7 is [0-9a-f]{64}, expected e57982bc341134d20d7c93139b68bc108becc4522123ac085644feca2e338a18/,
+    );
   });
 
   it('EK not on the allow list: ek_not_allowed', async () => {
@@ -272,7 +384,10 @@ describe('tpm join attacks: each refused with its code and audited', () => {
     // and the listed EK joins without any certificate check
     await setTpmRules(h, tpmRule('vtpm', `allow: [ { ek_public_hash: "${await ekHashOf(gw)}" } ]`));
     const r = await tpmJoin(h, client, gw);
-    expect((await h.ctx.stores.instances.get(r.payload.result.instance_id))!.facts).toMatchObject({ tpm_rule: 'vtpm', firmware_profile: null });
+    expect((await h.ctx.stores.instances.get(r.payload.result.instance_id))!.facts).toMatchObject({
+      tpm_rule: 'vtpm',
+      firmware_profile: null,
+    });
   });
 
   it('EK certificate from a foreign CA: ek_untrusted', async () => {
@@ -285,7 +400,11 @@ describe('tpm join attacks: each refused with its code and audited', () => {
     await setTpmRules(h, RACKS());
     // A log of a secure-boot-off boot, sent by a gateway that booted with secure boot on.
     const forged = writeLog(gw, 'forged.log', simulatedBootLog({ secureBoot: false }).eventLog);
-    const err = await expectTpmRefused(h, () => tpmJoin(h, client, gw, { eventLog: forged }), 'eventlog_replay_mismatch');
+    const err = await expectTpmRefused(
+      h,
+      () => tpmJoin(h, client, gw, { eventLog: forged }),
+      'eventlog_replay_mismatch',
+    );
     expect(err.message).toMatch(/PCR 7/);
   });
 
@@ -296,10 +415,13 @@ describe('tpm join attacks: each refused with its code and audited', () => {
       b[0]! ^= 1;
       return b.toString('base64');
     };
-    await expectTpmRefused(h, () => tpmJoin(h, client, gw, { tamper: (a) => ({ ...a, activated: flip(a.activated) }) }), 'credential_mismatch');
+    await expectTpmRefused(
+      h,
+      () => tpmJoin(h, client, gw, { tamper: (a) => ({ ...a, activated: flip(a.activated) }) }),
+      'credential_mismatch',
+    );
   });
 });
-
 
 describe('EK certificate revocation (ek_crl_files), CRLs from `openssl ca -gencrl`', () => {
   let crlCa: SharedLocalCa; // a manufacturer whose EK issuing CA may sign CRLs (cRLSign)
@@ -311,9 +433,11 @@ describe('EK certificate revocation (ek_crl_files), CRLs from `openssl ca -gencr
   let stockCrl: string; // a CRL signed by the stock swtpm_localca intermediate, which lacks cRLSign
   let pki: OpensslPki;
 
-  const rule = (crls: string, ca_ = crlCa): string => tpmRule('revocable', `ek_ca_files: [${ca_.rootCert}, ${ca_.issuerCert}]\nek_crl_files: [${crls}]`);
+  const rule = (crls: string, ca_ = crlCa): string =>
+    tpmRule('revocable', `ek_ca_files: [${ca_.rootCert}, ${ca_.issuerCert}]\nek_crl_files: [${crls}]`);
   /** An `openssl ca` database around a swtpm_localca's issuing CA (its cert and signkey.pem). */
-  const caDb = (name: string, c: SharedLocalCa): OpensslCaDir => pki.caDir({ name, cert: c.issuerCert, key: c.signingKey, pem: '' });
+  const caDb = (name: string, c: SharedLocalCa): OpensslCaDir =>
+    pki.caDir({ name, cert: c.issuerCert, key: c.signingKey, pem: '' });
 
   beforeAll(async () => {
     crlCa = await createLocalCa({ manufacturer: 'Careful Silicon', crlSigning: true });
@@ -347,7 +471,11 @@ describe('EK certificate revocation (ek_crl_files), CRLs from `openssl ca -gencr
   it('joins when the current CRL of its EK CA revokes another certificate', async () => {
     await setTpmRules(h, rule(clean));
     const r = await tpmJoin(h, client, careful);
-    expect((await h.ctx.stores.instances.get(r.payload.result.instance_id))!.facts).toMatchObject({ tpm_rule: 'revocable', ek_cert_serial: ekSerial, ek_cert_issuer: 'O=Careful Silicon, CN=Careful Silicon EK Issuing CA' });
+    expect((await h.ctx.stores.instances.get(r.payload.result.instance_id))!.facts).toMatchObject({
+      tpm_rule: 'revocable',
+      ek_cert_serial: ekSerial,
+      ek_cert_issuer: 'O=Careful Silicon, CN=Careful Silicon EK Issuing CA',
+    });
   });
 
   it('refuses a revoked EK certificate: ek_revoked (401, not retryable), naming serial, issuer, date, CRL and rule; audited', async () => {
@@ -360,7 +488,9 @@ describe('EK certificate revocation (ek_crl_files), CRLs from `openssl ca -gencr
     expect(err.message).toContain(`(CRL ${revoking} of join_rule revocable)`);
     // Other TPMs are untouched by that CRL: only its issuer's certificates are checked against it.
     await setTpmRules(h, rule(revoking), tpmRule('stock', `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]`));
-    expect((await h.ctx.stores.instances.get((await tpmJoin(h, client, gw)).payload.result.instance_id))!.facts).toMatchObject({ tpm_rule: 'stock' });
+    expect(
+      (await h.ctx.stores.instances.get((await tpmJoin(h, client, gw)).payload.result.instance_id))!.facts,
+    ).toMatchObject({ tpm_rule: 'stock' });
   });
 
   it('a CRL published between the two rounds counts: ek_revoked at the answer', async () => {
@@ -388,7 +518,9 @@ describe('EK certificate revocation (ek_crl_files), CRLs from `openssl ca -gencr
   it("fails closed when no CRL covers the EK certificate's issuer, or its CA may not sign CRLs (stock swtpm_localca): ek_crl_unavailable", async () => {
     await setTpmRules(h, rule(stockCrl));
     const uncovered = await expectTpmRefused(h, () => tpmJoin(h, client, careful), 'ek_crl_unavailable');
-    expect(uncovered.message).toContain(`none of join_rule revocable's ek_crl_files is issued by "O=Careful Silicon, CN=Careful Silicon EK Issuing CA"`);
+    expect(uncovered.message).toContain(
+      `none of join_rule revocable's ek_crl_files is issued by "O=Careful Silicon, CN=Careful Silicon EK Issuing CA"`,
+    );
     // swtpm_localca's intermediate has KeyUsage keyCertSign only: RFC 5280 §6.3.3 (f) forbids believing its CRLs.
     await setTpmRules(h, rule(stockCrl, ca));
     const noCrlSign = await expectTpmRefused(h, () => tpmJoin(h, client, gw), 'ek_crl_unavailable');
@@ -398,7 +530,10 @@ describe('EK certificate revocation (ek_crl_files), CRLs from `openssl ca -gencr
   it('`sigil ctl apply` refuses ek_crl_files without ek_ca_files (policy_invalid), and stores nothing', async () => {
     await setTpmRules(h);
     const file = pki.path('crl-without-ca.yaml');
-    writeFileSync(file, tpmRule('hash-only', `ek_crl_files: [${clean}]\nallow: [ { ek_public_hash: "${await ekHashOf(careful)}" } ]`));
+    writeFileSync(
+      file,
+      tpmRule('hash-only', `ek_crl_files: [${clean}]\nallow: [ { ek_public_hash: "${await ekHashOf(careful)}" } ]`),
+    );
     await expect(ctlJson(['apply', '-f', file])).rejects.toThrow(/policy_invalid[\s\S]*ek_crl_files needs ek_ca_files/);
     writeFileSync(file, tpmRule('crls-only', `ek_crl_files: [${clean}]`));
     await expect(ctlJson(['apply', '-f', file])).rejects.toThrow(/ek_crl_files needs ek_ca_files/);

@@ -27,7 +27,12 @@ let h: Harness;
 let agent: CredentialAgent;
 let tpm: SwtpmInstance;
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, opts: { input?: string; cwd?: string } = {}): Promise<{ code: number; out: string }> {
+function run(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  opts: { input?: string; cwd?: string } = {},
+): Promise<{ code: number; out: string }> {
   return new Promise((resolve, reject) => {
     const p = spawn(cmd, args, { env, cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
@@ -43,7 +48,9 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, opts: { input?
 beforeAll(async () => {
   tpm = await startSwtpm({ ekCerts: false });
   h = await startIssuer();
-  await runAdminOp(h.ctx.stores, 'apply', { yaml: 'kind: role\nname: db\nspec: { allowed_outputs: [database], db_users: [app] }\n---\nkind: bot\nname: dbbot\nspec: { roles: [db] }\n' });
+  await runAdminOp(h.ctx.stores, 'apply', {
+    yaml: 'kind: role\nname: db\nspec: { allowed_outputs: [database], db_users: [app] }\n---\nkind: bot\nname: dbbot\nspec: { roles: [db] }\n',
+  });
   agent = await credentialAgent(h, { bot: 'dbbot' });
 });
 
@@ -64,7 +71,11 @@ describe('database output with key: tpm', () => {
     expect(statSync(join(dir, 'tls.key')).mode & 0o777).toBe(0o600);
 
     // OpenSSL derives the certified public key from the TSS2 file (straight on swtpm).
-    const pub = await run('openssl', ['pkey', '-provider', 'tpm2', '-provider', 'default', '-in', join(dir, 'tls.key'), '-pubout'], { ...process.env, TPM2OPENSSL_TCTI: tpm.tcti });
+    const pub = await run(
+      'openssl',
+      ['pkey', '-provider', 'tpm2', '-provider', 'default', '-in', join(dir, 'tls.key'), '-pubout'],
+      { ...process.env, TPM2OPENSSL_TCTI: tpm.tcti },
+    );
     expect(pub.code, pub.out).toBe(0);
     const leaf = new X509Certificate(readFileSync(join(dir, 'tls.crt')));
     expect(pub.out).toBe(leaf.publicKey.export({ type: 'spki', format: 'pem' }));
@@ -72,13 +83,43 @@ describe('database output with key: tpm', () => {
 
     // A TLS server that requires a client certificate from the Sigil root.
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const serverCert = h.ctx.engine.issueSvid({ serial: randomSerial(), spkiDer: publicKey.export({ type: 'spki', format: 'der' }), spiffeId: 'spiffe://example.org/service/db', notBefore: new Date(Date.now() - 60_000), notAfter: new Date(Date.now() + 3600_000), ipAddresses: ['127.0.0.1'] });
+    const serverCert = h.ctx.engine.issueSvid({
+      serial: randomSerial(),
+      spkiDer: publicKey.export({ type: 'spki', format: 'der' }),
+      spiffeId: 'spiffe://example.org/service/db',
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 3600_000),
+      ipAddresses: ['127.0.0.1'],
+    });
     writeFileSync(join(agent.dir, 'server.crt'), toPem('CERTIFICATE', serverCert));
     writeFileSync(join(agent.dir, 'server-chain.crt'), h.ctx.ca.intermediatePem);
-    writeFileSync(join(agent.dir, 'server.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
+    writeFileSync(join(agent.dir, 'server.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, {
+      mode: 0o600,
+    });
     const broker = await startTabrmd(tpm.tcti);
     const port = await freePort();
-    const server = spawn('openssl', ['s_server', '-accept', `127.0.0.1:${port}`, '-cert', 'server.crt', '-cert_chain', 'server-chain.crt', '-key', 'server.key', '-Verify', '2', '-verify_return_error', '-CAfile', join(dir, 'ca.crt'), '-naccept', '1'], { cwd: agent.dir, stdio: ['pipe', 'pipe', 'pipe'] });
+    const server = spawn(
+      'openssl',
+      [
+        's_server',
+        '-accept',
+        `127.0.0.1:${port}`,
+        '-cert',
+        'server.crt',
+        '-cert_chain',
+        'server-chain.crt',
+        '-key',
+        'server.key',
+        '-Verify',
+        '2',
+        '-verify_return_error',
+        '-CAfile',
+        join(dir, 'ca.crt'),
+        '-naccept',
+        '1',
+      ],
+      { cwd: agent.dir, stdio: ['pipe', 'pipe', 'pipe'] },
+    );
     let serverOut = '';
     server.stdout.on('data', (d: Buffer) => (serverOut += d.toString()));
     server.stderr.on('data', (d: Buffer) => (serverOut += d.toString()));
@@ -87,7 +128,26 @@ describe('database output with key: tpm', () => {
       expect(serverOut).toContain('ACCEPT');
       const client = await run(
         'openssl',
-        ['s_client', '-provider', 'tpm2', '-provider', 'default', '-propquery', '?provider=tpm2', '-connect', `127.0.0.1:${port}`, '-cert', join(dir, 'tls.crt'), '-cert_chain', join(dir, 'tls.crt'), '-key', join(dir, 'tls.key'), '-CAfile', join(dir, 'ca.crt'), '-verify_return_error'],
+        [
+          's_client',
+          '-provider',
+          'tpm2',
+          '-provider',
+          'default',
+          '-propquery',
+          '?provider=tpm2',
+          '-connect',
+          `127.0.0.1:${port}`,
+          '-cert',
+          join(dir, 'tls.crt'),
+          '-cert_chain',
+          join(dir, 'tls.crt'),
+          '-key',
+          join(dir, 'tls.key'),
+          '-CAfile',
+          join(dir, 'ca.crt'),
+          '-verify_return_error',
+        ],
         broker.env,
         { input: 'Q\n' },
       );
@@ -109,9 +169,29 @@ describe('database output with key: tpm', () => {
     const keyPem = identityKeyPem(signer.ref)!;
     expect(keyPem).toBe(signer.toTss2Pem());
     const dir = join(agent.dir, 'svid');
-    writeIdentityOutput(dir, { certPem: agent.state.getIdentity()!.chainPem.join(''), keyPem, keyFile: SVID_TSS2_KEY_FILE, bundlePem: h.rootPem });
+    writeIdentityOutput(dir, {
+      certPem: agent.state.getIdentity()!.chainPem.join(''),
+      keyPem,
+      keyFile: SVID_TSS2_KEY_FILE,
+      bundlePem: h.rootPem,
+    });
     expect(statSync(join(dir, 'svid.tss2.pem')).mode & 0o777).toBe(0o600);
-    const pub = await run('openssl', ['pkey', '-provider', 'tpm2', '-provider', 'default', '-in', join(dir, 'svid.tss2.pem'), '-pubout', '-outform', 'DER'], { ...process.env, TPM2OPENSSL_TCTI: tpm.tcti });
+    const pub = await run(
+      'openssl',
+      [
+        'pkey',
+        '-provider',
+        'tpm2',
+        '-provider',
+        'default',
+        '-in',
+        join(dir, 'svid.tss2.pem'),
+        '-pubout',
+        '-outform',
+        'DER',
+      ],
+      { ...process.env, TPM2OPENSSL_TCTI: tpm.tcti },
+    );
     expect(pub.code, pub.out).toBe(0);
     expect(identityKeyPem({ storage: 'pkcs11', module: '/x.so', tokenLabel: 't', keyLabel: 'k' })).toBeUndefined();
   });

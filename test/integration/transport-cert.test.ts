@@ -33,15 +33,24 @@ afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-const openssl = (...args: string[]): string => execFileSync('openssl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+const openssl = (...args: string[]): string =>
+  execFileSync('openssl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 const csrPem = async (s: Signer): Promise<string> => toPem('CERTIFICATE REQUEST', await buildCsr(s));
 const EKU_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 
 async function joinWithTransport(token?: string): Promise<{ built: BuiltRequest; id: Identity }> {
   const agent = new TokenJoinAgent(token ?? (await h.token()));
-  const built = await buildJoinRequest({ method: 'token', evidence: (c) => agent.evidence(c), now: h.ctx.now(), transport: true });
+  const built = await buildJoinRequest({
+    method: 'token',
+    evidence: (c) => agent.evidence(c),
+    now: h.ctx.now(),
+    transport: true,
+  });
   const res = await h.post('join', built.envelope);
-  return { built, id: h.identityFrom(res, 'join', built.entry.requestId, loadSigner(parseKeyRef(built.entry.pendingKeyRef!))) };
+  return {
+    built,
+    id: h.identityFrom(res, 'join', built.entry.requestId, loadSigner(parseKeyRef(built.entry.pendingKeyRef!))),
+  };
 }
 
 /** Everything the brief asks of a transport certificate, checked on one answer. */
@@ -64,7 +73,16 @@ function checkTransportCert(r: IdentityResult, transportKeyPem: string): X509Cer
   expect(text).toMatch(/X509v3 Key Usage: critical\s+Digital Signature\n/);
   expect(text).toMatch(/X509v3 Extended Key Usage: \s+TLS Web Client Authentication\n/);
   expect(text).not.toMatch(/Subject Alternative Name|spiffe:/);
-  const out = openssl('verify', '-purpose', 'sslclient', '-CAfile', writeTmp('root.pem', h.rootPem), '-untrusted', writeTmp('inter.pem', interPem!), writeTmp('leaf.pem', leafPem!));
+  const out = openssl(
+    'verify',
+    '-purpose',
+    'sslclient',
+    '-CAfile',
+    writeTmp('root.pem', h.rootPem),
+    '-untrusted',
+    writeTmp('inter.pem', interPem!),
+    writeTmp('leaf.pem', leafPem!),
+  );
   expect(out).toContain(': OK');
   return leaf;
 }
@@ -87,15 +105,26 @@ describe('transport_csr on join and renew', () => {
     const r = joined.id.result;
     const leaf = checkTransportCert(r, joined.built.entry.transportKeyPem!);
     // Same generation and issue time: listByInstance orders the two by (random) serial.
-    const records = (await h.ctx.stores.certificates.listByInstance(r.instance_id)).sort((a, b) => a.kind.localeCompare(b.kind));
+    const records = (await h.ctx.stores.certificates.listByInstance(r.instance_id)).sort((a, b) =>
+      a.kind.localeCompare(b.kind),
+    );
     expect(records.map((c) => [c.kind, c.generation, c.requestId])).toEqual([
       ['mqtt-transport', 1, joined.built.entry.requestId],
       ['x509-svid', 1, joined.built.entry.requestId],
     ]);
     const rec = records[0]!;
     expect(rec.serial).toBe(serialOf(leaf));
-    expect(rec).toMatchObject({ keyStorage: 'software', exportable: true, notBefore: r.not_before, notAfter: r.not_after });
-    expect(rec.spkiHash).toBe(spkiHash(createPublicKey(createPrivateKey(joined.built.entry.transportKeyPem!)).export({ type: 'spki', format: 'der' })));
+    expect(rec).toMatchObject({
+      keyStorage: 'software',
+      exportable: true,
+      notBefore: r.not_before,
+      notAfter: r.not_after,
+    });
+    expect(rec.spkiHash).toBe(
+      spkiHash(
+        createPublicKey(createPrivateKey(joined.built.entry.transportKeyPem!)).export({ type: 'spki', format: 'der' }),
+      ),
+    );
     // The instance's current certificate stays the SVID.
     expect((await h.ctx.stores.instances.get(r.instance_id))!.currentSerial).toBe(r.serial);
     const audit = (await h.auditAfter(seq)).filter((a) => a.action === 'join');
@@ -114,20 +143,41 @@ describe('transport_csr on join and renew', () => {
 
   it('a renewal carrying transport_csr gets a new one for generation 2; a replay answers it again', async () => {
     const seq = await h.lastAuditSeq();
-    const built = await buildRenewRequest({ current: joined.id.signer, chainPem: joined.id.chainPem, now: h.ctx.now(), transport: true });
+    const built = await buildRenewRequest({
+      current: joined.id.signer,
+      chainPem: joined.id.chainPem,
+      now: h.ctx.now(),
+      transport: true,
+    });
     expect(built.entry.transportKeyPem).toMatch(/BEGIN PRIVATE KEY/);
     expect(built.entry.transportKeyPem).not.toBe(joined.built.entry.transportKeyPem);
     const res = await h.post('renew', built.envelope);
-    const renewed = h.identityFrom(res, 'renew', built.entry.requestId, loadSigner(parseKeyRef(built.entry.pendingKeyRef!)));
+    const renewed = h.identityFrom(
+      res,
+      'renew',
+      built.entry.requestId,
+      loadSigner(parseKeyRef(built.entry.pendingKeyRef!)),
+    );
     expect(renewed.result.generation).toBe(2);
     const leaf = checkTransportCert(renewed.result, built.entry.transportKeyPem!);
-    const records = (await h.ctx.stores.certificates.listByInstance(renewed.result.instance_id)).filter((c) => c.generation === 2);
+    const records = (await h.ctx.stores.certificates.listByInstance(renewed.result.instance_id)).filter(
+      (c) => c.generation === 2,
+    );
     expect(records.map((c) => c.kind).sort()).toEqual(['mqtt-transport', 'x509-svid']);
     const audit = (await h.auditAfter(seq)).filter((a) => a.action === 'renew');
-    expect(audit[0]!.details).toMatchObject({ serial: renewed.result.serial, transport_serial: serialOf(leaf), generation: 2 });
+    expect(audit[0]!.details).toMatchObject({
+      serial: renewed.result.serial,
+      transport_serial: serialOf(leaf),
+      generation: 2,
+    });
 
     const before = await h.counts();
-    const replay = h.identityFrom(await h.post('renew', built.envelope), 'renew', built.entry.requestId, renewed.signer);
+    const replay = h.identityFrom(
+      await h.post('renew', built.envelope),
+      'renew',
+      built.entry.requestId,
+      renewed.signer,
+    );
     expect(replay.result.transport_chain).toEqual(renewed.result.transport_chain);
     expect(await h.counts()).toEqual(before);
     joined = { built, id: renewed };
@@ -136,7 +186,14 @@ describe('transport_csr on join and renew', () => {
   it('the transport certificate is no identity: a renewal signed with it is refused (chain_invalid)', async () => {
     const tkey = SoftwareSigner.fromPkcs8Pem(joined.built.entry.transportKeyPem!);
     const x5c = joined.id.result.transport_chain!.map((c) => fromPem(c, 'CERTIFICATE'));
-    const payload = { v: 1, op: 'renew', request_id: 'transport-as-identity-01', timestamp: h.ctx.now(), csr: await csrPem(SoftwareSigner.generate()), key_storage: 'software' };
+    const payload = {
+      v: 1,
+      op: 'renew',
+      request_id: 'transport-as-identity-01',
+      timestamp: h.ctx.now(),
+      csr: await csrPem(SoftwareSigner.generate()),
+      key_storage: 'software',
+    };
     const res = await expectRefused(h, 'renew', await sign(tkey, payload, x5c), 401, 'chain_invalid');
     expect(res.json.message).toMatch(/not a Sigil bot identity/);
   });
@@ -144,7 +201,9 @@ describe('transport_csr on join and renew', () => {
   it('without transport_csr nothing changes: no transport_chain, one certificate', async () => {
     const id = await h.join();
     expect(id.result).not.toHaveProperty('transport_chain');
-    expect((await h.ctx.stores.certificates.listByInstance(id.result.instance_id)).map((c) => c.kind)).toEqual(['x509-svid']);
+    expect((await h.ctx.stores.certificates.listByInstance(id.result.instance_id)).map((c) => c.kind)).toEqual([
+      'x509-svid',
+    ]);
   });
 });
 
@@ -154,7 +213,11 @@ describe('a bad transport_csr is refused and changes nothing', () => {
   beforeAll(() => {
     const rsaCsr = (bits: number): string => {
       const key = join(tmp, `rsa${bits}.key`);
-      return execFileSync('openssl', ['req', '-new', '-newkey', `rsa:${bits}`, '-nodes', '-keyout', key, '-subj', '/CN=x'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      return execFileSync(
+        'openssl',
+        ['req', '-new', '-newkey', `rsa:${bits}`, '-nodes', '-keyout', key, '-subj', '/CN=x'],
+        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
+      );
     };
     rsa1024 = rsaCsr(1024);
     rsa2048 = rsaCsr(2048);
@@ -193,21 +256,51 @@ describe('a bad transport_csr is refused and changes nothing', () => {
     const before = await inst();
     const x5c = id.chainPem.map((c) => fromPem(c, 'CERTIFICATE'));
     const next = SoftwareSigner.generate();
-    const cases = [...(await badTransportCsrs(next)), [await csrPem(id.signer), 400, 'bad_csr'] as [string, number, string]];
+    const cases = [
+      ...(await badTransportCsrs(next)),
+      [await csrPem(id.signer), 400, 'bad_csr'] as [string, number, string],
+    ];
     for (const [transport_csr, status, code] of cases) {
-      const payload = { v: 1, op: 'renew', request_id: `bad-transport-${Math.random().toString(36).slice(2, 12)}`, timestamp: h.ctx.now(), ...namedSigner(id.chainPem), csr: await csrPem(next), key_storage: 'software', transport_csr };
+      const payload = {
+        v: 1,
+        op: 'renew',
+        request_id: `bad-transport-${Math.random().toString(36).slice(2, 12)}`,
+        timestamp: h.ctx.now(),
+        ...namedSigner(id.chainPem),
+        csr: await csrPem(next),
+        key_storage: 'software',
+        transport_csr,
+      };
       await expectRefused(h, 'renew', await sign(id.signer, payload, x5c), status, code);
       expect(await inst()).toEqual(before);
     }
     // Still renewable.
-    const built = await buildRenewRequest({ current: id.signer, chainPem: id.chainPem, now: h.ctx.now(), transport: true });
-    expect(h.identityFrom(await h.post('renew', built.envelope), 'renew', built.entry.requestId, next).result.generation).toBe(2);
+    const built = await buildRenewRequest({
+      current: id.signer,
+      chainPem: id.chainPem,
+      now: h.ctx.now(),
+      transport: true,
+    });
+    expect(
+      h.identityFrom(await h.post('renew', built.envelope), 'renew', built.entry.requestId, next).result.generation,
+    ).toBe(2);
   });
 
   it('a P-384 transport key is accepted', async () => {
     const { generateKeyPairSync } = await import('node:crypto');
     const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
-    const csr = execFileSync('openssl', ['req', '-new', '-key', writeTmp('p384.key', privateKey.export({ type: 'pkcs8', format: 'pem' }) as string), '-subj', '/CN=x'], { encoding: 'utf8' });
+    const csr = execFileSync(
+      'openssl',
+      [
+        'req',
+        '-new',
+        '-key',
+        writeTmp('p384.key', privateKey.export({ type: 'pkcs8', format: 'pem' }) as string),
+        '-subj',
+        '/CN=x',
+      ],
+      { encoding: 'utf8' },
+    );
     const tok = await h.token();
     const signer = SoftwareSigner.generate();
     const { payload } = await joinPayload({ transport_csr: csr }, { token: tok, signer });

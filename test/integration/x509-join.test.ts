@@ -4,7 +4,13 @@
  * challenge exchange (join/exchange.ts) through the agent's HTTPS client, every refusal with its
  * own code and one audit row, and `openssl verify` agreeing with Sigil on every chain.
  */
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign as cryptoSign, X509Certificate } from 'node:crypto';
+import {
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  sign as cryptoSign,
+  X509Certificate,
+} from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join as joinPath } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,7 +27,14 @@ import { runAdminOp } from '../../src/server/admin/ops.js';
 import { HttpsIssuerClient } from '../../src/transport/https/client.js';
 import { sigil, tempDir } from '../helpers/cli.js';
 import { OpensslPki, opensslVerify, type Issued } from '../helpers/openssl-pki.js';
-import { expectJoinRefusedBy, expectRefusal, joinPayload, sign as signEnvelope, startIssuer, type Harness } from './harness.js';
+import {
+  expectJoinRefusedBy,
+  expectRefusal,
+  joinPayload,
+  sign as signEnvelope,
+  startIssuer,
+  type Harness,
+} from './harness.js';
 
 const tmp = tempDir('sigil-x509-');
 const pki = new OpensslPki(joinPath(tmp.path, 'pki'));
@@ -41,13 +54,28 @@ function buildPki(): void {
   inter = pki.intermediate('inter', root, '/O=Acme Enterprise/OU=Devices/CN=Acme Device CA', 'rsa');
   const ca = pki.caDir(inter);
   const subj = (cn: string, serial: string): string => `/O=Acme/OU=Gateways/serialNumber=${serial}/CN=${cn}`;
-  leaves.ec = pki.leaf('gw-ec-01', inter, subj('gw-ec-01', 'GW0001'), { kind: 'ec', san: 'DNS:gw-ec-01.devices.acme.test' });
-  leaves.rsa = pki.leaf('gw-rsa-02', inter, subj('gw-rsa-02', 'GW0002'), { kind: 'rsa', ext: ['basicConstraints = critical,CA:FALSE', 'keyUsage = critical,digitalSignature,keyEncipherment', 'extendedKeyUsage = clientAuth'] });
+  leaves.ec = pki.leaf('gw-ec-01', inter, subj('gw-ec-01', 'GW0001'), {
+    kind: 'ec',
+    san: 'DNS:gw-ec-01.devices.acme.test',
+  });
+  leaves.rsa = pki.leaf('gw-rsa-02', inter, subj('gw-rsa-02', 'GW0002'), {
+    kind: 'rsa',
+    ext: [
+      'basicConstraints = critical,CA:FALSE',
+      'keyUsage = critical,digitalSignature,keyEncipherment',
+      'extendedKeyUsage = clientAuth',
+    ],
+  });
   leaves.p384 = pki.leaf('gw-p384-03', inter, subj('gw-p384-03', 'GW0003'), { kind: 'ec384' });
   leaves.unregistered = pki.leaf('gw-unreg-04', inter, subj('gw-unreg-04', 'GW0004'), { kind: 'ec' });
   leaves.revoked = pki.leaf('gw-revoked-05', inter, subj('gw-revoked-05', 'GW0005'), { kind: 'ec' });
   // Validity entirely in the past, made by `openssl ca -startdate/-enddate` (no faketime needed).
-  leaves.expired = ca.issueDated('gw-expired-06', subj('gw-expired-06', 'GW0006'), '20200101000000Z', '20210101000000Z');
+  leaves.expired = ca.issueDated(
+    'gw-expired-06',
+    subj('gw-expired-06', 'GW0006'),
+    '20200101000000Z',
+    '20210101000000Z',
+  );
   leaves.notAllowed = pki.leaf('db-07', inter, subj('db-07', 'DB0007'), { kind: 'ec' });
   ca.revoke(leaves.revoked);
   crlFile = ca.gencrl(pki.path('inter.crl'));
@@ -57,14 +85,30 @@ function buildPki(): void {
 
   labRoot = pki.root('lab-root', '/O=Acme Lab/CN=Acme Lab Root', 'ec');
   lab.inter = pki.intermediate('lab-inter', labRoot, '/O=Acme Lab/CN=Lab Issuing CA', 'ec');
-  lab.nc = pki.intermediate('lab-nc', labRoot, '/O=Acme Lab/CN=Lab Constrained CA', 'ec', ['basicConstraints = critical,CA:TRUE,pathlen:0', 'nameConstraints = critical,permitted;DNS:.good.lab.test']);
+  lab.nc = pki.intermediate('lab-nc', labRoot, '/O=Acme Lab/CN=Lab Constrained CA', 'ec', [
+    'basicConstraints = critical,CA:TRUE,pathlen:0',
+    'nameConstraints = critical,permitted;DNS:.good.lab.test',
+  ]);
   lab.ncOk = pki.leaf('lab-nc-ok', lab.nc, '/O=Acme Lab/CN=lab-nc-ok', { san: 'DNS:dev1.good.lab.test' });
   lab.ncBad = pki.leaf('lab-nc-bad', lab.nc, '/O=Acme Lab/CN=lab-nc-bad', { san: 'DNS:dev1.bad.lab.test' });
-  lab.pl0 = pki.intermediate('lab-pl0', labRoot, '/O=Acme Lab/CN=Lab pathlen0 CA', 'ec', ['basicConstraints = critical,CA:TRUE,pathlen:0']);
-  lab.sub = pki.intermediate('lab-sub', lab.pl0, '/O=Acme Lab/CN=Lab Sub CA', 'ec', ['basicConstraints = critical,CA:TRUE']);
+  lab.pl0 = pki.intermediate('lab-pl0', labRoot, '/O=Acme Lab/CN=Lab pathlen0 CA', 'ec', [
+    'basicConstraints = critical,CA:TRUE,pathlen:0',
+  ]);
+  lab.sub = pki.intermediate('lab-sub', lab.pl0, '/O=Acme Lab/CN=Lab Sub CA', 'ec', [
+    'basicConstraints = critical,CA:TRUE',
+  ]);
   lab.plLeaf = pki.leaf('lab-pl-leaf', lab.sub, '/O=Acme Lab/CN=lab-pl-leaf');
-  lab.noDs = pki.leaf('lab-no-ds', lab.inter, '/O=Acme Lab/CN=lab-no-ds', { kind: 'rsa', ext: ['basicConstraints = critical,CA:FALSE', 'keyUsage = critical,keyEncipherment'] });
-  lab.crit = pki.leaf('lab-crit', lab.inter, '/O=Acme Lab/CN=lab-crit', { ext: ['basicConstraints = critical,CA:FALSE', 'keyUsage = critical,digitalSignature', '1.3.6.1.4.1.55555.1 = critical,ASN1:UTF8String:must-understand'] });
+  lab.noDs = pki.leaf('lab-no-ds', lab.inter, '/O=Acme Lab/CN=lab-no-ds', {
+    kind: 'rsa',
+    ext: ['basicConstraints = critical,CA:FALSE', 'keyUsage = critical,keyEncipherment'],
+  });
+  lab.crit = pki.leaf('lab-crit', lab.inter, '/O=Acme Lab/CN=lab-crit', {
+    ext: [
+      'basicConstraints = critical,CA:FALSE',
+      'keyUsage = critical,digitalSignature',
+      '1.3.6.1.4.1.55555.1 = critical,ASN1:UTF8String:must-understand',
+    ],
+  });
   lab.weak = pki.leaf('lab-weak', lab.inter, '/O=Acme Lab/CN=lab-weak', { kind: 'rsa1024' });
   lab.sha1 = pki.leaf('lab-sha1', lab.inter, '/O=Acme Lab/CN=lab-sha1', { md: 'sha1' });
   // A CA with the very name of the lab issuing CA but another key: its leaf names the right issuer.
@@ -99,7 +143,10 @@ spec:
 // --- the agent side ---------------------------------------------------------------------------
 
 /** Run the whole exchange over the agent's HTTPS client, with a fresh software identity key. */
-async function exchange(method: JoinMethodAgent, opts: { sent?: Jws[]; requestId?: string } = {}): Promise<JoinExchangeResult & { identity: SoftwareSigner }> {
+async function exchange(
+  method: JoinMethodAgent,
+  opts: { sent?: Jws[]; requestId?: string } = {},
+): Promise<JoinExchangeResult & { identity: SoftwareSigner }> {
   const identity = SoftwareSigner.generate();
   const r = await runJoinExchange({
     method,
@@ -133,7 +180,8 @@ function agentFor(leaf: Issued, opts: { rsa?: 'PS256' | 'RS256'; chain?: Issued[
 }
 
 /** Expect the exchange to be refused with `code`, and exactly one new audit row saying so. */
-const expectJoinRefused = (method: JoinMethodAgent, code: string): Promise<SigilError> => expectJoinRefusedBy(h, 'x509', () => exchange(method), code);
+const expectJoinRefused = (method: JoinMethodAgent, code: string): Promise<SigilError> =>
+  expectJoinRefusedBy(h, 'x509', () => exchange(method), code);
 
 beforeAll(async () => {
   buildPki();
@@ -145,9 +193,28 @@ beforeAll(async () => {
   const registered = [leaves.ec!, leaves.rsa!, leaves.p384!, leaves.revoked!, leaves.expired!, leaves.notAllowed!];
   writeFileSync(
     manifest,
-    registered.map((l, i) => JSON.stringify({ serial: `GW000${i + 1}`, idevid_fingerprint: pki.fingerprint(l.cert), provisioned_at: '2025-01-01T00:00:00Z' })).join('\n') + '\n',
+    registered
+      .map((l, i) =>
+        JSON.stringify({
+          serial: `GW000${i + 1}`,
+          idevid_fingerprint: pki.fingerprint(l.cert),
+          provisioned_at: '2025-01-01T00:00:00Z',
+        }),
+      )
+      .join('\n') + '\n',
   );
-  const r = await sigil(['ctl', '--data-dir', h.dir, 'devices', 'import', manifest, '--rule', 'factory', '--format', 'json']);
+  const r = await sigil([
+    'ctl',
+    '--data-dir',
+    h.dir,
+    'devices',
+    'import',
+    manifest,
+    '--rule',
+    'factory',
+    '--format',
+    'json',
+  ]);
   expect(r.stderr).toBe('');
   expect(JSON.parse(r.stdout)).toMatchObject({ lines: 6, created: 6, updated: 0, unchanged: 0, rule: 'factory' });
 }, 120_000);
@@ -173,26 +240,45 @@ describe('x509 join with an openssl-made enterprise PKI', () => {
     expect(svid.publicKey.export({ type: 'spki', format: 'der' }).equals(r.identity.publicKeySpki())).toBe(true);
     const inst = (await h.ctx.stores.instances.get(r.payload.result.instance_id))!;
     expect(inst.joinMethod).toBe('x509');
-    expect(inst.facts).toMatchObject({ x509_rule: 'factory', x509_subject: 'O=Acme, OU=Gateways, serialNumber=GW0001, CN=gw-ec-01', device_serial: 'GW0001', x509_key: 'ec-p256', x509_proof_alg: 'ES256' });
+    expect(inst.facts).toMatchObject({
+      x509_rule: 'factory',
+      x509_subject: 'O=Acme, OU=Gateways, serialNumber=GW0001, CN=gw-ec-01',
+      device_serial: 'GW0001',
+      x509_key: 'ec-p256',
+      x509_proof_alg: 'ES256',
+    });
     const audit = (await h.ctx.stores.audit.list()).filter((a) => a.action === 'join' && a.outcome === 'ok').at(-1)!;
-    expect(audit.details).toMatchObject({ x509_rule: 'factory', x509_fingerprint: expect.stringMatching(/^sha256:[0-9a-f]{64}$/) });
+    expect(audit.details).toMatchObject({
+      x509_rule: 'factory',
+      x509_fingerprint: expect.stringMatching(/^sha256:[0-9a-f]{64}$/),
+    });
   });
 
   it('joins RSA devices with PSS and with PKCS#1 v1.5, and a P-384 device, via the agent config', async () => {
-    const pss = await exchange(x509JoinAgentFromConfig({ cert: leaves.rsa!.cert, chain: inter.cert, key: leaves.rsa!.key }));
-    expect((await h.ctx.stores.instances.get(pss.payload.result.instance_id))!.facts).toMatchObject({ x509_proof_alg: 'PS256', x509_key: 'rsa' });
-    const pkcs1 = await exchange(x509JoinAgentFromConfig({ cert: leaves.rsa!.cert, chain: inter.cert, key: leaves.rsa!.key, rsa_scheme: 'pkcs1' }));
+    const pss = await exchange(
+      x509JoinAgentFromConfig({ cert: leaves.rsa!.cert, chain: inter.cert, key: leaves.rsa!.key }),
+    );
+    expect((await h.ctx.stores.instances.get(pss.payload.result.instance_id))!.facts).toMatchObject({
+      x509_proof_alg: 'PS256',
+      x509_key: 'rsa',
+    });
+    const pkcs1 = await exchange(
+      x509JoinAgentFromConfig({ cert: leaves.rsa!.cert, chain: inter.cert, key: leaves.rsa!.key, rsa_scheme: 'pkcs1' }),
+    );
     expect(pkcs1.payload.result.instance_id).toBe(pss.payload.result.instance_id);
     expect(pkcs1.payload.result.generation).toBe(2);
     const p384 = await exchange(agentFor(leaves.p384!));
-    expect((await h.ctx.stores.instances.get(p384.payload.result.instance_id))!.facts).toMatchObject({ x509_proof_alg: 'ES384', x509_key: 'ec-p384' });
+    expect((await h.ctx.stores.instances.get(p384.payload.result.instance_id))!.facts).toMatchObject({
+      x509_proof_alg: 'ES384',
+      x509_key: 'ec-p384',
+    });
   });
 
   it('re-attests by itself after the identity expired: same instance, next generation', async () => {
     const agent = agentFor(leaves.ec!);
     const first = await exchange(agent);
     const before = first.payload.result;
-    h.clock.offsetMs = (before.not_after - Date.now()) + 60 * 60_000; // an hour past expiry
+    h.clock.offsetMs = before.not_after - Date.now() + 60 * 60_000; // an hour past expiry
     try {
       const again = await exchange(agent);
       expect(again.payload.result.instance_id).toBe(before.instance_id);
@@ -214,7 +300,10 @@ describe('x509 join with an openssl-made enterprise PKI', () => {
   });
 
   it('refuses a chain from an untrusted CA: x509_untrusted_ca', async () => {
-    await expectJoinRefused(X509JoinAgent.fromPem(leaves.rogue!.pem, PemKeySigner.fromFile(leaves.rogue!.key)), 'x509_untrusted_ca');
+    await expectJoinRefused(
+      X509JoinAgent.fromPem(leaves.rogue!.pem, PemKeySigner.fromFile(leaves.rogue!.key)),
+      'x509_untrusted_ca',
+    );
   });
 
   it('refuses an expired device certificate: x509_cert_expired', async () => {
@@ -248,7 +337,10 @@ describe('x509 join with an openssl-made enterprise PKI', () => {
     expect(h.identityFrom(same, 'join', r.requestId, r.identity).result.serial).toBe(r.payload.result.serial);
     expect(await h.counts()).toEqual(before);
     // The captured answer in a new request (new id, new key): refused.
-    const answer = JSON.parse(Buffer.from(sent[1]!.payload, 'base64url').toString('utf8')).evidence as Record<string, unknown>;
+    const answer = JSON.parse(Buffer.from(sent[1]!.payload, 'base64url').toString('utf8')).evidence as Record<
+      string,
+      unknown
+    >;
     const replay: JoinMethodAgent = { name: 'x509', canReattest: true, evidence: () => Promise.resolve(answer) };
     await expectJoinRefused(replay, 'challenge_reused');
   });
@@ -300,7 +392,11 @@ describe('x509 join with an openssl-made enterprise PKI', () => {
   });
 
   it('rejects a round-1 request with a malformed chain with a plain refusal body', async () => {
-    const bad: JoinMethodAgent = { name: 'x509', canReattest: true, evidence: () => Promise.resolve({ chain: ['bm90IGEgY2VydA=='] }) };
+    const bad: JoinMethodAgent = {
+      name: 'x509',
+      canReattest: true,
+      evidence: () => Promise.resolve({ chain: ['bm90IGEgY2VydA=='] }),
+    };
     const e = await expectJoinRefused(bad, 'x509_chain_malformed');
     expect(e.message).toContain('device certificate');
     // The wire form is the documented refusal, nothing leaked.
@@ -310,27 +406,100 @@ describe('x509 join with an openssl-made enterprise PKI', () => {
 });
 
 describe('path validation edge cases, cross-checked with `openssl verify`', () => {
-  const cases = (): Array<{ name: string; leaf: Issued; chain: Issued[]; anchor: Issued; expect: 'ok' | string; crl?: string }> => [
-    { name: 'EC leaf under the factory CA', leaf: leaves.ec!, chain: [inter], anchor: root, expect: 'ok', crl: crlFile },
-    { name: 'RSA leaf under the factory CA', leaf: leaves.rsa!, chain: [inter], anchor: root, expect: 'ok', crl: crlFile },
+  const cases = (): Array<{
+    name: string;
+    leaf: Issued;
+    chain: Issued[];
+    anchor: Issued;
+    expect: 'ok' | string;
+    crl?: string;
+  }> => [
+    {
+      name: 'EC leaf under the factory CA',
+      leaf: leaves.ec!,
+      chain: [inter],
+      anchor: root,
+      expect: 'ok',
+      crl: crlFile,
+    },
+    {
+      name: 'RSA leaf under the factory CA',
+      leaf: leaves.rsa!,
+      chain: [inter],
+      anchor: root,
+      expect: 'ok',
+      crl: crlFile,
+    },
     { name: 'revoked leaf', leaf: leaves.revoked!, chain: [inter], anchor: root, expect: 'x509_revoked', crl: crlFile },
-    { name: 'expired leaf', leaf: leaves.expired!, chain: [inter], anchor: root, expect: 'x509_cert_expired', crl: crlFile },
+    {
+      name: 'expired leaf',
+      leaf: leaves.expired!,
+      chain: [inter],
+      anchor: root,
+      expect: 'x509_cert_expired',
+      crl: crlFile,
+    },
     { name: 'untrusted CA', leaf: leaves.rogue!, chain: [], anchor: root, expect: 'x509_untrusted_ca' },
     { name: 'within name constraints', leaf: lab.ncOk!, chain: [lab.nc!], anchor: labRoot, expect: 'ok' },
-    { name: 'name constraints violated', leaf: lab.ncBad!, chain: [lab.nc!], anchor: labRoot, expect: 'x509_name_constraints' },
-    { name: 'pathLen exceeded', leaf: lab.plLeaf!, chain: [lab.sub!, lab.pl0!], anchor: labRoot, expect: 'x509_path_length_exceeded' },
-    { name: 'leaf without digitalSignature', leaf: lab.noDs!, chain: [lab.inter!], anchor: labRoot, expect: 'x509_key_usage' },
-    { name: 'unknown critical extension', leaf: lab.crit!, chain: [lab.inter!], anchor: labRoot, expect: 'x509_critical_extension' },
+    {
+      name: 'name constraints violated',
+      leaf: lab.ncBad!,
+      chain: [lab.nc!],
+      anchor: labRoot,
+      expect: 'x509_name_constraints',
+    },
+    {
+      name: 'pathLen exceeded',
+      leaf: lab.plLeaf!,
+      chain: [lab.sub!, lab.pl0!],
+      anchor: labRoot,
+      expect: 'x509_path_length_exceeded',
+    },
+    {
+      name: 'leaf without digitalSignature',
+      leaf: lab.noDs!,
+      chain: [lab.inter!],
+      anchor: labRoot,
+      expect: 'x509_key_usage',
+    },
+    {
+      name: 'unknown critical extension',
+      leaf: lab.crit!,
+      chain: [lab.inter!],
+      anchor: labRoot,
+      expect: 'x509_critical_extension',
+    },
     { name: 'RSA-1024 leaf', leaf: lab.weak!, chain: [lab.inter!], anchor: labRoot, expect: 'x509_weak_key' },
-    { name: 'SHA-1 signature', leaf: lab.sha1!, chain: [lab.inter!], anchor: labRoot, expect: 'x509_signature_algorithm' },
-    { name: 'issuer name right, signature wrong', leaf: lab.forgedLeaf!, chain: [lab.inter!], anchor: labRoot, expect: 'x509_cert_signature_invalid' },
-    { name: 'issued by a non-CA', leaf: lab.underNotCa!, chain: [lab.notCa!, lab.inter!], anchor: labRoot, expect: 'x509_not_ca' },
+    {
+      name: 'SHA-1 signature',
+      leaf: lab.sha1!,
+      chain: [lab.inter!],
+      anchor: labRoot,
+      expect: 'x509_signature_algorithm',
+    },
+    {
+      name: 'issuer name right, signature wrong',
+      leaf: lab.forgedLeaf!,
+      chain: [lab.inter!],
+      anchor: labRoot,
+      expect: 'x509_cert_signature_invalid',
+    },
+    {
+      name: 'issued by a non-CA',
+      leaf: lab.underNotCa!,
+      chain: [lab.notCa!, lab.inter!],
+      anchor: labRoot,
+      expect: 'x509_not_ca',
+    },
   ];
 
   it('every case: Sigil refuses with the code naming the check, and openssl agrees on accept/refuse', async () => {
     const rows: string[] = [];
     for (const c of cases()) {
-      const agent = X509JoinAgent.fromPem([c.leaf.pem, ...c.chain.map((x) => x.pem)].join(''), c.leaf === lab.weak ? rawRsaSigner(c.leaf.key) : PemKeySigner.fromFile(c.leaf.key));
+      const agent = X509JoinAgent.fromPem(
+        [c.leaf.pem, ...c.chain.map((x) => x.pem)].join(''),
+        c.leaf === lab.weak ? rawRsaSigner(c.leaf.key) : PemKeySigner.fromFile(c.leaf.key),
+      );
       let sigilOutcome = 'ok';
       if (c.expect === 'ok') await exchange(agent);
       else sigilOutcome = (await expectJoinRefused(agent, c.expect)).code;
@@ -338,8 +507,21 @@ describe('path validation edge cases, cross-checked with `openssl verify`', () =
       writeFileSync(untrusted, c.chain.map((x) => x.pem).join('') || c.anchor.pem);
       // -purpose sslclient makes openssl check the leaf's KeyUsage (digitalSignature) and EKU.
       // -auth_level 2: keys of at least 112-bit strength (RSA >= 2048), Sigil's key size limit.
-      const v = opensslVerify(['-auth_level', '2', '-CAfile', c.anchor.cert, '-untrusted', untrusted, '-purpose', 'sslclient', ...(c.crl ? ['-crl_check', '-CRLfile', c.crl] : []), c.leaf.cert]);
-      rows.push(`${c.name}: sigil=${sigilOutcome} openssl=${v.ok ? 'ok' : v.out.split('\n').find((l) => l.startsWith('error')) ?? 'refused'}`);
+      const v = opensslVerify([
+        '-auth_level',
+        '2',
+        '-CAfile',
+        c.anchor.cert,
+        '-untrusted',
+        untrusted,
+        '-purpose',
+        'sslclient',
+        ...(c.crl ? ['-crl_check', '-CRLfile', c.crl] : []),
+        c.leaf.cert,
+      ]);
+      rows.push(
+        `${c.name}: sigil=${sigilOutcome} openssl=${v.ok ? 'ok' : (v.out.split('\n').find((l) => l.startsWith('error')) ?? 'refused')}`,
+      );
       expect(v.ok, `openssl and Sigil disagree on "${c.name}": ${v.out}`).toBe(c.expect === 'ok');
     }
     expect(rows).toHaveLength(cases().length);
@@ -351,7 +533,10 @@ describe('path validation edge cases, cross-checked with `openssl verify`', () =
     await runAdminOp(h.ctx.stores, 'apply', { yaml });
     try {
       // A device no other rule trusts: the broken rule's problem is what stops it.
-      const e = await expectJoinRefused(X509JoinAgent.fromPem(leaves.rogue!.pem, PemKeySigner.fromFile(leaves.rogue!.key)), 'join_rule_unusable');
+      const e = await expectJoinRefused(
+        X509JoinAgent.fromPem(leaves.rogue!.pem, PemKeySigner.fromFile(leaves.rogue!.key)),
+        'join_rule_unusable',
+      );
       expect(e.message).toContain('missing-ca.pem');
       // Devices another rule accepts are unaffected.
       await exchange(agentFor(leaves.ec!));
@@ -372,15 +557,24 @@ describe('sigil ctl devices import', () => {
     expect(JSON.parse(again.stdout)).toMatchObject({ lines: 1, created: 0, updated: 0, unchanged: 1 });
 
     const bad = joinPath(tmp.path, 'm3.jsonl');
-    writeFileSync(bad, [JSON.stringify({ serial: 'X2', idevid_fingerprint: `sha256:${'cd'.repeat(32)}` }), '{not json', JSON.stringify({ serial: 'X3' }), ''].join('\n'));
+    writeFileSync(
+      bad,
+      [
+        JSON.stringify({ serial: 'X2', idevid_fingerprint: `sha256:${'cd'.repeat(32)}` }),
+        '{not json',
+        JSON.stringify({ serial: 'X3' }),
+        '',
+      ].join('\n'),
+    );
     const before = (await h.ctx.stores.devices.list()).length;
     const r = await sigil(['ctl', '--data-dir', h.dir, 'devices', 'import', bad]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/^error\[manifest_invalid\]: .*2 of 3 lines are invalid, nothing was imported: line 2: not a JSON object; line 3: idevid_fingerprint: /m);
+    expect(r.stderr).toMatch(
+      /^error\[manifest_invalid\]: .*2 of 3 lines are invalid, nothing was imported: line 2: not a JSON object; line 3: idevid_fingerprint: /m,
+    );
     expect((await h.ctx.stores.devices.list()).length).toBe(before);
 
     const ls = await sigil(['ctl', '--data-dir', h.dir, 'devices', 'ls', '--rule', 'factory', '--format', 'json']);
     expect(JSON.parse(ls.stdout).map((d: { serial: string }) => d.serial)).toContain('GW0001');
   });
 });
-

@@ -45,7 +45,10 @@ const PSEUDO_FS: ReadonlyMap<number, string> = new Map([
 ]);
 
 /** Check (and create, as the first write would) every output directory of `cfg`; throws config_invalid. */
-export function checkOutputPaths(cfg: Pick<AgentConfig, 'outputs' | 'credentialOutputs' | 'source'>, opts: { create: boolean } = { create: true }): void {
+export function checkOutputPaths(
+  cfg: Pick<AgentConfig, 'outputs' | 'credentialOutputs' | 'source'>,
+  opts: { create: boolean } = { create: true },
+): void {
   const all = [...cfg.outputs, ...cfg.credentialOutputs].map((o) => ({ type: o.type, path: o.path }));
   for (const o of all) {
     const why = outputDirProblem(o.path, opts);
@@ -66,7 +69,8 @@ export function outputDirProblem(dir: string, opts: { create: boolean }): string
   const pseudoReal = underPseudoRoot(real);
   if (pseudoReal) return `${pseudoMessage(pseudoReal)} (it resolves to ${real})`;
   const fsType = pseudoFsOf(existing);
-  if (fsType) return `it is on ${fsType}, a pseudo file system of the kernel that cannot hold credential files; choose a directory on real storage, e.g. /run/sigil or /var/lib/sigil`;
+  if (fsType)
+    return `it is on ${fsType}, a pseudo file system of the kernel that cannot hold credential files; choose a directory on real storage, e.g. /run/sigil or /var/lib/sigil`;
   if (missing.length > 0) {
     try {
       fs.accessSync(existing, fs.constants.W_OK | fs.constants.X_OK);
@@ -109,7 +113,8 @@ function nearestExisting(abs: string): { existing: string; missing: string[] } |
       if (code === 'ENOTDIR') return 'a component of the path is not a directory';
       return `cannot inspect ${p}: ${code ?? 'error'}`;
     }
-    if (p === abs && st.isSymbolicLink()) return `it is a symbolic link (to ${safeReadlink(p)}); give the real directory instead`;
+    if (p === abs && st.isSymbolicLink())
+      return `it is a symbolic link (to ${safeReadlink(p)}); give the real directory instead`;
     // Ancestors may be symlinks to directories; the output directory itself may not.
     const target = st.isSymbolicLink() ? statOrUndefined(p) : st;
     if (!target?.isDirectory()) return p === abs ? 'it exists and is not a directory' : `${p} is not a directory`;

@@ -23,13 +23,21 @@ const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
     return z.NEVER;
   }
 });
-const name = z.string().regex(/^[^\s,\0-\x1f\x7f]{1,253}$/, 'must be 1-253 printable characters without spaces or commas');
+const name = z
+  .string()
+  .regex(/^[^\s,\0-\x1f\x7f]{1,253}$/, 'must be 1-253 printable characters without spaces or commas');
 const rdn = z.string().regex(/^[^\0-\x1f\x7f]{1,64}$/, 'must be 1-64 printable characters');
 
 /** A command (run without a shell when given as a list) or a signal to the pid in a pid file. */
 export const reloadSchema = z.union([
-  z.strictObject({ command: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]), timeout: duration.optional() }),
-  z.strictObject({ signal: z.enum(['HUP', 'USR1', 'USR2', 'TERM', 'INT']).default('HUP'), pid_file: z.string().min(1) }),
+  z.strictObject({
+    command: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+    timeout: duration.optional(),
+  }),
+  z.strictObject({
+    signal: z.enum(['HUP', 'USR1', 'USR2', 'TERM', 'INT']).default('HUP'),
+    pid_file: z.string().min(1),
+  }),
 ]);
 export type ReloadConfig = z.infer<typeof reloadSchema>;
 
@@ -49,7 +57,11 @@ export const credentialOutputVariants = [
     /** Certificate principals; default every login the role grants. */
     logins: z.array(name).min(1).max(64).optional(),
     /** Host patterns for ssh_config `Host` and the known_hosts @cert-authority line. */
-    hosts: z.array(z.string().regex(/^[^\s,]{1,253}$/)).min(1).max(32).optional(),
+    hosts: z
+      .array(z.string().regex(/^[^\s,]{1,253}$/))
+      .min(1)
+      .max(32)
+      .optional(),
   }),
   z.strictObject({
     type: z.literal('ssh_host'),
@@ -70,12 +82,18 @@ export const credentialOutputVariants = [
   z.strictObject({
     type: z.literal('kubernetes'),
     ...common,
-    api_server: z.string().url().refine((u) => u.startsWith('https://'), 'api_server must be an https:// URL'),
+    api_server: z
+      .string()
+      .url()
+      .refine((u) => u.startsWith('https://'), 'api_server must be an https:// URL'),
     /** The API server's CA (PEM file); default: the Sigil root. */
     ca_file: z.string().min(1).optional(),
     user: rdn.optional(),
     groups: z.array(rdn).max(64).optional(),
-    cluster_name: z.string().regex(/^[A-Za-z0-9._-]{1,63}$/).optional(),
+    cluster_name: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,63}$/)
+      .optional(),
   }),
   z.strictObject({
     type: z.literal('jwt'),
@@ -86,7 +104,13 @@ export const credentialOutputVariants = [
 export const credentialOutputSchema = z.discriminatedUnion('type', credentialOutputVariants);
 export type CredentialOutputConfig = z.infer<typeof credentialOutputSchema>;
 export type CredentialOutputType = CredentialOutputConfig['type'];
-export const CREDENTIAL_OUTPUT_TYPES: readonly CredentialOutputType[] = ['ssh_user', 'ssh_host', 'database', 'kubernetes', 'jwt'];
+export const CREDENTIAL_OUTPUT_TYPES: readonly CredentialOutputType[] = [
+  'ssh_user',
+  'ssh_host',
+  'database',
+  'kubernetes',
+  'jwt',
+];
 
 /**
  * Validate one output entry; relative paths resolve against `abs` (the config file's directory).
@@ -97,11 +121,16 @@ export function parseCredentialOutput(raw: unknown, where: string, abs: (p: stri
 }
 
 /** Resolve the paths of an already validated entry and check what the schema cannot. */
-export function resolveCredentialOutput(o: CredentialOutputConfig, where: string, abs: (p: string) => string): CredentialOutputConfig {
+export function resolveCredentialOutput(
+  o: CredentialOutputConfig,
+  where: string,
+  abs: (p: string) => string,
+): CredentialOutputConfig {
   const out: CredentialOutputConfig = { ...o, path: abs(o.path) };
   if (out.type === 'ssh_host' && out.host_key) out.host_key = abs(out.host_key);
   if (out.type === 'kubernetes' && out.ca_file) out.ca_file = abs(out.ca_file);
   if (out.reload && 'pid_file' in out.reload) out.reload = { ...out.reload, pid_file: abs(out.reload.pid_file) };
-  if (out.type === 'database' && out.key !== 'tpm' && out.tcti) throw new SigilError('config_invalid', `${where}: tcti applies only with key: tpm`);
+  if (out.type === 'database' && out.key !== 'tpm' && out.tcti)
+    throw new SigilError('config_invalid', `${where}: tcti applies only with key: tpm`);
   return out;
 }

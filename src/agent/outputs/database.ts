@@ -14,7 +14,14 @@ import { SigilError } from '../../errors.js';
 import type { CredentialResult } from '../../protocol/credential-messages.js';
 import { fromPem } from '../../pki/pem.js';
 import type { CredentialOutputConfig } from './config.js';
-import { KEY_MODE, PUBLIC_MODE, withNewline, writeOutputFiles, type CredentialDestination, type Prepared } from './credential-output.js';
+import {
+  KEY_MODE,
+  PUBLIC_MODE,
+  withNewline,
+  writeOutputFiles,
+  type CredentialDestination,
+  type Prepared,
+} from './credential-output.js';
 import type { TpmAccesses } from '../../keystore/tpm-access.js';
 import { createOutputKey } from './output-key.js';
 
@@ -22,10 +29,15 @@ type DatabaseConfig = Extract<CredentialOutputConfig, { type: 'database' }>;
 
 /** The leaf the issuer returned must certify exactly the key we asked for. */
 export function checkChainFor(result: CredentialResult, spkiPem: string): void {
-  if (!result.chain?.length || !result.bundle?.length) throw new SigilError('response_invalid', `the issuer answer carries no certificate chain for the ${result.kind} output`);
+  if (!result.chain?.length || !result.bundle?.length)
+    throw new SigilError(
+      'response_invalid',
+      `the issuer answer carries no certificate chain for the ${result.kind} output`,
+    );
   const leaf = new X509Certificate(result.chain[0]!);
   const want = fromPem(spkiPem, 'PUBLIC KEY', 'response_invalid');
-  if (!leaf.publicKey.export({ type: 'spki', format: 'der' }).equals(want)) throw new SigilError('response_invalid', 'the issuer certified another key than the one requested');
+  if (!leaf.publicKey.export({ type: 'spki', format: 'der' }).equals(want))
+    throw new SigilError('response_invalid', 'the issuer certified another key than the one requested');
 }
 
 /** `tpm`: the agent's TPMs, for a `key: tpm` output. */
@@ -36,7 +48,12 @@ export function databaseOutput(cfg: DatabaseConfig, tpm?: TpmAccesses): Credenti
     async prepare(): Promise<Prepared> {
       const key = await createOutputKey(cfg.key ?? 'software', cfg.tcti, tpm);
       return {
-        fields: { kind: 'database', csr: key.csrPem, ...(cfg.db_user ? { db_user: cfg.db_user } : {}), ...(cfg.ttl !== undefined ? { ttl_s: cfg.ttl } : {}) },
+        fields: {
+          kind: 'database',
+          csr: key.csrPem,
+          ...(cfg.db_user ? { db_user: cfg.db_user } : {}),
+          ...(cfg.ttl !== undefined ? { ttl_s: cfg.ttl } : {}),
+        },
         secret: { keyPem: key.keyPem, spkiPem: key.spkiPem },
       };
     },

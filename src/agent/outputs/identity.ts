@@ -34,14 +34,17 @@ const KEY_MODE = 0o600;
  * destination from a software to a hardware key is responsible for removing it.
  */
 export function writeIdentityOutput(dir: string, material: IdentityMaterial, opts: FileOwner = {}): void {
-  if (typeof material.certPem !== 'string' || material.certPem.trim() === '') throw new TypeError('identity output: certPem is empty');
-  if (typeof material.bundlePem !== 'string' || material.bundlePem.trim() === '') throw new TypeError('identity output: bundlePem is empty');
+  if (typeof material.certPem !== 'string' || material.certPem.trim() === '')
+    throw new TypeError('identity output: certPem is empty');
+  if (typeof material.bundlePem !== 'string' || material.bundlePem.trim() === '')
+    throw new TypeError('identity output: bundlePem is empty');
   if (material.keyPem !== undefined && (typeof material.keyPem !== 'string' || material.keyPem.trim() === '')) {
     throw new TypeError('identity output: keyPem is empty');
   }
   ensureOutputDir(dir, DIR_MODE);
   const files: AtomicFile[] = [{ name: BUNDLE_FILE, data: withNewline(material.bundlePem), mode: PUBLIC_MODE }];
-  if (material.keyPem !== undefined) files.push({ name: material.keyFile ?? SVID_KEY_FILE, data: withNewline(material.keyPem), mode: KEY_MODE });
+  if (material.keyPem !== undefined)
+    files.push({ name: material.keyFile ?? SVID_KEY_FILE, data: withNewline(material.keyPem), mode: KEY_MODE });
   files.push({ name: SVID_CERT_FILE, data: withNewline(material.certPem), mode: PUBLIC_MODE });
   writeFilesAtomic(dir, files, opts);
 }

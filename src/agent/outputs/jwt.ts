@@ -15,14 +15,18 @@ export function jwtOutput(cfg: JwtConfig): CredentialDestination {
     config: cfg,
     files: ['token'],
     async prepare(): Promise<Prepared> {
-      return { fields: { kind: 'jwt', audiences: cfg.audiences, ...(cfg.ttl !== undefined ? { ttl_s: cfg.ttl } : {}) } };
+      return {
+        fields: { kind: 'jwt', audiences: cfg.audiences, ...(cfg.ttl !== undefined ? { ttl_s: cfg.ttl } : {}) },
+      };
     },
     write(result) {
-      if (!result.token || !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(result.token)) throw new SigilError('response_invalid', 'the issuer answer carries no JWT');
+      if (!result.token || !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(result.token))
+        throw new SigilError('response_invalid', 'the issuer answer carries no JWT');
       // The token must name us: its `sub` is the SPIFFE ID the answer states (agent/credentials.ts
       // checked that one is ours). The answer itself is signed by the issuer, so reading the
       // claims without verifying the JWT's own signature is enough here.
-      if (jwtSubject(result.token) !== result.spiffe_id) throw new SigilError('answer_mismatch', `the JWT-SVID's sub is not this agent's SPIFFE ID ${result.spiffe_id}`);
+      if (jwtSubject(result.token) !== result.spiffe_id)
+        throw new SigilError('answer_mismatch', `the JWT-SVID's sub is not this agent's SPIFFE ID ${result.spiffe_id}`);
       writeOutputFiles(cfg, [{ name: 'token', data: result.token, mode: KEY_MODE }]);
     },
   };

@@ -12,7 +12,13 @@ import { readFileSync } from 'node:fs';
 import { stringify } from 'yaml';
 import { SigilError } from '../../errors.js';
 import type { CredentialOutputConfig } from './config.js';
-import { KEY_MODE, withNewline, writeOutputFiles, type CredentialDestination, type Prepared } from './credential-output.js';
+import {
+  KEY_MODE,
+  withNewline,
+  writeOutputFiles,
+  type CredentialDestination,
+  type Prepared,
+} from './credential-output.js';
 import { checkChainFor } from './database.js';
 import { createOutputKey } from './output-key.js';
 
@@ -20,7 +26,14 @@ type KubernetesConfig = Extract<CredentialOutputConfig, { type: 'kubernetes' }>;
 
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
 
-export function renderKubeconfig(p: { cluster: string; server: string; caPem: string; user: string; certPem: string; keyPem: string }): string {
+export function renderKubeconfig(p: {
+  cluster: string;
+  server: string;
+  caPem: string;
+  user: string;
+  certPem: string;
+  keyPem: string;
+}): string {
   const doc = {
     apiVersion: 'v1',
     kind: 'Config',
@@ -57,7 +70,10 @@ export function kubernetesOutput(cfg: KubernetesConfig): CredentialDestination {
         try {
           caPem = readFileSync(cfg.ca_file, 'utf8');
         } catch (e) {
-          throw new SigilError('config_invalid', `kubernetes output ca_file ${cfg.ca_file}: ${(e as NodeJS.ErrnoException).code ?? 'unreadable'}`);
+          throw new SigilError(
+            'config_invalid',
+            `kubernetes output ca_file ${cfg.ca_file}: ${(e as NodeJS.ErrnoException).code ?? 'unreadable'}`,
+          );
         }
       }
       const kubeconfig = renderKubeconfig({

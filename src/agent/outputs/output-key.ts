@@ -23,15 +23,29 @@ export interface OutputKey {
 export const defaultTcti = (): string => process.env.TPM2TOOLS_TCTI ?? 'device:/dev/tpmrm0';
 
 /** `tpm`: the agent's TPMs, so that the key is made in turn with the agent's other uses of that TPM. */
-export async function createOutputKey(storage: 'software' | 'tpm' = 'software', tcti?: string, tpm?: TpmAccesses): Promise<OutputKey> {
+export async function createOutputKey(
+  storage: 'software' | 'tpm' = 'software',
+  tcti?: string,
+  tpm?: TpmAccesses,
+): Promise<OutputKey> {
   if (storage === 'tpm') {
     // Loaded only when used: the TPM stack is large and most outputs never need it.
     const { TpmSigner } = await import('../../keystore/tpm.js');
     const { TpmAccess } = await import('../../keystore/tpm-access.js');
     const at = tcti ?? defaultTcti();
     const signer = await TpmSigner.create(tpm?.for(at) ?? new TpmAccess(at));
-    return { spkiPem: toPem('PUBLIC KEY', signer.publicKeySpki()), csrPem: toPem('CERTIFICATE REQUEST', await buildCsr(signer)), keyPem: signer.toTss2Pem(), storage };
+    return {
+      spkiPem: toPem('PUBLIC KEY', signer.publicKeySpki()),
+      csrPem: toPem('CERTIFICATE REQUEST', await buildCsr(signer)),
+      keyPem: signer.toTss2Pem(),
+      storage,
+    };
   }
   const signer = SoftwareSigner.generate();
-  return { spkiPem: toPem('PUBLIC KEY', signer.publicKeySpki()), csrPem: toPem('CERTIFICATE REQUEST', await buildCsr(signer)), keyPem: signer.toPkcs8Pem(), storage };
+  return {
+    spkiPem: toPem('PUBLIC KEY', signer.publicKeySpki()),
+    csrPem: toPem('CERTIFICATE REQUEST', await buildCsr(signer)),
+    keyPem: signer.toPkcs8Pem(),
+    storage,
+  };
 }

@@ -45,7 +45,9 @@ export async function runReload(reload: ReloadConfig, env: Record<string, string
     child.on('close', (code, signal) => {
       clearTimeout(timer);
       if (code === 0) return resolve(undefined);
-      const why = signal ? `killed by ${signal}${signal === 'SIGKILL' ? ` (timeout ${timeoutMs / 1000} s)` : ''}` : `exit ${code}`;
+      const why = signal
+        ? `killed by ${signal}${signal === 'SIGKILL' ? ` (timeout ${timeoutMs / 1000} s)` : ''}`
+        : `exit ${code}`;
       resolve(`reload command failed (${why})${stderr.trim() ? `: ${stderr.trim().split('\n').pop()}` : ''}`);
     });
   });

@@ -19,7 +19,14 @@ import { formatAuthorizedKey, parseAuthorizedKey, sshPublicKeyFromKeyObject } fr
 import { decodeOpenSshPrivateKey, encodeOpenSshPrivateKey } from '../../ssh/private-key.js';
 import type { AtomicFile } from '../../util/atomic-file.js';
 import type { CredentialOutputConfig } from './config.js';
-import { KEY_MODE, PUBLIC_MODE, withNewline, writeOutputFiles, type CredentialDestination, type Prepared } from './credential-output.js';
+import {
+  KEY_MODE,
+  PUBLIC_MODE,
+  withNewline,
+  writeOutputFiles,
+  type CredentialDestination,
+  type Prepared,
+} from './credential-output.js';
 import { checkCertificateFor } from './ssh-user.js';
 
 type SshHostConfig = Extract<CredentialOutputConfig, { type: 'ssh_host' }>;
@@ -48,12 +55,18 @@ export function sshHostOutput(cfg: SshHostConfig): CredentialDestination {
   const keyFile = path.join(cfg.path, 'ssh_host');
   return {
     config: cfg,
-    files: cfg.host_key ? ['ssh_host-cert.pub', 'ssh_user_ca.pub'] : ['ssh_host', 'ssh_host-cert.pub', 'ssh_user_ca.pub'],
+    files: cfg.host_key
+      ? ['ssh_host-cert.pub', 'ssh_user_ca.pub']
+      : ['ssh_host', 'ssh_host-cert.pub', 'ssh_user_ca.pub'],
     async prepare(): Promise<Prepared> {
       let publicLine: string;
       const secret: Record<string, string> = {};
       if (cfg.host_key) {
-        const pub = parseAuthorizedKey(readText(`${cfg.host_key}.pub`, 'host_key public key').trim(), 'config_invalid', `${cfg.host_key}.pub`);
+        const pub = parseAuthorizedKey(
+          readText(`${cfg.host_key}.pub`, 'host_key public key').trim(),
+          'config_invalid',
+          `${cfg.host_key}.pub`,
+        );
         publicLine = formatAuthorizedKey(pub.blob, pub.comment);
       } else {
         const { key, isNew } = ownHostKey(keyFile);
@@ -62,16 +75,24 @@ export function sshHostOutput(cfg: SshHostConfig): CredentialDestination {
       }
       secret.publicLine = publicLine;
       return {
-        fields: { kind: 'ssh_host', public_key: publicLine, ...(cfg.principals ? { principals: cfg.principals } : {}), ...(cfg.ttl !== undefined ? { ttl_s: cfg.ttl } : {}) },
+        fields: {
+          kind: 'ssh_host',
+          public_key: publicLine,
+          ...(cfg.principals ? { principals: cfg.principals } : {}),
+          ...(cfg.ttl !== undefined ? { ttl_s: cfg.ttl } : {}),
+        },
         secret,
       };
     },
     write(result, prepared) {
       checkCertificateFor(result, prepared.secret!.publicLine!, 'host');
-      if (!result.user_ca_public_key) throw new SigilError('response_invalid', 'the issuer answer carries no user CA key');
+      if (!result.user_ca_public_key)
+        throw new SigilError('response_invalid', 'the issuer answer carries no user CA key');
       const files: AtomicFile[] = [];
-      if (prepared.secret!.privateKey) files.push({ name: 'ssh_host', data: prepared.secret!.privateKey, mode: KEY_MODE });
-      if (!cfg.host_key) files.push({ name: 'ssh_host.pub', data: withNewline(prepared.secret!.publicLine!), mode: PUBLIC_MODE });
+      if (prepared.secret!.privateKey)
+        files.push({ name: 'ssh_host', data: prepared.secret!.privateKey, mode: KEY_MODE });
+      if (!cfg.host_key)
+        files.push({ name: 'ssh_host.pub', data: withNewline(prepared.secret!.publicLine!), mode: PUBLIC_MODE });
       files.push({ name: 'ssh_user_ca.pub', data: withNewline(result.user_ca_public_key), mode: PUBLIC_MODE });
       files.push({ name: 'ssh_host-cert.pub', data: withNewline(result.certificate!), mode: PUBLIC_MODE });
       writeOutputFiles(cfg, files);

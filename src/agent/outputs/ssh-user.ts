@@ -17,7 +17,14 @@ import { parseCertificateLine } from '../../ssh/certificate.js';
 import { formatAuthorizedKey, parseAuthorizedKey, sshPublicKeyFromKeyObject } from '../../ssh/public-key.js';
 import { encodeOpenSshPrivateKey } from '../../ssh/private-key.js';
 import type { CredentialOutputConfig } from './config.js';
-import { KEY_MODE, PUBLIC_MODE, withNewline, writeOutputFiles, type CredentialDestination, type Prepared } from './credential-output.js';
+import {
+  KEY_MODE,
+  PUBLIC_MODE,
+  withNewline,
+  writeOutputFiles,
+  type CredentialDestination,
+  type Prepared,
+} from './credential-output.js';
 
 type SshUserConfig = Extract<CredentialOutputConfig, { type: 'ssh_user' }>;
 
@@ -44,11 +51,18 @@ export function renderSshConfig(dir: string, hosts: readonly string[], login: st
 }
 
 /** A fresh certificate and key pair must belong together; the issuer answer is checked before writing. */
-export function checkCertificateFor(result: CredentialResult, publicKeyLine: string, type: 'user' | 'host'): ReturnType<typeof parseCertificateLine> {
+export function checkCertificateFor(
+  result: CredentialResult,
+  publicKeyLine: string,
+  type: 'user' | 'host',
+): ReturnType<typeof parseCertificateLine> {
   if (!result.certificate) throw new SigilError('response_invalid', `the issuer answer carries no ${type} certificate`);
   const cert = parseCertificateLine(result.certificate, 'response_invalid');
   if (cert.type !== type || !cert.subject.blob.equals(parseAuthorizedKey(publicKeyLine, 'response_invalid').blob)) {
-    throw new SigilError('response_invalid', `the issuer returned a ${cert.type} certificate for another key than the one requested`);
+    throw new SigilError(
+      'response_invalid',
+      `the issuer returned a ${cert.type} certificate for another key than the one requested`,
+    );
   }
   return cert;
 }
@@ -62,20 +76,30 @@ export function sshUserOutput(cfg: SshUserConfig): CredentialDestination {
       const { privateKey } = generateKeyPairSync('ed25519');
       const publicLine = formatAuthorizedKey(sshPublicKeyFromKeyObject(privateKey).blob, 'sigil');
       return {
-        fields: { kind: 'ssh_user', public_key: publicLine, ...(cfg.logins ? { logins: cfg.logins } : {}), ...(cfg.ttl !== undefined ? { ttl_s: cfg.ttl } : {}) },
+        fields: {
+          kind: 'ssh_user',
+          public_key: publicLine,
+          ...(cfg.logins ? { logins: cfg.logins } : {}),
+          ...(cfg.ttl !== undefined ? { ttl_s: cfg.ttl } : {}),
+        },
         secret: { privateKey: encodeOpenSshPrivateKey(privateKey, 'sigil'), publicLine },
       };
     },
     write(result, prepared) {
       const publicLine = prepared.secret!.publicLine!;
       const cert = checkCertificateFor(result, publicLine, 'user');
-      if (!result.host_ca_public_key) throw new SigilError('response_invalid', 'the issuer answer carries no host CA key');
+      if (!result.host_ca_public_key)
+        throw new SigilError('response_invalid', 'the issuer answer carries no host CA key');
       const hostCa = parseAuthorizedKey(result.host_ca_public_key, 'response_invalid');
       const login = cert.principals.length === 1 ? cert.principals[0] : undefined;
       writeOutputFiles(cfg, [
         { name: 'id', data: prepared.secret!.privateKey!, mode: KEY_MODE },
         { name: 'id.pub', data: withNewline(publicLine), mode: PUBLIC_MODE },
-        { name: 'known_hosts', data: `@cert-authority ${hosts.join(',')} ${formatAuthorizedKey(hostCa.blob, hostCa.comment)}\n`, mode: PUBLIC_MODE },
+        {
+          name: 'known_hosts',
+          data: `@cert-authority ${hosts.join(',')} ${formatAuthorizedKey(hostCa.blob, hostCa.comment)}\n`,
+          mode: PUBLIC_MODE,
+        },
         { name: 'ssh_config', data: renderSshConfig(cfg.path, hosts, login), mode: PUBLIC_MODE },
         { name: 'id-cert.pub', data: withNewline(result.certificate!), mode: PUBLIC_MODE },
       ]);

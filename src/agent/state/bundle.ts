@@ -54,7 +54,11 @@ export class BundleStore {
   }
 
   save(b: TrustBundle): void {
-    if (!Array.isArray(b.rootsPem) || b.rootsPem.length === 0 || !b.rootsPem.every((x) => typeof x === 'string' && x.length > 0)) {
+    if (
+      !Array.isArray(b.rootsPem) ||
+      b.rootsPem.length === 0 ||
+      !b.rootsPem.every((x) => typeof x === 'string' && x.length > 0)
+    ) {
       // An empty bundle would make the agent trust nothing and fail every verification.
       throw new TypeError('bundle: rootsPem must be a non-empty array of PEM strings');
     }
@@ -95,6 +99,9 @@ export class BundleStore {
 
 function assertPin(pin: string): void {
   if (typeof pin !== 'string' || !PIN_RE.test(pin)) {
-    throw new SigilError('config_invalid', `invalid issuer pin ${JSON.stringify(String(pin).slice(0, 80))}: expected sha256:<64 lowercase hex digits>`);
+    throw new SigilError(
+      'config_invalid',
+      `invalid issuer pin ${JSON.stringify(String(pin).slice(0, 80))}: expected sha256:<64 lowercase hex digits>`,
+    );
   }
 }

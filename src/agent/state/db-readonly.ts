@@ -28,7 +28,8 @@ export function openAgentDbReadOnly(dataDir: string): AgentDb | undefined {
   try {
     st = fs.lstatSync(file);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR')
+      return undefined;
     throw new SigilError('internal', `cannot stat ${file}`, { cause: err });
   }
   if (st.isSymbolicLink()) throw new SigilError('unsafe_path', `refusing to open ${file}: it is a symbolic link`);
@@ -49,14 +50,21 @@ export function openAgentDbReadOnly(dataDir: string): AgentDb | undefined {
       return undefined;
     }
     if (version !== AGENT_SCHEMA_VERSION) {
-      const what = version > AGENT_SCHEMA_VERSION ? 'newer than this Sigil supports' : 'older than this Sigil: start the agent once to upgrade it';
-      throw new SigilError('config_invalid', `agent state ${file} has schema version ${version}, ${what} (${AGENT_SCHEMA_VERSION})`);
+      const what =
+        version > AGENT_SCHEMA_VERSION
+          ? 'newer than this Sigil supports'
+          : 'older than this Sigil: start the agent once to upgrade it';
+      throw new SigilError(
+        'config_invalid',
+        `agent state ${file} has schema version ${version}, ${what} (${AGENT_SCHEMA_VERSION})`,
+      );
     }
   } catch (err) {
     db.close();
     if (err instanceof SigilError) throw err;
     const code = (err as { code?: unknown }).code;
-    if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT') throw new SigilError('config_invalid', `agent state ${file} is not a valid SQLite database`, { cause: err });
+    if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT')
+      throw new SigilError('config_invalid', `agent state ${file} is not a valid SQLite database`, { cause: err });
     throw new SigilError('internal', `cannot read agent state ${file}`, { cause: err });
   }
   return db;
@@ -66,7 +74,8 @@ function fromSnapshot(file: string): AgentDb {
   const bytes = fs.readFileSync(file);
   // A file the agent pre-created (db.ts precreate) but never wrote: an empty, valid database.
   if (bytes.length === 0) return new Database(':memory:');
-  if (bytes.length < 100 || !bytes.subarray(0, 16).equals(SQLITE_MAGIC)) throw new SigilError('config_invalid', `agent state ${file} is not a valid SQLite database`);
+  if (bytes.length < 100 || !bytes.subarray(0, 16).equals(SQLITE_MAGIC))
+    throw new SigilError('config_invalid', `agent state ${file} is not a valid SQLite database`);
   // An in-memory database cannot be in WAL mode; the content is the same in rollback mode.
   for (const i of WAL_VERSION_BYTES) if (bytes[i] === 2) bytes[i] = 1;
   return new Database(bytes, { readonly: true });

@@ -186,7 +186,8 @@ function precreate(file: string): void {
   try {
     st = fs.lstatSync(file);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new SigilError('internal', `cannot stat ${file}`, { cause: err });
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new SigilError('internal', `cannot stat ${file}`, { cause: err });
   }
   if (st && st.isSymbolicLink()) throw new SigilError('unsafe_path', `refusing to open ${file}: it is a symbolic link`);
   if (st && !st.isFile()) throw new SigilError('unsafe_path', `refusing to open ${file}: it is not a regular file`);

@@ -58,7 +58,8 @@ export class HistoryStore {
   /** Nests (as a savepoint) when called inside another transaction, e.g. completeRenewal. */
   append(e: HistoryEntry): void {
     if (!Number.isSafeInteger(e.at)) throw new TypeError('history: at must be an integer (unix ms)');
-    if (e.outcome !== 'ok' && e.outcome !== 'error') throw new TypeError(`history: invalid outcome ${String(e.outcome)}`);
+    if (e.outcome !== 'ok' && e.outcome !== 'error')
+      throw new TypeError(`history: invalid outcome ${String(e.outcome)}`);
     const row = {
       at: e.at,
       op: e.op,

@@ -184,7 +184,11 @@ function validateIdentity(id: Identity): void {
   for (const k of ['instanceId', 'spiffeId', 'bot', 'keyRef', 'serial', 'joinMethod'] as const) {
     if (typeof id[k] !== 'string' || id[k].length === 0) problems.push(`${k} must be a non-empty string`);
   }
-  if (!Array.isArray(id.chainPem) || id.chainPem.length === 0 || !id.chainPem.every((c) => typeof c === 'string' && c.length > 0)) {
+  if (
+    !Array.isArray(id.chainPem) ||
+    id.chainPem.length === 0 ||
+    !id.chainPem.every((c) => typeof c === 'string' && c.length > 0)
+  ) {
     problems.push('chainPem must be a non-empty array of PEM strings');
   }
   for (const k of ['notBefore', 'notAfter', 'issuedAt', 'renewAfter', 'generation'] as const) {
@@ -193,12 +197,20 @@ function validateIdentity(id: Identity): void {
   if (id.notAfter <= id.notBefore) problems.push('notAfter must be after notBefore');
   if (!KEY_STORAGES.has(id.keyStorage)) problems.push(`keyStorage ${String(id.keyStorage)} is unknown`);
   if (typeof id.exportable !== 'boolean') problems.push('exportable must be a boolean');
-  if (id.issuerKeyStorage !== undefined && !KEY_STORAGES.has(id.issuerKeyStorage)) problems.push(`issuerKeyStorage ${String(id.issuerKeyStorage)} is unknown`);
-  if (id.issuerExportable !== undefined && typeof id.issuerExportable !== 'boolean') problems.push('issuerExportable must be a boolean');
+  if (id.issuerKeyStorage !== undefined && !KEY_STORAGES.has(id.issuerKeyStorage))
+    problems.push(`issuerKeyStorage ${String(id.issuerKeyStorage)} is unknown`);
+  if (id.issuerExportable !== undefined && typeof id.issuerExportable !== 'boolean')
+    problems.push('issuerExportable must be a boolean');
   const t = id.transport;
   if (t !== undefined) {
-    if (typeof t.keyPem !== 'string' || !t.keyPem.includes('PRIVATE KEY')) problems.push('transport.keyPem must be a PKCS#8 PEM');
-    if (!Array.isArray(t.chainPem) || t.chainPem.length === 0 || !t.chainPem.every((c) => typeof c === 'string' && c.length > 0)) problems.push('transport.chainPem must be a non-empty array of PEM strings');
+    if (typeof t.keyPem !== 'string' || !t.keyPem.includes('PRIVATE KEY'))
+      problems.push('transport.keyPem must be a PKCS#8 PEM');
+    if (
+      !Array.isArray(t.chainPem) ||
+      t.chainPem.length === 0 ||
+      !t.chainPem.every((c) => typeof c === 'string' && c.length > 0)
+    )
+      problems.push('transport.chainPem must be a non-empty array of PEM strings');
     if (!Number.isSafeInteger(t.notAfter)) problems.push('transport.notAfter must be an integer');
   }
   if (typeof id.keyRef === 'string') {

@@ -20,7 +20,17 @@ import { SettingsStore } from './settings.js';
 import { StatusStore } from './status.js';
 import type { AgentStatus, AgentStatusUpdate } from './status.js';
 
-export type { AgentStatus, AgentStatusUpdate, HistoryEntry, HistoryRecord, Identity, IssuerPin, OutboxEntry, TransportCert, TrustBundle };
+export type {
+  AgentStatus,
+  AgentStatusUpdate,
+  HistoryEntry,
+  HistoryRecord,
+  Identity,
+  IssuerPin,
+  OutboxEntry,
+  TransportCert,
+  TrustBundle,
+};
 export { AGENT_DB_FILE, AGENT_SCHEMA_VERSION } from './db.js';
 export { HISTORY_KEEP } from './history.js';
 

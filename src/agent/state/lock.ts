@@ -53,10 +53,17 @@ export function lockDataDir(dataDir: string, what: string): () => void {
     try {
       fd = openSync(path, 'wx', 0o600);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw new SigilError('config_invalid', `cannot create ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST')
+        throw new SigilError(
+          'config_invalid',
+          `cannot create ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+        );
       const holder = holderOf(path);
       if (holder && alive(holder.pid) && holder.pid !== process.pid) {
-        throw new SigilError('data_dir_locked', `${dataDir} is in use by pid ${holder.pid}${holder.what ? ` (${holder.what})` : ''}; stop it first (two agents on one data directory would lock the instance with generation_mismatch)`);
+        throw new SigilError(
+          'data_dir_locked',
+          `${dataDir} is in use by pid ${holder.pid}${holder.what ? ` (${holder.what})` : ''}; stop it first (two agents on one data directory would lock the instance with generation_mismatch)`,
+        );
       }
       // Left behind by a process that is gone: take it over (another taker may race us; O_EXCL decides).
       try {

@@ -60,7 +60,8 @@ export class OutboxStore {
    * answer it with the response to the first one.
    */
   put(e: OutboxEntry): void {
-    if (typeof e.requestId !== 'string' || e.requestId.length === 0) throw new TypeError('outbox: requestId must be a non-empty string');
+    if (typeof e.requestId !== 'string' || e.requestId.length === 0)
+      throw new TypeError('outbox: requestId must be a non-empty string');
     if (typeof e.op !== 'string' || e.op.length === 0) throw new TypeError('outbox: op must be a non-empty string');
     if (typeof e.body !== 'string') throw new TypeError('outbox: body must be a string');
     if (!Number.isSafeInteger(e.createdAt)) throw new TypeError('outbox: createdAt must be an integer (unix ms)');

@@ -56,5 +56,6 @@ function assertKey(key: string): void {
 }
 
 function assertValue(value: string): void {
-  if (typeof value !== 'string' || value.length > MAX_VALUE) throw new TypeError('settings: value must be a string of at most 4096 characters');
+  if (typeof value !== 'string' || value.length > MAX_VALUE)
+    throw new TypeError('settings: value must be a string of at most 4096 characters');
 }

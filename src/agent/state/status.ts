@@ -28,7 +28,13 @@ interface StatusRow {
   transport: string | null;
 }
 
-const INITIAL: AgentStatus = { consecutiveFailures: 0, lastError: null, lastAttemptAt: null, nextAttemptAt: null, transport: null };
+const INITIAL: AgentStatus = {
+  consecutiveFailures: 0,
+  lastError: null,
+  lastAttemptAt: null,
+  nextAttemptAt: null,
+  transport: null,
+};
 
 export class StatusStore {
   readonly #db: AgentDb;
@@ -38,7 +44,8 @@ export class StatusStore {
   constructor(db: AgentDb) {
     this.#db = db;
     this.#get = db.prepare('SELECT * FROM status WHERE id = 1');
-    this.#put = db.prepare(`INSERT OR REPLACE INTO status (id, consecutive_failures, last_error, last_attempt_at, next_attempt_at, transport)
+    this.#put =
+      db.prepare(`INSERT OR REPLACE INTO status (id, consecutive_failures, last_error, last_attempt_at, next_attempt_at, transport)
       VALUES (1, @consecutive_failures, @last_error, @last_attempt_at, @next_attempt_at, @transport)`);
   }
 
@@ -56,12 +63,16 @@ export class StatusStore {
 
   /** Merge `update` into the stored row (read-modify-write in one transaction). */
   set(update: AgentStatusUpdate): void {
-    if (update.consecutiveFailures !== undefined && (!Number.isSafeInteger(update.consecutiveFailures) || update.consecutiveFailures < 0)) {
+    if (
+      update.consecutiveFailures !== undefined &&
+      (!Number.isSafeInteger(update.consecutiveFailures) || update.consecutiveFailures < 0)
+    ) {
       throw new TypeError('status: consecutiveFailures must be a non-negative integer');
     }
     for (const k of ['lastAttemptAt', 'nextAttemptAt'] as const) {
       const v = update[k];
-      if (v !== undefined && v !== null && !Number.isSafeInteger(v)) throw new TypeError(`status: ${k} must be an integer (unix ms) or null`);
+      if (v !== undefined && v !== null && !Number.isSafeInteger(v))
+        throw new TypeError(`status: ${k} must be an integer (unix ms) or null`);
     }
     this.#db.transaction(() => {
       const s = { ...this.get() };

@@ -53,11 +53,18 @@ async function brokerCa(ctx: AgentDoctorContext, i: number, t: MqttTransport): P
 
 function connected(client: MqttClient, url: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no CONNACK from ${url} within ${PROBE_TIMEOUT_MS} ms`)), PROBE_TIMEOUT_MS);
+    const t = setTimeout(
+      () => reject(new Error(`no CONNACK from ${url} within ${PROBE_TIMEOUT_MS} ms`)),
+      PROBE_TIMEOUT_MS,
+    );
     client.once('connect', () => (clearTimeout(t), resolve()));
     client.once('error', (e: Error & { code?: unknown }) => {
       clearTimeout(t);
-      reject(typeof e.code === 'number' ? Object.assign(new Error(`the broker refused the connection: ${reason(e.code)}`), { connack: e.code }) : e);
+      reject(
+        typeof e.code === 'number'
+          ? Object.assign(new Error(`the broker refused the connection: ${reason(e.code)}`), { connack: e.code })
+          : e,
+      );
     });
     client.once('close', () => (clearTimeout(t), reject(new Error(`${url} closed the connection`))));
   });
@@ -91,7 +98,10 @@ export const brokerCheck = (i: number, t: MqttTransport): Check<AgentDoctorConte
       try {
         ca = await brokerCa(ctx, i, t);
       } catch (e) {
-        return fail(`cannot verify the broker's TLS certificate: no ca_file and the pinned root is unknown (${toSigilError(e).message})`, 'set ca_file for this transport, or fix the issuer check first');
+        return fail(
+          `cannot verify the broker's TLS certificate: no ca_file and the pinned root is unknown (${toSigilError(e).message})`,
+          'set ca_file for this transport, or fix the issuer check first',
+        );
       }
     }
     const { openMqttClient } = await import('../../transport/mqtt/connect.js');
@@ -113,7 +123,12 @@ export const brokerCheck = (i: number, t: MqttTransport): Check<AgentDoctorConte
       await connected(client, url);
     } catch (e) {
       const refused = (e as { connack?: number }).connack !== undefined;
-      return fail(`cannot connect to ${url} (${who}): ${(e as Error).message}`, refused ? 'check the transport\'s bootstrap credentials (bootstrap.username/password_file or cert/key) and the broker\'s client list' : `check that the broker listens at ${url} (and ca_file for its TLS certificate)`);
+      return fail(
+        `cannot connect to ${url} (${who}): ${(e as Error).message}`,
+        refused
+          ? "check the transport's bootstrap credentials (bootstrap.username/password_file or cert/key) and the broker's client list"
+          : `check that the broker listens at ${url} (and ca_file for its TLS certificate)`,
+      );
     }
     const topic = `sigil/v1/resp/${session.responseId}`;
     let granted: number;

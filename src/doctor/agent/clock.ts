@@ -10,14 +10,16 @@ import type { AgentDoctorContext } from './context.js';
 
 export const SKEW_WARN_MS = 30_000;
 export const SKEW_FAIL_MS = 5 * 60_000;
-const NTP_FIX = 'enable time sync and check it: timedatectl set-ntp true; timedatectl status (System clock synchronized: yes); chronyc tracking';
+const NTP_FIX =
+  'enable time sync and check it: timedatectl set-ntp true; timedatectl status (System clock synchronized: yes); chronyc tracking';
 
 /** `skewMs` > 0: this machine is behind the issuer. */
 export function judgeSkew(skewMs: number, rttMs: number, via: string): CheckOutcome {
   const abs = Math.abs(skewMs);
   const s = (abs / 1000).toFixed(abs < 10_000 ? 1 : 0);
   const detail = `this machine is ${s} s ${skewMs > 0 ? 'behind' : 'ahead of'} the issuer (±${Math.ceil(rttMs / 2)} ms, via ${via})`;
-  if (abs > SKEW_FAIL_MS) return fail(`${detail}: the issuer refuses renewals more than 5 min off (stale_request)`, NTP_FIX);
+  if (abs > SKEW_FAIL_MS)
+    return fail(`${detail}: the issuer refuses renewals more than 5 min off (stale_request)`, NTP_FIX);
   if (abs > SKEW_WARN_MS) return warn(`${detail}: more than 30 s`, NTP_FIX);
   return ok(detail);
 }
@@ -32,6 +34,9 @@ export const clockCheck: Check<AgentDoctorContext> = {
       if (!p) continue;
       return judgeSkew(p.issuedAt - (p.sentAt + p.receivedAt) / 2, p.receivedAt - p.sentAt, ctx.cfg.transports[i]!.url);
     }
-    return warn('not measured: no transport reached the issuer (see the issuer checks)', 'fix the issuer checks, or compare by hand: date -u here and on the issuer');
+    return warn(
+      'not measured: no transport reached the issuer (see the issuer checks)',
+      'fix the issuer checks, or compare by hand: date -u here and on the issuer',
+    );
   },
 };

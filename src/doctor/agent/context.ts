@@ -58,7 +58,10 @@ export function agentDoctorContext(configPath: string, cfg: AgentConfig): AgentD
     },
     async close() {
       // Transports and TPM first, the state last (a probe may still read it).
-      for (const fn of closers.splice(0).reverse()) await Promise.resolve().then(fn).catch(() => undefined);
+      for (const fn of closers.splice(0).reverse())
+        await Promise.resolve()
+          .then(fn)
+          .catch(() => undefined);
       closeState?.();
       closeState = undefined;
     },

@@ -18,12 +18,16 @@ export const identityCheck: Check<AgentDoctorContext> = {
     if (!state) return warn(`not joined: no agent state in ${ctx.cfg.dataDir}`, runOnce);
     const pinned = state.getIssuerPin();
     if (pinned && pinned.pin !== ctx.cfg.caPin) {
-      return fail(`pin_mismatch: ${ctx.cfg.dataDir} was pinned to ${pinned.pin} but ca_pin is ${ctx.cfg.caPin}; the agent refuses to start`, `put back ca_pin: ${pinned.pin} in ${ctx.configPath}, or, if the issuer CA really changed, remove ${ctx.cfg.dataDir}/agent.db and join again`);
+      return fail(
+        `pin_mismatch: ${ctx.cfg.dataDir} was pinned to ${pinned.pin} but ca_pin is ${ctx.cfg.caPin}; the agent refuses to start`,
+        `put back ca_pin: ${pinned.pin} in ${ctx.configPath}, or, if the issuer CA really changed, remove ${ctx.cfg.dataDir}/agent.db and join again`,
+      );
     }
     const { agentStatus } = await import('../../agent/status.js');
     const now = ctx.now();
     const s = agentStatus(state, now);
-    const failing = s.consecutive_failures > 0 ? `; ${s.consecutive_failures} failed attempts, last: ${s.last_error ?? '?'}` : '';
+    const failing =
+      s.consecutive_failures > 0 ? `; ${s.consecutive_failures} failed attempts, last: ${s.last_error ?? '?'}` : '';
     switch (s.state) {
       case 'not_joined':
         return s.pending_request
@@ -33,14 +37,25 @@ export const identityCheck: Check<AgentDoctorContext> = {
         const self = REATTESTS.has(ctx.cfg.join.method);
         return fail(
           `expired at ${s.not_after} (${s.spiffe_id})${failing}`,
-          self ? `${runOnce} (the ${ctx.cfg.join.method} join re-attests by itself once the issuer is reachable)` : `create a new join token on the issuer (sigil ctl token create --bot ${s.bot ?? '<bot>'}), put it in join.token_file, then: ${runOnce}`,
+          self
+            ? `${runOnce} (the ${ctx.cfg.join.method} join re-attests by itself once the issuer is reachable)`
+            : `create a new join token on the issuer (sigil ctl token create --bot ${s.bot ?? '<bot>'}), put it in join.token_file, then: ${runOnce}`,
         );
       }
       case 'renewal_overdue':
-        return warn(`${s.spiffe_id}: renewal overdue, expires ${s.not_after} (in ${formatDuration(Math.max(0, s.time_left_s ?? 0))})${failing}`, `sigil agent renew --config ${ctx.configPath}`);
+        return warn(
+          `${s.spiffe_id}: renewal overdue, expires ${s.not_after} (in ${formatDuration(Math.max(0, s.time_left_s ?? 0))})${failing}`,
+          `sigil agent renew --config ${ctx.configPath}`,
+        );
       default:
-        if (failing) return warn(`${s.spiffe_id}: valid until ${s.not_after}${failing}`, `check the issuer checks above, then: sigil agent renew --config ${ctx.configPath}`);
-        return ok(`${s.spiffe_id}: generation ${s.generation}, valid until ${s.not_after} (${formatDuration(s.time_left_s ?? 0)} left), next renewal ${s.next_renewal ?? '-'}`);
+        if (failing)
+          return warn(
+            `${s.spiffe_id}: valid until ${s.not_after}${failing}`,
+            `check the issuer checks above, then: sigil agent renew --config ${ctx.configPath}`,
+          );
+        return ok(
+          `${s.spiffe_id}: generation ${s.generation}, valid until ${s.not_after} (${formatDuration(s.time_left_s ?? 0)} left), next renewal ${s.next_renewal ?? '-'}`,
+        );
     }
   },
 };

@@ -13,13 +13,19 @@ import { spkiPin } from '../../pki/chain.js';
 import { fail, ok, NETWORK_TIMEOUT_MS, type Check, type CheckOutcome } from '../types.js';
 import type { AgentDoctorContext } from './context.js';
 
-const PIN_COMMAND = 'openssl x509 -in DATA_DIR/ca/root.pem -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum';
+const PIN_COMMAND =
+  'openssl x509 -in DATA_DIR/ca/root.pem -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum';
 
 /** The self-signed certificates an HTTPS issuer presents, by pin (to say which CA it is instead). */
 function presentedRoots(url: string, timeoutMs: number): Promise<string[]> {
   const u = new URL(url);
   return new Promise((resolve) => {
-    const sock = tls.connect({ host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port || 443), rejectUnauthorized: false, timeout: timeoutMs });
+    const sock = tls.connect({
+      host: u.hostname.replace(/^\[|\]$/g, ''),
+      port: Number(u.port || 443),
+      rejectUnauthorized: false,
+      timeout: timeoutMs,
+    });
     const done = (pins: string[]): void => {
       sock.destroy();
       resolve(pins);
@@ -48,13 +54,23 @@ async function diagnose(ctx: AgentDoctorContext, t: TransportConfig, err: unknow
     case 'pin_mismatch': {
       const pins = t.type === 'https' ? await presentedRoots(t.url, 2_000) : [];
       const seen = pins.length ? ` (${t.url} presents root ${pins.join(', ')})` : '';
-      return fail(`${what}${seen}`, `set ca_pin in ${ctx.configPath} to your issuer's pin, read on the issuer: ${PIN_COMMAND}`);
+      return fail(
+        `${what}${seen}`,
+        `set ca_pin in ${ctx.configPath} to your issuer's pin, read on the issuer: ${PIN_COMMAND}`,
+      );
     }
     case 'issuer_unreachable': {
       if (/CERT_NOT_YET_VALID|CERT_HAS_EXPIRED|certificate is not yet valid|certificate has expired/i.test(e.message)) {
-        return fail(what, "check this machine's clock (timedatectl; chronyc tracking): the issuer's certificate is outside its validity by our clock");
+        return fail(
+          what,
+          "check this machine's clock (timedatectl; chronyc tracking): the issuer's certificate is outside its validity by our clock",
+        );
       }
-      if (/refused the (subscription|publish)/.test(e.message)) return fail(what, `the broker's ACL refuses this agent's session; see the broker:${t.url} check and docs/mqtt.md "What the roles allow"`);
+      if (/refused the (subscription|publish)/.test(e.message))
+        return fail(
+          what,
+          `the broker's ACL refuses this agent's session; see the broker:${t.url} check and docs/mqtt.md "What the roles allow"`,
+        );
       return fail(
         what,
         t.type === 'https'
@@ -63,7 +79,10 @@ async function diagnose(ctx: AgentDoctorContext, t: TransportConfig, err: unknow
       );
     }
     case 'response_invalid':
-      return fail(what, "check this machine's clock (timedatectl) and that the issuer is a Sigil issuer of the pinned CA");
+      return fail(
+        what,
+        "check this machine's clock (timedatectl) and that the issuer is a Sigil issuer of the pinned CA",
+      );
     case 'config_invalid':
       return fail(what, `fix the transport in ${ctx.configPath}`);
     default:
@@ -78,7 +97,9 @@ export const issuerCheck = (i: number, t: TransportConfig): Check<AgentDoctorCon
     try {
       const p = await ctx.probe(i);
       const how = t.type === 'https' ? 'presented in the TLS handshake' : 'verified through the broker';
-      return ok(`pinned root (${ctx.cfg.caPin.slice(0, 19)}…, trust domain ${p.trustDomain}) ${how}; signed bundle verifies (${p.receivedAt - p.sentAt} ms)`);
+      return ok(
+        `pinned root (${ctx.cfg.caPin.slice(0, 19)}…, trust domain ${p.trustDomain}) ${how}; signed bundle verifies (${p.receivedAt - p.sentAt} ms)`,
+      );
     } catch (e) {
       return diagnose(ctx, t, e);
     }

@@ -15,8 +15,10 @@ import type { AgentDoctorContext } from './context.js';
 
 /** The command (or config change) that fixes a refused output directory. */
 function fixFor(abs: string, st: fs.Stats | undefined): string {
-  if (!st) return `mkdir -p ${sh(abs)} && chown <agent user> ${sh(abs)}, or set the output's path to a directory on real storage (e.g. /run/sigil/identity)`;
-  if (st.isSymbolicLink()) return `set the output's path to the real directory, or replace the link: rm ${sh(abs)} && mkdir -m 0755 ${sh(abs)}`;
+  if (!st)
+    return `mkdir -p ${sh(abs)} && chown <agent user> ${sh(abs)}, or set the output's path to a directory on real storage (e.g. /run/sigil/identity)`;
+  if (st.isSymbolicLink())
+    return `set the output's path to the real directory, or replace the link: rm ${sh(abs)} && mkdir -m 0755 ${sh(abs)}`;
   if (!st.isDirectory()) return `set the output's path to a directory, or remove ${sh(abs)}`;
   if ((st.mode & 0o002) !== 0) return `chmod o-w ${sh(abs)}`;
   return `set the output's path to a directory on real storage (e.g. /run/sigil/identity)`;
@@ -28,8 +30,16 @@ export function checkOutputDir(dir: string): CheckOutcome {
   const st = lstatOrUndefined(abs);
   if (why) return fail(`${abs}: ${why}`, fixFor(abs, st));
   if (!st) return ok(`${abs} does not exist yet; the agent will create it (under ${existingAncestor(abs)})`);
-  if (!writable(abs)) return fail(`${abs} is not writable by this user (mode ${octal(st.mode)}, owner uid ${st.uid})`, `chown <agent user> ${sh(abs)}`);
-  if ((st.mode & 0o020) !== 0) return warn(`${abs} is group-writable (mode ${octal(st.mode)}): members of gid ${st.gid} can replace the credentials`, `chmod g-w ${sh(abs)}`);
+  if (!writable(abs))
+    return fail(
+      `${abs} is not writable by this user (mode ${octal(st.mode)}, owner uid ${st.uid})`,
+      `chown <agent user> ${sh(abs)}`,
+    );
+  if ((st.mode & 0o020) !== 0)
+    return warn(
+      `${abs} is group-writable (mode ${octal(st.mode)}): members of gid ${st.gid} can replace the credentials`,
+      `chmod g-w ${sh(abs)}`,
+    );
   return ok(`${abs}: directory, mode ${octal(st.mode)}, writable`);
 }
 

@@ -47,7 +47,11 @@ export interface IssuerProbe {
  * broker's ACL is tested as the agent meets it), but its own client id with a clean session —
  * taking the agent's client id would disconnect a running daemon and discard its queued answers.
  */
-export async function doctorMqttSession(t: Extract<TransportConfig, { type: 'mqtt' }>, state: AgentState | undefined, now: () => number): Promise<MqttSession & { joined: boolean }> {
+export async function doctorMqttSession(
+  t: Extract<TransportConfig, { type: 'mqtt' }>,
+  state: AgentState | undefined,
+  now: () => number,
+): Promise<MqttSession & { joined: boolean }> {
   const { mqttSession } = await import('../../agent/transports.js');
   // mqttSession persists a bootstrap id when the agent has none; doctor writes nothing.
   const readOnly = {
@@ -55,7 +59,11 @@ export async function doctorMqttSession(t: Extract<TransportConfig, { type: 'mqt
     getOrCreateSetting: (key: string, make: () => string) => state?.getSetting(key) ?? make(),
   } as unknown as AgentState;
   const s = mqttSession(t, readOnly, now, 'renew');
-  return { ...s, clientId: `sigil-doctor-${randomBytes(6).toString('hex')}`, joined: !s.responseId.startsWith('bootstrap/') };
+  return {
+    ...s,
+    clientId: `sigil-doctor-${randomBytes(6).toString('hex')}`,
+    joined: !s.responseId.startsWith('bootstrap/'),
+  };
 }
 
 async function openTransport(ctx: ProbeContext, t: TransportConfig): Promise<IssuerTransport> {
@@ -64,7 +72,11 @@ async function openTransport(ctx: ProbeContext, t: TransportConfig): Promise<Iss
     // No stored root: the pin is checked against what the issuer presents today.
     return new HttpsIssuerClient({ url: t.url, pin: ctx.cfg.caPin, timeoutMs: PROBE_TIMEOUT_MS });
   }
-  const [{ MqttIssuerClient }, { readFileSync }, state] = await Promise.all([import('../../transport/mqtt/client.js'), import('node:fs'), ctx.state().catch(() => undefined)]);
+  const [{ MqttIssuerClient }, { readFileSync }, state] = await Promise.all([
+    import('../../transport/mqtt/client.js'),
+    import('node:fs'),
+    ctx.state().catch(() => undefined),
+  ]);
   const session = await doctorMqttSession(t, state, ctx.now);
   return new MqttIssuerClient({
     url: t.url,
@@ -86,11 +98,16 @@ export async function probeIssuer(ctx: ProbeContext, t: TransportConfig): Promis
   const receivedAt = Date.now();
   let issuedAt: unknown;
   try {
-    issuedAt = (JSON.parse(b64u.decode(parseJws(body, 'response_invalid').jws.payload).toString('utf8')) as { issued_at?: unknown }).issued_at;
+    issuedAt = (
+      JSON.parse(b64u.decode(parseJws(body, 'response_invalid').jws.payload).toString('utf8')) as {
+        issued_at?: unknown;
+      }
+    ).issued_at;
   } catch (e) {
     throw e instanceof SigilError ? e : new SigilError('response_invalid', 'the bundle response payload is not JSON');
   }
-  if (typeof issuedAt !== 'number' || !Number.isFinite(issuedAt)) throw new SigilError('response_invalid', 'the bundle response has no issued_at');
+  if (typeof issuedAt !== 'number' || !Number.isFinite(issuedAt))
+    throw new SigilError('response_invalid', 'the bundle response has no issued_at');
   const verified = verifyResponse(body, 'bundle', null, rootPem, new Date(issuedAt));
   return { rootPem, issuedAt, sentAt, receivedAt, trustDomain: verified.result.trust_domain };
 }

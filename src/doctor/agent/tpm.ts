@@ -51,7 +51,11 @@ async function unavailable(tcti: string, e: unknown): Promise<CheckOutcome> {
     // The loader missing is an install away; say which package rather than "is tabrmd running?".
     const { tctiLoaderStatus } = await import('#native/check.js');
     const loader = tctiLoaderStatus();
-    if (!loader.present) return fail(`cannot use the TPM through ${tcti}: ${loader.library} is missing (${loader.detail})`, `install ${loader.install}`);
+    if (!loader.present)
+      return fail(
+        `cannot use the TPM through ${tcti}: ${loader.library} is missing (${loader.detail})`,
+        `install ${loader.install}`,
+      );
   }
   const fix = tcti.startsWith('device')
     ? `check that ${tcti.slice(7) || '/dev/tpmrm0'} exists and that the agent's user may open it (ls -l /dev/tpmrm0; usermod -aG tss <user>), or set join.tpm.tcti`
@@ -65,7 +69,11 @@ export const tpmCheck = (need: TpmNeed): Check<AgentDoctorContext> => ({
   name: 'tpm',
   timeoutMs: 15_000,
   async run(ctx, signal) {
-    const [{ Tpm }, { readEkCertificate }, { TPM_RC, isTpmRc }] = await Promise.all([import('../../tpm/tpm.js'), import('../../tpm/ek.js'), import('../../tpm/errors.js')]);
+    const [{ Tpm }, { readEkCertificate }, { TPM_RC, isTpmRc }] = await Promise.all([
+      import('../../tpm/tpm.js'),
+      import('../../tpm/ek.js'),
+      import('../../tpm/errors.js'),
+    ]);
     let tpm: InstanceType<typeof Tpm>;
     try {
       tpm = await Tpm.open(need.tcti, { timeoutMs: 10_000 });
@@ -92,7 +100,10 @@ export const tpmCheck = (need: TpmNeed): Check<AgentDoctorContext> => ({
       const cert = await readEkCertificate(tpm);
       if (cert) found.push(`EK certificate (${cert.kind}) in NV ${hex(cert.nvIndex)}`);
       if (!ek && !cert) {
-        return fail(`${need.tcti} opens, but there is no EK at ${EK_HANDLES.map(hex).join('/')} and no EK certificate in NV`, 'provision the EK (tpm2_createek -c 0x81010001; the manufacturer\'s EK certificate belongs in NV 0x01c00002), or use another join method');
+        return fail(
+          `${need.tcti} opens, but there is no EK at ${EK_HANDLES.map(hex).join('/')} and no EK certificate in NV`,
+          "provision the EK (tpm2_createek -c 0x81010001; the manufacturer's EK certificate belongs in NV 0x01c00002), or use another join method",
+        );
       }
       if (ek) found.unshift(ek);
       if (await persistent(SRK_PERSISTENT)) found.push(`SRK persisted at ${hex(SRK_PERSISTENT)}`);
@@ -103,7 +114,11 @@ export const tpmCheck = (need: TpmNeed): Check<AgentDoctorContext> => ({
         found.push(`SRK created and flushed in ${Date.now() - t0} ms`);
       }
       if (need.deviceKey !== undefined) {
-        if (!(await persistent(need.deviceKey))) return fail(`no key at ${hex(need.deviceKey)} (the x509 device key)`, 'provision it (sigil factory provision) or fix join.x509.tpm.handle / key_uri');
+        if (!(await persistent(need.deviceKey)))
+          return fail(
+            `no key at ${hex(need.deviceKey)} (the x509 device key)`,
+            'provision it (sigil factory provision) or fix join.x509.tpm.handle / key_uri',
+          );
         found.push(`device key at ${hex(need.deviceKey)}`);
       }
       return ok(`${need.tcti} (${need.why}): ${found.join(', ')}`);
@@ -111,7 +126,10 @@ export const tpmCheck = (need: TpmNeed): Check<AgentDoctorContext> => ({
       if (signal.aborted) throw e;
       const msg = (e as Error)?.message ?? String(e);
       // Lockout or an owner password: the storage hierarchy is not ours to use as it is.
-      return fail(`${need.tcti} opens, but the TPM refused: ${msg}`, 'check the owner hierarchy (tpm2_getcap properties-variable: lockoutCounter, ownerAuthSet); Sigil needs an empty owner auth to create its SRK');
+      return fail(
+        `${need.tcti} opens, but the TPM refused: ${msg}`,
+        'check the owner hierarchy (tpm2_getcap properties-variable: lockoutCounter, ownerAuthSet); Sigil needs an empty owner auth to create its SRK',
+      );
     } finally {
       await closed().catch(() => undefined);
     }

@@ -12,10 +12,26 @@ export const adminTokenCheck: Check<IssuerDoctorContext> = {
     const { paths } = await import('../../server/data-dir.js');
     const file = paths(ctx.dataDir).adminToken;
     const st = lstatOrUndefined(file);
-    if (!st) return fail(`${file} is missing: remote sigil ctl cannot authenticate`, `restore it from your backup (the issuer stores only its hash)`);
-    if (!st.isFile()) return fail(`${file} is not a regular file (a symbolic link?)`, `replace ${sh(file)} with the credential file itself, mode 0600`);
-    if ((st.mode & 0o077) !== 0) return fail(`${file} is mode ${octal(st.mode)}: anyone who reads it administers the issuer`, `chmod 600 ${sh(file)}`);
-    if (st.uid !== 0 && st.uid !== euid()) return fail(`${file} is owned by uid ${st.uid}, not root or uid ${euid()}`, `check it was not replaced, then: chown ${euid()} ${sh(file)}`);
+    if (!st)
+      return fail(
+        `${file} is missing: remote sigil ctl cannot authenticate`,
+        `restore it from your backup (the issuer stores only its hash)`,
+      );
+    if (!st.isFile())
+      return fail(
+        `${file} is not a regular file (a symbolic link?)`,
+        `replace ${sh(file)} with the credential file itself, mode 0600`,
+      );
+    if ((st.mode & 0o077) !== 0)
+      return fail(
+        `${file} is mode ${octal(st.mode)}: anyone who reads it administers the issuer`,
+        `chmod 600 ${sh(file)}`,
+      );
+    if (st.uid !== 0 && st.uid !== euid())
+      return fail(
+        `${file} is owned by uid ${st.uid}, not root or uid ${euid()}`,
+        `check it was not replaced, then: chown ${euid()} ${sh(file)}`,
+      );
     return ok(`${file}: mode ${octal(st.mode)}, owner uid ${st.uid}`);
   },
 };

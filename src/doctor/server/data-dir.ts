@@ -12,7 +12,10 @@ import { splitFix, type IssuerDoctorContext } from './context.js';
 export const issuerDataDirCheck: Check<IssuerDoctorContext> = {
   name: 'data_dir',
   async run(ctx) {
-    const [{ assertDataDirSecure }, { readMeta }] = await Promise.all([import('../../server/data-dir-perms.js'), import('../../server/data-dir.js')]);
+    const [{ assertDataDirSecure }, { readMeta }] = await Promise.all([
+      import('../../server/data-dir-perms.js'),
+      import('../../server/data-dir.js'),
+    ]);
     let meta;
     try {
       meta = readMeta(ctx.dataDir);
@@ -20,9 +23,19 @@ export const issuerDataDirCheck: Check<IssuerDoctorContext> = {
     } catch (e) {
       const err = toSigilError(e);
       const { detail, fix } = splitFix(err.message);
-      if (err.code === 'not_initialized') return fail(`not_initialized: ${ctx.dataDir} holds no issuer (no issuer.json)`, `sigil server init --data-dir ${sh(ctx.dataDir)} --trust-domain example.org, or point --data-dir at the issuer's directory`);
-      return fail(`${err.code}: ${detail}`, fix ?? `ls -la ${sh(ctx.dataDir)} ${sh(ctx.dataDir)}/ca; check nothing was planted, then restore owner and modes (docs/runbook.md "Hardening")`);
+      if (err.code === 'not_initialized')
+        return fail(
+          `not_initialized: ${ctx.dataDir} holds no issuer (no issuer.json)`,
+          `sigil server init --data-dir ${sh(ctx.dataDir)} --trust-domain example.org, or point --data-dir at the issuer's directory`,
+        );
+      return fail(
+        `${err.code}: ${detail}`,
+        fix ??
+          `ls -la ${sh(ctx.dataDir)} ${sh(ctx.dataDir)}/ca; check nothing was planted, then restore owner and modes (docs/runbook.md "Hardening")`,
+      );
     }
-    return ok(`${ctx.dataDir}: issuer for ${meta.trust_domain} (layout ${meta.layout_version}); directory, ca/ and files owned by root or us, none writable by others`);
+    return ok(
+      `${ctx.dataDir}: issuer for ${meta.trust_domain} (layout ${meta.layout_version}); directory, ca/ and files owned by root or us, none writable by others`,
+    );
   },
 };

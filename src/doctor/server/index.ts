@@ -13,8 +13,19 @@ import { listenCheck } from './listen.js';
 import { storeCheck } from './store.js';
 
 export async function issuerDoctor(opts: { dataDir: string; listen?: string; full?: boolean }): Promise<DoctorReport> {
-  const ctx: IssuerDoctorContext = { dataDir: opts.dataDir, listen: opts.listen, full: opts.full ?? false, now: () => Date.now() };
-  const checks: Array<Check<IssuerDoctorContext>> = [issuerDataDirCheck, caCheck, storeCheck, auditCheck, adminTokenCheck];
+  const ctx: IssuerDoctorContext = {
+    dataDir: opts.dataDir,
+    listen: opts.listen,
+    full: opts.full ?? false,
+    now: () => Date.now(),
+  };
+  const checks: Array<Check<IssuerDoctorContext>> = [
+    issuerDataDirCheck,
+    caCheck,
+    storeCheck,
+    auditCheck,
+    adminTokenCheck,
+  ];
   if (opts.listen !== undefined) checks.push(listenCheck(opts.listen));
   const report = await runChecks(checks, ctx);
   // Without an issuer in the directory, every other finding is noise.

@@ -15,12 +15,32 @@ export const listenCheck = (listen: string): Check<IssuerDoctorContext> => ({
     return new Promise<CheckOutcome>((resolve) => {
       const srv = createServer();
       srv.once('error', (e: NodeJS.ErrnoException) => {
-        if (e.code === 'EADDRINUSE') resolve(fail(`${listen} is in use (if that is this issuer running, all is well)`, `find the holder: ss -ltnp 'sport = :${port}'; stop it, or choose another --listen`));
-        else if (e.code === 'EACCES') resolve(fail(`${listen}: this user may not bind port ${port}`, `use a port ≥ 1024, or grant it: setcap cap_net_bind_service=+ep $(command -v node) (or systemd AmbientCapabilities=CAP_NET_BIND_SERVICE)`));
-        else if (e.code === 'EADDRNOTAVAIL') resolve(fail(`${listen}: ${host} is not an address of this machine`, 'listen on an address of this machine (ip -br addr), or 0.0.0.0'));
+        if (e.code === 'EADDRINUSE')
+          resolve(
+            fail(
+              `${listen} is in use (if that is this issuer running, all is well)`,
+              `find the holder: ss -ltnp 'sport = :${port}'; stop it, or choose another --listen`,
+            ),
+          );
+        else if (e.code === 'EACCES')
+          resolve(
+            fail(
+              `${listen}: this user may not bind port ${port}`,
+              `use a port ≥ 1024, or grant it: setcap cap_net_bind_service=+ep $(command -v node) (or systemd AmbientCapabilities=CAP_NET_BIND_SERVICE)`,
+            ),
+          );
+        else if (e.code === 'EADDRNOTAVAIL')
+          resolve(
+            fail(
+              `${listen}: ${host} is not an address of this machine`,
+              'listen on an address of this machine (ip -br addr), or 0.0.0.0',
+            ),
+          );
         else resolve(fail(`cannot listen on ${listen}: ${e.code ?? e.message}`, 'choose another --listen'));
       });
-      srv.listen({ host, port, exclusive: true }, () => srv.close(() => resolve(ok(`${listen} is free and this user may bind it`))));
+      srv.listen({ host, port, exclusive: true }, () =>
+        srv.close(() => resolve(ok(`${listen} is free and this user may bind it`))),
+      );
     });
   },
 });

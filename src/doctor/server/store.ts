@@ -21,26 +21,48 @@ export const storeCheck: Check<IssuerDoctorContext> = {
   name: 'store',
   timeoutMs: 120_000,
   async run(ctx): Promise<CheckOutcome> {
-    const [{ paths }, { latestVersion, schemaVersion }] = await Promise.all([import('../../server/data-dir.js'), import('../../server/store/sqlite/index.js')]);
+    const [{ paths }, { latestVersion, schemaVersion }] = await Promise.all([
+      import('../../server/data-dir.js'),
+      import('../../server/store/sqlite/index.js'),
+    ]);
     const file = paths(ctx.dataDir).db;
-    if (!existsSync(file)) return fail(`${file} is missing`, `restore it from your backup (docs/runbook.md "Back up"); a new one means new policy, tokens and audit log`);
+    if (!existsSync(file))
+      return fail(
+        `${file} is missing`,
+        `restore it from your backup (docs/runbook.md "Back up"); a new one means new policy, tokens and audit log`,
+      );
     let db: BetterSqlite3.Database;
     try {
       db = await openIssuerDbReadOnly(file);
     } catch (e) {
-      return fail(`cannot open ${file}: ${(e as Error).message}`, `check its owner and mode (ls -l ${sh(file)}*: owned by the issuer's user, 0600)`);
+      return fail(
+        `cannot open ${file}: ${(e as Error).message}`,
+        `check its owner and mode (ls -l ${sh(file)}*: owned by the issuer's user, 0600)`,
+      );
     }
     try {
       const have = schemaVersion(db);
       const want = latestVersion();
-      if (have > want) return fail(`${file} has schema version ${have}, newer than this Sigil (${want})`, 'run the Sigil version that wrote it, or a newer one');
+      if (have > want)
+        return fail(
+          `${file} has schema version ${have}, newer than this Sigil (${want})`,
+          'run the Sigil version that wrote it, or a newer one',
+        );
       let integrity = '';
       if (ctx.full) {
         const r = db.pragma('quick_check', { simple: true });
-        if (r !== 'ok') return fail(`${file}: SQLite quick_check: ${String(r)}`, `restore ${sh(file)} from your backup (docs/runbook.md "Back up")`);
+        if (r !== 'ok')
+          return fail(
+            `${file}: SQLite quick_check: ${String(r)}`,
+            `restore ${sh(file)} from your backup (docs/runbook.md "Back up")`,
+          );
         integrity = ', quick_check ok';
       }
-      if (have < want) return warn(`${file} has schema version ${have}; this Sigil writes ${want}${integrity}`, 'sigil server start migrates it (back it up first: docs/runbook.md "Back up")');
+      if (have < want)
+        return warn(
+          `${file} has schema version ${have}; this Sigil writes ${want}${integrity}`,
+          'sigil server start migrates it (back it up first: docs/runbook.md "Back up")',
+        );
       return ok(`${file}: schema version ${have} (current)${integrity}`);
     } catch (e) {
       return fail(`${file} cannot be read: ${(e as Error).message}`, `restore ${sh(file)} from your backup`);

@@ -35,7 +35,8 @@ export class AwsIidJoinAgent implements JoinMethodAgent {
   readonly #timeoutMs: number;
 
   constructor(o: AwsIidJoinAgentOptions) {
-    if (o.bindingKey.algorithm !== 'ES256') throw new SigilError('config_invalid', 'the aws_iid binding key must be an ECDSA P-256 key');
+    if (o.bindingKey.algorithm !== 'ES256')
+      throw new SigilError('config_invalid', 'the aws_iid binding key must be an ECDSA P-256 key');
     this.#endpoint = (o.endpoint ?? DEFAULT_IMDS_ENDPOINT).replace(/\/+$/, '');
     this.#key = o.bindingKey;
     this.#kinds = o.kinds ?? AWS_SIGNATURE_KINDS;
@@ -44,20 +45,36 @@ export class AwsIidJoinAgent implements JoinMethodAgent {
 
   async #call(method: 'GET' | 'PUT', path: string, headers: Record<string, string>): Promise<HttpAnswer> {
     try {
-      return await httpRequest({ method, url: `${this.#endpoint}${path}`, headers, timeoutMs: this.#timeoutMs, maxBytes: 64 * 1024 });
+      return await httpRequest({
+        method,
+        url: `${this.#endpoint}${path}`,
+        headers,
+        timeoutMs: this.#timeoutMs,
+        maxBytes: 64 * 1024,
+      });
     } catch (e) {
-      throw new SigilError('cloud_metadata_unavailable', `AWS IMDS at ${this.#endpoint} cannot be reached (${method} ${path}: ${describeHttpError(e)}); is this an EC2 instance with the metadata service enabled?`);
+      throw new SigilError(
+        'cloud_metadata_unavailable',
+        `AWS IMDS at ${this.#endpoint} cannot be reached (${method} ${path}: ${describeHttpError(e)}); is this an EC2 instance with the metadata service enabled?`,
+      );
     }
   }
 
   #refused(what: string, res: HttpAnswer): SigilError {
-    const hint = res.status === 401 ? ' (IMDSv2 token refused)' : res.status === 403 ? ' (the instance metadata service is disabled for this instance)' : '';
+    const hint =
+      res.status === 401
+        ? ' (IMDSv2 token refused)'
+        : res.status === 403
+          ? ' (the instance metadata service is disabled for this instance)'
+          : '';
     return new SigilError('cloud_metadata_unavailable', `AWS IMDS answered ${what} with HTTP ${res.status}${hint}`);
   }
 
   /** The document, the first signature kind IMDS has, and the kind. */
   async fetchSigned(): Promise<{ kind: AwsSignatureKind; document: Buffer; signature: Buffer }> {
-    const t = await this.#call('PUT', IMDS_PATHS.token, { 'x-aws-ec2-metadata-token-ttl-seconds': String(TOKEN_TTL_S) });
+    const t = await this.#call('PUT', IMDS_PATHS.token, {
+      'x-aws-ec2-metadata-token-ttl-seconds': String(TOKEN_TTL_S),
+    });
     if (t.status !== 200 || t.body.length === 0) throw this.#refused('the IMDSv2 token request', t);
     const auth = { 'x-aws-ec2-metadata-token': t.body.toString('utf8').trim() };
     const d = await this.#call('GET', IMDS_PATHS.document, auth);
@@ -67,11 +84,21 @@ export class AwsIidJoinAgent implements JoinMethodAgent {
       if (s.status === 404) continue;
       if (s.status !== 200) throw this.#refused(`the ${kind} request`, s);
       // A base64 body with line breaks (IMDS does not add PEM armour; tolerate it if present).
-      const b64 = s.body.toString('utf8').replace(/-----(BEGIN|END) [A-Z0-9 ]+-----/g, '').replace(/\s+/g, '');
-      if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) throw new SigilError('cloud_metadata_unavailable', `AWS IMDS answered the ${kind} request with something that is not base64`);
+      const b64 = s.body
+        .toString('utf8')
+        .replace(/-----(BEGIN|END) [A-Z0-9 ]+-----/g, '')
+        .replace(/\s+/g, '');
+      if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64))
+        throw new SigilError(
+          'cloud_metadata_unavailable',
+          `AWS IMDS answered the ${kind} request with something that is not base64`,
+        );
       return { kind, document: d.body, signature: Buffer.from(b64, 'base64') };
     }
-    throw new SigilError('cloud_metadata_unavailable', `AWS IMDS has none of the signatures ${this.#kinds.join(', ')} (all answered 404)`);
+    throw new SigilError(
+      'cloud_metadata_unavailable',
+      `AWS IMDS has none of the signatures ${this.#kinds.join(', ')} (all answered 404)`,
+    );
   }
 
   async evidence(ctx: EvidenceContext): Promise<Record<string, unknown>> {

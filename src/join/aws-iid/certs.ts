@@ -47,7 +47,10 @@ export function createAwsCertCache(): AwsCertCache {
 const MAX_ENTRIES = 512;
 
 function invalid(file: string, why: string): SigilError {
-  return new SigilError('aws_certificate_invalid', `the AWS certificate ${file} ${why}; restore it from AWS's documentation (docs/join-aws.md)`);
+  return new SigilError(
+    'aws_certificate_invalid',
+    `the AWS certificate ${file} ${why}; restore it from AWS's documentation (docs/join-aws.md)`,
+  );
 }
 
 function load(file: string, text: string, kind: AwsSignatureKind): Loaded | SigilError {
@@ -55,7 +58,8 @@ function load(file: string, text: string, kind: AwsSignatureKind): Loaded | Sigi
   let validity: { notBefore: Date; notAfter: Date };
   try {
     const blocks = parsePem(text, 'aws_certificate_invalid');
-    if (blocks.length !== 1 || blocks[0]!.label !== 'CERTIFICATE') return invalid(file, `must hold exactly one CERTIFICATE block (found ${blocks.map((b) => b.label).join(', ')})`);
+    if (blocks.length !== 1 || blocks[0]!.label !== 'CERTIFICATE')
+      return invalid(file, `must hold exactly one CERTIFICATE block (found ${blocks.map((b) => b.label).join(', ')})`);
     der = blocks[0]!.der;
     validity = readCertificate(der, 'aws_certificate_invalid', file); // strict DER, one value, no trailing bytes
   } catch (e) {
@@ -75,8 +79,13 @@ function load(file: string, text: string, kind: AwsSignatureKind): Loaded | Sigi
   } catch {
     return invalid(file, 'holds a public key that cannot be decoded');
   }
-  if (keyType !== KEY_TYPE[kind]) return invalid(file, `holds a ${keyType ?? 'unknown'} key; ${kind} documents are signed with ${KEY_TYPE[kind].toUpperCase()}`);
-  if (!selfSigned) return invalid(file, 'is not an intact self-signed certificate (its self-signature does not verify)');
+  if (keyType !== KEY_TYPE[kind])
+    return invalid(
+      file,
+      `holds a ${keyType ?? 'unknown'} key; ${kind} documents are signed with ${KEY_TYPE[kind].toUpperCase()}`,
+    );
+  if (!selfSigned)
+    return invalid(file, 'is not an intact self-signed certificate (its self-signature does not verify)');
   return { cert, notBefore: validity.notBefore, notAfter: validity.notAfter };
 }
 
@@ -84,15 +93,28 @@ function load(file: string, text: string, kind: AwsSignatureKind): Loaded | Sigi
  * The certificate for `region`'s `kind` documents from `dir`, checked at `now`.
  * Throws `aws_region_unknown` (no such file) or `aws_certificate_invalid`.
  */
-export function regionCertificate(dir: string, kind: AwsSignatureKind, region: string, now: Date, cache: AwsCertCache | undefined): X509Certificate {
-  if (!REGION_RE.test(region)) throw new SigilError('aws_evidence_malformed', `the document's region ${JSON.stringify(region.slice(0, 40))} is not a region name`);
+export function regionCertificate(
+  dir: string,
+  kind: AwsSignatureKind,
+  region: string,
+  now: Date,
+  cache: AwsCertCache | undefined,
+): X509Certificate {
+  if (!REGION_RE.test(region))
+    throw new SigilError(
+      'aws_evidence_malformed',
+      `the document's region ${JSON.stringify(region.slice(0, 40))} is not a region name`,
+    );
   const file = join(dir, CERT_SUBDIR[kind], `${region}.pem`);
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new SigilError('aws_region_unknown', `no AWS certificate for ${kind} documents of region ${region} (${file}); add AWS's certificate for the region there, or set certs_dir in the join rule`);
+      throw new SigilError(
+        'aws_region_unknown',
+        `no AWS certificate for ${kind} documents of region ${region} (${file}); add AWS's certificate for the region there, or set certs_dir in the join rule`,
+      );
     }
     throw invalid(file, `cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
   }

@@ -43,7 +43,11 @@ export function loadOrCreateBindingKey(path: string): SoftwareSigner {
   try {
     pem = readFileSync(path, 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new SigilError('config_invalid', `cannot read the aws_iid binding key ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT')
+      throw new SigilError(
+        'config_invalid',
+        `cannot read the aws_iid binding key ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+      );
     const signer = SoftwareSigner.generate();
     try {
       ensureDir(dirname(path), 0o700);
@@ -57,13 +61,19 @@ export function loadOrCreateBindingKey(path: string): SoftwareSigner {
       return signer;
     } catch (e2) {
       if ((e2 as NodeJS.ErrnoException).code === 'EEXIST') return loadOrCreateBindingKey(path);
-      throw new SigilError('config_invalid', `cannot create the aws_iid binding key ${path}: ${(e2 as NodeJS.ErrnoException).code ?? 'error'}`);
+      throw new SigilError(
+        'config_invalid',
+        `cannot create the aws_iid binding key ${path}: ${(e2 as NodeJS.ErrnoException).code ?? 'error'}`,
+      );
     }
   }
   try {
     return SoftwareSigner.fromPkcs8Pem(pem);
   } catch (e) {
-    throw new SigilError('config_invalid', `the aws_iid binding key ${path} is not a P-256 PKCS#8 key: ${(e as Error).message}`);
+    throw new SigilError(
+      'config_invalid',
+      `the aws_iid binding key ${path} is not a P-256 PKCS#8 key: ${(e as Error).message}`,
+    );
   }
 }
 
@@ -81,5 +91,8 @@ export function awsIidJoinAgentFromConfig(cfg: AwsIidAgentConfig, opts: { dataDi
 export const awsIidAgentMethod: AgentJoinMethodEntry<AwsIidAgentConfig> = {
   descriptor: awsIidDescriptor,
   configSchema: awsIidAgentConfigSchema,
-  create: (settings, ctx) => ({ method: awsIidJoinAgentFromConfig(settings, { dataDir: ctx.dataDir }), singleUseCredential: undefined }),
+  create: (settings, ctx) => ({
+    method: awsIidJoinAgentFromConfig(settings, { dataDir: ctx.dataDir }),
+    singleUseCredential: undefined,
+  }),
 };

@@ -46,4 +46,3 @@ export const awsRuleSchema = z.strictObject({
   first_join_within: durationField.optional(),
 });
 export type AwsRule = z.infer<typeof awsRuleSchema>;
-

@@ -40,7 +40,8 @@ export function awsFacts(v: VerifiedDocument): Record<string, unknown> {
   };
 }
 
-const describe = (f: Record<string, unknown>): string => `instance ${String(f.aws_instance_id)} (account ${String(f.aws_account_id)}, ${String(f.aws_region)})`;
+const describe = (f: Record<string, unknown>): string =>
+  `instance ${String(f.aws_instance_id)} (account ${String(f.aws_account_id)}, ${String(f.aws_region)})`;
 
 export class AwsIidJoinServer implements JoinMethodServer {
   readonly name = AWS_METHOD;
@@ -49,33 +50,60 @@ export class AwsIidJoinServer implements JoinMethodServer {
 
   async attest(input: AttestInput, port: JoinAttestPort): Promise<Attested> {
     const rules = await port.rules<AwsRule>();
-    if (rules.length === 0) throw new SigilError('aws_no_rule', 'no join_rule with method aws_iid exists on this issuer (sigil ctl apply -f a rule with aws_iid.allow)');
+    if (rules.length === 0)
+      throw new SigilError(
+        'aws_no_rule',
+        'no join_rule with method aws_iid exists on this issuer (sigil ctl apply -f a rule with aws_iid.allow)',
+      );
     const ev = parseWith(awsEvidenceSchema, input.evidence, 'aws_evidence_malformed', 'aws_iid evidence');
-    const signed = { kind: ev.kind, document: Buffer.from(ev.document, 'base64'), signature: Buffer.from(ev.signature, 'base64') };
+    const signed = {
+      kind: ev.kind,
+      document: Buffer.from(ev.document, 'base64'),
+      signature: Buffer.from(ev.signature, 'base64'),
+    };
     const at = new Date(input.now);
 
     const { rule, value: verified } = await firstAcceptingRule(rules, (r, stage) => {
       const v = verifyIdentityDocument(signed, r.config.certs_dir ?? BUNDLED_AWS_CERTS_DIR, at, this.certs);
       stage.reached(1);
       const facts = awsFacts(v);
-      checkAllowList(r.config.allow, (e) => entryMismatch(e, facts, AWS_ALLOW_FIELDS), 'aws_not_allowed', describe(facts), r.name);
+      checkAllowList(
+        r.config.allow,
+        (e) => entryMismatch(e, facts, AWS_ALLOW_FIELDS),
+        'aws_not_allowed',
+        describe(facts),
+        r.name,
+      );
       return v;
     });
     const facts = { ...awsFacts(verified), aws_rule: rule.name };
 
     const bindingSpki = Buffer.from(ev.binding_key, 'base64url');
-    if (!verifyBindingProof(bindingSpki, bindingMessage(input.requestId, input.spkiDer, signed.document), Buffer.from(ev.binding_signature, 'base64url'))) {
-      throw new SigilError('aws_binding_proof_invalid', `the binding key's signature over this request does not verify (${describe(facts)})`);
+    if (
+      !verifyBindingProof(
+        bindingSpki,
+        bindingMessage(input.requestId, input.spkiDer, signed.document),
+        Buffer.from(ev.binding_signature, 'base64url'),
+      )
+    ) {
+      throw new SigilError(
+        'aws_binding_proof_invalid',
+        `the binding key's signature over this request does not verify (${describe(facts)})`,
+      );
     }
     const bindingHash = keyHash(bindingSpki);
     const instanceId = verified.doc.instanceId;
     const existing = await port.keyBinding(instanceId);
-    if (existing !== undefined && existing.keyHash !== bindingHash) throw mismatch(instanceId, facts, existing.createdAt);
+    if (existing !== undefined && existing.keyHash !== bindingHash)
+      throw mismatch(instanceId, facts, existing.createdAt);
     if (existing === undefined && rule.config.first_join_within !== undefined) {
       const launched = Date.parse(verified.doc.pendingTime ?? '');
       const limitMs = rule.config.first_join_within * 1000;
       if (Number.isNaN(launched) || input.now - launched > limitMs) {
-        throw new SigilError('aws_document_too_old', `${describe(facts)} launched at ${verified.doc.pendingTime ?? '(unknown)'}; join_rule ${rule.name} allows a first join only within ${rule.config.first_join_within} s of launch (first_join_within)`);
+        throw new SigilError(
+          'aws_document_too_old',
+          `${describe(facts)} launched at ${verified.doc.pendingTime ?? '(unknown)'}; join_rule ${rule.name} allows a first join only within ${rule.config.first_join_within} s of launch (first_join_within)`,
+        );
       }
     }
 

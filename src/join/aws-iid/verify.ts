@@ -40,30 +40,56 @@ function claimedRegion(document: Buffer): string {
     throw new SigilError('aws_evidence_malformed', 'the instance identity document is not JSON');
   }
   const region = (parsed as { region?: unknown } | null)?.region;
-  if (typeof region !== 'string') throw new SigilError('aws_evidence_malformed', 'the instance identity document has no region');
+  if (typeof region !== 'string')
+    throw new SigilError('aws_evidence_malformed', 'the instance identity document has no region');
   return region;
 }
 
 /** Verify `sd` against the certificates in `certsDir` at `now`; returns the document's fields. */
 /** `cache`: the issuer's checked certificates (join/caches.ts); omitted, the certificate is read and checked now. */
-export function verifyIdentityDocument(sd: SignedDocument, certsDir: string, now: Date, cache?: AwsCertCache): VerifiedDocument {
+export function verifyIdentityDocument(
+  sd: SignedDocument,
+  certsDir: string,
+  now: Date,
+  cache?: AwsCertCache,
+): VerifiedDocument {
   const region = claimedRegion(sd.document);
   const cert = regionCertificate(certsDir, sd.kind, region, now, cache);
   if (sd.kind === 'signature') {
     let ok = false;
     try {
-      ok = cryptoVerify('sha256', sd.document, { key: cert.publicKey, padding: constants.RSA_PKCS1_PADDING }, sd.signature);
+      ok = cryptoVerify(
+        'sha256',
+        sd.document,
+        { key: cert.publicKey, padding: constants.RSA_PKCS1_PADDING },
+        sd.signature,
+      );
     } catch {
       ok = false;
     }
-    if (!ok) throw new SigilError('aws_signature_invalid', `the RSA signature over the document does not verify with AWS's certificate for ${region}`);
+    if (!ok)
+      throw new SigilError(
+        'aws_signature_invalid',
+        `the RSA signature over the document does not verify with AWS's certificate for ${region}`,
+      );
   } else {
     const what = `${sd.kind} signature`;
     const p7 = parseSignedData(sd.signature, CODES, what);
-    if (p7.certificates.length > 0) throw new SigilError('aws_evidence_malformed', `${what}: carries certificates, which AWS's does not`);
-    verifySigner(p7, cert, { codes: CODES, digests: sd.kind === 'pkcs7' ? ['sha1'] : ['sha256'], what: `${what} (AWS certificate for ${region})` });
-    if (!p7.content.equals(sd.document)) throw new SigilError('aws_signature_invalid', `${what}: the signed content is not the document that was sent`);
+    if (p7.certificates.length > 0)
+      throw new SigilError('aws_evidence_malformed', `${what}: carries certificates, which AWS's does not`);
+    verifySigner(p7, cert, {
+      codes: CODES,
+      digests: sd.kind === 'pkcs7' ? ['sha1'] : ['sha256'],
+      what: `${what} (AWS certificate for ${region})`,
+    });
+    if (!p7.content.equals(sd.document))
+      throw new SigilError('aws_signature_invalid', `${what}: the signed content is not the document that was sent`);
   }
-  const doc = parseWith(identityDocumentSchema, JSON.parse(sd.document.toString('utf8')), 'aws_evidence_malformed', 'instance identity document');
+  const doc = parseWith(
+    identityDocumentSchema,
+    JSON.parse(sd.document.toString('utf8')),
+    'aws_evidence_malformed',
+    'instance identity document',
+  );
   return { doc, kind: sd.kind };
 }

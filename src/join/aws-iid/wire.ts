@@ -52,7 +52,10 @@ const base64 = (max: number, what: string): z.ZodString =>
     .string()
     .min(4)
     .max(max)
-    .regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, `${what} must be base64 (not url, no line breaks)`);
+    .regex(
+      /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/,
+      `${what} must be base64 (not url, no line breaks)`,
+    );
 
 export const awsEvidenceSchema = z.strictObject({
   kind: z.enum(AWS_SIGNATURE_KINDS),

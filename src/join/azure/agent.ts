@@ -12,7 +12,14 @@ import { parseSignedData } from '../../pki/pkcs7.js';
 import type { JoinChallenge } from '../../protocol/messages.js';
 import { describeHttpError, httpRequest } from '../http.js';
 import type { EvidenceContext, JoinMethodAgent } from '../types.js';
-import { ATTESTED_API_VERSION, ATTESTED_PATH, DEFAULT_MI_RESOURCE, IDENTITY_API_VERSION, IDENTITY_PATH, imdsNonce } from './wire.js';
+import {
+  ATTESTED_API_VERSION,
+  ATTESTED_PATH,
+  DEFAULT_MI_RESOURCE,
+  IDENTITY_API_VERSION,
+  IDENTITY_PATH,
+  imdsNonce,
+} from './wire.js';
 
 export const DEFAULT_AZURE_IMDS = 'http://169.254.169.254';
 
@@ -43,15 +50,30 @@ export class AzureJoinAgent implements JoinMethodAgent {
   async #get(path: string, what: string): Promise<unknown> {
     let res;
     try {
-      res = await httpRequest({ url: `${this.#endpoint}${path}`, headers: { metadata: 'true' }, timeoutMs: this.#o.timeoutMs ?? 5_000, maxBytes: 256 * 1024 });
+      res = await httpRequest({
+        url: `${this.#endpoint}${path}`,
+        headers: { metadata: 'true' },
+        timeoutMs: this.#o.timeoutMs ?? 5_000,
+        maxBytes: 256 * 1024,
+      });
     } catch (e) {
-      throw new SigilError('cloud_metadata_unavailable', `Azure IMDS at ${this.#endpoint} cannot be reached (${describeHttpError(e)}); is this an Azure VM?`);
+      throw new SigilError(
+        'cloud_metadata_unavailable',
+        `Azure IMDS at ${this.#endpoint} cannot be reached (${describeHttpError(e)}); is this an Azure VM?`,
+      );
     }
-    if (res.status !== 200) throw new SigilError('cloud_metadata_unavailable', `Azure IMDS answered the ${what} request with HTTP ${res.status}${res.status === 400 && what === 'managed identity token' ? ' (does the VM have a managed identity?)' : ''}`);
+    if (res.status !== 200)
+      throw new SigilError(
+        'cloud_metadata_unavailable',
+        `Azure IMDS answered the ${what} request with HTTP ${res.status}${res.status === 400 && what === 'managed identity token' ? ' (does the VM have a managed identity?)' : ''}`,
+      );
     try {
       return JSON.parse(res.body.toString('utf8'));
     } catch {
-      throw new SigilError('cloud_metadata_unavailable', `Azure IMDS answered the ${what} request with something that is not JSON`);
+      throw new SigilError(
+        'cloud_metadata_unavailable',
+        `Azure IMDS answered the ${what} request with something that is not JSON`,
+      );
     }
   }
 
@@ -62,8 +84,15 @@ export class AzureJoinAgent implements JoinMethodAgent {
     let last = '';
     for (let i = 0; i < attempts; i++) {
       if (i > 0) await sleep(this.#o.retryDelayMs ?? 1_000);
-      const body = (await this.#get(`${ATTESTED_PATH}?${q.toString()}`, 'attested document')) as { encoding?: unknown; signature?: unknown };
-      if (body.encoding !== 'pkcs7' || typeof body.signature !== 'string') throw new SigilError('cloud_metadata_unavailable', 'Azure IMDS answered the attested document request without a pkcs7 signature');
+      const body = (await this.#get(`${ATTESTED_PATH}?${q.toString()}`, 'attested document')) as {
+        encoding?: unknown;
+        signature?: unknown;
+      };
+      if (body.encoding !== 'pkcs7' || typeof body.signature !== 'string')
+        throw new SigilError(
+          'cloud_metadata_unavailable',
+          'Azure IMDS answered the attested document request without a pkcs7 signature',
+        );
       last = body.signature.replace(/\s+/g, '');
       if (nonceOf(last) === nonce) return last;
     }
@@ -72,9 +101,19 @@ export class AzureJoinAgent implements JoinMethodAgent {
 
   async identityToken(): Promise<string> {
     const mi = typeof this.#o.managedIdentity === 'object' ? this.#o.managedIdentity : {};
-    const q = new URLSearchParams({ 'api-version': IDENTITY_API_VERSION, resource: mi.resource ?? DEFAULT_MI_RESOURCE, ...(mi.clientId ? { client_id: mi.clientId } : {}) });
-    const body = (await this.#get(`${IDENTITY_PATH}?${q.toString()}`, 'managed identity token')) as { access_token?: unknown };
-    if (typeof body.access_token !== 'string') throw new SigilError('cloud_metadata_unavailable', 'Azure IMDS answered the managed identity token request without an access_token');
+    const q = new URLSearchParams({
+      'api-version': IDENTITY_API_VERSION,
+      resource: mi.resource ?? DEFAULT_MI_RESOURCE,
+      ...(mi.clientId ? { client_id: mi.clientId } : {}),
+    });
+    const body = (await this.#get(`${IDENTITY_PATH}?${q.toString()}`, 'managed identity token')) as {
+      access_token?: unknown;
+    };
+    if (typeof body.access_token !== 'string')
+      throw new SigilError(
+        'cloud_metadata_unavailable',
+        'Azure IMDS answered the managed identity token request without an access_token',
+      );
     return body.access_token;
   }
 
@@ -83,7 +122,8 @@ export class AzureJoinAgent implements JoinMethodAgent {
   }
 
   async respond(challenge: JoinChallenge, _ctx: EvidenceContext): Promise<Record<string, unknown>> {
-    if (challenge.method !== this.name) throw new SigilError('response_invalid', `the issuer sent a ${challenge.method} challenge to an azure join`);
+    if (challenge.method !== this.name)
+      throw new SigilError('response_invalid', `the issuer sent a ${challenge.method} challenge to an azure join`);
     const document = await this.attestedDocument(imdsNonce(Buffer.from(challenge.nonce, 'base64url')));
     return {
       challenge_id: challenge.challenge_id,
@@ -97,7 +137,10 @@ export class AzureJoinAgent implements JoinMethodAgent {
 /** The nonce inside a document (unverified: only to decide whether to ask IMDS again). */
 function nonceOf(b64: string): string | undefined {
   try {
-    const p7 = parseSignedData(Buffer.from(b64, 'base64'), { malformed: 'response_invalid', invalid: 'response_invalid' });
+    const p7 = parseSignedData(Buffer.from(b64, 'base64'), {
+      malformed: 'response_invalid',
+      invalid: 'response_invalid',
+    });
     const n = (JSON.parse(p7.content.toString('utf8')) as { nonce?: unknown }).nonce;
     return typeof n === 'string' ? n : undefined;
   } catch {

@@ -21,7 +21,15 @@ import { azureDescriptor } from './descriptor.js';
 
 export const azureAgentConfigSchema = z.strictObject({
   imds_endpoint: z.url({ protocol: /^https?$/, error: 'imds_endpoint must be an http(s):// URL' }).optional(),
-  managed_identity: z.union([z.boolean(), z.strictObject({ resource: z.string().min(1).max(512).optional(), client_id: z.string().min(1).max(128).optional() })]).optional(),
+  managed_identity: z
+    .union([
+      z.boolean(),
+      z.strictObject({
+        resource: z.string().min(1).max(512).optional(),
+        client_id: z.string().min(1).max(128).optional(),
+      }),
+    ])
+    .optional(),
   intermediates_file: z.string().min(1).max(4096).optional(),
   timeout: z.union([z.string(), z.number()]).optional(),
 });
@@ -34,14 +42,27 @@ export function azureJoinAgentFromConfig(cfg: AzureAgentConfig): AzureJoinAgent 
     try {
       pem = readFileSync(cfg.intermediates_file, 'utf8');
     } catch (e) {
-      throw new SigilError('config_invalid', `cannot read join.azure.intermediates_file ${cfg.intermediates_file}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+      throw new SigilError(
+        'config_invalid',
+        `cannot read join.azure.intermediates_file ${cfg.intermediates_file}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+      );
     }
     intermediates = pemToDers(pem, 'CERTIFICATE', 'config_invalid').map((d) => d.toString('base64'));
   }
   const mi = cfg.managed_identity;
   return new AzureJoinAgent({
     ...(cfg.imds_endpoint !== undefined ? { endpoint: cfg.imds_endpoint } : {}),
-    ...(mi !== undefined ? { managedIdentity: typeof mi === 'boolean' ? mi : { ...(mi.resource ? { resource: mi.resource } : {}), ...(mi.client_id ? { clientId: mi.client_id } : {}) } } : {}),
+    ...(mi !== undefined
+      ? {
+          managedIdentity:
+            typeof mi === 'boolean'
+              ? mi
+              : {
+                  ...(mi.resource ? { resource: mi.resource } : {}),
+                  ...(mi.client_id ? { clientId: mi.client_id } : {}),
+                },
+        }
+      : {}),
     ...(intermediates ? { intermediates } : {}),
     ...(cfg.timeout !== undefined ? { timeoutMs: parseDuration(cfg.timeout, 'config_invalid') * 1000 } : {}),
   });

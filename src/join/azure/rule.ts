@@ -25,10 +25,13 @@ import { z } from 'zod';
 import { exactSchema, patternSchema } from '../allow-match.js';
 import { absolutePathField, durationField, httpsUrlField } from '../rule-fields.js';
 
-const lower = (p: string | string[]): string | string[] => (Array.isArray(p) ? p.map((s) => s.toLowerCase()) : p.toLowerCase());
+const lower = (p: string | string[]): string | string[] =>
+  Array.isArray(p) ? p.map((s) => s.toLowerCase()) : p.toLowerCase();
 
 export const azureAllowEntrySchema = z.strictObject({
-  subscription_id: exactSchema(/^[0-9a-fA-F-]{36}$/, 'subscription_id is a subscription GUID (no wildcards)').transform(lower),
+  subscription_id: exactSchema(/^[0-9a-fA-F-]{36}$/, 'subscription_id is a subscription GUID (no wildcards)').transform(
+    lower,
+  ),
   vm_id: patternSchema.transform(lower).optional(),
   tenant_id: patternSchema.transform(lower).optional(),
   resource_group: patternSchema.transform(lower).optional(),
@@ -44,9 +47,16 @@ export const AZURE_ALLOW_FIELDS: Record<string, string> = {
 
 export const azureRuleSchema = z
   .strictObject({
-    ca_files: z.array(absolutePathField).min(1, 'ca_files needs the root of Azure\'s metadata certificates (DigiCert Global Root G2)').max(16),
+    ca_files: z
+      .array(absolutePathField)
+      .min(1, "ca_files needs the root of Azure's metadata certificates (DigiCert Global Root G2)")
+      .max(16),
     intermediate_files: z.array(absolutePathField).max(16).optional(),
-    signer_domains: z.array(z.string().regex(/^[a-z0-9.-]+\.[a-z]{2,}$/i, 'a DNS domain')).min(1).max(8).optional(),
+    signer_domains: z
+      .array(z.string().regex(/^[a-z0-9.-]+\.[a-z]{2,}$/i, 'a DNS domain'))
+      .min(1)
+      .max(8)
+      .optional(),
     skew: durationField.refine((s) => s <= 900, 'skew is at most 15m').optional(),
     managed_identity: z
       .strictObject({
@@ -55,12 +65,21 @@ export const azureRuleSchema = z
         ca_file: absolutePathField.optional(),
       })
       .optional(),
-    allow: z.array(azureAllowEntrySchema).min(1, 'allow needs at least one entry (a subscription id at least)').max(1000),
+    allow: z
+      .array(azureAllowEntrySchema)
+      .min(1, 'allow needs at least one entry (a subscription id at least)')
+      .max(1000),
   })
   .superRefine((r, ctx) => {
-    if (r.managed_identity === undefined && r.allow.some((e) => e.tenant_id !== undefined || e.resource_group !== undefined)) {
-      ctx.addIssue({ code: 'custom', path: ['allow'], message: 'tenant_id and resource_group come from the managed identity token: add a managed_identity block' });
+    if (
+      r.managed_identity === undefined &&
+      r.allow.some((e) => e.tenant_id !== undefined || e.resource_group !== undefined)
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['allow'],
+        message: 'tenant_id and resource_group come from the managed identity token: add a managed_identity block',
+      });
     }
   });
 export type AzureRule = z.infer<typeof azureRuleSchema>;
-

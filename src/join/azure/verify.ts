@@ -51,26 +51,46 @@ function dnsNames(c: ParsedCert): string[] {
 
 export function verifyAttestedDocument(der: Buffer, trust: AttestedTrust): VerifiedAttested {
   const p7 = parseSignedData(der, CODES, 'attested document');
-  const embedded = p7.certificates.map((c, i) => parseCert(c, `embedded certificate ${i + 1}`, 'azure_evidence_malformed'));
+  const embedded = p7.certificates.map((c, i) =>
+    parseCert(c, `embedded certificate ${i + 1}`, 'azure_evidence_malformed'),
+  );
   const leaf = embedded.find((c) => isSignerCertificate(p7, c.der, 'azure_evidence_malformed'));
-  if (leaf === undefined) throw new SigilError('azure_signature_invalid', "attested document: the signer's certificate is not embedded in the document");
+  if (leaf === undefined)
+    throw new SigilError(
+      'azure_signature_invalid',
+      "attested document: the signer's certificate is not embedded in the document",
+    );
 
   let certs: ParsedCert[];
   try {
-    certs = validatePath({ leaf, intermediates: [...embedded.filter((c) => c !== leaf), ...trust.intermediates], anchors: trust.anchors, at: trust.at, maxIntermediates: MAX_INTERMEDIATES }).certs;
+    certs = validatePath({
+      leaf,
+      intermediates: [...embedded.filter((c) => c !== leaf), ...trust.intermediates],
+      anchors: trust.anchors,
+      at: trust.at,
+      maxIntermediates: MAX_INTERMEDIATES,
+    }).certs;
   } catch (e) {
-    if (e instanceof SigilError && e.code.startsWith('x509_')) throw new SigilError('azure_signer_untrusted', `attested document signer: ${e.message}`);
+    if (e instanceof SigilError && e.code.startsWith('x509_'))
+      throw new SigilError('azure_signer_untrusted', `attested document signer: ${e.message}`);
     throw e;
   }
   const unused = embedded.find((c) => !certs.includes(c));
-  if (unused !== undefined) throw new SigilError('azure_evidence_malformed', `attested document: ${unused.label} is not part of the signer's certificate path`);
+  if (unused !== undefined)
+    throw new SigilError(
+      'azure_evidence_malformed',
+      `attested document: ${unused.label} is not part of the signer's certificate path`,
+    );
 
   verifySigner(p7, leaf.x509, { codes: CODES, digests: ['sha256', 'sha384', 'sha512'], what: 'attested document' });
 
   const names = dnsNames(leaf);
   const domains = trust.signerDomains.map((d) => d.toLowerCase());
   if (!names.some((n) => domains.some((d) => n === d || n.endsWith(`.${d}`) || n === `*.${d}`))) {
-    throw new SigilError('azure_signer_domain', `attested document: the signer's certificate is for ${names.join(', ') || '(no name)'}, not ${domains.join(' or ')} or a subdomain`);
+    throw new SigilError(
+      'azure_signer_domain',
+      `attested document: the signer's certificate is for ${names.join(', ') || '(no name)'}, not ${domains.join(' or ')} or a subdomain`,
+    );
   }
 
   let json: unknown;

@@ -29,7 +29,9 @@ export const IDENTITY_PATH = '/metadata/identity/oauth2/token';
 export const IDENTITY_API_VERSION = '2018-02-01';
 export const DEFAULT_MI_RESOURCE = 'https://management.azure.com/';
 
-const base64 = z.string().regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, 'must be base64 (not url)');
+const base64 = z
+  .string()
+  .regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, 'must be base64 (not url)');
 
 /** Round 1: nothing but the method name. */
 export const azureHelloSchema = z.strictObject({});
@@ -38,8 +40,15 @@ export const azureHelloSchema = z.strictObject({});
 export const azureAnswerSchema = z.strictObject({
   challenge_id: z.string().regex(CHALLENGE_ID_RE, 'challenge_id is the id the issuer sent'),
   document: base64.max(32 * 1024),
-  intermediates: z.array(base64.max(16 * 1024)).max(4).optional(),
-  identity_token: z.string().min(16).max(16 * 1024).optional(),
+  intermediates: z
+    .array(base64.max(16 * 1024))
+    .max(4)
+    .optional(),
+  identity_token: z
+    .string()
+    .min(16)
+    .max(16 * 1024)
+    .optional(),
 });
 export type AzureAnswer = z.infer<typeof azureAnswerSchema>;
 

@@ -27,8 +27,17 @@ export class GcpJoinAgent implements JoinMethodAgent {
   readonly #o: Required<Omit<GcpJoinAgentOptions, 'timeoutMs'>> & { timeoutMs: number };
 
   constructor(o: GcpJoinAgentOptions) {
-    if (o.audience.length === 0) throw new SigilError('config_invalid', 'join.gcp.audience is required (the audience of the issuer\'s gcp join rule)');
-    this.#o = { endpoint: (o.endpoint ?? DEFAULT_METADATA_ENDPOINT).replace(/\/+$/, ''), serviceAccount: o.serviceAccount ?? 'default', audience: o.audience, timeoutMs: o.timeoutMs ?? 5_000 };
+    if (o.audience.length === 0)
+      throw new SigilError(
+        'config_invalid',
+        "join.gcp.audience is required (the audience of the issuer's gcp join rule)",
+      );
+    this.#o = {
+      endpoint: (o.endpoint ?? DEFAULT_METADATA_ENDPOINT).replace(/\/+$/, ''),
+      serviceAccount: o.serviceAccount ?? 'default',
+      audience: o.audience,
+      timeoutMs: o.timeoutMs ?? 5_000,
+    };
   }
 
   /** The identity token, as the metadata server returns it. */
@@ -37,11 +46,23 @@ export class GcpJoinAgent implements JoinMethodAgent {
     const url = `${this.#o.endpoint}${METADATA_IDENTITY_PATH}/${encodeURIComponent(this.#o.serviceAccount)}/identity?${q.toString()}`;
     let res;
     try {
-      res = await httpRequest({ url, headers: { 'metadata-flavor': 'Google' }, timeoutMs: this.#o.timeoutMs, maxBytes: 64 * 1024 });
+      res = await httpRequest({
+        url,
+        headers: { 'metadata-flavor': 'Google' },
+        timeoutMs: this.#o.timeoutMs,
+        maxBytes: 64 * 1024,
+      });
     } catch (e) {
-      throw new SigilError('cloud_metadata_unavailable', `the GCE metadata server at ${this.#o.endpoint} cannot be reached (${describeHttpError(e)}); is this a Compute Engine VM?`);
+      throw new SigilError(
+        'cloud_metadata_unavailable',
+        `the GCE metadata server at ${this.#o.endpoint} cannot be reached (${describeHttpError(e)}); is this a Compute Engine VM?`,
+      );
     }
-    if (res.status !== 200) throw new SigilError('cloud_metadata_unavailable', `the GCE metadata server answered the identity token request with HTTP ${res.status}${res.status === 404 ? ` (no service account "${this.#o.serviceAccount}" on this VM?)` : ''}`);
+    if (res.status !== 200)
+      throw new SigilError(
+        'cloud_metadata_unavailable',
+        `the GCE metadata server answered the identity token request with HTTP ${res.status}${res.status === 404 ? ` (no service account "${this.#o.serviceAccount}" on this VM?)` : ''}`,
+      );
     return res.body.toString('utf8').trim();
   }
 

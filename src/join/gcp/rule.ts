@@ -48,4 +48,3 @@ export const gcpRuleSchema = z.strictObject({
   skew: durationField.refine((s) => s <= 300, 'skew is at most 5m').optional(),
 });
 export type GcpRule = z.infer<typeof gcpRuleSchema>;
-

@@ -34,18 +34,29 @@ export class GcpJoinServer implements JoinMethodServer {
 
   async attest(input: AttestInput, port: JoinAttestPort): Promise<Attested> {
     const rules = await port.rules<GcpRule>();
-    if (rules.length === 0) throw new SigilError('gcp_no_rule', 'no join_rule with method gcp exists on this issuer (sigil ctl apply -f a rule with gcp.audience and gcp.allow)');
+    if (rules.length === 0)
+      throw new SigilError(
+        'gcp_no_rule',
+        'no join_rule with method gcp exists on this issuer (sigil ctl apply -f a rule with gcp.audience and gcp.allow)',
+      );
     const { token } = parseWith(gcpEvidenceSchema, input.evidence, 'jwt_invalid', 'gcp evidence');
     const iss = peekJwt(token).claims.iss;
     if (!(GOOGLE_ISSUERS as readonly unknown[]).includes(iss)) {
-      throw new SigilError('jwt_issuer_mismatch', `the token's issuer ${JSON.stringify(iss ?? null)} is not Google (${GOOGLE_ISSUERS[0]})`);
+      throw new SigilError(
+        'jwt_issuer_mismatch',
+        `the token's issuer ${JSON.stringify(iss ?? null)} is not Google (${GOOGLE_ISSUERS[0]})`,
+      );
     }
 
     const { rule, value: facts } = await firstAcceptingRule(rules, async (r, stage) => {
       const c = r.config;
       const skewS = c.skew ?? DEFAULT_SKEW_S;
       const v = await verifyJwt(token, {
-        keys: { url: c.jwks_url ?? GOOGLE_JWKS_URL, fallbackFile: c.fallback_jwks_file, ca: c.ca_file !== undefined ? readRuleFile(this.caches.ruleText, c.ca_file, 'CA file') : undefined },
+        keys: {
+          url: c.jwks_url ?? GOOGLE_JWKS_URL,
+          fallbackFile: c.fallback_jwks_file,
+          ca: c.ca_file !== undefined ? readRuleFile(this.caches.ruleText, c.ca_file, 'CA file') : undefined,
+        },
         cache: this.caches.keySets,
         algorithms: ['RS256'],
         now: input.now,
@@ -54,10 +65,18 @@ export class GcpJoinServer implements JoinMethodServer {
       });
       stage.reached(1);
       const aud = audienceOf(v.claims);
-      if (!aud.includes(c.audience)) throw new SigilError('jwt_audience_mismatch', `the token's audience ${JSON.stringify(aud)} is not ${JSON.stringify(c.audience)} (join_rule ${r.name}); the agent must ask the metadata server for audience=${c.audience}`);
+      if (!aud.includes(c.audience))
+        throw new SigilError(
+          'jwt_audience_mismatch',
+          `the token's audience ${JSON.stringify(aud)} is not ${JSON.stringify(c.audience)} (join_rule ${r.name}); the agent must ask the metadata server for audience=${c.audience}`,
+        );
       stage.reached(2);
       const ce = (v.claims.google as { compute_engine?: unknown } | undefined)?.compute_engine;
-      if (ce === undefined) throw new SigilError('gcp_claims_missing', 'the token has no google.compute_engine claims; the agent must ask for format=full (and run on a Compute Engine VM)');
+      if (ce === undefined)
+        throw new SigilError(
+          'gcp_claims_missing',
+          'the token has no google.compute_engine claims; the agent must ask for format=full (and run on a Compute Engine VM)',
+        );
       const claims = parseWith(computeEngineClaimsSchema, ce, 'gcp_claims_missing', 'google.compute_engine claims');
       stage.reached(3);
       const f: Record<string, unknown> = {
@@ -67,7 +86,9 @@ export class GcpJoinServer implements JoinMethodServer {
         gcp_instance_id: String(claims.instance_id),
         ...(claims.instance_name !== undefined ? { gcp_instance_name: claims.instance_name } : {}),
         // The service account counts only if Google says the address is verified.
-        ...(typeof v.claims.email === 'string' && v.claims.email_verified !== false ? { gcp_service_account: v.claims.email } : {}),
+        ...(typeof v.claims.email === 'string' && v.claims.email_verified !== false
+          ? { gcp_service_account: v.claims.email }
+          : {}),
         gcp_token_sub: v.claims.sub,
       };
       const who = `instance ${String(f.gcp_instance_name ?? f.gcp_instance_id)} (project ${claims.project_id}${claims.zone ? `, ${claims.zone}` : ''})`;

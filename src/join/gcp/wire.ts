@@ -24,7 +24,10 @@ export const GOOGLE_JWKS_URL = 'https://www.googleapis.com/oauth2/v3/certs';
 export const METADATA_IDENTITY_PATH = '/computeMetadata/v1/instance/service-accounts';
 
 export const gcpEvidenceSchema = z.strictObject({
-  token: z.string().min(16).max(16 * 1024),
+  token: z
+    .string()
+    .min(16)
+    .max(16 * 1024),
 });
 
 export const computeEngineClaimsSchema = z.object({

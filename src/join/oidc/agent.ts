@@ -41,12 +41,19 @@ export class OidcJoinAgent implements JoinMethodAgent {
         try {
           return readFileSync(s.path, 'utf8').trim();
         } catch (e) {
-          throw new SigilError('cloud_metadata_unavailable', `cannot read the OIDC token file ${s.path}: ${(e as NodeJS.ErrnoException).code ?? 'error'} (is the projected service-account token volume mounted?)`);
+          throw new SigilError(
+            'cloud_metadata_unavailable',
+            `cannot read the OIDC token file ${s.path}: ${(e as NodeJS.ErrnoException).code ?? 'error'} (is the projected service-account token volume mounted?)`,
+          );
         }
       }
       case 'env': {
         const v = (s.env ?? process.env)[s.name];
-        if (v === undefined || v.trim() === '') throw new SigilError('config_invalid', `the environment variable ${s.name} that should hold the OIDC token is not set`);
+        if (v === undefined || v.trim() === '')
+          throw new SigilError(
+            'config_invalid',
+            `the environment variable ${s.name} that should hold the OIDC token is not set`,
+          );
         return v.trim();
       }
       case 'github':
@@ -64,23 +71,38 @@ async function githubToken(s: Extract<TokenSource, { kind: 'github' }>): Promise
   const url = env.ACTIONS_ID_TOKEN_REQUEST_URL;
   const bearer = env.ACTIONS_ID_TOKEN_REQUEST_TOKEN;
   if (!url || !bearer) {
-    throw new SigilError('config_invalid', 'ACTIONS_ID_TOKEN_REQUEST_URL/ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set: run inside a GitHub Actions job with `permissions: id-token: write`');
+    throw new SigilError(
+      'config_invalid',
+      'ACTIONS_ID_TOKEN_REQUEST_URL/ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set: run inside a GitHub Actions job with `permissions: id-token: write`',
+    );
   }
   const u = new URL(url);
   u.searchParams.set('audience', s.audience);
   let res;
   try {
-    res = await httpRequest({ url: u.toString(), headers: { authorization: `bearer ${bearer}`, accept: 'application/json; api-version=2.0' }, ...(s.ca !== undefined ? { ca: s.ca } : {}) });
+    res = await httpRequest({
+      url: u.toString(),
+      headers: { authorization: `bearer ${bearer}`, accept: 'application/json; api-version=2.0' },
+      ...(s.ca !== undefined ? { ca: s.ca } : {}),
+    });
   } catch (e) {
-    throw new SigilError('cloud_metadata_unavailable', `the GitHub Actions token service cannot be reached (${describeHttpError(e)})`);
+    throw new SigilError(
+      'cloud_metadata_unavailable',
+      `the GitHub Actions token service cannot be reached (${describeHttpError(e)})`,
+    );
   }
-  if (res.status !== 200) throw new SigilError('cloud_metadata_unavailable', `the GitHub Actions token service answered HTTP ${res.status}`);
+  if (res.status !== 200)
+    throw new SigilError('cloud_metadata_unavailable', `the GitHub Actions token service answered HTTP ${res.status}`);
   let value: unknown;
   try {
     value = (JSON.parse(res.body.toString('utf8')) as { value?: unknown }).value;
   } catch {
     value = undefined;
   }
-  if (typeof value !== 'string') throw new SigilError('cloud_metadata_unavailable', 'the GitHub Actions token service answered without a token ("value")');
+  if (typeof value !== 'string')
+    throw new SigilError(
+      'cloud_metadata_unavailable',
+      'the GitHub Actions token service answered without a token ("value")',
+    );
   return value;
 }

@@ -20,17 +20,25 @@ import { OIDC_PROVIDERS } from './presets.js';
 import type { AgentJoinMethodEntry } from '../registry.js';
 import { oidcDescriptor } from './descriptor.js';
 
-export const DEFAULT_TOKEN_ENV: Partial<Record<(typeof OIDC_PROVIDERS)[number], string>> = { gitlab: 'SIGIL_ID_TOKEN', circleci: 'CIRCLE_OIDC_TOKEN_V2' };
+export const DEFAULT_TOKEN_ENV: Partial<Record<(typeof OIDC_PROVIDERS)[number], string>> = {
+  gitlab: 'SIGIL_ID_TOKEN',
+  circleci: 'CIRCLE_OIDC_TOKEN_V2',
+};
 export const DEFAULT_K8S_TOKEN_FILE = '/var/run/secrets/tokens/sigil';
 
 export const oidcAgentConfigSchema = z
   .strictObject({
     provider: z.enum(OIDC_PROVIDERS),
     audience: z.string().min(1).max(512).optional(),
-    token_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'token_env is the NAME of an environment variable').optional(),
+    token_env: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'token_env is the NAME of an environment variable')
+      .optional(),
     token_file: z.string().min(1).max(4096).optional(),
   })
-  .refine((c) => c.token_env === undefined || c.token_file === undefined, { message: 'give token_env or token_file, not both' });
+  .refine((c) => c.token_env === undefined || c.token_file === undefined, {
+    message: 'give token_env or token_file, not both',
+  });
 export type OidcAgentConfig = z.infer<typeof oidcAgentConfigSchema>;
 
 export function oidcTokenSource(cfg: OidcAgentConfig, env: NodeJS.ProcessEnv = process.env): TokenSource {
@@ -38,7 +46,11 @@ export function oidcTokenSource(cfg: OidcAgentConfig, env: NodeJS.ProcessEnv = p
   if (cfg.token_env !== undefined) return { kind: 'env', name: cfg.token_env, env };
   switch (cfg.provider) {
     case 'github':
-      if (cfg.audience === undefined) throw new SigilError('config_invalid', 'join.oidc.audience is required for github (the audience of the issuer\'s oidc rule)');
+      if (cfg.audience === undefined)
+        throw new SigilError(
+          'config_invalid',
+          "join.oidc.audience is required for github (the audience of the issuer's oidc rule)",
+        );
       return { kind: 'github', audience: cfg.audience, env };
     case 'kubernetes':
       return { kind: 'file', path: DEFAULT_K8S_TOKEN_FILE };

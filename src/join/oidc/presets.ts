@@ -36,7 +36,8 @@ const prefixed = (prefix: string, fields: Record<string, ClaimPath>, names: stri
 export function claimAt(claims: Record<string, unknown>, path: ClaimPath): unknown {
   let v: unknown = claims;
   for (const k of path) {
-    if (v === null || typeof v !== 'object' || Array.isArray(v) || !Object.prototype.hasOwnProperty.call(v, k)) return undefined;
+    if (v === null || typeof v !== 'object' || Array.isArray(v) || !Object.prototype.hasOwnProperty.call(v, k))
+      return undefined;
     v = (v as Record<string, unknown>)[k];
   }
   return v;
@@ -49,7 +50,9 @@ export function claimAt(claims: Record<string, unknown>, path: ClaimPath): unkno
  */
 export function claimByName(claims: Record<string, unknown>, name: string): unknown {
   if (Object.prototype.hasOwnProperty.call(claims, name)) return claims[name];
-  const keys = Object.keys(claims).filter((k) => name.startsWith(`${k}.`)).sort((a, b) => b.length - a.length);
+  const keys = Object.keys(claims)
+    .filter((k) => name.startsWith(`${k}.`))
+    .sort((a, b) => b.length - a.length);
   for (const k of keys) {
     const v = claims[k];
     if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
@@ -60,8 +63,37 @@ export function claimByName(claims: Record<string, unknown>, name: string): unkn
   return undefined;
 }
 
-const github = top('sub', 'repository', 'repository_id', 'repository_owner', 'repository_owner_id', 'repository_visibility', 'ref', 'ref_type', 'workflow', 'workflow_ref', 'job_workflow_ref', 'environment', 'event_name', 'actor', 'runner_environment');
-const gitlab = top('sub', 'project_path', 'project_id', 'namespace_path', 'namespace_id', 'ref', 'ref_type', 'ref_protected', 'pipeline_source', 'environment', 'environment_protected', 'user_login');
+const github = top(
+  'sub',
+  'repository',
+  'repository_id',
+  'repository_owner',
+  'repository_owner_id',
+  'repository_visibility',
+  'ref',
+  'ref_type',
+  'workflow',
+  'workflow_ref',
+  'job_workflow_ref',
+  'environment',
+  'event_name',
+  'actor',
+  'runner_environment',
+);
+const gitlab = top(
+  'sub',
+  'project_path',
+  'project_id',
+  'namespace_path',
+  'namespace_id',
+  'ref',
+  'ref_type',
+  'ref_protected',
+  'pipeline_source',
+  'environment',
+  'environment_protected',
+  'user_login',
+);
 const circleci: Record<string, ClaimPath> = {
   sub: ['sub'],
   project_id: ['oidc.circleci.com/project-id'],
@@ -84,7 +116,16 @@ export const PRESETS: Record<OidcProvider, Preset> = {
     fields: github,
     scopeFields: ['repository', 'repository_id', 'repository_owner', 'repository_owner_id', 'sub'],
     facts: {
-      ...prefixed('github', github, ['repository', 'repository_owner', 'ref', 'workflow', 'job_workflow_ref', 'environment', 'event_name', 'actor']),
+      ...prefixed('github', github, [
+        'repository',
+        'repository_owner',
+        'ref',
+        'workflow',
+        'job_workflow_ref',
+        'environment',
+        'event_name',
+        'actor',
+      ]),
       github_run_id: ['run_id'],
       github_run_attempt: ['run_attempt'],
       github_sha: ['sha'],
@@ -96,21 +137,36 @@ export const PRESETS: Record<OidcProvider, Preset> = {
     fields: gitlab,
     scopeFields: ['project_path', 'project_id', 'namespace_path', 'namespace_id', 'sub'],
     facts: {
-      ...prefixed('gitlab', gitlab, ['project_path', 'namespace_path', 'ref', 'ref_type', 'pipeline_source', 'environment', 'user_login']),
+      ...prefixed('gitlab', gitlab, [
+        'project_path',
+        'namespace_path',
+        'ref',
+        'ref_type',
+        'pipeline_source',
+        'environment',
+        'user_login',
+      ]),
       gitlab_pipeline_id: ['pipeline_id'],
       gitlab_job_id: ['job_id'],
     },
   },
   circleci: {
     // One issuer per organization: the organization is pinned by the issuer itself.
-    defaultIssuer: (r) => (r.organization_id !== undefined ? `https://oidc.circleci.com/org/${r.organization_id}` : undefined),
+    defaultIssuer: (r) =>
+      r.organization_id !== undefined ? `https://oidc.circleci.com/org/${r.organization_id}` : undefined,
     jwksUrl: (iss) => `${iss.replace(/\/+$/, '')}/.well-known/jwks-pub.json`,
     fields: circleci,
-    facts: { ...prefixed('circleci', circleci, ['project_id', 'context_id', 'vcs_origin', 'vcs_ref']), circleci_sub: ['sub'] },
+    facts: {
+      ...prefixed('circleci', circleci, ['project_id', 'context_id', 'vcs_origin', 'vcs_ref']),
+      circleci_sub: ['sub'],
+    },
   },
   kubernetes: {
     fields: kubernetes,
-    facts: { ...prefixed('k8s', kubernetes, ['namespace', 'service_account', 'pod', 'node']), k8s_pod_uid: ['kubernetes.io', 'pod', 'uid'] },
+    facts: {
+      ...prefixed('k8s', kubernetes, ['namespace', 'service_account', 'pod', 'node']),
+      k8s_pod_uid: ['kubernetes.io', 'pod', 'uid'],
+    },
     // A pod re-joins at every renewal; its uid keeps it one instance for its whole life.
     machineId: (c) => {
       const uid = claimAt(c, ['kubernetes.io', 'pod', 'uid']);

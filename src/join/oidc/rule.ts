@@ -31,16 +31,24 @@ import { ASYMMETRIC_ALGS } from '../jwt-verify.js';
 import { absolutePathField, durationField, httpsUrlField } from '../rule-fields.js';
 import { OIDC_PROVIDERS, PRESETS } from './presets.js';
 
-const claimsMap = z.record(z.string().min(1).max(256), patternSchema).refine((m) => Object.keys(m).length > 0 && Object.keys(m).length <= 32, 'claims needs 1-32 entries');
+const claimsMap = z
+  .record(z.string().min(1).max(256), patternSchema)
+  .refine((m) => Object.keys(m).length > 0 && Object.keys(m).length <= 32, 'claims needs 1-32 entries');
 
 function entrySchema(provider: (typeof OIDC_PROVIDERS)[number]): z.ZodType<Record<string, unknown>> {
   const preset = PRESETS[provider];
-  const shape: Record<string, z.ZodType> = Object.fromEntries(Object.keys(preset.fields).map((f) => [f, patternSchema.optional()]));
+  const shape: Record<string, z.ZodType> = Object.fromEntries(
+    Object.keys(preset.fields).map((f) => [f, patternSchema.optional()]),
+  );
   return z.strictObject({ ...shape, claims: claimsMap.optional() }).superRefine((e, ctx) => {
     const named = Object.keys(e).filter((k) => (e as Record<string, unknown>)[k] !== undefined);
-    if (named.length === 0) ctx.addIssue({ code: 'custom', message: 'an allow entry needs at least one claim to match' });
+    if (named.length === 0)
+      ctx.addIssue({ code: 'custom', message: 'an allow entry needs at least one claim to match' });
     else if (preset.scopeFields && !named.some((k) => preset.scopeFields!.includes(k))) {
-      ctx.addIssue({ code: 'custom', message: `a ${provider} allow entry must name one of ${preset.scopeFields.join(', ')}: the ${provider} issuer signs tokens for everyone on the platform` });
+      ctx.addIssue({
+        code: 'custom',
+        message: `a ${provider} allow entry must name one of ${preset.scopeFields.join(', ')}: the ${provider} issuer signs tokens for everyone on the platform`,
+      });
     }
   });
 }
@@ -50,7 +58,10 @@ export const oidcRuleSchema = z
     provider: z.enum(OIDC_PROVIDERS),
     audience: z.string().min(1).max(512),
     issuer: httpsUrlField.optional(),
-    organization_id: z.string().regex(/^[0-9a-fA-F-]{36}$/, 'organization_id is your CircleCI organization id (a UUID)').optional(),
+    organization_id: z
+      .string()
+      .regex(/^[0-9a-fA-F-]{36}$/, 'organization_id is your CircleCI organization id (a UUID)')
+      .optional(),
     jwks_url: httpsUrlField.optional(),
     jwks_file: absolutePathField.optional(),
     ca_file: absolutePathField.optional(),
@@ -62,12 +73,30 @@ export const oidcRuleSchema = z
     const preset = PRESETS[r.provider];
     r.allow.forEach((e, i) => {
       const res = entrySchema(r.provider).safeParse(e);
-      if (!res.success) for (const iss of res.error.issues) ctx.addIssue({ code: 'custom', path: ['allow', i, ...iss.path.map((p) => (typeof p === 'symbol' ? String(p) : p))], message: iss.message });
+      if (!res.success)
+        for (const iss of res.error.issues)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['allow', i, ...iss.path.map((p) => (typeof p === 'symbol' ? String(p) : p))],
+            message: iss.message,
+          });
     });
-    if (r.provider === 'circleci' && r.organization_id === undefined && r.issuer === undefined) ctx.addIssue({ code: 'custom', path: ['organization_id'], message: 'circleci needs organization_id (or issuer)' });
-    if (r.provider !== 'circleci' && r.organization_id !== undefined) ctx.addIssue({ code: 'custom', path: ['organization_id'], message: 'organization_id is for provider circleci' });
-    if (r.issuer === undefined && preset.defaultIssuer?.(r) === undefined && r.provider !== 'circleci') ctx.addIssue({ code: 'custom', path: ['issuer'], message: `provider ${r.provider} needs issuer (the token's iss)` });
-    if (r.jwks_url !== undefined && r.jwks_file !== undefined) ctx.addIssue({ code: 'custom', path: ['jwks_file'], message: 'give jwks_url or jwks_file, not both' });
+    if (r.provider === 'circleci' && r.organization_id === undefined && r.issuer === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['organization_id'],
+        message: 'circleci needs organization_id (or issuer)',
+      });
+    if (r.provider !== 'circleci' && r.organization_id !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['organization_id'], message: 'organization_id is for provider circleci' });
+    if (r.issuer === undefined && preset.defaultIssuer?.(r) === undefined && r.provider !== 'circleci')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['issuer'],
+        message: `provider ${r.provider} needs issuer (the token's iss)`,
+      });
+    if (r.jwks_url !== undefined && r.jwks_file !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['jwks_file'], message: 'give jwks_url or jwks_file, not both' });
   });
 export type OidcRule = z.infer<typeof oidcRuleSchema>;
 
@@ -75,4 +104,3 @@ export type OidcRule = z.infer<typeof oidcRuleSchema>;
 export function ruleIssuer(r: OidcRule): string {
   return r.issuer ?? PRESETS[r.provider].defaultIssuer!(r)!;
 }
-

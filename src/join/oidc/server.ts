@@ -30,7 +30,8 @@ const DEFAULT_SKEW_S = 60;
 async function keysFor(caches: JoinCaches, r: OidcRule, issuer: string, now: number): Promise<KeySetSource> {
   const ca = r.ca_file !== undefined ? readRuleFile(caches.ruleText, r.ca_file, 'CA file') : undefined;
   if (r.jwks_file !== undefined) return { file: r.jwks_file };
-  const url = r.jwks_url ?? PRESETS[r.provider].jwksUrl?.(issuer) ?? (await discoverJwksUri(caches.discovery, issuer, ca, now));
+  const url =
+    r.jwks_url ?? PRESETS[r.provider].jwksUrl?.(issuer) ?? (await discoverJwksUri(caches.discovery, issuer, ca, now));
   return { url, ca };
 }
 
@@ -40,11 +41,13 @@ function mismatch(r: OidcRule, entry: Record<string, unknown>, claims: Record<st
   for (const [k, pattern] of Object.entries(entry)) {
     if (k === 'claims' || pattern === undefined) continue;
     const v = claimAt(claims, fields[k]!);
-    if (!factMatches(pattern as Pattern, v)) return `${k} ${v === undefined ? '(absent)' : JSON.stringify(v)} does not match ${JSON.stringify(pattern)}`;
+    if (!factMatches(pattern as Pattern, v))
+      return `${k} ${v === undefined ? '(absent)' : JSON.stringify(v)} does not match ${JSON.stringify(pattern)}`;
   }
   for (const [name, pattern] of Object.entries((entry.claims ?? {}) as Record<string, Pattern>)) {
     const v = claimByName(claims, name);
-    if (!factMatches(pattern, v)) return `claim ${name} ${v === undefined ? '(absent)' : JSON.stringify(v)} does not match ${JSON.stringify(pattern)}`;
+    if (!factMatches(pattern, v))
+      return `claim ${name} ${v === undefined ? '(absent)' : JSON.stringify(v)} does not match ${JSON.stringify(pattern)}`;
   }
   return undefined;
 }
@@ -66,23 +69,40 @@ export class OidcJoinServer implements JoinMethodServer {
 
   async attest(input: AttestInput, port: JoinAttestPort): Promise<Attested> {
     const all = await port.rules<OidcRule>();
-    if (all.length === 0) throw new SigilError('oidc_no_rule', 'no join_rule with method oidc exists on this issuer (sigil ctl apply -f a rule with oidc.provider, oidc.audience and oidc.allow)');
+    if (all.length === 0)
+      throw new SigilError(
+        'oidc_no_rule',
+        'no join_rule with method oidc exists on this issuer (sigil ctl apply -f a rule with oidc.provider, oidc.audience and oidc.allow)',
+      );
     const { token } = parseWith(oidcEvidenceSchema, input.evidence, 'jwt_invalid', 'oidc evidence');
     const iss = peekJwt(token).claims.iss;
     const rules = all.filter((r) => ruleIssuer(r.config) === iss);
     if (rules.length === 0) {
       const trusted = [...new Set(all.map((r) => ruleIssuer(r.config)))];
-      throw new SigilError('jwt_issuer_mismatch', `no oidc join rule trusts the token's issuer ${JSON.stringify(iss ?? null)} (trusted: ${trusted.slice(0, 5).join(', ')}${trusted.length > 5 ? ', …' : ''})`);
+      throw new SigilError(
+        'jwt_issuer_mismatch',
+        `no oidc join rule trusts the token's issuer ${JSON.stringify(iss ?? null)} (trusted: ${trusted.slice(0, 5).join(', ')}${trusted.length > 5 ? ', …' : ''})`,
+      );
     }
     const issuer = String(iss);
 
     const { rule, value } = await firstAcceptingRule(rules, async (r, stage) => {
       const c = r.config;
       const skewS = c.skew ?? DEFAULT_SKEW_S;
-      const v = await verifyJwt(token, { keys: await keysFor(this.caches, c, issuer, input.now), cache: this.caches.keySets, algorithms: c.algorithms ?? ['RS256', 'ES256'], now: input.now, skewS });
+      const v = await verifyJwt(token, {
+        keys: await keysFor(this.caches, c, issuer, input.now),
+        cache: this.caches.keySets,
+        algorithms: c.algorithms ?? ['RS256', 'ES256'],
+        now: input.now,
+        skewS,
+      });
       stage.reached(1);
       const aud = audienceOf(v.claims);
-      if (!aud.includes(c.audience)) throw new SigilError('jwt_audience_mismatch', `the token's audience ${JSON.stringify(aud)} is not ${JSON.stringify(c.audience)} (join_rule ${r.name}); request the token for audience ${c.audience}`);
+      if (!aud.includes(c.audience))
+        throw new SigilError(
+          'jwt_audience_mismatch',
+          `the token's audience ${JSON.stringify(aud)} is not ${JSON.stringify(c.audience)} (join_rule ${r.name}); request the token for audience ${c.audience}`,
+        );
       stage.reached(2);
       const jti = jtiOf(v.claims);
       await checkNotReplayed(port, issuer, jti);

@@ -13,5 +13,8 @@
 import { z } from 'zod';
 
 export const oidcEvidenceSchema = z.strictObject({
-  token: z.string().min(16).max(16 * 1024),
+  token: z
+    .string()
+    .min(16)
+    .max(16 * 1024),
 });

@@ -13,7 +13,11 @@ export class TokenJoinAgent implements JoinMethodAgent {
   private readonly key: ReturnType<typeof tokenKey>;
 
   constructor(token: string) {
-    if (!TOKEN_RE.test(token)) throw new SigilError('config_invalid', 'join.token must be the 43-character token printed by `sigil ctl token create`');
+    if (!TOKEN_RE.test(token))
+      throw new SigilError(
+        'config_invalid',
+        'join.token must be the 43-character token printed by `sigil ctl token create`',
+      );
     this.key = tokenKey(token);
   }
 

@@ -27,7 +27,15 @@ import type { TpmtPublic } from '../../tpm/structures/public.js';
 import type { KeyBlob, PcrValue, SignedAttestation, Tpm, TpmKey } from '../../tpm/tpm.js';
 import { activateCredential, akTemplate, readAgentEk } from '../tpm-activation.js';
 import type { EvidenceContext, JoinMethodAgent } from '../types.js';
-import { bankName, MAX_EVENT_LOG_GZ_BYTES, PCR_BANK_ALGS, tpmChallengeDataSchema, type PcrSelectionWire, type TpmAnswer, type TpmEvidence } from './wire.js';
+import {
+  bankName,
+  MAX_EVENT_LOG_GZ_BYTES,
+  PCR_BANK_ALGS,
+  tpmChallengeDataSchema,
+  type PcrSelectionWire,
+  type TpmAnswer,
+  type TpmEvidence,
+} from './wire.js';
 
 /** Where Linux exposes the firmware's TCG event log (root only). */
 export const DEFAULT_EVENT_LOG = '/sys/kernel/security/tpm0/binary_bios_measurements';
@@ -89,7 +97,10 @@ export class TpmJoinAgent implements JoinMethodAgent {
   private identity(spkiDer: Buffer): TpmSigner {
     const key = this.#opts.identityKey(spkiDer);
     if (!key || !key.publicKeySpki().equals(spkiDer)) {
-      throw new SigilError('config_invalid', 'the tpm join needs the identity key in the TPM (key_storage: tpm); the CSR key is not a TPM key this agent made');
+      throw new SigilError(
+        'config_invalid',
+        'the tpm join needs the identity key in the TPM (key_storage: tpm); the CSR key is not a TPM key this agent made',
+      );
     }
     return key;
   }
@@ -105,7 +116,9 @@ export class TpmJoinAgent implements JoinMethodAgent {
     const want = this.#opts.ek ?? 'auto';
     return access.run(async (tpm) => {
       const { cert, kind: ekKind, public: ekPublic } = await readAgentEk(tpm, want, this.ekAuth());
-      const ak = this.#opts.ak ?? (await access.withParent(tpm, OWNER_PARENT, (srk) => tpm.create(srk, this.#opts.akTemplate ?? akTemplate())));
+      const ak =
+        this.#opts.ak ??
+        (await access.withParent(tpm, OWNER_PARENT, (srk) => tpm.create(srk, this.#opts.akTemplate ?? akTemplate())));
       this.remember(ctx.requestId, { ak, ekKind });
       const ev: TpmEvidence = {
         ...(cert ? { ek_cert: Buffer.from(cert.der).toString('base64') } : {}),
@@ -118,10 +131,15 @@ export class TpmJoinAgent implements JoinMethodAgent {
   }
 
   async respond(challenge: JoinChallenge, ctx: EvidenceContext): Promise<Record<string, unknown>> {
-    if (challenge.method !== this.name) throw new SigilError('response_invalid', `the issuer sent a ${challenge.method} challenge to a tpm join`);
+    if (challenge.method !== this.name)
+      throw new SigilError('response_invalid', `the issuer sent a ${challenge.method} challenge to a tpm join`);
     const data = parseWith(tpmChallengeDataSchema, challenge.data, 'response_invalid', 'tpm challenge');
     const pending = this.#pending.get(ctx.requestId);
-    if (!pending) throw new SigilError('response_invalid', 'a tpm challenge arrived for a join this agent did not start (no attestation key for its request id)');
+    if (!pending)
+      throw new SigilError(
+        'response_invalid',
+        'a tpm challenge arrived for a join this agent did not start (no attestation key for its request id)',
+      );
     const identity = this.identity(ctx.spkiDer);
     const nonce = Buffer.from(challenge.nonce, 'base64url');
     const eventLog = this.readEventLog();
@@ -136,7 +154,11 @@ export class TpmJoinAgent implements JoinMethodAgent {
           challenge_id: challenge.challenge_id,
           activated: Buffer.from(activated).toString('base64'),
           quote: encodeSignedAttest(quote),
-          pcr_values: values.map((v) => ({ bank: bankName(v.hash)!, pcr: v.pcr, digest: Buffer.from(v.digest).toString('hex') })),
+          pcr_values: values.map((v) => ({
+            bank: bankName(v.hash)!,
+            pcr: v.pcr,
+            digest: Buffer.from(v.digest).toString('hex'),
+          })),
           ...(eventLog !== undefined ? { event_log: eventLog } : {}),
           certify: encodeSignedAttest(certify),
         };
@@ -173,7 +195,10 @@ export class TpmJoinAgent implements JoinMethodAgent {
     } catch (err) {
       // The default path is absent without a TPM driver and root-only with one: no log then.
       if (this.#opts.eventLog === undefined) return undefined;
-      throw new SigilError('config_invalid', `cannot read the TPM event log ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+      throw new SigilError(
+        'config_invalid',
+        `cannot read the TPM event log ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+      );
     }
     const gz = gzipSync(raw);
     // Too large for a request: the issuer judges the PCRs alone (a profile may require the log).
@@ -188,7 +213,12 @@ export class TpmJoinAgent implements JoinMethodAgent {
  * equals the quoted one; a PCR extended in between makes them differ, and the pair is taken
  * again (a few times at most).
  */
-export async function quoteWithValues(tpm: Tpm, ak: TpmKey, nonce: Uint8Array, selection: PcrSelectionWire): Promise<{ quote: SignedAttestation; values: PcrValue[] }> {
+export async function quoteWithValues(
+  tpm: Tpm,
+  ak: TpmKey,
+  nonce: Uint8Array,
+  selection: PcrSelectionWire,
+): Promise<{ quote: SignedAttestation; values: PcrValue[] }> {
   const banks = selection.map((s) => ({ hash: PCR_BANK_ALGS[s.bank], pcrs: s.pcrs }));
   for (let attempt = 0; ; attempt++) {
     const read = await tpm.pcrRead(banks);
@@ -198,9 +228,11 @@ export async function quoteWithValues(tpm: Tpm, ak: TpmKey, nonce: Uint8Array, s
     const quote = await tpm.quote(ak, nonce, banks);
     const a = quote.attest.value;
     const sigHash = (quote.signature as { hash?: number }).hash;
-    if (a.type !== TPM_ST.ATTEST_QUOTE || sigHash === undefined) throw new SigilError('tpm_error', 'the TPM returned something other than a signed quote');
+    if (a.type !== TPM_ST.ATTEST_QUOTE || sigHash === undefined)
+      throw new SigilError('tpm_error', 'the TPM returned something other than a signed quote');
     const digest = hash(sigHash, ...values.map((v) => v.digest));
     if (Buffer.from(digest).equals(Buffer.from(a.attested.pcrDigest))) return { quote, values };
-    if (attempt >= 3) throw new SigilError('tpm_unavailable', 'the PCRs kept changing between PCR_Read and Quote; try again');
+    if (attempt >= 3)
+      throw new SigilError('tpm_unavailable', 'the PCRs kept changing between PCR_Read and Quote; try again');
   }
 }

@@ -67,7 +67,11 @@ export const tpmAgentMethod: AgentJoinMethodEntry<TpmAgentConfig> = {
   configSchema: tpmAgentConfigSchema,
   identityKeyTpm: (settings) => tpmTcti(settings as TpmAgentConfig),
   create(settings, ctx) {
-    if (ctx.keyStorage !== 'tpm') throw new SigilError('config_invalid', `${ctx.where}: the tpm join certifies a TPM-resident identity key; set key_storage: tpm`);
+    if (ctx.keyStorage !== 'tpm')
+      throw new SigilError(
+        'config_invalid',
+        `${ctx.where}: the tpm join certifies a TPM-resident identity key; set key_storage: tpm`,
+      );
     const pending = new PendingTpmKeys();
     // ctx.tpm: the same access the agent's identity keys in this TPM use (one queue per TPM).
     const method = tpmJoinAgentFromConfig(settings, ctx.tpm, (spki) => pending.find(spki));
@@ -81,7 +85,8 @@ export const tpmAgentMethod: AgentJoinMethodEntry<TpmAgentConfig> = {
         const ak = method.attestationKey(requestId);
         if (ak) saveAk(state, ak);
       },
-      renewalKeyProof: (key, requestId, state) => (key.storage === 'tpm' ? certifyWithAk(state, key as TpmSigner, requestId) : Promise.resolve(undefined)),
+      renewalKeyProof: (key, requestId, state) =>
+        key.storage === 'tpm' ? certifyWithAk(state, key as TpmSigner, requestId) : Promise.resolve(undefined),
     };
   },
 };

@@ -20,7 +20,9 @@ export async function attestRenewalKey(o: { ak: KeyBlob; key: TpmSigner; request
   const access = o.key.access;
   const certify = await access.run(async (tpm) => {
     const ak = await access.withParent(tpm, OWNER_PARENT, (srk) => tpm.load(srk, o.ak));
-    return tpm.withTransient(ak, (loaded) => o.key.loadWith(tpm, (key) => tpm.certify(key, loaded, renewalQualifyingData(o.requestId))));
+    return tpm.withTransient(ak, (loaded) =>
+      o.key.loadWith(tpm, (key) => tpm.certify(key, loaded, renewalQualifyingData(o.requestId))),
+    );
   });
   return { key_public: encodePublic(o.key.blob.public), certify: encodeSignedAttest(certify) };
 }

@@ -32,12 +32,19 @@ import { z } from 'zod';
 import { PROFILE_NAME_RE } from '../../attest/firmware/index.js';
 import { EK_HASH_RE, ekCrlFilesSchema, ekCrlNeedsCa } from '../ek-wire.js';
 
-const absolutePath = z.string().min(2).max(4096).regex(/^\//, 'file paths must be absolute (the issuer reads them when a machine joins)');
+const absolutePath = z
+  .string()
+  .min(2)
+  .max(4096)
+  .regex(/^\//, 'file paths must be absolute (the issuer reads them when a machine joins)');
 
 const ekHash = z
   .string()
   .transform((s) => s.trim().toLowerCase())
-  .refine((s) => EK_HASH_RE.test(s), 'ek_public_hash must be sha256:<64 lowercase hex digits> (see docs/join-tpm.md for how to compute it)');
+  .refine(
+    (s) => EK_HASH_RE.test(s),
+    'ek_public_hash must be sha256:<64 lowercase hex digits> (see docs/join-tpm.md for how to compute it)',
+  );
 
 export const tpmRuleSchema = z
   .strictObject({
@@ -48,10 +55,19 @@ export const tpmRuleSchema = z
       .min(1, 'an empty allow list admits nobody; omit it instead')
       .max(100_000)
       .optional(),
-    firmware_profiles: z.array(z.string().regex(PROFILE_NAME_RE, 'a firmware profile name is 1-63 lowercase letters, digits, ".", "_" and "-"')).min(1).max(32).optional(),
+    firmware_profiles: z
+      .array(
+        z
+          .string()
+          .regex(PROFILE_NAME_RE, 'a firmware profile name is 1-63 lowercase letters, digits, ".", "_" and "-"'),
+      )
+      .min(1)
+      .max(32)
+      .optional(),
   })
   // First, so a rule with ek_crl_files and nothing else is told what ek_crl_files lacks.
   .refine(ekCrlNeedsCa.check, { message: ekCrlNeedsCa.message, path: ['ek_crl_files'] })
-  .refine((r) => r.ek_ca_files !== undefined || r.allow !== undefined, { message: 'a tpm rule needs ek_ca_files, allow, or both (otherwise any TPM, even a software one, could join)' });
+  .refine((r) => r.ek_ca_files !== undefined || r.allow !== undefined, {
+    message: 'a tpm rule needs ek_ca_files, allow, or both (otherwise any TPM, even a software one, could join)',
+  });
 export type TpmRule = z.infer<typeof tpmRuleSchema>;
-

@@ -60,7 +60,11 @@ export function tpmMachineId(ekPublicHash: string): string {
 
 async function rulesOrRefuse(port: JoinAttestPort): Promise<Array<JoinRule<TpmRule>>> {
   const rules = await port.rules<TpmRule>();
-  if (rules.length === 0) throw new SigilError('tpm_no_rule', 'no join_rule with method tpm exists on this issuer (sigil ctl apply -f a rule with tpm.ek_ca_files or tpm.allow)');
+  if (rules.length === 0)
+    throw new SigilError(
+      'tpm_no_rule',
+      'no join_rule with method tpm exists on this issuer (sigil ctl apply -f a rule with tpm.ek_ca_files or tpm.allow)',
+    );
   return rules;
 }
 
@@ -116,7 +120,11 @@ export class TpmJoinServer implements JoinMethodServer {
     const ch = answeredChallenge(input);
     const st = parseWith(tpmChallengeStateSchema, ch.state, 'internal', 'stored tpm challenge state');
     const rule = rules.find((r) => r.name === st.rule);
-    if (!rule) throw new SigilError('tpm_no_rule', `join_rule ${st.rule} was removed while the TPM answered its challenge; start the join again`);
+    if (!rule)
+      throw new SigilError(
+        'tpm_no_rule',
+        `join_rule ${st.rule} was removed while the TPM answered its challenge; start the join again`,
+      );
     // The rule may have changed between the rounds (a CA file replaced, a CRL published, an
     // allow entry removed).
     const ek = readEk(st, this.#ek.memo);
@@ -131,16 +139,25 @@ export class TpmJoinServer implements JoinMethodServer {
     const quoted = reportedPcrs(ans, st.pcr_selection);
     checkPcrDigest(quote, q, quoted);
 
-    const certify = verifyCertify(parseSignedAttest(ans.certify, 'certification', 'certify_invalid'), ak, key, ch.nonce);
+    const certify = verifyCertify(
+      parseSignedAttest(ans.certify, 'certification', 'certify_invalid'),
+      ak,
+      key,
+      ch.nonce,
+    );
     checkIdentityKey(key, input.spkiDer);
 
     const machineId = tpmMachineId(ek.hash);
     const known = await port.instanceFacts(machineId);
-    const previous = typeof known?.tpm_clock_ms === 'number' ? { clockMs: known.tpm_clock_ms, instanceId: machineId } : undefined;
+    const previous =
+      typeof known?.tpm_clock_ms === 'number' ? { clockMs: known.tpm_clock_ms, instanceId: machineId } : undefined;
     const clock = checkClock(q, certify, ch.expiresAt - ch.createdAt, previous);
 
     // Replayed in every quoted bank before any profile: a log that lies is refused even where no profile reads it.
-    const log = ans.event_log !== undefined ? verifyEventLog(readEventLog(ans.event_log, MAX_EVENT_LOG_BYTES), quoted) : undefined;
+    const log =
+      ans.event_log !== undefined
+        ? verifyEventLog(readEventLog(ans.event_log, MAX_EVENT_LOG_BYTES), quoted)
+        : undefined;
     const profiles = this.#firmware.resolve(rule.config.firmware_profiles ?? [], rule.name);
     const match = profiles.length > 0 ? judgeBoot(profiles, quoted, log) : undefined;
 
@@ -167,7 +184,10 @@ export class TpmJoinServer implements JoinMethodServer {
 
 function ekFacts(ek: Ek): Record<string, unknown> {
   const k = ek.key;
-  const kind = k.asymmetricKeyType === 'rsa' ? `rsa-${k.asymmetricKeyDetails?.modulusLength ?? 0}` : `ecc-${k.asymmetricKeyDetails?.namedCurve ?? 'unknown'}`;
+  const kind =
+    k.asymmetricKeyType === 'rsa'
+      ? `rsa-${k.asymmetricKeyDetails?.modulusLength ?? 0}`
+      : `ecc-${k.asymmetricKeyDetails?.namedCurve ?? 'unknown'}`;
   return {
     ek_public_hash: ek.hash,
     ek_type: kind,
@@ -185,17 +205,24 @@ function reportedPcrs(ans: TpmAnswer, selection: PcrSelectionWire): QuotedPcrs {
     out.set(v.bank, bank);
   }
   const want = new Set(selection.flatMap((s) => s.pcrs.map((p) => `${s.bank}:${p}`)));
-  for (const [bank, values] of out) for (const pcr of values.keys()) if (!want.has(`${bank}:${pcr}`)) throw new SigilError('pcr_digest_mismatch', `${bank} PCR ${pcr} is reported but was not asked for`);
+  for (const [bank, values] of out)
+    for (const pcr of values.keys())
+      if (!want.has(`${bank}:${pcr}`))
+        throw new SigilError('pcr_digest_mismatch', `${bank} PCR ${pcr} is reported but was not asked for`);
   for (const w of want) {
     const [bank, pcr] = w.split(':') as [keyof typeof PCR_BANK_ALGS, string];
-    if (!out.get(bank)?.has(Number(pcr))) throw new SigilError('pcr_digest_mismatch', `the value of ${bank} PCR ${pcr} is missing from pcr_values`);
+    if (!out.get(bank)?.has(Number(pcr)))
+      throw new SigilError('pcr_digest_mismatch', `the value of ${bank} PCR ${pcr} is missing from pcr_values`);
   }
   return out;
 }
 
 function pcrFacts(quoted: QuotedPcrs): Record<string, Record<string, string>> {
   const out: Record<string, Record<string, string>> = {};
-  for (const [bank, values] of quoted) out[bank] = Object.fromEntries([...values].sort(([a], [b]) => a - b).map(([p, v]) => [String(p), v.toString('hex')]));
+  for (const [bank, values] of quoted)
+    out[bank] = Object.fromEntries(
+      [...values].sort(([a], [b]) => a - b).map(([p, v]) => [String(p), v.toString('hex')]),
+    );
   return out;
 }
 

@@ -31,13 +31,26 @@
 import { z } from 'zod';
 import { TPM_ALG } from '../../tpm/constants.js';
 import { CHALLENGE_ID_RE } from '../challenge.js';
-import { activatedB64, b64, credentialWireSchema, EK_HASH_RE, ekCertB64, signedAttestSchema, tpm2bPublicB64 } from '../ek-wire.js';
+import {
+  activatedB64,
+  b64,
+  credentialWireSchema,
+  EK_HASH_RE,
+  ekCertB64,
+  signedAttestSchema,
+  tpm2bPublicB64,
+} from '../ek-wire.js';
 
 export { EK_HASH_RE, signedAttestSchema };
 export type { SignedAttestWire } from '../ek-wire.js';
 
 /** The PCR banks Sigil quotes and replays (names as in the event log code). */
-export const PCR_BANK_ALGS = { sha1: TPM_ALG.SHA1, sha256: TPM_ALG.SHA256, sha384: TPM_ALG.SHA384, sha512: TPM_ALG.SHA512 } as const;
+export const PCR_BANK_ALGS = {
+  sha1: TPM_ALG.SHA1,
+  sha256: TPM_ALG.SHA256,
+  sha384: TPM_ALG.SHA384,
+  sha512: TPM_ALG.SHA512,
+} as const;
 export type PcrBankName = keyof typeof PCR_BANK_ALGS;
 export const PCR_BANK_NAMES = Object.keys(PCR_BANK_ALGS) as PcrBankName[];
 
@@ -51,7 +64,6 @@ export const CREDENTIAL_BYTES = 32;
 export const MAX_EVENT_LOG_GZ_BYTES = 36 * 1024;
 /** The event log after gunzip, at most (real firmware logs are 10–200 KB). */
 export const MAX_EVENT_LOG_BYTES = 4 * 1024 * 1024;
-
 
 export const pcrSelectionSchema = z
   .array(
@@ -80,7 +92,12 @@ export const tpmChallengeDataSchema = z.strictObject({
 });
 export type TpmChallengeData = z.infer<typeof tpmChallengeDataSchema>;
 
-const hexDigest = z.string().regex(/^(?:[0-9a-f]{40}|[0-9a-f]{64}|[0-9a-f]{96}|[0-9a-f]{128})$/, 'a PCR digest is lowercase hex of 20, 32, 48 or 64 bytes');
+const hexDigest = z
+  .string()
+  .regex(
+    /^(?:[0-9a-f]{40}|[0-9a-f]{64}|[0-9a-f]{96}|[0-9a-f]{128})$/,
+    'a PCR digest is lowercase hex of 20, 32, 48 or 64 bytes',
+  );
 
 /** Round 2. */
 export const tpmAnswerSchema = z.strictObject({
@@ -88,7 +105,13 @@ export const tpmAnswerSchema = z.strictObject({
   activated: activatedB64,
   quote: signedAttestSchema,
   pcr_values: z
-    .array(z.strictObject({ bank: z.enum(PCR_BANK_NAMES as [PcrBankName, ...PcrBankName[]]), pcr: z.number().int().min(0).max(23), digest: hexDigest }))
+    .array(
+      z.strictObject({
+        bank: z.enum(PCR_BANK_NAMES as [PcrBankName, ...PcrBankName[]]),
+        pcr: z.number().int().min(0).max(23),
+        digest: hexDigest,
+      }),
+    )
     .min(1)
     .max(96),
   event_log: b64(MAX_EVENT_LOG_GZ_BYTES, 'event_log').optional(),

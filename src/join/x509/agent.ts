@@ -34,9 +34,17 @@ export class X509JoinAgent implements JoinMethodAgent {
   readonly #tpm: DeviceTpmBinding | undefined;
 
   constructor(opts: X509JoinAgentOptions) {
-    if (opts.chain.length === 0 || opts.chain.length > MAX_CHAIN_CERTS) throw new SigilError('config_invalid', `the x509 chain needs 1..${MAX_CHAIN_CERTS} certificates (device certificate first)`);
+    if (opts.chain.length === 0 || opts.chain.length > MAX_CHAIN_CERTS)
+      throw new SigilError(
+        'config_invalid',
+        `the x509 chain needs 1..${MAX_CHAIN_CERTS} certificates (device certificate first)`,
+      );
     const leaf = readCertificate(opts.chain[0]!, 'config_invalid', 'device certificate');
-    if (!leaf.spki.equals(opts.key.publicKeySpki())) throw new SigilError('config_invalid', 'the device key does not belong to the device certificate (their public keys differ)');
+    if (!leaf.spki.equals(opts.key.publicKeySpki()))
+      throw new SigilError(
+        'config_invalid',
+        'the device key does not belong to the device certificate (their public keys differ)',
+      );
     this.#chain = opts.chain;
     this.#key = opts.key;
     this.#tpm = opts.tpm;
@@ -44,7 +52,10 @@ export class X509JoinAgent implements JoinMethodAgent {
 
   /** From PEM text: the device certificate first, optionally followed by intermediates; `extraChainPem` appends more. */
   static fromPem(certPem: string, key: DeviceSigner, extraChainPem?: string, tpm?: DeviceTpmBinding): X509JoinAgent {
-    const chain = [...pemToDers(certPem, 'CERTIFICATE', 'config_invalid'), ...(extraChainPem ? pemToDers(extraChainPem, 'CERTIFICATE', 'config_invalid') : [])];
+    const chain = [
+      ...pemToDers(certPem, 'CERTIFICATE', 'config_invalid'),
+      ...(extraChainPem ? pemToDers(extraChainPem, 'CERTIFICATE', 'config_invalid') : []),
+    ];
     return new X509JoinAgent({ chain, key, ...(tpm ? { tpm } : {}) });
   }
 
@@ -54,17 +65,33 @@ export class X509JoinAgent implements JoinMethodAgent {
   }
 
   async respond(challenge: JoinChallenge, ctx: EvidenceContext): Promise<Record<string, unknown>> {
-    if (challenge.method !== this.name) throw new SigilError('response_invalid', `the issuer sent a ${challenge.method} challenge to an x509 join`);
+    if (challenge.method !== this.name)
+      throw new SigilError('response_invalid', `the issuer sent a ${challenge.method} challenge to an x509 join`);
     const agentNonce = randomBytes(32);
-    const message = proofMessage({ challengeNonce: Buffer.from(challenge.nonce, 'base64url'), agentNonce, requestId: ctx.requestId, spkiDer: ctx.spkiDer });
+    const message = proofMessage({
+      challengeNonce: Buffer.from(challenge.nonce, 'base64url'),
+      agentNonce,
+      requestId: ctx.requestId,
+      spkiDer: ctx.spkiDer,
+    });
     const signature = await this.#key.sign(message);
     const data = parseChallengeData(challenge.data);
     let tpm: Record<string, unknown> | undefined;
     if (data.tpm !== undefined) {
-      if (!this.#tpm) throw new SigilError('response_invalid', 'the issuer asks for the TPM binding of the device key (require_tpm), but this device key is not in a TPM');
+      if (!this.#tpm)
+        throw new SigilError(
+          'response_invalid',
+          'the issuer asks for the TPM binding of the device key (require_tpm), but this device key is not in a TPM',
+        );
       tpm = { ...(await this.#tpm.respond(ctx.requestId, Buffer.from(challenge.nonce, 'base64url'), data.tpm)) };
     }
-    return { challenge_id: challenge.challenge_id, agent_nonce: agentNonce.toString('base64url'), alg: this.#key.algorithm, signature: signature.toString('base64url'), ...(tpm ? { tpm } : {}) };
+    return {
+      challenge_id: challenge.challenge_id,
+      agent_nonce: agentNonce.toString('base64url'),
+      alg: this.#key.algorithm,
+      signature: signature.toString('base64url'),
+      ...(tpm ? { tpm } : {}),
+    };
   }
 
   /** Release the device key (a PKCS#11 session). */

@@ -42,12 +42,20 @@ export const allowEntrySchema = z
     san_dns: glob.optional(),
     san_uri: glob.optional(),
     /** Certificate serial numbers, hex (colons allowed). */
-    serials: z.array(z.string().regex(/^(0x)?[0-9A-Fa-f:]{1,128}$/, 'serials are hex')).min(1).max(100_000).optional(),
+    serials: z
+      .array(z.string().regex(/^(0x)?[0-9A-Fa-f:]{1,128}$/, 'serials are hex'))
+      .min(1)
+      .max(100_000)
+      .optional(),
     /** Key purposes the device certificate must all carry: names (clientAuth, …) or dotted OIDs. */
     eku: z.array(z.string().min(1)).min(1).max(16).optional(),
   })
   .superRefine((e, ctx) => {
-    if (Object.keys(e).length === 0) ctx.addIssue({ code: 'custom', message: 'an allow entry needs at least one field (leave allow out to allow every certificate the CAs issued)' });
+    if (Object.keys(e).length === 0)
+      ctx.addIssue({
+        code: 'custom',
+        message: 'an allow entry needs at least one field (leave allow out to allow every certificate the CAs issued)',
+      });
     if (e.issuer !== undefined) {
       try {
         parseDnPattern(e.issuer);
@@ -56,7 +64,12 @@ export const allowEntrySchema = z
       }
     }
     for (const p of e.eku ?? []) {
-      if (EKU_NAMES[p] === undefined && !/^\d+(\.\d+)+$/.test(p)) ctx.addIssue({ code: 'custom', path: ['eku'], message: `"${p}" is not a key purpose name (${Object.keys(EKU_NAMES).join(', ')}) or a dotted OID` });
+      if (EKU_NAMES[p] === undefined && !/^\d+(\.\d+)+$/.test(p))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['eku'],
+          message: `"${p}" is not a key purpose name (${Object.keys(EKU_NAMES).join(', ')}) or a dotted OID`,
+        });
     }
   });
 export type AllowEntry = z.infer<typeof allowEntrySchema>;
@@ -72,7 +85,9 @@ function fold(c: string): string {
  * value. Matched directly, in O(pattern × value) at worst, so nothing is compiled or cached.
  */
 export function globMatch(pattern: string, value: string, ignoreCase = false): boolean {
-  const same = ignoreCase ? (a: string, b: string): boolean => a === b || fold(a) === fold(b) : (a: string, b: string): boolean => a === b;
+  const same = ignoreCase
+    ? (a: string, b: string): boolean => a === b || fold(a) === fold(b)
+    : (a: string, b: string): boolean => a === b;
   let p = 0;
   let v = 0;
   let star = -1;
@@ -96,30 +111,64 @@ export function globMatch(pattern: string, value: string, ignoreCase = false): b
   return p === pattern.length;
 }
 
-const normSerial = (s: string): string => s.replace(/^0x/i, '').replace(/:/g, '').toLowerCase().replace(/^0+(?=.)/, '');
+const normSerial = (s: string): string =>
+  s
+    .replace(/^0x/i, '')
+    .replace(/:/g, '')
+    .toLowerCase()
+    .replace(/^0+(?=.)/, '');
 
 function ekuOf(leaf: ParsedCert): Set<string> | undefined {
   const ext = findExtension(leaf.fields.extensions, OID.extKeyUsage);
   if (ext === undefined) return undefined;
   const r = new DerReader(ext.value, 'x509_chain_malformed', 'extKeyUsage');
-  return new Set(r.children(r.expect(r.root(), TAG.SEQUENCE, 'ExtKeyUsageSyntax')).map((n) => r.oid(n, 'KeyPurposeId')));
+  return new Set(
+    r.children(r.expect(r.root(), TAG.SEQUENCE, 'ExtKeyUsageSyntax')).map((n) => r.oid(n, 'KeyPurposeId')),
+  );
 }
 
 /** Why `entry` does not match `leaf`, or undefined when it does. */
 function mismatch(entry: AllowEntry, leaf: ParsedCert): string | undefined {
   const anyOf = (values: string[], pattern: string, field: string, ci = false): string | undefined =>
-    values.some((v) => globMatch(pattern, v, ci)) ? undefined : `${field} ${values.length ? values.map((v) => `"${v}"`).join(', ') : '(none)'} does not match "${pattern}"`;
-  if (entry.issuer !== undefined && !dnMatches(leaf.issuer, parseDnPattern(entry.issuer))) return `issuer "${formatName(leaf.issuer)}" is not "${entry.issuer}"`;
+    values.some((v) => globMatch(pattern, v, ci))
+      ? undefined
+      : `${field} ${values.length ? values.map((v) => `"${v}"`).join(', ') : '(none)'} does not match "${pattern}"`;
+  if (entry.issuer !== undefined && !dnMatches(leaf.issuer, parseDnPattern(entry.issuer)))
+    return `issuer "${formatName(leaf.issuer)}" is not "${entry.issuer}"`;
   const checks: Array<string | undefined> = [
-    entry.subject_cn === undefined ? undefined : anyOf(attributeValues(leaf.subject, OID.commonName), entry.subject_cn, 'subject CN'),
-    entry.subject_ou === undefined ? undefined : anyOf(attributeValues(leaf.subject, OID.organizationalUnitName), entry.subject_ou, 'subject OU'),
-    entry.subject_serial_number === undefined ? undefined : anyOf(attributeValues(leaf.subject, ATTRIBUTE_NAMES.SERIALNUMBER!), entry.subject_serial_number, 'subject serialNumber'),
-    entry.san_dns === undefined ? undefined : anyOf(leaf.san.flatMap((n) => (n.kind === 'dns' ? [n.value] : [])), entry.san_dns, 'SAN DNS', true),
-    entry.san_uri === undefined ? undefined : anyOf(leaf.san.flatMap((n) => (n.kind === 'uri' ? [n.value] : [])), entry.san_uri, 'SAN URI'),
+    entry.subject_cn === undefined
+      ? undefined
+      : anyOf(attributeValues(leaf.subject, OID.commonName), entry.subject_cn, 'subject CN'),
+    entry.subject_ou === undefined
+      ? undefined
+      : anyOf(attributeValues(leaf.subject, OID.organizationalUnitName), entry.subject_ou, 'subject OU'),
+    entry.subject_serial_number === undefined
+      ? undefined
+      : anyOf(
+          attributeValues(leaf.subject, ATTRIBUTE_NAMES.SERIALNUMBER!),
+          entry.subject_serial_number,
+          'subject serialNumber',
+        ),
+    entry.san_dns === undefined
+      ? undefined
+      : anyOf(
+          leaf.san.flatMap((n) => (n.kind === 'dns' ? [n.value] : [])),
+          entry.san_dns,
+          'SAN DNS',
+          true,
+        ),
+    entry.san_uri === undefined
+      ? undefined
+      : anyOf(
+          leaf.san.flatMap((n) => (n.kind === 'uri' ? [n.value] : [])),
+          entry.san_uri,
+          'SAN URI',
+        ),
   ];
   const failed = checks.find((c) => c !== undefined);
   if (failed !== undefined) return failed;
-  if (entry.serials !== undefined && !entry.serials.some((s) => normSerial(s) === leaf.serialHex)) return `serial ${leaf.serialHex} is not listed`;
+  if (entry.serials !== undefined && !entry.serials.some((s) => normSerial(s) === leaf.serialHex))
+    return `serial ${leaf.serialHex} is not listed`;
   if (entry.eku !== undefined) {
     const have = ekuOf(leaf) ?? new Set<string>();
     const missing = entry.eku.find((p) => !have.has(EKU_NAMES[p] ?? p));
@@ -138,6 +187,8 @@ export function checkAllowed(entries: readonly AllowEntry[] | undefined, leaf: P
     reasons.push(why);
   }
   const shown = reasons.slice(0, 3).join('; ') + (reasons.length > 3 ? `; … (${reasons.length} entries)` : '');
-  throw new SigilError('x509_not_allowed', `${describeCert(leaf)} matches no allow entry of join_rule ${rule}: ${shown}`);
+  throw new SigilError(
+    'x509_not_allowed',
+    `${describeCert(leaf)} matches no allow entry of join_rule ${rule}: ${shown}`,
+  );
 }
-

@@ -26,7 +26,13 @@ import { Pkcs11Signer, type Pkcs11KeyRef } from '../../keystore/pkcs11.js';
 import { parsePkcs11Uri } from '../../keystore/pkcs11/uri.js';
 import type { DeviceSignatureAlgorithm, DeviceSigner } from '../../keystore/signer.js';
 import { TpmAccesses } from '../../keystore/tpm-access.js';
-import { DEFAULT_TCTI, parseTpmHandle, parseTpmKeyUri, TpmPersistentSigner, type TpmPersistentKeyRef } from '../../keystore/tpm-persistent.js';
+import {
+  DEFAULT_TCTI,
+  parseTpmHandle,
+  parseTpmKeyUri,
+  TpmPersistentSigner,
+  type TpmPersistentKeyRef,
+} from '../../keystore/tpm-persistent.js';
 import { readCertificate } from '../../pki/cert-reader.js';
 import { pemToDers } from '../../pki/pem.js';
 import { classifySpki, readSpki } from '../../pki/spki.js';
@@ -48,7 +54,10 @@ export const x509AgentConfigSchema = z
       .strictObject({
         module: path.optional(),
         pin_file: path.optional(),
-        pin_env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'pin_env is the NAME of an environment variable').optional(),
+        pin_env: z
+          .string()
+          .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'pin_env is the NAME of an environment variable')
+          .optional(),
       })
       .optional(),
     tpm: z
@@ -60,20 +69,26 @@ export const x509AgentConfigSchema = z
       })
       .optional(),
   })
-  .refine((c) => [c.key, c.key_uri, c.tpm].filter((k) => k !== undefined).length === 1, { message: 'give exactly one of key (a PEM file), key_uri (pkcs11:… or tpm:…) or tpm: { handle, tcti }' });
+  .refine((c) => [c.key, c.key_uri, c.tpm].filter((k) => k !== undefined).length === 1, {
+    message: 'give exactly one of key (a PEM file), key_uri (pkcs11:… or tpm:…) or tpm: { handle, tcti }',
+  });
 export type X509AgentConfig = z.infer<typeof x509AgentConfigSchema>;
 
 function readText(file: string, what: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (e) {
-    throw new SigilError('config_invalid', `cannot read ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    throw new SigilError(
+      'config_invalid',
+      `cannot read ${what} ${file}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+    );
   }
 }
 
 /** The TPM key a config names, if any (key_uri "tpm:…" or the tpm block). */
 export function tpmKeyRefFromConfig(cfg: X509AgentConfig): TpmPersistentKeyRef | undefined {
-  if (cfg.tpm !== undefined) return { handle: parseTpmHandle(cfg.tpm.handle, 'join.x509.tpm.handle'), tcti: cfg.tpm.tcti ?? DEFAULT_TCTI };
+  if (cfg.tpm !== undefined)
+    return { handle: parseTpmHandle(cfg.tpm.handle, 'join.x509.tpm.handle'), tcti: cfg.tpm.tcti ?? DEFAULT_TCTI };
   if (cfg.key_uri?.startsWith('tpm:')) return parseTpmKeyUri(cfg.key_uri);
   return undefined;
 }
@@ -91,7 +106,11 @@ function tpmAlgorithm(spki: Buffer): DeviceSignatureAlgorithm {
  * (agents start offline and fast), and the key found there is checked against it. `tpm`: the
  * holder's TPMs (the agent's; default a set of its own, for a standalone use).
  */
-export function deviceKeyFromConfig(cfg: X509AgentConfig, leafSpki?: Buffer, tpm: TpmAccesses = new TpmAccesses()): DeviceSigner {
+export function deviceKeyFromConfig(
+  cfg: X509AgentConfig,
+  leafSpki?: Buffer,
+  tpm: TpmAccesses = new TpmAccesses(),
+): DeviceSigner {
   const rsa = cfg.rsa_scheme === 'pkcs1' ? 'RS256' : 'PS256';
   if (cfg.key !== undefined) return PemKeySigner.fromFile(cfg.key, { rsa });
   const tpmRef = tpmKeyRefFromConfig(cfg);
@@ -100,10 +119,18 @@ export function deviceKeyFromConfig(cfg: X509AgentConfig, leafSpki?: Buffer, tpm
     return TpmPersistentSigner.forCertificateKey(tpmRef, leafSpki, tpmAlgorithm(leafSpki), tpm.for(tpmRef.tcti));
   }
   const uri = cfg.key_uri!;
-  if (!uri.startsWith('pkcs11:')) throw new SigilError('config_invalid', `join.x509.key_uri "${uri.slice(0, 40)}" is not supported (pkcs11:… or tpm:…)`);
+  if (!uri.startsWith('pkcs11:'))
+    throw new SigilError(
+      'config_invalid',
+      `join.x509.key_uri "${uri.slice(0, 40)}" is not supported (pkcs11:… or tpm:…)`,
+    );
   const u = parsePkcs11Uri(uri);
   const module = u.modulePath ?? cfg.pkcs11?.module;
-  if (module === undefined) throw new SigilError('config_invalid', 'join.x509: the PKCS#11 module is needed (pkcs11.module, or module-path= in key_uri)');
+  if (module === undefined)
+    throw new SigilError(
+      'config_invalid',
+      'join.x509: the PKCS#11 module is needed (pkcs11.module, or module-path= in key_uri)',
+    );
   if (u.token === undefined) throw new SigilError('config_invalid', 'join.x509.key_uri needs token=<label>');
   const ref: Pkcs11KeyRef = {
     storage: 'pkcs11',
@@ -111,7 +138,7 @@ export function deviceKeyFromConfig(cfg: X509AgentConfig, leafSpki?: Buffer, tpm
     tokenLabel: u.token,
     ...(u.object !== undefined ? { keyLabel: u.object } : {}),
     ...(u.id !== undefined ? { keyId: u.id.toString('hex') } : {}),
-    ...(u.pinFile ?? cfg.pkcs11?.pin_file ? { pinFile: (u.pinFile ?? cfg.pkcs11?.pin_file)! } : {}),
+    ...((u.pinFile ?? cfg.pkcs11?.pin_file) ? { pinFile: (u.pinFile ?? cfg.pkcs11?.pin_file)! } : {}),
     ...(cfg.pkcs11?.pin_env !== undefined ? { pinEnv: cfg.pkcs11.pin_env } : {}),
   };
   return Pkcs11Signer.open(ref, { rsa });
@@ -127,7 +154,10 @@ export function x509JoinAgentFromConfig(cfg: X509AgentConfig, tpm: TpmAccesses =
     const certPem = readText(cfg.cert, 'device certificate');
     const chainPem = cfg.chain !== undefined ? readText(cfg.chain, 'certificate chain') : undefined;
     if (opened !== undefined) return X509JoinAgent.fromPem(certPem, opened, chainPem);
-    const leafSpki = Buffer.from(readCertificate(pemToDers(certPem, 'CERTIFICATE', 'config_invalid')[0]!, 'config_invalid', 'device certificate').spki);
+    const leafSpki = Buffer.from(
+      readCertificate(pemToDers(certPem, 'CERTIFICATE', 'config_invalid')[0]!, 'config_invalid', 'device certificate')
+        .spki,
+    );
     const key = deviceKeyFromConfig(cfg, leafSpki, tpm) as TpmPersistentSigner;
     const binding = cfg.tpm?.attest !== false ? new DeviceTpmBinding(key, { ek: cfg.tpm?.ek ?? 'auto' }) : undefined;
     return X509JoinAgent.fromPem(certPem, key, chainPem, binding);

@@ -27,7 +27,13 @@ const Stage = { Untrusted: 0, RuleFiles: 1, Path: 2, Revocation: 3, Allow: 4, Re
 type Stage = (typeof Stage)[keyof typeof Stage];
 
 /** `files`: the issuer's parsed CA and CRL files (join/caches.ts). */
-export async function evaluateChain(port: Pick<JoinAttestPort, 'device'>, files: TrustFileCache, rules: ReadonlyArray<JoinRule<X509Rule>>, chain: readonly ParsedCert[], at: Date): Promise<Decision> {
+export async function evaluateChain(
+  port: Pick<JoinAttestPort, 'device'>,
+  files: TrustFileCache,
+  rules: ReadonlyArray<JoinRule<X509Rule>>,
+  chain: readonly ParsedCert[],
+  at: Date,
+): Promise<Decision> {
   const [leaf, ...intermediates] = chain;
   if (leaf === undefined) throw new SigilError('x509_chain_malformed', 'the chain is empty');
   let best: { stage: Stage; error: SigilError } | undefined;
@@ -36,9 +42,19 @@ export async function evaluateChain(port: Pick<JoinAttestPort, 'device'>, files:
     try {
       const anchors = rule.config.ca_files.flatMap((f) => readCaFile(files, f));
       stage = Stage.Path;
-      const path = validatePath({ leaf, intermediates, anchors, at, maxIntermediates: rule.config.max_intermediates ?? DEFAULT_MAX_INTERMEDIATES });
+      const path = validatePath({
+        leaf,
+        intermediates,
+        anchors,
+        at,
+        maxIntermediates: rule.config.max_intermediates ?? DEFAULT_MAX_INTERMEDIATES,
+      });
       stage = Stage.Revocation;
-      await checkRevocation(path.certs, (rule.config.crl_files ?? []).flatMap((f) => readCrlFile(files, f)), at);
+      await checkRevocation(
+        path.certs,
+        (rule.config.crl_files ?? []).flatMap((f) => readCrlFile(files, f)),
+        at,
+      );
       stage = Stage.Allow;
       checkAllowed(rule.config.allow, leaf, rule.name);
       stage = Stage.Registration;
@@ -53,13 +69,23 @@ export async function evaluateChain(port: Pick<JoinAttestPort, 'device'>, files:
   throw best!.error;
 }
 
-async function registration(port: Pick<JoinAttestPort, 'device'>, rule: string, leaf: ParsedCert): Promise<DeviceRecord> {
+async function registration(
+  port: Pick<JoinAttestPort, 'device'>,
+  rule: string,
+  leaf: ParsedCert,
+): Promise<DeviceRecord> {
   const device = await port.device(leaf.fingerprint);
   if (device === undefined) {
-    throw new SigilError('device_not_registered', `${describeCert(leaf)} (fingerprint ${leaf.fingerprint}) is not in any imported device manifest, and join_rule ${rule} has registered_only: true; import it with: sigil ctl devices import MANIFEST.jsonl --rule ${rule}`);
+    throw new SigilError(
+      'device_not_registered',
+      `${describeCert(leaf)} (fingerprint ${leaf.fingerprint}) is not in any imported device manifest, and join_rule ${rule} has registered_only: true; import it with: sigil ctl devices import MANIFEST.jsonl --rule ${rule}`,
+    );
   }
   if (device.rule !== null && device.rule !== rule) {
-    throw new SigilError('device_not_registered', `device ${device.serial} is registered for join_rule ${device.rule}, not ${rule}`);
+    throw new SigilError(
+      'device_not_registered',
+      `device ${device.serial} is registered for join_rule ${device.rule}, not ${rule}`,
+    );
   }
   return device;
 }

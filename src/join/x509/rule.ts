@@ -23,7 +23,11 @@ import { z } from 'zod';
 import { EK_HASH_RE, ekCrlFilesSchema, ekCrlNeedsCa } from '../ek-wire.js';
 import { allowEntrySchema } from './allow.js';
 
-const absolutePath = z.string().min(2).max(4096).regex(/^\//, 'file paths must be absolute (the issuer reads them when a device joins)');
+const absolutePath = z
+  .string()
+  .min(2)
+  .max(4096)
+  .regex(/^\//, 'file paths must be absolute (the issuer reads them when a device joins)');
 
 export const DEFAULT_MAX_INTERMEDIATES = 3;
 
@@ -37,7 +41,14 @@ export const requireTpmSchema = z
     ek_ca_files: z.array(absolutePath).min(1, 'ek_ca_files needs at least one CA file').max(32).optional(),
     ek_crl_files: ekCrlFilesSchema,
     allow: z
-      .array(z.strictObject({ ek_public_hash: z.string().transform((s) => s.trim().toLowerCase()).refine((s) => EK_HASH_RE.test(s), 'ek_public_hash must be sha256:<64 hex digits>') }))
+      .array(
+        z.strictObject({
+          ek_public_hash: z
+            .string()
+            .transform((s) => s.trim().toLowerCase())
+            .refine((s) => EK_HASH_RE.test(s), 'ek_public_hash must be sha256:<64 hex digits>'),
+        }),
+      )
       .min(1, 'an empty allow list admits nobody; omit it instead')
       .max(100_000)
       .optional(),
@@ -54,9 +65,16 @@ export const x509RuleSchema = z
     max_intermediates: z.number().int().min(0).max(4).optional(),
     require_tpm: requireTpmSchema.optional(),
   })
-  .refine((r) => r.require_tpm === undefined || r.require_tpm.ek_ca_files !== undefined || r.require_tpm.allow !== undefined || r.registered_only === true, {
-    message: 'require_tpm needs ek_ca_files, allow, or registered_only: true (the EK recorded in the manifest); otherwise any TPM, even a software one, would do',
-    path: ['require_tpm'],
-  });
+  .refine(
+    (r) =>
+      r.require_tpm === undefined ||
+      r.require_tpm.ek_ca_files !== undefined ||
+      r.require_tpm.allow !== undefined ||
+      r.registered_only === true,
+    {
+      message:
+        'require_tpm needs ek_ca_files, allow, or registered_only: true (the EK recorded in the manifest); otherwise any TPM, even a software one, would do',
+      path: ['require_tpm'],
+    },
+  );
 export type X509Rule = z.infer<typeof x509RuleSchema>;
-

@@ -32,14 +32,24 @@ import { readSpki, classifySpki } from '../../pki/spki.js';
 import { x509Descriptor } from './descriptor.js';
 import { x509RuleSchema, type X509Rule } from './rule.js';
 import { tpmChallenge, verifyTpmBinding } from './tpm-check.js';
-import { isAnswer, proofMessage, verifyProof, x509AnswerSchema, x509ChallengeStateSchema, x509EvidenceSchema, type X509ChallengeState } from './wire.js';
+import {
+  isAnswer,
+  proofMessage,
+  verifyProof,
+  x509AnswerSchema,
+  x509ChallengeStateSchema,
+  x509EvidenceSchema,
+  type X509ChallengeState,
+} from './wire.js';
 
 export function x509MachineId(leafSpki: Buffer): string {
   return `x509-${createHash('sha256').update(leafSpki).digest('hex').slice(0, 32)}`;
 }
 
 function parseChain(b64: readonly string[]): ParsedCert[] {
-  return b64.map((c, i) => parseCert(Buffer.from(c, 'base64'), i === 0 ? 'device certificate' : `chain certificate ${i + 1}`));
+  return b64.map((c, i) =>
+    parseCert(Buffer.from(c, 'base64'), i === 0 ? 'device certificate' : `chain certificate ${i + 1}`),
+  );
 }
 
 export class X509JoinServer implements JoinMethodServer {
@@ -49,7 +59,11 @@ export class X509JoinServer implements JoinMethodServer {
 
   async attest(input: AttestInput, port: JoinAttestPort): Promise<Attested | ChallengeRequired> {
     const rules = await port.rules<X509Rule>();
-    if (rules.length === 0) throw new SigilError('x509_no_rule', 'no join_rule with method x509 exists on this issuer (sigil ctl apply -f a rule with x509.ca_files)');
+    if (rules.length === 0)
+      throw new SigilError(
+        'x509_no_rule',
+        'no join_rule with method x509 exists on this issuer (sigil ctl apply -f a rule with x509.ca_files)',
+      );
     if (!isAnswer(input.evidence)) {
       const ev = parseWith(x509EvidenceSchema, input.evidence, 'x509_chain_malformed', 'x509 evidence');
       // Refuse now rather than after the device signed: it learns at once which check failed.
@@ -66,11 +80,21 @@ export class X509JoinServer implements JoinMethodServer {
     const at = new Date(input.now);
     const decision = await evaluateChain(port, this.caches.trustFiles, rules, parseChain(kept.chain), at);
     const leaf = decision.path.leaf;
-    const message = proofMessage({ challengeNonce: ch.nonce, agentNonce: Buffer.from(ans.agent_nonce, 'base64url'), requestId: input.requestId, spkiDer: input.spkiDer });
+    const message = proofMessage({
+      challengeNonce: ch.nonce,
+      agentNonce: Buffer.from(ans.agent_nonce, 'base64url'),
+      requestId: input.requestId,
+      spkiDer: input.spkiDer,
+    });
     if (!verifyProof(leaf.fields.spki, ans.alg, message, Buffer.from(ans.signature, 'base64url'))) {
-      throw new SigilError('x509_proof_invalid', `the ${ans.alg} signature over the challenge does not verify with the key of the device certificate (subject "${formatName(leaf.subject)}")`);
+      throw new SigilError(
+        'x509_proof_invalid',
+        `the ${ans.alg} signature over the challenge does not verify with the key of the device certificate (subject "${formatName(leaf.subject)}")`,
+      );
     }
-    const tpmFacts = await verifyTpmBinding(decision, kept.tpm, ans.tpm, ch.nonce, at, { trustFiles: this.caches.trustFiles });
+    const tpmFacts = await verifyTpmBinding(decision, kept.tpm, ans.tpm, ch.nonce, at, {
+      trustFiles: this.caches.trustFiles,
+    });
     return {
       bot: decision.rule.bot,
       machineId: x509MachineId(leaf.fields.spki),
@@ -94,7 +118,9 @@ function facts(d: Decision, alg: string): Record<string, unknown> {
     x509_anchor: formatName(d.path.anchor.subject),
     x509_key: 'keyType' in key ? key.keyType : 'unknown',
     x509_proof_alg: alg,
-    ...(d.device ? { device_serial: d.device.serial, ...(d.device.ekPublicHash ? { ek_public_hash: d.device.ekPublicHash } : {}) } : {}),
+    ...(d.device
+      ? { device_serial: d.device.serial, ...(d.device.ekPublicHash ? { ek_public_hash: d.device.ekPublicHash } : {}) }
+      : {}),
   };
 }
 

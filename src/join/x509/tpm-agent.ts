@@ -61,7 +61,11 @@ export class DeviceTpmBinding {
 
   async respond(requestId: string, nonce: Buffer, data: NonNullable<X509ChallengeData['tpm']>): Promise<X509TpmAnswer> {
     const pending = this.#pending.get(requestId);
-    if (!pending) throw new SigilError('response_invalid', 'a TPM challenge arrived for a join this agent did not start (no attestation key for its request id)');
+    if (!pending)
+      throw new SigilError(
+        'response_invalid',
+        'a TPM challenge arrived for a join this agent did not start (no attestation key for its request id)',
+      );
     const access = this.#key.access;
     return access.run(async (tpm) => {
       const loaded = await access.withParent(tpm, OWNER_PARENT, (srk) => tpm.load(srk, pending.ak));

@@ -37,7 +37,11 @@ function ekRule(rule: JoinRule<X509Rule>): JoinRule<EkRuleConfig> {
   return {
     name: rule.name,
     bot: rule.bot,
-    config: { ...(r.ek_ca_files ? { ek_ca_files: r.ek_ca_files } : {}), ...(r.ek_crl_files ? { ek_crl_files: r.ek_crl_files } : {}), ...(r.allow ? { allow: r.allow } : {}) },
+    config: {
+      ...(r.ek_ca_files ? { ek_ca_files: r.ek_ca_files } : {}),
+      ...(r.ek_crl_files ? { ek_crl_files: r.ek_crl_files } : {}),
+      ...(r.allow ? { allow: r.allow } : {}),
+    },
   };
 }
 
@@ -45,11 +49,17 @@ async function checkEk(ek: Ek, d: Decision, at: Date, caches: EkTrustCaches): Pr
   await checkEkForRule(ek, ekRule(d.rule), at, caches);
   const registered = d.device?.ekPublicHash ?? null;
   if (d.device !== undefined && registered !== null && registered !== ek.hash) {
-    throw new SigilError('x509_ek_mismatch', `device ${d.device.serial} was provisioned in the TPM with EK ${registered}, but its key sits in a TPM with EK ${ek.hash}`);
+    throw new SigilError(
+      'x509_ek_mismatch',
+      `device ${d.device.serial} was provisioned in the TPM with EK ${registered}, but its key sits in a TPM with EK ${ek.hash}`,
+    );
   }
   const r = d.rule.config.require_tpm!;
   if (r.ek_ca_files === undefined && r.allow === undefined && registered === null) {
-    throw new SigilError('x509_ek_mismatch', `join_rule ${d.rule.name} trusts EKs only through the device manifest (require_tpm without ek_ca_files or allow), and ${d.device ? `device ${d.device.serial} has no ek_public_hash` : 'the device is not registered'}`);
+    throw new SigilError(
+      'x509_ek_mismatch',
+      `join_rule ${d.rule.name} trusts EKs only through the device manifest (require_tpm without ek_ca_files or allow), and ${d.device ? `device ${d.device.serial} has no ek_public_hash` : 'the device is not registered'}`,
+    );
   }
 }
 
@@ -59,7 +69,12 @@ function checkDeviceKey(devid: Tpm2bPublic, leafSpki: Buffer): void {
     checkIdentityKey(devid, leafSpki);
   } catch (e) {
     if (!(e instanceof SigilError)) throw e;
-    throw new SigilError(e.code, e.code === 'certify_key_mismatch' ? 'the TPM key sent as devid_public is not the key of the device certificate' : e.message.replace('the identity key', 'the device key'));
+    throw new SigilError(
+      e.code,
+      e.code === 'certify_key_mismatch'
+        ? 'the TPM key sent as devid_public is not the key of the device certificate'
+        : e.message.replace('the identity key', 'the device key'),
+    );
   }
 }
 
@@ -72,10 +87,18 @@ function required(d: Decision): boolean {
  * undefined for other rules (their challenge carries no TPM part, whatever the device sent).
  */
 /** `caches`: the issuer's parsed CA/CRL files (join/caches.ts). */
-export async function tpmChallenge(d: Decision, ev: X509TpmEvidence | undefined, at: Date, caches: EkTrustCaches = {}): Promise<{ data: X509ChallengeData; state: NonNullable<X509ChallengeState['tpm']> } | undefined> {
+export async function tpmChallenge(
+  d: Decision,
+  ev: X509TpmEvidence | undefined,
+  at: Date,
+  caches: EkTrustCaches = {},
+): Promise<{ data: X509ChallengeData; state: NonNullable<X509ChallengeState['tpm']> } | undefined> {
   if (!required(d)) return undefined;
   if (ev === undefined) {
-    throw new SigilError('x509_tpm_binding_invalid', `join_rule ${d.rule.name} requires the device key to be proven TPM-resident (require_tpm), and the device sent no TPM evidence: its key must be in a TPM (join.x509.key_uri "tpm:…" or tpm: { handle }, attest not false)`);
+    throw new SigilError(
+      'x509_tpm_binding_invalid',
+      `join_rule ${d.rule.name} requires the device key to be proven TPM-resident (require_tpm), and the device sent no TPM evidence: its key must be in a TPM (join.x509.key_uri "tpm:…" or tpm: { handle }, attest not false)`,
+    );
   }
   const ek = readEk(ev);
   await checkEk(ek, d, at, caches);
@@ -87,10 +110,25 @@ export async function tpmChallenge(d: Decision, ev: X509TpmEvidence | undefined,
 }
 
 /** Round 2: the binding holds; returns the facts it adds (none for rules without require_tpm). */
-export async function verifyTpmBinding(d: Decision, st: X509ChallengeState['tpm'], ans: X509TpmAnswer | undefined, nonce: Buffer, at: Date, caches: EkTrustCaches = {}): Promise<Record<string, unknown>> {
+export async function verifyTpmBinding(
+  d: Decision,
+  st: X509ChallengeState['tpm'],
+  ans: X509TpmAnswer | undefined,
+  nonce: Buffer,
+  at: Date,
+  caches: EkTrustCaches = {},
+): Promise<Record<string, unknown>> {
   if (!required(d)) return {};
-  if (st === undefined) throw new SigilError('x509_tpm_binding_invalid', `join_rule ${d.rule.name} requires a TPM-resident device key (require_tpm) since this challenge was issued; start the join again`);
-  if (ans === undefined) throw new SigilError('x509_tpm_binding_invalid', `the answer lacks the TPM binding (activated credential and certification of the device key) that join_rule ${d.rule.name} requires`);
+  if (st === undefined)
+    throw new SigilError(
+      'x509_tpm_binding_invalid',
+      `join_rule ${d.rule.name} requires a TPM-resident device key (require_tpm) since this challenge was issued; start the join again`,
+    );
+  if (ans === undefined)
+    throw new SigilError(
+      'x509_tpm_binding_invalid',
+      `the answer lacks the TPM binding (activated credential and certification of the device key) that join_rule ${d.rule.name} requires`,
+    );
   // The rule may have changed between the rounds (a CA file replaced, a CRL published, an allow
   // entry removed).
   const ek = readEk(st);
@@ -98,7 +136,13 @@ export async function verifyTpmBinding(d: Decision, st: X509ChallengeState['tpm'
   const ak = parsePublic(st.ak_public, 'stored ak_public', 'internal');
   const devid = parsePublic(st.devid_public, 'stored devid_public', 'internal');
   checkActivation(st.secret, ans.activated);
-  verifyCertify(parseSignedAttest(ans.certify, 'certification', 'certify_invalid'), ak, devid, nonce, 'DevID certification');
+  verifyCertify(
+    parseSignedAttest(ans.certify, 'certification', 'certify_invalid'),
+    ak,
+    devid,
+    nonce,
+    'DevID certification',
+  );
   checkDeviceKey(devid, Buffer.from(d.path.leaf.fields.spki));
   return {
     x509_key_storage: 'tpm',

@@ -65,7 +65,10 @@ export const x509TpmEvidenceSchema = z.strictObject({
 });
 export type X509TpmEvidence = z.infer<typeof x509TpmEvidenceSchema>;
 
-const chainSchema = z.array(base64Cert).min(1, 'chain needs the device certificate').max(MAX_CHAIN_CERTS, `chain has at most ${MAX_CHAIN_CERTS} certificates`);
+const chainSchema = z
+  .array(base64Cert)
+  .min(1, 'chain needs the device certificate')
+  .max(MAX_CHAIN_CERTS, `chain has at most ${MAX_CHAIN_CERTS} certificates`);
 
 /** Round 1: the device's certificate chain (and, for a TPM-resident key, the TPM binding). */
 export const x509EvidenceSchema = z.strictObject({
@@ -83,7 +86,11 @@ export type X509ChallengeData = z.infer<typeof x509ChallengeDataSchema>;
 /** The challenge data as the agent reads it (anything malformed is the issuer's fault). */
 export function parseChallengeData(data: unknown): X509ChallengeData {
   const r = x509ChallengeDataSchema.safeParse(data ?? {});
-  if (!r.success) throw new SigilError('response_invalid', `the issuer's x509 challenge data is malformed: ${r.error.issues[0]?.message ?? 'invalid'}`);
+  if (!r.success)
+    throw new SigilError(
+      'response_invalid',
+      `the issuer's x509 challenge data is malformed: ${r.error.issues[0]?.message ?? 'invalid'}`,
+    );
   return r.data;
 }
 
@@ -173,7 +180,12 @@ export function verifyProof(spkiDer: Buffer, alg: DeviceAlgorithm, message: Buff
       case 'RS256':
         return verify('sha256', message, { key, padding: constants.RSA_PKCS1_PADDING }, signature);
       case 'PS256':
-        return verify('sha256', message, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO }, signature);
+        return verify(
+          'sha256',
+          message,
+          { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_AUTO },
+          signature,
+        );
     }
   } catch {
     return false;

@@ -30,7 +30,9 @@ export function pkcs11js(): Pkcs11Module {
     try {
       bindings = createRequire(import.meta.url)('pkcs11js') as Pkcs11Module;
     } catch (err) {
-      throw new SigilError('keystore_unavailable', 'the pkcs11js native module cannot be loaded (npm ci builds it)', { cause: err });
+      throw new SigilError('keystore_unavailable', 'the pkcs11js native module cannot be loaded (npm ci builds it)', {
+        cause: err,
+      });
     }
   }
   return bindings;
@@ -55,7 +57,8 @@ const loaded = new Map<string, ModuleRecord>();
 
 function recordOf(modulePath: string): ModuleRecord {
   let rec = loaded.get(modulePath);
-  if (!rec) loaded.set(modulePath, (rec = { lib: undefined, refs: 0, refusedPins: new Set(), pinTagKey: randomBytes(32) }));
+  if (!rec)
+    loaded.set(modulePath, (rec = { lib: undefined, refs: 0, refusedPins: new Set(), pinTagKey: randomBytes(32) }));
   return rec;
 }
 
@@ -66,13 +69,18 @@ export function acquireModule(modulePath: string): Pkcs11Lib {
     hit.refs++;
     return hit.lib;
   }
-  if (!modulePath.startsWith('/')) throw new SigilError('config_invalid', `PKCS#11 module path must be absolute (got "${modulePath}")`);
+  if (!modulePath.startsWith('/'))
+    throw new SigilError('config_invalid', `PKCS#11 module path must be absolute (got "${modulePath}")`);
   const P = pkcs11js();
   const lib = new P.PKCS11();
   try {
     lib.load(modulePath);
   } catch (err) {
-    throw new SigilError('config_invalid', `cannot load PKCS#11 module ${modulePath}: ${ckrName(err) ?? 'not a loadable PKCS#11 library'}`, { cause: err });
+    throw new SigilError(
+      'config_invalid',
+      `cannot load PKCS#11 module ${modulePath}: ${ckrName(err) ?? 'not a loadable PKCS#11 library'}`,
+      { cause: err },
+    );
   }
   try {
     lib.C_Initialize();
@@ -118,7 +126,15 @@ export function findSlot(lib: Pkcs11Lib, label: string): Handle {
     if (l === label) return slot;
     labels.push(l);
   }
-  throw new SigilError('config_invalid', `no PKCS#11 token labelled "${label}" (tokens present: ${labels.filter((l) => l).map((l) => `"${l}"`).join(', ') || 'none'})`);
+  throw new SigilError(
+    'config_invalid',
+    `no PKCS#11 token labelled "${label}" (tokens present: ${
+      labels
+        .filter((l) => l)
+        .map((l) => `"${l}"`)
+        .join(', ') || 'none'
+    })`,
+  );
 }
 
 export interface PinSource {
@@ -133,7 +149,10 @@ export function readPin(src: PinSource): string {
     try {
       text = readFileSync(src.pinFile, 'utf8');
     } catch (err) {
-      throw new SigilError('config_invalid', `cannot read the PKCS#11 PIN file ${src.pinFile}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+      throw new SigilError(
+        'config_invalid',
+        `cannot read the PKCS#11 PIN file ${src.pinFile}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+      );
     }
     const pin = text.replace(/\r?\n$/, '');
     if (pin.length === 0) throw new SigilError('config_invalid', `the PKCS#11 PIN file ${src.pinFile} is empty`);
@@ -141,10 +160,14 @@ export function readPin(src: PinSource): string {
   }
   if (src.pinEnv !== undefined) {
     const pin = process.env[src.pinEnv];
-    if (pin === undefined || pin.length === 0) throw new SigilError('config_invalid', `the environment variable ${src.pinEnv} (PKCS#11 PIN) is not set`);
+    if (pin === undefined || pin.length === 0)
+      throw new SigilError('config_invalid', `the environment variable ${src.pinEnv} (PKCS#11 PIN) is not set`);
     return pin;
   }
-  throw new SigilError('config_invalid', 'a PKCS#11 key needs pin_file or pin_env (the PIN is never taken from the command line or the config itself)');
+  throw new SigilError(
+    'config_invalid',
+    'a PKCS#11 key needs pin_file or pin_env (the PIN is never taken from the command line or the config itself)',
+  );
 }
 
 /**
@@ -161,7 +184,13 @@ function pinTag(rec: ModuleRecord, tokenLabel: string, pin: string): string {
  * Open an R/W session on `slot` of the module `modulePath` (loaded with {@link acquireModule})
  * and log the user in (already logged in by another session is fine).
  */
-export function openSession(modulePath: string, lib: Pkcs11Lib, slot: Handle, pin: PinSource, tokenLabel: string): Handle {
+export function openSession(
+  modulePath: string,
+  lib: Pkcs11Lib,
+  slot: Handle,
+  pin: PinSource,
+  tokenLabel: string,
+): Handle {
   const rec = recordOf(modulePath);
   const P = pkcs11js();
   let session: Handle;
@@ -190,9 +219,17 @@ export function openSession(modulePath: string, lib: Pkcs11Lib, slot: Handle, pi
       }
       if (err instanceof SigilError) throw err;
       const name = ckrName(err);
-      if (name === 'CKR_PIN_INCORRECT' || name === 'CKR_PIN_LEN_RANGE' || name === 'CKR_PIN_LOCKED' || name === 'CKR_PIN_EXPIRED') {
+      if (
+        name === 'CKR_PIN_INCORRECT' ||
+        name === 'CKR_PIN_LEN_RANGE' ||
+        name === 'CKR_PIN_LOCKED' ||
+        name === 'CKR_PIN_EXPIRED'
+      ) {
         if (tried !== undefined) rec.refusedPins.add(tried);
-        throw new SigilError('config_invalid', `login to PKCS#11 token "${tokenLabel}" failed: ${name} (check ${pin.pinFile ? `the PIN file ${pin.pinFile}` : `$${pin.pinEnv}`})`);
+        throw new SigilError(
+          'config_invalid',
+          `login to PKCS#11 token "${tokenLabel}" failed: ${name} (check ${pin.pinFile ? `the PIN file ${pin.pinFile}` : `$${pin.pinEnv}`})`,
+        );
       }
       throw mapError(err, `logging in to token "${tokenLabel}"`);
     }
@@ -209,12 +246,20 @@ export function ckrCode(err: unknown): number | undefined {
 /** The CKR_* name of a pkcs11js error, never its native stack. */
 export function ckrName(err: unknown): string | undefined {
   const P = bindings;
-  if (P && err instanceof P.Pkcs11Error) return /^CKR_[A-Z0-9_]+$/.test(err.message) ? err.message : `CKR 0x${err.code.toString(16)}`;
+  if (P && err instanceof P.Pkcs11Error)
+    return /^CKR_[A-Z0-9_]+$/.test(err.message) ? err.message : `CKR 0x${err.code.toString(16)}`;
   return undefined;
 }
 
 /** Errors a token returns when it went away or was reset: worth a retry later. */
-const UNAVAILABLE = new Set(['CKR_DEVICE_REMOVED', 'CKR_TOKEN_NOT_PRESENT', 'CKR_DEVICE_ERROR', 'CKR_DEVICE_MEMORY', 'CKR_SESSION_COUNT', 'CKR_CRYPTOKI_NOT_INITIALIZED']);
+const UNAVAILABLE = new Set([
+  'CKR_DEVICE_REMOVED',
+  'CKR_TOKEN_NOT_PRESENT',
+  'CKR_DEVICE_ERROR',
+  'CKR_DEVICE_MEMORY',
+  'CKR_SESSION_COUNT',
+  'CKR_CRYPTOKI_NOT_INITIALIZED',
+]);
 
 export function mapError(err: unknown, doing: string): SigilError {
   if (err instanceof SigilError) return err;

@@ -21,7 +21,21 @@ export interface Pkcs11Uri {
   pinFile?: string;
 }
 
-const PATH_ATTRS = new Set(['token', 'object', 'id', 'type', 'manufacturer', 'model', 'serial', 'library-manufacturer', 'library-description', 'library-version', 'slot-description', 'slot-id', 'slot-manufacturer']);
+const PATH_ATTRS = new Set([
+  'token',
+  'object',
+  'id',
+  'type',
+  'manufacturer',
+  'model',
+  'serial',
+  'library-manufacturer',
+  'library-description',
+  'library-version',
+  'slot-description',
+  'slot-id',
+  'slot-manufacturer',
+]);
 const TYPES = new Set(['private', 'public', 'cert', 'secret-key', 'data']);
 
 /** Percent-decode to bytes (§2.3: pk11-pchar or pct-encoded). */
@@ -31,7 +45,8 @@ function pctBytes(s: string, attr: string): Buffer {
     const c = s[i]!;
     if (c === '%') {
       const hex = s.slice(i + 1, i + 3);
-      if (!/^[0-9A-Fa-f]{2}$/.test(hex)) throw new SigilError('config_invalid', `PKCS#11 URI: bad percent-encoding in "${attr}"`);
+      if (!/^[0-9A-Fa-f]{2}$/.test(hex))
+        throw new SigilError('config_invalid', `PKCS#11 URI: bad percent-encoding in "${attr}"`);
       out.push(parseInt(hex, 16));
       i += 2;
     } else {
@@ -42,7 +57,8 @@ function pctBytes(s: string, attr: string): Buffer {
 }
 
 export function parsePkcs11Uri(uri: string): Pkcs11Uri {
-  if (typeof uri !== 'string' || !uri.startsWith('pkcs11:')) throw new SigilError('config_invalid', 'a PKCS#11 key URI must start with "pkcs11:" (RFC 7512)');
+  if (typeof uri !== 'string' || !uri.startsWith('pkcs11:'))
+    throw new SigilError('config_invalid', 'a PKCS#11 key URI must start with "pkcs11:" (RFC 7512)');
   const rest = uri.slice('pkcs11:'.length);
   const q = rest.indexOf('?');
   const path = q < 0 ? rest : rest.slice(0, q);
@@ -51,17 +67,23 @@ export function parsePkcs11Uri(uri: string): Pkcs11Uri {
   const seen = new Set<string>();
   for (const part of path.split(';').filter((p) => p.length > 0)) {
     const eq = part.indexOf('=');
-    if (eq <= 0) throw new SigilError('config_invalid', `PKCS#11 URI: path attribute "${part.slice(0, 40)}" has no value`);
+    if (eq <= 0)
+      throw new SigilError('config_invalid', `PKCS#11 URI: path attribute "${part.slice(0, 40)}" has no value`);
     const name = part.slice(0, eq);
     const value = part.slice(eq + 1);
-    if (!PATH_ATTRS.has(name)) throw new SigilError('config_invalid', `PKCS#11 URI: unknown path attribute "${name.slice(0, 40)}"`);
+    if (!PATH_ATTRS.has(name))
+      throw new SigilError('config_invalid', `PKCS#11 URI: unknown path attribute "${name.slice(0, 40)}"`);
     if (seen.has(name)) throw new SigilError('config_invalid', `PKCS#11 URI: attribute "${name}" appears twice`);
     seen.add(name);
     if (name === 'token') out.token = pctBytes(value, name).toString('utf8');
     else if (name === 'object') out.object = pctBytes(value, name).toString('utf8');
     else if (name === 'id') out.id = pctBytes(value, name);
     else if (name === 'type') {
-      if (!TYPES.has(value)) throw new SigilError('config_invalid', `PKCS#11 URI: type "${value.slice(0, 20)}" is not one of ${[...TYPES].join(', ')}`);
+      if (!TYPES.has(value))
+        throw new SigilError(
+          'config_invalid',
+          `PKCS#11 URI: type "${value.slice(0, 20)}" is not one of ${[...TYPES].join(', ')}`,
+        );
       out.type = value as Pkcs11Uri['type'];
     }
     // Other path attributes narrow the token further; Sigil selects by token label only.
@@ -70,11 +92,16 @@ export function parsePkcs11Uri(uri: string): Pkcs11Uri {
     const eq = part.indexOf('=');
     const name = eq < 0 ? part : part.slice(0, eq);
     const value = eq < 0 ? '' : pctBytes(part.slice(eq + 1), name).toString('utf8');
-    if (name === 'pin-value') throw new SigilError('config_invalid', 'PKCS#11 URI: pin-value is refused; give the PIN in a file (pin-source=file:/path, or pin_file) or an environment variable (pin_env)');
+    if (name === 'pin-value')
+      throw new SigilError(
+        'config_invalid',
+        'PKCS#11 URI: pin-value is refused; give the PIN in a file (pin-source=file:/path, or pin_file) or an environment variable (pin_env)',
+      );
     if (name === 'module-path') out.modulePath = value;
     else if (name === 'pin-source') {
       const file = value.startsWith('file:') ? value.slice('file:'.length).replace(/^\/\/(?=\/)/, '') : value;
-      if (!file.startsWith('/')) throw new SigilError('config_invalid', 'PKCS#11 URI: pin-source must be an absolute file path or a file: URI');
+      if (!file.startsWith('/'))
+        throw new SigilError('config_invalid', 'PKCS#11 URI: pin-source must be an absolute file path or a file: URI');
       out.pinFile = file;
     }
     // module-name and vendor attributes are accepted and ignored.
@@ -101,7 +128,8 @@ export function formatPkcs11Uri(key: { tokenLabel: string; keyLabel?: string; ke
   const parts = [`token=${pct(Buffer.from(key.tokenLabel, 'utf8'))}`];
   if (key.keyLabel !== undefined) parts.push(`object=${pct(Buffer.from(key.keyLabel, 'utf8'))}`);
   // Every byte of the id percent-encoded, as RFC 7512 §2.3 recommends for binary attributes.
-  if (key.keyId !== undefined) parts.push(`id=${[...Buffer.from(key.keyId, 'hex')].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('')}`);
+  if (key.keyId !== undefined)
+    parts.push(`id=${[...Buffer.from(key.keyId, 'hex')].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('')}`);
   parts.push('type=private');
   return `pkcs11:${parts.join(';')}`;
 }

@@ -18,7 +18,14 @@ export interface AdminCaller {
   auditReads: boolean;
 }
 
-export async function runAdminCall(stores: Stores, op: string, args: unknown, now: number, caller: AdminCaller, env: AdminAuditEnv = {}): Promise<unknown> {
+export async function runAdminCall(
+  stores: Stores,
+  op: string,
+  args: unknown,
+  now: number,
+  caller: AdminCaller,
+  env: AdminAuditEnv = {},
+): Promise<unknown> {
   const remote = capText(caller.remote, 200);
   let wrote = false;
   const onAppend = (): void => {
@@ -27,17 +34,34 @@ export async function runAdminCall(stores: Stores, op: string, args: unknown, no
   // The operation sees stores whose audit rows carry the caller, inside its transactions too.
   const scoped = Object.assign(Object.create(stores) as Stores, {
     audit: attributed(stores.audit, remote, onAppend),
-    withWriteTx: <T>(fn: (tx: TxStores) => Promise<T>): Promise<T> => stores.withWriteTx((tx) => fn(Object.assign(Object.create(tx) as TxStores, { audit: attributed(tx.audit, remote, onAppend) }))),
+    withWriteTx: <T>(fn: (tx: TxStores) => Promise<T>): Promise<T> =>
+      stores.withWriteTx((tx) =>
+        fn(Object.assign(Object.create(tx) as TxStores, { audit: attributed(tx.audit, remote, onAppend) })),
+      ),
   });
   const opName = capText(op, 64);
   try {
     const result = await runAdminOp(scoped, op, args, now, env);
-    if (!wrote && caller.auditReads) await stores.audit.append({ action: 'admin_call', outcome: 'ok', actor: 'admin', remote, details: { op: opName } }, now);
+    if (!wrote && caller.auditReads)
+      await stores.audit.append(
+        { action: 'admin_call', outcome: 'ok', actor: 'admin', remote, details: { op: opName } },
+        now,
+      );
     return result;
   } catch (err) {
     const e = toSigilError(err);
     try {
-      await stores.audit.append({ action: 'admin', outcome: e.code === 'internal' ? 'error' : 'refused', code: e.code, actor: 'admin', remote, details: { op: opName, message: capMessage(e.message) } }, now);
+      await stores.audit.append(
+        {
+          action: 'admin',
+          outcome: e.code === 'internal' ? 'error' : 'refused',
+          code: e.code,
+          actor: 'admin',
+          remote,
+          details: { op: opName, message: capMessage(e.message) },
+        },
+        now,
+      );
     } catch {
       // The refusal stands even when the audit write fails; the caller sees the original error.
     }

@@ -18,7 +18,13 @@ import type { Stores } from '../store/types.js';
 
 const fingerprint = z
   .string()
-  .transform((s) => s.trim().replace(/^sha256:/i, '').replace(/:/g, '').toLowerCase())
+  .transform((s) =>
+    s
+      .trim()
+      .replace(/^sha256:/i, '')
+      .replace(/:/g, '')
+      .toLowerCase(),
+  )
   .refine((s) => /^[0-9a-f]{64}$/.test(s), 'must be a SHA-256 fingerprint (sha256:<64 hex>, 64 hex, or AA:BB:… form)')
   .transform((s) => `sha256:${s}`);
 
@@ -39,12 +45,17 @@ export interface ImportResult {
 /** Most line errors listed in the refusal; the count says how many there were. */
 const MAX_LISTED = 20;
 
-export async function importDevices(stores: Stores, text: string, opts: { rule?: string; now: number; source?: string }): Promise<ImportResult> {
+export async function importDevices(
+  stores: Stores,
+  text: string,
+  opts: { rule?: string; now: number; source?: string },
+): Promise<ImportResult> {
   const rule = opts.rule ?? null;
   if (rule !== null) {
     const r = await stores.resources.get('join_rule', rule);
     if (!r) throw new SigilError('not_found', `join_rule "${rule}" does not exist`);
-    if (r.spec.method !== 'x509') throw new SigilError('bad_request', `join_rule "${rule}" uses method ${String(r.spec.method)}, not x509`);
+    if (r.spec.method !== 'x509')
+      throw new SigilError('bad_request', `join_rule "${rule}" uses method ${String(r.spec.method)}, not x509`);
   }
   const errors: Array<{ line: number; message: string }> = [];
   const devices = new Map<string, { line: number; rec: z.infer<typeof manifestLineSchema> }>();
@@ -69,31 +80,53 @@ export async function importDevices(stores: Stores, text: string, opts: { rule?:
     const rec = parsed.data;
     const dup = devices.get(rec.idevid_fingerprint);
     if (dup && (dup.rec.serial !== rec.serial || dup.rec.ek_public_hash !== rec.ek_public_hash)) {
-      errors.push({ line, message: `idevid_fingerprint ${rec.idevid_fingerprint} is also on line ${dup.line} with another serial or EK` });
+      errors.push({
+        line,
+        message: `idevid_fingerprint ${rec.idevid_fingerprint} is also on line ${dup.line} with another serial or EK`,
+      });
       continue;
     }
     const existing = await stores.devices.getByFingerprint(rec.idevid_fingerprint);
     if (existing && (existing.serial !== rec.serial || existing.ekPublicHash !== (rec.ek_public_hash ?? null))) {
-      errors.push({ line, message: `idevid_fingerprint ${rec.idevid_fingerprint} is already registered as device ${existing.serial}${existing.ekPublicHash ? ` (EK ${existing.ekPublicHash})` : ''}` });
+      errors.push({
+        line,
+        message: `idevid_fingerprint ${rec.idevid_fingerprint} is already registered as device ${existing.serial}${existing.ekPublicHash ? ` (EK ${existing.ekPublicHash})` : ''}`,
+      });
       continue;
     }
     devices.set(rec.idevid_fingerprint, { line, rec });
   }
   const where = opts.source ?? 'manifest';
   if (errors.length > 0) {
-    const listed = errors.slice(0, MAX_LISTED).map((e) => `line ${e.line}: ${e.message}`).join('; ');
+    const listed = errors
+      .slice(0, MAX_LISTED)
+      .map((e) => `line ${e.line}: ${e.message}`)
+      .join('; ');
     const more = errors.length > MAX_LISTED ? `; … and ${errors.length - MAX_LISTED} more` : '';
-    throw new SigilError('manifest_invalid', `${where}: ${errors.length} of ${lines} lines are invalid, nothing was imported: ${listed}${more}`);
+    throw new SigilError(
+      'manifest_invalid',
+      `${where}: ${errors.length} of ${lines} lines are invalid, nothing was imported: ${listed}${more}`,
+    );
   }
   if (lines === 0) throw new SigilError('manifest_invalid', `${where}: no device lines`);
   const counts = { created: 0, updated: 0, unchanged: 0 };
   await stores.withWriteTx(async (tx) => {
     for (const { rec } of devices.values()) {
-      const r = await tx.devices.put({ rule, serial: rec.serial, ekPublicHash: rec.ek_public_hash ?? null, idevidFingerprint: rec.idevid_fingerprint, manifest: rec, importedAt: opts.now });
+      const r = await tx.devices.put({
+        rule,
+        serial: rec.serial,
+        ekPublicHash: rec.ek_public_hash ?? null,
+        idevidFingerprint: rec.idevid_fingerprint,
+        manifest: rec,
+        importedAt: opts.now,
+      });
       counts[r]++;
     }
     if (counts.created + counts.updated > 0) {
-      await tx.audit.append({ action: 'devices_import', outcome: 'ok', actor: 'admin', details: { source: where, rule, lines, ...counts } }, opts.now);
+      await tx.audit.append(
+        { action: 'devices_import', outcome: 'ok', actor: 'admin', details: { source: where, rule, lines, ...counts } },
+        opts.now,
+      );
     }
   });
   return { lines, ...counts, rule };

@@ -7,17 +7,34 @@ import { adminOperation, type AdminCall } from './operation.js';
 async function resolveLockTarget(stores: Stores, target: string): Promise<{ kind: 'bot' | 'instance'; id: string }> {
   if (await stores.resources.get('bot', target)) return { kind: 'bot', id: target };
   if (await stores.instances.get(target)) return { kind: 'instance', id: target };
-  throw new SigilError('not_found', `"${target}" is neither a bot nor an instance id (see: sigil ctl bots ls, sigil ctl instances ls)`);
+  throw new SigilError(
+    'not_found',
+    `"${target}" is neither a bot nor an instance id (see: sigil ctl bots ls, sigil ctl instances ls)`,
+  );
 }
 
-async function setLock({ stores, now }: AdminCall<unknown>, target: string, lock: { locked: true; reason: string } | { locked: false }): Promise<Record<string, unknown>> {
+async function setLock(
+  { stores, now }: AdminCall<unknown>,
+  target: string,
+  lock: { locked: true; reason: string } | { locked: false },
+): Promise<Record<string, unknown>> {
   const t = await resolveLockTarget(stores, target);
   const reason = lock.locked ? lock.reason : null;
   await stores.withWriteTx(async (tx) => {
     if (t.kind === 'bot') await tx.botLocks.setLocked(t.id, lock.locked, reason, now);
     else await tx.instances.setLocked(t.id, lock.locked, reason, now);
     const action = lock.locked ? 'lock' : 'unlock';
-    await tx.audit.append({ action, outcome: 'ok', actor: 'admin', bot: t.kind === 'bot' ? t.id : null, instanceId: t.kind === 'instance' ? t.id : null, details: { kind: t.kind, reason } }, now);
+    await tx.audit.append(
+      {
+        action,
+        outcome: 'ok',
+        actor: 'admin',
+        bot: t.kind === 'bot' ? t.id : null,
+        instanceId: t.kind === 'instance' ? t.id : null,
+        details: { kind: t.kind, reason },
+      },
+      now,
+    );
   });
   return { [t.kind]: t.id, locked: lock.locked };
 }
@@ -41,27 +58,52 @@ export const INSTANCE_OPERATIONS = {
     })),
   ),
 
-  lock: adminOperation(z.strictObject({ target: z.string().min(1).max(128), reason: z.string().max(500).optional() }), (call) =>
-    setLock(call, call.args.target, { locked: true, reason: call.args.reason ?? 'locked by an administrator' }),
+  lock: adminOperation(
+    z.strictObject({ target: z.string().min(1).max(128), reason: z.string().max(500).optional() }),
+    (call) =>
+      setLock(call, call.args.target, { locked: true, reason: call.args.reason ?? 'locked by an administrator' }),
   ),
 
-  unlock: adminOperation(z.strictObject({ target: z.string().min(1).max(128) }), (call) => setLock(call, call.args.target, { locked: false })),
+  unlock: adminOperation(z.strictObject({ target: z.string().min(1).max(128) }), (call) =>
+    setLock(call, call.args.target, { locked: false }),
+  ),
 
-  'instances.tpm-clock-reset': adminOperation(z.strictObject({ instance: z.string().min(1).max(128), reason: z.string().max(500).optional() }), async ({ stores, args, now }) => {
-    // A deliberately cleared TPM (TPM2_Clear resets its Clock) keeps its EK, so it is the same
-    // instance — but its clock is now behind the one recorded, which the tpm join refuses as a
-    // rollback. Forgetting the recorded clock accepts the next join's reading as the new
-    // baseline; audited with the value forgotten.
-    const id = args.instance;
-    const inst = await stores.instances.get(id);
-    if (!inst) throw new SigilError('not_found', `no instance "${id}" (see: sigil ctl instances ls)`);
-    const was = inst.facts.tpm_clock_ms;
-    if (typeof was !== 'number') throw new SigilError('bad_request', `instance "${id}" has no recorded TPM clock (it did not join with the tpm method, or its clock was already reset)`);
-    const reason = args.reason ?? null;
-    await stores.withWriteTx(async (tx) => {
-      await tx.instances.updateFacts(id, { tpm_clock_ms: null, tpm_clock_reset_at: new Date(now).toISOString() }, now);
-      await tx.audit.append({ action: 'tpm_clock_reset', outcome: 'ok', actor: 'admin', bot: inst.bot, instanceId: id, details: { forgotten_clock_ms: was, reason } }, now);
-    });
-    return { instance: id, forgotten_clock_ms: was, reset: true };
-  }),
+  'instances.tpm-clock-reset': adminOperation(
+    z.strictObject({ instance: z.string().min(1).max(128), reason: z.string().max(500).optional() }),
+    async ({ stores, args, now }) => {
+      // A deliberately cleared TPM (TPM2_Clear resets its Clock) keeps its EK, so it is the same
+      // instance — but its clock is now behind the one recorded, which the tpm join refuses as a
+      // rollback. Forgetting the recorded clock accepts the next join's reading as the new
+      // baseline; audited with the value forgotten.
+      const id = args.instance;
+      const inst = await stores.instances.get(id);
+      if (!inst) throw new SigilError('not_found', `no instance "${id}" (see: sigil ctl instances ls)`);
+      const was = inst.facts.tpm_clock_ms;
+      if (typeof was !== 'number')
+        throw new SigilError(
+          'bad_request',
+          `instance "${id}" has no recorded TPM clock (it did not join with the tpm method, or its clock was already reset)`,
+        );
+      const reason = args.reason ?? null;
+      await stores.withWriteTx(async (tx) => {
+        await tx.instances.updateFacts(
+          id,
+          { tpm_clock_ms: null, tpm_clock_reset_at: new Date(now).toISOString() },
+          now,
+        );
+        await tx.audit.append(
+          {
+            action: 'tpm_clock_reset',
+            outcome: 'ok',
+            actor: 'admin',
+            bot: inst.bot,
+            instanceId: id,
+            details: { forgotten_clock_ms: was, reason },
+          },
+          now,
+        );
+      });
+      return { instance: id, forgotten_clock_ms: was, reset: true };
+    },
+  ),
 };

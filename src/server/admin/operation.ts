@@ -33,6 +33,9 @@ export interface AdminOperation<S extends z.ZodType = z.ZodType> {
 }
 
 /** Declare an operation; the argument type of `run` is inferred from the schema (no casts). */
-export function adminOperation<S extends z.ZodType>(schema: S, run: (call: AdminCall<z.infer<S>>) => unknown): AdminOperation<S> {
+export function adminOperation<S extends z.ZodType>(
+  schema: S,
+  run: (call: AdminCall<z.infer<S>>) => unknown,
+): AdminOperation<S> {
   return { schema, run };
 }

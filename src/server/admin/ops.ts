@@ -34,7 +34,13 @@ export function isAdminOp(x: string): x is AdminOp {
 }
 
 /** Validate and run one operation; rejects (never throws) with what the operation refused. */
-export async function runAdminOp(stores: Stores, op: string, rawArgs: unknown, now: number = Date.now(), env: AdminAuditEnv = {}): Promise<unknown> {
+export async function runAdminOp(
+  stores: Stores,
+  op: string,
+  rawArgs: unknown,
+  now: number = Date.now(),
+  env: AdminAuditEnv = {},
+): Promise<unknown> {
   if (!isAdminOp(op)) throw new SigilError('not_found', `unknown admin operation "${op}"`);
   const operation: AdminOperation = ADMIN_OPERATIONS[op];
   const args: unknown = parseWith(operation.schema as z.ZodType, rawArgs ?? {}, 'bad_request', `${op} arguments`);

@@ -13,17 +13,30 @@ export const DEFAULT_TOKEN_TTL_S = 15 * 60;
 export const MAX_APPLY_YAML_CHARS = 1024 * 1024;
 
 export const POLICY_OPERATIONS = {
-  apply: adminOperation(z.strictObject({ yaml: z.string().max(MAX_APPLY_YAML_CHARS), source: z.string().max(256).optional() }), async ({ stores, args, now }) => {
-    const docs = parseResources(args.yaml, args.source ?? 'input');
-    return { applied: await applyResources(stores, docs, now) };
-  }),
+  apply: adminOperation(
+    z.strictObject({ yaml: z.string().max(MAX_APPLY_YAML_CHARS), source: z.string().max(256).optional() }),
+    async ({ stores, args, now }) => {
+      const docs = parseResources(args.yaml, args.source ?? 'input');
+      return { applied: await applyResources(stores, docs, now) };
+    },
+  ),
 
-  'resources.ls': adminOperation(z.strictObject({ kind: z.enum(['role', 'bot', 'join_rule']).optional() }), async ({ stores, args }) =>
-    (await Promise.all((args.kind ? [args.kind] : (['role', 'bot', 'join_rule'] as const)).map((k) => stores.resources.list(k)))).flat(),
+  'resources.ls': adminOperation(
+    z.strictObject({ kind: z.enum(['role', 'bot', 'join_rule']).optional() }),
+    async ({ stores, args }) =>
+      (
+        await Promise.all(
+          (args.kind ? [args.kind] : (['role', 'bot', 'join_rule'] as const)).map((k) => stores.resources.list(k)),
+        )
+      ).flat(),
   ),
 
   'bots.ls': adminOperation(z.strictObject({}), async ({ stores }) => {
-    const [instances, bots, locked] = await Promise.all([stores.instances.list(), stores.resources.list('bot'), stores.botLocks.listLocked()]);
+    const [instances, bots, locked] = await Promise.all([
+      stores.instances.list(),
+      stores.resources.list('bot'),
+      stores.botLocks.listLocked(),
+    ]);
     const lockedBots = new Set(locked.map((l) => l.bot));
     return bots.map((b) => {
       const spec = botSpecSchema.parse(b.spec);
@@ -37,18 +50,31 @@ export const POLICY_OPERATIONS = {
     });
   }),
 
-  'token.create': adminOperation(z.strictObject({ bot: z.string().min(1).max(63), ttl: z.union([z.string(), z.number()]).optional() }), async ({ stores, args, now }) => {
-    const bot = args.bot;
-    if (!(await stores.resources.get('bot', bot))) throw new SigilError('unknown_bot', `bot "${bot}" does not exist (create it with sigil ctl apply -f)`);
-    const ttlS = Math.min(args.ttl === undefined ? DEFAULT_TOKEN_TTL_S : parseDuration(args.ttl), MAX_TTL_S);
-    const token = randomSecret(32);
-    // Only the id of the token's derived public key is stored (join/token/wire.ts).
-    const id = tokenId(tokenKey(token).publicRaw);
-    const expiresAt = now + ttlS * 1000;
-    await stores.withWriteTx(async (tx) => {
-      await tx.tokens.create({ hash: id, bot, createdAt: now, expiresAt });
-      await tx.audit.append({ action: 'token_create', outcome: 'ok', bot, actor: 'admin', details: { ttl_s: ttlS, token_id_prefix: id.slice(0, 12) } }, now);
-    });
-    return { token, bot, expires: new Date(expiresAt).toISOString(), ttl_s: ttlS };
-  }),
+  'token.create': adminOperation(
+    z.strictObject({ bot: z.string().min(1).max(63), ttl: z.union([z.string(), z.number()]).optional() }),
+    async ({ stores, args, now }) => {
+      const bot = args.bot;
+      if (!(await stores.resources.get('bot', bot)))
+        throw new SigilError('unknown_bot', `bot "${bot}" does not exist (create it with sigil ctl apply -f)`);
+      const ttlS = Math.min(args.ttl === undefined ? DEFAULT_TOKEN_TTL_S : parseDuration(args.ttl), MAX_TTL_S);
+      const token = randomSecret(32);
+      // Only the id of the token's derived public key is stored (join/token/wire.ts).
+      const id = tokenId(tokenKey(token).publicRaw);
+      const expiresAt = now + ttlS * 1000;
+      await stores.withWriteTx(async (tx) => {
+        await tx.tokens.create({ hash: id, bot, createdAt: now, expiresAt });
+        await tx.audit.append(
+          {
+            action: 'token_create',
+            outcome: 'ok',
+            bot,
+            actor: 'admin',
+            details: { ttl_s: ttlS, token_id_prefix: id.slice(0, 12) },
+          },
+          now,
+        );
+      });
+      return { token, bot, expires: new Date(expiresAt).toISOString(), ttl_s: ttlS };
+    },
+  ),
 };

@@ -42,12 +42,16 @@ export function readAuditKey(path: string): AuditKey | undefined {
   try {
     const st = fs.lstatSync(path);
     if (!st.isFile()) throw new SigilError('unsafe_path', `${path} is not a regular file`);
-    if ((st.mode & 0o077) !== 0) throw new SigilError('config_invalid', `${path} is readable by group or others; run: chmod 600 ${path}`);
+    if ((st.mode & 0o077) !== 0)
+      throw new SigilError('config_invalid', `${path} is readable by group or others; run: chmod 600 ${path}`);
     text = fs.readFileSync(path, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     if (e instanceof SigilError) throw e;
-    throw new SigilError('config_invalid', `cannot read the audit key ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    throw new SigilError(
+      'config_invalid',
+      `cannot read the audit key ${path}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+    );
   }
   let f: KeyFile;
   try {
@@ -56,8 +60,17 @@ export function readAuditKey(path: string): AuditKey | undefined {
     throw new SigilError('config_invalid', `${path} is not a Sigil audit key (not JSON)`);
   }
   const secret = typeof f.key === 'string' ? Buffer.from(f.key, 'base64') : Buffer.alloc(0);
-  if (f.v !== 1 || f.alg !== 'HMAC-SHA256' || secret.length !== 32 || !Number.isSafeInteger(f.from_seq) || f.from_seq < 1) {
-    throw new SigilError('config_invalid', `${path} is not a valid Sigil audit key (v 1, HMAC-SHA256, 32-byte key, from_seq ≥ 1)`);
+  if (
+    f.v !== 1 ||
+    f.alg !== 'HMAC-SHA256' ||
+    secret.length !== 32 ||
+    !Number.isSafeInteger(f.from_seq) ||
+    f.from_seq < 1
+  ) {
+    throw new SigilError(
+      'config_invalid',
+      `${path} is not a valid Sigil audit key (v 1, HMAC-SHA256, 32-byte key, from_seq ≥ 1)`,
+    );
   }
   return { secret, fromSeq: f.from_seq, id: keyId(secret) };
 }
@@ -68,7 +81,11 @@ export function readAuditKey(path: string): AuditKey | undefined {
  * file is linked into place, never renamed over, so when two processes race the loser reads the
  * winner's key. `created` tells the caller to record the switch-over row.
  */
-export function ensureAuditKey(path: string, db: BetterSqlite3.Database, now: number): { key: AuditKey; created: boolean } {
+export function ensureAuditKey(
+  path: string,
+  db: BetterSqlite3.Database,
+  now: number,
+): { key: AuditKey; created: boolean } {
   const existing = readAuditKey(path);
   if (existing) return { key: existing, created: false };
   return db
@@ -77,7 +94,13 @@ export function ensureAuditKey(path: string, db: BetterSqlite3.Database, now: nu
       if (again) return { key: again, created: false };
       const head = db.prepare<[], number | null>('SELECT max(seq) FROM audit_log').pluck().get() ?? 0;
       const secret = randomBytes(32);
-      const file: KeyFile = { v: 1, alg: 'HMAC-SHA256', key: secret.toString('base64'), from_seq: head + 1, created_at: new Date(now).toISOString() };
+      const file: KeyFile = {
+        v: 1,
+        alg: 'HMAC-SHA256',
+        key: secret.toString('base64'),
+        from_seq: head + 1,
+        created_at: new Date(now).toISOString(),
+      };
       if (!createExclusive(path, JSON.stringify(file) + '\n')) return { key: readAuditKey(path)!, created: false };
       return { key: { secret, fromSeq: head + 1, id: keyId(secret) }, created: true };
     })

@@ -40,7 +40,9 @@ export interface CheckpointSigner {
 
 export function signerId(key: KeyObject): string {
   const pub = key.type === 'private' ? createPublicKey(key) : key;
-  return `sha256:${createHash('sha256').update(pub.export({ type: 'spki', format: 'der' })).digest('hex')}`;
+  return `sha256:${createHash('sha256')
+    .update(pub.export({ type: 'spki', format: 'der' }))
+    .digest('hex')}`;
 }
 
 /** Public keys that may have signed checkpoints, by signer id: the intermediate(s) given. */
@@ -59,10 +61,27 @@ const signedBytes = (cp: Omit<Checkpoint, 'sig'> | Checkpoint): Buffer => {
 };
 
 /** A signed checkpoint of the chain head; undefined while the log is empty. */
-export async function checkpointHead(audit: AuditStore, signer: CheckpointSigner, kind: CheckpointKind, now: number): Promise<Checkpoint | undefined> {
+export async function checkpointHead(
+  audit: AuditStore,
+  signer: CheckpointSigner,
+  kind: CheckpointKind,
+  now: number,
+): Promise<Checkpoint | undefined> {
   const [head, anchor, keyInfo] = await Promise.all([audit.head(), audit.anchor(), audit.keyInfo()]);
   if (!head) return undefined;
-  return signCheckpoint({ v: 1, kind, seq: head.seq, hash: head.hash, at: now, count: head.seq - (anchor?.seq ?? 0), key_id: keyInfo?.id ?? null, signer: signer.id }, signer);
+  return signCheckpoint(
+    {
+      v: 1,
+      kind,
+      seq: head.seq,
+      hash: head.hash,
+      at: now,
+      count: head.seq - (anchor?.seq ?? 0),
+      key_id: keyInfo?.id ?? null,
+      signer: signer.id,
+    },
+    signer,
+  );
 }
 
 export function signCheckpoint(body: Omit<Checkpoint, 'sig'>, signer: CheckpointSigner): Checkpoint {
@@ -110,7 +129,8 @@ export function readCheckpoints(path: string): CheckpointLine[] {
     if (!raw.trim()) return;
     try {
       const cp = JSON.parse(raw) as Checkpoint;
-      if (cp?.v !== 1 || !Number.isSafeInteger(cp.seq) || typeof cp.hash !== 'string' || typeof cp.signer !== 'string') throw new Error('not a v1 checkpoint');
+      if (cp?.v !== 1 || !Number.isSafeInteger(cp.seq) || typeof cp.hash !== 'string' || typeof cp.signer !== 'string')
+        throw new Error('not a v1 checkpoint');
       out.push({ line: i + 1, cp });
     } catch (e) {
       out.push({ line: i + 1, error: (e as Error).message.slice(0, 200) });
@@ -142,7 +162,10 @@ export class CheckpointWriter {
 
   /** Sign and append a checkpoint at a given row (before pruning through it). */
   writeAt(row: { seq: number; hash: string }, count: number, keyId: string | null, now: number): Checkpoint {
-    const cp = signCheckpoint({ v: 1, kind: 'prune', seq: row.seq, hash: row.hash, at: now, count, key_id: keyId, signer: this.signer.id }, this.signer);
+    const cp = signCheckpoint(
+      { v: 1, kind: 'prune', seq: row.seq, hash: row.hash, at: now, count, key_id: keyId, signer: this.signer.id },
+      this.signer,
+    );
     appendCheckpoint(this.path, cp);
     this.onWrite?.(cp);
     return cp;

@@ -36,14 +36,31 @@ export async function pruneAudit(
       if (cutoff !== undefined && seq <= cutoff) through = { seq, hash };
     },
   });
-  if (!report.ok) throw new SigilError('audit_chain_broken', `not pruning: the audit log does not verify (${report.reason}); investigate first (sigil ctl audit --verify)`);
-  const result: PruneResult = { through_seq: null, removed: 0, before: new Date(before).toISOString(), checkpoint_file: writer.path };
+  if (!report.ok)
+    throw new SigilError(
+      'audit_chain_broken',
+      `not pruning: the audit log does not verify (${report.reason}); investigate first (sigil ctl audit --verify)`,
+    );
+  const result: PruneResult = {
+    through_seq: null,
+    removed: 0,
+    before: new Date(before).toISOString(),
+    checkpoint_file: writer.path,
+  };
   if (!through) return result;
   const [anchor, keyInfo] = await Promise.all([audit.anchor(), audit.keyInfo()]);
   const count = through.seq - (anchor?.seq ?? 0);
   const cp = writer.writeAt(through, count, keyInfo?.id ?? null, now);
   result.removed = await audit.pruneThrough(through.seq, JSON.stringify(cp), now);
   result.through_seq = through.seq;
-  await audit.append({ action: 'audit_prune', outcome: 'ok', actor: 'admin', details: { through_seq: through.seq, removed: result.removed, before: result.before } }, now);
+  await audit.append(
+    {
+      action: 'audit_prune',
+      outcome: 'ok',
+      actor: 'admin',
+      details: { through_seq: through.seq, removed: result.removed, before: result.before },
+    },
+    now,
+  );
   return result;
 }

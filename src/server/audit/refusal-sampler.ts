@@ -38,7 +38,12 @@ export interface RefusalSamplerOptions {
   maxKeys?: number;
 }
 
-export const DEFAULT_SAMPLER: Required<RefusalSamplerOptions> = { intervalMs: 60_000, perKeyRows: 20, maxRows: 200, maxKeys: 256 };
+export const DEFAULT_SAMPLER: Required<RefusalSamplerOptions> = {
+  intervalMs: 60_000,
+  perKeyRows: 20,
+  maxRows: 200,
+  maxKeys: 256,
+};
 
 type Bucket = RefusalSummary;
 
@@ -67,7 +72,15 @@ export class RefusalSampler {
       b = this.buckets.get(k);
     }
     if (!b) {
-      b = { ...key, count: 0, recorded: 0, firstAt: now, lastAt: now, sample: message, intervalMs: this.opts.intervalMs };
+      b = {
+        ...key,
+        count: 0,
+        recorded: 0,
+        firstAt: now,
+        lastAt: now,
+        sample: message,
+        intervalMs: this.opts.intervalMs,
+      };
       this.buckets.set(k, b);
     }
     b.lastAt = now;
@@ -119,7 +132,9 @@ function ipv6Prefix64(addr: string): string {
   const [head = '', tail = ''] = addr.split('%')[0]!.split('::');
   const h = head ? head.split(':') : [];
   const t = tail ? tail.split(':') : [];
-  const groups = addr.includes('::') ? [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t] : h;
+  const groups = addr.includes('::')
+    ? [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t]
+    : h;
   return groups
     .slice(0, 4)
     .map((g) => (g || '0').toLowerCase().replace(/^0+(?=.)/, ''))

@@ -25,11 +25,18 @@ export interface AuditRuntimeOptions {
 
 export const DEFAULT_CHECKPOINT_INTERVAL_MS = 10 * 60_000;
 
-export async function startAuditRuntime(ctx: IssuerContext, opts: AuditRuntimeOptions): Promise<{ writer: CheckpointWriter; stop(): Promise<void> }> {
+export async function startAuditRuntime(
+  ctx: IssuerContext,
+  opts: AuditRuntimeOptions,
+): Promise<{ writer: CheckpointWriter; stop(): Promise<void> }> {
   // Each checkpoint also goes to the log: journald/syslog forwarding ships a copy off the machine.
   const logCheckpoint = (cp: Checkpoint): void => ctx.log.info({ audit_checkpoint: cp }, 'audit checkpoint');
   const writer = new CheckpointWriter(opts.checkpointFile, checkpointSigner(ctx.ca.intermediateKey), logCheckpoint);
-  ctx.auditEnv = { ...ctx.auditEnv, checkpoints: writer, verify: { ...ctx.auditEnv.verify, checkpointFile: opts.checkpointFile } };
+  ctx.auditEnv = {
+    ...ctx.auditEnv,
+    checkpoints: writer,
+    verify: { ...ctx.auditEnv.verify, checkpointFile: opts.checkpointFile },
+  };
   /** Run one job; a failure is logged (the issuer keeps serving), never thrown. */
   const guard = async (what: string, fn: () => Promise<unknown>): Promise<void> => {
     try {
@@ -38,9 +45,13 @@ export async function startAuditRuntime(ctx: IssuerContext, opts: AuditRuntimeOp
       ctx.log.error({ err }, `audit ${what} failed`);
     }
   };
-  const checkpoint = (): Promise<void> => guard('checkpoint', () => writer.write(ctx.stores.audit, 'periodic', ctx.now()));
+  const checkpoint = (): Promise<void> =>
+    guard('checkpoint', () => writer.write(ctx.stores.audit, 'periodic', ctx.now()));
   const timers = [
-    setInterval(() => void guard('refusal summary', () => flushRefusalSummaries(ctx)), ctx.refusalSampler.opts.intervalMs),
+    setInterval(
+      () => void guard('refusal summary', () => flushRefusalSummaries(ctx)),
+      ctx.refusalSampler.opts.intervalMs,
+    ),
     setInterval(() => void checkpoint(), opts.checkpointIntervalMs),
   ];
   /** The retention prune in progress (one at a time; `stop()` waits for it). */
@@ -49,7 +60,13 @@ export async function startAuditRuntime(ctx: IssuerContext, opts: AuditRuntimeOp
     const retention = opts.retentionMs;
     const prune = (): void => {
       pruning ??= guard('prune', async () => {
-        const r = await pruneAudit(ctx.stores.audit, writer, ctx.now() - retention, ctx.now(), ctx.auditEnv.verify ?? {});
+        const r = await pruneAudit(
+          ctx.stores.audit,
+          writer,
+          ctx.now() - retention,
+          ctx.now(),
+          ctx.auditEnv.verify ?? {},
+        );
         if (r.removed) ctx.log.info({ ...r }, 'audit rows past retention pruned');
       }).finally(() => (pruning = undefined));
     };
@@ -62,7 +79,11 @@ export async function startAuditRuntime(ctx: IssuerContext, opts: AuditRuntimeOp
     await writer.write(ctx.stores.audit, 'periodic', ctx.now());
   } catch (e) {
     for (const t of timers) clearInterval(t);
-    throw new SigilError('config_invalid', `cannot append audit checkpoints to ${opts.checkpointFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+    throw new SigilError(
+      'config_invalid',
+      `cannot append audit checkpoints to ${opts.checkpointFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      { cause: e },
+    );
   }
   return {
     writer,

@@ -23,6 +23,9 @@ export function loadCheckpointVerifiers(dataDir: string): Map<string, KeyObject>
   try {
     return checkpointVerifiers([readFileSync(p, 'utf8')]);
   } catch (e) {
-    throw new SigilError('config_invalid', `cannot read ${p} to verify audit checkpoints: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new SigilError(
+      'config_invalid',
+      `cannot read ${p} to verify audit checkpoints: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
 }

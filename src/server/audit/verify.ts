@@ -34,7 +34,13 @@ export interface AuditVerifyReport {
   key: { id: string; from_seq: number } | null;
   anchor: { seq: number; pruned: number; at: string; checkpoint_ok: boolean | null } | null;
   triggers_missing: string[];
-  checkpoints: { file: string; lines: number; verified: number; before_anchor: number; latest_seq: number | null } | null;
+  checkpoints: {
+    file: string;
+    lines: number;
+    verified: number;
+    before_anchor: number;
+    latest_seq: number | null;
+  } | null;
   /** Every failed check, one sentence each (empty when ok). */
   problems: string[];
 }
@@ -44,16 +50,22 @@ export async function verifyAuditLog(audit: AuditStore, opts: AuditVerifyOptions
   const verifiers = opts.verifiers ?? new Map<string, KeyObject>();
   // Independent reads, asked at once.
   const [keyInfo, { missing }, anchor] = await Promise.all([audit.keyInfo(), audit.triggers(), audit.anchor()]);
-  if (missing.length) problems.push(`append-only triggers dropped: ${missing.join(', ')} (someone wrote to issuer.db outside Sigil)`);
+  if (missing.length)
+    problems.push(`append-only triggers dropped: ${missing.join(', ')} (someone wrote to issuer.db outside Sigil)`);
 
   let anchorOk: boolean | null = null;
   if (anchor) {
     if (verifiers.size === 0) anchorOk = null;
     else {
       // Whatever JSON the column holds (an attacker may have written it): an object or nothing.
-      const cp = (typeof anchor.checkpoint === 'object' && anchor.checkpoint !== null ? anchor.checkpoint : {}) as unknown as Checkpoint;
+      const cp = (typeof anchor.checkpoint === 'object' && anchor.checkpoint !== null
+        ? anchor.checkpoint
+        : {}) as unknown as Checkpoint;
       anchorOk = checkpointSignatureOk(cp, verifiers) && cp.seq === anchor.seq && cp.hash === anchor.hash;
-      if (!anchorOk) problems.push(`the prune anchor at seq ${anchor.seq} is not backed by a valid signed checkpoint (rows before it may have been deleted outside Sigil)`);
+      if (!anchorOk)
+        problems.push(
+          `the prune anchor at seq ${anchor.seq} is not backed by a valid signed checkpoint (rows before it may have been deleted outside Sigil)`,
+        );
     }
   }
 
@@ -65,7 +77,9 @@ export async function verifyAuditLog(audit: AuditStore, opts: AuditVerifyOptions
     try {
       lines = readCheckpoints(opts.checkpointFile);
     } catch (e) {
-      problems.push(`cannot read checkpoint file ${opts.checkpointFile}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+      problems.push(
+        `cannot read checkpoint file ${opts.checkpointFile}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`,
+      );
     }
     let verified = 0;
     let beforeAnchor = 0;
@@ -82,16 +96,27 @@ export async function verifyAuditLog(audit: AuditStore, opts: AuditVerifyOptions
       verified++;
       latest = Math.max(latest ?? 0, l.cp.seq);
       if (keyInfo && l.cp.key_id && l.cp.key_id !== keyInfo.id && l.cp.seq >= keyInfo.fromSeq) {
-        problems.push(`checkpoint line ${l.line} (seq ${l.cp.seq}) was made with audit key ${l.cp.key_id}, but the key in use is ${keyInfo.id} (audit.key was replaced)`);
+        problems.push(
+          `checkpoint line ${l.line} (seq ${l.cp.seq}) was made with audit key ${l.cp.key_id}, but the key in use is ${keyInfo.id} (audit.key was replaced)`,
+        );
       }
       if (anchor && l.cp.seq <= anchor.seq) {
-        if (l.cp.seq === anchor.seq && l.cp.hash !== anchor.hash) problems.push(`checkpoint line ${l.line}: the prune anchor at seq ${anchor.seq} has another hash than checkpointed (rewritten)`);
+        if (l.cp.seq === anchor.seq && l.cp.hash !== anchor.hash)
+          problems.push(
+            `checkpoint line ${l.line}: the prune anchor at seq ${anchor.seq} has another hash than checkpointed (rewritten)`,
+          );
         beforeAnchor++;
         continue;
       }
       expected.set(l.cp.seq, { line: l.line, hash: l.cp.hash });
     }
-    cpSummary = { file: opts.checkpointFile, lines: lines.length, verified, before_anchor: beforeAnchor, latest_seq: latest };
+    cpSummary = {
+      file: opts.checkpointFile,
+      lines: lines.length,
+      verified,
+      before_anchor: beforeAnchor,
+      latest_seq: latest,
+    };
   }
 
   let first: number | null = null;
@@ -101,7 +126,8 @@ export async function verifyAuditLog(audit: AuditStore, opts: AuditVerifyOptions
     last = seq;
     const want = expected.get(seq);
     if (want) {
-      if (want.hash !== hash) problems.push(`rewritten: row ${seq} has another hash than checkpoint line ${want.line} recorded`);
+      if (want.hash !== hash)
+        problems.push(`rewritten: row ${seq} has another hash than checkpoint line ${want.line} recorded`);
       expected.delete(seq);
     }
     opts.onRow?.(seq, hash);
@@ -117,7 +143,9 @@ export async function verifyAuditLog(audit: AuditStore, opts: AuditVerifyOptions
     for (const [seq, want] of [...expected].sort((a, b) => a[0] - b[0])) {
       const end = last ?? anchor?.seq ?? 0;
       if (seq > end) {
-        problems.push(`truncated: checkpoint line ${want.line} covers seq ${seq} but the log ends at seq ${end} (${seq - end} or more rows missing)`);
+        problems.push(
+          `truncated: checkpoint line ${want.line} covers seq ${seq} but the log ends at seq ${end} (${seq - end} or more rows missing)`,
+        );
         break;
       }
     }
@@ -129,7 +157,9 @@ export async function verifyAuditLog(audit: AuditStore, opts: AuditVerifyOptions
     first_seq: first,
     last_seq: last,
     key: keyInfo ? { id: keyInfo.id, from_seq: keyInfo.fromSeq } : null,
-    anchor: anchor ? { seq: anchor.seq, pruned: anchor.pruned, at: new Date(anchor.at).toISOString(), checkpoint_ok: anchorOk } : null,
+    anchor: anchor
+      ? { seq: anchor.seq, pruned: anchor.pruned, at: new Date(anchor.at).toISOString(), checkpoint_ok: anchorOk }
+      : null,
     triggers_missing: missing,
     checkpoints: cpSummary,
     problems,

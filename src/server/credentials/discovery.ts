@@ -48,7 +48,14 @@ export function spiffeBundle(ctx: IssuerContext): Record<string, unknown> {
   const { alg: _alg, use: _use, ...jwtKey } = ctx.credentials.jwt.jwk;
   return {
     keys: [
-      { kty: rootJwk.kty, crv: rootJwk.crv, x: rootJwk.x, y: rootJwk.y, use: 'x509-svid', x5c: [ctx.ca.rootDer.toString('base64')] },
+      {
+        kty: rootJwk.kty,
+        crv: rootJwk.crv,
+        x: rootJwk.x,
+        y: rootJwk.y,
+        use: 'x509-svid',
+        x5c: [ctx.ca.rootDer.toString('base64')],
+      },
       { ...jwtKey, use: 'jwt-svid' },
     ],
     // Monotonic per bundle content; Sigil's keys change only with a new CA, so its start time serves.

@@ -55,7 +55,13 @@ function randomSshSerial(): bigint {
   return v === 0n ? 1n : v;
 }
 
-function signSsh(ctx: IssuerContext, p: IssueCredentialParams, spiffeId: string, notBefore: number, notAfter: number): Signed {
+function signSsh(
+  ctx: IssuerContext,
+  p: IssueCredentialParams,
+  spiffeId: string,
+  notBefore: number,
+  notAfter: number,
+): Signed {
   const subject = parseAuthorizedKey(needKey(p.req), 'unsupported_key', 'public_key');
   const ca = p.grant.kind === 'ssh_user' ? ctx.credentials.sshUser : ctx.credentials.sshHost;
   const serial = randomSshSerial();
@@ -82,7 +88,11 @@ function signSsh(ctx: IssuerContext, p: IssueCredentialParams, spiffeId: string,
 
 function signClientCert(ctx: IssuerContext, p: IssueCredentialParams, notBefore: number, notAfter: number): Signed {
   // Proof of possession: the CSR's self-signature verifies with the key to be certified.
-  if (!p.req.csr) throw new SigilError('bad_request', `a ${p.req.kind} credential request must carry csr (a PKCS#10 request signed by the key)`);
+  if (!p.req.csr)
+    throw new SigilError(
+      'bad_request',
+      `a ${p.req.kind} credential request must carry csr (a PKCS#10 request signed by the key)`,
+    );
   const spkiDer = parseCsr(p.req.csr).spkiDer;
   const c = classifySpki(readSpki(spkiDer, 'unsupported_key', 'csr public key'));
   if ('reason' in c) throw new SigilError('unsupported_key', `csr public key: ${c.reason}`);
@@ -94,7 +104,13 @@ function signClientCert(ctx: IssuerContext, p: IssueCredentialParams, notBefore:
   const serial = randomSerial();
   let der: Buffer;
   try {
-    der = ctx.engine.issueClientCert({ serial, spkiDer, subject, notBefore: new Date(notBefore), notAfter: new Date(notAfter) });
+    der = ctx.engine.issueClientCert({
+      serial,
+      spkiDer,
+      subject,
+      notBefore: new Date(notBefore),
+      notAfter: new Date(notAfter),
+    });
   } catch (e) {
     if (e instanceof SigilError) throw e;
     throw new SigilError('internal', 'client certificate signing failed', { cause: e });
@@ -119,11 +135,22 @@ function checkKeyMaterial(spkiDer: Buffer): void {
   } catch {
     throw new SigilError('unsupported_key', 'public_key: the key is not valid');
   }
-  if (bits !== undefined && bits < 2048) throw new SigilError('unsupported_key', `public_key: RSA keys must have at least 2048 bits (got ${bits})`);
+  if (bits !== undefined && bits < 2048)
+    throw new SigilError('unsupported_key', `public_key: RSA keys must have at least 2048 bits (got ${bits})`);
 }
 
-function signJwt(ctx: IssuerContext, p: IssueCredentialParams, spiffeId: string, notBefore: number, notAfter: number): Signed {
-  if (!ctx.publicUrl) throw new SigilError('unavailable', 'this issuer has no public URL configured yet, so it cannot issue JWT-SVIDs (sigil server start --public-url)');
+function signJwt(
+  ctx: IssuerContext,
+  p: IssueCredentialParams,
+  spiffeId: string,
+  notBefore: number,
+  notAfter: number,
+): Signed {
+  if (!ctx.publicUrl)
+    throw new SigilError(
+      'unavailable',
+      'this issuer has no public URL configured yet, so it cannot issue JWT-SVIDs (sigil server start --public-url)',
+    );
   const jti = randomBytes(16).toString('hex');
   const audiences = p.grant.audiences!;
   const token = ctx.credentials.jwt.sign({
@@ -137,10 +164,17 @@ function signJwt(ctx: IssuerContext, p: IssueCredentialParams, spiffeId: string,
     sigil_bot: p.inst.bot,
     sigil_instance: p.inst.id,
   });
-  return { serial: jti, keyHash: `kid:${ctx.credentials.jwt.kid}`, fields: { token, audiences, issuer_url: ctx.publicUrl } };
+  return {
+    serial: jti,
+    keyHash: `kid:${ctx.credentials.jwt.kid}`,
+    fields: { token, audiences, issuer_url: ctx.publicUrl },
+  };
 }
 
-export function issueCredential(ctx: IssuerContext, p: IssueCredentialParams): { result: CredentialResult; record: CertificateRecord } {
+export function issueCredential(
+  ctx: IssuerContext,
+  p: IssueCredentialParams,
+): { result: CredentialResult; record: CertificateRecord } {
   const { grant, inst, now } = p;
   const spiffeId = spiffeIdFor(ctx.ca.trustDomain, inst.bot, inst.id);
   const notBefore = now - BACKDATE_MS;

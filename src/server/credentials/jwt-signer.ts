@@ -46,7 +46,8 @@ export class JwtSigner {
   readonly jwk: PublicJwk;
 
   constructor(private readonly key: KeyObject) {
-    if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') throw new TypeError('the JWT signing key must be ECDSA P-256');
+    if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
+      throw new TypeError('the JWT signing key must be ECDSA P-256');
     const pub = createPublicKey(key).export({ format: 'jwk' });
     const base = { kty: 'EC' as const, crv: 'P-256' as const, x: pub.x!, y: pub.y! };
     this.jwk = { ...base, kid: jwkThumbprint(base), alg: 'ES256', use: 'sig' };
@@ -60,7 +61,10 @@ export class JwtSigner {
   sign(claims: JwtSvidClaims): string {
     const header = b64u.encode(JSON.stringify({ alg: 'ES256', kid: this.kid, typ: 'JWT' }));
     const payload = b64u.encode(JSON.stringify(claims));
-    const sig = cryptoSign('sha256', Buffer.from(`${header}.${payload}`, 'ascii'), { key: this.key, dsaEncoding: 'ieee-p1363' });
+    const sig = cryptoSign('sha256', Buffer.from(`${header}.${payload}`, 'ascii'), {
+      key: this.key,
+      dsaEncoding: 'ieee-p1363',
+    });
     return `${header}.${payload}.${b64u.encode(sig)}`;
   }
 }

@@ -9,9 +9,18 @@ export function createIssuerMetrics(stores: Stores, now: () => number) {
   const registry = new Registry();
   const joins = registry.register(new Counter('sigil_joins_total', 'Successful joins by join method'));
   const renewals = registry.register(new Counter('sigil_renewals_total', 'Successful renewals'));
-  const refusals = registry.register(new Counter('sigil_refusals_total', 'Refused requests by operation, join method and error code'));
-  const requests = registry.register(new Counter('sigil_requests_total', 'Agent requests by transport (https, mqtt), operation and outcome (ok, an error code, or dropped_<reason>)'));
-  const authFailures = registry.register(new Counter('sigil_auth_failures_total', 'Requests refused for failed authentication (401/403)'));
+  const refusals = registry.register(
+    new Counter('sigil_refusals_total', 'Refused requests by operation, join method and error code'),
+  );
+  const requests = registry.register(
+    new Counter(
+      'sigil_requests_total',
+      'Agent requests by transport (https, mqtt), operation and outcome (ok, an error code, or dropped_<reason>)',
+    ),
+  );
+  const authFailures = registry.register(
+    new Counter('sigil_auth_failures_total', 'Requests refused for failed authentication (401/403)'),
+  );
   // Per-second buckets over the last minute: the "auth failures > 5 per minute" signal without
   // needing a PromQL rate (docs/alerts.yaml uses either).
   const authWindow = new Array<number>(60).fill(0);
@@ -33,18 +42,32 @@ export function createIssuerMetrics(stores: Stores, now: () => number) {
     }),
   );
   const issuance = registry.register(
-    new Histogram('sigil_issuance_seconds', 'Time to decide and sign a join or renewal', [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]),
+    new Histogram(
+      'sigil_issuance_seconds',
+      'Time to decide and sign a join or renewal',
+      [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    ),
   );
   registry.register(
-    new SampledGauge('sigil_certificates_expiring_soon', 'Current certificates expiring within 12 minutes, by bot', async () =>
-      (await stores.certificates.expiringBefore(now() + EXPIRING_WINDOW_MS, now())).map((r) => ({ labels: { bot: r.bot }, value: r.count })),
+    new SampledGauge(
+      'sigil_certificates_expiring_soon',
+      'Current certificates expiring within 12 minutes, by bot',
+      async () =>
+        (await stores.certificates.expiringBefore(now() + EXPIRING_WINDOW_MS, now())).map((r) => ({
+          labels: { bot: r.bot },
+          value: r.count,
+        })),
     ),
   );
   // Export zeros from the start so increase()/rate() see the first burst too.
   renewals.inc({}, 0);
   authFailures.inc({}, 0);
   const startedAt = now();
-  registry.register(new Gauge('sigil_issuer_uptime_seconds', 'Seconds since the issuer started', () => [{ labels: {}, value: Math.round((now() - startedAt) / 1000) }]));
+  registry.register(
+    new Gauge('sigil_issuer_uptime_seconds', 'Seconds since the issuer started', () => [
+      { labels: {}, value: Math.round((now() - startedAt) / 1000) },
+    ]),
+  );
   return { registry, joins, renewals, refusals, requests, authFailure, issuance };
 }
 

@@ -30,7 +30,11 @@ export const MAX_SERIES = 1000;
 
 export class Counter implements Metric {
   private readonly values = new Map<string, { labels: Labels; v: number }>();
-  constructor(readonly name: string, readonly help: string, private readonly maxSeries: number = MAX_SERIES) {}
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly maxSeries: number = MAX_SERIES,
+  ) {}
   inc(labels: Labels = {}, by = 1): void {
     let k = keyOf(labels);
     if (!this.values.has(k) && this.values.size >= this.maxSeries) {
@@ -56,7 +60,11 @@ export class Counter implements Metric {
 }
 
 export class Gauge implements Metric {
-  constructor(readonly name: string, readonly help: string, private readonly collect: () => Series) {}
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly collect: () => Series,
+  ) {}
   render(): string {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
     for (const { labels, value } of this.collect()) lines.push(`${this.name}${fmtLabels(labels)} ${value}`);
@@ -72,7 +80,11 @@ export class Gauge implements Metric {
  */
 export class SampledGauge implements Metric {
   private last: Series = [];
-  constructor(readonly name: string, readonly help: string, private readonly sample: () => Promise<Series>) {}
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly sample: () => Promise<Series>,
+  ) {}
   async refresh(): Promise<void> {
     this.last = await this.sample();
   }
@@ -87,7 +99,11 @@ export class Histogram implements Metric {
   private readonly counts: number[];
   private sum = 0;
   private count = 0;
-  constructor(readonly name: string, readonly help: string, private readonly buckets: number[]) {
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly buckets: number[],
+  ) {
     this.counts = buckets.map(() => 0);
   }
   observe(v: number): void {
@@ -98,7 +114,11 @@ export class Histogram implements Metric {
   render(): string {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
     this.buckets.forEach((b, i) => lines.push(`${this.name}_bucket{le="${b}"} ${this.counts[i]}`));
-    lines.push(`${this.name}_bucket{le="+Inf"} ${this.count}`, `${this.name}_sum ${this.sum}`, `${this.name}_count ${this.count}`);
+    lines.push(
+      `${this.name}_bucket{le="+Inf"} ${this.count}`,
+      `${this.name}_sum ${this.sum}`,
+      `${this.name}_count ${this.count}`,
+    );
     return lines.join('\n');
   }
 }

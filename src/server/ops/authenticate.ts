@@ -36,7 +36,8 @@ export interface Presented {
  * checked later, after the idempotent replay, so a lost response is still answered.
  */
 export function checkPresentedChain(ctx: IssuerContext, ders: Buffer[], op: string): Presented {
-  if (ders.length === 0) throw new SigilError('chain_invalid', `${op} must carry the current certificate chain in the JWS x5c header`);
+  if (ders.length === 0)
+    throw new SigilError('chain_invalid', `${op} must carry the current certificate chain in the JWS x5c header`);
   // Anything after the leaf must be our own intermediate; say precisely what is wrong otherwise.
   for (const [i, d] of ders.slice(1).entries()) {
     if (ctx.issuingCas.some((c) => c.certDer.equals(d))) continue;
@@ -46,7 +47,11 @@ export function checkPresentedChain(ctx: IssuerContext, ders: Buffer[], op: stri
   const leaf = verifyOwnLeaf(ders[0]!, ctx.issuingCas);
   const prefix = `spiffe://${ctx.ca.trustDomain}/bot/`;
   const rest = leaf.spiffeId?.startsWith(prefix) ? leaf.spiffeId.slice(prefix.length).split('/') : [];
-  if (rest.length !== 2 || !rest[0] || !rest[1]) throw new SigilError('chain_invalid', `the presented certificate is not a Sigil bot identity of trust domain ${ctx.ca.trustDomain}`);
+  if (rest.length !== 2 || !rest[0] || !rest[1])
+    throw new SigilError(
+      'chain_invalid',
+      `the presented certificate is not a Sigil bot identity of trust domain ${ctx.ca.trustDomain}`,
+    );
   const publicKey = createPublicKey({ key: leaf.fields.spki, format: 'der', type: 'spki' });
   return { leaf, publicKey, bot: rest[0], instanceId: rest[1], serial: leaf.serial };
 }
@@ -90,30 +95,63 @@ export function authenticateRequest(
  */
 export function checkNamedSigner(who: Presented, named: { instance_id: string; serial: string }): void {
   if (named.instance_id !== who.instanceId) {
-    throw new SigilError('signer_mismatch', `the request names instance ${named.instance_id} but is signed by instance ${who.instanceId}`);
+    throw new SigilError(
+      'signer_mismatch',
+      `the request names instance ${named.instance_id} but is signed by instance ${who.instanceId}`,
+    );
   }
   if (named.serial !== who.serial) {
-    throw new SigilError('signer_mismatch', `the request names certificate ${named.serial} but is signed with certificate ${who.serial}`);
+    throw new SigilError(
+      'signer_mismatch',
+      `the request names certificate ${named.serial} but is signed with certificate ${who.serial}`,
+    );
   }
 }
 
 /** Phase 2: the presented identity is current, its instance and bot usable (see the module comment). */
-export async function checkCurrentIdentity(ctx: IssuerContext, who: Presented, timestamp: number, now: number): Promise<{ inst: InstanceRecord; certRec: CertificateRecord }> {
+export async function checkCurrentIdentity(
+  ctx: IssuerContext,
+  who: Presented,
+  timestamp: number,
+  now: number,
+): Promise<{ inst: InstanceRecord; certRec: CertificateRecord }> {
   if (who.leaf.fields.notAfter.getTime() <= now) {
-    throw new SigilError('cert_expired', `the presented certificate expired at ${who.leaf.fields.notAfter.toISOString()}; the agent must join again`);
+    throw new SigilError(
+      'cert_expired',
+      `the presented certificate expired at ${who.leaf.fields.notAfter.toISOString()}; the agent must join again`,
+    );
   }
   const skew = timestamp - now;
   if (Math.abs(skew) > ctx.skewMs) {
-    throw new SigilError('stale_request', `request timestamp differs from the issuer's clock by ${Math.round(skew / 1000)} s (allowed ±${ctx.skewMs / 1000} s); check the agent's clock (NTP)`);
+    throw new SigilError(
+      'stale_request',
+      `request timestamp differs from the issuer's clock by ${Math.round(skew / 1000)} s (allowed ±${ctx.skewMs / 1000} s); check the agent's clock (NTP)`,
+    );
   }
   // Three independent reads, asked at once (one round trip's wait on a networked store); the
   // checks below still run, and refuse, in the order the module comment gives.
-  const [inst, botLocked, certRec] = await Promise.all([ctx.stores.instances.get(who.instanceId), ctx.stores.botLocks.isLocked(who.bot), ctx.stores.certificates.get(who.serial)]);
-  if (!inst || inst.bot !== who.bot) throw new SigilError('unknown_instance', `instance ${who.instanceId} is not known to this issuer`);
-  if (inst.locked) throw new SigilError('instance_locked', `instance ${inst.id} is locked (${inst.lockReason ?? 'by an administrator'}); unlock with: sigil ctl --data-dir <issuer-data-dir> unlock ${inst.id}`);
-  if (botLocked) throw new SigilError('bot_locked', `bot "${inst.bot}" is locked; unlock with: sigil ctl --data-dir <issuer-data-dir> unlock ${inst.bot}`);
+  const [inst, botLocked, certRec] = await Promise.all([
+    ctx.stores.instances.get(who.instanceId),
+    ctx.stores.botLocks.isLocked(who.bot),
+    ctx.stores.certificates.get(who.serial),
+  ]);
+  if (!inst || inst.bot !== who.bot)
+    throw new SigilError('unknown_instance', `instance ${who.instanceId} is not known to this issuer`);
+  if (inst.locked)
+    throw new SigilError(
+      'instance_locked',
+      `instance ${inst.id} is locked (${inst.lockReason ?? 'by an administrator'}); unlock with: sigil ctl --data-dir <issuer-data-dir> unlock ${inst.id}`,
+    );
+  if (botLocked)
+    throw new SigilError(
+      'bot_locked',
+      `bot "${inst.bot}" is locked; unlock with: sigil ctl --data-dir <issuer-data-dir> unlock ${inst.bot}`,
+    );
   if (!certRec || certRec.instanceId !== inst.id || certRec.kind !== IDENTITY_CERT_KIND) {
-    throw new SigilError('chain_invalid', `certificate serial ${who.serial} is not an identity issued to instance ${inst.id}`);
+    throw new SigilError(
+      'chain_invalid',
+      `certificate serial ${who.serial} is not an identity issued to instance ${inst.id}`,
+    );
   }
   if (certRec.generation < inst.generation) {
     // An older credential is being used after a newer one was issued: either a stolen copy
@@ -121,7 +159,10 @@ export async function checkCurrentIdentity(ctx: IssuerContext, who: Presented, t
     const reason = `generation_mismatch: presented generation ${certRec.generation}, current ${inst.generation}`;
     // One write: a transaction of its own (store contract).
     await ctx.stores.instances.setLocked(inst.id, true, reason, now);
-    throw new SigilError('generation_mismatch', `stale credential generation ${certRec.generation} presented (current is ${inst.generation}); instance ${inst.id} is now locked. If this is not a stolen credential, inspect with \`sigil ctl --data-dir <issuer-data-dir> instances ls\` and run \`sigil ctl --data-dir <issuer-data-dir> unlock ${inst.id}\``);
+    throw new SigilError(
+      'generation_mismatch',
+      `stale credential generation ${certRec.generation} presented (current is ${inst.generation}); instance ${inst.id} is now locked. If this is not a stolen credential, inspect with \`sigil ctl --data-dir <issuer-data-dir> instances ls\` and run \`sigil ctl --data-dir <issuer-data-dir> unlock ${inst.id}\``,
+    );
   }
   return { inst, certRec };
 }

@@ -19,14 +19,29 @@ import { signResponse } from './respond.js';
 /** Expired challenges are kept this long, so a late replay gets `challenge_reused`/`expired`, not `invalid`. */
 const KEEP_EXPIRED_MS = 60 * 60_000;
 
-export async function issueChallenge(ctx: IssuerContext, method: string, requestId: string, spkiDer: Buffer, ch: ChallengeRequired['challenge']): Promise<Jws> {
+export async function issueChallenge(
+  ctx: IssuerContext,
+  method: string,
+  requestId: string,
+  spkiDer: Buffer,
+  ch: ChallengeRequired['challenge'],
+): Promise<Jws> {
   const now = ctx.now();
   const ttl = Math.max(1_000, Math.min(ch.ttlMs ?? MAX_CHALLENGE_TTL_MS, MAX_CHALLENGE_TTL_MS));
   const id = randomBytes(16).toString('base64url');
   const nonce = randomBytes(32);
   await ctx.stores.withWriteTx(async (tx) => {
     await tx.challenges.prune(now - KEEP_EXPIRED_MS);
-    await tx.challenges.create({ id, method, requestId, spkiHash: challengeKeyHash(spkiDer), nonce, state: ch.state ?? {}, createdAt: now, expiresAt: now + ttl });
+    await tx.challenges.create({
+      id,
+      method,
+      requestId,
+      spkiHash: challengeKeyHash(spkiDer),
+      nonce,
+      state: ch.state ?? {},
+      createdAt: now,
+      expiresAt: now + ttl,
+    });
   });
   ctx.log.debug({ op: 'join', method, request_id: requestId, expires_in_ms: ttl }, 'join challenge issued');
   const payload: ChallengePayload = {
@@ -34,7 +49,13 @@ export async function issueChallenge(ctx: IssuerContext, method: string, request
     op: 'join',
     request_id: requestId,
     issued_at: now,
-    challenge: { challenge_id: id, method, nonce: nonce.toString('base64url'), expires_at: now + ttl, data: ch.data ?? {} },
+    challenge: {
+      challenge_id: id,
+      method,
+      nonce: nonce.toString('base64url'),
+      expires_at: now + ttl,
+      data: ch.data ?? {},
+    },
   };
   return signResponse(ctx, JSON.stringify(payload));
 }

@@ -19,13 +19,26 @@
 import { SigilError, toSigilError } from '../../errors.js';
 import type { KeyObject } from 'node:crypto';
 import { answerKeyObject, sealToAnswerKey } from '../../protocol/answer-key.js';
-import { credentialRequestSchema, KIND_FIELDS, KIND_SPECIFIC_FIELDS, SECRET_KINDS, type CredentialRequest, type CredentialResult } from '../../protocol/credential-messages.js';
+import {
+  credentialRequestSchema,
+  KIND_FIELDS,
+  KIND_SPECIFIC_FIELDS,
+  SECRET_KINDS,
+  type CredentialRequest,
+  type CredentialResult,
+} from '../../protocol/credential-messages.js';
 import type { Jws } from '../../protocol/jws.js';
 import { checkVersion, parseWith } from '../../protocol/messages.js';
 import { issueCredential } from '../credentials/issue-credential.js';
 import type { IssuerContext } from '../issuer.js';
 import { decideCredential } from '../policy/credentials.js';
-import { authenticateRequest, checkCurrentIdentity, checkNamedSigner, type OpHooks, type Presented } from './authenticate.js';
+import {
+  authenticateRequest,
+  checkCurrentIdentity,
+  checkNamedSigner,
+  type OpHooks,
+  type Presented,
+} from './authenticate.js';
 import { auditRefusal } from './refusal.js';
 import { recordAnswer, replayIfSeen, signedRequest, signResponse } from './respond.js';
 
@@ -33,7 +46,10 @@ function checkFieldsForKind(req: CredentialRequest): void {
   const allowed = KIND_FIELDS[req.kind];
   for (const f of KIND_SPECIFIC_FIELDS) {
     if (req[f] !== undefined && !allowed.includes(f)) {
-      const hint = f === 'public_key' && allowed.includes('csr') ? ' (send csr: a PKCS#10 request signed by the key proves possession of it)' : '';
+      const hint =
+        f === 'public_key' && allowed.includes('csr')
+          ? ' (send csr: a PKCS#10 request signed by the key proves possession of it)'
+          : '';
       throw new SigilError('bad_request', `credential request: ${f} does not apply to kind ${req.kind}${hint}`);
     }
   }
@@ -47,7 +63,10 @@ function checkFieldsForKind(req: CredentialRequest): void {
 function answerKeyFor(req: CredentialRequest, confidential: boolean): KeyObject | undefined {
   if (req.answer_key) return answerKeyObject(req.answer_key);
   if (!confidential && SECRET_KINDS.has(req.kind)) {
-    throw new SigilError('answer_key_required', `a ${req.kind} credential over this carrier (MQTT: the broker and its other clients read the answer) must carry answer_key, an ephemeral P-256 public key the secret is encrypted to; update the agent`);
+    throw new SigilError(
+      'answer_key_required',
+      `a ${req.kind} credential over this carrier (MQTT: the broker and its other clients read the answer) must carry answer_key, an ephemeral P-256 public key the secret is encrypted to; update the agent`,
+    );
   }
   return undefined;
 }
@@ -68,7 +87,12 @@ export interface CredentialCall {
   confidential?: boolean;
 }
 
-export async function handleCredential(ctx: IssuerContext, body: unknown, remote: string | null, call: CredentialCall = {}): Promise<Jws> {
+export async function handleCredential(
+  ctx: IssuerContext,
+  body: unknown,
+  remote: string | null,
+  call: CredentialCall = {},
+): Promise<Jws> {
   const { hooks, confidential = false } = call;
   let who: Presented | undefined;
   let req: CredentialRequest | undefined;
@@ -79,7 +103,10 @@ export async function handleCredential(ctx: IssuerContext, body: unknown, remote
     checkNamedSigner(auth.who, req);
     checkFieldsForKind(req);
     const answerKey = answerKeyFor(req, confidential);
-    const signed = signedRequest(auth.jws, auth.verified.payloadBytes, req.request_id, { keyHash: auth.who.leaf.spkiHash, instanceId: auth.who.instanceId });
+    const signed = signedRequest(auth.jws, auth.verified.payloadBytes, req.request_id, {
+      keyHash: auth.who.leaf.spkiHash,
+      instanceId: auth.who.instanceId,
+    });
 
     const replay = await replayIfSeen(ctx.stores, signed);
     if (replay) return signResponse(ctx, replay);
@@ -132,7 +159,12 @@ export async function handleCredential(ctx: IssuerContext, body: unknown, remote
     return signResponse(ctx, payload);
   } catch (err) {
     const e = toSigilError(err);
-    await auditRefusal(ctx, 'credential', e, { bot: who?.bot ?? null, instanceId: who?.instanceId ?? null, remote, requestId: req?.request_id });
+    await auditRefusal(ctx, 'credential', e, {
+      bot: who?.bot ?? null,
+      instanceId: who?.instanceId ?? null,
+      remote,
+      requestId: req?.request_id,
+    });
     throw e;
   }
 }

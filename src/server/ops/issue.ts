@@ -22,7 +22,8 @@ export const BACKDATE_MS = 60_000;
 /** The issuer's renewal hint: half the lifetime (the agent adds ±10% jitter). */
 export const RENEW_FRACTION = 0.5;
 
-export const spiffeIdFor = (trustDomain: string, bot: string, instanceId: string): string => `spiffe://${trustDomain}/bot/${bot}/${instanceId}`;
+export const spiffeIdFor = (trustDomain: string, bot: string, instanceId: string): string =>
+  `spiffe://${trustDomain}/bot/${bot}/${instanceId}`;
 
 export function spkiHash(spkiDer: Buffer): string {
   return 'sha256:' + createHash('sha256').update(spkiDer).digest('hex');
@@ -73,19 +74,50 @@ export async function issueIdentity(ctx: IssuerContext, tx: TxStores, p: IssuePa
   const subject = svidSubject(ctx.ca.trustDomain, p.instanceId);
   let der: Buffer;
   try {
-    der = ctx.engine.issueSvid({ serial, spkiDer: p.spkiDer, spiffeId, notBefore: new Date(notBefore), notAfter: new Date(notAfter), subject });
+    der = ctx.engine.issueSvid({
+      serial,
+      spkiDer: p.spkiDer,
+      spiffeId,
+      notBefore: new Date(notBefore),
+      notAfter: new Date(notAfter),
+      subject,
+    });
   } catch (e) {
     throw new SigilError('internal', 'certificate signing failed', { cause: e });
   }
   const serialStr = serialHex(serial);
-  const record = { instanceId: p.instanceId, bot: p.bot.name, generation: p.generation, notBefore, notAfter, requestId: p.requestId, issuedAt: now };
-  await tx.certificates.insert({ ...record, serial: serialStr, kind: 'x509-svid', keyStorage: p.keyStorage, exportable: p.exportable, spkiHash: spkiHash(p.spkiDer) });
+  const record = {
+    instanceId: p.instanceId,
+    bot: p.bot.name,
+    generation: p.generation,
+    notBefore,
+    notAfter,
+    requestId: p.requestId,
+    issuedAt: now,
+  };
+  await tx.certificates.insert({
+    ...record,
+    serial: serialStr,
+    kind: 'x509-svid',
+    keyStorage: p.keyStorage,
+    exportable: p.exportable,
+    spkiHash: spkiHash(p.spkiDer),
+  });
   let transport: { serial: string; chain: string[] } | undefined;
   if (p.transportSpkiDer) {
     transport = signTransportCert(ctx, { spkiDer: p.transportSpkiDer, subject, notBefore, notAfter });
-    await tx.certificates.insert(transportCertRecord({ ...record, serial: transport.serial, spkiHash: spkiHash(p.transportSpkiDer) }));
+    await tx.certificates.insert(
+      transportCertRecord({ ...record, serial: transport.serial, spkiHash: spkiHash(p.transportSpkiDer) }),
+    );
   }
-  await tx.instances.recordIssue(p.instanceId, { generation: p.generation, serial: serialStr, notAfter, keyStorage: p.keyStorage, exportable: p.exportable, now });
+  await tx.instances.recordIssue(p.instanceId, {
+    generation: p.generation,
+    serial: serialStr,
+    notAfter,
+    keyStorage: p.keyStorage,
+    exportable: p.exportable,
+    now,
+  });
   const result: IdentityResult = {
     instance_id: p.instanceId,
     spiffe_id: spiffeId,

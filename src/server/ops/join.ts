@@ -66,25 +66,52 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
 
     const skew = req.timestamp - ctx.now();
     if (Math.abs(skew) > ctx.skewMs) {
-      throw new SigilError('stale_request', `request timestamp differs from the issuer's clock by ${Math.round(skew / 1000)} s (allowed ±${ctx.skewMs / 1000} s); check the agent's clock (NTP)`);
+      throw new SigilError(
+        'stale_request',
+        `request timestamp differs from the issuer's clock by ${Math.round(skew / 1000)} s (allowed ±${ctx.skewMs / 1000} s); check the agent's clock (NTP)`,
+      );
     }
     // Before the method runs: a bad transport CSR is refused before any evidence is spent.
-    const transportSpkiDer = req.transport_csr !== undefined ? checkTransportCsr(req.transport_csr, [csr.spkiDer]) : undefined;
+    const transportSpkiDer =
+      req.transport_csr !== undefined ? checkTransportCsr(req.transport_csr, [csr.spkiDer]) : undefined;
     const built = ctx.methods.get(req.method);
-    if (!built) throw new SigilError('unknown_join_method', `join method "${req.method}" is not enabled on this issuer (enabled: ${ctx.methods.names().join(', ')})`);
+    if (!built)
+      throw new SigilError(
+        'unknown_join_method',
+        `join method "${req.method}" is not enabled on this issuer (enabled: ${ctx.methods.names().join(', ')})`,
+      );
     const method = built.server;
     const now = ctx.now();
     // The challenge lifecycle is the host's (join/challenge.ts): an answer's challenge is opened
     // here, before the method sees the answer, and used up below in the issuing transaction.
-    const challenge = isChallengeAnswer(req.evidence) ? await openChallenge(ctx.stores.challenges, req.evidence.challenge_id, { method: method.name, requestId: req.request_id, spkiDer: csr.spkiDer, now }) : undefined;
-    const input = { evidence: req.evidence, requestId: req.request_id, spkiDer: csr.spkiDer, now, remote, ...(challenge ? { challenge } : {}) };
+    const challenge = isChallengeAnswer(req.evidence)
+      ? await openChallenge(ctx.stores.challenges, req.evidence.challenge_id, {
+          method: method.name,
+          requestId: req.request_id,
+          spkiDer: csr.spkiDer,
+          now,
+        })
+      : undefined;
+    const input = {
+      evidence: req.evidence,
+      requestId: req.request_id,
+      spkiDer: csr.spkiDer,
+      now,
+      remote,
+      ...(challenge ? { challenge } : {}),
+    };
     const step = await method.attest(input, attestPort(ctx.stores, built, ctx.now, ctx.log));
     // A method with a challenge round (x509, tpm, azure) first asks the agent to answer a challenge.
-    if (isChallengeRequired(step)) return await issueChallenge(ctx, method.name, req.request_id, csr.spkiDer, step.challenge);
+    if (isChallengeRequired(step))
+      return await issueChallenge(ctx, method.name, req.request_id, csr.spkiDer, step.challenge);
     const att = step;
     botName = att.bot;
     const bot = await resolveBot(ctx.stores, att.bot);
-    if (await ctx.stores.botLocks.isLocked(bot.name)) throw new SigilError('bot_locked', `bot "${bot.name}" is locked; unlock with: sigil ctl --data-dir <issuer-data-dir> unlock ${bot.name}`);
+    if (await ctx.stores.botLocks.isLocked(bot.name))
+      throw new SigilError(
+        'bot_locked',
+        `bot "${bot.name}" is locked; unlock with: sigil ctl --data-dir <issuer-data-dir> unlock ${bot.name}`,
+      );
     const r = req;
     // What the method proved about the key (tpm: TPM2_Certify); an unproven claim counts for nothing.
     const keyStorage = att.keyStorage ?? 'software';
@@ -101,7 +128,11 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
       if (challenge) await consumeChallenge(tx.challenges, challenge.id, now);
       await att.commit?.(commitPort(tx, built, now, instanceId));
       if (existing) {
-        if (existing.locked) throw new SigilError('instance_locked', `instance ${existing.id} is locked (${existing.lockReason ?? 'by an administrator'})`);
+        if (existing.locked)
+          throw new SigilError(
+            'instance_locked',
+            `instance ${existing.id} is locked (${existing.lockReason ?? 'by an administrator'})`,
+          );
         await tx.instances.updateFacts(existing.id, att.facts, now);
       } else {
         await tx.instances.create({
@@ -138,7 +169,18 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
           instanceId,
           method: method.name,
           remote,
-          details: { serial: result.serial, spiffe_id: result.spiffe_id, generation: result.generation, ttl_s: result.ttl_s, ttl_clamped: result.ttl_clamped, rejoin: existing !== undefined, key_storage: result.key_storage, exportable: result.exportable, ...(transportSerial ? { transport_serial: transportSerial } : {}), ...att.facts },
+          details: {
+            serial: result.serial,
+            spiffe_id: result.spiffe_id,
+            generation: result.generation,
+            ttl_s: result.ttl_s,
+            ttl_clamped: result.ttl_clamped,
+            rejoin: existing !== undefined,
+            key_storage: result.key_storage,
+            exportable: result.exportable,
+            ...(transportSerial ? { transport_serial: transportSerial } : {}),
+            ...att.facts,
+          },
         },
       });
     });
@@ -147,7 +189,12 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
     return signResponse(ctx, payload);
   } catch (err) {
     const e = toSigilError(err);
-    await auditRefusal(ctx, 'join', e, { method: req?.method ?? null, bot: botName ?? null, remote, requestId: req?.request_id });
+    await auditRefusal(ctx, 'join', e, {
+      method: req?.method ?? null,
+      bot: botName ?? null,
+      remote,
+      requestId: req?.request_id,
+    });
     throw e;
   }
 }

@@ -28,12 +28,20 @@ export interface RefusalWho {
  * (util/untrusted-text.ts). Callers await it before answering: the row is written first.
  */
 export async function auditRefusal(ctx: IssuerContext, op: string, e: SigilError, who: RefusalWho): Promise<void> {
-  const labels = { op: REFUSAL_OPS.has(op) ? op : 'other', method: methodLabel(ctx, who.method), code: isErrorCode(e.code) ? e.code : 'other' };
+  const labels = {
+    op: REFUSAL_OPS.has(op) ? op : 'other',
+    method: methodLabel(ctx, who.method),
+    code: isErrorCode(e.code) ? e.code : 'other',
+  };
   ctx.metrics.refusals.inc(labels);
   if (AUTH_STATUSES.has(e.status)) ctx.metrics.authFailure();
   const message = capMessage(e.message);
   if (!authenticated(e, who)) {
-    const { record, due } = ctx.refusalSampler.admit({ source: refusalSource(who.remote), op: labels.op, code: labels.code }, message, ctx.now());
+    const { record, due } = ctx.refusalSampler.admit(
+      { source: refusalSource(who.remote), op: labels.op, code: labels.code },
+      message,
+      ctx.now(),
+    );
     for (const s of due) await recordSummary(ctx, s);
     if (!record) return;
   }
@@ -91,8 +99,18 @@ function recordSummary(ctx: IssuerContext, s: RefusalSummary): Promise<void> {
     interval_s: Math.round(s.intervalMs / 1000),
     sample: s.sample,
   };
-  ctx.log.warn({ source: s.source, code: s.code, ...details }, `${s.op} refused ${s.count} more times from ${s.source} (summarised)`);
-  return append(ctx, { action: 'refusal_summary', outcome: 'refused', code: s.code, actor: 'agent', remote: s.source, details });
+  ctx.log.warn(
+    { source: s.source, code: s.code, ...details },
+    `${s.op} refused ${s.count} more times from ${s.source} (summarised)`,
+  );
+  return append(ctx, {
+    action: 'refusal_summary',
+    outcome: 'refused',
+    code: s.code,
+    actor: 'agent',
+    remote: s.source,
+    details,
+  });
 }
 
 async function append(ctx: IssuerContext, ev: AuditEvent): Promise<void> {

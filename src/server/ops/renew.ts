@@ -21,13 +21,24 @@ import type { KeyStorage } from '../../keystore/signer.js';
 import { verifyKeyAttestation } from '../../attest/key-attestation.js';
 import type { IssuerContext } from '../issuer.js';
 import { resolveBot } from '../policy/resources.js';
-import { authenticateRequest, checkCurrentIdentity, checkNamedSigner, type OpHooks, type Presented } from './authenticate.js';
+import {
+  authenticateRequest,
+  checkCurrentIdentity,
+  checkNamedSigner,
+  type OpHooks,
+  type Presented,
+} from './authenticate.js';
 import { issueIdentity, spkiHash } from './issue.js';
 import { recordAnswer, replayIfSeen, signedRequest, signResponse } from './respond.js';
 import { auditRefusal } from './refusal.js';
 import { checkTransportCsr } from './transport-cert.js';
 
-export async function handleRenew(ctx: IssuerContext, body: unknown, remote: string | null, hooks?: OpHooks): Promise<Jws> {
+export async function handleRenew(
+  ctx: IssuerContext,
+  body: unknown,
+  remote: string | null,
+  hooks?: OpHooks,
+): Promise<Jws> {
   const started = process.hrtime.bigint();
   let who: Presented | undefined;
   let req: RenewRequest | undefined;
@@ -37,7 +48,10 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
     checkVersion(verified.payload);
     req = parseWith(renewRequestSchema, verified.payload, 'bad_request', 'renew request');
     checkNamedSigner(auth.who, req);
-    const signed = signedRequest(auth.jws, verified.payloadBytes, req.request_id, { keyHash: auth.who.leaf.spkiHash, instanceId: auth.who.instanceId });
+    const signed = signedRequest(auth.jws, verified.payloadBytes, req.request_id, {
+      keyHash: auth.who.leaf.spkiHash,
+      instanceId: auth.who.instanceId,
+    });
 
     const replay = await replayIfSeen(ctx.stores, signed);
     if (replay) return signResponse(ctx, replay);
@@ -46,7 +60,8 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
     const { inst, certRec } = await checkCurrentIdentity(ctx, auth.who, req.timestamp, now);
 
     const csr = parseCsr(req.csr);
-    if (spkiHash(csr.spkiDer) === auth.who.leaf.spkiHash) throw new SigilError('key_reused', 'the CSR carries the current key; renewal must rotate to a new key');
+    if (spkiHash(csr.spkiDer) === auth.who.leaf.spkiHash)
+      throw new SigilError('key_reused', 'the CSR carries the current key; renewal must rotate to a new key');
     // Only a proven claim counts: a renewal without key_attestation is a software, exportable key.
     let keyStorage: KeyStorage = 'software';
     let exportable = true;
@@ -56,7 +71,8 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
       exportable = false;
     }
     const currentSpki = Buffer.from(auth.who.leaf.fields.spki);
-    const transportSpkiDer = req.transport_csr !== undefined ? checkTransportCsr(req.transport_csr, [csr.spkiDer, currentSpki]) : undefined;
+    const transportSpkiDer =
+      req.transport_csr !== undefined ? checkTransportCsr(req.transport_csr, [csr.spkiDer, currentSpki]) : undefined;
 
     const bot = await resolveBot(ctx.stores, inst.bot);
     const r = req;
@@ -66,7 +82,8 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
       // Re-read under the write lock: a concurrent renewal of the same generation must not
       // produce two successors.
       const fresh = (await tx.instances.get(inst.id))!;
-      if (fresh.generation !== certRec.generation) throw new SigilError('generation_mismatch', 'a concurrent renewal already advanced this instance');
+      if (fresh.generation !== certRec.generation)
+        throw new SigilError('generation_mismatch', 'a concurrent renewal already advanced this instance');
       const { result, transportSerial } = await issueIdentity(ctx, tx, {
         op: 'renew',
         requestId: r.request_id,
@@ -89,7 +106,16 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
           instanceId: inst.id,
           method: inst.joinMethod,
           remote,
-          details: { serial: result.serial, previous_serial: certRec.serial, generation: result.generation, ttl_s: result.ttl_s, ttl_clamped: result.ttl_clamped, key_storage: keyStorage, exportable, ...(transportSerial ? { transport_serial: transportSerial } : {}) },
+          details: {
+            serial: result.serial,
+            previous_serial: certRec.serial,
+            generation: result.generation,
+            ttl_s: result.ttl_s,
+            ttl_clamped: result.ttl_clamped,
+            key_storage: keyStorage,
+            exportable,
+            ...(transportSerial ? { transport_serial: transportSerial } : {}),
+          },
         },
       });
     });
@@ -98,7 +124,12 @@ export async function handleRenew(ctx: IssuerContext, body: unknown, remote: str
     return signResponse(ctx, payload);
   } catch (err) {
     const e = toSigilError(err);
-    await auditRefusal(ctx, 'renew', e, { bot: who?.bot ?? null, instanceId: who?.instanceId ?? null, remote, requestId: req?.request_id });
+    await auditRefusal(ctx, 'renew', e, {
+      bot: who?.bot ?? null,
+      instanceId: who?.instanceId ?? null,
+      remote,
+      requestId: req?.request_id,
+    });
     throw e;
   }
 }

@@ -2,12 +2,23 @@ import { createHash } from 'node:crypto';
 import { SigilError } from '../../errors.js';
 import { signJwsWithKey, type Jws } from '../../protocol/jws.js';
 import { requestHash } from '../../protocol/request-hash.js';
-import { PROTOCOL_VERSION, TYP_RESPONSE, type ErrorResponsePayload, type RequestOp, type ResponsePayload } from '../../protocol/messages.js';
+import {
+  PROTOCOL_VERSION,
+  TYP_RESPONSE,
+  type ErrorResponsePayload,
+  type RequestOp,
+  type ResponsePayload,
+} from '../../protocol/messages.js';
 import type { IssuerContext } from '../issuer.js';
 import type { AuditEvent, TxStores } from '../store/types.js';
 
 /** Serialise a response payload once; the same string is stored for idempotent replays. */
-export function responsePayload<T>(ctx: IssuerContext, op: ResponsePayload<T>['op'], requestId: string | null, result: T): string {
+export function responsePayload<T>(
+  ctx: IssuerContext,
+  op: ResponsePayload<T>['op'],
+  requestId: string | null,
+  result: T,
+): string {
   const p: ResponsePayload<T> = { v: PROTOCOL_VERSION, op, request_id: requestId, issued_at: ctx.now(), result };
   return JSON.stringify(p);
 }
@@ -19,10 +30,23 @@ export function responsePayload<T>(ctx: IssuerContext, op: ResponsePayload<T>['o
 export async function recordAnswer<T>(
   ctx: IssuerContext,
   tx: TxStores,
-  a: { op: RequestOp; request: SignedRequest; result: T; now: number; audit: Omit<AuditEvent, 'action' | 'outcome' | 'actor'> },
+  a: {
+    op: RequestOp;
+    request: SignedRequest;
+    result: T;
+    now: number;
+    audit: Omit<AuditEvent, 'action' | 'outcome' | 'actor'>;
+  },
 ): Promise<string> {
   const json = responsePayload(ctx, a.op, a.request.requestId, a.result);
-  await tx.idempotency.put({ requestId: a.request.requestId, requestHash: a.request.hash, signer: signerTag(a.request.signer), op: a.op, response: json, createdAt: a.now });
+  await tx.idempotency.put({
+    requestId: a.request.requestId,
+    requestHash: a.request.hash,
+    signer: signerTag(a.request.signer),
+    op: a.op,
+    response: json,
+    createdAt: a.now,
+  });
   await tx.audit.append({ action: a.op, outcome: 'ok', actor: 'agent', ...a.audit }, a.now);
   return json;
 }
@@ -50,8 +74,18 @@ export interface SignedRequest {
   legacyHash: string;
 }
 
-export function signedRequest(jws: { protected: string; payload: string }, payloadBytes: Buffer, requestId: string, signer: RequestSigner): SignedRequest {
-  return { requestId, hash: requestHash(jws), signer, legacyHash: createHash('sha256').update(payloadBytes).digest('hex') };
+export function signedRequest(
+  jws: { protected: string; payload: string },
+  payloadBytes: Buffer,
+  requestId: string,
+  signer: RequestSigner,
+): SignedRequest {
+  return {
+    requestId,
+    hash: requestHash(jws),
+    signer,
+    legacyHash: createHash('sha256').update(payloadBytes).digest('hex'),
+  };
 }
 
 const signerTag = (s: RequestSigner): string => (s.instanceId ? `${s.instanceId} ${s.keyHash}` : s.keyHash);
@@ -70,9 +104,13 @@ export async function replayIfSeen(stores: TxStores, r: SignedRequest): Promise<
   if (!seen) return undefined;
   if (seen.signer === '') return legacyReplay(seen.requestHash, seen.response, r);
   if (seen.signer !== signerTag(r.signer)) {
-    throw new SigilError('request_id_conflict', `request id ${r.requestId} was already answered to another signer; this request is refused and recorded`);
+    throw new SigilError(
+      'request_id_conflict',
+      `request id ${r.requestId} was already answered to another signer; this request is refused and recorded`,
+    );
   }
-  if (seen.requestHash !== r.hash) throw new SigilError('request_id_conflict', `request id ${r.requestId} was already used for a different request`);
+  if (seen.requestHash !== r.hash)
+    throw new SigilError('request_id_conflict', `request id ${r.requestId} was already used for a different request`);
   return seen.response;
 }
 
@@ -84,7 +122,8 @@ export async function replayIfSeen(stores: TxStores, r: SignedRequest): Promise<
  * so its payload hash already binds the signer.
  */
 function legacyReplay(storedHash: string, response: string, r: SignedRequest): string {
-  if (storedHash !== r.legacyHash) throw new SigilError('request_id_conflict', `request id ${r.requestId} was already used for a different request`);
+  if (storedHash !== r.legacyHash)
+    throw new SigilError('request_id_conflict', `request id ${r.requestId} was already used for a different request`);
   if (r.signer.instanceId !== undefined) {
     let answered: unknown;
     try {
@@ -93,7 +132,10 @@ function legacyReplay(storedHash: string, response: string, r: SignedRequest): s
       answered = undefined;
     }
     if (answered !== undefined && answered !== r.signer.instanceId) {
-      throw new SigilError('request_id_conflict', `request id ${r.requestId} was already answered to another signer; this request is refused and recorded`);
+      throw new SigilError(
+        'request_id_conflict',
+        `request id ${r.requestId} was already answered to another signer; this request is refused and recorded`,
+      );
     }
   }
   return response;
@@ -104,7 +146,13 @@ function legacyReplay(storedHash: string, response: string, r: SignedRequest): s
  * are untrusted for integrity (MQTT). Never stored: a refusal changes nothing, so a retry of the
  * same request is simply decided again.
  */
-export function signErrorResponse(ctx: IssuerContext, op: string, requestId: string | null, requestHash: string | null, e: SigilError): Jws {
+export function signErrorResponse(
+  ctx: IssuerContext,
+  op: string,
+  requestId: string | null,
+  requestHash: string | null,
+  e: SigilError,
+): Jws {
   const w = e.toWire();
   const p: ErrorResponsePayload = {
     v: PROTOCOL_VERSION,
@@ -112,7 +160,12 @@ export function signErrorResponse(ctx: IssuerContext, op: string, requestId: str
     request_id: requestId,
     request_hash: requestHash,
     issued_at: ctx.now(),
-    error: { code: w.code, message: w.message, retryable: w.retryable, ...(w.retryAfterMs !== undefined ? { retry_after_ms: w.retryAfterMs } : {}) },
+    error: {
+      code: w.code,
+      message: w.message,
+      retryable: w.retryable,
+      ...(w.retryAfterMs !== undefined ? { retry_after_ms: w.retryAfterMs } : {}),
+    },
   };
   return signJwsWithKey(ctx.server.key, 'ES256', TYP_RESPONSE, JSON.stringify(p), ctx.server.chainDer);
 }

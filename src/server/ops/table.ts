@@ -95,7 +95,8 @@ export const OPERATIONS: Readonly<Record<Op, Operation>> = {
     answerTo: 'signer',
     rateLimited: false,
     audited: true,
-    handle: (ctx, r) => handleCredential(ctx, r.body, r.remote, { confidential: r.confidential, ...(r.hooks ? { hooks: r.hooks } : {}) }),
+    handle: (ctx, r) =>
+      handleCredential(ctx, r.body, r.remote, { confidential: r.confidential, ...(r.hooks ? { hooks: r.hooks } : {}) }),
   },
   bundle: {
     name: 'bundle',

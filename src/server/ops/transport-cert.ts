@@ -41,10 +41,16 @@ export function checkTransportCsr(text: string, identitySpkis: readonly Buffer[]
     throw e;
   }
   if (csr.keyType !== 'ec-p256' && csr.keyType !== 'ec-p384') {
-    throw new SigilError('unsupported_key', `transport_csr: the transport key must be EC P-256 or P-384, not ${csr.keyType}`);
+    throw new SigilError(
+      'unsupported_key',
+      `transport_csr: the transport key must be EC P-256 or P-384, not ${csr.keyType}`,
+    );
   }
   if (identitySpkis.some((s) => s.equals(csr.spkiDer))) {
-    throw new SigilError('bad_csr', 'transport_csr: carries an identity key; the transport certificate needs a key of its own');
+    throw new SigilError(
+      'bad_csr',
+      'transport_csr: carries an identity key; the transport certificate needs a key of its own',
+    );
   }
   return csr.spkiDer;
 }
@@ -62,12 +68,21 @@ export interface TransportCertParams {
 export function signTransportCert(ctx: IssuerContext, p: TransportCertParams): { serial: string; chain: string[] } {
   if (!p.subject.some(([attr]) => attr === 'CN')) {
     // svidSubject leaves out an over-long instance id; without a CN the broker has no username.
-    throw new SigilError('bad_request', 'transport_csr: the instance id is too long for a certificate CN, so no transport certificate can name it');
+    throw new SigilError(
+      'bad_request',
+      'transport_csr: the instance id is too long for a certificate CN, so no transport certificate can name it',
+    );
   }
   const serial = randomSerial();
   let der: Buffer;
   try {
-    der = ctx.engine.issueClientCert({ serial, spkiDer: p.spkiDer, subject: p.subject, notBefore: new Date(p.notBefore), notAfter: new Date(p.notAfter) });
+    der = ctx.engine.issueClientCert({
+      serial,
+      spkiDer: p.spkiDer,
+      subject: p.subject,
+      notBefore: new Date(p.notBefore),
+      notAfter: new Date(p.notAfter),
+    });
   } catch (e) {
     if (e instanceof SigilError) throw e;
     throw new SigilError('internal', 'transport certificate signing failed', { cause: e });
@@ -76,6 +91,8 @@ export function signTransportCert(ctx: IssuerContext, p: TransportCertParams): {
 }
 
 /** Its certificate record: a software, exportable key (the agent made it in memory). */
-export function transportCertRecord(base: Omit<CertificateRecord, 'kind' | 'keyStorage' | 'exportable'>): CertificateRecord {
+export function transportCertRecord(
+  base: Omit<CertificateRecord, 'kind' | 'keyStorage' | 'exportable'>,
+): CertificateRecord {
   return { ...base, kind: TRANSPORT_CERT_KIND, keyStorage: 'software', exportable: true };
 }

@@ -65,14 +65,31 @@ export function expandTraits(values: readonly string[] | undefined, traits: Reco
 
 type Decision = { grant: CredentialGrant } | { denied: string };
 
-function chooseOne(role: string, allowed: string[], asked: string | undefined, what: string, rule: string): { value: string } | { denied: string } {
-  if (asked !== undefined) return allowed.includes(asked) ? { value: asked } : { denied: `role ${role} does not allow ${what} ${asked} (${rule})` };
+function chooseOne(
+  role: string,
+  allowed: string[],
+  asked: string | undefined,
+  what: string,
+  rule: string,
+): { value: string } | { denied: string } {
+  if (asked !== undefined)
+    return allowed.includes(asked)
+      ? { value: asked }
+      : { denied: `role ${role} does not allow ${what} ${asked} (${rule})` };
   if (allowed.length === 1) return { value: allowed[0]! };
   if (allowed.length === 0) return { denied: `role ${role} grants no ${what} (${rule})` };
-  return { denied: `role ${role} grants several ${what}s (${allowed.join(', ')}); the request must name one (${rule})` };
+  return {
+    denied: `role ${role} grants several ${what}s (${allowed.join(', ')}); the request must name one (${rule})`,
+  };
 }
 
-function subset(role: string, allowed: string[], asked: string[] | undefined, what: string, rule: string): { values: string[] } | { denied: string } {
+function subset(
+  role: string,
+  allowed: string[],
+  asked: string[] | undefined,
+  what: string,
+  rule: string,
+): { values: string[] } | { denied: string } {
   const values = asked ?? allowed;
   const extra = values.find((v) => !allowed.includes(v));
   if (extra !== undefined) return { denied: `role ${role} does not allow ${what} ${extra} (${rule})` };
@@ -80,14 +97,24 @@ function subset(role: string, allowed: string[], asked: string[] | undefined, wh
 }
 
 function decideWithRole(name: string, spec: RoleSpec, traits: Record<string, string[]>, ask: CredentialAsk): Decision {
-  const ttl = decideTtl(ask.ttlS ?? (ask.kind === 'jwt' ? DEFAULT_JWT_TTL_S : DEFAULT_TTL_S), Math.min(spec.max_ttl ?? MAX_TTL_S, MAX_TTL_S));
+  const ttl = decideTtl(
+    ask.ttlS ?? (ask.kind === 'jwt' ? DEFAULT_JWT_TTL_S : DEFAULT_TTL_S),
+    Math.min(spec.max_ttl ?? MAX_TTL_S, MAX_TTL_S),
+  );
   const base = { kind: ask.kind, role: name, ttl };
   switch (ask.kind) {
     case 'ssh_user': {
       const allowed = expandTraits(spec.ssh_logins, traits);
-      if (allowed.length === 0) return { denied: `role ${name} grants no login (ssh_logins${spec.ssh_logins?.length ? ': its trait templates expand to nothing for this bot' : ''})` };
+      if (allowed.length === 0)
+        return {
+          denied: `role ${name} grants no login (ssh_logins${spec.ssh_logins?.length ? ': its trait templates expand to nothing for this bot' : ''})`,
+        };
       const r = subset(name, allowed, ask.logins, 'login', 'ssh_logins');
-      return 'denied' in r ? r : { grant: { ...base, principals: r.values, extensions: [...(spec.ssh_extensions ?? DEFAULT_SSH_EXTENSIONS)] } };
+      return 'denied' in r
+        ? r
+        : {
+            grant: { ...base, principals: r.values, extensions: [...(spec.ssh_extensions ?? DEFAULT_SSH_EXTENSIONS)] },
+          };
     }
     case 'ssh_host': {
       const allowed = expandTraits(spec.ssh_host_principals, traits);
@@ -100,13 +127,26 @@ function decideWithRole(name: string, spec: RoleSpec, traits: Record<string, str
       return 'denied' in r ? r : { grant: { ...base, dbUser: r.value } };
     }
     case 'kubernetes': {
-      const u = chooseOne(name, expandTraits(spec.kubernetes_users, traits), ask.kubernetesUser, 'kubernetes user', 'kubernetes_users');
+      const u = chooseOne(
+        name,
+        expandTraits(spec.kubernetes_users, traits),
+        ask.kubernetesUser,
+        'kubernetes user',
+        'kubernetes_users',
+      );
       if ('denied' in u) return u;
-      const g = subset(name, expandTraits(spec.kubernetes_groups, traits), ask.kubernetesGroups, 'kubernetes group', 'kubernetes_groups');
+      const g = subset(
+        name,
+        expandTraits(spec.kubernetes_groups, traits),
+        ask.kubernetesGroups,
+        'kubernetes group',
+        'kubernetes_groups',
+      );
       return 'denied' in g ? g : { grant: { ...base, kubernetesUser: u.value, kubernetesGroups: g.values } };
     }
     case 'jwt': {
-      if (!ask.audiences?.length) throw new SigilError('bad_request', 'a jwt credential request must name its audiences');
+      if (!ask.audiences?.length)
+        throw new SigilError('bad_request', 'a jwt credential request must name its audiences');
       const allowed = expandTraits(spec.jwt_audiences, traits);
       const r = subset(name, allowed, ask.audiences, 'audience', 'jwt_audiences');
       return 'denied' in r ? r : { grant: { ...base, audiences: r.values } };
@@ -129,7 +169,10 @@ export async function decideCredential(stores: TxStores, bot: string, ask: Crede
     if (spec.allowed_outputs?.includes(ask.kind)) candidates.push({ name, spec });
   }
   if (candidates.length === 0) {
-    const who = botSpec.roles.length === 1 ? `role ${botSpec.roles[0]} does not allow` : `no role of bot ${bot} (${botSpec.roles.join(', ')}) allows`;
+    const who =
+      botSpec.roles.length === 1
+        ? `role ${botSpec.roles[0]} does not allow`
+        : `no role of bot ${bot} (${botSpec.roles.join(', ')}) allows`;
     throw new SigilError('role_denied', `${who} output ${ask.kind} (allowed_outputs)`);
   }
   const denials: string[] = [];

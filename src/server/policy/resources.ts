@@ -32,15 +32,27 @@ const strList = z.array(z.string().min(1).max(253)).max(256);
  * the bot's traits when a credential is requested (policy/credentials.ts). A value that only
  * partly looks like a template is a typo that must not silently grant a literal "{{…".
  */
-const roleList = z.array(
-  z
-    .string()
-    .min(1)
-    .max(253)
-    .refine((v) => !v.includes('{{') || /^\{\{\s*internal\.[a-z_][a-z0-9_]{0,62}\s*\}\}$/.test(v), 'a template must be the whole value, e.g. "{{internal.logins}}"'),
-).max(256);
+const roleList = z
+  .array(
+    z
+      .string()
+      .min(1)
+      .max(253)
+      .refine(
+        (v) => !v.includes('{{') || /^\{\{\s*internal\.[a-z_][a-z0-9_]{0,62}\s*\}\}$/.test(v),
+        'a template must be the whole value, e.g. "{{internal.logins}}"',
+      ),
+  )
+  .max(256);
 /** SSH user certificate extensions OpenSSH honours (ssh/certificate.ts USER_EXTENSIONS). */
-const sshExtension = z.enum(['no-touch-required', 'permit-X11-forwarding', 'permit-agent-forwarding', 'permit-port-forwarding', 'permit-pty', 'permit-user-rc']);
+const sshExtension = z.enum([
+  'no-touch-required',
+  'permit-X11-forwarding',
+  'permit-agent-forwarding',
+  'permit-port-forwarding',
+  'permit-pty',
+  'permit-user-rc',
+]);
 
 /** A role grants credential kinds and bounds them. Unknown keys are refused (typos must not widen or silently drop policy). */
 export const roleSpecSchema = z.strictObject({
@@ -83,7 +95,11 @@ export interface ResourceDoc {
   spec: Record<string, unknown>;
 }
 
-const SPEC_SCHEMA: Record<ResourceKind, z.ZodType> = { role: roleSpecSchema, bot: botSpecSchema, join_rule: joinRuleSpecSchema };
+const SPEC_SCHEMA: Record<ResourceKind, z.ZodType> = {
+  role: roleSpecSchema,
+  bot: botSpecSchema,
+  join_rule: joinRuleSpecSchema,
+};
 
 /** Parse a multi-document YAML text into validated resources (nothing is stored). */
 export function parseResources(text: string, source = 'input'): ResourceDoc[] {
@@ -92,7 +108,8 @@ export function parseResources(text: string, source = 'input'): ResourceDoc[] {
   const list = Array.isArray(docs) ? docs : [docs];
   list.forEach((doc, i) => {
     const where = `${source} document ${i + 1}`;
-    if (doc.errors.length) throw new SigilError('policy_invalid', `${where}: YAML error: ${yamlErrorText(doc.errors[0])}`);
+    if (doc.errors.length)
+      throw new SigilError('policy_invalid', `${where}: YAML error: ${yamlErrorText(doc.errors[0])}`);
     // An alias bomb ("billion laughs": each anchor refers to the previous one ten times) expands
     // exponentially in toJS(); yaml refuses past maxAliasCount with a ReferenceError, which is the
     // author's mistake (policy_invalid), not ours (internal).
@@ -136,20 +153,27 @@ export function applyResources(stores: Stores, docs: ResourceDoc[], now: number)
     for (const d of docs) {
       if (d.kind === 'bot') {
         for (const r of (d.spec as { roles: string[] }).roles) {
-          if (!(await has('role', r))) throw new SigilError('policy_invalid', `bot ${d.name}: role "${r}" does not exist`);
+          if (!(await has('role', r)))
+            throw new SigilError('policy_invalid', `bot ${d.name}: role "${r}" does not exist`);
         }
       } else if (d.kind === 'join_rule') {
         const bot = (d.spec as { bot: string }).bot;
-        if (!(await has('bot', bot))) throw new SigilError('policy_invalid', `join_rule ${d.name}: bot "${bot}" does not exist`);
+        if (!(await has('bot', bot)))
+          throw new SigilError('policy_invalid', `join_rule ${d.name}: bot "${bot}" does not exist`);
       }
     }
     // Roles first so a reader never sees a bot whose role is missing.
     const order: ResourceKind[] = ['role', 'bot', 'join_rule'];
     const sorted = [...docs].sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind));
     const outcomes: ApplyOutcome[] = [];
-    for (const d of sorted) outcomes.push({ kind: d.kind, name: d.name, result: await tx.resources.put(d.kind, d.name, d.spec, now) });
+    for (const d of sorted)
+      outcomes.push({ kind: d.kind, name: d.name, result: await tx.resources.put(d.kind, d.name, d.spec, now) });
     for (const o of outcomes) {
-      if (o.result !== 'unchanged') await tx.audit.append({ action: 'apply', outcome: 'ok', actor: 'admin', details: { kind: o.kind, name: o.name, result: o.result } }, now);
+      if (o.result !== 'unchanged')
+        await tx.audit.append(
+          { action: 'apply', outcome: 'ok', actor: 'admin', details: { kind: o.kind, name: o.name, result: o.result } },
+          now,
+        );
     }
     return outcomes;
   });

@@ -70,8 +70,7 @@ export interface JoinTokenRecord {
 }
 
 export type ConsumeResult =
-  | { ok: true; token: JoinTokenRecord }
-  | { ok: false; reason: 'token_invalid' | 'token_expired' | 'token_reused' };
+  { ok: true; token: JoinTokenRecord } | { ok: false; reason: 'token_invalid' | 'token_expired' | 'token_reused' };
 
 /** A challenge a join method asked the agent to answer (join/challenge.ts). Single use, short TTL. */
 export interface ChallengeRecord {
@@ -90,7 +89,8 @@ export interface ChallengeRecord {
   usedAt: number | null;
 }
 
-export type ChallengeConsumeResult = { ok: true } | { ok: false; reason: 'challenge_invalid' | 'challenge_expired' | 'challenge_reused' };
+export type ChallengeConsumeResult =
+  { ok: true } | { ok: false; reason: 'challenge_invalid' | 'challenge_expired' | 'challenge_reused' };
 
 /** A device pre-registered from a factory manifest (`sigil ctl devices import`). */
 export interface DeviceRecord {
@@ -289,7 +289,10 @@ export interface TokenReplayStore {
   prune(before: number): Promise<number>;
 }
 
-export type NewInstance = Omit<InstanceRecord, 'locked' | 'lockReason' | 'updatedAt' | 'lastSeenAt' | 'currentSerial' | 'currentNotAfter'>;
+export type NewInstance = Omit<
+  InstanceRecord,
+  'locked' | 'lockReason' | 'updatedAt' | 'lastSeenAt' | 'currentSerial' | 'currentNotAfter'
+>;
 
 export interface InstanceStore {
   create(rec: NewInstance): Promise<void>;
@@ -300,7 +303,17 @@ export interface InstanceStore {
    * After a successful issue: set generation, serial, expiry, key facts; touch timestamps. The
    * generation check that precedes it must run in the same `withWriteTx` (see the header).
    */
-  recordIssue(id: string, u: { generation: number; serial: string; notAfter: number; keyStorage: KeyStorage; exportable: boolean; now: number }): Promise<void>;
+  recordIssue(
+    id: string,
+    u: {
+      generation: number;
+      serial: string;
+      notAfter: number;
+      keyStorage: KeyStorage;
+      exportable: boolean;
+      now: number;
+    },
+  ): Promise<void>;
   setLocked(id: string, locked: boolean, reason: string | null, now: number): Promise<boolean>;
   /** Shallow merge into the stored facts; rejects for an unknown instance. */
   updateFacts(id: string, facts: Record<string, unknown>, now: number): Promise<void>;

@@ -19,7 +19,12 @@ export const Certify = command(TPM_CC.Certify, {
 /** Part 3 §18.3 TPM2_CertifyCreation: attests the creation data of an object this TPM made. */
 export const CertifyCreation = command(TPM_CC.CertifyCreation, {
   handles: { signHandle: AUTH, objectHandle: PLAIN },
-  params: { qualifyingData: tpm2bData, creationHash: tpm2bDigest, inScheme: tpmtSigScheme, creationTicket: tpmtTkCreation },
+  params: {
+    qualifyingData: tpm2bData,
+    creationHash: tpm2bDigest,
+    inScheme: tpmtSigScheme,
+    creationTicket: tpmtTkCreation,
+  },
   response: { certifyInfo: tpm2bAttest, signature: tpmtSignature },
 });
 

@@ -1,7 +1,14 @@
 /** Object commands (Part 3 §12) and CreatePrimary (Part 3 §24.1). */
 import { AUTH, PLAIN, command } from '../command.js';
 import { TPM_CC } from '../constants.js';
-import { tpm2bData, tpm2bDigest, tpm2bEncryptedSecret, tpm2bIdObject, tpm2bName, tpm2bPrivate } from '../structures/basic.js';
+import {
+  tpm2bData,
+  tpm2bDigest,
+  tpm2bEncryptedSecret,
+  tpm2bIdObject,
+  tpm2bName,
+  tpm2bPrivate,
+} from '../structures/basic.js';
 import { optionalSized, u32 } from '../structures/codec.js';
 import { tpm2bCreationData } from '../structures/creation.js';
 import { tpmlPcrSelection } from '../structures/pcr.js';

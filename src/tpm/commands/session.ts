@@ -10,7 +10,13 @@ import { tpmtTkAuth } from '../structures/tickets.js';
 /** Part 3 §11.1 TPM2_StartAuthSession. */
 export const StartAuthSession = command(TPM_CC.StartAuthSession, {
   handles: { tpmKey: PLAIN, bind: PLAIN },
-  params: { nonceCaller: tpm2bNonce, encryptedSalt: tpm2bEncryptedSecret, sessionType: u8, symmetric: tpmtSymDef, authHash: u16 },
+  params: {
+    nonceCaller: tpm2bNonce,
+    encryptedSalt: tpm2bEncryptedSecret,
+    sessionType: u8,
+    symmetric: tpmtSymDef,
+    authHash: u16,
+  },
   responseHandles: ['sessionHandle'],
   response: { nonceTPM: tpm2bNonce },
 });

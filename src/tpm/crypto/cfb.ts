@@ -5,7 +5,8 @@
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 
 function cipherName(key: Uint8Array): string {
-  if (key.length !== 16 && key.length !== 24 && key.length !== 32) throw new TypeError(`AES key of ${key.length} bytes`);
+  if (key.length !== 16 && key.length !== 24 && key.length !== 32)
+    throw new TypeError(`AES key of ${key.length} bytes`);
   return `aes-${key.length * 8}-cfb`;
 }
 

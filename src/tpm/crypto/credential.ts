@@ -30,7 +30,8 @@ export interface Credential {
 const EMPTY = new Uint8Array(0);
 
 export function makeCredential(ek: TpmtPublic, objectName: Uint8Array, credential: Uint8Array): Credential {
-  if (ek.type !== TPM_ALG.RSA && ek.type !== TPM_ALG.ECC) throw new SigilError('unsupported_key', 'the EK must be an RSA or ECC key');
+  if (ek.type !== TPM_ALG.RSA && ek.type !== TPM_ALG.ECC)
+    throw new SigilError('unsupported_key', 'the EK must be an RSA or ECC key');
   const sym = ek.parameters.symmetric;
   if (sym.algorithm !== TPM_ALG.AES || sym.mode !== TPM_ALG.CFB) {
     throw new SigilError('unsupported_key', 'the EK is not a storage key with AES-CFB');

@@ -38,7 +38,13 @@ export function kdfa(
   for (let i = 1; have < bytes; i++) {
     const counter = Buffer.alloc(4);
     counter.writeUInt32BE(i);
-    const k = createHmac(name, key).update(counter).update(lbl).update(contextU).update(contextV).update(bitsBe).digest();
+    const k = createHmac(name, key)
+      .update(counter)
+      .update(lbl)
+      .update(contextU)
+      .update(contextV)
+      .update(bitsBe)
+      .digest();
     out.push(k);
     have += k.length;
   }

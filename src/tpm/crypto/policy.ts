@@ -23,7 +23,12 @@ export function policyStart(hashAlg: number): Buffer {
   return Buffer.alloc(digestSize(hashAlg));
 }
 
-export function policySecret(hashAlg: number, digest: Uint8Array, authName: Uint8Array, policyRef: Uint8Array = new Uint8Array(0)): Buffer {
+export function policySecret(
+  hashAlg: number,
+  digest: Uint8Array,
+  authName: Uint8Array,
+  policyRef: Uint8Array = new Uint8Array(0),
+): Buffer {
   return hash(hashAlg, hash(hashAlg, digest, u32(TPM_CC.PolicySecret), authName), policyRef);
 }
 

@@ -39,17 +39,30 @@ export function encryptSeed(key: TpmtPublic, label: string): EncryptedSeed {
     const pub = publicKeyObject(key);
     let encrypted: Buffer;
     try {
-      encrypted = publicEncrypt({ key: pub, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: nodeHashName(key.nameAlg), oaepLabel: kdfLabel(label) }, seed);
+      encrypted = publicEncrypt(
+        {
+          key: pub,
+          padding: constants.RSA_PKCS1_OAEP_PADDING,
+          oaepHash: nodeHashName(key.nameAlg),
+          oaepLabel: kdfLabel(label),
+        },
+        seed,
+      );
     } catch (err) {
       // The public area may come from a peer (an EK sent for MakeCredential): OpenSSL refuses
       // an even modulus ("no inverse") or one too small for OAEP with this hash (Part 1 §B.10.3).
-      throw new SigilError('unsupported_key', `the RSA key cannot receive an OAEP-encrypted seed: ${(err as Error).message}`, { cause: err });
+      throw new SigilError(
+        'unsupported_key',
+        `the RSA key cannot receive an OAEP-encrypted seed: ${(err as Error).message}`,
+        { cause: err },
+      );
     }
     return { seed, encrypted };
   }
   if (key.type === TPM_ALG.ECC) {
     const curve = ECDH_CURVES[key.parameters.curveId];
-    if (!curve) throw new SigilError('unsupported_key', `ECC curve 0x${key.parameters.curveId.toString(16)} is not supported`);
+    if (!curve)
+      throw new SigilError('unsupported_key', `ECC curve 0x${key.parameters.curveId.toString(16)} is not supported`);
     const bytes = curveInfo(key.parameters.curveId).bytes;
     const ecdh = createECDH(curve);
     ecdh.generateKeys();

@@ -67,5 +67,8 @@ export function verifyTpmSignature(pub: TpmtPublic, message: Uint8Array, sig: Tp
     const saltLength = constants.RSA_PSS_SALTLEN_AUTO;
     return nodeVerify(nodeHashName(sig.hash), message, { key, padding, saltLength }, sig.sig);
   }
-  throw new SigilError('unsupported_key', `signature algorithm 0x${sig.sigAlg.toString(16)} cannot be verified in software`);
+  throw new SigilError(
+    'unsupported_key',
+    `signature algorithm 0x${sig.sigAlg.toString(16)} cannot be verified in software`,
+  );
 }

@@ -17,10 +17,12 @@ const STARTUP_LOCALITY_SIGNATURE = Buffer.from('StartupLocality\0', 'latin1');
  * EV_NO_ACTION payload.
  */
 export function decodeStartupLocality(data: Buffer): number | undefined {
-  if (data.length < STARTUP_LOCALITY_SIGNATURE.length || !data.subarray(0, 16).equals(STARTUP_LOCALITY_SIGNATURE)) return undefined;
+  if (data.length < STARTUP_LOCALITY_SIGNATURE.length || !data.subarray(0, 16).equals(STARTUP_LOCALITY_SIGNATURE))
+    return undefined;
   if (data.length !== 17) throw eventLogError(`StartupLocality event data is ${data.length} bytes, expected 17`);
   const locality = data[16]!;
-  if (locality !== 0 && locality !== 3 && locality !== 4) throw eventLogError(`StartupLocality ${locality} is not 0, 3 or 4`);
+  if (locality !== 0 && locality !== 3 && locality !== 4)
+    throw eventLogError(`StartupLocality ${locality} is not 0, 3 or 4`);
   return locality;
 }
 

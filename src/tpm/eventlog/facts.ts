@@ -30,8 +30,7 @@ export interface BootFacts {
 }
 
 export type BootFactsResult =
-  | { ok: true; facts: BootFacts }
-  | { ok: false; event: TcgEvent; message: string; expected?: string; got?: string };
+  { ok: true; facts: BootFacts } | { ok: false; event: TcgEvent; message: string; expected?: string; got?: string };
 
 const GRUB_CMDLINE_PREFIX = 'kernel_cmdline: ';
 
@@ -55,7 +54,11 @@ function requireBinding(ev: TcgEvent, bank: PcrBank, candidates: Buffer[]): void
   const got = bankDigest(ev, bank);
   const hashes = candidates.map((c) => hashBytes(bank, c));
   if (!hashes.some((h) => h.equals(got))) {
-    throw new FactError(`its ${bank} digest is not the hash of its data`, hashes[0]!.toString('hex'), got.toString('hex'));
+    throw new FactError(
+      `its ${bank} digest is not the hash of its data`,
+      hashes[0]!.toString('hex'),
+      got.toString('hex'),
+    );
   }
 }
 
@@ -66,12 +69,17 @@ export function extractBootFacts(log: ParsedLog, bank: PcrBank): BootFactsResult
       collect(ev, bank, facts);
     } catch (e) {
       if (e instanceof FactError) {
-        const r: BootFactsResult = { ok: false, event: ev, message: `event ${ev.index} (${ev.typeName}, PCR ${ev.pcr}): ${e.message}` };
+        const r: BootFactsResult = {
+          ok: false,
+          event: ev,
+          message: `event ${ev.index} (${ev.typeName}, PCR ${ev.pcr}): ${e.message}`,
+        };
         if (e.expected !== undefined) r.expected = e.expected;
         if (e.got !== undefined) r.got = e.got;
         return r;
       }
-      if (e instanceof SigilError) return { ok: false, event: ev, message: `event ${ev.index} (${ev.typeName}, PCR ${ev.pcr}): ${e.message}` };
+      if (e instanceof SigilError)
+        return { ok: false, event: ev, message: `event ${ev.index} (${ev.typeName}, PCR ${ev.pcr}): ${e.message}` };
       throw e;
     }
   }
@@ -85,7 +93,9 @@ function collect(ev: TcgEvent, bank: PcrBank, facts: BootFacts): void {
     requireBinding(ev, bank, [ev.data]);
     const enabled = secureBootEnabled(v);
     if (facts.secureBoot && facts.secureBoot.enabled !== enabled) {
-      throw new FactError(`SecureBoot is measured again with a different value (event ${facts.secureBoot.event} said ${facts.secureBoot.enabled ? 'enabled' : 'disabled'})`);
+      throw new FactError(
+        `SecureBoot is measured again with a different value (event ${facts.secureBoot.event} said ${facts.secureBoot.enabled ? 'enabled' : 'disabled'})`,
+      );
     }
     facts.secureBoot = { enabled, event: ev.index };
     return;

@@ -45,7 +45,8 @@ export function parseEventLog(input: Uint8Array, limits: Partial<EventLogLimits>
   const lim: EventLogLimits = { ...DEFAULT_EVENTLOG_LIMITS, ...limits };
   const buf = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
   if (buf.length === 0) throw eventLogError('the log is empty');
-  if (buf.length > lim.maxLogBytes) throw eventLogError(`the log is ${buf.length} bytes, over the ${lim.maxLogBytes}-byte limit`);
+  if (buf.length > lim.maxLogBytes)
+    throw eventLogError(`the log is ${buf.length} bytes, over the ${lim.maxLogBytes}-byte limit`);
 
   const { specId, next } = parseHeader(buf, lim);
   const events: TcgEvent[] = [];
@@ -69,8 +70,15 @@ function parseHeader(buf: Buffer, lim: EventLogLimits): { specId: SpecIdEvent; n
   const type = r.u32('eventType');
   const digest = r.bytes(20, 'SHA-1 digest');
   const size = r.u32('eventSize');
-  const looksLegacy = size >= 16 && r.remaining >= 15 && buf.subarray(r.offset, r.offset + 15).equals(LEGACY_SPEC_ID_PREFIX);
-  if (type !== EV.EV_NO_ACTION || looksLegacy || size < 16 || r.remaining < 16 || !buf.subarray(r.offset, r.offset + 16).equals(SPEC_ID_SIGNATURE)) {
+  const looksLegacy =
+    size >= 16 && r.remaining >= 15 && buf.subarray(r.offset, r.offset + 15).equals(LEGACY_SPEC_ID_PREFIX);
+  if (
+    type !== EV.EV_NO_ACTION ||
+    looksLegacy ||
+    size < 16 ||
+    r.remaining < 16 ||
+    !buf.subarray(r.offset, r.offset + 16).equals(SPEC_ID_SIGNATURE)
+  ) {
     throw eventLogError(
       `not a crypto-agile log: the first event must be EV_NO_ACTION carrying "Spec ID Event03" (got ${eventTypeName(type)}); ` +
         'SHA-1-only (TPM 1.2 format) logs are not supported',
@@ -78,7 +86,8 @@ function parseHeader(buf: Buffer, lim: EventLogLimits): { specId: SpecIdEvent; n
   }
   if (pcr !== 0) throw eventLogError(`Spec ID event: pcrIndex must be 0, got ${pcr}`);
   if (!isAllZero(digest)) throw eventLogError('Spec ID event: the digest must be all zeros');
-  if (size > lim.maxEventDataBytes) throw eventLogError(`Spec ID event: eventSize ${size} is over the ${lim.maxEventDataBytes}-byte limit`);
+  if (size > lim.maxEventDataBytes)
+    throw eventLogError(`Spec ID event: eventSize ${size} is over the ${lim.maxEventDataBytes}-byte limit`);
   const dataOffset = r.offset;
   const data = r.bytes(size, 'Spec ID event data');
 
@@ -90,25 +99,32 @@ function parseHeader(buf: Buffer, lim: EventLogLimits): { specId: SpecIdEvent; n
   const specErrata = s.u8('specErrata');
   const uintnSize = s.u8('uintnSize');
   if (specVersionMajor !== 2) throw eventLogError(`Spec ID event: specVersionMajor must be 2, got ${specVersionMajor}`);
-  if (uintnSize !== 1 && uintnSize !== 2) throw eventLogError(`Spec ID event: uintnSize must be 1 or 2, got ${uintnSize}`);
+  if (uintnSize !== 1 && uintnSize !== 2)
+    throw eventLogError(`Spec ID event: uintnSize must be 1 or 2, got ${uintnSize}`);
   const count = s.u32('numberOfAlgorithms');
   if (count === 0) throw eventLogError('Spec ID event: numberOfAlgorithms is 0');
-  if (count > lim.maxAlgorithms) throw eventLogError(`Spec ID event: numberOfAlgorithms ${count} is over the limit of ${lim.maxAlgorithms}`);
+  if (count > lim.maxAlgorithms)
+    throw eventLogError(`Spec ID event: numberOfAlgorithms ${count} is over the limit of ${lim.maxAlgorithms}`);
   const algorithms: SpecIdEvent['algorithms'] = [];
   for (let i = 0; i < count; i++) {
     const algId = s.u16(`digestSizes[${i}].algorithmId`);
     const digestSize = s.u16(`digestSizes[${i}].digestSize`);
     const name = hashAlgById(algId);
     if (name !== undefined && HASH_ALGS[name].size !== digestSize) {
-      throw eventLogError(`Spec ID event: ${name} digests are ${HASH_ALGS[name].size} bytes, the log declares ${digestSize}`);
+      throw eventLogError(
+        `Spec ID event: ${name} digests are ${HASH_ALGS[name].size} bytes, the log declares ${digestSize}`,
+      );
     }
-    if (digestSize === 0 || digestSize > MAX_DIGEST_SIZE) throw eventLogError(`Spec ID event: digest size ${digestSize} for algorithm ${algKey(algId)} is not plausible`);
-    if (algorithms.some((a) => a.algId === algId)) throw eventLogError(`Spec ID event: algorithm ${algKey(algId)} is listed twice`);
+    if (digestSize === 0 || digestSize > MAX_DIGEST_SIZE)
+      throw eventLogError(`Spec ID event: digest size ${digestSize} for algorithm ${algKey(algId)} is not plausible`);
+    if (algorithms.some((a) => a.algId === algId))
+      throw eventLogError(`Spec ID event: algorithm ${algKey(algId)} is listed twice`);
     algorithms.push({ algId, name, digestSize });
   }
   const vendorInfoSize = s.u8('vendorInfoSize');
   const vendorInfo = Buffer.from(s.bytes(vendorInfoSize, 'vendorInfo'));
-  if (s.remaining !== 0) throw eventLogError(`Spec ID event: ${s.remaining} unexpected bytes after vendorInfo (eventSize ${size})`);
+  if (s.remaining !== 0)
+    throw eventLogError(`Spec ID event: ${s.remaining} unexpected bytes after vendorInfo (eventSize ${size})`);
 
   return {
     specId: { platformClass, specVersionMinor, specVersionMajor, specErrata, uintnSize, algorithms, vendorInfo },
@@ -116,7 +132,13 @@ function parseHeader(buf: Buffer, lim: EventLogLimits): { specId: SpecIdEvent; n
   };
 }
 
-function parseEvent2(buf: Buffer, offset: number, index: number, specId: SpecIdEvent, lim: EventLogLimits): { event: TcgEvent; next: number } {
+function parseEvent2(
+  buf: Buffer,
+  offset: number,
+  index: number,
+  specId: SpecIdEvent,
+  lim: EventLogLimits,
+): { event: TcgEvent; next: number } {
   const r = new LeReader(buf.subarray(offset), `event ${index} (offset ${offset})`, offset);
   const pcr = r.u32('pcrIndex');
   const type = r.u32('eventType');
@@ -125,7 +147,9 @@ function parseEvent2(buf: Buffer, offset: number, index: number, specId: SpecIdE
   if (pcr >= PCR_COUNT) throw eventLogError(`${r.what}: PCR index ${pcr} is out of range (0-${PCR_COUNT - 1})`);
   const count = r.u32('digests.count');
   if (count > specId.algorithms.length) {
-    throw eventLogError(`${r.what}: ${count} digests, but the Spec ID event declares ${specId.algorithms.length} algorithm${specId.algorithms.length === 1 ? '' : 's'}`);
+    throw eventLogError(
+      `${r.what}: ${count} digests, but the Spec ID event declares ${specId.algorithms.length} algorithm${specId.algorithms.length === 1 ? '' : 's'}`,
+    );
   }
   const digests = new Map<DigestAlgKey, Buffer>();
   for (let i = 0; i < count; i++) {
@@ -137,7 +161,8 @@ function parseEvent2(buf: Buffer, offset: number, index: number, specId: SpecIdE
     digests.set(key, Buffer.from(r.bytes(alg.digestSize, `${key} digest`)));
   }
   const size = r.u32('eventSize');
-  if (size > lim.maxEventDataBytes) throw eventLogError(`${r.what}: eventSize ${size} is over the ${lim.maxEventDataBytes}-byte limit`);
+  if (size > lim.maxEventDataBytes)
+    throw eventLogError(`${r.what}: eventSize ${size} is over the ${lim.maxEventDataBytes}-byte limit`);
   const data = Buffer.from(r.bytes(size, 'event data'));
   return { event: { index, offset, pcr, type, typeName, digests, data }, next: offset + r.offset };
 }

@@ -44,7 +44,8 @@ export function decodeUefiVariable(data: Buffer): UefiVariable {
   const nameLength = r.u64('UnicodeNameLength');
   const dataLength = r.u64('VariableDataLength');
   // Check before multiplying so a huge length cannot overflow into a small one.
-  if (nameLength > r.remaining) throw eventLogError(`UEFI_VARIABLE_DATA: UnicodeNameLength ${nameLength} exceeds the event data`);
+  if (nameLength > r.remaining)
+    throw eventLogError(`UEFI_VARIABLE_DATA: UnicodeNameLength ${nameLength} exceeds the event data`);
   const name = r.bytes(nameLength * 2, 'UnicodeName').toString('utf16le');
   const value = Buffer.from(r.bytes(dataLength, 'VariableData'));
   // Trailing bytes are tolerated (some firmware pads); the digest covers them either way.
@@ -88,7 +89,13 @@ export function decodeImageLoadEvent(data: Buffer): ImageLoadEvent {
   const imageLinkTimeAddress = r.u64('ImageLinkTimeAddress');
   const dpLength = r.u64('LengthOfDevicePath');
   const devicePath = Buffer.from(r.bytes(dpLength, 'DevicePath'));
-  return { imageLocationInMemory, imageLengthInMemory, imageLinkTimeAddress, devicePath, filePath: devicePathFile(devicePath) };
+  return {
+    imageLocationInMemory,
+    imageLengthInMemory,
+    imageLinkTimeAddress,
+    devicePath,
+    filePath: devicePathFile(devicePath),
+  };
 }
 
 export function encodeImageLoadEvent(e: Omit<ImageLoadEvent, 'filePath'>): Buffer {
@@ -116,7 +123,12 @@ function devicePathFile(dp: Buffer): string | undefined {
     if (len < 4 || off + len > dp.length) return undefined;
     if (type === DP_END) break;
     if (type === DP_MEDIA && subType === DP_MEDIA_FILE_PATH && len % 2 === 0) {
-      parts.push(dp.subarray(off + 4, off + len).toString('utf16le').replace(/\0+$/, ''));
+      parts.push(
+        dp
+          .subarray(off + 4, off + len)
+          .toString('utf16le')
+          .replace(/\0+$/, ''),
+      );
     }
     off += len;
   }
@@ -126,7 +138,12 @@ function devicePathFile(dp: Buffer): string | undefined {
 /** A device path of one Media/File Path node and the End node, e.g. for `\EFI\BOOT\BOOTX64.EFI`. */
 export function encodeFilePathDevicePath(path: string): Buffer {
   const name = Buffer.from(`${path}\0`, 'utf16le');
-  const node = new LeWriter().u8(DP_MEDIA).u8(DP_MEDIA_FILE_PATH).u16(4 + name.length).bytes(name).toBuffer();
+  const node = new LeWriter()
+    .u8(DP_MEDIA)
+    .u8(DP_MEDIA_FILE_PATH)
+    .u16(4 + name.length)
+    .bytes(name)
+    .toBuffer();
   const end = Buffer.from([DP_END, 0xff, 0x04, 0x00]);
   return Buffer.concat([node, end]);
 }
@@ -145,7 +162,8 @@ export function encodeSignatureData(s: SignatureData): Buffer {
 export function encodeSignatureList(type: string, entries: SignatureData[]): Buffer {
   if (entries.length === 0) throw new TypeError('a signature list needs at least one entry');
   const size = 16 + entries[0]!.data.length;
-  if (entries.some((e) => 16 + e.data.length !== size)) throw new TypeError('all entries of a signature list must have the same size');
+  if (entries.some((e) => 16 + e.data.length !== size))
+    throw new TypeError('all entries of a signature list must have the same size');
   const body = Buffer.concat(entries.map(encodeSignatureData));
   return new LeWriter()
     .bytes(guidBytes(type))

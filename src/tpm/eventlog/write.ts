@@ -41,13 +41,18 @@ export function eventDigest(ev: EventToWrite, bank: PcrBank): Buffer {
   if (eventTypeValue(ev.type) === EV.EV_NO_ACTION) return Buffer.alloc(HASH_ALGS[bank].size);
   const explicit = ev.digests?.[bank];
   if (explicit) {
-    if (explicit.length !== HASH_ALGS[bank].size) throw new TypeError(`${bank} digest must be ${HASH_ALGS[bank].size} bytes, got ${explicit.length}`);
+    if (explicit.length !== HASH_ALGS[bank].size)
+      throw new TypeError(`${bank} digest must be ${HASH_ALGS[bank].size} bytes, got ${explicit.length}`);
     return Buffer.from(explicit);
   }
   return hashBytes(bank, ev.measured ?? ev.data);
 }
 
-export function writeEventLog(events: readonly EventToWrite[], banks: readonly PcrBank[], opts: WriteOptions = {}): Buffer {
+export function writeEventLog(
+  events: readonly EventToWrite[],
+  banks: readonly PcrBank[],
+  opts: WriteOptions = {},
+): Buffer {
   if (banks.length === 0) throw new TypeError('writeEventLog needs at least one bank');
   if (new Set(banks).size !== banks.length) throw new TypeError('writeEventLog: a bank is listed twice');
   const w = new LeWriter();
@@ -69,7 +74,8 @@ export function writeEventLog(events: readonly EventToWrite[], banks: readonly P
   w.u32(0).u32(EV.EV_NO_ACTION).bytes(Buffer.alloc(20)).u32(specData.length).bytes(specData);
 
   for (const ev of events) {
-    if (!Number.isInteger(ev.pcr) || ev.pcr < 0 || ev.pcr > 23) throw new TypeError(`PCR index ${ev.pcr} is out of range`);
+    if (!Number.isInteger(ev.pcr) || ev.pcr < 0 || ev.pcr > 23)
+      throw new TypeError(`PCR index ${ev.pcr} is out of range`);
     w.u32(ev.pcr).u32(eventTypeValue(ev.type)).u32(banks.length);
     for (const bank of banks) w.u16(HASH_ALGS[bank].id).bytes(eventDigest(ev, bank));
     w.u32(ev.data.length).bytes(ev.data);

@@ -63,7 +63,8 @@ export const tpmtHa: Codec<TpmtHa> = codec(
     return { hashAlg, digest: r.bytes(size, 'TPMT_HA.digest') };
   },
   (w, v) => {
-    if (v.digest.length !== digestSize(v.hashAlg)) throw new TypeError('TPMT_HA digest size does not match its algorithm');
+    if (v.digest.length !== digestSize(v.hashAlg))
+      throw new TypeError('TPMT_HA digest size does not match its algorithm');
     w.u16(v.hashAlg).bytes(v.digest);
   },
 );
@@ -95,7 +96,12 @@ export const tpmsClockInfo: Codec<TpmsClockInfo> = codec(
     if (safe > 1) r.fail(`TPMS_CLOCK_INFO.safe is ${safe}`);
     return { clock, resetCount, restartCount, safe: safe === 1 };
   },
-  (w, v) => void w.u64(v.clock).u32(v.resetCount).u32(v.restartCount).u8(v.safe ? 1 : 0),
+  (w, v) =>
+    void w
+      .u64(v.clock)
+      .u32(v.resetCount)
+      .u32(v.restartCount)
+      .u8(v.safe ? 1 : 0),
 );
 
 /** Part 2 §10.11.6 TPMS_TIME_INFO. */

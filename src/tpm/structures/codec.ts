@@ -34,15 +34,39 @@ export interface SizedInput<T> {
   readonly bytes?: Uint8Array;
 }
 
-export function codec<R, W = R>(name: string, read: (r: TpmReader) => R, write: (w: TpmWriter, v: W) => void): Codec<R, W> {
+export function codec<R, W = R>(
+  name: string,
+  read: (r: TpmReader) => R,
+  write: (w: TpmWriter, v: W) => void,
+): Codec<R, W> {
   return { name, read, write };
 }
 
-export const u8: Codec<number> = codec('UINT8', (r) => r.u8(), (w, v) => void w.u8(v));
-export const u16: Codec<number> = codec('UINT16', (r) => r.u16(), (w, v) => void w.u16(v));
-export const u32: Codec<number> = codec('UINT32', (r) => r.u32(), (w, v) => void w.u32(v));
-export const i32: Codec<number> = codec('INT32', (r) => r.i32(), (w, v) => void w.i32(v));
-export const u64: Codec<bigint, bigint | number> = codec('UINT64', (r) => r.u64(), (w, v) => void w.u64(v));
+export const u8: Codec<number> = codec(
+  'UINT8',
+  (r) => r.u8(),
+  (w, v) => void w.u8(v),
+);
+export const u16: Codec<number> = codec(
+  'UINT16',
+  (r) => r.u16(),
+  (w, v) => void w.u16(v),
+);
+export const u32: Codec<number> = codec(
+  'UINT32',
+  (r) => r.u32(),
+  (w, v) => void w.u32(v),
+);
+export const i32: Codec<number> = codec(
+  'INT32',
+  (r) => r.i32(),
+  (w, v) => void w.i32(v),
+);
+export const u64: Codec<bigint, bigint | number> = codec(
+  'UINT64',
+  (r) => r.u64(),
+  (w, v) => void w.u64(v),
+);
 
 /** TPMI_YES_NO (Part 2 §9.2). */
 export const yesNo: Codec<boolean> = codec(

@@ -28,7 +28,11 @@ const CURVES: readonly CurveInfo[] = [
 
 export function curveInfo(curveId: number): CurveInfo {
   const c = CURVES.find((x) => x.tpm === curveId);
-  if (!c) throw new SigilError('unsupported_key', `TPM ECC curve 0x${curveId.toString(16)} is not supported (use P-256, P-384 or P-521)`);
+  if (!c)
+    throw new SigilError(
+      'unsupported_key',
+      `TPM ECC curve 0x${curveId.toString(16)} is not supported (use P-256, P-384 or P-521)`,
+    );
   return c;
 }
 
@@ -71,7 +75,10 @@ export function publicKeyObject(pub: TpmtPublic): KeyObject {
     const e = Buffer.alloc(4);
     e.writeUInt32BE(exponent);
     try {
-      return createPublicKey({ key: { kty: 'RSA', n: b64u(stripZeros(pub.unique)), e: b64u(stripZeros(e)) }, format: 'jwk' });
+      return createPublicKey({
+        key: { kty: 'RSA', n: b64u(stripZeros(pub.unique)), e: b64u(stripZeros(e)) },
+        format: 'jwk',
+      });
     } catch (err) {
       throw new SigilError('unsupported_key', 'the TPM RSA public key is not valid', { cause: err });
     }
@@ -87,7 +94,11 @@ export function publicKeySpki(pub: TpmtPublic): Buffer {
 /** The uncompressed SEC 1 point 0x04 ‖ x ‖ y of an ECC public area. */
 export function eccUncompressedPoint(pub: EccPublic): Buffer {
   const c = curveInfo(pub.parameters.curveId);
-  return Buffer.concat([Buffer.from([4]), padInt(pub.unique.x, c.bytes, 'ECC x'), padInt(pub.unique.y, c.bytes, 'ECC y')]);
+  return Buffer.concat([
+    Buffer.from([4]),
+    padInt(pub.unique.x, c.bytes, 'ECC x'),
+    padInt(pub.unique.y, c.bytes, 'ECC y'),
+  ]);
 }
 
 export interface PublicFromKeyOptions {
@@ -113,12 +124,16 @@ export function publicFromKeyObject(key: KeyObject, opts: PublicFromKeyOptions =
   };
   if (jwk.kty === 'EC') {
     const c = CURVES.find((x) => x.jwk === jwk.crv);
-    if (!c || jwk.x === undefined || jwk.y === undefined) throw new SigilError('unsupported_key', `EC curve ${jwk.crv} is not supported`);
+    if (!c || jwk.x === undefined || jwk.y === undefined)
+      throw new SigilError('unsupported_key', `EC curve ${jwk.crv} is not supported`);
     return {
       type: TPM_ALG.ECC,
       ...common,
       parameters: { symmetric: SYM_NULL, scheme: opts.eccScheme ?? SCHEME_NULL, curveId: c.tpm, kdf: SCHEME_NULL },
-      unique: { x: padInt(Buffer.from(jwk.x, 'base64url'), c.bytes), y: padInt(Buffer.from(jwk.y, 'base64url'), c.bytes) },
+      unique: {
+        x: padInt(Buffer.from(jwk.x, 'base64url'), c.bytes),
+        y: padInt(Buffer.from(jwk.y, 'base64url'), c.bytes),
+      },
     };
   }
   if (jwk.kty === 'RSA' && jwk.n !== undefined && jwk.e !== undefined) {
@@ -129,7 +144,12 @@ export function publicFromKeyObject(key: KeyObject, opts: PublicFromKeyOptions =
     return {
       type: TPM_ALG.RSA,
       ...common,
-      parameters: { symmetric: SYM_NULL, scheme: opts.rsaScheme ?? SCHEME_NULL, keyBits: n.length * 8, exponent: e === 65537 ? 0 : e },
+      parameters: {
+        symmetric: SYM_NULL,
+        scheme: opts.rsaScheme ?? SCHEME_NULL,
+        keyBits: n.length * 8,
+        exponent: e === 65537 ? 0 : e,
+      },
       unique: n,
     };
   }

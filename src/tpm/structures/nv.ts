@@ -24,7 +24,9 @@ export const tpmsNvPublic: Codec<TpmsNvPublic> = codec(
     dataSize: r.u16('dataSize'),
   }),
   (w, v) => {
-    w.u32(v.nvIndex).u16(v.nameAlg).u32(v.attributes >>> 0);
+    w.u32(v.nvIndex)
+      .u16(v.nameAlg)
+      .u32(v.attributes >>> 0);
     tpm2bDigest.write(w, v.authPolicy);
     w.u16(v.dataSize);
   },

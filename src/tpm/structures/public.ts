@@ -7,13 +7,7 @@ import { TPM_ALG } from '../constants.js';
 import { tpm2bDigest, tpm2bEccParameter, tpm2bPublicKeyRsa } from './basic.js';
 import { codec, sized } from './codec.js';
 import type { Codec, Sized } from './codec.js';
-import {
-  tpmtEccScheme,
-  tpmtKdfScheme,
-  tpmtKeyedHashScheme,
-  tpmtRsaScheme,
-  tpmtSymDefObject,
-} from './schemes.js';
+import { tpmtEccScheme, tpmtKdfScheme, tpmtKeyedHashScheme, tpmtRsaScheme, tpmtSymDefObject } from './schemes.js';
 import type { TpmtEccScheme, TpmtKdfScheme, TpmtKeyedHashScheme, TpmtRsaScheme, TpmtSymDefObject } from './schemes.js';
 
 /** Part 2 §12.2.3.5 TPMS_RSA_PARMS. */
@@ -165,5 +159,5 @@ export type Tpm2bPublic = Sized<TpmtPublic>;
 
 /** Whether all the given TPMA_OBJECT bits are set. */
 export function hasAttributes(pub: TpmtPublic, bits: number): boolean {
-  return ((pub.objectAttributes & bits) >>> 0) === bits >>> 0;
+  return (pub.objectAttributes & bits) >>> 0 === bits >>> 0;
 }

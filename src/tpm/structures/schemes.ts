@@ -39,7 +39,8 @@ const KEY_BITS: Readonly<Record<BlockCipherAlg, readonly number[]>> = {
 
 function readKeyBits(r: TpmReader, algorithm: BlockCipherAlg, field: string): number {
   const bits = r.u16(field);
-  if (!KEY_BITS[algorithm].includes(bits)) r.fail(`${field} ${bits} is not a key size of algorithm 0x${algorithm.toString(16)}`);
+  if (!KEY_BITS[algorithm].includes(bits))
+    r.fail(`${field} ${bits} is not a key size of algorithm 0x${algorithm.toString(16)}`);
   return bits;
 }
 
@@ -49,7 +50,11 @@ export const tpmtSymDefObject: Codec<TpmtSymDefObject> = codec(
     const algorithm = r.u16('TPMT_SYM_DEF_OBJECT.algorithm');
     if (algorithm === TPM_ALG.NULL) return { algorithm };
     if (!isBlockCipher(algorithm)) return r.fail(`unsupported symmetric algorithm 0x${algorithm.toString(16)}`);
-    return { algorithm, keyBits: readKeyBits(r, algorithm, 'TPMT_SYM_DEF_OBJECT.keyBits'), mode: r.u16('TPMT_SYM_DEF_OBJECT.mode') };
+    return {
+      algorithm,
+      keyBits: readKeyBits(r, algorithm, 'TPMT_SYM_DEF_OBJECT.keyBits'),
+      mode: r.u16('TPMT_SYM_DEF_OBJECT.mode'),
+    };
   },
   (w, v) => {
     w.u16(v.algorithm);
@@ -63,7 +68,8 @@ export const tpmtSymDef: Codec<TpmtSymDef> = codec(
     const algorithm = r.u16('TPMT_SYM_DEF.algorithm');
     if (algorithm === TPM_ALG.XOR) return { algorithm, hashAlg: r.u16('TPMT_SYM_DEF.keyBits.xor') };
     if (algorithm === TPM_ALG.NULL) return { algorithm };
-    if (!isBlockCipher(algorithm)) return r.fail(`TPMT_SYM_DEF: unsupported symmetric algorithm 0x${algorithm.toString(16)}`);
+    if (!isBlockCipher(algorithm))
+      return r.fail(`TPMT_SYM_DEF: unsupported symmetric algorithm 0x${algorithm.toString(16)}`);
     return { algorithm, keyBits: readKeyBits(r, algorithm, 'TPMT_SYM_DEF.keyBits'), mode: r.u16('TPMT_SYM_DEF.mode') };
   },
   (w, v) => {
@@ -122,12 +128,16 @@ export type TpmtSigScheme =
 
 /** Part 2 §11.1.21 TPMT_KEYEDHASH_SCHEME. */
 export type TpmtKeyedHashScheme =
-  | { scheme: Null }
-  | { scheme: A['HMAC']; hashAlg: number }
-  | { scheme: A['XOR']; hashAlg: number; kdf: number };
+  { scheme: Null } | { scheme: A['HMAC']; hashAlg: number } | { scheme: A['XOR']; hashAlg: number; kdf: number };
 
 const RSA_HASH: ReadonlySet<number> = new Set([TPM_ALG.RSASSA, TPM_ALG.RSAPSS, TPM_ALG.OAEP]);
-const ECC_HASH: ReadonlySet<number> = new Set([TPM_ALG.ECDSA, TPM_ALG.ECDH, TPM_ALG.ECSCHNORR, TPM_ALG.SM2, TPM_ALG.ECMQV]);
+const ECC_HASH: ReadonlySet<number> = new Set([
+  TPM_ALG.ECDSA,
+  TPM_ALG.ECDH,
+  TPM_ALG.ECSCHNORR,
+  TPM_ALG.SM2,
+  TPM_ALG.ECMQV,
+]);
 const SIG_HASH: ReadonlySet<number> = new Set([
   TPM_ALG.RSASSA,
   TPM_ALG.RSAPSS,

@@ -35,7 +35,12 @@ export interface HmacSignature {
 export type TpmtSignature = { sigAlg: A['NULL'] } | RsaSignature | EccSignature | HmacSignature;
 
 export function isEccSignature(s: TpmtSignature): s is EccSignature {
-  return s.sigAlg === TPM_ALG.ECDSA || s.sigAlg === TPM_ALG.ECDAA || s.sigAlg === TPM_ALG.SM2 || s.sigAlg === TPM_ALG.ECSCHNORR;
+  return (
+    s.sigAlg === TPM_ALG.ECDSA ||
+    s.sigAlg === TPM_ALG.ECDAA ||
+    s.sigAlg === TPM_ALG.SM2 ||
+    s.sigAlg === TPM_ALG.ECSCHNORR
+  );
 }
 
 export function isRsaSignature(s: TpmtSignature): s is RsaSignature {

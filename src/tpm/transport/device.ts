@@ -43,7 +43,8 @@ export class DeviceTransport implements TpmTransport {
         await this.file.write(command, 0, command.length);
         const buf = Buffer.alloc(MAX_RESPONSE_SIZE);
         const { bytesRead } = await this.file.read(buf, 0, buf.length, null);
-        if (bytesRead < RESPONSE_HEADER_SIZE) throw new SigilError('internal', `the TPM device returned ${bytesRead} bytes`);
+        if (bytesRead < RESPONSE_HEADER_SIZE)
+          throw new SigilError('internal', `the TPM device returned ${bytesRead} bytes`);
         return buf.subarray(0, bytesRead);
       } catch (err) {
         if (err instanceof SigilError) throw err;

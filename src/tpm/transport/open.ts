@@ -35,12 +35,14 @@ function parseConf(conf: string): Map<string, string> {
 export function parseSwtpmConf(conf: string): SocketAddress {
   const m = parseConf(conf);
   for (const k of m.keys()) {
-    if (k !== 'host' && k !== 'port' && k !== 'path') throw new SigilError('config_invalid', `swtpm TCTI: unknown option "${k}"`);
+    if (k !== 'host' && k !== 'port' && k !== 'path')
+      throw new SigilError('config_invalid', `swtpm TCTI: unknown option "${k}"`);
   }
   const path = m.get('path');
   if (path) return { path };
   const port = Number(m.get('port') ?? '2321');
-  if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new SigilError('config_invalid', `swtpm TCTI: bad port "${m.get('port')}"`);
+  if (!Number.isInteger(port) || port <= 0 || port > 65535)
+    throw new SigilError('config_invalid', `swtpm TCTI: bad port "${m.get('port')}"`);
   return { host: m.get('host') || 'localhost', port };
 }
 
@@ -51,7 +53,10 @@ export async function openTransport(tcti: string, opts: OpenOptions = {}): Promi
   const native = opts.native ?? process.env.SIGIL_TPM_NATIVE === '1';
   if (!name) throw new SigilError('config_invalid', 'empty TPM TCTI string');
   if (name === 'swtpm' && !native) {
-    return SocketTransport.connect(parseSwtpmConf(conf), opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {});
+    return SocketTransport.connect(
+      parseSwtpmConf(conf),
+      opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {},
+    );
   }
   if (name === 'device' && !native) return DeviceTransport.open(conf || '/dev/tpmrm0');
   return TctiTransport.open(tcti);

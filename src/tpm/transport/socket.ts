@@ -37,16 +37,20 @@ export class SocketTransport implements TpmTransport {
     private readonly timeoutMs: number,
   ) {
     socket.on('data', (d: Buffer) => this.onData(d));
-    socket.on('error', (e) => this.fail(new SigilError('tpm_unavailable', `TPM socket ${describe(address)}: ${e.message}`, { cause: e })));
+    socket.on('error', (e) =>
+      this.fail(new SigilError('tpm_unavailable', `TPM socket ${describe(address)}: ${e.message}`, { cause: e })),
+    );
     // After close() nothing waits and nothing may be sent: no error to build (one per connection).
     socket.on('close', () => {
-      if (!this.closed || this.waiter) this.fail(new SigilError('tpm_unavailable', `TPM socket ${describe(address)} closed`));
+      if (!this.closed || this.waiter)
+        this.fail(new SigilError('tpm_unavailable', `TPM socket ${describe(address)} closed`));
     });
   }
 
   static connect(address: SocketAddress, opts: SocketTransportOptions = {}): Promise<SocketTransport> {
     return new Promise((resolve, reject) => {
-      const socket = 'path' in address ? connect({ path: address.path }) : connect({ host: address.host, port: address.port });
+      const socket =
+        'path' in address ? connect({ path: address.path }) : connect({ host: address.host, port: address.port });
       socket.setNoDelay(true);
       const timer = setTimeout(() => {
         socket.destroy();
@@ -54,7 +58,11 @@ export class SocketTransport implements TpmTransport {
       }, opts.connectTimeoutMs ?? 10_000);
       socket.once('error', (e) => {
         clearTimeout(timer);
-        reject(new SigilError('tpm_unavailable', `cannot connect to the TPM at ${describe(address)}: ${e.message}`, { cause: e }));
+        reject(
+          new SigilError('tpm_unavailable', `cannot connect to the TPM at ${describe(address)}: ${e.message}`, {
+            cause: e,
+          }),
+        );
       });
       socket.once('connect', () => {
         clearTimeout(timer);
@@ -74,7 +82,12 @@ export class SocketTransport implements TpmTransport {
     return new Promise<Uint8Array>((resolve, reject) => {
       const timer = setTimeout(() => {
         // The stream position is unknown after a timeout: the connection cannot be reused.
-        this.fail(new SigilError('tpm_unavailable', `the TPM at ${describe(this.address)} did not answer within ${this.timeoutMs} ms`));
+        this.fail(
+          new SigilError(
+            'tpm_unavailable',
+            `the TPM at ${describe(this.address)} did not answer within ${this.timeoutMs} ms`,
+          ),
+        );
         this.socket.destroy();
       }, this.timeoutMs);
       this.waiter = {

@@ -27,7 +27,6 @@ export interface HttpsClientOptions {
   timeoutMs?: number;
 }
 
-
 function networkError(e: unknown, url: string): SigilError {
   if (e instanceof SigilError) return e;
   const code = (e as NodeJS.ErrnoException).code ?? 'error';
@@ -47,8 +46,13 @@ export class HttpsIssuerClient implements IssuerTransport {
     } catch {
       throw new SigilError('config_invalid', `issuer URL "${opts.url}" is not a valid URL`);
     }
-    if (this.base.protocol !== 'https:') throw new SigilError('config_invalid', `issuer URL must use https:// (got ${this.base.protocol})`);
-    if (!/^sha256:[0-9a-f]{64}$/.test(opts.pin)) throw new SigilError('config_invalid', 'ca_pin must look like sha256:<64 hex digits> (printed by `sigil server init`)');
+    if (this.base.protocol !== 'https:')
+      throw new SigilError('config_invalid', `issuer URL must use https:// (got ${this.base.protocol})`);
+    if (!/^sha256:[0-9a-f]{64}$/.test(opts.pin))
+      throw new SigilError(
+        'config_invalid',
+        'ca_pin must look like sha256:<64 hex digits> (printed by `sigil server init`)',
+      );
     this.timeoutMs = opts.timeoutMs ?? 15_000;
     if (opts.rootPem) this.setRoot(opts.rootPem);
   }
@@ -66,7 +70,8 @@ export class HttpsIssuerClient implements IssuerTransport {
 
   private setRoot(pem: string): void {
     const cert = new X509Certificate(pem);
-    if (spkiPin(cert) !== this.opts.pin) throw new SigilError('pin_mismatch', `the stored issuer root does not match ca_pin ${this.opts.pin}`);
+    if (spkiPin(cert) !== this.opts.pin)
+      throw new SigilError('pin_mismatch', `the stored issuer root does not match ca_pin ${this.opts.pin}`);
     this.rootPem = pem;
     const want = expectedIssuerId(cert);
     this.agent?.destroy();
@@ -76,7 +81,10 @@ export class HttpsIssuerClient implements IssuerTransport {
       rejectUnauthorized: true,
       // Identity is the issuer's SPIFFE ID under the pinned root, not a DNS name.
       checkServerIdentity: (_host: string, peer: PeerCertificate) => {
-        const uris = (peer.subjectaltname ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
+        const uris = (peer.subjectaltname ?? '')
+          .split(', ')
+          .filter((s) => s.startsWith('URI:'))
+          .map((s) => s.slice(4));
         if (!uris.includes(want)) {
           return new SigilError('pin_mismatch', `the server certificate does not carry the issuer SPIFFE ID ${want}`);
         }
@@ -95,7 +103,13 @@ export class HttpsIssuerClient implements IssuerTransport {
 
   private async learnRoot(): Promise<string> {
     const chain = await new Promise<X509Certificate[]>((resolve, reject) => {
-      const sock = tls.connect({ host: this.base.hostname, port: Number(this.base.port || 443), rejectUnauthorized: false, servername: undefined, timeout: this.timeoutMs });
+      const sock = tls.connect({
+        host: this.base.hostname,
+        port: Number(this.base.port || 443),
+        rejectUnauthorized: false,
+        servername: undefined,
+        timeout: this.timeoutMs,
+      });
       sock.once('secureConnect', () => {
         const out: X509Certificate[] = [];
         let c: tls.DetailedPeerCertificate | undefined = sock.getPeerCertificate(true);
@@ -108,21 +122,35 @@ export class HttpsIssuerClient implements IssuerTransport {
         sock.end();
         resolve(out);
       });
-      sock.once('timeout', () => sock.destroy(new SigilError('issuer_unreachable', `TLS handshake with ${this.url} timed out`)));
+      sock.once('timeout', () =>
+        sock.destroy(new SigilError('issuer_unreachable', `TLS handshake with ${this.url} timed out`)),
+      );
       sock.once('error', (e) => reject(networkError(e, this.url)));
     });
     const rootIdx = chain.findIndex((c) => spkiPin(c) === this.opts.pin);
-    if (rootIdx < 0) throw new SigilError('pin_mismatch', `no certificate presented by ${this.url} matches ca_pin ${this.opts.pin}; check the pin printed by \`sigil server init\``);
+    if (rootIdx < 0)
+      throw new SigilError(
+        'pin_mismatch',
+        `no certificate presented by ${this.url} matches ca_pin ${this.opts.pin}; check the pin printed by \`sigil server init\``,
+      );
     const root = chain[rootIdx]!;
-    if (!root.ca || !root.checkIssued(root) || !root.verify(root.publicKey)) throw new SigilError('pin_mismatch', 'the pinned certificate is not a self-signed CA');
+    if (!root.ca || !root.checkIssued(root) || !root.verify(root.publicKey))
+      throw new SigilError('pin_mismatch', 'the pinned certificate is not a self-signed CA');
     for (let i = 0; i < rootIdx; i++) {
-      if (!chain[i]!.checkIssued(chain[i + 1]!) || !chain[i]!.verify(chain[i + 1]!.publicKey)) throw new SigilError('pin_mismatch', 'the presented TLS chain does not verify up to the pinned root');
+      if (!chain[i]!.checkIssued(chain[i + 1]!) || !chain[i]!.verify(chain[i + 1]!.publicKey))
+        throw new SigilError('pin_mismatch', 'the presented TLS chain does not verify up to the pinned root');
     }
     this.setRoot(toPem('CERTIFICATE', root.raw));
     return this.rootPem!;
   }
 
-  private async call(method: 'GET' | 'POST', path: string, body?: unknown, extraHeaders: Record<string, string> = {}, hooks?: PostHooks): Promise<unknown> {
+  private async call(
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+    extraHeaders: Record<string, string> = {},
+    hooks?: PostHooks,
+  ): Promise<unknown> {
     await this.ensureRoot();
     const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     return new Promise((resolve, reject) => {
@@ -132,14 +160,19 @@ export class HttpsIssuerClient implements IssuerTransport {
           method,
           agent: this.agent,
           timeout: this.timeoutMs,
-          headers: { accept: 'application/json', ...extraHeaders, ...(data ? { 'content-type': 'application/json', 'content-length': data.length } : {}) },
+          headers: {
+            accept: 'application/json',
+            ...extraHeaders,
+            ...(data ? { 'content-type': 'application/json', 'content-length': data.length } : {}),
+          },
         },
         (res) => {
           const chunks: Buffer[] = [];
           let size = 0;
           res.on('data', (c: Buffer) => {
             size += c.length;
-            if (size > 1024 * 1024) req.destroy(new SigilError('response_invalid', 'issuer response larger than 1 MiB'));
+            if (size > 1024 * 1024)
+              req.destroy(new SigilError('response_invalid', 'issuer response larger than 1 MiB'));
             else chunks.push(c);
           });
           res.on('end', () => {
@@ -147,7 +180,12 @@ export class HttpsIssuerClient implements IssuerTransport {
             try {
               parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
             } catch {
-              return reject(new SigilError(res.statusCode && res.statusCode >= 500 ? 'issuer_unreachable' : 'response_invalid', `issuer answered HTTP ${res.statusCode} with a non-JSON body`));
+              return reject(
+                new SigilError(
+                  res.statusCode && res.statusCode >= 500 ? 'issuer_unreachable' : 'response_invalid',
+                  `issuer answered HTTP ${res.statusCode} with a non-JSON body`,
+                ),
+              );
             }
             if (res.statusCode === 200) return resolve(parsed);
             const err = SigilError.fromWire(parsed);
@@ -156,7 +194,11 @@ export class HttpsIssuerClient implements IssuerTransport {
           res.on('error', (e) => reject(networkError(e, this.url)));
         },
       );
-      req.on('timeout', () => req.destroy(new SigilError('issuer_unreachable', `request to ${this.url}${path} timed out after ${this.timeoutMs} ms`)));
+      req.on('timeout', () =>
+        req.destroy(
+          new SigilError('issuer_unreachable', `request to ${this.url}${path} timed out after ${this.timeoutMs} ms`),
+        ),
+      );
       req.on('error', (e) => reject(networkError(e, this.url)));
       req.end(data, hooks?.sent);
     });
@@ -173,7 +215,9 @@ export class HttpsIssuerClient implements IssuerTransport {
 
   /** Admin API call (`sigil ctl --server`): bearer credential, same pinned TLS. */
   async admin(op: string, args: unknown, adminToken: string): Promise<unknown> {
-    const r = (await this.call('POST', `/v1/admin/${encodeURIComponent(op)}`, args, { authorization: `Bearer ${adminToken}` })) as { result?: unknown };
+    const r = (await this.call('POST', `/v1/admin/${encodeURIComponent(op)}`, args, {
+      authorization: `Bearer ${adminToken}`,
+    })) as { result?: unknown };
     return r.result;
   }
 

@@ -75,7 +75,11 @@ export interface HttpsServerOptions {
  * server/service.ts); connections already open keep theirs until they close.
  */
 export function presentServerIdentity(app: FastifyInstance, id: ServerIdentity): void {
-  (app.server as unknown as import('node:https').Server).setSecureContext({ key: id.keyPem, cert: id.certPem, ...TLS_BASE });
+  (app.server as unknown as import('node:https').Server).setSecureContext({
+    key: id.keyPem,
+    cert: id.certPem,
+    ...TLS_BASE,
+  });
 }
 
 export function buildHttpsServer({ ctx, tls = true, limits: given = {} }: HttpsServerOptions): FastifyInstance {
@@ -90,7 +94,17 @@ export function buildHttpsServer({ ctx, tls = true, limits: given = {} }: HttpsS
     logger: false,
     bodyLimit: MAX_BODY_BYTES,
     // A TLS handshake that never completes gets the header timeout too (Node's default is 120 s).
-    ...(tls ? { https: { key: ctx.server.keyPem, cert: ctx.server.certPem, ...TLS_BASE, ...nodeHttp, handshakeTimeout: limits.headersTimeoutMs } } : { http: nodeHttp }),
+    ...(tls
+      ? {
+          https: {
+            key: ctx.server.keyPem,
+            cert: ctx.server.certPem,
+            ...TLS_BASE,
+            ...nodeHttp,
+            handshakeTimeout: limits.headersTimeoutMs,
+          },
+        }
+      : { http: nodeHttp }),
     // Idle before the first request (and the socket idle timer), between requests, whole request.
     connectionTimeout: limits.idleTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
@@ -98,7 +112,13 @@ export function buildHttpsServer({ ctx, tls = true, limits: given = {} }: HttpsS
     return503OnClosing: true,
     // URL-level failures (bad percent-encoding, over-long params) get the same error contract.
     frameworkErrors: (err: FastifyError, _req: unknown, reply: FastifyReply) =>
-      sendError(reply, new SigilError(err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'not_found' : 'bad_request', 'the request URL is malformed')),
+      sendError(
+        reply,
+        new SigilError(
+          err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'not_found' : 'bad_request',
+          'the request URL is malformed',
+        ),
+      ),
   }) as unknown as FastifyInstance;
   // JSON only: fastify's default text/plain parser would hand handlers a string.
   app.removeContentTypeParser('text/plain');
@@ -109,7 +129,13 @@ export function buildHttpsServer({ ctx, tls = true, limits: given = {} }: HttpsS
     const fe = err as FastifyError;
     const mapped = fe.code ? FASTIFY_CODE_MAP[fe.code] : undefined;
     let e: SigilError;
-    if (mapped) e = new SigilError(mapped, mapped === 'body_too_large' ? `the request body exceeds ${req.routeOptions.bodyLimit ?? MAX_BODY_BYTES} bytes` : undefined);
+    if (mapped)
+      e = new SigilError(
+        mapped,
+        mapped === 'body_too_large'
+          ? `the request body exceeds ${req.routeOptions.bodyLimit ?? MAX_BODY_BYTES} bytes`
+          : undefined,
+      );
     else if (err instanceof SyntaxError || fe.statusCode === 400) e = new SigilError('malformed_json');
     else {
       ctx.log.error({ err }, 'unhandled error in HTTPS handler');
@@ -122,11 +148,18 @@ export function buildHttpsServer({ ctx, tls = true, limits: given = {} }: HttpsS
   });
   app.setNotFoundHandler((req, reply) => {
     const path = req.url.split('?')[0] ?? '';
-    const known = [...OPERATION_LIST.map((o) => routeOf(o.name)), '/v1/bundle/spiffe', '/v1/jwks', '/.well-known/openid-configuration', '/healthz', '/metrics'].includes(path) || path.startsWith('/v1/admin/');
+    const known =
+      [
+        ...OPERATION_LIST.map((o) => routeOf(o.name)),
+        '/v1/bundle/spiffe',
+        '/v1/jwks',
+        '/.well-known/openid-configuration',
+        '/healthz',
+        '/metrics',
+      ].includes(path) || path.startsWith('/v1/admin/');
     if (known) return sendError(reply, new SigilError('method_not_allowed', `${req.method} is not allowed on ${path}`));
     return sendError(reply, new SigilError('not_found', `no route ${req.method} ${path}`));
   });
-
 
   const remoteOf = (req: { ip: string }): string => req.ip;
 
@@ -134,7 +167,12 @@ export function buildHttpsServer({ ctx, tls = true, limits: given = {} }: HttpsS
   // the status (an error body's code is not at hand here, so refusals count as `http_<status>`).
   app.addHook('onResponse', async (req, reply) => {
     const op = opOfRoute(req.routeOptions.url);
-    if (op) ctx.metrics.requests.inc({ transport: 'https', op: op.name, outcome: reply.statusCode === 200 ? 'ok' : `http_${reply.statusCode}` });
+    if (op)
+      ctx.metrics.requests.inc({
+        transport: 'https',
+        op: op.name,
+        outcome: reply.statusCode === 200 ? 'ok' : `http_${reply.statusCode}`,
+      });
   });
 
   // Per-source join rate (RFC 6585 §4): checked on request, before the body is read or parsed.
@@ -142,7 +180,12 @@ export function buildHttpsServer({ ctx, tls = true, limits: given = {} }: HttpsS
   const joinLimiter = new RateLimiter({ ratePerS: limits.joinRatePerS, burst: limits.joinBurst });
   const limitJoin = async (req: { ip: string }): Promise<void> => {
     const d = joinLimiter.take(remoteOf(req));
-    if (!d.ok) throw new SigilError('rate_limited', `too many join requests from ${remoteOf(req)}; retry in ${d.retryAfterMs} ms`, { retryAfterMs: d.retryAfterMs });
+    if (!d.ok)
+      throw new SigilError(
+        'rate_limited',
+        `too many join requests from ${remoteOf(req)}; retry in ${d.retryAfterMs} ms`,
+        { retryAfterMs: d.retryAfterMs },
+      );
   };
   // One route per operation. TLS to the pinned CA makes the carrier confidential end to end.
   for (const op of OPERATION_LIST) {
@@ -150,17 +193,29 @@ export function buildHttpsServer({ ctx, tls = true, limits: given = {} }: HttpsS
       method: op.takesBody ? 'POST' : 'GET',
       url: routeOf(op.name),
       ...(op.rateLimited ? { onRequest: limitJoin } : {}),
-      handler: async (req) => op.handle(ctx, { body: op.takesBody ? req.body : undefined, remote: remoteOf(req), confidential: true }),
+      handler: async (req) =>
+        op.handle(ctx, { body: op.takesBody ? req.body : undefined, remote: remoteOf(req), confidential: true }),
     });
   }
   // Public trust material for relying parties (server/credentials/discovery.ts), cacheable.
   const publicJson = (doc: () => unknown) => async (_req: unknown, reply: FastifyReply) =>
     reply.header('cache-control', `public, max-age=${KEYS_MAX_AGE_S}`).type('application/json').send(doc());
-  app.get('/.well-known/openid-configuration', publicJson(() => openIdConfiguration(ctx)));
-  app.get('/v1/jwks', publicJson(() => jwks(ctx)));
-  app.get('/v1/bundle/spiffe', publicJson(() => spiffeBundle(ctx)));
+  app.get(
+    '/.well-known/openid-configuration',
+    publicJson(() => openIdConfiguration(ctx)),
+  );
+  app.get(
+    '/v1/jwks',
+    publicJson(() => jwks(ctx)),
+  );
+  app.get(
+    '/v1/bundle/spiffe',
+    publicJson(() => spiffeBundle(ctx)),
+  );
   app.get('/healthz', async () => ({ status: 'ok', trust_domain: ctx.ca.trustDomain }));
-  app.get('/metrics', async (_req, reply) => reply.type('text/plain; version=0.0.4').send(await ctx.metrics.registry.scrape()));
+  app.get('/metrics', async (_req, reply) =>
+    reply.type('text/plain; version=0.0.4').send(await ctx.metrics.registry.scrape()),
+  );
 
   // Admin API: never open. Bearer credential compared in constant time against its stored hash,
   // on request — before a body of up to ADMIN_MAX_BODY_BYTES is read and parsed.
@@ -170,7 +225,10 @@ export function buildHttpsServer({ ctx, tls = true, limits: given = {} }: HttpsS
     // RFC 7235 §2.1: the auth scheme is case-insensitive.
     const presented = /^bearer /i.test(auth) ? sha256Hex(auth.slice(7).trim()) : '';
     if (!stored || !constantTimeEqual(presented, stored)) {
-      const e = new SigilError('unauthorized', 'missing or invalid admin credential (Authorization: Bearer <contents of DATA_DIR/admin.token>)');
+      const e = new SigilError(
+        'unauthorized',
+        'missing or invalid admin credential (Authorization: Bearer <contents of DATA_DIR/admin.token>)',
+      );
       await auditRefusal(ctx, 'admin', e, { remote: remoteOf(req) });
       throw e;
     }
@@ -179,7 +237,16 @@ export function buildHttpsServer({ ctx, tls = true, limits: given = {} }: HttpsS
   app.post('/v1/admin/:op', { onRequest: adminAuth, bodyLimit: ADMIN_MAX_BODY_BYTES }, async (req) => {
     const op = (req.params as { op: string }).op;
     // Audited with the caller's address, refusals included (server/admin/audited.ts).
-    return { result: await runAdminCall(ctx.stores, op, req.body ?? {}, ctx.now(), { remote: remoteOf(req), auditReads: true }, ctx.auditEnv) };
+    return {
+      result: await runAdminCall(
+        ctx.stores,
+        op,
+        req.body ?? {},
+        ctx.now(),
+        { remote: remoteOf(req), auditReads: true },
+        ctx.auditEnv,
+      ),
+    };
   });
   return app;
 }

@@ -139,13 +139,18 @@ export class MqttIssuerClient implements IssuerTransport {
     } catch {
       requestId = undefined;
     }
-    if (typeof requestId !== 'string' || requestId.length === 0) throw new TypeError('MqttIssuerClient.post: the envelope payload has no request_id');
+    if (typeof requestId !== 'string' || requestId.length === 0)
+      throw new TypeError('MqttIssuerClient.post: the envelope payload has no request_id');
     return this.request(op, JSON.stringify(envelope), Buffer.from(requestId, 'utf8'), hooks);
   }
 
   bundle(): Promise<unknown> {
     const nonce = randomBytes(16).toString('base64url');
-    return this.request('bundle', JSON.stringify({ v: PROTOCOL_VERSION, op: 'bundle', nonce }), Buffer.from(nonce, 'utf8'));
+    return this.request(
+      'bundle',
+      JSON.stringify({ v: PROTOCOL_VERSION, op: 'bundle', nonce }),
+      Buffer.from(nonce, 'utf8'),
+    );
   }
 
   private async request(op: MqttOp, payload: string, correlation: Buffer, hooks?: PostHooks): Promise<unknown> {
@@ -164,7 +169,13 @@ export class MqttIssuerClient implements IssuerTransport {
       mine = { resolve, reject };
       this.pending.set(key, mine);
       timer = setTimeout(
-        () => reject(new SigilError('issuer_unreachable', `no answer over ${this.url} within ${this.timeoutMs} ms (the request stays queued and is resent with the same request id)`)),
+        () =>
+          reject(
+            new SigilError(
+              'issuer_unreachable',
+              `no answer over ${this.url} within ${this.timeoutMs} ms (the request stays queued and is resent with the same request id)`,
+            ),
+          ),
         this.timeoutMs,
       );
     });
@@ -174,7 +185,10 @@ export class MqttIssuerClient implements IssuerTransport {
       // before the resend is published: whichever comes first wins.
       const conn = await Promise.race([this.connection(op), answer.then(() => undefined)]);
       if (conn) {
-        const acked = await Promise.race([this.publish(conn, topic, payload, correlation).then(() => true), answer.then(() => false)]);
+        const acked = await Promise.race([
+          this.publish(conn, topic, payload, correlation).then(() => true),
+          answer.then(() => false),
+        ]);
         if (acked) hooks?.sent?.();
       }
       return await answer;
@@ -186,18 +200,35 @@ export class MqttIssuerClient implements IssuerTransport {
 
   private publish(conn: Connection, topic: string, payload: string, correlation: Buffer): Promise<void> {
     return new Promise((resolve, reject) => {
-      conn.client.publish(topic, payload, { qos: 1, properties: { responseTopic: conn.topic, correlationData: correlation } }, (err) => {
-        if (!err) return resolve();
-        // MQTT v5 PUBACK ≥ 0x80, e.g. 0x87 Not authorized: the broker's ACL refused the topic.
-        reject(new SigilError('issuer_unreachable', `the broker ${this.url} refused the publish to ${topic}: ${err.message}; check its ACL for this client`, { cause: err }));
-      });
+      conn.client.publish(
+        topic,
+        payload,
+        { qos: 1, properties: { responseTopic: conn.topic, correlationData: correlation } },
+        (err) => {
+          if (!err) return resolve();
+          // MQTT v5 PUBACK ≥ 0x80, e.g. 0x87 Not authorized: the broker's ACL refused the topic.
+          reject(
+            new SigilError(
+              'issuer_unreachable',
+              `the broker ${this.url} refused the publish to ${topic}: ${err.message}; check its ACL for this client`,
+              { cause: err },
+            ),
+          );
+        },
+      );
     });
   }
 
   /** The connection for the current session, (re)connecting or switching identity as needed. */
   private async connection(op: MqttOp): Promise<Connection> {
     const session = this.opts.session(op);
-    const key = [session.url ?? '', session.clientId, session.responseId, session.username ?? '', session.cert ?? ''].join('\0');
+    const key = [
+      session.url ?? '',
+      session.clientId,
+      session.responseId,
+      session.username ?? '',
+      session.cert ?? '',
+    ].join('\0');
     let conn = this.conn;
     if (conn && conn.key !== key) {
       // Bootstrap → instance (or back, after expiry): the old session has nothing left for us.
@@ -225,7 +256,12 @@ export class MqttIssuerClient implements IssuerTransport {
     return new Promise((ok, fail) => {
       const t = setTimeout(() => {
         conn.waiters = conn.waiters.filter((w) => w !== waiter);
-        fail(new SigilError('issuer_unreachable', `could not connect to the MQTT broker ${this.url} within ${this.connectTimeoutMs} ms`));
+        fail(
+          new SigilError(
+            'issuer_unreachable',
+            `could not connect to the MQTT broker ${this.url} within ${this.connectTimeoutMs} ms`,
+          ),
+        );
       }, this.connectTimeoutMs + 1_000);
       const waiter = {
         ok: () => (clearTimeout(t), ok()),
@@ -241,7 +277,7 @@ export class MqttIssuerClient implements IssuerTransport {
 
   private settle(conn: Connection, e?: SigilError): void {
     const waiters = conn.waiters.splice(0);
-    for (const w of waiters) (e ? w.fail(e) : w.ok());
+    for (const w of waiters) e ? w.fail(e) : w.ok();
   }
 
   private async open(session: MqttSession, key: string): Promise<Connection> {
@@ -259,12 +295,26 @@ export class MqttIssuerClient implements IssuerTransport {
           ...(session.cert !== undefined && tls ? { cert: session.cert } : {}),
           ...(session.key !== undefined && tls ? { key: session.key } : {}),
         },
-        { clientId: session.clientId, clean: false, sessionExpiryS: this.opts.sessionExpiryS ?? 86_400, connectTimeoutMs: this.connectTimeoutMs, maximumPacketSize: MAX_RESPONSE_BYTES },
+        {
+          clientId: session.clientId,
+          clean: false,
+          sessionExpiryS: this.opts.sessionExpiryS ?? 86_400,
+          connectTimeoutMs: this.connectTimeoutMs,
+          maximumPacketSize: MAX_RESPONSE_BYTES,
+        },
       );
     } catch (e) {
       throw brokerError(e, this.url);
     }
-    const conn: Connection = { client, key, topic: `${RESPONSE_PREFIX}${session.responseId}`, up: false, subscribed: false, lastError: undefined, waiters: [] };
+    const conn: Connection = {
+      client,
+      key,
+      topic: `${RESPONSE_PREFIX}${session.responseId}`,
+      up: false,
+      subscribed: false,
+      lastError: undefined,
+      waiters: [],
+    };
     client.on('connect', (connack: IConnackPacket) => {
       // A session the broker kept has our subscription only if it was ever acknowledged: a
       // connection that died between CONNACK and SUBACK (seen in reconnect storms) leaves a
@@ -277,7 +327,10 @@ export class MqttIssuerClient implements IssuerTransport {
       }
       client.subscribe(conn.topic, { qos: 1 }, (err, granted) => {
         if (err || granted?.some((g) => (g.qos as number) >= 0x80)) {
-          const e = new SigilError('issuer_unreachable', `the broker ${this.url} refused the subscription to ${conn.topic}${err ? `: ${err.message}` : ''}; check its ACL for this client`);
+          const e = new SigilError(
+            'issuer_unreachable',
+            `the broker ${this.url} refused the subscription to ${conn.topic}${err ? `: ${err.message}` : ''}; check its ACL for this client`,
+          );
           conn.lastError = e;
           this.settle(conn, e);
           client.end(true);
@@ -288,13 +341,18 @@ export class MqttIssuerClient implements IssuerTransport {
         this.settle(conn);
       });
     });
-    client.on('message', (t: string, body: Buffer, packet: IPublishPacket) => this.onMessage(t, body, packet, conn.topic));
+    client.on('message', (t: string, body: Buffer, packet: IPublishPacket) =>
+      this.onMessage(t, body, packet, conn.topic),
+    );
     client.on('error', (err) => {
       conn.lastError = brokerError(err, this.url);
     });
     client.on('close', () => {
       conn.up = false;
-      this.settle(conn, conn.lastError ?? new SigilError('issuer_unreachable', `the connection to the MQTT broker ${this.url} closed`));
+      this.settle(
+        conn,
+        conn.lastError ?? new SigilError('issuer_unreachable', `the connection to the MQTT broker ${this.url} closed`),
+      );
       this.scheduleReconnect(conn);
     });
     return conn;
@@ -304,12 +362,22 @@ export class MqttIssuerClient implements IssuerTransport {
   private scheduleReconnect(conn: Connection): void {
     if (this.closed || this.conn !== conn || this.pending.size === 0) return;
     clearTimeout(this.reconnectTimer);
-    this.reconnectTimer = setTimeout(() => {
-      if (!this.closed && this.conn === conn && this.pending.size > 0 && !conn.client.connected && !conn.client.reconnecting && !conn.client.disconnecting) {
-        conn.lastError = undefined;
-        conn.client.reconnect();
-      }
-    }, 250 + Math.random() * 750);
+    this.reconnectTimer = setTimeout(
+      () => {
+        if (
+          !this.closed &&
+          this.conn === conn &&
+          this.pending.size > 0 &&
+          !conn.client.connected &&
+          !conn.client.reconnecting &&
+          !conn.client.disconnecting
+        ) {
+          conn.lastError = undefined;
+          conn.client.reconnect();
+        }
+      },
+      250 + Math.random() * 750,
+    );
   }
 
   private onMessage(topic: string, body: Buffer, packet: IPublishPacket, ourTopic: string): void {
@@ -350,7 +418,8 @@ export class MqttIssuerClient implements IssuerTransport {
   close(): void {
     this.closed = true;
     clearTimeout(this.reconnectTimer);
-    for (const p of this.pending.values()) p.reject(new SigilError('issuer_unreachable', `the MQTT transport to ${this.url} was closed`));
+    for (const p of this.pending.values())
+      p.reject(new SigilError('issuer_unreachable', `the MQTT transport to ${this.url} was closed`));
     this.pending.clear();
     if (this.conn) {
       this.conn.client.removeAllListeners('close');

@@ -35,11 +35,17 @@ export function parseMqttUrl(url: string, what: string): { url: URL; tls: boolea
   try {
     u = new URL(url);
   } catch {
-    throw new SigilError('config_invalid', `${what}: "${url}" is not a valid URL (expected mqtt://HOST:PORT or mqtts://HOST:PORT)`);
+    throw new SigilError(
+      'config_invalid',
+      `${what}: "${url}" is not a valid URL (expected mqtt://HOST:PORT or mqtts://HOST:PORT)`,
+    );
   }
-  if (u.protocol !== 'mqtt:' && u.protocol !== 'mqtts:') throw new SigilError('config_invalid', `${what}: "${url}" must use mqtt:// or mqtts://`);
-  if (u.username || u.password) throw new SigilError('config_invalid', `${what}: put broker credentials in their own settings, not in the URL`);
-  if (u.pathname !== '' && u.pathname !== '/') throw new SigilError('config_invalid', `${what}: "${url}" must not have a path`);
+  if (u.protocol !== 'mqtt:' && u.protocol !== 'mqtts:')
+    throw new SigilError('config_invalid', `${what}: "${url}" must use mqtt:// or mqtts://`);
+  if (u.username || u.password)
+    throw new SigilError('config_invalid', `${what}: put broker credentials in their own settings, not in the URL`);
+  if (u.pathname !== '' && u.pathname !== '/')
+    throw new SigilError('config_invalid', `${what}: "${url}" must not have a path`);
   return { url: u, tls: u.protocol === 'mqtts:' };
 }
 
@@ -90,6 +96,9 @@ export async function openMqttClient(ep: MqttEndpoint, s: MqttSessionOptions): P
 export function brokerError(e: unknown, url: string): SigilError {
   if (e instanceof SigilError) return e;
   const err = e as NodeJS.ErrnoException & { reasonCode?: number };
-  const why = err.code && typeof err.code === 'string' ? `${err.code}${err.message && !err.message.includes(err.code) ? ` ${err.message}` : ''}` : (err.message ?? String(e));
+  const why =
+    err.code && typeof err.code === 'string'
+      ? `${err.code}${err.message && !err.message.includes(err.code) ? ` ${err.message}` : ''}`
+      : (err.message ?? String(e));
   return new SigilError('issuer_unreachable', `cannot use the MQTT broker ${url}: ${why}`, { cause: e });
 }

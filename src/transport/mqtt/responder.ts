@@ -56,7 +56,10 @@ export interface MqttResponderOptions extends MqttEndpoint {
  * with retry_after_ms, which agents honour (agent.ts recordFailure); not audited, counted as
  * outcome rate_limited.
  */
-export const MQTT_JOIN_LIMITS = { perTopic: { ratePerS: 10, burst: 50 }, overall: { ratePerS: 200, burst: 400 } } as const;
+export const MQTT_JOIN_LIMITS = {
+  perTopic: { ratePerS: 10, burst: 50 },
+  overall: { ratePerS: 200, burst: 400 },
+} as const;
 
 type Drop = TopicDrop | 'bad_correlation' | 'publish_failed';
 
@@ -74,7 +77,12 @@ export class MqttResponder {
   /** Requests dropped without an answer, by reason (also in sigil_requests_total). */
   /** Per drop reason: the current minute's logged and unlogged lines (see drop()). */
   private readonly dropLog = new Map<Drop, { since: number; logged: number; quiet: number }>();
-  readonly dropped: Record<Drop, number> = { bad_response_topic: 0, unauthenticated: 0, bad_correlation: 0, publish_failed: 0 };
+  readonly dropped: Record<Drop, number> = {
+    bad_response_topic: 0,
+    unauthenticated: 0,
+    bad_correlation: 0,
+    publish_failed: 0,
+  };
 
   private readonly joinPerTopic: RateLimiter;
   private readonly joinOverall: RateLimiter;
@@ -92,9 +100,19 @@ export class MqttResponder {
   /** Take a join token for `responseTopic` and one overall, or refuse with when to come back. */
   private limitJoin(responseTopic: string): void {
     const mine = this.joinPerTopic.take(responseTopic);
-    if (!mine.ok) throw new SigilError('rate_limited', `too many join requests answered on this topic; retry in ${mine.retryAfterMs} ms`, { retryAfterMs: mine.retryAfterMs });
+    if (!mine.ok)
+      throw new SigilError(
+        'rate_limited',
+        `too many join requests answered on this topic; retry in ${mine.retryAfterMs} ms`,
+        { retryAfterMs: mine.retryAfterMs },
+      );
     const all = this.joinOverall.take('*');
-    if (!all.ok) throw new SigilError('rate_limited', `the issuer is taking too many joins over MQTT; retry in ${all.retryAfterMs} ms`, { retryAfterMs: all.retryAfterMs });
+    if (!all.ok)
+      throw new SigilError(
+        'rate_limited',
+        `the issuer is taking too many joins over MQTT; retry in ${all.retryAfterMs} ms`,
+        { retryAfterMs: all.retryAfterMs },
+      );
   }
 
   /**
@@ -152,7 +170,12 @@ export class MqttResponder {
       });
     });
     client.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet));
-    client.on('error', (err) => ctx.log.warn({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, url: this.url }, 'mqtt responder connection error'));
+    client.on('error', (err) =>
+      ctx.log.warn(
+        { err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, url: this.url },
+        'mqtt responder connection error',
+      ),
+    );
     client.on('close', () => {
       if (this.stopping || this.client !== client) return;
       // Jittered so that several issuers do not hammer a restarting broker together.
@@ -164,7 +187,9 @@ export class MqttResponder {
         // MQTT.js reconnects with the options it was created with: a rotated certificate needs a new client.
         this.identityChanged = false;
         client.end(true);
-        this.connect().catch((err: unknown) => ctx.log.error({ err, url: this.url }, 'mqtt responder could not reconnect with its new certificate'));
+        this.connect().catch((err: unknown) =>
+          ctx.log.error({ err, url: this.url }, 'mqtt responder could not reconnect with its new certificate'),
+        );
       }, delay);
     });
   }
@@ -172,7 +197,9 @@ export class MqttResponder {
   private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
     this.inflight++;
     this.handle(topic, payload, packet)
-      .catch((err: unknown) => this.opts.ctx.log.error({ err }, 'mqtt responder: unexpected failure (request left unanswered)'))
+      .catch((err: unknown) =>
+        this.opts.ctx.log.error({ err }, 'mqtt responder: unexpected failure (request left unanswered)'),
+      )
       .finally(() => this.inflight--);
   }
 
@@ -186,11 +213,14 @@ export class MqttResponder {
     const op = operation?.name ?? 'unknown';
     const responseTopic = packet.properties?.responseTopic;
     const correlation = packet.properties?.correlationData;
-    if (!isValidResponseTopic(responseTopic)) return this.drop(op, 'bad_response_topic', { topic, response_topic: String(responseTopic ?? '').slice(0, 200) });
+    if (!isValidResponseTopic(responseTopic))
+      return this.drop(op, 'bad_response_topic', { topic, response_topic: String(responseTopic ?? '').slice(0, 200) });
     // Checked before the operation runs: a join is not performed (its token not spent) for an
     // answer that could not be published.
-    if (!answerTopicFits(op, responseTopic)) return this.drop(op, 'bad_response_topic', { topic, response_topic: responseTopic });
-    if (correlation !== undefined && (!Buffer.isBuffer(correlation) || correlation.length > MAX_CORRELATION)) return this.drop(op, 'bad_correlation', { topic });
+    if (!answerTopicFits(op, responseTopic))
+      return this.drop(op, 'bad_response_topic', { topic, response_topic: responseTopic });
+    if (correlation !== undefined && (!Buffer.isBuffer(correlation) || correlation.length > MAX_CORRELATION))
+      return this.drop(op, 'bad_correlation', { topic });
 
     const remote = `mqtt:${responseTopic}`;
     let binding: { requestId: string | null; requestHash: string | null } = { requestId: null, requestHash: null };
@@ -199,8 +229,13 @@ export class MqttResponder {
     /** The instance whose chain and signature verified (operations answered to their signer). */
     let signer: string | undefined;
     try {
-      if (!operation) throw new SigilError('not_found', `no operation at topic ${topic.slice(0, 200)} (expected sigil/v1/${OPS.join(', ')})`);
-      if (payload.length > MAX_MQTT_PAYLOAD) throw new SigilError('body_too_large', `the request exceeds ${MAX_MQTT_PAYLOAD} bytes`);
+      if (!operation)
+        throw new SigilError(
+          'not_found',
+          `no operation at topic ${topic.slice(0, 200)} (expected sigil/v1/${OPS.join(', ')})`,
+        );
+      if (payload.length > MAX_MQTT_PAYLOAD)
+        throw new SigilError('body_too_large', `the request exceeds ${MAX_MQTT_PAYLOAD} bytes`);
       let body: unknown;
       try {
         body = JSON.parse(payload.toString('utf8'));
@@ -211,11 +246,17 @@ export class MqttResponder {
       if (operation.rateLimited) this.limitJoin(responseTopic);
       // MQTT is not confidential: the broker and every peer that may read response topics see
       // the answer, so secret-bearing answers are encrypted to the requester (server/ops/credential.ts).
-      answer = await operation.handle(ctx, { body: operation.takesBody ? body : undefined, remote, confidential: false, hooks: { onAuthenticated: (who) => (signer = who.instanceId) } });
+      answer = await operation.handle(ctx, {
+        body: operation.takesBody ? body : undefined,
+        remote,
+        confidential: false,
+        hooks: { onAuthenticated: (who) => (signer = who.instanceId) },
+      });
     } catch (err) {
       // The operations have audited and counted their own refusals.
       const e = toSigilError(err);
-      if (e.code === 'internal' && !(err instanceof SigilError)) ctx.log.error({ err }, 'mqtt responder: internal error');
+      if (e.code === 'internal' && !(err instanceof SigilError))
+        ctx.log.error({ err }, 'mqtt responder: internal error');
       outcome = e.code;
       answer = signErrorResponse(ctx, op, binding.requestId, binding.requestHash, e);
     }
@@ -246,18 +287,24 @@ export class MqttResponder {
       // We wait for the PUBACK to respect the broker's window and to count a failure, but not
       // forever (after a reconnect MQTT.js may never call back for an old packet).
       const t = setTimeout(finish, PUBACK_WAIT_MS);
-      client.publish(topic, JSON.stringify(answer), { qos: 1, properties: correlation ? { correlationData: correlation } : {} }, (err) => {
-        clearTimeout(t);
-        // The agent resends after its timeout; a lost answer is replayed idempotently then.
-        if (err) this.drop(op, 'publish_failed', { topic, err: err.message });
-        finish();
-      });
+      client.publish(
+        topic,
+        JSON.stringify(answer),
+        { qos: 1, properties: correlation ? { correlationData: correlation } : {} },
+        (err) => {
+          clearTimeout(t);
+          // The agent resends after its timeout; a lost answer is replayed idempotently then.
+          if (err) this.drop(op, 'publish_failed', { topic, err: err.message });
+          finish();
+        },
+      );
     });
   }
 
   /** Let as many waiting answers go as there are free slots (each re-checks when it resumes). */
   private wakeSenders(): void {
-    for (let free = this.receiveMaximum - this.unacked; free > 0 && this.senders.length > 0; free--) this.senders.shift()!();
+    for (let free = this.receiveMaximum - this.unacked; free > 0 && this.senders.length > 0; free--)
+      this.senders.shift()!();
   }
 
   /**
@@ -277,7 +324,9 @@ export class MqttResponder {
       return;
     }
     win.logged++;
-    const capped = Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, typeof v === 'string' ? capText(v) : v]));
+    const capped = Object.fromEntries(
+      Object.entries(fields).map(([k, v]) => [k, typeof v === 'string' ? capText(v) : v]),
+    );
     const unlogged = w && w !== win && w.quiet > 0 ? { unlogged_before: w.quiet } : {};
     this.opts.ctx.log.warn({ ...capped, ...unlogged, op, reason: why }, 'mqtt request dropped without an answer');
   }
@@ -289,7 +338,11 @@ export class MqttResponder {
     const client = this.client;
     if (!client) return;
     // MQTT.js queues packets while offline: only ask a connected broker, and never wait long.
-    if (client.connected) await Promise.race([client.unsubscribeAsync(SHARED_REQUEST_FILTER).catch(() => undefined), new Promise((r) => setTimeout(r, 1_000))]);
+    if (client.connected)
+      await Promise.race([
+        client.unsubscribeAsync(SHARED_REQUEST_FILTER).catch(() => undefined),
+        new Promise((r) => setTimeout(r, 1_000)),
+      ]);
     const end = Date.now() + graceMs;
     while (this.inflight > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
     // Forced: a graceful end waits for acknowledgements of packets a broker restart may have
@@ -307,7 +360,13 @@ function requestBinding(body: unknown): { requestId: string | null; requestHash:
   const payloadB64 = (body as { payload?: unknown } | null)?.payload;
   const protectedB64 = (body as { protected?: unknown } | null)?.protected;
   const b64uRe = /^[A-Za-z0-9_-]*$/;
-  if (typeof payloadB64 !== 'string' || !b64uRe.test(payloadB64) || typeof protectedB64 !== 'string' || !b64uRe.test(protectedB64)) return { requestId: null, requestHash: null };
+  if (
+    typeof payloadB64 !== 'string' ||
+    !b64uRe.test(payloadB64) ||
+    typeof protectedB64 !== 'string' ||
+    !b64uRe.test(protectedB64)
+  )
+    return { requestId: null, requestHash: null };
   const bytes = b64u.decode(payloadB64);
   // The whole signing input (header names the signer): protocol/request-hash.ts.
   const hash = requestHash({ protected: protectedB64, payload: payloadB64 });

@@ -11,7 +11,13 @@ import { SigilError } from '../../errors.js';
 import { spkiPin } from '../../pki/chain.js';
 import { toPem } from '../../pki/pem.js';
 
-export async function peekPinnedRoot(host: string, port: number, pin: string, timeoutMs: number, url: string): Promise<string> {
+export async function peekPinnedRoot(
+  host: string,
+  port: number,
+  pin: string,
+  timeoutMs: number,
+  url: string,
+): Promise<string> {
   const chain = await new Promise<X509Certificate[]>((resolve, reject) => {
     const sock = tls.connect({ host, port, rejectUnauthorized: false, timeout: timeoutMs });
     sock.once('secureConnect', () => {
@@ -26,8 +32,20 @@ export async function peekPinnedRoot(host: string, port: number, pin: string, ti
       sock.destroy();
       resolve(out);
     });
-    sock.once('timeout', () => sock.destroy(new SigilError('issuer_unreachable', `TLS handshake with the MQTT broker ${url} timed out`)));
-    sock.once('error', (e) => reject(e instanceof SigilError ? e : new SigilError('issuer_unreachable', `cannot reach the MQTT broker ${url}: ${(e as NodeJS.ErrnoException).code ?? e.message}`, { cause: e })));
+    sock.once('timeout', () =>
+      sock.destroy(new SigilError('issuer_unreachable', `TLS handshake with the MQTT broker ${url} timed out`)),
+    );
+    sock.once('error', (e) =>
+      reject(
+        e instanceof SigilError
+          ? e
+          : new SigilError(
+              'issuer_unreachable',
+              `cannot reach the MQTT broker ${url}: ${(e as NodeJS.ErrnoException).code ?? e.message}`,
+              { cause: e },
+            ),
+      ),
+    );
   });
   const i = chain.findIndex((c) => spkiPin(c) === pin);
   if (i < 0) {
@@ -37,9 +55,11 @@ export async function peekPinnedRoot(host: string, port: number, pin: string, ti
     );
   }
   const root = chain[i]!;
-  if (!root.ca || !root.checkIssued(root) || !root.verify(root.publicKey)) throw new SigilError('pin_mismatch', 'the pinned certificate is not a self-signed CA');
+  if (!root.ca || !root.checkIssued(root) || !root.verify(root.publicKey))
+    throw new SigilError('pin_mismatch', 'the pinned certificate is not a self-signed CA');
   for (let k = 0; k < i; k++) {
-    if (!chain[k]!.checkIssued(chain[k + 1]!) || !chain[k]!.verify(chain[k + 1]!.publicKey)) throw new SigilError('pin_mismatch', `the TLS chain of ${url} does not verify up to the pinned root`);
+    if (!chain[k]!.checkIssued(chain[k + 1]!) || !chain[k]!.verify(chain[k + 1]!.publicKey))
+      throw new SigilError('pin_mismatch', `the TLS chain of ${url} does not verify up to the pinned root`);
   }
   return toPem('CERTIFICATE', root.raw);
 }

@@ -45,17 +45,47 @@ describe('TPM attestation and signing against swtpm', () => {
     bad[bad.length - 1]! ^= 1;
     expect(verifyTpmSignature(ak.public.value, bad, signature)).toBe(false);
 
-    await writeFile(join(sim.dir, 'ak.pem'), createPublicKey({ key: publicKeySpki(ak.public.value), format: 'der', type: 'spki' }).export({ type: 'spki', format: 'pem' }));
+    await writeFile(
+      join(sim.dir, 'ak.pem'),
+      createPublicKey({ key: publicKeySpki(ak.public.value), format: 'der', type: 'spki' }).export({
+        type: 'spki',
+        format: 'pem',
+      }),
+    );
     await writeFile(join(sim.dir, 'quote.msg'), attest.bytes);
     await writeFile(join(sim.dir, 'quote.sig'), marshal(tpmtSignature, signature));
     await writeFile(join(sim.dir, 'pcrs.bin'), Buffer.concat(values.map((v) => v.digest)));
     const out = await tpm2(sim, 'tpm2_checkquote', [
-      '-u', 'ak.pem', '-m', 'quote.msg', '-s', 'quote.sig', '-g', 'sha256', '-q', hex(nonce), '-l', 'sha256:0,7,16', '-f', 'pcrs.bin',
+      '-u',
+      'ak.pem',
+      '-m',
+      'quote.msg',
+      '-s',
+      'quote.sig',
+      '-g',
+      'sha256',
+      '-q',
+      hex(nonce),
+      '-l',
+      'sha256:0,7,16',
+      '-f',
+      'pcrs.bin',
     ]);
     expect(out).toMatch(/sha256/);
     // and tpm2_checkquote rejects another nonce
     await expect(
-      tpm2(sim, 'tpm2_checkquote', ['-u', 'ak.pem', '-m', 'quote.msg', '-s', 'quote.sig', '-g', 'sha256', '-q', hex(randomBytes(32))]),
+      tpm2(sim, 'tpm2_checkquote', [
+        '-u',
+        'ak.pem',
+        '-m',
+        'quote.msg',
+        '-s',
+        'quote.sig',
+        '-g',
+        'sha256',
+        '-q',
+        hex(randomBytes(32)),
+      ]),
     ).rejects.toThrow();
   });
 

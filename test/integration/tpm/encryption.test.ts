@@ -51,19 +51,23 @@ describe('parameter encryption (salted AES-CFB sessions) against swtpm', () => {
 
   it('Create: the new key authValue travels encrypted (decrypt session authorizing the parent)', async () => {
     const userAuth = randomBytes(20);
-    const created = await tpm.withSession('hmac', { salt: { handle: srk.handle, public: srk.public.value }, decrypt: true }, (s) =>
-      tpm.run(Create, {
-        parentHandle: { handle: srk.handle, name: srk.name, auth: s },
-        inSensitive: { value: { userAuth, data: EMPTY } },
-        inPublic: { value: signingKeyTemplateEccP256() },
-        outsideInfo: EMPTY,
-        creationPCR: [],
-      }),
+    const created = await tpm.withSession(
+      'hmac',
+      { salt: { handle: srk.handle, public: srk.public.value }, decrypt: true },
+      (s) =>
+        tpm.run(Create, {
+          parentHandle: { handle: srk.handle, name: srk.name, auth: s },
+          inSensitive: { value: { userAuth, data: EMPTY } },
+          inPublic: { value: signingKeyTemplateEccP256() },
+          outsideInfo: EMPTY,
+          creationPCR: [],
+        }),
     );
     expect(wire.saw(userAuth)).toBe(false);
     // the TPM decrypted it correctly: the key signs with that authValue
-    await tpm.withTransient(tpm.load(srk, { private: created.outPrivate, public: created.outPublic }, userAuth), (key) =>
-      tpm.sign(key, createHash('sha256').update('x').digest()),
+    await tpm.withTransient(
+      tpm.load(srk, { private: created.outPrivate, public: created.outPublic }, userAuth),
+      (key) => tpm.sign(key, createHash('sha256').update('x').digest()),
     );
   });
 
@@ -76,25 +80,31 @@ describe('parameter encryption (salted AES-CFB sessions) against swtpm', () => {
     // one session encrypts the way in and another the way out.
     await tpm.withSession('hmac', {}, (auth) =>
       tpm.withSession('hmac', { salt, decrypt: true }, (dec) =>
-      tpm.withSession('hmac', { salt, encrypt: true }, async (enc) => {
-        await tpm.run(
-          NV_Write,
-          { authHandle: { handle: INDEX, name: info.name, authValue: nvAuth, auth }, nvIndex: { handle: INDEX, name: info.name }, data, offset: 0 },
-          { sessions: [dec] },
-        );
-        const written = await tpm.nvReadPublic(INDEX);
-        const { data: back } = await tpm.run(
-          NV_Read,
-          {
-            authHandle: { handle: INDEX, name: written.name, authValue: nvAuth, auth },
-            nvIndex: { handle: INDEX, name: written.name },
-            size: 64,
-            offset: 0,
-          },
-          { sessions: [enc] },
-        );
-        expect(Buffer.from(back).equals(data)).toBe(true);
-      })),
+        tpm.withSession('hmac', { salt, encrypt: true }, async (enc) => {
+          await tpm.run(
+            NV_Write,
+            {
+              authHandle: { handle: INDEX, name: info.name, authValue: nvAuth, auth },
+              nvIndex: { handle: INDEX, name: info.name },
+              data,
+              offset: 0,
+            },
+            { sessions: [dec] },
+          );
+          const written = await tpm.nvReadPublic(INDEX);
+          const { data: back } = await tpm.run(
+            NV_Read,
+            {
+              authHandle: { handle: INDEX, name: written.name, authValue: nvAuth, auth },
+              nvIndex: { handle: INDEX, name: written.name },
+              size: 64,
+              offset: 0,
+            },
+            { sessions: [enc] },
+          );
+          expect(Buffer.from(back).equals(data)).toBe(true);
+        }),
+      ),
     );
     expect(wire.saw(data)).toBe(false);
     await tpm.nvUndefine(INDEX);

@@ -26,7 +26,11 @@ describe('TPM information, random and PCR commands against swtpm', () => {
   it('GetCapability: properties, PCR banks, handles', async () => {
     expect(await tpm.getProperty(TPM_PT.PCR_COUNT)).toBe(24);
     expect(await tpm.getProperty(TPM_PT.MANUFACTURER)).toBe(0x49424d00); // "IBM\0"
-    const { capabilityData } = await tpm.run(GetCapability, { capability: TPM_CAP.PCRS, property: 0, propertyCount: 1 });
+    const { capabilityData } = await tpm.run(GetCapability, {
+      capability: TPM_CAP.PCRS,
+      property: 0,
+      propertyCount: 1,
+    });
     if (capabilityData.capability !== TPM_CAP.PCRS) throw new Error('wrong capability');
     const sha256Bank = capabilityData.assignedPcr.find((s) => s.hash === TPM_ALG.SHA256);
     expect(Buffer.from(sha256Bank!.pcrSelect).toString('hex')).toBe('ffffff');

@@ -20,12 +20,17 @@ const run = promisify(execFile);
 
 // --- a minimal TSS2 PRIVATE KEY codec for the test (draft-bottomley-tpm2-keys) -------------
 function tlv(tag: number, body: Buffer): Buffer {
-  const len = body.length < 0x80 ? Buffer.from([body.length]) : body.length < 0x100 ? Buffer.from([0x81, body.length]) : Buffer.from([0x82, body.length >> 8, body.length & 0xff]);
+  const len =
+    body.length < 0x80
+      ? Buffer.from([body.length])
+      : body.length < 0x100
+        ? Buffer.from([0x81, body.length])
+        : Buffer.from([0x82, body.length >> 8, body.length & 0xff]);
   return Buffer.concat([Buffer.from([tag]), len, body]);
 }
 function children(b: Buffer): { tag: number; body: Buffer }[] {
   const out: { tag: number; body: Buffer }[] = [];
-  for (let i = 0; i < b.length; ) {
+  for (let i = 0; i < b.length;) {
     const tag = b[i]!;
     let len = b[i + 1]!;
     let hdr = 2;
@@ -46,7 +51,16 @@ function writeTss2Key(blob: KeyBlob, parent: number): string {
   let p = Buffer.alloc(5);
   p.writeUInt32BE(parent, 1);
   while (p.length > 1 && p[0] === 0 && !(p[1]! & 0x80)) p = p.subarray(1); // minimal DER INTEGER
-  const der = tlv(0x30, Buffer.concat([oid, emptyAuth, tlv(0x02, p), tlv(0x04, Buffer.from(marshal(tpm2bPublic, blob.public))), tlv(0x04, Buffer.from(marshal(tpm2bPrivate, blob.private)))]));
+  const der = tlv(
+    0x30,
+    Buffer.concat([
+      oid,
+      emptyAuth,
+      tlv(0x02, p),
+      tlv(0x04, Buffer.from(marshal(tpm2bPublic, blob.public))),
+      tlv(0x04, Buffer.from(marshal(tpm2bPrivate, blob.private))),
+    ]),
+  );
   return `-----BEGIN TSS2 PRIVATE KEY-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END TSS2 PRIVATE KEY-----\n`;
 }
 function readTss2Key(pem: string): KeyBlob {
@@ -99,9 +113,28 @@ describe('interoperability of the SRK template with OpenSSL tpm2 provider keys',
     }
     await writeFile(join(sim.dir, 'sigil.pem'), writeTss2Key(blob, TPM_RH.OWNER));
     await writeFile(join(sim.dir, 'msg.txt'), 'signed by openssl with a Sigil key');
-    await openssl(['dgst', '-provider', 'tpm2', '-provider', 'default', '-propquery', '?provider=tpm2', '-sha256', '-sign', 'sigil.pem', '-out', 'msg.sig', 'msg.txt']);
+    await openssl([
+      'dgst',
+      '-provider',
+      'tpm2',
+      '-provider',
+      'default',
+      '-propquery',
+      '?provider=tpm2',
+      '-sha256',
+      '-sign',
+      'sigil.pem',
+      '-out',
+      'msg.sig',
+      'msg.txt',
+    ]);
     const pub = createPublicKey({ key: publicKeySpki(blob.public.value), format: 'der', type: 'spki' });
-    const ok = nodeVerify('sha256', await readFile(join(sim.dir, 'msg.txt')), pub, await readFile(join(sim.dir, 'msg.sig')));
+    const ok = nodeVerify(
+      'sha256',
+      await readFile(join(sim.dir, 'msg.txt')),
+      pub,
+      await readFile(join(sim.dir, 'msg.sig')),
+    );
     expect(ok).toBe(true);
   });
 });

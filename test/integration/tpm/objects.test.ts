@@ -83,7 +83,9 @@ describe('TPM object commands against swtpm', () => {
   });
 
   it('EvictControl persists and removes a key', async () => {
-    const persisted = await tpm.withTransient(tpm.load(srk, await tpm.createAk(srk)), (k) => tpm.persist(k, 0x81000100));
+    const persisted = await tpm.withTransient(tpm.load(srk, await tpm.createAk(srk)), (k) =>
+      tpm.persist(k, 0x81000100),
+    );
     expect((await tpm.readPublic(0x81000100)).name).toEqual(persisted.name);
     expect(await tpm.getHandles(0x81000000)).toContain(0x81000100);
     await tpm.evict(persisted);

@@ -1,6 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { PolicyAuthValue, PolicyGetDigest, PolicyOR, PolicyPassword, PolicySecret } from '../../../src/tpm/commands/session.js';
+import {
+  PolicyAuthValue,
+  PolicyGetDigest,
+  PolicyOR,
+  PolicyPassword,
+  PolicySecret,
+} from '../../../src/tpm/commands/session.js';
 import { Sign } from '../../../src/tpm/commands/attestation.js';
 import { Create } from '../../../src/tpm/commands/object.js';
 import { TPMA_OBJECT, TPM_ALG, TPM_RH } from '../../../src/tpm/constants.js';
@@ -100,9 +106,16 @@ describe('TPM sessions against swtpm', () => {
           policyRef: EMPTY,
           expiration: 0,
         });
-        expect(hex((await tpm.run(PolicyGetDigest, { policySession: s.handle })).policyDigest)).toBe(hex(ekPolicyA(alg)));
-        await tpm.run(PolicyOR, { policySession: s.handle, pHashList: [ekPolicyA(alg), Buffer.from(EK_POLICY_C[alg]!, 'hex')] });
-        expect(hex((await tpm.run(PolicyGetDigest, { policySession: s.handle })).policyDigest)).toBe(hex(ekPolicyB(alg)));
+        expect(hex((await tpm.run(PolicyGetDigest, { policySession: s.handle })).policyDigest)).toBe(
+          hex(ekPolicyA(alg)),
+        );
+        await tpm.run(PolicyOR, {
+          policySession: s.handle,
+          pHashList: [ekPolicyA(alg), Buffer.from(EK_POLICY_C[alg]!, 'hex')],
+        });
+        expect(hex((await tpm.run(PolicyGetDigest, { policySession: s.handle })).policyDigest)).toBe(
+          hex(ekPolicyB(alg)),
+        );
       });
     }
     expect(hex(ekPolicyA(TPM_ALG.SHA256))).toBe('837197674484b3f81a90cc8d46a5d724fd52d76e06520b64f2a1da1b331469aa');
@@ -116,7 +129,12 @@ describe('TPM sessions against swtpm', () => {
     const pw = Buffer.from('policy-pw');
     await tpm.withTransient(tpm.load(srk, await tpm.create(srk, template, { userAuth: pw }), pw), async (k) => {
       const signWith = (session: Session, authValue: Uint8Array) =>
-        tpm.run(Sign, { keyHandle: { handle: k.handle, name: k.name, authValue, auth: session }, digest, inScheme: ECDSA, validation: NULL_HASHCHECK });
+        tpm.run(Sign, {
+          keyHandle: { handle: k.handle, name: k.name, authValue, auth: session },
+          digest,
+          inScheme: ECDSA,
+          validation: NULL_HASHCHECK,
+        });
       await tpm.withSession('policy', {}, async (s) => {
         await tpm.run(PolicyAuthValue, { policySession: s.handle });
         s.policyAuthValue = true; // the HMAC key now includes the authValue (Part 1 §19.6.5)

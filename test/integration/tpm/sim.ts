@@ -73,9 +73,13 @@ export async function startSim(opts: { unix?: boolean } = {}): Promise<Sim> {
     `create_certs_tool = /usr/bin/swtpm_localca\ncreate_certs_tool_config = ${localcaConf}\ncreate_certs_tool_options = ${localcaOpts}\nactive_pcr_banks = sha256\n`,
   );
   try {
-    await run('swtpm_setup', ['--tpm2', '--tpmstate', state, '--create-ek-cert', '--create-platform-cert', '--config', setupConf], {
-      env: { ...process.env, XDG_CONFIG_HOME: dir },
-    });
+    await run(
+      'swtpm_setup',
+      ['--tpm2', '--tpmstate', state, '--create-ek-cert', '--create-platform-cert', '--config', setupConf],
+      {
+        env: { ...process.env, XDG_CONFIG_HOME: dir },
+      },
+    );
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`swtpm_setup not found: ${INSTALL}`);

@@ -57,7 +57,9 @@ describe('TPM transports', () => {
   });
 
   it('a TCTI that cannot initialise is a clear error', async () => {
-    await expect(TctiTransport.open('mssim:host=127.0.0.1,port=1')).rejects.toThrow(/TCTI "mssim:host=127.0.0.1,port=1" could not be initialised/);
+    await expect(TctiTransport.open('mssim:host=127.0.0.1,port=1')).rejects.toThrow(
+      /TCTI "mssim:host=127.0.0.1,port=1" could not be initialised/,
+    );
   });
 
   it('socket (unix): swtpm:path=…', async () => {
@@ -77,7 +79,10 @@ describe('TPM transports', () => {
   it('device: a missing device is config_invalid naming it', async () => {
     const path = '/dev/sigil-no-such-tpm';
     expect(existsSync(path)).toBe(false);
-    await expect(DeviceTransport.open(path)).rejects.toMatchObject({ code: 'config_invalid', message: expect.stringContaining(path) });
+    await expect(DeviceTransport.open(path)).rejects.toMatchObject({
+      code: 'config_invalid',
+      message: expect.stringContaining(path),
+    });
   });
 
   it('a dead connection fails pending and later commands with unavailable', async () => {

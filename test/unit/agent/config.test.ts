@@ -22,7 +22,11 @@ const yaml = (over: Record<string, string> = {}): string => {
     join: `join:\n  method: token\n  token: ${TOKEN}`,
     ...over,
   };
-  return Object.values(fields).filter((v) => v !== '').join('\n') + '\n';
+  return (
+    Object.values(fields)
+      .filter((v) => v !== '')
+      .join('\n') + '\n'
+  );
 };
 
 /** Write `text` as DIR/etc/agent.yaml and load it. */
@@ -68,7 +72,8 @@ describe('agent config', () => {
         ttl: 'ttl: 2h',
         rf: 'renew_fraction: 0.6',
         ks: 'key_storage: software',
-        outputs: 'outputs:\n  - type: identity\n    path: out/svid\n    uid: 1000\n    gid: 1000\n  - type: identity\n    path: /abs/svid',
+        outputs:
+          'outputs:\n  - type: identity\n    path: out/svid\n    uid: 1000\n    gid: 1000\n  - type: identity\n    path: /abs/svid',
         metrics: 'metrics:\n  listen: 127.0.0.1:9101\n  textfile: metrics/sigil.prom',
         log: 'log_level: debug',
       }),
@@ -114,15 +119,21 @@ describe('agent config', () => {
     if (process.getuid?.() !== 0) {
       writeFileSync(join(dir, 'secret'), TOKEN);
       chmodSync(join(dir, 'secret'), 0o000);
-      expect(refusal(() => load(yaml({ join: `join:\n  method: token\n  token_file: ${join(dir, 'secret')}` }))).message).toMatch(/EACCES/);
+      expect(
+        refusal(() => load(yaml({ join: `join:\n  method: token\n  token_file: ${join(dir, 'secret')}` }))).message,
+      ).toMatch(/EACCES/);
     }
   });
 
   it('a missing or empty token → config_invalid', () => {
-    expect(refusal(() => load(yaml({ join: 'join:\n  method: token' }))).message).toMatch(/join\.token or join\.token_file is required/);
+    expect(refusal(() => load(yaml({ join: 'join:\n  method: token' }))).message).toMatch(
+      /join\.token or join\.token_file is required/,
+    );
     expect(refusal(() => load(yaml({ join: "join:\n  method: token\n  token: ''" }))).code).toBe('config_invalid');
     writeFileSync(join(dir, 'blank'), '\n');
-    expect(refusal(() => load(yaml({ join: `join:\n  method: token\n  token_file: ${join(dir, 'blank')}` }))).message).toMatch(/required/);
+    expect(
+      refusal(() => load(yaml({ join: `join:\n  method: token\n  token_file: ${join(dir, 'blank')}` }))).message,
+    ).toMatch(/required/);
     expect(refusal(() => load(yaml({ join: '' }))).message).toMatch(/join/);
   });
 
@@ -183,27 +194,68 @@ describe('agent config', () => {
     it('reads the pkcs11 block: module, token label, PIN file resolved against the config dir, label prefix', () => {
       const c = load(yaml(ks(`pkcs11: { module: ${MODULE}, token: sigil, pin_file: secrets/pin }`)));
       expect(c.keyStorage).toBe('pkcs11');
-      expect(c.pkcs11).toEqual({ module: MODULE, tokenLabel: 'sigil', pinFile: join(dir, 'etc', 'secrets', 'pin'), keyLabelPrefix: 'sigil' });
-      const e = load(yaml(ks(`pkcs11:\n  module: ${MODULE}\n  token: hsm\n  pin_env: SIGIL_PKCS11_PIN\n  key_label_prefix: gw-7`)));
-      expect(e.pkcs11).toEqual({ module: MODULE, tokenLabel: 'hsm', pinEnv: 'SIGIL_PKCS11_PIN', keyLabelPrefix: 'gw-7' });
+      expect(c.pkcs11).toEqual({
+        module: MODULE,
+        tokenLabel: 'sigil',
+        pinFile: join(dir, 'etc', 'secrets', 'pin'),
+        keyLabelPrefix: 'sigil',
+      });
+      const e = load(
+        yaml(ks(`pkcs11:\n  module: ${MODULE}\n  token: hsm\n  pin_env: SIGIL_PKCS11_PIN\n  key_label_prefix: gw-7`)),
+      );
+      expect(e.pkcs11).toEqual({
+        module: MODULE,
+        tokenLabel: 'hsm',
+        pinEnv: 'SIGIL_PKCS11_PIN',
+        keyLabelPrefix: 'gw-7',
+      });
     });
 
     it('works with evidence join methods other than tpm (x509 here)', () => {
-      const c = load(yaml({ join: 'join:\n  method: x509\n  x509: { cert: dev.pem, key: dev.key }', ...ks(`pkcs11: { module: ${MODULE}, token: sigil, pin_env: P }`) }));
+      const c = load(
+        yaml({
+          join: 'join:\n  method: x509\n  x509: { cert: dev.pem, key: dev.key }',
+          ...ks(`pkcs11: { module: ${MODULE}, token: sigil, pin_env: P }`),
+        }),
+      );
       expect(c.keyStorage).toBe('pkcs11');
       expect(c.tpmTcti).toBeUndefined();
     });
 
     it.each([
       ['no pkcs11 block', '', /key_storage: pkcs11 needs a pkcs11: \{ module, token, pin_file \| pin_env \} block/],
-      ['no PIN source', `pkcs11: { module: ${MODULE}, token: sigil }`, /pkcs11: give exactly one of pin_file .* or pin_env/],
-      ['both PIN sources', `pkcs11: { module: ${MODULE}, token: sigil, pin_file: p, pin_env: P }`, /exactly one of pin_file/],
-      ['a relative module path', 'pkcs11: { module: libsofthsm2.so, token: sigil, pin_env: P }', /pkcs11\.module: must be an absolute path/],
+      [
+        'no PIN source',
+        `pkcs11: { module: ${MODULE}, token: sigil }`,
+        /pkcs11: give exactly one of pin_file .* or pin_env/,
+      ],
+      [
+        'both PIN sources',
+        `pkcs11: { module: ${MODULE}, token: sigil, pin_file: p, pin_env: P }`,
+        /exactly one of pin_file/,
+      ],
+      [
+        'a relative module path',
+        'pkcs11: { module: libsofthsm2.so, token: sigil, pin_env: P }',
+        /pkcs11\.module: must be an absolute path/,
+      ],
       ['no token', `pkcs11: { module: ${MODULE}, pin_env: P }`, /pkcs11\.token/],
-      ['a token label over 32 bytes', `pkcs11: { module: ${MODULE}, token: ${'t'.repeat(33)}, pin_env: P }`, /pkcs11\.token/],
+      [
+        'a token label over 32 bytes',
+        `pkcs11: { module: ${MODULE}, token: ${'t'.repeat(33)}, pin_env: P }`,
+        /pkcs11\.token/,
+      ],
       ['a PIN in the config', `pkcs11: { module: ${MODULE}, token: sigil, pin: "1234" }`, /pin/],
-      ['pin_env that is not a variable name', `pkcs11: { module: ${MODULE}, token: sigil, pin_env: "$PIN" }`, /pkcs11\.pin_env: is the NAME of an environment variable/],
-      ['a bad label prefix', `pkcs11: { module: ${MODULE}, token: sigil, pin_env: P, key_label_prefix: "a b" }`, /pkcs11\.key_label_prefix/],
+      [
+        'pin_env that is not a variable name',
+        `pkcs11: { module: ${MODULE}, token: sigil, pin_env: "$PIN" }`,
+        /pkcs11\.pin_env: is the NAME of an environment variable/,
+      ],
+      [
+        'a bad label prefix',
+        `pkcs11: { module: ${MODULE}, token: sigil, pin_env: P, key_label_prefix: "a b" }`,
+        /pkcs11\.key_label_prefix/,
+      ],
     ])('%s → config_invalid naming the field', (_name, block, re) => {
       const e = refusal(() => load(yaml(ks(block))));
       expect(e.code).toBe('config_invalid');
@@ -211,7 +263,14 @@ describe('agent config', () => {
     });
 
     it('refuses the tpm join (it certifies a TPM key) and a pkcs11 block under another key_storage', () => {
-      const tpm = refusal(() => load(yaml({ join: 'join:\n  method: tpm\n  tpm: {}', ...ks(`pkcs11: { module: ${MODULE}, token: sigil, pin_env: P }`) })));
+      const tpm = refusal(() =>
+        load(
+          yaml({
+            join: 'join:\n  method: tpm\n  tpm: {}',
+            ...ks(`pkcs11: { module: ${MODULE}, token: sigil, pin_env: P }`),
+          }),
+        ),
+      );
       expect(tpm.code).toBe('config_invalid');
       expect(tpm.message).toMatch(/key_storage: pkcs11 cannot be used with join\.method tpm/);
       const stray = refusal(() => load(yaml({ ks: `pkcs11: { module: ${MODULE}, token: sigil, pin_env: P }` })));
@@ -254,17 +313,31 @@ describe('agent config', () => {
           url: 'mqtts://broker.example.org:8883',
           timeoutMs: 5_000,
           caFile: join(dir, 'etc', 'broker-ca.pem'),
-          bootstrap: { url: 'mqtts://broker.example.org:8884', username: 'bootstrap', passwordFile: join(dir, 'etc', 'mqtt.pw') },
+          bootstrap: {
+            url: 'mqtts://broker.example.org:8884',
+            username: 'bootstrap',
+            passwordFile: join(dir, 'etc', 'mqtt.pw'),
+          },
           sessionExpiryS: 86_400,
         },
-        { type: 'mqtt', url: 'mqtt://127.0.0.1:1883', timeoutMs: 15_000, bootstrap: { certFile: join(dir, 'etc', 'boot.pem'), keyFile: '/abs/boot.key' }, sessionExpiryS: 7_200 },
+        {
+          type: 'mqtt',
+          url: 'mqtt://127.0.0.1:1883',
+          timeoutMs: 15_000,
+          bootstrap: { certFile: join(dir, 'etc', 'boot.pem'), keyFile: '/abs/boot.key' },
+          sessionExpiryS: 7_200,
+        },
         { type: 'https', url: 'https://issuer.example.org:8443', timeoutMs: 15_000 },
       ]);
       expect(c.issuer).toBe('https://issuer.example.org:8443');
     });
 
     it.each([
-      ['both issuer and transports', yaml({ transports: 'transports:\n  - { type: https, url: "https://x:1" }' }), /either issuer or transports/],
+      [
+        'both issuer and transports',
+        yaml({ transports: 'transports:\n  - { type: https, url: "https://x:1" }' }),
+        /either issuer or transports/,
+      ],
       ['neither', yaml({ issuer: '' }), /issuer or transports is required/],
       ['an empty list', yaml({ issuer: '', transports: 'transports: []' }), /transports/],
       ['an mqtt URL with a path', null, /mqtt:\/\/HOST:PORT/],
@@ -278,7 +351,8 @@ describe('agent config', () => {
         'an http URL for mqtt': '  - { type: mqtt, url: "http://h:1" }',
         'an unknown transport type': '  - { type: coap, url: "coap://h:1" }',
         'half a bootstrap': '  - { type: mqtt, url: "mqtt://h:1", bootstrap: { username: b } }',
-        'a bad bootstrap url': '  - { type: mqtt, url: "mqtt://h:1", bootstrap: { url: "https://h", username: b, password_file: f } }',
+        'a bad bootstrap url':
+          '  - { type: mqtt, url: "mqtt://h:1", bootstrap: { url: "https://h", username: b, password_file: f } }',
       };
       const e = refusal(() => load(text ?? withTransports(t[name]!)));
       expect(e.code).toBe('config_invalid');

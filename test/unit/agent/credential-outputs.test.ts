@@ -4,7 +4,17 @@
  * configuration changes, nothing requested while an identity request is pending, failures
  * backed off, symlinks refused, owner/group applied, reload hooks run.
  */
-import { lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -42,7 +52,8 @@ function identityCertPem(signer: SoftwareSigner): string {
   return toPem('CERTIFICATE', der);
 }
 /** The n-th JWT the fake issuer hands out (its sub is this agent's SPIFFE ID). */
-const tokenN = (n: number): string => `aaa.${b64u.encode(JSON.stringify({ sub: 'spiffe://example.org/bot/b/i-1', n }))}.ccc`;
+const tokenN = (n: number): string =>
+  `aaa.${b64u.encode(JSON.stringify({ sub: 'spiffe://example.org/bot/b/i-1', n }))}.ccc`;
 /** Set to answer with a credential issued to someone else. */
 let answerSpiffeId: string | undefined;
 
@@ -80,9 +91,20 @@ beforeEach(() => {
   answerSpiffeId = undefined;
   const signer = SoftwareSigner.generate();
   state.saveIdentity({
-    instanceId: 'i-1', spiffeId: 'spiffe://example.org/bot/b/i-1', bot: 'b', chainPem: [identityCertPem(signer)],
-    keyRef: JSON.stringify({ storage: 'software', pkcs8Pem: signer.toPkcs8Pem() }), keyStorage: 'software', exportable: true, serial: '01',
-    notBefore: clock - 60_000, notAfter: clock + 3600_000, generation: 1, joinMethod: 'token', issuedAt: clock, renewAfter: clock + 1800_000,
+    instanceId: 'i-1',
+    spiffeId: 'spiffe://example.org/bot/b/i-1',
+    bot: 'b',
+    chainPem: [identityCertPem(signer)],
+    keyRef: JSON.stringify({ storage: 'software', pkcs8Pem: signer.toPkcs8Pem() }),
+    keyStorage: 'software',
+    exportable: true,
+    serial: '01',
+    notBefore: clock - 60_000,
+    notAfter: clock + 3600_000,
+    generation: 1,
+    joinMethod: 'token',
+    issuedAt: clock,
+    renewAfter: clock + 1800_000,
   });
 });
 afterEach(() => {
@@ -91,7 +113,10 @@ afterEach(() => {
 });
 
 const outputs = (entries: Array<Record<string, unknown>>): CredentialOutputs =>
-  new CredentialOutputs(entries.map((e, i) => parseCredentialOutput(e, `outputs[${i}]`, (p) => (p.startsWith('/') ? p : join(dir, p)))), { state, log: silentLogger(), client, now: () => clock, rand: () => 0.5 });
+  new CredentialOutputs(
+    entries.map((e, i) => parseCredentialOutput(e, `outputs[${i}]`, (p) => (p.startsWith('/') ? p : join(dir, p)))),
+    { state, log: silentLogger(), client, now: () => clock, rand: () => 0.5 },
+  );
 
 describe('answers bound to this agent (issue #11)', () => {
   it('a credential issued to another SPIFFE ID is refused (answer_mismatch) and nothing is written', async () => {
@@ -100,12 +125,23 @@ describe('answers bound to this agent (issue #11)', () => {
     const [r] = await o.refresh();
     expect(r!.action === 'failed' && r!.error.code).toBe('answer_mismatch');
     expect(() => statSync(join(dir, 'jwt', 'token'))).toThrow();
-    expect(credentialOutputsStatus(state)[0]!.last_error).toMatch(/^answer_mismatch: the jwt credential was issued to spiffe:\/\/example.org\/bot\/other\/i-9/);
+    expect(credentialOutputsStatus(state)[0]!.last_error).toMatch(
+      /^answer_mismatch: the jwt credential was issued to spiffe:\/\/example.org\/bot\/other\/i-9/,
+    );
   });
   it("a JWT whose sub is not the answer's SPIFFE ID is refused", async () => {
     const o = outputs([{ type: 'jwt', path: 'jwt', audiences: ['vault'] }]);
-    const wrongSub = { ...client, request: async (...a: Parameters<CredentialClient['request']>) => ({ ...(await client.request(...a)), token: `aaa.${b64u.encode(JSON.stringify({ sub: 'spiffe://example.org/bot/other/i-9' }))}.ccc` }) };
-    const o2 = new CredentialOutputs(o.destinations.map((d) => d.config), { state, log: silentLogger(), client: wrongSub, now: () => clock, rand: () => 0.5 });
+    const wrongSub = {
+      ...client,
+      request: async (...a: Parameters<CredentialClient['request']>) => ({
+        ...(await client.request(...a)),
+        token: `aaa.${b64u.encode(JSON.stringify({ sub: 'spiffe://example.org/bot/other/i-9' }))}.ccc`,
+      }),
+    };
+    const o2 = new CredentialOutputs(
+      o.destinations.map((d) => d.config),
+      { state, log: silentLogger(), client: wrongSub, now: () => clock, rand: () => 0.5 },
+    );
     const [r] = await o2.refresh();
     expect(r!.action === 'failed' && r!.error.code).toBe('answer_mismatch');
     expect(() => statSync(join(dir, 'jwt', 'token'))).toThrow();
@@ -137,15 +173,23 @@ describe('scheduling', () => {
     expect((await outputs([{ type: 'jwt', path: 'jwt', audiences: ['vault'] }]).refresh())[0]!.action).toBe('none');
     expect((await outputs([{ type: 'jwt', path: 'jwt', audiences: ['aws'] }]).refresh())[0]!.action).toBe('issued');
     // The reload hook is not part of what the credential depends on.
-    expect((await outputs([{ type: 'jwt', path: 'jwt', audiences: ['aws'], reload: { command: 'true' } }]).refresh())[0]!.action).toBe('none');
+    expect(
+      (await outputs([{ type: 'jwt', path: 'jwt', audiences: ['aws'], reload: { command: 'true' } }]).refresh())[0]!
+        .action,
+    ).toBe('none');
   });
 
   it('requests nothing without a valid identity or while an identity request is pending', async () => {
     state.putOutbox({ requestId: 'r'.repeat(16), op: 'renew', body: '{}', createdAt: clock, pendingKeyRef: '{}' });
-    expect(await outputs([{ type: 'jwt', path: 'jwt', audiences: ['vault'] }]).refresh()).toEqual([{ type: 'jwt', path: join(dir, 'jwt'), action: 'skipped', reason: 'an identity request is pending' }]);
+    expect(await outputs([{ type: 'jwt', path: 'jwt', audiences: ['vault'] }]).refresh()).toEqual([
+      { type: 'jwt', path: join(dir, 'jwt'), action: 'skipped', reason: 'an identity request is pending' },
+    ]);
     state.deleteOutbox('r'.repeat(16));
     clock += 2 * 3600_000;
-    expect((await outputs([{ type: 'jwt', path: 'jwt', audiences: ['vault'] }]).refresh())[0]).toMatchObject({ action: 'skipped', reason: 'no valid identity' });
+    expect((await outputs([{ type: 'jwt', path: 'jwt', audiences: ['vault'] }]).refresh())[0]).toMatchObject({
+      action: 'skipped',
+      reason: 'no valid identity',
+    });
     expect(calls).toHaveLength(0);
   });
 
@@ -154,17 +198,28 @@ describe('scheduling', () => {
     const o = outputs([{ type: 'jwt', path: 'jwt', audiences: ['x'] }]);
     const [first] = await o.refresh();
     expect(first!.action === 'failed' && first.error.code).toBe('role_denied');
-    expect(o.status()[0]).toMatchObject({ failures: 1, last_error: 'role_denied: role r does not allow audience x (jwt_audiences)' });
+    expect(o.status()[0]).toMatchObject({
+      failures: 1,
+      last_error: 'role_denied: role r does not allow audience x (jwt_audiences)',
+    });
     // `sigil agent status` reads the same from the state alone (no config needed).
     expect(credentialOutputsStatus(state)).toEqual([
-      expect.objectContaining({ type: 'jwt', path: join(dir, 'jwt'), serial: null, consecutive_failures: 1, last_error: 'role_denied: role r does not allow audience x (jwt_audiences)' }),
+      expect.objectContaining({
+        type: 'jwt',
+        path: join(dir, 'jwt'),
+        serial: null,
+        consecutive_failures: 1,
+        last_error: 'role_denied: role r does not allow audience x (jwt_audiences)',
+      }),
     ]);
     expect((await o.refresh())[0]!.action).toBe('none');
     fail = undefined;
     clock = o.nextWake()!;
     expect((await o.refresh())[0]!.action).toBe('issued');
     expect(o.status()[0]).toMatchObject({ failures: 0, last_error: null });
-    expect(agentStatus(state, clock).credential_outputs).toEqual([expect.objectContaining({ type: 'jwt', consecutive_failures: 0, last_error: null, serial: expect.any(String) })]);
+    expect(agentStatus(state, clock).credential_outputs).toEqual([
+      expect.objectContaining({ type: 'jwt', consecutive_failures: 0, last_error: null, serial: expect.any(String) }),
+    ]);
   });
 });
 
@@ -190,7 +245,9 @@ describe('files', () => {
   });
 
   it('runs the reload hook after a rotation and reports a failing hook without undoing the rotation', async () => {
-    const [o] = await outputs([{ type: 'jwt', path: 'jwt', audiences: ['vault'], reload: { command: ['sh', '-c', 'echo broken >&2; exit 3'] } }]).refresh();
+    const [o] = await outputs([
+      { type: 'jwt', path: 'jwt', audiences: ['vault'], reload: { command: ['sh', '-c', 'echo broken >&2; exit 3'] } },
+    ]).refresh();
     expect(o).toMatchObject({ action: 'issued', reloadError: 'reload command failed (exit 3): broken' });
     expect(readFileSync(join(dir, 'jwt', 'token'), 'utf8')).toBe(tokenN(1));
   });
@@ -219,10 +276,13 @@ describe('output config', () => {
       { type: 'database', path: '/run/sigil/db', db_user: 'app' },
       { type: 'kubernetes', path: '/run/sigil/kube', api_server: 'https://k8s.example:6443' },
       { type: 'jwt', path: '/run/sigil/jwt', audiences: ['vault'] },
-    ]) expect(parse(e).type).toBe(e.type);
+    ])
+      expect(parse(e).type).toBe(e.type);
     expect(() => parse({ type: 'jwt', path: '/x' })).toThrow(/audiences/);
     expect(() => parse({ type: 'kubernetes', path: '/x', api_server: 'http://k8s:80' })).toThrow(/https/);
-    expect(() => parse({ type: 'database', path: '/x', tcti: 'device:/dev/tpmrm0' })).toThrow(/tcti applies only with key: tpm/);
+    expect(() => parse({ type: 'database', path: '/x', tcti: 'device:/dev/tpmrm0' })).toThrow(
+      /tcti applies only with key: tpm/,
+    );
     expect(() => parse({ type: 'ssh_user', path: '/x', logins: ['a b'] })).toThrow();
     expect(() => parse({ type: 'ssh_user', path: '/x', lgins: ['a'] })).toThrow(/lgins/);
   });

@@ -7,7 +7,8 @@ import { identityOutput, writeIdentityOutput } from '../../../src/agent/outputs/
 
 let tmp: string;
 const material = {
-  certPem: '-----BEGIN CERTIFICATE-----\nLEAF\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nINT\n-----END CERTIFICATE-----\n',
+  certPem:
+    '-----BEGIN CERTIFICATE-----\nLEAF\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nINT\n-----END CERTIFICATE-----\n',
   keyPem: '-----BEGIN PRIVATE KEY-----\nKEY\n-----END PRIVATE KEY-----\n',
   bundlePem: '-----BEGIN CERTIFICATE-----\nROOT\n-----END CERTIFICATE-----',
 };

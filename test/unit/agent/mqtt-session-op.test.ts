@@ -34,8 +34,25 @@ afterEach(() => {
 });
 
 const identity = (notAfter: number): Identity =>
-  fakeIdentity({ spiffeId: 'spiffe://example.org/bot/gw/inst-1', bot: 'gw', chainPem: ['SVID\n', 'INT\n'], keyRef: JSON.stringify({ storage: 'software', pkcs8Pem: 'SVIDKEY' }), serial: '01', joinMethod: 'oidc', notBefore: NOW - HOUR, notAfter, issuedAt: NOW - HOUR, renewAfter: NOW });
-const mqtt = (url: string): Extract<TransportConfig, { type: 'mqtt' }> => ({ type: 'mqtt', url, timeoutMs: 1000, sessionExpiryS: 60, bootstrap: { url: 'mqtts://broker:8884', username: 'bootstrap', passwordFile: pwFile } });
+  fakeIdentity({
+    spiffeId: 'spiffe://example.org/bot/gw/inst-1',
+    bot: 'gw',
+    chainPem: ['SVID\n', 'INT\n'],
+    keyRef: JSON.stringify({ storage: 'software', pkcs8Pem: 'SVIDKEY' }),
+    serial: '01',
+    joinMethod: 'oidc',
+    notBefore: NOW - HOUR,
+    notAfter,
+    issuedAt: NOW - HOUR,
+    renewAfter: NOW,
+  });
+const mqtt = (url: string): Extract<TransportConfig, { type: 'mqtt' }> => ({
+  type: 'mqtt',
+  url,
+  timeoutMs: 1000,
+  sessionExpiryS: 60,
+  bootstrap: { url: 'mqtts://broker:8884', username: 'bootstrap', passwordFile: pwFile },
+});
 const topic = (responseId: string): string => `sigil/v1/resp/${responseId}`;
 
 describe('mqttSession(op): the topic the issuer answers on', () => {
@@ -57,7 +74,10 @@ describe('mqttSession(op): the topic the issuer answers on', () => {
 
   it('plain mqtt:// in the certificate’s last 30 s: still the instance session (no client certificate to expire)', () => {
     state.saveIdentity(identity(NOW + CLIENT_CERT_MARGIN_MS - 1_000));
-    expect(mqttSession(mqtt('mqtt://broker:1883'), state, () => NOW, 'renew')).toMatchObject({ clientId: 'sigil-inst-1', responseId: 'inst-1' });
+    expect(mqttSession(mqtt('mqtt://broker:1883'), state, () => NOW, 'renew')).toMatchObject({
+      clientId: 'sigil-inst-1',
+      responseId: 'inst-1',
+    });
     // mqtts:// cannot present that certificate any more: the bootstrap session, which the issuer
     // does not answer renewals on (the known gap docs/mqtt.md describes).
     const tls = mqttSession(mqtt('mqtts://broker:8883'), state, () => NOW, 'renew');

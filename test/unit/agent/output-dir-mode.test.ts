@@ -26,7 +26,12 @@ describe('world-writable output directories', () => {
     it(`identity output refuses a ${mode.toString(8)} directory and writes nothing`, () => {
       const d = dirWithMode(mode);
       expect(() => writeIdentityOutput(d, { certPem: PEM, bundlePem: PEM })).toThrow(
-        expect.objectContaining({ code: 'unsafe_path', message: expect.stringMatching(new RegExp(`${d} is world-writable \\(mode 0?${mode.toString(8)}.*run: chmod o-w ${d}`)) }),
+        expect.objectContaining({
+          code: 'unsafe_path',
+          message: expect.stringMatching(
+            new RegExp(`${d} is world-writable \\(mode 0?${mode.toString(8)}.*run: chmod o-w ${d}`),
+          ),
+        }),
       );
       expect(existsSync(join(d, 'bundle.pem'))).toBe(false);
     });
@@ -34,7 +39,9 @@ describe('world-writable output directories', () => {
 
   it('credential outputs refuse one too', () => {
     const d = dirWithMode(0o777);
-    expect(() => writeOutputFiles({ type: 'jwt', path: d, audiences: ['x'] }, [{ name: 'token', data: 'a.b.c', mode: 0o600 }])).toThrow(expect.objectContaining({ code: 'unsafe_path' }));
+    expect(() =>
+      writeOutputFiles({ type: 'jwt', path: d, audiences: ['x'] }, [{ name: 'token', data: 'a.b.c', mode: 0o600 }]),
+    ).toThrow(expect.objectContaining({ code: 'unsafe_path' }));
     expect(existsSync(join(d, 'token'))).toBe(false);
   });
 

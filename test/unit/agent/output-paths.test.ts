@@ -4,7 +4,17 @@
  * longer spins when mkdir(2) answers ENOENT under an existing parent (procfs does).
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -21,7 +31,8 @@ const problem = (p: string, create = true): string | undefined => outputDirProbl
 
 describe('output directory checks', () => {
   it('refuses /proc, /sys and /dev paths without touching them', () => {
-    for (const p of ['/proc/sigil/identity', '/proc', '/sys/kernel/sigil', '/dev/shm/sigil', '/dev']) expect(problem(p), p).toMatch(/^it is under \/(proc|sys|dev), a pseudo file system/);
+    for (const p of ['/proc/sigil/identity', '/proc', '/sys/kernel/sigil', '/dev/shm/sigil', '/dev'])
+      expect(problem(p), p).toMatch(/^it is under \/(proc|sys|dev), a pseudo file system/);
     expect(existsSync('/proc/sigil')).toBe(false);
     // A prefix is not a parent.
     expect(problem(join(tmp, 'proc'))).toBeUndefined();
@@ -67,8 +78,19 @@ describe('output directory checks', () => {
   });
 
   it('checkOutputPaths names the config, the output and the reason in one config_invalid line', () => {
-    const cfg = { source: '/etc/sigil/agent.yaml', outputs: [{ type: 'identity' as const, path: join(tmp, 'ok') }], credentialOutputs: [{ type: 'jwt' as const, path: '/sys/sigil/jwt', audiences: ['a'] }] };
-    expect(() => checkOutputPaths(cfg)).toThrow(expect.objectContaining({ code: 'config_invalid', message: expect.stringMatching(/^\/etc\/sigil\/agent\.yaml: output jwt \/sys\/sigil\/jwt: it is under \/sys, a pseudo file system[^\n]*$/) }));
+    const cfg = {
+      source: '/etc/sigil/agent.yaml',
+      outputs: [{ type: 'identity' as const, path: join(tmp, 'ok') }],
+      credentialOutputs: [{ type: 'jwt' as const, path: '/sys/sigil/jwt', audiences: ['a'] }],
+    };
+    expect(() => checkOutputPaths(cfg)).toThrow(
+      expect.objectContaining({
+        code: 'config_invalid',
+        message: expect.stringMatching(
+          /^\/etc\/sigil\/agent\.yaml: output jwt \/sys\/sigil\/jwt: it is under \/sys, a pseudo file system[^\n]*$/,
+        ),
+      }),
+    );
   });
 });
 
@@ -77,7 +99,11 @@ describe('ensureDir under /proc', () => {
     // In a child process: the old code never returned, and a synchronous loop cannot be interrupted in-process.
     const script = `import { ensureDir } from './src/util/atomic-file.ts';
 try { ensureDir('/proc/sigil/identity', 0o755); console.log('created?'); } catch (e) { console.log(e.code + ' ' + e.message); }`;
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: ROOT, encoding: 'utf8', timeout: 20_000 });
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
     expect(r.signal, 'ensureDir spun until killed').toBeNull();
     expect(r.stdout.trim()).toBe('unsafe_path cannot write /proc/sigil/identity: ENOENT');
   });

@@ -29,7 +29,11 @@ it('a rate_limited refusal with retryAfterMs sets the next attempt at least that
     },
   };
   const now = 1_800_000_000_000;
-  const agent = new Agent(parseAgentConfig(yaml, join(dir, 'agent.yaml')), silentLogger(), { transports: [limited], now: () => now, rand: () => 0 });
+  const agent = new Agent(parseAgentConfig(yaml, join(dir, 'agent.yaml')), silentLogger(), {
+    transports: [limited],
+    now: () => now,
+    rand: () => 0,
+  });
   try {
     const t = await agent.tick();
     expect(t.action === 'failed' && t.error.code).toBe('rate_limited');

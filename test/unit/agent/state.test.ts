@@ -81,7 +81,10 @@ describe('agent state: database', () => {
 
   it('refuses a file that is not a database with a coded error', () => {
     fs.mkdirSync(dataDir, { recursive: true });
-    fs.writeFileSync(path.join(dataDir, 'agent.db'), 'this is not sqlite, just some text that is long enough to have a header'.repeat(10));
+    fs.writeFileSync(
+      path.join(dataDir, 'agent.db'),
+      'this is not sqlite, just some text that is long enough to have a header'.repeat(10),
+    );
     expect(codeOf(() => openAgentState(dataDir))).toBe('config_invalid');
   });
 
@@ -106,13 +109,38 @@ describe('agent state: identity', () => {
 
   it('keeps the key facts as the agent knows them apart from what the issuer recorded', () => {
     const s = open();
-    const keyRef = JSON.stringify({ storage: 'pkcs11', module: '/m.so', tokenLabel: 't', keyLabel: 'sigil-1', keyId: 'ab', pinFile: '/pin' });
-    s.saveIdentity(identity({ keyRef, keyStorage: 'pkcs11', exportable: false, issuerKeyStorage: 'software', issuerExportable: true }));
-    expect(open().getIdentity()).toMatchObject({ keyStorage: 'pkcs11', exportable: false, issuerKeyStorage: 'software', issuerExportable: true });
+    const keyRef = JSON.stringify({
+      storage: 'pkcs11',
+      module: '/m.so',
+      tokenLabel: 't',
+      keyLabel: 'sigil-1',
+      keyId: 'ab',
+      pinFile: '/pin',
+    });
+    s.saveIdentity(
+      identity({
+        keyRef,
+        keyStorage: 'pkcs11',
+        exportable: false,
+        issuerKeyStorage: 'software',
+        issuerExportable: true,
+      }),
+    );
+    expect(open().getIdentity()).toMatchObject({
+      keyStorage: 'pkcs11',
+      exportable: false,
+      issuerKeyStorage: 'software',
+      issuerExportable: true,
+    });
     // Without issuer facts the issuer is taken to agree.
     const { issuerKeyStorage: _s, issuerExportable: _e, ...plain } = identity({ keyStorage: 'tpm', exportable: false });
     state!.saveIdentity(plain);
-    expect(state!.getIdentity()).toMatchObject({ keyStorage: 'tpm', exportable: false, issuerKeyStorage: 'tpm', issuerExportable: false });
+    expect(state!.getIdentity()).toMatchObject({
+      keyStorage: 'tpm',
+      exportable: false,
+      issuerKeyStorage: 'tpm',
+      issuerExportable: false,
+    });
   });
 
   it('migration 3: a stored identity keeps the issuer record as issuer_*, and takes its own facts from the key reference', () => {
@@ -121,19 +149,45 @@ describe('agent state: identity', () => {
     // Back to schema 2, with a TPM key the issuer recorded as software (a renewal without a proof).
     const db = new Database(path.join(dataDir, 'agent.db'));
     db.exec('ALTER TABLE identity DROP COLUMN issuer_key_storage; ALTER TABLE identity DROP COLUMN issuer_exportable');
-    db.exec('ALTER TABLE identity DROP COLUMN transport_key_pem; ALTER TABLE identity DROP COLUMN transport_chain_pem; ALTER TABLE identity DROP COLUMN transport_not_after; ALTER TABLE outbox DROP COLUMN transport_key_pem');
+    db.exec(
+      'ALTER TABLE identity DROP COLUMN transport_key_pem; ALTER TABLE identity DROP COLUMN transport_chain_pem; ALTER TABLE identity DROP COLUMN transport_not_after; ALTER TABLE outbox DROP COLUMN transport_key_pem',
+    );
     db.prepare(
       `INSERT INTO identity (slot, instance_id, spiffe_id, bot, chain_pem, key_ref, key_storage, exportable, serial, not_before, not_after, generation, join_method, issued_at, renew_after, saved_at)
        VALUES ('current', 'i', 'spiffe://example.org/bot/edge', 'edge', '["C"]', ?, 'software', 1, '02', 1, 2, 2, 'tpm', 1, 2, 1)`,
-    ).run(JSON.stringify({ storage: 'tpm', tcti: 'device:/dev/tpmrm0', parent: 0x81000001, publicB64: 'AA', privateB64: 'AA' }));
+    ).run(
+      JSON.stringify({
+        storage: 'tpm',
+        tcti: 'device:/dev/tpmrm0',
+        parent: 0x81000001,
+        publicB64: 'AA',
+        privateB64: 'AA',
+      }),
+    );
     db.pragma('user_version = 2');
     db.close();
-    expect(open().getIdentity()).toMatchObject({ serial: '02', keyStorage: 'tpm', exportable: false, issuerKeyStorage: 'software', issuerExportable: true });
+    expect(open().getIdentity()).toMatchObject({
+      serial: '02',
+      keyStorage: 'tpm',
+      exportable: false,
+      issuerKeyStorage: 'software',
+      issuerExportable: true,
+    });
   });
 
   it('keeps an MQTT transport certificate with the identity; none reads back as absent', () => {
-    const transport = { keyPem: '-----BEGIN PRIVATE KEY-----\nT\n-----END PRIVATE KEY-----\n', chainPem: ['TLEAF', 'INT'], notAfter: 1_700_003_600_000 };
-    const keyRef = JSON.stringify({ storage: 'tpm', tcti: 'swtpm:port=1', parent: 0x81000001, publicB64: 'AA', privateB64: 'AA' });
+    const transport = {
+      keyPem: '-----BEGIN PRIVATE KEY-----\nT\n-----END PRIVATE KEY-----\n',
+      chainPem: ['TLEAF', 'INT'],
+      notAfter: 1_700_003_600_000,
+    };
+    const keyRef = JSON.stringify({
+      storage: 'tpm',
+      tcti: 'swtpm:port=1',
+      parent: 0x81000001,
+      publicB64: 'AA',
+      privateB64: 'AA',
+    });
     const id = identity({ keyRef, keyStorage: 'tpm', exportable: false, transport });
     open().saveIdentity(id);
     expect(open().getIdentity()).toEqual(id);
@@ -141,19 +195,25 @@ describe('agent state: identity', () => {
     expect(state!.getIdentity()).not.toHaveProperty('transport');
     expect(state!.getPreviousIdentity()?.transport).toEqual(transport);
     expect(() => state!.saveIdentity(identity({ transport: { ...transport, chainPem: [] } }))).toThrow(TypeError);
-    expect(() => state!.saveIdentity(identity({ transport: { ...transport, keyPem: 'not a key' } }))).toThrow(TypeError);
+    expect(() => state!.saveIdentity(identity({ transport: { ...transport, keyPem: 'not a key' } }))).toThrow(
+      TypeError,
+    );
   });
 
   it('migration 4: identities and requests from before it have no transport certificate', () => {
     open().close();
     state = undefined;
     const db = new Database(path.join(dataDir, 'agent.db'));
-    db.exec('ALTER TABLE identity DROP COLUMN transport_key_pem; ALTER TABLE identity DROP COLUMN transport_chain_pem; ALTER TABLE identity DROP COLUMN transport_not_after; ALTER TABLE outbox DROP COLUMN transport_key_pem');
+    db.exec(
+      'ALTER TABLE identity DROP COLUMN transport_key_pem; ALTER TABLE identity DROP COLUMN transport_chain_pem; ALTER TABLE identity DROP COLUMN transport_not_after; ALTER TABLE outbox DROP COLUMN transport_key_pem',
+    );
     db.prepare(
       `INSERT INTO identity (slot, instance_id, spiffe_id, bot, chain_pem, key_ref, key_storage, exportable, issuer_key_storage, issuer_exportable, serial, not_before, not_after, generation, join_method, issued_at, renew_after, saved_at)
        VALUES ('current', 'i', 'spiffe://example.org/bot/edge', 'edge', '["C"]', '{"storage":"software","pkcs8Pem":"K"}', 'software', 1, 'software', 1, '03', 1, 2, 3, 'token', 1, 2, 1)`,
     ).run();
-    db.prepare("INSERT INTO outbox (request_id, op, body, created_at, pending_key_ref) VALUES ('r1', 'renew', '{}', 5, 'K')").run();
+    db.prepare(
+      "INSERT INTO outbox (request_id, op, body, created_at, pending_key_ref) VALUES ('r1', 'renew', '{}', 5, 'K')",
+    ).run();
     db.pragma('user_version = 3');
     db.close();
     const s = open();
@@ -212,11 +272,23 @@ describe('agent state: bundle and pin', () => {
 
 describe('agent state: outbox', () => {
   it('keeps a request (and its pending key) across a restart', () => {
-    open().putOutbox({ requestId: 'r1', op: 'renew', body: '{"x":1}', createdAt: 100, pendingKeyRef: '{"storage":"software","pkcs8Pem":"K"}' });
+    open().putOutbox({
+      requestId: 'r1',
+      op: 'renew',
+      body: '{"x":1}',
+      createdAt: 100,
+      pendingKeyRef: '{"storage":"software","pkcs8Pem":"K"}',
+    });
     state!.putOutbox({ requestId: 'j1', op: 'join', body: '{}', createdAt: 50 });
     const s = open();
     expect(s.getOutbox('renew')).toEqual([
-      { requestId: 'r1', op: 'renew', body: '{"x":1}', createdAt: 100, pendingKeyRef: '{"storage":"software","pkcs8Pem":"K"}' },
+      {
+        requestId: 'r1',
+        op: 'renew',
+        body: '{"x":1}',
+        createdAt: 100,
+        pendingKeyRef: '{"storage":"software","pkcs8Pem":"K"}',
+      },
     ]);
     expect(s.getOutbox().map((e) => e.requestId)).toEqual(['j1', 'r1']);
     expect(s.deleteOutbox('j1')).toBe(true);
@@ -229,7 +301,9 @@ describe('agent state: outbox', () => {
     expect(open().getOutbox()).toEqual([e]);
     state!.putOutbox({ ...e });
     expect(codeOf(() => state!.putOutbox({ ...e, transportKeyPem: 'OTHER' }))).toBe('request_id_conflict');
-    expect(codeOf(() => state!.putOutbox({ requestId: 'r1', op: 'renew', body: '{}', createdAt: 1, pendingKeyRef: 'K' }))).toBe('request_id_conflict');
+    expect(
+      codeOf(() => state!.putOutbox({ requestId: 'r1', op: 'renew', body: '{}', createdAt: 1, pendingKeyRef: 'K' })),
+    ).toBe('request_id_conflict');
   });
 
   it('accepts an identical re-put and refuses a different request under the same id', () => {
@@ -294,7 +368,12 @@ describe('agent state: history and status', () => {
     s.appendHistory({ at: 20, op: 'renew', outcome: 'ok', serial: 's2' });
     s.appendHistory({ at: 30, op: 'renew', outcome: 'error', code: 'issuer_unreachable', message: 'timeout' });
     s.appendHistory({ at: 30, op: 'renew', outcome: 'error', code: 'rate_limited' });
-    expect(s.listHistory(10).map((h) => h.code ?? h.serial)).toEqual(['rate_limited', 'issuer_unreachable', 's2', 's1']);
+    expect(s.listHistory(10).map((h) => h.code ?? h.serial)).toEqual([
+      'rate_limited',
+      'issuer_unreachable',
+      's2',
+      's1',
+    ]);
     expect(s.listHistory(2)).toHaveLength(2);
     expect(s.lastSuccess()).toMatchObject({ at: 20, serial: 's2', outcome: 'ok' });
     expect(open().listHistory(1)[0]).toMatchObject({ code: 'rate_limited', outcome: 'error' });
@@ -306,7 +385,8 @@ describe('agent state: history and status', () => {
     const h = new HistoryStore(db);
     try {
       db.transaction(() => {
-        for (let i = 0; i < HISTORY_KEEP + 5; i++) h.append({ at: i, op: 'renew', outcome: 'error', code: 'issuer_unreachable' });
+        for (let i = 0; i < HISTORY_KEEP + 5; i++)
+          h.append({ at: i, op: 'renew', outcome: 'error', code: 'issuer_unreachable' });
       })();
     } finally {
       db.close();
@@ -319,8 +399,20 @@ describe('agent state: history and status', () => {
 
   it('status starts zeroed, merges updates, and survives a restart', () => {
     const s = open();
-    expect(s.getStatus()).toEqual({ consecutiveFailures: 0, lastError: null, lastAttemptAt: null, nextAttemptAt: null, transport: null });
-    s.setStatus({ consecutiveFailures: 2, lastError: 'issuer_unreachable: timeout', lastAttemptAt: 100, nextAttemptAt: 200, transport: 'https' });
+    expect(s.getStatus()).toEqual({
+      consecutiveFailures: 0,
+      lastError: null,
+      lastAttemptAt: null,
+      nextAttemptAt: null,
+      transport: null,
+    });
+    s.setStatus({
+      consecutiveFailures: 2,
+      lastError: 'issuer_unreachable: timeout',
+      lastAttemptAt: 100,
+      nextAttemptAt: 200,
+      transport: 'https',
+    });
     s.setStatus({ consecutiveFailures: 3, transport: 'mqtt' });
     expect(open().getStatus()).toEqual({
       consecutiveFailures: 3,

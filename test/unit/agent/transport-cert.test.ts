@@ -21,8 +21,18 @@ import type { IdentityResult } from '../../../src/protocol/messages.js';
 
 const NOW = 1_700_000_000_000;
 const HOUR = 3_600_000;
-const TPM_REF = JSON.stringify({ storage: 'tpm', tcti: 'swtpm:port=1', parent: 0x81000001, publicB64: 'AA', privateB64: 'AA' });
-const TRANSPORT = { keyPem: '-----BEGIN PRIVATE KEY-----\nTK\n-----END PRIVATE KEY-----\n', chainPem: ['TLEAF\n', 'INT\n'], notAfter: NOW + HOUR };
+const TPM_REF = JSON.stringify({
+  storage: 'tpm',
+  tcti: 'swtpm:port=1',
+  parent: 0x81000001,
+  publicB64: 'AA',
+  privateB64: 'AA',
+});
+const TRANSPORT = {
+  keyPem: '-----BEGIN PRIVATE KEY-----\nTK\n-----END PRIVATE KEY-----\n',
+  chainPem: ['TLEAF\n', 'INT\n'],
+  notAfter: NOW + HOUR,
+};
 
 let dir: string;
 let state: AgentState;
@@ -40,7 +50,16 @@ afterEach(() => {
 
 function identity(over: Partial<Identity> = {}): Identity {
   const times = { notBefore: NOW - HOUR, notAfter: NOW + HOUR, issuedAt: NOW - HOUR, renewAfter: NOW };
-  return fakeIdentity({ spiffeId: 'spiffe://example.org/bot/gw/inst-1', bot: 'gw', chainPem: ['SVID\n', 'INT\n'], keyRef: JSON.stringify({ storage: 'software', pkcs8Pem: 'SVIDKEY' }), serial: '01', joinMethod: 'tpm', ...times, ...over });
+  return fakeIdentity({
+    spiffeId: 'spiffe://example.org/bot/gw/inst-1',
+    bot: 'gw',
+    chainPem: ['SVID\n', 'INT\n'],
+    keyRef: JSON.stringify({ storage: 'software', pkcs8Pem: 'SVIDKEY' }),
+    serial: '01',
+    joinMethod: 'tpm',
+    ...times,
+    ...over,
+  });
 }
 
 const mqtt = (url: string): Extract<TransportConfig, { type: 'mqtt' }> => ({
@@ -54,13 +73,23 @@ const mqtt = (url: string): Extract<TransportConfig, { type: 'mqtt' }> => ({
 describe('mqttSession: the client certificate on an mqtts:// broker', () => {
   it('a software key: the SVID itself', () => {
     state.saveIdentity(identity());
-    expect(mqttSession(mqtt('mqtts://broker:8883'), state, () => NOW)).toEqual({ clientId: 'sigil-inst-1', responseId: 'inst-1', cert: 'SVID\nINT\n', key: 'SVIDKEY' });
+    expect(mqttSession(mqtt('mqtts://broker:8883'), state, () => NOW)).toEqual({
+      clientId: 'sigil-inst-1',
+      responseId: 'inst-1',
+      cert: 'SVID\nINT\n',
+      key: 'SVIDKEY',
+    });
     expect(agentStatus(state, NOW, { mqtt: true }).mqtt_client_cert).toBe('svid');
   });
 
   it('a TPM key with a transport certificate: the transport certificate and its key, as the instance', () => {
     state.saveIdentity(identity({ keyRef: TPM_REF, keyStorage: 'tpm', exportable: false, transport: TRANSPORT }));
-    expect(mqttSession(mqtt('mqtts://broker:8883'), state, () => NOW)).toEqual({ clientId: 'sigil-inst-1', responseId: 'inst-1', cert: 'TLEAF\nINT\n', key: TRANSPORT.keyPem });
+    expect(mqttSession(mqtt('mqtts://broker:8883'), state, () => NOW)).toEqual({
+      clientId: 'sigil-inst-1',
+      responseId: 'inst-1',
+      cert: 'TLEAF\nINT\n',
+      key: TRANSPORT.keyPem,
+    });
     expect(agentStatus(state, NOW, { mqtt: true }).mqtt_client_cert).toBe('transport');
   });
 
@@ -72,20 +101,34 @@ describe('mqttSession: the client certificate on an mqtts:// broker', () => {
     expect(s).not.toHaveProperty('cert');
     expect(agentStatus(state, NOW, { mqtt: true }).mqtt_client_cert).toBe('bootstrap');
 
-    state.saveIdentity(identity({ keyRef: TPM_REF, keyStorage: 'tpm', exportable: false, transport: { ...TRANSPORT, notAfter: NOW + 29_000 } }));
+    state.saveIdentity(
+      identity({
+        keyRef: TPM_REF,
+        keyStorage: 'tpm',
+        exportable: false,
+        transport: { ...TRANSPORT, notAfter: NOW + 29_000 },
+      }),
+    );
     expect(mqttSession(mqtt('mqtts://broker:8883'), state, () => NOW)).toMatchObject({ username: 'bootstrap' });
     expect(mqttClientCert(state.getIdentity()!, NOW)).toBeUndefined();
   });
 
   it('an SVID about to expire: the bootstrap identity, transport certificate or not', () => {
-    state.saveIdentity(identity({ keyRef: TPM_REF, keyStorage: 'tpm', exportable: false, transport: TRANSPORT, notAfter: NOW + 29_000 }));
+    state.saveIdentity(
+      identity({ keyRef: TPM_REF, keyStorage: 'tpm', exportable: false, transport: TRANSPORT, notAfter: NOW + 29_000 }),
+    );
     expect(mqttSession(mqtt('mqtts://broker:8883'), state, () => NOW)).toMatchObject({ username: 'bootstrap' });
     expect(agentStatus(state, NOW, { mqtt: true }).mqtt_client_cert).toBe('bootstrap');
   });
 
   it('plain mqtt://: the instance (bootstrap login, no certificate), whatever the key', () => {
     state.saveIdentity(identity({ keyRef: TPM_REF, keyStorage: 'tpm', exportable: false }));
-    expect(mqttSession(mqtt('mqtt://broker:1883'), state, () => NOW)).toEqual({ clientId: 'sigil-inst-1', responseId: 'inst-1', username: 'bootstrap', password: 'secret' });
+    expect(mqttSession(mqtt('mqtt://broker:1883'), state, () => NOW)).toEqual({
+      clientId: 'sigil-inst-1',
+      responseId: 'inst-1',
+      username: 'bootstrap',
+      password: 'secret',
+    });
   });
 });
 
@@ -100,7 +143,8 @@ describe('wantsTransportCert', () => {
 });
 
 describe('transportCertOf', () => {
-  const result = (chain?: string[]): IdentityResult => ({ serial: '01', ...(chain ? { transport_chain: chain } : {}) }) as IdentityResult;
+  const result = (chain?: string[]): IdentityResult =>
+    ({ serial: '01', ...(chain ? { transport_chain: chain } : {}) }) as IdentityResult;
   it('nothing asked, nothing kept; an answer without one or for another key: none, the identity stands', () => {
     const key = SoftwareSigner.generate().toPkcs8Pem();
     expect(transportCertOf(undefined, result(['x']), silentLogger())).toBeUndefined();

@@ -93,7 +93,9 @@ describe('IssuerLink failover', () => {
   });
 
   it('a verified refusal stops: the next transport would carry the same answer', async () => {
-    const a = fake('mqtt', () => signErrorResponse(ctx, 'join', entry.requestId, requestHash(envelope), new SigilError('token_reused')));
+    const a = fake('mqtt', () =>
+      signErrorResponse(ctx, 'join', entry.requestId, requestHash(envelope), new SigilError('token_reused')),
+    );
     const b = fake('https', () => signResponse(ctx, result(entry.requestId)));
     const link = new IssuerLink([a, b]);
     await expect(link.send(entry, root, Date.now)).rejects.toMatchObject({ code: 'token_reused' });

@@ -36,20 +36,38 @@ describe('Agent.nextWake while backing off', () => {
   it('wakes at the expiry even when the next backoff attempt is later, once', () => {
     const clock = { now: EXPIRY - 5_000 };
     agent = agentAt(clock);
-    agent.state.setStatus({ consecutiveFailures: 5, lastError: 'issuer_unreachable: down', lastAttemptAt: EXPIRY - 5_000, nextAttemptAt: EXPIRY + 25_000, transport: null });
+    agent.state.setStatus({
+      consecutiveFailures: 5,
+      lastError: 'issuer_unreachable: down',
+      lastAttemptAt: EXPIRY - 5_000,
+      nextAttemptAt: EXPIRY + 25_000,
+      transport: null,
+    });
     expect(agent.nextWake()).toBe(EXPIRY);
     // At the expiry, before that attempt: still due (it was not made yet).
     clock.now = EXPIRY + 10;
     expect(agent.nextWake()).toBeLessThanOrEqual(clock.now);
     // After the attempt at the expiry: the backoff rules again.
-    agent.state.setStatus({ consecutiveFailures: 6, lastError: 'reattest_required: …', lastAttemptAt: EXPIRY + 10, nextAttemptAt: EXPIRY + 40_000, transport: null });
+    agent.state.setStatus({
+      consecutiveFailures: 6,
+      lastError: 'reattest_required: …',
+      lastAttemptAt: EXPIRY + 10,
+      nextAttemptAt: EXPIRY + 40_000,
+      transport: null,
+    });
     expect(agent.nextWake()).toBe(EXPIRY + 40_000);
   });
 
   it('an attempt due before the expiry comes first', () => {
     const clock = { now: EXPIRY - 20_000 };
     agent = agentAt(clock);
-    agent.state.setStatus({ consecutiveFailures: 2, lastError: 'issuer_unreachable: down', lastAttemptAt: EXPIRY - 20_000, nextAttemptAt: EXPIRY - 16_000, transport: null });
+    agent.state.setStatus({
+      consecutiveFailures: 2,
+      lastError: 'issuer_unreachable: down',
+      lastAttemptAt: EXPIRY - 20_000,
+      nextAttemptAt: EXPIRY - 16_000,
+      transport: null,
+    });
     expect(agent.nextWake()).toBe(EXPIRY - 16_000);
   });
 });

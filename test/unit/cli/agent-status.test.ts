@@ -16,7 +16,13 @@ import { fakeIdentity } from '../../helpers/agent-identity.js';
 const id = fakeIdentity(); // valid 1_700_000_000_000 .. +1 h, renewAfter at +30 min
 const T0 = id.notBefore;
 const MIN = 60_000;
-const quiet: AgentStatus = { consecutiveFailures: 0, lastError: null, lastAttemptAt: null, nextAttemptAt: null, transport: null };
+const quiet: AgentStatus = {
+  consecutiveFailures: 0,
+  lastError: null,
+  lastAttemptAt: null,
+  nextAttemptAt: null,
+  transport: null,
+};
 
 let dir: string;
 beforeEach(() => {
@@ -73,7 +79,14 @@ describe('openAgentStateReadOnly: status never creates anything', () => {
 describe('agentStatus', () => {
   it('without a database: not_joined, every identity field null, nothing scheduled', () => {
     const s = agentStatus(undefined, T0, { mqtt: false });
-    expect(s).toMatchObject({ state: 'not_joined', spiffe_id: null, next_attempt: null, consecutive_failures: 0, credential_outputs: [], mqtt_client_cert: null });
+    expect(s).toMatchObject({
+      state: 'not_joined',
+      spiffe_id: null,
+      next_attempt: null,
+      consecutive_failures: 0,
+      credential_outputs: [],
+      mqtt_client_cert: null,
+    });
   });
 
   it('mqtt_client_cert: a value with an mqtt transport, null without one, absent when the config is unknown (--data-dir)', () => {
@@ -88,18 +101,33 @@ describe('agentStatus', () => {
 
 describe('nextAttemptAt: what the daemon will do, not the stored backoff time', () => {
   it('after a refused manual renew (failures 1, backoff long past, nothing pending): the next renewal', () => {
-    const st: AgentStatus = { ...quiet, consecutiveFailures: 1, lastAttemptAt: T0 + 5 * MIN, nextAttemptAt: T0 + 5 * MIN + 1000 };
+    const st: AgentStatus = {
+      ...quiet,
+      consecutiveFailures: 1,
+      lastAttemptAt: T0 + 5 * MIN,
+      nextAttemptAt: T0 + 5 * MIN + 1000,
+    };
     // The daemon wakes at the backoff time but sends nothing before renewAfter.
     expect(nextAttemptAt(st, id, false, T0 + 10 * MIN)).toBe(id.renewAfter);
   });
 
   it('backing off past the renewal time: the backoff time', () => {
-    const st: AgentStatus = { ...quiet, consecutiveFailures: 3, lastAttemptAt: id.renewAfter + MIN, nextAttemptAt: id.renewAfter + 5 * MIN };
+    const st: AgentStatus = {
+      ...quiet,
+      consecutiveFailures: 3,
+      lastAttemptAt: id.renewAfter + MIN,
+      nextAttemptAt: id.renewAfter + 5 * MIN,
+    };
     expect(nextAttemptAt(st, id, false, id.renewAfter + 2 * MIN)).toBe(id.renewAfter + 5 * MIN);
   });
 
   it('backing off across the expiry: one attempt at the expiry itself', () => {
-    const st: AgentStatus = { ...quiet, consecutiveFailures: 3, lastAttemptAt: id.notAfter - MIN, nextAttemptAt: id.notAfter + 4 * MIN };
+    const st: AgentStatus = {
+      ...quiet,
+      consecutiveFailures: 3,
+      lastAttemptAt: id.notAfter - MIN,
+      nextAttemptAt: id.notAfter + 4 * MIN,
+    };
     expect(nextAttemptAt(st, id, false, id.notAfter - 30_000)).toBe(id.notAfter);
   });
 
@@ -111,7 +139,9 @@ describe('nextAttemptAt: what the daemon will do, not the stored backoff time', 
 
   it('not joined: nothing until something was tried; then the backoff time', () => {
     expect(nextAttemptAt(quiet, undefined, false, T0)).toBeNull();
-    expect(nextAttemptAt({ ...quiet, consecutiveFailures: 1, nextAttemptAt: T0 + 2000 }, undefined, false, T0)).toBe(T0 + 2000);
+    expect(nextAttemptAt({ ...quiet, consecutiveFailures: 1, nextAttemptAt: T0 + 2000 }, undefined, false, T0)).toBe(
+      T0 + 2000,
+    );
   });
 });
 
@@ -119,7 +149,9 @@ describe('nextStepHint', () => {
   const report = (over: Partial<ReturnType<typeof agentStatus>>) => ({ ...agentStatus(undefined, T0), ...over });
 
   it('not joined: run the agent once with the config', async () => {
-    expect(await nextStepHint(report({}), '/etc/sigil/agent.yaml')).toBe('not joined yet; run: sigil agent run --once --config /etc/sigil/agent.yaml');
+    expect(await nextStepHint(report({}), '/etc/sigil/agent.yaml')).toBe(
+      'not joined yet; run: sigil agent run --once --config /etc/sigil/agent.yaml',
+    );
   });
 
   it('expired token join: a new token, with the bot and the config', async () => {
@@ -129,8 +161,13 @@ describe('nextStepHint', () => {
   });
 
   it('expired tpm join: it re-attests by itself', async () => {
-    const h = await nextStepHint(report({ state: 'expired', join_method: 'tpm', bot: 'gw', next_attempt: '2026-12-04T10:00:00.000Z' }), undefined);
-    expect(h).toBe('the identity expired; the tpm join re-attests by itself: a running agent joins again at 2026-12-04T10:00:00.000Z, or run now: sigil agent run --once --config <agent.yaml>');
+    const h = await nextStepHint(
+      report({ state: 'expired', join_method: 'tpm', bot: 'gw', next_attempt: '2026-12-04T10:00:00.000Z' }),
+      undefined,
+    );
+    expect(h).toBe(
+      'the identity expired; the tpm join re-attests by itself: a running agent joins again at 2026-12-04T10:00:00.000Z, or run now: sigil agent run --once --config <agent.yaml>',
+    );
   });
 
   it('usable identities: no hint', async () => {

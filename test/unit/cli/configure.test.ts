@@ -17,7 +17,13 @@ const PIN = `sha256:${'ab'.repeat(32)}`;
 const tokenFile = join(tmp, 'token');
 writeFileSync(tokenFile, 'sigil-join-token-placeholder\n');
 
-const base = (o: ConfigureFlags): ConfigureFlags => ({ issuer: ['https://issuer.example:8443'], caPin: PIN, dataDir: join(tmp, 'data'), output: [`identity:${join(tmp, 'id')}`], ...o });
+const base = (o: ConfigureFlags): ConfigureFlags => ({
+  issuer: ['https://issuer.example:8443'],
+  caPin: PIN,
+  dataDir: join(tmp, 'data'),
+  output: [`identity:${join(tmp, 'id')}`],
+  ...o,
+});
 
 async function roundTrip(o: ConfigureFlags) {
   const text = await configureAgent(base(o));
@@ -41,43 +47,81 @@ describe('sigil agent configure: minimal flags per join method load with loadAge
   });
   it('x509 (--cert --key)', async () => {
     const c = await roundTrip({ join: 'x509', cert: 'dev.pem', key: '/etc/sigil/dev.key' });
-    expect(c.join).toEqual({ method: 'x509', settings: { cert: join(process.cwd(), 'dev.pem'), key: '/etc/sigil/dev.key' } });
+    expect(c.join).toEqual({
+      method: 'x509',
+      settings: { cert: join(process.cwd(), 'dev.pem'), key: '/etc/sigil/dev.key' },
+    });
   });
   it('x509 with a nested setting (--join-setting tpm.handle=…)', async () => {
-    const c = await roundTrip({ join: 'x509', cert: '/etc/sigil/dev.pem', joinSetting: ['tpm.handle=0x81000002', 'tpm.attest=true'] });
-    expect(c.join).toEqual({ method: 'x509', settings: { cert: '/etc/sigil/dev.pem', tpm: { handle: '0x81000002', attest: true } } });
+    const c = await roundTrip({
+      join: 'x509',
+      cert: '/etc/sigil/dev.pem',
+      joinSetting: ['tpm.handle=0x81000002', 'tpm.attest=true'],
+    });
+    expect(c.join).toEqual({
+      method: 'x509',
+      settings: { cert: '/etc/sigil/dev.pem', tpm: { handle: '0x81000002', attest: true } },
+    });
   });
   it('aws_iid (no settings needed)', async () => {
     expect((await roundTrip({ join: 'aws_iid' })).join).toEqual({ method: 'aws_iid', settings: {} });
   });
   it('gcp (--audience)', async () => {
-    expect((await roundTrip({ join: 'gcp', audience: 'sigil' })).join).toEqual({ method: 'gcp', settings: { audience: 'sigil' } });
+    expect((await roundTrip({ join: 'gcp', audience: 'sigil' })).join).toEqual({
+      method: 'gcp',
+      settings: { audience: 'sigil' },
+    });
   });
   it('azure (--managed-identity)', async () => {
-    expect((await roundTrip({ join: 'azure', managedIdentity: true })).join).toEqual({ method: 'azure', settings: { managed_identity: true } });
+    expect((await roundTrip({ join: 'azure', managedIdentity: true })).join).toEqual({
+      method: 'azure',
+      settings: { managed_identity: true },
+    });
   });
   it('oidc (--provider github --audience)', async () => {
-    expect((await roundTrip({ join: 'oidc', provider: 'github', audience: 'sigil' })).join).toEqual({ method: 'oidc', settings: { provider: 'github', audience: 'sigil' } });
+    expect((await roundTrip({ join: 'oidc', provider: 'github', audience: 'sigil' })).join).toEqual({
+      method: 'oidc',
+      settings: { provider: 'github', audience: 'sigil' },
+    });
   });
   it('several transports, https and mqtt, keep their order', async () => {
-    const c = await roundTrip({ join: 'aws_iid', issuer: ['https://a.example', 'https://b.example'], mqtt: ['mqtts://broker.example:8883'] });
-    expect(c.transports.map((t) => `${t.type} ${t.url}`)).toEqual(['https https://a.example', 'https https://b.example', 'mqtt mqtts://broker.example:8883']);
+    const c = await roundTrip({
+      join: 'aws_iid',
+      issuer: ['https://a.example', 'https://b.example'],
+      mqtt: ['mqtts://broker.example:8883'],
+    });
+    expect(c.transports.map((t) => `${t.type} ${t.url}`)).toEqual([
+      'https https://a.example',
+      'https https://b.example',
+      'mqtt mqtts://broker.example:8883',
+    ]);
   });
 });
 
 describe('sigil agent configure: refusals', () => {
   const refused = async (o: ConfigureFlags, msg: RegExp, complete = true): Promise<void> => {
-    await expect(configureAgent(complete ? base(o) : o)).rejects.toMatchObject({ code: 'config_invalid', message: expect.stringMatching(msg) });
+    await expect(configureAgent(complete ? base(o) : o)).rejects.toMatchObject({
+      code: 'config_invalid',
+      message: expect.stringMatching(msg),
+    });
   };
-  it('no pin: no trust on first use', () => refused({ join: 'aws_iid', caPin: undefined }, /--ca-pin sha256:… is required/));
+  it('no pin: no trust on first use', () =>
+    refused({ join: 'aws_iid', caPin: undefined }, /--ca-pin sha256:… is required/));
   it('a bad pin', () => refused({ join: 'aws_iid', caPin: 'sha256:xyz' }, /ca_pin must be sha256:/));
-  it('a method flag of another method', () => refused({ join: 'token', tokenFile, cert: '/x.pem' }, /--cert does not apply to --join token/));
+  it('a method flag of another method', () =>
+    refused({ join: 'token', tokenFile, cert: '/x.pem' }, /--cert does not apply to --join token/));
   it('an unknown method', () => refused({ join: 'ssh' }, /--join must be one of token, tpm, x509/));
   it('x509 without a key', () => refused({ join: 'x509', cert: '/x.pem' }, /give exactly one of key/));
   it('gcp without its audience', () => refused({ join: 'gcp' }, /join\.gcp.*audience/));
-  it('a token file that does not exist', () => refused({ join: 'token', tokenFile: join(tmp, 'nope') }, /join\.token_file .*ENOENT/));
-  it('key_storage tpm with a token join', () => refused({ join: 'token', tokenFile, keyStorage: 'tpm' }, /key_storage: tpm needs join.method tpm/));
-  it('an output under /proc', () => refused({ join: 'aws_iid', output: ['identity:/proc/sigil/identity'] }, /output identity \/proc\/sigil\/identity: it is under \/proc/));
+  it('a token file that does not exist', () =>
+    refused({ join: 'token', tokenFile: join(tmp, 'nope') }, /join\.token_file .*ENOENT/));
+  it('key_storage tpm with a token join', () =>
+    refused({ join: 'token', tokenFile, keyStorage: 'tpm' }, /key_storage: tpm needs join.method tpm/));
+  it('an output under /proc', () =>
+    refused(
+      { join: 'aws_iid', output: ['identity:/proc/sigil/identity'] },
+      /output identity \/proc\/sigil\/identity: it is under \/proc/,
+    ));
   it('an --issuer that is not https', () => refused({ join: 'aws_iid', issuer: ['mqtt://b:1883'] }, /use --mqtt/));
   it('no data dir', () => refused({ join: 'aws_iid', dataDir: undefined }, /--data-dir DIR is required/));
 });

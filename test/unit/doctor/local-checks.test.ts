@@ -65,7 +65,11 @@ describe('output dirs', () => {
 
 describe('splitFix', () => {
   it('takes the command after "run: " from a data-dir-perms message', () => {
-    expect(splitFix('/d is writable by group or others (mode 0777, owner uid 0); anyone … Check it was not tampered with, then run: chmod go-w /d')).toEqual({
+    expect(
+      splitFix(
+        '/d is writable by group or others (mode 0777, owner uid 0); anyone … Check it was not tampered with, then run: chmod go-w /d',
+      ),
+    ).toEqual({
       detail: '/d is writable by group or others (mode 0777, owner uid 0); anyone … Check it was not tampered with',
       fix: 'chmod go-w /d',
     });

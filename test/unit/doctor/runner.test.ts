@@ -43,9 +43,17 @@ describe('doctor runner', () => {
   });
 
   it('warnings alone keep the report ok; the text form is one aligned line per check', async () => {
-    const r = await runChecks<null>([{ name: 'a', run: () => ok('fine') }, { name: 'longer', run: () => warn('hmm', 'fix it') }], null);
+    const r = await runChecks<null>(
+      [
+        { name: 'a', run: () => ok('fine') },
+        { name: 'longer', run: () => warn('hmm', 'fix it') },
+      ],
+      null,
+    );
     expect(r.ok).toBe(true);
-    expect(formatReport(r)).toBe('ok    a       fine\nwarn  longer  hmm — fix: fix it\ndoctor: no failures (2 checks, 0 fail, 1 warn)\n');
+    expect(formatReport(r)).toBe(
+      'ok    a       fine\nwarn  longer  hmm — fix: fix it\ndoctor: no failures (2 checks, 0 fail, 1 warn)\n',
+    );
     const f = await runChecks<null>([{ name: 'x', run: () => fail('broken', 'chmod 700 /d') }], null);
     expect(f.ok).toBe(false);
     expect(formatReport(f)).toContain('fail  x  broken — fix: chmod 700 /d\ndoctor: failures found');

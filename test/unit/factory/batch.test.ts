@@ -29,7 +29,9 @@ const line = (serial: string): ManifestLine => ({
 
 describe('batch CSV', () => {
   it('reads serial and quoted tcti columns, skipping blank and comment lines', () => {
-    const rows = parseBatchCsv('\uFEFFserial,tcti\r\n# line 1\nGW-1,"swtpm:host=127.0.0.1,port=2321"\n\nGW-2,device:/dev/tpmrm0\nGW-3\n');
+    const rows = parseBatchCsv(
+      '\uFEFFserial,tcti\r\n# line 1\nGW-1,"swtpm:host=127.0.0.1,port=2321"\n\nGW-2,device:/dev/tpmrm0\nGW-3\n',
+    );
     expect(rows).toEqual([
       { line: 3, serial: 'GW-1', tcti: 'swtpm:host=127.0.0.1,port=2321' },
       { line: 5, serial: 'GW-2', tcti: 'device:/dev/tpmrm0' },
@@ -76,7 +78,9 @@ describe('manifest append', () => {
 });
 
 describe('progress', () => {
-  const sink = (isTTY: boolean): { out: string[]; stream: { isTTY: boolean; columns: number; write(s: string): void } } => {
+  const sink = (
+    isTTY: boolean,
+  ): { out: string[]; stream: { isTTY: boolean; columns: number; write(s: string): void } } => {
     const out: string[] = [];
     return { out, stream: { isTTY, columns: 80, write: (s) => void out.push(s) } };
   };
@@ -107,7 +111,10 @@ describe('progress', () => {
 
 describe('TPM key URI', () => {
   it('parses handle and tcti, defaulting the tcti to the kernel resource manager', () => {
-    expect(parseTpmKeyUri('tpm:handle=0x81000100;tcti=swtpm:host=127.0.0.1,port=2321')).toEqual({ handle: 0x81000100, tcti: 'swtpm:host=127.0.0.1,port=2321' });
+    expect(parseTpmKeyUri('tpm:handle=0x81000100;tcti=swtpm:host=127.0.0.1,port=2321')).toEqual({
+      handle: 0x81000100,
+      tcti: 'swtpm:host=127.0.0.1,port=2321',
+    });
     expect(parseTpmKeyUri('tpm:handle=0x81000101')).toEqual({ handle: 0x81000101, tcti: 'device:/dev/tpmrm0' });
     expect(() => parseTpmKeyUri('tpm:handle=0x01c00002')).toThrow(/not a persistent handle/);
     expect(() => parseTpmKeyUri('tpm:tcti=device')).toThrow(/needs handle=/);

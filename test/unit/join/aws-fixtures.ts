@@ -22,7 +22,10 @@ export const BUNDLED_CERTS_MANIFEST = join(FIXTURES, 'bundled-certs.sha256');
  * skipped would hide exactly the evidence it exists to check. So: fail, saying what is missing.
  */
 export function requireFixture(path: string): string {
-  if (!existsSync(path)) throw new Error(`${path} is missing: the genuine cloud-document fixtures belong to the repository (test/fixtures/cloud-iid, see its README)`);
+  if (!existsSync(path))
+    throw new Error(
+      `${path} is missing: the genuine cloud-document fixtures belong to the repository (test/fixtures/cloud-iid, see its README)`,
+    );
   return path;
 }
 
@@ -40,9 +43,21 @@ export function loadSamples(): Sample[] {
     .map((name) => {
       const d = join(dir, name);
       const document = readFileSync(join(d, 'document.json'));
-      const kind: AwsSignatureKind = existsSync(join(d, 'pkcs7.pem')) ? 'pkcs7' : existsSync(join(d, 'rsa2048.pem')) ? 'rsa2048' : 'signature';
-      const signature = kind === 'signature' ? Buffer.from(readFileSync(join(d, 'signature.b64'), 'utf8').trim(), 'base64') : fromPem(readFileSync(join(d, `${kind}.pem`), 'utf8'));
-      return { name, kind, region: (JSON.parse(document.toString('utf8')) as { region: string }).region, signed: { kind, document, signature } };
+      const kind: AwsSignatureKind = existsSync(join(d, 'pkcs7.pem'))
+        ? 'pkcs7'
+        : existsSync(join(d, 'rsa2048.pem'))
+          ? 'rsa2048'
+          : 'signature';
+      const signature =
+        kind === 'signature'
+          ? Buffer.from(readFileSync(join(d, 'signature.b64'), 'utf8').trim(), 'base64')
+          : fromPem(readFileSync(join(d, `${kind}.pem`), 'utf8'));
+      return {
+        name,
+        kind,
+        region: (JSON.parse(document.toString('utf8')) as { region: string }).region,
+        signed: { kind, document, signature },
+      };
     });
 }
 
@@ -65,12 +80,16 @@ export function refusal(fn: () => unknown): string | undefined {
  * certificate-carrying Azure documents): every position changed once, the flipped bit rotating
  * with the position (XOR 1 << (i mod 8)), plus XOR 0xFF at every 7th position.
  */
-export function acceptedMutations(buf: Buffer, check: (mutated: Buffer) => void, mode: 'full' | 'lean' = 'full'): { accepted: string[]; codes: Set<string>; tried: number } {
+export function acceptedMutations(
+  buf: Buffer,
+  check: (mutated: Buffer) => void,
+  mode: 'full' | 'lean' = 'full',
+): { accepted: string[]; codes: Set<string>; tried: number } {
   const accepted: string[] = [];
   const codes = new Set<string>();
   let tried = 0;
   for (let i = 0; i < buf.length; i++) {
-    const xors = mode === 'full' ? [0x01, 0xff] : i % 7 === 0 ? [1 << i % 8, 0xff] : [1 << i % 8];
+    const xors = mode === 'full' ? [0x01, 0xff] : i % 7 === 0 ? [1 << (i % 8), 0xff] : [1 << (i % 8)];
     for (const x of xors) {
       const m = Buffer.from(buf);
       m[i]! ^= x;
@@ -88,9 +107,15 @@ export const MUTATION_TIMEOUT_MS = 300_000;
 
 /** A certificate directory holding only `pem` as `kind`/`region`. */
 export function certDirWith(scratch: string, kind: AwsSignatureKind, region: string, pem: string | Buffer): string {
-  const dir = join(scratch, createHash('sha256').update(pem).update(kind + region).digest('hex').slice(0, 16));
+  const dir = join(
+    scratch,
+    createHash('sha256')
+      .update(pem)
+      .update(kind + region)
+      .digest('hex')
+      .slice(0, 16),
+  );
   mkdirSync(join(dir, CERT_SUBDIR[kind]), { recursive: true });
   writeFileSync(join(dir, CERT_SUBDIR[kind], `${region}.pem`), pem);
   return dir;
 }
-

@@ -14,7 +14,18 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR } from '../../../src/join/aws-iid/certs.js';
 import { verifyIdentityDocument } from '../../../src/join/aws-iid/verify.js';
 import { fromPem, toPem } from '../../../src/pki/pem.js';
-import { acceptedMutations, BUNDLED_CERTS_MANIFEST, certDirWith, loadSamples, MUTATION_TIMEOUT_MS, newScratch, NOW, refusal, requireFixture, type Sample } from './aws-fixtures.js';
+import {
+  acceptedMutations,
+  BUNDLED_CERTS_MANIFEST,
+  certDirWith,
+  loadSamples,
+  MUTATION_TIMEOUT_MS,
+  newScratch,
+  NOW,
+  refusal,
+  requireFixture,
+  type Sample,
+} from './aws-fixtures.js';
 
 const samples = loadSamples();
 const scratch = newScratch();
@@ -38,22 +49,39 @@ describe('genuine AWS instance identity documents', () => {
   });
 
   it("the bundled certificates are AWS's (the SHA-256 of the collected copies, fixtures README)", () => {
-    const manifest = readFileSync(requireFixture(BUNDLED_CERTS_MANIFEST), 'utf8').trim().split('\n').map((l) => l.split(/\s+\*?/) as [string, string]);
+    const manifest = readFileSync(requireFixture(BUNDLED_CERTS_MANIFEST), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => l.split(/\s+\*?/) as [string, string]);
     for (const sub of ['dsa', 'rsa2048', 'rsa']) {
       const listed = manifest.filter(([, f]) => f.startsWith(`${sub}/`));
       expect(listed.length).toBe(36);
-      expect(readdirSync(join(BUNDLED_AWS_CERTS_DIR, sub)).sort()).toEqual(listed.map(([, f]) => f.slice(sub.length + 1)).sort());
-      for (const [hash, f] of listed) expect(createHash('sha256').update(readFileSync(join(BUNDLED_AWS_CERTS_DIR, f))).digest('hex'), f).toBe(hash);
+      expect(readdirSync(join(BUNDLED_AWS_CERTS_DIR, sub)).sort()).toEqual(
+        listed.map(([, f]) => f.slice(sub.length + 1)).sort(),
+      );
+      for (const [hash, f] of listed)
+        expect(
+          createHash('sha256')
+            .update(readFileSync(join(BUNDLED_AWS_CERTS_DIR, f)))
+            .digest('hex'),
+          f,
+        ).toBe(hash);
     }
   });
 
   describe.each(samples.map((s) => [s.name, s] as const))('%s', (_name, s) => {
     it("refuses the document with another region's certificate", () => {
       const own = readFileSync(join(BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR[s.kind], `${s.region}.pem`));
-      const other = readdirSync(join(BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR[s.kind])).map((f) => readFileSync(join(BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR[s.kind], f))).find((c) => !c.equals(own))!;
-      expect(refusal(() => verifyIdentityDocument(s.signed, certDirWith(scratch, s.kind, s.region, other), NOW))).toBe('aws_signature_invalid');
+      const other = readdirSync(join(BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR[s.kind]))
+        .map((f) => readFileSync(join(BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR[s.kind], f)))
+        .find((c) => !c.equals(own))!;
+      expect(refusal(() => verifyIdentityDocument(s.signed, certDirWith(scratch, s.kind, s.region, other), NOW))).toBe(
+        'aws_signature_invalid',
+      );
       // And with its own region's certificate copied the same way, it verifies (the directory is not the problem).
-      expect(refusal(() => verifyIdentityDocument(s.signed, certDirWith(scratch, s.kind, s.region, own), NOW))).toBeUndefined();
+      expect(
+        refusal(() => verifyIdentityDocument(s.signed, certDirWith(scratch, s.kind, s.region, own), NOW)),
+      ).toBeUndefined();
     });
   });
 
@@ -61,23 +89,38 @@ describe('genuine AWS instance identity documents', () => {
   const distinct = new Map<string, Sample>();
   for (const s of samples) {
     const pem = readFileSync(join(BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR[s.kind], `${s.region}.pem`), 'utf8');
-    distinct.set(createHash('sha256').update(pem).digest('hex'), distinct.get(createHash('sha256').update(pem).digest('hex')) ?? s);
+    distinct.set(
+      createHash('sha256').update(pem).digest('hex'),
+      distinct.get(createHash('sha256').update(pem).digest('hex')) ?? s,
+    );
   }
-  describe.each([...distinct.values()].map((s) => [`${CERT_SUBDIR[s.kind]}/${s.region}.pem (with ${s.name})`, s] as const))('certificate %s', (_n, s) => {
-    it('refuses every one-byte change to the certificate', () => {
-      const der = fromPem(readFileSync(join(BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR[s.kind], `${s.region}.pem`), 'utf8'), 'CERTIFICATE');
-      const dir = join(scratch, `mut-${s.name}`);
-      mkdirSync(join(dir, CERT_SUBDIR[s.kind]), { recursive: true });
-      const file = join(dir, CERT_SUBDIR[s.kind], `${s.region}.pem`);
-      const r = acceptedMutations(der, (m) => {
-        writeFileSync(file, toPem('CERTIFICATE', m));
-        verifyIdentityDocument(s.signed, dir, NOW);
-      });
-      expect(r.accepted).toEqual([]);
-      expect([...r.codes].every((c) => c === 'aws_certificate_invalid' || c === 'aws_signature_invalid'), [...r.codes].join()).toBe(true);
-      copyFileSync(join(BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR[s.kind], `${s.region}.pem`), file);
-      expect(refusal(() => verifyIdentityDocument(s.signed, dir, NOW))).toBeUndefined();
-    }, MUTATION_TIMEOUT_MS);
+  describe.each(
+    [...distinct.values()].map((s) => [`${CERT_SUBDIR[s.kind]}/${s.region}.pem (with ${s.name})`, s] as const),
+  )('certificate %s', (_n, s) => {
+    it(
+      'refuses every one-byte change to the certificate',
+      () => {
+        const der = fromPem(
+          readFileSync(join(BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR[s.kind], `${s.region}.pem`), 'utf8'),
+          'CERTIFICATE',
+        );
+        const dir = join(scratch, `mut-${s.name}`);
+        mkdirSync(join(dir, CERT_SUBDIR[s.kind]), { recursive: true });
+        const file = join(dir, CERT_SUBDIR[s.kind], `${s.region}.pem`);
+        const r = acceptedMutations(der, (m) => {
+          writeFileSync(file, toPem('CERTIFICATE', m));
+          verifyIdentityDocument(s.signed, dir, NOW);
+        });
+        expect(r.accepted).toEqual([]);
+        expect(
+          [...r.codes].every((c) => c === 'aws_certificate_invalid' || c === 'aws_signature_invalid'),
+          [...r.codes].join(),
+        ).toBe(true);
+        copyFileSync(join(BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR[s.kind], `${s.region}.pem`), file);
+        expect(refusal(() => verifyIdentityDocument(s.signed, dir, NOW))).toBeUndefined();
+      },
+      MUTATION_TIMEOUT_MS,
+    );
   });
 
   it('refuses a region without a certificate, and an expired certificate', () => {
@@ -85,6 +128,8 @@ describe('genuine AWS instance identity documents', () => {
     expect(refusal(() => verifyIdentityDocument(s.signed, join(scratch, 'empty'), NOW))).toBe('aws_region_unknown');
     const rsa = samples.find((x) => x.kind === 'signature' && x.region === 'us-east-1')!;
     // The raw-signature RSA certificates of the older regions end in 2029.
-    expect(refusal(() => verifyIdentityDocument(rsa.signed, BUNDLED_AWS_CERTS_DIR, new Date('2030-01-01T00:00:00Z')))).toBe('aws_certificate_invalid');
+    expect(
+      refusal(() => verifyIdentityDocument(rsa.signed, BUNDLED_AWS_CERTS_DIR, new Date('2030-01-01T00:00:00Z'))),
+    ).toBe('aws_certificate_invalid');
   });
 });

@@ -13,16 +13,31 @@ const samples = loadSamples();
 
 describe('one-byte changes to genuine AWS documents and signatures', () => {
   describe.each(samples.map((s) => [s.name, s] as const))('%s', (_name, s) => {
-    it('refuses every one-byte change to the document', () => {
-      const r = acceptedMutations(s.signed.document, (m) => verifyIdentityDocument({ ...s.signed, document: m }, BUNDLED_AWS_CERTS_DIR, NOW));
-      expect(r.accepted).toEqual([]);
-      expect(r.tried).toBe(s.signed.document.length * 2);
-    }, MUTATION_TIMEOUT_MS);
+    it(
+      'refuses every one-byte change to the document',
+      () => {
+        const r = acceptedMutations(s.signed.document, (m) =>
+          verifyIdentityDocument({ ...s.signed, document: m }, BUNDLED_AWS_CERTS_DIR, NOW),
+        );
+        expect(r.accepted).toEqual([]);
+        expect(r.tried).toBe(s.signed.document.length * 2);
+      },
+      MUTATION_TIMEOUT_MS,
+    );
 
-    it('refuses every one-byte change to the signature', () => {
-      const r = acceptedMutations(s.signed.signature, (m) => verifyIdentityDocument({ ...s.signed, signature: m }, BUNDLED_AWS_CERTS_DIR, NOW));
-      expect(r.accepted).toEqual([]);
-      expect([...r.codes].every((c) => c === 'aws_signature_invalid' || c === 'aws_evidence_malformed'), [...r.codes].join()).toBe(true);
-    }, MUTATION_TIMEOUT_MS);
+    it(
+      'refuses every one-byte change to the signature',
+      () => {
+        const r = acceptedMutations(s.signed.signature, (m) =>
+          verifyIdentityDocument({ ...s.signed, signature: m }, BUNDLED_AWS_CERTS_DIR, NOW),
+        );
+        expect(r.accepted).toEqual([]);
+        expect(
+          [...r.codes].every((c) => c === 'aws_signature_invalid' || c === 'aws_evidence_malformed'),
+          [...r.codes].join(),
+        ).toBe(true);
+      },
+      MUTATION_TIMEOUT_MS,
+    );
   });
 });

@@ -8,7 +8,9 @@ import { CLOUD_FIXTURES, requireFixture } from './aws-fixtures.js';
 
 export const AZURE_FIXTURES = join(CLOUD_FIXTURES, 'azure');
 export const ROOT_FILE = requireFixture(join(AZURE_FIXTURES, 'root', 'DigiCert_Global_Root_G2.pem'));
-export const INTERMEDIATE_FILES = readdirSync(requireFixture(join(AZURE_FIXTURES, 'certs'))).sort().map((f) => join(AZURE_FIXTURES, 'certs', f));
+export const INTERMEDIATE_FILES = readdirSync(requireFixture(join(AZURE_FIXTURES, 'certs')))
+  .sort()
+  .map((f) => join(AZURE_FIXTURES, 'certs', f));
 
 export interface AzureSample {
   name: string;
@@ -25,10 +27,21 @@ export function loadAzureSamples(): AzureSample[] {
     .map((name) => {
       const json = readFileSync(join(dir, name, 'document.json'));
       const doc = JSON.parse(json.toString('utf8')) as { timeStamp: { createdOn: string } };
-      return { name, json, der: Buffer.from(readFileSync(join(dir, name, 'signature.b64'), 'utf8').trim(), 'base64'), createdOn: new Date(parseImdsTime(doc.timeStamp.createdOn)!) };
+      return {
+        name,
+        json,
+        der: Buffer.from(readFileSync(join(dir, name, 'signature.b64'), 'utf8').trim(), 'base64'),
+        createdOn: new Date(parseImdsTime(doc.timeStamp.createdOn)!),
+      };
     });
 }
 
 export function genuineTrust(at: Date, over: Partial<AttestedTrust> = {}): AttestedTrust {
-  return { anchors: loadCaFile(ROOT_FILE), intermediates: INTERMEDIATE_FILES.flatMap(loadCaFile), signerDomains: ['metadata.azure.com'], at, ...over };
+  return {
+    anchors: loadCaFile(ROOT_FILE),
+    intermediates: INTERMEDIATE_FILES.flatMap(loadCaFile),
+    signerDomains: ['metadata.azure.com'],
+    at,
+    ...over,
+  };
 }

@@ -35,36 +35,66 @@ describe('genuine Azure attested documents', () => {
       expect(v.signerNames).toContain('metadata.azure.com');
       // The document's own nonce (IMDS puts a timestamp there when none is asked for) and window.
       checkFreshness(v, v.doc.nonce, s.createdOn.getTime(), 300);
-      expect(() => checkFreshness(v, '1234567890', s.createdOn.getTime(), 300)).toThrow(expect.objectContaining({ code: 'azure_nonce_mismatch' }));
-      expect(() => checkFreshness(v, v.doc.nonce, s.createdOn.getTime() + 7 * 3600_000, 300)).toThrow(expect.objectContaining({ code: 'azure_document_expired' }));
-      expect(() => checkFreshness(v, v.doc.nonce, s.createdOn.getTime() - 3600_000, 300)).toThrow(expect.objectContaining({ code: 'azure_document_expired' }));
+      expect(() => checkFreshness(v, '1234567890', s.createdOn.getTime(), 300)).toThrow(
+        expect.objectContaining({ code: 'azure_nonce_mismatch' }),
+      );
+      expect(() => checkFreshness(v, v.doc.nonce, s.createdOn.getTime() + 7 * 3600_000, 300)).toThrow(
+        expect.objectContaining({ code: 'azure_document_expired' }),
+      );
+      expect(() => checkFreshness(v, v.doc.nonce, s.createdOn.getTime() - 3600_000, 300)).toThrow(
+        expect.objectContaining({ code: 'azure_document_expired' }),
+      );
     });
 
     it('is refused now (its certificates expired), without the intermediate, and for another signer domain', () => {
-      expect(refusal(() => verifyAttestedDocument(s.der, genuineTrust(new Date('2030-01-01T00:00:00Z'))))).toBe('azure_signer_untrusted');
-      expect(refusal(() => verifyAttestedDocument(s.der, genuineTrust(s.createdOn, { intermediates: [] })))).toBe('azure_signer_untrusted');
-      expect(refusal(() => verifyAttestedDocument(s.der, genuineTrust(s.createdOn, { anchors: [] })))).toBe('azure_signer_untrusted');
-      expect(refusal(() => verifyAttestedDocument(s.der, genuineTrust(s.createdOn, { signerDomains: ['metadata.azure.us'] })))).toBe('azure_signer_domain');
+      expect(refusal(() => verifyAttestedDocument(s.der, genuineTrust(new Date('2030-01-01T00:00:00Z'))))).toBe(
+        'azure_signer_untrusted',
+      );
+      expect(refusal(() => verifyAttestedDocument(s.der, genuineTrust(s.createdOn, { intermediates: [] })))).toBe(
+        'azure_signer_untrusted',
+      );
+      expect(refusal(() => verifyAttestedDocument(s.der, genuineTrust(s.createdOn, { anchors: [] })))).toBe(
+        'azure_signer_untrusted',
+      );
+      expect(
+        refusal(() =>
+          verifyAttestedDocument(s.der, genuineTrust(s.createdOn, { signerDomains: ['metadata.azure.us'] })),
+        ),
+      ).toBe('azure_signer_domain');
     });
 
-    it('refuses every one-byte change to the intermediate certificate', () => {
-      const inter = INTERMEDIATE_FILES.flatMap(loadCaFile).find((c) => {
-        try {
-          verifyAttestedDocument(s.der, genuineTrust(s.createdOn, { intermediates: [c] }));
-          return true;
-        } catch {
-          return false;
-        }
-      })!;
-      expect(inter).toBeDefined();
-      const r = acceptedMutations(inter.der, (m) => verifyAttestedDocument(s.der, genuineTrust(s.createdOn, { intermediates: [parseCert(m, 'intermediate', 'azure_evidence_malformed')] })), 'lean');
-      expect(r.accepted).toEqual([]);
-      expect(r.tried).toBeGreaterThan(inter.der.length);
-    }, MUTATION_TIMEOUT_MS);
+    it(
+      'refuses every one-byte change to the intermediate certificate',
+      () => {
+        const inter = INTERMEDIATE_FILES.flatMap(loadCaFile).find((c) => {
+          try {
+            verifyAttestedDocument(s.der, genuineTrust(s.createdOn, { intermediates: [c] }));
+            return true;
+          } catch {
+            return false;
+          }
+        })!;
+        expect(inter).toBeDefined();
+        const r = acceptedMutations(
+          inter.der,
+          (m) =>
+            verifyAttestedDocument(
+              s.der,
+              genuineTrust(s.createdOn, { intermediates: [parseCert(m, 'intermediate', 'azure_evidence_malformed')] }),
+            ),
+          'lean',
+        );
+        expect(r.accepted).toEqual([]);
+        expect(r.tried).toBeGreaterThan(inter.der.length);
+      },
+      MUTATION_TIMEOUT_MS,
+    );
   });
 
   it('refuses a document that is not PKCS#7 at all', () => {
-    expect(refusal(() => verifyAttestedDocument(Buffer.from('{"nonce":"1"}'), genuineTrust(new Date())))).toBe('azure_evidence_malformed');
+    expect(refusal(() => verifyAttestedDocument(Buffer.from('{"nonce":"1"}'), genuineTrust(new Date())))).toBe(
+      'azure_evidence_malformed',
+    );
     expect(new SigilError('azure_evidence_malformed').status).toBe(400);
   });
 });

@@ -14,11 +14,15 @@ import { genuineTrust, loadAzureSamples } from './azure-fixtures.js';
 const samples = loadAzureSamples();
 
 describe('one-byte changes to genuine Azure attested documents', () => {
-  it.each(samples.map((s) => [s.name, s] as const))('%s: every change is refused', (_n, s) => {
-    const trust = genuineTrust(s.createdOn);
-    verifyAttestedDocument(s.der, trust);
-    const r = acceptedMutations(s.der, (m) => verifyAttestedDocument(m, trust), 'lean');
-    expect(r.accepted).toEqual([]);
-    expect(r.tried).toBeGreaterThan(s.der.length);
-  }, MUTATION_TIMEOUT_MS);
+  it.each(samples.map((s) => [s.name, s] as const))(
+    '%s: every change is refused',
+    (_n, s) => {
+      const trust = genuineTrust(s.createdOn);
+      verifyAttestedDocument(s.der, trust);
+      const r = acceptedMutations(s.der, (m) => verifyAttestedDocument(m, trust), 'lean');
+      expect(r.accepted).toEqual([]);
+      expect(r.tried).toBeGreaterThan(s.der.length);
+    },
+    MUTATION_TIMEOUT_MS,
+  );
 });

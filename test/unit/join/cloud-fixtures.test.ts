@@ -11,7 +11,9 @@ import { describe, expect, it } from 'vitest';
 import { CLOUD_FIXTURES, requireFixture } from './aws-fixtures.js';
 
 function filesUnder(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(join(dir, e.name)) : [join(dir, e.name)]));
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? filesUnder(join(dir, e.name)) : [join(dir, e.name)],
+  );
 }
 
 describe('cloud-iid fixtures', () => {
@@ -32,11 +34,15 @@ describe('cloud-iid fixtures', () => {
 
   it('every file is listed (a new fixture goes into SHA256SUMS with its provenance in the README)', () => {
     const listed = new Set(sums.map((s) => s.file));
-    const unlisted = filesUnder(CLOUD_FIXTURES).map((p) => relative(CLOUD_FIXTURES, p)).filter((f) => f !== 'README.md' && f !== 'SHA256SUMS' && !listed.has(f));
+    const unlisted = filesUnder(CLOUD_FIXTURES)
+      .map((p) => relative(CLOUD_FIXTURES, p))
+      .filter((f) => f !== 'README.md' && f !== 'SHA256SUMS' && !listed.has(f));
     expect(unlisted).toEqual([]);
   });
 
   it('a missing fixture is an error, not a skip', () => {
-    expect(() => requireFixture(join(CLOUD_FIXTURES, 'aws', 'samples', 'no-such-sample'))).toThrow(/no-such-sample is missing: the genuine cloud-document fixtures belong to the repository/);
+    expect(() => requireFixture(join(CLOUD_FIXTURES, 'aws', 'samples', 'no-such-sample'))).toThrow(
+      /no-such-sample is missing: the genuine cloud-document fixtures belong to the repository/,
+    );
   });
 });

@@ -23,14 +23,19 @@ beforeEach(() => {
 afterEach(() => stores.close());
 
 /** One join's issuing transaction, with the commit port the host hands the method inside it. */
-const join = <T>(method: string, fn: (port: ReturnType<typeof commitPort>) => Promise<T>, instanceId = 'i-1'): Promise<T> =>
-  stores.withWriteTx((tx: TxStores) => fn(commitPort(tx, methods.get(method)!, T0, instanceId)));
+const join = <T>(
+  method: string,
+  fn: (port: ReturnType<typeof commitPort>) => Promise<T>,
+  instanceId = 'i-1',
+): Promise<T> => stores.withWriteTx((tx: TxStores) => fn(commitPort(tx, methods.get(method)!, T0, instanceId)));
 
 describe('commit port: single-use decisions', () => {
   it('a jti is recorded once; the second join with it is jwt_replayed', async () => {
     expect(await join('oidc', (tx) => tx.recordJti('https://idp', 'j-1', T0 + 60_000))).toBe(true);
     expect(await join('oidc', (tx) => tx.recordJti('https://idp', 'j-1', T0 + 60_000))).toBe(false);
-    await expect(join('oidc', (tx) => recordJti(tx, 'https://idp', 'j-1', T0 / 1000 + 60, 60))).rejects.toMatchObject({ code: 'jwt_replayed' });
+    await expect(join('oidc', (tx) => recordJti(tx, 'https://idp', 'j-1', T0 / 1000 + 60, 60))).rejects.toMatchObject({
+      code: 'jwt_replayed',
+    });
     // Another issuer's jti of the same value is another token.
     expect(await join('oidc', (tx) => tx.recordJti('https://other', 'j-1', T0 + 60_000))).toBe(true);
   });
@@ -52,8 +57,12 @@ describe('commit port: single-use decisions', () => {
   });
 
   it('a first-join binding binds once, for the method the port belongs to', async () => {
-    const first = await join('aws_iid', (tx) => tx.bindKey({ subject: 'i-0abc', keyHash: 'sha256:aa', rule: 'r', facts: {} }));
-    const second = await join('aws_iid', (tx) => tx.bindKey({ subject: 'i-0abc', keyHash: 'sha256:bb', rule: 'r', facts: {} }));
+    const first = await join('aws_iid', (tx) =>
+      tx.bindKey({ subject: 'i-0abc', keyHash: 'sha256:aa', rule: 'r', facts: {} }),
+    );
+    const second = await join('aws_iid', (tx) =>
+      tx.bindKey({ subject: 'i-0abc', keyHash: 'sha256:bb', rule: 'r', facts: {} }),
+    );
     expect(first).toMatchObject({ method: 'aws_iid', keyHash: 'sha256:aa' });
     expect(second.keyHash).toBe('sha256:aa');
     const port = attestPort(stores, methods.get('aws_iid')!, () => T0, silentLogger());

@@ -11,7 +11,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SigilError } from '../../../src/errors.js';
 import { createDiscoveryCache, discoverJwksUri, type DiscoveryCache } from '../../../src/join/jwt-discovery.js';
-import { createKeySetCache, keySetFetches as fetchesIn, normalizeKeySet, ttlFromHeaders, type KeySetCache, type KeySetSource } from '../../../src/join/jwt-keyset.js';
+import {
+  createKeySetCache,
+  keySetFetches as fetchesIn,
+  normalizeKeySet,
+  ttlFromHeaders,
+  type KeySetCache,
+  type KeySetSource,
+} from '../../../src/join/jwt-keyset.js';
 import { verifyJwt, type JwtCheck } from '../../../src/join/jwt-verify.js';
 import { tempDir } from '../../helpers/cli.js';
 import { hmacWithPublicKey, newKey, TestTokenIssuer, unsignedToken } from '../../helpers/fake-oidc.js';
@@ -21,8 +28,21 @@ const tmp = tempDir('sigil-jwks-');
 let idp: TestTokenIssuer;
 let src: KeySetSource;
 const T0 = Date.UTC(2030, 0, 1);
-const claims = (now: number): Record<string, unknown> => ({ iss: 'https://idp.test', aud: 'sigil', sub: 'x', iat: Math.floor(now / 1000), exp: Math.floor(now / 1000) + 600 });
-const check = (now: number, over: Partial<JwtCheck> = {}): JwtCheck => ({ keys: src, cache: keySets, algorithms: ['RS256', 'ES256'], now, skewS: 60, ...over });
+const claims = (now: number): Record<string, unknown> => ({
+  iss: 'https://idp.test',
+  aud: 'sigil',
+  sub: 'x',
+  iat: Math.floor(now / 1000),
+  exp: Math.floor(now / 1000) + 600,
+});
+const check = (now: number, over: Partial<JwtCheck> = {}): JwtCheck => ({
+  keys: src,
+  cache: keySets,
+  algorithms: ['RS256', 'ES256'],
+  now,
+  skewS: 60,
+  ...over,
+});
 
 async function code(p: Promise<unknown>): Promise<string | undefined> {
   try {
@@ -73,7 +93,9 @@ describe('key set caching and refetching', () => {
     expect(ttlFromHeaders({ 'cache-control': 'max-age=5' })).toBe(60_000);
     expect(ttlFromHeaders({ 'cache-control': 'max-age=999999' })).toBe(24 * 3600_000);
     expect(ttlFromHeaders({ 'cache-control': 'no-store' })).toBe(60_000);
-    expect(ttlFromHeaders({ expires: 'Wed, 01 Jan 2030 01:00:00 GMT', date: 'Wed, 01 Jan 2030 00:00:00 GMT' })).toBe(3600_000);
+    expect(ttlFromHeaders({ expires: 'Wed, 01 Jan 2030 01:00:00 GMT', date: 'Wed, 01 Jan 2030 00:00:00 GMT' })).toBe(
+      3600_000,
+    );
     expect(ttlFromHeaders({})).toBe(15 * 60_000);
   });
 
@@ -82,7 +104,10 @@ describe('key set caching and refetching', () => {
     const k2 = newKey('k2');
     idp.published = [...idp.keys, k2];
     // 10 s after the last fetch: not yet; the agent is told to come back (retryable).
-    const early = await verifyJwt(await idp.sign(claims(T0 + 10_000), { key: k2, now: T0 + 10_000 }), check(T0 + 10_000)).catch((e: unknown) => e);
+    const early = await verifyJwt(
+      await idp.sign(claims(T0 + 10_000), { key: k2, now: T0 + 10_000 }),
+      check(T0 + 10_000),
+    ).catch((e: unknown) => e);
     expect(early).toMatchObject({ code: 'jwt_kid_unknown', retryable: true, retryAfterMs: 30_000 });
     expect(keySetFetches(src)).toBe(1);
     // 31 s after: refetched, accepted.
@@ -90,7 +115,15 @@ describe('key set caching and refetching', () => {
     expect(v.header.kid).toBe('k2');
     expect(keySetFetches(src)).toBe(2);
     // A burst of made-up kids right after: no further fetches.
-    for (let i = 0; i < 20; i++) expect(await code(verifyJwt(await idp.sign(claims(T0 + 32_000), { key: newKey(`junk-${i}`, 'ES256'), now: T0 + 32_000 }), check(T0 + 32_000 + i)))).toBe('jwt_kid_unknown');
+    for (let i = 0; i < 20; i++)
+      expect(
+        await code(
+          verifyJwt(
+            await idp.sign(claims(T0 + 32_000), { key: newKey(`junk-${i}`, 'ES256'), now: T0 + 32_000 }),
+            check(T0 + 32_000 + i),
+          ),
+        ),
+      ).toBe('jwt_kid_unknown');
     expect(keySetFetches(src)).toBe(2);
   });
 
@@ -103,7 +136,9 @@ describe('key set caching and refetching', () => {
       await verifyJwt(await idp.sign(claims(later), { now: later }), check(later, { keys: gone }));
       expect(keySetFetches(src)).toBe(2); // it tried
       const muchLater = T0 + 26 * 3600_000;
-      const e = await verifyJwt(await idp.sign(claims(muchLater), { now: muchLater }), check(muchLater)).catch((x: unknown) => x);
+      const e = await verifyJwt(await idp.sign(claims(muchLater), { now: muchLater }), check(muchLater)).catch(
+        (x: unknown) => x,
+      );
       expect(e).toMatchObject({ code: 'jwks_unavailable', retryable: true });
       expect((e as SigilError).message).toContain('HTTP 503');
     } finally {
@@ -119,11 +154,17 @@ describe('key set caching and refetching', () => {
     const down: KeySetSource = { url: 'https://127.0.0.1:1/keys', fallbackFile: fallback };
     const v = await verifyJwt(await idp.sign(claims(T0), { now: T0 }), check(T0, { keys: down }));
     expect(v.keyOrigin).toBe(fallback);
-    expect(await code(verifyJwt(await idp.sign(claims(T0), { now: T0 }), check(T0, { keys: { url: 'https://127.0.0.1:1/other' } })))).toBe('jwks_unavailable');
+    expect(
+      await code(
+        verifyJwt(await idp.sign(claims(T0), { now: T0 }), check(T0, { keys: { url: 'https://127.0.0.1:1/other' } })),
+      ),
+    ).toBe('jwks_unavailable');
   });
 
   it('refuses a key set served with a certificate the rule does not trust', async () => {
-    expect(await code(verifyJwt(await idp.sign(claims(T0), { now: T0 }), check(T0, { keys: { url: src.url } })))).toBe('jwks_unavailable');
+    expect(await code(verifyJwt(await idp.sign(claims(T0), { now: T0 }), check(T0, { keys: { url: src.url } })))).toBe(
+      'jwks_unavailable',
+    );
   });
 });
 
@@ -132,16 +173,44 @@ describe('key set contents', () => {
     const k = idp.keys[0]!;
     const keyFile = join(tmp.path, 'k1.pem');
     writeFileSync(keyFile, k.privateKey.export({ type: 'pkcs8', format: 'pem' }));
-    const cert = execFileSync('openssl', ['req', '-x509', '-new', '-key', keyFile, '-subj', '/CN=securetoken.system.gserviceaccount.com', '-days', '2', '-config', writeReqConfig()], { encoding: 'utf8' });
+    const cert = execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-new',
+        '-key',
+        keyFile,
+        '-subj',
+        '/CN=securetoken.system.gserviceaccount.com',
+        '-days',
+        '2',
+        '-config',
+        writeReqConfig(),
+      ],
+      { encoding: 'utf8' },
+    );
     idp.pemCerts = { k1: cert };
     const v = await verifyJwt(await idp.sign(claims(T0), { now: T0 }), check(T0));
     expect(v.header.kid).toBe('k1');
   });
 
   it('drops symmetric and private keys: a key set of only those is unusable', () => {
-    expect(() => normalizeKeySet({ keys: [{ kty: 'oct', k: 'c2VjcmV0', kid: 'h' }] })).toThrow(/no public signature key/);
-    expect(() => normalizeKeySet({ keys: [{ kty: 'RSA', n: 'AQAB', e: 'AQAB', d: 'AQAB', kid: 'p' }] })).toThrow(/no public signature key/);
-    expect(normalizeKeySet({ keys: [{ kty: 'oct', k: 'c2VjcmV0' }, { kty: 'EC', crv: 'P-256', x: 'x', y: 'y', use: 'sig' }, { kty: 'RSA', n: 'n', e: 'AQAB', use: 'enc' }] }).keys).toHaveLength(1);
+    expect(() => normalizeKeySet({ keys: [{ kty: 'oct', k: 'c2VjcmV0', kid: 'h' }] })).toThrow(
+      /no public signature key/,
+    );
+    expect(() => normalizeKeySet({ keys: [{ kty: 'RSA', n: 'AQAB', e: 'AQAB', d: 'AQAB', kid: 'p' }] })).toThrow(
+      /no public signature key/,
+    );
+    expect(
+      normalizeKeySet({
+        keys: [
+          { kty: 'oct', k: 'c2VjcmV0' },
+          { kty: 'EC', crv: 'P-256', x: 'x', y: 'y', use: 'sig' },
+          { kty: 'RSA', n: 'n', e: 'AQAB', use: 'enc' },
+        ],
+      }).keys,
+    ).toHaveLength(1);
     expect(() => normalizeKeySet([1, 2])).toThrow();
   });
 });
@@ -151,7 +220,14 @@ describe('checks before any key is looked at', () => {
     expect(await code(verifyJwt(unsignedToken(claims(T0)), check(T0)))).toBe('jwt_alg_refused');
     expect(await code(verifyJwt(hmacWithPublicKey(claims(T0), idp.keys[0]!), check(T0)))).toBe('jwt_alg_refused');
     // ES256 where the rule allows only RS256:
-    expect(await code(verifyJwt(await idp.sign(claims(T0), { key: newKey('e', 'ES256'), now: T0 }), check(T0, { algorithms: ['RS256'] })))).toBe('jwt_alg_refused');
+    expect(
+      await code(
+        verifyJwt(
+          await idp.sign(claims(T0), { key: newKey('e', 'ES256'), now: T0 }),
+          check(T0, { algorithms: ['RS256'] }),
+        ),
+      ),
+    ).toBe('jwt_alg_refused');
     expect(keySetFetches(src)).toBe(0);
     expect(await code(verifyJwt('a.b', check(T0)))).toBe('jwt_invalid');
     expect(await code(verifyJwt(`${'x'.repeat(20_000)}.y.z`, check(T0)))).toBe('jwt_invalid');
@@ -159,25 +235,41 @@ describe('checks before any key is looked at', () => {
 
   it('exp, nbf and iat are checked with the skew', async () => {
     const t = Math.floor(T0 / 1000);
-    expect(await code(verifyJwt(await idp.sign({ ...claims(T0), exp: t - 30 }, { now: T0 }), check(T0)))).toBeUndefined(); // within 60 s skew
-    expect(await code(verifyJwt(await idp.sign({ ...claims(T0), exp: t - 61 }, { now: T0 }), check(T0)))).toBe('jwt_expired');
-    expect(await code(verifyJwt(await idp.sign({ ...claims(T0), nbf: t + 120 }, { now: T0 }), check(T0)))).toBe('jwt_not_yet_valid');
-    expect(await code(verifyJwt(await idp.sign({ ...claims(T0), iat: t + 120, nbf: t }, { now: T0 }), check(T0)))).toBe('jwt_not_yet_valid');
+    expect(
+      await code(verifyJwt(await idp.sign({ ...claims(T0), exp: t - 30 }, { now: T0 }), check(T0))),
+    ).toBeUndefined(); // within 60 s skew
+    expect(await code(verifyJwt(await idp.sign({ ...claims(T0), exp: t - 61 }, { now: T0 }), check(T0)))).toBe(
+      'jwt_expired',
+    );
+    expect(await code(verifyJwt(await idp.sign({ ...claims(T0), nbf: t + 120 }, { now: T0 }), check(T0)))).toBe(
+      'jwt_not_yet_valid',
+    );
+    expect(await code(verifyJwt(await idp.sign({ ...claims(T0), iat: t + 120, nbf: t }, { now: T0 }), check(T0)))).toBe(
+      'jwt_not_yet_valid',
+    );
     const noExp = claims(T0);
     delete noExp.exp;
     // A token that never expires is not accepted at all.
-    expect(await code(verifyJwt(await idp.sign({ ...noExp, exp: undefined }, { now: T0 }), check(T0)))).toBe('jwt_invalid');
+    expect(await code(verifyJwt(await idp.sign({ ...noExp, exp: undefined }, { now: T0 }), check(T0)))).toBe(
+      'jwt_invalid',
+    );
   });
 });
 
 describe('OIDC discovery', () => {
   let disc: HttpsLoopback;
   beforeAll(async () => {
-    disc = await startHttpsServer(join(tmp.path, 'disc'), (_req, url) => {
-      if (url.pathname === '/good/.well-known/openid-configuration') return { body: { issuer: `${disc.url}/good`, jwks_uri: `${disc.url}/good/jwks` } };
-      if (url.pathname === '/liar/.well-known/openid-configuration') return { body: { issuer: 'https://elsewhere.test', jwks_uri: `${disc.url}/good/jwks` } };
-      return { status: 404 };
-    }, 'disc');
+    disc = await startHttpsServer(
+      join(tmp.path, 'disc'),
+      (_req, url) => {
+        if (url.pathname === '/good/.well-known/openid-configuration')
+          return { body: { issuer: `${disc.url}/good`, jwks_uri: `${disc.url}/good/jwks` } };
+        if (url.pathname === '/liar/.well-known/openid-configuration')
+          return { body: { issuer: 'https://elsewhere.test', jwks_uri: `${disc.url}/good/jwks` } };
+        return { status: 404 };
+      },
+      'disc',
+    );
   }, 60_000);
   afterAll(() => disc?.close());
 

@@ -27,11 +27,16 @@ async function rejection(p: Promise<unknown>): Promise<SigilError> {
   throw new Error('expected a refusal');
 }
 
-const rule = (x509: string): string => `kind: join_rule\nname: factory\nspec:\n  method: x509\n  bot: gw\n  x509:\n${x509}`;
+const rule = (x509: string): string =>
+  `kind: join_rule\nname: factory\nspec:\n  method: x509\n  bot: gw\n  x509:\n${x509}`;
 
 describe('x509 join rules', () => {
   it('accept the documented contract', () => {
-    const docs = parseResources(rule('    ca_files: [/etc/sigil/factory-ca.pem]\n    crl_files: [/etc/sigil/factory.crl]\n    allow: [ { subject_cn: "gw-*" }, { issuer: "CN=Factory CA, O=Acme", eku: [clientAuth] } ]\n    registered_only: true\n'));
+    const docs = parseResources(
+      rule(
+        '    ca_files: [/etc/sigil/factory-ca.pem]\n    crl_files: [/etc/sigil/factory.crl]\n    allow: [ { subject_cn: "gw-*" }, { issuer: "CN=Factory CA, O=Acme", eku: [clientAuth] } ]\n    registered_only: true\n',
+      ),
+    );
     expect(docs).toHaveLength(1);
   });
 
@@ -66,18 +71,41 @@ describe('devices.import', () => {
   const fp = (c: string): string => `sha256:${c.repeat(64)}`;
   beforeEach(async () => {
     stores = openSqliteStores(':memory:');
-    await runAdminOp(stores, 'apply', { yaml: `kind: role\nname: edge\nspec: {}\n---\nkind: bot\nname: gw\nspec: { roles: [edge] }\n---\n${rule('    ca_files: [/ca.pem]\n    registered_only: true\n')}` }, 1);
+    await runAdminOp(
+      stores,
+      'apply',
+      {
+        yaml: `kind: role\nname: edge\nspec: {}\n---\nkind: bot\nname: gw\nspec: { roles: [edge] }\n---\n${rule('    ca_files: [/ca.pem]\n    registered_only: true\n')}`,
+      },
+      1,
+    );
   });
   afterEach(() => stores.close());
 
   it('imports, is idempotent, accepts the colon fingerprint form, and audits changes only', async () => {
     const colon = 'AB:'.repeat(31) + 'AB';
-    const jsonl = [JSON.stringify({ serial: 'S1', idevid_fingerprint: fp('a'), ek_public_hash: fp('e'), batch: 7 }), '', JSON.stringify({ serial: 'S2', idevid_fingerprint: colon })].join('\n');
-    expect(await runAdminOp(stores, 'devices.import', { jsonl, rule: 'factory' }, 2)).toEqual({ lines: 2, created: 2, updated: 0, unchanged: 0, rule: 'factory' });
+    const jsonl = [
+      JSON.stringify({ serial: 'S1', idevid_fingerprint: fp('a'), ek_public_hash: fp('e'), batch: 7 }),
+      '',
+      JSON.stringify({ serial: 'S2', idevid_fingerprint: colon }),
+    ].join('\n');
+    expect(await runAdminOp(stores, 'devices.import', { jsonl, rule: 'factory' }, 2)).toEqual({
+      lines: 2,
+      created: 2,
+      updated: 0,
+      unchanged: 0,
+      rule: 'factory',
+    });
     expect((await stores.devices.getByFingerprint(`sha256:${'ab'.repeat(32)}`))?.serial).toBe('S2');
     expect((await stores.devices.getByFingerprint(fp('a')))?.manifest).toMatchObject({ batch: 7 });
     const audits = (await stores.audit.list()).length;
-    expect(await runAdminOp(stores, 'devices.import', { jsonl, rule: 'factory' }, 3)).toEqual({ lines: 2, created: 0, updated: 0, unchanged: 2, rule: 'factory' });
+    expect(await runAdminOp(stores, 'devices.import', { jsonl, rule: 'factory' }, 3)).toEqual({
+      lines: 2,
+      created: 0,
+      updated: 0,
+      unchanged: 2,
+      rule: 'factory',
+    });
     expect((await stores.audit.list()).length).toBe(audits);
     // Moving the devices to "any rule" is an update.
     expect(await runAdminOp(stores, 'devices.import', { jsonl }, 4)).toMatchObject({ updated: 2 });
@@ -93,14 +121,43 @@ describe('devices.import', () => {
     ].join('\n');
     const e = await rejection(runAdminOp(stores, 'devices.import', { jsonl, source: 'm.jsonl' }, 2));
     expect(e.code).toBe('manifest_invalid');
-    expect(e.message).toMatch(/^m\.jsonl: 4 of 5 lines are invalid, nothing was imported: line 2: .*; line 3: serial: .*; line 4: idevid_fingerprint: .*; line 5: idevid_fingerprint sha256:a+ is also on line 1/);
+    expect(e.message).toMatch(
+      /^m\.jsonl: 4 of 5 lines are invalid, nothing was imported: line 2: .*; line 3: serial: .*; line 4: idevid_fingerprint: .*; line 5: idevid_fingerprint sha256:a+ is also on line 1/,
+    );
     expect(await stores.devices.list()).toEqual([]);
   });
 
   it('refuses a fingerprint registered as another device, and an unknown or non-x509 rule', async () => {
-    await runAdminOp(stores, 'devices.import', { jsonl: JSON.stringify({ serial: 'S1', idevid_fingerprint: fp('a') }) }, 2);
-    expect((await rejection(runAdminOp(stores, 'devices.import', { jsonl: JSON.stringify({ serial: 'OTHER', idevid_fingerprint: fp('a') }) }, 3))).message).toMatch(/already registered as device S1/);
-    expect((await rejection(runAdminOp(stores, 'devices.import', { jsonl: JSON.stringify({ serial: 'S9', idevid_fingerprint: fp('9') }), rule: 'nope' }, 3))).code).toBe('not_found');
+    await runAdminOp(
+      stores,
+      'devices.import',
+      { jsonl: JSON.stringify({ serial: 'S1', idevid_fingerprint: fp('a') }) },
+      2,
+    );
+    expect(
+      (
+        await rejection(
+          runAdminOp(
+            stores,
+            'devices.import',
+            { jsonl: JSON.stringify({ serial: 'OTHER', idevid_fingerprint: fp('a') }) },
+            3,
+          ),
+        )
+      ).message,
+    ).toMatch(/already registered as device S1/);
+    expect(
+      (
+        await rejection(
+          runAdminOp(
+            stores,
+            'devices.import',
+            { jsonl: JSON.stringify({ serial: 'S9', idevid_fingerprint: fp('9') }), rule: 'nope' },
+            3,
+          ),
+        )
+      ).code,
+    ).toBe('not_found');
   });
 });
 
@@ -112,7 +169,16 @@ describe('challenge store', () => {
   afterEach(() => stores.close());
 
   it('is single use, says why a consume failed, and prunes expired rows', async () => {
-    const rec = { id: 'c'.repeat(22), method: 'x509', requestId: 'r'.repeat(22), spkiHash: 'sha256:00', nonce: Buffer.alloc(32, 7), state: { chain: ['x'] }, createdAt: 1000, expiresAt: 61_000 };
+    const rec = {
+      id: 'c'.repeat(22),
+      method: 'x509',
+      requestId: 'r'.repeat(22),
+      spkiHash: 'sha256:00',
+      nonce: Buffer.alloc(32, 7),
+      state: { chain: ['x'] },
+      createdAt: 1000,
+      expiresAt: 61_000,
+    };
     await stores.challenges.create(rec);
     expect(await stores.challenges.get(rec.id)).toEqual({ ...rec, usedAt: null });
     expect(await stores.challenges.consume('d'.repeat(22), 2000)).toEqual({ ok: false, reason: 'challenge_invalid' });

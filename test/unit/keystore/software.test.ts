@@ -30,20 +30,35 @@ describe('SoftwareSigner', () => {
     const b = SoftwareSigner.fromPkcs8Pem(pem);
     expect(b.publicKeySpki().equals(a.publicKeySpki())).toBe(true);
     const sig = await b.sign(Buffer.from('x'));
-    expect(verify('sha256', Buffer.from('x'), { key: createPublicKey({ key: a.publicKeySpki(), format: 'der', type: 'spki' }), dsaEncoding: 'der' }, sig)).toBe(true);
+    expect(
+      verify(
+        'sha256',
+        Buffer.from('x'),
+        { key: createPublicKey({ key: a.publicKeySpki(), format: 'der', type: 'spki' }), dsaEncoding: 'der' },
+        sig,
+      ),
+    ).toBe(true);
   });
 
   it('refuses garbage, other curves and RSA with coded errors', () => {
     expect(() => SoftwareSigner.fromPkcs8Pem('nope')).toThrow(SigilError);
-    expect(() => SoftwareSigner.fromPkcs8Pem('-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n')).toThrow(SigilError);
-    const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+    expect(() => SoftwareSigner.fromPkcs8Pem('-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n')).toThrow(
+      SigilError,
+    );
+    const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey.export({
+      type: 'pkcs8',
+      format: 'pem',
+    }) as string;
     try {
       SoftwareSigner.fromPkcs8Pem(p384);
       throw new Error('expected refusal');
     } catch (err) {
       expect((err as SigilError).code).toBe('unsupported_key');
     }
-    const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({
+      type: 'pkcs8',
+      format: 'pem',
+    }) as string;
     expect(() => SoftwareSigner.fromPkcs8Pem(rsa)).toThrow(/P-256/);
   });
 });

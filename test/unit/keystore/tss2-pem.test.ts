@@ -22,9 +22,18 @@ describe('TSS2 PRIVATE KEY', () => {
   it('writes TPMKey { loadable-key OID, [0] TRUE, parent 0x40000001, TPM2B_PUBLIC, TPM2B_PRIVATE } and reads it back', () => {
     const blob = fakeBlob();
     const der = encodeTss2Key({ parent: TPM_RH.OWNER, blob });
-    const pubBytes = Buffer.concat([Buffer.from([blob.public.bytes.length >> 8, blob.public.bytes.length & 0xff]), blob.public.bytes]);
+    const pubBytes = Buffer.concat([
+      Buffer.from([blob.public.bytes.length >> 8, blob.public.bytes.length & 0xff]),
+      blob.public.bytes,
+    ]);
     const privBytes = Buffer.concat([Buffer.from([0, 126]), blob.private]);
-    const expected = sequence(oid('2.23.133.10.1.3'), explicit(0, boolean(true)), Buffer.from([0x02, 0x04, 0x40, 0x00, 0x00, 0x01]), octetString(pubBytes), octetString(privBytes));
+    const expected = sequence(
+      oid('2.23.133.10.1.3'),
+      explicit(0, boolean(true)),
+      Buffer.from([0x02, 0x04, 0x40, 0x00, 0x00, 0x01]),
+      octetString(pubBytes),
+      octetString(privBytes),
+    );
     expect(der.equals(expected)).toBe(true);
     const pem = writeTss2Pem({ parent: TPM_RH.OWNER, blob });
     expect(pem.startsWith('-----BEGIN TSS2 PRIVATE KEY-----\n')).toBe(true);
@@ -47,13 +56,22 @@ describe('TSS2 PRIVATE KEY', () => {
     const priv = octetString(Buffer.from([0, 2, 1, 2]));
     const cases: Array<[Buffer, RegExp]> = [
       [sequence(oid('2.23.133.10.1.3'), explicit(1, sequence()), integer(TPM_RH.OWNER), pub, priv), /policy/],
-      [sequence(oid('2.23.133.10.1.3'), explicit(2, octetString(Buffer.alloc(4))), integer(TPM_RH.OWNER), pub, priv), /import secret/],
+      [
+        sequence(oid('2.23.133.10.1.3'), explicit(2, octetString(Buffer.alloc(4))), integer(TPM_RH.OWNER), pub, priv),
+        /import secret/,
+      ],
       [sequence(oid('2.23.133.10.1.5'), integer(TPM_RH.OWNER), pub, priv), /sealed data/],
       [sequence(oid('2.23.133.10.1.4'), integer(TPM_RH.OWNER), pub, priv), /importable/],
       [sequence(oid('2.23.133.10.1.3'), integer(TPM_RH.OWNER), pub, priv, integer(1)), /after privkey/],
-      [sequence(oid('2.23.133.10.1.3'), integer(TPM_RH.OWNER), octetString(Buffer.from([0, 9, 1])), priv), /do not parse/],
+      [
+        sequence(oid('2.23.133.10.1.3'), integer(TPM_RH.OWNER), octetString(Buffer.from([0, 9, 1])), priv),
+        /do not parse/,
+      ],
     ];
-    for (const [der, msg] of cases) expect(() => decodeTss2Key(der)).toThrow(expect.objectContaining({ code: 'config_invalid', message: expect.stringMatching(msg) }));
+    for (const [der, msg] of cases)
+      expect(() => decodeTss2Key(der)).toThrow(
+        expect.objectContaining({ code: 'config_invalid', message: expect.stringMatching(msg) }),
+      );
   });
 });
 
@@ -73,19 +91,25 @@ describe('TpmSigner key references', () => {
     expect(tss2PemOfRef(ref as TpmKeyRef)).toBe(signer.toTss2Pem());
   });
 
-  it('will not make a TPM signer without the holder\'s access to the TPM', () => {
+  it("will not make a TPM signer without the holder's access to the TPM", () => {
     const ref = TpmSigner.fromBlob(new TpmAccess('swtpm:host=127.0.0.1,port=2321'), fakeBlob()).ref;
     expect(() => loadSigner(ref)).toThrow(/a TPM key needs the holder's TpmAccesses/);
     expect(() => TpmSigner.fromRef(ref, new TpmAccess('device:/dev/tpmrm0'))).toThrow(TypeError);
   });
 
   it('refuses malformed references and keys that are not unrestricted P-256 signing keys', () => {
-    expect(() => parseKeyRef(JSON.stringify({ storage: 'tpm', tcti: 'x', parent: 'owner', publicB64: '', privateB64: '' }))).toThrow(expect.objectContaining({ code: 'config_invalid' }));
+    expect(() =>
+      parseKeyRef(JSON.stringify({ storage: 'tpm', tcti: 'x', parent: 'owner', publicB64: '', privateB64: '' })),
+    ).toThrow(expect.objectContaining({ code: 'config_invalid' }));
     const bad: TpmKeyRef = { storage: 'tpm', tcti: 'x', parent: TPM_RH.OWNER, publicB64: 'AAE=', privateB64: 'AAA=' };
-    expect(() => TpmSigner.fromRef(bad, new TpmAccess('x'))).toThrow(expect.objectContaining({ code: 'config_invalid' }));
+    expect(() => TpmSigner.fromRef(bad, new TpmAccess('x'))).toThrow(
+      expect.objectContaining({ code: 'config_invalid' }),
+    );
     expect(() => tss2PemOfRef(bad)).toThrow(expect.objectContaining({ code: 'config_invalid' }));
     const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
     const p384 = { public: toSized(tpmtPublic, publicFromKeyObject(publicKey)), private: randomBytes(8) };
-    expect(() => TpmSigner.fromBlob(new TpmAccess('x'), p384)).toThrow(expect.objectContaining({ code: 'unsupported_key' }));
+    expect(() => TpmSigner.fromBlob(new TpmAccess('x'), p384)).toThrow(
+      expect.objectContaining({ code: 'unsupported_key' }),
+    );
   });
 });

@@ -27,7 +27,10 @@ function check(fixture: string, ...args: string[]): { code: number; lines: strin
   const lines: string[] = [];
   const root = path.isAbsolute(fixture) ? fixture : path.join(fixtures, fixture);
   const baseline = path.join(root, 'baseline.json');
-  const code = run(['--root', root, '--baseline', baseline, ...args], { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) }) as number;
+  const code = run(['--root', root, '--baseline', baseline, ...args], {
+    out: (l: string) => lines.push(l),
+    err: (l: string) => lines.push(l),
+  }) as number;
   return { code, lines };
 }
 
@@ -56,12 +59,24 @@ describe('check-layers: each rule', () => {
     expect(code).toBe(1);
     expect(lines).toContain('layers: src/pki/issue.ts imports src/server/store.ts (pki must not depend on server)');
     expect(lines).toContain('layers: src/tpm/reexport.ts imports src/agent/loop.ts (tpm must not depend on agent)');
-    expect(lines).toContain('layers: src/protocol/messages.ts imports src/server/store.ts (protocol must not depend on server) [type-only import, line 2]');
-    expect(lines).toContain('layers: src/protocol/lazy.ts imports src/join/types.ts (protocol must not depend on join) [dynamic import, line 3]');
-    expect(lines).toContain('layers: src/protocol/lazy.ts imports src/agent/loop.ts (protocol must not depend on agent) [type-only import, line 1]');
-    expect(lines).toContain('layers: src/attest/quote.ts imports src/server/store.ts (attest must not depend on server)');
-    expect(lines).toContain('layers: src/attest/quote.ts imports src/transport/client.ts (attest must not depend on transport) [type-only import, line 1]');
-    expect(lines).toContain('layers: native/libc.ts imports src/tpm/reexport.ts (native must not depend on src/ beyond src/errors.ts)');
+    expect(lines).toContain(
+      'layers: src/protocol/messages.ts imports src/server/store.ts (protocol must not depend on server) [type-only import, line 2]',
+    );
+    expect(lines).toContain(
+      'layers: src/protocol/lazy.ts imports src/join/types.ts (protocol must not depend on join) [dynamic import, line 3]',
+    );
+    expect(lines).toContain(
+      'layers: src/protocol/lazy.ts imports src/agent/loop.ts (protocol must not depend on agent) [type-only import, line 1]',
+    );
+    expect(lines).toContain(
+      'layers: src/attest/quote.ts imports src/server/store.ts (attest must not depend on server)',
+    );
+    expect(lines).toContain(
+      'layers: src/attest/quote.ts imports src/transport/client.ts (attest must not depend on transport) [type-only import, line 1]',
+    );
+    expect(lines).toContain(
+      'layers: native/libc.ts imports src/tpm/reexport.ts (native must not depend on src/ beyond src/errors.ts)',
+    );
     // native/ may use the error type: no line for native/libc.ts → src/errors.ts.
     expect(lines.filter((l) => l.includes('imports src/errors.ts'))).toEqual([]);
     expect(lines.at(-1)).toMatch(/^layers: 8 new violation\(s\), 0 stale baseline entries/);
@@ -76,13 +91,19 @@ describe('check-layers: each rule', () => {
     ]);
     const { code, lines } = check('cross-method');
     expect(code).toBe(1);
-    expect(lines[0]).toContain('(join/alpha must not depend on join/beta; methods share code through the src/join/*.ts ports)');
+    expect(lines[0]).toContain(
+      '(join/alpha must not depend on join/beta; methods share code through the src/join/*.ts ports)',
+    );
   });
 
   it('cycle: reported once, as the list of files in it (a type-only edge closes it too)', () => {
     const found = violations('cycle');
     expect(found).toHaveLength(1);
-    expect(found[0]).toMatchObject({ rule: 'cycle', file: 'src/util/a.ts', files: ['src/util/a.ts', 'src/util/b.ts', 'src/util/c.ts'] });
+    expect(found[0]).toMatchObject({
+      rule: 'cycle',
+      file: 'src/util/a.ts',
+      files: ['src/util/a.ts', 'src/util/b.ts', 'src/util/c.ts'],
+    });
     const { code, lines } = check('cycle');
     expect(code).toBe(1);
     expect(lines[0]).toBe(
@@ -115,7 +136,9 @@ describe('check-layers: each rule', () => {
     expect(violations('module-state', allow).map((v) => v.file)).not.toContain('src/tpm/lazy.ts');
     const gone = { file: 'src/tpm/lazy.ts', name: 'gone', reason: 'was removed' };
     const elsewhere = { file: 'src/not/scanned.ts', name: 'x', reason: 'another tree' };
-    const r = findViolations(path.join(fixtures, 'module-state'), { allowlist: [...allow, gone, elsewhere] }) as { staleAllow: unknown[] };
+    const r = findViolations(path.join(fixtures, 'module-state'), { allowlist: [...allow, gone, elsewhere] }) as {
+      staleAllow: unknown[];
+    };
     expect(r.staleAllow).toEqual([gone]);
   });
 });
@@ -142,7 +165,12 @@ describe('check-layers: the baseline', () => {
     const kept = copyFixture('baselined');
     expect(check(kept, '--update-baseline').code).toBe(0);
     expect(JSON.parse(fs.readFileSync(path.join(kept, 'baseline.json'), 'utf8')).entries).toEqual([
-      { rule: 'layer', file: 'src/pki/issue.ts', detail: 'imports src/server/store.ts', reason: 'fixture: a known violation' },
+      {
+        rule: 'layer',
+        file: 'src/pki/issue.ts',
+        detail: 'imports src/server/store.ts',
+        reason: 'fixture: a known violation',
+      },
     ]);
   });
 
@@ -150,36 +178,64 @@ describe('check-layers: the baseline', () => {
     const dir = copyFixture('cycle');
     const { code, lines } = check(dir, '--update-baseline');
     expect(code).toBe(1);
-    expect(lines.at(-1)).toMatch(/1 new violation\(s\) not added to .*baseline\.json: fix them \(the baseline only shrinks\)/);
+    expect(lines.at(-1)).toMatch(
+      /1 new violation\(s\) not added to .*baseline\.json: fix them \(the baseline only shrinks\)/,
+    );
     expect(fs.existsSync(path.join(dir, 'baseline.json'))).toBe(false);
     expect(check(dir, '--update-baseline', '--accept-new').code).toBe(0);
     const [entry] = JSON.parse(fs.readFileSync(path.join(dir, 'baseline.json'), 'utf8')).entries;
-    expect(entry).toMatchObject({ rule: 'cycle', files: ['src/util/a.ts', 'src/util/b.ts', 'src/util/c.ts'], reason: 'to be removed by the issuer-core redesign, #13' });
+    expect(entry).toMatchObject({
+      rule: 'cycle',
+      files: ['src/util/a.ts', 'src/util/b.ts', 'src/util/c.ts'],
+      reason: 'to be removed by the issuer-core redesign, #13',
+    });
     expect(check(dir).code).toBe(0);
   });
 
   it('a cycle that shrank is not a new violation, but its wider baseline entry is stale', () => {
     const dir = copyFixture('cycle');
     const files = ['src/util/a.ts', 'src/util/b.ts', 'src/util/c.ts', 'src/util/d.ts'];
-    const wide = { rule: 'cycle', file: files[0], detail: `cycle between ${files.join(', ')}`, files, reason: 'fixture' };
+    const wide = {
+      rule: 'cycle',
+      file: files[0],
+      detail: `cycle between ${files.join(', ')}`,
+      files,
+      reason: 'fixture',
+    };
     fs.writeFileSync(path.join(dir, 'baseline.json'), JSON.stringify({ entries: [wide] }));
     const { code, lines } = check(dir);
     expect(code).toBe(1);
-    expect(lines.some((l) => l.includes('smaller than the baselined cycle between src/util/a.ts, src/util/b.ts, src/util/c.ts, src/util/d.ts'))).toBe(true);
+    expect(
+      lines.some((l) =>
+        l.includes(
+          'smaller than the baselined cycle between src/util/a.ts, src/util/b.ts, src/util/c.ts, src/util/d.ts',
+        ),
+      ),
+    ).toBe(true);
     expect(lines.some((l) => l.includes('remove it from the baseline'))).toBe(true);
     expect(check(dir, '--update-baseline').code).toBe(0);
     expect(JSON.parse(fs.readFileSync(path.join(dir, 'baseline.json'), 'utf8')).entries).toEqual([
-      { rule: 'cycle', file: 'src/util/a.ts', detail: 'cycle between src/util/a.ts, src/util/b.ts, src/util/c.ts', files: files.slice(0, 3), reason: 'fixture' },
+      {
+        rule: 'cycle',
+        file: 'src/util/a.ts',
+        detail: 'cycle between src/util/a.ts, src/util/b.ts, src/util/c.ts',
+        files: files.slice(0, 3),
+        reason: 'fixture',
+      },
     ]);
   });
 });
 
 describe('check-layers: the command', () => {
   it('exits 1 with one line per violation', () => {
-    const r = spawnSync(process.execPath, [script, '--root', path.join(fixtures, 'forbidden-import')], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [script, '--root', path.join(fixtures, 'forbidden-import')], {
+      encoding: 'utf8',
+    });
     expect(r.status).toBe(1);
     const out = r.stdout.trim().split('\n');
-    expect(out[0]).toBe('layers: native/libc.ts imports src/tpm/reexport.ts (native must not depend on src/ beyond src/errors.ts)');
+    expect(out[0]).toBe(
+      'layers: native/libc.ts imports src/tpm/reexport.ts (native must not depend on src/ beyond src/errors.ts)',
+    );
     expect(out).toContain('layers: src/pki/issue.ts imports src/server/store.ts (pki must not depend on server)');
     expect(out).toHaveLength(9);
   });
@@ -196,7 +252,9 @@ describe('check-layers: the command', () => {
   });
 
   it('the real baseline is empty: every house rule holds in src/ and native/ without exceptions (#13)', () => {
-    const { entries } = JSON.parse(fs.readFileSync(path.join(repo, 'scripts/layers-baseline.json'), 'utf8')) as { entries: { reason?: string }[] };
+    const { entries } = JSON.parse(fs.readFileSync(path.join(repo, 'scripts/layers-baseline.json'), 'utf8')) as {
+      entries: { reason?: string }[];
+    };
     expect(entries).toEqual([]);
   });
 });

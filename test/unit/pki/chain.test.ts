@@ -15,7 +15,10 @@ const NOW = Date.now();
 const at = new Date(NOW);
 const HOUR = 3_600_000;
 
-function leaf(issuer = h.issuer, over: { notBefore?: number; notAfter?: number; subject?: NameSpec } = {}): { der: Buffer; key: KeyObject } {
+function leaf(
+  issuer = h.issuer,
+  over: { notBefore?: number; notAfter?: number; subject?: NameSpec } = {},
+): { der: Buffer; key: KeyObject } {
   const k = ecKey();
   const der = issuer.issueSvid({
     serial: randomSerial(),
@@ -29,7 +32,12 @@ function leaf(issuer = h.issuer, over: { notBefore?: number; notAfter?: number; 
 }
 
 /** A certificate built by hand, for shapes CertificateIssuer refuses to make. */
-function handMade(issuerCertDer: Buffer, issuerKey: KeyObject, extensions: Buffer[], subject: NameSpec = [['CN', 'hand-made']]): { der: Buffer; key: KeyObject } {
+function handMade(
+  issuerCertDer: Buffer,
+  issuerKey: KeyObject,
+  extensions: Buffer[],
+  subject: NameSpec = [['CN', 'hand-made']],
+): { der: Buffer; key: KeyObject } {
   const k = ecKey();
   const sk = certSigningKey(issuerKey);
   const tbs = encodeTbs({
@@ -49,7 +57,12 @@ describe('verifyChain', () => {
   it('accepts leaf → intermediate → root and returns the path', () => {
     const l = leaf();
     const other = hierarchy('other.example');
-    const r = verifyChain({ leaf: l.der, intermediates: [other.inter.certDer, h.inter.certDer], roots: [other.root.certDer, h.root.certDer], at });
+    const r = verifyChain({
+      leaf: l.der,
+      intermediates: [other.inter.certDer, h.inter.certDer],
+      roots: [other.root.certDer, h.root.certDer],
+      at,
+    });
     expect(r.path.map((c) => c.raw)).toEqual([l.der, h.inter.certDer, h.root.certDer]);
     expect(r.leaf.raw).toEqual(l.der);
     expect(spiffeIdOf(r.leaf)).toBe(`spiffe://${TD}/bot/edge-7`);
@@ -57,18 +70,24 @@ describe('verifyChain', () => {
 
   it('a leaf issued directly by a root', () => {
     const rootIssuer = new CertificateIssuer({ caCertDer: h.root.certDer, caKey: h.root.key });
-    expect(verifyChain({ leaf: leaf(rootIssuer).der, intermediates: [], roots: [h.root.certDer], at }).path).toHaveLength(2);
+    expect(
+      verifyChain({ leaf: leaf(rootIssuer).der, intermediates: [], roots: [h.root.certDer], at }).path,
+    ).toHaveLength(2);
   });
 
   it('wrong root → chain_invalid naming the unissued certificate', () => {
     const other = hierarchy('other.example');
     const input = { leaf: leaf().der, intermediates: [h.inter.certDer], roots: [other.root.certDer], at };
     expect(codeOf(() => verifyChain(input))).toBe('chain_invalid');
-    expect(() => verifyChain(input)).toThrow(/no trusted root or supplied intermediate issued intermediate 0 \(subject "O=Sigil, CN=example.org intermediate CA"\)/);
+    expect(() => verifyChain(input)).toThrow(
+      /no trusted root or supplied intermediate issued intermediate 0 \(subject "O=Sigil, CN=example.org intermediate CA"\)/,
+    );
   });
 
   it('missing intermediate → chain_invalid', () => {
-    expect(() => verifyChain({ leaf: leaf().der, intermediates: [], roots: [h.root.certDer], at })).toThrow(/issued leaf certificate/);
+    expect(() => verifyChain({ leaf: leaf().der, intermediates: [], roots: [h.root.certDer], at })).toThrow(
+      /issued leaf certificate/,
+    );
   });
 
   it('expired leaf → cert_expired; not yet valid → chain_invalid', () => {
@@ -82,22 +101,40 @@ describe('verifyChain', () => {
 
   it('expired intermediate → chain_invalid', () => {
     const inter = createIntermediateCa(h.root, { trustDomain: TD, ttlDays: 1 });
-    const l = leaf(new CertificateIssuer({ caCertDer: inter.certDer, caKey: inter.key }), { notAfter: NOW + 72 * HOUR });
-    const input = { leaf: l.der, intermediates: [inter.certDer], roots: [h.root.certDer], at: new Date(NOW + 48 * HOUR) };
+    const l = leaf(new CertificateIssuer({ caCertDer: inter.certDer, caKey: inter.key }), {
+      notAfter: NOW + 72 * HOUR,
+    });
+    const input = {
+      leaf: l.der,
+      intermediates: [inter.certDer],
+      roots: [h.root.certDer],
+      at: new Date(NOW + 48 * HOUR),
+    };
     expect(codeOf(() => verifyChain(input))).toBe('chain_invalid');
     expect(() => verifyChain(input)).toThrow(/intermediate 0 .* expired/);
   });
 
   it('a leaf presented as intermediate (SVID key signing a certificate) → chain_invalid', () => {
     const svid = leaf(h.issuer, { subject: [['CN', 'svid-1']] });
-    const evil = handMade(svid.der, svid.key, [basicConstraints(false), keyUsage([0]), subjectAltName({ uris: [`spiffe://${TD}/admin`] }, false)]);
+    const evil = handMade(svid.der, svid.key, [
+      basicConstraints(false),
+      keyUsage([0]),
+      subjectAltName({ uris: [`spiffe://${TD}/admin`] }, false),
+    ]);
     const input = { leaf: evil.der, intermediates: [svid.der, h.inter.certDer], roots: [h.root.certDer], at };
     expect(codeOf(() => verifyChain(input))).toBe('chain_invalid');
-    expect(() => verifyChain(input)).toThrow(/intermediate 0 \(subject "CN=svid-1"\) issued a certificate but is not a CA/);
+    expect(() => verifyChain(input)).toThrow(
+      /intermediate 0 \(subject "CN=svid-1"\) issued a certificate but is not a CA/,
+    );
   });
 
   it('pathLenConstraint is enforced (a CA below a pathLen 0 intermediate)', () => {
-    const sub = handMade(h.inter.certDer, h.inter.key, [basicConstraints(true), keyUsage([5, 6])], [['CN', 'rogue sub-CA']]);
+    const sub = handMade(
+      h.inter.certDer,
+      h.inter.key,
+      [basicConstraints(true), keyUsage([5, 6])],
+      [['CN', 'rogue sub-CA']],
+    );
     const l = leaf(new CertificateIssuer({ caCertDer: sub.der, caKey: sub.key }));
     const input = { leaf: l.der, intermediates: [sub.der, h.inter.certDer], roots: [h.root.certDer], at };
     expect(codeOf(() => verifyChain(input))).toBe('chain_invalid');
@@ -121,23 +158,36 @@ describe('verifyChain', () => {
       issuers.push(new CertificateIssuer({ caCertDer: der, caKey: k.privateKey }));
     }
     const six = leaf(issuers[4]).der; // leaf + 4 CAs + root
-    expect(codeOf(() => verifyChain({ leaf: six, intermediates: cas, roots: [h.root.certDer], at }))).toBe('chain_invalid');
+    expect(codeOf(() => verifyChain({ leaf: six, intermediates: cas, roots: [h.root.certDer], at }))).toBe(
+      'chain_invalid',
+    );
     expect(() => verifyChain({ leaf: six, intermediates: cas, roots: [h.root.certDer], at })).toThrow(/longer than 5/);
     const five = leaf(issuers[3]).der; // leaf + 3 CAs + root
     expect(verifyChain({ leaf: five, intermediates: cas, roots: [h.root.certDer], at }).path).toHaveLength(5);
   });
 
   it('unknown critical extensions → chain_invalid', () => {
-    const odd = handMade(h.inter.certDer, h.inter.key, [basicConstraints(false), extension('1.2.3.4.5', true, octetString(Buffer.from('x')))]);
+    const odd = handMade(h.inter.certDer, h.inter.key, [
+      basicConstraints(false),
+      extension('1.2.3.4.5', true, octetString(Buffer.from('x'))),
+    ]);
     const input = { leaf: odd.der, intermediates: [h.inter.certDer], roots: [h.root.certDer], at };
     expect(() => verifyChain(input)).toThrow(/critical extension 1\.2\.3\.4\.5/);
   });
 
   it('unparseable input → bad_certificate; no roots → chain_invalid; bad `at` → TypeError', () => {
-    expect(codeOf(() => verifyChain({ leaf: Buffer.from('junk'), intermediates: [], roots: [h.root.certDer], at }))).toBe('bad_certificate');
-    expect(codeOf(() => verifyChain({ leaf: leaf().der, intermediates: [Buffer.from('3000', 'hex')], roots: [h.root.certDer], at }))).toBe('bad_certificate');
+    expect(
+      codeOf(() => verifyChain({ leaf: Buffer.from('junk'), intermediates: [], roots: [h.root.certDer], at })),
+    ).toBe('bad_certificate');
+    expect(
+      codeOf(() =>
+        verifyChain({ leaf: leaf().der, intermediates: [Buffer.from('3000', 'hex')], roots: [h.root.certDer], at }),
+      ),
+    ).toBe('bad_certificate');
     expect(codeOf(() => verifyChain({ leaf: leaf().der, intermediates: [], roots: [], at }))).toBe('chain_invalid');
-    expect(() => verifyChain({ leaf: leaf().der, intermediates: [], roots: [h.root.certDer], at: new Date(NaN) })).toThrow(TypeError);
+    expect(() =>
+      verifyChain({ leaf: leaf().der, intermediates: [], roots: [h.root.certDer], at: new Date(NaN) }),
+    ).toThrow(TypeError);
   });
 });
 
@@ -166,11 +216,17 @@ describe('spiffeIdOf', () => {
 
   it('undefined without a SAN or with a non-SPIFFE URI', () => {
     expect(spiffeIdOf(handMade(h.inter.certDer, h.inter.key, [basicConstraints(false)]).der)).toBeUndefined();
-    expect(spiffeIdOf(handMade(h.inter.certDer, h.inter.key, [subjectAltName({ uris: ['https://example.org/x'] }, false)]).der)).toBeUndefined();
+    expect(
+      spiffeIdOf(
+        handMade(h.inter.certDer, h.inter.key, [subjectAltName({ uris: ['https://example.org/x'] }, false)]).der,
+      ),
+    ).toBeUndefined();
   });
 
   it('more than one URI SAN → bad_certificate (X509-SVID §5.2)', () => {
-    const two = handMade(h.inter.certDer, h.inter.key, [subjectAltName({ uris: [`spiffe://${TD}/a`, `spiffe://${TD}/b`] }, false)]).der;
+    const two = handMade(h.inter.certDer, h.inter.key, [
+      subjectAltName({ uris: [`spiffe://${TD}/a`, `spiffe://${TD}/b`] }, false),
+    ]).der;
     expect(codeOf(() => spiffeIdOf(two))).toBe('bad_certificate');
     expect(codeOf(() => spiffeIdOf(new X509Certificate(two)))).toBe('bad_certificate');
   });

@@ -42,7 +42,17 @@ function rsaKeyWithExponent(bits: number, e: bigint): { privateKey: KeyObject; p
     phi = (p - 1n) * (q - 1n);
   } while (p === q || gcd(e, phi) !== 1n);
   const d = modInv(e, phi);
-  const jwk = { kty: 'RSA', n: b64u(p * q), e: b64u(e), d: b64u(d), p: b64u(p), q: b64u(q), dp: b64u(d % (p - 1n)), dq: b64u(d % (q - 1n)), qi: b64u(modInv(q, p)) };
+  const jwk = {
+    kty: 'RSA',
+    n: b64u(p * q),
+    e: b64u(e),
+    d: b64u(d),
+    p: b64u(p),
+    q: b64u(q),
+    dp: b64u(d % (p - 1n)),
+    dq: b64u(d % (q - 1n)),
+    qi: b64u(modInv(q, p)),
+  };
   const privateKey = createPrivateKey({ key: jwk, format: 'jwk' });
   expect(modPow(modPow(42n, e, p * q), d, p * q)).toBe(42n);
   return { privateKey, publicKey: createPublicKey(privateKey), e };
@@ -50,11 +60,15 @@ function rsaKeyWithExponent(bits: number, e: bigint): { privateKey: KeyObject; p
 
 /** A CSR over an arbitrary RSA public key (n, e) with a garbage signature: only the key checks can refuse it as unsupported_key. */
 function fakeRsaCsr(n: bigint, e: bigint): Buffer {
-  const spki = sequence(sequence(oid('1.2.840.113549.1.1.1'), nullValue()), bitString(sequence(integer(n), integer(e))));
+  const spki = sequence(
+    sequence(oid('1.2.840.113549.1.1.1'), nullValue()),
+    bitString(sequence(integer(n), integer(e))),
+  );
   const cri = sequence(integer(0), sequence(), spki, Buffer.from([0xa0, 0x00]));
   return sequence(cri, sequence(oid('1.2.840.113549.1.1.11'), nullValue()), bitString(randomBytes(256)));
 }
-const randomModulus = (bits: number): bigint => BigInt(`0x${randomBytes(bits / 8).toString('hex')}`) | (1n << BigInt(bits - 1)) | 1n;
+const randomModulus = (bits: number): bigint =>
+  BigInt(`0x${randomBytes(bits / 8).toString('hex')}`) | (1n << BigInt(bits - 1)) | 1n;
 
 describe('RSA key limits in CSRs (issue #11 item 9f)', () => {
   it('refuses a validly self-signed CSR whose exponent is ~2000 bits, before verifying it', () => {
@@ -68,7 +82,10 @@ describe('RSA key limits in CSRs (issue #11 item 9f)', () => {
       err = e;
     }
     const refusedMs = Number(process.hrtime.bigint() - t0) / 1e6;
-    expect(err).toMatchObject({ code: 'unsupported_key', message: expect.stringMatching(/public exponent a 2001-bit number is not accepted/) });
+    expect(err).toMatchObject({
+      code: 'unsupported_key',
+      message: expect.stringMatching(/public exponent a 2001-bit number is not accepted/),
+    });
     expect(refusedMs).toBeLessThan(50);
   });
 
@@ -80,7 +97,11 @@ describe('RSA key limits in CSRs (issue #11 item 9f)', () => {
     expect(parseCsr(rawCsr(three.privateKey, three.publicKey)).keyType).toBe('rsa');
     const n = randomModulus(2048);
     expect(codeOf(() => parseCsr(fakeRsaCsr(n, 65537n)))).toBe('csr_signature_invalid');
-    for (const e of [1n, 65536n, (1n << 32n) + 1n, (1n << 64n) + 1n]) expect(codeOf(() => parseCsr(fakeRsaCsr(n, e))), String(e)).toBe('unsupported_key');
+    for (const e of [1n, 65536n, (1n << 32n) + 1n, (1n << 64n) + 1n])
+      expect(
+        codeOf(() => parseCsr(fakeRsaCsr(n, e))),
+        String(e),
+      ).toBe('unsupported_key');
     expect(codeOf(() => parseCsr(fakeRsaCsr(n, (1n << 32n) - 1n)))).toBe('csr_signature_invalid');
   });
 

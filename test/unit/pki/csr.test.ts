@@ -10,7 +10,12 @@ describe('parseCsr', () => {
   it('accepts buildCsr output as DER, PEM string and PEM Buffer', async () => {
     const signer = testSigner();
     const der = await buildCsr(signer, { commonName: 'edge-7' });
-    for (const input of [der, toPem('CERTIFICATE REQUEST', der), Buffer.from(toPem('CERTIFICATE REQUEST', der)), toPem('NEW CERTIFICATE REQUEST', der)]) {
+    for (const input of [
+      der,
+      toPem('CERTIFICATE REQUEST', der),
+      Buffer.from(toPem('CERTIFICATE REQUEST', der)),
+      toPem('NEW CERTIFICATE REQUEST', der),
+    ]) {
       const csr = parseCsr(input);
       expect(csr.keyType).toBe('ec-p256');
       expect(csr.spkiDer).toEqual(signer.publicKeySpki());
@@ -61,7 +66,9 @@ describe('parseCsr', () => {
   it('garbage and structural errors are bad_csr with a reason', () => {
     expect(codeOf(() => parseCsr(Buffer.from('hello world')))).toBe('bad_csr');
     expect(codeOf(() => parseCsr('hello world'))).toBe('bad_csr');
-    expect(codeOf(() => parseCsr('-----BEGIN CERTIFICATE REQUEST-----\n%%%\n-----END CERTIFICATE REQUEST-----\n'))).toBe('bad_csr');
+    expect(
+      codeOf(() => parseCsr('-----BEGIN CERTIFICATE REQUEST-----\n%%%\n-----END CERTIFICATE REQUEST-----\n')),
+    ).toBe('bad_csr');
     expect(codeOf(() => parseCsr(toPem('CERTIFICATE', Buffer.from([1, 2]))))).toBe('bad_csr');
     expect(codeOf(() => parseCsr(Buffer.alloc(0)))).toBe('bad_csr');
     expect(codeOf(() => parseCsr(sequence(integer(1))))).toBe('bad_csr');

@@ -30,8 +30,12 @@ describe('PEM (RFC 7468)', () => {
 
   it('throws bad_certificate (or the given code) on garbage', () => {
     expect(codeOf(() => pemToDers('hello'))).toBe('bad_certificate');
-    expect(codeOf(() => pemToDers('-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n'))).toBe('bad_certificate');
-    expect(codeOf(() => pemToDers('-----BEGIN CERTIFICATE-----\nAAAA\n-----END X509 CRL-----\n'))).toBe('bad_certificate');
+    expect(codeOf(() => pemToDers('-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n'))).toBe(
+      'bad_certificate',
+    );
+    expect(codeOf(() => pemToDers('-----BEGIN CERTIFICATE-----\nAAAA\n-----END X509 CRL-----\n'))).toBe(
+      'bad_certificate',
+    );
     expect(codeOf(() => pemToDers('-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n'))).toBe('bad_certificate');
     expect(codeOf(() => pemToDers(toPem('CERTIFICATE', der), 'X509 CRL', 'bad_csr'))).toBe('bad_csr');
     expect(() => pemToDers('nothing here')).toThrow(SigilError);
@@ -40,7 +44,13 @@ describe('PEM (RFC 7468)', () => {
 
 describe('Names (RFC 5280 §4.1.2.4)', () => {
   it('encodes attributes in order, UTF8String except C and serialNumber', () => {
-    const der = encodeName([['C', 'DE'], ['O', 'Acme GmbH'], ['OU', 'Edge'], ['CN', 'gw-7 ü'], ['serialNumber', 'SN-1']]);
+    const der = encodeName([
+      ['C', 'DE'],
+      ['O', 'Acme GmbH'],
+      ['OU', 'Edge'],
+      ['CN', 'gw-7 ü'],
+      ['serialNumber', 'SN-1'],
+    ]);
     const text = openssl(['asn1parse', '-inform', 'DER'], der);
     expect(text.indexOf('countryName')).toBeLessThan(text.indexOf('commonName'));
     expect(text).toContain('PRINTABLESTRING   :DE');
@@ -63,7 +73,12 @@ describe('Names (RFC 5280 §4.1.2.4)', () => {
   it('extracts subject and issuer Name DER byte-exact from a certificate', () => {
     const { root, inter } = hierarchy();
     expect(issuerNameDer(inter.certDer)).toEqual(subjectNameDer(root.certDer));
-    expect(subjectNameDer(root.certDer)).toEqual(encodeName([['O', 'Sigil'], ['CN', 'example.org root CA']]));
+    expect(subjectNameDer(root.certDer)).toEqual(
+      encodeName([
+        ['O', 'Sigil'],
+        ['CN', 'example.org root CA'],
+      ]),
+    );
     expect(codeOf(() => subjectNameDer(Buffer.from('nope')))).toBe('bad_certificate');
   });
 });
@@ -90,8 +105,13 @@ describe('serials (RFC 5280 §4.1.2.2)', () => {
 
   it('serialHex equals `openssl x509 -serial` lowercased and node X509Certificate.serialNumber', () => {
     const { inter } = hierarchy();
-    const out = withTempDir((_dir, write) => openssl(['x509', '-noout', '-serial', '-in', write('c.pem', toPem('CERTIFICATE', inter.certDer))]));
-    const fromOpenssl = out.trim().replace(/^serial=/, '').toLowerCase();
+    const out = withTempDir((_dir, write) =>
+      openssl(['x509', '-noout', '-serial', '-in', write('c.pem', toPem('CERTIFICATE', inter.certDer))]),
+    );
+    const fromOpenssl = out
+      .trim()
+      .replace(/^serial=/, '')
+      .toLowerCase();
     expect(fromOpenssl).toMatch(/^[0-7][0-9a-f]{31}$/);
     expect(new X509Certificate(inter.certDer).serialNumber.toLowerCase()).toBe(fromOpenssl);
   });

@@ -24,7 +24,11 @@ export function hierarchy(trustDomain = TD): Hierarchy {
   return { root, inter, issuer: new CertificateIssuer({ caCertDer: inter.certDer, caKey: inter.key }) };
 }
 
-export function ecKey(curve: 'P-256' | 'P-384' = 'P-256'): { privateKey: KeyObject; publicKey: KeyObject; spki: Buffer } {
+export function ecKey(curve: 'P-256' | 'P-384' = 'P-256'): {
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+  spki: Buffer;
+} {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: curve });
   return { privateKey, publicKey, spki: publicKey.export({ type: 'spki', format: 'der' }) };
 }
@@ -47,14 +51,23 @@ export function testSigner(curve: 'P-256' | 'P-384' = 'P-256'): Signer & { priva
  * A PKCS#10 CSR for any node key, built by hand so tests can cover keys and algorithms
  * buildCsr() does not produce (RSA, Ed25519, P-521) and attach a SAN extensionRequest.
  */
-export function rawCsr(privateKey: KeyObject, publicKey: KeyObject, opts: { cn?: string; sanUri?: string } = {}): Buffer {
+export function rawCsr(
+  privateKey: KeyObject,
+  publicKey: KeyObject,
+  opts: { cn?: string; sanUri?: string } = {},
+): Buffer {
   const spki = publicKey.export({ type: 'spki', format: 'der' });
   const attrs: Buffer[] = [];
   if (opts.sanUri !== undefined) {
     const san = sequence(oid('2.5.29.17'), octetString(sequence(implicit(6, Buffer.from(opts.sanUri)))));
     attrs.push(sequence(oid('1.2.840.113549.1.9.14'), set(sequence(san))));
   }
-  const cri = sequence(integer(0), encodeName(opts.cn ? [['CN', opts.cn]] : []), spki, implicit(0, Buffer.concat(attrs), true));
+  const cri = sequence(
+    integer(0),
+    encodeName(opts.cn ? [['CN', opts.cn]] : []),
+    spki,
+    implicit(0, Buffer.concat(attrs), true),
+  );
   let alg: Buffer;
   let hash: string | null;
   switch (publicKey.asymmetricKeyType) {
@@ -96,10 +109,12 @@ export function opensslAll(args: string[], input?: string | Buffer): string {
 function run(args: string[], input?: string | Buffer): { stdout: Buffer; stderr: Buffer } {
   const r = spawnSync('openssl', args, { input });
   if (r.error !== undefined) {
-    if ((r.error as NodeJS.ErrnoException).code === 'ENOENT') throw new Error('openssl is not installed: run `apt-get install -y openssl`');
+    if ((r.error as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new Error('openssl is not installed: run `apt-get install -y openssl`');
     throw r.error;
   }
-  if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} exited ${r.status}: ${r.stderr.toString()}${r.stdout.toString()}`);
+  if (r.status !== 0)
+    throw new Error(`openssl ${args.join(' ')} exited ${r.status}: ${r.stderr.toString()}${r.stdout.toString()}`);
   return { stdout: r.stdout, stderr: r.stderr };
 }
 

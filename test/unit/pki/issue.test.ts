@@ -16,7 +16,14 @@ const NOW = new Date('2030-05-01T10:00:00.456Z');
 const LATER = new Date('2030-05-01T11:00:00Z');
 
 function svid(over: Partial<SvidRequest> = {}): { der: Buffer; cert: x509.X509Certificate; req: SvidRequest } {
-  const req: SvidRequest = { serial: randomSerial(), spkiDer: ecKey().spki, spiffeId: `spiffe://${TD}/bot/edge-7`, notBefore: NOW, notAfter: LATER, ...over };
+  const req: SvidRequest = {
+    serial: randomSerial(),
+    spkiDer: ecKey().spki,
+    spiffeId: `spiffe://${TD}/bot/edge-7`,
+    notBefore: NOW,
+    notAfter: LATER,
+    ...over,
+  };
   const der = h.issuer.issueSvid(req);
   return { der, cert: new x509.X509Certificate(der), req };
 }
@@ -77,7 +84,14 @@ describe('issueSvid: X509-SVID profile', () => {
   });
 
   it('with a subject: names in order, SAN not critical, DNS and IP SANs after the URI', () => {
-    const { cert } = svid({ subject: [['O', 'Acme'], ['CN', 'edge-7']], dnsNames: ['edge-7.example.org'], ipAddresses: ['10.0.0.7', '2001:db8::7'] });
+    const { cert } = svid({
+      subject: [
+        ['O', 'Acme'],
+        ['CN', 'edge-7'],
+      ],
+      dnsNames: ['edge-7.example.org'],
+      ipAddresses: ['10.0.0.7', '2001:db8::7'],
+    });
     expect(cert.subject).toBe('O=Acme, CN=edge-7');
     const san = ext(cert, x509.SubjectAlternativeNameExtension);
     expect(san.critical).toBe(false);
@@ -92,7 +106,9 @@ describe('issueSvid: X509-SVID profile', () => {
   it('RSA subject keys also get keyEncipherment (X509-SVID §4.3)', () => {
     const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
     const { cert } = svid({ spkiDer: publicKey.export({ type: 'spki', format: 'der' }) });
-    expect(ext(cert, x509.KeyUsagesExtension).usages).toBe(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment);
+    expect(ext(cert, x509.KeyUsagesExtension).usages).toBe(
+      x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment,
+    );
   });
 
   it('P-384 subject keys are accepted; notAfter past 2049 uses GeneralizedTime', () => {
@@ -113,7 +129,13 @@ describe('issueSvid: X509-SVID profile', () => {
     });
     const issuer = new CertificateIssuer({ caCertDer: caDer, caKey: privateKey });
     expect(issuer.hash).toBe('sha384');
-    const der = issuer.issueSvid({ serial: randomSerial(), spkiDer: ecKey().spki, spiffeId: `spiffe://${TD}/x`, notBefore: NOW, notAfter: LATER });
+    const der = issuer.issueSvid({
+      serial: randomSerial(),
+      spkiDer: ecKey().spki,
+      spiffeId: `spiffe://${TD}/x`,
+      notBefore: NOW,
+      notAfter: LATER,
+    });
     const cert = new x509.X509Certificate(der);
     expect(cert.signatureAlgorithm).toMatchObject({ name: 'ECDSA', hash: { name: 'SHA-384' } });
     expect(await cert.verify({ publicKey: new x509.X509Certificate(caDer).publicKey, signatureOnly: true })).toBe(true);
@@ -148,15 +170,29 @@ describe('issueSvid: refusals', () => {
 
 describe('CertificateIssuer construction', () => {
   it('refuses a key that does not match the CA certificate', () => {
-    expect(codeOf(() => new CertificateIssuer({ caCertDer: h.inter.certDer, caKey: h.root.key }))).toBe('config_invalid');
+    expect(codeOf(() => new CertificateIssuer({ caCertDer: h.inter.certDer, caKey: h.root.key }))).toBe(
+      'config_invalid',
+    );
   });
 
   it('refuses a non-CA certificate and unsupported CA keys', () => {
     const leafKey = ecKey();
-    const leaf = h.issuer.issueSvid({ serial: randomSerial(), spkiDer: leafKey.spki, spiffeId: `spiffe://${TD}/x`, notBefore: NOW, notAfter: LATER });
+    const leaf = h.issuer.issueSvid({
+      serial: randomSerial(),
+      spkiDer: leafKey.spki,
+      spiffeId: `spiffe://${TD}/x`,
+      notBefore: NOW,
+      notAfter: LATER,
+    });
     expect(codeOf(() => new CertificateIssuer({ caCertDer: leaf, caKey: leafKey.privateKey }))).toBe('config_invalid');
-    expect(codeOf(() => new CertificateIssuer({ caCertDer: h.inter.certDer, caKey: generateKeyPairSync('ed25519').privateKey }))).toBe('config_invalid');
-    expect(codeOf(() => new CertificateIssuer({ caCertDer: Buffer.from('junk'), caKey: h.inter.key }))).toBe('config_invalid');
+    expect(
+      codeOf(
+        () => new CertificateIssuer({ caCertDer: h.inter.certDer, caKey: generateKeyPairSync('ed25519').privateKey }),
+      ),
+    ).toBe('config_invalid');
+    expect(codeOf(() => new CertificateIssuer({ caCertDer: Buffer.from('junk'), caKey: h.inter.key }))).toBe(
+      'config_invalid',
+    );
   });
 });
 
@@ -164,8 +200,15 @@ describe('CA certificates', () => {
   it('root: self-signed, CA critical, keyCertSign+cRLSign, SKI, URI spiffe://<td>', async () => {
     const cert = new x509.X509Certificate(h.root.certDer);
     expect(await cert.isSelfSigned()).toBe(true);
-    expect(ext(cert, x509.BasicConstraintsExtension)).toMatchObject({ ca: true, critical: true, pathLength: undefined });
-    expect(ext(cert, x509.KeyUsagesExtension)).toMatchObject({ critical: true, usages: x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign });
+    expect(ext(cert, x509.BasicConstraintsExtension)).toMatchObject({
+      ca: true,
+      critical: true,
+      pathLength: undefined,
+    });
+    expect(ext(cert, x509.KeyUsagesExtension)).toMatchObject({
+      critical: true,
+      usages: x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+    });
     expect(ext(cert, x509.SubjectAlternativeNameExtension).names.items.map((n) => n.value)).toEqual([`spiffe://${TD}`]);
     const years = (cert.notAfter.getTime() - cert.notBefore.getTime()) / (365 * 86_400_000);
     expect(years).toBeGreaterThan(9.9);
@@ -174,18 +217,34 @@ describe('CA certificates', () => {
   it('intermediate: pathLen 0, signed by the root, ~5 years', async () => {
     const cert = new x509.X509Certificate(h.inter.certDer);
     expect(ext(cert, x509.BasicConstraintsExtension)).toMatchObject({ ca: true, critical: true, pathLength: 0 });
-    expect(await cert.verify({ publicKey: new x509.X509Certificate(h.root.certDer).publicKey, signatureOnly: true })).toBe(true);
+    expect(
+      await cert.verify({ publicKey: new x509.X509Certificate(h.root.certDer).publicKey, signatureOnly: true }),
+    ).toBe(true);
     const years = (cert.notAfter.getTime() - cert.notBefore.getTime()) / (365 * 86_400_000);
     expect(years).toBeGreaterThan(4.9);
     expect(years).toBeLessThan(5.1);
   });
 
   it('a pathLen 0 CA cannot issue another CA', () => {
-    expect(() => h.issuer.issueCa({ serial: randomSerial(), spkiDer: ecKey().spki, subject: [['CN', 'sub']], notBefore: NOW, notAfter: LATER })).toThrow(/pathLen 0/);
+    expect(() =>
+      h.issuer.issueCa({
+        serial: randomSerial(),
+        spkiDer: ecKey().spki,
+        subject: [['CN', 'sub']],
+        notBefore: NOW,
+        notAfter: LATER,
+      }),
+    ).toThrow(/pathLen 0/);
   });
 
   it('issueServerCert: spiffe://<td>/sigil/issuer with DNS and IP SANs, serverAuth+clientAuth', () => {
-    const der = issueServerCert(h.issuer, { trustDomain: TD, dnsNames: ['issuer.example.org', 'localhost'], ipAddresses: ['127.0.0.1'], ttlDays: 30, spkiDer: ecKey().spki });
+    const der = issueServerCert(h.issuer, {
+      trustDomain: TD,
+      dnsNames: ['issuer.example.org', 'localhost'],
+      ipAddresses: ['127.0.0.1'],
+      ttlDays: 30,
+      spkiDer: ecKey().spki,
+    });
     const cert = new x509.X509Certificate(der);
     expect(ext(cert, x509.SubjectAlternativeNameExtension).names.items.map((n) => n.value)).toEqual([
       `spiffe://${TD}/sigil/issuer`,
@@ -193,7 +252,10 @@ describe('CA certificates', () => {
       'localhost',
       '127.0.0.1',
     ]);
-    expect(ext(cert, x509.ExtendedKeyUsageExtension).usages).toEqual([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]);
+    expect(ext(cert, x509.ExtendedKeyUsageExtension).usages).toEqual([
+      x509.ExtendedKeyUsage.serverAuth,
+      x509.ExtendedKeyUsage.clientAuth,
+    ]);
     expect(ext(cert, x509.BasicConstraintsExtension).ca).toBe(false);
   });
 });

@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { constructed, ia5String, implicit, oid, sequence, set, utf8String, explicit } from '../../../src/pki/der.js';
-import { constrainedNames, decodeNameConstraints, nameConstraintViolation, UnsupportedNameConstraint } from '../../../src/pki/name-constraints.js';
+import {
+  constrainedNames,
+  decodeNameConstraints,
+  nameConstraintViolation,
+  UnsupportedNameConstraint,
+} from '../../../src/pki/name-constraints.js';
 import { dnMatches, parseDnPattern, readName } from '../../../src/pki/name-reader.js';
 import { OID } from '../../../src/pki/oids.js';
 import type { GeneralName } from '../../../src/pki/general-names.js';
@@ -9,12 +14,31 @@ const dns = (s: string): Buffer => implicit(2, Buffer.from(s));
 const email = (s: string): Buffer => implicit(1, Buffer.from(s));
 const uri = (s: string): Buffer => implicit(6, Buffer.from(s));
 const ip = (addr: number[], mask: number[]): Buffer => implicit(7, Buffer.from([...addr, ...mask]));
-const name = (...rdns: Array<[string, string]>): Buffer => sequence(...rdns.map(([t, v]) => set(sequence(oid(t), utf8String(v)))));
+const name = (...rdns: Array<[string, string]>): Buffer =>
+  sequence(...rdns.map(([t, v]) => set(sequence(oid(t), utf8String(v)))));
 const dn = (n: Buffer): Buffer => explicit(4, n);
 const nc = (permitted: Buffer[], excluded: Buffer[] = []): Buffer =>
-  sequence(...(permitted.length ? [constructed(0xa0, permitted.map((b) => sequence(b)))] : []), ...(excluded.length ? [constructed(0xa1, excluded.map((b) => sequence(b)))] : []));
+  sequence(
+    ...(permitted.length
+      ? [
+          constructed(
+            0xa0,
+            permitted.map((b) => sequence(b)),
+          ),
+        ]
+      : []),
+    ...(excluded.length
+      ? [
+          constructed(
+            0xa1,
+            excluded.map((b) => sequence(b)),
+          ),
+        ]
+      : []),
+  );
 
-const check = (ncDer: Buffer, names: GeneralName[]): string | undefined => nameConstraintViolation(decodeNameConstraints(ncDer), names);
+const check = (ncDer: Buffer, names: GeneralName[]): string | undefined =>
+  nameConstraintViolation(decodeNameConstraints(ncDer), names);
 
 describe('name constraints (RFC 5280 §4.2.1.10)', () => {
   it('dNSName: the base and its subdomains; a leading dot means subdomains only', () => {
@@ -23,7 +47,9 @@ describe('name constraints (RFC 5280 §4.2.1.10)', () => {
     expect(check(c, [{ kind: 'dns', value: 'A.B.Example.COM' }])).toBeUndefined();
     expect(check(c, [{ kind: 'dns', value: 'badexample.com' }])).toMatch(/not within the permitted dns/);
     expect(check(nc([dns('.example.com')]), [{ kind: 'dns', value: 'example.com' }])).toBeDefined();
-    expect(check(nc([], [dns('evil.example.com')]), [{ kind: 'dns', value: 'x.evil.example.com' }])).toMatch(/excluded/);
+    expect(check(nc([], [dns('evil.example.com')]), [{ kind: 'dns', value: 'x.evil.example.com' }])).toMatch(
+      /excluded/,
+    );
     // Names of other forms are not constrained by DNS subtrees.
     expect(check(c, [{ kind: 'uri', value: 'spiffe://td/x' }])).toBeUndefined();
   });
@@ -50,7 +76,9 @@ describe('name constraints (RFC 5280 §4.2.1.10)', () => {
   });
 
   it('refuses constraints it cannot evaluate instead of ignoring them', () => {
-    expect(() => decodeNameConstraints(nc([constructed(0xa0, [oid('1.2.3'), explicit(0, ia5String('x'))])]))).toThrow(UnsupportedNameConstraint);
+    expect(() => decodeNameConstraints(nc([constructed(0xa0, [oid('1.2.3'), explicit(0, ia5String('x'))])]))).toThrow(
+      UnsupportedNameConstraint,
+    );
     const withMinimum = sequence(constructed(0xa0, [sequence(dns('a.test'), implicit(0, Buffer.from([1])))]));
     expect(() => decodeNameConstraints(withMinimum)).toThrow(/minimum/);
   });

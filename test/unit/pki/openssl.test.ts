@@ -31,10 +31,15 @@ describe('openssl verifies what Sigil issues', () => {
     withTempDir((_dir, write) => {
       const root = write('root.pem', toPem('CERTIFICATE', h.root.certDer));
       const inter = write('inter.pem', toPem('CERTIFICATE', h.inter.certDer));
-      for (const [name, der] of [['empty-subject.pem', leafDer()], ['with-subject.pem', leafDer([['CN', 'edge-7']])]] as const) {
+      for (const [name, der] of [
+        ['empty-subject.pem', leafDer()],
+        ['with-subject.pem', leafDer([['CN', 'edge-7']])],
+      ] as const) {
         const leaf = write(name, toPem('CERTIFICATE', der));
         for (const purpose of ['sslclient', 'sslserver']) {
-          expect(openssl(['verify', '-x509_strict', '-purpose', purpose, '-CAfile', root, '-untrusted', inter, leaf])).toContain(': OK');
+          expect(
+            openssl(['verify', '-x509_strict', '-purpose', purpose, '-CAfile', root, '-untrusted', inter, leaf]),
+          ).toContain(': OK');
         }
         const text = openssl(['x509', '-noout', '-text', '-in', leaf]);
         expect(text).toContain(`URI:spiffe://${TD}/bot/edge-7, DNS:edge-7.example.org, IP Address:10.0.0.7`);
@@ -50,12 +55,29 @@ describe('openssl verifies what Sigil issues', () => {
 
   it('issuer server certificate verifies for sslserver and names the host', () => {
     withTempDir((_dir, write) => {
-      const der = issueServerCert(h.issuer, { trustDomain: TD, dnsNames: ['localhost'], ipAddresses: ['127.0.0.1', '::1'], ttlDays: 90, spkiDer: ecKey().spki });
+      const der = issueServerCert(h.issuer, {
+        trustDomain: TD,
+        dnsNames: ['localhost'],
+        ipAddresses: ['127.0.0.1', '::1'],
+        ttlDays: 90,
+        spkiDer: ecKey().spki,
+      });
       const leaf = write('server.pem', toPem('CERTIFICATE', der));
-      const args = ['verify', '-x509_strict', '-purpose', 'sslserver', '-CAfile', write('root.pem', toPem('CERTIFICATE', h.root.certDer)), '-untrusted', write('inter.pem', toPem('CERTIFICATE', h.inter.certDer))];
+      const args = [
+        'verify',
+        '-x509_strict',
+        '-purpose',
+        'sslserver',
+        '-CAfile',
+        write('root.pem', toPem('CERTIFICATE', h.root.certDer)),
+        '-untrusted',
+        write('inter.pem', toPem('CERTIFICATE', h.inter.certDer)),
+      ];
       expect(openssl([...args, '-verify_hostname', 'localhost', leaf])).toContain(': OK');
       expect(openssl([...args, '-verify_ip', '127.0.0.1', leaf])).toContain(': OK');
-      expect(openssl(['x509', '-noout', '-ext', 'subjectAltName', '-in', leaf])).toContain(`URI:spiffe://${TD}/sigil/issuer`);
+      expect(openssl(['x509', '-noout', '-ext', 'subjectAltName', '-in', leaf])).toContain(
+        `URI:spiffe://${TD}/sigil/issuer`,
+      );
     });
   });
 
@@ -73,7 +95,19 @@ describe('openssl verifies what Sigil issues', () => {
 describe('parseCsr reads what openssl makes', () => {
   const req = (dir: string, keyArgs: string[], extra: string[] = []): string => {
     const out = join(dir, 'req.pem');
-    openssl(['req', '-new', ...keyArgs, '-nodes', '-keyout', join(dir, 'key.pem'), '-subj', '/CN=x', '-out', out, ...extra]);
+    openssl([
+      'req',
+      '-new',
+      ...keyArgs,
+      '-nodes',
+      '-keyout',
+      join(dir, 'key.pem'),
+      '-subj',
+      '/CN=x',
+      '-out',
+      out,
+      ...extra,
+    ]);
     return readFileSync(out, 'utf8');
   };
 
@@ -92,7 +126,11 @@ describe('parseCsr reads what openssl makes', () => {
 
   it('EC P-384 with SHA-384 and a requested URI SAN', () => {
     withTempDir((dir) => {
-      const pem = req(dir, ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-384', '-sha384'], ['-addext', `subjectAltName=URI:spiffe://${TD}/want,DNS:x.example`]);
+      const pem = req(
+        dir,
+        ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-384', '-sha384'],
+        ['-addext', `subjectAltName=URI:spiffe://${TD}/want,DNS:x.example`],
+      );
       const csr = parseCsr(pem);
       expect(csr.keyType).toBe('ec-p384');
       expect(csr.uris).toEqual([`spiffe://${TD}/want`]);

@@ -14,7 +14,12 @@ function signedWith(extra: Record<string, unknown>): Jws {
   const plain = signJwsWithKey(privateKey, 'ES256', 't', { a: 1 });
   const header = { ...JSON.parse(b64u.decode(plain.protected).toString('utf8')), ...extra };
   const protectedB64 = b64u.encode(JSON.stringify(header));
-  const signature = b64u.encode(sign('sha256', Buffer.from(`${protectedB64}.${plain.payload}`, 'ascii'), { key: privateKey, dsaEncoding: 'ieee-p1363' }));
+  const signature = b64u.encode(
+    sign('sha256', Buffer.from(`${protectedB64}.${plain.payload}`, 'ascii'), {
+      key: privateKey,
+      dsaEncoding: 'ieee-p1363',
+    }),
+  );
   return { protected: protectedB64, payload: plain.payload, signature };
 }
 
@@ -28,8 +33,12 @@ describe('JWS crit (RFC 7515 §4.1.11)', () => {
   for (const crit of [['exp'], ['b64'], [], 'exp', null]) {
     it(`refuses crit=${JSON.stringify(crit)} even though the signature is valid`, () => {
       const j = signedWith({ crit, exp: 1, b64: true });
-      expect(() => parseJws(j)).toThrow(expect.objectContaining({ code: 'bad_request', message: expect.stringMatching(/crit/) }));
-      expect(() => parseJws(j, 'response_invalid')).toThrow(expect.objectContaining({ code: 'response_invalid', message: expect.stringMatching(/crit/) }));
+      expect(() => parseJws(j)).toThrow(
+        expect.objectContaining({ code: 'bad_request', message: expect.stringMatching(/crit/) }),
+      );
+      expect(() => parseJws(j, 'response_invalid')).toThrow(
+        expect.objectContaining({ code: 'response_invalid', message: expect.stringMatching(/crit/) }),
+      );
     });
   }
 });

@@ -2,12 +2,27 @@
  * JWS envelopes (src/protocol/jws.ts). `jose` is not installed, so signatures are
  * cross-checked with raw node:crypto (RFC 7515 signing input, RFC 7518 §3.4 r||s encoding).
  */
-import { createPublicKey, generateKeyPairSync, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import {
+  createPublicKey,
+  generateKeyPairSync,
+  sign as cryptoSign,
+  verify as cryptoVerify,
+  type KeyObject,
+} from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { SigilError } from '../../../src/errors.js';
 import { SoftwareSigner } from '../../../src/keystore/software.js';
 import type { Signer } from '../../../src/keystore/signer.js';
-import { b64u, derToJoseSignature, parseJws, signJws, signJwsWithKey, verifyJws, x5cDers, type Jws } from '../../../src/protocol/jws.js';
+import {
+  b64u,
+  derToJoseSignature,
+  parseJws,
+  signJws,
+  signJwsWithKey,
+  verifyJws,
+  x5cDers,
+  type Jws,
+} from '../../../src/protocol/jws.js';
 
 function p384Signer(): Signer & { pub: KeyObject } {
   const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
@@ -58,7 +73,14 @@ describe('sign / verify round trip', () => {
     const sig = Buffer.from(j.signature, 'base64url');
     expect(sig).toHaveLength(sigLen);
     const hash = alg === 'ES256' ? 'sha256' : 'sha384';
-    expect(cryptoVerify(hash, Buffer.from(`${j.protected}.${j.payload}`), { key: pubOf(signer), dsaEncoding: 'ieee-p1363' }, sig)).toBe(true);
+    expect(
+      cryptoVerify(
+        hash,
+        Buffer.from(`${j.protected}.${j.payload}`),
+        { key: pubOf(signer), dsaEncoding: 'ieee-p1363' },
+        sig,
+      ),
+    ).toBe(true);
     // Every member is unpadded base64url.
     for (const m of [j.protected, j.payload, j.signature]) expect(m).toMatch(/^[A-Za-z0-9_-]+$/);
   });
@@ -99,7 +121,11 @@ describe('tampering is detected', () => {
     const sig = b64u.decode(j.signature);
     sig[10] ^= 0x40;
     expectCode(() => verifyParsed({ ...j, signature: b64u.encode(sig) }, key), 'signature_invalid', /does not verify/);
-    expectCode(() => verifyParsed({ ...j, signature: j.signature.slice(0, -4) }, key), 'signature_invalid', /wrong length/);
+    expectCode(
+      () => verifyParsed({ ...j, signature: j.signature.slice(0, -4) }, key),
+      'signature_invalid',
+      /wrong length/,
+    );
     expectCode(() => verifyParsed({ ...j, signature: '' }, key), 'signature_invalid');
   });
 
@@ -117,14 +143,21 @@ describe('tampering is detected', () => {
 
   it('a validly signed non-JSON payload → bad_request', () => {
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    expectCode(() => verifyParsed(signJwsWithKey(privateKey, 'ES256', 't', 'not json'), publicKey), 'bad_request', /not JSON/);
+    expectCode(
+      () => verifyParsed(signJwsWithKey(privateKey, 'ES256', 't', 'not json'), publicKey),
+      'bad_request',
+      /not JSON/,
+    );
   });
 
   it('the caller-chosen code is used for every verification refusal', async () => {
     const s = SoftwareSigner.generate();
     const j = await signJws(s, 't', {});
     const p = parseJws(j);
-    expectCode(() => verifyJws(p.jws, p.header, pubOf(SoftwareSigner.generate()), 'response_invalid'), 'response_invalid');
+    expectCode(
+      () => verifyJws(p.jws, p.header, pubOf(SoftwareSigner.generate()), 'response_invalid'),
+      'response_invalid',
+    );
   });
 });
 
@@ -132,10 +165,18 @@ describe('alg / key agreement', () => {
   it('header ES384 with a P-256 key (and vice versa) is refused before verifying', async () => {
     const p256 = SoftwareSigner.generate();
     const j256 = await signJws(p256, 't', {});
-    expectCode(() => verifyParsed(withHeader(j256, { alg: 'ES384', typ: 't' }), pubOf(p256)), 'signature_invalid', /does not match/);
+    expectCode(
+      () => verifyParsed(withHeader(j256, { alg: 'ES384', typ: 't' }), pubOf(p256)),
+      'signature_invalid',
+      /does not match/,
+    );
     const p384 = p384Signer();
     const j384 = await signJws(p384, 't', {});
-    expectCode(() => verifyParsed(withHeader(j384, { alg: 'ES256', typ: 't' }), p384.pub), 'signature_invalid', /does not match/);
+    expectCode(
+      () => verifyParsed(withHeader(j384, { alg: 'ES256', typ: 't' }), p384.pub),
+      'signature_invalid',
+      /does not match/,
+    );
   });
 
   it('RSA, Ed25519 and secp256k1 keys are refused', async () => {
@@ -154,9 +195,15 @@ describe('parseJws', () => {
 
   it('refuses every alg but ES256 / ES384 (none, HMAC, RSA, missing)', () => {
     for (const alg of ['none', 'HS256', 'RS256', 'PS256', 'EdDSA', 'es256', undefined, 256]) {
-      expectCode(() => parseJws({ ...ok, protected: b64u.encode(JSON.stringify({ alg, typ: 't' })) }), 'bad_request', /ES256 or ES384/);
+      expectCode(
+        () => parseJws({ ...ok, protected: b64u.encode(JSON.stringify({ alg, typ: 't' })) }),
+        'bad_request',
+        /ES256 or ES384/,
+      );
     }
-    expect(parseJws({ ...ok, protected: b64u.encode(JSON.stringify({ alg: 'ES384', typ: 't' })) }).header.alg).toBe('ES384');
+    expect(parseJws({ ...ok, protected: b64u.encode(JSON.stringify({ alg: 'ES384', typ: 't' })) }).header.alg).toBe(
+      'ES384',
+    );
   });
 
   it('refuses non-objects, missing or non-base64url members, a non-JSON header, a missing typ', () => {
@@ -171,12 +218,20 @@ describe('parseJws', () => {
     expectCode(() => parseJws({ ...ok, protected: b64u.encode('{alg') }), 'bad_request', /not JSON/);
     expectCode(() => parseJws({ ...ok, protected: b64u.encode('null') }), 'bad_request');
     expectCode(() => parseJws({ ...ok, protected: b64u.encode('"ES256"') }), 'bad_request');
-    expectCode(() => parseJws({ ...ok, protected: b64u.encode(JSON.stringify({ alg: 'ES256' })) }), 'bad_request', /typ/);
+    expectCode(
+      () => parseJws({ ...ok, protected: b64u.encode(JSON.stringify({ alg: 'ES256' })) }),
+      'bad_request',
+      /typ/,
+    );
   });
 
   it('refuses an x5c that is not an array of at most 5 strings', () => {
-    const withX5c = (x5c: unknown) => ({ ...ok, protected: b64u.encode(JSON.stringify({ alg: 'ES256', typ: 't', x5c })) });
-    for (const x5c of [null, 'AA==', {}, [1], Array(6).fill('AA==')]) expectCode(() => parseJws(withX5c(x5c)), 'bad_request', /x5c/);
+    const withX5c = (x5c: unknown) => ({
+      ...ok,
+      protected: b64u.encode(JSON.stringify({ alg: 'ES256', typ: 't', x5c })),
+    });
+    for (const x5c of [null, 'AA==', {}, [1], Array(6).fill('AA==')])
+      expectCode(() => parseJws(withX5c(x5c)), 'bad_request', /x5c/);
     expect(parseJws(withX5c(Array(5).fill('AA=='))).header.x5c).toHaveLength(5);
   });
 
@@ -204,7 +259,10 @@ describe('derToJoseSignature', () => {
   it('drops the 0x00 sign octet of a high-bit integer', () => {
     const r = Buffer.alloc(48, 0xff);
     const s = Buffer.alloc(48, 0x80);
-    const out = derToJoseSignature(der(Buffer.concat([Buffer.alloc(1), r]), Buffer.concat([Buffer.alloc(1), s]), true), 'ES384');
+    const out = derToJoseSignature(
+      der(Buffer.concat([Buffer.alloc(1), r]), Buffer.concat([Buffer.alloc(1), s]), true),
+      'ES384',
+    );
     expect(out).toEqual(Buffer.concat([r, s]));
   });
 
@@ -220,7 +278,10 @@ describe('derToJoseSignature', () => {
       const hash = curve === 'P-256' ? 'sha256' : 'sha384';
       for (let i = 0; i < 300; i++) {
         const data = Buffer.from(`message ${i}`);
-        const jose = derToJoseSignature(cryptoSign(hash, data, { key: privateKey, dsaEncoding: 'der' }), curve === 'P-256' ? 'ES256' : 'ES384');
+        const jose = derToJoseSignature(
+          cryptoSign(hash, data, { key: privateKey, dsaEncoding: 'der' }),
+          curve === 'P-256' ? 'ES256' : 'ES384',
+        );
         expect(cryptoVerify(hash, data, { key: publicKey, dsaEncoding: 'ieee-p1363' }, jose)).toBe(true);
       }
     }

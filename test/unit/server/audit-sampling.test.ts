@@ -12,7 +12,9 @@ describe('untrusted text caps', () => {
     expect(msg).toContain(`'${'k'.repeat(MAX_FRAGMENT_CHARS)}…[+4800 chars]'`);
     expect(msg).toContain(`"${'k'.repeat(MAX_FRAGMENT_CHARS)}…[+4800 chars]"`);
     expect(msg).not.toMatch(/k{201}/);
-    const many = capMessage(`Unrecognized key(s) in object: ${Array.from({ length: 5000 }, (_, i) => `'k${i}'`).join(', ')}`);
+    const many = capMessage(
+      `Unrecognized key(s) in object: ${Array.from({ length: 5000 }, (_, i) => `'k${i}'`).join(', ')}`,
+    );
     expect(many.length).toBeLessThanOrEqual(MAX_MESSAGE_CHARS + 32);
     expect(many).toMatch(/…\[\+\d+ chars\]$/);
   });
@@ -37,13 +39,16 @@ describe('refusal sampler', () => {
     // The next interval starts with the previous one's summary due.
     const next = s.admit(key, 'later', 61_000);
     expect(next.record).toBe(true);
-    expect(next.due).toEqual([{ ...key, count: 7, recorded: 3, firstAt: 1000, lastAt: 1009, sample: 'm3', intervalMs: 60_000 }]);
+    expect(next.due).toEqual([
+      { ...key, count: 7, recorded: 3, firstAt: 1000, lastAt: 1009, sample: 'm3', intervalMs: 60_000 },
+    ]);
   });
 
   it('bounds the keys held: later sources fold into "other"', () => {
     const s = new RefusalSampler({ maxKeys: 10, perKeyRows: 1, maxRows: 5 });
     let records = 0;
-    for (let i = 0; i < 1000; i++) if (s.admit({ ...key, source: `10.0.${i >> 8}.${i & 255}` }, 'x', 1000).record) records++;
+    for (let i = 0; i < 1000; i++)
+      if (s.admit({ ...key, source: `10.0.${i >> 8}.${i & 255}` }, 'x', 1000).record) records++;
     expect(s.size).toBe(11);
     expect(records).toBe(5);
     const sums = s.flush();

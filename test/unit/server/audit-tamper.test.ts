@@ -11,7 +11,13 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { readAuditKey } from '../../../src/server/audit/audit-key.js';
-import { CheckpointWriter, appendCheckpoint, readCheckpoints, signCheckpoint, signerId } from '../../../src/server/audit/checkpoints.js';
+import {
+  CheckpointWriter,
+  appendCheckpoint,
+  readCheckpoints,
+  signCheckpoint,
+  signerId,
+} from '../../../src/server/audit/checkpoints.js';
 import { pruneAudit } from '../../../src/server/audit/prune.js';
 import { loadCheckpointSigner, loadCheckpointVerifiers } from '../../../src/server/audit/signer.js';
 import { verifyAuditLog } from '../../../src/server/audit/verify.js';
@@ -32,7 +38,11 @@ describe('audit tamper evidence (issue #11 item 6)', () => {
     initDataDir(dir, 'example.org');
     stores = openIssuerStores(dir);
     await stores.withWriteTx(async (tx) => {
-      for (let i = 1; i <= 100; i++) await tx.audit.append({ action: 'renew', outcome: 'ok', bot: 'gw', instanceId: `i${i % 7}`, details: { n: i } }, T0 + i);
+      for (let i = 1; i <= 100; i++)
+        await tx.audit.append(
+          { action: 'renew', outcome: 'ok', bot: 'gw', instanceId: `i${i % 7}`, details: { n: i } },
+          T0 + i,
+        );
     });
     cpFile = paths(dir).auditCheckpoints;
     writer = new CheckpointWriter(cpFile, loadCheckpointSigner(dir));
@@ -43,7 +53,10 @@ describe('audit tamper evidence (issue #11 item 6)', () => {
   });
 
   const verify = (file: string | null = cpFile) =>
-    verifyAuditLog(stores.audit, { verifiers: loadCheckpointVerifiers(dir), ...(file !== null ? { checkpointFile: file } : {}) });
+    verifyAuditLog(stores.audit, {
+      verifiers: loadCheckpointVerifiers(dir),
+      ...(file !== null ? { checkpointFile: file } : {}),
+    });
 
   /** Run SQL with the sqlite3 command-line tool, as an attacker with file access would. */
   function sqlite3(sql: string): void {
@@ -87,7 +100,10 @@ describe('audit tamper evidence (issue #11 item 6)', () => {
     expect(await stores.audit.verify()).toEqual({ ok: true, rows: 51 });
     const r = await verify();
     expect(r.ok).toBe(false);
-    expect(r.problems).toEqual([expect.stringMatching(/^append-only triggers dropped/), 'truncated: checkpoint line 1 covers seq 101 but the log ends at seq 51 (50 or more rows missing)']);
+    expect(r.problems).toEqual([
+      expect.stringMatching(/^append-only triggers dropped/),
+      'truncated: checkpoint line 1 covers seq 101 but the log ends at seq 51 (50 or more rows missing)',
+    ]);
   });
 
   it('dropped append-only triggers are reported', async () => {
@@ -101,13 +117,16 @@ describe('audit tamper evidence (issue #11 item 6)', () => {
   it('a checkpoint line not signed by the issuer is reported, not trusted', async () => {
     const cp = (await writer.write(stores.audit, 'periodic', T0 + 1000))!;
     const other = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
-    appendCheckpoint(cpFile, signCheckpoint({ ...cp, seq: 5000, signer: signerId(other) }, { key: other, id: signerId(other) }));
+    appendCheckpoint(
+      cpFile,
+      signCheckpoint({ ...cp, seq: 5000, signer: signerId(other) }, { key: other, id: signerId(other) }),
+    );
     appendCheckpoint(cpFile, { ...cp, seq: 6000 }); // issuer's signer id, signature over other content
     const r = await verify();
     expect(r.ok).toBe(false);
     expect(r.problems).toEqual([
-      'checkpoint line 2 (seq 5000): signature does not verify with the issuer\'s key',
-      'checkpoint line 3 (seq 6000): signature does not verify with the issuer\'s key',
+      "checkpoint line 2 (seq 5000): signature does not verify with the issuer's key",
+      "checkpoint line 3 (seq 6000): signature does not verify with the issuer's key",
     ]);
     expect(r.checkpoints).toMatchObject({ lines: 3, verified: 1, latest_seq: 101 });
   });
@@ -116,7 +135,16 @@ describe('audit tamper evidence (issue #11 item 6)', () => {
     await writer.write(stores.audit, 'periodic', T0 + 1000);
     // The attacker writes a key of their own and re-chains everything with it.
     const secret = randomBytes(32);
-    fs.writeFileSync(paths(dir).auditKey, JSON.stringify({ v: 1, alg: 'HMAC-SHA256', key: secret.toString('base64'), from_seq: 1, created_at: new Date().toISOString() }));
+    fs.writeFileSync(
+      paths(dir).auditKey,
+      JSON.stringify({
+        v: 1,
+        alg: 'HMAC-SHA256',
+        key: secret.toString('base64'),
+        from_seq: 1,
+        created_at: new Date().toISOString(),
+      }),
+    );
     await stores.close();
     stores = openIssuerStores(dir);
     await rewriteAndRechain(1, { secret, fromSeq: 1 });
@@ -134,7 +162,13 @@ describe('audit tamper evidence (issue #11 item 6)', () => {
     expect(lines.map((l) => [l.cp!.kind, l.cp!.seq])).toEqual([['prune', 60]]);
     await stores.audit.append({ action: 'renew', outcome: 'ok', details: {} }, T0 + 6000);
     const v = await verify();
-    expect(v).toMatchObject({ ok: true, first_seq: 61, last_seq: 103, anchor: { seq: 60, pruned: 60, checkpoint_ok: true }, problems: [] });
+    expect(v).toMatchObject({
+      ok: true,
+      first_seq: 61,
+      last_seq: 103,
+      anchor: { seq: 60, pruned: 60, checkpoint_ok: true },
+      problems: [],
+    });
     // Rows after the anchor are still append-only.
     const raw = new Database(paths(dir).db);
     try {
@@ -147,7 +181,9 @@ describe('audit tamper evidence (issue #11 item 6)', () => {
 
   it('an anchor inserted by the attacker (no valid signed checkpoint) is reported', async () => {
     const row = (await stores.audit.list()).find((x) => x.seq === 40)!;
-    sqlite3(`INSERT INTO audit_anchor (seq, hash, at, pruned, checkpoint) VALUES (40, '${row.hash}', ${T0}, 40, '{"v":1,"seq":40}'); DELETE FROM audit_log WHERE seq <= 40;`);
+    sqlite3(
+      `INSERT INTO audit_anchor (seq, hash, at, pruned, checkpoint) VALUES (40, '${row.hash}', ${T0}, 40, '{"v":1,"seq":40}'); DELETE FROM audit_log WHERE seq <= 40;`,
+    );
     expect(await stores.audit.verify()).toEqual({ ok: true, rows: 61 });
     const r = await verify(null);
     expect(r.ok).toBe(false);
@@ -156,20 +192,25 @@ describe('audit tamper evidence (issue #11 item 6)', () => {
 
   it('an anchor whose checkpoint is not even an object is reported, not a crash', async () => {
     const row = (await stores.audit.list()).find((x) => x.seq === 40)!;
-    sqlite3(`INSERT INTO audit_anchor (seq, hash, at, pruned, checkpoint) VALUES (40, '${row.hash}', ${T0}, 40, 'null');`);
+    sqlite3(
+      `INSERT INTO audit_anchor (seq, hash, at, pruned, checkpoint) VALUES (40, '${row.hash}', ${T0}, 40, 'null');`,
+    );
     expect((await verify(null)).reason).toMatch(/prune anchor at seq 40 is not backed/);
   });
 
   it('prune refuses a log that does not verify', async () => {
     await rewriteAndRechain(20);
-    await expect(pruneAudit(stores.audit, writer, T0 + 60, T0 + 5000, { verifiers: loadCheckpointVerifiers(dir) })).rejects.toMatchObject({ code: 'audit_chain_broken' });
+    await expect(
+      pruneAudit(stores.audit, writer, T0 + 60, T0 + 5000, { verifiers: loadCheckpointVerifiers(dir) }),
+    ).rejects.toMatchObject({ code: 'audit_chain_broken' });
     expect(fs.existsSync(cpFile)).toBe(false);
     expect(await stores.audit.list()).toHaveLength(101);
   });
 
   it('verification yields to the event loop between chunks', async () => {
     await stores.withWriteTx(async (tx) => {
-      for (let i = 0; i < 12_000; i++) await tx.audit.append({ action: 'renew', outcome: 'ok', details: { n: i } }, T0 + 200 + i);
+      for (let i = 0; i < 12_000; i++)
+        await tx.audit.append({ action: 'renew', outcome: 'ok', details: { n: i } }, T0 + 200 + i);
     });
     let ticks = 0;
     let on = true;
@@ -209,7 +250,11 @@ describe('audit key of an existing data directory', () => {
       expect(fs.statSync(paths(dir).auditKey).mode & 0o777).toBe(0o600);
       expect(key.fromSeq).toBe(6);
       const rows = await s.audit.list();
-      expect(rows.at(-1)).toMatchObject({ seq: 6, action: 'audit_key_enabled', details: { key_id: key.id, from_seq: 6 } });
+      expect(rows.at(-1)).toMatchObject({
+        seq: 6,
+        action: 'audit_key_enabled',
+        details: { key_id: key.id, from_seq: 6 },
+      });
       expect(await s.audit.verify()).toEqual({ ok: true, rows: 6 });
       // Row 6 is keyed: its hash is not the plain SHA-256 of its content.
       expect(rows[5]!.hash).not.toBe(auditRowHash(rows[5]!.prevHash, rows[5]!));

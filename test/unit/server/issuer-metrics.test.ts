@@ -18,16 +18,47 @@ afterEach(() => stores.close());
 
 async function issue(id: string, serial: string, notAfter: number): Promise<void> {
   await stores.withWriteTx(async (tx) => {
-    await tx.instances.create({ id, bot: 'gw', joinMethod: 'token', spiffeId: `spiffe://example.org/bot/gw/${id}`, generation: 0, facts: {}, keyStorage: 'software', exportable: true, createdAt: T0 });
-    await tx.certificates.insert({ serial, instanceId: id, bot: 'gw', generation: 1, notBefore: T0, notAfter, kind: 'x509-svid', keyStorage: 'software', exportable: true, spkiHash: 'sha256:00', requestId: `r-${id}`, issuedAt: T0 });
-    await tx.instances.recordIssue(id, { generation: 1, serial, notAfter, keyStorage: 'software', exportable: true, now: T0 });
+    await tx.instances.create({
+      id,
+      bot: 'gw',
+      joinMethod: 'token',
+      spiffeId: `spiffe://example.org/bot/gw/${id}`,
+      generation: 0,
+      facts: {},
+      keyStorage: 'software',
+      exportable: true,
+      createdAt: T0,
+    });
+    await tx.certificates.insert({
+      serial,
+      instanceId: id,
+      bot: 'gw',
+      generation: 1,
+      notBefore: T0,
+      notAfter,
+      kind: 'x509-svid',
+      keyStorage: 'software',
+      exportable: true,
+      spkiHash: 'sha256:00',
+      requestId: `r-${id}`,
+      issuedAt: T0,
+    });
+    await tx.instances.recordIssue(id, {
+      generation: 1,
+      serial,
+      notAfter,
+      keyStorage: 'software',
+      exportable: true,
+      now: T0,
+    });
   });
 }
 
 describe('sigil_certificates_expiring_soon', () => {
   it('each scrape reads the store as it is then', async () => {
     const metrics = createIssuerMetrics(stores, () => T0);
-    const line = (text: string): string | undefined => text.split('\n').find((l) => l.startsWith('sigil_certificates_expiring_soon{'));
+    const line = (text: string): string | undefined =>
+      text.split('\n').find((l) => l.startsWith('sigil_certificates_expiring_soon{'));
     expect(line(await metrics.registry.scrape())).toBeUndefined();
     await issue('i-1', 'aa01', T0 + 5 * 60_000);
     await issue('i-2', 'aa02', T0 + 3600_000);

@@ -31,7 +31,11 @@ describe('ensureKeyFile', () => {
     const script = `import { ensureKeyFile } from ${JSON.stringify(mod)}; import { generateKeyPairSync } from 'node:crypto';
       const r = ensureKeyFile(${JSON.stringify(f)}, () => generateKeyPairSync('ed25519').privateKey); console.log(JSON.stringify(r.key.export({ format: 'jwk' })));`;
     const run = (): Promise<string> =>
-      new Promise((res, rej) => execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], (e, out) => (e ? rej(e) : res(out.trim()))));
+      new Promise((res, rej) =>
+        execFile(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], (e, out) =>
+          e ? rej(e) : res(out.trim()),
+        ),
+      );
     const outs = await Promise.all(Array.from({ length: 6 }, run));
     expect(new Set(outs).size).toBe(1);
     expect(JSON.parse(outs[0]!)).toEqual(readPrivateKeyFile(f).export({ format: 'jwk' }));

@@ -17,7 +17,12 @@ describe('the operation table', () => {
   });
 
   it('declares the rules the adapters apply', () => {
-    const rules = Object.fromEntries(OPERATION_LIST.map((o) => [o.name, { body: o.takesBody, answerTo: o.answerTo, rateLimited: o.rateLimited, audited: o.audited }]));
+    const rules = Object.fromEntries(
+      OPERATION_LIST.map((o) => [
+        o.name,
+        { body: o.takesBody, answerTo: o.answerTo, rateLimited: o.rateLimited, audited: o.audited },
+      ]),
+    );
     expect(rules).toEqual({
       join: { body: true, answerTo: 'bootstrap', rateLimited: true, audited: true },
       renew: { body: true, answerTo: 'signer', rateLimited: false, audited: true },

@@ -16,17 +16,31 @@ import { sigil } from '../../helpers/cli.js';
 const ROLE = 'kind: role\nname: edge\nspec:\n  max_ttl: 1h\n';
 const BOT = 'kind: bot\nname: gw\nspec:\n  roles: [edge]\n';
 /** "Billion laughs": 9 levels of 10 aliases each expand to 10^9 strings. */
-const BOMB = ['kind: role', 'name: edge', 'x0: &a0 [lol]', ...Array.from({ length: 9 }, (_, i) => `x${i + 1}: &a${i + 1} [${Array(10).fill(`*a${i}`).join(', ')}]`), 'spec: {}', ''].join('\n');
+const BOMB = [
+  'kind: role',
+  'name: edge',
+  'x0: &a0 [lol]',
+  ...Array.from({ length: 9 }, (_, i) => `x${i + 1}: &a${i + 1} [${Array(10).fill(`*a${i}`).join(', ')}]`),
+  'spec: {}',
+  '',
+].join('\n');
 
 describe('apply input hardening (issue #11 item 9a, 9b)', () => {
   it('refuses a YAML alias bomb as policy_invalid, quickly', () => {
     const t0 = Date.now();
-    expect(() => parseResources(BOMB, 'bomb.yaml')).toThrow(expect.objectContaining({ code: 'policy_invalid', message: expect.stringMatching(/bomb\.yaml document 1: YAML error: .*alias/i) }));
+    expect(() => parseResources(BOMB, 'bomb.yaml')).toThrow(
+      expect.objectContaining({
+        code: 'policy_invalid',
+        message: expect.stringMatching(/bomb\.yaml document 1: YAML error: .*alias/i),
+      }),
+    );
     expect(Date.now() - t0).toBeLessThan(1000);
   });
 
   it('still accepts a few ordinary aliases', () => {
-    const docs = parseResources(`kind: role\nname: edge\nspec:\n  ssh_logins: &l [ops, deploy]\n  db_users: *l\n  max_ttl: 1h\n`);
+    const docs = parseResources(
+      `kind: role\nname: edge\nspec:\n  ssh_logins: &l [ops, deploy]\n  db_users: *l\n  max_ttl: 1h\n`,
+    );
     expect(docs[0]!.spec).toMatchObject({ db_users: ['ops', 'deploy'] });
   });
 
@@ -34,7 +48,14 @@ describe('apply input hardening (issue #11 item 9a, 9b)', () => {
     for (const method of ['tmp', 'token', 'k8s_psat']) {
       const rule = `kind: join_rule\nname: racks\nspec:\n  method: ${method}\n  bot: gw\n  ${method}: {}\n`;
       expect(() => parseResources([ROLE, BOT, rule].join('---\n'))).toThrow(
-        expect.objectContaining({ code: 'policy_invalid', message: expect.stringMatching(new RegExp(`join_rule racks: unknown method "${method}" \\(join rules exist for: aws_iid, azure, gcp, oidc, tpm, x509; token joins need no rule\\)`)) }),
+        expect.objectContaining({
+          code: 'policy_invalid',
+          message: expect.stringMatching(
+            new RegExp(
+              `join_rule racks: unknown method "${method}" \\(join rules exist for: aws_iid, azure, gcp, oidc, tpm, x509; token joins need no rule\\)`,
+            ),
+          ),
+        }),
       );
     }
   });
@@ -43,7 +64,11 @@ describe('apply input hardening (issue #11 item 9a, 9b)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'sigil-pol-hard-'));
     try {
       const stores = openSqliteStores(join(dir, 'db'));
-      await expect(runAdminOp(stores, 'apply', { yaml: [ROLE, BOT, 'kind: join_rule\nname: r\nspec:\n  method: tmp\n  bot: gw\n'].join('---\n') })).rejects.toMatchObject({ code: 'policy_invalid' });
+      await expect(
+        runAdminOp(stores, 'apply', {
+          yaml: [ROLE, BOT, 'kind: join_rule\nname: r\nspec:\n  method: tmp\n  bot: gw\n'].join('---\n'),
+        }),
+      ).rejects.toMatchObject({ code: 'policy_invalid' });
       expect(await stores.resources.list('role')).toEqual([]);
       await stores.close();
     } finally {

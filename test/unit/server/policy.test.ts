@@ -26,7 +26,8 @@ async function rejection(p: Promise<unknown>): Promise<SigilError> {
 
 const ROLE = 'kind: role\nname: edge\nspec:\n  max_ttl: 2h\n  allowed_outputs: [identity]\n';
 const BOT = 'kind: bot\nname: gw\nspec:\n  roles: [edge]\n  traits:\n    site: [berlin]\n';
-const RULE = 'kind: join_rule\nname: gw-tokens\nspec:\n  method: gcp\n  bot: gw\n  gcp: { audience: sigil, allow: [{ project_id: p1 }] }\n';
+const RULE =
+  'kind: join_rule\nname: gw-tokens\nspec:\n  method: gcp\n  bot: gw\n  gcp: { audience: sigil, allow: [{ project_id: p1 }] }\n';
 const multi = (...docs: string[]): string => docs.join('---\n');
 
 describe('parseResources', () => {
@@ -35,12 +36,18 @@ describe('parseResources', () => {
     expect(docs).toEqual([
       { kind: 'role', name: 'edge', spec: { max_ttl: '2h', allowed_outputs: ['identity'] } },
       { kind: 'bot', name: 'gw', spec: { roles: ['edge'], traits: { site: ['berlin'] } } },
-      { kind: 'join_rule', name: 'gw-tokens', spec: { method: 'gcp', bot: 'gw', gcp: { audience: 'sigil', allow: [{ project_id: 'p1' }] } } },
+      {
+        kind: 'join_rule',
+        name: 'gw-tokens',
+        spec: { method: 'gcp', bot: 'gw', gcp: { audience: 'sigil', allow: [{ project_id: 'p1' }] } },
+      },
     ]);
   });
 
   it('refuses an unknown spec key with a message naming the key, document and resource', () => {
-    const e = refusal(() => parseResources(multi(BOT, 'kind: role\nname: edge\nspec:\n  max_tll: 2h\n'), 'policy.yaml'));
+    const e = refusal(() =>
+      parseResources(multi(BOT, 'kind: role\nname: edge\nspec:\n  max_tll: 2h\n'), 'policy.yaml'),
+    );
     expect(e.code).toBe('policy_invalid');
     expect(e.message).toMatch(/max_tll/);
     expect(e.message).toMatch(/policy\.yaml document 2/);
@@ -65,19 +72,28 @@ describe('parseResources', () => {
   });
 
   it('accepts names of 1 and 63 characters and inner dashes', () => {
-    for (const name of ['a', 'a'.repeat(63), 'edge-gw-2']) expect(parseResources(`kind: role\nname: ${name}\nspec: {}\n`)[0]!.name).toBe(name);
+    for (const name of ['a', 'a'.repeat(63), 'edge-gw-2'])
+      expect(parseResources(`kind: role\nname: ${name}\nspec: {}\n`)[0]!.name).toBe(name);
   });
 
   it('refuses a bad role name inside a bot, a bot without roles, a bad trait name', () => {
     expect(refusal(() => parseResources('kind: bot\nname: gw\nspec:\n  roles: [Edge]\n')).message).toMatch(/roles/);
-    expect(refusal(() => parseResources('kind: bot\nname: gw\nspec:\n  roles: []\n')).message).toMatch(/at least one role/);
-    expect(refusal(() => parseResources('kind: bot\nname: gw\nspec:\n  roles: [edge]\n  traits:\n    Site: [x]\n')).code).toBe('policy_invalid');
+    expect(refusal(() => parseResources('kind: bot\nname: gw\nspec:\n  roles: []\n')).message).toMatch(
+      /at least one role/,
+    );
+    expect(
+      refusal(() => parseResources('kind: bot\nname: gw\nspec:\n  roles: [edge]\n  traits:\n    Site: [x]\n')).code,
+    ).toBe('policy_invalid');
   });
 
   it('refuses a bad duration and an unknown output kind', () => {
-    expect(refusal(() => parseResources('kind: role\nname: r\nspec:\n  max_ttl: forever\n')).message).toMatch(/forever/);
+    expect(refusal(() => parseResources('kind: role\nname: r\nspec:\n  max_ttl: forever\n')).message).toMatch(
+      /forever/,
+    );
     expect(refusal(() => parseResources('kind: role\nname: r\nspec:\n  max_ttl: 0\n')).code).toBe('policy_invalid');
-    expect(refusal(() => parseResources('kind: role\nname: r\nspec:\n  allowed_outputs: [vpn]\n')).message).toMatch(/allowed_outputs/);
+    expect(refusal(() => parseResources('kind: role\nname: r\nspec:\n  allowed_outputs: [vpn]\n')).message).toMatch(
+      /allowed_outputs/,
+    );
   });
 
   it('refuses the same kind/name declared twice (the same name in another kind is fine)', () => {
@@ -93,12 +109,15 @@ describe('parseResources', () => {
     expect(e.message).toMatch(/empty\.yaml: no resources found/);
   });
 
-  it.each(['kind: [role\n', 'kind: role\n  name: x\n bad', 'a: 1\na: 2\n', '\tkind: role\n'])('refuses bad YAML %j', (text) => {
-    const e = refusal(() => parseResources(text));
-    expect(e.code).toBe('policy_invalid');
-    expect(e.message).toMatch(/YAML error/);
-    expect(e.message).not.toMatch(/\n/);
-  });
+  it.each(['kind: [role\n', 'kind: role\n  name: x\n bad', 'a: 1\na: 2\n', '\tkind: role\n'])(
+    'refuses bad YAML %j',
+    (text) => {
+      const e = refusal(() => parseResources(text));
+      expect(e.code).toBe('policy_invalid');
+      expect(e.message).toMatch(/YAML error/);
+      expect(e.message).not.toMatch(/\n/);
+    },
+  );
 
   it('refuses documents that are not mappings or have an unknown kind', () => {
     expect(refusal(() => parseResources('- kind: role\n')).code).toBe('policy_invalid');
@@ -133,34 +152,76 @@ describe('applyResources', () => {
 
   it('is all-or-nothing for a join_rule referencing a missing bot', async () => {
     const before = await snapshot();
-    const e = await rejection(applyResources(stores, parseResources(multi(ROLE, 'kind: join_rule\nname: r\nspec:\n  method: gcp\n  bot: ghost\n  gcp: { audience: sigil, allow: [{ project_id: p1 }] }\n')), 1000));
+    const e = await rejection(
+      applyResources(
+        stores,
+        parseResources(
+          multi(
+            ROLE,
+            'kind: join_rule\nname: r\nspec:\n  method: gcp\n  bot: ghost\n  gcp: { audience: sigil, allow: [{ project_id: p1 }] }\n',
+          ),
+        ),
+        1000,
+      ),
+    );
     expect(e.message).toMatch(/bot "ghost" does not exist/);
     expect(await snapshot()).toEqual(before);
   });
 
   it('resolves references against the batch (in any order) and the store', async () => {
     const out = await applyResources(stores, parseResources(multi(RULE, BOT, ROLE)), 1000);
-    expect(out.map((o) => `${o.kind}/${o.name}:${o.result}`)).toEqual(['role/edge:created', 'bot/gw:created', 'join_rule/gw-tokens:created']);
+    expect(out.map((o) => `${o.kind}/${o.name}:${o.result}`)).toEqual([
+      'role/edge:created',
+      'bot/gw:created',
+      'join_rule/gw-tokens:created',
+    ]);
     // A later file may reference what is already stored.
-    expect((await applyResources(stores, parseResources('kind: bot\nname: gw2\nspec:\n  roles: [edge]\n'), 2000))[0]!.result).toBe('created');
+    expect(
+      (await applyResources(stores, parseResources('kind: bot\nname: gw2\nspec:\n  roles: [edge]\n'), 2000))[0]!.result,
+    ).toBe('created');
   });
 
   it('reports created / unchanged / updated and audits only changes', async () => {
     await applyResources(stores, parseResources(multi(ROLE, BOT)), 1000);
     const audit = (await stores.audit.list()).length;
-    expect((await applyResources(stores, parseResources(multi(ROLE, BOT)), 2000)).map((o) => o.result)).toEqual(['unchanged', 'unchanged']);
+    expect((await applyResources(stores, parseResources(multi(ROLE, BOT)), 2000)).map((o) => o.result)).toEqual([
+      'unchanged',
+      'unchanged',
+    ]);
     expect((await stores.audit.list()).length).toBe(audit);
     const changed = await applyResources(stores, parseResources(multi(ROLE.replace('2h', '3h'), BOT)), 3000);
     expect(changed.map((o) => o.result)).toEqual(['updated', 'unchanged']);
     const rows = (await stores.audit.list()).slice(audit);
-    expect(rows.map((r) => [r.action, r.outcome, r.details])).toEqual([['apply', 'ok', { kind: 'role', name: 'edge', result: 'updated' }]]);
+    expect(rows.map((r) => [r.action, r.outcome, r.details])).toEqual([
+      ['apply', 'ok', { kind: 'role', name: 'edge', result: 'updated' }],
+    ]);
   });
 
   it('resolveBot: max TTL is the longest role max (24 h when unset), unknown bots refused', async () => {
-    await applyResources(stores, parseResources(multi(ROLE, 'kind: role\nname: short\nspec:\n  max_ttl: 10m\n', BOT, 'kind: bot\nname: s\nspec:\n  roles: [short]\n')), 1000);
-    expect(await resolveBot(stores, 'gw')).toEqual({ name: 'gw', roles: ['edge'], traits: { site: ['berlin'] }, maxTtlS: 7200 });
+    await applyResources(
+      stores,
+      parseResources(
+        multi(
+          ROLE,
+          'kind: role\nname: short\nspec:\n  max_ttl: 10m\n',
+          BOT,
+          'kind: bot\nname: s\nspec:\n  roles: [short]\n',
+        ),
+      ),
+      1000,
+    );
+    expect(await resolveBot(stores, 'gw')).toEqual({
+      name: 'gw',
+      roles: ['edge'],
+      traits: { site: ['berlin'] },
+      maxTtlS: 7200,
+    });
     expect((await resolveBot(stores, 's')).maxTtlS).toBe(600);
-    await applyResources(stores, parseResources('kind: role\nname: open\nspec: {}\n---\nkind: bot\nname: both\nspec:\n  roles: [short, open]\n'), 2000);
+    await applyResources(
+      stores,
+      parseResources('kind: role\nname: open\nspec: {}\n---\nkind: bot\nname: both\nspec:\n  roles: [short, open]\n'),
+      2000,
+    );
     expect((await resolveBot(stores, 'both')).maxTtlS).toBe(86400);
     expect((await rejection(resolveBot(stores, 'ghost'))).code).toBe('unknown_bot');
   });

@@ -14,7 +14,12 @@ describe('RateLimiter', () => {
     expect(rl.take('a').ok).toBe(true);
     expect(rl.take('b').ok).toBe(true); // keys are independent
     now += 60_000;
-    expect([rl.take('a'), rl.take('a'), rl.take('a'), rl.take('a')].map((d) => d.ok)).toEqual([true, true, true, false]); // capped at burst
+    expect([rl.take('a'), rl.take('a'), rl.take('a'), rl.take('a')].map((d) => d.ok)).toEqual([
+      true,
+      true,
+      true,
+      false,
+    ]); // capped at burst
   });
 
   it('keeps at most maxKeys buckets, evicting the least recently used', () => {

@@ -44,10 +44,14 @@ it('the same renewal twice at once: both get the one certificate, the generation
   const { envelope } = await h.renewEnvelope(id);
   const ctx = withRacingEarlyChecks(h.ctx, 2);
   const [a, b] = await Promise.all([handleRenew(ctx, envelope, null), handleRenew(ctx, envelope, null)]);
-  const result = (jws: { payload: string }) => (JSON.parse(Buffer.from(jws.payload, 'base64url').toString()) as { result: { serial: string; generation: number } }).result;
+  const result = (jws: { payload: string }) =>
+    (JSON.parse(Buffer.from(jws.payload, 'base64url').toString()) as { result: { serial: string; generation: number } })
+      .result;
   expect(result(b)).toEqual(result(a));
   expect(result(a).generation).toBe(2);
-  expect((await h.ctx.stores.certificates.listByInstance(id.result.instance_id)).map((c) => c.generation)).toEqual([1, 2]);
+  expect((await h.ctx.stores.certificates.listByInstance(id.result.instance_id)).map((c) => c.generation)).toEqual([
+    1, 2,
+  ]);
   expect(await h.ctx.stores.instances.get(id.result.instance_id)).toMatchObject({ generation: 2, locked: false });
 });
 
@@ -58,5 +62,7 @@ it('two different renewals of one generation at once: exactly one succeeds, the 
   const outcomes = await Promise.allSettled([handleRenew(ctx, x.envelope, null), handleRenew(ctx, y.envelope, null)]);
   expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
   expect(outcomes.find((o) => o.status === 'rejected')).toMatchObject({ reason: { code: 'generation_mismatch' } });
-  expect((await h.ctx.stores.certificates.listByInstance(id.result.instance_id)).map((c) => c.generation)).toEqual([1, 2]);
+  expect((await h.ctx.stores.certificates.listByInstance(id.result.instance_id)).map((c) => c.generation)).toEqual([
+    1, 2,
+  ]);
 });

@@ -8,10 +8,13 @@ import { SigilError } from '../../../src/errors.js';
 import { replayIfSeen, type SignedRequest } from '../../../src/server/ops/respond.js';
 import type { IdempotencyRecord, TxStores } from '../../../src/server/store/types.js';
 
-const answer = (instance: string): string => JSON.stringify({ v: 1, op: 'renew', request_id: 'r'.repeat(16), issued_at: 1, result: { instance_id: instance } });
+const answer = (instance: string): string =>
+  JSON.stringify({ v: 1, op: 'renew', request_id: 'r'.repeat(16), issued_at: 1, result: { instance_id: instance } });
 
 function storesWith(rec: IdempotencyRecord | undefined): TxStores {
-  return { idempotency: { get: async () => rec, put: async () => undefined, prune: async () => 0 } } as unknown as TxStores;
+  return {
+    idempotency: { get: async () => rec, put: async () => undefined, prune: async () => 0 },
+  } as unknown as TxStores;
 }
 
 const req = (over: Partial<SignedRequest> = {}): SignedRequest => ({
@@ -48,20 +51,40 @@ describe('replayIfSeen', () => {
   });
 
   it('refuses the same hash from another signer (instance or key) with request_id_conflict', async () => {
-    expect(await codeOf(() => replayIfSeen(storesWith(stored()), req({ signer: { keyHash: 'sha256:k1', instanceId: 'i-2' } })))).toBe('request_id_conflict');
-    expect(await codeOf(() => replayIfSeen(storesWith(stored()), req({ signer: { keyHash: 'sha256:k2', instanceId: 'i-1' } })))).toBe('request_id_conflict');
-    expect(await codeOf(() => replayIfSeen(storesWith(stored({ signer: 'sha256:k1' })), req({ signer: { keyHash: 'sha256:k1' } })))).toBeUndefined();
+    expect(
+      await codeOf(() =>
+        replayIfSeen(storesWith(stored()), req({ signer: { keyHash: 'sha256:k1', instanceId: 'i-2' } })),
+      ),
+    ).toBe('request_id_conflict');
+    expect(
+      await codeOf(() =>
+        replayIfSeen(storesWith(stored()), req({ signer: { keyHash: 'sha256:k2', instanceId: 'i-1' } })),
+      ),
+    ).toBe('request_id_conflict');
+    expect(
+      await codeOf(() =>
+        replayIfSeen(storesWith(stored({ signer: 'sha256:k1' })), req({ signer: { keyHash: 'sha256:k1' } })),
+      ),
+    ).toBeUndefined();
   });
 
   it('refuses other content from the same signer', async () => {
-    expect(await codeOf(() => replayIfSeen(storesWith(stored()), req({ hash: 'cc'.repeat(32) })))).toBe('request_id_conflict');
+    expect(await codeOf(() => replayIfSeen(storesWith(stored()), req({ hash: 'cc'.repeat(32) })))).toBe(
+      'request_id_conflict',
+    );
   });
 
   it('answers a row stored before migration 4 by payload hash, only to the instance it was for', async () => {
     const legacy = stored({ signer: '', requestHash: 'bb'.repeat(32) });
     expect(await replayIfSeen(storesWith(legacy), req())).toBe(answer('i-1'));
-    expect(await codeOf(() => replayIfSeen(storesWith(legacy), req({ signer: { keyHash: 'sha256:k9', instanceId: 'i-2' } })))).toBe('request_id_conflict');
-    expect(await codeOf(() => replayIfSeen(storesWith(legacy), req({ legacyHash: 'dd'.repeat(32) })))).toBe('request_id_conflict');
+    expect(
+      await codeOf(() =>
+        replayIfSeen(storesWith(legacy), req({ signer: { keyHash: 'sha256:k9', instanceId: 'i-2' } })),
+      ),
+    ).toBe('request_id_conflict');
+    expect(await codeOf(() => replayIfSeen(storesWith(legacy), req({ legacyHash: 'dd'.repeat(32) })))).toBe(
+      'request_id_conflict',
+    );
     // A legacy join answer: its payload hash binds the key (the CSR that verified the envelope).
     expect(await replayIfSeen(storesWith(legacy), req({ signer: { keyHash: 'sha256:k1' } }))).toBe(answer('i-1'));
   });

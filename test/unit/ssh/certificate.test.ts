@@ -11,8 +11,17 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SshCertificateAuthority } from '../../../src/ssh/authority.js';
 import { formatCertificateLine, parseCertificateLine, parseSshCertificate } from '../../../src/ssh/certificate.js';
-import { decodeOpenSshPrivateKey, encodeOpenSshPrivateKey, openSshPrivateKeyPublic } from '../../../src/ssh/private-key.js';
-import { formatAuthorizedKey, parseAuthorizedKey, sshFingerprint, sshPublicKeyFromKeyObject } from '../../../src/ssh/public-key.js';
+import {
+  decodeOpenSshPrivateKey,
+  encodeOpenSshPrivateKey,
+  openSshPrivateKeyPublic,
+} from '../../../src/ssh/private-key.js';
+import {
+  formatAuthorizedKey,
+  parseAuthorizedKey,
+  sshFingerprint,
+  sshPublicKeyFromKeyObject,
+} from '../../../src/ssh/public-key.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sigil-ssh-unit-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -21,13 +30,22 @@ function keygen(args: string[]): string {
   try {
     return execFileSync('ssh-keygen', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new Error('ssh-keygen is missing: apt-get install -y openssh-client');
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new Error('ssh-keygen is missing: apt-get install -y openssh-client');
     throw e;
   }
 }
 
-const userCa = new SshCertificateAuthority(generateKeyPairSync('ed25519').privateKey, 'user', 'sigil-user-ca@example.org');
-const hostCaEcdsa = new SshCertificateAuthority(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, 'host', 'sigil-host-ca@example.org');
+const userCa = new SshCertificateAuthority(
+  generateKeyPairSync('ed25519').privateKey,
+  'user',
+  'sigil-user-ca@example.org',
+);
+const hostCaEcdsa = new SshCertificateAuthority(
+  generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+  'host',
+  'sigil-host-ca@example.org',
+);
 const now = Math.floor(Date.now() / 1000) * 1000;
 
 describe('ssh-keygen -L reads what Sigil signs', () => {
@@ -60,7 +78,9 @@ describe('ssh-keygen -L reads what Sigil signs', () => {
       expect(out).toMatch(/Critical Options: \n\s+force-command \/bin\/true\n\s+source-address 127\.0\.0\.1\/32\n/);
       expect(out).toMatch(/Extensions: \n\s+permit-port-forwarding\n\s+permit-pty\n/);
       expect(out).toContain(`Signing CA: ED25519 ${userCa.fingerprint}`);
-      expect(out).toContain(`Public key: ${subject.type === 'ssh-ed25519' ? 'ED25519' : subject.type === 'ssh-rsa' ? 'RSA' : 'ECDSA'}-CERT ${sshFingerprint(subject.blob)}`);
+      expect(out).toContain(
+        `Public key: ${subject.type === 'ssh-ed25519' ? 'ED25519' : subject.type === 'ssh-rsa' ? 'RSA' : 'ECDSA'}-CERT ${sshFingerprint(subject.blob)}`,
+      );
       // And our own parser agrees, signature included.
       const parsed = parseCertificateLine(readFileSync(f, 'utf8'));
       expect(parsed.principals).toEqual(['ops', 'backup']);
@@ -75,7 +95,14 @@ describe('ssh-keygen -L reads what Sigil signs', () => {
     const subject = sshPublicKeyFromKeyObject(generateKeyPairSync('ed25519').publicKey);
     const validAfter = new Date(Date.UTC(2030, 0, 2, 3, 4, 5));
     const validBefore = new Date(Date.UTC(2030, 0, 2, 4, 4, 5));
-    const blob = hostCaEcdsa.issue({ subject, serial: 7n, keyId: 'host', principals: ['gw1.example.org', '10.0.0.1'], validAfter, validBefore });
+    const blob = hostCaEcdsa.issue({
+      subject,
+      serial: 7n,
+      keyId: 'host',
+      principals: ['gw1.example.org', '10.0.0.1'],
+      validAfter,
+      validBefore,
+    });
     const f = join(dir, 'host-cert.pub');
     writeFileSync(f, formatCertificateLine(blob) + '\n');
     const out = keygen(['-L', '-f', f]);
@@ -94,12 +121,28 @@ describe('ssh-keygen -L reads what Sigil signs', () => {
 
   it('refuses to issue a certificate without principals (it would be valid for anyone)', () => {
     const subject = sshPublicKeyFromKeyObject(generateKeyPairSync('ed25519').publicKey);
-    expect(() => userCa.issue({ subject, serial: 1n, keyId: 'x', principals: [], validAfter: new Date(now), validBefore: new Date(now + 60_000) })).toThrow(/ANY principal/);
+    expect(() =>
+      userCa.issue({
+        subject,
+        serial: 1n,
+        keyId: 'x',
+        principals: [],
+        validAfter: new Date(now),
+        validBefore: new Date(now + 60_000),
+      }),
+    ).toThrow(/ANY principal/);
   });
 
   it('a flipped byte in the signed part fails the signature check', () => {
     const subject = sshPublicKeyFromKeyObject(generateKeyPairSync('ed25519').publicKey);
-    const blob = userCa.issue({ subject, serial: 1n, keyId: 'x', principals: ['ops'], validAfter: new Date(now), validBefore: new Date(now + 60_000) });
+    const blob = userCa.issue({
+      subject,
+      serial: 1n,
+      keyId: 'x',
+      principals: ['ops'],
+      validAfter: new Date(now),
+      validBefore: new Date(now + 60_000),
+    });
     const bad = Buffer.from(blob);
     const at = bad.indexOf(Buffer.from('ops'));
     bad[at] = 'p'.charCodeAt(0);
@@ -129,7 +172,10 @@ describe('Sigil reads what ssh-keygen makes', () => {
   }
 
   it('ssh-keygen -y derives the same public key from the private key files Sigil writes', () => {
-    for (const key of [generateKeyPairSync('ed25519').privateKey, generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey]) {
+    for (const key of [
+      generateKeyPairSync('ed25519').privateKey,
+      generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey,
+    ]) {
       const f = join(dir, `sigil-written-${Math.random().toString(36).slice(2)}`);
       const pem = encodeOpenSshPrivateKey(key, 'host');
       writeFileSync(f, pem, { mode: 0o600 });
@@ -143,7 +189,14 @@ describe('Sigil reads what ssh-keygen makes', () => {
   it('refuses certificates and unknown key types as subjects', () => {
     expect(() => parseAuthorizedKey('ssh-dss AAAAB3NzaC1kc3MAAACBAP== x')).toThrow();
     const subject = sshPublicKeyFromKeyObject(generateKeyPairSync('ed25519').publicKey);
-    const blob = userCa.issue({ subject, serial: 1n, keyId: 'x', principals: ['ops'], validAfter: new Date(now), validBefore: new Date(now + 60_000) });
+    const blob = userCa.issue({
+      subject,
+      serial: 1n,
+      keyId: 'x',
+      principals: ['ops'],
+      validAfter: new Date(now),
+      validBefore: new Date(now + 60_000),
+    });
     expect(() => parseAuthorizedKey(formatCertificateLine(blob))).toThrow(/certificate was given/);
   });
 });

@@ -14,7 +14,16 @@ describe('audit hash chain (sqlite)', () => {
     t = tempDir();
     s = openSyncSqliteStores(t.dbPath);
     for (let i = 1; i <= 100; i++) {
-      s.audit.append({ action: i % 2 ? 'issue' : 'renew', outcome: 'ok', bot: 'edge', instanceId: `i${i % 7}`, details: { n: i, serial: i.toString(16) } }, T0 + i);
+      s.audit.append(
+        {
+          action: i % 2 ? 'issue' : 'renew',
+          outcome: 'ok',
+          bot: 'edge',
+          instanceId: `i${i % 7}`,
+          details: { n: i, serial: i.toString(16) },
+        },
+        T0 + i,
+      );
     }
   });
   afterEach(() => {

@@ -24,7 +24,11 @@ async function race(n: number, args: string[]): Promise<string[][]> {
   const ready: Promise<void>[] = [];
   const answers: Promise<WorkerAnswer>[] = [];
   for (let i = 0; i < n; i++) {
-    const child = fork(WORKER, args, { cwd: REPO, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(WORKER, args, {
+      cwd: REPO,
+      execArgv: ['--import', 'tsx'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
     children.push(child);
     ready.push(
       new Promise((resolve, reject) => {
@@ -73,8 +77,14 @@ describe('sqlite stores across processes', () => {
 
     for (let i = 0; i < hashes.length; i++) {
       const outcomes = results.map((r) => r[i]);
-      expect(outcomes.filter((o) => o === 'ok'), `token ${i}`).toHaveLength(1);
-      expect(outcomes.filter((o) => o === 'token_reused'), `token ${i}`).toHaveLength(workers - 1);
+      expect(
+        outcomes.filter((o) => o === 'ok'),
+        `token ${i}`,
+      ).toHaveLength(1);
+      expect(
+        outcomes.filter((o) => o === 'token_reused'),
+        `token ${i}`,
+      ).toHaveLength(workers - 1);
     }
     const after = openSyncSqliteStores(t.dbPath);
     try {
@@ -89,7 +99,10 @@ describe('sqlite stores across processes', () => {
     const workers = 4;
     const per = 50;
     const results = await race(workers, [t.dbPath, 'audit', String(per)]);
-    const seqs = results.flat().map(Number).sort((a, b) => a - b);
+    const seqs = results
+      .flat()
+      .map(Number)
+      .sort((a, b) => a - b);
     expect(seqs).toEqual(Array.from({ length: workers * per }, (_, i) => i + 1));
     const stores = openSyncSqliteStores(t.dbPath);
     try {
@@ -104,7 +117,8 @@ describe('sqlite stores across processes', () => {
     const setup = openAsyncSqliteStores(t.dbPath);
     const now = Date.now();
     await setup.withWriteTx(async (tx) => {
-      for (const hash of hashes) await tx.tokens.create({ hash, bot: 'edge', createdAt: now, expiresAt: now + 3_600_000 });
+      for (const hash of hashes)
+        await tx.tokens.create({ hash, bot: 'edge', createdAt: now, expiresAt: now + 3_600_000 });
     });
     await setup.close();
 
@@ -113,8 +127,14 @@ describe('sqlite stores across processes', () => {
 
     for (let i = 0; i < hashes.length; i++) {
       const outcomes = results.map((r) => r[i]);
-      expect(outcomes.filter((o) => o === 'ok'), `token ${i}`).toHaveLength(1);
-      expect(outcomes.filter((o) => o === 'token_reused'), `token ${i}`).toHaveLength(workers - 1);
+      expect(
+        outcomes.filter((o) => o === 'ok'),
+        `token ${i}`,
+      ).toHaveLength(1);
+      expect(
+        outcomes.filter((o) => o === 'token_reused'),
+        `token ${i}`,
+      ).toHaveLength(workers - 1);
     }
     const after = openAsyncSqliteStores(t.dbPath);
     try {

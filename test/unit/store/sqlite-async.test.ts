@@ -35,7 +35,11 @@ describe('WriteQueue', () => {
   it('run releases when fn throws', async () => {
     const q = new WriteQueue();
     await expect(q.run(() => Promise.reject(new Error('x')))).rejects.toThrow('x');
-    await expect(q.run(() => { throw new Error('y'); })).rejects.toThrow('y');
+    await expect(
+      q.run(() => {
+        throw new Error('y');
+      }),
+    ).rejects.toThrow('y');
     expect(await q.run(() => 7)).toBe(7);
   });
 });
@@ -106,7 +110,9 @@ describe('async sqlite stores', () => {
     const other = new Database(t.dbPath);
     try {
       other.exec('BEGIN IMMEDIATE');
-      await expect(s.withWriteTx((w) => w.instances.create(instance('a')))).rejects.toMatchObject({ code: 'SQLITE_BUSY' });
+      await expect(s.withWriteTx((w) => w.instances.create(instance('a')))).rejects.toMatchObject({
+        code: 'SQLITE_BUSY',
+      });
       await expect(s.instances.create(instance('b'))).rejects.toMatchObject({ code: 'SQLITE_BUSY' });
       other.exec('COMMIT');
       // The failed BEGIN released the queue: the next transaction runs.

@@ -67,12 +67,22 @@ describe('sqlite database file', () => {
   it('applies only pending migrations, in one transaction', () => {
     const raw = new Database(t.dbPath);
     try {
-      const extra = [...MIGRATIONS, { version: MIGRATIONS.length + 1, name: 'extra', sql: 'CREATE TABLE extra (x INTEGER) STRICT;' }];
+      const extra = [
+        ...MIGRATIONS,
+        { version: MIGRATIONS.length + 1, name: 'extra', sql: 'CREATE TABLE extra (x INTEGER) STRICT;' },
+      ];
       expect(migrate(raw)).toBe(MIGRATIONS.length);
       expect(migrate(raw, extra)).toBe(extra.length);
       expect(schemaVersion(raw)).toBe(extra.length);
       // A failing migration changes nothing.
-      const broken = [...extra, { version: extra.length + 1, name: 'broken', sql: 'CREATE TABLE ok2 (x INTEGER); SELECT * FROM no_such_table;' }];
+      const broken = [
+        ...extra,
+        {
+          version: extra.length + 1,
+          name: 'broken',
+          sql: 'CREATE TABLE ok2 (x INTEGER); SELECT * FROM no_such_table;',
+        },
+      ];
       expect(() => migrate(raw, broken)).toThrow(/no_such_table/);
       expect(schemaVersion(raw)).toBe(extra.length);
       expect(raw.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE name = 'ok2'").get()).toEqual({ n: 0 });
@@ -86,7 +96,9 @@ describe('sqlite database file', () => {
   it('refuses a database from a newer Sigil with a clear error', () => {
     openSyncSqliteStores(t.dbPath).close();
     const raw = new Database(t.dbPath);
-    raw.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(latestVersion() + 1, 'future', 0);
+    raw
+      .prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)')
+      .run(latestVersion() + 1, 'future', 0);
     raw.close();
     let err: unknown;
     try {
@@ -96,7 +108,9 @@ describe('sqlite database file', () => {
     }
     expect(err).toBeInstanceOf(SigilError);
     expect((err as SigilError).code).toBe('internal');
-    expect((err as SigilError).message).toMatch(new RegExp(`version ${latestVersion() + 1}, newer than this Sigil knows \\(${latestVersion()}\\)`));
+    expect((err as SigilError).message).toMatch(
+      new RegExp(`version ${latestVersion() + 1}, newer than this Sigil knows \\(${latestVersion()}\\)`),
+    );
   });
 
   it('keeps the audit log append-only against stray UPDATE and DELETE', () => {

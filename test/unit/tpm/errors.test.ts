@@ -5,7 +5,12 @@ import { SigilError } from '../../../src/errors.js';
 
 describe('TPM_RC decoding (Part 2 §6.6)', () => {
   it('format one: session, handle and parameter positions', () => {
-    expect(decodeRc(0x98e)).toMatchObject({ base: TPM_RC.AUTH_FAIL, formatOne: true, session: 1, name: 'TPM_RC_AUTH_FAIL' });
+    expect(decodeRc(0x98e)).toMatchObject({
+      base: TPM_RC.AUTH_FAIL,
+      formatOne: true,
+      session: 1,
+      name: 'TPM_RC_AUTH_FAIL',
+    });
     expect(decodeRc(0x9a2)).toMatchObject({ base: TPM_RC.BAD_AUTH, session: 1 });
     expect(decodeRc(0x18b)).toMatchObject({ base: TPM_RC.HANDLE, handle: 1, name: 'TPM_RC_HANDLE' });
     expect(decodeRc(0x2d5)).toMatchObject({ base: TPM_RC.SIZE, parameter: 2 });
@@ -16,7 +21,12 @@ describe('TPM_RC decoding (Part 2 §6.6)', () => {
   });
 
   it('format zero: errors, warnings, vendor and TPM 1.2 codes', () => {
-    expect(decodeRc(0x100)).toMatchObject({ base: TPM_RC.INITIALIZE, formatOne: false, warning: false, name: 'TPM_RC_INITIALIZE' });
+    expect(decodeRc(0x100)).toMatchObject({
+      base: TPM_RC.INITIALIZE,
+      formatOne: false,
+      warning: false,
+      name: 'TPM_RC_INITIALIZE',
+    });
     expect(decodeRc(0x902)).toMatchObject({ base: TPM_RC.OBJECT_MEMORY, warning: true, name: 'TPM_RC_OBJECT_MEMORY' });
     expect(decodeRc(0x922)).toMatchObject({ base: TPM_RC.RETRY, warning: true });
     expect(decodeRc(0x910)).toMatchObject({ name: 'TPM_RC_REFERENCE_H0' });

@@ -73,7 +73,9 @@ describe('the command pipeline', () => {
 
   it('a malformed response is internal, not bad_request', async () => {
     for (const bad of [response('8001', 0, '0008dead'), response('8001', 0, '000101ff'), '80010000'])
-      await expect(execute(new Scripted([bad]), GetRandom, { bytesRequested: 1 })).rejects.toMatchObject({ code: 'internal' });
+      await expect(execute(new Scripted([bad]), GetRandom, { bytesRequested: 1 })).rejects.toMatchObject({
+        code: 'internal',
+      });
   });
 
   it('an HMAC session needs the Names of object handles (caller misuse → TypeError)', async () => {

@@ -6,7 +6,12 @@ import { kdfe } from '../../../src/tpm/crypto/kdfe.js';
 
 const vectors = JSON.parse(readFileSync(new URL('./fixtures/kdf-vectors.json', import.meta.url), 'utf8'));
 const h = (s: string): Buffer => Buffer.from(s, 'hex');
-const ALGS: Record<string, number> = { sha1: TPM_ALG.SHA1, sha256: TPM_ALG.SHA256, sha384: TPM_ALG.SHA384, sha512: TPM_ALG.SHA512 };
+const ALGS: Record<string, number> = {
+  sha1: TPM_ALG.SHA1,
+  sha256: TPM_ALG.SHA256,
+  sha384: TPM_ALG.SHA384,
+  sha512: TPM_ALG.SHA512,
+};
 
 describe('KDFa (Part 1 §11.4.10.2)', () => {
   const v = vectors.kdfa;
@@ -31,7 +36,16 @@ describe('KDFa (Part 1 §11.4.10.2)', () => {
 });
 
 describe('KDFe (Part 1 §11.4.10.3)', () => {
-  for (const v of vectors.kdfe.vectors as { name: string; hashAlg: number; z: string; use: string; partyU: string; partyV: string; bits: number; result: string }[]) {
+  for (const v of vectors.kdfe.vectors as {
+    name: string;
+    hashAlg: number;
+    z: string;
+    use: string;
+    partyU: string;
+    partyV: string;
+    bits: number;
+    result: string;
+  }[]) {
     it(`vector ${v.name}`, () => {
       expect(kdfe(v.hashAlg, h(v.z), v.use, h(v.partyU), h(v.partyV), v.bits).toString('hex')).toBe(v.result);
     });

@@ -5,7 +5,13 @@ import { bytes2b, list, marshal, optionalSized, sized, u16, unmarshal } from '..
 describe('TpmWriter / TpmReader', () => {
   it('round-trips big-endian integers, bytes and TPM2Bs', () => {
     const w = new TpmWriter(4);
-    w.u8(0xab).u16(0x1234).u32(0xdeadbeef).u64(0x0102030405060708n).i32(-2).tpm2b(Buffer.from('hi')).bytes(Uint8Array.of(9));
+    w.u8(0xab)
+      .u16(0x1234)
+      .u32(0xdeadbeef)
+      .u64(0x0102030405060708n)
+      .i32(-2)
+      .tpm2b(Buffer.from('hi'))
+      .bytes(Uint8Array.of(9));
     const b = w.build();
     expect(Buffer.from(b).toString('hex')).toBe('ab1234deadbeef0102030405060708fffffffe0002686909');
     const r = new TpmReader(b);

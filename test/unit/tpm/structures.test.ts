@@ -40,12 +40,16 @@ describe('TPMT_PUBLIC / TPM2B_PUBLIC from swtpm and tpm2-tools bytes', () => {
     if (pub.type !== TPM_ALG.ECC) throw new Error('not ECC');
     expect(pub.parameters.curveId).toBe(TPM_ECC_CURVE.NIST_P384);
     expect(hex(pub.authPolicy)).toBe(hex(ekPolicyB(TPM_ALG.SHA384)));
-    expect(hex(pub.authPolicy)).toBe('b26e7d28d11a50bc53d882bcf5fd3a1a074148bb35d3b4e4cb1c0ad9bde419cacb47ba09699646150f9fc000f3f80e12');
+    expect(hex(pub.authPolicy)).toBe(
+      'b26e7d28d11a50bc53d882bcf5fd3a1a074148bb35d3b4e4cb1c0ad9bde419cacb47ba09699646150f9fc000f3f80e12',
+    );
     expect(publicKeyObject(pub).asymmetricKeyDetails).toMatchObject({ namedCurve: 'secp384r1' });
   });
 
   it('SRK template bytes are tpm2-openssl primaryEccTemplate', () => {
-    expect(hex(marshal(tpmtPublic, srkTemplateEccP256()))).toBe('0023000b0003047200000006008000430010000300100000' + '0000');
+    expect(hex(marshal(tpmtPublic, srkTemplateEccP256()))).toBe(
+      '0023000b0003047200000006008000430010000300100000' + '0000',
+    );
   });
 
   it('KeyObject → TPMT_PUBLIC → SPKI round trip (EC P-256, P-384, RSA)', () => {
@@ -75,7 +79,9 @@ describe('TPMS_ATTEST captured from swtpm', () => {
     expect(attest.magic).toBe(TPM_GENERATED_VALUE);
     expect(hex(attest.extraData)).toBe(cap.quote.nonce);
     if (attest.type !== TPM_ST.ATTEST_QUOTE) throw new Error('not a quote');
-    expect(describeSelection(attest.attested.pcrSelect)).toEqual([{ hash: TPM_ALG.SHA256, pcrs: [0, 1, 2, 3, 4, 5, 6, 7] }]);
+    expect(describeSelection(attest.attested.pcrSelect)).toEqual([
+      { hash: TPM_ALG.SHA256, pcrs: [0, 1, 2, 3, 4, 5, 6, 7] },
+    ]);
     const digest = createHash('sha256');
     for (const p of cap.quote.pcrs as string[]) digest.update(h(p));
     expect(hex(attest.attested.pcrDigest)).toBe(digest.digest('hex'));
@@ -83,7 +89,10 @@ describe('TPMS_ATTEST captured from swtpm', () => {
     expect(verifyTpmSignature(akPub, h(cap.quote.attest), sig)).toBe(true);
     expect(hex(marshal(tpmsAttest, attest))).toBe(cap.quote.attest);
     // TPM2B_ATTEST keeps the exact bytes the signature covers
-    const sized = unmarshal(tpm2bAttest, Buffer.concat([Buffer.from([0, h(cap.quote.attest).length]), h(cap.quote.attest)]));
+    const sized = unmarshal(
+      tpm2bAttest,
+      Buffer.concat([Buffer.from([0, h(cap.quote.attest).length]), h(cap.quote.attest)]),
+    );
     expect(hex(sized.bytes)).toBe(cap.quote.attest);
   });
 
@@ -95,7 +104,9 @@ describe('TPMS_ATTEST captured from swtpm', () => {
     if (!isEccSignature(sig)) throw new Error('not ECDSA');
     const key = createPublicKey({ key: publicKeySpki(akPub), format: 'der', type: 'spki' });
     expect(nodeVerify('sha256', h(cap.certify.attest), key, eccSignatureToDer(sig))).toBe(true);
-    expect(nodeVerify('sha256', h(cap.certify.attest), { key, dsaEncoding: 'ieee-p1363' }, eccSignatureToP1363(sig, 32))).toBe(true);
+    expect(
+      nodeVerify('sha256', h(cap.certify.attest), { key, dsaEncoding: 'ieee-p1363' }, eccSignatureToP1363(sig, 32)),
+    ).toBe(true);
   });
 
   it('refuses a structure that does not start with TPM_GENERATED_VALUE', () => {
@@ -110,7 +121,12 @@ describe('signatures, selections, names', () => {
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     for (let i = 0; i < 20; i++) {
       const p1363 = nodeSign('sha256', Buffer.from([i]), { key: privateKey, dsaEncoding: 'ieee-p1363' });
-      const sig = { sigAlg: TPM_ALG.ECDSA, hash: TPM_ALG.SHA256, r: p1363.subarray(0, 32), s: p1363.subarray(32) } as const;
+      const sig = {
+        sigAlg: TPM_ALG.ECDSA,
+        hash: TPM_ALG.SHA256,
+        r: p1363.subarray(0, 32),
+        s: p1363.subarray(32),
+      } as const;
       expect(nodeVerify('sha256', Buffer.from([i]), publicKey, eccSignatureToDer(sig))).toBe(true);
       const round = unmarshal(tpmtSignature, marshal(tpmtSignature, sig));
       expect(verifyTpmSignature(publicFromKeyObject(publicKey), Buffer.from([i]), round)).toBe(true);

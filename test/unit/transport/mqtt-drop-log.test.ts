@@ -11,12 +11,20 @@ it('logs at most 20 drops of a reason a minute, with capped fields, and counts t
   const lines: Array<Record<string, unknown>> = [];
   const counted: string[] = [];
   const ctx = {
-    log: { warn: (fields: Record<string, unknown>) => lines.push(fields), info: () => undefined, error: () => undefined },
+    log: {
+      warn: (fields: Record<string, unknown>) => lines.push(fields),
+      info: () => undefined,
+      error: () => undefined,
+    },
     metrics: { requests: { inc: (l: { outcome: string }) => counted.push(l.outcome) } },
   } as unknown as IssuerContext;
   const r = new MqttResponder({ url: 'mqtt://127.0.0.1:1', ctx });
   const drop = (r as unknown as { drop(op: string, why: string, f: Record<string, unknown>): void }).drop.bind(r);
-  for (let i = 0; i < 500; i++) drop('renew', 'bad_response_topic', { topic: `sigil/v1/${'x'.repeat(5000)}`, response_topic: 'sigil/v1/resp/other' });
+  for (let i = 0; i < 500; i++)
+    drop('renew', 'bad_response_topic', {
+      topic: `sigil/v1/${'x'.repeat(5000)}`,
+      response_topic: 'sigil/v1/resp/other',
+    });
   drop('join', 'bad_correlation', { topic: 'sigil/v1/join' });
   expect(counted).toHaveLength(501);
   expect(r.dropped.bad_response_topic).toBe(500);

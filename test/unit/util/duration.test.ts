@@ -34,12 +34,29 @@ describe('parseDuration', () => {
     expect(parseDuration(86400)).toBe(86400);
   });
 
-  it.each(['', '   ', '0', '0s', '0h0m', '-1h', '+1h', '1.5h', '1e3', '1H', '1w', '1 h', '1h 30m', 'h', '1hh', 'h1', '30m-', '1h,30m', '１h'])(
-    '%j → ttl_invalid',
-    (input) => {
-      expect(codeOf(() => parseDuration(input))).toBe('ttl_invalid');
-    },
-  );
+  it.each([
+    '',
+    '   ',
+    '0',
+    '0s',
+    '0h0m',
+    '-1h',
+    '+1h',
+    '1.5h',
+    '1e3',
+    '1H',
+    '1w',
+    '1 h',
+    '1h 30m',
+    'h',
+    '1hh',
+    'h1',
+    '30m-',
+    '1h,30m',
+    '１h',
+  ])('%j → ttl_invalid', (input) => {
+    expect(codeOf(() => parseDuration(input))).toBe('ttl_invalid');
+  });
 
   it.each([0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, -Infinity])('number %d → ttl_invalid', (n) => {
     expect(codeOf(() => parseDuration(n))).toBe('ttl_invalid');

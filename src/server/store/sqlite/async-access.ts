@@ -17,7 +17,9 @@ export type StoreName = keyof SyncStoreSet;
 type MethodName<S> = { [K in keyof S]-?: S[K] extends (...args: never[]) => unknown ? K : never }[keyof S] & string;
 
 /** A synchronous store's methods, each returning a Promise of what it returned. */
-export type Asyncify<S> = { [K in keyof S]: S[K] extends (...args: infer A) => infer R ? (...args: A) => Promise<R> : never };
+export type Asyncify<S> = {
+  [K in keyof S]: S[K] extends (...args: infer A) => infer R ? (...args: A) => Promise<R> : never;
+};
 export type AsyncifiedSet = { readonly [N in StoreName]: Asyncify<SyncStoreSet[N]> };
 
 export const STORE_METHOD_ACCESS = {
@@ -27,7 +29,14 @@ export const STORE_METHOD_ACCESS = {
   devices: { getByFingerprint: 'read', put: 'write', list: 'read' },
   keyBindings: { get: 'read', bind: 'write', reset: 'write', list: 'read' },
   tokenReplay: { seen: 'read', record: 'write', prune: 'write' },
-  instances: { create: 'write', get: 'read', list: 'read', recordIssue: 'write', setLocked: 'write', updateFacts: 'write' },
+  instances: {
+    create: 'write',
+    get: 'read',
+    list: 'read',
+    recordIssue: 'write',
+    setLocked: 'write',
+    updateFacts: 'write',
+  },
   botLocks: { setLocked: 'write', isLocked: 'read', listLocked: 'read' },
   certificates: { insert: 'write', get: 'read', listByInstance: 'read', expiringBefore: 'read' },
   idempotency: { get: 'read', put: 'write', prune: 'write' },
@@ -48,7 +57,13 @@ export const STORE_METHOD_ACCESS = {
 } as const satisfies { readonly [N in StoreName]: Readonly<Record<MethodName<SyncStoreSet[N]>, Access>> };
 
 /** How one call is carried out: in which context (say, which transaction), on which store and method, read or write, with what arguments. */
-export type Dispatch<C> = (ctx: C, store: StoreName, method: string, access: Access, args: unknown[]) => Promise<unknown>;
+export type Dispatch<C> = (
+  ctx: C,
+  store: StoreName,
+  method: string,
+  access: Access,
+  args: unknown[],
+) => Promise<unknown>;
 
 /**
  * Makes async store sets whose every method hands its call, with the set's context, to

@@ -15,8 +15,31 @@
  *   holds the write lock past it; constraint errors as SqliteError).
  */
 import type BetterSqlite3 from 'better-sqlite3';
-import type { AdminCredentialStore, AuditStore, BotLockStore, CertificateStore, ChallengeStore, DeviceStore, IdempotencyStore, InstanceStore, KeyBindingStore, ResourceStore, Stores, TokenReplayStore, TokenStore, TxStores } from '../types.js';
-import { callSync, invokeSync, storeSetMaker, type Access, type AsyncifiedSet, type StoreName, type SyncStoreSet } from './async-access.js';
+import type {
+  AdminCredentialStore,
+  AuditStore,
+  BotLockStore,
+  CertificateStore,
+  ChallengeStore,
+  DeviceStore,
+  IdempotencyStore,
+  InstanceStore,
+  KeyBindingStore,
+  ResourceStore,
+  Stores,
+  TokenReplayStore,
+  TokenStore,
+  TxStores,
+} from '../types.js';
+import {
+  callSync,
+  invokeSync,
+  storeSetMaker,
+  type Access,
+  type AsyncifiedSet,
+  type StoreName,
+  type SyncStoreSet,
+} from './async-access.js';
 import type { SqliteAuditOptions } from './audit.js';
 import { openSqlite, openSqliteReader } from './db.js';
 import { syncSqliteStores } from './sync.js';
@@ -36,7 +59,11 @@ export function openAsyncSqliteStores(path: string, opts: AsyncSqliteOptions = {
  * openSqlite) that nothing else uses from now on (data-dir.ts sets the audit key up on it
  * first). Opens the read connection; closes `writer` when that fails.
  */
-export function asyncSqliteStoresOn(writer: BetterSqlite3.Database, path: string, opts: AsyncSqliteOptions = {}): Stores {
+export function asyncSqliteStoresOn(
+  writer: BetterSqlite3.Database,
+  path: string,
+  opts: AsyncSqliteOptions = {},
+): Stores {
   const inMemory = path === ':memory:' || path === '';
   let reader: BetterSqlite3.Database | undefined;
   try {
@@ -98,10 +125,17 @@ export class AsyncSqliteStores implements Stores {
     this.single = writer.transaction((fn: () => unknown) => fn());
     // Inside a transaction every call, read or write, runs on the writer connection.
     this.txStores = storeSetMaker<TxScope>((scope, store, method, _access, args) => {
-      if (!scope.open) return Promise.reject(new TypeError(`${store}.${method}: the transaction it belongs to has already ended (use the stores withWriteTx passes only inside its fn)`));
+      if (!scope.open)
+        return Promise.reject(
+          new TypeError(
+            `${store}.${method}: the transaction it belongs to has already ended (use the stores withWriteTx passes only inside its fn)`,
+          ),
+        );
       return callSync(this.write, store, method, args);
     });
-    const top = storeSetMaker<undefined>((_, store, method, access, args) => this.dispatch(store, method, access, args))(undefined);
+    const top = storeSetMaker<undefined>((_, store, method, access, args) =>
+      this.dispatch(store, method, access, args),
+    )(undefined);
     this.resources = top.resources;
     this.tokens = top.tokens;
     this.challenges = top.challenges;
@@ -152,7 +186,11 @@ export class AsyncSqliteStores implements Stores {
   private dispatch(store: StoreName, method: string, access: Access, args: unknown[]): Promise<unknown> {
     if (this.closed) return Promise.reject(closedError());
     if (access === 'read' && this.read) return callSync(this.read, store, method, args);
-    return this.queue.run(() => (access === 'read' ? callSync(this.write, store, method, args) : this.single.immediate(() => invokeSync(this.write, store, method, args))));
+    return this.queue.run(() =>
+      access === 'read'
+        ? callSync(this.write, store, method, args)
+        : this.single.immediate(() => invokeSync(this.write, store, method, args)),
+    );
   }
 }
 

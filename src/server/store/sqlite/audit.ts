@@ -52,7 +52,12 @@ const COLS = 'seq, at, action, outcome, code, bot, instance_id, method, actor, r
 type AuditContent = Omit<AuditRecord, 'prevHash' | 'hash'>;
 
 /** Names of the append-only triggers (migrations 1 and 5); `verify` reports any that is gone. */
-export const AUDIT_TRIGGERS = ['audit_log_no_update', 'audit_log_no_delete', 'audit_anchor_no_update', 'audit_anchor_no_delete'] as const;
+export const AUDIT_TRIGGERS = [
+  'audit_log_no_update',
+  'audit_log_no_delete',
+  'audit_anchor_no_update',
+  'audit_anchor_no_delete',
+] as const;
 
 /** Rows one `verifyStep` reads by default: at most ~30 ms of work on this machine kind at 100k rows (5,000 held the loop ~75 ms; bench/audit-verify.ts), then the caller yields. */
 export const VERIFY_CHUNK_ROWS = 1000;
@@ -87,12 +92,18 @@ export class SqliteAuditStore implements SyncAuditStore {
   private readonly insertStmt: BetterSqlite3.Statement<[AuditRow]>;
   private readonly listStmt: BetterSqlite3.Statement<[number, number], AuditRow>;
   private readonly chunkStmt: BetterSqlite3.Statement<[number, number], AuditRow>;
-  private readonly anchorStmt: BetterSqlite3.Statement<[], { seq: number; hash: string; at: number; pruned: number; checkpoint: string }>;
+  private readonly anchorStmt: BetterSqlite3.Statement<
+    [],
+    { seq: number; hash: string; at: number; pruned: number; checkpoint: string }
+  >;
   private readonly appendTx: BetterSqlite3.Transaction<(ev: AuditEvent, now: number) => AuditRecord>;
   private readonly pruneTx: BetterSqlite3.Transaction<(seq: number, checkpoint: string, now: number) => number>;
   private readonly key: SqliteAuditOptions['key'];
 
-  constructor(private readonly db: BetterSqlite3.Database, opts: SqliteAuditOptions = {}) {
+  constructor(
+    private readonly db: BetterSqlite3.Database,
+    opts: SqliteAuditOptions = {},
+  ) {
     this.key = opts.key;
     this.lastStmt = db.prepare('SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1');
     this.insertStmt = db.prepare(
@@ -102,9 +113,13 @@ export class SqliteAuditStore implements SyncAuditStore {
     );
     this.listStmt = db.prepare(`SELECT ${COLS} FROM audit_log WHERE at >= ? ORDER BY seq LIMIT ?`);
     this.chunkStmt = db.prepare(`SELECT ${COLS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?`);
-    this.anchorStmt = db.prepare('SELECT seq, hash, at, pruned, checkpoint FROM audit_anchor ORDER BY seq DESC LIMIT 1');
+    this.anchorStmt = db.prepare(
+      'SELECT seq, hash, at, pruned, checkpoint FROM audit_anchor ORDER BY seq DESC LIMIT 1',
+    );
     this.appendTx = db.transaction((ev: AuditEvent, now: number) => this.appendLocked(ev, now));
-    this.pruneTx = db.transaction((seq: number, checkpoint: string, now: number) => this.pruneLocked(seq, checkpoint, now));
+    this.pruneTx = db.transaction((seq: number, checkpoint: string, now: number) =>
+      this.pruneLocked(seq, checkpoint, now),
+    );
   }
 
   /** The key in use: its id and first keyed row (undefined: plain SHA-256 chain). */
@@ -115,7 +130,15 @@ export class SqliteAuditStore implements SyncAuditStore {
   /** The newest prune anchor: the chain starts right after it. */
   anchor(): AuditAnchor | undefined {
     const a = this.anchorStmt.get();
-    return a ? { seq: a.seq, hash: a.hash, at: a.at, pruned: a.pruned, checkpoint: JSON.parse(a.checkpoint) as Record<string, unknown> } : undefined;
+    return a
+      ? {
+          seq: a.seq,
+          hash: a.hash,
+          at: a.at,
+          pruned: a.pruned,
+          checkpoint: JSON.parse(a.checkpoint) as Record<string, unknown>,
+        }
+      : undefined;
   }
 
   /** The last row (or the anchor when every row after it was pruned); undefined when empty. */
@@ -127,7 +150,10 @@ export class SqliteAuditStore implements SyncAuditStore {
   }
 
   lastSeqBefore(before: number): number | undefined {
-    return this.db.prepare<[number], number | null>('SELECT max(seq) FROM audit_log WHERE at < ?').pluck().get(before) ?? undefined;
+    return (
+      this.db.prepare<[number], number | null>('SELECT max(seq) FROM audit_log WHERE at < ?').pluck().get(before) ??
+      undefined
+    );
   }
 
   /** Which append-only triggers exist right now (someone with write access can drop them). */
@@ -170,7 +196,9 @@ export class SqliteAuditStore implements SyncAuditStore {
   verify(): AuditVerifyResult {
     let walk = this.startWalk();
     while (!walk.done) walk = this.verifyStep(walk);
-    return walk.brokenAt === undefined ? { ok: true, rows: walk.rows } : { ok: false, rows: walk.rows, brokenAt: walk.brokenAt, reason: walk.reason! };
+    return walk.brokenAt === undefined
+      ? { ok: true, rows: walk.rows }
+      : { ok: false, rows: walk.rows, brokenAt: walk.brokenAt, reason: walk.reason! };
   }
 
   /** Where a verification starts: after the newest anchor, or at seq 1 from the genesis hash. */
@@ -183,12 +211,23 @@ export class SqliteAuditStore implements SyncAuditStore {
    * Verify up to `maxRows` rows from `walk`; returns the state to continue from. `onRow` sees
    * each verified row's seq and hash (checkpoint comparison).
    */
-  verifyStep(walk: AuditWalk, maxRows: number = VERIFY_CHUNK_ROWS, onRow?: (seq: number, hash: string) => void): AuditWalk {
+  verifyStep(
+    walk: AuditWalk,
+    maxRows: number = VERIFY_CHUNK_ROWS,
+    onRow?: (seq: number, hash: string) => void,
+  ): AuditWalk {
     if (walk.done) return walk;
     let { nextSeq, prevHash, rows } = walk;
     const chunk = this.chunkStmt.all(nextSeq - 1, maxRows);
     for (const row of chunk) {
-      const broken = (reason: string): AuditWalk => ({ nextSeq, prevHash, rows, done: true, brokenAt: row.seq, reason });
+      const broken = (reason: string): AuditWalk => ({
+        nextSeq,
+        prevHash,
+        rows,
+        done: true,
+        brokenAt: row.seq,
+        reason,
+      });
       if (row.seq !== nextSeq) return broken('sequence gap');
       if (row.prev_hash !== prevHash) return broken('broken link');
       let record: AuditRecord;
@@ -215,9 +254,13 @@ export class SqliteAuditStore implements SyncAuditStore {
     if (!row) throw new SigilError('not_found', `no audit row ${seq} to prune through`);
     const before = this.anchor()?.seq ?? 0;
     if (seq <= before) return 0;
-    const removed = this.db.prepare<[number, number], { n: number }>('SELECT count(*) AS n FROM audit_log WHERE seq > ? AND seq <= ?').get(before, seq)!.n;
+    const removed = this.db
+      .prepare<[number, number], { n: number }>('SELECT count(*) AS n FROM audit_log WHERE seq > ? AND seq <= ?')
+      .get(before, seq)!.n;
     this.db
-      .prepare<[number, string, number, number, string]>('INSERT INTO audit_anchor (seq, hash, at, pruned, checkpoint) VALUES (?, ?, ?, ?, ?)')
+      .prepare<[number, string, number, number, string]>(
+        'INSERT INTO audit_anchor (seq, hash, at, pruned, checkpoint) VALUES (?, ?, ?, ?, ?)',
+      )
       .run(seq, row.hash, now, removed, checkpoint);
     return this.db.prepare<[number]>('DELETE FROM audit_log WHERE seq <= ?').run(seq).changes;
   }

@@ -19,7 +19,9 @@ interface ChallengeRow {
 const COLS = 'id, method, request_id, spki_hash, nonce, state, created_at, expires_at, used_at';
 
 export class SqliteChallengeStore implements SyncChallengeStore {
-  private readonly insertStmt: BetterSqlite3.Statement<[string, string, string, string, Buffer, string, number, number]>;
+  private readonly insertStmt: BetterSqlite3.Statement<
+    [string, string, string, string, Buffer, string, number, number]
+  >;
   private readonly getStmt: BetterSqlite3.Statement<[string], ChallengeRow>;
   private readonly consumeStmt: BetterSqlite3.Statement<[number, string, number], { id: string }>;
   private readonly pruneStmt: BetterSqlite3.Statement<[number]>;
@@ -29,12 +31,23 @@ export class SqliteChallengeStore implements SyncChallengeStore {
     this.getStmt = db.prepare(`SELECT ${COLS} FROM join_challenges WHERE id = ?`);
     // As with join tokens, the whole single-use decision is this one statement under the
     // database write lock.
-    this.consumeStmt = db.prepare('UPDATE join_challenges SET used_at = ? WHERE id = ? AND used_at IS NULL AND expires_at > ? RETURNING id');
+    this.consumeStmt = db.prepare(
+      'UPDATE join_challenges SET used_at = ? WHERE id = ? AND used_at IS NULL AND expires_at > ? RETURNING id',
+    );
     this.pruneStmt = db.prepare('DELETE FROM join_challenges WHERE expires_at < ?');
   }
 
   create(rec: Omit<ChallengeRecord, 'usedAt'>): void {
-    this.insertStmt.run(rec.id, rec.method, rec.requestId, rec.spkiHash, rec.nonce, canonicalJson(rec.state), rec.createdAt, rec.expiresAt);
+    this.insertStmt.run(
+      rec.id,
+      rec.method,
+      rec.requestId,
+      rec.spkiHash,
+      rec.nonce,
+      canonicalJson(rec.state),
+      rec.createdAt,
+      rec.expiresAt,
+    );
   }
 
   get(id: string): ChallengeRecord | undefined {

@@ -25,8 +25,12 @@ export class SqliteDeviceStore implements SyncDeviceStore {
 
   constructor(db: BetterSqlite3.Database) {
     this.getStmt = db.prepare(`SELECT ${COLS} FROM devices WHERE idevid_fingerprint = ?`);
-    this.insertStmt = db.prepare('INSERT INTO devices (rule, serial, ek_public_hash, idevid_fingerprint, manifest, imported_at) VALUES (?, ?, ?, ?, ?, ?)');
-    this.updateStmt = db.prepare('UPDATE devices SET rule = ?, serial = ?, ek_public_hash = ?, manifest = ?, imported_at = ? WHERE idevid_fingerprint = ?');
+    this.insertStmt = db.prepare(
+      'INSERT INTO devices (rule, serial, ek_public_hash, idevid_fingerprint, manifest, imported_at) VALUES (?, ?, ?, ?, ?, ?)',
+    );
+    this.updateStmt = db.prepare(
+      'UPDATE devices SET rule = ?, serial = ?, ek_public_hash = ?, manifest = ?, imported_at = ? WHERE idevid_fingerprint = ?',
+    );
     this.listStmt = db.prepare(`SELECT ${COLS} FROM devices ORDER BY serial, id`);
     this.listRuleStmt = db.prepare(`SELECT ${COLS} FROM devices WHERE rule = ? ORDER BY serial, id`);
   }
@@ -43,7 +47,13 @@ export class SqliteDeviceStore implements SyncDeviceStore {
       this.insertStmt.run(rec.rule, rec.serial, rec.ekPublicHash, rec.idevidFingerprint, manifest, rec.importedAt);
       return 'created';
     }
-    if (existing.rule === rec.rule && existing.serial === rec.serial && existing.ek_public_hash === rec.ekPublicHash && existing.manifest === manifest) return 'unchanged';
+    if (
+      existing.rule === rec.rule &&
+      existing.serial === rec.serial &&
+      existing.ek_public_hash === rec.ekPublicHash &&
+      existing.manifest === manifest
+    )
+      return 'unchanged';
     this.updateStmt.run(rec.rule, rec.serial, rec.ekPublicHash, manifest, rec.importedAt, rec.idevidFingerprint);
     return 'updated';
   }

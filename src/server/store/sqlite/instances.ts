@@ -40,7 +40,9 @@ export class SqliteInstanceStore implements SyncInstanceStore {
   private readonly setLockedStmt: BetterSqlite3.Statement<[0 | 1, string | null, number, string]>;
   private readonly getFactsStmt: BetterSqlite3.Statement<[string], string>;
   private readonly setFactsStmt: BetterSqlite3.Statement<[string, number, string]>;
-  private readonly updateFactsTx: BetterSqlite3.Transaction<(id: string, facts: Record<string, unknown>, now: number) => void>;
+  private readonly updateFactsTx: BetterSqlite3.Transaction<
+    (id: string, facts: Record<string, unknown>, now: number) => void
+  >;
 
   constructor(db: BetterSqlite3.Database) {
     this.insertStmt = db.prepare(

@@ -25,7 +25,9 @@ export class SqliteKeyBindingStore implements SyncKeyBindingStore {
   constructor(db: BetterSqlite3.Database) {
     this.getStmt = db.prepare(`SELECT ${COLS} FROM join_key_bindings WHERE method = ? AND subject = ?`);
     // The single-winner step: of concurrent first joins (in any number of processes), one inserts.
-    this.insertStmt = db.prepare(`INSERT INTO join_key_bindings (${COLS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (method, subject) DO NOTHING`);
+    this.insertStmt = db.prepare(
+      `INSERT INTO join_key_bindings (${COLS}) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (method, subject) DO NOTHING`,
+    );
     this.deleteStmt = db.prepare('DELETE FROM join_key_bindings WHERE method = ? AND subject = ?');
     this.listStmt = db.prepare(`SELECT ${COLS} FROM join_key_bindings ORDER BY method, subject`);
     this.listMethodStmt = db.prepare(`SELECT ${COLS} FROM join_key_bindings WHERE method = ? ORDER BY subject`);

@@ -284,7 +284,10 @@ function checkedVersion(db: BetterSqlite3.Database, latest: number): number {
 
 function hasMigrationsTable(db: BetterSqlite3.Database): boolean {
   return (
-    db.prepare<[], number>("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'schema_migrations'").pluck().get() === 1
+    db
+      .prepare<[], number>("SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'schema_migrations'")
+      .pluck()
+      .get() === 1
   );
 }
 

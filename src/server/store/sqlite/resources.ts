@@ -20,7 +20,9 @@ export class SqliteResourceStore implements SyncResourceStore {
   private readonly insertStmt: BetterSqlite3.Statement<[ResourceKind, string, string, number, number]>;
   private readonly updateStmt: BetterSqlite3.Statement<[string, number, ResourceKind, string]>;
   private readonly deleteStmt: BetterSqlite3.Statement<[ResourceKind, string]>;
-  private readonly putTx: BetterSqlite3.Transaction<(kind: ResourceKind, name: string, spec: string, now: number) => PutResult>;
+  private readonly putTx: BetterSqlite3.Transaction<
+    (kind: ResourceKind, name: string, spec: string, now: number) => PutResult
+  >;
 
   constructor(db: BetterSqlite3.Database) {
     const cols = 'kind, name, spec, created_at, updated_at';

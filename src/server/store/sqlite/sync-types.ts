@@ -26,7 +26,12 @@ import type {
 
 export interface SyncResourceStore {
   /** Insert or replace; returns 'created' | 'updated' | 'unchanged' (spec deep-equal). */
-  put(kind: ResourceKind, name: string, spec: Record<string, unknown>, now: number): 'created' | 'updated' | 'unchanged';
+  put(
+    kind: ResourceKind,
+    name: string,
+    spec: Record<string, unknown>,
+    now: number,
+  ): 'created' | 'updated' | 'unchanged';
   get(kind: ResourceKind, name: string): Resource | undefined;
   list(kind: ResourceKind): Resource[];
   delete(kind: ResourceKind, name: string): boolean;
@@ -92,11 +97,26 @@ export interface SyncTokenReplayStore {
 }
 
 export interface SyncInstanceStore {
-  create(rec: Omit<InstanceRecord, 'locked' | 'lockReason' | 'updatedAt' | 'lastSeenAt' | 'currentSerial' | 'currentNotAfter'>): void;
+  create(
+    rec: Omit<
+      InstanceRecord,
+      'locked' | 'lockReason' | 'updatedAt' | 'lastSeenAt' | 'currentSerial' | 'currentNotAfter'
+    >,
+  ): void;
   get(id: string): InstanceRecord | undefined;
   list(filter?: { bot?: string }): InstanceRecord[];
   /** After a successful issue: bump generation, record serial/expiry/key facts, touch timestamps. */
-  recordIssue(id: string, u: { generation: number; serial: string; notAfter: number; keyStorage: KeyStorage; exportable: boolean; now: number }): void;
+  recordIssue(
+    id: string,
+    u: {
+      generation: number;
+      serial: string;
+      notAfter: number;
+      keyStorage: KeyStorage;
+      exportable: boolean;
+      now: number;
+    },
+  ): void;
   setLocked(id: string, locked: boolean, reason: string | null, now: number): boolean;
   /** Merge facts (used when a re-attesting machine joins again with the same stable id). */
   updateFacts(id: string, facts: Record<string, unknown>, now: number): void;

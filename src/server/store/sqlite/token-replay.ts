@@ -8,10 +8,14 @@ export class SqliteTokenReplayStore implements SyncTokenReplayStore {
   private readonly pruneStmt: BetterSqlite3.Statement<[number]>;
 
   constructor(db: BetterSqlite3.Database) {
-    this.seenStmt = db.prepare<[string, string], number>('SELECT 1 FROM token_replay WHERE issuer = ? AND jti = ?').pluck();
+    this.seenStmt = db
+      .prepare<[string, string], number>('SELECT 1 FROM token_replay WHERE issuer = ? AND jti = ?')
+      .pluck();
     // One conditional INSERT decides, under the database write lock: of N concurrent joins with
     // one token, in any number of processes, exactly one records it.
-    this.recordStmt = db.prepare('INSERT INTO token_replay (issuer, jti, expires_at, used_at) VALUES (?, ?, ?, ?) ON CONFLICT (issuer, jti) DO NOTHING');
+    this.recordStmt = db.prepare(
+      'INSERT INTO token_replay (issuer, jti, expires_at, used_at) VALUES (?, ?, ?, ?) ON CONFLICT (issuer, jti) DO NOTHING',
+    );
     this.pruneStmt = db.prepare('DELETE FROM token_replay WHERE expires_at < ?');
   }
 

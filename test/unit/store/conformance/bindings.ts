@@ -33,7 +33,11 @@ export function bindingSuites(stores: () => Stores): void {
       await s.keyBindings.bind(binding('i-1', 'a'));
       await s.keyBindings.bind(binding('i-1', 'c', { method: 'other' }));
       expect((await s.keyBindings.list({ method: 'aws_iid' })).map((b) => b.subject)).toEqual(['i-1', 'i-2']);
-      expect((await s.keyBindings.list()).map((b) => `${b.method}/${b.subject}`)).toEqual(['aws_iid/i-1', 'aws_iid/i-2', 'other/i-1']);
+      expect((await s.keyBindings.list()).map((b) => `${b.method}/${b.subject}`)).toEqual([
+        'aws_iid/i-1',
+        'aws_iid/i-2',
+        'other/i-1',
+      ]);
       expect(await s.keyBindings.reset('aws_iid', 'i-1')).toBe(true);
       expect(await s.keyBindings.reset('aws_iid', 'i-1')).toBe(false);
       expect(await s.keyBindings.get('other', 'i-1')).toBeDefined();
@@ -54,7 +58,16 @@ export function bindingSuites(stores: () => Stores): void {
   });
 
   describe('challenges', () => {
-    const ch = (id: string, expiresAt = T0 + MIN) => ({ id, method: 'tpm', requestId: 'req-1', spkiHash: 'sha256:ab', nonce: Buffer.alloc(32, 9), state: { chain: ['x'], n: 1 }, createdAt: T0, expiresAt });
+    const ch = (id: string, expiresAt = T0 + MIN) => ({
+      id,
+      method: 'tpm',
+      requestId: 'req-1',
+      spkiHash: 'sha256:ab',
+      nonce: Buffer.alloc(32, 9),
+      state: { chain: ['x'], n: 1 },
+      createdAt: T0,
+      expiresAt,
+    });
 
     it('reads back, consumes once, tells unknown, expired (exclusive) and reused apart, prunes', async () => {
       await s.challenges.create(ch('c1'));
@@ -72,14 +85,29 @@ export function bindingSuites(stores: () => Stores): void {
   });
 
   describe('devices', () => {
-    const dev = (fp: string, over: Record<string, unknown> = {}) => ({ rule: 'factory', serial: `SN-${fp}`, ekPublicHash: null, idevidFingerprint: `sha256:${fp}`, manifest: { serial: `SN-${fp}`, b: 1, a: 2 }, importedAt: T0, ...over });
+    const dev = (fp: string, over: Record<string, unknown> = {}) => ({
+      rule: 'factory',
+      serial: `SN-${fp}`,
+      ekPublicHash: null,
+      idevidFingerprint: `sha256:${fp}`,
+      manifest: { serial: `SN-${fp}`, b: 1, a: 2 },
+      importedAt: T0,
+      ...over,
+    });
 
     it('creates, reports unchanged and updated, looks up by fingerprint, lists by rule', async () => {
       expect(await s.devices.put(dev('02'))).toBe('created');
       expect(await s.devices.put(dev('01', { rule: null }))).toBe('created');
-      expect(await s.devices.put(dev('02', { manifest: { a: 2, b: 1, serial: 'SN-02' }, importedAt: T0 + 1 }))).toBe('unchanged');
+      expect(await s.devices.put(dev('02', { manifest: { a: 2, b: 1, serial: 'SN-02' }, importedAt: T0 + 1 }))).toBe(
+        'unchanged',
+      );
       expect(await s.devices.put(dev('02', { ekPublicHash: 'sha256:ee', importedAt: T0 + 2 }))).toBe('updated');
-      expect(await s.devices.getByFingerprint('sha256:02')).toMatchObject({ serial: 'SN-02', ekPublicHash: 'sha256:ee', rule: 'factory', importedAt: T0 + 2 });
+      expect(await s.devices.getByFingerprint('sha256:02')).toMatchObject({
+        serial: 'SN-02',
+        ekPublicHash: 'sha256:ee',
+        rule: 'factory',
+        importedAt: T0 + 2,
+      });
       expect(await s.devices.getByFingerprint('sha256:03')).toBeUndefined();
       expect((await s.devices.list()).map((d) => d.serial)).toEqual(['SN-01', 'SN-02']);
       expect((await s.devices.list({ rule: 'factory' })).map((d) => d.serial)).toEqual(['SN-02']);

@@ -8,7 +8,8 @@ import type { Stores } from '../../../../src/server/store/types.js';
 import { MIN, T0, cert, gate, instance, yieldTurn } from './fixtures.js';
 
 const N = 20;
-const times = <T>(n: number, f: (i: number) => Promise<T>): Promise<T[]> => Promise.all(Array.from({ length: n }, (_, i) => f(i)));
+const times = <T>(n: number, f: (i: number) => Promise<T>): Promise<T[]> =>
+  Promise.all(Array.from({ length: n }, (_, i) => f(i)));
 
 export function concurrencySuite(stores: () => Stores): void {
   let s: Stores;
@@ -45,7 +46,10 @@ export function concurrencySuite(stores: () => Stores): void {
         throw new Error('rolled back');
       });
       await wrote.opened;
-      const single = Promise.all([s.instances.create(instance('outside')), s.audit.append({ action: 'lock', outcome: 'ok' }, T0)]);
+      const single = Promise.all([
+        s.instances.create(instance('outside')),
+        s.audit.append({ action: 'lock', outcome: 'ok' }, T0),
+      ]);
       release.open();
       await expect(tx).rejects.toThrow('rolled back');
       await single;
@@ -90,7 +94,16 @@ export function concurrencySuite(stores: () => Stores): void {
     });
 
     it(`of ${N} concurrent answers to one challenge exactly one wins, in or out of a transaction`, async () => {
-      const ch = (id: string) => ({ id, method: 'tpm', requestId: 'r', spkiHash: 'sha256:00', nonce: Buffer.alloc(32, 7), state: {}, createdAt: T0, expiresAt: T0 + MIN });
+      const ch = (id: string) => ({
+        id,
+        method: 'tpm',
+        requestId: 'r',
+        spkiHash: 'sha256:00',
+        nonce: Buffer.alloc(32, 7),
+        state: {},
+        createdAt: T0,
+        expiresAt: T0 + MIN,
+      });
       await s.challenges.create(ch('c1'));
       await s.challenges.create(ch('c2'));
       const outside = await times(N, () => s.challenges.consume('c1', T0 + 1));
@@ -112,7 +125,14 @@ export function concurrencySuite(stores: () => Stores): void {
           if (stored) return stored.response;
           await yieldTurn();
           const response = `{"serial":"${i}"}`;
-          await tx.idempotency.put({ requestId: 'req-1', requestHash: 'ab'.repeat(32), signer: 'inst sha256:00', op: 'renew', response, createdAt: T0 });
+          await tx.idempotency.put({
+            requestId: 'req-1',
+            requestHash: 'ab'.repeat(32),
+            signer: 'inst sha256:00',
+            op: 'renew',
+            response,
+            createdAt: T0,
+          });
           return response;
         }),
       );
@@ -121,7 +141,14 @@ export function concurrencySuite(stores: () => Stores): void {
     });
 
     it('a second put for a stored request id is refused and the first answer stays', async () => {
-      const rec = { requestId: 'req-1', requestHash: 'ab'.repeat(32), signer: 's', op: 'join', response: 'first', createdAt: T0 };
+      const rec = {
+        requestId: 'req-1',
+        requestHash: 'ab'.repeat(32),
+        signer: 's',
+        op: 'join',
+        response: 'first',
+        createdAt: T0,
+      };
       await s.idempotency.put(rec);
       await expect(s.idempotency.put({ ...rec, response: 'second' })).rejects.toThrow();
       await expect(s.withWriteTx((tx) => tx.idempotency.put({ ...rec, response: 'third' }))).rejects.toThrow();
@@ -137,7 +164,14 @@ export function concurrencySuite(stores: () => Stores): void {
           if (fresh.generation !== 1) return 'generation_mismatch';
           const serial = (0x100 + i).toString(16);
           await tx.certificates.insert(cert(serial, 'i1', { generation: 2 }));
-          await tx.instances.recordIssue('i1', { generation: 2, serial, notAfter: T0 + MIN, keyStorage: 'software', exportable: true, now: T0 });
+          await tx.instances.recordIssue('i1', {
+            generation: 2,
+            serial,
+            notAfter: T0 + MIN,
+            keyStorage: 'software',
+            exportable: true,
+            now: T0,
+          });
           return 'ok';
         }),
       );
@@ -164,7 +198,8 @@ export function concurrencySuite(stores: () => Stores): void {
       for (let k = 1; k < rows.length; k++) expect(rows[k]!.prevHash).toBe(rows[k - 1]!.hash);
       expect(await s.audit.verify()).toEqual({ ok: true, rows: expected });
       // Both appends of one transaction are adjacent: no other transaction's row between them.
-      for (const r of rows.filter((x) => x.action === 'renew')) expect(rows[r.seq]).toMatchObject({ action: 'issue', details: r.details });
+      for (const r of rows.filter((x) => x.action === 'renew'))
+        expect(rows[r.seq]).toMatchObject({ action: 'issue', details: r.details });
     });
   });
 }

@@ -56,7 +56,9 @@ export function identitySuites(stores: () => Stores): void {
 
   describe('instances', () => {
     it('creates with defaults and reads back', async () => {
-      await s.instances.create(instance('i1', { facts: { ek: 'sha256:00', nested: { a: [1, 2] } }, keyStorage: 'tpm', exportable: false }));
+      await s.instances.create(
+        instance('i1', { facts: { ek: 'sha256:00', nested: { a: [1, 2] } }, keyStorage: 'tpm', exportable: false }),
+      );
       const expected: InstanceRecord = {
         id: 'i1',
         bot: 'edge',
@@ -98,16 +100,45 @@ export function identitySuites(stores: () => Stores): void {
 
     it('records an issue', async () => {
       await s.instances.create(instance('i1'));
-      await s.instances.recordIssue('i1', { generation: 1, serial: '0a1b', notAfter: T0 + 60 * MIN, keyStorage: 'tpm', exportable: false, now: T0 + 5 });
+      await s.instances.recordIssue('i1', {
+        generation: 1,
+        serial: '0a1b',
+        notAfter: T0 + 60 * MIN,
+        keyStorage: 'tpm',
+        exportable: false,
+        now: T0 + 5,
+      });
       const i = (await s.instances.get('i1'))!;
-      expect(i).toMatchObject({ generation: 1, currentSerial: '0a1b', currentNotAfter: T0 + 60 * MIN, keyStorage: 'tpm', exportable: false, updatedAt: T0 + 5, lastSeenAt: T0 + 5, createdAt: T0 });
-      await expect(s.instances.recordIssue('nope', { generation: 1, serial: '01', notAfter: 1, keyStorage: 'software', exportable: true, now: 1 })).rejects.toThrow(/no instance/);
+      expect(i).toMatchObject({
+        generation: 1,
+        currentSerial: '0a1b',
+        currentNotAfter: T0 + 60 * MIN,
+        keyStorage: 'tpm',
+        exportable: false,
+        updatedAt: T0 + 5,
+        lastSeenAt: T0 + 5,
+        createdAt: T0,
+      });
+      await expect(
+        s.instances.recordIssue('nope', {
+          generation: 1,
+          serial: '01',
+          notAfter: 1,
+          keyStorage: 'software',
+          exportable: true,
+          now: 1,
+        }),
+      ).rejects.toThrow(/no instance/);
     });
 
     it('locks and unlocks', async () => {
       await s.instances.create(instance('i1'));
       expect(await s.instances.setLocked('i1', true, 'generation reuse', T0 + 7)).toBe(true);
-      expect(await s.instances.get('i1')).toMatchObject({ locked: true, lockReason: 'generation reuse', updatedAt: T0 + 7 });
+      expect(await s.instances.get('i1')).toMatchObject({
+        locked: true,
+        lockReason: 'generation reuse',
+        updatedAt: T0 + 7,
+      });
       expect(await s.instances.setLocked('i1', false, null, T0 + 8)).toBe(true);
       expect(await s.instances.get('i1')).toMatchObject({ locked: false, lockReason: null, updatedAt: T0 + 8 });
       expect(await s.instances.setLocked('nope', true, 'x', T0)).toBe(false);
@@ -171,9 +202,23 @@ export function identitySuites(stores: () => Stores): void {
       const before = now + 20 * MIN;
       const issue = async (id: string, bot: string, serial: string, notAfter: number, generation = 1) => {
         await s.certificates.insert(cert(serial, id, { bot, notAfter, generation }));
-        await s.instances.recordIssue(id, { generation, serial, notAfter, keyStorage: 'software', exportable: true, now });
+        await s.instances.recordIssue(id, {
+          generation,
+          serial,
+          notAfter,
+          keyStorage: 'software',
+          exportable: true,
+          now,
+        });
       };
-      for (const [id, bot] of [['a', 'edge'], ['b', 'edge'], ['c', 'ci'], ['d', 'ci'], ['e', 'ci'], ['f', 'db']] as const) {
+      for (const [id, bot] of [
+        ['a', 'edge'],
+        ['b', 'edge'],
+        ['c', 'ci'],
+        ['d', 'ci'],
+        ['e', 'ci'],
+        ['f', 'db'],
+      ] as const) {
         await s.instances.create(instance(id, { bot }));
       }
       await issue('a', 'edge', 'a1', soon); // counted
@@ -191,5 +236,4 @@ export function identitySuites(stores: () => Stores): void {
       expect(await s.certificates.expiringBefore(now, now)).toEqual([]);
     });
   });
-
 }

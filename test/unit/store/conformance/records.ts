@@ -12,8 +12,12 @@ export function recordSuites(stores: () => Stores): void {
 
   describe('resources', () => {
     it('reports created, unchanged (deep-equal, any key order) and updated', async () => {
-      expect(await s.resources.put('bot', 'edge', { roles: ['a'], ttl: '1h', nested: { x: 1, y: 2 } }, T0)).toBe('created');
-      expect(await s.resources.put('bot', 'edge', { nested: { y: 2, x: 1 }, ttl: '1h', roles: ['a'] }, T0 + 1)).toBe('unchanged');
+      expect(await s.resources.put('bot', 'edge', { roles: ['a'], ttl: '1h', nested: { x: 1, y: 2 } }, T0)).toBe(
+        'created',
+      );
+      expect(await s.resources.put('bot', 'edge', { nested: { y: 2, x: 1 }, ttl: '1h', roles: ['a'] }, T0 + 1)).toBe(
+        'unchanged',
+      );
       expect(await s.resources.get('bot', 'edge')).toEqual({
         kind: 'bot',
         name: 'edge',
@@ -21,7 +25,9 @@ export function recordSuites(stores: () => Stores): void {
         createdAt: T0,
         updatedAt: T0,
       });
-      expect(await s.resources.put('bot', 'edge', { roles: ['a', 'b'], ttl: '1h', nested: { x: 1, y: 2 } }, T0 + 2)).toBe('updated');
+      expect(
+        await s.resources.put('bot', 'edge', { roles: ['a', 'b'], ttl: '1h', nested: { x: 1, y: 2 } }, T0 + 2),
+      ).toBe('updated');
       const r = (await s.resources.get('bot', 'edge'))!;
       expect(r.spec.roles).toEqual(['a', 'b']);
       expect(r.createdAt).toBe(T0);
@@ -48,7 +54,14 @@ export function recordSuites(stores: () => Stores): void {
   });
 
   describe('idempotency', () => {
-    const rec = (requestId: string, createdAt = T0) => ({ requestId, requestHash: 'ff'.repeat(32), signer: 'i-1 sha256:ab', op: 'join', response: '{"a":1}', createdAt });
+    const rec = (requestId: string, createdAt = T0) => ({
+      requestId,
+      requestHash: 'ff'.repeat(32),
+      signer: 'i-1 sha256:ab',
+      op: 'join',
+      response: '{"a":1}',
+      createdAt,
+    });
 
     it('stores, returns, refuses a second put, prunes', async () => {
       expect(await s.idempotency.get('r1')).toBeUndefined();
@@ -82,7 +95,17 @@ export function recordSuites(stores: () => Stores): void {
       expect(typeof a.actor).toBe('string');
       expect(a.hash).toMatch(/^[0-9a-f]{64}$/);
       const b = await s.audit.append(
-        { action: 'refuse', outcome: 'refused', code: 'token_reused', bot: 'edge', instanceId: 'i1', method: 'token', actor: 'agent', remote: '10.0.0.1', details: { z: 1, a: [true, null] } },
+        {
+          action: 'refuse',
+          outcome: 'refused',
+          code: 'token_reused',
+          bot: 'edge',
+          instanceId: 'i1',
+          method: 'token',
+          actor: 'agent',
+          remote: '10.0.0.1',
+          details: { z: 1, a: [true, null] },
+        },
         T0 + 1,
       );
       expect(b.seq).toBe(2);
@@ -93,19 +116,28 @@ export function recordSuites(stores: () => Stores): void {
 
     it('hashes the documented canonical form', async () => {
       const r = await s.audit.append(
-        { action: 'join', outcome: 'ok', bot: 'edge', actor: 'agent', details: { serial: '0a', facts: { b: 2, a: 1 } } },
+        {
+          action: 'join',
+          outcome: 'ok',
+          bot: 'edge',
+          actor: 'agent',
+          details: { serial: '0a', facts: { b: 2, a: 1 } },
+        },
         T0,
       );
       const canonical =
         '{"action":"join","actor":"agent","at":1700000000000,"bot":"edge","code":null,' +
         '"details":{"facts":{"a":1,"b":2},"serial":"0a"},"instanceId":null,"method":null,' +
         '"outcome":"ok","remote":null,"seq":1}';
-      const expected = createHash('sha256').update('0'.repeat(64) + '\n' + canonical).digest('hex');
+      const expected = createHash('sha256')
+        .update('0'.repeat(64) + '\n' + canonical)
+        .digest('hex');
       expect(r.hash).toBe(expected);
     });
 
     it('lists since a time with a limit, in chain order', async () => {
-      for (let i = 0; i < 5; i++) await s.audit.append({ action: 'issue', outcome: 'ok', details: { i } }, T0 + i * 1000);
+      for (let i = 0; i < 5; i++)
+        await s.audit.append({ action: 'issue', outcome: 'ok', details: { i } }, T0 + i * 1000);
       expect((await s.audit.list({ since: T0 + 2000 })).map((r) => r.seq)).toEqual([3, 4, 5]);
       expect((await s.audit.list({ since: T0 + 2000, limit: 2 })).map((r) => r.seq)).toEqual([3, 4]);
       expect((await s.audit.list({ limit: 1 })).map((r) => r.seq)).toEqual([1]);
@@ -126,5 +158,4 @@ export function recordSuites(stores: () => Stores): void {
       expect(await s.admin.getAdminTokenHash()).toBe('bb'.repeat(32));
     });
   });
-
 }

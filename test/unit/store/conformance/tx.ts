@@ -58,7 +58,16 @@ export function txSuite(stores: () => Stores): void {
 
     it('leaves nothing behind when fn throws (no partial rows), across awaits', async () => {
       await s.tokens.create({ hash: 'h', bot: 'edge', createdAt: T0, expiresAt: T0 + MIN });
-      await s.challenges.create({ id: 'c1', method: 'tpm', requestId: 'r', spkiHash: 'sha256:00', nonce: Buffer.alloc(32, 1), state: {}, createdAt: T0, expiresAt: T0 + MIN });
+      await s.challenges.create({
+        id: 'c1',
+        method: 'tpm',
+        requestId: 'r',
+        spkiHash: 'sha256:00',
+        nonce: Buffer.alloc(32, 1),
+        state: {},
+        createdAt: T0,
+        expiresAt: T0 + MIN,
+      });
       await s.audit.append({ action: 'before', outcome: 'ok' }, T0);
       const boom = new Error('boom');
       await expect(
@@ -68,15 +77,43 @@ export function txSuite(stores: () => Stores): void {
           await tx.instances.create(instance('i1'));
           await yieldTurn();
           await tx.certificates.insert(cert('01', 'i1'));
-          await tx.instances.recordIssue('i1', { generation: 1, serial: '01', notAfter: T0 + MIN, keyStorage: 'software', exportable: true, now: T0 });
-          await tx.idempotency.put({ requestId: 'r', requestHash: 'x', signer: 'sha256:k', op: 'join', response: '{}', createdAt: T0 });
+          await tx.instances.recordIssue('i1', {
+            generation: 1,
+            serial: '01',
+            notAfter: T0 + MIN,
+            keyStorage: 'software',
+            exportable: true,
+            now: T0,
+          });
+          await tx.idempotency.put({
+            requestId: 'r',
+            requestHash: 'x',
+            signer: 'sha256:k',
+            op: 'join',
+            response: '{}',
+            createdAt: T0,
+          });
           await tx.audit.append({ action: 'join', outcome: 'ok' }, T0 + 1);
           await tx.resources.put('bot', 'edge', { a: 1 }, T0);
           await tx.botLocks.setLocked('edge', true, null, T0);
           await tx.admin.setAdminTokenHash('cc');
-          await tx.keyBindings.bind({ method: 'aws_iid', subject: 'i-1', keyHash: 'sha256:aa', rule: 'r', facts: {}, createdAt: T0 });
+          await tx.keyBindings.bind({
+            method: 'aws_iid',
+            subject: 'i-1',
+            keyHash: 'sha256:aa',
+            rule: 'r',
+            facts: {},
+            createdAt: T0,
+          });
           await tx.tokenReplay.record('https://a', 'j1', T0 + MIN, T0);
-          await tx.devices.put({ rule: null, serial: 'S1', ekPublicHash: null, idevidFingerprint: 'sha256:dd', manifest: {}, importedAt: T0 });
+          await tx.devices.put({
+            rule: null,
+            serial: 'S1',
+            ekPublicHash: null,
+            idevidFingerprint: 'sha256:dd',
+            manifest: {},
+            importedAt: T0,
+          });
           await yieldTurn();
           throw boom;
         }),
@@ -161,7 +198,14 @@ export function txSuite(stores: () => Stores): void {
     it('store methods report failures as rejections, never as synchronous throws', async () => {
       let p: Promise<unknown> | undefined;
       expect(() => {
-        p = s.instances.recordIssue('nope', { generation: 1, serial: '01', notAfter: 1, keyStorage: 'software', exportable: true, now: 1 });
+        p = s.instances.recordIssue('nope', {
+          generation: 1,
+          serial: '01',
+          notAfter: 1,
+          keyStorage: 'software',
+          exportable: true,
+          now: 1,
+        });
       }).not.toThrow();
       await expect(p).rejects.toThrow(/no instance/);
       await s.withWriteTx(async (tx) => {
