@@ -79,6 +79,19 @@ export interface JoinMethodServer {
   readonly name: string;
   /** `port`: what this method may read on the issuer (port.ts), scoped to it and to this join. */
   attest(input: AttestInput, port: JoinAttestPort): Promise<Attested | ChallengeRequired>;
+  /**
+   * Methods with the `renewalKeyProof` capability (tpm): check a renewal's proof that its new key
+   * lives where the join put the first one (tpm: TPM2_Certify by the join's attestation key, whose
+   * public part is in `instanceFacts`). Throws a SigilError naming the failed check; returning
+   * means the key is proven `keyStorage`, not exportable. Absent: renewals of this method's
+   * instances cannot claim hardware keys (server/ops/renew.ts refuses the proof).
+   */
+  verifyRenewalKeyProof?(
+    proof: unknown,
+    instanceFacts: Record<string, unknown>,
+    csrSpki: Buffer,
+    requestId: string,
+  ): { keyStorage: KeyStorage };
 }
 
 /** What a join's evidence is bound to: this request and the key being certified. */

@@ -58,6 +58,16 @@ async function refused(body: unknown, status: number, code: string) {
 }
 
 describe('POST /v1/renew refusals', () => {
+  it('key_attestation from an instance whose join method has no renewal key proof (token) → 400 bad_request, nothing recorded as hardware', async () => {
+    const proof = { certify_info: 'AAAA', signature: 'AAAA', key_public: 'AAAA' };
+    const res = await refused(
+      await sign(id.signer, await renewPayload({ key_attestation: proof }), ders(id.chainPem)),
+      400,
+      'bad_request',
+    );
+    expect(res.json.message).toMatch(/token method have no renewal key proof/);
+  });
+
   it('no x5c → 401 chain_invalid', async () => {
     const res = await refused(await sign(id.signer, await renewPayload()), 401, 'chain_invalid');
     expect(res.json.message).toMatch(/x5c/);

@@ -29,6 +29,7 @@ import { EkMemo } from '../../attest/ek.js';
 import { readEventLog, verifyEventLog } from '../../attest/eventlog.js';
 import { judgeBoot, selectionFor, type FirmwareProfiles } from '../../attest/firmware/index.js';
 import { checkIdentityKey } from '../../attest/key.js';
+import { verifyKeyAttestation } from '../../attest/key-attestation.js';
 import { checkPcrDigest, verifyQuote, type QuotedPcrs } from '../../attest/quote.js';
 import { encodePublic, parsePublic, parseSignedAttest } from '../../attest/structures.js';
 import { SigilError } from '../../errors.js';
@@ -86,6 +87,17 @@ export class TpmJoinServer implements JoinMethodServer {
 
   attest(input: AttestInput, port: JoinAttestPort): Promise<Attested | ChallengeRequired> {
     return isAnswer(input.evidence) ? this.answer(input, port) : this.challenge(input, port);
+  }
+
+  /** A renewal's new key is certified by this instance's attestation key (attest/key-attestation.ts). */
+  verifyRenewalKeyProof(
+    proof: unknown,
+    instanceFacts: Record<string, unknown>,
+    csrSpki: Buffer,
+    requestId: string,
+  ): { keyStorage: 'tpm' } {
+    verifyKeyAttestation(proof, instanceFacts, csrSpki, requestId);
+    return { keyStorage: 'tpm' };
   }
 
   private async challenge(input: AttestInput, port: JoinAttestPort): Promise<ChallengeRequired> {

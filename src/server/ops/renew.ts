@@ -7,8 +7,9 @@
  *     a lost response must never lock anyone out)
  *   → checkCurrentIdentity (./authenticate.ts: leaf expiry, timestamp freshness, instance and
  *     bot locks, generation: an older one locks the instance)
- *   → new key differs from the current one (key_reused) → key_attestation, when sent, proves the
- *     new key is in the instance's TPM (attest/key-attestation.ts; certify_invalid,
+ *   → new key differs from the current one (key_reused) → key_attestation, when sent, is checked by
+ *     the instance's join method (its renewalKeyProof capability; bad_request for a method without
+ *     one): tpm proves the new key is in the instance's TPM (attest/key-attestation.ts; certify_invalid,
  *     certify_key_mismatch, key_not_tpm_resident) → transport_csr, when sent, is a CSR of a key of
  *     its own (./transport-cert.ts) → issue generation+1, recorded tpm/non-exportable only with
  *     that proof, with a transport certificate when asked.
@@ -18,7 +19,6 @@ import type { Jws } from '../../protocol/jws.js';
 import { checkVersion, parseWith, renewRequestSchema, type RenewRequest } from '../../protocol/messages.js';
 import { parseCsr } from '../../pki/csr.js';
 import type { KeyStorage } from '../../keystore/signer.js';
-import { verifyKeyAttestation } from '../../attest/key-attestation.js';
 import type { IssuerContext } from '../issuer.js';
 import { resolveBot } from '../policy/resources.js';
 import {
@@ -66,8 +66,21 @@ export async function handleRenew(
     let keyStorage: KeyStorage = 'software';
     let exportable = true;
     if (req.key_attestation !== undefined) {
-      verifyKeyAttestation(req.key_attestation, inst.facts, csr.spkiDer, req.request_id);
-      keyStorage = 'tpm';
+      // The proof is the join method's to check (its `renewalKeyProof` capability): only it knows
+      // what its join recorded to check against (tpm: the attestation key).
+      const method = ctx.methods.get(inst.joinMethod)?.server;
+      if (!method?.verifyRenewalKeyProof) {
+        throw new SigilError(
+          'bad_request',
+          `key_attestation was sent, but instances joined with the ${inst.joinMethod} method have no renewal key proof (only methods with the renewalKeyProof capability: tpm)`,
+        );
+      }
+      keyStorage = method.verifyRenewalKeyProof(
+        req.key_attestation,
+        inst.facts,
+        csr.spkiDer,
+        req.request_id,
+      ).keyStorage;
       exportable = false;
     }
     const currentSpki = Buffer.from(auth.who.leaf.fields.spki);

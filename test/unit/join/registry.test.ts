@@ -10,7 +10,7 @@ import { JOIN_METHOD_NAMES, parseAgentConfig, type AgentConfig } from '../../../
 import { joinMethodFor } from '../../../src/agent/join-method.js';
 import { ERROR_TABLE, SigilError } from '../../../src/errors.js';
 import { AGENT_JOIN_METHODS } from '../../../src/join/agent-methods.js';
-import { JOIN_RULE_SCHEMAS, SERVER_JOIN_METHODS } from '../../../src/join/server-methods.js';
+import { createJoinMethods, JOIN_RULE_SCHEMAS, SERVER_JOIN_METHODS } from '../../../src/join/server-methods.js';
 import { runAdminOp } from '../../../src/server/admin/ops.js';
 import { parseResources } from '../../../src/server/policy/resources.js';
 import { openSqliteStores } from '../../../src/server/store/sqlite/index.js';
@@ -48,6 +48,19 @@ describe('one descriptor per method, one list per side', () => {
     expect([...JOIN_RULE_SCHEMAS.keys()].sort()).toEqual(['aws_iid', 'azure', 'gcp', 'oidc', 'tpm', 'x509']);
     const rules = readFileSync(new URL('../../../src/join/rules.ts', import.meta.url), 'utf8');
     expect(rules).not.toMatch(/registerRuleSchema|new Map/);
+  });
+
+  it('a method declares renewalKeyProof exactly when its issuer half checks such proofs (and its agent half makes them)', () => {
+    const log = { child: () => log } as never;
+    const methods = createJoinMethods({ log });
+    for (const entry of SERVER_JOIN_METHODS) {
+      const declared = entry.descriptor.capabilities.renewalKeyProof === true;
+      const server = methods.get(entry.descriptor.name)!.server;
+      expect(typeof server.verifyRenewalKeyProof === 'function', entry.descriptor.name).toBe(declared);
+    }
+    expect(
+      SERVER_JOIN_METHODS.filter((e) => e.descriptor.capabilities.renewalKeyProof).map((e) => e.descriptor.name),
+    ).toEqual(['tpm']);
   });
 
   it('the agent side loads no issuer code at run time (it is packaged apart)', async () => {
