@@ -14,7 +14,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,14 +30,12 @@ import { requestHash, verifyResponseOrError } from '../../src/protocol/verify-re
 import { newRequestId } from '../../src/util/secret.js';
 import { applyResources, createToken, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
 import {
-  issueBrokerCert,
+  type Broker,
   issuerMetrics,
-  spawnIssuer,
-  startMosquitto,
+  type IssuerProcess,
+  startExampleBroker,
   waitFor,
   writeTransportAgent,
-  type Broker,
-  type IssuerProcess,
 } from '../helpers/mosquitto.js';
 
 const POLICY = `kind: role
@@ -77,11 +75,7 @@ describe('credential over MQTT, the broker as an attacker (example broker config
       await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])
     ).ca_pin;
     await applyResources(admin, tmp.path, POLICY);
-    const cert = issueBrokerCert(dataDir);
-    rootPem = cert.caPem;
-    broker = await startMosquitto(join(tmp.path, 'broker'), { ...cert, passwords: { bootstrap: 'bootstrap-secret' } });
-    writeFileSync(pwFile, 'bootstrap-secret\n', { mode: 0o600 });
-    issuer = await spawnIssuer(dataDir, ['--mqtt-url', broker.issuerUrl]);
+    ({ broker, issuer, rootPem } = await startExampleBroker(tmp.path, dataDir, pwFile));
   }, 60_000);
   afterAll(async () => {
     await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));

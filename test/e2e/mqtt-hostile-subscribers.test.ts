@@ -14,7 +14,7 @@
  * still answered (by the one issuer), and every hostile subscription was refused at SUBSCRIBE.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -25,13 +25,12 @@ import { runAdminOp } from '../../src/server/admin/ops.js';
 import { openIssuerStores } from '../../src/server/data-dir.js';
 import { applyResources, createToken, SIGIL, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
 import {
-  issueBrokerCert,
-  spawnIssuer,
-  startMosquitto,
-  waitFor,
-  writeTransportAgent,
+  BOOTSTRAP_PASSWORD,
   type Broker,
   type IssuerProcess,
+  startExampleBroker,
+  waitFor,
+  writeTransportAgent,
 } from '../helpers/mosquitto.js';
 
 const N = 12;
@@ -75,11 +74,7 @@ describe('hostile subscribers cannot black-hole requests (example broker config)
       await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])
     ).ca_pin;
     await applyResources(admin, tmp.path);
-    const cert = issueBrokerCert(dataDir);
-    rootPem = cert.caPem;
-    broker = await startMosquitto(join(tmp.path, 'broker'), { ...cert, passwords: { bootstrap: 'bootstrap-secret' } });
-    writeFileSync(pwFile, 'bootstrap-secret\n', { mode: 0o600 });
-    issuer = await spawnIssuer(dataDir, ['--mqtt-url', broker.issuerUrl]);
+    ({ broker, issuer, rootPem } = await startExampleBroker(tmp.path, dataDir, pwFile));
   });
   afterAll(async () => {
     await Promise.all(clients.map((c) => c.endAsync(true).catch(() => undefined)));
@@ -110,7 +105,7 @@ describe('hostile subscribers cannot black-hole requests (example broker config)
       protocolVersion: 5,
       ca: rootPem,
       username: 'bootstrap',
-      password: 'bootstrap-secret',
+      password: BOOTSTRAP_PASSWORD,
       reconnectPeriod: 0,
     });
     clients.push(boot);
@@ -127,7 +122,7 @@ describe('hostile subscribers cannot black-hole requests (example broker config)
       protocolVersion: 5,
       ca: rootPem,
       username: 'bootstrap',
-      password: 'bootstrap-secret',
+      password: BOOTSTRAP_PASSWORD,
       reconnectPeriod: 0,
     });
     clients.push(asker);

@@ -28,13 +28,11 @@ import {
   type RunningIssuer,
 } from '../helpers/cli.js';
 import {
-  issueBrokerCert,
-  issuerDb,
-  spawnIssuer,
-  startMosquitto,
-  writeTransportAgent,
   type Broker,
+  issuerDb,
   type IssuerProcess,
+  startExampleBroker,
+  writeTransportAgent,
 } from '../helpers/mosquitto.js';
 import { initSoftHsmToken, type SoftHsmToken } from '../helpers/softhsm.js';
 import { createLocalCa, simulateBoot, startSwtpm, type SharedLocalCa, type SwtpmInstance } from '../helpers/swtpm.js';
@@ -66,12 +64,7 @@ describe('mqtts with a hardware-bound identity key: renewal through the MQTT tra
       tmp.path,
       `${RESOURCES}---\nkind: join_rule\nname: racks\nspec:\n  method: tpm\n  bot: gw\n  tpm:\n    ek_ca_files: [${ca.caFiles[0]}, ${ca.caFiles[1]}]\n    firmware_profiles: [lab-gateway-v1]\n`,
     );
-    broker = await startMosquitto(join(tmp.path, 'broker'), {
-      ...issueBrokerCert(dataDir),
-      passwords: { bootstrap: 'bootstrap-secret' },
-    });
-    writeFileSync(pwFile, 'bootstrap-secret\n', { mode: 0o600 });
-    issuer = await spawnIssuer(dataDir, ['--mqtt-url', broker.issuerUrl]);
+    ({ broker, issuer } = await startExampleBroker(tmp.path, dataDir, pwFile));
   }, 120_000);
   afterAll(async () => {
     await issuer?.stop();

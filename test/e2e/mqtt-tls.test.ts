@@ -22,12 +22,12 @@ import {
   type RunningIssuer,
 } from '../helpers/cli.js';
 import {
-  issueBrokerCert,
-  spawnIssuer,
-  startMosquitto,
-  writeTransportAgent,
+  BOOTSTRAP_PASSWORD,
   type Broker,
+  issueBrokerCert,
   type IssuerProcess,
+  startExampleBroker,
+  writeTransportAgent,
 } from '../helpers/mosquitto.js';
 
 const openssl = (...args: string[]): string => execFileSync('openssl', args, { encoding: 'utf8' });
@@ -102,16 +102,9 @@ describe('MQTT over TLS with Sigil client certificates and the example ACL', () 
       f('device.pem'),
     );
     const caPem = cert.caPem + readFileSync(f('factory-ca.pem'), 'utf8');
-    broker = await startMosquitto(join(tmp.path, 'broker'), {
-      ...cert,
-      caPem,
-      issuerCaPem: cert.caPem,
-      passwords: { bootstrap: 'bootstrap-secret' },
-    });
-    writeFileSync(pwFile, 'bootstrap-secret\n', { mode: 0o600 });
     // No --mqtt-cert-file: the issuer presents its own serving certificate (CN "Sigil issuer")
     // on the issuers' own listener.
-    issuer = await spawnIssuer(dataDir, ['--mqtt-url', broker.issuerUrl]);
+    ({ broker, issuer } = await startExampleBroker(tmp.path, dataDir, pwFile, { caPem, issuerCaPem: cert.caPem }));
   });
   afterAll(async () => {
     await issuer?.stop();
@@ -177,7 +170,7 @@ describe('MQTT over TLS with Sigil client certificates and the example ACL', () 
       protocolVersion: 5,
       ca: rootPem,
       username: 'bootstrap',
-      password: 'bootstrap-secret',
+      password: BOOTSTRAP_PASSWORD,
       reconnectPeriod: 0,
     });
     try {
@@ -193,7 +186,7 @@ describe('MQTT over TLS with Sigil client certificates and the example ACL', () 
         protocolVersion: 5,
         ca: rootPem,
         username: 'bootstrap',
-        password: 'bootstrap-secret',
+        password: BOOTSTRAP_PASSWORD,
         reconnectPeriod: 0,
         connectTimeout: 3000,
       }),

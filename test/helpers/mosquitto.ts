@@ -339,3 +339,33 @@ export async function startMqttIssuerRig(
   const { broker, pin } = await prepareMqttIssuer(dir, dataDir);
   return { broker, pin, issuer: await spawnIssuer(dataDir, ['--mqtt-url', broker.url]) };
 }
+
+/** The bootstrap login of {@link startExampleBroker}'s password listener. */
+export const BOOTSTRAP_PASSWORD = 'bootstrap-secret';
+
+/**
+ * The example broker configuration (scripts/mosquitto/: certificate agents, a bootstrap password
+ * listener, the issuers' listener) with a broker certificate from the issuer's CA, the bootstrap
+ * password written to `pwFile` (0600) for agents' `password_file`, and one issuer serving the
+ * issuers' listener. `tls` overrides parts of the broker's TLS (a factory CA for devices, say).
+ */
+export async function startExampleBroker(
+  dir: string,
+  dataDir: string,
+  pwFile: string,
+  tls: Partial<Omit<BrokerTls, 'passwords'>> = {},
+): Promise<{ broker: Broker; issuer: IssuerProcess; rootPem: string }> {
+  const cert = issueBrokerCert(dataDir);
+  const broker = await startMosquitto(join(dir, 'broker'), {
+    ...cert,
+    ...tls,
+    passwords: { bootstrap: BOOTSTRAP_PASSWORD },
+  });
+  writeFileSync(pwFile, `${BOOTSTRAP_PASSWORD}\n`, { mode: 0o600 });
+  try {
+    return { broker, issuer: await spawnIssuer(dataDir, ['--mqtt-url', broker.issuerUrl]), rootPem: cert.caPem };
+  } catch (e) {
+    await broker.stop();
+    throw e;
+  }
+}
