@@ -40,111 +40,80 @@ const instanceRec = (i: number) => ({
   createdAt: T0,
 });
 
-/** One renewal's worth of store work; `k` is unique per transaction across the run. */
-function renewal(k: number) {
-  const id = `inst-${k % INSTANCES}`;
-  const serial = (0x1000000 + k).toString(16);
-  const requestId = `req-${k}`;
-  return { id, serial, requestId };
-}
+const instanceOf = (k: number): string => `inst-${k % INSTANCES}`;
+const requestOf = (k: number): string => `req-${k}`;
 
-function syncRenewal(s: SyncStores, k: number): void {
-  const r = renewal(k);
-  s.tx(() => {
-    if (s.idempotency.get(r.requestId)) throw new Error('replayed');
-    const inst = s.instances.get(r.id)!;
-    const generation = inst.generation + 1;
-    s.certificates.insert({
-      serial: r.serial,
-      instanceId: r.id,
+/**
+ * One renewal's worth of store work; `k` is unique per transaction across the run. The records are
+ * built here once, so that the synchronous and the async variant write exactly the same rows.
+ */
+function renewal(k: number, generation: number) {
+  const id = instanceOf(k);
+  const serial = (0x1000000 + k).toString(16);
+  const requestId = requestOf(k);
+  return {
+    id,
+    requestId,
+    certificate: {
+      serial,
+      instanceId: id,
       bot: 'edge',
       generation,
       notBefore: T0,
       notAfter: T0 + 3_600_000,
       kind: 'x509-svid',
-      keyStorage: 'software',
+      keyStorage: 'software' as const,
       exportable: true,
       spkiHash: 'sha256:' + 'ab'.repeat(32),
-      requestId: r.requestId,
+      requestId,
       issuedAt: T0,
-    });
-    s.instances.recordIssue(r.id, {
+    },
+    issue: {
       generation,
-      serial: r.serial,
+      serial,
       notAfter: T0 + 3_600_000,
-      keyStorage: 'software',
+      keyStorage: 'software' as const,
       exportable: true,
       now: T0 + k,
-    });
-    s.idempotency.put({
-      requestId: r.requestId,
+    },
+    answer: {
+      requestId,
       requestHash: 'cd'.repeat(32),
-      signer: `${r.id} sha256:00`,
+      signer: `${id} sha256:00`,
       op: 'renew',
-      response: `{"serial":"${r.serial}"}`,
+      response: `{"serial":"${serial}"}`,
       createdAt: T0 + k,
-    });
-    s.audit.append(
-      {
-        action: 'renew',
-        outcome: 'ok',
-        bot: 'edge',
-        instanceId: r.id,
-        method: 'token',
-        details: { serial: r.serial, generation },
-      },
-      T0 + k,
-    );
+    },
+    audit: {
+      action: 'renew',
+      outcome: 'ok',
+      bot: 'edge',
+      instanceId: id,
+      method: 'token',
+      details: { serial, generation },
+    },
+  };
+}
+
+function syncRenewal(s: SyncStores, k: number): void {
+  s.tx(() => {
+    if (s.idempotency.get(requestOf(k))) throw new Error('replayed');
+    const r = renewal(k, s.instances.get(instanceOf(k))!.generation + 1);
+    s.certificates.insert(r.certificate);
+    s.instances.recordIssue(r.id, r.issue);
+    s.idempotency.put(r.answer);
+    s.audit.append(r.audit, T0 + k);
   });
 }
 
 async function asyncRenewal(s: Stores, k: number): Promise<void> {
-  const r = renewal(k);
   await s.withWriteTx(async (tx: TxStores) => {
-    if (await tx.idempotency.get(r.requestId)) throw new Error('replayed');
-    const inst = (await tx.instances.get(r.id))!;
-    const generation = inst.generation + 1;
-    await tx.certificates.insert({
-      serial: r.serial,
-      instanceId: r.id,
-      bot: 'edge',
-      generation,
-      notBefore: T0,
-      notAfter: T0 + 3_600_000,
-      kind: 'x509-svid',
-      keyStorage: 'software',
-      exportable: true,
-      spkiHash: 'sha256:' + 'ab'.repeat(32),
-      requestId: r.requestId,
-      issuedAt: T0,
-    });
-    await tx.instances.recordIssue(r.id, {
-      generation,
-      serial: r.serial,
-      notAfter: T0 + 3_600_000,
-      keyStorage: 'software',
-      exportable: true,
-      now: T0 + k,
-    });
-    await tx.idempotency.put({
-      requestId: r.requestId,
-      requestHash: 'cd'.repeat(32),
-      signer: `${r.id} sha256:00`,
-      op: 'renew',
-      response: `{"serial":"${r.serial}"}`,
-      createdAt: T0 + k,
-    });
-    await tx.audit.append(
-      {
-        action: 'renew',
-        outcome: 'ok',
-        bot: 'edge',
-        instanceId: r.id,
-        method: 'token',
-        details: { serial: r.serial, generation },
-      },
-      T0 + k,
-    );
+    if (await tx.idempotency.get(requestOf(k))) throw new Error('replayed');
+    const r = renewal(k, (await tx.instances.get(instanceOf(k)))!.generation + 1);
+    await tx.certificates.insert(r.certificate);
+    await tx.instances.recordIssue(r.id, r.issue);
+    await tx.idempotency.put(r.answer);
+    await tx.audit.append(r.audit, T0 + k);
   });
 }
 
