@@ -19,7 +19,7 @@
 #   --description TEXT   the profile's description
 #   --out FILE           write here (refused if it exists, unless --force); default stdout
 #
-# The profile is checked with the issuer's own parser (dist/server/firmware, after
+# The profile is checked with the issuer's own parser (dist/attest/firmware, after
 # `npm run build`) before it is written. It pins the values of ONE boot: a firmware,
 # boot loader or secure-boot change is refused (pcr_mismatch) until its values are added
 # as a second entry under the same PCR (run this again on an updated device and merge).
@@ -93,7 +93,7 @@ PROFILE="$(
 )"
 
 # Check it with the issuer's parser: what is written here loads in `sigil server start`.
-PARSER="$ROOT/dist/server/firmware/schema.js"
+PARSER="$ROOT/dist/attest/firmware/schema.js"
 if [ -f "$PARSER" ] && command -v node >/dev/null; then
   printf '%s\n' "$PROFILE" | node -e '
     const src = require("fs").readFileSync(0, "utf8");

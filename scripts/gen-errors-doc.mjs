@@ -36,8 +36,9 @@ let current = 'other';
 for (const line of readFileSync(dist, 'utf8').split('\n')) {
   const h = /^\s*\/\/ --- (.+?) ---/.exec(line);
   if (h) current = h[1];
-  const k = /^\s*([a-z_]+): \{ status:/.exec(line);
-  if (k) area.set(k[1], current);
+  // An entry opens `code: {` (formatted over several lines) or `code: { status: …` (on one).
+  const k = /^\s*([a-z_]+): \{(\s*$| status:)/.exec(line);
+  if (k && k[1] in mod.ERROR_TABLE) area.set(k[1], current);
 }
 
 // The CLI exit code, asked of the CLI's own reportError (it prints one line; swallow it).

@@ -328,7 +328,7 @@ export const ERROR_TABLE = {
     retryable: false,
     message: 'the virtual machine does not match the azure join rule allow list',
   },
-  // --- join: OIDC tokens — CI and Kubernetes (join/oidc/, join/jwt/) ---
+  // --- join: OIDC tokens — CI and Kubernetes (join/oidc/, join/jwt-*.ts) ---
   oidc_no_rule: { status: 401, retryable: false, message: 'no oidc join rule is configured on this issuer' },
   oidc_claims_not_allowed: {
     status: 403,

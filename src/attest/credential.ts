@@ -8,7 +8,7 @@
  *   issuer  compares, in constant time (`credential_mismatch`) — so the AK, and whatever the AK
  *           certifies or quotes, is in the TPM the EK names
  *
- * The agent's half is join/tpm/binding.ts.
+ * The agent's half is join/tpm-activation.ts.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { SigilError } from '../errors.js';

@@ -15,7 +15,7 @@
  * CRL from their issuer is present.
  *
  * The tpm join checks EK certificates against a rule's ek_crl_files with the same function
- * (join/tpm/ek.ts): only the codes and the words of its refusals differ (RevocationScope).
+ * (join/ek-trust.ts): only the codes and the words of its refusals differ (RevocationScope).
  */
 import * as pkijs from 'pkijs';
 import { SigilError, type ErrorCode } from '../errors.js';

@@ -4,7 +4,7 @@
  * certificate's key sits in the same TPM as an endorsement key the rule trusts:
  *
  *   round 1  EK (certificate, public area), a fresh AK, the device key's public area
- *            → EK trusted by the rule (join/tpm/ek.ts: ek_invalid, ek_cert_missing,
+ *            → EK trusted by the rule (join/ek-trust.ts: ek_invalid, ek_cert_missing,
  *              ek_untrusted, ek_revoked, ek_crl_unavailable, ek_not_allowed) and, for a
  *              registered device, the EK the factory recorded (x509_ek_mismatch); AK
  *              attributes (ak_attributes_invalid); the device key generated in and bound to a

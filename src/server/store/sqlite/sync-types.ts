@@ -85,7 +85,7 @@ export interface SyncKeyBindingStore {
 }
 
 /**
- * Replay cache for signed tokens that carry a `jti` (join/jwt/replay.ts): a token is accepted
+ * Replay cache for signed tokens that carry a `jti` (join/jwt-replay.ts): a token is accepted
  * for one join only. Rows live until the token expires (plus skew), then are pruned.
  */
 export interface SyncTokenReplayStore {
