@@ -21,6 +21,9 @@ PACKAGES=(
   mosquitto mosquitto-clients                  # renewal over MQTT
   openssh-server openssh-client                # SSH certificate outputs
   postgresql postgresql-client                 # database outputs / scale-out store
+  golang-cfssl                                 # bench: cfssl serve, the side-by-side peer CA (#14)
+  haproxy                                      # scale-out tests: a load balancer in front of issuers (#15)
+  faketime                                     # fixture tests with the clock set years ahead (#20)
   kubernetes-client                            # kubectl: kubernetes output (kubeconfig) tests
   softhsm2 opensc                              # PKCS#11 keystore
   zsh                                          # checks the zsh completion script (zsh -n)
@@ -52,8 +55,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
   rm -f .apt-get.log
   # Debian starts these services on install; Sigil's tests start their own instances on free ports.
-  step "stopping the services Debian started (mosquitto postgresql ssh tpm2-abrmd): tests start their own"
-  for svc in mosquitto postgresql ssh tpm2-abrmd; do
+  step "stopping the services Debian started (mosquitto postgresql ssh tpm2-abrmd haproxy): tests start their own"
+  for svc in mosquitto postgresql ssh tpm2-abrmd haproxy; do
     (systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1) || true
   done
   step "system packages installed"
