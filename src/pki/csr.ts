@@ -7,12 +7,13 @@
  * proves possession of the key; the identity in the certificate comes from attestation, not from
  * the CSR, so the subject and URIs are returned for the caller to check, never trusted.
  */
-import { createPublicKey, verify, type KeyObject } from 'node:crypto';
+import { verify, type KeyObject } from 'node:crypto';
 import { SigilError } from '../errors.js';
 import type { Signer } from '../keystore/signer.js';
 import { decodeGeneralNames, findExtension, readExtensions } from './cert-reader.js';
 import { bitString, implicit, integer, oid, sequence, TAG } from './der.js';
 import { DerReader, type DerNode } from './der-reader.js';
+import { importSpki, type PublicKeyImporter } from './key-cache.js';
 import { encodeName } from './name.js';
 import { OID } from './oids.js';
 import { parsePem } from './pem.js';
@@ -78,8 +79,10 @@ function toDer(input: string | Buffer): Buffer {
  * Parse and verify a PKCS#10 CSR given as PEM or DER. Throws SigilError:
  * `bad_csr` (unparseable, too large, wrong version, unknown signature algorithm),
  * `unsupported_key` (not EC P-256/P-384 or RSA 2048..4096 with an odd exponent 3..2^32-1), `csr_signature_invalid`.
+ * `keys`: where the public key is imported (the issuer's PublicKeyCache, pki/key-cache.ts: the
+ * renewal's new key is the next renewal's signing key); the self-signature is verified either way.
  */
-export function parseCsr(input: string | Buffer): ParsedCsr {
+export function parseCsr(input: string | Buffer, keys?: PublicKeyImporter): ParsedCsr {
   const der = toDer(input);
   const r = new DerReader(der, 'bad_csr', 'CSR');
   // CertificationRequest ::= SEQUENCE { certificationRequestInfo, signatureAlgorithm, signature }
@@ -100,7 +103,7 @@ export function parseCsr(input: string | Buffer): ParsedCsr {
   const keyType = checkKey(spkiDer);
   let publicKey: KeyObject;
   try {
-    publicKey = createPublicKey({ key: spkiDer, format: 'der', type: 'spki' });
+    publicKey = keys ? keys.publicKey(spkiDer) : importSpki(spkiDer);
   } catch (e) {
     throw new SigilError('bad_csr', `CSR public key is not a valid ${keyType} key: ${(e as Error).message}`);
   }

@@ -7,6 +7,10 @@
  * Why not X509Certificate: with OpenSSL 3.0 each certificate parse costs 0.2–0.5 ms
  * (nodejs/node#50386), several times the signature check itself; bench/renew-https.ts measured
  * certificate parsing as the largest issuer cost per renewal.
+ *
+ * The signature check itself is skipped only for a leaf whose exact bytes this issuer produced
+ * (IssuedLeafMemo below): those bytes carry this CA's signature, so verifying it again could not
+ * come out any other way.
  */
 import { createHash, verify, type KeyObject } from 'node:crypto';
 import { SigilError } from '../errors.js';
@@ -31,7 +35,45 @@ export interface OwnLeaf {
 
 const HASH_BY_SIG_OID: Record<string, string> = { '1.2.840.10045.4.3.2': 'sha256', '1.2.840.10045.4.3.3': 'sha384' };
 
-export function verifyOwnLeaf(der: Buffer, cas: readonly IssuingCa[]): OwnLeaf {
+/**
+ * The SHA-256 of every leaf DER this issuer signed recently, with the CA certificate that signed
+ * it (issue #14: the leaf a renewal presents is, nearly always, the one the previous renewal
+ * issued). Why a match may stand in for the signature check: SHA-256 is collision resistant, so
+ * a presented DER with a remembered hash is byte for byte a certificate this issuer signed with
+ * that CA key — its signature verifies with that key, every time. The match counts only for the
+ * same CA the issuer Name selected, and everything else (issuer Name, signature algorithm, field
+ * parsing) is still checked. Entries are added by the issuer after signing (server/ops/issue.ts),
+ * never from presented input. Bounded: the oldest entries go first, and a leaf not remembered
+ * (older, or issued by another issuer process) is simply verified.
+ */
+export class IssuedLeafMemo {
+  private readonly signed = new Map<string, Buffer>();
+
+  constructor(readonly maxEntries = 20_000) {
+    if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new RangeError('maxEntries must be a positive integer');
+  }
+
+  /** `der` was just signed by the CA whose certificate is `caCertDer`. */
+  remember(der: Buffer, caCertDer: Buffer): void {
+    const id = leafId(der);
+    this.signed.delete(id);
+    this.signed.set(id, caCertDer);
+    if (this.signed.size > this.maxEntries) this.signed.delete(this.signed.keys().next().value as string);
+  }
+
+  /** The certificate of the CA that signed exactly these bytes, if this issuer remembers doing so. */
+  signerOf(der: Buffer): Buffer | undefined {
+    return this.signed.get(leafId(der));
+  }
+
+  get size(): number {
+    return this.signed.size;
+  }
+}
+
+const leafId = (der: Buffer): string => createHash('sha256').update(der).digest('base64');
+
+export function verifyOwnLeaf(der: Buffer, cas: readonly IssuingCa[], memo?: IssuedLeafMemo): OwnLeaf {
   const fields = readCertificate(der, 'bad_certificate', 'presented certificate');
   const ca = cas.find((c) => c.subjectDer.equals(fields.issuer));
   if (!ca) throw new SigilError('chain_invalid', 'the presented certificate was not issued by this issuer');
@@ -45,7 +87,8 @@ export function verifyOwnLeaf(der: Buffer, cas: readonly IssuingCa[]): OwnLeaf {
       'chain_invalid',
       'the presented certificate uses a signature algorithm this issuer never uses',
     );
-  if (!verify(hash, fields.tbs, { key: ca.publicKey, dsaEncoding: 'der' }, bits.subarray(1))) {
+  const remembered = memo?.signerOf(der)?.equals(ca.certDer) === true;
+  if (!remembered && !verify(hash, fields.tbs, { key: ca.publicKey, dsaEncoding: 'der' }, bits.subarray(1))) {
     throw new SigilError('chain_invalid', 'the presented certificate signature does not verify with this issuer CA');
   }
   return {

@@ -10,7 +10,8 @@ import { createJoinMethods, type JoinMethods } from '../join/server-methods.js';
 import { issueServerCert } from '../pki/ca.js';
 import { CertificateIssuer } from '../pki/issue.js';
 import { subjectNameDer } from '../pki/name.js';
-import type { IssuingCa } from '../pki/own-leaf.js';
+import { PublicKeyCache } from '../pki/key-cache.js';
+import { IssuedLeafMemo, type IssuingCa } from '../pki/own-leaf.js';
 import { toPem } from '../pki/pem.js';
 import type { Logger } from '../util/log.js';
 import { createCredentialAuthorities, type CredentialAuthorities } from './credentials/authorities.js';
@@ -20,6 +21,7 @@ import { RefusalSampler, type RefusalSamplerOptions } from './audit/refusal-samp
 import { checkpointVerifiers } from './audit/checkpoints.js';
 import type { AdminAuditEnv } from './admin/ops.js';
 import type { Stores } from './store/types.js';
+import { StoredAnswerCodec } from './ops/stored-answer.js';
 
 /** SPIFFE ID the issuer's own certificate carries; agents check it instead of a hostname. */
 export const issuerSpiffeId = (trustDomain: string): string => `spiffe://${trustDomain}/sigil/issuer`;
@@ -61,6 +63,21 @@ export interface IssuerContext {
   auditEnv: AdminAuditEnv;
   /** The firmware profiles tpm join rules name (attest/firmware); the tpm join holds the same object. */
   firmware: FirmwareProfiles;
+  /**
+   * Public keys imported once, by exact SPKI bytes (pki/key-cache.ts): a renewal's CSR key signs
+   * the next renewal. Bounded; saves the import only, every signature is still verified.
+   */
+  publicKeys: PublicKeyCache;
+  /**
+   * Hashes of the leaves this issuer signed recently (pki/own-leaf.ts): a renewal presenting one
+   * of them byte for byte needs no second signature check. Filled by ops/issue.ts only.
+   */
+  issuedLeaves: IssuedLeafMemo;
+  /**
+   * How answers are kept for idempotent replays: without the CA certificates every identity
+   * answer repeats, put back byte for byte on replay (ops/stored-answer.ts).
+   */
+  storedAnswers: StoredAnswerCodec;
 }
 
 /**
@@ -137,6 +154,10 @@ export function createIssuerContext(opts: {
     publicUrl: opts.publicUrl,
     refusalSampler: new RefusalSampler(opts.refusalSampling),
     auditEnv: { verify: { verifiers: checkpointVerifiers([opts.ca.intermediatePem]) } },
+    publicKeys: new PublicKeyCache(),
+    issuedLeaves: new IssuedLeafMemo(),
+    // The exact strings ops/issue.ts puts in every identity answer (chain[1], bundle[0]).
+    storedAnswers: new StoredAnswerCodec([opts.ca.intermediatePem.trim() + '\n', opts.ca.rootPem.trim() + '\n']),
   };
 }
 

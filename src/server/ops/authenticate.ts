@@ -11,14 +11,14 @@
  *                         certificate never is) → generation: an older one locks the instance
  *                         (generation_mismatch; ARCHITECTURE "renew")
  */
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { SigilError } from '../../errors.js';
 import { parseJws, verifyJws, x5cDers, type Jws, type VerifiedJws } from '../../protocol/jws.js';
 import { TYP_REQUEST } from '../../protocol/messages.js';
 import { readCertificate } from '../../pki/cert-reader.js';
 import { verifyOwnLeaf, type OwnLeaf } from '../../pki/own-leaf.js';
 import type { IssuerContext } from '../issuer.js';
-import type { CertificateRecord, InstanceRecord } from '../store/types.js';
+import type { CertificateRecord, InstanceRecord, TxStores } from '../store/types.js';
 
 /** The kind recorded for identity certificates (server/ops/issue.ts). */
 export const IDENTITY_CERT_KIND = 'x509-svid';
@@ -44,7 +44,7 @@ export function checkPresentedChain(ctx: IssuerContext, ders: Buffer[], op: stri
     readCertificate(d, 'bad_certificate', `x5c certificate ${i + 1}`);
     throw new SigilError('chain_invalid', `x5c certificate ${i + 1} is not this issuer's intermediate CA`);
   }
-  const leaf = verifyOwnLeaf(ders[0]!, ctx.issuingCas);
+  const leaf = verifyOwnLeaf(ders[0]!, ctx.issuingCas, ctx.issuedLeaves);
   const prefix = `spiffe://${ctx.ca.trustDomain}/bot/`;
   const rest = leaf.spiffeId?.startsWith(prefix) ? leaf.spiffeId.slice(prefix.length).split('/') : [];
   if (rest.length !== 2 || !rest[0] || !rest[1])
@@ -52,7 +52,9 @@ export function checkPresentedChain(ctx: IssuerContext, ders: Buffer[], op: stri
       'chain_invalid',
       `the presented certificate is not a Sigil bot identity of trust domain ${ctx.ca.trustDomain}`,
     );
-  const publicKey = createPublicKey({ key: leaf.fields.spki, format: 'der', type: 'spki' });
+  // Usually a cache hit: this key came in the CSR of the renewal that issued this leaf. The JWS
+  // signature is verified with it all the same (authenticateRequest).
+  const publicKey = ctx.publicKeys.publicKey(leaf.fields.spki);
   return { leaf, publicKey, bot: rest[0], instanceId: rest[1], serial: leaf.serial };
 }
 
@@ -115,6 +117,32 @@ export async function checkCurrentIdentity(
   timestamp: number,
   now: number,
 ): Promise<{ inst: InstanceRecord; certRec: CertificateRecord }> {
+  const judged = await judgeCurrentIdentity(ctx, ctx.stores, who, timestamp, now);
+  if ('current' in judged) return judged.current;
+  // One write: a transaction of its own (store contract).
+  await ctx.stores.instances.setLocked(judged.stale.inst.id, true, staleLockReason(judged.stale), now);
+  throw staleGenerationError(judged.stale);
+}
+
+/** A presented identity whose generation is older than its instance's. */
+export interface StaleIdentity {
+  inst: InstanceRecord;
+  certRec: CertificateRecord;
+}
+
+/**
+ * Phase 2's checks on `stores` (the issuer's, or a write transaction's: renew reads everything
+ * once, inside its transaction), in the module comment's order. An older generation is returned
+ * as `stale`, not thrown: the caller locks the instance (ARCHITECTURE protocol sketch: a stolen
+ * copy or a cloned machine) — or, for a renewal that a concurrent one overtook, only refuses.
+ */
+export async function judgeCurrentIdentity(
+  ctx: IssuerContext,
+  stores: TxStores,
+  who: Presented,
+  timestamp: number,
+  now: number,
+): Promise<{ current: { inst: InstanceRecord; certRec: CertificateRecord } } | { stale: StaleIdentity }> {
   if (who.leaf.fields.notAfter.getTime() <= now) {
     throw new SigilError(
       'cert_expired',
@@ -131,9 +159,9 @@ export async function checkCurrentIdentity(
   // Three independent reads, asked at once (one round trip's wait on a networked store); the
   // checks below still run, and refuse, in the order the module comment gives.
   const [inst, botLocked, certRec] = await Promise.all([
-    ctx.stores.instances.get(who.instanceId),
-    ctx.stores.botLocks.isLocked(who.bot),
-    ctx.stores.certificates.get(who.serial),
+    stores.instances.get(who.instanceId),
+    stores.botLocks.isLocked(who.bot),
+    stores.certificates.get(who.serial),
   ]);
   if (!inst || inst.bot !== who.bot)
     throw new SigilError('unknown_instance', `instance ${who.instanceId} is not known to this issuer`);
@@ -153,16 +181,20 @@ export async function checkCurrentIdentity(
       `certificate serial ${who.serial} is not an identity issued to instance ${inst.id}`,
     );
   }
-  if (certRec.generation < inst.generation) {
-    // An older credential is being used after a newer one was issued: either a stolen copy
-    // or a cloned machine. Lock the instance (ARCHITECTURE protocol sketch) and say why.
-    const reason = `generation_mismatch: presented generation ${certRec.generation}, current ${inst.generation}`;
-    // One write: a transaction of its own (store contract).
-    await ctx.stores.instances.setLocked(inst.id, true, reason, now);
-    throw new SigilError(
-      'generation_mismatch',
-      `stale credential generation ${certRec.generation} presented (current is ${inst.generation}); instance ${inst.id} is now locked. If this is not a stolen credential, inspect with \`sigil ctl --data-dir <issuer-data-dir> instances ls\` and run \`sigil ctl --data-dir <issuer-data-dir> unlock ${inst.id}\``,
-    );
-  }
-  return { inst, certRec };
+  // An older credential used after a newer one was issued: either a stolen copy or a cloned machine.
+  if (certRec.generation < inst.generation) return { stale: { inst, certRec } };
+  return { current: { inst, certRec } };
+}
+
+/** The lock reason recorded for a stale generation. */
+export const staleLockReason = (s: StaleIdentity): string =>
+  `generation_mismatch: presented generation ${s.certRec.generation}, current ${s.inst.generation}`;
+
+/** The refusal of a stale generation, once the instance is locked: says why and what to do. */
+export function staleGenerationError(s: StaleIdentity): SigilError {
+  const { inst, certRec } = s;
+  return new SigilError(
+    'generation_mismatch',
+    `stale credential generation ${certRec.generation} presented (current is ${inst.generation}); instance ${inst.id} is now locked. If this is not a stolen credential, inspect with \`sigil ctl --data-dir <issuer-data-dir> instances ls\` and run \`sigil ctl --data-dir <issuer-data-dir> unlock ${inst.id}\``,
+  );
 }

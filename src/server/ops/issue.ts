@@ -85,6 +85,9 @@ export async function issueIdentity(ctx: IssuerContext, tx: TxStores, p: IssuePa
   } catch (e) {
     throw new SigilError('internal', 'certificate signing failed', { cause: e });
   }
+  // These exact bytes carry the intermediate's signature: the renewal that presents them next
+  // can match them instead of verifying it again (pki/own-leaf.ts IssuedLeafMemo).
+  ctx.issuedLeaves.remember(der, ctx.ca.intermediateDer);
   const serialStr = serialHex(serial);
   const record = {
     instanceId: p.instanceId,

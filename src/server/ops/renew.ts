@@ -5,26 +5,36 @@
  *   → the payload names that signer: instance id and certificate serial (signer_mismatch)
  *   → idempotent replay, only to the same signer (./respond.ts; request_id_conflict) of a known request id (answered even if the cert has since expired:
  *     a lost response must never lock anyone out)
- *   → checkCurrentIdentity (./authenticate.ts: leaf expiry, timestamp freshness, instance and
- *     bot locks, generation: an older one locks the instance)
+ *   → judgeCurrentIdentity (./authenticate.ts: leaf expiry, timestamp freshness, instance and
+ *     bot locks, generation: an older one locks the instance, unless a concurrent renewal of the
+ *     same generation overtook this one while it was handled: then generation_mismatch alone)
  *   → new key differs from the current one (key_reused) → key_attestation, when sent, is checked by
  *     the instance's join method (its renewalKeyProof capability; bad_request for a method without
  *     one): tpm proves the new key is in the instance's TPM (attest/key-attestation.ts; certify_invalid,
  *     certify_key_mismatch, key_not_tpm_resident) → transport_csr, when sent, is a CSR of a key of
  *     its own (./transport-cert.ts) → issue generation+1, recorded tpm/non-exportable only with
  *     that proof, with a transport certificate when asked.
+ *
+ * One write transaction per renewal (issue #14): everything from the idempotent replay on is
+ * read and decided inside it, each store row read once, so the generation decision is made under
+ * the write lock by construction (a concurrent renewal of the same generation cannot produce a
+ * second successor) and a replay re-check is the replay check. Only pure computation runs before
+ * it: the CSR and transport CSR checks (signature verifies, kept out of the section every writer
+ * waits for); their refusals are held and raised at their place in the order above.
  */
 import { SigilError, toSigilError } from '../../errors.js';
 import type { Jws } from '../../protocol/jws.js';
 import { checkVersion, parseWith, renewRequestSchema, type RenewRequest } from '../../protocol/messages.js';
-import { parseCsr } from '../../pki/csr.js';
+import { parseCsr, type ParsedCsr } from '../../pki/csr.js';
 import type { KeyStorage } from '../../keystore/signer.js';
 import type { IssuerContext } from '../issuer.js';
 import { resolveBot } from '../policy/resources.js';
 import {
   authenticateRequest,
-  checkCurrentIdentity,
   checkNamedSigner,
+  judgeCurrentIdentity,
+  staleGenerationError,
+  staleLockReason,
   type OpHooks,
   type Presented,
 } from './authenticate.js';
@@ -33,6 +43,23 @@ import { recordAnswer, replayIfSeen, signedRequest, signResponse } from './respo
 import { auditRefusal } from './refusal.js';
 import { checkTransportCsr } from './transport-cert.js';
 
+/** A check run early whose refusal is raised later, at its place in the order of checks. */
+type Held<T> = { ok: true; value: T } | { ok: false; error: unknown };
+function hold<T>(f: () => T): Held<T> {
+  try {
+    return { ok: true, value: f() };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+function take<T>(h: Held<T>): T {
+  if (!h.ok) throw h.error;
+  return h.value;
+}
+
+/** What the renewal's transaction decided: an answer to sign, or a refusal to raise after COMMIT. */
+type Decision = { answer: string; fresh: boolean } | { refusal: SigilError };
+
 export async function handleRenew(
   ctx: IssuerContext,
   body: unknown,
@@ -40,6 +67,8 @@ export async function handleRenew(
   hooks?: OpHooks,
 ): Promise<Jws> {
   const started = process.hrtime.bigint();
+  // The request's arrival on the issuer's clock: every time check below uses it.
+  const now = ctx.now();
   let who: Presented | undefined;
   let req: RenewRequest | undefined;
   try {
@@ -47,56 +76,62 @@ export async function handleRenew(
     const verified = auth.verified;
     checkVersion(verified.payload);
     req = parseWith(renewRequestSchema, verified.payload, 'bad_request', 'renew request');
-    checkNamedSigner(auth.who, req);
-    const signed = signedRequest(auth.jws, verified.payloadBytes, req.request_id, {
+    const r = req;
+    checkNamedSigner(auth.who, r);
+    const signed = signedRequest(auth.jws, verified.payloadBytes, r.request_id, {
       keyHash: auth.who.leaf.spkiHash,
       instanceId: auth.who.instanceId,
     });
-
-    const replay = await replayIfSeen(ctx.stores, signed);
-    if (replay) return signResponse(ctx, replay);
-
-    const now = ctx.now();
-    const { inst, certRec } = await checkCurrentIdentity(ctx, auth.who, req.timestamp, now);
-
-    const csr = parseCsr(req.csr);
-    if (spkiHash(csr.spkiDer) === auth.who.leaf.spkiHash)
-      throw new SigilError('key_reused', 'the CSR carries the current key; renewal must rotate to a new key');
-    // Only a proven claim counts: a renewal without key_attestation is a software, exportable key.
-    let keyStorage: KeyStorage = 'software';
-    let exportable = true;
-    if (req.key_attestation !== undefined) {
-      // The proof is the join method's to check (its `renewalKeyProof` capability): only it knows
-      // what its join recorded to check against (tpm: the attestation key).
-      const method = ctx.methods.get(inst.joinMethod)?.server;
-      if (!method?.verifyRenewalKeyProof) {
-        throw new SigilError(
-          'bad_request',
-          `key_attestation was sent, but instances joined with the ${inst.joinMethod} method have no renewal key proof (only methods with the renewalKeyProof capability: tpm)`,
-        );
-      }
-      keyStorage = method.verifyRenewalKeyProof(
-        req.key_attestation,
-        inst.facts,
-        csr.spkiDer,
-        req.request_id,
-      ).keyStorage;
-      exportable = false;
-    }
     const currentSpki = Buffer.from(auth.who.leaf.fields.spki);
-    const transportSpkiDer =
-      req.transport_csr !== undefined ? checkTransportCsr(req.transport_csr, [csr.spkiDer, currentSpki]) : undefined;
+    const csrCheck = hold(() => parseCsr(r.csr, ctx.publicKeys));
+    const transportCheck: Held<Buffer> | undefined =
+      r.transport_csr === undefined || !csrCheck.ok
+        ? undefined
+        : hold(() => checkTransportCsr(r.transport_csr!, [csrCheck.value.spkiDer, currentSpki]));
 
-    const bot = await resolveBot(ctx.stores, inst.bot);
-    const r = req;
-    const payload = await ctx.stores.withWriteTx(async (tx) => {
-      const again = await replayIfSeen(tx, signed);
-      if (again) return again;
-      // Re-read under the write lock: a concurrent renewal of the same generation must not
-      // produce two successors.
-      const fresh = (await tx.instances.get(inst.id))!;
-      if (fresh.generation !== certRec.generation)
-        throw new SigilError('generation_mismatch', 'a concurrent renewal already advanced this instance');
+    const decision = await ctx.stores.withWriteTx(async (tx): Promise<Decision> => {
+      // Bound to its signer (./respond.ts); answered even if the certificate has since expired.
+      const replay = await replayIfSeen(tx, signed);
+      if (replay) return { answer: replay, fresh: false };
+      const judged = await judgeCurrentIdentity(ctx, tx, auth.who, r.timestamp, now);
+      if ('stale' in judged) {
+        const { inst } = judged.stale;
+        // Overtaken, not stale: the newer generation was issued while this request was being
+        // handled (a concurrent renewal of the same generation, decided first under this same
+        // write lock). Refused so that only one successor exists, but nothing was stolen: no lock.
+        // (Before issue #14 an early read outside the transaction told the two cases apart.)
+        if (judged.stale.certRec.generation === inst.generation - 1 && inst.updatedAt >= now)
+          return {
+            refusal: new SigilError('generation_mismatch', 'a concurrent renewal already advanced this instance'),
+          };
+        // Older than that: a stolen copy or a cloned machine. The lock commits with this
+        // transaction; the refusal is raised after it.
+        await tx.instances.setLocked(inst.id, true, staleLockReason(judged.stale), now);
+        return { refusal: staleGenerationError(judged.stale) };
+      }
+      const { inst, certRec } = judged.current;
+
+      const csr: ParsedCsr = take(csrCheck);
+      if (spkiHash(csr.spkiDer) === auth.who.leaf.spkiHash)
+        throw new SigilError('key_reused', 'the CSR carries the current key; renewal must rotate to a new key');
+      // Only a proven claim counts: a renewal without key_attestation is a software, exportable key.
+      let keyStorage: KeyStorage = 'software';
+      let exportable = true;
+      if (r.key_attestation !== undefined) {
+        // The proof is the join method's to check (its `renewalKeyProof` capability): only it knows
+        // what its join recorded to check against (tpm: the attestation key).
+        const method = ctx.methods.get(inst.joinMethod)?.server;
+        if (!method?.verifyRenewalKeyProof) {
+          throw new SigilError(
+            'bad_request',
+            `key_attestation was sent, but instances joined with the ${inst.joinMethod} method have no renewal key proof (only methods with the renewalKeyProof capability: tpm)`,
+          );
+        }
+        keyStorage = method.verifyRenewalKeyProof(r.key_attestation, inst.facts, csr.spkiDer, r.request_id).keyStorage;
+        exportable = false;
+      }
+      const transportSpkiDer = transportCheck ? take(transportCheck) : undefined;
+      const bot = await resolveBot(tx, inst.bot);
       const { result, transportSerial } = await issueIdentity(ctx, tx, {
         op: 'renew',
         requestId: r.request_id,
@@ -104,12 +139,12 @@ export async function handleRenew(
         bot,
         spkiDer: csr.spkiDer,
         requestedTtlS: r.ttl_s,
-        generation: fresh.generation + 1,
+        generation: inst.generation + 1,
         keyStorage,
         exportable,
         ...(transportSpkiDer ? { transportSpkiDer } : {}),
       });
-      return recordAnswer(ctx, tx, {
+      const answer = await recordAnswer(ctx, tx, {
         op: 'renew',
         request: signed,
         result,
@@ -131,10 +166,14 @@ export async function handleRenew(
           },
         },
       });
+      return { answer, fresh: true };
     });
-    ctx.metrics.renewals.inc({});
-    ctx.metrics.issuance.observe(Number(process.hrtime.bigint() - started) / 1e9);
-    return signResponse(ctx, payload);
+    if ('refusal' in decision) throw decision.refusal;
+    if (decision.fresh) {
+      ctx.metrics.renewals.inc({});
+      ctx.metrics.issuance.observe(Number(process.hrtime.bigint() - started) / 1e9);
+    }
+    return signResponse(ctx, decision.answer);
   } catch (err) {
     const e = toSigilError(err);
     await auditRefusal(ctx, 'renew', e, {

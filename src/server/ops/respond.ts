@@ -25,7 +25,8 @@ export function responsePayload<T>(
 
 /**
  * Inside the issuing transaction `tx`: the answer to an agent's request, serialised once, kept
- * for idempotent replays of the same request id, and its audit row — all three or none.
+ * for idempotent replays of the same request id (without the CA certificates it repeats:
+ * ./stored-answer.ts; signResponse puts them back), and its audit row — all three or none.
  */
 export async function recordAnswer<T>(
   ctx: IssuerContext,
@@ -44,16 +45,20 @@ export async function recordAnswer<T>(
     requestHash: a.request.hash,
     signer: signerTag(a.request.signer),
     op: a.op,
-    response: json,
+    response: ctx.storedAnswers.compact(json),
     createdAt: a.now,
   });
   await tx.audit.append({ action: a.op, outcome: 'ok', actor: 'agent', ...a.audit }, a.now);
   return json;
 }
 
-/** Sign a stored or fresh payload with the issuer's serving key (x5c = its chain). */
+/**
+ * Sign a fresh payload, or a stored one (replayIfSeen) expanded back to the exact JSON text
+ * first answered (./stored-answer.ts), with the issuer's serving key (x5c = its chain).
+ */
 export function signResponse(ctx: IssuerContext, payloadJson: string): Jws {
-  return signJwsWithKey(ctx.server.key, 'ES256', TYP_RESPONSE, payloadJson, ctx.server.chainDer);
+  const json = ctx.storedAnswers.expand(payloadJson);
+  return signJwsWithKey(ctx.server.key, 'ES256', TYP_RESPONSE, json, ctx.server.chainDer);
 }
 
 /** Who signed a request: stored with its answer, so that a replay goes only to that signer. */

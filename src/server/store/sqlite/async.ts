@@ -5,6 +5,18 @@
  *   BEGIN IMMEDIATE (the WAL write lock, so other processes wait on busy_timeout), awaits `fn`,
  *   and COMMITs, or ROLLBACKs when `fn` throws. A top-level write method is the same, around just that call. The stores' own inner transactions
  *   (resources.put, audit.append, …) run as savepoints inside it.
+ * - Group commit (issue #14): the `withWriteTx` calls waiting for the queue share one
+ *   BEGIN … COMMIT, each inside a SAVEPOINT of its own, run one after the other (so each still
+ *   sees the ones before it: serial, as before). A member whose `fn` throws is rolled back to its
+ *   savepoint, alone. Every member is settled only after the shared COMMIT, so no answer is sent
+ *   before it is durable, and no refusal rests on writes that were never committed. When the
+ *   COMMIT itself fails (a deferred foreign key), the group is rolled back and each member runs
+ *   again alone (`fn` may run more than once, as on PostgreSQL), so only the guilty one fails;
+ *   when an error ends the whole transaction (SQLite rolls back on some I/O errors), the members
+ *   before it run again. Commits cost most of a renewal's store time (the WAL frames of the pages
+ *   the transaction touched); a group writes each page once.
+ * - Checkpoints stay SQLite's (wal_autocheckpoint, on the COMMIT that crosses 1000 WAL pages):
+ *   moving them to a timer measured no less CPU per renewal (bench/renew-cpu.ts, issue #14).
  * - Reads outside a transaction: a SEPARATE read-only connection. With one connection, the
  *   writes of a transaction that is open while its `fn` awaits (say, a signature) would be
  *   visible to every other read on that connection: a concurrent request could act on a
@@ -14,6 +26,7 @@
  * - Errors: as the synchronous stores (SQLITE_BUSY after busy_timeout when another process
  *   holds the write lock past it; constraint errors as SqliteError).
  */
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type BetterSqlite3 from 'better-sqlite3';
 import type {
   AdminCredentialStore,
@@ -80,6 +93,17 @@ interface TxScope {
   open: boolean;
 }
 
+/** One `withWriteTx` call waiting for, or running in, a group commit. */
+interface Member {
+  fn: (tx: TxStores) => Promise<unknown>;
+  resolve(value: unknown): void;
+  reject(err: unknown): void;
+  outcome?: { ok: true; value: unknown } | { ok: false; error: unknown };
+}
+
+/** At most this many transactions share one COMMIT (bounds the wait of the queue's other users). */
+const MAX_GROUP = 64;
+
 export class AsyncSqliteStores implements Stores {
   readonly resources: ResourceStore;
   readonly tokens: TokenStore;
@@ -100,6 +124,18 @@ export class AsyncSqliteStores implements Stores {
   private readonly begin: BetterSqlite3.Statement;
   private readonly commit: BetterSqlite3.Statement;
   private readonly rollback: BetterSqlite3.Statement;
+  private readonly savepoint: BetterSqlite3.Statement;
+  private readonly releaseSavepoint: BetterSqlite3.Statement;
+  private readonly rollbackToSavepoint: BetterSqlite3.Statement;
+  /** `withWriteTx` calls not yet taken into a group, in arrival order. */
+  private readonly pendingTx: Member[] = [];
+  /** True while a drain loop owns the pending list. */
+  private draining = false;
+  /** Members to run one per transaction, after their group's COMMIT failed. */
+  private solo = 0;
+  /** Groups begun, and whether the last wait for stragglers brought any (runGroup). */
+  private groups = 0;
+  private stragglersCame = true;
   /** One top-level write as its own transaction (savepoint-free: nothing else is open then). */
   private readonly single: BetterSqlite3.Transaction<(fn: () => unknown) => unknown>;
   /** Makes the stores handed to one transaction's fn, bound to its scope. */
@@ -122,6 +158,9 @@ export class AsyncSqliteStores implements Stores {
     this.begin = writer.prepare('BEGIN IMMEDIATE');
     this.commit = writer.prepare('COMMIT');
     this.rollback = writer.prepare('ROLLBACK');
+    this.savepoint = writer.prepare('SAVEPOINT sigil_group_member');
+    this.releaseSavepoint = writer.prepare('RELEASE sigil_group_member');
+    this.rollbackToSavepoint = writer.prepare('ROLLBACK TO sigil_group_member');
     this.single = writer.transaction((fn: () => unknown) => fn());
     // Inside a transaction every call, read or write, runs on the writer connection.
     this.txStores = storeSetMaker<TxScope>((scope, store, method, _access, args) => {
@@ -150,36 +189,139 @@ export class AsyncSqliteStores implements Stores {
     this.admin = top.admin;
   }
 
-  async withWriteTx<T>(fn: (tx: TxStores) => Promise<T>): Promise<T> {
-    if (this.closed) throw closedError();
-    if (!this.queue.tryAcquire()) await this.queue.acquire();
-    try {
-      this.begin.run();
-      const scope: TxScope = { open: true };
-      try {
-        const value = await fn(this.txStores(scope));
-        scope.open = false;
-        // Deferred foreign keys are checked here: a failing COMMIT leaves the transaction open.
-        this.commit.run();
-        return value;
-      } catch (err) {
-        scope.open = false;
-        if (this.writer.inTransaction) this.rollback.run();
-        throw err;
-      }
-    } finally {
-      this.queue.release();
-    }
+  withWriteTx<T>(fn: (tx: TxStores) => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(closedError());
+    const settled = new Promise<T>((resolve, reject) =>
+      this.pendingTx.push({ fn, resolve: resolve as (v: unknown) => void, reject }),
+    );
+    if (!this.draining) void this.drain();
+    return settled;
   }
 
   close(): Promise<void> {
-    // Calls from now on are refused; those already queued run first (FIFO), so nothing is open
-    // on the writer when it closes.
-    this.closed ??= this.queue.run(() => {
+    // Calls from now on are refused; those already queued run first (FIFO; the pending
+    // transactions too), so nothing is open on the writer when it closes.
+    this.closed ??= this.queue.run(async () => {
+      while (this.pendingTx.length > 0) await this.runGroup();
       this.writer.close();
       this.reader?.close();
     });
     return this.closed;
+  }
+
+  /** Take the queue for one group after another while transactions are pending. */
+  private async drain(): Promise<void> {
+    this.draining = true;
+    try {
+      while (this.pendingTx.length > 0) {
+        if (!this.queue.tryAcquire()) await this.queue.acquire();
+        try {
+          await this.runGroup();
+        } finally {
+          this.queue.release();
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  /**
+   * One group commit (see the module comment), holding the queue. Waits one turn of the event
+   * loop for stragglers before it commits, so requests that arrived together share the COMMIT.
+   */
+  private async runGroup(): Promise<void> {
+    if (this.pendingTx.length === 0) return;
+    const max = this.solo > 0 ? 1 : MAX_GROUP;
+    if (this.solo > 0) this.solo--;
+    try {
+      this.begin.run();
+    } catch (err) {
+      // No transaction (SQLITE_BUSY past busy_timeout): this group's members fail as a lone
+      // transaction would have.
+      for (const m of this.pendingTx.splice(0, max)) m.reject(err);
+      return;
+    }
+    const group: Member[] = [];
+    // Wait for stragglers only while waiting pays: after a wait that brought none, the next
+    // groups commit at once (a lone writer pays no extra turn), and every 16th group tries again.
+    let waited = max === 1 || (!this.stragglersCame && this.groups % 16 !== 0);
+    this.groups++;
+    while (group.length < max) {
+      const m = this.pendingTx.shift();
+      if (!m) {
+        if (waited) break;
+        waited = true;
+        await nextTurn();
+        this.stragglersCame = this.pendingTx.length > 0;
+        continue;
+      }
+      group.push(m);
+      // The first member needs no savepoint: if it fails, the whole transaction is its own.
+      const first = group.length === 1;
+      await this.runMember(m, first);
+      if (first && !m.outcome!.ok) {
+        if (this.writer.inTransaction) this.rollback.run();
+        this.settle(group);
+        return;
+      }
+      if (!this.writer.inTransaction) {
+        // An error ended the whole transaction: the members before this one lost their writes
+        // and run again; this one keeps its error.
+        const lost = group.slice(0, -1);
+        for (const l of lost) delete l.outcome;
+        this.pendingTx.unshift(...lost);
+        this.settle([m]);
+        return;
+      }
+    }
+    try {
+      // Deferred foreign keys are checked here: a failing COMMIT leaves the transaction open.
+      this.commit.run();
+    } catch (err) {
+      if (this.writer.inTransaction) this.rollback.run();
+      if (group.length === 1) {
+        group[0]!.outcome = { ok: false, error: err };
+        this.settle(group);
+        return;
+      }
+      // Which member broke it is unknown: each runs again in a transaction of its own.
+      for (const m of group) delete m.outcome;
+      this.pendingTx.unshift(...group);
+      this.solo += group.length;
+      return;
+    }
+    this.settle(group);
+  }
+
+  /**
+   * One member's `fn`, in its own savepoint (but the group's first, whose failure rolls back the
+   * whole transaction); rolled back to it when `fn` throws.
+   */
+  private async runMember(m: Member, first: boolean): Promise<void> {
+    if (!first) this.savepoint.run();
+    const scope: TxScope = { open: true };
+    try {
+      const value = await m.fn(this.txStores(scope));
+      scope.open = false;
+      if (!first) this.releaseSavepoint.run();
+      m.outcome = { ok: true, value };
+    } catch (error) {
+      scope.open = false;
+      m.outcome = { ok: false, error };
+      if (!first && this.writer.inTransaction) {
+        this.rollbackToSavepoint.run();
+        this.releaseSavepoint.run();
+      }
+    }
+  }
+
+  private settle(members: Member[]): void {
+    for (const m of members) {
+      const o = m.outcome!;
+      if (o.ok) m.resolve(o.value);
+      else m.reject(o.error);
+    }
   }
 
   /** A top-level call: reads on the read connection, writes as a transaction of their own. */

@@ -57,6 +57,67 @@ export function concurrencySuite(stores: () => Stores): void {
       expect(await s.audit.verify()).toEqual({ ok: true, rows: 1 });
     });
 
+    // Issue #14: a backend may commit concurrent transactions together (SQLite's group commit,
+    // sqlite/async.ts); each must still commit or roll back as if it were alone.
+    it(`of ${N} concurrent transactions, the ones that throw leave nothing and the others commit`, async () => {
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: N }, (_, i) =>
+          s.withWriteTx(async (t) => {
+            await t.instances.create(instance(`i${i}`));
+            await yieldTurn();
+            await t.audit.append({ action: 'join', outcome: 'ok', instanceId: `i${i}` }, T0 + i);
+            if (i % 3 === 1) throw new Error(`boom ${i}`);
+            await t.certificates.insert(cert(`c${i}`, `i${i}`));
+            return i;
+          }),
+        ),
+      );
+      const kept = Array.from({ length: N }, (_, i) => i).filter((i) => i % 3 !== 1);
+      outcomes.forEach((o, i) =>
+        expect(o).toEqual(
+          i % 3 === 1 ? { status: 'rejected', reason: new Error(`boom ${i}`) } : { status: 'fulfilled', value: i },
+        ),
+      );
+      expect((await s.instances.list()).map((x) => x.id).sort()).toEqual(kept.map((i) => `i${i}`).sort());
+      for (const i of kept) expect((await s.certificates.get(`c${i}`))?.instanceId).toBe(`i${i}`);
+      expect(await s.audit.verify()).toEqual({ ok: true, rows: kept.length });
+    });
+
+    it(`of ${N} concurrent transactions, one that fails at commit (a missing reference) fails alone`, async () => {
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: N }, (_, i) =>
+          s.withWriteTx(async (t) => {
+            if (i === 7) {
+              await t.certificates.insert(cert('dead', 'ghost'));
+              return i;
+            }
+            await t.instances.create(instance(`i${i}`));
+            await yieldTurn();
+            await t.certificates.insert(cert(`c${i}`, `i${i}`));
+            return i;
+          }),
+        ),
+      );
+      expect(outcomes[7]!.status).toBe('rejected');
+      expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(N - 1);
+      expect(await s.certificates.get('dead')).toBeUndefined();
+      expect((await s.instances.list()).length).toBe(N - 1);
+      for (let i = 0; i < N; i++) if (i !== 7) expect((await s.certificates.get(`c${i}`))?.instanceId).toBe(`i${i}`);
+    });
+
+    it('each of many concurrent transactions is visible outside by the time its withWriteTx resolves', async () => {
+      const seen = await Promise.all(
+        Array.from({ length: N }, (_, i) =>
+          s
+            .withWriteTx(async (t) => {
+              await t.instances.create(instance(`v${i}`));
+            })
+            .then(() => s.instances.get(`v${i}`)),
+        ),
+      );
+      expect(seen.map((x) => x?.id)).toEqual(Array.from({ length: N }, (_, i) => `v${i}`));
+    });
+
     it('a read outside sees a transaction whole once withWriteTx resolved', async () => {
       await s.withWriteTx(async (t) => {
         await t.instances.create(instance('i1'));
