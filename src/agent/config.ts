@@ -9,6 +9,13 @@ import { z } from 'zod';
 import { SigilError } from '../errors.js';
 import { AGENT_JOIN_METHODS } from '../join/agent-methods.js';
 import { parseWith } from '../protocol/messages.js';
+import {
+  CONNECT_TIMEOUT_MAX_MS,
+  CONNECT_TIMEOUT_MIN_MS,
+  DEFAULT_RECONNECT_RATE,
+  RECONNECT_SPREAD_MAX_MS,
+  spreadForFleet,
+} from '../transport/mqtt/pacing.js';
 import { parseDuration } from '../util/duration.js';
 import { yamlErrorText } from '../util/yaml-error.js';
 import { credentialOutputVariants, resolveCredentialOutput, type CredentialOutputConfig } from './outputs/config.js';
@@ -101,6 +108,19 @@ const mqttBootstrap = z.union([
   z.strictObject({ url: z.string().optional(), cert: z.string().min(1), key: z.string().min(1) }),
 ]);
 
+/**
+ * `reconnect: { spread: 30s }` — after losing the broker, wait uniform [0, spread) before
+ * reconnecting — or `reconnect: { fleet_size: 20000, rate: 500 }`: the spread that brings that
+ * many agents back at `rate` connects per second (transport/mqtt/pacing.ts).
+ */
+const mqttReconnect = z.union([
+  z.strictObject({ spread: duration }),
+  z.strictObject({
+    fleet_size: z.number().int().min(1).max(10_000_000),
+    rate: z.number().int().min(1).max(1_000_000).optional(),
+  }),
+]);
+
 const transportSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('https'), url: z.string().url(), timeout: duration.optional() }),
   z.strictObject({
@@ -112,6 +132,10 @@ const transportSchema = z.discriminatedUnion('type', [
     timeout: duration.optional(),
     /** How long the broker keeps the agent's session (and queued answers) while it is away. */
     session_expiry: duration.optional(),
+    /** One connection attempt (TCP, TLS, CONNACK, SUBACK); default 5s, 1s–60s, at most `timeout`. */
+    connect_timeout: duration.optional(),
+    /** Pacing after the broker was lost (docs/mqtt.md, "Reconnect storms"): a spread, or the fleet it is for. */
+    reconnect: mqttReconnect.optional(),
   }),
 ]);
 
@@ -151,6 +175,14 @@ const configSchema = z.strictObject({
     })
     .optional(),
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).optional(),
+  /** The SPIFFE Workload API and Envoy SDS on a Unix socket (docs/workload-api.md). */
+  workload_api: z
+    .strictObject({
+      socket: z.string().min(1).max(107, 'a Unix socket path is at most 107 bytes (sun_path)'),
+      /** Opt-in `unix:sha256` selector: hash executables up to this many bytes (larger ones get no such selector). */
+      sha256_max_bytes: z.number().int().positive().max(1_073_741_824).optional(),
+    })
+    .optional(),
 });
 
 export type AgentConfigFile = z.infer<typeof configSchema>;
@@ -171,6 +203,9 @@ export type TransportConfig =
       caFile?: string;
       bootstrap?: MqttBootstrapConfig;
       sessionExpiryS: number;
+      /** Set only when configured; defaults in transport/mqtt/pacing.ts. */
+      connectTimeoutMs?: number;
+      reconnectSpreadMs?: number;
     };
 
 export interface Pkcs11KeyConfig {
@@ -203,6 +238,8 @@ export interface AgentConfig {
   credentialOutputs: CredentialOutputConfig[];
   metrics: { listen?: string; textfile?: string };
   logLevel: string | undefined;
+  /** `workload_api:` (agent/workload/): the socket path (absolute), the opt-in sha256 selector's size limit. */
+  workloadApi?: { socket: string; sha256MaxBytes: number | undefined };
   /** The config file, for messages. */
   source: string;
 }
@@ -245,6 +282,9 @@ export function parseAgentConfig(text: string, source: string): AgentConfig {
       ...(c.metrics?.textfile ? { textfile: abs(c.metrics.textfile) } : {}),
     },
     logLevel: c.log_level,
+    ...(c.workload_api
+      ? { workloadApi: { socket: abs(c.workload_api.socket), sha256MaxBytes: c.workload_api.sha256_max_bytes } }
+      : {}),
     source,
   };
 }
@@ -370,8 +410,39 @@ function resolveTransports(c: AgentConfigFile, abs: (p: string) => string, sourc
       ...(t.ca_file ? { caFile: abs(t.ca_file) } : {}),
       ...(bootstrap ? { bootstrap } : {}),
       sessionExpiryS: t.session_expiry ?? DEFAULT_MQTT_SESSION_EXPIRY_S,
+      ...mqttPacing(t, timeoutMs, source),
     };
   });
+}
+
+/** `connect_timeout` and `reconnect`, checked against their bounds and the request timeout. */
+function mqttPacing(
+  t: { connect_timeout?: number | undefined; reconnect?: z.infer<typeof mqttReconnect> | undefined },
+  timeoutMs: number,
+  source: string,
+): { connectTimeoutMs?: number; reconnectSpreadMs?: number } {
+  const out: { connectTimeoutMs?: number; reconnectSpreadMs?: number } = {};
+  if (t.connect_timeout !== undefined) {
+    const ms = t.connect_timeout * 1000;
+    if (ms < CONNECT_TIMEOUT_MIN_MS || ms > CONNECT_TIMEOUT_MAX_MS || ms > timeoutMs)
+      throw new SigilError(
+        'config_invalid',
+        `${source}: connect_timeout must be between ${CONNECT_TIMEOUT_MIN_MS / 1000}s and ${CONNECT_TIMEOUT_MAX_MS / 1000}s and at most the transport's timeout (${timeoutMs / 1000}s); got ${t.connect_timeout}s`,
+      );
+    out.connectTimeoutMs = ms;
+  }
+  const r = t.reconnect;
+  if (r !== undefined) {
+    const ms = 'spread' in r ? r.spread * 1000 : spreadForFleet(r.fleet_size, r.rate ?? DEFAULT_RECONNECT_RATE);
+    const raw = 'spread' in r ? ms : Math.round((r.fleet_size / (r.rate ?? DEFAULT_RECONNECT_RATE)) * 1000);
+    if (raw > RECONNECT_SPREAD_MAX_MS)
+      throw new SigilError(
+        'config_invalid',
+        `${source}: reconnect spread must be at most ${RECONNECT_SPREAD_MAX_MS / 3_600_000}h (got ${Math.round(raw / 1000)}s${'spread' in r ? '' : ' from fleet_size / rate; raise rate (connects per second your brokers and issuers take)'})`,
+      );
+    out.reconnectSpreadMs = ms;
+  }
+  return out;
 }
 
 export function loadAgentConfig(path: string): AgentConfig {

@@ -16,7 +16,8 @@ import { randomBytes } from 'node:crypto';
 import { SigilError, toSigilError } from '../errors.js';
 import type { Jws } from '../protocol/jws.js';
 import type { CredentialResult } from '../protocol/credential-messages.js';
-import type { IdentityOp, IdentityResult } from '../protocol/messages.js';
+import type { BundleResult, IdentityOp, IdentityResult } from '../protocol/messages.js';
+import type { WorkloadResult } from '../protocol/workload-messages.js';
 import { requestHash, ResponseVerifier } from '../protocol/verify-response.js';
 import { HttpsIssuerClient } from '../transport/https/client.js';
 import { MqttIssuerClient, type MqttSession } from '../transport/mqtt/client.js';
@@ -102,6 +103,8 @@ export function buildTransports(cfg: AgentConfig, state: AgentState, now: () => 
       pin: cfg.caPin,
       timeoutMs: t.timeoutMs,
       sessionExpiryS: t.sessionExpiryS,
+      ...(t.connectTimeoutMs !== undefined ? { connectTimeoutMs: t.connectTimeoutMs } : {}),
+      ...(t.reconnectSpreadMs !== undefined ? { reconnectSpreadMs: t.reconnectSpreadMs } : {}),
       ...(root ? { rootPem: root } : {}),
       ...(t.caFile ? { brokerCa: readSecret(t.caFile, 'ca_file') } : {}),
       session: (op) => mqttSession(t, state, now, op),
@@ -174,6 +177,26 @@ export class IssuerLink {
     return this.each(async (t) => {
       const body = await t.post('credential', envelope);
       return this.verifier.responseOrError(body, 'credential', requestId, hash, rootPem, new Date(now())).result;
+    });
+  }
+
+  /**
+   * Send a signed `workload` request (agent/workload/issuer-client.ts) and verify its answer, with
+   * the failover of {@link credential}.
+   */
+  async workload(envelope: Jws, requestId: string, rootPem: string, now: () => number): Promise<WorkloadResult> {
+    const hash = requestHash(envelope);
+    return this.each(async (t) => {
+      const body = await t.post('workload', envelope);
+      return this.verifier.responseOrError(body, 'workload', requestId, hash, rootPem, new Date(now())).result;
+    });
+  }
+
+  /** The issuer's signed `bundle` answer, verified against the pinned root (the Workload API's bundles). */
+  async bundle(rootPem: string, now: () => number): Promise<BundleResult> {
+    return this.each(async (t) => {
+      const body = await t.bundle();
+      return this.verifier.responseOrError(body, 'bundle', null, null, rootPem, new Date(now())).result;
     });
   }
 

@@ -25,6 +25,15 @@ import { PROTOCOL_VERSION } from '../../protocol/messages.js';
 import { pinnedRootFromBundle } from '../../protocol/verify-response.js';
 import type { IssuerTransport, PostHooks, RequestOp } from '../types.js';
 import { brokerError, displayUrl, openMqttClient, parseMqttUrl } from './connect.js';
+import {
+  CONNECT_ATTEMPTS_MAX,
+  connectRetryDelay,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_RECONNECT_SPREAD_MS,
+  isBusyFailure,
+  reconnectDelay,
+  secureRandom,
+} from './pacing.js';
 import { peekPinnedRoot } from './tls-pin.js';
 import { requestTopic, RESPONSE_PREFIX, type MqttOp } from './topics.js';
 
@@ -52,8 +61,15 @@ export interface MqttClientOptions {
   /** PEM CA for the broker's TLS certificate; default: the pinned Sigil root. */
   brokerCa?: string;
   timeoutMs?: number;
-  /** Time to wait for the broker's CONNACK and SUBACK; default min(timeoutMs, 10 s). */
+  /**
+   * One connection attempt (TCP, TLS, CONNACK, SUBACK); default min(timeoutMs, 5 s). A "busy"
+   * failure is retried, jittered, within the request's timeout (./pacing.ts).
+   */
   connectTimeoutMs?: number;
+  /** After losing a connection it had, wait uniform [0, this) before reconnecting; default 10 s (./pacing.ts). */
+  reconnectSpreadMs?: number;
+  /** Uniform [0, 1) source for the jitter (tests pin it); default a CSPRNG draw. */
+  random?: () => number;
   sessionExpiryS?: number;
   /**
    * Asked before every request: the session to use (a change reconnects). By operation, because
@@ -77,7 +93,41 @@ interface Connection {
   /** This client object has had a SUBACK for the response topic. */
   subscribed: boolean;
   lastError: SigilError | undefined;
-  waiters: Array<{ ok(): void; fail(e: SigilError): void }>;
+  /** Whether the last failure says "busy, try again" rather than "not here" (./pacing.ts isBusyFailure). */
+  lastBusy: boolean;
+  /**
+   * Reconnected in the background (scheduleReconnect), for requests already published and
+   * waiting for their answers; a request still connecting has its own attempts (connection()).
+   */
+  background: boolean;
+  /** Message ids the broker acknowledged with 0x10, No matching subscribers (MQTT.js hides the PUBACK's reason). */
+  noSubscribers: Set<number>;
+  waiters: Array<{ ok(): void; fail(e: ConnectFailure): void }>;
+}
+
+/** A failed connection attempt, and whether another attempt within the same request is worth it. */
+class ConnectFailure extends Error {
+  constructor(
+    readonly error: SigilError,
+    readonly busy: boolean,
+  ) {
+    super(error.message);
+  }
+}
+
+/** How this transport paced its connections since it was made (the bench and metrics read it). */
+export interface MqttPacingStats {
+  /** Connections that were up and were lost (broker restart, network). */
+  lost: number;
+  /** Connection attempts started, and those that failed. */
+  attempts: number;
+  failedAttempts: number;
+  /** Attempts made again within one request after a busy failure. */
+  retries: number;
+  /** Requests published again because the broker had no subscriber for them (PUBACK 0x10). */
+  republished: number;
+  /** Time spent waiting before reconnecting after a loss (the spread), summed. */
+  pacedMs: number;
 }
 
 const STASH_MAX = 32;
@@ -98,6 +148,19 @@ export class MqttIssuerClient implements IssuerTransport {
   private reconnectTimer: NodeJS.Timeout | undefined;
   private opening: Promise<Connection> | undefined;
   private closed = false;
+  /** No new connection attempt before this time (ms): the spread after a loss. */
+  private resumeAt = 0;
+  /** Consecutive failed attempts of the background reconnect (resets on success). */
+  private backgroundFailures = 0;
+  private readonly random: () => number;
+  readonly pacing: MqttPacingStats = {
+    lost: 0,
+    attempts: 0,
+    failedAttempts: 0,
+    retries: 0,
+    republished: 0,
+    pacedMs: 0,
+  };
   /** Answers with a correlation nobody asked for (or none): counted, then stashed or dropped. */
   unmatched = 0;
 
@@ -108,6 +171,7 @@ export class MqttIssuerClient implements IssuerTransport {
     this.host = url.hostname.replace(/^\[|\]$/g, '');
     this.port = Number(url.port || (tls ? 8883 : 1883));
     this.timeoutMs = opts.timeoutMs ?? 15_000;
+    this.random = opts.random ?? secureRandom;
     if (opts.rootPem) this.rootPem = pinnedRootFromBundle({ roots: [opts.rootPem] }, opts.pin);
   }
 
@@ -163,6 +227,10 @@ export class MqttIssuerClient implements IssuerTransport {
       return body;
     }
     this.pending.get(key)?.reject(new SigilError('issuer_unreachable', 'superseded by a resend of the same request'));
+    // After a lost connection, wait out this agent's place in the spread first — outside the
+    // request's timeout, so that a spread longer than the timeout does not fail every request.
+    await this.paced();
+    if (this.closed) throw new SigilError('issuer_unreachable', `the MQTT transport to ${this.url} is closed`);
     let timer: NodeJS.Timeout | undefined;
     let mine: Pending | undefined;
     const answer = new Promise<unknown>((resolve, reject) => {
@@ -184,12 +252,27 @@ export class MqttIssuerClient implements IssuerTransport {
       // A queued answer from before a restart may arrive as soon as the session resumes, even
       // before the resend is published: whichever comes first wins.
       const conn = await Promise.race([this.connection(op), answer.then(() => undefined)]);
-      if (conn) {
-        const acked = await Promise.race([
-          this.publish(conn, topic, payload, correlation).then(() => true),
-          answer.then(() => false),
+      for (let attempt = 1, c = conn; c; attempt++) {
+        const delivered = await Promise.race([
+          this.publish(c, topic, payload, correlation),
+          answer.then(() => undefined),
         ]);
-        if (acked) hooks?.sent?.();
+        if (delivered === undefined) break; // answered already
+        if (attempt === 1) hooks?.sent?.();
+        // PUBACK 0x10, No matching subscribers (MQTT v5 §3.4.2.1): no issuer is subscribed yet —
+        // typically one still reconnecting after the same broker restart. Nothing reached an
+        // issuer, so publish the same bytes again after a jittered pause instead of waiting out
+        // the whole timeout; bounded like connection attempts (a broker that always says so
+        // costs at most CONNECT_ATTEMPTS_MAX publishes per request).
+        if (delivered || attempt >= CONNECT_ATTEMPTS_MAX) break;
+        this.pacing.republished++;
+        const pause = connectRetryDelay(attempt, this.random);
+        if (
+          (await Promise.race([new Promise((r) => setTimeout(() => r(true), pause)), answer.then(() => false)])) ===
+          false
+        )
+          break;
+        c = await Promise.race([this.connection(op), answer.then(() => undefined)]);
       }
       return await answer;
     } finally {
@@ -198,14 +281,17 @@ export class MqttIssuerClient implements IssuerTransport {
     }
   }
 
-  private publish(conn: Connection, topic: string, payload: string, correlation: Buffer): Promise<void> {
+  /** Publish and wait for the PUBACK: true if the broker had a subscriber for it, false if it said it had none. */
+  private publish(conn: Connection, topic: string, payload: string, correlation: Buffer): Promise<boolean> {
     return new Promise((resolve, reject) => {
       conn.client.publish(
         topic,
         payload,
         { qos: 1, properties: { responseTopic: conn.topic, correlationData: correlation } },
-        (err) => {
-          if (!err) return resolve();
+        (err, packet) => {
+          const mid = packet?.messageId;
+          const unheard = mid !== undefined && conn.noSubscribers.delete(mid);
+          if (!err) return resolve(!unheard);
           // MQTT v5 PUBACK ≥ 0x80, e.g. 0x87 Not authorized: the broker's ACL refused the topic.
           reject(
             new SigilError(
@@ -219,8 +305,33 @@ export class MqttIssuerClient implements IssuerTransport {
     });
   }
 
-  /** The connection for the current session, (re)connecting or switching identity as needed. */
+  /** Wait until this agent's turn to reconnect after a loss (./pacing.ts reconnectDelay). */
+  private async paced(): Promise<void> {
+    const wait = this.resumeAt - Date.now();
+    if (wait <= 0) return;
+    this.pacing.pacedMs += wait;
+    await new Promise((r) => setTimeout(r, wait));
+  }
+
+  /**
+   * The connection for the current session. A busy broker (no CONNACK in time, reset, CONNACK
+   * "busy") gets another attempt after a jittered pause, at most CONNECT_ATTEMPTS_MAX per request
+   * and never past the request's timeout; any other failure ends the request now (failover).
+   */
   private async connection(op: MqttOp): Promise<Connection> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.connectOnce(op);
+      } catch (e) {
+        if (!(e instanceof ConnectFailure)) throw e;
+        if (!e.busy || attempt >= CONNECT_ATTEMPTS_MAX || this.closed) throw e.error;
+        this.pacing.retries++;
+        await new Promise((r) => setTimeout(r, connectRetryDelay(attempt, this.random)));
+      }
+    }
+  }
+
+  private async connectOnce(op: MqttOp): Promise<Connection> {
     const session = this.opts.session(op);
     const key = [
       session.url ?? '',
@@ -244,7 +355,11 @@ export class MqttIssuerClient implements IssuerTransport {
     if (!conn) {
       // One connection attempt at a time, whoever asks.
       this.opening ??= this.open(session, key).finally(() => (this.opening = undefined));
-      conn = this.conn = await this.opening;
+      try {
+        conn = this.conn = await this.opening;
+      } catch (e) {
+        throw new ConnectFailure(brokerError(e, this.url), false);
+      }
     }
     await this.waitUp(conn);
     return conn;
@@ -256,26 +371,38 @@ export class MqttIssuerClient implements IssuerTransport {
     return new Promise((ok, fail) => {
       const t = setTimeout(() => {
         conn.waiters = conn.waiters.filter((w) => w !== waiter);
+        // MQTT.js gives up at connectTimeoutMs; this is the backstop. Start over with a new client.
+        if (this.conn === conn) {
+          this.retire(conn, false);
+          this.conn = undefined;
+        }
         fail(
-          new SigilError(
-            'issuer_unreachable',
-            `could not connect to the MQTT broker ${this.url} within ${this.connectTimeoutMs} ms`,
+          new ConnectFailure(
+            new SigilError(
+              'issuer_unreachable',
+              `could not connect to the MQTT broker ${this.url} within ${this.connectTimeoutMs} ms`,
+            ),
+            true,
           ),
         );
       }, this.connectTimeoutMs + 1_000);
       const waiter = {
         ok: () => (clearTimeout(t), ok()),
-        fail: (e: SigilError) => (clearTimeout(t), fail(e)),
+        fail: (e: ConnectFailure) => (clearTimeout(t), fail(e)),
       };
       conn.waiters.push(waiter);
     });
   }
 
   private get connectTimeoutMs(): number {
-    return this.opts.connectTimeoutMs ?? Math.min(this.timeoutMs, 10_000);
+    return this.opts.connectTimeoutMs ?? Math.min(this.timeoutMs, DEFAULT_CONNECT_TIMEOUT_MS);
   }
 
-  private settle(conn: Connection, e?: SigilError): void {
+  private get spreadMs(): number {
+    return this.opts.reconnectSpreadMs ?? DEFAULT_RECONNECT_SPREAD_MS;
+  }
+
+  private settle(conn: Connection, e?: ConnectFailure): void {
     const waiters = conn.waiters.splice(0);
     for (const w of waiters) e ? w.fail(e) : w.ok();
   }
@@ -313,8 +440,12 @@ export class MqttIssuerClient implements IssuerTransport {
       up: false,
       subscribed: false,
       lastError: undefined,
+      lastBusy: true,
+      background: false,
+      noSubscribers: new Set(),
       waiters: [],
     };
+    this.pacing.attempts++;
     client.on('connect', (connack: IConnackPacket) => {
       // A session the broker kept has our subscription only if it was ever acknowledged: a
       // connection that died between CONNACK and SUBACK (seen in reconnect storms) leaves a
@@ -322,7 +453,7 @@ export class MqttIssuerClient implements IssuerTransport {
       // lost the session. A repeated SUBSCRIBE replaces the subscription (MQTT v5 §3.8.4): no
       // duplicate deliveries; queued answers flow as soon as the session resumes either way.
       if (connack.sessionPresent && conn.subscribed) {
-        conn.up = true;
+        this.markUp(conn);
         return this.settle(conn);
       }
       client.subscribe(conn.topic, { qos: 1 }, (err, granted) => {
@@ -332,36 +463,75 @@ export class MqttIssuerClient implements IssuerTransport {
             `the broker ${this.url} refused the subscription to ${conn.topic}${err ? `: ${err.message}` : ''}; check its ACL for this client`,
           );
           conn.lastError = e;
-          this.settle(conn, e);
+          conn.lastBusy = false;
+          this.settle(conn, new ConnectFailure(e, false));
           client.end(true);
           return;
         }
         conn.subscribed = true;
-        conn.up = true;
+        this.markUp(conn);
         this.settle(conn);
       });
+    });
+    // 'packetreceive' comes before MQTT.js handles the PUBACK and calls the publish callback.
+    client.on('packetreceive', (p) => {
+      if (p.cmd === 'puback' && p.reasonCode === 0x10 && p.messageId !== undefined) conn.noSubscribers.add(p.messageId);
     });
     client.on('message', (t: string, body: Buffer, packet: IPublishPacket) =>
       this.onMessage(t, body, packet, conn.topic),
     );
     client.on('error', (err) => {
       conn.lastError = brokerError(err, this.url);
+      if (conn.lastBusy) conn.lastBusy = isBusyFailure(err);
     });
     client.on('close', () => {
+      const wasUp = conn.up;
       conn.up = false;
+      if (wasUp) {
+        // The whole fleet may have lost the broker at this instant: take a random place in the spread.
+        this.pacing.lost++;
+        this.backgroundFailures = 0;
+        this.resumeAt = Date.now() + reconnectDelay(this.spreadMs, this.random);
+      } else {
+        this.pacing.failedAttempts++;
+        this.backgroundFailures++;
+      }
       this.settle(
         conn,
-        conn.lastError ?? new SigilError('issuer_unreachable', `the connection to the MQTT broker ${this.url} closed`),
+        new ConnectFailure(
+          conn.lastError ??
+            new SigilError('issuer_unreachable', `the connection to the MQTT broker ${this.url} closed`),
+          conn.lastBusy,
+        ),
       );
-      this.scheduleReconnect(conn);
+      // The next attempt classifies its own failure.
+      conn.lastError = undefined;
+      conn.lastBusy = true;
+      if (wasUp || conn.background) this.scheduleReconnect(conn);
     });
     return conn;
   }
 
-  /** Reconnect (jittered) only while requests wait; an idle agent stays quietly disconnected. */
+  private markUp(conn: Connection): void {
+    conn.up = true;
+    conn.background = false;
+    this.resumeAt = 0;
+    this.backgroundFailures = 0;
+  }
+
+  /**
+   * Reconnect only while requests wait for their answers (they may be queued in our session); an
+   * idle agent stays quietly disconnected. After a loss, at this agent's place in the spread; after
+   * a failed attempt, after the jittered doubling pause — bounded by the waiting requests' timeouts.
+   */
   private scheduleReconnect(conn: Connection): void {
     if (this.closed || this.conn !== conn || this.pending.size === 0) return;
+    if (this.backgroundFailures >= CONNECT_ATTEMPTS_MAX) return;
     clearTimeout(this.reconnectTimer);
+    const delay = Math.max(
+      this.resumeAt - Date.now(),
+      this.backgroundFailures > 0 ? connectRetryDelay(this.backgroundFailures, this.random) : 0,
+    );
     this.reconnectTimer = setTimeout(
       () => {
         if (
@@ -373,10 +543,12 @@ export class MqttIssuerClient implements IssuerTransport {
           !conn.client.disconnecting
         ) {
           conn.lastError = undefined;
+          conn.background = true;
+          this.pacing.attempts++;
           conn.client.reconnect();
         }
       },
-      250 + Math.random() * 750,
+      Math.max(0, delay),
     );
   }
 
