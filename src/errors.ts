@@ -412,6 +412,28 @@ export const ERROR_TABLE = {
     retryable: false,
     message: "the bot's roles do not allow this credential; the message names the role rule",
   },
+  // --- workload registration (server/ops/workload.ts, docs/workload-registration.md) ---
+  workload_id_reserved: {
+    status: 400,
+    retryable: false,
+    message: 'the workload SPIFFE ID collides with a node (…/bot/…) or issuer (…/sigil/…) identity',
+  },
+  workload_id_outside_trust_domain: {
+    status: 400,
+    retryable: false,
+    message: "the workload SPIFFE ID is not in this issuer's trust domain",
+  },
+  workload_unknown: { status: 404, retryable: false, message: 'no such workload registration entry' },
+  workload_not_for_node: {
+    status: 403,
+    retryable: false,
+    message: 'the workload registration entry does not apply to the requesting node',
+  },
+  workload_audience_denied: {
+    status: 403,
+    retryable: false,
+    message: 'the workload registration entry does not allow this JWT-SVID audience',
+  },
   // --- admin ---
   unauthorized: { status: 401, retryable: false, message: 'missing or invalid admin credential' },
   policy_invalid: { status: 400, retryable: false, message: 'the policy resource is not valid' },
@@ -474,6 +496,11 @@ export const ERROR_TABLE = {
   // --- server side ---
   rate_limited: { status: 429, retryable: true, message: 'too many requests' },
   unavailable: { status: 503, retryable: true, message: 'the issuer is not ready' },
+  store_unavailable: {
+    status: 503,
+    retryable: true,
+    message: 'the issuer cannot reach its database right now; retry the same request (same request id) later',
+  },
   internal: { status: 500, retryable: true, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 

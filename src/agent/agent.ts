@@ -32,6 +32,7 @@ import { openAgentState, type AgentState, type Identity, type OutboxEntry } from
 import { agentClock, crashPoint, duringOutput } from './test-hooks.js';
 import { newTransportKey, transportCertOf, wantsTransportCert } from './transport-cert.js';
 import { buildTransports, IssuerLink } from './transports.js';
+import type { WorkloadApiServer } from './workload/server.js';
 
 export type TickOutcome =
   | { action: 'none'; identity: Identity }
@@ -50,6 +51,8 @@ export interface AgentDeps {
    * command (`run --once`, `renew`) reports the failure itself as its error line, once.
    */
   failureLogLevel?: 'warn' | 'debug';
+  /** The Workload API, already serving the cache (`sigil agent run`, workload/early-start.ts); run() attaches the issuer. */
+  workloadApi?: { server: WorkloadApiServer; log: { setTarget(log: Logger): void } };
 }
 
 /** Codes that, for a method that cannot re-attest, mean a person has to issue a new credential. */
@@ -75,6 +78,9 @@ export class Agent {
   private readonly failureLogLevel: 'warn' | 'debug';
   /** Joins and renewals ask for an MQTT transport certificate (./transport-cert.ts). */
   private readonly transportCert: boolean;
+  /** The SPIFFE Workload API and SDS (`workload_api:`, ./workload/), while the daemon runs. */
+  private workloadApi: WorkloadApiServer | undefined;
+  private readonly earlyWorkloadApi: AgentDeps['workloadApi'];
 
   constructor(
     readonly cfg: AgentConfig,
@@ -84,6 +90,7 @@ export class Agent {
     this.now = deps.now ?? agentClock();
     this.rand = deps.rand ?? Math.random;
     this.failureLogLevel = deps.failureLogLevel ?? 'warn';
+    this.earlyWorkloadApi = deps.workloadApi;
     try {
       // Before anything is sent: a join spent on outputs that cannot be written is lost (issue #12).
       checkOutputPaths(cfg);
@@ -513,6 +520,14 @@ export class Agent {
         'serving cached identity',
       );
     this.updateMetrics();
+    if (this.cfg.workloadApi) {
+      // Before the first tick: workloads are served from the cache whether or not the issuer answers.
+      const { startWorkloadApi } = await import('./workload/start.js');
+      const early = this.earlyWorkloadApi;
+      early?.log.setTarget(this.log);
+      const deps = { cfg: this.cfg, state: this.state, link: this.link, log: this.log, now: this.now, tpm: this.tpm };
+      this.workloadApi = await startWorkloadApi({ ...deps, early: early?.server });
+    }
     while (!signal.aborted) {
       if (this.now() >= this.nextWake()) await this.tick();
       const wait = Math.max(250, this.nextWake() - this.now());
@@ -521,6 +536,7 @@ export class Agent {
   }
 
   async close(): Promise<void> {
+    await (this.workloadApi ?? this.earlyWorkloadApi?.server)?.close();
     this.credentials?.close();
     await this.link.close();
     this.state.close();

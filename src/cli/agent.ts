@@ -76,7 +76,16 @@ async function lockAgent(configPath: string, dataDir: string | undefined, what: 
 }
 
 /** `oneShot` (`run --once`, `renew`): warnings only, and the failure is the command's error line, not also a log line. */
-async function openAgent(configPath: string, oneShot: boolean, early?: { state: AgentState; dataDir: string }) {
+/** The Workload API started before the agent was loaded (agent/workload/early-start.ts). */
+type EarlyWorkloadApi = NonNullable<
+  Awaited<ReturnType<typeof import('../agent/workload/early-start.js').startEarlyWorkloadApi>>
+>;
+
+async function openAgent(
+  configPath: string,
+  oneShot: boolean,
+  early?: { state: AgentState; dataDir: string; workloadApi?: EarlyWorkloadApi | undefined },
+) {
   const [{ loadAgentConfig }, { Agent }, { createLogger }] = await Promise.all([
     import('../agent/config.js'),
     import('../agent/agent.js'),
@@ -86,22 +95,29 @@ async function openAgent(configPath: string, oneShot: boolean, early?: { state: 
   try {
     cfg = loadAgentConfig(configPath);
   } catch (e) {
+    await early?.workloadApi?.server.close();
     early?.state.close();
     throw e;
   }
   const level = cfg.logLevel ?? (oneShot ? 'warn' : undefined);
   const log = createLogger({ name: 'sigil-agent', ...(level ? { level } : {}) });
   const state = early && early.dataDir === cfg.dataDir ? early.state : undefined;
+  // The early Workload API serves from the early state: it goes where that state goes.
+  const workloadApi = state ? early?.workloadApi : undefined;
+  if (early && !state) await early.workloadApi?.server.close();
   if (early && !state) early.state.close();
-  return {
-    cfg,
-    log,
-    agent: new Agent(cfg, log, {
+  let agent;
+  try {
+    agent = new Agent(cfg, log, {
       ...(state ? { state } : {}),
       ...(oneShot ? { failureLogLevel: 'debug' as const } : {}),
-    }),
-    served: false,
-  };
+      ...(workloadApi ? { workloadApi } : {}),
+    });
+  } catch (e) {
+    await workloadApi?.server.close();
+    throw e;
+  }
+  return { cfg, log, agent, served: false };
 }
 
 export function registerAgent(program: Command, run: (fn: () => Promise<void> | void) => Promise<void>): void {
@@ -123,10 +139,15 @@ export function registerAgent(program: Command, run: (fn: () => Promise<void> | 
         let opened: Awaited<ReturnType<typeof openAgent>>;
         try {
           const served = plan ? serveCachedIdentity(plan) : undefined;
+          // The daemon serves the Workload API from its cache next, also before the rest is loaded.
+          const workloadApi =
+            served && !o.once
+              ? await (await import('../agent/workload/early-start.js')).startEarlyWorkloadApi(o.config, served.state)
+              : undefined;
           opened = await openAgent(
             o.config,
             o.once === true,
-            served && plan ? { state: served.state, dataDir: plan.dataDir } : undefined,
+            served && plan ? { state: served.state, dataDir: plan.dataDir, workloadApi } : undefined,
           );
           opened.served = served?.identity !== undefined;
         } catch (e) {
@@ -229,6 +250,46 @@ export function registerAgent(program: Command, run: (fn: () => Promise<void> | 
           );
           process.exitCode = EXIT.failed;
         }
+      }),
+    );
+
+  agent
+    .command('workloads')
+    .description(
+      'Workload API: the registration entries of this node, what is served, and why a process gets it (or not)',
+    )
+    .option('--config <file>', 'agent.yaml')
+    .option('--data-dir <dir>', 'agent data directory (instead of --config)')
+    .option('--pid <pid>', 'a process: its selectors, and which entries match it (or which selectors it lacks)')
+    .option('--format <fmt>', 'table or json')
+    .action((o: { config?: string; dataDir?: string; pid?: string; format?: string }) =>
+      run(async () => {
+        const fmt = parseFormat(o.format);
+        const [{ loadAgentConfig }, { openAgentStateReadOnly }, { explainWorkloads, formatExplanation }] =
+          await Promise.all([
+            import('../agent/config.js'),
+            import('../agent/state/index.js'),
+            import('../agent/workload/explain.js'),
+          ]);
+        const cfg = o.config ? loadAgentConfig(o.config) : undefined;
+        const dir = o.dataDir ?? cfg?.dataDir;
+        if (!dir) throw new SigilError('config_invalid', 'give --config FILE or --data-dir DIR');
+        if (o.pid !== undefined && !/^[1-9]\d{0,9}$/.test(o.pid))
+          throw new SigilError('config_invalid', `--pid must be a process id, got "${o.pid}"`);
+        const state = openAgentStateReadOnly(dir);
+        if (!state) throw new SigilError('not_joined', `no agent state in ${dir}`);
+        let x;
+        try {
+          x = explainWorkloads(state.workloads, {
+            socket: cfg?.workloadApi?.socket,
+            sha256MaxBytes: cfg?.workloadApi?.sha256MaxBytes,
+            ...(o.pid !== undefined ? { pid: Number(o.pid) } : {}),
+          });
+        } finally {
+          state.close();
+        }
+        if (fmt === 'json') printJson(x);
+        else process.stdout.write(formatExplanation(x));
       }),
     );
 }

@@ -20,7 +20,7 @@ export const PROTOCOL_VERSION = 1;
  * transport (server/ops/table.ts); the agent sends each over whichever transport it has
  * (transport/types.ts IssuerTransport.post).
  */
-export const OPS = ['join', 'renew', 'credential', 'bundle'] as const;
+export const OPS = ['join', 'renew', 'credential', 'bundle', 'workload'] as const;
 export type Op = (typeof OPS)[number];
 /** The operations whose request is a signed envelope (`bundle` is asked for without one). */
 export type RequestOp = Exclude<Op, 'bundle'>;
@@ -126,6 +126,11 @@ export interface BundleResult {
   trust_domain: string;
   roots: string[];
   intermediates: string[];
+  /**
+   * The JWT-SVID signing keys as a JWK Set (each with `kid` and `alg`; server/ops/bundle.ts), for
+   * the Workload API's JWT bundle (issue #17). Absent from issuers older than that.
+   */
+  jwt_jwks?: { keys: Array<Record<string, unknown>> };
 }
 
 export interface ResponsePayload<T> {
@@ -158,6 +163,7 @@ const bundleResultSchema = z.object({
   trust_domain: z.string(),
   roots: z.array(z.string()).min(1),
   intermediates: z.array(z.string()),
+  jwt_jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }).optional(),
 });
 
 /**

@@ -142,6 +142,52 @@ const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE identity ADD COLUMN transport_not_after INTEGER;
     `,
   },
+  {
+    version: 5,
+    name: 'workload cache',
+    sql: `
+      -- The SPIFFE Workload API's offline cache (agent/workload/): what the issuer said applies
+      -- to this node, one key + X.509-SVID per entry, prefetched JWT-SVIDs and the bundles, so a
+      -- restarted agent serves workloads while the issuer is unreachable. Keys are PKCS#8 PEM
+      -- (software keys: the Workload API hands them to the workload) in this 0600 database.
+      -- IF NOT EXISTS: new tables only, so re-running it over a database whose user_version was
+      -- set back (a downgrade and upgrade again, or the migration tests) changes nothing.
+      CREATE TABLE IF NOT EXISTS workload_entry (
+        id          TEXT PRIMARY KEY,
+        entry       TEXT NOT NULL,            -- JSON WorkloadEntry
+        synced_at   INTEGER NOT NULL
+      ) STRICT;
+
+      CREATE TABLE IF NOT EXISTS workload_svid (
+        entry_id     TEXT PRIMARY KEY,
+        spiffe_id    TEXT NOT NULL,
+        key_pem      TEXT NOT NULL,
+        chain_pem    TEXT NOT NULL,           -- PEM, leaf first
+        serial       TEXT NOT NULL,
+        not_after    INTEGER NOT NULL,
+        renew_after  INTEGER NOT NULL,
+        saved_at     INTEGER NOT NULL
+      ) STRICT;
+
+      CREATE TABLE IF NOT EXISTS workload_jwt (
+        entry_id     TEXT NOT NULL,
+        audience     TEXT NOT NULL,           -- JSON array, sorted
+        spiffe_id    TEXT NOT NULL,
+        token        TEXT NOT NULL,
+        expires_at   INTEGER NOT NULL,
+        renew_after  INTEGER NOT NULL,
+        PRIMARY KEY (entry_id, audience)
+      ) STRICT;
+
+      CREATE TABLE IF NOT EXISTS workload_bundle (
+        id            INTEGER PRIMARY KEY CHECK (id = 1),
+        trust_domain  TEXT NOT NULL,
+        roots_pem     TEXT NOT NULL,
+        jwks          TEXT NOT NULL,
+        updated_at    INTEGER NOT NULL
+      ) STRICT;
+    `,
+  },
 ];
 
 export const AGENT_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -19,6 +19,7 @@ import type { OutboxEntry } from './outbox.js';
 import { SettingsStore } from './settings.js';
 import { StatusStore } from './status.js';
 import type { AgentStatus, AgentStatusUpdate } from './status.js';
+import { WorkloadStore } from './workload.js';
 
 export type {
   AgentStatus,
@@ -77,6 +78,9 @@ export interface AgentState {
   /** Every setting whose key starts with `prefix`. */
   listSettings(prefix: string): Array<{ key: string; value: string }>;
 
+  /** The Workload API's cache (state/workload.ts, agent/workload/). */
+  readonly workloads: WorkloadStore;
+
   close(): void;
 }
 
@@ -99,6 +103,7 @@ class SqliteAgentState implements AgentState {
   readonly #history: HistoryStore;
   readonly #status: StatusStore;
   readonly #settings: SettingsStore;
+  readonly workloads: WorkloadStore;
 
   constructor(db: AgentDb) {
     this.#db = db;
@@ -108,6 +113,7 @@ class SqliteAgentState implements AgentState {
     this.#history = new HistoryStore(db);
     this.#status = new StatusStore(db);
     this.#settings = new SettingsStore(db);
+    this.workloads = new WorkloadStore(db);
   }
 
   getIdentity(): Identity | undefined {

@@ -58,6 +58,38 @@ export const INSTANCE_OPERATIONS = {
     })),
   ),
 
+  /**
+   * One instance and every certificate issued to it, newest last: its identities, its credentials
+   * and its workload SVIDs (kind `workload-x509-svid`, `workload-jwt-svid`; issue #17).
+   */
+  'instances.show': adminOperation(
+    z.strictObject({ instance: z.string().min(1).max(128) }),
+    async ({ stores, args }) => {
+      const inst = await stores.instances.get(args.instance);
+      if (!inst) throw new SigilError('not_found', `no instance "${args.instance}" (see: sigil ctl instances ls)`);
+      const certs = await stores.certificates.listByInstance(inst.id);
+      return {
+        id: inst.id,
+        bot: inst.bot,
+        spiffe_id: inst.spiffeId,
+        join_method: inst.joinMethod,
+        generation: inst.generation,
+        locked: inst.locked,
+        lock_reason: inst.lockReason,
+        facts: inst.facts,
+        certificates: certs.map((c) => ({
+          serial: c.serial,
+          kind: c.kind,
+          generation: c.generation,
+          not_before: new Date(c.notBefore).toISOString(),
+          not_after: new Date(c.notAfter).toISOString(),
+          issued_at: new Date(c.issuedAt).toISOString(),
+          request_id: c.requestId,
+        })),
+      };
+    },
+  ),
+
   lock: adminOperation(
     z.strictObject({ target: z.string().min(1).max(128), reason: z.string().max(500).optional() }),
     (call) =>

@@ -14,19 +14,30 @@ export const MAX_APPLY_YAML_CHARS = 1024 * 1024;
 
 export const POLICY_OPERATIONS = {
   apply: adminOperation(
-    z.strictObject({ yaml: z.string().max(MAX_APPLY_YAML_CHARS), source: z.string().max(256).optional() }),
+    z.strictObject({
+      yaml: z.string().max(MAX_APPLY_YAML_CHARS),
+      source: z.string().max(256).optional(),
+      /**
+       * The issuer's trust domain, which `sigil ctl` reads from the data directory or the issuer's
+       * signed bundle: a workload's SPIFFE ID must lie in it (policy/workload.ts). The issuer
+       * re-checks every entry against its own trust domain whenever it uses one.
+       */
+      trust_domain: z.string().max(255).optional(),
+    }),
     async ({ stores, args, now }) => {
-      const docs = parseResources(args.yaml, args.source ?? 'input');
+      const docs = parseResources(args.yaml, args.source ?? 'input', args.trust_domain);
       return { applied: await applyResources(stores, docs, now) };
     },
   ),
 
   'resources.ls': adminOperation(
-    z.strictObject({ kind: z.enum(['role', 'bot', 'join_rule']).optional() }),
+    z.strictObject({ kind: z.enum(['role', 'bot', 'join_rule', 'workload']).optional() }),
     async ({ stores, args }) =>
       (
         await Promise.all(
-          (args.kind ? [args.kind] : (['role', 'bot', 'join_rule'] as const)).map((k) => stores.resources.list(k)),
+          (args.kind ? [args.kind] : (['role', 'bot', 'join_rule', 'workload'] as const)).map((k) =>
+            stores.resources.list(k),
+          ),
         )
       ).flat(),
   ),

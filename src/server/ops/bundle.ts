@@ -3,12 +3,21 @@ import type { BundleResult } from '../../protocol/messages.js';
 import type { IssuerContext } from '../issuer.js';
 import { responsePayload, signResponse } from './respond.js';
 
-/** `bundle`: the trust anchors agents and workloads should trust, signed like every response. */
+/**
+ * `bundle`: the trust anchors agents and workloads should trust, signed like every response.
+ * `jwt_jwks` carries the JWT-SVID signing key as a JWK Set whose keys carry `kid` (JWT-SVID §6)
+ * and `alg`, without `use` — the form the Workload API's JWT bundles take (SPIRE's agent marshals
+ * them so); a `use: jwt-svid` (the federation bundle's, credentials/discovery.ts) makes generic
+ * JOSE libraries skip the key. The agent's Workload API serves the JWT bundle and validates
+ * JWT-SVIDs from this same signed answer, offline (issue #17).
+ */
 export function handleBundle(ctx: IssuerContext): Jws {
+  const { use: _use, ...jwtKey } = ctx.credentials.jwt.jwk;
   const result: BundleResult = {
     trust_domain: ctx.ca.trustDomain,
     roots: [ctx.ca.rootPem.trim() + '\n'],
     intermediates: [ctx.ca.intermediatePem.trim() + '\n'],
+    jwt_jwks: { keys: [{ ...jwtKey }] },
   };
   return signResponse(ctx, responsePayload(ctx, 'bundle', null, result));
 }

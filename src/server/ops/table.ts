@@ -20,6 +20,7 @@ import { handleBundle } from './bundle.js';
 import { handleCredential } from './credential.js';
 import { handleJoin } from './join.js';
 import { handleRenew } from './renew.js';
+import { handleWorkload } from './workload.js';
 
 /**
  * Where an answer may go on a carrier whose reply address the requester chooses (an MQTT v5
@@ -105,6 +106,16 @@ export const OPERATIONS: Readonly<Record<Op, Operation>> = {
     rateLimited: false,
     audited: false,
     handle: async (ctx) => handleBundle(ctx),
+  },
+  // Workload registration entries and their SVIDs (issue #17; docs/workload-registration.md).
+  workload: {
+    name: 'workload',
+    takesBody: true,
+    answerTo: 'signer',
+    rateLimited: false,
+    audited: true,
+    handle: (ctx, r) =>
+      handleWorkload(ctx, r.body, r.remote, { confidential: r.confidential, ...(r.hooks ? { hooks: r.hooks } : {}) }),
   },
 };
 

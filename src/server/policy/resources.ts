@@ -1,5 +1,5 @@
 /**
- * Policy resources (`role`, `bot`, `join_rule`), declared in YAML and applied with
+ * Policy resources (`role`, `bot`, `join_rule`, `workload`: ./workload.ts), declared in YAML and applied with
  * `sigil ctl apply -f FILE`. Validation lives here, apart from applying (SPIRE's habit):
  * a whole file is validated, cross-references are checked, and only then is anything written.
  */
@@ -12,6 +12,7 @@ import type { ResourceKind, Stores, TxStores } from '../store/types.js';
 // Join rules are validated with the rule schemas of the registered join methods.
 import { validateJoinRule } from '../../join/server-methods.js';
 import { yamlErrorText } from '../../util/yaml-error.js';
+import { validateWorkloadSpec, workloadSpecSchema, type WorkloadSpec } from './workload.js';
 
 /** Aliases one YAML document may expand (yaml's own default); policy needs a handful at most. */
 const MAX_YAML_ALIASES = 100;
@@ -84,7 +85,7 @@ export const joinRuleSpecSchema = z
   .catchall(z.unknown());
 
 const documentSchema = z.strictObject({
-  kind: z.enum(['role', 'bot', 'join_rule']),
+  kind: z.enum(['role', 'bot', 'join_rule', 'workload']),
   name: nameSchema,
   spec: z.record(z.string(), z.unknown()),
 });
@@ -99,10 +100,14 @@ const SPEC_SCHEMA: Record<ResourceKind, z.ZodType> = {
   role: roleSpecSchema,
   bot: botSpecSchema,
   join_rule: joinRuleSpecSchema,
+  workload: workloadSpecSchema,
 };
 
-/** Parse a multi-document YAML text into validated resources (nothing is stored). */
-export function parseResources(text: string, source = 'input'): ResourceDoc[] {
+/**
+ * Parse a multi-document YAML text into validated resources (nothing is stored). `trustDomain`:
+ * the issuer's, when the caller knows it — a workload's SPIFFE ID must lie in it (./workload.ts).
+ */
+export function parseResources(text: string, source = 'input', trustDomain?: string): ResourceDoc[] {
   const docs = parseAllDocuments(text);
   const out: ResourceDoc[] = [];
   const list = Array.isArray(docs) ? docs : [docs];
@@ -124,6 +129,7 @@ export function parseResources(text: string, source = 'input'): ResourceDoc[] {
     // Keep the author's spec as written (durations stay "24h"), but validate it now.
     parseWith(SPEC_SCHEMA[d.kind], d.spec, 'policy_invalid', `${where} (${d.kind} ${d.name}) spec`);
     if (d.kind === 'join_rule') validateJoinRule(d.name, d.spec);
+    if (d.kind === 'workload') validateWorkloadSpec(d.name, d.spec, trustDomain);
     out.push({ kind: d.kind, name: d.name, spec: d.spec });
   });
   if (out.length === 0) throw new SigilError('policy_invalid', `${source}: no resources found`);
@@ -160,10 +166,18 @@ export function applyResources(stores: Stores, docs: ResourceDoc[], now: number)
         const bot = (d.spec as { bot: string }).bot;
         if (!(await has('bot', bot)))
           throw new SigilError('policy_invalid', `join_rule ${d.name}: bot "${bot}" does not exist`);
+      } else if (d.kind === 'workload') {
+        const nodes = (d.spec as WorkloadSpec).nodes;
+        for (const b of nodes.bots ?? [])
+          if (!(await has('bot', b)))
+            throw new SigilError('policy_invalid', `workload ${d.name}: bot "${b}" does not exist`);
+        for (const r of nodes.join_rules ?? [])
+          if (!(await has('join_rule', r)))
+            throw new SigilError('policy_invalid', `workload ${d.name}: join_rule "${r}" does not exist`);
       }
     }
     // Roles first so a reader never sees a bot whose role is missing.
-    const order: ResourceKind[] = ['role', 'bot', 'join_rule'];
+    const order: ResourceKind[] = ['role', 'bot', 'join_rule', 'workload'];
     const sorted = [...docs].sort((a, b) => order.indexOf(a.kind) - order.indexOf(b.kind));
     const outcomes: ApplyOutcome[] = [];
     for (const d of sorted)

@@ -46,8 +46,12 @@
  */
 import type { KeyStorage } from '../../keystore/signer.js';
 
-/** `role`, `bot`, `join_rule` — policy documents applied with `sigil ctl apply`. */
-export type ResourceKind = 'role' | 'bot' | 'join_rule';
+/**
+ * `role`, `bot`, `join_rule`, `workload` (a workload registration entry, issue #17) — policy
+ * documents applied with `sigil ctl apply`. A backend must accept every kind listed here
+ * (SQLite: migration 6 widened the `kind` CHECK).
+ */
+export type ResourceKind = 'role' | 'bot' | 'join_rule' | 'workload';
 
 export interface Resource {
   kind: ResourceKind;

@@ -222,6 +222,27 @@ CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
   BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 `,
   },
+  {
+    version: 6,
+    name: 'workload registration resources',
+    sql: `
+-- Workload registration entries (kind 'workload', issue #17) are policy resources like roles and
+-- bots. SQLite cannot alter a CHECK constraint, so the table is rebuilt with the wider one (same
+-- columns, same rows; nothing references it, and it has no index or trigger besides its key).
+CREATE TABLE resources_v6 (
+  kind        TEXT    NOT NULL CHECK (kind IN ('role', 'bot', 'join_rule', 'workload')),
+  name        TEXT    NOT NULL,
+  spec        TEXT    NOT NULL CHECK (json_valid(spec)),  -- canonical JSON
+  created_at  INTEGER NOT NULL,
+  updated_at  INTEGER NOT NULL,
+  PRIMARY KEY (kind, name)
+) STRICT;
+INSERT INTO resources_v6 (kind, name, spec, created_at, updated_at)
+  SELECT kind, name, spec, created_at, updated_at FROM resources;
+DROP TABLE resources;
+ALTER TABLE resources_v6 RENAME TO resources;
+`,
+  },
 ];
 
 /** The newest schema version this code knows. */

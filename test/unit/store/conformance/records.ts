@@ -51,6 +51,16 @@ export function recordSuites(stores: () => Stores): void {
       expect(await s.resources.delete('role', 'alpha')).toBe(false);
       expect(await s.resources.get('bot', 'alpha')).toBeDefined();
     });
+
+    it('stores workload registration entries (kind workload, issue #17) apart from the other kinds', async () => {
+      const spec = { spiffe_id: 'spiffe://example.org/web', selectors: ['unix:uid:1000'], nodes: { bots: ['edge'] } };
+      expect(await s.resources.put('workload', 'web', spec, T0)).toBe('created');
+      await s.resources.put('bot', 'web', { roles: ['a'] }, T0);
+      expect(await s.resources.get('workload', 'web')).toMatchObject({ kind: 'workload', name: 'web', spec });
+      expect((await s.resources.list('workload')).map((r) => r.name)).toEqual(['web']);
+      expect(await s.resources.delete('workload', 'web')).toBe(true);
+      expect(await s.resources.get('bot', 'web')).toBeDefined();
+    });
   });
 
   describe('idempotency', () => {
