@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SigilError } from '../errors.js';
-import { spkiPin } from '../pki/chain.js';
+import { expectedIssuerId, spkiPin } from '../pki/chain.js';
 import { runAdminCall } from '../server/admin/audited.js';
 import type { AdminAuditEnv } from '../server/admin/ops.js';
 import type { AuditVerifyReport } from '../server/audit/verify.js';
@@ -86,6 +86,26 @@ async function localAuditEnv(dataDir: string, op: string, o: LocalAuditOptions):
   return env;
 }
 
+/**
+ * The issuer's trust domain, from its pinned root: the data directory's (local), or the root the
+ * issuer presents, checked against --ca-pin (remote; only when the policy has a workload, to
+ * spare the handshake). `apply` refuses a workload SPIFFE ID outside it (policy/workload.ts).
+ */
+async function trustDomainFor(g: CtlGlobals, yaml: string): Promise<string | undefined> {
+  let rootPem: string | undefined;
+  if (g.dataDir && existsSync(paths(g.dataDir).rootCert)) rootPem = readFileSync(paths(g.dataDir).rootCert, 'utf8');
+  else if (g.server && g.caPin && /\bworkload\b/.test(yaml)) {
+    const client = new HttpsIssuerClient({ url: g.server, pin: g.caPin });
+    try {
+      rootPem = await client.ensureRoot();
+    } finally {
+      client.close();
+    }
+  }
+  if (!rootPem) return undefined;
+  return expectedIssuerId(rootPem).slice('spiffe://'.length).split('/')[0];
+}
+
 /** `--since` accepts a duration back from now (`1h`) or an ISO timestamp. */
 function parseSince(s: string): number {
   if (/^\d{4}-\d{2}-\d{2}/.test(s)) {
@@ -108,7 +128,7 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
 
   ctl
     .command('apply')
-    .description('create or update roles, bots and join rules from a YAML file (all or nothing)')
+    .description('create or update roles, bots, join rules and workloads from a YAML file (all or nothing)')
     .requiredOption('-f, --file <file>', 'YAML file with one or more documents')
     .option('--format <fmt>', 'table or json')
     .action((o: { file: string; format?: string }) =>
@@ -120,7 +140,12 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
         } catch (e) {
           throw new SigilError('bad_request', `cannot read ${o.file}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
         }
-        const r = (await admin(g(), 'apply', { yaml, source: o.file })) as { applied: Array<Record<string, unknown>> };
+        const trustDomain = await trustDomainFor(g(), yaml);
+        const r = (await admin(g(), 'apply', {
+          yaml,
+          source: o.file,
+          ...(trustDomain ? { trust_domain: trustDomain } : {}),
+        })) as { applied: Array<Record<string, unknown>> };
         if (fmt === 'json') printJson(r);
         else for (const a of r.applied) process.stdout.write(`${a.kind}/${a.name} ${a.result}\n`);
       }),
@@ -173,6 +198,23 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
         if (parseFormat(o.format) === 'json') printJson(rows);
         else
           printTable(rows, ['id', 'bot', 'join_method', 'generation', 'serial', 'not_after', 'key_storage', 'locked']);
+      }),
+    );
+
+  instances
+    .command('show <instance>')
+    .description('one instance and every certificate issued to it (identities, credentials, workload SVIDs)')
+    .option('--format <fmt>', 'table or json')
+    .action((instance: string, o: { format?: string }) =>
+      run(async () => {
+        const r = (await admin(g(), 'instances.show', { instance })) as Record<string, unknown> & {
+          certificates: Array<Record<string, unknown>>;
+        };
+        if (parseFormat(o.format) === 'json') return printJson(r);
+        process.stdout.write(
+          `instance: ${String(r.id)}\nbot:      ${String(r.bot)}\nspiffe:   ${String(r.spiffe_id)}\nlocked:   ${String(r.locked)}\n\n`,
+        );
+        printTable(r.certificates, ['serial', 'kind', 'generation', 'not_after', 'issued_at']);
       }),
     );
 
@@ -294,10 +336,40 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
       }),
     );
 
-  ctl
-    .command('ca')
-    .description('public CA material')
-    .command('export')
+  const ca = ctl.command('ca').description('public CA material');
+  ca.command('crl')
+    .description(
+      'the CRL of locked instances, signed by the intermediate (PEM; for mosquitto crlfile, nginx ssl_crl, PostgreSQL ssl_crl_file): signed now with --data-dir, fetched from GET /v1/crl with --server',
+    )
+    .option('--out <file>', 'write it to FILE (atomically) instead of stdout')
+    .option('--der', 'DER instead of PEM')
+    .option('--format <fmt>', 'json: print what the CRL lists (with --out, or instead of the CRL)')
+    .action((o: { out?: string; der?: boolean; format?: string }) =>
+      run(async () => {
+        const fmt = parseFormat(o.format);
+        const { crlPem, fetchCrl, localCrl } = await import('../server/crl/ctl.js');
+        const globals = g();
+        let got;
+        if (globals.server) {
+          const pin = globals.caPin ?? (globals.dataDir ? spkiPin(readFileSync(paths(globals.dataDir).rootCert)) : '');
+          if (!pin) throw new SigilError('config_invalid', 'remote mode needs --ca-pin sha256:… (or --data-dir)');
+          got = await fetchCrl(globals.server, pin);
+        } else if (globals.dataDir) got = await localCrl(globals.dataDir);
+        else throw new SigilError('config_invalid', 'give --data-dir DIR (sign one now) or --server URL (fetch it)');
+        const bytes = o.der ? got.der : crlPem(got.der);
+        if (o.out) {
+          const { writeFileAtomic } = await import('../util/atomic-file.js');
+          writeFileAtomic(o.out, bytes, { mode: 0o644 });
+        }
+        if (fmt === 'json') printJson({ ...got.summary, ...(o.out ? { out: o.out } : {}) });
+        else if (o.out)
+          process.stdout.write(
+            `CRL ${got.summary.crl_number} (${got.summary.revoked.length} revoked, next update ${got.summary.next_update}) written to ${o.out}\n`,
+          );
+        else process.stdout.write(bytes);
+      }),
+    );
+  ca.command('export')
     .description(
       'print what consumers trust: ssh-user (TrustedUserCAKeys line), ssh-host (@cert-authority known_hosts line), x509 (root PEM), jwks (JWT-SVID keys)',
     )

@@ -20,7 +20,7 @@
  */
 import { SigilError } from '../errors.js';
 import { boolean, explicit, integer, octetString, oid, sequence, TAG } from '../pki/der.js';
-import { DerReader } from '../pki/der-reader.js';
+import { DerReader, type DerNode } from '../pki/der-reader.js';
 import { parsePem, toPem } from '../pki/pem.js';
 import { tpm2bPrivate } from '../tpm/structures/basic.js';
 import { marshal, unmarshal } from '../tpm/structures/codec.js';
@@ -58,6 +58,18 @@ export function writeTss2Pem(k: { parent: number; blob: KeyBlob }): string {
   return toPem(TSS2_PEM_LABEL, encodeTss2Key(k));
 }
 
+/**
+ * emptyAuth as other tools write it. DER says TRUE is 0xFF (X.690 §11.1), and Sigil writes that;
+ * tpm2-pytss and tpm2-tss-engine write 0x01, which BER allows (§8.2.2: any non-zero octet is
+ * TRUE). Refusing their keys would protect nothing — the flag only says the key needs no
+ * password — so any one-octet value is read as BER does.
+ */
+function readBooleanLenient(r: DerReader, n: DerNode): boolean {
+  const c = r.content(r.expect(n, TAG.BOOLEAN, 'emptyAuth'));
+  if (c.length !== 1) r.fail('emptyAuth: a BOOLEAN is one octet');
+  return c[0] !== 0;
+}
+
 /** Parse TPMKey DER; anything Sigil cannot load is `config_invalid`, saying why. */
 export function decodeTss2Key(der: Buffer): Tss2Key {
   const r = new DerReader(der, 'config_invalid', 'TSS2 PRIVATE KEY');
@@ -75,7 +87,7 @@ export function decodeTss2Key(der: Buffer): Tss2Key {
     if (n === 0) {
       const inner = r.children(f);
       if (inner.length !== 1) r.fail('emptyAuth must wrap one BOOLEAN');
-      emptyAuth = r.boolean(inner[0]!, 'emptyAuth');
+      emptyAuth = readBooleanLenient(r, inner[0]!);
     } else if (n === 1 || n === 3) {
       r.fail('the key is bound to a TPM policy, which Sigil does not satisfy');
     } else if (n === 2) {

@@ -1,5 +1,6 @@
 /**
- * The issuer's data directory: CA material, the admin credential and the SQLite store.
+ * The issuer's data directory: CA material, the admin credential and the SQLite store (or, with
+ * `--store postgres://…`, the state in PostgreSQL and only the files here: ./data-dir-store.ts).
  *
  *   issuer.json                trust domain, creation time, layout version
  *   ca/root.pem  ca/root.key   ECDSA P-256 root (key 0600; move it offline in production, see docs/runbook.md)
@@ -17,6 +18,7 @@ import { join } from 'node:path';
 import { SigilError } from '../errors.js';
 import { createIntermediateCa, createRootCa } from '../pki/ca.js';
 import { spkiPin } from '../pki/chain.js';
+import { checkTrustDomain } from '../pki/spiffe-id.js';
 import { fromPem, toPem } from '../pki/pem.js';
 import { ensureDir, writeFileAtomic } from '../util/atomic-file.js';
 import { randomSecret, sha256Hex } from '../util/secret.js';
@@ -32,7 +34,15 @@ import {
   SqliteAuditStore,
   syncSqliteStores,
 } from './store/sqlite/index.js';
-import type { Stores } from './store/types.js';
+import type { AuditEvent, Stores } from './store/types.js';
+import {
+  checkDatabaseClaimable,
+  checkStoreMatches,
+  initPostgresStore,
+  openPostgresIssuerStores,
+  STORE_ENV,
+  storeKind,
+} from './data-dir-store.js';
 
 export const LAYOUT_VERSION = 1;
 
@@ -40,6 +50,8 @@ export interface IssuerMeta {
   trust_domain: string;
   created_at: string;
   layout_version: number;
+  /** Where the state is kept when not in issuer.db: 'postgres' (./data-dir-store.ts). */
+  store?: 'postgres';
 }
 
 export interface CaMaterial {
@@ -68,16 +80,14 @@ export const paths = (dir: string) => ({
   auditCheckpoints: join(dir, CHECKPOINT_FILE),
 });
 
-const TRUST_DOMAIN_RE = /^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$/;
-
-/** SPIFFE trust domain names: lowercase letters, digits, dots, dashes (SPIFFE-ID spec §2.1). */
+/**
+ * A SPIFFE trust domain name (SPIFFE-ID spec §2.1): non-empty, lowercase letters, digits, dots,
+ * dashes and underscores ([a-z0-9.-_]), at most 255 bytes (§2.3). `my_domain.org` is valid: a
+ * trust domain is not a DNS name. The one definition is pki/spiffe-id.ts, so what `server init`
+ * accepts is exactly what the CA and every SPIFFE ID parser accept.
+ */
 export function validateTrustDomain(td: string): string {
-  if (!TRUST_DOMAIN_RE.test(td) || td.includes('..')) {
-    throw new SigilError(
-      'config_invalid',
-      `trust domain "${td}" is not valid: use lowercase letters, digits, dots and dashes, e.g. example.org`,
-    );
-  }
+  checkTrustDomain(td, 'config_invalid');
   return td;
 }
 
@@ -92,6 +102,44 @@ export interface InitResult {
  * initialised directory (re-running init must never replace a CA machines already trust).
  */
 export function initDataDir(dir: string, trustDomain: string): InitResult {
+  const { p, root, adminToken } = createIssuerFiles(dir, trustDomain);
+  // The audit key exists before the first row, so the whole chain is keyed (from_seq 1).
+  // A new file nothing else uses yet: its first two rows go through the synchronous SQLite
+  // stores, so that init stays synchronous.
+  const db = openSqlite(p.db);
+  try {
+    const { key } = ensureAuditKey(p.auditKey, db, Date.now());
+    const init = syncSqliteStores(db, { audit: { key } });
+    init.admin.setAdminTokenHash(sha256Hex(adminToken));
+    init.audit.append(initEvent(trustDomain, root.certDer), Date.now());
+  } finally {
+    db.close();
+  }
+  return finishInit(dir, trustDomain, root.certDer, adminToken, undefined);
+}
+
+/**
+ * `initDataDir` with the state in the store `store` names (`--store`): the data directory's
+ * SQLite file, or a PostgreSQL database (./data-dir-store.ts), which must not hold an issuer yet.
+ */
+export async function initDataDirWithStore(
+  dir: string,
+  trustDomain: string,
+  store: string | undefined,
+): Promise<InitResult> {
+  if (storeKind(store) === 'sqlite') return initDataDir(dir, trustDomain);
+  await checkDatabaseClaimable(store!);
+  const { p, root, adminToken } = createIssuerFiles(dir, trustDomain);
+  await initPostgresStore(store!, p.auditKey, {
+    adminTokenHash: sha256Hex(adminToken),
+    event: initEvent(trustDomain, root.certDer),
+    now: Date.now(),
+  });
+  return finishInit(dir, trustDomain, root.certDer, adminToken, 'postgres');
+}
+
+/** Validate, create the directory, the CA hierarchy and the credential keys; the admin token is drawn, not yet written. */
+function createIssuerFiles(dir: string, trustDomain: string) {
   validateTrustDomain(trustDomain);
   const p = paths(dir);
   if (existsSync(p.meta) || existsSync(p.rootCert)) {
@@ -113,35 +161,36 @@ export function initDataDir(dir: string, trustDomain: string): InitResult {
   writeFileAtomic(p.rootCert, toPem('CERTIFICATE', root.certDer), { mode: 0o644 });
   writeFileAtomic(p.intCert, toPem('CERTIFICATE', inter.certDer), { mode: 0o644 });
   ensureCredentialKeys(dir);
-  const adminToken = randomSecret(32);
-  // The audit key exists before the first row, so the whole chain is keyed (from_seq 1).
-  // A new file nothing else uses yet: its first two rows go through the synchronous SQLite
-  // stores, so that init stays synchronous.
-  const db = openSqlite(p.db);
-  try {
-    const { key } = ensureAuditKey(p.auditKey, db, Date.now());
-    const init = syncSqliteStores(db, { audit: { key } });
-    init.admin.setAdminTokenHash(sha256Hex(adminToken));
-    init.audit.append(
-      {
-        action: 'init',
-        outcome: 'ok',
-        actor: 'admin',
-        details: { trust_domain: trustDomain, ca_pin: spkiPin(root.certDer) },
-      },
-      Date.now(),
-    );
-  } finally {
-    db.close();
-  }
+  return { p, root, adminToken: randomSecret(32) };
+}
+
+function initEvent(trustDomain: string, rootDer: Buffer): AuditEvent {
+  return {
+    action: 'init',
+    outcome: 'ok',
+    actor: 'admin',
+    details: { trust_domain: trustDomain, ca_pin: spkiPin(rootDer) },
+  };
+}
+
+/** The admin token, then issuer.json last (it marks the directory complete). */
+function finishInit(
+  dir: string,
+  trustDomain: string,
+  rootDer: Buffer,
+  adminToken: string,
+  store: 'postgres' | undefined,
+): InitResult {
+  const p = paths(dir);
   writeFileAtomic(p.adminToken, adminToken + '\n', { mode: 0o600 });
   const meta: IssuerMeta = {
     trust_domain: trustDomain,
     created_at: new Date().toISOString(),
     layout_version: LAYOUT_VERSION,
+    ...(store ? { store } : {}),
   };
   writeFileAtomic(p.meta, JSON.stringify(meta, null, 2) + '\n', { mode: 0o644 });
-  return { pin: spkiPin(root.certDer), trustDomain, adminTokenPath: p.adminToken };
+  return { pin: spkiPin(rootDer), trustDomain, adminTokenPath: p.adminToken };
 }
 
 export function readMeta(dir: string): IssuerMeta {
@@ -190,9 +239,13 @@ export function loadCaMaterial(dir: string): CaMaterial {
  * before it existed (and records the switch-over); `sigil ctl` only uses one that exists, so a
  * ctl run as another user never leaves a key the issuer cannot read.
  */
-export function openIssuerStores(dir: string, opts: { createAuditKey?: boolean } = {}): Stores {
-  readMeta(dir);
+export function openIssuerStores(dir: string, opts: { createAuditKey?: boolean; store?: string } = {}): Stores {
+  const meta = readMeta(dir);
   assertDataDirSecure(dir);
+  // `--store`, else $SIGIL_STORE (so `sigil ctl` finds a PostgreSQL issuer's state too).
+  const store = opts.store ?? process.env[STORE_ENV];
+  checkStoreMatches(meta.store ?? 'sqlite', store, dir);
+  if (meta.store === 'postgres') return openPostgresIssuerStores(store!, readAuditKey(paths(dir).auditKey));
   return openAuditedStores(paths(dir).db, paths(dir).auditKey, opts.createAuditKey ?? false);
 }
 

@@ -20,6 +20,8 @@ import { createLogger, type Logger } from '../util/log.js';
 import { startAuditRuntime } from './audit/runtime.js';
 import { loadCaMaterial, openIssuerStores, paths } from './data-dir.js';
 import { createIssuerContext, rotateServerIdentity, SERVER_IDENTITY_ROTATE_MS, type IssuerContext } from './issuer.js';
+import { CrlPublisher } from './crl/publisher.js';
+import { crlFiles } from './crl/state.js';
 
 /** Idempotency records outlive the longest certificate (24 h) so any retry finds its answer. */
 export const IDEMPOTENCY_KEEP_MS = 48 * 3600_000;
@@ -39,6 +41,8 @@ export interface IssuerMqttConfig {
 
 export interface IssuerServiceConfig {
   dataDir: string;
+  /** `--store`: a postgres:// URL for state shared by several issuers; default the data directory's SQLite file. */
+  store?: string;
   host: string;
   /** 0 picks a free port. */
   port: number;
@@ -54,6 +58,8 @@ export interface IssuerServiceConfig {
   mqtt?: IssuerMqttConfig;
   /** How often the serving certificate is re-issued; default SERVER_IDENTITY_ROTATE_MS (a day). Tests shorten it. */
   rotateEveryMs?: number;
+  /** The CRL for relying parties (docs/crl.md): `crl_refresh` (default 1 h) and how often locks are looked for. */
+  crl?: { refreshMs?: number; watchMs?: number };
 }
 
 /** 0.0.0.0 / :: — every address of the machine, none a client can be told to use. */
@@ -72,6 +78,8 @@ export class IssuerService {
   #timers: NodeJS.Timeout[] = [];
   #mqttUsesServingIdentity = false;
   #stopped: Promise<void> | undefined;
+  /** Signs and serves the CRL (GET /v1/crl); its timer runs from start() to stop(). */
+  readonly crl: CrlPublisher;
   /** The host put in the serving certificate and the advertised URL when listening on every address. */
   readonly #wildcardHost: string | undefined;
 
@@ -86,7 +94,10 @@ export class IssuerService {
     this.#wildcardHost = !cfg.publicUrl && isWildcardHost(cfg.host) ? hostname() : undefined;
     const publicHost = cfg.publicUrl ? new URL(cfg.publicUrl).hostname.replace(/^\[(.*)\]$/, '$1') : this.#wildcardHost;
     // The serving issuer creates audit.key for a data directory that predates it.
-    const stores = openIssuerStores(cfg.dataDir, { createAuditKey: true });
+    const stores = openIssuerStores(cfg.dataDir, {
+      createAuditKey: true,
+      ...(cfg.store !== undefined ? { store: cfg.store } : {}),
+    });
     try {
       this.ctx = createIssuerContext({
         ca,
@@ -94,6 +105,15 @@ export class IssuerService {
         log,
         tlsSans: [cfg.host, ...(cfg.tlsSans ?? []), ...(publicHost ? [publicHost] : [])],
         ...(cfg.firmwareProfilesDir !== undefined ? { firmwareProfilesDir: cfg.firmwareProfilesDir } : {}),
+      });
+      this.crl = new CrlPublisher({
+        issuer: { certDer: ca.intermediateDer, key: ca.intermediateKey },
+        stores,
+        files: crlFiles(cfg.dataDir),
+        ...(cfg.crl?.refreshMs !== undefined ? { refreshMs: cfg.crl.refreshMs } : {}),
+        ...(cfg.crl?.watchMs !== undefined ? { watchMs: cfg.crl.watchMs } : {}),
+        now: () => this.ctx.now(),
+        log,
       });
     } catch (e) {
       void stores.close();
@@ -112,7 +132,18 @@ export class IssuerService {
   /** Listen and start the timers; on any failure everything started so far is stopped again. */
   async start(): Promise<void> {
     const { cfg, ctx } = this;
-    this.#app = buildHttpsServer({ ctx, ...(cfg.limits ? { limits: cfg.limits } : {}) });
+    // A networked store connects and migrates on open: an unreachable database or a foreign audit
+    // key stops the start here, before anything listens.
+    const { ready } = ctx.stores as { ready?: Promise<void> };
+    if (ready) {
+      try {
+        await ready;
+      } catch (e) {
+        await this.stop();
+        throw e;
+      }
+    }
+    this.#app = buildHttpsServer({ ctx, crl: this.crl, ...(cfg.limits ? { limits: cfg.limits } : {}) });
     try {
       await this.#app.listen({ host: cfg.host, port: cfg.port });
     } catch (e) {
@@ -152,6 +183,9 @@ export class IssuerService {
         await ctx.stores.idempotency.prune(before);
         await ctx.stores.tokens.prune(before);
       });
+      // The first CRL now (a signing failure is logged, and retried by the publisher's timer).
+      await this.crl.check().catch((err: unknown) => this.log.warn({ err }, 'first CRL failed'));
+      this.crl.start();
     } catch (e) {
       await this.stop();
       throw e;
@@ -162,7 +196,7 @@ export class IssuerService {
   stop(): Promise<void> {
     this.#stopped ??= (async () => {
       for (const t of this.#timers) clearInterval(t);
-      await Promise.all([this.#app?.close(), this.#responder?.stop()]);
+      await Promise.all([this.#app?.close(), this.#responder?.stop(), this.crl.stop()]);
       // After the in-flight requests: the final summaries and checkpoint cover their rows too.
       await this.#audit?.stop();
       // Waits for a running prune or other queued transactions, then closes.

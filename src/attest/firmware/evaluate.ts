@@ -17,6 +17,7 @@
  */
 import { extractBootFacts, HASH_ALGS, type BootFacts } from '../../tpm/eventlog/index.js';
 import { VerifiedEventLog } from '../eventlog.js';
+import { crtmVersionText } from './crtm.js';
 import type { FirmwareProfile } from './schema.js';
 
 export interface ProfileEvidence {
@@ -263,21 +264,27 @@ function checkRules(
         expected: rules.crtmVersions,
         message: 'the event log has no EV_S_CRTM_VERSION in PCR 0',
       };
+    const seen: string[] = [];
     for (const v of facts.crtmVersions) {
       const bad = unquoted('crtm_version', 0, v.event, log, bank);
       if (bad) return bad;
-      if (!rules.crtmVersions.includes(v.text)) {
+      // Read again from the event's data (bound to its digest by extractBootFacts): trimmed, and a
+      // GUID-form version as its GUID text (./crtm.ts), as the profile's values are.
+      const data = log.log.events.find((e) => e.index === v.event)?.data;
+      const text = data !== undefined ? crtmVersionText(data) : v.text.trim();
+      if (!rules.crtmVersions.includes(text)) {
         return {
           check: 'crtm_version',
           pcr: 0,
           event: v.event,
           expected: rules.crtmVersions,
-          got: v.text,
-          message: `CRTM version "${v.text}" is not one the profile accepts`,
+          got: text,
+          message: `CRTM version "${text}" is not one the profile accepts`,
         };
       }
+      seen.push(text);
     }
-    out.crtmVersions = facts.crtmVersions.map((v) => v.text);
+    out.crtmVersions = seen;
   }
   return undefined;
 }

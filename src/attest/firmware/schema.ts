@@ -11,6 +11,7 @@ import { SigilError } from '../../errors.js';
 import { parseWith } from '../../protocol/messages.js';
 import { HASH_ALGS, PCR_BANKS, PCR_COUNT, type PcrBank } from '../../tpm/eventlog/index.js';
 import { yamlErrorText } from '../../util/yaml-error.js';
+import { normalizeCrtmVersion } from './crtm.js';
 
 export type SecureBootRule = 'enabled' | 'disabled' | 'any';
 
@@ -21,7 +22,7 @@ export interface EventLogRules {
   bootLoaderDigests: string[] | undefined;
   /** Each entry's words must appear, in order and as whole words, in every measured kernel command line. */
   kernelCmdlineContains: string[] | undefined;
-  /** Every EV_S_CRTM_VERSION in PCR 0 must be one of these. */
+  /** Every EV_S_CRTM_VERSION in PCR 0 must be one of these (trimmed; "" allowed; GUIDs lowercase: ./crtm.ts). */
   crtmVersions: string[] | undefined;
 }
 
@@ -45,6 +46,8 @@ const hex = z
   .transform((s) => s.replace(/^0x/, '').toLowerCase());
 const hexList = z.array(hex).min(1, 'list at least one value').max(64);
 const text = z.string().trim().min(1, 'must not be empty').max(1024);
+/** A CRTM version may be "" (firmware that measures an empty one); GUID forms are lowercased (./crtm.ts). */
+const crtmVersion = z.string().trim().max(1024).transform(normalizeCrtmVersion);
 
 const PCR_KEY_RE = /^(0|[1-9][0-9]?)$/;
 
@@ -52,7 +55,7 @@ const rulesSchema = z.strictObject({
   secure_boot: z.enum(['enabled', 'disabled', 'any']).optional(),
   boot_loader_digests: hexList.optional(),
   kernel_cmdline_contains: z.array(text).min(1).max(64).optional(),
-  crtm_versions: z.array(text).min(1).max(64).optional(),
+  crtm_versions: z.array(crtmVersion).min(1).max(64).optional(),
 });
 
 const fileSchema = z

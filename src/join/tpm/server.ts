@@ -12,9 +12,10 @@
  *            → activation answer, constant time (credential_mismatch) → quote (quote_invalid,
  *            quote_nonce_mismatch, quote_signature_invalid) → PCR digest recomputed from the
  *            reported values (pcr_digest_mismatch) → certification of the identity key
- *            (certify_invalid, certify_key_mismatch) → clock (clock_invalid) → event log
- *            (eventlog_invalid, eventlog_replay_mismatch) → firmware profiles (pcr_mismatch,
- *            firmware_profile_mismatch) → attested; the host uses the challenge up.
+ *            (certify_invalid, certify_key_mismatch) → clock (clock_invalid) → event log, only
+ *            when a profile of the rule reads it (eventlog_invalid, eventlog_replay_mismatch)
+ *            → firmware profiles (pcr_mismatch, firmware_profile_mismatch) → attested; the
+ *            host uses the challenge up.
  *
  * Machine id: `tpm-` + the first 128 bits (hex) of SHA-256 over the EK's SubjectPublicKeyInfo.
  * The EK is fixed for the TPM's life (its seed survives TPM2_Clear), so a machine that joins
@@ -27,7 +28,7 @@ import { checkClock } from '../../attest/clock.js';
 import { checkActivation, credentialChallenge } from '../../attest/credential.js';
 import { EkMemo } from '../../attest/ek.js';
 import { readEventLog, verifyEventLog } from '../../attest/eventlog.js';
-import { judgeBoot, selectionFor, type FirmwareProfiles } from '../../attest/firmware/index.js';
+import { judgeBoot, selectionFor, type FirmwareProfile, type FirmwareProfiles } from '../../attest/firmware/index.js';
 import { checkIdentityKey } from '../../attest/key.js';
 import { verifyKeyAttestation } from '../../attest/key-attestation.js';
 import { checkPcrDigest, verifyQuote, type QuotedPcrs } from '../../attest/quote.js';
@@ -165,12 +166,16 @@ export class TpmJoinServer implements JoinMethodServer {
       typeof known?.tpm_clock_ms === 'number' ? { clockMs: known.tpm_clock_ms, instanceId: machineId } : undefined;
     const clock = checkClock(q, certify, ch.expiresAt - ch.createdAt, previous);
 
-    // Replayed in every quoted bank before any profile: a log that lies is refused even where no profile reads it.
+    // The log is judged only when a profile of the rule reads it (issue #16): a machine whose
+    // firmware writes a log Sigil cannot read (a SHA-1-only TPM 1.2 format log) joins under a
+    // rule that pins PCRs or names no profile, as the PCR values alone decide there. When a
+    // profile does read it, it is replayed in every quoted bank first (eventlog_invalid,
+    // eventlog_replay_mismatch), before any rule looks at it.
+    const profiles = this.#firmware.resolve(rule.config.firmware_profiles ?? [], rule.name);
     const log =
-      ans.event_log !== undefined
+      ans.event_log !== undefined && logNeeded(profiles)
         ? verifyEventLog(readEventLog(ans.event_log, MAX_EVENT_LOG_BYTES), quoted)
         : undefined;
-    const profiles = this.#firmware.resolve(rule.config.firmware_profiles ?? [], rule.name);
     const match = profiles.length > 0 ? judgeBoot(profiles, quoted, log) : undefined;
 
     return {
@@ -192,6 +197,11 @@ export class TpmJoinServer implements JoinMethodServer {
       exportable: false,
     };
   }
+}
+
+/** Whether any profile judges the boot log (has an `event_log` section, required or not). */
+function logNeeded(profiles: readonly FirmwareProfile[]): boolean {
+  return profiles.some((p) => p.eventLog !== undefined);
 }
 
 function ekFacts(ek: Ek): Record<string, unknown> {

@@ -7,6 +7,7 @@
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify';
 import { SigilError, toSigilError, type ErrorCode } from '../../errors.js';
 import { runAdminCall } from '../../server/admin/audited.js';
+import { CRL_FETCH_LIMIT, type CrlPublisher } from '../../server/crl/publisher.js';
 import { ADMIN_MAX_BODY_BYTES } from '../../server/admin/ops.js';
 import type { IssuerContext, ServerIdentity } from '../../server/issuer.js';
 import { jwks, KEYS_MAX_AGE_S, openIdConfiguration, spiffeBundle } from '../../server/credentials/discovery.js';
@@ -51,6 +52,9 @@ const FASTIFY_CODE_MAP: Record<string, ErrorCode> = {
 
 const routeOf = (op: string): string => `/v1/${op}`;
 
+/** How long GET /readyz waits for the store before answering 503. */
+const READY_TIMEOUT_MS = 2000;
+
 /** The operation a matched route serves (`/v1/<op>`), if any. */
 function opOfRoute(url: string | undefined): ReturnType<typeof operationNamed> {
   const m = /^\/v1\/([a-z_]+)$/.exec(url ?? '');
@@ -68,6 +72,8 @@ export interface HttpsServerOptions {
   tls?: boolean;
   /** Connection timeouts, per-source connection cap and join rate (./limits.ts); defaults apply per field. */
   limits?: Partial<HttpLimits>;
+  /** The CRL for relying parties (server/crl/publisher.ts), served at GET /v1/crl; none: no route. */
+  crl?: Pick<CrlPublisher, 'current'>;
 }
 
 /**
@@ -82,7 +88,7 @@ export function presentServerIdentity(app: FastifyInstance, id: ServerIdentity):
   });
 }
 
-export function buildHttpsServer({ ctx, tls = true, limits: given = {} }: HttpsServerOptions): FastifyInstance {
+export function buildHttpsServer({ ctx, tls = true, limits: given = {}, crl }: HttpsServerOptions): FastifyInstance {
   const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...given };
   // Node checks headersTimeout/requestTimeout only every connectionsCheckingInterval (30 s by
   // default), which would let a trickling client overstay a short timeout by that much.
@@ -153,8 +159,10 @@ export function buildHttpsServer({ ctx, tls = true, limits: given = {} }: HttpsS
         ...OPERATION_LIST.map((o) => routeOf(o.name)),
         '/v1/bundle/spiffe',
         '/v1/jwks',
+        ...(crl ? ['/v1/crl'] : []),
         '/.well-known/openid-configuration',
         '/healthz',
+        '/readyz',
         '/metrics',
       ].includes(path) || path.startsWith('/v1/admin/');
     if (known) return sendError(reply, new SigilError('method_not_allowed', `${req.method} is not allowed on ${path}`));
@@ -212,7 +220,60 @@ export function buildHttpsServer({ ctx, tls = true, limits: given = {} }: HttpsS
     '/v1/bundle/spiffe',
     publicJson(() => spiffeBundle(ctx)),
   );
+  // The CRL (RFC 5280 §5; docs/crl.md): DER as RFC 2585 §4 serves it over HTTP. Public, so
+  // limited per source; each answer first looks for lock changes (server/crl/publisher.ts).
+  if (crl) {
+    const crlLimiter = new RateLimiter({ ...CRL_FETCH_LIMIT });
+    app.get(
+      '/v1/crl',
+      {
+        onRequest: async (req: { ip: string }) => {
+          const d = crlLimiter.take(remoteOf(req));
+          if (!d.ok)
+            throw new SigilError(
+              'rate_limited',
+              `too many CRL requests from ${remoteOf(req)}; retry in ${d.retryAfterMs} ms`,
+              {
+                retryAfterMs: d.retryAfterMs,
+              },
+            );
+        },
+      },
+      async (_req, reply) => {
+        const c = await crl.current();
+        const maxAge = Math.max(0, Math.min(60, Math.floor((c.nextUpdate - ctx.now()) / 1000)));
+        return reply
+          .header('cache-control', `public, max-age=${maxAge}`)
+          .header('last-modified', new Date(c.madeAt).toUTCString())
+          .header('etag', `"${c.crlNumber.toString()}"`)
+          .type('application/pkix-crl')
+          .send(c.der);
+      },
+    );
+  }
   app.get('/healthz', async () => ({ status: 'ok', trust_domain: ctx.ca.trustDomain }));
+  // Readiness for load balancers (issue #15): the CA is loaded (ctx exists only then) and the store
+  // answers a read within READY_TIMEOUT_MS. On PostgreSQL a store call also fails until the
+  // migrations ran and the audit key matched, so "answers" covers "migrations current".
+  app.get('/readyz', async (_req, reply) => {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        ctx.stores.audit.head(),
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () => reject(new SigilError('store_unavailable', `the store did not answer within ${READY_TIMEOUT_MS} ms`)),
+            READY_TIMEOUT_MS,
+          );
+        }),
+      ]);
+    } catch (e) {
+      return sendError(reply, e instanceof SigilError ? e : new SigilError('store_unavailable'));
+    } finally {
+      clearTimeout(timer);
+    }
+    return { status: 'ready', trust_domain: ctx.ca.trustDomain };
+  });
   app.get('/metrics', async (_req, reply) =>
     reply.type('text/plain; version=0.0.4').send(await ctx.metrics.registry.scrape()),
   );

@@ -50,6 +50,35 @@ describe('TSS2 PRIVATE KEY', () => {
     expect(decodeTss2Key(der).parent).toBe(0x81000001);
   });
 
+  it('reads emptyAuth TRUE encoded as 0x01 (tpm2-pytss, tpm2-tss-engine) and still writes 0xFF', () => {
+    const blob = fakeBlob();
+    const pub = octetString(Buffer.concat([Buffer.from([0, blob.public.bytes.length]), blob.public.bytes]));
+    const priv = octetString(Buffer.concat([Buffer.from([0, 126]), blob.private]));
+    // TPMKey as those tools write it: [0] EXPLICIT BOOLEAN with content octet 0x01 (BER TRUE, not DER's 0xFF).
+    const berTrue = Buffer.from([0x01, 0x01, 0x01]);
+    const theirs = sequence(oid('2.23.133.10.1.3'), explicit(0, berTrue), integer(TPM_RH.OWNER), pub, priv);
+    const pem = `-----BEGIN TSS2 PRIVATE KEY-----\n${theirs.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END TSS2 PRIVATE KEY-----\n`;
+    const k = readTss2Pem(pem);
+    expect(k.emptyAuth).toBe(true);
+    expect(k.parent).toBe(TPM_RH.OWNER);
+    expect(Buffer.from(k.blob.public.bytes).equals(Buffer.from(blob.public.bytes))).toBe(true);
+    // FALSE stays false, and a BOOLEAN that is not one octet is still refused.
+    const falseKey = sequence(oid('2.23.133.10.1.3'), explicit(0, boolean(false)), integer(TPM_RH.OWNER), pub, priv);
+    expect(decodeTss2Key(falseKey).emptyAuth).toBe(false);
+    const twoOctets = sequence(
+      oid('2.23.133.10.1.3'),
+      explicit(0, Buffer.from([0x01, 0x02, 0xff, 0xff])),
+      integer(TPM_RH.OWNER),
+      pub,
+      priv,
+    );
+    expect(() => decodeTss2Key(twoOctets)).toThrow(expect.objectContaining({ code: 'config_invalid' }));
+    // Written back, the key says TRUE the DER way.
+    const rewritten = encodeTss2Key({ parent: k.parent, blob: k.blob });
+    expect(rewritten.includes(Buffer.from([0xa0, 0x03, 0x01, 0x01, 0xff]))).toBe(true);
+    expect(rewritten.includes(Buffer.from([0xa0, 0x03, 0x01, 0x01, 0x01]))).toBe(false);
+  });
+
   it('refuses what it cannot load: a policy, an import secret, sealed data, trailing fields', () => {
     const blob = fakeBlob();
     const pub = octetString(Buffer.concat([Buffer.from([0, blob.public.bytes.length]), blob.public.bytes]));

@@ -1,0 +1,91 @@
+/**
+ * Which certificates the issuer's CRL lists, re-derived from the store every time (never kept as
+ * a separate list that could drift from the locks): the unexpired X.509 certificates — identity
+ * SVIDs, MQTT transport certificates, database and Kubernetes client certificates, every
+ * generation, not only the current one — of every instance that is locked now.
+ *
+ * Why every generation: a `generation_mismatch` lock means an older certificate is in someone
+ * else's hands (runbook "generation_mismatch"); that older certificate is exactly the one a
+ * relying party must refuse.
+ *
+ * Why certificateHold (RFC 5280 §5.3.1) and not keyCompromise: a lock is reversible — `ctl unlock`
+ * takes the instance's certificates off the next CRL, which RFC 5280 allows only for entries on
+ * hold. OpenSSL (and so mosquitto, nginx, PostgreSQL) refuses a held certificate like any other
+ * revoked one (X509_V_ERR_CERT_REVOKED).
+ *
+ * A bot lock does not put certificates on the CRL: it stops joins and renewals of a whole fleet,
+ * often as a pause, and revoking every live certificate of a fleet is a different decision
+ * (docs/crl.md). Lock the instances to revoke them.
+ *
+ * Seam for continuous attestation (issue #16): instances whose last attestation failed will be a
+ * second {@link RevocationSource}; the publisher takes the union.
+ */
+import { RECORD_KIND } from '../credentials/issue-credential.js';
+import { IDENTITY_CERT_KIND } from '../ops/authenticate.js';
+import { TRANSPORT_CERT_KIND } from '../ops/transport-cert.js';
+import type { InstanceRecord, TxStores } from '../store/types.js';
+
+/** RFC 5280 §5.3.1 CRLReason. */
+export const CRL_REASON_CERTIFICATE_HOLD = 6;
+
+/** Certificate kinds the intermediate signs as X.509 (SSH certificates and JWT-SVIDs are not). */
+export const X509_CERT_KINDS: ReadonlySet<string> = new Set([
+  IDENTITY_CERT_KIND,
+  TRANSPORT_CERT_KIND,
+  RECORD_KIND.database,
+  RECORD_KIND.kubernetes,
+]);
+
+export interface RevokedEntry {
+  /** Lowercase hex, no separators (as the certificates table holds it). */
+  serial: string;
+  /** When the instance was locked, as far as the store knows (its last update while locked). */
+  revokedAt: number;
+  reason: number;
+  instanceId: string;
+  /** Why, for `ctl ca crl --format json` and the audit; not in the CRL itself. */
+  cause: string;
+}
+
+/** One reason an instance's certificates are revoked; the CRL lists the union over sources. */
+export interface RevocationSource {
+  name: string;
+  /** The instances this source revokes now, with why. */
+  instances(stores: Pick<TxStores, 'instances'>): Promise<Array<{ inst: InstanceRecord; cause: string }>>;
+}
+
+export const LOCKED_INSTANCES: RevocationSource = {
+  name: 'locked',
+  async instances(stores) {
+    return (await stores.instances.list())
+      .filter((i) => i.locked)
+      .map((inst) => ({ inst, cause: `locked: ${inst.lockReason ?? 'by an administrator'}` }));
+  },
+};
+
+export const REVOCATION_SOURCES: readonly RevocationSource[] = [LOCKED_INSTANCES];
+
+/** The entries of a CRL made at `now`, sorted by serial (the same state gives the same list). */
+export async function revokedCertificates(
+  stores: Pick<TxStores, 'instances' | 'certificates'>,
+  now: number,
+  sources: readonly RevocationSource[] = REVOCATION_SOURCES,
+): Promise<RevokedEntry[]> {
+  const bySerial = new Map<string, RevokedEntry>();
+  for (const source of sources) {
+    for (const { inst, cause } of await source.instances(stores)) {
+      for (const c of await stores.certificates.listByInstance(inst.id)) {
+        // An expired certificate is refused by its dates already; RFC 5280 §3.3 lets it leave the CRL.
+        if (c.notAfter <= now || !X509_CERT_KINDS.has(c.kind) || bySerial.has(c.serial)) continue;
+        bySerial.set(c.serial, {
+          serial: c.serial,
+          revokedAt: Math.min(inst.updatedAt, now),
+          reason: CRL_REASON_CERTIFICATE_HOLD,
+          instanceId: inst.id,
+          cause,
+        });
+      }
+    }
+  }
+  return [...bySerial.values()].sort((a, b) => (a.serial < b.serial ? -1 : a.serial > b.serial ? 1 : 0));
+}
