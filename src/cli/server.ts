@@ -8,6 +8,7 @@ import { SigilError } from '../errors.js';
 import type { IssuerMqttConfig } from '../server/service.js';
 import { parseFormat, printJson } from './output.js';
 import { parseListen } from '../util/listen.js';
+import { registerMigrateStore } from './migrate-store.js';
 
 /** `--public-url`: an https URL without query or fragment; a trailing slash is dropped (it must equal `iss`). */
 export function parsePublicUrl(s: string): string {
@@ -143,6 +144,9 @@ function mqttConfig(o: MqttOptions): IssuerMqttConfig | undefined {
   };
 }
 
+const STORE_HELP =
+  'where the state lives: postgres://[user@]host[:port][,host2…]/db[?target_session_attrs=read-write] for several issuers on one database (docs/store-postgres.md; put the password in PGPASSWORD or ~/.pgpass, not the URL); default $SIGIL_STORE, else DATA_DIR/issuer.db';
+
 export function registerServer(program: Command, run: (fn: () => Promise<void> | void) => Promise<void>): void {
   const server = program.command('server').description('run and administer the issuer');
 
@@ -151,12 +155,13 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
     .description('create the CA (root + issuing intermediate), the admin credential and the store')
     .requiredOption('--data-dir <dir>', 'issuer data directory')
     .requiredOption('--trust-domain <name>', 'SPIFFE trust domain, e.g. example.org')
+    .option('--store <url>', STORE_HELP)
     .option('--format <fmt>', 'table or json')
-    .action((o: { dataDir: string; trustDomain: string; format?: string }) =>
+    .action((o: { dataDir: string; trustDomain: string; store?: string; format?: string }) =>
       run(async () => {
         const fmt = parseFormat(o.format);
-        const { initDataDir } = await import('../server/data-dir.js');
-        const r = initDataDir(o.dataDir, o.trustDomain);
+        const { initDataDirWithStore } = await import('../server/data-dir.js');
+        const r = await initDataDirWithStore(o.dataDir, o.trustDomain, o.store ?? process.env['SIGIL_STORE']);
         if (fmt === 'json')
           printJson({
             ca_pin: r.pin,
@@ -176,6 +181,7 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
     .command('start')
     .description('serve the issuer API over HTTPS (and MQTT with --mqtt-url)')
     .requiredOption('--data-dir <dir>', 'issuer data directory')
+    .option('--store <url>', STORE_HELP)
     .option('--listen <host:port>', 'address to listen on (port 0 picks a free port)', '127.0.0.1:8443')
     .option('--tls-san <name...>', 'extra DNS names / IPs for the issuer TLS certificate')
     .option(
@@ -228,6 +234,7 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
       (
         o: {
           dataDir: string;
+          store?: string;
           listen: string;
           tlsSan?: string[];
           logLevel?: string;
@@ -245,8 +252,10 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
           const audit = await parseAuditOptions(o);
           const mqtt = mqttConfig(o);
           const { IssuerService } = await import('../server/service.js');
+          const store = o.store ?? process.env['SIGIL_STORE'];
           const service = IssuerService.open({
             dataDir: o.dataDir,
+            ...(store !== undefined ? { store } : {}),
             host,
             port,
             limits,
@@ -259,8 +268,16 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
           });
           await service.start();
           const { ca } = service.ctx;
+          const { redactStoreUrl } = await import('../server/store/postgres/connection.js');
           service.log.info(
-            { url: service.url, public_url: service.ctx.publicUrl, trust_domain: ca.trustDomain, ca_pin: ca.pin },
+            {
+              url: service.url,
+              public_url: service.ctx.publicUrl,
+              trust_domain: ca.trustDomain,
+              ca_pin: ca.pin,
+              // Never the password: the URL as given, credentials replaced by ***.
+              store: store === undefined ? 'sqlite' : redactStoreUrl(store),
+            },
             'issuer ready',
           );
           process.stdout.write(
@@ -276,4 +293,6 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
           });
         }),
     );
+
+  registerMigrateStore(server, run);
 }

@@ -1,12 +1,16 @@
 /**
- * A real PostgreSQL for the database output tests: initdb in a temp dir, started on a free
- * 127.0.0.1 port as the `postgres` system user (postgres refuses to run as root), TLS on with a
- * server certificate and client CA given by the test, and pg_hba.conf accepting only TLS client
- * certificates (`hostssl … cert clientcert=verify-full`) — plus local socket access for setup.
+ * A real PostgreSQL for tests: initdb in a temp dir, started on a free 127.0.0.1 port as the
+ * `postgres` system user (postgres refuses to run as root), plus local socket access for setup.
+ * Two ways in over TCP:
+ * - TLS client certificates only (the database output tests): a server certificate and client CA
+ *   given by the test, pg_hba.conf `hostssl … cert clientcert=verify-full`;
+ * - a password (`auth: 'password'`, SCRAM-SHA-256, the store backend tests) or no check at all
+ *   (`auth: 'trust'`), over plain loopback TCP.
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { appendFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './mosquitto.js';
@@ -42,17 +46,39 @@ export function requirePostgres(): void {
 
 export interface Postgres {
   port: number;
-  /** Run SQL as the superuser over the local socket. */
-  admin(sql: string): string;
+  /** The postmaster's pid (its children are the backends; the benches read their CPU from /proc). */
+  readonly pid: number;
+  /** Password of the `postgres` role over TCP (auth 'password'). */
+  password?: string;
+  /** postgres://postgres[:password]@127.0.0.1:<port>/<database> for auth 'password' or 'trust'. */
+  url(database?: string): string;
+  /** A new, empty database (CREATE DATABASE); returns its name. */
+  createDatabase(name: string): string;
+  /** Run SQL as the superuser over the local socket (in `database`, default postgres). */
+  admin(sql: string, database?: string): string;
   log(): string;
+  /** Stop (fast shutdown) and start again on the same data and port; `whileDown` runs in between. */
+  restart(o?: { whileDown?: () => Promise<void> }): Promise<void>;
   stop(): Promise<void>;
 }
 
-export async function startPostgres(o: {
+/** TLS with client certificates (the original harness). */
+export interface PostgresTlsOptions {
   serverCertPem: string;
   serverKeyPem: string;
   clientCaPem: string;
-}): Promise<Postgres> {
+}
+
+/** Plain loopback TCP with a password (SCRAM) or without any check. */
+export interface PostgresLoopbackOptions {
+  auth: 'password' | 'trust';
+  /** Default: random. */
+  password?: string;
+  /** Extra postgresql.conf lines (e.g. max_connections). */
+  conf?: string[];
+}
+
+export async function startPostgres(o: PostgresTlsOptions | PostgresLoopbackOptions): Promise<Postgres> {
   requirePostgres();
   const { uid, gid } = postgresUser();
   const dir = mkdtempSync(join(tmpdir(), 'sigil-pg-'));
@@ -74,9 +100,12 @@ export async function startPostgres(o: {
     chmodSync(f, mode);
     return f;
   };
-  put('server.crt', o.serverCertPem, 0o644);
-  put('server.key', o.serverKeyPem, 0o600);
-  put('client-ca.crt', o.clientCaPem, 0o644);
+  const tls = 'serverCertPem' in o;
+  if (tls) {
+    put('server.crt', o.serverCertPem, 0o644);
+    put('server.key', o.serverKeyPem, 0o600);
+    put('client-ca.crt', o.clientCaPem, 0o644);
+  }
   const port = await freePort();
   appendFileSync(
     join(data, 'postgresql.conf'),
@@ -85,53 +114,88 @@ export async function startPostgres(o: {
       "listen_addresses = '127.0.0.1'",
       `port = ${port}`,
       `unix_socket_directories = '${sock}'`,
-      'ssl = on',
-      "ssl_cert_file = 'server.crt'",
-      "ssl_key_file = 'server.key'",
-      "ssl_ca_file = 'client-ca.crt'",
+      ...(tls
+        ? ['ssl = on', "ssl_cert_file = 'server.crt'", "ssl_key_file = 'server.key'", "ssl_ca_file = 'client-ca.crt'"]
+        : []),
       'log_connections = on',
       'fsync = off',
+      ...(tls ? [] : ['synchronous_commit = off', 'full_page_writes = off', ...(o.conf ?? [])]),
       '',
     ].join('\n'),
   );
-  // Only TLS client certificates over TCP; the CN must be the role (clientcert=verify-full).
-  put('pg_hba.conf', 'local all postgres trust\nhostssl all all 127.0.0.1/32 cert clientcert=verify-full\n', 0o600);
+  const password = !tls && o.auth === 'password' ? (o.password ?? randomBytes(12).toString('hex')) : undefined;
+  put(
+    'pg_hba.conf',
+    tls
+      ? // Only TLS client certificates over TCP; the CN must be the role (clientcert=verify-full).
+        'local all postgres trust\nhostssl all all 127.0.0.1/32 cert clientcert=verify-full\n'
+      : `local all postgres trust\nhost all all 127.0.0.1/32 ${password ? 'scram-sha-256' : 'trust'}\n`,
+    0o600,
+  );
 
-  const proc: ChildProcess = spawn(pgBin('postgres'), ['-D', data], {
-    ...asPostgres,
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
   const logs: string[] = [];
-  proc.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`postgres did not start: ${logs.join('')}`)), 30_000);
-    const check = (): void => {
-      if (/database system is ready to accept connections/.test(logs.join(''))) {
-        clearTimeout(t);
-        resolve();
-      }
-    };
-    proc.stderr!.on('data', check);
-    proc.once('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`postgres exited ${code}: ${logs.join('')}`));
+  /** Start the server on the data directory; resolves once it accepts connections. */
+  const launch = async (): Promise<ChildProcess> => {
+    const proc: ChildProcess = spawn(pgBin('postgres'), ['-D', data], {
+      ...asPostgres,
+      stdio: ['ignore', 'ignore', 'pipe'],
     });
-  });
+    const mark = logs.length;
+    proc.stderr!.on('data', (d: Buffer) => logs.push(d.toString()));
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`postgres did not start: ${logs.join('')}`)), 30_000);
+      const check = (): void => {
+        if (/database system is ready to accept connections/.test(logs.slice(mark).join(''))) {
+          clearTimeout(t);
+          resolve();
+        }
+      };
+      proc.stderr!.on('data', check);
+      proc.once('exit', (code) => {
+        clearTimeout(t);
+        reject(new Error(`postgres exited ${code}: ${logs.join('')}`));
+      });
+    });
+    return proc;
+  };
+  /** Fast shutdown (SIGINT: open transactions roll back, sessions are ended). */
+  const shutdown = async (p: ChildProcess): Promise<void> => {
+    if (p.exitCode === null && p.signalCode === null) {
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGINT');
+      await exited;
+    }
+  };
+  let proc = await launch();
+  const admin = (sql: string, database = 'postgres'): string =>
+    execFileSync(
+      'psql',
+      ['-h', sock, '-p', String(port), '-U', 'postgres', '-d', database, '-v', 'ON_ERROR_STOP=1', '-Atc', sql],
+      { ...asPostgres, encoding: 'utf8' },
+    );
+  if (password) admin(`ALTER ROLE postgres PASSWORD '${password}'`);
   return {
     port,
-    admin: (sql) =>
-      execFileSync(
-        'psql',
-        ['-h', sock, '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-v', 'ON_ERROR_STOP=1', '-Atc', sql],
-        { ...asPostgres, encoding: 'utf8' },
-      ),
+    get pid() {
+      return proc.pid!;
+    },
+    ...(password ? { password } : {}),
+    url: (database = 'postgres') =>
+      `postgres://postgres${password ? `:${password}` : ''}@127.0.0.1:${port}/${database}`,
+    createDatabase: (name) => {
+      if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new TypeError(`not a plain database name: ${name}`);
+      admin(`CREATE DATABASE ${name}`);
+      return name;
+    },
+    admin,
     log: () => logs.join(''),
+    restart: async (o = {}) => {
+      await shutdown(proc);
+      await o.whileDown?.();
+      proc = await launch();
+    },
     stop: async () => {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        const exited = new Promise((r) => proc.once('exit', r));
-        proc.kill('SIGINT'); // fast shutdown
-        await exited;
-      }
+      await shutdown(proc);
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -1,0 +1,247 @@
+/**
+ * The hash-chained audit log on PostgreSQL: the same chain format as SQLite (../sqlite/audit.ts:
+ * `auditRowHash`, canonical JSON, genesis hash, keyed rows from the audit key's fromSeq), so a
+ * chain verifies the same on either backend and can be moved between them.
+ *
+ * One chain under concurrent appends from any number of issuers: `append` takes a
+ * transaction-level advisory lock (AUDIT_LOCK_KEY) before it reads the head, and keeps it until
+ * its transaction commits or rolls back. The next appender waits for the lock, then (READ
+ * COMMITTED: a new snapshot per statement) reads the head the holder committed. The UNIQUE
+ * prev_hash column would refuse a fork anyway. Inside `withWriteTx` the lock is held from the
+ * first append to COMMIT, so the rows of one transaction are adjacent in the chain.
+ */
+import type { AuditAnchor, AuditEvent, AuditRecord, AuditStore, AuditVerifyResult, AuditWalk } from '../types.js';
+import { SigilError } from '../../../errors.js';
+import { AUDIT_GENESIS_HASH, auditRowHash, VERIFY_CHUNK_ROWS, type SqliteAuditOptions } from '../sqlite/audit.js';
+import { canonicalJson } from '../sqlite/canonical-json.js';
+import { TxDb, type Db } from './db.js';
+import type { Sql } from './connection.js';
+import { PG_AUDIT_TRIGGERS } from './migrations.js';
+
+/** The advisory lock serialising chain appends ("sigil" + 2). */
+export const AUDIT_LOCK_KEY = 0x7369_6769_6c00_02n;
+
+/** Stored when an event names no actor (AuditRecord.actor is a non-null string). */
+const DEFAULT_ACTOR = 'system';
+
+interface AuditRow {
+  seq: number;
+  at: number;
+  action: string;
+  outcome: string;
+  code: string | null;
+  bot: string | null;
+  instance_id: string | null;
+  method: string | null;
+  actor: string;
+  remote: string | null;
+  details: string;
+  prev_hash: string;
+  hash: string;
+}
+
+type AuditContent = Omit<AuditRecord, 'prevHash' | 'hash'>;
+
+export type PgAuditOptions = SqliteAuditOptions;
+
+export class PgAuditStore implements AuditStore {
+  constructor(
+    private readonly db: Db,
+    private readonly key: PgAuditOptions['key'],
+  ) {}
+
+  async keyInfo(): Promise<{ id: string; fromSeq: number } | undefined> {
+    return this.key ? { id: this.key.id, fromSeq: this.key.fromSeq } : undefined;
+  }
+
+  async anchor(): Promise<AuditAnchor | undefined> {
+    const [a] = await this.db.sql<{ seq: number; hash: string; at: number; pruned: number; checkpoint: string }[]>`
+      SELECT seq, hash, at, pruned, checkpoint FROM audit_anchor ORDER BY seq DESC LIMIT 1`;
+    return a
+      ? {
+          seq: a.seq,
+          hash: a.hash,
+          at: a.at,
+          pruned: a.pruned,
+          checkpoint: JSON.parse(a.checkpoint) as Record<string, unknown>,
+        }
+      : undefined;
+  }
+
+  head(): Promise<{ seq: number; hash: string } | undefined> {
+    return headOn(this.db.sql);
+  }
+
+  async lastSeqBefore(before: number): Promise<number | undefined> {
+    const [row] = await this.db.sql<{ m: number | null }[]>`SELECT max(seq) AS m FROM audit_log WHERE at < ${before}`;
+    return row?.m ?? undefined;
+  }
+
+  /** The append-only triggers that exist and are enabled (a disabled trigger protects nothing). */
+  async triggers(): Promise<{ present: string[]; missing: string[] }> {
+    const rows = await this.db.sql<{ tgname: string }[]>`
+      SELECT tgname FROM pg_trigger
+       WHERE tgrelid IN (to_regclass('audit_log'), to_regclass('audit_anchor'))
+         AND NOT tgisinternal AND tgenabled <> 'D'`;
+    const have = new Set(rows.map((r) => r.tgname));
+    return {
+      present: PG_AUDIT_TRIGGERS.filter((t) => have.has(t)),
+      missing: PG_AUDIT_TRIGGERS.filter((t) => !have.has(t)),
+    };
+  }
+
+  /** Anchor at row `seq` with the signed checkpoint, then delete the rows up to it, in one transaction. */
+  pruneThrough(seq: number, checkpoint: string, now: number): Promise<number> {
+    return this.db.atomic(async (sql) => {
+      await sql`SELECT pg_advisory_xact_lock(${AUDIT_LOCK_KEY.toString()}::bigint)`;
+      const [row] = await sql<{ hash: string }[]>`SELECT hash FROM audit_log WHERE seq = ${seq}`;
+      if (!row) throw new SigilError('not_found', `no audit row ${seq} to prune through`);
+      const [a] = await sql<{ m: number | null }[]>`SELECT max(seq) AS m FROM audit_anchor`;
+      const before = a?.m ?? 0;
+      if (seq <= before) return 0;
+      const [c] = await sql<{ n: number }[]>`
+        SELECT count(*) AS n FROM audit_log WHERE seq > ${before} AND seq <= ${seq}`;
+      await sql`
+        INSERT INTO audit_anchor (seq, hash, at, pruned, checkpoint) VALUES (${seq}, ${row.hash}, ${now}, ${c!.n}, ${checkpoint})`;
+      return (await sql`DELETE FROM audit_log WHERE seq <= ${seq}`).count;
+    });
+  }
+
+  /** Extend the one chain: lock, read the head, insert (see the file header). */
+  append(ev: AuditEvent, now: number): Promise<AuditRecord> {
+    return this.db.atomic(async (sql) => {
+      // Pipelined, one round trip: the lock is SENT first (execute()), so the head is read only
+      // after the lock is granted. (A query goes out when it is executed or awaited, not when made.)
+      const [, last] = await Promise.all([
+        sql`SELECT pg_advisory_xact_lock(${AUDIT_LOCK_KEY.toString()}::bigint)`.execute(),
+        headOn(sql),
+      ]);
+      const prevHash = last?.hash ?? AUDIT_GENESIS_HASH;
+      // Round-trip details through canonical JSON so the returned record equals what list() reads back.
+      const detailsJson = canonicalJson(ev.details ?? {});
+      const content: AuditContent = {
+        seq: (last?.seq ?? 0) + 1,
+        at: now,
+        action: ev.action,
+        outcome: ev.outcome,
+        code: ev.code ?? null,
+        bot: ev.bot ?? null,
+        instanceId: ev.instanceId ?? null,
+        method: ev.method ?? null,
+        actor: ev.actor ?? DEFAULT_ACTOR,
+        remote: ev.remote ?? null,
+        details: JSON.parse(detailsJson) as Record<string, unknown>,
+      };
+      const hash = auditRowHash(prevHash, content, this.keyFor(content.seq));
+      const c = content;
+      const insert = sql`
+        INSERT INTO audit_log (seq, at, action, outcome, code, bot, instance_id, method, actor, remote, details,
+                               prev_hash, hash)
+        VALUES (${c.seq}, ${c.at}, ${c.action}, ${c.outcome}, ${c.code}, ${c.bot}, ${c.instanceId}, ${c.method},
+                ${c.actor}, ${c.remote}, ${detailsJson}, ${prevHash}, ${hash})`;
+      // Inside withWriteTx the row goes out with the next statement or the COMMIT (one round trip
+      // less, and the chain lock held one round trip shorter: docs/scaling.md); its failure fails
+      // the transaction. Alone, the append is its own transaction and waits for its row.
+      if (this.db instanceof TxDb) this.db.sendWithoutWaiting(insert);
+      else await insert;
+      return { ...content, prevHash, hash };
+    });
+  }
+
+  async list(opts?: { since?: number; limit?: number }): Promise<AuditRecord[]> {
+    const since = opts?.since ?? Number.MIN_SAFE_INTEGER;
+    const sql = this.db.sql;
+    const rows =
+      opts?.limit !== undefined && opts.limit >= 0
+        ? await sql<AuditRow[]>`
+            SELECT seq, at, action, outcome, code, bot, instance_id, method, actor, remote, details, prev_hash, hash
+              FROM audit_log WHERE at >= ${since} ORDER BY seq LIMIT ${opts.limit}`
+        : await sql<AuditRow[]>`
+            SELECT seq, at, action, outcome, code, bot, instance_id, method, actor, remote, details, prev_hash, hash
+              FROM audit_log WHERE at >= ${since} ORDER BY seq`;
+    return rows.map(toRecord);
+  }
+
+  async verify(): Promise<AuditVerifyResult> {
+    let walk = await this.startWalk();
+    while (!walk.done) walk = await this.verifyStep(walk);
+    return walk.brokenAt === undefined
+      ? { ok: true, rows: walk.rows }
+      : { ok: false, rows: walk.rows, brokenAt: walk.brokenAt, reason: walk.reason! };
+  }
+
+  async startWalk(): Promise<AuditWalk> {
+    const a = await this.anchor();
+    return { nextSeq: (a?.seq ?? 0) + 1, prevHash: a?.hash ?? AUDIT_GENESIS_HASH, rows: 0, done: false };
+  }
+
+  /** As SqliteAuditStore.verifyStep: 'sequence gap', 'broken link' or 'hash mismatch' at the first bad row. */
+  async verifyStep(
+    walk: AuditWalk,
+    maxRows: number = VERIFY_CHUNK_ROWS,
+    onRow?: (seq: number, hash: string) => void,
+  ): Promise<AuditWalk> {
+    if (walk.done) return walk;
+    let { nextSeq, prevHash, rows } = walk;
+    const chunk = await this.db.sql<AuditRow[]>`
+      SELECT seq, at, action, outcome, code, bot, instance_id, method, actor, remote, details, prev_hash, hash
+        FROM audit_log WHERE seq > ${nextSeq - 1} ORDER BY seq LIMIT ${maxRows}`;
+    for (const row of chunk) {
+      const broken = (reason: string): AuditWalk => ({
+        nextSeq,
+        prevHash,
+        rows,
+        done: true,
+        brokenAt: row.seq,
+        reason,
+      });
+      if (row.seq !== nextSeq) return broken('sequence gap');
+      if (row.prev_hash !== prevHash) return broken('broken link');
+      let record: AuditRecord;
+      try {
+        record = toRecord(row);
+      } catch {
+        return broken('hash mismatch'); // details no longer parse: the row was edited
+      }
+      if (auditRowHash(row.prev_hash, record, this.keyFor(row.seq)) !== row.hash) return broken('hash mismatch');
+      onRow?.(row.seq, row.hash);
+      prevHash = row.hash;
+      nextSeq++;
+      rows++;
+    }
+    return { nextSeq, prevHash, rows, done: chunk.length < maxRows };
+  }
+
+  private keyFor(seq: number): Buffer | undefined {
+    return this.key && seq >= this.key.fromSeq ? this.key.secret : undefined;
+  }
+}
+
+/** The last row, or the newest anchor when every row after it was pruned; one statement. */
+async function headOn(sql: Sql): Promise<{ seq: number; hash: string } | undefined> {
+  const [row] = await sql<{ seq: number; hash: string }[]>`
+    SELECT seq, hash FROM (
+      (SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1)
+      UNION ALL
+      (SELECT seq, hash FROM audit_anchor ORDER BY seq DESC LIMIT 1)
+    ) h ORDER BY seq DESC LIMIT 1`;
+  return row ? { seq: row.seq, hash: row.hash } : undefined;
+}
+
+function toRecord(row: AuditRow): AuditRecord {
+  return {
+    seq: row.seq,
+    at: row.at,
+    action: row.action,
+    outcome: row.outcome,
+    code: row.code,
+    bot: row.bot,
+    instanceId: row.instance_id,
+    method: row.method,
+    actor: row.actor,
+    remote: row.remote,
+    details: JSON.parse(row.details) as Record<string, unknown>,
+    prevHash: row.prev_hash,
+    hash: row.hash,
+  };
+}

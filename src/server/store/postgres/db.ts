@@ -1,0 +1,81 @@
+/**
+ * What every PostgreSQL store is built on: where its statements go. Outside a transaction that is
+ * the pool (each statement autocommits on whichever connection is free); inside `withWriteTx` it
+ * is the transaction's one connection, and only while the transaction is open.
+ */
+import { isRetryableTxError, type Pool, type Sql, type TxSql } from './connection.js';
+
+/** Runs of a transaction when PostgreSQL reports a serialization failure or deadlock (types.ts header). */
+export const TX_ATTEMPTS = 5;
+
+/** Run `once` again after 40001/40P01, at most TX_ATTEMPTS times, with a short random pause between. */
+export async function withRetries<T>(once: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await once();
+    } catch (err) {
+      if (attempt >= TX_ATTEMPTS || !isRetryableTxError(err)) throw err;
+      // So the transactions that collided do not collide again.
+      await new Promise((r) => setTimeout(r, Math.random() * 5 * attempt));
+    }
+  }
+}
+
+export interface Db {
+  /** The statement runner. Inside a transaction that has ended: throws TypeError (a caller bug). */
+  readonly sql: Sql;
+  /** True inside `withWriteTx`: reads that decide a write take their row or advisory locks. */
+  readonly inTx: boolean;
+  /**
+   * Run a method of several statements atomically: inside `withWriteTx` it simply joins the
+   * transaction (a failure aborts it, the contract's rule); outside, it is a transaction of its own.
+   */
+  atomic<T>(fn: (sql: Sql) => Promise<T>): Promise<T>;
+}
+
+/** The pool as a `Db`: statements autocommit, `atomic` is its own BEGIN … COMMIT. */
+export function poolDb(pool: Pool): Db {
+  return {
+    sql: pool,
+    inTx: false,
+    atomic: <T>(fn: (sql: Sql) => Promise<T>) => withRetries(() => pool.begin((tx) => fn(tx)) as Promise<T>),
+  };
+}
+
+/** One open transaction as a `Db`; `end()` makes every later use a TypeError. */
+export class TxDb implements Db {
+  readonly inTx = true;
+  #open = true;
+  /** The first error of a statement sent with `sendWithoutWaiting` (the transaction is then aborted). */
+  deferredError: unknown = undefined;
+
+  constructor(private readonly tx: TxSql) {}
+
+  get sql(): Sql {
+    if (!this.#open)
+      throw new TypeError(
+        'the transaction these stores belong to has already ended (use the stores withWriteTx passes only inside its fn)',
+      );
+    return this.tx;
+  }
+
+  async atomic<T>(fn: (sql: Sql) => Promise<T>): Promise<T> {
+    return fn(this.sql);
+  }
+
+  /**
+   * Send a write whose result nobody reads, without waiting for its round trip: it goes out now,
+   * on this transaction's connection, and the next statement (at the latest the COMMIT) follows
+   * it in the same network write. PostgreSQL runs them in order; if it fails, the transaction is
+   * aborted, the COMMIT answers ROLLBACK and `withWriteTx` rejects with this error (stores.ts).
+   */
+  sendWithoutWaiting(query: { execute(): PromiseLike<unknown> }): void {
+    Promise.resolve(query.execute()).then(undefined, (err: unknown) => {
+      this.deferredError ??= err;
+    });
+  }
+
+  end(): void {
+    this.#open = false;
+  }
+}

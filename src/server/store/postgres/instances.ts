@@ -1,0 +1,125 @@
+/** Joined machines on PostgreSQL (types.ts InstanceStore). */
+import type { KeyStorage } from '../../../keystore/signer.js';
+import { SigilError } from '../../../errors.js';
+import type { InstanceRecord, InstanceStore, NewInstance } from '../types.js';
+import { canonicalJson } from '../sqlite/canonical-json.js';
+import type { Db } from './db.js';
+
+interface InstanceRow {
+  id: string;
+  bot: string;
+  join_method: string;
+  spiffe_id: string;
+  generation: number;
+  locked: boolean;
+  lock_reason: string | null;
+  facts: string;
+  key_storage: KeyStorage;
+  exportable: boolean;
+  created_at: number;
+  updated_at: number;
+  last_seen_at: number;
+  current_serial: string | null;
+  current_not_after: number | null;
+}
+
+type IssueUpdate = Parameters<InstanceStore['recordIssue']>[1];
+
+export class PgInstanceStore implements InstanceStore {
+  constructor(private readonly db: Db) {}
+
+  async create(rec: NewInstance): Promise<void> {
+    await this.db.sql`
+      INSERT INTO instances (id, bot, join_method, spiffe_id, generation, locked, lock_reason, facts, key_storage,
+                             exportable, created_at, updated_at, last_seen_at)
+      VALUES (${rec.id}, ${rec.bot}, ${rec.joinMethod}, ${rec.spiffeId}, ${rec.generation}, false, NULL,
+              ${canonicalJson(rec.facts)}, ${rec.keyStorage}, ${rec.exportable}, ${rec.createdAt}, ${rec.createdAt},
+              ${rec.createdAt})`;
+  }
+
+  /**
+   * Inside a transaction the row is read FOR UPDATE: the generation check that precedes
+   * `recordIssue` (and the lock decisions) must see the newest committed generation and keep it
+   * until COMMIT. Two issuers renewing one instance at once: the second waits here, then reads
+   * the first one's generation and refuses — the "behave serially" rule of types.ts, by row lock.
+   */
+  async get(id: string): Promise<InstanceRecord | undefined> {
+    const sql = this.db.sql;
+    const [row] = this.db.inTx
+      ? await sql<InstanceRow[]>`
+          SELECT id, bot, join_method, spiffe_id, generation, locked, lock_reason, facts, key_storage, exportable,
+                 created_at, updated_at, last_seen_at, current_serial, current_not_after
+            FROM instances WHERE id = ${id} FOR UPDATE`
+      : await sql<InstanceRow[]>`
+          SELECT id, bot, join_method, spiffe_id, generation, locked, lock_reason, facts, key_storage, exportable,
+                 created_at, updated_at, last_seen_at, current_serial, current_not_after
+            FROM instances WHERE id = ${id}`;
+    return row && toRecord(row);
+  }
+
+  async list(filter?: { bot?: string }): Promise<InstanceRecord[]> {
+    const sql = this.db.sql;
+    const rows =
+      filter?.bot !== undefined
+        ? await sql<InstanceRow[]>`
+            SELECT id, bot, join_method, spiffe_id, generation, locked, lock_reason, facts, key_storage, exportable,
+                   created_at, updated_at, last_seen_at, current_serial, current_not_after
+              FROM instances WHERE bot = ${filter.bot} ORDER BY created_at, id COLLATE "C"`
+        : await sql<InstanceRow[]>`
+            SELECT id, bot, join_method, spiffe_id, generation, locked, lock_reason, facts, key_storage, exportable,
+                   created_at, updated_at, last_seen_at, current_serial, current_not_after
+              FROM instances ORDER BY created_at, id COLLATE "C"`;
+    return rows.map(toRecord);
+  }
+
+  async recordIssue(id: string, u: IssueUpdate): Promise<void> {
+    const r = await this.db.sql`
+      UPDATE instances
+         SET generation = ${u.generation}, current_serial = ${u.serial}, current_not_after = ${u.notAfter},
+             key_storage = ${u.keyStorage}, exportable = ${u.exportable}, updated_at = ${u.now}, last_seen_at = ${u.now}
+       WHERE id = ${id}`;
+    if (r.count === 0) throw unknownInstance('recordIssue', id);
+  }
+
+  async setLocked(id: string, locked: boolean, reason: string | null, now: number): Promise<boolean> {
+    // An unlock clears the reason: a stale reason on an unlocked instance would only mislead.
+    const r = await this.db.sql`
+      UPDATE instances SET locked = ${locked}, lock_reason = ${locked ? reason : null}, updated_at = ${now} WHERE id = ${id}`;
+    return r.count > 0;
+  }
+
+  /** Shallow merge, read FOR UPDATE and written in one transaction (a concurrent merge waits, then sees this one). */
+  updateFacts(id: string, facts: Record<string, unknown>, now: number): Promise<void> {
+    return this.db.atomic(async (sql) => {
+      const [row] = await sql<{ facts: string }[]>`SELECT facts FROM instances WHERE id = ${id} FOR UPDATE`;
+      if (!row) throw unknownInstance('updateFacts', id);
+      const merged = { ...(JSON.parse(row.facts) as Record<string, unknown>), ...facts };
+      await sql`UPDATE instances SET facts = ${canonicalJson(merged)}, updated_at = ${now} WHERE id = ${id}`;
+    });
+  }
+}
+
+/** The service checks existence inside its transaction first; reaching this is a bug. */
+function unknownInstance(op: string, id: string): SigilError {
+  return new SigilError('internal', `${op}: no instance with id ${JSON.stringify(id)}`);
+}
+
+function toRecord(row: InstanceRow): InstanceRecord {
+  return {
+    id: row.id,
+    bot: row.bot,
+    joinMethod: row.join_method,
+    spiffeId: row.spiffe_id,
+    generation: row.generation,
+    locked: row.locked,
+    lockReason: row.lock_reason,
+    facts: JSON.parse(row.facts) as Record<string, unknown>,
+    keyStorage: row.key_storage,
+    exportable: row.exportable,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    lastSeenAt: row.last_seen_at,
+    currentSerial: row.current_serial,
+    currentNotAfter: row.current_not_after,
+  };
+}
