@@ -42,6 +42,12 @@ async function createTokens(dataDir: string, n: number): Promise<string[]> {
 
 const joinsServed = (metrics: string): number =>
   Number(/sigil_requests_total\{transport="mqtt",op="join",outcome="ok"\} (\d+)/.exec(metrics)?.[1] ?? 0);
+/** Every join the issuer handled over MQTT, whatever the outcome (a duplicate is answered too). */
+const joinRequests = (metrics: string): number =>
+  [...metrics.matchAll(/sigil_requests_total\{transport="mqtt",op="join",outcome="[^"]+"\} (\d+)/g)].reduce(
+    (n, m) => n + Number(m[1]),
+    0,
+  );
 
 describe('two issuers sharing one broker', () => {
   const tmp = tempDir('sigil-mqtt-shared-');
@@ -75,6 +81,7 @@ describe('two issuers sharing one broker', () => {
     });
     await client.subscribeAsync('sigil/v1/resp/bootstrap/shared-test', { qos: 1 });
     const before = joinsServed(await issuerMetrics(a.url)) + joinsServed(await issuerMetrics(b.url));
+    const handledBefore = joinRequests(await issuerMetrics(a.url)) + joinRequests(await issuerMetrics(b.url));
     const tokens = await createTokens(dataDir, 30);
     const reqs = await Promise.all(
       tokens.map(async (token) => {
@@ -92,8 +99,39 @@ describe('two issuers sharing one broker', () => {
       });
     }
     await waitFor('30 answers', () => answers.size === 30 || undefined, 30_000);
-    await new Promise((r) => setTimeout(r, 1_000)); // room for any duplicate
+    // No sleeping "for any duplicate": a sentinel proves it. The broker delivers to each issuer's
+    // session in publish order and each issuer starts requests in arrival order, so once BOTH
+    // issuers have answered a sentinel published after the 30, any second delivery of one of the
+    // 30 had reached its issuer already; waiting until the issuers' request counters equal the
+    // answers received then lets such a duplicate's answer arrive before the count below.
+    const servedAfter30 = [joinsServed(await issuerMetrics(a.url)), joinsServed(await issuerMetrics(b.url))];
+    const sentinels: string[] = [];
+    for (let i = 0; ; i++) {
+      const m = new TokenJoinAgent((await createTokens(dataDir, 1))[0]!);
+      const r = await buildJoinRequest({ method: 'token', evidence: (c) => m.evidence(c), now: Date.now() });
+      sentinels.push(r.entry.requestId);
+      await client.publishAsync('sigil/v1/join', JSON.stringify(r.envelope), {
+        qos: 1,
+        properties: {
+          responseTopic: 'sigil/v1/resp/bootstrap/shared-test',
+          correlationData: Buffer.from(r.entry.requestId),
+        },
+      });
+      await waitFor('the sentinel answer', () => answers.has(r.entry.requestId) || undefined, 30_000);
+      const now = [joinsServed(await issuerMetrics(a.url)), joinsServed(await issuerMetrics(b.url))];
+      if (now[0]! > servedAfter30[0]! && now[1]! > servedAfter30[1]!) break;
+      expect(i, 'both issuers should have taken a sentinel by now').toBeLessThan(40);
+    }
+    const handled = async (): Promise<number> =>
+      joinRequests(await issuerMetrics(a.url)) + joinRequests(await issuerMetrics(b.url));
+    const answered = (): number => [...answers.values()].reduce((n, v) => n + v.length, 0);
+    await waitFor(
+      'every handled request answered',
+      async () => ((await handled()) - handledBefore === answered() ? true : undefined),
+      30_000,
+    );
     await client.endAsync();
+    for (const id of sentinels) expect(answers.get(id)).toHaveLength(1);
     for (const r of reqs) {
       const got = answers.get(r.entry.requestId)!;
       expect(got).toHaveLength(1);
@@ -102,7 +140,7 @@ describe('two issuers sharing one broker', () => {
       ).toBe(1);
     }
     const [na, nb] = [joinsServed(await issuerMetrics(a.url)), joinsServed(await issuerMetrics(b.url))];
-    expect(na + nb - before).toBe(30);
+    expect(na + nb - before).toBe(30 + sentinels.length);
     expect(na).toBeGreaterThan(0);
     expect(nb).toBeGreaterThan(0);
   });

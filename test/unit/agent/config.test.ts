@@ -1,6 +1,8 @@
+import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadAgentConfig, parseAgentConfig } from '../../../src/agent/config.js';
 import { SigilError } from '../../../src/errors.js';
@@ -35,6 +37,33 @@ const load = (text: string) => {
   writeFileSync(join(dir, 'etc', 'agent.yaml'), text);
   return loadAgentConfig(join(dir, 'etc', 'agent.yaml'));
 };
+
+/**
+ * Write `text` as DIR/etc/agent.yaml and load it in a child process as uid/gid 65534 (nobody):
+ * the refusal's code and message, or a test failure if it loaded.
+ */
+function loadAsNobody(text: string): { code: string; message: string } {
+  mkdirSync(join(dir, 'etc'), { recursive: true });
+  writeFileSync(join(dir, 'etc', 'agent.yaml'), text);
+  chmodSync(dir, 0o755);
+  chmodSync(join(dir, 'etc'), 0o755);
+  chmodSync(join(dir, 'etc', 'agent.yaml'), 0o644);
+  const configModule = fileURLToPath(new URL('../../../src/agent/config.ts', import.meta.url));
+  const script = `import(${JSON.stringify(configModule)}).then((m) => {
+    try { m.loadAgentConfig(${JSON.stringify(join(dir, 'etc', 'agent.yaml'))}); console.log(JSON.stringify({ loaded: true })); }
+    catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }
+  });`;
+  const r = spawnSync(
+    'setpriv',
+    ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--import', 'tsx', '-e', script],
+    { encoding: 'utf8', cwd: fileURLToPath(new URL('../../..', import.meta.url)) },
+  );
+  expect(r.status, `setpriv child: ${r.stderr}`).toBe(0);
+  const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { code?: string; message?: string; loaded?: true };
+  expect(out.loaded, 'the config loaded although its token_file is unreadable').toBeUndefined();
+  expect(out.code).toBe('config_invalid');
+  return { code: out.code!, message: out.message! };
+}
 
 function refusal(fn: () => unknown): SigilError {
   try {
@@ -116,13 +145,13 @@ describe('agent config', () => {
     const e = refusal(() => load(yaml({ join: 'join:\n  method: token\n  token_file: nope.token' })));
     expect(e.code).toBe('config_invalid');
     expect(e.message).toMatch(/join\.token_file nope\.token: ENOENT/);
-    if (process.getuid?.() !== 0) {
-      writeFileSync(join(dir, 'secret'), TOKEN);
-      chmodSync(join(dir, 'secret'), 0o000);
-      expect(
-        refusal(() => load(yaml({ join: `join:\n  method: token\n  token_file: ${join(dir, 'secret')}` }))).message,
-      ).toMatch(/EACCES/);
-    }
+    // A file the agent's user may not read. Root reads anything, and CI runs as root: then the
+    // load runs in a child under an unprivileged uid (setpriv), so the check is never skipped.
+    writeFileSync(join(dir, 'secret'), TOKEN);
+    chmodSync(join(dir, 'secret'), 0o000);
+    const text = yaml({ join: `join:\n  method: token\n  token_file: ${join(dir, 'secret')}` });
+    const message = process.getuid?.() === 0 ? loadAsNobody(text).message : refusal(() => load(text)).message;
+    expect(message).toMatch(/join\.token_file .*secret: EACCES/);
   });
 
   it('a missing or empty token → config_invalid', () => {

@@ -2,12 +2,12 @@
  * Genuine AWS instance identity documents (test/fixtures/cloud-iid/aws, see its README), and the
  * mutation loop the tests share.
  */
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SigilError } from '../../../src/errors.js';
-import { CERT_SUBDIR } from '../../../src/join/aws-iid/certs.js';
+import { BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR } from '../../../src/join/aws-iid/certs.js';
 import type { SignedDocument } from '../../../src/join/aws-iid/verify.js';
 import type { AwsSignatureKind } from '../../../src/join/aws-iid/wire.js';
 import { fromPem } from '../../../src/pki/pem.js';
@@ -34,6 +34,13 @@ export interface Sample {
   kind: AwsSignatureKind;
   region: string;
   signed: SignedDocument;
+  /**
+   * When the sample is verified: the document's own pendingTime, never the wall clock, so the
+   * tests pass the same in 2030 as today. AWS re-issued some region certificates for the same key
+   * after these documents were made (the raw-signature RSA ones: valid 2024-04-29..2029-04-28);
+   * then the moment the bundled certificate became valid stands in for pendingTime.
+   */
+  at: Date;
 }
 
 export function loadSamples(): Sample[] {
@@ -52,16 +59,23 @@ export function loadSamples(): Sample[] {
         kind === 'signature'
           ? Buffer.from(readFileSync(join(d, 'signature.b64'), 'utf8').trim(), 'base64')
           : fromPem(readFileSync(join(d, `${kind}.pem`), 'utf8'));
+      const doc = JSON.parse(document.toString('utf8')) as { region: string; pendingTime: string };
+      const cert = new X509Certificate(
+        readFileSync(join(BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR[kind], `${doc.region}.pem`)),
+      );
+      const pending = new Date(doc.pendingTime);
+      const validFrom = new Date(cert.validFrom);
+      if (Number.isNaN(pending.getTime())) throw new Error(`${name}: document.json has no pendingTime`);
       return {
         name,
         kind,
-        region: (JSON.parse(document.toString('utf8')) as { region: string }).region,
+        region: doc.region,
         signed: { kind, document, signature },
+        at: pending > validFrom ? pending : validFrom,
       };
     });
 }
 
-export const NOW = new Date();
 export const newScratch = (): string => mkdtempSync(join(tmpdir(), 'sigil-aws-genuine-'));
 
 export function refusal(fn: () => unknown): string | undefined {

@@ -7,7 +7,7 @@
  * (each byte position, XOR 0x01 and XOR 0xFF: the full iteration). aws-iid-mutations.test.ts
  * does the same to the documents and signatures.
  */
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -21,7 +21,6 @@ import {
   loadSamples,
   MUTATION_TIMEOUT_MS,
   newScratch,
-  NOW,
   refusal,
   requireFixture,
   type Sample,
@@ -40,7 +39,7 @@ describe('genuine AWS instance identity documents', () => {
 
   it('every sample verifies with the bundled AWS certificates', () => {
     for (const s of samples) {
-      const v = verifyIdentityDocument(s.signed, BUNDLED_AWS_CERTS_DIR, NOW);
+      const v = verifyIdentityDocument(s.signed, BUNDLED_AWS_CERTS_DIR, s.at);
       expect(v.doc.region, s.name).toBe(s.region);
       expect(v.kind).toBe(s.kind);
       expect(v.doc.instanceId).toMatch(/^i-[0-9a-f]+$/);
@@ -72,15 +71,25 @@ describe('genuine AWS instance identity documents', () => {
   describe.each(samples.map((s) => [s.name, s] as const))('%s', (_name, s) => {
     it("refuses the document with another region's certificate", () => {
       const own = readFileSync(join(BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR[s.kind], `${s.region}.pem`));
+      // Another region's certificate with a key of the same type, checked at a fixed moment both
+      // certificates are valid (no wall clock): only the signature can tell them apart.
+      const ownCert = new X509Certificate(own);
       const other = readdirSync(join(BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR[s.kind]))
-        .map((f) => readFileSync(join(BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR[s.kind], f)))
-        .find((c) => !c.equals(own))!;
-      expect(refusal(() => verifyIdentityDocument(s.signed, certDirWith(scratch, s.kind, s.region, other), NOW))).toBe(
-        'aws_signature_invalid',
-      );
+        .map((f) => new X509Certificate(readFileSync(join(BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR[s.kind], f))))
+        .find(
+          (x) =>
+            !x.raw.equals(ownCert.raw) &&
+            x.publicKey.asymmetricKeyType === ownCert.publicKey.asymmetricKeyType &&
+            new Date(x.validTo) >= s.at,
+        )!;
+      const at = new Date(Math.max(s.at.getTime(), new Date(other.validFrom).getTime()));
+      expect(at.getTime()).toBeLessThanOrEqual(new Date(ownCert.validTo).getTime());
+      expect(
+        refusal(() => verifyIdentityDocument(s.signed, certDirWith(scratch, s.kind, s.region, other.toString()), at)),
+      ).toBe('aws_signature_invalid');
       // And with its own region's certificate copied the same way, it verifies (the directory is not the problem).
       expect(
-        refusal(() => verifyIdentityDocument(s.signed, certDirWith(scratch, s.kind, s.region, own), NOW)),
+        refusal(() => verifyIdentityDocument(s.signed, certDirWith(scratch, s.kind, s.region, own), s.at)),
       ).toBeUndefined();
     });
   });
@@ -109,7 +118,7 @@ describe('genuine AWS instance identity documents', () => {
         const file = join(dir, CERT_SUBDIR[s.kind], `${s.region}.pem`);
         const r = acceptedMutations(der, (m) => {
           writeFileSync(file, toPem('CERTIFICATE', m));
-          verifyIdentityDocument(s.signed, dir, NOW);
+          verifyIdentityDocument(s.signed, dir, s.at);
         });
         expect(r.accepted).toEqual([]);
         expect(
@@ -117,7 +126,7 @@ describe('genuine AWS instance identity documents', () => {
           [...r.codes].join(),
         ).toBe(true);
         copyFileSync(join(BUNDLED_AWS_CERTS_DIR, CERT_SUBDIR[s.kind], `${s.region}.pem`), file);
-        expect(refusal(() => verifyIdentityDocument(s.signed, dir, NOW))).toBeUndefined();
+        expect(refusal(() => verifyIdentityDocument(s.signed, dir, s.at))).toBeUndefined();
       },
       MUTATION_TIMEOUT_MS,
     );
@@ -125,7 +134,7 @@ describe('genuine AWS instance identity documents', () => {
 
   it('refuses a region without a certificate, and an expired certificate', () => {
     const s = samples.find((x) => x.kind === 'rsa2048')!;
-    expect(refusal(() => verifyIdentityDocument(s.signed, join(scratch, 'empty'), NOW))).toBe('aws_region_unknown');
+    expect(refusal(() => verifyIdentityDocument(s.signed, join(scratch, 'empty'), s.at))).toBe('aws_region_unknown');
     const rsa = samples.find((x) => x.kind === 'signature' && x.region === 'us-east-1')!;
     // The raw-signature RSA certificates of the older regions end in 2029.
     expect(

@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { BUNDLED_AWS_CERTS_DIR } from '../../../src/join/aws-iid/certs.js';
 import { verifyIdentityDocument } from '../../../src/join/aws-iid/verify.js';
-import { acceptedMutations, loadSamples, MUTATION_TIMEOUT_MS, NOW } from './aws-fixtures.js';
+import { acceptedMutations, loadSamples, MUTATION_TIMEOUT_MS } from './aws-fixtures.js';
 
 const samples = loadSamples();
 
@@ -17,7 +17,7 @@ describe('one-byte changes to genuine AWS documents and signatures', () => {
       'refuses every one-byte change to the document',
       () => {
         const r = acceptedMutations(s.signed.document, (m) =>
-          verifyIdentityDocument({ ...s.signed, document: m }, BUNDLED_AWS_CERTS_DIR, NOW),
+          verifyIdentityDocument({ ...s.signed, document: m }, BUNDLED_AWS_CERTS_DIR, s.at),
         );
         expect(r.accepted).toEqual([]);
         expect(r.tried).toBe(s.signed.document.length * 2);
@@ -29,7 +29,7 @@ describe('one-byte changes to genuine AWS documents and signatures', () => {
       'refuses every one-byte change to the signature',
       () => {
         const r = acceptedMutations(s.signed.signature, (m) =>
-          verifyIdentityDocument({ ...s.signed, signature: m }, BUNDLED_AWS_CERTS_DIR, NOW),
+          verifyIdentityDocument({ ...s.signed, signature: m }, BUNDLED_AWS_CERTS_DIR, s.at),
         );
         expect(r.accepted).toEqual([]);
         expect(

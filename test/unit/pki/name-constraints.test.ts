@@ -46,7 +46,9 @@ describe('name constraints (RFC 5280 §4.2.1.10)', () => {
     expect(check(c, [{ kind: 'dns', value: 'example.com' }])).toBeUndefined();
     expect(check(c, [{ kind: 'dns', value: 'A.B.Example.COM' }])).toBeUndefined();
     expect(check(c, [{ kind: 'dns', value: 'badexample.com' }])).toMatch(/not within the permitted dns/);
-    expect(check(nc([dns('.example.com')]), [{ kind: 'dns', value: 'example.com' }])).toBeDefined();
+    expect(check(nc([dns('.example.com')]), [{ kind: 'dns', value: 'example.com' }])).toBe(
+      'dns "example.com" is not within the permitted dns subtrees',
+    );
     expect(check(nc([], [dns('evil.example.com')]), [{ kind: 'dns', value: 'x.evil.example.com' }])).toMatch(
       /excluded/,
     );
@@ -56,13 +58,20 @@ describe('name constraints (RFC 5280 §4.2.1.10)', () => {
 
   it('rfc822Name, URI host and iPAddress', () => {
     expect(check(nc([email('acme.test')]), [{ kind: 'email', value: 'ops@acme.test' }])).toBeUndefined();
-    expect(check(nc([email('ops@acme.test')]), [{ kind: 'email', value: 'dev@acme.test' }])).toBeDefined();
+    expect(check(nc([email('ops@acme.test')]), [{ kind: 'email', value: 'dev@acme.test' }])).toBe(
+      'email "dev@acme.test" is not within the permitted email subtrees',
+    );
     expect(check(nc([email('.acme.test')]), [{ kind: 'email', value: 'a@b.acme.test' }])).toBeUndefined();
     expect(check(nc([uri('.acme.test')]), [{ kind: 'uri', value: 'https://api.acme.test:8443/x' }])).toBeUndefined();
-    expect(check(nc([uri('acme.test')]), [{ kind: 'uri', value: 'urn:uuid:1234' }])).toBeDefined();
+    // A URI without a host (urn:) cannot be within a host subtree (RFC 5280 §4.2.1.10).
+    expect(check(nc([uri('acme.test')]), [{ kind: 'uri', value: 'urn:uuid:1234' }])).toBe(
+      'uri "urn:uuid:1234" is not within the permitted uri subtrees',
+    );
     const net = nc([ip([10, 1, 0, 0], [255, 255, 0, 0])]);
     expect(check(net, [{ kind: 'ip', value: Buffer.from([10, 1, 2, 3]) }])).toBeUndefined();
-    expect(check(net, [{ kind: 'ip', value: Buffer.from([10, 2, 2, 3]) }])).toBeDefined();
+    expect(check(net, [{ kind: 'ip', value: Buffer.from([10, 2, 2, 3]) }])).toBe(
+      'iPAddress 0a020203 is not within the permitted ip subtrees',
+    );
   });
 
   it('directoryName: the subject must start with the permitted RDNs; emailAddress in the subject counts as rfc822Name', () => {

@@ -1,0 +1,110 @@
+#!/usr/bin/env node
+/**
+ * Targeted mutation testing of the security checks (issue #20): `npm run mutate -- <area>`.
+ *
+ * Each area names the source files whose checks matter and the test files that are meant to
+ * kill their mutants. Stryker runs only those tests (its `testFiles` option, not vitest's
+ * `--related` guess), one vitest worker, so an area fits in minutes on a shared machine.
+ * The score and the survivors of every area are recorded in docs/testing.md.
+ *
+ *   npm run mutate -- jws                 one area
+ *   npm run mutate -- jws --check         also drop mutants that do not type-check (slower)
+ *   npm run mutate -- --list              the areas and their files
+ *   SIGIL_MUTATE_CONCURRENCY=2 npm run mutate -- x509
+ *
+ * Reports: .tmp/mutation/<area>.html and .json (clear text on stdout).
+ */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+/** area → { mutate: source globs, tests: test files that cover them }. */
+export const AREAS = {
+  'tpm-verify': {
+    what: 'TPM verifier: quote, PCR digest, AK/key attributes, Certify, EK, clock, credential activation',
+    mutate: [
+      'src/attest/quote.ts',
+      'src/attest/certify.ts',
+      'src/attest/ak.ts',
+      'src/attest/key.ts',
+      'src/attest/attributes.ts',
+      'src/attest/ek.ts',
+      'src/attest/clock.ts',
+      'src/attest/credential.ts',
+    ],
+    tests: [
+      'test/unit/attest/quote.test.ts',
+      'test/unit/attest/key-attestation.test.ts',
+      'test/unit/attest/ek.test.ts',
+      'test/unit/attest/clock-credential.test.ts',
+      'test/unit/attest/attribute-attacks.test.ts',
+      'test/unit/attest/ek-attacks.test.ts',
+      'test/unit/attest/clock-boundaries.test.ts',
+      'test/unit/attest/quote-attacks.test.ts',
+    ],
+  },
+  x509: {
+    what: 'x509 path validation, CRLs, allow rules, name constraints',
+    mutate: ['src/join/x509-path.ts', 'src/join/x509-crl.ts', 'src/join/x509/allow.ts', 'src/pki/name-constraints.ts'],
+    tests: [
+      'test/unit/join/x509-attacks.test.ts',
+      'test/unit/join/glob-match.test.ts',
+      'test/unit/pki/name-constraints.test.ts',
+      'test/integration/x509-join.test.ts',
+    ],
+  },
+  jws: {
+    what: 'JWS envelopes and request authentication',
+    mutate: ['src/protocol/jws.ts', 'src/server/ops/authenticate.ts'],
+    tests: [
+      'test/unit/protocol/jws.test.ts',
+      'test/unit/protocol/jws-crit.test.ts',
+      'test/integration/hardening-http.test.ts',
+      'test/integration/http-errors.test.ts',
+      'test/integration/http-errors-renew.test.ts',
+      'test/integration/answer-binding.test.ts',
+    ],
+  },
+  'renew-token': {
+    what: 'renewal, token commit, idempotency',
+    mutate: ['src/server/ops/renew.ts', 'src/join/token/server.ts', 'src/server/ops/respond.ts'],
+    tests: [
+      'test/integration/idempotency.test.ts',
+      'test/integration/http-errors-renew.test.ts',
+      'test/integration/expired-renewal.test.ts',
+      'test/unit/server/issuing-race.test.ts',
+      'test/unit/server/replay-binding.test.ts',
+      'test/integration/concurrent-commit.test.ts',
+    ],
+  },
+  pinning: {
+    what: 'the CA pin of the HTTPS client and of the MQTT TLS first contact',
+    // The pin logic of the HTTPS client (setRoot, ensureRoot, learnRoot), not its HTTP plumbing.
+    mutate: ['src/transport/https/client.ts:64-145', 'src/transport/mqtt/tls-pin.ts'],
+    tests: ['test/integration/pin-attacks.test.ts'],
+  },
+  parsers: {
+    what: 'TSS2 PEM keys and the TCG event log',
+    mutate: ['src/keystore/tss2-pem.ts', 'src/tpm/eventlog/parse.ts', 'src/tpm/eventlog/reader.ts'],
+    tests: ['test/unit/keystore/tss2-pem.test.ts', 'test/unit/tpm/eventlog.test.ts'],
+  },
+};
+
+function main(argv) {
+  const args = argv.filter((a) => !a.startsWith('--'));
+  if (argv.includes('--list') || args.length !== 1 || !(args[0] in AREAS)) {
+    const lines = Object.entries(AREAS).map(
+      ([name, a]) => `  ${name.padEnd(12)} ${a.what}\n${' '.repeat(15)}mutates ${a.mutate.join(', ')}`,
+    );
+    process.stdout.write(`usage: npm run mutate -- <area> [--check]\nareas:\n${lines.join('\n')}\n`);
+    return argv.includes('--list') ? 0 : 2;
+  }
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const r = spawnSync('npx', ['stryker', 'run', 'stryker.config.mjs'], {
+    cwd: root,
+    stdio: 'inherit',
+    env: { ...process.env, SIGIL_MUTATE_AREA: args[0], SIGIL_MUTATE_CHECK: argv.includes('--check') ? '1' : '' },
+  });
+  return r.status ?? 1;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) process.exit(main(process.argv.slice(2)));
