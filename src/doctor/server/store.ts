@@ -2,8 +2,12 @@
  * `issuer.db` opens and its schema is the one this Sigil writes. Opened read-only, without
  * migrating: doctor reports an old schema (the next `server start` migrates it) instead of
  * changing it, and refuses nothing. `--full` adds SQLite's `quick_check` (reads every page).
+ *
+ * An issuer whose issuer.json says `"store": "postgres"` (docs/store-postgres.md) is checked in
+ * its database instead, found through $SIGIL_STORE as `server start` finds it: reachable, schema
+ * current, claimed with this data directory's audit key. Read-only there too (no migration).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type BetterSqlite3 from 'better-sqlite3';
 import { sh } from '../file-modes.js';
 import { fail, ok, warn, type Check, type CheckOutcome } from '../types.js';
@@ -25,6 +29,7 @@ export const storeCheck: Check<IssuerDoctorContext> = {
       import('../../server/data-dir.js'),
       import('../../server/store/sqlite/index.js'),
     ]);
+    if (readStoreKind(paths(ctx.dataDir).meta) === 'postgres') return postgresStoreCheck(ctx.dataDir);
     const file = paths(ctx.dataDir).db;
     if (!existsSync(file))
       return fail(
@@ -71,3 +76,38 @@ export const storeCheck: Check<IssuerDoctorContext> = {
     }
   },
 };
+
+/** issuer.json's `store` ('postgres' or the SQLite default); an unreadable issuer.json is the data_dir check's to report. */
+function readStoreKind(metaFile: string): 'sqlite' | 'postgres' {
+  try {
+    return (JSON.parse(readFileSync(metaFile, 'utf8')) as { store?: string }).store === 'postgres'
+      ? 'postgres'
+      : 'sqlite';
+  } catch {
+    return 'sqlite';
+  }
+}
+
+async function postgresStoreCheck(dataDir: string): Promise<CheckOutcome> {
+  const [{ STORE_ENV, storeKind }, pg, { readAuditKey }, { paths }] = await Promise.all([
+    import('../../server/data-dir-store.js'),
+    import('../../server/store/postgres/doctor.js'),
+    import('../../server/audit/audit-key.js'),
+    import('../../server/data-dir.js'),
+  ]);
+  const url = process.env[STORE_ENV];
+  if (!url || storeKind(url) !== 'postgres')
+    return fail(
+      `${dataDir}/issuer.json keeps the state in PostgreSQL, and ${STORE_ENV} names no postgres://… database`,
+      `run doctor with ${STORE_ENV}=postgres://… (the URL the issuer is started with; password in PGPASSWORD or ~/.pgpass)`,
+    );
+  let key;
+  try {
+    key = readAuditKey(paths(dataDir).auditKey);
+  } catch (e) {
+    return fail(`cannot read the audit key: ${(e as Error).message}`, 'the audit check says how to fix it');
+  }
+  const r = await pg.inspectPostgresStore(url, key?.id);
+  const fix = r.fix ?? '';
+  return r.status === 'ok' ? ok(r.detail) : r.status === 'warn' ? warn(r.detail, fix) : fail(r.detail, fix);
+}

@@ -133,6 +133,68 @@ describe('the audit chain on PostgreSQL', () => {
     expect((await s.audit.head())!.seq).toBe(head + 1);
     expect(await s.audit.verify()).toMatchObject({ ok: true });
   });
+
+  it('a certificate or stored answer sent without waiting that collides fails the transaction, leaving nothing', async () => {
+    const now = 7000;
+    await s.instances.create({
+      id: 'inst-w',
+      bot: 'gw',
+      joinMethod: 'token',
+      spiffeId: 'spiffe://example.org/bot/gw/inst-w',
+      generation: 1,
+      facts: {},
+      keyStorage: 'software',
+      exportable: true,
+      createdAt: now,
+    });
+    const cert = (serial: string) => ({
+      serial,
+      instanceId: 'inst-w',
+      bot: 'gw',
+      generation: 1,
+      notBefore: now,
+      notAfter: now + 1,
+      kind: 'x509-svid',
+      keyStorage: 'software' as const,
+      exportable: true,
+      spkiHash: 'sha256:00',
+      requestId: `req-${serial}`,
+      issuedAt: now,
+    });
+    await s.certificates.insert(cert('0c'));
+    const answer = {
+      requestId: 'req-w',
+      requestHash: 'h',
+      signer: 's',
+      op: 'renew',
+      response: 'first',
+      createdAt: now,
+    };
+    await s.idempotency.put(answer);
+    const head = (await s.audit.head())!.seq;
+    // The colliding certificate is followed by more statements (they fail on the aborted transaction).
+    await expect(
+      s.withWriteTx(async (tx) => {
+        await tx.certificates.insert(cert('0d'));
+        await tx.certificates.insert(cert('0c'));
+        await tx.idempotency.put({ ...answer, requestId: 'req-w2' });
+        await tx.audit.append({ action: 'renew', outcome: 'ok' }, now);
+        return 'committed';
+      }),
+    ).rejects.toMatchObject({ code: '23505' });
+    // The colliding stored answer is the transaction's last write before COMMIT.
+    await expect(
+      s.withWriteTx(async (tx) => {
+        await tx.certificates.insert(cert('0e'));
+        await tx.idempotency.put({ ...answer, response: 'second' });
+        return 'committed';
+      }),
+    ).rejects.toMatchObject({ code: '23505' });
+    for (const serial of ['0d', '0e']) expect(await s.certificates.get(serial)).toBeUndefined();
+    expect(await s.idempotency.get('req-w2')).toBeUndefined();
+    expect((await s.idempotency.get('req-w'))!.response).toBe('first');
+    expect((await s.audit.head())!.seq).toBe(head);
+  });
 });
 
 /**

@@ -1,7 +1,7 @@
 /** Every certificate the issuers signed, on PostgreSQL (types.ts CertificateStore). */
 import type { KeyStorage } from '../../../keystore/signer.js';
 import type { CertificateRecord, CertificateStore } from '../types.js';
-import type { Db } from './db.js';
+import { TxDb, type Db } from './db.js';
 
 interface CertificateRow {
   serial: string;
@@ -21,12 +21,19 @@ interface CertificateRow {
 export class PgCertificateStore implements CertificateStore {
   constructor(private readonly db: Db) {}
 
+  /**
+   * Inside withWriteTx the row is sent without waiting for its round trip (./db.ts
+   * TxDb.sendWithoutWaiting): a duplicate serial or an unknown instance then fails the whole
+   * transaction, with this statement's error. Outside, it is its own statement and rejects itself.
+   */
   async insert(rec: CertificateRecord): Promise<void> {
-    await this.db.sql`
+    const insert = this.db.sql`
       INSERT INTO certificates (serial, instance_id, bot, generation, not_before, not_after, kind, key_storage,
                                 exportable, spki_hash, request_id, issued_at)
       VALUES (${rec.serial}, ${rec.instanceId}, ${rec.bot}, ${rec.generation}, ${rec.notBefore}, ${rec.notAfter},
               ${rec.kind}, ${rec.keyStorage}, ${rec.exportable}, ${rec.spkiHash}, ${rec.requestId}, ${rec.issuedAt})`;
+    if (this.db instanceof TxDb) this.db.sendWithoutWaiting(insert);
+    else await insert;
   }
 
   async get(serial: string): Promise<CertificateRecord | undefined> {

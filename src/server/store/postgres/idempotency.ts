@@ -1,6 +1,6 @@
 /** Stored answers by request id, on PostgreSQL (types.ts IdempotencyStore). */
 import type { IdempotencyRecord, IdempotencyStore } from '../types.js';
-import type { Db } from './db.js';
+import { TxDb, type Db } from './db.js';
 
 interface IdempotencyRow {
   request_id: string;
@@ -47,11 +47,17 @@ export class PgIdempotencyStore implements IdempotencyStore {
     );
   }
 
-  /** Plain INSERT: a second put for a stored id rejects (unique violation); the first answer stays. */
+  /**
+   * Plain INSERT: a second put for a stored id rejects (unique violation); the first answer stays.
+   * Inside withWriteTx it is sent without waiting (./db.ts TxDb.sendWithoutWaiting): the unique
+   * violation then fails the whole transaction, with this statement's error.
+   */
   async put(rec: IdempotencyRecord): Promise<void> {
-    await this.db.sql`
+    const insert = this.db.sql`
       INSERT INTO idempotency (request_id, request_hash, signer, op, response, created_at)
       VALUES (${rec.requestId}, ${rec.requestHash}, ${rec.signer}, ${rec.op}, ${rec.response}, ${rec.createdAt})`;
+    if (this.db instanceof TxDb) this.db.sendWithoutWaiting(insert);
+    else await insert;
   }
 
   async prune(before: number): Promise<number> {
