@@ -4,15 +4,21 @@
  * `--format json`; never a stack trace, SIGIL_DEBUG=1 adds it) and exit 1 (refused), 2 (bad
  * input/config, a mistyped command line too) or 75 (try again later).
  */
-import { Command, CommanderError } from 'commander';
-import { registerAgent } from './agent.js';
-import { EXIT, reportError } from './output.js';
-import { registerServer } from './server.js';
-import { reportUsageErrorsOurWay } from './usage-errors.js';
+const VERSION = '0.1.0';
+
+// `sigil --version` answers before the command tree exists: building it loads commander and
+// every command's module, which made the version cost as much as a status (issue #19).
+if (process.argv.length === 3 && (process.argv[2] === '--version' || process.argv[2] === '-V')) {
+  process.stdout.write(`${VERSION}\n`);
+  process.exit(0);
+}
+
+const [{ Command, CommanderError }, { registerAgent }, { EXIT, reportError }, { reportUsageErrorsOurWay }] =
+  await Promise.all([import('commander'), import('./agent.js'), import('./output.js'), import('./usage-errors.js')]);
 
 const program = new Command('sigil')
   .description('Sigil: machine identity without a human in the loop')
-  .version('0.1.0')
+  .version(VERSION)
   .exitOverride();
 
 async function run(fn: () => Promise<void> | void): Promise<void> {
@@ -29,7 +35,8 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   throw e;
 });
 
-registerServer(program, run);
+// The issuer's commands are not registered for `sigil agent …` either: an agent never runs them.
+if (process.argv[2] !== 'agent') (await import('./server.js')).registerServer(program, run);
 // `sigil agent …` must start fast (an agent restarted offline serves its cached identity within
 // a few hundred ms), so it does not load the admin tree (stores, policy, schemas) it never uses.
 if (process.argv[2] !== 'agent') (await import('./ctl.js')).registerCtl(program, run);

@@ -2,9 +2,14 @@
  * Structured logs with pino: JSON lines on stderr (stdout stays for command output), pretty
  * when stderr is a TTY. Secrets never reach a log line: known secret fields are redacted
  * by path as a second line of defence — the first is never passing them to the logger.
+ *
+ * pino-pretty (and its colour and date libraries) is loaded only when a TTY wants it: a daemon
+ * under systemd, whose stderr is the journal, never pays for it (issue #19). It is a
+ * synchronous require on first use because createLogger is synchronous.
  */
+import { createRequire } from 'node:module';
 import { pino, type Logger } from 'pino';
-import pretty from 'pino-pretty';
+import type PinoPretty from 'pino-pretty';
 
 export type { Logger };
 
@@ -27,6 +32,7 @@ export function createLogger(opts: { name: string; level?: string; pretty?: bool
   const base = { name: opts.name, level, redact: { paths: REDACT, censor: '[redacted]' } };
   const wantPretty = opts.pretty ?? (process.stderr.isTTY && process.env.SIGIL_LOG_FORMAT !== 'json');
   if (wantPretty) {
+    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
     return pino(
       base,
       pretty({ destination: 2, sync: true, colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }),

@@ -8,7 +8,6 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SigilError } from '../../errors.js';
-import { parseSignedData } from '../../pki/pkcs7.js';
 import type { JoinChallenge } from '../../protocol/messages.js';
 import { describeHttpError, httpRequest } from '../http.js';
 import type { EvidenceContext, JoinMethodAgent } from '../types.js';
@@ -94,7 +93,7 @@ export class AzureJoinAgent implements JoinMethodAgent {
           'Azure IMDS answered the attested document request without a pkcs7 signature',
         );
       last = body.signature.replace(/\s+/g, '');
-      if (nonceOf(last) === nonce) return last;
+      if ((await nonceOf(last)) === nonce) return last;
     }
     return last; // the issuer will say azure_nonce_mismatch
   }
@@ -134,8 +133,13 @@ export class AzureJoinAgent implements JoinMethodAgent {
   }
 }
 
-/** The nonce inside a document (unverified: only to decide whether to ask IMDS again). */
-function nonceOf(b64: string): string | undefined {
+/**
+ * The nonce inside a document (unverified: only to decide whether to ask IMDS again). PKCS#7
+ * parsing (pkijs, asn1js, @noble: ~6 MB, ~150 ms) is imported here, at the first join, so an
+ * agent that never joins through Azure never loads it (issue #19).
+ */
+async function nonceOf(b64: string): Promise<string | undefined> {
+  const { parseSignedData } = await import('../../pki/pkcs7.js');
   try {
     const p7 = parseSignedData(Buffer.from(b64, 'base64'), {
       malformed: 'response_invalid',

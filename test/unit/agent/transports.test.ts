@@ -14,6 +14,7 @@ import type { Jws } from '../../../src/protocol/jws.js';
 import { initDataDir, loadCaMaterial } from '../../../src/server/data-dir.js';
 import { createServerIdentity, type IssuerContext } from '../../../src/server/issuer.js';
 import { responsePayload, signErrorResponse, signResponse } from '../../../src/server/ops/respond.js';
+import { StoredAnswerCodec } from '../../../src/server/ops/stored-answer.js';
 import { CertificateIssuer } from '../../../src/pki/issue.js';
 import { requestHash } from '../../../src/protocol/verify-response.js';
 import type { OutboxEntry } from '../../../src/agent/state/index.js';
@@ -69,7 +70,12 @@ beforeAll(async () => {
   initDataDir(join(dir, 'issuer'), 'example.org');
   const ca = loadCaMaterial(join(dir, 'issuer'));
   const engine = new CertificateIssuer({ caCertDer: ca.intermediateDer, caKey: ca.intermediateKey });
-  ctx = { ca, server: createServerIdentity(ca, engine), now: Date.now } as unknown as IssuerContext;
+  ctx = {
+    ca,
+    server: createServerIdentity(ca, engine),
+    now: Date.now,
+    storedAnswers: new StoredAnswerCodec([]),
+  } as unknown as IssuerContext;
   root = ca.rootPem;
   const built = await buildJoinRequest({ method: 'token', evidence: async () => ({}), now: Date.now() });
   entry = built.entry;

@@ -1,0 +1,85 @@
+/**
+ * What `sigil` loads for the commands a small gateway runs (issue #19): `--version` answers
+ * before the command tree exists, and a token-joined HTTPS agent never loads the PKCS#7 stack
+ * (pkijs, asn1js, @noble — the azure join's), the pretty-printer (pino-pretty, only on a TTY)
+ * or the issuer's code. Each case runs the CLI from src/ under scripts/trace-imports.mjs, which
+ * lists every module resolved.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const ROOT = resolve(import.meta.dirname, '..', '..', '..');
+const dir = mkdtempSync(join(tmpdir(), 'sigil-lazy-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function traced(args: string[]): { code: number | null; stdout: string; modules: string[] } {
+  const r = spawnSync(
+    process.execPath,
+    [
+      '--conditions=development',
+      '--import',
+      'tsx',
+      '--import',
+      './scripts/trace-imports.mjs',
+      'src/cli/main.ts',
+      ...args,
+    ],
+    {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, SIGIL_TRACE_IMPORTS: 'all', SIGIL_LOG_FORMAT: 'json' },
+      timeout: 60_000,
+    },
+  );
+  const modules = r.stderr
+    .split('\n')
+    .filter((l) => l.startsWith('    '))
+    .map((l) => l.trim());
+  expect(r.stderr).toContain('trace-imports:');
+  return { code: r.status, stdout: r.stdout, modules };
+}
+
+/** A token agent whose issuer does not answer (port 9, discard): run --once loads the whole agent, then exits 75. */
+function tokenAgentConfig(): string {
+  const file = join(dir, 'agent.yaml');
+  writeFileSync(
+    file,
+    `issuer: https://127.0.0.1:9\nca_pin: sha256:${'0'.repeat(64)}\ndata_dir: ${join(dir, 'data')}\n` +
+      `join: { method: token, token: ${'A'.repeat(43)} }\noutputs:\n  - { type: identity, path: ${join(dir, 'id')} }\n`,
+  );
+  return file;
+}
+
+const NOT_FOR_A_TOKEN_AGENT = [
+  /node_modules\/pkijs\//,
+  /node_modules\/asn1js\//,
+  /node_modules\/@noble\//,
+  /pino-pretty/,
+];
+
+describe('lazy loading (issue #19)', () => {
+  it('`sigil --version` prints the version without loading commander or any command', () => {
+    const r = traced(['--version']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('0.1.0\n');
+    expect(r.modules.filter((m) => /commander|src\/cli\/(?!main)/.test(m))).toEqual([]);
+  });
+
+  it('a token agent over HTTPS: `run --once` loads neither PKCS#7, the pretty-printer nor issuer code', () => {
+    const r = traced(['agent', 'run', '--once', '--config', tokenAgentConfig()]);
+    expect(r.code).toBe(75); // issuer_unreachable: the join was attempted, so the agent was fully loaded
+    expect(r.modules.some((m) => m.includes('src/agent/agent.ts'))).toBe(true);
+    for (const re of NOT_FOR_A_TOKEN_AGENT) expect(r.modules.filter((m) => re.test(m))).toEqual([]);
+    expect(r.modules.filter((m) => /src\/(server|cli\/(ctl|server|factory|doctor))/.test(m))).toEqual([]);
+  });
+
+  it('`sigil agent status` of that agent: the same modules stay out', () => {
+    const r = traced(['agent', 'status', '--config', tokenAgentConfig()]);
+    expect(r.code).toBe(1); // not joined
+    expect(r.modules.some((m) => m.includes('src/agent/status.ts'))).toBe(true);
+    for (const re of NOT_FOR_A_TOKEN_AGENT) expect(r.modules.filter((m) => re.test(m))).toEqual([]);
+  });
+});
