@@ -465,6 +465,11 @@ export const ERROR_TABLE = {
   },
   pin_mismatch: { status: 400, retryable: false, message: 'the issuer CA does not match the pinned CA' },
   response_invalid: { status: 502, retryable: true, message: 'the issuer response could not be verified' },
+  event_invalid: {
+    status: 400,
+    retryable: false,
+    message: 'a pushed event is not signed by the issuer, is malformed, or is too old',
+  },
   answer_mismatch: {
     status: 502,
     retryable: true,

@@ -230,6 +230,19 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
     )
     .option('--join-rate <n>', 'join requests per second per remote address, sustained (default 50, 0: no limit)')
     .option('--join-burst <n>', 'join requests per remote address in a burst (default 200)')
+    .option(
+      '--crl-refresh <dur>',
+      'sign a new CRL at least this often; relying parties get nextUpdate = 2x this (default 1h; docs/crl.md)',
+    )
+    .option(
+      '--event-webhook <url>',
+      'POST signed events (instance_locked, certificate_revoked, …) to this https:// URL; repeat for more (docs/events.md)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
+    .option(
+      '--event-webhook-ca <file>',
+      "CA certificates (PEM) for the webhooks' TLS certificates (default: the system's)",
+    )
     .action(
       (
         o: {
@@ -240,6 +253,9 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
           logLevel?: string;
           publicUrl?: string;
           firmwareProfiles?: string;
+          crlRefresh?: string;
+          eventWebhook?: string[];
+          eventWebhookCa?: string;
         } & MqttOptions &
           AuditOptions &
           LimitOptions,
@@ -251,6 +267,17 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
           const publicUrl = o.publicUrl === undefined ? undefined : parsePublicUrl(o.publicUrl);
           const audit = await parseAuditOptions(o);
           const mqtt = mqttConfig(o);
+          const { parseDuration } = await import('../util/duration.js');
+          const crlRefreshMs =
+            o.crlRefresh !== undefined ? parseDuration(o.crlRefresh, 'config_invalid') * 1000 : undefined;
+          if (o.eventWebhookCa !== undefined && !o.eventWebhook?.length)
+            throw new SigilError('config_invalid', '--event-webhook-ca needs --event-webhook');
+          const webhookCa =
+            o.eventWebhookCa !== undefined ? readOption(o.eventWebhookCa, '--event-webhook-ca') : undefined;
+          const webhooks = (o.eventWebhook ?? []).map((url) => ({
+            url,
+            ...(webhookCa !== undefined ? { ca: webhookCa } : {}),
+          }));
           const { IssuerService } = await import('../server/service.js');
           const store = o.store ?? process.env['SIGIL_STORE'];
           const service = IssuerService.open({
@@ -265,6 +292,8 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
             ...(o.logLevel !== undefined ? { logLevel: o.logLevel } : {}),
             ...(o.firmwareProfiles !== undefined ? { firmwareProfilesDir: o.firmwareProfiles } : {}),
             ...(mqtt ? { mqtt } : {}),
+            ...(crlRefreshMs !== undefined ? { crl: { refreshMs: crlRefreshMs } } : {}),
+            ...(webhooks.length > 0 ? { events: { webhooks } } : {}),
           });
           await service.start();
           const { ca } = service.ctx;

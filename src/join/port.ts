@@ -40,6 +40,18 @@ export interface JoinAttestPort {
   readonly log: Logger;
 }
 
+/**
+ * What a method's renewal re-check (`JoinMethodServer.checkRenewal`) may read: its own rules as
+ * they are now, inside the renewal's transaction. Read-only: a renewal re-check decides, it
+ * records nothing (the refusal is audited by the host).
+ */
+export interface JoinRenewPort {
+  /** This method's join rules, parsed with its rule schema, in name order. */
+  rules<T>(): Promise<Array<JoinRule<T>>>;
+  /** The renewal's arrival on the issuer's clock. */
+  readonly now: number;
+}
+
 /** Inside the issuing transaction: the single-use decisions, each one conditional write. */
 export interface JoinCommitPort {
   readonly now: number;

@@ -13,7 +13,7 @@ import { createJoinCaches } from './caches.js';
 import { gcpServerMethod } from './gcp/server.js';
 import { oidcServerMethod } from './oidc/server.js';
 import type { JoinMethodDeps, ServerJoinMethodEntry } from './registry.js';
-import { validateRuleBlock, type RuleSchemas } from './rules.js';
+import { parseRules, validateRuleBlock, type RuleSchemas } from './rules.js';
 import { tokenServerMethod } from './token/server.js';
 import { tpmServerMethod } from './tpm/server.js';
 import type { JoinMethodServer } from './types.js';
@@ -72,6 +72,26 @@ export class JoinMethods {
 
   names(): string[] {
     return [...this.#byName.keys()];
+  }
+
+  /**
+   * A renewal's re-check by the instance's join method (its `checkRenewal` capability; nothing
+   * for a method without one, or one this issuer does not have). `tx`: the renewal's transaction.
+   */
+  async checkRenewal(
+    method: string,
+    facts: Record<string, unknown>,
+    tx: {
+      resources: { list(kind: 'join_rule'): Promise<ReadonlyArray<{ name: string; spec: Record<string, unknown> }>> };
+    },
+    now: number,
+  ): Promise<void> {
+    const built = this.#byName.get(method);
+    if (!built?.server.checkRenewal) return;
+    await built.server.checkRenewal(facts, {
+      now,
+      rules: async <T>() => parseRules<T>(await tx.resources.list('join_rule'), method, built.entry.ruleSchema),
+    });
   }
 }
 

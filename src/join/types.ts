@@ -6,7 +6,7 @@
 import type { KeyStorage } from '../keystore/signer.js';
 import type { JoinChallenge } from '../protocol/messages.js';
 import type { AnsweredChallenge } from './challenge.js';
-import type { JoinAttestPort, JoinCommitPort } from './port.js';
+import type { JoinAttestPort, JoinCommitPort, JoinRenewPort } from './port.js';
 
 export interface AttestInput {
   /** Method-specific evidence from the join request; validate with the method's wire schema. */
@@ -92,6 +92,14 @@ export interface JoinMethodServer {
     csrSpki: Buffer,
     requestId: string,
   ): { keyStorage: KeyStorage };
+  /**
+   * Methods whose evidence can go bad after the join re-check it at every renewal (x509: the
+   * device certificate against the join rule's current CRLs), from the facts their join
+   * recorded. Throws a SigilError naming the failed check, which refuses the renewal
+   * (server/ops/renew.ts, inside its transaction, before issuing); returning lets it go on.
+   * Absent: renewals rely on the join alone.
+   */
+  checkRenewal?(instanceFacts: Record<string, unknown>, port: JoinRenewPort): Promise<void>;
 }
 
 /** What a join's evidence is bound to: this request and the key being certified. */

@@ -22,6 +22,10 @@ import { loadCaMaterial, openIssuerStores, paths } from './data-dir.js';
 import { createIssuerContext, rotateServerIdentity, SERVER_IDENTITY_ROTATE_MS, type IssuerContext } from './issuer.js';
 import { CrlPublisher } from './crl/publisher.js';
 import { crlFiles } from './crl/state.js';
+import { AuditWatcher } from './events/audit-watcher.js';
+import type { EventSink, RetryPolicy } from './events/delivery.js';
+import { EventPublisher } from './events/publisher.js';
+import { WebhookSink, type WebhookConfig } from './events/webhook.js';
 
 /** Idempotency records outlive the longest certificate (24 h) so any retry finds its answer. */
 export const IDEMPOTENCY_KEEP_MS = 48 * 3600_000;
@@ -60,6 +64,12 @@ export interface IssuerServiceConfig {
   rotateEveryMs?: number;
   /** The CRL for relying parties (docs/crl.md): `crl_refresh` (default 1 h) and how often locks are looked for. */
   crl?: { refreshMs?: number; watchMs?: number };
+  /**
+   * Pushed events (docs/events.md): webhooks (`--event-webhook`), and the MQTT topics
+   * sigil/v1/events/<type> when `mqtt` is configured (unless `mqtt: false`). Retry and queue
+   * bounds default to server/events/delivery.ts; tests shorten them.
+   */
+  events?: { webhooks?: WebhookConfig[]; mqtt?: boolean; retry?: RetryPolicy; queueLimit?: number };
 }
 
 /** 0.0.0.0 / :: — every address of the machine, none a client can be told to use. */
@@ -80,6 +90,10 @@ export class IssuerService {
   #stopped: Promise<void> | undefined;
   /** Signs and serves the CRL (GET /v1/crl); its timer runs from start() to stop(). */
   readonly crl: CrlPublisher;
+  /** The one tail of the audit log the CRL and pushed events derive from. */
+  readonly auditWatcher: AuditWatcher;
+  /** Signs audit-derived events and delivers them to webhooks and MQTT (docs/events.md). */
+  readonly events: EventPublisher;
   /** The host put in the serving certificate and the advertised URL when listening on every address. */
   readonly #wildcardHost: string | undefined;
 
@@ -106,6 +120,12 @@ export class IssuerService {
         tlsSans: [cfg.host, ...(cfg.tlsSans ?? []), ...(publicHost ? [publicHost] : [])],
         ...(cfg.firmwareProfilesDir !== undefined ? { firmwareProfilesDir: cfg.firmwareProfilesDir } : {}),
       });
+      this.auditWatcher = new AuditWatcher({
+        audit: stores.audit,
+        now: () => this.ctx.now(),
+        ...(cfg.crl?.watchMs !== undefined ? { watchMs: cfg.crl.watchMs } : {}),
+        onError: (err) => log.warn({ err }, 'audit watch failed'),
+      });
       this.crl = new CrlPublisher({
         issuer: { certDer: ca.intermediateDer, key: ca.intermediateKey },
         stores,
@@ -114,6 +134,26 @@ export class IssuerService {
         ...(cfg.crl?.watchMs !== undefined ? { watchMs: cfg.crl.watchMs } : {}),
         now: () => this.ctx.now(),
         log,
+        watcher: this.auditWatcher,
+      });
+      const sinks: EventSink[] = (cfg.events?.webhooks ?? []).map((w) => new WebhookSink(w));
+      if (cfg.mqtt && cfg.events?.mqtt !== false) {
+        // The responder's connection (QoS 1); until it is up, sends fail and are retried.
+        sinks.push({
+          name: 'mqtt',
+          send: (jws, ev) =>
+            this.#responder
+              ? this.#responder.publishEvent(`sigil/v1/events/${ev.type}`, jws)
+              : Promise.reject(new Error('the MQTT responder is not running')),
+        });
+      }
+      this.events = new EventPublisher({
+        ctx: this.ctx,
+        watcher: this.auditWatcher,
+        crl: this.crl,
+        sinks,
+        ...(cfg.events?.retry ? { retry: cfg.events.retry } : {}),
+        ...(cfg.events?.queueLimit !== undefined ? { queueLimit: cfg.events.queueLimit } : {}),
       });
     } catch (e) {
       void stores.close();
@@ -186,6 +226,7 @@ export class IssuerService {
       // The first CRL now (a signing failure is logged, and retried by the publisher's timer).
       await this.crl.check().catch((err: unknown) => this.log.warn({ err }, 'first CRL failed'));
       this.crl.start();
+      this.auditWatcher.start();
     } catch (e) {
       await this.stop();
       throw e;
@@ -196,7 +237,10 @@ export class IssuerService {
   stop(): Promise<void> {
     this.#stopped ??= (async () => {
       for (const t of this.#timers) clearInterval(t);
-      await Promise.all([this.#app?.close(), this.#responder?.stop(), this.crl.stop()]);
+      await Promise.all([this.#app?.close(), this.crl.stop(), this.auditWatcher.stop()]);
+      // After the last look at the audit log; what is still queued is counted as dead letters.
+      this.events.stop();
+      await this.#responder?.stop();
       // After the in-flight requests: the final summaries and checkpoint cover their rows too.
       await this.#audit?.stop();
       // Waits for a running prune or other queued transactions, then closes.

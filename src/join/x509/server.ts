@@ -22,7 +22,7 @@ import { SigilError } from '../../errors.js';
 import { parseWith } from '../../protocol/messages.js';
 import type { JoinCaches } from '../caches.js';
 import { answeredChallenge, MAX_CHALLENGE_TTL_MS } from '../challenge.js';
-import type { JoinAttestPort } from '../port.js';
+import type { JoinAttestPort, JoinRenewPort } from '../port.js';
 import type { JoinMethodDeps, ServerJoinMethodEntry } from '../registry.js';
 import type { AttestInput, Attested, ChallengeRequired, JoinMethodServer } from '../types.js';
 import { parseCert, type ParsedCert } from '../x509-cert.js';
@@ -31,6 +31,7 @@ import { formatName } from '../../pki/name-reader.js';
 import { readSpki, classifySpki } from '../../pki/spki.js';
 import { x509Descriptor } from './descriptor.js';
 import { x509RuleSchema, type X509Rule } from './rule.js';
+import { checkX509Renewal, PATH_FACT, pathFact } from './renewal.js';
 import { tpmChallenge, verifyTpmBinding } from './tpm-check.js';
 import {
   isAnswer,
@@ -103,6 +104,11 @@ export class X509JoinServer implements JoinMethodServer {
       canReattest: true,
     };
   }
+
+  /** A device certificate revoked after enrolment stops renewals (./renewal.ts). */
+  checkRenewal(instanceFacts: Record<string, unknown>, port: JoinRenewPort): Promise<void> {
+    return checkX509Renewal(instanceFacts, port, this.caches.trustFiles);
+  }
 }
 
 function facts(d: Decision, alg: string): Record<string, unknown> {
@@ -118,6 +124,8 @@ function facts(d: Decision, alg: string): Record<string, unknown> {
     x509_anchor: formatName(d.path.anchor.subject),
     x509_key: 'keyType' in key ? key.keyType : 'unknown',
     x509_proof_alg: alg,
+    // What the renewal re-check (./renewal.ts) checks against the rule's CRLs then.
+    [PATH_FACT]: pathFact(d.path.certs),
     ...(d.device
       ? { device_serial: d.device.serial, ...(d.device.ekPublicHash ? { ek_public_hash: d.device.ekPublicHash } : {}) }
       : {}),

@@ -4,9 +4,10 @@
  * The list is never kept beside the locks: each CRL is re-derived from the store
  * (./revoked.ts) and signed by the issuing intermediate (./build.ts). A new CRL is made
  *
- *   - when a lock changes: the publisher tails the audit log, where every lock and unlock is
- *     written in the transaction that makes it (server/admin/instance-ops.ts), and where a
- *     `generation_mismatch` refusal follows the lock renewal makes (server/ops/authenticate.ts).
+ *   - when a lock changes: the publisher follows the audit log (through the issuer's one
+ *     AuditWatcher, ../events/audit-watcher.ts, shared with pushed events), where every lock and
+ *     unlock is written in the transaction that makes it (server/admin/instance-ops.ts), and where
+ *     a `generation_mismatch` refusal follows the lock renewal makes (server/ops/authenticate.ts).
  *     So a lock made by this issuer, by `sigil ctl --data-dir` in another process, or by another
  *     issuer on the same PostgreSQL store is seen the same way, with no hook in those paths. The
  *     tail is looked at every `watchMs` and before every answer to GET /v1/crl, so a CRL fetched
@@ -20,6 +21,7 @@
  */
 import { SigilError } from '../../errors.js';
 import type { Logger } from '../../util/log.js';
+import { AuditWatcher, type AuditBatch } from '../events/audit-watcher.js';
 import type { AuditRecord, Stores } from '../store/types.js';
 import { signCrl, type CrlIssuer } from './build.js';
 import { revokedCertificates, type RevokedEntry } from './revoked.js';
@@ -34,12 +36,6 @@ export const MAX_CRL_REFRESH_MS = 7 * 86400_000;
 export const DEFAULT_CRL_WATCH_MS = 5_000;
 /** GET /v1/crl per source (public and unauthenticated; the answer is cached bytes, the limit guards the store reads). */
 export const CRL_FETCH_LIMIT = { ratePerS: 5, burst: 20 } as const;
-/**
- * Audit rows are stamped when their transaction was prepared, so one can commit after a row with
- * a later stamp; the tail reads this far back and skips the rows it has seen by sequence number.
- */
-const TAIL_MARGIN_MS = 120_000;
-
 /**
  * The audit rows after which the revoked set may differ. The seam for continuous attestation: an
  * attestation failure that locks will be a `lock` row; one that only refuses will add its action here.
@@ -67,7 +63,12 @@ export interface CrlPublisherOptions {
   watchMs?: number;
   now?: () => number;
   log?: Logger;
+  /** The issuer's audit tail (shared with pushed events); default: one of its own over `stores.audit`. */
+  watcher?: AuditWatcher;
 }
+
+/** Told of every new CRL whose entries differ from the previous one's (pushed events: certificate_revoked). */
+export type CrlChangeListener = (crl: PublishedCrl, previous: PublishedCrl | undefined) => void;
 
 export class CrlPublisher {
   readonly refreshMs: number;
@@ -75,8 +76,13 @@ export class CrlPublisher {
   readonly #o: CrlPublisherOptions;
   readonly #now: () => number;
   #current: PublishedCrl | undefined;
-  /** The newest audit row looked at. */
-  #seen: { seq: number; at: number } | undefined;
+  /** The audit head when the current entries were derived: later lock rows make them stale. */
+  #derivedAt: number | undefined;
+  /** A lock change after #derivedAt was seen: the next check re-derives. */
+  #dirty = false;
+  readonly #watcher: AuditWatcher;
+  readonly #ownWatcher: boolean;
+  readonly #listeners: CrlChangeListener[] = [];
   #making: Promise<PublishedCrl> | undefined;
   #checking: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -92,6 +98,23 @@ export class CrlPublisher {
     this.refreshMs = refreshMs;
     this.watchMs = o.watchMs ?? DEFAULT_CRL_WATCH_MS;
     this.#now = o.now ?? Date.now;
+    this.#ownWatcher = o.watcher === undefined;
+    this.#watcher = o.watcher ?? new AuditWatcher({ audit: o.stores.audit, now: this.#now, watchMs: this.watchMs });
+    this.#watcher.subscribe((batch) => this.#onAudit(batch));
+  }
+
+  /** Be told of each new CRL whose entries changed. */
+  onChange(fn: CrlChangeListener): void {
+    this.#listeners.push(fn);
+  }
+
+  #onAudit(batch: AuditBatch): void {
+    const from = this.#derivedAt;
+    if (from === undefined) return; // nothing derived yet: the first CRL is made from the store
+    if (!batch.reset && !batch.rows.some((r) => r.seq > from && changesRevocation(r))) return;
+    this.#dirty = true;
+    // Not awaited: this runs inside the watcher's look, which check() itself waits for.
+    this.check().catch((err: unknown) => this.#o.log?.warn({ err }, 'CRL refresh failed'));
   }
 
   /** The CRL to serve: new if a lock changed since the last one or it is due. */
@@ -114,12 +137,17 @@ export class CrlPublisher {
   }
 
   async #check(): Promise<void> {
+    // The tail first: a lock committed before this call is delivered (and marks #dirty) by then.
+    await this.#watcher.poll();
     const cur = this.#current;
     if (cur === undefined || this.#now() >= cur.madeAt + this.refreshMs) {
       await this.publish(cur === undefined ? 'first' : 'refresh');
       return;
     }
-    if (await this.#locksChanged()) await this.publish('lock change', { unlessSame: true });
+    if (this.#dirty) {
+      this.#dirty = false;
+      await this.publish('lock change', { unlessSame: true });
+    }
   }
 
   /**
@@ -132,7 +160,7 @@ export class CrlPublisher {
       const head = await this.#o.stores.audit.head();
       const now = this.#now();
       const entries = await revokedCertificates(this.#o.stores, now);
-      this.#seen = { seq: head?.seq ?? 0, at: now };
+      this.#derivedAt = head?.seq ?? 0;
       const cur = this.#current;
       if (opts.unlessSame && cur && sameEntries(cur.entries, entries)) return cur;
       const crlNumber = nextCrlNumber(this.#o.files, now);
@@ -140,6 +168,14 @@ export class CrlPublisher {
       const der = await signCrl(this.#o.issuer, { entries, now, nextUpdate, crlNumber });
       recordCrl(this.#o.files, der, crlNumber, now);
       this.#current = { der, crlNumber, madeAt: now, nextUpdate, entries };
+      if (!cur || !sameEntries(cur.entries, entries))
+        for (const fn of this.#listeners) {
+          try {
+            fn(this.#current, cur);
+          } catch (err) {
+            this.#o.log?.warn({ err }, 'a CRL change listener failed');
+          }
+        }
       this.#o.log?.info(
         { crl_number: crlNumber.toString(), revoked: entries.length, next_update: new Date(nextUpdate).toISOString() },
         `published a new CRL (${why})`,
@@ -155,17 +191,6 @@ export class CrlPublisher {
     return next;
   }
 
-  async #locksChanged(): Promise<boolean> {
-    const seen = this.#seen;
-    const audit = this.#o.stores.audit;
-    const head = await audit.head();
-    if (seen === undefined) return true;
-    if (!head || head.seq === seen.seq) return false;
-    if (head.seq < seen.seq) return true; // the log was replaced: be safe
-    const rows = await audit.list({ since: seen.at - TAIL_MARGIN_MS });
-    return rows.some((r) => r.seq > seen.seq && changesRevocation(r));
-  }
-
   /** Check every watchMs (a failure is logged; the next tick tries again). */
   start(): void {
     if (this.#timer) return;
@@ -179,6 +204,7 @@ export class CrlPublisher {
   async stop(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#timer = undefined;
+    if (this.#ownWatcher) await this.#watcher.stop();
     await Promise.allSettled([this.#making, this.#checking]);
   }
 }

@@ -12,8 +12,9 @@
  *     the instance's join method (its renewalKeyProof capability; bad_request for a method without
  *     one): tpm proves the new key is in the instance's TPM (attest/key-attestation.ts; certify_invalid,
  *     certify_key_mismatch, key_not_tpm_resident) → transport_csr, when sent, is a CSR of a key of
- *     its own (./transport-cert.ts) → issue generation+1, recorded tpm/non-exportable only with
- *     that proof, with a transport certificate when asked.
+ *     its own (./transport-cert.ts) → the join method's renewal re-check, for methods with one
+ *     (join/types.ts checkRenewal; x509: x509_revoked, x509_crl_unavailable) → issue generation+1,
+ *     recorded tpm/non-exportable only with that proof, with a transport certificate when asked.
  *
  * One write transaction per renewal (issue #14): everything from the idempotent replay on is
  * read and decided inside it, each store row read once, so the generation decision is made under
@@ -131,6 +132,9 @@ export async function handleRenew(
         exportable = false;
       }
       const transportSpkiDer = transportCheck ? take(transportCheck) : undefined;
+      // What the join relied on and can go bad since, re-checked by the join method (its
+      // `checkRenewal` capability; x509: the device certificate against the rule's current CRLs).
+      await ctx.methods.checkRenewal(inst.joinMethod, inst.facts, tx, now);
       const bot = await resolveBot(tx, inst.bot);
       const { result, transportSerial } = await issueIdentity(ctx, tx, {
         op: 'renew',

@@ -148,6 +148,23 @@ export class MqttResponder {
     this.identityChanged = true;
   }
 
+  /**
+   * Publish a signed event (server/events, docs/events.md) at QoS 1 on this connection; resolves at
+   * the PUBACK. Rejects while disconnected: the event queue retries with backoff.
+   */
+  publishEvent(topic: string, payload: string): Promise<void> {
+    const client = this.client;
+    if (!client?.connected) return Promise.reject(new Error('not connected to the broker'));
+    return new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('no PUBACK')), PUBACK_WAIT_MS);
+      client.publish(topic, payload, { qos: 1 }, (err) => {
+        clearTimeout(t);
+        if (err) reject(err);
+        else resolve();
+      });
+    });
+  }
+
   /** Connect and subscribe; resolves once the first subscription is in place. Reconnects by itself afterwards. */
   async start(): Promise<void> {
     const ready = new Promise<void>((resolve) => (this.readyOnce = resolve));
