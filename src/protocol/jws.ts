@@ -154,6 +154,17 @@ export function verifyJws<T = unknown>(
 }
 
 /**
+ * The protected header as it travels (base64url of its JSON), for a signer that signs many
+ * messages with one key and chain: encoding the x5c chain costs more than hashing it, so the
+ * issuer encodes it once per serving identity (server/issuer.ts) and signs with signJwsWithHeader.
+ */
+export function encodeJwsHeader(alg: SignatureAlgorithm, typ: string, x5c?: Buffer[]): string {
+  const header: JwsHeader = { alg, typ };
+  if (x5c) header.x5c = x5c.map((d) => d.toString('base64'));
+  return b64u.encode(JSON.stringify(header));
+}
+
+/**
  * Synchronous signing with an in-memory key, for the issuer's responses (its signing key is a
  * software key it holds; keeping this sync lets a response be built inside a store transaction).
  */
@@ -164,9 +175,19 @@ export function signJwsWithKey(
   payload: unknown,
   x5c?: Buffer[],
 ): Jws {
-  const header: JwsHeader = { alg, typ };
-  if (x5c) header.x5c = x5c.map((d) => d.toString('base64'));
-  const protectedB64 = b64u.encode(JSON.stringify(header));
+  return signJwsWithHeader(key, alg, encodeJwsHeader(alg, typ, x5c), payload);
+}
+
+/**
+ * signJwsWithKey with a header already encoded by encodeJwsHeader; `alg` must be the one in it
+ * (the caller encoded both from the same key, so they cannot disagree).
+ */
+export function signJwsWithHeader(
+  key: KeyObject,
+  alg: SignatureAlgorithm,
+  protectedB64: string,
+  payload: unknown,
+): Jws {
   const payloadB64 = b64u.encode(typeof payload === 'string' ? payload : JSON.stringify(payload));
   const sig = cryptoSign(HASH[alg]!, Buffer.from(`${protectedB64}.${payloadB64}`, 'ascii'), {
     key,

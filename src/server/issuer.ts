@@ -13,6 +13,8 @@ import { subjectNameDer } from '../pki/name.js';
 import { PublicKeyCache } from '../pki/key-cache.js';
 import { IssuedLeafMemo, type IssuingCa } from '../pki/own-leaf.js';
 import { toPem } from '../pki/pem.js';
+import { encodeJwsHeader } from '../protocol/jws.js';
+import { TYP_RESPONSE } from '../protocol/messages.js';
 import type { Logger } from '../util/log.js';
 import { createCredentialAuthorities, type CredentialAuthorities } from './credentials/authorities.js';
 import type { CaMaterial } from './data-dir.js';
@@ -33,6 +35,12 @@ export interface ServerIdentity {
   certPem: string;
   keyPem: string;
   notAfter: number;
+  /**
+   * The protected header of every response this identity signs (ES256, TYP_RESPONSE, x5c =
+   * chainDer), encoded once: it is part of the identity, so a rotation, which replaces the whole
+   * object, replaces it with the new chain.
+   */
+  responseHeader: string;
 }
 
 export interface IssuerContext {
@@ -105,14 +113,16 @@ export function createServerIdentity(
     ttlDays: SERVER_CERT_TTL_DAYS,
     spkiDer: publicKey.export({ type: 'spki', format: 'der' }),
   });
+  const chainDer = [certDer, ca.intermediateDer];
   return {
     key: privateKey,
-    chainDer: [certDer, ca.intermediateDer],
+    chainDer,
     // The root is sent too, so an agent can match its pin on first contact (transport/https/client.ts).
     certPem:
       toPem('CERTIFICATE', certDer) + toPem('CERTIFICATE', ca.intermediateDer) + toPem('CERTIFICATE', ca.rootDer),
     keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
     notAfter: Date.now() + SERVER_CERT_TTL_DAYS * 86400_000,
+    responseHeader: encodeJwsHeader('ES256', TYP_RESPONSE, chainDer),
   };
 }
 

@@ -1,10 +1,9 @@
 import { createHash } from 'node:crypto';
 import { SigilError } from '../../errors.js';
-import { signJwsWithKey, type Jws } from '../../protocol/jws.js';
+import { signJwsWithHeader, type Jws } from '../../protocol/jws.js';
 import { requestHash } from '../../protocol/request-hash.js';
 import {
   PROTOCOL_VERSION,
-  TYP_RESPONSE,
   type ErrorResponsePayload,
   type RequestOp,
   type ResponsePayload,
@@ -54,11 +53,12 @@ export async function recordAnswer<T>(
 
 /**
  * Sign a fresh payload, or a stored one (replayIfSeen) expanded back to the exact JSON text
- * first answered (./stored-answer.ts), with the issuer's serving key (x5c = its chain).
+ * first answered (./stored-answer.ts), with the issuer's serving key (x5c = its chain; the header
+ * is encoded once per serving identity: issuer.ts ServerIdentity.responseHeader).
  */
 export function signResponse(ctx: IssuerContext, payloadJson: string): Jws {
   const json = ctx.storedAnswers.expand(payloadJson);
-  return signJwsWithKey(ctx.server.key, 'ES256', TYP_RESPONSE, json, ctx.server.chainDer);
+  return signJwsWithHeader(ctx.server.key, 'ES256', ctx.server.responseHeader, json);
 }
 
 /** Who signed a request: stored with its answer, so that a replay goes only to that signer. */
@@ -172,5 +172,5 @@ export function signErrorResponse(
       ...(w.retryAfterMs !== undefined ? { retry_after_ms: w.retryAfterMs } : {}),
     },
   };
-  return signJwsWithKey(ctx.server.key, 'ES256', TYP_RESPONSE, JSON.stringify(p), ctx.server.chainDer);
+  return signJwsWithHeader(ctx.server.key, 'ES256', ctx.server.responseHeader, JSON.stringify(p));
 }

@@ -64,6 +64,8 @@ export const VERIFY_CHUNK_ROWS = 1000;
 
 /** `key` is given for rows at or after the audit key's fromSeq: then the hash is an HMAC. */
 export function auditRowHash(prevHash: string, content: AuditContent, key?: Buffer): string {
+  // The reference form, through the generic encoder: verify() uses it, so a row appended through
+  // the hand-ordered canonicalContent below that differed by one byte would not verify.
   const c = content;
   const canonical = canonicalJson({
     seq: c.seq,
@@ -78,6 +80,28 @@ export function auditRowHash(prevHash: string, content: AuditContent, key?: Buff
     remote: c.remote,
     details: c.details,
   });
+  return chainHash(prevHash, canonical, key);
+}
+
+/**
+ * canonicalJson of a row's hashed content with its details already in canonical form: the keys
+ * written in sorted order by hand (action, actor, at, bot, code, details, instanceId, method,
+ * outcome, remote, seq — UTF-16 order, as canonicalJson sorts them), so an append does not
+ * encode its details twice. Every other field is a string, a number or null, which
+ * JSON.stringify writes exactly as canonicalJson does. Must stay byte-identical to
+ * canonicalJson(content): verify() recomputes each row through auditRowHash, and a unit test
+ * compares both forms (test/unit/server/audit-append-fast.test.ts).
+ */
+function canonicalContent(c: AuditContent, detailsCanonical: string): string {
+  const j = JSON.stringify;
+  return (
+    `{"action":${j(c.action)},"actor":${j(c.actor)},"at":${j(c.at)},"bot":${j(c.bot)},"code":${j(c.code)},` +
+    `"details":${detailsCanonical},"instanceId":${j(c.instanceId)},"method":${j(c.method)},` +
+    `"outcome":${j(c.outcome)},"remote":${j(c.remote)},"seq":${j(c.seq)}}`
+  );
+}
+
+function chainHash(prevHash: string, canonical: string, key?: Buffer): string {
   const h = key ? createHmac('sha256', key) : createHash('sha256');
   return h.update(`${prevHash}\n${canonical}`, 'utf8').digest('hex');
 }
@@ -174,10 +198,15 @@ export class SqliteAuditStore implements SyncAuditStore {
 
   /**
    * Append one event. Reading the chain head and inserting happen in one write transaction
-   * (BEGIN IMMEDIATE, or a savepoint inside an outer transaction), so two processes can never
+   * (BEGIN IMMEDIATE, or the caller's write transaction when there is one), so two processes can never
    * both extend the same head; the UNIQUE prev_hash column would refuse it anyway.
    */
   append(ev: AuditEvent, now: number): AuditRecord {
+    // Inside a caller's write transaction (a renewal's, under its group commit) that transaction
+    // already holds the write lock and makes the head read and the insert atomic; a nested
+    // SAVEPOINT would add two statements and protect nothing: the one INSERT either lands whole
+    // or fails whole (SQLite statement atomicity), and nothing else is written here.
+    if (this.db.inTransaction) return this.appendLocked(ev, now);
     return this.appendTx.immediate(ev, now);
   }
 
@@ -285,7 +314,7 @@ export class SqliteAuditStore implements SyncAuditStore {
       remote: ev.remote ?? null,
       details: JSON.parse(detailsJson) as Record<string, unknown>,
     };
-    const hash = auditRowHash(prevHash, content, this.keyFor(content.seq));
+    const hash = chainHash(prevHash, canonicalContent(content, detailsJson), this.keyFor(content.seq));
     this.insertStmt.run({
       seq: content.seq,
       at: content.at,
