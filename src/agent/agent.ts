@@ -16,9 +16,16 @@ import type { IssuerTransport, TransportKind } from '../transport/types.js';
 import type { KeyStorage } from '../keystore/signer.js';
 import type { Logger } from '../util/log.js';
 import type { AgentConfig } from './config.js';
-import { joinMethodFor, reattestHint, USED_CREDENTIAL_SETTING, type AgentJoinMethod } from './join-method.js';
+import {
+  joinMethodFor,
+  loadJoinMethod,
+  reattestHint,
+  USED_CREDENTIAL_SETTING,
+  type AgentJoinMethod,
+  type LoadedAgentJoinMethod,
+} from './join-method.js';
 import { checkIdentityAnswer } from './answer-check.js';
-import { createCredentialOutputs, type CredentialOutputs } from './credentials.js';
+import type { CredentialOutputs } from './credentials.js';
 import { writeAgentMetrics } from './metrics.js';
 import { checkOutputPaths } from './outputs/check-path.js';
 import { identityOutput, SVID_TSS2_KEY_FILE } from './outputs/identity.js';
@@ -53,6 +60,27 @@ export interface AgentDeps {
   failureLogLevel?: 'warn' | 'debug';
   /** The Workload API, already serving the cache (`sigil agent run`, workload/early-start.ts); run() attaches the issuer. */
   workloadApi?: { server: WorkloadApiServer; log: { setTarget(log: Logger): void } };
+  /** The code the config names, loaded ({@link loadAgentModules}); absent: loaded at the first tick or run. */
+  modules?: AgentModules;
+}
+
+/**
+ * The code an agent's configuration names, imported before the agent is built: its join method's
+ * (registry entry + load()), and agent/credentials.ts — jose, SSH, Kubernetes — only when there
+ * are credential outputs. A token agent thus never loads the TPM stack, PKCS#11 or the outputs
+ * (issue #19).
+ */
+export interface AgentModules {
+  joinMethod: LoadedAgentJoinMethod;
+  credentials: typeof import('./credentials.js') | undefined;
+}
+
+export async function loadAgentModules(cfg: AgentConfig): Promise<AgentModules> {
+  const [joinMethod, credentials] = await Promise.all([
+    loadJoinMethod(cfg),
+    cfg.credentialOutputs.length > 0 ? import('./credentials.js') : undefined,
+  ]);
+  return { joinMethod, credentials };
 }
 
 /** Codes that, for a method that cannot re-attest, mean a person has to issue a new credential. */
@@ -61,7 +89,9 @@ const NEEDS_PERSON = new Set(['token_reused', 'token_expired', 'token_invalid', 
 export class Agent {
   readonly state: AgentState;
   readonly link: IssuerLink;
-  private readonly join: AgentJoinMethod;
+  /** Built in the constructor from deps.modules, else by {@link ready}. */
+  private join!: AgentJoinMethod;
+  private loading: Promise<void> | undefined;
   /** Makes identity keys where the config says and retires the ones nothing needs. */
   private readonly keys: IdentityKeys;
   /**
@@ -72,7 +102,7 @@ export class Agent {
   private readonly tpm = new TpmAccesses();
   private readonly outputs: OutputDestination[];
   /** SSH, database, Kubernetes and JWT outputs, each on its own schedule (agent/credentials.ts). */
-  readonly credentials: CredentialOutputs | undefined;
+  credentials: CredentialOutputs | undefined;
   private readonly now: () => number;
   private readonly rand: () => number;
   private readonly failureLogLevel: 'warn' | 'debug';
@@ -98,9 +128,9 @@ export class Agent {
       deps.state?.close();
       throw e;
     }
-    this.join = joinMethodFor(cfg, undefined, this.tpm);
+    if (deps.modules) this.join = joinMethodFor(cfg, deps.modules.joinMethod, this.tpm);
     this.transportCert = wantsTransportCert(cfg);
-    this.keys = new IdentityKeys(cfg, log, this.tpm, this.join.onKeyCreated);
+    this.keys = new IdentityKeys(cfg, log, this.tpm, (key) => this.join.onKeyCreated?.(key));
     this.outputs = cfg.outputs.map((o) => identityOutput(o.path, { uid: o.uid, gid: o.gid }));
     this.state = deps.state ?? openAgentState(cfg.dataDir);
     const pinned = this.state.getIssuerPin();
@@ -112,7 +142,28 @@ export class Agent {
       );
     }
     this.link = new IssuerLink(deps.transports ?? buildTransports(cfg, this.state, this.now));
-    this.credentials = createCredentialOutputs(cfg, this.state, log, this.now, this.link, this.tpm);
+    if (deps.modules) this.installCredentials(deps.modules);
+  }
+
+  private installCredentials(m: AgentModules): void {
+    this.credentials = m.credentials?.createCredentialOutputs(
+      this.cfg,
+      this.state,
+      this.log,
+      this.now,
+      this.link,
+      this.tpm,
+    );
+  }
+
+  /** Without deps.modules: load them once (rejects with the config error the constructor would have thrown). */
+  private ready(): Promise<void> {
+    if (this.join !== undefined) return Promise.resolve();
+    this.loading ??= loadAgentModules(this.cfg).then((m) => {
+      this.join = joinMethodFor(this.cfg, m.joinMethod, this.tpm);
+      this.installCredentials(m);
+    });
+    return this.loading;
   }
 
   /** Write outputs from the identity cached in SQLite (e.g. right after a restart while offline). */
@@ -305,6 +356,7 @@ export class Agent {
    * expired) or renew (due, or `force`). Never throws: failures are recorded and returned.
    */
   async tick(opts: { force?: boolean } = {}): Promise<TickOutcome> {
+    await this.ready();
     const pendingAtStart = this.state.getOutbox().flatMap((e) => (e.pendingKeyRef ? [e.pendingKeyRef] : []));
     // A replaced key still on the token goes first: a renewal now would make 'previous' forget it.
     this.keys.retireReplaced(this.state);
@@ -513,6 +565,7 @@ export class Agent {
 
   /** The daemon: serve what we have (unless the caller already did), then renew until `signal` aborts. */
   async run(signal: AbortSignal, opts: { served?: boolean } = {}): Promise<void> {
+    await this.ready();
     const cached = opts.served ? this.state.getIdentity() : this.serveCached();
     if (cached)
       this.log.info(

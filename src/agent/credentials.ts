@@ -32,6 +32,7 @@ import { sshHostOutput } from './outputs/ssh-host.js';
 import { sshUserOutput } from './outputs/ssh-user.js';
 import { backoffDelay, renewAt } from './schedule.js';
 import type { AgentState } from './state/index.js';
+import { OUTPUT_SETTING_PREFIX, type OutputState } from './credential-status.js';
 import type { IssuerLink } from './transports.js';
 
 export function credentialDestination(cfg: CredentialOutputConfig, tpm?: TpmAccesses): CredentialDestination {
@@ -47,23 +48,6 @@ export function credentialDestination(cfg: CredentialOutputConfig, tpm?: TpmAcce
     case 'jwt':
       return jwtOutput(cfg);
   }
-}
-
-/** Settings key prefix of the per-output state. */
-const OUTPUT_SETTING_PREFIX = 'output.';
-
-/** What the agent remembers per output (settings key `output.<hash>`). */
-interface OutputState {
-  /** Which output (for `sigil agent status`; absent in state written before it was kept). */
-  type?: string;
-  path?: string;
-  fp: string;
-  serial: string | null;
-  not_after: number | null;
-  renew_after: number | null;
-  failures: number;
-  retry_at: number | null;
-  last_error: string | null;
 }
 
 export type OutputOutcome =
@@ -319,39 +303,5 @@ export function createCredentialOutputs(
   return new CredentialOutputs(outputs, { state, log, client, now, tpmTcti: tcti, ...(tpm ? { tpm } : {}) });
 }
 
-/** One credential output as `sigil agent status` shows it. */
-export interface CredentialOutputStatus {
-  type: string | null;
-  path: string | null;
-  serial: string | null;
-  not_after: string | null;
-  next_renewal: string | null;
-  consecutive_failures: number;
-  next_attempt: string | null;
-  last_error: string | null;
-}
-
-/** The state of every credential output the agent has written or tried, from its settings. */
-export function credentialOutputsStatus(state: AgentState): CredentialOutputStatus[] {
-  const iso = (ms: number | null | undefined): string | null => (ms ? new Date(ms).toISOString() : null);
-  return state.listSettings(OUTPUT_SETTING_PREFIX).flatMap(({ value }) => {
-    let st: OutputState;
-    try {
-      st = JSON.parse(value) as OutputState;
-    } catch {
-      return [];
-    }
-    return [
-      {
-        type: st.type ?? null,
-        path: st.path ?? null,
-        serial: st.serial,
-        not_after: iso(st.not_after),
-        next_renewal: iso(st.renew_after),
-        consecutive_failures: st.failures,
-        next_attempt: iso(st.retry_at),
-        last_error: st.last_error,
-      },
-    ];
-  });
-}
+/** `sigil agent status` reads these without loading the outputs (credential-status.ts). */
+export { credentialOutputsStatus, type CredentialOutputStatus } from './credential-status.js';

@@ -11,42 +11,64 @@
  */
 import { SigilError } from '../errors.js';
 import { AGENT_JOIN_METHODS } from '../join/agent-methods.js';
-import type { AgentJoinMethod, AgentJoinMethodEntry } from '../join/registry.js';
-import { TpmAccesses } from '../keystore/tpm-access.js';
+import type { AgentJoinMethod, AgentJoinMethodEntry, LoadedAgentJoinMethod } from '../join/registry.js';
+import type { TpmAccesses } from '../keystore/tpm-access.js';
 import { parseWith } from '../protocol/messages.js';
 import type { AgentConfig } from './config.js';
 
-export type { AgentJoinMethod };
+export type { AgentJoinMethod, LoadedAgentJoinMethod };
 
 /** Setting under which the credential of the last successful join is remembered. */
 export const USED_CREDENTIAL_SETTING = 'join.used_credential';
 
 /**
- * Build the configured method from `registry` (default: every method the agent knows). `tpm`:
- * the agent's TPMs, which the method shares with its identity keys; the default, a set of its
- * own, is for building the method only to check or inspect the configuration.
+ * The configured method's entry from `registry` (default: every method the agent knows), with
+ * its code loaded: only this method's, so that a token agent never loads the TPM stack, PKCS#11
+ * or PKCS#7 of the others (issue #19).
  */
-export function joinMethodFor(
+export async function loadJoinMethod(
   cfg: AgentConfig,
   registry: ReadonlyArray<AgentJoinMethodEntry<unknown>> = AGENT_JOIN_METHODS,
-  tpm: TpmAccesses = new TpmAccesses(),
-): AgentJoinMethod {
-  const j = cfg.join;
-  const entry = registry.find((e) => e.descriptor.name === j.method);
+): Promise<LoadedAgentJoinMethod> {
+  const entry = registry.find((e) => e.descriptor.name === cfg.join.method);
   if (!entry)
     throw new SigilError(
       'config_invalid',
-      `${cfg.source}: join.method must be one of ${registry.map((e) => e.descriptor.name).join(', ')} (got ${JSON.stringify(j.method)})`,
+      `${cfg.source}: join.method must be one of ${registry.map((e) => e.descriptor.name).join(', ')} (got ${JSON.stringify(cfg.join.method)})`,
     );
+  return { ...entry, ...(await entry.load()) };
+}
+
+/**
+ * Build the configured method from its loaded entry ({@link loadJoinMethod}). `tpm`: the agent's
+ * TPMs, which the method shares with its identity keys.
+ */
+export function joinMethodFor(cfg: AgentConfig, loaded: LoadedAgentJoinMethod, tpm: TpmAccesses): AgentJoinMethod {
+  const j = cfg.join;
+  if (loaded.descriptor.name !== j.method)
+    throw new TypeError(`joinMethodFor: loaded ${loaded.descriptor.name}, configured ${j.method}`);
   const where = `${cfg.source}: join.${j.method}`;
   // agent.yaml keeps the token join flat (`join: { method: token, token }`).
   const settings = parseWith(
-    entry.configSchema,
+    loaded.configSchema,
     'token' in j ? { token: j.token } : j.settings,
     'config_invalid',
     where,
   );
-  return entry.create(settings, { where, dataDir: cfg.dataDir, keyStorage: cfg.keyStorage, tpm });
+  return loaded.create(settings, { where, dataDir: cfg.dataDir, keyStorage: cfg.keyStorage, tpm });
+}
+
+/**
+ * Load and build the configured method in one step, to check or inspect the configuration
+ * (`agent status`, doctor, tests). `tpm` defaults to a set of TPMs of its own.
+ */
+export async function buildJoinMethod(
+  cfg: AgentConfig,
+  registry: ReadonlyArray<AgentJoinMethodEntry<unknown>> = AGENT_JOIN_METHODS,
+  tpm?: TpmAccesses,
+): Promise<AgentJoinMethod> {
+  const loaded = await loadJoinMethod(cfg, registry);
+  return joinMethodFor(cfg, loaded, tpm ?? new (await import('../keystore/tpm-access.js')).TpmAccesses());
 }
 
 /** The admin command that gives a token-joined agent a way back after its identity expired. */

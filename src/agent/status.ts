@@ -2,8 +2,9 @@
  * `sigil agent status`: everything an operator asks first, read from the agent's SQLite state
  * (so it works while the daemon runs, and while the issuer is down).
  */
-import { formatPkcs11Uri, parseKeyRef } from '../keystore/index.js';
-import { credentialOutputsStatus, type CredentialOutputStatus } from './credentials.js';
+import { parseKeyRef } from '../keystore/key-ref.js';
+import { formatPkcs11Uri } from '../keystore/pkcs11/uri.js';
+import { credentialOutputsStatus, type CredentialOutputStatus } from './credential-status.js';
 import type { AgentConfig } from './config.js';
 import type { AgentState, AgentStatus, Identity } from './state/index.js';
 import { mqttClientCert } from './transport-cert.js';
@@ -165,15 +166,15 @@ export async function nextStepHint(
   if (s.state !== 'expired') return undefined;
   const when = s.next_attempt ? `at ${s.next_attempt}` : 'at its next attempt';
   if (s.join_method === 'token') {
-    // Loaded only here: join-method.ts brings every join method's agent code along.
-    const { joinMethodFor, reattestHint, USED_CREDENTIAL_SETTING } = await import('./join-method.js');
+    // Loaded only here: join-method.ts brings the registry and the configured method's code along.
+    const { buildJoinMethod, reattestHint, USED_CREDENTIAL_SETTING } = await import('./join-method.js');
     if (
       known.cfg &&
       known.state &&
-      freshCredential(
-        () => joinMethodFor(known.cfg!).singleUseCredential,
+      (await freshCredential(
+        async () => (await buildJoinMethod(known.cfg!)).singleUseCredential,
         known.state.getSetting(USED_CREDENTIAL_SETTING),
-      )
+      ))
     ) {
       return `the identity expired; the config holds a join token not used yet: a running agent joins with it ${when}, or run now: ${runOnce}`;
     }
@@ -183,9 +184,12 @@ export async function nextStepHint(
 }
 
 /** The configured single-use credential is set and is not the one the last join spent (a malformed token is not fresh). */
-function freshCredential(configured: () => string | undefined, used: string | undefined): boolean {
+async function freshCredential(
+  configured: () => Promise<string | undefined>,
+  used: string | undefined,
+): Promise<boolean> {
   try {
-    const c = configured();
+    const c = await configured();
     return c !== undefined && c !== used;
   } catch {
     return false;

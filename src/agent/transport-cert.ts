@@ -13,7 +13,8 @@
  * must find the key the answer certifies) and then with the identity.
  */
 import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
-import { SoftwareSigner, type Signer } from '../keystore/index.js';
+import { SoftwareSigner } from '../keystore/software.js';
+import type { Signer } from '../keystore/signer.js';
 import type { IdentityResult } from '../protocol/messages.js';
 import type { Logger } from '../util/log.js';
 import type { AgentConfig } from './config.js';

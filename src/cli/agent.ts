@@ -86,7 +86,7 @@ async function openAgent(
   oneShot: boolean,
   early?: { state: AgentState; dataDir: string; workloadApi?: EarlyWorkloadApi | undefined },
 ) {
-  const [{ loadAgentConfig }, { Agent }, { createLogger }] = await Promise.all([
+  const [{ loadAgentConfig }, { Agent, loadAgentModules }, { createLogger }] = await Promise.all([
     import('../agent/config.js'),
     import('../agent/agent.js'),
     import('../util/log.js'),
@@ -108,7 +108,10 @@ async function openAgent(
   if (early && !state) early.state.close();
   let agent;
   try {
+    // Only the code this config names: its join method, and the credential outputs if it has any.
+    const modules = await loadAgentModules(cfg);
     agent = new Agent(cfg, log, {
+      modules,
       ...(state ? { state } : {}),
       ...(oneShot ? { failureLogLevel: 'debug' as const } : {}),
       ...(workloadApi ? { workloadApi } : {}),

@@ -74,6 +74,12 @@ export interface AgentJoinMethod {
   ): Promise<Record<string, unknown> | undefined>;
 }
 
+/**
+ * A method's registry entry: what the agent's config loader needs for every method (plain data
+ * and a zod schema, cheap to import), and `load()` for the code that builds it. That code pulls
+ * in heavy stacks (tpm: the TPM stack; x509: PKCS#11 and TPM keys; azure: PKCS#7), so the agent
+ * imports it only for the method its agent.yaml names (issue #19: a gateway's memory and start).
+ */
 export interface AgentJoinMethodEntry<S = unknown> {
   readonly descriptor: JoinMethodDescriptor;
   /** The agent's `join.<name>:` block. */
@@ -84,8 +90,17 @@ export interface AgentJoinMethodEntry<S = unknown> {
    * only choice, and `key_storage: tpm` needs such a method (its TCTI names the TPM).
    */
   identityKeyTpm?(settings: Record<string, unknown>): string;
+  /** The method's code (join/<m>/config.ts), imported on first call. */
+  load(): Promise<AgentJoinMethodCode<S>>;
+}
+
+/** What `load()` brings: builds the method from its parsed `join.<name>:` block. */
+export interface AgentJoinMethodCode<S = unknown> {
   create(settings: S, ctx: AgentMethodContext): AgentJoinMethod;
 }
+
+/** An entry whose code is loaded: what the agent builds its method from, synchronously. */
+export type LoadedAgentJoinMethod<S = unknown> = AgentJoinMethodEntry<S> & AgentJoinMethodCode<S>;
 
 // ----------------------------------------------------------------------------------- server side
 

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AgentConfig } from '../../src/agent/config.js';
-import { joinMethodFor } from '../../src/agent/join-method.js';
+import { buildJoinMethod } from '../../src/agent/join-method.js';
 import { SigilError } from '../../src/errors.js';
 import { AGENT_JOIN_METHODS } from '../../src/join/agent-methods.js';
 import { runJoinExchange } from '../../src/join/exchange.js';
@@ -55,7 +55,7 @@ async function refusal(p: Promise<unknown>): Promise<SigilError> {
   return e as SigilError;
 }
 
-function agentMethod(machine: string): JoinMethodAgent {
+async function agentMethod(machine: string): Promise<JoinMethodAgent> {
   const cfg = {
     source: 'agent.yaml',
     dataDir: dir,
@@ -63,7 +63,7 @@ function agentMethod(machine: string): JoinMethodAgent {
     join: { method: 'example', settings: { secret_file: secretFile, machine } },
   } as unknown as AgentConfig;
   // The agent registry with the new method: one line.
-  return joinMethodFor(cfg, [...AGENT_JOIN_METHODS, exampleAgentMethod]).method;
+  return (await buildJoinMethod(cfg, [...AGENT_JOIN_METHODS, exampleAgentMethod])).method;
 }
 
 beforeAll(async () => {
@@ -94,14 +94,14 @@ afterAll(async () => {
 
 describe('a join method added as one folder plus one registry line per side', () => {
   it('joins through the issuer in two rounds; the instance carries the method and its facts', async () => {
-    const r = await exchange(agentMethod('m1'));
+    const r = await exchange(await agentMethod('m1'));
     expect(r.payload.result.bot).toBe('gw');
     const inst = await ctx.stores.instances.get('example-m1');
     expect(inst).toMatchObject({ joinMethod: 'example', facts: { example_rule: 'lab', example_machine: 'm1' } });
   });
 
   it('the method parses its rule with its own schema (port.rules), and its refusals reach the agent', async () => {
-    const e = await refusal(exchange(agentMethod('m9')));
+    const e = await refusal(exchange(await agentMethod('m9')));
     expect(e.code).toBe('signature_invalid');
   });
 });
@@ -109,7 +109,7 @@ describe('a join method added as one folder plus one registry line per side', ()
 describe('the host owns the challenge lifecycle', () => {
   it('uses the challenge up although the method has no commit; a replayed answer is challenge_reused', async () => {
     const sent: Jws[] = [];
-    await exchange(agentMethod('m2'), sent);
+    await exchange(await agentMethod('m2'), sent);
     const answer = JSON.parse(Buffer.from(sent[1]!.payload, 'base64url').toString('utf8')).evidence as Record<
       string,
       unknown

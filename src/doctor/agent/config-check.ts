@@ -37,8 +37,8 @@ export async function loadConfigCheck(configPath: string): Promise<ConfigLoad> {
     };
   }
   try {
-    const { joinMethodFor } = await import('../../agent/join-method.js');
-    joinMethodFor(cfg);
+    const { buildJoinMethod } = await import('../../agent/join-method.js');
+    await buildJoinMethod(cfg);
   } catch (e) {
     const err = toSigilError(e);
     return {

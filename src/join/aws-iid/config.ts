@@ -16,26 +16,17 @@
  */
 import { closeSync, openSync, readFileSync, writeSync, constants as fsc } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { z } from 'zod';
 import { SigilError } from '../../errors.js';
 import { SoftwareSigner } from '../../keystore/software.js';
 import { parseDuration } from '../../util/duration.js';
 import { AwsIidJoinAgent, DEFAULT_IMDS_ENDPOINT } from './agent.js';
-import { AWS_SIGNATURE_KINDS } from './wire.js';
 import { ensureDir } from '../../util/atomic-file.js';
-import type { AgentJoinMethodEntry } from '../registry.js';
-import { awsIidDescriptor } from './descriptor.js';
+import type { AgentJoinMethodCode } from '../registry.js';
+import type { AwsIidAgentConfig } from './schema.js';
+export { awsIidAgentConfigSchema, type AwsIidAgentConfig } from './schema.js';
 
 export const DEFAULT_BINDING_KEY_NAME = 'aws-iid-binding.key';
 export const DEFAULT_DATA_DIR = '/var/lib/sigil';
-
-export const awsIidAgentConfigSchema = z.strictObject({
-  imds_endpoint: z.url({ protocol: /^https?$/, error: 'imds_endpoint must be an http(s):// URL' }).optional(),
-  binding_key: z.string().min(1).max(4096).optional(),
-  signatures: z.array(z.enum(AWS_SIGNATURE_KINDS)).min(1).max(3).optional(),
-  timeout: z.union([z.string(), z.number()]).optional(),
-});
-export type AwsIidAgentConfig = z.infer<typeof awsIidAgentConfigSchema>;
 
 /** Load the binding key at `path`, creating it (0600, exclusive create) when it does not exist. */
 export function loadOrCreateBindingKey(path: string): SoftwareSigner {
@@ -87,10 +78,8 @@ export function awsIidJoinAgentFromConfig(cfg: AwsIidAgentConfig, opts: { dataDi
   });
 }
 
-/** The agent side of the aws_iid join (join/agent-methods.ts). */
-export const awsIidAgentMethod: AgentJoinMethodEntry<AwsIidAgentConfig> = {
-  descriptor: awsIidDescriptor,
-  configSchema: awsIidAgentConfigSchema,
+/** The agent side of the aws_iid join (its registry entry in join/agent-methods.ts loads this file). */
+export const awsIidAgentCode: AgentJoinMethodCode<AwsIidAgentConfig> = {
   create: (settings, ctx) => ({
     method: awsIidJoinAgentFromConfig(settings, { dataDir: ctx.dataDir }),
     singleUseCredential: undefined,

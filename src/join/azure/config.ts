@@ -11,29 +11,13 @@
  *       timeout: 5s                                     # optional
  */
 import { readFileSync } from 'node:fs';
-import { z } from 'zod';
 import { SigilError } from '../../errors.js';
 import { pemToDers } from '../../pki/pem.js';
 import { parseDuration } from '../../util/duration.js';
 import { AzureJoinAgent } from './agent.js';
-import type { AgentJoinMethodEntry } from '../registry.js';
-import { azureDescriptor } from './descriptor.js';
-
-export const azureAgentConfigSchema = z.strictObject({
-  imds_endpoint: z.url({ protocol: /^https?$/, error: 'imds_endpoint must be an http(s):// URL' }).optional(),
-  managed_identity: z
-    .union([
-      z.boolean(),
-      z.strictObject({
-        resource: z.string().min(1).max(512).optional(),
-        client_id: z.string().min(1).max(128).optional(),
-      }),
-    ])
-    .optional(),
-  intermediates_file: z.string().min(1).max(4096).optional(),
-  timeout: z.union([z.string(), z.number()]).optional(),
-});
-export type AzureAgentConfig = z.infer<typeof azureAgentConfigSchema>;
+import type { AgentJoinMethodCode } from '../registry.js';
+import type { AzureAgentConfig } from './schema.js';
+export { azureAgentConfigSchema, type AzureAgentConfig } from './schema.js';
 
 export function azureJoinAgentFromConfig(cfg: AzureAgentConfig): AzureJoinAgent {
   let intermediates: string[] | undefined;
@@ -68,9 +52,7 @@ export function azureJoinAgentFromConfig(cfg: AzureAgentConfig): AzureJoinAgent 
   });
 }
 
-/** The agent side of the azure join (join/agent-methods.ts). */
-export const azureAgentMethod: AgentJoinMethodEntry<AzureAgentConfig> = {
-  descriptor: azureDescriptor,
-  configSchema: azureAgentConfigSchema,
+/** The agent side of the azure join (its registry entry in join/agent-methods.ts loads this file). */
+export const azureAgentCode: AgentJoinMethodCode<AzureAgentConfig> = {
   create: (settings) => ({ method: azureJoinAgentFromConfig(settings), singleUseCredential: undefined }),
 };

@@ -9,19 +9,11 @@
  *       service_account: default                        # optional
  *       timeout: 5s                                     # optional
  */
-import { z } from 'zod';
 import { parseDuration } from '../../util/duration.js';
 import { GcpJoinAgent } from './agent.js';
-import type { AgentJoinMethodEntry } from '../registry.js';
-import { gcpDescriptor } from './descriptor.js';
-
-export const gcpAgentConfigSchema = z.strictObject({
-  audience: z.string().min(1).max(512),
-  metadata_endpoint: z.url({ protocol: /^https?$/, error: 'metadata_endpoint must be an http(s):// URL' }).optional(),
-  service_account: z.string().min(1).max(256).optional(),
-  timeout: z.union([z.string(), z.number()]).optional(),
-});
-export type GcpAgentConfig = z.infer<typeof gcpAgentConfigSchema>;
+import type { AgentJoinMethodCode } from '../registry.js';
+import type { GcpAgentConfig } from './schema.js';
+export { gcpAgentConfigSchema, type GcpAgentConfig } from './schema.js';
 
 export function gcpJoinAgentFromConfig(cfg: GcpAgentConfig): GcpJoinAgent {
   return new GcpJoinAgent({
@@ -32,9 +24,7 @@ export function gcpJoinAgentFromConfig(cfg: GcpAgentConfig): GcpJoinAgent {
   });
 }
 
-/** The agent side of the gcp join (join/agent-methods.ts). */
-export const gcpAgentMethod: AgentJoinMethodEntry<GcpAgentConfig> = {
-  descriptor: gcpDescriptor,
-  configSchema: gcpAgentConfigSchema,
+/** The agent side of the gcp join (its registry entry in join/agent-methods.ts loads this file). */
+export const gcpAgentCode: AgentJoinMethodCode<GcpAgentConfig> = {
   create: (settings) => ({ method: gcpJoinAgentFromConfig(settings), singleUseCredential: undefined }),
 };

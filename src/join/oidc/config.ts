@@ -13,33 +13,18 @@
  * Exactly one source applies: github asks the Actions token service unless token_env or
  * token_file is given; the others read the variable or the file.
  */
-import { z } from 'zod';
 import { SigilError } from '../../errors.js';
 import { OidcJoinAgent, type TokenSource } from './agent.js';
 import { OIDC_PROVIDERS } from './presets.js';
-import type { AgentJoinMethodEntry } from '../registry.js';
-import { oidcDescriptor } from './descriptor.js';
+import type { AgentJoinMethodCode } from '../registry.js';
+import type { OidcAgentConfig } from './schema.js';
+export { oidcAgentConfigSchema, type OidcAgentConfig } from './schema.js';
 
 export const DEFAULT_TOKEN_ENV: Partial<Record<(typeof OIDC_PROVIDERS)[number], string>> = {
   gitlab: 'SIGIL_ID_TOKEN',
   circleci: 'CIRCLE_OIDC_TOKEN_V2',
 };
 export const DEFAULT_K8S_TOKEN_FILE = '/var/run/secrets/tokens/sigil';
-
-export const oidcAgentConfigSchema = z
-  .strictObject({
-    provider: z.enum(OIDC_PROVIDERS),
-    audience: z.string().min(1).max(512).optional(),
-    token_env: z
-      .string()
-      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'token_env is the NAME of an environment variable')
-      .optional(),
-    token_file: z.string().min(1).max(4096).optional(),
-  })
-  .refine((c) => c.token_env === undefined || c.token_file === undefined, {
-    message: 'give token_env or token_file, not both',
-  });
-export type OidcAgentConfig = z.infer<typeof oidcAgentConfigSchema>;
 
 export function oidcTokenSource(cfg: OidcAgentConfig, env: NodeJS.ProcessEnv = process.env): TokenSource {
   if (cfg.token_file !== undefined) return { kind: 'file', path: cfg.token_file };
@@ -66,9 +51,7 @@ export function oidcJoinAgentFromConfig(cfg: OidcAgentConfig, env: NodeJS.Proces
   return new OidcJoinAgent(oidcTokenSource(cfg, env));
 }
 
-/** The agent side of the oidc join (join/agent-methods.ts). */
-export const oidcAgentMethod: AgentJoinMethodEntry<OidcAgentConfig> = {
-  descriptor: oidcDescriptor,
-  configSchema: oidcAgentConfigSchema,
+/** The agent side of the oidc join (its registry entry in join/agent-methods.ts loads this file). */
+export const oidcAgentCode: AgentJoinMethodCode<OidcAgentConfig> = {
   create: (settings) => ({ method: oidcJoinAgentFromConfig(settings), singleUseCredential: undefined }),
 };

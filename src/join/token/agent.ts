@@ -1,7 +1,7 @@
 import { sign } from 'node:crypto';
 import { z } from 'zod';
 import { SigilError } from '../../errors.js';
-import type { AgentJoinMethodEntry } from '../registry.js';
+import type { AgentJoinMethodCode, AgentJoinMethodEntry } from '../registry.js';
 import type { EvidenceContext, JoinMethodAgent } from '../types.js';
 import { tokenDescriptor } from './descriptor.js';
 import { proofMessage, TOKEN_RE, tokenId, tokenKey } from './wire.js';
@@ -35,6 +35,11 @@ export class TokenJoinAgent implements JoinMethodAgent {
 export const tokenAgentMethod: AgentJoinMethodEntry<{ token: string }> = {
   descriptor: tokenDescriptor,
   configSchema: z.strictObject({ token: z.string() }),
+  // Nothing heavy to defer: the token join is this file.
+  load: () => Promise.resolve(tokenAgentCode),
+};
+
+const tokenAgentCode: AgentJoinMethodCode<{ token: string }> = {
   create: (settings) => {
     const method = new TokenJoinAgent(settings.token);
     return { method, singleUseCredential: `token:${tokenId(tokenKey(settings.token).publicRaw)}` };

@@ -13,28 +13,15 @@
  * parsed block into the method. The identity key must be a TPM key (key_storage: tpm), since
  * the issuer requires TPM2_Certify of it by the AK.
  */
-import { z } from 'zod';
 import type { TpmAccesses } from '../../keystore/tpm-access.js';
 import type { TpmSigner } from '../../keystore/tpm.js';
 import type { KeyBlob } from '../../tpm/tpm.js';
 import { SigilError } from '../../errors.js';
-import type { AgentJoinMethodEntry } from '../registry.js';
+import type { AgentJoinMethodCode } from '../registry.js';
 import { TpmJoinAgent } from './agent.js';
 import { certifyWithAk, PendingTpmKeys, saveAk } from './ak-store.js';
-import { tpmDescriptor } from './descriptor.js';
-
-export const DEFAULT_TCTI = 'device:/dev/tpmrm0';
-
-export const tpmAgentConfigSchema = z.strictObject({
-  tcti: z.string().min(1).max(1024).optional(),
-  ek: z.enum(['auto', 'rsa-2048', 'ecc-p256', 'ecc-p384']).optional(),
-  event_log: z.union([z.string().min(1).max(4096), z.literal(false)]).optional(),
-});
-export type TpmAgentConfig = z.infer<typeof tpmAgentConfigSchema>;
-
-export function tpmTcti(cfg: TpmAgentConfig | undefined): string {
-  return cfg?.tcti ?? DEFAULT_TCTI;
-}
+import { tpmTcti, type TpmAgentConfig } from './schema.js';
+export { DEFAULT_TCTI, tpmAgentConfigSchema, tpmTcti, type TpmAgentConfig } from './schema.js';
 
 /**
  * The join method for a config block. `tpm` gives the agent's access to the TPM at a TCTI (the
@@ -57,15 +44,12 @@ export function tpmJoinAgentFromConfig(
 }
 
 /**
- * The agent side of the tpm join (join/agent-methods.ts). Its hooks are what the agent core
+ * The agent side of the tpm join (its registry entry in join/agent-methods.ts loads this file). Its hooks are what the agent core
  * used to special-case: the join certifies the identity key, so each key the agent makes is
  * kept where the method finds it by its SPKI; the AK of a completed join is kept; renewals prove
  * their new key with TPM2_Certify by that AK.
  */
-export const tpmAgentMethod: AgentJoinMethodEntry<TpmAgentConfig> = {
-  descriptor: tpmDescriptor,
-  configSchema: tpmAgentConfigSchema,
-  identityKeyTpm: (settings) => tpmTcti(settings as TpmAgentConfig),
+export const tpmAgentCode: AgentJoinMethodCode<TpmAgentConfig> = {
   create(settings, ctx) {
     if (ctx.keyStorage !== 'tpm')
       throw new SigilError(

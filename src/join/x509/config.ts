@@ -19,7 +19,6 @@
  * evidence that rules with `require_tpm` need (tpm-agent.ts); rules without it ignore it.
  */
 import { readFileSync } from 'node:fs';
-import { z } from 'zod';
 import { SigilError } from '../../errors.js';
 import { PemKeySigner } from '../../keystore/pem-key.js';
 import { Pkcs11Signer, type Pkcs11KeyRef } from '../../keystore/pkcs11.js';
@@ -38,41 +37,9 @@ import { pemToDers } from '../../pki/pem.js';
 import { classifySpki, readSpki } from '../../pki/spki.js';
 import { X509JoinAgent } from './agent.js';
 import { DeviceTpmBinding } from './tpm-agent.js';
-import type { AgentJoinMethodEntry } from '../registry.js';
-import { x509Descriptor } from './descriptor.js';
-
-const path = z.string().min(1).max(4096);
-
-export const x509AgentConfigSchema = z
-  .strictObject({
-    cert: path,
-    chain: path.optional(),
-    key: path.optional(),
-    key_uri: z.string().min(8).max(4096).optional(),
-    rsa_scheme: z.enum(['pss', 'pkcs1']).optional(),
-    pkcs11: z
-      .strictObject({
-        module: path.optional(),
-        pin_file: path.optional(),
-        pin_env: z
-          .string()
-          .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'pin_env is the NAME of an environment variable')
-          .optional(),
-      })
-      .optional(),
-    tpm: z
-      .strictObject({
-        handle: z.union([z.string().min(1).max(16), z.number().int()]),
-        tcti: z.string().min(1).max(1024).optional(),
-        ek: z.enum(['auto', 'rsa-2048', 'ecc-p256', 'ecc-p384']).optional(),
-        attest: z.boolean().optional(),
-      })
-      .optional(),
-  })
-  .refine((c) => [c.key, c.key_uri, c.tpm].filter((k) => k !== undefined).length === 1, {
-    message: 'give exactly one of key (a PEM file), key_uri (pkcs11:… or tpm:…) or tpm: { handle, tcti }',
-  });
-export type X509AgentConfig = z.infer<typeof x509AgentConfigSchema>;
+import type { AgentJoinMethodCode } from '../registry.js';
+import type { X509AgentConfig } from './schema.js';
+export { x509AgentConfigSchema, type X509AgentConfig } from './schema.js';
 
 function readText(file: string, what: string): string {
   try {
@@ -167,9 +134,7 @@ export function x509JoinAgentFromConfig(cfg: X509AgentConfig, tpm: TpmAccesses =
   }
 }
 
-/** The agent side of the x509 join (join/agent-methods.ts). */
-export const x509AgentMethod: AgentJoinMethodEntry<X509AgentConfig> = {
-  descriptor: x509Descriptor,
-  configSchema: x509AgentConfigSchema,
+/** The agent side of the x509 join (its registry entry in join/agent-methods.ts loads this file). */
+export const x509AgentCode: AgentJoinMethodCode<X509AgentConfig> = {
   create: (settings, ctx) => ({ method: x509JoinAgentFromConfig(settings, ctx.tpm), singleUseCredential: undefined }),
 };

@@ -38,8 +38,12 @@ const settingsSchema = z.strictObject({ secret_file: z.string().min(1), machine:
 export const exampleAgentMethod: AgentJoinMethodEntry<z.infer<typeof settingsSchema>> = {
   descriptor: exampleDescriptor,
   configSchema: settingsSchema,
-  create: (s) => ({
-    method: new ExampleJoinAgent(readFileSync(s.secret_file, 'utf8').trim(), s.machine),
-    singleUseCredential: undefined,
-  }),
+  // A real method keeps create() in a file of its own, imported here: `load: () => import('./config.js')…`.
+  load: () =>
+    Promise.resolve({
+      create: (s: z.infer<typeof settingsSchema>) => ({
+        method: new ExampleJoinAgent(readFileSync(s.secret_file, 'utf8').trim(), s.machine),
+        singleUseCredential: undefined,
+      }),
+    }),
 };

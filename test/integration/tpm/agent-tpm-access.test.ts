@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Agent } from '../../../src/agent/agent.js';
+import { Agent, loadAgentModules } from '../../../src/agent/agent.js';
 import { parseAgentConfig } from '../../../src/agent/config.js';
 import type { AgentJoinMethod } from '../../../src/agent/join-method.js';
 import type { IdentityKeys } from '../../../src/agent/identity-keys.js';
@@ -71,7 +71,7 @@ interface AgentInside {
   tpm: TpmAccesses;
 }
 
-function tpmAgent(name: string, sim: Sim): Agent & { inside: AgentInside } {
+async function tpmAgent(name: string, sim: Sim): Promise<Agent & { inside: AgentInside }> {
   const yaml = [
     'issuer: https://127.0.0.1:1',
     `ca_pin: sha256:${'0'.repeat(64)}`,
@@ -81,13 +81,15 @@ function tpmAgent(name: string, sim: Sim): Agent & { inside: AgentInside } {
     `  - { type: database, path: ${join(tmp, name, 'db')}, db_user: app, key: tpm }`,
     '',
   ].join('\n');
-  const agent = new Agent(parseAgentConfig(yaml, join(tmp, `${name}.yaml`)), silentLogger(), { transports: [offline] });
+  const cfg = parseAgentConfig(yaml, join(tmp, `${name}.yaml`));
+  // The code this config names, loaded up front (as the CLI does): the members looked at exist at once.
+  const agent = new Agent(cfg, silentLogger(), { transports: [offline], modules: await loadAgentModules(cfg) });
   return Object.assign(agent, { inside: agent as unknown as AgentInside });
 }
 
 describe('an agent and its TPM', () => {
   it('runs its identity keys, the join evidence and a key: tpm output on one TPM concurrently, one connection at a time, without error', async () => {
-    const agent = tpmAgent('one', sims[0]!);
+    const agent = await tpmAgent('one', sims[0]!);
     try {
       const { keys, join: method } = agent.inside;
       const [k1, k2] = await Promise.all([keys.create(), keys.create()]);
@@ -110,8 +112,8 @@ describe('an agent and its TPM', () => {
   });
 
   it('two agents in one process share no TPM state', async () => {
-    const a = tpmAgent('a', sims[0]!);
-    const b = tpmAgent('b', sims[1]!);
+    const a = await tpmAgent('a', sims[0]!);
+    const b = await tpmAgent('b', sims[1]!);
     try {
       expect(a.inside.tpm).not.toBe(b.inside.tpm);
       const [ka, kb] = await Promise.all([a.inside.keys.create(), b.inside.keys.create()]);

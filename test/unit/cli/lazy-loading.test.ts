@@ -2,11 +2,13 @@
  * What `sigil` loads for the commands a small gateway runs (issue #19): `--version` answers
  * before the command tree exists, and a token-joined HTTPS agent never loads the PKCS#7 stack
  * (pkijs, asn1js, @noble — the azure join's), the pretty-printer (pino-pretty, only on a TTY)
- * or the issuer's code. Each case runs the CLI from src/ under scripts/trace-imports.mjs, which
+ * or the issuer's code; and only the configured join method's code (join/<m>/schema.ts holds
+ * what the config loader needs, the entry's load() the rest) and the credential outputs only
+ * when configured; `agent status` loads neither the TPM stack, PKCS#11 nor jose. Each case runs the CLI from src/ under scripts/trace-imports.mjs, which
  * lists every module resolved.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -53,6 +55,29 @@ function tokenAgentConfig(): string {
   return file;
 }
 
+/** A tpm-joined agent: its TPM (port 9) is never reached, since run --once fails at the issuer first. */
+function tpmAgentConfig(): string {
+  const file = join(dir, 'agent-tpm.yaml');
+  writeFileSync(
+    file,
+    `issuer: https://127.0.0.1:9\nca_pin: sha256:${'0'.repeat(64)}\ndata_dir: ${join(dir, 'tpm-data')}\n` +
+      `join: { method: tpm, tpm: { tcti: "swtpm:host=127.0.0.1,port=9" } }\n` +
+      `outputs:\n  - { type: identity, path: ${join(dir, 'tpm-id')} }\n`,
+  );
+  return file;
+}
+
+/**
+ * The code of each join method other than token. What the config loader reads of every method
+ * always loads: schema.ts, descriptor.ts and the plain data they use (oidc's provider names,
+ * aws_iid's signature kinds in wire.ts).
+ */
+const CHEAP_JOIN_FILES = /\/(schema|descriptor)\.ts$|\/oidc\/presets\.ts$|\/aws-iid\/wire\.ts$/;
+const otherJoinCode = (modules: string[]): string[] =>
+  modules.filter((m) => /src\/join\/(tpm|x509|aws-iid|azure|gcp|oidc)\//.test(m) && !CHEAP_JOIN_FILES.test(m));
+/** The credential outputs: SSH, Kubernetes, database, JWT (agent/credentials.ts and what it brings). */
+const CREDENTIAL_OUTPUTS = /src\/agent\/(credentials|credential-client|outputs\/(ssh-|kubernetes|database|jwt))/;
+
 const NOT_FOR_A_TOKEN_AGENT = [
   /node_modules\/pkijs\//,
   /node_modules\/asn1js\//,
@@ -74,6 +99,30 @@ describe('lazy loading (issue #19)', () => {
     expect(r.modules.some((m) => m.includes('src/agent/agent.ts'))).toBe(true);
     for (const re of NOT_FOR_A_TOKEN_AGENT) expect(r.modules.filter((m) => re.test(m))).toEqual([]);
     expect(r.modules.filter((m) => /src\/(server|cli\/(ctl|server|factory|doctor))/.test(m))).toEqual([]);
+    // Only the configured join method's code, and no credential outputs when none are configured.
+    expect(r.modules.some((m) => m.includes('src/join/token/agent.ts'))).toBe(true);
+    expect(otherJoinCode(r.modules)).toEqual([]);
+    expect(r.modules.filter((m) => CREDENTIAL_OUTPUTS.test(m))).toEqual([]);
+  });
+
+  it('a tpm agent loads the tpm join (and the TPM stack), still none of the other methods', () => {
+    const r = traced(['agent', 'run', '--once', '--config', tpmAgentConfig()]);
+    expect(r.code).toBe(75);
+    for (const f of ['src/join/tpm/config.ts', 'src/join/tpm/agent.ts', 'src/join/tpm/ak-store.ts', 'src/tpm/tpm.ts'])
+      expect(r.modules).toContain(f);
+    expect(otherJoinCode(r.modules).filter((m) => !m.startsWith('src/join/tpm/'))).toEqual([]);
+  });
+
+  it('credential outputs in the config: run --once loads them', () => {
+    const file = join(dir, 'agent-jwt.yaml');
+    writeFileSync(
+      file,
+      readFileSync(tokenAgentConfig(), 'utf8') + `  - { type: jwt, path: ${join(dir, 'jwt')}, audiences: [vault] }\n`,
+    );
+    const r = traced(['agent', 'run', '--once', '--config', file]);
+    expect(r.code).toBe(75);
+    expect(r.modules).toContain('src/agent/credentials.ts');
+    expect(otherJoinCode(r.modules)).toEqual([]);
   });
 
   it('`sigil agent status` of that agent: the same modules stay out', () => {
@@ -81,5 +130,11 @@ describe('lazy loading (issue #19)', () => {
     expect(r.code).toBe(1); // not joined
     expect(r.modules.some((m) => m.includes('src/agent/status.ts'))).toBe(true);
     for (const re of NOT_FOR_A_TOKEN_AGENT) expect(r.modules.filter((m) => re.test(m))).toEqual([]);
+    // status reads the state: no join code at all, no key backend, no output, no JWS library.
+    expect(otherJoinCode(r.modules)).toEqual([]);
+    expect(r.modules.filter((m) => CREDENTIAL_OUTPUTS.test(m))).toEqual([]);
+    expect(
+      r.modules.filter((m) => /src\/tpm\/|src\/keystore\/(pkcs11\.ts|pkcs11\/module|tpm)|node_modules\/jose\//.test(m)),
+    ).toEqual([]);
   });
 });

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { JOIN_METHOD_NAMES, parseAgentConfig, type AgentConfig } from '../../../src/agent/config.js';
-import { joinMethodFor } from '../../../src/agent/join-method.js';
+import { loadJoinMethod } from '../../../src/agent/join-method.js';
 import { ERROR_TABLE, SigilError } from '../../../src/errors.js';
 import { AGENT_JOIN_METHODS } from '../../../src/join/agent-methods.js';
 import { createJoinMethods, JOIN_RULE_SCHEMAS, SERVER_JOIN_METHODS } from '../../../src/join/server-methods.js';
@@ -74,6 +74,9 @@ describe('one descriptor per method, one list per side', () => {
       // Type-only imports are erased: they load nothing.
       for (const m of text.matchAll(/^\s*(?:import|export)(?!\s+type\b)[^'"]*?from\s+'(\.[^']+)'/gm))
         visit(resolve(dirname(file), m[1]!.replace(/\.js$/, '.ts')));
+      // And what the entries' load() imports later: the agent runs that code too.
+      for (const m of text.matchAll(/\bimport\(\s*'(\.[^']+)'\s*\)/g))
+        visit(resolve(dirname(file), m[1]!.replace(/\.js$/, '.ts')));
     };
     visit(root);
     expect(seen.size).toBeGreaterThan(20);
@@ -106,7 +109,7 @@ describe('unknown methods are refused with the list of known ones', () => {
     }
   });
 
-  it('at agent start: an unknown join.method is config_invalid listing every registered method', () => {
+  it('at agent start: an unknown join.method is config_invalid listing every registered method', async () => {
     const e = refusal(() =>
       parseAgentConfig(
         `issuer: https://issuer.example.org\nca_pin: ${PIN}\ndata_dir: /var/lib/sigil\njoin:\n  method: tmp\n  tmp: {}\n`,
@@ -124,9 +127,13 @@ describe('unknown methods are refused with the list of known ones', () => {
       join: { method: 'gcp', settings: { audience: 'x' } },
     } as unknown as AgentConfig;
     const only = AGENT_JOIN_METHODS.filter((m) => m.descriptor.name === 'token');
-    const e2 = refusal(() => joinMethodFor(cfg, only));
-    expect(e2.code).toBe('config_invalid');
-    expect(e2.message).toMatch(/must be one of token \(got "gcp"\)/);
+    const e2 = await loadJoinMethod(cfg, only).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(e2).toBeInstanceOf(SigilError);
+    expect((e2 as SigilError).code).toBe('config_invalid');
+    expect((e2 as SigilError).message).toMatch(/must be one of token \(got "gcp"\)/);
   });
 
   it('a method that certifies a TPM-resident identity key (its entry says so) makes key_storage: tpm the default and the only choice', () => {

@@ -1,0 +1,60 @@
+/**
+ * What `sigil agent status` shows of the credential outputs, read from the agent's settings
+ * alone. Apart from agent/credentials.ts so that status (and every agent without credential
+ * outputs) does not load the outputs themselves — jose, SSH, Kubernetes (issue #19).
+ */
+import type { AgentState } from './state/index.js';
+
+/** Settings key prefix of each credential output's state (agent/credentials.ts writes them). */
+export const OUTPUT_SETTING_PREFIX = 'output.';
+
+/** What the agent remembers per output (settings key `output.<hash>`). */
+export interface OutputState {
+  /** Which output (for `sigil agent status`; absent in state written before it was kept). */
+  type?: string;
+  path?: string;
+  fp: string;
+  serial: string | null;
+  not_after: number | null;
+  renew_after: number | null;
+  failures: number;
+  retry_at: number | null;
+  last_error: string | null;
+}
+
+/** One credential output as `sigil agent status` shows it. */
+export interface CredentialOutputStatus {
+  type: string | null;
+  path: string | null;
+  serial: string | null;
+  not_after: string | null;
+  next_renewal: string | null;
+  consecutive_failures: number;
+  next_attempt: string | null;
+  last_error: string | null;
+}
+
+/** The state of every credential output the agent has written or tried, from its settings. */
+export function credentialOutputsStatus(state: AgentState): CredentialOutputStatus[] {
+  const iso = (ms: number | null | undefined): string | null => (ms ? new Date(ms).toISOString() : null);
+  return state.listSettings(OUTPUT_SETTING_PREFIX).flatMap(({ value }) => {
+    let st: OutputState;
+    try {
+      st = JSON.parse(value) as OutputState;
+    } catch {
+      return [];
+    }
+    return [
+      {
+        type: st.type ?? null,
+        path: st.path ?? null,
+        serial: st.serial,
+        not_after: iso(st.not_after),
+        next_renewal: iso(st.renew_after),
+        consecutive_failures: st.failures,
+        next_attempt: iso(st.retry_at),
+        last_error: st.last_error,
+      },
+    ];
+  });
+}
