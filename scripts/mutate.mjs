@@ -45,10 +45,19 @@ export const AREAS = {
   x509: {
     what: 'x509 path validation, CRLs, allow rules, name constraints',
     mutate: ['src/join/x509-path.ts', 'src/join/x509-crl.ts', 'src/join/x509/allow.ts', 'src/pki/name-constraints.ts'],
+    // Not azure-genuine.test.ts (validatePath too): its one-byte-change sweeps take ~25 s per mutant.
     tests: [
       'test/unit/join/x509-attacks.test.ts',
+      'test/unit/join/x509-rules-devices.test.ts',
+      'test/unit/join/x509-allow-matchers.test.ts',
+      'test/unit/join/x509-crl-parse.test.ts',
+      'test/unit/join/x509-path-checks.test.ts',
+      'test/unit/join/x509-name-constraints.test.ts',
       'test/unit/join/glob-match.test.ts',
       'test/unit/pki/name-constraints.test.ts',
+      'test/unit/attest/ek.test.ts',
+      'test/unit/attest/ek-attacks.test.ts',
+      'test/fuzz/der.fuzz.test.ts',
       'test/integration/x509-join.test.ts',
     ],
   },
@@ -62,6 +71,7 @@ export const AREAS = {
       'test/integration/http-errors.test.ts',
       'test/integration/http-errors-renew.test.ts',
       'test/integration/answer-binding.test.ts',
+      'test/integration/auth-attacks.test.ts',
     ],
   },
   'renew-token': {
@@ -74,6 +84,8 @@ export const AREAS = {
       'test/unit/server/issuing-race.test.ts',
       'test/unit/server/replay-binding.test.ts',
       'test/integration/concurrent-commit.test.ts',
+      'test/integration/auth-attacks.test.ts',
+      'test/unit/server/auth-attacks-token.test.ts',
     ],
   },
   pinning: {
