@@ -12,7 +12,15 @@
  */
 import type { AuditAnchor, AuditEvent, AuditRecord, AuditStore, AuditVerifyResult, AuditWalk } from '../types.js';
 import { SigilError } from '../../../errors.js';
-import { AUDIT_GENESIS_HASH, auditRowHash, VERIFY_CHUNK_ROWS, type SqliteAuditOptions } from '../sqlite/audit.js';
+import {
+  AUDIT_GENESIS_HASH,
+  auditRowHash,
+  toRecord,
+  verifyAuditChunk,
+  VERIFY_CHUNK_ROWS,
+  type AuditRow,
+  type SqliteAuditOptions,
+} from '../sqlite/audit.js';
 import { canonicalJson } from '../sqlite/canonical-json.js';
 import { TxDb, type Db } from './db.js';
 import type { Sql } from './connection.js';
@@ -23,22 +31,6 @@ export const AUDIT_LOCK_KEY = 0x7369_6769_6c00_02n;
 
 /** Stored when an event names no actor (AuditRecord.actor is a non-null string). */
 const DEFAULT_ACTOR = 'system';
-
-interface AuditRow {
-  seq: number;
-  at: number;
-  action: string;
-  outcome: string;
-  code: string | null;
-  bot: string | null;
-  instance_id: string | null;
-  method: string | null;
-  actor: string;
-  remote: string | null;
-  details: string;
-  prev_hash: string;
-  hash: string;
-}
 
 type AuditContent = Omit<AuditRecord, 'prevHash' | 'hash'>;
 
@@ -182,34 +174,10 @@ export class PgAuditStore implements AuditStore {
     onRow?: (seq: number, hash: string) => void,
   ): Promise<AuditWalk> {
     if (walk.done) return walk;
-    let { nextSeq, prevHash, rows } = walk;
     const chunk = await this.db.sql<AuditRow[]>`
       SELECT seq, at, action, outcome, code, bot, instance_id, method, actor, remote, details, prev_hash, hash
-        FROM audit_log WHERE seq > ${nextSeq - 1} ORDER BY seq LIMIT ${maxRows}`;
-    for (const row of chunk) {
-      const broken = (reason: string): AuditWalk => ({
-        nextSeq,
-        prevHash,
-        rows,
-        done: true,
-        brokenAt: row.seq,
-        reason,
-      });
-      if (row.seq !== nextSeq) return broken('sequence gap');
-      if (row.prev_hash !== prevHash) return broken('broken link');
-      let record: AuditRecord;
-      try {
-        record = toRecord(row);
-      } catch {
-        return broken('hash mismatch'); // details no longer parse: the row was edited
-      }
-      if (auditRowHash(row.prev_hash, record, this.keyFor(row.seq)) !== row.hash) return broken('hash mismatch');
-      onRow?.(row.seq, row.hash);
-      prevHash = row.hash;
-      nextSeq++;
-      rows++;
-    }
-    return { nextSeq, prevHash, rows, done: chunk.length < maxRows };
+        FROM audit_log WHERE seq > ${walk.nextSeq - 1} ORDER BY seq LIMIT ${maxRows}`;
+    return verifyAuditChunk(walk, chunk, maxRows, (seq) => this.keyFor(seq), onRow);
   }
 
   private keyFor(seq: number): Buffer | undefined {
@@ -226,22 +194,4 @@ async function headOn(sql: Sql): Promise<{ seq: number; hash: string } | undefin
       (SELECT seq, hash FROM audit_anchor ORDER BY seq DESC LIMIT 1)
     ) h ORDER BY seq DESC LIMIT 1`;
   return row ? { seq: row.seq, hash: row.hash } : undefined;
-}
-
-function toRecord(row: AuditRow): AuditRecord {
-  return {
-    seq: row.seq,
-    at: row.at,
-    action: row.action,
-    outcome: row.outcome,
-    code: row.code,
-    bot: row.bot,
-    instanceId: row.instance_id,
-    method: row.method,
-    actor: row.actor,
-    remote: row.remote,
-    details: JSON.parse(row.details) as Record<string, unknown>,
-    prevHash: row.prev_hash,
-    hash: row.hash,
-  };
 }

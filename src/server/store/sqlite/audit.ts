@@ -30,7 +30,8 @@ export const AUDIT_GENESIS_HASH = '0'.repeat(64);
 /** Stored when an event names no actor (AuditRecord.actor is a non-null string). */
 const DEFAULT_ACTOR = 'system';
 
-interface AuditRow {
+/** A stored audit row, column for column (the same columns on every backend). */
+export interface AuditRow {
   seq: number;
   at: number;
   action: string;
@@ -246,32 +247,13 @@ export class SqliteAuditStore implements SyncAuditStore {
     onRow?: (seq: number, hash: string) => void,
   ): AuditWalk {
     if (walk.done) return walk;
-    let { nextSeq, prevHash, rows } = walk;
-    const chunk = this.chunkStmt.all(nextSeq - 1, maxRows);
-    for (const row of chunk) {
-      const broken = (reason: string): AuditWalk => ({
-        nextSeq,
-        prevHash,
-        rows,
-        done: true,
-        brokenAt: row.seq,
-        reason,
-      });
-      if (row.seq !== nextSeq) return broken('sequence gap');
-      if (row.prev_hash !== prevHash) return broken('broken link');
-      let record: AuditRecord;
-      try {
-        record = toRecord(row);
-      } catch {
-        return broken('hash mismatch'); // details no longer parse: the row was edited
-      }
-      if (auditRowHash(row.prev_hash, record, this.keyFor(row.seq)) !== row.hash) return broken('hash mismatch');
-      onRow?.(row.seq, row.hash);
-      prevHash = row.hash;
-      nextSeq++;
-      rows++;
-    }
-    return { nextSeq, prevHash, rows, done: chunk.length < maxRows };
+    return verifyAuditChunk(
+      walk,
+      this.chunkStmt.all(walk.nextSeq - 1, maxRows),
+      maxRows,
+      (seq) => this.keyFor(seq),
+      onRow,
+    );
   }
 
   private keyFor(seq: number): Buffer | undefined {
@@ -334,7 +316,8 @@ export class SqliteAuditStore implements SyncAuditStore {
   }
 }
 
-function toRecord(row: AuditRow): AuditRecord {
+/** A stored row as the store contract's record (details parsed). */
+export function toRecord(row: AuditRow): AuditRecord {
   return {
     seq: row.seq,
     at: row.at,
@@ -350,4 +333,37 @@ function toRecord(row: AuditRow): AuditRecord {
     prevHash: row.prev_hash,
     hash: row.hash,
   };
+}
+
+/**
+ * Verify one chunk of rows continuing `walk` — the chain check every backend runs, written once:
+ * consecutive seq (sequence gap), each row linked to the previous hash (broken link), each hash
+ * recomputed over the row's content with the key in force at its seq (hash mismatch; a row whose
+ * details no longer parse was edited). `chunk` holds up to `maxRows` rows from walk.nextSeq on.
+ */
+export function verifyAuditChunk(
+  walk: AuditWalk,
+  chunk: readonly AuditRow[],
+  maxRows: number,
+  keyFor: (seq: number) => Buffer | undefined,
+  onRow?: (seq: number, hash: string) => void,
+): AuditWalk {
+  let { nextSeq, prevHash, rows } = walk;
+  for (const row of chunk) {
+    const broken = (reason: string): AuditWalk => ({ nextSeq, prevHash, rows, done: true, brokenAt: row.seq, reason });
+    if (row.seq !== nextSeq) return broken('sequence gap');
+    if (row.prev_hash !== prevHash) return broken('broken link');
+    let record: AuditRecord;
+    try {
+      record = toRecord(row);
+    } catch {
+      return broken('hash mismatch'); // details no longer parse: the row was edited
+    }
+    if (auditRowHash(row.prev_hash, record, keyFor(row.seq)) !== row.hash) return broken('hash mismatch');
+    onRow?.(row.seq, row.hash);
+    prevHash = row.hash;
+    nextSeq++;
+    rows++;
+  }
+  return { nextSeq, prevHash, rows, done: chunk.length < maxRows };
 }
