@@ -14,6 +14,7 @@ import type { AuditAnchor, AuditEvent, AuditRecord, AuditStore, AuditVerifyResul
 import { SigilError } from '../../../errors.js';
 import {
   AUDIT_GENESIS_HASH,
+  auditContent,
   auditRowHash,
   toRecord,
   verifyAuditChunk,
@@ -21,18 +22,12 @@ import {
   type AuditRow,
   type SqliteAuditOptions,
 } from '../sqlite/audit.js';
-import { canonicalJson } from '../sqlite/canonical-json.js';
 import { TxDb, type Db } from './db.js';
 import type { Sql } from './connection.js';
 import { PG_AUDIT_TRIGGERS } from './migrations.js';
 
 /** The advisory lock serialising chain appends ("sigil" + 2). */
 export const AUDIT_LOCK_KEY = 0x7369_6769_6c00_02n;
-
-/** Stored when an event names no actor (AuditRecord.actor is a non-null string). */
-const DEFAULT_ACTOR = 'system';
-
-type AuditContent = Omit<AuditRecord, 'prevHash' | 'hash'>;
 
 export type PgAuditOptions = SqliteAuditOptions;
 
@@ -109,21 +104,7 @@ export class PgAuditStore implements AuditStore {
         headOn(sql),
       ]);
       const prevHash = last?.hash ?? AUDIT_GENESIS_HASH;
-      // Round-trip details through canonical JSON so the returned record equals what list() reads back.
-      const detailsJson = canonicalJson(ev.details ?? {});
-      const content: AuditContent = {
-        seq: (last?.seq ?? 0) + 1,
-        at: now,
-        action: ev.action,
-        outcome: ev.outcome,
-        code: ev.code ?? null,
-        bot: ev.bot ?? null,
-        instanceId: ev.instanceId ?? null,
-        method: ev.method ?? null,
-        actor: ev.actor ?? DEFAULT_ACTOR,
-        remote: ev.remote ?? null,
-        details: JSON.parse(detailsJson) as Record<string, unknown>,
-      };
+      const { content, detailsJson } = auditContent(ev, now, last);
       const hash = auditRowHash(prevHash, content, this.keyFor(content.seq));
       const c = content;
       const insert = sql`

@@ -50,7 +50,7 @@ export interface AuditRow {
 const COLS = 'seq, at, action, outcome, code, bot, instance_id, method, actor, remote, details, prev_hash, hash';
 
 /** The hashed content of a row, exactly the fields and names the chain format defines. */
-type AuditContent = Omit<AuditRecord, 'prevHash' | 'hash'>;
+export type AuditContent = Omit<AuditRecord, 'prevHash' | 'hash'>;
 
 /** Names of the append-only triggers (migrations 1 and 5); `verify` reports any that is gone. */
 export const AUDIT_TRIGGERS = [
@@ -282,20 +282,7 @@ export class SqliteAuditStore implements SyncAuditStore {
     const prevHash = last?.hash ?? AUDIT_GENESIS_HASH;
     // Round-trip details through canonical JSON so the returned record equals what list()
     // reads back (and what the hash covers).
-    const detailsJson = canonicalJson(ev.details ?? {});
-    const content: AuditContent = {
-      seq: (last?.seq ?? 0) + 1,
-      at: now,
-      action: ev.action,
-      outcome: ev.outcome,
-      code: ev.code ?? null,
-      bot: ev.bot ?? null,
-      instanceId: ev.instanceId ?? null,
-      method: ev.method ?? null,
-      actor: ev.actor ?? DEFAULT_ACTOR,
-      remote: ev.remote ?? null,
-      details: JSON.parse(detailsJson) as Record<string, unknown>,
-    };
+    const { content, detailsJson } = auditContent(ev, now, last);
     const hash = chainHash(prevHash, canonicalContent(content, detailsJson), this.keyFor(content.seq));
     this.insertStmt.run({
       seq: content.seq,
@@ -366,4 +353,31 @@ export function verifyAuditChunk(
     rows++;
   }
   return { nextSeq, prevHash, rows, done: chunk.length < maxRows };
+}
+
+/**
+ * The hashed content of the row that appends `ev` after `last` (the chain head, or none), with
+ * its details in canonical JSON — round-tripped so the returned record equals what list() reads
+ * back and what the hash covers. One definition for every backend: the chain format.
+ */
+export function auditContent(
+  ev: AuditEvent,
+  now: number,
+  last: { seq: number } | undefined,
+): { content: AuditContent; detailsJson: string } {
+  const detailsJson = canonicalJson(ev.details ?? {});
+  const content: AuditContent = {
+    seq: (last?.seq ?? 0) + 1,
+    at: now,
+    action: ev.action,
+    outcome: ev.outcome,
+    code: ev.code ?? null,
+    bot: ev.bot ?? null,
+    instanceId: ev.instanceId ?? null,
+    method: ev.method ?? null,
+    actor: ev.actor ?? DEFAULT_ACTOR,
+    remote: ev.remote ?? null,
+    details: JSON.parse(detailsJson) as Record<string, unknown>,
+  };
+  return { content, detailsJson };
 }
