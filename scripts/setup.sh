@@ -24,6 +24,7 @@ PACKAGES=(
   golang-cfssl                                 # bench: cfssl serve, the side-by-side peer CA (#14)
   haproxy                                      # scale-out tests: a load balancer in front of issuers (#15)
   faketime                                     # fixture tests with the clock set years ahead (#20)
+  chromium fonts-dejavu-core                   # fleet view browser tests (playwright-core drives /usr/bin/chromium, #18)
   kubernetes-client                            # kubectl: kubernetes output (kubeconfig) tests
   softhsm2 opensc                              # PKCS#11 keystore
   zsh                                          # checks the zsh completion script (zsh -n)
