@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SigilError } from '../../../src/errors.js';
-import { openSqlite } from '../../../src/server/store/sqlite/db.js';
+import { openSqlite, switchToWal } from '../../../src/server/store/sqlite/db.js';
 import { openSyncSqliteStores } from '../../../src/server/store/sqlite/index.js';
 import { MIGRATIONS, latestVersion, migrate, schemaVersion } from '../../../src/server/store/sqlite/migrations.js';
 import { tempDir } from './helpers.js';
@@ -13,6 +13,42 @@ describe('sqlite database file', () => {
     t = tempDir();
   });
   afterEach(() => t.remove());
+
+  it('retries the switch to WAL that SQLite refuses at once to a racing process (no busy handler on deadlock)', () => {
+    // Two processes opening one fresh file both want the EXCLUSIVE lock; SQLite answers
+    // SQLITE_BUSY immediately to one of them. That process must try again, not fail to start.
+    const calls: string[] = [];
+    const busy = Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+    const db = {
+      pragma: (p: string) => {
+        calls.push(p);
+        if (calls.length <= 2) throw busy;
+        return 'wal';
+      },
+    } as unknown as Pick<Database.Database, 'pragma'>;
+    switchToWal(db);
+    expect(calls).toEqual(['journal_mode = WAL', 'journal_mode = WAL', 'journal_mode = WAL']);
+  });
+
+  it('gives up on the WAL switch at its deadline and on errors other than busy', () => {
+    const busy = Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+    const always = {
+      pragma: () => {
+        throw busy;
+      },
+    } as unknown as Pick<Database.Database, 'pragma'>;
+    expect(() => switchToWal(always, 30)).toThrow('database is locked');
+    let n = 0;
+    const io = Object.assign(new Error('disk I/O error'), { code: 'SQLITE_IOERR' });
+    const other = {
+      pragma: () => {
+        n++;
+        throw io;
+      },
+    } as unknown as Pick<Database.Database, 'pragma'>;
+    expect(() => switchToWal(other)).toThrow('disk I/O error');
+    expect(n).toBe(1);
+  });
 
   it('sets WAL, busy_timeout, foreign_keys and synchronous=NORMAL', () => {
     const db = openSqlite(t.dbPath);

@@ -22,7 +22,7 @@ export function openSqlite(path: string): Database.Database {
     db.pragma('busy_timeout = 5000');
     // WAL: readers never block the writer and vice versa; writers from several processes
     // serialise on the WAL write lock (BEGIN IMMEDIATE in SyncStores.tx and withWriteTx).
-    db.pragma('journal_mode = WAL');
+    switchToWal(db);
     // In WAL mode, synchronous=NORMAL fsyncs only at checkpoints, not at every commit. Every
     // commit is still atomic and the file can never be corrupted, and nothing is lost when the
     // *process* crashes (the WAL is in the OS page cache). What a power loss or kernel crash
@@ -56,6 +56,30 @@ export function openSqliteReader(path: string): Database.Database {
   } catch (err) {
     db.close();
     throw err;
+  }
+}
+
+/**
+ * `PRAGMA journal_mode = WAL`, retried while another process is switching the same new file.
+ * The busy timeout does not cover this case: two connections that both hold a SHARED lock on a
+ * fresh rollback-journal file and both want the EXCLUSIVE lock the switch needs would deadlock,
+ * so SQLite answers SQLITE_BUSY at once to one of them instead of calling its busy handler
+ * (sqlite.org/c3ref/busy_handler.html: "If SQLite determines that invoking the busy handler could
+ * result in a deadlock, it will go ahead and return SQLITE_BUSY"). The loser has released its
+ * lock by then, so trying again after the winner's switch succeeds (WAL is then already set).
+ */
+export function switchToWal(db: Pick<Database.Database, 'pragma'>, deadlineMs = 5_000): void {
+  const until = Date.now() + deadlineMs;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      db.pragma('journal_mode = WAL');
+      return;
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (typeof code !== 'string' || !code.startsWith('SQLITE_BUSY') || Date.now() >= until) throw err;
+      // Synchronous: opening the store is synchronous; a few ms, bounded by the deadline.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Math.min(5 * (attempt + 1), 50));
+    }
   }
 }
 
