@@ -196,6 +196,28 @@ export const ERROR_TABLE = {
     retryable: false,
     message: 'the TPM clock information is inconsistent or went backwards',
   },
+  // Continuous attestation (issue #16, docs/continuous-attestation.md).
+  attestation_required: {
+    status: 401,
+    retryable: false,
+    message: "the instance's join rule names firmware profiles: the request must carry a fresh attestation",
+  },
+  attestation_stale: {
+    status: 403,
+    retryable: false,
+    message: "the instance's last good attestation is older than its join rule's max_attestation_age",
+  },
+  eventlog_required: {
+    status: 401,
+    retryable: false,
+    message:
+      'the machine rebooted (or its PCRs changed) since its last accepted attestation: the event log must be sent',
+  },
+  pcr_selection_changed: {
+    status: 409,
+    retryable: false,
+    message: "the join rule's firmware profiles select other PCRs than the agent quoted: the agent must join again",
+  },
   key_not_tpm_resident: {
     status: 401,
     retryable: false,
@@ -436,6 +458,18 @@ export const ERROR_TABLE = {
   },
   // --- admin ---
   unauthorized: { status: 401, retryable: false, message: 'missing or invalid admin credential' },
+  // --- fleet view (server/ui/) ---
+  ui_csrf_invalid: {
+    status: 403,
+    retryable: false,
+    message: 'the form was not sent by this fleet view (missing or wrong CSRF token, or another origin)',
+  },
+  ui_role_forbidden: { status: 403, retryable: false, message: 'a viewer session cannot change anything' },
+  ui_session_invalid: {
+    status: 401,
+    retryable: false,
+    message: 'sign in to the fleet view (no session, or it expired)',
+  },
   policy_invalid: { status: 400, retryable: false, message: 'the policy resource is not valid' },
   conflict: { status: 409, retryable: false, message: 'the resource conflicts with an existing one' },
   manifest_invalid: {

@@ -33,13 +33,18 @@ import { identityKeyPem } from './outputs/identity-key.js';
 import { IdentityKeys } from './identity-keys.js';
 import type { OutputDestination } from './outputs/types.js';
 import { buildJoinRequest, buildRenewRequest, type BuiltRequest, type NewKey } from './requests.js';
+import { renewalBinding } from '../attest/binding.js';
 
 import { backoffDelay, renewAt } from './schedule.js';
 import { openAgentState, type AgentState, type Identity, type OutboxEntry } from './state/index.js';
-import { agentClock, crashPoint, duringOutput } from './test-hooks.js';
+import { agentClock, attestEveryOverrideMs, crashPoint, duringOutput } from './test-hooks.js';
+import type { AttestSchedule } from './attest-schedule.js';
 import { newTransportKey, transportCertOf, wantsTransportCert } from './transport-cert.js';
 import { buildTransports, IssuerLink } from './transports.js';
 import type { WorkloadApiServer } from './workload/server.js';
+
+/** Set when the issuer refused a renewal with `pcr_selection_changed`: the next attempt joins again. */
+const REJOIN_SETTING = 'join.rejoin_requested';
 
 export type TickOutcome =
   | { action: 'none'; identity: Identity }
@@ -202,6 +207,11 @@ export class Agent {
     return this.keys.create();
   }
 
+  /** The join method's fresh boot-state evidence bound to `binding`; undefined when the instance needs none. */
+  private freshEvidence(binding: Buffer): Promise<Record<string, unknown> | undefined> {
+    return this.join.freshEvidence?.(binding, this.state) ?? Promise.resolve(undefined);
+  }
+
   /** The join method's proof of where a renewal's new key lives (tpm: TPM2_Certify by the AK of the last join). */
   private attestNewKey(key: Signer, requestId: string): Promise<Record<string, unknown> | undefined> {
     return this.join.renewalKeyProof?.(key, requestId, this.state) ?? Promise.resolve(undefined);
@@ -300,6 +310,8 @@ export class Agent {
       this.state.setSetting(USED_CREDENTIAL_SETTING, this.join.singleUseCredential);
     this.state.saveBundle({ rootsPem: r.bundle, updatedAt: now });
     this.state.completeRenewal(entry.requestId, identity, now);
+    // The renewal's quote (if it carried one) was accepted: the method keeps its counters (issue #16).
+    if (entry.op === 'renew') this.join.onAttestationAccepted?.(this.state);
     duringOutput(() => this.writeOutputs(identity));
     return { identity, result: r };
   }
@@ -316,6 +328,10 @@ export class Agent {
           ...ttl,
           newKey: () => this.newKey(),
           attest: (key, requestId) => this.attestNewKey(key, requestId),
+          // Boot state re-proven (issue #16): a quote bound to this request and its new key.
+          ...(this.join.freshEvidence
+            ? { evidence: (requestId: string, spki: Buffer) => this.freshEvidence(renewalBinding(requestId, spki)) }
+            : {}),
           transport: this.transportCert,
         });
       } finally {
@@ -361,6 +377,12 @@ export class Agent {
     // A replaced key still on the token goes first: a renewal now would make 'previous' forget it.
     this.keys.retireReplaced(this.state);
     const outcome = await this.tickIdentity(opts);
+    // Workload SVIDs are asked for with this identity: the Workload API's sync uses a new one at
+    // once instead of waiting out the backoff of its attempts without it (issue #17).
+    if (outcome.action === 'joined' || outcome.action === 'renewed')
+      this.workloadApi?.agentIdentityChanged(outcome.action);
+    // Workload SVIDs are asked for with this identity: the Workload API's sync uses a new one at
+    // once instead of waiting out the backoff of its attempts without it (issue #17).
     // Only now, with the new identity committed (or the request settled), may old keys go.
     this.keys.retire(this.state, pendingAtStart);
     // Then every credential output that is due, with the identity just made current. Never throws.
@@ -387,8 +409,11 @@ export class Agent {
         // Without its queued renewal, an agent that cannot re-attest needs a fresh credential.
         if (current) this.checkCanRejoin(current);
       }
-      if (!entry && expired && this.join.method.respond) {
+      // The issuer asked for a new join (issue #16: the rule's PCR selection changed since ours).
+      const rejoin = this.state.getSetting(REJOIN_SETTING) === '1';
+      if (!entry && (expired || rejoin) && this.join.method.respond) {
         const joined = await this.joinWithChallenge(root);
+        if (rejoin) this.state.setSetting(REJOIN_SETTING, '');
         return this.succeeded(joined.entry, joined.identity, joined.result, now);
       }
       if (!entry) {
@@ -401,7 +426,11 @@ export class Agent {
       const { identity, result } = await this.send(entry, root);
       return this.succeeded(entry, identity, result, now);
     } catch (err) {
-      return { action: 'failed', error: this.recordFailure(err, current, now), identity: current };
+      const e = this.recordFailure(err, current, now);
+      // Only a new join learns the new selection; a method that can re-attest makes it next time.
+      if (e.code === 'pcr_selection_changed' && this.join.method.canReattest)
+        this.state.setSetting(REJOIN_SETTING, '1');
+      return { action: 'failed', error: e, identity: current };
     }
   }
 
@@ -581,11 +610,43 @@ export class Agent {
       const deps = { cfg: this.cfg, state: this.state, link: this.link, log: this.log, now: this.now, tpm: this.tpm };
       this.workloadApi = await startWorkloadApi({ ...deps, early: early?.server });
     }
+    // Boot state re-proven on its own interval (`attest_every`, issue #16), beside the renewals.
+    const attestation =
+      this.cfg.attestEveryS !== undefined ? await this.attestSchedule(this.cfg.attestEveryS) : undefined;
     while (!signal.aborted) {
       if (this.now() >= this.nextWake()) await this.tick();
-      const wait = Math.max(250, this.nextWake() - this.now());
+      await attestation?.runIfDue();
+      const wait = Math.max(250, Math.min(this.nextWake(), attestation?.nextAt() ?? Infinity) - this.now());
       await sleep(Math.min(wait, 60_000), signal);
     }
+  }
+
+  /** The interval attestation's schedule (./attest-schedule.ts), each attempt by ./attest-client.ts. */
+  async attestSchedule(everyS: number): Promise<AttestSchedule> {
+    await this.ready();
+    const [{ AttestSchedule }, { attestOnce }] = await Promise.all([
+      import('./attest-schedule.js'),
+      import('./attest-client.js'),
+    ]);
+    const join = this.join;
+    const fresh = join.freshEvidence ? (binding: Buffer) => join.freshEvidence!(binding, this.state) : undefined;
+    return new AttestSchedule({
+      everyMs: attestEveryOverrideMs() ?? everyS * 1000,
+      now: this.now,
+      rand: this.rand,
+      state: this.state,
+      log: this.log,
+      attempt: () =>
+        attestOnce({
+          state: this.state,
+          link: this.link,
+          now: this.now,
+          freshEvidence: fresh,
+          accepted: join.onAttestationAccepted ? () => join.onAttestationAccepted!(this.state) : undefined,
+          tpmTcti: this.cfg.tpmTcti,
+          tpm: this.tpm,
+        }),
+    });
   }
 
   async close(): Promise<void> {

@@ -154,6 +154,11 @@ const configSchema = z.strictObject({
   ttl: duration.optional(),
   /** Fraction of the lifetime after which to renew (±10% jitter is added). */
   renew_fraction: z.number().gt(0.1).lt(0.95).optional(),
+  /**
+   * Prove the boot state to the issuer this often, independent of renewal (the `attest`
+   * operation, ±10% jitter; docs/attest-interval.md). Absent: off. At least ATTEST_EVERY_MIN_S.
+   */
+  attest_every: duration.optional(),
   join: z.union([tokenJoin, evidenceJoin]),
   /**
    * software (default); tpm: the identity key is created in the TPM of the tpm join; pkcs11: on
@@ -226,6 +231,8 @@ export interface AgentConfig {
   dataDir: string;
   ttlS: number | undefined;
   renewFraction: number;
+  /** `attest_every` in seconds (./attest-schedule.ts); undefined: no interval attestation. */
+  attestEveryS?: number;
   /** The method and its settings: its `join.<method>:` block, paths resolved (token: flat, the token itself). */
   join: { method: 'token'; token: string } | { method: string; settings: Record<string, unknown> };
   keyStorage: 'software' | 'tpm' | 'pkcs11';
@@ -273,6 +280,7 @@ export function parseAgentConfig(text: string, source: string): AgentConfig {
     dataDir: abs(c.data_dir),
     ttlS: c.ttl,
     renewFraction: c.renew_fraction ?? 0.5,
+    ...attestEvery(c.attest_every, source),
     join,
     ...keyStorageOf(c, join, abs, source),
     outputs: c.outputs.flatMap((o) => (o.type === 'identity' ? [{ ...o, path: abs(o.path) }] : [])),
@@ -287,6 +295,24 @@ export function parseAgentConfig(text: string, source: string): AgentConfig {
       : {}),
     source,
   };
+}
+
+/**
+ * Bounds of `attest_every`. Below a minute an attestation costs more than it tells (a TPM quote
+ * and an issuer write transaction per machine), and a fleet would load the issuer like renewals
+ * every few seconds; above a day it is no longer "continuous".
+ */
+export const ATTEST_EVERY_MIN_S = 60;
+export const ATTEST_EVERY_MAX_S = 86_400;
+
+function attestEvery(s: number | undefined, source: string): { attestEveryS?: number } {
+  if (s === undefined) return {};
+  if (s < ATTEST_EVERY_MIN_S || s > ATTEST_EVERY_MAX_S)
+    throw new SigilError(
+      'config_invalid',
+      `${source}: attest_every must be between ${ATTEST_EVERY_MIN_S / 60}m and ${ATTEST_EVERY_MAX_S / 3600}h (got ${s}s); remove it to attest only at join and renewal`,
+    );
+  return { attestEveryS: s };
 }
 
 /** The TPM of a join method that certifies a TPM-resident identity key (its registry entry says so), else undefined. */

@@ -88,6 +88,8 @@ export async function buildRenewRequest(p: {
   newKey?: () => Promise<NewKey>;
   /** Proof that the new key is hardware-resident (TPM2_Certify by the AK), bound to the request id. */
   attest?: (key: Signer, requestId: string) => Promise<Record<string, unknown> | undefined>;
+  /** Fresh boot-state evidence bound to the request id and the new key's SPKI (issue #16); undefined: none. */
+  evidence?: (requestId: string, newSpkiDer: Buffer) => Promise<Record<string, unknown> | undefined>;
   /** Ask for an MQTT transport certificate too. */
   transport?: boolean;
 }): Promise<BuiltRequest> {
@@ -95,6 +97,7 @@ export async function buildRenewRequest(p: {
   const transport = await transportPart(p.transport);
   const requestId = newRequestId();
   const keyAttestation = p.attest ? await p.attest(signer, requestId) : undefined;
+  const attestation = p.evidence ? await p.evidence(requestId, signer.publicKeySpki()) : undefined;
   const payload: RenewRequest = {
     v: PROTOCOL_VERSION,
     op: 'renew',
@@ -105,6 +108,7 @@ export async function buildRenewRequest(p: {
     key_storage: signer.storage,
     ...(p.ttlS !== undefined ? { ttl_s: p.ttlS } : {}),
     ...(keyAttestation ? { key_attestation: keyAttestation } : {}),
+    ...(attestation ? { attestation } : {}),
     ...transport.fields,
   };
   const x5c = p.chainPem.map((c) => fromPem(c, 'CERTIFICATE'));

@@ -8,6 +8,7 @@ import { credentialOutputsStatus, type CredentialOutputStatus } from './credenti
 import type { AgentConfig } from './config.js';
 import type { AgentState, AgentStatus, Identity } from './state/index.js';
 import { mqttClientCert } from './transport-cert.js';
+import { readLastAttest } from './attest-schedule.js';
 
 export interface AgentStatusReport {
   state: 'ok' | 'renewal_overdue' | 'expired' | 'not_joined';
@@ -44,8 +45,46 @@ export interface AgentStatusReport {
    */
   mqtt_client_cert?: 'svid' | 'transport' | 'bootstrap' | null;
   pending_request: string | null;
+  /**
+   * Interval attestation (`attest_every`, ./attest-schedule.ts): when the last attestation was
+   * sent and what came of it — `ok`, `refused` (the issuer judged the boot state and refused:
+   * last_attestation_check names the failed check, e.g. pcr_mismatch) or `failed` (not
+   * delivered: issuer unreachable, …) — and when the next is due. All null when it never ran.
+   */
+  last_attestation: string | null;
+  last_attestation_result: 'ok' | 'refused' | 'failed' | null;
+  last_attestation_check: string | null;
+  last_attestation_error: string | null;
+  /** The firmware profile the last accepted attestation matched. */
+  last_attestation_profile: string | null;
+  next_attestation: string | null;
   /** SSH, database, Kubernetes and JWT outputs: what was written last, when next, and failures. */
   credential_outputs: CredentialOutputStatus[];
+}
+
+/** The status fields of the interval attestation, from the agent state. */
+export function attestationStatus(
+  state: Pick<AgentState, 'getSetting'> | undefined,
+): Pick<
+  AgentStatusReport,
+  | 'last_attestation'
+  | 'last_attestation_result'
+  | 'last_attestation_check'
+  | 'last_attestation_error'
+  | 'last_attestation_profile'
+  | 'next_attestation'
+> {
+  const last = state ? readLastAttest(state) : undefined;
+  const o = last?.outcome;
+  const sent = o && o.kind !== 'skipped' ? o : undefined;
+  return {
+    last_attestation: iso(sent?.at),
+    last_attestation_result: sent?.kind ?? null,
+    last_attestation_check: sent?.kind === 'refused' ? sent.code : null,
+    last_attestation_error: sent && sent.kind !== 'ok' ? `${sent.code}: ${sent.message.split('\n')[0]}` : null,
+    last_attestation_profile: sent?.kind === 'ok' ? sent.profile : null,
+    next_attestation: iso(last?.next_at),
+  };
 }
 
 const iso = (ms: number | null | undefined): string | null => (ms ? new Date(ms).toISOString() : null);
@@ -109,6 +148,7 @@ export function agentStatus(
       ? {}
       : { mqtt_client_cert: configured.mqtt ? ((id && mqttClientCert(id, now)?.kind) ?? 'bootstrap') : null }),
     pending_request: pending ? `${pending.op} ${pending.requestId}` : null,
+    ...attestationStatus(state),
     credential_outputs: state ? credentialOutputsStatus(state) : [],
   };
 }

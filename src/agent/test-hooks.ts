@@ -78,3 +78,13 @@ export function agentClock(): () => number {
   if (!Number.isFinite(offset) || offset === 0) return Date.now;
   return () => Date.now() + offset;
 }
+
+/**
+ * SIGIL_TEST_ATTEST_EVERY_MS=<ms>: the interval of `attest_every` (when the config sets it) in
+ * milliseconds, below its one-minute floor, so an end-to-end test sees several interval
+ * attestations (test/e2e/tpm-interval-attest.test.ts). Undefined when unset.
+ */
+export function attestEveryOverrideMs(): number | undefined {
+  const v = Number(process.env.SIGIL_TEST_ATTEST_EVERY_MS);
+  return Number.isInteger(v) && v > 0 ? v : undefined;
+}

@@ -13,6 +13,8 @@ import type { AuditVerifyReport } from '../server/audit/verify.js';
 import { openIssuerStores, paths, readAdminToken } from '../server/data-dir.js';
 import { HttpsIssuerClient } from '../transport/https/client.js';
 import { parseDuration } from '../util/duration.js';
+import type { AttestationView } from '../server/admin/attestation-view.js';
+import { attestationLines } from './attestation-text.js';
 import { parseFormat, printJson, printTable } from './output.js';
 
 interface CtlGlobals {
@@ -203,16 +205,21 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
 
   instances
     .command('show <instance>')
-    .description('one instance and every certificate issued to it (identities, credentials, workload SVIDs)')
+    .description(
+      'one instance, its last boot-state attestation and every certificate issued to it (identities, credentials, workload SVIDs)',
+    )
     .option('--format <fmt>', 'table or json')
     .action((instance: string, o: { format?: string }) =>
       run(async () => {
         const r = (await admin(g(), 'instances.show', { instance })) as Record<string, unknown> & {
           certificates: Array<Record<string, unknown>>;
+          attestation?: AttestationView | null;
         };
         if (parseFormat(o.format) === 'json') return printJson(r);
+        const locked = r.locked && r.lock_reason ? `true (${String(r.lock_reason)})` : String(r.locked);
         process.stdout.write(
-          `instance: ${String(r.id)}\nbot:      ${String(r.bot)}\nspiffe:   ${String(r.spiffe_id)}\nlocked:   ${String(r.locked)}\n\n`,
+          `instance: ${String(r.id)}\nbot:      ${String(r.bot)}\nspiffe:   ${String(r.spiffe_id)}\nlocked:   ${locked}\n` +
+            `${attestationLines(r.attestation).join('\n')}\n\n`,
         );
         printTable(r.certificates, ['serial', 'kind', 'generation', 'not_after', 'issued_at']);
       }),

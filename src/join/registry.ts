@@ -27,6 +27,11 @@ export interface JoinMethodCapabilities {
   readonly renewalKeyProof?: boolean;
   /** The join has a challenge round (the host opens, binds and uses up the challenge). */
   readonly challengeRound?: boolean;
+  /**
+   * Renewals and interval attestations carry fresh boot-state evidence the method judges again
+   * (tpm: a quote by the join's AK; issue #16, server/ops/attestation.ts).
+   */
+  readonly reattest?: boolean;
 }
 
 /** What both sides know about a method. Plain data: no server or agent code. */
@@ -72,6 +77,19 @@ export interface AgentJoinMethod {
     requestId: string,
     settings: AgentSettings,
   ): Promise<Record<string, unknown> | undefined>;
+  /**
+   * Fresh boot-state evidence for a renewal or an interval attestation (issue #16; tpm: a quote by
+   * the join's AK over the join's PCR selection with qualifyingData = `binding`, the PCR values,
+   * the event log after a reboot). `binding`: server/ops/attestation.ts attestationBinding of the
+   * request. Undefined: this instance needs none (its join rule names no firmware profile).
+   */
+  freshEvidence?(binding: Buffer, settings: AgentSettings): Promise<Record<string, unknown> | undefined>;
+  /**
+   * The request that carried the last {@link freshEvidence} succeeded (a renewal committed, an
+   * interval attestation was accepted): tpm keeps that quote's clock counters as the issuer's, so
+   * the next quote knows whether a reboot needs the event log.
+   */
+  onAttestationAccepted?(settings: AgentSettings): void;
 }
 
 /**

@@ -16,7 +16,9 @@ import type { JoinMethodDeps, ServerJoinMethodEntry } from './registry.js';
 import { parseRules, validateRuleBlock, type RuleSchemas } from './rules.js';
 import { tokenServerMethod } from './token/server.js';
 import { tpmServerMethod } from './tpm/server.js';
-import type { JoinMethodServer } from './types.js';
+import { SigilError } from '../errors.js';
+import type { JoinRenewPort } from './port.js';
+import type { AttestationPolicy, JoinMethodServer, ReattestInput, ReattestVerdict } from './types.js';
 import { x509ServerMethod } from './x509/server.js';
 
 export const SERVER_JOIN_METHODS: readonly ServerJoinMethodEntry[] = Object.freeze([
@@ -93,7 +95,43 @@ export class JoinMethods {
       rules: async <T>() => parseRules<T>(await tx.resources.list('join_rule'), method, built.entry.ruleSchema),
     });
   }
+
+  /**
+   * Continuous attestation (issue #16): the instance's join-rule policy when its method has the
+   * `reattest` capability and the instance must attest; undefined otherwise.
+   */
+  async attestationPolicy(
+    method: string,
+    facts: Record<string, unknown>,
+    tx: RuleReader,
+    now: number,
+  ): Promise<AttestationPolicy | undefined> {
+    const built = this.#byName.get(method);
+    if (!built?.server.attestationPolicy) return undefined;
+    return built.server.attestationPolicy(facts, this.#renewPort(built, tx, now));
+  }
+
+  /** Judge fresh evidence with the instance's method (its `reattest` capability). */
+  async reattest(method: string, input: ReattestInput, tx: RuleReader): Promise<ReattestVerdict> {
+    const built = this.#byName.get(method);
+    if (!built?.server.reattest)
+      throw new SigilError('bad_request', `instances joined with the ${method} method cannot attest after the join`);
+    return built.server.reattest(input, this.#renewPort(built, tx, input.now));
+  }
+
+  #renewPort(built: BuiltJoinMethod, tx: RuleReader, now: number): JoinRenewPort {
+    const method = built.entry.descriptor.name;
+    return {
+      now,
+      rules: async <T>() => parseRules<T>(await tx.resources.list('join_rule'), method, built.entry.ruleSchema),
+    };
+  }
 }
+
+/** What a renewal-time call reads of the transaction: the join rules. */
+type RuleReader = {
+  resources: { list(kind: 'join_rule'): Promise<ReadonlyArray<{ name: string; spec: Record<string, unknown> }>> };
+};
 
 /** The issuer's methods: `entries` (default: all) built with fresh per-issuer caches. */
 export function createJoinMethods(

@@ -3,6 +3,7 @@
  * transport: the host runs the request (and, for methods that need one, the challenge round)
  * over HTTPS or MQTT.
  */
+import type { SigilError } from '../errors.js';
 import type { KeyStorage } from '../keystore/signer.js';
 import type { JoinChallenge } from '../protocol/messages.js';
 import type { AnsweredChallenge } from './challenge.js';
@@ -100,7 +101,68 @@ export interface JoinMethodServer {
    * Absent: renewals rely on the join alone.
    */
   checkRenewal?(instanceFacts: Record<string, unknown>, port: JoinRenewPort): Promise<void>;
+  /**
+   * Methods with the `reattest` capability (tpm, issue #16): whether this instance must prove its
+   * boot state again at renewals and interval attestations, and what its join rule does when it
+   * cannot (server/ops/attestation.ts applies it). Undefined: no attestation needed (the rule
+   * names no firmware profile, the rule is gone, or the instance joined before the facts needed
+   * existed).
+   */
+  attestationPolicy?(
+    instanceFacts: Record<string, unknown>,
+    port: JoinRenewPort,
+  ): Promise<AttestationPolicy | undefined>;
+  /**
+   * Judge fresh boot-state evidence against the facts the join (or the last accepted
+   * attestation) recorded and the rule's current profiles. A verdict, not a throw, for every
+   * check of the machine's state (the host records it and applies the policy); throws a
+   * SigilError only for what is not a judgement of the machine (malformed evidence).
+   */
+  reattest?(input: ReattestInput, port: JoinRenewPort): Promise<ReattestVerdict>;
 }
+
+/** A join rule's policy for attestations after the join (issue #16; tpm rule.ts). */
+export interface AttestationPolicy {
+  rule: string;
+  /** `refuse`: renewals refused until the boot matches again; `lock`: the instance is locked. */
+  onFailure: 'refuse' | 'lock';
+  /** Renewals refused (`attestation_stale`) when the last good attestation is older; undefined: no gate. */
+  maxAgeMs: number | undefined;
+}
+
+export interface ReattestInput {
+  evidence: unknown;
+  instanceFacts: Record<string, unknown>;
+  /** The quote's expected qualifying data (server/ops/attestation.ts attestationBinding). */
+  binding: Buffer;
+  now: number;
+}
+
+/** One PCR that differs from what the firmware profile accepts. */
+export interface PcrDiffEntry {
+  bank: string;
+  pcr: number;
+  expected: string[];
+  got: string;
+}
+
+/** What the method observed, good or bad (recorded in facts.attestation and the audit row). */
+export interface ReattestObserved {
+  profile: string | null;
+  /** TPMS_CLOCK_INFO of the quote (obfuscated per AK: comparable between quotes of one AK). */
+  resetCount?: number;
+  restartCount?: number;
+  /** The counters differ from the last accepted attestation's: the machine rebooted (or resumed). */
+  rebooted?: boolean;
+}
+
+export type ReattestVerdict =
+  | (ReattestObserved & {
+      ok: true;
+      /** Facts to merge into the instance's (tpm: PCR values, profile, clock, counters). */
+      facts: Record<string, unknown>;
+    })
+  | (ReattestObserved & { ok: false; error: SigilError; diff?: PcrDiffEntry[] });
 
 /** What a join's evidence is bound to: this request and the key being certified. */
 export interface EvidenceContext {

@@ -20,7 +20,7 @@ export const PROTOCOL_VERSION = 1;
  * transport (server/ops/table.ts); the agent sends each over whichever transport it has
  * (transport/types.ts IssuerTransport.post).
  */
-export const OPS = ['join', 'renew', 'credential', 'bundle', 'workload'] as const;
+export const OPS = ['join', 'renew', 'credential', 'bundle', 'workload', 'attest'] as const;
 export type Op = (typeof OPS)[number];
 /** The operations whose request is a signed envelope (`bundle` is asked for without one). */
 export type RequestOp = Exclude<Op, 'bundle'>;
@@ -88,6 +88,12 @@ export const renewRequestSchema = z.strictObject({
    * certificate is recorded as a software, exportable key.
    */
   key_attestation: z.record(z.string(), z.unknown()).optional(),
+  /**
+   * Fresh boot-state evidence (issue #16), for instances whose join rule names firmware profiles:
+   * tpm: a quote bound to this request (attest/binding.ts renewalBinding), the PCR values, the
+   * event log after a reboot (join/tpm/reattest-wire.ts validates the inner shape).
+   */
+  attestation: z.record(z.string(), z.unknown()).optional(),
   /** As in a join: a new transport key's CSR, answered with `transport_chain`. */
   transport_csr: pemSchema.optional(),
 });

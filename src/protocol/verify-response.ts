@@ -14,11 +14,17 @@ import { fromPem, toPem } from '../pki/pem.js';
 import { b64u, parseJws, verifyJws, x5cDers } from './jws.js';
 import { credentialResponseSchema } from './credential-messages.js';
 import { workloadResponseSchema } from './workload-messages.js';
+import { attestResponseSchema } from './attest-messages.js';
 import { errorResponseSchema, parseWith, responseSchemas as identitySchemas, TYP_RESPONSE } from './messages.js';
 import type { z } from 'zod';
 
-/** Every success an agent may verify: identity ops (messages.ts), `credential` and `workload`. */
-const responseSchemas = { ...identitySchemas, credential: credentialResponseSchema, workload: workloadResponseSchema };
+/** Every success an agent may verify: identity ops (messages.ts), `credential`, `workload` and `attest`. */
+const responseSchemas = {
+  ...identitySchemas,
+  credential: credentialResponseSchema,
+  workload: workloadResponseSchema,
+  attest: attestResponseSchema,
+};
 type Op = keyof typeof responseSchemas;
 type Success<O extends Op> = z.infer<(typeof responseSchemas)[O]>;
 

@@ -232,7 +232,9 @@ describe('tpm join with swtpm', () => {
   });
 
   it('renews with a key attestation (tpm, non-exportable); without one the new key is recorded software', async () => {
-    await setTpmRules(h, RACKS());
+    // No firmware profile: under one, every renewal must also carry a fresh quote (issue #16,
+    // test/unit/tpm/continuous-attestation.test.ts); this test is about the key proof alone.
+    await setTpmRules(h, tpmRule('racks', `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]`));
     const joined = await tpmJoin(h, client, gw);
     const ak = joined.agent.attestationKey(joined.requestId)!;
     let current = { signer: joined.identity, chain: joined.payload.result.chain };

@@ -64,6 +64,15 @@ export interface TpmJoinAgentOptions {
 interface Pending {
   ak: KeyBlob;
   ekKind: EkKind;
+  /** Set by the answer when the issuer's challenge said `attest_renewals` (issue #16). */
+  attestation?: JoinAttestation;
+}
+
+/** What a join leaves for later attestations: the selection, and the join quote's clock counters. */
+export interface JoinAttestation {
+  pcrSelection: PcrSelectionWire;
+  resetCount: number;
+  restartCount: number;
 }
 
 /** Round-1 state kept for round 2, by request id; a few joins at most are ever in flight. */
@@ -92,6 +101,19 @@ export class TpmJoinAgent implements JoinMethodAgent {
   attestationKey(requestId?: string): KeyBlob | undefined {
     if (requestId !== undefined) return this.#pending.get(requestId)?.ak;
     return [...this.#pending.values()].at(-1)?.ak;
+  }
+
+  /**
+   * A join's selection and counters, when its rule wants renewals to re-attest (issue #16); the
+   * agent keeps them with the AK (fresh-evidence.ts). Undefined: the rule names no profile.
+   */
+  joinAttestation(requestId: string): JoinAttestation | undefined {
+    return this.#pending.get(requestId)?.attestation;
+  }
+
+  /** The TPM access the method quotes with (the agent's, shared with its identity keys). */
+  get access(): TpmAccess {
+    return this.#opts.tpm;
   }
 
   private identity(spkiDer: Buffer): TpmSigner {
@@ -142,13 +164,21 @@ export class TpmJoinAgent implements JoinMethodAgent {
       );
     const identity = this.identity(ctx.spkiDer);
     const nonce = Buffer.from(challenge.nonce, 'base64url');
-    const eventLog = this.readEventLog();
+    const eventLog = this.eventLog();
     const access = this.#opts.tpm;
     return access.run(async (tpm) => {
       const loaded = await access.withParent(tpm, OWNER_PARENT, (srk) => tpm.load(srk, pending.ak));
       return tpm.withTransient(loaded, async (ak) => {
         const activated = await activateCredential(tpm, ak, pending.ekKind, data.credential, this.ekAuth());
         const { quote, values } = await quoteWithValues(tpm, ak, nonce, data.pcr_selection);
+        if (data.attest_renewals) {
+          const clock = quote.attest.value.clockInfo;
+          pending.attestation = {
+            pcrSelection: data.pcr_selection,
+            resetCount: clock.resetCount,
+            restartCount: clock.restartCount,
+          };
+        }
         const certify = await identity.loadWith(tpm, (key) => tpm.certify(key, ak, nonce));
         const answer: TpmAnswer = {
           challenge_id: challenge.challenge_id,
@@ -182,7 +212,7 @@ export class TpmJoinAgent implements JoinMethodAgent {
    * send). The firmware log only changes at boot, so the encoding is kept while the file's size
    * and mtime stay the same.
    */
-  private readEventLog(): string | undefined {
+  eventLog(): string | undefined {
     if (this.#opts.eventLog === false) return undefined;
     const path = this.#opts.eventLog ?? DEFAULT_EVENT_LOG;
     let raw: Buffer;

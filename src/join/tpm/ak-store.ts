@@ -23,7 +23,7 @@ export function saveAk(settings: AgentSettings, ak: KeyBlob): void {
   );
 }
 
-function loadAk(settings: AgentSettings): KeyBlob | undefined {
+export function loadAk(settings: AgentSettings): KeyBlob | undefined {
   const s = settings.getSetting(TPM_AK_SETTING);
   if (!s) return undefined;
   const o = JSON.parse(s) as { public: string; private: string };

@@ -20,6 +20,7 @@ import { SigilError } from '../../errors.js';
 import type { AgentJoinMethodCode } from '../registry.js';
 import { TpmJoinAgent } from './agent.js';
 import { certifyWithAk, PendingTpmKeys, saveAk } from './ak-store.js';
+import { acceptAttestation, freshTpmEvidence, saveJoinAttestation } from './fresh-evidence.js';
 import { tpmTcti, type TpmAgentConfig } from './schema.js';
 export { DEFAULT_TCTI, tpmAgentConfigSchema, tpmTcti, type TpmAgentConfig } from './schema.js';
 
@@ -47,7 +48,8 @@ export function tpmJoinAgentFromConfig(
  * The agent side of the tpm join (its registry entry in join/agent-methods.ts loads this file). Its hooks are what the agent core
  * used to special-case: the join certifies the identity key, so each key the agent makes is
  * kept where the method finds it by its SPKI; the AK of a completed join is kept; renewals prove
- * their new key with TPM2_Certify by that AK.
+ * their new key with TPM2_Certify by that AK, and their boot state with a quote by it when the
+ * join's rule names firmware profiles (fresh-evidence.ts, issue #16).
  */
 export const tpmAgentCode: AgentJoinMethodCode<TpmAgentConfig> = {
   create(settings, ctx) {
@@ -68,9 +70,13 @@ export const tpmAgentCode: AgentJoinMethodCode<TpmAgentConfig> = {
       onJoined: (requestId, state) => {
         const ak = method.attestationKey(requestId);
         if (ak) saveAk(state, ak);
+        // The selection and counters later quotes are judged by (issue #16), or none.
+        saveJoinAttestation(state, method.joinAttestation(requestId));
       },
       renewalKeyProof: (key, requestId, state) =>
         key.storage === 'tpm' ? certifyWithAk(state, key as TpmSigner, requestId) : Promise.resolve(undefined),
+      freshEvidence: (binding, state) => freshTpmEvidence(method, state, binding),
+      onAttestationAccepted: (state) => acceptAttestation(state),
     };
   },
 };

@@ -28,7 +28,10 @@ export const tpmDescriptor: JoinMethodDescriptor = {
     'key_not_tpm_resident',
     'certify_invalid',
     'certify_key_mismatch',
+    'eventlog_required',
+    'pcr_selection_changed',
   ],
-  // Renewals prove their new TPM key with TPM2_Certify by the join's attestation key.
-  capabilities: { canReattest: true, challengeRound: true, renewalKeyProof: true },
+  // Renewals prove their new TPM key with TPM2_Certify by the join's attestation key, and their
+  // boot state with a quote by it (reattest.ts).
+  capabilities: { canReattest: true, challengeRound: true, renewalKeyProof: true, reattest: true },
 };

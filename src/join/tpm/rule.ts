@@ -27,10 +27,24 @@
  * firmware_profiles: the boot must match one of these profiles (PCR values, event-log rules);
  * the PCRs quoted are the union of what they name. Without it, the quote still proves the TPM
  * is live and its PCRs are recorded, but no boot state is required.
+ *
+ * Continuous attestation (issue #16, docs/continuous-attestation.md), only with firmware_profiles:
+ * every renewal (and every interval `attest`) carries a fresh quote judged against the profiles
+ * as they are then.
+ *   on_attestation_failure  refuse (default): that renewal is refused, the next one with a
+ *                           matching boot succeeds; lock: the instance is locked too (its
+ *                           certificates go on the CRL; `sigil ctl unlock` lifts it)
+ *   max_attestation_age     renewals are refused (`attestation_stale`) when the last good
+ *                           attestation is older (1m…30d); absent: no age gate
  */
 import { z } from 'zod';
 import { PROFILE_NAME_RE } from '../../attest/firmware/index.js';
 import { EK_HASH_RE, ekCrlFilesSchema, ekCrlNeedsCa } from '../ek-wire.js';
+import { durationField } from '../rule-fields.js';
+
+/** Bounds of max_attestation_age, seconds: below a minute every renewal races its own quote; 30 days is no gate. */
+export const MIN_ATTESTATION_AGE_S = 60;
+export const MAX_ATTESTATION_AGE_S = 30 * 86400;
 
 const absolutePath = z
   .string()
@@ -64,9 +78,23 @@ export const tpmRuleSchema = z
       .min(1)
       .max(32)
       .optional(),
+    on_attestation_failure: z.enum(['refuse', 'lock']).optional(),
+    max_attestation_age: durationField
+      .refine(
+        (s) => s >= MIN_ATTESTATION_AGE_S && s <= MAX_ATTESTATION_AGE_S,
+        `max_attestation_age must be between ${MIN_ATTESTATION_AGE_S / 60}m and ${MAX_ATTESTATION_AGE_S / 86400}d`,
+      )
+      .optional(),
   })
   // First, so a rule with ek_crl_files and nothing else is told what ek_crl_files lacks.
   .refine(ekCrlNeedsCa.check, { message: ekCrlNeedsCa.message, path: ['ek_crl_files'] })
+  .refine(
+    (r) => r.firmware_profiles !== undefined || (r.on_attestation_failure ?? r.max_attestation_age) === undefined,
+    {
+      message:
+        'on_attestation_failure and max_attestation_age need firmware_profiles (there is no boot state to re-attest)',
+    },
+  )
   .refine((r) => r.ek_ca_files !== undefined || r.allow !== undefined, {
     message: 'a tpm rule needs ek_ca_files, allow, or both (otherwise any TPM, even a software one, could join)',
   });

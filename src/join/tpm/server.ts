@@ -17,6 +17,10 @@
  *            → firmware profiles (pcr_mismatch, firmware_profile_mismatch) → attested; the
  *            host uses the challenge up.
  *
+ * With firmware profiles, the join records the first attestation (`facts.attestation`, via join,
+ * with the quote's reset/restart counters): later renewals and interval attestations re-prove the
+ * boot against it (reattest.ts, issue #16; docs/continuous-attestation.md).
+ *
  * Machine id: `tpm-` + the first 128 bits (hex) of SHA-256 over the EK's SubjectPublicKeyInfo.
  * The EK is fixed for the TPM's life (its seed survives TPM2_Clear), so a machine that joins
  * again — after its identity expired, after a reboot, with a new AK and a new identity key —
@@ -28,30 +32,36 @@ import { checkClock } from '../../attest/clock.js';
 import { checkActivation, credentialChallenge } from '../../attest/credential.js';
 import { EkMemo } from '../../attest/ek.js';
 import { readEventLog, verifyEventLog } from '../../attest/eventlog.js';
-import { judgeBoot, selectionFor, type FirmwareProfile, type FirmwareProfiles } from '../../attest/firmware/index.js';
+import { judgeBoot, selectionFor, type FirmwareProfiles } from '../../attest/firmware/index.js';
 import { checkIdentityKey } from '../../attest/key.js';
 import { verifyKeyAttestation } from '../../attest/key-attestation.js';
-import { checkPcrDigest, verifyQuote, type QuotedPcrs } from '../../attest/quote.js';
+import { checkPcrDigest, verifyQuote } from '../../attest/quote.js';
 import { encodePublic, parsePublic, parseSignedAttest } from '../../attest/structures.js';
 import { SigilError } from '../../errors.js';
 import { parseWith } from '../../protocol/messages.js';
 import { answeredChallenge, MAX_CHALLENGE_TTL_MS } from '../challenge.js';
 import { checkEkForRule, readEk, selectRule, type Ek, type EkTrustCaches } from '../ek-trust.js';
-import type { JoinAttestPort, JoinRule } from '../port.js';
+import type { JoinAttestPort, JoinRenewPort, JoinRule } from '../port.js';
 import type { ServerJoinMethodEntry } from '../registry.js';
-import type { AttestInput, Attested, ChallengeRequired, JoinMethodServer } from '../types.js';
+import type {
+  AttestationPolicy,
+  AttestInput,
+  Attested,
+  ChallengeRequired,
+  JoinMethodServer,
+  ReattestInput,
+  ReattestVerdict,
+} from '../types.js';
 import { tpmDescriptor } from './descriptor.js';
 import { tpmRuleSchema, type TpmRule } from './rule.js';
+import { pcrFacts, reportedPcrs } from './pcrs.js';
+import { logNeeded, tpmAttestationPolicy, tpmReattest } from './reattest.js';
 import {
   isAnswer,
   MAX_EVENT_LOG_BYTES,
-  PCR_BANK_ALGS,
   tpmAnswerSchema,
   tpmChallengeStateSchema,
   tpmEvidenceSchema,
-  type PcrBankName,
-  type PcrSelectionWire,
-  type TpmAnswer,
   type TpmChallengeData,
   type TpmChallengeState,
 } from './wire.js';
@@ -101,6 +111,19 @@ export class TpmJoinServer implements JoinMethodServer {
     return { keyStorage: 'tpm' };
   }
 
+  /** Continuous attestation (issue #16): the rule's policy for this instance, if it needs attesting (reattest.ts). */
+  attestationPolicy(
+    instanceFacts: Record<string, unknown>,
+    port: JoinRenewPort,
+  ): Promise<AttestationPolicy | undefined> {
+    return tpmAttestationPolicy(instanceFacts, port);
+  }
+
+  /** A fresh quote judged against the join's facts and the rule's current profiles (reattest.ts). */
+  reattest(input: ReattestInput, port: JoinRenewPort): Promise<ReattestVerdict> {
+    return tpmReattest(input, port, this.#firmware);
+  }
+
   private async challenge(input: AttestInput, port: JoinAttestPort): Promise<ChallengeRequired> {
     const rules = await rulesOrRefuse(port);
     const ev = parseWith(tpmEvidenceSchema, input.evidence, 'tpm_evidence_malformed', 'tpm evidence');
@@ -113,7 +136,12 @@ export class TpmJoinServer implements JoinMethodServer {
     const selection = selectionFor(this.#firmware.resolve(rule.config.firmware_profiles ?? [], rule.name));
 
     const cred = credentialChallenge(ek.public, ak);
-    const data: TpmChallengeData = { credential: cred.credential, pcr_selection: selection };
+    // attest_renewals: the agent keeps the selection and quotes it at every renewal (issue #16).
+    const data: TpmChallengeData = {
+      credential: cred.credential,
+      pcr_selection: selection,
+      ...(rule.config.firmware_profiles !== undefined ? { attest_renewals: true as const } : {}),
+    };
     const state: TpmChallengeState = {
       rule: rule.name,
       ek_public: ev.ek_public,
@@ -149,7 +177,7 @@ export class TpmJoinServer implements JoinMethodServer {
 
     const quote = parseSignedAttest(ans.quote, 'quote', 'quote_invalid');
     const q = verifyQuote(quote, ak, ch.nonce, st.pcr_selection);
-    const quoted = reportedPcrs(ans, st.pcr_selection);
+    const quoted = reportedPcrs(ans.pcr_values, st.pcr_selection);
     checkPcrDigest(quote, q, quoted);
 
     const certify = verifyCertify(
@@ -190,6 +218,24 @@ export class TpmJoinServer implements JoinMethodServer {
         pcrs: pcrFacts(quoted),
         event_log: log !== undefined,
         ...clock,
+        // The counters later quotes by this AK are compared with (a change: a reboot, reattest.ts).
+        tpm_reset_count: q.clockInfo.resetCount,
+        tpm_restart_count: q.clockInfo.restartCount,
+        // The first attestation record (issue #16; server/ops/attestation.ts reads and extends it).
+        ...(profiles.length > 0
+          ? {
+              attestation: {
+                at: input.now,
+                ok: true,
+                via: 'join',
+                profile: match?.profile ?? null,
+                reset_count: q.clockInfo.resetCount,
+                restart_count: q.clockInfo.restartCount,
+              },
+              last_good_attestation_at: input.now,
+            }
+          : // A join replaces what an earlier join of this machine recorded (facts merge).
+            { attestation: null, last_good_attestation_at: null }),
       },
       joinRule: rule.name,
       canReattest: true,
@@ -197,11 +243,6 @@ export class TpmJoinServer implements JoinMethodServer {
       exportable: false,
     };
   }
-}
-
-/** Whether any profile judges the boot log (has an `event_log` section, required or not). */
-function logNeeded(profiles: readonly FirmwareProfile[]): boolean {
-  return profiles.some((p) => p.eventLog !== undefined);
 }
 
 function ekFacts(ek: Ek): Record<string, unknown> {
@@ -215,37 +256,6 @@ function ekFacts(ek: Ek): Record<string, unknown> {
     ek_type: kind,
     ...(ek.cert ? { ek_cert_issuer: ek.cert.x509.issuer.replace(/\n/g, ', '), ek_cert_serial: ek.cert.serialHex } : {}),
   };
-}
-
-/** The reported PCR values, which must be exactly the requested selection (`pcr_digest_mismatch`). */
-function reportedPcrs(ans: TpmAnswer, selection: PcrSelectionWire): QuotedPcrs {
-  const out = new Map<PcrBankName, Map<number, Buffer>>();
-  for (const v of ans.pcr_values) {
-    const bank = out.get(v.bank) ?? new Map<number, Buffer>();
-    if (bank.has(v.pcr)) throw new SigilError('pcr_digest_mismatch', `${v.bank} PCR ${v.pcr} is reported twice`);
-    bank.set(v.pcr, Buffer.from(v.digest, 'hex'));
-    out.set(v.bank, bank);
-  }
-  const want = new Set(selection.flatMap((s) => s.pcrs.map((p) => `${s.bank}:${p}`)));
-  for (const [bank, values] of out)
-    for (const pcr of values.keys())
-      if (!want.has(`${bank}:${pcr}`))
-        throw new SigilError('pcr_digest_mismatch', `${bank} PCR ${pcr} is reported but was not asked for`);
-  for (const w of want) {
-    const [bank, pcr] = w.split(':') as [keyof typeof PCR_BANK_ALGS, string];
-    if (!out.get(bank)?.has(Number(pcr)))
-      throw new SigilError('pcr_digest_mismatch', `the value of ${bank} PCR ${pcr} is missing from pcr_values`);
-  }
-  return out;
-}
-
-function pcrFacts(quoted: QuotedPcrs): Record<string, Record<string, string>> {
-  const out: Record<string, Record<string, string>> = {};
-  for (const [bank, values] of quoted)
-    out[bank] = Object.fromEntries(
-      [...values].sort(([a], [b]) => a - b).map(([p, v]) => [String(p), v.toString('hex')]),
-    );
-  return out;
 }
 
 export const tpmServerMethod: ServerJoinMethodEntry = {

@@ -89,6 +89,11 @@ export type TpmEvidence = z.infer<typeof tpmEvidenceSchema>;
 export const tpmChallengeDataSchema = z.strictObject({
   credential: credentialWireSchema,
   pcr_selection: pcrSelectionSchema,
+  /**
+   * Present when the rule names firmware profiles (issue #16): renewals must carry a fresh quote
+   * over pcr_selection (reattest-wire.ts), so the agent keeps the selection.
+   */
+  attest_renewals: z.literal(true).optional(),
 });
 export type TpmChallengeData = z.infer<typeof tpmChallengeDataSchema>;
 

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { SigilError } from '../../errors.js';
 import type { Stores } from '../store/types.js';
+import { attestationView } from './attestation-view.js';
 import { adminOperation, type AdminCall } from './operation.js';
 
 async function resolveLockTarget(stores: Stores, target: string): Promise<{ kind: 'bot' | 'instance'; id: string }> {
@@ -60,7 +61,8 @@ export const INSTANCE_OPERATIONS = {
 
   /**
    * One instance and every certificate issued to it, newest last: its identities, its credentials
-   * and its workload SVIDs (kind `workload-x509-svid`, `workload-jwt-svid`; issue #17).
+   * and its workload SVIDs (kind `workload-x509-svid`, `workload-jwt-svid`; issue #17); and its
+   * last boot-state attestation (./attestation-view.ts).
    */
   'instances.show': adminOperation(
     z.strictObject({ instance: z.string().min(1).max(128) }),
@@ -76,6 +78,8 @@ export const INSTANCE_OPERATIONS = {
         generation: inst.generation,
         locked: inst.locked,
         lock_reason: inst.lockReason,
+        // The last boot-state attestation, its failed check and PCR diff (issue #16), or null.
+        attestation: attestationView(inst.facts),
         facts: inst.facts,
         certificates: certs.map((c) => ({
           serial: c.serial,

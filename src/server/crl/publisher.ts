@@ -37,12 +37,19 @@ export const DEFAULT_CRL_WATCH_MS = 5_000;
 /** GET /v1/crl per source (public and unauthenticated; the answer is cached bytes, the limit guards the store reads). */
 export const CRL_FETCH_LIMIT = { ratePerS: 5, burst: 20 } as const;
 /**
- * The audit rows after which the revoked set may differ. The seam for continuous attestation: an
- * attestation failure that locks will be a `lock` row; one that only refuses will add its action here.
+ * The audit rows after which the revoked set may differ: a lock or unlock (an attestation failure
+ * that locks writes a `lock` row), the automatic lock of a stale generation, and an attestation
+ * that failed or recovered (server/ops/attestation.ts: the row's details carry the record; a
+ * good one after a failure says `attestation_recovered`).
  */
-export function changesRevocation(row: Pick<AuditRecord, 'action' | 'outcome' | 'code'>): boolean {
+export function changesRevocation(
+  row: Pick<AuditRecord, 'action' | 'outcome' | 'code'> & { details?: Record<string, unknown> },
+): boolean {
   if ((row.action === 'lock' || row.action === 'unlock') && row.outcome === 'ok') return true;
-  return row.code === 'generation_mismatch';
+  if (row.code === 'generation_mismatch') return true;
+  const d = row.details;
+  if (d === undefined || d['attestation'] === undefined) return false;
+  return row.outcome === 'refused' || d['attestation_recovered'] === true;
 }
 
 export interface PublishedCrl {

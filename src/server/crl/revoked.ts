@@ -17,8 +17,11 @@
  * often as a pause, and revoking every live certificate of a fleet is a different decision
  * (docs/crl.md). Lock the instances to revoke them.
  *
- * Seam for continuous attestation (issue #16): instances whose last attestation failed will be a
- * second {@link RevocationSource}; the publisher takes the union.
+ * Continuous attestation (issue #16): instances whose last attestation failed are a second
+ * {@link RevocationSource} (under on_attestation_failure: refuse, the instance is not locked, but
+ * its boot no longer matches: relying parties must stop trusting its certificates until a quote
+ * matches again, which takes them off the next CRL). A failure that locked is listed as a lock,
+ * so `ctl unlock` alone lifts it. The publisher takes the union.
  */
 import { RECORD_KIND } from '../credentials/issue-credential.js';
 import { IDENTITY_CERT_KIND } from '../ops/authenticate.js';
@@ -63,7 +66,19 @@ export const LOCKED_INSTANCES: RevocationSource = {
   },
 };
 
-export const REVOCATION_SOURCES: readonly RevocationSource[] = [LOCKED_INSTANCES];
+/** Instances whose latest attestation failed and did not lock them (facts.attestation, server/ops/attestation.ts). */
+export const ATTESTATION_FAILED_INSTANCES: RevocationSource = {
+  name: 'attestation_failed',
+  async instances(stores) {
+    return (await stores.instances.list()).flatMap((inst) => {
+      const a = inst.facts['attestation'] as { ok?: unknown; locked?: unknown; check?: unknown } | undefined;
+      if (typeof a !== 'object' || a === null || a.ok !== false || a.locked === true) return [];
+      return [{ inst, cause: `attestation failed: ${typeof a.check === 'string' ? a.check : 'unknown check'}` }];
+    });
+  },
+};
+
+export const REVOCATION_SOURCES: readonly RevocationSource[] = [LOCKED_INSTANCES, ATTESTATION_FAILED_INSTANCES];
 
 /** The entries of a CRL made at `now`, sorted by serial (the same state gives the same list). */
 export async function revokedCertificates(

@@ -7,6 +7,9 @@
  *                                                   → instance_locked, cause generation_mismatch
  *   a join, renewal or attestation of a known instance refused by an attestation check
  *                                                   → attestation_failed, with the check's code
+ *   the system lock of a failed attestation under on_attestation_failure: lock (a `lock` row
+ *   written with the refusal, server/ops/attestation.ts)
+ *                                                   → instance_locked, cause attestation_failed
  *
  * certificate_revoked comes from the CRL's changes, not from a row (./publisher.ts). A bot lock
  * is not an instance event (it pauses a fleet and revokes nothing: docs/crl.md).
@@ -30,6 +33,7 @@ export const ATTESTATION_FAILURE_CODES: ReadonlySet<string> = new Set([
   'eventlog_replay_mismatch',
   'firmware_profile_mismatch',
   'clock_invalid',
+  'eventlog_required',
   'x509_revoked',
   // issue #16's renewal-time checks, when they are their own codes
   'pcr_value',
@@ -61,7 +65,13 @@ export async function eventsOfRow(
       {
         ...base,
         type: row.action === 'lock' ? 'instance_locked' : 'instance_unlocked',
-        data: { by: row.actor, ...(row.action === 'lock' ? { reason } : {}) },
+        data: {
+          by: row.actor,
+          ...(row.action === 'lock' ? { reason } : {}),
+          // The lock a failed attestation makes under on_attestation_failure: lock (server/ops/attestation.ts).
+          ...(row.action === 'lock' && typeof d['cause'] === 'string' ? { cause: d['cause'] } : {}),
+          ...(row.action === 'lock' && d['pcr_diff'] !== undefined ? { pcr_diff: d['pcr_diff'] } : {}),
+        },
       },
     ];
   }

@@ -1,4 +1,5 @@
 import type { Stores } from '../store/types.js';
+import { AttestationSampler } from './attestation-metrics.js';
 import { Counter, Gauge, Histogram, Registry, SampledGauge } from './registry.js';
 
 /** Window for "certificates about to expire" (matches the 80%-of-TTL alert for 1 h certs). */
@@ -59,6 +60,28 @@ export function createIssuerMetrics(stores: Stores, now: () => number) {
         })),
     ),
   );
+  // Boot-state attestation (issue #16; ./attestation-metrics.ts, docs/attest-interval.md).
+  const attestationFailures = registry.register(
+    new Counter(
+      'sigil_attestation_failures_total',
+      'Failed boot-state attestations by failed check (the refusal code) and how they came (join, renew, attest)',
+    ),
+  );
+  const attestations = new AttestationSampler(() => stores.instances.list(), now);
+  registry.register(
+    new SampledGauge(
+      'sigil_attestation_age_seconds',
+      "Age of the oldest last good boot-state attestation among a bot's live attesting instances",
+      async () => (await attestations.sample()).age,
+    ),
+  );
+  registry.register(
+    new SampledGauge(
+      'sigil_attestation_failing_instances',
+      "A bot's live instances whose last boot-state attestation failed",
+      async () => (await attestations.sample()).failing,
+    ),
+  );
   // Export zeros from the start so increase()/rate() see the first burst too.
   renewals.inc({}, 0);
   authFailures.inc({}, 0);
@@ -68,7 +91,7 @@ export function createIssuerMetrics(stores: Stores, now: () => number) {
       { labels: {}, value: Math.round((now() - startedAt) / 1000) },
     ]),
   );
-  return { registry, joins, renewals, refusals, requests, authFailure, issuance };
+  return { registry, joins, renewals, refusals, requests, authFailure, issuance, attestationFailures };
 }
 
 export type IssuerMetrics = ReturnType<typeof createIssuerMetrics>;

@@ -2,9 +2,10 @@
  * `credential`: a joined agent asks for an SSH, database, Kubernetes or JWT credential, signed
  * by its CURRENT identity key (x5c = its chain). Checks, in order, each with its own code:
  *
- *   authenticateRequest (./authenticate.ts: envelope, chain to our CA, signature by the leaf)
- *   → payload shape (bad_request; fields that do not apply to the kind are refused)
- *   → the payload names that signer: instance id and certificate serial (signer_mismatch)
+ *   openIdentityRequest (./identity-request.ts: envelope, chain to our CA, signature by the leaf,
+ *   payload shape: bad_request, the payload names that signer — instance id and certificate
+ *   serial: signer_mismatch)
+ *   → fields that do not apply to the kind are refused (bad_request)
  *   → a secret (JWT) asked for over a carrier that is not confidential (MQTT) must name the
  *     key to encrypt it to (answer_key_required); a named key must be a P-256 point (bad_request)
  *   → idempotent replay of a known request id, only to the same signer (the stored answer,
@@ -28,19 +29,13 @@ import {
   type CredentialResult,
 } from '../../protocol/credential-messages.js';
 import type { Jws } from '../../protocol/jws.js';
-import { checkVersion, parseWith } from '../../protocol/messages.js';
 import { issueCredential } from '../credentials/issue-credential.js';
 import type { IssuerContext } from '../issuer.js';
 import { decideCredential } from '../policy/credentials.js';
-import {
-  authenticateRequest,
-  checkCurrentIdentity,
-  checkNamedSigner,
-  type OpHooks,
-  type Presented,
-} from './authenticate.js';
+import { checkCurrentIdentity, type OpHooks } from './authenticate.js';
+import { openIdentityRequest, type SeenRequest } from './identity-request.js';
 import { auditRefusal } from './refusal.js';
-import { recordAnswer, replayIfSeen, signedRequest, signResponse } from './respond.js';
+import { recordAnswer, replayIfSeen, signResponse } from './respond.js';
 
 function checkFieldsForKind(req: CredentialRequest): void {
   const allowed = KIND_FIELDS[req.kind];
@@ -94,25 +89,22 @@ export async function handleCredential(
   call: CredentialCall = {},
 ): Promise<Jws> {
   const { hooks, confidential = false } = call;
-  let who: Presented | undefined;
-  let req: CredentialRequest | undefined;
+  const seen: SeenRequest<CredentialRequest> = {};
   try {
-    const auth = authenticateRequest(ctx, body, 'a credential request', (w) => (who = w), hooks);
-    checkVersion(auth.verified.payload);
-    req = parseWith(credentialRequestSchema, auth.verified.payload, 'bad_request', 'credential request');
-    checkNamedSigner(auth.who, req);
+    const { who, req, signed } = openIdentityRequest(ctx, body, {
+      what: 'credential request',
+      schema: credentialRequestSchema,
+      seen,
+      hooks,
+    });
     checkFieldsForKind(req);
     const answerKey = answerKeyFor(req, confidential);
-    const signed = signedRequest(auth.jws, auth.verified.payloadBytes, req.request_id, {
-      keyHash: auth.who.leaf.spkiHash,
-      instanceId: auth.who.instanceId,
-    });
 
     const replay = await replayIfSeen(ctx.stores, signed);
     if (replay) return signResponse(ctx, replay);
 
     const now = ctx.now();
-    const { inst } = await checkCurrentIdentity(ctx, auth.who, req.timestamp, now);
+    const { inst } = await checkCurrentIdentity(ctx, who, req.timestamp, now);
     const grant = await decideCredential(ctx.stores, inst.bot, {
       kind: req.kind,
       ttlS: req.ttl_s,
@@ -160,10 +152,10 @@ export async function handleCredential(
   } catch (err) {
     const e = toSigilError(err);
     await auditRefusal(ctx, 'credential', e, {
-      bot: who?.bot ?? null,
-      instanceId: who?.instanceId ?? null,
+      bot: seen.who?.bot ?? null,
+      instanceId: seen.who?.instanceId ?? null,
       remote,
-      requestId: req?.request_id,
+      requestId: seen.req?.request_id,
     });
     throw e;
   }

@@ -13,8 +13,14 @@
  *     one): tpm proves the new key is in the instance's TPM (attest/key-attestation.ts; certify_invalid,
  *     certify_key_mismatch, key_not_tpm_resident) → transport_csr, when sent, is a CSR of a key of
  *     its own (./transport-cert.ts) → the join method's renewal re-check, for methods with one
- *     (join/types.ts checkRenewal; x509: x509_revoked, x509_crl_unavailable) → issue generation+1,
- *     recorded tpm/non-exportable only with that proof, with a transport certificate when asked.
+ *     (join/types.ts checkRenewal; x509: x509_revoked, x509_crl_unavailable) → continuous
+ *     attestation, for instances whose join rule names firmware profiles (./attestation.ts, issue
+ *     #16): the renewal's `attestation` (a quote bound to this request and its new key) judged
+ *     against the rule's current profiles — a failure is recorded, audited with its PCR diff and
+ *     refused after COMMIT (and locks the instance under on_attestation_failure: lock); without
+ *     one, the max_attestation_age gate (attestation_required, attestation_stale) → issue
+ *     generation+1, recorded tpm/non-exportable only with that proof, with a transport
+ *     certificate when asked.
  *
  * One write transaction per renewal (issue #14): everything from the idempotent replay on is
  * read and decided inside it, each store row read once, so the generation decision is made under
@@ -43,6 +49,8 @@ import { issueIdentity, spkiHash } from './issue.js';
 import { recordAnswer, replayIfSeen, signedRequest, signResponse } from './respond.js';
 import { auditRefusal } from './refusal.js';
 import { checkTransportCsr } from './transport-cert.js';
+import { renewalBinding } from '../../attest/binding.js';
+import { attestRenewal, AuditedRefusal, countAttestationFailure } from './attestation.js';
 
 /** A check run early whose refusal is raised later, at its place in the order of checks. */
 type Held<T> = { ok: true; value: T } | { ok: false; error: unknown };
@@ -58,8 +66,11 @@ function take<T>(h: Held<T>): T {
   return h.value;
 }
 
-/** What the renewal's transaction decided: an answer to sign, or a refusal to raise after COMMIT. */
-type Decision = { answer: string; fresh: boolean } | { refusal: SigilError };
+/**
+ * What the renewal's transaction decided: an answer to sign, or a refusal to raise after COMMIT
+ * (`audited`: its row committed with the transaction, an attestation failure's).
+ */
+type Decision = { answer: string; fresh: boolean } | { refusal: SigilError; audited?: { method: string } };
 
 export async function handleRenew(
   ctx: IssuerContext,
@@ -135,6 +146,13 @@ export async function handleRenew(
       // What the join relied on and can go bad since, re-checked by the join method (its
       // `checkRenewal` capability; x509: the device certificate against the rule's current CRLs).
       await ctx.methods.checkRenewal(inst.joinMethod, inst.facts, tx, now);
+      // Boot state re-proven (./attestation.ts): the quote is bound to this request and new key.
+      const attested = await attestRenewal(ctx, tx, inst, r.attestation, renewalBinding(r.request_id, csr.spkiDer), {
+        now,
+        remote,
+        requestId: r.request_id,
+      });
+      if (!attested.ok) return { refusal: attested.refusal, audited: { method: inst.joinMethod } };
       const bot = await resolveBot(tx, inst.bot);
       const { result, transportSerial } = await issueIdentity(ctx, tx, {
         op: 'renew',
@@ -167,18 +185,31 @@ export async function handleRenew(
             key_storage: keyStorage,
             exportable,
             ...(transportSerial ? { transport_serial: transportSerial } : {}),
+            ...attested.details,
           },
         },
       });
       return { answer, fresh: true };
     });
-    if ('refusal' in decision) throw decision.refusal;
+    if ('refusal' in decision) {
+      if (decision.audited) throw new AuditedRefusal(decision.refusal, decision.audited.method);
+      throw decision.refusal;
+    }
     if (decision.fresh) {
       ctx.metrics.renewals.inc({});
       ctx.metrics.issuance.observe(Number(process.hrtime.bigint() - started) / 1e9);
     }
     return signResponse(ctx, decision.answer);
   } catch (err) {
+    if (err instanceof AuditedRefusal) {
+      countAttestationFailure(ctx, 'renew', err.refusal, {
+        method: err.method,
+        bot: who?.bot ?? null,
+        instanceId: who?.instanceId ?? null,
+        remote,
+      });
+      throw err.refusal;
+    }
     const e = toSigilError(err);
     await auditRefusal(ctx, 'renew', e, {
       bot: who?.bot ?? null,

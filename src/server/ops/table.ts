@@ -16,6 +16,7 @@ import type { Jws } from '../../protocol/jws.js';
 import { isOp, OPS, type Op } from '../../protocol/messages.js';
 import type { IssuerContext } from '../issuer.js';
 import type { OpHooks } from './authenticate.js';
+import { handleAttest } from './attest.js';
 import { handleBundle } from './bundle.js';
 import { handleCredential } from './credential.js';
 import { handleJoin } from './join.js';
@@ -116,6 +117,15 @@ export const OPERATIONS: Readonly<Record<Op, Operation>> = {
     audited: true,
     handle: (ctx, r) =>
       handleWorkload(ctx, r.body, r.remote, { confidential: r.confidential, ...(r.hooks ? { hooks: r.hooks } : {}) }),
+  },
+  // Boot state re-proven on the agent's interval, independent of renewal (issue #16; docs/attest-interval.md).
+  attest: {
+    name: 'attest',
+    takesBody: true,
+    answerTo: 'signer',
+    rateLimited: false,
+    audited: true,
+    handle: (ctx, r) => handleAttest(ctx, r.body, r.remote, r.hooks),
   },
 };
 

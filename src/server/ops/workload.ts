@@ -3,8 +3,8 @@
  * registration entries apply to its node, and for their X.509- and JWT-SVIDs. Signed by its
  * CURRENT identity key, like `credential`. Checks, in order, each with its own code:
  *
- *   authenticateRequest (chain to our CA, signature by the leaf)
- *   → payload shape (bad_request) → the payload names that signer (signer_mismatch)
+ *   openIdentityRequest (./identity-request.ts: chain to our CA, signature by the leaf, payload
+ *   shape: bad_request, the payload names that signer: signer_mismatch)
  *   → a JWT over a carrier that is not confidential (MQTT) must name an answer key
  *     (answer_key_required)
  *   → idempotent replay of a known request id, only to the same signer (request_id_conflict)
@@ -29,7 +29,6 @@ import { randomBytes, type KeyObject } from 'node:crypto';
 import { SigilError, toSigilError } from '../../errors.js';
 import { answerKeyObject, sealToAnswerKey } from '../../protocol/answer-key.js';
 import type { Jws } from '../../protocol/jws.js';
-import { checkVersion, parseWith } from '../../protocol/messages.js';
 import {
   workloadRequestSchema,
   type WorkloadJwtResult,
@@ -43,16 +42,11 @@ import { randomSerial, serialHex } from '../../pki/serial.js';
 import type { IssuerContext } from '../issuer.js';
 import { entryWire, ruleMethodsOf, unmetNodeCriterion, workloadEntry, type WorkloadEntry } from '../policy/workload.js';
 import type { CertificateRecord, InstanceRecord, Stores } from '../store/types.js';
-import {
-  authenticateRequest,
-  checkCurrentIdentity,
-  checkNamedSigner,
-  type OpHooks,
-  type Presented,
-} from './authenticate.js';
+import { checkCurrentIdentity, type OpHooks } from './authenticate.js';
+import { openIdentityRequest, type SeenRequest } from './identity-request.js';
 import { BACKDATE_MS, RENEW_FRACTION, spkiHash } from './issue.js';
 import { auditRefusal } from './refusal.js';
-import { recordAnswer, replayIfSeen, signedRequest, signResponse } from './respond.js';
+import { recordAnswer, replayIfSeen, signResponse } from './respond.js';
 
 /** The `kind` column of the certificates table for workload SVIDs (listed per instance). */
 export const WORKLOAD_X509_KIND = 'workload-x509-svid';
@@ -78,24 +72,21 @@ export async function handleWorkload(
   call: WorkloadCall = {},
 ): Promise<Jws> {
   const { hooks, confidential = false } = call;
-  let who: Presented | undefined;
-  let req: WorkloadRequest | undefined;
+  const seen: SeenRequest<WorkloadRequest> = {};
   try {
-    const auth = authenticateRequest(ctx, body, 'a workload request', (w) => (who = w), hooks);
-    checkVersion(auth.verified.payload);
-    req = parseWith(workloadRequestSchema, auth.verified.payload, 'bad_request', 'workload request');
-    checkNamedSigner(auth.who, req);
-    const answerKey = answerKeyFor(req, confidential);
-    const signed = signedRequest(auth.jws, auth.verified.payloadBytes, req.request_id, {
-      keyHash: auth.who.leaf.spkiHash,
-      instanceId: auth.who.instanceId,
+    const { who, req, signed } = openIdentityRequest(ctx, body, {
+      what: 'workload request',
+      schema: workloadRequestSchema,
+      seen,
+      hooks,
     });
+    const answerKey = answerKeyFor(req, confidential);
 
     const replay = await replayIfSeen(ctx.stores, signed);
     if (replay) return signResponse(ctx, replay);
 
     const now = ctx.now();
-    const { inst } = await checkCurrentIdentity(ctx, auth.who, req.timestamp, now);
+    const { inst } = await checkCurrentIdentity(ctx, who, req.timestamp, now);
     const r = req;
     const issued: Issued =
       r.action === 'entries'
@@ -120,10 +111,10 @@ export async function handleWorkload(
   } catch (err) {
     const e = toSigilError(err);
     await auditRefusal(ctx, 'workload', e, {
-      bot: who?.bot ?? null,
-      instanceId: who?.instanceId ?? null,
+      bot: seen.who?.bot ?? null,
+      instanceId: seen.who?.instanceId ?? null,
       remote,
-      requestId: req?.request_id,
+      requestId: seen.req?.request_id,
     });
     throw e;
   }

@@ -29,6 +29,7 @@ describe('the operation table', () => {
       credential: { body: true, answerTo: 'signer', rateLimited: false, audited: true },
       bundle: { body: false, answerTo: 'any', rateLimited: false, audited: false },
       workload: { body: true, answerTo: 'signer', rateLimited: false, audited: true },
+      attest: { body: true, answerTo: 'signer', rateLimited: false, audited: true },
     });
     // An unknown operation is answered (not_found) only where a join would be.
     expect(answerRuleOf('nope')).toBe('bootstrap');
