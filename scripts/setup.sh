@@ -26,6 +26,7 @@ PACKAGES=(
   faketime                                     # fixture tests with the clock set years ahead (#20)
   chromium fonts-dejavu-core                   # fleet view browser tests (playwright-core drives /usr/bin/chromium, #18)
   kubernetes-client                            # kubectl: kubernetes output (kubeconfig) tests
+  python3-grpcio python3-protobuf              # an independent Workload API client (gRPC C core) in the e2e tests (#17)
   softhsm2 opensc                              # PKCS#11 keystore
   zsh                                          # checks the zsh completion script (zsh -n)
   python3 make g++                             # building better-sqlite3 from source

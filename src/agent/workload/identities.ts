@@ -11,7 +11,6 @@
  * had. Listeners (the open Workload API and SDS streams) are told after every change.
  */
 import { X509Certificate } from 'node:crypto';
-import { decodeJwt } from 'jose';
 import { SigilError, toSigilError } from '../../errors.js';
 import { SoftwareSigner } from '../../keystore/software.js';
 import { buildCsr } from '../../pki/csr.js';
@@ -46,6 +45,10 @@ export class WorkloadIdentities {
   #lastEntrySync = 0;
   #syncing: Promise<void> | undefined;
   #port: WorkloadIssuerPort | undefined;
+  /** Set by {@link agentIdentityChanged}: run another pass as soon as the current one ends. */
+  #again = false;
+  /** Ends the run loop's current wait early (set while it waits). */
+  #wake: (() => void) | undefined;
 
   /** `port` may come later ({@link attach}): `sigil agent run` serves the cache before the agent's link exists. */
   constructor(
@@ -59,6 +62,26 @@ export class WorkloadIdentities {
 
   attach(port: WorkloadIssuerPort): void {
     this.#port = port;
+  }
+
+  /**
+   * The agent's own identity changed. Every request for a workload SVID is signed with it
+   * (./issuer-client.ts), so what could not be done without it — everything before the join,
+   * everything while it was expired — is done now, not at the next retry of the backoff (up to
+   * RETRY_MAX_MS away). A join may have made this another node (another bot), whose entries
+   * differ: they are read again. A renewal while the sync is healthy changes nothing for it.
+   */
+  agentIdentityChanged(how: 'joined' | 'renewed'): void {
+    if (how === 'joined') this.#lastEntrySync = 0;
+    else if (this.#failures === 0) return;
+    this.log.info(
+      { agent_identity: how },
+      'workload API: the agent has a new identity; syncing the workload SVIDs now',
+    );
+    // A pass in flight may have failed for want of the identity just made: it must not set the next pass to its backoff.
+    this.#again = true;
+    this.#nextSyncAt = 0;
+    this.#wake?.();
   }
 
   private get port(): WorkloadIssuerPort {
@@ -114,6 +137,7 @@ export class WorkloadIdentities {
   }
 
   private async syncOnce(force: boolean): Promise<void> {
+    this.#again = false;
     let changed = false;
     let failed: SigilError | undefined;
     const now = this.now();
@@ -172,20 +196,34 @@ export class WorkloadIdentities {
       }
     }
     this.#failures = failed ? this.#failures + 1 : 0;
-    this.#nextSyncAt = this.plan(failed !== undefined);
+    this.#nextSyncAt = this.#again ? this.now() : this.plan(failed !== undefined);
     if (changed) this.changed();
   }
 
-  /** The next thing due: an SVID's or a JWT's half-life, the periodic entry sync, or a backoff after a failure. */
+  /**
+   * The next thing due: an SVID's or a JWT's half-life, the periodic entry sync — or, for what is
+   * overdue (what this pass failed to do), the retry after the backoff. Overdue items must not
+   * count as "due now": an issuer down for longer than the entry period would otherwise be asked
+   * every second by every agent, instead of backing off to RETRY_MAX_MS.
+   */
   private plan(failed: boolean): number {
     const now = this.now();
+    // Only the JWT-SVIDs this loop renews (one per entry and allowed audience): one cached for a
+    // caller's audience combination (jwtFor) is renewed when asked for again, not by polling.
+    const renewed = new Set(
+      this.store.entries().flatMap((e) => e.jwtAudiences.map((a) => `${e.id}\n${audienceKey([a])}`)),
+    );
     const due = [
       this.#lastEntrySync + ENTRY_SYNC_MS,
       ...this.store.svids().map((s) => s.renewAfter),
-      ...this.store.jwts().map((j) => j.renewAfter),
+      ...this.store
+        .jwts()
+        .filter((j) => renewed.has(`${j.entryId}\n${audienceKey(j.audience)}`))
+        .map((j) => j.renewAfter),
     ];
-    let next = Math.min(...due);
-    if (failed) next = Math.min(next, now + Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** (this.#failures - 1)));
+    const retryAt = now + Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** Math.max(0, this.#failures - 1));
+    let next = Math.min(now + ENTRY_SYNC_MS, ...due.filter((d) => d > now));
+    if (failed || due.some((d) => d <= now)) next = Math.min(next, retryAt);
     return Math.max(next, now + 1_000);
   }
 
@@ -238,6 +276,8 @@ export class WorkloadIdentities {
 
   private async fetchJwt(entry: WorkloadEntry, audience: string[]): Promise<CachedWorkloadJwt> {
     const answer = await this.port.signJwt(entry.id, audience);
+    // jose is loaded when first needed: not on the path of a restarted agent's first answer (bench/workload-offline-start.ts).
+    const { decodeJwt } = await import('jose');
     const claims = decodeJwt(answer.token);
     const aud = typeof claims.aud === 'string' ? [claims.aud] : (claims.aud ?? []);
     if (claims.sub !== entry.spiffeId || !audience.every((a) => aud.includes(a)))
@@ -275,25 +315,28 @@ export class WorkloadIdentities {
     }
   }
 
-  /** The sync loop until `signal` aborts: at once, then whenever something is due. */
+  /** The sync loop until `signal` aborts: at once, then whenever something is due or {@link agentIdentityChanged} says. */
   async run(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
       if (this.now() >= this.#nextSyncAt) await this.sync();
-      const wait = Math.max(250, this.#nextSyncAt - this.now());
-      await sleep(Math.min(wait, 60_000), signal);
+      const wait = this.#nextSyncAt - this.now();
+      if (wait > 0) await this.pause(Math.min(Math.max(250, wait), 60_000), signal);
     }
   }
-}
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
+  /** Wait `ms`, or until `signal` aborts or the loop is woken. */
+  private pause(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve();
+      const done = (): void => {
+        clearTimeout(t);
+        signal.removeEventListener('abort', done);
+        this.#wake = undefined;
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      signal.addEventListener('abort', done, { once: true });
+      this.#wake = done;
+    });
+  }
 }

@@ -80,6 +80,11 @@ export class WorkloadApiServer {
     this.syncLoop ??= this.identities.run(this.stopSync.signal);
   }
 
+  /** The agent joined or renewed: the sync retries at once what it could not do without that identity. */
+  agentIdentityChanged(how: 'joined' | 'renewed'): void {
+    this.identities.agentIdentityChanged(how);
+  }
+
   async close(): Promise<void> {
     this.stopSync.abort();
     await this.syncLoop;
