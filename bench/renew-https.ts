@@ -8,7 +8,7 @@
  *                                [--rate R [--arrivals poisson|even]] [--at-saturation 0.8]
  *                                [--peer cfssl|none] [--peer-connections 32]
  *                                [--prepare-rate 2500] [--verify-every 1] [--profile]
- *                                [--store sqlite|postgres] [--issuers N]
+ *                                [--store sqlite|postgres] [--issuers N] [--issuer-workers N]
  *
  * Modes:
  *   (default)          closed loop: every agent renews again as soon as its last renewal is
@@ -33,6 +33,9 @@
  *   --issuers N        N issuer processes on that one database (copies of one data directory);
  *                      worker thread i drives issuer i mod N, so N needs --workers ≥ N. Issuer CPU
  *                      per renewal is then the sum over the N processes.
+ *   --issuer-workers N the (first) issuer as `server start --workers N` (src/server/cluster.ts):
+ *                      N processes behind one listener; its CPU per renewal is the sum over the
+ *                      primary and the N workers (each listed under "per issuer process").
  *
  * The load generator (bench/lib/sigil-https-agents.ts) spreads the agents over W worker_threads;
  * each agent has its own keep-alive TLS connection trusting only the pinned root and requiring
@@ -117,6 +120,7 @@ try {
       profile: { type: 'boolean', default: false },
       store: { type: 'string', default: 'sqlite' },
       issuers: { type: 'string', default: '1' },
+      'issuer-workers': { type: 'string', default: '1' },
     },
     strict: true,
   }).values;
@@ -135,6 +139,10 @@ const VERIFY_EVERY = Number(parsed['verify-every']);
 const PROFILE = parsed.profile === true || process.env.BENCH_PROFILE === '1';
 const STORE = parsed.store as string;
 const ISSUERS = Number(parsed.issuers);
+const ISSUER_WORKERS = Number(parsed['issuer-workers']);
+if (!Number.isInteger(ISSUER_WORKERS) || ISSUER_WORKERS < 1 || ISSUER_WORKERS > 16)
+  usage('--issuer-workers must be an integer in 1..16');
+if (ISSUER_WORKERS > 1 && STORE !== 'postgres') usage('--issuer-workers N > 1 needs --store postgres');
 if (STORE !== 'sqlite' && STORE !== 'postgres') usage('--store must be sqlite or postgres');
 if (!Number.isInteger(ISSUERS) || ISSUERS < 1 || ISSUERS > 16) usage('--issuers must be an integer in 1..16');
 if (ISSUERS > 1 && STORE !== 'postgres') usage('--issuers N > 1 needs --store postgres (one SQLite file, one issuer)');
@@ -174,6 +182,8 @@ const profDir = PROFILE ? mkdtempSync(join(tmpdir(), 'sigil-bench-renew-prof-'))
 let issuer: IssuerProcess | undefined;
 /** --issuers N: issuers 2..N (the first is `issuer`), and --store postgres's server. */
 const moreIssuers: IssuerProcess[] = [];
+/** --issuer-workers N: the first issuer's worker processes (`server start --workers N`), for their CPU. */
+let issuerWorkerPids: number[] = [];
 let benchPg: BenchPostgres | undefined;
 let pool: WorkerPool<AgentsRequest, PrepareResult | RunResult | null> | undefined;
 let stopPeer: (() => Promise<void>) | undefined;
@@ -296,7 +306,7 @@ async function runPhase(issuerPid: number, mode: 'closed' | 'open', rate?: numbe
           pgCommitsPer: (x1.pgCommits! - x0.pgCommits!) / renewals,
         }
       : {}),
-    ...(moreIssuers.length
+    ...(moreIssuers.length || issuerWorkerPids.length
       ? {
           issuerMsPerProcess: [
             (1000 * cpu.serverCpuS) / renewals,
@@ -310,7 +320,7 @@ async function runPhase(issuerPid: number, mode: 'closed' | 'open', rate?: numbe
 /** CPU of issuers 2..N and of the PostgreSQL server, for the same window as cpuSnapshot(issuer 1). */
 function storeCpu(): { moreIssuers: number[]; pg?: Map<number, number>; pgCommits?: number } {
   return {
-    moreIssuers: moreIssuers.map((i) => processCpuSeconds(i.pid) ?? NaN),
+    moreIssuers: [...moreIssuers.map((i) => i.pid), ...issuerWorkerPids].map((pid) => processCpuSeconds(pid) ?? NaN),
     ...(benchPg ? { pg: benchPg.cpu(), pgCommits: benchPg.commits() } : {}),
   };
 }
@@ -451,7 +461,11 @@ async function main(): Promise<Record<string, unknown>> {
     dataDir,
     args: ['--max-conns-per-source', '0', '--join-rate', '0', ...storeArgs],
     ...(profDir ? { cpuProfDir: profDir } : {}),
+    workers: ISSUER_WORKERS,
   });
+  issuerWorkerPids = ISSUER_WORKERS > 1 ? issuer.workerPids() : [];
+  if (ISSUER_WORKERS > 1 && issuerWorkerPids.length !== ISSUER_WORKERS)
+    throw new Error(`expected ${ISSUER_WORKERS} issuer workers, found ${issuerWorkerPids.length}`);
   // --issuers N: the others from copies of the first data directory (same CA, audit key), same database.
   for (let n = 2; n <= ISSUERS; n++) {
     const copy = join(work, `issuer-${n}`);
@@ -602,6 +616,7 @@ async function main(): Promise<Record<string, unknown>> {
     verify_every: VERIFY_EVERY,
     store: STORE,
     issuers: ISSUERS,
+    issuer_workers: ISSUER_WORKERS,
     // The first phase's figures at the top level (as before), every phase in `phases`.
     ...phaseJson(main),
     phases: phases.map(phaseJson),

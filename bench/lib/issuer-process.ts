@@ -4,6 +4,7 @@
  * bench talks to it over the network only and reads its CPU from /proc/<pid>.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export class IssuerProcess {
@@ -34,7 +35,15 @@ export class IssuerProcess {
    * Start it and wait for its "listening on" line (30 s at most). `args` are added to
    * `server start --data-dir <dataDir> --listen 127.0.0.1:0 --log-level warn`.
    */
-  static start(p: { root: string; dataDir: string; args?: string[]; cpuProfDir?: string }): Promise<IssuerProcess> {
+  static start(p: {
+    root: string;
+    dataDir: string;
+    args?: string[];
+    cpuProfDir?: string;
+    /** `--workers N` (N > 1): wait until the primary announced all N workers (src/server/cluster.ts). */
+    workers?: number;
+  }): Promise<IssuerProcess> {
+    const workers = p.workers ?? 1;
     const node = p.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', p.cpuProfDir] : [];
     const child = spawn(
       process.execPath,
@@ -43,6 +52,7 @@ export class IssuerProcess {
         join(p.root, 'bin', 'sigil.js'),
         ...['server', 'start', '--data-dir', p.dataDir, '--listen', '127.0.0.1:0', '--log-level', 'warn'],
         ...(p.args ?? []),
+        ...(workers > 1 ? ['--workers', String(workers)] : []),
       ],
       { cwd: p.root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SIGIL_LOG_FORMAT: 'json' } },
     );
@@ -57,7 +67,8 @@ export class IssuerProcess {
       child.stdout!.setEncoding('utf8').on('data', (d: string) => {
         out += d;
         const m = /listening on (https:\/\/\S+)/.exec(out);
-        if (m) {
+        const announced = [...out.matchAll(/worker \d+ \(pid \d+\) listening on/g)].length;
+        if (m && (workers === 1 || announced >= workers)) {
           clearTimeout(timer);
           const issuer = new IssuerProcess(child, m[1]!);
           issuer.#stderr = stderr;
@@ -79,6 +90,19 @@ export class IssuerProcess {
     const timer = setTimeout(() => this.alive && this.child.kill('SIGKILL'), 10_000);
     await exited;
     clearTimeout(timer);
+  }
+
+  /** `--workers N`: the worker processes' pids (children of this one), for their CPU. */
+  workerPids(): number[] {
+    try {
+      return readFileSync(`/proc/${this.pid}/task/${this.pid}/children`, 'utf8')
+        .trim()
+        .split(/\s+/)
+        .filter(Boolean)
+        .map(Number);
+    } catch {
+      return [];
+    }
   }
 
   /** For synchronous exit paths (signal handlers). */

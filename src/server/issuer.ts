@@ -176,3 +176,18 @@ export function rotateServerIdentity(ctx: IssuerContext): ServerIdentity {
   ctx.server = createServerIdentity(ctx.ca, ctx.engine, ctx.tlsSans);
   return ctx.server;
 }
+
+/**
+ * On a store shared by several issuers (PostgreSQL), run `onLockChange` when any issuer changes an
+ * instance or bot lock, and on every resync of the change feed (store/postgres/change-feed.ts):
+ * what this issuer derives from the audit log (the CRL, pushed events) then follows at once
+ * instead of at its next look. Policy and bot-lock reads need nothing here: the store's own
+ * cache is dropped by the same feed. SQLite has no feed: one process, nothing to hear about.
+ */
+export function watchStoreChanges(stores: Stores, onLockChange: () => Promise<void>, log: Logger): void {
+  const feed = (stores as { changes?: { subscribe(fn: (event: string) => void): void } }).changes;
+  feed?.subscribe((event) => {
+    if (event === 'resources') return;
+    onLockChange().catch((err: unknown) => log.warn({ err }, 'looking at the audit log after a change failed'));
+  });
+}

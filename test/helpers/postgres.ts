@@ -18,7 +18,7 @@ import { freePort } from './mosquitto.js';
 const INSTALL =
   'PostgreSQL is not installed; install it with: apt-get install -y postgresql postgresql-client (scripts/setup.sh does)';
 
-function pgBin(name: string): string {
+export function pgBin(name: string): string {
   const base = '/usr/lib/postgresql';
   const versions = existsSync(base)
     ? readdirSync(base)
@@ -29,7 +29,7 @@ function pgBin(name: string): string {
   return join(base, versions[0]!, 'bin', name);
 }
 
-function postgresUser(): { uid: number; gid: number } {
+export function postgresUser(): { uid: number; gid: number } {
   const r = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
   const g = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' });
   if (r.status !== 0 || g.status !== 0) throw new Error(`no postgres system user; ${INSTALL}`);
@@ -48,6 +48,9 @@ export interface Postgres {
   port: number;
   /** The postmaster's pid (its children are the backends; the benches read their CPU from /proc). */
   readonly pid: number;
+  /** The data directory and the Unix socket directory (owned by the postgres user); for a standby's pg_basebackup. */
+  readonly dataDir: string;
+  readonly socketDir: string;
   /** Password of the `postgres` role over TCP (auth 'password'). */
   password?: string;
   /** postgres://postgres[:password]@127.0.0.1:<port>/<database> for auth 'password' or 'trust'. */
@@ -179,6 +182,8 @@ export async function startPostgres(o: PostgresTlsOptions | PostgresLoopbackOpti
     get pid() {
       return proc.pid!;
     },
+    dataDir: data,
+    socketDir: sock,
     ...(password ? { password } : {}),
     url: (database = 'postgres') =>
       `postgres://postgres${password ? `:${password}` : ''}@127.0.0.1:${port}/${database}`,

@@ -382,7 +382,11 @@ export interface TxStores {
   readonly admin: AdminCredentialStore;
 }
 
-/** A backend: the stores for reads (and single writes) outside a transaction, and the write transaction. */
+/**
+ * A backend: the stores for reads (and single writes) outside a transaction, and the write transaction.
+ * Also `fleet: FleetStore`, the fleet view's read model (issue #18), declared in fleet-types.ts by
+ * module augmentation (it uses AuditRecord from here; an import back would be a cycle).
+ */
 export interface Stores extends TxStores {
   /** Run `fn` in one write transaction; see the header for the guarantees. */
   withWriteTx<T>(fn: (tx: TxStores) => Promise<T>): Promise<T>;

@@ -1,5 +1,6 @@
 /** Locks on whole bots, on PostgreSQL (types.ts BotLockStore). A row exists only while locked. */
 import type { BotLockStore } from '../types.js';
+import { CHANGE_CHANNEL } from './change-feed.js';
 import type { Db } from './db.js';
 
 export class PgBotLockStore implements BotLockStore {
@@ -7,15 +8,25 @@ export class PgBotLockStore implements BotLockStore {
 
   async setLocked(bot: string, locked: boolean, reason: string | null, now: number): Promise<void> {
     // Locking an already locked bot refreshes reason and time (the newest decision is shown).
-    if (locked)
-      await this.db.sql`
-        INSERT INTO bot_locks (bot, reason, at) VALUES (${bot}, ${reason}, ${now})
-        ON CONFLICT (bot) DO UPDATE SET reason = excluded.reason, at = excluded.at`;
-    else await this.db.sql`DELETE FROM bot_locks WHERE bot = ${bot}`;
+    // Every issuer is told in the same statement (./change-feed.ts; delivered at COMMIT).
+    const rows = locked
+      ? await this.db.sql`
+        WITH w AS (INSERT INTO bot_locks (bot, reason, at) VALUES (${bot}, ${reason}, ${now})
+          ON CONFLICT (bot) DO UPDATE SET reason = excluded.reason, at = excluded.at RETURNING 1)
+        SELECT pg_notify(${CHANGE_CHANNEL}, 'bot_locks')::text AS notified FROM w`
+      : await this.db.sql`
+        WITH d AS (DELETE FROM bot_locks WHERE bot = ${bot} RETURNING 1)
+        SELECT pg_notify(${CHANGE_CHANNEL}, 'bot_locks')::text AS notified FROM d`;
+    if (rows.length > 0) this.db.wrote('bot_locks');
   }
 
+  /** Through the issuer's cache (./policy-cache.ts): every renewal and join asks. */
   async isLocked(bot: string): Promise<boolean> {
-    return (await this.db.sql`SELECT 1 FROM bot_locks WHERE bot = ${bot}`).length > 0;
+    return this.db.cached(
+      'bot_locks',
+      bot,
+      async () => (await this.db.sql`SELECT 1 FROM bot_locks WHERE bot = ${bot}`).length > 0,
+    );
   }
 
   async listLocked(): Promise<Array<{ bot: string; reason: string | null; at: number }>> {

@@ -61,6 +61,7 @@ export function openPool(url: string, o: PostgresPoolOptions = {}): Pool {
   try {
     return openPoolUnchecked(url, o, onStatement);
   } catch (err) {
+    if (err instanceof SigilError) throw err;
     // The driver parses the URL here; its errors may quote the URL (Node's ERR_INVALID_URL keeps it as `input`).
     throw new SigilError(
       'config_invalid',
@@ -69,8 +70,31 @@ export function openPool(url: string, o: PostgresPoolOptions = {}): Pool {
   }
 }
 
+/**
+ * The session kind an issuer connects to, as the driver's `target_session_attrs` option (which
+ * takes precedence over the URL's). An issuer writes, so it must never settle on a standby:
+ * - `read-write` (libpq: not in hot standby AND default_transaction_read_only off) is passed as
+ *   `primary`: the `postgres` driver (v4.2) checks only default_transaction_read_only for
+ *   `read-write`, and a hot standby reports that as off, so it would be accepted and refuse every
+ *   write (25006). Measured in test/e2e/postgres-standby-promote.test.ts, which lists the standby first.
+ * - unset is `primary` too (a multi-host URL without it would otherwise take the first host that
+ *   answers, standby or not); `any` (the driver's null) is left to whoever asks for it explicitly.
+ * - `read-only`, `standby`, `prefer-standby` are refused: an issuer on them could not write.
+ */
+export function issuerSessionAttrs(url: string, env: NodeJS.ProcessEnv = process.env): 'primary' | null {
+  const fromUrl = /[?&]target_session_attrs=([^&]*)/.exec(url)?.[1];
+  const wanted = decodeURIComponent(fromUrl ?? env['PGTARGETSESSIONATTRS'] ?? '') || 'read-write';
+  if (wanted === 'read-write' || wanted === 'primary') return 'primary';
+  if (wanted === 'any') return null;
+  throw new SigilError(
+    'config_invalid',
+    `target_session_attrs=${wanted} cannot serve an issuer, which writes: use read-write (or primary)`,
+  );
+}
+
 function openPoolUnchecked(url: string, o: PostgresPoolOptions, onStatement: PostgresPoolOptions['onStatement']): Pool {
   return postgres(url, {
+    target_session_attrs: issuerSessionAttrs(url),
     max: o.max ?? 10,
     connect_timeout: o.connectTimeoutS ?? 10,
     // Backstop for a database that goes silent (a partition): without it a statement already sent
@@ -86,6 +110,29 @@ function openPoolUnchecked(url: string, o: PostgresPoolOptions, onStatement: Pos
       lock_timeout: o.lockTimeoutMs ?? 5000,
     },
     ...(onStatement ? { debug: (_conn: number, query: string) => onStatement(query) } : {}),
+  }) as unknown as Pool;
+}
+
+/**
+ * The change feed's own connection (./change-feed.ts): one, never idle-closed or recycled (a
+ * recycled connection would silently stop listening), no statement timeout (it waits for
+ * notifications), the driver's notification and close callbacks passed through.
+ */
+export function openListener(
+  url: string,
+  o: PostgresPoolOptions & { onnotify: (channel: string, payload: string) => void; onclose: () => void },
+): Pool {
+  return postgres(url, {
+    target_session_attrs: issuerSessionAttrs(url),
+    max: 1,
+    idle_timeout: 0,
+    max_lifetime: null,
+    connect_timeout: o.connectTimeoutS ?? 10,
+    onnotify: o.onnotify,
+    onclose: o.onclose,
+    onnotice: () => undefined,
+    fetch_types: false,
+    connection: { application_name: `${o.applicationName ?? 'sigil-issuer'}-listener` },
   }) as unknown as Pool;
 }
 

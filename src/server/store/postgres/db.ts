@@ -3,7 +3,9 @@
  * the pool (each statement autocommits on whichever connection is free); inside `withWriteTx` it
  * is the transaction's one connection, and only while the transaction is open.
  */
+import type { ChangeTopic } from './change-feed.js';
 import { isRetryableTxError, type Pool, type Sql, type TxSql } from './connection.js';
+import type { CachedTopic, PolicyCache } from './policy-cache.js';
 
 /** Runs of a transaction when PostgreSQL reports a serialization failure or deadlock (types.ts header). */
 export const TX_ATTEMPTS = 5;
@@ -31,14 +33,24 @@ export interface Db {
    * transaction (a failure aborts it, the contract's rule); outside, it is a transaction of its own.
    */
   atomic<T>(fn: (sql: Sql) => Promise<T>): Promise<T>;
+  /**
+   * Say that a statement wrote `topic` (it also sent its pg_notify: ./change-feed.ts): outside a
+   * transaction it has committed, so this issuer's cache drops the topic now; inside, once the
+   * transaction commits (./stores.ts), and until then the transaction's own reads of it skip the cache.
+   */
+  wrote(topic: ChangeTopic): void;
+  /** Read through the issuer's policy cache (./policy-cache.ts) when there is one and this Db may use it. */
+  cached<T>(topic: CachedTopic, key: string, load: () => Promise<T>): Promise<T>;
 }
 
 /** The pool as a `Db`: statements autocommit, `atomic` is its own BEGIN … COMMIT. */
-export function poolDb(pool: Pool): Db {
+export function poolDb(pool: Pool, cache?: PolicyCache): Db {
   return {
     sql: pool,
     inTx: false,
     atomic: <T>(fn: (sql: Sql) => Promise<T>) => withRetries(() => pool.begin((tx) => fn(tx)) as Promise<T>),
+    wrote: (topic) => cache?.invalidate(topic),
+    cached: (topic, key, load) => (cache ? cache.read(topic, key, load) : load()),
   };
 }
 
@@ -48,8 +60,23 @@ export class TxDb implements Db {
   #open = true;
   /** The first error of a statement sent with `sendWithoutWaiting` (the transaction is then aborted). */
   deferredError: unknown = undefined;
+  /** Topics this transaction wrote: dropped from the cache after COMMIT (./stores.ts). */
+  readonly wroteTopics = new Set<ChangeTopic>();
 
-  constructor(private readonly tx: TxSql) {}
+  constructor(
+    private readonly tx: TxSql,
+    private readonly cache?: PolicyCache,
+  ) {}
+
+  wrote(topic: ChangeTopic): void {
+    this.wroteTopics.add(topic);
+  }
+
+  cached<T>(topic: CachedTopic, key: string, load: () => Promise<T>): Promise<T> {
+    // After its own write the transaction must read that write, which no cache holds yet.
+    if (!this.cache || this.wroteTopics.has(topic)) return load();
+    return this.cache.read(topic, key, load);
+  }
 
   get sql(): Sql {
     if (!this.#open)
@@ -69,9 +96,10 @@ export class TxDb implements Db {
    * it in the same network write. PostgreSQL runs them in order; if it fails, the transaction is
    * aborted, the COMMIT answers ROLLBACK and `withWriteTx` rejects with this error (stores.ts).
    */
-  sendWithoutWaiting(query: { execute(): PromiseLike<unknown> }): void {
+  sendWithoutWaiting(query: { execute(): PromiseLike<unknown> }, mapError?: (err: unknown) => unknown): void {
     Promise.resolve(query.execute()).then(undefined, (err: unknown) => {
-      this.deferredError ??= err;
+      // `mapError`: what the failure means to the caller (a statement that signals by SQLSTATE).
+      this.deferredError ??= mapError ? mapError(err) : err;
     });
   }
 

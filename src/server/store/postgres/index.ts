@@ -4,7 +4,8 @@
  * (docs/store-postgres.md says how each is enforced).
  */
 import type { PgAuditOptions } from './audit.js';
-import { openPool, redactStoreUrl, type PostgresPoolOptions } from './connection.js';
+import { PgChangeFeed, type ChangeFeedOptions } from './change-feed.js';
+import { openListener, openPool, redactStoreUrl, type PostgresPoolOptions } from './connection.js';
 import { migratePostgres } from './migrations.js';
 import { PostgresStores } from './stores.js';
 import { checkAuditKeyClaim } from './issuer-claim.js';
@@ -13,6 +14,7 @@ export { isPostgresUrl, redactStoreUrl, isUnavailable, toStoreError } from './co
 export type { PostgresPoolOptions } from './connection.js';
 export { PG_MIGRATIONS, PG_AUDIT_TRIGGERS, latestPgVersion, migratePostgres, pgSchemaVersion } from './migrations.js';
 export { PostgresStores } from './stores.js';
+export { PgChangeFeed, CHANGE_CHANNEL, type ChangeEvent, type ChangeTopic } from './change-feed.js';
 export { TX_ATTEMPTS } from './db.js';
 export { claimDatabase, checkAuditKeyClaim, checkDatabaseClaimable, AUDIT_KEY_SETTING } from './issuer-claim.js';
 
@@ -20,6 +22,12 @@ export interface PostgresStoreOptions extends PostgresPoolOptions {
   audit?: PgAuditOptions;
   /** Refuse to serve unless the database was claimed with this audit key (./issuer-claim.ts); the issuer sets it. */
   checkAuditKey?: boolean;
+  /**
+   * Cache policy and bot locks, kept correct by LISTEN/NOTIFY (./change-feed.ts, ./policy-cache.ts).
+   * Default: on for an issuer (`checkAuditKey`), off otherwise (a one-shot command gains nothing).
+   * `false` or options for the feed (tests shorten its heartbeat).
+   */
+  changeFeed?: boolean | ChangeFeedOptions;
 }
 
 /**
@@ -29,7 +37,12 @@ export interface PostgresStoreOptions extends PostgresPoolOptions {
 export function openPostgresStores(url: string, opts: PostgresStoreOptions = {}): PostgresStores {
   const pool = openPool(url, opts);
   const audit = opts.audit ?? {};
-  return new PostgresStores(
+  const feedOpts = opts.changeFeed ?? opts.checkAuditKey ?? false;
+  const changes =
+    feedOpts === false
+      ? undefined
+      : new PgChangeFeed((handlers) => openListener(url, { ...opts, ...handlers }), feedOpts === true ? {} : feedOpts);
+  const stores = new PostgresStores(
     pool,
     audit,
     async () => {
@@ -37,5 +50,13 @@ export function openPostgresStores(url: string, opts: PostgresStoreOptions = {})
       if (opts.checkAuditKey) await checkAuditKeyClaim(pool, audit.key, redactStoreUrl(url));
     },
     redactStoreUrl(url),
+    changes,
   );
+  // After the migrations (LISTEN on a database being created would only fail and retry).
+  if (changes)
+    void stores.ready.then(
+      () => changes.start(),
+      () => undefined,
+    );
+  return stores;
 }

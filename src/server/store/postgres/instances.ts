@@ -3,7 +3,9 @@ import type { KeyStorage } from '../../../keystore/signer.js';
 import { SigilError } from '../../../errors.js';
 import type { InstanceRecord, InstanceStore, NewInstance } from '../types.js';
 import { canonicalJson } from '../sqlite/canonical-json.js';
-import type { Db } from './db.js';
+import { attestationOkOf } from '../fleet-query.js';
+import { CHANGE_CHANNEL } from './change-feed.js';
+import { TxDb, type Db } from './db.js';
 
 interface InstanceRow {
   id: string;
@@ -31,10 +33,10 @@ export class PgInstanceStore implements InstanceStore {
   async create(rec: NewInstance): Promise<void> {
     await this.db.sql`
       INSERT INTO instances (id, bot, join_method, spiffe_id, generation, locked, lock_reason, facts, key_storage,
-                             exportable, created_at, updated_at, last_seen_at)
+                             exportable, created_at, updated_at, last_seen_at, attestation_ok)
       VALUES (${rec.id}, ${rec.bot}, ${rec.joinMethod}, ${rec.spiffeId}, ${rec.generation}, false, NULL,
               ${canonicalJson(rec.facts)}, ${rec.keyStorage}, ${rec.exportable}, ${rec.createdAt}, ${rec.createdAt},
-              ${rec.createdAt})`;
+              ${rec.createdAt}, ${attestationOkOf(rec.facts)})`;
   }
 
   /**
@@ -73,9 +75,30 @@ export class PgInstanceStore implements InstanceStore {
   }
 
   async recordIssue(id: string, u: IssueUpdate): Promise<void> {
+    // current_not_before (the fleet view's half-life check, migration 2) from the certificate row
+    // the issue inserted just before on this connection (ops/issue.ts); NULL if there is none.
+    if (this.db instanceof TxDb) {
+      // Inside withWriteTx: sent without waiting for its round trip (./db.ts), like the
+      // certificate before it; the renewal's next statements go out in the same network write.
+      // An unknown instance must still fail the transaction: the statement divides by the number
+      // of rows it updated, so zero rows is a division_by_zero (22012), reported as unknown instance.
+      const update = this.db.sql`
+        WITH u AS (
+          UPDATE instances
+             SET generation = ${u.generation}, current_serial = ${u.serial}, current_not_after = ${u.notAfter},
+                 current_not_before = (SELECT not_before FROM certificates WHERE serial = ${u.serial}),
+                 key_storage = ${u.keyStorage}, exportable = ${u.exportable}, updated_at = ${u.now}, last_seen_at = ${u.now}
+           WHERE id = ${id} RETURNING 1)
+        SELECT 1 / (SELECT count(*)::int FROM u) AS updated`;
+      this.db.sendWithoutWaiting(update, (err) =>
+        (err as { code?: unknown })?.code === '22012' ? unknownInstance('recordIssue', id) : err,
+      );
+      return;
+    }
     const r = await this.db.sql`
       UPDATE instances
          SET generation = ${u.generation}, current_serial = ${u.serial}, current_not_after = ${u.notAfter},
+             current_not_before = (SELECT not_before FROM certificates WHERE serial = ${u.serial}),
              key_storage = ${u.keyStorage}, exportable = ${u.exportable}, updated_at = ${u.now}, last_seen_at = ${u.now}
        WHERE id = ${id}`;
     if (r.count === 0) throw unknownInstance('recordIssue', id);
@@ -83,9 +106,15 @@ export class PgInstanceStore implements InstanceStore {
 
   async setLocked(id: string, locked: boolean, reason: string | null, now: number): Promise<boolean> {
     // An unlock clears the reason: a stale reason on an unlocked instance would only mislead.
-    const r = await this.db.sql`
-      UPDATE instances SET locked = ${locked}, lock_reason = ${locked ? reason : null}, updated_at = ${now} WHERE id = ${id}`;
-    return r.count > 0;
+    // Every issuer is told in the same statement (./change-feed.ts: their CRL and pushed events
+    // look at the audit log at once); the lock itself is read from the row by every renewal.
+    const rows = await this.db.sql`
+      WITH u AS (UPDATE instances SET locked = ${locked}, lock_reason = ${locked ? reason : null}, updated_at = ${now}
+        WHERE id = ${id} RETURNING 1)
+      SELECT pg_notify(${CHANGE_CHANNEL}, 'instances')::text AS notified FROM u`;
+    if (rows.length === 0) return false;
+    this.db.wrote('instances');
+    return true;
   }
 
   /** Shallow merge, read FOR UPDATE and written in one transaction (a concurrent merge waits, then sees this one). */
@@ -94,7 +123,8 @@ export class PgInstanceStore implements InstanceStore {
       const [row] = await sql<{ facts: string }[]>`SELECT facts FROM instances WHERE id = ${id} FOR UPDATE`;
       if (!row) throw unknownInstance('updateFacts', id);
       const merged = { ...(JSON.parse(row.facts) as Record<string, unknown>), ...facts };
-      await sql`UPDATE instances SET facts = ${canonicalJson(merged)}, updated_at = ${now} WHERE id = ${id}`;
+      await sql`UPDATE instances SET facts = ${canonicalJson(merged)}, attestation_ok = ${attestationOkOf(merged)},
+                updated_at = ${now} WHERE id = ${id}`;
     });
   }
 }

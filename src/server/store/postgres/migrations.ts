@@ -204,6 +204,32 @@ CREATE TRIGGER audit_anchor_no_truncate BEFORE TRUNCATE ON audit_anchor
   FOR EACH STATEMENT EXECUTE FUNCTION sigil_append_only();
 `,
   },
+  {
+    version: 2,
+    name: 'fleet view state columns and indexes (SQLite migration 7)',
+    sql: `
+-- The fleet view (issue #18): the same two state columns as SQLite's migration 7, plain columns
+-- written with the row (see there). Indexes only on columns a renewal does not change, so a
+-- renewal's UPDATE of the instance row stays a HOT update (no index entry written at all);
+-- expiry order, the state counts and filters are a scan of the table instead (bench/fleet-page.ts:
+-- within budget at 100,000). Text keys are indexed COLLATE "C": the fleet queries order and
+-- compare them byte-wise, as SQLite does, which an index in the database's default collation
+-- would not serve. The partial indexes' predicates change only with a lock or an attestation.
+ALTER TABLE instances ADD COLUMN current_not_before BIGINT;
+ALTER TABLE instances ADD COLUMN attestation_ok BOOLEAN;
+UPDATE instances SET current_not_before = c.not_before
+  FROM certificates c WHERE c.serial = instances.current_serial;
+UPDATE instances SET attestation_ok = (facts::json #>> '{attestation,ok}')::boolean
+ WHERE json_typeof(facts::json #> '{attestation,ok}') = 'boolean';
+CREATE INDEX instances_fleet_id ON instances (id COLLATE "C");
+CREATE INDEX instances_fleet_bot ON instances (bot COLLATE "C", id COLLATE "C");
+CREATE INDEX instances_fleet_method ON instances (join_method COLLATE "C", id COLLATE "C");
+CREATE INDEX instances_fleet_attestation_failed ON instances (id COLLATE "C") WHERE attestation_ok = false;
+CREATE INDEX instances_fleet_locked ON instances (id COLLATE "C") WHERE locked;
+-- A machine's audit history (the machine page), newest first, without walking the whole log.
+CREATE INDEX audit_log_instance ON audit_log (instance_id, seq);
+`,
+  },
 ];
 
 /** The append-only triggers migration 1 creates; `AuditStore.triggers()` reports each missing or disabled one. */

@@ -38,12 +38,16 @@ import { PgAuditStore, type PgAuditOptions } from './audit.js';
 import { PgBotLockStore } from './bot-locks.js';
 import { PgCertificateStore } from './certificates.js';
 import { PgChallengeStore } from './challenges.js';
+import type { PgChangeFeed } from './change-feed.js';
 import { toStoreError, type Pool } from './connection.js';
 import { poolDb, TxDb, withRetries, type Db } from './db.js';
 import { PgDeviceStore } from './devices.js';
+import { PgFleetStore } from './fleet.js';
+import type { FleetStore } from '../fleet-types.js';
 import { PgIdempotencyStore } from './idempotency.js';
 import { PgInstanceStore } from './instances.js';
 import { PgKeyBindingStore } from './key-bindings.js';
+import { PolicyCache } from './policy-cache.js';
 import { PgResourceStore } from './resources.js';
 import { PgTokenReplayStore } from './token-replay.js';
 import { PgTokenStore } from './tokens.js';
@@ -80,8 +84,18 @@ export class PostgresStores implements Stores {
   readonly audit: AuditStore;
   readonly admin: AdminCredentialStore;
 
+  /** The fleet view's reads (issue #18), on any pooled connection, never in a transaction. */
+  readonly fleet: FleetStore;
+
   /** Settles once the database is migrated and the opening checks passed. */
   readonly ready: Promise<void>;
+  /**
+   * The LISTEN/NOTIFY feed of other issuers' changes (./change-feed.ts), when this issuer caches
+   * policy (./policy-cache.ts); the service subscribes to it for the CRL and pushed events.
+   */
+  readonly changes: PgChangeFeed | undefined;
+  /** The policy cache, when there is a change feed to keep it correct. */
+  readonly cache: PolicyCache | undefined;
   #isReady = false;
   #closed: Promise<void> | undefined;
 
@@ -94,7 +108,12 @@ export class PostgresStores implements Stores {
     private readonly auditOpts: PgAuditOptions,
     prepare: () => Promise<void>,
     private readonly where: string,
+    changes?: PgChangeFeed,
   ) {
+    this.changes = changes;
+    const cache = changes ? new PolicyCache(() => changes.live) : undefined;
+    this.cache = cache;
+    if (changes && cache) changes.subscribe((event) => cache.invalidate(event));
     this.ready = prepare().then(
       () => {
         this.#isReady = true;
@@ -105,7 +124,7 @@ export class PostgresStores implements Stores {
     );
     // A failure is reported to whoever calls first (or awaits `ready`), not as an unhandled rejection.
     this.ready.catch(() => undefined);
-    const top = guarded(pgStoreSet(poolDb(pool), auditOpts), this);
+    const top = guarded(pgStoreSet(poolDb(pool, this.cache), auditOpts), this);
     this.resources = top.resources;
     this.tokens = top.tokens;
     this.challenges = top.challenges;
@@ -118,6 +137,7 @@ export class PostgresStores implements Stores {
     this.idempotency = top.idempotency;
     this.audit = top.audit;
     this.admin = top.admin;
+    this.fleet = new PgFleetStore(poolDb(pool), (call) => this.enter(call));
   }
 
   /** Wait for `ready`, refuse after close; then run `call`, mapping connection trouble. */
@@ -139,7 +159,7 @@ export class PostgresStores implements Stores {
     let txDb: TxDb | undefined;
     try {
       const value = (await this.pool.begin(async (sql) => {
-        txDb = new TxDb(sql);
+        txDb = new TxDb(sql, this.cache);
         const value = await fn(pgStoreSet(txDb, this.auditOpts));
         // From here on the stores refuse: COMMIT is on its way.
         txDb.end();
@@ -147,6 +167,8 @@ export class PostgresStores implements Stores {
       })) as T;
       // Cannot happen after a COMMIT that committed; never report success if it somehow did.
       if (txDb?.deferredError !== undefined) throw txDb.deferredError;
+      // Committed: this issuer sees its own policy and lock changes at once (the others through NOTIFY).
+      for (const topic of txDb?.wroteTopics ?? []) this.cache?.invalidate(topic);
       return value;
     } catch (err) {
       // A write sent without waiting (TxDb.sendWithoutWaiting) failed first: its error, not the
@@ -160,7 +182,10 @@ export class PostgresStores implements Stores {
 
   /** Waits for running calls' statements (the driver ends the pool after its queries), then closes. */
   close(): Promise<void> {
-    this.#closed ??= this.ready.catch(() => undefined).then(() => this.pool.end({ timeout: 5 }));
+    this.#closed ??= this.ready
+      .catch(() => undefined)
+      .then(() => Promise.all([this.changes?.close(), this.pool.end({ timeout: 5 })]))
+      .then(() => undefined);
     return this.#closed;
   }
 }

@@ -54,6 +54,8 @@ import {
   type SyncStoreSet,
 } from './async-access.js';
 import type { SqliteAuditOptions } from './audit.js';
+import type { FleetStore } from '../fleet-types.js';
+import { SqliteFleetStore } from './fleet.js';
 import { openSqlite, openSqliteReader } from './db.js';
 import { syncSqliteStores } from './sync.js';
 import { WriteQueue } from './write-queue.js';
@@ -117,6 +119,8 @@ export class AsyncSqliteStores implements Stores {
   readonly idempotency: IdempotencyStore;
   readonly audit: AuditStore;
   readonly admin: AdminCredentialStore;
+  /** The fleet view's reads (issue #18): on the read connection, never in a transaction. */
+  readonly fleet: FleetStore;
 
   private readonly queue = new WriteQueue();
   private readonly write: SyncStoreSet;
@@ -187,6 +191,7 @@ export class AsyncSqliteStores implements Stores {
     this.idempotency = top.idempotency;
     this.audit = top.audit;
     this.admin = top.admin;
+    this.fleet = new SqliteFleetStore(reader ?? writer, (read) => this.readOutside(read));
   }
 
   withWriteTx<T>(fn: (tx: TxStores) => Promise<T>): Promise<T> {
@@ -321,6 +326,17 @@ export class AsyncSqliteStores implements Stores {
       const o = m.outcome!;
       if (o.ok) m.resolve(o.value);
       else m.reject(o.error);
+    }
+  }
+
+  /** A read that is not a store method (the fleet view): as `dispatch` routes a read. */
+  private readOutside<T>(read: () => T): Promise<T> {
+    if (this.closed) return Promise.reject(closedError());
+    if (!this.reader) return this.queue.run(read);
+    try {
+      return Promise.resolve(read());
+    } catch (err) {
+      return Promise.reject(err);
     }
   }
 

@@ -5,6 +5,7 @@ import { SigilError } from '../../../errors.js';
 import type { InstanceRecord } from '../types.js';
 import type { SyncInstanceStore } from './sync-types.js';
 import { canonicalJson } from './canonical-json.js';
+import { attestationOkOf } from '../fleet-query.js';
 
 interface InstanceRow {
   id: string;
@@ -39,34 +40,37 @@ export class SqliteInstanceStore implements SyncInstanceStore {
   private readonly recordIssueStmt: BetterSqlite3.Statement<[IssueRow]>;
   private readonly setLockedStmt: BetterSqlite3.Statement<[0 | 1, string | null, number, string]>;
   private readonly getFactsStmt: BetterSqlite3.Statement<[string], string>;
-  private readonly setFactsStmt: BetterSqlite3.Statement<[string, number, string]>;
+  private readonly setFactsStmt: BetterSqlite3.Statement<[string, 0 | 1 | null, number, string]>;
   private readonly updateFactsTx: BetterSqlite3.Transaction<
     (id: string, facts: Record<string, unknown>, now: number) => void
   >;
 
   constructor(db: BetterSqlite3.Database) {
     this.insertStmt = db.prepare(
-      `INSERT INTO instances (${COLS}) VALUES (
+      `INSERT INTO instances (${COLS}, attestation_ok) VALUES (
          @id, @bot, @join_method, @spiffe_id, @generation, 0, NULL, @facts, @key_storage, @exportable,
-         @created_at, @created_at, @created_at, NULL, NULL)`,
+         @created_at, @created_at, @created_at, NULL, NULL, @attestation_ok)`,
     );
     this.getStmt = db.prepare(`SELECT ${COLS} FROM instances WHERE id = ?`);
     this.listAllStmt = db.prepare(`SELECT ${COLS} FROM instances ORDER BY created_at, id`);
     this.listByBotStmt = db.prepare(`SELECT ${COLS} FROM instances WHERE bot = ? ORDER BY created_at, id`);
+    // current_not_before (the fleet view's half-life check, migration 7) from the certificate row
+    // the issue inserted just before (ops/issue.ts); NULL if there is none.
     this.recordIssueStmt = db.prepare(
       `UPDATE instances
           SET generation = @generation, current_serial = @serial, current_not_after = @not_after,
+              current_not_before = (SELECT not_before FROM certificates WHERE serial = @serial),
               key_storage = @key_storage, exportable = @exportable, updated_at = @now, last_seen_at = @now
         WHERE id = @id`,
     );
     this.setLockedStmt = db.prepare('UPDATE instances SET locked = ?, lock_reason = ?, updated_at = ? WHERE id = ?');
     this.getFactsStmt = db.prepare<[string], string>('SELECT facts FROM instances WHERE id = ?').pluck();
-    this.setFactsStmt = db.prepare('UPDATE instances SET facts = ?, updated_at = ? WHERE id = ?');
+    this.setFactsStmt = db.prepare('UPDATE instances SET facts = ?, attestation_ok = ?, updated_at = ? WHERE id = ?');
     this.updateFactsTx = db.transaction((id: string, facts: Record<string, unknown>, now: number) => {
       const current = this.getFactsStmt.get(id);
       if (current === undefined) throw unknownInstance('updateFacts', id);
       const merged = { ...(JSON.parse(current) as Record<string, unknown>), ...facts };
-      this.setFactsStmt.run(canonicalJson(merged), now, id);
+      this.setFactsStmt.run(canonicalJson(merged), okColumn(attestationOkOf(merged)), now, id);
     });
   }
 
@@ -81,6 +85,7 @@ export class SqliteInstanceStore implements SyncInstanceStore {
       key_storage: rec.keyStorage,
       exportable: rec.exportable ? 1 : 0,
       created_at: rec.createdAt,
+      attestation_ok: okColumn(attestationOkOf(rec.facts)),
     });
   }
 
@@ -129,6 +134,8 @@ interface NewInstanceRow {
   key_storage: KeyStorage;
   exportable: 0 | 1;
   created_at: number;
+  /** facts.attestation.ok, kept in its own column for the fleet view (migration 7). */
+  attestation_ok: 0 | 1 | null;
 }
 
 interface IssueRow {
@@ -139,6 +146,10 @@ interface IssueRow {
   key_storage: KeyStorage;
   exportable: 0 | 1;
   now: number;
+}
+
+function okColumn(ok: boolean | null): 0 | 1 | null {
+  return ok === null ? null : ok ? 1 : 0;
 }
 
 /** The service checks existence inside its transaction first; reaching this is a bug. */

@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe } from 'vitest';
 import type { Stores } from '../../../../src/server/store/types.js';
 import { bindingSuites } from './bindings.js';
 import { concurrencySuite } from './concurrency.js';
+import { fleetSuite } from './fleet.js';
 import { identitySuites } from './identity.js';
 import { recordSuites } from './records.js';
 import { txSuite } from './tx.js';
@@ -31,5 +32,6 @@ export function storeConformance(name: string, open: () => Backend | Promise<Bac
     txSuite(stores);
     concurrencySuite(stores);
     bindingSuites(stores);
+    fleetSuite(stores);
   });
 }
