@@ -144,6 +144,34 @@ function mqttConfig(o: MqttOptions): IssuerMqttConfig | undefined {
   };
 }
 
+interface UiOptions {
+  ui?: boolean;
+  uiListen?: string;
+  uiIdleTimeout?: string;
+  uiSessionLifetime?: string;
+}
+
+/** `--ui-*` flags into IssuerServiceConfig.ui (server/ui/). */
+async function parseUiOptions(o: UiOptions): Promise<import('../server/service.js').IssuerServiceConfig['ui']> {
+  if (o.ui === false) {
+    if (o.uiListen !== undefined)
+      throw new SigilError('config_invalid', '--ui-listen and --no-ui contradict each other');
+    return false;
+  }
+  const { parseDuration } = await import('../util/duration.js');
+  const ms = (v: string | undefined): number | undefined =>
+    v === undefined ? undefined : parseDuration(v, 'config_invalid') * 1000;
+  const idle = ms(o.uiIdleTimeout);
+  const lifetime = ms(o.uiSessionLifetime);
+  if (idle !== undefined && lifetime !== undefined && lifetime < idle)
+    throw new SigilError('config_invalid', '--ui-session-lifetime must not be shorter than --ui-idle-timeout');
+  return {
+    ...(o.uiListen !== undefined ? { listen: parseListen(o.uiListen) } : {}),
+    ...(idle !== undefined ? { sessionIdleMs: idle } : {}),
+    ...(lifetime !== undefined ? { sessionAbsoluteMs: lifetime } : {}),
+  };
+}
+
 const STORE_HELP =
   'where the state lives: postgres://[user@]host[:port][,host2…]/db[?target_session_attrs=read-write] for several issuers on one database (docs/store-postgres.md; put the password in PGPASSWORD or ~/.pgpass, not the URL); default $SIGIL_STORE, else DATA_DIR/issuer.db';
 
@@ -243,6 +271,20 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
       '--event-webhook-ca <file>',
       "CA certificates (PEM) for the webhooks' TLS certificates (default: the system's)",
     )
+    .option(
+      '--ui-listen <host:port>',
+      'serve the fleet view (/ui/) on this address only, not on --listen (docs/fleet-ui.md)',
+    )
+    .option(
+      '--workers <n>',
+      'serve with N issuer processes sharing the listener, for N cores (needs --store postgres://; docs/scaling.md)',
+    )
+    .option('--no-ui', 'do not serve the fleet view')
+    .option('--ui-idle-timeout <dur>', 'sign a fleet-view session out after this long without a request (default 15m)')
+    .option(
+      '--ui-session-lifetime <dur>',
+      'sign a fleet-view session out this long after sign-in, active or not (default 8h)',
+    )
     .action(
       (
         o: {
@@ -256,7 +298,9 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
           crlRefresh?: string;
           eventWebhook?: string[];
           eventWebhookCa?: string;
-        } & MqttOptions &
+          workers?: string;
+        } & UiOptions &
+          MqttOptions &
           AuditOptions &
           LimitOptions,
       ) =>
@@ -278,8 +322,17 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
             url,
             ...(webhookCa !== undefined ? { ca: webhookCa } : {}),
           }));
-          const { IssuerService } = await import('../server/service.js');
+          const ui = await parseUiOptions(o);
           const store = o.store ?? process.env['SIGIL_STORE'];
+          // --workers N > 1: this process only supervises N issuer processes (server/cluster.ts).
+          const workers = o.workers !== undefined ? await import('../server/cluster.js') : undefined;
+          if (workers && !workers.isClusterWorker()) {
+            const { storeKind } = await import('../server/data-dir-store.js');
+            const n = workers.parseWorkers(o.workers!, storeKind(store));
+            if (n > 1)
+              return workers.superviseWorkers({ workers: n, say: (line) => process.stdout.write(`${line}\n`) });
+          }
+          const { IssuerService } = await import('../server/service.js');
           const service = IssuerService.open({
             dataDir: o.dataDir,
             ...(store !== undefined ? { store } : {}),
@@ -294,6 +347,7 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
             ...(mqtt ? { mqtt } : {}),
             ...(crlRefreshMs !== undefined ? { crl: { refreshMs: crlRefreshMs } } : {}),
             ...(webhooks.length > 0 ? { events: { webhooks } } : {}),
+            ui,
           });
           await service.start();
           const { ca } = service.ctx;
@@ -312,6 +366,8 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
           process.stdout.write(
             `sigil issuer listening on ${service.url} (trust domain ${ca.trustDomain}, ca pin ${ca.pin})\n`,
           );
+          if (service.ui) process.stdout.write(`sigil fleet view on ${service.uiUrl || service.url}/ui/\n`);
+          workers?.reportListening(service.url);
           await new Promise<void>((resolve) => {
             const stop = (sig: string): void => {
               service.log.info({ signal: sig }, 'shutting down');
@@ -321,6 +377,42 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
             process.once('SIGINT', () => stop('SIGINT'));
           });
         }),
+    );
+
+  server
+    .command('ui-token')
+    .description('issue (or revoke) a read-only viewer credential for the fleet view (docs/fleet-ui.md)')
+    .requiredOption('--data-dir <dir>', 'issuer data directory')
+    .option('--name <name>', 'who the viewer is (a-z 0-9 . _ -); a new token replaces their old one')
+    .option('--role <role>', 'viewer (the only role a ui-token has; administrators sign in with admin.token)', 'viewer')
+    .option('--revoke <name>', "remove this viewer's credential")
+    .option('--format <fmt>', 'table or json')
+    .action((o: { dataDir: string; name?: string; role: string; revoke?: string; format?: string }) =>
+      run(async () => {
+        const fmt = parseFormat(o.format);
+        const { issueViewerToken, revokeViewerToken, viewersPath } = await import('../server/ui/viewer-credentials.js');
+        const { readMeta } = await import('../server/data-dir.js');
+        readMeta(o.dataDir);
+        if (o.role !== 'viewer')
+          throw new SigilError(
+            'config_invalid',
+            `--role ${o.role}: ui tokens are for viewers; administrators sign in with DATA_DIR/admin.token`,
+          );
+        if ((o.name === undefined) === (o.revoke === undefined))
+          throw new SigilError('config_invalid', 'give --name NAME (issue) or --revoke NAME');
+        if (o.revoke !== undefined) {
+          const removed = revokeViewerToken(o.dataDir, o.revoke);
+          if (fmt === 'json') printJson({ viewer: o.revoke, revoked: removed });
+          else process.stdout.write(removed ? `revoked viewer ${o.revoke}\n` : `no viewer ${o.revoke}\n`);
+          return;
+        }
+        const token = issueViewerToken(o.dataDir, o.name!, Date.now());
+        if (fmt === 'json') printJson({ viewer: o.name, role: 'viewer', token, file: viewersPath(o.dataDir) });
+        else
+          process.stdout.write(
+            `viewer ${o.name} (read-only); sign in to /ui/ with this token (shown once, its hash is in ${viewersPath(o.dataDir)}):\n${token}\n`,
+          );
+      }),
     );
 
   registerMigrateStore(server, run);

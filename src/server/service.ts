@@ -19,13 +19,22 @@ import type { MqttResponder } from '../transport/mqtt/responder.js';
 import { createLogger, type Logger } from '../util/log.js';
 import { startAuditRuntime } from './audit/runtime.js';
 import { loadCaMaterial, openIssuerStores, paths } from './data-dir.js';
-import { createIssuerContext, rotateServerIdentity, SERVER_IDENTITY_ROTATE_MS, type IssuerContext } from './issuer.js';
+import {
+  createIssuerContext,
+  rotateServerIdentity,
+  SERVER_IDENTITY_ROTATE_MS,
+  watchStoreChanges,
+  type IssuerContext,
+} from './issuer.js';
 import { CrlPublisher } from './crl/publisher.js';
 import { crlFiles } from './crl/state.js';
 import { AuditWatcher } from './events/audit-watcher.js';
 import type { EventSink, RetryPolicy } from './events/delivery.js';
 import { EventPublisher } from './events/publisher.js';
 import { WebhookSink, type WebhookConfig } from './events/webhook.js';
+import { FleetUi } from './ui/fleet-ui.js';
+import { buildUiServer } from './ui/listener.js';
+import { registerFleetUi } from './ui/routes.js';
 
 /** Idempotency records outlive the longest certificate (24 h) so any retry finds its answer. */
 export const IDEMPOTENCY_KEEP_MS = 48 * 3600_000;
@@ -70,6 +79,11 @@ export interface IssuerServiceConfig {
    * bounds default to server/events/delivery.ts; tests shorten them.
    */
   events?: { webhooks?: WebhookConfig[]; mqtt?: boolean; retry?: RetryPolicy; queueLimit?: number };
+  /**
+   * The fleet view (docs/fleet-ui.md) under /ui/ on the HTTPS listener, or only on `listen`
+   * (`--ui-listen`); session timeouts default to server/ui/session.ts. false: no fleet view.
+   */
+  ui?: false | { listen?: { host: string; port: number }; sessionIdleMs?: number; sessionAbsoluteMs?: number };
 }
 
 /** 0.0.0.0 / :: — every address of the machine, none a client can be told to use. */
@@ -83,6 +97,11 @@ export class IssuerService {
   /** https://host:port actually listened on; set by start(). */
   url = '';
   #app: FastifyInstance | undefined;
+  #uiApp: FastifyInstance | undefined;
+  /** The fleet view's state (sessions, sign-in throttle), unless `ui: false`. */
+  readonly ui: FleetUi | undefined;
+  /** https://host:port of `--ui-listen`, set by start(); '' when the view is on the main listener. */
+  uiUrl = '';
   #responder: MqttResponder | undefined;
   #audit: { stop(): Promise<void> } | undefined;
   #timers: NodeJS.Timeout[] = [];
@@ -126,6 +145,9 @@ export class IssuerService {
         ...(cfg.crl?.watchMs !== undefined ? { watchMs: cfg.crl.watchMs } : {}),
         onError: (err) => log.warn({ err }, 'audit watch failed'),
       });
+      // On PostgreSQL another issuer's lock or unlock is announced (LISTEN/NOTIFY,
+      // store/postgres/change-feed.ts): look at the audit tail at once, not at the next tick.
+      watchStoreChanges(stores, () => this.auditWatcher.poll(), log);
       this.crl = new CrlPublisher({
         issuer: { certDer: ca.intermediateDer, key: ca.intermediateKey },
         stores,
@@ -147,6 +169,16 @@ export class IssuerService {
               : Promise.reject(new Error('the MQTT responder is not running')),
         });
       }
+      this.ui =
+        cfg.ui === false
+          ? undefined
+          : new FleetUi(this.ctx, {
+              dataDir: cfg.dataDir,
+              session: {
+                ...(cfg.ui?.sessionIdleMs !== undefined ? { idleMs: cfg.ui.sessionIdleMs } : {}),
+                ...(cfg.ui?.sessionAbsoluteMs !== undefined ? { absoluteMs: cfg.ui.sessionAbsoluteMs } : {}),
+              },
+            });
       this.events = new EventPublisher({
         ctx: this.ctx,
         watcher: this.auditWatcher,
@@ -184,8 +216,17 @@ export class IssuerService {
       }
     }
     this.#app = buildHttpsServer({ ctx, crl: this.crl, ...(cfg.limits ? { limits: cfg.limits } : {}) });
+    const uiListen = cfg.ui ? cfg.ui.listen : undefined;
+    if (this.ui && !uiListen) registerFleetUi(this.#app, this.ui);
     try {
       await this.#app.listen({ host: cfg.host, port: cfg.port });
+      if (this.ui && uiListen) {
+        this.#uiApp = buildUiServer(this.ui);
+        await this.#uiApp.listen(uiListen);
+        const a = this.#uiApp.server.address();
+        const h = uiListen.host.includes(':') ? `[${uiListen.host}]` : uiListen.host;
+        this.uiUrl = `https://${h}:${typeof a === 'object' && a ? a.port : uiListen.port}`;
+      }
     } catch (e) {
       await this.stop();
       throw new SigilError(
@@ -214,6 +255,7 @@ export class IssuerService {
       this.#every(cfg.rotateEveryMs ?? SERVER_IDENTITY_ROTATE_MS, 'serving certificate rotation', () => {
         const id = rotateServerIdentity(ctx);
         if (this.#app) presentServerIdentity(this.#app, id);
+        if (this.#uiApp) presentServerIdentity(this.#uiApp, id);
         // An MQTT responder that logs in with the serving identity must not reconnect with an expired one.
         if (this.#responder && this.#mqttUsesServingIdentity) this.#responder.setClientIdentity(id.certPem, id.keyPem);
         this.log.info({ not_after: new Date(id.notAfter).toISOString() }, 'rotated the issuer serving certificate');
@@ -237,7 +279,7 @@ export class IssuerService {
   stop(): Promise<void> {
     this.#stopped ??= (async () => {
       for (const t of this.#timers) clearInterval(t);
-      await Promise.all([this.#app?.close(), this.crl.stop(), this.auditWatcher.stop()]);
+      await Promise.all([this.#app?.close(), this.#uiApp?.close(), this.crl.stop(), this.auditWatcher.stop()]);
       // After the last look at the audit log; what is still queued is counted as dead letters.
       this.events.stop();
       await this.#responder?.stop();

@@ -1,0 +1,47 @@
+/**
+ * The fleet view's state, owned by the IssuerService (issue #18; no module-level state): the
+ * sessions, the sign-in throttle, the remembered audit-chain walk and the static assets. Two
+ * issuers in one process each have their own.
+ */
+import type { IssuerContext } from '../issuer.js';
+import { AuditChainCheck } from './audit-chain.js';
+import { FleetSummary } from './fleet-summary.js';
+import { SessionStore, type SessionOptions } from './session.js';
+import { SignInThrottle, type ThrottleOptions } from './sign-in-throttle.js';
+import { StaticAssets } from './static.js';
+
+export interface FleetUiOptions {
+  /** Where ui-viewers.json lives (the issuer's data directory). */
+  dataDir: string;
+  session?: SessionOptions;
+  throttle?: ThrottleOptions;
+  /** Most time one "verify" press of the audit page may walk the chain (default 2 s). */
+  verifyBudgetMs?: number;
+  /** How long whole-fleet counts and the charts are kept (defaults 5 s and 30 s; tests use 0). */
+  countsTtlMs?: number;
+  chartsTtlMs?: number;
+}
+
+export class FleetUi {
+  readonly sessions: SessionStore;
+  readonly throttle: SignInThrottle;
+  readonly chain: AuditChainCheck;
+  readonly assets: StaticAssets;
+  /** Counts and charts shared by every session, kept briefly (./fleet-summary.ts). */
+  readonly summary: FleetSummary;
+
+  constructor(
+    readonly ctx: IssuerContext,
+    readonly opts: FleetUiOptions,
+  ) {
+    const now = (): number => ctx.now();
+    this.sessions = new SessionStore({ now, ...opts.session });
+    this.throttle = new SignInThrottle({ now, ...opts.throttle });
+    this.chain = new AuditChainCheck(ctx.stores.audit, now, opts.verifyBudgetMs);
+    this.assets = new StaticAssets();
+    this.summary = new FleetSummary(() => ctx.stores.fleet, now, {
+      countsMs: opts.countsTtlMs ?? 5000,
+      chartsMs: opts.chartsTtlMs ?? 30_000,
+    });
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * Credentials for the fleet view (issue #18). The administrator signs in with the existing admin
+ * credential (DATA_DIR/admin.token, its SHA-256 in the store); read-only viewers get their own,
+ * issued by `sigil server ui-token --name <who>` and kept as SHA-256 hashes in
+ * DATA_DIR/ui-viewers.json (0600, written atomically). The token is 256 random bits, so a plain
+ * SHA-256 is as strong as a slow hash here, and the file holds nothing a reader could sign in with.
+ *
+ * Revoking is `sigil server ui-token --revoke <who>`; the file is read at every sign-in, so both
+ * take effect without a restart (sessions already open live out their idle timeout).
+ */
+import { lstatSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { SigilError } from '../../errors.js';
+import { writeFileAtomic } from '../../util/atomic-file.js';
+import { constantTimeEqual, randomSecret, sha256Hex } from '../../util/secret.js';
+import type { UiRole } from './session.js';
+
+export const VIEWERS_FILE = 'ui-viewers.json';
+
+const viewerSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/),
+  hash: z.string().regex(/^[0-9a-f]{64}$/),
+  created_at: z.string(),
+});
+const fileSchema = z.strictObject({ viewers: z.array(viewerSchema) });
+export type ViewerEntry = z.infer<typeof viewerSchema>;
+
+export function viewersPath(dataDir: string): string {
+  return join(dataDir, VIEWERS_FILE);
+}
+
+/** The viewers on file; none when there is no file. A malformed or non-regular file is an error (never "no viewers" silently). */
+export function readViewers(dataDir: string): ViewerEntry[] {
+  const file = viewersPath(dataDir);
+  let st;
+  try {
+    st = lstatSync(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
+  }
+  if (!st.isFile()) throw new SigilError('unsafe_path', `${file} is not a regular file`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'));
+  } catch {
+    throw new SigilError('config_invalid', `${file} is not valid JSON`);
+  }
+  const r = fileSchema.safeParse(parsed);
+  if (!r.success) throw new SigilError('config_invalid', `${file} is not a viewer credential file`);
+  return r.data.viewers;
+}
+
+function writeViewers(dataDir: string, viewers: ViewerEntry[]): void {
+  writeFileAtomic(viewersPath(dataDir), JSON.stringify({ viewers }, null, 2) + '\n', { mode: 0o600 });
+}
+
+/** Issue (or replace) the viewer credential of `name`; returns the token, shown once. */
+export function issueViewerToken(dataDir: string, name: string, now: number): string {
+  if (!viewerSchema.shape.name.safeParse(name).success)
+    throw new SigilError(
+      'config_invalid',
+      `viewer name "${name}" must be 1-63 of a-z 0-9 . _ - (starting alphanumeric)`,
+    );
+  const token = randomSecret(32);
+  const rest = readViewers(dataDir).filter((v) => v.name !== name);
+  writeViewers(dataDir, [...rest, { name, hash: sha256Hex(token), created_at: new Date(now).toISOString() }]);
+  return token;
+}
+
+/** Remove a viewer's credential; false when there was none. */
+export function revokeViewerToken(dataDir: string, name: string): boolean {
+  const all = readViewers(dataDir);
+  const rest = all.filter((v) => v.name !== name);
+  if (rest.length === all.length) return false;
+  writeViewers(dataDir, rest);
+  return true;
+}
+
+/**
+ * Who a presented token signs in as. Every stored hash is compared, in constant time and without
+ * an early exit, so the answer's timing does not say which credential (if any) came close.
+ */
+export function matchCredential(
+  presented: string,
+  adminHash: string | undefined,
+  viewers: readonly ViewerEntry[],
+): { user: string; role: UiRole } | undefined {
+  const h = sha256Hex(presented.trim());
+  let found: { user: string; role: UiRole } | undefined;
+  if (adminHash !== undefined && constantTimeEqual(h, adminHash)) found = { user: 'admin', role: 'admin' };
+  for (const v of viewers) if (constantTimeEqual(h, v.hash) && !found) found = { user: v.name, role: 'viewer' };
+  return found;
+}

@@ -1,0 +1,55 @@
+import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { sha256Hex } from '../../../src/util/secret.js';
+import {
+  issueViewerToken,
+  matchCredential,
+  readViewers,
+  revokeViewerToken,
+  viewersPath,
+} from '../../../src/server/ui/viewer-credentials.js';
+
+describe('fleet view viewer credentials', () => {
+  const dirs: string[] = [];
+  const dir = (): string => {
+    const d = mkdtempSync(join(tmpdir(), 'sigil-viewers-'));
+    dirs.push(d);
+    return d;
+  };
+  afterEach(() => {
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('stores only a hash, in a 0600 file; a new token replaces the old one; revoke removes it', () => {
+    const d = dir();
+    const t1 = issueViewerToken(d, 'noc', 1000);
+    expect(statSync(viewersPath(d)).mode & 0o777).toBe(0o600);
+    expect(readFileSync(viewersPath(d), 'utf8')).not.toContain(t1);
+    expect(readViewers(d)).toEqual([{ name: 'noc', hash: sha256Hex(t1), created_at: new Date(1000).toISOString() }]);
+    const t2 = issueViewerToken(d, 'noc', 2000);
+    expect(matchCredential(t1, undefined, readViewers(d))).toBeUndefined();
+    expect(matchCredential(t2, undefined, readViewers(d))).toEqual({ user: 'noc', role: 'viewer' });
+    expect(revokeViewerToken(d, 'noc')).toBe(true);
+    expect(revokeViewerToken(d, 'noc')).toBe(false);
+    expect(matchCredential(t2, undefined, readViewers(d))).toBeUndefined();
+  });
+
+  it('the admin credential signs in as admin; anything else as nobody', () => {
+    const admin = 'admin-secret';
+    expect(matchCredential(admin, sha256Hex(admin), [])).toEqual({ user: 'admin', role: 'admin' });
+    expect(matchCredential('x', sha256Hex(admin), [])).toBeUndefined();
+    expect(matchCredential('', undefined, [])).toBeUndefined();
+  });
+
+  it('refuses bad viewer names, a malformed file and a symlinked file', () => {
+    const d = dir();
+    expect(() => issueViewerToken(d, '../x', 0)).toThrow(/viewer name/);
+    writeFileSync(viewersPath(d), '{"viewers":[{"name":"a","hash":"zz","created_at":"x"}]}');
+    expect(() => readViewers(d)).toThrow(/not a viewer credential file/);
+    const e = dir();
+    symlinkSync(viewersPath(d), viewersPath(e));
+    expect(() => readViewers(e)).toThrow(/not a regular file/);
+  });
+});
