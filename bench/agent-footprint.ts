@@ -18,12 +18,15 @@
  * than about Sigil (a bare `node -e ''` took 60–400 ms wall in one run, ~45 ms CPU throughout).
  *
  *   npm run bench -- agent-footprint [--runs 9] [--settle 30] [--bin bin/sigil.js]
- *       [--node-flags="--no-opt …"] [--cli-node-flags="…"] [--skip-daemon] [--skip-starts]
+ *       [--node-flags="--no-opt …"] [--cli-node-flags="…"] [--skip-daemon] [--skip-starts] [--tpm-mqtt]
  *
  * --bin: the `sigil` entry to measure (dist by default; dist-bundle/sigil.mjs for the bundle).
  * --node-flags: V8/Node flags for the daemon (what a packaged unit would set); --cli-node-flags:
  * the same for the one-shot commands (what /usr/bin/sigil would set).
- * The TPM agent on MQTT (issue #19: ≤ 1.5×) is not measured yet.
+ * --tpm-mqtt: also the daemon of a TPM agent on MQTT (issue #19: idle ≤ 1.5× bare node) — tpm join
+ * on swtpm (key_storage: tpm, event log sent), mqtts through mosquitto configured from
+ * scripts/mosquitto/*.example with the bootstrap user, its own issuer (`server start
+ * --mqtt-url`); its renewal goes over MQTT with the transport certificate.
  * Last stdout line: one JSON object with every figure and ratio.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -31,6 +34,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { applyResources, RESOURCES, type RunningIssuer } from '../test/helpers/cli.js';
+import { startExampleBroker } from '../test/helpers/mosquitto.js';
+import { createLocalCa, simulateBoot, startSwtpm } from '../test/helpers/swtpm.js';
 import { IssuerProcess } from './lib/issuer-process.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -43,6 +49,7 @@ const { values: opt } = parseArgs({
     'cli-node-flags': { type: 'string', default: '' },
     'skip-daemon': { type: 'boolean', default: false },
     'skip-starts': { type: 'boolean', default: false },
+    'tpm-mqtt': { type: 'boolean', default: false },
   },
 });
 const RUNS = Number(opt.runs);
@@ -233,6 +240,59 @@ async function daemon(cfgFile: string, ttlS: number): Promise<{ idle: Rss; peakM
   }
 }
 
+/** Lifetime whose renewal (≥ 0.45 × ttl after the join) falls a few seconds past the settle time. */
+const daemonTtlS = (): number => Math.max(30, Math.ceil((SETTLE_S + 6) / 0.45));
+
+/**
+ * The TPM agent on MQTT: swtpm (EK certified by a local CA), a tpm join rule, mosquitto with the
+ * example configuration and an issuer answering on it, one join with `run --once`, then the
+ * daemon as for the token agent.
+ */
+async function tpmMqttDaemon(dir: string): Promise<{ idle: Rss; peakMb: number; renewalMs: number }> {
+  const base = join(dir, 'tpm-mqtt');
+  const dataDir = join(base, 'issuer');
+  const { ca_pin: pin } = sigilJson<{ ca_pin: string }>([
+    'server',
+    'init',
+    '--data-dir',
+    dataDir,
+    '--trust-domain',
+    'example.org',
+  ]);
+  const ca = await createLocalCa();
+  const tpm = await startSwtpm({ localCa: ca });
+  try {
+    const eventLog = join(base, 'boot.log');
+    writeFileSync(eventLog, (await simulateBoot(tpm)).eventLog);
+    await applyResources(
+      { dataDir } as RunningIssuer,
+      base,
+      `${RESOURCES}---\nkind: join_rule\nname: racks\nspec:\n  method: tpm\n  bot: gw\n  tpm:\n    ek_ca_files: [${ca.caFiles[0]}, ${ca.caFiles[1]}]\n    firmware_profiles: [lab-gateway-v1]\n`,
+    );
+    const pwFile = join(base, 'bootstrap.pw');
+    const { broker, issuer } = await startExampleBroker(base, dataDir, pwFile);
+    try {
+      const ttlS = daemonTtlS();
+      const cfg = join(base, 'agent.yaml');
+      writeFileSync(
+        cfg,
+        `ca_pin: ${pin}\ndata_dir: ${join(base, 'agent')}\n` +
+          `join: { method: tpm, tpm: { tcti: "${tpm.tcti}", event_log: ${eventLog} } }\nkey_storage: tpm\n` +
+          `transports:\n  - { type: mqtt, url: "${broker.url}", timeout: 10s, bootstrap: { url: "${broker.bootstrapUrl}", username: bootstrap, password_file: ${pwFile} } }\n` +
+          `outputs:\n  - { type: identity, path: ${join(base, 'identity')} }\nttl: ${ttlS}s\nrenew_fraction: 0.5\n`,
+      );
+      sigilJson(['agent', 'run', '--once', '--config', cfg], BIN);
+      return await daemon(cfg, ttlS);
+    } finally {
+      await issuer.stop();
+      await broker.stop();
+    }
+  } finally {
+    await tpm.destroy();
+    ca.destroy();
+  }
+}
+
 const ratio = (a: number, b: number): number => Math.round((a / b) * 100) / 100;
 const fmt = (n: number): string => n.toFixed(1);
 
@@ -273,11 +333,10 @@ async function main(): Promise<void> {
     }
     out.starts = starts;
 
-    if (!opt['skip-daemon']) {
-      const bareRss = await bareIdleRss();
+    const bareRss = opt['skip-daemon'] && !opt['tpm-mqtt'] ? undefined : await bareIdleRss();
+    if (!opt['skip-daemon'] && bareRss) {
       const bare = bareRss.total;
-      // Renewal at ≥ 0.45 × ttl after the join: put it a few seconds past the settle time.
-      const ttlS = Math.max(30, Math.ceil((SETTLE_S + 6) / 0.45));
+      const ttlS = daemonTtlS();
       const cfg = agentConfig(dir, 'daemon', {
         url: issuer.url,
         pin,
@@ -301,6 +360,28 @@ async function main(): Promise<void> {
         bare_idle_file_mb: bareRss.file,
         ratio: r,
         target: 1.3,
+        node_flags: DAEMON_FLAGS,
+      };
+    }
+    if (opt['tpm-mqtt'] && bareRss) {
+      const bare = bareRss.total;
+      const d = await tpmMqttDaemon(dir);
+      const r = ratio(d.idle.total, bare);
+      console.log(
+        `  TPM agent on MQTT: idle RSS after ${SETTLE_S}s ${fmt(d.idle.total)} MB (anon ${fmt(d.idle.anon)}, file ${fmt(d.idle.file)})   ${r}× bare idle   target ≤ 1.5× ${r <= 1.5 ? 'met' : 'NOT met'}${DAEMON_FLAGS.length ? `   (node ${DAEMON_FLAGS.join(' ')})` : ''}`,
+      );
+      console.log(
+        `  TPM agent on MQTT: peak RSS during a renewal ${fmt(d.peakMb)} MB   ${ratio(d.peakMb, bare)}× bare idle`,
+      );
+      out.tpm_mqtt_daemon = {
+        idle_rss_mb: d.idle.total,
+        idle_anon_mb: d.idle.anon,
+        idle_file_mb: d.idle.file,
+        peak_renewal_rss_mb: d.peakMb,
+        renewal_after_ms: d.renewalMs,
+        bare_idle_rss_mb: bare,
+        ratio: r,
+        target: 1.5,
         node_flags: DAEMON_FLAGS,
       };
     }

@@ -21,6 +21,7 @@
  */
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 
@@ -58,6 +59,68 @@ const dataPaths = {
   },
 };
 
+/**
+ * zod's `z.locales`: error messages in ~50 languages, 260 KiB of the 458 KiB zod adds to every
+ * command that validates (parsed and compiled at each start: ~5 ms CPU and 3 MB of `agent
+ * status`, `agent run`). Sigil never calls z.config(z.locales.xx()); the English messages it
+ * prints are zod's default, which classic/schemas.js imports from locales/en.js directly.
+ */
+const ZOD_LOCALES = /[\\/]node_modules[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/;
+const zodEnglishOnly = {
+  name: 'zod-english-only',
+  setup(build) {
+    build.onLoad({ filter: ZOD_LOCALES }, (a) => ({
+      contents: 'export { default as en } from "./en.js";\n',
+      loader: 'js',
+      resolveDir: dirname(a.path),
+    }));
+  },
+};
+
+/**
+ * CommonJS packages that dist/ imports with a dynamic `import()` and then uses by named export
+ * (`(await import('mqtt')).connect`). In a split bundle esbuild turns such a package into a chunk
+ * whose only export is `default` (module.exports), so the named export came out undefined: the
+ * bundled agent and issuer failed every MQTT connection with "a.connect is not a function"
+ * (found by bench/agent-footprint.ts --tpm-mqtt). Each is imported through a small ESM wrapper
+ * that re-exports module.exports' own properties by name, as Node's ESM loader does for dist/.
+ */
+const CJS_NAMED_IMPORTS = ['mqtt'];
+const cjsNamedExports = {
+  name: 'cjs-named-exports',
+  setup(build) {
+    const filter = new RegExp(`^(${CJS_NAMED_IMPORTS.join('|')})$`);
+    build.onResolve({ filter }, async (a) => {
+      if (a.pluginData?.real || !a.importer.startsWith(DIST)) return undefined;
+      const real = await build.resolve(a.path, { kind: a.kind, resolveDir: a.resolveDir, pluginData: { real: true } });
+      if (real.errors.length > 0) return { errors: real.errors };
+      return { path: real.path, namespace: 'cjs-named', pluginData: { name: a.path } };
+    });
+    build.onLoad({ filter: /.*/, namespace: 'cjs-named' }, (a) => {
+      const names = Object.keys(createRequire(a.path)(a.path)).filter(
+        (k) => /^[A-Za-z_$][\w$]*$/.test(k) && k !== 'default',
+      );
+      return {
+        contents:
+          `import m from ${JSON.stringify(a.path)};\nexport default m;\n` +
+          names.map((k) => `export const ${k} = m[${JSON.stringify(k)}];`).join('\n'),
+        loader: 'js',
+        resolveDir: dirname(a.path),
+      };
+    });
+  },
+};
+
+/**
+ * yaml as its ES module build (the package's non-node export, browser/dist/: the same source as
+ * its CommonJS build but for log.js, which warns through console.warn instead of
+ * process.emitWarning — stderr either way). esbuild hoists ES modules into one scope, where the
+ * CommonJS build is ~40 modules each wrapped in a function with its own exports object: `agent
+ * status`, which parses agent.yaml and little else, measured −7 ms CPU (1.99× → 1.85× bare node).
+ */
+const YAML_ESM = join(ROOT, 'node_modules', 'yaml', 'browser', 'dist', 'index.js');
+if (!existsSync(YAML_ESM)) throw new Error(`${YAML_ESM} is missing: has yaml's package layout changed?`);
+
 rmSync(OUT, { recursive: true, force: true });
 mkdirSync(OUT, { recursive: true });
 const result = await esbuild.build({
@@ -82,9 +145,23 @@ const result = await esbuild.build({
   banner: {
     js: "import { createRequire as __sigilCreateRequire } from 'node:module'; const require = __sigilCreateRequire(import.meta.url);",
   },
-  plugins: [dataPaths],
+  plugins: [dataPaths, zodEnglishOnly, cjsNamedExports],
+  alias: { yaml: YAML_ESM },
 });
 for (const d of dataDirs) cpSync(join(ROOT, d), join(OUT, d), { recursive: true });
+
+// The check for cjsNamedExports: each such package's chunk has module.exports' names as exports.
+for (const name of CJS_NAMED_IMPORTS) {
+  const main = relative(ROOT, createRequire(join(ROOT, 'package.json')).resolve(name));
+  const chunk = Object.entries(result.metafile.outputs).find(([, o]) => main in o.inputs)?.[0];
+  if (!chunk) throw new Error(`${name}: no chunk holds ${main}`);
+  const ns = await import(join(ROOT, chunk));
+  const lost = Object.keys(ns.default ?? {}).filter(
+    (k) => k !== 'default' && /^[A-Za-z_$][\w$]*$/.test(k) && ns[k] !== ns.default[k],
+  );
+  if (lost.length > 0)
+    throw new Error(`${chunk} (${name}) does not export ${lost.join(', ')}: named imports would be undefined`);
+}
 
 // node_modules/ beside the chunks: what Node's resolution from dist-bundle/*.mjs finds first.
 const NM = join(ROOT, 'node_modules');

@@ -59,7 +59,15 @@ strip --strip-unneeded "$PKG/usr/lib/sigil/node" 2>/dev/null || true
 cat >"$PKG/usr/bin/sigil" <<'EOF'
 #!/bin/sh
 # The sigil command (package sigil): its own Node runtime, the production bundle.
-exec /usr/lib/sigil/node /usr/lib/sigil/sigil.mjs "$@"
+# `sigil agent run` without --once is the agent daemon: it runs with the V8 flags of the agent
+# units (sigil-agent.service says why). One-shot commands keep V8's defaults: the flags save
+# memory but cost them a few ms of CPU (docs/performance.md, "Agent footprint").
+flags=
+if [ "$1" = agent ] && [ "$2" = run ]; then
+  flags="--lite-mode --no-expose-wasm --optimize-for-size --bytecode-old-age=1"
+  for a in "$@"; do [ "$a" = --once ] && flags=; done
+fi
+exec /usr/lib/sigil/node $flags /usr/lib/sigil/sigil.mjs "$@"
 EOF
 chmod 0755 "$PKG/usr/bin/sigil"
 

@@ -6,8 +6,10 @@
 import type { Server } from 'node:http';
 import type { Command } from 'commander';
 import type { TickOutcome } from '../agent/agent.js';
+import type { AgentConfig } from '../agent/config.js';
 import type { AgentState } from '../agent/state/index.js';
 import type { AgentStatusReport } from '../agent/status.js';
+import type { StatusConfigFacts } from './status-config.js';
 import { SigilError } from '../errors.js';
 import { formatDuration } from '../util/duration.js';
 import { EXIT, parseFormat, printJson, printKv } from './output.js';
@@ -123,6 +125,116 @@ async function openAgent(
   return { cfg, log, agent, served: false };
 }
 
+export interface AgentRunOptions {
+  config: string;
+  once?: boolean;
+  format?: string;
+}
+
+export interface AgentStatusOptions {
+  config?: string;
+  dataDir?: string;
+  format?: string;
+}
+
+/** `sigil agent run` (the daemon, or one pass with --once). Also reached without commander: ./agent-argv.ts. */
+export async function agentRunCommand(o: AgentRunOptions): Promise<void> {
+  const fmt = parseFormat(o.format);
+  // Serve first, load the rest after (see the module comment) — but only as the one agent of this data directory.
+  const { readServePlan, serveCachedIdentity } = await import('../agent/serve-cached.js');
+  const plan = readServePlan(o.config);
+  const release = await lockAgent(o.config, plan?.dataDir, o.once ? 'sigil agent run --once' : 'sigil agent run');
+  let opened: Awaited<ReturnType<typeof openAgent>>;
+  try {
+    const served = plan ? serveCachedIdentity(plan) : undefined;
+    // The daemon serves the Workload API from its cache next, also before the rest is loaded.
+    const workloadApi =
+      served && !o.once
+        ? await (await import('../agent/workload/early-start.js')).startEarlyWorkloadApi(o.config, served.state)
+        : undefined;
+    opened = await openAgent(
+      o.config,
+      o.once === true,
+      served && plan ? { state: served.state, dataDir: plan.dataDir, workloadApi } : undefined,
+    );
+    opened.served = served?.identity !== undefined;
+  } catch (e) {
+    release();
+    throw e;
+  }
+  const { cfg, log, agent: a } = opened;
+  try {
+    if (o.once) {
+      if (!opened.served) a.serveCached();
+      printOutcome(await a.tick(), fmt);
+      return;
+    }
+    const ac = new AbortController();
+    const stop = (signal: string): void => {
+      log.info({ signal }, `stopping (${signal})`);
+      ac.abort();
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+    let server: Server | undefined;
+    if (cfg.metrics.listen) {
+      const { serveAgentMetrics } = await import('../agent/metrics-server.js');
+      server = await serveAgentMetrics(cfg.metrics.listen, a);
+      log.info({ listen: cfg.metrics.listen }, 'agent metrics listening');
+    }
+    await a.run(ac.signal, { served: opened.served });
+    server?.close();
+    log.info({}, 'stopped');
+  } finally {
+    await a.close();
+    release();
+  }
+}
+
+/** `sigil agent status`. Also reached without commander: ./agent-argv.ts. */
+export async function agentStatusCommand(o: AgentStatusOptions): Promise<void> {
+  const fmt = parseFormat(o.format);
+  const [{ readStatusFacts }, { openAgentStateReadOnly }, { agentStatus, nextStepHint }] = await Promise.all([
+    import('./status-config.js'),
+    import('../agent/state/index.js'),
+    import('../agent/status.js'),
+  ]);
+  // The full config loader (zod, every join method's schema) only when the YAML alone does not say (./status-config.ts).
+  const fullConfig = async (file: string) => (await import('../agent/config.js')).loadAgentConfig(file);
+  let cfg: AgentConfig | undefined;
+  let facts: StatusConfigFacts | undefined;
+  if (o.config) {
+    facts = readStatusFacts(o.config);
+    if (!facts) {
+      cfg = await fullConfig(o.config);
+      facts = { dataDir: cfg.dataDir, tpmTcti: cfg.tpmTcti, mqtt: cfg.transports.some((t) => t.type === 'mqtt') };
+    }
+  }
+  const dir = o.dataDir ?? facts?.dataDir;
+  if (!dir) throw new SigilError('config_invalid', 'give --config FILE or --data-dir DIR');
+  // Read-only: status never creates the directory or the database it was pointed at.
+  const state = openAgentStateReadOnly(dir);
+  let s;
+  let hint;
+  try {
+    s = agentStatus(state, Date.now(), { tpmTcti: facts?.tpmTcti, mqtt: facts?.mqtt });
+    // The hint for an expired token identity looks at the configured token: the whole config then.
+    if (o.config && cfg === undefined && s.state === 'expired') cfg = await fullConfig(o.config);
+    hint = await nextStepHint(s, o.config, { cfg, state });
+  } finally {
+    state?.close();
+  }
+  if (fmt === 'json') printJson(s);
+  else printStatus(s, dir);
+  // An identity that cannot be used is a failure for scripts (`sigil agent status && …`), with the next step on stderr.
+  if (hint) {
+    process.stderr.write(
+      fmt === 'json' ? `${JSON.stringify({ hint: { state: s.state, next_step: hint } })}\n` : `hint: ${hint}\n`,
+    );
+    process.exitCode = EXIT.failed;
+  }
+}
+
 export function registerAgent(program: Command, run: (fn: () => Promise<void> | void) => Promise<void>): void {
   const agent = program.command('agent').description('the machine side: join, renew, write credentials');
 
@@ -132,60 +244,7 @@ export function registerAgent(program: Command, run: (fn: () => Promise<void> | 
     .requiredOption('--config <file>', 'agent.yaml')
     .option('--once', 'join or renew if needed, write outputs, exit (0 ok, 75 issuer unreachable, 1 refused)')
     .option('--format <fmt>', 'table or json (with --once)')
-    .action((o: { config: string; once?: boolean; format?: string }) =>
-      run(async () => {
-        const fmt = parseFormat(o.format);
-        // Serve first, load the rest after (see the module comment) — but only as the one agent of this data directory.
-        const { readServePlan, serveCachedIdentity } = await import('../agent/serve-cached.js');
-        const plan = readServePlan(o.config);
-        const release = await lockAgent(o.config, plan?.dataDir, o.once ? 'sigil agent run --once' : 'sigil agent run');
-        let opened: Awaited<ReturnType<typeof openAgent>>;
-        try {
-          const served = plan ? serveCachedIdentity(plan) : undefined;
-          // The daemon serves the Workload API from its cache next, also before the rest is loaded.
-          const workloadApi =
-            served && !o.once
-              ? await (await import('../agent/workload/early-start.js')).startEarlyWorkloadApi(o.config, served.state)
-              : undefined;
-          opened = await openAgent(
-            o.config,
-            o.once === true,
-            served && plan ? { state: served.state, dataDir: plan.dataDir, workloadApi } : undefined,
-          );
-          opened.served = served?.identity !== undefined;
-        } catch (e) {
-          release();
-          throw e;
-        }
-        const { cfg, log, agent: a } = opened;
-        try {
-          if (o.once) {
-            if (!opened.served) a.serveCached();
-            printOutcome(await a.tick(), fmt);
-            return;
-          }
-          const ac = new AbortController();
-          const stop = (signal: string): void => {
-            log.info({ signal }, `stopping (${signal})`);
-            ac.abort();
-          };
-          process.once('SIGTERM', () => stop('SIGTERM'));
-          process.once('SIGINT', () => stop('SIGINT'));
-          let server: Server | undefined;
-          if (cfg.metrics.listen) {
-            const { serveAgentMetrics } = await import('../agent/metrics-server.js');
-            server = await serveAgentMetrics(cfg.metrics.listen, a);
-            log.info({ listen: cfg.metrics.listen }, 'agent metrics listening');
-          }
-          await a.run(ac.signal, { served: opened.served });
-          server?.close();
-          log.info({}, 'stopped');
-        } finally {
-          await a.close();
-          release();
-        }
-      }),
-    );
+    .action((o: AgentRunOptions) => run(() => agentRunCommand(o)));
 
   agent
     .command('renew')
@@ -220,41 +279,7 @@ export function registerAgent(program: Command, run: (fn: () => Promise<void> | 
     .option('--config <file>', 'agent.yaml')
     .option('--data-dir <dir>', 'agent data directory (instead of --config)')
     .option('--format <fmt>', 'table or json')
-    .action((o: { config?: string; dataDir?: string; format?: string }) =>
-      run(async () => {
-        const fmt = parseFormat(o.format);
-        const [{ loadAgentConfig }, { openAgentStateReadOnly }, { agentStatus, nextStepHint }] = await Promise.all([
-          import('../agent/config.js'),
-          import('../agent/state/index.js'),
-          import('../agent/status.js'),
-        ]);
-        const cfg = o.config ? loadAgentConfig(o.config) : undefined;
-        const dir = o.dataDir ?? cfg?.dataDir;
-        if (!dir) throw new SigilError('config_invalid', 'give --config FILE or --data-dir DIR');
-        // Read-only: status never creates the directory or the database it was pointed at.
-        const state = openAgentStateReadOnly(dir);
-        let s;
-        let hint;
-        try {
-          s = agentStatus(state, Date.now(), {
-            tpmTcti: cfg?.tpmTcti,
-            mqtt: cfg ? cfg.transports.some((t) => t.type === 'mqtt') : undefined,
-          });
-          hint = await nextStepHint(s, o.config, { cfg, state });
-        } finally {
-          state?.close();
-        }
-        if (fmt === 'json') printJson(s);
-        else printStatus(s, dir);
-        // An identity that cannot be used is a failure for scripts (`sigil agent status && …`), with the next step on stderr.
-        if (hint) {
-          process.stderr.write(
-            fmt === 'json' ? `${JSON.stringify({ hint: { state: s.state, next_step: hint } })}\n` : `hint: ${hint}\n`,
-          );
-          process.exitCode = EXIT.failed;
-        }
-      }),
-    );
+    .action((o: AgentStatusOptions) => run(() => agentStatusCommand(o)));
 
   agent
     .command('workloads')

@@ -14,6 +14,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { sqliteNativeBinding } from './native-binding.js';
 import { SigilError } from '../../errors.js';
 import { AGENT_DB_FILE, AGENT_SCHEMA_VERSION, type AgentDb } from './db.js';
 
@@ -37,7 +38,9 @@ export function openAgentDbReadOnly(dataDir: string): AgentDb | undefined {
   const live = fs.existsSync(`${file}-wal`) && fs.existsSync(`${file}-shm`);
   let db: AgentDb;
   try {
-    db = live ? new Database(file, { readonly: true, fileMustExist: true, timeout: 5000 }) : fromSnapshot(file);
+    db = live
+      ? new Database(file, { readonly: true, fileMustExist: true, timeout: 5000, ...sqliteNativeBinding() })
+      : fromSnapshot(file);
   } catch (err) {
     if (err instanceof SigilError) throw err;
     throw new SigilError('internal', `cannot open agent state ${file}`, { cause: err });
@@ -73,10 +76,10 @@ export function openAgentDbReadOnly(dataDir: string): AgentDb | undefined {
 function fromSnapshot(file: string): AgentDb {
   const bytes = fs.readFileSync(file);
   // A file the agent pre-created (db.ts precreate) but never wrote: an empty, valid database.
-  if (bytes.length === 0) return new Database(':memory:');
+  if (bytes.length === 0) return new Database(':memory:', sqliteNativeBinding());
   if (bytes.length < 100 || !bytes.subarray(0, 16).equals(SQLITE_MAGIC))
     throw new SigilError('config_invalid', `agent state ${file} is not a valid SQLite database`);
   // An in-memory database cannot be in WAL mode; the content is the same in rollback mode.
   for (const i of WAL_VERSION_BYTES) if (bytes[i] === 2) bytes[i] = 1;
-  return new Database(bytes, { readonly: true });
+  return new Database(bytes, { readonly: true, ...sqliteNativeBinding() });
 }

@@ -15,6 +15,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { sqliteNativeBinding } from './native-binding.js';
 import { SigilError } from '../../errors.js';
 import { ensureDir } from '../../util/atomic-file.js';
 
@@ -200,7 +201,7 @@ export function openAgentDb(dataDir: string): AgentDb {
 
   let db: AgentDb;
   try {
-    db = new Database(file, { timeout: 5000 });
+    db = new Database(file, { timeout: 5000, ...sqliteNativeBinding() });
   } catch (err) {
     throw new SigilError('internal', `cannot open agent state ${file}`, { cause: err });
   }

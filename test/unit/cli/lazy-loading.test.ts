@@ -137,4 +137,20 @@ describe('lazy loading (issue #19)', () => {
       r.modules.filter((m) => /src\/tpm\/|src\/keystore\/(pkcs11\.ts|pkcs11\/module|tpm)|node_modules\/jose\//.test(m)),
     ).toEqual([]);
   });
+
+  it('`agent status --config` of a token agent reads the YAML and the state: no schema library, no config loader, no commander', () => {
+    const r = traced(['agent', 'status', '--config', tokenAgentConfig(), '--format', 'json']);
+    expect(r.code).toBe(1); // not joined
+    expect(r.modules.filter((m) => /node_modules\/(zod|commander)\/|src\/agent\/config\.ts/.test(m))).toEqual([]);
+    expect(r.modules).toContain('src/cli/status-config.ts');
+  });
+
+  it('`agent run` and `agent status` with plain options skip commander; a usage error still goes through it', () => {
+    const once = traced(['agent', 'run', '--once', '--config', tokenAgentConfig()]);
+    expect(once.code).toBe(75);
+    expect(once.modules.filter((m) => m.includes('node_modules/commander/'))).toEqual([]);
+    const bad = traced(['agent', 'status', '--bogus']);
+    expect(bad.code).toBe(2);
+    expect(bad.modules.some((m) => m.includes('node_modules/commander/'))).toBe(true);
+  });
 });
