@@ -40,6 +40,7 @@ export const AREAS = {
       'test/unit/attest/ek-attacks.test.ts',
       'test/unit/attest/clock-boundaries.test.ts',
       'test/unit/attest/quote-attacks.test.ts',
+      'test/unit/attest/tpm-verify-mutants.test.ts',
     ],
   },
   x509: {
@@ -67,6 +68,7 @@ export const AREAS = {
     tests: [
       'test/unit/protocol/jws.test.ts',
       'test/unit/protocol/jws-crit.test.ts',
+      'test/unit/protocol/jws-mutants.test.ts',
       'test/integration/hardening-http.test.ts',
       'test/integration/http-errors.test.ts',
       'test/integration/http-errors-renew.test.ts',
@@ -86,6 +88,9 @@ export const AREAS = {
       'test/integration/concurrent-commit.test.ts',
       'test/integration/auth-attacks.test.ts',
       'test/unit/server/auth-attacks-token.test.ts',
+      'test/unit/server/renew-mutants.test.ts',
+      // The continuous attestation of a renewal (issue #16: renew.ts's attestation branch).
+      'test/unit/tpm/continuous-attestation.test.ts',
     ],
   },
   pinning: {
@@ -94,10 +99,57 @@ export const AREAS = {
     mutate: ['src/transport/https/client.ts:64-145', 'src/transport/mqtt/tls-pin.ts'],
     tests: ['test/integration/pin-attacks.test.ts'],
   },
+  // The bounded subset run by scripts/test.sh (CI): `npm run mutate:ci`. The comparisons whose
+  // silent loss opens the door — the CA pin on both transports, JWS verification, the token's
+  // consume at commit, the idempotency request-hash and signer compare — and only the tests that
+  // kill them. Below `break` the run (and CI) fails. Budget: 5 minutes on the shared 2-core box.
+  ci: {
+    what: 'CI subset: pin comparisons, JWS verify, token commit guard, request-hash compare',
+    mutate: [
+      'src/transport/https/client.ts:71-92',
+      'src/transport/https/client.ts:130-143',
+      'src/transport/mqtt/tls-pin.ts:49-62',
+      'src/protocol/jws.ts:82-159',
+      'src/join/token/server.ts:18-55',
+      'src/server/ops/respond.ts:107-147',
+    ],
+    tests: [
+      'test/integration/pin-attacks.test.ts',
+      'test/unit/protocol/jws.test.ts',
+      'test/unit/protocol/jws-crit.test.ts',
+      'test/unit/protocol/jws-mutants.test.ts',
+      'test/unit/server/auth-attacks-token.test.ts',
+      'test/unit/server/replay-binding.test.ts',
+      'test/unit/server/renew-mutants.test.ts',
+    ],
+    break: 90,
+  },
+  'tpm-structures': {
+    what: 'TPM 2.0 structure parsers the verifier reads from agents: codec bounds, TPMS_ATTEST, TPMT_PUBLIC, PCR selections, signatures',
+    mutate: [
+      'src/tpm/structures/codec.ts',
+      'src/tpm/structures/attest.ts',
+      'src/tpm/structures/public.ts',
+      'src/tpm/structures/pcr.ts',
+      'src/tpm/structures/signature.ts',
+    ],
+    tests: [
+      'test/unit/tpm/marshal.test.ts',
+      'test/unit/tpm/structures.test.ts',
+      'test/unit/tpm/structures-mutants.test.ts',
+      'test/unit/attest/quote-attacks.test.ts',
+      'test/unit/attest/tpm-verify-mutants.test.ts',
+    ],
+  },
   parsers: {
     what: 'TSS2 PEM keys and the TCG event log',
     mutate: ['src/keystore/tss2-pem.ts', 'src/tpm/eventlog/parse.ts', 'src/tpm/eventlog/reader.ts'],
-    tests: ['test/unit/keystore/tss2-pem.test.ts', 'test/unit/tpm/eventlog.test.ts'],
+    tests: [
+      'test/unit/keystore/tss2-pem.test.ts',
+      'test/unit/keystore/tss2-pem-mutants.test.ts',
+      'test/unit/tpm/eventlog.test.ts',
+      'test/unit/tpm/eventlog-mutants.test.ts',
+    ],
   },
 };
 
@@ -105,7 +157,7 @@ function main(argv) {
   const args = argv.filter((a) => !a.startsWith('--'));
   if (argv.includes('--list') || args.length !== 1 || !(args[0] in AREAS)) {
     const lines = Object.entries(AREAS).map(
-      ([name, a]) => `  ${name.padEnd(12)} ${a.what}\n${' '.repeat(15)}mutates ${a.mutate.join(', ')}`,
+      ([name, a]) => `  ${name.padEnd(14)} ${a.what}\n${' '.repeat(17)}mutates ${a.mutate.join(', ')}`,
     );
     process.stdout.write(`usage: npm run mutate -- <area> [--check]\nareas:\n${lines.join('\n')}\n`);
     return argv.includes('--list') ? 0 : 2;
