@@ -13,6 +13,7 @@ import { fromPem, toPem } from '../pki/pem.js';
 import { signJws, type Jws } from '../protocol/jws.js';
 import { PROTOCOL_VERSION, TYP_REQUEST, type JoinRequest, type RenewRequest } from '../protocol/messages.js';
 import { newRequestId } from '../util/secret.js';
+import { SIGIL_VERSION } from '../version.js';
 import type { OutboxEntry } from './state/index.js';
 import { namedSigner } from './named-signer.js';
 import { newTransportKey } from './transport-cert.js';
@@ -59,6 +60,8 @@ export async function buildJoinRequest(p: {
     key_storage: signer.storage,
     ...(p.ttlS !== undefined ? { ttl_s: p.ttlS } : {}),
     ...transport.fields,
+    // Shown on the fleet view as this agent's claim (issue #18); the issuer decides nothing by it.
+    agent_version: SIGIL_VERSION,
   };
   const envelope = await signJws(signer, TYP_REQUEST, payload);
   return {
@@ -110,6 +113,7 @@ export async function buildRenewRequest(p: {
     ...(keyAttestation ? { key_attestation: keyAttestation } : {}),
     ...(attestation ? { attestation } : {}),
     ...transport.fields,
+    agent_version: SIGIL_VERSION,
   };
   const x5c = p.chainPem.map((c) => fromPem(c, 'CERTIFICATE'));
   const envelope = await signJws(p.current, TYP_REQUEST, payload, x5c);

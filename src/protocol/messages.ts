@@ -43,6 +43,19 @@ const pemSchema = z
   .min(1)
   .max(16 * 1024);
 
+/**
+ * The agent's package version (src/version.ts), recorded in the instance's facts and shown on the
+ * fleet view (issue #18). A claim of the sender, never used for a decision: bounded and printable
+ * ASCII only, so it cannot carry markup-sized payloads or control characters into facts and pages.
+ * Optional: agents from before it are accepted as ever.
+ */
+export const AGENT_VERSION_MAX = 64;
+export const agentVersionSchema = z
+  .string()
+  .regex(/^[\x20-\x7e]+$/, 'agent_version must be printable ASCII')
+  .min(1)
+  .max(AGENT_VERSION_MAX);
+
 export const joinRequestSchema = z.strictObject({
   v: z.literal(PROTOCOL_VERSION),
   op: z.literal('join'),
@@ -58,6 +71,7 @@ export const joinRequestSchema = z.strictObject({
   key_storage: z.enum(['software', 'tpm', 'pkcs11']).optional(),
   /** PKCS#10 of a software key for an MQTT transport certificate (server/ops/transport-cert.ts), PEM. */
   transport_csr: pemSchema.optional(),
+  agent_version: agentVersionSchema.optional(),
 });
 export type JoinRequest = z.infer<typeof joinRequestSchema>;
 
@@ -96,6 +110,7 @@ export const renewRequestSchema = z.strictObject({
   attestation: z.record(z.string(), z.unknown()).optional(),
   /** As in a join: a new transport key's CSR, answered with `transport_chain`. */
   transport_csr: pemSchema.optional(),
+  agent_version: agentVersionSchema.optional(),
 });
 export type RenewRequest = z.infer<typeof renewRequestSchema>;
 

@@ -21,6 +21,7 @@ import { attestPort, commitPort } from './join-port.js';
 import { recordAnswer, replayIfSeen, signedRequest, signResponse } from './respond.js';
 import { auditRefusal } from './refusal.js';
 import { checkTransportCsr } from './transport-cert.js';
+import { agentFactsUpdate, type Carrier } from './agent-facts.js';
 
 /**
  * A join with a challenge round sends the same CSR twice (join/exchange.ts); the parse and
@@ -40,7 +41,13 @@ function parseJoinCsr(methods: JoinMethods, text: string): ParsedCsr {
   return csr;
 }
 
-export async function handleJoin(ctx: IssuerContext, body: unknown, remote: string | null): Promise<Jws> {
+export async function handleJoin(
+  ctx: IssuerContext,
+  body: unknown,
+  remote: string | null,
+  /** The carrier the request came on (server/ops/table.ts), recorded for the fleet view. */
+  carrier?: Carrier,
+): Promise<Jws> {
   const started = process.hrtime.bigint();
   let req: JoinRequest | undefined;
   let botName: string | undefined;
@@ -127,13 +134,17 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
       // instance, the issue itself) rolls the use back, so it burns nothing.
       if (challenge) await consumeChallenge(tx.challenges, challenge.id, now);
       await att.commit?.(commitPort(tx, built, now, instanceId));
+      // The fleet view's transport and agent version (./agent-facts.ts), after the method's facts:
+      // what the issuer saw wins over a same-named fact. Written with the facts, no extra statement.
+      const seen = agentFactsUpdate(existing?.facts ?? {}, { carrier, agentVersion: r.agent_version });
+      const facts = seen ? { ...att.facts, ...seen } : att.facts;
       if (existing) {
         if (existing.locked)
           throw new SigilError(
             'instance_locked',
             `instance ${existing.id} is locked (${existing.lockReason ?? 'by an administrator'})`,
           );
-        await tx.instances.updateFacts(existing.id, att.facts, now);
+        await tx.instances.updateFacts(existing.id, facts, now);
       } else {
         await tx.instances.create({
           id: instanceId,
@@ -141,7 +152,7 @@ export async function handleJoin(ctx: IssuerContext, body: unknown, remote: stri
           joinMethod: method.name,
           spiffeId: spiffeIdFor(ctx.ca.trustDomain, bot.name, instanceId),
           generation: 0,
-          facts: att.facts,
+          facts,
           keyStorage,
           exportable,
           createdAt: now,

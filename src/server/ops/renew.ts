@@ -51,6 +51,7 @@ import { auditRefusal } from './refusal.js';
 import { checkTransportCsr } from './transport-cert.js';
 import { renewalBinding } from '../../attest/binding.js';
 import { attestRenewal, AuditedRefusal, countAttestationFailure } from './attestation.js';
+import { agentFactsUpdate, type Carrier } from './agent-facts.js';
 
 /** A check run early whose refusal is raised later, at its place in the order of checks. */
 type Held<T> = { ok: true; value: T } | { ok: false; error: unknown };
@@ -77,6 +78,8 @@ export async function handleRenew(
   body: unknown,
   remote: string | null,
   hooks?: OpHooks,
+  /** The carrier the request came on (server/ops/table.ts), recorded for the fleet view. */
+  carrier?: Carrier,
 ): Promise<Jws> {
   const started = process.hrtime.bigint();
   // The request's arrival on the issuer's clock: every time check below uses it.
@@ -153,6 +156,10 @@ export async function handleRenew(
         requestId: r.request_id,
       });
       if (!attested.ok) return { refusal: attested.refusal, audited: { method: inst.joinMethod } };
+      // The fleet view's transport and agent version (./agent-facts.ts), written only when they
+      // changed: a steady-state renewal costs no extra statement (issue #14's per-renewal count).
+      const seen = agentFactsUpdate(inst.facts, { carrier, agentVersion: r.agent_version });
+      if (seen) await tx.instances.updateFacts(inst.id, seen, now);
       const bot = await resolveBot(tx, inst.bot);
       const { result, transportSerial } = await issueIdentity(ctx, tx, {
         op: 'renew',

@@ -15,6 +15,7 @@
 import type { Jws } from '../../protocol/jws.js';
 import { isOp, OPS, type Op } from '../../protocol/messages.js';
 import type { IssuerContext } from '../issuer.js';
+import type { Carrier } from './agent-facts.js';
 import type { OpHooks } from './authenticate.js';
 import { handleAttest } from './attest.js';
 import { handleBundle } from './bundle.js';
@@ -49,6 +50,8 @@ export interface OpRequest {
    * to the requester (./credential.ts answer_key).
    */
   confidential: boolean;
+  /** The adapter that carried it: recorded for the fleet view (join, renew: ./agent-facts.ts). */
+  carrier: Carrier;
   hooks?: OpHooks;
 }
 
@@ -72,7 +75,7 @@ export interface Operation {
 }
 
 /** Refusals are signed on the carriers that are untrusted for integrity (see the module comment). */
-export const SIGNED_REFUSALS = { https: false, mqtt: true } as const;
+export const SIGNED_REFUSALS: Readonly<Record<Carrier, boolean>> = { https: false, mqtt: true };
 
 export const OPERATIONS: Readonly<Record<Op, Operation>> = {
   join: {
@@ -81,7 +84,7 @@ export const OPERATIONS: Readonly<Record<Op, Operation>> = {
     answerTo: 'bootstrap',
     rateLimited: true,
     audited: true,
-    handle: (ctx, r) => handleJoin(ctx, r.body, r.remote),
+    handle: (ctx, r) => handleJoin(ctx, r.body, r.remote, r.carrier),
   },
   renew: {
     name: 'renew',
@@ -89,7 +92,7 @@ export const OPERATIONS: Readonly<Record<Op, Operation>> = {
     answerTo: 'signer',
     rateLimited: false,
     audited: true,
-    handle: (ctx, r) => handleRenew(ctx, r.body, r.remote, r.hooks),
+    handle: (ctx, r) => handleRenew(ctx, r.body, r.remote, r.hooks, r.carrier),
   },
   credential: {
     name: 'credential',

@@ -83,7 +83,7 @@ export function numbered(text: string): string {
   return text.replace(/\?/g, () => `$${++n}`);
 }
 
-/** The instance columns a fleet row is built from (`facts` for attestation time and firmware profile). */
+/** The instance columns of a fleet row (`facts`: attestation time, firmware profile, transport, agent version). */
 export const FLEET_COLUMNS =
   'id, bot, join_method, spiffe_id, generation, key_storage, exportable, locked, lock_reason, current_serial, ' +
   'current_not_before, current_not_after, created_at, updated_at, last_seen_at, attestation_ok, facts';
@@ -333,6 +333,8 @@ export function toFleetRow(r: FleetDbRow, now: number): FleetRow {
   const att = facts['attestation'];
   const at = att !== null && typeof att === 'object' ? (att as Record<string, unknown>)['at'] : undefined;
   const profile = facts['firmware_profile'];
+  const transport = facts['transport'];
+  const agentVersion = facts['agent_version'];
   return {
     id: r.id,
     bot: r.bot,
@@ -352,6 +354,10 @@ export function toFleetRow(r: FleetDbRow, now: number): FleetRow {
     attestationOk: truthy(r.attestation_ok),
     attestationAt: typeof at === 'number' ? at : null,
     firmwareProfile: typeof profile === 'string' ? profile : null,
+    // Written by the join and renew handlers (server/ops/agent-facts.ts); a database writer could
+    // put anything there: strings only, escaped by the page like every value.
+    transport: typeof transport === 'string' ? transport : null,
+    agentVersion: typeof agentVersion === 'string' ? agentVersion : null,
     states: statesOf(r, now),
   };
 }

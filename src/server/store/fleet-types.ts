@@ -76,6 +76,10 @@ export interface FleetRow {
   attestationAt: number | null;
   /** facts.firmware_profile when present. */
   firmwareProfile: string | null;
+  /** facts.transport: the carrier of its last join or renewal (https, mqtt), as the issuer saw it. */
+  transport: string | null;
+  /** facts.agent_version: the version its agent CLAIMS to run (a display value, never a decision). */
+  agentVersion: string | null;
   /** States this row is in at `now` (see the header). */
   states: FleetState[];
 }

@@ -202,7 +202,12 @@ export function buildHttpsServer({ ctx, tls = true, limits: given = {}, crl }: H
       url: routeOf(op.name),
       ...(op.rateLimited ? { onRequest: limitJoin } : {}),
       handler: async (req) =>
-        op.handle(ctx, { body: op.takesBody ? req.body : undefined, remote: remoteOf(req), confidential: true }),
+        op.handle(ctx, {
+          body: op.takesBody ? req.body : undefined,
+          remote: remoteOf(req),
+          confidential: true,
+          carrier: 'https',
+        }),
     });
   }
   // Public trust material for relying parties (server/credentials/discovery.ts), cacheable.

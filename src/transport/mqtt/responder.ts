@@ -307,6 +307,7 @@ export class MqttResponder {
         body: operation.takesBody ? body : undefined,
         remote,
         confidential: false,
+        carrier: 'mqtt',
         hooks: { onAuthenticated: (who) => (signer = who.instanceId) },
       });
     } catch (err) {

@@ -170,6 +170,10 @@ function row(r: FleetRow, now: number): Html {
     <td title="${utc(r.lastSeenAt)}">${relative(r.lastSeenAt, now)}</td>
     <td>${attestationCell(r, now)}</td>
     <td>${r.locked ? html`<span class="badge badge-bad" title="${r.lockReason ?? ''}">locked</span>` : ''}</td>
+    <td>${r.transport ?? html`<span class="muted">—</span>`}</td>
+    <td class="mono small clip" title="${r.agentVersion ?? ''}">
+      ${r.agentVersion ?? html`<span class="muted">—</span>`}
+    </td>
   </tr>`;
 }
 
@@ -190,6 +194,7 @@ function pager(d: FleetPageData): Html {
   </nav>`;
 }
 
+/** Transport and agent version come last: the state columns stay in view on a 1440 px screen, these two scroll. */
 export function fleetPage(d: FleetPageData): Html {
   return html`<h1>Fleet</h1>
     ${countTiles(d)} ${charts(d)} ${filterForm(d)} ${pager(d)}
@@ -205,6 +210,8 @@ export function fleetPage(d: FleetPageData): Html {
             ${sortHeader(d, 'last_seen', 'Last seen')}
             <th scope="col">Attestation</th>
             <th scope="col">Locked</th>
+            <th scope="col" title="the carrier of its last join or renewal, as the issuer saw it">Transport</th>
+            <th scope="col" title="what the agent says it runs: its claim, not verified">Agent version</th>
           </tr>
         </thead>
         <tbody>
@@ -212,7 +219,7 @@ export function fleetPage(d: FleetPageData): Html {
             d.rows.length
               ? d.rows.map((r) => row(r, d.now))
               : html`<tr>
-                  <td colspan="11" class="empty">No instance matches.</td>
+                  <td colspan="13" class="empty">No instance matches.</td>
                 </tr>`
           }
         </tbody>

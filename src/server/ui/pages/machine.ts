@@ -24,13 +24,22 @@ export interface MachinePageData {
   notice?: string;
 }
 
-/** Facts shown in the identity list; `attestation` and `pcrs` have sections of their own. */
-const OWN_SECTION = new Set(['attestation', 'pcrs']);
+/**
+ * Facts shown in the identity list; `attestation` and `pcrs` have sections of their own,
+ * `transport` and `agent_version` named rows (server/ops/agent-facts.ts).
+ */
+const OWN_SECTION = new Set(['attestation', 'pcrs', 'transport', 'agent_version']);
 const MAX_FACT_CHARS = 300;
 
 function factValue(v: unknown): string {
   const s = typeof v === 'string' ? v : JSON.stringify(v);
   return s === undefined ? String(v) : s.length > MAX_FACT_CHARS ? `${s.slice(0, MAX_FACT_CHARS)}…` : s;
+}
+
+/** A string fact, or '—' (a database writer could store any JSON there). */
+function stringFact(facts: Record<string, unknown>, key: string): string {
+  const v = facts[key];
+  return typeof v === 'string' ? factValue(v) : '—';
 }
 
 function identity(d: MachinePageData): Html {
@@ -64,6 +73,12 @@ function identity(d: MachinePageData): Html {
       <dd>${utc(i.lastSeenAt)} <span class="muted">(${relative(i.lastSeenAt, d.now)})</span></dd>
       <dt>Locked</dt>
       <dd>${i.locked ? html`<span class="badge badge-bad">locked</span> ${i.lockReason ?? ''}` : 'no'}</dd>
+      <dt>Transport</dt>
+      <dd title="the carrier of its last join or renewal, as the issuer saw it">${stringFact(i.facts, 'transport')}</dd>
+      <dt>Agent version</dt>
+      <dd class="mono" title="what the agent says it runs: its claim, not verified">
+        ${stringFact(i.facts, 'agent_version')} <span class="muted">(claimed)</span>
+      </dd>
       ${facts.map(
         ([k, v]) =>
           html`<dt>${k}</dt>

@@ -218,11 +218,35 @@ export function fleetSuite(stores: () => Stores): void {
           attestationOk: false,
           attestationAt: NOW - MIN,
           firmwareProfile: 'fw-1',
+          transport: null,
+          agentVersion: null,
           states: ['renewal_overdue', 'attestation_failed'],
         },
       ]);
       const [locked] = (await page({ search: 'i-14' })).rows;
       expect(locked).toMatchObject({ locked: true, lockReason: 'lost i-14', states: ['locked'], attestationOk: true });
+    });
+
+    it('maps facts.transport and facts.agent_version (strings only) and follows a facts update', async () => {
+      await s.withWriteTx(async (tx) => {
+        await tx.instances.create(
+          instance('tv-1', { facts: { transport: 'mqtt', agent_version: '0.1.0', firmware_profile: 'fw-9' } }),
+        );
+        await tx.instances.create(instance('tv-2', { facts: { token_hash_prefix: 'abc' } }));
+        // A database writer's JSON of the wrong type is shown as absent, not as "[object Object]" or 7.
+        await tx.instances.create(instance('tv-3', { facts: { transport: { a: 1 }, agent_version: 7 } }));
+      });
+      const fields = async () =>
+        (await page({ search: 'tv-' })).rows.map((r) => [r.id, r.transport, r.agentVersion, r.firmwareProfile]);
+      expect(await fields()).toEqual([
+        ['tv-1', 'mqtt', '0.1.0', 'fw-9'],
+        ['tv-2', null, null, null],
+        ['tv-3', null, null, null],
+      ]);
+      await s.withWriteTx((tx) =>
+        tx.instances.updateFacts('tv-2', { transport: 'https', agent_version: '<b>9</b>' }, T0 + MIN),
+      );
+      expect((await fields())[1]).toEqual(['tv-2', 'https', '<b>9</b>', null]);
     });
 
     it('states at now match the definitions, row by row, and each state filter selects exactly its rows', async () => {
