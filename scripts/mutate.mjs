@@ -54,6 +54,7 @@ export const AREAS = {
       'test/unit/join/x509-crl-parse.test.ts',
       'test/unit/join/x509-path-checks.test.ts',
       'test/unit/join/x509-name-constraints.test.ts',
+      'test/unit/join/x509-gaps.test.ts',
       'test/unit/join/glob-match.test.ts',
       'test/unit/pki/name-constraints.test.ts',
       'test/unit/attest/ek.test.ts',
