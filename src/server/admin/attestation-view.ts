@@ -7,12 +7,9 @@
  * record written by an older or newer issuer (or by hand) shows what it has and nothing wrong.
  */
 
-export interface PcrDiffView {
-  bank: string;
-  pcr: number;
-  expected: string[];
-  got: string;
-}
+import { readAttestation, type PcrDiffView } from '../attestation-record.js';
+
+export type { PcrDiffView };
 
 export interface AttestationView {
   at: string | null;
@@ -29,43 +26,29 @@ export interface AttestationView {
   last_good_at: string | null;
 }
 
-const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
-const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
-const iso = (v: unknown): string | null => {
-  const n = num(v);
-  return n === null ? null : new Date(n).toISOString();
-};
-
-function diffOf(v: unknown): PcrDiffView[] {
-  if (!Array.isArray(v)) return [];
-  return v.flatMap((d): PcrDiffView[] => {
-    if (!d || typeof d !== 'object') return [];
-    const e = d as Record<string, unknown>;
-    const pcr = num(e['pcr']);
-    if (pcr === null) return [];
-    const expected = Array.isArray(e['expected'])
-      ? e['expected'].filter((x): x is string => typeof x === 'string')
-      : [];
-    return [{ bank: str(e['bank']) ?? '?', pcr, expected, got: str(e['got']) ?? '?' }];
-  });
-}
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
 /** The view of `facts`, or null when the instance never attested its boot state. */
 export function attestationView(facts: Record<string, unknown>): AttestationView | null {
-  const r = facts['attestation'];
-  if (!r || typeof r !== 'object' || Array.isArray(r)) return null;
-  const a = r as Record<string, unknown>;
+  // One defensive reader for every view of the record (../attestation-record.ts).
+  const raw = facts['attestation'];
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) return null;
+  // A record whose `ok` is not a boolean (written by hand, or by another version) is shown as
+  // refused, never as good.
+  const a = readAttestation(raw) ?? readAttestation({ ...raw, ok: false });
+  if (!a) return null;
+  const lastGood = facts['last_good_attestation_at'];
   return {
-    at: iso(a['at']),
-    result: a['ok'] === true ? 'ok' : 'refused',
-    via: str(a['via']),
-    profile: str(a['profile']),
-    check: str(a['check']),
-    message: str(a['message']),
-    pcr_diff: diffOf(a['diff']),
-    reset_count: num(a['reset_count']),
-    restart_count: num(a['restart_count']),
-    rebooted: typeof a['rebooted'] === 'boolean' ? a['rebooted'] : null,
-    last_good_at: iso(facts['last_good_attestation_at']),
+    at: iso(a.at),
+    result: a.ok ? 'ok' : 'refused',
+    via: a.via,
+    profile: a.profile,
+    check: a.check,
+    message: a.message,
+    pcr_diff: a.diff,
+    reset_count: a.resetCount,
+    restart_count: a.restartCount,
+    rebooted: a.rebooted,
+    last_good_at: iso(typeof lastGood === 'number' && Number.isFinite(lastGood) ? lastGood : null),
   };
 }

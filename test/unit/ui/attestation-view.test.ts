@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { attestationOfAuditDetails, readAttestation } from '../../../src/server/ui/attestation-view.js';
+import { attestationOfAuditDetails, readAttestation } from '../../../src/server/attestation-record.js';
 
 describe('attestation record as the fleet view reads it', () => {
   it('reads the record continuous attestation writes', () => {

@@ -5,7 +5,7 @@
  * audit log), its audit events, and — for an administrator — lock and unlock with a reason.
  */
 import type { AuditRecord, CertificateRecord, InstanceRecord } from '../../store/types.js';
-import { attestationOfAuditDetails, readAttestation, type AttestationView } from '../attestation-view.js';
+import { attestationOfAuditDetails, readAttestation, type AttestationView } from '../../attestation-record.js';
 import { CSRF_FIELD } from '../csrf.js';
 import { keyStorageLabel, relative, utc } from '../format.js';
 import { html, machineHref, type Html } from '../html.js';

@@ -1,6 +1,7 @@
 /**
- * The attestation record as the fleet view shows it (issue #16 writes it to the instance's
- * `facts.attestation` and into the details of `attest`/`renew` audit rows). Facts are JSON
+ * Reading an attestation record back (issue #16 writes it to the instance's `facts.attestation`
+ * and into the details of `attest`/`renew` audit rows), for every view of it: the fleet view's
+ * machine page and `sigil ctl instances show` (admin/attestation-view.ts). Facts are JSON
  * written from agent evidence, so this reads them defensively: wrong types become "absent",
  * strings are capped, the diff is bounded — a hostile record can make the page say less, never
  * break it (and every string is escaped on output anyway).
