@@ -38,7 +38,9 @@ import { TPM_HT, TPM_RH, handleType } from '../tpm/constants.js';
 import { TpmError } from '../tpm/errors.js';
 import type { TpmsContext } from '../tpm/structures/context.js';
 import type { Tpm2bPublic } from '../tpm/structures/public.js';
-import { Tpm, type TpmKey } from '../tpm/tpm.js';
+// The TPM client is imported when a connection is opened: an agent whose keys are not in a TPM
+// never loads it (docs/performance.md "Agent footprint").
+import type { Tpm, TpmKey } from '../tpm/tpm.js';
 
 /** TPM_RH_OWNER as the parent of a TSS2 key: "the SRK made from the standard template". */
 export const OWNER_PARENT = TPM_RH.OWNER;
@@ -119,6 +121,7 @@ export class TpmAccess {
     this.#tail = this.#tail.then(async () => {
       let tpm: Tpm;
       try {
+        const { Tpm } = await import('../tpm/tpm.js');
         tpm = await Tpm.open(this.tcti);
       } catch (err) {
         settle.reject(err);

@@ -10,9 +10,12 @@
  * ECDH-ES (direct key agreement, a fresh ephemeral issuer key each time, RFC 7518 §4.6) with
  * A256GCM; the agent decrypts with the private half, which never leaves its memory and is
  * dropped with the request.
+ *
+ * jose is imported inside the two functions that use it: this module comes in through the
+ * credential message schemas for every agent, and most agent starts never seal or open a secret
+ * (docs/performance.md "Agent footprint").
  */
 import { generateKeyPairSync, createPublicKey, type KeyObject } from 'node:crypto';
-import { CompactEncrypt, compactDecrypt } from 'jose';
 import { z } from 'zod';
 import { SigilError } from '../errors.js';
 
@@ -48,6 +51,7 @@ export function answerKeyObject(jwk: AnswerKey): KeyObject {
 
 /** Encrypt `secret` to the requester's answer key: a compact JWE (ECDH-ES, A256GCM). */
 export async function sealToAnswerKey(secret: string, key: KeyObject, contentType: string): Promise<string> {
+  const { CompactEncrypt } = await import('jose');
   return new CompactEncrypt(Buffer.from(secret, 'utf8'))
     .setProtectedHeader({ alg: ALG, enc: ENC, cty: contentType })
     .encrypt(key);
@@ -55,6 +59,7 @@ export async function sealToAnswerKey(secret: string, key: KeyObject, contentTyp
 
 /** Decrypt a sealed secret with the request's private answer key; anything else is response_invalid. */
 export async function openWithAnswerKey(jwe: string, privateKey: KeyObject): Promise<string> {
+  const { compactDecrypt } = await import('jose');
   try {
     const { plaintext } = await compactDecrypt(jwe, privateKey, {
       keyManagementAlgorithms: [ALG],
