@@ -2,7 +2,9 @@
  * The store conformance suite, unchanged, on the PostgreSQL backend: one real PostgreSQL for the
  * file (test/helpers/postgres.ts, password auth over loopback) and a fresh database per case,
  * copied from a template the backend migrated once (CREATE DATABASE … TEMPLATE: a file copy,
- * much faster than running the migrations again per case).
+ * much faster than running the migrations again per case). It runs twice: as is, and with the
+ * issuer's policy cache on (the LISTEN/NOTIFY change feed live, store/postgres/policy-cache.ts),
+ * since caching policy and bot locks must not change what the contract promises.
  */
 import postgres from 'postgres';
 import { afterAll, beforeAll } from 'vitest';
@@ -28,11 +30,23 @@ afterAll(async () => {
   await pg?.stop();
 });
 
-storeConformance('postgres', async () => {
+/** A fresh database per case; dropped with the server at the end (a DROP per case would only cost time). */
+async function freshStores(changeFeed: boolean) {
   const db = `conf_${++n}`;
   await admin.unsafe(`CREATE DATABASE ${db} TEMPLATE conf_template`);
-  const stores = openPostgresStores(pg.url(db));
+  const stores = openPostgresStores(pg.url(db), changeFeed ? { changeFeed: true } : undefined);
   await stores.ready;
-  // Dropped with the server at the end: a DROP per case would only cost time.
+  return stores;
+}
+
+storeConformance('postgres', async () => {
+  const stores = await freshStores(false);
+  return { stores, dispose: () => stores.close() };
+});
+
+storeConformance('postgres, policy cached', async () => {
+  const stores = await freshStores(true);
+  // The cache is used only while the feed is live: wait for it, or the suite would test the uncached path.
+  while (!stores.changes!.live) await new Promise((r) => setTimeout(r, 5));
   return { stores, dispose: () => stores.close() };
 });
