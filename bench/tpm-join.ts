@@ -31,7 +31,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -40,19 +39,14 @@ import { TpmJoinAgent } from '../src/join/tpm/agent.js';
 import { parsePublic } from '../src/attest/structures.js';
 import { TpmSigner } from '../src/keystore/tpm.js';
 import { TpmAccess } from '../src/keystore/tpm-access.js';
-import { runAdminOp } from '../src/server/admin/ops.js';
-import { initDataDir, loadCaMaterial, openIssuerStores } from '../src/server/data-dir.js';
-import { createIssuerContext } from '../src/server/issuer.js';
 import { makeCredential } from '../src/tpm/crypto/credential.js';
 import { objectName } from '../src/tpm/name.js';
 import { tpm2bEncryptedSecret, tpm2bIdObject } from '../src/tpm/structures/basic.js';
 import { marshal } from '../src/tpm/structures/codec.js';
 import { SocketTransport } from '../src/tpm/transport/socket.js';
 import { HttpsIssuerClient } from '../src/transport/https/client.js';
-import { ResponseVerifier } from '../src/protocol/verify-response.js';
-import { buildHttpsServer } from '../src/transport/https/server.js';
-import { silentLogger } from '../src/util/log.js';
 import { createLocalCa, createSwtpm, requireTool, simulateBoot } from '../test/helpers/swtpm.js';
+import { startTpmBenchIssuer } from './lib/tpm-issuer.js';
 
 const { values: args } = parseArgs({
   options: { joins: { type: 'string', default: '25' }, 'tools-runs': { type: 'string', default: '5' } },
@@ -124,30 +118,12 @@ try {
   const logFile = join(work, 'boot.log');
   writeFileSync(logFile, boot.eventLog);
 
-  // --- the issuer, in process, on real HTTPS ------------------------------------------------
-  const init = initDataDir(dataDir, 'bench.example');
-  const stores = openIssuerStores(dataDir);
-  const ctx = createIssuerContext({ ca: loadCaMaterial(dataDir), stores, log: silentLogger() });
-  await runAdminOp(stores, 'apply', {
-    yaml: `kind: role\nname: edge\nspec: { max_ttl: 24h }\n---\nkind: bot\nname: gw\nspec: { roles: [edge] }\n---\nkind: join_rule\nname: racks\nspec:\n  method: tpm\n  bot: gw\n  tpm:\n    ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]\n    firmware_profiles: [lab-gateway-v1]\n`,
+  // --- the issuer, in process, on real HTTPS (bench/lib/tpm-issuer.ts) ------------------------
+  const { stores, client, verifier, close } = await startTpmBenchIssuer({
+    dataDir,
+    ekCaFiles: [ca.rootCert, ca.issuerCert],
+    meter,
   });
-  const app = buildHttpsServer({ ctx });
-  // The issuer's own time per request (body parse, checks, signing, SQLite), from the first
-  // byte of a request to its reply: subtracted from the join for the agent's share.
-  const started = new WeakMap<object, number>();
-  app.addHook('onRequest', async (req) => void started.set(req, performance.now()));
-  app.addHook('onSend', async (req) => {
-    const t0 = started.get(req);
-    if (t0 !== undefined) meter.issuerMs += performance.now() - t0;
-  });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const client = new HttpsIssuerClient({
-    url: `https://127.0.0.1:${(app.server.address() as AddressInfo).port}`,
-    pin: init.pin,
-  });
-  // One agent's verifier: it keeps the issuer chain it verified, as the agent's IssuerLink does.
-  const verifier = new ResponseVerifier();
-  await client.ensureRoot();
 
   // --- Sigil: joins end to end ---------------------------------------------------------------
   // One agent's access to its TPM (queue, saved SRK), kept across its joins as the agent keeps it.
@@ -412,9 +388,7 @@ try {
   console.log(
     `tpm2-tools script:       p50 ${toolsP50.toFixed(1)} ms over ${TOOLS_RUNS} runs (${(toolsP50 / p50).toFixed(1)}x Sigil's whole join)`,
   );
-  client.close();
-  await app.close();
-  await stores.close();
+  await close();
   console.log(
     JSON.stringify({
       bench: 'tpm-join',

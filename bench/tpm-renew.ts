@@ -33,7 +33,6 @@
  * without it — as bench/tpm-join.ts judges its target.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -46,15 +45,10 @@ import { certifyWithAk, saveAk } from '../src/join/tpm/ak-store.js';
 import { acceptAttestation, freshTpmEvidence, saveJoinAttestation } from '../src/join/tpm/fresh-evidence.js';
 import { TpmSigner } from '../src/keystore/tpm.js';
 import { TpmAccess } from '../src/keystore/tpm-access.js';
-import { ResponseVerifier, requestHash } from '../src/protocol/verify-response.js';
-import { runAdminOp } from '../src/server/admin/ops.js';
-import { initDataDir, loadCaMaterial, openIssuerStores } from '../src/server/data-dir.js';
-import { createIssuerContext } from '../src/server/issuer.js';
+import { requestHash } from '../src/protocol/verify-response.js';
 import { SocketTransport } from '../src/tpm/transport/socket.js';
-import { HttpsIssuerClient } from '../src/transport/https/client.js';
-import { buildHttpsServer } from '../src/transport/https/server.js';
-import { silentLogger } from '../src/util/log.js';
 import { createLocalCa, createSwtpm, simulateBoot } from '../test/helpers/swtpm.js';
+import { startTpmBenchIssuer } from './lib/tpm-issuer.js';
 
 const { values: args } = parseArgs({ options: { pairs: { type: 'string', default: '30' } } });
 const PAIRS = Number(args.pairs);
@@ -131,29 +125,13 @@ try {
   const logFile = join(work, 'boot.log');
   writeFileSync(logFile, (await simulateBoot(tpm)).eventLog);
 
-  // --- the issuer, in process, on real HTTPS ------------------------------------------------
-  const init = initDataDir(dataDir, 'bench.example');
-  const stores = openIssuerStores(dataDir);
-  const ctx = createIssuerContext({ ca: loadCaMaterial(dataDir), stores, log: silentLogger() });
-  await runAdminOp(stores, 'apply', {
-    yaml: `kind: role\nname: edge\nspec: { max_ttl: 24h }\n---\nkind: bot\nname: gw\nspec: { roles: [edge] }\n---\nkind: join_rule\nname: racks\nspec:\n  method: tpm\n  bot: gw\n  tpm:\n    ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]\n    firmware_profiles: [lab-gateway-v1]\n    max_attestation_age: 1h\n`,
+  // --- the issuer, in process, on real HTTPS (bench/lib/tpm-issuer.ts) ------------------------
+  const { client, verifier, root, close } = await startTpmBenchIssuer({
+    dataDir,
+    ekCaFiles: [ca.rootCert, ca.issuerCert],
+    ruleExtra: 'max_attestation_age: 1h',
+    meter,
   });
-  const app = buildHttpsServer({ ctx });
-  // The issuer's own time per request (body parse, checks — the quote's among them — signing,
-  // SQLite), from a request's first byte to its reply: what the agent's share excludes.
-  const started = new WeakMap<object, number>();
-  app.addHook('onRequest', async (req) => void started.set(req, performance.now()));
-  app.addHook('onSend', async (req) => {
-    const t0 = started.get(req);
-    if (t0 !== undefined) meter.issuerMs += performance.now() - t0;
-  });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const client = new HttpsIssuerClient({
-    url: `https://127.0.0.1:${(app.server.address() as AddressInfo).port}`,
-    pin: init.pin,
-  });
-  const verifier = new ResponseVerifier();
-  const root = await client.ensureRoot();
 
   // --- one join, keeping what the agent keeps (the AK, the PCR selection and counters) --------
   const access = new TpmAccess(tpm.tcti);
@@ -380,9 +358,7 @@ try {
       breakdown_ms: breakdown,
     }) + '\n',
   );
-  await app.close();
-  client.close();
-  await stores.close();
+  await close();
 } finally {
   await tpm.destroy();
   ca.destroy();
