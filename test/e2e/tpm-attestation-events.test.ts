@@ -50,20 +50,10 @@ import {
   type SharedLocalCa,
   type SwtpmInstance,
 } from '../helpers/swtpm.js';
+import { LAB_ATTESTED_PROFILE } from '../helpers/firmware-boot.js';
 
 const ZERO = '00'.repeat(32);
 const EXTEND = 'ab'.repeat(32);
-const PROFILE = `name: lab-attested
-pcr_bank: sha256
-pcrs:
-  "16": ["${ZERO}"]
-event_log:
-  require: true
-  rules:
-    secure_boot: enabled
-    kernel_cmdline_contains: ["lockdown=integrity"]
-    crtm_versions: ["Sigil Lab UEFI 1.0.0"]
-`;
 /** The types this test follows; certificate_revoked is checked on its own (one per live certificate). */
 const FOLLOWED = new Set(['attestation_failed', 'instance_locked', 'instance_unlocked']);
 
@@ -142,7 +132,7 @@ describe('attestation failure under `lock`: signed events on a webhook and MQTT,
   beforeAll(async () => {
     const profiles = join(tmp.path, 'profiles');
     mkdirSync(profiles);
-    writeFileSync(join(profiles, 'lab-attested.yaml'), PROFILE);
+    writeFileSync(join(profiles, 'lab-attested.yaml'), LAB_ATTESTED_PROFILE);
     // The issuer process inherits it (attest/firmware/profiles.ts).
     process.env.SIGIL_FIRMWARE_PROFILES_DIR = profiles;
     ca = await createLocalCa();

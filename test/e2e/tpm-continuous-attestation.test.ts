@@ -41,20 +41,10 @@ import {
   type SharedLocalCa,
   type SwtpmInstance,
 } from '../helpers/swtpm.js';
+import { LAB_ATTESTED_23_PROFILE, LAB_ATTESTED_PROFILE } from '../helpers/firmware-boot.js';
 
 const exec = promisify(execFile);
 const ZERO = '00'.repeat(32);
-const PROFILE = `name: lab-attested
-pcr_bank: sha256
-pcrs:
-  "16": ["${ZERO}"]
-event_log:
-  require: true
-  rules:
-    secure_boot: enabled
-    kernel_cmdline_contains: ["lockdown=integrity"]
-    crtm_versions: ["Sigil Lab UEFI 1.0.0"]
-`;
 
 describe('continuous attestation through `sigil agent` (swtpm)', () => {
   const tmp = tempDir();
@@ -95,11 +85,8 @@ describe('continuous attestation through `sigil agent` (swtpm)', () => {
   beforeAll(async () => {
     const profiles = join(tmp.path, 'profiles');
     mkdirSync(profiles);
-    writeFileSync(join(profiles, 'lab-attested.yaml'), PROFILE);
-    writeFileSync(
-      join(profiles, 'lab-attested-23.yaml'),
-      `name: lab-attested-23\npcr_bank: sha256\npcrs:\n  "23": ["${ZERO}"]\n`,
-    );
+    writeFileSync(join(profiles, 'lab-attested.yaml'), LAB_ATTESTED_PROFILE);
+    writeFileSync(join(profiles, 'lab-attested-23.yaml'), LAB_ATTESTED_23_PROFILE);
     // The issuer process inherits it (attest/firmware/profiles.ts).
     process.env.SIGIL_FIRMWARE_PROFILES_DIR = profiles;
     ca = await createLocalCa();
@@ -223,7 +210,7 @@ describe('continuous attestation over MQTT (mosquitto)', () => {
   beforeAll(async () => {
     const profiles = join(tmp.path, 'profiles');
     mkdirSync(profiles);
-    writeFileSync(join(profiles, 'lab-attested.yaml'), PROFILE);
+    writeFileSync(join(profiles, 'lab-attested.yaml'), LAB_ATTESTED_PROFILE);
     process.env.SIGIL_FIRMWARE_PROFILES_DIR = profiles;
     ca = await createLocalCa();
     tpm = await startSwtpm({ localCa: ca });

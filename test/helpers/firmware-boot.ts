@@ -167,3 +167,26 @@ export function simulatedBootLog(
   for (const bank of banks) pcrsByBank.set(bank, replayEventLog(parsed, bank));
   return { eventLog, pcrsByBank, events };
 }
+
+/**
+ * The firmware profiles the continuous-attestation tests judge a {@link DEFAULT_BOOT} swtpm by:
+ * `lab-attested` pins PCR 16 (resettable, so a test can extend it and restore it with
+ * tpm2_pcrreset) to its reset value and reads the simulated boot's event log;
+ * `lab-attested-23` pins PCR 23 only (a rule switched to it changes the PCR selection).
+ */
+export const LAB_ATTESTED_PROFILE = `name: lab-attested
+pcr_bank: sha256
+pcrs:
+  "16": ["${'00'.repeat(32)}"]
+event_log:
+  require: true
+  rules:
+    secure_boot: enabled
+    kernel_cmdline_contains: ["lockdown=integrity"]
+    crtm_versions: ["Sigil Lab UEFI 1.0.0"]
+`;
+export const LAB_ATTESTED_23_PROFILE = `name: lab-attested-23
+pcr_bank: sha256
+pcrs:
+  "23": ["${'00'.repeat(32)}"]
+`;

@@ -47,24 +47,9 @@ import {
   type SwtpmInstance,
 } from '../../helpers/swtpm.js';
 import { httpsClient, setTpmRules, tpmJoin, tpmRule, writeLog, type TpmJoinResult } from '../../helpers/tpm-join.js';
+import { LAB_ATTESTED_23_PROFILE, LAB_ATTESTED_PROFILE } from '../../helpers/firmware-boot.js';
 
 const ZERO = '00'.repeat(32);
-const PROFILE = `name: lab-attested
-pcr_bank: sha256
-pcrs:
-  "16": ["${ZERO}"]
-event_log:
-  require: true
-  rules:
-    secure_boot: enabled
-    kernel_cmdline_contains: ["lockdown=integrity"]
-    crtm_versions: ["Sigil Lab UEFI 1.0.0"]
-`;
-const OTHER_PROFILE = `name: lab-attested-23
-pcr_bank: sha256
-pcrs:
-  "23": ["${ZERO}"]
-`;
 
 let h: Harness;
 let client: HttpsIssuerClient;
@@ -159,8 +144,8 @@ const reset16 = (): Promise<unknown> => tpm2Tool(gw, 'tpm2_pcrreset', ['16']);
 
 beforeAll(async () => {
   const profiles = mkdtempSync(join(tmpdir(), 'sigil-profiles-'));
-  writeFileSync(join(profiles, 'lab-attested.yaml'), PROFILE);
-  writeFileSync(join(profiles, 'lab-attested-23.yaml'), OTHER_PROFILE);
+  writeFileSync(join(profiles, 'lab-attested.yaml'), LAB_ATTESTED_PROFILE);
+  writeFileSync(join(profiles, 'lab-attested-23.yaml'), LAB_ATTESTED_23_PROFILE);
   savedProfilesDir = process.env.SIGIL_FIRMWARE_PROFILES_DIR;
   process.env.SIGIL_FIRMWARE_PROFILES_DIR = profiles;
   ca = await createLocalCa();
