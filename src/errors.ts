@@ -400,6 +400,17 @@ export const ERROR_TABLE = {
   bad_certificate: { status: 400, retryable: false, message: 'the certificate could not be parsed' },
   chain_invalid: { status: 401, retryable: false, message: 'the certificate chain does not verify' },
   cert_expired: { status: 401, retryable: false, message: 'the certificate has expired' },
+  // --- several issuers, one root (docs/issuers.md) ---
+  issuer_revoked: {
+    status: 403,
+    retryable: false,
+    message: 'the certificate was issued under an intermediate CA that has been revoked',
+  },
+  issuer_retired: {
+    status: 409,
+    retryable: false,
+    message: 'this issuer has been retired or revoked and no longer serves',
+  },
   // --- renew ---
   signature_invalid: { status: 401, retryable: false, message: 'the request signature does not verify' },
   stale_request: { status: 401, retryable: false, message: 'the request timestamp is outside the allowed clock skew' },

@@ -9,6 +9,7 @@ import type { IssuerMqttConfig } from '../server/service.js';
 import { parseFormat, printJson } from './output.js';
 import { parseListen } from '../util/listen.js';
 import { registerMigrateStore } from './migrate-store.js';
+import { registerIssuerCommands } from './issuers.js';
 
 /** `--public-url`: an https URL without query or fragment; a trailing slash is dropped (it must equal `iss`). */
 export function parsePublicUrl(s: string): string {
@@ -375,6 +376,11 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
             };
             process.once('SIGTERM', () => stop('SIGTERM'));
             process.once('SIGINT', () => stop('SIGINT'));
+            // Retired or revoked in the issuer registry (docs/issuers.md): stop serving.
+            service.ctx.intermediates?.onRetired((status) => {
+              workers?.reportRetired(status);
+              stop(`issuer ${status}`);
+            });
           });
         }),
     );
@@ -416,4 +422,5 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
     );
 
   registerMigrateStore(server, run);
+  registerIssuerCommands(server, run);
 }

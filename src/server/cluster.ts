@@ -57,6 +57,14 @@ export function reportListening(url: string): void {
   if (cluster.isWorker) process.send?.({ sigil: 'listening', url });
 }
 
+/**
+ * A worker tells the primary its issuer was retired or revoked (docs/issuers.md): the primary
+ * stops every worker instead of restarting them (each would be refused at start).
+ */
+export function reportRetired(status: string): void {
+  if (cluster.isWorker) process.send?.({ sigil: 'retired', status });
+}
+
 export interface SuperviseOptions {
   workers: number;
   /** A line for the operator (stdout). */
@@ -82,7 +90,16 @@ export function superviseWorkers(o: SuperviseOptions): Promise<void> {
       slotOf.set(w, slot);
       // A message to a worker that is exiting fails (EPIPE); its 'exit' follows and is handled there.
       w.on('error', () => undefined);
-      w.on('message', (m: { sigil?: string; url?: string }) => {
+      w.on('message', (m: { sigil?: string; url?: string; status?: string }) => {
+        if (m?.sigil === 'retired' && !stopping) {
+          failure = new SigilError(
+            'issuer_retired',
+            `this issuer is ${m.status} in the issuer registry; stopping every worker`,
+          );
+          o.say(`sigil issuer worker ${slot} reports the issuer ${m.status}: stopping every worker`);
+          stopAll();
+          return;
+        }
         if (m?.sigil !== 'listening') return;
         o.say(`sigil issuer worker ${slot} (pid ${w.process.pid}) listening on ${m.url}`);
         listening.add(slot);

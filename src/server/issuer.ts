@@ -24,6 +24,7 @@ import { checkpointVerifiers } from './audit/checkpoints.js';
 import type { AdminAuditEnv } from './admin/ops.js';
 import type { Stores } from './store/types.js';
 import { StoredAnswerCodec } from './ops/stored-answer.js';
+import { IntermediateRegistry } from './issuers/registry.js';
 
 /** SPIFFE ID the issuer's own certificate carries; agents check it instead of a hostname. */
 export const issuerSpiffeId = (trustDomain: string): string => `spiffe://${trustDomain}/sigil/issuer`;
@@ -86,6 +87,11 @@ export interface IssuerContext {
    * answer repeats, put back byte for byte on replay (ops/stored-answer.ts).
    */
   storedAnswers: StoredAnswerCodec;
+  /**
+   * The other issuers' intermediates of the same root (issue #15; issuers/registry.ts): kept
+   * current by issuers/runtime.ts, which also sets issuingCas and storedAnswers from it.
+   */
+  intermediates?: IntermediateRegistry;
 }
 
 /**
@@ -168,6 +174,7 @@ export function createIssuerContext(opts: {
     issuedLeaves: new IssuedLeafMemo(),
     // The exact strings ops/issue.ts puts in every identity answer (chain[1], bundle[0]).
     storedAnswers: new StoredAnswerCodec([opts.ca.intermediatePem.trim() + '\n', opts.ca.rootPem.trim() + '\n']),
+    intermediates: new IntermediateRegistry({ ca: opts.ca, stores: opts.stores, log: opts.log, now }),
   };
 }
 

@@ -16,7 +16,7 @@
  *     is now + 2×refreshMs: a relying party must stop trusting a CRL an attacker keeps
  *     replaying to it (a stale CRL that still says "not revoked") once that time passes.
  *
- * cRLNumber is persisted in the data directory (./state.ts). One CRL is made at a time; callers
+ * cRLNumber comes from the store's counter for this CRL issuer (./state.ts takeCrlNumber). One CRL is made at a time; callers
  * that arrive meanwhile get that one.
  */
 import { SigilError } from '../../errors.js';
@@ -25,7 +25,7 @@ import { AuditWatcher, type AuditBatch } from '../events/audit-watcher.js';
 import type { AuditRecord, Stores } from '../store/types.js';
 import { signCrl, type CrlIssuer } from './build.js';
 import { revokedCertificates, type RevokedEntry } from './revoked.js';
-import { nextCrlNumber, recordCrl, type CrlFiles } from './state.js';
+import { nextCrlNumber, recordCrl, takeCrlNumber, type CrlFiles } from './state.js';
 
 /** `crl_refresh` default: a CRL at least every hour, valid for two. */
 export const DEFAULT_CRL_REFRESH_MS = 3600_000;
@@ -170,7 +170,8 @@ export class CrlPublisher {
       this.#derivedAt = head?.seq ?? 0;
       const cur = this.#current;
       if (opts.unlessSame && cur && sameEntries(cur.entries, entries)) return cur;
-      const crlNumber = nextCrlNumber(this.#o.files, now);
+      // Taken from the store: unique per CRL issuer across workers and issuers (./state.ts).
+      const crlNumber = await takeCrlNumber(this.#o.stores, this.#o.issuer.certDer, nextCrlNumber(this.#o.files, now));
       const nextUpdate = now + 2 * this.refreshMs;
       const der = await signCrl(this.#o.issuer, { entries, now, nextUpdate, crlNumber });
       recordCrl(this.#o.files, der, crlNumber, now);

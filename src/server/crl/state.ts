@@ -7,14 +7,21 @@
  * cRLNumber must increase monotonically for a CRL issuer (RFC 5280 §5.2.3). The next number is
  * max(now in ms, last + 1): it increases across restarts (the file), across a lost data
  * directory restored from backup (the clock), and between a running issuer and `sigil ctl ca crl`
- * signing one locally (both read and write this file). Several issuers sharing one PostgreSQL
- * store and one intermediate each keep their own file; with synchronised clocks their numbers
- * stay in step (docs/crl.md).
+ * signing one locally (both read and write this file).
+ *
+ * That alone let two workers (`server start --workers N`) or two issuers sharing an intermediate
+ * sign different CRLs with one number (both read the same clock millisecond). So the number is
+ * finally TAKEN from the store (takeCrlNumber): a counter per CRL issuer, bumped atomically, at
+ * least the file/clock number above — never the same twice, across processes and issuers (issue
+ * #15; store/issuer-registry-types.ts nextCrlNumber).
  */
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SigilError } from '../../errors.js';
+import { subjectNameDer } from '../../pki/name.js';
 import { ensureDir, writeFileAtomic } from '../../util/atomic-file.js';
+import type { Stores } from '../store/types.js';
 
 export interface CrlFiles {
   dir: string;
@@ -58,4 +65,15 @@ export function recordCrl(files: CrlFiles, der: Buffer, crlNumber: bigint, thisU
     { mode: 0o600 },
   );
   writeFileAtomic(files.current, der, { mode: 0o644 });
+}
+
+/** The store's counter key of a CRL issuer: its subject Name (RFC 5280 §5.2.3 numbers per CRL issuer). */
+export function crlIssuerKey(caCertDer: Buffer): string {
+  return 'crl:' + createHash('sha256').update(subjectNameDer(caCertDer)).digest('hex');
+}
+
+/** The number for the next CRL of `caCertDer`: from the store's counter, at least `atLeast`. */
+export async function takeCrlNumber(stores: Stores, caCertDer: Buffer, atLeast: bigint): Promise<bigint> {
+  const floor = atLeast > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Math.max(1, Number(atLeast));
+  return BigInt(await stores.issuers.nextCrlNumber(crlIssuerKey(caCertDer), floor));
 }

@@ -38,6 +38,8 @@ export interface Presented {
 export function checkPresentedChain(ctx: IssuerContext, ders: Buffer[], op: string): Presented {
   if (ders.length === 0)
     throw new SigilError('chain_invalid', `${op} must carry the current certificate chain in the JWS x5c header`);
+  // A leaf of a revoked intermediate is refused by name (issuer_revoked; server/issuers/registry.ts).
+  ctx.intermediates?.refuseRevoked(ders);
   // Anything after the leaf must be our own intermediate; say precisely what is wrong otherwise.
   for (const [i, d] of ders.slice(1).entries()) {
     if (ctx.issuingCas.some((c) => c.certDer.equals(d))) continue;

@@ -5,6 +5,10 @@ import { responsePayload, signResponse } from './respond.js';
 
 /**
  * `bundle`: the trust anchors agents and workloads should trust, signed like every response.
+ * `intermediates` lists this issuer's own intermediate first, then every other live (active or
+ * retired, never revoked) intermediate of the same root that this issuer verified against the
+ * root (server/issuers/registry.ts, docs/issuers.md): what a workload needs to build a path for a
+ * peer's leaf issued at another issuer.
  * `jwt_jwks` carries the JWT-SVID signing key as a JWK Set whose keys carry `kid` (JWT-SVID §6)
  * and `alg`, without `use` — the form the Workload API's JWT bundles take (SPIRE's agent marshals
  * them so); a `use: jwt-svid` (the federation bundle's, credentials/discovery.ts) makes generic
@@ -16,7 +20,7 @@ export function handleBundle(ctx: IssuerContext): Jws {
   const result: BundleResult = {
     trust_domain: ctx.ca.trustDomain,
     roots: [ctx.ca.rootPem.trim() + '\n'],
-    intermediates: [ctx.ca.intermediatePem.trim() + '\n'],
+    intermediates: ctx.intermediates ? ctx.intermediates.livePems() : [ctx.ca.intermediatePem.trim() + '\n'],
     jwt_jwks: { keys: [{ ...jwtKey }] },
   };
   return signResponse(ctx, responsePayload(ctx, 'bundle', null, result));

@@ -40,6 +40,9 @@ export const MOVED_TABLES = [
   'token_replay',
   'audit_anchor',
   'audit_log',
+  // Issue #15, one intermediate per issuer (docs/issuers.md): SQLite migration 8, PostgreSQL 3.
+  'issuers',
+  'crl_numbers',
 ] as const;
 
 const NOT_STATE = new Set(['schema_migrations']);

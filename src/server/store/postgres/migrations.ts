@@ -230,6 +230,25 @@ CREATE INDEX instances_fleet_locked ON instances (id COLLATE "C") WHERE locked;
 CREATE INDEX audit_log_instance ON audit_log (instance_id, seq);
 `,
   },
+  {
+    version: 3,
+    name: 'issuer registry and cRLNumber counters (SQLite migration 8)',
+    sql: `
+-- One intermediate per issuer (issue #15; docs/issuers.md); see SQLite's migration 8.
+CREATE TABLE issuers (
+  name        TEXT COLLATE "C" PRIMARY KEY CHECK (name ~ '^[a-z0-9-]{1,32}$'),
+  cert_pem    TEXT   NOT NULL,
+  status      TEXT   NOT NULL CHECK (status IN ('active', 'retired', 'revoked')),
+  reason      TEXT,
+  created_at  BIGINT NOT NULL,
+  updated_at  BIGINT NOT NULL
+);
+CREATE TABLE crl_numbers (
+  crl_issuer  TEXT COLLATE "C" PRIMARY KEY,
+  n           BIGINT NOT NULL CHECK (n > 0)
+);
+`,
+  },
 ];
 
 /** The append-only triggers migration 1 creates; `AuditStore.triggers()` reports each missing or disabled one. */

@@ -274,6 +274,27 @@ CREATE INDEX instances_fleet_locked ON instances (id) WHERE locked = 1;
 CREATE INDEX audit_log_instance ON audit_log (instance_id, seq);
 `,
   },
+  {
+    version: 8,
+    name: 'issuer registry and cRLNumber counters',
+    sql: `
+-- One intermediate per issuer (issue #15; docs/issuers.md; store/issuer-registry-types.ts). The
+-- certificate is a PEM an issuer verifies against its pinned root before trusting the row.
+CREATE TABLE issuers (
+  name        TEXT    PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 32 AND name NOT GLOB '*[^a-z0-9-]*'),
+  cert_pem    TEXT    NOT NULL,
+  status      TEXT    NOT NULL CHECK (status IN ('active', 'retired', 'revoked')),
+  reason      TEXT,
+  created_at  INTEGER NOT NULL,
+  updated_at  INTEGER NOT NULL
+) STRICT;
+-- The last cRLNumber handed out per CRL issuer (RFC 5280 §5.2.3: monotonically increasing).
+CREATE TABLE crl_numbers (
+  crl_issuer  TEXT    PRIMARY KEY,
+  n           INTEGER NOT NULL CHECK (n > 0)
+) STRICT;
+`,
+  },
 ];
 
 /** The newest schema version this code knows. */

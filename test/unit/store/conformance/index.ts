@@ -10,6 +10,7 @@ import { bindingSuites } from './bindings.js';
 import { concurrencySuite } from './concurrency.js';
 import { fleetSuite } from './fleet.js';
 import { identitySuites } from './identity.js';
+import { issuerRegistrySuite } from './issuers.js';
 import { recordSuites } from './records.js';
 import { txSuite } from './tx.js';
 
@@ -33,5 +34,6 @@ export function storeConformance(name: string, open: () => Backend | Promise<Bac
     concurrencySuite(stores);
     bindingSuites(stores);
     fleetSuite(stores);
+    issuerRegistrySuite(stores);
   });
 }

@@ -1,0 +1,115 @@
+/**
+ * `sigil server add-issuer | retire-issuer | issuers` (issue #15; docs/issuers.md): one root,
+ * one intermediate per issuer, registered in the shared PostgreSQL store.
+ */
+import type { Command } from 'commander';
+import { parseFormat, printJson, printKv, printTable } from './output.js';
+
+const STORE_HELP = 'the shared store (postgres://…); default $SIGIL_STORE';
+
+export function registerIssuerCommands(server: Command, run: (fn: () => Promise<void> | void) => Promise<void>): void {
+  server
+    .command('add-issuer')
+    .description('make a new issuer data directory with its own intermediate CA, signed by the root, and register it')
+    .requiredOption(
+      '--data-dir <dir>',
+      'a data directory holding the root key (ca/root.key): the first issuer, or the offline root',
+    )
+    .requiredOption('--name <name>', 'the new issuer (a-z 0-9 -, at most 32)')
+    .requiredOption('--out <dir>', 'the new data directory (must not exist or be empty)')
+    .option('--store <url>', STORE_HELP)
+    .option('--format <fmt>', 'table or json')
+    .action((o: { dataDir: string; name: string; out: string; store?: string; format?: string }) =>
+      run(async () => {
+        const fmt = parseFormat(o.format);
+        const { addIssuer } = await import('../server/issuers/add-issuer.js');
+        const store = o.store ?? process.env['SIGIL_STORE'];
+        const r = await addIssuer({ rootDir: o.dataDir, name: o.name, outDir: o.out, ...(store ? { store } : {}) });
+        if (fmt === 'json') return printJson(r);
+        printKv({
+          issuer: r.name,
+          'data dir': r.dataDir,
+          'intermediate serial': r.serial,
+          'intermediate not after': r.notAfter,
+          ...(r.registeredFirst ? { 'also registered': `${o.dataDir}'s intermediate as "${r.registeredFirst}"` } : {}),
+          next: `copy ${r.dataDir} to the new issuer host (it holds the intermediate key and the shared secrets), then: sigil server start --data-dir <it> --store <the same URL>`,
+        });
+      }),
+    );
+
+  server
+    .command('retire-issuer')
+    .description(
+      'retire an issuer (it stops serving; its leaves renew elsewhere), or --revoke it (its leaves are refused)',
+    )
+    .requiredOption(
+      '--data-dir <dir>',
+      'any issuer data directory on the store (with ca/root.key, --revoke also signs the root CRL)',
+    )
+    .requiredOption('--name <name>', 'the issuer to retire')
+    .option('--revoke', 'the intermediate is compromised: refuse its leaves at renewal and list it in the root CRL')
+    .option('--reason <text>', 'recorded in the registry and the audit log')
+    .option('--store <url>', STORE_HELP)
+    .option('--format <fmt>', 'table or json')
+    .action(
+      (o: { dataDir: string; name: string; revoke?: boolean; reason?: string; store?: string; format?: string }) =>
+        run(async () => {
+          const fmt = parseFormat(o.format);
+          const { retireIssuer } = await import('../server/issuers/retire.js');
+          const store = o.store ?? process.env['SIGIL_STORE'];
+          const r = await retireIssuer({
+            dataDir: o.dataDir,
+            name: o.name,
+            revoke: o.revoke === true,
+            ...(o.reason !== undefined ? { reason: o.reason } : {}),
+            ...(store ? { store } : {}),
+          });
+          const rootCrl = r.rootCrl
+            ? {
+                file: r.rootCrlFile,
+                crl_number: r.rootCrl.crlNumber.toString(),
+                listed: r.rootCrl.listed,
+                next_update: new Date(r.rootCrl.nextUpdate).toISOString(),
+              }
+            : undefined;
+          if (fmt === 'json')
+            return printJson({
+              issuer: r.issuer.name,
+              status: r.issuer.status,
+              changed: r.changed,
+              root_crl: rootCrl ?? null,
+            });
+          printKv({
+            issuer: r.issuer.name,
+            status: r.changed ? r.issuer.status : `${r.issuer.status} (unchanged)`,
+            ...(rootCrl
+              ? {
+                  'root CRL': `${rootCrl.file} (cRLNumber ${rootCrl.crl_number}, lists ${rootCrl.listed.map((l) => l.name).join(', ')})`,
+                }
+              : o.revoke
+                ? { 'root CRL': `not signed here (no ca/root.key): run the same command where the root key is` }
+                : {}),
+          });
+        }),
+    );
+
+  server
+    .command('issuers')
+    .description('list the registered issuers and whether this issuer trusts each (signed by its root)')
+    .requiredOption('--data-dir <dir>', 'an issuer data directory')
+    .option('--store <url>', STORE_HELP)
+    .option('--format <fmt>', 'table or json')
+    .action((o: { dataDir: string; store?: string; format?: string }) =>
+      run(async () => {
+        const fmt = parseFormat(o.format);
+        const { listIssuers } = await import('../server/issuers/list.js');
+        const store = o.store ?? process.env['SIGIL_STORE'];
+        const rows = await listIssuers(o.dataDir, store);
+        if (fmt === 'json') return printJson(rows);
+        printTable(
+          rows.map((r) => ({ ...r, own: r.own ? 'yes' : '' })),
+          ['name', 'status', 'verified', 'serial', 'not_after', 'own', 'reason'],
+        );
+      }),
+    );
+}

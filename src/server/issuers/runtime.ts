@@ -1,0 +1,78 @@
+/**
+ * Keeping `ctx.intermediates` (./registry.ts) current while the issuer serves: read once before it
+ * listens (a retired or revoked issuer refuses to start), then again every REFRESH_MS and at once
+ * when the change feed (PostgreSQL LISTEN/NOTIFY) says another issuer changed the registry or
+ * resynced. What a refresh changes is put into the context: the CAs renewals accept
+ * (ctx.issuingCas) and the codec that replays stored answers (ctx.storedAnswers); the bundle reads
+ * the registry directly (ops/bundle.ts).
+ */
+import { SigilError } from '../../errors.js';
+import type { Logger } from '../../util/log.js';
+import type { IssuerContext } from '../issuer.js';
+import type { Stores } from '../store/types.js';
+import type { IntermediateRegistry } from './registry.js';
+import { rootCrlFile } from './root-crl-file.js';
+
+/** Without a change feed (SQLite, or a lost listener), a revocation reaches this issuer within this. */
+export const REFRESH_MS = 5_000;
+
+export interface RegistryRuntime {
+  stop(): void;
+}
+
+/** Put the registry's current view into the context. */
+export function applyRegistry(ctx: IssuerContext, registry: IntermediateRegistry): void {
+  ctx.issuingCas = registry.issuingCas();
+  ctx.storedAnswers = registry.answerCodec();
+}
+
+export function retiredError(registry: IntermediateRegistry): SigilError {
+  return new SigilError(
+    'issuer_retired',
+    `this issuer${registry.ownName ? ` ("${registry.ownName}")` : ''} is ${registry.ownStatus} in the issuer registry; it does not serve any more (docs/issuers.md)`,
+  );
+}
+
+export async function startRegistry(
+  ctx: IssuerContext,
+  o: { log: Logger; refreshMs?: number; dataDir?: string },
+): Promise<RegistryRuntime> {
+  const registry = ctx.intermediates;
+  if (!registry) return { stop: () => undefined };
+  if (o.dataDir !== undefined) registry.useRootCrl(rootCrlFile(o.dataDir));
+  await registry.refresh();
+  if (registry.ownStatus !== 'active') throw retiredError(registry);
+  applyRegistry(ctx, registry);
+  let running: Promise<void> | undefined;
+  const refresh = (why: string): Promise<void> =>
+    (running ??= registry
+      .refresh()
+      .then((changed) => {
+        if (!changed) return;
+        applyRegistry(ctx, registry);
+        o.log.info(
+          {
+            live: registry.live.map((l) => l.name ?? '(own)'),
+            revoked: registry.revoked.map((r) => r.name),
+            own_status: registry.ownStatus,
+          },
+          `issuer registry changed (${why})`,
+        );
+      })
+      .catch((err: unknown) => o.log.warn({ err }, 'reading the issuer registry failed'))
+      .finally(() => (running = undefined)));
+  const timer = setInterval(() => void refresh('timer'), o.refreshMs ?? REFRESH_MS);
+  timer.unref();
+  // A registry change NOTIFYs a topic the feed does not cache; it arrives as 'all' (a resync too).
+  const feed = (ctx.stores as Stores & { changes?: { subscribe(fn: (event: string) => void): void } }).changes;
+  let stopped = false;
+  feed?.subscribe((event) => {
+    if (!stopped && event === 'all') void refresh('change feed');
+  });
+  return {
+    stop: () => {
+      stopped = true;
+      clearInterval(timer);
+    },
+  };
+}
