@@ -4,7 +4,7 @@
  * is the transaction's one connection, and only while the transaction is open.
  */
 import type { ChangeTopic } from './change-feed.js';
-import { isRetryableTxError, type Pool, type Sql, type TxSql } from './connection.js';
+import { isRetryableTxError, type Pool, type Sql } from './connection.js';
 import type { CachedTopic, PolicyCache } from './policy-cache.js';
 
 /** Runs of a transaction when PostgreSQL reports a serialization failure or deadlock (types.ts header). */
@@ -63,13 +63,59 @@ export class TxDb implements Db {
   /** Topics this transaction wrote: dropped from the cache after COMMIT (./stores.ts). */
   readonly wroteTopics = new Set<ChangeTopic>();
 
+  /** Until the first statement: `sql` hands that statement to `opening` (./transaction.ts sends BEGIN with it). */
+  #opening: ((first: Query) => void) | undefined;
+  #first: Sql | undefined;
+
+  /**
+   * `tx`: the transaction's connection. `opening`: when BEGIN has not been sent yet, called once
+   * with the first statement made through `sql`, before anything else is sent (./transaction.ts).
+   */
   constructor(
-    private readonly tx: TxSql,
+    private readonly tx: Sql,
     private readonly cache?: PolicyCache,
-  ) {}
+    opening?: (first: Query) => void,
+  ) {
+    this.#opening = opening;
+    if (opening) this.#first = firstStatementHook(tx, (q) => this.#open1(q));
+  }
+
+  /** True once BEGIN is on its way (always, when the caller sent it itself). */
+  get begun(): boolean {
+    return this.#opening === undefined;
+  }
+
+  #open1(first: Query | undefined): void {
+    const opening = this.#opening;
+    if (!opening) return;
+    if (!first) {
+      // Nothing was sent; nothing may be, or it would run outside the transaction.
+      this.end();
+      throw new TypeError(
+        'the first statement of a transaction must be sql`…` or sql.unsafe (a batch, notify, … would run outside it)',
+      );
+    }
+    this.#opening = undefined;
+    this.#first = undefined;
+    opening(first);
+  }
 
   wrote(topic: ChangeTopic): void {
     this.wroteTopics.add(topic);
+  }
+
+  #onEnd: Array<(committed: boolean, err: unknown) => void> = [];
+
+  /** Call `cb` once the transaction has ended: committed, or not (with the error withWriteTx rejects with). */
+  onEnd(cb: (committed: boolean, err: unknown) => void): void {
+    this.#onEnd.push(cb);
+  }
+
+  /** The transaction's outcome, told by whoever ran it (./transaction.ts): runs the onEnd callbacks, once. */
+  settle(committed: boolean, err?: unknown): void {
+    const callbacks = this.#onEnd;
+    this.#onEnd = [];
+    for (const cb of callbacks) cb(committed, err);
   }
 
   cached<T>(topic: CachedTopic, key: string, load: () => Promise<T>): Promise<T> {
@@ -83,7 +129,7 @@ export class TxDb implements Db {
       throw new TypeError(
         'the transaction these stores belong to has already ended (use the stores withWriteTx passes only inside its fn)',
       );
-    return this.tx;
+    return this.#first ?? this.tx;
   }
 
   async atomic<T>(fn: (sql: Sql) => Promise<T>): Promise<T> {
@@ -106,4 +152,47 @@ export class TxDb implements Db {
   end(): void {
     this.#open = false;
   }
+}
+
+/** A statement made with the tagged template, not yet sent. */
+export type Query = ReturnType<Sql>;
+
+/** What `sql` has that sends statements of its own (and so cannot come first: see firstStatementHook). */
+const SENDERS = new Set<PropertyKey>([
+  'batch',
+  'notify',
+  'file',
+  'begin',
+  'savepoint',
+  'reserve',
+  'listen',
+  'subscribe',
+]);
+
+/**
+ * `sql`, except that the first statement made with it — a tagged template call or `sql.unsafe` —
+ * is passed to `first` instead of being left to run by itself; every later call goes straight to
+ * `sql`. Helpers that make no statement (an identifier `sql('name')`, `sql.json`, …) pass through.
+ * Anything else that would send a statement first (`sql.batch`, `sql.notify`, …) is refused
+ * (`first(undefined)`): it would run outside the transaction.
+ */
+function firstStatementHook(sql: Sql, first: (q: Query | undefined) => void): Sql {
+  const isTemplate = (a: unknown): boolean => Array.isArray(a) && 'raw' in (a as object);
+  return new Proxy(sql, {
+    apply(target, thisArg, args: unknown[]) {
+      const made = Reflect.apply(target, thisArg, args) as Query;
+      if (isTemplate(args[0])) first(made);
+      return made;
+    },
+    get(target, prop, receiver) {
+      if (prop === 'unsafe')
+        return (...args: Parameters<Sql['unsafe']>) => {
+          const q = target.unsafe(...args) as unknown as Query;
+          first(q);
+          return q;
+        };
+      if (SENDERS.has(prop)) first(undefined);
+      return Reflect.get(target, prop, receiver) as unknown;
+    },
+  });
 }

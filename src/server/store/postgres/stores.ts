@@ -1,9 +1,10 @@
 /**
  * The async store contract (../types.ts) on PostgreSQL.
  *
- * - `withWriteTx(fn)`: BEGIN on one pooled connection (READ COMMITTED), `fn` gets stores bound to
- *   that connection, COMMIT when it resolves, ROLLBACK when it throws. A failed statement aborts
- *   the transaction; if `fn` swallows the error the driver's COMMIT answers ROLLBACK and
+ * - `withWriteTx(fn)`: BEGIN on one reserved pooled connection (READ COMMITTED), sent with the
+ *   first statement (./transaction.ts), `fn` gets stores bound to that connection, COMMIT when it
+ *   resolves, ROLLBACK when it throws. A failed statement aborts
+ *   the transaction; if `fn` swallows the error the COMMIT is answered with ROLLBACK and
  *   `withWriteTx` rejects (never success without commit). A serialization failure (40001) or
  *   deadlock (40P01) runs `fn` again, at most TX_ATTEMPTS (./db.ts) times in all.
  * - Serial behaviour of read-then-write decisions comes from locks the stores take inside a
@@ -40,9 +41,13 @@ import { PgCertificateStore } from './certificates.js';
 import { PgChallengeStore } from './challenges.js';
 import type { PgChangeFeed } from './change-feed.js';
 import { toStoreError, type Pool } from './connection.js';
-import { poolDb, TxDb, withRetries, type Db } from './db.js';
+import { poolDb, withRetries, type Db } from './db.js';
+import { runTransaction } from './transaction.js';
+import { AuditTail } from './audit-tail.js';
 import { PgDeviceStore } from './devices.js';
 import { PgFleetStore } from './fleet.js';
+import { PgIssuerRegistry } from './issuers.js';
+import type { IssuerRegistryStore } from '../issuer-registry-types.js';
 import type { FleetStore } from '../fleet-types.js';
 import { PgIdempotencyStore } from './idempotency.js';
 import { PgInstanceStore } from './instances.js';
@@ -53,7 +58,8 @@ import { PgTokenReplayStore } from './token-replay.js';
 import { PgTokenStore } from './tokens.js';
 
 /** The per-aggregate stores over one `Db` (the pool, or one transaction). */
-export function pgStoreSet(db: Db, audit: PgAuditOptions): TxStores {
+/** `tail`: the issuer's knowledge of the audit chain head (./audit-tail.ts), shared by all its sets. */
+export function pgStoreSet(db: Db, audit: PgAuditOptions, tail?: AuditTail): TxStores {
   return {
     resources: new PgResourceStore(db),
     tokens: new PgTokenStore(db),
@@ -65,7 +71,7 @@ export function pgStoreSet(db: Db, audit: PgAuditOptions): TxStores {
     botLocks: new PgBotLockStore(db),
     certificates: new PgCertificateStore(db),
     idempotency: new PgIdempotencyStore(db),
-    audit: new PgAuditStore(db, audit.key),
+    audit: new PgAuditStore(db, audit.key, tail),
     admin: new PgAdminCredentialStore(db),
   };
 }
@@ -86,6 +92,8 @@ export class PostgresStores implements Stores {
 
   /** The fleet view's reads (issue #18), on any pooled connection, never in a transaction. */
   readonly fleet: FleetStore;
+  /** The issuer registry and cRLNumber counters (issue #15; ./issuers.ts), outside transactions. */
+  readonly issuers: IssuerRegistryStore;
 
   /** Settles once the database is migrated and the opening checks passed. */
   readonly ready: Promise<void>;
@@ -97,6 +105,8 @@ export class PostgresStores implements Stores {
   /** The policy cache, when there is a change feed to keep it correct. */
   readonly cache: PolicyCache | undefined;
   #isReady = false;
+  /** This issuer's knowledge of the audit chain head: appends without reading it (./audit-tail.ts). */
+  readonly #auditTail = new AuditTail();
   #closed: Promise<void> | undefined;
 
   /**
@@ -124,7 +134,7 @@ export class PostgresStores implements Stores {
     );
     // A failure is reported to whoever calls first (or awaits `ready`), not as an unhandled rejection.
     this.ready.catch(() => undefined);
-    const top = guarded(pgStoreSet(poolDb(pool, this.cache), auditOpts), this);
+    const top = guarded(pgStoreSet(poolDb(pool, this.cache), auditOpts, this.#auditTail), this);
     this.resources = top.resources;
     this.tokens = top.tokens;
     this.challenges = top.challenges;
@@ -138,6 +148,7 @@ export class PostgresStores implements Stores {
     this.audit = top.audit;
     this.admin = top.admin;
     this.fleet = new PgFleetStore(poolDb(pool), (call) => this.enter(call));
+    this.issuers = new PgIssuerRegistry(poolDb(pool), (call) => this.enter(call));
   }
 
   /** Wait for `ready`, refuse after close; then run `call`, mapping connection trouble. */
@@ -156,28 +167,13 @@ export class PostgresStores implements Stores {
   }
 
   async #once<T>(fn: (tx: TxStores) => Promise<T>): Promise<T> {
-    let txDb: TxDb | undefined;
-    try {
-      const value = (await this.pool.begin(async (sql) => {
-        txDb = new TxDb(sql, this.cache);
-        const value = await fn(pgStoreSet(txDb, this.auditOpts));
-        // From here on the stores refuse: COMMIT is on its way.
-        txDb.end();
-        return value;
-      })) as T;
-      // Cannot happen after a COMMIT that committed; never report success if it somehow did.
-      if (txDb?.deferredError !== undefined) throw txDb.deferredError;
-      // Committed: this issuer sees its own policy and lock changes at once (the others through NOTIFY).
-      for (const topic of txDb?.wroteTopics ?? []) this.cache?.invalidate(topic);
-      return value;
-    } catch (err) {
-      // A write sent without waiting (TxDb.sendWithoutWaiting) failed first: its error, not the
-      // "current transaction is aborted" or "rolled back" that followed it, is the cause (and
-      // carries the SQLSTATE withRetries looks at).
-      throw (txDb as TxDb | undefined)?.deferredError ?? err;
-    } finally {
-      txDb?.end();
-    }
+    // BEGIN goes out with the first statement (./transaction.ts): no round trip of its own.
+    const { value, tx } = await runTransaction(this.pool, this.cache, (txDb) =>
+      fn(pgStoreSet(txDb, this.auditOpts, this.#auditTail)),
+    );
+    // Committed: this issuer sees its own policy and lock changes at once (the others through NOTIFY).
+    for (const topic of tx.wroteTopics) this.cache?.invalidate(topic);
+    return value;
   }
 
   /** Waits for running calls' statements (the driver ends the pool after its queries), then closes. */
