@@ -4,8 +4,30 @@
  * bench talks to it over the network only and reads its CPU from /proc/<pid>.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** What bench/lib/issuer-probe.mjs reports for the time between two {@link IssuerProcess.probe} calls. */
+export interface ProbeReport {
+  seconds: number;
+  loopDelayMs: { p50: number; p90: number; p99: number; max: number; mean: number };
+  gcMs: Dist;
+  groupSize: Dist;
+  commitMs: Dist;
+  groupHoldMs: Dist;
+}
+export interface Dist {
+  n: number;
+  mean: number | null;
+  p50: number | null;
+  p90: number | null;
+  p99: number | null;
+  max: number | null;
+  sum: number;
+}
+
+const PROBE = fileURLToPath(new URL('./issuer-probe.mjs', import.meta.url));
 
 export class IssuerProcess {
   #stderr = '';
@@ -14,6 +36,8 @@ export class IssuerProcess {
     private readonly child: ChildProcess,
     /** https://127.0.0.1:<port>, from the issuer's "listening on" line. */
     readonly url: string,
+    /** Where the preloaded probe writes its report (`probeFile`), if any. */
+    private readonly probeFile?: string,
   ) {
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.#stderr = (this.#stderr + d).slice(-8000)));
   }
@@ -42,9 +66,17 @@ export class IssuerProcess {
     cpuProfDir?: string;
     /** `--workers N` (N > 1): wait until the primary announced all N workers (src/server/cluster.ts). */
     workers?: number;
+    /** Preload bench/lib/issuer-probe.mjs writing to this file: event-loop delay, GC, group commits ({@link probe}). */
+    probeFile?: string;
+    /** Extra node options (V8 flags) for the issuer process, for A/B runs. */
+    nodeArgs?: string[];
   }): Promise<IssuerProcess> {
     const workers = p.workers ?? 1;
-    const node = p.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', p.cpuProfDir] : [];
+    const node = [
+      ...(p.nodeArgs ?? []),
+      ...(p.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', p.cpuProfDir] : []),
+      ...(p.probeFile ? ['--import', PROBE] : []),
+    ];
     const child = spawn(
       process.execPath,
       [
@@ -54,7 +86,15 @@ export class IssuerProcess {
         ...(p.args ?? []),
         ...(workers > 1 ? ['--workers', String(workers)] : []),
       ],
-      { cwd: p.root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SIGIL_LOG_FORMAT: 'json' } },
+      {
+        cwd: p.root,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: {
+          ...process.env,
+          SIGIL_LOG_FORMAT: 'json',
+          ...(p.probeFile ? { SIGIL_BENCH_PROBE_FILE: p.probeFile } : {}),
+        },
+      },
     );
     let stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-8000)));
@@ -70,7 +110,7 @@ export class IssuerProcess {
         const announced = [...out.matchAll(/worker \d+ \(pid \d+\) listening on/g)].length;
         if (m && (workers === 1 || announced >= workers)) {
           clearTimeout(timer);
-          const issuer = new IssuerProcess(child, m[1]!);
+          const issuer = new IssuerProcess(child, m[1]!, p.probeFile);
           issuer.#stderr = stderr;
           resolve(issuer);
         }
@@ -90,6 +130,22 @@ export class IssuerProcess {
     const timer = setTimeout(() => this.alive && this.child.kill('SIGKILL'), 10_000);
     await exited;
     clearTimeout(timer);
+  }
+
+  /**
+   * The probe's figures since the previous call (or since start), and a fresh start: SIGUSR2, then
+   * wait for the report file (its handler runs when the issuer's event loop gets to it).
+   */
+  async probe(timeoutMs = 10_000): Promise<ProbeReport | undefined> {
+    const file = this.probeFile;
+    if (!file || !this.alive) return undefined;
+    rmSync(file, { force: true });
+    this.child.kill('SIGUSR2');
+    for (const until = Date.now() + timeoutMs; Date.now() < until;) {
+      if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as ProbeReport;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return undefined;
   }
 
   /** `--workers N`: the worker processes' pids (children of this one), for their CPU. */

@@ -33,12 +33,15 @@ import type { EventSink, RetryPolicy } from './events/delivery.js';
 import { EventPublisher } from './events/publisher.js';
 import { WebhookSink, type WebhookConfig } from './events/webhook.js';
 import { FleetUi } from './ui/fleet-ui.js';
+import { startRegistry, type RegistryRuntime } from './issuers/runtime.js';
 import { buildUiServer } from './ui/listener.js';
 import { registerFleetUi } from './ui/routes.js';
 
 /** Idempotency records outlive the longest certificate (24 h) so any retry finds its answer. */
 export const IDEMPOTENCY_KEEP_MS = 48 * 3600_000;
 const PRUNE_EVERY_MS = 3600_000;
+/** Stored answers deleted per statement when pruning (~10 ms of SQLite work each). */
+const PRUNE_CHUNK_ROWS = 2000;
 
 /** The MQTT responder's broker endpoint and credentials, files already read. */
 export interface IssuerMqttConfig {
@@ -104,6 +107,8 @@ export class IssuerService {
   uiUrl = '';
   #responder: MqttResponder | undefined;
   #audit: { stop(): Promise<void> } | undefined;
+  /** Keeps ctx.intermediates current (issue #15; issuers/runtime.ts). */
+  #registry: RegistryRuntime | undefined;
   #timers: NodeJS.Timeout[] = [];
   #mqttUsesServingIdentity = false;
   #stopped: Promise<void> | undefined;
@@ -215,6 +220,13 @@ export class IssuerService {
         throw e;
       }
     }
+    // The other issuers' intermediates, before anything listens; a retired issuer stops here.
+    try {
+      this.#registry = await startRegistry(ctx, { log: this.log, dataDir: cfg.dataDir });
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
     this.#app = buildHttpsServer({ ctx, crl: this.crl, ...(cfg.limits ? { limits: cfg.limits } : {}) });
     const uiListen = cfg.ui ? cfg.ui.listen : undefined;
     if (this.ui && !uiListen) registerFleetUi(this.#app, this.ui);
@@ -262,7 +274,10 @@ export class IssuerService {
       });
       this.#every(PRUNE_EVERY_MS, 'pruning', async () => {
         const before = ctx.now() - IDEMPOTENCY_KEEP_MS;
-        await ctx.stores.idempotency.prune(before);
+        // In chunks, renewals between them: one DELETE of an hour of stored answers (3.6 million
+        // rows at 1,000 renewals/s) would hold the writer, and on SQLite the event loop, for seconds.
+        while ((await ctx.stores.idempotency.prune(before, PRUNE_CHUNK_ROWS)) === PRUNE_CHUNK_ROWS)
+          await new Promise<void>((resolve) => setImmediate(resolve));
         await ctx.stores.tokens.prune(before);
       });
       // The first CRL now (a signing failure is logged, and retried by the publisher's timer).
@@ -279,6 +294,7 @@ export class IssuerService {
   stop(): Promise<void> {
     this.#stopped ??= (async () => {
       for (const t of this.#timers) clearInterval(t);
+      this.#registry?.stop();
       await Promise.all([this.#app?.close(), this.#uiApp?.close(), this.crl.stop(), this.auditWatcher.stop()]);
       // After the last look at the audit log; what is still queued is counted as dead letters.
       this.events.stop();

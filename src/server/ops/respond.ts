@@ -85,11 +85,16 @@ export function signedRequest(
   requestId: string,
   signer: RequestSigner,
 ): SignedRequest {
+  let legacy: string | undefined;
   return {
     requestId,
     hash: requestHash(jws),
     signer,
-    legacyHash: createHash('sha256').update(payloadBytes).digest('hex'),
+    // Needed only to replay an answer stored before migration 4 (legacyReplay): hashed on first
+    // use, not for every request (issue #14: one SHA-256 of the payload less per renewal).
+    get legacyHash(): string {
+      return (legacy ??= createHash('sha256').update(payloadBytes).digest('hex'));
+    },
   };
 }
 

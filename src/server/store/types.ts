@@ -342,13 +342,23 @@ export interface IdempotencyStore {
   get(requestId: string): Promise<IdempotencyRecord | undefined>;
   /** Rejects when the request id is already stored (the first answer stays): `get` first, in the same transaction. */
   put(rec: IdempotencyRecord): Promise<void>;
-  prune(before: number): Promise<number>;
+  /**
+   * Delete rows created before `before`, the oldest first, at most `limit` of them (all when
+   * omitted); returns how many. The issuer prunes in chunks (issue #14): an hour of stored
+   * answers at 1,000 renewals/s is 3.6 million rows, seconds of one DELETE holding the writer.
+   */
+  prune(before: number, limit?: number): Promise<number>;
 }
 
 export interface AuditStore {
   /** Extend the one chain (serialised, see the header). */
   append(ev: AuditEvent, now: number): Promise<AuditRecord>;
-  list(opts?: { since?: number; limit?: number }): Promise<AuditRecord[]>;
+  /**
+   * Rows with `at >= since` and `seq > afterSeq` (each bound optional), in seq order, at most
+   * `limit`. `afterSeq` (issue #14) lets a tail read only what is new, by the primary key, instead
+   * of every row of its time window again (server/events/audit-watcher.ts).
+   */
+  list(opts?: { since?: number; limit?: number; afterSeq?: number }): Promise<AuditRecord[]>;
   verify(): Promise<AuditVerifyResult>;
   startWalk(): Promise<AuditWalk>;
   verifyStep(walk: AuditWalk, maxRows?: number, onRow?: (seq: number, hash: string) => void): Promise<AuditWalk>;
@@ -386,6 +396,8 @@ export interface TxStores {
  * A backend: the stores for reads (and single writes) outside a transaction, and the write transaction.
  * Also `fleet: FleetStore`, the fleet view's read model (issue #18), declared in fleet-types.ts by
  * module augmentation (it uses AuditRecord from here; an import back would be a cycle).
+ * And `issuers: IssuerRegistryStore` (issue #15: the intermediates of several issuers and the
+ * per-CRL-issuer cRLNumber counters), declared the same way in issuer-registry-types.ts.
  */
 export interface Stores extends TxStores {
   /** Run `fn` in one write transaction; see the header for the guarantees. */

@@ -60,7 +60,12 @@ export class PgIdempotencyStore implements IdempotencyStore {
     else await insert;
   }
 
-  async prune(before: number): Promise<number> {
-    return (await this.db.sql`DELETE FROM idempotency WHERE created_at < ${before}`).count;
+  async prune(before: number, limit?: number): Promise<number> {
+    if (limit === undefined) return (await this.db.sql`DELETE FROM idempotency WHERE created_at < ${before}`).count;
+    return (
+      await this.db.sql`
+        DELETE FROM idempotency WHERE request_id IN
+          (SELECT request_id FROM idempotency WHERE created_at < ${before} ORDER BY created_at LIMIT ${limit})`
+    ).count;
   }
 }

@@ -15,8 +15,11 @@
  *   when an error ends the whole transaction (SQLite rolls back on some I/O errors), the members
  *   before it run again. Commits cost most of a renewal's store time (the WAL frames of the pages
  *   the transaction touched); a group writes each page once.
- * - Checkpoints stay SQLite's (wal_autocheckpoint, on the COMMIT that crosses 1000 WAL pages):
- *   moving them to a timer measured no less CPU per renewal (bench/renew-cpu.ts, issue #14).
+ * - Checkpoints: SQLite's (wal_autocheckpoint, on the COMMIT that crosses 1000 WAL pages) until
+ *   the store is busy ({@link CHECKPOINTER_AFTER_TX} committed transactions), then a worker thread's
+ *   (./checkpointer.ts), so that copying pages and fsyncing stop holding the event loop inside a
+ *   COMMIT (issue #14: those COMMITs were the slowest 1–2%, 11–60 ms). Short-lived users (`sigil
+ *   ctl`, most tests) never start one.
  * - Reads outside a transaction: a SEPARATE read-only connection. With one connection, the
  *   writes of a transaction that is open while its `fn` awaits (say, a signature) would be
  *   visible to every other read on that connection: a concurrent request could act on a
@@ -26,6 +29,7 @@
  * - Errors: as the synchronous stores (SQLITE_BUSY after busy_timeout when another process
  *   holds the write lock past it; constraint errors as SqliteError).
  */
+import { channel } from 'node:diagnostics_channel';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type BetterSqlite3 from 'better-sqlite3';
 import type {
@@ -56,12 +60,23 @@ import {
 import type { SqliteAuditOptions } from './audit.js';
 import type { FleetStore } from '../fleet-types.js';
 import { SqliteFleetStore } from './fleet.js';
+import { SqliteIssuerRegistry } from './issuers.js';
+import type { IssuerRegistryStore } from '../issuer-registry-types.js';
 import { openSqlite, openSqliteReader } from './db.js';
 import { syncSqliteStores } from './sync.js';
 import { WriteQueue } from './write-queue.js';
+import { BackgroundCheckpointer, SAFETY_NET_PAGES } from './checkpointer.js';
+
+/** SQLite's default wal_autocheckpoint (pages). */
+const DEFAULT_AUTOCHECKPOINT_PAGES = 1000;
 
 export interface AsyncSqliteOptions {
   audit?: SqliteAuditOptions;
+  /**
+   * The database file, for WAL checkpoints off the event loop once the store is busy
+   * (./checkpointer.ts; set by asyncSqliteStoresOn for a file-backed store).
+   */
+  checkpointPath?: string;
 }
 
 /** Open (creating and migrating if needed) the database at `path` behind the async contract. */
@@ -87,7 +102,7 @@ export function asyncSqliteStoresOn(
     writer.close();
     throw err;
   }
-  return new AsyncSqliteStores(writer, reader, opts);
+  return new AsyncSqliteStores(writer, reader, inMemory ? opts : { checkpointPath: path, ...opts });
 }
 
 /** Where a transaction stands; its stores refuse calls once it is no longer open. */
@@ -105,6 +120,16 @@ interface Member {
 
 /** At most this many transactions share one COMMIT (bounds the wait of the queue's other users). */
 const MAX_GROUP = 64;
+/** Committed transactions after which a file-backed store moves its checkpoints to a worker (see the header). */
+export const CHECKPOINTER_AFTER_TX = 512;
+
+/**
+ * Each committed group, for whoever subscribes (bench/lib/issuer-probe.mjs: where a latency tail
+ * comes from): `{ size, holdMs, commitMs }` — members, time from BEGIN to the end of COMMIT, and
+ * the COMMIT alone (a WAL checkpoint runs inside the COMMIT that crosses wal_autocheckpoint).
+ * Published only while the channel has subscribers; otherwise not even the clock is read.
+ */
+const groupChannel = channel('sigil:sqlite:group');
 
 export class AsyncSqliteStores implements Stores {
   readonly resources: ResourceStore;
@@ -121,6 +146,8 @@ export class AsyncSqliteStores implements Stores {
   readonly admin: AdminCredentialStore;
   /** The fleet view's reads (issue #18): on the read connection, never in a transaction. */
   readonly fleet: FleetStore;
+  /** The issuer registry and cRLNumber counters (issue #15; ./issuers.ts), outside transactions. */
+  readonly issuers: IssuerRegistryStore;
 
   private readonly queue = new WriteQueue();
   private readonly write: SyncStoreSet;
@@ -146,6 +173,10 @@ export class AsyncSqliteStores implements Stores {
   private readonly txStores: (scope: TxScope) => AsyncifiedSet;
   /** Set by the first `close()`: from then on calls are refused. */
   private closed: Promise<void> | undefined;
+  /** Transactions committed so far (counted until the checkpoint worker starts). */
+  private committedTx = 0;
+  /** The worker that checkpoints once the store is busy (./checkpointer.ts). */
+  checkpointer: BackgroundCheckpointer | undefined;
 
   /**
    * `writer`: opened and migrated (./db.ts openSqlite). `reader`: a read-only connection to the
@@ -155,7 +186,7 @@ export class AsyncSqliteStores implements Stores {
   constructor(
     private readonly writer: BetterSqlite3.Database,
     private readonly reader: BetterSqlite3.Database | undefined,
-    opts: AsyncSqliteOptions = {},
+    private readonly opts: AsyncSqliteOptions = {},
   ) {
     this.write = syncSqliteStores(writer, opts);
     this.read = reader && syncSqliteStores(reader, opts);
@@ -192,6 +223,13 @@ export class AsyncSqliteStores implements Stores {
     this.audit = top.audit;
     this.admin = top.admin;
     this.fleet = new SqliteFleetStore(reader ?? writer, (read) => this.readOutside(read));
+    this.issuers = new SqliteIssuerRegistry(
+      writer,
+      reader ?? writer,
+      (read) => this.readOutside(read),
+      <T>(write: () => T): Promise<T> =>
+        this.closed ? Promise.reject(closedError()) : this.queue.run(() => this.single.immediate(write) as T),
+    );
   }
 
   withWriteTx<T>(fn: (tx: TxStores) => Promise<T>): Promise<T> {
@@ -208,6 +246,7 @@ export class AsyncSqliteStores implements Stores {
     // transactions too), so nothing is open on the writer when it closes.
     this.closed ??= this.queue.run(async () => {
       while (this.pendingTx.length > 0) await this.runGroup();
+      await this.checkpointer?.stop();
       this.writer.close();
       this.reader?.close();
     });
@@ -239,6 +278,8 @@ export class AsyncSqliteStores implements Stores {
     if (this.pendingTx.length === 0) return;
     const max = this.solo > 0 ? 1 : MAX_GROUP;
     if (this.solo > 0) this.solo--;
+    const probed = groupChannel.hasSubscribers;
+    const began = probed ? performance.now() : 0;
     try {
       this.begin.run();
     } catch (err) {
@@ -280,6 +321,7 @@ export class AsyncSqliteStores implements Stores {
         return;
       }
     }
+    const committing = probed ? performance.now() : 0;
     try {
       // Deferred foreign keys are checked here: a failing COMMIT leaves the transaction open.
       this.commit.run();
@@ -296,7 +338,37 @@ export class AsyncSqliteStores implements Stores {
       this.solo += group.length;
       return;
     }
+    if (probed) {
+      const end = performance.now();
+      groupChannel.publish({ size: group.length, holdMs: end - began, commitMs: end - committing });
+    }
+    if (this.committedTx < CHECKPOINTER_AFTER_TX && (this.committedTx += group.length) >= CHECKPOINTER_AFTER_TX)
+      this.startCheckpointer();
     this.settle(group);
+  }
+
+  /**
+   * Checkpoints from now on in a worker (./checkpointer.ts), SQLite's own autocheckpoint raised to
+   * a safety net once it runs, and put back if it fails. A worker that cannot start changes nothing.
+   */
+  private startCheckpointer(): void {
+    const path = this.opts.checkpointPath;
+    if (!path || this.closed) return;
+    let cp: BackgroundCheckpointer;
+    try {
+      cp = new BackgroundCheckpointer(path);
+    } catch {
+      return;
+    }
+    this.checkpointer = cp;
+    const own = (pages: number): void => {
+      if (!this.closed && this.writer.open) this.writer.pragma(`wal_autocheckpoint = ${pages}`);
+    };
+    cp.ready.then(
+      () => own(SAFETY_NET_PAGES),
+      () => undefined,
+    );
+    cp.onFailure(() => own(DEFAULT_AUTOCHECKPOINT_PAGES));
   }
 
   /**

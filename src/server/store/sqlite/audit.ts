@@ -116,6 +116,7 @@ export class SqliteAuditStore implements SyncAuditStore {
   private readonly lastStmt: BetterSqlite3.Statement<[], { seq: number; hash: string }>;
   private readonly insertStmt: BetterSqlite3.Statement<[AuditRow]>;
   private readonly listStmt: BetterSqlite3.Statement<[number, number], AuditRow>;
+  private readonly listAfterStmt: BetterSqlite3.Statement<[number, number, number], AuditRow>;
   private readonly chunkStmt: BetterSqlite3.Statement<[number, number], AuditRow>;
   private readonly anchorStmt: BetterSqlite3.Statement<
     [],
@@ -137,6 +138,9 @@ export class SqliteAuditStore implements SyncAuditStore {
          @details, @prev_hash, @hash)`,
     );
     this.listStmt = db.prepare(`SELECT ${COLS} FROM audit_log WHERE at >= ? ORDER BY seq LIMIT ?`);
+    // `+at`: the time bound is only a filter, so SQLite walks the primary key from afterSeq on
+    // instead of the (at, seq) index over the whole window.
+    this.listAfterStmt = db.prepare(`SELECT ${COLS} FROM audit_log WHERE seq > ? AND +at >= ? ORDER BY seq LIMIT ?`);
     this.chunkStmt = db.prepare(`SELECT ${COLS} FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?`);
     this.anchorStmt = db.prepare(
       'SELECT seq, hash, at, pruned, checkpoint FROM audit_anchor ORDER BY seq DESC LIMIT 1',
@@ -211,9 +215,16 @@ export class SqliteAuditStore implements SyncAuditStore {
     return this.appendTx.immediate(ev, now);
   }
 
-  /** Rows with `at >= since`, in chain (seq) order, at most `limit` of them (default: all). */
-  list(opts?: { since?: number; limit?: number }): AuditRecord[] {
-    return this.listStmt.all(opts?.since ?? Number.MIN_SAFE_INTEGER, opts?.limit ?? -1).map(toRecord);
+  /**
+   * Rows with `at >= since` and `seq > afterSeq`, in chain (seq) order, at most `limit` of them
+   * (default: all). With `afterSeq` the rows are found by the primary key, never by a scan of the
+   * time window: a tail looking every few seconds reads only the new rows (issue #14).
+   */
+  list(opts?: { since?: number; limit?: number; afterSeq?: number }): AuditRecord[] {
+    const since = opts?.since ?? Number.MIN_SAFE_INTEGER;
+    const limit = opts?.limit ?? -1;
+    if (opts?.afterSeq !== undefined) return this.listAfterStmt.all(opts.afterSeq, since, limit).map(toRecord);
+    return this.listStmt.all(since, limit).map(toRecord);
   }
 
   /**

@@ -19,6 +19,7 @@ export class SqliteIdempotencyStore implements SyncIdempotencyStore {
   private readonly getStmt: BetterSqlite3.Statement<[string], IdempotencyRow>;
   private readonly insertStmt: BetterSqlite3.Statement<[IdempotencyRow]>;
   private readonly pruneStmt: BetterSqlite3.Statement<[number]>;
+  private readonly pruneSomeStmt: BetterSqlite3.Statement<[number, number]>;
 
   constructor(db: BetterSqlite3.Database) {
     this.getStmt = db.prepare(
@@ -31,6 +32,10 @@ export class SqliteIdempotencyStore implements SyncIdempotencyStore {
        VALUES (@request_id, @request_hash, @signer, @op, @response, @created_at)`,
     );
     this.pruneStmt = db.prepare('DELETE FROM idempotency WHERE created_at < ?');
+    this.pruneSomeStmt = db.prepare(
+      `DELETE FROM idempotency WHERE request_id IN
+         (SELECT request_id FROM idempotency WHERE created_at < ? ORDER BY created_at LIMIT ?)`,
+    );
   }
 
   get(requestId: string): IdempotencyRecord | undefined {
@@ -58,7 +63,7 @@ export class SqliteIdempotencyStore implements SyncIdempotencyStore {
     });
   }
 
-  prune(before: number): number {
-    return this.pruneStmt.run(before).changes;
+  prune(before: number, limit?: number): number {
+    return (limit === undefined ? this.pruneStmt.run(before) : this.pruneSomeStmt.run(before, limit)).changes;
   }
 }

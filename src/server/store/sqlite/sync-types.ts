@@ -139,12 +139,12 @@ export interface SyncCertificateStore {
 export interface SyncIdempotencyStore {
   get(requestId: string): IdempotencyRecord | undefined;
   put(rec: IdempotencyRecord): void;
-  prune(before: number): number;
+  prune(before: number, limit?: number): number;
 }
 
 export interface SyncAuditStore {
   append(ev: AuditEvent, now: number): AuditRecord;
-  list(opts?: { since?: number; limit?: number }): AuditRecord[];
+  list(opts?: { since?: number; limit?: number; afterSeq?: number }): AuditRecord[];
   /** The whole chain at once (blocks for large logs: prefer server/audit/verify.ts). */
   verify(): AuditVerifyResult;
   startWalk(): AuditWalk;

@@ -84,6 +84,19 @@ export function recordSuites(stores: () => Stores): void {
       expect(await s.idempotency.get('r1')).toBeUndefined();
       expect(await s.idempotency.get('r2')).toBeDefined();
     });
+
+    it('prunes in chunks, the oldest first, when given a limit', async () => {
+      for (let i = 0; i < 5; i++) await s.idempotency.put(rec(`c${i}`, T0 + 5 - i));
+      expect(await s.idempotency.prune(T0 + 4, 2)).toBe(2);
+      // c4 (T0+1) and c3 (T0+2) were the oldest; c2 (T0+3) and the rest stay.
+      expect(await s.idempotency.get('c4')).toBeUndefined();
+      expect(await s.idempotency.get('c3')).toBeUndefined();
+      expect(await s.idempotency.get('c2')).toBeDefined();
+      expect(await s.idempotency.prune(T0 + 4, 2)).toBe(1);
+      expect(await s.idempotency.prune(T0 + 4, 2)).toBe(0);
+      expect(await s.idempotency.get('c1')).toBeDefined();
+      expect(await s.idempotency.get('c0')).toBeDefined();
+    });
   });
 
   describe('audit', () => {
@@ -152,6 +165,17 @@ export function recordSuites(stores: () => Stores): void {
       expect((await s.audit.list({ since: T0 + 2000, limit: 2 })).map((r) => r.seq)).toEqual([3, 4]);
       expect((await s.audit.list({ limit: 1 })).map((r) => r.seq)).toEqual([1]);
       expect(await s.audit.list({ since: T0 + 9000 })).toEqual([]);
+    });
+
+    it('lists after a sequence number (a tail reads only what is new), with since and limit as further bounds', async () => {
+      // Stamps out of seq order, as rows stamped before their transaction committed can be.
+      for (const [i, at] of [T0 + 3000, T0 + 1000, T0 + 4000, T0 + 2000, T0 + 5000].entries())
+        await s.audit.append({ action: 'issue', outcome: 'ok', details: { i } }, at);
+      expect((await s.audit.list({ afterSeq: 2 })).map((r) => r.seq)).toEqual([3, 4, 5]);
+      expect((await s.audit.list({ afterSeq: 0 })).map((r) => r.seq)).toEqual([1, 2, 3, 4, 5]);
+      expect((await s.audit.list({ afterSeq: 1, since: T0 + 2500 })).map((r) => r.seq)).toEqual([3, 5]);
+      expect((await s.audit.list({ afterSeq: 1, limit: 2 })).map((r) => r.seq)).toEqual([2, 3]);
+      expect(await s.audit.list({ afterSeq: 5 })).toEqual([]);
     });
 
     it('verifies an empty log', async () => {

@@ -1,0 +1,73 @@
+/**
+ * Preloaded into the benched issuer process (`node --import <this file> bin/sigil.js server start`,
+ * bench/lib/issuer-process.ts `probe`) to say where its latency tail comes from (issue #14):
+ *
+ *   - event-loop delay (perf_hooks.monitorEventLoopDelay, sampled every 5 ms: few enough wakeups
+ *     not to change how requests batch): how long a ready callback waited for the loop — every
+ *     request queued behind a long task pays it;
+ *   - GC pauses (PerformanceObserver 'gc' entries): count, total and longest;
+ *   - the SQLite group commits (diagnostics_channel `sigil:sqlite:group`, published by
+ *     src/server/store/sqlite/async.ts only while someone subscribes): members per COMMIT, how
+ *     long a group held the loop, and how long its COMMIT took (a WAL checkpoint runs inside the
+ *     COMMIT that crosses wal_autocheckpoint).
+ *
+ * Driven by signals so the issuer needs no bench code: SIGUSR2 writes the figures gathered since
+ * the last SIGUSR2 to $SIGIL_BENCH_PROBE_FILE (JSON, written whole then renamed) and starts
+ * afresh. Nothing here runs unless the bench preloads it.
+ */
+import { subscribe } from 'node:diagnostics_channel';
+import { renameSync, writeFileSync } from 'node:fs';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+
+const out = process.env.SIGIL_BENCH_PROBE_FILE;
+if (out) {
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  loop.enable();
+  const fresh = () => ({ gc: [], groups: [], commitMs: [], holdMs: [], since: performance.now() });
+  let w = fresh();
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) w.gc.push(e.duration);
+  }).observe({ entryTypes: ['gc'] });
+  subscribe('sigil:sqlite:group', (m) => {
+    w.groups.push(m.size);
+    w.commitMs.push(m.commitMs);
+    w.holdMs.push(m.holdMs);
+  });
+  const pct = (xs, p) => {
+    if (xs.length === 0) return null;
+    const s = Float64Array.from(xs).sort();
+    return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+  };
+  const sum = (xs) => xs.reduce((a, b) => a + b, 0);
+  const dist = (xs) => ({
+    n: xs.length,
+    mean: xs.length ? sum(xs) / xs.length : null,
+    p50: pct(xs, 50),
+    p90: pct(xs, 90),
+    p99: pct(xs, 99),
+    max: xs.length ? Math.max(...xs) : null,
+    sum: sum(xs),
+  });
+  process.on('SIGUSR2', () => {
+    const ms = (ns) => ns / 1e6;
+    const report = {
+      seconds: (performance.now() - w.since) / 1000,
+      loopDelayMs: {
+        p50: ms(loop.percentile(50)),
+        p90: ms(loop.percentile(90)),
+        p99: ms(loop.percentile(99)),
+        max: ms(loop.max),
+        mean: ms(loop.mean),
+      },
+      gcMs: dist(w.gc),
+      groupSize: dist(w.groups),
+      commitMs: dist(w.commitMs),
+      groupHoldMs: dist(w.holdMs),
+    };
+    const tmp = `${out}.tmp`;
+    writeFileSync(tmp, JSON.stringify(report));
+    renameSync(tmp, out);
+    loop.reset();
+    w = fresh();
+  });
+}
