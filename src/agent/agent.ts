@@ -34,6 +34,7 @@ import { IdentityKeys } from './identity-keys.js';
 import type { OutputDestination } from './outputs/types.js';
 import { buildJoinRequest, buildRenewRequest, type BuiltRequest, type NewKey } from './requests.js';
 import { renewalBinding } from '../attest/binding.js';
+import type { RenewalProofs } from '../join/registry.js';
 
 import { backoffDelay, renewAt } from './schedule.js';
 import { openAgentState, type AgentState, type Identity, type OutboxEntry } from './state/index.js';
@@ -212,6 +213,36 @@ export class Agent {
     return this.join.freshEvidence?.(binding, this.state) ?? Promise.resolve(undefined);
   }
 
+  /**
+   * A renewal's key proof and boot-state evidence (issue #16: a quote bound to the request and
+   * its new key). With the method's `renewalProofs` (tpm) one call makes both — the key proof is
+   * asked for first, with the new key, and the evidence is that call's — else each its own.
+   */
+  private renewalProofHooks(): {
+    attest: (key: Signer, requestId: string) => Promise<Record<string, unknown> | undefined>;
+    evidence?: (requestId: string, spki: Buffer) => Promise<Record<string, unknown> | undefined>;
+  } {
+    const both = this.join.renewalProofs;
+    const fresh = (requestId: string, spki: Buffer) => this.freshEvidence(renewalBinding(requestId, spki));
+    if (!both)
+      return {
+        attest: (key, requestId) => this.attestNewKey(key, requestId),
+        ...(this.join.freshEvidence ? { evidence: fresh } : {}),
+      };
+    let made: { requestId: string; spki: Buffer; proofs: Promise<RenewalProofs> } | undefined;
+    return {
+      attest: async (key, requestId) => {
+        const spki = key.publicKeySpki();
+        made = { requestId, spki, proofs: both(key, requestId, renewalBinding(requestId, spki), this.state) };
+        return (await made.proofs).keyProof;
+      },
+      evidence: async (requestId, spki) =>
+        made && made.requestId === requestId && made.spki.equals(spki)
+          ? (await made.proofs).evidence
+          : fresh(requestId, spki),
+    };
+  }
+
   /** The join method's proof of where a renewal's new key lives (tpm: TPM2_Certify by the AK of the last join). */
   private attestNewKey(key: Signer, requestId: string): Promise<Record<string, unknown> | undefined> {
     return this.join.renewalKeyProof?.(key, requestId, this.state) ?? Promise.resolve(undefined);
@@ -327,11 +358,7 @@ export class Agent {
           now,
           ...ttl,
           newKey: () => this.newKey(),
-          attest: (key, requestId) => this.attestNewKey(key, requestId),
-          // Boot state re-proven (issue #16): a quote bound to this request and its new key.
-          ...(this.join.freshEvidence
-            ? { evidence: (requestId: string, spki: Buffer) => this.freshEvidence(renewalBinding(requestId, spki)) }
-            : {}),
+          ...this.renewalProofHooks(),
           transport: this.transportCert,
         });
       } finally {
@@ -636,8 +663,8 @@ export class Agent {
       rand: this.rand,
       state: this.state,
       log: this.log,
-      attempt: () =>
-        attestOnce({
+      attempt: async () => {
+        const outcome = await attestOnce({
           state: this.state,
           link: this.link,
           now: this.now,
@@ -645,7 +672,15 @@ export class Agent {
           accepted: join.onAttestationAccepted ? () => join.onAttestationAccepted!(this.state) : undefined,
           tpmTcti: this.cfg.tpmTcti,
           tpm: this.tpm,
-        }),
+        });
+        // The rule's PCR selection changed since our join (issue #16): only a new join learns it,
+        // as after a renewal refused so — now, not at the next renewal, which may be hours away.
+        if (outcome.kind === 'refused' && outcome.code === 'pcr_selection_changed' && join.method.canReattest) {
+          this.state.setSetting(REJOIN_SETTING, '1');
+          await this.tick({ force: true });
+        }
+        return outcome;
+      },
     });
   }
 

@@ -11,14 +11,17 @@
  *
  * That the AK is in the TPM of a given EK is proven by credential activation (./credential.ts).
  */
-import { SigilError } from '../errors.js';
+import { constants, verify as nodeVerify, type KeyObject } from 'node:crypto';
+import { SigilError, type ErrorCode } from '../errors.js';
+import { PublicKeyCache } from '../pki/key-cache.js';
 import { TPM_ALG, TPMA_OBJECT } from '../tpm/constants.js';
-import { verifyTpmSignature } from '../tpm/crypto/signature.js';
-import { publicKeyObject } from '../tpm/structures/keys.js';
+import { nodeHashName } from '../tpm/crypto/hash.js';
+import { eccSignatureToP1363 } from '../tpm/crypto/signature.js';
+import { curveInfo, publicKeyObject } from '../tpm/structures/keys.js';
 import type { Tpm2bPublic, TpmtPublic } from '../tpm/structures/public.js';
-import type { TpmtSignature } from '../tpm/structures/signature.js';
+import { isEccSignature, isRsaSignature, type TpmtSignature } from '../tpm/structures/signature.js';
 import { attributesHex, missingAttributes, STRONG_HASHES } from './attributes.js';
-import type { SignedAttest } from './structures.js';
+import { parsePublic, type SignedAttest } from './structures.js';
 
 export const AK_ATTRIBUTES =
   TPMA_OBJECT.restricted |
@@ -27,35 +30,100 @@ export const AK_ATTRIBUTES =
   TPMA_OBJECT.fixedParent |
   TPMA_OBJECT.sensitiveDataOrigin;
 
-export function checkAk(ak: Tpm2bPublic): void {
+/** The AK's attributes are an attestation key's (see the module comment); returns its public key. */
+export function checkAk(ak: Tpm2bPublic): KeyObject {
+  checkAkAttributes(ak);
+  return akKeyObject(ak);
+}
+
+function akFail(v: TpmtPublic, why: string): never {
+  throw new SigilError('ak_attributes_invalid', `the attestation key (attributes ${attributesHex(v)}) ${why}`);
+}
+
+function checkAkAttributes(ak: Tpm2bPublic): void {
   const v = ak.value;
-  const fail = (why: string): never => {
-    throw new SigilError('ak_attributes_invalid', `the attestation key (attributes ${attributesHex(v)}) ${why}`);
-  };
-  if (v.type !== TPM_ALG.ECC && v.type !== TPM_ALG.RSA) fail('is neither an ECC nor an RSA key');
+  if (v.type !== TPM_ALG.ECC && v.type !== TPM_ALG.RSA) akFail(v, 'is neither an ECC nor an RSA key');
   const lacking = missingAttributes(v, AK_ATTRIBUTES);
   if (lacking.length > 0)
-    fail(`lacks ${lacking.join(', ')}: it must be a restricted signing key generated in and bound to the TPM`);
-  if ((v.objectAttributes & TPMA_OBJECT.decrypt) !== 0) fail('has decrypt set: an attestation key must only sign');
+    akFail(v, `lacks ${lacking.join(', ')}: it must be a restricted signing key generated in and bound to the TPM`);
+  if ((v.objectAttributes & TPMA_OBJECT.decrypt) !== 0) akFail(v, 'has decrypt set: an attestation key must only sign');
   if (!STRONG_HASHES.has(v.nameAlg))
-    fail(`has name algorithm 0x${v.nameAlg.toString(16)}; SHA-256, SHA-384 or SHA-512 is required`);
+    akFail(v, `has name algorithm 0x${v.nameAlg.toString(16)}; SHA-256, SHA-384 or SHA-512 is required`);
+}
+
+function akKeyObject(ak: Tpm2bPublic): KeyObject {
   try {
-    publicKeyObject(v);
+    return publicKeyObject(ak.value);
   } catch (err) {
-    fail(`has no usable public key: ${(err as Error).message}`);
+    return akFail(ak.value, `has no usable public key: ${(err as Error).message}`);
+  }
+}
+
+/** An AK's public area, checked by {@link checkAk}, and its public key. */
+export interface CheckedAk {
+  public: Tpm2bPublic;
+  key: KeyObject;
+}
+
+/**
+ * The AKs instances joined with, as the issuer reads them at every renewal and attestation (fact
+ * `ak_public`, TPM2B_PUBLIC base64): parsed and checked each time, their public key imported once
+ * per distinct text (the import — OpenSSL's JWK decoder — cost more than the signature check it
+ * serves, bench/tpm-renew.ts). Keyed by the exact text, so a key is only ever used with the
+ * public area it was imported from; every signature is still verified with it. One per issuer
+ * (the tpm join method's), bounded like the issuer's SPKI cache it reuses (pki/key-cache.ts).
+ */
+export class AkKeys {
+  readonly #keys: PublicKeyCache;
+
+  constructor(maxEntries = 20_000) {
+    this.#keys = new PublicKeyCache(maxEntries);
+  }
+
+  /** `text`: the recorded TPM2B_PUBLIC, base64 (`what`, `code`: how a parse failure is reported). */
+  checked(text: string, what: string, code: ErrorCode): CheckedAk {
+    const pub = parsePublic(text, what, code);
+    checkAkAttributes(pub);
+    return { public: pub, key: this.#keys.keyFor(`tpm-ak:${text}`, () => akKeyObject(pub)) };
   }
 }
 
 /**
  * Whether the AK signed the exact TPMS_ATTEST bytes, with a SHA-256+ scheme (a SHA-1 signature
- * over an attestation is refused like a bad one).
+ * over an attestation is refused like a bad one). `key`: the AK's public key when the caller has
+ * it already (checkAk, {@link AkKeys}), else it is imported here.
  */
-export function signedByAk(ak: TpmtPublic, a: SignedAttest): boolean {
+export function signedByAk(ak: TpmtPublic, a: SignedAttest, key?: KeyObject): boolean {
   const sig = a.signature as TpmtSignature & { hash?: number };
   if (sig.hash === undefined || !STRONG_HASHES.has(sig.hash)) return false;
   try {
-    return verifyTpmSignature(ak, a.attest.bytes, a.signature);
+    return verifyAkSignature(ak, key ?? publicKeyObject(ak), a.attest.bytes, a.signature);
   } catch {
     return false; // an algorithm the AK cannot have made
   }
+}
+
+/**
+ * A TPM signature over `message` by the AK (ECDSA, or RSASSA/RSAPSS), as tpm/crypto/signature.ts
+ * verifyTpmSignature checks it, with the AK's key already imported. The hash named in the
+ * signature is applied to `message`.
+ */
+function verifyAkSignature(ak: TpmtPublic, key: KeyObject, message: Uint8Array, sig: TpmtSignature): boolean {
+  if (isEccSignature(sig)) {
+    if (sig.sigAlg !== TPM_ALG.ECDSA || ak.type !== TPM_ALG.ECC) return false;
+    const p1363 = eccSignatureToP1363(sig, curveInfo(ak.parameters.curveId).bytes);
+    return nodeVerify(nodeHashName(sig.hash), message, { key, dsaEncoding: 'ieee-p1363' }, p1363);
+  }
+  if (isRsaSignature(sig)) {
+    if (ak.type !== TPM_ALG.RSA) return false;
+    const padding = sig.sigAlg === TPM_ALG.RSAPSS ? constants.RSA_PKCS1_PSS_PADDING : constants.RSA_PKCS1_PADDING;
+    // TPMs use a salt as long as the digest, some the maximum; accept either (Part 1 §B.7).
+    return nodeVerify(
+      nodeHashName(sig.hash),
+      message,
+      { key, padding, saltLength: constants.RSA_PSS_SALTLEN_AUTO },
+      sig.sig,
+    );
+  }
+  return false;
 }

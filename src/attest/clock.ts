@@ -19,10 +19,17 @@
  *     or the TPM was cleared (TPM2_Clear resets Clock). A deliberately cleared TPM is accepted
  *     under its old instance after `sigil ctl instances tpm-clock-reset <id>` (admin/ops.ts).
  *
+ *  3. at a renewal or interval attestation ({@link checkClockSinceAccepted}): the same as 2
+ *     against the instance's last accepted quote, except that after a reboot a safe clock may
+ *     trail it by up to {@link CLOCK_NV_UPDATE_SLACK_MS}: after a power loss a TPM resumes from
+ *     the Clock it last saved to NV and calls it safe again once it saves the next one
+ *     (reference code TimeClockUpdate, NV_CLOCK_UPDATE_INTERVAL; swtpm does exactly this).
+ *
  * Clock running faster than wall time is not refused: TPM2_ClockSet lets the owner advance it.
  */
 import { SigilError } from '../errors.js';
 import type { TpmsAttest } from '../tpm/structures/attest.js';
+import type { TpmsClockInfo } from '../tpm/structures/basic.js';
 
 /** Slack on top of the challenge lifetime between the quote and the certification. */
 const SKEW_SLACK_MS = 5_000;
@@ -65,4 +72,28 @@ export function checkClock(
     );
   }
   return { tpm_clock_ms: clockMs, tpm_clock_safe: q.safe };
+}
+
+/** How far a TPM's Clock may trail after a power loss: the reference code's NV_CLOCK_UPDATE_INTERVAL, 2^22 ms (~70 min). */
+export const CLOCK_NV_UPDATE_SLACK_MS = 2 ** 22;
+
+/**
+ * A fresh quote's clock against the instance's last accepted one (`lastClockMs`, fact
+ * `tpm_clock_ms`; undefined: none recorded). `rebooted`: its resetCount/restartCount differ from
+ * the last accepted quote's. Throws `clock_invalid` when a clock reported safe is behind it —
+ * within one boot at all, after a reboot by more than {@link CLOCK_NV_UPDATE_SLACK_MS}: an
+ * older copy of the TPM state (rollback, clone) or a cleared TPM.
+ */
+export function checkClockSinceAccepted(
+  clock: TpmsClockInfo,
+  lastClockMs: number | undefined,
+  rebooted: boolean,
+): void {
+  const clockMs = Number(clock.clock);
+  const slack = rebooted ? CLOCK_NV_UPDATE_SLACK_MS : 0;
+  if (clock.safe && lastClockMs !== undefined && clockMs + slack < lastClockMs)
+    throw new SigilError(
+      'clock_invalid',
+      `the TPM clock (${clockMs} ms, reported safe) is behind the ${lastClockMs} ms of this instance's last accepted attestation${rebooted ? ` by more than a reboot explains (${slack} ms)` : ' within one boot'}: its state was rolled back or cloned, or the TPM was cleared`,
+    );
 }

@@ -19,7 +19,7 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { SigilError } from '../errors.js';
 import { parseWith } from '../protocol/messages.js';
-import { checkAk } from './ak.js';
+import { AkKeys } from './ak.js';
 import { verifyCertify } from './certify.js';
 import { checkIdentityKey } from './key.js';
 import { parsePublic, parseSignedAttest } from './structures.js';
@@ -44,13 +44,14 @@ export function renewalQualifyingData(requestId: string): Buffer {
 
 /**
  * Issuer side: throws the refusal, or returns when the attestation proves the CSR's key
- * (`csrSpki`, DER) is in the TPM of the instance's AK.
+ * (`csrSpki`, DER) is in the TPM of the instance's AK. `aks`: the issuer's AK memo (./ak.ts).
  */
 export function verifyKeyAttestation(
   raw: unknown,
   instanceFacts: Record<string, unknown>,
   csrSpki: Buffer,
   requestId: string,
+  aks: AkKeys = new AkKeys(1),
 ): void {
   const att = parseWith(keyAttestationSchema, raw, 'tpm_evidence_malformed', 'key_attestation');
   const akText = instanceFacts.ak_public;
@@ -60,10 +61,9 @@ export function verifyKeyAttestation(
       'key_attestation needs the attestation key the instance joined with, and this instance did not join with the tpm method',
     );
   }
-  const ak = parsePublic(akText, 'the instance attestation key', 'internal');
-  checkAk(ak);
+  const ak = aks.checked(akText, 'the instance attestation key', 'internal');
   const key = parsePublic(att.key_public, 'key_attestation.key_public');
   const certify = parseSignedAttest(att.certify, 'renewal key attestation', 'certify_invalid');
-  verifyCertify(certify, ak, key, renewalQualifyingData(requestId), 'renewal key attestation');
+  verifyCertify(certify, ak.public, key, renewalQualifyingData(requestId), 'renewal key attestation', ak.key);
   checkIdentityKey(key, csrSpki);
 }

@@ -11,6 +11,7 @@
  *                            pcrDigest (Part 2 §10.12.1 TPMS_QUOTE_INFO): only values that do
  *                            are the TPM's, and only they may be replayed or judged
  */
+import type { KeyObject } from 'node:crypto';
 import { SigilError } from '../errors.js';
 import { TPM_ST } from '../tpm/constants.js';
 import { hash } from '../tpm/crypto/hash.js';
@@ -51,8 +52,17 @@ const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
 export type QuoteAttest = TpmsAttest & { attested: TpmsQuoteInfo };
 
-/** Verify a quote: type, nonce, signature by the AK, selection. Returns its attest structure. */
-export function verifyQuote(q: SignedAttest, ak: Tpm2bPublic, nonce: Buffer, selection: PcrSelection): QuoteAttest {
+/**
+ * Verify a quote: type, nonce, signature by the AK, selection. Returns its attest structure.
+ * `akKey`: the AK's public key when the caller holds it already (checkAk, AkKeys).
+ */
+export function verifyQuote(
+  q: SignedAttest,
+  ak: Tpm2bPublic,
+  nonce: Buffer,
+  selection: PcrSelection,
+  akKey?: KeyObject,
+): QuoteAttest {
   const a = q.attest.value;
   if (a.type !== TPM_ST.ATTEST_QUOTE)
     throw new SigilError(
@@ -65,7 +75,7 @@ export function verifyQuote(q: SignedAttest, ak: Tpm2bPublic, nonce: Buffer, sel
       `the quote's qualifying data (${hex(a.extraData).slice(0, 16)}…) is not this challenge's nonce: a replayed or stale quote`,
     );
   }
-  if (!signedByAk(ak.value, q))
+  if (!signedByAk(ak.value, q, akKey))
     throw new SigilError(
       'quote_signature_invalid',
       'the quote signature does not verify with the attestation key (signed by another key, or altered)',

@@ -62,6 +62,12 @@ export interface AgentMethodContext {
   tpm: TpmAccesses;
 }
 
+/** What {@link AgentJoinMethod.renewalProofs} makes: the renew request's `key_attestation` and `attestation`. */
+export interface RenewalProofs {
+  keyProof?: Record<string, unknown> | undefined;
+  evidence?: Record<string, unknown> | undefined;
+}
+
 /** A method built for the agent: its evidence half plus the hooks the agent core calls. */
 export interface AgentJoinMethod {
   method: JoinMethodAgent;
@@ -84,6 +90,13 @@ export interface AgentJoinMethod {
    * request. Undefined: this instance needs none (its join rule names no firmware profile).
    */
   freshEvidence?(binding: Buffer, settings: AgentSettings): Promise<Record<string, unknown> | undefined>;
+  /**
+   * A renewal's {@link renewalKeyProof} and {@link freshEvidence} made together, where that is
+   * cheaper (tpm: TPM2_Certify and the quote by the AK loaded once, on one TPM connection).
+   * `binding`: the renewal's attestation binding (its request id and `key`'s SPKI). When present,
+   * the agent uses it for renewals instead of the two; the interval `attest` keeps freshEvidence.
+   */
+  renewalProofs?(key: Signer, requestId: string, binding: Buffer, settings: AgentSettings): Promise<RenewalProofs>;
   /**
    * The request that carried the last {@link freshEvidence} succeeded (a renewal committed, an
    * interval attestation was accepted): tpm keeps that quote's clock counters as the issuer's, so

@@ -59,7 +59,16 @@ export class PublicKeyCache implements PublicKeyImporter {
   }
 
   publicKey(spkiDer: Buffer): KeyObject {
-    const id = spkiDer.toString('latin1');
+    return this.keyFor(spkiDer.toString('latin1'), () => importSpki(spkiDer));
+  }
+
+  /**
+   * The key kept under `id`, else `make()`'s, kept. For keys that do not arrive as an SPKI (a TPM
+   * public area: attest/ak.ts AkKeys): `id` must stand for the exact key bytes, and must not
+   * begin with "0" (an SPKI's 0x30, as {@link publicKey} keys them) so that the kinds never alias.
+   * A `make` that throws keeps nothing.
+   */
+  keyFor(id: string, make: () => KeyObject): KeyObject {
     const hit = this.keys.get(id);
     if (hit) {
       // Most recently used last: Map keeps insertion order, so the first entry is the oldest.
@@ -67,7 +76,7 @@ export class PublicKeyCache implements PublicKeyImporter {
       this.keys.set(id, hit);
       return hit;
     }
-    const key = importSpki(spkiDer);
+    const key = make();
     this.keys.set(id, key);
     if (this.keys.size > this.maxEntries) this.keys.delete(this.keys.keys().next().value as string);
     return key;

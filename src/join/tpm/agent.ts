@@ -27,6 +27,7 @@ import type { TpmtPublic } from '../../tpm/structures/public.js';
 import type { KeyBlob, PcrValue, SignedAttestation, Tpm, TpmKey } from '../../tpm/tpm.js';
 import { activateCredential, akTemplate, readAgentEk } from '../tpm-activation.js';
 import type { EvidenceContext, JoinMethodAgent } from '../types.js';
+import { KeptTpmState } from './kept-state.js';
 import {
   bankName,
   MAX_EVENT_LOG_GZ_BYTES,
@@ -84,6 +85,8 @@ export class TpmJoinAgent implements JoinMethodAgent {
   readonly canReattest = true;
   readonly #opts: TpmJoinAgentOptions;
   readonly #pending = new Map<string, Pending>();
+  /** The AK and attestation state this agent keeps in its settings, parsed once per stored text. */
+  readonly kept = new KeptTpmState();
   #log: { stamp: string; b64: string | undefined } | undefined;
 
   constructor(opts: TpmJoinAgentOptions) {

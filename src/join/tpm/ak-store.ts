@@ -5,41 +5,31 @@
  * its two blobs (TPM2B encodings, base64), usable only inside the TPM that made them.
  */
 import type { TpmSigner } from '../../keystore/tpm.js';
-import { marshal, tpm2bPublic, unmarshal } from '../../tpm/index.js';
-import { tpm2bPrivate } from '../../tpm/structures/basic.js';
 import type { KeyBlob } from '../../tpm/tpm.js';
 import type { AgentSettings } from '../registry.js';
 import { attestRenewalKey } from './key-attestation.js';
-
-const TPM_AK_SETTING = 'tpm.ak';
+import { akText, KeptTpmState, parseAkText, TPM_AK_SETTING } from './kept-state.js';
 
 export function saveAk(settings: AgentSettings, ak: KeyBlob): void {
-  settings.setSetting(
-    TPM_AK_SETTING,
-    JSON.stringify({
-      public: Buffer.from(marshal(tpm2bPublic, ak.public)).toString('base64'),
-      private: Buffer.from(marshal(tpm2bPrivate, ak.private)).toString('base64'),
-    }),
-  );
+  settings.setSetting(TPM_AK_SETTING, akText(ak));
 }
 
 export function loadAk(settings: AgentSettings): KeyBlob | undefined {
   const s = settings.getSetting(TPM_AK_SETTING);
-  if (!s) return undefined;
-  const o = JSON.parse(s) as { public: string; private: string };
-  return {
-    public: unmarshal(tpm2bPublic, Buffer.from(o.public, 'base64')),
-    private: unmarshal(tpm2bPrivate, Buffer.from(o.private, 'base64')),
-  };
+  return s ? parseAkText(s) : undefined;
 }
 
-/** TPM2_Certify of a renewal's new TPM key by the kept AK; undefined when there is no AK. */
+/**
+ * TPM2_Certify of a renewal's new TPM key by the kept AK; undefined when there is no AK.
+ * `kept`: the method's memo of the parsed AK (kept-state.ts).
+ */
 export async function certifyWithAk(
   settings: AgentSettings,
   key: TpmSigner,
   requestId: string,
+  kept: KeptTpmState = new KeptTpmState(),
 ): Promise<Record<string, unknown> | undefined> {
-  const ak = loadAk(settings);
+  const ak = kept.ak(settings);
   if (!ak) return undefined;
   return (await attestRenewalKey({ ak, key, requestId })) as unknown as Record<string, unknown>;
 }

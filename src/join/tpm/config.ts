@@ -20,7 +20,7 @@ import { SigilError } from '../../errors.js';
 import type { AgentJoinMethodCode } from '../registry.js';
 import { TpmJoinAgent } from './agent.js';
 import { certifyWithAk, PendingTpmKeys, saveAk } from './ak-store.js';
-import { acceptAttestation, freshTpmEvidence, saveJoinAttestation } from './fresh-evidence.js';
+import { acceptAttestation, freshTpmEvidence, saveJoinAttestation, tpmRenewalProofs } from './fresh-evidence.js';
 import { tpmTcti, type TpmAgentConfig } from './schema.js';
 export { DEFAULT_TCTI, tpmAgentConfigSchema, tpmTcti, type TpmAgentConfig } from './schema.js';
 
@@ -71,12 +71,19 @@ export const tpmAgentCode: AgentJoinMethodCode<TpmAgentConfig> = {
         const ak = method.attestationKey(requestId);
         if (ak) saveAk(state, ak);
         // The selection and counters later quotes are judged by (issue #16), or none.
-        saveJoinAttestation(state, method.joinAttestation(requestId));
+        saveJoinAttestation(state, method.joinAttestation(requestId), method.kept);
       },
       renewalKeyProof: (key, requestId, state) =>
-        key.storage === 'tpm' ? certifyWithAk(state, key as TpmSigner, requestId) : Promise.resolve(undefined),
+        key.storage === 'tpm'
+          ? certifyWithAk(state, key as TpmSigner, requestId, method.kept)
+          : Promise.resolve(undefined),
       freshEvidence: (binding, state) => freshTpmEvidence(method, state, binding),
-      onAttestationAccepted: (state) => acceptAttestation(state),
+      // A renewal's certification and quote on one connection, by the AK loaded once.
+      renewalProofs: async (key, requestId, binding, state) =>
+        key.storage === 'tpm' && (key as TpmSigner).access.tcti === method.tcti
+          ? tpmRenewalProofs(method, state, key as TpmSigner, requestId, binding)
+          : { evidence: await freshTpmEvidence(method, state, binding) },
+      onAttestationAccepted: (state) => acceptAttestation(state, method.kept),
     };
   },
 };

@@ -7,35 +7,29 @@
  * What is kept, in the agent's settings beside the AK (`tpm.attestation`, JSON, no migration):
  * the selection the join's challenge named, the clock counters of the last accepted quote, and
  * those of the last quote sent (promoted to accepted when its request succeeds:
- * {@link acceptAttestation}). resetCount/restartCount are obfuscated per AK (TPM 2.0 Part 1
- * §36.7), so they compare only between quotes of that AK — as they are here, and on the issuer.
+ * {@link acceptAttestation}), read and written through the method's memo (kept-state.ts).
+ * resetCount/restartCount are obfuscated per AK (TPM 2.0 Part 1 §36.7), so they compare only
+ * between quotes of that AK — as they are here, and on the issuer.
  * The issuer decides anyway: a reboot it sees without a log is refused (`eventlog_required`).
  */
-import type { SignedAttestation } from '../../tpm/tpm.js';
-import { encodeSignedAttest } from '../../attest/structures.js';
+import { renewalQualifyingData } from '../../attest/key-attestation.js';
+import { encodePublic, encodeSignedAttest } from '../../attest/structures.js';
 import { OWNER_PARENT } from '../../keystore/tpm-access.js';
-import type { AgentSettings } from '../registry.js';
+import type { TpmSigner } from '../../keystore/tpm.js';
+import type { PcrValue, SignedAttestation } from '../../tpm/tpm.js';
+import type { AgentSettings, RenewalProofs } from '../registry.js';
 import { quoteWithValues, type JoinAttestation, type TpmJoinAgent } from './agent.js';
-import { loadAk } from './ak-store.js';
-import { tpmAttestationStateSchema, type TpmAttestationState, type TpmReattest } from './reattest-wire.js';
+import { KeptTpmState } from './kept-state.js';
+import type { TpmAttestationState, TpmReattest } from './reattest-wire.js';
 import { bankName } from './wire.js';
 
-const TPM_ATTESTATION_SETTING = 'tpm.attestation';
-
-function loadState(settings: AgentSettings): TpmAttestationState | undefined {
-  const s = settings.getSetting(TPM_ATTESTATION_SETTING);
-  if (!s) return undefined;
-  const parsed = tpmAttestationStateSchema.safeParse(JSON.parse(s));
-  return parsed.success ? parsed.data : undefined;
-}
-
-function saveState(settings: AgentSettings, st: TpmAttestationState | undefined): void {
-  settings.setSetting(TPM_ATTESTATION_SETTING, st === undefined ? '' : JSON.stringify(st));
-}
-
 /** After a join: keep its selection and counters (its quote was accepted), or forget them (no profile). */
-export function saveJoinAttestation(settings: AgentSettings, a: JoinAttestation | undefined): void {
-  saveState(
+export function saveJoinAttestation(
+  settings: AgentSettings,
+  a: JoinAttestation | undefined,
+  kept: KeptTpmState = new KeptTpmState(),
+): void {
+  kept.saveAttestation(
     settings,
     a && {
       pcr_selection: a.pcrSelection,
@@ -44,34 +38,83 @@ export function saveJoinAttestation(settings: AgentSettings, a: JoinAttestation 
   );
 }
 
-/** The request that carried the last quote succeeded: its counters are the issuer's now. */
-export function acceptAttestation(settings: AgentSettings): void {
-  const st = loadState(settings);
-  if (st?.sent) saveState(settings, { pcr_selection: st.pcr_selection, accepted: st.sent });
+/**
+ * The request that carried the last quote succeeded: its counters are the issuer's now. `sent`
+ * stays, so that the next quote with the same counters (no reboot) and its acceptance store
+ * nothing new.
+ */
+export function acceptAttestation(settings: AgentSettings, kept: KeptTpmState = new KeptTpmState()): void {
+  const st = kept.attestation(settings);
+  if (st?.sent) kept.saveAttestation(settings, { pcr_selection: st.pcr_selection, accepted: st.sent, sent: st.sent });
 }
 
 /**
- * Fresh evidence bound to `binding`, or undefined when the last join's rule named no firmware
- * profile (nothing kept) or no AK was kept.
+ * Fresh evidence bound to `binding`, on a TPM connection of its own (the interval `attest`), or
+ * undefined when the last join's rule named no firmware profile (nothing kept) or no AK was kept.
  */
 export async function freshTpmEvidence(
   method: TpmJoinAgent,
   settings: AgentSettings,
   binding: Buffer,
 ): Promise<Record<string, unknown> | undefined> {
-  const st = loadState(settings);
-  const akBlob = loadAk(settings);
+  const kept = method.kept;
+  const st = kept.attestation(settings);
+  const akBlob = kept.ak(settings);
   if (!st || !akBlob) return undefined;
   const access = method.access;
-  const { quote, values } = await access.run(async (tpm) => {
+  const quoted = await access.run(async (tpm) => {
     const ak = await access.withParent(tpm, OWNER_PARENT, (srk) => tpm.load(srk, akBlob));
     return tpm.withTransient(ak, (loaded) => quoteWithValues(tpm, loaded, binding, st.pcr_selection));
   });
+  return evidenceOf(method, settings, st, quoted);
+}
+
+/**
+ * Both proofs of a renewal from one TPM connection: TPM2_Certify of the new key by the kept AK
+ * (bound to the request id, attest/key-attestation.ts) and, when the join's rule names firmware
+ * profiles, the quote by the same AK while it is loaded (bound to `binding`: the request id and
+ * the new key's SPKI). The quote then adds only TPM2_PCR_Read and TPM2_Quote to the renewal —
+ * no second connection, SRK, AK load or flush (bench/tpm-renew.ts measures exactly those two).
+ */
+export async function tpmRenewalProofs(
+  method: TpmJoinAgent,
+  settings: AgentSettings,
+  key: TpmSigner,
+  requestId: string,
+  binding: Buffer,
+): Promise<RenewalProofs> {
+  const kept = method.kept;
+  const akBlob = kept.ak(settings);
+  if (!akBlob) return {};
+  const st = kept.attestation(settings);
+  const access = key.access;
+  const made = await access.run(async (tpm) => {
+    const ak = await access.withParent(tpm, OWNER_PARENT, (srk) => tpm.load(srk, akBlob));
+    return tpm.withTransient(ak, async (loaded) => {
+      const certify = await key.loadWith(tpm, (k) => tpm.certify(k, loaded, renewalQualifyingData(requestId)));
+      const quoted = st ? await quoteWithValues(tpm, loaded, binding, st.pcr_selection) : undefined;
+      return { certify, quoted };
+    });
+  });
+  const keyProof = { key_public: encodePublic(key.blob.public), certify: encodeSignedAttest(made.certify) };
+  return {
+    keyProof,
+    ...(st && made.quoted ? { evidence: evidenceOf(method, settings, st, made.quoted) } : {}),
+  };
+}
+
+/** The wire form of a quote; the event log when the counters say the TPM rebooted since the last accepted quote. */
+function evidenceOf(
+  method: TpmJoinAgent,
+  settings: AgentSettings,
+  st: TpmAttestationState,
+  { quote, values }: { quote: SignedAttestation; values: PcrValue[] },
+): Record<string, unknown> {
   const counters = countersOf(quote);
   const rebooted =
     st.accepted?.reset_count !== counters.reset_count || st.accepted?.restart_count !== counters.restart_count;
   const eventLog = rebooted ? method.eventLog() : undefined;
-  saveState(settings, { ...st, sent: counters });
+  method.kept.saveAttestation(settings, { ...st, sent: counters });
   const ev: TpmReattest = {
     quote: encodeSignedAttest(quote),
     pcr_values: values.map((v) => ({

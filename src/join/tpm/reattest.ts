@@ -13,7 +13,7 @@
  *   → the reported values hash to the quoted digest (pcr_digest_mismatch)
  *   → the TPM clock, when reported safe, is not behind the last accepted one (clock_invalid:
  *     the TPM state was rolled back or cloned); after a reboot it may trail by one NV update
- *     interval of the TPM's Clock (~70 min), which a power loss explains
+ *     interval of the TPM's Clock (~70 min), which a power loss explains (attest/clock.ts)
  *   → reboot detection: resetCount/restartCount differ from the last accepted attestation's
  *     (counters of one AK compare, attest/clock.ts). After a reboot, when a profile reads the
  *     event log, the log is required (eventlog_required) and must replay against the quote
@@ -26,7 +26,8 @@
  * A failed check is a verdict (ok: false, with the error and the diff), which the host records
  * and applies the rule's on_attestation_failure to (server/ops/attestation.ts).
  */
-import { checkAk } from '../../attest/ak.js';
+import { AkKeys } from '../../attest/ak.js';
+import { checkClockSinceAccepted } from '../../attest/clock.js';
 import { readEventLog, verifyEventLog, type VerifiedEventLog } from '../../attest/eventlog.js';
 import {
   BootRefusal,
@@ -45,7 +46,7 @@ import {
   type QuoteAttest,
   type QuotedPcrs,
 } from '../../attest/quote.js';
-import { parsePublic, parseSignedAttest } from '../../attest/structures.js';
+import { parseSignedAttest } from '../../attest/structures.js';
 import { SigilError } from '../../errors.js';
 import { parseWith } from '../../protocol/messages.js';
 import { TPM_ST } from '../../tpm/constants.js';
@@ -56,9 +57,6 @@ import { pcrFacts, reportedPcrs } from './pcrs.js';
 import { tpmReattestSchema } from './reattest-wire.js';
 import type { TpmRule } from './rule.js';
 import { MAX_EVENT_LOG_BYTES } from './wire.js';
-
-/** How far a TPM's Clock may trail after a power loss: the reference code's NV_CLOCK_UPDATE_INTERVAL, 2^22 ms (~70 min). */
-const CLOCK_NV_UPDATE_SLACK_MS = 2 ** 22;
 
 /** Whether any profile judges the boot log (has an `event_log` section, required or not). */
 export function logNeeded(profiles: readonly FirmwareProfile[]): boolean {
@@ -72,6 +70,29 @@ async function ruleOf(facts: Record<string, unknown>, port: JoinRenewPort): Prom
 }
 
 /**
+ * The rule a request's policy lookup found, handed to the judgement that follows it in the same
+ * request: server/ops/attestation.ts looks up the policy and then judges the quote in one
+ * transaction with the same instance record and the same `now`, so the rule need not be read and
+ * parsed twice (the second time was about a sixth of the issuer's time for a quote, measured with
+ * bench/tpm-renew.ts under --cpu-prof). Keyed by that record's facts object and the request's
+ * `now`, and taken at most once: it serves no other request, and a judgement without a lookup
+ * before it reads the rule itself. One per issuer (the tpm method's).
+ */
+export class RuleHandOff {
+  readonly #byFacts = new WeakMap<object, { rule: JoinRule<TpmRule>; now: number }>();
+
+  give(facts: Record<string, unknown>, now: number, rule: JoinRule<TpmRule>): void {
+    this.#byFacts.set(facts, { rule, now });
+  }
+
+  take(facts: Record<string, unknown>, now: number): JoinRule<TpmRule> | undefined {
+    const e = this.#byFacts.get(facts);
+    this.#byFacts.delete(facts);
+    return e?.now === now ? e.rule : undefined;
+  }
+}
+
+/**
  * The policy of the instance's join rule, when it must attest: the rule still exists and names
  * firmware profiles, and the instance's join recorded an attestation (instances joined before
  * issue #16 have none, and their agents do not quote: they attest from their next join on).
@@ -79,10 +100,12 @@ async function ruleOf(facts: Record<string, unknown>, port: JoinRenewPort): Prom
 export async function tpmAttestationPolicy(
   facts: Record<string, unknown>,
   port: JoinRenewPort,
+  handOff?: RuleHandOff,
 ): Promise<AttestationPolicy | undefined> {
   const rule = await ruleOf(facts, port);
   if (!rule?.config.firmware_profiles || facts.attestation === undefined || facts.attestation === null)
     return undefined;
+  handOff?.give(facts, port.now, rule);
   return {
     rule: rule.name,
     onFailure: rule.config.on_attestation_failure ?? 'refuse',
@@ -96,18 +119,19 @@ export async function tpmReattest(
   input: ReattestInput,
   port: JoinRenewPort,
   firmware: FirmwareProfiles,
+  aks: AkKeys = new AkKeys(1),
+  handOff?: RuleHandOff,
 ): Promise<ReattestVerdict> {
   const ev = parseWith(tpmReattestSchema, input.evidence, 'tpm_evidence_malformed', 'attestation');
   const facts = input.instanceFacts;
-  const rule = await ruleOf(facts, port);
+  const rule = handOff?.take(facts, input.now) ?? (await ruleOf(facts, port));
   if (!rule?.config.firmware_profiles)
     throw new SigilError('internal', 'reattest called for an instance whose rule names no firmware profile');
   const profiles = firmware.resolve(rule.config.firmware_profiles, rule.name);
   const selection = selectionFor(profiles);
   if (typeof facts.ak_public !== 'string')
     throw new SigilError('internal', 'a tpm instance without the ak_public fact cannot attest');
-  const ak = parsePublic(facts.ak_public, 'the instance attestation key', 'internal');
-  checkAk(ak);
+  const ak = aks.checked(facts.ak_public, 'the instance attestation key', 'internal');
 
   const observed: ReattestObserved = { profile: null };
   const fail = (error: unknown, diff?: PcrDiffEntry[]): ReattestVerdict => {
@@ -126,7 +150,7 @@ export async function tpmReattest(
   });
   let q: QuoteAttest;
   try {
-    q = verifyQuote(quote, ak, input.binding, quotedSelection);
+    q = verifyQuote(quote, ak.public, input.binding, quotedSelection, ak.key);
   } catch (e) {
     return fail(e);
   }
@@ -152,19 +176,12 @@ export async function tpmReattest(
   }
 
   const clockMs = Number(q.clockInfo.clock);
-  const lastClock = num(facts.tpm_clock_ms);
-  // Within one boot Clock only grows. Across a power loss the TPM resumes from the value it last
-  // saved to NV and may call it safe again once it saves the next one (TPM 2.0 reference code,
-  // TimeClockUpdate), so after a reboot it may trail the last reported value by up to one NV
-  // update interval; further back is an older copy of the TPM state.
-  const slack = rebooted ? CLOCK_NV_UPDATE_SLACK_MS : 0;
-  if (q.clockInfo.safe && lastClock !== undefined && clockMs + slack < lastClock)
-    return fail(
-      new SigilError(
-        'clock_invalid',
-        `the TPM clock (${clockMs} ms, reported safe) is behind the ${lastClock} ms of this instance's last accepted attestation${rebooted ? ` by more than a reboot explains (${slack} ms)` : ' within one boot'}: its state was rolled back or cloned, or the TPM was cleared`,
-      ),
-    );
+  // Within one boot Clock only grows; after a reboot it may trail by one NV update interval.
+  try {
+    checkClockSinceAccepted(q.clockInfo, num(facts.tpm_clock_ms), rebooted);
+  } catch (e) {
+    return fail(e);
+  }
 
   let log: VerifiedEventLog | undefined;
   const needLog = logNeeded(profiles);

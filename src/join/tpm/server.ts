@@ -26,7 +26,7 @@
  * again — after its identity expired, after a reboot, with a new AK and a new identity key —
  * is the same instance and keeps its history and generation.
  */
-import { checkAk } from '../../attest/ak.js';
+import { AkKeys, checkAk } from '../../attest/ak.js';
 import { verifyCertify } from '../../attest/certify.js';
 import { checkClock } from '../../attest/clock.js';
 import { checkActivation, credentialChallenge } from '../../attest/credential.js';
@@ -55,7 +55,7 @@ import type {
 import { tpmDescriptor } from './descriptor.js';
 import { tpmRuleSchema, type TpmRule } from './rule.js';
 import { pcrFacts, reportedPcrs } from './pcrs.js';
-import { logNeeded, tpmAttestationPolicy, tpmReattest } from './reattest.js';
+import { logNeeded, RuleHandOff, tpmAttestationPolicy, tpmReattest } from './reattest.js';
 import {
   isAnswer,
   MAX_EVENT_LOG_BYTES,
@@ -90,6 +90,10 @@ export class TpmJoinServer implements JoinMethodServer {
   readonly name = 'tpm';
   readonly #firmware: FirmwareProfiles;
   readonly #ek: EkTrustCaches;
+  /** The instances' AKs, checked, their keys imported once (renewal key proofs and quotes). */
+  readonly #aks = new AkKeys();
+  /** A policy lookup's rule, for the judgement that follows it in the same request. */
+  readonly #rules = new RuleHandOff();
 
   constructor(deps: TpmJoinDeps) {
     this.#firmware = deps.firmware;
@@ -107,7 +111,7 @@ export class TpmJoinServer implements JoinMethodServer {
     csrSpki: Buffer,
     requestId: string,
   ): { keyStorage: 'tpm' } {
-    verifyKeyAttestation(proof, instanceFacts, csrSpki, requestId);
+    verifyKeyAttestation(proof, instanceFacts, csrSpki, requestId, this.#aks);
     return { keyStorage: 'tpm' };
   }
 
@@ -116,12 +120,12 @@ export class TpmJoinServer implements JoinMethodServer {
     instanceFacts: Record<string, unknown>,
     port: JoinRenewPort,
   ): Promise<AttestationPolicy | undefined> {
-    return tpmAttestationPolicy(instanceFacts, port);
+    return tpmAttestationPolicy(instanceFacts, port, this.#rules);
   }
 
   /** A fresh quote judged against the join's facts and the rule's current profiles (reattest.ts). */
   reattest(input: ReattestInput, port: JoinRenewPort): Promise<ReattestVerdict> {
-    return tpmReattest(input, port, this.#firmware);
+    return tpmReattest(input, port, this.#firmware, this.#aks, this.#rules);
   }
 
   private async challenge(input: AttestInput, port: JoinAttestPort): Promise<ChallengeRequired> {

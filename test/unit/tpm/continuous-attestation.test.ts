@@ -21,12 +21,19 @@ import { renewalBinding } from '../../../src/attest/binding.js';
 import { encodeSignedAttest } from '../../../src/attest/structures.js';
 import type { AgentSettings } from '../../../src/join/registry.js';
 import { akTemplate, quoteWithValues } from '../../../src/join/tpm/agent.js';
-import { saveAk } from '../../../src/join/tpm/ak-store.js';
-import { acceptAttestation, freshTpmEvidence, saveJoinAttestation } from '../../../src/join/tpm/fresh-evidence.js';
+import { certifyWithAk, saveAk } from '../../../src/join/tpm/ak-store.js';
+import {
+  acceptAttestation,
+  freshTpmEvidence,
+  saveJoinAttestation,
+  tpmRenewalProofs,
+} from '../../../src/join/tpm/fresh-evidence.js';
 import { attestRenewalKey } from '../../../src/join/tpm/key-attestation.js';
 import type { PcrSelectionWire } from '../../../src/join/tpm/wire.js';
 import { OWNER_PARENT } from '../../../src/keystore/tpm-access.js';
 import { TpmSigner } from '../../../src/keystore/tpm.js';
+import { TPM_CC } from '../../../src/tpm/constants.js';
+import { SocketTransport } from '../../../src/tpm/transport/socket.js';
 import { buildCsr } from '../../../src/pki/csr.js';
 import { fromPem, toPem } from '../../../src/pki/pem.js';
 import { signJws } from '../../../src/protocol/jws.js';
@@ -98,6 +105,30 @@ type Evidence = Record<string, unknown> & { quote: { attest: string; signature: 
 interface RenewOptions {
   /** Replace or rewrite the fresh evidence (undefined: send none). */
   evidence?: (fresh: Evidence | undefined, binding: Buffer) => Evidence | undefined | Promise<Evidence | undefined>;
+  /** Make the key proof and the quote as the agent does: both on one TPM connection (tpmRenewalProofs). */
+  oneConnection?: boolean;
+}
+
+/** The TPM commands (TPM 2.0 Part 2 §6.5 codes) and connections `fn` makes through src/tpm's socket transport. */
+async function tpmTraffic<T>(fn: () => Promise<T>): Promise<{ result: T; commands: number[]; connects: number }> {
+  const commands: number[] = [];
+  let connects = 0;
+  const send = SocketTransport.prototype.send;
+  const connect = SocketTransport.connect;
+  SocketTransport.prototype.send = function (this: SocketTransport, cmd: Uint8Array) {
+    commands.push(Buffer.from(cmd).readUInt32BE(6));
+    return send.call(this, cmd);
+  };
+  SocketTransport.connect = (...a: Parameters<typeof connect>) => {
+    connects++;
+    return connect.apply(SocketTransport, a);
+  };
+  try {
+    return { result: await fn(), commands, connects };
+  } finally {
+    SocketTransport.prototype.send = send;
+    SocketTransport.connect = connect;
+  }
 }
 
 /** A renewal as the agent makes it (agent/requests.ts), over HTTPS; on success the machine moves on. */
@@ -105,7 +136,11 @@ async function renew(m: Machine, o: RenewOptions = {}) {
   const next = await TpmSigner.create(m.joined.identity.access);
   const requestId = newRequestId();
   const binding = renewalBinding(requestId, next.publicKeySpki());
-  const fresh = (await freshTpmEvidence(m.joined.agent, m.settings, binding)) as Evidence | undefined;
+  const proofs = o.oneConnection
+    ? await tpmRenewalProofs(m.joined.agent, m.settings, next, requestId, binding)
+    : undefined;
+  const fresh = (proofs ? proofs.evidence : await freshTpmEvidence(m.joined.agent, m.settings, binding)) as
+    Evidence | undefined;
   const evidence = o.evidence ? await o.evidence(fresh, binding) : fresh;
   const payload = {
     v: 1,
@@ -115,11 +150,13 @@ async function renew(m: Machine, o: RenewOptions = {}) {
     ...namedSigner(m.current.chain),
     csr: toPem('CERTIFICATE REQUEST', await buildCsr(next)),
     key_storage: 'tpm',
-    key_attestation: await attestRenewalKey({
-      ak: m.joined.agent.attestationKey(m.joined.requestId)!,
-      key: next,
-      requestId,
-    }),
+    key_attestation:
+      proofs?.keyProof ??
+      (await attestRenewalKey({
+        ak: m.joined.agent.attestationKey(m.joined.requestId)!,
+        key: next,
+        requestId,
+      })),
     ...(evidence ? { attestation: evidence } : {}),
   };
   const env = await signJws(
@@ -183,6 +220,30 @@ describe('renewal with a fresh quote (refuse policy)', () => {
     expect(f.last_good_attestation_at).toBe(f.attestation.at);
     const row = (await h.ctx.stores.audit.list()).filter((a) => a.action === 'renew' && a.outcome === 'ok').at(-1)!;
     expect(row.details).toMatchObject({ attestation: { ok: true, via: 'renew' } });
+  });
+
+  it('the agent makes the key proof and the quote on one TPM connection: the quote adds only PCR_Read and Quote', async () => {
+    await setTpmRules(h, rule());
+    const m = await joinMachine();
+    const both = await tpmTraffic(() => renew(m, { oneConnection: true }));
+    expect(both.result.res.status, both.result.res.text).toBe(200);
+    expect(await facts(m)).toMatchObject({ attestation: { ok: true, via: 'renew', rebooted: false } });
+    // The same renewal's TPM work without a quote (the new key's certification), each on a fresh key.
+    const fresh = (): Promise<TpmSigner> => TpmSigner.create(m.joined.identity.access);
+    const [k1, k2] = [await fresh(), await fresh()];
+    const alone = await tpmTraffic(() => certifyWithAk(m.settings, k1, newRequestId()));
+    const withQuote = await tpmTraffic(() =>
+      tpmRenewalProofs(m.joined.agent, m.settings, k2, 'req', renewalBinding('req', k2.publicKeySpki())),
+    );
+    expect(withQuote.result.evidence).toBeDefined();
+    expect(withQuote.connects).toBe(alone.connects);
+    // Made apart (freshTpmEvidence + attestRenewalKey), the same renewal opens one connection more.
+    const apart = await tpmTraffic(() => renew(m));
+    expect(apart.result.res.status, apart.result.res.text).toBe(200);
+    expect(both.connects).toBe(apart.connects - 1);
+    const added = [...withQuote.commands];
+    for (const c of alone.commands) added.splice(added.indexOf(c), 1);
+    expect(added.sort()).toEqual([TPM_CC.Quote, TPM_CC.PCR_Read].sort());
   });
 
   it('an extended PCR refuses the renewal with the PCR diff, lists the certificate on the CRL; restoring it renews again', async () => {
