@@ -205,7 +205,21 @@ function agentConfig(
  * the settle time, so the idle sample sees no renewal and the peak sees exactly one; half the
  * lifetime stays as margin (a token agent whose identity expires cannot rejoin).
  */
-async function daemon(cfgFile: string, ttlS: number): Promise<{ idle: Rss; peakMb: number; renewalMs: number }> {
+/** The process's own CPU (user + system) so far in ms, from /proc/<pid>/stat (10 ms ticks). */
+function procCpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100; // utime, stime (fields 14, 15) in USER_HZ = 100
+}
+
+interface DaemonFigures {
+  idle: Rss;
+  peakMb: number;
+  renewalMs: number;
+  /** CPU from the idle sample to just after the renewal: the renewal's cost (idle ticks are ~0). */
+  renewalCpuMs: number;
+}
+
+async function daemon(cfgFile: string, ttlS: number): Promise<DaemonFigures> {
   const p = spawn(process.execPath, [...DAEMON_FLAGS, BIN, 'agent', 'run', '--config', cfgFile], {
     env: JSON_LOG_ENV,
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -225,6 +239,7 @@ async function daemon(cfgFile: string, ttlS: number): Promise<{ idle: Rss; peakM
     const idle = rssOf(p.pid!);
     // proc(5): writing 5 to clear_refs resets the peak RSS (VmHWM) to the current RSS.
     writeFileSync(`/proc/${p.pid}/clear_refs`, '5');
+    const cpu0 = procCpuMs(p.pid!);
     const t0 = Date.now();
     const timeout = new Promise<never>((_, rej) =>
       setTimeout(
@@ -234,7 +249,12 @@ async function daemon(cfgFile: string, ttlS: number): Promise<{ idle: Rss; peakM
     );
     const at = await Promise.race([renewed, timeout]);
     await sleep(200); // let the renewal's output writes and log line finish
-    return { idle, peakMb: procStatusKb(p.pid!, 'VmHWM') / 1024, renewalMs: at - t0 };
+    return {
+      idle,
+      peakMb: procStatusKb(p.pid!, 'VmHWM') / 1024,
+      renewalMs: at - t0,
+      renewalCpuMs: procCpuMs(p.pid!) - cpu0,
+    };
   } finally {
     await stopChild(p);
   }
@@ -248,7 +268,7 @@ const daemonTtlS = (): number => Math.max(30, Math.ceil((SETTLE_S + 6) / 0.45));
  * example configuration and an issuer answering on it, one join with `run --once`, then the
  * daemon as for the token agent.
  */
-async function tpmMqttDaemon(dir: string): Promise<{ idle: Rss; peakMb: number; renewalMs: number }> {
+async function tpmMqttDaemon(dir: string): Promise<DaemonFigures> {
   const base = join(dir, 'tpm-mqtt');
   const dataDir = join(base, 'issuer');
   const { ca_pin: pin } = sigilJson<{ ca_pin: string }>([
@@ -349,12 +369,15 @@ async function main(): Promise<void> {
       console.log(
         `  daemon idle RSS after ${SETTLE_S}s     ${fmt(d.idle.total)} MB (anon ${fmt(d.idle.anon)}, file ${fmt(d.idle.file)})   bare node idle ${fmt(bare)} MB (anon ${fmt(bareRss.anon)}, file ${fmt(bareRss.file)})   ${r}×   target ≤ 1.3× ${r <= 1.3 ? 'met' : 'NOT met'}${DAEMON_FLAGS.length ? `   (node ${DAEMON_FLAGS.join(' ')})` : ''}`,
       );
-      console.log(`  daemon peak RSS during a renewal  ${fmt(d.peakMb)} MB   ${ratio(d.peakMb, bare)}× bare idle`);
+      console.log(
+        `  daemon peak RSS during a renewal  ${fmt(d.peakMb)} MB   ${ratio(d.peakMb, bare)}× bare idle   renewal CPU ${fmt(d.renewalCpuMs)} ms`,
+      );
       out.daemon = {
         idle_rss_mb: d.idle.total,
         idle_anon_mb: d.idle.anon,
         idle_file_mb: d.idle.file,
         peak_renewal_rss_mb: d.peakMb,
+        renewal_cpu_ms: d.renewalCpuMs,
         bare_idle_rss_mb: bare,
         bare_idle_anon_mb: bareRss.anon,
         bare_idle_file_mb: bareRss.file,
@@ -371,7 +394,7 @@ async function main(): Promise<void> {
         `  TPM agent on MQTT: idle RSS after ${SETTLE_S}s ${fmt(d.idle.total)} MB (anon ${fmt(d.idle.anon)}, file ${fmt(d.idle.file)})   ${r}× bare idle   target ≤ 1.5× ${r <= 1.5 ? 'met' : 'NOT met'}${DAEMON_FLAGS.length ? `   (node ${DAEMON_FLAGS.join(' ')})` : ''}`,
       );
       console.log(
-        `  TPM agent on MQTT: peak RSS during a renewal ${fmt(d.peakMb)} MB   ${ratio(d.peakMb, bare)}× bare idle`,
+        `  TPM agent on MQTT: peak RSS during a renewal ${fmt(d.peakMb)} MB   ${ratio(d.peakMb, bare)}× bare idle   renewal CPU ${fmt(d.renewalCpuMs)} ms`,
       );
       out.tpm_mqtt_daemon = {
         idle_rss_mb: d.idle.total,
@@ -379,6 +402,7 @@ async function main(): Promise<void> {
         idle_file_mb: d.idle.file,
         peak_renewal_rss_mb: d.peakMb,
         renewal_after_ms: d.renewalMs,
+        renewal_cpu_ms: d.renewalCpuMs,
         bare_idle_rss_mb: bare,
         ratio: r,
         target: 1.5,

@@ -17,8 +17,12 @@
  * URL is rewritten to `./<dir>/` and the directory is copied into dist-bundle/, so the bundle
  * is self-contained and can be moved (scripts/package-deb.sh installs it as a whole).
  *
- *   node scripts/bundle.mjs [--no-minify] [--no-keep-names] [--metafile]
+ * One-shot agent commands (`agent run --once`, `agent status`) run from agent-one-shot.cjs, the
+ * same code as one CommonJS script with a V8 code cache written here (see below).
+ *
+ *   node scripts/bundle.mjs [--out DIR] [--no-minify] [--no-minify-identifiers] [--no-keep-names] [--metafile]
  */
+import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { createRequire } from 'node:module';
@@ -27,9 +31,11 @@ import * as esbuild from 'esbuild';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DIST = join(ROOT, 'dist');
-const OUT = join(ROOT, 'dist-bundle');
 const NATIVE = ['better-sqlite3', 'koffi', 'pkcs11js'];
-const args = new Set(process.argv.slice(2));
+const argv = process.argv.slice(2);
+const args = new Set(argv);
+/** --out DIR: another directory than dist-bundle/ (A/B measurements of build options). */
+const OUT = argv.includes('--out') ? resolve(argv[argv.indexOf('--out') + 1]) : join(ROOT, 'dist-bundle');
 
 if (!existsSync(join(DIST, 'cli', 'main.js'))) {
   process.stderr.write('error[not_built]: dist/ is missing; run: npm run build\n');
@@ -121,10 +127,19 @@ const cjsNamedExports = {
 const YAML_ESM = join(ROOT, 'node_modules', 'yaml', 'browser', 'dist', 'index.js');
 if (!existsSync(YAML_ESM)) throw new Error(`${YAML_ESM} is missing: has yaml's package layout changed?`);
 
+// Function and class names stay (stack traces; libraries that read fn.name, e.g. pino's `type`
+// of a logged error). Dropping them (--no-keep-names) measured no CPU difference for `agent
+// status`, 1–3 MB less peak RSS and 1.1 MB less daemon idle RSS. --no-minify-identifiers (names
+// kept as written, no __name calls) measured no daemon RSS gain: the longer source offsets it.
+const MINIFY = args.has('--no-minify-identifiers')
+  ? { minifyWhitespace: true, minifySyntax: true, minifyIdentifiers: false, keepNames: false }
+  : { minify: !args.has('--no-minify'), keepNames: !args.has('--no-keep-names') };
+
 rmSync(OUT, { recursive: true, force: true });
 mkdirSync(OUT, { recursive: true });
 const result = await esbuild.build({
-  entryPoints: { sigil: join(DIST, 'cli', 'main.js') },
+  // The entry sends the one-shot agent commands to agent-one-shot.cjs (below), the rest to main.js.
+  entryPoints: { sigil: join(DIST, 'cli', 'bundle-entry.js') },
   outdir: OUT,
   outExtension: { '.js': '.mjs' },
   bundle: true,
@@ -132,10 +147,7 @@ const result = await esbuild.build({
   format: 'esm',
   platform: 'node',
   target: 'node20',
-  minify: !args.has('--no-minify'),
-  // Function and class names stay (stack traces; libraries that read fn.name). Dropping them
-  // (--no-keep-names) measured no CPU difference for `agent status` and 1–3 MB less peak RSS.
-  keepNames: !args.has('--no-keep-names'),
+  ...MINIFY,
   sourcemap: false,
   legalComments: 'none',
   external: NATIVE,
@@ -145,6 +157,35 @@ const result = await esbuild.build({
   banner: {
     js: "import { createRequire as __sigilCreateRequire } from 'node:module'; const require = __sigilCreateRequire(import.meta.url);",
   },
+  plugins: [dataPaths, zodEnglishOnly, cjsNamedExports],
+  alias: { yaml: YAML_ESM },
+});
+
+/**
+ * `agent run --once` and `agent status` once more, as ONE CommonJS script: Node 20 can give a
+ * V8 code cache to a script compiled through vm.Script but to no ES module, and the cache halves
+ * what those commands spend compiling (src/cli/code-cache.ts; docs/performance.md "Agent
+ * footprint"). dist-bundle/sigil.mjs (src/cli/bundle-entry.ts) runs it for those lines. Not
+ * split: dynamic import()s of bundled modules become lazy initialisers (esbuild), so only what a
+ * command reaches runs; import() of the native modules becomes require(), as vm.Script has no
+ * ES module loader. import.meta.url is the script's own URL, so the data paths above hold.
+ */
+const ONE_SHOT = join(OUT, 'agent-one-shot.cjs');
+await esbuild.build({
+  entryPoints: [join(DIST, 'cli', 'one-shot.js')],
+  outfile: ONE_SHOT,
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  supported: { 'dynamic-import': false },
+  ...MINIFY,
+  sourcemap: false,
+  legalComments: 'none',
+  external: NATIVE,
+  logLevel: 'warning',
+  define: { 'import.meta.url': '__sigilModuleUrl' },
+  banner: { js: "const __sigilModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
   plugins: [dataPaths, zodEnglishOnly, cjsNamedExports],
   alias: { yaml: YAML_ESM },
 });
@@ -195,10 +236,16 @@ writeFileSync(join(OUT_NM, 'pino-pretty', 'package.json'), JSON.stringify({ name
 // The entry as an executable, like bin/sigil.js.
 const entry = join(OUT, 'sigil.mjs');
 writeFileSync(entry, `#!/usr/bin/env node\n${readFileSync(entry, 'utf8')}`, { mode: 0o755 });
+// Its code cache, written by the node binary running this build (the one the package ships).
+const train = spawnSync(process.execPath, [join(ROOT, 'scripts', 'code-cache-train.mjs'), ONE_SHOT], {
+  encoding: 'utf8',
+  env: { ...process.env, SIGIL_LOG_FORMAT: 'json' },
+});
+if (train.status !== 0) throw new Error(`code cache training failed (${train.status}): ${train.stderr.slice(-3000)}`);
 if (args.has('--metafile')) writeFileSync(join(OUT, 'meta.json'), JSON.stringify(result.metafile));
 
 const outputs = Object.entries(result.metafile.outputs);
 const total = outputs.reduce((n, [, o]) => n + o.bytes, 0);
 process.stdout.write(
-  `dist-bundle/: ${outputs.length} files, ${(total / 1024).toFixed(0)} KiB of JS; data: ${[...dataDirs].join(', ') || 'none'}; external: ${NATIVE.join(', ')}\n`,
+  `${relative(ROOT, OUT) || OUT}/: ${outputs.length} files, ${(total / 1024).toFixed(0)} KiB of JS; data: ${[...dataDirs].join(', ') || 'none'}; external: ${NATIVE.join(', ')}\n`,
 );

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build sigil_<version>_<arch>.deb (issue #19) with dpkg-deb: the production bundle
-# (scripts/bundle.mjs: JS chunks, data files, native modules built for this machine), the Node
+# (scripts/bundle.mjs: JS chunks, data files, native modules built for this machine, and the
+# one-shot agent commands as one CommonJS script with its V8 code cache, written by the same
+# `node` that is shipped: V8 takes a cache only from the binary and flags that made it), the Node
 # runtime copied from this machine's `node`, the systemd units and example configs of
 # packaging/, and maintainer scripts that create the `sigil` system user and the 0700 state
 # directories. No network: it packages what `npm ci && npm run build` left in the tree.
@@ -8,8 +10,9 @@
 #   bash scripts/package-deb.sh [--out DIR] [--compress xz|gzip|none] [--no-bundle]
 #
 # The runtime is a copy of the node binary rather than a single-executable application: the
-# SEA route needs postject (an npm dependency this project does not have) and a second build
-# of the bundle into one CommonJS script, and still ships the native modules beside it; the
+# SEA route needs postject (an npm dependency this project does not have) and the whole CLI as
+# one CommonJS script (the bundle has one for the one-shot agent commands only: as a whole it
+# idles 15 MB larger as a daemon), and still ships the native modules beside it; the
 # copy is the same bytes, runs the same bundle the tests run, and the size is the same (the
 # binary dominates either way). docs/performance.md, "Agent footprint", has the figures.
 #
@@ -39,6 +42,8 @@ esac
 VERSION=$("$NODE" -p "require('$ROOT/package.json').version")
 ARCH=$(dpkg --print-architecture)
 
+# --no-bundle keeps dist-bundle/ as it is: its code cache is then only used if this same node
+# wrote it (otherwise V8 rejects it and the one-shot commands compile from source: slower, not wrong).
 if [ "$BUNDLE" = 1 ] || [ ! -f "$ROOT/dist-bundle/sigil.mjs" ]; then
   "$NODE" "$ROOT/scripts/bundle.mjs" >&2
 fi
@@ -61,7 +66,9 @@ cat >"$PKG/usr/bin/sigil" <<'EOF'
 # The sigil command (package sigil): its own Node runtime, the production bundle.
 # `sigil agent run` without --once is the agent daemon: it runs with the V8 flags of the agent
 # units (sigil-agent.service says why). One-shot commands keep V8's defaults: the flags save
-# memory but cost them a few ms of CPU (docs/performance.md, "Agent footprint").
+# memory but cost them a few ms of CPU, and `agent run --once` / `agent status` run from a V8
+# code cache that V8 takes only under the flags it was made with, none (docs/performance.md,
+# "Agent footprint").
 flags=
 if [ "$1" = agent ] && [ "$2" = run ]; then
   flags="--lite-mode --no-expose-wasm --optimize-for-size --bytecode-old-age=1"

@@ -3,6 +3,7 @@
  * the cached identity on disk (agent/serve-cached.ts) before loading the rest of the agent, so
  * a restart while offline serves workloads within a few hundred milliseconds.
  */
+import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { Command } from 'commander';
 import type { TickOutcome } from '../agent/agent.js';
@@ -137,6 +138,21 @@ export interface AgentStatusOptions {
   format?: string;
 }
 
+/**
+ * Importing ../agent/workload/early-start.ts loads the Workload API server (gRPC, protobuf: half
+ * a megabyte of code, ~2 MB of a daemon's idle memory) before it reads `workload_api`. A config
+ * whose text does not hold that word has no such key, so the early start would start nothing:
+ * skip the import. Any doubt (unreadable file) leaves it to early-start, which leaves it to the
+ * full configuration load, as before.
+ */
+export function mayNameWorkloadApi(config: string): boolean {
+  try {
+    return readFileSync(config, 'utf8').includes('workload_api');
+  } catch {
+    return true;
+  }
+}
+
 /** `sigil agent run` (the daemon, or one pass with --once). Also reached without commander: ./agent-argv.ts. */
 export async function agentRunCommand(o: AgentRunOptions): Promise<void> {
   const fmt = parseFormat(o.format);
@@ -149,7 +165,7 @@ export async function agentRunCommand(o: AgentRunOptions): Promise<void> {
     const served = plan ? serveCachedIdentity(plan) : undefined;
     // The daemon serves the Workload API from its cache next, also before the rest is loaded.
     const workloadApi =
-      served && !o.once
+      served && !o.once && mayNameWorkloadApi(o.config)
         ? await (await import('../agent/workload/early-start.js')).startEarlyWorkloadApi(o.config, served.state)
         : undefined;
     opened = await openAgent(

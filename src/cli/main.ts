@@ -13,29 +13,13 @@ if (process.argv.length === 3 && (process.argv[2] === '--version' || process.arg
   process.exit(0);
 }
 
-// `sigil … | head`: a closed stdout is not an error worth a stack trace.
-process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-  if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-  throw e;
-});
+// `sigil … | head`: a closed stdout is not an error worth a stack trace (./one-shot.ts).
+const { quietOnClosedStdout, runFastAgentCommand } = await import('./one-shot.js');
+quietOnClosedStdout();
 
-// `sigil agent run|status` with plain options (the unit, cron, scripts) skip commander: ./agent-argv.ts.
-const fast =
-  process.argv[2] === 'agent' ? (await import('./agent-argv.js')).fastAgentCommand(process.argv.slice(2)) : undefined;
-if (fast) {
-  const [agent, { reportError }] = await Promise.all([import('./agent.js'), import('./output.js')]);
-  try {
-    await (fast.command === 'run' ? agent.agentRunCommand(fast.options) : agent.agentStatusCommand(fast.options));
-  } catch (err) {
-    process.exitCode = reportError(err);
-  }
-  // A one-shot command is done when its action returns (outputs, SQLite and the lock are written
-  // synchronously; the agent is closed). Left to drain, the event loop would only give V8 time to
-  // finish a garbage collection begun while loading modules: ~10 ms of `run --once`'s CPU, ~5 ms
-  // of `status`'s (issue #19). Exit once what was written to stdout and stderr is flushed.
-  if (fast.command === 'status' || fast.options.once)
-    process.stderr.write('', () => process.stdout.write('', () => process.exit()));
-} else await commanderMain();
+// `sigil agent run|status` with plain options (the unit, cron, scripts) skip commander: ./one-shot.ts.
+const fast = process.argv[2] === 'agent' && (await runFastAgentCommand(process.argv.slice(2)));
+if (!fast) await commanderMain();
 
 /** Every other command line: the command tree, registered only as far as this command needs it. */
 async function commanderMain(): Promise<void> {

@@ -12,6 +12,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -78,6 +79,26 @@ describe.skipIf(!runnable || preexisting)('Debian package: build, install, quick
     expect(owner('/etc/sigil')).toBe('root:sigil');
     expect(mode('/usr/bin/sigil')).toBe('755');
     expect(mode('/usr/lib/sigil/node')).toBe('755');
+    // The one-shot commands' V8 code cache (src/cli/code-cache.ts): root's and read-only for everyone
+    // else, like the code beside it, and taken by the installed runtime as the sigil user (a cache V8
+    // rejects would only make `agent run --once` slower, silently: this says it does not).
+    expect(mode('/usr/lib/sigil')).toBe('755');
+    for (const f of ['/usr/lib/sigil/agent-one-shot.cjs', '/usr/lib/sigil/agent-one-shot.cjs.v8cache']) {
+      expect(mode(f)).toBe('644');
+      expect(owner(f)).toBe('root:root');
+    }
+    const codeCache = pathToFileURL(join(ROOT, 'dist', 'cli', 'code-cache.js')).href;
+    const cacheUse = ok(
+      '/usr/lib/sigil/node',
+      [
+        '--input-type=module',
+        '-e',
+        `import { runCommonJsWithCache } from ${JSON.stringify(codeCache)};\n` +
+          "process.stdout.write(runCommonJsWithCache('/usr/lib/sigil/agent-one-shot.cjs').cache);",
+      ],
+      { user: 'sigil' },
+    );
+    expect(cacheUse).toBe('used');
 
     // The units as installed: syntax, paths, users (systemd-analyze resolves ExecStart= and User=).
     if (has('systemd-analyze')) {
