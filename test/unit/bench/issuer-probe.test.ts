@@ -22,9 +22,10 @@ describe('issuer probe', () => {
     const d = tempDir('sigil-probe-');
     dirs.push(d);
     const out = join(d.dir, 'probe.json');
-    // Blocks its loop once for 200 ms, says "ready", then idles until killed.
+    // Blocks its loop once for 200 ms, then (after the histogram's 5 ms timer has run and recorded
+    // the block: said at once, the signal could be handled first) says "ready" and idles until killed.
     const script =
-      'const t = Date.now(); setTimeout(() => { while (Date.now() - t < 200); process.stdout.write("ready\\n"); }, 50); setInterval(() => {}, 1000);';
+      'const t = Date.now(); setTimeout(() => { while (Date.now() - t < 200); setTimeout(() => process.stdout.write("ready\\n"), 50); }, 50); setInterval(() => {}, 1000);';
     const child = spawn(process.execPath, ['--import', PROBE, '-e', script], {
       env: { ...process.env, SIGIL_BENCH_PROBE_FILE: out },
       stdio: ['ignore', 'pipe', 'inherit'],
