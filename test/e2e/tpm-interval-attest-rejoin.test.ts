@@ -8,7 +8,6 @@
  * interval attestation is judged by the new profile. Without the re-join the agent would keep
  * quoting the old selection until its next renewal, hours away with real certificate lifetimes.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,6 +21,7 @@ import {
   tempDir,
   type RunningIssuer,
 } from '../helpers/cli.js';
+import { startAttestingAgent, type AttestingAgent } from '../helpers/attesting-agent.js';
 import { LAB_ATTESTED_23_PROFILE, LAB_ATTESTED_PROFILE } from '../helpers/firmware-boot.js';
 import { createLocalCa, simulateBoot, startSwtpm, type SharedLocalCa, type SwtpmInstance } from '../helpers/swtpm.js';
 
@@ -70,24 +70,7 @@ describe('interval attestation refused pcr_selection_changed (swtpm)', () => {
     tmp.cleanup();
   });
 
-  function startAgent(): { proc: ChildProcess; log: () => string; stop: () => Promise<void> } {
-    const proc = spawn(process.execPath, [SIGIL, 'agent', 'run', '--config', config], {
-      env: { ...process.env, SIGIL_LOG_FORMAT: 'json', SIGIL_TEST_ATTEST_EVERY_MS: String(ATTEST_EVERY_MS) },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let log = '';
-    proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-    return {
-      proc,
-      log: () => log,
-      stop: async () => {
-        if (proc.exitCode !== null) return;
-        const exited = new Promise((r) => proc.once('exit', r));
-        proc.kill('SIGTERM');
-        await exited;
-      },
-    };
-  }
+  const startAgent = (): AttestingAgent => startAttestingAgent(config, ATTEST_EVERY_MS);
 
   it('the agent joins again at once and attests under the new selection; nothing is locked', async () => {
     expect(await sigilJson(['agent', 'run', '--config', config, '--once'])).toMatchObject({ result: 'joined' });

@@ -8,7 +8,6 @@
  * count it. Over HTTPS first; then, after a reboot with a fresh boot log (the PCRs match again),
  * the same over MQTT.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,6 +20,7 @@ import {
   tempDir,
   type RunningIssuer,
 } from '../helpers/cli.js';
+import { startAttestingAgent, type AttestingAgent } from '../helpers/attesting-agent.js';
 import { issuerMetrics, startMqttIssuerRig, type Broker, type IssuerProcess } from '../helpers/mosquitto.js';
 import {
   createLocalCa,
@@ -75,24 +75,7 @@ describe('interval attestation through `sigil agent run` (swtpm)', () => {
     );
   }
 
-  function startAgent(): { proc: ChildProcess; log: () => string; stop: () => Promise<void> } {
-    const proc = spawn(process.execPath, [SIGIL, 'agent', 'run', '--config', config], {
-      env: { ...process.env, SIGIL_LOG_FORMAT: 'json', SIGIL_TEST_ATTEST_EVERY_MS: String(ATTEST_EVERY_MS) },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let log = '';
-    proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-    return {
-      proc,
-      log: () => log,
-      stop: async () => {
-        if (proc.exitCode !== null) return;
-        const exited = new Promise((r) => proc.once('exit', r));
-        proc.kill('SIGTERM');
-        await exited;
-      },
-    };
-  }
+  const startAgent = (): AttestingAgent => startAttestingAgent(config, ATTEST_EVERY_MS);
 
   const status = (): Promise<Record<string, any>> => agentStatusJson(['--config', config]);
 
