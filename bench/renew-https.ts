@@ -164,7 +164,8 @@ const ISSUER_ROOT = parsed['issuer-root'] ?? ROOT;
 const ISSUER_NODE_ARGS = (parsed['issuer-node-args'] as string).split(' ').filter(Boolean);
 if (!Number.isInteger(ISSUER_WORKERS) || ISSUER_WORKERS < 1 || ISSUER_WORKERS > 16)
   usage('--issuer-workers must be an integer in 1..16');
-if (ISSUER_WORKERS > 1 && STORE !== 'postgres') usage('--issuer-workers N > 1 needs --store postgres');
+if (ISSUER_WORKERS > 1 && STORE !== 'postgres')
+  usage('--issuer-workers N > 1 needs --store postgres (SQLite refuses --workers: docs/scaling.md)');
 if (STORE !== 'sqlite' && STORE !== 'postgres') usage('--store must be sqlite or postgres');
 if (!Number.isInteger(ISSUERS) || ISSUERS < 1 || ISSUERS > 16) usage('--issuers must be an integer in 1..16');
 if (ISSUERS > 1 && STORE !== 'postgres') usage('--issuers N > 1 needs --store postgres (one SQLite file, one issuer)');
@@ -420,6 +421,11 @@ function printPhase(ph: Phase): void {
           `loop held per group p99 ${d(pr.groupHoldMs.p99, 2)} max ${d(pr.groupHoldMs.max, 2)} ms`,
       );
   }
+  if (pr?.pgStatements && ISSUERS === 1 && ISSUER_WORKERS === 1)
+    console.log(
+      `  PostgreSQL requests: ${(pr.pgStatements / ph.renewals).toFixed(2)} statements, ${(pr.pgRoundTrips! / ph.renewals).toFixed(2)} round trips per renewal ` +
+        `(issue #15 target: one transaction, ≤ 4 round trips; a round trip = a connection's statements sent in one event-loop turn)`,
+    );
   if (ph.drainMs !== undefined)
     console.log(`  backlog:             last answer ${ph.drainMs.toFixed(0)} ms after the last arrival`);
   console.log(`  limited by:          ${ph.limit}`);
@@ -463,6 +469,12 @@ function phaseJson(ph: Phase): Record<string, unknown> {
           group_size_mean: round(ph.probe.groupSize.mean ?? NaN, 2),
           commit_ms_p99: ph.probe.commitMs.p99,
           commit_ms_max: ph.probe.commitMs.max,
+          ...(ph.probe.pgStatements && ISSUERS === 1 && ISSUER_WORKERS === 1
+            ? {
+                postgres_statements_per_renewal: round(ph.probe.pgStatements / ph.renewals, 2),
+                postgres_round_trips_per_renewal: round(ph.probe.pgRoundTrips! / ph.renewals, 2),
+              }
+            : {}),
         }
       : {}),
     ...(ph.drainMs !== undefined ? { drain_ms: round(ph.drainMs) } : {}),

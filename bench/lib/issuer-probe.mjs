@@ -9,7 +9,9 @@
  *   - the SQLite group commits (diagnostics_channel `sigil:sqlite:group`, published by
  *     src/server/store/sqlite/async.ts only while someone subscribes): members per COMMIT, how
  *     long a group held the loop, and how long its COMMIT took (a WAL checkpoint runs inside the
- *     COMMIT that crosses wal_autocheckpoint).
+ *     COMMIT that crosses wal_autocheckpoint);
+ *   - on PostgreSQL, the statements and round trips the issuer's pool sends (diagnostics_channel
+ *     `sigil:postgres:statement`), which the bench divides by the renewals of the phase.
  *
  * Driven by signals so the issuer needs no bench code: SIGUSR2 writes the figures gathered since
  * the last SIGUSR2 to $SIGIL_BENCH_PROBE_FILE (JSON, written whole then renamed) and starts
@@ -23,7 +25,27 @@ const out = process.env.SIGIL_BENCH_PROBE_FILE;
 if (out) {
   const loop = monitorEventLoopDelay({ resolution: 5 });
   loop.enable();
-  const fresh = () => ({ gc: [], groups: [], commitMs: [], holdMs: [], since: performance.now() });
+  const fresh = () => ({
+    gc: [],
+    groups: [],
+    commitMs: [],
+    holdMs: [],
+    pgStatements: 0,
+    pgTurns: 0,
+    since: performance.now(),
+  });
+  // PostgreSQL (src/server/store/postgres/connection.ts): statements, and round trips counted per
+  // connection — a connection serves one transaction at a time, and the statements it is given in
+  // one turn of the event loop go out together (pipelined), so each turn with a statement on a
+  // connection is one round trip of the transaction holding it (as test/unit/store/postgres-issuer.test.ts).
+  const openTurns = new Set();
+  subscribe('sigil:postgres:statement', (m) => {
+    w.pgStatements++;
+    if (openTurns.has(m.conn)) return;
+    w.pgTurns++;
+    if (openTurns.size === 0) setImmediate(() => openTurns.clear());
+    openTurns.add(m.conn);
+  });
   let w = fresh();
   new PerformanceObserver((list) => {
     for (const e of list.getEntries()) w.gc.push(e.duration);
@@ -63,6 +85,8 @@ if (out) {
       groupSize: dist(w.groups),
       commitMs: dist(w.commitMs),
       groupHoldMs: dist(w.holdMs),
+      pgStatements: w.pgStatements,
+      pgRoundTrips: w.pgTurns,
     };
     const tmp = `${out}.tmp`;
     writeFileSync(tmp, JSON.stringify(report));

@@ -16,6 +16,9 @@ export interface ProbeReport {
   groupSize: Dist;
   commitMs: Dist;
   groupHoldMs: Dist;
+  /** PostgreSQL: statements and round trips (per connection, per event-loop turn) the issuer's pool sent. */
+  pgStatements?: number;
+  pgRoundTrips?: number;
 }
 export interface Dist {
   n: number;

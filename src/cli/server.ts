@@ -350,7 +350,7 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
             ...(webhooks.length > 0 ? { events: { webhooks } } : {}),
             ui,
           });
-          await service.start();
+          await (workers ? workers.whileStarting(() => service.start()) : service.start());
           const { ca } = service.ctx;
           const { redactStoreUrl } = await import('../server/store/postgres/connection.js');
           service.log.info(
