@@ -15,6 +15,7 @@
  *   call rejects with SigilError `store_unavailable` (503, retryable). The agent retries the same
  *   request id; the transaction either committed (and the stored answer comes back) or left nothing.
  */
+import { channel } from 'node:diagnostics_channel';
 import postgres from 'postgres';
 import { SigilError } from '../../../errors.js';
 
@@ -92,6 +93,13 @@ export function issuerSessionAttrs(url: string, env: NodeJS.ProcessEnv = process
   );
 }
 
+/**
+ * Each statement an issuer's pool sends, as `{ conn, text }`, to in-process subscribers only
+ * (bench/lib/issuer-probe.mjs counts statements and round trips per renewal under load: issue
+ * #15's bench); with none subscribed nothing is published. No parameters: no request data.
+ */
+const statementChannel = channel('sigil:postgres:statement');
+
 function openPoolUnchecked(url: string, o: PostgresPoolOptions, onStatement: PostgresPoolOptions['onStatement']): Pool {
   return postgres(url, {
     target_session_attrs: issuerSessionAttrs(url),
@@ -109,7 +117,11 @@ function openPoolUnchecked(url: string, o: PostgresPoolOptions, onStatement: Pos
       application_name: o.applicationName ?? 'sigil-issuer',
       lock_timeout: o.lockTimeoutMs ?? 5000,
     },
-    ...(onStatement ? { debug: (_conn: number, query: string) => onStatement(query) } : {}),
+    debug: onStatement
+      ? (_conn: number, query: string) => onStatement(query)
+      : (conn: number, query: string) => {
+          if (statementChannel.hasSubscribers) statementChannel.publish({ conn, text: query });
+        },
   }) as unknown as Pool;
 }
 
