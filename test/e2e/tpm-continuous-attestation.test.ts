@@ -19,7 +19,7 @@
  * issuer), where a test can forge the request body.
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -41,7 +41,7 @@ import {
   type SharedLocalCa,
   type SwtpmInstance,
 } from '../helpers/swtpm.js';
-import { LAB_ATTESTED_23_PROFILE, LAB_ATTESTED_PROFILE } from '../helpers/firmware-boot.js';
+import { installLabProfiles } from '../helpers/firmware-boot.js';
 
 const exec = promisify(execFile);
 const ZERO = '00'.repeat(32);
@@ -53,7 +53,7 @@ describe('continuous attestation through `sigil agent` (swtpm)', () => {
   let tpm: SwtpmInstance;
   let eventLog: string;
   let config: string;
-  const savedDir = process.env.SIGIL_FIRMWARE_PROFILES_DIR;
+  let restoreProfiles: (() => void) | undefined;
 
   const rule = (policy: 'refuse' | 'lock'): string =>
     `kind: join_rule\nname: attested\nspec:\n  method: tpm\n  bot: gw\n  tpm:\n    ek_ca_files: [${ca.caFiles![0]}, ${ca.caFiles![1]}]\n    firmware_profiles: [lab-attested]\n    on_attestation_failure: ${policy}\n`;
@@ -83,12 +83,7 @@ describe('continuous attestation through `sigil agent` (swtpm)', () => {
   };
 
   beforeAll(async () => {
-    const profiles = join(tmp.path, 'profiles');
-    mkdirSync(profiles);
-    writeFileSync(join(profiles, 'lab-attested.yaml'), LAB_ATTESTED_PROFILE);
-    writeFileSync(join(profiles, 'lab-attested-23.yaml'), LAB_ATTESTED_23_PROFILE);
-    // The issuer process inherits it (attest/firmware/profiles.ts).
-    process.env.SIGIL_FIRMWARE_PROFILES_DIR = profiles;
+    restoreProfiles = installLabProfiles(join(tmp.path, 'profiles'));
     ca = await createLocalCa();
     tpm = await startSwtpm({ localCa: ca });
     eventLog = join(tmp.path, 'boot.log');
@@ -99,8 +94,7 @@ describe('continuous attestation through `sigil agent` (swtpm)', () => {
     writeConfig(eventLog);
   }, 120_000);
   afterAll(async () => {
-    if (savedDir === undefined) delete process.env.SIGIL_FIRMWARE_PROFILES_DIR;
-    else process.env.SIGIL_FIRMWARE_PROFILES_DIR = savedDir;
+    restoreProfiles?.();
     await issuer?.stop();
     await tpm?.destroy();
     ca?.destroy();
@@ -204,14 +198,11 @@ describe('continuous attestation over MQTT (mosquitto)', () => {
   let ca: SharedLocalCa;
   let tpm: SwtpmInstance;
   let config: string;
-  const savedDir = process.env.SIGIL_FIRMWARE_PROFILES_DIR;
+  let restoreProfiles: (() => void) | undefined;
   const dataDir = join(tmp.path, 'issuer');
 
   beforeAll(async () => {
-    const profiles = join(tmp.path, 'profiles');
-    mkdirSync(profiles);
-    writeFileSync(join(profiles, 'lab-attested.yaml'), LAB_ATTESTED_PROFILE);
-    process.env.SIGIL_FIRMWARE_PROFILES_DIR = profiles;
+    restoreProfiles = installLabProfiles(join(tmp.path, 'profiles'), ['lab-attested']);
     ca = await createLocalCa();
     tpm = await startSwtpm({ localCa: ca });
     const eventLog = join(tmp.path, 'boot.log');
@@ -233,8 +224,7 @@ describe('continuous attestation over MQTT (mosquitto)', () => {
     );
   }, 120_000);
   afterAll(async () => {
-    if (savedDir === undefined) delete process.env.SIGIL_FIRMWARE_PROFILES_DIR;
-    else process.env.SIGIL_FIRMWARE_PROFILES_DIR = savedDir;
+    restoreProfiles?.();
     await issuer?.stop();
     await broker?.stop();
     await tpm?.destroy();

@@ -8,7 +8,7 @@
  * interval attestation is judged by the new profile. Without the re-join the agent would keep
  * quoting the old selection until its next renewal, hours away with real certificate lifetimes.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -22,7 +22,7 @@ import {
   type RunningIssuer,
 } from '../helpers/cli.js';
 import { startAttestingAgent, type AttestingAgent } from '../helpers/attesting-agent.js';
-import { LAB_ATTESTED_23_PROFILE, LAB_ATTESTED_PROFILE } from '../helpers/firmware-boot.js';
+import { installLabProfiles } from '../helpers/firmware-boot.js';
 import { createLocalCa, simulateBoot, startSwtpm, type SharedLocalCa, type SwtpmInstance } from '../helpers/swtpm.js';
 
 const ATTEST_EVERY_MS = 1500;
@@ -33,7 +33,7 @@ describe('interval attestation refused pcr_selection_changed (swtpm)', () => {
   let ca: SharedLocalCa;
   let tpm: SwtpmInstance;
   const config = join(tmp.path, 'agent.yaml');
-  const savedDir = process.env.SIGIL_FIRMWARE_PROFILES_DIR;
+  let restoreProfiles: (() => void) | undefined;
 
   const rule = (profile: string): string =>
     `kind: join_rule\nname: attested\nspec:\n  method: tpm\n  bot: gw\n  tpm:\n    ek_ca_files: [${ca.caFiles![0]}, ${ca.caFiles![1]}]\n    firmware_profiles: [${profile}]\n    on_attestation_failure: lock\n`;
@@ -42,12 +42,7 @@ describe('interval attestation refused pcr_selection_changed (swtpm)', () => {
   const status = (): Promise<Record<string, any>> => agentStatusJson(['--config', config]);
 
   beforeAll(async () => {
-    const profiles = join(tmp.path, 'profiles');
-    mkdirSync(profiles);
-    writeFileSync(join(profiles, 'lab-attested.yaml'), LAB_ATTESTED_PROFILE);
-    writeFileSync(join(profiles, 'lab-attested-23.yaml'), LAB_ATTESTED_23_PROFILE);
-    // The issuer process inherits it (attest/firmware/profiles.ts).
-    process.env.SIGIL_FIRMWARE_PROFILES_DIR = profiles;
+    restoreProfiles = installLabProfiles(join(tmp.path, 'profiles'));
     ca = await createLocalCa();
     tpm = await startSwtpm({ localCa: ca });
     const eventLog = join(tmp.path, 'boot.log');
@@ -62,8 +57,7 @@ describe('interval attestation refused pcr_selection_changed (swtpm)', () => {
     );
   }, 120_000);
   afterAll(async () => {
-    if (savedDir === undefined) delete process.env.SIGIL_FIRMWARE_PROFILES_DIR;
-    else process.env.SIGIL_FIRMWARE_PROFILES_DIR = savedDir;
+    restoreProfiles?.();
     await issuer?.stop();
     await tpm?.destroy();
     ca?.destroy();

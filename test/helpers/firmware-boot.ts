@@ -7,6 +7,8 @@
  * `bootEvents` + `writeEventLog` + `replayEventLog` give the expected PCRs in software.
  */
 import { createHash } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   EFI_CERT_SHA256_GUID,
   EFI_CERT_X509_GUID,
@@ -190,3 +192,23 @@ pcr_bank: sha256
 pcrs:
   "23": ["${'00'.repeat(32)}"]
 `;
+
+/**
+ * Write the lab profiles (both, unless `only` names some) into `dir` and point
+ * SIGIL_FIRMWARE_PROFILES_DIR at it (an issuer process started afterwards inherits it:
+ * attest/firmware/profiles.ts). Returns what puts the variable back as it was.
+ */
+export function installLabProfiles(
+  dir: string,
+  only: ReadonlyArray<'lab-attested' | 'lab-attested-23'> = ['lab-attested', 'lab-attested-23'],
+): () => void {
+  mkdirSync(dir, { recursive: true });
+  if (only.includes('lab-attested')) writeFileSync(join(dir, 'lab-attested.yaml'), LAB_ATTESTED_PROFILE);
+  if (only.includes('lab-attested-23')) writeFileSync(join(dir, 'lab-attested-23.yaml'), LAB_ATTESTED_23_PROFILE);
+  const previous = process.env.SIGIL_FIRMWARE_PROFILES_DIR;
+  process.env.SIGIL_FIRMWARE_PROFILES_DIR = dir;
+  return () => {
+    if (previous === undefined) delete process.env.SIGIL_FIRMWARE_PROFILES_DIR;
+    else process.env.SIGIL_FIRMWARE_PROFILES_DIR = previous;
+  };
+}

@@ -11,7 +11,7 @@
  * tpm2_pcrreset) and reads the simulated boot's event log (PCRs 0, 4, 7, 8), so a test can break
  * the boot with tpm2_pcrextend and restore it with tpm2_pcrreset.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -54,7 +54,7 @@ import {
   type SwtpmInstance,
 } from '../../helpers/swtpm.js';
 import { httpsClient, setTpmRules, tpmJoin, tpmRule, writeLog, type TpmJoinResult } from '../../helpers/tpm-join.js';
-import { LAB_ATTESTED_23_PROFILE, LAB_ATTESTED_PROFILE } from '../../helpers/firmware-boot.js';
+import { installLabProfiles } from '../../helpers/firmware-boot.js';
 
 const ZERO = '00'.repeat(32);
 
@@ -63,7 +63,7 @@ let client: HttpsIssuerClient;
 let ca: SharedLocalCa;
 let gw: SwtpmInstance;
 let logPath: string;
-let savedProfilesDir: string | undefined;
+let restoreProfiles: (() => void) | undefined;
 
 const ekCas = (): string => `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]`;
 const rule = (policy = 'refuse', extra = ''): string =>
@@ -180,11 +180,7 @@ const extend16 = (): Promise<unknown> => tpm2Tool(gw, 'tpm2_pcrextend', [`16:sha
 const reset16 = (): Promise<unknown> => tpm2Tool(gw, 'tpm2_pcrreset', ['16']);
 
 beforeAll(async () => {
-  const profiles = mkdtempSync(join(tmpdir(), 'sigil-profiles-'));
-  writeFileSync(join(profiles, 'lab-attested.yaml'), LAB_ATTESTED_PROFILE);
-  writeFileSync(join(profiles, 'lab-attested-23.yaml'), LAB_ATTESTED_23_PROFILE);
-  savedProfilesDir = process.env.SIGIL_FIRMWARE_PROFILES_DIR;
-  process.env.SIGIL_FIRMWARE_PROFILES_DIR = profiles;
+  restoreProfiles = installLabProfiles(mkdtempSync(join(tmpdir(), 'sigil-profiles-')));
   ca = await createLocalCa();
   gw = await createSwtpm({ localCa: ca });
   await gw.start();
@@ -194,8 +190,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
-  if (savedProfilesDir === undefined) delete process.env.SIGIL_FIRMWARE_PROFILES_DIR;
-  else process.env.SIGIL_FIRMWARE_PROFILES_DIR = savedProfilesDir;
+  restoreProfiles?.();
   client?.close();
   await h?.close();
   await gw?.destroy();
