@@ -128,6 +128,12 @@ export interface AttestationPolicy {
   onFailure: 'refuse' | 'lock';
   /** Renewals refused (`attestation_stale`) when the last good attestation is older; undefined: no gate. */
   maxAgeMs: number | undefined;
+  /**
+   * What the method read to make this policy (tpm: the parsed join rule), opaque to the caller,
+   * handed back to the method's `reattest` in the same request through {@link ReattestInput.policy}
+   * so the rule is not read and parsed twice.
+   */
+  detail?: unknown;
 }
 
 export interface ReattestInput {
@@ -136,6 +142,8 @@ export interface ReattestInput {
   /** The quote's expected qualifying data (server/ops/attestation.ts attestationBinding). */
   binding: Buffer;
   now: number;
+  /** The policy the same request's `attestationPolicy` returned (same transaction), when there was one. */
+  policy?: AttestationPolicy;
 }
 
 /** One PCR that differs from what the firmware profile accepts. */

@@ -70,29 +70,6 @@ async function ruleOf(facts: Record<string, unknown>, port: JoinRenewPort): Prom
 }
 
 /**
- * The rule a request's policy lookup found, handed to the judgement that follows it in the same
- * request: server/ops/attestation.ts looks up the policy and then judges the quote in one
- * transaction with the same instance record and the same `now`, so the rule need not be read and
- * parsed twice (the second time was about a sixth of the issuer's time for a quote, measured with
- * bench/tpm-renew.ts under --cpu-prof). Keyed by that record's facts object and the request's
- * `now`, and taken at most once: it serves no other request, and a judgement without a lookup
- * before it reads the rule itself. One per issuer (the tpm method's).
- */
-export class RuleHandOff {
-  readonly #byFacts = new WeakMap<object, { rule: JoinRule<TpmRule>; now: number }>();
-
-  give(facts: Record<string, unknown>, now: number, rule: JoinRule<TpmRule>): void {
-    this.#byFacts.set(facts, { rule, now });
-  }
-
-  take(facts: Record<string, unknown>, now: number): JoinRule<TpmRule> | undefined {
-    const e = this.#byFacts.get(facts);
-    this.#byFacts.delete(facts);
-    return e?.now === now ? e.rule : undefined;
-  }
-}
-
-/**
  * The policy of the instance's join rule, when it must attest: the rule still exists and names
  * firmware profiles, and the instance's join recorded an attestation (instances joined before
  * issue #16 have none, and their agents do not quote: they attest from their next join on).
@@ -100,14 +77,15 @@ export class RuleHandOff {
 export async function tpmAttestationPolicy(
   facts: Record<string, unknown>,
   port: JoinRenewPort,
-  handOff?: RuleHandOff,
 ): Promise<AttestationPolicy | undefined> {
   const rule = await ruleOf(facts, port);
   if (!rule?.config.firmware_profiles || facts.attestation === undefined || facts.attestation === null)
     return undefined;
-  handOff?.give(facts, port.now, rule);
   return {
     rule: rule.name,
+    // Handed back to tpmReattest in the same request: the rule is read and parsed once (the
+    // second time was about a sixth of the issuer's time for a quote, bench/tpm-renew.ts --cpu-prof).
+    detail: rule,
     onFailure: rule.config.on_attestation_failure ?? 'refuse',
     maxAgeMs: rule.config.max_attestation_age !== undefined ? rule.config.max_attestation_age * 1000 : undefined,
   };
@@ -120,11 +98,10 @@ export async function tpmReattest(
   port: JoinRenewPort,
   firmware: FirmwareProfiles,
   aks: AkKeys = new AkKeys(1),
-  handOff?: RuleHandOff,
 ): Promise<ReattestVerdict> {
   const ev = parseWith(tpmReattestSchema, input.evidence, 'tpm_evidence_malformed', 'attestation');
   const facts = input.instanceFacts;
-  const rule = handOff?.take(facts, input.now) ?? (await ruleOf(facts, port));
+  const rule = (input.policy?.detail as JoinRule<TpmRule> | undefined) ?? (await ruleOf(facts, port));
   if (!rule?.config.firmware_profiles)
     throw new SigilError('internal', 'reattest called for an instance whose rule names no firmware profile');
   const profiles = firmware.resolve(rule.config.firmware_profiles, rule.name);

@@ -55,7 +55,7 @@ import type {
 import { tpmDescriptor } from './descriptor.js';
 import { tpmRuleSchema, type TpmRule } from './rule.js';
 import { pcrFacts, reportedPcrs } from './pcrs.js';
-import { logNeeded, RuleHandOff, tpmAttestationPolicy, tpmReattest } from './reattest.js';
+import { logNeeded, tpmAttestationPolicy, tpmReattest } from './reattest.js';
 import {
   isAnswer,
   MAX_EVENT_LOG_BYTES,
@@ -93,7 +93,6 @@ export class TpmJoinServer implements JoinMethodServer {
   /** The instances' AKs, checked, their keys imported once (renewal key proofs and quotes). */
   readonly #aks = new AkKeys();
   /** A policy lookup's rule, for the judgement that follows it in the same request. */
-  readonly #rules = new RuleHandOff();
 
   constructor(deps: TpmJoinDeps) {
     this.#firmware = deps.firmware;
@@ -120,12 +119,12 @@ export class TpmJoinServer implements JoinMethodServer {
     instanceFacts: Record<string, unknown>,
     port: JoinRenewPort,
   ): Promise<AttestationPolicy | undefined> {
-    return tpmAttestationPolicy(instanceFacts, port, this.#rules);
+    return tpmAttestationPolicy(instanceFacts, port);
   }
 
   /** A fresh quote judged against the join's facts and the rule's current profiles (reattest.ts). */
   reattest(input: ReattestInput, port: JoinRenewPort): Promise<ReattestVerdict> {
-    return tpmReattest(input, port, this.#firmware, this.#aks, this.#rules);
+    return tpmReattest(input, port, this.#firmware, this.#aks);
   }
 
   private async challenge(input: AttestInput, port: JoinAttestPort): Promise<ChallengeRequired> {

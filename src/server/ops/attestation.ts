@@ -95,7 +95,11 @@ export async function judgeAttestation(
       'attestation_required',
       `join_rule ${p.rule} names firmware profiles: the ${via} request must carry a fresh attestation (an agent that joined before it learned the PCR selection must join again)`,
     );
-  const v = await ctx.methods.reattest(inst.joinMethod, { evidence, instanceFacts: inst.facts, binding, now }, tx);
+  const v = await ctx.methods.reattest(
+    inst.joinMethod,
+    { evidence, instanceFacts: inst.facts, binding, now, policy: p },
+    tx,
+  );
   const seen = {
     ...(v.resetCount !== undefined ? { reset_count: v.resetCount } : {}),
     ...(v.restartCount !== undefined ? { restart_count: v.restartCount } : {}),

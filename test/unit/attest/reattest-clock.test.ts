@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest';
 import { CLOCK_NV_UPDATE_SLACK_MS, checkClockSinceAccepted } from '../../../src/attest/clock.js';
 import { FirmwareProfiles } from '../../../src/attest/firmware/index.js';
 import { akTemplate } from '../../../src/join/tpm/agent.js';
-import { tpmReattest } from '../../../src/join/tpm/reattest.js';
+import { tpmAttestationPolicy, tpmReattest } from '../../../src/join/tpm/reattest.js';
 import type { ReattestVerdict } from '../../../src/join/types.js';
 import { TPM_ALG, TPM_GENERATED_VALUE, TPM_ST } from '../../../src/tpm/constants.js';
 import { tpmsAttest, type TpmsAttest } from '../../../src/tpm/structures/attest.js';
@@ -135,5 +135,20 @@ describe('the TPM clock against the last accepted quote, after a reboot (2^22 ms
       /clock_invalid|reboot/,
     );
     expect(() => checkClockSinceAccepted(at(0), undefined, false)).not.toThrow();
+  });
+
+  it("the judgement takes the rule from the same request's policy, and reads the rules itself without one", async () => {
+    let reads = 0;
+    const counting = { now: port.now, rules: async <T>() => (reads++, port.rules<T>()) };
+    const policy = await tpmAttestationPolicy(facts, counting);
+    expect(policy).toMatchObject({ rule: 'racks', onFailure: 'refuse' });
+    expect(reads).toBe(1);
+    const binding = createHash('sha256').update('one request').digest();
+    const evidence = quote(ak.key, binding, { clock: LAST_CLOCK + 1, resetCount: RESET, safe: true });
+    const input = { evidence, instanceFacts: facts, binding, now: Date.now() };
+    expect(await tpmReattest({ ...input, policy }, counting, firmware)).toMatchObject({ ok: true });
+    expect(reads).toBe(1);
+    expect(await tpmReattest(input, counting, firmware)).toMatchObject({ ok: true });
+    expect(reads).toBe(2);
   });
 });
