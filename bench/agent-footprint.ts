@@ -18,8 +18,11 @@
  * than about Sigil (a bare `node -e ''` took 60–400 ms wall in one run, ~45 ms CPU throughout).
  *
  *   npm run bench -- agent-footprint [--runs 9] [--settle 30] [--bin bin/sigil.js]
- *       [--node-flags="--no-opt …"] [--cli-node-flags="…"] [--skip-daemon] [--skip-starts] [--tpm-mqtt]
+ *       [--node-flags="--no-opt …"] [--cli-node-flags="…"] [--skip-daemon] [--skip-starts] [--tpm-mqtt] [--smaps P]
  *
+ * --smaps P: the bare node's and the daemon's /proc/<pid>/smaps at the idle sample, written to
+ * P.bare and P.daemon — where the difference lives (mapping by mapping: the node binary's pages,
+ * better-sqlite3's .node, anonymous memory).
  * --bin: the `sigil` entry to measure (dist by default; dist-bundle/sigil.mjs for the bundle).
  * --node-flags: V8/Node flags for the daemon (what a packaged unit would set); --cli-node-flags:
  * the same for the one-shot commands (what /usr/bin/sigil would set).
@@ -50,6 +53,7 @@ const { values: opt } = parseArgs({
     'skip-daemon': { type: 'boolean', default: false },
     'skip-starts': { type: 'boolean', default: false },
     'tpm-mqtt': { type: 'boolean', default: false },
+    smaps: { type: 'string' },
   },
 });
 const RUNS = Number(opt.runs);
@@ -147,6 +151,7 @@ async function bareIdleRss(): Promise<Rss> {
   const p = spawn(process.execPath, ['-e', 'setInterval(()=>{},1e9)'], { stdio: 'ignore' });
   await sleep(SETTLE_S * 1000);
   const rss = rssOf(p.pid!);
+  if (opt.smaps) writeFileSync(`${opt.smaps}.bare`, readFileSync(`/proc/${p.pid}/smaps`));
   await stopChild(p);
   return rss;
 }
@@ -237,6 +242,7 @@ async function daemon(cfgFile: string, ttlS: number): Promise<DaemonFigures> {
     await sleep(SETTLE_S * 1000);
     if (/"msg":"renewed"/.test(log)) throw new Error('the renewal came before the settle time; lower --settle');
     const idle = rssOf(p.pid!);
+    if (opt.smaps) writeFileSync(`${opt.smaps}.daemon`, readFileSync(`/proc/${p.pid}/smaps`));
     // proc(5): writing 5 to clear_refs resets the peak RSS (VmHWM) to the current RSS.
     writeFileSync(`/proc/${p.pid}/clear_refs`, '5');
     const cpu0 = procCpuMs(p.pid!);

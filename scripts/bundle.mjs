@@ -8,8 +8,6 @@
  *   - the native modules better-sqlite3 (+ bindings, file-uri-to-path), koffi (this platform's
  *     build only) and pkcs11js, as built in node_modules/ for this machine's Node (a .node file
  *     cannot be inlined, and they must be built for the target);
- *   - pino-pretty, which util/log.ts requires on first use on a TTY (esbuild leaves a
- *     createRequire call alone): bundled on its own into one CommonJS file.
  *
  * Data files found through `new URL('../../../<dir>/', import.meta.url)` (firmware-profiles/,
  * assets/aws-iid-certs/, src/agent/workload/proto/) are three levels above their module in
@@ -127,8 +125,7 @@ const cjsNamedExports = {
 const YAML_ESM = join(ROOT, 'node_modules', 'yaml', 'browser', 'dist', 'index.js');
 if (!existsSync(YAML_ESM)) throw new Error(`${YAML_ESM} is missing: has yaml's package layout changed?`);
 
-// Function and class names stay (stack traces; libraries that read fn.name, e.g. pino's `type`
-// of a logged error). Dropping them (--no-keep-names) measured no CPU difference for `agent
+// Function and class names stay (stack traces; code that reads fn.name). Dropping them (--no-keep-names) measured no CPU difference for `agent
 // status`, 1–3 MB less peak RSS and 1.1 MB less daemon idle RSS. --no-minify-identifiers (names
 // kept as written, no __name calls) measured no daemon RSS gain: the longer source offsets it.
 const MINIFY = args.has('--no-minify-identifiers')
@@ -153,7 +150,7 @@ const result = await esbuild.build({
   external: NATIVE,
   metafile: true,
   logLevel: 'warning',
-  // Bundled CommonJS (pino, yaml, mqtt…) calls require() for Node built-ins; ESM output has none.
+  // Bundled CommonJS (yaml, mqtt…) calls require() for Node built-ins; ESM output has none.
   banner: {
     js: "import { createRequire as __sigilCreateRequire } from 'node:module'; const require = __sigilCreateRequire(import.meta.url);",
   },
@@ -221,18 +218,6 @@ copyPackage('file-uri-to-path', ['index.js']);
 copyPackage('pkcs11js', ['index.js', 'build/Release/pkcs11.node']);
 const koffiTriplet = `${process.platform === 'linux' && process.report?.getReport().header.glibcVersionRuntime === undefined ? 'musl' : process.platform}_${process.arch}`;
 copyPackage('koffi', ['index.js', 'indirect.js', 'lib', `build/koffi/${koffiTriplet}`]);
-await esbuild.build({
-  entryPoints: [join(NM, 'pino-pretty', 'index.js')],
-  outfile: join(OUT_NM, 'pino-pretty', 'index.js'),
-  bundle: true,
-  format: 'cjs',
-  platform: 'node',
-  target: 'node20',
-  minify: true,
-  legalComments: 'none',
-  logLevel: 'warning',
-});
-writeFileSync(join(OUT_NM, 'pino-pretty', 'package.json'), JSON.stringify({ name: 'pino-pretty', main: 'index.js' }));
 // The entry as an executable, like bin/sigil.js.
 const entry = join(OUT, 'sigil.mjs');
 writeFileSync(entry, `#!/usr/bin/env node\n${readFileSync(entry, 'utf8')}`, { mode: 0o755 });

@@ -16,36 +16,16 @@ import {
   RECONNECT_SPREAD_MAX_MS,
   spreadForFleet,
 } from '../transport/mqtt/pacing.js';
-import { parseDuration } from '../util/duration.js';
 import { yamlErrorText } from '../util/yaml-error.js';
-import { credentialOutputVariants, resolveCredentialOutput, type CredentialOutputConfig } from './outputs/config.js';
-
-const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  try {
-    return parseDuration(v, 'config_invalid');
-  } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
-    return z.NEVER;
-  }
-});
-
-const tokenJoin = z.strictObject({
-  method: z.literal('token'),
-  token: z.string().optional(),
-  /** Safer than inline: a file only root can read. */
-  token_file: z.string().optional(),
-});
+import {
+  credentialOutputVariants,
+  durationSchema,
+  resolveCredentialOutput,
+  type CredentialOutputConfig,
+} from './outputs/config.js';
 
 /** Every join method the agent knows (join/agent-methods.ts), in registry order. */
 export const JOIN_METHOD_NAMES: readonly string[] = Object.freeze(AGENT_JOIN_METHODS.map((m) => m.descriptor.name));
-
-/**
- * Every method but token: `join: { method: M, M: { …method settings… } }`. The block is
- * validated by the method's own schema when the agent builds it (agent/join-method.ts).
- */
-const evidenceJoin = z
-  .object({ method: z.enum(JOIN_METHOD_NAMES.filter((m) => m !== 'token') as [string, ...string[]]) })
-  .catchall(z.unknown());
 
 /** Keys in method `m`'s block that name files (its descriptor's pathKeys); relative ones are resolved against the config's dir. */
 function pathKeysOf(m: string): ReadonlySet<string> {
@@ -64,133 +44,149 @@ function resolvePaths(v: unknown, abs: (p: string) => string, keys: ReadonlySet<
   );
 }
 
-const outputSchema = z.strictObject({
-  type: z.literal('identity'),
-  path: z.string().min(1),
-  /** Numeric owner/group for the written files (the workload's user). */
-  uid: z.number().int().nonnegative().optional(),
-  gid: z.number().int().nonnegative().optional(),
-});
-
-/**
- * Where `key_storage: pkcs11` creates identity keys (docs/pkcs11.md). The names follow the x509
- * join's `pkcs11:` block and RFC 7512 (`token` is the token label). The PIN is only ever read
- * from a file or an environment variable, never written here.
- */
-const pkcs11KeySchema = z.strictObject({
-  module: z.string().min(1).max(4096).regex(/^\//, 'must be an absolute path, e.g. /usr/lib/softhsm/libsofthsm2.so'),
-  /** CK_TOKEN_INFO.label is 32 bytes, blank padded. */
-  token: z.string().min(1).max(32),
-  pin_file: z.string().min(1).max(4096).optional(),
-  pin_env: z
-    .string()
-    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'is the NAME of an environment variable')
-    .optional(),
-  /** Keys are labelled `<prefix>-<12 hex digits>`, a new label for every key. */
-  key_label_prefix: z
-    .string()
-    .regex(/^[A-Za-z0-9._-]{1,32}$/, 'up to 32 letters, digits, dots, dashes or underscores')
-    .optional(),
-});
-
 export const DEFAULT_PKCS11_KEY_LABEL_PREFIX = 'sigil';
 
 const MQTT_URL_RE = /^mqtts?:\/\/[^/]+\/?$/;
 
-/** Before the first join (and after an expiry), how the agent authenticates to the broker. */
-const mqttBootstrap = z.union([
-  z.strictObject({
-    /** A separate listener for password logins (mosquitto needs one: require_certificate is per listener). */
-    url: z.string().optional(),
-    username: z.string().min(1).max(256),
-    password_file: z.string().min(1),
-  }),
-  z.strictObject({ url: z.string().optional(), cert: z.string().min(1), key: z.string().min(1) }),
-]);
-
 /**
- * `reconnect: { spread: 30s }` — after losing the broker, wait uniform [0, spread) before
- * reconnecting — or `reconnect: { fleet_size: 20000, rate: 500 }`: the spread that brings that
- * many agents back at `rate` connects per second (transport/mqtt/pacing.ts).
+ * The schema of agent.yaml, built per call: the config is parsed once at start, and zod schemas
+ * kept at module level stay resident in the daemon for nothing (~1.5 MB with the join
+ * methods' and the outputs' schemas; issue #19, docs/performance.md "Agent footprint").
  */
-const mqttReconnect = z.union([
-  z.strictObject({ spread: duration }),
-  z.strictObject({
-    fleet_size: z.number().int().min(1).max(10_000_000),
-    rate: z.number().int().min(1).max(1_000_000).optional(),
-  }),
-]);
-
-const transportSchema = z.discriminatedUnion('type', [
-  z.strictObject({ type: z.literal('https'), url: z.string().url(), timeout: duration.optional() }),
-  z.strictObject({
-    type: z.literal('mqtt'),
-    url: z.string().regex(MQTT_URL_RE, 'must be mqtt://HOST:PORT or mqtts://HOST:PORT'),
-    /** CA for the broker's TLS certificate; default: the pinned Sigil root. */
-    ca_file: z.string().min(1).optional(),
-    bootstrap: mqttBootstrap.optional(),
-    timeout: duration.optional(),
-    /** How long the broker keeps the agent's session (and queued answers) while it is away. */
-    session_expiry: duration.optional(),
-    /** One connection attempt (TCP, TLS, CONNACK, SUBACK); default 5s, 1s–60s, at most `timeout`. */
-    connect_timeout: duration.optional(),
-    /** Pacing after the broker was lost (docs/mqtt.md, "Reconnect storms"): a spread, or the fleet it is for. */
-    reconnect: mqttReconnect.optional(),
-  }),
-]);
-
-const configSchema = z.strictObject({
-  /** Shorthand for `transports: [{ type: https, url: … }]`. */
-  issuer: z.string().url().optional(),
-  /** In order of preference; a retryable failure on one tries the next. */
-  transports: z.array(transportSchema).min(1).max(8).optional(),
-  ca_pin: z
-    .string()
-    .regex(
-      /^sha256:[0-9a-f]{64}$/,
-      'ca_pin must be sha256:<64 lowercase hex digits> as printed by `sigil server init`',
-    ),
-  data_dir: z.string().min(1),
-  ttl: duration.optional(),
-  /** Fraction of the lifetime after which to renew (±10% jitter is added). */
-  renew_fraction: z.number().gt(0.1).lt(0.95).optional(),
+function agentConfigFileSchema() {
+  const duration = durationSchema();
+  const tokenJoin = z.strictObject({
+    method: z.literal('token'),
+    token: z.string().optional(),
+    /** Safer than inline: a file only root can read. */
+    token_file: z.string().optional(),
+  });
   /**
-   * Prove the boot state to the issuer this often, independent of renewal (the `attest`
-   * operation, ±10% jitter; docs/attest-interval.md). Absent: off. At least ATTEST_EVERY_MIN_S.
+   * Every method but token: `join: { method: M, M: { …method settings… } }`. The block is
+   * validated by the method's own schema when the agent builds it (agent/join-method.ts).
    */
-  attest_every: duration.optional(),
-  join: z.union([tokenJoin, evidenceJoin]),
+  const evidenceJoin = z
+    .object({ method: z.enum(JOIN_METHOD_NAMES.filter((m) => m !== 'token') as [string, ...string[]]) })
+    .catchall(z.unknown());
+  const outputSchema = z.strictObject({
+    type: z.literal('identity'),
+    path: z.string().min(1),
+    /** Numeric owner/group for the written files (the workload's user). */
+    uid: z.number().int().nonnegative().optional(),
+    gid: z.number().int().nonnegative().optional(),
+  });
   /**
-   * software (default); tpm: the identity key is created in the TPM of the tpm join; pkcs11: on
-   * the token of the `pkcs11` block.
+   * Where `key_storage: pkcs11` creates identity keys (docs/pkcs11.md). The names follow the x509
+   * join's `pkcs11:` block and RFC 7512 (`token` is the token label). The PIN is only ever read
+   * from a file or an environment variable, never written here.
    */
-  key_storage: z.enum(['software', 'tpm', 'pkcs11']).optional(),
-  pkcs11: pkcs11KeySchema.optional(),
-  /** `identity`, and the credential outputs of outputs/config.ts (docs/credentials.md). */
-  outputs: z
-    .array(z.discriminatedUnion('type', [outputSchema, ...credentialOutputVariants]))
-    .max(32)
-    .default([]),
-  metrics: z
-    .strictObject({
-      /** host:port for a local Prometheus endpoint (loopback recommended). */
-      listen: z.string().optional(),
-      /** node_exporter textfile collector path. */
-      textfile: z.string().optional(),
-    })
-    .optional(),
-  log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).optional(),
-  /** The SPIFFE Workload API and Envoy SDS on a Unix socket (docs/workload-api.md). */
-  workload_api: z
-    .strictObject({
-      socket: z.string().min(1).max(107, 'a Unix socket path is at most 107 bytes (sun_path)'),
-      /** Opt-in `unix:sha256` selector: hash executables up to this many bytes (larger ones get no such selector). */
-      sha256_max_bytes: z.number().int().positive().max(1_073_741_824).optional(),
-    })
-    .optional(),
-});
+  const pkcs11KeySchema = z.strictObject({
+    module: z.string().min(1).max(4096).regex(/^\//, 'must be an absolute path, e.g. /usr/lib/softhsm/libsofthsm2.so'),
+    /** CK_TOKEN_INFO.label is 32 bytes, blank padded. */
+    token: z.string().min(1).max(32),
+    pin_file: z.string().min(1).max(4096).optional(),
+    pin_env: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'is the NAME of an environment variable')
+      .optional(),
+    /** Keys are labelled `<prefix>-<12 hex digits>`, a new label for every key. */
+    key_label_prefix: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,32}$/, 'up to 32 letters, digits, dots, dashes or underscores')
+      .optional(),
+  });
+  /** Before the first join (and after an expiry), how the agent authenticates to the broker. */
+  const mqttBootstrap = z.union([
+    z.strictObject({
+      /** A separate listener for password logins (mosquitto needs one: require_certificate is per listener). */
+      url: z.string().optional(),
+      username: z.string().min(1).max(256),
+      password_file: z.string().min(1),
+    }),
+    z.strictObject({ url: z.string().optional(), cert: z.string().min(1), key: z.string().min(1) }),
+  ]);
+  /**
+   * `reconnect: { spread: 30s }` — after losing the broker, wait uniform [0, spread) before
+   * reconnecting — or `reconnect: { fleet_size: 20000, rate: 500 }`: the spread that brings that
+   * many agents back at `rate` connects per second (transport/mqtt/pacing.ts).
+   */
+  const mqttReconnect = z.union([
+    z.strictObject({ spread: duration }),
+    z.strictObject({
+      fleet_size: z.number().int().min(1).max(10_000_000),
+      rate: z.number().int().min(1).max(1_000_000).optional(),
+    }),
+  ]);
+  const transportSchema = z.discriminatedUnion('type', [
+    z.strictObject({ type: z.literal('https'), url: z.string().url(), timeout: duration.optional() }),
+    z.strictObject({
+      type: z.literal('mqtt'),
+      url: z.string().regex(MQTT_URL_RE, 'must be mqtt://HOST:PORT or mqtts://HOST:PORT'),
+      /** CA for the broker's TLS certificate; default: the pinned Sigil root. */
+      ca_file: z.string().min(1).optional(),
+      bootstrap: mqttBootstrap.optional(),
+      timeout: duration.optional(),
+      /** How long the broker keeps the agent's session (and queued answers) while it is away. */
+      session_expiry: duration.optional(),
+      /** One connection attempt (TCP, TLS, CONNACK, SUBACK); default 5s, 1s–60s, at most `timeout`. */
+      connect_timeout: duration.optional(),
+      /** Pacing after the broker was lost (docs/mqtt.md, "Reconnect storms"): a spread, or the fleet it is for. */
+      reconnect: mqttReconnect.optional(),
+    }),
+  ]);
+  return z.strictObject({
+    /** Shorthand for `transports: [{ type: https, url: … }]`. */
+    issuer: z.string().url().optional(),
+    /** In order of preference; a retryable failure on one tries the next. */
+    transports: z.array(transportSchema).min(1).max(8).optional(),
+    ca_pin: z
+      .string()
+      .regex(
+        /^sha256:[0-9a-f]{64}$/,
+        'ca_pin must be sha256:<64 lowercase hex digits> as printed by `sigil server init`',
+      ),
+    data_dir: z.string().min(1),
+    ttl: duration.optional(),
+    /** Fraction of the lifetime after which to renew (±10% jitter is added). */
+    renew_fraction: z.number().gt(0.1).lt(0.95).optional(),
+    /**
+     * Prove the boot state to the issuer this often, independent of renewal (the `attest`
+     * operation, ±10% jitter; docs/attest-interval.md). Absent: off. At least ATTEST_EVERY_MIN_S.
+     */
+    attest_every: duration.optional(),
+    join: z.union([tokenJoin, evidenceJoin]),
+    /**
+     * software (default); tpm: the identity key is created in the TPM of the tpm join; pkcs11: on
+     * the token of the `pkcs11` block.
+     */
+    key_storage: z.enum(['software', 'tpm', 'pkcs11']).optional(),
+    pkcs11: pkcs11KeySchema.optional(),
+    /** `identity`, and the credential outputs of outputs/config.ts (docs/credentials.md). */
+    outputs: z
+      .array(z.discriminatedUnion('type', [outputSchema, ...credentialOutputVariants()]))
+      .max(32)
+      .default([]),
+    metrics: z
+      .strictObject({
+        /** host:port for a local Prometheus endpoint (loopback recommended). */
+        listen: z.string().optional(),
+        /** node_exporter textfile collector path. */
+        textfile: z.string().optional(),
+      })
+      .optional(),
+    log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).optional(),
+    /** The SPIFFE Workload API and Envoy SDS on a Unix socket (docs/workload-api.md). */
+    workload_api: z
+      .strictObject({
+        socket: z.string().min(1).max(107, 'a Unix socket path is at most 107 bytes (sun_path)'),
+        /** Opt-in `unix:sha256` selector: hash executables up to this many bytes (larger ones get no such selector). */
+        sha256_max_bytes: z.number().int().positive().max(1_073_741_824).optional(),
+      })
+      .optional(),
+  });
+}
 
-export type AgentConfigFile = z.infer<typeof configSchema>;
+export type AgentConfigFile = z.infer<ReturnType<typeof agentConfigFileSchema>>;
 
 export const DEFAULT_TRANSPORT_TIMEOUT_S = 15;
 export const DEFAULT_MQTT_SESSION_EXPIRY_S = 86_400;
@@ -265,7 +261,7 @@ export function parseAgentConfig(text: string, source: string): AgentConfig {
       `${source}: join.method must be one of ${JOIN_METHOD_NAMES.join(', ')} (got ${JSON.stringify(method)})`,
     );
   }
-  const c = parseWith(configSchema, raw, 'config_invalid', source);
+  const c = parseWith(agentConfigFileSchema(), raw, 'config_invalid', source);
   const base = dirname(resolve(source));
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(base, p));
   const join = resolveJoin(c.join, abs, source);
@@ -393,7 +389,7 @@ function resolveJoin(j: AgentConfigFile['join'], abs: (p: string) => string, sou
       throw new SigilError('config_invalid', `${source}: join.${m} must be a mapping`);
     return { method: m, settings: resolvePaths(block, abs, pathKeysOf(m)) as Record<string, unknown> };
   }
-  const t = j as z.infer<typeof tokenJoin>;
+  const t = j as Extract<AgentConfigFile['join'], { method: 'token' }>;
   let token = t.token;
   if (t.token_file) {
     try {
@@ -443,7 +439,10 @@ function resolveTransports(c: AgentConfigFile, abs: (p: string) => string, sourc
 
 /** `connect_timeout` and `reconnect`, checked against their bounds and the request timeout. */
 function mqttPacing(
-  t: { connect_timeout?: number | undefined; reconnect?: z.infer<typeof mqttReconnect> | undefined },
+  t: Pick<
+    Extract<NonNullable<AgentConfigFile['transports']>[number], { type: 'mqtt' }>,
+    'connect_timeout' | 'reconnect'
+  >,
   timeoutMs: number,
   source: string,
 ): { connectTimeoutMs?: number; reconnectSpreadMs?: number } {

@@ -50,7 +50,7 @@ export function joinMethodFor(cfg: AgentConfig, loaded: LoadedAgentJoinMethod, t
   const where = `${cfg.source}: join.${j.method}`;
   // agent.yaml keeps the token join flat (`join: { method: token, token }`).
   const settings = parseWith(
-    loaded.configSchema,
+    loaded.configSchema(),
     'token' in j ? { token: j.token } : j.settings,
     'config_invalid',
     where,

@@ -193,7 +193,7 @@ async function checkMethodSettings(method: string, settings: Record<string, unkn
     import('../join/agent-methods.js'),
   ]);
   const entry = AGENT_JOIN_METHODS.find((e) => e.descriptor.name === method);
-  if (entry) parseWith(entry.configSchema, settings, 'config_invalid', where);
+  if (entry) parseWith(entry.configSchema(), settings, 'config_invalid', where);
 }
 
 /** Write `text` to `file` 0600 atomically; an existing file only with `force`. */

@@ -113,8 +113,11 @@ export interface AgentJoinMethod {
  */
 export interface AgentJoinMethodEntry<S = unknown> {
   readonly descriptor: JoinMethodDescriptor;
-  /** The agent's `join.<name>:` block. */
-  readonly configSchema: z.ZodType<S>;
+  /**
+   * The schema of the agent's `join.<name>:` block, built per call: the config is parsed once,
+   * and a schema kept resident would cost the daemon memory for nothing (issue #19).
+   */
+  configSchema(): z.ZodType<S>;
   /**
    * Methods that certify a TPM-resident identity key (tpm): the TCTI of that TPM, from the
    * `join.<name>:` block as written. Such a method makes `key_storage: tpm` the default and the

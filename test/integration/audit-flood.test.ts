@@ -8,7 +8,6 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildJoinRequest } from '../../src/agent/requests.js';
 import { runAdminOp } from '../../src/server/admin/ops.js';
@@ -16,6 +15,7 @@ import { initDataDir, loadCaMaterial, openIssuerStores, paths } from '../../src/
 import { createIssuerContext, type IssuerContext } from '../../src/server/issuer.js';
 import { flushRefusalSummaries } from '../../src/server/ops/refusal.js';
 import type { Stores } from '../../src/server/store/types.js';
+import { createLogger } from '../../src/util/log.js';
 import { buildHttpsServer } from '../../src/transport/https/server.js';
 
 const POLICY = 'kind: role\nname: edge\nspec: { max_ttl: 24h }\n---\nkind: bot\nname: gw\nspec: { roles: [edge] }\n';
@@ -34,16 +34,18 @@ describe('audit flood and admin auditing (issue #11)', () => {
     stores = openIssuerStores(dir);
     await runAdminOp(stores, 'apply', { yaml: POLICY });
     Object.assign(log, { lines: 0, bytes: 0, maxLine: 0 });
-    const logger = pino(
-      { level: 'info' },
-      {
+    const logger = createLogger({
+      name: 'sigil-server',
+      level: 'info',
+      pretty: false,
+      destination: {
         write: (s: string) => (
           (log.lines += 1),
           (log.bytes += s.length),
           (log.maxLine = Math.max(log.maxLine, s.length))
         ),
       },
-    );
+    });
     clock = Date.now();
     ctx = createIssuerContext({ ca: loadCaMaterial(dir), stores, log: logger, now: () => clock });
     // No per-source join rate limit here: this tests what reaches the operation.

@@ -154,7 +154,7 @@ describe('aws_iid join against a fake IMDS', () => {
     const id = newInstanceId();
     imds.setInstance({ accountId: ACCOUNT, region: 'us-east-1', instanceId: id });
     const stateDir = joinPath(tmp.path, 'state');
-    const cfg = awsIidAgentConfigSchema.parse({ imds_endpoint: imds.url, timeout: '3s' });
+    const cfg = awsIidAgentConfigSchema().parse({ imds_endpoint: imds.url, timeout: '3s' });
     await run.exchange(awsIidJoinAgentFromConfig(cfg, { dataDir: stateDir }));
     const file = joinPath(stateDir, 'aws-iid-binding.key');
     expect(existsSync(file)).toBe(true);

@@ -91,7 +91,7 @@ describe('azure join against a fake IMDS', () => {
   it("joins in two rounds: the attested document carries the nonce derived from the issuer's challenge", async () => {
     const vmId = setVm(SUB);
     const hits = imds.server.hits.length;
-    const r = await run.exchange(azureJoinAgentFromConfig(azureAgentConfigSchema.parse({ imds_endpoint: imds.url })));
+    const r = await run.exchange(azureJoinAgentFromConfig(azureAgentConfigSchema().parse({ imds_endpoint: imds.url })));
     expect(r.challenges).toBe(1);
     const calls = imds.server.hits.slice(hits);
     expect(calls).toHaveLength(1);
@@ -112,7 +112,7 @@ describe('azure join against a fake IMDS', () => {
   it('with a managed identity token: tenant and resource group are checked and audited', async () => {
     const vmId = setVm(SUB_MI);
     const r = await run.exchange(
-      azureJoinAgentFromConfig(azureAgentConfigSchema.parse({ imds_endpoint: imds.url, managed_identity: true })),
+      azureJoinAgentFromConfig(azureAgentConfigSchema().parse({ imds_endpoint: imds.url, managed_identity: true })),
     );
     expect(imds.server.hits.at(-1)).toBe(
       `GET /metadata/identity/oauth2/token?api-version=2018-02-01&resource=${encodeURIComponent('https://management.azure.com/')}`,

@@ -107,7 +107,7 @@ describe('gcp join against a fake metadata server', () => {
   it('joins with the metadata server identity token (audience, format=full); the instance id names the machine', async () => {
     const hits = metadata.hits.length;
     const r = await run.exchange(
-      gcpJoinAgentFromConfig(gcpAgentConfigSchema.parse({ audience: AUDIENCE, metadata_endpoint: metadata.url })),
+      gcpJoinAgentFromConfig(gcpAgentConfigSchema().parse({ audience: AUDIENCE, metadata_endpoint: metadata.url })),
     );
     expect(metadata.hits.slice(hits)).toEqual([
       `GET /computeMetadata/v1/instance/service-accounts/default/identity?audience=${encodeURIComponent(AUDIENCE)}&format=full`,

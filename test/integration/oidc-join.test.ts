@@ -207,7 +207,7 @@ describe('oidc join, per provider', () => {
       ACTIONS_ID_TOKEN_REQUEST_URL: `${actions.url}/_apis/token?api-version=2.0`,
       ACTIONS_ID_TOKEN_REQUEST_TOKEN: 'actions-runtime-secret',
     };
-    const agent = oidcJoinAgentFromConfig(oidcAgentConfigSchema.parse({ provider: 'github', audience: AUD }), env);
+    const agent = oidcJoinAgentFromConfig(oidcAgentConfigSchema().parse({ provider: 'github', audience: AUD }), env);
     expect(agent.rejoinOnRenew).toBe(true);
     const hits = actions.hits.length;
     const r = await run.exchange(agent);
@@ -233,7 +233,7 @@ describe('oidc join, per provider', () => {
     const again = await run.exchange(agent);
     expect(again.payload.result.instance_id).not.toBe(r.payload.result.instance_id);
     // Outside Actions: a clear configuration error.
-    const outside = oidcJoinAgentFromConfig(oidcAgentConfigSchema.parse({ provider: 'github', audience: AUD }), {});
+    const outside = oidcJoinAgentFromConfig(oidcAgentConfigSchema().parse({ provider: 'github', audience: AUD }), {});
     await expect(outside.evidence({ requestId: 'x'.repeat(22), spkiDer: Buffer.alloc(0) })).rejects.toMatchObject({
       code: 'config_invalid',
     });
@@ -251,7 +251,7 @@ describe('oidc join, per provider', () => {
 
   it('GitLab CI: the token from the id_tokens variable', async () => {
     const env = { SIGIL_ID_TOKEN: await sign(gitlab()) };
-    const r = await run.exchange(oidcJoinAgentFromConfig(oidcAgentConfigSchema.parse({ provider: 'gitlab' }), env));
+    const r = await run.exchange(oidcJoinAgentFromConfig(oidcAgentConfigSchema().parse({ provider: 'gitlab' }), env));
     expect((await h.ctx.stores.instances.get(r.payload.result.instance_id))!.facts).toMatchObject({
       oidc_provider: 'gitlab',
       gitlab_project_path: 'acme/web',
@@ -263,7 +263,7 @@ describe('oidc join, per provider', () => {
 
   it('CircleCI: the per-organization issuer, project and context ids', async () => {
     const env = { CIRCLE_OIDC_TOKEN_V2: await sign(circleci()) };
-    const r = await run.exchange(oidcJoinAgentFromConfig(oidcAgentConfigSchema.parse({ provider: 'circleci' }), env));
+    const r = await run.exchange(oidcJoinAgentFromConfig(oidcAgentConfigSchema().parse({ provider: 'circleci' }), env));
     expect((await h.ctx.stores.instances.get(r.payload.result.instance_id))!.facts).toMatchObject({
       circleci_project_id: PROJ,
       circleci_context_id: expect.arrayContaining([CTX]),
@@ -281,7 +281,7 @@ describe('oidc join, per provider', () => {
   it('Kubernetes: the projected token file, keys found by OIDC discovery; the pod uid keeps one instance across re-joins', async () => {
     const file = joinPath(tmp.path, 'sa-token');
     writeFileSync(file, `${await sign(k8s())}\n`);
-    const agent = oidcJoinAgentFromConfig(oidcAgentConfigSchema.parse({ provider: 'kubernetes', token_file: file }));
+    const agent = oidcJoinAgentFromConfig(oidcAgentConfigSchema().parse({ provider: 'kubernetes', token_file: file }));
     const r = await run.exchange(agent);
     expect(r.payload.result.instance_id).toBe(`k8s-${POD_UID}`);
     expect((await h.ctx.stores.instances.get(`k8s-${POD_UID}`))!.facts).toMatchObject({

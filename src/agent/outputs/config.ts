@@ -15,94 +15,109 @@ import { SigilError } from '../../errors.js';
 import { parseWith } from '../../protocol/messages.js';
 import { parseDuration } from '../../util/duration.js';
 
-const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
-  try {
-    return parseDuration(v, 'config_invalid');
-  } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
-    return z.NEVER;
-  }
-});
-const name = z
-  .string()
-  .regex(/^[^\s,\0-\x1f\x7f]{1,253}$/, 'must be 1-253 printable characters without spaces or commas');
-const rdn = z.string().regex(/^[^\0-\x1f\x7f]{1,64}$/, 'must be 1-64 printable characters');
+/** A duration as written in config (`90s`, `15m`, or seconds), parsed; a bad one is a zod issue. */
+export function durationSchema() {
+  return z.union([z.string(), z.number()]).transform((v, ctx) => {
+    try {
+      return parseDuration(v, 'config_invalid');
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+      return z.NEVER;
+    }
+  });
+}
 
 /** A command (run without a shell when given as a list) or a signal to the pid in a pid file. */
-export const reloadSchema = z.union([
-  z.strictObject({
-    command: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
-    timeout: duration.optional(),
-  }),
-  z.strictObject({
-    signal: z.enum(['HUP', 'USR1', 'USR2', 'TERM', 'INT']).default('HUP'),
-    pid_file: z.string().min(1),
-  }),
-]);
-export type ReloadConfig = z.infer<typeof reloadSchema>;
+export function reloadSchema() {
+  const duration = durationSchema();
+  return z.union([
+    z.strictObject({
+      command: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+      timeout: duration.optional(),
+    }),
+    z.strictObject({
+      signal: z.enum(['HUP', 'USR1', 'USR2', 'TERM', 'INT']).default('HUP'),
+      pid_file: z.string().min(1),
+    }),
+  ]);
+}
 
-const common = {
-  path: z.string().min(1),
-  ttl: duration.optional(),
-  uid: z.number().int().nonnegative().optional(),
-  gid: z.number().int().nonnegative().optional(),
-  reload: reloadSchema.optional(),
-};
+export type ReloadConfig = z.infer<ReturnType<typeof reloadSchema>>;
 
-/** One schema per output type; agent/config.ts puts them beside `identity` in one discriminated union. */
-export const credentialOutputVariants = [
-  z.strictObject({
-    type: z.literal('ssh_user'),
-    ...common,
-    /** Certificate principals; default every login the role grants. */
-    logins: z.array(name).min(1).max(64).optional(),
-    /** Host patterns for ssh_config `Host` and the known_hosts @cert-authority line. */
-    hosts: z
-      .array(z.string().regex(/^[^\s,]{1,253}$/))
-      .min(1)
-      .max(32)
-      .optional(),
-  }),
-  z.strictObject({
-    type: z.literal('ssh_host'),
-    ...common,
-    principals: z.array(name).min(1).max(64).optional(),
-    /** Certify this existing key (e.g. /etc/ssh/ssh_host_ed25519_key; its .pub is read) instead of one the agent generates. */
-    host_key: z.string().min(1).optional(),
-  }),
-  z.strictObject({
-    type: z.literal('database'),
-    ...common,
-    db_user: rdn.optional(),
-    /** `tpm`: the key is made in the TPM and tls.key is a TSS2 PRIVATE KEY (OpenSSL tpm2 provider). */
-    key: z.enum(['software', 'tpm']).optional(),
-    /** TCTI of the TPM for `key: tpm`, e.g. device:/dev/tpmrm0 (default: $TPM2TOOLS_TCTI). */
-    tcti: z.string().min(1).optional(),
-  }),
-  z.strictObject({
-    type: z.literal('kubernetes'),
-    ...common,
-    api_server: z
-      .string()
-      .url()
-      .refine((u) => u.startsWith('https://'), 'api_server must be an https:// URL'),
-    /** The API server's CA (PEM file); default: the Sigil root. */
-    ca_file: z.string().min(1).optional(),
-    user: rdn.optional(),
-    groups: z.array(rdn).max(64).optional(),
-    cluster_name: z
-      .string()
-      .regex(/^[A-Za-z0-9._-]{1,63}$/)
-      .optional(),
-  }),
-  z.strictObject({
-    type: z.literal('jwt'),
-    ...common,
-    audiences: z.array(name).min(1).max(16),
-  }),
-] as const;
-export const credentialOutputSchema = z.discriminatedUnion('type', credentialOutputVariants);
-export type CredentialOutputConfig = z.infer<typeof credentialOutputSchema>;
+/**
+ * One schema per output type; agent/config.ts puts them beside `identity` in one discriminated
+ * union. Built per call, like every config schema the agent has: the config is parsed once at
+ * start and a resident schema would cost the daemon memory for nothing (issue #19).
+ */
+export function credentialOutputVariants() {
+  const duration = durationSchema();
+  const name = z
+    .string()
+    .regex(/^[^\s,\0-\x1f\x7f]{1,253}$/, 'must be 1-253 printable characters without spaces or commas');
+  const rdn = z.string().regex(/^[^\0-\x1f\x7f]{1,64}$/, 'must be 1-64 printable characters');
+  const common = {
+    path: z.string().min(1),
+    ttl: duration.optional(),
+    uid: z.number().int().nonnegative().optional(),
+    gid: z.number().int().nonnegative().optional(),
+    reload: reloadSchema().optional(),
+  };
+  return [
+    z.strictObject({
+      type: z.literal('ssh_user'),
+      ...common,
+      /** Certificate principals; default every login the role grants. */
+      logins: z.array(name).min(1).max(64).optional(),
+      /** Host patterns for ssh_config `Host` and the known_hosts @cert-authority line. */
+      hosts: z
+        .array(z.string().regex(/^[^\s,]{1,253}$/))
+        .min(1)
+        .max(32)
+        .optional(),
+    }),
+    z.strictObject({
+      type: z.literal('ssh_host'),
+      ...common,
+      principals: z.array(name).min(1).max(64).optional(),
+      /** Certify this existing key (e.g. /etc/ssh/ssh_host_ed25519_key; its .pub is read) instead of one the agent generates. */
+      host_key: z.string().min(1).optional(),
+    }),
+    z.strictObject({
+      type: z.literal('database'),
+      ...common,
+      db_user: rdn.optional(),
+      /** `tpm`: the key is made in the TPM and tls.key is a TSS2 PRIVATE KEY (OpenSSL tpm2 provider). */
+      key: z.enum(['software', 'tpm']).optional(),
+      /** TCTI of the TPM for `key: tpm`, e.g. device:/dev/tpmrm0 (default: $TPM2TOOLS_TCTI). */
+      tcti: z.string().min(1).optional(),
+    }),
+    z.strictObject({
+      type: z.literal('kubernetes'),
+      ...common,
+      api_server: z
+        .string()
+        .url()
+        .refine((u) => u.startsWith('https://'), 'api_server must be an https:// URL'),
+      /** The API server's CA (PEM file); default: the Sigil root. */
+      ca_file: z.string().min(1).optional(),
+      user: rdn.optional(),
+      groups: z.array(rdn).max(64).optional(),
+      cluster_name: z
+        .string()
+        .regex(/^[A-Za-z0-9._-]{1,63}$/)
+        .optional(),
+    }),
+    z.strictObject({
+      type: z.literal('jwt'),
+      ...common,
+      audiences: z.array(name).min(1).max(16),
+    }),
+  ] as const;
+}
+export function credentialOutputSchema() {
+  return z.discriminatedUnion('type', credentialOutputVariants());
+}
+export type CredentialOutputConfig = z.infer<ReturnType<typeof credentialOutputSchema>>;
 export type CredentialOutputType = CredentialOutputConfig['type'];
 export const CREDENTIAL_OUTPUT_TYPES: readonly CredentialOutputType[] = [
   'ssh_user',
@@ -117,7 +132,7 @@ export const CREDENTIAL_OUTPUT_TYPES: readonly CredentialOutputType[] = [
  * Used by agent/config.ts for every entry whose type is not `identity`.
  */
 export function parseCredentialOutput(raw: unknown, where: string, abs: (p: string) => string): CredentialOutputConfig {
-  return resolveCredentialOutput(parseWith(credentialOutputSchema, raw, 'config_invalid', where), where, abs);
+  return resolveCredentialOutput(parseWith(credentialOutputSchema(), raw, 'config_invalid', where), where, abs);
 }
 
 /** Resolve the paths of an already validated entry and check what the schema cannot. */

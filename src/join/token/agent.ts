@@ -34,7 +34,7 @@ export class TokenJoinAgent implements JoinMethodAgent {
  */
 export const tokenAgentMethod: AgentJoinMethodEntry<{ token: string }> = {
   descriptor: tokenDescriptor,
-  configSchema: z.strictObject({ token: z.string() }),
+  configSchema: () => z.strictObject({ token: z.string() }),
   // Nothing heavy to defer: the token join is this file.
   load: () => Promise.resolve(tokenAgentCode),
 };

@@ -37,7 +37,7 @@ const settingsSchema = z.strictObject({ secret_file: z.string().min(1), machine:
 
 export const exampleAgentMethod: AgentJoinMethodEntry<z.infer<typeof settingsSchema>> = {
   descriptor: exampleDescriptor,
-  configSchema: settingsSchema,
+  configSchema: () => settingsSchema,
   // A real method keeps create() in a file of its own, imported here: `load: () => import('./config.js')…`.
   load: () =>
     Promise.resolve({
