@@ -170,8 +170,14 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
         };
         if (fmt === 'json') return printJson({ token: r.token, expires: r.expires, bot: r.bot });
         process.stdout.write(`token:   ${r.token}\nbot:     ${r.bot}\nexpires: ${r.expires} (single use)\n\n`);
+        // Where it goes: a token file only the agent reads (a 0644 file, or agent.yaml holding it
+        // inline, lets any local user join as the bot first; `sigil doctor` flags both), and the
+        // one-shot run needs the daemon stopped (one agent per data dir: data_dir_locked).
         process.stdout.write(
-          `On the machine, put it in agent.yaml as join: { method: token, token: ${r.token} }\nand run: sigil agent run --config agent.yaml --once\n`,
+          `On the machine, write it to the file named by agent.yaml's join.token_file, readable by the agent only:\n` +
+            `  (umask 077; echo ${r.token} > /etc/sigil/join.token)\n` +
+            `or put it in agent.yaml (keep that file 0600) as join: { method: token, token: ${r.token} }\n` +
+            `then, with no agent daemon running on that data directory: sigil agent run --config agent.yaml --once\n`,
         );
       }),
     );

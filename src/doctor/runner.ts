@@ -61,11 +61,15 @@ export async function runChecks<Ctx>(checks: ReadonlyArray<Check<Ctx>>, ctx: Ctx
   return { checks: results, ok: results.every((r) => r.status !== 'fail') };
 }
 
+/** Messages from below (OpenSSL's error stack, a stack of causes) may span lines; a report line may not. */
+const oneLine = (s: string): string => s.replace(/\s*\n\s*/g, ' ').trim();
+
 /** The human form: one line per check, `status  name  detail — fix: …`, columns aligned. */
 export function formatReport(report: DoctorReport): string {
   const w = Math.max(0, ...report.checks.map((c) => c.name.length));
   const lines = report.checks.map(
-    (c) => `${c.status.padEnd(4)}  ${c.name.padEnd(w)}  ${c.detail}${c.fix ? ` — fix: ${c.fix}` : ''}`,
+    (c) =>
+      `${c.status.padEnd(4)}  ${c.name.padEnd(w)}  ${oneLine(c.detail)}${c.fix ? ` — fix: ${oneLine(c.fix)}` : ''}`,
   );
   const counts = (['fail', 'warn'] as const)
     .map((s) => `${report.checks.filter((c) => c.status === s).length} ${s}`)

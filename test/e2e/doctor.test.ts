@@ -22,6 +22,7 @@ import {
 import {
   freePort,
   MOSQUITTO,
+  startExampleBroker,
   startMqttIssuerRig,
   waitFor,
   writeTransportAgent,
@@ -61,6 +62,8 @@ describe('sigil doctor', () => {
     issuer = await startIssuer(tmp.path);
     await applyResources(issuer, tmp.path);
     agent = writeAgentConfig(tmp.path, 'a1', { url: issuer.url, pin: issuer.pin, token: await createToken(issuer) });
+    // agent.yaml holds the join token inline: a well set-up machine keeps it from other users.
+    chmodSync(agent.config, 0o600);
     expect(await sigilJson(['agent', 'run', '--config', agent.config, '--once'])).toMatchObject({ result: 'joined' });
   });
   afterAll(async () => {
@@ -75,6 +78,7 @@ describe('sigil doctor', () => {
     expect(report.checks.map((c) => c.name)).toEqual([
       'config',
       'data_dir',
+      'secrets',
       `output:${agent.outDir}`,
       `issuer:${issuer.url}`,
       'clock',
@@ -102,6 +106,22 @@ describe('sigil doctor', () => {
     // The data dir remembers the pin of first contact: the agent would refuse to start.
     expect(check(report, 'identity')).toMatchObject({ status: 'fail' });
     expect(check(report, 'identity').fix).toContain(`ca_pin: ${issuer.pin}`);
+  });
+
+  it('an agent.yaml holding the join token, readable by every local user, is named with the chmod (walk8)', async () => {
+    chmodSync(agent.config, 0o644);
+    try {
+      const { code, report } = await doctor(['--config', agent.config]);
+      // Joined: the token is spent, so a warning (exit 0), not a failure.
+      expect(code).toBe(0);
+      expect(check(report, 'secrets')).toMatchObject({
+        status: 'warn',
+        fix: expect.stringContaining(`chmod o-r ${agent.config}`),
+      });
+      expect(check(report, 'secrets').detail).toContain('readable by every local user (mode 0644)');
+    } finally {
+      chmodSync(agent.config, 0o600);
+    }
   });
 
   it('a data dir others can write fails with the chmod that fixes it', async () => {
@@ -200,6 +220,57 @@ describe('sigil doctor', () => {
     });
   });
 
+  describe('the example broker (scripts/mosquitto/) and an agent without bootstrap:', () => {
+    // walk8: an MQTT-only agent written by `sigil agent configure --mqtt` has no bootstrap
+    // credentials; the certificate listener refuses it with TLS alert 116 and `agent run` printed
+    // only OpenSSL's words. Doctor names the missing key.
+    let broker: Broker | undefined;
+    let ex: IssuerProcess | undefined;
+    const exDir = join(tmp.path, 'example-broker');
+    const exData = join(exDir, 'issuer');
+    let pin: string;
+    beforeAll(async () => {
+      mkdirSync(exDir, { recursive: true });
+      pin = (
+        await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', exData, '--trust-domain', 'example.org'])
+      ).ca_pin;
+      ({ broker, issuer: ex } = await startExampleBroker(exDir, exData, join(exDir, 'bootstrap.pw')));
+    });
+    afterAll(async () => {
+      await ex?.stop();
+      await broker?.stop();
+    });
+
+    it('fails the broker check with the bootstrap: block to add; with it, both checks pass', async () => {
+      const bare = writeTransportAgent(exDir, 'no-bootstrap', {
+        pin,
+        token: 'u'.repeat(43), // never spent: doctor does not join
+        transports: [`{ type: mqtt, url: "${broker!.url}", timeout: 5s }`],
+      });
+      const { code, report } = await doctor(['--config', bare.config]);
+      expect(code).toBe(1);
+      const c = check(report, 'broker');
+      expect(c.status).toBe('fail');
+      expect(c.detail).toContain('the broker requires a client certificate, and before its first join');
+      expect(c.fix).toContain('add bootstrap: to this transport');
+      // The text form stays one line per check, whatever OpenSSL's message holds.
+      const text = await sigil(['doctor', '--config', bare.config]);
+      for (const line of text.stdout.trimEnd().split('\n'))
+        expect(line, line).toMatch(/^(ok|warn|fail) {2,}\S+ {2}|^doctor: /);
+
+      const withBootstrap = writeTransportAgent(exDir, 'with-bootstrap', {
+        pin,
+        token: 'u'.repeat(43), // never spent: doctor does not join
+        transports: [
+          `{ type: mqtt, url: "${broker!.url}", timeout: 5s, bootstrap: { url: "${broker!.bootstrapUrl}", username: bootstrap, password_file: ${join(exDir, 'bootstrap.pw')} } }`,
+        ],
+      });
+      const good = await doctor(['--config', withBootstrap.config]);
+      expect(check(good.report, 'broker')).toMatchObject({ status: 'ok' });
+      expect(check(good.report, 'issuer')).toMatchObject({ status: 'ok' });
+    });
+  });
+
   describe('MQTT', () => {
     let broker: Broker;
     let mqttIssuer: IssuerProcess;
@@ -220,6 +291,7 @@ describe('sigil doctor', () => {
         token: await createToken({ dataDir } as RunningIssuer),
         transports: [`{ type: mqtt, url: "${broker.url}", timeout: 10s }`],
       });
+      chmodSync(a.config, 0o600); // it holds the join token (the secrets check)
       expect(await sigilJson(['agent', 'run', '--config', a.config, '--once'])).toMatchObject({ result: 'joined' });
       const { code, report } = await doctor(['--config', a.config]);
       expect(report.checks.filter((c) => c.status !== 'ok')).toEqual([]);

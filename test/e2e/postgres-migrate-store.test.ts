@@ -161,5 +161,19 @@ describe('sigil server migrate-store: SQLite → PostgreSQL', () => {
     const other = await store({ SIGIL_STORE: pg.url(pg.createDatabase('empty')) });
     expect(other).toMatchObject({ status: 'fail' });
     expect(other.detail).toMatch(/holds no issuer/);
+
+    // Its audit check walks the chain in PostgreSQL, every row of it, not the issuer.db backup
+    // frozen at the move (walk8: that file against the checkpoints the PostgreSQL issuer signs
+    // since reads as "truncated", a false tampering alarm).
+    const audit = await sigil(['doctor', '--data-dir', issuer.dataDir, '--format', 'json'], {
+      env: { SIGIL_STORE: url },
+    });
+    const auditCheck = (
+      JSON.parse(audit.stdout) as { checks: Array<{ name: string; status: string; detail: string }> }
+    ).checks.find((c) => c.name === 'audit')!;
+    expect(auditCheck, auditCheck.detail).toMatchObject({ status: 'ok' });
+    expect(Number(/PostgreSQL: the whole chain verifies, (\d+) rows/.exec(auditCheck.detail)?.[1])).toBe(
+      count('audit_log'),
+    );
   }, 180_000);
 });

@@ -85,6 +85,42 @@ function subscribe(client: MqttClient, topic: string): Promise<number> {
   });
 }
 
+/** OpenSSL's words for TLS alert 116 (RFC 8446 §6.2), as Node reports them. */
+const CERT_REQUIRED = /certificate required|CERTIFICATE_REQUIRED|alert number 116/i;
+
+/**
+ * Why the broker did not take the session, and what fixes it. A certificate listener (8883 in
+ * scripts/mosquitto/) answers a client without a certificate with TLS alert 116 "certificate
+ * required": an agent that has not joined (or whose identity expired) has no certificate there, so
+ * it needs the transport's `bootstrap:` (the password listener, or a factory certificate) — without
+ * it, `agent run` fails the same way with only OpenSSL's words.
+ */
+export function connectFailure(
+  e: Error & { connack?: number },
+  url: string,
+  who: string,
+  t: Pick<MqttTransport, 'bootstrap'>,
+): CheckOutcome {
+  const detail = `cannot connect to ${url} (${who}): ${e.message}`;
+  if (e.connack !== undefined)
+    return fail(
+      detail,
+      "check the transport's bootstrap credentials (bootstrap.username/password_file or cert/key) and the broker's client list",
+    );
+  if (CERT_REQUIRED.test(e.message)) {
+    if (who === 'bootstrap session' && !t.bootstrap)
+      return fail(
+        `${detail}: the broker requires a client certificate, and before its first join (or after an expiry) the agent has none`,
+        'add bootstrap: to this transport — { url: mqtts://BROKER:8884, username: bootstrap, password_file: FILE } (the password listener) or { cert: FILE, key: FILE } (a factory certificate) (docs/mqtt.md "The agent")',
+      );
+    return fail(
+      `${detail}: the broker requires a client certificate and took none from this session`,
+      "check the transport's bootstrap cert/key, or point bootstrap.url at the broker's password listener (docs/mqtt.md)",
+    );
+  }
+  return fail(detail, `check that the broker listens at ${url} (and ca_file for its TLS certificate)`);
+}
+
 export const brokerCheck = (i: number, t: MqttTransport): Check<AgentDoctorContext> => ({
   name: `broker:${t.url}`,
   timeoutMs: NETWORK_TIMEOUT_MS,
@@ -93,11 +129,14 @@ export const brokerCheck = (i: number, t: MqttTransport): Check<AgentDoctorConte
     const session = await doctorMqttSession(t, state, ctx.now);
     const url = session.url ?? t.url;
     const tls = url.startsWith('mqtts:');
+    const who = session.joined ? 'instance session' : 'bootstrap session';
     let ca: string | undefined;
     if (tls) {
       try {
         ca = await brokerCa(ctx, i, t);
       } catch (e) {
+        // Learning the root went through this same broker: its refusal is this check's finding.
+        if (CERT_REQUIRED.test(toSigilError(e).message)) return connectFailure(e as Error, url, who, t);
         return fail(
           `cannot verify the broker's TLS certificate: no ca_file and the pinned root is unknown (${toSigilError(e).message})`,
           'set ca_file for this transport, or fix the issuer check first',
@@ -118,17 +157,10 @@ export const brokerCheck = (i: number, t: MqttTransport): Check<AgentDoctorConte
     const end = (): void => void client.end(true);
     ctx.onClose(end);
     signal.addEventListener('abort', end);
-    const who = session.joined ? 'instance session' : 'bootstrap session';
     try {
       await connected(client, url);
     } catch (e) {
-      const refused = (e as { connack?: number }).connack !== undefined;
-      return fail(
-        `cannot connect to ${url} (${who}): ${(e as Error).message}`,
-        refused
-          ? "check the transport's bootstrap credentials (bootstrap.username/password_file or cert/key) and the broker's client list"
-          : `check that the broker listens at ${url} (and ca_file for its TLS certificate)`,
-      );
+      return connectFailure(e as Error & { connack?: number }, url, who, t);
     }
     const topic = `sigil/v1/resp/${session.responseId}`;
     let granted: number;

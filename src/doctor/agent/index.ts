@@ -13,6 +13,7 @@ import { dataDirCheck } from './data-dir.js';
 import { identityCheck } from './identity.js';
 import { issuerCheck } from './issuer.js';
 import { outputChecks } from './outputs.js';
+import { secretsCheck } from './secrets.js';
 import { tpmCheck, tpmNeed } from './tpm.js';
 
 export async function agentDoctor(configPath: string): Promise<DoctorReport> {
@@ -20,7 +21,7 @@ export async function agentDoctor(configPath: string): Promise<DoctorReport> {
   if (!loaded.cfg) return { checks: [loaded.result], ok: false };
   const ctx = agentDoctorContext(configPath, loaded.cfg);
   try {
-    const checks: Array<Check<AgentDoctorContext>> = [dataDirCheck, ...outputChecks(ctx)];
+    const checks: Array<Check<AgentDoctorContext>> = [dataDirCheck, secretsCheck, ...outputChecks(ctx)];
     const tpm = await tpmNeed(loaded.cfg);
     if (tpm) checks.push(tpmCheck(tpm));
     loaded.cfg.transports.forEach((t, i) => {

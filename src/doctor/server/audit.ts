@@ -8,11 +8,12 @@
 import { existsSync } from 'node:fs';
 import type BetterSqlite3 from 'better-sqlite3';
 import { toSigilError } from '../../errors.js';
+import type { AuditKey } from '../../server/audit/audit-key.js';
 import type { SqliteAuditStore } from '../../server/store/sqlite/index.js';
 import { sh } from '../file-modes.js';
 import { fail, ok, warn, type Check, type CheckOutcome } from '../types.js';
 import { splitFix, type IssuerDoctorContext } from './context.js';
-import { openIssuerDbReadOnly } from './store.js';
+import { openIssuerDbReadOnly, readStoreKind } from './store.js';
 
 export const CHEAP_ROWS = 1000;
 
@@ -86,6 +87,60 @@ async function cheapVerify(
   return ok(`${verified}; ${lines.length} checkpoints, latest (seq ${latest.seq}) signed and matching`);
 }
 
+/**
+ * An issuer on PostgreSQL keeps its chain there. Its directory may still hold `issuer.db` — after
+ * `migrate-store` it is the backup, frozen at the move — and checking that file against the
+ * checkpoints the PostgreSQL issuers signed since reports "truncated", a tampering alarm that is
+ * false. So the chain is walked where it lives, whole (what `sigil ctl audit --verify` does there:
+ * the cheap newest-rows walk is SQLite's), with the same checkpoints.
+ */
+async function postgresAudit(ctx: IssuerDoctorContext, key: AuditKey | undefined): Promise<CheckOutcome> {
+  const [
+    { paths },
+    { STORE_ENV, storeKind, openPostgresIssuerStores },
+    { verifyAuditLog },
+    { loadCheckpointVerifiers },
+  ] = await Promise.all([
+    import('../../server/data-dir.js'),
+    import('../../server/data-dir-store.js'),
+    import('../../server/audit/verify.js'),
+    import('../../server/audit/signer.js'),
+  ]);
+  const url = process.env[STORE_ENV];
+  if (!url || storeKind(url) !== 'postgres')
+    return fail(
+      `not checked: the chain is in PostgreSQL and ${STORE_ENV} names no postgres://… database`,
+      'see the store check',
+    );
+  const p = paths(ctx.dataDir);
+  let stores;
+  try {
+    stores = openPostgresIssuerStores(url, key);
+  } catch (e) {
+    const err = toSigilError(e);
+    return fail(`${err.code}: ${err.message}`, 'see the store check');
+  }
+  try {
+    const r = await verifyAuditLog(stores.audit, {
+      verifiers: loadCheckpointVerifiers(ctx.dataDir),
+      ...(existsSync(p.auditCheckpoints) ? { checkpointFile: p.auditCheckpoints } : {}),
+    });
+    const verifyAll = `SIGIL_STORE=… sigil ctl --data-dir ${sh(ctx.dataDir)} audit --verify --format json (every problem); docs/runbook.md "Audit log"`;
+    if (!r.ok) return fail(`audit_chain_broken: ${r.problems.slice(0, 3).join('; ')}`, verifyAll);
+    const cps = r.checkpoints
+      ? `; ${r.checkpoints.verified} of ${r.checkpoints.lines} checkpoints verified`
+      : '; no checkpoint file yet';
+    return ok(
+      `PostgreSQL: the whole chain verifies, ${r.rows} rows (seq ${r.first_seq ?? '-'}..${r.last_seq ?? '-'})${cps}`,
+    );
+  } catch (e) {
+    const err = toSigilError(e);
+    return fail(`cannot read the audit log: ${err.code}: ${err.message}`, 'see the store check');
+  } finally {
+    await stores.close().catch(() => undefined);
+  }
+}
+
 export const auditCheck: Check<IssuerDoctorContext> = {
   name: 'audit',
   timeoutMs: 600_000,
@@ -104,6 +159,7 @@ export const auditCheck: Check<IssuerDoctorContext> = {
       const { detail, fix } = splitFix(err.message);
       return fail(`${err.code}: ${detail}`, fix ?? `restore ${sh(p.auditKey)} from your backup (mode 0600)`);
     }
+    if (readStoreKind(p.meta) === 'postgres') return postgresAudit(ctx, key);
     if (!existsSync(p.db)) return fail(`${p.db} is missing`, 'see the store check');
     const db = await openIssuerDbReadOnly(p.db);
     try {

@@ -78,7 +78,7 @@ export const storeCheck: Check<IssuerDoctorContext> = {
 };
 
 /** issuer.json's `store` ('postgres' or the SQLite default); an unreadable issuer.json is the data_dir check's to report. */
-function readStoreKind(metaFile: string): 'sqlite' | 'postgres' {
+export function readStoreKind(metaFile: string): 'sqlite' | 'postgres' {
   try {
     return (JSON.parse(readFileSync(metaFile, 'utf8')) as { store?: string }).store === 'postgres'
       ? 'postgres'

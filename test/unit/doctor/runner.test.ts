@@ -54,6 +54,11 @@ describe('doctor runner', () => {
     expect(formatReport(r)).toBe(
       'ok    a       fine\nwarn  longer  hmm — fix: fix it\ndoctor: no failures (2 checks, 0 fail, 1 warn)\n',
     );
+    // OpenSSL's error stack ends in a newline: the text form still gives one line per check.
+    const ml = await runChecks<null>([{ name: 'tls', run: () => fail('alert 116\n', 'add\n  bootstrap:') }], null);
+    expect(formatReport(ml)).toBe(
+      'fail  tls  alert 116 — fix: add bootstrap:\ndoctor: failures found (1 checks, 1 fail, 0 warn)\n',
+    );
     const f = await runChecks<null>([{ name: 'x', run: () => fail('broken', 'chmod 700 /d') }], null);
     expect(f.ok).toBe(false);
     expect(formatReport(f)).toContain('fail  x  broken — fix: chmod 700 /d\ndoctor: failures found');
