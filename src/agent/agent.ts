@@ -106,6 +106,8 @@ export class Agent {
    * behind each other instead of colliding (keystore/tpm-access.ts).
    */
   private readonly tpm = new TpmAccesses();
+  /** This process has made an identity attempt (identityWake: a new credential is tried at once, once). */
+  private attempted = false;
   private readonly outputs: OutputDestination[];
   /** SSH, database, Kubernetes and JWT outputs, each on its own schedule (agent/credentials.ts). */
   credentials: CredentialOutputs | undefined;
@@ -394,6 +396,14 @@ export class Agent {
     );
   }
 
+  /** The configured join credential is single use and not the one already used: a person put a new one in. */
+  private freshCredential(): boolean {
+    const cred = this.join.singleUseCredential;
+    return (
+      !this.join.method.canReattest && cred !== undefined && this.state.getSetting(USED_CREDENTIAL_SETTING) !== cred
+    );
+  }
+
   /**
    * One pass: resend a pending request if there is one; otherwise join (no identity, or it
    * expired) or renew (due, or `force`). Never throws: failures are recorded and returned.
@@ -425,6 +435,7 @@ export class Agent {
       const expired = !current || current.notAfter <= now;
       const due = entry !== undefined || expired || now >= current.renewAfter || opts.force === true;
       if (!due) return { action: 'none', identity: current };
+      this.attempted = true;
       if (!entry && current && expired) this.checkCanRejoin(current);
       const root = await this.link.root();
       this.state.pinIssuer(this.cfg.caPin, now);
@@ -609,6 +620,11 @@ export class Agent {
     const st = this.state.getStatus();
     const id = this.state.getIdentity();
     if (st.consecutiveFailures > 0 && st.nextAttemptAt) {
+      // What reattest_required asks a person to do — a new token in agent.yaml, then a restart —
+      // is answered: the first attempt of this process uses it at once, not at the backoff the
+      // spent one reached (up to 5 min). Once: its failure backs off like any other.
+      const answered = st.lastError?.startsWith('reattest_required') === true && this.freshCredential();
+      if (answered && !this.attempted && id !== undefined && id.notAfter <= now) return now;
       // Backing off, but an expiry changes what to do (re-join, or report reattest_required):
       // one attempt at the expiry itself — not only at the next backoff, which may be minutes
       // later — then the backoff again.

@@ -7,8 +7,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Agent } from '../../../src/agent/agent.js';
+import { Agent, loadAgentModules } from '../../../src/agent/agent.js';
 import { parseAgentConfig } from '../../../src/agent/config.js';
+import { buildJoinMethod, USED_CREDENTIAL_SETTING } from '../../../src/agent/join-method.js';
 import { openAgentState } from '../../../src/agent/state/index.js';
 import { silentLogger } from '../../../src/util/log.js';
 import { fakeIdentity } from '../../helpers/agent-identity.js';
@@ -23,19 +24,26 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function agentAt(clock: { now: number }): Agent {
+const SPENT = 'T'.repeat(43);
+const NEW_TOKEN = 'N'.repeat(43);
+
+/** A token agent whose join spent SPENT; agent.yaml now holds `token` (SPENT again, or a new one). */
+async function agentAt(clock: { now: number }, token = SPENT): Promise<Agent> {
   dir = mkdtempSync(join(tmpdir(), 'sigil-wake-'));
-  const yaml = `issuer: https://127.0.0.1:9\nca_pin: sha256:${'ab'.repeat(32)}\ndata_dir: data\njoin: { method: token, token: ${'T'.repeat(43)} }\n`;
-  const cfg = parseAgentConfig(yaml, join(dir, 'agent.yaml'));
+  const yaml = (t: string): string =>
+    `issuer: https://127.0.0.1:9\nca_pin: sha256:${'ab'.repeat(32)}\ndata_dir: data\njoin: { method: token, token: ${t} }\n`;
+  const spent = await buildJoinMethod(parseAgentConfig(yaml(SPENT), join(dir, 'agent.yaml')));
+  const cfg = parseAgentConfig(yaml(token), join(dir, 'agent.yaml'));
   const state = openAgentState(cfg.dataDir);
   state.saveIdentity(fakeIdentity({ notAfter: EXPIRY, renewAfter: EXPIRY - 1_800_000 }));
-  return new Agent(cfg, silentLogger(), { state, now: () => clock.now });
+  state.setSetting(USED_CREDENTIAL_SETTING, spent.singleUseCredential!);
+  return new Agent(cfg, silentLogger(), { state, now: () => clock.now, modules: await loadAgentModules(cfg) });
 }
 
 describe('Agent.nextWake while backing off', () => {
-  it('wakes at the expiry even when the next backoff attempt is later, once', () => {
+  it('wakes at the expiry even when the next backoff attempt is later, once', async () => {
     const clock = { now: EXPIRY - 5_000 };
-    agent = agentAt(clock);
+    agent = await agentAt(clock);
     agent.state.setStatus({
       consecutiveFailures: 5,
       lastError: 'issuer_unreachable: down',
@@ -58,9 +66,9 @@ describe('Agent.nextWake while backing off', () => {
     expect(agent.nextWake()).toBe(EXPIRY + 40_000);
   });
 
-  it('an attempt due before the expiry comes first', () => {
+  it('an attempt due before the expiry comes first', async () => {
     const clock = { now: EXPIRY - 20_000 };
-    agent = agentAt(clock);
+    agent = await agentAt(clock);
     agent.state.setStatus({
       consecutiveFailures: 2,
       lastError: 'issuer_unreachable: down',
@@ -69,5 +77,47 @@ describe('Agent.nextWake while backing off', () => {
       transport: null,
     });
     expect(agent.nextWake()).toBe(EXPIRY - 16_000);
+  });
+
+  /** After the expiry the spent token was refused locally: reattest_required, backing off. */
+  const afterReattestRequired = {
+    consecutiveFailures: 7,
+    lastError: 'reattest_required: the identity expired and the token is spent; …',
+    lastAttemptAt: EXPIRY + 60_000,
+    nextAttemptAt: EXPIRY + 300_000,
+    transport: null,
+  };
+
+  it('a daemon restarted with a new token joins at once, not at the backoff the spent one reached', async () => {
+    const clock = { now: EXPIRY + 120_000 };
+    agent = await agentAt(clock, NEW_TOKEN);
+    agent.state.setStatus(afterReattestRequired);
+    expect(agent.nextWake()).toBe(clock.now);
+  });
+
+  it('restarted with the same spent token: the backoff holds', async () => {
+    const clock = { now: EXPIRY + 120_000 };
+    agent = await agentAt(clock);
+    agent.state.setStatus(afterReattestRequired);
+    expect(agent.nextWake()).toBe(EXPIRY + 300_000);
+  });
+
+  it('the new token is tried at once only once: after a failed attempt the backoff rules', async () => {
+    const clock = { now: EXPIRY + 120_000 };
+    agent = await agentAt(clock, NEW_TOKEN);
+    agent.state.setStatus(afterReattestRequired);
+    // The attempt fails (nothing listens on port 9) — and even a failure that says
+    // reattest_required again (a token the issuer refuses) must not make the daemon spin.
+    const r = await agent.tick();
+    expect(r.action).toBe('failed');
+    agent.state.setStatus({ ...afterReattestRequired, consecutiveFailures: 8, lastAttemptAt: clock.now });
+    expect(agent.nextWake()).toBe(EXPIRY + 300_000);
+  });
+
+  it('a failure other than reattest_required keeps its backoff, new token or not', async () => {
+    const clock = { now: EXPIRY + 120_000 };
+    agent = await agentAt(clock, NEW_TOKEN);
+    agent.state.setStatus({ ...afterReattestRequired, lastError: 'issuer_unreachable: down' });
+    expect(agent.nextWake()).toBe(EXPIRY + 300_000);
   });
 });
