@@ -14,10 +14,10 @@
 import { SigilError, toSigilError } from '../errors.js';
 import { loadSigner, parseKeyRef, withTcti, type TpmAccesses } from '../keystore/index.js';
 import { fromPem } from '../pki/pem.js';
-import { attestBindingExtra, type AttestRequest } from '../protocol/attest-messages.js';
+import { attestBindingExtra, attestResponseSchema, type AttestRequest } from '../protocol/attest-messages.js';
 import { signJws } from '../protocol/jws.js';
 import { PROTOCOL_VERSION, TYP_REQUEST } from '../protocol/messages.js';
-import { requestHash } from '../protocol/verify-response.js';
+import { requestHash } from '../protocol/request-hash.js';
 import { attestationBinding } from '../attest/binding.js';
 import { newRequestId } from '../util/secret.js';
 import { namedSigner, readLeaf } from './named-signer.js';
@@ -83,14 +83,9 @@ export async function attestOnce(d: AttestClientDeps): Promise<AttestOutcome> {
       signer.close?.();
     }
     const body = await d.link.postRaw('attest', envelope);
-    const r = d.link.verifier.responseOrError(
-      body,
-      'attest',
-      requestId,
-      requestHash(envelope),
-      root,
-      new Date(d.now()),
-    ).result;
+    const r = d.link.verifier
+      .know({ attest: attestResponseSchema })
+      .responseOrError(body, 'attest', requestId, requestHash(envelope), root, new Date(d.now())).result;
     if (r.instance_id !== id.instanceId)
       throw new SigilError(
         'answer_mismatch',

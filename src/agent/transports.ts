@@ -18,7 +18,8 @@ import type { Jws } from '../protocol/jws.js';
 import type { CredentialResult } from '../protocol/credential-messages.js';
 import type { BundleResult, IdentityOp, IdentityResult } from '../protocol/messages.js';
 import type { WorkloadResult } from '../protocol/workload-messages.js';
-import { requestHash, ResponseVerifier } from '../protocol/verify-response.js';
+import { requestHash } from '../protocol/request-hash.js';
+import { ResponseVerifier } from '../protocol/response-verifier.js';
 import { HttpsIssuerClient } from '../transport/https/client.js';
 import { MqttIssuerClient, type MqttSession } from '../transport/mqtt/client.js';
 import { bootstrapResponseId, type MqttOp } from '../transport/mqtt/topics.js';
@@ -174,6 +175,8 @@ export class IssuerLink {
    */
   async credential(envelope: Jws, requestId: string, rootPem: string, now: () => number): Promise<CredentialResult> {
     const hash = requestHash(envelope);
+    // Known only to agents that send credential requests (response-verifier.ts says why).
+    this.verifier.know({ credential: (await import('../protocol/credential-messages.js')).credentialResponseSchema });
     return this.each(async (t) => {
       const body = await t.post('credential', envelope);
       return this.verifier.responseOrError(body, 'credential', requestId, hash, rootPem, new Date(now())).result;
@@ -186,6 +189,7 @@ export class IssuerLink {
    */
   async workload(envelope: Jws, requestId: string, rootPem: string, now: () => number): Promise<WorkloadResult> {
     const hash = requestHash(envelope);
+    this.verifier.know({ workload: (await import('../protocol/workload-messages.js')).workloadResponseSchema });
     return this.each(async (t) => {
       const body = await t.post('workload', envelope);
       return this.verifier.responseOrError(body, 'workload', requestId, hash, rootPem, new Date(now())).result;

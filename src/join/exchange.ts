@@ -25,7 +25,8 @@ import { buildCsr } from '../pki/csr.js';
 import { toPem } from '../pki/pem.js';
 import { signJws, type Jws } from '../protocol/jws.js';
 import { PROTOCOL_VERSION, TYP_REQUEST, type JoinChallenge, type JoinRequest } from '../protocol/messages.js';
-import { requestHash, verifyJoinStep, type JoinStep, type ResponseVerifier } from '../protocol/verify-response.js';
+import { requestHash } from '../protocol/request-hash.js';
+import { verifyJoinStep, type JoinStep, type ResponseVerifier } from '../protocol/response-verifier.js';
 import { newRequestId } from '../util/secret.js';
 import type { EvidenceContext, JoinMethodAgent } from './types.js';
 

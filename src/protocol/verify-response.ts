@@ -1,170 +1,34 @@
 /**
- * Verify an issuer response envelope on the agent: x5c chains to the pinned root, the signer
- * is the issuer (SPIFFE ID spiffe://<td>/sigil/issuer), the signature holds, and the payload
- * answers *this* request. This is what makes an untrusted carrier (an MQTT broker) harmless.
+ * Verify an issuer response envelope (./response-verifier.ts) knowing every operation's answer
+ * schema from the start: the front for the issuer's tools, the doctor and the tests. The agent
+ * uses ./response-verifier.ts directly and hands over the schemas of what it sends (issue #19).
  *
  * Two entry points: {@link verifyResponse} accepts only a success; {@link verifyResponseOrError}
  * also accepts a signed refusal (MQTT) and throws it as the SigilError it carries — after the
  * signature and the binding to this exact request (id and payload hash) have been checked.
  */
-import { createHash, X509Certificate } from 'node:crypto';
-import { SigilError } from '../errors.js';
-import { expectedIssuerId, spiffeIdOf, spkiPin, verifyChain } from '../pki/chain.js';
-import { fromPem, toPem } from '../pki/pem.js';
-import { b64u, parseJws, verifyJws, x5cDers } from './jws.js';
-import { credentialResponseSchema } from './credential-messages.js';
-import { workloadResponseSchema } from './workload-messages.js';
 import { attestResponseSchema } from './attest-messages.js';
-import { errorResponseSchema, parseWith, responseSchemas as identitySchemas, TYP_RESPONSE } from './messages.js';
-import type { z } from 'zod';
+import { credentialResponseSchema } from './credential-messages.js';
+import { ResponseVerifier, type Op, type Success } from './response-verifier.js';
+import { workloadResponseSchema } from './workload-messages.js';
 
-/** Every success an agent may verify: identity ops (messages.ts), `credential`, `workload` and `attest`. */
-const responseSchemas = {
-  ...identitySchemas,
-  credential: credentialResponseSchema,
-  workload: workloadResponseSchema,
-  attest: attestResponseSchema,
-};
-type Op = keyof typeof responseSchemas;
-type Success<O extends Op> = z.infer<(typeof responseSchemas)[O]>;
-
+export {
+  pinnedRootFromBundle,
+  ResponseVerifier,
+  verifyJoinStep,
+  type JoinStep,
+  type Op,
+  type Success,
+} from './response-verifier.js';
 /** What the issuer keys idempotency on and binds refusals to (./request-hash.ts). */
 export { requestHash } from './request-hash.js';
 
-/** How long a verified signer chain may be reused, and for which bytes (see {@link ResponseVerifier}). */
-interface VerifiedSigner {
-  leaf: X509Certificate;
-  notBefore: number;
-  notAfter: number;
-}
-const MAX_VERIFIED_SIGNERS = 16;
-
-function signerKey(rootPem: string, ders: Buffer[]): string {
-  const h = createHash('sha256').update(rootPem);
-  for (const d of ders) h.update(String(d.length)).update(':').update(d);
-  return h.digest('hex');
-}
-
-/**
- * Verifies issuer answers, remembering the signer chains it already verified, by (pinned root,
- * x5c): the issuer signs every response with the same leaf, so after the first response only the
- * signature is re-checked — the OpenSSL path validation (~1.5 ms) ran three times per TPM join
- * before (bench/tpm-join.ts). An entry is used only while `now` lies inside every certificate's
- * validity window of that path; outside it the chain is validated again, which yields the
- * precise refusal. Keyed by the exact bytes, so a different root or chain never hits; bounded,
- * oldest entry evicted. One per agent (its IssuerLink owns it): nothing is shared between two
- * agents, or two configurations, in one process.
- */
-export class ResponseVerifier {
-  readonly #signers = new Map<string, VerifiedSigner>();
-  readonly #issuerIds = new Map<string, string>();
-
-  /** A success for this request (see {@link verifyResponse}). */
-  response<O extends Op>(
-    body: unknown,
-    op: O,
-    requestId: string | null,
-    rootPem: string,
-    now: Date = new Date(),
-  ): Success<O> {
-    return checkSuccess(this.#verifySigned(body, rootPem, now), op, requestId);
-  }
-
-  /** A success, or the signed refusal for this request thrown (see {@link verifyResponseOrError}). */
-  responseOrError<O extends Op>(
-    body: unknown,
-    op: O,
-    requestId: string | null,
-    requestHash: string | null,
-    rootPem: string,
-    now: Date = new Date(),
-  ): Success<O> {
-    return successOrRefusal(this.#verifySigned(body, rootPem, now), op, requestId, requestHash);
-  }
-
-  /** A join step: the identity, or a challenge (see {@link verifyJoinStep}). */
-  joinStep(
-    body: unknown,
-    requestId: string,
-    rootPem: string,
-    opts: { requestHash?: string | null; now?: Date } = {},
-  ): JoinStep {
-    const payload = this.#verifySigned(body, rootPem, opts.now ?? new Date());
-    if (
-      payload &&
-      typeof payload === 'object' &&
-      'challenge' in payload &&
-      !('result' in payload) &&
-      !('error' in payload)
-    ) {
-      return { kind: 'challenge', payload: checkSuccess(payload, 'join_challenge', requestId) };
-    }
-    return { kind: 'identity', payload: successOrRefusal(payload, 'join', requestId, opts.requestHash ?? null) };
-  }
-
-  /** Check the envelope's signer and signature; returns the (unvalidated) payload. */
-  #verifySigned(body: unknown, rootPem: string, now: Date): unknown {
-    const { jws, header } = parseJws(body, 'response_invalid');
-    if (header.typ !== TYP_RESPONSE)
-      throw new SigilError('response_invalid', `response typ is ${header.typ}, expected ${TYP_RESPONSE}`);
-    const ders = x5cDers(header);
-    if (ders.length === 0) throw new SigilError('response_invalid', 'response carries no signer chain');
-    return verifyJws(jws, header, this.#signer(rootPem, ders, now).publicKey, 'response_invalid').payload;
-  }
-
-  /** The verified signer certificate of `ders` under `rootPem` at `now` (cached; see the class comment). */
-  #signer(rootPem: string, ders: Buffer[], now: Date): X509Certificate {
-    const key = signerKey(rootPem, ders);
-    const t = now.getTime();
-    const hit = this.#signers.get(key);
-    if (hit && t >= hit.notBefore && t <= hit.notAfter) return hit.leaf;
-    let path;
-    try {
-      path = verifyChain({
-        leaf: ders[0]!,
-        intermediates: ders.slice(1),
-        roots: [fromPem(rootPem, 'CERTIFICATE')],
-        at: now,
-      }).path;
-    } catch (e) {
-      const msg = (e as Error).message;
-      // A signer "not valid before" a time the issuer already reached means this clock is behind.
-      const clock = /not valid before/.test(msg)
-        ? ` (is this machine's clock right? it reads ${now.toISOString()})`
-        : '';
-      throw new SigilError(
-        'response_invalid',
-        `response signer does not chain to the pinned issuer CA: ${msg}${clock}`,
-      );
-    }
-    // Exact match on spiffe://<td>/sigil/issuer, <td> from the pinned root: a bot identity can never pass.
-    let want = this.#issuerIds.get(rootPem);
-    if (want === undefined) this.#issuerIds.set(rootPem, (want = expectedIssuerId(rootPem)));
-    const leaf = path[0]!;
-    if (spiffeIdOf(leaf) !== want)
-      throw new SigilError('response_invalid', `response is not signed by the issuer identity ${want}`);
-    const entry = {
-      leaf,
-      notBefore: Math.max(...path.map((c) => Date.parse(c.validFrom))),
-      notAfter: Math.min(...path.map((c) => Date.parse(c.validTo))),
-    };
-    if (this.#signers.size >= MAX_VERIFIED_SIGNERS) this.#signers.delete(this.#signers.keys().next().value!);
-    if (this.#issuerIds.size > MAX_VERIFIED_SIGNERS) this.#issuerIds.clear();
-    this.#signers.set(key, entry);
-    return leaf;
-  }
-}
-
-function checkSuccess<O extends Op>(payload: unknown, op: O, requestId: string | null): Success<O> {
-  const p = parseWith(responseSchemas[op] as z.ZodType, payload, 'response_invalid', `${op} response`) as {
-    request_id: string | null;
-  };
-  if (p.request_id !== requestId)
-    throw new SigilError(
-      'response_invalid',
-      `response answers request ${String(p.request_id)}, expected ${String(requestId)}`,
-    );
-  return p as Success<O>;
+function everythingKnown(): ResponseVerifier {
+  return new ResponseVerifier({
+    credential: credentialResponseSchema,
+    workload: workloadResponseSchema,
+    attest: attestResponseSchema,
+  });
 }
 
 /**
@@ -178,7 +42,7 @@ export function verifyResponse<O extends Op>(
   rootPem: string,
   now: Date = new Date(),
 ): Success<O> {
-  return new ResponseVerifier().response(body, op, requestId, rootPem, now);
+  return everythingKnown().response(body, op, requestId, rootPem, now);
 }
 
 /**
@@ -195,102 +59,5 @@ export function verifyResponseOrError<O extends Op>(
   rootPem: string,
   now: Date = new Date(),
 ): Success<O> {
-  return new ResponseVerifier().responseOrError(body, op, requestId, requestHash, rootPem, now);
-}
-
-/** The verified payload as the success it must be, or its signed refusal thrown (see above). */
-function successOrRefusal<O extends Op>(
-  payload: unknown,
-  op: O,
-  requestId: string | null,
-  requestHash: string | null,
-): Success<O> {
-  if (!payload || typeof payload !== 'object' || !('error' in payload)) return checkSuccess(payload, op, requestId);
-  const p = parseWith(errorResponseSchema, payload, 'response_invalid', `${op} error response`);
-  if (p.op !== op) throw new SigilError('response_invalid', `refusal answers a ${p.op} request, expected ${op}`);
-  if (p.request_id !== requestId || (requestHash !== null && p.request_hash !== requestHash)) {
-    throw new SigilError(
-      'response_invalid',
-      `signed refusal (${p.error.code}) is not bound to request ${String(requestId)}; ignoring it`,
-    );
-  }
-  throw SigilError.fromWire({
-    code: p.error.code,
-    message: p.error.message,
-    retryable: p.error.retryable,
-    ...(p.error.retry_after_ms !== undefined ? { retryAfterMs: p.error.retry_after_ms } : {}),
-  });
-}
-
-/**
- * First contact over a carrier without pinned TLS (MQTT): pick, from a `bundle` response, the
- * root whose SubjectPublicKeyInfo hash is the configured pin — a self-signed CA — and verify the
- * response's signature under it. No trust on first use: a bundle without the pinned root, or
- * signed by anything that does not chain to it, is refused. `body` may also be a bare
- * `{roots}` object (a root remembered from an earlier contact, re-checked against the pin).
- */
-export function pinnedRootFromBundle(body: unknown, pin: string, now: Date = new Date()): string {
-  let roots: unknown;
-  const bare = body && typeof body === 'object' && 'roots' in body && !('payload' in body);
-  if (bare) roots = (body as { roots: unknown }).roots;
-  else {
-    try {
-      const { jws } = parseJws(body, 'response_invalid');
-      const p = JSON.parse(b64u.decode(jws.payload).toString('utf8')) as {
-        result?: { roots?: unknown };
-        error?: unknown;
-      };
-      if (p && typeof p === 'object' && 'error' in p) {
-        // A refusal is only believable once verified, and we have nothing to verify it with yet.
-        throw new SigilError(
-          'issuer_unreachable',
-          'the issuer answered the bundle request with an (unverifiable) refusal',
-        );
-      }
-      roots = p?.result?.roots;
-    } catch (e) {
-      if (e instanceof SigilError) throw e;
-      throw new SigilError('response_invalid', 'the bundle response payload is not JSON');
-    }
-  }
-  if (!Array.isArray(roots)) throw new SigilError('response_invalid', 'the bundle response carries no roots');
-  for (const pem of roots) {
-    if (typeof pem !== 'string') continue;
-    let cert: X509Certificate;
-    try {
-      cert = new X509Certificate(pem);
-    } catch {
-      continue;
-    }
-    if (spkiPin(cert) !== pin) continue;
-    if (!cert.ca || !cert.checkIssued(cert) || !cert.verify(cert.publicKey))
-      throw new SigilError('pin_mismatch', 'the pinned certificate is not a self-signed CA');
-    const rootPem = toPem('CERTIFICATE', cert.raw);
-    if (!bare) verifyResponse(body, 'bundle', null, rootPem, now);
-    return rootPem;
-  }
-  throw new SigilError(
-    'pin_mismatch',
-    `no root in the issuer's bundle matches ca_pin ${pin}; check the pin printed by \`sigil server init\``,
-  );
-}
-
-/** What a join request is answered with: the identity, or a challenge to answer first. */
-export type JoinStep =
-  { kind: 'identity'; payload: Success<'join'> } | { kind: 'challenge'; payload: Success<'join_challenge'> };
-
-/**
- * Verify the answer to a join request. A method with a challenge round (x509) answers the
- * first request with a signed challenge (messages.ts JoinChallenge) instead of the identity;
- * everything else is exactly {@link verifyResponseOrError} (`requestHash` null over HTTPS,
- * where refusals are plain bodies). `opts.verifier`: a caller's {@link ResponseVerifier} whose
- * cache to use (default: a one-off one).
- */
-export function verifyJoinStep(
-  body: unknown,
-  requestId: string,
-  rootPem: string,
-  opts: { requestHash?: string | null; now?: Date; verifier?: ResponseVerifier } = {},
-): JoinStep {
-  return (opts.verifier ?? new ResponseVerifier()).joinStep(body, requestId, rootPem, opts);
+  return everythingKnown().responseOrError(body, op, requestId, requestHash, rootPem, now);
 }

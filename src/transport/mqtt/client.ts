@@ -22,7 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { SigilError } from '../../errors.js';
 import { b64u, type Jws } from '../../protocol/jws.js';
 import { PROTOCOL_VERSION } from '../../protocol/messages.js';
-import { pinnedRootFromBundle } from '../../protocol/verify-response.js';
+import { pinnedRootFromBundle } from '../../protocol/response-verifier.js';
 import type { IssuerTransport, PostHooks, RequestOp } from '../types.js';
 import { brokerError, displayUrl, openMqttClient, parseMqttUrl } from './connect.js';
 import {

@@ -1,8 +1,8 @@
 /**
  * What `sigil` loads for the commands a small gateway runs (issue #19): `--version` answers
  * before the command tree exists, and a token-joined HTTPS agent never loads the PKCS#7 stack
- * (pkijs, asn1js, @noble — the azure join's), the pretty-printer (pino-pretty, only on a TTY)
- * or the issuer's code; and only the configured join method's code (join/<m>/schema.ts holds
+ * (pkijs, asn1js, @noble — the azure join's), pino, the answer schemas of requests it never
+ * sends (credential, workload, attest) or the issuer's code; and only the configured join method's code (join/<m>/schema.ts holds
  * what the config loader needs, the entry's load() the rest) and the credential outputs only
  * when configured; `agent status` loads neither the TPM stack, PKCS#11 nor jose. Each case runs the CLI from src/ under scripts/trace-imports.mjs, which
  * lists every module resolved.
@@ -84,6 +84,9 @@ const NOT_FOR_A_TOKEN_AGENT = [
   /node_modules\/asn1js\//,
   /node_modules\/@noble\//,
   /pino-pretty/,
+  /node_modules\/pino\//,
+  // The answer schemas of credential, workload and attest requests (protocol/response-verifier.ts).
+  /src\/protocol\/(credential|workload|attest)-messages\.ts$/,
 ];
 
 describe('lazy loading (issue #19)', () => {
