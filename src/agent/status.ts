@@ -203,7 +203,7 @@ export async function nextStepHint(
   const runOnce = `sigil agent run --once --config ${cfgPath}`;
   const lastError = s.last_error ? ` (last attempt: ${s.last_error.split('\n')[0]})` : '';
   if (s.state === 'not_joined') return `not joined yet${lastError}; run: ${runOnce}`;
-  if (s.state !== 'expired') return undefined;
+  if (s.state !== 'expired') return refusedHint(s);
   const when = s.next_attempt ? `at ${s.next_attempt}` : 'at its next attempt';
   if (s.join_method === 'token') {
     // Loaded only here: join-method.ts brings the registry and the configured method's code along.
@@ -221,6 +221,27 @@ export async function nextStepHint(
     return reattestHint('token', s.bot ?? '<bot>', cfgPath);
   }
   return `the identity expired; the ${s.join_method ?? 'configured'} join re-attests by itself: a running agent joins again ${when}${lastError}, or run now: ${runOnce}`;
+}
+
+/** Codes with which the issuer refuses every renewal of a locked instance (server/ops/authenticate.ts). */
+const LOCKED = /^(instance_locked|bot_locked|generation_mismatch):/;
+
+/**
+ * A certificate still valid whose renewals the issuer refuses: `state` says ok until the expiry,
+ * so say here what will happen and who can change it (a person, at the issuer).
+ */
+function refusedHint(s: AgentStatusReport): string | undefined {
+  const who = s.instance_id ?? '<instance>';
+  const until = s.not_after ? ` until ${s.not_after}` : '';
+  // Only while the refusals go on: a success since (failures back to 0) answered them.
+  if (s.consecutive_failures === 0) return undefined;
+  if (s.last_error && LOCKED.test(s.last_error)) {
+    const target = s.last_error.startsWith('bot_locked') ? (s.bot ?? '<bot>') : who;
+    return `the issuer has locked this ${s.last_error.startsWith('bot_locked') ? 'bot' : 'instance'} (${s.last_error.split('\n')[0]}): renewals are refused and the certificate is used${until}; at the issuer, find why with: sigil ctl instances show ${who}, then: sigil ctl unlock ${target}`;
+  }
+  if (s.last_attestation_result === 'refused')
+    return `the issuer refused the last attestation (${s.last_attestation_check ?? 'a check'} failed): renewals are refused until the boot state matches the join rule's firmware profiles again; see: sigil ctl instances show ${who}`;
+  return undefined;
 }
 
 /** The configured single-use credential is set and is not the one the last join spent (a malformed token is not fresh). */

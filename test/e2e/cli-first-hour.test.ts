@@ -125,9 +125,16 @@ describe('agent errors and status', () => {
     expect(lines(r.stderr)).toHaveLength(1);
     expect(r.stderr).toMatch(/^error\[\w+\]: /);
     await new Promise((res) => setTimeout(res, 1500)); // past any first backoff (≤ 1 s)
-    const st = JSON.parse((await sigil(['agent', 'status', '--config', a.config, '--format', 'json'])).stdout);
+    const locked = await sigil(['agent', 'status', '--config', a.config, '--format', 'json']);
+    const st = JSON.parse(locked.stdout);
     expect(st.consecutive_failures).toBe(1);
     expect(st.next_attempt).toBe(st.next_renewal);
+    // The certificate is still valid (state ok), but renewals are refused: exit 1 and who can unlock it.
+    expect(st.state).toBe('ok');
+    expect(locked.code).toBe(1);
+    expect(JSON.parse(lines(locked.stderr)[0]!).hint.next_step).toMatch(
+      /^the issuer has locked this bot \(bot_locked: .*sigil ctl unlock gw2$/,
+    );
     await sigilJson(['ctl', '--data-dir', fx.issuer.dataDir, 'unlock', 'gw2']);
   });
 

@@ -170,6 +170,39 @@ describe('nextStepHint', () => {
     );
   });
 
+  it('a valid certificate of a locked instance: say so, and who can unlock it', async () => {
+    const locked = report({
+      state: 'ok',
+      instance_id: 'i-1',
+      bot: 'gw',
+      not_after: '2026-12-05T12:00:00.000Z',
+      consecutive_failures: 2,
+      last_error: 'instance_locked: the instance is locked',
+    });
+    const h = await nextStepHint(locked, 'a.yaml');
+    expect(h).toMatch(/^the issuer has locked this instance \(instance_locked: the instance is locked\)/);
+    expect(h).toMatch(/used until 2026-12-05T12:00:00\.000Z/);
+    expect(h).toMatch(/sigil ctl instances show i-1, then: sigil ctl unlock i-1$/);
+    const bot = await nextStepHint({ ...locked, last_error: 'bot_locked: the bot is locked' }, 'a.yaml');
+    expect(bot).toMatch(/locked this bot .*sigil ctl unlock gw$/);
+    // A success since answered it: no hint.
+    expect(await nextStepHint({ ...locked, consecutive_failures: 0 }, 'a.yaml')).toBeUndefined();
+  });
+
+  it('renewals refused for the boot state: name the failed check', async () => {
+    const r = report({
+      state: 'renewal_overdue',
+      instance_id: 'i-2',
+      consecutive_failures: 1,
+      last_error: 'pcr_value: PCR 7 differs',
+      last_attestation_result: 'refused',
+      last_attestation_check: 'pcr_value',
+    });
+    expect(await nextStepHint(r, 'a.yaml')).toMatch(
+      /refused the last attestation \(pcr_value failed\).*instances show i-2$/,
+    );
+  });
+
   it('usable identities: no hint', async () => {
     expect(await nextStepHint(report({ state: 'ok' }), 'a.yaml')).toBeUndefined();
     expect(await nextStepHint(report({ state: 'renewal_overdue' }), 'a.yaml')).toBeUndefined();
