@@ -392,14 +392,18 @@ function resolveJoin(j: AgentConfigFile['join'], abs: (p: string) => string, sou
   const t = j as Extract<AgentConfigFile['join'], { method: 'token' }>;
   let token = t.token;
   if (t.token_file) {
+    const writeIt = `write the token there, readable by the agent only: (umask 077; echo TOKEN > ${abs(t.token_file)})`;
     try {
       token = readFileSync(abs(t.token_file), 'utf8').trim();
     } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? 'unreadable';
       throw new SigilError(
         'config_invalid',
-        `${source}: join.token_file ${t.token_file}: ${(e as NodeJS.ErrnoException).code ?? 'unreadable'}`,
+        `${source}: join.token_file ${t.token_file}: ${code}${code === 'ENOENT' ? `; ${writeIt}` : ''}`,
       );
     }
+    if (!token)
+      throw new SigilError('config_invalid', `${source}: join.token_file ${t.token_file} is empty; ${writeIt}`);
   }
   if (!token)
     throw new SigilError('config_invalid', `${source}: join.token or join.token_file is required for method token`);

@@ -310,6 +310,9 @@ export function parseWith<S extends z.ZodType>(schema: S, data: unknown, code: E
   const where = issue.path.length ? issue.path.join('.') : '(top level)';
   const hint =
     typos?.hint ?? (issue.code === 'unrecognized_keys' ? didYouMean(schema, issue.path, issue.keys, data) : '');
+  // zod says "expected string, received undefined" for a key that is simply not there.
+  if (issue.code === 'invalid_type' && issue.path.length > 0 && valueAt(data, issue.path) === undefined)
+    throw new SigilError(code, capMessage(`${what}: ${where}: is required`));
   // The path and zod's message quote what the sender chose (unknown keys, long values): bounded,
   // so a 64 KiB body of made-up keys does not come back — or reach a log — as a 40 KB message.
   throw new SigilError(code, capMessage(`${what}: ${where}: ${issue.message}${hint}`));

@@ -144,7 +144,9 @@ describe('agent config', () => {
   it('an unreadable or missing token_file → config_invalid naming the file and errno', () => {
     const e = refusal(() => load(yaml({ join: 'join:\n  method: token\n  token_file: nope.token' })));
     expect(e.code).toBe('config_invalid');
-    expect(e.message).toMatch(/join\.token_file nope\.token: ENOENT/);
+    expect(e.message).toMatch(
+      /join\.token_file nope\.token: ENOENT; write the token there, readable by the agent only: \(umask 077; echo TOKEN > \/.*nope\.token\)$/,
+    );
     // A file the agent's user may not read. Root reads anything, and CI runs as root: then the
     // load runs in a child under an unprivileged uid (setpriv), so the check is never skipped.
     writeFileSync(join(dir, 'secret'), TOKEN);
@@ -152,6 +154,12 @@ describe('agent config', () => {
     const text = yaml({ join: `join:\n  method: token\n  token_file: ${join(dir, 'secret')}` });
     const message = process.getuid?.() === 0 ? loadAsNobody(text).message : refusal(() => load(text)).message;
     expect(message).toMatch(/join\.token_file .*secret: EACCES/);
+  });
+
+  it('a missing required key says so, not "expected string, received undefined"', () => {
+    const text = yaml({}).replace(/^ca_pin:.*\n/m, '');
+    expect(text).not.toMatch(/ca_pin/);
+    expect(refusal(() => load(text)).message).toMatch(/: ca_pin: is required$/);
   });
 
   it('a missing or empty token → config_invalid', () => {
@@ -162,7 +170,7 @@ describe('agent config', () => {
     writeFileSync(join(dir, 'blank'), '\n');
     expect(
       refusal(() => load(yaml({ join: `join:\n  method: token\n  token_file: ${join(dir, 'blank')}` }))).message,
-    ).toMatch(/required/);
+    ).toMatch(/join\.token_file .*blank is empty; write the token there/);
     expect(refusal(() => load(yaml({ join: '' }))).message).toMatch(/join/);
   });
 
