@@ -40,7 +40,7 @@ import { backoffDelay, renewAt } from './schedule.js';
 import { openAgentState, type AgentState, type Identity, type OutboxEntry } from './state/index.js';
 import { agentClock, attestEveryOverrideMs, crashPoint, duringOutput } from './test-hooks.js';
 import type { AttestSchedule } from './attest-schedule.js';
-import { newTransportKey, transportCertOf, wantsTransportCert } from './transport-cert.js';
+import { mqttsRenewalMarginWarning, newTransportKey, transportCertOf, wantsTransportCert } from './transport-cert.js';
 import { buildTransports, IssuerLink } from './transports.js';
 import type { WorkloadApiServer } from './workload/server.js';
 
@@ -108,6 +108,7 @@ export class Agent {
   private readonly tpm = new TpmAccesses();
   /** This process has made an identity attempt (identityWake: a new credential is tried at once, once). */
   private attempted = false;
+  private mqttsMarginWarned = false;
   private readonly outputs: OutputDestination[];
   /** SSH, database, Kubernetes and JWT outputs, each on its own schedule (agent/credentials.ts). */
   credentials: CredentialOutputs | undefined;
@@ -528,6 +529,7 @@ export class Agent {
       },
       entry.op === 'join' ? 'joined' : 'renewed',
     );
+    this.warnMqttsMargin(identity);
     this.updateMetrics();
     return {
       action: entry.op === 'join' ? 'joined' : 'renewed',
@@ -535,6 +537,16 @@ export class Agent {
       ttlClamped: result.ttl_clamped,
       requestedTtlS: result.requested_ttl_s,
     };
+  }
+
+  /** Once per process: renewals of this lifetime over mqtts may fall on the bootstrap login (transport-cert.ts). */
+  private warnMqttsMargin(id: Identity): void {
+    if (this.mqttsMarginWarned || !this.cfg.transports.some((t) => t.type === 'mqtt' && t.url.startsWith('mqtts:')))
+      return;
+    const warning = mqttsRenewalMarginWarning(id.notAfter - id.issuedAt, this.cfg.renewFraction);
+    if (!warning) return;
+    this.mqttsMarginWarned = true;
+    this.log.warn({ not_after: new Date(id.notAfter).toISOString() }, warning);
   }
 
   private transportLabel(): string | null {
@@ -639,11 +651,13 @@ export class Agent {
   async run(signal: AbortSignal, opts: { served?: boolean } = {}): Promise<void> {
     await this.ready();
     const cached = opts.served ? this.state.getIdentity() : this.serveCached();
-    if (cached)
+    if (cached) {
       this.log.info(
         { serial: cached.serial, not_after: new Date(cached.notAfter).toISOString() },
         'serving cached identity',
       );
+      this.warnMqttsMargin(cached);
+    }
     this.updateMetrics();
     if (this.cfg.workloadApi) {
       // Before the first tick: workloads are served from the cache whether or not the issuer answers.

@@ -83,6 +83,24 @@ export function mqttClientCert(
   return undefined;
 }
 
+/**
+ * Why an mqtts agent's renewals may all fail with the issuer up, in one line (undefined: they
+ * cannot). A renewal at `fraction` of the lifetime (+10% jitter, schedule.ts) leaves
+ * lifetime × (1 − 1.1 × fraction); in the certificate's last CLIENT_CERT_MARGIN_MS the agent
+ * goes to the broker with its bootstrap login (mqttClientCert), whose ACL may not let it publish
+ * renewals (the example broker's does not) — found by walking the docs with `ttl: 30s`.
+ */
+export function mqttsRenewalMarginWarning(lifetimeMs: number, fraction: number): string | undefined {
+  const leftMs = lifetimeMs * (1 - 1.1 * fraction);
+  if (leftMs > CLIENT_CERT_MARGIN_MS) return undefined;
+  const minS = Math.ceil((2 * CLIENT_CERT_MARGIN_MS) / (1 - 1.1 * fraction) / 1000);
+  return (
+    `certificates of ${Math.round(lifetimeMs / 1000)} s renewed at ${fraction} of their lifetime leave as little as ` +
+    `${Math.max(0, Math.round(leftMs / 1000))} s; over mqtts the last ${CLIENT_CERT_MARGIN_MS / 1000} s use the bootstrap login, ` +
+    `which a broker may not let renew (then the identity expires with the issuer up): ttl of at least ${minS} s, or a lower renew_fraction`
+  );
+}
+
 /** The PKCS#8 PEM of a software key reference; undefined for any other (or unreadable) reference. */
 function softwareKeyRef(json: string): string | undefined {
   try {

@@ -12,7 +12,12 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { TransportConfig } from '../../../src/agent/config.js';
 import { openAgentState, type AgentState, type Identity } from '../../../src/agent/state/index.js';
 import { agentStatus } from '../../../src/agent/status.js';
-import { mqttClientCert, transportCertOf, wantsTransportCert } from '../../../src/agent/transport-cert.js';
+import {
+  mqttClientCert,
+  mqttsRenewalMarginWarning,
+  transportCertOf,
+  wantsTransportCert,
+} from '../../../src/agent/transport-cert.js';
 import { mqttSession } from '../../../src/agent/transports.js';
 import { SoftwareSigner } from '../../../src/keystore/software.js';
 import { silentLogger } from '../../../src/util/log.js';
@@ -150,5 +155,23 @@ describe('transportCertOf', () => {
     expect(transportCertOf(undefined, result(['x']), silentLogger())).toBeUndefined();
     expect(transportCertOf(key, result(), silentLogger())).toBeUndefined();
     expect(transportCertOf(key, result(['not a certificate']), silentLogger())).toBeUndefined();
+  });
+});
+
+describe('mqttsRenewalMarginWarning', () => {
+  it('a lifetime whose renewal can fall in the last 30 s gets a warning that names the cause and a ttl that works', () => {
+    const w = mqttsRenewalMarginWarning(30_000, 0.5);
+    expect(w).toMatch(/^certificates of 30 s renewed at 0.5 of their lifetime leave as little as 13 s/);
+    expect(w).toMatch(/last 30 s use the bootstrap login/);
+    expect(w).toMatch(/ttl of at least 134 s/);
+    // 60 s at 0.5: 27 s left at the earliest renewal, still inside the margin.
+    expect(mqttsRenewalMarginWarning(60_000, 0.5)).toBeDefined();
+  });
+
+  it('no warning once the earliest renewal leaves more than the margin', () => {
+    expect(mqttsRenewalMarginWarning(134_000, 0.5)).toBeUndefined();
+    expect(mqttsRenewalMarginWarning(3_600_000, 0.5)).toBeUndefined();
+    // A high renew_fraction eats the margin even of a longer lifetime.
+    expect(mqttsRenewalMarginWarning(300_000, 0.85)).toBeDefined();
   });
 });
