@@ -191,6 +191,8 @@ describe('signed events pushed to webhooks and MQTT', () => {
     const locked = got().filter(ofInstance(m.id, 'instance_locked'));
     expect(locked).toHaveLength(1);
     expect(locked[0]!.data).toMatchObject({ reason: 'incident 4711', by: 'admin' });
+    // An admin lock of an instance names its bot, as the certificate_revoked that follows does.
+    expect(locked[0]!.bot).toBe('gw');
     expect(locked[0]!.trust_domain).toBe('example.org');
     const revoked = got().filter(ofInstance(m.id, 'certificate_revoked'));
     expect(revoked.map((e) => e.data['serial'])).toEqual([m.serial.toLowerCase()]);
@@ -200,6 +202,7 @@ describe('signed events pushed to webhooks and MQTT', () => {
     await runAdminOp(svc.ctx.stores, 'unlock', { target: m.id });
     await waitUntil(() => got().some(ofInstance(m.id, 'instance_unlocked')));
     expect(got().filter(ofInstance(m.id, 'instance_unlocked'))).toHaveLength(1);
+    expect(got().find(ofInstance(m.id, 'instance_unlocked'))!.bot).toBe('gw');
   });
 
   it('an event is not accepted by a receiver pinning another root, nor once tampered with, nor when old', async () => {

@@ -5,9 +5,13 @@ import type { Stores } from '../store/types.js';
 import { attestationView } from './attestation-view.js';
 import { adminOperation, type AdminCall } from './operation.js';
 
-async function resolveLockTarget(stores: Stores, target: string): Promise<{ kind: 'bot' | 'instance'; id: string }> {
+async function resolveLockTarget(
+  stores: Stores,
+  target: string,
+): Promise<{ kind: 'bot'; id: string } | { kind: 'instance'; id: string; bot: string }> {
   if (await stores.resources.get('bot', target)) return { kind: 'bot', id: target };
-  if (await stores.instances.get(target)) return { kind: 'instance', id: target };
+  const inst = await stores.instances.get(target);
+  if (inst) return { kind: 'instance', id: target, bot: inst.bot };
   throw new SigilError(
     'not_found',
     `"${target}" is neither a bot nor an instance id (see: sigil ctl bots ls, sigil ctl instances ls)`,
@@ -30,7 +34,8 @@ async function setLock(
         action,
         outcome: 'ok',
         actor: 'admin',
-        bot: t.kind === 'bot' ? t.id : null,
+        // An instance's bot too: the audit listing and the instance_locked event name it.
+        bot: t.kind === 'bot' ? t.id : t.bot,
         instanceId: t.kind === 'instance' ? t.id : null,
         details: { kind: t.kind, reason },
       },
