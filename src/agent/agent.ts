@@ -652,9 +652,11 @@ export class Agent {
     await this.ready();
     const cached = opts.served ? this.state.getIdentity() : this.serveCached();
     if (cached) {
-      this.log.info(
-        { serial: cached.serial, not_after: new Date(cached.notAfter).toISOString() },
-        'serving cached identity',
+      // An expired one is still written (a relying party decides), but that is worth a warning.
+      const expired = cached.notAfter <= this.now();
+      this.log[expired ? 'warn' : 'info'](
+        { serial: cached.serial, not_after: new Date(cached.notAfter).toISOString(), ...(expired ? { expired } : {}) },
+        expired ? 'serving cached identity, expired' : 'serving cached identity',
       );
       this.warnMqttsMargin(cached);
     }
