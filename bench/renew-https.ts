@@ -65,7 +65,7 @@
 import { chmodSync, cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { SigilError } from '../src/errors.js';
 import { SoftwareSigner } from '../src/keystore/index.js';
@@ -592,6 +592,29 @@ async function runCfssl(): Promise<CfsslRun> {
 // ---------------------------------------------------------------------------------------------
 // The run
 
+/**
+ * The code that makes and seeds the data dir: with --issuer-root, that build's own (its dist/), so
+ * the database has the schema the issuer under test knows (an A/B across a schema migration: the
+ * older build refuses a database a newer one migrated).
+ */
+async function issuerDataDirCode(): Promise<{
+  initDataDir: typeof initDataDir;
+  initDataDirWithStore: typeof initDataDirWithStore;
+  openIssuerStores: typeof openIssuerStores;
+  runAdminOp: typeof runAdminOp;
+}> {
+  if (ISSUER_ROOT === ROOT) return { initDataDir, initDataDirWithStore, openIssuerStores, runAdminOp };
+  const dd = (await import(pathToFileURL(join(ISSUER_ROOT, 'dist', 'server', 'data-dir.js')).href)) as {
+    initDataDir: typeof initDataDir;
+    initDataDirWithStore: typeof initDataDirWithStore;
+    openIssuerStores: typeof openIssuerStores;
+  };
+  const ops = (await import(pathToFileURL(join(ISSUER_ROOT, 'dist', 'server', 'admin', 'ops.js')).href)) as {
+    runAdminOp: typeof runAdminOp;
+  };
+  return { ...dd, runAdminOp: ops.runAdminOp };
+}
+
 async function main(): Promise<Record<string, unknown>> {
   // 1. data dir, policy and one token per agent (straight into the store, before the issuer runs).
   if (STORE === 'postgres') {
@@ -600,16 +623,17 @@ async function main(): Promise<Record<string, unknown>> {
       `store: PostgreSQL on 127.0.0.1:${benchPg.pg.port} (pid ${benchPg.pg.pid}, fsync off), ${ISSUERS} issuer(s)`,
     );
   }
+  const dd = await issuerDataDirCode();
   const init = benchPg
-    ? await initDataDirWithStore(dataDir, TRUST_DOMAIN, benchPg.url)
-    : initDataDir(dataDir, TRUST_DOMAIN);
-  const stores = openIssuerStores(dataDir, benchPg ? { store: benchPg.url } : {});
+    ? await dd.initDataDirWithStore(dataDir, TRUST_DOMAIN, benchPg.url)
+    : dd.initDataDir(dataDir, TRUST_DOMAIN);
+  const stores = dd.openIssuerStores(dataDir, benchPg ? { store: benchPg.url } : {});
   const tokens: string[] = [];
   try {
     const yaml = `kind: role\nname: bench-edge\nspec: { max_ttl: 24h }\n---\nkind: bot\nname: ${BOT}\nspec: { roles: [bench-edge] }\n`;
-    await runAdminOp(stores, 'apply', { yaml, source: 'bench' });
+    await dd.runAdminOp(stores, 'apply', { yaml, source: 'bench' });
     for (let i = 0; i < AGENTS; i++)
-      tokens.push(((await runAdminOp(stores, 'token.create', { bot: BOT, ttl: '1h' })) as { token: string }).token);
+      tokens.push(((await dd.runAdminOp(stores, 'token.create', { bot: BOT, ttl: '1h' })) as { token: string }).token);
   } finally {
     await stores.close();
   }

@@ -8,7 +8,7 @@
  * chose, and the message says what was wrong and where.
  */
 import { SigilError, type ErrorCode } from '../errors.js';
-import { TAG } from './der.js';
+import { knownOidName, TAG } from './der.js';
 
 /** Octets one OID arc may take (see {@link DerReader.oid}). */
 const MAX_OID_ARC_OCTETS = 20;
@@ -100,25 +100,42 @@ export class DerReader {
     this.expect(n, TAG.OID, field);
     const c = this.content(n);
     if (c.length === 0 || (c[c.length - 1]! & 0x80) !== 0) this.fail(`${field}: malformed OID`);
-    const arcs: bigint[] = [];
-    let v = 0n;
+    // One of the OIDs Sigil knows, byte for byte: a minimal encoding of that very OID, so the
+    // decoding below could only come to the same string.
+    const known = knownOidName(c);
+    if (known !== undefined) return known;
+    // Arcs of up to 7 octets (49 bits) are summed as plain numbers, exactly; only a longer one
+    // (a 2.25 UUID arc) switches to BigInt. Issue #14: BigInt for every octet made OID decoding
+    // one of the larger allocators of a renewal (~8 KB per renewal, mostly short-lived BigInts).
+    const arcs: Array<number | bigint> = [];
+    let v = 0;
+    let big: bigint | undefined;
     let arcOctets = 0;
     for (let i = 0; i < c.length; i++) {
       const byte = c[i]!;
-      if (v === 0n && byte === 0x80) this.fail(`${field}: non-minimal OID arc`);
+      if (arcOctets === 0 && byte === 0x80) this.fail(`${field}: non-minimal OID arc`);
       // X.690 §8.19.2 sets no bound, but one arc of thousands of octets makes this loop and the
       // decimal conversion quadratic (a 48 KB arc in a request costs ~150 ms). 20 octets hold
       // 140 bits: the 128-bit UUID arcs of 2.25 (X.667) are the largest in real use.
       if (++arcOctets > MAX_OID_ARC_OCTETS) this.fail(`${field}: OID arc longer than ${MAX_OID_ARC_OCTETS} octets`);
-      v = (v << 7n) | BigInt(byte & 0x7f);
+      if (big === undefined && arcOctets <= 7) v = v * 128 + (byte & 0x7f);
+      else big = ((big ?? BigInt(v)) << 7n) | BigInt(byte & 0x7f);
       if ((byte & 0x80) === 0) {
-        arcs.push(v);
-        v = 0n;
+        arcs.push(big ?? v);
+        v = 0;
+        big = undefined;
         arcOctets = 0;
       }
     }
     const first = arcs[0]!;
-    const head = first < 80n ? [first / 40n, first % 40n] : [2n, first - 80n];
+    const head =
+      typeof first === 'bigint'
+        ? first < 80n
+          ? [first / 40n, first % 40n]
+          : [2n, first - 80n]
+        : first < 80
+          ? [Math.floor(first / 40), first % 40]
+          : [2, first - 80];
     return [...head, ...arcs.slice(1)].join('.');
   }
 

@@ -302,3 +302,20 @@ export function time(date: Date): Buffer {
 
 /** Encodings of ./oids.ts, made once (see oid()); never handed out, only copies of them. */
 const KNOWN_OIDS: ReadonlyMap<string, Buffer> = new Map(Object.values(OID).map((o) => [o, encodeOid(o)]));
+
+/** The same OIDs by their content octets (latin1), for the reader (knownOidName). */
+const KNOWN_OID_NAMES: ReadonlyMap<string, string> = new Map(
+  [...KNOWN_OIDS].map(([dotted, der]) => [
+    der.subarray(der[1]! < 0x80 ? 2 : 2 + (der[1]! & 0x7f)).toString('latin1'),
+    dotted,
+  ]),
+);
+
+/**
+ * The dotted form of an OID whose content octets are exactly one of ./oids.ts (issue #14: the
+ * reader meets the same dozen OIDs in every CSR and certificate; decoding each again allocated
+ * a few KB per renewal). Undefined for any other content: the caller decodes it.
+ */
+export function knownOidName(content: Buffer): string | undefined {
+  return content.length < 128 ? KNOWN_OID_NAMES.get(content.toString('latin1')) : undefined;
+}

@@ -82,6 +82,15 @@ export class PublicKeyCache implements PublicKeyImporter {
     return key;
   }
 
+  /**
+   * Drop the key of `spkiDer`, when its owner has rotated to a new one (a renewal's presented
+   * key: its successor came in the CSR). Keeps the cache at about one key per live identity
+   * instead of its bound, so less stays on the heap; a later use only imports it again.
+   */
+  forget(spkiDer: Buffer): void {
+    this.keys.delete(spkiDer.toString('latin1'));
+  }
+
   get size(): number {
     return this.keys.size;
   }

@@ -66,6 +66,14 @@ export class IssuedLeafMemo {
     return this.signed.get(leafId(der));
   }
 
+  /**
+   * Forget `der` once its holder renewed away from it: a later presentation of it (a replayed
+   * request) is verified against the CA signature again, which comes out the same.
+   */
+  forget(der: Buffer): void {
+    this.signed.delete(leafId(der));
+  }
+
   get size(): number {
     return this.signed.size;
   }

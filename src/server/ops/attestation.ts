@@ -149,7 +149,8 @@ export async function attestRenewal(
   tx: TxStores,
   inst: InstanceRecord,
   evidence: unknown,
-  binding: Buffer,
+  /** What the quote must be bound to; computed only when there is a quote to judge (two hashes per renewal less). */
+  binding: () => Buffer,
   a: { now: number; remote: string | null; requestId: string },
 ): Promise<{ ok: true; details: Record<string, unknown> } | { ok: false; refusal: SigilError }> {
   const policy = await attestationPolicyOf(ctx, tx, inst, a.now);
@@ -159,7 +160,7 @@ export async function attestRenewal(
     return { ok: true, details: {} };
   }
   const previous = inst.facts.attestation;
-  const v = await judgeAttestation(ctx, tx, inst, evidence, binding, a.now, 'renew', policy);
+  const v = await judgeAttestation(ctx, tx, inst, evidence, binding(), a.now, 'renew', policy);
   if (v.ok) return { ok: true, details: attestationAuditDetails(v.record, previous) };
   await auditAttestationFailure(tx, inst, v, { remote: a.remote, requestId: a.requestId, now: a.now, previous });
   return { ok: false, refusal: v.refusal };

@@ -25,6 +25,8 @@ export const IDENTITY_CERT_KIND = 'x509-svid';
 
 export interface Presented {
   leaf: OwnLeaf;
+  /** The presented leaf's DER, as sent (x5c[0]). */
+  leafDer: Buffer;
   publicKey: KeyObject;
   instanceId: string;
   bot: string;
@@ -57,7 +59,7 @@ export function checkPresentedChain(ctx: IssuerContext, ders: Buffer[], op: stri
   // Usually a cache hit: this key came in the CSR of the renewal that issued this leaf. The JWS
   // signature is verified with it all the same (authenticateRequest).
   const publicKey = ctx.publicKeys.publicKey(leaf.fields.spki);
-  return { leaf, publicKey, bot: rest[0], instanceId: rest[1], serial: leaf.serial };
+  return { leaf, leafDer: ders[0]!, publicKey, bot: rest[0], instanceId: rest[1], serial: leaf.serial };
 }
 
 /** Who signed a request, once both its chain and its signature verified (for carriers: where to answer). */

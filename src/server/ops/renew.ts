@@ -150,11 +150,18 @@ export async function handleRenew(
       // `checkRenewal` capability; x509: the device certificate against the rule's current CRLs).
       await ctx.methods.checkRenewal(inst.joinMethod, inst.facts, tx, now);
       // Boot state re-proven (./attestation.ts): the quote is bound to this request and new key.
-      const attested = await attestRenewal(ctx, tx, inst, r.attestation, renewalBinding(r.request_id, csr.spkiDer), {
-        now,
-        remote,
-        requestId: r.request_id,
-      });
+      const attested = await attestRenewal(
+        ctx,
+        tx,
+        inst,
+        r.attestation,
+        () => renewalBinding(r.request_id, csr.spkiDer),
+        {
+          now,
+          remote,
+          requestId: r.request_id,
+        },
+      );
       if (!attested.ok) return { refusal: attested.refusal, audited: { method: inst.joinMethod } };
       // The fleet view's transport and agent version (./agent-facts.ts), written only when they
       // changed: a steady-state renewal costs no extra statement (issue #14's per-renewal count).
@@ -203,6 +210,13 @@ export async function handleRenew(
       throw decision.refusal;
     }
     if (decision.fresh) {
+      // The presented identity was rotated away: its key and its leaf are not what the next
+      // renewal presents (that one's came in this CSR and this answer). Dropped now, the caches
+      // hold about one entry per live identity, not up to their bound (less old-generation heap
+      // for the GC to mark; issue #14). Forgetting only costs a re-import or re-verify if the
+      // old identity is presented again.
+      ctx.publicKeys.forget(currentSpki);
+      ctx.issuedLeaves.forget(auth.who.leafDer);
       ctx.metrics.renewals.inc({});
       ctx.metrics.issuance.observe(Number(process.hrtime.bigint() - started) / 1e9);
     }

@@ -184,3 +184,25 @@ describe('the renewal transaction', () => {
     expect(payloadText(replay)).toBe(payloadText(first));
   });
 });
+
+describe('caches after a rotation', () => {
+  it('hold one key and one leaf per live identity; the rotated-away ones are verified again when presented', async () => {
+    const first = await h.join();
+    const { envelope: firstRenewal, newSigner } = await h.renewEnvelope(first);
+    const firstAnswer = await handleRenew(h.ctx, firstRenewal, null);
+    const result = (JSON.parse(payloadText(firstAnswer)) as { result: Identity['result'] }).result;
+    let id: Identity = { signer: newSigner, chainPem: result.chain, result };
+    const keys = h.ctx.publicKeys.size;
+    const leaves = h.ctx.issuedLeaves.size;
+    for (let i = 0; i < 4; i++) id = await renew(id);
+    // Four more renewals of one identity: the caches did not grow with them.
+    expect(h.ctx.publicKeys.size).toBe(keys);
+    expect(h.ctx.issuedLeaves.size).toBe(leaves);
+    expect(h.ctx.issuedLeaves.signerOf(fromPem(first.chainPem[0]!, 'CERTIFICATE'))).toBeUndefined();
+    expect(h.ctx.issuedLeaves.signerOf(fromPem(id.chainPem[0]!, 'CERTIFICATE'))).toBeDefined();
+    // The first request again (its answer lost on the way): the old leaf and key are verified
+    // afresh, and the stored answer comes back byte for byte.
+    const replay = await handleRenew(h.ctx, firstRenewal, null);
+    expect(payloadText(replay)).toBe(payloadText(firstAnswer));
+  });
+});

@@ -91,7 +91,25 @@ describe('audit hash chain (sqlite)', () => {
              VALUES (101, 0, 'x', 'ok', 'system', '{}', ?, ?)`,
           )
           .run(last.prev_hash, 'f'.repeat(64)),
-      ).toThrow(/UNIQUE/);
+      ).toThrow(/must extend the chain/);
+    } finally {
+      raw.close();
+    }
+  });
+
+  it('refuses a row that does not carry its predecessor hash, or leaves a gap (trigger audit_log_linked)', () => {
+    const raw = new Database(t.dbPath);
+    try {
+      const head = raw.prepare('SELECT hash FROM audit_log WHERE seq = 100').get() as { hash: string };
+      const insert = raw.prepare(
+        `INSERT INTO audit_log (seq, at, action, outcome, actor, details, prev_hash, hash)
+         VALUES (?, 0, 'x', 'ok', 'system', '{}', ?, ?)`,
+      );
+      expect(() => insert.run(101, 'e'.repeat(64), 'f'.repeat(64))).toThrow(/must extend the chain/);
+      expect(() => insert.run(102, head.hash, 'f'.repeat(64))).toThrow(/must extend the chain/);
+      // The linked successor is the one row the trigger lets in.
+      insert.run(101, head.hash, 'f'.repeat(64));
+      expect(raw.prepare('SELECT count(*) AS n FROM audit_log').get()).toEqual({ n: 101 });
     } finally {
       raw.close();
     }

@@ -24,6 +24,7 @@ import type { AuditAnchor, AuditEvent, AuditRecord, AuditVerifyResult, AuditWalk
 import type { SyncAuditStore } from './sync-types.js';
 import { SigilError } from '../../../errors.js';
 import { canonicalJson } from './canonical-json.js';
+import { schemaVersion } from './migrations.js';
 
 export const AUDIT_GENESIS_HASH = '0'.repeat(64);
 
@@ -52,10 +53,14 @@ const COLS = 'seq, at, action, outcome, code, bot, instance_id, method, actor, r
 /** The hashed content of a row, exactly the fields and names the chain format defines. */
 export type AuditContent = Omit<AuditRecord, 'prevHash' | 'hash'>;
 
-/** Names of the append-only triggers (migrations 1 and 5); `verify` reports any that is gone. */
+/**
+ * Names of the append-only triggers (migrations 1, 5 and 9) and of the trigger that refuses a row
+ * not linked to its predecessor (migration 9); `verify` reports any that is gone.
+ */
 export const AUDIT_TRIGGERS = [
   'audit_log_no_update',
   'audit_log_no_delete',
+  'audit_log_linked',
   'audit_anchor_no_update',
   'audit_anchor_no_delete',
 ] as const;
@@ -185,11 +190,17 @@ export class SqliteAuditStore implements SyncAuditStore {
     );
   }
 
-  /** Which append-only triggers exist right now (someone with write access can drop them). */
+  /**
+   * Which append-only triggers exist right now (someone with write access can drop them). The
+   * link trigger is expected from schema version 9 on: a database `sigil doctor` opens without
+   * migrating may be older (its UNIQUE prev_hash index then guards the chain).
+   */
   triggers(): { present: string[]; missing: string[] } {
     const rows = this.db.prepare<[], string>("SELECT name FROM sqlite_schema WHERE type = 'trigger'").pluck().all();
     const have = new Set(rows);
-    return { present: AUDIT_TRIGGERS.filter((t) => have.has(t)), missing: AUDIT_TRIGGERS.filter((t) => !have.has(t)) };
+    const expected =
+      schemaVersion(this.db) >= 9 ? AUDIT_TRIGGERS : AUDIT_TRIGGERS.filter((t) => t !== 'audit_log_linked');
+    return { present: expected.filter((t) => have.has(t)), missing: expected.filter((t) => !have.has(t)) };
   }
 
   /**
@@ -204,7 +215,8 @@ export class SqliteAuditStore implements SyncAuditStore {
   /**
    * Append one event. Reading the chain head and inserting happen in one write transaction
    * (BEGIN IMMEDIATE, or the caller's write transaction when there is one), so two processes can never
-   * both extend the same head; the UNIQUE prev_hash column would refuse it anyway.
+   * both extend the same head; the seq primary key and the audit_log_linked trigger (migration 9)
+   * would refuse it anyway.
    */
   append(ev: AuditEvent, now: number): AuditRecord {
     // Inside a caller's write transaction (a renewal's, under its group commit) that transaction

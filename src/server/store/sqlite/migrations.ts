@@ -295,6 +295,58 @@ CREATE TABLE crl_numbers (
 ) STRICT;
 `,
   },
+  {
+    version: 9,
+    name: 'audit chain linked by a trigger instead of two unique hash indexes',
+    sql: `
+-- Every renewal appends an audit row. UNIQUE prev_hash and UNIQUE hash were two indexes keyed by
+-- random 64-character hex: each append wrote a leaf page at a random place in each of them, and
+-- each such page is one more WAL frame in the group's COMMIT and in the next checkpoint (issue
+-- #14: ~20 µs of the issuer's CPU per renewal at 100,000 rows, growing with the log). No query
+-- looks a row up by either hash. What UNIQUE prev_hash guarded (the chain cannot fork) is kept,
+-- stronger, by a trigger: a row is inserted only as the successor of the row (or prune anchor)
+-- right before its seq, carrying that row's hash; seq is the primary key, so two rows can never
+-- extend one predecessor. The trigger reads one row by primary key (a page the previous append
+-- just wrote). SQLite cannot drop a column constraint, so the table is rebuilt: same columns, same
+-- rows, same indexes and append-only triggers (DROP TABLE fires no trigger; the rows are copied
+-- first). Run once, inside the migration transaction; a large log takes a few seconds.
+CREATE TABLE audit_log_v9 (
+  seq          INTEGER PRIMARY KEY,
+  at           INTEGER NOT NULL,
+  action       TEXT    NOT NULL,
+  outcome      TEXT    NOT NULL,
+  code         TEXT,
+  bot          TEXT,
+  instance_id  TEXT,
+  method       TEXT,
+  actor        TEXT    NOT NULL,
+  remote       TEXT,
+  details      TEXT    NOT NULL CHECK (json_valid(details)),  -- canonical JSON
+  prev_hash    TEXT    NOT NULL,                              -- linked: trigger audit_log_linked
+  hash         TEXT    NOT NULL
+) STRICT;
+INSERT INTO audit_log_v9 (seq, at, action, outcome, code, bot, instance_id, method, actor, remote, details, prev_hash, hash)
+  SELECT seq, at, action, outcome, code, bot, instance_id, method, actor, remote, details, prev_hash, hash
+    FROM audit_log ORDER BY seq;
+DROP TABLE audit_log;
+ALTER TABLE audit_log_v9 RENAME TO audit_log;
+CREATE INDEX audit_log_at ON audit_log (at, seq);
+CREATE INDEX audit_log_instance ON audit_log (instance_id, seq);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+  WHEN OLD.seq > (SELECT coalesce(max(seq), 0) FROM audit_anchor)
+  BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+-- The predecessor of row seq: row seq-1, else the prune anchor at seq-1 (every row up to it was
+-- pruned), else the genesis hash for row 1. None (a gap) refuses the row as well.
+CREATE TRIGGER audit_log_linked BEFORE INSERT ON audit_log
+  WHEN NEW.prev_hash IS NOT coalesce(
+    (SELECT hash FROM audit_log WHERE seq = NEW.seq - 1),
+    (SELECT hash FROM audit_anchor WHERE seq = NEW.seq - 1),
+    CASE WHEN NEW.seq = 1 THEN '${'0'.repeat(64)}' END)
+  BEGIN SELECT RAISE(ABORT, 'audit_log: a row must extend the chain (prev_hash = the hash of the row before its seq)'); END;
+`,
+  },
 ];
 
 /** The newest schema version this code knows. */
