@@ -551,6 +551,12 @@ export const ERROR_TABLE = {
     retryable: true,
     message: 'the issuer cannot reach its database right now; retry the same request (same request id) later',
   },
+  store_schema_newer: {
+    status: 500,
+    retryable: false,
+    // A downgrade never heals by retrying: exit 2, which the units do not restart on.
+    message: 'the database schema was written by a newer Sigil; run that version (or a newer one)',
+  },
   internal: { status: 500, retryable: true, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -61,6 +61,8 @@ const USAGE_CODES = new Set([
   'data_dir_insecure',
   'not_found',
   'unknown_bot',
+  // A data directory or database a newer Sigil migrated: a deployment to fix, not a moment to wait out.
+  'store_schema_newer',
 ]);
 
 /**

@@ -57,6 +57,14 @@ describe('reportError', () => {
     expect(JSON.parse(t.lines[0]!).error.retryable).toBe(true);
   });
 
+  it('a database a newer Sigil migrated: exit 2 (not 75: waiting never heals a downgrade; the server unit does not restart on 2)', () => {
+    const r = stderrOf(() =>
+      reportError(new SigilError('store_schema_newer', 'schema 9, this Sigil knows 8'), { json: true }),
+    );
+    expect(r.code).toBe(2);
+    expect(JSON.parse(r.lines[0]!).error.retryable).toBe(false);
+  });
+
   it('plain form unchanged: error[CODE]: message', () => {
     expect(stderrOf(() => reportError(new SigilError('not_joined', 'no identity'), { json: false })).lines).toEqual([
       'error[not_joined]: no identity',

@@ -143,7 +143,9 @@ describe('sqlite database file', () => {
       err = e;
     }
     expect(err).toBeInstanceOf(SigilError);
-    expect((err as SigilError).code).toBe('internal');
+    // Not retryable: waiting never heals a downgrade (the CLI exits 2; the server unit does not restart on 2).
+    expect((err as SigilError).code).toBe('store_schema_newer');
+    expect((err as SigilError).retryable).toBe(false);
     expect((err as SigilError).message).toMatch(
       new RegExp(`version ${latestVersion() + 1}, newer than this Sigil knows \\(${latestVersion()}\\)`),
     );

@@ -307,7 +307,7 @@ export async function migratePostgres(pool: Pool, migrations: readonly PgMigrati
 function checked(current: number, latest: number): number {
   if (current > latest) {
     throw new SigilError(
-      'internal',
+      'store_schema_newer',
       `the database schema is version ${current}, newer than this Sigil knows (${latest}); ` +
         'run the Sigil version that wrote it, or a newer one',
     );

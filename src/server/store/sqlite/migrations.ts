@@ -399,7 +399,7 @@ function checkedVersion(db: BetterSqlite3.Database, latest: number): number {
   const current = schemaVersion(db);
   if (current > latest) {
     throw new SigilError(
-      'internal',
+      'store_schema_newer',
       `the database schema is version ${current}, newer than this Sigil knows (${latest}); ` +
         'run the Sigil version that wrote it, or a newer one',
     );
