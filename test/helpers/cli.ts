@@ -45,14 +45,24 @@ export async function sigilJson<T = any>(args: string[], opts: { okCodes?: numbe
 
 /**
  * `sigil agent status <args> --format json`. It exits 1 exactly when the identity cannot be used
- * (`expired`, `not_joined`) and 0 otherwise; this checks that pairing on every call.
+ * (`expired`, `not_joined`, or renewals refused because the instance or bot is locked or its
+ * attestation was refused) and 0 otherwise; this checks that pairing on every call.
  */
 export async function agentStatusJson<T = any>(args: string[]): Promise<T> {
   const r = await sigil(['agent', 'status', ...args, '--format', 'json']);
   if (r.code !== 0 && r.code !== 1)
     throw new Error(`sigil agent status ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-  const s = JSON.parse(r.stdout) as T & { state: string };
-  const unusable = s.state === 'expired' || s.state === 'not_joined';
+  const s = JSON.parse(r.stdout) as T & {
+    state: string;
+    consecutive_failures: number;
+    last_error: string | null;
+    last_attestation_result: string | null;
+  };
+  const refused =
+    s.consecutive_failures > 0 &&
+    (/^(instance_locked|bot_locked|generation_mismatch):/.test(s.last_error ?? '') ||
+      s.last_attestation_result === 'refused');
+  const unusable = s.state === 'expired' || s.state === 'not_joined' || refused;
   if (r.code !== (unusable ? 1 : 0))
     throw new Error(`sigil agent status: state ${s.state} but exit ${r.code}: ${r.stderr}`);
   return s;
