@@ -51,7 +51,8 @@ echo "== 4. a one-time join token for bot gw"
 TOKEN=$(sigil ctl --data-dir "$WORK/issuer" token create --bot gw --ttl 15m --format json | json token)
 echo "   token: ${TOKEN:0:6}… (single use, 15 minutes)"
 
-cat >"$WORK/agent.yaml" <<YAML
+# agent.yaml holds the token inline: readable by the agent only (sigil doctor flags it otherwise).
+(umask 077; cat >"$WORK/agent.yaml") <<YAML
 issuer: $URL
 ca_pin: $PIN
 data_dir: $WORK/agent
