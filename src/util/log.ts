@@ -51,8 +51,6 @@ const LEVEL_VALUE: Readonly<Record<LogLevel, number>> = {
   fatal: 60,
   silent: Infinity,
 };
-const LEVEL_NAMES: readonly LevelName[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
-
 const SECRET_FIELDS: ReadonlySet<string> = new Set(['token', 'key', 'privateKey', 'authorization']);
 const REDACTED = '[redacted]';
 
@@ -162,15 +160,21 @@ function jsonLine(
   fields: object,
   msg: string | undefined,
 ): string {
-  let out = `{"level":${LEVEL_VALUE[level]},"time":${time},${head}`;
+  const members = fieldMembers(bindings, fields);
+  const text = msg !== undefined ? `,"msg":${JSON.stringify(msg)}` : '';
+  return `{"level":${LEVEL_VALUE[level]},"time":${time},${head}${members ? `,${members}` : ''}${text}}\n`;
+}
+
+/** The `"key":value` members of the bindings then the fields, comma-separated, secrets redacted. */
+function fieldMembers(bindings: Record<string, unknown>, fields: object): string {
+  const out: string[] = [];
   for (const src of [bindings, fields]) {
     for (const [k, v] of Object.entries(src)) {
       if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
-      out += `,${JSON.stringify(k)}:${SECRET_FIELDS.has(k) ? `"${REDACTED}"` : safeJson(v)}`;
+      out.push(`${JSON.stringify(k)}:${SECRET_FIELDS.has(k) ? `"${REDACTED}"` : safeJson(v)}`);
     }
   }
-  if (msg !== undefined) out += `,"msg":${JSON.stringify(msg)}`;
-  return `${out}}\n`;
+  return out.join(',');
 }
 
 const LEVEL_LABEL: Readonly<Record<LevelName, string>> = {
@@ -194,9 +198,8 @@ function prettyLine(
   const p = (n: number, w = 2): string => String(n).padStart(w, '0');
   const clock = `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
   const { name, ...rest } = bindings;
-  const extra = JSON.parse(jsonLine('"_":0', level, 0, rest, fields, undefined)) as Record<string, unknown>;
-  for (const k of ['level', 'time', '_']) delete extra[k];
-  const tail = Object.keys(extra).length ? ` ${JSON.stringify(extra)}` : '';
+  const members = fieldMembers(rest, fields);
+  const tail = members ? ` {${members}}` : '';
   return `${clock} ${LEVEL_LABEL[level]} (${String(name)}): ${msg ?? ''}${tail}\n`;
 }
 
@@ -260,5 +263,3 @@ function writeAll(fd: number, buf: Buffer): void {
     }
   }
 }
-
-export { LEVEL_NAMES };
