@@ -385,24 +385,18 @@ export class Agent {
    * with the spent one there is no point asking the issuer (and no issuer may be reachable).
    */
   private checkCanRejoin(expired: Identity): void {
-    if (this.spentCredential())
+    if (this.singleUseCredential() === 'spent')
       throw new SigilError('reattest_required', reattestHint(this.join.method.name, expired.bot, this.cfg.source));
   }
 
-  /** The configured join credential is single use and already used for a successful join. */
-  private spentCredential(): boolean {
+  /**
+   * The configured join credential of a method that cannot re-attest: `spent` by the last
+   * successful join, or `fresh` (a person put a new one in); undefined for other methods.
+   */
+  private singleUseCredential(): 'spent' | 'fresh' | undefined {
     const cred = this.join.singleUseCredential;
-    return (
-      !this.join.method.canReattest && cred !== undefined && this.state.getSetting(USED_CREDENTIAL_SETTING) === cred
-    );
-  }
-
-  /** The configured join credential is single use and not the one already used: a person put a new one in. */
-  private freshCredential(): boolean {
-    const cred = this.join.singleUseCredential;
-    return (
-      !this.join.method.canReattest && cred !== undefined && this.state.getSetting(USED_CREDENTIAL_SETTING) !== cred
-    );
+    if (this.join.method.canReattest || cred === undefined) return undefined;
+    return this.state.getSetting(USED_CREDENTIAL_SETTING) === cred ? 'spent' : 'fresh';
   }
 
   /**
@@ -574,7 +568,7 @@ export class Agent {
           'reattest_required',
           `${reattestHint(this.join.method.name, current.bot, this.cfg.source)} (issuer: ${e.code})`,
         );
-      } else if (e.retryable && this.spentCredential()) {
+      } else if (e.retryable && this.singleUseCredential() === 'spent') {
         // Say what a person must do now, not only that the issuer is away. A renewal sent before
         // the expiry stays queued and is still resent: its answer may be waiting at the issuer.
         e = new SigilError(
@@ -635,7 +629,7 @@ export class Agent {
       // What reattest_required asks a person to do — a new token in agent.yaml, then a restart —
       // is answered: the first attempt of this process uses it at once, not at the backoff the
       // spent one reached (up to 5 min). Once: its failure backs off like any other.
-      const answered = st.lastError?.startsWith('reattest_required') === true && this.freshCredential();
+      const answered = st.lastError?.startsWith('reattest_required') === true && this.singleUseCredential() === 'fresh';
       if (answered && !this.attempted && id !== undefined && id.notAfter <= now) return now;
       // Backing off, but an expiry changes what to do (re-join, or report reattest_required):
       // one attempt at the expiry itself — not only at the next backoff, which may be minutes

@@ -226,22 +226,34 @@ export async function nextStepHint(
 /** Codes with which the issuer refuses every renewal of a locked instance (server/ops/authenticate.ts). */
 const LOCKED = /^(instance_locked|bot_locked|generation_mismatch):/;
 
+type RefusalFacts = Pick<AgentStatusReport, 'consecutive_failures' | 'last_error' | 'last_attestation_result'>;
+
+/**
+ * Why the issuer refuses this agent's renewals while its certificate is still valid — `locked`
+ * (instance or bot) or `attestation` (boot state) — or undefined. Only while the refusals go on:
+ * a success since (failures back to 0) answered them. `agent status` exits 1 then, with a hint.
+ */
+export function renewalsRefused(s: RefusalFacts): 'locked' | 'attestation' | undefined {
+  if (s.consecutive_failures === 0) return undefined;
+  if (s.last_error && LOCKED.test(s.last_error)) return 'locked';
+  return s.last_attestation_result === 'refused' ? 'attestation' : undefined;
+}
+
 /**
  * A certificate still valid whose renewals the issuer refuses: `state` says ok until the expiry,
  * so say here what will happen and who can change it (a person, at the issuer).
  */
 function refusedHint(s: AgentStatusReport): string | undefined {
+  const refused = renewalsRefused(s);
+  if (!refused) return undefined;
   const who = s.instance_id ?? '<instance>';
   const until = s.not_after ? ` until ${s.not_after}` : '';
-  // Only while the refusals go on: a success since (failures back to 0) answered them.
-  if (s.consecutive_failures === 0) return undefined;
-  if (s.last_error && LOCKED.test(s.last_error)) {
-    const target = s.last_error.startsWith('bot_locked') ? (s.bot ?? '<bot>') : who;
-    return `the issuer has locked this ${s.last_error.startsWith('bot_locked') ? 'bot' : 'instance'} (${s.last_error.split('\n')[0]}): renewals are refused and the certificate is used${until}; at the issuer, find why with: sigil ctl instances show ${who}, then: sigil ctl unlock ${target}`;
+  if (refused === 'locked') {
+    const err = s.last_error ?? '';
+    const bot = err.startsWith('bot_locked');
+    return `the issuer has locked this ${bot ? 'bot' : 'instance'} (${err.split('\n')[0]}): renewals are refused and the certificate is used${until}; at the issuer, find why with: sigil ctl instances show ${who}, then: sigil ctl unlock ${bot ? (s.bot ?? '<bot>') : who}`;
   }
-  if (s.last_attestation_result === 'refused')
-    return `the issuer refused the last attestation (${s.last_attestation_check ?? 'a check'} failed): renewals are refused until the boot state matches the join rule's firmware profiles again; see: sigil ctl instances show ${who}`;
-  return undefined;
+  return `the issuer refused the last attestation (${s.last_attestation_check ?? 'a check'} failed): renewals are refused until the boot state matches the join rule's firmware profiles again; see: sigil ctl instances show ${who}`;
 }
 
 /** The configured single-use credential is set and is not the one the last join spent (a malformed token is not fresh). */

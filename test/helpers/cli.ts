@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { renewalsRefused, type AgentStatusReport } from '../../src/agent/status.js';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 export const SIGIL = join(ROOT, 'bin', 'sigil.js');
@@ -52,17 +53,8 @@ export async function agentStatusJson<T = any>(args: string[]): Promise<T> {
   const r = await sigil(['agent', 'status', ...args, '--format', 'json']);
   if (r.code !== 0 && r.code !== 1)
     throw new Error(`sigil agent status ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
-  const s = JSON.parse(r.stdout) as T & {
-    state: string;
-    consecutive_failures: number;
-    last_error: string | null;
-    last_attestation_result: string | null;
-  };
-  const refused =
-    s.consecutive_failures > 0 &&
-    (/^(instance_locked|bot_locked|generation_mismatch):/.test(s.last_error ?? '') ||
-      s.last_attestation_result === 'refused');
-  const unusable = s.state === 'expired' || s.state === 'not_joined' || refused;
+  const s = JSON.parse(r.stdout) as T & AgentStatusReport;
+  const unusable = s.state === 'expired' || s.state === 'not_joined' || renewalsRefused(s) !== undefined;
   if (r.code !== (unusable ? 1 : 0))
     throw new Error(`sigil agent status: state ${s.state} but exit ${r.code}: ${r.stderr}`);
   return s;
