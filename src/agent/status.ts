@@ -216,7 +216,9 @@ export async function nextStepHint(
         known.state.getSetting(USED_CREDENTIAL_SETTING),
       ))
     ) {
-      return `the identity expired; the config holds a join token not used yet: a running agent joins with it ${when}, or run now: ${runOnce}`;
+      // A running daemon read its config at start: it does not know this token until restarted,
+      // and then joins with it at once (Agent.identityWake), whatever its backoff.
+      return `the identity expired; the config holds a join token not used yet: restart the agent daemon (it joins with the token at once), or with no daemon running, run now: ${runOnce}`;
     }
     return reattestHint('token', s.bot ?? '<bot>', cfgPath);
   }
