@@ -13,7 +13,6 @@
  */
 import { constants, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import { SigilError, type ErrorCode } from '../errors.js';
-import { PublicKeyCache } from '../pki/key-cache.js';
 import { TPM_ALG, TPMA_OBJECT } from '../tpm/constants.js';
 import { nodeHashName } from '../tpm/crypto/hash.js';
 import { eccSignatureToP1363 } from '../tpm/crypto/signature.js';
@@ -61,30 +60,47 @@ function akKeyObject(ak: Tpm2bPublic): KeyObject {
 
 /** An AK's public area, checked by {@link checkAk}, and its public key. */
 export interface CheckedAk {
-  public: Tpm2bPublic;
-  key: KeyObject;
+  readonly public: Tpm2bPublic;
+  readonly key: KeyObject;
 }
 
 /**
  * The AKs instances joined with, as the issuer reads them at every renewal and attestation (fact
- * `ak_public`, TPM2B_PUBLIC base64): parsed and checked each time, their public key imported once
- * per distinct text (the import — OpenSSL's JWK decoder — cost more than the signature check it
- * serves, bench/tpm-renew.ts). Keyed by the exact text, so a key is only ever used with the
- * public area it was imported from; every signature is still verified with it. One per issuer
- * (the tpm join method's), bounded like the issuer's SPKI cache it reuses (pki/key-cache.ts).
+ * `ak_public`, TPM2B_PUBLIC base64): parsed, checked ({@link checkAk}'s attribute rules) and
+ * imported once per distinct text, then kept (the import — OpenSSL's JWK decoder — cost more than
+ * the signature check it serves; the parse and the attribute check were another ~10 µs of a
+ * renewal with a quote, bench/tpm-renew.ts).
+ *
+ * Why this cannot weaken a check: an entry is keyed by the exact text and holds what parsing and
+ * checking that text gives, which depends on nothing else (the attribute rules are constants);
+ * a text that fails to parse or is refused is never kept, so it is refused at every use; every
+ * signature is still verified with the key. The entries are frozen and shared: callers only read
+ * them. One per issuer (the tpm join method's), bounded (least recently used entries go first).
  */
 export class AkKeys {
-  readonly #keys: PublicKeyCache;
+  readonly #max: number;
+  /** Checked AKs by exact text, least recently used first. */
+  readonly #checked = new Map<string, CheckedAk>();
 
   constructor(maxEntries = 20_000) {
-    this.#keys = new PublicKeyCache(maxEntries);
+    if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new RangeError('maxEntries must be a positive integer');
+    this.#max = maxEntries;
   }
 
   /** `text`: the recorded TPM2B_PUBLIC, base64 (`what`, `code`: how a parse failure is reported). */
   checked(text: string, what: string, code: ErrorCode): CheckedAk {
+    const kept = this.#checked.get(text);
+    if (kept !== undefined) {
+      this.#checked.delete(text);
+      this.#checked.set(text, kept);
+      return kept;
+    }
     const pub = parsePublic(text, what, code);
     checkAkAttributes(pub);
-    return { public: pub, key: this.#keys.keyFor(`tpm-ak:${text}`, () => akKeyObject(pub)) };
+    const ak: CheckedAk = Object.freeze({ public: pub, key: akKeyObject(pub) });
+    this.#checked.set(text, ak);
+    if (this.#checked.size > this.#max) this.#checked.delete(this.#checked.keys().next().value!);
+    return ak;
   }
 }
 

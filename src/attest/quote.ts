@@ -34,14 +34,28 @@ export function bankOf(alg: number): PcrBank | undefined {
   return isPcrBank(name) ? name : undefined;
 }
 
+/** A selection as comparable text: empty banks dropped, PCRs sorted and unique, banks sorted. */
+export function selectionKey(s: ReadonlyArray<{ bank: string; pcrs: readonly number[] }>): string {
+  return s
+    .filter((b) => b.pcrs.length > 0)
+    .map((b) => `${b.bank}:${[...new Set(b.pcrs)].sort((x, y) => x - y).join(',')}`)
+    .sort()
+    .join(' ');
+}
+
+/**
+ * Whether two selections name the same PCRs. Two lists with the same entries in the same order
+ * name the same PCRs whatever their form, and that is the usual case (the TPM's bitmaps come
+ * out ascending, as selectionFor writes them), so only other pairs are compared as text.
+ */
 function sameSelection(got: PcrSelection, want: PcrSelection): boolean {
-  const norm = (s: PcrSelection): string =>
-    s
-      .filter((b) => b.pcrs.length > 0)
-      .map((b) => `${b.bank}:${[...new Set(b.pcrs)].sort((x, y) => x - y).join(',')}`)
-      .sort()
-      .join(' ');
-  return norm(got) === norm(want);
+  const identical =
+    got.length === want.length &&
+    got.every((g, i) => {
+      const w = want[i]!;
+      return g.bank === w.bank && g.pcrs.length === w.pcrs.length && g.pcrs.every((p, j) => p === w.pcrs[j]);
+    });
+  return identical || selectionKey(got) === selectionKey(want);
 }
 
 export function selectionText(s: PcrSelection): string {

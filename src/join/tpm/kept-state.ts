@@ -14,9 +14,20 @@
  */
 import { marshal, tpm2bPublic, unmarshal } from '../../tpm/index.js';
 import { tpm2bPrivate } from '../../tpm/structures/basic.js';
-import type { KeyBlob } from '../../tpm/tpm.js';
+import type { KeyBlob, PcrValue } from '../../tpm/tpm.js';
 import type { AgentSettings } from '../registry.js';
 import { tpmAttestationStateSchema, type TpmAttestationState } from './reattest-wire.js';
+import type { PcrSelectionWire } from './wire.js';
+
+export type TpmCounters = NonNullable<TpmAttestationState['sent']>;
+
+/** The same reset and restart counters (undefined: none recorded, equal only to none). */
+export function sameCounters(a: TpmCounters | undefined, b: TpmCounters | undefined): boolean {
+  return (
+    a === b ||
+    (a !== undefined && b !== undefined && a.reset_count === b.reset_count && a.restart_count === b.restart_count)
+  );
+}
 
 export const TPM_AK_SETTING = 'tpm.ak';
 export const TPM_ATTESTATION_SETTING = 'tpm.attestation';
@@ -52,6 +63,19 @@ export function parseAttestationText(s: string | undefined): TpmAttestationState
 export class KeptTpmState {
   #ak: { text: string; blob: KeyBlob } | undefined;
   #attestation: { text: string; state: TpmAttestationState | undefined } | undefined;
+  /** The PCR values of the last quote made, for exactly this selection (memory only; fresh-evidence.ts). */
+  #pcrValues: { selection: string; values: readonly PcrValue[] } | undefined;
+
+  /** The PCR values the last quote over `selection` covered, or undefined (none yet, another selection). */
+  lastPcrValues(selection: PcrSelectionWire): readonly PcrValue[] | undefined {
+    const kept = this.#pcrValues;
+    return kept !== undefined && kept.selection === JSON.stringify(selection) ? kept.values : undefined;
+  }
+
+  /** Keep the values a quote over `selection` covered (their digest was checked against it). */
+  keepPcrValues(selection: PcrSelectionWire, values: readonly PcrValue[]): void {
+    this.#pcrValues = { selection: JSON.stringify(selection), values };
+  }
 
   /** The AK kept from the last join, or undefined. */
   ak(settings: AgentSettings): KeyBlob | undefined {
@@ -66,6 +90,23 @@ export class KeptTpmState {
     const text = settings.getSetting(TPM_ATTESTATION_SETTING) ?? '';
     if (this.#attestation?.text !== text) this.#attestation = { text, state: parseAttestationText(text) };
     return this.#attestation.state;
+  }
+
+  /**
+   * The counters of the quote just made become the state's `sent`, unless the stored state has
+   * them already — the steady state, no reboot since the last renewal — which the memo tells
+   * without serializing anything: `st` is the state the setting's current text parsed to.
+   */
+  markSent(settings: AgentSettings, st: TpmAttestationState, sent: TpmCounters): void {
+    const memo = this.#attestation;
+    if (
+      memo !== undefined &&
+      memo.state === st &&
+      sameCounters(st.sent, sent) &&
+      (settings.getSetting(TPM_ATTESTATION_SETTING) ?? '') === memo.text
+    )
+      return;
+    this.saveAttestation(settings, { ...st, sent });
   }
 
   /** Store the state (undefined: none), unless the setting already holds exactly that. */

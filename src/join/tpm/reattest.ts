@@ -32,7 +32,6 @@ import { readEventLog, verifyEventLog, type VerifiedEventLog } from '../../attes
 import {
   BootRefusal,
   judgeBoot,
-  selectionFor,
   type FirmwareProfile,
   type FirmwareProfiles,
   type ProfileMatch,
@@ -40,6 +39,7 @@ import {
 import {
   bankOf,
   checkPcrDigest,
+  selectionKey,
   selectionText,
   verifyQuote,
   type PcrSelection,
@@ -48,13 +48,12 @@ import {
 } from '../../attest/quote.js';
 import { parseSignedAttest } from '../../attest/structures.js';
 import { SigilError } from '../../errors.js';
-import { parseWith } from '../../protocol/messages.js';
 import { TPM_ST } from '../../tpm/constants.js';
 import { describeSelection } from '../../tpm/structures/pcr.js';
 import type { JoinRenewPort, JoinRule } from '../port.js';
 import type { AttestationPolicy, PcrDiffEntry, ReattestInput, ReattestObserved, ReattestVerdict } from '../types.js';
 import { pcrFacts, reportedPcrs } from './pcrs.js';
-import { tpmReattestSchema } from './reattest-wire.js';
+import { readReattest } from './reattest-wire.js';
 import type { TpmRule } from './rule.js';
 import { MAX_EVENT_LOG_BYTES } from './wire.js';
 
@@ -99,13 +98,17 @@ export async function tpmReattest(
   firmware: FirmwareProfiles,
   aks: AkKeys = new AkKeys(1),
 ): Promise<ReattestVerdict> {
-  const ev = parseWith(tpmReattestSchema, input.evidence, 'tpm_evidence_malformed', 'attestation');
+  const ev = readReattest(input.evidence);
   const facts = input.instanceFacts;
   const rule = (input.policy?.detail as JoinRule<TpmRule> | undefined) ?? (await ruleOf(facts, port));
   if (!rule?.config.firmware_profiles)
     throw new SigilError('internal', 'reattest called for an instance whose rule names no firmware profile');
-  const profiles = firmware.resolve(rule.config.firmware_profiles, rule.name);
-  const selection = selectionFor(profiles);
+  // The profiles and their selection, derived once per rule and profile directory (profiles.ts).
+  const {
+    profiles,
+    selection,
+    selectionKey: ruleSelectionKey,
+  } = firmware.resolved(rule.config.firmware_profiles, rule.name);
   if (typeof facts.ak_public !== 'string')
     throw new SigilError('internal', 'a tpm instance without the ak_public fact cannot attest');
   const ak = aks.checked(facts.ak_public, 'the instance attestation key', 'internal');
@@ -131,7 +134,7 @@ export async function tpmReattest(
   } catch (e) {
     return fail(e);
   }
-  if (selectionKey(quotedSelection) !== selectionKey(selection))
+  if (selectionKey(quotedSelection) !== ruleSelectionKey)
     throw new SigilError(
       'pcr_selection_changed',
       `the quote covers ${selectionText(quotedSelection)}, but join_rule ${rule.name}'s firmware profiles now select ${selectionText(selection)}: the agent must join again to learn the new selection`,
@@ -198,15 +201,6 @@ export async function tpmReattest(
       tpm_restart_count: q.clockInfo.restartCount,
     },
   };
-}
-
-/** A selection as comparable text: banks sorted, PCRs sorted and unique, empty banks dropped. */
-function selectionKey(s: ReadonlyArray<{ bank: string; pcrs: readonly number[] }>): string {
-  return s
-    .filter((b) => b.pcrs.length > 0)
-    .map((b) => `${b.bank}:${[...new Set(b.pcrs)].sort((x, y) => x - y).join(',')}`)
-    .sort()
-    .join(' ');
 }
 
 /**

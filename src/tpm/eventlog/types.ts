@@ -26,8 +26,13 @@ export type PcrBank = (typeof PCR_BANKS)[number];
 export type UnknownAlgKey = `0x${string}`;
 export type DigestAlgKey = HashAlgName | UnknownAlgKey;
 
+/** HASH_ALGS as [id, name] pairs, built once: looked up per quoted bank and per PCR digest check. */
+const HASH_ALG_IDS: ReadonlyArray<readonly [number, HashAlgName]> = Object.freeze(
+  (Object.keys(HASH_ALGS) as HashAlgName[]).map((name) => [HASH_ALGS[name].id, name] as const),
+);
+
 export function hashAlgById(id: number): HashAlgName | undefined {
-  for (const [name, alg] of Object.entries(HASH_ALGS)) if (alg.id === id) return name as HashAlgName;
+  for (const [algId, name] of HASH_ALG_IDS) if (algId === id) return name;
   return undefined;
 }
 

@@ -1,7 +1,8 @@
 /**
  * attest/ak.ts AkKeys: the issuer's memo of instances' AKs (renewal key proofs and quotes). The
- * import is kept per exact text; the parse and the attribute checks are made at every use, and a
- * quote is verified with the key at every use.
+ * parsed, checked and imported AK is kept per exact text; a text that fails the parse or the
+ * attribute checks is never kept (refused at every use), and a quote is verified with the key at
+ * every use.
  */
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';

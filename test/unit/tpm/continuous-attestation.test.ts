@@ -217,11 +217,13 @@ describe('renewal with a fresh quote (refuse policy)', () => {
     expect(row.details).toMatchObject({ attestation: { ok: true, via: 'renew' } });
   });
 
-  it('the agent makes the key proof and the quote on one TPM connection: the quote adds only PCR_Read and Quote', async () => {
+  it('the agent makes the key proof and the quote on one TPM connection: the quote adds only PCR_Read and Quote, then Quote alone', async () => {
     await setTpmRules(h, rule());
     const m = await joinMachine();
     const both = await tpmTraffic(() => renew(m, { oneConnection: true }));
     expect(both.result.res.status, both.result.res.text).toBe(200);
+    // The agent's first quote reads the PCRs (join/tpm/fresh-evidence.ts quoteKept).
+    expect(both.commands.filter((c) => c === TPM_CC.PCR_Read)).toHaveLength(1);
     expect(await facts(m)).toMatchObject({ attestation: { ok: true, via: 'renew', rebooted: false } });
     // The same renewal's TPM work without a quote (the new key's certification), each on a fresh key.
     const fresh = (): Promise<TpmSigner> => TpmSigner.create(m.joined.identity.access);
@@ -238,7 +240,32 @@ describe('renewal with a fresh quote (refuse policy)', () => {
     expect(both.connects).toBe(apart.connects - 1);
     const added = [...withQuote.commands];
     for (const c of alone.commands) added.splice(added.indexOf(c), 1);
-    expect(added.sort()).toEqual([TPM_CC.Quote, TPM_CC.PCR_Read].sort());
+    // Later quotes take the values of the one before when the TPM's digest is theirs: Quote alone.
+    expect(added).toEqual([TPM_CC.Quote]);
+  });
+
+  it('a PCR extended since the agent’s last quote: the kept values fail the quote’s digest, the values read after it serve (no second Quote)', async () => {
+    await setTpmRules(h, rule());
+    const m = await joinMachine();
+    expect((await renew(m, { oneConnection: true })).res.status).toBe(200);
+    await extend16();
+    try {
+      const k = await TpmSigner.create(m.joined.identity.access);
+      const made = await tpmTraffic(() =>
+        tpmRenewalProofs(m.joined.agent, m.settings, k, 'req', renewalBinding('req', k.publicKeySpki())),
+      );
+      const quoting = made.commands.filter((c) => c === TPM_CC.Quote || c === TPM_CC.PCR_Read);
+      expect(quoting).toEqual([TPM_CC.Quote, TPM_CC.PCR_Read]);
+      const ev = made.result.evidence as Evidence;
+      const pcr16 = ev.pcr_values.find((v: { pcr: number }) => v.pcr === 16);
+      expect(pcr16.digest).not.toBe(ZERO);
+      // What the issuer judges: the extended value, with its diff (not pcr_digest_mismatch).
+      const { res } = await renew(m, { oneConnection: true });
+      expectRefusal(res, 403, 'pcr_mismatch');
+    } finally {
+      await reset16();
+    }
+    expect((await renew(m, { oneConnection: true })).res.status).toBe(200);
   });
 
   it('an extended PCR refuses the renewal with the PCR diff, lists the certificate on the CRL; restoring it renews again', async () => {
