@@ -23,7 +23,7 @@
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
-import { createRequire } from 'node:module';
+import { builtinModules, createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
 
@@ -80,6 +80,89 @@ const zodEnglishOnly = {
     }));
   },
 };
+
+/**
+ * zod/mini (src/util/zod-mini.ts: the schemas a token agent validates) with a core of its own.
+ * esbuild splits by module: zod's core modules are shared by classic zod (the issuer's schemas)
+ * and zod/mini, so the chunk the agent loads held every part of core that classic uses — 160 KB
+ * of source, ~2,600 closures, ~1.2 MB of the daemon's heap (heap snapshot of the idle daemon,
+ * issue #19). Here zod/mini and everything it imports are loaded under a namespace of their own,
+ * a second module graph that esbuild tree-shakes to what zod/mini's users call (~40 KB). The two
+ * copies share zod's global configuration (globalThis.__zod_globalConfig: the English messages)
+ * and recognise each other's schemas (zod checks instances by trait name, and runs a nested
+ * schema through its `_zod` interface), so classic schemas that embed mini ones (and the other way
+ * round) behave as with one copy; the tests (tsx, dist/: one copy) and the bundle agree.
+ */
+const ZOD_MINI_ENTRY = /^zod\/(mini|v4\/locales\/en\.js)$/;
+const zodMiniOwnCore = {
+  name: 'zod-mini-own-core',
+  setup(build) {
+    build.onResolve({ filter: ZOD_MINI_ENTRY }, async (a) => {
+      if (a.namespace === 'zod-mini' || a.pluginData?.real) return undefined;
+      const real = await build.resolve(a.path, { kind: a.kind, resolveDir: a.resolveDir, pluginData: { real: true } });
+      if (real.errors.length > 0) return { errors: real.errors };
+      return { path: real.path, namespace: 'zod-mini', sideEffects: false };
+    });
+    // Inside the copy every import is relative (zod's own files).
+    build.onResolve({ filter: /.*/, namespace: 'zod-mini' }, (a) => {
+      if (!a.path.startsWith('.')) return { errors: [{ text: `zod-mini-own-core: unexpected import ${a.path}` }] };
+      return { path: resolve(a.resolveDir, a.path), namespace: 'zod-mini', sideEffects: false };
+    });
+    build.onLoad({ filter: /.*/, namespace: 'zod-mini' }, (a) => ({
+      contents: ZOD_LOCALES.test(a.path) ? 'export { default as en } from "./en.js";\n' : readFileSync(a.path, 'utf8'),
+      loader: 'js',
+      resolveDir: dirname(a.path),
+    }));
+  },
+};
+
+/**
+ * Node's built-in modules without their expensive lazy exports. An ES module import of a built-in
+ * makes Node build its ES module facade, which reads every export once, lazy getters included:
+ * `node:tls` materialises `rootCertificates` (149 PEM strings, ~220 KB kept for the life of the
+ * process) and `node:crypto` loads WebCrypto. Measured with node, https, tls, crypto and fs
+ * imported in an idle process under the unit flags: +1.1 MB RSS over the same modules required
+ * (issue #19). Each static import of a built-in goes instead through a small ES module that
+ * requires it (the banner's `require`) and exports its properties by name — all but the getters
+ * listed here, which code reads from the module object (`tls.rootCertificates`) when it needs
+ * them; importing one by name fails the build. (A CommonJS shim measured worse: esbuild's interop
+ * copies every export as a getter closure into each importing chunk.)
+ */
+const LAZY_BUILTIN_EXPORTS = {
+  tls: ['rootCertificates'],
+  crypto: ['webcrypto', 'subtle', 'getRandomValues', 'fips', 'prng', 'rng', 'pseudoRandomBytes'],
+};
+const builtinsWithoutFacade = {
+  name: 'builtins-without-facade',
+  setup(build) {
+    const builtins = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
+    const req = createRequire(import.meta.url);
+    build.onResolve({ filter: /^[a-z_]/ }, (a) => {
+      if (a.kind !== 'import-statement' || !builtins.has(a.path)) return undefined;
+      return { path: a.path.replace(/^node:/, ''), namespace: 'builtin-esm' };
+    });
+    build.onLoad({ filter: /.*/, namespace: 'builtin-esm' }, (a) => {
+      const lazy = new Set(LAZY_BUILTIN_EXPORTS[a.path] ?? []);
+      const names = Object.keys(Object.getOwnPropertyDescriptors(req(`node:${a.path}`))).filter(
+        (k) => /^[A-Za-z_$][\w$]*$/.test(k) && k !== 'default' && !lazy.has(k) && isBindingName(k),
+      );
+      return {
+        contents:
+          `const m = require(${JSON.stringify(`node:${a.path}`)});\nexport default m;\n` +
+          (names.length ? `export const { ${names.join(', ')} } = m;\n` : ''),
+        loader: 'js',
+      };
+    });
+  },
+};
+function isBindingName(k) {
+  try {
+    new Function(`let ${k};`);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * CommonJS packages that dist/ imports with a dynamic `import()` and then uses by named export
@@ -154,7 +237,7 @@ const result = await esbuild.build({
   banner: {
     js: "import { createRequire as __sigilCreateRequire } from 'node:module'; const require = __sigilCreateRequire(import.meta.url);",
   },
-  plugins: [dataPaths, zodEnglishOnly, cjsNamedExports],
+  plugins: [dataPaths, zodEnglishOnly, zodMiniOwnCore, builtinsWithoutFacade, cjsNamedExports],
   alias: { yaml: YAML_ESM },
 });
 
@@ -183,7 +266,7 @@ await esbuild.build({
   logLevel: 'warning',
   define: { 'import.meta.url': '__sigilModuleUrl' },
   banner: { js: "const __sigilModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
-  plugins: [dataPaths, zodEnglishOnly, cjsNamedExports],
+  plugins: [dataPaths, zodEnglishOnly, zodMiniOwnCore, cjsNamedExports],
   alias: { yaml: YAML_ESM },
 });
 for (const d of dataDirs) cpSync(join(ROOT, d), join(OUT, d), { recursive: true });
@@ -199,6 +282,37 @@ for (const name of CJS_NAMED_IMPORTS) {
   );
   if (lost.length > 0)
     throw new Error(`${chunk} (${name}) does not export ${lost.join(', ')}: named imports would be undefined`);
+}
+
+// The checks for zodMiniOwnCore and builtinsWithoutFacade: what the chunk of the agent's config
+// loader loads (its static imports, transitively) holds no classic zod, and no chunk imports a
+// built-in as an ES module (each would undo the memory the plugins exist for).
+{
+  const outs = result.metafile.outputs;
+  const holder = Object.keys(outs).find((o) => 'dist/agent/config.js' in outs[o].inputs);
+  if (!holder) throw new Error('no chunk holds dist/agent/config.js');
+  const seen = new Set();
+  const walk = (o) => {
+    if (seen.has(o)) return;
+    seen.add(o);
+    for (const i of outs[o].imports) if (i.kind === 'import-statement' && !i.external) walk(i.path);
+  };
+  walk(holder);
+  // zod's files outside the zod-mini namespace are the copy classic zod uses.
+  const shared = [...seen].filter((o) => Object.keys(outs[o].inputs).some((i) => i.startsWith('node_modules/zod/')));
+  if (shared.length > 0) throw new Error(`the agent's config chunk loads classic zod's core (${shared.join(', ')})`);
+  const facades = Object.entries(outs).flatMap(([o, v]) =>
+    v.imports
+      .filter(
+        (i) =>
+          i.external &&
+          i.kind === 'import-statement' &&
+          builtinModules.includes(i.path.replace(/^node:/, '')) &&
+          i.path !== 'node:module',
+      )
+      .map((i) => `${o}: ${i.path}`),
+  );
+  if (facades.length > 0) throw new Error(`built-ins imported as ES modules: ${facades.slice(0, 5).join(', ')}`);
 }
 
 // node_modules/ beside the chunks: what Node's resolution from dist-bundle/*.mjs finds first.

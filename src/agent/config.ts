@@ -5,7 +5,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
 import { SigilError } from '../errors.js';
 import { AGENT_JOIN_METHODS } from '../join/agent-methods.js';
 import { parseWith } from '../protocol/messages.js';
@@ -17,6 +16,7 @@ import {
   spreadForFleet,
 } from '../transport/mqtt/pacing.js';
 import { yamlErrorText } from '../util/yaml-error.js';
+import * as z from '../util/zod-mini.js';
 import {
   credentialOutputVariants,
   durationSchema,
@@ -54,26 +54,29 @@ const MQTT_URL_RE = /^mqtts?:\/\/[^/]+\/?$/;
  * methods' and the outputs' schemas; issue #19, docs/performance.md "Agent footprint").
  */
 function agentConfigFileSchema() {
-  const duration = durationSchema();
+  const duration = z.optional(durationSchema());
+  const nonEmpty = z.string().check(z.minLength(1));
+  const optionalString = z.optional(z.string());
   const tokenJoin = z.strictObject({
     method: z.literal('token'),
-    token: z.string().optional(),
+    token: optionalString,
     /** Safer than inline: a file only root can read. */
-    token_file: z.string().optional(),
+    token_file: optionalString,
   });
   /**
    * Every method but token: `join: { method: M, M: { …method settings… } }`. The block is
    * validated by the method's own schema when the agent builds it (agent/join-method.ts).
    */
-  const evidenceJoin = z
-    .object({ method: z.enum(JOIN_METHOD_NAMES.filter((m) => m !== 'token') as [string, ...string[]]) })
-    .catchall(z.unknown());
+  const evidenceJoin = z.catchall(
+    z.object({ method: z.enum(JOIN_METHOD_NAMES.filter((m) => m !== 'token') as [string, ...string[]]) }),
+    z.unknown(),
+  );
   const outputSchema = z.strictObject({
     type: z.literal('identity'),
-    path: z.string().min(1),
+    path: nonEmpty,
     /** Numeric owner/group for the written files (the workload's user). */
-    uid: z.number().int().nonnegative().optional(),
-    gid: z.number().int().nonnegative().optional(),
+    uid: z.optional(z.int().check(z.nonnegative())),
+    gid: z.optional(z.int().check(z.nonnegative())),
   });
   /**
    * Where `key_storage: pkcs11` creates identity keys (docs/pkcs11.md). The names follow the x509
@@ -81,29 +84,33 @@ function agentConfigFileSchema() {
    * from a file or an environment variable, never written here.
    */
   const pkcs11KeySchema = z.strictObject({
-    module: z.string().min(1).max(4096).regex(/^\//, 'must be an absolute path, e.g. /usr/lib/softhsm/libsofthsm2.so'),
+    module: z
+      .string()
+      .check(
+        z.minLength(1),
+        z.maxLength(4096),
+        z.regex(/^\//, 'must be an absolute path, e.g. /usr/lib/softhsm/libsofthsm2.so'),
+      ),
     /** CK_TOKEN_INFO.label is 32 bytes, blank padded. */
-    token: z.string().min(1).max(32),
-    pin_file: z.string().min(1).max(4096).optional(),
-    pin_env: z
-      .string()
-      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'is the NAME of an environment variable')
-      .optional(),
+    token: z.string().check(z.minLength(1), z.maxLength(32)),
+    pin_file: z.optional(z.string().check(z.minLength(1), z.maxLength(4096))),
+    pin_env: z.optional(
+      z.string().check(z.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'is the NAME of an environment variable')),
+    ),
     /** Keys are labelled `<prefix>-<12 hex digits>`, a new label for every key. */
-    key_label_prefix: z
-      .string()
-      .regex(/^[A-Za-z0-9._-]{1,32}$/, 'up to 32 letters, digits, dots, dashes or underscores')
-      .optional(),
+    key_label_prefix: z.optional(
+      z.string().check(z.regex(/^[A-Za-z0-9._-]{1,32}$/, 'up to 32 letters, digits, dots, dashes or underscores')),
+    ),
   });
   /** Before the first join (and after an expiry), how the agent authenticates to the broker. */
   const mqttBootstrap = z.union([
     z.strictObject({
       /** A separate listener for password logins (mosquitto needs one: require_certificate is per listener). */
-      url: z.string().optional(),
-      username: z.string().min(1).max(256),
-      password_file: z.string().min(1),
+      url: optionalString,
+      username: z.string().check(z.minLength(1), z.maxLength(256)),
+      password_file: nonEmpty,
     }),
-    z.strictObject({ url: z.string().optional(), cert: z.string().min(1), key: z.string().min(1) }),
+    z.strictObject({ url: optionalString, cert: nonEmpty, key: nonEmpty }),
   ]);
   /**
    * `reconnect: { spread: 30s }` — after losing the broker, wait uniform [0, spread) before
@@ -111,78 +118,82 @@ function agentConfigFileSchema() {
    * many agents back at `rate` connects per second (transport/mqtt/pacing.ts).
    */
   const mqttReconnect = z.union([
-    z.strictObject({ spread: duration }),
+    z.strictObject({ spread: durationSchema() }),
     z.strictObject({
-      fleet_size: z.number().int().min(1).max(10_000_000),
-      rate: z.number().int().min(1).max(1_000_000).optional(),
+      fleet_size: z.int().check(z.minimum(1), z.maximum(10_000_000)),
+      rate: z.optional(z.int().check(z.minimum(1), z.maximum(1_000_000))),
     }),
   ]);
   const transportSchema = z.discriminatedUnion('type', [
-    z.strictObject({ type: z.literal('https'), url: z.string().url(), timeout: duration.optional() }),
+    z.strictObject({ type: z.literal('https'), url: z.url(), timeout: duration }),
     z.strictObject({
       type: z.literal('mqtt'),
-      url: z.string().regex(MQTT_URL_RE, 'must be mqtt://HOST:PORT or mqtts://HOST:PORT'),
+      url: z.string().check(z.regex(MQTT_URL_RE, 'must be mqtt://HOST:PORT or mqtts://HOST:PORT')),
       /** CA for the broker's TLS certificate; default: the pinned Sigil root. */
-      ca_file: z.string().min(1).optional(),
-      bootstrap: mqttBootstrap.optional(),
-      timeout: duration.optional(),
+      ca_file: z.optional(nonEmpty),
+      bootstrap: z.optional(mqttBootstrap),
+      timeout: duration,
       /** How long the broker keeps the agent's session (and queued answers) while it is away. */
-      session_expiry: duration.optional(),
+      session_expiry: duration,
       /** One connection attempt (TCP, TLS, CONNACK, SUBACK); default 5s, 1s–60s, at most `timeout`. */
-      connect_timeout: duration.optional(),
+      connect_timeout: duration,
       /** Pacing after the broker was lost (docs/mqtt.md, "Reconnect storms"): a spread, or the fleet it is for. */
-      reconnect: mqttReconnect.optional(),
+      reconnect: z.optional(mqttReconnect),
     }),
   ]);
   return z.strictObject({
     /** Shorthand for `transports: [{ type: https, url: … }]`. */
-    issuer: z.string().url().optional(),
+    issuer: z.optional(z.url()),
     /** In order of preference; a retryable failure on one tries the next. */
-    transports: z.array(transportSchema).min(1).max(8).optional(),
+    transports: z.optional(z.array(transportSchema).check(z.minLength(1), z.maxLength(8))),
     ca_pin: z
       .string()
-      .regex(
-        /^sha256:[0-9a-f]{64}$/,
-        'ca_pin must be sha256:<64 lowercase hex digits> as printed by `sigil server init`',
+      .check(
+        z.regex(
+          /^sha256:[0-9a-f]{64}$/,
+          'ca_pin must be sha256:<64 lowercase hex digits> as printed by `sigil server init`',
+        ),
       ),
-    data_dir: z.string().min(1),
-    ttl: duration.optional(),
+    data_dir: nonEmpty,
+    ttl: duration,
     /** Fraction of the lifetime after which to renew (±10% jitter is added). */
-    renew_fraction: z.number().gt(0.1).lt(0.95).optional(),
+    renew_fraction: z.optional(z.number().check(z.gt(0.1), z.lt(0.95))),
     /**
      * Prove the boot state to the issuer this often, independent of renewal (the `attest`
      * operation, ±10% jitter; docs/attest-interval.md). Absent: off. At least ATTEST_EVERY_MIN_S.
      */
-    attest_every: duration.optional(),
+    attest_every: duration,
     join: z.union([tokenJoin, evidenceJoin]),
     /**
      * software (default); tpm: the identity key is created in the TPM of the tpm join; pkcs11: on
      * the token of the `pkcs11` block.
      */
-    key_storage: z.enum(['software', 'tpm', 'pkcs11']).optional(),
-    pkcs11: pkcs11KeySchema.optional(),
+    key_storage: z.optional(z.enum(['software', 'tpm', 'pkcs11'])),
+    pkcs11: z.optional(pkcs11KeySchema),
     /** `identity`, and the credential outputs of outputs/config.ts (docs/credentials.md). */
-    outputs: z
-      .array(z.discriminatedUnion('type', [outputSchema, ...credentialOutputVariants()]))
-      .max(32)
-      .default([]),
-    metrics: z
-      .strictObject({
+    outputs: z._default(
+      z.array(z.discriminatedUnion('type', [outputSchema, ...credentialOutputVariants()])).check(z.maxLength(32)),
+      [],
+    ),
+    metrics: z.optional(
+      z.strictObject({
         /** host:port for a local Prometheus endpoint (loopback recommended). */
-        listen: z.string().optional(),
+        listen: optionalString,
         /** node_exporter textfile collector path. */
-        textfile: z.string().optional(),
-      })
-      .optional(),
-    log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent']).optional(),
+        textfile: optionalString,
+      }),
+    ),
+    log_level: z.optional(z.enum(['trace', 'debug', 'info', 'warn', 'error', 'silent'])),
     /** The SPIFFE Workload API and Envoy SDS on a Unix socket (docs/workload-api.md). */
-    workload_api: z
-      .strictObject({
-        socket: z.string().min(1).max(107, 'a Unix socket path is at most 107 bytes (sun_path)'),
+    workload_api: z.optional(
+      z.strictObject({
+        socket: z
+          .string()
+          .check(z.minLength(1), z.maxLength(107, 'a Unix socket path is at most 107 bytes (sun_path)')),
         /** Opt-in `unix:sha256` selector: hash executables up to this many bytes (larger ones get no such selector). */
-        sha256_max_bytes: z.number().int().positive().max(1_073_741_824).optional(),
-      })
-      .optional(),
+        sha256_max_bytes: z.optional(z.int().check(z.positive(), z.maximum(1_073_741_824))),
+      }),
+    ),
   });
 }
 

@@ -11,7 +11,9 @@ import type { Signer } from '../keystore/signer.js';
 import { buildCsr } from '../pki/csr.js';
 import { fromPem, toPem } from '../pki/pem.js';
 import { signJws, type Jws } from '../protocol/jws.js';
-import { PROTOCOL_VERSION, TYP_REQUEST, type JoinRequest, type RenewRequest } from '../protocol/messages.js';
+import { PROTOCOL_VERSION, TYP_REQUEST } from '../protocol/messages.js';
+// Types only: erased, so the agent never loads the request schemas (issue #19).
+import type { JoinRequest, RenewRequest } from '../protocol/requests.js';
 import { newRequestId } from '../util/secret.js';
 import { SIGIL_VERSION } from '../version.js';
 import type { OutboxEntry } from './state/index.js';

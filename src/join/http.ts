@@ -8,7 +8,7 @@
  */
 import http, { type IncomingHttpHeaders } from 'node:http';
 import https from 'node:https';
-import { rootCertificates } from 'node:tls';
+import tls from 'node:tls';
 
 export interface HttpRequest {
   method?: 'GET' | 'PUT';
@@ -45,7 +45,7 @@ export function httpRequest(req: HttpRequest): Promise<HttpAnswer> {
         agent: false,
         timeout: req.timeoutMs ?? DEFAULT_TIMEOUT_MS,
         // Node's `ca` replaces the default roots; keep them, so a rule's ca_file only adds trust.
-        ...(url.protocol === 'https:' && req.ca !== undefined ? { ca: [...rootCertificates, req.ca] } : {}),
+        ...(url.protocol === 'https:' && req.ca !== undefined ? { ca: [...tls.rootCertificates, req.ca] } : {}),
       },
       (res) => {
         const chunks: Buffer[] = [];

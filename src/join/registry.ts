@@ -7,6 +7,7 @@
  * on import. docs/adding-a-join-method.md walks through a new method.
  */
 import type { z } from 'zod';
+import type * as core from 'zod/v4/core';
 import type { ErrorCode } from '../errors.js';
 import type { Signer } from '../keystore/signer.js';
 import type { TpmAccesses } from '../keystore/tpm-access.js';
@@ -117,7 +118,7 @@ export interface AgentJoinMethodEntry<S = unknown> {
    * The schema of the agent's `join.<name>:` block, built per call: the config is parsed once,
    * and a schema kept resident would cost the daemon memory for nothing (issue #19).
    */
-  configSchema(): z.ZodType<S>;
+  configSchema(): core.$ZodType<S>;
   /**
    * Methods that certify a TPM-resident identity key (tpm): the TCTI of that TPM, from the
    * `join.<name>:` block as written. Such a method makes `key_storage: tpm` the default and the

@@ -14,7 +14,8 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { namedSignerFields, PROTOCOL_VERSION, requestIdSchema } from './messages.js';
+import { PROTOCOL_VERSION } from './messages.js';
+import { namedSignerFields, requestIdSchema } from './requests.js';
 
 export const attestRequestSchema = z.strictObject({
   v: z.literal(PROTOCOL_VERSION),

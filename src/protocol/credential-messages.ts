@@ -23,7 +23,8 @@
  */
 import { z } from 'zod';
 import { answerKeySchema } from './answer-key.js';
-import { namedSignerFields, PROTOCOL_VERSION, requestIdSchema } from './messages.js';
+import { PROTOCOL_VERSION } from './messages.js';
+import { namedSignerFields, requestIdSchema } from './requests.js';
 
 export const CREDENTIAL_KINDS = ['ssh_user', 'ssh_host', 'database', 'kubernetes', 'jwt'] as const;
 export type CredentialKind = (typeof CREDENTIAL_KINDS)[number];

@@ -7,11 +7,12 @@
  *
  * Field names are snake_case on the wire; times are unix milliseconds.
  */
-import { z } from 'zod';
+import type * as core from 'zod/v4/core';
 import { SigilError, type ErrorCode } from '../errors.js';
 import { knownKeysAt } from '../util/schema-keys.js';
 import { closest } from '../util/suggest.js';
 import { capMessage } from '../util/untrusted-text.js';
+import * as z from '../util/zod-mini.js';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -33,86 +34,9 @@ export const isOp = (s: unknown): s is Op => (OPS as readonly unknown[]).include
 export const TYP_REQUEST = 'sigil-request+jws';
 export const TYP_RESPONSE = 'sigil-response+jws';
 
-/** Request ids are chosen by the agent and make requests idempotent. */
-export const requestIdSchema = z
-  .string()
-  .regex(/^[A-Za-z0-9_-]{16,64}$/, 'request_id must be 16-64 characters of [A-Za-z0-9_-]');
-
-const pemSchema = z
-  .string()
-  .min(1)
-  .max(16 * 1024);
-
-/**
- * The agent's package version (src/version.ts), recorded in the instance's facts and shown on the
- * fleet view (issue #18). A claim of the sender, never used for a decision: bounded and printable
- * ASCII only, so it cannot carry markup-sized payloads or control characters into facts and pages.
- * Optional: agents from before it are accepted as ever.
- */
-export const AGENT_VERSION_MAX = 64;
-export const agentVersionSchema = z
-  .string()
-  .regex(/^[\x20-\x7e]+$/, 'agent_version must be printable ASCII')
-  .min(1)
-  .max(AGENT_VERSION_MAX);
-
-export const joinRequestSchema = z.strictObject({
-  v: z.literal(PROTOCOL_VERSION),
-  op: z.literal('join'),
-  request_id: requestIdSchema,
-  timestamp: z.number().int().positive(),
-  method: z.string().regex(/^[a-z0-9_]{1,32}$/),
-  /** PKCS#10 of the new identity key, PEM. The envelope is signed by that same key. */
-  csr: pemSchema,
-  ttl_s: z.number().int().positive().optional(),
-  /** Method-specific evidence; each method validates its own shape (join/<method>/wire.ts). */
-  evidence: z.record(z.string(), z.unknown()),
-  /** Where the agent keeps the key; unproven hardware claims are recorded as exportable. */
-  key_storage: z.enum(['software', 'tpm', 'pkcs11']).optional(),
-  /** PKCS#10 of a software key for an MQTT transport certificate (server/ops/transport-cert.ts), PEM. */
-  transport_csr: pemSchema.optional(),
-  agent_version: agentVersionSchema.optional(),
-});
-export type JoinRequest = z.infer<typeof joinRequestSchema>;
-
-/**
- * Who a request signed by an identity (renew, credential) claims to come from: the instance and
- * the serial of the certificate in its x5c. The issuer refuses a payload whose signer differs
- * (`signer_mismatch`, server/ops/authenticate.ts), so a payload seen on the way (an MQTT broker,
- * a log) cannot be re-signed by another identity to collect its answer (issue #11).
- */
-export const namedSignerFields = {
-  instance_id: z.string().min(1).max(256),
-  serial: z.string().regex(/^[0-9a-f]{1,64}$/, 'serial must be lower-case hex'),
-};
-
-export const renewRequestSchema = z.strictObject({
-  v: z.literal(PROTOCOL_VERSION),
-  op: z.literal('renew'),
-  request_id: requestIdSchema,
-  timestamp: z.number().int().positive(),
-  ...namedSignerFields,
-  /** PKCS#10 of a NEW key; the envelope is signed by the CURRENT key (x5c = current chain). */
-  csr: pemSchema,
-  ttl_s: z.number().int().positive().optional(),
-  key_storage: z.enum(['software', 'tpm', 'pkcs11']).optional(),
-  /**
-   * Proof that the new key is hardware-resident (tpm: TPM2_Certify of it by the instance's AK,
-   * join/tpm/key-attestation.ts, which validates the inner shape). Without it the new
-   * certificate is recorded as a software, exportable key.
-   */
-  key_attestation: z.record(z.string(), z.unknown()).optional(),
-  /**
-   * Fresh boot-state evidence (issue #16), for instances whose join rule names firmware profiles:
-   * tpm: a quote bound to this request (attest/binding.ts renewalBinding), the PCR values, the
-   * event log after a reboot (join/tpm/reattest-wire.ts validates the inner shape).
-   */
-  attestation: z.record(z.string(), z.unknown()).optional(),
-  /** As in a join: a new transport key's CSR, answered with `transport_chain`. */
-  transport_csr: pemSchema.optional(),
-  agent_version: agentVersionSchema.optional(),
-});
-export type RenewRequest = z.infer<typeof renewRequestSchema>;
+// The request schemas (join, renew, the signer fields and the request id other messages reuse) are
+// in ./requests.ts: the issuer validates requests, an agent only builds them, and schemas at
+// module level stay resident in the agent daemon for nothing (issue #19).
 
 /** What a join or renew returns. */
 export interface IdentityResult {
@@ -162,31 +86,6 @@ export interface ResponsePayload<T> {
   result: T;
 }
 
-const identityResultSchema = z.object({
-  instance_id: z.string(),
-  spiffe_id: z.string().startsWith('spiffe://'),
-  bot: z.string(),
-  generation: z.number().int().positive(),
-  serial: z.string(),
-  chain: z.array(z.string()).min(1),
-  bundle: z.array(z.string()).min(1),
-  not_before: z.number(),
-  not_after: z.number(),
-  ttl_s: z.number(),
-  requested_ttl_s: z.number(),
-  ttl_clamped: z.boolean(),
-  renew_after: z.number(),
-  key_storage: z.string(),
-  exportable: z.boolean(),
-  transport_chain: z.array(z.string()).min(1).optional(),
-});
-const bundleResultSchema = z.object({
-  trust_domain: z.string(),
-  roots: z.array(z.string()).min(1),
-  intermediates: z.array(z.string()),
-  jwt_jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }).optional(),
-});
-
 /**
  * A signed refusal (MQTT). `request_hash` binds it to the exact signed request (hex SHA-256 of
  * the request's JWS signing input, ./request-hash.ts — header with the signer's x5c, and
@@ -207,23 +106,6 @@ export interface ErrorResponsePayload {
   issued_at: number;
   error: { code: string; message: string; retryable: boolean; retry_after_ms?: number };
 }
-
-export const errorResponseSchema = z.object({
-  v: z.literal(PROTOCOL_VERSION),
-  op: z.string().max(64),
-  request_id: z.string().max(128).nullable(),
-  request_hash: z
-    .string()
-    .regex(/^[0-9a-f]{64}$/)
-    .nullable(),
-  issued_at: z.number(),
-  error: z.object({
-    code: z.string().max(64),
-    message: z.string().max(2000),
-    retryable: z.boolean(),
-    retry_after_ms: z.number().int().nonnegative().optional(),
-  }),
-});
 
 /**
  * A join step that is not finished: the method wants an answer first (join/challenge.ts). The
@@ -252,52 +134,106 @@ export interface ChallengePayload {
   challenge: JoinChallenge;
 }
 
-export const joinChallengeSchema = z.object({
-  challenge_id: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/),
-  method: z.string().regex(/^[a-z0-9_]{1,32}$/),
-  nonce: z.string().regex(/^[A-Za-z0-9_-]{43,128}$/),
-  expires_at: z.number(),
-  data: z.record(z.string(), z.unknown()),
-});
+/**
+ * The signed answers of join, renew and bundle (and a join's challenge), as the agent checks them
+ * (protocol/response-verifier.ts). Built per call, not kept at module level: the agent daemon
+ * verifies a few answers a day, and ~90 resident zod schemas cost it memory for as long as it runs
+ * (issue #19, docs/performance.md "Agent footprint"); building them takes well under a
+ * millisecond.
+ */
+export function identityResponseSchemas() {
+  const identityResult = z.object({
+    instance_id: z.string(),
+    spiffe_id: z.string().check(z.startsWith('spiffe://')),
+    bot: z.string(),
+    generation: z.int().check(z.positive()),
+    serial: z.string(),
+    chain: z.array(z.string()).check(z.minLength(1)),
+    bundle: z.array(z.string()).check(z.minLength(1)),
+    not_before: z.number(),
+    not_after: z.number(),
+    ttl_s: z.number(),
+    requested_ttl_s: z.number(),
+    ttl_clamped: z.boolean(),
+    renew_after: z.number(),
+    key_storage: z.string(),
+    exportable: z.boolean(),
+    transport_chain: z.optional(z.array(z.string()).check(z.minLength(1))),
+  });
+  const bundleResult = z.object({
+    trust_domain: z.string(),
+    roots: z.array(z.string()).check(z.minLength(1)),
+    intermediates: z.array(z.string()),
+    jwt_jwks: z.optional(z.object({ keys: z.array(z.record(z.string(), z.unknown())) })),
+  });
+  const joinChallenge = z.object({
+    challenge_id: z.string().check(z.regex(/^[A-Za-z0-9_-]{16,64}$/)),
+    method: z.string().check(z.regex(/^[a-z0-9_]{1,32}$/)),
+    nonce: z.string().check(z.regex(/^[A-Za-z0-9_-]{43,128}$/)),
+    expires_at: z.number(),
+    data: z.record(z.string(), z.unknown()),
+  });
+  return {
+    join: z.object({
+      v: z.literal(PROTOCOL_VERSION),
+      op: z.literal('join'),
+      request_id: z.string(),
+      issued_at: z.number(),
+      result: identityResult,
+    }),
+    renew: z.object({
+      v: z.literal(PROTOCOL_VERSION),
+      op: z.literal('renew'),
+      request_id: z.string(),
+      issued_at: z.number(),
+      result: identityResult,
+    }),
+    bundle: z.object({
+      v: z.literal(PROTOCOL_VERSION),
+      op: z.literal('bundle'),
+      request_id: z.null(),
+      issued_at: z.number(),
+      result: bundleResult,
+    }),
+    /** A join step answered with a challenge instead of a result (see {@link JoinChallenge}). */
+    join_challenge: z.object({
+      v: z.literal(PROTOCOL_VERSION),
+      op: z.literal('join'),
+      request_id: z.string(),
+      issued_at: z.number(),
+      challenge: joinChallenge,
+    }),
+  };
+}
 
-export const responseSchemas = {
-  join: z.object({
+/** A signed refusal's payload ({@link ErrorResponsePayload}); built per call like {@link identityResponseSchemas}. */
+export function errorResponseSchema() {
+  return z.object({
     v: z.literal(PROTOCOL_VERSION),
-    op: z.literal('join'),
-    request_id: z.string(),
+    op: z.string().check(z.maxLength(64)),
+    request_id: z.nullable(z.string().check(z.maxLength(128))),
+    request_hash: z.nullable(z.string().check(z.regex(/^[0-9a-f]{64}$/))),
     issued_at: z.number(),
-    result: identityResultSchema,
-  }),
-  renew: z.object({
-    v: z.literal(PROTOCOL_VERSION),
-    op: z.literal('renew'),
-    request_id: z.string(),
-    issued_at: z.number(),
-    result: identityResultSchema,
-  }),
-  bundle: z.object({
-    v: z.literal(PROTOCOL_VERSION),
-    op: z.literal('bundle'),
-    request_id: z.null(),
-    issued_at: z.number(),
-    result: bundleResultSchema,
-  }),
-  /** A join step answered with a challenge instead of a result (see {@link JoinChallenge}). */
-  join_challenge: z.object({
-    v: z.literal(PROTOCOL_VERSION),
-    op: z.literal('join'),
-    request_id: z.string(),
-    issued_at: z.number(),
-    challenge: joinChallengeSchema,
-  }),
-};
+    error: z.object({
+      code: z.string().check(z.maxLength(64)),
+      message: z.string().check(z.maxLength(2000)),
+      retryable: z.boolean(),
+      retry_after_ms: z.optional(z.int().check(z.nonnegative())),
+    }),
+  });
+}
 
 /**
  * Validate `data` against `schema`, turning the first issue into one readable SigilError
  * (`field.path: problem`). Used at every boundary: HTTP bodies, YAML, configs.
  */
-export function parseWith<S extends z.ZodType>(schema: S, data: unknown, code: ErrorCode, what: string): z.infer<S> {
-  const r = schema.safeParse(data);
+export function parseWith<S extends core.$ZodType>(
+  schema: S,
+  data: unknown,
+  code: ErrorCode,
+  what: string,
+): z.infer<S> {
+  const r = z.safeParse(schema, data);
   if (r.success) return r.data;
   // A typo'd key usually also leaves a required key missing; the typo is the one worth naming.
   const typos = r.error.issues
@@ -320,7 +256,7 @@ export function parseWith<S extends z.ZodType>(schema: S, data: unknown, code: E
 
 /** ` (did you mean "path"?)` for unknown keys within 2 edits of a key the schema knows there; else ''. */
 function didYouMean(
-  schema: z.ZodType,
+  schema: core.$ZodType,
   path: ReadonlyArray<PropertyKey>,
   keys: readonly string[],
   data: unknown,

@@ -3,7 +3,8 @@
  * is the issuer (SPIFFE ID spiffe://<td>/sigil/issuer), the signature holds, and the payload
  * answers *this* request. This is what makes an untrusted carrier (an MQTT broker) harmless.
  *
- * This module knows the identity operations' answers (join, renew, bundle: messages.ts). The
+ * This module knows the identity operations' answers (join, renew, bundle: messages.ts, built
+ * for each check rather than kept: a daemon verifies a few answers a day). The
  * answers of `credential`, `workload` and `attest` are validated with schemas the code that sends
  * those requests hands over ({@link ResponseVerifier.know}): an agent without credential outputs,
  * Workload API or interval attestation never builds those ~250 zod schemas (issue #19: the
@@ -12,13 +13,14 @@
  */
 import { createHash, X509Certificate } from 'node:crypto';
 import type { z } from 'zod';
+import type * as core from 'zod/v4/core';
 import { SigilError } from '../errors.js';
 import { expectedIssuerId, spiffeIdOf, spkiPin, verifyChain } from '../pki/chain.js';
 import { fromPem, toPem } from '../pki/pem.js';
 import type { attestResponseSchema } from './attest-messages.js';
 import type { credentialResponseSchema } from './credential-messages.js';
 import { b64u, parseJws, verifyJws, x5cDers } from './jws.js';
-import { errorResponseSchema, parseWith, responseSchemas as identitySchemas, TYP_RESPONSE } from './messages.js';
+import { errorResponseSchema, identityResponseSchemas, parseWith, TYP_RESPONSE } from './messages.js';
 import type { workloadResponseSchema } from './workload-messages.js';
 
 /** The answers of the operations outside messages.ts, known once their sender hands them over. */
@@ -28,7 +30,7 @@ export interface LaterSchemas {
   attest: typeof attestResponseSchema;
 }
 /** Every success an agent may verify: identity ops (messages.ts), `credential`, `workload` and `attest`. */
-export type ResponseSchemas = typeof identitySchemas & LaterSchemas;
+export type ResponseSchemas = ReturnType<typeof identityResponseSchemas> & LaterSchemas;
 export type Op = keyof ResponseSchemas;
 export type Success<O extends Op> = z.infer<ResponseSchemas[O]>;
 
@@ -59,16 +61,16 @@ function signerKey(rootPem: string, ders: Buffer[]): string {
 export class ResponseVerifier {
   readonly #signers = new Map<string, VerifiedSigner>();
   readonly #issuerIds = new Map<string, string>();
-  readonly #schemas: Partial<ResponseSchemas>;
+  readonly #later: Partial<LaterSchemas>;
 
   /** `later`: schemas of operations outside messages.ts known from the start (default: none yet). */
   constructor(later: Partial<LaterSchemas> = {}) {
-    this.#schemas = { ...identitySchemas, ...later };
+    this.#later = { ...later };
   }
 
   /** Learn the answer schema of an operation outside messages.ts (its sender calls this before sending). */
   know(later: Partial<LaterSchemas>): this {
-    Object.assign(this.#schemas, later);
+    Object.assign(this.#later, later);
     return this;
   }
 
@@ -80,7 +82,7 @@ export class ResponseVerifier {
     rootPem: string,
     now: Date = new Date(),
   ): Success<O> {
-    return checkSuccess(this.#schemas, this.#verifySigned(body, rootPem, now), op, requestId);
+    return checkSuccess(this.#later, this.#verifySigned(body, rootPem, now), op, requestId);
   }
 
   /** A success, or the signed refusal for this request thrown (see {@link verifyResponseOrError}). */
@@ -92,7 +94,7 @@ export class ResponseVerifier {
     rootPem: string,
     now: Date = new Date(),
   ): Success<O> {
-    return successOrRefusal(this.#schemas, this.#verifySigned(body, rootPem, now), op, requestId, requestHash);
+    return successOrRefusal(this.#later, this.#verifySigned(body, rootPem, now), op, requestId, requestHash);
   }
 
   /** A join step: the identity, or a challenge (see {@link verifyJoinStep}). */
@@ -110,11 +112,11 @@ export class ResponseVerifier {
       !('result' in payload) &&
       !('error' in payload)
     ) {
-      return { kind: 'challenge', payload: checkSuccess(this.#schemas, payload, 'join_challenge', requestId) };
+      return { kind: 'challenge', payload: checkSuccess(this.#later, payload, 'join_challenge', requestId) };
     }
     return {
       kind: 'identity',
-      payload: successOrRefusal(this.#schemas, payload, 'join', requestId, opts.requestHash ?? null),
+      payload: successOrRefusal(this.#later, payload, 'join', requestId, opts.requestHash ?? null),
     };
   }
 
@@ -171,13 +173,19 @@ export class ResponseVerifier {
   }
 }
 
-type Known = Partial<ResponseSchemas>;
+type Known = Partial<LaterSchemas>;
+
+/** The answer schema of `op`: an identity operation's built for this check (messages.ts), else the one handed over. */
+function schemaOf(known: Known, op: Op): core.$ZodType | undefined {
+  if (op === 'credential' || op === 'workload' || op === 'attest') return known[op];
+  return identityResponseSchemas()[op];
+}
 
 function checkSuccess<O extends Op>(schemas: Known, payload: unknown, op: O, requestId: string | null): Success<O> {
-  const schema = schemas[op];
+  const schema = schemaOf(schemas, op);
   // A programming error, not the issuer's: the sender of `op` did not hand its schema over.
   if (!schema) throw new TypeError(`ResponseVerifier: no answer schema for ${op}; call know() first`);
-  const p = parseWith(schema as z.ZodType, payload, 'response_invalid', `${op} response`) as {
+  const p = parseWith(schema, payload, 'response_invalid', `${op} response`) as {
     request_id: string | null;
   };
   if (p.request_id !== requestId)
@@ -198,7 +206,7 @@ function successOrRefusal<O extends Op>(
 ): Success<O> {
   if (!payload || typeof payload !== 'object' || !('error' in payload))
     return checkSuccess(schemas, payload, op, requestId);
-  const p = parseWith(errorResponseSchema, payload, 'response_invalid', `${op} error response`);
+  const p = parseWith(errorResponseSchema(), payload, 'response_invalid', `${op} error response`);
   if (p.op !== op) throw new SigilError('response_invalid', `refusal answers a ${p.op} request, expected ${op}`);
   if (p.request_id !== requestId || (requestHash !== null && p.request_hash !== requestHash)) {
     throw new SigilError(

@@ -19,7 +19,8 @@
  */
 import { z } from 'zod';
 import { answerKeySchema } from './answer-key.js';
-import { namedSignerFields, PROTOCOL_VERSION, requestIdSchema } from './messages.js';
+import { PROTOCOL_VERSION } from './messages.js';
+import { namedSignerFields, requestIdSchema } from './requests.js';
 
 /** What a selector value of each type must look like (and why), checked at `ctl apply`. */
 export const SELECTOR_TYPES = {

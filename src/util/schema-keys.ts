@@ -4,7 +4,7 @@
  * (`_zod.def`), so it follows objects, arrays, records, unions (every option: the key may
  * belong to any), optionals/defaults and transforms (pipes) without the caller naming them.
  */
-import type { z } from 'zod';
+import type * as core from 'zod/v4/core';
 
 interface Def {
   type: string;
@@ -71,6 +71,6 @@ function objectsAt(schema: unknown, path: ReadonlyArray<PropertyKey>, depth = 0)
 }
 
 /** Every key an object at `path` of the input may have, by `schema`. */
-export function knownKeysAt(schema: z.ZodType, path: ReadonlyArray<PropertyKey>): Set<string> {
+export function knownKeysAt(schema: core.$ZodType, path: ReadonlyArray<PropertyKey>): Set<string> {
   return new Set(objectsAt(schema, path).flatMap((d) => Object.keys(d.shape ?? {})));
 }

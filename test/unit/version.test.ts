@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { agentVersionSchema } from '../../src/protocol/messages.js';
+import { agentVersionSchema } from '../../src/protocol/requests.js';
 import { SIGIL_VERSION } from '../../src/version.js';
 
 const read = (p: string) => readFileSync(new URL(`../../${p}`, import.meta.url), 'utf8');

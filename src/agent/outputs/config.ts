@@ -10,34 +10,38 @@
  *   - { type: kubernetes, path: /run/sigil/kube, api_server: "https://k8s.example:6443" }
  *   - { type: jwt, path: /run/sigil/jwt, audiences: [vault] }
  */
-import { z } from 'zod';
 import { SigilError } from '../../errors.js';
 import { parseWith } from '../../protocol/messages.js';
 import { parseDuration } from '../../util/duration.js';
+import * as z from '../../util/zod-mini.js';
 
 /** A duration as written in config (`90s`, `15m`, or seconds), parsed; a bad one is a zod issue. */
 export function durationSchema() {
-  return z.union([z.string(), z.number()]).transform((v, ctx) => {
-    try {
-      return parseDuration(v, 'config_invalid');
-    } catch (e) {
-      ctx.addIssue({ code: 'custom', message: (e as Error).message });
-      return z.NEVER;
-    }
-  });
+  return z.pipe(
+    z.union([z.string(), z.number()]),
+    z.transform((v: string | number, ctx) => {
+      try {
+        return parseDuration(v, 'config_invalid');
+      } catch (e) {
+        ctx.issues.push({ code: 'custom', message: (e as Error).message, input: v });
+        return z.NEVER;
+      }
+    }),
+  );
 }
 
 /** A command (run without a shell when given as a list) or a signal to the pid in a pid file. */
 export function reloadSchema() {
   const duration = durationSchema();
+  const nonEmpty = z.string().check(z.minLength(1));
   return z.union([
     z.strictObject({
-      command: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
-      timeout: duration.optional(),
+      command: z.union([nonEmpty, z.array(nonEmpty).check(z.minLength(1))]),
+      timeout: z.optional(duration),
     }),
     z.strictObject({
-      signal: z.enum(['HUP', 'USR1', 'USR2', 'TERM', 'INT']).default('HUP'),
-      pid_file: z.string().min(1),
+      signal: z._default(z.enum(['HUP', 'USR1', 'USR2', 'TERM', 'INT']), 'HUP'),
+      pid_file: nonEmpty,
     }),
   ]);
 }
@@ -53,64 +57,56 @@ export function credentialOutputVariants() {
   const duration = durationSchema();
   const name = z
     .string()
-    .regex(/^[^\s,\0-\x1f\x7f]{1,253}$/, 'must be 1-253 printable characters without spaces or commas');
-  const rdn = z.string().regex(/^[^\0-\x1f\x7f]{1,64}$/, 'must be 1-64 printable characters');
+    .check(z.regex(/^[^\s,\0-\x1f\x7f]{1,253}$/, 'must be 1-253 printable characters without spaces or commas'));
+  const rdn = z.string().check(z.regex(/^[^\0-\x1f\x7f]{1,64}$/, 'must be 1-64 printable characters'));
+  const nonEmpty = z.string().check(z.minLength(1));
+  const names = (max: number) => z.optional(z.array(name).check(z.minLength(1), z.maxLength(max)));
   const common = {
-    path: z.string().min(1),
-    ttl: duration.optional(),
-    uid: z.number().int().nonnegative().optional(),
-    gid: z.number().int().nonnegative().optional(),
-    reload: reloadSchema().optional(),
+    path: nonEmpty,
+    ttl: z.optional(duration),
+    uid: z.optional(z.int().check(z.nonnegative())),
+    gid: z.optional(z.int().check(z.nonnegative())),
+    reload: z.optional(reloadSchema()),
   };
   return [
     z.strictObject({
       type: z.literal('ssh_user'),
       ...common,
       /** Certificate principals; default every login the role grants. */
-      logins: z.array(name).min(1).max(64).optional(),
+      logins: names(64),
       /** Host patterns for ssh_config `Host` and the known_hosts @cert-authority line. */
-      hosts: z
-        .array(z.string().regex(/^[^\s,]{1,253}$/))
-        .min(1)
-        .max(32)
-        .optional(),
+      hosts: z.optional(z.array(z.string().check(z.regex(/^[^\s,]{1,253}$/))).check(z.minLength(1), z.maxLength(32))),
     }),
     z.strictObject({
       type: z.literal('ssh_host'),
       ...common,
-      principals: z.array(name).min(1).max(64).optional(),
+      principals: names(64),
       /** Certify this existing key (e.g. /etc/ssh/ssh_host_ed25519_key; its .pub is read) instead of one the agent generates. */
-      host_key: z.string().min(1).optional(),
+      host_key: z.optional(nonEmpty),
     }),
     z.strictObject({
       type: z.literal('database'),
       ...common,
-      db_user: rdn.optional(),
+      db_user: z.optional(rdn),
       /** `tpm`: the key is made in the TPM and tls.key is a TSS2 PRIVATE KEY (OpenSSL tpm2 provider). */
-      key: z.enum(['software', 'tpm']).optional(),
+      key: z.optional(z.enum(['software', 'tpm'])),
       /** TCTI of the TPM for `key: tpm`, e.g. device:/dev/tpmrm0 (default: $TPM2TOOLS_TCTI). */
-      tcti: z.string().min(1).optional(),
+      tcti: z.optional(nonEmpty),
     }),
     z.strictObject({
       type: z.literal('kubernetes'),
       ...common,
-      api_server: z
-        .string()
-        .url()
-        .refine((u) => u.startsWith('https://'), 'api_server must be an https:// URL'),
+      api_server: z.url().check(z.refine((u) => u.startsWith('https://'), 'api_server must be an https:// URL')),
       /** The API server's CA (PEM file); default: the Sigil root. */
-      ca_file: z.string().min(1).optional(),
-      user: rdn.optional(),
-      groups: z.array(rdn).max(64).optional(),
-      cluster_name: z
-        .string()
-        .regex(/^[A-Za-z0-9._-]{1,63}$/)
-        .optional(),
+      ca_file: z.optional(nonEmpty),
+      user: z.optional(rdn),
+      groups: z.optional(z.array(rdn).check(z.maxLength(64))),
+      cluster_name: z.optional(z.string().check(z.regex(/^[A-Za-z0-9._-]{1,63}$/))),
     }),
     z.strictObject({
       type: z.literal('jwt'),
       ...common,
-      audiences: z.array(name).min(1).max(16),
+      audiences: z.array(name).check(z.minLength(1), z.maxLength(16)),
     }),
   ] as const;
 }

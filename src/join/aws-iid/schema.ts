@@ -4,8 +4,11 @@
  * builds the method (config.ts, with its heavier imports) is loaded by the entry's `load()` only
  * when agent.yaml names this method (issue #19). config.ts documents the settings.
  */
-import { z } from 'zod';
-import { AWS_SIGNATURE_KINDS } from './wire.js';
+import * as z from '../../util/zod-mini.js';
+
+/** The signed forms of the identity document, in the order the agent tries them (404 → next). */
+export const AWS_SIGNATURE_KINDS = ['rsa2048', 'pkcs7', 'signature'] as const;
+export type AwsSignatureKind = (typeof AWS_SIGNATURE_KINDS)[number];
 
 /**
  * A fresh schema per call: the agent parses its config once at start, and a schema kept at module
@@ -13,10 +16,10 @@ import { AWS_SIGNATURE_KINDS } from './wire.js';
  */
 export function awsIidAgentConfigSchema() {
   return z.strictObject({
-    imds_endpoint: z.url({ protocol: /^https?$/, error: 'imds_endpoint must be an http(s):// URL' }).optional(),
-    binding_key: z.string().min(1).max(4096).optional(),
-    signatures: z.array(z.enum(AWS_SIGNATURE_KINDS)).min(1).max(3).optional(),
-    timeout: z.union([z.string(), z.number()]).optional(),
+    imds_endpoint: z.optional(z.url({ protocol: /^https?$/, error: 'imds_endpoint must be an http(s):// URL' })),
+    binding_key: z.optional(z.string().check(z.minLength(1), z.maxLength(4096))),
+    signatures: z.optional(z.array(z.enum(AWS_SIGNATURE_KINDS)).check(z.minLength(1), z.maxLength(3))),
+    timeout: z.optional(z.union([z.string(), z.number()])),
   });
 }
 export type AwsIidAgentConfig = z.infer<ReturnType<typeof awsIidAgentConfigSchema>>;

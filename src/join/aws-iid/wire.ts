@@ -31,13 +31,14 @@
  * an administrator resets it; docs/join-aws.md says how to narrow that window).
  */
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
+import * as z from '../../util/zod-mini.js';
+import { AWS_SIGNATURE_KINDS } from './schema.js';
 
 export const AWS_IID_CONTEXT = 'sigil aws_iid join v1';
 
-/** In the order the agent tries them (404 → next). */
-export const AWS_SIGNATURE_KINDS = ['rsa2048', 'pkcs7', 'signature'] as const;
-export type AwsSignatureKind = (typeof AWS_SIGNATURE_KINDS)[number];
+// Defined beside the agent's config schema, which lists them too: an agent loads schema.ts for every
+// method, and this file's module-level schemas only when it joins with aws_iid (issue #19).
+export { AWS_SIGNATURE_KINDS, type AwsSignatureKind } from './schema.js';
 
 export const IMDS_PATHS = {
   token: '/latest/api/token',
@@ -47,14 +48,16 @@ export const IMDS_PATHS = {
   signature: '/latest/dynamic/instance-identity/signature',
 } as const;
 
-const base64 = (max: number, what: string): z.ZodString =>
+const base64 = (max: number, what: string): z.ZodMiniString =>
   z
     .string()
-    .min(4)
-    .max(max)
-    .regex(
-      /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/,
-      `${what} must be base64 (not url, no line breaks)`,
+    .check(
+      z.minLength(4),
+      z.maxLength(max),
+      z.regex(
+        /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/,
+        `${what} must be base64 (not url, no line breaks)`,
+      ),
     );
 
 export const awsEvidenceSchema = z.strictObject({
@@ -62,22 +65,24 @@ export const awsEvidenceSchema = z.strictObject({
   /** The document exactly as IMDS served it. */
   document: base64(8 * 1024, 'document'),
   signature: base64(16 * 1024, 'signature'),
-  binding_key: z.string().regex(/^[A-Za-z0-9_-]{80,200}$/, 'binding_key must be a base64url SubjectPublicKeyInfo'),
-  binding_signature: z.string().regex(/^[A-Za-z0-9_-]{16,200}$/, 'binding_signature must be base64url'),
+  binding_key: z
+    .string()
+    .check(z.regex(/^[A-Za-z0-9_-]{80,200}$/, 'binding_key must be a base64url SubjectPublicKeyInfo')),
+  binding_signature: z.string().check(z.regex(/^[A-Za-z0-9_-]{16,200}$/, 'binding_signature must be base64url')),
 });
 export type AwsEvidence = z.infer<typeof awsEvidenceSchema>;
 
 /** The document fields Sigil reads (AWS adds others; they are kept in nothing but the bytes). */
 export const identityDocumentSchema = z.object({
-  accountId: z.string().regex(/^\d{12}$/, 'accountId is 12 digits'),
-  region: z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d{1,2}$/, 'region is like us-east-1'),
-  availabilityZone: z.string().max(64).optional(),
-  instanceId: z.string().regex(/^i-[0-9a-f]{8,32}$/, 'instanceId is like i-0123456789abcdef0'),
-  imageId: z.string().max(64).optional(),
-  instanceType: z.string().max(64).optional(),
-  architecture: z.string().max(32).optional(),
-  pendingTime: z.string().max(64).optional(),
-  privateIp: z.string().max(64).nullable().optional(),
+  accountId: z.string().check(z.regex(/^\d{12}$/, 'accountId is 12 digits')),
+  region: z.string().check(z.regex(/^[a-z]{2}(-[a-z]+)+-\d{1,2}$/, 'region is like us-east-1')),
+  availabilityZone: z.optional(z.string().check(z.maxLength(64))),
+  instanceId: z.string().check(z.regex(/^i-[0-9a-f]{8,32}$/, 'instanceId is like i-0123456789abcdef0')),
+  imageId: z.optional(z.string().check(z.maxLength(64))),
+  instanceType: z.optional(z.string().check(z.maxLength(64))),
+  architecture: z.optional(z.string().check(z.maxLength(32))),
+  pendingTime: z.optional(z.string().check(z.maxLength(64))),
+  privateIp: z.optional(z.nullable(z.string().check(z.maxLength(64)))),
 });
 export type IdentityDocument = z.infer<typeof identityDocumentSchema>;
 

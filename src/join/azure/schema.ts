@@ -4,7 +4,7 @@
  * builds the method (config.ts, with its heavier imports) is loaded by the entry's `load()` only
  * when agent.yaml names this method (issue #19). config.ts documents the settings.
  */
-import { z } from 'zod';
+import * as z from '../../util/zod-mini.js';
 
 /**
  * A fresh schema per call: the agent parses its config once at start, and a schema kept at module
@@ -12,18 +12,18 @@ import { z } from 'zod';
  */
 export function azureAgentConfigSchema() {
   return z.strictObject({
-    imds_endpoint: z.url({ protocol: /^https?$/, error: 'imds_endpoint must be an http(s):// URL' }).optional(),
-    managed_identity: z
-      .union([
+    imds_endpoint: z.optional(z.url({ protocol: /^https?$/, error: 'imds_endpoint must be an http(s):// URL' })),
+    managed_identity: z.optional(
+      z.union([
         z.boolean(),
         z.strictObject({
-          resource: z.string().min(1).max(512).optional(),
-          client_id: z.string().min(1).max(128).optional(),
+          resource: z.optional(z.string().check(z.minLength(1), z.maxLength(512))),
+          client_id: z.optional(z.string().check(z.minLength(1), z.maxLength(128))),
         }),
-      ])
-      .optional(),
-    intermediates_file: z.string().min(1).max(4096).optional(),
-    timeout: z.union([z.string(), z.number()]).optional(),
+      ]),
+    ),
+    intermediates_file: z.optional(z.string().check(z.minLength(1), z.maxLength(4096))),
+    timeout: z.optional(z.union([z.string(), z.number()])),
   });
 }
 export type AzureAgentConfig = z.infer<ReturnType<typeof azureAgentConfigSchema>>;

@@ -4,7 +4,7 @@
  * builds the method (config.ts, with its heavier imports) is loaded by the entry's `load()` only
  * when agent.yaml names this method (issue #19). config.ts documents the settings.
  */
-import { z } from 'zod';
+import * as z from '../../util/zod-mini.js';
 
 /**
  * A fresh schema per call: the agent parses its config once at start, and a schema kept at module
@@ -12,10 +12,12 @@ import { z } from 'zod';
  */
 export function gcpAgentConfigSchema() {
   return z.strictObject({
-    audience: z.string().min(1).max(512),
-    metadata_endpoint: z.url({ protocol: /^https?$/, error: 'metadata_endpoint must be an http(s):// URL' }).optional(),
-    service_account: z.string().min(1).max(256).optional(),
-    timeout: z.union([z.string(), z.number()]).optional(),
+    audience: z.string().check(z.minLength(1), z.maxLength(512)),
+    metadata_endpoint: z.optional(
+      z.url({ protocol: /^https?$/, error: 'metadata_endpoint must be an http(s):// URL' }),
+    ),
+    service_account: z.optional(z.string().check(z.minLength(1), z.maxLength(256))),
+    timeout: z.optional(z.union([z.string(), z.number()])),
   });
 }
 export type GcpAgentConfig = z.infer<ReturnType<typeof gcpAgentConfigSchema>>;

@@ -4,7 +4,7 @@
  * builds the method (config.ts, with its heavier imports) is loaded by the entry's `load()` only
  * when agent.yaml names this method (issue #19). config.ts documents the settings.
  */
-import { z } from 'zod';
+import * as z from '../../util/zod-mini.js';
 import { OIDC_PROVIDERS } from './presets.js';
 
 /**
@@ -15,15 +15,16 @@ export function oidcAgentConfigSchema() {
   return z
     .strictObject({
       provider: z.enum(OIDC_PROVIDERS),
-      audience: z.string().min(1).max(512).optional(),
-      token_env: z
-        .string()
-        .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'token_env is the NAME of an environment variable')
-        .optional(),
-      token_file: z.string().min(1).max(4096).optional(),
+      audience: z.optional(z.string().check(z.minLength(1), z.maxLength(512))),
+      token_env: z.optional(
+        z.string().check(z.regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'token_env is the NAME of an environment variable')),
+      ),
+      token_file: z.optional(z.string().check(z.minLength(1), z.maxLength(4096))),
     })
-    .refine((c) => c.token_env === undefined || c.token_file === undefined, {
-      message: 'give token_env or token_file, not both',
-    });
+    .check(
+      z.refine((c) => c.token_env === undefined || c.token_file === undefined, {
+        message: 'give token_env or token_file, not both',
+      }),
+    );
 }
 export type OidcAgentConfig = z.infer<ReturnType<typeof oidcAgentConfigSchema>>;

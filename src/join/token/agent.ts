@@ -1,5 +1,5 @@
 import { sign } from 'node:crypto';
-import { z } from 'zod';
+import * as z from '../../util/zod-mini.js';
 import { SigilError } from '../../errors.js';
 import type { AgentJoinMethodCode, AgentJoinMethodEntry } from '../registry.js';
 import type { EvidenceContext, JoinMethodAgent } from '../types.js';

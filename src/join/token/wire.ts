@@ -13,16 +13,16 @@
  * to the key being certified and to the request id.
  */
 import { createHash, createPrivateKey, createPublicKey, hkdfSync, type KeyObject } from 'node:crypto';
-import { z } from 'zod';
+import * as z from '../../util/zod-mini.js';
 
 /** 32 random bytes, base64url: 256 bits, well above the 128-bit floor. */
 export const TOKEN_RE = /^[A-Za-z0-9_-]{43}$/;
 
 export const tokenEvidenceSchema = z.strictObject({
   /** Raw Ed25519 public key (32 bytes), base64url. */
-  token_key: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'token_key must be a base64url Ed25519 public key'),
+  token_key: z.string().check(z.regex(/^[A-Za-z0-9_-]{43}$/, 'token_key must be a base64url Ed25519 public key')),
   /** Ed25519 signature (64 bytes), base64url. */
-  proof: z.string().regex(/^[A-Za-z0-9_-]{86}$/, 'proof must be a base64url Ed25519 signature'),
+  proof: z.string().check(z.regex(/^[A-Za-z0-9_-]{86}$/, 'proof must be a base64url Ed25519 signature')),
 });
 export type TokenEvidence = z.infer<typeof tokenEvidenceSchema>;
 

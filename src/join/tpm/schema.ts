@@ -4,7 +4,7 @@
  * builds the method (config.ts, with its heavier imports) is loaded by the entry's `load()` only
  * when agent.yaml names this method (issue #19). config.ts documents the settings.
  */
-import { z } from 'zod';
+import * as z from '../../util/zod-mini.js';
 
 export const DEFAULT_TCTI = 'device:/dev/tpmrm0';
 
@@ -14,9 +14,9 @@ export const DEFAULT_TCTI = 'device:/dev/tpmrm0';
  */
 export function tpmAgentConfigSchema() {
   return z.strictObject({
-    tcti: z.string().min(1).max(1024).optional(),
-    ek: z.enum(['auto', 'rsa-2048', 'ecc-p256', 'ecc-p384']).optional(),
-    event_log: z.union([z.string().min(1).max(4096), z.literal(false)]).optional(),
+    tcti: z.optional(z.string().check(z.minLength(1), z.maxLength(1024))),
+    ek: z.optional(z.enum(['auto', 'rsa-2048', 'ecc-p256', 'ecc-p384'])),
+    event_log: z.optional(z.union([z.string().check(z.minLength(1), z.maxLength(4096)), z.literal(false)])),
   });
 }
 export type TpmAgentConfig = z.infer<ReturnType<typeof tpmAgentConfigSchema>>;

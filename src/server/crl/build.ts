@@ -12,7 +12,8 @@
  *
  * Built with pkijs (as join/x509-crl.ts reads CRLs) on Node's WebCrypto.
  */
-import { webcrypto, type KeyObject } from 'node:crypto';
+// The module object, not the named export: WebCrypto loads on first use (scripts/bundle.mjs LAZY_BUILTIN_EXPORTS).
+import crypto, { type KeyObject } from 'node:crypto';
 import * as asn1js from 'asn1js';
 import * as pkijs from 'pkijs';
 import { OID } from '../../pki/oids.js';
@@ -92,7 +93,7 @@ export async function signCrl(issuer: CrlIssuer, c: CrlContent): Promise<Buffer>
       extension(OID_CRL_NUMBER, new asn1js.Integer({ valueHex: unsignedHex(c.crlNumber.toString(16)) })),
     ],
   });
-  const signingKey = await webcrypto.subtle.importKey(
+  const signingKey = await crypto.webcrypto.subtle.importKey(
     'pkcs8',
     issuer.key.export({ type: 'pkcs8', format: 'der' }),
     { name: 'ECDSA', namedCurve: 'P-256' },

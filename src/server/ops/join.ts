@@ -8,7 +8,8 @@
 import { randomUUID } from 'node:crypto';
 import { SigilError, toSigilError } from '../../errors.js';
 import { b64u, parseJws, verifyJws, type Jws } from '../../protocol/jws.js';
-import { checkVersion, joinRequestSchema, parseWith, TYP_REQUEST, type JoinRequest } from '../../protocol/messages.js';
+import { checkVersion, parseWith, TYP_REQUEST } from '../../protocol/messages.js';
+import { joinRequestSchema, type JoinRequest } from '../../protocol/requests.js';
 import { isChallengeAnswer } from '../../join/challenge.js';
 import type { JoinMethods } from '../../join/server-methods.js';
 import { isChallengeRequired } from '../../join/types.js';

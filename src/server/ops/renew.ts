@@ -31,7 +31,8 @@
  */
 import { SigilError, toSigilError } from '../../errors.js';
 import type { Jws } from '../../protocol/jws.js';
-import { checkVersion, parseWith, renewRequestSchema, type RenewRequest } from '../../protocol/messages.js';
+import { checkVersion, parseWith } from '../../protocol/messages.js';
+import { renewRequestSchema, type RenewRequest } from '../../protocol/requests.js';
 import { parseCsr, type ParsedCsr } from '../../pki/csr.js';
 import type { KeyStorage } from '../../keystore/signer.js';
 import type { IssuerContext } from '../issuer.js';

@@ -1,7 +1,7 @@
 /**
  * What `sigil` loads for the commands a small gateway runs (issue #19): `--version` answers
  * before the command tree exists, and a token-joined HTTPS agent never loads the PKCS#7 stack
- * (pkijs, asn1js, @noble — the azure join's), pino, the answer schemas of requests it never
+ * (pkijs, asn1js, @noble — the azure join's), pino, classic zod (its schemas are zod/mini), the answer schemas of requests it never
  * sends (credential, workload, attest) or the issuer's code; and only the configured join method's code (join/<m>/schema.ts holds
  * what the config loader needs, the entry's load() the rest) and the credential outputs only
  * when configured; `agent status` loads neither the TPM stack, PKCS#11 nor jose. Each case runs the CLI from src/ under scripts/trace-imports.mjs, which
@@ -70,10 +70,9 @@ function tpmAgentConfig(): string {
 
 /**
  * The code of each join method other than token. What the config loader reads of every method
- * always loads: schema.ts, descriptor.ts and the plain data they use (oidc's provider names,
- * aws_iid's signature kinds in wire.ts).
+ * always loads: schema.ts, descriptor.ts and the plain data they use (oidc's provider names).
  */
-const CHEAP_JOIN_FILES = /\/(schema|descriptor)\.ts$|\/oidc\/presets\.ts$|\/aws-iid\/wire\.ts$/;
+const CHEAP_JOIN_FILES = /\/(schema|descriptor)\.ts$|\/oidc\/presets\.ts$/;
 const otherJoinCode = (modules: string[]): string[] =>
   modules.filter((m) => /src\/join\/(tpm|x509|aws-iid|azure|gcp|oidc)\//.test(m) && !CHEAP_JOIN_FILES.test(m));
 /** The credential outputs: SSH, Kubernetes, database, JWT (agent/credentials.ts and what it brings). */
@@ -87,6 +86,10 @@ const NOT_FOR_A_TOKEN_AGENT = [
   /node_modules\/pino\//,
   // The answer schemas of credential, workload and attest requests (protocol/response-verifier.ts).
   /src\/protocol\/(credential|workload|attest)-messages\.ts$/,
+  // Classic zod (~3 MB resident): what a token agent validates is written with zod/mini (util/zod-mini.ts).
+  /node_modules\/zod\/(index\.js|v4\/classic\/)/,
+  // The request schemas: the issuer validates requests, the agent only builds them.
+  /src\/protocol\/requests\.ts$/,
 ];
 
 describe('lazy loading (issue #19)', () => {

@@ -12,13 +12,8 @@ import { createSigner } from '../../../src/keystore/index.js';
 import { buildCsr } from '../../../src/pki/csr.js';
 import { fromPem, toPem } from '../../../src/pki/pem.js';
 import { b64u, signJws, type Jws } from '../../../src/protocol/jws.js';
-import {
-  PROTOCOL_VERSION,
-  TYP_REQUEST,
-  agentVersionSchema,
-  renewRequestSchema,
-  type RenewRequest,
-} from '../../../src/protocol/messages.js';
+import { PROTOCOL_VERSION, TYP_REQUEST } from '../../../src/protocol/messages.js';
+import { agentVersionSchema, renewRequestSchema, type RenewRequest } from '../../../src/protocol/requests.js';
 import { agentFactsUpdate } from '../../../src/server/ops/agent-facts.js';
 import { OPERATIONS } from '../../../src/server/ops/table.js';
 import type { TxStores } from '../../../src/server/store/types.js';
@@ -206,6 +201,6 @@ describe('agentFactsUpdate', () => {
     expect(agentVersionSchema.safeParse('x'.repeat(64)).success).toBe(true);
     expect(agentVersionSchema.safeParse('x'.repeat(65)).success).toBe(false);
     expect(agentVersionSchema.safeParse('1.0 (build ~7)').success).toBe(true);
-    expect(renewRequestSchema.shape.agent_version.isOptional()).toBe(true);
+    expect(renewRequestSchema.shape.agent_version.safeParse(undefined).success).toBe(true);
   });
 });

@@ -12,7 +12,8 @@ import { createSigner } from '../../../src/keystore/index.js';
 import { buildCsr } from '../../../src/pki/csr.js';
 import { fromPem, toPem } from '../../../src/pki/pem.js';
 import { b64u, signJws, type Jws } from '../../../src/protocol/jws.js';
-import { PROTOCOL_VERSION, TYP_REQUEST, type RenewRequest } from '../../../src/protocol/messages.js';
+import { PROTOCOL_VERSION, TYP_REQUEST } from '../../../src/protocol/messages.js';
+import type { RenewRequest } from '../../../src/protocol/requests.js';
 import { paths } from '../../../src/server/data-dir.js';
 import { handleRenew } from '../../../src/server/ops/renew.js';
 import { newRequestId } from '../../../src/util/secret.js';
@@ -204,5 +205,25 @@ describe('caches after a rotation', () => {
     // afresh, and the stored answer comes back byte for byte.
     const replay = await handleRenew(h.ctx, firstRenewal, null);
     expect(payloadText(replay)).toBe(payloadText(firstAnswer));
+  });
+});
+
+describe('time-ordered serials (issue #14)', () => {
+  it('a renewal and a join issue certificates whose serial starts with the issuing millisecond, in order', async () => {
+    const before = h.ctx.now();
+    const joined = await h.join();
+    const renewed = await renew(joined);
+    const after = h.ctx.now();
+    const serials = [joined.result.serial, renewed.result.serial];
+    for (const s of serials) {
+      expect(s).toMatch(/^[0-9a-f]{32}$/);
+      const at = parseInt(s.slice(0, 12), 16);
+      expect(at).toBeGreaterThanOrEqual(before);
+      expect(at).toBeLessThanOrEqual(after);
+    }
+    expect([...serials].sort()).toEqual(serials);
+    // The record the store keeps is keyed by that serial, and the next renewal finds it.
+    expect((await h.ctx.stores.certificates.get(renewed.result.serial))?.generation).toBe(2);
+    expect((await renew(renewed)).result.generation).toBe(3);
   });
 });
