@@ -43,6 +43,7 @@ import type { AttestSchedule } from './attest-schedule.js';
 import { mqttsRenewalMarginWarning, newTransportKey, transportCertOf, wantsTransportCert } from './transport-cert.js';
 import { buildTransports, IssuerLink } from './transports.js';
 import type { WorkloadApiServer } from './workload/server.js';
+import { isoTime } from '../util/iso-time.js';
 
 /** Set when the issuer refused a renewal with `pcr_selection_changed`: the next attempt joins again. */
 const REJOIN_SETTING = 'join.rejoin_requested';
@@ -517,7 +518,7 @@ export class Agent {
         op: entry.op,
         serial: identity.serial,
         spiffe_id: identity.spiffeId,
-        not_after: new Date(identity.notAfter).toISOString(),
+        not_after: isoTime(identity.notAfter),
         ttl_clamped: result.ttl_clamped,
         transport: this.transportLabel(),
       },
@@ -540,7 +541,7 @@ export class Agent {
     const warning = mqttsRenewalMarginWarning(id.notAfter - id.issuedAt, this.cfg.renewFraction);
     if (!warning) return;
     this.mqttsMarginWarned = true;
-    this.log.warn({ not_after: new Date(id.notAfter).toISOString() }, warning);
+    this.log.warn({ not_after: isoTime(id.notAfter) }, warning);
   }
 
   private transportLabel(): string | null {
@@ -649,7 +650,7 @@ export class Agent {
       // An expired one is still written (a relying party decides), but that is worth a warning.
       const expired = cached.notAfter <= this.now();
       this.log[expired ? 'warn' : 'info'](
-        { serial: cached.serial, not_after: new Date(cached.notAfter).toISOString(), ...(expired ? { expired } : {}) },
+        { serial: cached.serial, not_after: isoTime(cached.notAfter), ...(expired ? { expired } : {}) },
         expired ? 'serving cached identity, expired' : 'serving cached identity',
       );
       this.warnMqttsMargin(cached);

@@ -18,6 +18,7 @@ import type { Logger } from '../util/log.js';
 import type { AttestOutcome } from './attest-client.js';
 import { backoffDelay } from './schedule.js';
 import type { AgentState } from './state/index.js';
+import { isoTime } from '../util/iso-time.js';
 
 export const LAST_ATTEST_SETTING = 'attest.last';
 
@@ -120,7 +121,7 @@ export class AttestSchedule {
       else if (o.kind === 'refused')
         // The code is the failed check (pcr_mismatch, eventlog_replay_mismatch, …): say it first.
         log.warn(
-          { op: 'attest', check: o.code, transport: o.transport, next_at: new Date(this.#next).toISOString() },
+          { op: 'attest', check: o.code, transport: o.transport, next_at: isoTime(this.#next) },
           `attestation refused (${o.code}): ${o.message}`,
         );
       else if (o.kind === 'skipped') {

@@ -34,6 +34,7 @@ import { backoffDelay, renewAt } from './schedule.js';
 import type { AgentState } from './state/index.js';
 import { OUTPUT_SETTING_PREFIX, type OutputState } from './credential-status.js';
 import type { IssuerLink } from './transports.js';
+import { isoTime } from '../util/iso-time.js';
 
 export function credentialDestination(cfg: CredentialOutputConfig, tpm?: TpmAccesses): CredentialDestination {
   switch (cfg.type) {
@@ -189,7 +190,7 @@ export class CredentialOutputs {
               path: d.config.path,
               serial: result.serial,
               role: result.role,
-              not_after: new Date(result.not_after).toISOString(),
+              not_after: isoTime(result.not_after),
               ttl_clamped: result.ttl_clamped,
             },
             'output credential issued',
@@ -268,7 +269,7 @@ export class CredentialOutputs {
         type: d.config.type,
         path: d.config.path,
         serial: st?.serial ?? null,
-        not_after: st?.not_after ? new Date(st.not_after).toISOString() : null,
+        not_after: st?.not_after ? isoTime(st.not_after) : null,
         failures: st?.failures ?? 0,
         last_error: st?.last_error ?? null,
       };
