@@ -12,6 +12,9 @@
  *   npm run bench -- renew-cpu [--agents 256] [--rounds 8] [--inflight 16] [--warmup 2]
  *   npm run bench -- renew-cpu --inflight 1        (one renewal at a time: no group commit)
  *   npm run bench -- renew-cpu --seed-audit 200000 (an audit log of a long-running issuer first)
+ *   npm run bench -- renew-cpu --heap-profile FILE (sampled allocations of the measured rounds' handler calls,
+ *                                                   objects the GC collected included: FILE is a .heapprofile,
+ *                                                   and the largest allocators per renewal are printed)
  *   npm run bench -- renew-cpu --profile FILE      (V8 CPU profiles of the handler calls only: the last round
  *                                                   at FILE, each earlier measured round at FILE.<round>)
  *
@@ -31,7 +34,8 @@ import { loadSigner, parseKeyRef, SoftwareSigner, type Signer } from '../src/key
 import { buildCsr } from '../src/pki/csr.js';
 import { fromPem, toPem } from '../src/pki/pem.js';
 import { signJws, type Jws } from '../src/protocol/jws.js';
-import { PROTOCOL_VERSION, TYP_REQUEST, type RenewRequest } from '../src/protocol/messages.js';
+import { PROTOCOL_VERSION, TYP_REQUEST } from '../src/protocol/messages.js';
+import type { RenewRequest } from '../src/protocol/requests.js';
 import { runAdminOp } from '../src/server/admin/ops.js';
 import { initDataDir, loadCaMaterial, openIssuerStores } from '../src/server/data-dir.js';
 import { createIssuerContext } from '../src/server/issuer.js';
@@ -48,6 +52,7 @@ const { values } = parseArgs({
     warmup: { type: 'string', default: '2' },
     'seed-audit': { type: 'string', default: '0' },
     profile: { type: 'string' },
+    'heap-profile': { type: 'string' },
   },
 });
 const int = (name: string, v: string | undefined, min: number): number => {
@@ -115,6 +120,31 @@ async function renewEnvelope(a: Agent, csrPem: string): Promise<Jws> {
 const resultOf = (jws: Jws): { chain: string[] } =>
   (JSON.parse(Buffer.from(jws.payload, 'base64url').toString('utf8')) as { result: { chain: string[] } }).result;
 
+/** The sampled heap profile's allocations per renewal, by allocating function (self) — the GC's work list. */
+function printAllocators(profile: { head: HeapNode }, renewals: number): void {
+  const self = new Map<string, number>();
+  let total = 0;
+  const walk = (n: HeapNode): void => {
+    const f = n.callFrame;
+    const size = n.selfSize;
+    if (size > 0) {
+      const where = `${f.functionName || '(anonymous)'} ${f.url.replace(/^.*\/(src|node_modules)\//, '$1/')}:${f.lineNumber + 1}`;
+      self.set(where, (self.get(where) ?? 0) + size);
+      total += size;
+    }
+    for (const c of n.children) walk(c);
+  };
+  walk(profile.head);
+  console.log(`allocated per renewal (sampled): ${(total / renewals / 1024).toFixed(1)} KB; largest allocators:`);
+  for (const [where, size] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 25))
+    console.log(`  ${(size / renewals / 1024).toFixed(2).padStart(6)} KB  ${where}`);
+}
+interface HeapNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children: HeapNode[];
+}
+
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'sigil-bench-renew-cpu-'));
   try {
@@ -167,6 +197,11 @@ async function main(): Promise<void> {
       await profiler.post('Profiler.enable');
       await profiler.post('Profiler.setSamplingInterval', { interval: 50 });
     }
+    const heap = values['heap-profile'] ? new Session() : undefined;
+    if (heap) {
+      heap.connect();
+      await heap.post('HeapProfiler.enable');
+    }
     const roundsUs: number[] = [];
     for (let r = 0; r < total; r++) {
       const envelopes = await Promise.all(agents.map((a) => renewEnvelope(a, a.next[r]!.csrPem)));
@@ -177,6 +212,12 @@ async function main(): Promise<void> {
       };
       // Profiled: every measured round (the handler calls only; the envelopes are signed before).
       if (profiler && r >= WARMUP) await profiler.post('Profiler.start');
+      if (heap && r === WARMUP)
+        await heap.post('HeapProfiler.startSampling', {
+          samplingInterval: 1024,
+          includeObjectsCollectedByMajorGC: true,
+          includeObjectsCollectedByMinorGC: true,
+        });
       const t0 = cpuUs();
       await Promise.all(Array.from({ length: Math.min(INFLIGHT, AGENTS) }, worker));
       const us = (cpuUs() - t0) / AGENTS;
@@ -190,6 +231,11 @@ async function main(): Promise<void> {
         a.chainPem = resultOf(answers[i]!).chain;
         a.signer = a.next[r]!.signer;
       });
+    }
+    if (heap) {
+      const { profile } = await heap.post('HeapProfiler.stopSampling');
+      writeFileSync(values['heap-profile']!, JSON.stringify(profile));
+      printAllocators(profile, AGENTS * ROUNDS);
     }
     await stores.close();
 

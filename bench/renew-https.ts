@@ -414,6 +414,19 @@ function printPhase(ph: Phase): void {
       `  issuer event loop:   delay p50 ${d(pr.loopDelayMs.p50)} p90 ${d(pr.loopDelayMs.p90)} p99 ${d(pr.loopDelayMs.p99)} max ${d(pr.loopDelayMs.max)} ms; ` +
         `GC ${pr.gcMs.n} pauses, ${d((1000 * pr.gcMs.sum) / ph.renewals, 1)} µs per renewal, p99 ${d(pr.gcMs.p99)} max ${d(pr.gcMs.max)} ms`,
     );
+    const share = stallShare(pr, ph.cpu.serverMainThread);
+    if (share)
+      console.log(
+        `  stalls ≥ 10 ms:      GC pauses ${share.gcN} (${d(share.gcMs, 0)} ms in ${d(pr.seconds, 1)} s): at ${d(100 * share.rho, 0)}% event-loop use, ` +
+          `${d(100 * share.share, 1)}% of requests arrive during one or while its backlog drains; ` +
+          `groups that held the loop ≥ 10 ms ${share.groupN} (${d(share.groupMs, 0)} ms: convoys, mostly the backlog after a pause)`,
+      );
+    if (pr.gcByKind)
+      console.log(
+        `  GC by collector:     ${Object.entries(pr.gcByKind)
+          .map(([k, g]) => `${k} ${g.n} (${d((1000 * g.sumMs) / ph.renewals, 1)} µs/renewal, max ${d(g.maxMs)} ms)`)
+          .join(', ')}`,
+      );
     if (pr.groupSize.n > 0)
       console.log(
         `  group commits:       ${pr.groupSize.n}, members mean ${d(pr.groupSize.mean)} p50 ${d(pr.groupSize.p50, 0)} max ${d(pr.groupSize.max, 0)}; ` +
@@ -466,6 +479,10 @@ function phaseJson(ph: Phase): Record<string, unknown> {
           loop_delay_ms: ph.probe.loopDelayMs,
           gc_us_per_renewal: round((1000 * ph.probe.gcMs.sum) / ph.renewals, 1),
           gc_max_ms: ph.probe.gcMs.max,
+          ...(ph.probe.gcByKind ? { gc_by_kind: ph.probe.gcByKind } : {}),
+          ...(stallShare(ph.probe, ph.cpu.serverMainThread)
+            ? { stall_share: round(stallShare(ph.probe, ph.cpu.serverMainThread)!.share, 4) }
+            : {}),
           group_size_mean: round(ph.probe.groupSize.mean ?? NaN, 2),
           commit_ms_p99: ph.probe.commitMs.p99,
           commit_ms_max: ph.probe.commitMs.max,
@@ -885,3 +902,29 @@ try {
   cleanupSync();
 }
 process.exitCode = exitCode;
+
+/**
+ * What share of requests a GC pause ≥ 10 ms reaches, estimated from the probe: work that arrives
+ * during a pause of s ms queues, and at event-loop utilisation ρ that backlog drains in s·ρ/(1−ρ)
+ * more, so every request arriving within s/(1−ρ) of the pause's start waits behind it (by up to
+ * s, plus the queue it joins). Summed over the pauses, divided by the phase's length (pauses close
+ * together count twice). Well under 1%: the pauses cannot set p99, queueing does; at or over 1%
+ * they can. Groups that held the loop ≥ 10 ms are counted too but not added in: in the open loop
+ * they are mostly the backlog a pause left (one group takes every waiting request: a convoy), in
+ * the closed loop every group of ~50 is one (issue #14: where the tail comes from).
+ */
+function stallShare(
+  pr: ProbeReport,
+  loopPct: number,
+): { gcN: number; gcMs: number; groupN: number; groupMs: number; rho: number; share: number } | undefined {
+  if (!pr.stalls || !(pr.seconds > 0)) return undefined;
+  const rho = Math.min(0.99, Math.max(0, loopPct / 100));
+  return {
+    gcN: pr.stalls.gc.n,
+    gcMs: pr.stalls.gc.ms,
+    groupN: pr.stalls.group.n,
+    groupMs: pr.stalls.group.ms,
+    rho,
+    share: Math.min(1, pr.stalls.gc.ms / (1 - rho) / (pr.seconds * 1000)),
+  };
+}

@@ -5,7 +5,11 @@
  *   - event-loop delay (perf_hooks.monitorEventLoopDelay, sampled every 5 ms: few enough wakeups
  *     not to change how requests batch): how long a ready callback waited for the loop — every
  *     request queued behind a long task pays it;
- *   - GC pauses (PerformanceObserver 'gc' entries): count, total and longest;
+ *   - GC pauses (PerformanceObserver 'gc' entries): count, total and longest, and per kind (minor =
+ *     scavenge, major = mark-compact, incremental = a marking step, weakcb = weak callbacks):
+ *     which collector makes the longest pauses;
+ *   - stalls: GC pauses and group commits that held the loop for ≥ 10 ms (count and total), from
+ *     which the bench estimates the share of requests a stall delayed (renew-https.ts stallShare);
  *   - the SQLite group commits (diagnostics_channel `sigil:sqlite:group`, published by
  *     src/server/store/sqlite/async.ts only while someone subscribes): members per COMMIT, how
  *     long a group held the loop, and how long its COMMIT took (a WAL checkpoint runs inside the
@@ -22,12 +26,18 @@ import { renameSync, writeFileSync } from 'node:fs';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 
 const out = process.env.SIGIL_BENCH_PROBE_FILE;
+/** perf_hooks constants.NODE_PERFORMANCE_GC_* (entry.detail.kind). */
+const GC_KINDS = { 1: 'minor', 2: 'major', 4: 'incremental', 8: 'weakcb' };
+/** A pause or a group's hold of the loop this long counts as a stall (the tail's usual suspects). */
+const STALL_MS = 10;
 if (out) {
   const loop = monitorEventLoopDelay({ resolution: 5 });
   loop.enable();
   const fresh = () => ({
     gc: [],
+    gcByKind: {},
     groups: [],
+    stalls: { gc: { n: 0, ms: 0 }, group: { n: 0, ms: 0 } },
     commitMs: [],
     holdMs: [],
     pgStatements: 0,
@@ -48,12 +58,27 @@ if (out) {
   });
   let w = fresh();
   new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) w.gc.push(e.duration);
+    for (const e of list.getEntries()) {
+      w.gc.push(e.duration);
+      const kind = GC_KINDS[e.detail?.kind] ?? `kind${e.detail?.kind}`;
+      const k = (w.gcByKind[kind] ??= { n: 0, sumMs: 0, maxMs: 0 });
+      k.n++;
+      k.sumMs += e.duration;
+      k.maxMs = Math.max(k.maxMs, e.duration);
+      if (e.duration >= STALL_MS) {
+        w.stalls.gc.n++;
+        w.stalls.gc.ms += e.duration;
+      }
+    }
   }).observe({ entryTypes: ['gc'] });
   subscribe('sigil:sqlite:group', (m) => {
     w.groups.push(m.size);
     w.commitMs.push(m.commitMs);
     w.holdMs.push(m.holdMs);
+    if (m.holdMs >= STALL_MS) {
+      w.stalls.group.n++;
+      w.stalls.group.ms += m.holdMs;
+    }
   });
   const pct = (xs, p) => {
     if (xs.length === 0) return null;
@@ -82,6 +107,8 @@ if (out) {
         mean: ms(loop.mean),
       },
       gcMs: dist(w.gc),
+      gcByKind: w.gcByKind,
+      stalls: w.stalls,
       groupSize: dist(w.groups),
       commitMs: dist(w.commitMs),
       groupHoldMs: dist(w.holdMs),

@@ -4,7 +4,7 @@
  * bench talks to it over the network only and reads its CPU from /proc/<pid>.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -13,6 +13,10 @@ export interface ProbeReport {
   seconds: number;
   loopDelayMs: { p50: number; p90: number; p99: number; max: number; mean: number };
   gcMs: Dist;
+  /** GC pauses by collector (minor, major, incremental, weakcb): count, total and longest, ms. */
+  gcByKind?: Record<string, { n: number; sumMs: number; maxMs: number }>;
+  /** GC pauses and group commits that held the loop ≥ 10 ms: count and total ms. */
+  stalls?: { gc: { n: number; ms: number }; group: { n: number; ms: number } };
   groupSize: Dist;
   commitMs: Dist;
   groupHoldMs: Dist;
@@ -107,7 +111,10 @@ export class IssuerProcess {
         child.kill('SIGKILL');
         reject(new Error(`the issuer did not listen within 30 s:\n${stderr}`));
       }, 30_000);
+      // SIGIL_BENCH_ISSUER_STDOUT=FILE: the issuer's stdout appended to FILE (what `--issuer-node-args=--trace-gc` prints).
+      const tee = process.env.SIGIL_BENCH_ISSUER_STDOUT;
       child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+        if (tee) appendFileSync(tee, d);
         out += d;
         const m = /listening on (https:\/\/\S+)/.exec(out);
         const announced = [...out.matchAll(/worker \d+ \(pid \d+\) listening on/g)].length;

@@ -12,7 +12,7 @@
  * (IssuedLeafMemo below): those bytes carry this CA's signature, so verifying it again could not
  * come out any other way.
  */
-import { createHash, verify, type KeyObject } from 'node:crypto';
+import { hash as sha, verify, type KeyObject } from 'node:crypto';
 import { SigilError } from '../errors.js';
 import { readCertificate, spiffeIdOfFields, type CertificateFields } from './cert-reader.js';
 import { TAG } from './der.js';
@@ -79,7 +79,9 @@ export class IssuedLeafMemo {
   }
 }
 
-const leafId = (der: Buffer): string => createHash('sha256').update(der).digest('base64');
+// One-shot crypto.hash: no Hash object, so nothing for the GC's weak-handle pass to free (issue #14:
+// native objects that outlive a scavenge are what makes the old generation's pauses long).
+const leafId = (der: Buffer): string => sha('sha256', der, 'base64');
 
 export function verifyOwnLeaf(der: Buffer, cas: readonly IssuingCa[], memo?: IssuedLeafMemo): OwnLeaf {
   const fields = readCertificate(der, 'bad_certificate', 'presented certificate');
@@ -103,6 +105,6 @@ export function verifyOwnLeaf(der: Buffer, cas: readonly IssuingCa[], memo?: Iss
     fields,
     serial: serialHex(fields.serial),
     spiffeId: spiffeIdOfFields(fields),
-    spkiHash: 'sha256:' + createHash('sha256').update(fields.spki).digest('hex'),
+    spkiHash: 'sha256:' + sha('sha256', fields.spki, 'hex'),
   };
 }

@@ -4,12 +4,12 @@
  * store transaction (`tx`): the certificate rows, the instance's new generation, the idempotent
  * response and the audit row commit together or not at all.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { SigilError } from '../../errors.js';
 import type { IdentityResult } from '../../protocol/messages.js';
 import type { NameAttribute, NameSpec } from '../../pki/name.js';
 import { toPem } from '../../pki/pem.js';
-import { randomSerial, serialHex } from '../../pki/serial.js';
+import { serialHex, timeOrderedSerial } from '../../pki/serial.js';
 import type { KeyStorage } from '../../keystore/signer.js';
 import { decideTtl } from '../policy/ttl.js';
 import type { BotPolicy } from '../policy/resources.js';
@@ -26,7 +26,8 @@ export const spiffeIdFor = (trustDomain: string, bot: string, instanceId: string
   `spiffe://${trustDomain}/bot/${bot}/${instanceId}`;
 
 export function spkiHash(spkiDer: Buffer): string {
-  return 'sha256:' + createHash('sha256').update(spkiDer).digest('hex');
+  // One-shot: no Hash object for the GC to free (issue #14; pki/own-leaf.ts).
+  return 'sha256:' + hash('sha256', spkiDer, 'hex');
 }
 
 export interface IssueParams {
@@ -68,7 +69,8 @@ export async function issueIdentity(ctx: IssuerContext, tx: TxStores, p: IssuePa
   const now = ctx.now();
   const ttl = decideTtl(p.requestedTtlS, p.bot.maxTtlS);
   const spiffeId = spiffeIdFor(ctx.ca.trustDomain, p.bot.name, p.instanceId);
-  const serial = randomSerial();
+  // Time-ordered: the certificate index is appended to, not written at a random page (issue #14).
+  const serial = timeOrderedSerial(now);
   const notBefore = now - BACKDATE_MS;
   const notAfter = now + ttl.ttlS * 1000;
   const subject = svidSubject(ctx.ca.trustDomain, p.instanceId);

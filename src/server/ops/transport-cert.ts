@@ -19,7 +19,7 @@ import { SigilError } from '../../errors.js';
 import { parseCsr } from '../../pki/csr.js';
 import type { NameSpec } from '../../pki/name.js';
 import { toPem } from '../../pki/pem.js';
-import { randomSerial, serialHex } from '../../pki/serial.js';
+import { serialHex, timeOrderedSerial } from '../../pki/serial.js';
 import type { IssuerContext } from '../issuer.js';
 import type { CertificateRecord } from '../store/types.js';
 
@@ -73,7 +73,8 @@ export function signTransportCert(ctx: IssuerContext, p: TransportCertParams): {
       'transport_csr: the instance id is too long for a certificate CN, so no transport certificate can name it',
     );
   }
-  const serial = randomSerial();
+  // Recorded next to the SVID: time-ordered like it (ops/issue.ts).
+  const serial = timeOrderedSerial(ctx.now());
   let der: Buffer;
   try {
     der = ctx.engine.issueClientCert({

@@ -12,10 +12,11 @@ import { ADMIN_MAX_BODY_BYTES } from '../../server/admin/ops.js';
 import type { IssuerContext, ServerIdentity } from '../../server/issuer.js';
 import { jwks, KEYS_MAX_AGE_S, openIdConfiguration, spiffeBundle } from '../../server/credentials/discovery.js';
 import { auditRefusal } from '../../server/ops/refusal.js';
-import { OPERATION_LIST, operationNamed } from '../../server/ops/table.js';
+import { OPERATION_LIST, OPERATIONS, operationNamed } from '../../server/ops/table.js';
 import { RateLimiter } from '../../server/rate-limit.js';
 import { constantTimeEqual, sha256Hex } from '../../util/secret.js';
 import { DEFAULT_HTTP_LIMITS, type HttpLimits, trackConnectionsPerSource } from './limits.js';
+import { installFastRoute } from './fast-route.js';
 
 export { DEFAULT_HTTP_LIMITS, type HttpLimits } from './limits.js';
 
@@ -74,6 +75,11 @@ export interface HttpsServerOptions {
   limits?: Partial<HttpLimits>;
   /** The CRL for relying parties (server/crl/publisher.ts), served at GET /v1/crl; none: no route. */
   crl?: Pick<CrlPublisher, 'current'>;
+  /**
+   * POST /v1/renew beside fastify's pipeline (./fast-route.ts; issue #14). Default true; false
+   * serves it through fastify like every other route (tests compare the two).
+   */
+  fastRenew?: boolean;
 }
 
 /**
@@ -88,7 +94,13 @@ export function presentServerIdentity(app: FastifyInstance, id: ServerIdentity):
   });
 }
 
-export function buildHttpsServer({ ctx, tls = true, limits: given = {}, crl }: HttpsServerOptions): FastifyInstance {
+export function buildHttpsServer({
+  ctx,
+  tls = true,
+  limits: given = {},
+  crl,
+  fastRenew = true,
+}: HttpsServerOptions): FastifyInstance {
   const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...given };
   // Node checks headersTimeout/requestTimeout only every connectionsCheckingInterval (30 s by
   // default), which would let a trickling client overstay a short timeout by that much.
@@ -128,6 +140,20 @@ export function buildHttpsServer({ ctx, tls = true, limits: given = {}, crl }: H
   }) as unknown as FastifyInstance;
   // JSON only: fastify's default text/plain parser would hand handlers a string.
   app.removeContentTypeParser('text/plain');
+  if (fastRenew) {
+    // Renewals whose headers show a plain JSON body skip fastify's pipeline (./fast-route.ts);
+    // every other request, and any renewal fastify would refuse before parsing, goes through it.
+    let closing = false;
+    app.addHook('preClose', async () => {
+      closing = true;
+    });
+    installFastRoute(app.server as unknown as import('node:http').Server, {
+      ctx,
+      op: OPERATIONS.renew,
+      bodyLimit: MAX_BODY_BYTES,
+      closing: () => closing,
+    });
+  }
   trackConnectionsPerSource(app.server, limits.maxConnsPerSource, ctx.log);
 
   app.setErrorHandler(async (err: FastifyError | SigilError | Error, req, reply) => {
