@@ -42,6 +42,7 @@ import { loadSigner, parseKeyRef, type Signer } from '../src/keystore/index.js';
 import { CertificateIssuer } from '../src/pki/issue.js';
 import { randomSerial } from '../src/pki/serial.js';
 import type { Jws } from '../src/protocol/jws.js';
+import { identityResponseSchemas } from '../src/protocol/messages.js';
 import { requestHash, ResponseVerifier, verifyResponseOrError } from '../src/protocol/verify-response.js';
 import { runAdminOp } from '../src/server/admin/ops.js';
 import { initDataDir, loadCaMaterial, openIssuerStores } from '../src/server/data-dir.js';
@@ -240,7 +241,8 @@ async function joinAll(n: number, https: HttpsIssuerClient, root: string, concur
 }
 
 /** Every answer is verified, as an agent's IssuerLink does (its verifier remembers the issuer chains it checked). */
-const verifier = new ResponseVerifier();
+// The identity answer schemas built once (an agent daemon builds them per check: issue #19).
+const verifier = new ResponseVerifier(identityResponseSchemas());
 
 async function renewOnce(
   a: BenchAgent,

@@ -124,7 +124,7 @@ HttpsServer.prototype.emit = function (this: HttpsServer, event: string | symbol
       return (end as (...x: unknown[]) => ServerResponse).apply(this, e);
     } as typeof res.end;
   }
-  return rawEmit.call(this, event, ...a);
+  return rawEmit.apply(this, [event, ...a] as Parameters<typeof rawEmit>);
 } as typeof HttpsServer.prototype.emit;
 const rawConnect = SocketTransport.connect.bind(SocketTransport);
 SocketTransport.connect = async (...a: Parameters<typeof rawConnect>): Promise<SocketTransport> => {

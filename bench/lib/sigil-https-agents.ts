@@ -20,6 +20,7 @@ import { TokenJoinAgent } from '../../src/join/token/agent.js';
 import { loadSigner, parseKeyRef, SoftwareSigner, type KeyRef, type Signer } from '../../src/keystore/index.js';
 import { buildCsr } from '../../src/pki/csr.js';
 import { expectedIssuerId } from '../../src/pki/chain.js';
+import { identityResponseSchemas } from '../../src/protocol/messages.js';
 import { ResponseVerifier } from '../../src/protocol/verify-response.js';
 import { Http1Connection, Http1ConnectionError } from './http1.js';
 import { arrivalTimes, runOpenLoop, seededRandom, type ArrivalKind } from './open-loop.js';
@@ -141,7 +142,8 @@ const root = data.rootPem;
 const issuerId = expectedIssuerId(root);
 // One verifier per worker: like an agent's IssuerLink, it re-validates the issuer's signer chain
 // only when that chain changes, and checks every answer's signature and request id.
-const verifier = new ResponseVerifier();
+// The identity answer schemas built once (an agent daemon builds them per check: issue #19).
+const verifier = new ResponseVerifier(identityResponseSchemas());
 const clock = (): number => performance.timeOrigin + performance.now();
 const agents: Agent[] = [];
 let keysMadeInWindow = 0;

@@ -61,11 +61,16 @@ function signerKey(rootPem: string, ders: Buffer[]): string {
 export class ResponseVerifier {
   readonly #signers = new Map<string, VerifiedSigner>();
   readonly #issuerIds = new Map<string, string>();
-  readonly #later: Partial<LaterSchemas>;
+  readonly #later: Known;
 
-  /** `later`: schemas of operations outside messages.ts known from the start (default: none yet). */
-  constructor(later: Partial<LaterSchemas> = {}) {
-    this.#later = { ...later };
+  /**
+   * `known`: answer schemas known from the start — those of operations outside messages.ts
+   * (default: none yet), and optionally the identity answers (`identityResponseSchemas()`), which
+   * are otherwise built for each check: a verifier that checks many answers a second (a load
+   * generator, a tool) keeps them; an agent daemon, which checks a few a day, does not.
+   */
+  constructor(known: Known = {}) {
+    this.#later = { ...known };
   }
 
   /** Learn the answer schema of an operation outside messages.ts (its sender calls this before sending). */
@@ -173,11 +178,12 @@ export class ResponseVerifier {
   }
 }
 
-type Known = Partial<LaterSchemas>;
+type Known = Partial<ResponseSchemas>;
 
-/** The answer schema of `op`: an identity operation's built for this check (messages.ts), else the one handed over. */
+/** The answer schema of `op`: the one handed over, else an identity operation's built for this check (messages.ts). */
 function schemaOf(known: Known, op: Op): core.$ZodType | undefined {
-  if (op === 'credential' || op === 'workload' || op === 'attest') return known[op];
+  const handed = known[op];
+  if (handed || op === 'credential' || op === 'workload' || op === 'attest') return handed;
   return identityResponseSchemas()[op];
 }
 

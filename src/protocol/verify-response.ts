@@ -9,6 +9,7 @@
  */
 import { attestResponseSchema } from './attest-messages.js';
 import { credentialResponseSchema } from './credential-messages.js';
+import { identityResponseSchemas } from './messages.js';
 import { ResponseVerifier, type Op, type Success } from './response-verifier.js';
 import { workloadResponseSchema } from './workload-messages.js';
 
@@ -25,6 +26,7 @@ export { requestHash } from './request-hash.js';
 
 function everythingKnown(): ResponseVerifier {
   return new ResponseVerifier({
+    ...identityResponseSchemas(),
     credential: credentialResponseSchema,
     workload: workloadResponseSchema,
     attest: attestResponseSchema,
