@@ -16,23 +16,25 @@
  * The agent's half (TPM2_Certify with the kept AK) is join/tpm/key-attestation.ts.
  */
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
 import { SigilError } from '../errors.js';
 import { parseWith } from '../protocol/messages.js';
 import { AkKeys } from './ak.js';
 import { verifyCertify } from './certify.js';
 import { checkIdentityKey } from './key.js';
 import { parsePublic, parseSignedAttest } from './structures.js';
+import * as z from '../util/zod-mini.js';
 
 /** Standard base64 of at most `max` bytes. */
-const b64 = (max: number, what: string): z.ZodString =>
+const b64 = (max: number, what: string): z.ZodMiniString =>
   z
     .string()
-    .max(Math.ceil(max / 3) * 4, `${what} is at most ${max} bytes`)
-    .regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, `${what} must be standard base64`);
+    .check(
+      z.maxLength(Math.ceil(max / 3) * 4, `${what} is at most ${max} bytes`),
+      z.regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, `${what} must be standard base64`),
+    );
 
 export const keyAttestationSchema = z.strictObject({
-  key_public: z.string().min(8).max(2048),
+  key_public: z.string().check(z.minLength(8), z.maxLength(2048)),
   certify: z.strictObject({ attest: b64(1024, 'attest'), signature: b64(1024, 'signature') }),
 });
 export type KeyAttestation = z.infer<typeof keyAttestationSchema>;

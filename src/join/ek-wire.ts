@@ -4,18 +4,21 @@
  * signed attestations, base64) and the same EK trust options in a rule (ek_crl_files,
  * ek_public_hash), so both mean exactly the same thing in both methods.
  */
-import { z } from 'zod';
+import * as z from '../util/zod-mini.js';
 
 /** Standard base64 of at most `max` bytes. */
-export function b64(max: number, what: string): z.ZodString {
+export function b64(max: number, what: string): z.ZodMiniString {
   return z
     .string()
-    .max(Math.ceil(max / 3) * 4, `${what} is at most ${max} bytes`)
-    .regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, `${what} must be standard base64`);
+    .check(
+      z.maxLength(Math.ceil(max / 3) * 4, `${what} is at most ${max} bytes`),
+      z.regex(/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/, `${what} must be standard base64`),
+    );
 }
 
 /** A TPM2B_PUBLIC, base64. */
-export const tpm2bPublicB64 = (what: string): z.ZodString => b64(1024, what).min(8, `${what} is empty`);
+export const tpm2bPublicB64 = (what: string): z.ZodMiniString =>
+  b64(1024, what).check(z.minLength(8, `${what} is empty`));
 
 /** The EK certificate as read from the TPM's NV (DER, base64). */
 export const ekCertB64 = b64(8 * 1024, 'ek_cert');
@@ -38,16 +41,18 @@ export const EK_HASH_RE = /^sha256:[0-9a-f]{64}$/;
 
 const absolutePath = z
   .string()
-  .min(2)
-  .max(4096)
-  .regex(/^\//, 'file paths must be absolute (the issuer reads them when a machine joins)');
+  .check(
+    z.minLength(2),
+    z.maxLength(4096),
+    z.regex(/^\//, 'file paths must be absolute (the issuer reads them when a machine joins)'),
+  );
 
 /** A rule's ek_crl_files (tpm rules and x509 require_tpm). */
-export const ekCrlFilesSchema = z
-  .array(absolutePath)
-  .min(1, 'ek_crl_files needs at least one CRL file; omit it instead')
-  .max(64)
-  .optional();
+export const ekCrlFilesSchema = z.optional(
+  z
+    .array(absolutePath)
+    .check(z.minLength(1, 'ek_crl_files needs at least one CRL file; omit it instead'), z.maxLength(64)),
+);
 
 /** ek_crl_files revokes EK certificates, which only a rule with ek_ca_files checks. */
 export const ekCrlNeedsCa = {

@@ -18,8 +18,8 @@
  * Encodings as in the join (wire.ts): TPMS_ATTEST and TPMT_SIGNATURE standard base64, PCR
  * digests lowercase hex.
  */
-import { z } from 'zod';
 import { parseWith } from '../../protocol/messages.js';
+import * as z from '../../util/zod-mini.js';
 import { b64 } from '../ek-wire.js';
 import {
   MAX_EVENT_LOG_GZ_BYTES,
@@ -32,7 +32,7 @@ import {
 export const tpmReattestSchema = z.strictObject({
   quote: signedAttestSchema,
   pcr_values: tpmAnswerSchema.shape.pcr_values,
-  event_log: b64(MAX_EVENT_LOG_GZ_BYTES, 'event_log').optional(),
+  event_log: z.optional(b64(MAX_EVENT_LOG_GZ_BYTES, 'event_log')),
 });
 export type TpmReattest = z.infer<typeof tpmReattestSchema>;
 
@@ -97,6 +97,9 @@ function wellFormed(v: unknown): v is TpmReattest {
   return v.event_log === undefined || isB64(v.event_log, MAX_EVENT_LOG_B64);
 }
 
+/** A TPM clock counter (resetCount, restartCount: TPMS_CLOCK_INFO, Part 2 §10.11.1). */
+const counter = z.int().check(z.minimum(0));
+
 /**
  * What the tpm agent keeps from its join for later attestations (join state, agent settings
  * `tpm.attestation`): the selection to quote, and the clock counters of the last quote the
@@ -104,8 +107,8 @@ function wellFormed(v: unknown): v is TpmReattest {
  */
 export const tpmAttestationStateSchema = z.strictObject({
   pcr_selection: pcrSelectionSchema,
-  accepted: z.strictObject({ reset_count: z.number().int().min(0), restart_count: z.number().int().min(0) }).optional(),
+  accepted: z.optional(z.strictObject({ reset_count: counter, restart_count: counter })),
   /** Counters of the last quote sent, promoted to `accepted` when that request succeeds. */
-  sent: z.strictObject({ reset_count: z.number().int().min(0), restart_count: z.number().int().min(0) }).optional(),
+  sent: z.optional(z.strictObject({ reset_count: counter, restart_count: counter })),
 });
 export type TpmAttestationState = z.infer<typeof tpmAttestationStateSchema>;

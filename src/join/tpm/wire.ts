@@ -28,7 +28,7 @@
  * TPMT_SIGNATURE, TPM2B_ID_OBJECT / TPM2B_ENCRYPTED_SECRET contents (as ActivateCredential
  * takes them). PCR digests are lowercase hex.
  */
-import { z } from 'zod';
+import * as z from '../../util/zod-mini.js';
 import { TPM_ALG } from '../../tpm/constants.js';
 import { CHALLENGE_ID_RE } from '../challenge.js';
 import {
@@ -65,20 +65,17 @@ export const MAX_EVENT_LOG_GZ_BYTES = 36 * 1024;
 /** The event log after gunzip, at most (real firmware logs are 10–200 KB). */
 export const MAX_EVENT_LOG_BYTES = 4 * 1024 * 1024;
 
+const pcrIndex = z.int().check(z.minimum(0), z.maximum(23));
+const bankSchema = z.enum(PCR_BANK_NAMES as [PcrBankName, ...PcrBankName[]]);
+
 export const pcrSelectionSchema = z
-  .array(
-    z.strictObject({
-      bank: z.enum(PCR_BANK_NAMES as [PcrBankName, ...PcrBankName[]]),
-      pcrs: z.array(z.number().int().min(0).max(23)).min(1).max(24),
-    }),
-  )
-  .min(1)
-  .max(4);
+  .array(z.strictObject({ bank: bankSchema, pcrs: z.array(pcrIndex).check(z.minLength(1), z.maxLength(24)) }))
+  .check(z.minLength(1), z.maxLength(4));
 export type PcrSelectionWire = z.infer<typeof pcrSelectionSchema>;
 
 /** Round 1. */
 export const tpmEvidenceSchema = z.strictObject({
-  ek_cert: ekCertB64.optional(),
+  ek_cert: z.optional(ekCertB64),
   ek_public: tpm2bPublicB64('ek_public'),
   ak_public: tpm2bPublicB64('ak_public'),
   key_public: tpm2bPublicB64('key_public'),
@@ -93,33 +90,28 @@ export const tpmChallengeDataSchema = z.strictObject({
    * Present when the rule names firmware profiles (issue #16): renewals must carry a fresh quote
    * over pcr_selection (reattest-wire.ts), so the agent keeps the selection.
    */
-  attest_renewals: z.literal(true).optional(),
+  attest_renewals: z.optional(z.literal(true)),
 });
 export type TpmChallengeData = z.infer<typeof tpmChallengeDataSchema>;
 
 const hexDigest = z
   .string()
-  .regex(
-    /^(?:[0-9a-f]{40}|[0-9a-f]{64}|[0-9a-f]{96}|[0-9a-f]{128})$/,
-    'a PCR digest is lowercase hex of 20, 32, 48 or 64 bytes',
+  .check(
+    z.regex(
+      /^(?:[0-9a-f]{40}|[0-9a-f]{64}|[0-9a-f]{96}|[0-9a-f]{128})$/,
+      'a PCR digest is lowercase hex of 20, 32, 48 or 64 bytes',
+    ),
   );
 
 /** Round 2. */
 export const tpmAnswerSchema = z.strictObject({
-  challenge_id: z.string().regex(CHALLENGE_ID_RE, 'challenge_id is the id the issuer sent'),
+  challenge_id: z.string().check(z.regex(CHALLENGE_ID_RE, 'challenge_id is the id the issuer sent')),
   activated: activatedB64,
   quote: signedAttestSchema,
   pcr_values: z
-    .array(
-      z.strictObject({
-        bank: z.enum(PCR_BANK_NAMES as [PcrBankName, ...PcrBankName[]]),
-        pcr: z.number().int().min(0).max(23),
-        digest: hexDigest,
-      }),
-    )
-    .min(1)
-    .max(96),
-  event_log: b64(MAX_EVENT_LOG_GZ_BYTES, 'event_log').optional(),
+    .array(z.strictObject({ bank: bankSchema, pcr: pcrIndex, digest: hexDigest }))
+    .check(z.minLength(1), z.maxLength(96)),
+  event_log: z.optional(b64(MAX_EVENT_LOG_GZ_BYTES, 'event_log')),
   certify: signedAttestSchema,
 });
 export type TpmAnswer = z.infer<typeof tpmAnswerSchema>;
@@ -134,8 +126,8 @@ export const tpmChallengeStateSchema = z.strictObject({
   ek_public: z.string(),
   ak_public: z.string(),
   key_public: z.string(),
-  ek_cert: z.string().optional(),
-  ek_public_hash: z.string().regex(EK_HASH_RE),
+  ek_cert: z.optional(z.string()),
+  ek_public_hash: z.string().check(z.regex(EK_HASH_RE)),
   /** The credential MakeCredential wrapped, base64. */
   secret: z.string(),
   pcr_selection: pcrSelectionSchema,

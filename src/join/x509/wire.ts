@@ -58,7 +58,7 @@ const base64Cert = z
 
 /** Round 1, device key in a TPM: its EK, a fresh AK, and the device key's TPM2B_PUBLIC. */
 export const x509TpmEvidenceSchema = z.strictObject({
-  ek_cert: ekCertB64.optional(),
+  ek_cert: z.optional(ekCertB64),
   ek_public: tpm2bPublicB64('ek_public'),
   ak_public: tpm2bPublicB64('ak_public'),
   devid_public: tpm2bPublicB64('key_public'),

@@ -122,6 +122,8 @@ describe('lazy loading (issue #19)', () => {
     for (const f of ['src/join/tpm/config.ts', 'src/join/tpm/agent.ts', 'src/join/tpm/ak-store.ts', 'src/tpm/tpm.ts'])
       expect(r.modules).toContain(f);
     expect(otherJoinCode(r.modules).filter((m) => !m.startsWith('src/join/tpm/'))).toEqual([]);
+    // Its wire schemas (join/tpm/wire.ts, reattest-wire.ts, join/ek-wire.ts, attest/key-attestation.ts) are zod/mini too.
+    expect(r.modules.filter((m) => /node_modules\/zod\/(index\.js|v4\/classic\/)/.test(m))).toEqual([]);
   });
 
   it('credential outputs in the config: run --once loads them', () => {
