@@ -24,17 +24,7 @@ export function constantTimeEqual(a: string, b: string): boolean {
   return timingSafeEqual(ab, bb);
 }
 
-/**
- * A request id: 16 octets, base64url (22 chars) — the current millisecond in the first 6, then
- * 80 random bits. The issuer keys its idempotency records by request id (a unique index): random
- * ids wrote a leaf page of that index at a random place per request, ids that begin with the time
- * land beside the ids of the same seconds (issue #14, docs/performance.md). Still unguessable (80
- * bits; a request id is a name, not a secret: the issuer binds answers to the request's hash and
- * signer). The time is already in the request (`timestamp`). Outside 0 … 2⁴⁸ ms (a test clock):
- * 128 random bits, as before.
- */
-export function newRequestId(now: number = Date.now()): string {
-  const id = randomBytes(16);
-  if (Number.isSafeInteger(now) && now >= 0 && now < 2 ** 48) id.writeUIntBE(now, 0, 6);
-  return id.toString('base64url');
+/** A request id: 128 random bits, base64url (22 chars). */
+export function newRequestId(): string {
+  return randomBytes(16).toString('base64url');
 }
