@@ -23,7 +23,7 @@
  */
 import { z } from 'zod';
 import { answerKeySchema } from './answer-key.js';
-import { PROTOCOL_VERSION } from './messages.js';
+import { lifetimeFields, PROTOCOL_VERSION } from './messages.js';
 import { namedSignerFields, requestIdSchema } from './requests.js';
 
 export const CREDENTIAL_KINDS = ['ssh_user', 'ssh_host', 'database', 'kubernetes', 'jwt'] as const;
@@ -128,12 +128,7 @@ export const credentialResultSchema = z.object({
   serial: z.string().regex(/^[0-9a-f]{1,64}$/),
   role: z.string(),
   spiffe_id: z.string().startsWith('spiffe://'),
-  not_before: z.number(),
-  not_after: z.number(),
-  ttl_s: z.number(),
-  requested_ttl_s: z.number(),
-  ttl_clamped: z.boolean(),
-  renew_after: z.number(),
+  ...lifetimeFields(),
   certificate: z.string().optional(),
   principals: z.array(z.string()).optional(),
   user_ca_public_key: z.string().optional(),

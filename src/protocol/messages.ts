@@ -135,6 +135,22 @@ export interface ChallengePayload {
 }
 
 /**
+ * The lifetime every issued credential's answer reports (identity, credentials, workload SVIDs):
+ * validity in unix ms, the granted and requested TTL, whether it was clamped, and when to renew.
+ * A function, like the answers built from it: nothing resident in an agent daemon (issue #19).
+ */
+export function lifetimeFields() {
+  return {
+    not_before: z.number(),
+    not_after: z.number(),
+    ttl_s: z.number(),
+    requested_ttl_s: z.number(),
+    ttl_clamped: z.boolean(),
+    renew_after: z.number(),
+  };
+}
+
+/**
  * The signed answers of join, renew and bundle (and a join's challenge), as the agent checks them
  * (protocol/response-verifier.ts). Built per call, not kept at module level: the agent daemon
  * verifies a few answers a day, and ~90 resident zod schemas cost it memory for as long as it runs
@@ -150,12 +166,7 @@ export function identityResponseSchemas() {
     serial: z.string(),
     chain: z.array(z.string()).check(z.minLength(1)),
     bundle: z.array(z.string()).check(z.minLength(1)),
-    not_before: z.number(),
-    not_after: z.number(),
-    ttl_s: z.number(),
-    requested_ttl_s: z.number(),
-    ttl_clamped: z.boolean(),
-    renew_after: z.number(),
+    ...lifetimeFields(),
     key_storage: z.string(),
     exportable: z.boolean(),
     transport_chain: z.optional(z.array(z.string()).check(z.minLength(1))),

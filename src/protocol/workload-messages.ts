@@ -19,7 +19,7 @@
  */
 import { z } from 'zod';
 import { answerKeySchema } from './answer-key.js';
-import { PROTOCOL_VERSION } from './messages.js';
+import { lifetimeFields, PROTOCOL_VERSION } from './messages.js';
 import { namedSignerFields, requestIdSchema } from './requests.js';
 
 /** What a selector value of each type must look like (and why), checked at `ctl apply`. */
@@ -172,12 +172,7 @@ export const workloadResultSchema = z.discriminatedUnion('action', [
     serial: serialHexSchema,
     chain: z.array(z.string()).min(1),
     bundle: z.array(z.string()).min(1),
-    not_before: z.number(),
-    not_after: z.number(),
-    ttl_s: z.number(),
-    requested_ttl_s: z.number(),
-    ttl_clamped: z.boolean(),
-    renew_after: z.number(),
+    ...lifetimeFields(),
   }),
   z.object({
     action: z.literal('jwt'),
