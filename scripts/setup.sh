@@ -64,9 +64,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   step "system packages installed"
 fi
 
-node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
-if [ "$node_major" -lt 20 ]; then
-  echo "setup: Node.js >= 20 is required (found $(node --version 2>/dev/null || echo none))" >&2
+# 20.12: the issuer hashes with the one-shot crypto.hash (pki/own-leaf.ts, server/ops/issue.ts).
+node_ok=$(node -p 'const [a, b] = process.versions.node.split(".").map(Number); a > 20 || (a === 20 && b >= 12) ? 1 : 0' 2>/dev/null || echo 0)
+if [ "$node_ok" != 1 ]; then
+  echo "setup: Node.js >= 20.12 is required (found $(node --version 2>/dev/null || echo none))" >&2
   exit 1
 fi
 
