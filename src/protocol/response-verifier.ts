@@ -61,7 +61,7 @@ function signerKey(rootPem: string, ders: Buffer[]): string {
 export class ResponseVerifier {
   readonly #signers = new Map<string, VerifiedSigner>();
   readonly #issuerIds = new Map<string, string>();
-  readonly #later: Known;
+  readonly #known: Known;
 
   /**
    * `known`: answer schemas known from the start — those of operations outside messages.ts
@@ -70,12 +70,12 @@ export class ResponseVerifier {
    * generator, a tool) keeps them; an agent daemon, which checks a few a day, does not.
    */
   constructor(known: Known = {}) {
-    this.#later = { ...known };
+    this.#known = { ...known };
   }
 
   /** Learn the answer schema of an operation outside messages.ts (its sender calls this before sending). */
   know(later: Partial<LaterSchemas>): this {
-    Object.assign(this.#later, later);
+    Object.assign(this.#known, later);
     return this;
   }
 
@@ -87,7 +87,7 @@ export class ResponseVerifier {
     rootPem: string,
     now: Date = new Date(),
   ): Success<O> {
-    return checkSuccess(this.#later, this.#verifySigned(body, rootPem, now), op, requestId);
+    return checkSuccess(this.#known, this.#verifySigned(body, rootPem, now), op, requestId);
   }
 
   /** A success, or the signed refusal for this request thrown (see {@link verifyResponseOrError}). */
@@ -99,7 +99,7 @@ export class ResponseVerifier {
     rootPem: string,
     now: Date = new Date(),
   ): Success<O> {
-    return successOrRefusal(this.#later, this.#verifySigned(body, rootPem, now), op, requestId, requestHash);
+    return successOrRefusal(this.#known, this.#verifySigned(body, rootPem, now), op, requestId, requestHash);
   }
 
   /** A join step: the identity, or a challenge (see {@link verifyJoinStep}). */
@@ -117,11 +117,11 @@ export class ResponseVerifier {
       !('result' in payload) &&
       !('error' in payload)
     ) {
-      return { kind: 'challenge', payload: checkSuccess(this.#later, payload, 'join_challenge', requestId) };
+      return { kind: 'challenge', payload: checkSuccess(this.#known, payload, 'join_challenge', requestId) };
     }
     return {
       kind: 'identity',
-      payload: successOrRefusal(this.#later, payload, 'join', requestId, opts.requestHash ?? null),
+      payload: successOrRefusal(this.#known, payload, 'join', requestId, opts.requestHash ?? null),
     };
   }
 
