@@ -197,7 +197,10 @@ try {
     // The same TPM work as a join, on one connection per round as join/exchange.ts does it.
     let identity: TpmSigner | undefined;
     const agent = new TpmJoinAgent({ tpm: access, identityKey: () => identity, eventLog: logFile });
-    const ctxE = { requestId: `bench-${i}-${randomBytes(6).toString('hex')}`, spkiDer: Buffer.alloc(0) };
+    const ctxE: { requestId: string; spkiDer: Buffer } = {
+      requestId: `bench-${i}-${randomBytes(6).toString('hex')}`,
+      spkiDer: Buffer.alloc(0),
+    };
     const ev = await agent.session(async () => {
       const key = (identity = await TpmSigner.create(access));
       ctxE.spkiDer = key.publicKeySpki();

@@ -208,7 +208,7 @@ export class OpensslCaDir {
 
   constructor(
     private readonly pki: OpensslPki,
-    private readonly ca: Issued,
+    ca: Issued,
   ) {
     this.dir = pki.path(`${ca.name}-ca`);
     mkdirSync(join(this.dir, 'newcerts'), { recursive: true });
