@@ -9,12 +9,10 @@
  * signed refusals to it (protocol/messages.ts ErrorResponsePayload.request_hash); the agent
  * compares it with what it sent (protocol/verify-response.ts).
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
+// One-shot: no Hash object per request for the GC's weak-handle pass (issue #14). 'latin1' is what
+// Hash#update's 'ascii' encoded (one octet per UTF-16 unit), so the hash of any string is unchanged.
 export function requestHash(envelope: { protected: string; payload: string }): string {
-  return createHash('sha256')
-    .update(envelope.protected, 'ascii')
-    .update('.')
-    .update(envelope.payload, 'ascii')
-    .digest('hex');
+  return hash('sha256', Buffer.from(`${envelope.protected}.${envelope.payload}`, 'latin1'), 'hex');
 }

@@ -18,7 +18,8 @@
  * shorter chain: the signed checkpoints outside the database (server/audit/checkpoints.ts)
  * are what detect that.
  */
-import { createHash, createHmac } from 'node:crypto';
+import { hash } from 'node:crypto';
+import { hmacSha256Hex } from '../../../util/hmac-sha256.js';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { AuditAnchor, AuditEvent, AuditRecord, AuditVerifyResult, AuditWalk } from '../types.js';
 import type { SyncAuditStore } from './sync-types.js';
@@ -107,9 +108,11 @@ function canonicalContent(c: AuditContent, detailsCanonical: string): string {
   );
 }
 
+// One-shot hashes, no Hash/Hmac object per row: those are freed in V8's GC pause (issue #14;
+// ../../../util/hmac-sha256.ts).
 function chainHash(prevHash: string, canonical: string, key?: Buffer): string {
-  const h = key ? createHmac('sha256', key) : createHash('sha256');
-  return h.update(`${prevHash}\n${canonical}`, 'utf8').digest('hex');
+  const input = `${prevHash}\n${canonical}`;
+  return key ? hmacSha256Hex(key, input) : hash('sha256', input, 'hex');
 }
 
 export interface SqliteAuditOptions {
