@@ -7,7 +7,7 @@ bash scripts/setup.sh
 node scripts/check-layers.mjs   # house rules: import boundaries, no cycles, no module-level state (docs/architecture.md)
 npx prettier --check src test bench scripts native --log-level warn   # one format (.prettierrc.json); fix with: npm run format
 node scripts/gen-errors-doc.mjs --check   # docs/errors.md is generated from src/errors.ts (setup.sh built dist/)
-npx tsc -p tsconfig.bench.json   # the benches type-check too (tsx, which runs them, strips types unchecked)
+npx tsc -p tsconfig.test.json   # tests and benches type-check too (vitest and tsx strip types unchecked)
 mkdir -p .tmp
 report=.tmp/vitest-report.json
 rm -f "$report"

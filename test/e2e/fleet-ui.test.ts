@@ -29,6 +29,10 @@ import {
   type RunningIssuer,
 } from '../helpers/cli.js';
 
+// page.evaluate callbacks run in chromium; the program is type-checked without the DOM library
+// (it would change Node's Crypto and BufferSource types for every other file).
+declare const document: any, window: any;
+
 const SHOTS = join(ROOT, 'test-artifacts', 'ui');
 const XSS_BOT = '<script>window.__xss=1;console.log("xss-ran")</script>';
 const FAILED_ATTESTATION = {

@@ -15,7 +15,6 @@ import {
   agentStatusJson,
   applyResources,
   RESOURCES,
-  SIGIL,
   sigilJson,
   startIssuer,
   tempDir,

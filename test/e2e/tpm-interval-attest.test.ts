@@ -11,15 +11,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  agentStatusJson,
-  applyResources,
-  sigil,
-  SIGIL,
-  sigilJson,
-  tempDir,
-  type RunningIssuer,
-} from '../helpers/cli.js';
+import { agentStatusJson, applyResources, sigil, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
 import { startAttestingAgent, type AttestingAgent } from '../helpers/attesting-agent.js';
 import { issuerMetrics, startMqttIssuerRig, type Broker, type IssuerProcess } from '../helpers/mosquitto.js';
 import {

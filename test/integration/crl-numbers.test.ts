@@ -15,7 +15,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { toPem } from '../../src/pki/pem.js';
 import { CrlPublisher } from '../../src/server/crl/publisher.js';
 import { summarizeCrl } from '../../src/server/crl/ctl.js';
 import { crlFiles } from '../../src/server/crl/state.js';

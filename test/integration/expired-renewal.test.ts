@@ -76,7 +76,11 @@ function agentWith(token: string, dataDir: string, clock: { now: number }, broke
 describe('a renewal queued before the expiry, MQTT only', () => {
   it('is dropped after the expiry: reattest_required at once, and a newly supplied token joins', async () => {
     const clock = { now: Date.now() };
-    const mode = { down: false, renewDenied: false, renewsSeen: 0 };
+    const mode: { down: boolean; renewDenied: boolean; renewsSeen: number; joinsSeen?: number } = {
+      down: false,
+      renewDenied: false,
+      renewsSeen: 0,
+    };
     let agent = agentWith(await h.token(), 'gw', clock, brokerTransport(mode));
     try {
       expect((await agent.tick()).action).toBe('joined');

@@ -169,7 +169,8 @@ describe('migrate-store copies every kind of record, and refuses what it cannot 
     const name = pg.createDatabase('planted');
     // Someone prepared the database: schema from a first issuer open, then one row of their own.
     const planted = openPostgresIssuerStores(pg.url(name), readAuditKey(paths(pristine).auditKey));
-    await planted.ready.catch(() => undefined); // not claimed: refused, but migrated
+    // PostgresStores' `ready` (the Stores contract does not name it).
+    await (planted as typeof planted & { ready: Promise<void> }).ready.catch(() => undefined); // not claimed: refused, but migrated
     await planted.close();
     pg.admin(
       `INSERT INTO resources (kind, name, spec, created_at, updated_at) VALUES ('bot', 'evil', '{}', 1, 1)`,

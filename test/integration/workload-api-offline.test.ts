@@ -185,11 +185,11 @@ describe.runIf(process.platform === 'linux')('Workload API cache', () => {
   it.each([
     [
       'names another SPIFFE ID and key',
-      (i: FakeWorkloadIssuer) => (svid: { chainPem: string }) => ({ ...svid, chainPem: i.otherSvidPem() }),
+      (i: TamperingIssuer) => (svid: { chainPem: string }) => ({ ...svid, chainPem: i.otherSvidPem() }),
     ],
     [
       'certifies another key',
-      (i: FakeWorkloadIssuer) => (svid: { chainPem: string }) => ({ ...svid, chainPem: i.sameIdOtherKeyPem() }),
+      (i: TamperingIssuer) => (svid: { chainPem: string }) => ({ ...svid, chainPem: i.sameIdOtherKeyPem() }),
     ],
     [
       'does not chain to the trust bundle',

@@ -138,7 +138,7 @@ describe('agent config', () => {
   it('token_file wins over an inline token', () => {
     writeFileSync(join(dir, 'tok'), 'F'.repeat(43));
     const c = load(yaml({ join: `join:\n  method: token\n  token: ${TOKEN}\n  token_file: ${join(dir, 'tok')}` }));
-    expect(c.join.token).toBe('F'.repeat(43));
+    expect(c.join).toMatchObject({ method: 'token', token: 'F'.repeat(43) });
   });
 
   it('an unreadable or missing token_file → config_invalid naming the file and errno', () => {

@@ -7,7 +7,7 @@ import { SigilError } from '../../../src/errors.js';
 import { AGENT_SCHEMA_VERSION, HISTORY_KEEP, openAgentState } from '../../../src/agent/state/index.js';
 import { openAgentDb } from '../../../src/agent/state/db.js';
 import { HistoryStore } from '../../../src/agent/state/history.js';
-import type { AgentState, Identity } from '../../../src/agent/state/index.js';
+import type { AgentState } from '../../../src/agent/state/index.js';
 import { fakeIdentity } from '../../helpers/agent-identity.js';
 
 let dataDir: string;

@@ -139,10 +139,15 @@ describe('checkEkTrust', () => {
 
   it('selectEkPolicy: the first policy that trusts the EK; else the refusal of the one that got furthest', async () => {
     const ek = readEk(evidence(ekCert.cert), parse);
-    const untrusted = { rule: 'a', anchors: () => [parse(der(stranger.cert))] };
-    const notAllowed = { ...byCa, rule: 'b', allow: ['sha256:' + '1'.repeat(64)] };
-    await expect(selectEkPolicy([untrusted, notAllowed], ek, at)).rejects.toEqual(refused('ek_not_allowed'));
-    await expect(selectEkPolicy([untrusted, notAllowed, { ...byCa, rule: 'c' }], ek, at)).resolves.toMatchObject({
+    type Policy = EkTrustPolicy<ParsedCert, ParsedCert>;
+    const untrusted: Policy = { rule: 'a', anchors: () => [parse(der(stranger.cert))] };
+    const notAllowed: Policy = { ...byCa, rule: 'b', allow: ['sha256:' + '1'.repeat(64)] };
+    await expect(selectEkPolicy<ParsedCert, ParsedCert, Policy>([untrusted, notAllowed], ek, at)).rejects.toEqual(
+      refused('ek_not_allowed'),
+    );
+    await expect(
+      selectEkPolicy<ParsedCert, ParsedCert, Policy>([untrusted, notAllowed, { ...byCa, rule: 'c' }], ek, at),
+    ).resolves.toMatchObject({
       rule: 'c',
     });
   });

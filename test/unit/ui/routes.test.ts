@@ -191,7 +191,7 @@ describe('fleet view routes', () => {
 
   it('refuses a POST without or with a wrong CSRF token, or from another origin: 403, nothing changed, audited', async () => {
     const who = await signIn(rig);
-    const tries = [
+    const tries: Array<{ form: Record<string, string>; headers: Record<string, string> }> = [
       { form: { reason: 'x' }, headers: {} },
       { form: { reason: 'x', csrf: 'A'.repeat(43) }, headers: {} },
       { form: { reason: 'x', csrf: who.csrf }, headers: { origin: 'https://evil.example' } },
