@@ -227,7 +227,9 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
           `instance: ${String(r.id)}\nbot:      ${String(r.bot)}\nspiffe:   ${String(r.spiffe_id)}\nlocked:   ${locked}\n` +
             `${attestationLines(r.attestation).join('\n')}\n\n`,
         );
-        printTable(r.certificates, ['serial', 'kind', 'generation', 'not_after', 'issued_at']);
+        // Workload SVIDs carry their SPIFFE ID (server/admin/workload-svid-view.ts); node certificates do not.
+        const ids = r.certificates.some((c) => 'spiffe_id' in c) ? ['spiffe_id'] : [];
+        printTable(r.certificates, ['serial', 'kind', 'generation', 'not_after', 'issued_at', ...ids]);
       }),
     );
 

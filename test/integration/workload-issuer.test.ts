@@ -120,10 +120,20 @@ describe('workload X.509-SVID', () => {
     expect(out.trim()).toBe(`${join(work, 'leaf.pem')}: OK`);
 
     const shown = (await runAdminOp(h.ctx.stores, 'instances.show', { instance: gw.result.instance_id })) as {
-      certificates: Array<{ serial: string; kind: string }>;
+      certificates: Array<{ serial: string; kind: string; spiffe_id?: string | null }>;
     };
+    // `ctl instances show` names the SPIFFE ID of each workload SVID (from its issuance's audit row).
     expect(shown.certificates).toContainEqual(
-      expect.objectContaining({ serial: svid.serial, kind: 'workload-x509-svid' }),
+      expect.objectContaining({
+        serial: svid.serial,
+        kind: 'workload-x509-svid',
+        spiffe_id: 'spiffe://example.org/web',
+        entry: 'web',
+      }),
+    );
+    // Node certificates have their SPIFFE ID on the instance, not per row.
+    expect(shown.certificates.filter((c) => !c.kind.startsWith('workload-')).every((c) => !('spiffe_id' in c))).toBe(
+      true,
     );
     const row = (await h.ctx.stores.audit.list()).findLast((r) => r.action === 'workload');
     expect(row?.details).toMatchObject({

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { SigilError } from '../../errors.js';
 import type { Stores } from '../store/types.js';
 import { attestationView } from './attestation-view.js';
+import { workloadSvidIds } from './workload-svid-view.js';
 import { adminOperation, type AdminCall } from './operation.js';
 
 async function resolveLockTarget(
@@ -75,6 +76,9 @@ export const INSTANCE_OPERATIONS = {
       const inst = await stores.instances.get(args.instance);
       if (!inst) throw new SigilError('not_found', `no instance "${args.instance}" (see: sigil ctl instances ls)`);
       const certs = await stores.certificates.listByInstance(inst.id);
+      // A workload SVID's SPIFFE ID, from its issuance's audit row (./workload-svid-view.ts).
+      const workload = new Set(certs.filter((c) => c.kind.startsWith('workload-')).map((c) => c.serial));
+      const ids = workload.size > 0 ? await workloadSvidIds(stores, inst.id, workload) : undefined;
       return {
         id: inst.id,
         bot: inst.bot,
@@ -94,6 +98,9 @@ export const INSTANCE_OPERATIONS = {
           not_after: new Date(c.notAfter).toISOString(),
           issued_at: new Date(c.issuedAt).toISOString(),
           request_id: c.requestId,
+          // null: a workload SVID whose audit row was pruned.
+          ...(workload.has(c.serial) ? { spiffe_id: ids?.get(c.serial)?.spiffe_id ?? null } : {}),
+          ...(workload.has(c.serial) ? { entry: ids?.get(c.serial)?.entry ?? null } : {}),
         })),
       };
     },
