@@ -306,6 +306,8 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
           LimitOptions,
       ) =>
         run(async () => {
+          // Shorter major-GC pauses for a busy issuer (./issuer-heap.ts).
+          (await import('./issuer-heap.js')).tuneIssuerHeap();
           // Flags only: everything the issuer owns (context, listeners, timers) is the IssuerService.
           const { host, port } = parseListen(o.listen);
           const limits = await parseLimitOptions(o);
