@@ -1,7 +1,7 @@
 /** PCR values as the tpm method's messages report them, shared by the join (server.ts) and later attestations (reattest.ts). */
 import { SigilError } from '../../errors.js';
 import type { QuotedPcrs } from '../../attest/quote.js';
-import { PCR_BANK_ALGS, type PcrBankName, type PcrSelectionWire } from './wire.js';
+import type { PcrBankName, PcrSelectionWire } from './wire.js';
 
 export interface ReportedPcr {
   bank: PcrBankName;
@@ -9,26 +9,38 @@ export interface ReportedPcr {
   digest: string;
 }
 
-/** The reported PCR values, which must be exactly the requested selection (`pcr_digest_mismatch`). */
+/**
+ * The reported PCR values, which must be exactly the requested selection (`pcr_digest_mismatch`).
+ * Checked in this order, the first failure reported: a PCR reported twice (in report order), one
+ * reported but not asked for (in report order), one asked for but missing (in selection order).
+ * Per renewal with a quote (issue #16's bench): no string key per PCR, one Map per bank.
+ */
 export function reportedPcrs(values: readonly ReportedPcr[], selection: PcrSelectionWire): QuotedPcrs {
   const out = new Map<PcrBankName, Map<number, Buffer>>();
   for (const v of values) {
-    const bank = out.get(v.bank) ?? new Map<number, Buffer>();
+    let bank = out.get(v.bank);
+    if (bank === undefined) {
+      bank = new Map<number, Buffer>();
+      out.set(v.bank, bank);
+    }
     if (bank.has(v.pcr)) throw new SigilError('pcr_digest_mismatch', `${v.bank} PCR ${v.pcr} is reported twice`);
     bank.set(v.pcr, Buffer.from(v.digest, 'hex'));
-    out.set(v.bank, bank);
   }
-  const want = new Set(selection.flatMap((s) => s.pcrs.map((p) => `${s.bank}:${p}`)));
   for (const [bank, vals] of out)
     for (const pcr of vals.keys())
-      if (!want.has(`${bank}:${pcr}`))
+      if (!isSelected(selection, bank, pcr))
         throw new SigilError('pcr_digest_mismatch', `${bank} PCR ${pcr} is reported but was not asked for`);
-  for (const w of want) {
-    const [bank, pcr] = w.split(':') as [keyof typeof PCR_BANK_ALGS, string];
-    if (!out.get(bank)?.has(Number(pcr)))
-      throw new SigilError('pcr_digest_mismatch', `the value of ${bank} PCR ${pcr} is missing from pcr_values`);
-  }
+  for (const s of selection)
+    for (const pcr of s.pcrs)
+      if (!out.get(s.bank)?.has(pcr))
+        throw new SigilError('pcr_digest_mismatch', `the value of ${s.bank} PCR ${pcr} is missing from pcr_values`);
   return out;
+}
+
+/** `bank` PCR `pcr` is in the selection (a bank may be listed more than once). */
+function isSelected(selection: PcrSelectionWire, bank: PcrBankName, pcr: number): boolean {
+  for (const s of selection) if (s.bank === bank && s.pcrs.includes(pcr)) return true;
+  return false;
 }
 
 /** The quoted values as instance facts: `{ bank: { pcr: hex } }`. */

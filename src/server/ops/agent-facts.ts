@@ -15,8 +15,8 @@ export type Carrier = 'https' | 'mqtt';
 /**
  * The facts to merge so that `facts` records this request's carrier and agent version, or
  * undefined when they already do. Renewal is the hot path (issue #14 counts its statements): a
- * steady-state renewal, same carrier and same version as the last one, must cost no write, so
- * the caller writes only what this returns. An unknown carrier (a handler called directly, not
+ * steady-state renewal, same carrier and same version as the last one, must not rewrite the
+ * facts, so the caller merges only what this returns (renew.ts: by the issue's own update). An unknown carrier (a handler called directly, not
  * through an adapter) or an agent that sends no version leaves the recorded value as it was.
  */
 export function agentFactsUpdate(

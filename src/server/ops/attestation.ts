@@ -9,7 +9,9 @@
  *   - the verdict is recorded on the instance, in the same write transaction as the answer:
  *     facts.attestation (the last attestation, good or bad: time, via, profile, failed check,
  *     PCR diff, TPM counters) and, when good, facts.last_good_attestation_at plus the facts the
- *     method re-derived (PCR values, clock, counters);
+ *     method re-derived (PCR values, clock, counters). A renewal's good verdict is not written
+ *     here: its facts ride on the renewal's own instance update (issue.ts → instances.recordIssue
+ *     `mergeFacts`: one UPDATE of the row per renewal instead of two; issue #16's bench);
  *   - a failure applies the rule's on_attestation_failure: `refuse` (this request is refused; so is
  *     every later one until a quote matches again, and the instance's certificates are on the CRL
  *     meanwhile, server/crl/revoked.ts) or `lock` (the instance is locked in this transaction:
@@ -50,7 +52,12 @@ export interface AttestationRecord {
 const MAX_RECORD_MESSAGE = 2000;
 
 export type AttestationJudgement =
-  | { ok: true; record: AttestationRecord }
+  | {
+      ok: true;
+      record: AttestationRecord;
+      /** The verdict's facts: already written, unless the caller asked to write them itself (`deferGoodFacts`). */
+      facts: Record<string, unknown>;
+    }
   | { ok: false; record: AttestationRecord; refusal: SigilError; locked: boolean };
 
 /** The instance's join-rule policy when it must attest (its method's `reattest` capability), else undefined. */
@@ -68,6 +75,9 @@ export function attestationPolicyOf(
  * facts.attestation (+ facts.last_good_attestation_at on success), apply the rule's
  * on_attestation_failure (refuse | lock: lock commits with tx), write nothing else. The caller
  * audits (details: {@link attestationAuditDetails}) and raises `refusal` after COMMIT.
+ * `deferGoodFacts`: a good verdict's facts are returned (`facts`), not written: the caller writes
+ * them in this transaction or nothing commits (a renewal: with its issue). A failure is always
+ * written here: it must commit with the refusal.
  *
  * Throws (a plain refusal: nothing recorded, no policy) when the instance has nothing to attest,
  * when evidence is missing (`attestation_required`) or malformed, and when the rule's PCR
@@ -83,6 +93,7 @@ export async function judgeAttestation(
   now: number,
   via: 'renew' | 'attest',
   policy?: AttestationPolicy,
+  deferGoodFacts = false,
 ): Promise<AttestationJudgement> {
   const p = policy ?? (await attestationPolicyOf(ctx, tx, inst, now));
   if (!p)
@@ -107,8 +118,9 @@ export async function judgeAttestation(
   };
   if (v.ok) {
     const record: AttestationRecord = { at: now, ok: true, via, profile: v.profile, ...seen };
-    await tx.instances.updateFacts(inst.id, { ...v.facts, attestation: record, last_good_attestation_at: now }, now);
-    return { ok: true, record };
+    const facts = { ...v.facts, attestation: record, last_good_attestation_at: now };
+    if (!deferGoodFacts) await tx.instances.updateFacts(inst.id, facts, now);
+    return { ok: true, record, facts };
   }
   const locked = p.onFailure === 'lock';
   const message = `${v.error.message}${v.diff ? `; PCR diff: ${diffText(v.diff)}` : ''}`;
@@ -142,7 +154,9 @@ export async function judgeAttestation(
  * an instance that need not attest; the age gate for a renewal without a quote
  * ({@link checkAttestationAge}, throws); otherwise {@link judgeAttestation}, and a failure is
  * audited here ({@link auditAttestationFailure}) so that it commits with the record and the lock.
- * `details`: what the renewal's audit row adds.
+ * `details`: what the renewal's audit row adds; `facts`: a good verdict's facts, NOT yet written —
+ * the renewal merges them into the instance with its issue (issue.ts `mergeFacts`), so they commit
+ * exactly when the renewal does.
  */
 export async function attestRenewal(
   ctx: IssuerContext,
@@ -152,7 +166,9 @@ export async function attestRenewal(
   /** What the quote must be bound to; computed only when there is a quote to judge (two hashes per renewal less). */
   binding: () => Buffer,
   a: { now: number; remote: string | null; requestId: string },
-): Promise<{ ok: true; details: Record<string, unknown> } | { ok: false; refusal: SigilError }> {
+): Promise<
+  { ok: true; details: Record<string, unknown>; facts?: Record<string, unknown> } | { ok: false; refusal: SigilError }
+> {
   const policy = await attestationPolicyOf(ctx, tx, inst, a.now);
   if (!policy) return { ok: true, details: {} };
   if (evidence === undefined) {
@@ -160,8 +176,8 @@ export async function attestRenewal(
     return { ok: true, details: {} };
   }
   const previous = inst.facts.attestation;
-  const v = await judgeAttestation(ctx, tx, inst, evidence, binding(), a.now, 'renew', policy);
-  if (v.ok) return { ok: true, details: attestationAuditDetails(v.record, previous) };
+  const v = await judgeAttestation(ctx, tx, inst, evidence, binding(), a.now, 'renew', policy, true);
+  if (v.ok) return { ok: true, details: attestationAuditDetails(v.record, previous), facts: v.facts };
   await auditAttestationFailure(tx, inst, v, { remote: a.remote, requestId: a.requestId, now: a.now, previous });
   return { ok: false, refusal: v.refusal };
 }

@@ -42,6 +42,12 @@ export interface IssueParams {
   exportable: boolean;
   /** SPKI of a checked `transport_csr` (transport-cert.ts checkTransportCsr): issue a transport certificate too. */
   transportSpkiDer?: Buffer;
+  /**
+   * Facts to merge into the instance's by the same update that records the issue (store
+   * `recordIssue` mergeFacts): a renewal's attestation record and carrier/agent version, one
+   * UPDATE of the row instead of one per change (issue #16).
+   */
+  mergeFacts?: Record<string, unknown>;
 }
 
 export interface IssuedIdentity {
@@ -122,6 +128,7 @@ export async function issueIdentity(ctx: IssuerContext, tx: TxStores, p: IssuePa
     keyStorage: p.keyStorage,
     exportable: p.exportable,
     now,
+    ...(p.mergeFacts ? { mergeFacts: p.mergeFacts } : {}),
   });
   const result: IdentityResult = {
     instance_id: p.instanceId,

@@ -164,10 +164,11 @@ export async function handleRenew(
         },
       );
       if (!attested.ok) return { refusal: attested.refusal, audited: { method: inst.joinMethod } };
-      // The fleet view's transport and agent version (./agent-facts.ts), written only when they
-      // changed: a steady-state renewal costs no extra statement (issue #14's per-renewal count).
+      // The fleet view's transport and agent version (./agent-facts.ts), recorded only when they
+      // changed. They and a good attestation's facts are merged by the issue's own instance update
+      // (issue.ts mergeFacts): one UPDATE of the row per renewal (issues #14, #16).
       const seen = agentFactsUpdate(inst.facts, { carrier, agentVersion: r.agent_version });
-      if (seen) await tx.instances.updateFacts(inst.id, seen, now);
+      const mergeFacts = attested.facts || seen ? { ...attested.facts, ...seen } : undefined;
       const bot = await resolveBot(tx, inst.bot);
       const { result, transportSerial } = await issueIdentity(ctx, tx, {
         op: 'renew',
@@ -180,6 +181,7 @@ export async function handleRenew(
         keyStorage,
         exportable,
         ...(transportSpkiDer ? { transportSpkiDer } : {}),
+        ...(mergeFacts ? { mergeFacts } : {}),
       });
       const answer = await recordAnswer(ctx, tx, {
         op: 'renew',

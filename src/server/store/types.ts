@@ -306,6 +306,9 @@ export interface InstanceStore {
   /**
    * After a successful issue: set generation, serial, expiry, key facts; touch timestamps. The
    * generation check that precedes it must run in the same `withWriteTx` (see the header).
+   * `mergeFacts`, when given, is merged into the stored facts BY THE SAME UPDATE, exactly as
+   * {@link updateFacts} merges (and with the same fleet attestation state): a renewal's facts
+   * changes (its attestation record, carrier, agent version) cost no statement of their own (issue #16).
    */
   recordIssue(
     id: string,
@@ -316,10 +319,14 @@ export interface InstanceStore {
       keyStorage: KeyStorage;
       exportable: boolean;
       now: number;
+      mergeFacts?: Record<string, unknown>;
     },
   ): Promise<void>;
   setLocked(id: string, locked: boolean, reason: string | null, now: number): Promise<boolean>;
-  /** Shallow merge into the stored facts; rejects for an unknown instance. */
+  /**
+   * Shallow merge into the stored facts: the given keys replace the stored ones (a key whose value
+   * is undefined is removed: canonical JSON drops it), the others stay; rejects for an unknown instance.
+   */
   updateFacts(id: string, facts: Record<string, unknown>, now: number): Promise<void>;
 }
 

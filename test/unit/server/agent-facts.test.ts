@@ -68,19 +68,30 @@ async function renewWith(id: Identity, edit: (p: Record<string, unknown>) => voi
 }
 
 /** Count tx.instances.updateFacts calls of every write transaction from now on. */
-function countFactWrites(): { n: number } {
-  const count = { n: 0 };
+/**
+ * Facts writes inside the issuer's transactions: `n` counts every write of facts (an updateFacts, or
+ * a recordIssue that merges facts), `statements` the updateFacts calls (a statement of their own:
+ * a renewal must make none, its facts ride on its recordIssue, issue #16).
+ */
+function countFactWrites(): { n: number; statements: number } {
+  const count = { n: 0, statements: 0 };
   const stores = h.ctx.stores;
   const original = stores.withWriteTx.bind(stores);
   vi.spyOn(stores, 'withWriteTx').mockImplementation(((fn: (tx: TxStores) => Promise<unknown>) =>
     original(async (tx) => {
       const update = tx.instances.updateFacts.bind(tx.instances);
+      const issue = tx.instances.recordIssue.bind(tx.instances);
       const spied: TxStores = {
         ...tx,
         instances: Object.assign(Object.create(tx.instances) as TxStores['instances'], {
           updateFacts: (...a: Parameters<typeof update>) => {
             count.n++;
+            count.statements++;
             return update(...a);
+          },
+          recordIssue: (...a: Parameters<typeof issue>) => {
+            if (a[1].mergeFacts !== undefined) count.n++;
+            return issue(...a);
           },
         }),
       };
@@ -149,6 +160,7 @@ describe('recorded facts', () => {
     const up = await renewWith(fourth, (p) => (p['agent_version'] = '0.2.0'));
     await OPERATIONS.renew.handle(h.ctx, { body: up, remote: null, confidential: false, carrier: 'mqtt' });
     expect(writes.n).toBe(2);
+    expect(writes.statements).toBe(0);
     expect(await facts(id)).toMatchObject({ transport: 'mqtt', agent_version: '0.2.0' });
   });
 

@@ -15,7 +15,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { namedSigner } from '../../../src/agent/named-signer.js';
 import { renewalBinding } from '../../../src/attest/binding.js';
 import { encodeSignedAttest } from '../../../src/attest/structures.js';
@@ -39,6 +39,7 @@ import { fromPem, toPem } from '../../../src/pki/pem.js';
 import { signJws } from '../../../src/protocol/jws.js';
 import { TYP_REQUEST } from '../../../src/protocol/messages.js';
 import { runAdminOp } from '../../../src/server/admin/ops.js';
+import type { TxStores } from '../../../src/server/store/types.js';
 import { revokedCertificates } from '../../../src/server/crl/revoked.js';
 import { eventsOfRow } from '../../../src/server/events/derive.js';
 import type { HttpsIssuerClient } from '../../../src/transport/https/client.js';
@@ -205,8 +206,29 @@ describe('renewal with a fresh quote (refuse policy)', () => {
       firmware_profile: 'lab-attested',
       attestation: { ok: true, via: 'join', profile: 'lab-attested' },
     });
-    const { res, evidence } = await renew(m);
+    // The verdict's facts ride on the renewal's own instance update (issue #16): no updateFacts.
+    const calls = { updateFacts: 0, merged: [] as unknown[] };
+    const stores = h.ctx.stores;
+    const original = stores.withWriteTx.bind(stores);
+    const spy = vi.spyOn(stores, 'withWriteTx').mockImplementation(((fn: (tx: TxStores) => Promise<unknown>) =>
+      original((tx) => {
+        const { updateFacts, recordIssue } = tx.instances;
+        const instances = Object.assign(Object.create(tx.instances) as TxStores['instances'], {
+          updateFacts: (...a: Parameters<typeof updateFacts>) => {
+            calls.updateFacts++;
+            return updateFacts.apply(tx.instances, a);
+          },
+          recordIssue: (...a: Parameters<typeof recordIssue>) => {
+            calls.merged.push(a[1].mergeFacts);
+            return recordIssue.apply(tx.instances, a);
+          },
+        });
+        return fn({ ...tx, instances });
+      })) as typeof stores.withWriteTx);
+    const { res, evidence } = await renew(m).finally(() => spy.mockRestore());
     expect(res.status, res.text).toBe(200);
+    expect(calls.updateFacts).toBe(0);
+    expect(calls.merged).toEqual([expect.objectContaining({ attestation: expect.objectContaining({ via: 'renew' }) })]);
     // No reboot since the join: no event log sent, the log's verdict carries over.
     expect(evidence).toBeDefined();
     expect(evidence!.event_log).toBeUndefined();

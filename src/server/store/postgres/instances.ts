@@ -28,6 +28,13 @@ interface InstanceRow {
 type IssueUpdate = Parameters<InstanceStore['recordIssue']>[1];
 
 export class PgInstanceStore implements InstanceStore {
+  /**
+   * Inside a transaction (this store set belongs to one: ./stores.ts pgStoreSet): the facts text
+   * of each row this transaction holds FOR UPDATE, as it now stands. Read by recordIssue's facts
+   * merge, so that it needs no read of its own; gone with the transaction.
+   */
+  private readonly lockedFacts = new Map<string, string>();
+
   constructor(private readonly db: Db) {}
 
   async create(rec: NewInstance): Promise<void> {
@@ -56,6 +63,7 @@ export class PgInstanceStore implements InstanceStore {
           SELECT id, bot, join_method, spiffe_id, generation, locked, lock_reason, facts, key_storage, exportable,
                  created_at, updated_at, last_seen_at, current_serial, current_not_after
             FROM instances WHERE id = ${id}`;
+    if (row && this.db instanceof TxDb) this.lockedFacts.set(id, row.facts);
     return row && toRecord(row);
   }
 
@@ -75,6 +83,7 @@ export class PgInstanceStore implements InstanceStore {
   }
 
   async recordIssue(id: string, u: IssueUpdate): Promise<void> {
+    if (u.mergeFacts !== undefined) return this.recordIssueWithFacts(id, u, u.mergeFacts);
     // current_not_before (the fleet view's half-life check, migration 2) from the certificate row
     // the issue inserted just before on this connection (ops/issue.ts); NULL if there is none.
     if (this.db instanceof TxDb) {
@@ -104,6 +113,54 @@ export class PgInstanceStore implements InstanceStore {
     if (r.count === 0) throw unknownInstance('recordIssue', id);
   }
 
+  /**
+   * recordIssue with `mergeFacts` (types.ts): merged in JavaScript exactly as updateFacts merges
+   * ({@link mergedFacts}), written by the issue's own UPDATE. Inside withWriteTx, when this
+   * transaction already read the row FOR UPDATE (`get`: every renewal does, before it decides),
+   * the stored text it read is still the row's (the lock keeps other writers out, and this
+   * transaction's own facts writes go through this store, which keeps {@link lockedFacts} up to
+   * date), so no read is needed and the UPDATE is sent without waiting, as recordIssue's: no round
+   * trip added. Otherwise the row is read FOR UPDATE first, as updateFacts reads it.
+   *
+   * Not merged by SQL: `jsonb` (`facts::jsonb || patch`) and the `json` functions refuse
+   * \u0000 and lone surrogates, which canonicalJson writes and the stored facts may hold (a
+   * failed attestation's message can quote event-log text): every later renewal would fail. And
+   * `jsonb` would not keep the stored text canonical.
+   */
+  private async recordIssueWithFacts(id: string, u: IssueUpdate, patch: Record<string, unknown>): Promise<void> {
+    const stored = this.db instanceof TxDb ? this.lockedFacts.get(id) : undefined;
+    if (stored === undefined || !(this.db instanceof TxDb)) {
+      return this.db.atomic(async (sql) => {
+        const [row] = await sql<{ facts: string }[]>`SELECT facts FROM instances WHERE id = ${id} FOR UPDATE`;
+        if (!row) throw unknownInstance('recordIssue', id);
+        const merged = mergedFacts(row.facts, patch);
+        await sql`
+          UPDATE instances
+             SET generation = ${u.generation}, current_serial = ${u.serial}, current_not_after = ${u.notAfter},
+                 current_not_before = (SELECT not_before FROM certificates WHERE serial = ${u.serial}),
+                 key_storage = ${u.keyStorage}, exportable = ${u.exportable}, updated_at = ${u.now}, last_seen_at = ${u.now},
+                 facts = ${merged.facts}, attestation_ok = ${merged.attestationOk}
+           WHERE id = ${id}`;
+        if (this.db.inTx) this.lockedFacts.set(id, merged.facts);
+      });
+    }
+    const merged = mergedFacts(stored, patch);
+    this.lockedFacts.set(id, merged.facts);
+    // As recordIssue's: zero rows updated divides by zero (22012), failing the transaction.
+    const update = this.db.sql`
+      WITH u AS (
+        UPDATE instances
+           SET generation = ${u.generation}, current_serial = ${u.serial}, current_not_after = ${u.notAfter},
+               current_not_before = (SELECT not_before FROM certificates WHERE serial = ${u.serial}),
+               key_storage = ${u.keyStorage}, exportable = ${u.exportable}, updated_at = ${u.now}, last_seen_at = ${u.now},
+               facts = ${merged.facts}, attestation_ok = ${merged.attestationOk}
+         WHERE id = ${id} RETURNING 1)
+      SELECT 1 / (SELECT count(*)::int FROM u) AS updated`;
+    this.db.sendWithoutWaiting(update, (err) =>
+      (err as { code?: unknown })?.code === '22012' ? unknownInstance('recordIssue', id) : err,
+    );
+  }
+
   async setLocked(id: string, locked: boolean, reason: string | null, now: number): Promise<boolean> {
     // An unlock clears the reason: a stale reason on an unlocked instance would only mislead.
     // Every issuer is told in the same statement (./change-feed.ts: their CRL and pushed events
@@ -122,11 +179,18 @@ export class PgInstanceStore implements InstanceStore {
     return this.db.atomic(async (sql) => {
       const [row] = await sql<{ facts: string }[]>`SELECT facts FROM instances WHERE id = ${id} FOR UPDATE`;
       if (!row) throw unknownInstance('updateFacts', id);
-      const merged = { ...(JSON.parse(row.facts) as Record<string, unknown>), ...facts };
-      await sql`UPDATE instances SET facts = ${canonicalJson(merged)}, attestation_ok = ${attestationOkOf(merged)},
+      const merged = mergedFacts(row.facts, facts);
+      await sql`UPDATE instances SET facts = ${merged.facts}, attestation_ok = ${merged.attestationOk},
                 updated_at = ${now} WHERE id = ${id}`;
+      if (this.db instanceof TxDb) this.lockedFacts.set(id, merged.facts);
     });
   }
+}
+
+/** Shallow merge (given keys replace the stored ones, undefined ones are dropped), as stored. */
+function mergedFacts(stored: string, facts: Record<string, unknown>): { facts: string; attestationOk: boolean | null } {
+  const merged = { ...(JSON.parse(stored) as Record<string, unknown>), ...facts };
+  return { facts: canonicalJson(merged), attestationOk: attestationOkOf(merged) };
 }
 
 /** The service checks existence inside its transaction first; reaching this is a bug. */

@@ -115,6 +115,8 @@ export interface SyncInstanceStore {
       keyStorage: KeyStorage;
       exportable: boolean;
       now: number;
+      /** Merged into the facts by the same UPDATE, as updateFacts merges (../types.ts). */
+      mergeFacts?: Record<string, unknown>;
     },
   ): void;
   setLocked(id: string, locked: boolean, reason: string | null, now: number): boolean;

@@ -11,6 +11,7 @@ import { concurrencySuite } from './concurrency.js';
 import { fleetSuite } from './fleet.js';
 import { identitySuites } from './identity.js';
 import { issuerRegistrySuite } from './issuers.js';
+import { mergeFactsSuite } from './merge-facts.js';
 import { recordSuites } from './records.js';
 import { txSuite } from './tx.js';
 
@@ -35,5 +36,6 @@ export function storeConformance(name: string, open: () => Backend | Promise<Bac
     bindingSuites(stores);
     fleetSuite(stores);
     issuerRegistrySuite(stores);
+    mergeFactsSuite(stores);
   });
 }
