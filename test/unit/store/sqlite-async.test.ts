@@ -4,10 +4,15 @@
  * connections. The contract itself is checked by ./sqlite-conformance.test.ts.
  */
 import { randomBytes } from 'node:crypto';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Stores } from '../../../src/server/store/types.js';
-import { AsyncSqliteStores, openAsyncSqliteStores } from '../../../src/server/store/sqlite/async.js';
+import {
+  AsyncSqliteStores,
+  GROUP_HOLD_BUDGET_MS,
+  openAsyncSqliteStores,
+} from '../../../src/server/store/sqlite/async.js';
 import { openSqlite, openSqliteReader } from '../../../src/server/store/sqlite/db.js';
 import { WriteQueue } from '../../../src/server/store/sqlite/write-queue.js';
 import { gate, instance, T0 } from './conformance/fixtures.js';
@@ -120,6 +125,38 @@ describe('async sqlite stores', () => {
       expect((await s.instances.list()).map((i) => i.id)).toEqual(['c']);
     } finally {
       other.close();
+    }
+  });
+
+  it('a group commits once it has held the loop for its budget, so a backlog is answered in several COMMITs', async () => {
+    // Twelve transactions queued at once, each holding the event loop ~2 ms: without the budget they
+    // would share one COMMIT (MAX_GROUP 64) and the first would be answered after the twelfth.
+    const groups: Array<{ size: number }> = [];
+    const onGroup = (m: unknown): void => void groups.push(m as { size: number });
+    subscribe('sigil:sqlite:group', onGroup);
+    try {
+      const order: string[] = [];
+      const busy = (ms: number): void => {
+        const until = performance.now() + ms;
+        while (performance.now() < until);
+      };
+      const txs = Array.from({ length: 12 }, (_, i) =>
+        s
+          .withWriteTx(async (w) => {
+            await w.instances.create(instance(`backlog-${i}`));
+            busy(2);
+          })
+          .then(() => order.push(`answered-${i}`)),
+      );
+      await Promise.all(txs);
+      expect((await s.instances.list()).length).toBe(12);
+      expect(groups.reduce((n, g) => n + g.size, 0)).toBe(12);
+      expect(groups.length).toBeGreaterThan(1);
+      // Each group stops at the first member that finds the budget spent: at most budget/2 ms + 1 members.
+      expect(Math.max(...groups.map((g) => g.size))).toBeLessThanOrEqual(GROUP_HOLD_BUDGET_MS / 2 + 1);
+      expect(order).toEqual(Array.from({ length: 12 }, (_, i) => `answered-${i}`));
+    } finally {
+      unsubscribe('sigil:sqlite:group', onGroup);
     }
   });
 });
