@@ -8,8 +8,8 @@
  * the old generation grow by a dynamic factor (up to ×4 on a large host) before the next one; at
  * ×1.1 major GCs come ~3× as often on the issuer's ~30 MB live heap, and each frees a third as
  * many objects: measured on the bench's closed loop, the longest GC pause fell from 44–50 ms to
- * 13–16 ms for the same CPU per renewal (docs/performance.md "Session 10"). The heap also stays
- * smaller.
+ * 12–21 ms, for ~5% more CPU per renewal (V8's concurrent marking; docs/performance.md
+ * "Session 10", docs/scaling.md "Tail latency and the heap"). The heap also stays smaller.
  *
  * An operator's own `--heap-growing-percent` (node's command line) wins; `=0` gives V8's default
  * back. Set from code because the flag is not allowed in NODE_OPTIONS; V8 reads it at each major
