@@ -125,6 +125,16 @@ export const AREAS = {
     ],
     break: 90,
   },
+  hashes: {
+    what: 'the audit chain HMAC and the request hash, built from one-shot SHA-256 (issue #14)',
+    mutate: ['src/util/hmac-sha256.ts', 'src/protocol/request-hash.ts', 'src/server/store/sqlite/audit.ts:113-116'],
+    tests: [
+      'test/unit/util/hmac-sha256.test.ts',
+      'test/unit/protocol/request-hash.test.ts',
+      'test/unit/server/audit-tamper.test.ts',
+      'test/unit/server/audit-append-fast.test.ts',
+    ],
+  },
   'tpm-structures': {
     what: 'TPM 2.0 structure parsers the verifier reads from agents: codec bounds, TPMS_ATTEST, TPMT_PUBLIC, PCR selections, signatures',
     mutate: [

@@ -20,14 +20,15 @@ const OPAD = 0x5c;
 /** Hex HMAC-SHA-256 of the UTF-8 encoding of `message` under `key`. */
 export function hmacSha256Hex(key: Buffer, message: string): string {
   const k = key.length > BLOCK ? hash('sha256', key, 'buffer') : key;
-  const inner = Buffer.allocUnsafe(BLOCK + Buffer.byteLength(message, 'utf8'));
+  // Buffer's default encoding is UTF-8, for the length and the write alike.
+  const inner = Buffer.allocUnsafe(BLOCK + Buffer.byteLength(message));
   const outer = Buffer.allocUnsafe(BLOCK + 32);
   for (let i = 0; i < BLOCK; i++) {
-    const b = i < k.length ? k[i]! : 0;
+    const b = k[i] ?? 0; // zero padding past the key's end
     inner[i] = b ^ IPAD;
     outer[i] = b ^ OPAD;
   }
-  inner.write(message, BLOCK, 'utf8');
+  inner.write(message, BLOCK);
   hash('sha256', inner, 'buffer').copy(outer, BLOCK);
   return hash('sha256', outer, 'hex');
 }
