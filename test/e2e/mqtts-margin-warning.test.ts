@@ -7,53 +7,37 @@
  * that ACL refuses) says so once, with the TTL that avoids it; one with a sound TTL says nothing.
  * Found by walking the docs with `ttl: 30s` (session 8); unit-tested only until session 10.
  */
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentStatusJson, applyResources, createToken, sigil, tempDir, type RunningIssuer } from '../helpers/cli.js';
-import { type Broker, type IssuerProcess, startExampleBroker, writeTransportAgent } from '../helpers/mosquitto.js';
-import { sigilJson } from '../helpers/cli.js';
+import { agentStatusJson, createToken, sigil } from '../helpers/cli.js';
+import { exampleMqttsRig, writeTransportAgent } from '../helpers/mosquitto.js';
 
 describe('mqtts renewal-margin warning', () => {
-  const tmp = tempDir('sigil-mqtts-margin-');
-  const dataDir = join(tmp.path, 'issuer');
-  const admin = { dataDir } as RunningIssuer;
-  const pwFile = join(tmp.path, 'bootstrap.pw');
-  let broker: Broker;
-  let issuer: IssuerProcess;
-  let pin: string;
+  const rig = exampleMqttsRig('sigil-mqtts-margin-');
+  beforeAll(() => rig.start(), 120_000);
+  afterAll(() => rig.stop());
 
-  beforeAll(async () => {
-    pin = (
-      await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])
-    ).ca_pin;
-    await applyResources(admin, tmp.path);
-    ({ broker, issuer } = await startExampleBroker(tmp.path, dataDir, pwFile));
-  }, 120_000);
-  afterAll(async () => {
-    await issuer?.stop();
-    await broker?.stop();
-    tmp.cleanup();
-  });
-
-  const mqtts = (): string =>
-    `{ type: mqtt, url: "${broker.url}", timeout: 10s, bootstrap: { url: "${broker.bootstrapUrl}", username: bootstrap, password_file: ${pwFile} } }`;
-
-  /** The agent's log lines (JSON) at level warn that carry the margin warning. */
+  /** The agent's JSON log lines that carry the margin warning. */
   const marginWarnings = (stderr: string): Array<{ msg: string; not_after?: string }> =>
     stderr
       .split('\n')
       .filter((l) => l.startsWith('{'))
-      .map((l) => JSON.parse(l) as { level?: number | string; msg: string; not_after?: string })
+      .map((l) => JSON.parse(l) as { msg: string; not_after?: string })
       .filter((l) => /use the bootstrap login/.test(l.msg));
 
-  it('ttl 30s over mqtts: joins, and warns once with the TTL that avoids it', async () => {
-    const a = writeTransportAgent(tmp.path, 'short', {
-      pin,
-      token: await createToken(admin),
-      transports: [mqtts()],
-      extra: 'ttl: 30s\n',
+  /** An agent over mqtts only, with `ttl`, run once: its exit code and stderr. */
+  async function runOnce(name: string, ttl: string): Promise<{ config: string; code: number; stderr: string }> {
+    const a = writeTransportAgent(rig.dir, name, {
+      pin: rig.pin,
+      token: await createToken(rig.admin),
+      transports: [rig.mqtts()],
+      extra: `ttl: ${ttl}\n`,
     });
     const r = await sigil(['agent', 'run', '--once', '--config', a.config], { timeoutMs: 60_000 });
+    return { config: a.config, code: r.code, stderr: r.stderr };
+  }
+
+  it('ttl 30s over mqtts: joins, and warns once with the TTL that avoids it', async () => {
+    const r = await runOnce('short', '30s');
     expect(r.code, r.stderr).toBe(0);
     const w = marginWarnings(r.stderr);
     expect(w).toHaveLength(1);
@@ -63,17 +47,11 @@ describe('mqtts renewal-margin warning', () => {
   }, 90_000);
 
   it('ttl 1h over mqtts: no warning', async () => {
-    const a = writeTransportAgent(tmp.path, 'long', {
-      pin,
-      token: await createToken(admin),
-      transports: [mqtts()],
-      extra: 'ttl: 1h\n',
-    });
-    const r = await sigil(['agent', 'run', '--once', '--config', a.config], { timeoutMs: 60_000 });
+    const r = await runOnce('long', '1h');
     expect(r.code, r.stderr).toBe(0);
     expect(marginWarnings(r.stderr)).toEqual([]);
     // It did join over mqtts (the same path as the warned agent's), it just had nothing to warn about.
-    const st = await agentStatusJson(['--config', a.config]);
+    const st = await agentStatusJson(['--config', r.config]);
     expect(st).toMatchObject({ generation: 1, transport: expect.stringMatching(/^mqtt mqtts:\/\//) });
   }, 90_000);
 });

@@ -17,7 +17,7 @@ import { CertificateIssuer } from '../../src/pki/issue.js';
 import { toPem } from '../../src/pki/pem.js';
 import { randomSerial } from '../../src/pki/serial.js';
 import { loadCaMaterial } from '../../src/server/data-dir.js';
-import { applyResources, ROOT, SIGIL, sigilJson, type RunningIssuer } from './cli.js';
+import { applyResources, ROOT, SIGIL, sigilJson, tempDir, type RunningIssuer } from './cli.js';
 
 export const MOSQUITTO = '/usr/sbin/mosquitto';
 const INSTALL = 'mosquitto is not installed; install it with: apt-get install -y mosquitto (scripts/setup.sh does)';
@@ -368,4 +368,59 @@ export async function startExampleBroker(
     await broker.stop();
     throw e;
   }
+}
+
+/**
+ * A fresh issuer (trust domain example.org, the default resources) behind the example broker, in
+ * its own temp dir: `start()` in beforeAll, `stop()` in afterAll; `mqtts()` is an agent's mqtts
+ * transport entry (the certificate listener, the bootstrap login for the join).
+ */
+export function exampleMqttsRig(prefix: string): {
+  dir: string;
+  admin: RunningIssuer;
+  readonly pin: string;
+  readonly broker: Broker;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  mqtts(): string;
+} {
+  const tmp = tempDir(prefix);
+  const dataDir = join(tmp.path, 'issuer');
+  const pwFile = join(tmp.path, 'bootstrap.pw');
+  let started: { broker: Broker; issuer: IssuerProcess; pin: string } | undefined;
+  const running = (): { broker: Broker; issuer: IssuerProcess; pin: string } => {
+    if (!started) throw new Error('exampleMqttsRig: start() first');
+    return started;
+  };
+  return {
+    dir: tmp.path,
+    admin: { dataDir } as RunningIssuer,
+    get pin() {
+      return running().pin;
+    },
+    get broker() {
+      return running().broker;
+    },
+    async start() {
+      const { ca_pin: pin } = await sigilJson<{ ca_pin: string }>([
+        'server',
+        'init',
+        '--data-dir',
+        dataDir,
+        '--trust-domain',
+        'example.org',
+      ]);
+      await applyResources({ dataDir } as RunningIssuer, tmp.path);
+      started = { ...(await startExampleBroker(tmp.path, dataDir, pwFile)), pin };
+    },
+    async stop() {
+      await started?.issuer.stop();
+      await started?.broker.stop();
+      tmp.cleanup();
+    },
+    mqtts() {
+      const { broker } = running();
+      return `{ type: mqtt, url: "${broker.url}", timeout: 10s, bootstrap: { url: "${broker.bootstrapUrl}", username: bootstrap, password_file: ${pwFile} } }`;
+    },
+  };
 }
