@@ -6,6 +6,7 @@ import { canonicalJson } from '../sqlite/canonical-json.js';
 import { attestationOkOf } from '../fleet-query.js';
 import { CHANGE_CHANNEL } from './change-feed.js';
 import { TxDb, type Db } from './db.js';
+import { mergeFactsText } from '../facts-merge.js';
 
 interface InstanceRow {
   id: string;
@@ -115,7 +116,7 @@ export class PgInstanceStore implements InstanceStore {
 
   /**
    * recordIssue with `mergeFacts` (types.ts): merged in JavaScript exactly as updateFacts merges
-   * ({@link mergedFacts}), written by the issue's own UPDATE. Inside withWriteTx, when this
+   * ({@link mergeFactsText}), written by the issue's own UPDATE. Inside withWriteTx, when this
    * transaction already read the row FOR UPDATE (`get`: every renewal does, before it decides),
    * the stored text it read is still the row's (the lock keeps other writers out, and this
    * transaction's own facts writes go through this store, which keeps {@link lockedFacts} up to
@@ -133,7 +134,7 @@ export class PgInstanceStore implements InstanceStore {
       return this.db.atomic(async (sql) => {
         const [row] = await sql<{ facts: string }[]>`SELECT facts FROM instances WHERE id = ${id} FOR UPDATE`;
         if (!row) throw unknownInstance('recordIssue', id);
-        const merged = mergedFacts(row.facts, patch);
+        const merged = mergeFactsText(row.facts, patch);
         await sql`
           UPDATE instances
              SET generation = ${u.generation}, current_serial = ${u.serial}, current_not_after = ${u.notAfter},
@@ -144,7 +145,7 @@ export class PgInstanceStore implements InstanceStore {
         if (this.db.inTx) this.lockedFacts.set(id, merged.facts);
       });
     }
-    const merged = mergedFacts(stored, patch);
+    const merged = mergeFactsText(stored, patch);
     this.lockedFacts.set(id, merged.facts);
     // As recordIssue's: zero rows updated divides by zero (22012), failing the transaction.
     const update = this.db.sql`
@@ -179,18 +180,12 @@ export class PgInstanceStore implements InstanceStore {
     return this.db.atomic(async (sql) => {
       const [row] = await sql<{ facts: string }[]>`SELECT facts FROM instances WHERE id = ${id} FOR UPDATE`;
       if (!row) throw unknownInstance('updateFacts', id);
-      const merged = mergedFacts(row.facts, facts);
+      const merged = mergeFactsText(row.facts, facts);
       await sql`UPDATE instances SET facts = ${merged.facts}, attestation_ok = ${merged.attestationOk},
                 updated_at = ${now} WHERE id = ${id}`;
       if (this.db instanceof TxDb) this.lockedFacts.set(id, merged.facts);
     });
   }
-}
-
-/** Shallow merge (given keys replace the stored ones, undefined ones are dropped), as stored. */
-function mergedFacts(stored: string, facts: Record<string, unknown>): { facts: string; attestationOk: boolean | null } {
-  const merged = { ...(JSON.parse(stored) as Record<string, unknown>), ...facts };
-  return { facts: canonicalJson(merged), attestationOk: attestationOkOf(merged) };
 }
 
 /** The service checks existence inside its transaction first; reaching this is a bug. */

@@ -6,6 +6,7 @@ import type { InstanceRecord } from '../types.js';
 import type { SyncInstanceStore } from './sync-types.js';
 import { canonicalJson } from './canonical-json.js';
 import { attestationOkOf } from '../fleet-query.js';
+import { mergeFactsText } from '../facts-merge.js';
 
 interface InstanceRow {
   id: string;
@@ -138,8 +139,8 @@ export class SqliteInstanceStore implements SyncInstanceStore {
   private merged(op: string, id: string, facts: Record<string, unknown>): FactsColumns {
     const current = this.getFactsStmt.get(id);
     if (current === undefined) throw unknownInstance(op, id);
-    const merged = { ...(JSON.parse(current) as Record<string, unknown>), ...facts };
-    return { facts: canonicalJson(merged), attestation_ok: okColumn(attestationOkOf(merged)) };
+    const merged = mergeFactsText(current, facts);
+    return { facts: merged.facts, attestation_ok: okColumn(merged.attestationOk) };
   }
 
   /** Returns false when there is no such instance. */
