@@ -105,16 +105,15 @@ async function spawnServer(
   return { proc, url, logs };
 }
 
+/** `sigil server init` of `dataDir`: its CA pin. */
+export async function initIssuer(dataDir: string, trustDomain = 'example.org'): Promise<string> {
+  return (await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', trustDomain]))
+    .ca_pin;
+}
+
 export async function startIssuer(dir: string, trustDomain = 'example.org'): Promise<RunningIssuer> {
   const dataDir = join(dir, 'issuer');
-  const init = await sigilJson<{ ca_pin: string }>([
-    'server',
-    'init',
-    '--data-dir',
-    dataDir,
-    '--trust-domain',
-    trustDomain,
-  ]);
+  const init = { ca_pin: await initIssuer(dataDir, trustDomain) };
   let s = await spawnServer(dataDir, '127.0.0.1:0');
   const port = new URL(s.url).port;
   const stop = async (): Promise<void> => {

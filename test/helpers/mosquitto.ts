@@ -17,7 +17,7 @@ import { CertificateIssuer } from '../../src/pki/issue.js';
 import { toPem } from '../../src/pki/pem.js';
 import { randomSerial } from '../../src/pki/serial.js';
 import { loadCaMaterial } from '../../src/server/data-dir.js';
-import { applyResources, ROOT, SIGIL, sigilJson, tempDir, type RunningIssuer } from './cli.js';
+import { applyResources, initIssuer, ROOT, SIGIL, tempDir, type RunningIssuer } from './cli.js';
 
 export const MOSQUITTO = '/usr/sbin/mosquitto';
 const INSTALL = 'mosquitto is not installed; install it with: apt-get install -y mosquitto (scripts/setup.sh does)';
@@ -325,9 +325,7 @@ export async function waitFor<T>(
  */
 export async function prepareMqttIssuer(dir: string, dataDir: string): Promise<{ broker: Broker; pin: string }> {
   const broker = await startMosquitto(join(dir, 'broker'));
-  const pin = (
-    await sigilJson<{ ca_pin: string }>(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])
-  ).ca_pin;
+  const pin = await initIssuer(dataDir);
   await applyResources({ dataDir } as RunningIssuer, dir);
   return { broker, pin };
 }
@@ -402,14 +400,7 @@ export function exampleMqttsRig(prefix: string): {
       return running().broker;
     },
     async start() {
-      const { ca_pin: pin } = await sigilJson<{ ca_pin: string }>([
-        'server',
-        'init',
-        '--data-dir',
-        dataDir,
-        '--trust-domain',
-        'example.org',
-      ]);
+      const pin = await initIssuer(dataDir);
       await applyResources({ dataDir } as RunningIssuer, tmp.path);
       started = { ...(await startExampleBroker(tmp.path, dataDir, pwFile)), pin };
     },
