@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { hangGuardTestOptions } from './test/harness/hang-guard-setup.js';
 
 export default defineConfig({
   test: {
@@ -8,5 +9,8 @@ export default defineConfig({
     // Integration tests start real processes on loopback; two workers on a 2-core machine.
     pool: 'forks',
     maxWorkers: 2,
+    // Each worker marks the file it runs, for the hang guard (test/harness/hang-guard.ts, the
+    // reporter scripts/test.sh adds).
+    ...hangGuardTestOptions,
   },
 });
