@@ -6,9 +6,12 @@
  * receive, finalize, cancel, getPollHandles, setLocality. Transmit and receive are called
  * through those pointers; the loader's own Tss2_TctiLdr_Finalize releases the context.
  *
- * transmit/receive go through koffi's worker threads (`.async`), so a blocking receive never
- * stalls the event loop. Keeping one command in flight is the caller's job
- * (src/tpm/transport/tcti.ts).
+ * Every call goes through koffi's worker threads (`.async`), so none stalls the event loop:
+ * receive blocks until the TPM answers, and initialise blocks too — the swtpm and mssim TCTIs
+ * send a control command and wait for its answer, tabrmd's makes a D-Bus call (measured: against
+ * a peer that accepts and never answers, a synchronous Tss2_TctiLdr_Initialize never returned, and
+ * the process's timers and signal handlers never ran again). Keeping one command in flight, and
+ * giving up on a call that does not return, is the caller's job (src/tpm/transport/tcti.ts).
  *
  * The loader is made once per process ({@link Tss2TctiLdr.load}): koffi never frees a declared
  * type or function (measured: ~11 KB of RSS per load, which an agent opening a TCTI per TPM
@@ -41,16 +44,16 @@ export interface TctiContext {
   transmit(command: Buffer): Promise<number>;
   /** `size[0]` is the buffer's size on entry and the response's on return (`_Inout_ size_t *size`). */
   receive(size: [number], response: Buffer, timeoutMs: number): Promise<number>;
-  /** Tss2_TctiLdr_Finalize; the context is unusable afterwards. */
-  finalize(): void;
+  /** Tss2_TctiLdr_Finalize; the context is unusable afterwards. Never while a transmit or receive is running. */
+  finalize(): Promise<void>;
 }
 
-type Initialize = (conf: string, out: unknown[]) => number;
-type Finalize = (ctx: unknown[]) => void;
+type Initialize = KoffiFunction & ((conf: string, out: unknown[]) => number);
+type Finalize = KoffiFunction & ((ctx: unknown[]) => void);
 
-function callAsync(fn: KoffiFunction, ...args: unknown[]): Promise<number> {
+function callAsync<T = number>(fn: KoffiFunction, ...args: unknown[]): Promise<T> {
   return new Promise((resolve, reject) =>
-    fn.async(...args, (err: unknown, rc: number) => (err ? reject(err) : resolve(rc))),
+    fn.async(...args, (err: unknown, result: T) => (err ? reject(err) : resolve(result))),
   );
 }
 
@@ -107,10 +110,13 @@ export class Tss2TctiLdr {
     return this.rcDecode ? `${this.rcDecode(rc)} (${hex})` : hex;
   }
 
-  /** Tss2_TctiLdr_Initialize(conf): the context, or the TSS2_RC that refused it. */
-  initialize(conf: string): { rc: number; context?: TctiContext } {
+  /**
+   * Tss2_TctiLdr_Initialize(conf), on a worker thread: the context, or the TSS2_RC that refused it.
+   * It may never settle (nothing answers the TCTI's first command): callers bound the wait.
+   */
+  async initialize(conf: string): Promise<{ rc: number; context?: TctiContext }> {
     const out: unknown[] = [null];
-    const rc = this.initializeFn(conf, out);
+    const rc = await callAsync(this.initializeFn, conf, out);
     const ptr = out[0];
     if (rc !== 0 || !ptr) return { rc };
     const fields = this.koffi.decode(ptr, this.common) as { transmit: unknown; receive: unknown };
@@ -125,10 +131,10 @@ export class Tss2TctiLdr {
       context: {
         transmit: (command) => (alive(), callAsync(transmit, ptr, command.length, command)),
         receive: (size, response, timeoutMs) => (alive(), callAsync(receive, ptr, size, response, timeoutMs)),
-        finalize: () => {
+        finalize: async () => {
           if (!live) return;
           live = false;
-          this.finalizeFn([ptr]);
+          await callAsync<void>(this.finalizeFn, [ptr]);
         },
       },
     };

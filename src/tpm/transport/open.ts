@@ -16,7 +16,7 @@ import type { TpmTransport } from './transport.js';
 export interface OpenOptions {
   /** Force the TCTI loader even for swtpm (default: SIGIL_TPM_NATIVE=1 in the environment). */
   native?: boolean;
-  /** Per-command timeout of the socket transport. */
+  /** Per-command timeout of the socket and TCTI transports. */
   timeoutMs?: number;
 }
 
@@ -59,5 +59,5 @@ export async function openTransport(tcti: string, opts: OpenOptions = {}): Promi
     );
   }
   if (name === 'device' && !native) return DeviceTransport.open(conf || '/dev/tpmrm0');
-  return TctiTransport.open(tcti);
+  return TctiTransport.open(tcti, opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {});
 }

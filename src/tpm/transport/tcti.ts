@@ -2,13 +2,27 @@
  * Any tpm2-tss TCTI (mssim, tabrmd, swtpm, device, cmd, …) through libtss2-tctildr. The C
  * boundary — the koffi declarations, the TCTI function table, loading the library — is
  * native/tss2-tctildr.ts; this file is the transport on top of it: one command in flight, the
- * response size limit, and TSS2_RCs and missing libraries turned into SigilErrors.
+ * response size limit, deadlines, and TSS2_RCs and missing libraries turned into SigilErrors.
+ *
+ * Deadlines: a native call cannot be interrupted, and the TCTIs wait without a timeout — for the
+ * answer to their first control command at initialisation, for the TPM's response at receive.
+ * A daemon or simulator that stopped answering (or a port that is something else) would hold the
+ * agent forever. So each wait is bounded here like the socket transport's (./socket.ts): past it
+ * the operation fails `tpm_unavailable` and the context is retired; it is finalised only once the
+ * native call running on it returns (finalising under a running call would free what it uses).
  */
 import { NativeError } from '#native/errors.js';
 import { TCTI_TIMEOUT_BLOCK, Tss2TctiLdr, type TctiContext } from '#native/tss2-tctildr.js';
 import { SigilError } from '../../errors.js';
 import { MAX_RESPONSE_SIZE, SerialQueue } from './transport.js';
 import type { TpmTransport } from './transport.js';
+
+export interface TctiOptions {
+  /** How long initialisation may wait for the TCTI's peer. Default 10 s. */
+  initTimeoutMs?: number;
+  /** Per-command timeout; real TPMs take seconds for RSA key generation. Default 120 s. */
+  timeoutMs?: number;
+}
 
 /** The loader, or `config_invalid` naming what to install (the fix is an install, not a retry). */
 function loadLoader(): Tss2TctiLdr {
@@ -20,6 +34,17 @@ function loadLoader(): Tss2TctiLdr {
   }
 }
 
+/** `work`'s result, or `late()`'s error once `ms` passed first. */
+function withDeadline<T>(work: Promise<T>, ms: number, late: () => SigilError): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(late()), ms);
+    work.then(
+      (v) => (clearTimeout(timer), resolve(v)),
+      (e: unknown) => (clearTimeout(timer), reject(e)),
+    );
+  });
+}
+
 export class TctiTransport implements TpmTransport {
   private readonly queue = new SerialQueue();
   private ctx: TctiContext | undefined;
@@ -28,29 +53,50 @@ export class TctiTransport implements TpmTransport {
     private readonly loader: Tss2TctiLdr,
     ctx: TctiContext,
     readonly conf: string,
+    private readonly timeoutMs: number,
   ) {
     this.ctx = ctx;
   }
 
   /** `conf` is a tpm2-tools TCTI string: "mssim:host=localhost,port=2321", "tabrmd:bus_type=session", … */
-  static async open(conf: string): Promise<TctiTransport> {
+  static async open(conf: string, opts: TctiOptions = {}): Promise<TctiTransport> {
     const loader = loadLoader();
-    const { rc, context } = loader.initialize(conf);
+    const initTimeoutMs = opts.initTimeoutMs ?? 10_000;
+    const init = loader.initialize(conf);
+    const { rc, context } = await withDeadline(init, initTimeoutMs, () => {
+      // A context that arrives after we gave up is nobody's: finalise it then.
+      init.then(
+        (late) => late.context?.finalize().catch(() => undefined),
+        () => undefined,
+      );
+      return new SigilError(
+        'tpm_unavailable',
+        `the TCTI "${conf}" did not initialise within ${initTimeoutMs} ms: nothing answered its first command (is the TPM, simulator or tabrmd it names running, and is that address really one?)`,
+      );
+    });
     if (!context) {
       throw new SigilError('tpm_unavailable', `the TCTI "${conf}" could not be initialised: ${loader.decodeRc(rc)}`);
     }
-    return new TctiTransport(loader, context, conf);
+    return new TctiTransport(loader, context, conf, opts.timeoutMs ?? 120_000);
   }
 
   send(command: Uint8Array): Promise<Uint8Array> {
     return this.queue.run(async () => {
       const ctx = this.ctx;
       if (!ctx) throw new SigilError('tpm_unavailable', 'the TPM transport is closed');
-      const trc = await ctx.transmit(Buffer.from(command));
-      if (trc !== 0) throw new SigilError('tpm_unavailable', `TCTI transmit failed: ${this.loader.decodeRc(trc)}`);
       const size: [number] = [MAX_RESPONSE_SIZE];
       const buf = Buffer.alloc(MAX_RESPONSE_SIZE);
-      const rrc = await ctx.receive(size, buf, TCTI_TIMEOUT_BLOCK);
+      const exchange = (async (): Promise<[number, number]> => {
+        const trc = await ctx.transmit(Buffer.from(command));
+        return trc !== 0 ? [trc, 0] : [0, await ctx.receive(size, buf, TCTI_TIMEOUT_BLOCK)];
+      })();
+      const [trc, rrc] = await withDeadline(exchange, this.timeoutMs, () => {
+        // Retired: later commands fail at once; finalised when the stuck call returns, if ever.
+        this.ctx = undefined;
+        exchange.finally(() => ctx.finalize()).catch(() => undefined);
+        return new SigilError('tpm_unavailable', `the TCTI "${this.conf}" did not answer within ${this.timeoutMs} ms`);
+      });
+      if (trc !== 0) throw new SigilError('tpm_unavailable', `TCTI transmit failed: ${this.loader.decodeRc(trc)}`);
       if (rrc !== 0) throw new SigilError('tpm_unavailable', `TCTI receive failed: ${this.loader.decodeRc(rrc)}`);
       return buf.subarray(0, Number(size[0]));
     });
@@ -61,7 +107,7 @@ export class TctiTransport implements TpmTransport {
       const ctx = this.ctx;
       if (!ctx) return;
       this.ctx = undefined;
-      ctx.finalize();
+      await ctx.finalize();
     });
   }
 }

@@ -25,11 +25,11 @@ describe('loading a library', () => {
     expect(loadOptionalLibrary(koffi, 'libsigil-absent.so.0')).toBeUndefined();
   });
 
-  it('the TCTI loader is declared once per process (koffi never frees what it declared)', () => {
+  it('the TCTI loader is declared once per process (koffi never frees what it declared)', async () => {
     const a = Tss2TctiLdr.load();
     expect(Tss2TctiLdr.load()).toBe(a);
     // A TCTI that cannot initialise answers a TSS2_RC, decoded by libtss2-rc when it is there.
-    const r = a.initialize('mssim:host=127.0.0.1,port=1');
+    const r = await a.initialize('mssim:host=127.0.0.1,port=1');
     expect(r.context).toBeUndefined();
     expect(r.rc).not.toBe(0);
     expect(a.decodeRc(r.rc)).toContain(`0x${r.rc.toString(16)}`);

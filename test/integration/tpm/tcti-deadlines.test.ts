@@ -1,0 +1,120 @@
+// The TCTI transport (libtss2-tctildr through koffi) against peers that stop answering: every
+// native call runs off the event loop and every wait has a deadline (src/tpm/transport/tcti.ts).
+// Before, Tss2_TctiLdr_Initialize ran on the event loop and the swtpm/mssim TCTIs wait for the
+// answer to a control command there: a peer that never answered froze the process for good —
+// timers, signal handlers and vitest's own timeout included.
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { TctiTransport } from '../../../src/tpm/transport/tcti.js';
+
+interface Peer {
+  port: number;
+  /** Bytes received on the data port (port) and on the control port (port + 1). */
+  got: { data: number; ctrl: number };
+  close(): Promise<void>;
+}
+
+const peers: Peer[] = [];
+afterEach(async () => {
+  // Closing the peers' sockets lets the native calls still waiting on them return.
+  await Promise.all(peers.splice(0).map((p) => p.close()));
+});
+
+function listen(server: net.Server, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => resolve(true));
+  });
+}
+
+/**
+ * Two listeners on consecutive ports, as the swtpm/mssim TCTIs expect (data, control). The data
+ * port never answers; the control port answers each command with TPM_SUCCESS when `ctrlAnswers`.
+ */
+async function peer(ctrlAnswers: boolean): Promise<Peer> {
+  const sockets = new Set<net.Socket>();
+  const got = { data: 0, ctrl: 0 };
+  const track = (s: net.Socket): void => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => undefined);
+  };
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const data = net.createServer((s) => {
+      track(s);
+      s.on('data', (d) => (got.data += d.length));
+    });
+    const ctrl = net.createServer((s) => {
+      track(s);
+      s.on('data', (d) => {
+        got.ctrl += d.length;
+        if (ctrlAnswers) s.write(Buffer.alloc(4)); // TPM_SUCCESS
+      });
+    });
+    if (!(await listen(data, 0))) continue;
+    const port = (data.address() as net.AddressInfo).port;
+    if (!(await listen(ctrl, port + 1))) {
+      data.close();
+      continue;
+    }
+    const p: Peer = {
+      port,
+      got,
+      close: async () => {
+        for (const s of sockets) s.destroy();
+        await Promise.all([data, ctrl].map((srv) => new Promise((r) => srv.close(r))));
+      },
+    };
+    peers.push(p);
+    return p;
+  }
+  throw new Error('no two consecutive free ports');
+}
+
+/** Counts timer ticks while `work` runs: a blocked event loop ticks none. */
+async function ticksDuring<T>(work: Promise<T>): Promise<{ ticks: number; result: PromiseSettledResult<T> }> {
+  let ticks = 0;
+  const t = setInterval(() => ticks++, 20);
+  const [result] = await Promise.allSettled([work]);
+  clearInterval(t);
+  return { ticks, result: result! };
+}
+
+describe('TCTI transport deadlines', () => {
+  for (const kind of ['swtpm', 'mssim'] as const) {
+    it(`${kind}: a peer that accepts and never answers fails initialisation with tpm_unavailable, the event loop running meanwhile`, async () => {
+      const p = await peer(false);
+      const started = Date.now();
+      const { ticks, result } = await ticksDuring(
+        TctiTransport.open(`${kind}:host=127.0.0.1,port=${p.port}`, { initTimeoutMs: 600 }),
+      );
+      expect(result.status).toBe('rejected');
+      const err = (result as PromiseRejectedResult).reason as { code?: string; message?: string };
+      expect(err.code).toBe('tpm_unavailable');
+      expect(err.message).toContain('did not initialise within 600 ms');
+      expect(Date.now() - started).toBeLessThan(3_000);
+      expect(p.got.ctrl + p.got.data).toBeGreaterThan(0); // the TCTI did reach the peer and wait on it
+      expect(ticks).toBeGreaterThanOrEqual(10);
+    });
+  }
+
+  it('swtpm: a TPM that stops answering fails the command with tpm_unavailable, and the transport is retired', async () => {
+    const p = await peer(true);
+    const tpm = await TctiTransport.open(`swtpm:host=127.0.0.1,port=${p.port}`, { timeoutMs: 600 });
+    // TPM2_GetRandom(8) (Part 3 §16.1): sent, never answered.
+    const getRandom = Buffer.from('80010000000c0000017b0008', 'hex');
+    const { ticks, result } = await ticksDuring(tpm.send(getRandom));
+    expect(result.status).toBe('rejected');
+    expect((result as PromiseRejectedResult).reason).toMatchObject({
+      code: 'tpm_unavailable',
+      message: expect.stringContaining('did not answer within 600 ms'),
+    });
+    expect(p.got.data).toBeGreaterThanOrEqual(getRandom.length);
+    expect(ticks).toBeGreaterThanOrEqual(10);
+    await expect(tpm.send(getRandom)).rejects.toMatchObject({
+      code: 'tpm_unavailable',
+      message: expect.stringContaining('closed'),
+    });
+    await tpm.close();
+  });
+});
