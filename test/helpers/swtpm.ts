@@ -20,6 +20,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, wri
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
+import { listensOn } from './port-owner.js';
 import { EV, eventDigest, eventTypeValue, isPcrBank, type PcrBank } from '../../src/tpm/eventlog/index.js';
 import { simulatedBootLog, type BootSpec } from './firmware-boot.js';
 import { createLocalCa, withCa, type SharedLocalCa } from './swtpm-ca.js';
@@ -327,8 +328,8 @@ class Swtpm implements SwtpmInstance {
         const why = (this.stderr + this.log()).trim().split('\n').slice(-5).join(' | ');
         throw new Error(`swtpm exited on port ${port}: ${why || `exit ${p.exitCode}`}`);
       }
-      // Someone else could own the port if our bind failed: connectable *and* still alive.
-      if (alive() && (await canConnect(port)) && (await canConnect(port + 1)) && alive()) {
+      // Someone else could own the port if our bind failed: connectable, and swtpm's own sockets.
+      if (alive() && (await canConnect(port)) && listensOn(p.pid!, port) && listensOn(p.pid!, port + 1)) {
         this.proc = p;
         return;
       }

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Tpm, type TpmKey } from '../../../src/tpm/tpm.js';
+import { listensOn } from '../../helpers/port-owner.js';
 
 const run = promisify(execFile);
 const INSTALL = 'apt-get install -y swtpm swtpm-tools tpm2-tools (or: bash scripts/setup.sh)';
@@ -109,11 +110,17 @@ export async function startSim(opts: { unix?: boolean } = {}): Promise<Sim> {
     let exited = false;
     c.once('exit', () => (exited = true));
     c.once('error', () => (exited = true));
-    for (let i = 0; i < 100 && !exited; i++) {
-      if (await canConnect(opts.unix ? join(dir, 'tpm.sock') : port)) break;
-      await new Promise((r) => setTimeout(r, 50));
+    // Ready when swtpm itself listens: if its bind failed because another process took a port
+    // since freePortPair, that process would answer the connect (test/helpers/port-owner.ts).
+    const ours = (): boolean =>
+      !exited && c.pid !== undefined && listensOn(c.pid, port + 1) && (opts.unix || listensOn(c.pid, port));
+    let ready = false;
+    for (let i = 0; i < 100 && !exited && !ready; i++) {
+      ready = (await canConnect(opts.unix ? join(dir, 'tpm.sock') : port)) && ours();
+      if (!ready) await new Promise((r) => setTimeout(r, 50));
     }
-    if (!exited) child = c;
+    if (ready) child = c;
+    else c.kill('SIGKILL');
   }
   if (!child) {
     await rm(dir, { recursive: true, force: true });
