@@ -36,8 +36,11 @@ export const TCTILDR_INSTALL =
 /** Tss2_RC_Decode: only improves messages (Debian: libtss2-rc0). */
 export const TSS2_RC_SONAME = 'libtss2-rc.so.0';
 
-/** TSS2_TCTI_TIMEOUT_BLOCK: wait for the response as long as it takes. */
-export const TCTI_TIMEOUT_BLOCK = -1;
+/**
+ * TSS2_TCTI_RC_TRY_AGAIN (tss2_common.h: TCTI layer 10 << 16 | TSS2_BASE_RC_TRY_AGAIN 9): receive's
+ * timeout passed with no response yet; calling receive again goes on waiting for the same one.
+ */
+export const TCTI_RC_TRY_AGAIN = 0x000a0009;
 
 /** An initialised TCTI context. Every call returns the TSS2_RC (0 = success). */
 export interface TctiContext {
@@ -51,6 +54,7 @@ export interface TctiContext {
 type Initialize = KoffiFunction & ((conf: string, out: unknown[]) => number);
 type Finalize = KoffiFunction & ((ctx: unknown[]) => void);
 
+/** A native call on one of node's pool threads (koffi runs `.async` calls as libuv work). */
 function callAsync<T = number>(fn: KoffiFunction, ...args: unknown[]): Promise<T> {
   return new Promise((resolve, reject) =>
     fn.async(...args, (err: unknown, result: T) => (err ? reject(err) : resolve(result))),
@@ -61,6 +65,15 @@ function callAsync<T = number>(fn: KoffiFunction, ...args: unknown[]): Promise<T
 let loaded: Tss2TctiLdr | undefined;
 
 export class Tss2TctiLdr {
+  /**
+   * Native calls started and not returned. Each holds one of node's four pool threads (which also
+   * run the process's file system and asynchronous crypto work) until it returns: callers refuse
+   * to start more once calls they gave up on pile up (src/tpm/transport/tcti.ts).
+   */
+  inFlight = 0;
+  /** Of those, the ones their caller stopped waiting for ({@link abandon}). */
+  abandoned = 0;
+
   private constructor(
     private readonly koffi: KoffiModule,
     private readonly initializeFn: Initialize,
@@ -104,6 +117,20 @@ export class Tss2TctiLdr {
     return new Tss2TctiLdr(koffi, initialize, finalize, common, transmitProto, receiveProto, decode);
   }
 
+  /** The caller stops waiting for `call` (its deadline passed): counted in {@link abandoned} until it returns. */
+  abandon(call: Promise<unknown>): void {
+    this.abandoned++;
+    call.then(
+      () => this.abandoned--,
+      () => this.abandoned--,
+    );
+  }
+
+  private counted<T>(call: Promise<T>): Promise<T> {
+    this.inFlight++;
+    return call.finally(() => this.inFlight--);
+  }
+
   /** "0x…" — with Tss2_RC_Decode's text in front when libtss2-rc is there. */
   decodeRc(rc: number): string {
     const hex = `0x${rc.toString(16)}`;
@@ -116,7 +143,7 @@ export class Tss2TctiLdr {
    */
   async initialize(conf: string): Promise<{ rc: number; context?: TctiContext }> {
     const out: unknown[] = [null];
-    const rc = await callAsync(this.initializeFn, conf, out);
+    const rc = await this.counted(callAsync(this.initializeFn, conf, out));
     const ptr = out[0];
     if (rc !== 0 || !ptr) return { rc };
     const fields = this.koffi.decode(ptr, this.common) as { transmit: unknown; receive: unknown };
@@ -129,12 +156,15 @@ export class Tss2TctiLdr {
     return {
       rc: 0,
       context: {
-        transmit: (command) => (alive(), callAsync(transmit, ptr, command.length, command)),
-        receive: (size, response, timeoutMs) => (alive(), callAsync(receive, ptr, size, response, timeoutMs)),
+        transmit: (command) => (alive(), this.counted(callAsync(transmit, ptr, command.length, command))),
+        receive: (size, response, timeoutMs) => (
+          alive(),
+          this.counted(callAsync(receive, ptr, size, response, timeoutMs))
+        ),
         finalize: async () => {
           if (!live) return;
           live = false;
-          await callAsync<void>(this.finalizeFn, [ptr]);
+          await this.counted(callAsync<void>(this.finalizeFn, [ptr]));
         },
       },
     };

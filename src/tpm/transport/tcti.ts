@@ -4,18 +4,27 @@
  * native/tss2-tctildr.ts; this file is the transport on top of it: one command in flight, the
  * response size limit, deadlines, and TSS2_RCs and missing libraries turned into SigilErrors.
  *
- * Deadlines: a native call cannot be interrupted, and the TCTIs wait without a timeout — for the
- * answer to their first control command at initialisation, for the TPM's response at receive.
- * A daemon or simulator that stopped answering (or a port that is something else) would hold the
- * agent forever. So each wait is bounded here like the socket transport's (./socket.ts): past it
- * the operation fails `tpm_unavailable` and the context is retired; it is finalised only once the
- * native call running on it returns (finalising under a running call would free what it uses).
+ * Deadlines: a native call cannot be interrupted, and a TCTI waits without a timeout for the answer
+ * to its first control command at initialisation. A daemon or simulator that stopped answering (or
+ * a port that is something else) would hold the agent forever. So each wait is bounded here like
+ * the socket transport's (./socket.ts): past it the operation fails `tpm_unavailable` and the
+ * context is retired; it is finalised only once the native call running on it returns (finalising
+ * under a running call would free what it uses). Receive takes a timeout, so it is called in
+ * one-second slices (TSS2_TCTI_RC_TRY_AGAIN: call again for the same response) and never holds a
+ * thread much past the deadline. Initialisation has none: a call given up on keeps one of node's
+ * four pool threads — which also do the process's file and asynchronous crypto work — until its
+ * peer closes, so once {@link MAX_ABANDONED} such calls are out, no new one is started.
  */
 import { NativeError } from '#native/errors.js';
-import { TCTI_TIMEOUT_BLOCK, Tss2TctiLdr, type TctiContext } from '#native/tss2-tctildr.js';
+import { TCTI_RC_TRY_AGAIN, Tss2TctiLdr, type TctiContext } from '#native/tss2-tctildr.js';
 import { SigilError } from '../../errors.js';
 import { MAX_RESPONSE_SIZE, SerialQueue } from './transport.js';
 import type { TpmTransport } from './transport.js';
+
+/** Native calls given up on (still running) past which no TCTI is initialised. */
+export const MAX_ABANDONED = 2;
+/** How long one native receive waits before it hands back TRY_AGAIN. */
+const RECEIVE_SLICE_MS = 1_000;
 
 export interface TctiOptions {
   /** How long initialisation may wait for the TCTI's peer. Default 10 s. */
@@ -61,9 +70,16 @@ export class TctiTransport implements TpmTransport {
   /** `conf` is a tpm2-tools TCTI string: "mssim:host=localhost,port=2321", "tabrmd:bus_type=session", … */
   static async open(conf: string, opts: TctiOptions = {}): Promise<TctiTransport> {
     const loader = loadLoader();
+    if (loader.abandoned >= MAX_ABANDONED) {
+      throw new SigilError(
+        'tpm_unavailable',
+        `the TCTI "${conf}" is not initialised: ${loader.abandoned} earlier calls into the TPM software stack never returned and each holds a thread of the process; restart it once the TPM, simulator or daemon answers again`,
+      );
+    }
     const initTimeoutMs = opts.initTimeoutMs ?? 10_000;
     const init = loader.initialize(conf);
     const { rc, context } = await withDeadline(init, initTimeoutMs, () => {
+      loader.abandon(init);
       // A context that arrives after we gave up is nobody's: finalise it then.
       init.then(
         (late) => late.context?.finalize().catch(() => undefined),
@@ -86,16 +102,34 @@ export class TctiTransport implements TpmTransport {
       if (!ctx) throw new SigilError('tpm_unavailable', 'the TPM transport is closed');
       const size: [number] = [MAX_RESPONSE_SIZE];
       const buf = Buffer.alloc(MAX_RESPONSE_SIZE);
+      const deadline = Date.now() + this.timeoutMs;
       const exchange = (async (): Promise<[number, number]> => {
         const trc = await ctx.transmit(Buffer.from(command));
-        return trc !== 0 ? [trc, 0] : [0, await ctx.receive(size, buf, TCTI_TIMEOUT_BLOCK)];
+        if (trc !== 0) return [trc, 0];
+        for (;;) {
+          size[0] = MAX_RESPONSE_SIZE;
+          const slice = Math.max(1, Math.min(RECEIVE_SLICE_MS, deadline - Date.now()));
+          const rrc = await ctx.receive(size, buf, slice);
+          if (rrc !== TCTI_RC_TRY_AGAIN || Date.now() >= deadline) return [0, rrc];
+        }
       })();
-      const [trc, rrc] = await withDeadline(exchange, this.timeoutMs, () => {
-        // Retired: later commands fail at once; finalised when the stuck call returns, if ever.
+      const retire = (): void => {
+        // Later commands fail at once; the context is finalised when no call runs on it.
         this.ctx = undefined;
         exchange.finally(() => ctx.finalize()).catch(() => undefined);
-        return new SigilError('tpm_unavailable', `the TCTI "${this.conf}" did not answer within ${this.timeoutMs} ms`);
+      };
+      const late = (): SigilError =>
+        new SigilError('tpm_unavailable', `the TCTI "${this.conf}" did not answer within ${this.timeoutMs} ms`);
+      // The receive slices end by themselves at the deadline; this bounds a transmit that hangs.
+      const [trc, rrc] = await withDeadline(exchange, this.timeoutMs + RECEIVE_SLICE_MS + 1_000, () => {
+        this.loader.abandon(exchange);
+        retire();
+        return late();
       });
+      if (rrc === TCTI_RC_TRY_AGAIN) {
+        retire();
+        throw late();
+      }
       if (trc !== 0) throw new SigilError('tpm_unavailable', `TCTI transmit failed: ${this.loader.decodeRc(trc)}`);
       if (rrc !== 0) throw new SigilError('tpm_unavailable', `TCTI receive failed: ${this.loader.decodeRc(rrc)}`);
       return buf.subarray(0, Number(size[0]));

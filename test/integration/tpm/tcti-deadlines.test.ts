@@ -5,7 +5,8 @@
 // timers, signal handlers and vitest's own timeout included.
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { TctiTransport } from '../../../src/tpm/transport/tcti.js';
+import { Tss2TctiLdr } from '../../../native/tss2-tctildr.js';
+import { MAX_ABANDONED, TctiTransport } from '../../../src/tpm/transport/tcti.js';
 
 interface Peer {
   port: number;
@@ -71,6 +72,14 @@ async function peer(ctrlAnswers: boolean): Promise<Peer> {
   throw new Error('no two consecutive free ports');
 }
 
+async function until(cond: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`condition not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** Counts timer ticks while `work` runs: a blocked event loop ticks none. */
 async function ticksDuring<T>(work: Promise<T>): Promise<{ ticks: number; result: PromiseSettledResult<T> }> {
   let ticks = 0;
@@ -98,23 +107,65 @@ describe('TCTI transport deadlines', () => {
     });
   }
 
-  it('swtpm: a TPM that stops answering fails the command with tpm_unavailable, and the transport is retired', async () => {
-    const p = await peer(true);
-    const tpm = await TctiTransport.open(`swtpm:host=127.0.0.1,port=${p.port}`, { timeoutMs: 600 });
-    // TPM2_GetRandom(8) (Part 3 §16.1): sent, never answered.
-    const getRandom = Buffer.from('80010000000c0000017b0008', 'hex');
-    const { ticks, result } = await ticksDuring(tpm.send(getRandom));
-    expect(result.status).toBe('rejected');
-    expect((result as PromiseRejectedResult).reason).toMatchObject({
-      code: 'tpm_unavailable',
-      message: expect.stringContaining('did not answer within 600 ms'),
+  // mssim honours receive's timeout (TRY_AGAIN after each one-second slice), so its thread comes
+  // back by itself; Debian's swtpm TCTI ignores it and blocks until the peer closes, so that call
+  // is given up on (counted as abandoned) a grace period after the deadline.
+  for (const kind of ['mssim', 'swtpm'] as const) {
+    it(`${kind}: a TPM that stops answering fails the command with tpm_unavailable, and the transport is retired`, async () => {
+      const p = await peer(true);
+      const tpm = await TctiTransport.open(`${kind}:host=127.0.0.1,port=${p.port}`, { timeoutMs: 600 });
+      const loader = Tss2TctiLdr.load();
+      // TPM2_GetRandom(8) (Part 3 §16.1): sent, never answered.
+      const getRandom = Buffer.from('80010000000c0000017b0008', 'hex');
+      const started = Date.now();
+      const { ticks, result } = await ticksDuring(tpm.send(getRandom));
+      const took = Date.now() - started;
+      expect(result.status).toBe('rejected');
+      expect((result as PromiseRejectedResult).reason).toMatchObject({
+        code: 'tpm_unavailable',
+        message: expect.stringContaining('did not answer within 600 ms'),
+      });
+      expect(p.got.data).toBeGreaterThanOrEqual(getRandom.length);
+      expect(ticks).toBeGreaterThanOrEqual(10);
+      await expect(tpm.send(getRandom)).rejects.toMatchObject({
+        code: 'tpm_unavailable',
+        message: expect.stringContaining('closed'),
+      });
+      if (kind === 'mssim') {
+        expect(took).toBeLessThan(1_500);
+        await until(() => loader.inFlight === 0, 3_000); // the peer still silent
+        expect(loader.abandoned).toBe(0);
+      } else {
+        expect(took).toBeGreaterThanOrEqual(2_600); // deadline + one slice + 1 s of grace
+        expect(took).toBeLessThan(5_000);
+        expect(loader.abandoned).toBe(1);
+        await p.close();
+        await until(() => loader.abandoned === 0 && loader.inFlight === 0, 3_000);
+      }
+      await tpm.close();
     });
-    expect(p.got.data).toBeGreaterThanOrEqual(getRandom.length);
-    expect(ticks).toBeGreaterThanOrEqual(10);
-    await expect(tpm.send(getRandom)).rejects.toMatchObject({
+  }
+
+  it(`refuses to start a TCTI once ${MAX_ABANDONED} initialisations given up on still hold threads`, async () => {
+    const loader = Tss2TctiLdr.load();
+    await until(() => loader.abandoned === 0, 5_000); // earlier tests' calls, released by afterEach
+    const p = await peer(false);
+    const tcti = `swtpm:host=127.0.0.1,port=${p.port}`;
+    for (let i = 0; i < MAX_ABANDONED; i++)
+      await expect(TctiTransport.open(tcti, { initTimeoutMs: 300 })).rejects.toMatchObject({ code: 'tpm_unavailable' });
+    expect(loader.abandoned).toBe(MAX_ABANDONED);
+    const reached = p.got.ctrl;
+    await expect(TctiTransport.open(tcti, { initTimeoutMs: 300 })).rejects.toMatchObject({
       code: 'tpm_unavailable',
-      message: expect.stringContaining('closed'),
+      message: expect.stringContaining(`${MAX_ABANDONED} earlier calls into the TPM software stack never returned`),
     });
-    await tpm.close();
+    expect(p.got.ctrl).toBe(reached); // refused before a new call went out
+    // Once the peer goes away the stuck calls return and the threads are free again.
+    await p.close();
+    await until(() => loader.abandoned === 0, 5_000);
+    await expect(TctiTransport.open(tcti, { initTimeoutMs: 300 })).rejects.toMatchObject({
+      code: 'tpm_unavailable',
+      message: expect.stringContaining('could not be initialised'),
+    });
   });
 });
