@@ -65,6 +65,8 @@ const DROP_LOG_PER_MIN = 20;
 export interface MqttResponderOptions extends MqttEndpoint {
   ctx: IssuerContext;
   clientId?: string;
+  /** Uniform draws in [0, 1) for the reconnect jitter (tests pin it); default Math.random. */
+  random?: () => number;
   /** Join rate limits (server/rate-limit.ts); defaults: MQTT_JOIN_LIMITS. */
   joinLimits?: { perTopic: RateLimitOptions; overall: RateLimitOptions };
 }
@@ -225,7 +227,7 @@ export class MqttResponder {
       if (this.stopping || this.client !== client) return;
       // Jittered so that several issuers do not hammer a restarting broker together.
       const window = Math.min(RECONNECT_MAX_MS, RECONNECT_FIRST_MS * 2 ** Math.min(this.reconnectTries++, 10));
-      const delay = RECONNECT_MIN_MS + Math.random() * (window - RECONNECT_MIN_MS);
+      const delay = RECONNECT_MIN_MS + (this.opts.random ?? Math.random)() * (window - RECONNECT_MIN_MS);
       clearTimeout(this.reconnectTimer);
       this.reconnectTimer = setTimeout(() => {
         if (this.stopping || client.connected) return;
