@@ -11,8 +11,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
+import { listensOn } from './port-owner.js';
 import { CertificateIssuer } from '../../src/pki/issue.js';
 import { toPem } from '../../src/pki/pem.js';
 import { randomSerial } from '../../src/pki/serial.js';
@@ -34,17 +35,6 @@ export function freePort(): Promise<number> {
       const port = (s.address() as { port: number }).port;
       s.close(() => resolve(port));
     });
-  });
-}
-
-function portOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const sock = connect({ host: '127.0.0.1', port });
-    sock.once('connect', () => {
-      sock.destroy();
-      resolve(true);
-    });
-    sock.once('error', () => resolve(false));
   });
 }
 
@@ -144,11 +134,10 @@ export async function startMosquitto(dir: string, tls?: BrokerTls): Promise<Brok
     proc = p;
     p.stderr!.on('data', (d: Buffer) => (logs += d.toString()));
     const end = Date.now() + 10_000;
-    while (
-      !(await portOpen(port)) ||
-      (bootstrapPort !== undefined && !(await portOpen(bootstrapPort))) ||
-      !(await portOpen(issuerPort))
-    ) {
+    // Mosquitto's own listening sockets, not "something accepts on the port": another process
+    // may have taken a port between freePort and this bind (test/helpers/port-owner.ts).
+    const ours = (q: number): boolean => p.pid !== undefined && listensOn(p.pid, q);
+    while (!ours(port) || (bootstrapPort !== undefined && !ours(bootstrapPort)) || !ours(issuerPort)) {
       if (p.exitCode !== null) throw new Error(`mosquitto exited ${p.exitCode}: ${logs}`);
       if (Date.now() > end) throw new Error(`mosquitto did not listen on ${port} within 10 s: ${logs}`);
       await new Promise((r) => setTimeout(r, 25));
