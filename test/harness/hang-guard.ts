@@ -120,6 +120,13 @@ export default class HangGuard implements Reporter {
       `  last test started in the worker: ${worker.test ? `"${worker.test}"` : 'none (loading the file, or a beforeAll)'}`,
     );
     const tree = processTree(pid);
+    // A mark outlives a worker that was killed (no exit handler ran), and its pid may be reused:
+    // only a child of this vitest process is a worker of this run.
+    if (tree[0]?.entry.ppid !== process.pid) {
+      lines.push(`  its worker (pid ${pid}) is gone: nothing stopped`);
+      process.stderr.write(`${lines.join('\n')}\n`);
+      return;
+    }
     lines.push(
       `  worker ${pid} and what it started (pid state wchan command):`,
       formatTree(tree).replace(/^/gm, '    '),
