@@ -30,6 +30,7 @@ PACKAGES=(
   softhsm2 opensc                              # PKCS#11 keystore
   zsh                                          # checks the zsh completion script (zsh -n)
   python3 make g++                             # building better-sqlite3 from source
+  gcc libc6-dev                                # tests build a slow PKCS#11 module in front of SoftHSM2 (test/fixtures/pkcs11-slow)
 )
 
 missing=()

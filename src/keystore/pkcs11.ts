@@ -22,6 +22,7 @@ import {
   acquireModule,
   ckrCode,
   findSlot,
+  isModuleThreaded,
   mapError,
   openSession,
   pkcs11js,
@@ -83,6 +84,11 @@ export class Pkcs11Signer implements DeviceSigner {
   #session: Handle | undefined;
   #key: Handle;
   #closed = false;
+  /** The tail of this signer's queue of signatures (see {@link sign}). */
+  #queue: Promise<unknown> = Promise.resolve();
+  /** A signature is under way: close() leaves the session to it. */
+  #busy = false;
+  #released = false;
 
   private constructor(ref: Pkcs11KeyRef, lib: Pkcs11Lib, session: Handle, key: Handle, info: KeyInfo) {
     this.ref = ref;
@@ -197,13 +203,50 @@ export class Pkcs11Signer implements DeviceSigner {
     return Buffer.from(this.#info.spki);
   }
 
+  /**
+   * Sign on the token. The C_Sign call itself runs on a libuv worker thread when the module was
+   * initialised for threads (module.ts `initialize`): a network HSM or a smart card takes tens to
+   * hundreds of milliseconds per signature, and on the event loop that would stall every timer,
+   * renewal and Workload API client of the agent meanwhile. Calls on this signer are queued, one at
+   * a time: a session has at most one active signing operation (PKCS#11 v2.40 §5.12, C_SignInit:
+   * CKR_OPERATION_ACTIVE).
+   */
   sign(data: Buffer): Promise<Buffer> {
-    return Promise.resolve(this.#withSession((session) => this.#signOnce(session, data), 'signing'));
+    const run = this.#queue.then(() => this.#signRetrying(data));
+    this.#queue = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
   }
 
-  #signOnce(session: Handle, data: Buffer): Buffer {
+  async #signRetrying(data: Buffer): Promise<Buffer> {
+    if (this.#closed) throw new TypeError('Pkcs11Signer: used after close()');
+    this.#busy = true;
+    try {
+      try {
+        if (this.#session === undefined) this.#reopen();
+        return await this.#signOnce(this.#session!, data);
+      } catch (err) {
+        if (err instanceof SigilError || !isStaleSession(err) || this.#closed) throw err;
+        this.#reopen();
+        return await this.#signOnce(this.#session!, data);
+      }
+    } catch (err) {
+      throw mapError(err, `signing with key ${describe(this.ref)}`);
+    } finally {
+      this.#busy = false;
+      // close() during the signature left the session for us to close.
+      if (this.#closed) this.#release();
+    }
+  }
+
+  async #signOnce(session: Handle, data: Buffer): Promise<Buffer> {
     const P = pkcs11js();
     const lib = this.#lib;
+    const threaded = isModuleThreaded(this.ref.module);
+    const call = (input: Buffer, out: Buffer): Buffer | Promise<Buffer> =>
+      threaded ? lib.C_SignAsync(session, input, out) : lib.C_Sign(session, input, out);
     switch (this.algorithm) {
       case 'ES256':
       case 'ES384': {
@@ -212,11 +255,11 @@ export class Pkcs11Signer implements DeviceSigner {
           .update(data)
           .digest();
         lib.C_SignInit(session, { mechanism: P.CKM_ECDSA }, this.#key);
-        return rawEcdsaToDer(lib.C_Sign(session, digest, Buffer.alloc(2 * this.#info.sigSize)));
+        return rawEcdsaToDer(await call(digest, Buffer.alloc(2 * this.#info.sigSize)));
       }
       case 'RS256':
         lib.C_SignInit(session, { mechanism: P.CKM_SHA256_RSA_PKCS }, this.#key);
-        return Buffer.from(lib.C_Sign(session, data, Buffer.alloc(this.#info.sigSize)));
+        return Buffer.from(await call(data, Buffer.alloc(this.#info.sigSize)));
       case 'PS256': {
         const pss: RsaPSS = {
           type: P.CK_PARAMS_RSA_PSS,
@@ -225,7 +268,7 @@ export class Pkcs11Signer implements DeviceSigner {
           saltLen: PSS_SALT_LENGTH,
         };
         lib.C_SignInit(session, { mechanism: P.CKM_SHA256_RSA_PKCS_PSS, parameter: pss }, this.#key);
-        return Buffer.from(lib.C_Sign(session, data, Buffer.alloc(this.#info.sigSize)));
+        return Buffer.from(await call(data, Buffer.alloc(this.#info.sigSize)));
       }
     }
   }
@@ -274,9 +317,20 @@ export class Pkcs11Signer implements DeviceSigner {
     this.close();
   }
 
+  /**
+   * Close the session and release the module. A signature under way on a worker thread keeps
+   * both until it returns (closing a session in the middle of its C_Sign is undefined behaviour
+   * in a module); the ones queued behind it are refused.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (!this.#busy) this.#release();
+  }
+
+  #release(): void {
+    if (this.#released) return;
+    this.#released = true;
     if (this.#session !== undefined) closeQuietly(this.#lib, this.#session);
     this.#session = undefined;
     releaseModule(this.ref.module);

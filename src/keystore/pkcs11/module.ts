@@ -48,6 +48,13 @@ export function pkcs11js(): Pkcs11Module {
 interface ModuleRecord {
   lib: Pkcs11Lib | undefined;
   refs: number;
+  /**
+   * Whether this process initialised the module with CKF_OS_LOCKING_OK, so that it may be called
+   * from a thread other than the event loop's (signatures are: see Pkcs11Signer.sign). False when
+   * the module cannot lock (CKR_CANT_LOCK) or another component initialised it with flags we
+   * cannot know; its calls then stay on the event loop, as they must.
+   */
+  threaded: boolean;
   /** Tags of refused PINs (see {@link pinTag}): HMACs under `pinTagKey`, never the PIN. */
   readonly refusedPins: Set<string>;
   readonly pinTagKey: Buffer;
@@ -58,7 +65,10 @@ const loaded = new Map<string, ModuleRecord>();
 function recordOf(modulePath: string): ModuleRecord {
   let rec = loaded.get(modulePath);
   if (!rec)
-    loaded.set(modulePath, (rec = { lib: undefined, refs: 0, refusedPins: new Set(), pinTagKey: randomBytes(32) }));
+    loaded.set(
+      modulePath,
+      (rec = { lib: undefined, refs: 0, threaded: false, refusedPins: new Set(), pinTagKey: randomBytes(32) }),
+    );
   return rec;
 }
 
@@ -82,16 +92,41 @@ export function acquireModule(modulePath: string): Pkcs11Lib {
       { cause: err },
     );
   }
-  try {
-    lib.C_Initialize();
-  } catch (err) {
-    // Another component of this process initialised it; share that (and never finalise it).
-    if (ckrCode(err) !== P.CKR_CRYPTOKI_ALREADY_INITIALIZED) throw mapError(err, `initialising ${modulePath}`);
-  }
   const rec = recordOf(modulePath);
+  rec.threaded = initialize(lib, modulePath);
   rec.lib = lib;
   rec.refs = 1;
   return lib;
+}
+
+/**
+ * C_Initialize asking the module to use the operating system's locks (CK_C_INITIALIZE_ARGS with
+ * CKF_OS_LOCKING_OK, PKCS#11 v2.40 §5.4): then it may be called from several threads, and a
+ * signature can be made on a worker thread while the event loop goes on. A module that cannot
+ * lock (CKR_CANT_LOCK) is initialised plainly, for single-threaded use. Returns whether threads
+ * are allowed.
+ */
+function initialize(lib: Pkcs11Lib, modulePath: string): boolean {
+  const P = pkcs11js();
+  for (const options of [{ flags: P.CKF_OS_LOCKING_OK }, undefined]) {
+    try {
+      lib.C_Initialize(options);
+      return options !== undefined;
+    } catch (err) {
+      const code = ckrCode(err);
+      // Another component of this process initialised it, with flags we cannot know; share that
+      // (and never finalise it), single-threaded.
+      if (code === P.CKR_CRYPTOKI_ALREADY_INITIALIZED) return false;
+      if (code !== P.CKR_CANT_LOCK || options === undefined) throw mapError(err, `initialising ${modulePath}`);
+    }
+  }
+  return false;
+}
+
+/** Whether `modulePath`'s calls may be made off the event loop (see {@link ModuleRecord.threaded}). */
+export function isModuleThreaded(modulePath: string): boolean {
+  const rec = loaded.get(modulePath);
+  return rec?.lib !== undefined && rec.threaded;
 }
 
 export function releaseModule(modulePath: string): void {
