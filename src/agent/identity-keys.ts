@@ -17,6 +17,7 @@
 import { randomBytes } from 'node:crypto';
 import { toSigilError } from '../errors.js';
 import {
+  createPkcs11Signer,
   createSigner,
   createTpmSigner,
   formatPkcs11Uri,
@@ -79,7 +80,7 @@ export class IdentityKeys {
       case 'pkcs11': {
         const p = this.cfg.pkcs11!;
         // A fresh label per key: the old key stays on the token until the new one is committed.
-        return createSigner('pkcs11', {
+        return createPkcs11Signer({
           module: p.module,
           tokenLabel: p.tokenLabel,
           ...(p.pinFile !== undefined ? { pinFile: p.pinFile } : {}),

@@ -76,6 +76,15 @@ export function createSigner(storage: 'software' | 'pkcs11', opts?: Pkcs11KeyOpt
 }
 
 /**
+ * A new identity key (ECDSA P-256) on a PKCS#11 token, generated off the event loop where the
+ * module allows threads (key generation on a smart card takes seconds; a daemon must not stall).
+ */
+export async function createPkcs11Signer(opts: Pkcs11KeyOptions): Promise<{ signer: Signer; ref: KeyRef }> {
+  const signer = (await Pkcs11Signer.generateAsync(opts)) as Pkcs11Signer & Signer; // P-256 (ES256)
+  return { signer, ref: signer.ref };
+}
+
+/**
  * A new identity key in the TPM the holder reaches through `access` — ECDSA P-256 under the
  * SRK, non-exportable — and its reference; asynchronous, unlike {@link createSigner}, because
  * the TPM makes the key.

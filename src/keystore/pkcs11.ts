@@ -120,55 +120,37 @@ export class Pkcs11Signer implements DeviceSigner {
   /**
    * Generate an ECDSA key pair on the token (CKA_TOKEN, CKA_SENSITIVE, not CKA_EXTRACTABLE),
    * labelled `keyLabel` (default `sigil-<random>`) with a random 16-byte CKA_ID unless given.
+   * On the calling thread: for tools (`sigil factory`); a daemon uses {@link generateAsync}.
    */
-  static generate(opts: Omit<Pkcs11KeyRef, 'storage'> & { curve?: 'P-256' | 'P-384' }): Pkcs11Signer {
-    const P = pkcs11js();
-    const ref: Pkcs11KeyRef = {
-      storage: 'pkcs11',
-      module: opts.module,
-      tokenLabel: opts.tokenLabel,
-      keyLabel: opts.keyLabel ?? `sigil-${randomBytes(6).toString('hex')}`,
-      keyId: opts.keyId ?? randomBytes(16).toString('hex'),
-      ...(opts.pinFile !== undefined ? { pinFile: opts.pinFile } : {}),
-      ...(opts.pinEnv !== undefined ? { pinEnv: opts.pinEnv } : {}),
-    };
-    checkRef(ref);
-    const params = oid(opts.curve === 'P-384' ? OID.secp384r1 : OID.secp256r1);
-    const lib = acquireModule(ref.module);
-    let session: Handle | undefined;
+  static generate(opts: Pkcs11GenerateOptions): Pkcs11Signer {
+    const g = startGenerate(opts);
     try {
-      session = openSession(ref.module, lib, findSlot(lib, ref.tokenLabel), ref, ref.tokenLabel);
-      const common = [
-        { type: P.CKA_TOKEN, value: true },
-        { type: P.CKA_KEY_TYPE, value: P.CKK_EC },
-        { type: P.CKA_LABEL, value: ref.keyLabel! },
-        { type: P.CKA_ID, value: Buffer.from(ref.keyId!, 'hex') },
-      ];
-      const pair = lib.C_GenerateKeyPair(
-        session,
-        { mechanism: P.CKM_EC_KEY_PAIR_GEN },
-        [
-          ...common,
-          { type: P.CKA_CLASS, value: P.CKO_PUBLIC_KEY },
-          { type: P.CKA_VERIFY, value: true },
-          { type: P.CKA_EC_PARAMS, value: params },
-        ],
-        [
-          ...common,
-          { type: P.CKA_CLASS, value: P.CKO_PRIVATE_KEY },
-          { type: P.CKA_PRIVATE, value: true },
-          { type: P.CKA_SENSITIVE, value: true },
-          { type: P.CKA_EXTRACTABLE, value: false },
-          { type: P.CKA_SIGN, value: true },
-        ],
-      );
-      const info = keyInfo(lib, session, ref, pair.privateKey, 'PS256');
-      return new Pkcs11Signer(ref, lib, session, pair.privateKey, info);
+      const pair = g.lib.C_GenerateKeyPair(g.session, g.mechanism, g.publicTemplate, g.privateTemplate);
+      return g.finish(pair.privateKey);
     } catch (err) {
-      if (session !== undefined) closeQuietly(lib, session);
-      releaseModule(ref.module);
-      throw mapError(err, `generating a key on token "${ref.tokenLabel}"`);
+      throw g.fail(err);
     }
+  }
+
+  /**
+   * {@link generate}, with C_GenerateKeyPair on a libuv worker thread when the module allows
+   * threads: on a smart card it can take seconds, and the agent rotates its key at renewals.
+   */
+  static async generateAsync(opts: Pkcs11GenerateOptions): Promise<Pkcs11Signer> {
+    const g = startGenerate(opts);
+    try {
+      const pair = isModuleThreaded(g.ref.module)
+        ? await g.lib.C_GenerateKeyPairAsync(g.session, g.mechanism, g.publicTemplate, g.privateTemplate)
+        : g.lib.C_GenerateKeyPair(g.session, g.mechanism, g.publicTemplate, g.privateTemplate);
+      return g.finish(pair.privateKey);
+    } catch (err) {
+      throw g.fail(err);
+    }
+  }
+
+  /** The signer for a key pair just generated on `session` (see startGenerate). */
+  static fromGenerated(ref: Pkcs11KeyRef, lib: Pkcs11Lib, session: Handle, privateKey: Handle): Pkcs11Signer {
+    return new Pkcs11Signer(ref, lib, session, privateKey, keyInfo(lib, session, ref, privateKey, 'PS256'));
   }
 
   /**
@@ -335,6 +317,77 @@ export class Pkcs11Signer implements DeviceSigner {
     this.#session = undefined;
     releaseModule(this.ref.module);
   }
+}
+
+export type Pkcs11GenerateOptions = Omit<Pkcs11KeyRef, 'storage'> & { curve?: 'P-256' | 'P-384' };
+
+/** A key generation under way: the session it runs on, its templates, and how it ends. */
+interface Generation {
+  ref: Pkcs11KeyRef;
+  lib: Pkcs11Lib;
+  session: Handle;
+  mechanism: { mechanism: number };
+  publicTemplate: Pkcs11Template;
+  privateTemplate: Pkcs11Template;
+  finish(privateKey: Handle): Pkcs11Signer;
+  /** Close the session, release the module, and say what failed. */
+  fail(err: unknown): unknown;
+}
+
+function startGenerate(opts: Pkcs11GenerateOptions): Generation {
+  const P = pkcs11js();
+  const ref: Pkcs11KeyRef = {
+    storage: 'pkcs11',
+    module: opts.module,
+    tokenLabel: opts.tokenLabel,
+    keyLabel: opts.keyLabel ?? `sigil-${randomBytes(6).toString('hex')}`,
+    keyId: opts.keyId ?? randomBytes(16).toString('hex'),
+    ...(opts.pinFile !== undefined ? { pinFile: opts.pinFile } : {}),
+    ...(opts.pinEnv !== undefined ? { pinEnv: opts.pinEnv } : {}),
+  };
+  checkRef(ref);
+  const params = oid(opts.curve === 'P-384' ? OID.secp384r1 : OID.secp256r1);
+  const lib = acquireModule(ref.module);
+  let session: Handle | undefined;
+  const fail = (err: unknown): unknown => {
+    if (session !== undefined) closeQuietly(lib, session);
+    releaseModule(ref.module);
+    return mapError(err, `generating a key on token "${ref.tokenLabel}"`);
+  };
+  try {
+    session = openSession(ref.module, lib, findSlot(lib, ref.tokenLabel), ref, ref.tokenLabel);
+  } catch (err) {
+    throw fail(err);
+  }
+  const opened = session;
+  const common = [
+    { type: P.CKA_TOKEN, value: true },
+    { type: P.CKA_KEY_TYPE, value: P.CKK_EC },
+    { type: P.CKA_LABEL, value: ref.keyLabel! },
+    { type: P.CKA_ID, value: Buffer.from(ref.keyId!, 'hex') },
+  ];
+  return {
+    ref,
+    lib,
+    session: opened,
+    mechanism: { mechanism: P.CKM_EC_KEY_PAIR_GEN },
+    publicTemplate: [
+      ...common,
+      { type: P.CKA_CLASS, value: P.CKO_PUBLIC_KEY },
+      { type: P.CKA_VERIFY, value: true },
+      { type: P.CKA_EC_PARAMS, value: params },
+    ],
+    privateTemplate: [
+      ...common,
+      { type: P.CKA_CLASS, value: P.CKO_PRIVATE_KEY },
+      { type: P.CKA_PRIVATE, value: true },
+      { type: P.CKA_SENSITIVE, value: true },
+      { type: P.CKA_EXTRACTABLE, value: false },
+      { type: P.CKA_SIGN, value: true },
+    ],
+    finish: (privateKey) => Pkcs11Signer.fromGenerated(ref, lib, opened, privateKey),
+    fail,
+  };
 }
 
 function checkRef(ref: Pkcs11KeyRef): void {

@@ -12,7 +12,7 @@ import { createPublicKey, verify } from 'node:crypto';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Pkcs11Signer } from '../../src/keystore/index.js';
+import { createPkcs11Signer, Pkcs11Signer } from '../../src/keystore/index.js';
 import { isModuleLoaded, isModuleThreaded } from '../../src/keystore/pkcs11/module.js';
 import { tempDir } from '../helpers/cli.js';
 import { initSoftHsmToken, SOFTHSM_MODULE, type SoftHsmToken } from '../helpers/softhsm.js';
@@ -46,13 +46,18 @@ beforeAll(() => {
 afterEach(() => {
   rmSync(calls, { force: true });
   delete process.env.SIGIL_SLOW_PKCS11_NO_LOCK;
+  delete process.env.SIGIL_SLOW_PKCS11_GEN_MS;
 });
 afterAll(() => tmp.cleanup());
 
-const threadsOfCalls = (): string[] =>
+const lines = (): string[] =>
   readFileSync(calls, 'utf8')
     .split('\n')
     .filter((l) => l !== '');
+/** Where each C_Sign was called: "main" or "thread". */
+const threadsOfCalls = (): string[] => lines().filter((l) => !l.startsWith('keygen'));
+/** Where each C_GenerateKeyPair was called. */
+const threadsOfKeygens = (): string[] => lines().filter((l) => l.startsWith('keygen'));
 
 function generate(): Pkcs11Signer {
   return Pkcs11Signer.generate({ module: shim, tokenLabel: token.label, pinFile: token.pinFile });
@@ -138,5 +143,27 @@ describe('PKCS#11 signatures off the event loop', () => {
       signer.close();
       process.env.SIGIL_SLOW_PKCS11_MS = String(DELAY_MS);
     }
+  });
+  it('a slow key generation for the agent (createPkcs11Signer) runs on a worker thread too', async () => {
+    process.env.SIGIL_SLOW_PKCS11_GEN_MS = String(DELAY_MS);
+    const { result, stallMs, tookMs } = await longestStall(() =>
+      createPkcs11Signer({ module: shim, tokenLabel: token.label, pinFile: token.pinFile, keyLabel: 'rotated' }),
+    );
+    try {
+      expect(tookMs).toBeGreaterThanOrEqual(DELAY_MS);
+      expect(threadsOfKeygens()).toEqual(['keygen thread']);
+      expect(stallMs).toBeLessThan(DELAY_MS / 2);
+      expect(result.signer.exportable).toBe(false);
+      const data = Buffer.from('signed by the new key');
+      expect(verifies(result.signer as Pkcs11Signer, data, await result.signer.sign(data))).toBe(true);
+    } finally {
+      result.signer.close?.();
+    }
+  });
+
+  it('Pkcs11Signer.generate (for tools) stays on the calling thread', () => {
+    const signer = generate();
+    signer.close();
+    expect(threadsOfKeygens()).toEqual(['keygen main']);
   });
 });
