@@ -286,7 +286,8 @@ export class MqttResponder {
       return this.drop(op, 'bad_correlation', { topic });
 
     const remote = `mqtt:${responseTopic}`;
-    let binding: { requestId: string | null; requestHash: string | null } = { requestId: null, requestHash: null };
+    /** The parsed envelope, once it parsed: a refusal is bound to it (requestBinding). */
+    let body: unknown;
     let answer: Jws;
     let outcome = 'ok';
     /** The instance whose chain and signature verified (operations answered to their signer). */
@@ -299,13 +300,11 @@ export class MqttResponder {
         );
       if (payload.length > MAX_MQTT_PAYLOAD)
         throw new SigilError('body_too_large', `the request exceeds ${MAX_MQTT_PAYLOAD} bytes`);
-      let body: unknown;
       try {
         body = JSON.parse(payload.toString('utf8'));
       } catch {
         throw new SigilError('malformed_json');
       }
-      binding = requestBinding(body);
       if (operation.rateLimited) this.limitJoin(responseTopic);
       // MQTT is not confidential: the broker and every peer that may read response topics see
       // the answer, so secret-bearing answers are encrypted to the requester (server/ops/credential.ts).
@@ -322,6 +321,9 @@ export class MqttResponder {
       if (e.code === 'internal' && !(err instanceof SigilError))
         ctx.log.error({ err }, 'mqtt responder: internal error');
       outcome = e.code;
+      // Only a refusal needs the binding (a success answers with the operation's own): its hash
+      // over the whole signing input and the payload's second parse are not paid per renewal.
+      const binding = requestBinding(body);
       answer = signErrorResponse(ctx, op, binding.requestId, binding.requestHash, e);
     }
     if (operation?.answerTo === 'signer') {
