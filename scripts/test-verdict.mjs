@@ -5,7 +5,11 @@
  * first lines of its message. CI keeps only the tail of a run's output; before this, a failed run
  * ended with the mutation report and the failure itself had scrolled out of what was kept.
  *
- *   node scripts/test-verdict.mjs <vitest-report.json> stage=status [stage=status ...]
+ *   node scripts/test-verdict.mjs <vitest-report.json> [--record=F] [--hang-log=F] stage=status ...
+ *
+ * --record: what test/harness/run-record.ts wrote (unhandled errors, files that did not pass:
+ * vitest exits 1 for an unhandled error even when every test passed, and its JSON report does not
+ * say so). --hang-log: what the hang guard reported (test/harness/hang-guard.ts).
  *
  * Exit status 1 when a stage failed, the report says a test failed, or no test ran; else 0.
  */
@@ -15,19 +19,33 @@ import { relative } from 'node:path';
 const MESSAGE_LINES = 6;
 const MAX_FAILURES = 30;
 
-const [reportPath, ...stageArgs] = process.argv.slice(2);
-const stages = stageArgs.map((arg) => {
-  const eq = arg.lastIndexOf('=');
-  return { name: arg.slice(0, eq), status: Number(arg.slice(eq + 1)) };
-});
+const [reportPath, ...rest] = process.argv.slice(2);
+const option = (name) => rest.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+const recordPath = option('record');
+const hangLogPath = option('hang-log');
+const stages = rest
+  .filter((a) => !a.startsWith('--'))
+  .map((arg) => {
+    const eq = arg.lastIndexOf('=');
+    return { name: arg.slice(0, eq), status: Number(arg.slice(eq + 1)) };
+  });
 
 /** The first lines of a failure, without ANSI colours or vitest's stack frames into node_modules. */
 function excerpt(text) {
   const plain = String(text)
     .replace(/\u001b\[[0-9;]*m/g, '')
     .split('\n')
-    .filter((line) => line.trim() !== '' && !/node_modules|node:internal/.test(line));
+    .filter((line) => line.trim() !== '' && !/node_modules|\(node:|node:internal/.test(line));
   return plain.slice(0, MESSAGE_LINES).map((line) => `      ${line.slice(0, 240)}`);
+}
+
+function firstLine(text) {
+  return (
+    String(text)
+      .replace(/\u001b\[[0-9;]*m/g, '')
+      .split('\n')
+      .find((l) => l.trim() !== '') ?? ''
+  ).slice(0, 240);
 }
 
 const out = ['', '== test.sh verdict =='];
@@ -63,6 +81,37 @@ if (reportPath === undefined || !existsSync(reportPath)) {
     }
   }
   if (shown > MAX_FAILURES) out.push(`  … and ${shown - MAX_FAILURES} more (vitest's output above has them all)`);
+}
+if (recordPath !== undefined && existsSync(recordPath)) {
+  const record = JSON.parse(readFileSync(recordPath, 'utf8'));
+  if (record.reason !== undefined && record.reason !== 'passed') out.push(`vitest's own verdict: ${record.reason}`);
+  const errors = record.unhandledErrors ?? [];
+  if (errors.length > 0) {
+    failed = true;
+    out.push(`unhandled errors: ${errors.length} (vitest fails the run for these even when every test passed)`);
+    for (const e of errors.slice(0, 10)) {
+      out.push(`  ERROR ${firstLine(e.message)}${e.where ? ` (while running ${e.where})` : ''}`, ...excerpt(e.stack));
+    }
+  }
+  for (const m of record.notPassed ?? []) {
+    if (m.state === 'failed' && m.errors.length === 0) continue; // named above, with its tests
+    failed = true;
+    out.push(`  NOT PASSED ${m.file} (${m.state})`);
+    for (const e of m.errors.slice(0, 3)) out.push(...excerpt(`${e.message}\n${e.stack}`));
+  }
+}
+if (hangLogPath !== undefined && existsSync(hangLogPath)) {
+  const log = readFileSync(hangLogPath, 'utf8').trim();
+  if (log !== '') {
+    failed = true;
+    out.push(
+      'hang guard:',
+      ...log
+        .split('\n')
+        .slice(0, 40)
+        .map((l) => `  ${l}`),
+    );
+  }
 }
 out.push(failed ? 'verdict: FAILED' : 'verdict: passed');
 console.log(out.join('\n'));

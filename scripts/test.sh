@@ -12,14 +12,17 @@ mkdir -p .tmp
 # Every process the tests start inherits this, so the ones still running afterwards can be found.
 export SIGIL_TEST_RUN="$$-$RANDOM$RANDOM"
 report=.tmp/vitest-report.json
-rm -f "$report"
+# What the JSON report leaves out (unhandled errors, files that did not finish, hung files), for the verdict.
+export SIGIL_TEST_RUN_RECORD="$PWD/.tmp/vitest-run-record.json" SIGIL_TEST_HANG_LOG="$PWD/.tmp/hang-guard.log"
+rm -f "$report" "$SIGIL_TEST_RUN_RECORD" "$SIGIL_TEST_HANG_LOG"
 vitest_status=0
 # The hang guard turns a test file whose worker stops making progress (4 minutes without a test or
 # hook starting or ending) into a failure that prints its process tree, instead of a run that
 # waits for CI's limit (test/harness/hang-guard.ts). `timeout` bounds the rest (the whole suite
 # takes ~9 minutes on a 2-core machine); exit 124 says it fired.
 timeout --kill-after=30 45m node_modules/.bin/vitest run --reporter=default --reporter=json \
-  --reporter=./test/harness/hang-guard.ts --outputFile.json="$report" "$@" || vitest_status=$?
+  --reporter=./test/harness/hang-guard.ts --reporter=./test/harness/run-record.ts \
+  --outputFile.json="$report" "$@" || vitest_status=$?
 node scripts/test-leftovers.mjs
 stages=("vitest=$vitest_status")
 # Issue #20, whole-suite runs only (no arguments): the fixture tests with the clock five years
@@ -34,4 +37,4 @@ if [ "$#" -eq 0 ]; then
 fi
 # Last, because CI keeps only the tail of the output: each stage's status, the counts, and every
 # failed test by name with the start of its message (scripts/test-verdict.mjs).
-node scripts/test-verdict.mjs "$report" "${stages[@]}"
+node scripts/test-verdict.mjs "$report" --record="$SIGIL_TEST_RUN_RECORD" --hang-log="$SIGIL_TEST_HANG_LOG" "${stages[@]}"

@@ -8,9 +8,10 @@
  * no progress (no test or hook starting or ending) for SIGIL_TEST_HANG_MS (default 4 minutes, twice
  * the hook timeout) gets its worker's process tree printed (with each process's state and the
  * kernel function it waits in), and then the whole tree is killed. Vitest records the
- * file as failed and goes on with the rest.
+ * file as failed and goes on with the rest. Each report is also appended to SIGIL_TEST_HANG_LOG when
+ * set (scripts/test.sh: its verdict, the last lines of the run, repeats it).
  */
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Reporter, TestCase, TestModule } from 'vitest/node';
 import { WORKER_MARK_DIR } from './hang-guard-setup.js';
@@ -102,6 +103,16 @@ export default class HangGuard implements Reporter {
     return undefined;
   }
 
+  #report(lines: string[]): void {
+    const text = `${lines.join('\n')}\n`;
+    process.stderr.write(text);
+    try {
+      if (process.env.SIGIL_TEST_HANG_LOG) appendFileSync(process.env.SIGIL_TEST_HANG_LOG, text);
+    } catch (err) {
+      process.stderr.write(`hang guard: cannot append to SIGIL_TEST_HANG_LOG: ${(err as Error).message}\n`);
+    }
+  }
+
   #stop(file: string, r: Running, now: number): void {
     const rel = path.relative(process.cwd(), file);
     const lines = [
@@ -112,7 +123,7 @@ export default class HangGuard implements Reporter {
     const worker = this.#workerOf(file);
     if (worker === undefined) {
       lines.push('  its worker left no mark (is worker-mark.ts in setupFiles?): nothing stopped');
-      process.stderr.write(`${lines.join('\n')}\n`);
+      this.#report(lines);
       return;
     }
     const { pid } = worker;
@@ -124,7 +135,7 @@ export default class HangGuard implements Reporter {
     // only a child of this vitest process is a worker of this run.
     if (tree[0]?.entry.ppid !== process.pid) {
       lines.push(`  its worker (pid ${pid}) is gone: nothing stopped`);
-      process.stderr.write(`${lines.join('\n')}\n`);
+      this.#report(lines);
       return;
     }
     lines.push(
@@ -139,8 +150,10 @@ export default class HangGuard implements Reporter {
         // already gone
       }
     }
-    lines.push(`  killed ${tree.length} process(es); vitest reports the file as failed`);
-    process.stderr.write(`${lines.join('\n')}\n`);
+    lines.push(
+      `  killed ${tree.length} process(es); vitest fails the run with an unhandled error (the worker's exit), the file's tests stay pending`,
+    );
+    this.#report(lines);
   }
 }
 

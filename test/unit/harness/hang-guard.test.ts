@@ -12,6 +12,14 @@ const fixtures = path.join(repo, 'test/fixtures/hang-guard');
 const dir = mkdtempSync(path.join(os.tmpdir(), 'sigil-hang-guard-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+const hangLog = path.join(dir, 'hang-guard.log');
+
+/** This run's environment without the files scripts/test.sh gives its own vitest run: a nested run must not write there. */
+function nestedEnv(): NodeJS.ProcessEnv {
+  const { SIGIL_TEST_HANG_LOG: _h, SIGIL_TEST_RUN_RECORD: _r, ...env } = process.env;
+  return env;
+}
+
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -42,7 +50,7 @@ describe('hang guard', () => {
       ],
       {
         cwd: dir,
-        env: { ...process.env, SIGIL_TEST_HANG_MS: '2000', CI: 'true' },
+        env: { ...nestedEnv(), SIGIL_TEST_HANG_MS: '2000', CI: 'true', SIGIL_TEST_HANG_LOG: hangLog },
         stdio: ['ignore', 'pipe', 'pipe'],
         detached: true, // its own process group, so a run the guard failed to end can be ended here
       },
@@ -63,6 +71,8 @@ describe('hang guard', () => {
     expect(sleeper, plain).not.toBeNull();
     expect(plain).toMatch(/killed 2 process\(es\)/);
     expect(alive(Number(sleeper![1]))).toBe(false);
+    // The same report, for the verdict at the end of scripts/test.sh.
+    expect(readFileSync(hangLog, 'utf8')).toMatch(/blocked\.fixture\.ts made no progress[\s\S]*killed 2 process\(es\)/);
     // The other file ran to its end.
     expect(plain).toMatch(/✓ fine\.fixture\.ts/);
     expect(plain).not.toMatch(/hang guard: \S*fine\.fixture\.ts/);

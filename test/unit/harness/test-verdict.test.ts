@@ -1,7 +1,8 @@
 // scripts/test-verdict.mjs, the last lines of a whole-suite run: CI keeps only the tail of the
 // output, so a failure must be named there, and the exit status must say failed whenever any stage,
-// test or file did.
-import { spawnSync } from 'node:child_process';
+// test or file did — or an unhandled error, which vitest's JSON report does not show
+// (test/harness/run-record.ts records it).
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -123,5 +124,58 @@ describe('test-verdict', () => {
     const none = verdict(report([]), 'vitest=0');
     expect(none.status).toBe(1);
     expect(none.out).toContain('no test ran');
+  });
+  it('an unhandled error in a run whose tests all passed (a real vitest run with run-record.ts) is named with its file', async () => {
+    const fixtures = path.join(repo, 'test/fixtures/run-record');
+    const json = path.join(dir, 'late.json');
+    const record = path.join(dir, 'late-record.json');
+    const { SIGIL_TEST_HANG_LOG: _h, SIGIL_TEST_RUN_RECORD: _r, ...env } = process.env;
+    const code = await new Promise<number | null>((resolve) => {
+      const run = spawn(
+        path.join(repo, 'node_modules/.bin/vitest'),
+        [
+          'run',
+          '--config',
+          path.join(fixtures, 'vitest.config.ts'),
+          '--root',
+          fixtures,
+          '--reporter=json',
+          `--outputFile.json=${json}`,
+          `--reporter=${path.join(repo, 'test/harness/run-record.ts')}`,
+        ],
+        { cwd: repo, env: { ...env, SIGIL_TEST_RUN_RECORD: record }, stdio: 'ignore' },
+      );
+      run.on('close', resolve);
+    });
+    expect(code).toBe(1); // vitest's own verdict
+    const r = verdict(json, `--record=${record}`, 'vitest=0'); // even if its exit status were lost
+    expect(r.status).toBe(1);
+    expect(r.out).toContain('tests: 2 passed, 0 failed, 0 skipped');
+    expect(r.out).toContain(
+      'ERROR Error: late failure nobody awaited (while running test/fixtures/run-record/late-rejection.fixture.ts > passes while the rejection happens)',
+    );
+    expect(r.out).toContain('late-rejection.fixture.ts:4:');
+  }, 60_000);
+
+  it('a file the hang guard stopped: its report is repeated, the file is named as not passed, and the verdict fails', () => {
+    const record = path.join(dir, 'hung-record.json');
+    writeFileSync(
+      record,
+      JSON.stringify({
+        reason: 'passed',
+        unhandledErrors: [],
+        notPassed: [{ file: 'test/integration/tpm/x.test.ts', state: 'pending', errors: [] }],
+      }),
+    );
+    const hangLog = path.join(dir, 'hang.log');
+    writeFileSync(hangLog, 'hang guard: test/integration/tpm/x.test.ts made no progress for 240 s (running 250 s)\n');
+    const r = verdict(report([ok]), `--record=${record}`, `--hang-log=${hangLog}`, 'vitest=0');
+    expect(r.status).toBe(1);
+    expect(r.out).toContain('NOT PASSED test/integration/tpm/x.test.ts (pending)');
+    expect(r.out).toContain('hang guard: test/integration/tpm/x.test.ts made no progress for 240 s');
+    // An empty hang log and a clean record change nothing.
+    writeFileSync(hangLog, '');
+    writeFileSync(record, JSON.stringify({ reason: 'passed', unhandledErrors: [], notPassed: [] }));
+    expect(verdict(report([ok]), `--record=${record}`, `--hang-log=${hangLog}`, 'vitest=0').status).toBe(0);
   });
 });
