@@ -130,8 +130,11 @@ describe('PKCS#11 signatures off the event loop', () => {
     await expect(signer.sign(Buffer.from('later'))).rejects.toThrow(/used after close/);
   });
 
-  it('a module that cannot lock (CKR_CANT_LOCK) is initialised plainly and signed with on the event loop', async () => {
-    process.env.SIGIL_SLOW_PKCS11_NO_LOCK = '1';
+  it.each([
+    ['CKR_CANT_LOCK', '1'],
+    ['CKR_ARGUMENTS_BAD', 'args'],
+  ])('a module that refuses to lock (%s) is initialised plainly and signed with on the event loop', async (_, how) => {
+    process.env.SIGIL_SLOW_PKCS11_NO_LOCK = how;
     process.env.SIGIL_SLOW_PKCS11_MS = '0';
     const signer = generate();
     try {

@@ -117,7 +117,10 @@ function initialize(lib: Pkcs11Lib, modulePath: string): boolean {
       // Another component of this process initialised it, with flags we cannot know; share that
       // (and never finalise it), single-threaded.
       if (code === P.CKR_CRYPTOKI_ALREADY_INITIALIZED) return false;
-      if (code !== P.CKR_CANT_LOCK || options === undefined) throw mapError(err, `initialising ${modulePath}`);
+      // CKR_CANT_LOCK is the spec's answer of a module that cannot lock; some older modules
+      // refuse CK_C_INITIALIZE_ARGS they do not expect with CKR_ARGUMENTS_BAD instead.
+      const refusedFlags = code === P.CKR_CANT_LOCK || code === P.CKR_ARGUMENTS_BAD;
+      if (!refusedFlags || options === undefined) throw mapError(err, `initialising ${modulePath}`);
     }
   }
   return false;
