@@ -1,11 +1,11 @@
 // The hang guard (test/harness/hang-guard.ts) on a real vitest run of two files, one of which
 // blocks its worker's event loop for good after starting a child process: vitest's own timeouts
 // are timers in that worker and never fire, so without the guard the run would never end.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { nestedVitestEnv, spawnNestedVitest } from '../../helpers/nested-vitest.js';
 
 const repo = path.resolve(import.meta.dirname, '../../..');
 const fixtures = path.join(repo, 'test/fixtures/hang-guard');
@@ -13,12 +13,6 @@ const dir = mkdtempSync(path.join(os.tmpdir(), 'sigil-hang-guard-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const hangLog = path.join(dir, 'hang-guard.log');
-
-/** This run's environment without the files scripts/test.sh gives its own vitest run: a nested run must not write there. */
-function nestedEnv(): NodeJS.ProcessEnv {
-  const { SIGIL_TEST_HANG_LOG: _h, SIGIL_TEST_RUN_RECORD: _r, ...env } = process.env;
-  return env;
-}
 
 function alive(pid: number): boolean {
   try {
@@ -37,28 +31,20 @@ function alive(pid: number): boolean {
 describe('hang guard', () => {
   it('names the hung file, its test and its process tree, kills the tree, and lets the run end failed', async () => {
     const started = Date.now();
-    const run = spawn(
-      path.join(repo, 'node_modules/.bin/vitest'),
-      [
-        'run',
-        '--config',
-        path.join(fixtures, 'vitest.config.ts'),
-        '--root',
-        fixtures,
-        '--reporter=default',
-        `--reporter=${path.join(repo, 'test/harness/hang-guard.ts')}`,
-      ],
+    const run = spawnNestedVitest(
+      fixtures,
+      ['--reporter=default', `--reporter=${path.join(repo, 'test/harness/hang-guard.ts')}`],
       {
         cwd: dir,
-        env: { ...nestedEnv(), SIGIL_TEST_HANG_MS: '2000', CI: 'true', SIGIL_TEST_HANG_LOG: hangLog },
+        env: nestedVitestEnv({ SIGIL_TEST_HANG_MS: '2000', CI: 'true', SIGIL_TEST_HANG_LOG: hangLog }),
         stdio: ['ignore', 'pipe', 'pipe'],
         detached: true, // its own process group, so a run the guard failed to end can be ended here
       },
     );
     const stuck = setTimeout(() => process.kill(-run.pid!, 'SIGKILL'), 40_000);
     let out = '';
-    run.stdout.on('data', (d: Buffer) => (out += d));
-    run.stderr.on('data', (d: Buffer) => (out += d));
+    run.stdout!.on('data', (d: Buffer) => (out += d));
+    run.stderr!.on('data', (d: Buffer) => (out += d));
     const code = await new Promise<number | null>((resolve) => run.on('close', resolve));
     clearTimeout(stuck);
     const plain = out.replace(/\x1b\[[0-9;]*m/g, '');

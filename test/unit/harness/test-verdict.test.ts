@@ -2,11 +2,12 @@
 // output, so a failure must be named there, and the exit status must say failed whenever any stage,
 // test or file did — or an unhandled error, which vitest's JSON report does not show
 // (test/harness/run-record.ts records it).
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { nestedVitestEnv, spawnNestedVitest } from '../../helpers/nested-vitest.js';
 
 const repo = path.resolve(import.meta.dirname, '../../..');
 const dir = mkdtempSync(path.join(os.tmpdir(), 'sigil-verdict-'));
@@ -125,25 +126,16 @@ describe('test-verdict', () => {
     expect(none.status).toBe(1);
     expect(none.out).toContain('no test ran');
   });
+
   it('an unhandled error in a run whose tests all passed (a real vitest run with run-record.ts) is named with its file', async () => {
     const fixtures = path.join(repo, 'test/fixtures/run-record');
     const json = path.join(dir, 'late.json');
     const record = path.join(dir, 'late-record.json');
-    const { SIGIL_TEST_HANG_LOG: _h, SIGIL_TEST_RUN_RECORD: _r, ...env } = process.env;
     const code = await new Promise<number | null>((resolve) => {
-      const run = spawn(
-        path.join(repo, 'node_modules/.bin/vitest'),
-        [
-          'run',
-          '--config',
-          path.join(fixtures, 'vitest.config.ts'),
-          '--root',
-          fixtures,
-          '--reporter=json',
-          `--outputFile.json=${json}`,
-          `--reporter=${path.join(repo, 'test/harness/run-record.ts')}`,
-        ],
-        { cwd: repo, env: { ...env, SIGIL_TEST_RUN_RECORD: record }, stdio: 'ignore' },
+      const run = spawnNestedVitest(
+        fixtures,
+        ['--reporter=json', `--outputFile.json=${json}`, `--reporter=${path.join(repo, 'test/harness/run-record.ts')}`],
+        { cwd: repo, env: nestedVitestEnv({ SIGIL_TEST_RUN_RECORD: record }), stdio: 'ignore' },
       );
       run.on('close', resolve);
     });
