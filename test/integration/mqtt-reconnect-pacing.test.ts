@@ -77,7 +77,9 @@ describe('MQTT reconnect pacing', () => {
     const body = await renew();
     const reconnectedAfter = Date.now() - lostAt;
     expect(body).toHaveProperty('payload');
-    expect(reconnectedAfter).toBeGreaterThanOrEqual(4_500);
+    // Its place counts from when the agent saw the loss, a little before broker.stop() returned
+    // (and timers may fire a millisecond early by Date.now()): not the exact 4.5 s.
+    expect(reconnectedAfter).toBeGreaterThanOrEqual(4_300);
     // Its place, one attempt (connect timeout 3 s) and the round trip; never the kernel's 7–15 s SYN backoff.
     expect(reconnectedAfter).toBeLessThan(4_500 + 3_000 + 2_000);
     expect(c.pacing).toMatchObject({ lost: 1, retries: 0 });

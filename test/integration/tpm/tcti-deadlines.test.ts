@@ -136,7 +136,9 @@ describe('TCTI transport deadlines', () => {
         await until(() => loader.inFlight === 0, 3_000); // the peer still silent
         expect(loader.abandoned).toBe(0);
       } else {
-        expect(took).toBeGreaterThanOrEqual(2_600); // deadline + one slice + 1 s of grace
+        // Deadline + one slice + 1 s of grace = 2.6 s of timers; a timer can fire a millisecond
+        // early by Date.now() (libuv's loop clock is in whole ms): 2,599 was seen on a fresh clone.
+        expect(took).toBeGreaterThanOrEqual(2_550);
         expect(took).toBeLessThan(5_000);
         expect(loader.abandoned).toBe(1);
         await p.close();
