@@ -21,7 +21,7 @@ const repo = join(import.meta.dirname, '../..');
 const tmp = tempDir('sigil-pkcs11-slow-');
 const shim = join(tmp.path, 'slow-pkcs11.so');
 const calls = join(tmp.path, 'c_sign-threads.log');
-const DELAY_MS = 400;
+const DELAY_MS = 600;
 let token: SoftHsmToken;
 
 beforeAll(() => {
@@ -97,7 +97,7 @@ describe('PKCS#11 signatures off the event loop', () => {
       expect(verifies(signer, data, result)).toBe(true);
       expect(tookMs).toBeGreaterThanOrEqual(DELAY_MS);
       expect(threadsOfCalls()).toEqual(['thread']);
-      // On the event loop the interval would have waited the whole 400 ms.
+      // On the event loop the interval would have waited the whole delay.
       expect(stallMs).toBeLessThan(DELAY_MS / 2);
     } finally {
       signer.close();
