@@ -58,21 +58,14 @@ export function loadSigner(ref: KeyRef, opts: { tpm?: TpmAccesses } = {}): Signe
 }
 
 /**
- * A new identity key (ECDSA P-256) and its reference. PKCS#11 keys are generated on the token
- * (non-extractable); call {@link removeKey} on the old reference once a renewal replaced it.
+ * A new software identity key (ECDSA P-256) and its reference. Keys on a PKCS#11 token or a TPM
+ * are made by {@link createPkcs11Signer} and {@link createTpmSigner}: the device makes them, off
+ * the event loop where it can.
  */
-export function createSigner(storage: 'software'): { signer: Signer; ref: KeyRef };
-export function createSigner(storage: 'pkcs11', opts: Pkcs11KeyOptions): { signer: Signer; ref: KeyRef };
-export function createSigner(storage: 'software' | 'pkcs11', opts?: Pkcs11KeyOptions): { signer: Signer; ref: KeyRef } {
-  if (storage === 'software') {
-    const signer = SoftwareSigner.generate();
-    return { signer, ref: { storage: 'software', pkcs8Pem: signer.toPkcs8Pem() } };
-  }
-  if (storage === 'pkcs11' && opts !== undefined) {
-    const signer = Pkcs11Signer.generate(opts) as Pkcs11Signer & Signer; // generate() makes P-256 (ES256)
-    return { signer, ref: signer.ref };
-  }
-  throw new TypeError(`createSigner: unsupported storage ${String(storage)}`);
+export function createSigner(storage: 'software'): { signer: Signer; ref: KeyRef } {
+  if (storage !== 'software') throw new TypeError(`createSigner: unsupported storage ${String(storage)}`);
+  const signer = SoftwareSigner.generate();
+  return { signer, ref: { storage: 'software', pkcs8Pem: signer.toPkcs8Pem() } };
 }
 
 /**

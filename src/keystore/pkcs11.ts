@@ -123,7 +123,7 @@ export class Pkcs11Signer implements DeviceSigner {
    * On the calling thread: for tools (`sigil factory`); a daemon uses {@link generateAsync}.
    */
   static generate(opts: Pkcs11GenerateOptions): Pkcs11Signer {
-    const g = startGenerate(opts);
+    const g = Pkcs11Signer.#startGenerate(opts);
     try {
       const pair = g.lib.C_GenerateKeyPair(g.session, g.mechanism, g.publicTemplate, g.privateTemplate);
       return g.finish(pair.privateKey);
@@ -137,7 +137,7 @@ export class Pkcs11Signer implements DeviceSigner {
    * threads: on a smart card it can take seconds, and the agent rotates its key at renewals.
    */
   static async generateAsync(opts: Pkcs11GenerateOptions): Promise<Pkcs11Signer> {
-    const g = startGenerate(opts);
+    const g = Pkcs11Signer.#startGenerate(opts);
     try {
       const pair = isModuleThreaded(g.ref.module)
         ? await g.lib.C_GenerateKeyPairAsync(g.session, g.mechanism, g.publicTemplate, g.privateTemplate)
@@ -146,11 +146,6 @@ export class Pkcs11Signer implements DeviceSigner {
     } catch (err) {
       throw g.fail(err);
     }
-  }
-
-  /** The signer for a key pair just generated on `session` (see startGenerate). */
-  static fromGenerated(ref: Pkcs11KeyRef, lib: Pkcs11Lib, session: Handle, privateKey: Handle): Pkcs11Signer {
-    return new Pkcs11Signer(ref, lib, session, privateKey, keyInfo(lib, session, ref, privateKey, 'PS256'));
   }
 
   /**
@@ -179,6 +174,68 @@ export class Pkcs11Signer implements DeviceSigner {
       if (session !== undefined) closeQuietly(lib, session);
       releaseModule(ref.module);
     }
+  }
+
+  /**
+   * Open a session for a key generation and build its templates: the part of {@link generate}
+   * and {@link generateAsync} that runs on the calling thread. `finish` wraps the new private key
+   * in a signer on that session; `fail` closes it.
+   */
+  static #startGenerate(opts: Pkcs11GenerateOptions): Generation {
+    const P = pkcs11js();
+    const ref: Pkcs11KeyRef = {
+      storage: 'pkcs11',
+      module: opts.module,
+      tokenLabel: opts.tokenLabel,
+      keyLabel: opts.keyLabel ?? `sigil-${randomBytes(6).toString('hex')}`,
+      keyId: opts.keyId ?? randomBytes(16).toString('hex'),
+      ...(opts.pinFile !== undefined ? { pinFile: opts.pinFile } : {}),
+      ...(opts.pinEnv !== undefined ? { pinEnv: opts.pinEnv } : {}),
+    };
+    checkRef(ref);
+    const params = oid(opts.curve === 'P-384' ? OID.secp384r1 : OID.secp256r1);
+    const lib = acquireModule(ref.module);
+    let session: Handle | undefined;
+    const fail = (err: unknown): unknown => {
+      if (session !== undefined) closeQuietly(lib, session);
+      releaseModule(ref.module);
+      return mapError(err, `generating a key on token "${ref.tokenLabel}"`);
+    };
+    try {
+      session = openSession(ref.module, lib, findSlot(lib, ref.tokenLabel), ref, ref.tokenLabel);
+    } catch (err) {
+      throw fail(err);
+    }
+    const opened = session;
+    const common = [
+      { type: P.CKA_TOKEN, value: true },
+      { type: P.CKA_KEY_TYPE, value: P.CKK_EC },
+      { type: P.CKA_LABEL, value: ref.keyLabel! },
+      { type: P.CKA_ID, value: Buffer.from(ref.keyId!, 'hex') },
+    ];
+    return {
+      ref,
+      lib,
+      session: opened,
+      mechanism: { mechanism: P.CKM_EC_KEY_PAIR_GEN },
+      publicTemplate: [
+        ...common,
+        { type: P.CKA_CLASS, value: P.CKO_PUBLIC_KEY },
+        { type: P.CKA_VERIFY, value: true },
+        { type: P.CKA_EC_PARAMS, value: params },
+      ],
+      privateTemplate: [
+        ...common,
+        { type: P.CKA_CLASS, value: P.CKO_PRIVATE_KEY },
+        { type: P.CKA_PRIVATE, value: true },
+        { type: P.CKA_SENSITIVE, value: true },
+        { type: P.CKA_EXTRACTABLE, value: false },
+        { type: P.CKA_SIGN, value: true },
+      ],
+      finish: (privateKey) =>
+        new Pkcs11Signer(ref, lib, opened, privateKey, keyInfo(lib, opened, ref, privateKey, 'PS256')),
+      fail,
+    };
   }
 
   publicKeySpki(): Buffer {
@@ -255,25 +312,6 @@ export class Pkcs11Signer implements DeviceSigner {
     }
   }
 
-  /** Run `fn` on the session; reopen it once if the token dropped it. */
-  #withSession<T>(fn: (session: Handle) => T, doing: string): T {
-    if (this.#closed) throw new TypeError('Pkcs11Signer: used after close()');
-    try {
-      if (this.#session === undefined) this.#reopen();
-      return fn(this.#session!);
-    } catch (err) {
-      if (!(err instanceof SigilError) && isStaleSession(err)) {
-        try {
-          this.#reopen();
-          return fn(this.#session!);
-        } catch (again) {
-          throw mapError(again, `${doing} with key ${describe(this.ref)}`);
-        }
-      }
-      throw mapError(err, `${doing} with key ${describe(this.ref)}`);
-    }
-  }
-
   #reopen(): void {
     if (this.#session !== undefined) closeQuietly(this.#lib, this.#session);
     this.#session = undefined;
@@ -286,17 +324,6 @@ export class Pkcs11Signer implements DeviceSigner {
     );
     this.#session = session;
     this.#key = findKey(this.#lib, session, this.ref, pkcs11js().CKO_PRIVATE_KEY);
-  }
-
-  /** Delete the key pair from the token (after a renewal replaced it), then close. */
-  destroy(): void {
-    const P = pkcs11js();
-    this.#withSession((session) => {
-      for (const cls of [P.CKO_PRIVATE_KEY, P.CKO_PUBLIC_KEY]) {
-        for (const h of findObjects(this.#lib, session, this.ref, cls, 16)) this.#lib.C_DestroyObject(session, h);
-      }
-    }, 'deleting');
-    this.close();
   }
 
   /**
@@ -332,62 +359,6 @@ interface Generation {
   finish(privateKey: Handle): Pkcs11Signer;
   /** Close the session, release the module, and say what failed. */
   fail(err: unknown): unknown;
-}
-
-function startGenerate(opts: Pkcs11GenerateOptions): Generation {
-  const P = pkcs11js();
-  const ref: Pkcs11KeyRef = {
-    storage: 'pkcs11',
-    module: opts.module,
-    tokenLabel: opts.tokenLabel,
-    keyLabel: opts.keyLabel ?? `sigil-${randomBytes(6).toString('hex')}`,
-    keyId: opts.keyId ?? randomBytes(16).toString('hex'),
-    ...(opts.pinFile !== undefined ? { pinFile: opts.pinFile } : {}),
-    ...(opts.pinEnv !== undefined ? { pinEnv: opts.pinEnv } : {}),
-  };
-  checkRef(ref);
-  const params = oid(opts.curve === 'P-384' ? OID.secp384r1 : OID.secp256r1);
-  const lib = acquireModule(ref.module);
-  let session: Handle | undefined;
-  const fail = (err: unknown): unknown => {
-    if (session !== undefined) closeQuietly(lib, session);
-    releaseModule(ref.module);
-    return mapError(err, `generating a key on token "${ref.tokenLabel}"`);
-  };
-  try {
-    session = openSession(ref.module, lib, findSlot(lib, ref.tokenLabel), ref, ref.tokenLabel);
-  } catch (err) {
-    throw fail(err);
-  }
-  const opened = session;
-  const common = [
-    { type: P.CKA_TOKEN, value: true },
-    { type: P.CKA_KEY_TYPE, value: P.CKK_EC },
-    { type: P.CKA_LABEL, value: ref.keyLabel! },
-    { type: P.CKA_ID, value: Buffer.from(ref.keyId!, 'hex') },
-  ];
-  return {
-    ref,
-    lib,
-    session: opened,
-    mechanism: { mechanism: P.CKM_EC_KEY_PAIR_GEN },
-    publicTemplate: [
-      ...common,
-      { type: P.CKA_CLASS, value: P.CKO_PUBLIC_KEY },
-      { type: P.CKA_VERIFY, value: true },
-      { type: P.CKA_EC_PARAMS, value: params },
-    ],
-    privateTemplate: [
-      ...common,
-      { type: P.CKA_CLASS, value: P.CKO_PRIVATE_KEY },
-      { type: P.CKA_PRIVATE, value: true },
-      { type: P.CKA_SENSITIVE, value: true },
-      { type: P.CKA_EXTRACTABLE, value: false },
-      { type: P.CKA_SIGN, value: true },
-    ],
-    finish: (privateKey) => Pkcs11Signer.fromGenerated(ref, lib, opened, privateKey),
-    fail,
-  };
 }
 
 function checkRef(ref: Pkcs11KeyRef): void {

@@ -15,6 +15,7 @@ import { TokenJoinAgent } from '../../src/join/token/agent.js';
 import { X509JoinAgent } from '../../src/join/x509/agent.js';
 import { x509JoinAgentFromConfig } from '../../src/join/x509/config.js';
 import {
+  createPkcs11Signer,
   createSigner,
   loadSigner,
   parseKeyRef,
@@ -123,7 +124,7 @@ afterAll(async () => {
 
 describe('PKCS#11 keystore on SoftHSM2', () => {
   it('generates a P-256 key on the token that signs, verifies with node:crypto, and cannot be read out', async () => {
-    const { signer, ref } = createSigner('pkcs11', base());
+    const { signer, ref } = await createPkcs11Signer(base());
     try {
       expect(signer.storage).toBe('pkcs11');
       expect(signer.exportable).toBe(false);
@@ -162,7 +163,7 @@ describe('PKCS#11 keystore on SoftHSM2', () => {
   });
 
   it('reopens its session when the token dropped it (CKR_SESSION_HANDLE_INVALID)', async () => {
-    const { signer } = createSigner('pkcs11', base());
+    const { signer } = await createPkcs11Signer(base());
     try {
       const lib = acquireModule(MODULE);
       lib.C_CloseAllSessions(findSlot(lib, 'sigil'));
@@ -318,7 +319,7 @@ describe('joins and renewals with keys on the token, over HTTPS', () => {
       yaml: `kind: join_rule\nname: hsm\nspec:\n  method: x509\n  bot: gw\n  x509:\n    ca_files: [${root.cert}]\n    allow: [ { subject_cn: "gw-hsm-*" } ]\n`,
     });
 
-    const { signer: identity, ref } = createSigner('pkcs11', base());
+    const { signer: identity, ref } = await createPkcs11Signer(base());
     try {
       const r = await runJoinExchange({
         method: new X509JoinAgent({ chain: [fromPem(leaf.pem)], key: device }),
@@ -360,7 +361,7 @@ describe('joins and renewals with keys on the token, over HTTPS', () => {
 
   it('token join with a token-resident identity key, then a renewal to a new token key; the old key is removed', async () => {
     const token = await h.token();
-    const { signer: identity, ref } = createSigner('pkcs11', base());
+    const { signer: identity, ref } = await createPkcs11Signer(base());
     const joined = await runJoinExchange({
       method: new TokenJoinAgent(token),
       identity,
@@ -371,7 +372,7 @@ describe('joins and renewals with keys on the token, over HTTPS', () => {
     expect(joined.payload.result.generation).toBe(1);
 
     // Renew: CSR of a new token key, envelope signed by the current token key with its chain.
-    const { signer: next, ref: nextRef } = createSigner('pkcs11', base());
+    const { signer: next, ref: nextRef } = await createPkcs11Signer(base());
     const requestId = newRequestId();
     const payload = {
       v: PROTOCOL_VERSION,
