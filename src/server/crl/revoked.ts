@@ -1,8 +1,8 @@
 /**
  * Which certificates the issuer's CRL lists, re-derived from the store every time (never kept as
  * a separate list that could drift from the locks): the unexpired X.509 certificates — identity
- * SVIDs, MQTT transport certificates, database and Kubernetes client certificates, every
- * generation, not only the current one — of every instance that is locked now.
+ * SVIDs, MQTT transport certificates, database and Kubernetes client certificates, workload
+ * X.509-SVIDs, every generation, not only the current one — of every instance that is locked now.
  *
  * Why every generation: a `generation_mismatch` lock means an older certificate is in someone
  * else's hands (runbook "generation_mismatch"); that older certificate is exactly the one a
@@ -24,19 +24,23 @@
  * so `ctl unlock` alone lifts it. The publisher takes the union.
  */
 import { RECORD_KIND } from '../credentials/issue-credential.js';
-import { IDENTITY_CERT_KIND } from '../ops/authenticate.js';
-import { TRANSPORT_CERT_KIND } from '../ops/transport-cert.js';
+import { WORKLOAD_JWT_KIND } from '../ops/workload.js';
 import type { InstanceRecord, TxStores } from '../store/types.js';
 
 /** RFC 5280 §5.3.1 CRLReason. */
 export const CRL_REASON_CERTIFICATE_HOLD = 6;
 
-/** Certificate kinds the intermediate signs as X.509 (SSH certificates and JWT-SVIDs are not). */
-export const X509_CERT_KINDS: ReadonlySet<string> = new Set([
-  IDENTITY_CERT_KIND,
-  TRANSPORT_CERT_KIND,
-  RECORD_KIND.database,
-  RECORD_KIND.kubernetes,
+/**
+ * Certificate kinds that are NOT X.509 (SSH certificates, JWT-SVIDs): the only records a CRL
+ * leaves out. Listed this way round so that a kind added later — as workload X.509-SVIDs once
+ * were, and were missed by a list of the X.509 kinds (review of issue #16) — is on the CRL of a
+ * locked instance until someone decides otherwise: a serial listed needlessly matches nothing.
+ */
+export const NON_X509_CERT_KINDS: ReadonlySet<string> = new Set([
+  RECORD_KIND.ssh_user,
+  RECORD_KIND.ssh_host,
+  RECORD_KIND.jwt,
+  WORKLOAD_JWT_KIND,
 ]);
 
 export interface RevokedEntry {
@@ -91,7 +95,7 @@ export async function revokedCertificates(
     for (const { inst, cause } of await source.instances(stores)) {
       for (const c of await stores.certificates.listByInstance(inst.id)) {
         // An expired certificate is refused by its dates already; RFC 5280 §3.3 lets it leave the CRL.
-        if (c.notAfter <= now || !X509_CERT_KINDS.has(c.kind) || bySerial.has(c.serial)) continue;
+        if (c.notAfter <= now || NON_X509_CERT_KINDS.has(c.kind) || bySerial.has(c.serial)) continue;
         bySerial.set(c.serial, {
           serial: c.serial,
           revokedAt: Math.min(inst.updatedAt, now),

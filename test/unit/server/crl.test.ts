@@ -67,6 +67,12 @@ beforeAll(async () => {
     cert('locked-1', 'a4', { kind: 'ssh-user' }), // not X.509
     cert('locked-1', 'a5', { kind: 'mqtt-transport' }),
     cert('locked-1', 'a6', { kind: 'x509-database' }),
+    cert('locked-1', 'a7', { kind: 'workload-x509-svid' }), // a workload's SVID, same intermediate
+    cert('locked-1', 'a8', { kind: 'workload-jwt-svid' }), // not X.509
+    cert('locked-1', 'a9', { kind: 'jwt-svid' }), // not X.509
+    cert('locked-1', 'aa', { kind: 'ssh-host' }), // not X.509
+    cert('locked-1', 'ab', { kind: 'x509-kubernetes' }),
+    cert('locked-1', 'ac', { kind: 'some-later-x509-kind' }), // unknown: listed (a needless serial matches nothing)
   ]);
   await instance('open-1', [cert('open-1', 'b1')]);
   await stores.instances.setLocked('locked-1', true, 'generation_mismatch: presented generation 1, current 2', T0 - 5);
@@ -78,9 +84,9 @@ afterAll(async () => {
 });
 
 describe('revokedCertificates', () => {
-  it('lists every live X.509 certificate of a locked instance, all generations, on hold', async () => {
+  it('lists every live X.509 certificate of a locked instance, all generations, workload SVIDs too, on hold', async () => {
     const entries = await revokedCertificates(stores, T0);
-    expect(entries.map((e) => e.serial)).toEqual(['a1', 'a2', 'a5', 'a6']);
+    expect(entries.map((e) => e.serial)).toEqual(['a1', 'a2', 'a5', 'a6', 'a7', 'ab', 'ac']);
     expect(entries.every((e) => e.reason === CRL_REASON_CERTIFICATE_HOLD && e.instanceId === 'locked-1')).toBe(true);
     expect(entries[0]!.cause).toBe('locked: generation_mismatch: presented generation 1, current 2');
     expect(entries[0]!.revokedAt).toBeLessThanOrEqual(T0);
@@ -122,8 +128,9 @@ describe('signCrl, read back by openssl', () => {
       (await exec('openssl', ['x509', '-in', paths(join(dir, 'issuer')).intCert, '-noout', '-text'])).stdout,
     )![1]!;
     expect(stdout).toContain(skiHex);
-    expect(stdout.match(/Certificate Hold/g)).toHaveLength(4);
-    for (const s of ['A1', 'A2', 'A5', 'A6']) expect(stdout).toMatch(new RegExp(`Serial Number: ${s}\\b`));
+    expect(stdout.match(/Certificate Hold/g)).toHaveLength(7);
+    for (const s of ['A1', 'A2', 'A5', 'A6', 'A7', 'AB', 'AC'])
+      expect(stdout).toMatch(new RegExp(`Serial Number: ${s}\\b`));
     expect(summarizeCrl(der)).toMatchObject({ crl_number: '1796435023123', next_update: '2026-12-05T14:00:00.000Z' });
   });
 
