@@ -9,10 +9,19 @@ export interface ReportedPcr {
   digest: string;
 }
 
+/** A PCR of each bank holds a digest of the bank's hash: its size in bytes. */
+const PCR_VALUE_BYTES: Readonly<Record<PcrBankName, number>> = { sha1: 20, sha256: 32, sha384: 48, sha512: 64 };
+
 /**
  * The reported PCR values, which must be exactly the requested selection (`pcr_digest_mismatch`).
- * Checked in this order, the first failure reported: a PCR reported twice (in report order), one
- * reported but not asked for (in report order), one asked for but missing (in selection order).
+ * Checked in this order, the first failure reported: a value not of its bank's digest size, a PCR
+ * reported twice (in report order), one reported but not asked for (in report order), one asked
+ * for but missing (in selection order).
+ *
+ * Why the size: the quote signs only the hash of the values joined end to end (TPM 2.0 Part 1
+ * §18.5.2 pcrDigest), not where one ends and the next begins. Without the size check the same
+ * signed bytes could be cut at other places — a 64-byte "sha256" value followed by a 20-byte one
+ * — so that an extended PCR is shown holding its neighbour's untouched value (review of issue #16).
  * Per renewal with a quote (issue #16's bench): no string key per PCR, one Map per bank.
  */
 export function reportedPcrs(values: readonly ReportedPcr[], selection: PcrSelectionWire): QuotedPcrs {
@@ -23,6 +32,12 @@ export function reportedPcrs(values: readonly ReportedPcr[], selection: PcrSelec
       bank = new Map<number, Buffer>();
       out.set(v.bank, bank);
     }
+    const size = PCR_VALUE_BYTES[v.bank];
+    if (v.digest.length !== 2 * size)
+      throw new SigilError(
+        'pcr_digest_mismatch',
+        `${v.bank} PCR ${v.pcr} is reported as ${v.digest.length / 2} bytes; a ${v.bank} PCR holds ${size}`,
+      );
     if (bank.has(v.pcr)) throw new SigilError('pcr_digest_mismatch', `${v.bank} PCR ${v.pcr} is reported twice`);
     bank.set(v.pcr, Buffer.from(v.digest, 'hex'));
   }
