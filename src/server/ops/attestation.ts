@@ -150,6 +150,24 @@ export async function judgeAttestation(
 }
 
 /**
+ * The gate of every operation that hands out credentials on the strength of an identity —
+ * `credential` (JWT-SVIDs, SSH, database and Kubernetes certificates) and `workload` — besides
+ * renewals: an instance whose latest attestation failed gets none until a quote matches again
+ * (a renewal's, or an interval `attest`'s). Without it, a machine whose boot no longer matched
+ * was refused renewal but kept obtaining bearer tokens and SSH certificates — which no CRL can
+ * revoke — with its still-valid identity (review of issue #16). A failure that locked the
+ * instance is refused earlier, as a lock. Refused with the failed check's code.
+ */
+export function checkAttestationStanding(inst: InstanceRecord, op: 'credential' | 'workload'): void {
+  const last = inst.facts.attestation;
+  if (!isRecord(last) || last.ok !== false) return;
+  throw new SigilError(
+    isErrorCode(last.check) ? last.check : 'attestation_required',
+    `the last attestation of instance ${inst.id} failed${typeof last.check === 'string' ? ` (${last.check})` : ''}: no ${op === 'credential' ? 'credentials' : 'workload identities'} are issued to it until a fresh attestation matches its join rule's firmware profiles again (the next renewal's quote, or an interval attest)`,
+  );
+}
+
+/**
  * A renewal's attestation step (server/ops/renew.ts), inside its write transaction: nothing for
  * an instance that need not attest; the age gate for a renewal without a quote
  * ({@link checkAttestationAge}, throws); otherwise {@link judgeAttestation}, and a failure is

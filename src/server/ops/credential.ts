@@ -11,6 +11,7 @@
  *   → idempotent replay of a known request id, only to the same signer (the stored answer,
  *     even after expiry; another signer: request_id_conflict)
  *   → checkCurrentIdentity (expiry, clock, instance/bot locks, generation)
+ *   → checkAttestationStanding (./attestation.ts: none while the latest attestation failed)
  *   → the bot's roles decide (policy/credentials.ts; role_denied names role and rule)
  *   → sign (credentials/issue-credential.ts) and seal the secret to answer_key
  *     (protocol/answer-key.ts), then record, remember the response, audit — one transaction.
@@ -32,6 +33,7 @@ import type { Jws } from '../../protocol/jws.js';
 import { issueCredential } from '../credentials/issue-credential.js';
 import type { IssuerContext } from '../issuer.js';
 import { decideCredential } from '../policy/credentials.js';
+import { checkAttestationStanding } from './attestation.js';
 import { checkCurrentIdentity, type OpHooks } from './authenticate.js';
 import { openIdentityRequest, type SeenRequest } from './identity-request.js';
 import { auditRefusal } from './refusal.js';
@@ -105,6 +107,7 @@ export async function handleCredential(
 
     const now = ctx.now();
     const { inst } = await checkCurrentIdentity(ctx, who, req.timestamp, now);
+    checkAttestationStanding(inst, 'credential');
     const grant = await decideCredential(ctx.stores, inst.bot, {
       kind: req.kind,
       ttlS: req.ttl_s,

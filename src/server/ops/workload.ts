@@ -9,6 +9,7 @@
  *     (answer_key_required)
  *   → idempotent replay of a known request id, only to the same signer (request_id_conflict)
  *   → checkCurrentIdentity (expiry, clock, instance/bot locks, generation)
+ *   → checkAttestationStanding (./attestation.ts: none while the latest attestation failed)
  *   → the entry exists (workload_unknown) and is valid NOW, against this issuer's trust domain
  *     (workload_id_reserved, workload_id_outside_trust_domain: the stored spec is re-checked,
  *     the database is not trusted to hold only what `ctl apply` accepted)
@@ -42,6 +43,7 @@ import { randomSerial, serialHex } from '../../pki/serial.js';
 import type { IssuerContext } from '../issuer.js';
 import { entryWire, ruleMethodsOf, unmetNodeCriterion, workloadEntry, type WorkloadEntry } from '../policy/workload.js';
 import type { CertificateRecord, InstanceRecord, Stores } from '../store/types.js';
+import { checkAttestationStanding } from './attestation.js';
 import { checkCurrentIdentity, type OpHooks } from './authenticate.js';
 import { openIdentityRequest, type SeenRequest } from './identity-request.js';
 import { BACKDATE_MS, RENEW_FRACTION, spkiHash } from './issue.js';
@@ -87,6 +89,7 @@ export async function handleWorkload(
 
     const now = ctx.now();
     const { inst } = await checkCurrentIdentity(ctx, who, req.timestamp, now);
+    checkAttestationStanding(inst, 'workload');
     const r = req;
     const issued: Issued =
       r.action === 'entries'
