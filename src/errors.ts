@@ -498,6 +498,11 @@ export const ERROR_TABLE = {
   // --- agent / local ---
   config_invalid: { status: 400, retryable: false, message: 'the configuration is not valid' },
   not_joined: { status: 400, retryable: false, message: 'the agent has no identity yet' },
+  renewal_pending: {
+    status: 503,
+    retryable: true,
+    message: 'the agent is renewing its identity; requests signed with it wait for the renewal',
+  },
   data_dir_locked: {
     status: 409,
     retryable: false,

@@ -36,10 +36,10 @@ export type AttestOutcome =
       transport: string | null;
     }
   /** Nothing sent: no usable identity yet, or the method has no evidence for this instance. */
-  | { kind: 'skipped'; at: number; reason: 'not_joined' | 'no_evidence' };
+  | { kind: 'skipped'; at: number; reason: 'not_joined' | 'no_evidence' | 'renewal_pending' };
 
 export interface AttestClientDeps {
-  state: Pick<AgentState, 'getIdentity' | 'getBundle'>;
+  state: Pick<AgentState, 'getIdentity' | 'getBundle' | 'getOutbox'>;
   link: Pick<IssuerLink, 'postRaw' | 'verifier' | 'root' | 'lastUsed'>;
   now: () => number;
   /** The join method's capability (undefined: the method has none). */
@@ -55,6 +55,9 @@ export async function attestOnce(d: AttestClientDeps): Promise<AttestOutcome> {
   const at = d.now();
   const id = d.state.getIdentity();
   if (!id || id.notAfter <= at) return { kind: 'skipped', at, reason: 'not_joined' };
+  // Signed with an identity a pending renewal may have replaced already (see the Workload API's
+  // issuer client): the next interval attests with the new one.
+  if (d.state.getOutbox().length > 0) return { kind: 'skipped', at, reason: 'renewal_pending' };
   if (!d.freshEvidence) return { kind: 'skipped', at, reason: 'no_evidence' };
   try {
     const requestId = newRequestId();

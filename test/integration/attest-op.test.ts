@@ -15,7 +15,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { attestOnce } from '../../src/agent/attest-client.js';
 import { buildJoinRequest } from '../../src/agent/requests.js';
-import type { Identity as AgentIdentity } from '../../src/agent/state/index.js';
+import type { Identity as AgentIdentity, OutboxEntry } from '../../src/agent/state/index.js';
 import { TokenJoinAgent } from '../../src/join/token/agent.js';
 import { ResponseVerifier } from '../../src/protocol/verify-response.js';
 import { ERROR_TABLE, SigilError, type ErrorCode } from '../../src/errors.js';
@@ -253,6 +253,27 @@ describe('attest over HTTPS', () => {
     await runAdminOp(h.ctx.stores, 'unlock', { target: id.result.instance_id });
   });
 
+  it('refuses a request signed before a renewal and delivered after it, without locking (delayed, not stolen)', async () => {
+    // Held back on its way (a broker, a slow network) while the agent renewed: signed with the
+    // generation just before the current one, before the current one was issued.
+    const id = await h.join();
+    const held = await attestEnvelope(id);
+    fake.policy = undefined; // a rule without profiles: the renewal needs no attestation
+    const { envelope } = await h.renewEnvelope(id);
+    expect((await h.post('renew', envelope)).status).toBe(200);
+    fake.policy = { rule: 'racks', onFailure: 'refuse', maxAgeMs: undefined };
+    const res = await h.post('attest', held.envelope);
+    refused(res, 'generation_mismatch');
+    expect((res.json as { message: string }).message).toMatch(
+      /signed with generation 1 before generation 2 was issued/,
+    );
+    expect((await instanceOf(id)).locked).toBe(false);
+    // The same old key used after the renewal (dated now) is a stolen copy's: it locks.
+    refused(await h.post('attest', (await attestEnvelope(id)).envelope), 'generation_mismatch');
+    expect((await instanceOf(id)).locked).toBe(true);
+    await runAdminOp(h.ctx.stores, 'unlock', { target: id.result.instance_id });
+  });
+
   it('shows the last attestation in instances.show', async () => {
     const id = await h.join();
     refused(await h.post('attest', (await attestEnvelope(id, { pcr16: BAD })).envelope), 'pcr_mismatch');
@@ -292,6 +313,7 @@ describe("the agent's attestOnce against this issuer", () => {
   function deps(
     id: Identity_ | undefined,
     fresh: ((b: Buffer) => Promise<Record<string, unknown> | undefined>) | undefined,
+    outbox: OutboxEntry[] = [],
   ) {
     const link = {
       verifier: new ResponseVerifier(),
@@ -307,6 +329,7 @@ describe("the agent's attestOnce against this issuer", () => {
       state: {
         getIdentity: () => id as AgentIdentity | undefined,
         getBundle: () => ({ rootsPem: [h.rootPem], updatedAt: 0 }),
+        getOutbox: () => outbox,
       },
       link: link as unknown as Parameters<typeof attestOnce>[0]['link'],
       now: () => h.ctx.now(),
@@ -351,6 +374,12 @@ describe("the agent's attestOnce against this issuer", () => {
     });
     expect(await attestOnce(deps(id, undefined))).toMatchObject({ kind: 'skipped', reason: 'no_evidence' });
     expect(await attestOnce(deps(id, async () => undefined))).toMatchObject({ kind: 'skipped', reason: 'no_evidence' });
+    // A renewal in flight may have replaced the identity at the issuer already: wait for its answer.
+    const pending: OutboxEntry = { requestId: newRequestId(), op: 'renew', body: '{}', createdAt: h.ctx.now() };
+    expect(await attestOnce(deps(id, async () => ({ pcr16: GOOD }), [pending]))).toMatchObject({
+      kind: 'skipped',
+      reason: 'renewal_pending',
+    });
     expect(fake.seen).toHaveLength(0);
   });
 });

@@ -21,7 +21,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SigilError } from '../../src/errors.js';
-import { buildJoinRequest } from '../../src/agent/requests.js';
+import { buildJoinRequest, buildRenewRequest } from '../../src/agent/requests.js';
 import { TokenJoinAgent } from '../../src/join/token/agent.js';
 import { loadSigner, parseKeyRef, SoftwareSigner, type Signer } from '../../src/keystore/index.js';
 import { createIntermediateCa, createRootCa } from '../../src/pki/ca.js';
@@ -414,6 +414,38 @@ describe('the other signed operations authenticate the same way (ops/workload.ts
     const inst = await h.ctx.stores.instances.get(first.result.instance_id);
     expect(inst?.locked).toBe(true);
     expect(inst?.lockReason).toBe('generation_mismatch: presented generation 1, current 2');
+  });
+
+  it('a workload request signed before a renewal and delivered after it is refused without a lock (held back on its way)', async () => {
+    // The review of issue #16: a broker holding back one request until the agent renewed could
+    // lock any machine. Only renewals are resent idempotently; this request was honest when signed.
+    const first = await h.join();
+    const held = await workloadEnvelope(first, { action: 'entries' }, h.ctx.now());
+    const heldLonger = await workloadEnvelope(first, { action: 'entries' }, h.ctx.now());
+    const built = await buildRenewRequest({ current: first.signer, chainPem: first.chainPem, now: h.ctx.now() });
+    const renewed = await h.post('renew', built.envelope);
+    expect(renewed.status).toBe(200);
+    const res = await h.post('workload', held.envelope);
+    expect(res.status).toBe(403);
+    expect(res.json.code).toBe('generation_mismatch');
+    expect(res.json.message).toMatch(
+      new RegExp(
+        `^the request was signed with generation 1 before generation 2 was issued .*${first.result.instance_id} is not locked`,
+      ),
+    );
+    expect((await h.ctx.stores.instances.get(first.result.instance_id))?.locked).toBe(false);
+
+    // Two generations back is no delayed request of the current holder: it locks.
+    const second = h.identityFrom(
+      renewed,
+      'renew',
+      built.entry.requestId,
+      loadSigner(parseKeyRef(built.entry.pendingKeyRef!)),
+    );
+    expect((await h.post('renew', (await h.renewEnvelope(second)).envelope)).status).toBe(200);
+    const older = await h.post('workload', heldLonger.envelope);
+    expect(older.json.code).toBe('generation_mismatch');
+    expect((await h.ctx.stores.instances.get(first.result.instance_id))?.locked).toBe(true);
   });
 
   it('garbage after the leaf in x5c is bad_certificate, naming its position', async () => {

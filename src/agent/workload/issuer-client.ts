@@ -43,7 +43,7 @@ export interface LinkWorkloadIssuerDeps {
   /** The agent's link (it owns and closes it: an MQTT session is one per client id). */
   link: IssuerLink;
   /** The agent's identity (the signer) and pinned root. */
-  state: Pick<AgentState, 'getIdentity' | 'getBundle'>;
+  state: Pick<AgentState, 'getIdentity' | 'getBundle' | 'getOutbox'>;
   now: () => number;
   /** The agent's TPM, for an identity key that lives in one (as ../credentials.ts). */
   tpmTcti?: string | undefined;
@@ -122,6 +122,11 @@ export class LinkWorkloadIssuer implements WorkloadIssuerPort {
     if (!id) throw new SigilError('not_joined', 'the agent has no identity yet; workload SVIDs wait for the join');
     if (id.notAfter <= now())
       throw new SigilError('cert_expired', 'the agent identity has expired; workload SVIDs wait for the renewal');
+    // A renewal in flight may already have made this identity the previous generation at the
+    // issuer (its answer lost on the way): a request signed with it now would look like a stolen
+    // credential and lock the instance (server/ops/authenticate.ts signedBeforeSuccessor).
+    if (state.getOutbox().length > 0)
+      throw new SigilError('renewal_pending', 'an identity request is pending; workload SVIDs wait for its answer');
     const root = await this.#root();
     const requestId = newRequestId();
     const payload: WorkloadRequest = {

@@ -41,7 +41,14 @@ import {
   judgeAttestation,
   type AttestationRecord,
 } from './attestation.js';
-import { judgeCurrentIdentity, staleGenerationError, staleLockReason, type OpHooks } from './authenticate.js';
+import {
+  delayedRequestError,
+  judgeCurrentIdentity,
+  signedBeforeSuccessor,
+  staleGenerationError,
+  staleLockReason,
+  type OpHooks,
+} from './authenticate.js';
 import { openIdentityRequest, type SeenRequest } from './identity-request.js';
 import { auditRefusal } from './refusal.js';
 import { recordAnswer, replayIfSeen, signResponse } from './respond.js';
@@ -75,6 +82,9 @@ export async function handleAttest(
       if (replay) return { answer: replay };
       const judged = await judgeCurrentIdentity(ctx, tx, who, req.timestamp, now);
       if ('stale' in judged) {
+        // Delayed on its way, signed before the successor existed: refused, no lock (authenticate.ts).
+        if (await signedBeforeSuccessor(tx, judged.stale, req.timestamp))
+          return { refusal: delayedRequestError(judged.stale), audited: false };
         // A stolen copy or a cloned machine (authenticate.ts): the lock commits with this transaction.
         await tx.instances.setLocked(judged.stale.inst.id, true, staleLockReason(judged.stale), now);
         return { refusal: staleGenerationError(judged.stale), audited: false };

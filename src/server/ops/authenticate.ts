@@ -123,9 +123,39 @@ export async function checkCurrentIdentity(
 ): Promise<{ inst: InstanceRecord; certRec: CertificateRecord }> {
   const judged = await judgeCurrentIdentity(ctx, ctx.stores, who, timestamp, now);
   if ('current' in judged) return judged.current;
+  if (await signedBeforeSuccessor(ctx.stores, judged.stale, timestamp)) throw delayedRequestError(judged.stale);
   // One write: a transaction of its own (store contract).
   await ctx.stores.instances.setLocked(judged.stale.inst.id, true, staleLockReason(judged.stale), now);
   throw staleGenerationError(judged.stale);
+}
+
+/**
+ * Whether a request presenting the generation just before the current one was signed before the
+ * current one was issued: a request that was delayed, not a stolen credential used after the
+ * holder moved on. Only renewals are resent idempotently (the outbox); a `credential`,
+ * `workload` or `attest` request held back on its way — by a broker, or a slow network — and
+ * delivered after the agent renewed would otherwise lock an honest instance (review of issue
+ * #16: anyone on the MQTT broker could lock any machine so). Refused either way; only a use of
+ * the old key dated after its successor existed, or of an older generation, locks. A thief can
+ * date a request back by at most the allowed clock skew, so a use more than that after the
+ * renewal still locks.
+ */
+export async function signedBeforeSuccessor(
+  stores: Pick<TxStores, 'certificates'>,
+  s: StaleIdentity,
+  timestamp: number,
+): Promise<boolean> {
+  if (s.certRec.generation !== s.inst.generation - 1 || s.inst.currentSerial === null) return false;
+  const successor = await stores.certificates.get(s.inst.currentSerial);
+  return successor !== undefined && successor.generation === s.inst.generation && timestamp < successor.issuedAt;
+}
+
+/** The refusal of a {@link signedBeforeSuccessor} request: the instance is not locked. */
+export function delayedRequestError(s: StaleIdentity): SigilError {
+  return new SigilError(
+    'generation_mismatch',
+    `the request was signed with generation ${s.certRec.generation} before generation ${s.inst.generation} was issued (delayed on its way); refused, instance ${s.inst.id} is not locked: the agent asks again with its current identity`,
+  );
 }
 
 /** A presented identity whose generation is older than its instance's. */
