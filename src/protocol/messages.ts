@@ -82,6 +82,12 @@ export interface ResponsePayload<T> {
   v: typeof PROTOCOL_VERSION;
   op: Op;
   request_id: string | null;
+  /**
+   * The answered request's hash (./request-hash.ts), as in a signed refusal: binds the answer to
+   * the exact signed request, not only to its id. Absent from answers without a signed request
+   * (bundle) and from those of issuers before it.
+   */
+  request_hash?: string;
   issued_at: number;
   result: T;
 }

@@ -187,8 +187,17 @@ function schemaOf(known: Known, op: Op): core.$ZodType | undefined {
   return identityResponseSchemas()[op];
 }
 
-function checkSuccess<O extends Op>(schemas: Known, payload: unknown, op: O, requestId: string | null): Success<O> {
+function checkSuccess<O extends Op>(
+  schemas: Known,
+  payload: unknown,
+  op: O,
+  requestId: string | null,
+  requestHash: string | null = null,
+): Success<O> {
   const schema = schemaOf(schemas, op);
+  // Read before the schema, which drops members it does not name (and an older issuer sends none).
+  const boundTo =
+    payload && typeof payload === 'object' ? (payload as { request_hash?: unknown }).request_hash : undefined;
   // A programming error, not the issuer's: the sender of `op` did not hand its schema over.
   if (!schema) throw new TypeError(`ResponseVerifier: no answer schema for ${op}; call know() first`);
   const p = parseWith(schema, payload, 'response_invalid', `${op} response`) as {
@@ -198,6 +207,15 @@ function checkSuccess<O extends Op>(schemas: Known, payload: unknown, op: O, req
     throw new SigilError(
       'response_invalid',
       `response answers request ${String(p.request_id)}, expected ${String(requestId)}`,
+    );
+  // The exact signed request answered, not only its id (review of issue #16): whoever saw a
+  // request on its way (an MQTT broker) could send the issuer a request of its own under the
+  // same id first and hand the victim that answer — a peer's workload entries, say. An issuer
+  // from before the binding sends no request_hash; one that sends it is held to it.
+  if (boundTo !== undefined && (typeof boundTo !== 'string' || (requestHash !== null && boundTo !== requestHash)))
+    throw new SigilError(
+      'response_invalid',
+      `response answers another request under the id ${String(requestId)} (request_hash differs); ignoring it`,
     );
   return p as Success<O>;
 }
@@ -211,7 +229,7 @@ function successOrRefusal<O extends Op>(
   requestHash: string | null,
 ): Success<O> {
   if (!payload || typeof payload !== 'object' || !('error' in payload))
-    return checkSuccess(schemas, payload, op, requestId);
+    return checkSuccess(schemas, payload, op, requestId, requestHash);
   const p = parseWith(errorResponseSchema(), payload, 'response_invalid', `${op} error response`);
   if (p.op !== op) throw new SigilError('response_invalid', `refusal answers a ${p.op} request, expected ${op}`);
   if (p.request_id !== requestId || (requestHash !== null && p.request_hash !== requestHash)) {

@@ -22,6 +22,11 @@ import { parseAgentConfig } from '../../src/agent/config.js';
 import { buildCredentialRequest } from '../../src/agent/credential-request.js';
 import { namedSigner } from '../../src/agent/named-signer.js';
 import { SigilError } from '../../src/errors.js';
+import { IssuerLink } from '../../src/agent/transports.js';
+import { LinkWorkloadIssuer } from '../../src/agent/workload/issuer-client.js';
+import { ResponseVerifier } from '../../src/protocol/response-verifier.js';
+import { newRequestId } from '../../src/util/secret.js';
+import * as z from '../../src/util/zod-mini.js';
 import { spkiPin } from '../../src/pki/chain.js';
 import { fromPem } from '../../src/pki/pem.js';
 import { b64u, signJws, type Jws } from '../../src/protocol/jws.js';
@@ -36,6 +41,7 @@ import type { IssuerTransport } from '../../src/transport/types.js';
 import { toSigilError } from '../../src/errors.js';
 import { silentLogger } from '../../src/util/log.js';
 import { expectRefusal, startIssuer, type Harness, type Identity } from './harness.js';
+import { agentStateFor, applyWorkloadPolicy, workloadEnvelope } from './workload-issuer-rig.js';
 
 const POLICY = `
 kind: role
@@ -180,28 +186,43 @@ describe('(b) a renewal payload re-signed by another identity', () => {
     });
   });
 
-  it('the agent refuses a verified renewal answer for another instance (answer_mismatch) and keeps its identity and request', async () => {
+  it('the agent refuses a renewal answer to another signer (request_hash) or for another instance (answer_mismatch), and keeps its identity and request', async () => {
     const attacker = await h.join({ token: await h.token({ bot: 'other' }) });
-    let hostile = false;
+    let hostile: 'resign' | 'rebind' | undefined;
     // A broker in the middle: it re-signs the victim's payload with the attacker's SVID (naming
-    // the attacker, so the issuer answers it) and hands the issuer's answer to the victim.
+    // the attacker, so the issuer answers it) and hands the issuer's answer to the victim. With
+    // 'rebind' the answer is also re-bound to the victim's exact request and signed with the
+    // issuer's key — what only a faulty issuer could send — so that the agent's own check of the
+    // answer's content is what stands.
     const agent = await agentThrough('victim', (https) => async (op, env, hooks) => {
       if (!hostile || op !== 'renew') return https.post(op, env, hooks);
-      return https.post('renew', await resign({ ...payloadOf(env), ...namedSigner(attacker.chainPem) }, attacker));
+      const answer = (await https.post(
+        'renew',
+        await resign({ ...payloadOf(env), ...namedSigner(attacker.chainPem) }, attacker),
+      )) as Jws;
+      if (hostile === 'resign') return answer;
+      const p = JSON.parse(b64u.decode(answer.payload).toString('utf8')) as Record<string, unknown>;
+      return signResponse(h.ctx, JSON.stringify({ ...p, request_hash: requestHash(env) }));
     });
     try {
       const joined = await agent.tick();
       expect(joined.action).toBe('joined');
       const before = agent.state.getIdentity()!;
-      hostile = true;
+      hostile = 'resign';
       const swapped = await agent.tick({ force: true });
       expect(swapped.action).toBe('failed');
-      expect((swapped as { error: SigilError }).error.code).toBe('answer_mismatch');
-      expect((swapped as { error: SigilError }).error.message).toMatch(/would change this agent's identity/);
+      expect((swapped as { error: SigilError }).error.code).toBe('response_invalid');
+      expect((swapped as { error: SigilError }).error.message).toMatch(/request_hash differs/);
+      expect(agent.state.getIdentity()).toEqual(before);
+      hostile = 'rebind';
+      const rebound = await agent.tick();
+      expect(rebound.action).toBe('failed');
+      expect((rebound as { error: SigilError }).error.code).toBe('answer_mismatch');
+      expect((rebound as { error: SigilError }).error.message).toMatch(/would change this agent's identity/);
       expect(agent.state.getIdentity()).toEqual(before);
       expect(agent.state.getStatus().lastError).toMatch(/^answer_mismatch/);
       // The attacker used the request id first: the victim's resend is refused, then a fresh request renews it as itself.
-      hostile = false;
+      hostile = undefined;
       const conflict = await agent.tick();
       expect(conflict.action === 'failed' && conflict.error.code).toBe('request_id_conflict');
       const renewed = await agent.tick({ force: true });
@@ -311,5 +332,83 @@ describe('(c) a refusal earned by another signer', () => {
     const { envelope } = await h.renewEnvelope(a);
     expect(requestHash(await resign(payloadOf(envelope), b))).not.toBe(requestHash(envelope));
     expect(requestHash(envelope)).toBe(requestHash({ protected: envelope.protected, payload: envelope.payload }));
+  });
+});
+
+describe('(d) a success answer earned by another signer under the victim’s request id', () => {
+  it("the victim's Workload API refuses the entries listed for a peer's node (request_hash differs)", async () => {
+    // A broker holding a peer bot's identity sees gw's request and sends the issuer its own
+    // request under the same id first; the issuer's signed answer names no node, only entries.
+    await applyWorkloadPolicy(h);
+    const gw = await h.join({ token: await h.token({ bot: 'gw' }) });
+    const db = await h.join({ token: await h.token({ bot: 'db' }) });
+    const viaHttps: IssuerTransport = {
+      kind: 'https',
+      url: 'test',
+      ensureRoot: async () => h.rootPem,
+      bundle: async () => (await h.request('GET', '/v1/bundle')).json,
+      close: () => undefined,
+      post: async (op, env) => (await h.post(op, env)).json,
+    };
+    const gwState = agentStateFor(h, gw);
+    try {
+      const honest = new LinkWorkloadIssuer({
+        link: new IssuerLink([viaHttps]),
+        state: gwState.state,
+        now: () => h.ctx.now(),
+      });
+      expect((await honest.fetchEntries()).map((e) => e.id)).toEqual(['web']); // the baseline
+      const frontRunning: IssuerTransport = {
+        ...viaHttps,
+        kind: 'mqtt',
+        post: async (op, env) => {
+          const id = (JSON.parse(b64u.decode(env.payload).toString('utf8')) as { request_id: string }).request_id;
+          const own = await workloadEnvelope(db, { action: 'entries' }, h.ctx.now(), id);
+          const answer = (await h.post(op, own.envelope)).json;
+          // The answer really is the issuer's, to the victim's request id, listing db's entries.
+          expect(verifyResponseOrError(answer, 'workload', id, requestHash(own.envelope), h.rootPem)).toBeDefined();
+          return answer;
+        },
+      };
+      const victim = new LinkWorkloadIssuer({
+        link: new IssuerLink([frontRunning]),
+        state: gwState.state,
+        now: () => h.ctx.now(),
+      });
+      const e = await victim.fetchEntries().then(
+        (entries) => new Error(`accepted the peer's entries: ${JSON.stringify(entries.map((x) => x.id))}`),
+        (err: unknown) => toSigilError(err),
+      );
+      expect(e).toBeInstanceOf(SigilError);
+      expect((e as SigilError).message).toMatch(
+        /response answers another request under the id .* \(request_hash differs\)/,
+      );
+    } finally {
+      gwState.close();
+    }
+  });
+
+  it('an answer without request_hash (an issuer from before the binding) is still accepted; a malformed one is not', async () => {
+    const requestId = newRequestId();
+    const result = { anything: true };
+    const schema = z.object({
+      v: z.literal(1),
+      op: z.literal('attest'),
+      request_id: z.string(),
+      result: z.object({ anything: z.boolean() }),
+    });
+    const verifier = new ResponseVerifier();
+    verifier.know({ attest: schema as never });
+    const old = signResponse(h.ctx, responsePayload(h.ctx, 'attest', requestId, result));
+    expect(verifier.responseOrError(old, 'attest', requestId, 'ab'.repeat(32), h.rootPem).result).toEqual(result);
+    const bound = signResponse(h.ctx, responsePayload(h.ctx, 'attest', requestId, result, 'ab'.repeat(32)));
+    expect(verifier.responseOrError(bound, 'attest', requestId, 'ab'.repeat(32), h.rootPem).result).toEqual(result);
+    expect(() => verifier.responseOrError(bound, 'attest', requestId, 'cd'.repeat(32), h.rootPem)).toThrow(
+      /request_hash differs/,
+    );
+    const odd = JSON.stringify({ ...JSON.parse(responsePayload(h.ctx, 'attest', requestId, result)), request_hash: 7 });
+    expect(() =>
+      verifier.responseOrError(signResponse(h.ctx, odd), 'attest', requestId, 'ab'.repeat(32), h.rootPem),
+    ).toThrow(/request_hash differs/);
   });
 });

@@ -18,7 +18,7 @@ import type { AgentSettings } from '../../src/join/registry.js';
 import { saveAk } from '../../src/join/tpm/ak-store.js';
 import { freshTpmEvidence, saveJoinAttestation } from '../../src/join/tpm/fresh-evidence.js';
 import { attestRenewalKey } from '../../src/join/tpm/key-attestation.js';
-import type { TpmAgent } from '../../src/join/tpm/agent.js';
+import type { TpmJoinAgent } from '../../src/join/tpm/agent.js';
 import { SoftwareSigner } from '../../src/keystore/index.js';
 import { TpmSigner } from '../../src/keystore/tpm.js';
 import { buildCsr } from '../../src/pki/csr.js';
@@ -96,7 +96,7 @@ interface Current {
 
 /** A renewal to a new TPM key carrying a fresh quote of the machine's PCRs now. */
 async function renewWithQuote(
-  agent: TpmAgent,
+  agent: TpmJoinAgent,
   joinRequestId: string,
   settings: AgentSettings,
   current: Current,

@@ -17,8 +17,12 @@ export function responsePayload<T>(
   op: ResponsePayload<T>['op'],
   requestId: string | null,
   result: T,
+  requestHash?: string,
 ): string {
-  const p: ResponsePayload<T> = { v: PROTOCOL_VERSION, op, request_id: requestId, issued_at: ctx.now(), result };
+  const p: ResponsePayload<T> =
+    requestHash === undefined
+      ? { v: PROTOCOL_VERSION, op, request_id: requestId, issued_at: ctx.now(), result }
+      : { v: PROTOCOL_VERSION, op, request_id: requestId, request_hash: requestHash, issued_at: ctx.now(), result };
   return JSON.stringify(p);
 }
 
@@ -38,7 +42,7 @@ export async function recordAnswer<T>(
     audit: Omit<AuditEvent, 'action' | 'outcome' | 'actor'>;
   },
 ): Promise<string> {
-  const json = responsePayload(ctx, a.op, a.request.requestId, a.result);
+  const json = responsePayload(ctx, a.op, a.request.requestId, a.result, a.request.hash);
   await tx.idempotency.put({
     requestId: a.request.requestId,
     requestHash: a.request.hash,

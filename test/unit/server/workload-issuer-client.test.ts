@@ -58,7 +58,7 @@ function clientAnswering(answer: (req: Record<string, unknown>) => Promise<Workl
   } as unknown as IssuerLink;
   return new LinkWorkloadIssuer({
     link,
-    state: { getIdentity: () => identity, getBundle: () => undefined },
+    state: { getIdentity: () => identity, getBundle: () => undefined, getOutbox: () => [] },
     now: () => Date.now(),
   });
 }
