@@ -10,6 +10,11 @@
  * is required; `--ca-pin-from-url` only fetches the issuer's root to print its pin (to compare
  * out of band) or to check that the given pin is what the issuer really presents.
  *
+ * The join token never needs to be on the command line, where every local user reads it
+ * (`ps`, /proc/PID/cmdline) while the command runs: `--token-file FILE` names a file the agent
+ * reads at each start, `--token -` reads it from stdin into the 0600 agent.yaml. `--token VALUE`
+ * still works (scripts use it) with a warning on stderr.
+ *
  * Everything heavy is imported inside the action: `sigil agent …` must start fast.
  */
 import fs from 'node:fs';
@@ -206,6 +211,23 @@ export async function writeConfigFile(file: string, text: string, force: boolean
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
+export const TOKEN_ARGV_WARNING =
+  'warning: --token puts the join token on the command line, where every local user can read it (ps, /proc/PID/cmdline) while this runs; pass it on stdin with --token - or use --token-file FILE\n';
+
+/** `--token -`: the join token from `input` (stdin), so it never appears in argv. */
+export async function tokenFromStdin(input: NodeJS.ReadableStream = process.stdin): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of input) chunks.push(typeof c === 'string' ? Buffer.from(c) : (c as Buffer));
+  const token = Buffer.concat(chunks).toString('utf8').trim();
+  // Never echo what was read: it may be the token with a stray character.
+  if (token === '')
+    throw bad(
+      '--token -: nothing on stdin; pipe the join token in, e.g. sigil agent configure … --token - < token.txt',
+    );
+  if (/\s/.test(token)) throw bad('--token -: expected one token on stdin, got several words or lines');
+  return token;
+}
+
 export function registerConfigure(program: Command, run: (fn: () => Promise<void> | void) => Promise<void>): void {
   const agent = program.commands.find((c) => c.name() === 'agent');
   if (!agent) return;
@@ -233,13 +255,16 @@ export function registerConfigure(program: Command, run: (fn: () => Promise<void
     const kinds = methods.map((m) => METHOD_FLAGS[m][f]![1]);
     cmd.option(
       kinds.includes('bool') ? `--${f}` : `--${f} <value>`,
-      `join setting ${METHOD_FLAGS[methods[0]!][f]![0]} (${methods.join(', ')})`,
+      f === 'token'
+        ? 'join setting token (token): `-` reads it from stdin; a value given here is visible to other local users, prefer --token-file'
+        : `join setting ${METHOD_FLAGS[methods[0]!][f]![0]} (${methods.join(', ')})`,
     );
   }
   for (const [f, [key]] of Object.entries(PKCS11_FLAGS))
     cmd.option(`--${f} <value>`, `pkcs11.${key} (with --key-storage pkcs11)`);
   cmd.action((o: ConfigureFlags) =>
     run(async () => {
+      if (typeof o.token === 'string' && o.token !== '-') process.stderr.write(TOKEN_ARGV_WARNING);
       if (o.printPinOnly && !o.caPinFromUrl) throw bad('--print-pin-only needs --ca-pin-from-url URL');
       if (!o.printPinOnly) requirePin(o);
       if (o.caPinFromUrl) {
@@ -259,6 +284,8 @@ export function registerConfigure(program: Command, run: (fn: () => Promise<void
           );
       }
       if (o.force && !o.out) throw bad('--force only applies with --out FILE');
+      // Only for the token join: with another method `--token` is refused as a stray flag.
+      if (o.token === '-' && o.join === 'token') o.token = await tokenFromStdin();
       const text = await configureAgent(o, o.out ? abs(o.out as string) : 'agent.yaml');
       if (!o.out) {
         process.stdout.write(text);

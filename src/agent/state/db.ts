@@ -10,6 +10,9 @@
  * - busy_timeout=5000: a concurrent `sigil agent status` must not make the loop fail.
  * - mode 0600: the database holds software private keys (KeyRef). The file is created 0600
  *   *before* SQLite opens it; SQLite gives the -wal and -shm files the main file's mode.
+ * - ownership: a data directory, agent.db, -wal or -shm that another user owns or can write is
+ *   refused before SQLite opens anything (./dir-perms.ts): a planted database stays its
+ *   planter's whatever mode we give it, and a swapped one can name a PKCS#11 module of theirs.
  * - Numbered migrations tracked in PRAGMA user_version, applied in one transaction.
  */
 import fs from 'node:fs';
@@ -18,6 +21,7 @@ import Database from 'better-sqlite3';
 import { sqliteNativeBinding } from './native-binding.js';
 import { SigilError } from '../../errors.js';
 import { ensureDir } from '../../util/atomic-file.js';
+import { assertStateDirSafe, assertStateFileSafe } from './dir-perms.js';
 
 export type AgentDb = Database.Database;
 
@@ -196,8 +200,11 @@ export const AGENT_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 /** Open (creating if needed) the agent database in `dataDir` and migrate it. */
 export function openAgentDb(dataDir: string): AgentDb {
   ensureDir(dataDir, DATA_DIR_MODE);
-  const file = path.join(path.resolve(dataDir), AGENT_DB_FILE);
+  const dir = assertStateDirSafe(dataDir);
+  const file = path.join(dir, AGENT_DB_FILE);
   precreate(file);
+  // SQLite opens the side files by name (following links) and keeps them: check ours, if any.
+  for (const side of [`${file}-wal`, `${file}-shm`]) tightenExisting(side);
 
   let db: AgentDb;
   try {
@@ -224,33 +231,65 @@ export function openAgentDb(dataDir: string): AgentDb {
 }
 
 /**
- * Create the file 0600 ourselves (O_NOFOLLOW: never open a planted symlink) and tighten the
- * mode of an existing one, so the key-bearing database is never world-readable, not even for
- * the instant between SQLite's create and a later chmod.
+ * Create the file 0600 ourselves (O_NOFOLLOW: never open a planted symlink), refuse an existing
+ * one that another user owns or can write (./dir-perms.ts), and tighten the mode of one of ours,
+ * so the key-bearing database is never world-readable, not even for the instant between
+ * SQLite's create and a later chmod.
  */
 function precreate(file: string): void {
-  let st: fs.Stats | undefined;
+  const st = lstatOrUndefined(file);
+  // Judged before opening too, so a foreign file we may not open is refused by name, not EACCES.
+  if (st) assertStateFileSafe(file, st);
+  openChecked(file);
+}
+
+/**
+ * An existing side file (-wal, -shm): refused like agent.db, tightened to 0600 if ours. Not
+ * opened: closing a descriptor of ours would drop the POSIX locks another SQLite connection of
+ * this process holds on it. chmod by name is safe here: the directory, checked just before, lets
+ * nobody but us (or root) swap the entry.
+ */
+function tightenExisting(file: string): void {
+  const st = lstatOrUndefined(file);
+  if (!st) return;
+  assertStateFileSafe(file, st);
+  if ((st.mode & 0o777) === DB_MODE) return;
   try {
-    st = fs.lstatSync(file);
+    fs.chmodSync(file, DB_MODE);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
-      throw new SigilError('internal', `cannot stat ${file}`, { cause: err });
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // SQLite removed it meanwhile
+    throw new SigilError('internal', `cannot chmod agent state ${file}`, { cause: err });
   }
-  if (st && st.isSymbolicLink()) throw new SigilError('unsafe_path', `refusing to open ${file}: it is a symbolic link`);
-  if (st && !st.isFile()) throw new SigilError('unsafe_path', `refusing to open ${file}: it is not a regular file`);
+}
+
+/** Open `file` without following links, judge what the descriptor is, and fchmod it 0600. */
+function openChecked(file: string): void {
+  const { O_CREAT, O_RDWR, O_NOFOLLOW } = fs.constants;
+  let fd: number;
   try {
-    const { O_CREAT, O_RDWR, O_NOFOLLOW } = fs.constants;
-    const fd = fs.openSync(file, O_CREAT | O_RDWR | O_NOFOLLOW, DB_MODE);
-    try {
-      fs.fchmodSync(fd, DB_MODE);
-    } finally {
-      fs.closeSync(fd);
-    }
+    fd = fs.openSync(file, O_CREAT | O_RDWR | O_NOFOLLOW, DB_MODE);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ELOOP') {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') {
       throw new SigilError('unsafe_path', `refusing to open ${file}: it is a symbolic link`, { cause: err });
     }
     throw new SigilError('internal', `cannot create agent state ${file}`, { cause: err });
+  }
+  try {
+    // fstat, not the earlier lstat: the owner and mode of the inode we actually opened.
+    assertStateFileSafe(file, fs.fstatSync(fd));
+    fs.fchmodSync(fd, DB_MODE);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function lstatOrUndefined(file: string): fs.Stats | undefined {
+  try {
+    return fs.lstatSync(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new SigilError('internal', `cannot stat ${file}`, { cause: err });
   }
 }
 

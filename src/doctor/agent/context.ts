@@ -36,9 +36,14 @@ export function agentDoctorContext(configPath: string, cfg: AgentConfig): AgentD
     state() {
       opened ??= (async () => {
         if (!existsSync(join(cfg.dataDir, AGENT_DB_FILE))) return undefined;
-        // Opened like `sigil agent status` opens it: without the agent's lock, beside a running daemon.
-        const { openAgentState } = await import('../../agent/state/index.js');
-        const st = openAgentState(cfg.dataDir);
+        // Opened like `sigil agent status` opens it: read-only, creating and migrating nothing,
+        // without the agent's lock, beside a running daemon. Not the agent's read-write open:
+        // that refuses a data directory another user owns (agent/state/dir-perms.ts), which is
+        // what `sudo sigil doctor` looks at for an agent run as `sigil`; the data_dir check
+        // reports ownership and modes.
+        const { openAgentStateReadOnly } = await import('../../agent/state/index.js');
+        const st = openAgentStateReadOnly(cfg.dataDir);
+        if (!st) return undefined;
         closeState = () => st.close();
         return st;
       })();
