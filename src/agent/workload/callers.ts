@@ -7,15 +7,19 @@
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { Metadata } from '@grpc/grpc-js';
 import { toSigilError } from '../../errors.js';
+import type { Logger } from '../../util/log.js';
 import type { CachedWorkloadSvid } from '../state/workload.js';
-import { attestProcess, entryMatches, type AttestOptions } from './attest.js';
+import { attestCaller, entryMatches, sha256Needed, type AttestOptions } from './attest.js';
+import { ExeHasher } from './exe-hasher.js';
 import type { WorkloadIdentities, WorkloadSnapshot } from './identities.js';
 import type { WorkloadEntry } from './issuer-port.js';
-import type { ConnectedPeer, WorkloadListener } from './listener.js';
+import { LogThrottle, type ConnectedPeer, type WorkloadListener } from './listener.js';
 
 export interface Caller {
   peer: ConnectedPeer;
   selectors: string[];
+  /** Tell the listener this caller was refused (no entry matches): its connection is closed soon. */
+  refused?: () => void;
 }
 
 export interface Entitlement {
@@ -30,19 +34,41 @@ export function grpcError(code: status, details: string): ServiceError {
 }
 
 export class CallerResolver {
+  /** The `unix:sha256` hashes: cached, one at a time, off the event loop. */
+  readonly hasher = new ExeHasher();
+  readonly #throttle = new LogThrottle();
+
   constructor(
-    private readonly listener: Pick<WorkloadListener, 'peerOf'>,
-    private readonly opts: AttestOptions,
+    private readonly listener: Pick<WorkloadListener, 'peerOf' | 'refused'>,
+    private readonly opts: AttestOptions & {
+      /** The registration entries now (whether any needs the caller's executable hashed). */
+      entries: () => readonly WorkloadEntry[];
+      log: Logger;
+    },
   ) {}
 
   /** Throws a gRPC PermissionDenied naming the check that failed. */
-  resolve(callPeer: string): Caller {
+  async resolve(callPeer: string): Promise<Caller> {
     const peer = this.listener.peerOf(callPeer);
     if (!peer) throw grpcError(status.PERMISSION_DENIED, 'the connection has no attested peer');
+    const { entries, log, ...attest } = this.opts;
     try {
-      return { peer, selectors: attestProcess(peer, peer.startTime ?? '', this.opts) };
+      const selectors = await attestCaller(peer, {
+        ...attest,
+        hasher: this.hasher,
+        wantSha256: (sel) => sha256Needed(entries(), sel),
+      });
+      return { peer, selectors, refused: () => this.listener.refused(callPeer) };
     } catch (e) {
-      throw grpcError(status.PERMISSION_DENIED, `caller attestation failed: ${toSigilError(e).message}`);
+      const err = toSigilError(e);
+      this.listener.refused(callPeer);
+      const t = this.#throttle.take(`attest:${peer.uid}`);
+      if (t.log)
+        log.warn(
+          { pid: peer.pid, uid: peer.uid, code: err.code, check: err.message, refused_since_last: t.suppressed },
+          'workload API: caller attestation failed; call refused',
+        );
+      throw grpcError(status.PERMISSION_DENIED, `caller attestation failed: ${err.message}`);
     }
   }
 }
@@ -68,11 +94,13 @@ export function entitledOrThrow(caller: Caller, identities: WorkloadIdentities, 
   if (!identities.ready())
     throw grpcError(status.UNAVAILABLE, 'the agent has no workload identities yet (no trust bundle)');
   const ent = entitlement(caller.selectors, identities.snapshot());
-  if (ent.entries.length === 0)
+  if (ent.entries.length === 0) {
+    caller.refused?.();
     throw grpcError(
       status.PERMISSION_DENIED,
       `no identity issued: no registration entry matches this process (selectors: ${caller.selectors.join(' ')})`,
     );
+  }
   if (needSvid && ent.svids.length === 0)
     throw grpcError(status.UNAVAILABLE, 'the identities of this process have not been issued yet; retry');
   return ent;

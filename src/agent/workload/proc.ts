@@ -5,7 +5,17 @@
  * attributed to the process that connected.
  */
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readFileSync, readlinkSync, readSync } from 'node:fs';
+import {
+  type BigIntStats,
+  closeSync,
+  fstatSync,
+  openSync,
+  read,
+  readFileSync,
+  readlinkSync,
+  readSync,
+  statSync,
+} from 'node:fs';
 
 /** The process's start time in clock ticks since boot (/proc/<pid>/stat field 22); undefined when it is gone. */
 export function processStartTime(pid: number, procRoot = '/proc'): string | undefined {
@@ -47,10 +57,42 @@ export function processExe(pid: number, procRoot = '/proc'): string | undefined 
 }
 
 /**
- * SHA-256 of the running executable, read through /proc/<pid>/exe (the very inode the process
- * runs, even if the path was replaced since), or undefined when it is larger than `maxBytes`.
+ * Which file the process runs: device and inode of /proc/<pid>/exe (stat follows the magic link
+ * to the very inode the process runs, even if its path was replaced or unlinked since).
+ * Undefined when it cannot be read (gone, or no permission: a non-root agent and another user).
  */
-export function processExeSha256(pid: number, maxBytes: number, procRoot = '/proc'): string | undefined {
+export interface ExeIdentity {
+  dev: string;
+  ino: string;
+}
+
+export function processExeIdentity(pid: number, procRoot = '/proc'): ExeIdentity | undefined {
+  try {
+    return identityOf(statSync(`${procRoot}/${pid}/exe`, { bigint: true }));
+  } catch {
+    return undefined;
+  }
+}
+
+export function identityOf(st: BigIntStats): ExeIdentity {
+  return { dev: String(st.dev), ino: String(st.ino) };
+}
+
+export const sameExe = (a: ExeIdentity, b: ExeIdentity): boolean => a.dev === b.dev && a.ino === b.ino;
+
+/**
+ * The running executable opened for hashing: one descriptor, fstat'ed, so that what is hashed
+ * is the file whose identity was checked (the path cannot be swapped in between). The caller
+ * closes `fd`. Undefined when it cannot be opened, or is larger than `maxBytes`.
+ */
+export interface OpenedExe {
+  fd: number;
+  st: BigIntStats;
+  /** Cache key: a file with the same device, inode, size, mtime and ctime has the same content. */
+  key: string;
+}
+
+export function openProcessExe(pid: number, maxBytes: number, procRoot = '/proc'): OpenedExe | undefined {
   let fd: number;
   try {
     fd = openSync(`${procRoot}/${pid}/exe`, 'r');
@@ -58,21 +100,65 @@ export function processExeSha256(pid: number, maxBytes: number, procRoot = '/pro
     return undefined;
   }
   try {
-    const size = fstatSync(fd).size;
-    if (size > maxBytes) return undefined;
-    const hash = createHash('sha256');
-    const buf = Buffer.alloc(1 << 20);
-    let total = 0;
-    for (;;) {
-      const n = readSync(fd, buf, 0, buf.length, null);
-      if (n === 0) break;
-      total += n;
-      if (total > maxBytes) return undefined;
-      hash.update(buf.subarray(0, n));
+    const st = fstatSync(fd, { bigint: true });
+    if (!st.isFile() || st.size > BigInt(maxBytes)) {
+      closeSync(fd);
+      return undefined;
     }
-    return hash.digest('hex');
-  } finally {
+    return { fd, st, key: `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}` };
+  } catch {
     closeSync(fd);
+    return undefined;
+  }
+}
+
+const CHUNK = 1 << 20;
+
+/** SHA-256 of an opened executable, synchronously (the CLI's `sigil agent workloads --pid`). */
+export function hashOpenedExeSync(exe: OpenedExe, maxBytes: number): string | undefined {
+  const hash = createHash('sha256');
+  const buf = Buffer.alloc(CHUNK);
+  let total = 0;
+  for (;;) {
+    const n = readSync(exe.fd, buf, 0, buf.length, total);
+    if (n === 0) break;
+    total += n;
+    if (total > maxBytes) return undefined;
+    hash.update(buf.subarray(0, n));
+  }
+  return hash.digest('hex');
+}
+
+const readChunk = (fd: number, buf: Buffer, pos: number): Promise<number> =>
+  new Promise((resolve, reject) => read(fd, buf, 0, buf.length, pos, (e, n) => (e ? reject(e) : resolve(n))));
+
+/**
+ * SHA-256 of an opened executable without holding the event loop: each 1 MiB chunk is read on
+ * libuv's thread pool and hashed in its own turn of the loop, so a 100 MB binary costs other
+ * callers a few milliseconds at a time, not the whole hash at once.
+ */
+export async function hashOpenedExe(exe: OpenedExe, maxBytes: number): Promise<string | undefined> {
+  const hash = createHash('sha256');
+  const buf = Buffer.alloc(CHUNK);
+  let total = 0;
+  for (;;) {
+    const n = await readChunk(exe.fd, buf, total);
+    if (n === 0) break;
+    total += n;
+    if (total > maxBytes) return undefined;
+    hash.update(buf.subarray(0, n));
+  }
+  return hash.digest('hex');
+}
+
+/** SHA-256 of the running executable (/proc/<pid>/exe), or undefined when it is larger than `maxBytes`. */
+export function processExeSha256(pid: number, maxBytes: number, procRoot = '/proc'): string | undefined {
+  const exe = openProcessExe(pid, maxBytes, procRoot);
+  if (!exe) return undefined;
+  try {
+    return hashOpenedExeSync(exe, maxBytes);
+  } finally {
+    closeSync(exe.fd);
   }
 }
 

@@ -110,71 +110,101 @@ export function sdsServiceHandlers(deps: SdsDeps): UntypedServiceImplementation 
   const { identities, callers, log } = deps;
   return {
     StreamSecrets(call: ServerDuplexStream<DiscoveryRequest, unknown>): void {
-      let caller: Caller;
-      try {
-        caller = callers.resolve(call.getPeer());
-      } catch (e) {
-        call.emit('error', e);
-        return;
-      }
-      let names: string[] | undefined;
-      let sentVersion = '';
-      let nonce = 0;
-      const push = (force: boolean): void => {
-        if (names === undefined) return;
-        let secrets: Secret[];
-        try {
-          secrets = secretsFor(caller, names, identities);
-        } catch (e) {
-          stop();
+      // Requests that arrive while the caller is attested wait for it (in order).
+      const early: DiscoveryRequest[] = [];
+      const buffer = (req: DiscoveryRequest): number => early.push(req);
+      let ended = false;
+      const markEnded = (): void => {
+        ended = true;
+      };
+      call.on('data', buffer);
+      call.once('end', markEnded);
+      callers.resolve(call.getPeer()).then(
+        (caller) => {
+          call.off('data', buffer);
+          call.off('end', markEnded);
+          serveStream(call, caller, early, ended);
+        },
+        (e: unknown) => {
+          call.off('data', buffer);
           call.emit('error', e);
-          return;
-        }
-        const r = response(secrets, String(++nonce));
-        if (!force && r.version === sentVersion) return;
-        sentVersion = r.version;
-        call.write(r.msg);
-      };
-      const unsubscribe = identities.onChange(() => push(false));
-      const stop = (): void => {
-        unsubscribe();
-      };
-      call.once('cancelled', stop);
-      call.once('close', stop);
-      call.once('error', stop);
-      call.on('end', () => {
-        stop();
-        call.end();
-      });
-      call.on('data', (req: DiscoveryRequest) => {
-        if (req.type_url && req.type_url !== SECRET_TYPE_URL) {
-          stop();
-          call.emit('error', grpcError(status.INVALID_ARGUMENT, `SDS serves ${SECRET_TYPE_URL}, not ${req.type_url}`));
-          return;
-        }
-        if (req.error_detail) {
-          log.warn({ nonce: req.response_nonce, error: req.error_detail.message }, 'SDS: Envoy rejected a response');
-        }
-        const requested = [...(req.resource_names ?? [])].sort();
-        const same = names !== undefined && JSON.stringify(requested) === JSON.stringify(names);
-        // An ACK/NACK of what was sent (same names, a nonce): nothing new to send.
-        if (same && req.response_nonce) return;
-        names = requested;
-        push(true);
-      });
+        },
+      );
     },
 
     FetchSecrets(call: ServerUnaryCall<DiscoveryRequest, unknown>, cb: sendUnaryData<unknown>): void {
-      try {
-        const caller = callers.resolve(call.getPeer());
-        cb(null, response(secretsFor(caller, call.request.resource_names ?? [], identities), '').msg);
-      } catch (e) {
-        cb(e as Error);
-      }
+      callers.resolve(call.getPeer()).then(
+        (caller) => {
+          try {
+            cb(null, response(secretsFor(caller, call.request.resource_names ?? [], identities), '').msg);
+          } catch (e) {
+            cb(e as Error);
+          }
+        },
+        (e: unknown) => cb(e as Error),
+      );
     },
 
     DeltaSecrets(call: ServerDuplexStream<unknown, unknown>): void {
       call.emit('error', grpcError(status.UNIMPLEMENTED, 'DeltaSecrets is not supported; use StreamSecrets (SotW)'));
     },
   };
+
+  function serveStream(
+    call: ServerDuplexStream<DiscoveryRequest, unknown>,
+    caller: Caller,
+    early: readonly DiscoveryRequest[],
+    ended: boolean,
+  ): void {
+    if (call.cancelled || call.destroyed) return;
+    let names: string[] | undefined;
+    let sentVersion = '';
+    let nonce = 0;
+    const push = (force: boolean): void => {
+      if (names === undefined) return;
+      let secrets: Secret[];
+      try {
+        secrets = secretsFor(caller, names, identities);
+      } catch (e) {
+        stop();
+        call.emit('error', e);
+        return;
+      }
+      const r = response(secrets, String(++nonce));
+      if (!force && r.version === sentVersion) return;
+      sentVersion = r.version;
+      call.write(r.msg);
+    };
+    const unsubscribe = identities.onChange(() => push(false));
+    const stop = (): void => {
+      unsubscribe();
+    };
+    call.once('cancelled', stop);
+    call.once('close', stop);
+    call.once('error', stop);
+    const onEnd = (): void => {
+      stop();
+      call.end();
+    };
+    const onRequest = (req: DiscoveryRequest): void => {
+      if (req.type_url && req.type_url !== SECRET_TYPE_URL) {
+        stop();
+        call.emit('error', grpcError(status.INVALID_ARGUMENT, `SDS serves ${SECRET_TYPE_URL}, not ${req.type_url}`));
+        return;
+      }
+      if (req.error_detail) {
+        log.warn({ nonce: req.response_nonce, error: req.error_detail.message }, 'SDS: Envoy rejected a response');
+      }
+      const requested = [...(req.resource_names ?? [])].sort();
+      const same = names !== undefined && JSON.stringify(requested) === JSON.stringify(names);
+      // An ACK/NACK of what was sent (same names, a nonce): nothing new to send.
+      if (same && req.response_nonce) return;
+      names = requested;
+      push(true);
+    };
+    for (const req of early) onRequest(req);
+    call.on('data', onRequest);
+    if (ended) onEnd();
+    else call.on('end', onEnd);
+  }
 }

@@ -12,7 +12,7 @@ import type { WorkloadStore } from '../state/workload.js';
 import { CallerResolver } from './callers.js';
 import { WorkloadIdentities } from './identities.js';
 import type { WorkloadIssuerPort } from './issuer-port.js';
-import { WorkloadListener } from './listener.js';
+import { type ListenerLimits, WorkloadListener } from './listener.js';
 import { loadServiceDefinitions } from './protos.js';
 import { sdsServiceHandlers } from './sds-service.js';
 import { workloadServiceHandlers } from './workload-service.js';
@@ -29,12 +29,15 @@ export interface WorkloadApiOptions {
   peerReader?: Pick<PeerCredentialReader, 'read'>;
   /** Where /proc is (tests). */
   procRoot?: string;
+  /** Connection limits and idle timeouts (./listener.ts DEFAULT_LISTENER_LIMITS). */
+  limits?: Partial<ListenerLimits> | undefined;
 }
 
 export class WorkloadApiServer {
   readonly identities: WorkloadIdentities;
   readonly listener: WorkloadListener;
-  private readonly grpc = new Server();
+  readonly callers: CallerResolver;
+  private readonly grpc: Server;
   private readonly stopSync = new AbortController();
   private syncLoop: Promise<void> | undefined;
 
@@ -52,11 +55,16 @@ export class WorkloadApiServer {
         );
       }
     }
-    this.listener = new WorkloadListener(opts.socket, reader, opts.log);
+    this.listener = new WorkloadListener(opts.socket, reader, opts.log, opts.limits);
+    // The listener learns from every call when its connection is busy (idle connections are closed).
+    this.grpc = new Server({ interceptors: [this.listener.interceptor] });
     const callers = new CallerResolver(this.listener, {
       ...(opts.sha256MaxBytes !== undefined ? { sha256MaxBytes: opts.sha256MaxBytes } : {}),
       ...(opts.procRoot !== undefined ? { procRoot: opts.procRoot } : {}),
+      entries: () => this.identities.store.entries(),
+      log: opts.log,
     });
+    this.callers = callers;
     const defs = loadServiceDefinitions();
     const deps = { identities: this.identities, callers, log: opts.log };
     this.grpc.addService(defs.workload, workloadServiceHandlers(deps));
@@ -67,6 +75,10 @@ export class WorkloadApiServer {
   async start(): Promise<void> {
     await this.listener.listen(this.grpc);
     const cached = this.identities.snapshot();
+    // At load, and for entries synced later (each entry once).
+    const warned = new Set<string>();
+    warnExecutableOnlyEntries(cached.entries, this.opts.log, warned);
+    this.identities.onChange(() => warnExecutableOnlyEntries(this.identities.store.entries(), this.opts.log, warned));
     this.opts.log.info(
       { socket: this.opts.socket, entries: cached.entries.length, cached_svids: cached.svids.size },
       'workload API listening',
@@ -90,5 +102,31 @@ export class WorkloadApiServer {
     await this.syncLoop;
     this.grpc.forceShutdown();
     await this.listener.close();
+  }
+}
+
+/**
+ * An entry whose only selectors are `unix:path`/`unix:sha256` is given to any user who can run
+ * that executable, and pins it only as of the moment the agent accepted the connection
+ * (docs/workload-api.md): say so once at start, so the operator adds a uid, gid or unit.
+ */
+export function warnExecutableOnlyEntries(
+  entries: ReadonlyArray<{ id: string; selectors: readonly string[] }>,
+  log: Logger,
+  warned = new Set<string>(),
+): void {
+  for (const e of entries) {
+    const key = `${e.id}\0${e.selectors.join(' ')}`;
+    if (warned.has(key)) continue;
+    if (
+      e.selectors.length > 0 &&
+      e.selectors.every((s) => s.startsWith('unix:path:') || s.startsWith('unix:sha256:'))
+    ) {
+      warned.add(key);
+      log.warn(
+        { entry: e.id, selectors: e.selectors },
+        'workload entry selects by executable only (unix:path/unix:sha256): any local user who can run it gets this identity; add a unix:uid, unix:gid or systemd:unit selector',
+      );
+    }
   }
 }

@@ -54,7 +54,7 @@ export function workloadServiceHandlers(deps: WorkloadServiceDeps): UntypedServi
   const { identities, callers, log } = deps;
 
   /** Header, then caller, then entitlement: a failure is the call's status. */
-  const admit = (call: AnyCall): Caller => {
+  const admit = (call: AnyCall): Promise<Caller> => {
     checkHeader(call.metadata);
     return callers.resolve(call.getPeer());
   };
@@ -63,6 +63,7 @@ export function workloadServiceHandlers(deps: WorkloadServiceDeps): UntypedServi
   const stream = (call: ServerWritableStream<unknown, unknown>, render: (c: Caller) => unknown, what: string): void => {
     let caller: Caller;
     let last = '';
+    let ended = false;
     const send = (): boolean => {
       let msg: unknown;
       try {
@@ -78,21 +79,27 @@ export function workloadServiceHandlers(deps: WorkloadServiceDeps): UntypedServi
       call.write(msg);
       return true;
     };
-    const unsubscribe = identities.onChange(() => void send());
+    let unsubscribe: (() => void) | undefined;
     const stop = (): void => {
-      unsubscribe();
+      ended = true;
+      unsubscribe?.();
     };
     call.once('cancelled', stop);
     call.once('close', stop);
     call.once('error', stop);
-    try {
-      caller = admit(call);
-    } catch (e) {
-      stop();
-      call.emit('error', e);
-      return;
-    }
-    if (send()) log.debug({ pid: caller.peer.pid, uid: caller.peer.uid }, `workload API: ${what} stream opened`);
+    void (async () => {
+      try {
+        caller = await admit(call);
+      } catch (e) {
+        stop();
+        call.emit('error', e);
+        return;
+      }
+      // The client may have gone while the caller was attested.
+      if (ended) return;
+      unsubscribe = identities.onChange(() => void send());
+      if (send()) log.debug({ pid: caller.peer.pid, uid: caller.peer.uid }, `workload API: ${what} stream opened`);
+    })();
   };
 
   const x509Response = (ent: Entitlement, bundle: Buffer): unknown => ({
@@ -146,7 +153,7 @@ export function workloadServiceHandlers(deps: WorkloadServiceDeps): UntypedServi
       cb: sendUnaryData<unknown>,
     ): void {
       void (async () => {
-        const caller = admit(call);
+        const caller = await admit(call);
         const audience = call.request.audience ?? [];
         if (audience.length === 0 || audience.some((a) => a === ''))
           throw grpcError(status.INVALID_ARGUMENT, 'audience must be specified');

@@ -3,16 +3,27 @@
  * the pid-reuse checks, the uid cross-check, the selectors, and the socket path refusals.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Server } from '@grpc/grpc-js';
 import { SigilError } from '../../../src/errors.js';
-import { attestProcess, entryMatches, missingSelectors } from '../../../src/agent/workload/attest.js';
+import { attestProcess, entryMatches, missingSelectors, sha256Needed } from '../../../src/agent/workload/attest.js';
 import { entitlement } from '../../../src/agent/workload/callers.js';
-import { WorkloadListener } from '../../../src/agent/workload/listener.js';
+import { setSocketMode, WorkloadListener } from '../../../src/agent/workload/listener.js';
+import { warnExecutableOnlyEntries } from '../../../src/agent/workload/server.js';
 import { processStartTime, systemdUnitOfCgroup } from '../../../src/agent/workload/proc.js';
-import { silentLogger } from '../../../src/util/log.js';
+import { createLogger, silentLogger } from '../../../src/util/log.js';
 
 let dir: string;
 let proc: string;
@@ -95,6 +106,33 @@ describe('attestProcess', () => {
     expect(codeOf(() => attestProcess({ pid: 80, uid: 1000, gid: 1000 }, '600', { procRoot: proc, accounts }))).toMatch(
       /^unauthorized: pid 80 runs as uid 0 but connected as uid 1000/,
     );
+  });
+
+  it('pins the executable to the one recorded at accept: another inode now is refused; unknown then gives no path', () => {
+    writeFileSync(join(dir, 'a'), 'a');
+    writeFileSync(join(dir, 'b'), 'b');
+    fakeProcess(82, { start: '7', euid: 1000, exe: join(dir, 'b') });
+    const a = statSync(join(dir, 'a'), { bigint: true });
+    const b = statSync(join(dir, 'b'), { bigint: true });
+    const base = { procRoot: proc, accounts };
+    const peer = { pid: 82, uid: 1000, gid: 1000 };
+    expect(codeOf(() => attestProcess(peer, '7', base, { dev: String(a.dev), ino: String(a.ino) }))).toMatch(
+      /^unauthorized: pid 82 no longer runs the executable it ran when it connected .*the executable check failed/,
+    );
+    expect(attestProcess(peer, '7', base, { dev: String(b.dev), ino: String(b.ino) })).toContain(
+      `unix:path:${join(dir, 'b')}`,
+    );
+    expect(
+      attestProcess(peer, '7', { ...base, sha256MaxBytes: 10 }, null).some((x) => /^unix:(path|sha256):/.test(x)),
+    ).toBe(false);
+  });
+
+  it('hashes only for a caller who could match an entry using unix:sha256', () => {
+    const sha = `unix:sha256:${'a'.repeat(64)}`;
+    const entries = [{ selectors: ['unix:uid:1000', sha] }, { selectors: ['unix:uid:2000'] }];
+    expect(sha256Needed(entries, ['unix:uid:1000', 'unix:gid:5'])).toBe(true);
+    expect(sha256Needed(entries, ['unix:uid:2000', 'unix:gid:5'])).toBe(false);
+    expect(sha256Needed([{ selectors: [sha] }], ['unix:uid:3'])).toBe(true);
   });
 
   it('refuses a process that is gone', () => {
@@ -182,5 +220,84 @@ describe('the socket path', () => {
     await second.listen(new Server());
     await second.close();
     await first.close();
+  });
+
+  it('creates the socket 0666 (anyone may ask; attestation decides)', async () => {
+    const path = join(dir, 'agent.sock');
+    const l = new WorkloadListener(path, reader, silentLogger());
+    await l.listen(new Server());
+    expect(lstatSync(path).mode & 0o7777).toBe(0o666);
+    await l.close();
+  });
+
+  it('sets the socket mode without following a link put at the path (the file it points to keeps its mode)', () => {
+    const victim = join(dir, 'victim');
+    writeFileSync(victim, 'secret', { mode: 0o600 });
+    const path = join(dir, 'agent.sock');
+    symlinkSync(victim, path);
+    expect(() => setSocketMode(path, 0o666)).toThrow(expect.objectContaining({ code: 'unsafe_path' }));
+    expect(statSync(victim).mode & 0o7777).toBe(0o600);
+  });
+
+  it('refuses a socket directory that group or others may write without the sticky bit; a sticky one is fine', async () => {
+    for (const [mode, ok] of [
+      [0o777, false],
+      [0o775, false],
+      [0o1777, true],
+      [0o755, true],
+    ] as const) {
+      const sub = join(dir, `d${mode.toString(8)}`);
+      mkdirSync(sub);
+      chmodSync(sub, mode);
+      const l = new WorkloadListener(join(sub, 'agent.sock'), reader, silentLogger());
+      if (ok) {
+        await l.listen(new Server());
+        await l.close();
+      } else
+        await expect(l.listen(new Server())).rejects.toMatchObject({
+          code: 'unsafe_path',
+          message: expect.stringContaining('the socket directory mode check failed'),
+        });
+    }
+  });
+
+  it('refuses a socket directory that is a symbolic link', async () => {
+    mkdirSync(join(dir, 'real'), { mode: 0o755 });
+    symlinkSync(join(dir, 'real'), join(dir, 'link'));
+    await expect(
+      new WorkloadListener(join(dir, 'link', 'agent.sock'), reader, silentLogger()).listen(new Server()),
+    ).rejects.toMatchObject({ code: 'unsafe_path', message: expect.stringContaining('symbolic link') });
+  });
+
+  it.runIf(process.getuid?.() === 0)(
+    'refuses a socket directory owned by another (unprivileged) user, who could replace the socket',
+    async () => {
+      const sub = join(dir, 'theirs');
+      mkdirSync(sub, { mode: 0o755 });
+      chownSync(sub, 41071, 41071);
+      await expect(
+        new WorkloadListener(join(sub, 'agent.sock'), reader, silentLogger()).listen(new Server()),
+      ).rejects.toMatchObject({
+        code: 'unsafe_path',
+        message: expect.stringContaining('owned by uid 41071, not root'),
+      });
+    },
+  );
+});
+
+describe('entries that select by executable only', () => {
+  it('are warned about once each at load: any user who can run the binary gets them', () => {
+    const lines: string[] = [];
+    const log = createLogger({ name: 't', level: 'warn', pretty: false, destination: { write: (l) => lines.push(l) } });
+    const entries = [
+      { id: 'p', selectors: ['unix:path:/usr/bin/envoy'] },
+      { id: 's', selectors: [`unix:sha256:${'a'.repeat(64)}`, 'unix:path:/usr/bin/envoy'] },
+      { id: 'ok', selectors: ['unix:uid:1000', 'unix:path:/usr/bin/envoy'] },
+    ];
+    const warned = new Set<string>();
+    warnExecutableOnlyEntries(entries, log, warned);
+    warnExecutableOnlyEntries(entries, log, warned);
+    expect(lines.map((l) => (JSON.parse(l) as { entry: string }).entry)).toEqual(['p', 's']);
+    expect(lines[0]).toContain('add a unix:uid, unix:gid or systemd:unit selector');
   });
 });
