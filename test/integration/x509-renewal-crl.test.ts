@@ -1,7 +1,8 @@
 /**
  * x509/IDevID devices re-checked at renewal (issue #16, join/x509/renewal.ts): a device whose
  * certificate is revoked after it enrolled stops renewing at its next renewal, not at its next
- * join. The PKI and its CRLs are made by plain `openssl` (`openssl ca -revoke`, `-gencrl`), and the
+ * join — and its instance is locked, so that its identity goes on the issuer's CRL and gets no
+ * credentials meanwhile. The PKI and its CRLs are made by plain `openssl` (`openssl ca -revoke`, `-gencrl`), and the
  * CRL file the join rule names is replaced in place, as an operator's cron job would.
  */
 import { join as joinPath } from 'node:path';
@@ -11,6 +12,7 @@ import { X509JoinAgent } from '../../src/join/x509/agent.js';
 import { PemKeySigner, SoftwareSigner } from '../../src/keystore/index.js';
 import { spkiPin } from '../../src/pki/chain.js';
 import { runAdminOp } from '../../src/server/admin/ops.js';
+import { revokedCertificates } from '../../src/server/crl/revoked.js';
 import { HttpsIssuerClient } from '../../src/transport/https/client.js';
 import { tempDir } from '../helpers/cli.js';
 import { OpensslPki, type Issued, type OpensslCaDir } from '../helpers/openssl-pki.js';
@@ -101,12 +103,22 @@ describe('x509 renewals re-check the device certificate against the rule’s cur
     expectRefusal(refused.res, 401, 'x509_revoked');
     expect(refused.res.json.message).toMatch(/re-checked at renewal/);
     expect(refused.res.json.message).toContain(crlFile);
+    expect(refused.res.json.message).toMatch(/is now locked and its certificates are on the issuer's CRL/);
     const rows = await h.auditAfter(seq);
-    expect(rows.map((r) => [r.action, r.outcome, r.code, r.instanceId])).toEqual([
-      ['renew', 'refused', 'x509_revoked', a.instanceId],
+    expect(rows.map((r) => [r.action, r.outcome, r.code, r.actor, r.instanceId])).toEqual([
+      ['lock', 'ok', null, 'system', a.instanceId],
+      ['renew', 'refused', 'x509_revoked', 'agent', a.instanceId],
     ]);
     // Nothing was issued: the instance is still at the generation of its last good renewal.
-    expect((await h.ctx.stores.instances.get(a.instanceId))!.generation).toBe(a2.result.generation);
+    const inst = (await h.ctx.stores.instances.get(a.instanceId))!;
+    expect(inst.generation).toBe(a2.result.generation);
+    // Locked (review of issue #16): its still-valid identity is on the CRL and gets nothing more.
+    expect(inst.locked).toBe(true);
+    expect(inst.lockReason).toBe('x509_revoked: the device certificate was revoked after enrolment');
+    const crl = await revokedCertificates(h.ctx.stores, h.ctx.now());
+    expect(crl.map((e) => e.serial)).toContain(a2.result.serial);
+    const again = await renew(a2);
+    expectRefusal(again.res, 403, 'instance_locked');
 
     const other = await renew(b);
     expect(other.res.status, other.res.text).toBe(200);
@@ -119,6 +131,8 @@ describe('x509 renewals re-check the device certificate against the rule’s cur
       const r = await renew(c);
       expectRefusal(r.res, 503, 'x509_crl_unavailable');
       expect(r.res.json.retryable).toBe(true);
+      // Not a revocation: nothing is locked.
+      expect((await h.ctx.stores.instances.get(c.instanceId))!.locked).toBe(false);
     } finally {
       ca.gencrl(crlFile);
     }

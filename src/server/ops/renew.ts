@@ -13,7 +13,7 @@
  *     one): tpm proves the new key is in the instance's TPM (attest/key-attestation.ts; certify_invalid,
  *     certify_key_mismatch, key_not_tpm_resident) → transport_csr, when sent, is a CSR of a key of
  *     its own (./transport-cert.ts) → the join method's renewal re-check, for methods with one
- *     (join/types.ts checkRenewal; x509: x509_revoked, x509_crl_unavailable) → continuous
+ *     (join/types.ts checkRenewal; x509: x509_revoked, which locks, x509_crl_unavailable) → continuous
  *     attestation, for instances whose join rule names firmware profiles (./attestation.ts, issue
  *     #16): the renewal's `attestation` (a quote bound to this request and its new key) judged
  *     against the rule's current profiles — a failure is recorded, audited with its PCR diff and
@@ -37,6 +37,7 @@ import { parseCsr, type ParsedCsr } from '../../pki/csr.js';
 import type { KeyStorage } from '../../keystore/signer.js';
 import type { IssuerContext } from '../issuer.js';
 import { resolveBot } from '../policy/resources.js';
+import type { InstanceRecord, TxStores } from '../store/types.js';
 import {
   authenticateRequest,
   checkNamedSigner,
@@ -73,6 +74,48 @@ function take<T>(h: Held<T>): T {
  * (`audited`: its row committed with the transaction, an attestation failure's).
  */
 type Decision = { answer: string; fresh: boolean } | { refusal: SigilError; audited?: { method: string } };
+
+/**
+ * The join method's renewal re-check (x509: the device certificate against the rule's current
+ * CRLs). A device certificate revoked since enrolment locks the instance, in this transaction,
+ * with a system `lock` row (review of issue #16): refusing only the renewal left its identity —
+ * valid up to 24 h — off the CRL and still good for credentials and workload SVIDs. A lock puts
+ * its certificates on the CRL, stops every other operation, and is lifted by `ctl unlock` (the
+ * next renewal locks again while the CRL still lists the device). Other refusals (a stale CRL:
+ * x509_crl_unavailable, retryable) only refuse. Returns the refusal to raise after COMMIT.
+ */
+async function deviceRevoked(
+  ctx: IssuerContext,
+  tx: TxStores,
+  inst: InstanceRecord,
+  now: number,
+): Promise<SigilError | undefined> {
+  try {
+    await ctx.methods.checkRenewal(inst.joinMethod, inst.facts, tx, now);
+    return undefined;
+  } catch (err) {
+    const e = toSigilError(err);
+    if (e.code !== 'x509_revoked') throw e;
+    const reason = 'x509_revoked: the device certificate was revoked after enrolment';
+    await tx.instances.setLocked(inst.id, true, reason, now);
+    await tx.audit.append(
+      {
+        action: 'lock',
+        outcome: 'ok',
+        actor: 'system',
+        bot: inst.bot,
+        instanceId: inst.id,
+        method: inst.joinMethod,
+        details: { kind: 'instance', reason, cause: 'x509_revoked', op: 'renew' },
+      },
+      now,
+    );
+    return new SigilError(
+      'x509_revoked',
+      `${e.message}; instance ${inst.id} is now locked and its certificates are on the issuer's CRL (unlock with: sigil ctl unlock ${inst.id}, once the device is re-enrolled or the revocation was a mistake)`,
+    );
+  }
+}
 
 export async function handleRenew(
   ctx: IssuerContext,
@@ -149,7 +192,8 @@ export async function handleRenew(
       const transportSpkiDer = transportCheck ? take(transportCheck) : undefined;
       // What the join relied on and can go bad since, re-checked by the join method (its
       // `checkRenewal` capability; x509: the device certificate against the rule's current CRLs).
-      await ctx.methods.checkRenewal(inst.joinMethod, inst.facts, tx, now);
+      const revoked = await deviceRevoked(ctx, tx, inst, now);
+      if (revoked) return { refusal: revoked };
       // Boot state re-proven (./attestation.ts): the quote is bound to this request and new key.
       const attested = await attestRenewal(
         ctx,
