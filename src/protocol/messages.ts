@@ -88,6 +88,8 @@ export interface ResponsePayload<T> {
    * (bundle) and from those of issuers before it.
    */
   request_hash?: string;
+  /** The requester's nonce, echoed (a `bundle` asked for over MQTT: it carries no request). */
+  nonce?: string;
   issued_at: number;
   result: T;
 }

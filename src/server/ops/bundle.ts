@@ -1,7 +1,7 @@
 import type { Jws } from '../../protocol/jws.js';
-import type { BundleResult } from '../../protocol/messages.js';
+import { PROTOCOL_VERSION, type BundleResult, type ResponsePayload } from '../../protocol/messages.js';
 import type { IssuerContext } from '../issuer.js';
-import { responsePayload, signResponse } from './respond.js';
+import { signResponse } from './respond.js';
 
 /**
  * `bundle`: the trust anchors agents and workloads should trust, signed like every response.
@@ -14,8 +14,11 @@ import { responsePayload, signResponse } from './respond.js';
  * them so); a `use: jwt-svid` (the federation bundle's, credentials/discovery.ts) makes generic
  * JOSE libraries skip the key. The agent's Workload API serves the JWT bundle and validates
  * JWT-SVIDs from this same signed answer, offline (issue #17).
+ * `nonce`: the requester's (MQTT), echoed in the signed payload — a bundle answer is otherwise the
+ * same for everyone, so a broker could replay an old one (with an intermediate or JWT key since
+ * replaced) for as long as the issuer's serving certificate lasts (review of issue #16).
  */
-export function handleBundle(ctx: IssuerContext): Jws {
+export function handleBundle(ctx: IssuerContext, nonce?: string): Jws {
   const { use: _use, ...jwtKey } = ctx.credentials.jwt.jwk;
   const result: BundleResult = {
     trust_domain: ctx.ca.trustDomain,
@@ -23,5 +26,13 @@ export function handleBundle(ctx: IssuerContext): Jws {
     intermediates: ctx.intermediates ? ctx.intermediates.livePems() : [ctx.ca.intermediatePem.trim() + '\n'],
     jwt_jwks: { keys: [{ ...jwtKey }] },
   };
-  return signResponse(ctx, responsePayload(ctx, 'bundle', null, result));
+  const payload: ResponsePayload<BundleResult> = {
+    v: PROTOCOL_VERSION,
+    op: 'bundle',
+    request_id: null,
+    ...(nonce !== undefined ? { nonce } : {}),
+    issued_at: ctx.now(),
+    result,
+  };
+  return signResponse(ctx, JSON.stringify(payload));
 }

@@ -52,6 +52,11 @@ export interface OpRequest {
   confidential: boolean;
   /** The adapter that carried it: recorded for the fleet view (join, renew: ./agent-facts.ts). */
   carrier: Carrier;
+  /**
+   * The requester's nonce of an operation that takes no signed envelope (`bundle` over MQTT:
+   * `{v, op, nonce}`), echoed in the signed answer so that an old answer cannot be replayed to it.
+   */
+  nonce?: string;
   hooks?: OpHooks;
 }
 
@@ -109,7 +114,7 @@ export const OPERATIONS: Readonly<Record<Op, Operation>> = {
     answerTo: 'any',
     rateLimited: false,
     audited: false,
-    handle: async (ctx) => handleBundle(ctx),
+    handle: async (ctx, r) => handleBundle(ctx, r.nonce),
   },
   // Workload registration entries and their SVIDs (issue #17; docs/workload-registration.md).
   workload: {

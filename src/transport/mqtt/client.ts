@@ -208,13 +208,15 @@ export class MqttIssuerClient implements IssuerTransport {
     return this.request(op, JSON.stringify(envelope), Buffer.from(requestId, 'utf8'), hooks);
   }
 
-  bundle(): Promise<unknown> {
+  async bundle(): Promise<unknown> {
     const nonce = randomBytes(16).toString('base64url');
-    return this.request(
+    const body = await this.request(
       'bundle',
       JSON.stringify({ v: PROTOCOL_VERSION, op: 'bundle', nonce }),
       Buffer.from(nonce, 'utf8'),
     );
+    checkBundleNonce(body, nonce, Date.now());
+    return body;
   }
 
   private async request(op: MqttOp, payload: string, correlation: Buffer, hooks?: PostHooks): Promise<unknown> {
@@ -600,4 +602,40 @@ export class MqttIssuerClient implements IssuerTransport {
       this.conn = undefined;
     }
   }
+}
+
+/** How old a bundle answer without the nonce (an issuer before it) may be: the request clock skew. */
+export const UNBOUND_BUNDLE_MAX_AGE_MS = 5 * 60_000;
+
+/**
+ * A bundle answer is the same for every requester, and its MQTT correlation data is not signed:
+ * a broker could answer with any bundle the issuer ever signed while its serving certificate
+ * lasts — an intermediate or a JWT key replaced since (review of issue #16). The issuer echoes
+ * the request's nonce in the signed payload; an answer naming another nonce is refused here,
+ * and its signature (which covers the nonce) is checked by the caller's verifier. An issuer from
+ * before the echo sends none: its answer must then be fresh by its issued_at. The payload is read
+ * unverified — only to refuse early; nothing from it is used before the signature is checked.
+ */
+export function checkBundleNonce(body: unknown, nonce: string, now: number): void {
+  let p: { nonce?: unknown; issued_at?: unknown } | undefined;
+  try {
+    const payload = (body as Partial<Jws> | null)?.payload;
+    p = typeof payload === 'string' ? (JSON.parse(b64u.decode(payload).toString('utf8')) as typeof p) : undefined;
+  } catch {
+    p = undefined;
+  }
+  if (!p || typeof p !== 'object')
+    throw new SigilError('response_invalid', 'the bundle answer is not a signed envelope');
+  if (p.nonce === nonce) return;
+  if (p.nonce !== undefined)
+    throw new SigilError(
+      'response_invalid',
+      "the bundle answer echoes another request's nonce (a replayed answer); ignoring it",
+    );
+  const age = typeof p.issued_at === 'number' ? now - p.issued_at : Number.NaN;
+  if (!(Math.abs(age) <= UNBOUND_BUNDLE_MAX_AGE_MS))
+    throw new SigilError(
+      'response_invalid',
+      `the bundle answer carries no nonce and was issued ${Number.isNaN(age) ? 'at an unknown time' : `${Math.round(age / 1000)} s ago`} (at most ${UNBOUND_BUNDLE_MAX_AGE_MS / 1000} s allowed): a replayed answer, or this machine's clock is off (NTP)`,
+    );
 }

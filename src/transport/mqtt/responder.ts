@@ -310,6 +310,7 @@ export class MqttResponder {
       // the answer, so secret-bearing answers are encrypted to the requester (server/ops/credential.ts).
       answer = await operation.handle(ctx, {
         body: operation.takesBody ? body : undefined,
+        nonce: operation.takesBody ? undefined : requestNonce(body),
         remote,
         confidential: false,
         carrier: 'mqtt',
@@ -446,4 +447,13 @@ function requestBinding(body: unknown): { requestId: string | null; requestHash:
     // not JSON: no id to echo
   }
   return { requestId, requestHash: hash };
+}
+
+/**
+ * The nonce of a request without an envelope (`{v, op: 'bundle', nonce}`), to echo in its signed
+ * answer; anything else is no nonce (an older agent's request is answered as before).
+ */
+function requestNonce(body: unknown): string | undefined {
+  const n = body !== null && typeof body === 'object' ? (body as { nonce?: unknown }).nonce : undefined;
+  return typeof n === 'string' && /^[A-Za-z0-9_-]{16,64}$/.test(n) ? n : undefined;
 }
