@@ -13,6 +13,7 @@ import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:f
 import { join } from 'node:path';
 import { SigilError } from '../../errors.js';
 import { ensureDir } from '../../util/atomic-file.js';
+import { assertStateDirSafe } from './dir-perms.js';
 
 export const LOCK_FILE = 'agent.lock';
 
@@ -47,6 +48,9 @@ export function lockDataDir(dataDir: string, what: string): () => void {
   } catch (e) {
     throw new SigilError('config_invalid', `data_dir ${dataDir}: ${(e as Error).message}`);
   }
+  // The directory's owner and mode are judged before anything is created in it (./dir-perms.ts):
+  // no lock file of ours in a directory another user planted.
+  assertStateDirSafe(dataDir);
   const path = join(dataDir, LOCK_FILE);
   for (let attempt = 0; attempt < 3; attempt++) {
     let fd: number;

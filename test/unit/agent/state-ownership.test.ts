@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SigilError } from '../../../src/errors.js';
 import { openAgentState } from '../../../src/agent/state/index.js';
+import { lockDataDir } from '../../../src/agent/state/lock.js';
 
 const NOBODY = 65534;
 const NOGROUP = 65534;
@@ -69,6 +70,19 @@ describe.runIf(root)('agent state: ownership and mode of data_dir and agent.db',
     expect(err?.message).toContain(`agent state directory ${data}: it is owned by uid ${NOBODY}, not by root or uid 0`);
     expect(err?.message).toContain('(mode 0755, owner uid 65534)');
     expect(err?.message).toMatch(new RegExp(`run: chown 0 ${data}$`));
+  });
+
+  it('takes no lock in a data_dir another user created: nothing is created in it', () => {
+    const data = path.join(base, 'data');
+    expect(asNobody(['mkdir', '-m', '0755', data]).status).toBe(0);
+    let err: unknown;
+    try {
+      lockDataDir(data, 'test')();
+    } catch (e) {
+      err = e;
+    }
+    expect(fs.readdirSync(data)).toEqual([]);
+    expect((err as SigilError | undefined)?.code).toBe('unsafe_path');
   });
 
   it('refuses an agent.db another user planted: nothing the agent stores reaches its planter', () => {
