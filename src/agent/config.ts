@@ -192,6 +192,8 @@ function agentConfigFileSchema() {
           .check(z.minLength(1), z.maxLength(107, 'a Unix socket path is at most 107 bytes (sun_path)')),
         /** Opt-in `unix:sha256` selector: hash executables up to this many bytes (larger ones get no such selector). */
         sha256_max_bytes: z.optional(z.int().check(z.positive(), z.maximum(1_073_741_824))),
+        /** Concurrent connections of one local uid (default 32: one user cannot take the socket from the others). */
+        max_connections_per_uid: z.optional(z.int().check(z.positive(), z.maximum(4096))),
       }),
     ),
   });
@@ -253,7 +255,7 @@ export interface AgentConfig {
   metrics: { listen?: string; textfile?: string };
   logLevel: string | undefined;
   /** `workload_api:` (agent/workload/): the socket path (absolute), the opt-in sha256 selector's size limit. */
-  workloadApi?: { socket: string; sha256MaxBytes: number | undefined };
+  workloadApi?: { socket: string; sha256MaxBytes: number | undefined; maxConnectionsPerUid?: number | undefined };
   /** The config file, for messages. */
   source: string;
 }
@@ -298,7 +300,13 @@ export function parseAgentConfig(text: string, source: string): AgentConfig {
     },
     logLevel: c.log_level,
     ...(c.workload_api
-      ? { workloadApi: { socket: abs(c.workload_api.socket), sha256MaxBytes: c.workload_api.sha256_max_bytes } }
+      ? {
+          workloadApi: {
+            socket: abs(c.workload_api.socket),
+            sha256MaxBytes: c.workload_api.sha256_max_bytes,
+            maxConnectionsPerUid: c.workload_api.max_connections_per_uid,
+          },
+        }
       : {}),
     source,
   };

@@ -13,11 +13,13 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { Logger } from '../../util/log.js';
 import type { AgentState } from '../state/index.js';
+import { limitsOf } from './listener.js';
 import { WorkloadApiServer } from './server.js';
 
 export interface WorkloadApiPlan {
   socket: string;
   sha256MaxBytes: number | undefined;
+  maxConnectionsPerUid?: number | undefined;
 }
 
 /** `workload_api` from agent.yaml, or undefined when it is absent or not plainly valid. */
@@ -30,13 +32,18 @@ export function readWorkloadApiPlan(configPath: string): WorkloadApiPlan | undef
   }
   const w = (raw as { workload_api?: unknown } | null)?.workload_api as Record<string, unknown> | undefined;
   if (!w || typeof w !== 'object' || typeof w['socket'] !== 'string' || w['socket'] === '') return undefined;
-  if (Object.keys(w).some((k) => k !== 'socket' && k !== 'sha256_max_bytes')) return undefined;
+  if (Object.keys(w).some((k) => k !== 'socket' && k !== 'sha256_max_bytes' && k !== 'max_connections_per_uid'))
+    return undefined;
   const max = w['sha256_max_bytes'];
   if (max !== undefined && !(Number.isInteger(max) && (max as number) > 0)) return undefined;
+  const perUid = w['max_connections_per_uid'];
+  if (perUid !== undefined && !(Number.isInteger(perUid) && (perUid as number) > 0 && (perUid as number) <= 4096))
+    return undefined;
   const socket = w['socket'];
   return {
     socket: isAbsolute(socket) ? socket : resolve(dirname(resolve(configPath)), socket),
     sha256MaxBytes: max as number | undefined,
+    maxConnectionsPerUid: perUid as number | undefined,
   };
 }
 
@@ -80,6 +87,7 @@ export async function startEarlyWorkloadApi(
     const server = new WorkloadApiServer({
       socket: plan.socket,
       sha256MaxBytes: plan.sha256MaxBytes,
+      limits: limitsOf(plan.maxConnectionsPerUid),
       store: state.workloads,
       log: log.logger,
     });

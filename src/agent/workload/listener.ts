@@ -66,6 +66,11 @@ export const DEFAULT_LISTENER_LIMITS: Readonly<ListenerLimits> = {
   refusedIdleMs: 1_000,
 };
 
+/** The limits agent.yaml sets (`workload_api.max_connections_per_uid`); the rest keep their defaults. */
+export function limitsOf(maxConnectionsPerUid: number | undefined): Partial<ListenerLimits> {
+  return maxConnectionsPerUid === undefined ? {} : { maxConnectionsPerUid };
+}
+
 /** A log line per key at most once a minute, with the number of lines left out meanwhile. */
 export class LogThrottle {
   readonly #last = new Map<string, { at: number; suppressed: number }>();

@@ -9,6 +9,7 @@ import type { AgentConfig } from '../config.js';
 import type { AgentState } from '../state/index.js';
 import type { IssuerLink } from '../transports.js';
 import { LinkWorkloadIssuer } from './issuer-client.js';
+import { limitsOf } from './listener.js';
 import { WorkloadApiServer } from './server.js';
 
 export async function startWorkloadApi(deps: {
@@ -37,6 +38,7 @@ export async function startWorkloadApi(deps: {
   const server = new WorkloadApiServer({
     socket: wl.socket,
     sha256MaxBytes: wl.sha256MaxBytes,
+    limits: limitsOf(wl.maxConnectionsPerUid),
     port,
     store: deps.state.workloads,
     log: deps.log,
