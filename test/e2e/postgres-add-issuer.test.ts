@@ -17,11 +17,13 @@
  *   while B's pass. Every step is in the audit log.
  */
 import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SigilError } from '../../src/errors.js';
+import { SoftwareSigner } from '../../src/keystore/index.js';
 import { createIntermediateCa, createRootCa } from '../../src/pki/ca.js';
 import { CertificateIssuer } from '../../src/pki/issue.js';
 import { fromPem, toPem } from '../../src/pki/pem.js';
@@ -245,6 +247,24 @@ describe('one root, one intermediate per issuer, on one PostgreSQL', () => {
     const e = await refusal(victim.renew(B.url));
     expect(e.code).toBe('chain_invalid');
     expect(e.message).toMatch(/is not an identity issued to instance/);
+    // The victim's own serial is public (every x5c, every answer): a leaf with it around the
+    // attacker's key is refused too — the record names the key (review of issue #16).
+    const honestSigner = victim.signer;
+    const attacker = SoftwareSigner.generate();
+    const reused = new CertificateIssuer({ caCertDer: fromPem(aInt, 'CERTIFICATE'), caKey: aKey }).issueSvid({
+      serial: Buffer.from(new X509Certificate(honest[0]!).serialNumber, 'hex'),
+      spkiDer: attacker.publicKeySpki(),
+      spiffeId: `spiffe://example.org/bot/gw/${victim.instanceId}`,
+      notBefore: new Date(now - 60_000),
+      notAfter: new Date(now + 3600_000),
+      subject: [['CN', victim.instanceId]],
+    });
+    victim.signer = attacker;
+    victim.chain = [toPem('CERTIFICATE', reused), aInt];
+    const e2 = await refusal(victim.renew(B.url));
+    expect(e2.code).toBe('chain_invalid');
+    expect(e2.message).toMatch(/was issued for another key than the presented certificate's/);
+    victim.signer = honestSigner;
     victim.chain = honest;
     await victim.renew(B.url);
   });

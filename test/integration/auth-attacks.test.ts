@@ -342,6 +342,37 @@ describe('the leaf must be an identity this instance holds, of its bot', () => {
     );
   });
 
+  it('a leaf with a victim’s own (public) serial and SPIFFE ID around another key is chain_invalid', async () => {
+    // What a live peer intermediate's key alone can mint (review of issue #16): the serial is in
+    // every request's x5c and every answer; only the recorded key tells the two leaves apart.
+    const victim = await h.join();
+    const inst = victim.result.instance_id;
+    const attacker = SoftwareSigner.generate();
+    const now = h.ctx.now();
+    const der = h.ctx.engine.issueSvid({
+      serial: Buffer.from(victim.result.serial, 'hex'),
+      spkiDer: attacker.publicKeySpki(),
+      spiffeId: victim.result.spiffe_id,
+      notBefore: new Date(now - 60_000),
+      notAfter: new Date(now + 3_600_000),
+      subject: [],
+    });
+    const payload = await renewPayload({ instance_id: inst, serial: victim.result.serial });
+    const res = await expectRefused(
+      h,
+      'renew',
+      await sign(attacker, payload, [der, intermediateDer()]),
+      401,
+      'chain_invalid',
+    );
+    expect(res.json.message).toBe(
+      `certificate serial ${victim.result.serial} of instance ${inst} was issued for another key than the presented certificate's`,
+    );
+    expect((await h.ctx.stores.instances.get(inst))!.generation).toBe(victim.result.generation);
+    // The victim renews as before.
+    expect((await h.post('renew', (await h.renewEnvelope(victim)).envelope)).status).toBe(200);
+  });
+
   it('control: the same forged-leaf rig, recorded as this instance’s identity, renews (so the refusals above are the checks)', async () => {
     const victim = await h.join();
     const inst = victim.result.instance_id;

@@ -215,6 +215,16 @@ export async function judgeCurrentIdentity(
       `certificate serial ${who.serial} is not an identity issued to instance ${inst.id}`,
     );
   }
+  // The serial is public (every request's x5c, every answer): the record must also be of THIS
+  // key. Otherwise whoever holds a live peer intermediate's key — and nothing else — signs a leaf
+  // with a victim's serial and SPIFFE ID around a key of its own and renews the victim's instance
+  // at another issuer (review of issue #16; docs/issuers.md "a stolen issuer").
+  if (certRec.spkiHash !== who.leaf.spkiHash) {
+    throw new SigilError(
+      'chain_invalid',
+      `certificate serial ${who.serial} of instance ${inst.id} was issued for another key than the presented certificate's`,
+    );
+  }
   // An older credential used after a newer one was issued: either a stolen copy or a cloned machine.
   if (certRec.generation < inst.generation) return { stale: { inst, certRec } };
   return { current: { inst, certRec } };
