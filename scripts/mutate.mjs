@@ -112,7 +112,7 @@ export const AREAS = {
       'src/transport/mqtt/tls-pin.ts:49-62',
       'src/protocol/jws.ts:82-159',
       'src/join/token/server.ts:18-55',
-      'src/server/ops/respond.ts:107-147',
+      'src/server/ops/respond.ts:111-151',
     ],
     tests: [
       'test/integration/pin-attacks.test.ts',

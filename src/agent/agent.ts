@@ -204,7 +204,7 @@ export class Agent {
   ): Promise<{ identity: Identity; result: IdentityResult }> {
     const r = await this.link.send(entry, root, this.now, { sent: () => crashPoint('after_send') }, only);
     crashPoint('after_response');
-    return this.commit(entry, r);
+    return this.commit(entry, r, root);
   }
 
   /** A new identity key where the config says keys live (software, the join's TPM, a PKCS#11 token). */
@@ -308,15 +308,20 @@ export class Agent {
       ...transportEntry,
     };
     if (!persisted) this.state.putOutbox(entry);
-    return { ...this.commit(entry, res.payload.result), entry };
+    return { ...this.commit(entry, res.payload.result, root), entry };
   }
 
   /** Store an answered request's identity (one transaction with the outbox) and write outputs. */
-  private commit(entry: OutboxEntry, r: IdentityResult): { identity: Identity; result: IdentityResult } {
+  private commit(entry: OutboxEntry, r: IdentityResult, root: string): { identity: Identity; result: IdentityResult } {
     if (!entry.pendingKeyRef) throw new SigilError('internal', `outbox entry ${entry.requestId} has no key reference`);
-    // Ours? Our key, and for a renewal our instance (./answer-check.ts) — else nothing is stored.
-    checkIdentityAnswer(entry.op === 'renew' ? 'renew' : 'join', entry.body, r, this.state.getIdentity());
     const now = this.now();
+    // Ours? Our key, and for a renewal our instance; its chain to the pinned root and a bundle of
+    // that root (./answer-check.ts) — else nothing is stored.
+    checkIdentityAnswer(entry.op === 'renew' ? 'renew' : 'join', entry.body, r, this.state.getIdentity(), {
+      rootPem: root,
+      caPin: this.cfg.caPin,
+      at: new Date(now),
+    });
     // Where the key is as the agent knows it; the issuer records only what it can verify.
     const key = this.keys.facts(entry.pendingKeyRef);
     const transport = transportCertOf(entry.transportKeyPem, r, this.log);

@@ -10,10 +10,20 @@
  *   - for a renewal, keeps our instance: same instance id, bot and SPIFFE ID as the identity
  *     that signed it (a join may create or re-use an instance; a renewal never changes it).
  *
+ *   - chains to the pinned root: the leaf through the answer's intermediates to the root whose
+ *     key is `ca_pin`, and the answer's `bundle` (what the agent writes for workloads as the
+ *     trust bundle) is that root and nothing else. The envelope is signed by the issuer, but
+ *     the issuer replays a stored answer byte for byte from its database: whoever can write the
+ *     database could otherwise have it sign a leaf of a CA of their own and a bundle with their
+ *     root (review of issue #16, "database writer").
+ *
  * Refused with `answer_mismatch` (retryable: the request stays queued and is resent; the issuer
  * answers the real signer from its idempotency record) and reported in status and logs.
  */
+import { X509Certificate } from 'node:crypto';
 import { SigilError } from '../errors.js';
+import { spkiPin, verifyChain } from '../pki/chain.js';
+import { fromPem } from '../pki/pem.js';
 import type { Jws } from '../protocol/jws.js';
 import type { IdentityOp, IdentityResult } from '../protocol/messages.js';
 import { parseCsr } from '../pki/csr.js';
@@ -34,6 +44,7 @@ export function checkIdentityAnswer(
   envelopeJson: string,
   r: IdentityResult,
   signer: Identity | undefined,
+  trust?: { rootPem: string; caPin: string; at: Date },
 ): void {
   const leaf = readLeaf(r.chain[0] ?? '', 'answer_mismatch');
   if (!leaf.spki.equals(requestedSpki(envelopeJson))) {
@@ -48,6 +59,7 @@ export function checkIdentityAnswer(
       `the ${op} answer's certificate (serial ${leaf.serial}, ${leaf.spiffeId ?? 'no SPIFFE ID'}) is not the one it describes (serial ${r.serial}, ${r.spiffe_id})`,
     );
   }
+  if (trust) checkTrust(op, r, trust);
   if (
     op === 'renew' &&
     signer &&
@@ -57,5 +69,43 @@ export function checkIdentityAnswer(
       'answer_mismatch',
       `the renewal answer would change this agent's identity from ${signer.spiffeId} to ${r.spiffe_id}; ignoring it`,
     );
+  }
+}
+
+/** The answer's chain ends at the pinned root, and its bundle is that root (see the module comment). */
+function checkTrust(op: IdentityOp, r: IdentityResult, trust: { rootPem: string; caPin: string; at: Date }): void {
+  const root = new X509Certificate(trust.rootPem);
+  if (spkiPin(root) !== trust.caPin)
+    throw new SigilError('pin_mismatch', `the issuer root in use does not match ca_pin ${trust.caPin}`);
+  try {
+    const leaf = new X509Certificate(r.chain[0]!);
+    // Who signed it, not whether it is still current: a renewal's answer resent after the
+    // identity expired may carry a leaf that expired meanwhile (agent.ts resendExpiredRenewal),
+    // and that is judged elsewhere. So the path is checked within the leaf's own validity.
+    const from = Date.parse(leaf.validFrom);
+    const to = Date.parse(leaf.validTo);
+    const at = new Date(Math.min(Math.max(trust.at.getTime(), from), to));
+    verifyChain({
+      leaf: leaf.raw,
+      intermediates: r.chain.slice(1).map((c) => fromPem(c, 'CERTIFICATE')),
+      roots: [root.raw],
+      at,
+    });
+  } catch (err) {
+    const why = err instanceof SigilError ? err.message : String(err);
+    throw new SigilError('answer_mismatch', `the ${op} answer's certificate does not chain to the pinned root: ${why}`);
+  }
+  for (const [i, pem] of r.bundle.entries()) {
+    let pin: string;
+    try {
+      pin = spkiPin(new X509Certificate(pem));
+    } catch {
+      pin = '(not a certificate)';
+    }
+    if (pin !== trust.caPin)
+      throw new SigilError(
+        'answer_mismatch',
+        `the ${op} answer's trust bundle holds a root other than the pinned one (entry ${i}: ${pin}); ignoring it`,
+      );
   }
 }

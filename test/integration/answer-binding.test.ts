@@ -13,6 +13,10 @@
  *      request and was locked later by generation_mismatch.
  */
 import { X509Certificate } from 'node:crypto';
+import Database from 'better-sqlite3';
+import { checkIdentityAnswer } from '../../src/agent/answer-check.js';
+import { createRootCa } from '../../src/pki/ca.js';
+import { CertificateIssuer } from '../../src/pki/issue.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,7 +32,7 @@ import { ResponseVerifier } from '../../src/protocol/response-verifier.js';
 import { newRequestId } from '../../src/util/secret.js';
 import * as z from '../../src/util/zod-mini.js';
 import { spkiPin } from '../../src/pki/chain.js';
-import { fromPem } from '../../src/pki/pem.js';
+import { fromPem, toPem } from '../../src/pki/pem.js';
 import { b64u, signJws, type Jws } from '../../src/protocol/jws.js';
 import { TYP_REQUEST, type IdentityResult } from '../../src/protocol/messages.js';
 import { requestHash } from '../../src/protocol/request-hash.js';
@@ -410,5 +414,114 @@ describe('(d) a success answer earned by another signer under the victim’s req
     expect(() =>
       verifier.responseOrError(signResponse(h.ctx, odd), 'attest', requestId, 'ab'.repeat(32), h.rootPem),
     ).toThrow(/request_hash differs/);
+  });
+});
+
+describe('(e) a stored answer rewritten in the database (the database writer)', () => {
+  it('the issuer replays it signed, but the agent refuses a leaf that does not chain to the pinned root, or a foreign bundle root', async () => {
+    // Whoever can write the issuer's database can rewrite a stored answer; the issuer replays it
+    // byte for byte, signed, when the agent resends that request (a lost answer). A leaf of a CA
+    // of their own for the agent's (public) new key, and their root as the workloads' bundle.
+    const id = await h.join({ token: await h.token({ bot: 'gw' }) });
+    const { envelope } = await h.renewEnvelope(id);
+    const requestId = payloadOf(envelope).request_id as string;
+    const first = await h.post('renew', envelope);
+    expect(first.status).toBe(200);
+    const answered = JSON.parse(b64u.decode((first.json as Jws).payload).toString('utf8')) as {
+      result: IdentityResult;
+    };
+    const evil = createRootCa({ trustDomain: 'example.org', commonName: 'evil' });
+    const evilPem = toPem('CERTIFICATE', evil.certDer);
+    const legit = new X509Certificate(answered.result.chain[0]!);
+    const forgedLeaf = new CertificateIssuer({ caCertDer: evil.certDer, caKey: evil.key }).issueSvid({
+      serial: Buffer.from(legit.serialNumber, 'hex'),
+      spkiDer: legit.publicKey.export({ type: 'spki', format: 'der' }),
+      spiffeId: answered.result.spiffe_id,
+      notBefore: new Date(Date.now() - 60_000),
+      notAfter: new Date(Date.now() + 86_400_000),
+      subject: [],
+    });
+    const plant = (result: Partial<IdentityResult>): void => {
+      const db = new Database(join(h.dir, 'issuer.db'));
+      try {
+        const row = db.prepare('SELECT response FROM idempotency WHERE request_id = ?').get(requestId) as {
+          response: string;
+        };
+        const p = JSON.parse(h.ctx.storedAnswers.expand(row.response)) as { result: IdentityResult };
+        const forged = JSON.stringify({ ...p, result: { ...answered.result, ...result } });
+        db.prepare('UPDATE idempotency SET response = ? WHERE request_id = ?').run(forged, requestId);
+      } finally {
+        db.close();
+      }
+    };
+    const trust = { rootPem: h.rootPem, caPin: spkiPin(new X509Certificate(h.rootPem)), at: new Date(h.ctx.now()) };
+    const replayed = async (): Promise<IdentityResult> => {
+      const res = await h.post('renew', envelope);
+      expect(res.status).toBe(200);
+      return verifyResponseOrError(res.json, 'renew', requestId, requestHash(envelope), h.rootPem).result;
+    };
+    const check = (r: IdentityResult): unknown => {
+      try {
+        checkIdentityAnswer('renew', JSON.stringify(envelope), r, undefined, trust);
+        return 'accepted';
+      } catch (e) {
+        return toSigilError(e);
+      }
+    };
+    // The genuine answer passes the check (so the refusals below are the forgeries).
+    expect(check(answered.result)).toBe('accepted');
+
+    plant({ chain: [toPem('CERTIFICATE', forgedLeaf), evilPem] });
+    const e1 = check(await replayed()) as SigilError;
+    expect(e1.code).toBe('answer_mismatch');
+    expect(e1.message).toMatch(/does not chain to the pinned root/);
+
+    plant({ bundle: [evilPem] });
+    const e2 = check(await replayed()) as SigilError;
+    expect(e2.code).toBe('answer_mismatch');
+    expect(e2.message).toMatch(/trust bundle holds a root other than the pinned one \(entry 0/);
+
+    plant({ bundle: [h.rootPem, evilPem] });
+    expect((check(await replayed()) as SigilError).message).toMatch(/entry 1/);
+  });
+
+  it('a real agent whose renewal answer was lost refuses the rewritten answer on resend, and keeps its identity and request', async () => {
+    let lose = false;
+    let lostId: string | undefined;
+    const agent = await agentThrough('planted', (https) => async (op, env, hooks) => {
+      const body = await https.post(op, env, hooks);
+      if (op === 'renew' && lose) {
+        lose = false;
+        lostId = payloadOf(env).request_id as string;
+        throw new SigilError('issuer_unreachable', 'connection reset (the answer was lost)');
+      }
+      return body;
+    });
+    try {
+      expect((await agent.tick()).action).toBe('joined');
+      const before = agent.state.getIdentity()!;
+      lose = true;
+      expect((await agent.tick({ force: true })).action).toBe('failed');
+      // The database writer rewrites the stored answer: its own root as the bundle.
+      const evilPem = toPem('CERTIFICATE', createRootCa({ trustDomain: 'example.org', commonName: 'evil' }).certDer);
+      const db = new Database(join(h.dir, 'issuer.db'));
+      try {
+        const row = db.prepare('SELECT response FROM idempotency WHERE request_id = ?').get(lostId) as {
+          response: string;
+        };
+        const p = JSON.parse(h.ctx.storedAnswers.expand(row.response)) as { result: IdentityResult };
+        p.result.bundle = [evilPem];
+        db.prepare('UPDATE idempotency SET response = ? WHERE request_id = ?').run(JSON.stringify(p), lostId);
+      } finally {
+        db.close();
+      }
+      const resent = await agent.tick();
+      expect(resent.action === 'failed' && resent.error.code).toBe('answer_mismatch');
+      expect(agent.state.getIdentity()).toEqual(before);
+      expect(agent.state.getBundle()!.rootsPem).toEqual([h.rootPem]);
+      expect(agent.state.getOutbox()).toHaveLength(1);
+    } finally {
+      await agent.close();
+    }
   });
 });
