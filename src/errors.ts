@@ -422,6 +422,11 @@ export const ERROR_TABLE = {
     retryable: false,
     message: 'stale credential generation presented; the instance is now locked',
   },
+  instance_conflict: {
+    status: 409,
+    retryable: false,
+    message: 'the join maps to an existing instance of another bot or join method',
+  },
   request_id_conflict: {
     status: 409,
     retryable: false,

@@ -4,13 +4,19 @@
  * one conditional INSERT inside the issuing transaction, so of two concurrent joins with one
  * token exactly one wins, and a join refused later (locked bot, bad CSR) burns nothing.
  *
- * Rows are kept until the token's `exp` plus the clock skew — after that the token is refused
- * as expired anyway — and pruned as joins go by.
+ * Rows are kept until the token's `exp` plus the LARGEST skew any rule may allow
+ * ({@link MAX_JWT_SKEW_S}) — after that every rule refuses the token as expired — and pruned as
+ * joins go by. Not the accepting rule's own skew: two rules may trust one issuer with different
+ * skews, and a token spent under the stricter one was then forgotten while the laxer one still
+ * took it (review of issue #16).
  */
 import { SigilError } from '../errors.js';
 import type { JoinAttestPort, JoinCommitPort } from './port.js';
 
 export const MAX_JTI_LENGTH = 256;
+
+/** The largest clock skew a join rule may allow for exp/nbf/iat (oidc `skew`: at most 5 min). */
+export const MAX_JWT_SKEW_S = 300;
 
 export function jtiOf(claims: { jti?: unknown }): string | undefined {
   const j = claims.jti;
@@ -37,7 +43,8 @@ export async function recordJti(
   skewS: number,
 ): Promise<void> {
   if (jti === undefined) return;
-  if (!(await tx.recordJti(issuer, jti, expSeconds * 1000 + skewS * 1000))) throw replayed(issuer, jti);
+  const keepS = Math.max(skewS, MAX_JWT_SKEW_S);
+  if (!(await tx.recordJti(issuer, jti, expSeconds * 1000 + keepS * 1000))) throw replayed(issuer, jti);
 }
 
 function replayed(issuer: string, jti: string): SigilError {

@@ -439,6 +439,31 @@ describe('oidc refusals', () => {
       await bad(`{ provider: github, audience: ${AUD}, algorithms: [HS256], allow: [ { repository: a/b } ] }`),
     ).toMatch(/^policy_invalid/);
     expect(await bad(`{ provider: github, allow: [ { repository: a/b } ] }`)).toMatch(/^policy_invalid: .*audience/);
+    // A scope field that pins no owner is no scope (review of issue #16): every repository on the platform.
+    for (const loose of [
+      `{ repository: "*", environment: production }`,
+      `{ repository: "*/app" }`,
+      `{ repository_owner: "*" }`,
+      `{ repository_owner: "acme*" }`,
+      `{ repository_id: "12*" }`,
+      `{ sub: "repo:*" }`,
+      `{ repository: [acme/app, "*"] }`,
+    ])
+      expect(await bad(`{ provider: github, audience: ${AUD}, allow: [ ${loose} ] }`), loose).toMatch(
+        /^policy_invalid: .*must pin an owner/,
+      );
+    expect(await bad(`{ provider: gitlab, audience: ${AUD}, allow: [ { project_path: "*" } ] }`)).toMatch(
+      /must pin an owner/,
+    );
+    // Pinned owners, with wildcards after them, are fine.
+    for (const ok of [
+      `{ repository: "acme/*" }`,
+      `{ repository: [acme/app, "acme/tools-*"] }`,
+      `{ repository_owner: acme, environment: "*" }`,
+      `{ sub: "repo:acme/*:environment:production" }`,
+      `{ repository: "*", repository_owner: acme }`,
+    ])
+      expect(await bad(`{ provider: github, audience: ${AUD}, allow: [ ${ok} ] }`), ok).toBeUndefined();
   });
 
   it('the agent reads a missing token file as cloud_metadata_unavailable', async () => {

@@ -27,6 +27,7 @@
  */
 import { z } from 'zod';
 import { patternSchema } from '../allow-match.js';
+import { MAX_JWT_SKEW_S } from '../jwt-replay.js';
 import { ASYMMETRIC_ALGS } from '../jwt-verify.js';
 import { absolutePathField, durationField, httpsUrlField } from '../rule-fields.js';
 import { OIDC_PROVIDERS, PRESETS } from './presets.js';
@@ -49,8 +50,36 @@ function entrySchema(provider: (typeof OIDC_PROVIDERS)[number]): z.ZodType<Recor
         code: 'custom',
         message: `a ${provider} allow entry must name one of ${preset.scopeFields.join(', ')}: the ${provider} issuer signs tokens for everyone on the platform`,
       });
+    } else if (
+      preset.scopeFields &&
+      !named.some(
+        (k) =>
+          preset.scopeFields!.includes(k) &&
+          patternsOf((e as Record<string, unknown>)[k]).every((p) => pinsOwner(k, p)),
+      )
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `a ${provider} allow entry must pin an owner in one of ${preset.scopeFields.join(', ')}: a wildcard may follow the first "/" (e.g. "acme/*"), never stand for the owner ("*", "*/app"), and ids take no wildcard — the ${provider} issuer signs tokens for everyone on the platform`,
+      });
     }
   });
+}
+
+const patternsOf = (v: unknown): string[] => (Array.isArray(v) ? (v as string[]) : typeof v === 'string' ? [v] : []);
+
+/**
+ * Whether a pattern of scope field `field` names one owner (account, group) on a shared platform:
+ * no wildcard at all in an id or owner field; elsewhere (repository, project or namespace path,
+ * `sub`) the first wildcard only after a "/" preceded by text. The review of issue #16 found
+ * `repository: "*"` accepted as a scope — it lets every repository on github.com in.
+ */
+function pinsOwner(field: string, pattern: string): boolean {
+  const wild = pattern.search(/[*?]/);
+  if (wild === -1) return true;
+  if (field.endsWith('_id') || field === 'repository_owner') return false;
+  const slash = pattern.indexOf('/');
+  return slash > 0 && slash < wild;
 }
 
 export const oidcRuleSchema = z
@@ -66,7 +95,7 @@ export const oidcRuleSchema = z
     jwks_file: absolutePathField.optional(),
     ca_file: absolutePathField.optional(),
     algorithms: z.array(z.enum(ASYMMETRIC_ALGS)).min(1).max(10).optional(),
-    skew: durationField.refine((s) => s <= 300, 'skew is at most 5m').optional(),
+    skew: durationField.refine((s) => s <= MAX_JWT_SKEW_S, 'skew is at most 5m').optional(),
     allow: z.array(z.record(z.string(), z.unknown())).min(1, 'allow needs at least one entry').max(1000),
   })
   .superRefine((r, ctx) => {

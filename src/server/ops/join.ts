@@ -145,6 +145,21 @@ export async function handleJoin(
             'instance_locked',
             `instance ${existing.id} is locked (${existing.lockReason ?? 'by an administrator'})`,
           );
+        // A re-join continues the same machine: the same join method, and the same bot — unless
+        // the very rule that joined it now names another bot (an administrator's change). Evidence
+        // that maps to an existing machine id through ANOTHER rule of another bot — a second
+        // Kubernetes cluster naming a pod uid of the first, say — must not take the instance
+        // over, bump its generation (its holder would then be locked as a stolen copy) and
+        // rewrite its facts (review of issue #16).
+        const joinedBy = existing.facts[`${existing.joinMethod}_rule`];
+        if (
+          existing.joinMethod !== method.name ||
+          (existing.bot !== bot.name && (att.joinRule === undefined || joinedBy !== att.joinRule))
+        )
+          throw new SigilError(
+            'instance_conflict',
+            `machine id ${existing.id} is an instance of bot "${existing.bot}" joined by ${existing.joinMethod}${typeof joinedBy === 'string' ? ` (join_rule ${joinedBy})` : ''}; this join (bot "${bot.name}", ${method.name}${att.joinRule ? `, join_rule ${att.joinRule}` : ''}) may not take it over`,
+          );
         await tx.instances.updateFacts(existing.id, facts, now);
       } else {
         await tx.instances.create({
