@@ -12,7 +12,7 @@
  *             other check
  *   own       this issuer's own status: anything but active stops it (./runtime.ts)
  */
-import { createHash, X509Certificate } from 'node:crypto';
+import { createHash, X509Certificate, type KeyObject } from 'node:crypto';
 import { SigilError } from '../../errors.js';
 import { readCertificate } from '../../pki/cert-reader.js';
 import { subjectNameDer } from '../../pki/name.js';
@@ -159,7 +159,16 @@ export class IntermediateRegistry {
     await this.#readRootCrl();
     const now = this.#now();
     const next: View = { live: [this.#own], revoked: [], refused: new Map(), ownStatus: 'active', ownName: undefined };
-    for (const row of rows) this.#take(row, now, next);
+    for (const row of rows) {
+      // One row that cannot be read is refused alone: it must not stop the refresh, or every
+      // revocation after it — in the registry and in the root CRL — would never apply on a
+      // running issuer (review of issue #16: a row with trailing bytes after its certificate).
+      try {
+        this.#take(row, now, next);
+      } catch (err) {
+        next.refused.set(row.name, `cannot be read (${err instanceof Error ? err.message : String(err)})`);
+      }
+    }
     const { live, revoked, refused, ownStatus, ownName } = next;
     // Own intermediate revoked: its leaves are refused too, so it is not live.
     if (ownStatus === 'revoked') live.shift();
@@ -207,7 +216,7 @@ export class IntermediateRegistry {
       return;
     }
     const { ca, pem, serial } = v.value;
-    const row = { ...stored, status: this.#effectiveStatus(stored, ca.certDer, serial) };
+    const row = { ...stored, status: this.#effectiveStatus(stored, ca, serial) };
     if (ca.certDer.equals(this.#own.ca.certDer)) {
       next.ownStatus = row.status;
       next.ownName = row.name;
@@ -223,8 +232,14 @@ export class IntermediateRegistry {
   }
 
   /** The row's status, unless this issuer saw it revoked or the root CRL lists it: then revoked, whatever the row says. */
-  #effectiveStatus(row: IssuerRecord, certDer: Buffer, serial: string): IssuerStatus {
-    const id = createHash('sha256').update(certDer).digest('hex');
+  #effectiveStatus(row: IssuerRecord, ca: { publicKey: KeyObject }, serial: string): IssuerStatus {
+    // Remembered by the intermediate's KEY, not its certificate bytes: an ECDSA signature can be
+    // re-written (s → n − s) into other bytes that still verify, so a database writer could set
+    // a "different" copy of a revoked intermediate back to active (review of issue #16). A
+    // revocation is of the key; a certificate re-issued for the same key stays revoked too.
+    const id = createHash('sha256')
+      .update(ca.publicKey.export({ type: 'spki', format: 'der' }))
+      .digest('hex');
     if (row.status === 'revoked') {
       this.#seenRevoked.add(id);
       return 'revoked';

@@ -40,10 +40,16 @@ export function verifyIntermediate(certPem: string, root: X509Certificate, trust
   const sans = (cert.subjectAltName ?? '').split(', ');
   if (!sans.includes(`URI:spiffe://${trustDomain}`))
     return { ok: false, reason: `does not carry the trust domain's SPIFFE ID spiffe://${trustDomain}` };
+  let subjectDer: Buffer;
+  try {
+    subjectDer = subjectNameDer(der);
+  } catch (err) {
+    return { ok: false, reason: `not a DER certificate (${err instanceof Error ? err.message : String(err)})` };
+  }
   return {
     ok: true,
     value: {
-      ca: { certDer: der, subjectDer: subjectNameDer(der), publicKey: cert.publicKey },
+      ca: { certDer: der, subjectDer, publicKey: cert.publicKey },
       pem: certPem.trim() + '\n',
       serial: cert.serialNumber.toLowerCase().replace(/^(00)+(?=.)/, ''),
       notAfter,
