@@ -3,7 +3,8 @@
  * what produced them: a bounded in-memory queue, one send at a time in order, retries with
  * exponential backoff and full jitter, and a dead letter — counted, logged, dropped — when a
  * receiver refuses for good, stays down through every retry, or falls so far behind that the
- * queue is full. A slow or dead receiver therefore costs the issuer a bounded amount of memory
+ * queue is full (a full queue drops queued `attestation_failed` events for locks, unlocks and
+ * revocations first). A slow or dead receiver therefore costs the issuer a bounded amount of memory
  * and one timer; it never delays a join, a renewal or another receiver.
  *
  * Not persisted: events that are queued when the issuer stops are lost (counted at stop). The
@@ -24,6 +25,13 @@ export interface RetryPolicy {
 export const DEFAULT_RETRY: RetryPolicy = { baseMs: 1000, maxMs: 60_000, attempts: 8 };
 /** Events waiting per receiver; the one that does not fit is a dead letter. */
 export const DEFAULT_QUEUE_LIMIT = 1000;
+
+/** What a full queue keeps over `attestation_failed` (see DeliveryQueue.push). */
+const PRIORITY: ReadonlySet<SigilEvent['type']> = new Set([
+  'instance_locked',
+  'instance_unlocked',
+  'certificate_revoked',
+]);
 
 /** A send's outcome the receiver decided: `permanent` failures are not retried (a 4xx other than 408/429). */
 export class DeliveryError extends Error {
@@ -79,11 +87,28 @@ export class DeliveryQueue {
   push(jws: string, event: SigilEvent): void {
     if (this.#stopped) return this.o.counters.deadLetter(this.sink.name, 'stopped');
     if (this.#queue.length >= (this.o.limit ?? DEFAULT_QUEUE_LIMIT)) {
-      this.o.log.warn({ sink: this.sink.name, event_id: event.id, type: event.type }, 'event queue full: dead letter');
-      return this.o.counters.deadLetter(this.sink.name, 'queue_full');
+      // A full queue gives way to a lock, an unlock or a revocation: the newest queued
+      // `attestation_failed` (not the one being sent) is dropped for it. One enrolled machine can
+      // make its own failures as fast as it likes; it must not be able to crowd out what
+      // happens to the others (review of issue #16).
+      const victim = PRIORITY.has(event.type) ? this.#lastDroppable() : -1;
+      const dropped = victim >= 0 ? this.#queue.splice(victim, 1)[0]!.event : event;
+      this.o.log.warn(
+        { sink: this.sink.name, event_id: dropped.id, type: dropped.type },
+        'event queue full: dead letter',
+      );
+      this.o.counters.deadLetter(this.sink.name, 'queue_full');
+      if (victim < 0) return;
     }
     this.#queue.push({ jws, event, tries: 0 });
     if (!this.#running) void this.#run();
+  }
+
+  /** The index of the newest queued event a full queue may drop for a priority one, or -1. */
+  #lastDroppable(): number {
+    // Index 0 may be in flight (its send is awaited while it stays at the head).
+    for (let i = this.#queue.length - 1; i >= 1; i--) if (!PRIORITY.has(this.#queue[i]!.event.type)) return i;
+    return -1;
   }
 
   /** Resolves when nothing is queued or being sent (tests, shutdown). */

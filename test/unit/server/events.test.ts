@@ -162,6 +162,34 @@ describe('DeliveryQueue', () => {
     expect(counters.n).toEqual({ failed: 1, 'dead:refused': 1 });
   });
 
+  it('a full queue drops queued attestation failures for a lock, an unlock or a revocation, never those for a failure', async () => {
+    // One enrolled machine can make attestation failures as fast as it likes (review of issue #16).
+    const counters = counting();
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    const sent: string[] = [];
+    const q = new DeliveryQueue(
+      {
+        name: 'slow',
+        send: async (_j, e) => {
+          await gate;
+          sent.push(e.id);
+        },
+      },
+      { counters, log, limit: 3 },
+    );
+    const failed = (id: string): SigilEvent => ({ ...ev(id), type: 'attestation_failed' });
+    for (const id of ['f1', 'f2', 'f3', 'f4']) q.push('j', failed(id)); // f4: full, dropped
+    q.push('j', ev('lock')); // drops f3 (the newest failure not in flight)
+    q.push('j', { ...ev('rev'), type: 'certificate_revoked' }); // drops f2
+    q.push('j', { ...ev('unlock'), type: 'instance_unlocked' }); // only f1 (in flight) and priority: dropped
+    expect(q.length).toBe(3);
+    expect(counters.n['dead:queue_full']).toBe(4);
+    release();
+    await q.idle();
+    expect(sent).toEqual(['f1', 'lock', 'rev']);
+  });
+
   it('a slow receiver: the queue holds at most `limit` events; the next ones are dead letters', async () => {
     const counters = counting();
     let release: () => void = () => undefined;
