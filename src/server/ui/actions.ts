@@ -40,7 +40,16 @@ export function registerUiActions(scope: FastifyInstance, ui: FleetUi): void {
     const remote = req.ip;
     // Login CSRF: another site must not sign the operator's browser in as someone else.
     checkSameOrigin(originOf(req));
-    const wait = ui.throttle.retryAfterMs(remote);
+    const token = form['token'] ?? '';
+    const who =
+      token.length > 0 && token.length <= 200
+        ? matchCredential(token, await ctx.stores.admin.getAdminTokenHash(), readViewers(ui.opts.dataDir))
+        : undefined;
+    // A right credential signs in even from a throttled address: only failures are limited. The
+    // address may be a reverse proxy's or a NAT's, shared by every operator, and one client
+    // failing on purpose must not keep them all out (review of issue #16). With 256-bit random
+    // tokens, telling a throttled guesser that a guess was right tells it nothing it can use.
+    const wait = who ? 0 : ui.throttle.retryAfterMs(remote);
     if (wait > 0) {
       const s = Math.ceil(wait / 1000);
       reply.header('retry-after', s);
@@ -57,11 +66,6 @@ export function registerUiActions(scope: FastifyInstance, ui: FleetUi): void {
         429,
       );
     }
-    const token = form['token'] ?? '';
-    const who =
-      token.length > 0 && token.length <= 200
-        ? matchCredential(token, await ctx.stores.admin.getAdminTokenHash(), readViewers(ui.opts.dataDir))
-        : undefined;
     if (!who) {
       ui.throttle.failed(remote);
       // Unauthenticated: sampled like the admin API's refusals (ops/refusal.ts), so a flood is a summary.

@@ -8,7 +8,10 @@
  * - Each session carries its own CSRF synchronizer token (./csrf.ts) and its role: the role is
  *   read from here on every request, never from the client.
  * - Bounded (`maxSessions`): at the bound the least recently used session is dropped, so a
- *   flood of sign-ins cannot grow memory without end.
+ *   flood of sign-ins cannot grow memory without end. Each user holds at most `maxPerUser`
+ *   (default 10): a user's new session drops that user's own least recently used one first, so
+ *   one user signing in over and over cannot push everybody else's sessions out (review of issue
+ *   #16: a viewer signed every admin out so).
  *
  * Several issuers behind a load balancer do not share sessions: sign-in sticks to one issuer
  * (docs/fleet-ui.md). A restart signs everybody out.
@@ -33,6 +36,8 @@ export interface SessionOptions {
   idleMs?: number;
   absoluteMs?: number;
   maxSessions?: number;
+  /** Sessions of one user (default 10). */
+  maxPerUser?: number;
   now?: () => number;
 }
 
@@ -43,6 +48,7 @@ export class SessionStore {
   readonly idleMs: number;
   readonly absoluteMs: number;
   readonly #max: number;
+  readonly #maxPerUser: number;
   readonly #now: () => number;
   readonly #byHash = new Map<string, UiSession>();
 
@@ -50,6 +56,7 @@ export class SessionStore {
     this.idleMs = o.idleMs ?? DEFAULT_SESSION_IDLE_MS;
     this.absoluteMs = o.absoluteMs ?? Math.max(DEFAULT_SESSION_ABSOLUTE_MS, this.idleMs);
     this.#max = o.maxSessions ?? 1000;
+    this.#maxPerUser = o.maxPerUser ?? 10;
     this.#now = o.now ?? Date.now;
     if (!(this.idleMs > 0) || !(this.absoluteMs >= this.idleMs))
       throw new TypeError('SessionStore: idleMs > 0 and absoluteMs >= idleMs are required');
@@ -58,6 +65,9 @@ export class SessionStore {
   /** A new session; returns the cookie value (the only copy of the id). */
   create(user: string, role: UiRole, remote: string): { id: string; session: UiSession } {
     this.#sweep();
+    // The user's own oldest first (insertion order is least recently used first: touch re-inserts).
+    const own = [...this.#byHash].filter(([, x]) => x.user === user);
+    for (let i = 0; i <= own.length - this.#maxPerUser; i++) this.#byHash.delete(own[i]![0]);
     while (this.#byHash.size >= this.#max) {
       const oldest = this.#byHash.keys().next();
       if (oldest.done) break;

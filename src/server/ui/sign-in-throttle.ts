@@ -4,10 +4,12 @@
  * turning the sign-in form into CPU load and a stream of audit rows. Only failures count: an
  * operator who signs in and out all day is never throttled.
  *
- * A source gets `burst` failures, refilled at one per `refillMs`; with none left every attempt
- * (right or wrong) is refused with the time until the next one — a correct token does not unlock
- * a throttled source early, or the throttle would be an oracle. Bounded map, LRU eviction, as
- * server/rate-limit.ts.
+ * A source gets `burst` failures, refilled at one per `refillMs`; with none left every wrong
+ * attempt is refused with the time until the next one. A right credential still signs in
+ * (ui/actions.ts): the source may be a reverse proxy or a NAT that all operators share, and a
+ * client failing on purpose would otherwise keep them out; with 256-bit random tokens the
+ * throttle being an oracle for "this guess was right" gives a guesser nothing (review of issue
+ * #16). Bounded map, LRU eviction, as server/rate-limit.ts.
  */
 export interface ThrottleOptions {
   burst?: number;

@@ -64,6 +64,19 @@ describe('fleet view sessions', () => {
     expect(s.touch(a.id)).toBeDefined();
   });
 
+  it('one user signing in over and over drops only its own sessions, never another user’s (an admin’s)', () => {
+    // Review of issue #16: a viewer signing in 1,000 times evicted every admin session.
+    const s = new SessionStore({ maxSessions: 20, maxPerUser: 3 });
+    const admin = s.create('admin', 'admin', 'x');
+    const first = s.create('viewer', 'viewer', 'x');
+    let last = first;
+    for (let i = 0; i < 1000; i++) last = s.create('viewer', 'viewer', 'x');
+    expect(s.touch(admin.id)?.role).toBe('admin');
+    expect(s.touch(first.id)).toBeUndefined();
+    expect(s.touch(last.id)).toBeDefined();
+    expect(s.size).toBe(4);
+  });
+
   it('refuses a lifetime shorter than the idle timeout', () => {
     expect(() => new SessionStore({ idleMs: 2000, absoluteMs: 1000 })).toThrow(TypeError);
   });
