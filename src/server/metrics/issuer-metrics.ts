@@ -58,6 +58,7 @@ export function createIssuerMetrics(stores: Stores, now: () => number) {
           labels: { bot: r.bot },
           value: r.count,
         })),
+      { ms: STORE_SAMPLE_MS, now },
     ),
   );
   // Boot-state attestation (issue #16; ./attestation-metrics.ts, docs/attest-interval.md).
@@ -95,3 +96,6 @@ export function createIssuerMetrics(stores: Stores, now: () => number) {
 }
 
 export type IssuerMetrics = ReturnType<typeof createIssuerMetrics>;
+
+/** Store-backed gauges are sampled at most this often however many scrape (SampledGauge). */
+export const STORE_SAMPLE_MS = 10_000;

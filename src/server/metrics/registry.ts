@@ -80,13 +80,32 @@ export class Gauge implements Metric {
  */
 export class SampledGauge implements Metric {
   private last: Series = [];
+  private sampledAt: number | undefined;
+  private running: Promise<void> | undefined;
+  /**
+   * `every`: sample the source at most once per `ms` of `now` — GET /metrics is open to anyone
+   * who reaches the port, and a store query per scrape at 100,000 machines held the event loop
+   * for ~100 ms (review of issue #16). Concurrent scrapes share one sample.
+   */
   constructor(
     readonly name: string,
     readonly help: string,
     private readonly sample: () => Promise<Series>,
+    private readonly every?: { ms: number; now: () => number },
   ) {}
   async refresh(): Promise<void> {
-    this.last = await this.sample();
+    if (this.running) return this.running;
+    const e = this.every;
+    if (e && this.sampledAt !== undefined && e.now() - this.sampledAt < e.ms) return;
+    this.running = (async () => {
+      try {
+        this.last = await this.sample();
+        if (e) this.sampledAt = e.now();
+      } finally {
+        this.running = undefined;
+      }
+    })();
+    return this.running;
   }
   render(): string {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
