@@ -540,6 +540,26 @@ describe('renew: a superseded generation is stolen, unless a concurrent renewal 
     }
   });
 
+  it('a renewal signed before its successor was issued is overtaken, not stolen, even when it arrives seconds later (another issuer’s clock)', async () => {
+    // Two copies of one generation's renewal: the other one won (at another issuer, whose clock
+    // may be behind: its updatedAt looks old to this one). Signed before the successor existed: no lock.
+    const first = await h.join();
+    const late = await h.renewEnvelope(first);
+    h.clock.offsetMs += 5;
+    const won = await h.renewEnvelope(first);
+    expect((await h.post('renew', won.envelope)).status).toBe(200);
+    h.clock.offsetMs += 2000;
+    try {
+      const refused = await h.post('renew', late.envelope);
+      expect(refused.status).toBe(403);
+      expect(refused.json.code).toBe('generation_mismatch');
+      expect(refused.json.message).toBe('a concurrent renewal already advanced this instance');
+      expect((await h.ctx.stores.instances.get(first.result.instance_id))?.locked).toBe(false);
+    } finally {
+      h.clock.offsetMs -= 2005;
+    }
+  });
+
   it('key_attestation for an instance whose join method has no renewal key proof (token): bad_request', async () => {
     const id = await h.join();
     const payload = { ...(await renewPayload(named(id))), key_attestation: { format: 'tpm2' } };

@@ -42,6 +42,7 @@ import {
   authenticateRequest,
   checkNamedSigner,
   judgeCurrentIdentity,
+  signedBeforeSuccessor,
   staleGenerationError,
   staleLockReason,
   type OpHooks,
@@ -158,8 +159,14 @@ export async function handleRenew(
         // Overtaken, not stale: the newer generation was issued while this request was being
         // handled (a concurrent renewal of the same generation, decided first under this same
         // write lock). Refused so that only one successor exists, but nothing was stolen: no lock.
-        // (Before issue #14 an early read outside the transaction told the two cases apart.)
-        if (judged.stale.certRec.generation === inst.generation - 1 && inst.updatedAt >= now)
+        // (Before issue #14 an early read outside the transaction told the two cases apart.) With
+        // several issuers, `updatedAt` is the other issuer's clock: a request signed before its
+        // successor was issued (authenticate.ts signedBeforeSuccessor) is overtaken too, whatever
+        // the clocks of the two issuers say (review of issue #16).
+        if (
+          (judged.stale.certRec.generation === inst.generation - 1 && inst.updatedAt >= now) ||
+          (await signedBeforeSuccessor(tx, judged.stale, r.timestamp))
+        )
           return {
             refusal: new SigilError('generation_mismatch', 'a concurrent renewal already advanced this instance'),
           };
