@@ -6,6 +6,7 @@
  * (ctx.issuingCas) and the codec that replays stored answers (ctx.storedAnswers); the bundle reads
  * the registry directly (ops/bundle.ts).
  */
+import { signerId } from '../audit/checkpoints.js';
 import { SigilError } from '../../errors.js';
 import type { Logger } from '../../util/log.js';
 import type { IssuerContext } from '../issuer.js';
@@ -24,6 +25,17 @@ export interface RegistryRuntime {
 export function applyRegistry(ctx: IssuerContext, registry: IntermediateRegistry): void {
   ctx.issuingCas = registry.issuingCas();
   ctx.storedAnswers = registry.answerCodec();
+  // Audit checkpoints (and a prune's anchor) may be signed by any issuer of the store: each signs
+  // with its own intermediate. Verified against this issuer's alone, a peer's prune read as
+  // tampering and stopped this issuer's own pruning (review of issue #16). Every live
+  // intermediate counts; a revoked one does not (its key may be in other hands now).
+  const verifiers = new Map(
+    registry.live.map((l) => {
+      const key = l.ca.publicKey;
+      return [signerId(key), key] as const;
+    }),
+  );
+  ctx.auditEnv = { ...ctx.auditEnv, verify: { ...ctx.auditEnv.verify, verifiers } };
 }
 
 export function retiredError(registry: IntermediateRegistry): SigilError {

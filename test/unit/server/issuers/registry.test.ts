@@ -19,6 +19,7 @@ import { createIssuerContext, type IssuerContext } from '../../../../src/server/
 import { checkPresentedChain } from '../../../../src/server/ops/authenticate.js';
 import { handleBundle } from '../../../../src/server/ops/bundle.js';
 import { intermediateCommonName } from '../../../../src/server/issuers/names.js';
+import { signerId } from '../../../../src/server/audit/checkpoints.js';
 import { applyRegistry, startRegistry, type RegistryRuntime } from '../../../../src/server/issuers/runtime.js';
 import { StoredAnswerCodec } from '../../../../src/server/ops/stored-answer.js';
 import { signRootCrl } from '../../../../src/server/issuers/root-crl.js';
@@ -123,6 +124,23 @@ describe('renewals across intermediates of one root', () => {
     await ctx.intermediates!.refresh();
     bundle = payload(handleBundle(ctx) as { payload: string });
     expect(bundle.intermediates).toEqual([ctx.ca.intermediatePem.trim() + '\n', toPem('CERTIFICATE', c.certDer)]);
+  });
+
+  it('audit checkpoints of every live intermediate verify here (a peer prunes too), a revoked one’s do not', async () => {
+    // Review of issue #16: verified against this issuer's intermediate alone, a peer's signed
+    // prune anchor read as tampering and stopped this issuer's own pruning.
+    const b = intermediate('b');
+    const own = signerId(ctx.ca.intermediateKey);
+    const peer = signerId(b.key);
+    expect([...ctx.auditEnv.verify!.verifiers!.keys()]).toEqual([own]);
+    await register('b', b);
+    await ctx.intermediates!.refresh();
+    applyRegistry(ctx, ctx.intermediates!);
+    expect([...ctx.auditEnv.verify!.verifiers!.keys()].sort()).toEqual([own, peer].sort());
+    await stores.issuers.setStatus('b', 'revoked', 'key stolen', Date.now());
+    await ctx.intermediates!.refresh();
+    applyRegistry(ctx, ctx.intermediates!);
+    expect([...ctx.auditEnv.verify!.verifiers!.keys()]).toEqual([own]);
   });
 
   it('attack: a revoked intermediate signs a leaf — refused issuer_revoked, with or without it in x5c', async () => {
