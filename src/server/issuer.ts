@@ -3,6 +3,7 @@
  * (TLS + response signing), stores, join methods, metrics and the clock. Operations
  * (./ops/*.ts) take this object; transports (HTTPS now, MQTT later) only move bytes to them.
  */
+import { RateLimiter } from './rate-limit.js';
 import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { hostname } from 'node:os';
 import { FirmwareProfiles } from '../attest/firmware/index.js';
@@ -68,6 +69,13 @@ export interface IssuerContext {
   publicUrl: string | undefined;
   /** Counts unauthenticated refusals so a flood becomes summary rows (ops/refusal.ts). */
   refusalSampler: RefusalSampler;
+  /**
+   * Interval attestations per instance (./ops/attest.ts): 6 at once, then one per 10 s. An agent
+   * attests every minute at most (agent config attest_every ≥ 1m); an enrolled machine sending
+   * failing evidence as fast as it can must not turn each into a judged quote, an audit row and
+   * a pushed event (review of issue #16).
+   */
+  attestLimiter: RateLimiter;
   /** Checkpoint verifiers (the intermediate) and, once `server start` sets it, the checkpoint writer. */
   auditEnv: AdminAuditEnv;
   /** The firmware profiles tpm join rules name (attest/firmware); the tpm join holds the same object. */
@@ -169,6 +177,7 @@ export function createIssuerContext(opts: {
     credentials: createCredentialAuthorities(opts.ca.credentials, opts.ca.trustDomain),
     publicUrl: opts.publicUrl,
     refusalSampler: new RefusalSampler(opts.refusalSampling),
+    attestLimiter: new RateLimiter({ ratePerS: 0.1, burst: 6, now }),
     auditEnv: { verify: { verifiers: checkpointVerifiers([opts.ca.intermediatePem]) } },
     publicKeys: new PublicKeyCache(),
     issuedLeaves: new IssuedLeafMemo(),

@@ -22,7 +22,7 @@
  * instance_locked event follow). The refusal is raised after COMMIT. A refusal is not kept for
  * replay: the same request sent again is judged again (and, once locked, refused instance_locked).
  */
-import { toSigilError, type SigilError } from '../../errors.js';
+import { SigilError, toSigilError } from '../../errors.js';
 import {
   attestBindingExtra,
   attestRequestSchema,
@@ -74,6 +74,14 @@ export async function handleAttest(
       seen,
       hooks,
     });
+    // Per instance, before any judging or writing (issuer.ts attestLimiter).
+    const allowed = ctx.attestLimiter.take(who.instanceId);
+    if (!allowed.ok)
+      throw new SigilError(
+        'rate_limited',
+        `instance ${who.instanceId} sends attestations faster than one per 10 s; retry in ${Math.ceil(allowed.retryAfterMs / 1000)} s`,
+        { retryAfterMs: allowed.retryAfterMs },
+      );
     // The evidence must have been made for this request and this signing key (module comment).
     const binding = attestationBinding('attest', req.request_id, attestBindingExtra(Buffer.from(who.leaf.fields.spki)));
 

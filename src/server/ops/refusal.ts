@@ -36,7 +36,9 @@ export async function auditRefusal(ctx: IssuerContext, op: string, e: SigilError
   ctx.metrics.refusals.inc(labels);
   if (AUTH_STATUSES.has(e.status)) ctx.metrics.authFailure();
   const message = capMessage(e.message);
-  if (!authenticated(e, who)) {
+  // A rate-limited flood is sampled even from an authenticated caller: a row per refused
+  // request would be the flood the limit is there to stop.
+  if (!authenticated(e, who) || e.code === 'rate_limited') {
     const { record, due } = ctx.refusalSampler.admit(
       { source: refusalSource(who.remote), op: labels.op, code: labels.code },
       message,

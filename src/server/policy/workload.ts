@@ -69,11 +69,25 @@ const dnsNameSchema = z
 /** Instance facts are what join methods verified (docs/attestation.md); only scalars are matched. */
 const factValue = z.union([z.string().max(1024), z.number(), z.boolean()]);
 
+/**
+ * Facts the agent reports about itself, recorded for the fleet view (ops/agent-facts.ts): the
+ * version it says it runs, the carrier it chose. Any enrolled machine can claim any value, so no
+ * entry may select nodes by them (review of issue #16: an entry selecting `agent_version` was
+ * handed to a machine of another bot that claimed that version).
+ */
+export const CLAIMED_FACTS: ReadonlySet<string> = new Set(['agent_version', 'transport']);
+
 export const workloadNodesSchema = z
   .strictObject({
     bots: z.array(nameSchema).min(1).max(256).optional(),
     join_rules: z.array(nameSchema).min(1).max(256).optional(),
-    facts: z.record(z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'fact names are [A-Za-z0-9_.-]'), factValue).optional(),
+    facts: z
+      .record(z.string().regex(/^[A-Za-z0-9_.-]{1,128}$/, 'fact names are [A-Za-z0-9_.-]'), factValue)
+      .refine(
+        (f) => !Object.keys(f).some((k) => CLAIMED_FACTS.has(k)),
+        `nodes.facts may not name ${[...CLAIMED_FACTS].join(' or ')}: the agent reports those itself, unverified`,
+      )
+      .optional(),
   })
   .refine(
     (n) => n.bots !== undefined || n.join_rules !== undefined || (n.facts && Object.keys(n.facts).length > 0),
@@ -195,6 +209,8 @@ export function unmetNodeCriterion(
       return `the instance did not join by one of the join rules [${n.join_rules.join(', ')}] (it joined with ${inst.joinMethod}${typeof joinedBy === 'string' ? `, rule ${joinedBy}` : ''})`;
   }
   for (const [k, v] of Object.entries(n.facts ?? {})) {
+    // An entry stored before the schema refused claimed facts matches no node by them.
+    if (CLAIMED_FACTS.has(k)) return `instance fact ${k} is reported by the agent itself and selects nothing`;
     if (inst.facts[k] !== v) return `instance fact ${k} is not ${JSON.stringify(v)}`;
   }
   return undefined;

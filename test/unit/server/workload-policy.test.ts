@@ -165,6 +165,22 @@ describe('workload resource: which nodes', () => {
     expect(unmetNodeCriterion(entry({ bots: ['gw'], facts: { region: 'us' } }), inst(), rules)).toMatch(/fact region/);
   });
 
+  it('never selects nodes by what the agent reports about itself (agent_version, transport)', () => {
+    // Review of issue #16: any enrolled machine can claim any version; an entry selecting one was
+    // handed to a machine of another bot. Refused when applied, and when a stored one is used.
+    for (const facts of [
+      { agent_version: '2.4.0-payments' },
+      { transport: 'https' },
+      { region: 'eu', transport: 'mqtt' },
+    ])
+      expect(() => entry({ facts })).toThrow(/nodes\.facts may not name agent_version or transport/);
+    const stored = { ...entry({ facts: { region: 'eu' } }) };
+    stored.spec = { ...stored.spec, nodes: { facts: { agent_version: '2.4.0' } } };
+    expect(unmetNodeCriterion(stored, inst({ facts: { agent_version: '2.4.0' } }), rules)).toMatch(
+      /reported by the agent itself/,
+    );
+  });
+
   it('the TTL is clamped to 24 h and the JWT TTL to the X.509 one', () => {
     const e = workloadEntry(
       {
