@@ -274,6 +274,29 @@ describe('attest over HTTPS', () => {
     await runAdminOp(h.ctx.stores, 'unlock', { target: id.result.instance_id });
   });
 
+  it('limits attestations per instance: 6 at once, then rate_limited with a retry time, the flood sampled in the audit', async () => {
+    // An enrolled machine failing on purpose, as fast as it can (review of issue #16).
+    const id = await h.join();
+    const other = await h.join();
+    fake.policy = { rule: 'racks', onFailure: 'refuse', maxAgeMs: undefined };
+    const seq = await h.lastAuditSeq();
+    const codes: Array<string | undefined> = [];
+    for (let i = 0; i < 36; i++)
+      codes.push((await h.post('attest', (await attestEnvelope(id, { pcr16: BAD })).envelope)).json?.code);
+    expect(codes.slice(0, 6)).toEqual(Array(6).fill('pcr_mismatch'));
+    expect(codes.slice(6)).toEqual(Array(30).fill('rate_limited'));
+    const limited = await h.post('attest', (await attestEnvelope(id)).envelope);
+    refused(limited, 'rate_limited');
+    expect(limited.json.retryAfterMs).toBeGreaterThan(0);
+    // Six judged failures were audited; the 31 rate-limited requests are sampled (20 rows per
+    // source and code a minute, audit/refusal-sampler.ts), not a row each.
+    const rows = await h.auditAfter(seq);
+    expect(rows.filter((r) => r.code === 'pcr_mismatch' && r.instanceId === id.result.instance_id)).toHaveLength(6);
+    expect(rows.filter((r) => r.code === 'rate_limited').length).toBeLessThanOrEqual(20);
+    // Another instance is not held back.
+    expect((await h.post('attest', (await attestEnvelope(other)).envelope)).status).toBe(200);
+  });
+
   it('shows the last attestation in instances.show', async () => {
     const id = await h.join();
     refused(await h.post('attest', (await attestEnvelope(id, { pcr16: BAD })).envelope), 'pcr_mismatch');
