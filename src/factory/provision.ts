@@ -22,8 +22,14 @@
  * in the manifest, is refused (`device_already_provisioned`) unless `force`. If a step after
  * the key was made persistent fails, the new key, NV index and files are removed again.
  */
+import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { checkAk } from '../attest/ak.js';
+import { verifyCertify } from '../attest/certify.js';
+import { checkActivation, credentialChallenge } from '../attest/credential.js';
+import { checkIdentityKey } from '../attest/key.js';
+import { encodeSignedAttest, parseSignedAttest } from '../attest/structures.js';
 import { SigilError } from '../errors.js';
 import { readCertificate } from '../pki/cert-reader.js';
 import { formatName, readName } from '../pki/name-reader.js';
@@ -142,6 +148,55 @@ async function readEk(tpm: Tpm, wanted: EkKind | undefined): Promise<EkFacts> {
   return facts;
 }
 
+/**
+ * Prove, as a join does, that `key` is in the TPM that holds the EK the manifest will record:
+ * a fresh AK's credential is activated with that EK (TPM 2.0 Part 1 §24: only the TPM holding
+ * the EK, with that AK loaded, recovers the secret), then the AK certifies the key
+ * (TPM2_Certify). The factory's TPM connection is not to be taken at its word: a TCP TCTI on the
+ * line is unauthenticated, and whoever sits in it could answer the EK reads from one TPM and make
+ * the key in another — an IDevID would then vouch for a key outside the device (review of issue
+ * #16; TCG "TPM 2.0 Keys for Device Identity and Attestation" asks the OEM CA for this proof).
+ */
+async function loadProvenBesideEk(tpm: Tpm, srk: TpmKey, blob: KeyBlob, kind: EkKind): Promise<TpmKey> {
+  const akBlob = await tpm.createAk(srk);
+  checkAk(akBlob.public);
+  // At most three objects loaded at a time (swtpm and small TPMs have three transient slots):
+  // SRK + AK + EK for the activation, then SRK + AK + key for the certification.
+  const ak = await tpm.load(srk, akBlob);
+  let key: TpmKey | undefined;
+  try {
+    await tpm.withTransient(tpm.readEkPublic(kind), async (ek) => {
+      const challenge = credentialChallenge(ek.public, akBlob.public);
+      const activated = await tpm.activateCredential(
+        ak,
+        ek,
+        Buffer.from(challenge.credential.blob, 'base64'),
+        Buffer.from(challenge.credential.secret, 'base64'),
+      );
+      checkActivation(challenge.secret, Buffer.from(activated).toString('base64'));
+    });
+    key = await tpm.load(srk, blob);
+    const nonce = randomBytes(32);
+    const certified = await tpm.certify(key, ak, nonce);
+    const signed = parseSignedAttest(encodeSignedAttest(certified), 'factory certification', 'tpm_error');
+    verifyCertify(signed, akBlob.public, key.public, nonce, 'factory certification');
+    checkIdentityKey(key.public, publicKeySpki(key.public.value));
+    return key;
+  } catch (e) {
+    if (key) await tpm.flush(key.handle).catch(() => undefined);
+    // A refusal of the proof, or a TPM error in the middle of it (a spliced connection answers
+    // the activation from a TPM without the EK): either way, nothing is issued.
+    if (e instanceof SigilError)
+      throw new SigilError(
+        'tpm_error',
+        `the TPM did not prove that the IDevID key is in the TPM whose EK it reported (${e.code}: ${e.message}); nothing was issued. Is the TCTI connection to the device direct?`,
+      );
+    throw e;
+  } finally {
+    await tpm.flush(ak.handle).catch(() => undefined);
+  }
+}
+
 /** Rollback steps run in reverse when a later step fails. */
 type Undo = () => Promise<void>;
 
@@ -177,10 +232,11 @@ export async function provisionDevice(o: ProvisionOptions): Promise<ProvisionRes
 
   const ek = await readEk(tpm, o.ekKind);
 
-  // The key: created and loaded under a transient SRK, both flushed whatever happens.
+  // The key: created and loaded under a transient SRK, both flushed whatever happens — and proven
+  // to be in the TPM whose EK the manifest records, before the CA signs anything for it.
   const created = await tpm.withTransient(tpm.createSrk(), async (srk) => {
     const blob = await tpm.create(srk, identityKeyTemplate());
-    return { blob, key: await tpm.load(srk, blob) };
+    return { blob, key: await loadProvenBesideEk(tpm, srk, blob, ek.kind) };
   });
   const undo: Undo[] = [];
   try {
