@@ -63,7 +63,7 @@ function leaf(ca: PkiCa): Buffer {
   });
 }
 
-it('a malformed registry row stops refreshes: a later revocation (database and root CRL) is not applied', async () => {
+it('a malformed registry row is refused alone: a later revocation (database and root CRL) still applies', async () => {
   const ctx = createIssuerContext({ ca: loadCaMaterial(dir), stores, log });
   const root = { certDer: fromPem(ctx.ca.rootPem, 'CERTIFICATE'), key: readPrivateKeyFile(paths(dir).rootKey) };
   const b = createIntermediateCa(root, { trustDomain: TD, commonName: intermediateCommonName(TD, 'b') });
@@ -90,10 +90,8 @@ it('a malformed registry row stops refreshes: a later revocation (database and r
     mkdirSync(join(dir, 'crl'), { recursive: true });
     writeFileSync(rootCrlFile(dir), crl.der);
 
-    let refreshError = '';
-    await ctx.intermediates!.refresh().catch((e: Error) => (refreshError = e.message));
+    await ctx.intermediates!.refresh(); // does not throw: the bad row is refused alone
     applyRegistry(ctx, ctx.intermediates!);
-    process.stdout.write(`refresh: ${refreshError || 'ok'}\n`);
     expect(() => checkPresentedChain(ctx, [stolen], 'renew')).toThrow(/revoked/);
   } finally {
     rt.stop();

@@ -61,7 +61,7 @@ function leaf(ca: PkiCa): Buffer {
   });
 }
 
-it('a revoked intermediate re-registered with a malleated ECDSA signature (s -> n-s) is believed active by an issuer that saw it revoked', async () => {
+it('a revoked intermediate re-registered with a malleated ECDSA signature (s -> n-s) stays revoked at an issuer that saw it revoked', async () => {
   const ctx = createIssuerContext({ ca: loadCaMaterial(dir), stores, log: silentLogger });
   const root = { certDer: fromPem(ctx.ca.rootPem, 'CERTIFICATE'), key: readPrivateKeyFile(paths(dir).rootKey) };
   const b = createIntermediateCa(root, { trustDomain: TD, commonName: intermediateCommonName(TD, 'b') });

@@ -25,6 +25,7 @@ import { isErrorCode, SigilError } from '../../errors.js';
 import type { AttestationPolicy, PcrDiffEntry } from '../../join/types.js';
 import type { IssuerContext } from '../issuer.js';
 import type { InstanceRecord, TxStores } from '../store/types.js';
+import { auditSystemLock } from './system-lock.js';
 
 export { attestationBinding } from '../../attest/binding.js';
 export type { AttestationPolicy, PcrDiffEntry };
@@ -251,21 +252,14 @@ export async function auditAttestationFailure(
     a.now,
   );
   if (v.locked)
-    await tx.audit.append(
+    await auditSystemLock(
+      tx,
+      inst,
       {
-        action: 'lock',
-        outcome: 'ok',
-        actor: 'system',
-        bot: inst.bot,
-        instanceId: inst.id,
-        method: inst.joinMethod,
-        details: {
-          kind: 'instance',
-          reason: `attestation_failed: ${v.refusal.code} (${op})`,
-          cause: 'attestation_failed',
-          op,
-          ...(v.record.diff ? { pcr_diff: v.record.diff } : {}),
-        },
+        reason: `attestation_failed: ${v.refusal.code} (${op})`,
+        cause: 'attestation_failed',
+        op,
+        ...(v.record.diff ? { pcr_diff: v.record.diff } : {}),
       },
       a.now,
     );

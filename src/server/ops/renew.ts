@@ -55,6 +55,7 @@ import { checkTransportCsr } from './transport-cert.js';
 import { renewalBinding } from '../../attest/binding.js';
 import { attestRenewal, AuditedRefusal, countAttestationFailure } from './attestation.js';
 import { agentFactsUpdate, type Carrier } from './agent-facts.js';
+import { auditSystemLock } from './system-lock.js';
 
 /** A check run early whose refusal is raised later, at its place in the order of checks. */
 type Held<T> = { ok: true; value: T } | { ok: false; error: unknown };
@@ -99,18 +100,7 @@ async function deviceRevoked(
     if (e.code !== 'x509_revoked') throw e;
     const reason = 'x509_revoked: the device certificate was revoked after enrolment';
     await tx.instances.setLocked(inst.id, true, reason, now);
-    await tx.audit.append(
-      {
-        action: 'lock',
-        outcome: 'ok',
-        actor: 'system',
-        bot: inst.bot,
-        instanceId: inst.id,
-        method: inst.joinMethod,
-        details: { kind: 'instance', reason, cause: 'x509_revoked', op: 'renew' },
-      },
-      now,
-    );
+    await auditSystemLock(tx, inst, { reason, cause: 'x509_revoked', op: 'renew' }, now);
     return new SigilError(
       'x509_revoked',
       `${e.message}; instance ${inst.id} is now locked and its certificates are on the issuer's CRL (unlock with: sigil ctl unlock ${inst.id}, once the device is re-enrolled or the revocation was a mistake)`,
