@@ -41,6 +41,7 @@ interface DeviceOpts extends CaOpts {
   force?: boolean;
   tss2Key?: boolean;
   ekKind?: string;
+  ekCaFile?: string[];
   cnTemplate?: string;
   sanUri?: string;
   org?: string;
@@ -103,6 +104,7 @@ function deviceOptions(o: DeviceOpts, ca: FactoryCa) {
     ...(handle !== undefined ? { handle } : {}),
     ...(nvIndex !== undefined ? { nvIndex } : {}),
     ...(ekKind !== undefined ? { ekKind } : {}),
+    ...(o.ekCaFile !== undefined && o.ekCaFile.length > 0 ? { ekCaFiles: o.ekCaFile.map((f) => resolve(f)) } : {}),
   };
 }
 
@@ -129,6 +131,11 @@ function caOptions(cmd: Command): Command {
     .option(
       '--ek-kind <kind>',
       `EK recorded in the manifest: ${EK_KINDS.join(', ')} (default: the first with a certificate)`,
+    )
+    .option(
+      '--ek-ca-file <file>',
+      'TPM manufacturer CA (PEM), repeatable: the EK certificate must chain to one of them (else no IDevID)',
+      (v: string, prev: string[] = []) => [...prev, v],
     )
     .option('--cn-template <t>', 'subject CN, {serial} replaced (default "{serial}")')
     .option('--san-uri <t>', 'URI SAN, {serial} replaced (default "urn:sigil:device:{serial}")')

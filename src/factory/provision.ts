@@ -29,7 +29,8 @@ import { checkAk } from '../attest/ak.js';
 import { verifyCertify } from '../attest/certify.js';
 import { checkActivation, credentialChallenge } from '../attest/credential.js';
 import { checkIdentityKey } from '../attest/key.js';
-import { encodeSignedAttest, parseSignedAttest } from '../attest/structures.js';
+import { encodePublic, encodeSignedAttest, parseSignedAttest } from '../attest/structures.js';
+import { checkEkForRule, readEk as readAttestedEkEvidence } from '../join/ek-trust.js';
 import { SigilError } from '../errors.js';
 import { readCertificate } from '../pki/cert-reader.js';
 import { formatName, readName } from '../pki/name-reader.js';
@@ -76,6 +77,12 @@ export interface ProvisionOptions {
   tss2Key?: boolean;
   /** Serials known to be in the manifest (a batch reads it once); default: read the manifest. */
   knownSerials?: Map<string, number>;
+  /**
+   * TPM manufacturer CA files (PEM): when given, the EK must have a certificate that chains to
+   * one of them, checked as a `tpm` join rule's `ek_ca_files` checks it (join/ek-trust.ts) — a
+   * software TPM, or one whose EK certificate its own maker did not sign, gets no IDevID.
+   */
+  ekCaFiles?: readonly string[];
 }
 
 export interface ProvisionResult {
@@ -128,11 +135,30 @@ interface EkFacts {
   certIssuer?: string;
 }
 
-/** The EK the manifest names, checked against its certificate when there is one. */
-async function readEk(tpm: Tpm, wanted: EkKind | undefined): Promise<EkFacts> {
+/**
+ * The EK the manifest names, checked against its certificate when there is one — and, with
+ * `caFiles`, the certificate required and checked against the manufacturer CAs.
+ */
+async function readEk(
+  tpm: Tpm,
+  wanted: EkKind | undefined,
+  caFiles: readonly string[] | undefined,
+  now: Date,
+): Promise<EkFacts> {
   const cert = await tpm.readEkCertificate(wanted);
   const kind = cert?.kind ?? wanted ?? 'rsa-2048';
   const pub = await tpm.withTransient(tpm.readEkPublic(kind), (k) => Promise.resolve(k.public));
+  if (caFiles !== undefined && caFiles.length > 0) {
+    if (!cert)
+      throw new SigilError(
+        'ek_untrusted',
+        `the TPM has no ${kind} EK certificate in NV, and --ek-ca-file requires one that chains to ${caFiles.join(', ')}: a TPM without its maker's certificate (a software TPM?) gets no IDevID`,
+      );
+    const evidence = { ek_public: encodePublic(pub), ek_cert: Buffer.from(cert.der).toString('base64') };
+    // The join's own check, as a rule that names only these CAs (no bot: nothing is joined here).
+    const asRule = { name: '--ek-ca-file', bot: '', config: { ek_ca_files: [...caFiles] } };
+    await checkEkForRule(readAttestedEkEvidence(evidence), asRule, now);
+  }
   const facts: EkFacts = { kind, publicHash: manifestEkHash(pub) };
   if (cert) {
     const f = readCertificate(Buffer.from(cert.der), 'tpm_error', `EK certificate (NV ${hex32(cert.nvIndex)})`);
@@ -230,7 +256,7 @@ export async function provisionDevice(o: ProvisionOptions): Promise<ProvisionRes
       `NV index ${hex32(o.nvIndex!)} is already defined; re-provision with --force`,
     );
 
-  const ek = await readEk(tpm, o.ekKind);
+  const ek = await readEk(tpm, o.ekKind, o.ekCaFiles, now);
 
   // The key: created and loaded under a transient SRK, both flushed whatever happens — and proven
   // to be in the TPM whose EK the manifest records, before the CA signs anything for it.

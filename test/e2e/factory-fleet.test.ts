@@ -291,6 +291,29 @@ describe('refusals, each with its own code and one audit row', () => {
     await expectJoinRefused(tpmDeviceAgent(cert, fleet.tpms[1]!.tcti, 0x81000102), 'x509_untrusted_ca');
   });
 
+  it('--ek-ca-file: an EK certificate that does not chain to the given maker CA gets no IDevID (exit 1, ek_ code)', async () => {
+    const r = await sigil([
+      'factory',
+      'provision',
+      '--tpm',
+      fleet.tpms[3]!.tcti,
+      '--ca-cert',
+      caCert,
+      '--ca-key',
+      caKey,
+      '--serial',
+      'GW-9004',
+      '--handle',
+      '0x81000104',
+      '--out',
+      dir('line/ek-ca.jsonl'),
+      '--ek-ca-file',
+      caCert, // the factory's own CA: not the TPM maker's
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/error\[ek_[a-z_]+\]/);
+  });
+
   it('an expired IDevID (registered, key in the TPM): x509_cert_expired', async () => {
     const ca = openFactoryCa({ certFile: caCert, key: { keyFile: caKey } });
     const tpm = await Tpm.open(fleet.tpms[2]!.tcti);

@@ -152,6 +152,44 @@ describe('factory provisioning binds the IDevID key to the EK it records', () =>
     expect(await keyAt(b.tcti, 0x81000100)).toBeUndefined();
   }, 120_000);
 
+  it('with --ek-ca-file, a TPM without an EK certificate, or with one of another maker, gets no IDevID', async () => {
+    const ca = openFactoryCa({ certFile: caCert, key: { keyFile: caKey } });
+    const attempt = async (tcti: string, serial: string, ekCaFiles: string[]): Promise<SigilError | string> => {
+      const tpm = await Tpm.open(tcti);
+      try {
+        const r = await provisionDevice({
+          tpm,
+          ca,
+          serial,
+          handle: 0x81000105,
+          manifest: join(dir, `line-${serial}`, 'manifest.jsonl'),
+          certDir: join(dir, `line-${serial}`, 'idevid'),
+          ekCaFiles,
+        });
+        return r.line.ek_cert_issuer ?? 'no issuer';
+      } catch (e) {
+        if (e instanceof SigilError) return e;
+        throw e;
+      } finally {
+        await tpm.close();
+      }
+    };
+    const manufacturer = [mca.rootCert, mca.issuerCert];
+    try {
+      const none = (await attempt(b.tcti, 'GW-NOCERT-1', manufacturer)) as SigilError;
+      expect(none.code).toBe('ek_untrusted');
+      expect(none.message).toMatch(/has no rsa-2048 EK certificate in NV, and --ek-ca-file requires one/);
+      // Another CA than the maker's (here the factory's own): the EK certificate does not chain to it.
+      const foreign = await attempt(a.tcti, 'GW-FOREIGN-1', [caCert]);
+      expect(foreign).toBeInstanceOf(SigilError);
+      expect((foreign as SigilError).code, (foreign as SigilError).message).toMatch(/^ek_/);
+      // The maker's CA: provisioned.
+      expect(typeof (await attempt(a.tcti, 'GW-MAKER-1', manufacturer))).toBe('string');
+    } finally {
+      ca.close();
+    }
+  }, 120_000);
+
   it('the same TPM, connected directly, is provisioned (the refusal above is the splice)', async () => {
     const ca = openFactoryCa({ certFile: caCert, key: { keyFile: caKey } });
     const tpm = await Tpm.open(a.tcti);
