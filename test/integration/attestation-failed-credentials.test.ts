@@ -41,6 +41,7 @@ import {
 import { httpsClient, setTpmRules, tpmJoin, tpmRule, writeLog } from '../helpers/tpm-join.js';
 import { expectRefusal, startIssuer, type Harness, type HttpResult } from './harness.js';
 import { applyWorkloadPolicy, workloadEnvelope } from './workload-issuer-rig.js';
+import { MemorySettings } from '../helpers/memory-settings.js';
 
 let h: Harness;
 let client: HttpsIssuerClient;
@@ -48,16 +49,6 @@ let ca: SharedLocalCa;
 let gw: SwtpmInstance;
 let logPath: string;
 let restoreProfiles: (() => void) | undefined;
-
-class MemorySettings implements AgentSettings {
-  readonly m = new Map<string, string>();
-  getSetting(k: string): string | undefined {
-    return this.m.get(k);
-  }
-  setSetting(k: string, v: string): void {
-    this.m.set(k, v);
-  }
-}
 
 const ROLE = `kind: role
 name: edge

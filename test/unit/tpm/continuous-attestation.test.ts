@@ -19,7 +19,6 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { namedSigner } from '../../../src/agent/named-signer.js';
 import { renewalBinding } from '../../../src/attest/binding.js';
 import { encodeSignedAttest } from '../../../src/attest/structures.js';
-import type { AgentSettings } from '../../../src/join/registry.js';
 import { akTemplate, quoteWithValues } from '../../../src/join/tpm/agent.js';
 import { certifyWithAk, saveAk } from '../../../src/join/tpm/ak-store.js';
 import {
@@ -56,6 +55,7 @@ import {
 } from '../../helpers/swtpm.js';
 import { httpsClient, setTpmRules, tpmJoin, tpmRule, writeLog, type TpmJoinResult } from '../../helpers/tpm-join.js';
 import { installLabProfiles } from '../../helpers/firmware-boot.js';
+import { MemorySettings } from '../../helpers/memory-settings.js';
 
 const ZERO = '00'.repeat(32);
 
@@ -69,16 +69,6 @@ let restoreProfiles: (() => void) | undefined;
 const ekCas = (): string => `ek_ca_files: [${ca.rootCert}, ${ca.issuerCert}]`;
 const rule = (policy = 'refuse', extra = ''): string =>
   tpmRule('attested', `${ekCas()}\nfirmware_profiles: [lab-attested]\non_attestation_failure: ${policy}${extra}`);
-
-class MemorySettings implements AgentSettings {
-  readonly m = new Map<string, string>();
-  getSetting(k: string): string | undefined {
-    return this.m.get(k);
-  }
-  setSetting(k: string, v: string): void {
-    this.m.set(k, v);
-  }
-}
 
 /** One tpm agent's view: its join, its settings (AK, selection, counters), its current identity. */
 interface Machine {
