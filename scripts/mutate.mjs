@@ -79,8 +79,14 @@ export const AREAS = {
   },
   'renew-token': {
     what: 'renewal, token commit, idempotency',
-    mutate: ['src/server/ops/renew.ts', 'src/join/token/server.ts', 'src/server/ops/respond.ts'],
+    mutate: [
+      'src/server/ops/renew.ts',
+      'src/join/token/server.ts',
+      'src/server/ops/respond.ts',
+      'src/server/ops/answer-seal.ts',
+    ],
     tests: [
+      'test/unit/server/answer-seal.test.ts',
       'test/integration/idempotency.test.ts',
       'test/integration/http-errors-renew.test.ts',
       'test/integration/expired-renewal.test.ts',
@@ -105,14 +111,15 @@ export const AREAS = {
   // consume at commit, the idempotency request-hash and signer compare — and only the tests that
   // kill them. Below `break` the run (and CI) fails. Budget: 5 minutes on the shared 2-core box.
   ci: {
-    what: 'CI subset: pin comparisons, JWS verify, token commit guard, request-hash compare',
+    what: 'CI subset: pin comparisons, JWS verify, token commit guard, request-hash compare, stored-answer seal',
     mutate: [
       'src/transport/https/client.ts:71-92',
       'src/transport/https/client.ts:130-143',
       'src/transport/mqtt/tls-pin.ts:49-62',
       'src/protocol/jws.ts:82-159',
       'src/join/token/server.ts:18-55',
-      'src/server/ops/respond.ts:111-151',
+      'src/server/ops/respond.ts:116-158',
+      'src/server/ops/answer-seal.ts:53-93',
     ],
     tests: [
       'test/integration/pin-attacks.test.ts',
@@ -122,6 +129,7 @@ export const AREAS = {
       'test/unit/server/auth-attacks-token.test.ts',
       'test/unit/server/replay-binding.test.ts',
       'test/unit/server/renew-mutants.test.ts',
+      'test/unit/server/answer-seal.test.ts',
     ],
     break: 90,
   },

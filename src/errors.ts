@@ -432,6 +432,15 @@ export const ERROR_TABLE = {
     retryable: false,
     message: 'the request id was already used for a different request',
   },
+  // Retryable: the agent keeps its request and resends it, so once the row is restored (from a
+  // backup, by the operator) it gets the answer it is owed instead of re-signing with a
+  // credential the issuer already superseded (which would lock it).
+  stored_answer_invalid: {
+    status: 500,
+    retryable: true,
+    message:
+      'the answer stored for this request id fails its integrity check (written outside the issuer); it is not replayed',
+  },
   signer_mismatch: {
     status: 403,
     retryable: false,

@@ -10,6 +10,7 @@
  *   admin.token                bearer credential for `sigil ctl` over the admin API (0600)
  *   issuer.db                  SQLite (WAL) store
  *   audit.key                  HMAC key of the audit chain, outside issuer.db (0600, ./audit/audit-key.ts)
+ *   answer-seal.json           since when stored answers are sealed (from audit.key; ./answer-seal-file.ts)
  *   audit-checkpoints.jsonl    signed audit checkpoints, append-only (./audit/checkpoints.ts)
  */
 import { X509Certificate, type KeyObject } from 'node:crypto';

@@ -24,6 +24,7 @@ import { RefusalSampler, type RefusalSamplerOptions } from './audit/refusal-samp
 import { checkpointVerifiers } from './audit/checkpoints.js';
 import type { AdminAuditEnv } from './admin/ops.js';
 import type { Stores } from './store/types.js';
+import { AnswerSeal } from './ops/answer-seal.js';
 import { StoredAnswerCodec } from './ops/stored-answer.js';
 import { IntermediateRegistry } from './issuers/registry.js';
 
@@ -95,6 +96,8 @@ export interface IssuerContext {
    * answer repeats, put back byte for byte on replay (ops/stored-answer.ts).
    */
   storedAnswers: StoredAnswerCodec;
+  /** Seals each stored answer against a database writer (ops/answer-seal.ts); checked before a replay. */
+  answerSeal: AnswerSeal;
   /**
    * The other issuers' intermediates of the same root (issue #15; issuers/registry.ts): kept
    * current by issuers/runtime.ts, which also sets issuingCas and storedAnswers from it.
@@ -149,6 +152,8 @@ export function createIssuerContext(opts: {
   publicUrl?: string;
   refusalSampling?: RefusalSamplerOptions;
   firmwareProfilesDir?: string;
+  /** The data directory's seal (answer-seal-file.ts); default: a random key that accepts only its own rows. */
+  answerSeal?: AnswerSeal;
 }): IssuerContext {
   const now = opts.now ?? Date.now;
   const engine = new CertificateIssuer({ caCertDer: opts.ca.intermediateDer, caKey: opts.ca.intermediateKey });
@@ -183,6 +188,7 @@ export function createIssuerContext(opts: {
     issuedLeaves: new IssuedLeafMemo(),
     // The exact strings ops/issue.ts puts in every identity answer (chain[1], bundle[0]).
     storedAnswers: new StoredAnswerCodec([opts.ca.intermediatePem.trim() + '\n', opts.ca.rootPem.trim() + '\n']),
+    answerSeal: opts.answerSeal ?? AnswerSeal.ephemeral(),
     intermediates: new IntermediateRegistry({ ca: opts.ca, stores: opts.stores, log: opts.log, now }),
   };
 }

@@ -17,7 +17,10 @@ import { buildHttpsServer, presentServerIdentity } from '../transport/https/serv
 import type { HttpLimits } from '../transport/https/limits.js';
 import type { MqttResponder } from '../transport/mqtt/responder.js';
 import { createLogger, type Logger } from '../util/log.js';
+import { readAuditKey } from './audit/audit-key.js';
 import { startAuditRuntime } from './audit/runtime.js';
+import { ensureAnswerSeal } from './answer-seal-file.js';
+import { IDEMPOTENCY_KEEP_MS } from './ops/answer-seal.js';
 import { loadCaMaterial, openIssuerStores, paths } from './data-dir.js';
 import {
   createIssuerContext,
@@ -38,7 +41,6 @@ import { buildUiServer } from './ui/listener.js';
 import { registerFleetUi } from './ui/routes.js';
 
 /** Idempotency records outlive the longest certificate (24 h) so any retry finds its answer. */
-export const IDEMPOTENCY_KEEP_MS = 48 * 3600_000;
 const PRUNE_EVERY_MS = 3600_000;
 /** Stored answers deleted per statement when pruning (~10 ms of SQLite work each). */
 const PRUNE_CHUNK_ROWS = 2000;
@@ -137,10 +139,15 @@ export class IssuerService {
       ...(cfg.store !== undefined ? { store: cfg.store } : {}),
     });
     try {
+      // Stored answers are sealed under a key derived from audit.key (ops/answer-seal.ts), which
+      // openIssuerStores has just created or checked; a PostgreSQL issuer refuses to open without one.
+      const auditKey = readAuditKey(paths(cfg.dataDir).auditKey);
+      if (!auditKey) throw new SigilError('config_invalid', `${paths(cfg.dataDir).auditKey} is missing`);
       this.ctx = createIssuerContext({
         ca,
         stores,
         log,
+        answerSeal: ensureAnswerSeal(cfg.dataDir, auditKey, Date.now()),
         tlsSans: [cfg.host, ...(cfg.tlsSans ?? []), ...(publicHost ? [publicHost] : [])],
         ...(cfg.firmwareProfilesDir !== undefined ? { firmwareProfilesDir: cfg.firmwareProfilesDir } : {}),
       });

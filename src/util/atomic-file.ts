@@ -253,3 +253,36 @@ function asSigilError(err: unknown, p: string): SigilError {
     { cause: err },
   );
 }
+
+/**
+ * Create `target` with `data` only if no file of that name exists: written to a temp file and
+ * fsynced, then hard-linked into place (link(2) fails with EEXIST, and never follows a link at
+ * the name), so an existing file is never replaced and a reader never sees a torn one. When two
+ * processes race, one wins and the other gets false and reads the winner's file.
+ */
+export function createFileExclusive(target: string, data: string, mode: number): boolean {
+  assertMode(mode);
+  const tmp = `${target}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const fd = fs.openSync(tmp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, mode);
+  try {
+    fs.fchmodSync(fd, mode);
+    fs.writeSync(fd, data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  try {
+    fs.linkSync(tmp, target);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+  try {
+    fsyncDir(path.dirname(path.resolve(target)));
+  } catch {
+    // Directory fsync is best effort (not supported everywhere); the file itself is synced.
+  }
+  return true;
+}

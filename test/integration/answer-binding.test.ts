@@ -417,11 +417,97 @@ describe('(d) a success answer earned by another signer under the victim’s req
   });
 });
 
+/** The database writer's tool: read the answer stored for `requestId` (issuer.db of `dir`). */
+interface StoredRow {
+  request_id: string;
+  request_hash: string;
+  signer: string;
+  op: string;
+  response: string;
+  created_at: number;
+}
+function readRow(db: Database.Database, requestId: string): StoredRow {
+  return db.prepare('SELECT * FROM idempotency WHERE request_id = ?').get(requestId) as StoredRow;
+}
+const recordOf = (r: StoredRow) => ({
+  requestId: r.request_id,
+  requestHash: r.request_hash,
+  signer: r.signer,
+  op: r.op,
+  response: r.response,
+  createdAt: r.created_at,
+});
+
+/**
+ * Rewrite the stored answer of `requestId`: `edit` gets the answer as first sent and returns the
+ * forged one. `sealKey`: re-seal it as the issuer would (a writer who also holds audit.key, e.g.
+ * a peer issuer's host); without it the forged text is stored unsealed.
+ */
+function rewriteStoredAnswer(
+  requestId: string,
+  edit: (p: { result: IdentityResult }) => unknown,
+  sealKey?: Harness['ctx']['answerSeal'],
+): void {
+  const db = new Database(join(h.dir, 'issuer.db'));
+  try {
+    const row = readRow(db, requestId);
+    const text = h.ctx.answerSeal.open(recordOf(row), h.ctx.now());
+    const forged = JSON.stringify(edit(JSON.parse(h.ctx.storedAnswers.expand(text)) as { result: IdentityResult }));
+    const stored = sealKey ? sealKey.seal(recordOf(row), forged) : forged;
+    db.prepare('UPDATE idempotency SET response = ? WHERE request_id = ?').run(stored, requestId);
+  } finally {
+    db.close();
+  }
+}
+
 describe('(e) a stored answer rewritten in the database (the database writer)', () => {
-  it('the issuer replays it signed, but the agent refuses a leaf that does not chain to the pinned root, or a foreign bundle root', async () => {
-    // Whoever can write the issuer's database can rewrite a stored answer; the issuer replays it
-    // byte for byte, signed, when the agent resends that request (a lost answer). A leaf of a CA
-    // of their own for the agent's (public) new key, and their root as the workloads' bundle.
+  it('the issuer refuses to replay a rewritten or unsealed row (stored_answer_invalid), and answers again once it is restored', async () => {
+    // Whoever can write the issuer's database but not read audit.key: the row's seal
+    // (server/ops/answer-seal.ts) no longer matches, whichever column they change.
+    const id = await h.join({ token: await h.token({ bot: 'gw' }) });
+    const { envelope } = await h.renewEnvelope(id);
+    const requestId = payloadOf(envelope).request_id as string;
+    const first = await h.post('renew', envelope);
+    expect(first.status).toBe(200);
+    const db = new Database(join(h.dir, 'issuer.db'));
+    const genuine = readRow(db, requestId);
+    const set = (col: keyof StoredRow, value: string | number): void => {
+      db.prepare(`UPDATE idempotency SET ${col} = ? WHERE request_id = ?`).run(value, requestId);
+    };
+    const refused = async (why: RegExp): Promise<void> => {
+      const res = await h.post('renew', envelope);
+      expect(res.status).toBe(500);
+      expect(res.json).toMatchObject({ code: 'stored_answer_invalid', retryable: true });
+      expect((res.json as { message: string }).message).toMatch(why);
+    };
+    try {
+      // The answer text: a later renew_after, sealed MAC kept.
+      const text = genuine.response.slice(44);
+      set('response', genuine.response.slice(0, 44) + text.replace(/"renew_after":\d+/, '"renew_after":9999999999999'));
+      await refused(/seal .* does not match its row/);
+      // The time it was stored (the MAC covers it, so a row cannot be dated into the legacy window).
+      set('response', genuine.response);
+      set('created_at', genuine.created_at - 1);
+      await refused(/does not match/);
+      set('created_at', genuine.created_at);
+      // The answer stored without a seal, as rows from before sealing were.
+      set('response', text);
+      await refused(/carries no seal/);
+      // Restored: the same request is answered byte for byte.
+      set('response', genuine.response);
+      const again = await h.post('renew', envelope);
+      expect(again.status).toBe(200);
+      expect((again.json as Jws).payload).toBe((first.json as Jws).payload);
+    } finally {
+      db.close();
+    }
+  });
+
+  it('one who also holds audit.key: the issuer replays it signed, but the agent refuses a leaf that does not chain to the pinned root, or a foreign bundle root', async () => {
+    // A writer who can also seal (audit.key from a peer issuer's host) has the issuer replay the
+    // forged answer byte for byte, signed, when the agent resends that request (a lost answer).
+    // The agent's own checks are the last line: a leaf of a CA of their own for the agent's
+    // (public) new key, and their root as the workloads' bundle.
     const id = await h.join({ token: await h.token({ bot: 'gw' }) });
     const { envelope } = await h.renewEnvelope(id);
     const requestId = payloadOf(envelope).request_id as string;
@@ -441,19 +527,8 @@ describe('(e) a stored answer rewritten in the database (the database writer)', 
       notAfter: new Date(Date.now() + 86_400_000),
       subject: [],
     });
-    const plant = (result: Partial<IdentityResult>): void => {
-      const db = new Database(join(h.dir, 'issuer.db'));
-      try {
-        const row = db.prepare('SELECT response FROM idempotency WHERE request_id = ?').get(requestId) as {
-          response: string;
-        };
-        const p = JSON.parse(h.ctx.storedAnswers.expand(row.response)) as { result: IdentityResult };
-        const forged = JSON.stringify({ ...p, result: { ...answered.result, ...result } });
-        db.prepare('UPDATE idempotency SET response = ? WHERE request_id = ?').run(forged, requestId);
-      } finally {
-        db.close();
-      }
-    };
+    const plant = (result: Partial<IdentityResult>): void =>
+      rewriteStoredAnswer(requestId, (p) => ({ ...p, result: { ...answered.result, ...result } }), h.ctx.answerSeal);
     const trust = { rootPem: h.rootPem, caPin: spkiPin(new X509Certificate(h.rootPem)), at: new Date(h.ctx.now()) };
     const replayed = async (): Promise<IdentityResult> => {
       const res = await h.post('renew', envelope);
@@ -485,7 +560,7 @@ describe('(e) a stored answer rewritten in the database (the database writer)', 
     expect((check(await replayed()) as SigilError).message).toMatch(/entry 1/);
   });
 
-  it('a real agent whose renewal answer was lost refuses the rewritten answer on resend, and keeps its identity and request', async () => {
+  it('a real agent whose renewal answer was lost refuses the rewritten answer on resend (rewritten without the key, or with it), and keeps its identity and request', async () => {
     let lose = false;
     let lostId: string | undefined;
     const agent = await agentThrough('planted', (https) => async (op, env, hooks) => {
@@ -504,22 +579,33 @@ describe('(e) a stored answer rewritten in the database (the database writer)', 
       expect((await agent.tick({ force: true })).action).toBe('failed');
       // The database writer rewrites the stored answer: its own root as the bundle.
       const evilPem = toPem('CERTIFICATE', createRootCa({ trustDomain: 'example.org', commonName: 'evil' }).certDer);
+      const evilBundle = (p: { result: IdentityResult }) => ({ ...p, result: { ...p.result, bundle: [evilPem] } });
       const db = new Database(join(h.dir, 'issuer.db'));
-      try {
-        const row = db.prepare('SELECT response FROM idempotency WHERE request_id = ?').get(lostId) as {
-          response: string;
-        };
-        const p = JSON.parse(h.ctx.storedAnswers.expand(row.response)) as { result: IdentityResult };
-        p.result.bundle = [evilPem];
-        db.prepare('UPDATE idempotency SET response = ? WHERE request_id = ?').run(JSON.stringify(p), lostId);
-      } finally {
-        db.close();
-      }
+      const genuine = readRow(db, lostId!).response;
+      db.close();
+      // Without audit.key: the issuer refuses to replay it.
+      rewriteStoredAnswer(lostId!, evilBundle);
+      const refused = await agent.tick();
+      expect(refused.action === 'failed' && refused.error.code).toBe('stored_answer_invalid');
+      expect(agent.state.getIdentity()).toEqual(before);
+      expect(agent.state.getOutbox()).toHaveLength(1);
+      // With it (re-sealed, from the genuine row): the issuer replays it, the agent refuses it.
+      const restore = (): void => {
+        const back = new Database(join(h.dir, 'issuer.db'));
+        back.prepare('UPDATE idempotency SET response = ? WHERE request_id = ?').run(genuine, lostId);
+        back.close();
+      };
+      restore();
+      rewriteStoredAnswer(lostId!, evilBundle, h.ctx.answerSeal);
       const resent = await agent.tick();
       expect(resent.action === 'failed' && resent.error.code).toBe('answer_mismatch');
       expect(agent.state.getIdentity()).toEqual(before);
       expect(agent.state.getBundle()!.rootsPem).toEqual([h.rootPem]);
       expect(agent.state.getOutbox()).toHaveLength(1);
+      // Restored: the resend gets the genuine answer and the agent moves on.
+      restore();
+      expect((await agent.tick()).action).toBe('renewed');
+      expect(agent.state.getOutbox()).toHaveLength(0);
     } finally {
       await agent.close();
     }

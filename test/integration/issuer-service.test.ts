@@ -2,7 +2,7 @@
 // `sigil server start` builds from its flags. Two services in one process share nothing, the
 // serving certificate is rotated by the service's own timer and presented on new handshakes,
 // and stop() releases everything (the port, the stores) so a second start on the data dir works.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
@@ -87,6 +87,30 @@ describe('IssuerService', () => {
     services.push(again);
     await again.start();
     expect(again.url).toBe(s.url);
+  });
+
+  it('seals stored answers under its data directory (audit.key, answer-seal.json): a restart opens them, another issuer does not', async () => {
+    const dir = dataDir('seal.example');
+    const s = await started(dir);
+    const since = s.ctx.answerSeal.legacyBefore;
+    expect(JSON.parse(readFileSync(path.join(dir, 'answer-seal.json'), 'utf8'))).toEqual({
+      v: 1,
+      since: new Date(since).toISOString(),
+    });
+    const fields = {
+      requestId: 'r'.repeat(22),
+      requestHash: 'aa'.repeat(32),
+      signer: 'k',
+      op: 'renew',
+      createdAt: since,
+    };
+    const row = { ...fields, response: s.ctx.answerSeal.seal(fields, '{"v":1}') };
+    await s.stop();
+    const again = await started(dir);
+    expect(again.ctx.answerSeal.legacyBefore).toBe(since);
+    expect(again.ctx.answerSeal.open(row, since)).toBe('{"v":1}');
+    const other = await started(dataDir('seal.example'));
+    expect(() => other.ctx.answerSeal.open(row, since)).toThrow(/does not match its row/);
   });
 
   it('a port in use is a clear config error and leaves nothing running', async () => {

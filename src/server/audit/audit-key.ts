@@ -12,9 +12,9 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
-import { dirname } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
 import { SigilError } from '../../errors.js';
+import { createFileExclusive } from '../../util/atomic-file.js';
 
 export const AUDIT_KEY_FILE = 'audit.key';
 
@@ -101,39 +101,9 @@ export function ensureAuditKey(
         from_seq: head + 1,
         created_at: new Date(now).toISOString(),
       };
-      if (!createExclusive(path, JSON.stringify(file) + '\n')) return { key: readAuditKey(path)!, created: false };
+      if (!createFileExclusive(path, JSON.stringify(file) + '\n', 0o600))
+        return { key: readAuditKey(path)!, created: false };
       return { key: { secret, fromSeq: head + 1, id: keyId(secret) }, created: true };
     })
     .immediate();
-}
-
-/** Write, fsync, then link (fails if the name exists) — an existing key is never replaced. */
-function createExclusive(path: string, text: string): boolean {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  const fd = fs.openSync(tmp, 'wx', 0o600);
-  try {
-    fs.writeSync(fd, text);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  try {
-    fs.linkSync(tmp, path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw e;
-  } finally {
-    fs.rmSync(tmp, { force: true });
-  }
-  try {
-    const dfd = fs.openSync(dirname(path), 'r');
-    try {
-      fs.fsyncSync(dfd);
-    } finally {
-      fs.closeSync(dfd);
-    }
-  } catch {
-    // Directory fsync is best effort (not supported everywhere); the file itself is synced.
-  }
-  return true;
 }

@@ -86,7 +86,7 @@ export async function handleAttest(
     const binding = attestationBinding('attest', req.request_id, attestBindingExtra(Buffer.from(who.leaf.fields.spki)));
 
     const decision = await ctx.stores.withWriteTx(async (tx): Promise<Decision> => {
-      const replay = await replayIfSeen(tx, signed);
+      const replay = await replayIfSeen(ctx, tx, signed);
       if (replay) return { answer: replay };
       const judged = await judgeCurrentIdentity(ctx, tx, who, req.timestamp, now);
       if ('stale' in judged) {

@@ -102,7 +102,7 @@ export async function handleCredential(
     checkFieldsForKind(req);
     const answerKey = answerKeyFor(req, confidential);
 
-    const replay = await replayIfSeen(ctx.stores, signed);
+    const replay = await replayIfSeen(ctx, ctx.stores, signed);
     if (replay) return signResponse(ctx, replay);
 
     const now = ctx.now();
@@ -125,7 +125,7 @@ export async function handleCredential(
     const issued = issueCredential(ctx, { grant, req, inst, now });
     const result = await sealSecrets(issued.result, answerKey);
     const payload = await ctx.stores.withWriteTx(async (tx) => {
-      const again = await replayIfSeen(tx, signed);
+      const again = await replayIfSeen(ctx, tx, signed);
       if (again) return again;
       await tx.certificates.insert(issued.record);
       return recordAnswer(ctx, tx, {

@@ -69,7 +69,7 @@ export async function handleJoin(
     // A join is signed by the key it asks to certify: that key is the signer a replay must match.
     const signed = signedRequest(jws, verified.payloadBytes, req.request_id, { keyHash: spkiHash(csr.spkiDer) });
 
-    const replay = await replayIfSeen(ctx.stores, signed);
+    const replay = await replayIfSeen(ctx, ctx.stores, signed);
     if (replay) return signResponse(ctx, replay);
 
     const skew = req.timestamp - ctx.now();
@@ -127,7 +127,7 @@ export async function handleJoin(
 
     const payload = await ctx.stores.withWriteTx(async (tx) => {
       // Re-check inside the write lock: two copies of one request racing each other.
-      const again = await replayIfSeen(tx, signed);
+      const again = await replayIfSeen(ctx, tx, signed);
       if (again) return again;
       const existing = att.machineId ? await tx.instances.get(att.machineId) : undefined;
       const instanceId = existing?.id ?? att.machineId ?? randomUUID();

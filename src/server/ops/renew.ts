@@ -141,7 +141,7 @@ export async function handleRenew(
 
     const decision = await ctx.stores.withWriteTx(async (tx): Promise<Decision> => {
       // Bound to its signer (./respond.ts); answered even if the certificate has since expired.
-      const replay = await replayIfSeen(tx, signed);
+      const replay = await replayIfSeen(ctx, tx, signed);
       if (replay) return { answer: replay, fresh: false };
       const judged = await judgeCurrentIdentity(ctx, tx, auth.who, r.timestamp, now);
       if ('stale' in judged) {

@@ -43,14 +43,14 @@ export async function recordAnswer<T>(
   },
 ): Promise<string> {
   const json = responsePayload(ctx, a.op, a.request.requestId, a.result, a.request.hash);
-  await tx.idempotency.put({
+  const row = {
     requestId: a.request.requestId,
     requestHash: a.request.hash,
     signer: signerTag(a.request.signer),
     op: a.op,
-    response: ctx.storedAnswers.compact(json),
     createdAt: a.now,
-  });
+  };
+  await tx.idempotency.put({ ...row, response: ctx.answerSeal.seal(row, ctx.storedAnswers.compact(json)) });
   await tx.audit.append({ action: a.op, outcome: 'ok', actor: 'agent', ...a.audit }, a.now);
   return json;
 }
@@ -113,9 +113,15 @@ const signerTag = (s: RequestSigner): string => (s.instanceId ? `${s.instanceId}
  * the rule explicit and survives any future change of what the header carries. `stores`: the
  * issuer's for the early check, the transaction's for the re-check inside it.
  */
-export async function replayIfSeen(stores: TxStores, r: SignedRequest): Promise<string | undefined> {
+export async function replayIfSeen(
+  ctx: IssuerContext,
+  stores: TxStores,
+  r: SignedRequest,
+): Promise<string | undefined> {
   const seen = await stores.idempotency.get(r.requestId);
   if (!seen) return undefined;
+  // The row is the database's word; its seal says the issuer wrote it (./answer-seal.ts).
+  seen.response = ctx.answerSeal.open(seen, ctx.now());
   if (seen.signer === '') return legacyReplay(seen.requestHash, seen.response, r);
   if (seen.signer !== signerTag(r.signer)) {
     throw new SigilError(

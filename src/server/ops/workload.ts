@@ -84,7 +84,7 @@ export async function handleWorkload(
     });
     const answerKey = answerKeyFor(req, confidential);
 
-    const replay = await replayIfSeen(ctx.stores, signed);
+    const replay = await replayIfSeen(ctx, ctx.stores, signed);
     if (replay) return signResponse(ctx, replay);
 
     const now = ctx.now();
@@ -99,7 +99,7 @@ export async function handleWorkload(
           : await signJwt(ctx, await entryFor(ctx, inst, r.entry), r, inst, now, answerKey);
 
     const payload = await ctx.stores.withWriteTx(async (tx) => {
-      const again = await replayIfSeen(tx, signed);
+      const again = await replayIfSeen(ctx, tx, signed);
       if (again) return again;
       if (issued.record) await tx.certificates.insert(issued.record);
       return recordAnswer(ctx, tx, {

@@ -5,6 +5,7 @@
  * whole before the change too), and the one renewal transaction still tells a renewal overtaken
  * by a concurrent one (refused, not locked) from a stale credential (locked).
  */
+import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { namedSigner } from '../../../src/agent/named-signer.js';
@@ -15,6 +16,7 @@ import { b64u, signJws, type Jws } from '../../../src/protocol/jws.js';
 import { PROTOCOL_VERSION, TYP_REQUEST } from '../../../src/protocol/messages.js';
 import type { RenewRequest } from '../../../src/protocol/requests.js';
 import { paths } from '../../../src/server/data-dir.js';
+import { AnswerSeal } from '../../../src/server/ops/answer-seal.js';
 import { handleRenew } from '../../../src/server/ops/renew.js';
 import { newRequestId } from '../../../src/util/secret.js';
 import { startIssuer, type Harness, type Identity } from '../../integration/harness.js';
@@ -128,7 +130,9 @@ describe('stored answers', () => {
     const first = await handleRenew(h.ctx, envelope, null);
     const requestId = (JSON.parse(payloadText(first)) as { request_id: string }).request_id;
     const row = await h.ctx.stores.idempotency.get(requestId);
-    expect(row!.response.startsWith('\u0001')).toBe(true);
+    // Sealed (U+0002 and a 43-character MAC: ops/answer-seal.ts), then compacted (U+0001).
+    expect(row!.response.startsWith('\u0002')).toBe(true);
+    expect(row!.response.charAt(44)).toBe('\u0001');
     // Neither CA certificate is stored (as JSON writes them: newlines escaped).
     for (const pem of [h.ctx.ca.intermediatePem, h.ctx.ca.rootPem])
       expect(row!.response).not.toContain(JSON.stringify(pem.trim()).slice(1, -1));
@@ -142,6 +146,8 @@ describe('stored answers', () => {
     const { envelope } = await h.renewEnvelope(id);
     const first = await handleRenew(h.ctx, envelope, null);
     const requestId = (JSON.parse(payloadText(first)) as { request_id: string }).request_id;
+    // A row from before answers were sealed: this issuer started sealing after it was stored.
+    h.ctx.answerSeal = new AnswerSeal(randomBytes(32), h.ctx.now() + 1);
     const db = new Database(paths(h.dir).db);
     try {
       db.prepare('UPDATE idempotency SET response = ? WHERE request_id = ?').run(payloadText(first), requestId);

@@ -24,11 +24,15 @@ import { b64u, type Jws } from '../../../src/protocol/jws.js';
 import { verifyResponse } from '../../../src/protocol/verify-response.js';
 import type { IssuerContext } from '../../../src/server/issuer.js';
 import { handleRenew } from '../../../src/server/ops/renew.js';
+import { AnswerSeal } from '../../../src/server/ops/answer-seal.js';
 import { replayIfSeen, signedRequest, signErrorResponse, type SignedRequest } from '../../../src/server/ops/respond.js';
 import type { IdempotencyRecord, TxStores } from '../../../src/server/store/types.js';
 import { newRequestId } from '../../../src/util/secret.js';
 import { sign, startIssuer, type Harness, type Identity } from '../../integration/harness.js';
 import { createHash } from 'node:crypto';
+
+// Unsealed rows (createdAt 1) inside the legacy window: these tests are about the bindings, not the seal.
+const legacyCtx = { answerSeal: new AnswerSeal(Buffer.alloc(32), 1e12), now: () => 2 } as unknown as IssuerContext;
 
 let h: Harness;
 beforeAll(async () => {
@@ -302,25 +306,25 @@ describe('idempotency rows (respond.ts)', () => {
 
   it('a legacy answer that names no instance is still answered (a lost answer must not lock the owner out)', async () => {
     const legacy = row({ signer: '', requestHash: 'bb'.repeat(32), response: '{"v":1,"op":"renew","result":{}}' });
-    expect(await replayIfSeen(storesWith(legacy), req())).toBe(legacy.response);
+    expect(await replayIfSeen(legacyCtx, storesWith(legacy), req())).toBe(legacy.response);
     const unparsable = row({ signer: '', requestHash: 'bb'.repeat(32), response: 'not json' });
-    expect(await replayIfSeen(storesWith(unparsable), req())).toBe('not json');
+    expect(await replayIfSeen(legacyCtx, storesWith(unparsable), req())).toBe('not json');
   });
 
   it('the refusals say which binding failed', async () => {
     const other = `request id ${rid} was already used for a different request`;
     const signer = `request id ${rid} was already answered to another signer; this request is refused and recorded`;
-    await expect(replayIfSeen(storesWith(row()), req({ hash: 'cc'.repeat(32) }))).rejects.toThrow(
+    await expect(replayIfSeen(legacyCtx, storesWith(row()), req({ hash: 'cc'.repeat(32) }))).rejects.toThrow(
       new SigilError('request_id_conflict', other),
     );
-    await expect(replayIfSeen(storesWith(row({ signer: '', requestHash: 'dd'.repeat(32) })), req())).rejects.toThrow(
-      new SigilError('request_id_conflict', other),
-    );
-    await expect(replayIfSeen(storesWith(row({ signer: 'i-2 sha256:k1' })), req())).rejects.toThrow(
+    await expect(
+      replayIfSeen(legacyCtx, storesWith(row({ signer: '', requestHash: 'dd'.repeat(32) })), req()),
+    ).rejects.toThrow(new SigilError('request_id_conflict', other));
+    await expect(replayIfSeen(legacyCtx, storesWith(row({ signer: 'i-2 sha256:k1' })), req())).rejects.toThrow(
       new SigilError('request_id_conflict', signer),
     );
     const theirs = row({ signer: '', requestHash: 'bb'.repeat(32), response: '{"result":{"instance_id":"i-2"}}' });
-    await expect(replayIfSeen(storesWith(theirs), req())).rejects.toThrow(
+    await expect(replayIfSeen(legacyCtx, storesWith(theirs), req())).rejects.toThrow(
       new SigilError('request_id_conflict', signer),
     );
   });

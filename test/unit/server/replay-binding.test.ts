@@ -5,8 +5,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import { SigilError } from '../../../src/errors.js';
+import { AnswerSeal } from '../../../src/server/ops/answer-seal.js';
+import type { IssuerContext } from '../../../src/server/issuer.js';
 import { replayIfSeen, type SignedRequest } from '../../../src/server/ops/respond.js';
 import type { IdempotencyRecord, TxStores } from '../../../src/server/store/types.js';
+
+// Unsealed rows (createdAt 1) inside the legacy window: these tests are about the bindings, not the seal.
+const legacyCtx = { answerSeal: new AnswerSeal(Buffer.alloc(32), 1e12), now: () => 2 } as unknown as IssuerContext;
 
 const answer = (instance: string): string =>
   JSON.stringify({ v: 1, op: 'renew', request_id: 'r'.repeat(16), issued_at: 1, result: { instance_id: instance } });
@@ -46,46 +51,60 @@ const codeOf = async (fn: () => Promise<unknown>): Promise<string | undefined> =
 
 describe('replayIfSeen', () => {
   it('answers the same signer with the same request', async () => {
-    expect(await replayIfSeen(storesWith(stored()), req())).toBe(answer('i-1'));
-    expect(await replayIfSeen(storesWith(undefined), req())).toBeUndefined();
+    expect(await replayIfSeen(legacyCtx, storesWith(stored()), req())).toBe(answer('i-1'));
+    expect(await replayIfSeen(legacyCtx, storesWith(undefined), req())).toBeUndefined();
   });
 
   it('refuses the same hash from another signer (instance or key) with request_id_conflict', async () => {
     expect(
       await codeOf(() =>
-        replayIfSeen(storesWith(stored()), req({ signer: { keyHash: 'sha256:k1', instanceId: 'i-2' } })),
+        replayIfSeen(legacyCtx, storesWith(stored()), req({ signer: { keyHash: 'sha256:k1', instanceId: 'i-2' } })),
       ),
     ).toBe('request_id_conflict');
     expect(
       await codeOf(() =>
-        replayIfSeen(storesWith(stored()), req({ signer: { keyHash: 'sha256:k2', instanceId: 'i-1' } })),
+        replayIfSeen(legacyCtx, storesWith(stored()), req({ signer: { keyHash: 'sha256:k2', instanceId: 'i-1' } })),
       ),
     ).toBe('request_id_conflict');
     expect(
       await codeOf(() =>
-        replayIfSeen(storesWith(stored({ signer: 'sha256:k1' })), req({ signer: { keyHash: 'sha256:k1' } })),
+        replayIfSeen(legacyCtx, storesWith(stored({ signer: 'sha256:k1' })), req({ signer: { keyHash: 'sha256:k1' } })),
       ),
     ).toBeUndefined();
   });
 
+  it('refuses a row whose seal fails before any binding is looked at (stored_answer_invalid)', async () => {
+    const other = new AnswerSeal(Buffer.alloc(32, 1), 0);
+    const forged = stored({ createdAt: 5 });
+    forged.response = other.seal(forged, answer('i-1'));
+    expect(await codeOf(() => replayIfSeen(legacyCtx, storesWith(forged), req()))).toBe('stored_answer_invalid');
+    // The same row sealed with the issuer's key is answered.
+    const ctx = { answerSeal: new AnswerSeal(Buffer.alloc(32), 0), now: () => 6 } as unknown as IssuerContext;
+    const genuine = stored({ createdAt: 5 });
+    genuine.response = (ctx.answerSeal as AnswerSeal).seal(genuine, answer('i-1'));
+    expect(await replayIfSeen(ctx, storesWith(genuine), req())).toBe(answer('i-1'));
+  });
+
   it('refuses other content from the same signer', async () => {
-    expect(await codeOf(() => replayIfSeen(storesWith(stored()), req({ hash: 'cc'.repeat(32) })))).toBe(
+    expect(await codeOf(() => replayIfSeen(legacyCtx, storesWith(stored()), req({ hash: 'cc'.repeat(32) })))).toBe(
       'request_id_conflict',
     );
   });
 
   it('answers a row stored before migration 4 by payload hash, only to the instance it was for', async () => {
     const legacy = stored({ signer: '', requestHash: 'bb'.repeat(32) });
-    expect(await replayIfSeen(storesWith(legacy), req())).toBe(answer('i-1'));
+    expect(await replayIfSeen(legacyCtx, storesWith(legacy), req())).toBe(answer('i-1'));
     expect(
       await codeOf(() =>
-        replayIfSeen(storesWith(legacy), req({ signer: { keyHash: 'sha256:k9', instanceId: 'i-2' } })),
+        replayIfSeen(legacyCtx, storesWith(legacy), req({ signer: { keyHash: 'sha256:k9', instanceId: 'i-2' } })),
       ),
     ).toBe('request_id_conflict');
-    expect(await codeOf(() => replayIfSeen(storesWith(legacy), req({ legacyHash: 'dd'.repeat(32) })))).toBe(
+    expect(await codeOf(() => replayIfSeen(legacyCtx, storesWith(legacy), req({ legacyHash: 'dd'.repeat(32) })))).toBe(
       'request_id_conflict',
     );
     // A legacy join answer: its payload hash binds the key (the CSR that verified the envelope).
-    expect(await replayIfSeen(storesWith(legacy), req({ signer: { keyHash: 'sha256:k1' } }))).toBe(answer('i-1'));
+    expect(await replayIfSeen(legacyCtx, storesWith(legacy), req({ signer: { keyHash: 'sha256:k1' } }))).toBe(
+      answer('i-1'),
+    );
   });
 });
