@@ -35,6 +35,8 @@ export function openAgentDbReadOnly(dataDir: string): AgentDb | undefined {
   }
   if (st.isSymbolicLink()) throw new SigilError('unsafe_path', `refusing to open ${file}: it is a symbolic link`);
   if (!st.isFile()) throw new SigilError('unsafe_path', `refusing to open ${file}: it is not a regular file`);
+  const planted = readOnlyStateProblem(path.dirname(file), fs.statSync(path.dirname(file)), file, st);
+  if (planted) throw new SigilError('unsafe_path', planted);
   const live = fs.existsSync(`${file}-wal`) && fs.existsSync(`${file}-shm`);
   let db: AgentDb;
   try {
@@ -71,6 +73,25 @@ export function openAgentDbReadOnly(dataDir: string): AgentDb | undefined {
     throw new SigilError('internal', `cannot read agent state ${file}`, { cause: err });
   }
   return db;
+}
+
+/**
+ * Why state read for display only is refused, or undefined. `sigil agent status` is often run by
+ * root for an agent that runs as another user, so it cannot ask, as the agent does
+ * (./dir-perms.ts), that the files be its own. It asks that nobody but the directory's owner
+ * (the agent's user) could have written them: the directory and agent.db not writable by group or
+ * others, and agent.db owned by the directory's owner (or root). Otherwise what status shows —
+ * identity, expiry, pending renewals — could be another user's invention.
+ */
+export function readOnlyStateProblem(dir: string, dirSt: fs.Stats, file: string, st: fs.Stats): string | undefined {
+  const mode = (x: fs.Stats): string => `mode ${(x.mode & 0o7777).toString(8).padStart(4, '0')}, owner uid ${x.uid}`;
+  if ((dirSt.mode & 0o022) !== 0)
+    return `refusing to show agent state from ${dir}: the directory is writable by group or others (${mode(dirSt)}), so anyone could have put ${file} there; run: chmod go-w ${dir}`;
+  if ((st.mode & 0o022) !== 0)
+    return `refusing to show agent state ${file}: it is writable by group or others (${mode(st)}); run: chmod 600 ${file}`;
+  if (st.uid !== dirSt.uid && st.uid !== 0)
+    return `refusing to show agent state ${file}: it is owned by uid ${st.uid}, not by uid ${dirSt.uid} who owns ${dir} (${mode(st)}); if you did not put it there, remove it`;
+  return undefined;
 }
 
 function fromSnapshot(file: string): AgentDb {

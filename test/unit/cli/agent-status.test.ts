@@ -4,12 +4,13 @@
  * mqtt_client_cert only for an agent with an mqtt transport, gives the next attempt the daemon
  * will really make, and says what to do next for an identity that cannot be used.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openAgentState, openAgentStateReadOnly, type AgentStatus } from '../../../src/agent/state/index.js';
+import type { SigilError } from '../../../src/errors.js';
 import { agentStatus, nextAttemptAt, nextStepHint } from '../../../src/agent/status.js';
 import { fakeIdentity } from '../../helpers/agent-identity.js';
 
@@ -54,6 +55,42 @@ describe('openAgentStateReadOnly: status never creates anything', () => {
     r.close();
     expect(readdirSync(dd).sort()).toEqual(before);
   });
+
+  it.runIf(process.getuid?.() === 0)(
+    "refuses state another user could have written (unsafe_path), and reads an agent user's own state as root",
+    () => {
+      const dd = join(dir, 'data');
+      const w = openAgentState(dd);
+      w.saveIdentity(id);
+      w.close();
+      const db = join(dd, 'agent.db');
+      const refusal = (): string | undefined => {
+        try {
+          openAgentStateReadOnly(dd)?.close();
+          return undefined;
+        } catch (e) {
+          expect((e as SigilError).code).toBe('unsafe_path');
+          return (e as Error).message;
+        }
+      };
+      // The agent runs as uid 65534: its directory and database are its own; root reads them.
+      chownSync(dd, 65534, 65534);
+      chownSync(db, 65534, 65534);
+      expect(refusal()).toBeUndefined();
+      // Another user's database in the agent's directory (planted before it was tightened).
+      chownSync(db, 65533, 65533);
+      expect(refusal()).toMatch(/agent\.db: it is owned by uid 65533, not by uid 65534 who owns/);
+      chownSync(db, 65534, 65534);
+      // A database or a directory anyone could write.
+      chmodSync(db, 0o666);
+      expect(refusal()).toMatch(/agent\.db: it is writable by group or others \(mode 0666/);
+      chmodSync(db, 0o600);
+      chmodSync(dd, 0o777);
+      expect(refusal()).toMatch(/from .*data: the directory is writable by group or others \(mode 0777/);
+      chmodSync(dd, 0o700);
+      expect(refusal()).toBeUndefined();
+    },
+  );
 
   it('while the agent has it open: sees its latest commit (from the WAL)', () => {
     const dd = join(dir, 'data');
