@@ -234,6 +234,11 @@ export const ERROR_TABLE = {
     message: 'the certified key is not the key of the certificate request',
   },
   device_not_registered: { status: 403, retryable: false, message: 'the device is not registered with this issuer' },
+  device_serial_mismatch: {
+    status: 403,
+    retryable: false,
+    message: "the device certificate's subject serialNumber is not the serial its manifest line registered",
+  },
   x509_tpm_binding_invalid: {
     status: 401,
     retryable: false,

@@ -77,6 +77,9 @@ function buildPki(): void {
     '20210101000000Z',
   );
   leaves.notAllowed = pki.leaf('db-07', inter, subj('db-07', 'DB0007'), { kind: 'ec' });
+  // A real device whose manifest line was edited on its way to the issuer: registered under
+  // another device's serial (GW0001, leaves.ec's).
+  leaves.renamed = pki.leaf('gw-renamed-09', inter, subj('gw-renamed-09', 'GW0009'), { kind: 'ec' });
   ca.revoke(leaves.revoked);
   crlFile = ca.gencrl(pki.path('inter.crl'));
 
@@ -201,7 +204,10 @@ beforeAll(async () => {
           provisioned_at: '2025-01-01T00:00:00Z',
         }),
       )
-      .join('\n') + '\n',
+      .join('\n') +
+      '\n' +
+      JSON.stringify({ serial: 'GW0001', idevid_fingerprint: pki.fingerprint(leaves.renamed!.cert) }) +
+      '\n',
   );
   const r = await sigil([
     'ctl',
@@ -216,7 +222,7 @@ beforeAll(async () => {
     'json',
   ]);
   expect(r.stderr).toBe('');
-  expect(JSON.parse(r.stdout)).toMatchObject({ lines: 6, created: 6, updated: 0, unchanged: 0, rule: 'factory' });
+  expect(JSON.parse(r.stdout)).toMatchObject({ lines: 7, created: 7, updated: 0, unchanged: 0, rule: 'factory' });
 }, 120_000);
 
 afterAll(async () => {
@@ -292,6 +298,11 @@ describe('x509 join with an openssl-made enterprise PKI', () => {
   it('refuses a device that is not in the imported manifest: device_not_registered', async () => {
     const e = await expectJoinRefused(agentFor(leaves.unregistered!), 'device_not_registered');
     expect(e.message).toContain('sigil ctl devices import');
+  });
+
+  it('refuses a device registered under a serial its certificate does not name (an edited manifest): device_serial_mismatch', async () => {
+    const e = await expectJoinRefused(agentFor(leaves.renamed!), 'device_serial_mismatch');
+    expect(e.message).toMatch(/names device serial GW0009, but the imported manifest registered .* as device GW0001/);
   });
 
   it('refuses a revoked device (CRL from `openssl ca -gencrl`): x509_revoked', async () => {

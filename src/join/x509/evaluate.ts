@@ -8,6 +8,8 @@
  */
 import { SigilError } from '../../errors.js';
 import type { DeviceRecord, JoinAttestPort, JoinRule } from '../port.js';
+import { attributeValues } from '../../pki/name-reader.js';
+import { OID } from '../../pki/oids.js';
 import { checkAllowed } from './allow.js';
 import { describeCert, type ParsedCert } from '../x509-cert.js';
 import { checkRevocation } from '../x509-crl.js';
@@ -85,6 +87,18 @@ async function registration(
     throw new SigilError(
       'device_not_registered',
       `device ${device.serial} is registered for join_rule ${device.rule}, not ${rule}`,
+    );
+  }
+  // The manifest is not signed; the certificate is. A device certificate that names its serial
+  // (IEEE 802.1AR: the subject's serialNumber) must name the one the manifest registered, so
+  // whoever edits a manifest on its way to the issuer cannot register one real device under
+  // another's serial (the serial becomes the instance's device_serial fact, which policy and
+  // workload entries may select on).
+  const named = attributeValues(leaf.subject, OID.serialNumber);
+  if (named.length > 0 && !named.includes(device.serial)) {
+    throw new SigilError(
+      'device_serial_mismatch',
+      `${describeCert(leaf)} names device serial ${named.join(', ')}, but the imported manifest registered its fingerprint ${leaf.fingerprint} as device ${device.serial}; re-import the factory's manifest`,
     );
   }
   return device;
