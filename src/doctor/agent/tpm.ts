@@ -9,7 +9,7 @@
  * The timeout is generous: CreatePrimary takes 50–200 ms on real chips (ARCHITECTURE "Facts").
  */
 import type { AgentConfig } from '../../agent/config.js';
-import { fail, ok, type Check, type CheckOutcome } from '../types.js';
+import { fail, ok, warn, type Check, type CheckOutcome } from '../types.js';
 import type { AgentDoctorContext } from './context.js';
 
 const EK_HANDLES = [0x81010001, 0x81010016, 0x81010002] as const;
@@ -38,6 +38,20 @@ export async function tpmNeed(cfg: AgentConfig): Promise<TpmNeed | undefined> {
     if (ref) return { tcti: ref.tcti, why: 'join.x509 TPM key', deviceKey: ref.handle };
   }
   return undefined;
+}
+
+/**
+ * Whether the TCTI reaches the TPM over TCP (swtpm:host=…,port=… or swtpm's default
+ * localhost:2321; mssim, tpm2-tss's simulator TCTI): a port any local user can connect to, unlike
+ * the device (file permissions), a Unix socket (its mode) or tabrmd (D-Bus policy).
+ */
+export function overTcp(tcti: string): boolean {
+  const t = tcti.trim();
+  const colon = t.indexOf(':');
+  const name = colon < 0 ? t : t.slice(0, colon);
+  const conf = colon < 0 ? '' : t.slice(colon + 1);
+  if (name === 'mssim') return true;
+  return name === 'swtpm' && !/(^|,)\s*path\s*=/.test(conf);
 }
 
 /** Whether Tpm.open reaches this TCTI through libtss2-tctildr (tpm/transport/open.ts) rather than a built-in transport. */
@@ -121,7 +135,14 @@ export const tpmCheck = (need: TpmNeed): Check<AgentDoctorContext> => ({
           );
         found.push(`device key at ${hex(need.deviceKey)}`);
       }
-      return ok(`${need.tcti} (${need.why}): ${found.join(', ')}`);
+      const detail = `${need.tcti} (${need.why}): ${found.join(', ')}`;
+      // docs/security.md "The TPM's door is the agent's TCTI": a TCP TCTI has no access control.
+      if (overTcp(need.tcti))
+        return warn(
+          `${detail}; but ${need.tcti} is a TCP port every local user can send TPM commands to (a tpm join of their own gets this machine's instance)`,
+          'outside tests use device:/dev/tpmrm0 (group tss), or swtpm:path=<unix socket> with mode 0600',
+        );
+      return ok(detail);
     } catch (e) {
       if (signal.aborted) throw e;
       const msg = (e as Error)?.message ?? String(e);
