@@ -482,8 +482,8 @@ describe('(e) a stored answer rewritten in the database (the database writer)', 
     };
     try {
       // The answer text: a later renew_after, sealed MAC kept.
-      const text = genuine.response.slice(44);
-      set('response', genuine.response.slice(0, 44) + text.replace(/"renew_after":\d+/, '"renew_after":9999999999999'));
+      const text = genuine.response.slice(65);
+      set('response', genuine.response.slice(0, 65) + text.replace(/"renew_after":\d+/, '"renew_after":9999999999999'));
       await refused(/seal .* does not match its row/);
       // The time it was stored (the MAC covers it, so a row cannot be dated into the legacy window).
       set('response', genuine.response);

@@ -8,7 +8,7 @@
  * column the replay decision reads: request id, request hash, signer, operation, time and the
  * stored text. A row that fails it is never replayed (`stored_answer_invalid`).
  *
- * Stored form: U+0002, the 43-character base64url MAC, then the text as ./stored-answer.ts
+ * Stored form: U+0002, the 64-hex-digit MAC, then the text as ./stored-answer.ts
  * compacted it (which starts with U+0001 or "{"; JSON.stringify never writes a raw control
  * character, so the marker cannot be part of an answer).
  *
@@ -18,15 +18,17 @@
  * before the upgrade is still found, and from one retention after the upgrade no unsealed row is
  * accepted at all — by then the pruning has removed every genuine one.
  */
-import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hkdfSync, randomBytes } from 'node:crypto';
 import { SigilError } from '../../errors.js';
 import type { IdempotencyRecord } from '../store/types.js';
+import { hmacSha256Hex } from '../../util/hmac-sha256.js';
+import { constantTimeEqual } from '../../util/secret.js';
 
 /** How long stored answers are kept (and replayable); service.ts prunes older ones. */
 export const IDEMPOTENCY_KEEP_MS = 48 * 3600_000;
 
 const SEAL = '\u0002';
-const MAC_CHARS = 43; // base64url of 32 bytes, unpadded
+const MAC_CHARS = 64; // hex of 32 bytes
 const HKDF_INFO = 'sigil stored-answer seal v1';
 
 export class AnswerSeal {
@@ -51,7 +53,7 @@ export class AnswerSeal {
 
   /** The form to store for `rec` whose stored text (./stored-answer.ts compact) is `text`. */
   seal(rec: Omit<IdempotencyRecord, 'response'>, text: string): string {
-    return SEAL + this.#mac(rec, text).toString('base64url') + text;
+    return SEAL + this.#mac(rec, text) + text;
   }
 
   /**
@@ -68,9 +70,7 @@ export class AnswerSeal {
       );
     }
     const text = stored.slice(1 + MAC_CHARS);
-    const got = Buffer.from(stored.slice(1, 1 + MAC_CHARS), 'base64url');
-    const want = this.#mac(rec, text);
-    if (got.length !== want.length || !timingSafeEqual(got, want)) {
+    if (!constantTimeEqual(stored.slice(1, 1 + MAC_CHARS), this.#mac(rec, text))) {
       throw new SigilError(
         'stored_answer_invalid',
         `the seal of the answer stored for request id ${rec.requestId} does not match its row (changed outside the issuer, or sealed with another audit.key)`,
@@ -79,15 +79,12 @@ export class AnswerSeal {
     return text;
   }
 
-  #mac(rec: Omit<IdempotencyRecord, 'response'>, text: string): Buffer {
-    // Each field length-prefixed, so no two different rows feed the MAC the same bytes.
-    const h = createHmac('sha256', this.#key);
-    for (const field of [rec.requestId, rec.requestHash, rec.signer, rec.op, String(rec.createdAt), text]) {
-      const b = Buffer.from(field);
-      const len = Buffer.allocUnsafe(4);
-      len.writeUInt32BE(b.length);
-      h.update(len).update(b);
-    }
-    return h.digest();
+  #mac(rec: Omit<IdempotencyRecord, 'response'>, text: string): string {
+    // Each field prefixed by its length, so no two different rows feed the MAC the same text.
+    // One-shot HMAC (util/hmac-sha256.ts): no native Hmac object per renewal for the GC to reap.
+    let m = '';
+    for (const field of [rec.requestId, rec.requestHash, rec.signer, rec.op, String(rec.createdAt), text])
+      m += `${field.length}:${field}`;
+    return hmacSha256Hex(this.#key, m);
   }
 }

@@ -60,7 +60,7 @@ describe('AnswerSeal', () => {
       { createdAt: T0 - 1 },
       { response: sealed.replace('"renew_after":1', '"renew_after":9') },
       // A MAC one character short, or of another key.
-      { response: sealed.slice(0, 43) + sealed.slice(44) },
+      { response: sealed.slice(0, 64) + sealed.slice(65) },
       { response: new AnswerSeal(Buffer.alloc(32, 8), 0).seal(fields, text) },
     ];
     for (const over of changed) {

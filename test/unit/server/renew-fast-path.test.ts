@@ -130,9 +130,9 @@ describe('stored answers', () => {
     const first = await handleRenew(h.ctx, envelope, null);
     const requestId = (JSON.parse(payloadText(first)) as { request_id: string }).request_id;
     const row = await h.ctx.stores.idempotency.get(requestId);
-    // Sealed (U+0002 and a 43-character MAC: ops/answer-seal.ts), then compacted (U+0001).
+    // Sealed (U+0002 and a 64-hex-digit MAC: ops/answer-seal.ts), then compacted (U+0001).
     expect(row!.response.startsWith('\u0002')).toBe(true);
-    expect(row!.response.charAt(44)).toBe('\u0001');
+    expect(row!.response.charAt(65)).toBe('\u0001');
     // Neither CA certificate is stored (as JSON writes them: newlines escaped).
     for (const pem of [h.ctx.ca.intermediatePem, h.ctx.ca.rootPem])
       expect(row!.response).not.toContain(JSON.stringify(pem.trim()).slice(1, -1));
