@@ -30,6 +30,12 @@ export interface Attested {
   bot: string;
   /** Stable machine id (e.g. from the EK); undefined → a new random instance for each join. */
   machineId?: string;
+  /**
+   * Who vouched for `machineId` when it is a claim rather than a proof (oidc: the token's
+   * issuer, whose key can sign any pod uid). Recorded on the instance; a re-join whose authority
+   * differs is refused `instance_conflict` (server/ops/join.ts). Absent for proven ids (an EK).
+   */
+  machineIdAuthority?: string;
   /** Facts recorded on the instance and in the audit log (never secrets). */
   facts: Record<string, unknown>;
   joinRule?: string;

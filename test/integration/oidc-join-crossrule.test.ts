@@ -2,8 +2,9 @@
  * OIDC joins across rules (review of issue #16):
  *   - a token spent under a rule with a short clock skew is remembered until its exp plus the
  *     LARGEST skew any rule may allow, so a laxer rule trusting the same issuer cannot take it again;
- *   - a token from a second Kubernetes cluster (another rule, another bot) naming a pod uid of the
- *     first cannot re-join — and so take over, bump and lock — the first cluster's instance.
+ *   - a token from a second Kubernetes cluster (another rule, of another bot or of the same bot)
+ *     naming a pod uid of the first cannot re-join — and so take over, bump and lock — the first
+ *     cluster's instance.
  * A fake IdP (test/helpers/fake-oidc.ts) signs for both clusters with one key: the routing is
  * what is tested, not a key compromise.
  */
@@ -91,6 +92,13 @@ spec:
   oidc: { provider: kubernetes, issuer: "${base}/prod-cluster", audience: ${AUD}, ca_file: ${ca}, allow: [ { namespace: prod } ] }
 ---
 kind: join_rule
+name: k8s-prod-eu
+spec:
+  method: oidc
+  bot: prod
+  oidc: { provider: kubernetes, issuer: "${base}/prod-eu-cluster", audience: ${AUD}, ca_file: ${ca}, allow: [ { namespace: prod } ] }
+---
+kind: join_rule
 name: k8s-dev
 spec:
   method: oidc
@@ -154,6 +162,36 @@ describe('machine id shared across issuers / bots', () => {
     expect(inst.bot).toBe('prod');
     expect(inst.generation).toBe(1);
     expect(inst.facts.oidc_rule).toBe('k8s-prod');
+  });
+
+  it("a second cluster mapped to the SAME bot naming a victim pod's uid does not re-join it; the victim's own cluster still does", async () => {
+    h.clock.offsetMs = 0;
+    const podUid = randomUUID();
+    const victim = await run.exchange(
+      tokenAgent(await idp.sign(k8s(`${base}/prod-cluster`, podUid, 'prod'), { now: h.ctx.now() })),
+    );
+    expect(victim.payload.result.bot).toBe('prod');
+    const before = (await h.ctx.stores.instances.get(`k8s-${podUid}`))!;
+    expect(before.facts.machine_id_authority).toBe(`${base}/prod-cluster`);
+
+    // prod-eu's issuer (another cluster of the same bot) names the pod uid of a prod pod.
+    const attacker = await h.ctx.stores.audit.list();
+    const out = await joinOutcome(await idp.sign(k8s(`${base}/prod-eu-cluster`, podUid, 'prod'), { now: h.ctx.now() }));
+    expect(out).toEqual({ ok: false, code: 'instance_conflict' });
+    const refusal = (await h.ctx.stores.audit.list()).slice(attacker.length).find((a) => a.outcome === 'refused');
+    expect(JSON.stringify(refusal?.details)).toMatch(
+      /was joined on the word of .*prod-cluster; this join names it on the word of .*prod-eu-cluster/,
+    );
+    const inst = (await h.ctx.stores.instances.get(`k8s-${podUid}`))!;
+    expect({ generation: inst.generation, rule: inst.facts.oidc_rule, locked: inst.locked }).toEqual({
+      generation: 1,
+      rule: 'k8s-prod',
+      locked: false,
+    });
+
+    // The pod's own cluster re-joins it (a fresh token): the same instance, the next generation.
+    const again = await joinOutcome(await idp.sign(k8s(`${base}/prod-cluster`, podUid, 'prod'), { now: h.ctx.now() }));
+    expect(again).toMatchObject({ ok: true, result: { instance_id: `k8s-${podUid}`, generation: 2 } });
   });
 
   it('...and the victim keeps working (its current identity is not turned into a "stolen" stale generation)', async () => {

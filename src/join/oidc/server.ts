@@ -116,7 +116,7 @@ export class OidcJoinServer implements JoinMethodServer {
 
     return {
       bot: rule.bot,
-      ...(value.machineId !== undefined ? { machineId: value.machineId } : {}),
+      ...(value.machineId !== undefined ? { machineId: value.machineId, machineIdAuthority: issuer } : {}),
       facts: value.facts,
       joinRule: rule.name,
       // The job or pod fetches a fresh token whenever it needs to join again.

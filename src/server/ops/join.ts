@@ -42,6 +42,9 @@ function parseJoinCsr(methods: JoinMethods, text: string): ParsedCsr {
   return csr;
 }
 
+/** The instance fact recording who vouched for a claimed machine id (join/types.ts Attested.machineIdAuthority). */
+export const MACHINE_ID_AUTHORITY = 'machine_id_authority';
+
 export async function handleJoin(
   ctx: IssuerContext,
   body: unknown,
@@ -138,7 +141,8 @@ export async function handleJoin(
       // The fleet view's transport and agent version (./agent-facts.ts), after the method's facts:
       // what the issuer saw wins over a same-named fact. Written with the facts, no extra statement.
       const seen = agentFactsUpdate(existing?.facts ?? {}, { carrier, agentVersion: r.agent_version });
-      const facts = seen ? { ...att.facts, ...seen } : att.facts;
+      const vouched = att.machineIdAuthority === undefined ? {} : { [MACHINE_ID_AUTHORITY]: att.machineIdAuthority };
+      const facts = { ...att.facts, ...vouched, ...seen };
       if (existing) {
         if (existing.locked)
           throw new SigilError(
@@ -159,6 +163,20 @@ export async function handleJoin(
           throw new SigilError(
             'instance_conflict',
             `machine id ${existing.id} is an instance of bot "${existing.bot}" joined by ${existing.joinMethod}${typeof joinedBy === 'string' ? ` (join_rule ${joinedBy})` : ''}; this join (bot "${bot.name}", ${method.name}${att.joinRule ? `, join_rule ${att.joinRule}` : ''}) may not take it over`,
+          );
+        // A claimed machine id (a pod uid) vouched for by another authority — a second cluster
+        // mapped to the SAME bot naming a pod of the first — is someone else's claim about this
+        // machine, not a re-join of it. (Instances from before the authority was recorded take it
+        // from their next re-join.)
+        const vouchedBy = existing.facts[MACHINE_ID_AUTHORITY];
+        if (
+          att.machineIdAuthority !== undefined &&
+          typeof vouchedBy === 'string' &&
+          vouchedBy !== att.machineIdAuthority
+        )
+          throw new SigilError(
+            'instance_conflict',
+            `machine id ${existing.id} was joined on the word of ${vouchedBy}; this join names it on the word of ${att.machineIdAuthority} (join_rule ${att.joinRule ?? '?'}), which may not take it over`,
           );
         await tx.instances.updateFacts(existing.id, facts, now);
       } else {
