@@ -5,8 +5,9 @@
  * database writer could plant an unsealed row dated just before any restart), so it lives in the
  * data directory beside audit.key, outside the database, and is written once, never replaced.
  *
- * Format: {"v":1,"since":"<ISO time>"}. `server init` writes it with the directory; a directory
- * from before sealing gets it at the next `server start`.
+ * Format: {"v":1,"since":"<ISO time>"}. `server init` writes it with since = 0 (no legacy rows),
+ * `server add-issuer` copies the first issuer's, and a directory from before sealing gets it
+ * (since = then) at its next `server start`.
  */
 import fs from 'node:fs';
 import { join } from 'node:path';
@@ -17,16 +18,36 @@ import { AnswerSeal } from './ops/answer-seal.js';
 
 export const ANSWER_SEAL_FILE = 'answer-seal.json';
 
-/** The seal of the issuer serving `dir` (the file created at `now` when missing). */
+/**
+ * The seal of the issuer serving `dir`. A directory from before sealing gets the file at its
+ * first start (since = `now`). `since` is never taken later than `now`: a clock that ran fast
+ * when the file was written must not keep the legacy window open.
+ */
 export function ensureAnswerSeal(dir: string, auditKey: AuditKey, now: number): AnswerSeal {
-  const path = join(dir, ANSWER_SEAL_FILE);
-  let since = readSince(path);
+  let since = readAnswerSealSince(dir);
   if (since === undefined) {
-    createFileExclusive(path, JSON.stringify({ v: 1, since: new Date(now).toISOString() }) + '\n', 0o600);
+    writeAnswerSealFile(dir, now);
     // Created here, or by a racing process a moment ago: read what won.
-    since = readSince(path)!;
+    since = readAnswerSealSince(dir)!;
   }
-  return new AnswerSeal(auditKey.secret, since);
+  return new AnswerSeal(auditKey.secret, Math.min(since, now));
+}
+
+/**
+ * Write `<dir>/answer-seal.json` unless it exists. `server init` writes since = 0: a new data
+ * directory has no answers stored before sealing, so it accepts no unsealed row at all.
+ */
+export function writeAnswerSealFile(dir: string, since: number): void {
+  createFileExclusive(
+    join(dir, ANSWER_SEAL_FILE),
+    JSON.stringify({ v: 1, since: new Date(since).toISOString() }) + '\n',
+    0o600,
+  );
+}
+
+/** The `since` of `<dir>/answer-seal.json` (unix ms), or undefined when there is none. */
+export function readAnswerSealSince(dir: string): number | undefined {
+  return readSince(join(dir, ANSWER_SEAL_FILE));
 }
 
 function readSince(path: string): number | undefined {

@@ -28,6 +28,7 @@ import { assertDataDirSecure, prepareDataDir } from './data-dir-perms.js';
 import { readPrivateKeyFile } from './key-file.js';
 import { ensureAuditKey, readAuditKey, AUDIT_KEY_FILE } from './audit/audit-key.js';
 import { CHECKPOINT_FILE } from './audit/checkpoints.js';
+import { writeAnswerSealFile } from './answer-seal-file.js';
 import {
   asyncSqliteStoresOn,
   openSqlite,
@@ -184,6 +185,8 @@ function finishInit(
 ): InitResult {
   const p = paths(dir);
   writeFileAtomic(p.adminToken, adminToken + '\n', { mode: 0o600 });
+  // A new directory has stored no answer before sealing: it accepts no unsealed row (./answer-seal-file.ts).
+  writeAnswerSealFile(dir, 0);
   const meta: IssuerMeta = {
     trust_domain: trustDomain,
     created_at: new Date().toISOString(),

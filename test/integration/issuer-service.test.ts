@@ -93,6 +93,18 @@ describe('IssuerService', () => {
     const dir = dataDir('seal.example');
     const s = await started(dir);
     const since = s.ctx.answerSeal.legacyBefore;
+    // `server init` wrote since = 0: a new issuer has no unsealed answers to honour, and accepts
+    // none (one dated just before its first start would otherwise be replayed; review of session 14).
+    expect(since).toBe(0);
+    const planted = {
+      requestId: 'p'.repeat(22),
+      requestHash: 'aa'.repeat(32),
+      signer: 'k',
+      op: 'renew',
+      createdAt: Date.now() - 1000,
+      response: '{"v":1}',
+    };
+    expect(() => s.ctx.answerSeal.open(planted, Date.now())).toThrow(/carries no seal/);
     expect(JSON.parse(readFileSync(path.join(dir, 'answer-seal.json'), 'utf8'))).toEqual({
       v: 1,
       since: new Date(since).toISOString(),

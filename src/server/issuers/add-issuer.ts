@@ -18,6 +18,7 @@
  * intermediate is registered too (as "primary", or its issuer.json `issuer_name`) when it is not
  * yet: from then on both know each other.
  */
+import { readAnswerSealSince, writeAnswerSealFile } from '../answer-seal-file.js';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 
@@ -170,6 +171,10 @@ function writeIssuerDir(
     for (const k of Object.keys(fromKeys) as Array<keyof typeof fromKeys>)
       writeFileAtomic(toKeys[k], readFileSync(fromKeys[k]), { mode: 0o600 });
     writeFileAtomic(to.auditKey, readFileSync(from.auditKey), { mode: 0o600 });
+    // The same seal window as the first issuer: a new issuer must not open a fresh one for
+    // unsealed rows (ops/answer-seal.ts). A first issuer that never started sealed nothing yet:
+    // since = 0 here, so unsealed rows it stores are refused by this one (docs/security.md).
+    writeAnswerSealFile(outDir, readAnswerSealSince(rootDir) ?? 0);
     writeFileAtomic(to.adminToken, readFileSync(from.adminToken), { mode: 0o600 });
     const out: IssuerMetaWithName = {
       trust_domain: meta.trust_domain,

@@ -129,6 +129,14 @@ describe('answer-seal.json', () => {
     expect(later.open(sealed, T0)).toBe(text);
   });
 
+  it('takes a since later than now as now (a clock that ran fast must not hold the window open)', () => {
+    writeFileSync(
+      join(dir, ANSWER_SEAL_FILE),
+      JSON.stringify({ v: 1, since: new Date(T0 + 86_400_000).toISOString() }),
+    );
+    expect(ensureAnswerSeal(dir, key, T0).legacyBefore).toBe(T0);
+  });
+
   it('refuses a malformed file or a symlink, naming the file', () => {
     const path = join(dir, ANSWER_SEAL_FILE);
     writeFileSync(path, '{"v":1,"since":"yesterday"}');
