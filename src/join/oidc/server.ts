@@ -35,6 +35,19 @@ async function keysFor(caches: JoinCaches, r: OidcRule, issuer: string, now: num
   return { url, ca };
 }
 
+/**
+ * Who vouches for a machine id the token claims (a pod uid): the token issuer, and the key set
+ * the rule verifies it with when the rule pins one. `iss` alone does not name a cluster:
+ * self-managed clusters often share one (kubeadm's and k3s's default is
+ * https://kubernetes.default.svc.cluster.local) and are told apart only by their keys
+ * (`jwks_file` / `jwks_url`). Keys rotated in place (the same file or URL) keep the authority.
+ */
+export function machineIdAuthority(r: OidcRule, issuer: string): string {
+  if (r.jwks_file !== undefined) return `${issuer} jwks_file:${r.jwks_file}`;
+  if (r.jwks_url !== undefined) return `${issuer} jwks_url:${r.jwks_url}`;
+  return issuer;
+}
+
 /** Why `entry` does not match the claims, or undefined. */
 function mismatch(r: OidcRule, entry: Record<string, unknown>, claims: Record<string, unknown>): string | undefined {
   const fields = PRESETS[r.provider].fields;
@@ -116,7 +129,9 @@ export class OidcJoinServer implements JoinMethodServer {
 
     return {
       bot: rule.bot,
-      ...(value.machineId !== undefined ? { machineId: value.machineId, machineIdAuthority: issuer } : {}),
+      ...(value.machineId !== undefined
+        ? { machineId: value.machineId, machineIdAuthority: machineIdAuthority(rule.config, issuer) }
+        : {}),
       facts: value.facts,
       joinRule: rule.name,
       // The job or pod fetches a fresh token whenever it needs to join again.
