@@ -17,6 +17,7 @@ import Database from 'better-sqlite3';
 import { sqliteNativeBinding } from './native-binding.js';
 import { SigilError } from '../../errors.js';
 import { AGENT_DB_FILE, AGENT_SCHEMA_VERSION, type AgentDb } from './db.js';
+import { stateDirParentProblem } from './dir-perms.js';
 
 const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
 /** SQLite file header bytes 18/19: file format write/read version, 2 = WAL (sqlite.org/fileformat.html §1.3.4). */
@@ -35,7 +36,7 @@ export function openAgentDbReadOnly(dataDir: string): AgentDb | undefined {
   }
   if (st.isSymbolicLink()) throw new SigilError('unsafe_path', `refusing to open ${file}: it is a symbolic link`);
   if (!st.isFile()) throw new SigilError('unsafe_path', `refusing to open ${file}: it is not a regular file`);
-  const planted = readOnlyStateProblem(path.dirname(file), fs.statSync(path.dirname(file)), file, st);
+  const planted = readOnlyStateProblem(path.dirname(file), file, st);
   if (planted) throw new SigilError('unsafe_path', planted);
   const live = fs.existsSync(`${file}-wal`) && fs.existsSync(`${file}-shm`);
   let db: AgentDb;
@@ -79,19 +80,49 @@ export function openAgentDbReadOnly(dataDir: string): AgentDb | undefined {
  * Why state read for display only is refused, or undefined. `sigil agent status` is often run by
  * root for an agent that runs as another user, so it cannot ask, as the agent does
  * (./dir-perms.ts), that the files be its own. It asks that nobody but the directory's owner
- * (the agent's user) could have written them: the directory and agent.db not writable by group or
- * others, and agent.db owned by the directory's owner (or root). Otherwise what status shows —
- * identity, expiry, pending renewals — could be another user's invention.
+ * (the agent's user) could have written them, and that nobody else could have made the
+ * directory: no symbolic link at the data directory (the agent refuses one too), a parent others
+ * cannot write — or, in a shared parent like /tmp, a directory owned by root or by the caller —
+ * the directory, agent.db and its -wal/-shm not writable by group or others, and the files owned
+ * by the directory's owner (or root). Otherwise what status shows — identity, expiry, pending
+ * renewals — could be another user's invention. `dir`: absolute.
  */
-export function readOnlyStateProblem(dir: string, dirSt: fs.Stats, file: string, st: fs.Stats): string | undefined {
+export function readOnlyStateProblem(dir: string, file: string, st: fs.Stats): string | undefined {
   const mode = (x: fs.Stats): string => `mode ${(x.mode & 0o7777).toString(8).padStart(4, '0')}, owner uid ${x.uid}`;
+  const me = process.geteuid ? process.geteuid() : 0;
+  const dirSt = fs.lstatSync(dir);
+  if (dirSt.isSymbolicLink())
+    return `refusing to show agent state from ${dir}: it is a symbolic link (the agent refuses it too)`;
+  if (!dirSt.isDirectory()) return `refusing to show agent state from ${dir}: it is not a directory`;
+  const parent = fs.realpathSync(path.dirname(dir));
+  const parentSt = fs.statSync(parent);
+  const parentProblem = stateDirParentProblem(parent, dir, parentSt);
+  if (parentProblem) return parentProblem;
+  if ((parentSt.mode & 0o022) !== 0 && dirSt.uid !== 0 && dirSt.uid !== me)
+    return `refusing to show agent state from ${dir}: its parent ${parent} is writable by others (${mode(parentSt)}), so another user could have made ${dir}; there status reads only a directory owned by root or by you (uid ${me}), and this one is owned by uid ${dirSt.uid}`;
   if ((dirSt.mode & 0o022) !== 0)
     return `refusing to show agent state from ${dir}: the directory is writable by group or others (${mode(dirSt)}), so anyone could have put ${file} there; run: chmod go-w ${dir}`;
-  if ((st.mode & 0o022) !== 0)
-    return `refusing to show agent state ${file}: it is writable by group or others (${mode(st)}); run: chmod 600 ${file}`;
-  if (st.uid !== dirSt.uid && st.uid !== 0)
-    return `refusing to show agent state ${file}: it is owned by uid ${st.uid}, not by uid ${dirSt.uid} who owns ${dir} (${mode(st)}); if you did not put it there, remove it`;
+  for (const [f, fst] of [[file, st] as const, ...sideFiles(file)]) {
+    if (fst.isSymbolicLink() || !fst.isFile()) return `refusing to show agent state ${f}: it is not a regular file`;
+    if ((fst.mode & 0o022) !== 0)
+      return `refusing to show agent state ${f}: it is writable by group or others (${mode(fst)}); run: chmod 600 ${f}`;
+    if (fst.uid !== dirSt.uid && fst.uid !== 0)
+      return `refusing to show agent state ${f}: it is owned by uid ${fst.uid}, not by uid ${dirSt.uid} who owns ${dir} (${mode(fst)}); if you did not put it there, remove it`;
+  }
   return undefined;
+}
+
+/** SQLite's -wal and -shm beside `file`, those that exist, with their lstat. */
+function sideFiles(file: string): Array<readonly [string, fs.Stats]> {
+  const out: Array<readonly [string, fs.Stats]> = [];
+  for (const f of [`${file}-wal`, `${file}-shm`]) {
+    try {
+      out.push([f, fs.lstatSync(f)]);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+  return out;
 }
 
 function fromSnapshot(file: string): AgentDb {
