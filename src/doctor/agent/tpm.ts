@@ -9,6 +9,7 @@
  * The timeout is generous: CreatePrimary takes 50–200 ms on real chips (ARCHITECTURE "Facts").
  */
 import type { AgentConfig } from '../../agent/config.js';
+import { parseSwtpmConf } from '../../tpm/transport/open.js';
 import { fail, ok, warn, type Check, type CheckOutcome } from '../types.js';
 import type { AgentDoctorContext } from './context.js';
 
@@ -41,17 +42,31 @@ export async function tpmNeed(cfg: AgentConfig): Promise<TpmNeed | undefined> {
 }
 
 /**
- * Whether the TCTI reaches the TPM over TCP (swtpm:host=…,port=… or swtpm's default
- * localhost:2321; mssim, tpm2-tss's simulator TCTI): a port any local user can connect to, unlike
- * the device (file permissions), a Unix socket (its mode) or tabrmd (D-Bus policy).
+ * Whether the TCTI reaches the TPM over TCP: a port any local user can connect to, unlike the
+ * device (file permissions), a Unix socket (its mode) or tabrmd (D-Bus policy). Parsed as the
+ * transports parse it (tpm/transport/open.ts): the name trimmed, swtpm's options through
+ * parseSwtpmConf (an empty `path=` is no path), and a loader name as tctildr accepts it
+ * (`libtss2-tcti-mssim.so.0`, `tcti-mssim`, `mssim` are one TCTI). swtpm and mssim are TCP unless
+ * given a non-empty `path=`; `pcap:` wraps another TCTI, judged in turn.
  */
 export function overTcp(tcti: string): boolean {
   const t = tcti.trim();
   const colon = t.indexOf(':');
-  const name = colon < 0 ? t : t.slice(0, colon);
+  const rawName = (colon < 0 ? t : t.slice(0, colon)).trim();
   const conf = colon < 0 ? '' : t.slice(colon + 1);
-  if (name === 'mssim') return true;
-  return name === 'swtpm' && !/(^|,)\s*path\s*=/.test(conf);
+  const name = rawName
+    .replace(/^.*\//, '')
+    .replace(/^libtss2-/, '')
+    .replace(/^tcti-/, '')
+    .replace(/\.so(\.\d+)*$/, '');
+  if (name === 'pcap') return overTcp(conf);
+  if (name !== 'swtpm' && name !== 'mssim') return false;
+  try {
+    return !('path' in parseSwtpmConf(conf));
+  } catch {
+    // Options the built-in parser does not know (tctildr may): TCP unless a path is named.
+    return !/(^|,)\s*path\s*=\s*[^,\s]/.test(conf);
+  }
 }
 
 /** Whether Tpm.open reaches this TCTI through libtss2-tctildr (tpm/transport/open.ts) rather than a built-in transport. */

@@ -18,6 +18,20 @@ describe('overTcp', () => {
       expect(overTcp(t), t).toBe(true);
   });
 
+  it('as the transports parse them: an empty path, a space before the colon, loader library names, pcap around mssim (review of session 14)', () => {
+    for (const t of [
+      'swtpm:path=,host=127.0.0.1,port=2321',
+      'swtpm :host=127.0.0.1,port=2321',
+      'libtss2-tcti-mssim.so.0:host=127.0.0.1,port=2321',
+      'tcti-mssim:host=127.0.0.1',
+      '/usr/lib/x86_64-linux-gnu/libtss2-tcti-swtpm.so.0:port=2321',
+      'pcap:mssim:host=127.0.0.1,port=2321',
+    ])
+      expect(overTcp(t), t).toBe(true);
+    for (const t of ['libtss2-tcti-device.so.0:/dev/tpmrm0', 'pcap:device:/dev/tpmrm0', 'mssim:path=/run/sim.sock'])
+      expect(overTcp(t), t).toBe(false);
+  });
+
   it('the device, a swtpm Unix socket and tabrmd are not', () => {
     for (const t of [
       'device:/dev/tpmrm0',
