@@ -20,6 +20,8 @@ export interface JoinRunner {
     agent: JoinMethodAgent,
     opts?: { sent?: Jws[]; identity?: SoftwareSigner },
   ): Promise<JoinExchangeResult & { identity: SoftwareSigner }>;
+  /** The join's result, or the code it was refused with (any other error is thrown). */
+  outcome(agent: JoinMethodAgent): Promise<{ ok: true; result: unknown } | { ok: false; code: string }>;
   /** Expect a refusal with `code`; returns the error and the audit row. */
   refused(agent: JoinMethodAgent, code: string): Promise<{ error: SigilError; audit: AuditRecord }>;
   close(): void;
@@ -44,6 +46,14 @@ export function joinRunner(h: Harness): JoinRunner {
   return {
     client,
     exchange,
+    async outcome(agent) {
+      try {
+        return { ok: true, result: (await exchange(agent)).payload.result };
+      } catch (e) {
+        if (e instanceof SigilError) return { ok: false, code: e.code };
+        throw e;
+      }
+    },
     async refused(agent, code) {
       const seq = await h.lastAuditSeq();
       const before = await h.counts();
@@ -63,3 +73,10 @@ export function joinRunner(h: Harness): JoinRunner {
     close: () => client.close(),
   };
 }
+
+/** The agent half of an oidc join that presents `token` (a CI job's or a pod's). */
+export const oidcTokenAgent = (token: string): JoinMethodAgent => ({
+  name: 'oidc',
+  canReattest: true,
+  evidence: () => Promise.resolve({ token }),
+});

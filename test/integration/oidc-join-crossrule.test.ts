@@ -11,12 +11,10 @@
 import { randomUUID } from 'node:crypto';
 import { join as joinPath } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SigilError } from '../../src/errors.js';
-import type { JoinMethodAgent } from '../../src/join/types.js';
 import { runAdminOp } from '../../src/server/admin/ops.js';
 import { tempDir } from '../helpers/cli.js';
 import { newKey, TestTokenIssuer } from '../helpers/fake-oidc.js';
-import { joinRunner, type JoinRunner } from '../helpers/join-run.js';
+import { joinRunner, oidcTokenAgent, type JoinRunner } from '../helpers/join-run.js';
 import { startIssuer, type Harness, type Identity } from './harness.js';
 
 const tmp = tempDir('sigil-oidc-crossrule-');
@@ -25,12 +23,6 @@ let idp: TestTokenIssuer;
 let h: Harness;
 let run: JoinRunner;
 let base = '';
-
-const tokenAgent = (token: string): JoinMethodAgent => ({
-  name: 'oidc',
-  canReattest: true,
-  evidence: () => Promise.resolve({ token }),
-});
 
 const k8s = (issuer: string, podUid: string, ns: string): Record<string, unknown> => ({
   iss: issuer,
@@ -44,15 +36,7 @@ const k8s = (issuer: string, podUid: string, ns: string): Record<string, unknown
   },
 });
 
-async function joinOutcome(token: string): Promise<{ ok: true; result: unknown } | { ok: false; code: string }> {
-  try {
-    const r = await run.exchange(tokenAgent(token));
-    return { ok: true, result: r.payload.result };
-  } catch (e) {
-    if (e instanceof SigilError) return { ok: false, code: e.code };
-    throw e;
-  }
-}
+const joinOutcome = (token: string) => run.outcome(oidcTokenAgent(token));
 
 beforeAll(async () => {
   idp = new TestTokenIssuer([newKey('rsa-1')]);
@@ -150,7 +134,7 @@ describe('machine id shared across issuers / bots', () => {
     h.clock.offsetMs = 0;
     const podUid = randomUUID();
     const victim = await run.exchange(
-      tokenAgent(await idp.sign(k8s(`${base}/prod-cluster`, podUid, 'prod'), { now: h.ctx.now() })),
+      oidcTokenAgent(await idp.sign(k8s(`${base}/prod-cluster`, podUid, 'prod'), { now: h.ctx.now() })),
     );
     expect(victim.payload.result.instance_id).toBe(`k8s-${podUid}`);
     expect(victim.payload.result.bot).toBe('prod');
@@ -168,7 +152,7 @@ describe('machine id shared across issuers / bots', () => {
     h.clock.offsetMs = 0;
     const podUid = randomUUID();
     const victim = await run.exchange(
-      tokenAgent(await idp.sign(k8s(`${base}/prod-cluster`, podUid, 'prod'), { now: h.ctx.now() })),
+      oidcTokenAgent(await idp.sign(k8s(`${base}/prod-cluster`, podUid, 'prod'), { now: h.ctx.now() })),
     );
     expect(victim.payload.result.bot).toBe('prod');
     const before = (await h.ctx.stores.instances.get(`k8s-${podUid}`))!;
@@ -198,7 +182,7 @@ describe('machine id shared across issuers / bots', () => {
     h.clock.offsetMs = 0;
     const podUid = randomUUID();
     const victim = await run.exchange(
-      tokenAgent(await idp.sign(k8s(`${base}/prod-cluster`, podUid, 'prod'), { now: h.ctx.now() })),
+      oidcTokenAgent(await idp.sign(k8s(`${base}/prod-cluster`, podUid, 'prod'), { now: h.ctx.now() })),
     );
     await joinOutcome(await idp.sign(k8s(`${base}/dev-cluster`, podUid, 'dev'), { now: h.ctx.now() }));
     const id = { signer: victim.identity, chainPem: victim.payload.result.chain, result: victim.payload.result };

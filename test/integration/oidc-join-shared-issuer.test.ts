@@ -10,12 +10,10 @@ import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join as joinPath } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SigilError } from '../../src/errors.js';
-import type { JoinMethodAgent } from '../../src/join/types.js';
 import { runAdminOp } from '../../src/server/admin/ops.js';
 import { tempDir } from '../helpers/cli.js';
 import { newKey, TestTokenIssuer, type IssuerKey } from '../helpers/fake-oidc.js';
-import { joinRunner, type JoinRunner } from '../helpers/join-run.js';
+import { joinRunner, oidcTokenAgent, type JoinRunner } from '../helpers/join-run.js';
 import { startIssuer, type Harness } from './harness.js';
 
 const tmp = tempDir('sigil-oidc-shared-iss-');
@@ -28,11 +26,6 @@ let keyB: IssuerKey;
 let h: Harness;
 let run: JoinRunner;
 
-const agentWith = (token: string): JoinMethodAgent => ({
-  name: 'oidc',
-  canReattest: true,
-  evidence: () => Promise.resolve({ token }),
-});
 const podToken = (idp: TestTokenIssuer, podUid: string): Promise<string> =>
   idp.sign(
     {
@@ -48,14 +41,7 @@ const podToken = (idp: TestTokenIssuer, podUid: string): Promise<string> =>
     },
     { now: h.ctx.now() },
   );
-async function joinOutcome(token: string): Promise<{ ok: true; result: unknown } | { ok: false; code: string }> {
-  try {
-    return { ok: true, result: (await run.exchange(agentWith(token))).payload.result };
-  } catch (e) {
-    if (e instanceof SigilError) return { ok: false, code: e.code };
-    throw e;
-  }
-}
+const joinOutcome = (token: string) => run.outcome(oidcTokenAgent(token));
 
 beforeAll(async () => {
   keyA = newKey('cluster-a');
