@@ -80,6 +80,11 @@ function buildPki(): void {
   // A real device whose manifest line was edited on its way to the issuer: registered under
   // another device's serial (GW0001, leaves.ec's).
   leaves.renamed = pki.leaf('gw-renamed-09', inter, subj('gw-renamed-09', 'GW0009'), { kind: 'ec' });
+  // One that names its serial only in the URI SAN sigil factory writes (no subject serialNumber).
+  leaves.sanNamed = pki.leaf('gw-san-11', inter, '/O=Acme/OU=Gateways/CN=gw-san-11', {
+    kind: 'ec',
+    san: 'URI:urn:sigil:device:GW0011',
+  });
   ca.revoke(leaves.revoked);
   crlFile = ca.gencrl(pki.path('inter.crl'));
 
@@ -207,6 +212,8 @@ beforeAll(async () => {
       .join('\n') +
       '\n' +
       JSON.stringify({ serial: 'GW0001', idevid_fingerprint: pki.fingerprint(leaves.renamed!.cert) }) +
+      '\n' +
+      JSON.stringify({ serial: 'GW0002', idevid_fingerprint: pki.fingerprint(leaves.sanNamed!.cert) }) +
       '\n',
   );
   const r = await sigil([
@@ -222,7 +229,7 @@ beforeAll(async () => {
     'json',
   ]);
   expect(r.stderr).toBe('');
-  expect(JSON.parse(r.stdout)).toMatchObject({ lines: 7, created: 7, updated: 0, unchanged: 0, rule: 'factory' });
+  expect(JSON.parse(r.stdout)).toMatchObject({ lines: 8, created: 8, updated: 0, unchanged: 0, rule: 'factory' });
 }, 120_000);
 
 afterAll(async () => {
@@ -303,6 +310,9 @@ describe('x509 join with an openssl-made enterprise PKI', () => {
   it('refuses a device registered under a serial its certificate does not name (an edited manifest): device_serial_mismatch', async () => {
     const e = await expectJoinRefused(agentFor(leaves.renamed!), 'device_serial_mismatch');
     expect(e.message).toMatch(/names device serial GW0009, but the imported manifest registered .* as device GW0001/);
+    // The serial named only in sigil factory's URI SAN (urn:sigil:device:GW0011) is checked too.
+    const san = await expectJoinRefused(agentFor(leaves.sanNamed!), 'device_serial_mismatch');
+    expect(san.message).toMatch(/names device serial GW0011, but .* as device GW0002/);
   });
 
   it('refuses a revoked device (CRL from `openssl ca -gencrl`): x509_revoked', async () => {

@@ -71,6 +71,9 @@ export async function evaluateChain(
   throw best!.error;
 }
 
+/** The URI SAN prefix `sigil factory` names a device's serial with (factory/idevid.ts). */
+const DEVICE_URN = 'urn:sigil:device:';
+
 async function registration(
   port: Pick<JoinAttestPort, 'device'>,
   rule: string,
@@ -94,11 +97,17 @@ async function registration(
   // whoever edits a manifest on its way to the issuer cannot register one real device under
   // another's serial (the serial becomes the instance's device_serial fact, which policy and
   // workload entries may select on).
-  const named = attributeValues(leaf.subject, OID.serialNumber);
-  if (named.length > 0 && !named.includes(device.serial)) {
+  // `sigil factory` also names it in a URI SAN (urn:sigil:device:<serial>), checked the same way.
+  const named = [
+    ...attributeValues(leaf.subject, OID.serialNumber),
+    ...leaf.san.flatMap((n) =>
+      n.kind === 'uri' && n.value.startsWith(DEVICE_URN) ? [n.value.slice(DEVICE_URN.length)] : [],
+    ),
+  ];
+  if (named.some((n) => n !== device.serial)) {
     throw new SigilError(
       'device_serial_mismatch',
-      `${describeCert(leaf)} names device serial ${named.join(', ')}, but the imported manifest registered its fingerprint ${leaf.fingerprint} as device ${device.serial}; re-import the factory's manifest`,
+      `${describeCert(leaf)} names device serial ${[...new Set(named)].join(', ')}, but the imported manifest registered its fingerprint ${leaf.fingerprint} as device ${device.serial}; re-import the factory's manifest`,
     );
   }
   return device;
