@@ -119,7 +119,7 @@ export const AREAS = {
       'src/protocol/jws.ts:82-159',
       'src/join/token/server.ts:18-55',
       'src/server/ops/respond.ts:116-158',
-      'src/server/ops/answer-seal.ts:55-89',
+      'src/server/ops/answer-seal.ts:58-92',
     ],
     tests: [
       'test/integration/pin-attacks.test.ts',

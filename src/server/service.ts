@@ -40,7 +40,7 @@ import { startRegistry, type RegistryRuntime } from './issuers/runtime.js';
 import { buildUiServer } from './ui/listener.js';
 import { registerFleetUi } from './ui/routes.js';
 
-/** Idempotency records outlive the longest certificate (24 h) so any retry finds its answer. */
+/** How often stored answers past IDEMPOTENCY_KEEP_MS (ops/answer-seal.ts) and spent tokens are pruned. */
 const PRUNE_EVERY_MS = 3600_000;
 /** Stored answers deleted per statement when pruning (~10 ms of SQLite work each). */
 const PRUNE_CHUNK_ROWS = 2000;

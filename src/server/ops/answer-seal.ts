@@ -24,7 +24,10 @@ import type { IdempotencyRecord } from '../store/types.js';
 import { hmacSha256Hex } from '../../util/hmac-sha256.js';
 import { constantTimeEqual } from '../../util/secret.js';
 
-/** How long stored answers are kept (and replayable); service.ts prunes older ones. */
+/**
+ * How long stored answers are kept (and replayable); service.ts prunes older ones. Longer than the
+ * longest certificate (24 h), so any retry finds its answer.
+ */
 export const IDEMPOTENCY_KEEP_MS = 48 * 3600_000;
 
 const SEAL = '\u0002';
