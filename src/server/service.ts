@@ -36,6 +36,7 @@ import type { EventSink, RetryPolicy } from './events/delivery.js';
 import { EventPublisher } from './events/publisher.js';
 import { WebhookSink, type WebhookConfig } from './events/webhook.js';
 import { FleetUi } from './ui/fleet-ui.js';
+import { SessionSeal } from './ui/session-seal.js';
 import { startRegistry, type RegistryRuntime } from './issuers/runtime.js';
 import { buildUiServer } from './ui/listener.js';
 import { registerFleetUi } from './ui/routes.js';
@@ -186,6 +187,7 @@ export class IssuerService {
           ? undefined
           : new FleetUi(this.ctx, {
               dataDir: cfg.dataDir,
+              sessionSeal: new SessionSeal(auditKey.secret),
               session: {
                 ...(cfg.ui?.sessionIdleMs !== undefined ? { idleMs: cfg.ui.sessionIdleMs } : {}),
                 ...(cfg.ui?.sessionAbsoluteMs !== undefined ? { absoluteMs: cfg.ui.sessionAbsoluteMs } : {}),

@@ -6,6 +6,8 @@
  * - a worker killed with SIGKILL is started again by the primary, and renewals keep completing
  *   (an agent's retry covers the one connection the kill cut);
  * - SIGTERM to the primary stops every worker and the primary exits 0;
+ * - an operator signed in to the fleet view through one worker is signed in on the other (the
+ *   sessions are in the database, sealed with audit.key), and signed out on both;
  * - on SQLite --workers 2 is refused with a message saying why and what to use.
  */
 import { spawnSync } from 'node:child_process';
@@ -91,6 +93,43 @@ async function renew(i: number): Promise<{ answeredBy: string }> {
   }
 }
 
+/** One request on a fresh connection (so round robin hands it to the next worker): status, headers, body. */
+function uiRequest(
+  method: 'GET' | 'POST',
+  path: string,
+  o: { cookie?: string; form?: Record<string, string> } = {},
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  const u = new URL(issuer.url);
+  const body = o.form ? new URLSearchParams(o.form).toString() : undefined;
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      {
+        method,
+        host: u.hostname,
+        port: u.port,
+        path,
+        ca: dirs.rootPem,
+        checkServerIdentity: () => undefined,
+        agent: false,
+        headers: {
+          ...(o.cookie ? { cookie: o.cookie } : {}),
+          ...(body !== undefined
+            ? { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) }
+            : {}),
+        },
+      },
+      (r) => {
+        let text = '';
+        r.setEncoding('utf8');
+        r.on('data', (d: string) => (text += d));
+        r.on('end', () => resolve({ status: r.statusCode!, headers: r.headers, body: text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 beforeAll(async () => {
   pg = await startPostgres({ auth: 'password' });
   url = pg.url(pg.createDatabase('sigil'));
@@ -117,6 +156,26 @@ describe('sigil server start --workers 2 on PostgreSQL', () => {
     for (let i = 0; i < 10; i++) by.add((await renew(i)).answeredBy);
     expect(by.size).toBe(2);
     expect(workerPids().size).toBe(2);
+  });
+
+  it('an operator signed in through one worker is signed in on both, and signed out on both', async () => {
+    const signIn = await uiRequest('POST', '/ui/sign-in', { form: { token: dirs.adminToken, next: '/ui/' } });
+    expect(signIn.status, signIn.body).toBe(303);
+    const cookie = String(signIn.headers['set-cookie']).split(';')[0]!;
+    expect(cookie).toMatch(/^__Host-sigil-session=.{43}$/);
+    // Fresh connections alternate between the two workers: every page is served, none bounces to sign-in.
+    const pages = [];
+    for (let i = 0; i < 6; i++) pages.push(await uiRequest('GET', '/ui/', { cookie }));
+    expect(pages.map((p) => p.status)).toEqual([200, 200, 200, 200, 200, 200]);
+    const csrf = /name="csrf" value="([^"]+)"/.exec(pages[0]!.body)?.[1];
+    expect(csrf).toBeDefined();
+    const out = await uiRequest('POST', '/ui/sign-out', { cookie, form: { csrf: csrf! } });
+    expect(out.status, out.body).toBe(303);
+    for (let i = 0; i < 2; i++) {
+      const after = await uiRequest('GET', '/ui/', { cookie });
+      expect(after.status).toBe(303);
+      expect(after.headers.location).toContain('/ui/sign-in');
+    }
   });
 
   it('a worker killed with SIGKILL is started again, and renewals keep completing on both', async () => {

@@ -94,8 +94,8 @@ export function registerUiActions(scope: FastifyInstance, ui: FleetUi): void {
       ctx.now(),
     );
     // A session fixed before sign-in (if any) is dropped: the id is always fresh after sign-in.
-    ui.sessions.destroy(sessionIdOf(req));
-    const { id } = ui.sessions.create(who.user, who.role, capText(remote, 200));
+    await ui.sessions.destroy(sessionIdOf(req));
+    const { id } = await ui.sessions.create(who.user, who.role, capText(remote, 200));
     return reply
       .header('set-cookie', sessionCookie(id, Math.floor(ui.sessions.absoluteMs / 1000)))
       .header('cache-control', 'no-store')
@@ -105,7 +105,7 @@ export function registerUiActions(scope: FastifyInstance, ui: FleetUi): void {
   scope.post('/sign-out', async (req, reply) => {
     const s = await formSession(ui, req, reply, formOf(req), { action: 'ui_sign_out', need: 'viewer' });
     if (!s) return reply;
-    ui.sessions.destroy(sessionIdOf(req));
+    await ui.sessions.destroy(sessionIdOf(req));
     await ctx.stores.audit.append(
       {
         action: 'ui_sign_out',

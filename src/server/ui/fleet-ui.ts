@@ -7,13 +7,16 @@ import type { IssuerContext } from '../issuer.js';
 import { AuditChainCheck } from './audit-chain.js';
 import { FleetSummary } from './fleet-summary.js';
 import { SessionStore, type SessionOptions } from './session.js';
+import type { SessionSeal } from './session-seal.js';
 import { SignInThrottle, type ThrottleOptions } from './sign-in-throttle.js';
 import { StaticAssets } from './static.js';
 
 export interface FleetUiOptions {
   /** Where ui-viewers.json lives (the issuer's data directory). */
   dataDir: string;
-  session?: SessionOptions;
+  /** Seals the stored sessions (./session-seal.ts): keyed from audit.key, so every issuer of the store shares it. */
+  sessionSeal?: SessionSeal;
+  session?: Omit<SessionOptions, 'store' | 'seal'>;
   throttle?: ThrottleOptions;
   /** Most time one "verify" press of the audit page may walk the chain (default 2 s). */
   verifyBudgetMs?: number;
@@ -35,7 +38,12 @@ export class FleetUi {
     readonly opts: FleetUiOptions,
   ) {
     const now = (): number => ctx.now();
-    this.sessions = new SessionStore({ now, ...opts.session });
+    this.sessions = new SessionStore({
+      now,
+      ...opts.session,
+      store: ctx.stores.uiSessions,
+      ...(opts.sessionSeal ? { seal: opts.sessionSeal } : {}),
+    });
     this.throttle = new SignInThrottle({ now, ...opts.throttle });
     this.chain = new AuditChainCheck(ctx.stores.audit, now, opts.verifyBudgetMs);
     this.assets = new StaticAssets();

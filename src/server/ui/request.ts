@@ -61,8 +61,12 @@ export function redirectToSignIn(req: FastifyRequest, reply: FastifyReply): Fast
 }
 
 /** The live session of a GET, or undefined after redirecting to sign-in. */
-export function pageSession(ui: FleetUi, req: FastifyRequest, reply: FastifyReply): UiSession | undefined {
-  const s = ui.sessions.touch(sessionIdOf(req));
+export async function pageSession(
+  ui: FleetUi,
+  req: FastifyRequest,
+  reply: FastifyReply,
+): Promise<UiSession | undefined> {
+  const s = await ui.sessions.touch(sessionIdOf(req));
   if (!s) redirectToSignIn(req, reply);
   return s;
 }
@@ -79,7 +83,7 @@ export async function formSession(
   form: Form,
   what: { action: string; need: 'viewer' | 'admin'; instanceId?: string },
 ): Promise<UiSession | undefined> {
-  const s = ui.sessions.touch(sessionIdOf(req));
+  const s = await ui.sessions.touch(sessionIdOf(req));
   if (!s) {
     redirectToSignIn(req, reply);
     return undefined;

@@ -79,12 +79,12 @@ export function registerFleetUi(app: FastifyInstance, ui: FleetUi): void {
 
       scope.get('/sign-in', async (req, reply) => {
         const next = safeNext(queryOf(req).get('next'));
-        if (ui.sessions.touch(sessionIdOf(req))) return reply.redirect(next, 303);
+        if (await ui.sessions.touch(sessionIdOf(req))) return reply.redirect(next, 303);
         return sendPage(ui, reply, { title: 'Sign in', body: signInPage({ next }) });
       });
 
       scope.get('/', async (req, reply) => {
-        const session = pageSession(ui, req, reply);
+        const session = await pageSession(ui, req, reply);
         if (!session) return reply;
         const { ctx } = ui;
         const filter = parseFleetFilter(queryOf(req));
@@ -112,7 +112,7 @@ export function registerFleetUi(app: FastifyInstance, ui: FleetUi): void {
       });
 
       scope.get('/machine/:id', async (req, reply) => {
-        const session = pageSession(ui, req, reply);
+        const session = await pageSession(ui, req, reply);
         if (!session) return reply;
         const { ctx } = ui;
         const id = (req.params as { id: string }).id;
@@ -141,7 +141,7 @@ export function registerFleetUi(app: FastifyInstance, ui: FleetUi): void {
       });
 
       scope.get('/audit', async (req, reply) => {
-        const session = pageSession(ui, req, reply);
+        const session = await pageSession(ui, req, reply);
         if (!session) return reply;
         const { filter, query } = parseAuditFilter(queryOf(req));
         const [rows, head] = await Promise.all([ui.ctx.stores.fleet.audit(query), ui.ctx.stores.audit.head()]);

@@ -1,24 +1,30 @@
 /**
- * Fleet-view sessions (issue #18), kept in memory by the issuer that signed the operator in.
+ * Fleet-view sessions (issue #18): who is signed in, for how long, and with which role.
  *
- * - The cookie holds a random 256-bit id; the map is keyed by its SHA-256, so a heap dump or a
- *   log of the map's keys does not hand out live cookies.
+ * - Kept by the store (../store/ui-session-types.ts): a table in the issuer's database, so every
+ *   issuer on it — `--workers N`, or several issuers behind a load balancer — knows every session
+ *   and an operator is not sent back to sign-in when a connection lands on another one; a restart
+ *   signs nobody out. Stores without the table keep them in memory (./session-memory.ts).
+ * - The cookie holds a random 256-bit id; the row is keyed by its SHA-256, so the table, a backup
+ *   or a heap dump does not hand out live cookies. Each row is sealed (./session-seal.ts): a
+ *   database writer cannot mint a session or change its role; a row whose seal fails is deleted
+ *   and treated as no session.
  * - Idle timeout (default 15 min) and absolute lifetime (default 8 h): a stolen cookie stops
  *   working soon after its owner walks away, and never lives past a working day.
  * - Each session carries its own CSRF synchronizer token (./csrf.ts) and its role: the role is
- *   read from here on every request, never from the client.
+ *   read from the sealed row on every request, never from the client.
  * - Bounded (`maxSessions`): at the bound the least recently used session is dropped, so a
- *   flood of sign-ins cannot grow memory without end. Each user holds at most `maxPerUser`
+ *   flood of sign-ins cannot grow the table without end. Each user holds at most `maxPerUser`
  *   (default 10): a user's new session drops that user's own least recently used one first, so
  *   one user signing in over and over cannot push everybody else's sessions out (review of issue
  *   #16: a viewer signed every admin out so).
- *
- * Several issuers behind a load balancer do not share sessions: sign-in sticks to one issuer
- * (docs/fleet-ui.md). A restart signs everybody out.
  */
 import { randomSecret, sha256Hex } from '../../util/secret.js';
+import type { UiRole, UiSessionStore } from '../store/ui-session-types.js';
+import { MemorySessionStore } from './session-memory.js';
+import { SessionSeal } from './session-seal.js';
 
-export type UiRole = 'admin' | 'viewer';
+export type { UiRole } from '../store/ui-session-types.js';
 
 export interface UiSession {
   /** Who signed in: 'admin' (the admin credential) or a viewer's name. */
@@ -39,10 +45,17 @@ export interface SessionOptions {
   /** Sessions of one user (default 10). */
   maxPerUser?: number;
   now?: () => number;
+  /** Where sessions are kept (default: this process's memory). */
+  store?: UiSessionStore;
+  /** The rows' seal (default: a random key, good for one process only). */
+  seal?: SessionSeal;
 }
 
 export const DEFAULT_SESSION_IDLE_MS = 15 * 60_000;
 export const DEFAULT_SESSION_ABSOLUTE_MS = 8 * 3600_000;
+
+/** A cookie value longer than this is no id of ours (ids are 43 characters). */
+const MAX_ID_CHARS = 100;
 
 export class SessionStore {
   readonly idleMs: number;
@@ -50,7 +63,8 @@ export class SessionStore {
   readonly #max: number;
   readonly #maxPerUser: number;
   readonly #now: () => number;
-  readonly #byHash = new Map<string, UiSession>();
+  readonly #store: UiSessionStore;
+  readonly #seal: SessionSeal;
 
   constructor(o: SessionOptions = {}) {
     this.idleMs = o.idleMs ?? DEFAULT_SESSION_IDLE_MS;
@@ -58,65 +72,49 @@ export class SessionStore {
     this.#max = o.maxSessions ?? 1000;
     this.#maxPerUser = o.maxPerUser ?? 10;
     this.#now = o.now ?? Date.now;
+    this.#store = o.store ?? new MemorySessionStore();
+    this.#seal = o.seal ?? SessionSeal.ephemeral();
     if (!(this.idleMs > 0) || !(this.absoluteMs >= this.idleMs))
       throw new TypeError('SessionStore: idleMs > 0 and absoluteMs >= idleMs are required');
   }
 
   /** A new session; returns the cookie value (the only copy of the id). */
-  create(user: string, role: UiRole, remote: string): { id: string; session: UiSession } {
-    this.#sweep();
-    // The user's own oldest first (insertion order is least recently used first: touch re-inserts).
-    const own = [...this.#byHash].filter(([, x]) => x.user === user);
-    for (let i = 0; i <= own.length - this.#maxPerUser; i++) this.#byHash.delete(own[i]![0]);
-    while (this.#byHash.size >= this.#max) {
-      const oldest = this.#byHash.keys().next();
-      if (oldest.done) break;
-      this.#byHash.delete(oldest.value);
-    }
+  async create(user: string, role: UiRole, remote: string): Promise<{ id: string; session: UiSession }> {
     const id = randomSecret(32);
     const now = this.#now();
-    const session: UiSession = { user, role, csrf: randomSecret(32), createdAt: now, lastSeenAt: now, remote };
-    this.#byHash.set(sha256Hex(id), session);
-    return { id, session };
+    const identity = { idHash: sha256Hex(id), user, role, csrf: randomSecret(32), createdAt: now, remote };
+    await this.#store.insert(
+      { ...identity, lastSeenAt: now, seal: this.#seal.mac(identity) },
+      { now, idleMs: this.idleMs, absoluteMs: this.absoluteMs, maxSessions: this.#max, maxPerUser: this.#maxPerUser },
+    );
+    return { id, session: { user, role, csrf: identity.csrf, createdAt: now, lastSeenAt: now, remote } };
   }
 
   /**
    * The live session for a cookie value, its idle clock reset; undefined when unknown, idle too
-   * long or past its lifetime (an expired one is deleted, so it cannot come back).
+   * long, past its lifetime or not sealed by this issuer's key (such a row is deleted, so it
+   * cannot come back).
    */
-  touch(id: string | undefined): UiSession | undefined {
-    if (!id || id.length > 100) return undefined;
-    const key = sha256Hex(id);
-    const s = this.#byHash.get(key);
-    if (!s) return undefined;
-    const now = this.#now();
-    if (this.#expired(s, now)) {
-      this.#byHash.delete(key);
+  async touch(id: string | undefined): Promise<UiSession | undefined> {
+    if (!id || id.length > MAX_ID_CHARS) return undefined;
+    const idHash = sha256Hex(id);
+    const row = await this.#store.touch(idHash, this.#now(), this.idleMs, this.absoluteMs);
+    if (!row) return undefined;
+    if (row.idHash !== idHash || !this.#seal.holds(row) || (row.role !== 'admin' && row.role !== 'viewer')) {
+      await this.#store.delete(idHash);
       return undefined;
     }
-    s.lastSeenAt = now;
-    // Most recently used goes last (the eviction order).
-    this.#byHash.delete(key);
-    this.#byHash.set(key, s);
-    return s;
+    const { user, role, csrf, createdAt, lastSeenAt, remote } = row;
+    return { user, role, csrf, createdAt, lastSeenAt, remote };
   }
 
   /** Sign out: the id no longer works. */
-  destroy(id: string | undefined): boolean {
-    return id ? this.#byHash.delete(sha256Hex(id)) : false;
+  destroy(id: string | undefined): Promise<boolean> {
+    return id && id.length <= MAX_ID_CHARS ? this.#store.delete(sha256Hex(id)) : Promise.resolve(false);
   }
 
-  get size(): number {
-    return this.#byHash.size;
-  }
-
-  #expired(s: UiSession, now: number): boolean {
-    return now - s.lastSeenAt >= this.idleMs || now - s.createdAt >= this.absoluteMs;
-  }
-
-  /** Drop expired sessions (on each sign-in: cheap enough at the bound, and no timer to own). */
-  #sweep(): void {
-    const now = this.#now();
-    for (const [k, s] of this.#byHash) if (this.#expired(s, now)) this.#byHash.delete(k);
+  /** Sessions stored (expired ones until the next sign-in sweeps them). */
+  size(): Promise<number> {
+    return this.#store.count();
   }
 }

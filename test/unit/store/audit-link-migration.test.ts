@@ -57,7 +57,7 @@ describe('SQLite migration 9: the audit chain linked by a trigger', () => {
     // Not migrated yet (`sigil doctor` opens without migrating): the link trigger is not expected.
     expect(old.triggers().missing).toEqual([]);
 
-    expect(migrate(db)).toBe(9);
+    expect(migrate(db)).toBe(MIGRATIONS.at(-1)!.version);
 
     expect(db.prepare('SELECT * FROM audit_log ORDER BY seq').all()).toEqual(rowsBefore);
     expect(names(db, 'index')).toEqual(['audit_log_at', 'audit_log_instance']);

@@ -1,83 +1,186 @@
 import { describe, expect, it } from 'vitest';
 import { SessionStore } from '../../../src/server/ui/session.js';
+import { MemorySessionStore } from '../../../src/server/ui/session-memory.js';
+import { SessionSeal } from '../../../src/server/ui/session-seal.js';
+import type { UiSessionRow, UiSessionStore } from '../../../src/server/store/ui-session-types.js';
+import { sha256Hex } from '../../../src/util/secret.js';
+import { uiSessionSuite } from '../store/conformance/ui-sessions.js';
 
 function clock(start = 1_000_000) {
   const c = { t: start, now: () => c.t };
   return c;
 }
 
+/** A memory store whose rows a test can read and rewrite, as a database writer would. */
+class WritableStore extends MemorySessionStore {
+  readonly rows = new Map<string, UiSessionRow>();
+  override async insert(row: UiSessionRow, l: Parameters<UiSessionStore['insert']>[1]): Promise<void> {
+    await super.insert(row, l);
+    this.rows.set(row.idHash, { ...row });
+  }
+  override async touch(idHash: string, now: number, idle: number, abs: number): Promise<UiSessionRow | undefined> {
+    const kept = await super.touch(idHash, now, idle, abs);
+    const planted = this.rows.get(idHash);
+    return kept && planted ? { ...planted, lastSeenAt: kept.lastSeenAt } : planted && !kept ? undefined : kept;
+  }
+}
+
 describe('fleet view sessions', () => {
-  it('gives a random 256-bit id and a per-session CSRF token', () => {
+  it('gives a random 256-bit id and a per-session CSRF token', async () => {
     const s = new SessionStore();
-    const a = s.create('admin', 'admin', '127.0.0.1');
-    const b = s.create('admin', 'admin', '127.0.0.1');
+    const a = await s.create('admin', 'admin', '127.0.0.1');
+    const b = await s.create('admin', 'admin', '127.0.0.1');
     expect(Buffer.from(a.id, 'base64url')).toHaveLength(32);
     expect(a.id).not.toBe(b.id);
     expect(a.session.csrf).not.toBe(b.session.csrf);
-    expect(s.touch(a.id)?.user).toBe('admin');
-    expect(s.touch('not-a-session')).toBeUndefined();
-    expect(s.touch(undefined)).toBeUndefined();
+    expect((await s.touch(a.id))?.user).toBe('admin');
+    expect(await s.touch('not-a-session')).toBeUndefined();
+    expect(await s.touch(undefined)).toBeUndefined();
+    expect(await s.touch('x'.repeat(101))).toBeUndefined();
   });
 
-  it('expires after the idle timeout, and activity keeps it alive', () => {
+  it('stores the id only as its SHA-256', async () => {
+    const store = new WritableStore();
+    const s = new SessionStore({ store });
+    const { id } = await s.create('alice', 'viewer', 'x');
+    expect([...store.rows.keys()]).toEqual([sha256Hex(id)]);
+    expect(JSON.stringify([...store.rows.values()])).not.toContain(id);
+  });
+
+  it('expires after the idle timeout, and activity keeps it alive', async () => {
     const c = clock();
     const s = new SessionStore({ idleMs: 1000, absoluteMs: 10_000, now: c.now });
-    const { id } = s.create('alice', 'viewer', '10.0.0.1');
+    const { id } = await s.create('alice', 'viewer', '10.0.0.1');
     c.t += 999;
-    expect(s.touch(id)?.role).toBe('viewer');
+    expect((await s.touch(id))?.role).toBe('viewer');
     c.t += 999;
-    expect(s.touch(id)).toBeDefined();
+    expect(await s.touch(id)).toBeDefined();
     c.t += 1000;
-    expect(s.touch(id)).toBeUndefined();
+    expect(await s.touch(id)).toBeUndefined();
     // Gone for good: going back in time does not revive it.
     c.t -= 5000;
-    expect(s.touch(id)).toBeUndefined();
+    expect(await s.touch(id)).toBeUndefined();
   });
 
-  it('expires at the absolute lifetime however active it is', () => {
+  it('expires at the absolute lifetime however active it is', async () => {
     const c = clock();
     const s = new SessionStore({ idleMs: 1000, absoluteMs: 3000, now: c.now });
-    const { id } = s.create('admin', 'admin', 'x');
+    const { id } = await s.create('admin', 'admin', 'x');
     for (let i = 0; i < 5; i++) {
       c.t += 500;
-      expect(s.touch(id)).toBeDefined();
+      expect(await s.touch(id)).toBeDefined();
     }
     c.t += 500;
-    expect(s.touch(id)).toBeUndefined();
+    expect(await s.touch(id)).toBeUndefined();
   });
 
-  it('sign-out destroys the session', () => {
+  it('sign-out destroys the session', async () => {
     const s = new SessionStore();
-    const { id } = s.create('admin', 'admin', 'x');
-    expect(s.destroy(id)).toBe(true);
-    expect(s.touch(id)).toBeUndefined();
+    const { id } = await s.create('admin', 'admin', 'x');
+    expect(await s.destroy(id)).toBe(true);
+    expect(await s.touch(id)).toBeUndefined();
+    expect(await s.destroy(undefined)).toBe(false);
   });
 
-  it('is bounded: the least recently used session goes first', () => {
+  it('is bounded: the least recently used session goes first', async () => {
     const s = new SessionStore({ maxSessions: 2 });
-    const a = s.create('a', 'viewer', 'x');
-    const b = s.create('b', 'viewer', 'x');
-    s.touch(a.id);
-    s.create('c', 'viewer', 'x');
-    expect(s.size).toBe(2);
-    expect(s.touch(b.id)).toBeUndefined();
-    expect(s.touch(a.id)).toBeDefined();
+    const a = await s.create('a', 'viewer', 'x');
+    const b = await s.create('b', 'viewer', 'x');
+    await s.touch(a.id);
+    await s.create('c', 'viewer', 'x');
+    expect(await s.size()).toBe(2);
+    expect(await s.touch(b.id)).toBeUndefined();
+    expect(await s.touch(a.id)).toBeDefined();
   });
 
-  it('one user signing in over and over drops only its own sessions, never another user’s (an admin’s)', () => {
+  it('one user signing in over and over drops only its own sessions, never another user’s (an admin’s)', async () => {
     // Review of issue #16: a viewer signing in 1,000 times evicted every admin session.
     const s = new SessionStore({ maxSessions: 20, maxPerUser: 3 });
-    const admin = s.create('admin', 'admin', 'x');
-    const first = s.create('viewer', 'viewer', 'x');
+    const admin = await s.create('admin', 'admin', 'x');
+    const first = await s.create('viewer', 'viewer', 'x');
     let last = first;
-    for (let i = 0; i < 1000; i++) last = s.create('viewer', 'viewer', 'x');
-    expect(s.touch(admin.id)?.role).toBe('admin');
-    expect(s.touch(first.id)).toBeUndefined();
-    expect(s.touch(last.id)).toBeDefined();
-    expect(s.size).toBe(4);
+    for (let i = 0; i < 1000; i++) last = await s.create('viewer', 'viewer', 'x');
+    expect((await s.touch(admin.id))?.role).toBe('admin');
+    expect(await s.touch(first.id)).toBeUndefined();
+    expect(await s.touch(last.id)).toBeDefined();
+    expect(await s.size()).toBe(4);
   });
 
   it('refuses a lifetime shorter than the idle timeout', () => {
     expect(() => new SessionStore({ idleMs: 2000, absoluteMs: 1000 })).toThrow(TypeError);
   });
+
+  it('another issuer of the store (same audit.key) knows the session; one with another key does not', async () => {
+    const store = new MemorySessionStore();
+    const key = Buffer.alloc(32, 7);
+    const a = new SessionStore({ store, seal: new SessionSeal(key) });
+    const b = new SessionStore({ store, seal: new SessionSeal(Buffer.from(key)) });
+    const stranger = new SessionStore({ store, seal: new SessionSeal(Buffer.alloc(32, 8)) });
+    const { id } = await a.create('noc', 'viewer', 'x');
+    expect((await b.touch(id))?.user).toBe('noc');
+    // A seal that fails deletes the row: it is no session for anybody after that.
+    expect(await stranger.touch(id)).toBeUndefined();
+    expect(await a.touch(id)).toBeUndefined();
+  });
 });
+
+describe('fleet view sessions: a database writer', () => {
+  const key = Buffer.alloc(32, 3);
+  for (const [what, change] of [
+    ['turns a viewer into an admin', (r: UiSessionRow) => ({ ...r, role: 'admin' as const })],
+    ['gives the session to another user', (r: UiSessionRow) => ({ ...r, user: 'admin' })],
+    ['extends the absolute lifetime', (r: UiSessionRow) => ({ ...r, createdAt: r.createdAt + 3600_000 })],
+    ['swaps in a CSRF token of its own', (r: UiSessionRow) => ({ ...r, csrf: 'known' })],
+    ['changes the recorded address', (r: UiSessionRow) => ({ ...r, remote: '203.0.113.9' })],
+    ['drops the seal', (r: UiSessionRow) => ({ ...r, seal: '' })],
+  ] as const) {
+    it(`${what}: the session is refused and deleted`, async () => {
+      const store = new WritableStore();
+      const s = new SessionStore({ store, seal: new SessionSeal(key) });
+      const { id } = await s.create('noc', 'viewer', '192.0.2.1');
+      expect((await s.touch(id))?.role).toBe('viewer');
+      const h = sha256Hex(id);
+      store.rows.set(h, change(store.rows.get(h)!));
+      expect(await s.touch(id)).toBeUndefined();
+      expect(await store.count()).toBe(0);
+    });
+  }
+
+  it('inserts an admin session for an id of its choosing: refused (it cannot seal it)', async () => {
+    const store = new WritableStore();
+    const s = new SessionStore({ store, seal: new SessionSeal(key) });
+    const id = 'attacker-chosen-id';
+    const forged: UiSessionRow = {
+      idHash: sha256Hex(id),
+      user: 'admin',
+      role: 'admin',
+      csrf: 'known',
+      createdAt: Date.now(),
+      lastSeenAt: Date.now(),
+      remote: 'x',
+      seal: new SessionSeal(Buffer.alloc(32, 9)).mac({
+        idHash: sha256Hex(id),
+        user: 'admin',
+        role: 'admin',
+        csrf: 'known',
+        createdAt: Date.now(),
+        remote: 'x',
+      }),
+    };
+    await store.insert(forged, { now: Date.now(), idleMs: 1e6, absoluteMs: 1e7, maxSessions: 10, maxPerUser: 10 });
+    expect(await s.touch(id)).toBeUndefined();
+  });
+
+  it('copies a live row under another id hash: refused (the hash is sealed)', async () => {
+    const store = new WritableStore();
+    const s = new SessionStore({ store, seal: new SessionSeal(key) });
+    const { id } = await s.create('admin', 'admin', 'x');
+    const mine = 'attacker-chosen-id';
+    const copy = { ...store.rows.get(sha256Hex(id))!, idHash: sha256Hex(mine) };
+    await store.insert(copy, { now: Date.now(), idleMs: 1e6, absoluteMs: 1e7, maxSessions: 10, maxPerUser: 10 });
+    expect(await s.touch(mine)).toBeUndefined();
+    expect((await s.touch(id))?.role).toBe('admin');
+  });
+});
+
+uiSessionSuite(() => new MemorySessionStore());

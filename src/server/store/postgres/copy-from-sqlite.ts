@@ -45,7 +45,8 @@ export const MOVED_TABLES = [
   'crl_numbers',
 ] as const;
 
-const NOT_STATE = new Set(['schema_migrations']);
+/** Not moved: the migration runner's own table, and fleet-view sessions (operators sign in again). */
+const NOT_STATE = new Set(['schema_migrations', 'ui_sessions']);
 
 /** Rows read from SQLite per batch, and the PostgreSQL bind-parameter limit a batch must stay under. */
 const BATCH_ROWS = 2000;

@@ -249,6 +249,26 @@ CREATE TABLE crl_numbers (
 );
 `,
   },
+  {
+    version: 4,
+    name: 'fleet-view sessions (SQLite migration 10)',
+    sql: `
+-- Fleet-view sessions shared by every issuer on the database (docs/fleet-ui.md); see SQLite's
+-- migration 10. Not moved by server migrate-store: sessions are short-lived, operators sign in again.
+CREATE TABLE ui_sessions (
+  id_hash       TEXT COLLATE "C" PRIMARY KEY CHECK (length(id_hash) = 64),
+  user_name     TEXT   NOT NULL,
+  role          TEXT   NOT NULL CHECK (role IN ('admin', 'viewer')),
+  csrf          TEXT   NOT NULL,
+  created_at    BIGINT NOT NULL,
+  last_seen_at  BIGINT NOT NULL,
+  remote        TEXT   NOT NULL,
+  seal          TEXT   NOT NULL
+);
+CREATE INDEX ui_sessions_user ON ui_sessions (user_name, last_seen_at);
+CREATE INDEX ui_sessions_seen ON ui_sessions (last_seen_at);
+`,
+  },
 ];
 
 /** The append-only triggers migration 1 creates; `AuditStore.triggers()` reports each missing or disabled one. */

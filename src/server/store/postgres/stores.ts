@@ -47,6 +47,8 @@ import { AuditTail } from './audit-tail.js';
 import { PgDeviceStore } from './devices.js';
 import { PgFleetStore } from './fleet.js';
 import { PgIssuerRegistry } from './issuers.js';
+import { PgUiSessionStore } from './ui-sessions.js';
+import type { UiSessionStore } from '../ui-session-types.js';
 import type { IssuerRegistryStore } from '../issuer-registry-types.js';
 import type { FleetStore } from '../fleet-types.js';
 import { PgIdempotencyStore } from './idempotency.js';
@@ -94,6 +96,8 @@ export class PostgresStores implements Stores {
   readonly fleet: FleetStore;
   /** The issuer registry and cRLNumber counters (issue #15; ./issuers.ts), outside transactions. */
   readonly issuers: IssuerRegistryStore;
+  /** Fleet-view sessions (./ui-sessions.ts), shared by every issuer on the database. */
+  readonly uiSessions: UiSessionStore;
 
   /** Settles once the database is migrated and the opening checks passed. */
   readonly ready: Promise<void>;
@@ -149,6 +153,7 @@ export class PostgresStores implements Stores {
     this.admin = top.admin;
     this.fleet = new PgFleetStore(poolDb(pool), (call) => this.enter(call));
     this.issuers = new PgIssuerRegistry(poolDb(pool), (call) => this.enter(call));
+    this.uiSessions = new PgUiSessionStore(poolDb(pool), (call) => this.enter(call));
   }
 
   /** Wait for `ready`, refuse after close; then run `call`, mapping connection trouble. */

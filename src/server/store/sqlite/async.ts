@@ -61,6 +61,8 @@ import type { SqliteAuditOptions } from './audit.js';
 import type { FleetStore } from '../fleet-types.js';
 import { SqliteFleetStore } from './fleet.js';
 import { SqliteIssuerRegistry } from './issuers.js';
+import { SqliteUiSessionStore } from './ui-sessions.js';
+import type { UiSessionStore } from '../ui-session-types.js';
 import type { IssuerRegistryStore } from '../issuer-registry-types.js';
 import { openSqlite, openSqliteReader } from './db.js';
 import { syncSqliteStores } from './sync.js';
@@ -156,6 +158,8 @@ export class AsyncSqliteStores implements Stores {
   readonly fleet: FleetStore;
   /** The issuer registry and cRLNumber counters (issue #15; ./issuers.ts), outside transactions. */
   readonly issuers: IssuerRegistryStore;
+  /** Fleet-view sessions (./ui-sessions.ts), outside transactions. */
+  readonly uiSessions: UiSessionStore;
 
   private readonly queue = new WriteQueue();
   private readonly write: SyncStoreSet;
@@ -231,13 +235,10 @@ export class AsyncSqliteStores implements Stores {
     this.audit = top.audit;
     this.admin = top.admin;
     this.fleet = new SqliteFleetStore(reader ?? writer, (read) => this.readOutside(read));
-    this.issuers = new SqliteIssuerRegistry(
-      writer,
-      reader ?? writer,
-      (read) => this.readOutside(read),
-      <T>(write: () => T): Promise<T> =>
-        this.closed ? Promise.reject(closedError()) : this.queue.run(() => this.single.immediate(write) as T),
-    );
+    const writeOutside = <T>(write: () => T): Promise<T> =>
+      this.closed ? Promise.reject(closedError()) : this.queue.run(() => this.single.immediate(write) as T);
+    this.issuers = new SqliteIssuerRegistry(writer, reader ?? writer, (read) => this.readOutside(read), writeOutside);
+    this.uiSessions = new SqliteUiSessionStore(writer, writeOutside);
   }
 
   withWriteTx<T>(fn: (tx: TxStores) => Promise<T>): Promise<T> {

@@ -347,6 +347,27 @@ CREATE TRIGGER audit_log_linked BEFORE INSERT ON audit_log
   BEGIN SELECT RAISE(ABORT, 'audit_log: a row must extend the chain (prev_hash = the hash of the row before its seq)'); END;
 `,
   },
+  {
+    version: 10,
+    name: 'fleet-view sessions',
+    sql: `
+-- Fleet-view sessions (docs/fleet-ui.md; store/ui-session-types.ts), in the database so that every
+-- issuer on it knows them. Keyed by the SHA-256 of the cookie's id (the id itself is never stored);
+-- seal: an HMAC keyed from audit.key over the identity columns (server/ui/session-seal.ts).
+CREATE TABLE ui_sessions (
+  id_hash       TEXT    PRIMARY KEY CHECK (length(id_hash) = 64),
+  user_name     TEXT    NOT NULL,
+  role          TEXT    NOT NULL CHECK (role IN ('admin', 'viewer')),
+  csrf          TEXT    NOT NULL,
+  created_at    INTEGER NOT NULL,
+  last_seen_at  INTEGER NOT NULL,
+  remote        TEXT    NOT NULL,
+  seal          TEXT    NOT NULL
+) STRICT;
+CREATE INDEX ui_sessions_user ON ui_sessions (user_name, last_seen_at);
+CREATE INDEX ui_sessions_seen ON ui_sessions (last_seen_at);
+`,
+  },
 ];
 
 /** The newest schema version this code knows. */

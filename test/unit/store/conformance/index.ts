@@ -14,6 +14,7 @@ import { issuerRegistrySuite } from './issuers.js';
 import { mergeFactsSuite } from './merge-facts.js';
 import { recordSuites } from './records.js';
 import { txSuite } from './tx.js';
+import { uiSessionSuite } from './ui-sessions.js';
 
 export interface Backend {
   stores: Stores;
@@ -37,5 +38,6 @@ export function storeConformance(name: string, open: () => Backend | Promise<Bac
     fleetSuite(stores);
     issuerRegistrySuite(stores);
     mergeFactsSuite(stores);
+    uiSessionSuite(() => b.stores.uiSessions);
   });
 }

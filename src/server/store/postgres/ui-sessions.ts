@@ -1,0 +1,80 @@
+/**
+ * Fleet-view sessions (../ui-session-types.ts) on PostgreSQL (migration 4), shared by every issuer
+ * and worker on the database. An insertion (sweep, bounds, insert) is one transaction; a touch is
+ * one conditional UPDATE, so two issuers touching one session each see it live or neither does
+ * once it expired, and the idle clock only moves forward (GREATEST), whichever issuer's clock is
+ * behind.
+ */
+import type { UiSessionLimits, UiSessionRow, UiSessionStore } from '../ui-session-types.js';
+import type { Db } from './db.js';
+import type { Enter } from './fleet.js';
+
+interface Row {
+  id_hash: string;
+  user_name: string;
+  role: 'admin' | 'viewer';
+  csrf: string;
+  created_at: string | number;
+  last_seen_at: string | number;
+  remote: string;
+  seal: string;
+}
+
+const toSessionRow = (r: Row): UiSessionRow => ({
+  idHash: r.id_hash,
+  user: r.user_name,
+  role: r.role,
+  csrf: r.csrf,
+  createdAt: Number(r.created_at),
+  lastSeenAt: Number(r.last_seen_at),
+  remote: r.remote,
+  seal: r.seal,
+});
+
+export class PgUiSessionStore implements UiSessionStore {
+  constructor(
+    private readonly db: Db,
+    private readonly enter: Enter,
+  ) {}
+
+  insert(row: UiSessionRow, l: UiSessionLimits): Promise<void> {
+    return this.enter(() =>
+      this.db.atomic(async (sql) => {
+        await sql`DELETE FROM ui_sessions WHERE ${l.now}::bigint - last_seen_at >= ${l.idleMs}
+                    OR ${l.now}::bigint - created_at >= ${l.absoluteMs}`;
+        await sql`DELETE FROM ui_sessions WHERE id_hash IN (SELECT id_hash FROM ui_sessions WHERE user_name = ${row.user}
+                    ORDER BY last_seen_at DESC, created_at DESC, id_hash OFFSET ${Math.max(0, l.maxPerUser - 1)})`;
+        await sql`DELETE FROM ui_sessions WHERE id_hash IN (SELECT id_hash FROM ui_sessions
+                    ORDER BY last_seen_at DESC, created_at DESC, id_hash OFFSET ${Math.max(0, l.maxSessions - 1)})`;
+        await sql`INSERT INTO ui_sessions (id_hash, user_name, role, csrf, created_at, last_seen_at, remote, seal)
+                  VALUES (${row.idHash}, ${row.user}, ${row.role}, ${row.csrf}, ${row.createdAt}, ${row.lastSeenAt},
+                          ${row.remote}, ${row.seal})`;
+      }),
+    );
+  }
+
+  touch(idHash: string, now: number, idleMs: number, absoluteMs: number): Promise<UiSessionRow | undefined> {
+    return this.enter(async () => {
+      const [r] = await this.db.sql<Row[]>`
+        UPDATE ui_sessions SET last_seen_at = GREATEST(last_seen_at, ${now})
+         WHERE id_hash = ${idHash} AND ${now}::bigint - last_seen_at < ${idleMs}
+           AND ${now}::bigint - created_at < ${absoluteMs}
+        RETURNING id_hash, user_name, role, csrf, created_at, last_seen_at, remote, seal`;
+      if (r) return toSessionRow(r);
+      // Unknown or expired: an expired row goes now, so no issuer's clock can bring it back.
+      await this.db.sql`DELETE FROM ui_sessions WHERE id_hash = ${idHash}`;
+      return undefined;
+    });
+  }
+
+  delete(idHash: string): Promise<boolean> {
+    return this.enter(async () => (await this.db.sql`DELETE FROM ui_sessions WHERE id_hash = ${idHash}`).count > 0);
+  }
+
+  count(): Promise<number> {
+    return this.enter(async () => {
+      const [r] = await this.db.sql<{ n: string }[]>`SELECT count(*) AS n FROM ui_sessions`;
+      return Number(r!.n);
+    });
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * Fleet-view sessions (../ui-session-types.ts) on SQLite (migration 10). Every method is a write
+ * (touch moves the idle clock), run as one transaction of its own behind the write queue, so
+ * each applies its rule atomically against every other writer of the file.
+ */
+import type BetterSqlite3 from 'better-sqlite3';
+import type { UiSessionLimits, UiSessionRow, UiSessionStore } from '../ui-session-types.js';
+import type { Runner } from './issuers.js';
+
+interface Row {
+  id_hash: string;
+  user_name: string;
+  role: 'admin' | 'viewer';
+  csrf: string;
+  created_at: number;
+  last_seen_at: number;
+  remote: string;
+  seal: string;
+}
+
+const COLS = 'id_hash, user_name, role, csrf, created_at, last_seen_at, remote, seal';
+
+export const toSessionRow = (r: Row): UiSessionRow => ({
+  idHash: r.id_hash,
+  user: r.user_name,
+  role: r.role,
+  csrf: r.csrf,
+  createdAt: Number(r.created_at),
+  lastSeenAt: Number(r.last_seen_at),
+  remote: r.remote,
+  seal: r.seal,
+});
+
+export class SqliteUiSessionStore implements UiSessionStore {
+  constructor(
+    private readonly writer: BetterSqlite3.Database,
+    private readonly write: Runner,
+  ) {}
+
+  insert(row: UiSessionRow, l: UiSessionLimits): Promise<void> {
+    return this.write(() => {
+      const db = this.writer;
+      db.prepare('DELETE FROM ui_sessions WHERE ? - last_seen_at >= ? OR ? - created_at >= ?').run(
+        l.now,
+        l.idleMs,
+        l.now,
+        l.absoluteMs,
+      );
+      // Most recently used first; everything past the first keep-1 goes (LIMIT -1: no limit).
+      db.prepare(
+        `DELETE FROM ui_sessions WHERE id_hash IN (SELECT id_hash FROM ui_sessions WHERE user_name = ?
+           ORDER BY last_seen_at DESC, created_at DESC, id_hash LIMIT -1 OFFSET ?)`,
+      ).run(row.user, Math.max(0, l.maxPerUser - 1));
+      db.prepare(
+        `DELETE FROM ui_sessions WHERE id_hash IN (SELECT id_hash FROM ui_sessions
+           ORDER BY last_seen_at DESC, created_at DESC, id_hash LIMIT -1 OFFSET ?)`,
+      ).run(Math.max(0, l.maxSessions - 1));
+      db.prepare(`INSERT INTO ui_sessions (${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(
+        row.idHash,
+        row.user,
+        row.role,
+        row.csrf,
+        row.createdAt,
+        row.lastSeenAt,
+        row.remote,
+        row.seal,
+      );
+    });
+  }
+
+  touch(idHash: string, now: number, idleMs: number, absoluteMs: number): Promise<UiSessionRow | undefined> {
+    return this.write(() => {
+      const r = this.writer
+        .prepare<[number, string, number, number, number, number], Row>(
+          `UPDATE ui_sessions SET last_seen_at = max(last_seen_at, ?)
+            WHERE id_hash = ? AND ? - last_seen_at < ? AND ? - created_at < ? RETURNING ${COLS}`,
+        )
+        .get(now, idHash, now, idleMs, now, absoluteMs);
+      if (r) return toSessionRow(r);
+      // Unknown or expired: an expired row goes now, so no clock can bring it back.
+      this.writer.prepare('DELETE FROM ui_sessions WHERE id_hash = ?').run(idHash);
+      return undefined;
+    });
+  }
+
+  delete(idHash: string): Promise<boolean> {
+    return this.write(() => this.writer.prepare('DELETE FROM ui_sessions WHERE id_hash = ?').run(idHash).changes > 0);
+  }
+
+  count(): Promise<number> {
+    return this.write(() => (this.writer.prepare('SELECT count(*) AS n FROM ui_sessions').get() as { n: number }).n);
+  }
+}
