@@ -20,23 +20,14 @@
  *   #16: a viewer signed every admin out so).
  */
 import { randomSecret, sha256Hex } from '../../util/secret.js';
-import type { UiRole, UiSessionStore } from '../store/ui-session-types.js';
+import type { UiRole, UiSessionRow, UiSessionStore } from '../store/ui-session-types.js';
 import { MemorySessionStore } from './session-memory.js';
 import { SessionSeal } from './session-seal.js';
 
 export type { UiRole } from '../store/ui-session-types.js';
 
-export interface UiSession {
-  /** Who signed in: 'admin' (the admin credential) or a viewer's name. */
-  user: string;
-  role: UiRole;
-  /** The CSRF synchronizer token for this session's forms. */
-  csrf: string;
-  createdAt: number;
-  lastSeenAt: number;
-  /** The address that signed in, for the audit rows. */
-  remote: string;
-}
+/** A live session as the fleet view uses it: the stored row without its key and seal. */
+export type UiSession = Omit<UiSessionRow, 'idHash' | 'seal'>;
 
 export interface SessionOptions {
   idleMs?: number;

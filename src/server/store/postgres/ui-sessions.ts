@@ -8,28 +8,7 @@
 import type { UiSessionLimits, UiSessionRow, UiSessionStore } from '../ui-session-types.js';
 import type { Db } from './db.js';
 import type { Enter } from './fleet.js';
-
-interface Row {
-  id_hash: string;
-  user_name: string;
-  role: 'admin' | 'viewer';
-  csrf: string;
-  created_at: string | number;
-  last_seen_at: string | number;
-  remote: string;
-  seal: string;
-}
-
-const toSessionRow = (r: Row): UiSessionRow => ({
-  idHash: r.id_hash,
-  user: r.user_name,
-  role: r.role,
-  csrf: r.csrf,
-  createdAt: Number(r.created_at),
-  lastSeenAt: Number(r.last_seen_at),
-  remote: r.remote,
-  seal: r.seal,
-});
+import { toSessionRow, type SessionDbRow } from '../sqlite/ui-sessions.js';
 
 export class PgUiSessionStore implements UiSessionStore {
   constructor(
@@ -55,7 +34,7 @@ export class PgUiSessionStore implements UiSessionStore {
 
   touch(idHash: string, now: number, idleMs: number, absoluteMs: number): Promise<UiSessionRow | undefined> {
     return this.enter(async () => {
-      const [r] = await this.db.sql<Row[]>`
+      const [r] = await this.db.sql<SessionDbRow[]>`
         UPDATE ui_sessions SET last_seen_at = GREATEST(last_seen_at, ${now})
          WHERE id_hash = ${idHash} AND ${now}::bigint - last_seen_at < ${idleMs}
            AND ${now}::bigint - created_at < ${absoluteMs}

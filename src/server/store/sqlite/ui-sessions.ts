@@ -7,20 +7,21 @@ import type BetterSqlite3 from 'better-sqlite3';
 import type { UiSessionLimits, UiSessionRow, UiSessionStore } from '../ui-session-types.js';
 import type { Runner } from './issuers.js';
 
-interface Row {
+/** A row as either database returns it (PostgreSQL's BIGINT comes back as text). */
+export interface SessionDbRow {
   id_hash: string;
   user_name: string;
   role: 'admin' | 'viewer';
   csrf: string;
-  created_at: number;
-  last_seen_at: number;
+  created_at: number | string;
+  last_seen_at: number | string;
   remote: string;
   seal: string;
 }
 
-const COLS = 'id_hash, user_name, role, csrf, created_at, last_seen_at, remote, seal';
+export const SESSION_COLS = 'id_hash, user_name, role, csrf, created_at, last_seen_at, remote, seal';
 
-export const toSessionRow = (r: Row): UiSessionRow => ({
+export const toSessionRow = (r: SessionDbRow): UiSessionRow => ({
   idHash: r.id_hash,
   user: r.user_name,
   role: r.role,
@@ -55,7 +56,7 @@ export class SqliteUiSessionStore implements UiSessionStore {
         `DELETE FROM ui_sessions WHERE id_hash IN (SELECT id_hash FROM ui_sessions
            ORDER BY last_seen_at DESC, created_at DESC, id_hash LIMIT -1 OFFSET ?)`,
       ).run(Math.max(0, l.maxSessions - 1));
-      db.prepare(`INSERT INTO ui_sessions (${COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(
+      db.prepare(`INSERT INTO ui_sessions (${SESSION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(
         row.idHash,
         row.user,
         row.role,
@@ -71,9 +72,9 @@ export class SqliteUiSessionStore implements UiSessionStore {
   touch(idHash: string, now: number, idleMs: number, absoluteMs: number): Promise<UiSessionRow | undefined> {
     return this.write(() => {
       const r = this.writer
-        .prepare<[number, string, number, number, number, number], Row>(
+        .prepare<[number, string, number, number, number, number], SessionDbRow>(
           `UPDATE ui_sessions SET last_seen_at = max(last_seen_at, ?)
-            WHERE id_hash = ? AND ? - last_seen_at < ? AND ? - created_at < ? RETURNING ${COLS}`,
+            WHERE id_hash = ? AND ? - last_seen_at < ? AND ? - created_at < ? RETURNING ${SESSION_COLS}`,
         )
         .get(now, idHash, now, idleMs, now, absoluteMs);
       if (r) return toSessionRow(r);
