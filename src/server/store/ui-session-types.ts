@@ -25,6 +25,8 @@ export interface UiSessionRow {
   lastSeenAt: number;
   /** The address that signed in (for the audit rows). */
   remote: string;
+  /** Which credential signed in (server/ui/viewer-credentials.ts credentialFingerprint). */
+  credential: string;
   /** HMAC over the row's identity (server/ui/session-seal.ts); never over lastSeenAt. */
   seal: string;
 }

@@ -6,6 +6,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { SigilError } from '../../errors.js';
 import { capMessage, capText } from '../../util/untrusted-text.js';
+import { sha256Hex } from '../../util/secret.js';
 import { runAdminCall } from '../admin/audited.js';
 import { auditRefusal } from '../ops/refusal.js';
 import { storesActingAs } from './actor.js';
@@ -23,7 +24,7 @@ import {
   type Form,
 } from './request.js';
 import { sendPage } from './send-page.js';
-import { matchCredential, readViewers } from './viewer-credentials.js';
+import { credentialFingerprint, matchCredential } from './viewer-credentials.js';
 
 const formOf = (req: FastifyRequest): Form => {
   if (typeof req.body !== 'object' || req.body === null)
@@ -43,7 +44,7 @@ export function registerUiActions(scope: FastifyInstance, ui: FleetUi): void {
     const token = form['token'] ?? '';
     const who =
       token.length > 0 && token.length <= 200
-        ? matchCredential(token, await ctx.stores.admin.getAdminTokenHash(), readViewers(ui.opts.dataDir))
+        ? matchCredential(token, await ctx.stores.admin.getAdminTokenHash(), ui.viewers.entries())
         : undefined;
     // A right credential signs in even from a throttled address: only failures are limited. The
     // address may be a reverse proxy's or a NAT's, shared by every operator, and one client
@@ -95,7 +96,12 @@ export function registerUiActions(scope: FastifyInstance, ui: FleetUi): void {
     );
     // A session fixed before sign-in (if any) is dropped: the id is always fresh after sign-in.
     await ui.sessions.destroy(sessionIdOf(req));
-    const { id } = await ui.sessions.create(who.user, who.role, capText(remote, 200));
+    const { id } = await ui.sessions.create(
+      who.user,
+      who.role,
+      capText(remote, 200),
+      credentialFingerprint(sha256Hex(token.trim())),
+    );
     return reply
       .header('set-cookie', sessionCookie(id, Math.floor(ui.sessions.absoluteMs / 1000)))
       .header('cache-control', 'no-store')

@@ -8,6 +8,7 @@ import { AuditChainCheck } from './audit-chain.js';
 import { FleetSummary } from './fleet-summary.js';
 import { SessionStore, type SessionOptions } from './session.js';
 import type { SessionSeal } from './session-seal.js';
+import { credentialOnFile, ViewerFile } from './viewer-credentials.js';
 import { SignInThrottle, type ThrottleOptions } from './sign-in-throttle.js';
 import { StaticAssets } from './static.js';
 
@@ -27,6 +28,8 @@ export interface FleetUiOptions {
 
 export class FleetUi {
   readonly sessions: SessionStore;
+  /** ui-viewers.json, re-read when it changes (sign-in, and the credential check of every page). */
+  readonly viewers: ViewerFile;
   readonly throttle: SignInThrottle;
   readonly chain: AuditChainCheck;
   readonly assets: StaticAssets;
@@ -38,11 +41,13 @@ export class FleetUi {
     readonly opts: FleetUiOptions,
   ) {
     const now = (): number => ctx.now();
+    this.viewers = new ViewerFile(opts.dataDir);
     this.sessions = new SessionStore({
       now,
       ...opts.session,
       store: ctx.stores.uiSessions,
       ...(opts.sessionSeal ? { seal: opts.sessionSeal } : {}),
+      credentialLive: (s) => credentialOnFile(s, () => ctx.stores.admin.getAdminTokenHash(), this.viewers),
     });
     this.throttle = new SignInThrottle({ now, ...opts.throttle });
     this.chain = new AuditChainCheck(ctx.stores.audit, now, opts.verifyBudgetMs);

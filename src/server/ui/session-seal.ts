@@ -5,7 +5,7 @@
  * into an admin's, and sign in to lock and unlock machines under a name the audit log believes.
  * Each row carries an HMAC-SHA256 under a key derived (HKDF-SHA256, RFC 5869) from audit.key,
  * which lives in the data directory outside the database, over every field that says who the
- * session is: the id's hash, user, role, CSRF token, creation time and address. The idle clock
+ * session is: the id's hash, user, role, CSRF token, creation time, address and credential. The idle clock
  * (lastSeenAt) is not sealed: the issuer moves it on every page, and moving it only keeps alive a
  * session whose cookie one already holds, which the absolute lifetime (sealed) still ends.
  */
@@ -32,7 +32,7 @@ export class SessionSeal {
   mac(row: Omit<UiSessionRow, 'seal' | 'lastSeenAt'>): string {
     // Each field prefixed by its length, so no two different rows feed the MAC the same text.
     let m = '';
-    for (const field of [row.idHash, row.user, row.role, row.csrf, String(row.createdAt), row.remote])
+    for (const field of [row.idHash, row.user, row.role, row.csrf, String(row.createdAt), row.remote, row.credential])
       m += `${field.length}:${field}`;
     return hmacSha256Hex(this.#key, m);
   }

@@ -40,6 +40,11 @@ export interface SessionOptions {
   store?: UiSessionStore;
   /** The rows' seal (default: a random key, good for one process only). */
   seal?: SessionSeal;
+  /**
+   * Whether the credential that opened a session is still on file (./viewer-credentials.ts):
+   * asked on every touch, so a revoked or replaced token ends its sessions at once. Default: yes.
+   */
+  credentialLive?: (s: UiSession) => boolean | Promise<boolean>;
 }
 
 export const DEFAULT_SESSION_IDLE_MS = 15 * 60_000;
@@ -56,6 +61,7 @@ export class SessionStore {
   readonly #now: () => number;
   readonly #store: UiSessionStore;
   readonly #seal: SessionSeal;
+  readonly #credentialLive: (s: UiSession) => boolean | Promise<boolean>;
 
   constructor(o: SessionOptions = {}) {
     this.idleMs = o.idleMs ?? DEFAULT_SESSION_IDLE_MS;
@@ -65,26 +71,35 @@ export class SessionStore {
     this.#now = o.now ?? Date.now;
     this.#store = o.store ?? new MemorySessionStore();
     this.#seal = o.seal ?? SessionSeal.ephemeral();
+    this.#credentialLive = o.credentialLive ?? (() => true);
     if (!(this.idleMs > 0) || !(this.absoluteMs >= this.idleMs))
       throw new TypeError('SessionStore: idleMs > 0 and absoluteMs >= idleMs are required');
   }
 
-  /** A new session; returns the cookie value (the only copy of the id). */
-  async create(user: string, role: UiRole, remote: string): Promise<{ id: string; session: UiSession }> {
+  /**
+   * A new session; returns the cookie value (the only copy of the id). `credential`: the
+   * fingerprint of the credential that signed in (viewer-credentials.ts credentialFingerprint).
+   */
+  async create(
+    user: string,
+    role: UiRole,
+    remote: string,
+    credential: string,
+  ): Promise<{ id: string; session: UiSession }> {
     const id = randomSecret(32);
     const now = this.#now();
-    const identity = { idHash: sha256Hex(id), user, role, csrf: randomSecret(32), createdAt: now, remote };
+    const identity = { idHash: sha256Hex(id), user, role, csrf: randomSecret(32), createdAt: now, remote, credential };
     await this.#store.insert(
       { ...identity, lastSeenAt: now, seal: this.#seal.mac(identity) },
       { now, idleMs: this.idleMs, absoluteMs: this.absoluteMs, maxSessions: this.#max, maxPerUser: this.#maxPerUser },
     );
-    return { id, session: { user, role, csrf: identity.csrf, createdAt: now, lastSeenAt: now, remote } };
+    return { id, session: { user, role, csrf: identity.csrf, createdAt: now, lastSeenAt: now, remote, credential } };
   }
 
   /**
    * The live session for a cookie value, its idle clock reset; undefined when unknown, idle too
-   * long, past its lifetime or not sealed by this issuer's key (such a row is deleted, so it
-   * cannot come back).
+   * long, past its lifetime, not sealed by this issuer's key, or opened by a credential no longer
+   * on file (such a row is deleted, so it cannot come back).
    */
   async touch(id: string | undefined): Promise<UiSession | undefined> {
     if (!id || id.length > MAX_ID_CHARS) return undefined;
@@ -95,8 +110,13 @@ export class SessionStore {
       await this.#store.delete(idHash);
       return undefined;
     }
-    const { user, role, csrf, createdAt, lastSeenAt, remote } = row;
-    return { user, role, csrf, createdAt, lastSeenAt, remote };
+    const { user, role, csrf, createdAt, lastSeenAt, remote, credential } = row;
+    const session = { user, role, csrf, createdAt, lastSeenAt, remote, credential };
+    if (!(await this.#credentialLive(session))) {
+      await this.#store.delete(idHash);
+      return undefined;
+    }
+    return session;
   }
 
   /** Sign out: the id no longer works. */

@@ -6,7 +6,10 @@
  * SHA-256 is as strong as a slow hash here, and the file holds nothing a reader could sign in with.
  *
  * Revoking is `sigil server ui-token --revoke <who>`; the file is read at every sign-in, so both
- * take effect without a restart (sessions already open live out their idle timeout).
+ * take effect without a restart. A session remembers which credential signed it in (a
+ * fingerprint, ./session.ts), and every page checks that the credential is still on file: revoking
+ * or replacing a viewer's token, or rotating the admin credential, ends the sessions it opened at
+ * their next request, on every issuer that reads the changed file or store.
  */
 import { lstatSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -79,6 +82,40 @@ export function revokeViewerToken(dataDir: string, name: string): boolean {
 }
 
 /**
+ * What a session remembers of the credential that signed it in: a hash of the stored hash, so the
+ * sessions table says which credential without holding anything that is on file or signs in.
+ */
+export function credentialFingerprint(storedHash: string): string {
+  return sha256Hex(`sigil fleet-view credential\n${storedHash}`).slice(0, 32);
+}
+
+/**
+ * `ui-viewers.json` read again only when it changed (inode, size, mtime), for the check on every
+ * page that a viewer's credential is still on file.
+ */
+export class ViewerFile {
+  #stamp = '';
+  #entries: ViewerEntry[] = [];
+
+  constructor(private readonly dataDir: string) {}
+
+  entries(): ViewerEntry[] {
+    let stamp = 'none';
+    try {
+      const st = lstatSync(viewersPath(this.dataDir));
+      stamp = `${st.ino}:${st.size}:${st.mtimeMs}:${st.isFile()}`;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    if (stamp !== this.#stamp) {
+      this.#entries = readViewers(this.dataDir);
+      this.#stamp = stamp;
+    }
+    return this.#entries;
+  }
+}
+
+/**
  * Who a presented token signs in as. Every stored hash is compared, in constant time and without
  * an early exit, so the answer's timing does not say which credential (if any) came close.
  */
@@ -92,4 +129,21 @@ export function matchCredential(
   if (adminHash !== undefined && constantTimeEqual(h, adminHash)) found = { user: 'admin', role: 'admin' };
   for (const v of viewers) if (constantTimeEqual(h, v.hash) && !found) found = { user: v.name, role: 'viewer' };
   return found;
+}
+
+/**
+ * Whether the credential that opened session `s` is still the one on file: the admin credential's
+ * hash in the store, or the viewer's entry in ui-viewers.json (same name, same token).
+ */
+export async function credentialOnFile(
+  s: { user: string; role: UiRole; credential: string },
+  adminHash: () => Promise<string | undefined>,
+  viewers: ViewerFile,
+): Promise<boolean> {
+  if (s.role === 'admin') {
+    const h = await adminHash();
+    return h !== undefined && constantTimeEqual(credentialFingerprint(h), s.credential);
+  }
+  const v = viewers.entries().find((e) => e.name === s.user);
+  return v !== undefined && constantTimeEqual(credentialFingerprint(v.hash), s.credential);
 }

@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAdminOp } from '../../../src/server/admin/ops.js';
-import { issueViewerToken } from '../../../src/server/ui/viewer-credentials.js';
+import { issueViewerToken, revokeViewerToken } from '../../../src/server/ui/viewer-credentials.js';
+import { sha256Hex } from '../../../src/util/secret.js';
 import { post, signIn, startUiRig, type UiRig } from './ui-rig.js';
 
 const XSS_BOT = '<script>alert(1)</script>';
@@ -225,6 +226,38 @@ describe('fleet view routes', () => {
     expect((await rig.ctx.stores.instances.get('inst-a'))!.locked).toBe(false);
     const [row] = await rig.ctx.stores.fleet.audit({ action: 'ui_lock', actor: 'ui:alice', limit: 1 });
     expect(row).toMatchObject({ code: 'ui_role_forbidden', outcome: 'refused' });
+  });
+
+  it("revoking a viewer's token ends the sessions it opened at their next page; so does replacing it", async () => {
+    const page = (who: { cookie: string }) =>
+      rig.app.inject({ method: 'GET', url: '/ui/', headers: { cookie: who.cookie } });
+    const alice = await signIn(rig, issueViewerToken(rig.dir, 'alice', Date.now()));
+    const bob = await signIn(rig, issueViewerToken(rig.dir, 'bob', Date.now()));
+    expect((await page(alice)).statusCode).toBe(200);
+    expect(revokeViewerToken(rig.dir, 'alice')).toBe(true);
+    const after = await page(alice);
+    expect(after.statusCode).toBe(303);
+    expect(after.headers.location).toContain('/ui/sign-in');
+    expect((await page(bob)).statusCode).toBe(200);
+    // A new token for the same name does not revive a session of the old one.
+    const next = issueViewerToken(rig.dir, 'bob', Date.now());
+    expect((await page(bob)).statusCode).toBe(303);
+    expect((await page(await signIn(rig, next))).statusCode).toBe(200);
+  });
+
+  it('a new admin credential ends the admin sessions of the old one', async () => {
+    const admin = await signIn(rig);
+    const page = () => rig.app.inject({ method: 'GET', url: '/ui/', headers: { cookie: admin.cookie } });
+    expect((await page()).statusCode).toBe(200);
+    await rig.ctx.stores.admin.setAdminTokenHash(sha256Hex('a rotated admin credential'));
+    try {
+      expect((await page()).statusCode).toBe(303);
+      const r = await post(rig, '/ui/machine/inst-a/lock', admin, { csrf: admin.csrf, reason: 'x' });
+      expect((await rig.ctx.stores.instances.get('inst-a'))!.locked).toBe(false);
+      expect(r.statusCode).toBe(303);
+    } finally {
+      await rig.ctx.stores.admin.setAdminTokenHash(sha256Hex(rig.adminToken));
+    }
   });
 
   it("one session's CSRF token does not work for another session", async () => {

@@ -28,8 +28,8 @@ class WritableStore extends MemorySessionStore {
 describe('fleet view sessions', () => {
   it('gives a random 256-bit id and a per-session CSRF token', async () => {
     const s = new SessionStore();
-    const a = await s.create('admin', 'admin', '127.0.0.1');
-    const b = await s.create('admin', 'admin', '127.0.0.1');
+    const a = await s.create('admin', 'admin', '127.0.0.1', 'cred');
+    const b = await s.create('admin', 'admin', '127.0.0.1', 'cred');
     expect(Buffer.from(a.id, 'base64url')).toHaveLength(32);
     expect(a.id).not.toBe(b.id);
     expect(a.session.csrf).not.toBe(b.session.csrf);
@@ -42,7 +42,7 @@ describe('fleet view sessions', () => {
   it('stores the id only as its SHA-256', async () => {
     const store = new WritableStore();
     const s = new SessionStore({ store });
-    const { id } = await s.create('alice', 'viewer', 'x');
+    const { id } = await s.create('alice', 'viewer', 'x', 'cred');
     expect([...store.rows.keys()]).toEqual([sha256Hex(id)]);
     expect(JSON.stringify([...store.rows.values()])).not.toContain(id);
   });
@@ -50,7 +50,7 @@ describe('fleet view sessions', () => {
   it('expires after the idle timeout, and activity keeps it alive', async () => {
     const c = clock();
     const s = new SessionStore({ idleMs: 1000, absoluteMs: 10_000, now: c.now });
-    const { id } = await s.create('alice', 'viewer', '10.0.0.1');
+    const { id } = await s.create('alice', 'viewer', '10.0.0.1', 'cred');
     c.t += 999;
     expect((await s.touch(id))?.role).toBe('viewer');
     c.t += 999;
@@ -65,7 +65,7 @@ describe('fleet view sessions', () => {
   it('expires at the absolute lifetime however active it is', async () => {
     const c = clock();
     const s = new SessionStore({ idleMs: 1000, absoluteMs: 3000, now: c.now });
-    const { id } = await s.create('admin', 'admin', 'x');
+    const { id } = await s.create('admin', 'admin', 'x', 'cred');
     for (let i = 0; i < 5; i++) {
       c.t += 500;
       expect(await s.touch(id)).toBeDefined();
@@ -76,7 +76,7 @@ describe('fleet view sessions', () => {
 
   it('sign-out destroys the session', async () => {
     const s = new SessionStore();
-    const { id } = await s.create('admin', 'admin', 'x');
+    const { id } = await s.create('admin', 'admin', 'x', 'cred');
     expect(await s.destroy(id)).toBe(true);
     expect(await s.touch(id)).toBeUndefined();
     expect(await s.destroy(undefined)).toBe(false);
@@ -84,10 +84,10 @@ describe('fleet view sessions', () => {
 
   it('is bounded: the least recently used session goes first', async () => {
     const s = new SessionStore({ maxSessions: 2 });
-    const a = await s.create('a', 'viewer', 'x');
-    const b = await s.create('b', 'viewer', 'x');
+    const a = await s.create('a', 'viewer', 'x', 'cred');
+    const b = await s.create('b', 'viewer', 'x', 'cred');
     await s.touch(a.id);
-    await s.create('c', 'viewer', 'x');
+    await s.create('c', 'viewer', 'x', 'cred');
     expect(await s.size()).toBe(2);
     expect(await s.touch(b.id)).toBeUndefined();
     expect(await s.touch(a.id)).toBeDefined();
@@ -96,10 +96,10 @@ describe('fleet view sessions', () => {
   it('one user signing in over and over drops only its own sessions, never another user’s (an admin’s)', async () => {
     // Review of issue #16: a viewer signing in 1,000 times evicted every admin session.
     const s = new SessionStore({ maxSessions: 20, maxPerUser: 3 });
-    const admin = await s.create('admin', 'admin', 'x');
-    const first = await s.create('viewer', 'viewer', 'x');
+    const admin = await s.create('admin', 'admin', 'x', 'cred');
+    const first = await s.create('viewer', 'viewer', 'x', 'cred');
     let last = first;
-    for (let i = 0; i < 1000; i++) last = await s.create('viewer', 'viewer', 'x');
+    for (let i = 0; i < 1000; i++) last = await s.create('viewer', 'viewer', 'x', 'cred');
     expect((await s.touch(admin.id))?.role).toBe('admin');
     expect(await s.touch(first.id)).toBeUndefined();
     expect(await s.touch(last.id)).toBeDefined();
@@ -116,7 +116,7 @@ describe('fleet view sessions', () => {
     const a = new SessionStore({ store, seal: new SessionSeal(key) });
     const b = new SessionStore({ store, seal: new SessionSeal(Buffer.from(key)) });
     const stranger = new SessionStore({ store, seal: new SessionSeal(Buffer.alloc(32, 8)) });
-    const { id } = await a.create('noc', 'viewer', 'x');
+    const { id } = await a.create('noc', 'viewer', 'x', 'cred');
     expect((await b.touch(id))?.user).toBe('noc');
     // A seal that fails deletes the row: it is no session for anybody after that.
     expect(await stranger.touch(id)).toBeUndefined();
@@ -132,12 +132,13 @@ describe('fleet view sessions: a database writer', () => {
     ['extends the absolute lifetime', (r: UiSessionRow) => ({ ...r, createdAt: r.createdAt + 3600_000 })],
     ['swaps in a CSRF token of its own', (r: UiSessionRow) => ({ ...r, csrf: 'known' })],
     ['changes the recorded address', (r: UiSessionRow) => ({ ...r, remote: '203.0.113.9' })],
+    ['swaps the credential it was opened with', (r: UiSessionRow) => ({ ...r, credential: 'other' })],
     ['drops the seal', (r: UiSessionRow) => ({ ...r, seal: '' })],
   ] as const) {
     it(`${what}: the session is refused and deleted`, async () => {
       const store = new WritableStore();
       const s = new SessionStore({ store, seal: new SessionSeal(key) });
-      const { id } = await s.create('noc', 'viewer', '192.0.2.1');
+      const { id } = await s.create('noc', 'viewer', '192.0.2.1', 'cred');
       expect((await s.touch(id))?.role).toBe('viewer');
       const h = sha256Hex(id);
       store.rows.set(h, change(store.rows.get(h)!));
@@ -158,6 +159,7 @@ describe('fleet view sessions: a database writer', () => {
       createdAt: Date.now(),
       lastSeenAt: Date.now(),
       remote: 'x',
+      credential: 'cred',
       seal: new SessionSeal(Buffer.alloc(32, 9)).mac({
         idHash: sha256Hex(id),
         user: 'admin',
@@ -165,6 +167,7 @@ describe('fleet view sessions: a database writer', () => {
         csrf: 'known',
         createdAt: Date.now(),
         remote: 'x',
+        credential: 'cred',
       }),
     };
     await store.insert(forged, { now: Date.now(), idleMs: 1e6, absoluteMs: 1e7, maxSessions: 10, maxPerUser: 10 });
@@ -174,7 +177,7 @@ describe('fleet view sessions: a database writer', () => {
   it('copies a live row under another id hash: refused (the hash is sealed)', async () => {
     const store = new WritableStore();
     const s = new SessionStore({ store, seal: new SessionSeal(key) });
-    const { id } = await s.create('admin', 'admin', 'x');
+    const { id } = await s.create('admin', 'admin', 'x', 'cred');
     const mine = 'attacker-chosen-id';
     const copy = { ...store.rows.get(sha256Hex(id))!, idHash: sha256Hex(mine) };
     await store.insert(copy, { now: Date.now(), idleMs: 1e6, absoluteMs: 1e7, maxSessions: 10, maxPerUser: 10 });

@@ -263,6 +263,7 @@ CREATE TABLE ui_sessions (
   created_at    BIGINT NOT NULL,
   last_seen_at  BIGINT NOT NULL,
   remote        TEXT   NOT NULL,
+  credential    TEXT   NOT NULL,
   seal          TEXT   NOT NULL
 );
 CREATE INDEX ui_sessions_user ON ui_sessions (user_name, last_seen_at);

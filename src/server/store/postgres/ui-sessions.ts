@@ -25,9 +25,9 @@ export class PgUiSessionStore implements UiSessionStore {
                     ORDER BY last_seen_at DESC, created_at DESC, id_hash OFFSET ${Math.max(0, l.maxPerUser - 1)})`;
         await sql`DELETE FROM ui_sessions WHERE id_hash IN (SELECT id_hash FROM ui_sessions
                     ORDER BY last_seen_at DESC, created_at DESC, id_hash OFFSET ${Math.max(0, l.maxSessions - 1)})`;
-        await sql`INSERT INTO ui_sessions (id_hash, user_name, role, csrf, created_at, last_seen_at, remote, seal)
+        await sql`INSERT INTO ui_sessions (id_hash, user_name, role, csrf, created_at, last_seen_at, remote, credential, seal)
                   VALUES (${row.idHash}, ${row.user}, ${row.role}, ${row.csrf}, ${row.createdAt}, ${row.lastSeenAt},
-                          ${row.remote}, ${row.seal})`;
+                          ${row.remote}, ${row.credential}, ${row.seal})`;
       }),
     );
   }
@@ -38,7 +38,7 @@ export class PgUiSessionStore implements UiSessionStore {
         UPDATE ui_sessions SET last_seen_at = GREATEST(last_seen_at, ${now})
          WHERE id_hash = ${idHash} AND ${now}::bigint - last_seen_at < ${idleMs}
            AND ${now}::bigint - created_at < ${absoluteMs}
-        RETURNING id_hash, user_name, role, csrf, created_at, last_seen_at, remote, seal`;
+        RETURNING id_hash, user_name, role, csrf, created_at, last_seen_at, remote, credential, seal`;
       if (r) return toSessionRow(r);
       // Unknown or expired: an expired row goes now, so no issuer's clock can bring it back.
       await this.db.sql`DELETE FROM ui_sessions WHERE id_hash = ${idHash}`;

@@ -362,6 +362,7 @@ CREATE TABLE ui_sessions (
   created_at    INTEGER NOT NULL,
   last_seen_at  INTEGER NOT NULL,
   remote        TEXT    NOT NULL,
+  credential    TEXT    NOT NULL,
   seal          TEXT    NOT NULL
 ) STRICT;
 CREATE INDEX ui_sessions_user ON ui_sessions (user_name, last_seen_at);

@@ -16,10 +16,11 @@ export interface SessionDbRow {
   created_at: number | string;
   last_seen_at: number | string;
   remote: string;
+  credential: string;
   seal: string;
 }
 
-export const SESSION_COLS = 'id_hash, user_name, role, csrf, created_at, last_seen_at, remote, seal';
+export const SESSION_COLS = 'id_hash, user_name, role, csrf, created_at, last_seen_at, remote, credential, seal';
 
 export const toSessionRow = (r: SessionDbRow): UiSessionRow => ({
   idHash: r.id_hash,
@@ -29,6 +30,7 @@ export const toSessionRow = (r: SessionDbRow): UiSessionRow => ({
   createdAt: Number(r.created_at),
   lastSeenAt: Number(r.last_seen_at),
   remote: r.remote,
+  credential: r.credential,
   seal: r.seal,
 });
 
@@ -56,7 +58,7 @@ export class SqliteUiSessionStore implements UiSessionStore {
         `DELETE FROM ui_sessions WHERE id_hash IN (SELECT id_hash FROM ui_sessions
            ORDER BY last_seen_at DESC, created_at DESC, id_hash LIMIT -1 OFFSET ?)`,
       ).run(Math.max(0, l.maxSessions - 1));
-      db.prepare(`INSERT INTO ui_sessions (${SESSION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(
+      db.prepare(`INSERT INTO ui_sessions (${SESSION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
         row.idHash,
         row.user,
         row.role,
@@ -64,6 +66,7 @@ export class SqliteUiSessionStore implements UiSessionStore {
         row.createdAt,
         row.lastSeenAt,
         row.remote,
+        row.credential,
         row.seal,
       );
     });

@@ -20,6 +20,7 @@ function row(n: number, user: string, at: number, role: 'admin' | 'viewer' = 'vi
     createdAt: at,
     lastSeenAt: at,
     remote: '192.0.2.1',
+    credential: `cred-${user}`,
     seal: `seal-${n}`,
   };
 }
