@@ -34,15 +34,18 @@ export class PgUiSessionStore implements UiSessionStore {
 
   touch(idHash: string, now: number, idleMs: number, absoluteMs: number): Promise<UiSessionRow | undefined> {
     return this.enter(async () => {
+      // One statement, one snapshot: the live row's clock moves, an expired row goes (so no
+      // issuer's clock can bring it back), an unknown id changes nothing.
       const [r] = await this.db.sql<SessionDbRow[]>`
+        WITH expired AS (
+          DELETE FROM ui_sessions WHERE id_hash = ${idHash}
+             AND (${now}::bigint - last_seen_at >= ${idleMs} OR ${now}::bigint - created_at >= ${absoluteMs})
+        )
         UPDATE ui_sessions SET last_seen_at = GREATEST(last_seen_at, ${now})
          WHERE id_hash = ${idHash} AND ${now}::bigint - last_seen_at < ${idleMs}
            AND ${now}::bigint - created_at < ${absoluteMs}
         RETURNING id_hash, user_name, role, csrf, created_at, last_seen_at, remote, credential, seal`;
-      if (r) return toSessionRow(r);
-      // Unknown or expired: an expired row goes now, so no issuer's clock can bring it back.
-      await this.db.sql`DELETE FROM ui_sessions WHERE id_hash = ${idHash}`;
-      return undefined;
+      return r ? toSessionRow(r) : undefined;
     });
   }
 

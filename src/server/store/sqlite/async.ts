@@ -238,7 +238,12 @@ export class AsyncSqliteStores implements Stores {
     const writeOutside = <T>(write: () => T): Promise<T> =>
       this.closed ? Promise.reject(closedError()) : this.queue.run(() => this.single.immediate(write) as T);
     this.issuers = new SqliteIssuerRegistry(writer, reader ?? writer, (read) => this.readOutside(read), writeOutside);
-    this.uiSessions = new SqliteUiSessionStore(writer, writeOutside);
+    this.uiSessions = new SqliteUiSessionStore(
+      writer,
+      reader ?? writer,
+      (read) => this.readOutside(read),
+      writeOutside,
+    );
   }
 
   withWriteTx<T>(fn: (tx: TxStores) => Promise<T>): Promise<T> {

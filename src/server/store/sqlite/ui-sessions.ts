@@ -1,7 +1,9 @@
 /**
- * Fleet-view sessions (../ui-session-types.ts) on SQLite (migration 10). Every method is a write
- * (touch moves the idle clock), run as one transaction of its own behind the write queue, so
- * each applies its rule atomically against every other writer of the file.
+ * Fleet-view sessions (../ui-session-types.ts) on SQLite (migration 10). Writes run as one
+ * transaction of their own behind the write queue, so each applies its rule atomically against
+ * every other writer of the file. A touch first looks the id up on the read connection: a cookie
+ * that names no session (anyone on the port can send one per request) never takes the write queue
+ * the renewals share.
  */
 import type BetterSqlite3 from 'better-sqlite3';
 import type { UiSessionLimits, UiSessionRow, UiSessionStore } from '../ui-session-types.js';
@@ -37,6 +39,8 @@ export const toSessionRow = (r: SessionDbRow): UiSessionRow => ({
 export class SqliteUiSessionStore implements UiSessionStore {
   constructor(
     private readonly writer: BetterSqlite3.Database,
+    private readonly reader: BetterSqlite3.Database,
+    private readonly read: Runner,
     private readonly write: Runner,
   ) {}
 
@@ -72,7 +76,11 @@ export class SqliteUiSessionStore implements UiSessionStore {
     });
   }
 
-  touch(idHash: string, now: number, idleMs: number, absoluteMs: number): Promise<UiSessionRow | undefined> {
+  async touch(idHash: string, now: number, idleMs: number, absoluteMs: number): Promise<UiSessionRow | undefined> {
+    const known = await this.read(
+      () => this.reader.prepare('SELECT 1 FROM ui_sessions WHERE id_hash = ?').get(idHash) !== undefined,
+    );
+    if (!known) return undefined;
     return this.write(() => {
       const r = this.writer
         .prepare<[number, string, number, number, number, number], SessionDbRow>(
