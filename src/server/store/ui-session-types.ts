@@ -3,7 +3,8 @@
  * the `--workers N` of one machine, or several issuers behind a load balancer — knows every
  * operator's session: the kernel and the balancer hand an operator's connections to any of them.
  *
- * The table holds no usable secret: the row is keyed by the SHA-256 of the cookie's random id,
+ * The table holds no usable secret: the row is keyed by the SHA-256 of the cookie's random id
+ * (the CSRF token is derived from the id, never stored),
  * and each row carries a seal (an HMAC under a key derived from audit.key, which lives outside
  * the database: server/ui/session-seal.ts) over who the session is, so a database writer cannot
  * mint an admin session or turn a viewer's into one. The rules (idle timeout, lifetime, bounds)
@@ -19,8 +20,6 @@ export interface UiSessionRow {
   /** 'admin' or a viewer's name. */
   user: string;
   role: UiRole;
-  /** The session's CSRF synchronizer token. */
-  csrf: string;
   createdAt: number;
   lastSeenAt: number;
   /** The address that signed in (for the audit rows). */
@@ -45,8 +44,8 @@ export interface UiSessionLimits {
 export interface UiSessionStore {
   /**
    * Drop every expired session, then the user's oldest beyond `maxPerUser - 1`, then the oldest
-   * of all beyond `maxSessions - 1`, then insert `row`. Concurrent inserts on several issuers may
-   * overshoot a bound by the number of sign-ins racing (each is throttled).
+   * of all beyond `maxSessions - 1`, then insert `row` — as one step, also against concurrent
+   * inserts on other issuers of the store.
    */
   insert(row: UiSessionRow, limits: UiSessionLimits): Promise<void>;
   /**

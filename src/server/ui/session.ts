@@ -27,7 +27,10 @@ import { SessionSeal } from './session-seal.js';
 export type { UiRole } from '../store/ui-session-types.js';
 
 /** A live session as the fleet view uses it: the stored row without its key and seal. */
-export type UiSession = Omit<UiSessionRow, 'idHash' | 'seal'>;
+export type UiSession = Omit<UiSessionRow, 'idHash' | 'seal'> & {
+  /** The CSRF synchronizer token for this session's forms (derived from the id: ./session-seal.ts). */
+  csrf: string;
+};
 
 export interface SessionOptions {
   idleMs?: number;
@@ -74,6 +77,8 @@ export class SessionStore {
     this.#credentialLive = o.credentialLive ?? (() => true);
     if (!(this.idleMs > 0) || !(this.absoluteMs >= this.idleMs))
       throw new TypeError('SessionStore: idleMs > 0 and absoluteMs >= idleMs are required');
+    if (!(this.#max >= 1) || !(this.#maxPerUser >= 1))
+      throw new TypeError('SessionStore: maxSessions and maxPerUser must be at least 1');
   }
 
   /**
@@ -88,12 +93,15 @@ export class SessionStore {
   ): Promise<{ id: string; session: UiSession }> {
     const id = randomSecret(32);
     const now = this.#now();
-    const identity = { idHash: sha256Hex(id), user, role, csrf: randomSecret(32), createdAt: now, remote, credential };
+    const identity = { idHash: sha256Hex(id), user, role, createdAt: now, remote, credential };
     await this.#store.insert(
       { ...identity, lastSeenAt: now, seal: this.#seal.mac(identity) },
       { now, idleMs: this.idleMs, absoluteMs: this.absoluteMs, maxSessions: this.#max, maxPerUser: this.#maxPerUser },
     );
-    return { id, session: { user, role, csrf: identity.csrf, createdAt: now, lastSeenAt: now, remote, credential } };
+    return {
+      id,
+      session: { user, role, csrf: this.#seal.csrfFor(id), createdAt: now, lastSeenAt: now, remote, credential },
+    };
   }
 
   /**
@@ -110,8 +118,8 @@ export class SessionStore {
       await this.#store.delete(idHash);
       return undefined;
     }
-    const { user, role, csrf, createdAt, lastSeenAt, remote, credential } = row;
-    const session = { user, role, csrf, createdAt, lastSeenAt, remote, credential };
+    const { user, role, createdAt, lastSeenAt, remote, credential } = row;
+    const session = { user, role, csrf: this.#seal.csrfFor(id), createdAt, lastSeenAt, remote, credential };
     if (!(await this.#credentialLive(session))) {
       await this.#store.delete(idHash);
       return undefined;

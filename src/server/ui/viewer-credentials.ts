@@ -20,6 +20,8 @@ import { constantTimeEqual, randomSecret, sha256Hex } from '../../util/secret.js
 import type { UiRole } from './session.js';
 
 export const VIEWERS_FILE = 'ui-viewers.json';
+/** The user name of the admin credential's sessions (audit actor `ui:admin`); no viewer may take it. */
+export const ADMIN_USER = 'admin';
 
 const viewerSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/),
@@ -65,6 +67,11 @@ export function issueViewerToken(dataDir: string, name: string, now: number): st
     throw new SigilError(
       'config_invalid',
       `viewer name "${name}" must be 1-63 of a-z 0-9 . _ - (starting alphanumeric)`,
+    );
+  if (name === ADMIN_USER)
+    throw new SigilError(
+      'config_invalid',
+      `viewer name "${ADMIN_USER}" is the administrator's: its sessions and audit rows would be taken for the admin's`,
     );
   const token = randomSecret(32);
   const rest = readViewers(dataDir).filter((v) => v.name !== name);
@@ -126,8 +133,10 @@ export function matchCredential(
 ): { user: string; role: UiRole } | undefined {
   const h = sha256Hex(presented.trim());
   let found: { user: string; role: UiRole } | undefined;
-  if (adminHash !== undefined && constantTimeEqual(h, adminHash)) found = { user: 'admin', role: 'admin' };
-  for (const v of viewers) if (constantTimeEqual(h, v.hash) && !found) found = { user: v.name, role: 'viewer' };
+  if (adminHash !== undefined && constantTimeEqual(h, adminHash)) found = { user: ADMIN_USER, role: 'admin' };
+  // A viewer entry named like the administrator (a hand-edited file) never signs in.
+  for (const v of viewers)
+    if (constantTimeEqual(h, v.hash) && !found && v.name !== ADMIN_USER) found = { user: v.name, role: 'viewer' };
   return found;
 }
 

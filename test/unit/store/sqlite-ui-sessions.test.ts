@@ -25,7 +25,6 @@ describe('SQLite fleet-view sessions', () => {
         idHash: h,
         user: 'u',
         role: 'viewer',
-        csrf: 'c',
         createdAt: 1000,
         lastSeenAt: 1000,
         remote: 'r',

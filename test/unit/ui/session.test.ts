@@ -130,7 +130,6 @@ describe('fleet view sessions: a database writer', () => {
     ['turns a viewer into an admin', (r: UiSessionRow) => ({ ...r, role: 'admin' as const })],
     ['gives the session to another user', (r: UiSessionRow) => ({ ...r, user: 'admin' })],
     ['extends the absolute lifetime', (r: UiSessionRow) => ({ ...r, createdAt: r.createdAt + 3600_000 })],
-    ['swaps in a CSRF token of its own', (r: UiSessionRow) => ({ ...r, csrf: 'known' })],
     ['changes the recorded address', (r: UiSessionRow) => ({ ...r, remote: '203.0.113.9' })],
     ['swaps the credential it was opened with', (r: UiSessionRow) => ({ ...r, credential: 'other' })],
     ['drops the seal', (r: UiSessionRow) => ({ ...r, seal: '' })],
@@ -155,7 +154,6 @@ describe('fleet view sessions: a database writer', () => {
       idHash: sha256Hex(id),
       user: 'admin',
       role: 'admin',
-      csrf: 'known',
       createdAt: Date.now(),
       lastSeenAt: Date.now(),
       remote: 'x',
@@ -164,7 +162,6 @@ describe('fleet view sessions: a database writer', () => {
         idHash: sha256Hex(id),
         user: 'admin',
         role: 'admin',
-        csrf: 'known',
         createdAt: Date.now(),
         remote: 'x',
         credential: 'cred',
@@ -183,6 +180,29 @@ describe('fleet view sessions: a database writer', () => {
     await store.insert(copy, { now: Date.now(), idleMs: 1e6, absoluteMs: 1e7, maxSessions: 10, maxPerUser: 10 });
     expect(await s.touch(mine)).toBeUndefined();
     expect((await s.touch(id))?.role).toBe('admin');
+  });
+});
+
+describe('fleet view sessions: the CSRF token', () => {
+  it('is derived from the id, never stored: a reader of the table learns no token; every issuer of the key derives the same', async () => {
+    const store = new WritableStore();
+    const key = Buffer.alloc(32, 5);
+    const a = new SessionStore({ store, seal: new SessionSeal(key) });
+    const b = new SessionStore({ store, seal: new SessionSeal(Buffer.from(key)) });
+    const { id, session } = await a.create('noc', 'viewer', 'x', 'cred');
+    expect(Buffer.from(session.csrf, 'base64url')).toHaveLength(32);
+    expect(JSON.stringify([...store.rows.values()])).not.toContain(session.csrf);
+    expect((await a.touch(id))?.csrf).toBe(session.csrf);
+    expect((await b.touch(id))?.csrf).toBe(session.csrf);
+    const other = await a.create('noc', 'viewer', 'x', 'cred');
+    expect(other.session.csrf).not.toBe(session.csrf);
+    // Another key (another deployment) derives another token for the same id.
+    expect(new SessionSeal(Buffer.alloc(32, 6)).csrfFor(id)).not.toBe(session.csrf);
+  });
+
+  it('refuses bounds below one', () => {
+    expect(() => new SessionStore({ maxPerUser: 0 })).toThrow(TypeError);
+    expect(() => new SessionStore({ maxSessions: 0 })).toThrow(TypeError);
   });
 });
 

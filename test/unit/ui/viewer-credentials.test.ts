@@ -36,6 +36,16 @@ describe('fleet view viewer credentials', () => {
     expect(matchCredential(t2, undefined, readViewers(d))).toBeUndefined();
   });
 
+  it("no viewer takes the administrator's name: refused at issue, and a hand-written entry never signs in", () => {
+    expect(() => issueViewerToken(dir(), 'admin', Date.now())).toThrow(/administrator/);
+    const token = 'a hand-made viewer token';
+    expect(
+      matchCredential(token, undefined, [
+        { name: 'admin', hash: sha256Hex(token), created_at: '2026-01-01T00:00:00Z' },
+      ]),
+    ).toBeUndefined();
+  });
+
   it('the admin credential signs in as admin; anything else as nobody', () => {
     const admin = 'admin-secret';
     expect(matchCredential(admin, sha256Hex(admin), [])).toEqual({ user: 'admin', role: 'admin' });

@@ -259,7 +259,6 @@ CREATE TABLE ui_sessions (
   id_hash       TEXT COLLATE "C" PRIMARY KEY CHECK (length(id_hash) = 64),
   user_name     TEXT   NOT NULL,
   role          TEXT   NOT NULL CHECK (role IN ('admin', 'viewer')),
-  csrf          TEXT   NOT NULL,
   created_at    BIGINT NOT NULL,
   last_seen_at  BIGINT NOT NULL,
   remote        TEXT   NOT NULL,

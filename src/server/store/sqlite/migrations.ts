@@ -358,7 +358,6 @@ CREATE TABLE ui_sessions (
   id_hash       TEXT    PRIMARY KEY CHECK (length(id_hash) = 64),
   user_name     TEXT    NOT NULL,
   role          TEXT    NOT NULL CHECK (role IN ('admin', 'viewer')),
-  csrf          TEXT    NOT NULL,
   created_at    INTEGER NOT NULL,
   last_seen_at  INTEGER NOT NULL,
   remote        TEXT    NOT NULL,

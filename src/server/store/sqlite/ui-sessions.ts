@@ -14,7 +14,6 @@ export interface SessionDbRow {
   id_hash: string;
   user_name: string;
   role: 'admin' | 'viewer';
-  csrf: string;
   created_at: number | string;
   last_seen_at: number | string;
   remote: string;
@@ -22,13 +21,12 @@ export interface SessionDbRow {
   seal: string;
 }
 
-export const SESSION_COLS = 'id_hash, user_name, role, csrf, created_at, last_seen_at, remote, credential, seal';
+export const SESSION_COLS = 'id_hash, user_name, role, created_at, last_seen_at, remote, credential, seal';
 
 export const toSessionRow = (r: SessionDbRow): UiSessionRow => ({
   idHash: r.id_hash,
   user: r.user_name,
   role: r.role,
-  csrf: r.csrf,
   createdAt: Number(r.created_at),
   lastSeenAt: Number(r.last_seen_at),
   remote: r.remote,
@@ -62,11 +60,10 @@ export class SqliteUiSessionStore implements UiSessionStore {
         `DELETE FROM ui_sessions WHERE id_hash IN (SELECT id_hash FROM ui_sessions
            ORDER BY last_seen_at DESC, created_at DESC, id_hash LIMIT -1 OFFSET ?)`,
       ).run(Math.max(0, l.maxSessions - 1));
-      db.prepare(`INSERT INTO ui_sessions (${SESSION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
+      db.prepare(`INSERT INTO ui_sessions (${SESSION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(
         row.idHash,
         row.user,
         row.role,
-        row.csrf,
         row.createdAt,
         row.lastSeenAt,
         row.remote,

@@ -16,7 +16,6 @@ function row(n: number, user: string, at: number, role: 'admin' | 'viewer' = 'vi
     idHash: n.toString(16).padStart(64, '0'),
     user,
     role,
-    csrf: `csrf-${n}`,
     createdAt: at,
     lastSeenAt: at,
     remote: '192.0.2.1',
@@ -110,6 +109,13 @@ export function uiSessionSuite(open: () => UiSessionStore): void {
       expect(await s.delete(row(1, '', 0).idHash)).toBe(true);
       expect(await s.delete(row(1, '', 0).idHash)).toBe(false);
       expect(await s.touch(row(1, '', 0).idHash, T0 + 1, IDLE, ABS)).toBeUndefined();
+    });
+
+    it("concurrent sign-ins of one user keep that user's bound (sign-ins take turns)", async () => {
+      await Promise.all(
+        Array.from({ length: 24 }, (_, i) => s.insert(row(i + 1, 'busy', T0 + i), limits(T0 + i, { maxPerUser: 5 }))),
+      );
+      expect(await s.count()).toBe(5);
     });
 
     it('concurrent sign-ins of different users all stay, within the bounds', async () => {
