@@ -133,6 +133,16 @@ export const AREAS = {
     ],
     break: 90,
   },
+  'ui-sessions': {
+    what: 'fleet-view sessions: the seal of a stored row, expiry, bounds, the credential still on file',
+    mutate: [
+      'src/server/ui/session-seal.ts',
+      'src/server/ui/session.ts',
+      'src/server/ui/session-memory.ts',
+      'src/server/ui/viewer-credentials.ts',
+    ],
+    tests: ['test/unit/ui/session.test.ts', 'test/unit/ui/routes.test.ts', 'test/unit/ui/viewer-credentials.test.ts'],
+  },
   hashes: {
     what: 'the audit chain HMAC and the request hash, built from one-shot SHA-256 (issue #14)',
     mutate: ['src/util/hmac-sha256.ts', 'src/protocol/request-hash.ts', 'src/server/store/sqlite/audit.ts:113-116'],

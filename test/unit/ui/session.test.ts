@@ -206,4 +206,56 @@ describe('fleet view sessions: the CSRF token', () => {
   });
 });
 
+describe('fleet view sessions: what the policy checks itself', () => {
+  /** A store that counts its calls and can hand back a row of the test's choosing. */
+  class SpyStore extends MemorySessionStore {
+    touches = 0;
+    deletes = 0;
+    answer: ((r: UiSessionRow | undefined) => UiSessionRow | undefined) | undefined;
+    override async touch(h: string, now: number, idle: number, abs: number): Promise<UiSessionRow | undefined> {
+      this.touches++;
+      const r = await super.touch(h, now, idle, abs);
+      return this.answer ? this.answer(r) : r;
+    }
+    override delete(h: string): Promise<boolean> {
+      this.deletes++;
+      return super.delete(h);
+    }
+  }
+
+  it('a cookie longer than any id is never hashed nor looked up; an id of 100 characters is', async () => {
+    const store = new SpyStore();
+    const s = new SessionStore({ store });
+    expect(await s.touch('x'.repeat(101))).toBeUndefined();
+    expect(await s.destroy('x'.repeat(101))).toBe(false);
+    expect([store.touches, store.deletes]).toEqual([0, 0]);
+    await s.touch('x'.repeat(100));
+    await s.destroy('x'.repeat(100));
+    expect([store.touches, store.deletes]).toEqual([1, 1]);
+  });
+
+  it('refuses a row the store returns for another id, or with a role that is neither admin nor viewer, though sealed', async () => {
+    const store = new SpyStore();
+    const seal = new SessionSeal(Buffer.alloc(32, 1));
+    const s = new SessionStore({ store, seal });
+    const a = await s.create('alice', 'viewer', 'x', 'c');
+    const b = await s.create('bob', 'viewer', 'x', 'c');
+    const bobRow = await store.touch(sha256Hex(b.id), Date.now(), 1e9, 1e9);
+    store.answer = () => bobRow;
+    expect(await s.touch(a.id)).toBeUndefined();
+    const root = { ...bobRow!, role: 'root' as unknown as 'admin' };
+    store.answer = () => ({ ...root, seal: seal.mac(root) });
+    expect(await s.touch(b.id)).toBeUndefined();
+  });
+
+  it('defaults: 15 min idle, 8 h lifetime (or the idle timeout when longer); limits at their edges', () => {
+    const d = new SessionStore();
+    expect([d.idleMs, d.absoluteMs]).toEqual([15 * 60_000, 8 * 3600_000]);
+    expect(new SessionStore({ idleMs: 10 * 3600_000 }).absoluteMs).toBe(10 * 3600_000);
+    expect(() => new SessionStore({ idleMs: 0 })).toThrow(/idleMs > 0/);
+    expect(() => new SessionStore({ idleMs: 5, absoluteMs: 5, maxSessions: 1, maxPerUser: 1 })).not.toThrow();
+    expect(() => new SessionStore({ maxSessions: 0 })).toThrow(/at least 1/);
+  });
+});
+
 uiSessionSuite(() => new MemorySessionStore());

@@ -49,17 +49,43 @@ describe('fleet view viewer credentials', () => {
   it('the admin credential signs in as admin; anything else as nobody', () => {
     const admin = 'admin-secret';
     expect(matchCredential(admin, sha256Hex(admin), [])).toEqual({ user: 'admin', role: 'admin' });
+    // Pasted with a newline or blanks around it, as from a terminal.
+    expect(matchCredential(` ${admin}\n`, sha256Hex(admin), [])).toEqual({ user: 'admin', role: 'admin' });
     expect(matchCredential('x', sha256Hex(admin), [])).toBeUndefined();
     expect(matchCredential('', undefined, [])).toBeUndefined();
   });
 
   it('refuses bad viewer names, a malformed file and a symlinked file', () => {
     const d = dir();
+    const code = (f: () => unknown): string | undefined => {
+      try {
+        f();
+      } catch (err) {
+        return (err as { code?: string }).code;
+      }
+      return undefined;
+    };
     expect(() => issueViewerToken(d, '../x', 0)).toThrow(/viewer name/);
+    expect(code(() => issueViewerToken(d, '../x', 0))).toBe('config_invalid');
+    expect(code(() => issueViewerToken(d, 'admin', 0))).toBe('config_invalid');
     writeFileSync(viewersPath(d), '{"viewers":[{"name":"a","hash":"zz","created_at":"x"}]}');
     expect(() => readViewers(d)).toThrow(/not a viewer credential file/);
+    expect(code(() => readViewers(d))).toBe('config_invalid');
+    writeFileSync(viewersPath(d), '{"viewers":');
+    expect(code(() => readViewers(d))).toBe('config_invalid');
     const e = dir();
     symlinkSync(viewersPath(d), viewersPath(e));
     expect(() => readViewers(e)).toThrow(/not a regular file/);
+    expect(code(() => readViewers(e))).toBe('unsafe_path');
+    // Only a missing file means "no viewers": a data directory path that is a file is an error.
+    const f = join(dir(), 'not-a-dir');
+    writeFileSync(f, '');
+    expect(code(() => readViewers(f))).toBe('ENOTDIR');
+  });
+
+  it('writes the file as JSON lines ending in a newline', () => {
+    const d = dir();
+    issueViewerToken(d, 'noc', 0);
+    expect(readFileSync(viewersPath(d), 'utf8').endsWith('}\n')).toBe(true);
   });
 });
