@@ -19,6 +19,7 @@ import { openSqlite } from '../../src/server/store/sqlite/db.js';
 import { auditRowHash, AUDIT_GENESIS_HASH, type AuditContent } from '../../src/server/store/sqlite/audit.js';
 import { canonicalJson } from '../../src/server/store/sqlite/canonical-json.js';
 import { openPostgresStores } from '../../src/server/store/postgres/index.js';
+import { ISSUE_BACKDATE_MS } from '../../src/server/store/fleet-types.js';
 
 export interface SeedFleetOptions {
   /** Instances to add (default 100,000). */
@@ -136,10 +137,10 @@ function makeInstances(
     const keyStorage = method === 'tpm' ? 'tpm' : rnd() < 0.1 ? 'pkcs11' : 'software';
     const ttl = rnd() < 0.9 ? HOUR : DAY;
     const createdAt = o.now - Math.floor(rnd() * 90 * DAY) - HOUR;
-    // Most renewed on time (age below half-life), some overdue, 2% expired (stopped renewing).
+    // Most renewed on time (age below 2/3 of the lifetime), some overdue, 2% expired (stopped renewing).
     let notBefore: number;
     if (rnd() < 0.02) notBefore = o.now - ttl - Math.floor(rnd() * 7 * DAY) - MIN;
-    else notBefore = o.now - Math.floor(rnd() * 0.6 * ttl);
+    else notBefore = o.now - Math.floor(rnd() * 0.75 * ttl);
     notBefore = Math.max(notBefore, createdAt);
     const notAfter = notBefore + ttl;
     const generation = 1 + Math.floor((notBefore - createdAt) / (ttl / 2));
@@ -243,14 +244,18 @@ function* auditContents(
   }
 }
 
+/** fleet-types.ts's rule: past 2/3 of the lifetime from the issue (notBefore + the backdate). */
+const overdue = (r: SeedInstance, now: number): boolean =>
+  2 * r.current_not_after + r.current_not_before <= 3 * now - ISSUE_BACKDATE_MS;
+
 function samplesOf(rows: SeedInstance[], now: number): SeedFleetResult['samples'] {
   const out: SeedFleetResult['samples'] = {};
   for (const r of rows) {
     if (r.locked) out.locked ??= r.id;
     else if (r.current_not_after <= now) out.expired ??= r.id;
-    else if (r.current_not_after + r.current_not_before <= 2 * now) out.renewal_overdue ??= r.id;
+    else if (overdue(r, now)) out.renewal_overdue ??= r.id;
     if (r.attestation_ok === false) out.attestation_failed ??= r.id;
-    else if (!r.locked && r.current_not_after + r.current_not_before > 2 * now) out.healthy ??= r.id;
+    else if (!r.locked && r.current_not_after > now && !overdue(r, now)) out.healthy ??= r.id;
   }
   return out;
 }

@@ -17,7 +17,7 @@
  */
 import { badQuery, checkInt, checkText, checkTime, describeValue } from './fleet-checks.js';
 import type { FleetQuery, FleetRow, FleetSortKey, FleetState } from './fleet-types.js';
-import { FLEET_STATES } from './fleet-types.js';
+import { FLEET_STATES, ISSUE_BACKDATE_MS } from './fleet-types.js';
 
 export const FLEET_DEFAULT_LIMIT = 50;
 export const FLEET_MAX_LIMIT = 500;
@@ -177,10 +177,11 @@ export function statePredicate(d: FleetDialect, state: FleetState, now: number):
     case 'expired':
       return { text: 'current_not_after <= ?', params: [now] };
     case 'renewal_overdue':
-      // Past half-life: notAfter - (notAfter - notBefore)/2 <= now  <=>  notAfter + notBefore <= 2 now.
+      // Past 2/3 of the lifetime from the issue (i = notBefore + backdate, fleet-types.ts):
+      // i + 2/3 (notAfter - i) <= now  <=>  2 notAfter + notBefore + backdate <= 3 now.
       return {
-        text: `locked = ${d.no} AND current_not_after > ? AND current_not_after + current_not_before <= ?`,
-        params: [now, 2 * now],
+        text: `locked = ${d.no} AND current_not_after > ? AND 2 * current_not_after + current_not_before <= ?`,
+        params: [now, 3 * now - ISSUE_BACKDATE_MS],
       };
     case 'attestation_failed':
       return { text: `attestation_ok = ${d.no}`, params: [] };
@@ -188,8 +189,8 @@ export function statePredicate(d: FleetDialect, state: FleetState, now: number):
       return {
         text:
           `locked = ${d.no} AND (attestation_ok IS NULL OR attestation_ok = ${d.yes}) AND (current_not_after IS NULL ` +
-          'OR (current_not_after > ? AND (current_not_before IS NULL OR current_not_after + current_not_before > ?)))',
-        params: [now, 2 * now],
+          'OR (current_not_after > ? AND (current_not_before IS NULL OR 2 * current_not_after + current_not_before > ?)))',
+        params: [now, 3 * now - ISSUE_BACKDATE_MS],
       };
   }
 }
@@ -321,7 +322,8 @@ export function statesOf(r: FleetDbRow, now: number): FleetState[] {
   const expired = na !== null && na <= now;
   if (locked) out.push('locked');
   if (expired) out.push('expired');
-  if (!locked && na !== null && !expired && nb !== null && na + nb <= 2 * now) out.push('renewal_overdue');
+  if (!locked && na !== null && !expired && nb !== null && 2 * na + nb <= 3 * now - ISSUE_BACKDATE_MS)
+    out.push('renewal_overdue');
   if (truthy(r.attestation_ok) === false) out.push('attestation_failed');
   if (out.length === 0) out.push('healthy');
   return out;

@@ -7,14 +7,23 @@
  * States, decided at `now` (one instance can be in several; `counts` counts each):
  *   locked               the instance is locked (lock reason in `lockReason`)
  *   expired              its current certificate's notAfter <= now
- *   renewal_overdue      not locked, not expired, past the half-life of its current
- *                        certificate (notAfter - (notAfter - issued)/2 <= now, where issued is the
- *                        current certificate's notBefore) — agents renew at half-life
+ *   renewal_overdue      not locked, not expired, past two thirds of its current certificate's
+ *                        lifetime counted from its issue: issued + 2/3 (notAfter - issued) <= now,
+ *                        where issued = notBefore + ISSUE_BACKDATE_MS. An agent renews at
+ *                        renew_fraction (default 0.5) of that lifetime, jittered by ±10%: at most
+ *                        0.55, so a machine renewing on schedule is never shown overdue (the
+ *                        half-life of notBefore..notAfter was: it came before a jittered renewal).
  *   attestation_failed   its last attestation (facts.attestation.ok === false) failed
  *   healthy              none of the above
  */
 import type { KeyStorage } from '../../keystore/signer.js';
 import type { AuditRecord } from './types.js';
+
+/**
+ * How long before its issue a certificate's notBefore lies (server/ops/issue.ts BACKDATE_MS; a
+ * test holds them equal): the issue time is notBefore plus this.
+ */
+export const ISSUE_BACKDATE_MS = 60_000;
 
 export type FleetState = 'healthy' | 'locked' | 'expired' | 'renewal_overdue' | 'attestation_failed';
 export const FLEET_STATES: readonly FleetState[] = [

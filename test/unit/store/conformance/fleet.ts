@@ -66,13 +66,14 @@ async function seedFleet(s: Stores): Promise<Model[]> {
         notAfter: null,
         attestationOk: i % 6 === 3 ? false : null,
       };
-      // Certificates: expired, overdue, fresh, just short of / exactly at half-life, none.
+      // Certificates: expired, overdue, fresh, just short of / exactly at the overdue point (2/3 of
+      // the lifetime from the issue, one minute after notBefore: [NOW-41, NOW+20] is due at NOW), none.
       const shape = i % 5;
       const window: Array<[number, number] | null> = [
         [NOW - 120 * MIN, NOW - 10 * MIN],
         [NOW - 50 * MIN, NOW + 20 * MIN],
         [NOW - 5 * MIN, NOW + 55 * MIN],
-        i === 3 ? [NOW - 30 * MIN, NOW + 30 * MIN] : [NOW - 29 * MIN, NOW + 30 * MIN],
+        i === 3 ? [NOW - 41 * MIN, NOW + 20 * MIN] : [NOW - 40 * MIN, NOW + 20 * MIN],
         null,
       ];
       const w = window[shape];
@@ -126,8 +127,10 @@ function oracleStates(m: Model, now: number): FleetState[] {
   if (m.locked) out.push('locked');
   if (expired) out.push('expired');
   if (!m.locked && !expired && m.notAfter !== null && m.notBefore !== null) {
-    const halfLife = m.notAfter - (m.notAfter - m.notBefore) / 2;
-    if (halfLife <= now) out.push('renewal_overdue');
+    // Agents renew at (0.5 ± 10%) of the lifetime from the issue, notBefore + 1 min: overdue from 2/3.
+    const issued = m.notBefore + MIN;
+    const due = issued + ((m.notAfter - issued) * 2) / 3;
+    if (due <= now) out.push('renewal_overdue');
   }
   if (m.attestationOk === false) out.push('attestation_failed');
   if (out.length === 0) out.push('healthy');
@@ -261,7 +264,7 @@ export function fleetSuite(stores: () => Stores): void {
         expect(idsOf(got.rows).sort(), state).toEqual(want.sort());
         expect(got.total, state).toBe(want.length);
       }
-      // The half-life boundary is inclusive: i-03 is exactly at it, i-08 one minute short.
+      // The overdue boundary is inclusive: i-03 is exactly at it, i-08 one minute short.
       expect(all.rows.find((r) => r.id === 'i-03')!.states).toContain('renewal_overdue');
       expect(all.rows.find((r) => r.id === 'i-08')!.states).not.toContain('renewal_overdue');
       // facts.attestation.ok that is not a boolean is "not attested", not failed.
