@@ -253,9 +253,9 @@ function refusedHint(s: AgentStatusReport): string | undefined {
   if (refused === 'locked') {
     const err = s.last_error ?? '';
     const bot = err.startsWith('bot_locked');
-    return `the issuer has locked this ${bot ? 'bot' : 'instance'} (${err.split('\n')[0]}): renewals are refused and the certificate is used${until}; at the issuer, find why with: sigil ctl instances show ${who}, then: sigil ctl unlock ${bot ? (s.bot ?? '<bot>') : who}`;
+    return `the issuer has locked this ${bot ? 'bot' : 'instance'} (${err.split('\n')[0]}): renewals are refused and the certificate is used${until}; at the issuer, find why with: sigil ctl --data-dir <issuer-data-dir> instances show ${who}, then: sigil ctl --data-dir <issuer-data-dir> unlock ${bot ? (s.bot ?? '<bot>') : who}`;
   }
-  return `the issuer refused the last attestation (${s.last_attestation_check ?? 'a check'} failed): renewals are refused until the boot state matches the join rule's firmware profiles again; see: sigil ctl instances show ${who}`;
+  return `the issuer refused the last attestation (${s.last_attestation_check ?? 'a check'} failed): renewals are refused until the boot state matches the join rule's firmware profiles again; see: sigil ctl --data-dir <issuer-data-dir> instances show ${who}`;
 }
 
 /** The configured single-use credential is set and is not the one the last join spent (a malformed token is not fresh). */

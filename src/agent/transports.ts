@@ -85,6 +85,7 @@ export function mqttSession(
     ...(t.bootstrap?.url ? { url: t.bootstrap.url } : {}),
     clientId: `sigil-b-${bootId}`,
     responseId: bootstrapResponseId(bootId),
+    bootstrap: true,
     ...creds(t.bootstrap),
   };
 }

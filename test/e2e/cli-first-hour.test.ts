@@ -133,7 +133,7 @@ describe('agent errors and status', () => {
     expect(st.state).toBe('ok');
     expect(locked.code).toBe(1);
     expect(JSON.parse(lines(locked.stderr)[0]!).hint.next_step).toMatch(
-      /^the issuer has locked this bot \(bot_locked: .*sigil ctl unlock gw2$/,
+      /^the issuer has locked this bot \(bot_locked: .*sigil ctl --data-dir <issuer-data-dir> unlock gw2$/,
     );
     await sigilJson(['ctl', '--data-dir', fx.issuer.dataDir, 'unlock', 'gw2']);
   });
@@ -157,7 +157,7 @@ describe('agent errors and status', () => {
     expect(JSON.parse(r.stdout).state).toBe('expired');
     const hint = JSON.parse(lines(r.stderr)[0]!).hint;
     expect(hint.state).toBe('expired');
-    expect(hint.next_step).toMatch(/sigil ctl token create --bot gw/);
+    expect(hint.next_step).toMatch(/sigil ctl --data-dir <issuer-data-dir> token create --bot gw/);
     // Once a new token is in the config, the step is only to run the agent.
     writeAgentConfig(tmp.path, 'expiring', {
       url: fx.issuer.url,

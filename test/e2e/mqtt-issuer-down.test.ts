@@ -72,7 +72,7 @@ describe('issuer down longer than the certificate lifetime, broker up', () => {
       );
       expect(Date.now()).toBeGreaterThanOrEqual(notAfter);
       expect(after.state).toBe('expired');
-      expect(after.last_error).toContain('sigil ctl token create --bot gw');
+      expect(after.last_error).toContain('sigil ctl --data-dir <issuer-data-dir> token create --bot gw');
       expect(after.last_error).toContain(`sigil agent run --once --config ${a.config}`);
       // The last certificate stays on disk (workloads decide what an expired one means to them).
       expect(existsSync(join(a.outDir, 'svid.pem'))).toBe(true);

@@ -39,7 +39,7 @@ export const identityCheck: Check<AgentDoctorContext> = {
           `expired at ${s.not_after} (${s.spiffe_id})${failing}`,
           self
             ? `${runOnce} (the ${ctx.cfg.join.method} join re-attests by itself once the issuer is reachable)`
-            : `create a new join token on the issuer (sigil ctl token create --bot ${s.bot ?? '<bot>'}), put it in join.token_file, then: ${runOnce}`,
+            : `create a new join token on the issuer (sigil ctl --data-dir <issuer-data-dir> token create --bot ${s.bot ?? '<bot>'}), put it in join.token_file, then: ${runOnce}`,
         );
       }
       case 'renewal_overdue':

@@ -145,7 +145,7 @@ export async function judgeAttestation(
       now,
     );
   const suffix = locked
-    ? ` — join_rule ${p.rule} locks on attestation failure: instance ${inst.id} is locked (sigil ctl unlock ${inst.id} once the boot is restored)`
+    ? ` — join_rule ${p.rule} locks on attestation failure: instance ${inst.id} is locked (sigil ctl --data-dir <issuer-data-dir> unlock ${inst.id} once the boot is restored)`
     : ` — renewals are refused until a quote matches join_rule ${p.rule}'s firmware profiles again`;
   return { ok: false, record, refusal: new SigilError(v.error.code, message + suffix), locked };
 }

@@ -103,7 +103,7 @@ async function deviceRevoked(
     await auditSystemLock(tx, inst, { reason, cause: 'x509_revoked', op: 'renew' }, now);
     return new SigilError(
       'x509_revoked',
-      `${e.message}; instance ${inst.id} is now locked and its certificates are on the issuer's CRL (unlock with: sigil ctl unlock ${inst.id}, once the device is re-enrolled or the revocation was a mistake)`,
+      `${e.message}; instance ${inst.id} is now locked and its certificates are on the issuer's CRL (unlock with: sigil ctl --data-dir <issuer-data-dir> unlock ${inst.id}, once the device is re-enrolled or the revocation was a mistake)`,
     );
   }
 }

@@ -73,7 +73,9 @@ export function issueViewerToken(dataDir: string, name: string, now: number): st
       'config_invalid',
       `viewer name "${ADMIN_USER}" is the administrator's: its sessions and audit rows would be taken for the admin's`,
     );
-  const token = randomSecret(32);
+  // Never starting with "-": pasted as a command-line argument it would read as an option.
+  let token = randomSecret(32);
+  while (token.startsWith('-')) token = randomSecret(32);
   const rest = readViewers(dataDir).filter((v) => v.name !== name);
   writeViewers(dataDir, [...rest, { name, hash: sha256Hex(token), created_at: new Date(now).toISOString() }]);
   return token;

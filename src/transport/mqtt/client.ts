@@ -50,6 +50,11 @@ export interface MqttSession {
   /** PEM client certificate chain and key (the SVID once joined, or a bootstrap certificate). */
   cert?: string;
   key?: string;
+  /**
+   * The bootstrap identity (before the first join, or an mqtts agent whose certificate is in its
+   * last minutes or expired): a broker may let it publish joins only, which a refusal names.
+   */
+  bootstrap?: boolean;
 }
 
 export interface MqttClientOptions {
@@ -88,6 +93,8 @@ interface Connection {
   client: MqttClient;
   key: string;
   topic: string;
+  /** On the bootstrap identity (MqttSession.bootstrap). */
+  bootstrap: boolean;
   /** Connected, and subscribed if the session needed it. */
   up: boolean;
   /** This client object has had a SUBACK for the response topic. */
@@ -295,13 +302,7 @@ export class MqttIssuerClient implements IssuerTransport {
           const unheard = mid !== undefined && conn.noSubscribers.delete(mid);
           if (!err) return resolve(!unheard);
           // MQTT v5 PUBACK ≥ 0x80, e.g. 0x87 Not authorized: the broker's ACL refused the topic.
-          reject(
-            new SigilError(
-              'issuer_unreachable',
-              `the broker ${this.url} refused the publish to ${topic}: ${err.message}; check its ACL for this client`,
-              { cause: err },
-            ),
-          );
+          reject(publishRefused(this.url, topic, err, conn.bootstrap));
         },
       );
     });
@@ -439,6 +440,7 @@ export class MqttIssuerClient implements IssuerTransport {
       client,
       key,
       topic: `${RESPONSE_PREFIX}${session.responseId}`,
+      bootstrap: session.bootstrap === true,
       up: false,
       subscribed: false,
       lastError: undefined,
@@ -638,4 +640,23 @@ export function checkBundleNonce(body: unknown, nonce: string, now: number): voi
       'response_invalid',
       `the bundle answer carries no nonce and was issued ${Number.isNaN(age) ? 'at an unknown time' : `${Math.round(age / 1000)} s ago`} (at most ${UNBOUND_BUNDLE_MAX_AGE_MS / 1000} s allowed): a replayed answer, or this machine's clock is off (NTP)`,
     );
+}
+
+/**
+ * A broker's refusal of a publish (MQTT v5 PUBACK >= 0x80, e.g. 0x87 Not authorized: its ACL).
+ * On the bootstrap login a refused renewal is what the documented ACL intends (bootstrap
+ * publishes joins only), not a broker mistake: the message says so instead of "check its ACL".
+ */
+export function publishRefused(url: string, topic: string, err: Error, bootstrap: boolean): SigilError {
+  const why =
+    bootstrap && topic !== requestTopic('join')
+      ? 'the agent is on its bootstrap login (not joined yet, or its certificate is in its last minutes or expired: docs/mqtt.md "Offline behaviour"), which the broker lets publish joins only; it joins again once the certificate has expired'
+      : 'check its ACL for this client';
+  return new SigilError(
+    'issuer_unreachable',
+    `the broker ${url} refused the publish to ${topic}: ${err.message}; ${why}`,
+    {
+      cause: err,
+    },
+  );
 }

@@ -69,6 +69,7 @@ describe('mqttSession(op): the topic the issuer answers on', () => {
     state.saveIdentity(identity(NOW + HOUR));
     const s = mqttSession(mqtt('mqtts://broker:8883'), state, () => NOW, 'renew');
     expect(s.responseId).toBe('inst-1');
+    expect(s.bootstrap).toBeUndefined();
     expect(signerAnswerDrop(topic(s.responseId), 'inst-1')).toBeUndefined();
   });
 
@@ -83,6 +84,8 @@ describe('mqttSession(op): the topic the issuer answers on', () => {
     const tls = mqttSession(mqtt('mqtts://broker:8883'), state, () => NOW, 'renew');
     expect(responseTarget(topic(tls.responseId))?.kind).toBe('bootstrap');
     expect(answerTopicFits('renew', topic(tls.responseId))).toBe(false);
+    // Marked as such, so a broker's refusal of the renewal says why (client.ts publishRefused).
+    expect(tls.bootstrap).toBe(true);
   });
 });
 

@@ -83,6 +83,11 @@ describe('fleet view viewer credentials', () => {
     expect(code(() => readViewers(f))).toBe('ENOTDIR');
   });
 
+  it('never hands out a token starting with "-" (it would read as an option when pasted)', () => {
+    const d = dir();
+    for (let i = 0; i < 300; i++) expect(issueViewerToken(d, 'noc', i).startsWith('-')).toBe(false);
+  });
+
   it('writes the file as JSON lines ending in a newline', () => {
     const d = dir();
     issueViewerToken(d, 'noc', 0);
