@@ -138,7 +138,20 @@ export async function configDocument(o: ConfigureFlags): Promise<Record<string, 
   const notHttps = https.find((u) => !u.startsWith('https://'));
   if (notHttps)
     throw bad(`--issuer ${notHttps}: must be an https:// URL (use --mqtt for mqtt:// and mqtts:// brokers)`);
-  const transports = [...https.map((url) => ({ type: 'https', url })), ...mqtt.map((url) => ({ type: 'mqtt', url }))];
+  const bootstrap = mqttBootstrap(o);
+  if (bootstrap && mqtt.length === 0) throw bad('--mqtt-bootstrap-* flags need an --mqtt URL');
+  // An mqtts:// broker admits agents by their certificate, which an agent has only after joining:
+  // with no HTTPS issuer to join through, the first join (and the one after an expiry) needs the
+  // broker's bootstrap login (docs/mqtt.md), or it stops at the TLS handshake.
+  const stuck = mqtt.find((u) => u.startsWith('mqtts://'));
+  if (stuck && !bootstrap && https.length === 0)
+    throw bad(
+      `--mqtt ${stuck}: an mqtts:// broker admits an agent by its certificate, which it has only after joining; give the broker's bootstrap login (--mqtt-bootstrap-url URL with --mqtt-bootstrap-username NAME --mqtt-bootstrap-password-file FILE, or --mqtt-bootstrap-cert FILE --mqtt-bootstrap-key FILE), or an --issuer https:// URL to join through (docs/mqtt.md)`,
+    );
+  const transports = [
+    ...https.map((url) => ({ type: 'https', url })),
+    ...mqtt.map((url) => ({ type: 'mqtt', url, ...(bootstrap ? { bootstrap } : {}) })),
+  ];
 
   const pkcs11: Record<string, unknown> = {};
   for (const [flag, [key, kind]] of Object.entries(PKCS11_FLAGS))
@@ -236,6 +249,11 @@ export function registerConfigure(program: Command, run: (fn: () => Promise<void
     .description('write agent.yaml from flags (validated as the agent loads it; never an invalid file)')
     .option('--issuer <url>', 'issuer https:// URL (repeatable, in order of preference)', collect)
     .option('--mqtt <url>', 'MQTT broker mqtt(s)://HOST:PORT (repeatable, after the --issuer ones)', collect)
+    .option('--mqtt-bootstrap-url <url>', "the broker's bootstrap listener, for joins (default: the --mqtt URL)")
+    .option('--mqtt-bootstrap-username <name>', 'bootstrap login: user name (with --mqtt-bootstrap-password-file)')
+    .option('--mqtt-bootstrap-password-file <file>', 'bootstrap login: a file holding the password')
+    .option('--mqtt-bootstrap-cert <file>', 'bootstrap login: a client certificate (with --mqtt-bootstrap-key)')
+    .option('--mqtt-bootstrap-key <file>', 'bootstrap login: its private key')
     .option('--ca-pin <pin>', 'sha256:<hex> of the issuer CA, as printed by `sigil server init` (required)')
     .option(
       '--ca-pin-from-url <url>',
@@ -297,4 +315,31 @@ export function registerConfigure(program: Command, run: (fn: () => Promise<void
       );
     }),
   );
+}
+
+/** The `bootstrap:` block the --mqtt-bootstrap-* flags give (one for every --mqtt transport), or undefined. */
+function mqttBootstrap(o: ConfigureFlags): Record<string, string> | undefined {
+  const f = (k: string): string | undefined => o[k] as string | undefined;
+  const [url, user, pw, cert, key] = [
+    f('mqttBootstrapUrl'),
+    f('mqttBootstrapUsername'),
+    f('mqttBootstrapPasswordFile'),
+    f('mqttBootstrapCert'),
+    f('mqttBootstrapKey'),
+  ];
+  if ([url, user, pw, cert, key].every((v) => v === undefined)) return undefined;
+  if ((user === undefined) !== (pw === undefined))
+    throw bad('--mqtt-bootstrap-username and --mqtt-bootstrap-password-file go together');
+  if ((cert === undefined) !== (key === undefined))
+    throw bad('--mqtt-bootstrap-cert and --mqtt-bootstrap-key go together');
+  if (user !== undefined && cert !== undefined)
+    throw bad('give the bootstrap login as a user name and password, or as a certificate and key, not both');
+  if (user === undefined && cert === undefined)
+    throw bad(
+      '--mqtt-bootstrap-url needs the login: --mqtt-bootstrap-username with --mqtt-bootstrap-password-file, or --mqtt-bootstrap-cert with --mqtt-bootstrap-key',
+    );
+  return {
+    ...(url !== undefined ? { url } : {}),
+    ...(user !== undefined ? { username: user, password_file: abs(pw!) } : { cert: abs(cert!), key: abs(key!) }),
+  };
 }

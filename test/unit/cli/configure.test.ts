@@ -96,6 +96,37 @@ describe('sigil agent configure: minimal flags per join method load with loadAge
       'mqtt mqtts://broker.example:8883',
     ]);
   });
+
+  it("mqtts only, with the broker's bootstrap login (password or certificate) on every mqtt transport", async () => {
+    const pw = join(tmp, 'bootstrap.pw');
+    writeFileSync(pw, 'secret\n');
+    const c = await roundTrip({
+      join: 'token',
+      tokenFile,
+      issuer: undefined,
+      mqtt: ['mqtts://broker.example:8883', 'mqtts://backup.example:8883'],
+      mqttBootstrapUrl: 'mqtts://broker.example:8884',
+      mqttBootstrapUsername: 'bootstrap',
+      mqttBootstrapPasswordFile: pw,
+    });
+    for (const t of c.transports)
+      expect(t.type === 'mqtt' && t.bootstrap).toEqual({
+        url: 'mqtts://broker.example:8884',
+        username: 'bootstrap',
+        passwordFile: pw,
+      });
+    const byCert = await roundTrip({
+      join: 'token',
+      tokenFile,
+      issuer: undefined,
+      mqtt: ['mqtts://broker.example:8883'],
+      mqttBootstrapCert: '/etc/sigil/factory.pem',
+      mqttBootstrapKey: '/etc/sigil/factory.key',
+    });
+    expect(byCert.transports[0]!.type === 'mqtt' && byCert.transports[0]!.bootstrap).toMatchObject({
+      certFile: '/etc/sigil/factory.pem',
+    });
+  });
 });
 
 describe('sigil agent configure: refusals', () => {
@@ -123,5 +154,33 @@ describe('sigil agent configure: refusals', () => {
       /output identity \/proc\/sigil\/identity: it is under \/proc/,
     ));
   it('an --issuer that is not https', () => refused({ join: 'aws_iid', issuer: ['mqtt://b:1883'] }, /use --mqtt/));
+  it('mqtts only without a bootstrap login: it could never join (the walk of the docs met this)', () =>
+    refused(
+      { join: 'aws_iid', issuer: undefined, mqtt: ['mqtts://b.example:8883'] },
+      /--mqtt mqtts:\/\/b\.example:8883: an mqtts:\/\/ broker admits an agent by its certificate.*--mqtt-bootstrap-url/,
+    ));
+  it('bootstrap flags half given, mixed, or without --mqtt', async () => {
+    const m = { join: 'aws_iid', mqtt: ['mqtts://b.example:8883'] };
+    await refused(
+      { ...m, mqttBootstrapUsername: 'u' },
+      /--mqtt-bootstrap-username and --mqtt-bootstrap-password-file go together/,
+    );
+    await refused({ ...m, mqttBootstrapKey: '/k' }, /--mqtt-bootstrap-cert and --mqtt-bootstrap-key go together/);
+    await refused(
+      {
+        ...m,
+        mqttBootstrapUsername: 'u',
+        mqttBootstrapPasswordFile: '/p',
+        mqttBootstrapCert: '/c',
+        mqttBootstrapKey: '/k',
+      },
+      /not both/,
+    );
+    await refused({ ...m, mqttBootstrapUrl: 'mqtts://b.example:8884' }, /needs the login/);
+    await refused(
+      { join: 'aws_iid', mqttBootstrapUsername: 'u', mqttBootstrapPasswordFile: '/p' },
+      /need an --mqtt URL/,
+    );
+  });
   it('no data dir', () => refused({ join: 'aws_iid', dataDir: undefined }, /--data-dir DIR is required/));
 });
