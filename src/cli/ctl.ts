@@ -175,7 +175,7 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
         // one-shot run needs the daemon stopped (one agent per data dir: data_dir_locked).
         process.stdout.write(
           `On the machine, write it to the file named by agent.yaml's join.token_file, readable by the agent only:\n` +
-            `  (umask 077; echo ${r.token} > /etc/sigil/join.token)\n` +
+            `  (umask 077; echo ${r.token} > /etc/sigil/token)\n` +
             `or put it in agent.yaml (keep that file 0600) as join: { method: token, token: ${r.token} }\n` +
             `then, with no agent daemon running on that data directory: sigil agent run --config agent.yaml --once\n`,
         );

@@ -22,7 +22,7 @@ describe('sigil ctl token create: the next step', () => {
     expect(r.code).toBe(0);
     const token = /^token: +(\S+)$/m.exec(r.stdout)?.[1];
     expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/);
-    expect(r.stdout).toContain(`(umask 077; echo ${token} > /etc/sigil/join.token)`);
+    expect(r.stdout).toContain(`(umask 077; echo ${token} > /etc/sigil/token)`);
     expect(r.stdout).toContain("the file named by agent.yaml's join.token_file, readable by the agent only");
     expect(r.stdout).toContain(
       `or put it in agent.yaml (keep that file 0600) as join: { method: token, token: ${token} }`,
