@@ -219,7 +219,9 @@ describe('nextStepHint', () => {
     const h = await nextStepHint(locked, 'a.yaml');
     expect(h).toMatch(/^the issuer has locked this instance \(instance_locked: the instance is locked\)/);
     expect(h).toMatch(/used until 2026-12-05T12:00:00\.000Z/);
-    expect(h).toMatch(/sigil ctl --data-dir <issuer-data-dir> instances show i-1, then: sigil ctl --data-dir <issuer-data-dir> unlock i-1$/);
+    expect(h).toMatch(
+      /sigil ctl --data-dir <issuer-data-dir> instances show i-1, then: sigil ctl --data-dir <issuer-data-dir> unlock i-1$/,
+    );
     const bot = await nextStepHint({ ...locked, last_error: 'bot_locked: the bot is locked' }, 'a.yaml');
     expect(bot).toMatch(/locked this bot .*sigil ctl --data-dir <issuer-data-dir> unlock gw$/);
     // A success since answered it: no hint.
