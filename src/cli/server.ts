@@ -411,7 +411,12 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
         if (o.revoke !== undefined) {
           const removed = revokeViewerToken(o.dataDir, o.revoke);
           if (fmt === 'json') printJson({ viewer: o.revoke, revoked: removed });
-          else process.stdout.write(removed ? `revoked viewer ${o.revoke}\n` : `no viewer ${o.revoke}\n`);
+          else
+            process.stdout.write(
+              removed
+                ? `revoked viewer ${o.revoke} (its open fleet-view sessions end at their next request)\n`
+                : `no viewer ${o.revoke}\n`,
+            );
           return;
         }
         const token = issueViewerToken(o.dataDir, o.name!, Date.now());
