@@ -266,6 +266,13 @@ export class IssuerService {
           { listen: `${cfg.host}:${cfg.port}`, public_url: ctx.publicUrl },
           `listening on every address without --public-url: advertising ${ctx.publicUrl} (this machine's hostname) as the issuer URL (JWT-SVID iss, OIDC discovery); set --public-url to the URL relying parties reach`,
         );
+      } else if (cfg.store !== undefined && !cfg.publicUrl) {
+        // Several issuers share a PostgreSQL store: each would name itself as iss, and a verifier
+        // configured with one issuer's URL refuses the others' tokens (found walking the docs).
+        this.log.warn(
+          { public_url: ctx.publicUrl },
+          `a shared store without --public-url: JWT-SVIDs and OIDC discovery name this issuer (${ctx.publicUrl}) as iss, so other issuers of the store mint tokens with another iss; give every issuer the same --public-url (the load balancer's URL: docs/store-postgres.md)`,
+        );
       }
       this.#audit = await startAuditRuntime(ctx, {
         ...cfg.audit,

@@ -156,6 +156,8 @@ describe('sigil server start --workers 2 on PostgreSQL', () => {
     for (let i = 0; i < 10; i++) by.add((await renew(i)).answeredBy);
     expect(by.size).toBe(2);
     expect(workerPids().size).toBe(2);
+    // Started without --public-url on a shared store: each worker says its tokens' iss is its own.
+    expect(issuer.logs.join('')).toContain('a shared store without --public-url');
   });
 
   it('an operator signed in through one worker is signed in on both, and signed out on both', async () => {
