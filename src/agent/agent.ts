@@ -25,7 +25,7 @@ import {
   type LoadedAgentJoinMethod,
 } from './join-method.js';
 import { checkIdentityAnswer } from './answer-check.js';
-import type { CredentialOutputs } from './credentials.js';
+import type { CredentialOutputs, OutputOutcome } from './credentials.js';
 import { writeAgentMetrics } from './metrics.js';
 import { checkOutputPaths } from './outputs/check-path.js';
 import { identityOutput, SVID_TSS2_KEY_FILE } from './outputs/identity.js';
@@ -409,7 +409,7 @@ export class Agent {
    * One pass: resend a pending request if there is one; otherwise join (no identity, or it
    * expired) or renew (due, or `force`). Never throws: failures are recorded and returned.
    */
-  async tick(opts: { force?: boolean } = {}): Promise<TickOutcome> {
+  async tick(opts: { force?: boolean } = {}): Promise<TickOutcome & { credentials?: OutputOutcome[] }> {
     await this.ready();
     const pendingAtStart = this.state.getOutbox().flatMap((e) => (e.pendingKeyRef ? [e.pendingKeyRef] : []));
     // A replaced key still on the token goes first: a renewal now would make 'previous' forget it.
@@ -419,13 +419,11 @@ export class Agent {
     // once instead of waiting out the backoff of its attempts without it (issue #17).
     if (outcome.action === 'joined' || outcome.action === 'renewed')
       this.workloadApi?.agentIdentityChanged(outcome.action);
-    // Workload SVIDs are asked for with this identity: the Workload API's sync uses a new one at
-    // once instead of waiting out the backoff of its attempts without it (issue #17).
     // Only now, with the new identity committed (or the request settled), may old keys go.
     this.keys.retire(this.state, pendingAtStart);
     // Then every credential output that is due, with the identity just made current. Never throws.
-    await this.credentials?.refresh();
-    return outcome;
+    const credentials = await this.credentials?.refresh();
+    return credentials && credentials.length > 0 ? { ...outcome, credentials } : outcome;
   }
 
   private async tickIdentity(opts: { force?: boolean }): Promise<TickOutcome> {

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { Command } from 'commander';
 import type { TickOutcome } from '../agent/agent.js';
+import type { OutputOutcome } from '../agent/credentials.js';
 import type { AgentConfig } from '../agent/config.js';
 import type { AgentState } from '../agent/state/index.js';
 import type { AgentStatusReport } from '../agent/status.js';
@@ -15,8 +16,29 @@ import { SigilError } from '../errors.js';
 import { formatDuration } from '../util/duration.js';
 import { EXIT, parseFormat, printJson, printKv } from './output.js';
 
-function summary(r: TickOutcome): Record<string, unknown> {
+/**
+ * What one pass did with each credential output: `--once` after a pass that renewed nothing but
+ * wrote a JWT or an SSH certificate said only "result none" (found walking the docs).
+ */
+function credentialSummary(c: readonly OutputOutcome[]): string {
+  return c
+    .map((o) => {
+      const what =
+        o.action === 'issued'
+          ? `issued, expires ${new Date(o.notAfter).toISOString()}`
+          : o.action === 'failed'
+            ? `failed: ${o.error.code}`
+            : o.action === 'none'
+              ? 'fresh, not due'
+              : `skipped${o.reason ? `: ${o.reason}` : ''}`;
+      return `${o.type} ${o.path} ${what}`;
+    })
+    .join('; ');
+}
+
+function summary(r: TickOutcome & { credentials?: OutputOutcome[] }, fmt: 'json' | 'table'): Record<string, unknown> {
   const id = r.identity;
+  const creds = r.credentials ?? [];
   return {
     result: r.action,
     spiffe_id: id?.spiffeId ?? null,
@@ -29,6 +51,19 @@ function summary(r: TickOutcome): Record<string, unknown> {
     key_storage: id?.keyStorage ?? null,
     exportable: id?.exportable ?? null,
     generation: id?.generation ?? null,
+    ...(creds.length === 0
+      ? {}
+      : fmt === 'json'
+        ? {
+            credential_outputs: creds.map((o) => ({
+              type: o.type,
+              path: o.path,
+              action: o.action,
+              ...(o.action === 'issued' ? { not_after: new Date(o.notAfter).toISOString() } : {}),
+              ...(o.action === 'failed' ? { error: o.error.code } : {}),
+            })),
+          }
+        : { credential_outputs: credentialSummary(creds) }),
   };
 }
 
@@ -65,10 +100,10 @@ function printStatus(s: AgentStatusReport, dataDir: string): void {
   }
 }
 
-function printOutcome(r: TickOutcome, fmt: 'json' | 'table'): void {
+function printOutcome(r: TickOutcome & { credentials?: OutputOutcome[] }, fmt: 'json' | 'table'): void {
   if (r.action === 'failed') throw r.error;
-  if (fmt === 'json') printJson(summary(r));
-  else printKv(summary(r));
+  if (fmt === 'json') printJson(summary(r, fmt));
+  else printKv(summary(r, fmt));
 }
 
 /** Take the data directory's lock (agent/state/lock.ts); the directory from the serve plan, else from the config. */

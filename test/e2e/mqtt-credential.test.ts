@@ -57,6 +57,7 @@ interface Joined {
   outDir: string;
   instanceId: string;
   spiffeId: string;
+  credentialOutputs: unknown[] | undefined;
 }
 
 describe('credential over MQTT, the broker as an attacker (example broker config)', () => {
@@ -94,7 +95,7 @@ describe('credential over MQTT, the broker as an attacker (example broker config
       ],
       extra: outputs,
     });
-    const joined = await sigilJson<{ result: string; spiffe_id: string }>([
+    const joined = await sigilJson<{ result: string; spiffe_id: string; credential_outputs?: unknown[] }>([
       'agent',
       'run',
       '--config',
@@ -107,6 +108,7 @@ describe('credential over MQTT, the broker as an attacker (example broker config
       outDir: a.outDir,
       spiffeId: joined.spiffe_id,
       instanceId: joined.spiffe_id.split('/').pop()!,
+      credentialOutputs: joined.credential_outputs,
     };
   }
 
@@ -157,6 +159,10 @@ describe('credential over MQTT, the broker as an attacker (example broker config
     const dir = join(tmp.path, 'ssh-a');
     const a = await mqttOnlyAgent('ssh-a', `  - { type: ssh_user, path: ${dir} }\n`);
     const certFile = join(dir, 'id-cert.pub');
+    // `run --once` says what it did with the output, not only with the identity.
+    expect(a.credentialOutputs).toEqual([
+      { type: 'ssh_user', path: dir, action: 'issued', not_after: expect.stringMatching(/^\d{4}-/) },
+    ]);
     const listing = execFileSync('ssh-keygen', ['-L', '-f', certFile], { encoding: 'utf8' });
     expect(listing).toMatch(/Type: ssh-\S+-cert-v01@openssh.com user certificate/);
     expect(listing).toContain(`Key ID: "${a.spiffeId}"`);
