@@ -68,7 +68,7 @@ export function checkClock(
   if (previous !== undefined && q.safe && clockMs < previous.clockMs) {
     throw new SigilError(
       'clock_invalid',
-      `the TPM clock (${clockMs} ms, reported safe) is behind the ${previous.clockMs} ms this machine's TPM reported at its last join: its state was rolled back or cloned, or the TPM was cleared; if it was cleared on purpose: sigil ctl instances tpm-clock-reset ${previous.instanceId}`,
+      `the TPM clock (${clockMs} ms, reported safe) is behind the ${previous.clockMs} ms this machine's TPM reported at its last join: its state was rolled back or cloned, or the TPM was cleared; if it was cleared on purpose: sigil ctl --data-dir <issuer-data-dir> instances tpm-clock-reset ${previous.instanceId}`,
     );
   }
   return { tpm_clock_ms: clockMs, tpm_clock_safe: q.safe };

@@ -29,7 +29,7 @@ function credentialSummary(c: readonly OutputOutcome[]): string {
           : o.action === 'failed'
             ? `failed: ${o.error.code}`
             : o.action === 'none'
-              ? 'fresh, not due'
+              ? 'not due (fresh, or waiting out a backoff after a failure: sigil agent status)'
               : `skipped${o.reason ? `: ${o.reason}` : ''}`;
       return `${o.type} ${o.path} ${what}`;
     })

@@ -144,9 +144,15 @@ export async function configDocument(o: ConfigureFlags): Promise<Record<string, 
   // with no HTTPS issuer to join through, the first join (and the one after an expiry) needs the
   // broker's bootstrap login (docs/mqtt.md), or it stops at the TLS handshake.
   const stuck = mqtt.find((u) => u.startsWith('mqtts://'));
-  if (stuck && !bootstrap && https.length === 0)
+  const plain = mqtt.some((u) => u.startsWith('mqtt://'));
+  if (stuck && !bootstrap && https.length === 0 && !plain)
     throw bad(
       `--mqtt ${stuck}: an mqtts:// broker admits an agent by its certificate, which it has only after joining; give the broker's bootstrap login (--mqtt-bootstrap-url URL with --mqtt-bootstrap-username NAME --mqtt-bootstrap-password-file FILE, or --mqtt-bootstrap-cert FILE --mqtt-bootstrap-key FILE), or an --issuer https:// URL to join through (docs/mqtt.md)`,
+    );
+  // A password must not cross the network in clear to reach a broker the agent talks TLS to.
+  if (bootstrap?.['password_file'] !== undefined && bootstrap['url']?.startsWith('mqtt://') && stuck)
+    throw bad(
+      `--mqtt-bootstrap-url ${bootstrap['url']}: the bootstrap password would cross the network in clear to a broker reached over mqtts://; give an mqtts:// bootstrap listener`,
     );
   const transports = [
     ...https.map((url) => ({ type: 'https', url })),

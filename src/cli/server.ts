@@ -414,7 +414,7 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
           else
             process.stdout.write(
               removed
-                ? `revoked viewer ${o.revoke} (its open fleet-view sessions end at their next request)\n`
+                ? `revoked viewer ${o.revoke} (its open fleet-view sessions end at their next request to an issuer reading this file: with several issuers, revoke on each)\n`
                 : `no viewer ${o.revoke}\n`,
             );
           return;

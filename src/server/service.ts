@@ -10,6 +10,7 @@
  * issuer down), then the audit runtime (an issuer that cannot write checkpoints refuses to start).
  * Stop undoes it in reverse and closes the stores last, after in-flight requests finished.
  */
+import cluster from 'node:cluster';
 import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import { SigilError } from '../errors.js';
@@ -266,9 +267,11 @@ export class IssuerService {
           { listen: `${cfg.host}:${cfg.port}`, public_url: ctx.publicUrl },
           `listening on every address without --public-url: advertising ${ctx.publicUrl} (this machine's hostname) as the issuer URL (JWT-SVID iss, OIDC discovery); set --public-url to the URL relying parties reach`,
         );
-      } else if (cfg.store !== undefined && !cfg.publicUrl) {
-        // Several issuers share a PostgreSQL store: each would name itself as iss, and a verifier
-        // configured with one issuer's URL refuses the others' tokens (found walking the docs).
+      }
+      // Several issuers share a PostgreSQL store: each would name itself as iss, and a verifier
+      // configured with one issuer's URL refuses the others' tokens (found walking the docs).
+      // Said once per machine: the workers of one `--workers N` share their listen URL.
+      if (cfg.store !== undefined && !cfg.publicUrl && (cluster.worker?.id ?? 1) === 1) {
         this.log.warn(
           { public_url: ctx.publicUrl },
           `a shared store without --public-url: JWT-SVIDs and OIDC discovery name this issuer (${ctx.publicUrl}) as iss, so other issuers of the store mint tokens with another iss; give every issuer the same --public-url (the load balancer's URL: docs/store-postgres.md)`,

@@ -187,7 +187,7 @@ describe('tpm join with swtpm', () => {
       // As if the last accepted join had come from a copy of this TPM that ran for a day longer.
       await h.ctx.stores.instances.updateFacts(id, { tpm_clock_ms: recorded + 86_400_000 }, Date.now());
       const err = await expectTpmRefused(h, () => tpmJoin(h, client, edge), 'clock_invalid');
-      expect(err.message).toContain(`sigil ctl instances tpm-clock-reset ${id}`);
+      expect(err.message).toContain(`sigil ctl --data-dir <issuer-data-dir> instances tpm-clock-reset ${id}`);
 
       const reset = (await ctlJson([
         'instances',

@@ -304,7 +304,7 @@ describe('x509 join with an openssl-made enterprise PKI', () => {
 
   it('refuses a device that is not in the imported manifest: device_not_registered', async () => {
     const e = await expectJoinRefused(agentFor(leaves.unregistered!), 'device_not_registered');
-    expect(e.message).toContain('sigil ctl devices import');
+    expect(e.message).toContain('sigil ctl --data-dir <issuer-data-dir> devices import');
   });
 
   it('refuses a device registered under a serial its certificate does not name (an edited manifest): device_serial_mismatch', async () => {

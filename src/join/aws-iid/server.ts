@@ -53,7 +53,7 @@ export class AwsIidJoinServer implements JoinMethodServer {
     if (rules.length === 0)
       throw new SigilError(
         'aws_no_rule',
-        'no join_rule with method aws_iid exists on this issuer (sigil ctl apply -f a rule with aws_iid.allow)',
+        'no join_rule with method aws_iid exists on this issuer (sigil ctl --data-dir <issuer-data-dir> apply -f a rule with aws_iid.allow)',
       );
     const ev = parseWith(awsEvidenceSchema, input.evidence, 'aws_evidence_malformed', 'aws_iid evidence');
     const signed = {

@@ -59,7 +59,7 @@ export class AzureJoinServer implements JoinMethodServer {
     if (rules.length === 0)
       throw new SigilError(
         'azure_no_rule',
-        'no join_rule with method azure exists on this issuer (sigil ctl apply -f a rule with azure.ca_files and azure.allow)',
+        'no join_rule with method azure exists on this issuer (sigil ctl --data-dir <issuer-data-dir> apply -f a rule with azure.ca_files and azure.allow)',
       );
     if (!isAnswer(input.evidence)) {
       parseWith(azureHelloSchema, input.evidence, 'azure_evidence_malformed', 'azure evidence');

@@ -37,7 +37,7 @@ export class GcpJoinServer implements JoinMethodServer {
     if (rules.length === 0)
       throw new SigilError(
         'gcp_no_rule',
-        'no join_rule with method gcp exists on this issuer (sigil ctl apply -f a rule with gcp.audience and gcp.allow)',
+        'no join_rule with method gcp exists on this issuer (sigil ctl --data-dir <issuer-data-dir> apply -f a rule with gcp.audience and gcp.allow)',
       );
     const { token } = parseWith(gcpEvidenceSchema, input.evidence, 'jwt_invalid', 'gcp evidence');
     const iss = peekJwt(token).claims.iss;

@@ -85,7 +85,7 @@ export class OidcJoinServer implements JoinMethodServer {
     if (all.length === 0)
       throw new SigilError(
         'oidc_no_rule',
-        'no join_rule with method oidc exists on this issuer (sigil ctl apply -f a rule with oidc.provider, oidc.audience and oidc.allow)',
+        'no join_rule with method oidc exists on this issuer (sigil ctl --data-dir <issuer-data-dir> apply -f a rule with oidc.provider, oidc.audience and oidc.allow)',
       );
     const { token } = parseWith(oidcEvidenceSchema, input.evidence, 'jwt_invalid', 'oidc evidence');
     const iss = peekJwt(token).claims.iss;

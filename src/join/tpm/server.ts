@@ -75,7 +75,7 @@ async function rulesOrRefuse(port: JoinAttestPort): Promise<Array<JoinRule<TpmRu
   if (rules.length === 0)
     throw new SigilError(
       'tpm_no_rule',
-      'no join_rule with method tpm exists on this issuer (sigil ctl apply -f a rule with tpm.ek_ca_files or tpm.allow)',
+      'no join_rule with method tpm exists on this issuer (sigil ctl --data-dir <issuer-data-dir> apply -f a rule with tpm.ek_ca_files or tpm.allow)',
     );
   return rules;
 }

@@ -83,7 +83,7 @@ async function registration(
   if (device === undefined) {
     throw new SigilError(
       'device_not_registered',
-      `${describeCert(leaf)} (fingerprint ${leaf.fingerprint}) is not in any imported device manifest, and join_rule ${rule} has registered_only: true; import it with: sigil ctl devices import MANIFEST.jsonl --rule ${rule}`,
+      `${describeCert(leaf)} (fingerprint ${leaf.fingerprint}) is not in any imported device manifest, and join_rule ${rule} has registered_only: true; import it with: sigil ctl --data-dir <issuer-data-dir> devices import MANIFEST.jsonl --rule ${rule}`,
     );
   }
   if (device.rule !== null && device.rule !== rule) {

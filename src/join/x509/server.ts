@@ -63,7 +63,7 @@ export class X509JoinServer implements JoinMethodServer {
     if (rules.length === 0)
       throw new SigilError(
         'x509_no_rule',
-        'no join_rule with method x509 exists on this issuer (sigil ctl apply -f a rule with x509.ca_files)',
+        'no join_rule with method x509 exists on this issuer (sigil ctl --data-dir <issuer-data-dir> apply -f a rule with x509.ca_files)',
       );
     if (!isAnswer(input.evidence)) {
       const ev = parseWith(x509EvidenceSchema, input.evidence, 'x509_chain_malformed', 'x509 evidence');

@@ -642,15 +642,19 @@ export function checkBundleNonce(body: unknown, nonce: string, now: number): voi
     );
 }
 
+/** What only a joined instance publishes (the bootstrap role publishes join and bundle). */
+const INSTANCE_OPS = ['renew', 'credential', 'workload', 'attest'] as const;
+
 /**
  * A broker's refusal of a publish (MQTT v5 PUBACK >= 0x80, e.g. 0x87 Not authorized: its ACL).
- * On the bootstrap login a refused renewal is what the documented ACL intends (bootstrap
- * publishes joins only), not a broker mistake: the message says so instead of "check its ACL".
+ * On the bootstrap login a refused instance operation (renew, credential, workload, attest) is
+ * what the documented ACL intends (bootstrap publishes joins and bundles only), not a broker
+ * mistake: the message says so instead of "check its ACL".
  */
 export function publishRefused(url: string, topic: string, err: Error, bootstrap: boolean): SigilError {
   const why =
-    bootstrap && topic !== requestTopic('join')
-      ? 'the agent is on its bootstrap login (not joined yet, or its certificate is in its last minutes or expired: docs/mqtt.md "Offline behaviour"), which the broker lets publish joins only; it joins again once the certificate has expired'
+    bootstrap && INSTANCE_OPS.some((op) => topic === requestTopic(op))
+      ? 'the agent is on its bootstrap login, which the broker lets publish joins and bundle requests only: it has not joined yet, its certificate is in its last minutes or expired, or (a TPM or PKCS#11 key) it holds no MQTT transport certificate (docs/mqtt.md "Offline behaviour"); after the expiry it joins again (tpm, x509, cloud joins) or reports reattest_required (a token join)'
       : 'check its ACL for this client';
   return new SigilError(
     'issuer_unreachable',

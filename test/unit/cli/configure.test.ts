@@ -159,6 +159,23 @@ describe('sigil agent configure: refusals', () => {
       { join: 'aws_iid', issuer: undefined, mqtt: ['mqtts://b.example:8883'] },
       /--mqtt mqtts:\/\/b\.example:8883: an mqtts:\/\/ broker admits an agent by its certificate.*--mqtt-bootstrap-url/,
     ));
+  it('a plain mqtt:// broker beside the mqtts one can join: accepted; a bootstrap password to mqtt:// beside mqtts://: refused', async () => {
+    await expect(
+      configureAgent(
+        base({ join: 'aws_iid', issuer: undefined, mqtt: ['mqtt://lan.example:1883', 'mqtts://b.example:8883'] }),
+      ),
+    ).resolves.toContain('mqtt://lan.example:1883');
+    await refused(
+      {
+        join: 'aws_iid',
+        mqtt: ['mqtts://b.example:8883'],
+        mqttBootstrapUrl: 'mqtt://b.example:1883',
+        mqttBootstrapUsername: 'u',
+        mqttBootstrapPasswordFile: '/p',
+      },
+      /would cross the network in clear/,
+    );
+  });
   it('bootstrap flags half given, mixed, or without --mqtt', async () => {
     const m = { join: 'aws_iid', mqtt: ['mqtts://b.example:8883'] };
     await refused(

@@ -15,11 +15,15 @@ describe('MQTT publish refused by the broker', () => {
     expect(e.message).toMatch(
       /refused the publish to sigil\/v1\/renew: Publish error: Not authorized; the agent is on its bootstrap login/,
     );
-    expect(e.message).toContain('joins again once the certificate has expired');
+    expect(e.message).toContain('joins again (tpm, x509, cloud joins) or reports reattest_required (a token join)');
+    for (const op of ['credential', 'workload', 'attest'] as const)
+      expect(publishRefused('u', requestTopic(op), err, true).message).toContain('bootstrap login');
     expect(e.message).not.toContain('check its ACL');
   });
-  it('a join on the bootstrap login, or anything on the instance login: check the ACL', () => {
+  it('a join or a bundle on the bootstrap login, or anything on the instance login: check the ACL', () => {
     expect(publishRefused('u', requestTopic('join'), err, true).message).toMatch(/; check its ACL for this client$/);
+    // The bootstrap role may publish bundle requests too (docs/mqtt.md): refused, it is the ACL.
+    expect(publishRefused('u', requestTopic('bundle'), err, true).message).toMatch(/; check its ACL for this client$/);
     expect(publishRefused('u', requestTopic('renew'), err, false).message).toMatch(/; check its ACL for this client$/);
   });
 });

@@ -85,7 +85,7 @@ export class PgInstanceStore implements InstanceStore {
 
   async recordIssue(id: string, u: IssueUpdate): Promise<void> {
     if (u.mergeFacts !== undefined) return this.recordIssueWithFacts(id, u, u.mergeFacts);
-    // current_not_before (the fleet view's half-life check, migration 2) from the certificate row
+    // current_not_before (the fleet view's overdue check, migration 2) from the certificate row
     // the issue inserted just before on this connection (ops/issue.ts); NULL if there is none.
     if (this.db instanceof TxDb) {
       // Inside withWriteTx: sent without waiting for its round trip (./db.ts), like the

@@ -60,7 +60,7 @@ export class SqliteInstanceStore implements SyncInstanceStore {
     this.getStmt = db.prepare(`SELECT ${COLS} FROM instances WHERE id = ?`);
     this.listAllStmt = db.prepare(`SELECT ${COLS} FROM instances ORDER BY created_at, id`);
     this.listByBotStmt = db.prepare(`SELECT ${COLS} FROM instances WHERE bot = ? ORDER BY created_at, id`);
-    // current_not_before (the fleet view's half-life check, migration 7) from the certificate row
+    // current_not_before (the fleet view's overdue check, migration 7) from the certificate row
     // the issue inserted just before (ops/issue.ts); NULL if there is none.
     const issueSet = `generation = @generation, current_serial = @serial, current_not_after = @not_after,
               current_not_before = (SELECT not_before FROM certificates WHERE serial = @serial),
