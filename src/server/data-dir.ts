@@ -67,6 +67,8 @@ export interface CaMaterial {
   pin: string;
   /** SSH CA and JWT signing keys (./credential-keys.ts). */
   credentials: CredentialKeys;
+  /** Credential key files this load created (missing: a directory from before them, or a restore without them). */
+  credentialKeysCreated: string[];
 }
 
 export const paths = (dir: string) => ({
@@ -225,7 +227,7 @@ export function loadCaMaterial(dir: string): CaMaterial {
     throw new SigilError('config_invalid', `${p.intCert} is not issued by ${p.rootCert}`);
   }
   // Created here on the first start of a directory initialised before these keys existed.
-  const { created: _created, ...credentials } = ensureCredentialKeys(dir);
+  const { created: credentialKeysCreated, ...credentials } = ensureCredentialKeys(dir);
   return {
     trustDomain: meta.trust_domain,
     rootDer,
@@ -235,6 +237,7 @@ export function loadCaMaterial(dir: string): CaMaterial {
     intermediateKey,
     pin: spkiPin(rootDer),
     credentials,
+    credentialKeysCreated,
   };
 }
 

@@ -131,6 +131,13 @@ export class IssuerService {
   ) {
     this.log = log;
     const ca = loadCaMaterial(cfg.dataDir);
+    // A restore that left these keys out would otherwise change every SSH and JWT trust anchor
+    // without a word (found walking the runbook).
+    if (ca.credentialKeysCreated.length > 0)
+      log.warn(
+        { created: ca.credentialKeysCreated },
+        `created new credential keys (${ca.credentialKeysCreated.join(', ')}): expected on the first start after an upgrade; after a restore, the backup lacked them, and every sshd, ssh client and JWT verifier that trusted the old ones needs the new ones (sigil ctl ca export)`,
+      );
     // The public host must be in the serving certificate: verifiers fetch discovery over TLS.
     // Listening on every address, the listen URL (https://0.0.0.0:…) is no address a relying party can use.
     this.#wildcardHost = !cfg.publicUrl && isWildcardHost(cfg.host) ? hostname() : undefined;

@@ -22,16 +22,19 @@ afterAll(async () => {
   tmp.cleanup();
 });
 
-async function start(dataDir: string, args: string[]): Promise<{ url: string; proc: ChildProcess }> {
+async function start(
+  dataDir: string,
+  args: string[],
+): Promise<{ url: string; proc: ChildProcess; output: () => string }> {
   const proc = spawn(process.execPath, [SIGIL, 'server', 'start', '--data-dir', dataDir, ...args], {
     env: { ...process.env, SIGIL_LOG_FORMAT: 'json' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   running.push(proc);
   let err = '';
+  let out = '';
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
   const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
     const t = setTimeout(() => reject(new Error(`issuer did not start: ${err}`)), 20_000);
     proc.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
@@ -43,7 +46,7 @@ async function start(dataDir: string, args: string[]): Promise<{ url: string; pr
     });
     proc.on('exit', (code) => reject(new Error(`issuer exited ${code}: ${err}`)));
   });
-  return { url, proc };
+  return { url, proc, output: () => out + err };
 }
 
 function get(url: string, ca: string, servername?: string): Promise<{ status: number; json: any }> {
@@ -135,8 +138,10 @@ describe('sigil server init / start / ctl ca export', () => {
     await sigilJson(['server', 'init', '--data-dir', old, '--trust-domain', 'example.org']);
     const keys = credentialKeyPaths(old);
     for (const f of Object.values(keys)) rmSync(f);
-    const { url, proc } = await start(old, ['--listen', '127.0.0.1:0']);
+    const { url, proc, output } = await start(old, ['--listen', '127.0.0.1:0']);
     try {
+      // Said, not silent: after a restore that lacked them, every relying party's anchor changed.
+      expect(output()).toContain('created new credential keys');
       for (const f of Object.values(keys)) {
         expect(existsSync(f)).toBe(true);
         expect(statSync(f).mode & 0o777).toBe(0o600);
@@ -152,8 +157,9 @@ describe('sigil server init / start / ctl ca export', () => {
   it('--public-url is the OIDC issuer and its host is in the TLS certificate; a non-https URL is refused', async () => {
     const port = await freePort();
     const publicUrl = `https://sigil.example.test:${port}/`;
-    const { proc } = await start(dataDir, ['--listen', `127.0.0.1:${port}`, '--public-url', publicUrl]);
+    const { proc, output } = await start(dataDir, ['--listen', `127.0.0.1:${port}`, '--public-url', publicUrl]);
     try {
+      expect(output()).not.toContain('created new credential keys'); // init made them
       const conf = (
         await get(`https://127.0.0.1:${port}/.well-known/openid-configuration`, rootPem, 'sigil.example.test')
       ).json;
