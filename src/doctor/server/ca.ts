@@ -2,7 +2,7 @@
  * The CA material the issuer serves with: root and intermediate certificates parse, the
  * intermediate is a CA issued and signed by the root, the intermediate key is readable only by
  * its owner and belongs to the certificate, and neither certificate is expired or about to be
- * (30 days: time to re-issue an intermediate with the offline root). A missing root key is
+ * (30 days: time to give the fleet a new intermediate, see REPLACE_INTERMEDIATE). A missing root key is
  * fine — the runbook says to move it offline.
  */
 import { X509Certificate, createPublicKey } from 'node:crypto';
@@ -11,6 +11,13 @@ import { toSigilError } from '../../errors.js';
 import { sh } from '../file-modes.js';
 import { fail, ok, warn, type Check, type CheckOutcome } from '../types.js';
 import { splitFix, type IssuerDoctorContext } from './context.js';
+
+/**
+ * No command re-issues an intermediate in place (docs/runbook.md "Move the root key offline"): a
+ * new intermediate is a new issuer, which needs the root key and a PostgreSQL store.
+ */
+const REPLACE_INTERMEDIATE =
+  'give the fleet a new intermediate where the root key is: on PostgreSQL, sigil server add-issuer, then retire-issuer this one (docs/issuers.md); a SQLite issuer moves to PostgreSQL first (sigil server migrate-store)';
 
 export const CA_EXPIRY_WARN_MS = 30 * 86_400_000;
 const DAY = 86_400_000;
@@ -84,14 +91,14 @@ export const caCheck: Check<IssuerDoctorContext> = {
           `the ${what} certificate ${file} expired at ${new Date(to).toISOString()}`,
           what === 'root'
             ? 'a new root means a new ca_pin for every agent: plan a CA rotation (docs/runbook.md)'
-            : 're-issue the intermediate with the offline root key (docs/runbook.md "Move the root key offline")',
+            : REPLACE_INTERMEDIATE,
         );
       if (to - now < CA_EXPIRY_WARN_MS) {
         return warn(
           `the ${what} certificate ${file} expires at ${new Date(to).toISOString()} (in ${Math.floor((to - now) / DAY)} days)`,
           what === 'root'
             ? 'plan a CA rotation before it expires (docs/runbook.md)'
-            : 're-issue the intermediate with the offline root key before it expires',
+            : `before it expires: ${REPLACE_INTERMEDIATE}`,
         );
       }
     }
