@@ -15,7 +15,8 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 initDataDir(join(dir, 'd'), 'example.org');
 const dataDir = join(dir, 'd');
 const notAfter = Date.parse(new X509Certificate(readFileSync(paths(dataDir).intCert)).validTo);
-const at = (now: number) => caCheck.run({ dataDir, listen: undefined, full: false, now: () => now });
+const at = (now: number) =>
+  caCheck.run({ dataDir, listen: undefined, full: false, now: () => now }, new AbortController().signal);
 
 describe('doctor: the intermediate near or past its expiry', () => {
   it('ok well before; warn within 30 days, fail after, each with the command that replaces it', async () => {
