@@ -277,12 +277,14 @@ export function registerConfigure(program: Command, run: (fn: () => Promise<void
   for (const f of ALL_METHOD_FLAGS) {
     const methods = JOIN_METHODS.filter((m) => f in METHOD_FLAGS[m]);
     const kinds = methods.map((m) => METHOD_FLAGS[m][f]![1]);
-    cmd.option(
-      kinds.includes('bool') ? `--${f}` : `--${f} <value>`,
+    const spec = kinds.includes('bool') ? `--${f}` : `--${f} <value>`;
+    const help =
       f === 'token'
         ? 'join setting token (token): `-` reads it from stdin; a value given here is visible to other local users, prefer --token-file'
-        : `join setting ${METHOD_FLAGS[methods[0]!][f]![0]} (${methods.join(', ')})`,
-    );
+        : `join setting ${METHOD_FLAGS[methods[0]!][f]![0]} (${methods.join(', ')})`;
+    // A list is repeatable or comma-separated: `--signatures a --signatures b` kept only b before.
+    if (kinds.includes('list')) cmd.option(spec, `${help}; repeatable, or comma-separated`, collect);
+    else cmd.option(spec, help);
   }
   for (const [f, [key]] of Object.entries(PKCS11_FLAGS))
     cmd.option(`--${f} <value>`, `pkcs11.${key} (with --key-storage pkcs11)`);

@@ -74,6 +74,32 @@ describe('sigil agent configure', () => {
     expect(r.stdout).toContain(`ca_pin: ${PIN}`);
   });
 
+  it('a list flag given twice keeps both values (it kept only the last), as a comma list does', async () => {
+    const base = [
+      'agent',
+      'configure',
+      '--issuer',
+      'https://issuer.example:8443',
+      '--ca-pin',
+      PIN,
+      '--join',
+      'aws_iid',
+    ];
+    const twice = await sigil([
+      ...base,
+      '--data-dir',
+      join(tmp.path, 'd1'),
+      '--signatures',
+      'rsa2048',
+      '--signatures',
+      'pkcs7',
+    ]);
+    expect(twice.code, twice.stderr).toBe(0);
+    expect(twice.stdout).toMatch(/signatures:\n\s+- rsa2048\n\s+- pkcs7\n/);
+    const comma = await sigil([...base, '--data-dir', join(tmp.path, 'd1'), '--signatures', 'rsa2048,pkcs7']);
+    expect(comma.stdout).toMatch(/signatures:\n\s+- rsa2048\n\s+- pkcs7\n/);
+  });
+
   it('a bad flag combination is config_invalid (exit 2, one line) and writes nothing', async () => {
     for (const extra of [
       ['--cert', '/etc/dev.pem'],
