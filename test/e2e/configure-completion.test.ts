@@ -17,7 +17,7 @@ describe('sigil agent configure', () => {
   const tmp = tempDir();
   const tokenFile = join(tmp.path, 'token');
   writeFileSync(tokenFile, 'placeholder-token\n');
-  const flags = (out: string, more: string[] = []): string[] => [
+  const head = (method: string): string[] => [
     'agent',
     'configure',
     '--issuer',
@@ -25,7 +25,10 @@ describe('sigil agent configure', () => {
     '--ca-pin',
     PIN,
     '--join',
-    'token',
+    method,
+  ];
+  const flags = (out: string, more: string[] = []): string[] => [
+    ...head('token'),
     '--token-file',
     tokenFile,
     '--data-dir',
@@ -75,16 +78,7 @@ describe('sigil agent configure', () => {
   });
 
   it('a list flag given twice keeps both values (it kept only the last), as a comma list does', async () => {
-    const base = [
-      'agent',
-      'configure',
-      '--issuer',
-      'https://issuer.example:8443',
-      '--ca-pin',
-      PIN,
-      '--join',
-      'aws_iid',
-    ];
+    const base = head('aws_iid');
     const twice = await sigil([
       ...base,
       '--data-dir',
