@@ -143,6 +143,20 @@ export const AREAS = {
     ],
     tests: ['test/unit/ui/session.test.ts', 'test/unit/ui/routes.test.ts', 'test/unit/ui/viewer-credentials.test.ts'],
   },
+  'key-rotation': {
+    what: 'sigil server rotate-key: the staged key checked against the published one, what is published beside the signing key and until when',
+    mutate: [
+      'src/server/rotate-key.ts',
+      'src/server/rotating-keys.ts',
+      'src/server/credentials/authorities.ts',
+      'src/agent/outputs/ssh-ca-lines.ts',
+    ],
+    tests: [
+      'test/unit/server/rotate-key.test.ts',
+      'test/unit/doctor/key-rotation.test.ts',
+      'test/e2e/key-rotation.test.ts',
+    ],
+  },
   hashes: {
     what: 'the audit chain HMAC and the request hash, built from one-shot SHA-256 (issue #14)',
     mutate: ['src/util/hmac-sha256.ts', 'src/protocol/request-hash.ts', 'src/server/store/sqlite/audit.ts:113-116'],

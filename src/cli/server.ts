@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SigilError } from '../errors.js';
 import type { IssuerMqttConfig } from '../server/service.js';
-import { parseFormat, printJson } from './output.js';
+import { parseFormat, printJson, printKv } from './output.js';
 import { parseListen } from '../util/listen.js';
 import { registerMigrateStore } from './migrate-store.js';
 import { registerIssuerCommands } from './issuers.js';
@@ -426,6 +426,86 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
             `viewer ${o.name} (read-only); sign in to /ui/ with this token (shown once, its hash is in ${viewersPath(o.dataDir)}):\n${token}\n`,
           );
       }),
+    );
+
+  server
+    .command('rotate-key')
+    .description(
+      'replace the JWT-SVID key, an SSH CA or the admin credential in place: --stage, wait 25h, then activate (docs/runbook.md "Rotate a key")',
+    )
+    .requiredOption('--data-dir <dir>', 'issuer data directory')
+    .requiredOption('--key <key>', 'jwt, ssh-user, ssh-host or admin-token')
+    .option('--stage', 'make the next key and publish it beside the signing key; it signs after the activation')
+    .option('--cancel', 'drop the staged key')
+    .option(
+      '--overlap <duration>',
+      'at activation: how long the old public key stays published (default 25h: credentials it signed live ≤ 24h); 0 when it is compromised',
+    )
+    .option('--store <url>', STORE_HELP)
+    .option('--format <fmt>', 'table or json')
+    .action(
+      (o: {
+        dataDir: string;
+        key: string;
+        stage?: boolean;
+        cancel?: boolean;
+        overlap?: string;
+        store?: string;
+        format?: string;
+      }) =>
+        run(async () => {
+          const fmt = parseFormat(o.format);
+          const { rotateKey } = await import('../server/rotate-key.js');
+          const { parseDuration } = await import('../util/duration.js');
+          if (o.stage && o.cancel) throw new SigilError('bad_request', 'give --stage or --cancel, not both');
+          const overlapS =
+            o.overlap === undefined
+              ? undefined
+              : /^0+[smhd]?$/.test(o.overlap.trim())
+                ? 0
+                : parseDuration(o.overlap, 'config_invalid');
+          const store = o.store ?? process.env['SIGIL_STORE'];
+          const r = await rotateKey({
+            dataDir: o.dataDir,
+            key: o.key,
+            step: o.stage ? 'stage' : o.cancel ? 'cancel' : 'activate',
+            ...(overlapS !== undefined ? { overlapS } : {}),
+            ...(store ? { store } : {}),
+          });
+          if (fmt === 'json') return printJson(r);
+          const copy = r.sharedStore
+            ? `copy the files above to every other issuer's data directory on this store (same paths, same modes; a removed file removed there too), then `
+            : '';
+          const exportType = r.key === 'jwt' ? 'jwks' : r.key;
+          const lines: Record<string, string> = {};
+          if (r.key === 'admin-token') {
+            lines['rotated'] = 'admin-token';
+            lines['files'] = r.files.join(', ');
+            lines['next'] =
+              `${copy}the old admin token is refused now; use the new ${r.files[0]} with sigil ctl --server`;
+          } else if (r.step === 'stage') {
+            lines['staged'] = `${r.key} ${r.current}`;
+            lines['files'] = r.files.join(', ');
+            lines['next'] =
+              `${copy}restart the issuer (each one) to publish it; after 25h (every trust file refreshed), activate it: sigil server rotate-key --data-dir ${o.dataDir} --key ${r.key}`;
+          } else if (r.step === 'cancel') {
+            lines['cancelled'] = `${r.key} ${r.current}`;
+            lines['files'] = r.files.join(', ');
+            lines['next'] = `${copy}restart the issuer (each one) to stop publishing it`;
+          } else {
+            lines['rotated'] = r.key;
+            lines['previous'] = r.previous ?? '-';
+            lines['current'] = r.current ?? '-';
+            lines['previous key'] = r.trustedUntil
+              ? `still published (JWKS, SPIFFE bundle, ca export, SSH trust lines) until ${r.trustedUntil}`
+              : 'no longer published (overlap 0)';
+            if (r.warning) lines['warning'] = r.warning;
+            lines['files'] = r.files.join(', ');
+            lines['next'] =
+              `${copy}restart the issuer (each one): it signs with the new key from its next start. Consumers configured by hand: sigil ctl --data-dir ${o.dataDir} ca export --type ${exportType}`;
+          }
+          printKv(lines);
+        }),
     );
 
   registerMigrateStore(server, run);

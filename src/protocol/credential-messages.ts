@@ -110,6 +110,13 @@ export interface CredentialResult {
   /** ssh kinds: the user CA (sshd TrustedUserCAKeys) and host CA (known_hosts @cert-authority) lines. */
   user_ca_public_key?: string;
   host_ca_public_key?: string;
+  /**
+   * ssh kinds: the other CA keys to trust while a rotation is in progress (`sigil server
+   * rotate-key`): a staged next CA and retired CAs whose certificates may still live, as
+   * authorized_keys lines; absent when there are none. Agents before them ignore the fields.
+   */
+  other_user_ca_public_keys?: string[];
+  other_host_ca_public_keys?: string[];
   /** database, kubernetes: PEM chain (leaf, intermediate) and trust anchors. */
   chain?: string[];
   bundle?: string[];
@@ -133,6 +140,8 @@ export const credentialResultSchema = z.object({
   principals: z.array(z.string()).optional(),
   user_ca_public_key: z.string().optional(),
   host_ca_public_key: z.string().optional(),
+  other_user_ca_public_keys: z.array(z.string()).max(16).optional(),
+  other_host_ca_public_keys: z.array(z.string()).max(16).optional(),
   chain: z.array(z.string()).min(1).optional(),
   bundle: z.array(z.string()).min(1).optional(),
   common_name: z.string().optional(),

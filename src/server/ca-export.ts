@@ -3,28 +3,31 @@
  *
  *   ssh-user  `ssh-ed25519 AAAA… sigil-user-ca@<td>`  a line for sshd's TrustedUserCAKeys file
  *   ssh-host  `@cert-authority * ssh-ed25519 AAAA…`  a line for ssh's known_hosts
+ *   (the ssh kinds print one more line per staged or still-trusted retired CA key: ./rotating-keys.ts)
  *   x509      the root CA certificate (PEM)           sslrootcert, --client-ca-file, Vault certs
  *   jwks      the JWT-SVID key set (JSON)             offline JWT verifiers (Vault jwt_validation_pubkeys)
  */
 import { readFileSync } from 'node:fs';
 import { SigilError } from '../errors.js';
 import { jwks } from './credentials/discovery.js';
-import { createCredentialAuthorities } from './credentials/authorities.js';
+import { createCredentialAuthorities, publishedSshCaLines } from './credentials/authorities.js';
+import { readRotatingKeys } from './rotating-keys.js';
 import { ensureCredentialKeys } from './credential-keys.js';
 import { paths, readMeta } from './data-dir.js';
 
 export const CA_EXPORT_TYPES = ['ssh-user', 'ssh-host', 'x509', 'jwks'] as const;
 export type CaExportType = (typeof CA_EXPORT_TYPES)[number];
 
-export function exportCaMaterial(dataDir: string, type: string, opts: { hosts?: string } = {}): string {
+export function exportCaMaterial(dataDir: string, type: string, opts: { hosts?: string; now?: number } = {}): string {
   if (!(CA_EXPORT_TYPES as readonly string[]).includes(type)) {
     throw new SigilError('bad_request', `--type must be one of ${CA_EXPORT_TYPES.join(', ')} (got "${type}")`);
   }
   const meta = readMeta(dataDir);
   if (type === 'x509') return readFileSync(paths(dataDir).rootCert, 'utf8');
   const { created: _created, ...keys } = ensureCredentialKeys(dataDir);
-  const cas = createCredentialAuthorities(keys, meta.trust_domain);
-  if (type === 'ssh-user') return cas.sshUser.authorizedKeyLine() + '\n';
+  const cas = createCredentialAuthorities({ ...keys, rotating: readRotatingKeys(dataDir) }, meta.trust_domain);
+  const now = opts.now ?? Date.now();
+  if (type === 'ssh-user') return publishedSshCaLines(cas, 'user', now).join('\n') + '\n';
   if (type === 'ssh-host') {
     const hosts = opts.hosts ?? '*';
     if (/\s/.test(hosts) || hosts === '')
@@ -32,7 +35,9 @@ export function exportCaMaterial(dataDir: string, type: string, opts: { hosts?: 
         'bad_request',
         '--hosts takes comma-separated known_hosts patterns without spaces, e.g. "*.example.org,10.0.0.*"',
       );
-    return cas.sshHost.knownHostsLine(hosts) + '\n';
+    return publishedSshCaLines(cas, 'host', now)
+      .map((line) => `@cert-authority ${hosts} ${line}\n`)
+      .join('');
   }
-  return JSON.stringify(jwks({ credentials: cas }), null, 2) + '\n';
+  return JSON.stringify(jwks({ credentials: cas, now: () => now }), null, 2) + '\n';
 }

@@ -6,13 +6,15 @@
  *   user CA → sshd:   TrustedUserCAKeys file line   `ssh-ed25519 AAAA… sigil-user-ca@<td>`
  *   host CA → ssh:    known_hosts line              `@cert-authority <pattern> ssh-ed25519 AAAA… …`
  */
-import type { KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { encodeSshCertificate, type SshCertificateRequest, type SshCertType } from './certificate.js';
 import { formatAuthorizedKey, sshFingerprint, sshPublicKeyFromKeyObject, type SshPublicKey } from './public-key.js';
 import { signatureFormat } from './signature.js';
 
 export class SshCertificateAuthority {
   readonly publicKey: SshPublicKey;
+  /** The CA's public key as a node:crypto key (to compare with keys of a rotation). */
+  readonly signingPublicKey: KeyObject;
 
   constructor(
     private readonly key: KeyObject,
@@ -22,6 +24,7 @@ export class SshCertificateAuthority {
   ) {
     if (key.type !== 'private') throw new TypeError('an SSH CA needs its private key');
     this.publicKey = sshPublicKeyFromKeyObject(key);
+    this.signingPublicKey = createPublicKey(key);
     signatureFormat(this.publicKey); // throws for RSA: CA keys are Ed25519 or ECDSA
   }
 

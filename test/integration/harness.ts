@@ -82,12 +82,14 @@ export interface Harness {
   counts(): Promise<{ instances: number; certificates: number; audit: number; usedTokens: number }>;
   auditAfter(seq: number): Promise<AuditRecord[]>;
   lastAuditSeq(): Promise<number>;
-  close(): Promise<void>;
+  /** Stop; `keepDir` leaves the data directory for a restart (startIssuer({ dir })). */
+  close(opts?: { keepDir?: boolean }): Promise<void>;
 }
 
-export async function startIssuer(): Promise<Harness> {
-  const dir = mkdtempSync(joinPath(tmpdir(), 'sigil-int-'));
-  initDataDir(dir, 'example.org');
+/** `dir`: start on an existing data directory (a restart) instead of a new one. */
+export async function startIssuer(opts: { dir?: string } = {}): Promise<Harness> {
+  const dir = opts.dir ?? mkdtempSync(joinPath(tmpdir(), 'sigil-int-'));
+  if (opts.dir === undefined) initDataDir(dir, 'example.org');
   const ca = loadCaMaterial(dir);
   const stores = openIssuerStores(dir);
   const clock = { offsetMs: 0 };
@@ -207,10 +209,10 @@ export async function startIssuer(): Promise<Harness> {
     counts,
     auditAfter,
     lastAuditSeq,
-    async close() {
+    async close(o: { keepDir?: boolean } = {}) {
       await app.close();
       await stores.close();
-      rmSync(dir, { recursive: true, force: true });
+      if (!o.keepDir) rmSync(dir, { recursive: true, force: true });
     },
   };
 }

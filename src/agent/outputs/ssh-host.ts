@@ -19,6 +19,7 @@ import { formatAuthorizedKey, parseAuthorizedKey, sshPublicKeyFromKeyObject } fr
 import { decodeOpenSshPrivateKey, encodeOpenSshPrivateKey } from '../../ssh/private-key.js';
 import type { AtomicFile } from '../../util/atomic-file.js';
 import type { CredentialOutputConfig } from './config.js';
+import { sshCaLines } from './ssh-ca-lines.js';
 import {
   KEY_MODE,
   PUBLIC_MODE,
@@ -86,14 +87,13 @@ export function sshHostOutput(cfg: SshHostConfig): CredentialDestination {
     },
     write(result, prepared) {
       checkCertificateFor(result, prepared.secret!.publicLine!, 'host');
-      if (!result.user_ca_public_key)
-        throw new SigilError('response_invalid', 'the issuer answer carries no user CA key');
+      const userCas = sshCaLines('user', result.user_ca_public_key, result.other_user_ca_public_keys);
       const files: AtomicFile[] = [];
       if (prepared.secret!.privateKey)
         files.push({ name: 'ssh_host', data: prepared.secret!.privateKey, mode: KEY_MODE });
       if (!cfg.host_key)
         files.push({ name: 'ssh_host.pub', data: withNewline(prepared.secret!.publicLine!), mode: PUBLIC_MODE });
-      files.push({ name: 'ssh_user_ca.pub', data: withNewline(result.user_ca_public_key), mode: PUBLIC_MODE });
+      files.push({ name: 'ssh_user_ca.pub', data: userCas.map((line) => line + '\n').join(''), mode: PUBLIC_MODE });
       files.push({ name: 'ssh_host-cert.pub', data: withNewline(result.certificate!), mode: PUBLIC_MODE });
       writeOutputFiles(cfg, files);
     },

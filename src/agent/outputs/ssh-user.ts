@@ -17,6 +17,7 @@ import { parseCertificateLine } from '../../ssh/certificate.js';
 import { formatAuthorizedKey, parseAuthorizedKey, sshPublicKeyFromKeyObject } from '../../ssh/public-key.js';
 import { encodeOpenSshPrivateKey } from '../../ssh/private-key.js';
 import type { CredentialOutputConfig } from './config.js';
+import { sshCaLines } from './ssh-ca-lines.js';
 import {
   KEY_MODE,
   PUBLIC_MODE,
@@ -88,16 +89,14 @@ export function sshUserOutput(cfg: SshUserConfig): CredentialDestination {
     write(result, prepared) {
       const publicLine = prepared.secret!.publicLine!;
       const cert = checkCertificateFor(result, publicLine, 'user');
-      if (!result.host_ca_public_key)
-        throw new SigilError('response_invalid', 'the issuer answer carries no host CA key');
-      const hostCa = parseAuthorizedKey(result.host_ca_public_key, 'response_invalid');
+      const hostCas = sshCaLines('host', result.host_ca_public_key, result.other_host_ca_public_keys);
       const login = cert.principals.length === 1 ? cert.principals[0] : undefined;
       writeOutputFiles(cfg, [
         { name: 'id', data: prepared.secret!.privateKey!, mode: KEY_MODE },
         { name: 'id.pub', data: withNewline(publicLine), mode: PUBLIC_MODE },
         {
           name: 'known_hosts',
-          data: `@cert-authority ${hosts.join(',')} ${formatAuthorizedKey(hostCa.blob, hostCa.comment)}\n`,
+          data: hostCas.map((line) => `@cert-authority ${hosts.join(',')} ${line}\n`).join(''),
           mode: PUBLIC_MODE,
         },
         { name: 'ssh_config', data: renderSshConfig(cfg.path, hosts, login), mode: PUBLIC_MODE },

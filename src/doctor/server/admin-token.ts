@@ -15,7 +15,7 @@ export const adminTokenCheck: Check<IssuerDoctorContext> = {
     if (!st)
       return fail(
         `${file} is missing: remote sigil ctl cannot authenticate`,
-        `restore it from your backup (the issuer stores only its hash)`,
+        `restore it from your backup (the issuer stores only its hash), or make a new one: sigil server rotate-key --data-dir ${sh(ctx.dataDir)} --key admin-token`,
       );
     if (!st.isFile())
       return fail(

@@ -2,21 +2,74 @@
  * The signers behind the `credential` operation, built once per issuer from the data
  * directory's keys: the SSH user and host CAs and the JWT-SVID key. (X.509 client certificates
  * for databases and Kubernetes come from the same intermediate as SVIDs: IssuerContext.engine.)
+ *
+ * Beside each signer, the keys of a rotation in progress (../rotating-keys.ts): a staged next key
+ * (published before it signs, so relying parties trust it by the time it does) and retired keys
+ * still trusted (a credential signed just before the rotation stays verifiable for its ≤ 24 h
+ * life). Neither signs; the JWKS, the SPIFFE bundle, `ca export` and the SSH trust lines in
+ * credential answers publish them.
  */
 import type { CredentialKeys } from '../credential-keys.js';
+import { publishedBeside, type RotatingKey } from '../rotating-keys.js';
 import { SshCertificateAuthority } from '../../ssh/authority.js';
-import { JwtSigner } from './jwt-signer.js';
+import { formatAuthorizedKey, sshPublicKeyFromKeyObject } from '../../ssh/public-key.js';
+import { JwtSigner, publicJwk, type PublicJwk } from './jwt-signer.js';
 
 export interface CredentialAuthorities {
   sshUser: SshCertificateAuthority;
   sshHost: SshCertificateAuthority;
   jwt: JwtSigner;
+  /** Staged and retired keys (all kinds, expired ones too: the helpers below filter at the time of use). */
+  rotating: readonly RotatingKey[];
 }
 
-export function createCredentialAuthorities(keys: CredentialKeys, trustDomain: string): CredentialAuthorities {
+export function createCredentialAuthorities(
+  keys: CredentialKeys & { rotating?: readonly RotatingKey[] },
+  trustDomain: string,
+): CredentialAuthorities {
   return {
     sshUser: new SshCertificateAuthority(keys.sshUserCa, 'user', `sigil-user-ca@${trustDomain}`),
     sshHost: new SshCertificateAuthority(keys.sshHostCa, 'host', `sigil-host-ca@${trustDomain}`),
     jwt: new JwtSigner(keys.jwtSigning),
+    rotating: keys.rotating ?? [],
   };
+}
+
+/** The JWT-SVID keys to publish at `now`: the signing key first, then a staged one, then retired ones still trusted. */
+export function publishedJwks(cas: CredentialAuthorities, now: number): PublicJwk[] {
+  return [
+    cas.jwt.jwk,
+    ...publishedBeside(cas.rotating, 'jwt', now, cas.jwt.publicKey).map((k) => publicJwk(k.publicKey)),
+  ];
+}
+
+/**
+ * The SSH CA keys relying parties should trust at `now`, as authorized_keys lines: the signing
+ * CA's first, then a staged one, then retired ones still trusted (comments `next-…` and
+ * `retired-…`, so an operator reading TrustedUserCAKeys or known_hosts can tell them apart; sshd
+ * and ssh ignore comments).
+ */
+export function publishedSshCaLines(cas: CredentialAuthorities, which: 'user' | 'host', now: number): string[] {
+  const ca = which === 'user' ? cas.sshUser : cas.sshHost;
+  const beside = publishedBeside(
+    cas.rotating,
+    which === 'user' ? 'ssh-user' : 'ssh-host',
+    now,
+    ca.signingPublicKey,
+  ).map((k) => formatAuthorizedKey(sshPublicKeyFromKeyObject(k.publicKey).blob, `${k.state}-${ca.comment}`));
+  return [ca.authorizedKeyLine(), ...beside];
+}
+
+/**
+ * When the published JWT key set last changed, in seconds: a key staged, an activation (the
+ * retired key's `since`), or a retired key whose trust ended (for the SPIFFE bundle's `spiffe_sequence`, which must grow with every change).
+ */
+export function jwksChangedAt(cas: CredentialAuthorities, now: number): number {
+  let at = 0;
+  for (const k of cas.rotating) {
+    if (k.kind !== 'jwt') continue;
+    at = Math.max(at, k.since);
+    if (k.trustedUntil <= now) at = Math.max(at, k.trustedUntil);
+  }
+  return Math.floor(at / 1000);
 }

@@ -15,6 +15,7 @@
 import { X509Certificate } from 'node:crypto';
 import { SigilError } from '../../errors.js';
 import type { IssuerContext } from '../issuer.js';
+import { jwksChangedAt, publishedJwks } from './authorities.js';
 
 /** How long verifiers may cache the key sets (seconds); also the SPIFFE refresh hint. */
 export const KEYS_MAX_AGE_S = 300;
@@ -38,14 +39,19 @@ export function openIdConfiguration(ctx: IssuerContext): Record<string, unknown>
   };
 }
 
-export function jwks(ctx: Pick<IssuerContext, 'credentials'>): { keys: Array<Record<string, unknown>> } {
-  return { keys: [{ ...ctx.credentials.jwt.jwk }] };
+/** The signing key, then retired keys still trusted (JWT-SVIDs signed before a rotation). */
+export function jwks(ctx: Pick<IssuerContext, 'credentials' | 'now'>): { keys: Array<Record<string, unknown>> } {
+  return { keys: publishedJwks(ctx.credentials, ctx.now()).map((k) => ({ ...k })) };
 }
 
 export function spiffeBundle(ctx: IssuerContext): Record<string, unknown> {
   const root = new X509Certificate(ctx.ca.rootDer);
   const rootJwk = root.publicKey.export({ format: 'jwk' });
-  const { alg: _alg, use: _use, ...jwtKey } = ctx.credentials.jwt.jwk;
+  const now = ctx.now();
+  const jwtKeys = publishedJwks(ctx.credentials, now).map(({ alg: _alg, use: _use, ...k }) => ({
+    ...k,
+    use: 'jwt-svid',
+  }));
   return {
     keys: [
       {
@@ -56,10 +62,14 @@ export function spiffeBundle(ctx: IssuerContext): Record<string, unknown> {
         use: 'x509-svid',
         x5c: [ctx.ca.rootDer.toString('base64')],
       },
-      { ...jwtKey, use: 'jwt-svid' },
+      ...jwtKeys,
     ],
-    // Monotonic per bundle content; Sigil's keys change only with a new CA, so its start time serves.
-    spiffe_sequence: Math.floor(new Date(root.validFrom).getTime() / 1000),
+    // Monotonic per bundle content: the keys change with a new root, a JWT key rotation, or a
+    // retired JWT key's trust ending (credentials/authorities.ts jwksChangedAt).
+    spiffe_sequence: Math.max(
+      Math.floor(new Date(root.validFrom).getTime() / 1000),
+      jwksChangedAt(ctx.credentials, now),
+    ),
     spiffe_refresh_hint: KEYS_MAX_AGE_S,
   };
 }

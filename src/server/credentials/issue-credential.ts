@@ -18,6 +18,7 @@ import { classifySpki, readSpki } from '../../pki/spki.js';
 import { formatCertificateLine } from '../../ssh/certificate.js';
 import { parseAuthorizedKey } from '../../ssh/public-key.js';
 import type { IssuerContext } from '../issuer.js';
+import { publishedSshCaLines } from './authorities.js';
 import type { CredentialGrant } from '../policy/credentials.js';
 import type { CertificateRecord, InstanceRecord } from '../store/types.js';
 import { BACKDATE_MS, RENEW_FRACTION, spiffeIdFor, spkiHash } from '../ops/issue.js';
@@ -82,7 +83,23 @@ function signSsh(
       principals: p.grant.principals!,
       user_ca_public_key: ctx.credentials.sshUser.authorizedKeyLine(),
       host_ca_public_key: ctx.credentials.sshHost.authorizedKeyLine(),
+      // The CA keys of a rotation in progress (`sigil server rotate-key`): a staged one (trusted
+      // before it signs) and retired ones whose certificates still live (≤ 24 h). The trust
+      // files the agent writes list them too.
+      ...otherCaFields(ctx, ctx.now()),
     },
+  };
+}
+
+function otherCaFields(
+  ctx: IssuerContext,
+  now: number,
+): { other_user_ca_public_keys?: string[]; other_host_ca_public_keys?: string[] } {
+  const user = publishedSshCaLines(ctx.credentials, 'user', now).slice(1);
+  const host = publishedSshCaLines(ctx.credentials, 'host', now).slice(1);
+  return {
+    ...(user.length > 0 ? { other_user_ca_public_keys: user } : {}),
+    ...(host.length > 0 ? { other_host_ca_public_keys: host } : {}),
   };
 }
 

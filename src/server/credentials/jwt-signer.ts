@@ -42,15 +42,22 @@ export function jwkThumbprint(jwk: { crv: string; kty: string; x: string; y: str
   return createHash('sha256').update(canonical).digest('base64url');
 }
 
+/** The public JWK (with its thumbprint `kid`) of a P-256 key, private or public. */
+export function publicJwk(key: KeyObject): PublicJwk {
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
+    throw new TypeError('the JWT signing key must be ECDSA P-256');
+  const pub = (key.type === 'private' ? createPublicKey(key) : key).export({ format: 'jwk' });
+  const base = { kty: 'EC' as const, crv: 'P-256' as const, x: pub.x!, y: pub.y! };
+  return { ...base, kid: jwkThumbprint(base), alg: 'ES256', use: 'sig' };
+}
+
 export class JwtSigner {
   readonly jwk: PublicJwk;
+  readonly publicKey: KeyObject;
 
   constructor(private readonly key: KeyObject) {
-    if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1')
-      throw new TypeError('the JWT signing key must be ECDSA P-256');
-    const pub = createPublicKey(key).export({ format: 'jwk' });
-    const base = { kty: 'EC' as const, crv: 'P-256' as const, x: pub.x!, y: pub.y! };
-    this.jwk = { ...base, kid: jwkThumbprint(base), alg: 'ES256', use: 'sig' };
+    this.jwk = publicJwk(key);
+    this.publicKey = createPublicKey(key);
   }
 
   get kid(): string {

@@ -11,6 +11,7 @@
  *                                     only into this directory, never into the store
  *   audit.key, admin.token,           copies: every issuer on one database chains with one audit
  *   ca/ssh_*_ca.key, ca/jwt_signing.key  key, answers one admin, one SSH CA and one JWT key set
+ *   (+ ca/rotating-keys.json, *.next)  (and publishes the same rotation in progress)
  *   issuer.json                       trust domain, "store": "postgres", "issuer_name"
  *
  * and no root key. Order: files first, registry row last, so a failure leaves no row pointing at a
@@ -27,6 +28,7 @@ import { createIntermediateCa } from '../../pki/ca.js';
 import { fromPem, toPem } from '../../pki/pem.js';
 import { ensureDir, writeFileAtomic } from '../../util/atomic-file.js';
 import { credentialKeyPaths, ensureCredentialKeys } from '../credential-keys.js';
+import { rotatingKeysPath } from '../rotating-keys.js';
 import { prepareDataDir } from '../data-dir-perms.js';
 import { LAYOUT_VERSION, openIssuerStores, paths, readMeta, type IssuerMeta } from '../data-dir.js';
 import { readPrivateKeyFile } from '../key-file.js';
@@ -168,8 +170,14 @@ function writeIssuerDir(
     ensureCredentialKeys(rootDir);
     const fromKeys = credentialKeyPaths(rootDir);
     const toKeys = credentialKeyPaths(outDir);
-    for (const k of Object.keys(fromKeys) as Array<keyof typeof fromKeys>)
+    for (const k of Object.keys(fromKeys) as Array<keyof typeof fromKeys>) {
       writeFileAtomic(toKeys[k], readFileSync(fromKeys[k]), { mode: 0o600 });
+      // A key staged for rotation (server/rotate-key.ts) travels with it: every issuer must be able to activate it.
+      if (existsSync(`${fromKeys[k]}.next`))
+        writeFileAtomic(`${toKeys[k]}.next`, readFileSync(`${fromKeys[k]}.next`), { mode: 0o600 });
+    }
+    if (existsSync(rotatingKeysPath(rootDir)))
+      writeFileAtomic(rotatingKeysPath(outDir), readFileSync(rotatingKeysPath(rootDir)), { mode: 0o644 });
     writeFileAtomic(to.auditKey, readFileSync(from.auditKey), { mode: 0o600 });
     // The same seal window as the first issuer: a new issuer must not open a fresh one for
     // unsealed rows (ops/answer-seal.ts). A first issuer that never started sealed nothing yet:

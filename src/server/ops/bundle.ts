@@ -1,6 +1,7 @@
 import type { Jws } from '../../protocol/jws.js';
 import { PROTOCOL_VERSION, type BundleResult, type ResponsePayload } from '../../protocol/messages.js';
 import type { IssuerContext } from '../issuer.js';
+import { publishedJwks } from '../credentials/authorities.js';
 import { signResponse } from './respond.js';
 
 /**
@@ -9,7 +10,8 @@ import { signResponse } from './respond.js';
  * retired, never revoked) intermediate of the same root that this issuer verified against the
  * root (server/issuers/registry.ts, docs/issuers.md): what a workload needs to build a path for a
  * peer's leaf issued at another issuer.
- * `jwt_jwks` carries the JWT-SVID signing key as a JWK Set whose keys carry `kid` (JWT-SVID §6)
+ * `jwt_jwks` carries the JWT-SVID signing key (and retired keys still trusted, after a
+ * `sigil server rotate-key jwt`) as a JWK Set whose keys carry `kid` (JWT-SVID §6)
  * and `alg`, without `use` — the form the Workload API's JWT bundles take (SPIRE's agent marshals
  * them so); a `use: jwt-svid` (the federation bundle's, credentials/discovery.ts) makes generic
  * JOSE libraries skip the key. The agent's Workload API serves the JWT bundle and validates
@@ -19,19 +21,19 @@ import { signResponse } from './respond.js';
  * replaced) for as long as the issuer's serving certificate lasts (review of issue #16).
  */
 export function handleBundle(ctx: IssuerContext, nonce?: string): Jws {
-  const { use: _use, ...jwtKey } = ctx.credentials.jwt.jwk;
+  const now = ctx.now();
   const result: BundleResult = {
     trust_domain: ctx.ca.trustDomain,
     roots: [ctx.ca.rootPem.trim() + '\n'],
     intermediates: ctx.intermediates ? ctx.intermediates.livePems() : [ctx.ca.intermediatePem.trim() + '\n'],
-    jwt_jwks: { keys: [{ ...jwtKey }] },
+    jwt_jwks: { keys: publishedJwks(ctx.credentials, now).map(({ use: _use, ...k }) => ({ ...k })) },
   };
   const payload: ResponsePayload<BundleResult> = {
     v: PROTOCOL_VERSION,
     op: 'bundle',
     request_id: null,
     ...(nonce !== undefined ? { nonce } : {}),
-    issued_at: ctx.now(),
+    issued_at: now,
     result,
   };
   return signResponse(ctx, JSON.stringify(payload));

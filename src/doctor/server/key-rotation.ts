@@ -1,0 +1,52 @@
+/**
+ * Rotations in progress (`sigil server rotate-key`, server/rotating-keys.ts): a staged key is
+ * published but signs nothing until it is activated, so one forgotten for days means a rotation
+ * that never happened. Reports each staged key's age (ready to activate after 25 h), each retired
+ * key still published, and a list the issuer would refuse to start with.
+ */
+import { fail, ok, warn, type Check, type CheckOutcome } from '../types.js';
+import type { IssuerDoctorContext } from './context.js';
+
+/** A staged key older than this is a rotation someone forgot. */
+export const STAGED_TOO_LONG_MS = 7 * 86_400_000;
+
+export const keyRotationCheck: Check<IssuerDoctorContext> = {
+  name: 'key_rotation',
+  async run(ctx): Promise<CheckOutcome> {
+    const { readRotatingKeys, rotatingKeysPath } = await import('../../server/rotating-keys.js');
+    const { DEFAULT_OVERLAP_S } = await import('../../server/rotate-key.js');
+    const { toSigilError } = await import('../../errors.js');
+    let keys;
+    try {
+      keys = readRotatingKeys(ctx.dataDir);
+    } catch (e) {
+      const err = toSigilError(e);
+      return fail(
+        `${err.code}: ${err.message}`,
+        `the issuer will not start with it: restore ${rotatingKeysPath(ctx.dataDir)} from the backup, or remove it (no staged or retired key is published then)`,
+      );
+    }
+    const now = ctx.now();
+    const live = keys.filter((k) => k.trustedUntil > now);
+    if (live.length === 0) return ok('no key rotation in progress');
+    const hours = (ms: number) => `${(ms / 3_600_000).toFixed(1)} h`;
+    const parts: string[] = [];
+    const stale: string[] = [];
+    for (const k of live) {
+      if (k.state === 'next') {
+        const age = now - k.since;
+        const ready = age >= DEFAULT_OVERLAP_S * 1000;
+        parts.push(`${k.kind}: next key staged ${hours(age)} ago${ready ? ' (ready to activate)' : ''}`);
+        if (age > STAGED_TOO_LONG_MS) stale.push(k.kind);
+      } else parts.push(`${k.kind}: retired key published until ${new Date(k.trustedUntil).toISOString()}`);
+    }
+    if (stale.length > 0)
+      return warn(
+        parts.join('; '),
+        stale
+          .map((kind) => `sigil server rotate-key --data-dir ${ctx.dataDir} --key ${kind}   # or --cancel`)
+          .join('\n'),
+      );
+    return ok(parts.join('; '));
+  },
+};

@@ -1,0 +1,314 @@
+/**
+ * `sigil server rotate-key --key jwt|ssh-user|ssh-host|admin-token` (docs/runbook.md "Rotate a
+ * key"): replace one of the issuer's long-lived secrets in place.
+ *
+ * Signing keys (the JWT-SVID key, the SSH user and host CAs), in two steps as SPIRE does with its
+ * own keys, so that nothing a relying party holds stops verifying:
+ *
+ *   --stage     a new key of the same algorithm is made (`<key file>.next`, 0600) and published
+ *               beside the signing key (./rotating-keys.ts) — the JWKS, the SPIFFE bundle,
+ *               `ca export` and the SSH trust lines of every credential answer list it. It signs
+ *               nothing yet. Wait until every trust file was refreshed: a credential's life
+ *               (≤ 24 h) plus a margin, DEFAULT_OVERLAP_S.
+ *   (activate)  the staged key becomes the signing key; the old public key stays published until
+ *               `now + overlap` (default 25 h), so JWT-SVIDs and SSH certificates signed before
+ *               still verify for the rest of their life. Without a staged key, a new key is made
+ *               and activated at once (relying parties that have not refreshed refuse the new
+ *               credentials until they do: the result says so).
+ *   --overlap 0 the compromise case: the old key is published by nothing from the next start on.
+ *   --cancel    drop a staged key.
+ *
+ * A running issuer keeps the keys it loaded: each step takes effect when it restarts.
+ *
+ * The admin credential: a new random token; its hash replaces the old one in the store (every
+ * issuer on the store refuses the old token at once, and the fleet-view sessions it opened end at
+ * their next request), then `admin.token` is rewritten.
+ *
+ * Every step is one audit row (`key_staged`, `key_rotated`, `key_stage_cancelled`) naming the keys
+ * (kid or SSH fingerprint; never a secret). The store is opened first, so an unreachable store
+ * changes nothing on disk.
+ */
+import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import fs from 'node:fs';
+import { basename, dirname } from 'node:path';
+import { SigilError } from '../errors.js';
+import { sshFingerprint, sshPublicKeyFromKeyObject } from '../ssh/public-key.js';
+import { writeFileAtomic, writeFilesAtomic } from '../util/atomic-file.js';
+import { MAX_TTL_S } from '../util/duration.js';
+import { randomSecret, sha256Hex } from '../util/secret.js';
+import { credentialKeyPaths } from './credential-keys.js';
+import { publicJwk } from './credentials/jwt-signer.js';
+import { assertDataDirSecure } from './data-dir-perms.js';
+import { openIssuerStores, paths, readMeta } from './data-dir.js';
+import { readPrivateKeyFile } from './key-file.js';
+import {
+  formatRotatingKeys,
+  readRotatingKeys,
+  rotatingKeysPath,
+  ROTATABLE_KEYS,
+  spkiBase64,
+  type RotatableKey,
+  type RotatingKey,
+} from './rotating-keys.js';
+import type { AuditEvent, Stores } from './store/types.js';
+
+export const ROTATE_KEY_KINDS = [...ROTATABLE_KEYS, 'admin-token'] as const;
+export type RotateKeyKind = (typeof ROTATE_KEY_KINDS)[number];
+
+/** A credential's longest life (MAX_TTL_S) plus an hour to restart every issuer: the default overlap, and the staging time advised. */
+export const DEFAULT_OVERLAP_S = MAX_TTL_S + 3600;
+/** Longest overlap: a retired key trusted for more than a week is a key nobody retired. */
+export const MAX_OVERLAP_S = 7 * 86_400;
+
+export type RotateStep = 'stage' | 'activate' | 'cancel';
+
+export interface RotateKeyResult {
+  key: RotateKeyKind;
+  step: RotateStep;
+  /** kid (jwt) or SSH fingerprint of the key taken out of service (activate); null for the admin token. */
+  previous: string | null;
+  /** The signing key after this step (activate), or the staged key (stage, cancel). */
+  current: string | null;
+  /** Until when the previous key stays published (activate); null when it is not. */
+  trustedUntil: string | null;
+  /** Activate: how long the key had been staged, in seconds; null when it was not. */
+  stagedForS: number | null;
+  /** What relying parties may notice, when the step was taken sooner than advised. */
+  warning: string | null;
+  /** Files written or removed. */
+  files: string[];
+  /** The issuer must restart for the step to take effect (signing keys; the admin token takes effect at once). */
+  restartNeeded: boolean;
+  /** The data directory shares a PostgreSQL store: other issuers need the same files. */
+  sharedStore: boolean;
+}
+
+export async function rotateKey(o: {
+  dataDir: string;
+  key: string;
+  step?: RotateStep;
+  overlapS?: number;
+  store?: string;
+  now?: number;
+}): Promise<RotateKeyResult> {
+  const now = o.now ?? Date.now();
+  const step = o.step ?? 'activate';
+  if (!(ROTATE_KEY_KINDS as readonly string[]).includes(o.key))
+    throw new SigilError('bad_request', `--key must be one of ${ROTATE_KEY_KINDS.join(', ')} (got "${o.key}")`);
+  const kind = o.key as RotateKeyKind;
+  if (kind === 'admin-token' && (o.overlapS !== undefined || step !== 'activate'))
+    throw new SigilError(
+      'bad_request',
+      '--overlap, --stage and --cancel apply to signing keys; an admin token is replaced at once and the old one refused',
+    );
+  if (step !== 'activate' && o.overlapS !== undefined)
+    throw new SigilError('bad_request', '--overlap applies when a key is activated, not with --stage or --cancel');
+  const overlapS = o.overlapS ?? DEFAULT_OVERLAP_S;
+  if (!Number.isSafeInteger(overlapS) || overlapS < 0 || overlapS > MAX_OVERLAP_S)
+    throw new SigilError('bad_request', `--overlap must be between 0 and ${MAX_OVERLAP_S / 86_400}d`);
+  const meta = readMeta(o.dataDir);
+  assertDataDirSecure(o.dataDir);
+  const sharedStore = meta.store === 'postgres';
+  const stores = openIssuerStores(o.dataDir, o.store !== undefined ? { store: o.store } : {});
+  try {
+    if (kind === 'admin-token') return { ...(await rotateAdminToken(stores, o.dataDir, now)), sharedStore };
+    const r = await rotateSigningKey(stores, o.dataDir, kind, step, overlapS, now);
+    return { ...r, sharedStore };
+  } finally {
+    await stores.close();
+  }
+}
+
+async function rotateAdminToken(
+  stores: Stores,
+  dataDir: string,
+  now: number,
+): Promise<Omit<RotateKeyResult, 'sharedStore'>> {
+  const token = randomSecret(32);
+  await stores.withWriteTx(async (tx) => {
+    await tx.admin.setAdminTokenHash(sha256Hex(token));
+    await tx.audit.append(rotationEvent('key_rotated', { key: 'admin-token' }), now);
+  });
+  const file = paths(dataDir).adminToken;
+  try {
+    writeFileAtomic(file, token + '\n', { mode: 0o600 });
+  } catch (e) {
+    throw new SigilError(
+      'internal',
+      `the store now expects a new admin token but ${file} could not be written (${(e as Error).message}); fix that and run rotate-key --key admin-token again`,
+      { cause: e },
+    );
+  }
+  return {
+    key: 'admin-token',
+    step: 'activate',
+    previous: null,
+    current: null,
+    trustedUntil: null,
+    stagedForS: null,
+    warning: null,
+    files: [file],
+    restartNeeded: false,
+  };
+}
+
+async function rotateSigningKey(
+  stores: Stores,
+  dataDir: string,
+  kind: RotatableKey,
+  step: RotateStep,
+  overlapS: number,
+  now: number,
+): Promise<Omit<RotateKeyResult, 'sharedStore'>> {
+  const keyFile =
+    credentialKeyPaths(dataDir)[kind === 'jwt' ? 'jwtSigning' : kind === 'ssh-user' ? 'sshUserCa' : 'sshHostCa'];
+  const nextFile = `${keyFile}.next`;
+  const listFile = rotatingKeysPath(dataDir);
+  const caDir = dirname(keyFile);
+  const signing = readPrivateKeyFile(keyFile);
+  // Expired retired keys are dropped at every step; the rest is carried over as it is.
+  const all = readRotatingKeys(dataDir).filter((k) => k.trustedUntil > now);
+  const staged = all.find((k) => k.kind === kind && k.state === 'next');
+  const others = all.filter((k) => k !== staged);
+  const base = { key: kind, step, trustedUntil: null, stagedForS: null, warning: null };
+
+  if (step === 'stage') {
+    if (staged)
+      throw new SigilError(
+        'bad_request',
+        `a next ${kind} key is already staged (${keyId(staged.publicKey, kind)}, since ${new Date(staged.since).toISOString()}): activate it (rotate-key --key ${kind}) or drop it (--cancel) first`,
+      );
+    const fresh = newKeyLike(signing, kind);
+    const entry: RotatingKey = {
+      kind,
+      state: 'next',
+      publicKey: createPublicKey(fresh),
+      since: now,
+      trustedUntil: Infinity,
+    };
+    // The private key lands before the list that publishes it: a published next key always has one.
+    writeFilesAtomic(caDir, [
+      { name: basename(nextFile), data: pkcs8(fresh), mode: 0o600 },
+      { name: basename(listFile), data: formatRotatingKeys([...others, entry]), mode: 0o644 },
+    ]);
+    const current = keyId(fresh, kind);
+    await audited(
+      stores,
+      keyFile,
+      rotationEvent('key_staged', { key: kind, staged: current, signing: keyId(signing, kind) }),
+      now,
+    );
+    return { ...base, previous: null, current, files: [nextFile, listFile], restartNeeded: true };
+  }
+
+  if (step === 'cancel') {
+    if (!staged) throw new SigilError('not_found', `no next ${kind} key is staged`);
+    writeFilesAtomic(caDir, [{ name: basename(listFile), data: formatRotatingKeys(others), mode: 0o644 }]);
+    fs.rmSync(nextFile, { force: true });
+    const current = keyId(staged.publicKey, kind);
+    await audited(stores, keyFile, rotationEvent('key_stage_cancelled', { key: kind, staged: current }), now);
+    return { ...base, previous: null, current, files: [listFile, nextFile], restartNeeded: true };
+  }
+
+  let fresh: KeyObject;
+  if (staged) {
+    fresh = readPrivateKeyFile(nextFile);
+    if (spkiBase64(fresh) !== spkiBase64(staged.publicKey))
+      throw new SigilError(
+        'config_invalid',
+        `${nextFile} is not the key ${listFile} publishes as the next ${kind} key; nothing was changed (stage again: --cancel, then --stage)`,
+      );
+  } else fresh = newKeyLike(signing, kind);
+  const previous = keyId(signing, kind);
+  const current = keyId(fresh, kind);
+  const stagedForS = staged ? Math.max(0, Math.floor((now - staged.since) / 1000)) : null;
+  if (previous === current) {
+    // An activation that stopped after the key was replaced: finish it (the retired entry, if any, is kept).
+    writeFilesAtomic(caDir, [{ name: basename(listFile), data: formatRotatingKeys(others), mode: 0o644 }]);
+    fs.rmSync(nextFile, { force: true });
+    return { ...base, step, previous, current, stagedForS, files: [listFile, nextFile], restartNeeded: true };
+  }
+  const retired: RotatingKey[] =
+    overlapS > 0
+      ? [
+          {
+            kind,
+            state: 'retired',
+            publicKey: createPublicKey(signing),
+            since: now,
+            trustedUntil: now + overlapS * 1000,
+          },
+        ]
+      : [];
+  // One directory, one call: the list (which still publishes the old key) lands before the new
+  // key, so a crash in between leaves the old key signing and listed, never a new key whose
+  // predecessor nobody trusts. The staged file goes last; a leftover is finished by a rerun.
+  writeFilesAtomic(caDir, [
+    { name: basename(listFile), data: formatRotatingKeys([...others, ...retired]), mode: 0o644 },
+    { name: basename(keyFile), data: pkcs8(fresh), mode: 0o600 },
+  ]);
+  fs.rmSync(nextFile, { force: true });
+  const trustedUntil = overlapS > 0 ? new Date(now + overlapS * 1000).toISOString() : null;
+  const warning =
+    stagedForS === null && overlapS === 0
+      ? `the new key was not staged (expected after a compromise): relying parties refuse credentials it signs until they refresh their trust (SSH trust files at their next renewal, cached JWKS within minutes, agent bundles at their next fetch)`
+      : stagedForS === null
+        ? `the new key was not staged: relying parties that have not refreshed their trust (SSH trust files, cached JWKS, agent bundles) refuse credentials it signs until they do; stage first next time (--stage, wait ${DEFAULT_OVERLAP_S / 3600}h)`
+        : stagedForS < DEFAULT_OVERLAP_S
+          ? `the key was staged ${formatHours(stagedForS)} ago, less than the ${DEFAULT_OVERLAP_S / 3600}h a credential's trust files need to refresh: relying parties that have not refreshed refuse credentials it signs until they do`
+          : null;
+  await audited(
+    stores,
+    keyFile,
+    rotationEvent('key_rotated', {
+      key: kind,
+      previous,
+      current,
+      staged_for_s: stagedForS,
+      overlap_s: overlapS,
+      trusted_until: trustedUntil,
+    }),
+    now,
+  );
+  return {
+    ...base,
+    previous,
+    current,
+    trustedUntil,
+    stagedForS,
+    warning,
+    files: [listFile, keyFile],
+    restartNeeded: true,
+  };
+}
+
+function rotationEvent(action: string, details: Record<string, unknown>): AuditEvent {
+  return { action, outcome: 'ok', actor: 'admin', remote: 'local', details };
+}
+
+/** The files are written: an audit failure is reported as such, not as a rotation that did not happen. */
+async function audited(stores: Stores, keyFile: string, ev: AuditEvent, now: number): Promise<void> {
+  try {
+    await stores.audit.append(ev, now);
+  } catch (e) {
+    throw new SigilError(
+      'internal',
+      `${keyFile}: ${ev.action} was written to disk but its audit row could not be: ${(e as Error).message}`,
+      { cause: e },
+    );
+  }
+}
+
+const formatHours = (s: number): string => (s < 3600 ? `${Math.floor(s / 60)}m` : `${(s / 3600).toFixed(1)}h`);
+
+/** The same algorithm as the key it replaces: an SSH CA keeps its type (its trust lines name it). */
+function newKeyLike(old: KeyObject, kind: RotatableKey): KeyObject {
+  if (kind !== 'jwt' && old.asymmetricKeyType === 'ed25519') return generateKeyPairSync('ed25519').privateKey;
+  return generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+}
+
+const pkcs8 = (k: KeyObject): string => k.export({ type: 'pkcs8', format: 'pem' }) as string;
+
+function keyId(k: KeyObject, kind: RotatableKey): string {
+  return kind === 'jwt' ? `kid ${publicJwk(k).kid}` : sshFingerprint(sshPublicKeyFromKeyObject(k).blob);
+}

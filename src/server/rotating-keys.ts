@@ -1,0 +1,166 @@
+/**
+ * Keys in the middle of a rotation (`sigil server rotate-key`, ./rotate-key.ts), published beside
+ * the signing key: `ca/rotating-keys.json`.
+ *
+ *   next     staged by `rotate-key --stage`: published now, signs from the activation on. Relying
+ *            parties that refresh their trust (JWKS caches, the agent's SSH trust files, renewed
+ *            within a credential's ≤ 24 h life) already trust it when it starts signing — the
+ *            order SPIRE follows for its own keys (prepared, then active).
+ *   retired  taken out of service by an activation: signs nothing, published until
+ *            `trusted_until` so a credential it signed just before stays verifiable for the rest
+ *            of its life, then drops out by itself (checked against the clock at every use).
+ *            A rotation because of a compromise passes an overlap of 0 and lists nothing.
+ *
+ *   { "version": 1,
+ *     "keys": [ { "kind": "jwt" | "ssh-user" | "ssh-host", "state": "next" | "retired",
+ *                 "public_key": "<base64 DER SubjectPublicKeyInfo>", "since": "<ISO 8601>",
+ *                 "trusted_until": "<ISO 8601, retired only>" } ] }
+ *
+ * Only public keys: a staged key's private half is its own 0600 file (`<key file>.next`).
+ * Public, but trust-bearing: a key planted here is published as the issuer's own. The file sits
+ * in ca/ (whose mode and owner `server start` checks, data-dir-perms.ts), is read with
+ * O_NOFOLLOW, and a file that does not parse stops the start (config_invalid) rather than being
+ * half-believed.
+ */
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import fs from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { SigilError } from '../errors.js';
+
+export const ROTATABLE_KEYS = ['jwt', 'ssh-user', 'ssh-host'] as const;
+export type RotatableKey = (typeof ROTATABLE_KEYS)[number];
+
+export interface RotatingKey {
+  kind: RotatableKey;
+  state: 'next' | 'retired';
+  publicKey: KeyObject;
+  /** When it was staged (next) or retired. */
+  since: number;
+  /** Retired keys: published until then. Next keys: Infinity. */
+  trustedUntil: number;
+}
+
+export const rotatingKeysPath = (dir: string): string => join(dir, 'ca', 'rotating-keys.json');
+
+const isoTime = z.string().refine((s) => Number.isFinite(Date.parse(s)), 'an ISO 8601 time');
+const entrySchema = z
+  .object({
+    kind: z.enum(ROTATABLE_KEYS),
+    state: z.enum(['next', 'retired']),
+    public_key: z.string().regex(/^[A-Za-z0-9+/]+={0,2}$/),
+    since: isoTime,
+    trusted_until: isoTime.optional(),
+  })
+  .strict()
+  .refine((e) => (e.state === 'retired') === (e.trusted_until !== undefined), 'trusted_until is for retired keys');
+const fileSchema = z.object({ version: z.literal(1), keys: z.array(entrySchema).max(64) }).strict();
+
+/** The rotating keys of data directory `dir`; none when the file does not exist. */
+export function readRotatingKeys(dir: string): RotatingKey[] {
+  const file = rotatingKeysPath(dir);
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return [];
+    if (code === 'ELOOP')
+      throw new SigilError('unsafe_path', `${file} is a symbolic link; refusing to publish keys read through it`);
+    throw new SigilError('config_invalid', `cannot open ${file}: ${code ?? (e as Error).message}`, { cause: e });
+  }
+  let text: string;
+  try {
+    if (!fs.fstatSync(fd).isFile()) throw new SigilError('unsafe_path', `${file} is not a regular file`);
+    text = fs.readFileSync(fd, 'utf8');
+  } finally {
+    fs.closeSync(fd);
+  }
+  let parsed: z.infer<typeof fileSchema>;
+  try {
+    parsed = fileSchema.parse(JSON.parse(text));
+  } catch (e) {
+    throw new SigilError(
+      'config_invalid',
+      `${file} is not a rotating-key list (written by sigil server rotate-key); restore it from the backup, or remove it to publish no staged or retired key`,
+      { cause: e },
+    );
+  }
+  const keys = parsed.keys.map((k, i): RotatingKey => {
+    let publicKey: KeyObject;
+    try {
+      publicKey = createPublicKey({ key: Buffer.from(k.public_key, 'base64'), format: 'der', type: 'spki' });
+    } catch (e) {
+      throw new SigilError('config_invalid', `${file}: keys[${i}].public_key is not a public key`, { cause: e });
+    }
+    if (!fitsKind(publicKey, k.kind))
+      throw new SigilError(
+        'config_invalid',
+        `${file}: keys[${i}] is a ${describeKey(publicKey)} key, which a ${k.kind} key cannot be (${k.kind === 'jwt' ? 'ECDSA P-256' : 'Ed25519 or ECDSA P-256'})`,
+      );
+    return {
+      kind: k.kind,
+      state: k.state,
+      publicKey,
+      since: Date.parse(k.since),
+      trustedUntil: k.trusted_until !== undefined ? Date.parse(k.trusted_until) : Infinity,
+    };
+  });
+  for (const kind of ROTATABLE_KEYS)
+    if (keys.filter((k) => k.kind === kind && k.state === 'next').length > 1)
+      throw new SigilError('config_invalid', `${file} stages two next ${kind} keys; one rotation at a time`);
+  return keys;
+}
+
+/** The file's text for `keys`. */
+export function formatRotatingKeys(keys: readonly RotatingKey[]): string {
+  const out = {
+    version: 1,
+    keys: keys.map((k) => ({
+      kind: k.kind,
+      state: k.state,
+      public_key: spkiBase64(k.publicKey),
+      since: new Date(k.since).toISOString(),
+      ...(k.state === 'retired' ? { trusted_until: new Date(k.trustedUntil).toISOString() } : {}),
+    })),
+  };
+  return JSON.stringify(out, null, 2) + '\n';
+}
+
+/**
+ * The keys of `kind` to publish at `now` besides the signing one: the staged next key first,
+ * then retired keys still trusted, newest first. A key equal to `signing` (an activation that
+ * stopped between its two writes) is not listed twice.
+ */
+export function publishedBeside(
+  keys: readonly RotatingKey[],
+  kind: RotatableKey,
+  now: number,
+  signing: KeyObject,
+): RotatingKey[] {
+  const active = spkiBase64(signing);
+  const seen = new Set([active]);
+  const out: RotatingKey[] = [];
+  const ordered = keys
+    .filter((k) => k.kind === kind && k.trustedUntil > now)
+    .sort((a, b) => (a.state === b.state ? b.since - a.since : a.state === 'next' ? -1 : 1));
+  for (const k of ordered) {
+    const id = spkiBase64(k.publicKey);
+    if (seen.has(id)) continue;
+    seen.add(id);
+    out.push(k);
+  }
+  return out;
+}
+
+export const spkiBase64 = (k: KeyObject): string =>
+  ((k.type === 'private' ? createPublicKey(k) : k).export({ format: 'der', type: 'spki' }) as Buffer).toString(
+    'base64',
+  );
+
+const isP256 = (k: KeyObject): boolean =>
+  k.asymmetricKeyType === 'ec' && k.asymmetricKeyDetails?.namedCurve === 'prime256v1';
+const fitsKind = (k: KeyObject, kind: RotatableKey): boolean =>
+  isP256(k) || (kind !== 'jwt' && k.asymmetricKeyType === 'ed25519');
+const describeKey = (k: KeyObject): string =>
+  k.asymmetricKeyType === 'ec' ? `EC ${k.asymmetricKeyDetails?.namedCurve ?? '?'}` : String(k.asymmetricKeyType);

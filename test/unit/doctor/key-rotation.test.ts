@@ -1,0 +1,63 @@
+/**
+ * `sigil doctor` on the issuer: rotations in progress (`sigil server rotate-key`). A staged key
+ * forgotten for more than a week is a warning with the command that finishes or drops it; a
+ * rotating-key list the issuer would refuse to start with is a failure.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { keyRotationCheck } from '../../../src/doctor/server/key-rotation.js';
+import { initDataDir } from '../../../src/server/data-dir.js';
+import { rotateKey } from '../../../src/server/rotate-key.js';
+import { rotatingKeysPath } from '../../../src/server/rotating-keys.js';
+
+const root = mkdtempSync(join(tmpdir(), 'sigil-doctor-rot-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+let n = 0;
+const fresh = () => {
+  const d = join(root, `d${n++}`);
+  initDataDir(d, 'example.org');
+  return d;
+};
+const at = (dataDir: string, now: number) =>
+  keyRotationCheck.run({ dataDir, listen: undefined, full: false, now: () => now }, new AbortController().signal);
+
+const H = 3_600_000;
+
+describe('doctor: key rotations in progress', () => {
+  it('none: ok', async () => {
+    expect(await at(fresh(), Date.now())).toEqual({ status: 'ok', detail: 'no key rotation in progress' });
+  });
+
+  it('a staged key: its age, ready after 25 h, a warning with the fix after 7 days', async () => {
+    const d = fresh();
+    const t0 = Date.parse('2026-12-01T00:00:00Z');
+    await rotateKey({ dataDir: d, key: 'ssh-host', step: 'stage', now: t0 });
+    expect(await at(d, t0 + 2 * H)).toEqual({ status: 'ok', detail: 'ssh-host: next key staged 2.0 h ago' });
+    expect((await at(d, t0 + 26 * H)).detail).toBe('ssh-host: next key staged 26.0 h ago (ready to activate)');
+    const late = await at(d, t0 + 8 * 24 * H);
+    expect(late.status).toBe('warn');
+    expect(late.fix).toBe(`sigil server rotate-key --data-dir ${d} --key ssh-host   # or --cancel`);
+  });
+
+  it('a retired key: published until its overlap ends, then gone', async () => {
+    const d = fresh();
+    const t0 = Date.parse('2026-12-01T00:00:00Z');
+    await rotateKey({ dataDir: d, key: 'jwt', now: t0 });
+    expect(await at(d, t0 + H)).toEqual({
+      status: 'ok',
+      detail: 'jwt: retired key published until 2026-12-02T01:00:00.000Z',
+    });
+    expect((await at(d, t0 + 25 * H)).detail).toBe('no key rotation in progress');
+  });
+
+  it('a list the issuer would refuse: fail, with the way out', async () => {
+    const d = fresh();
+    writeFileSync(rotatingKeysPath(d), '{"version":1,"keys":[{"kind":"jwt"}]}');
+    const r = await at(d, Date.now());
+    expect(r.status).toBe('fail');
+    expect(r.detail).toMatch(/^config_invalid: .*rotating-keys\.json is not a rotating-key list/);
+    expect(r.fix).toMatch(/the issuer will not start with it/);
+  });
+});
