@@ -180,6 +180,7 @@ export async function configDocument(o: ConfigureFlags): Promise<Record<string, 
     ...(o.keyStorage !== undefined ? { key_storage: o.keyStorage } : {}),
     ...(Object.keys(pkcs11).length > 0 ? { pkcs11 } : {}),
     ...(outputs.length > 0 ? { outputs } : {}),
+    ...(o.workloadApi !== undefined ? { workload_api: { socket: abs(o.workloadApi as string) } } : {}),
   };
 }
 
@@ -271,6 +272,10 @@ export function registerConfigure(program: Command, run: (fn: () => Promise<void
     .option('--ttl <duration>', 'requested certificate lifetime, e.g. 1h')
     .option('--key-storage <where>', 'software|tpm|pkcs11')
     .option('--output <type:path>', 'an output, e.g. identity:/run/sigil/identity (repeatable)', collect)
+    .option(
+      '--workload-api <socket>',
+      'serve the SPIFFE Workload API and Envoy SDS on this Unix socket, e.g. /run/sigil/workload.sock (docs/workload-api.md)',
+    )
     .option('--join-setting <key=value>', 'any other join method setting, dotted for nested ones (repeatable)', collect)
     .option('--out <file>', 'write the config here (0600) instead of stdout')
     .option('--force', 'with --out: replace an existing file');

@@ -84,6 +84,11 @@ describe('sigil agent configure: minimal flags per join method load with loadAge
       settings: { provider: 'github', audience: 'sigil' },
     });
   });
+  it('--workload-api SOCKET serves the Workload API there (an absolute path, as the agent loads it)', async () => {
+    const c = await roundTrip({ join: 'aws_iid', workloadApi: '/run/sigil/workload.sock' });
+    expect(c.workloadApi).toMatchObject({ socket: '/run/sigil/workload.sock' });
+    expect((await roundTrip({ join: 'aws_iid' })).workloadApi).toBeUndefined();
+  });
   it('several transports, https and mqtt, keep their order', async () => {
     const c = await roundTrip({
       join: 'aws_iid',
@@ -199,5 +204,7 @@ describe('sigil agent configure: refusals', () => {
       /need an --mqtt URL/,
     );
   });
+  it('a Workload API socket path longer than a Unix socket can be', () =>
+    refused({ join: 'aws_iid', workloadApi: `/run/${'s'.repeat(120)}.sock` }, /at most 107 bytes/));
   it('no data dir', () => refused({ join: 'aws_iid', dataDir: undefined }, /--data-dir DIR is required/));
 });
