@@ -150,6 +150,7 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
         })) as { applied: Array<Record<string, unknown>> };
         if (fmt === 'json') printJson(r);
         else for (const a of r.applied) process.stdout.write(`${a.kind}/${a.name} ${a.result}\n`);
+        if (!g().server) await warnUnreadableRuleFiles(yaml, o.file, trustDomain);
       }),
     );
 
@@ -518,4 +519,23 @@ function describeVerify(r: AuditVerifyReport): string {
     );
   for (const p of r.problems) lines.push(`  problem: ${p}`);
   return lines.join('\n') + '\n';
+}
+
+/**
+ * Local mode runs where the issuer reads a join rule's files: say now which it cannot read, instead
+ * of the first join failing `join_rule_unusable` (the rule is applied all the same — the file may
+ * be put in place next). On stderr, so `--format json` stays one document.
+ */
+async function warnUnreadableRuleFiles(yaml: string, source: string, trustDomain?: string): Promise<void> {
+  const [{ parseResources }, { ruleFiles, unreadableRuleFiles, describeUnreadable }] = await Promise.all([
+    import('../server/policy/resources.js'),
+    import('../server/policy/rule-files.js'),
+  ]);
+  const files = parseResources(yaml, source, trustDomain)
+    .filter((d) => d.kind === 'join_rule')
+    .flatMap((d) => ruleFiles(d.name, d.spec));
+  for (const f of unreadableRuleFiles(files))
+    process.stderr.write(
+      `warning: ${describeUnreadable(f)}: the issuer cannot read it; joins under this rule fail join_rule_unusable until it can\n`,
+    );
 }

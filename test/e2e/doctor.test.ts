@@ -171,6 +171,8 @@ describe('sigil doctor', () => {
       ['store', 'ok'],
       ['audit', 'ok'],
       ['admin_token', 'ok'],
+      ['key_rotation', 'ok'],
+      ['join_rule_files', 'ok'],
     ]);
     const full = await doctor(['--data-dir', issuer.dataDir, '--full', '--listen', new URL(issuer.url).host]);
     expect(check(full.report, 'audit')).toMatchObject({ status: 'ok' });

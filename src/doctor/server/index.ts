@@ -1,7 +1,7 @@
 /**
  * `sigil doctor --data-dir D`: the issuer's checks — who can write the data directory, the CA,
- * the store, the audit chain, the admin credential, key rotations in progress and, with --listen,
- * the port.
+ * the store, the audit chain, the admin credential, key rotations in progress, the files the join
+ * rules name and, with --listen, the port.
  */
 import { runChecks } from '../runner.js';
 import type { Check, DoctorReport } from '../types.js';
@@ -11,6 +11,7 @@ import { caCheck } from './ca.js';
 import type { IssuerDoctorContext } from './context.js';
 import { issuerDataDirCheck } from './data-dir.js';
 import { keyRotationCheck } from './key-rotation.js';
+import { ruleFilesCheck } from './rule-files.js';
 import { listenCheck } from './listen.js';
 import { storeCheck } from './store.js';
 
@@ -28,6 +29,7 @@ export async function issuerDoctor(opts: { dataDir: string; listen?: string; ful
     auditCheck,
     adminTokenCheck,
     keyRotationCheck,
+    ruleFilesCheck,
   ];
   if (opts.listen !== undefined) checks.push(listenCheck(opts.listen));
   const report = await runChecks(checks, ctx);
