@@ -472,7 +472,20 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
             ...(overlapS !== undefined ? { overlapS } : {}),
             ...(store ? { store } : {}),
           });
-          if (fmt === 'json') return printJson(r);
+          if (fmt === 'json')
+            return printJson({
+              key: r.key,
+              step: r.step,
+              previous: r.previous,
+              current: r.current,
+              trusted_until: r.trustedUntil,
+              staged_for_s: r.stagedForS,
+              withdrawn: r.dropped,
+              warning: r.warning,
+              files: r.files,
+              restart_needed: r.restartNeeded,
+              shared_store: r.sharedStore,
+            });
           const copy = r.sharedStore
             ? `copy the files above to every other issuer's data directory on this store (same paths, same modes; a removed file removed there too), then `
             : '';
@@ -496,9 +509,17 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
             lines['rotated'] = r.key;
             lines['previous'] = r.previous ?? '-';
             lines['current'] = r.current ?? '-';
-            lines['previous key'] = r.trustedUntil
-              ? `still published (JWKS, SPIFFE bundle, ca export, SSH trust lines) until ${r.trustedUntil}`
-              : 'no longer published (overlap 0)';
+            const where =
+              r.key === 'jwt'
+                ? '/v1/jwks, the SPIFFE bundle, agent bundles, ca export --type jwks'
+                : `the SSH trust lines of credential answers, ca export --type ${r.key}`;
+            lines['previous key'] =
+              r.previous === r.current
+                ? 'an interrupted activation was finished'
+                : r.trustedUntil
+                  ? `still published (${where}) until ${r.trustedUntil}`
+                  : 'no longer published (overlap 0)';
+            if (r.dropped.length > 0) lines['withdrawn'] = r.dropped.join(', ');
             if (r.warning) lines['warning'] = r.warning;
             lines['files'] = r.files.join(', ');
             lines['next'] =

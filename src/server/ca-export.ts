@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { SigilError } from '../errors.js';
 import { jwks } from './credentials/discovery.js';
 import { createCredentialAuthorities, publishedSshCaLines } from './credentials/authorities.js';
-import { readRotatingKeys } from './rotating-keys.js';
+import { rotatingOf } from './rotating-keys.js';
 import { ensureCredentialKeys } from './credential-keys.js';
 import { paths, readMeta } from './data-dir.js';
 
@@ -25,7 +25,7 @@ export function exportCaMaterial(dataDir: string, type: string, opts: { hosts?: 
   const meta = readMeta(dataDir);
   if (type === 'x509') return readFileSync(paths(dataDir).rootCert, 'utf8');
   const { created: _created, ...keys } = ensureCredentialKeys(dataDir);
-  const cas = createCredentialAuthorities({ ...keys, rotating: readRotatingKeys(dataDir) }, meta.trust_domain);
+  const cas = createCredentialAuthorities({ ...keys, ...rotatingOf(dataDir) }, meta.trust_domain);
   const now = opts.now ?? Date.now();
   if (type === 'ssh-user') return publishedSshCaLines(cas, 'user', now).join('\n') + '\n';
   if (type === 'ssh-host') {

@@ -24,7 +24,7 @@ import { fromPem, toPem } from '../pki/pem.js';
 import { ensureDir, writeFileAtomic } from '../util/atomic-file.js';
 import { randomSecret, sha256Hex } from '../util/secret.js';
 import { ensureCredentialKeys, type CredentialKeys } from './credential-keys.js';
-import { readRotatingKeys, type RotatingKey } from './rotating-keys.js';
+import { rotatingOf, type RotatingKey } from './rotating-keys.js';
 import { assertDataDirSecure, prepareDataDir } from './data-dir-perms.js';
 import { readPrivateKeyFile } from './key-file.js';
 import { ensureAuditKey, readAuditKey, AUDIT_KEY_FILE } from './audit/audit-key.js';
@@ -67,7 +67,7 @@ export interface CaMaterial {
   /** `sha256:<hex>` of the root's SPKI: what agents pin. */
   pin: string;
   /** SSH CA and JWT signing keys (./credential-keys.ts) and the keys of a rotation in progress (./rotating-keys.ts). */
-  credentials: CredentialKeys & { rotating: RotatingKey[] };
+  credentials: CredentialKeys & { rotating: RotatingKey[]; rotatingSequence: number };
   /** Credential key files this load created (missing: a directory from before them, or a restore without them). */
   credentialKeysCreated: string[];
 }
@@ -237,7 +237,7 @@ export function loadCaMaterial(dir: string): CaMaterial {
     intermediatePem,
     intermediateKey,
     pin: spkiPin(rootDer),
-    credentials: { ...credentials, rotating: readRotatingKeys(dir) },
+    credentials: { ...credentials, ...rotatingOf(dir) },
     credentialKeysCreated,
   };
 }

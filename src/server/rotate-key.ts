@@ -15,7 +15,9 @@
  *               still verify for the rest of their life. Without a staged key, a new key is made
  *               and activated at once (relying parties that have not refreshed refuse the new
  *               credentials until they do: the result says so).
- *   --overlap 0 the compromise case: the old key is published by nothing from the next start on.
+ *   --overlap 0 the compromise case: a fresh key is made and published alone from the next start
+ *               on. The staged key (it sat in the same ca/) and the retired keys of that kind (a
+ *               backup older than their activation holds their private halves) are withdrawn too.
  *   --cancel    drop a staged key.
  *
  * A running issuer keeps the keys it loaded: each step takes effect when it restarts.
@@ -43,7 +45,9 @@ import { openIssuerStores, paths, readMeta } from './data-dir.js';
 import { readPrivateKeyFile } from './key-file.js';
 import {
   formatRotatingKeys,
-  readRotatingKeys,
+  MAX_BESIDE,
+  nextSequence,
+  readRotatingState,
   rotatingKeysPath,
   ROTATABLE_KEYS,
   spkiBase64,
@@ -75,6 +79,8 @@ export interface RotateKeyResult {
   stagedForS: number | null;
   /** What relying parties may notice, when the step was taken sooner than advised. */
   warning: string | null;
+  /** Activate with --overlap 0: the staged and retired keys of this kind withdrawn with the compromised one. */
+  dropped: string[];
   /** Files written or removed. */
   files: string[];
   /** The issuer must restart for the step to take effect (signing keys; the admin token takes effect at once). */
@@ -93,8 +99,14 @@ export async function rotateKey(o: {
 }): Promise<RotateKeyResult> {
   const now = o.now ?? Date.now();
   const step = o.step ?? 'activate';
-  if (!(ROTATE_KEY_KINDS as readonly string[]).includes(o.key))
-    throw new SigilError('bad_request', `--key must be one of ${ROTATE_KEY_KINDS.join(', ')} (got "${o.key}")`);
+  if (!(ROTATE_KEY_KINDS as readonly string[]).includes(o.key)) {
+    // The output types are ssh_user/ssh_host; the keys are ssh-user/ssh-host.
+    const near = ROTATE_KEY_KINDS.find((k) => k === o.key.replace(/_/g, '-'));
+    throw new SigilError(
+      'bad_request',
+      `--key must be one of ${ROTATE_KEY_KINDS.join(', ')} (got "${o.key}"${near ? `; did you mean ${near}?` : ''})`,
+    );
+  }
   const kind = o.key as RotateKeyKind;
   if (kind === 'admin-token' && (o.overlapS !== undefined || step !== 'activate'))
     throw new SigilError(
@@ -147,6 +159,7 @@ async function rotateAdminToken(
     trustedUntil: null,
     stagedForS: null,
     warning: null,
+    dropped: [],
     files: [file],
     restartNeeded: false,
   };
@@ -165,72 +178,101 @@ async function rotateSigningKey(
   const nextFile = `${keyFile}.next`;
   const listFile = rotatingKeysPath(dataDir);
   const caDir = dirname(keyFile);
-  const signing = readPrivateKeyFile(keyFile);
-  // Expired retired keys are dropped at every step; the rest is carried over as it is.
-  const all = readRotatingKeys(dataDir).filter((k) => k.trustedUntil > now);
-  const staged = all.find((k) => k.kind === kind && k.state === 'next');
-  const others = all.filter((k) => k !== staged);
-  const base = { key: kind, step, trustedUntil: null, stagedForS: null, warning: null };
+  return withRotationLock(caDir, async () => {
+    const signing = readPrivateKeyFile(keyFile);
+    const state = readRotatingState(dataDir);
+    const sequence = nextSequence(state.sequence, now);
+    const list = (keys: readonly RotatingKey[]) => ({
+      name: basename(listFile),
+      data: formatRotatingKeys(keys, sequence),
+      mode: 0o644,
+    });
+    // Expired retired keys are dropped at every step; the rest is carried over as it is.
+    const live = state.keys.filter((k) => k.trustedUntil > now);
+    const staged = live.find((k) => k.kind === kind && k.state === 'next');
+    const others = live.filter((k) => k !== staged);
+    const base = { key: kind, step, trustedUntil: null, stagedForS: null, warning: null, dropped: [] as string[] };
 
-  if (step === 'stage') {
-    if (staged)
-      throw new SigilError(
-        'bad_request',
-        `a next ${kind} key is already staged (${keyId(staged.publicKey, kind)}, since ${new Date(staged.since).toISOString()}): activate it (rotate-key --key ${kind}) or drop it (--cancel) first`,
+    if (step === 'stage') {
+      if (staged)
+        throw new SigilError(
+          'bad_request',
+          `a next ${kind} key is already staged (${keyId(staged.publicKey, kind)}, since ${new Date(staged.since).toISOString()}): activate it (rotate-key --key ${kind}) or drop it (--cancel) first`,
+        );
+      checkRoom(others, kind, 1);
+      const fresh = newKeyLike(signing, kind);
+      const entry: RotatingKey = {
+        kind,
+        state: 'next',
+        publicKey: createPublicKey(fresh),
+        since: now,
+        trustedUntil: Infinity,
+      };
+      // The private key lands before the list that publishes it: a published next key always has one.
+      writeFilesAtomic(caDir, [
+        { name: basename(nextFile), data: pkcs8(fresh), mode: 0o600 },
+        list([...others, entry]),
+      ]);
+      const current = keyId(fresh, kind);
+      await audited(
+        stores,
+        keyFile,
+        rotationEvent('key_staged', { key: kind, staged: current, signing: keyId(signing, kind) }),
+        now,
       );
-    const fresh = newKeyLike(signing, kind);
-    const entry: RotatingKey = {
-      kind,
-      state: 'next',
-      publicKey: createPublicKey(fresh),
-      since: now,
-      trustedUntil: Infinity,
-    };
-    // The private key lands before the list that publishes it: a published next key always has one.
-    writeFilesAtomic(caDir, [
-      { name: basename(nextFile), data: pkcs8(fresh), mode: 0o600 },
-      { name: basename(listFile), data: formatRotatingKeys([...others, entry]), mode: 0o644 },
-    ]);
+      return { ...base, previous: null, current, files: [nextFile, listFile], restartNeeded: true };
+    }
+
+    if (step === 'cancel') {
+      if (!staged) throw new SigilError('not_found', `no next ${kind} key is staged`);
+      writeFilesAtomic(caDir, [list(others)]);
+      fs.rmSync(nextFile, { force: true });
+      const current = keyId(staged.publicKey, kind);
+      await audited(stores, keyFile, rotationEvent('key_stage_cancelled', { key: kind, staged: current }), now);
+      return { ...base, previous: null, current, files: [listFile, nextFile], restartNeeded: true };
+    }
+
+    const previous = keyId(signing, kind);
+    const compromise = overlapS === 0;
+    if (staged && !compromise && spkiBase64(signing) === spkiBase64(staged.publicKey)) {
+      // An activation that stopped after the staged key became the signing key: finish it (the
+      // retired entry it wrote first is kept), rather than start another rotation.
+      writeFilesAtomic(caDir, [list(others)]);
+      fs.rmSync(nextFile, { force: true });
+      await audited(stores, keyFile, rotationEvent('key_rotated', { key: kind, finished: previous }), now);
+      return { ...base, previous, current: previous, files: [listFile, nextFile], restartNeeded: true };
+    }
+
+    const dropped: string[] = [];
+    let fresh: KeyObject;
+    let kept: RotatingKey[];
+    if (compromise) {
+      // Whoever took ca/ (or a backup of it) took the staged key with it, and a backup older than
+      // the last activation holds the retired key's private half: the new key is made here and
+      // published alone. The staged file goes first: nothing may ever activate it.
+      fs.rmSync(nextFile, { force: true });
+      fresh = newKeyLike(signing, kind);
+      for (const k of live) if (k.kind === kind) dropped.push(`${k.state} ${keyId(k.publicKey, kind)}`);
+      kept = live.filter((k) => k.kind !== kind);
+    } else {
+      if (staged) {
+        fresh = readPrivateKeyFile(nextFile);
+        if (spkiBase64(fresh) !== spkiBase64(staged.publicKey))
+          throw new SigilError(
+            'config_invalid',
+            `${nextFile} is not the key ${listFile} publishes as the next ${kind} key; nothing was changed (stage again: --cancel, then --stage)`,
+          );
+      } else fresh = newKeyLike(signing, kind);
+      // A rerun after a stop between the first two writes finds the old key already retired: once is enough.
+      const oldSpki = spkiBase64(signing);
+      kept = others.filter((k) => !(k.kind === kind && k.state === 'retired' && spkiBase64(k.publicKey) === oldSpki));
+      checkRoom(kept, kind, 1);
+    }
     const current = keyId(fresh, kind);
-    await audited(
-      stores,
-      keyFile,
-      rotationEvent('key_staged', { key: kind, staged: current, signing: keyId(signing, kind) }),
-      now,
-    );
-    return { ...base, previous: null, current, files: [nextFile, listFile], restartNeeded: true };
-  }
-
-  if (step === 'cancel') {
-    if (!staged) throw new SigilError('not_found', `no next ${kind} key is staged`);
-    writeFilesAtomic(caDir, [{ name: basename(listFile), data: formatRotatingKeys(others), mode: 0o644 }]);
-    fs.rmSync(nextFile, { force: true });
-    const current = keyId(staged.publicKey, kind);
-    await audited(stores, keyFile, rotationEvent('key_stage_cancelled', { key: kind, staged: current }), now);
-    return { ...base, previous: null, current, files: [listFile, nextFile], restartNeeded: true };
-  }
-
-  let fresh: KeyObject;
-  if (staged) {
-    fresh = readPrivateKeyFile(nextFile);
-    if (spkiBase64(fresh) !== spkiBase64(staged.publicKey))
-      throw new SigilError(
-        'config_invalid',
-        `${nextFile} is not the key ${listFile} publishes as the next ${kind} key; nothing was changed (stage again: --cancel, then --stage)`,
-      );
-  } else fresh = newKeyLike(signing, kind);
-  const previous = keyId(signing, kind);
-  const current = keyId(fresh, kind);
-  const stagedForS = staged ? Math.max(0, Math.floor((now - staged.since) / 1000)) : null;
-  if (previous === current) {
-    // An activation that stopped after the key was replaced: finish it (the retired entry, if any, is kept).
-    writeFilesAtomic(caDir, [{ name: basename(listFile), data: formatRotatingKeys(others), mode: 0o644 }]);
-    fs.rmSync(nextFile, { force: true });
-    return { ...base, step, previous, current, stagedForS, files: [listFile, nextFile], restartNeeded: true };
-  }
-  const retired: RotatingKey[] =
-    overlapS > 0
-      ? [
+    const stagedForS = staged && !compromise ? Math.max(0, Math.floor((now - staged.since) / 1000)) : null;
+    const retired: RotatingKey[] = compromise
+      ? []
+      : [
           {
             kind,
             state: 'retired',
@@ -238,48 +280,146 @@ async function rotateSigningKey(
             since: now,
             trustedUntil: now + overlapS * 1000,
           },
-        ]
-      : [];
-  // One directory, one call: the list (which still publishes the old key) lands before the new
-  // key, so a crash in between leaves the old key signing and listed, never a new key whose
-  // predecessor nobody trusts. The staged file goes last; a leftover is finished by a rerun.
-  writeFilesAtomic(caDir, [
-    { name: basename(listFile), data: formatRotatingKeys([...others, ...retired]), mode: 0o644 },
-    { name: basename(keyFile), data: pkcs8(fresh), mode: 0o600 },
-  ]);
-  fs.rmSync(nextFile, { force: true });
-  const trustedUntil = overlapS > 0 ? new Date(now + overlapS * 1000).toISOString() : null;
-  const warning =
-    stagedForS === null && overlapS === 0
-      ? `the new key was not staged (expected after a compromise): relying parties refuse credentials it signs until they refresh their trust (SSH trust files at their next renewal, cached JWKS within minutes, agent bundles at their next fetch)`
-      : stagedForS === null
-        ? `the new key was not staged: relying parties that have not refreshed their trust (SSH trust files, cached JWKS, agent bundles) refuse credentials it signs until they do; stage first next time (--stage, wait ${DEFAULT_OVERLAP_S / 3600}h)`
-        : stagedForS < DEFAULT_OVERLAP_S
-          ? `the key was staged ${formatHours(stagedForS)} ago, less than the ${DEFAULT_OVERLAP_S / 3600}h a credential's trust files need to refresh: relying parties that have not refreshed refuse credentials it signs until they do`
-          : null;
-  await audited(
-    stores,
-    keyFile,
-    rotationEvent('key_rotated', {
-      key: kind,
+        ];
+    if (staged && !compromise) {
+      // Order for a stop at any point: the list keeps the staged entry until the key is in place,
+      // so a rerun finds the staged key (and finishes above once it signs); the old key is
+      // published as retired before the new one replaces it.
+      writeFilesAtomic(caDir, [list([...kept, ...retired, staged])]);
+      writeFilesAtomic(caDir, [{ name: basename(keyFile), data: pkcs8(fresh), mode: 0o600 }]);
+      fs.rmSync(nextFile, { force: true });
+      writeFilesAtomic(caDir, [list([...kept, ...retired])]);
+    } else {
+      // One directory, one call: the list lands before the key, so a stop in between leaves the
+      // old key signing (and, unless compromised, listed as retired), never a lost key.
+      writeFilesAtomic(caDir, [
+        list([...kept, ...retired]),
+        { name: basename(keyFile), data: pkcs8(fresh), mode: 0o600 },
+      ]);
+    }
+    const trustedUntil = compromise ? null : new Date(now + overlapS * 1000).toISOString();
+    await audited(
+      stores,
+      keyFile,
+      rotationEvent('key_rotated', {
+        key: kind,
+        previous,
+        current,
+        staged_for_s: stagedForS,
+        overlap_s: overlapS,
+        trusted_until: trustedUntil,
+        ...(dropped.length > 0 ? { withdrawn: dropped } : {}),
+      }),
+      now,
+    );
+    return {
+      ...base,
       previous,
       current,
-      staged_for_s: stagedForS,
-      overlap_s: overlapS,
-      trusted_until: trustedUntil,
-    }),
-    now,
+      trustedUntil,
+      stagedForS,
+      warning: activationWarning(stagedForS, overlapS),
+      dropped,
+      files: [listFile, keyFile],
+      restartNeeded: true,
+    };
+  });
+}
+
+function activationWarning(stagedForS: number | null, overlapS: number): string | null {
+  const out: string[] = [];
+  if (overlapS === 0)
+    out.push(
+      'relying parties refuse credentials the new key signs until they refresh their trust (cached JWKS within minutes, agent bundles at their next fetch, SSH trust files when their output renews — see runbook "After a compromise" to force it); expected after a compromise',
+    );
+  else if (stagedForS === null)
+    out.push(
+      `the new key was not staged: relying parties that have not refreshed their trust (SSH trust files, cached JWKS, agent bundles) refuse credentials it signs until they do; stage first next time (--stage, restart, wait ${DEFAULT_OVERLAP_S / 3600}h)`,
+    );
+  else if (stagedForS < DEFAULT_OVERLAP_S)
+    out.push(
+      `the key was staged ${formatHours(stagedForS)} ago, less than the ${DEFAULT_OVERLAP_S / 3600}h a credential's trust files need to refresh: relying parties that have not refreshed refuse credentials it signs until they do`,
+    );
+  if (overlapS > 0 && overlapS < MAX_TTL_S)
+    out.push(
+      `--overlap ${formatHours(overlapS)} is shorter than a credential's longest life (${MAX_TTL_S / 3600}h): credentials the old key signed recently stop verifying before they expire`,
+    );
+  return out.length > 0 ? out.join('; ') : null;
+}
+
+/** Refuse a step that would publish more than MAX_BESIDE keys beside the signing one (agents take a bounded list). */
+function checkRoom(keys: readonly RotatingKey[], kind: RotatableKey, adding: number): void {
+  const beside = keys.filter((k) => k.kind === kind);
+  if (beside.length + adding <= MAX_BESIDE) return;
+  const until = Math.min(...beside.filter((k) => k.state === 'retired').map((k) => k.trustedUntil));
+  throw new SigilError(
+    'bad_request',
+    `${beside.length} ${kind} keys are already published beside the signing one (at most ${MAX_BESIDE}): wait until the first retired one drops out (${Number.isFinite(until) ? new Date(until).toISOString() : 'never: cancel the staged key'}), or withdraw them all with --overlap 0`,
   );
-  return {
-    ...base,
-    previous,
-    current,
-    trustedUntil,
-    stagedForS,
-    warning,
-    files: [listFile, keyFile],
-    restartNeeded: true,
-  };
+}
+
+/**
+ * One rotate-key at a time per data directory: each step reads the list, changes it and writes it
+ * back, so two at once would lose one's change (a retired key no longer published: an outage).
+ * An exclusive lock file in ca/ holding the pid; one left by a process that is gone is taken over.
+ */
+async function withRotationLock<T>(caDir: string, fn: () => Promise<T>): Promise<T> {
+  const lock = `${caDir}/.rotate-key.lock`;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const fd = fs.openSync(
+        lock,
+        fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW,
+        0o600,
+      );
+      try {
+        fs.writeSync(fd, `${process.pid}\n`);
+      } finally {
+        fs.closeSync(fd);
+      }
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw lockError(lock, e);
+      const pid = Number.parseInt(readSmall(lock), 10);
+      if (Number.isSafeInteger(pid) && pid > 0 && processAlive(pid))
+        throw new SigilError(
+          'conflict',
+          `another sigil server rotate-key (pid ${pid}) is working on this data directory; wait for it (lock: ${lock})`,
+        );
+      fs.rmSync(lock, { force: true }); // left by a process that is gone
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    fs.rmSync(lock, { force: true });
+  }
+}
+
+function lockError(lock: string, e: unknown): SigilError {
+  if ((e as NodeJS.ErrnoException).code === 'EEXIST')
+    return new SigilError(
+      'conflict',
+      `another sigil server rotate-key is working on this data directory (lock: ${lock})`,
+    );
+  return new SigilError('config_invalid', `cannot create the lock ${lock}: ${(e as Error).message}`, { cause: e });
+}
+
+function readSmall(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8').slice(0, 32);
+  } catch {
+    return '';
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 function rotationEvent(action: string, details: Record<string, unknown>): AuditEvent {

@@ -11,15 +11,20 @@
  *            of its life, then drops out by itself (checked against the clock at every use).
  *            A rotation because of a compromise passes an overlap of 0 and lists nothing.
  *
- *   { "version": 1,
+ *   { "version": 1, "sequence": <seconds, grows at every step>,
  *     "keys": [ { "kind": "jwt" | "ssh-user" | "ssh-host", "state": "next" | "retired",
  *                 "public_key": "<base64 DER SubjectPublicKeyInfo>", "since": "<ISO 8601>",
  *                 "trusted_until": "<ISO 8601, retired only>" } ] }
  *
+ * `sequence` feeds the SPIFFE bundle's `spiffe_sequence`, which must never go back: a cancelled
+ * stage or a pruned entry changes the published keys as much as a new one does.
+ *
  * Only public keys: a staged key's private half is its own 0600 file (`<key file>.next`).
- * Public, but trust-bearing: a key planted here is published as the issuer's own. The file sits
- * in ca/ (whose mode and owner `server start` checks, data-dir-perms.ts), is read with
- * O_NOFOLLOW, and a file that does not parse stops the start (config_invalid) rather than being
+ * Public, but trust-bearing: a key planted here is published as the issuer's own. So it is read
+ * the way key files are (key-file.ts): O_NOFOLLOW, and on the open descriptor a regular file,
+ * writable by nobody but its owner, owned by root or us (`data_dir_insecure` otherwise — every
+ * reader, not only `server start`, e.g. `ca export`, whose output operators paste into trust
+ * files); and a file that does not parse stops the start (config_invalid) rather than being
  * half-believed.
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
@@ -54,24 +59,56 @@ const entrySchema = z
   })
   .strict()
   .refine((e) => (e.state === 'retired') === (e.trusted_until !== undefined), 'trusted_until is for retired keys');
-const fileSchema = z.object({ version: z.literal(1), keys: z.array(entrySchema).max(64) }).strict();
+/** Keys published beside one signing key, at most (the agent takes ≤ 16 other CA lines per answer). */
+export const MAX_BESIDE = 8;
+
+const fileSchema = z
+  .object({
+    version: z.literal(1),
+    sequence: z.number().int().nonnegative().optional(),
+    keys: z.array(entrySchema).max(ROTATABLE_KEYS.length * (MAX_BESIDE + 1)),
+  })
+  .strict();
+
+export interface RotatingState {
+  keys: RotatingKey[];
+  /** Seconds; 0 for a directory that never rotated. */
+  sequence: number;
+}
 
 /** The rotating keys of data directory `dir`; none when the file does not exist. */
 export function readRotatingKeys(dir: string): RotatingKey[] {
+  return readRotatingState(dir).keys;
+}
+
+/** The keys and the sequence of `dir`'s list. */
+export function readRotatingState(dir: string): RotatingState {
   const file = rotatingKeysPath(dir);
   let fd: number;
   try {
     fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return [];
+    if (code === 'ENOENT') return { keys: [], sequence: 0 };
     if (code === 'ELOOP')
       throw new SigilError('unsafe_path', `${file} is a symbolic link; refusing to publish keys read through it`);
     throw new SigilError('config_invalid', `cannot open ${file}: ${code ?? (e as Error).message}`, { cause: e });
   }
   let text: string;
   try {
-    if (!fs.fstatSync(fd).isFile()) throw new SigilError('unsafe_path', `${file} is not a regular file`);
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw new SigilError('unsafe_path', `${file} is not a regular file`);
+    if ((st.mode & 0o022) !== 0)
+      throw new SigilError(
+        'data_dir_insecure',
+        `${file} is writable by group or others (mode ${(st.mode & 0o777).toString(8)}): whoever writes it chooses the keys published as this issuer's; check it was not changed, then run: chmod 644 ${file}`,
+      );
+    const me = process.geteuid ? process.geteuid() : 0;
+    if (st.uid !== 0 && st.uid !== me)
+      throw new SigilError(
+        'data_dir_insecure',
+        `${file} is owned by uid ${st.uid}, not root or uid ${me}; check it was not replaced, then run: chown ${me} ${file}`,
+      );
     text = fs.readFileSync(fd, 'utf8');
   } finally {
     fs.closeSync(fd);
@@ -80,9 +117,11 @@ export function readRotatingKeys(dir: string): RotatingKey[] {
   try {
     parsed = fileSchema.parse(JSON.parse(text));
   } catch (e) {
+    const issue = e instanceof z.ZodError ? e.issues[0] : undefined;
+    const where = issue ? ` (${issue.path.join('.') || 'top level'}: ${issue.message})` : ' (not JSON)';
     throw new SigilError(
       'config_invalid',
-      `${file} is not a rotating-key list (written by sigil server rotate-key); restore it from the backup, or remove it to publish no staged or retired key`,
+      `${file} is not a rotating-key list as sigil server rotate-key writes it${where}; restore it from the backup, or remove it to publish no staged or retired key`,
       { cause: e },
     );
   }
@@ -109,13 +148,23 @@ export function readRotatingKeys(dir: string): RotatingKey[] {
   for (const kind of ROTATABLE_KEYS)
     if (keys.filter((k) => k.kind === kind && k.state === 'next').length > 1)
       throw new SigilError('config_invalid', `${file} stages two next ${kind} keys; one rotation at a time`);
-  return keys;
+  return { keys, sequence: parsed.sequence ?? 0 };
 }
 
+/** `rotating` and `rotatingSequence` of the credential authorities (credentials/authorities.ts). */
+export function rotatingOf(dir: string): { rotating: RotatingKey[]; rotatingSequence: number } {
+  const st = readRotatingState(dir);
+  return { rotating: st.keys, rotatingSequence: st.sequence };
+}
+
+/** The sequence of a list written at `now` after one with `previous`: never less than before, never less than now. */
+export const nextSequence = (previous: number, now: number): number => Math.max(previous + 1, Math.floor(now / 1000));
+
 /** The file's text for `keys`. */
-export function formatRotatingKeys(keys: readonly RotatingKey[]): string {
+export function formatRotatingKeys(keys: readonly RotatingKey[], sequence: number): string {
   const out = {
     version: 1,
+    sequence,
     keys: keys.map((k) => ({
       kind: k.kind,
       state: k.state,

@@ -138,6 +138,20 @@ export class IssuerService {
         { created: ca.credentialKeysCreated },
         `created new credential keys (${ca.credentialKeysCreated.join(', ')}): expected on the first start after an upgrade; after a restore, the backup lacked them, and every sshd, ssh client and JWT verifier that trusted the old ones needs the new ones (sigil ctl ca export)`,
       );
+    // A rotate-key step takes effect at a restart: say which keys this start publishes beside the
+    // signing ones, so the operator can see it took (runbook "Rotate a key").
+    const rotating = ca.credentials.rotating.filter((k) => k.trustedUntil > Date.now());
+    if (rotating.length > 0)
+      log.info(
+        { rotating: rotating.map((k) => ({ key: k.kind, state: k.state, since: new Date(k.since).toISOString() })) },
+        `publishing a key rotation in progress: ${rotating
+          .map((k) =>
+            k.state === 'next'
+              ? `${k.kind} next key (staged ${new Date(k.since).toISOString()})`
+              : `${k.kind} retired key (until ${new Date(k.trustedUntil).toISOString()})`,
+          )
+          .join(', ')}`,
+      );
     // The public host must be in the serving certificate: verifiers fetch discovery over TLS.
     // Listening on every address, the listen URL (https://0.0.0.0:…) is no address a relying party can use.
     this.#wildcardHost = !cfg.publicUrl && isWildcardHost(cfg.host) ? hostname() : undefined;

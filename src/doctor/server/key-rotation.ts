@@ -32,8 +32,28 @@ export const keyRotationCheck: Check<IssuerDoctorContext> = {
     const hours = (ms: number) => `${(ms / 3_600_000).toFixed(1)} h`;
     const parts: string[] = [];
     const stale: string[] = [];
+    const { credentialKeyPaths } = await import('../../server/credential-keys.js');
+    const { readPrivateKeyFile } = await import('../../server/key-file.js');
+    const { spkiBase64 } = await import('../../server/rotating-keys.js');
+    const keyFiles = credentialKeyPaths(ctx.dataDir);
+    const fileOf = { jwt: keyFiles.jwtSigning, 'ssh-user': keyFiles.sshUserCa, 'ssh-host': keyFiles.sshHostCa };
     for (const k of live) {
       if (k.state === 'next') {
+        // An activation signs with this file: it must be here (a peer issuer given only the list
+        // has none) and be the key the list has been publishing.
+        const next = `${fileOf[k.kind]}.next`;
+        let problem: string | undefined;
+        try {
+          if (spkiBase64(readPrivateKeyFile(next)) !== spkiBase64(k.publicKey))
+            problem = 'is not the key the list publishes as next';
+        } catch (e) {
+          problem = toSigilError(e).message;
+        }
+        if (problem)
+          return fail(
+            `${k.kind}: a next key is published but ${next} ${problem.startsWith('is not') ? problem : `cannot be used (${problem})`}`,
+            `copy ${next} (0600) from the issuer where it was staged, or drop the stage: sigil server rotate-key --data-dir ${ctx.dataDir} --key ${k.kind} --cancel`,
+          );
         const age = now - k.since;
         const ready = age >= DEFAULT_OVERLAP_S * 1000;
         parts.push(`${k.kind}: next key staged ${hours(age)} ago${ready ? ' (ready to activate)' : ''}`);

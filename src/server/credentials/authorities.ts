@@ -21,10 +21,12 @@ export interface CredentialAuthorities {
   jwt: JwtSigner;
   /** Staged and retired keys (all kinds, expired ones too: the helpers below filter at the time of use). */
   rotating: readonly RotatingKey[];
+  /** The list's sequence (seconds; grows at every rotate-key step). */
+  rotatingSequence: number;
 }
 
 export function createCredentialAuthorities(
-  keys: CredentialKeys & { rotating?: readonly RotatingKey[] },
+  keys: CredentialKeys & { rotating?: readonly RotatingKey[]; rotatingSequence?: number },
   trustDomain: string,
 ): CredentialAuthorities {
   return {
@@ -32,6 +34,7 @@ export function createCredentialAuthorities(
     sshHost: new SshCertificateAuthority(keys.sshHostCa, 'host', `sigil-host-ca@${trustDomain}`),
     jwt: new JwtSigner(keys.jwtSigning),
     rotating: keys.rotating ?? [],
+    rotatingSequence: keys.rotatingSequence ?? 0,
   };
 }
 
@@ -61,15 +64,13 @@ export function publishedSshCaLines(cas: CredentialAuthorities, which: 'user' | 
 }
 
 /**
- * When the published JWT key set last changed, in seconds: a key staged, an activation (the
- * retired key's `since`), or a retired key whose trust ended (for the SPIFFE bundle's `spiffe_sequence`, which must grow with every change).
+ * When the published key sets last changed, in seconds, for the SPIFFE bundle's `spiffe_sequence`
+ * (which must only grow): the list's own sequence, bumped at every rotate-key step (a stage, an
+ * activation, a cancel), or a retired JWT key whose trust ended since (it drops out by the clock,
+ * with no step).
  */
 export function jwksChangedAt(cas: CredentialAuthorities, now: number): number {
-  let at = 0;
-  for (const k of cas.rotating) {
-    if (k.kind !== 'jwt') continue;
-    at = Math.max(at, k.since);
-    if (k.trustedUntil <= now) at = Math.max(at, k.trustedUntil);
-  }
+  let at = cas.rotatingSequence * 1000;
+  for (const k of cas.rotating) if (k.kind === 'jwt' && k.trustedUntil <= now) at = Math.max(at, k.trustedUntil);
   return Math.floor(at / 1000);
 }

@@ -28,7 +28,7 @@ import { createIntermediateCa } from '../../pki/ca.js';
 import { fromPem, toPem } from '../../pki/pem.js';
 import { ensureDir, writeFileAtomic } from '../../util/atomic-file.js';
 import { credentialKeyPaths, ensureCredentialKeys } from '../credential-keys.js';
-import { rotatingKeysPath } from '../rotating-keys.js';
+import { formatRotatingKeys, readRotatingState, rotatingKeysPath, spkiBase64 } from '../rotating-keys.js';
 import { prepareDataDir } from '../data-dir-perms.js';
 import { LAYOUT_VERSION, openIssuerStores, paths, readMeta, type IssuerMeta } from '../data-dir.js';
 import { readPrivateKeyFile } from '../key-file.js';
@@ -170,14 +170,9 @@ function writeIssuerDir(
     ensureCredentialKeys(rootDir);
     const fromKeys = credentialKeyPaths(rootDir);
     const toKeys = credentialKeyPaths(outDir);
-    for (const k of Object.keys(fromKeys) as Array<keyof typeof fromKeys>) {
+    for (const k of Object.keys(fromKeys) as Array<keyof typeof fromKeys>)
       writeFileAtomic(toKeys[k], readFileSync(fromKeys[k]), { mode: 0o600 });
-      // A key staged for rotation (server/rotate-key.ts) travels with it: every issuer must be able to activate it.
-      if (existsSync(`${fromKeys[k]}.next`))
-        writeFileAtomic(`${toKeys[k]}.next`, readFileSync(`${fromKeys[k]}.next`), { mode: 0o600 });
-    }
-    if (existsSync(rotatingKeysPath(rootDir)))
-      writeFileAtomic(rotatingKeysPath(outDir), readFileSync(rotatingKeysPath(rootDir)), { mode: 0o644 });
+    copyRotation(rootDir, outDir);
     writeFileAtomic(to.auditKey, readFileSync(from.auditKey), { mode: 0o600 });
     // The same seal window as the first issuer: a new issuer must not open a fresh one for
     // unsealed rows (ops/answer-seal.ts). A first issuer that never started sealed nothing yet:
@@ -196,4 +191,31 @@ function writeIssuerDir(
     rmSync(outDir, { recursive: true, force: true });
     throw e;
   }
+}
+
+/**
+ * A rotation in progress (server/rotate-key.ts) travels with the keys: the new issuer publishes the
+ * same staged and retired keys and can activate the staged one. Read as the issuer reads them
+ * (the list's mode and owner, O_NOFOLLOW; each staged key file must be the key the list
+ * publishes), written fresh — never a copy of whatever is at the path.
+ */
+function copyRotation(fromDir: string, toDir: string): void {
+  const state = readRotatingState(fromDir);
+  if (state.keys.length === 0) return;
+  const from = credentialKeyPaths(fromDir);
+  const to = credentialKeyPaths(toDir);
+  const file = { jwt: 'jwtSigning', 'ssh-user': 'sshUserCa', 'ssh-host': 'sshHostCa' } as const;
+  for (const k of state.keys.filter((x) => x.state === 'next')) {
+    const src = `${from[file[k.kind]]}.next`;
+    const key = readPrivateKeyFile(src);
+    if (spkiBase64(key) !== spkiBase64(k.publicKey))
+      throw new SigilError(
+        'config_invalid',
+        `${src} is not the key ${rotatingKeysPath(fromDir)} publishes as the next ${k.kind} key`,
+      );
+    writeFileAtomic(`${to[file[k.kind]]}.next`, key.export({ type: 'pkcs8', format: 'pem' }) as string, {
+      mode: 0o600,
+    });
+  }
+  writeFileAtomic(rotatingKeysPath(toDir), formatRotatingKeys(state.keys, state.sequence), { mode: 0o644 });
 }

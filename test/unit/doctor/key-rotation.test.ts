@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { keyRotationCheck } from '../../../src/doctor/server/key-rotation.js';
+import { credentialKeyPaths } from '../../../src/server/credential-keys.js';
 import { initDataDir } from '../../../src/server/data-dir.js';
 import { rotateKey } from '../../../src/server/rotate-key.js';
 import { rotatingKeysPath } from '../../../src/server/rotating-keys.js';
@@ -50,6 +51,21 @@ describe('doctor: key rotations in progress', () => {
       detail: 'jwt: retired key published until 2026-12-02T01:00:00.000Z',
     });
     expect((await at(d, t0 + 25 * H)).detail).toBe('no key rotation in progress');
+  });
+
+  it('a published next key without its key file (a peer given only the list): fail, naming the file and both fixes', async () => {
+    const d = fresh();
+    await rotateKey({ dataDir: d, key: 'jwt', step: 'stage' });
+    const next = `${credentialKeyPaths(d).jwtSigning}.next`;
+    rmSync(next);
+    const r = await at(d, Date.now());
+    expect(r.status).toBe('fail');
+    expect(r.detail).toMatch(
+      new RegExp(`^jwt: a next key is published but ${next.replace(/[.]/g, '\\.')} cannot be used`),
+    );
+    expect(r.fix).toBe(
+      `copy ${next} (0600) from the issuer where it was staged, or drop the stage: sigil server rotate-key --data-dir ${d} --key jwt --cancel`,
+    );
   });
 
   it('a list the issuer would refuse: fail, with the way out', async () => {

@@ -27,8 +27,16 @@ import {
   publishedSshCaLines,
 } from '../../../src/server/credentials/authorities.js';
 import { initDataDir, loadCaMaterial, openIssuerStores, paths } from '../../../src/server/data-dir.js';
+import { exportCaMaterial } from '../../../src/server/ca-export.js';
 import { DEFAULT_OVERLAP_S, rotateKey } from '../../../src/server/rotate-key.js';
-import { readRotatingKeys, rotatingKeysPath } from '../../../src/server/rotating-keys.js';
+import {
+  formatRotatingKeys,
+  MAX_BESIDE,
+  readRotatingKeys,
+  readRotatingState,
+  rotatingKeysPath,
+  spkiBase64,
+} from '../../../src/server/rotating-keys.js';
 import { sshFingerprint, sshPublicKeyFromKeyObject } from '../../../src/ssh/public-key.js';
 
 const H = 3600_000;
@@ -329,5 +337,122 @@ describe('ca/rotating-keys.json is read strictly', () => {
     writeFileSync(elsewhere, JSON.stringify({ version: 1, keys: [entry()] }));
     symlinkSync(elsewhere, rotatingKeysPath(dir));
     expect(() => readRotatingKeys(dir)).toThrow(expect.objectContaining({ code: 'unsafe_path' }));
+  });
+});
+
+describe('what the review of the first version found', () => {
+  it('a compromise activation never activates the staged key (it was in ca/ too) and withdraws the retired ones', async () => {
+    const t0 = Date.parse('2026-12-01T00:00:00Z');
+    await rotateKey({ dataDir: dir, key: 'ssh-user', now: t0 }); // K1 retired for 25 h
+    const retired = readRotatingKeys(dir)[0]!;
+    await rotateKey({ dataDir: dir, key: 'ssh-user', step: 'stage', now: t0 + H });
+    const nextFile = `${credentialKeyPaths(dir).sshUserCa}.next`;
+    const stolen = readFileSync(nextFile, 'utf8');
+    const r = await rotateKey({ dataDir: dir, key: 'ssh-user', overlapS: 0, now: t0 + 2 * H });
+    expect(readFileSync(credentialKeyPaths(dir).sshUserCa, 'utf8')).not.toBe(stolen);
+    expect(existsSync(nextFile)).toBe(false);
+    expect(r.dropped.map((d) => d.split(' ')[0]).sort()).toEqual(['next', 'retired']);
+    const lines = issuerAt(t0 + 2 * H + 1).sshUser;
+    expect(lines).toHaveLength(1); // the fresh key alone: neither the staged nor the retired one
+    expect(readRotatingKeys(dir).some((k) => spkiBase64(k.publicKey) === spkiBase64(retired.publicKey))).toBe(false);
+    expect((await auditRows()).at(-1)!.details).toMatchObject({ withdrawn: r.dropped, overlap_s: 0 });
+  });
+
+  describe('an activation stopped at any point is finished by the rerun, with the staged key', () => {
+    // The states a stop leaves, built by hand: [list written with the staged entry and K1 retired,
+    // key replaced, staged file removed].
+    async function stoppedAfter(point: 1 | 2 | 3) {
+      const t0 = Date.parse('2026-12-01T00:00:00Z');
+      await rotateKey({ dataDir: dir, key: 'jwt', step: 'stage', now: t0 });
+      const keyFile = credentialKeyPaths(dir).jwtSigning;
+      const old = readFileSync(keyFile);
+      const st = readRotatingState(dir);
+      const staged = st.keys[0]!;
+      const k1 = createPublicKey(readFileSync(keyFile, 'utf8'));
+      const t1 = t0 + 30 * H;
+      const retired = {
+        kind: 'jwt' as const,
+        state: 'retired' as const,
+        publicKey: k1,
+        since: t1,
+        trustedUntil: t1 + 25 * H,
+      };
+      writeFileSync(rotatingKeysPath(dir), formatRotatingKeys([retired, staged], st.sequence + 1));
+      if (point >= 2) writeFileSync(keyFile, readFileSync(`${keyFile}.next`), { mode: 0o600 });
+      if (point >= 3) rmSync(`${keyFile}.next`);
+      return { t1, old, staged, k1 };
+    }
+
+    it.each([1, 2, 3] as const)('stopped after write %i', async (point) => {
+      const { t1, staged, k1 } = await stoppedAfter(point);
+      const r = await rotateKey({ dataDir: dir, key: 'jwt', now: t1 + 1000 });
+      const keyFile = credentialKeyPaths(dir).jwtSigning;
+      expect(spkiBase64(createPublicKey(readFileSync(keyFile, 'utf8')))).toBe(spkiBase64(staged.publicKey));
+      expect(r.warning ?? '').not.toMatch(/not staged/);
+      expect(existsSync(`${keyFile}.next`)).toBe(false);
+      const keys = readRotatingKeys(dir);
+      expect(keys.map((k) => [k.state, spkiBase64(k.publicKey)])).toEqual([['retired', spkiBase64(k1)]]);
+    });
+  });
+
+  it(`at most ${MAX_BESIDE} keys beside the signing one: the next step is refused, saying until when`, async () => {
+    const t0 = Date.now();
+    for (let i = 0; i < MAX_BESIDE; i++) await rotateKey({ dataDir: dir, key: 'ssh-host', now: t0 + i * 60_000 });
+    const before = readFileSync(rotatingKeysPath(dir), 'utf8');
+    for (const step of ['activate', 'stage'] as const)
+      await expect(rotateKey({ dataDir: dir, key: 'ssh-host', step, now: t0 + H })).rejects.toMatchObject({
+        code: 'bad_request',
+        message: expect.stringMatching(
+          /8 ssh-host keys are already published beside the signing one \(at most 8\): wait until .*Z\), or withdraw them all with --overlap 0/,
+        ),
+      });
+    expect(readFileSync(rotatingKeysPath(dir), 'utf8')).toBe(before);
+    // The compromise way out still works, and leaves the key alone.
+    await rotateKey({ dataDir: dir, key: 'ssh-host', overlapS: 0, now: t0 + H });
+    expect(issuerAt(t0 + H).sshHost).toHaveLength(1);
+  });
+
+  it('one rotate-key at a time: a live lock refuses (conflict), a stale one is taken over and removed', async () => {
+    const lock = join(dir, 'ca', '.rotate-key.lock');
+    writeFileSync(lock, `${process.pid}\n`);
+    await expect(rotateKey({ dataDir: dir, key: 'jwt' })).rejects.toMatchObject({
+      code: 'conflict',
+      message: expect.stringMatching(`another sigil server rotate-key \\(pid ${process.pid}\\) is working`),
+    });
+    expect(readRotatingKeys(dir)).toEqual([]);
+    writeFileSync(lock, '2147483646\n'); // no such process
+    await rotateKey({ dataDir: dir, key: 'jwt' });
+    expect(readRotatingKeys(dir)).toHaveLength(1);
+    expect(existsSync(lock)).toBe(false);
+  });
+
+  it('ca export refuses a list others can write, as the start does (its output goes into trust files)', async () => {
+    await rotateKey({ dataDir: dir, key: 'ssh-user', step: 'stage' });
+    chmodSync(rotatingKeysPath(dir), 0o664);
+    expect(() => exportCaMaterial(dir, 'ssh-user')).toThrow(expect.objectContaining({ code: 'data_dir_insecure' }));
+  });
+
+  it('the SPIFFE sequence never goes back: not at a cancel, not when a retired key is pruned', async () => {
+    const t0 = Date.parse('2026-12-01T00:00:00Z');
+    const seq = (now: number) => jwksChangedAt(issuerAt(now).cas, now);
+    await rotateKey({ dataDir: dir, key: 'jwt', step: 'stage', now: t0 });
+    const s1 = seq(t0);
+    await rotateKey({ dataDir: dir, key: 'jwt', step: 'cancel', now: t0 + 100 }); // within the same second
+    const s2 = seq(t0 + 100);
+    expect(s2).toBeGreaterThan(s1);
+    await rotateKey({ dataDir: dir, key: 'jwt', now: t0 + 2000 });
+    const s3 = seq(t0 + 2000);
+    const expiry = t0 + 2000 + DEFAULT_OVERLAP_S * 1000;
+    const s4 = seq(expiry); // the retired key dropped out by the clock
+    // A later step on another kind prunes the expired jwt entry from the file.
+    await rotateKey({ dataDir: dir, key: 'ssh-host', step: 'stage', now: expiry + 1000 });
+    const s5 = seq(expiry + 1000);
+    expect([s3 > s2, s4 > s3, s5 >= s4]).toEqual([true, true, true]);
+  });
+
+  it('a short overlap and an ssh_user typo are each named', async () => {
+    const r = await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 3600 });
+    expect(r.warning).toMatch(/--overlap 1\.0h is shorter than a credential's longest life \(24h\)/);
+    await expect(rotateKey({ dataDir: dir, key: 'ssh_user' })).rejects.toThrow(/did you mean ssh-user\?/);
   });
 });
