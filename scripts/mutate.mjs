@@ -154,6 +154,7 @@ export const AREAS = {
     tests: [
       'test/unit/server/rotate-key.test.ts',
       'test/unit/doctor/key-rotation.test.ts',
+      'test/unit/agent/ssh-ca-lines.test.ts',
       'test/e2e/key-rotation.test.ts',
     ],
   },
