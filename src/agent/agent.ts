@@ -25,6 +25,7 @@ import {
   type LoadedAgentJoinMethod,
 } from './join-method.js';
 import { checkIdentityAnswer } from './answer-check.js';
+import { TRUST_SEQUENCE_SETTING } from './credential-status.js';
 import type { CredentialOutputs, OutputOutcome } from './credentials.js';
 import { writeAgentMetrics } from './metrics.js';
 import { checkOutputPaths } from './outputs/check-path.js';
@@ -349,6 +350,10 @@ export class Agent {
     if (entry.op === 'join' && this.join.singleUseCredential)
       this.state.setSetting(USED_CREDENTIAL_SETTING, this.join.singleUseCredential);
     this.state.saveBundle({ rootsPem: r.bundle, updatedAt: now });
+    // A key rotation on the issuer: the ssh outputs' trust files are due (credentials.ts). Written
+    // only when it moved: a steady renewal adds no write.
+    if (r.trust_sequence !== undefined && this.state.getSetting(TRUST_SEQUENCE_SETTING) !== String(r.trust_sequence))
+      this.state.setSetting(TRUST_SEQUENCE_SETTING, String(r.trust_sequence));
     this.state.completeRenewal(entry.requestId, identity, now);
     // The renewal's quote (if it carried one) was accepted: the method keeps its counters (issue #16).
     if (entry.op === 'renew') this.join.onAttestationAccepted?.(this.state);

@@ -7,6 +7,10 @@ import type { AgentState } from './state/index.js';
 
 /** Settings key prefix of each credential output's state (agent/credentials.ts writes them). */
 export const OUTPUT_SETTING_PREFIX = 'output.';
+/** The issuer's last trust_sequence (protocol/messages.ts IdentityResult), kept by the agent. */
+export const TRUST_SEQUENCE_SETTING = 'trust_sequence';
+/** Outputs whose files list the issuer's SSH CAs: re-issued when the trust sequence moves. */
+export const TRUST_FILE_OUTPUTS: ReadonlySet<string> = new Set(['ssh_user', 'ssh_host']);
 
 /** What the agent remembers per output (settings key `output.<hash>`). */
 export interface OutputState {
@@ -20,6 +24,8 @@ export interface OutputState {
   failures: number;
   retry_at: number | null;
   last_error: string | null;
+  /** ssh kinds: the issuer's trust_sequence its trust files were written under (absent: none yet). */
+  trust_seq?: string | null;
 }
 
 /** One credential output as `sigil agent status` shows it. */

@@ -32,7 +32,12 @@ import { sshHostOutput } from './outputs/ssh-host.js';
 import { sshUserOutput } from './outputs/ssh-user.js';
 import { backoffDelay, renewAt } from './schedule.js';
 import type { AgentState } from './state/index.js';
-import { OUTPUT_SETTING_PREFIX, type OutputState } from './credential-status.js';
+import {
+  OUTPUT_SETTING_PREFIX,
+  TRUST_FILE_OUTPUTS,
+  TRUST_SEQUENCE_SETTING,
+  type OutputState,
+} from './credential-status.js';
 import type { IssuerLink } from './transports.js';
 import { isoTime } from '../util/iso-time.js';
 
@@ -126,9 +131,11 @@ export class CredentialOutputs {
     return createHash('sha256').update(JSON.stringify({ rest, instanceId })).digest('hex').slice(0, 32);
   }
 
-  #due(d: CredentialDestination, st: OutputState | undefined, fp: string, now: number): boolean {
+  #due(d: CredentialDestination, st: OutputState | undefined, fp: string, now: number, trust: string | null): boolean {
     if (!st || st.fp !== fp || st.not_after === null || st.renew_after === null) return true;
     if (now >= st.renew_after || st.not_after <= now) return true;
+    // The issuer rotated an SSH CA (or one dropped out): this output's trust file lists the old set.
+    if (TRUST_FILE_OUTPUTS.has(d.config.type) && (st.trust_seq ?? null) !== trust) return true;
     return d.files.some((f) => !existsSync(path.join(d.config.path, f)));
   }
 
@@ -144,12 +151,13 @@ export class CredentialOutputs {
     if (state.getOutbox().length > 0) return skip('an identity request is pending');
     const outcomes: OutputOutcome[] = [];
     let signer: ReturnType<typeof loadSigner> | undefined;
+    const trust = state.getSetting(TRUST_SEQUENCE_SETTING) ?? null;
     try {
       for (const d of this.destinations) {
         const base = { type: d.config.type, path: d.config.path };
         const st = this.#read(d);
         const fp = this.#fingerprint(d, id.instanceId);
-        const due = opts.force === true || this.#due(d, st, fp, t);
+        const due = opts.force === true || this.#due(d, st, fp, t, trust);
         const backingOff = st?.retry_at != null && t < st.retry_at && st.fp === fp && opts.force !== true;
         if (!due || backingOff) {
           outcomes.push({ ...base, action: 'none' });
@@ -183,6 +191,7 @@ export class CredentialOutputs {
             failures: 0,
             retry_at: null,
             last_error: null,
+            ...(TRUST_FILE_OUTPUTS.has(d.config.type) ? { trust_seq: trust } : {}),
           });
           log.info(
             {

@@ -65,6 +65,13 @@ export interface IdentityResult {
    * and validity but no SPIFFE ID (server/ops/transport-cert.ts).
    */
   transport_chain?: string[];
+  /**
+   * The issuer's key-rotation sequence (seconds; server/rotating-keys.ts), when it ever rotated a
+   * key: it moves whenever the SSH CA or JWT keys it publishes change (`sigil server rotate-key`, or
+   * a retired key dropping out). An agent re-issues its ssh outputs, whose trust files list the
+   * CAs, when it moves (agent/credentials.ts).
+   */
+  trust_sequence?: number;
 }
 
 export interface BundleResult {
@@ -178,6 +185,7 @@ export function identityResponseSchemas() {
     key_storage: z.string(),
     exportable: z.boolean(),
     transport_chain: z.optional(z.array(z.string()).check(z.minLength(1))),
+    trust_sequence: z.optional(z.int().check(z.nonnegative())),
   });
   const bundleResult = z.object({
     trust_domain: z.string(),

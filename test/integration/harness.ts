@@ -86,8 +86,8 @@ export interface Harness {
   close(opts?: { keepDir?: boolean }): Promise<void>;
 }
 
-/** `dir`: start on an existing data directory (a restart) instead of a new one. */
-export async function startIssuer(opts: { dir?: string } = {}): Promise<Harness> {
+/** `dir`: start on an existing data directory (a restart) instead of a new one; `port`: listen there (0: any free one). */
+export async function startIssuer(opts: { dir?: string; port?: number } = {}): Promise<Harness> {
   const dir = opts.dir ?? mkdtempSync(joinPath(tmpdir(), 'sigil-int-'));
   if (opts.dir === undefined) initDataDir(dir, 'example.org');
   const ca = loadCaMaterial(dir);
@@ -95,7 +95,7 @@ export async function startIssuer(opts: { dir?: string } = {}): Promise<Harness>
   const clock = { offsetMs: 0 };
   const ctx = createIssuerContext({ ca, stores, log: silentLogger(), now: () => Date.now() + clock.offsetMs });
   const app = buildHttpsServer({ ctx });
-  await app.listen({ host: '127.0.0.1', port: 0 });
+  await app.listen({ host: '127.0.0.1', port: opts.port ?? 0 });
   const port = (app.server.address() as AddressInfo).port;
   // As `sigil server start` does without --public-url: the listen URL is the OIDC issuer.
   ctx.publicUrl = `https://127.0.0.1:${port}`;

@@ -64,13 +64,14 @@ export function publishedSshCaLines(cas: CredentialAuthorities, which: 'user' | 
 }
 
 /**
- * When the published key sets last changed, in seconds, for the SPIFFE bundle's `spiffe_sequence`
- * (which must only grow): the list's own sequence, bumped at every rotate-key step (a stage, an
- * activation, a cancel), or a retired JWT key whose trust ended since (it drops out by the clock,
- * with no step).
+ * When the published key sets last changed, in seconds: the list's own sequence, raised at every
+ * rotate-key step (a stage, an activation, a cancel), or a retired key whose trust ended since (it
+ * drops out by the clock, with no step). The SPIFFE bundle's `spiffe_sequence` (which must only
+ * grow) and the `trust_sequence` of identity answers (agents re-issue their ssh outputs when it
+ * moves). 0 for an issuer that never rotated.
  */
-export function jwksChangedAt(cas: CredentialAuthorities, now: number): number {
+export function keysChangedAt(cas: CredentialAuthorities, now: number): number {
   let at = cas.rotatingSequence * 1000;
-  for (const k of cas.rotating) if (k.kind === 'jwt' && k.trustedUntil <= now) at = Math.max(at, k.trustedUntil);
+  for (const k of cas.rotating) if (k.trustedUntil <= now) at = Math.max(at, k.trustedUntil);
   return Math.floor(at / 1000);
 }

@@ -15,7 +15,7 @@
 import { X509Certificate } from 'node:crypto';
 import { SigilError } from '../../errors.js';
 import type { IssuerContext } from '../issuer.js';
-import { jwksChangedAt, publishedJwks } from './authorities.js';
+import { keysChangedAt, publishedJwks } from './authorities.js';
 
 /** How long verifiers may cache the key sets (seconds); also the SPIFFE refresh hint. */
 export const KEYS_MAX_AGE_S = 300;
@@ -65,10 +65,10 @@ export function spiffeBundle(ctx: IssuerContext): Record<string, unknown> {
       ...jwtKeys,
     ],
     // Monotonic per bundle content: the keys change with a new root, a JWT key rotation, or a
-    // retired JWT key's trust ending (credentials/authorities.ts jwksChangedAt).
+    // retired JWT key's trust ending (credentials/authorities.ts keysChangedAt).
     spiffe_sequence: Math.max(
       Math.floor(new Date(root.validFrom).getTime() / 1000),
-      jwksChangedAt(ctx.credentials, now),
+      keysChangedAt(ctx.credentials, now),
     ),
     spiffe_refresh_hint: KEYS_MAX_AGE_S,
   };

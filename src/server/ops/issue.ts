@@ -16,6 +16,7 @@ import type { BotPolicy } from '../policy/resources.js';
 import type { IssuerContext } from '../issuer.js';
 import type { TxStores } from '../store/types.js';
 import { signTransportCert, transportCertRecord } from './transport-cert.js';
+import { keysChangedAt } from '../credentials/authorities.js';
 
 /** NotBefore is back-dated so a verifier whose clock lags a little still accepts the cert. */
 export const BACKDATE_MS = 60_000;
@@ -148,5 +149,8 @@ export async function issueIdentity(ctx: IssuerContext, tx: TxStores, p: IssuePa
     exportable: p.exportable,
     ...(transport ? { transport_chain: transport.chain } : {}),
   };
+  // Absent until the issuer first rotates a key: answers of an issuer that never did are unchanged.
+  const trustSequence = keysChangedAt(ctx.credentials, now);
+  if (trustSequence > 0) result.trust_sequence = trustSequence;
   return transport ? { result, transportSerial: transport.serial } : { result };
 }

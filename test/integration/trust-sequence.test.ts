@@ -1,0 +1,130 @@
+/**
+ * An agent's SSH trust files follow a key rotation by themselves (rotate-key's `trust_sequence`):
+ * a real Agent (HTTPS, token join, ssh_host and jwt outputs) against an in-process issuer that is
+ * restarted on the same data directory and port after each rotate-key step. The identity answer
+ * carries the issuer's trust_sequence once it ever rotated; when it moves, the next refresh
+ * re-issues the ssh outputs (their trust file lists the CAs) and nothing else — without it, an
+ * sshd would trust a withdrawn CA until its output's own half-life (the walk of the runbook met it).
+ */
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Agent, loadAgentModules } from '../../src/agent/agent.js';
+import { TRUST_SEQUENCE_SETTING } from '../../src/agent/credential-status.js';
+import { parseAgentConfig } from '../../src/agent/config.js';
+import { openAgentState } from '../../src/agent/state/index.js';
+import { spkiPin } from '../../src/pki/chain.js';
+import { runAdminOp } from '../../src/server/admin/ops.js';
+import { rotateKey } from '../../src/server/rotate-key.js';
+import { silentLogger } from '../../src/util/log.js';
+import { startIssuer, type Harness } from './harness.js';
+
+const POLICY = `
+kind: role
+name: edge
+spec: { max_ttl: 24h, allowed_outputs: [ssh_host, jwt], ssh_host_principals: [gw1.example.org], jwt_audiences: [vault] }
+`;
+
+let h: Harness;
+let tmp: string;
+let agent: Agent;
+let dir: string;
+let port: number;
+
+async function restart(): Promise<void> {
+  await h.close({ keepDir: true });
+  h = await startIssuer({ dir, port });
+  await runAdminOp(h.ctx.stores, 'apply', { yaml: POLICY });
+}
+
+/**
+ * The agent's kept-alive connection died with the old issuer: its first attempt may fail
+ * `issuer_unreachable` (the daemon retries with backoff); the renewal, with the same request, follows.
+ */
+async function renewAfterRestart(): Promise<Awaited<ReturnType<Agent['tick']>>> {
+  let r = await agent.tick({ force: true });
+  for (let i = 0; i < 3 && r.action === 'failed'; i++) r = await agent.tick({ force: true });
+  return r;
+}
+
+const userCaLines = () =>
+  readFileSync(join(tmp, 'host', 'ssh_user_ca.pub'), 'utf8')
+    .trim()
+    .split('\n');
+const actions = (r: Awaited<ReturnType<Agent['tick']>>) => (r.credentials ?? []).map((c) => [c.type, c.action]);
+
+beforeAll(async () => {
+  tmp = mkdtempSync(join(tmpdir(), 'sigil-trust-seq-'));
+  h = await startIssuer();
+  dir = h.dir;
+  port = h.port;
+  await runAdminOp(h.ctx.stores, 'apply', { yaml: POLICY });
+  const yaml = `issuer: https://127.0.0.1:${port}
+ca_pin: ${spkiPin(new X509Certificate(h.rootPem))}
+data_dir: ${join(tmp, 'data')}
+ttl: 1h
+join: { method: token, token: ${await h.token()} }
+outputs:
+  - { type: ssh_host, path: ${join(tmp, 'host')} }
+  - { type: jwt, path: ${join(tmp, 'jwt')}, audiences: [vault] }
+`;
+  const cfg = parseAgentConfig(yaml, join(tmp, 'agent.yaml'));
+  agent = new Agent(cfg, silentLogger(), { modules: await loadAgentModules(cfg), state: openAgentState(cfg.dataDir) });
+});
+
+afterAll(async () => {
+  agent?.state.close();
+  await h?.close();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('trust_sequence: the ssh outputs follow a rotation at the next renewal', () => {
+  it('never rotated: the answer carries no trust_sequence, the outputs are issued once', async () => {
+    const r = await agent.tick();
+    expect(r.action).toBe('joined');
+    expect(actions(r)).toEqual([
+      ['ssh_host', 'issued'],
+      ['jwt', 'issued'],
+    ]);
+    expect(agent.state.getSetting(TRUST_SEQUENCE_SETTING)).toBeUndefined();
+    expect(userCaLines()).toHaveLength(1);
+    expect(actions(await agent.tick({ force: true }))).toEqual([
+      ['ssh_host', 'none'],
+      ['jwt', 'none'],
+    ]);
+  });
+
+  it('a staged user CA: the renewal after the restart re-issues the ssh output (two CAs), not the jwt one', async () => {
+    await rotateKey({ dataDir: dir, key: 'ssh-user', step: 'stage' });
+    await restart();
+    const r = await renewAfterRestart();
+    expect(r.action).toBe('renewed');
+    expect(Number(agent.state.getSetting(TRUST_SEQUENCE_SETTING))).toBeGreaterThan(0);
+    expect(actions(r)).toEqual([
+      ['ssh_host', 'issued'],
+      ['jwt', 'none'],
+    ]);
+    expect(userCaLines()[1]).toMatch(/ next-sigil-user-ca@example\.org$/);
+    // Steady again: no more re-issues while the sequence stands.
+    expect(actions(await agent.tick({ force: true }))).toEqual([
+      ['ssh_host', 'none'],
+      ['jwt', 'none'],
+    ]);
+  });
+
+  it('a compromise rotation withdraws both: the next renewal leaves one CA in the trust file', async () => {
+    const before = userCaLines();
+    await rotateKey({ dataDir: dir, key: 'ssh-user', overlapS: 0 });
+    await restart();
+    const r = await renewAfterRestart();
+    expect(actions(r)).toEqual([
+      ['ssh_host', 'issued'],
+      ['jwt', 'none'],
+    ]);
+    const after = userCaLines();
+    expect(after).toHaveLength(1);
+    expect(before).not.toContain(after[0]);
+  });
+});
