@@ -22,7 +22,7 @@ import { SigilError } from '../../../src/errors.js';
 import { credentialKeyPaths } from '../../../src/server/credential-keys.js';
 import {
   createCredentialAuthorities,
-  jwksChangedAt,
+  keysChangedAt,
   publishedJwks,
   publishedSshCaLines,
 } from '../../../src/server/credentials/authorities.js';
@@ -120,7 +120,7 @@ describe('stage, then activate (the JWT-SVID key)', () => {
 
   it('the SPIFFE sequence grows with each change of the published key set', async () => {
     const t0 = Date.parse('2026-12-01T00:00:00Z');
-    const seq = (now: number) => jwksChangedAt(issuerAt(now).cas, now);
+    const seq = (now: number) => keysChangedAt(issuerAt(now).cas, now);
     expect(seq(t0)).toBe(0);
     await rotateKey({ dataDir: dir, key: 'jwt', step: 'stage', now: t0 });
     expect(seq(t0 + 1)).toBe(t0 / 1000);
@@ -434,7 +434,7 @@ describe('what the review of the first version found', () => {
 
   it('the SPIFFE sequence never goes back: not at a cancel, not when a retired key is pruned', async () => {
     const t0 = Date.parse('2026-12-01T00:00:00Z');
-    const seq = (now: number) => jwksChangedAt(issuerAt(now).cas, now);
+    const seq = (now: number) => keysChangedAt(issuerAt(now).cas, now);
     await rotateKey({ dataDir: dir, key: 'jwt', step: 'stage', now: t0 });
     const s1 = seq(t0);
     await rotateKey({ dataDir: dir, key: 'jwt', step: 'cancel', now: t0 + 100 }); // within the same second
