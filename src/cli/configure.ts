@@ -197,7 +197,20 @@ export async function configureAgent(o: ConfigureFlags, source = 'agent.yaml'): 
     import('../agent/outputs/check-path.js'),
   ]);
   const text = `# agent.yaml written by \`sigil agent configure\` (docs/configuration.md)\n${stringify(doc)}`;
-  const cfg = parseAgentConfig(text, source);
+  let cfg: ReturnType<typeof parseAgentConfig>;
+  try {
+    cfg = parseAgentConfig(text, source);
+  } catch (e) {
+    // --output takes TYPE:PATH only; a credential output's other settings (jwt audiences, …) go
+    // in the file (the walk of the docs met a bare "outputs.0.audiences: is required").
+    const m = e instanceof SigilError && e.code === 'config_invalid' ? /: outputs\.(\d+)\.(\w+)/.exec(e.message) : null;
+    const out = m ? (doc['outputs'] as Array<{ type: string }> | undefined)?.[Number(m[1])] : undefined;
+    if (!m || !out) throw e;
+    throw new SigilError(
+      'config_invalid',
+      `${(e as SigilError).message} — --output ${out.type}:PATH sets only the type and the path; write the config without that --output (or with --out FILE) and add the ${out.type} output's ${m[2]} to it by hand (docs/credentials.md shows each output's settings)`,
+    );
+  }
   if ('settings' in cfg.join)
     await checkMethodSettings(cfg.join.method, cfg.join.settings, `${source}: join.${cfg.join.method}`);
   checkOutputPaths(cfg, { create: false });

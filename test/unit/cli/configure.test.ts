@@ -206,5 +206,10 @@ describe('sigil agent configure: refusals', () => {
   });
   it('a Workload API socket path longer than a Unix socket can be', () =>
     refused({ join: 'aws_iid', workloadApi: `/run/${'s'.repeat(120)}.sock` }, /at most 107 bytes/));
+  it('a credential output that needs more than a path: says where its settings go', () =>
+    refused(
+      { join: 'aws_iid', output: [`jwt:${join(tmp, 'jwt')}`] },
+      /outputs\.0\.audiences: is required — --output jwt:PATH sets only the type and the path; .* add the jwt output's audiences to it by hand \(docs\/credentials\.md/,
+    ));
   it('no data dir', () => refused({ join: 'aws_iid', dataDir: undefined }, /--data-dir DIR is required/));
 });
