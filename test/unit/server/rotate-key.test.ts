@@ -7,7 +7,9 @@
 import { createHash, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import {
   chmodSync,
+  chownSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   readFileSync,
   rmSync,
@@ -454,5 +456,127 @@ describe('what the review of the first version found', () => {
     const r = await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 3600 });
     expect(r.warning).toMatch(/--overlap 1\.0h is shorter than a credential's longest life \(24h\)/);
     await expect(rotateKey({ dataDir: dir, key: 'ssh_user' })).rejects.toThrow(/did you mean ssh-user\?/);
+  });
+});
+
+describe('edges the mutation run found untested', () => {
+  it('kinds do not mix: a step on one keeps the others (also at a compromise), and the bound counts per kind', async () => {
+    const t0 = Date.parse('2026-12-01T00:00:00Z');
+    for (let i = 0; i < MAX_BESIDE; i++) await rotateKey({ dataDir: dir, key: 'jwt', now: t0 + i * 1000 });
+    await rotateKey({ dataDir: dir, key: 'ssh-user', step: 'stage', now: t0 + H }); // not "already staged", not over the bound
+    await rotateKey({ dataDir: dir, key: 'ssh-user', now: t0 + 2 * H });
+    await rotateKey({ dataDir: dir, key: 'ssh-host', overlapS: 0, now: t0 + 3 * H });
+    const kinds = readRotatingKeys(dir).map((k) => `${k.kind}:${k.state}`);
+    expect(kinds.filter((k) => k === 'jwt:retired')).toHaveLength(MAX_BESIDE);
+    expect(kinds.filter((k) => k.startsWith('ssh-user'))).toEqual(['ssh-user:retired']);
+    await rotateKey({ dataDir: dir, key: 'ssh-user', overlapS: 0, now: t0 + 4 * H });
+    expect(readRotatingKeys(dir).filter((k) => k.kind === 'jwt')).toHaveLength(MAX_BESIDE);
+  });
+
+  it('the order published: signing, then the staged key, then retired ones newest first; each once', async () => {
+    const t0 = Date.parse('2026-12-01T00:00:00Z');
+    const kid0 = issuerAt(t0).cas.jwt.kid;
+    await rotateKey({ dataDir: dir, key: 'jwt', now: t0 });
+    const kid1 = issuerAt(t0).cas.jwt.kid;
+    await rotateKey({ dataDir: dir, key: 'jwt', now: t0 + H });
+    const kid2 = issuerAt(t0 + H).cas.jwt.kid;
+    await rotateKey({ dataDir: dir, key: 'jwt', step: 'stage', now: t0 + 2 * H });
+    const i = issuerAt(t0 + 2 * H);
+    expect(i.kids).toEqual([kid2, expect.any(String), kid1, kid0]);
+    expect(new Set(i.kids).size).toBe(4);
+    // A list naming the signing key again (a stop between writes) publishes it once.
+    const st = readRotatingState(dir);
+    const signing = createPublicKey(readFileSync(credentialKeyPaths(dir).jwtSigning, 'utf8'));
+    writeFileSync(
+      rotatingKeysPath(dir),
+      formatRotatingKeys(
+        [...st.keys, { kind: 'jwt', state: 'retired', publicKey: signing, since: t0, trustedUntil: t0 + 48 * H }],
+        st.sequence,
+      ),
+    );
+    expect(issuerAt(t0 + 2 * H).kids).toEqual([kid2, expect.any(String), kid1, kid0]);
+  });
+
+  it('a JWT key stays ECDSA P-256 (ES256) and an Ed25519 SSH CA stays Ed25519', async () => {
+    await rotateKey({ dataDir: dir, key: 'jwt' });
+    await rotateKey({ dataDir: dir, key: 'ssh-user' });
+    const ca = loadCaMaterial(dir);
+    expect(ca.credentials.jwtSigning.asymmetricKeyDetails?.namedCurve).toBe('prime256v1');
+    expect(ca.credentials.sshUserCa.asymmetricKeyType).toBe('ed25519');
+  });
+
+  it('expired retired keys are dropped from the file at the next step, of any kind', async () => {
+    const t0 = Date.parse('2026-12-01T00:00:00Z');
+    await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 3600, now: t0 });
+    expect(readRotatingKeys(dir)).toHaveLength(1);
+    await rotateKey({ dataDir: dir, key: 'ssh-host', step: 'stage', now: t0 + 2 * H });
+    expect(readRotatingKeys(dir).map((k) => k.kind)).toEqual(['ssh-host']);
+  });
+
+  it('boundaries: an overlap of exactly 7 d is taken, of exactly 24 h is not warned about', async () => {
+    expect((await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 7 * 86_400 })).trustedUntil).not.toBeNull();
+    expect((await rotateKey({ dataDir: dir, key: 'ssh-user', overlapS: 86_400 })).warning).not.toMatch(/shorter/);
+  });
+
+  it('the bound names when the first retired key drops out', async () => {
+    const t0 = Date.parse('2026-12-01T00:00:00Z');
+    for (let i = 0; i < MAX_BESIDE; i++) await rotateKey({ dataDir: dir, key: 'jwt', now: t0 + i * H });
+    const first = new Date(t0 + DEFAULT_OVERLAP_S * 1000).toISOString();
+    await expect(rotateKey({ dataDir: dir, key: 'jwt', now: t0 + 9 * H })).rejects.toThrow(
+      `wait until the first retired one drops out (${first})`,
+    );
+  });
+
+  it('a lock file naming no live process (garbage, 0) is taken over', async () => {
+    const lock = join(dir, 'ca', '.rotate-key.lock');
+    for (const content of ['garbage\n', '0\n']) {
+      writeFileSync(lock, content);
+      await rotateKey({ dataDir: dir, key: 'jwt' });
+      expect(existsSync(lock)).toBe(false);
+    }
+  });
+
+  it('the list: owned by another user, or not a regular file, is refused; a malformed one names the field', () => {
+    const file = rotatingKeysPath(dir);
+    writeFileSync(file, JSON.stringify({ version: 1, keys: [] }), { mode: 0o644 });
+    chownSync(file, 65534, 65534);
+    expect(() => readRotatingKeys(dir)).toThrow(
+      expect.objectContaining({ code: 'data_dir_insecure', message: expect.stringMatching(/is owned by uid 65534/) }),
+    );
+    rmSync(file);
+    mkdirSync(file);
+    expect(() => readRotatingKeys(dir)).toThrow(expect.objectContaining({ code: 'unsafe_path' }));
+    rmSync(file, { recursive: true });
+    writeFileSync(file, JSON.stringify({ version: 1, keys: [{ kind: 'jwt', state: 'next', extra: 1 }] }));
+    expect(() => readRotatingKeys(dir)).toThrow(
+      /rotating-keys\.json is not a rotating-key list as sigil server rotate-key writes it \(keys\.0/,
+    );
+  });
+
+  it('a P-384 key is no JWT key (ES256 is P-256)', () => {
+    const p384 = (
+      createPublicKey(generateKeyPairSync('ec', { namedCurve: 'P-384' }).privateKey).export({
+        format: 'der',
+        type: 'spki',
+      }) as Buffer
+    ).toString('base64');
+    writeFileSync(
+      rotatingKeysPath(dir),
+      JSON.stringify({
+        version: 1,
+        keys: [
+          {
+            kind: 'jwt',
+            state: 'retired',
+            public_key: p384,
+            since: '2026-12-01T00:00:00Z',
+            trusted_until: '2026-12-02T00:00:00Z',
+          },
+        ],
+      }),
+    );
+    expect(() => readRotatingKeys(dir)).toThrow(
+      /keys\[0\] is a EC secp384r1 key, which a jwt key cannot be \(ECDSA P-256\)/,
+    );
   });
 });
