@@ -580,3 +580,29 @@ describe('edges the mutation run found untested', () => {
     );
   });
 });
+
+describe('two kinds in flight at once', () => {
+  it('each activation takes its own staged key and keeps the other kind’s entries; a compromise withdraws only its kind', async () => {
+    const t0 = Date.parse('2026-12-01T00:00:00Z');
+    await rotateKey({ dataDir: dir, key: 'ssh-host', now: t0 }); // an ssh-host retired entry
+    const jwtNext = await rotateKey({ dataDir: dir, key: 'jwt', step: 'stage', now: t0 + 1000 });
+    const userNext = await rotateKey({ dataDir: dir, key: 'ssh-user', step: 'stage', now: t0 + 2000 });
+    const jwtAct = await rotateKey({ dataDir: dir, key: 'jwt', now: t0 + 26 * H });
+    expect(jwtAct.current).toBe(jwtNext.current);
+    const userAct = await rotateKey({ dataDir: dir, key: 'ssh-user', now: t0 + 26 * H + 1000 });
+    expect(userAct.current).toBe(userNext.current);
+    expect(readRotatingKeys(dir).map((k) => `${k.kind}:${k.state}`)).toEqual(['jwt:retired', 'ssh-user:retired']); // the ssh-host entry (25 h) has just expired and is pruned; the others are kept
+    const c = await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 0, now: t0 + 27 * H });
+    expect(c.dropped).toEqual([expect.stringMatching(/^retired kid /)]);
+    expect(c.warning).not.toMatch(/shorter/);
+    expect(readRotatingKeys(dir).map((k) => `${k.kind}:${k.state}`)).toEqual(['ssh-user:retired']);
+  });
+
+  it('an ssh-host retired entry survives a staged jwt activation', async () => {
+    const t0 = Date.now();
+    await rotateKey({ dataDir: dir, key: 'ssh-host', now: t0 });
+    await rotateKey({ dataDir: dir, key: 'jwt', step: 'stage', now: t0 + 1000 });
+    await rotateKey({ dataDir: dir, key: 'jwt', now: t0 + 2000 });
+    expect(readRotatingKeys(dir).map((k) => `${k.kind}:${k.state}`)).toEqual(['ssh-host:retired', 'jwt:retired']);
+  });
+});
