@@ -483,45 +483,52 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
               withdrawn: r.dropped,
               warning: r.warning,
               files: r.files,
+              removed: r.removed,
               restart_needed: r.restartNeeded,
               shared_store: r.sharedStore,
             });
+          const others = "every other issuer's data directory on this store";
           const copy = r.sharedStore
-            ? `copy the files above to every other issuer's data directory on this store (same paths, same modes; a removed file removed there too), then `
+            ? `copy ${r.files.join(', ')} to ${others} (same paths, same modes)${r.removed.length > 0 ? ` and remove ${r.removed.join(', ')} there` : ''}; then `
             : '';
           const exportType = r.key === 'jwt' ? 'jwks' : r.key;
           const lines: Record<string, string> = {};
+          const fileLines = (): void => {
+            lines['files'] = r.files.join(', ');
+            if (r.removed.length > 0) lines['removed'] = r.removed.join(', ');
+          };
           if (r.key === 'admin-token') {
             lines['rotated'] = 'admin-token';
-            lines['files'] = r.files.join(', ');
-            lines['next'] =
-              `${copy}the old admin token is refused now; use the new ${r.files[0]} with sigil ctl --server`;
+            fileLines();
+            lines['next'] = r.sharedStore
+              ? `the old admin token is refused now by every issuer on the store; copy ${r.files[0]} to ${others} for sigil ctl there`
+              : `the old admin token is refused now; use the new ${r.files[0]} with sigil ctl --server`;
           } else if (r.step === 'stage') {
             lines['staged'] = `${r.key} ${r.current}`;
-            lines['files'] = r.files.join(', ');
+            fileLines();
             lines['next'] =
-              `${copy}restart the issuer (each one) to publish it; after 25h (every trust file refreshed), activate it: sigil server rotate-key --data-dir ${o.dataDir} --key ${r.key}`;
+              `${copy}restart the issuer (each one) to publish it; 25h later, activate it: sigil server rotate-key --data-dir ${o.dataDir} --key ${r.key}`;
           } else if (r.step === 'cancel') {
             lines['cancelled'] = `${r.key} ${r.current}`;
-            lines['files'] = r.files.join(', ');
+            fileLines();
             lines['next'] = `${copy}restart the issuer (each one) to stop publishing it`;
           } else {
-            lines['rotated'] = r.key;
-            lines['previous'] = r.previous ?? '-';
-            lines['current'] = r.current ?? '-';
             const where =
               r.key === 'jwt'
                 ? '/v1/jwks, the SPIFFE bundle, agent bundles, ca export --type jwks'
                 : `the SSH trust lines of credential answers, ca export --type ${r.key}`;
+            lines['rotated'] = r.key;
+            lines['previous'] = r.previous ?? '-';
+            lines['current'] = r.current ?? '-';
             lines['previous key'] =
               r.previous === r.current
                 ? 'an interrupted activation was finished'
                 : r.trustedUntil
                   ? `still published (${where}) until ${r.trustedUntil}`
-                  : 'no longer published (overlap 0)';
+                  : 'no longer published (overlap 0); an issuer still signing with it refuses to start';
             if (r.dropped.length > 0) lines['withdrawn'] = r.dropped.join(', ');
             if (r.warning) lines['warning'] = r.warning;
-            lines['files'] = r.files.join(', ');
+            fileLines();
             lines['next'] =
               `${copy}restart the issuer (each one): it signs with the new key from its next start. Consumers configured by hand: sigil ctl --data-dir ${o.dataDir} ca export --type ${exportType}`;
           }

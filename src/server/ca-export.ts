@@ -25,8 +25,8 @@ export function exportCaMaterial(dataDir: string, type: string, opts: { hosts?: 
   const meta = readMeta(dataDir);
   if (type === 'x509') return readFileSync(paths(dataDir).rootCert, 'utf8');
   const { created: _created, ...keys } = ensureCredentialKeys(dataDir);
-  const cas = createCredentialAuthorities({ ...keys, ...rotatingOf(dataDir) }, meta.trust_domain);
   const now = opts.now ?? Date.now();
+  const cas = createCredentialAuthorities({ ...keys, ...rotatingOf(dataDir, keys, now) }, meta.trust_domain);
   if (type === 'ssh-user') return publishedSshCaLines(cas, 'user', now).join('\n') + '\n';
   if (type === 'ssh-host') {
     const hosts = opts.hosts ?? '*';

@@ -237,7 +237,7 @@ export function loadCaMaterial(dir: string): CaMaterial {
     intermediatePem,
     intermediateKey,
     pin: spkiPin(rootDer),
-    credentials: { ...credentials, ...rotatingOf(dir) },
+    credentials: { ...credentials, ...rotatingOf(dir, credentials) },
     credentialKeysCreated,
   };
 }

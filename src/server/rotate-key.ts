@@ -46,6 +46,8 @@ import { readPrivateKeyFile } from './key-file.js';
 import {
   formatRotatingKeys,
   MAX_BESIDE,
+  MAX_WITHDRAWN,
+  WITHDRAWN_MEMORY_MS,
   nextSequence,
   readRotatingState,
   rotatingKeysPath,
@@ -81,8 +83,10 @@ export interface RotateKeyResult {
   warning: string | null;
   /** Activate with --overlap 0: the staged and retired keys of this kind withdrawn with the compromised one. */
   dropped: string[];
-  /** Files written or removed. */
+  /** Files written (to copy to every other issuer on a shared store). */
   files: string[];
+  /** Files removed (to remove there too). */
+  removed: string[];
   /** The issuer must restart for the step to take effect (signing keys; the admin token takes effect at once). */
   restartNeeded: boolean;
   /** The data directory shares a PostgreSQL store: other issuers need the same files. */
@@ -161,6 +165,7 @@ async function rotateAdminToken(
     warning: null,
     dropped: [],
     files: [file],
+    removed: [],
     restartNeeded: false,
   };
 }
@@ -220,7 +225,7 @@ async function rotateSigningKey(
         rotationEvent('key_staged', { key: kind, staged: current, signing: keyId(signing, kind) }),
         now,
       );
-      return { ...base, previous: null, current, files: [nextFile, listFile], restartNeeded: true };
+      return { ...base, previous: null, current, files: [nextFile, listFile], removed: [], restartNeeded: true };
     }
 
     if (step === 'cancel') {
@@ -229,18 +234,26 @@ async function rotateSigningKey(
       fs.rmSync(nextFile, { force: true });
       const current = keyId(staged.publicKey, kind);
       await audited(stores, keyFile, rotationEvent('key_stage_cancelled', { key: kind, staged: current }), now);
-      return { ...base, previous: null, current, files: [listFile, nextFile], restartNeeded: true };
+      return { ...base, previous: null, current, files: [listFile], removed: [nextFile], restartNeeded: true };
     }
 
     const previous = keyId(signing, kind);
     const compromise = overlapS === 0;
+    const hadNext = fs.existsSync(nextFile);
     if (staged && !compromise && spkiBase64(signing) === spkiBase64(staged.publicKey)) {
       // An activation that stopped after the staged key became the signing key: finish it (the
       // retired entry it wrote first is kept), rather than start another rotation.
       writeFilesAtomic(caDir, [list(others)]);
       fs.rmSync(nextFile, { force: true });
       await audited(stores, keyFile, rotationEvent('key_rotated', { key: kind, finished: previous }), now);
-      return { ...base, previous, current: previous, files: [listFile, nextFile], restartNeeded: true };
+      return {
+        ...base,
+        previous,
+        current: previous,
+        files: [listFile, keyFile],
+        removed: [nextFile],
+        restartNeeded: true,
+      };
     }
 
     const dropped: string[] = [];
@@ -249,11 +262,30 @@ async function rotateSigningKey(
     if (compromise) {
       // Whoever took ca/ (or a backup of it) took the staged key with it, and a backup older than
       // the last activation holds the retired key's private half: the new key is made here and
-      // published alone. The staged file goes first: nothing may ever activate it.
+      // published alone. The staged file goes first: nothing may ever activate it. Every key of
+      // this kind is remembered as withdrawn, so an issuer still signing with one (a data
+      // directory that missed this step) refuses to start (rotating-keys.ts assertSigningKeysCurrent).
       fs.rmSync(nextFile, { force: true });
       fresh = newKeyLike(signing, kind);
-      for (const k of live) if (k.kind === kind) dropped.push(`${k.state} ${keyId(k.publicKey, kind)}`);
-      kept = live.filter((k) => k.kind !== kind);
+      const mine = live.filter((k) => k.kind === kind && k.state !== 'withdrawn');
+      dropped.push(`signing ${previous}`);
+      for (const k of mine) dropped.push(`${k.state} ${keyId(k.publicKey, kind)}`);
+      const withdrawn: RotatingKey[] = [createPublicKey(signing), ...mine.map((k) => k.publicKey)].map((publicKey) => ({
+        kind,
+        state: 'withdrawn',
+        publicKey,
+        since: now,
+        trustedUntil: now + WITHDRAWN_MEMORY_MS,
+      }));
+      kept = [...live.filter((k) => k.kind !== kind || k.state === 'withdrawn'), ...withdrawn];
+      // Bounded: the oldest withdrawn keys are forgotten first.
+      const forget = new Set(
+        kept
+          .filter((k) => k.state === 'withdrawn')
+          .sort((a, b) => b.since - a.since)
+          .slice(MAX_WITHDRAWN),
+      );
+      kept = kept.filter((k) => !forget.has(k));
     } else {
       if (staged) {
         fresh = readPrivateKeyFile(nextFile);
@@ -318,27 +350,32 @@ async function rotateSigningKey(
       current,
       trustedUntil,
       stagedForS,
-      warning: activationWarning(stagedForS, overlapS),
+      warning: activationWarning(kind, stagedForS, overlapS),
       dropped,
       files: [listFile, keyFile],
+      removed: hadNext ? [nextFile] : [],
       restartNeeded: true,
     };
   });
 }
 
-function activationWarning(stagedForS: number | null, overlapS: number): string | null {
+function activationWarning(kind: RotatableKey, stagedForS: number | null, overlapS: number): string | null {
+  const who =
+    kind === 'jwt'
+      ? 'JWT verifiers refetch the JWKS within 5 minutes (on an unknown kid at once), agents their bundle at their next fetch, consumers configured by hand when you re-export'
+      : "agents' SSH trust files follow at their next identity renewal (within half the identity's lifetime), consumers configured by hand when you re-export";
   const out: string[] = [];
   if (overlapS === 0)
     out.push(
-      'relying parties refuse credentials the new key signs until they refresh their trust (cached JWKS within minutes, agent bundles at their next fetch, SSH trust files when their output renews — see runbook "After a compromise" to force it); expected after a compromise',
+      `expected after a compromise: until relying parties refresh their trust they refuse what the new key signs (${who})`,
     );
   else if (stagedForS === null)
     out.push(
-      `the new key was not staged: relying parties that have not refreshed their trust (SSH trust files, cached JWKS, agent bundles) refuse credentials it signs until they do; stage first next time (--stage, restart, wait ${DEFAULT_OVERLAP_S / 3600}h)`,
+      `the new key was not staged: until relying parties refresh their trust they refuse what it signs (${who}); stage first next time (--stage, restart, activate ${DEFAULT_OVERLAP_S / 3600}h later)`,
     );
   else if (stagedForS < DEFAULT_OVERLAP_S)
     out.push(
-      `the key was staged ${formatHours(stagedForS)} ago, less than the ${DEFAULT_OVERLAP_S / 3600}h a credential's trust files need to refresh: relying parties that have not refreshed refuse credentials it signs until they do`,
+      `the key was staged ${formatHours(stagedForS)} ago (${DEFAULT_OVERLAP_S / 3600}h advised): relying parties that have not refreshed since the restart that published it refuse what it signs until they do (${who})`,
     );
   if (overlapS > 0 && overlapS < MAX_TTL_S)
     out.push(
@@ -349,7 +386,7 @@ function activationWarning(stagedForS: number | null, overlapS: number): string 
 
 /** Refuse a step that would publish more than MAX_BESIDE keys beside the signing one (agents take a bounded list). */
 function checkRoom(keys: readonly RotatingKey[], kind: RotatableKey, adding: number): void {
-  const beside = keys.filter((k) => k.kind === kind);
+  const beside = keys.filter((k) => k.kind === kind && k.state !== 'withdrawn');
   if (beside.length + adding <= MAX_BESIDE) return;
   const until = Math.min(...beside.filter((k) => k.state === 'retired').map((k) => k.trustedUntil));
   throw new SigilError(

@@ -11,10 +11,15 @@
  *            of its life, then drops out by itself (checked against the clock at every use).
  *            A rotation because of a compromise passes an overlap of 0 and lists nothing.
  *
+ *   withdrawn  taken out by a compromise rotation (`--overlap 0`): never published, but remembered
+ *            for WITHDRAWN_MEMORY_MS so that an issuer still signing with it — a data directory
+ *            that missed the rotation — refuses to start instead of signing with a stolen key.
+ *
  *   { "version": 1, "sequence": <seconds, grows at every step>,
- *     "keys": [ { "kind": "jwt" | "ssh-user" | "ssh-host", "state": "next" | "retired",
+ *     "keys": [ { "kind": "jwt" | "ssh-user" | "ssh-host", "state": "next" | "retired" | "withdrawn",
  *                 "public_key": "<base64 DER SubjectPublicKeyInfo>", "since": "<ISO 8601>",
- *                 "trusted_until": "<ISO 8601, retired only>" } ] }
+ *                 "trusted_until": "<ISO 8601, retired only>",
+ *                 "remember_until": "<ISO 8601, withdrawn only>" } ] }
  *
  * `sequence` feeds the SPIFFE bundle's `spiffe_sequence`, which must never go back: a cancelled
  * stage or a pruned entry changes the published keys as much as a new one does.
@@ -38,11 +43,11 @@ export type RotatableKey = (typeof ROTATABLE_KEYS)[number];
 
 export interface RotatingKey {
   kind: RotatableKey;
-  state: 'next' | 'retired';
+  state: 'next' | 'retired' | 'withdrawn';
   publicKey: KeyObject;
   /** When it was staged (next) or retired. */
   since: number;
-  /** Retired keys: published until then. Next keys: Infinity. */
+  /** Retired keys: published until then. Withdrawn keys: remembered (never published) until then. Next keys: Infinity. */
   trustedUntil: number;
 }
 
@@ -52,21 +57,29 @@ const isoTime = z.string().refine((s) => Number.isFinite(Date.parse(s)), 'an ISO
 const entrySchema = z
   .object({
     kind: z.enum(ROTATABLE_KEYS),
-    state: z.enum(['next', 'retired']),
+    state: z.enum(['next', 'retired', 'withdrawn']),
     public_key: z.string().regex(/^[A-Za-z0-9+/]+={0,2}$/),
     since: isoTime,
     trusted_until: isoTime.optional(),
+    remember_until: isoTime.optional(),
   })
   .strict()
-  .refine((e) => (e.state === 'retired') === (e.trusted_until !== undefined), 'trusted_until is for retired keys');
+  .refine((e) => (e.state === 'retired') === (e.trusted_until !== undefined), 'trusted_until is for retired keys')
+  .refine(
+    (e) => (e.state === 'withdrawn') === (e.remember_until !== undefined),
+    'remember_until is for withdrawn keys',
+  );
 /** Keys published beside one signing key, at most (the agent takes ≤ 16 other CA lines per answer). */
 export const MAX_BESIDE = 8;
+/** Withdrawn keys remembered, at most (the oldest are forgotten first), and for how long. */
+export const MAX_WITHDRAWN = 24;
+export const WITHDRAWN_MEMORY_MS = 30 * 86_400_000;
 
 const fileSchema = z
   .object({
     version: z.literal(1),
     sequence: z.number().int().nonnegative().optional(),
-    keys: z.array(entrySchema).max(ROTATABLE_KEYS.length * (MAX_BESIDE + 1)),
+    keys: z.array(entrySchema).max(ROTATABLE_KEYS.length * (MAX_BESIDE + 1) + MAX_WITHDRAWN),
   })
   .strict();
 
@@ -142,7 +155,12 @@ export function readRotatingState(dir: string): RotatingState {
       state: k.state,
       publicKey,
       since: Date.parse(k.since),
-      trustedUntil: k.trusted_until !== undefined ? Date.parse(k.trusted_until) : Infinity,
+      trustedUntil:
+        k.trusted_until !== undefined
+          ? Date.parse(k.trusted_until)
+          : k.remember_until !== undefined
+            ? Date.parse(k.remember_until)
+            : Infinity,
     };
   });
   for (const kind of ROTATABLE_KEYS)
@@ -151,9 +169,22 @@ export function readRotatingState(dir: string): RotatingState {
   return { keys, sequence: parsed.sequence ?? 0 };
 }
 
-/** `rotating` and `rotatingSequence` of the credential authorities (credentials/authorities.ts). */
-export function rotatingOf(dir: string): { rotating: RotatingKey[]; rotatingSequence: number } {
+/**
+ * `rotating` and `rotatingSequence` of the credential authorities (credentials/authorities.ts),
+ * after checking that none of `signing` is a key the list has taken out of service.
+ */
+export function rotatingOf(
+  dir: string,
+  signing: { jwtSigning: KeyObject; sshUserCa: KeyObject; sshHostCa: KeyObject },
+  now = Date.now(),
+): { rotating: RotatingKey[]; rotatingSequence: number } {
   const st = readRotatingState(dir);
+  assertSigningKeysCurrent(
+    dir,
+    { jwt: signing.jwtSigning, 'ssh-user': signing.sshUserCa, 'ssh-host': signing.sshHostCa },
+    st.keys,
+    now,
+  );
   return { rotating: st.keys, rotatingSequence: st.sequence };
 }
 
@@ -171,6 +202,7 @@ export function formatRotatingKeys(keys: readonly RotatingKey[], sequence: numbe
       public_key: spkiBase64(k.publicKey),
       since: new Date(k.since).toISOString(),
       ...(k.state === 'retired' ? { trusted_until: new Date(k.trustedUntil).toISOString() } : {}),
+      ...(k.state === 'withdrawn' ? { remember_until: new Date(k.trustedUntil).toISOString() } : {}),
     })),
   };
   return JSON.stringify(out, null, 2) + '\n';
@@ -191,7 +223,7 @@ export function publishedBeside(
   const seen = new Set([active]);
   const out: RotatingKey[] = [];
   const ordered = keys
-    .filter((k) => k.kind === kind && k.trustedUntil > now)
+    .filter((k) => k.kind === kind && k.state !== 'withdrawn' && k.trustedUntil > now)
     .sort((a, b) => (a.state === b.state ? b.since - a.since : a.state === 'next' ? -1 : 1));
   for (const k of ordered) {
     const id = spkiBase64(k.publicKey);
@@ -200,6 +232,32 @@ export function publishedBeside(
     out.push(k);
   }
   return out;
+}
+
+/**
+ * Refuse signing keys the list says are out of service: a key file equal to a retired or
+ * withdrawn key is a data directory that missed a rotate-key step (several issuers each hold a
+ * copy, runbook "Several issuers on PostgreSQL") or an activation stopped half-way. Signing on
+ * would hand out credentials that stop verifying when the retired key drops out — or, withdrawn,
+ * keep a stolen key in service.
+ */
+export function assertSigningKeysCurrent(
+  dir: string,
+  signing: Record<RotatableKey, KeyObject>,
+  keys: readonly RotatingKey[],
+  now: number,
+): void {
+  for (const kind of ROTATABLE_KEYS) {
+    const mine = spkiBase64(signing[kind]);
+    const hit = keys.find(
+      (k) => k.kind === kind && k.state !== 'next' && k.trustedUntil > now && spkiBase64(k.publicKey) === mine,
+    );
+    if (hit)
+      throw new SigilError(
+        'config_invalid',
+        `the ${kind} signing key in ${join(dir, 'ca')} is the one ${rotatingKeysPath(dir)} lists as ${hit.state} since ${new Date(hit.since).toISOString()}: this data directory missed a rotate-key step (copy the key file and the list from the issuer where it ran, docs/runbook.md "Rotate a key"), or an activation stopped half-way (run sigil server rotate-key --data-dir ${dir} --key ${kind} again)`,
+      );
+  }
 }
 
 export const spkiBase64 = (k: KeyObject): string =>

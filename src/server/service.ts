@@ -140,10 +140,10 @@ export class IssuerService {
       );
     // A rotate-key step takes effect at a restart: say which keys this start publishes beside the
     // signing ones, so the operator can see it took (runbook "Rotate a key").
-    const rotating = ca.credentials.rotating.filter((k) => k.trustedUntil > Date.now());
+    const rotating = ca.credentials.rotating.filter((k) => k.state !== 'withdrawn' && k.trustedUntil > Date.now());
     if (rotating.length > 0)
       log.info(
-        { rotating: rotating.map((k) => ({ key: k.kind, state: k.state, since: new Date(k.since).toISOString() })) },
+        { rotating: rotating.map((k) => ({ kind: k.kind, state: k.state, since: new Date(k.since).toISOString() })) },
         `publishing a key rotation in progress: ${rotating
           .map((k) =>
             k.state === 'next'

@@ -4,6 +4,7 @@
  * that never happened. Reports each staged key's age (ready to activate after 25 h), each retired
  * key still published, and a list the issuer would refuse to start with.
  */
+import { basename } from 'node:path';
 import { fail, ok, warn, type Check, type CheckOutcome } from '../types.js';
 import type { IssuerDoctorContext } from './context.js';
 
@@ -27,16 +28,47 @@ export const keyRotationCheck: Check<IssuerDoctorContext> = {
       );
     }
     const now = ctx.now();
-    const live = keys.filter((k) => k.trustedUntil > now);
+    const { credentialKeyPaths } = await import('../../server/credential-keys.js');
+    const { readPrivateKeyFile } = await import('../../server/key-file.js');
+    const { assertSigningKeysCurrent, spkiBase64 } = await import('../../server/rotating-keys.js');
+    const { existsSync } = await import('node:fs');
+    const keyFiles = credentialKeyPaths(ctx.dataDir);
+    const fileOf = { jwt: keyFiles.jwtSigning, 'ssh-user': keyFiles.sshUserCa, 'ssh-host': keyFiles.sshHostCa };
+    // The signing keys must not be keys the list took out of service (a directory that missed a step).
+    // (Missing key files are the start's to create and the data_dir/ca checks' to report.)
+    if (Object.values(fileOf).every((f) => existsSync(f)))
+      try {
+        assertSigningKeysCurrent(
+          ctx.dataDir,
+          {
+            jwt: readPrivateKeyFile(fileOf.jwt),
+            'ssh-user': readPrivateKeyFile(fileOf['ssh-user']),
+            'ssh-host': readPrivateKeyFile(fileOf['ssh-host']),
+          },
+          keys,
+          now,
+        );
+      } catch (e) {
+        const err = toSigilError(e);
+        return fail(
+          `${err.code}: ${err.message}`,
+          'copy ca/rotating-keys.json and the key files from the issuer where sigil server rotate-key ran (same modes), then restart',
+        );
+      }
+    const live = keys.filter((k) => k.state !== 'withdrawn' && k.trustedUntil > now);
+    // A staged key file no list entry publishes: an activation or a cancel copied without its removal.
+    const leftover = (Object.keys(fileOf) as Array<keyof typeof fileOf>).filter(
+      (kind) => existsSync(`${fileOf[kind]}.next`) && !live.some((k) => k.kind === kind && k.state === 'next'),
+    );
+    if (leftover.length > 0)
+      return warn(
+        `${leftover.map((kind) => `${fileOf[kind]}.next`).join(', ')}: a staged key no rotation publishes (left by an activation or a cancel on another issuer)`,
+        `rm ${leftover.map((kind) => `${fileOf[kind]}.next`).join(' ')}`,
+      );
     if (live.length === 0) return ok('no key rotation in progress');
     const hours = (ms: number) => `${(ms / 3_600_000).toFixed(1)} h`;
     const parts: string[] = [];
     const stale: string[] = [];
-    const { credentialKeyPaths } = await import('../../server/credential-keys.js');
-    const { readPrivateKeyFile } = await import('../../server/key-file.js');
-    const { spkiBase64 } = await import('../../server/rotating-keys.js');
-    const keyFiles = credentialKeyPaths(ctx.dataDir);
-    const fileOf = { jwt: keyFiles.jwtSigning, 'ssh-user': keyFiles.sshUserCa, 'ssh-host': keyFiles.sshHostCa };
     for (const k of live) {
       if (k.state === 'next') {
         // An activation signs with this file: it must be here (a peer issuer given only the list
@@ -52,7 +84,7 @@ export const keyRotationCheck: Check<IssuerDoctorContext> = {
         if (problem)
           return fail(
             `${k.kind}: a next key is published but ${next} ${problem.startsWith('is not') ? problem : `cannot be used (${problem})`}`,
-            `copy ${next} (0600) from the issuer where it was staged, or drop the stage: sigil server rotate-key --data-dir ${ctx.dataDir} --key ${k.kind} --cancel`,
+            `copy ca/${basename(next)} (0600) from the issuer where it was staged; or, on every issuer of the store at once, drop the stage: sigil server rotate-key --key ${k.kind} --cancel`,
           );
         const age = now - k.since;
         const ready = age >= DEFAULT_OVERLAP_S * 1000;

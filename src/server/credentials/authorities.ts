@@ -72,6 +72,6 @@ export function publishedSshCaLines(cas: CredentialAuthorities, which: 'user' | 
  */
 export function keysChangedAt(cas: CredentialAuthorities, now: number): number {
   let at = cas.rotatingSequence * 1000;
-  for (const k of cas.rotating) if (k.trustedUntil <= now) at = Math.max(at, k.trustedUntil);
+  for (const k of cas.rotating) if (k.state === 'retired' && k.trustedUntil <= now) at = Math.max(at, k.trustedUntil);
   return Math.floor(at / 1000);
 }

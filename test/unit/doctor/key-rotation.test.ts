@@ -3,7 +3,7 @@
  * forgotten for more than a week is a warning with the command that finishes or drops it; a
  * rotating-key list the issuer would refuse to start with is a failure.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -64,8 +64,30 @@ describe('doctor: key rotations in progress', () => {
       new RegExp(`^jwt: a next key is published but ${next.replace(/[.]/g, '\\.')} cannot be used`),
     );
     expect(r.fix).toBe(
-      `copy ${next} (0600) from the issuer where it was staged, or drop the stage: sigil server rotate-key --data-dir ${d} --key jwt --cancel`,
+      'copy ca/jwt_signing.key.next (0600) from the issuer where it was staged; or, on every issuer of the store at once, drop the stage: sigil server rotate-key --key jwt --cancel',
     );
+  });
+
+  it('a data directory that missed a step (its signing key is the retired one), and a leftover staged file', async () => {
+    const d = fresh();
+    const keyFile = credentialKeyPaths(d).sshUserCa;
+    const old = readFileSync(keyFile);
+    await rotateKey({ dataDir: d, key: 'ssh-user' });
+    writeFileSync(keyFile, old, { mode: 0o600 }); // as an issuer given only the new list
+    const r = await at(d, Date.now());
+    expect(r.status).toBe('fail');
+    expect(r.detail).toMatch(/^config_invalid: the ssh-user signing key in .* is the one .* lists as retired since/);
+    expect(r.fix).toMatch(
+      /^copy ca\/rotating-keys\.json and the key files from the issuer where sigil server rotate-key ran/,
+    );
+
+    const e = fresh();
+    writeFileSync(`${credentialKeyPaths(e).jwtSigning}.next`, 'x', { mode: 0o600 });
+    expect(await at(e, Date.now())).toMatchObject({
+      status: 'warn',
+      detail: expect.stringMatching(/jwt_signing\.key\.next: a staged key no rotation publishes/),
+      fix: `rm ${credentialKeyPaths(e).jwtSigning}.next`,
+    });
   });
 
   it('a list the issuer would refuse: fail, with the way out', async () => {

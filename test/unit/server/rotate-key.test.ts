@@ -137,7 +137,7 @@ describe('stage, then activate (the JWT-SVID key)', () => {
     await rotateKey({ dataDir: dir, key: 'jwt', step: 'stage', now: t0 });
     const r = await rotateKey({ dataDir: dir, key: 'jwt', now: t0 + 2 * H });
     expect(r.stagedForS).toBe(7200);
-    expect(r.warning).toMatch(/staged 2\.0h ago, less than the 25h/);
+    expect(r.warning).toMatch(/staged 2\.0h ago \(25h advised\): relying parties that have not refreshed/);
   });
 
   it('cancel drops the staged key: no longer published, no file left', async () => {
@@ -353,10 +353,12 @@ describe('what the review of the first version found', () => {
     const r = await rotateKey({ dataDir: dir, key: 'ssh-user', overlapS: 0, now: t0 + 2 * H });
     expect(readFileSync(credentialKeyPaths(dir).sshUserCa, 'utf8')).not.toBe(stolen);
     expect(existsSync(nextFile)).toBe(false);
-    expect(r.dropped.map((d) => d.split(' ')[0]).sort()).toEqual(['next', 'retired']);
+    expect(r.dropped.map((d) => d.split(' ')[0]).sort()).toEqual(['next', 'retired', 'signing']);
+    expect(r.removed).toEqual([nextFile]);
     const lines = issuerAt(t0 + 2 * H + 1).sshUser;
     expect(lines).toHaveLength(1); // the fresh key alone: neither the staged nor the retired one
-    expect(readRotatingKeys(dir).some((k) => spkiBase64(k.publicKey) === spkiBase64(retired.publicKey))).toBe(false);
+    const now = readRotatingKeys(dir).filter((k) => spkiBase64(k.publicKey) === spkiBase64(retired.publicKey));
+    expect(now.map((k) => k.state)).toEqual(['withdrawn']); // remembered, never published
     expect((await auditRows()).at(-1)!.details).toMatchObject({ withdrawn: r.dropped, overlap_s: 0 });
   });
 
@@ -593,9 +595,13 @@ describe('two kinds in flight at once', () => {
     expect(userAct.current).toBe(userNext.current);
     expect(readRotatingKeys(dir).map((k) => `${k.kind}:${k.state}`)).toEqual(['jwt:retired', 'ssh-user:retired']); // the ssh-host entry (25 h) has just expired and is pruned; the others are kept
     const c = await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 0, now: t0 + 27 * H });
-    expect(c.dropped).toEqual([expect.stringMatching(/^retired kid /)]);
+    expect(c.dropped).toEqual([expect.stringMatching(/^signing kid /), expect.stringMatching(/^retired kid /)]);
     expect(c.warning).not.toMatch(/shorter/);
-    expect(readRotatingKeys(dir).map((k) => `${k.kind}:${k.state}`)).toEqual(['ssh-user:retired']);
+    expect(readRotatingKeys(dir).map((k) => `${k.kind}:${k.state}`)).toEqual([
+      'ssh-user:retired',
+      'jwt:withdrawn',
+      'jwt:withdrawn',
+    ]);
   });
 
   it('an ssh-host retired entry survives a staged jwt activation', async () => {
@@ -604,5 +610,51 @@ describe('two kinds in flight at once', () => {
     await rotateKey({ dataDir: dir, key: 'jwt', step: 'stage', now: t0 + 1000 });
     await rotateKey({ dataDir: dir, key: 'jwt', now: t0 + 2000 });
     expect(readRotatingKeys(dir).map((k) => `${k.kind}:${k.state}`)).toEqual(['ssh-host:retired', 'jwt:retired']);
+  });
+});
+
+describe('a data directory that missed a step refuses to start', () => {
+  it('signing with the key a compromise withdrew (an old key file restored, or not replaced on a peer): config_invalid', async () => {
+    const keyFile = credentialKeyPaths(dir).jwtSigning;
+    const stolen = readFileSync(keyFile);
+    await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 0 });
+    expect(issuerAt(Date.now()).kids).toHaveLength(1); // the withdrawn key is never published
+    writeFileSync(keyFile, stolen, { mode: 0o600 });
+    expect(() => loadCaMaterial(dir)).toThrow(
+      expect.objectContaining({
+        code: 'config_invalid',
+        message: expect.stringMatching(
+          /the jwt signing key in .* lists as withdrawn since .*: this data directory missed a rotate-key step/,
+        ),
+      }),
+    );
+    expect(() => exportCaMaterial(dir, 'jwks')).toThrow(/lists as withdrawn/);
+  });
+
+  it('withdrawn keys are remembered 30 days, at most 24, and count against no bound', async () => {
+    const t0 = Date.parse('2026-12-01T00:00:00Z');
+    for (let i = 0; i < 13; i++) await rotateKey({ dataDir: dir, key: 'ssh-host', overlapS: 0, now: t0 + i * 1000 });
+    const w = readRotatingKeys(dir).filter((k) => k.state === 'withdrawn');
+    expect(w).toHaveLength(13);
+    for (let i = 0; i < MAX_BESIDE; i++) await rotateKey({ dataDir: dir, key: 'ssh-host', now: t0 + 20_000 + i }); // the bound ignores them
+    for (let i = 0; i < 12; i++)
+      await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 0, now: t0 + 30_000 + i * 1000 });
+    expect(readRotatingKeys(dir).filter((k) => k.state === 'withdrawn')).toHaveLength(24);
+    await rotateKey({ dataDir: dir, key: 'ssh-user', step: 'stage', now: t0 + 31 * 86_400_000 });
+    expect(readRotatingKeys(dir).filter((k) => k.state === 'withdrawn')).toHaveLength(0);
+  });
+
+  it('what to copy and what to remove, per step', async () => {
+    const k = credentialKeyPaths(dir).sshHostCa;
+    const list = rotatingKeysPath(dir);
+    const s = await rotateKey({ dataDir: dir, key: 'ssh-host', step: 'stage' });
+    expect([s.files, s.removed]).toEqual([[`${k}.next`, list], []]);
+    const c = await rotateKey({ dataDir: dir, key: 'ssh-host', step: 'cancel' });
+    expect([c.files, c.removed]).toEqual([[list], [`${k}.next`]]);
+    await rotateKey({ dataDir: dir, key: 'ssh-host', step: 'stage' });
+    const a = await rotateKey({ dataDir: dir, key: 'ssh-host' });
+    expect([a.files, a.removed]).toEqual([[list, k], [`${k}.next`]]);
+    const u = await rotateKey({ dataDir: dir, key: 'ssh-host' });
+    expect([u.files, u.removed]).toEqual([[list, k], []]);
   });
 });
