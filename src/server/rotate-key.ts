@@ -197,6 +197,17 @@ async function rotateSigningKey(
     const staged = live.find((k) => k.kind === kind && k.state === 'next');
     const others = live.filter((k) => k !== staged);
     const base = { key: kind, step, trustedUntil: null, stagedForS: null, warning: null, dropped: [] as string[] };
+    // A signing key a compromise rotation withdrew (an old key file put back): only another
+    // compromise rotation may replace it — a planned one would publish the stolen key as retired.
+    const signingSpki = spkiBase64(signing);
+    const withdrawnHit = live.find(
+      (k) => k.kind === kind && k.state === 'withdrawn' && spkiBase64(k.publicKey) === signingSpki,
+    );
+    if (withdrawnHit && !(step === 'activate' && overlapS === 0))
+      throw new SigilError(
+        'bad_request',
+        `the ${kind} signing key is one a compromise rotation withdrew on ${new Date(withdrawnHit.since).toISOString()} (put back from an older copy?): replace it with a fresh key and publish nothing of it: sigil server rotate-key --data-dir ${dataDir} --key ${kind} --overlap 0`,
+      );
 
     if (step === 'stage') {
       if (staged)

@@ -255,7 +255,11 @@ export function assertSigningKeysCurrent(
     if (hit)
       throw new SigilError(
         'config_invalid',
-        `the ${kind} signing key in ${join(dir, 'ca')} is the one ${rotatingKeysPath(dir)} lists as ${hit.state} since ${new Date(hit.since).toISOString()}: this data directory missed a rotate-key step (copy the key file and the list from the issuer where it ran, docs/runbook.md "Rotate a key"), or an activation stopped half-way (run sigil server rotate-key --data-dir ${dir} --key ${kind} again)`,
+        `the ${kind} signing key in ${join(dir, 'ca')} is the one ${rotatingKeysPath(dir)} lists as ${hit.state} since ${new Date(hit.since).toISOString()}: ${
+          hit.state === 'withdrawn'
+            ? `a compromise rotation took it out of service (put back from an older copy?): copy the current key file from the issuer where the rotation ran, or make a fresh one: sigil server rotate-key --data-dir ${dir} --key ${kind} --overlap 0`
+            : `this data directory missed a rotate-key step (copy the key file and the list from the issuer where it ran, docs/runbook.md "Rotate a key"), or an activation stopped half-way (run sigil server rotate-key --data-dir ${dir} --key ${kind} again)`
+        }`,
       );
   }
 }

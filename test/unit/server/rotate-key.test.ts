@@ -624,7 +624,7 @@ describe('a data directory that missed a step refuses to start', () => {
       expect.objectContaining({
         code: 'config_invalid',
         message: expect.stringMatching(
-          /the jwt signing key in .* lists as withdrawn since .*: this data directory missed a rotate-key step/,
+          /the jwt signing key in .* lists as withdrawn since .*: a compromise rotation took it out of service/,
         ),
       }),
     );
@@ -656,5 +656,29 @@ describe('a data directory that missed a step refuses to start', () => {
     expect([a.files, a.removed]).toEqual([[list, k], [`${k}.next`]]);
     const u = await rotateKey({ dataDir: dir, key: 'ssh-host' });
     expect([u.files, u.removed]).toEqual([[list, k], []]);
+  });
+});
+
+describe('a withdrawn key put back (the walk of backup and restore)', () => {
+  it('is never retired by a planned step: only another compromise rotation replaces it, publishing nothing of it', async () => {
+    const keyFile = credentialKeyPaths(dir).jwtSigning;
+    const stolen = readFileSync(keyFile);
+    const stolenKid = issuerAt(Date.now()).cas.jwt.kid;
+    await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 0 });
+    writeFileSync(keyFile, stolen, { mode: 0o600 });
+    expect(() => loadCaMaterial(dir)).toThrow(
+      /lists as withdrawn since .*: a compromise rotation took it out of service .* --overlap 0/,
+    );
+    const before = readFileSync(rotatingKeysPath(dir), 'utf8');
+    for (const step of ['activate', 'stage'] as const)
+      await expect(rotateKey({ dataDir: dir, key: 'jwt', step })).rejects.toMatchObject({
+        code: 'bad_request',
+        message: expect.stringMatching(/is one a compromise rotation withdrew .*: .*--key jwt --overlap 0$/),
+      });
+    expect(readFileSync(rotatingKeysPath(dir), 'utf8')).toBe(before);
+    await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 0 });
+    const kids = issuerAt(Date.now()).kids;
+    expect(kids).toHaveLength(1);
+    expect(kids).not.toContain(stolenKid);
   });
 });
