@@ -41,12 +41,7 @@ export function readPrivateKeyFile(file: string): KeyObject {
         'config_invalid',
         `${file} is readable by group or others (mode ${(st.mode & 0o777).toString(8)}); run: chmod 600 ${file}`,
       );
-    const me = process.geteuid ? process.geteuid() : 0;
-    if (st.uid !== 0 && st.uid !== me)
-      throw new SigilError(
-        'data_dir_insecure',
-        `${file} is owned by uid ${st.uid}, not root or uid ${me} (mode ${(st.mode & 0o777).toString(8)}); check it was not replaced, then run: chown ${me} ${file}`,
-      );
+    assertOwnedByUs(file, st);
     try {
       return createPrivateKey(fs.readFileSync(fd));
     } catch (e) {
@@ -55,6 +50,16 @@ export function readPrivateKeyFile(file: string): KeyObject {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** A trust-bearing file owned by neither root nor us may have been planted (data_dir_insecure). */
+export function assertOwnedByUs(file: string, st: fs.Stats): void {
+  const me = process.geteuid ? process.geteuid() : 0;
+  if (st.uid !== 0 && st.uid !== me)
+    throw new SigilError(
+      'data_dir_insecure',
+      `${file} is owned by uid ${st.uid}, not root or uid ${me} (mode ${(st.mode & 0o777).toString(8)}); check it was not replaced, then run: chown ${me} ${file}`,
+    );
 }
 
 /** Return the key at `file`, creating it with `generate()` first if there is none. */

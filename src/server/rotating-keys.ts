@@ -37,6 +37,7 @@ import fs from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { SigilError } from '../errors.js';
+import { assertOwnedByUs } from './key-file.js';
 
 export const ROTATABLE_KEYS = ['jwt', 'ssh-user', 'ssh-host'] as const;
 export type RotatableKey = (typeof ROTATABLE_KEYS)[number];
@@ -116,12 +117,7 @@ export function readRotatingState(dir: string): RotatingState {
         'data_dir_insecure',
         `${file} is writable by group or others (mode ${(st.mode & 0o777).toString(8)}): whoever writes it chooses the keys published as this issuer's; check it was not changed, then run: chmod 644 ${file}`,
       );
-    const me = process.geteuid ? process.geteuid() : 0;
-    if (st.uid !== 0 && st.uid !== me)
-      throw new SigilError(
-        'data_dir_insecure',
-        `${file} is owned by uid ${st.uid}, not root or uid ${me}; check it was not replaced, then run: chown ${me} ${file}`,
-      );
+    assertOwnedByUs(file, st);
     text = fs.readFileSync(fd, 'utf8');
   } finally {
     fs.closeSync(fd);
@@ -219,6 +215,9 @@ export function publishedBeside(
   now: number,
   signing: KeyObject,
 ): RotatingKey[] {
+  // The common case (no rotation ever, or none of this kind) costs no key export: this runs for
+  // every SSH credential answer and every JWKS served.
+  if (!keys.some((k) => k.kind === kind)) return [];
   const active = spkiBase64(signing);
   const seen = new Set([active]);
   const out: RotatingKey[] = [];

@@ -39,7 +39,7 @@ export function openIdConfiguration(ctx: IssuerContext): Record<string, unknown>
   };
 }
 
-/** The signing key, then retired keys still trusted (JWT-SVIDs signed before a rotation). */
+/** The signing key, then a staged one and retired ones still trusted (credentials/authorities.ts publishedJwks). */
 export function jwks(ctx: Pick<IssuerContext, 'credentials' | 'now'>): { keys: Array<Record<string, unknown>> } {
   return { keys: publishedJwks(ctx.credentials, ctx.now()).map((k) => ({ ...k })) };
 }
