@@ -14,7 +14,8 @@ export const STAGED_TOO_LONG_MS = 7 * 86_400_000;
 export const keyRotationCheck: Check<IssuerDoctorContext> = {
   name: 'key_rotation',
   async run(ctx): Promise<CheckOutcome> {
-    const { readRotatingKeys, rotatingKeysPath } = await import('../../server/rotating-keys.js');
+    const { assertSigningKeysCurrent, readRotatingKeys, rotatingKeysPath, spkiBase64 } =
+      await import('../../server/rotating-keys.js');
     const { DEFAULT_OVERLAP_S } = await import('../../server/rotate-key.js');
     const { toSigilError } = await import('../../errors.js');
     let keys;
@@ -30,7 +31,6 @@ export const keyRotationCheck: Check<IssuerDoctorContext> = {
     const now = ctx.now();
     const { credentialKeyPaths } = await import('../../server/credential-keys.js');
     const { readPrivateKeyFile } = await import('../../server/key-file.js');
-    const { assertSigningKeysCurrent, spkiBase64 } = await import('../../server/rotating-keys.js');
     const { existsSync } = await import('node:fs');
     const keyFiles = credentialKeyPaths(ctx.dataDir);
     const fileOf = { jwt: keyFiles.jwtSigning, 'ssh-user': keyFiles.sshUserCa, 'ssh-host': keyFiles.sshHostCa };
