@@ -8,6 +8,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { requireTool } from './swtpm.js';
@@ -56,11 +57,23 @@ export async function startTabrmd(swtpmTcti: string): Promise<Tabrmd> {
   const dbus = spawn(dbusBin, ['--session', '--nofork', '--nopidfile', `--address=${address}`], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
-  for (let i = 0; i < 200 && !existsSync(join(dir, 'bus')); i++) await new Promise((r) => setTimeout(r, 25));
-  if (!existsSync(join(dir, 'bus'))) {
+  // Ready once the socket accepts a connection: the file exists at bind(2), before listen(2), and
+  // a tpm2-abrmd started in between fails "Could not connect: Connection refused" (seen in CI).
+  const accepts = (): Promise<boolean> =>
+    new Promise((resolve) => {
+      const c = createConnection({ path: join(dir, 'bus') });
+      c.once('connect', () => {
+        c.destroy();
+        resolve(true);
+      });
+      c.once('error', () => resolve(false));
+    });
+  let ready = false;
+  for (let i = 0; i < 200 && !(ready = await accepts()); i++) await new Promise((r) => setTimeout(r, 25));
+  if (!ready) {
     await kill(dbus);
     rmSync(dir, { recursive: true, force: true });
-    throw new Error('dbus-daemon --session did not create its socket');
+    throw new Error('dbus-daemon --session did not accept connections on its socket');
   }
   const env = {
     ...process.env,
