@@ -570,6 +570,13 @@ export const ERROR_TABLE = {
   // --- server side ---
   rate_limited: { status: 429, retryable: true, message: 'too many requests' },
   unavailable: { status: 503, retryable: true, message: 'the issuer is not ready' },
+  signing_key_withdrawn: {
+    status: 503,
+    retryable: true,
+    // Retryable: it ends when the operator puts the new key file in place (server/key-reload.ts).
+    message:
+      "this issuer's signing key for the credential was withdrawn by a compromise rotation; it signs nothing until the new key file is in place",
+  },
   store_unavailable: {
     status: 503,
     retryable: true,

@@ -66,13 +66,14 @@ export function registerRotateKey(server: Command, run: (fn: () => Promise<void>
               warning: r.warning,
               files: r.files,
               removed: r.removed,
-              restart_needed: r.restartNeeded,
+              reload_within_s: r.reloadWithinS,
               shared_store: r.sharedStore,
             });
           const others = "every other issuer's data directory on this store";
           const copy = r.sharedStore
-            ? `copy ${r.files.join(', ')} to ${others} (same paths, same modes)${r.removed.length > 0 ? ` and remove ${r.removed.join(', ')} there` : ''}; then `
+            ? `copy ${r.files.join(', ')} to ${others} (same paths, same modes)${r.removed.length > 0 ? ` and remove ${r.removed.join(', ')} there` : ''}; `
             : '';
+          const running = `running issuers${r.sharedStore ? ' (each one, once its copy is in place)' : ''} pick it up within ${r.reloadWithinS ?? 0} s, or at once with: systemctl reload sigil-server (SIGHUP)`;
           const exportType = r.key === 'jwt' ? 'jwks' : r.key;
           const lines: Record<string, string> = {};
           const fileLines = (): void => {
@@ -89,11 +90,11 @@ export function registerRotateKey(server: Command, run: (fn: () => Promise<void>
             lines['staged'] = `${r.key} ${r.current}`;
             fileLines();
             lines['next'] =
-              `${copy}restart the issuer (each one) to publish it; 25h later, activate it: sigil server rotate-key --data-dir ${o.dataDir} --key ${r.key}`;
+              `${copy}${running} and publish it; 25h later, activate it: sigil server rotate-key --data-dir ${o.dataDir} --key ${r.key}`;
           } else if (r.step === 'cancel') {
             lines['cancelled'] = `${r.key} ${r.current}`;
             fileLines();
-            lines['next'] = `${copy}restart the issuer (each one) to stop publishing it`;
+            lines['next'] = `${copy}${running} and stop publishing it`;
           } else {
             const where =
               r.key === 'jwt'
@@ -107,12 +108,12 @@ export function registerRotateKey(server: Command, run: (fn: () => Promise<void>
                 ? 'an interrupted activation was finished'
                 : r.trustedUntil
                   ? `still published (${where}) until ${r.trustedUntil}`
-                  : 'no longer published (overlap 0); an issuer still signing with it refuses to start';
+                  : 'no longer published (overlap 0); an issuer still holding it stops signing with it when it reads the new list, and refuses to start with it';
             if (r.dropped.length > 0) lines['withdrawn'] = r.dropped.join(', ');
             if (r.warning) lines['warning'] = r.warning;
             fileLines();
             lines['next'] =
-              `${copy}restart the issuer (each one): it signs with the new key from its next start. Consumers configured by hand: sigil ctl --data-dir ${o.dataDir} ca export --type ${exportType}`;
+              `${copy}${running} and sign with the new key. Consumers configured by hand: sigil ctl --data-dir ${o.dataDir} ca export --type ${exportType}`;
           }
           printKv(lines);
         }),

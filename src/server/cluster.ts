@@ -24,6 +24,7 @@
  *   start) stops the whole issuer with an error instead of restarting forever.
  * - SIGTERM / SIGINT to the primary stop every worker gracefully (each finishes its in-flight
  *   requests and writes its final audit checkpoint), then the primary exits.
+ * - SIGHUP to the primary is passed to every worker: each reads its credential keys again.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { SigilError } from '../errors.js';
@@ -142,6 +143,7 @@ export function superviseWorkers(o: SuperviseOptions): Promise<void> {
       if (slotOf.size > 0) return;
       process.off('SIGTERM', onSignal);
       process.off('SIGINT', onSignal);
+      process.off('SIGHUP', onReload);
       if (err) reject(err);
       else resolve();
     };
@@ -176,8 +178,13 @@ export function superviseWorkers(o: SuperviseOptions): Promise<void> {
       for (const w of workers) w.process.kill('SIGTERM');
     };
     const onSignal = (): void => stopAll();
+    // SIGHUP (systemctl reload): every worker reads its credential keys again (server/key-reload.ts).
+    const onReload = (): void => {
+      for (const w of slotOf.keys()) w.process.kill('SIGHUP');
+    };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    process.on('SIGHUP', onReload);
 
     for (let slot = 1; slot <= o.workers; slot++) fork(slot);
   });

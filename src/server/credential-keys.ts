@@ -13,7 +13,7 @@
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { join } from 'node:path';
 import { SigilError } from '../errors.js';
-import { ensureKeyFile } from './key-file.js';
+import { ensureKeyFile, readPrivateKeyFile } from './key-file.js';
 
 export interface CredentialKeys {
   sshUserCa: KeyObject;
@@ -32,13 +32,30 @@ const p256 = (): KeyObject => generateKeyPairSync('ec', { namedCurve: 'P-256' })
 
 /** Load the credential keys of `dir` (an initialised issuer), creating any that are missing. */
 export function ensureCredentialKeys(dir: string): CredentialKeys & { created: string[] } {
-  const p = credentialKeyPaths(dir);
   const created: string[] = [];
-  const load = (file: string, make: () => KeyObject, check: (k: KeyObject) => boolean, what: string): KeyObject => {
+  const keys = loadCredentialKeys(dir, (file, make) => {
     const r = ensureKeyFile(file, make);
     if (r.created) created.push(file);
-    if (!check(r.key)) throw new SigilError('config_invalid', `${file} must hold ${what}`);
     return r.key;
+  });
+  return { ...keys, created };
+}
+
+/**
+ * Read the credential keys of `dir` without creating any: a running issuer reloading them after a
+ * rotate-key step (./key-reload.ts) must never make a key of its own — a missing file there is a
+ * copy still under way, not a first start.
+ */
+export function readCredentialKeys(dir: string): CredentialKeys {
+  return loadCredentialKeys(dir, (file) => readPrivateKeyFile(file));
+}
+
+function loadCredentialKeys(dir: string, read: (file: string, make: () => KeyObject) => KeyObject): CredentialKeys {
+  const p = credentialKeyPaths(dir);
+  const load = (file: string, make: () => KeyObject, check: (k: KeyObject) => boolean, what: string): KeyObject => {
+    const key = read(file, make);
+    if (!check(key)) throw new SigilError('config_invalid', `${file} must hold ${what}`);
+    return key;
   };
   const sshCa = (k: KeyObject): boolean =>
     k.asymmetricKeyType === 'ed25519' ||
@@ -52,6 +69,5 @@ export function ensureCredentialKeys(dir: string): CredentialKeys & { created: s
       (k) => k.asymmetricKeyType === 'ec' && k.asymmetricKeyDetails?.namedCurve === 'prime256v1',
       'an ECDSA P-256 private key (ES256)',
     ),
-    created,
   };
 }

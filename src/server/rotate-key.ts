@@ -15,12 +15,12 @@
  *               still verify for the rest of their life. Without a staged key, a new key is made
  *               and activated at once (relying parties that have not refreshed refuse the new
  *               credentials until they do: the result says so).
- *   --overlap 0 the compromise case: a fresh key is made and published alone from the next start
- *               on. The staged key (it sat in the same ca/) and the retired keys of that kind (a
+ *   --overlap 0 the compromise case: a fresh key is made and published alone from now on. The staged key (it sat in the same ca/) and the retired keys of that kind (a
  *               backup older than their activation holds their private halves) are withdrawn too.
  *   --cancel    drop a staged key.
  *
- * A running issuer keeps the keys it loaded: each step takes effect when it restarts.
+ * A running issuer picks each step up by itself within RELOAD_WITHIN_S (./key-reload.ts), at once
+ * on SIGHUP; a restart does it too.
  *
  * The admin credential: a new random token; its hash replaces the old one in the store (every
  * issuer on the store refuses the old token at once, and the fleet-view sessions it opened end at
@@ -34,22 +34,23 @@ import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypt
 import fs from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { SigilError } from '../errors.js';
-import { sshFingerprint, sshPublicKeyFromKeyObject } from '../ssh/public-key.js';
 import { writeFileAtomic, writeFilesAtomic } from '../util/atomic-file.js';
 import { MAX_TTL_S } from '../util/duration.js';
 import { randomSecret, sha256Hex } from '../util/secret.js';
 import { credentialKeyPaths } from './credential-keys.js';
-import { publicJwk } from './credentials/jwt-signer.js';
 import { assertDataDirSecure } from './data-dir-perms.js';
 import { openIssuerStores, paths, readMeta } from './data-dir.js';
 import { readPrivateKeyFile } from './key-file.js';
+import { KEY_WATCH_MS } from './key-reload.js';
 import {
   formatRotatingKeys,
+  keyId,
   MAX_BESIDE,
   MAX_WITHDRAWN,
   WITHDRAWN_MEMORY_MS,
   nextSequence,
   readRotatingState,
+  rotateLockPath,
   rotatingKeysPath,
   ROTATABLE_KEYS,
   spkiBase64,
@@ -61,7 +62,9 @@ import type { AuditEvent, Stores } from './store/types.js';
 export const ROTATE_KEY_KINDS = [...ROTATABLE_KEYS, 'admin-token'] as const;
 export type RotateKeyKind = (typeof ROTATE_KEY_KINDS)[number];
 
-/** A credential's longest life (MAX_TTL_S) plus an hour to restart every issuer: the default overlap, and the staging time advised. */
+/** How soon a running issuer reads a step's files: two polls (a change must hold still for one). */
+export const RELOAD_WITHIN_S = (2 * KEY_WATCH_MS) / 1000;
+/** A credential's longest life (MAX_TTL_S) plus an hour for every issuer to publish a step: the default overlap, and the staging time advised. */
 export const DEFAULT_OVERLAP_S = MAX_TTL_S + 3600;
 /** Longest overlap: a retired key trusted for more than a week is a key nobody retired. */
 export const MAX_OVERLAP_S = 7 * 86_400;
@@ -87,8 +90,11 @@ export interface RotateKeyResult {
   files: string[];
   /** Files removed (to remove there too). */
   removed: string[];
-  /** The issuer must restart for the step to take effect (signing keys; the admin token takes effect at once). */
-  restartNeeded: boolean;
+  /**
+   * Running issuers pick a signing-key step up within this many seconds (./key-reload.ts; at once
+   * on SIGHUP); null for the admin token, which every issuer refuses at once.
+   */
+  reloadWithinS: number | null;
   /** The data directory shares a PostgreSQL store: other issuers need the same files. */
   sharedStore: boolean;
 }
@@ -166,7 +172,7 @@ async function rotateAdminToken(
     dropped: [],
     files: [file],
     removed: [],
-    restartNeeded: false,
+    reloadWithinS: null,
   };
 }
 
@@ -236,7 +242,14 @@ async function rotateSigningKey(
         rotationEvent('key_staged', { key: kind, staged: current, signing: keyId(signing, kind) }),
         now,
       );
-      return { ...base, previous: null, current, files: [nextFile, listFile], removed: [], restartNeeded: true };
+      return {
+        ...base,
+        previous: null,
+        current,
+        files: [nextFile, listFile],
+        removed: [],
+        reloadWithinS: RELOAD_WITHIN_S,
+      };
     }
 
     if (step === 'cancel') {
@@ -245,7 +258,14 @@ async function rotateSigningKey(
       fs.rmSync(nextFile, { force: true });
       const current = keyId(staged.publicKey, kind);
       await audited(stores, keyFile, rotationEvent('key_stage_cancelled', { key: kind, staged: current }), now);
-      return { ...base, previous: null, current, files: [listFile], removed: [nextFile], restartNeeded: true };
+      return {
+        ...base,
+        previous: null,
+        current,
+        files: [listFile],
+        removed: [nextFile],
+        reloadWithinS: RELOAD_WITHIN_S,
+      };
     }
 
     const previous = keyId(signing, kind);
@@ -263,7 +283,7 @@ async function rotateSigningKey(
         current: previous,
         files: [listFile, keyFile],
         removed: [nextFile],
-        restartNeeded: true,
+        reloadWithinS: RELOAD_WITHIN_S,
       };
     }
 
@@ -365,7 +385,7 @@ async function rotateSigningKey(
       dropped,
       files: [listFile, keyFile],
       removed: hadNext ? [nextFile] : [],
-      restartNeeded: true,
+      reloadWithinS: RELOAD_WITHIN_S,
     };
   });
 }
@@ -382,11 +402,11 @@ function activationWarning(kind: RotatableKey, stagedForS: number | null, overla
     );
   else if (stagedForS === null)
     out.push(
-      `the new key was not staged: until relying parties refresh their trust they refuse what it signs (${who}); stage first next time (--stage, restart, activate ${DEFAULT_OVERLAP_S / 3600}h later)`,
+      `the new key was not staged: until relying parties refresh their trust they refuse what it signs (${who}); stage first next time (--stage, then activate ${DEFAULT_OVERLAP_S / 3600}h later)`,
     );
   else if (stagedForS < DEFAULT_OVERLAP_S)
     out.push(
-      `the key was staged ${formatHours(stagedForS)} ago (${DEFAULT_OVERLAP_S / 3600}h advised): relying parties that have not refreshed since the restart that published it refuse what it signs until they do (${who})`,
+      `the key was staged ${formatHours(stagedForS)} ago (${DEFAULT_OVERLAP_S / 3600}h advised): relying parties that have not refreshed since it was published refuse what it signs until they do (${who})`,
     );
   if (overlapS > 0 && overlapS < MAX_TTL_S)
     out.push(
@@ -412,7 +432,7 @@ function checkRoom(keys: readonly RotatingKey[], kind: RotatableKey, adding: num
  * An exclusive lock file in ca/ holding the pid; one left by a process that is gone is taken over.
  */
 async function withRotationLock<T>(caDir: string, fn: () => Promise<T>): Promise<T> {
-  const lock = `${caDir}/.rotate-key.lock`;
+  const lock = rotateLockPath(dirname(caDir));
   for (let attempt = 0; ; attempt++) {
     try {
       const fd = fs.openSync(
@@ -496,7 +516,3 @@ function newKeyLike(old: KeyObject, kind: RotatableKey): KeyObject {
 }
 
 const pkcs8 = (k: KeyObject): string => k.export({ type: 'pkcs8', format: 'pem' }) as string;
-
-function keyId(k: KeyObject, kind: RotatableKey): string {
-  return kind === 'jwt' ? `kid ${publicJwk(k).kid}` : sshFingerprint(sshPublicKeyFromKeyObject(k).blob);
-}

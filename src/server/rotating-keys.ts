@@ -37,6 +37,8 @@ import fs from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { SigilError } from '../errors.js';
+import { sshFingerprint, sshPublicKeyFromKeyObject } from '../ssh/public-key.js';
+import { publicJwk } from './credentials/jwt-signer.js';
 import { assertOwnedByUs } from './key-file.js';
 
 export const ROTATABLE_KEYS = ['jwt', 'ssh-user', 'ssh-host'] as const;
@@ -246,22 +248,50 @@ export function assertSigningKeysCurrent(
   keys: readonly RotatingKey[],
   now: number,
 ): void {
+  const [first] = signingKeysOutOfService(signing, keys, now);
+  if (first) throw new SigilError('config_invalid', outOfServiceMessage(dir, first));
+}
+
+/** A signing key the list has taken out of service, and the entry that says so. */
+export interface OutOfService {
+  kind: RotatableKey;
+  entry: RotatingKey;
+}
+
+/** Each kind whose signing key the list names as retired or withdrawn (and still remembers) at `now`. */
+export function signingKeysOutOfService(
+  signing: Record<RotatableKey, KeyObject>,
+  keys: readonly RotatingKey[],
+  now: number,
+): OutOfService[] {
+  const out: OutOfService[] = [];
   for (const kind of ROTATABLE_KEYS) {
+    if (!keys.some((k) => k.kind === kind)) continue;
     const mine = spkiBase64(signing[kind]);
-    const hit = keys.find(
+    const entry = keys.find(
       (k) => k.kind === kind && k.state !== 'next' && k.trustedUntil > now && spkiBase64(k.publicKey) === mine,
     );
-    if (hit)
-      throw new SigilError(
-        'config_invalid',
-        `the ${kind} signing key in ${join(dir, 'ca')} is the one ${rotatingKeysPath(dir)} lists as ${hit.state} since ${new Date(hit.since).toISOString()}: ${
-          hit.state === 'withdrawn'
-            ? `a compromise rotation took it out of service (put back from an older copy?): copy the current key file from the issuer where the rotation ran, or make a fresh one: sigil server rotate-key --data-dir ${dir} --key ${kind} --overlap 0`
-            : `this data directory missed a rotate-key step (copy the key file and the list from the issuer where it ran, docs/runbook.md "Rotate a key"), or an activation stopped half-way (run sigil server rotate-key --data-dir ${dir} --key ${kind} again)`
-        }`,
-      );
+    if (entry) out.push({ kind, entry });
   }
+  return out;
 }
+
+/** What to do about a signing key out of service, naming the step that took it out. */
+export function outOfServiceMessage(dir: string, { kind, entry }: OutOfService): string {
+  return `the ${kind} signing key in ${join(dir, 'ca')} is the one ${rotatingKeysPath(dir)} lists as ${entry.state} since ${new Date(entry.since).toISOString()}: ${
+    entry.state === 'withdrawn'
+      ? `a compromise rotation took it out of service (put back from an older copy?): copy the current key file from the issuer where the rotation ran, or make a fresh one: sigil server rotate-key --data-dir ${dir} --key ${kind} --overlap 0`
+      : `this data directory missed a rotate-key step (copy the key file and the list from the issuer where it ran, docs/runbook.md "Rotate a key"), or an activation stopped half-way (run sigil server rotate-key --data-dir ${dir} --key ${kind} again)`
+  }`;
+}
+
+/** How a key is named in logs, audit rows and output: its JWK thumbprint (jwt) or SSH fingerprint. */
+export function keyId(k: KeyObject, kind: RotatableKey): string {
+  return kind === 'jwt' ? `kid ${publicJwk(k).kid}` : sshFingerprint(sshPublicKeyFromKeyObject(k).blob);
+}
+
+/** Held by `sigil server rotate-key` while it changes the list and the key files (one at a time). */
+export const rotateLockPath = (dir: string): string => join(dir, 'ca', '.rotate-key.lock');
 
 export const spkiBase64 = (k: KeyObject): string =>
   ((k.type === 'private' ? createPublicKey(k) : k).export({ format: 'der', type: 'spki' }) as Buffer).toString(

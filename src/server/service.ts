@@ -37,6 +37,9 @@ import type { EventSink, RetryPolicy } from './events/delivery.js';
 import { EventPublisher } from './events/publisher.js';
 import { WebhookSink, type WebhookConfig } from './events/webhook.js';
 import { FleetUi } from './ui/fleet-ui.js';
+import { KEY_WATCH_MS, KeyReloader, type KeyReload } from './key-reload.js';
+import { Gauge } from './metrics/registry.js';
+import { ROTATABLE_KEYS } from './rotating-keys.js';
 import { SessionSeal } from './ui/session-seal.js';
 import { startRegistry, type RegistryRuntime } from './issuers/runtime.js';
 import { buildUiServer } from './ui/listener.js';
@@ -78,6 +81,8 @@ export interface IssuerServiceConfig {
   mqtt?: IssuerMqttConfig;
   /** How often the serving certificate is re-issued; default SERVER_IDENTITY_ROTATE_MS (a day). Tests shorten it. */
   rotateEveryMs?: number;
+  /** How often the credential key files are looked at for a rotate-key step; default KEY_WATCH_MS (5 s). Tests shorten it. */
+  keyWatchMs?: number;
   /** The CRL for relying parties (docs/crl.md): `crl_refresh` (default 1 h) and how often locks are looked for. */
   crl?: { refreshMs?: number; watchMs?: number };
   /**
@@ -122,6 +127,8 @@ export class IssuerService {
   readonly auditWatcher: AuditWatcher;
   /** Signs audit-derived events and delivers them to webhooks and MQTT (docs/events.md). */
   readonly events: EventPublisher;
+  /** Picks up `sigil server rotate-key` steps without a restart (./key-reload.ts). */
+  readonly keys: KeyReloader;
   /** The host put in the serving certificate and the advertised URL when listening on every address. */
   readonly #wildcardHost: string | undefined;
 
@@ -138,8 +145,8 @@ export class IssuerService {
         { created: ca.credentialKeysCreated },
         `created new credential keys (${ca.credentialKeysCreated.join(', ')}): expected on the first start after an upgrade; after a restore, the backup lacked them, and every sshd, ssh client and JWT verifier that trusted the old ones needs the new ones (sigil ctl ca export)`,
       );
-    // A rotate-key step takes effect at a restart: say which keys this start publishes beside the
-    // signing ones, so the operator can see it took (runbook "Rotate a key").
+    // Say which keys this start publishes beside the signing ones, so the operator can see a
+    // rotate-key step took (runbook "Rotate a key"); later steps are logged by the key reloader.
     const rotating = ca.credentials.rotating.filter((k) => k.state !== 'withdrawn' && k.trustedUntil > Date.now());
     if (rotating.length > 0)
       log.info(
@@ -174,6 +181,24 @@ export class IssuerService {
         tlsSans: [cfg.host, ...(cfg.tlsSans ?? []), ...(publicHost ? [publicHost] : [])],
         ...(cfg.firmwareProfilesDir !== undefined ? { firmwareProfilesDir: cfg.firmwareProfilesDir } : {}),
       });
+      this.keys = new KeyReloader({
+        dataDir: cfg.dataDir,
+        trustDomain: ca.trustDomain,
+        target: this.ctx,
+        log,
+        now: () => this.ctx.now(),
+      });
+      const keys = this.keys;
+      this.ctx.metrics.registry.register(
+        new Gauge(
+          'sigil_signing_key_withdrawn',
+          'Credential signing keys (key: jwt, ssh-user, ssh-host) this issuer stopped using because a compromise rotation withdrew them and the new key file has not arrived (1 = halted)',
+          () => {
+            const halted = keys.halted();
+            return ROTATABLE_KEYS.map((key) => ({ labels: { key }, value: halted.includes(key) ? 1 : 0 }));
+          },
+        ),
+      );
       this.auditWatcher = new AuditWatcher({
         audit: stores.audit,
         now: () => this.ctx.now(),
@@ -312,6 +337,10 @@ export class IssuerService {
         if (this.#responder && this.#mqttUsesServingIdentity) this.#responder.setClientIdentity(id.certPem, id.keyPem);
         this.log.info({ not_after: new Date(id.notAfter).toISOString() }, 'rotated the issuer serving certificate');
       });
+      // rotate-key steps, and key files copied from another issuer, without a restart.
+      this.#every(cfg.keyWatchMs ?? KEY_WATCH_MS, 'credential key reload', () => {
+        this.keys.poll();
+      });
       this.#every(PRUNE_EVERY_MS, 'pruning', async () => {
         const before = ctx.now() - IDEMPOTENCY_KEEP_MS;
         // In chunks, renewals between them: one DELETE of an hour of stored answers (3.6 million
@@ -328,6 +357,11 @@ export class IssuerService {
       await this.stop();
       throw e;
     }
+  }
+
+  /** Read the credential keys and the rotation list again now (SIGHUP); see ./key-reload.ts. */
+  reloadKeys(): KeyReload {
+    return this.keys.reload();
   }
 
   /** Stop listening, let in-flight requests finish, write the final audit checkpoint, close the stores. Idempotent. */

@@ -4,7 +4,9 @@
  * @cert-authority, StrictHostKeyChecking yes) with the agent's own ssh output files, and a jose
  * verifier with the issuer's /v1/jwks over HTTPS.
  *
- * The timeline, one data directory, each step followed by an issuer restart:
+ * The timeline, one data directory; the issuer reads each step while it runs (its key reloader,
+ * src/server/key-reload.ts, as SIGHUP or the file watch do), but for the activation, which a
+ * restart picks up:
  *   gen 1  old keys sign                    → ssh/jwt outputs "1"
  *   stage  (sigil server rotate-key --stage, the built CLI) → outputs "2": still signed by the old
  *          keys, but their trust files also list the staged CAs
@@ -20,7 +22,9 @@ import { join } from 'node:path';
 import { createLocalJWKSet, errors, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAdminOp } from '../../src/server/admin/ops.js';
+import { KeyReloader } from '../../src/server/key-reload.js';
 import { rotateKey } from '../../src/server/rotate-key.js';
+import { silentLogger } from '../../src/util/log.js';
 import { sigil } from '../helpers/cli.js';
 import { credentialAgent, type CredentialAgent } from '../helpers/credential-agent.js';
 import { createTestUser, requireOpenSsh, ssh, startSshd, type Sshd } from '../helpers/sshd.js';
@@ -49,6 +53,8 @@ interface Gen {
   host: string;
   jwt: string;
   jwks: { keys: Array<{ kid: string }> };
+  /** The kid the issuer signed JWT-SVIDs with at this generation. */
+  signingKid: string;
 }
 
 let dir: string;
@@ -57,12 +63,28 @@ const gens: Record<number, Gen> = {};
 const sshds = new Map<number, Sshd>();
 let live: Harness | undefined;
 
-/** Restart the issuer on the data directory and take a generation of outputs from it. */
-async function generation(n: number): Promise<Gen> {
-  if (live) await live.close({ keepDir: true });
-  const h = await startIssuer(dir ? { dir } : {});
-  live = h;
-  dir = h.dir;
+/**
+ * Take a generation of outputs from the issuer on the data directory: after a restart, or from the
+ * running one once its key reloader has read the step ('reload').
+ */
+async function generation(n: number, how: 'start' | 'reload' = 'start'): Promise<Gen> {
+  let h: Harness;
+  if (how === 'reload') {
+    h = live!;
+    const r = new KeyReloader({
+      dataDir: dir,
+      trustDomain: 'example.org',
+      target: h.ctx,
+      log: silentLogger(),
+      now: Date.now,
+    }).reload();
+    expect(r.result).toBe('applied');
+  } else {
+    if (live) await live.close({ keepDir: true });
+    h = await startIssuer(dir ? { dir } : {});
+    live = h;
+    dir = h.dir;
+  }
   await runAdminOp(h.ctx.stores, 'apply', { yaml: POLICY(user.name) });
   const agent = await credentialAgent(h, { bot: 'rotbot' });
   const g = { user: join(agent.dir, `ssh${n}`), host: join(agent.dir, `host${n}`), jwt: join(agent.dir, `jwt${n}`) };
@@ -76,7 +98,7 @@ async function generation(n: number): Promise<Gen> {
   expect(outcomes.map((o) => o.action)).toEqual(['issued', 'issued', 'issued']);
   const res = await h.request('GET', '/v1/jwks');
   expect(res.status).toBe(200);
-  return (gens[n] = { h, agent, ...g, jwks: res.json as Gen['jwks'] });
+  return (gens[n] = { h, agent, ...g, jwks: res.json as Gen['jwks'], signingKid: h.ctx.credentials.jwt.kid });
 }
 
 /** sshd with generation `n`'s ssh_host output (host key, certificate, TrustedUserCAKeys), started once. */
@@ -127,13 +149,14 @@ beforeAll(async () => {
   for (const key of ['ssh-user', 'ssh-host', 'jwt']) {
     const r = await sigil(['server', 'rotate-key', '--data-dir', dir, '--key', key, '--stage', '--format', 'json']);
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ key, step: 'stage', restart_needed: true, shared_store: false });
+    expect(JSON.parse(r.stdout)).toMatchObject({ key, step: 'stage', reload_within_s: 10, shared_store: false });
   }
-  await generation(2);
+  await generation(2, 'reload');
   for (const key of ['ssh-user', 'ssh-host', 'jwt']) await rotateKey({ dataDir: dir, key });
   await generation(3);
   for (const key of ['ssh-user', 'jwt']) await rotateKey({ dataDir: dir, key, overlapS: 0 });
-  await generation(4);
+  // The compromise on the running issuer: the stolen keys stop signing without a restart.
+  await generation(4, 'reload');
 }, 120_000);
 
 afterAll(async () => {
@@ -205,7 +228,8 @@ describe('JWT-SVID key: staged, activated, retired — against a jose verifier w
     expect(kids(1)).toHaveLength(1);
     expect(kids(2)).toEqual([kids(1)[0], expect.any(String)]);
     expect(kids(3)).toEqual([kids(2)[1], kids(1)[0]]);
-    expect(gens[3]!.h.ctx.credentials.jwt.kid).toBe(kids(2)[1]);
+    expect(gens[3]!.signingKid).toBe(kids(2)[1]);
+    expect(gens[4]!.signingKid).toBe(kids(4)[0]);
     expect(kids(4)).toHaveLength(1);
     expect([kids(1)[0], kids(3)[0]]).not.toContain(kids(4)[0]);
   });

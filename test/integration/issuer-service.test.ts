@@ -9,6 +9,7 @@ import tls from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { initDataDir } from '../../src/server/data-dir.js';
 import { IssuerService } from '../../src/server/service.js';
+import { rotateKey } from '../../src/server/rotate-key.js';
 import { createLogger } from '../../src/util/log.js';
 
 const dirs: string[] = [];
@@ -26,7 +27,10 @@ function dataDir(trustDomain: string): string {
   return dir;
 }
 
-async function started(dir: string, extra: { rotateEveryMs?: number } = {}): Promise<IssuerService> {
+async function started(
+  dir: string,
+  extra: { rotateEveryMs?: number; keyWatchMs?: number } = {},
+): Promise<IssuerService> {
   const s = IssuerService.open(
     { dataDir: dir, host: '127.0.0.1', port: 0, audit: { checkpointIntervalMs: 600_000 }, ...extra },
     createLogger({ name: 'test', level: 'silent' }),
@@ -72,6 +76,20 @@ describe('IssuerService', () => {
     const firstId = s.ctx.server;
     await expect.poll(() => s.ctx.server !== firstId, { timeout: 5_000, interval: 50 }).toBe(true);
     await expect.poll(() => servedSerial(s.url), { timeout: 5_000, interval: 50 }).not.toBe(first);
+  });
+
+  it('reads a rotate-key step on its own timer (no restart) and exports the halted-key gauge', async () => {
+    const dir = dataDir('keys.example');
+    const s = await started(dir, { keyWatchMs: 50 });
+    const kid = s.ctx.credentials.jwt.kid;
+    await rotateKey({ dataDir: dir, key: 'jwt' });
+    await expect.poll(() => s.ctx.credentials.jwt.kid, { timeout: 5_000, interval: 50 }).not.toBe(kid);
+    expect(await s.ctx.metrics.registry.scrape()).toMatch(/^sigil_signing_key_withdrawn\{key="jwt"\} 0$/m);
+    // docs/alerts.yaml alerts on it by that name.
+    expect(readFileSync(new URL('../../docs/alerts.yaml', import.meta.url), 'utf8')).toContain(
+      'expr: sigil_signing_key_withdrawn == 1',
+    );
+    expect(s.reloadKeys()).toMatchObject({ result: 'applied', changes: [] });
   });
 
   it('stop() frees the port and the stores: the data dir starts again, and stop is idempotent', async () => {

@@ -52,7 +52,7 @@ export const keyRotationCheck: Check<IssuerDoctorContext> = {
         const err = toSigilError(e);
         return fail(
           `${err.code}: ${err.message}`,
-          'copy ca/rotating-keys.json and the key files from the issuer where sigil server rotate-key ran (same modes), then restart',
+          'copy ca/rotating-keys.json and the key files from the issuer where sigil server rotate-key ran (same modes); a running issuer reads them within ~10 s (or: systemctl reload sigil-server)',
         );
       }
     const live = keys.filter((k) => k.state !== 'withdrawn' && k.trustedUntil > now);

@@ -8,9 +8,16 @@
  * still trusted (a credential signed just before the rotation stays verifiable for its ≤ 24 h
  * life). Neither signs; the JWKS, the SPIFFE bundle, `ca export` and the SSH trust lines in
  * credential answers publish them.
+ *
+ * A signer can also be halted: a running issuer that reloads its keys (../key-reload.ts) and finds
+ * its own signing key withdrawn by a compromise rotation — a data directory that got the new list
+ * before the new key file — stops signing with it and publishing it at once, rather than keep a
+ * stolen key in service until the file arrives. Everything that signs goes through
+ * {@link jwtSigner} or {@link sshSigner}, which refuse (`signing_key_withdrawn`) while halted.
  */
+import { SigilError } from '../../errors.js';
 import type { CredentialKeys } from '../credential-keys.js';
-import { publishedBeside, type RotatingKey } from '../rotating-keys.js';
+import { publishedBeside, type RotatableKey, type RotatingKey } from '../rotating-keys.js';
 import { SshCertificateAuthority } from '../../ssh/authority.js';
 import { formatAuthorizedKey, sshPublicKeyFromKeyObject } from '../../ssh/public-key.js';
 import { JwtSigner, publicJwk, type PublicJwk } from './jwt-signer.js';
@@ -23,10 +30,16 @@ export interface CredentialAuthorities {
   rotating: readonly RotatingKey[];
   /** The list's sequence (seconds; grows at every rotate-key step). */
   rotatingSequence: number;
+  /** Kinds whose signing key was withdrawn under this running issuer, with why (see the module comment). */
+  halted: ReadonlyMap<RotatableKey, string>;
 }
 
 export function createCredentialAuthorities(
-  keys: CredentialKeys & { rotating?: readonly RotatingKey[]; rotatingSequence?: number },
+  keys: CredentialKeys & {
+    rotating?: readonly RotatingKey[];
+    rotatingSequence?: number;
+    halted?: ReadonlyMap<RotatableKey, string>;
+  },
   trustDomain: string,
 ): CredentialAuthorities {
   return {
@@ -35,32 +48,54 @@ export function createCredentialAuthorities(
     jwt: new JwtSigner(keys.jwtSigning),
     rotating: keys.rotating ?? [],
     rotatingSequence: keys.rotatingSequence ?? 0,
+    halted: keys.halted ?? new Map(),
   };
 }
 
-/** The JWT-SVID keys to publish at `now`: the signing key first, then a staged one, then retired ones still trusted. */
+/** The JWT-SVID signer, unless a compromise rotation withdrew its key under this issuer. */
+export function jwtSigner(cas: CredentialAuthorities): JwtSigner {
+  assertNotHalted(cas, ['jwt']);
+  return cas.jwt;
+}
+
+/**
+ * The SSH CA that signs `which` certificates. Both SSH keys must be in service: every SSH answer
+ * also carries the other CA's line, which the agent writes into sshd's TrustedUserCAKeys or
+ * known_hosts — a withdrawn one there would keep trusting the stolen key.
+ */
+export function sshSigner(cas: CredentialAuthorities, which: 'user' | 'host'): SshCertificateAuthority {
+  assertNotHalted(cas, ['ssh-user', 'ssh-host']);
+  return which === 'user' ? cas.sshUser : cas.sshHost;
+}
+
+function assertNotHalted(cas: CredentialAuthorities, kinds: readonly RotatableKey[]): void {
+  for (const kind of kinds) {
+    const why = cas.halted.get(kind);
+    if (why !== undefined) throw new SigilError('signing_key_withdrawn', why);
+  }
+}
+
+/** The JWT-SVID keys to publish at `now`: the signing key first (none while halted), then a staged one, then retired ones still trusted. */
 export function publishedJwks(cas: CredentialAuthorities, now: number): PublicJwk[] {
   return [
-    cas.jwt.jwk,
+    ...(cas.halted.has('jwt') ? [] : [cas.jwt.jwk]),
     ...publishedBeside(cas.rotating, 'jwt', now, cas.jwt.publicKey).map((k) => publicJwk(k.publicKey)),
   ];
 }
 
 /**
  * The SSH CA keys relying parties should trust at `now`, as authorized_keys lines: the signing
- * CA's first, then a staged one, then retired ones still trusted (comments `next-…` and
+ * CA's first (none while halted), then a staged one, then retired ones still trusted (comments `next-…` and
  * `retired-…`, so an operator reading TrustedUserCAKeys or known_hosts can tell them apart; sshd
  * and ssh ignore comments).
  */
 export function publishedSshCaLines(cas: CredentialAuthorities, which: 'user' | 'host', now: number): string[] {
   const ca = which === 'user' ? cas.sshUser : cas.sshHost;
-  const beside = publishedBeside(
-    cas.rotating,
-    which === 'user' ? 'ssh-user' : 'ssh-host',
-    now,
-    ca.signingPublicKey,
-  ).map((k) => formatAuthorizedKey(sshPublicKeyFromKeyObject(k.publicKey).blob, `${k.state}-${ca.comment}`));
-  return [ca.authorizedKeyLine(), ...beside];
+  const kind = which === 'user' ? 'ssh-user' : 'ssh-host';
+  const beside = publishedBeside(cas.rotating, kind, now, ca.signingPublicKey).map((k) =>
+    formatAuthorizedKey(sshPublicKeyFromKeyObject(k.publicKey).blob, `${k.state}-${ca.comment}`),
+  );
+  return [...(cas.halted.has(kind) ? [] : [ca.authorizedKeyLine()]), ...beside];
 }
 
 /**

@@ -18,7 +18,7 @@ import { classifySpki, readSpki } from '../../pki/spki.js';
 import { formatCertificateLine } from '../../ssh/certificate.js';
 import { parseAuthorizedKey } from '../../ssh/public-key.js';
 import type { IssuerContext } from '../issuer.js';
-import { publishedSshCaLines } from './authorities.js';
+import { jwtSigner, publishedSshCaLines, sshSigner, type CredentialAuthorities } from './authorities.js';
 import type { CredentialGrant } from '../policy/credentials.js';
 import type { CertificateRecord, InstanceRecord } from '../store/types.js';
 import { BACKDATE_MS, RENEW_FRACTION, spiffeIdFor, spkiHash } from '../ops/issue.js';
@@ -64,7 +64,8 @@ function signSsh(
   notAfter: number,
 ): Signed {
   const subject = parseAuthorizedKey(needKey(p.req), 'unsupported_key', 'public_key');
-  const ca = p.grant.kind === 'ssh_user' ? ctx.credentials.sshUser : ctx.credentials.sshHost;
+  const cas = ctx.credentials;
+  const ca = sshSigner(cas, p.grant.kind === 'ssh_user' ? 'user' : 'host');
   const serial = randomSshSerial();
   const blob = ca.issue({
     subject,
@@ -81,22 +82,22 @@ function signSsh(
     fields: {
       certificate: formatCertificateLine(blob, spiffeId),
       principals: p.grant.principals!,
-      user_ca_public_key: ctx.credentials.sshUser.authorizedKeyLine(),
-      host_ca_public_key: ctx.credentials.sshHost.authorizedKeyLine(),
+      user_ca_public_key: cas.sshUser.authorizedKeyLine(),
+      host_ca_public_key: cas.sshHost.authorizedKeyLine(),
       // The CA keys of a rotation in progress (`sigil server rotate-key`): a staged one (trusted
       // before it signs) and retired ones whose certificates still live (≤ 24 h). The trust
       // files the agent writes list them too.
-      ...otherCaFields(ctx, ctx.now()),
+      ...otherCaFields(cas, ctx.now()),
     },
   };
 }
 
 function otherCaFields(
-  ctx: IssuerContext,
+  cas: CredentialAuthorities,
   now: number,
 ): { other_user_ca_public_keys?: string[]; other_host_ca_public_keys?: string[] } {
-  const user = publishedSshCaLines(ctx.credentials, 'user', now).slice(1);
-  const host = publishedSshCaLines(ctx.credentials, 'host', now).slice(1);
+  const user = publishedSshCaLines(cas, 'user', now).slice(1);
+  const host = publishedSshCaLines(cas, 'host', now).slice(1);
   return {
     ...(user.length > 0 ? { other_user_ca_public_keys: user } : {}),
     ...(host.length > 0 ? { other_host_ca_public_keys: host } : {}),
@@ -170,7 +171,8 @@ function signJwt(
     );
   const jti = randomBytes(16).toString('hex');
   const audiences = p.grant.audiences!;
-  const token = ctx.credentials.jwt.sign({
+  const signer = jwtSigner(ctx.credentials);
+  const token = signer.sign({
     iss: ctx.publicUrl,
     sub: spiffeId,
     aud: audiences.length === 1 ? audiences[0]! : audiences,
@@ -183,7 +185,7 @@ function signJwt(
   });
   return {
     serial: jti,
-    keyHash: `kid:${ctx.credentials.jwt.kid}`,
+    keyHash: `kid:${signer.kid}`,
     fields: { token, audiences, issuer_url: ctx.publicUrl },
   };
 }

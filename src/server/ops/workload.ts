@@ -40,6 +40,7 @@ import {
 import { parseCsr } from '../../pki/csr.js';
 import { toPem } from '../../pki/pem.js';
 import { randomSerial, serialHex } from '../../pki/serial.js';
+import { jwtSigner } from '../credentials/authorities.js';
 import type { IssuerContext } from '../issuer.js';
 import { entryWire, ruleMethodsOf, unmetNodeCriterion, workloadEntry, type WorkloadEntry } from '../policy/workload.js';
 import type { CertificateRecord, InstanceRecord, Stores } from '../store/types.js';
@@ -259,7 +260,8 @@ async function signJwt(
   const jti = randomBytes(16).toString('hex');
   const notBefore = now - BACKDATE_MS;
   const expiresAt = now + entry.jwtTtlS * 1000;
-  const token = ctx.credentials.jwt.sign({
+  const signer = jwtSigner(ctx.credentials);
+  const token = signer.sign({
     iss: ctx.publicUrl,
     sub: entry.spec.spiffe_id,
     aud: audience.length === 1 ? audience[0]! : audience,
@@ -288,7 +290,7 @@ async function signJwt(
       kind: WORKLOAD_JWT_KIND,
       notBefore,
       notAfter: expiresAt,
-      keyHash: `kid:${ctx.credentials.jwt.kid}`,
+      keyHash: `kid:${signer.kid}`,
     }),
     audit: { action: 'jwt', entry: entry.name, spiffe_id: entry.spec.spiffe_id, serial: jti, audiences: audience },
   };

@@ -97,7 +97,7 @@ describe('stage, then activate (the JWT-SVID key)', () => {
       current: `kid ${newKid}`,
       stagedForS: DEFAULT_OVERLAP_S,
       warning: null,
-      restartNeeded: true,
+      reloadWithinS: 10,
       trustedUntil: new Date(t1 + DEFAULT_OVERLAP_S * 1000).toISOString(),
     });
     expect(existsSync(nextFile)).toBe(false);
@@ -197,7 +197,7 @@ describe('the admin credential', () => {
     const file = paths(dir).adminToken;
     const old = readFileSync(file, 'utf8').trim();
     const r = await rotateKey({ dataDir: dir, key: 'admin-token' });
-    expect(r).toMatchObject({ key: 'admin-token', restartNeeded: false, files: [file] });
+    expect(r).toMatchObject({ key: 'admin-token', reloadWithinS: null, files: [file] });
     const token = readFileSync(file, 'utf8').trim();
     expect(token).not.toBe(old);
     expect(statSync(file).mode & 0o777).toBe(0o600);

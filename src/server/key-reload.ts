@@ -1,0 +1,205 @@
+/**
+ * `sigil server rotate-key` steps on a running issuer, without a restart.
+ *
+ * The issuer watches what a step writes — `ca/rotating-keys.json` and the three credential key
+ * files (./credential-keys.ts) — by the identity of each file (inode, size, mtime, ctime), every
+ * KEY_WATCH_MS. A change is read once it has held still for one poll, so a set of files being
+ * copied from another issuer (runbook "Several issuers on PostgreSQL") is not read half-way, and
+ * never while a rotate-key holds its lock. SIGHUP (`systemctl reload sigil-server`) reads at once.
+ *
+ * A reload reads through the same checked readers as a start (O_NOFOLLOW, regular file, mode,
+ * owner, the list's schema) but creates no key: a missing file on a running issuer is a copy
+ * still under way, not a first start. Then, per kind, against the list:
+ *
+ *   signing key in service   the new keys and list replace the old ones (ctx.credentials, one
+ *                            assignment: a request signs with the old set or the new, never a mix)
+ *   listed as withdrawn      a compromise rotation ran elsewhere and its new key file has not
+ *                            arrived: that key is *halted* at once — it signs nothing
+ *                            (signing_key_withdrawn) and is no longer published — rather than keep
+ *                            a stolen key in service until the file comes; the next reload that
+ *                            finds a key in service lifts it
+ *   listed as retired        an activation's list came before its key file (or an activation
+ *                            stopped half-way): the old keys and list stay — the old key is still
+ *                            trusted for the overlap — until the key file arrives
+ *
+ * A file that fails a check leaves everything as it was; the refusal is logged once per change.
+ *
+ * Who could use this against the issuer: someone who can write `ca/` as the issuer's user could
+ * before too (a restart read the same files), and every reader still refuses files others can
+ * write or that another user owns. A list planted to withdraw the signing key stops SSH and JWT
+ * issuance (a denial of service, loud: error log, `sigil_signing_key_withdrawn`, doctor) — never
+ * signing with a key the operator did not put there.
+ */
+import fs from 'node:fs';
+import type { Logger } from '../util/log.js';
+import { SigilError } from '../errors.js';
+import { credentialKeyPaths, readCredentialKeys } from './credential-keys.js';
+import { createCredentialAuthorities, type CredentialAuthorities } from './credentials/authorities.js';
+import {
+  keyId,
+  outOfServiceMessage,
+  readRotatingState,
+  rotateLockPath,
+  rotatingKeysPath,
+  signingKeysOutOfService,
+  ROTATABLE_KEYS,
+  type RotatableKey,
+} from './rotating-keys.js';
+
+/** How often a running issuer looks for a rotate-key step (a step shows within two of these). */
+export const KEY_WATCH_MS = 5_000;
+
+/** What a reload did. */
+export type KeyReload =
+  | { result: 'unchanged' }
+  /** The new keys and list are in use; `changes` says what differs (empty: same keys, e.g. a touched file). */
+  | { result: 'applied'; changes: string[]; halted: RotatableKey[] }
+  /** A key file has not caught up with the list (retired); nothing changed. */
+  | { result: 'waiting'; reason: string }
+  /** A file failed a check; nothing changed. */
+  | { result: 'refused'; error: SigilError };
+
+export interface KeyReloaderOptions {
+  dataDir: string;
+  trustDomain: string;
+  /** Holds the credentials in use: the issuer context (ctx.credentials is replaced on a reload). */
+  target: { credentials: CredentialAuthorities };
+  log: Logger;
+  now(): number;
+}
+
+export class KeyReloader {
+  /** Stamp of the files the credentials in use were read from (or the last reload tried). */
+  #tried: string;
+  /** Stamp seen by the previous poll: a change is read once it holds still for one poll. */
+  #seen: string;
+  /** The last problem logged, so a stable one is logged once, not every poll. */
+  #said = '';
+
+  constructor(private readonly opts: KeyReloaderOptions) {
+    this.#tried = this.#seen = stampOf(opts.dataDir);
+  }
+
+  /** One poll: reload if the files changed and have held still since the previous poll. */
+  poll(): KeyReload {
+    const stamp = stampOf(this.opts.dataDir);
+    const settled = stamp === this.#seen;
+    this.#seen = stamp;
+    if (stamp === this.#tried || !settled || fs.existsSync(rotateLockPath(this.opts.dataDir)))
+      return { result: 'unchanged' };
+    return this.reload();
+  }
+
+  /** Read the files now (SIGHUP) and apply them if they hold a consistent set. */
+  reload(): KeyReload {
+    const { dataDir, target } = this.opts;
+    const stamp = stampOf(dataDir);
+    this.#tried = this.#seen = stamp;
+    const now = this.opts.now();
+    let outcome: KeyReload;
+    try {
+      const keys = readCredentialKeys(dataDir);
+      const list = readRotatingState(dataDir);
+      const out = signingKeysOutOfService(
+        { jwt: keys.jwtSigning, 'ssh-user': keys.sshUserCa, 'ssh-host': keys.sshHostCa },
+        list.keys,
+        now,
+      );
+      const withdrawn = out.filter((o) => o.entry.state === 'withdrawn');
+      const retired = out.filter((o) => o.entry.state === 'retired');
+      if (withdrawn.length === 0 && retired.length > 0) {
+        outcome = {
+          result: 'waiting',
+          reason: `keeping the keys in use: ${retired.map((o) => outOfServiceMessage(dataDir, o)).join('; ')}`,
+        };
+      } else {
+        const halted = new Map<RotatableKey, string>(
+          withdrawn.map((o) => [
+            o.kind,
+            `${outOfServiceMessage(dataDir, o)}; this issuer stopped signing with it and publishing it when it read the list`,
+          ]),
+        );
+        const next = createCredentialAuthorities(
+          { ...keys, rotating: list.keys, rotatingSequence: list.sequence, halted },
+          this.opts.trustDomain,
+        );
+        const changes = describeChanges(target.credentials, next);
+        target.credentials = next;
+        outcome = { result: 'applied', changes, halted: [...halted.keys()] };
+      }
+    } catch (e) {
+      const error =
+        e instanceof SigilError
+          ? e
+          : new SigilError('config_invalid', `cannot read the credential keys: ${(e as Error).message}`, { cause: e });
+      outcome = { result: 'refused', error };
+    }
+    this.#report(outcome);
+    return outcome;
+  }
+
+  /** The kinds halted now, for the `sigil_signing_key_withdrawn` gauge. */
+  halted(): RotatableKey[] {
+    return [...this.opts.target.credentials.halted.keys()];
+  }
+
+  #report(o: KeyReload): void {
+    const { log } = this.opts;
+    if (o.result === 'applied') {
+      this.#said = '';
+      for (const kind of o.halted)
+        log.error(
+          { kind, code: 'signing_key_withdrawn' },
+          this.opts.target.credentials.halted.get(kind) ?? `the ${kind} signing key was withdrawn`,
+        );
+      if (o.changes.length > 0)
+        log.info({ changes: o.changes }, `reloaded the credential keys: ${o.changes.join('; ')}`);
+      return;
+    }
+    if (o.result === 'unchanged') return;
+    const text = o.result === 'waiting' ? o.reason : `${o.error.code}: ${o.error.message}`;
+    if (text === this.#said) return;
+    this.#said = text;
+    if (o.result === 'waiting') log.warn({ code: 'key_reload_waiting' }, o.reason);
+    else log.error({ code: o.error.code }, `credential keys not reloaded, the ones in use stay: ${o.error.message}`);
+  }
+}
+
+/** What differs between two credential sets, in words an operator can match to rotate-key output. */
+function describeChanges(prev: CredentialAuthorities, next: CredentialAuthorities): string[] {
+  const out: string[] = [];
+  const signing = (c: CredentialAuthorities, kind: RotatableKey) =>
+    kind === 'jwt' ? c.jwt.publicKey : kind === 'ssh-user' ? c.sshUser.signingPublicKey : c.sshHost.signingPublicKey;
+  for (const kind of ROTATABLE_KEYS) {
+    const before = keyId(signing(prev, kind), kind);
+    const after = keyId(signing(next, kind), kind);
+    if (before !== after) out.push(`${kind} signs with ${after} (was ${before})`);
+    const beside = (c: CredentialAuthorities) =>
+      c.rotating
+        .filter((k) => k.kind === kind)
+        .map((k) => `${k.state} ${keyId(k.publicKey, kind)}`)
+        .sort()
+        .join(', ');
+    const b = beside(prev);
+    const a = beside(next);
+    if (b !== a) out.push(`${kind} rotation list: ${a || 'empty'} (was ${b || 'empty'})`);
+    if (next.halted.has(kind) && !prev.halted.has(kind)) out.push(`${kind} halted`);
+    if (prev.halted.has(kind) && !next.halted.has(kind)) out.push(`${kind} no longer halted`);
+  }
+  return out;
+}
+
+/** The identity of every file a rotate-key step writes; a missing one is stamped as such. */
+function stampOf(dataDir: string): string {
+  const p = credentialKeyPaths(dataDir);
+  return [rotatingKeysPath(dataDir), p.jwtSigning, p.sshUserCa, p.sshHostCa]
+    .map((f) => {
+      try {
+        const st = fs.lstatSync(f, { bigint: true });
+        return `${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+      } catch {
+        return '-';
+      }
+    })
+    .join('|');
+}

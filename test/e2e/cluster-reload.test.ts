@@ -1,0 +1,59 @@
+/**
+ * `systemctl reload` of `sigil server start --workers N`: SIGHUP goes to the primary, which passes
+ * it to every worker (src/server/cluster.ts), where each issuer reads its credential keys again
+ * (src/server/key-reload.ts). The primary must survive the signal (SIGHUP's default action ends a
+ * process) and every worker must get it.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ROOT } from '../helpers/cli.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'sigil-cluster-reload-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Two workers that say when they get SIGHUP; the primary signals itself once all listen, then stops. */
+const FIXTURE = (clusterJs: string): string => `
+import http from 'node:http';
+const c = await import(${JSON.stringify(clusterJs)});
+if (c.isClusterWorker()) {
+  const server = http.createServer((_, res) => res.end('ok'));
+  await c.whileStarting(() => new Promise((resolve) => server.listen(0, '127.0.0.1', resolve)));
+  c.reportListening('http://127.0.0.1:' + server.address().port);
+  process.on('SIGHUP', () => console.log('worker ' + process.env.SIGIL_WORKER + ' reloaded'));
+  process.once('SIGTERM', () => server.close());
+} else {
+  await c.superviseWorkers({
+    workers: 2,
+    say: () => undefined,
+    onAllListening: () => {
+      process.kill(process.pid, 'SIGHUP');
+      setTimeout(() => {
+        console.log('primary alive after SIGHUP');
+        process.kill(process.pid, 'SIGTERM');
+      }, 1000);
+    },
+  });
+  console.log('primary stopped');
+}
+`;
+
+describe('SIGHUP to the cluster primary', () => {
+  it('reaches every worker, and the primary lives on', async () => {
+    const file = join(dir, 'primary.mjs');
+    writeFileSync(file, FIXTURE(pathToFileURL(join(ROOT, 'dist', 'server', 'cluster.js')).href));
+    const p = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const killer = setTimeout(() => p.kill('SIGKILL'), 20_000);
+    const code = await new Promise((resolve) => p.once('close', resolve));
+    clearTimeout(killer);
+    expect(out.match(/worker \d reloaded/g)?.sort()).toEqual(['worker 1 reloaded', 'worker 2 reloaded']);
+    expect(out).toMatch(/primary alive after SIGHUP/);
+    expect(out).toMatch(/primary stopped/);
+    expect(code).toBe(0);
+  }, 30_000);
+});

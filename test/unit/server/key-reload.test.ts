@@ -1,0 +1,257 @@
+/**
+ * rotate-key steps read by a running issuer (src/server/key-reload.ts), on real data directories:
+ * a stage, an activation and a compromise applied without a restart; a peer issuer that got a
+ * compromise's list before its key file stops signing with the stolen key at once; one that got an
+ * activation's list first keeps the keys in use; files that fail a check change nothing; a change
+ * is read only once it held still for a poll and never under rotate-key's lock.
+ */
+import { cpSync, chmodSync, existsSync, mkdtempSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { SigilError } from '../../../src/errors.js';
+import { credentialKeyPaths } from '../../../src/server/credential-keys.js';
+import {
+  createCredentialAuthorities,
+  jwtSigner,
+  publishedJwks,
+  publishedSshCaLines,
+  sshSigner,
+  type CredentialAuthorities,
+} from '../../../src/server/credentials/authorities.js';
+import { initDataDir, loadCaMaterial } from '../../../src/server/data-dir.js';
+import { KeyReloader } from '../../../src/server/key-reload.js';
+import { rotateKey } from '../../../src/server/rotate-key.js';
+import { rotateLockPath, rotatingKeysPath } from '../../../src/server/rotating-keys.js';
+import { createLogger } from '../../../src/util/log.js';
+
+let root: string;
+let dir: string;
+
+beforeEach(() => {
+  root = mkdtempSync(join(tmpdir(), 'sigil-reload-'));
+  dir = join(root, 'a');
+  initDataDir(dir, 'example.org');
+});
+afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+interface Running {
+  target: { credentials: CredentialAuthorities };
+  reloader: KeyReloader;
+  logs: Array<{ level: number; msg: string; [k: string]: unknown }>;
+}
+
+/** An issuer started on `d`: the credentials it loaded, and its key reloader. */
+function running(d: string): Running {
+  const target = { credentials: createCredentialAuthorities(loadCaMaterial(d).credentials, 'example.org') };
+  const logs: Running['logs'] = [];
+  const log = createLogger({
+    name: 't',
+    level: 'debug',
+    pretty: false,
+    destination: { write: (l) => logs.push(JSON.parse(l) as Running['logs'][number]) },
+  });
+  return {
+    target,
+    logs,
+    reloader: new KeyReloader({ dataDir: d, trustDomain: 'example.org', target, log, now: Date.now }),
+  };
+}
+
+const kids = (r: Running) => publishedJwks(r.target.credentials, Date.now()).map((k) => k.kid);
+const errors = (r: Running) => r.logs.filter((l) => l.level === 50);
+/** A second issuer's data directory: a copy of the first, as the runbook's add-issuer makes one. */
+function peer(): string {
+  const b = join(root, 'b');
+  cpSync(dir, b, { recursive: true, preserveTimestamps: true });
+  return b;
+}
+/** Copy files of a rotate-key step from the first data directory to the peer (same relative paths). */
+function copy(to: string, ...files: string[]): void {
+  for (const f of files) cpSync(f, f.replace(dir, to), { preserveTimestamps: false });
+}
+
+describe('a running issuer applies rotate-key steps without a restart', () => {
+  it('stage → published beside; activate → signs with the staged key, the old one retired; compromise → alone', async () => {
+    const r = running(dir);
+    const k1 = r.target.credentials.jwt.kid;
+    await rotateKey({ dataDir: dir, key: 'jwt', step: 'stage' });
+    const staged = r.reloader.reload();
+    expect(staged).toMatchObject({ result: 'applied', halted: [] });
+    expect(kids(r)).toEqual([k1, expect.any(String)]);
+    const k2 = kids(r)[1]!;
+    expect(r.target.credentials.jwt.kid).toBe(k1); // staged: published, not signing
+
+    await rotateKey({ dataDir: dir, key: 'jwt' });
+    const act = r.reloader.reload();
+    expect(act.result).toBe('applied');
+    expect(jwtSigner(r.target.credentials).kid).toBe(k2);
+    expect(kids(r)).toEqual([k2, k1]);
+    expect(act.result === 'applied' && act.changes.join('\n')).toContain(`jwt signs with kid ${k2} (was kid ${k1})`);
+    expect(r.logs.find((l) => l.msg.startsWith('reloaded the credential keys'))?.msg).toContain(`kid ${k2}`);
+
+    await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 0 });
+    expect(r.reloader.reload().result).toBe('applied');
+    const k3 = jwtSigner(r.target.credentials).kid;
+    expect([k1, k2]).not.toContain(k3);
+    expect(kids(r)).toEqual([k3]);
+  });
+
+  it('an SSH CA activation: the new CA signs, the retired one stays in the trust lines', async () => {
+    const r = running(dir);
+    const before = r.target.credentials.sshUser.authorizedKeyLine();
+    await rotateKey({ dataDir: dir, key: 'ssh-user' });
+    expect(r.reloader.reload().result).toBe('applied');
+    const lines = publishedSshCaLines(r.target.credentials, 'user', Date.now());
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).not.toBe(before);
+    expect(lines[1]!.split(' ').slice(0, 2)).toEqual(before.split(' ').slice(0, 2));
+    expect(sshSigner(r.target.credentials, 'user').authorizedKeyLine()).toBe(lines[0]);
+  });
+
+  it('the same files touched again: applied, nothing reported as changed, nothing logged', () => {
+    const r = running(dir);
+    const before = r.target.credentials;
+    const f = credentialKeyPaths(dir).jwtSigning;
+    utimesSync(f, new Date(), new Date(Date.now() + 5000));
+    expect(r.reloader.reload()).toEqual({ result: 'applied', changes: [], halted: [] });
+    expect(r.target.credentials).not.toBe(before);
+    expect(r.target.credentials.jwt.kid).toBe(before.jwt.kid);
+    expect(r.logs).toEqual([]);
+  });
+});
+
+describe('a peer issuer that got the list of a step before its key file', () => {
+  it('compromise: the stolen JWT key stops signing and is unpublished at once; the key file lifts it', async () => {
+    const b = peer();
+    const r = running(b);
+    const stolen = r.target.credentials.jwt.kid;
+    await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 0 });
+    copy(b, rotatingKeysPath(dir)); // the list came first
+    const o = r.reloader.reload();
+    expect(o).toMatchObject({ result: 'applied', halted: ['jwt'] });
+    expect(r.reloader.halted()).toEqual(['jwt']);
+    expect(kids(r)).toEqual([]); // the stolen key is no longer published, and nothing else of its kind is
+    const e = (() => {
+      try {
+        jwtSigner(r.target.credentials);
+      } catch (err) {
+        return err;
+      }
+      return undefined;
+    })();
+    expect(e).toBeInstanceOf(SigilError);
+    expect((e as SigilError).code).toBe('signing_key_withdrawn');
+    expect((e as SigilError).message).toMatch(/lists as withdrawn.*stopped signing with it/);
+    expect(r.target.credentials.jwt.kid).toBe(stolen); // still loaded, never used
+    // SSH keys of this issuer were not touched: they still sign.
+    expect(() => sshSigner(r.target.credentials, 'user')).not.toThrow();
+    expect(errors(r).map((l) => l.code)).toEqual(['signing_key_withdrawn']);
+
+    copy(b, credentialKeyPaths(dir).jwtSigning); // then the key file
+    expect(r.reloader.reload()).toMatchObject({ result: 'applied', halted: [] });
+    const fresh = jwtSigner(r.target.credentials).kid;
+    expect(fresh).not.toBe(stolen);
+    expect(kids(r)).toEqual([fresh]);
+  });
+
+  it('compromise of one SSH CA halts both SSH signers (each answer carries the other CA line) and unpublishes it', async () => {
+    const b = peer();
+    const r = running(b);
+    await rotateKey({ dataDir: dir, key: 'ssh-user', overlapS: 0 });
+    copy(b, rotatingKeysPath(dir));
+    expect(r.reloader.reload()).toMatchObject({ result: 'applied', halted: ['ssh-user'] });
+    for (const which of ['user', 'host'] as const)
+      expect(() => sshSigner(r.target.credentials, which)).toThrow(/withdrawn/);
+    expect(publishedSshCaLines(r.target.credentials, 'user', Date.now())).toEqual([]);
+    expect(publishedSshCaLines(r.target.credentials, 'host', Date.now())).toHaveLength(1);
+    expect(() => jwtSigner(r.target.credentials)).not.toThrow();
+  });
+
+  it('activation: the keys in use stay (the old key is still trusted) until the key file arrives', async () => {
+    await rotateKey({ dataDir: dir, key: 'jwt', step: 'stage' });
+    const b = peer();
+    const r = running(b);
+    const [k1, k2] = kids(r);
+    const before = r.target.credentials;
+    await rotateKey({ dataDir: dir, key: 'jwt' });
+    copy(b, rotatingKeysPath(dir));
+    const o = r.reloader.reload();
+    expect(o.result).toBe('waiting');
+    expect(o.result === 'waiting' && o.reason).toMatch(/lists as retired/);
+    expect(r.target.credentials).toBe(before);
+    expect(kids(r)).toEqual([k1, k2]); // the staged key stays published while the old one signs
+    expect(r.logs.filter((l) => l.level === 40)).toHaveLength(1);
+    r.reloader.reload();
+    expect(r.logs.filter((l) => l.level === 40)).toHaveLength(1); // the same problem is said once
+
+    copy(b, credentialKeyPaths(dir).jwtSigning);
+    expect(r.reloader.reload().result).toBe('applied');
+    expect(jwtSigner(r.target.credentials).kid).toBe(k2);
+    expect(kids(r)).toEqual([k2, k1]);
+  });
+});
+
+describe('files that fail a check change nothing', () => {
+  it('a list others can write: refused (data_dir_insecure), the keys in use stay, said once', async () => {
+    const r = running(dir);
+    const before = r.target.credentials;
+    await rotateKey({ dataDir: dir, key: 'jwt', step: 'stage' });
+    chmodSync(rotatingKeysPath(dir), 0o666);
+    const o = r.reloader.reload();
+    expect(o.result === 'refused' && o.error.code).toBe('data_dir_insecure');
+    expect(r.target.credentials).toBe(before);
+    r.reloader.reload();
+    expect(errors(r)).toHaveLength(1);
+    expect(errors(r)[0]!.msg).toMatch(/not reloaded, the ones in use stay.*writable by group or others/);
+    chmodSync(rotatingKeysPath(dir), 0o644);
+    expect(r.reloader.reload().result).toBe('applied');
+    expect(kids(r)).toHaveLength(2);
+  });
+
+  it('a key file swapped for a symlink: refused (unsafe_path)', () => {
+    const r = running(dir);
+    const before = r.target.credentials;
+    const f = credentialKeyPaths(dir).jwtSigning;
+    const elsewhere = join(root, 'elsewhere.key');
+    cpSync(f, elsewhere);
+    rmSync(f);
+    symlinkSync(elsewhere, f);
+    const o = r.reloader.reload();
+    expect(o.result === 'refused' && o.error.code).toBe('unsafe_path');
+    expect(r.target.credentials).toBe(before);
+  });
+
+  it('a key file missing (a copy under way): refused, and no key is made in its place', () => {
+    const r = running(dir);
+    const before = r.target.credentials;
+    const f = credentialKeyPaths(dir).sshHostCa;
+    rmSync(f);
+    const o = r.reloader.reload();
+    expect(o.result === 'refused' && o.error.code).toBe('config_invalid');
+    expect(existsSync(f)).toBe(false);
+    expect(r.target.credentials).toBe(before);
+  });
+
+  it('a list that does not parse: refused, naming the file', () => {
+    const r = running(dir);
+    writeFileSync(rotatingKeysPath(dir), '{"version":1,"keys":[{"kind":"jwt"}]}', { mode: 0o644 });
+    const o = r.reloader.reload();
+    expect(o.result === 'refused' && o.error.message).toContain(rotatingKeysPath(dir));
+  });
+});
+
+describe('when the watch reads a change', () => {
+  it('only after it held still for one poll, and never while rotate-key holds its lock', async () => {
+    const r = running(dir);
+    expect(r.reloader.poll()).toEqual({ result: 'unchanged' });
+    await rotateKey({ dataDir: dir, key: 'jwt', step: 'stage' });
+    expect(r.reloader.poll()).toEqual({ result: 'unchanged' }); // just changed: wait one poll
+    writeFileSync(rotateLockPath(dir), `${process.pid}\n`, { mode: 0o600 });
+    expect(r.reloader.poll()).toEqual({ result: 'unchanged' }); // settled, but a step is running
+    rmSync(rotateLockPath(dir));
+    expect(r.reloader.poll().result).toBe('applied');
+    expect(kids(r)).toHaveLength(2);
+    expect(r.reloader.poll()).toEqual({ result: 'unchanged' }); // nothing new
+  });
+});
