@@ -144,15 +144,17 @@ export const AREAS = {
     tests: ['test/unit/ui/session.test.ts', 'test/unit/ui/routes.test.ts', 'test/unit/ui/viewer-credentials.test.ts'],
   },
   'key-rotation': {
-    what: 'sigil server rotate-key: the staged key checked against the published one, what is published beside the signing key and until when',
+    what: 'sigil server rotate-key: the staged key checked against the published one, what is published beside the signing key and until when, and a running issuer reading each step (a withdrawn key halted)',
     mutate: [
       'src/server/rotate-key.ts',
       'src/server/rotating-keys.ts',
       'src/server/credentials/authorities.ts',
+      'src/server/key-reload.ts',
       'src/agent/outputs/ssh-ca-lines.ts',
     ],
     tests: [
       'test/unit/server/rotate-key.test.ts',
+      'test/unit/server/key-reload.test.ts',
       'test/unit/doctor/key-rotation.test.ts',
       'test/unit/agent/ssh-ca-lines.test.ts',
       'test/e2e/key-rotation.test.ts',

@@ -66,6 +66,12 @@ export interface KeyReloaderOptions {
   target: { credentials: CredentialAuthorities };
   log: Logger;
   now(): number;
+  /**
+   * The files' stamp taken before the credentials in use were read (keyFilesStamp): a step that
+   * lands between that read and this reloader's construction is then still seen as a change.
+   * Default: taken now.
+   */
+  stamp?: string;
 }
 
 export class KeyReloader {
@@ -77,12 +83,12 @@ export class KeyReloader {
   #said = '';
 
   constructor(private readonly opts: KeyReloaderOptions) {
-    this.#tried = this.#seen = stampOf(opts.dataDir);
+    this.#tried = this.#seen = opts.stamp ?? keyFilesStamp(opts.dataDir);
   }
 
   /** One poll: reload if the files changed and have held still since the previous poll. */
   poll(): KeyReload {
-    const stamp = stampOf(this.opts.dataDir);
+    const stamp = keyFilesStamp(this.opts.dataDir);
     const settled = stamp === this.#seen;
     this.#seen = stamp;
     if (stamp === this.#tried || !settled || fs.existsSync(rotateLockPath(this.opts.dataDir)))
@@ -93,7 +99,7 @@ export class KeyReloader {
   /** Read the files now (SIGHUP) and apply them if they hold a consistent set. */
   reload(): KeyReload {
     const { dataDir, target } = this.opts;
-    const stamp = stampOf(dataDir);
+    const stamp = keyFilesStamp(dataDir);
     this.#tried = this.#seen = stamp;
     const now = this.opts.now();
     let outcome: KeyReload;
@@ -190,7 +196,7 @@ function describeChanges(prev: CredentialAuthorities, next: CredentialAuthoritie
 }
 
 /** The identity of every file a rotate-key step writes; a missing one is stamped as such. */
-function stampOf(dataDir: string): string {
+export function keyFilesStamp(dataDir: string): string {
   const p = credentialKeyPaths(dataDir);
   return [rotatingKeysPath(dataDir), p.jwtSigning, p.sshUserCa, p.sshHostCa]
     .map((f) => {

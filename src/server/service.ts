@@ -37,7 +37,7 @@ import type { EventSink, RetryPolicy } from './events/delivery.js';
 import { EventPublisher } from './events/publisher.js';
 import { WebhookSink, type WebhookConfig } from './events/webhook.js';
 import { FleetUi } from './ui/fleet-ui.js';
-import { KEY_WATCH_MS, KeyReloader, type KeyReload } from './key-reload.js';
+import { KEY_WATCH_MS, KeyReloader, keyFilesStamp, type KeyReload } from './key-reload.js';
 import { Gauge } from './metrics/registry.js';
 import { ROTATABLE_KEYS } from './rotating-keys.js';
 import { SessionSeal } from './ui/session-seal.js';
@@ -137,6 +137,8 @@ export class IssuerService {
     log: Logger,
   ) {
     this.log = log;
+    // Before the keys are read: a rotate-key step landing meanwhile is then seen as a change.
+    const keyStamp = keyFilesStamp(cfg.dataDir);
     const ca = loadCaMaterial(cfg.dataDir);
     // A restore that left these keys out would otherwise change every SSH and JWT trust anchor
     // without a word (found walking the runbook).
@@ -187,6 +189,7 @@ export class IssuerService {
         target: this.ctx,
         log,
         now: () => this.ctx.now(),
+        stamp: keyStamp,
       });
       const keys = this.keys;
       this.ctx.metrics.registry.register(

@@ -20,7 +20,7 @@ import {
   type CredentialAuthorities,
 } from '../../../src/server/credentials/authorities.js';
 import { initDataDir, loadCaMaterial } from '../../../src/server/data-dir.js';
-import { KeyReloader } from '../../../src/server/key-reload.js';
+import { keyFilesStamp, KeyReloader } from '../../../src/server/key-reload.js';
 import { rotateKey } from '../../../src/server/rotate-key.js';
 import { rotateLockPath, rotatingKeysPath } from '../../../src/server/rotating-keys.js';
 import { createLogger } from '../../../src/util/log.js';
@@ -253,5 +253,22 @@ describe('when the watch reads a change', () => {
     expect(r.reloader.poll().result).toBe('applied');
     expect(kids(r)).toHaveLength(2);
     expect(r.reloader.poll()).toEqual({ result: 'unchanged' }); // nothing new
+  });
+
+  it('a step that lands between the start reading the keys and the reloader starting is still read', async () => {
+    const stamp = keyFilesStamp(dir); // as server start takes it, before it reads the keys
+    const target = { credentials: createCredentialAuthorities(loadCaMaterial(dir).credentials, 'example.org') };
+    await rotateKey({ dataDir: dir, key: 'jwt', step: 'stage' });
+    const reloader = new KeyReloader({
+      dataDir: dir,
+      trustDomain: 'example.org',
+      target,
+      log: createLogger({ name: 't', level: 'silent' }),
+      now: Date.now,
+      stamp,
+    });
+    expect(reloader.poll()).toEqual({ result: 'unchanged' });
+    expect(reloader.poll().result).toBe('applied');
+    expect(publishedJwks(target.credentials, Date.now())).toHaveLength(2);
   });
 });
