@@ -382,8 +382,11 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
             // systemctl reload: read the credential keys again (after sigil server rotate-key, or
             // key files copied from another issuer); they are also picked up within ~10 s without it.
             process.on('SIGHUP', () => {
-              const r = service.reloadKeys();
-              service.log.info({ signal: 'SIGHUP', result: r.result }, `credential keys reload: ${r.result}`);
+              void service
+                .reloadKeys()
+                .then((r) =>
+                  service.log.info({ signal: 'SIGHUP', result: r.result }, `credential keys reload: ${r.result}`),
+                );
             });
             // Retired or revoked in the issuer registry (docs/issuers.md): stop serving.
             service.ctx.intermediates?.onRetired((status) => {

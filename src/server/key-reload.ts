@@ -24,12 +24,17 @@
  *
  * A file that fails a check leaves everything as it was; the refusal is logged once per change.
  *
+ * Besides the files, the store's memory of withdrawn keys (./withdrawn-keys.ts), looked at with
+ * every poll: a signing key it names is halted whatever the files say — a `ca/` restored from
+ * before a compromise rotation, or a peer on PostgreSQL the rotation's files have not reached.
+ *
  * Who could use this against the issuer: someone who can write `ca/` as the issuer's user could
  * before too (a restart read the same files), and every reader still refuses files others can
  * write or that another user owns. A list planted to withdraw the signing key stops SSH and JWT
  * issuance (a denial of service, loud: error log, `sigil_signing_key_withdrawn`, doctor) — never
  * signing with a key the operator did not put there.
  */
+import type { KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import type { Logger } from '../util/log.js';
 import { SigilError } from '../errors.js';
@@ -45,6 +50,8 @@ import {
   ROTATABLE_KEYS,
   type RotatableKey,
 } from './rotating-keys.js';
+import type { WithdrawnKeyRecord } from './store/types.js';
+import { storeWithdrawalMessage, withdrawnSigningKeys, type StoreWithdrawal } from './withdrawn-keys.js';
 
 /** How often a running issuer looks for a rotate-key step (a step shows within two of these). */
 export const KEY_WATCH_MS = 5_000;
@@ -67,6 +74,11 @@ export interface KeyReloaderOptions {
   log: Logger;
   now(): number;
   /**
+   * The store's memory of withdrawn keys (./withdrawn-keys.ts), looked at by refreshFromStore():
+   * a key it names is halted even when the files say nothing of it. Absent: files only.
+   */
+  store?: { withdrawnKeys(): Promise<WithdrawnKeyRecord[]> };
+  /**
    * The files' stamp taken before the credentials in use were read (keyFilesStamp): a step that
    * lands between that read and this reloader's construction is then still seen as a change.
    * Default: taken now.
@@ -81,19 +93,59 @@ export class KeyReloader {
   #seen: string;
   /** The last problem logged, so a stable one is logged once, not every poll. */
   #said = '';
+  /** The withdrawn keys the store remembered at its last look, and whether they changed since the last reload. */
+  #remembered: WithdrawnKeyRecord[] = [];
+  #rememberedStamp = '';
+  #storeMoved = false;
+  #storeSaid = '';
 
   constructor(private readonly opts: KeyReloaderOptions) {
     this.#tried = this.#seen = opts.stamp ?? keyFilesStamp(opts.dataDir);
   }
 
-  /** One poll: reload if the files changed and have held still since the previous poll. */
+  /**
+   * One poll: reload if the files changed and have held still since the previous poll, or if the
+   * store's withdrawn keys changed at its last look (refreshFromStore).
+   */
   poll(): KeyReload {
     const stamp = keyFilesStamp(this.opts.dataDir);
     const settled = stamp === this.#seen;
     this.#seen = stamp;
+    if (this.#storeMoved) return this.reload();
     if (stamp === this.#tried || !settled || fs.existsSync(rotateLockPath(this.opts.dataDir)))
       return { result: 'unchanged' };
     return this.reload();
+  }
+
+  /**
+   * Look at the store's withdrawn keys (one query); the next poll reloads if they changed. A store
+   * that cannot be read keeps what was last seen (said once); `throwOnError` for the start, which
+   * must not serve on an unknown memory.
+   */
+  async refreshFromStore(throwOnError = false): Promise<void> {
+    const { store, log } = this.opts;
+    if (!store) return;
+    let recs: WithdrawnKeyRecord[];
+    try {
+      recs = await store.withdrawnKeys();
+    } catch (e) {
+      if (throwOnError) throw e;
+      const msg = (e as Error).message;
+      if (msg !== this.#storeSaid) log.warn({ err: e }, `cannot read the withdrawn keys from the store: ${msg}`);
+      this.#storeSaid = msg;
+      return;
+    }
+    this.#storeSaid = '';
+    const stamp = recs.map((r) => `${r.kind}:${r.spkiSha256}`).join(',');
+    if (stamp === this.#rememberedStamp) return;
+    this.#remembered = recs;
+    this.#rememberedStamp = stamp;
+    this.#storeMoved = true;
+  }
+
+  /** The kinds whose signing key, in use now, the store remembers as withdrawn (server start refuses those). */
+  rememberedWithdrawals(): StoreWithdrawal[] {
+    return withdrawnSigningKeys(signingOf(this.opts.target.credentials), this.#remembered);
   }
 
   /** Read the files now (SIGHUP) and apply them if they hold a consistent set. */
@@ -101,6 +153,7 @@ export class KeyReloader {
     const { dataDir, target } = this.opts;
     const stamp = keyFilesStamp(dataDir);
     this.#tried = this.#seen = stamp;
+    this.#storeMoved = false;
     const now = this.opts.now();
     let outcome: KeyReload;
     try {
@@ -113,7 +166,12 @@ export class KeyReloader {
       );
       const withdrawn = out.filter((o) => o.entry.state === 'withdrawn');
       const retired = out.filter((o) => o.entry.state === 'retired');
-      if (withdrawn.length === 0 && retired.length > 0) {
+      // The store may remember what the list does not (a restored ca/, files not yet copied).
+      const remembered = withdrawnSigningKeys(
+        { jwt: keys.jwtSigning, 'ssh-user': keys.sshUserCa, 'ssh-host': keys.sshHostCa },
+        this.#remembered,
+      ).filter((w) => !withdrawn.some((o) => o.kind === w.kind));
+      if (withdrawn.length === 0 && remembered.length === 0 && retired.length > 0) {
         outcome = {
           result: 'waiting',
           reason: `keeping the keys in use: ${retired.map((o) => outOfServiceMessage(dataDir, o)).join('; ')}`,
@@ -125,6 +183,7 @@ export class KeyReloader {
             `${outOfServiceMessage(dataDir, o)}; this issuer stopped signing with it and publishing it when it read the list`,
           ]),
         );
+        for (const w of remembered) halted.set(w.kind, rememberedMessage(dataDir, w));
         const next = createCredentialAuthorities(
           { ...keys, rotating: list.keys, rotatingSequence: list.sequence, halted },
           this.opts.trustDomain,
@@ -140,8 +199,24 @@ export class KeyReloader {
           : new SigilError('config_invalid', `cannot read the credential keys: ${(e as Error).message}`, { cause: e });
       outcome = { result: 'refused', error };
     }
+    // Whatever the files say, the keys in use must not include one the store remembers as withdrawn.
+    if (outcome.result !== 'applied') this.#haltRemembered();
     this.#report(outcome);
     return outcome;
+  }
+
+  /** Halt, in the credentials in use, each signing key the store remembers as withdrawn. */
+  #haltRemembered(): void {
+    const cur = this.opts.target.credentials;
+    const hits = this.rememberedWithdrawals().filter((w) => !cur.halted.has(w.kind));
+    if (hits.length === 0) return;
+    const halted = new Map(cur.halted);
+    for (const w of hits) {
+      const why = rememberedMessage(this.opts.dataDir, w);
+      halted.set(w.kind, why);
+      this.opts.log.error({ kind: w.kind, code: 'signing_key_withdrawn' }, why);
+    }
+    this.opts.target.credentials = { ...cur, halted };
   }
 
   /** The kinds halted now, for the `sigil_signing_key_withdrawn` gauge. */
@@ -170,6 +245,15 @@ export class KeyReloader {
     else log.error({ code: o.error.code }, `credential keys not reloaded, the ones in use stay: ${o.error.message}`);
   }
 }
+
+const rememberedMessage = (dir: string, w: StoreWithdrawal): string =>
+  `${storeWithdrawalMessage(dir, w)}; this issuer stopped signing with it and publishing it when it read the store`;
+
+const signingOf = (c: CredentialAuthorities): Record<RotatableKey, KeyObject> => ({
+  jwt: c.jwt.publicKey,
+  'ssh-user': c.sshUser.signingPublicKey,
+  'ssh-host': c.sshHost.signingPublicKey,
+});
 
 /** What differs between two credential sets, in words an operator can match to rotate-key output. */
 function describeChanges(prev: CredentialAuthorities, next: CredentialAuthorities): string[] {

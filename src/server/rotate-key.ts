@@ -42,6 +42,7 @@ import { assertDataDirSecure } from './data-dir-perms.js';
 import { openIssuerStores, paths, readMeta } from './data-dir.js';
 import { readPrivateKeyFile } from './key-file.js';
 import { KEY_WATCH_MS } from './key-reload.js';
+import { spkiSha256, withdrawnSigningKeys } from './withdrawn-keys.js';
 import {
   formatRotatingKeys,
   keyId,
@@ -209,10 +210,15 @@ async function rotateSigningKey(
     const withdrawnHit = live.find(
       (k) => k.kind === kind && k.state === 'withdrawn' && spkiBase64(k.publicKey) === signingSpki,
     );
-    if (withdrawnHit && !(step === 'activate' && overlapS === 0))
+    // The store remembers withdrawals the list may not (a ca/ restored from before the rotation).
+    const remembered = withdrawnSigningKeys({ [kind]: signing } as Record<RotatableKey, KeyObject>, [
+      ...(await stores.admin.withdrawnKeys()),
+    ])[0];
+    const withdrawnAt = withdrawnHit?.since ?? remembered?.at;
+    if (withdrawnAt !== undefined && !(step === 'activate' && overlapS === 0))
       throw new SigilError(
         'bad_request',
-        `the ${kind} signing key is one a compromise rotation withdrew on ${new Date(withdrawnHit.since).toISOString()} (put back from an older copy?): replace it with a fresh key and publish nothing of it: sigil server rotate-key --data-dir ${dataDir} --key ${kind} --overlap 0`,
+        `the ${kind} signing key is one a compromise rotation withdrew on ${new Date(withdrawnAt).toISOString()} (put back from an older copy?): replace it with a fresh key and publish nothing of it: sigil server rotate-key --data-dir ${dataDir} --key ${kind} --overlap 0`,
       );
 
     if (step === 'stage') {
@@ -293,10 +299,10 @@ async function rotateSigningKey(
     if (compromise) {
       // Whoever took ca/ (or a backup of it) took the staged key with it, and a backup older than
       // the last activation holds the retired key's private half: the new key is made here and
-      // published alone. The staged file goes first: nothing may ever activate it. Every key of
-      // this kind is remembered as withdrawn, so an issuer still signing with one (a data
-      // directory that missed this step) refuses to start (rotating-keys.ts assertSigningKeysCurrent).
-      fs.rmSync(nextFile, { force: true });
+      // published alone. The staged file goes before anything else is written: nothing may ever
+      // activate it. Every key of this kind is remembered as withdrawn, in the store and in the list,
+      // so an issuer still signing with one (a data directory that missed this step) halts it or
+      // refuses to start (withdrawn-keys.ts, rotating-keys.ts assertSigningKeysCurrent).
       fresh = newKeyLike(signing, kind);
       const mine = live.filter((k) => k.kind === kind && k.state !== 'withdrawn');
       dropped.push(`signing ${previous}`);
@@ -317,6 +323,22 @@ async function rotateSigningKey(
           .slice(MAX_WITHDRAWN),
       );
       kept = kept.filter((k) => !forget.has(k));
+      // Into the store first, before any file: every issuer of the store halts these keys at its
+      // next look (key-reload.ts), and no restored ca/ brings them back into service. A failure
+      // here changes nothing on disk.
+      try {
+        await stores.withWriteTx(async (tx) => {
+          for (const w of withdrawn)
+            await tx.admin.rememberWithdrawnKey({ kind, spkiSha256: spkiSha256(w.publicKey), at: now });
+        });
+      } catch (e) {
+        throw new SigilError(
+          'internal',
+          `the store could not record the withdrawn ${kind} keys (${(e as Error).message}); nothing was changed on disk: run the command again`,
+          { cause: e },
+        );
+      }
+      fs.rmSync(nextFile, { force: true });
     } else {
       if (staged) {
         fresh = readPrivateKeyFile(nextFile);

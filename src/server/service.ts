@@ -40,6 +40,7 @@ import { FleetUi } from './ui/fleet-ui.js';
 import { KEY_WATCH_MS, KeyReloader, keyFilesStamp, type KeyReload } from './key-reload.js';
 import { Gauge } from './metrics/registry.js';
 import { ROTATABLE_KEYS } from './rotating-keys.js';
+import { storeWithdrawalMessage } from './withdrawn-keys.js';
 import { SessionSeal } from './ui/session-seal.js';
 import { startRegistry, type RegistryRuntime } from './issuers/runtime.js';
 import { buildUiServer } from './ui/listener.js';
@@ -190,6 +191,7 @@ export class IssuerService {
         log,
         now: () => this.ctx.now(),
         stamp: keyStamp,
+        store: stores.admin,
       });
       const keys = this.keys;
       this.ctx.metrics.registry.register(
@@ -279,6 +281,16 @@ export class IssuerService {
         throw e;
       }
     }
+    // A signing key the store remembers as withdrawn by a compromise rotation (a ca/ restored from
+    // before it, or files not yet copied from the issuer where it ran): refuse, as for one the list names.
+    try {
+      await this.keys.refreshFromStore(true);
+      const hit = this.keys.rememberedWithdrawals()[0];
+      if (hit) throw new SigilError('config_invalid', storeWithdrawalMessage(cfg.dataDir, hit));
+    } catch (e) {
+      await this.stop();
+      throw e;
+    }
     // The other issuers' intermediates, before anything listens; a retired issuer stops here.
     try {
       this.#registry = await startRegistry(ctx, { log: this.log, dataDir: cfg.dataDir });
@@ -341,7 +353,8 @@ export class IssuerService {
         this.log.info({ not_after: new Date(id.notAfter).toISOString() }, 'rotated the issuer serving certificate');
       });
       // rotate-key steps, and key files copied from another issuer, without a restart.
-      this.#every(cfg.keyWatchMs ?? KEY_WATCH_MS, 'credential key reload', () => {
+      this.#every(cfg.keyWatchMs ?? KEY_WATCH_MS, 'credential key reload', async () => {
+        await this.keys.refreshFromStore();
         this.keys.poll();
       });
       this.#every(PRUNE_EVERY_MS, 'pruning', async () => {
@@ -362,8 +375,9 @@ export class IssuerService {
     }
   }
 
-  /** Read the credential keys and the rotation list again now (SIGHUP); see ./key-reload.ts. */
-  reloadKeys(): KeyReload {
+  /** Read the credential keys, the rotation list and the store's withdrawn keys again now (SIGHUP); see ./key-reload.ts. */
+  async reloadKeys(): Promise<KeyReload> {
+    await this.keys.refreshFromStore();
     return this.keys.reload();
   }
 

@@ -89,7 +89,7 @@ describe('IssuerService', () => {
     expect(readFileSync(new URL('../../docs/alerts.yaml', import.meta.url), 'utf8')).toContain(
       'expr: sigil_signing_key_withdrawn == 1',
     );
-    expect(s.reloadKeys()).toMatchObject({ result: 'applied', changes: [] });
+    expect(await s.reloadKeys()).toMatchObject({ result: 'applied', changes: [] });
   });
 
   it('stop() frees the port and the stores: the data dir starts again, and stop is idempotent', async () => {

@@ -381,6 +381,26 @@ export interface AuditStore {
 export interface AdminCredentialStore {
   setAdminTokenHash(hash: string): Promise<void>;
   getAdminTokenHash(): Promise<string | undefined>;
+  /**
+   * Remember a credential signing key a compromise rotation withdrew (`rotate-key --overlap 0`),
+   * by kind and the hex SHA-256 of its SubjectPublicKeyInfo; idempotent, never forgotten. Kept in
+   * the store as well as in ca/rotating-keys.json so that a ca/ restored from before the rotation,
+   * or a peer issuer not yet given the new files, cannot sign with the stolen key
+   * (server/withdrawn-keys.ts).
+   */
+  rememberWithdrawnKey(key: WithdrawnKeyRecord): Promise<void>;
+  /** Every key remembered as withdrawn, oldest first. */
+  withdrawnKeys(): Promise<WithdrawnKeyRecord[]>;
+}
+
+/** A signing key a compromise rotation took out of service (AdminCredentialStore). */
+export interface WithdrawnKeyRecord {
+  /** jwt | ssh-user | ssh-host */
+  kind: string;
+  /** Hex SHA-256 of the key's DER SubjectPublicKeyInfo. */
+  spkiSha256: string;
+  /** When it was withdrawn (ms). */
+  at: number;
 }
 
 /** The stores, per aggregate. Inside `withWriteTx` they are bound to that one transaction. */

@@ -19,10 +19,11 @@ import {
   sshSigner,
   type CredentialAuthorities,
 } from '../../../src/server/credentials/authorities.js';
-import { initDataDir, loadCaMaterial } from '../../../src/server/data-dir.js';
+import { initDataDir, loadCaMaterial, openIssuerStores } from '../../../src/server/data-dir.js';
 import { keyFilesStamp, KeyReloader } from '../../../src/server/key-reload.js';
 import { rotateKey } from '../../../src/server/rotate-key.js';
 import { rotateLockPath, rotatingKeysPath } from '../../../src/server/rotating-keys.js';
+import { spkiSha256 } from '../../../src/server/withdrawn-keys.js';
 import { createLogger } from '../../../src/util/log.js';
 
 let root: string;
@@ -270,5 +271,76 @@ describe('when the watch reads a change', () => {
     expect(reloader.poll()).toEqual({ result: 'unchanged' });
     expect(reloader.poll().result).toBe('applied');
     expect(publishedJwks(target.credentials, Date.now())).toHaveLength(2);
+  });
+});
+
+describe("the store's memory of withdrawn keys (a ca/ restored from before a compromise rotation)", () => {
+  it('halts the restored stolen key the files no longer mention; a planned step on it is refused', async () => {
+    const backup = join(root, 'ca-backup');
+    cpSync(join(dir, 'ca'), backup, { recursive: true, preserveTimestamps: true });
+    const stores = openIssuerStores(dir);
+    try {
+      const r = running(dir);
+      const reloader = new KeyReloader({
+        dataDir: dir,
+        trustDomain: 'example.org',
+        target: r.target,
+        log: createLogger({ name: 't', level: 'silent' }),
+        now: Date.now,
+        store: stores.admin,
+      });
+      const stolen = r.target.credentials.jwt.kid;
+      await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 0 });
+      await reloader.refreshFromStore();
+      expect(reloader.poll().result).toBe('applied'); // the store moved: read at once
+      expect(jwtSigner(r.target.credentials).kid).not.toBe(stolen);
+
+      // The whole ca/ put back from the backup: the stolen key, and a list that never withdrew it.
+      rmSync(join(dir, 'ca'), { recursive: true });
+      cpSync(backup, join(dir, 'ca'), { recursive: true });
+      const o = reloader.reload();
+      expect(o).toMatchObject({ result: 'applied', halted: ['jwt'] });
+      expect(r.target.credentials.jwt.kid).toBe(stolen);
+      expect(() => jwtSigner(r.target.credentials)).toThrow(/the store remembers it/);
+      expect(kids(r)).toEqual([]);
+      await expect(rotateKey({ dataDir: dir, key: 'jwt', step: 'stage' })).rejects.toMatchObject({
+        code: 'bad_request',
+      });
+      // Only a compromise rotation replaces it.
+      await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 0 });
+      expect(reloader.reload()).toMatchObject({ result: 'applied', halted: [] });
+      expect(jwtSigner(r.target.credentials).kid).not.toBe(stolen);
+    } finally {
+      await stores.close();
+    }
+  });
+
+  it('halts the key in use even when the files fail a check and are not taken', async () => {
+    const stores = openIssuerStores(dir);
+    try {
+      const r = running(dir);
+      const reloader = new KeyReloader({
+        dataDir: dir,
+        trustDomain: 'example.org',
+        target: r.target,
+        log: createLogger({ name: 't', level: 'silent' }),
+        now: Date.now,
+        store: stores.admin,
+      });
+      // Another issuer's compromise rotation recorded the key in the store; here a key file is missing.
+      await stores.admin.rememberWithdrawnKey({
+        kind: 'ssh-host',
+        spkiSha256: spkiSha256(r.target.credentials.sshHost.signingPublicKey),
+        at: Date.now(),
+      });
+      rmSync(credentialKeyPaths(dir).jwtSigning);
+      await reloader.refreshFromStore();
+      const o = reloader.poll();
+      expect(o.result).toBe('refused');
+      expect([...r.target.credentials.halted.keys()]).toEqual(['ssh-host']);
+      expect(() => sshSigner(r.target.credentials, 'user')).toThrow(/withdrawn/);
+    } finally {
+      await stores.close();
+    }
   });
 });

@@ -1,5 +1,9 @@
-/** The admin bearer token's hash and other issuer-wide settings, in the key/value `settings` table. */
-import type { AdminCredentialStore } from '../types.js';
+/**
+ * The admin bearer token's hash and other issuer-wide settings, in the key/value `settings` table
+ * (the signing keys compromise rotations withdrew: one row each, ../withdrawn-key-rows.ts).
+ */
+import type { AdminCredentialStore, WithdrawnKeyRecord } from '../types.js';
+import { WITHDRAWN_KEY_PREFIX, withdrawnKeyRow, withdrawnKeyOf } from '../withdrawn-key-rows.js';
 import type { Db } from './db.js';
 
 const ADMIN_TOKEN_HASH = 'admin_token_hash';
@@ -17,5 +21,17 @@ export class PgAdminCredentialStore implements AdminCredentialStore {
   async getAdminTokenHash(): Promise<string | undefined> {
     const [row] = await this.db.sql<{ value: string }[]>`SELECT value FROM settings WHERE key = ${ADMIN_TOKEN_HASH}`;
     return row?.value;
+  }
+
+  async rememberWithdrawnKey(key: WithdrawnKeyRecord): Promise<void> {
+    const row = withdrawnKeyRow(key);
+    await this.db.sql`INSERT INTO settings (key, value) VALUES (${row.key}, ${row.value}) ON CONFLICT (key) DO NOTHING`;
+  }
+
+  async withdrawnKeys(): Promise<WithdrawnKeyRecord[]> {
+    // starts_with, not LIKE ('_' is a wildcard) nor a range (collation-dependent).
+    const rows = await this.db.sql<{ key: string; value: string }[]>`
+      SELECT key, value FROM settings WHERE starts_with(key, ${WITHDRAWN_KEY_PREFIX})`;
+    return rows.map(withdrawnKeyOf).sort((a, b) => a.at - b.at);
   }
 }

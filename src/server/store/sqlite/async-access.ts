@@ -53,7 +53,12 @@ export const STORE_METHOD_ACCESS = {
     pruneThrough: 'write',
     lastSeqBefore: 'read',
   },
-  admin: { setAdminTokenHash: 'write', getAdminTokenHash: 'read' },
+  admin: {
+    setAdminTokenHash: 'write',
+    getAdminTokenHash: 'read',
+    rememberWithdrawnKey: 'write',
+    withdrawnKeys: 'read',
+  },
 } as const satisfies { readonly [N in StoreName]: Readonly<Record<MethodName<SyncStoreSet[N]>, Access>> };
 
 /** How one call is carried out: in which context (say, which transaction), on which store and method, read or write, with what arguments. */

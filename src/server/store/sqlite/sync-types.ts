@@ -22,6 +22,7 @@ import type {
   KeyBindingRecord,
   Resource,
   ResourceKind,
+  WithdrawnKeyRecord,
 } from '../types.js';
 
 export interface SyncResourceStore {
@@ -164,6 +165,8 @@ export interface SyncAdminCredentialStore {
   /** Hex SHA-256 of the admin bearer token. */
   setAdminTokenHash(hash: string): void;
   getAdminTokenHash(): string | undefined;
+  rememberWithdrawnKey(key: WithdrawnKeyRecord): void;
+  withdrawnKeys(): WithdrawnKeyRecord[];
 }
 
 export interface SyncStores {

@@ -191,5 +191,17 @@ export function recordSuites(stores: () => Stores): void {
       await s.admin.setAdminTokenHash('bb'.repeat(32));
       expect(await s.admin.getAdminTokenHash()).toBe('bb'.repeat(32));
     });
+
+    it('remembers withdrawn keys, each once, oldest first, beside the token hash', async () => {
+      expect(await s.admin.withdrawnKeys()).toEqual([]);
+      const a = { kind: 'jwt', spkiSha256: 'a1'.repeat(32), at: 2000 };
+      const b = { kind: 'ssh-user', spkiSha256: 'b2'.repeat(32), at: 1000 };
+      await s.admin.rememberWithdrawnKey(a);
+      await s.admin.rememberWithdrawnKey(b);
+      await s.admin.rememberWithdrawnKey({ ...a, at: 9000 }); // again: the first record stays
+      await s.admin.setAdminTokenHash('cc'.repeat(32));
+      expect(await s.admin.withdrawnKeys()).toEqual([b, a]);
+      expect(await s.admin.getAdminTokenHash()).toBe('cc'.repeat(32));
+    });
   });
 }
