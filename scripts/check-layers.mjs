@@ -46,6 +46,13 @@ export const METHOD_FORBIDDEN = ['server', 'agent'];
  * not per-issuer state. Keep it short; an entry here is a decision, not debt (debt goes in the baseline).
  */
 export const MODULE_STATE_ALLOWLIST = [
+  // A signal handler is process-wide by nature.
+  {
+    file: 'src/cli/reload-signal.ts',
+    name: 'reloadSignal',
+    reason:
+      "SIGHUP for `sigil server start`, caught once per process from the CLI's first moment (its default action would end the process) and handed to the one issuer the process serves",
+  },
   // Lazily loaded native/optional modules: a process-wide handle to code, not to configuration.
   {
     file: 'native/tss2-tctildr.ts',

@@ -6,6 +6,10 @@
  */
 const VERSION = '0.1.0';
 
+// `sigil server start`: SIGHUP must not end the process before the issuer is up (./reload-signal.ts).
+if (process.argv[2] === 'server' && process.argv[3] === 'start')
+  (await import('./reload-signal.js')).catchReloadSignal();
+
 // `sigil --version` answers before the command tree exists: building it loads commander and
 // every command's module, which made the version cost as much as a status (issue #19).
 if (process.argv.length === 3 && (process.argv[2] === '--version' || process.argv[2] === '-V')) {

@@ -307,6 +307,9 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
           LimitOptions,
       ) =>
         run(async () => {
+          // SIGHUP (systemctl reload) caught before anything is slow (main.ts already does, ./reload-signal.ts).
+          const { catchReloadSignal, onReloadSignal } = await import('./reload-signal.js');
+          catchReloadSignal();
           // Shorter major-GC pauses for a busy issuer (./issuer-heap.ts).
           (await import('./issuer-heap.js')).tuneIssuerHeap();
           // Flags only: everything the issuer owns (context, listeners, timers) is the IssuerService.
@@ -381,7 +384,7 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
             process.once('SIGINT', () => stop('SIGINT'));
             // systemctl reload: read the credential keys again (after sigil server rotate-key, or
             // key files copied from another issuer); they are also picked up within ~10 s without it.
-            process.on('SIGHUP', () => {
+            onReloadSignal(() => {
               void service
                 .reloadKeys()
                 .then((r) =>

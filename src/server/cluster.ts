@@ -179,8 +179,9 @@ export function superviseWorkers(o: SuperviseOptions): Promise<void> {
     };
     const onSignal = (): void => stopAll();
     // SIGHUP (systemctl reload): every worker reads its credential keys again (server/key-reload.ts).
+    // Only to workers that listen: one still starting reads its keys when it starts anyway.
     const onReload = (): void => {
-      for (const w of slotOf.keys()) w.process.kill('SIGHUP');
+      for (const [w, slot] of slotOf) if (listening.has(slot)) w.process.kill('SIGHUP');
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);

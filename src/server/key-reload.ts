@@ -44,14 +44,16 @@ import {
   keyId,
   outOfServiceMessage,
   readRotatingState,
-  rotateLockPath,
+  rotateLockHolder,
   rotatingKeysPath,
   signingKeysOutOfService,
   ROTATABLE_KEYS,
   type RotatableKey,
+  type RotatingKey,
 } from './rotating-keys.js';
 import type { WithdrawnKeyRecord } from './store/types.js';
-import { storeWithdrawalMessage, withdrawnSigningKeys, type StoreWithdrawal } from './withdrawn-keys.js';
+import { spkiSha256, storeWithdrawalMessage, withdrawnSigningKeys, type StoreWithdrawal } from './withdrawn-keys.js';
+import { assertDataDirSecure } from './data-dir-perms.js';
 
 /** How often a running issuer looks for a rotate-key step (a step shows within two of these). */
 export const KEY_WATCH_MS = 5_000;
@@ -86,11 +88,16 @@ export interface KeyReloaderOptions {
   stamp?: string;
 }
 
+/** Polls a change may stay unsettled before it is read anyway (a file rewritten over and over). */
+export const MAX_UNSETTLED_POLLS = 6;
+
 export class KeyReloader {
   /** Stamp of the files the credentials in use were read from (or the last reload tried). */
   #tried: string;
   /** Stamp seen by the previous poll: a change is read once it holds still for one poll. */
   #seen: string;
+  /** Polls in a row that saw the files change again. */
+  #unsettled = 0;
   /** The last problem logged, so a stable one is logged once, not every poll. */
   #said = '';
   /** The withdrawn keys the store remembered at its last look, and whether they changed since the last reload. */
@@ -98,22 +105,43 @@ export class KeyReloader {
   #rememberedStamp = '';
   #storeMoved = false;
   #storeSaid = '';
+  /**
+   * Every key (`kind:spki sha256`) a list read by this process named as withdrawn. A withdrawal is
+   * never undone by a later read: a list copied back from an issuer that missed the step, or
+   * removed, must not put a stolen key back into service.
+   */
+  readonly #withdrawnSeen = new Set<string>();
+  /** Whether the last reload was refused or waiting (the `sigil_key_reload_pending` gauge). */
+  #lastFailed = false;
 
   constructor(private readonly opts: KeyReloaderOptions) {
     this.#tried = this.#seen = opts.stamp ?? keyFilesStamp(opts.dataDir);
+    this.#noteWithdrawn(opts.target.credentials.rotating);
   }
 
   /**
-   * One poll: reload if the files changed and have held still since the previous poll, or if the
-   * store's withdrawn keys changed at its last look (refreshFromStore).
+   * One poll: reload if the files changed and have held still since the previous poll (or kept
+   * changing for MAX_UNSETTLED_POLLS), or if the store's withdrawn keys changed at its last look
+   * (refreshFromStore). Not while a live `rotate-key` holds its lock (one left by a process that
+   * is gone is ignored).
    */
   poll(): KeyReload {
     const stamp = keyFilesStamp(this.opts.dataDir);
     const settled = stamp === this.#seen;
     this.#seen = stamp;
     if (this.#storeMoved) return this.reload();
-    if (stamp === this.#tried || !settled || fs.existsSync(rotateLockPath(this.opts.dataDir)))
+    if (stamp === this.#tried) {
+      this.#unsettled = 0;
       return { result: 'unchanged' };
+    }
+    if (!settled && ++this.#unsettled < MAX_UNSETTLED_POLLS) return { result: 'unchanged' };
+    const holder = rotateLockHolder(this.opts.dataDir);
+    if (holder !== undefined) return { result: 'unchanged' };
+    if (!settled)
+      this.opts.log.warn(
+        { code: 'key_files_unsettled' },
+        `the credential key files kept changing for ${MAX_UNSETTLED_POLLS} polls: reading them anyway`,
+      );
     return this.reload();
   }
 
@@ -148,49 +176,89 @@ export class KeyReloader {
     return withdrawnSigningKeys(signingOf(this.opts.target.credentials), this.#remembered);
   }
 
-  /** Read the files now (SIGHUP) and apply them if they hold a consistent set. */
+  /**
+   * Read the files now (SIGHUP, or a poll that saw them change) and apply them if they hold a
+   * consistent set. Whatever the outcome, no key a list or the store ever withdrew stays in service.
+   */
   reload(): KeyReload {
     const { dataDir, target } = this.opts;
     const stamp = keyFilesStamp(dataDir);
     this.#tried = this.#seen = stamp;
+    this.#unsettled = 0;
     this.#storeMoved = false;
     const now = this.opts.now();
+    const prev = target.credentials;
     let outcome: KeyReload;
     try {
-      const keys = readCredentialKeys(dataDir);
+      // As at a start: ca/ or the data directory writable by others is refused before any file is read.
+      assertDataDirSecure(dataDir);
       const list = readRotatingState(dataDir);
-      const out = signingKeysOutOfService(
-        { jwt: keys.jwtSigning, 'ssh-user': keys.sshUserCa, 'ssh-host': keys.sshHostCa },
-        list.keys,
-        now,
-      );
-      const withdrawn = out.filter((o) => o.entry.state === 'withdrawn');
-      const retired = out.filter((o) => o.entry.state === 'retired');
-      // The store may remember what the list does not (a restored ca/, files not yet copied).
-      const remembered = withdrawnSigningKeys(
-        { jwt: keys.jwtSigning, 'ssh-user': keys.sshUserCa, 'ssh-host': keys.sshHostCa },
-        this.#remembered,
-      ).filter((w) => !withdrawn.some((o) => o.kind === w.kind));
-      if (withdrawn.length === 0 && remembered.length === 0 && retired.length > 0) {
-        outcome = {
-          result: 'waiting',
-          reason: `keeping the keys in use: ${retired.map((o) => outOfServiceMessage(dataDir, o)).join('; ')}`,
-        };
-      } else {
-        const halted = new Map<RotatableKey, string>(
-          withdrawn.map((o) => [
-            o.kind,
-            `${outOfServiceMessage(dataDir, o)}; this issuer stopped signing with it and publishing it when it read the list`,
-          ]),
+      // Withdrawals first, before anything else can fail: a key file that fails a check must not
+      // keep a withdrawn key signing.
+      this.#noteWithdrawn(list.keys);
+      if (list.sequence < prev.rotatingSequence)
+        throw new SigilError(
+          'config_invalid',
+          `${rotatingKeysPath(dataDir)} is older than the list in use (sequence ${list.sequence} < ${prev.rotatingSequence}${list.keys.length === 0 && list.sequence === 0 ? ': removed?' : ''}): copied from an issuer that missed a step, or put back from a backup? A running issuer takes only newer lists; copy the current one from the issuer where rotate-key last ran (a restart takes any list)`,
         );
-        for (const w of remembered) halted.set(w.kind, rememberedMessage(dataDir, w));
-        const next = createCredentialAuthorities(
-          { ...keys, rotating: list.keys, rotatingSequence: list.sequence, halted },
+      const keys = readCredentialKeys(dataDir);
+      const signing = { jwt: keys.jwtSigning, 'ssh-user': keys.sshUserCa, 'ssh-host': keys.sshHostCa };
+      const out = signingKeysOutOfService(signing, list.keys, now);
+      const halted = new Map<RotatableKey, string>();
+      for (const o of out.filter((x) => x.entry.state === 'withdrawn'))
+        halted.set(
+          o.kind,
+          `${outOfServiceMessage(dataDir, o)}; this issuer stopped signing with it and publishing it when it read the list`,
+        );
+      for (const kind of ROTATABLE_KEYS)
+        if (!halted.has(kind) && this.#withdrawnSeen.has(`${kind}:${spkiSha256(signing[kind])}`))
+          halted.set(kind, seenMessage(dataDir, kind));
+      // The store may remember what the lists did not (a restored ca/, files not yet copied).
+      for (const w of withdrawnSigningKeys(signing, this.#remembered))
+        if (!halted.has(w.kind)) halted.set(w.kind, rememberedMessage(dataDir, w));
+      // A kind whose files are half-way through a copy of one activation waits for the rest: it
+      // keeps its signer and its entries of the list in use. Either the new list retires the key
+      // file still in place (the old key is still trusted for the overlap), or the new key file
+      // came first and the list in place still has it as the next key (taking it now would drop
+      // the old key from every key set published before the list comes).
+      const waiting = new Map<RotatableKey, string>();
+      for (const o of out)
+        if (o.entry.state === 'retired' && !halted.has(o.kind))
+          waiting.set(o.kind, `${rotatingKeysPath(dataDir)} retires the ${o.kind} key file still in place`);
+      for (const kind of ROTATABLE_KEYS) {
+        const mine = spkiSha256(signing[kind]);
+        const isNext = list.keys.some((k) => k.kind === kind && k.state === 'next' && spkiSha256(k.publicKey) === mine);
+        if (isNext && !halted.has(kind) && mine !== spkiSha256(signingOf(prev)[kind]))
+          waiting.set(kind, `the ${kind} key file is the key ${rotatingKeysPath(dataDir)} still lists as next`);
+      }
+      const waitReason = (): string =>
+        `keeping the ${[...waiting.keys()].join(', ')} keys in use while the files of a rotate-key step are copied: ${[...waiting.values()].join('; ')}; the step is taken once the key file and the list both came (copy the list first, then the key file), or run sigil server rotate-key --data-dir ${dataDir} --key KIND again if an activation stopped half-way here`;
+      if (waiting.size > 0 && halted.size === 0) {
+        outcome = { result: 'waiting', reason: waitReason() };
+      } else {
+        const waits = new Set(waiting.keys());
+        const built = createCredentialAuthorities(
+          {
+            ...keys,
+            rotating: [
+              ...list.keys.filter((k) => !waits.has(k.kind)),
+              ...prev.rotating.filter((k) => waits.has(k.kind)),
+            ],
+            rotatingSequence: list.sequence,
+            halted,
+          },
           this.opts.trustDomain,
         );
-        const changes = describeChanges(target.credentials, next);
+        const next: CredentialAuthorities = {
+          ...built,
+          ...(waits.has('jwt') ? { jwt: prev.jwt } : {}),
+          ...(waits.has('ssh-user') ? { sshUser: prev.sshUser } : {}),
+          ...(waits.has('ssh-host') ? { sshHost: prev.sshHost } : {}),
+        };
+        const changes = describeChanges(prev, next);
         target.credentials = next;
         outcome = { result: 'applied', changes, halted: [...halted.keys()] };
+        if (waits.size > 0) this.opts.log.warn({ code: 'key_reload_waiting' }, waitReason());
       }
     } catch (e) {
       const error =
@@ -199,29 +267,45 @@ export class KeyReloader {
           : new SigilError('config_invalid', `cannot read the credential keys: ${(e as Error).message}`, { cause: e });
       outcome = { result: 'refused', error };
     }
-    // Whatever the files say, the keys in use must not include one the store remembers as withdrawn.
-    if (outcome.result !== 'applied') this.#haltRemembered();
+    // Whatever the files say, the keys in use must not include one withdrawn by a list this
+    // process read or by the store.
+    if (outcome.result !== 'applied') this.#haltKnownWithdrawals();
     this.#report(outcome);
+    this.#lastFailed = outcome.result === 'refused' || outcome.result === 'waiting';
     return outcome;
   }
 
-  /** Halt, in the credentials in use, each signing key the store remembers as withdrawn. */
-  #haltRemembered(): void {
-    const cur = this.opts.target.credentials;
-    const hits = this.rememberedWithdrawals().filter((w) => !cur.halted.has(w.kind));
-    if (hits.length === 0) return;
-    const halted = new Map(cur.halted);
-    for (const w of hits) {
-      const why = rememberedMessage(this.opts.dataDir, w);
-      halted.set(w.kind, why);
-      this.opts.log.error({ kind: w.kind, code: 'signing_key_withdrawn' }, why);
-    }
-    this.opts.target.credentials = { ...cur, halted };
+  /** Whether the last reload left the files unread (refused) or a kind waiting for its key file: the `sigil_key_reload_pending` gauge. */
+  pending(): boolean {
+    return this.#lastFailed;
   }
 
   /** The kinds halted now, for the `sigil_signing_key_withdrawn` gauge. */
   halted(): RotatableKey[] {
     return [...this.opts.target.credentials.halted.keys()];
+  }
+
+  #noteWithdrawn(keys: readonly RotatingKey[]): void {
+    for (const k of keys) if (k.state === 'withdrawn') this.#withdrawnSeen.add(`${k.kind}:${spkiSha256(k.publicKey)}`);
+  }
+
+  /** Halt, in the credentials in use, each signing key a list this process read or the store withdrew. */
+  #haltKnownWithdrawals(): void {
+    const cur = this.opts.target.credentials;
+    const signing = signingOf(cur);
+    const hits = new Map<RotatableKey, string>();
+    for (const kind of ROTATABLE_KEYS)
+      if (!cur.halted.has(kind) && this.#withdrawnSeen.has(`${kind}:${spkiSha256(signing[kind])}`))
+        hits.set(kind, seenMessage(this.opts.dataDir, kind));
+    for (const w of withdrawnSigningKeys(signing, this.#remembered))
+      if (!cur.halted.has(w.kind) && !hits.has(w.kind)) hits.set(w.kind, rememberedMessage(this.opts.dataDir, w));
+    if (hits.size === 0) return;
+    const halted = new Map(cur.halted);
+    for (const [kind, why] of hits) {
+      halted.set(kind, why);
+      this.opts.log.error({ kind, code: 'signing_key_withdrawn' }, why);
+    }
+    this.opts.target.credentials = { ...cur, halted };
   }
 
   #report(o: KeyReload): void {
@@ -245,6 +329,9 @@ export class KeyReloader {
     else log.error({ code: o.error.code }, `credential keys not reloaded, the ones in use stay: ${o.error.message}`);
   }
 }
+
+const seenMessage = (dir: string, kind: RotatableKey): string =>
+  `the ${kind} signing key in ${dir}/ca was withdrawn by a compromise rotation (a list this issuer read said so; the files now in place do not): copy the current key file and list from the issuer where the rotation ran, or make a fresh key: sigil server rotate-key --data-dir ${dir} --key ${kind} --overlap 0; this issuer stopped signing with it and publishing it`;
 
 const rememberedMessage = (dir: string, w: StoreWithdrawal): string =>
   `${storeWithdrawalMessage(dir, w)}; this issuer stopped signing with it and publishing it when it read the store`;

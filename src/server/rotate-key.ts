@@ -51,6 +51,7 @@ import {
   WITHDRAWN_MEMORY_MS,
   nextSequence,
   readRotatingState,
+  rotateLockHolder,
   rotateLockPath,
   rotatingKeysPath,
   ROTATABLE_KEYS,
@@ -470,8 +471,8 @@ async function withRotationLock<T>(caDir: string, fn: () => Promise<T>): Promise
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw lockError(lock, e);
-      const pid = Number.parseInt(readSmall(lock), 10);
-      if (Number.isSafeInteger(pid) && pid > 0 && processAlive(pid))
+      const pid = rotateLockHolder(dirname(caDir));
+      if (pid !== undefined)
         throw new SigilError(
           'conflict',
           `another sigil server rotate-key (pid ${pid}) is working on this data directory; wait for it (lock: ${lock})`,
@@ -493,23 +494,6 @@ function lockError(lock: string, e: unknown): SigilError {
       `another sigil server rotate-key is working on this data directory (lock: ${lock})`,
     );
   return new SigilError('config_invalid', `cannot create the lock ${lock}: ${(e as Error).message}`, { cause: e });
-}
-
-function readSmall(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8').slice(0, 32);
-  } catch {
-    return '';
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function rotationEvent(action: string, details: Record<string, unknown>): AuditEvent {

@@ -293,6 +293,24 @@ export function keyId(k: KeyObject, kind: RotatableKey): string {
 /** Held by `sigil server rotate-key` while it changes the list and the key files (one at a time). */
 export const rotateLockPath = (dir: string): string => join(dir, 'ca', '.rotate-key.lock');
 
+/** The pid in rotate-key's lock if that process is alive; undefined with no lock, or one left by a process that is gone. */
+export function rotateLockHolder(dir: string): number | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(rotateLockPath(dir), 'utf8').slice(0, 32);
+  } catch {
+    return undefined;
+  }
+  const pid = Number.parseInt(text, 10);
+  if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
+  }
+}
+
 export const spkiBase64 = (k: KeyObject): string =>
   ((k.type === 'private' ? createPublicKey(k) : k).export({ format: 'der', type: 'spki' }) as Buffer).toString(
     'base64',

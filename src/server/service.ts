@@ -204,6 +204,13 @@ export class IssuerService {
           },
         ),
       );
+      this.ctx.metrics.registry.register(
+        new Gauge(
+          'sigil_key_reload_pending',
+          "1 when the issuer's last read of its credential key files was refused (a file failed a check) or left a key waiting for its key file; the keys in use stay",
+          () => [{ labels: {}, value: keys.pending() ? 1 : 0 }],
+        ),
+      );
       this.auditWatcher = new AuditWatcher({
         audit: stores.audit,
         now: () => this.ctx.now(),

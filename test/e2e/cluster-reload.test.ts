@@ -21,9 +21,9 @@ import http from 'node:http';
 const c = await import(${JSON.stringify(clusterJs)});
 if (c.isClusterWorker()) {
   const server = http.createServer((_, res) => res.end('ok'));
+  process.on('SIGHUP', () => console.log('worker ' + process.env.SIGIL_WORKER + ' reloaded'));
   await c.whileStarting(() => new Promise((resolve) => server.listen(0, '127.0.0.1', resolve)));
   c.reportListening('http://127.0.0.1:' + server.address().port);
-  process.on('SIGHUP', () => console.log('worker ' + process.env.SIGIL_WORKER + ' reloaded'));
   process.once('SIGTERM', () => server.close());
 } else {
   await c.superviseWorkers({

@@ -9,6 +9,7 @@
  *   signing_key_withdrawn (503) — credentials and workload JWT-SVIDs alike — while SSH credentials still issue; once the key file is copied the
  *   JWT-SVID is signed by the new key.
  */
+import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
@@ -22,7 +23,7 @@ import { KeyReloader } from '../../src/server/key-reload.js';
 import { rotateKey } from '../../src/server/rotate-key.js';
 import { rotatingKeysPath } from '../../src/server/rotating-keys.js';
 import { silentLogger } from '../../src/util/log.js';
-import { sigil, startIssuer as startIssuerProcess, tempDir } from '../helpers/cli.js';
+import { SIGIL, sigil, startIssuer as startIssuerProcess, tempDir } from '../helpers/cli.js';
 import { credentialAgent } from '../helpers/credential-agent.js';
 import { expectRefusal, startIssuer } from '../integration/harness.js';
 import { applyWorkloadPolicy, workloadEnvelope } from '../integration/workload-issuer-rig.js';
@@ -91,6 +92,34 @@ describe('sigil server start picks rotate-key steps up while it runs', () => {
   }, 60_000);
 });
 
+describe('SIGHUP while the issuer is still starting', () => {
+  it('does not end the process (SIGHUP’s default action; systemd would not restart it): it starts and serves', async () => {
+    const t = tempDir('sigil-reload-early-');
+    cleanups.push(t.cleanup);
+    const dataDir = join(t.path, 'issuer');
+    expect((await sigil(['server', 'init', '--data-dir', dataDir, '--trust-domain', 'example.org'])).code).toBe(0);
+    const p = spawn(process.execPath, [SIGIL, 'server', 'start', '--data-dir', dataDir, '--listen', '127.0.0.1:0'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    cleanups.push(() => p.exitCode === null && p.kill('SIGKILL'));
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    // Early: the CLI runs, the issuer is not up yet (a start takes about a second).
+    await new Promise((r) => setTimeout(r, 300));
+    p.kill('SIGHUP');
+    const until = Date.now() + 20_000;
+    while (!/listening on/.test(out) && p.exitCode === null && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 50));
+    expect([p.exitCode, p.signalCode]).toEqual([null, null]);
+    expect(out).toMatch(/listening on https:/);
+    p.kill('SIGHUP'); // and once it is up
+    await new Promise((r) => setTimeout(r, 300));
+    expect([p.exitCode, p.signalCode]).toEqual([null, null]);
+    p.kill('SIGTERM');
+    await new Promise((r) => p.once('exit', r));
+  }, 40_000);
+});
+
 describe('a peer issuer that got a compromise rotation’s list before its key file', () => {
   it('refuses JWT-SVIDs (signing_key_withdrawn) and still issues SSH credentials, until the key file arrives', async () => {
     const h = await startIssuer();
@@ -133,7 +162,7 @@ spec: { roles: [r] }
     expect(jwt!.action).toBe('failed');
     expect(jwt!.action === 'failed' && [jwt!.error.code, jwt!.error.message]).toEqual([
       'signing_key_withdrawn',
-      expect.stringMatching(/jwt signing key .* lists as withdrawn/),
+      expect.stringMatching(/jwt signing key was withdrawn by a compromise rotation/),
     ]);
     expect(ssh!.action).toBe('issued');
     expect((await h.request('GET', '/v1/jwks')).json).toEqual({ keys: [] });

@@ -68,11 +68,24 @@ export function sshSigner(cas: CredentialAuthorities, which: 'user' | 'host'): S
   return which === 'user' ? cas.sshUser : cas.sshHost;
 }
 
+/**
+ * Refuse a credential of `kind` (a credential request's kind) while a key it needs is halted —
+ * before a stored answer is replayed too: one stored before the halt carries the withdrawn key
+ * (its signature, or its CA line that the agent would write into a trust file).
+ */
+export function assertCredentialKindInService(cas: CredentialAuthorities, kind: string): void {
+  if (kind === 'jwt') assertNotHalted(cas, ['jwt']);
+  else if (kind === 'ssh_user' || kind === 'ssh_host') assertNotHalted(cas, ['ssh-user', 'ssh-host']);
+}
+
 function assertNotHalted(cas: CredentialAuthorities, kinds: readonly RotatableKey[]): void {
-  for (const kind of kinds) {
-    const why = cas.halted.get(kind);
-    if (why !== undefined) throw new SigilError('signing_key_withdrawn', why);
-  }
+  for (const kind of kinds)
+    if (cas.halted.has(kind))
+      // The why (paths, the command to run) is for the operator's log, not for every agent and broker.
+      throw new SigilError(
+        'signing_key_withdrawn',
+        `this issuer's ${kind} signing key was withdrawn by a compromise rotation and its replacement is not in place here yet: nothing of that kind is signed meanwhile (the issuer's log says what to do)`,
+      );
 }
 
 /** The JWT-SVID keys to publish at `now`: the signing key first (none while halted), then a staged one, then retired ones still trusted. */

@@ -30,6 +30,7 @@ import {
   type CredentialResult,
 } from '../../protocol/credential-messages.js';
 import type { Jws } from '../../protocol/jws.js';
+import { assertCredentialKindInService } from '../credentials/authorities.js';
 import { issueCredential } from '../credentials/issue-credential.js';
 import type { IssuerContext } from '../issuer.js';
 import { decideCredential } from '../policy/credentials.js';
@@ -101,6 +102,7 @@ export async function handleCredential(
     });
     checkFieldsForKind(req);
     const answerKey = answerKeyFor(req, confidential);
+    assertCredentialKindInService(ctx.credentials, req.kind);
 
     const replay = await replayIfSeen(ctx, ctx.stores, signed);
     if (replay) return signResponse(ctx, replay);

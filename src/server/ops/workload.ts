@@ -40,7 +40,7 @@ import {
 import { parseCsr } from '../../pki/csr.js';
 import { toPem } from '../../pki/pem.js';
 import { randomSerial, serialHex } from '../../pki/serial.js';
-import { jwtSigner } from '../credentials/authorities.js';
+import { assertCredentialKindInService, jwtSigner } from '../credentials/authorities.js';
 import type { IssuerContext } from '../issuer.js';
 import { entryWire, ruleMethodsOf, unmetNodeCriterion, workloadEntry, type WorkloadEntry } from '../policy/workload.js';
 import type { CertificateRecord, InstanceRecord, Stores } from '../store/types.js';
@@ -84,6 +84,7 @@ export async function handleWorkload(
       hooks,
     });
     const answerKey = answerKeyFor(req, confidential);
+    if (req.action === 'jwt') assertCredentialKindInService(ctx.credentials, 'jwt');
 
     const replay = await replayIfSeen(ctx, ctx.stores, signed);
     if (replay) return signResponse(ctx, replay);

@@ -20,7 +20,7 @@ import {
   type CredentialAuthorities,
 } from '../../../src/server/credentials/authorities.js';
 import { initDataDir, loadCaMaterial, openIssuerStores } from '../../../src/server/data-dir.js';
-import { keyFilesStamp, KeyReloader } from '../../../src/server/key-reload.js';
+import { keyFilesStamp, KeyReloader, MAX_UNSETTLED_POLLS } from '../../../src/server/key-reload.js';
 import { rotateKey } from '../../../src/server/rotate-key.js';
 import { rotateLockPath, rotatingKeysPath } from '../../../src/server/rotating-keys.js';
 import { spkiSha256 } from '../../../src/server/withdrawn-keys.js';
@@ -143,7 +143,9 @@ describe('a peer issuer that got the list of a step before its key file', () => 
     })();
     expect(e).toBeInstanceOf(SigilError);
     expect((e as SigilError).code).toBe('signing_key_withdrawn');
-    expect((e as SigilError).message).toMatch(/lists as withdrawn.*stopped signing with it/);
+    // Agents get a plain refusal; the why (paths, what to run) is in the issuer's log and halted map.
+    expect((e as SigilError).message).not.toContain(b);
+    expect(r.target.credentials.halted.get('jwt')).toMatch(/lists as withdrawn.*stopped signing with it/);
     expect(r.target.credentials.jwt.kid).toBe(stolen); // still loaded, never used
     // SSH keys of this issuer were not touched: they still sign.
     expect(() => sshSigner(r.target.credentials, 'user')).not.toThrow();
@@ -179,7 +181,7 @@ describe('a peer issuer that got the list of a step before its key file', () => 
     copy(b, rotatingKeysPath(dir));
     const o = r.reloader.reload();
     expect(o.result).toBe('waiting');
-    expect(o.result === 'waiting' && o.reason).toMatch(/lists as retired/);
+    expect(o.result === 'waiting' && o.reason).toMatch(/retires the jwt key file still in place/);
     expect(r.target.credentials).toBe(before);
     expect(kids(r)).toEqual([k1, k2]); // the staged key stays published while the old one signs
     expect(r.logs.filter((l) => l.level === 40)).toHaveLength(1);
@@ -219,7 +221,11 @@ describe('files that fail a check change nothing', () => {
     rmSync(f);
     symlinkSync(elsewhere, f);
     const o = r.reloader.reload();
-    expect(o.result === 'refused' && o.error.code).toBe('unsafe_path');
+    // The data directory check (as at a start) sees the link before the key reader does.
+    expect(o.result === 'refused' && [o.error.code, o.error.message]).toEqual([
+      'data_dir_insecure',
+      expect.stringMatching(/symbolic link/),
+    ]);
     expect(r.target.credentials).toBe(before);
   });
 
@@ -275,41 +281,53 @@ describe('when the watch reads a change', () => {
 });
 
 describe("the store's memory of withdrawn keys (a ca/ restored from before a compromise rotation)", () => {
-  it('halts the restored stolen key the files no longer mention; a planned step on it is refused', async () => {
+  it('a restored ca/ (the stolen key, an older list): the running issuer keeps its key; a restart halts the stolen one', async () => {
     const backup = join(root, 'ca-backup');
     cpSync(join(dir, 'ca'), backup, { recursive: true, preserveTimestamps: true });
     const stores = openIssuerStores(dir);
     try {
       const r = running(dir);
-      const reloader = new KeyReloader({
-        dataDir: dir,
-        trustDomain: 'example.org',
-        target: r.target,
-        log: createLogger({ name: 't', level: 'silent' }),
-        now: Date.now,
-        store: stores.admin,
-      });
+      const withStore = (target: Running['target']) =>
+        new KeyReloader({
+          dataDir: dir,
+          trustDomain: 'example.org',
+          target,
+          log: createLogger({ name: 't', level: 'silent' }),
+          now: Date.now,
+          store: stores.admin,
+        });
+      const reloader = withStore(r.target);
       const stolen = r.target.credentials.jwt.kid;
       await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 0 });
       await reloader.refreshFromStore();
       expect(reloader.poll().result).toBe('applied'); // the store moved: read at once
-      expect(jwtSigner(r.target.credentials).kid).not.toBe(stolen);
+      const fresh = jwtSigner(r.target.credentials).kid;
+      expect(fresh).not.toBe(stolen);
 
       // The whole ca/ put back from the backup: the stolen key, and a list that never withdrew it.
       rmSync(join(dir, 'ca'), { recursive: true });
       cpSync(backup, join(dir, 'ca'), { recursive: true });
       const o = reloader.reload();
-      expect(o).toMatchObject({ result: 'applied', halted: ['jwt'] });
-      expect(r.target.credentials.jwt.kid).toBe(stolen);
-      expect(() => jwtSigner(r.target.credentials)).toThrow(/the store remembers it/);
-      expect(kids(r)).toEqual([]);
+      expect(o.result === 'refused' && o.error.message).toMatch(/older than the list in use/);
+      expect(jwtSigner(r.target.credentials).kid).toBe(fresh);
+
+      // What a restart on these files loads: the stolen key, which the store alone remembers.
+      const again = running(dir);
+      expect(again.target.credentials.jwt.kid).toBe(stolen);
+      const after = withStore(again.target);
+      await after.refreshFromStore(true);
+      expect(after.rememberedWithdrawals().map((w) => w.kind)).toEqual(['jwt']); // server start refuses this
+      expect(after.poll()).toMatchObject({ result: 'applied', halted: ['jwt'] });
+      expect(again.target.credentials.halted.get('jwt')).toMatch(/the store remembers it/);
+      expect(() => jwtSigner(again.target.credentials)).toThrow(/signing_key_withdrawn|withdrawn/);
+      expect(kids(again)).toEqual([]);
       await expect(rotateKey({ dataDir: dir, key: 'jwt', step: 'stage' })).rejects.toMatchObject({
         code: 'bad_request',
       });
       // Only a compromise rotation replaces it.
       await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 0 });
-      expect(reloader.reload()).toMatchObject({ result: 'applied', halted: [] });
-      expect(jwtSigner(r.target.credentials).kid).not.toBe(stolen);
+      expect(after.reload()).toMatchObject({ result: 'applied', halted: [] });
+      expect([stolen, fresh]).not.toContain(jwtSigner(again.target.credentials).kid);
     } finally {
       await stores.close();
     }
@@ -342,5 +360,106 @@ describe("the store's memory of withdrawn keys (a ca/ restored from before a com
     } finally {
       await stores.close();
     }
+  });
+});
+
+describe('what the review of the running-issuer reload attacked', () => {
+  it('an activation copied key file first: the old key keeps signing and both stay published until the list comes', async () => {
+    await rotateKey({ dataDir: dir, key: 'jwt', step: 'stage' });
+    const b = peer();
+    const r = running(b);
+    const [k1, k2] = kids(r);
+    await rotateKey({ dataDir: dir, key: 'jwt' });
+    copy(b, credentialKeyPaths(dir).jwtSigning);
+    const o = r.reloader.reload();
+    expect(o.result === 'waiting' && o.reason).toMatch(/still lists as next.*copy the list first/);
+    expect(jwtSigner(r.target.credentials).kid).toBe(k1);
+    expect(kids(r)).toEqual([k1, k2]);
+    copy(b, rotatingKeysPath(dir));
+    expect(r.reloader.reload().result).toBe('applied');
+    expect(kids(r)).toEqual([k2, k1]);
+  });
+
+  it('a compromise list with a key file that fails a check still halts the withdrawn key', async () => {
+    const b = peer();
+    const r = running(b);
+    await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 0 });
+    copy(b, credentialKeyPaths(dir).jwtSigning);
+    chmodSync(credentialKeyPaths(b).jwtSigning, 0o640); // a copy that got the mode wrong
+    copy(b, rotatingKeysPath(dir));
+    expect(r.reloader.reload().result).toBe('refused');
+    expect(r.reloader.halted()).toEqual(['jwt']);
+    expect(kids(r)).toEqual([]);
+    expect(r.reloader.pending()).toBe(true);
+  });
+
+  it('a halt is not lifted by an older list copied back, nor by the list removed', async () => {
+    const b = peer();
+    const r = running(b);
+    await rotateKey({ dataDir: dir, key: 'jwt', step: 'stage' }); // the list has a sequence now
+    copy(b, rotatingKeysPath(dir));
+    r.reloader.reload();
+    await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 0 });
+    copy(b, rotatingKeysPath(dir));
+    expect(r.reloader.reload()).toMatchObject({ result: 'applied', halted: ['jwt'] });
+    const seq = r.target.credentials.rotatingSequence;
+    rmSync(rotatingKeysPath(b));
+    expect(r.reloader.reload().result).toBe('refused'); // sequence 0 < the one in use
+    expect(r.reloader.halted()).toEqual(['jwt']);
+    writeFileSync(rotatingKeysPath(b), '{"version":1,"sequence":1,"keys":[]}\n', { mode: 0o644 });
+    const o = r.reloader.reload();
+    expect(o.result === 'refused' && o.error.message).toMatch(/older than the list in use/);
+    expect(r.reloader.halted()).toEqual(['jwt']);
+    expect(r.target.credentials.rotatingSequence).toBe(seq);
+    // A newer list that no longer mentions it (forgotten after 30 days, or hand-edited): still halted.
+    writeFileSync(rotatingKeysPath(b), `{"version":1,"sequence":${seq + 10},"keys":[]}\n`, { mode: 0o644 });
+    expect(r.reloader.reload()).toMatchObject({ result: 'applied', halted: ['jwt'] });
+    expect(r.target.credentials.halted.get('jwt')).toMatch(/a list this issuer read said so/);
+  });
+
+  it('a compromise of one kind and an activation of another in one copied list: each kind decided on its own', async () => {
+    await rotateKey({ dataDir: dir, key: 'ssh-user', step: 'stage' });
+    const b = peer();
+    const r = running(b);
+    const lines = () => publishedSshCaLines(r.target.credentials, 'user', Date.now());
+    const [signing, next] = lines();
+    await rotateKey({ dataDir: dir, key: 'ssh-user' });
+    await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 0 });
+    copy(b, rotatingKeysPath(dir));
+    expect(r.reloader.reload()).toMatchObject({ result: 'applied', halted: ['jwt'] });
+    // ssh-user waits for its key file: the old CA still signs, the staged one stays published.
+    expect(lines()).toEqual([signing, next]);
+    copy(b, credentialKeyPaths(dir).sshUserCa);
+    r.reloader.reload();
+    expect(lines().map((l) => l.split(' ')[1])).toEqual([next!.split(' ')[1], signing!.split(' ')[1]]);
+  });
+
+  it('a lock left by a rotate-key that is gone does not stop the watch', async () => {
+    const r = running(dir);
+    await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 0 });
+    writeFileSync(rotateLockPath(dir), '999999999\n', { mode: 0o600 });
+    r.reloader.poll();
+    expect(r.reloader.poll().result).toBe('applied');
+  });
+
+  it('files that keep changing are read anyway after a few polls', async () => {
+    const r = running(dir);
+    await rotateKey({ dataDir: dir, key: 'jwt', step: 'stage' });
+    let result = 'unchanged';
+    for (let i = 0; i < MAX_UNSETTLED_POLLS && result === 'unchanged'; i++) {
+      utimesSync(rotatingKeysPath(dir), new Date(), new Date(Date.now() + i * 1000 + 1000));
+      result = r.reloader.poll().result;
+    }
+    expect(result).toBe('applied');
+    expect(r.logs.some((l) => l.code === 'key_files_unsettled')).toBe(true);
+  });
+
+  it('ca/ writable by its group: refused as a start refuses it', async () => {
+    const r = running(dir);
+    await rotateKey({ dataDir: dir, key: 'jwt', step: 'stage' });
+    chmodSync(join(dir, 'ca'), 0o770);
+    const o = r.reloader.reload();
+    expect(o.result === 'refused' && o.error.code).toBe('data_dir_insecure');
+    chmodSync(join(dir, 'ca'), 0o700);
   });
 });
