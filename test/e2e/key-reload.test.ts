@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeProtectedHeader } from 'jose';
 import { afterAll, describe, expect, it } from 'vitest';
+import { buildCredentialRequest } from '../../src/agent/credential-request.js';
 import { runAdminOp } from '../../src/server/admin/ops.js';
 import { credentialKeyPaths } from '../../src/server/credential-keys.js';
 import { paths } from '../../src/server/data-dir.js';
@@ -141,6 +142,21 @@ spec: { roles: [r] }
     cpSync(h.dir, other, { recursive: true });
     await rotateKey({ dataDir: other, key: 'jwt', overlapS: 0 });
 
+    // A credential answered before the halt: its stored answer carries the JWT signed by the key
+    // about to be withdrawn, and must not be handed out again once it is.
+    const gw0 = await h.join({ token: await h.token({ bot: 'b' }) });
+    const before = await buildCredentialRequest({
+      current: gw0.signer,
+      chainPem: gw0.chainPem,
+      now: h.ctx.now(),
+      fields: { kind: 'jwt', audiences: ['vault'] },
+    });
+    expect((await h.post('credential', before.envelope)).status).toBe(200);
+    await applyWorkloadPolicy(h);
+    const gw = await h.join({ token: await h.token() });
+    const wlBefore = await workloadEnvelope(gw, { action: 'jwt', entry: 'web', audience: ['vault'] }, h.ctx.now());
+    expect((await h.post('workload', wlBefore.envelope)).status).toBe(200);
+
     const reloader = new KeyReloader({
       dataDir: h.dir,
       trustDomain: 'example.org',
@@ -165,12 +181,13 @@ spec: { roles: [r] }
       expect.stringMatching(/jwt signing key was withdrawn by a compromise rotation/),
     ]);
     expect(ssh!.action).toBe('issued');
+    // The same request again (an agent resending after a lost answer): refused, not replayed.
+    expectRefusal(await h.post('credential', before.envelope), 503, 'signing_key_withdrawn');
     expect((await h.request('GET', '/v1/jwks')).json).toEqual({ keys: [] });
-    // A workload's JWT-SVID (the Workload API's path) is refused the same way.
-    await applyWorkloadPolicy(h);
-    const gw = await h.join({ token: await h.token() });
-    const { envelope } = await workloadEnvelope(gw, { action: 'jwt', entry: 'web', audience: ['vault'] }, h.ctx.now());
-    expectRefusal(await h.post('workload', envelope), 503, 'signing_key_withdrawn');
+    // A workload's JWT-SVID (the Workload API's path) is refused the same way, a resent one too.
+    const fresh = await workloadEnvelope(gw, { action: 'jwt', entry: 'web', audience: ['vault'] }, h.ctx.now());
+    expectRefusal(await h.post('workload', fresh.envelope), 503, 'signing_key_withdrawn');
+    expectRefusal(await h.post('workload', wlBefore.envelope), 503, 'signing_key_withdrawn');
 
     cpSync(credentialKeyPaths(other).jwtSigning, credentialKeyPaths(h.dir).jwtSigning);
     expect(reloader.reload()).toMatchObject({ result: 'applied', halted: [] });
