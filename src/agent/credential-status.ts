@@ -9,8 +9,13 @@ import type { AgentState } from './state/index.js';
 export const OUTPUT_SETTING_PREFIX = 'output.';
 /** The issuer's last trust_sequence (protocol/messages.ts IdentityResult), kept by the agent. */
 export const TRUST_SEQUENCE_SETTING = 'trust_sequence';
-/** Outputs whose files list the issuer's SSH CAs: re-issued when the trust sequence moves. */
-export const TRUST_FILE_OUTPUTS: ReadonlySet<string> = new Set(['ssh_user', 'ssh_host']);
+/**
+ * Outputs re-issued when the trust sequence moves (a `sigil server rotate-key` step): the SSH
+ * outputs list the issuer's SSH CAs in their trust files, and a JWT-SVID on disk may be signed by
+ * a key a compromise rotation just withdrew (verifiers refuse it once they refetch the JWKS). A
+ * rotation is rare; one more credential request per output then costs nothing that matters.
+ */
+export const TRUST_FILE_OUTPUTS: ReadonlySet<string> = new Set(['ssh_user', 'ssh_host', 'jwt']);
 
 /** What the agent remembers per output (settings key `output.<hash>`). */
 export interface OutputState {

@@ -32,7 +32,7 @@ export function registerIssuerCommands(server: Command, run: (fn: () => Promise<
           'intermediate serial': r.serial,
           'intermediate not after': r.notAfter,
           ...(r.registeredFirst ? { 'also registered': `${o.dataDir}'s intermediate as "${r.registeredFirst}"` } : {}),
-          next: `copy ${r.dataDir} to the new issuer host (it holds the intermediate key and the shared secrets), then: sigil server start --data-dir <it> --store <the same URL>`,
+          next: `copy ${r.dataDir} to the new issuer host (it holds the intermediate key and the shared secrets), then: sigil server start --data-dir <it> --store <the same URL> --public-url <the URL every issuer names, e.g. the load balancer's>`,
         });
       }),
     );

@@ -3,6 +3,7 @@
  * line and what it prints — the step taken, the files to copy and to remove on a shared store,
  * and the next step.
  */
+import { relative } from 'node:path';
 import type { Command } from 'commander';
 import { SigilError } from '../errors.js';
 import { parseFormat, printJson, printKv } from './output.js';
@@ -70,8 +71,12 @@ export function registerRotateKey(server: Command, run: (fn: () => Promise<void>
               shared_store: r.sharedStore,
             });
           const others = "every other issuer's data directory on this store";
+          // Relative to each data directory, the list first: an issuer that reads a half-copied
+          // step waits for the key file after the list, never the other way round (server/key-reload.ts).
+          const rel = (f: string): string => relative(o.dataDir, f);
+          const ordered = [...r.files].sort((a, b) => Number(b.endsWith('.json')) - Number(a.endsWith('.json')));
           const copy = r.sharedStore
-            ? `copy ${r.files.join(', ')} to ${others} (same paths, same modes)${r.removed.length > 0 ? ` and remove ${r.removed.join(', ')} there` : ''}; `
+            ? `copy ${ordered.map(rel).join(', then ')} into ${others} (the same place in each, the same modes)${r.removed.length > 0 ? ` and remove ${r.removed.map(rel).join(', ')} there` : ''}; `
             : '';
           const running = `running issuers${r.sharedStore ? ' (each one, once its copy is in place)' : ''} pick it up within ${r.reloadWithinS ?? 0} s, or at once with: systemctl reload sigil-server (SIGHUP)`;
           const exportType = r.key === 'jwt' ? 'jwks' : r.key;

@@ -331,7 +331,7 @@ export class KeyReloader {
 }
 
 const seenMessage = (dir: string, kind: RotatableKey): string =>
-  `the ${kind} signing key in ${dir}/ca was withdrawn by a compromise rotation (a list this issuer read said so; the files now in place do not): copy the current key file and list from the issuer where the rotation ran, or make a fresh key: sigil server rotate-key --data-dir ${dir} --key ${kind} --overlap 0; this issuer stopped signing with it and publishing it`;
+  `the ${kind} signing key in ${dir}/ca was withdrawn by a compromise rotation (a list this issuer read said so; the files now in place do not): copy the current key file and ca/rotating-keys.json from the issuer where the rotation ran; only if no issuer has it, make a fresh one: sigil server rotate-key --data-dir ${dir} --key ${kind} --overlap 0; this issuer stopped signing with it and publishing it`;
 
 const rememberedMessage = (dir: string, w: StoreWithdrawal): string =>
   `${storeWithdrawalMessage(dir, w)}; this issuer stopped signing with it and publishing it when it read the store`;

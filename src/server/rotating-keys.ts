@@ -280,7 +280,7 @@ export function signingKeysOutOfService(
 export function outOfServiceMessage(dir: string, { kind, entry }: OutOfService): string {
   return `the ${kind} signing key in ${join(dir, 'ca')} is the one ${rotatingKeysPath(dir)} lists as ${entry.state} since ${new Date(entry.since).toISOString()}: ${
     entry.state === 'withdrawn'
-      ? `a compromise rotation took it out of service (put back from an older copy?): copy the current key file from the issuer where the rotation ran, or make a fresh one: sigil server rotate-key --data-dir ${dir} --key ${kind} --overlap 0`
+      ? `a compromise rotation took it out of service: copy the current key file from the issuer where the rotation ran (on a shared store: not copied here yet?); only if no issuer has it (one issuer, a key file put back from an older copy), make a fresh one: sigil server rotate-key --data-dir ${dir} --key ${kind} --overlap 0`
       : `this data directory missed a rotate-key step (copy the key file and the list from the issuer where it ran, docs/runbook.md "Rotate a key"), or an activation stopped half-way (run sigil server rotate-key --data-dir ${dir} --key ${kind} again)`
   }`;
 }

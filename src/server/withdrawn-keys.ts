@@ -55,5 +55,5 @@ export function withdrawnSigningKeys(
 
 /** What to do about it, naming where the memory is. */
 export function storeWithdrawalMessage(dir: string, w: StoreWithdrawal): string {
-  return `the ${w.kind} signing key in ${join(dir, 'ca')} was withdrawn by a compromise rotation on ${new Date(w.at).toISOString()} (the store remembers it: a ca/ restored from before that rotation, or an issuer not yet given the files it wrote): copy the current key file from the issuer where the rotation ran, or make a fresh one: sigil server rotate-key --data-dir ${dir} --key ${w.kind} --overlap 0`;
+  return `the ${w.kind} signing key in ${join(dir, 'ca')} was withdrawn by a compromise rotation on ${new Date(w.at).toISOString()} (the store remembers it: an issuer not yet given the files the rotation wrote, or a ca/ restored from before it): copy the current key file and ca/rotating-keys.json from the issuer where the rotation ran; only if no issuer has it, make a fresh one: sigil server rotate-key --data-dir ${dir} --key ${w.kind} --overlap 0`;
 }

@@ -183,7 +183,11 @@ spec: { roles: [r] }
     expect(ssh!.action).toBe('issued');
     // The same request again (an agent resending after a lost answer): refused, not replayed.
     expectRefusal(await h.post('credential', before.envelope), 503, 'signing_key_withdrawn');
-    expect((await h.request('GET', '/v1/jwks')).json).toEqual({ keys: [] });
+    const served = await h.request('GET', '/v1/jwks');
+    expect([served.json, served.headers['cache-control']]).toEqual([{ keys: [] }, 'no-store']);
+    // Not ready (a load balancer sends agents elsewhere); alive.
+    expectRefusal(await h.request('GET', '/readyz'), 503, 'signing_key_withdrawn');
+    expect((await h.request('GET', '/healthz')).status).toBe(200);
     // A workload's JWT-SVID (the Workload API's path) is refused the same way, a resent one too.
     const fresh = await workloadEnvelope(gw, { action: 'jwt', entry: 'web', audience: ['vault'] }, h.ctx.now());
     expectRefusal(await h.post('workload', fresh.envelope), 503, 'signing_key_withdrawn');
@@ -191,6 +195,8 @@ spec: { roles: [r] }
 
     cpSync(credentialKeyPaths(other).jwtSigning, credentialKeyPaths(h.dir).jwtSigning);
     expect(reloader.reload()).toMatchObject({ result: 'applied', halted: [] });
+    expect((await h.request('GET', '/readyz')).status).toBe(200);
+    expect((await h.request('GET', '/v1/jwks')).headers['cache-control']).toMatch(/^public, max-age=\d+$/);
     const [again] = await outs.refresh({ force: true }); // past its retry backoff
     expect(again!.action).toBe('issued');
     const kid = decodeProtectedHeader(readFileSync(join(agent.dir, 'jwt', 'token'), 'utf8')).kid;

@@ -3,8 +3,9 @@
  * a real Agent (HTTPS, token join, ssh_host and jwt outputs) against an in-process issuer that is
  * restarted on the same data directory and port after each rotate-key step. The identity answer
  * carries the issuer's trust_sequence once it ever rotated; when it moves, the next refresh
- * re-issues the ssh outputs (their trust file lists the CAs) and nothing else — without it, an
- * sshd would trust a withdrawn CA until its output's own half-life (the walk of the runbook met it).
+ * re-issues the ssh outputs (their trust file lists the CAs) and the jwt one (a withdrawn key may
+ * have signed its token) — without it, an sshd would trust a withdrawn CA until its output's own
+ * half-life (the walk of the runbook met it).
  */
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -96,7 +97,7 @@ describe('trust_sequence: the ssh outputs follow a rotation at the next renewal'
     ]);
   });
 
-  it('a staged user CA: the renewal after the restart re-issues the ssh output (two CAs), not the jwt one', async () => {
+  it('a staged user CA: the renewal after the restart re-issues the ssh output (two CAs) and the jwt one', async () => {
     await rotateKey({ dataDir: dir, key: 'ssh-user', step: 'stage' });
     await restart();
     const r = await renewAfterRestart();
@@ -104,7 +105,7 @@ describe('trust_sequence: the ssh outputs follow a rotation at the next renewal'
     expect(Number(agent.state.getSetting(TRUST_SEQUENCE_SETTING))).toBeGreaterThan(0);
     expect(actions(r)).toEqual([
       ['ssh_host', 'issued'],
-      ['jwt', 'none'],
+      ['jwt', 'issued'],
     ]);
     expect(userCaLines()[1]).toMatch(/ next-sigil-user-ca@example\.org$/);
     // Steady again: no more re-issues while the sequence stands.
@@ -121,7 +122,7 @@ describe('trust_sequence: the ssh outputs follow a rotation at the next renewal'
     const r = await renewAfterRestart();
     expect(actions(r)).toEqual([
       ['ssh_host', 'issued'],
-      ['jwt', 'none'],
+      ['jwt', 'issued'],
     ]);
     const after = userCaLines();
     expect(after).toHaveLength(1);

@@ -14,7 +14,7 @@ export const STAGED_TOO_LONG_MS = 7 * 86_400_000;
 export const keyRotationCheck: Check<IssuerDoctorContext> = {
   name: 'key_rotation',
   async run(ctx): Promise<CheckOutcome> {
-    const { assertSigningKeysCurrent, readRotatingKeys, rotatingKeysPath, spkiBase64 } =
+    const { outOfServiceMessage, readRotatingKeys, rotatingKeysPath, signingKeysOutOfService, spkiBase64 } =
       await import('../../server/rotating-keys.js');
     const { DEFAULT_OVERLAP_S } = await import('../../server/rotate-key.js');
     const { toSigilError } = await import('../../errors.js');
@@ -36,10 +36,11 @@ export const keyRotationCheck: Check<IssuerDoctorContext> = {
     const fileOf = { jwt: keyFiles.jwtSigning, 'ssh-user': keyFiles.sshUserCa, 'ssh-host': keyFiles.sshHostCa };
     // The signing keys must not be keys the list took out of service (a directory that missed a step).
     // (Missing key files are the start's to create and the data_dir/ca checks' to report.)
-    if (Object.values(fileOf).every((f) => existsSync(f)))
+    if (Object.values(fileOf).every((f) => existsSync(f))) {
+      // Every key out of service, not only the first: a compromise often rotates all three.
+      let out;
       try {
-        assertSigningKeysCurrent(
-          ctx.dataDir,
+        out = signingKeysOutOfService(
           {
             jwt: readPrivateKeyFile(fileOf.jwt),
             'ssh-user': readPrivateKeyFile(fileOf['ssh-user']),
@@ -50,11 +51,14 @@ export const keyRotationCheck: Check<IssuerDoctorContext> = {
         );
       } catch (e) {
         const err = toSigilError(e);
-        return fail(
-          `${err.code}: ${err.message}`,
-          'copy ca/rotating-keys.json and the key files from the issuer where sigil server rotate-key ran (same modes); a running issuer reads them within ~10 s (or: systemctl reload sigil-server)',
-        );
+        return fail(`${err.code}: ${err.message}`, 'see the data_dir and ca checks');
       }
+      if (out.length > 0)
+        return fail(
+          `config_invalid: ${out.map((o) => outOfServiceMessage(ctx.dataDir, o)).join('; ')}`,
+          'copy ca/rotating-keys.json first, then the key files, from the issuer where sigil server rotate-key ran (same modes); a running issuer reads them within ~10 s (or: systemctl reload sigil-server)',
+        );
+    }
     const live = keys.filter((k) => k.state !== 'withdrawn' && k.trustedUntil > now);
     // A staged key file no list entry publishes: an activation or a cancel copied without its removal.
     const leftover = (Object.keys(fileOf) as Array<keyof typeof fileOf>).filter(
@@ -84,7 +88,7 @@ export const keyRotationCheck: Check<IssuerDoctorContext> = {
         if (problem)
           return fail(
             `${k.kind}: a next key is published but ${next} ${problem.startsWith('is not') ? problem : `cannot be used (${problem})`}`,
-            `copy ca/${basename(next)} (0600) from the issuer where it was staged; or, on every issuer of the store at once, drop the stage: sigil server rotate-key --key ${k.kind} --cancel`,
+            `copy ca/${basename(next)} (0600) from the issuer where it was staged; or drop the stage there (sigil server rotate-key --data-dir DIR --key ${k.kind} --cancel) and copy its ca/rotating-keys.json here`,
           );
         const age = now - k.since;
         const ready = age >= DEFAULT_OVERLAP_S * 1000;

@@ -237,8 +237,13 @@ export function buildHttpsServer({
     });
   }
   // Public trust material for relying parties (server/credentials/discovery.ts), cacheable.
+  // Not while the JWT-SVID key is halted (server/key-reload.ts): the key set without it must not
+  // be cached for minutes by a verifier once the new key is in place.
   const publicJson = (doc: () => unknown) => async (_req: unknown, reply: FastifyReply) =>
-    reply.header('cache-control', `public, max-age=${KEYS_MAX_AGE_S}`).type('application/json').send(doc());
+    reply
+      .header('cache-control', ctx.credentials.halted.has('jwt') ? 'no-store' : `public, max-age=${KEYS_MAX_AGE_S}`)
+      .type('application/json')
+      .send(doc());
   app.get(
     '/.well-known/openid-configuration',
     publicJson(() => openIdConfiguration(ctx)),
@@ -303,6 +308,17 @@ export function buildHttpsServer({
     } finally {
       clearTimeout(timer);
     }
+    // A halted signing key (server/key-reload.ts): a load balancer sends agents to an issuer that
+    // can sign their SSH and JWT credentials. /healthz still answers: the process is alive.
+    const halted = [...ctx.credentials.halted.keys()];
+    if (halted.length > 0)
+      return sendError(
+        reply,
+        new SigilError(
+          'signing_key_withdrawn',
+          `not ready: the ${halted.join(', ')} signing key${halted.length > 1 ? 's were' : ' was'} withdrawn by a compromise rotation and the replacement is not in place here yet`,
+        ),
+      );
     return { status: 'ready', trust_domain: ctx.ca.trustDomain };
   });
   app.get('/metrics', async (_req, reply) =>

@@ -64,7 +64,7 @@ describe('doctor: key rotations in progress', () => {
       new RegExp(`^jwt: a next key is published but ${next.replace(/[.]/g, '\\.')} cannot be used`),
     );
     expect(r.fix).toBe(
-      'copy ca/jwt_signing.key.next (0600) from the issuer where it was staged; or, on every issuer of the store at once, drop the stage: sigil server rotate-key --key jwt --cancel',
+      'copy ca/jwt_signing.key.next (0600) from the issuer where it was staged; or drop the stage there (sigil server rotate-key --data-dir DIR --key jwt --cancel) and copy its ca/rotating-keys.json here',
     );
   });
 
@@ -78,7 +78,16 @@ describe('doctor: key rotations in progress', () => {
     expect(r.status).toBe('fail');
     expect(r.detail).toMatch(/^config_invalid: the ssh-user signing key in .* is the one .* lists as retired since/);
     expect(r.fix).toMatch(
-      /^copy ca\/rotating-keys\.json and the key files from the issuer where sigil server rotate-key ran/,
+      /^copy ca\/rotating-keys\.json first, then the key files, from the issuer where sigil server rotate-key ran/,
+    );
+
+    // Every key out of service is named, not only the first (a compromise often rotates all three).
+    const jwtOld = readFileSync(credentialKeyPaths(d).jwtSigning);
+    await rotateKey({ dataDir: d, key: 'jwt', overlapS: 0 });
+    writeFileSync(credentialKeyPaths(d).jwtSigning, jwtOld, { mode: 0o600 });
+    const both = await at(d, Date.now());
+    expect(both.detail).toMatch(
+      /the jwt signing key .* lists as withdrawn .*; the ssh-user signing key .* lists as retired/,
     );
 
     const e = fresh();

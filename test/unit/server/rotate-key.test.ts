@@ -667,7 +667,7 @@ describe('a withdrawn key put back (the walk of backup and restore)', () => {
     await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 0 });
     writeFileSync(keyFile, stolen, { mode: 0o600 });
     expect(() => loadCaMaterial(dir)).toThrow(
-      /lists as withdrawn since .*: a compromise rotation took it out of service .* --overlap 0/,
+      /lists as withdrawn since .*: a compromise rotation took it out of service: .* --overlap 0/,
     );
     const before = readFileSync(rotatingKeysPath(dir), 'utf8');
     for (const step of ['activate', 'stage'] as const)
