@@ -14,7 +14,7 @@ export const STAGED_TOO_LONG_MS = 7 * 86_400_000;
 export const keyRotationCheck: Check<IssuerDoctorContext> = {
   name: 'key_rotation',
   async run(ctx): Promise<CheckOutcome> {
-    const { outOfServiceMessage, readRotatingKeys, rotatingKeysPath, signingKeysOutOfService, spkiBase64 } =
+    const { keyId, outOfServiceMessage, readRotatingKeys, rotatingKeysPath, signingKeysOutOfService, spkiBase64 } =
       await import('../../server/rotating-keys.js');
     const { DEFAULT_OVERLAP_S } = await import('../../server/rotate-key.js');
     const { toSigilError } = await import('../../errors.js');
@@ -69,7 +69,15 @@ export const keyRotationCheck: Check<IssuerDoctorContext> = {
         `${leftover.map((kind) => `${fileOf[kind]}.next`).join(', ')}: a staged key no rotation publishes (left by an activation or a cancel on another issuer)`,
         `rm ${leftover.map((kind) => `${fileOf[kind]}.next`).join(' ')}`,
       );
-    if (live.length === 0) return ok('no key rotation in progress');
+    // Withdrawn keys are never published, but remembered: say so, or "nothing in progress" reads
+    // as if the compromise rotation had left no trace (found walking the runbook).
+    const withdrawn = keys.filter((k) => k.state === 'withdrawn' && k.trustedUntil > now);
+    const remembered =
+      withdrawn.length > 0
+        ? `${withdrawn.length} withdrawn key${withdrawn.length > 1 ? 's' : ''} (${[...new Set(withdrawn.map((k) => k.kind))].join(', ')}) remembered until ${new Date(Math.max(...withdrawn.map((k) => k.trustedUntil))).toISOString()}: an issuer still holding one halts it and refuses to start with it`
+        : undefined;
+    if (live.length === 0)
+      return ok(remembered ? `no key rotation in progress; ${remembered}` : 'no key rotation in progress');
     const hours = (ms: number) => `${(ms / 3_600_000).toFixed(1)} h`;
     const parts: string[] = [];
     const stale: string[] = [];
@@ -94,8 +102,12 @@ export const keyRotationCheck: Check<IssuerDoctorContext> = {
         const ready = age >= DEFAULT_OVERLAP_S * 1000;
         parts.push(`${k.kind}: next key staged ${hours(age)} ago${ready ? ' (ready to activate)' : ''}`);
         if (age > STAGED_TOO_LONG_MS) stale.push(k.kind);
-      } else parts.push(`${k.kind}: retired key published until ${new Date(k.trustedUntil).toISOString()}`);
+      } else
+        parts.push(
+          `${k.kind}: retired key ${keyId(k.publicKey, k.kind)} published until ${new Date(k.trustedUntil).toISOString()}`,
+        );
     }
+    if (remembered) parts.push(remembered);
     if (stale.length > 0)
       return warn(
         parts.join('; '),

@@ -48,9 +48,20 @@ describe('doctor: key rotations in progress', () => {
     await rotateKey({ dataDir: d, key: 'jwt', now: t0 });
     expect(await at(d, t0 + H)).toEqual({
       status: 'ok',
-      detail: 'jwt: retired key published until 2026-12-02T01:00:00.000Z',
+      detail: expect.stringMatching(/^jwt: retired key kid \S+ published until 2026-12-02T01:00:00\.000Z$/),
     });
     expect((await at(d, t0 + 25 * H)).detail).toBe('no key rotation in progress');
+  });
+
+  it('after a compromise rotation: nothing in progress, but the withdrawn keys it remembers are named', async () => {
+    const d = fresh();
+    const t0 = Date.parse('2026-12-01T00:00:00Z');
+    await rotateKey({ dataDir: d, key: 'ssh-user', overlapS: 0, now: t0 });
+    expect(await at(d, t0 + H)).toEqual({
+      status: 'ok',
+      detail:
+        'no key rotation in progress; 1 withdrawn key (ssh-user) remembered until 2026-12-31T00:00:00.000Z: an issuer still holding one halts it and refuses to start with it',
+    });
   });
 
   it('a published next key without its key file (a peer given only the list): fail, naming the file and both fixes', async () => {
