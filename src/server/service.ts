@@ -39,7 +39,7 @@ import { WebhookSink, type WebhookConfig } from './events/webhook.js';
 import { FleetUi } from './ui/fleet-ui.js';
 import { KEY_WATCH_MS, KeyReloader, keyFilesStamp, type KeyReload } from './key-reload.js';
 import { Gauge } from './metrics/registry.js';
-import { ROTATABLE_KEYS } from './rotating-keys.js';
+import { keyId, ROTATABLE_KEYS, type RotatableKey } from './rotating-keys.js';
 import { storeWithdrawalMessage } from './withdrawn-keys.js';
 import { SessionSeal } from './ui/session-seal.js';
 import { startRegistry, type RegistryRuntime } from './issuers/runtime.js';
@@ -362,7 +362,9 @@ export class IssuerService {
       // rotate-key steps, and key files copied from another issuer, without a restart.
       this.#every(cfg.keyWatchMs ?? KEY_WATCH_MS, 'credential key reload', async () => {
         await this.keys.refreshFromStore();
+        const before = this.keys.halted();
         this.keys.poll();
+        await this.#auditHalts(before);
       });
       this.#every(PRUNE_EVERY_MS, 'pruning', async () => {
         const before = ctx.now() - IDEMPOTENCY_KEEP_MS;
@@ -385,7 +387,46 @@ export class IssuerService {
   /** Read the credential keys, the rotation list and the store's withdrawn keys again now (SIGHUP); see ./key-reload.ts. */
   async reloadKeys(): Promise<KeyReload> {
     await this.keys.refreshFromStore();
-    return this.keys.reload();
+    const before = this.keys.halted();
+    const r = this.keys.reload();
+    await this.#auditHalts(before);
+    return r;
+  }
+
+  /**
+   * An audit row when this issuer stops signing with a withdrawn key, or starts again: a decision
+   * of its own (no operator ran it here), which on a shared store the other issuers' operators
+   * see too. The key by kid or SSH fingerprint, never a secret.
+   */
+  async #auditHalts(before: readonly RotatableKey[]): Promise<void> {
+    const after = this.keys.halted();
+    const cas = this.ctx.credentials;
+    for (const kind of ROTATABLE_KEYS) {
+      const was = before.includes(kind);
+      const is = after.includes(kind);
+      if (was === is) continue;
+      const signing =
+        kind === 'jwt'
+          ? cas.jwt.publicKey
+          : kind === 'ssh-user'
+            ? cas.sshUser.signingPublicKey
+            : cas.sshHost.signingPublicKey;
+      await this.ctx.stores.audit
+        .append(
+          {
+            action: is ? 'signing_key_halted' : 'signing_key_resumed',
+            outcome: 'ok',
+            actor: 'system',
+            remote: 'local',
+            ...(is ? { code: 'signing_key_withdrawn' } : {}),
+            details: { kind, key_id: keyId(signing, kind) },
+          },
+          this.ctx.now(),
+        )
+        .catch((err: unknown) =>
+          this.log.warn({ err }, `the audit row for ${kind} ${is ? 'halted' : 'resumed'} could not be written`),
+        );
+    }
   }
 
   /** Stop listening, let in-flight requests finish, write the final audit checkpoint, close the stores. Idempotent. */

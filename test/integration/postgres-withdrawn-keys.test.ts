@@ -68,6 +68,16 @@ describe('a compromise rotation on one issuer of a shared store', () => {
     expect(() => jwtSigner(b.ctx.credentials)).toThrow(/withdrawn by a compromise rotation/);
     expect(b.ctx.credentials.halted.get('jwt')).toMatch(/the store remembers it/);
     expect(publishedJwks(b.ctx.credentials, Date.now())).toEqual([]);
+    // B's own decision is in the shared audit log, naming the key by kid.
+    await expect
+      .poll(
+        async () =>
+          (await b.ctx.stores.audit.list())
+            .filter((r) => r.action === 'signing_key_halted')
+            .map((r) => [r.code, r.details?.['kind'], r.details?.['key_id']]),
+        { timeout: 5_000, interval: 50 },
+      )
+      .toEqual([['signing_key_withdrawn', 'jwt', `kid ${stolen}`]]);
     await expect.poll(() => a.ctx.credentials.jwt.kid, { timeout: 5_000, interval: 25 }).not.toBe(stolen);
     expect(a.ctx.credentials.halted.size).toBe(0);
     const fresh = a.ctx.credentials.jwt.kid;
