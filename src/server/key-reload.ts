@@ -101,9 +101,11 @@ export class KeyReloader {
   /** The last problem logged, so a stable one is logged once, not every poll. */
   #said = '';
   /** The withdrawn keys the store remembered at its last look, and whether they changed since the last reload. */
-  #remembered: WithdrawnKeyRecord[] = [];
-  #rememberedStamp = '';
+  /** Keyed `kind:spki sha256`; it only grows within the process (a read that lost a race, or rows a database writer deleted, never lift a halt). */
+  readonly #remembered = new Map<string, WithdrawnKeyRecord>();
   #storeMoved = false;
+  /** The store read in flight: ticks and SIGHUPs share it rather than racing each other. */
+  #refreshing: Promise<void> | undefined;
   #storeSaid = '';
   /**
    * Every key (`kind:spki sha256`) a list read by this process named as withdrawn. A withdrawal is
@@ -150,30 +152,56 @@ export class KeyReloader {
    * that cannot be read keeps what was last seen (said once); `throwOnError` for the start, which
    * must not serve on an unknown memory.
    */
-  async refreshFromStore(throwOnError = false): Promise<void> {
+  refreshFromStore(throwOnError = false): Promise<void> {
+    if (throwOnError) return this.#readStore(true);
+    this.#refreshing ??= this.#readStore(false).finally(() => (this.#refreshing = undefined));
+    return this.#refreshing;
+  }
+
+  async #readStore(throwOnError: boolean): Promise<void> {
     const { store, log } = this.opts;
     if (!store) return;
     let recs: WithdrawnKeyRecord[];
     try {
       recs = await store.withdrawnKeys();
     } catch (e) {
-      if (throwOnError) throw e;
+      if (throwOnError)
+        throw new SigilError(
+          e instanceof SigilError && e.code === 'config_invalid' ? 'config_invalid' : 'store_unavailable',
+          `cannot read the withdrawn signing keys from the store at start (a key a compromise rotation withdrew must not sign): ${(e as Error).message}`,
+          { cause: e },
+        );
       const msg = (e as Error).message;
       if (msg !== this.#storeSaid) log.warn({ err: e }, `cannot read the withdrawn keys from the store: ${msg}`);
       this.#storeSaid = msg;
       return;
     }
     this.#storeSaid = '';
-    const stamp = recs.map((r) => `${r.kind}:${r.spkiSha256}`).join(',');
-    if (stamp === this.#rememberedStamp) return;
-    this.#remembered = recs;
-    this.#rememberedStamp = stamp;
-    this.#storeMoved = true;
+    for (const r of recs) {
+      const k = `${r.kind}:${r.spkiSha256}`;
+      if (this.#remembered.has(k)) continue;
+      this.#remembered.set(k, r);
+      this.#storeMoved = true;
+    }
   }
 
   /** The kinds whose signing key, in use now, the store remembers as withdrawn (server start refuses those). */
   rememberedWithdrawals(): StoreWithdrawal[] {
-    return withdrawnSigningKeys(signingOf(this.opts.target.credentials), this.#remembered);
+    return withdrawnSigningKeys(signingOf(this.opts.target.credentials), [...this.#remembered.values()]);
+  }
+
+  /**
+   * Apply what is known of withdrawn keys (the lists read, the store) to the credentials in use,
+   * without reading any file: a start calls it once the store was read, so that a staged or
+   * retired key the store remembers is not published from the first request on.
+   */
+  applyKnownWithdrawals(): void {
+    const cur = this.opts.target.credentials;
+    const next = this.#scrub(cur);
+    if (next !== cur) {
+      this.#logNewHalts(cur, next);
+      this.opts.target.credentials = next;
+    }
   }
 
   /**
@@ -210,12 +238,13 @@ export class KeyReloader {
           o.kind,
           `${outOfServiceMessage(dataDir, o)}; this issuer stopped signing with it and publishing it when it read the list`,
         );
+      // What this process read before, and the store, may know what this list does not (a restored
+      // ca/, files not yet copied).
       for (const kind of ROTATABLE_KEYS)
-        if (!halted.has(kind) && this.#withdrawnSeen.has(`${kind}:${spkiSha256(signing[kind])}`))
-          halted.set(kind, seenMessage(dataDir, kind));
-      // The store may remember what the lists did not (a restored ca/, files not yet copied).
-      for (const w of withdrawnSigningKeys(signing, this.#remembered))
-        if (!halted.has(w.kind)) halted.set(w.kind, rememberedMessage(dataDir, w));
+        if (!halted.has(kind)) {
+          const why = this.#knownWithdrawn(kind, signing[kind]);
+          if (why) halted.set(kind, why);
+        }
       // A kind whose files are half-way through a copy of one activation waits for the rest: it
       // keeps its signer and its entries of the list in use. Either the new list retires the key
       // file still in place (the old key is still trusted for the overlap), or the new key file
@@ -255,9 +284,12 @@ export class KeyReloader {
           ...(waits.has('ssh-user') ? { sshUser: prev.sshUser } : {}),
           ...(waits.has('ssh-host') ? { sshHost: prev.sshHost } : {}),
         };
-        const changes = describeChanges(prev, next);
-        target.credentials = next;
-        outcome = { result: 'applied', changes, halted: [...halted.keys()] };
+        // Last, over the whole set: a waiting kind's previous signer, or a staged or retired key
+        // that the store or an earlier list withdrew, must not come back through the merge.
+        const final = this.#scrub(next);
+        const changes = describeChanges(prev, final);
+        target.credentials = final;
+        outcome = { result: 'applied', changes, halted: [...final.halted.keys()] };
         if (waits.size > 0) this.opts.log.warn({ code: 'key_reload_waiting' }, waitReason());
       }
     } catch (e) {
@@ -269,7 +301,7 @@ export class KeyReloader {
     }
     // Whatever the files say, the keys in use must not include one withdrawn by a list this
     // process read or by the store.
-    if (outcome.result !== 'applied') this.#haltKnownWithdrawals();
+    if (outcome.result !== 'applied') this.applyKnownWithdrawals();
     this.#report(outcome);
     this.#lastFailed = outcome.result === 'refused' || outcome.result === 'waiting';
     return outcome;
@@ -289,23 +321,42 @@ export class KeyReloader {
     for (const k of keys) if (k.state === 'withdrawn') this.#withdrawnSeen.add(`${k.kind}:${spkiSha256(k.publicKey)}`);
   }
 
-  /** Halt, in the credentials in use, each signing key a list this process read or the store withdrew. */
-  #haltKnownWithdrawals(): void {
-    const cur = this.opts.target.credentials;
-    const signing = signingOf(cur);
-    const hits = new Map<RotatableKey, string>();
-    for (const kind of ROTATABLE_KEYS)
-      if (!cur.halted.has(kind) && this.#withdrawnSeen.has(`${kind}:${spkiSha256(signing[kind])}`))
-        hits.set(kind, seenMessage(this.opts.dataDir, kind));
-    for (const w of withdrawnSigningKeys(signing, this.#remembered))
-      if (!cur.halted.has(w.kind) && !hits.has(w.kind)) hits.set(w.kind, rememberedMessage(this.opts.dataDir, w));
-    if (hits.size === 0) return;
-    const halted = new Map(cur.halted);
-    for (const [kind, why] of hits) {
-      halted.set(kind, why);
-      this.opts.log.error({ kind, code: 'signing_key_withdrawn' }, why);
+  /** Why the signing key `key` of `kind` is withdrawn, if a list this process read or the store says so. */
+  #knownWithdrawn(kind: RotatableKey, key: KeyObject): string | undefined {
+    const id = `${kind}:${spkiSha256(key)}`;
+    const r = this.#remembered.get(id);
+    if (r) return rememberedMessage(this.opts.dataDir, { kind, at: r.at });
+    return this.#withdrawnSeen.has(id) ? seenMessage(this.opts.dataDir, kind) : undefined;
+  }
+
+  /**
+   * `cas` with every known withdrawal applied: a signer whose key was withdrawn is halted, and a
+   * staged or retired entry whose key was withdrawn is marked withdrawn (never published). The
+   * same object when nothing changes.
+   */
+  #scrub(cas: CredentialAuthorities): CredentialAuthorities {
+    const signing = signingOf(cas);
+    let halted: Map<RotatableKey, string> | undefined;
+    for (const kind of ROTATABLE_KEYS) {
+      if (cas.halted.has(kind)) continue;
+      const why = this.#knownWithdrawn(kind, signing[kind]);
+      if (why) (halted ??= new Map(cas.halted)).set(kind, why);
     }
-    this.opts.target.credentials = { ...cur, halted };
+    let changed = false;
+    const rotating = cas.rotating.map((k) => {
+      if (k.state === 'withdrawn') return k;
+      const id = `${k.kind}:${spkiSha256(k.publicKey)}`;
+      if (!this.#remembered.has(id) && !this.#withdrawnSeen.has(id)) return k;
+      changed = true;
+      return { ...k, state: 'withdrawn' as const };
+    });
+    if (!halted && !changed) return cas;
+    return { ...cas, ...(halted ? { halted } : {}), ...(changed ? { rotating } : {}) };
+  }
+
+  #logNewHalts(before: CredentialAuthorities, after: CredentialAuthorities): void {
+    for (const [kind, why] of after.halted)
+      if (!before.halted.has(kind)) this.opts.log.error({ kind, code: 'signing_key_withdrawn' }, why);
   }
 
   #report(o: KeyReload): void {

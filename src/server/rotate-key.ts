@@ -59,7 +59,7 @@ import {
   type RotatableKey,
   type RotatingKey,
 } from './rotating-keys.js';
-import type { AuditEvent, Stores } from './store/types.js';
+import type { AuditEvent, Stores, WithdrawnKeyRecord } from './store/types.js';
 
 export const ROTATE_KEY_KINDS = [...ROTATABLE_KEYS, 'admin-token'] as const;
 export type RotateKeyKind = (typeof ROTATE_KEY_KINDS)[number];
@@ -212,9 +212,15 @@ async function rotateSigningKey(
       (k) => k.kind === kind && k.state === 'withdrawn' && spkiBase64(k.publicKey) === signingSpki,
     );
     // The store remembers withdrawals the list may not (a ca/ restored from before the rotation).
-    const remembered = withdrawnSigningKeys({ [kind]: signing } as Record<RotatableKey, KeyObject>, [
-      ...(await stores.admin.withdrawnKeys()),
-    ])[0];
+    const compromiseStep = step === 'activate' && overlapS === 0;
+    let rememberedRows: WithdrawnKeyRecord[] = [];
+    try {
+      rememberedRows = await stores.admin.withdrawnKeys();
+    } catch (e) {
+      // A row a database writer broke must not stop the way out of a compromise.
+      if (!compromiseStep) throw e;
+    }
+    const remembered = withdrawnSigningKeys({ [kind]: signing } as Record<RotatableKey, KeyObject>, rememberedRows)[0];
     const withdrawnAt = withdrawnHit?.since ?? remembered?.at;
     if (withdrawnAt !== undefined && !(step === 'activate' && overlapS === 0))
       throw new SigilError(

@@ -293,10 +293,17 @@ export function keyId(k: KeyObject, kind: RotatableKey): string {
 /** Held by `sigil server rotate-key` while it changes the list and the key files (one at a time). */
 export const rotateLockPath = (dir: string): string => join(dir, 'ca', '.rotate-key.lock');
 
-/** The pid in rotate-key's lock if that process is alive; undefined with no lock, or one left by a process that is gone. */
-export function rotateLockHolder(dir: string): number | undefined {
+/** A rotate-key step takes well under a second (its audit append at most a store timeout): a lock older than this is left over, whoever holds its pid now. */
+export const ROTATE_LOCK_STALE_MS = 10 * 60_000;
+
+/**
+ * The pid in rotate-key's lock if that process is alive and the lock is recent; undefined with no
+ * lock, or one left by a process that is gone (or whose pid was reused: older than ROTATE_LOCK_STALE_MS).
+ */
+export function rotateLockHolder(dir: string, now = Date.now()): number | undefined {
   let text: string;
   try {
+    if (now - fs.statSync(rotateLockPath(dir)).mtimeMs > ROTATE_LOCK_STALE_MS) return undefined;
     text = fs.readFileSync(rotateLockPath(dir), 'utf8').slice(0, 32);
   } catch {
     return undefined;

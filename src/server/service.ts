@@ -294,6 +294,8 @@ export class IssuerService {
       await this.keys.refreshFromStore(true);
       const hit = this.keys.rememberedWithdrawals()[0];
       if (hit) throw new SigilError('config_invalid', storeWithdrawalMessage(cfg.dataDir, hit));
+      // A staged or retired key the store remembers as withdrawn: never published, from the first request.
+      this.keys.applyKnownWithdrawals();
     } catch (e) {
       await this.stop();
       throw e;

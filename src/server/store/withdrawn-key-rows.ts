@@ -7,10 +7,13 @@ import { SigilError } from '../../errors.js';
 import type { WithdrawnKeyRecord } from './types.js';
 
 export const WITHDRAWN_KEY_PREFIX = 'withdrawn_key:';
+/** A time a Date can hold (ECMA-262 §21.4.1.1): beyond it, toISOString throws. */
+const validTime = (at: unknown): at is number =>
+  typeof at === 'number' && Number.isSafeInteger(at) && at >= 0 && at <= 8.64e15;
 const KINDS = new Set(['jwt', 'ssh-user', 'ssh-host']);
 
 export function withdrawnKeyRow(k: WithdrawnKeyRecord): { key: string; value: string } {
-  if (!KINDS.has(k.kind) || !/^[0-9a-f]{64}$/.test(k.spkiSha256) || !Number.isSafeInteger(k.at))
+  if (!KINDS.has(k.kind) || !/^[0-9a-f]{64}$/.test(k.spkiSha256) || !validTime(k.at))
     throw new TypeError(`not a withdrawn key record: ${JSON.stringify(k)}`);
   return { key: `${WITHDRAWN_KEY_PREFIX}${k.kind}:${k.spkiSha256}`, value: JSON.stringify({ at: k.at }) };
 }
@@ -24,7 +27,7 @@ export function withdrawnKeyOf(row: { key: string; value: string }): WithdrawnKe
   } catch {
     at = undefined;
   }
-  if (!kind || !KINDS.has(kind) || !hash || typeof at !== 'number' || !Number.isSafeInteger(at))
+  if (!kind || !KINDS.has(kind) || !hash || !validTime(at))
     throw new SigilError(
       'config_invalid',
       `the store's settings row ${JSON.stringify(row.key)} is not a withdrawn key as rotate-key writes it`,

@@ -24,7 +24,10 @@ import { keyFilesStamp, KeyReloader, MAX_UNSETTLED_POLLS } from '../../../src/se
 import { rotateKey } from '../../../src/server/rotate-key.js';
 import { rotateLockPath, rotatingKeysPath } from '../../../src/server/rotating-keys.js';
 import { spkiSha256 } from '../../../src/server/withdrawn-keys.js';
-import { createLogger } from '../../../src/util/log.js';
+import { createLogger, silentLogger } from '../../../src/util/log.js';
+import { withdrawnKeyOf } from '../../../src/server/store/withdrawn-key-rows.js';
+import type { WithdrawnKeyRecord } from '../../../src/server/store/types.js';
+import Database from 'better-sqlite3';
 
 let root: string;
 let dir: string;
@@ -461,5 +464,105 @@ describe('what the review of the running-issuer reload attacked', () => {
     const o = r.reloader.reload();
     expect(o.result === 'refused' && o.error.code).toBe('data_dir_insecure');
     chmodSync(join(dir, 'ca'), 0o700);
+  });
+});
+
+describe('what the second review attacked', () => {
+  const withStore = (r: Running, d: string, store: { withdrawnKeys(): Promise<WithdrawnKeyRecord[]> }) =>
+    new KeyReloader({
+      dataDir: d,
+      trustDomain: 'example.org',
+      target: r.target,
+      log: silentLogger(),
+      now: Date.now,
+      store,
+    });
+
+  it('a peer halted from the store alone does not publish the staged key the same rotation withdrew', async () => {
+    await rotateKey({ dataDir: dir, key: 'jwt', step: 'stage' });
+    const b = peer();
+    const r = running(b);
+    expect(kids(r)).toHaveLength(2);
+    const stores = openIssuerStores(dir); // A's store stands in for the shared one
+    try {
+      await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 0 });
+      const reloader = withStore(r, b, stores.admin);
+      await reloader.refreshFromStore();
+      expect(reloader.poll()).toMatchObject({ result: 'applied', halted: ['jwt'] });
+      expect(kids(r)).toEqual([]); // neither the stolen signing key nor the stolen staged one
+      // A restart of the peer on its old files: start applies the store's memory before serving.
+      const again = running(b);
+      const r2 = withStore(again, b, stores.admin);
+      await r2.refreshFromStore(true);
+      expect(r2.rememberedWithdrawals().map((w) => w.kind)).toEqual(['jwt']);
+      r2.applyKnownWithdrawals();
+      expect(kids(again)).toEqual([]);
+    } finally {
+      await stores.close();
+    }
+  });
+
+  it('a waiting kind does not bring back its previous signer when the store withdrew it', async () => {
+    const b = peer();
+    const r = running(b);
+    const stolen = r.target.credentials.jwt.kid;
+    const stores = openIssuerStores(dir);
+    try {
+      const reloader = withStore(r, b, stores.admin);
+      await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 0 });
+      await rotateKey({ dataDir: dir, key: 'ssh-user', overlapS: 0 });
+      await reloader.refreshFromStore();
+      expect(reloader.poll()).toMatchObject({ halted: ['jwt', 'ssh-user'] });
+      await rotateKey({ dataDir: dir, key: 'jwt', step: 'stage' });
+      copy(b, rotatingKeysPath(dir));
+      reloader.reload();
+      await rotateKey({ dataDir: dir, key: 'jwt' });
+      copy(b, credentialKeyPaths(dir).jwtSigning); // the key file of the activation, not its list
+      const o = reloader.reload();
+      expect(o.result === 'applied' && o.halted).toContain('jwt');
+      expect(r.target.credentials.jwt.kid).toBe(stolen); // kept while waiting, but never signing
+      expect(() => jwtSigner(r.target.credentials)).toThrow(/withdrawn/);
+      expect(kids(r)).not.toContain(stolen);
+    } finally {
+      await stores.close();
+    }
+  });
+
+  it("the store's memory only grows: a later read without the rows does not lift the halt", async () => {
+    const r = running(dir);
+    const rec = { kind: 'jwt', spkiSha256: spkiSha256(r.target.credentials.jwt.publicKey), at: Date.now() };
+    let rows: WithdrawnKeyRecord[] = [rec];
+    const reloader = withStore(r, dir, { withdrawnKeys: async () => rows });
+    await reloader.refreshFromStore();
+    expect(reloader.poll()).toMatchObject({ halted: ['jwt'] });
+    rows = []; // a read that lost a race, or rows a database writer deleted
+    await reloader.refreshFromStore();
+    reloader.reload();
+    expect(reloader.halted()).toEqual(['jwt']);
+  });
+
+  it('a stored time no Date can hold is refused as a malformed row, and rotate-key --overlap 0 still runs past such a row', async () => {
+    expect(() =>
+      withdrawnKeyOf({ key: `withdrawn_key:jwt:${'a'.repeat(64)}`, value: '{"at":9000000000000000}' }),
+    ).toThrow(/not a withdrawn key as rotate-key writes it/);
+    const db = new Database(join(dir, 'issuer.db'));
+    db.prepare("INSERT INTO settings (key, value) VALUES ('withdrawn_key:jwt:zz', 'x')").run();
+    db.close();
+    await expect(rotateKey({ dataDir: dir, key: 'jwt', step: 'stage' })).rejects.toMatchObject({
+      code: 'config_invalid',
+    });
+    const r = await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 0 });
+    expect(r.dropped).toHaveLength(1);
+  });
+
+  it('a lock older than ten minutes is ignored, whoever holds its pid now', async () => {
+    const r = running(dir);
+    await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 0 });
+    writeFileSync(rotateLockPath(dir), `${process.pid}\n`, { mode: 0o600 }); // a live pid (reused, or ours)
+    r.reloader.poll();
+    expect(r.reloader.poll().result).toBe('unchanged');
+    const old = new Date(Date.now() - 11 * 60_000);
+    utimesSync(rotateLockPath(dir), old, old);
+    expect(r.reloader.poll().result).toBe('applied');
   });
 });
