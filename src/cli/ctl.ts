@@ -398,7 +398,22 @@ export function registerCtl(program: Command, run: (fn: () => Promise<void> | vo
         if (!g().dataDir)
           throw new SigilError('config_invalid', 'ca export reads the issuer data directory: give --data-dir DIR');
         const { exportCaMaterial } = await import('../server/ca-export.js');
-        const material = exportCaMaterial(g().dataDir!, o.type, o.hosts !== undefined ? { hosts: o.hosts } : {});
+        // The store's memory of withdrawn keys too (a ca/ older than a compromise rotation).
+        const withdrawn =
+          o.type === 'x509'
+            ? []
+            : await (async () => {
+                const stores = openIssuerStores(g().dataDir!);
+                try {
+                  return await stores.admin.withdrawnKeys();
+                } finally {
+                  await stores.close();
+                }
+              })();
+        const material = exportCaMaterial(g().dataDir!, o.type, {
+          ...(o.hosts !== undefined ? { hosts: o.hosts } : {}),
+          withdrawn,
+        });
         if (fmt === 'json') printJson({ type: o.type, material });
         else process.stdout.write(material);
       }),

@@ -20,6 +20,7 @@ import {
   type CredentialAuthorities,
 } from '../../../src/server/credentials/authorities.js';
 import { initDataDir, loadCaMaterial, openIssuerStores } from '../../../src/server/data-dir.js';
+import { exportCaMaterial } from '../../../src/server/ca-export.js';
 import { keyFilesStamp, KeyReloader, MAX_UNSETTLED_POLLS } from '../../../src/server/key-reload.js';
 import { rotateKey } from '../../../src/server/rotate-key.js';
 import { rotateLockPath, rotatingKeysPath } from '../../../src/server/rotating-keys.js';
@@ -523,6 +524,25 @@ describe('what the second review attacked', () => {
       expect(r.target.credentials.jwt.kid).toBe(stolen); // kept while waiting, but never signing
       expect(() => jwtSigner(r.target.credentials)).toThrow(/withdrawn/);
       expect(kids(r)).not.toContain(stolen);
+    } finally {
+      await stores.close();
+    }
+  });
+
+  it('ca export, given the store’s memory, refuses a remembered signing key and leaves out a remembered staged one', async () => {
+    await rotateKey({ dataDir: dir, key: 'jwt', step: 'stage' });
+    const b = peer();
+    const stores = openIssuerStores(dir);
+    try {
+      await rotateKey({ dataDir: dir, key: 'jwt', overlapS: 0 });
+      const withdrawn = await stores.admin.withdrawnKeys();
+      expect(withdrawn).toHaveLength(2); // the signing key and the staged one
+      expect(() => exportCaMaterial(b, 'jwks', { withdrawn })).toThrow(/the store remembers it/);
+      // ssh-user was not rotated: printed, without anything withdrawn.
+      expect(exportCaMaterial(b, 'ssh-user', { withdrawn }).trim().split('\n')).toHaveLength(1);
+      copy(b, credentialKeyPaths(dir).jwtSigning); // the new key, the peer's old list still staging the stolen one
+      const jwks = JSON.parse(exportCaMaterial(b, 'jwks', { withdrawn })) as { keys: unknown[] };
+      expect(jwks.keys).toHaveLength(1);
     } finally {
       await stores.close();
     }
