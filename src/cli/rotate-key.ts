@@ -113,7 +113,7 @@ export function registerRotateKey(server: Command, run: (fn: () => Promise<void>
                 ? 'an interrupted activation was finished'
                 : r.trustedUntil
                   ? `still published (${where}) until ${r.trustedUntil}`
-                  : 'no longer published (overlap 0); an issuer still holding it stops signing with it when it reads the new list, and refuses to start with it';
+                  : 'no longer published (overlap 0); an issuer still holding it stops signing with it when it reads the store’s record or the new list, and refuses to start with it';
             if (r.dropped.length > 0) lines['withdrawn'] = r.dropped.join(', ');
             if (r.warning) lines['warning'] = r.warning;
             fileLines();

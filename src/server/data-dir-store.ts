@@ -37,7 +37,7 @@ export function checkStoreMatches(recorded: StoreKind, store: string | undefined
   throw new SigilError(
     'config_invalid',
     recorded === 'postgres'
-      ? `the issuer in ${dir} keeps its state in PostgreSQL: pass --store postgres://… (or set ${STORE_ENV})`
+      ? `the issuer in ${dir} keeps its state in PostgreSQL: set ${STORE_ENV}=postgres://… (server commands also take --store postgres://…; sigil ctl reads only ${STORE_ENV})`
       : `the issuer in ${dir} keeps its state in ${dir}/issuer.db; --store ${redactStoreUrl(store ?? '')} would start it on an empty database (to move it: sigil server migrate-store --from ${dir} --to postgres://…)`,
   );
 }

@@ -261,7 +261,7 @@ export class KeyReloader {
           waiting.set(kind, `the ${kind} key file is the key ${rotatingKeysPath(dataDir)} still lists as next`);
       }
       const waitReason = (): string =>
-        `keeping the ${[...waiting.keys()].join(', ')} keys in use while the files of a rotate-key step are copied: ${[...waiting.values()].join('; ')}; the step is taken once the key file and the list both came (copy the list first, then the key file), or run sigil server rotate-key --data-dir ${dataDir} --key KIND again if an activation stopped half-way here`;
+        `keeping the ${[...waiting.keys()].join(', ')} keys in use while the files of a rotate-key step are copied: ${[...waiting.values()].join('; ')}; the step is taken once the key file and the list both came (copy the list first, then the key file), or, if rotate-key ran in this data directory and stopped half-way, run it again here (sigil server rotate-key --data-dir ${dataDir} --key ${[...waiting.keys()].join('|')})`;
       if (waiting.size > 0 && halted.size === 0) {
         outcome = { result: 'waiting', reason: waitReason() };
       } else {

@@ -259,7 +259,7 @@ async function rotateSigningKey(
         ...base,
         previous: null,
         current,
-        files: [nextFile, listFile],
+        files: [listFile, nextFile],
         removed: [],
         reloadWithinS: RELOAD_WITHIN_S,
       };

@@ -22,7 +22,7 @@ import { readAuditKey } from './audit/audit-key.js';
 import { startAuditRuntime } from './audit/runtime.js';
 import { ensureAnswerSeal } from './answer-seal-file.js';
 import { IDEMPOTENCY_KEEP_MS } from './ops/answer-seal.js';
-import { loadCaMaterial, openIssuerStores, paths } from './data-dir.js';
+import { loadCaMaterial, openIssuerStores, paths, readMeta } from './data-dir.js';
 import {
   createIssuerContext,
   rotateServerIdentity,
@@ -130,6 +130,8 @@ export class IssuerService {
   readonly events: EventPublisher;
   /** Picks up `sigil server rotate-key` steps without a restart (./key-reload.ts). */
   readonly keys: KeyReloader;
+  /** issuer.json's `issuer_name` (server add-issuer), for the audit rows this issuer writes of its own accord. */
+  readonly #issuerName: { issuer_name?: string };
   /** The host put in the serving certificate and the advertised URL when listening on every address. */
   readonly #wildcardHost: string | undefined;
 
@@ -140,6 +142,8 @@ export class IssuerService {
     this.log = log;
     // Before the keys are read: a rotate-key step landing meanwhile is then seen as a change.
     const keyStamp = keyFilesStamp(cfg.dataDir);
+    const issuerName = (readMeta(cfg.dataDir) as { issuer_name?: unknown }).issuer_name;
+    this.#issuerName = typeof issuerName === 'string' ? { issuer_name: issuerName } : {};
     const ca = loadCaMaterial(cfg.dataDir);
     // A restore that left these keys out would otherwise change every SSH and JWT trust anchor
     // without a word (found walking the runbook).
@@ -147,20 +151,6 @@ export class IssuerService {
       log.warn(
         { created: ca.credentialKeysCreated },
         `created new credential keys (${ca.credentialKeysCreated.join(', ')}): expected on the first start after an upgrade; after a restore, the backup lacked them, and every sshd, ssh client and JWT verifier that trusted the old ones needs the new ones (sigil ctl ca export)`,
-      );
-    // Say which keys this start publishes beside the signing ones, so the operator can see a
-    // rotate-key step took (runbook "Rotate a key"); later steps are logged by the key reloader.
-    const rotating = ca.credentials.rotating.filter((k) => k.state !== 'withdrawn' && k.trustedUntil > Date.now());
-    if (rotating.length > 0)
-      log.info(
-        { rotating: rotating.map((k) => ({ kind: k.kind, state: k.state, since: new Date(k.since).toISOString() })) },
-        `publishing a key rotation in progress: ${rotating
-          .map((k) =>
-            k.state === 'next'
-              ? `${k.kind} next key (staged ${new Date(k.since).toISOString()})`
-              : `${k.kind} retired key (until ${new Date(k.trustedUntil).toISOString()})`,
-          )
-          .join(', ')}`,
       );
     // The public host must be in the serving certificate: verifiers fetch discovery over TLS.
     // Listening on every address, the listen URL (https://0.0.0.0:…) is no address a relying party can use.
@@ -296,6 +286,23 @@ export class IssuerService {
       if (hit) throw new SigilError('config_invalid', storeWithdrawalMessage(cfg.dataDir, hit));
       // A staged or retired key the store remembers as withdrawn: never published, from the first request.
       this.keys.applyKnownWithdrawals();
+      // Say which keys this start publishes beside the signing ones (after the store's memory of
+      // withdrawn keys was applied), so the operator can see a rotate-key step took (runbook
+      // "Rotate a key"); later steps are logged by the key reloader.
+      const rotating = this.ctx.credentials.rotating.filter(
+        (k) => k.state !== 'withdrawn' && k.trustedUntil > Date.now(),
+      );
+      if (rotating.length > 0)
+        this.log.info(
+          { rotating: rotating.map((k) => ({ kind: k.kind, state: k.state, since: new Date(k.since).toISOString() })) },
+          `publishing a key rotation in progress: ${rotating
+            .map((k) =>
+              k.state === 'next'
+                ? `${k.kind} next key (staged ${new Date(k.since).toISOString()})`
+                : `${k.kind} retired key (until ${new Date(k.trustedUntil).toISOString()})`,
+            )
+            .join(', ')}`,
+        );
     } catch (e) {
       await this.stop();
       throw e;
@@ -421,7 +428,8 @@ export class IssuerService {
             actor: 'system',
             remote: 'local',
             ...(is ? { code: 'signing_key_withdrawn' } : {}),
-            details: { kind, key_id: keyId(signing, kind) },
+            // Which issuer decided: on a shared store every issuer writes its own row.
+            details: { kind, key_id: keyId(signing, kind), host: hostname(), ...this.#issuerName },
           },
           this.ctx.now(),
         )

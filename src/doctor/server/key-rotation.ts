@@ -29,6 +29,12 @@ export const keyRotationCheck: Check<IssuerDoctorContext> = {
       );
     }
     const now = ctx.now();
+    // The store's memory of withdrawn keys too, as a start reads it (server/withdrawn-keys.ts): a
+    // ca/ restored from before a compromise, or a peer whose files the rotation has not reached.
+    const inStore = await rememberedWithdrawals(ctx.dataDir);
+    const { spkiSha256, storeWithdrawalMessage, withdrawnSigningKeys } = await import('../../server/withdrawn-keys.js');
+    const storeRows = inStore.rows ?? [];
+    const rememberedIds = new Set(storeRows.map((r) => `${r.kind}:${r.spkiSha256}`));
     const { credentialKeyPaths } = await import('../../server/credential-keys.js');
     const { readPrivateKeyFile } = await import('../../server/key-file.js');
     const { existsSync } = await import('node:fs');
@@ -53,13 +59,25 @@ export const keyRotationCheck: Check<IssuerDoctorContext> = {
         const err = toSigilError(e);
         return fail(`${err.code}: ${err.message}`, 'see the data_dir and ca checks');
       }
-      if (out.length > 0)
+      const fromStore = withdrawnSigningKeys(
+        Object.fromEntries(
+          (['jwt', 'ssh-user', 'ssh-host'] as const).map((k) => [k, readPrivateKeyFile(fileOf[k])]),
+        ) as Parameters<typeof withdrawnSigningKeys>[0],
+        storeRows,
+      ).filter((w) => !out.some((o) => o.kind === w.kind));
+      if (out.length > 0 || fromStore.length > 0)
         return fail(
-          `config_invalid: ${out.map((o) => outOfServiceMessage(ctx.dataDir, o)).join('; ')}`,
+          `config_invalid: ${[
+            ...out.map((o) => outOfServiceMessage(ctx.dataDir, o)),
+            ...fromStore.map((w) => storeWithdrawalMessage(ctx.dataDir, w)),
+          ].join('; ')}`,
           'copy ca/rotating-keys.json first, then the key files, from the issuer where sigil server rotate-key ran (same modes); a running issuer reads them within ~10 s (or: systemctl reload sigil-server)',
         );
     }
-    const live = keys.filter((k) => k.state !== 'withdrawn' && k.trustedUntil > now);
+    const live = keys.filter(
+      (k) =>
+        k.state !== 'withdrawn' && k.trustedUntil > now && !rememberedIds.has(`${k.kind}:${spkiSha256(k.publicKey)}`),
+    );
     // A staged key file no list entry publishes: an activation or a cancel copied without its removal.
     const leftover = (Object.keys(fileOf) as Array<keyof typeof fileOf>).filter(
       (kind) => existsSync(`${fileOf[kind]}.next`) && !live.some((k) => k.kind === kind && k.state === 'next'),
@@ -72,9 +90,21 @@ export const keyRotationCheck: Check<IssuerDoctorContext> = {
     // Withdrawn keys are never published, but remembered: say so, or "nothing in progress" reads
     // as if the compromise rotation had left no trace (found walking the runbook).
     const withdrawn = keys.filter((k) => k.state === 'withdrawn' && k.trustedUntil > now);
+    const memory = [
+      ...(withdrawn.length > 0
+        ? [
+            `${withdrawn.length} withdrawn key${withdrawn.length > 1 ? 's' : ''} (${[...new Set(withdrawn.map((k) => k.kind))].join(', ')}) remembered until ${new Date(Math.max(...withdrawn.map((k) => k.trustedUntil))).toISOString()}`,
+          ]
+        : []),
+      ...(storeRows.length > 0
+        ? [
+            `the store remembers ${storeRows.length} withdrawn key${storeRows.length > 1 ? 's' : ''} (${[...new Set(storeRows.map((r) => r.kind))].join(', ')})`,
+          ]
+        : []),
+    ];
     const remembered =
-      withdrawn.length > 0
-        ? `${withdrawn.length} withdrawn key${withdrawn.length > 1 ? 's' : ''} (${[...new Set(withdrawn.map((k) => k.kind))].join(', ')}) remembered until ${new Date(Math.max(...withdrawn.map((k) => k.trustedUntil))).toISOString()}: an issuer still holding one halts it and refuses to start with it`
+      memory.length > 0
+        ? `${memory.join('; ')}: an issuer still holding one halts it and refuses to start with it`
         : undefined;
     if (live.length === 0)
       return ok(remembered ? `no key rotation in progress; ${remembered}` : 'no key rotation in progress');
@@ -118,3 +148,26 @@ export const keyRotationCheck: Check<IssuerDoctorContext> = {
     return ok(parts.join('; '));
   },
 };
+
+/**
+ * The store's withdrawn keys, or why they could not be read (a PostgreSQL issuer without
+ * SIGIL_STORE: the store check says so); never throws.
+ */
+async function rememberedWithdrawals(
+  dataDir: string,
+): Promise<{ rows?: import('../../server/store/types.js').WithdrawnKeyRecord[] }> {
+  const { openIssuerStores } = await import('../../server/data-dir.js');
+  let stores;
+  try {
+    stores = openIssuerStores(dataDir);
+  } catch {
+    return {};
+  }
+  try {
+    return { rows: await stores.admin.withdrawnKeys() };
+  } catch {
+    return {};
+  } finally {
+    await stores.close().catch(() => undefined);
+  }
+}

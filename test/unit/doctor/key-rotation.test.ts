@@ -3,7 +3,7 @@
  * forgotten for more than a week is a warning with the command that finishes or drops it; a
  * rotating-key list the issuer would refuse to start with is a failure.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -60,8 +60,23 @@ describe('doctor: key rotations in progress', () => {
     expect(await at(d, t0 + H)).toEqual({
       status: 'ok',
       detail:
-        'no key rotation in progress; 1 withdrawn key (ssh-user) remembered until 2026-12-31T00:00:00.000Z: an issuer still holding one halts it and refuses to start with it',
+        'no key rotation in progress; 1 withdrawn key (ssh-user) remembered until 2026-12-31T00:00:00.000Z; the store remembers 1 withdrawn key (ssh-user): an issuer still holding one halts it and refuses to start with it',
     });
+  });
+
+  it('a ca/ restored from before a compromise rotation: fail, from the store’s memory (as the start refuses)', async () => {
+    const d = fresh();
+    const backup = `${d}-ca-backup`;
+    cpSync(join(d, 'ca'), backup, { recursive: true });
+    await rotateKey({ dataDir: d, key: 'jwt', overlapS: 0 });
+    rmSync(join(d, 'ca'), { recursive: true });
+    cpSync(backup, join(d, 'ca'), { recursive: true });
+    rmSync(backup, { recursive: true });
+    const r = await at(d, Date.now());
+    expect(r.status).toBe('fail');
+    expect(r.detail).toMatch(
+      /^config_invalid: the jwt signing key .* withdrawn by a compromise rotation .*the store remembers it/,
+    );
   });
 
   it('a published next key without its key file (a peer given only the list): fail, naming the file and both fixes', async () => {

@@ -13,6 +13,7 @@ import { SigilError } from '../../../src/errors.js';
 import { credentialKeyPaths } from '../../../src/server/credential-keys.js';
 import {
   createCredentialAuthorities,
+  assertCredentialKindInService,
   jwtSigner,
   publishedJwks,
   publishedSshCaLines,
@@ -135,6 +136,7 @@ describe('a peer issuer that got the list of a step before its key file', () => 
     copy(b, rotatingKeysPath(dir)); // the list came first
     const o = r.reloader.reload();
     expect(o).toMatchObject({ result: 'applied', halted: ['jwt'] });
+    expect(o.result === 'applied' && o.changes).toContain('jwt halted');
     expect(r.reloader.halted()).toEqual(['jwt']);
     expect(kids(r)).toEqual([]); // the stolen key is no longer published, and nothing else of its kind is
     const e = (() => {
@@ -156,7 +158,9 @@ describe('a peer issuer that got the list of a step before its key file', () => 
     expect(errors(r).map((l) => l.code)).toEqual(['signing_key_withdrawn']);
 
     copy(b, credentialKeyPaths(dir).jwtSigning); // then the key file
-    expect(r.reloader.reload()).toMatchObject({ result: 'applied', halted: [] });
+    const lifted = r.reloader.reload();
+    expect(lifted).toMatchObject({ result: 'applied', halted: [] });
+    expect(lifted.result === 'applied' && lifted.changes).toContain('jwt no longer halted');
     const fresh = jwtSigner(r.target.credentials).kid;
     expect(fresh).not.toBe(stolen);
     expect(kids(r)).toEqual([fresh]);
@@ -170,6 +174,11 @@ describe('a peer issuer that got the list of a step before its key file', () => 
     expect(r.reloader.reload()).toMatchObject({ result: 'applied', halted: ['ssh-user'] });
     for (const which of ['user', 'host'] as const)
       expect(() => sshSigner(r.target.credentials, which)).toThrow(/withdrawn/);
+    // Before a stored answer is replayed too: by the credential kind asked for.
+    for (const kind of ['ssh_user', 'ssh_host'])
+      expect(() => assertCredentialKindInService(r.target.credentials, kind)).toThrow(/withdrawn/);
+    for (const kind of ['jwt', 'database', 'kubernetes'])
+      expect(() => assertCredentialKindInService(r.target.credentials, kind)).not.toThrow();
     expect(publishedSshCaLines(r.target.credentials, 'user', Date.now())).toEqual([]);
     expect(publishedSshCaLines(r.target.credentials, 'host', Date.now())).toHaveLength(1);
     expect(() => jwtSigner(r.target.credentials)).not.toThrow();
@@ -191,9 +200,15 @@ describe('a peer issuer that got the list of a step before its key file', () => 
     expect(r.logs.filter((l) => l.level === 40)).toHaveLength(1);
     r.reloader.reload();
     expect(r.logs.filter((l) => l.level === 40)).toHaveLength(1); // the same problem is said once
+    expect(r.reloader.pending()).toBe(true); // sigil_key_reload_pending
 
     copy(b, credentialKeyPaths(dir).jwtSigning);
-    expect(r.reloader.reload().result).toBe('applied');
+    const done = r.reloader.reload();
+    expect(done.result === 'applied' && done.changes).toEqual([
+      `jwt signs with kid ${k2} (was kid ${k1})`,
+      `jwt rotation list: retired kid ${k1} (was next kid ${k2})`,
+    ]);
+    expect(r.reloader.pending()).toBe(false);
     expect(jwtSigner(r.target.credentials).kid).toBe(k2);
     expect(kids(r)).toEqual([k2, k1]);
   });

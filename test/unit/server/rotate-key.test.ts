@@ -648,7 +648,7 @@ describe('a data directory that missed a step refuses to start', () => {
     const k = credentialKeyPaths(dir).sshHostCa;
     const list = rotatingKeysPath(dir);
     const s = await rotateKey({ dataDir: dir, key: 'ssh-host', step: 'stage' });
-    expect([s.files, s.removed]).toEqual([[`${k}.next`, list], []]);
+    expect([s.files, s.removed]).toEqual([[list, `${k}.next`], []]);
     const c = await rotateKey({ dataDir: dir, key: 'ssh-host', step: 'cancel' });
     expect([c.files, c.removed]).toEqual([[list], [`${k}.next`]]);
     await rotateKey({ dataDir: dir, key: 'ssh-host', step: 'stage' });

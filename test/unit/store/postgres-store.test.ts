@@ -376,7 +376,7 @@ describe('which store a data directory uses', () => {
   it('refuses a --store that does not match what init recorded, and says so without the password', () => {
     expect(() => checkStoreMatches('sqlite', undefined, '/d')).not.toThrow();
     expect(() => checkStoreMatches('postgres', 'postgres://h/db', '/d')).not.toThrow();
-    expect(() => checkStoreMatches('postgres', undefined, '/d')).toThrow(/pass --store postgres/);
+    expect(() => checkStoreMatches('postgres', undefined, '/d')).toThrow(/set SIGIL_STORE=postgres:\/\/…/);
     const err = (() => {
       try {
         checkStoreMatches('sqlite', 'postgres://u:pw-secret@h/db', '/d');
