@@ -19,14 +19,20 @@
  *                            a stolen key in service until the file comes; the next reload that
  *                            finds a key in service lifts it
  *   listed as retired        an activation's list came before its key file (or an activation
- *                            stopped half-way): the old keys and list stay — the old key is still
- *                            trusted for the overlap — until the key file arrives
+ *                            stopped half-way): that kind keeps its signer and its list entries —
+ *                            the old key is still trusted for the overlap — until the key file
+ *                            arrives; the other kinds take the new list
+ *   listed as next           the key file came before its list: that kind waits for the list too
  *
- * A file that fails a check leaves everything as it was; the refusal is logged once per change.
+ * A file that fails a check leaves everything as it was; the refusal is logged once per change. A
+ * list older than the one in use is refused (copied back from an issuer that missed a step). And
+ * whatever the outcome, every withdrawal this process has read — in any list, or in the store —
+ * is applied over the whole key set: such a signer is halted, such a staged or retired key is not
+ * published. Nothing a later read says undoes one.
  *
  * Besides the files, the store's memory of withdrawn keys (./withdrawn-keys.ts), looked at with
- * every poll: a signing key it names is halted whatever the files say — a `ca/` restored from
- * before a compromise rotation, or a peer on PostgreSQL the rotation's files have not reached.
+ * every poll: a key it names is halted or unpublished whatever the files say — a `ca/` restored
+ * from before a compromise rotation, or a peer on PostgreSQL the rotation's files have not reached.
  *
  * Who could use this against the issuer: someone who can write `ca/` as the issuer's user could
  * before too (a restart read the same files), and every reader still refuses files others can
@@ -100,8 +106,11 @@ export class KeyReloader {
   #unsettled = 0;
   /** The last problem logged, so a stable one is logged once, not every poll. */
   #said = '';
-  /** The withdrawn keys the store remembered at its last look, and whether they changed since the last reload. */
-  /** Keyed `kind:spki sha256`; it only grows within the process (a read that lost a race, or rows a database writer deleted, never lift a halt). */
+  /**
+   * The withdrawn keys the store remembers, keyed `kind:spki sha256`. It only grows within the
+   * process: a read that lost a race, or rows a database writer deleted, never lift a halt.
+   * `#storeMoved`: it grew since the last reload.
+   */
   readonly #remembered = new Map<string, WithdrawnKeyRecord>();
   #storeMoved = false;
   /** The store read in flight: ticks and SIGHUPs share it rather than racing each other. */
