@@ -128,6 +128,28 @@ export class KeyReloader {
   constructor(private readonly opts: KeyReloaderOptions) {
     this.#tried = this.#seen = opts.stamp ?? keyFilesStamp(opts.dataDir);
     this.#noteWithdrawn(opts.target.credentials.rotating);
+    // Withdrawals known at start count as learned now: answers stored before may be the old key's.
+    this.opts.target.credentials = this.#learned(undefined, opts.target.credentials);
+  }
+
+  /**
+   * `next` with withdrawalLearnedAt moved to now for each kind whose withdrawals grew since `prev`
+   * (a new withdrawn entry, a new halt), kept from `prev` otherwise.
+   */
+  #learned(prev: CredentialAuthorities | undefined, next: CredentialAuthorities): CredentialAuthorities {
+    const count = (c: CredentialAuthorities | undefined, kind: RotatableKey): number =>
+      c
+        ? c.rotating.filter((k) => k.kind === kind && k.state === 'withdrawn').length + (c.halted.has(kind) ? 1 : 0)
+        : 0;
+    const at = new Map(prev?.withdrawalLearnedAt ?? []);
+    let moved = false;
+    for (const kind of ROTATABLE_KEYS)
+      if (count(next, kind) > count(prev, kind)) {
+        at.set(kind, this.opts.now());
+        moved = true;
+      }
+    if (!moved && prev && next.withdrawalLearnedAt === prev.withdrawalLearnedAt) return next;
+    return { ...next, withdrawalLearnedAt: at };
   }
 
   /**
@@ -209,7 +231,7 @@ export class KeyReloader {
     const next = this.#scrub(cur);
     if (next !== cur) {
       this.#logNewHalts(cur, next);
-      this.opts.target.credentials = next;
+      this.opts.target.credentials = this.#learned(cur, next);
     }
   }
 
@@ -295,7 +317,7 @@ export class KeyReloader {
         };
         // Last, over the whole set: a waiting kind's previous signer, or a staged or retired key
         // that the store or an earlier list withdrew, must not come back through the merge.
-        const final = this.#scrub(next);
+        const final = this.#learned(prev, this.#scrub(next));
         const changes = describeChanges(prev, final);
         target.credentials = final;
         outcome = { result: 'applied', changes, halted: [...final.halted.keys()] };

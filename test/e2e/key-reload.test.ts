@@ -196,6 +196,10 @@ spec: { roles: [r] }
     cpSync(credentialKeyPaths(other).jwtSigning, credentialKeyPaths(h.dir).jwtSigning);
     expect(reloader.reload()).toMatchObject({ result: 'applied', halted: [] });
     expect((await h.request('GET', '/readyz')).status).toBe(200);
+    // Signing again with the new key, it still never hands out an answer the stolen key signed:
+    // the requests answered before the compromise, resent, are refused (the agent asks anew).
+    expectRefusal(await h.post('credential', before.envelope), 503, 'signing_key_withdrawn');
+    expectRefusal(await h.post('workload', wlBefore.envelope), 503, 'signing_key_withdrawn');
     expect((await h.request('GET', '/v1/jwks')).headers['cache-control']).toMatch(/^public, max-age=\d+$/);
     const [again] = await outs.refresh({ force: true }); // past its retry backoff
     expect(again!.action).toBe('issued');

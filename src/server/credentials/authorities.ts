@@ -32,6 +32,11 @@ export interface CredentialAuthorities {
   rotatingSequence: number;
   /** Kinds whose signing key was withdrawn under this running issuer, with why (see the module comment). */
   halted: ReadonlyMap<RotatableKey, string>;
+  /**
+   * When this issuer learned of the latest withdrawal of each kind (../key-reload.ts): until then it
+   * may have signed with the withdrawn key itself, so a stored answer from before is not replayed.
+   */
+  withdrawalLearnedAt: ReadonlyMap<RotatableKey, number>;
 }
 
 export function createCredentialAuthorities(
@@ -49,6 +54,7 @@ export function createCredentialAuthorities(
     rotating: keys.rotating ?? [],
     rotatingSequence: keys.rotatingSequence ?? 0,
     halted: keys.halted ?? new Map(),
+    withdrawalLearnedAt: new Map(),
   };
 }
 
@@ -76,6 +82,24 @@ export function sshSigner(cas: CredentialAuthorities, which: 'user' | 'host'): S
 export function assertCredentialKindInService(cas: CredentialAuthorities, kind: string): void {
   if (kind === 'jwt') assertNotHalted(cas, ['jwt']);
   else if (kind === 'ssh_user' || kind === 'ssh_host') assertNotHalted(cas, ['ssh-user', 'ssh-host']);
+}
+
+/**
+ * Until when a credential of `kind` may have been signed with a key since withdrawn: the latest
+ * compromise rotation's time (from the list) or, later, when this issuer learned of it. A stored
+ * answer from before then is not replayed. Undefined: no withdrawal known.
+ */
+export function withdrawnAtFor(cas: CredentialAuthorities, kind: string): number | undefined {
+  const kinds: readonly RotatableKey[] =
+    kind === 'jwt' ? ['jwt'] : kind === 'ssh_user' || kind === 'ssh_host' ? ['ssh-user', 'ssh-host'] : [];
+  let at: number | undefined;
+  for (const k of cas.rotating)
+    if (k.state === 'withdrawn' && kinds.includes(k.kind) && (at === undefined || k.since > at)) at = k.since;
+  for (const kind of kinds) {
+    const learned = cas.withdrawalLearnedAt.get(kind);
+    if (learned !== undefined && (at === undefined || learned > at)) at = learned;
+  }
+  return at;
 }
 
 function assertNotHalted(cas: CredentialAuthorities, kinds: readonly RotatableKey[]): void {

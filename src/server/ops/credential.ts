@@ -30,7 +30,7 @@ import {
   type CredentialResult,
 } from '../../protocol/credential-messages.js';
 import type { Jws } from '../../protocol/jws.js';
-import { assertCredentialKindInService } from '../credentials/authorities.js';
+import { assertCredentialKindInService, withdrawnAtFor } from '../credentials/authorities.js';
 import { issueCredential } from '../credentials/issue-credential.js';
 import type { IssuerContext } from '../issuer.js';
 import { decideCredential } from '../policy/credentials.js';
@@ -103,8 +103,10 @@ export async function handleCredential(
     checkFieldsForKind(req);
     const answerKey = answerKeyFor(req, confidential);
     assertCredentialKindInService(ctx.credentials, req.kind);
+    const withdrawnAt = withdrawnAtFor(ctx.credentials, req.kind);
+    const replayOpts = withdrawnAt !== undefined ? { answeredAfter: withdrawnAt } : {};
 
-    const replay = await replayIfSeen(ctx, ctx.stores, signed);
+    const replay = await replayIfSeen(ctx, ctx.stores, signed, replayOpts);
     if (replay) return signResponse(ctx, replay);
 
     const now = ctx.now();
@@ -127,7 +129,7 @@ export async function handleCredential(
     const issued = issueCredential(ctx, { grant, req, inst, now });
     const result = await sealSecrets(issued.result, answerKey);
     const payload = await ctx.stores.withWriteTx(async (tx) => {
-      const again = await replayIfSeen(ctx, tx, signed);
+      const again = await replayIfSeen(ctx, tx, signed, replayOpts);
       if (again) return again;
       await tx.certificates.insert(issued.record);
       return recordAnswer(ctx, tx, {

@@ -117,9 +117,17 @@ export async function replayIfSeen(
   ctx: IssuerContext,
   stores: TxStores,
   r: SignedRequest,
+  opts: { answeredAfter?: number } = {},
 ): Promise<string | undefined> {
   const seen = await stores.idempotency.get(r.requestId);
   if (!seen) return undefined;
+  // A credential answered before a compromise rotation withdrew the key that signed it (the
+  // caller passes when): never handed out again. The client asks anew and gets the new key's.
+  if (opts.answeredAfter !== undefined && seen.createdAt <= opts.answeredAfter)
+    throw new SigilError(
+      'signing_key_withdrawn',
+      `the answer stored for request id ${r.requestId} was signed before a compromise rotation withdrew the key that signed it; send a new request`,
+    );
   // The row is the database's word; its seal says the issuer wrote it (./answer-seal.ts).
   seen.response = ctx.answerSeal.open(seen, ctx.now());
   if (seen.signer === '') return legacyReplay(seen.requestHash, seen.response, r);

@@ -40,7 +40,7 @@ import {
 import { parseCsr } from '../../pki/csr.js';
 import { toPem } from '../../pki/pem.js';
 import { randomSerial, serialHex } from '../../pki/serial.js';
-import { assertCredentialKindInService, jwtSigner } from '../credentials/authorities.js';
+import { assertCredentialKindInService, jwtSigner, withdrawnAtFor } from '../credentials/authorities.js';
 import type { IssuerContext } from '../issuer.js';
 import { entryWire, ruleMethodsOf, unmetNodeCriterion, workloadEntry, type WorkloadEntry } from '../policy/workload.js';
 import type { CertificateRecord, InstanceRecord, Stores } from '../store/types.js';
@@ -85,8 +85,10 @@ export async function handleWorkload(
     });
     const answerKey = answerKeyFor(req, confidential);
     if (req.action === 'jwt') assertCredentialKindInService(ctx.credentials, 'jwt');
+    const withdrawnAt = req.action === 'jwt' ? withdrawnAtFor(ctx.credentials, 'jwt') : undefined;
+    const replayOpts = withdrawnAt !== undefined ? { answeredAfter: withdrawnAt } : {};
 
-    const replay = await replayIfSeen(ctx, ctx.stores, signed);
+    const replay = await replayIfSeen(ctx, ctx.stores, signed, replayOpts);
     if (replay) return signResponse(ctx, replay);
 
     const now = ctx.now();
@@ -101,7 +103,7 @@ export async function handleWorkload(
           : await signJwt(ctx, await entryFor(ctx, inst, r.entry), r, inst, now, answerKey);
 
     const payload = await ctx.stores.withWriteTx(async (tx) => {
-      const again = await replayIfSeen(ctx, tx, signed);
+      const again = await replayIfSeen(ctx, tx, signed, replayOpts);
       if (again) return again;
       if (issued.record) await tx.certificates.insert(issued.record);
       return recordAnswer(ctx, tx, {
