@@ -118,7 +118,7 @@ export const AREAS = {
       'src/transport/mqtt/tls-pin.ts:49-62',
       'src/protocol/jws.ts:82-159',
       'src/join/token/server.ts:18-55',
-      'src/server/ops/respond.ts:116-158',
+      'src/server/ops/respond.ts:116-166',
       'src/server/ops/answer-seal.ts:58-92',
     ],
     tests: [

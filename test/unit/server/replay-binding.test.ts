@@ -85,6 +85,28 @@ describe('replayIfSeen', () => {
     expect(await replayIfSeen(ctx, storesWith(genuine), req())).toBe(answer('i-1'));
   });
 
+  it('refuses an answer made at or before a withdrawal of its signing key (answeredAfter), and only that', async () => {
+    const at = (createdAt: number, answeredAfter?: number) =>
+      codeOf(() =>
+        replayIfSeen(
+          legacyCtx,
+          storesWith(stored({ createdAt })),
+          req(),
+          answeredAfter !== undefined ? { answeredAfter } : {},
+        ),
+      );
+    expect(await at(1, 1)).toBe('signing_key_withdrawn');
+    expect(await at(1, 5)).toBe('signing_key_withdrawn');
+    expect(await at(1, 0)).toBeUndefined(); // made after: replayed
+    expect(await at(1)).toBeUndefined();
+    // Checked before anything else: even another signer's resend learns nothing more.
+    expect(
+      await codeOf(() =>
+        replayIfSeen(legacyCtx, storesWith(stored()), req({ signer: { keyHash: 'sha256:k2' } }), { answeredAfter: 1 }),
+      ),
+    ).toBe('signing_key_withdrawn');
+  });
+
   it('refuses other content from the same signer', async () => {
     expect(await codeOf(() => replayIfSeen(legacyCtx, storesWith(stored()), req({ hash: 'cc'.repeat(32) })))).toBe(
       'request_id_conflict',
