@@ -13,6 +13,7 @@ import { jwks } from './credentials/discovery.js';
 import {
   createCredentialAuthorities,
   publishedSshCaLines,
+  signingPublicKeys,
   type CredentialAuthorities,
 } from './credentials/authorities.js';
 import { rotatingOf, type RotatableKey } from './rotating-keys.js';
@@ -70,11 +71,7 @@ function withoutWithdrawn(
   withdrawn: readonly WithdrawnKeyRecord[],
 ): CredentialAuthorities {
   if (withdrawn.length === 0) return cas;
-  const signing = {
-    jwt: cas.jwt.publicKey,
-    'ssh-user': cas.sshUser.signingPublicKey,
-    'ssh-host': cas.sshHost.signingPublicKey,
-  };
+  const signing = signingPublicKeys(cas);
   const [hit] = withdrawnSigningKeys({ [kind]: signing[kind] } as typeof signing, withdrawn);
   if (hit) throw new SigilError('config_invalid', storeWithdrawalMessage(dataDir, hit));
   const ids = new Set(withdrawn.map((w) => `${w.kind}:${w.spkiSha256}`));

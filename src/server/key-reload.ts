@@ -45,7 +45,11 @@ import fs from 'node:fs';
 import type { Logger } from '../util/log.js';
 import { SigilError } from '../errors.js';
 import { credentialKeyPaths, readCredentialKeys } from './credential-keys.js';
-import { createCredentialAuthorities, type CredentialAuthorities } from './credentials/authorities.js';
+import {
+  createCredentialAuthorities,
+  signingPublicKeys as signingOf,
+  type CredentialAuthorities,
+} from './credentials/authorities.js';
 import {
   keyId,
   outOfServiceMessage,
@@ -418,20 +422,12 @@ const seenMessage = (dir: string, kind: RotatableKey): string =>
 const rememberedMessage = (dir: string, w: StoreWithdrawal): string =>
   `${storeWithdrawalMessage(dir, w)}; this issuer stopped signing with it and publishing it when it read the store`;
 
-const signingOf = (c: CredentialAuthorities): Record<RotatableKey, KeyObject> => ({
-  jwt: c.jwt.publicKey,
-  'ssh-user': c.sshUser.signingPublicKey,
-  'ssh-host': c.sshHost.signingPublicKey,
-});
-
 /** What differs between two credential sets, in words an operator can match to rotate-key output. */
 function describeChanges(prev: CredentialAuthorities, next: CredentialAuthorities): string[] {
   const out: string[] = [];
-  const signing = (c: CredentialAuthorities, kind: RotatableKey) =>
-    kind === 'jwt' ? c.jwt.publicKey : kind === 'ssh-user' ? c.sshUser.signingPublicKey : c.sshHost.signingPublicKey;
   for (const kind of ROTATABLE_KEYS) {
-    const before = keyId(signing(prev, kind), kind);
-    const after = keyId(signing(next, kind), kind);
+    const before = keyId(signingOf(prev)[kind], kind);
+    const after = keyId(signingOf(next)[kind], kind);
     if (before !== after) out.push(`${kind} signs with ${after} (was ${before})`);
     const beside = (c: CredentialAuthorities) =>
       c.rotating

@@ -37,6 +37,7 @@ import type { EventSink, RetryPolicy } from './events/delivery.js';
 import { EventPublisher } from './events/publisher.js';
 import { WebhookSink, type WebhookConfig } from './events/webhook.js';
 import { FleetUi } from './ui/fleet-ui.js';
+import { signingPublicKeys } from './credentials/authorities.js';
 import { KEY_WATCH_MS, KeyReloader, keyFilesStamp, type KeyReload } from './key-reload.js';
 import { Gauge } from './metrics/registry.js';
 import { keyId, ROTATABLE_KEYS, type RotatableKey } from './rotating-keys.js';
@@ -414,12 +415,7 @@ export class IssuerService {
       const was = before.includes(kind);
       const is = after.includes(kind);
       if (was === is) continue;
-      const signing =
-        kind === 'jwt'
-          ? cas.jwt.publicKey
-          : kind === 'ssh-user'
-            ? cas.sshUser.signingPublicKey
-            : cas.sshHost.signingPublicKey;
+      const signing = signingPublicKeys(cas)[kind];
       await this.ctx.stores.audit
         .append(
           {

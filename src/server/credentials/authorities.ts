@@ -15,6 +15,7 @@
  * stolen key in service until the file arrives. Everything that signs goes through
  * {@link jwtSigner} or {@link sshSigner}, which refuse (`signing_key_withdrawn`) while halted.
  */
+import type { KeyObject } from 'node:crypto';
 import { SigilError } from '../../errors.js';
 import type { CredentialKeys } from '../credential-keys.js';
 import { publishedBeside, type RotatableKey, type RotatingKey } from '../rotating-keys.js';
@@ -56,6 +57,11 @@ export function createCredentialAuthorities(
     halted: keys.halted ?? new Map(),
     withdrawalLearnedAt: new Map(),
   };
+}
+
+/** The public key each kind signs with now (halted or not). */
+export function signingPublicKeys(cas: CredentialAuthorities): Record<RotatableKey, KeyObject> {
+  return { jwt: cas.jwt.publicKey, 'ssh-user': cas.sshUser.signingPublicKey, 'ssh-host': cas.sshHost.signingPublicKey };
 }
 
 /** The JWT-SVID signer, unless a compromise rotation withdrew its key under this issuer. */
