@@ -30,7 +30,8 @@ import {
   type CredentialResult,
 } from '../../protocol/credential-messages.js';
 import type { Jws } from '../../protocol/jws.js';
-import { assertCredentialKindInService, withdrawnAtFor } from '../credentials/authorities.js';
+import { assertCredentialKindInService } from '../credentials/authorities.js';
+import { keyCheckedReplay } from '../credentials/stored-answer-keys.js';
 import { issueCredential } from '../credentials/issue-credential.js';
 import type { IssuerContext } from '../issuer.js';
 import { decideCredential } from '../policy/credentials.js';
@@ -103,8 +104,7 @@ export async function handleCredential(
     checkFieldsForKind(req);
     const answerKey = answerKeyFor(req, confidential);
     assertCredentialKindInService(ctx.credentials, req.kind);
-    const withdrawnAt = withdrawnAtFor(ctx.credentials, req.kind);
-    const replayOpts = withdrawnAt !== undefined ? { answeredAfter: withdrawnAt } : {};
+    const replayOpts = keyCheckedReplay(ctx, req.kind, req.request_id);
 
     const replay = await replayIfSeen(ctx, ctx.stores, signed, replayOpts);
     if (replay) return signResponse(ctx, replay);

@@ -9,7 +9,7 @@ import {
   type ResponsePayload,
 } from '../../protocol/messages.js';
 import type { IssuerContext } from '../issuer.js';
-import type { AuditEvent, TxStores } from '../store/types.js';
+import type { AuditEvent, IdempotencyRecord, TxStores } from '../store/types.js';
 
 /** Serialise a response payload once; the same string is stored for idempotent replays. */
 export function responsePayload<T>(
@@ -117,7 +117,7 @@ export async function replayIfSeen(
   ctx: IssuerContext,
   stores: TxStores,
   r: SignedRequest,
-  opts: { answeredAfter?: number } = {},
+  opts: ReplayOptions = {},
 ): Promise<string | undefined> {
   const seen = await stores.idempotency.get(r.requestId);
   if (!seen) return undefined;
@@ -130,7 +130,23 @@ export async function replayIfSeen(
     );
   // The row is the database's word; its seal says the issuer wrote it (./answer-seal.ts).
   seen.response = ctx.answerSeal.open(seen, ctx.now());
-  if (seen.signer === '') return legacyReplay(seen.requestHash, seen.response, r);
+  const response = seen.signer === '' ? legacyReplay(seen.requestHash, seen.response, r) : boundReplay(seen, r);
+  if (opts.answerCheck) await opts.answerCheck(response, stores);
+  return response;
+}
+
+/** What replayIfSeen's caller adds to the stored answer's own checks. */
+export interface ReplayOptions {
+  /** Refuse an answer stored at or before this time (a compromise rotation withdrew the key that signed it). */
+  answeredAfter?: number;
+  /**
+   * Look inside the answer before it is handed out again, once it is known to be this signer's
+   * (../credentials/stored-answer-keys.ts: the signing keys it carries must still be published).
+   */
+  answerCheck?: (response: string, stores: TxStores) => Promise<void>;
+}
+
+function boundReplay(seen: IdempotencyRecord, r: SignedRequest): string {
   if (seen.signer !== signerTag(r.signer)) {
     throw new SigilError(
       'request_id_conflict',

@@ -40,7 +40,8 @@ import {
 import { parseCsr } from '../../pki/csr.js';
 import { toPem } from '../../pki/pem.js';
 import { randomSerial, serialHex } from '../../pki/serial.js';
-import { assertCredentialKindInService, jwtSigner, withdrawnAtFor } from '../credentials/authorities.js';
+import { assertCredentialKindInService, jwtSigner } from '../credentials/authorities.js';
+import { keyCheckedReplay } from '../credentials/stored-answer-keys.js';
 import type { IssuerContext } from '../issuer.js';
 import { entryWire, ruleMethodsOf, unmetNodeCriterion, workloadEntry, type WorkloadEntry } from '../policy/workload.js';
 import type { CertificateRecord, InstanceRecord, Stores } from '../store/types.js';
@@ -85,8 +86,7 @@ export async function handleWorkload(
     });
     const answerKey = answerKeyFor(req, confidential);
     if (req.action === 'jwt') assertCredentialKindInService(ctx.credentials, 'jwt');
-    const withdrawnAt = req.action === 'jwt' ? withdrawnAtFor(ctx.credentials, 'jwt') : undefined;
-    const replayOpts = withdrawnAt !== undefined ? { answeredAfter: withdrawnAt } : {};
+    const replayOpts = req.action === 'jwt' ? keyCheckedReplay(ctx, 'jwt', req.request_id) : {};
 
     const replay = await replayIfSeen(ctx, ctx.stores, signed, replayOpts);
     if (replay) return signResponse(ctx, replay);

@@ -107,6 +107,37 @@ describe('replayIfSeen', () => {
     ).toBe('signing_key_withdrawn');
   });
 
+  it("hands the answer to answerCheck only once it is known to be this signer's, and its refusal stands", async () => {
+    const looked: string[] = [];
+    const answerCheck = async (response: string): Promise<void> => {
+      looked.push(response);
+      if (response.includes('i-9')) throw new SigilError('signing_key_withdrawn', 'carries a withdrawn key');
+    };
+    expect(await replayIfSeen(legacyCtx, storesWith(stored()), req(), { answerCheck })).toBe(answer('i-1'));
+    expect(looked).toEqual([answer('i-1')]);
+    expect(
+      await codeOf(() =>
+        replayIfSeen(legacyCtx, storesWith(stored({ response: answer('i-9') })), req(), { answerCheck }),
+      ),
+    ).toBe('signing_key_withdrawn');
+    // Another signer's resend is a conflict; the answer is not even looked at.
+    looked.length = 0;
+    expect(
+      await codeOf(() =>
+        replayIfSeen(legacyCtx, storesWith(stored()), req({ signer: { keyHash: 'sha256:k2' } }), { answerCheck }),
+      ),
+    ).toBe('request_id_conflict');
+    expect(looked).toEqual([]);
+    // A legacy row's answer is looked at too.
+    const legacy = stored({ signer: '', requestHash: 'bb'.repeat(32) });
+    const refuseAll = async (): Promise<void> => {
+      throw new SigilError('signing_key_withdrawn', 'carries a withdrawn key');
+    };
+    expect(await codeOf(() => replayIfSeen(legacyCtx, storesWith(legacy), req(), { answerCheck: refuseAll }))).toBe(
+      'signing_key_withdrawn',
+    );
+  });
+
   it('refuses other content from the same signer', async () => {
     expect(await codeOf(() => replayIfSeen(legacyCtx, storesWith(stored()), req({ hash: 'cc'.repeat(32) })))).toBe(
       'request_id_conflict',
