@@ -22,7 +22,7 @@ import { createIssuerContext, type IssuerContext } from '../../../src/server/iss
 import { KeyReloader } from '../../../src/server/key-reload.js';
 import { handleCredential } from '../../../src/server/ops/credential.js';
 import { rotateKey } from '../../../src/server/rotate-key.js';
-import type { IssuerStores } from '../../../src/server/store/types.js';
+import type { Stores } from '../../../src/server/store/types.js';
 import { parseCertificateLine } from '../../../src/ssh/certificate.js';
 import { formatAuthorizedKey, sshPublicKeyFromKeyObject } from '../../../src/ssh/public-key.js';
 import { silentLogger } from '../../../src/util/log.js';
@@ -42,7 +42,7 @@ spec: { roles: [creds] }
 
 let h: Harness;
 let peer: IssuerContext;
-let peerStores: IssuerStores;
+let peerStores: Stores;
 let id: Identity;
 beforeEach(async () => {
   h = await startIssuer();
@@ -172,7 +172,7 @@ describe('an answer a peer signed with a withdrawn key, resent to an issuer that
 });
 
 describe('assertStoredAnswerKeysPublished', () => {
-  const none = { certificates: { get: async () => undefined } } as unknown as Pick<IssuerStores, 'certificates'>;
+  const none = { certificates: { get: async () => undefined } } as unknown as Pick<Stores, 'certificates'>;
   const check = (response: unknown) =>
     codeOf(assertStoredAnswerKeysPublished(h.ctx.credentials, none, 'r1', JSON.stringify(response), Date.now()));
 
@@ -202,7 +202,7 @@ describe('assertStoredAnswerKeysPublished', () => {
     );
     const recorded = (spkiHash: string) =>
       ({ certificates: { get: async (s: string) => (s === 'ab' ? { spkiHash } : undefined) } }) as unknown as Pick<
-        IssuerStores,
+        Stores,
         'certificates'
       >;
     const sealed = JSON.stringify({ result: { kind: 'jwt', serial: 'ab', token_jwe: 'x' } });
