@@ -14,7 +14,7 @@ import type { AgentStatusReport } from '../agent/status.js';
 import type { StatusConfigFacts } from './status-config.js';
 import { SigilError } from '../errors.js';
 import { formatDuration } from '../util/duration.js';
-import { EXIT, parseFormat, printJson, printKv } from './output.js';
+import { EXIT, parseFormat, printJson, printKv, reportError } from './output.js';
 
 /**
  * What one pass did with each credential output: `--once` after a pass that renewed nothing but
@@ -104,6 +104,25 @@ function printOutcome(r: TickOutcome & { credentials?: OutputOutcome[] }, fmt: '
   if (r.action === 'failed') throw r.error;
   if (fmt === 'json') printJson(summary(r, fmt));
   else printKv(summary(r, fmt));
+  process.exitCode = failedOutputsExit(r.credentials ?? [], fmt);
+}
+
+/**
+ * A pass that could not write a credential output fails for cron and scripts too (it exited 0,
+ * found walking the docs): one error line per failed output on stderr, and the exit code of the
+ * worst — 1 if any was refused, else 75 (every one may work on a retry: the issuer unreachable, a
+ * key withdrawn meanwhile). The identity itself was fine; the summary above says what was written.
+ */
+function failedOutputsExit(outcomes: readonly OutputOutcome[], fmt: 'json' | 'table'): number {
+  let exit = 0;
+  for (const o of outcomes) {
+    if (o.action !== 'failed') continue;
+    const code = reportError(new SigilError(o.error.code, `${o.type} output ${o.path}: ${o.error.message}`), {
+      json: fmt === 'json',
+    });
+    exit = exit === EXIT.failed || code !== EXIT.tempfail ? EXIT.failed : EXIT.tempfail;
+  }
+  return exit;
 }
 
 /** Take the data directory's lock (agent/state/lock.ts); the directory from the serve plan, else from the config. */
@@ -113,12 +132,12 @@ async function lockAgent(configPath: string, dataDir: string | undefined, what: 
   return lockDataDir(dir, what);
 }
 
-/** `oneShot` (`run --once`, `renew`): warnings only, and the failure is the command's error line, not also a log line. */
 /** The Workload API started before the agent was loaded (agent/workload/early-start.ts). */
 type EarlyWorkloadApi = NonNullable<
   Awaited<ReturnType<typeof import('../agent/workload/early-start.js').startEarlyWorkloadApi>>
 >;
 
+/** `oneShot` (`run --once`, `renew`): warnings only, and the failure is the command's error line, not also a log line. */
 async function openAgent(
   configPath: string,
   oneShot: boolean,
@@ -293,7 +312,10 @@ export function registerAgent(program: Command, run: (fn: () => Promise<void> | 
     .command('run')
     .description('join or renew as needed and keep credentials fresh (daemon), or once with --once')
     .requiredOption('--config <file>', 'agent.yaml')
-    .option('--once', 'join or renew if needed, write outputs, exit (0 ok, 75 issuer unreachable, 1 refused)')
+    .option(
+      '--once',
+      'join or renew if needed, write outputs, exit (0 ok, 75 issuer unreachable, 1 refused; an output that failed counts)',
+    )
     .option('--format <fmt>', 'table or json (with --once)')
     .action((o: AgentRunOptions) => run(() => agentRunCommand(o)));
 

@@ -16,6 +16,7 @@ import {
   applyResources,
   createToken,
   SIGIL,
+  sigil,
   sigilJson,
   startIssuer,
   tempDir,
@@ -101,6 +102,36 @@ describe('agent run with credential outputs', () => {
     expect(again.result).toBe('none');
     expect(readFileSync(join(dir, 'jwt', 'token'), 'utf8')).not.toBe(token);
     expect(readFileSync(join(dir, 'ssh', 'id-cert.pub'), 'utf8')).toBe(sshCert);
+  });
+
+  it('--once exits 1 when an output is refused (the others are written), with one error line naming it', async () => {
+    const dir = join(tmp.path, 'a3');
+    const a = writeAgentConfig(tmp.path, 'a3', {
+      url: issuer.url,
+      pin: issuer.pin,
+      token: await createToken(issuer),
+      extra: [
+        `  - { type: jwt, path: ${dir}/jwt, audiences: [vault] }`,
+        `  - { type: jwt, path: ${dir}/denied, audiences: [not-allowed] }`,
+        '',
+      ].join('\n'),
+    });
+    const r = await sigil(['agent', 'run', '--config', a.config, '--once', '--format', 'json']);
+    expect(r.code, r.stderr).toBe(1);
+    const out = JSON.parse(r.stdout) as { result: string; credential_outputs: Array<{ path: string; action: string }> };
+    expect(out.result).toBe('joined');
+    expect(out.credential_outputs.map((o) => [o.path, o.action])).toEqual([
+      [`${dir}/jwt`, 'issued'],
+      [`${dir}/denied`, 'failed'],
+    ]);
+    expect(existsSync(join(dir, 'jwt', 'token'))).toBe(true);
+    const errors = r.stderr
+      .split('\n')
+      .filter((l) => l.startsWith('{"error"'))
+      .map((l) => JSON.parse(l) as { error: { code: string; message: string; retryable: boolean } });
+    expect(errors).toHaveLength(1);
+    expect(errors[0]!.error.message).toContain(`jwt output ${dir}/denied: `);
+    expect(errors[0]!.error.retryable).toBe(false);
   });
 
   it('the daemon renews a short-lived output on its own schedule', async () => {
