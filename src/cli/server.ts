@@ -354,6 +354,7 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
             ...(mqtt ? { mqtt } : {}),
             ...(crlRefreshMs !== undefined ? { crl: { refreshMs: crlRefreshMs } } : {}),
             ...(webhooks.length > 0 ? { events: { webhooks } } : {}),
+            ...(workers ? { onKeysChanged: () => workers.reportKeysChanged() } : {}),
             ui,
           });
           await (workers ? workers.whileStarting(() => service.start()) : service.start());

@@ -24,7 +24,8 @@
  *   start) stops the whole issuer with an error instead of restarting forever.
  * - SIGTERM / SIGINT to the primary stop every worker gracefully (each finishes its in-flight
  *   requests and writes its final audit checkpoint), then the primary exits.
- * - SIGHUP to the primary is passed to every worker: each reads its credential keys again.
+ * - SIGHUP to the primary is passed to every worker: each reads its credential keys again. A
+ *   worker whose own key watch took a step says so, and the primary passes SIGHUP to the others.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { SigilError } from '../errors.js';
@@ -93,6 +94,15 @@ export function reportRetired(status: string): void {
   if (cluster.isWorker) process.send?.({ sigil: 'retired', status });
 }
 
+/**
+ * A worker tells the primary its key watch took a rotate-key step (or a withdrawal from the
+ * store): the primary passes SIGHUP to the other workers, so the workers of one issuer publish
+ * and sign with the same keys within moments instead of up to two polls apart.
+ */
+export function reportKeysChanged(): void {
+  if (cluster.isWorker) process.send?.({ sigil: 'keys-changed' });
+}
+
 export interface SuperviseOptions {
   workers: number;
   /** A line for the operator (stdout). */
@@ -126,6 +136,12 @@ export function superviseWorkers(o: SuperviseOptions): Promise<void> {
           );
           o.say(`sigil issuer worker ${slot} reports the issuer ${m.status}: stopping every worker`);
           stopAll();
+          return;
+        }
+        if (m?.sigil === 'keys-changed') {
+          // Not back to the sender: it has read them. A SIGHUP'd worker does not report again.
+          for (const [other, otherSlot] of slotOf)
+            if (other !== w && listening.has(otherSlot)) other.process.kill('SIGHUP');
           return;
         }
         if (m?.sigil !== 'listening') return;

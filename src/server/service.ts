@@ -85,6 +85,12 @@ export interface IssuerServiceConfig {
   rotateEveryMs?: number;
   /** How often the credential key files are looked at for a rotate-key step; default KEY_WATCH_MS (5 s). Tests shorten it. */
   keyWatchMs?: number;
+  /**
+   * Called when this issuer's own watch (not a SIGHUP) took a rotate-key step or a withdrawal from
+   * the store: a `--workers` worker tells the primary, which makes the other workers read now
+   * instead of each at its own next poll (./cluster.ts).
+   */
+  onKeysChanged?: () => void;
   /** The CRL for relying parties (docs/crl.md): `crl_refresh` (default 1 h) and how often locks are looked for. */
   crl?: { refreshMs?: number; watchMs?: number };
   /**
@@ -373,8 +379,9 @@ export class IssuerService {
       this.#every(cfg.keyWatchMs ?? KEY_WATCH_MS, 'credential key reload', async () => {
         await this.keys.refreshFromStore();
         const before = this.keys.halted();
-        this.keys.poll();
+        const r = this.keys.poll();
         await this.#auditHalts(before);
+        if (r.result === 'applied') cfg.onKeysChanged?.();
       });
       this.#every(PRUNE_EVERY_MS, 'pruning', async () => {
         const before = ctx.now() - IDEMPOTENCY_KEEP_MS;

@@ -57,3 +57,44 @@ describe('SIGHUP to the cluster primary', () => {
     expect(code).toBe(0);
   }, 30_000);
 });
+
+/** Three workers; worker 1's key watch "takes a step" once all listen: the primary SIGHUPs 2 and 3. */
+const REPORTING = (clusterJs: string): string => `
+import http from 'node:http';
+const c = await import(${JSON.stringify(clusterJs)});
+if (c.isClusterWorker()) {
+  const server = http.createServer((_, res) => res.end('ok'));
+  process.on('SIGHUP', () => console.log('worker ' + process.env.SIGIL_WORKER + ' reloaded'));
+  process.on('message', (m) => m === 'report' && c.reportKeysChanged());
+  await c.whileStarting(() => new Promise((resolve) => server.listen(0, '127.0.0.1', resolve)));
+  c.reportListening('http://127.0.0.1:' + server.address().port);
+  process.once('SIGTERM', () => server.close());
+} else {
+  const cluster = (await import('node:cluster')).default;
+  await c.superviseWorkers({
+    workers: 3,
+    say: () => undefined,
+    onAllListening: () => {
+      cluster.workers[1].send('report'); // forked first: slot 1
+      setTimeout(() => process.kill(process.pid, 'SIGTERM'), 1500);
+    },
+  });
+  console.log('primary stopped');
+}
+`;
+
+describe('a worker whose key watch took a step', () => {
+  it('makes the primary pass SIGHUP to the other workers, not back to itself', async () => {
+    const file = join(dir, 'reporting.mjs');
+    writeFileSync(file, REPORTING(pathToFileURL(join(ROOT, 'dist', 'server', 'cluster.js')).href));
+    const p = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const killer = setTimeout(() => p.kill('SIGKILL'), 20_000);
+    const code = await new Promise((resolve) => p.once('close', resolve));
+    clearTimeout(killer);
+    expect(out.match(/worker \d reloaded/g)?.sort()).toEqual(['worker 2 reloaded', 'worker 3 reloaded']);
+    expect(out).toMatch(/primary stopped/);
+    expect(code).toBe(0);
+  }, 30_000);
+});

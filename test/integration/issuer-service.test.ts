@@ -29,7 +29,7 @@ function dataDir(trustDomain: string): string {
 
 async function started(
   dir: string,
-  extra: { rotateEveryMs?: number; keyWatchMs?: number } = {},
+  extra: { rotateEveryMs?: number; keyWatchMs?: number; onKeysChanged?: () => void } = {},
 ): Promise<IssuerService> {
   const s = IssuerService.open(
     { dataDir: dir, host: '127.0.0.1', port: 0, audit: { checkpointIntervalMs: 600_000 }, ...extra },
@@ -80,16 +80,21 @@ describe('IssuerService', () => {
 
   it('reads a rotate-key step on its own timer (no restart) and exports the halted-key gauge', async () => {
     const dir = dataDir('keys.example');
-    const s = await started(dir, { keyWatchMs: 50 });
+    let told = 0;
+    const s = await started(dir, { keyWatchMs: 50, onKeysChanged: () => told++ });
     const kid = s.ctx.credentials.jwt.kid;
     await rotateKey({ dataDir: dir, key: 'jwt' });
     await expect.poll(() => s.ctx.credentials.jwt.kid, { timeout: 5_000, interval: 50 }).not.toBe(kid);
+    // Its own watch took the step: a --workers worker tells the primary (once per step).
+    await expect.poll(() => told, { timeout: 5_000, interval: 20 }).toBe(1);
     expect(await s.ctx.metrics.registry.scrape()).toMatch(/^sigil_signing_key_withdrawn\{key="jwt"\} 0$/m);
     // docs/alerts.yaml alerts on it by that name.
     expect(readFileSync(new URL('../../docs/alerts.yaml', import.meta.url), 'utf8')).toContain(
       'expr: sigil_signing_key_withdrawn == 1',
     );
     expect(await s.reloadKeys()).toMatchObject({ result: 'applied', changes: [] });
+    // A SIGHUP's reload (the primary's, passed on) is not reported back.
+    expect(told).toBe(1);
   });
 
   it('stop() frees the port and the stores: the data dir starts again, and stop is idempotent', async () => {
