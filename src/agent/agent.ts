@@ -164,6 +164,7 @@ export class Agent {
       this.now,
       this.link,
       this.tpm,
+      this.failureLogLevel,
     );
   }
 

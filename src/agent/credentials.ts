@@ -79,6 +79,11 @@ export interface CredentialOutputsDeps {
   tpmTcti?: string | undefined;
   /** The agent's TPMs, shared with its identity keys and join method (default: a set of its own). */
   tpm?: TpmAccesses;
+  /**
+   * The level of the "output credential failed" line: 'debug' for `run --once` and `renew`, whose
+   * error line per failed output already says it (cli/agent.ts); default 'warn' (the daemon).
+   */
+  failureLogLevel?: 'warn' | 'debug';
 }
 
 const RENEW_FRACTION = 0.5;
@@ -233,7 +238,7 @@ export class CredentialOutputs {
             retry_at: retryAt,
             last_error: `${e.code}: ${e.message}`,
           });
-          log.warn(
+          log[this.#deps.failureLogLevel ?? 'warn'](
             { output: d.config.type, path: d.config.path, code: e.code, failures, retry_in_ms: retryAt - now() },
             `output credential failed: ${e.message}`,
           );
@@ -302,6 +307,7 @@ export function createCredentialOutputs(
   now: () => number,
   link: IssuerLink,
   tpm?: TpmAccesses,
+  failureLogLevel?: 'warn' | 'debug',
 ): CredentialOutputs | undefined {
   if (cfg.credentialOutputs.length === 0) return undefined;
   const client = new LinkCredentialClient(link, () => state.getBundle()?.rootsPem[0]);
@@ -310,7 +316,15 @@ export function createCredentialOutputs(
   const outputs = cfg.credentialOutputs.map((o) =>
     o.type === 'database' && o.key === 'tpm' && !o.tcti && tcti ? { ...o, tcti } : o,
   );
-  return new CredentialOutputs(outputs, { state, log, client, now, tpmTcti: tcti, ...(tpm ? { tpm } : {}) });
+  return new CredentialOutputs(outputs, {
+    state,
+    log,
+    client,
+    now,
+    tpmTcti: tcti,
+    ...(tpm ? { tpm } : {}),
+    ...(failureLogLevel ? { failureLogLevel } : {}),
+  });
 }
 
 /** `sigil agent status` reads these without loading the outputs (credential-status.ts). */

@@ -132,6 +132,8 @@ describe('agent run with credential outputs', () => {
     expect(errors).toHaveLength(1);
     expect(errors[0]!.error.message).toContain(`jwt output ${dir}/denied: `);
     expect(errors[0]!.error.retryable).toBe(false);
+    // Said once, as the error line: not also as the daemon's warning log line (runbook "Errors").
+    expect(r.stderr).not.toMatch(/output credential failed/);
   });
 
   it('the daemon renews a short-lived output on its own schedule', async () => {
