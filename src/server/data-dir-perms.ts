@@ -42,7 +42,14 @@ function problem(file: string, st: fs.Stats): string | undefined {
   const fix = [badOwner ? `chown ${me} ${file}` : '', writable ? `chmod go-w ${file}` : '']
     .filter(Boolean)
     .join(' && ');
-  return `${file} is ${what} (${describe(st)}); anyone who can write it can make this issuer sign for them. Check it was not tampered with, then run: ${fix}`;
+  // Root running a command on the directory of an issuer that runs as its own user (the package's
+  // `sigil`) lands here too: then the fix is to run as that user, not to chown it to root (which
+  // would lock the issuer out). Found walking the docs.
+  const asOwner =
+    badOwner && me === 0
+      ? ` If uid ${st.uid} is the user the issuer runs as (the package's units: sigil), run this command as that user instead (sudo -u '#${st.uid}' sigil …). Otherwise:`
+      : '';
+  return `${file} is ${what} (${describe(st)}); anyone who can write it can make this issuer sign for them.${asOwner} Check it was not tampered with, then run: ${fix}`;
 }
 
 function insecure(message: string): SigilError {

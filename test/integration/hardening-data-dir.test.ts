@@ -110,6 +110,8 @@ describe('data directory permissions (issue #11 item 7)', () => {
     expect(e.message).toContain(`${paths(dir).db} is owned by another user (not root or uid 0)`);
     expect(e.message).toContain(`uid ${NOBODY}`);
     expect(e.message).toContain(`chown 0 ${paths(dir).db}`);
+    // Root on the directory of an issuer run as its own user: run as that user, not chown to root.
+    expect(e.message).toContain(`run this command as that user instead (sudo -u '#${NOBODY}' sigil …)`);
   });
 
   it('refuses a group-writable issuer.db-wal, ca/ directory or certificate', () => {
