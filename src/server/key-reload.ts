@@ -271,7 +271,7 @@ export class KeyReloader {
       for (const o of out.filter((x) => x.entry.state === 'withdrawn'))
         halted.set(
           o.kind,
-          `${outOfServiceMessage(dataDir, o)}; this issuer stopped signing with it and publishing it when it read the list`,
+          `${outOfServiceMessage(dataDir, o, list.keys)}; this issuer stopped signing with it and publishing it when it read the list`,
         );
       // What this process read before, and the store, may know what this list does not (a restored
       // ca/, files not yet copied).

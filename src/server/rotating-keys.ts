@@ -249,7 +249,7 @@ export function assertSigningKeysCurrent(
   now: number,
 ): void {
   const [first] = signingKeysOutOfService(signing, keys, now);
-  if (first) throw new SigilError('config_invalid', outOfServiceMessage(dir, first));
+  if (first) throw new SigilError('config_invalid', outOfServiceMessage(dir, first, keys));
 }
 
 /** A signing key the list has taken out of service, and the entry that says so. */
@@ -277,11 +277,17 @@ export function signingKeysOutOfService(
 }
 
 /** What to do about a signing key out of service, naming the step that took it out. */
-export function outOfServiceMessage(dir: string, { kind, entry }: OutOfService): string {
+export function outOfServiceMessage(dir: string, { kind, entry }: OutOfService, keys: readonly RotatingKey[]): string {
+  // An activation stopped half-way leaves its list with the old key retired *and* the staged entry
+  // (rotate-key.ts writes the list without it last); a peer given the finished list first has no
+  // staged entry: telling it to run rotate-key would rotate again there (found walking the docs).
+  const halfWay = keys.some((k) => k.kind === kind && k.state === 'next');
   return `the ${kind} signing key in ${join(dir, 'ca')} is the one ${rotatingKeysPath(dir)} lists as ${entry.state} since ${new Date(entry.since).toISOString()}: ${
     entry.state === 'withdrawn'
       ? `a compromise rotation took it out of service: copy the current key file from the issuer where the rotation ran (on a shared store: not copied here yet?); only if no issuer has it (one issuer, a key file put back from an older copy), make a fresh one: sigil server rotate-key --data-dir ${dir} --key ${kind} --overlap 0`
-      : `this data directory missed a rotate-key step (copy the key file and the list from the issuer where it ran, docs/runbook.md "Rotate a key"), or an activation stopped half-way (run sigil server rotate-key --data-dir ${dir} --key ${kind} again)`
+      : halfWay
+        ? `an activation stopped half-way (run sigil server rotate-key --data-dir ${dir} --key ${kind} again to finish it, on the issuer where it ran), or this directory got that half-done list (copy the key file and the list again once it finished there)`
+        : `this data directory missed a rotate-key step or got its list before its key file: copy the key file (list first, then key file) from the issuer where it ran, docs/runbook.md "Rotate a key"`
   }`;
 }
 

@@ -68,7 +68,7 @@ export const keyRotationCheck: Check<IssuerDoctorContext> = {
       if (out.length > 0 || fromStore.length > 0)
         return fail(
           `config_invalid: ${[
-            ...out.map((o) => outOfServiceMessage(ctx.dataDir, o)),
+            ...out.map((o) => outOfServiceMessage(ctx.dataDir, o, keys)),
             ...fromStore.map((w) => storeWithdrawalMessage(ctx.dataDir, w)),
           ].join('; ')}`,
           'copy ca/rotating-keys.json first, then the key files, from the issuer where sigil server rotate-key ran (same modes); a running issuer reads them within ~10 s (or: systemctl reload sigil-server)',
@@ -116,6 +116,14 @@ export const keyRotationCheck: Check<IssuerDoctorContext> = {
         // An activation signs with this file: it must be here (a peer issuer given only the list
         // has none) and be the key the list has been publishing.
         const next = `${fileOf[k.kind]}.next`;
+        // The signing key file already is the staged key: an activation whose key file was copied
+        // before its list (runbook: list first). The list is what is missing, not the .next file,
+        // which the activation removed on the issuer where it ran (found walking the docs).
+        if (existsSync(fileOf[k.kind]) && spkiBase64(readPrivateKeyFile(fileOf[k.kind])) === spkiBase64(k.publicKey))
+          return fail(
+            `${k.kind}: ${fileOf[k.kind]} is the key ${rotatingKeysPath(ctx.dataDir)} publishes as next: an activation's key file arrived before its list`,
+            `copy ca/rotating-keys.json (0600) from the issuer where sigil server rotate-key ran; a running issuer keeps its previous keys until then and reads it within ~10 s (or: systemctl reload sigil-server)`,
+          );
         let problem: string | undefined;
         try {
           if (spkiBase64(readPrivateKeyFile(next)) !== spkiBase64(k.publicKey))

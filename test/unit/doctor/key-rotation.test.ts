@@ -106,6 +106,10 @@ describe('doctor: key rotations in progress', () => {
     expect(r.fix).toMatch(
       /^copy ca\/rotating-keys\.json first, then the key files, from the issuer where sigil server rotate-key ran/,
     );
+    // The finished list has no staged entry: copy the key file — never "run rotate-key again", which
+    // on a peer would rotate once more (found walking the docs).
+    expect(r.detail).toMatch(/got its list before its key file: copy the key file/);
+    expect(r.detail).not.toMatch(/again/);
 
     // Every key out of service is named, not only the first (a compromise often rotates all three).
     const jwtOld = readFileSync(credentialKeyPaths(d).jwtSigning);
@@ -123,6 +127,45 @@ describe('doctor: key rotations in progress', () => {
       detail: expect.stringMatching(/jwt_signing\.key\.next: a staged key no rotation publishes/),
       fix: `rm ${credentialKeyPaths(e).jwtSigning}.next`,
     });
+  });
+
+  it('an activation whose key file arrived before its list (the wrong order): fail, asking for the list', async () => {
+    const origin = fresh();
+    await rotateKey({ dataDir: origin, key: 'ssh-host', step: 'stage' });
+    const peer = join(root, `d${n++}`);
+    cpSync(origin, peer, { recursive: true }); // the stage copied: list + .next
+    await rotateKey({ dataDir: origin, key: 'ssh-host' });
+    const keyFile = (d: string) => credentialKeyPaths(d).sshHostCa;
+    cpSync(keyFile(origin), keyFile(peer));
+    rmSync(`${keyFile(peer)}.next`);
+    const r = await at(peer, Date.now());
+    expect(r).toMatchObject({
+      status: 'fail',
+      detail: `ssh-host: ${keyFile(peer)} is the key ${rotatingKeysPath(peer)} publishes as next: an activation's key file arrived before its list`,
+      fix: expect.stringMatching(
+        /^copy ca\/rotating-keys\.json \(0600\) from the issuer where sigil server rotate-key ran/,
+      ),
+    });
+    cpSync(rotatingKeysPath(origin), rotatingKeysPath(peer));
+    expect((await at(peer, Date.now())).status).toBe('ok');
+  });
+
+  it('an activation stopped half-way (its list still stages the key): rotate-key again finishes it', async () => {
+    const d = fresh();
+    const keyFile = credentialKeyPaths(d).jwtSigning;
+    const old = readFileSync(keyFile);
+    await rotateKey({ dataDir: d, key: 'jwt', step: 'stage' });
+    const staged = readFileSync(rotatingKeysPath(d), 'utf8');
+    await rotateKey({ dataDir: d, key: 'jwt' });
+    // As after the activation's first write: the list retires the old key and still stages the next.
+    const list = JSON.parse(readFileSync(rotatingKeysPath(d), 'utf8')) as { keys: unknown[] };
+    const next = (JSON.parse(staged) as { keys: Array<{ state: string }> }).keys.find((k) => k.state === 'next');
+    writeFileSync(rotatingKeysPath(d), JSON.stringify({ ...list, keys: [...list.keys, next] }), { mode: 0o600 });
+    writeFileSync(keyFile, old, { mode: 0o600 });
+    const r = await at(d, Date.now());
+    expect(r.detail).toMatch(
+      /an activation stopped half-way \(run sigil server rotate-key --data-dir .* --key jwt again/,
+    );
   });
 
   it('a list the issuer would refuse: fail, with the way out', async () => {
