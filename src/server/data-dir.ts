@@ -205,7 +205,7 @@ export function readMeta(dir: string): IssuerMeta {
   if (!existsSync(p.meta))
     throw new SigilError(
       'not_initialized',
-      `${dir} is not an issuer data directory (run: sigil server init --data-dir ${dir} --trust-domain example.org)`,
+      `${dir} is not an issuer data directory (a new issuer: sigil server init --data-dir ${dir} --trust-domain <your domain>; one more issuer of a PostgreSQL store: sigil server add-issuer on the first, then copy its --out directory here, docs/issuers.md)`,
     );
   try {
     return JSON.parse(readFileSync(p.meta, 'utf8')) as IssuerMeta;

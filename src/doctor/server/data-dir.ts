@@ -26,7 +26,7 @@ export const issuerDataDirCheck: Check<IssuerDoctorContext> = {
       if (err.code === 'not_initialized')
         return fail(
           `not_initialized: ${ctx.dataDir} holds no issuer (no issuer.json)`,
-          `sigil server init --data-dir ${sh(ctx.dataDir)} --trust-domain example.org, or point --data-dir at the issuer's directory`,
+          `sigil server init --data-dir ${sh(ctx.dataDir)} --trust-domain <your domain> (a new issuer), or copy the directory sigil server add-issuer made on the first issuer (one more issuer of a PostgreSQL store), or point --data-dir at the issuer's directory`,
         );
       return fail(
         `${err.code}: ${detail}`,
