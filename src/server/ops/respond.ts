@@ -9,7 +9,7 @@ import {
   type ResponsePayload,
 } from '../../protocol/messages.js';
 import type { IssuerContext } from '../issuer.js';
-import type { AuditEvent, IdempotencyRecord, TxStores } from '../store/types.js';
+import type { AuditEvent, IdempotencyRecord, Stores, TxStores } from '../store/types.js';
 
 /** Serialise a response payload once; the same string is stored for idempotent replays. */
 export function responsePayload<T>(
@@ -132,6 +132,9 @@ export async function replayIfSeen(
   seen.response = ctx.answerSeal.open(seen, ctx.now());
   const response = seen.signer === '' ? legacyReplay(seen.requestHash, seen.response, r) : boundReplay(seen, r);
   if (opts.answerCheck) await opts.answerCheck(response, stores);
+  // Read outside a transaction, the row may be committed but not yet on disk (a store that
+  // flushes after COMMIT: store/sqlite/wal-sync.ts); inside one, the transaction's own commit waits.
+  await (stores as Partial<Stores>).whenDurable?.();
   return response;
 }
 

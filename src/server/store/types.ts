@@ -429,6 +429,13 @@ export interface TxStores {
 export interface Stores extends TxStores {
   /** Run `fn` in one write transaction; see the header for the guarantees. */
   withWriteTx<T>(fn: (tx: TxStores) => Promise<T>): Promise<T>;
+  /**
+   * Resolves once every write committed so far would survive a power loss. A backend whose
+   * COMMIT returns only then (PostgreSQL, SQLite with synchronous=FULL) has none; the SQLite
+   * store that flushes its WAL off the event loop does (./sqlite/wal-sync.ts): its reads can see a
+   * commit before it is flushed, so an answer built from a read alone waits for this.
+   */
+  whenDurable?(): Promise<void>;
   /** Wait for the running and queued transactions, then release the connections. Later calls reject. */
   close(): Promise<void>;
 }

@@ -138,6 +138,24 @@ describe('replayIfSeen', () => {
     );
   });
 
+  it('a row read outside a transaction is answered only once the store says it is on disk (whenDurable)', async () => {
+    let flushed!: () => void;
+    let asked = 0;
+    const stores = Object.assign(storesWith(stored()), {
+      whenDurable: () => {
+        asked++;
+        return new Promise<void>((resolve) => (flushed = resolve));
+      },
+    });
+    let answered: string | undefined;
+    const replay = replayIfSeen(legacyCtx, stores, req()).then((a) => (answered = a));
+    await expect.poll(() => asked).toBe(1);
+    expect(answered).toBeUndefined();
+    flushed();
+    await replay;
+    expect(answered).toBe(answer('i-1'));
+  });
+
   it('refuses other content from the same signer', async () => {
     expect(await codeOf(() => replayIfSeen(legacyCtx, storesWith(stored()), req({ hash: 'cc'.repeat(32) })))).toBe(
       'request_id_conflict',

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SigilError } from '../../../src/errors.js';
-import { openSqlite, switchToWal } from '../../../src/server/store/sqlite/db.js';
+import { openSqlite, sqliteDurability, switchToWal } from '../../../src/server/store/sqlite/db.js';
 import { openSyncSqliteStores } from '../../../src/server/store/sqlite/index.js';
 import { MIGRATIONS, latestVersion, migrate, schemaVersion } from '../../../src/server/store/sqlite/migrations.js';
 import { tempDir } from './helpers.js';
@@ -50,15 +50,37 @@ describe('sqlite database file', () => {
     expect(n).toBe(1);
   });
 
-  it('sets WAL, busy_timeout, foreign_keys and synchronous=NORMAL', () => {
+  it('sets WAL, busy_timeout, foreign_keys and synchronous=FULL (every commit survives a power loss)', () => {
     const db = openSqlite(t.dbPath);
     try {
       expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
       expect(db.pragma('busy_timeout', { simple: true })).toBe(5000);
       expect(db.pragma('foreign_keys', { simple: true })).toBe(1);
-      expect(db.pragma('synchronous', { simple: true })).toBe(1); // 1 = NORMAL
+      expect(db.pragma('synchronous', { simple: true })).toBe(2); // 2 = FULL
     } finally {
       db.close();
+    }
+  });
+
+  it('SIGIL_SQLITE_SYNCHRONOUS: flush by default, full or normal by choice, anything else refused', () => {
+    expect(sqliteDurability({})).toBe('flush');
+    expect(sqliteDurability({ SIGIL_SQLITE_SYNCHRONOUS: 'Full' })).toBe('full');
+    expect(sqliteDurability({ SIGIL_SQLITE_SYNCHRONOUS: 'normal' })).toBe('normal');
+    expect(() => sqliteDurability({ SIGIL_SQLITE_SYNCHRONOUS: 'off' })).toThrow(
+      expect.objectContaining({
+        code: 'config_invalid',
+        message: expect.stringMatching(/must be flush .*, full or normal/),
+      }),
+    );
+    const old = process.env['SIGIL_SQLITE_SYNCHRONOUS'];
+    process.env['SIGIL_SQLITE_SYNCHRONOUS'] = 'normal';
+    try {
+      const db = openSqlite(t.dbPath);
+      expect(db.pragma('synchronous', { simple: true })).toBe(1);
+      db.close();
+    } finally {
+      if (old === undefined) delete process.env['SIGIL_SQLITE_SYNCHRONOUS'];
+      else process.env['SIGIL_SQLITE_SYNCHRONOUS'] = old;
     }
   });
 

@@ -64,7 +64,8 @@ import { SqliteIssuerRegistry } from './issuers.js';
 import { SqliteUiSessionStore } from './ui-sessions.js';
 import type { UiSessionStore } from '../ui-session-types.js';
 import type { IssuerRegistryStore } from '../issuer-registry-types.js';
-import { openSqlite, openSqliteReader } from './db.js';
+import { openSqlite, openSqliteReader, sqliteDurability, type SqliteDurability } from './db.js';
+import { WalSync } from './wal-sync.js';
 import { syncSqliteStores } from './sync.js';
 import { WriteQueue } from './write-queue.js';
 import { BackgroundCheckpointer, SAFETY_NET_PAGES } from './checkpointer.js';
@@ -79,6 +80,14 @@ export interface AsyncSqliteOptions {
    * (./checkpointer.ts; set by asyncSqliteStoresOn for a file-backed store).
    */
   checkpointPath?: string;
+  /**
+   * How commits reach the disk (./db.ts sqliteDurability; default from SIGIL_SQLITE_SYNCHRONOUS).
+   * `flush` on a file-backed store: the writer runs NORMAL and each transaction is settled only
+   * once the WAL is flushed after its COMMIT (./wal-sync.ts).
+   */
+  durability?: SqliteDurability;
+  /** Tests: how the WAL's fd is flushed (default fdatasync(2)). */
+  flushWal?: (fd: number) => Promise<void>;
 }
 
 /** Open (creating and migrating if needed) the database at `path` behind the async contract. */
@@ -104,7 +113,8 @@ export function asyncSqliteStoresOn(
     writer.close();
     throw err;
   }
-  return new AsyncSqliteStores(writer, reader, inMemory ? opts : { checkpointPath: path, ...opts });
+  const durability = opts.durability ?? sqliteDurability();
+  return new AsyncSqliteStores(writer, reader, inMemory ? opts : { checkpointPath: path, ...opts, durability });
 }
 
 /** Where a transaction stands; its stores refuse calls once it is no longer open. */
@@ -189,6 +199,8 @@ export class AsyncSqliteStores implements Stores {
   private committedTx = 0;
   /** The worker that checkpoints once the store is busy (./checkpointer.ts). */
   checkpointer: BackgroundCheckpointer | undefined;
+  /** Flushes the WAL after commits, off the event loop (`flush` durability on a file; ./wal-sync.ts). */
+  private readonly walSync: WalSync | undefined;
 
   /**
    * `writer`: opened and migrated (./db.ts openSqlite). `reader`: a read-only connection to the
@@ -200,6 +212,12 @@ export class AsyncSqliteStores implements Stores {
     private readonly reader: BetterSqlite3.Database | undefined,
     private readonly opts: AsyncSqliteOptions = {},
   ) {
+    if (opts.checkpointPath && opts.durability) {
+      // `flush`: SQLite writes the WAL without fsync in COMMIT; this store flushes it instead and
+      // answers only after (see ./wal-sync.ts for why that is the same guarantee as FULL).
+      writer.pragma(`synchronous = ${opts.durability === 'full' ? 'FULL' : 'NORMAL'}`);
+      if (opts.durability === 'flush') this.walSync = new WalSync(`${opts.checkpointPath}-wal`, opts.flushWal);
+    }
     this.write = syncSqliteStores(writer, opts);
     this.read = reader && syncSqliteStores(reader, opts);
     this.begin = writer.prepare('BEGIN IMMEDIATE');
@@ -236,7 +254,9 @@ export class AsyncSqliteStores implements Stores {
     this.admin = top.admin;
     this.fleet = new SqliteFleetStore(reader ?? writer, (read) => this.readOutside(read));
     const writeOutside = <T>(write: () => T): Promise<T> =>
-      this.closed ? Promise.reject(closedError()) : this.queue.run(() => this.single.immediate(write) as T);
+      this.closed
+        ? Promise.reject(closedError())
+        : this.queue.run(() => this.single.immediate(write) as T).then((v) => this.afterCommit(v));
     this.issuers = new SqliteIssuerRegistry(writer, reader ?? writer, (read) => this.readOutside(read), writeOutside);
     this.uiSessions = new SqliteUiSessionStore(
       writer,
@@ -260,6 +280,7 @@ export class AsyncSqliteStores implements Stores {
     // transactions too), so nothing is open on the writer when it closes.
     this.closed ??= this.queue.run(async () => {
       while (this.pendingTx.length > 0) await this.runGroup();
+      await this.walSync?.close();
       await this.checkpointer?.stop();
       this.writer.close();
       this.reader?.close();
@@ -359,7 +380,28 @@ export class AsyncSqliteStores implements Stores {
     }
     if (this.committedTx < CHECKPOINTER_AFTER_TX && (this.committedTx += group.length) >= CHECKPOINTER_AFTER_TX)
       this.startCheckpointer();
-    this.settle(group);
+    if (!this.walSync) return this.settle(group);
+    // Answered once the COMMIT is on disk; the next group runs meanwhile (the queue is free).
+    this.walSync.committed();
+    this.walSync.durable().then(
+      () => this.settle(group),
+      (err: unknown) => {
+        for (const m of group) m.outcome = { ok: false, error: err };
+        this.settle(group);
+      },
+    );
+  }
+
+  /** Resolves once every write committed so far would survive a power loss (see ./wal-sync.ts). */
+  whenDurable(): Promise<void> {
+    return this.walSync ? this.walSync.durable() : Promise.resolve();
+  }
+
+  /** A write outside a group committed (`value` its result): hand it out once it is on disk. */
+  private afterCommit<T>(value: T): Promise<T> | T {
+    if (!this.walSync) return value;
+    this.walSync.committed();
+    return this.walSync.durable().then(() => value);
   }
 
   /**
@@ -431,11 +473,10 @@ export class AsyncSqliteStores implements Stores {
   private dispatch(store: StoreName, method: string, access: Access, args: unknown[]): Promise<unknown> {
     if (this.closed) return Promise.reject(closedError());
     if (access === 'read' && this.read) return callSync(this.read, store, method, args);
-    return this.queue.run(() =>
-      access === 'read'
-        ? callSync(this.write, store, method, args)
-        : this.single.immediate(() => invokeSync(this.write, store, method, args)),
-    );
+    if (access === 'read') return this.queue.run(() => callSync(this.write, store, method, args));
+    return this.queue
+      .run(() => this.single.immediate(() => invokeSync(this.write, store, method, args)))
+      .then((v) => this.afterCommit(v));
   }
 }
 

@@ -4,10 +4,36 @@
  */
 import fs from 'node:fs';
 import Database from 'better-sqlite3';
+import { SigilError } from '../../../errors.js';
 import { migrate } from './migrations.js';
 
 /** The db file and its WAL/shared-memory companions hold token hashes and the audit log. */
 const FILE_MODE = 0o600;
+
+/**
+ * How the issuer's SQLite commits reach the disk (`SIGIL_SQLITE_SYNCHRONOUS`):
+ * - `flush` (the default): the issuer's writer runs synchronous=NORMAL and its async store flushes
+ *   the WAL with fdatasync(2) off the event loop, answering a transaction only once its COMMIT is on
+ *   disk (./wal-sync.ts). Every other connection (`sigil ctl`, doctor, migrations) runs FULL.
+ * - `full`: synchronous=FULL everywhere: the same guarantee, the fsync inside COMMIT on the event
+ *   loop (measured: p99 latency near saturation ~1.5× worse, docs/performance.md "Session 18").
+ * - `normal`: synchronous=NORMAL and no flush, as Sigil ran before: nothing is lost when the
+ *   *process* crashes and the file is never corrupted, but a power loss or kernel crash rolls back
+ *   the commits since the last checkpoint's sync — agents that renewed then hold a certificate the
+ *   issuer no longer knows (`chain_invalid`, a re-join: runbook "Restore"), a spent join token is
+ *   unused again. For a disk that acknowledges flushes it has not made anyway.
+ */
+export type SqliteDurability = 'flush' | 'full' | 'normal';
+
+export function sqliteDurability(env: NodeJS.ProcessEnv = process.env): SqliteDurability {
+  const v = (env['SIGIL_SQLITE_SYNCHRONOUS'] ?? '').toLowerCase();
+  if (v === '' || v === 'flush') return 'flush';
+  if (v === 'full' || v === 'normal') return v;
+  throw new SigilError(
+    'config_invalid',
+    `SIGIL_SQLITE_SYNCHRONOUS must be flush (the default), full or normal (normal: a power loss may roll back the latest commits; got "${env['SIGIL_SQLITE_SYNCHRONOUS']}")`,
+  );
+}
 
 export function openSqlite(path: string): Database.Database {
   const inMemory = path === ':memory:' || path === '';
@@ -23,14 +49,9 @@ export function openSqlite(path: string): Database.Database {
     // WAL: readers never block the writer and vice versa; writers from several processes
     // serialise on the WAL write lock (BEGIN IMMEDIATE in SyncStores.tx and withWriteTx).
     switchToWal(db);
-    // In WAL mode, synchronous=NORMAL fsyncs only at checkpoints, not at every commit. Every
-    // commit is still atomic and the file can never be corrupted, and nothing is lost when the
-    // *process* crashes (the WAL is in the OS page cache). What a power loss or kernel crash
-    // can do is roll back the last few commits since the previous checkpoint: the file stays
-    // consistent, a just-consumed join token could become unused again (it still expires by its
-    // short TTL) and the audit chain loses its newest rows (it stays valid, just shorter).
-    // FULL would fsync the WAL on each commit and cost a disk flush per issued certificate.
-    db.pragma('synchronous = NORMAL');
+    // FULL here (also for `flush`: the issuer's async store lowers its own writer to NORMAL and
+    // flushes the WAL itself; see sqliteDurability).
+    db.pragma(`synchronous = ${sqliteDurability() === 'normal' ? 'NORMAL' : 'FULL'}`);
     db.pragma('foreign_keys = ON');
     migrate(db);
     if (!inMemory) restrictPermissions(path);
