@@ -17,7 +17,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { SigilError, toSigilError } from '../errors.js';
+import { isErrorCode, SigilError, toSigilError } from '../errors.js';
 import { loadSigner, parseKeyRef, TpmAccesses, withTcti } from '../keystore/index.js';
 import type { Logger } from '../util/log.js';
 import { LinkCredentialClient, type CredentialClient } from './credential-client.js';
@@ -57,7 +57,14 @@ export function credentialDestination(cfg: CredentialOutputConfig, tpm?: TpmAcce
 }
 
 export type OutputOutcome =
-  | { type: string; path: string; action: 'none' | 'skipped'; reason?: string }
+  | {
+      type: string;
+      path: string;
+      action: 'none' | 'skipped';
+      reason?: string;
+      /** `none` because the last attempt failed and its backoff has not run out: that failure. */
+      failing?: { error: SigilError; failures: number; retryAt: number };
+    }
   | {
       type: string;
       path: string;
@@ -165,7 +172,15 @@ export class CredentialOutputs {
         const due = opts.force === true || this.#due(d, st, fp, t, trust);
         const backingOff = st?.retry_at != null && t < st.retry_at && st.fp === fp && opts.force !== true;
         if (!due || backingOff) {
-          outcomes.push({ ...base, action: 'none' });
+          outcomes.push(
+            backingOff && due && st.last_error
+              ? {
+                  ...base,
+                  action: 'none',
+                  failing: { error: storedError(st.last_error), failures: st.failures, retryAt: st.retry_at! },
+                }
+              : { ...base, action: 'none' },
+          );
           continue;
         }
         try {
@@ -293,6 +308,13 @@ export class CredentialOutputs {
   close(): void {
     this.#deps.client.close();
   }
+}
+
+/** A failure as the output's state keeps it (`CODE: message`), back as an error. */
+function storedError(text: string): SigilError {
+  const m = /^([a-z0-9_]+): ([\s\S]*)$/.exec(text);
+  const code = m?.[1];
+  return code && isErrorCode(code) ? new SigilError(code, m![2]!) : new SigilError('internal', text);
 }
 
 /**

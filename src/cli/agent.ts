@@ -28,9 +28,11 @@ function credentialSummary(c: readonly OutputOutcome[]): string {
           ? `issued, expires ${new Date(o.notAfter).toISOString()}`
           : o.action === 'failed'
             ? `failed: ${o.error.code}`
-            : o.action === 'none'
-              ? 'not due (fresh, or waiting out a backoff after a failure: sigil agent status)'
-              : `skipped${o.reason ? `: ${o.reason}` : ''}`;
+            : o.action === 'none' && o.failing
+              ? `failing: ${o.failing.error.code}, next attempt ${new Date(o.failing.retryAt).toISOString()}`
+              : o.action === 'none'
+                ? 'not due (fresh)'
+                : `skipped${o.reason ? `: ${o.reason}` : ''}`;
       return `${o.type} ${o.path} ${what}`;
     })
     .join('; ');
@@ -61,6 +63,9 @@ function summary(r: TickOutcome & { credentials?: OutputOutcome[] }, fmt: 'json'
               action: o.action,
               ...(o.action === 'issued' ? { not_after: new Date(o.notAfter).toISOString() } : {}),
               ...(o.action === 'failed' ? { error: o.error.code } : {}),
+              ...(o.action === 'none' && o.failing
+                ? { error: o.failing.error.code, next_attempt: new Date(o.failing.retryAt).toISOString() }
+                : {}),
             })),
           }
         : { credential_outputs: credentialSummary(creds) }),
@@ -116,8 +121,19 @@ function printOutcome(r: TickOutcome & { credentials?: OutputOutcome[] }, fmt: '
 function failedOutputsExit(outcomes: readonly OutputOutcome[], fmt: 'json' | 'table'): number {
   let exit = 0;
   for (const o of outcomes) {
-    if (o.action !== 'failed') continue;
-    const code = reportError(new SigilError(o.error.code, `${o.type} output ${o.path}: ${o.error.message}`), {
+    // Failed now, or failed before and waiting out its backoff (a rerun right after a failure
+    // said "not due" and exited 0: found walking the docs).
+    const failure =
+      o.action === 'failed'
+        ? o.error
+        : o.action === 'none' && o.failing
+          ? new SigilError(
+              o.failing.error.code,
+              `${o.failing.error.message} (failed ${o.failing.failures} time${o.failing.failures > 1 ? 's' : ''}; next attempt after ${new Date(o.failing.retryAt).toISOString()}, or now with sigil agent renew)`,
+            )
+          : undefined;
+    if (!failure) continue;
+    const code = reportError(new SigilError(failure.code, `${o.type} output ${o.path}: ${failure.message}`), {
       json: fmt === 'json',
     });
     exit = exit === EXIT.failed || code !== EXIT.tempfail ? EXIT.failed : EXIT.tempfail;

@@ -134,6 +134,21 @@ describe('agent run with credential outputs', () => {
     expect(errors[0]!.error.retryable).toBe(false);
     // Said once, as the error line: not also as the daemon's warning log line (runbook "Errors").
     expect(r.stderr).not.toMatch(/output credential failed/);
+
+    // Run again at once: the refused output waits out its backoff (no new request), but the run
+    // still fails and says so, instead of "not due" and exit 0.
+    const again = await sigil(['agent', 'run', '--config', a.config, '--once', '--format', 'json']);
+    expect(again.code, again.stderr).toBe(1);
+    const outAgain = JSON.parse(again.stdout) as {
+      credential_outputs: Array<{ path: string; action: string; error?: string }>;
+    };
+    expect(outAgain.credential_outputs.find((o) => o.path === `${dir}/denied`)).toMatchObject({
+      action: 'none',
+      error: errors[0]!.error.code,
+    });
+    expect(again.stderr).toMatch(
+      /jwt output .*denied: .*failed 1 time; next attempt after .*or now with sigil agent renew/,
+    );
   });
 
   it('the daemon renews a short-lived output on its own schedule', async () => {
