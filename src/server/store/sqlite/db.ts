@@ -14,7 +14,8 @@ const FILE_MODE = 0o600;
  * How the issuer's SQLite commits reach the disk (`SIGIL_SQLITE_SYNCHRONOUS`):
  * - `flush` (the default): the issuer's writer runs synchronous=NORMAL and its async store flushes
  *   the WAL with fdatasync(2) off the event loop, answering a transaction only once its COMMIT is on
- *   disk (./wal-sync.ts). Every other connection (`sigil ctl`, doctor, migrations) runs FULL.
+ *   disk (./wal-sync.ts); `sigil ctl` opens the same store. Other connections (migrations, doctor's,
+ *   the synchronous stores) run FULL.
  * - `full`: synchronous=FULL everywhere: the same guarantee, the fsync inside COMMIT on the event
  *   loop (measured: p99 latency near saturation ~1.5× worse, docs/performance.md "Session 18").
  * - `normal`: synchronous=NORMAL and no flush, as Sigil ran before: nothing is lost when the
