@@ -11,7 +11,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { buildCredentialRequest, type CredentialAskFields } from '../../../src/agent/credential-request.js';
 import { namedSigner } from '../../../src/agent/named-signer.js';
 import { SigilError } from '../../../src/errors.js';
-import { fromPem } from '../../../src/pki/pem.js';
+import { SoftwareSigner } from '../../../src/keystore/index.js';
+import { buildCsr } from '../../../src/pki/csr.js';
+import { fromPem, toPem } from '../../../src/pki/pem.js';
 import { signJws, type Jws } from '../../../src/protocol/jws.js';
 import { TYP_REQUEST } from '../../../src/protocol/messages.js';
 import { publishedJwks } from '../../../src/server/credentials/authorities.js';
@@ -33,7 +35,7 @@ import { startIssuer, type Harness, type Identity } from '../../integration/harn
 const POLICY = `
 kind: role
 name: creds
-spec: { max_ttl: 1h, allowed_outputs: [identity, ssh_user, jwt], ssh_logins: [deploy], jwt_audiences: [vault] }
+spec: { max_ttl: 1h, allowed_outputs: [identity, ssh_user, jwt, database], ssh_logins: [deploy], jwt_audiences: [vault], db_users: [app] }
 ---
 kind: bot
 name: carrier
@@ -168,6 +170,19 @@ describe('an answer a peer signed with a withdrawn key, resent to an issuer that
     expect(answerResult(await handleCredential(h.ctx, req.envelope, null, { confidential: true }))).toEqual(
       answerResult(atPeer),
     );
+  });
+});
+
+describe('answers of kinds no rotatable key signs', () => {
+  it('a resent database credential request is answered from the store (its answer is kept compacted)', async () => {
+    const req = await ask({
+      kind: 'database',
+      db_user: 'app',
+      csr: toPem('CERTIFICATE REQUEST', await buildCsr(SoftwareSigner.generate())),
+    });
+    const first = await handleCredential(h.ctx, req.envelope, null);
+    await rotateAtQ('jwt', { overlapS: 0 }); // a withdrawal known: the database answer is still replayed
+    expect(answerResult(await handleCredential(h.ctx, req.envelope, null))).toEqual(answerResult(first));
   });
 });
 
