@@ -78,7 +78,7 @@ describe('WalSync', () => {
     await s.close();
   });
 
-  it('a failed flush fails its waiters (store_unavailable, naming the cause); the next one is tried anew', async () => {
+  it('a failed flush fails its waiters and every later one (store_unavailable, naming the cause): no later flush vouches for it', async () => {
     const wal = join(dir, 'x-wal');
     writeFileSync(wal, '');
     const { calls, flush } = heldFlush();
@@ -89,13 +89,27 @@ describe('WalSync', () => {
     calls[0]!.fail(Object.assign(new Error('I/O error'), { code: 'EIO' }));
     await expect(a).rejects.toMatchObject({
       code: 'store_unavailable',
-      message: expect.stringMatching(/\(EIO\).*may not survive a power loss/),
+      message: expect.stringMatching(/\(EIO\).*no later flush can prove.*until it is restarted/),
     });
-    const b = s.durable();
+    // Linux reports a writeback error once: a later fdatasync that succeeds proves nothing.
+    s.committed();
+    await expect(s.durable()).rejects.toMatchObject({ code: 'store_unavailable' });
+    await expect(s.flushedNow()).rejects.toMatchObject({ code: 'store_unavailable' });
+    expect(calls).toHaveLength(1);
+    await s.close();
+  });
+
+  it('flushedNow: a flush that starts after the call, even with nothing committed here (another process may have)', async () => {
+    const wal = join(dir, 'x-wal');
+    writeFileSync(wal, '');
+    const { calls, flush } = heldFlush();
+    const s = new WalSync(wal, flush);
+    const f = tracked(s.flushedNow());
     await settleTurns();
-    expect(calls).toHaveLength(2);
-    calls[1]!.done();
-    await b;
+    expect(calls).toHaveLength(1);
+    expect(f.state()).toBe('pending');
+    calls[0]!.done();
+    await f.p;
     await s.close();
   });
 
@@ -169,17 +183,60 @@ describe('the SQLite store with flush durability', () => {
       // Committed since the last flush: whenDurable waits for a new one.
       const write = stores.withWriteTx((t) => t.admin.setAdminTokenHash('h3'));
       await expect.poll(() => calls.length).toBe(2);
+      // A replay's wait asked while that flush runs: a flush that starts after it (the next one).
       const read = tracked(stores.whenDurable!());
       await settleTurns();
       expect(read.state()).toBe('pending');
       calls[1]!.done();
       await write;
+      await expect.poll(() => calls.length).toBe(3);
+      expect(read.state()).toBe('pending');
+      calls[2]!.done();
       await read.p;
-      await stores.whenDurable!(); // nothing new: at once
-      expect(calls).toHaveLength(2);
+      // Nothing new here, but another process may have committed: a flush of its own.
+      const again = stores.whenDurable!();
+      await expect.poll(() => calls.length).toBe(4);
+      calls[3]!.done();
+      await again;
     } finally {
       await stores.close();
     }
+  });
+
+  it('another process on the same file: a replay read there waits for a flush of its own', async () => {
+    const a = heldFlush();
+    const b = heldFlush();
+    const storesA = open(a.flush);
+    const storesB = open(b.flush);
+    try {
+      const tx = tracked(storesA.withWriteTx((t) => t.admin.setAdminTokenHash('hA')));
+      await expect.poll(() => a.calls.length).toBe(1);
+      // B reads A's row (committed, A's flush held) and must not vouch for it without a flush.
+      expect(await storesB.admin.getAdminTokenHash()).toBe('hA');
+      const bDurable = tracked(storesB.whenDurable!());
+      await expect.poll(() => b.calls.length).toBe(1);
+      expect(bDurable.state()).toBe('pending');
+      b.calls[0]!.done();
+      await bDurable.p;
+      expect(tx.state()).toBe('pending');
+      a.calls[0]!.done();
+      await tx.p;
+    } finally {
+      await storesB.close();
+      await storesA.close();
+    }
+  });
+
+  it('a write committed just before close() is answered, and close() flushes it', async () => {
+    let flushes = 0;
+    const stores = open(async () => {
+      flushes++;
+    });
+    const put = stores.admin.setAdminTokenHash('last');
+    const closing = stores.close();
+    await expect(put).resolves.toBeUndefined();
+    await closing;
+    expect(flushes).toBeGreaterThan(0);
   });
 
   it('a failed flush fails the transaction (store_unavailable) though its rows are committed', async () => {

@@ -256,7 +256,7 @@ export class AsyncSqliteStores implements Stores {
     const writeOutside = <T>(write: () => T): Promise<T> =>
       this.closed
         ? Promise.reject(closedError())
-        : this.queue.run(() => this.single.immediate(write) as T).then((v) => this.afterCommit(v));
+        : this.queue.run(() => this.committedAlone(this.single.immediate(write) as T)).then((v) => this.afterCommit(v));
     this.issuers = new SqliteIssuerRegistry(writer, reader ?? writer, (read) => this.readOutside(read), writeOutside);
     this.uiSessions = new SqliteUiSessionStore(
       writer,
@@ -392,16 +392,23 @@ export class AsyncSqliteStores implements Stores {
     );
   }
 
-  /** Resolves once every write committed so far would survive a power loss (see ./wal-sync.ts). */
+  /**
+   * Resolves once every write committed so far would survive a power loss (see ./wal-sync.ts) —
+   * also one another process committed to the same file: a flush that starts now.
+   */
   whenDurable(): Promise<void> {
-    return this.walSync ? this.walSync.durable() : Promise.resolve();
+    return this.walSync ? this.walSync.flushedNow() : Promise.resolve();
+  }
+
+  /** Inside the queued task, right after a write outside a group committed: note it (close() then flushes it). */
+  private committedAlone<T>(value: T): T {
+    this.walSync?.committed();
+    return value;
   }
 
   /** A write outside a group committed (`value` its result): hand it out once it is on disk. */
   private afterCommit<T>(value: T): Promise<T> | T {
-    if (!this.walSync) return value;
-    this.walSync.committed();
-    return this.walSync.durable().then(() => value);
+    return this.walSync ? this.walSync.durable().then(() => value) : value;
   }
 
   /**
@@ -475,7 +482,7 @@ export class AsyncSqliteStores implements Stores {
     if (access === 'read' && this.read) return callSync(this.read, store, method, args);
     if (access === 'read') return this.queue.run(() => callSync(this.write, store, method, args));
     return this.queue
-      .run(() => this.single.immediate(() => invokeSync(this.write, store, method, args)))
+      .run(() => this.committedAlone(this.single.immediate(() => invokeSync(this.write, store, method, args))))
       .then((v) => this.afterCommit(v));
   }
 }

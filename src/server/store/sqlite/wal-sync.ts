@@ -13,13 +13,16 @@
  * never goes out before its rows would survive a power loss — as with FULL, or PostgreSQL's
  * synchronous_commit. Commits that land while a sync runs share the next one (group fsync).
  *
- * A sync that fails (EIO) fails the transactions waiting on it (`store_unavailable`: their rows
- * are committed and visible, but may not survive a power loss; the client retries the same
- * request id and is answered once a later sync succeeds).
+ * A sync that fails (EIO, ENOSPC) is final: on Linux the kernel reports a writeback error once
+ * and may have dropped the pages, so a later fdatasync that succeeds proves nothing about them
+ * (PostgreSQL stops on it for that reason, "fsyncgate"). The transactions waiting on it, and every
+ * one after, fail `store_unavailable` until the issuer is restarted (SQLite then recovers from
+ * what is really on disk); nothing is answered on the strength of a later flush.
  *
- * Reads on the read connection see a commit before its sync: an answer built from such a read
- * alone (an idempotent replay found outside a transaction) waits for {@link WalSync.durable} too
- * (ops/respond.ts replayIfSeen, through Stores.whenDurable).
+ * Reads on the read connection see a commit before its sync — also one made by another process
+ * on the same file, which this one never counted: an answer built from such a read alone (an
+ * idempotent replay found outside a transaction) waits for {@link WalSync.flushedNow}, a flush
+ * that starts after the call (ops/respond.ts replayIfSeen, through Stores.whenDurable).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -55,6 +58,8 @@ export class WalSync {
   /** Waiters for a sync that starts after the running one. */
   #next: Deferred | undefined;
   #closed = false;
+  /** The first flush that failed: from then on nothing is durable (see the header). */
+  #failed: SigilError | undefined;
 
   /**
    * `walPath`: the database's `-wal` file. `sync`: how one fd is flushed (tests hold or fail it);
@@ -83,8 +88,18 @@ export class WalSync {
     return this.#start();
   }
 
-  /** Wait for the syncs in flight, then close the file (the store is closing). */
+  /**
+   * Resolves once a flush that started after this call completed: everything written to the WAL
+   * before it — by this process or another on the same file — is then on disk.
+   */
+  flushedNow(): Promise<void> {
+    this.committed();
+    return this.durable();
+  }
+
+  /** Flush what is still unflushed, wait for the flushes in flight, then close the file (the store is closing). */
   async close(): Promise<void> {
+    if (!this.#failed && this.#synced < this.#committed) await this.durable().catch(() => undefined);
     while (this.#running) await this.#running.done.catch(() => undefined);
     this.#closed = true;
     if (this.#fd !== undefined) fs.closeSync(this.#fd);
@@ -112,15 +127,15 @@ export class WalSync {
   async #flush(): Promise<void> {
     if (this.#closed)
       throw new SigilError('store_unavailable', 'the store is closed; its last writes were not flushed');
+    if (this.#failed) throw this.#failed;
     try {
       await this.sync(this.#walFd());
     } catch (err) {
-      // A file we could not flush may be one that was replaced under us: open it anew next time.
-      this.#forget();
-      throw new SigilError(
+      this.#failed = new SigilError(
         'store_unavailable',
-        `could not flush the database's write-ahead log to disk (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): the write is committed but may not survive a power loss; retry the same request`,
+        `could not flush the database's write-ahead log to disk (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): writes committed since the last flush may not survive a power loss, and no later flush can prove they will; this issuer answers no write until it is restarted (check the disk)`,
       );
+      throw this.#failed;
     }
   }
 
