@@ -45,6 +45,7 @@
  * Times are unix milliseconds (numbers) everywhere in this layer.
  */
 import type { KeyStorage } from '../../keystore/signer.js';
+import type { SigilError } from '../../errors.js';
 
 /**
  * `role`, `bot`, `join_rule`, `workload` (a workload registration entry, issue #17) — policy
@@ -436,6 +437,8 @@ export interface Stores extends TxStores {
    * commit before it is flushed, so an answer built from a read alone waits for this.
    */
   whenDurable?(): Promise<void>;
+  /** A flush to disk that failed, after which the store refuses every write until a restart (./sqlite/wal-sync.ts). */
+  durabilityFailure?(): SigilError | undefined;
   /** Wait for the running and queued transactions, then release the connections. Later calls reject. */
   close(): Promise<void>;
 }

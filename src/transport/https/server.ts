@@ -308,6 +308,9 @@ export function buildHttpsServer({
     } finally {
       clearTimeout(timer);
     }
+    // A WAL flush that failed: the store answers reads but refuses every write until a restart.
+    const lost = ctx.stores.durabilityFailure?.();
+    if (lost) return sendError(reply, lost);
     // A halted signing key (server/key-reload.ts): a load balancer sends agents to an issuer that
     // can sign their SSH and JWT credentials. /healthz still answers: the process is alive.
     const halted = [...ctx.credentials.halted.keys()];

@@ -14,6 +14,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openAsyncSqliteStores } from '../../../src/server/store/sqlite/async.js';
 import { WalSync } from '../../../src/server/store/sqlite/wal-sync.js';
 import type { Stores } from '../../../src/server/store/types.js';
+import { startIssuer } from '../../integration/harness.js';
 
 let dir: string;
 beforeEach(() => {
@@ -245,8 +246,25 @@ describe('the SQLite store with flush durability', () => {
     try {
       const tx = stores.withWriteTx((t) => t.admin.setAdminTokenHash('h4'));
       await expect.poll(() => calls.length).toBe(1);
+      expect(stores.durabilityFailure!()).toBeUndefined();
       calls[0]!.fail(Object.assign(new Error('EIO'), { code: 'EIO' }));
       await expect(tx).rejects.toMatchObject({ code: 'store_unavailable' });
+      // Every later write fails too, and GET /readyz says so (a load balancer moves agents away).
+      await expect(stores.admin.setAdminTokenHash('h5')).rejects.toMatchObject({ code: 'store_unavailable' });
+      expect(stores.durabilityFailure!()).toMatchObject({ code: 'store_unavailable' });
+      const h = await startIssuer();
+      try {
+        Object.assign(h.ctx, {
+          stores: Object.assign(Object.create(h.ctx.stores) as Stores, {
+            durabilityFailure: () => stores.durabilityFailure!(),
+          }),
+        });
+        const res = await h.request('GET', '/readyz');
+        expect(res.status).toBe(503);
+        expect(res.text).toMatch(/could not flush the database's write-ahead log/);
+      } finally {
+        await h.close();
+      }
     } finally {
       await stores.close();
     }

@@ -66,6 +66,7 @@ import type { UiSessionStore } from '../ui-session-types.js';
 import type { IssuerRegistryStore } from '../issuer-registry-types.js';
 import { openSqlite, openSqliteReader, sqliteDurability, type SqliteDurability } from './db.js';
 import { WalSync } from './wal-sync.js';
+import type { SigilError } from '../../../errors.js';
 import { syncSqliteStores } from './sync.js';
 import { WriteQueue } from './write-queue.js';
 import { BackgroundCheckpointer, SAFETY_NET_PAGES } from './checkpointer.js';
@@ -398,6 +399,11 @@ export class AsyncSqliteStores implements Stores {
    */
   whenDurable(): Promise<void> {
     return this.walSync ? this.walSync.flushedNow() : Promise.resolve();
+  }
+
+  /** A WAL flush that failed: every write fails from then on (./wal-sync.ts), until a restart. */
+  durabilityFailure(): SigilError | undefined {
+    return this.walSync?.failure();
   }
 
   /** Inside the queued task, right after a write outside a group committed: note it (close() then flushes it). */

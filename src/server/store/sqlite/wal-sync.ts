@@ -88,6 +88,11 @@ export class WalSync {
     return this.#start();
   }
 
+  /** The flush failure that stopped this store's writes, if one did (GET /readyz shows it). */
+  failure(): SigilError | undefined {
+    return this.#failed;
+  }
+
   /**
    * Resolves once a flush that started after this call completed: everything written to the WAL
    * before it — by this process or another on the same file — is then on disk.
