@@ -41,16 +41,25 @@ if (c.isClusterWorker()) {
 }
 `;
 
+/** Run a fixture (given dist/server/cluster.js) as its own process; its stdout and exit code. */
+async function runPrimary(
+  name: string,
+  fixture: (clusterJs: string) => string,
+): Promise<{ out: string; code: unknown }> {
+  const file = join(dir, name);
+  writeFileSync(file, fixture(pathToFileURL(join(ROOT, 'dist', 'server', 'cluster.js')).href));
+  const p = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const killer = setTimeout(() => p.kill('SIGKILL'), 20_000);
+  const code = await new Promise((resolve) => p.once('close', resolve));
+  clearTimeout(killer);
+  return { out, code };
+}
+
 describe('SIGHUP to the cluster primary', () => {
   it('reaches every worker, and the primary lives on', async () => {
-    const file = join(dir, 'primary.mjs');
-    writeFileSync(file, FIXTURE(pathToFileURL(join(ROOT, 'dist', 'server', 'cluster.js')).href));
-    const p = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    const killer = setTimeout(() => p.kill('SIGKILL'), 20_000);
-    const code = await new Promise((resolve) => p.once('close', resolve));
-    clearTimeout(killer);
+    const { out, code } = await runPrimary('primary.mjs', FIXTURE);
     expect(out.match(/worker \d reloaded/g)?.sort()).toEqual(['worker 1 reloaded', 'worker 2 reloaded']);
     expect(out).toMatch(/primary alive after SIGHUP/);
     expect(out).toMatch(/primary stopped/);
@@ -85,14 +94,7 @@ if (c.isClusterWorker()) {
 
 describe('a worker whose key watch took a step', () => {
   it('makes the primary pass SIGHUP to the other workers, not back to itself', async () => {
-    const file = join(dir, 'reporting.mjs');
-    writeFileSync(file, REPORTING(pathToFileURL(join(ROOT, 'dist', 'server', 'cluster.js')).href));
-    const p = spawn(process.execPath, [file], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    const killer = setTimeout(() => p.kill('SIGKILL'), 20_000);
-    const code = await new Promise((resolve) => p.once('close', resolve));
-    clearTimeout(killer);
+    const { out, code } = await runPrimary('reporting.mjs', REPORTING);
     expect(out.match(/worker \d reloaded/g)?.sort()).toEqual(['worker 2 reloaded', 'worker 3 reloaded']);
     expect(out).toMatch(/primary stopped/);
     expect(code).toBe(0);
