@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { openAsyncSqliteStores } from '../../../src/server/store/sqlite/async.js';
+import { AsyncSqliteStores, openAsyncSqliteStores } from '../../../src/server/store/sqlite/async.js';
+import { openSqlite } from '../../../src/server/store/sqlite/db.js';
 import { WalSync } from '../../../src/server/store/sqlite/wal-sync.js';
 import type { Stores } from '../../../src/server/store/types.js';
 import { startIssuer } from '../../integration/harness.js';
@@ -97,6 +98,16 @@ describe('WalSync', () => {
     await expect(s.durable()).rejects.toMatchObject({ code: 'store_unavailable' });
     await expect(s.flushedNow()).rejects.toMatchObject({ code: 'store_unavailable' });
     expect(calls).toHaveLength(1);
+    await s.close();
+  });
+
+  it('no WAL file: nothing waits in one, so nothing to flush (and no failure)', async () => {
+    const { calls, flush } = heldFlush();
+    const s = new WalSync(join(dir, 'absent-wal'), flush);
+    s.committed();
+    await s.durable();
+    await s.flushedNow();
+    expect(calls).toHaveLength(0);
     await s.close();
   });
 
@@ -291,6 +302,22 @@ describe('the SQLite store with flush durability', () => {
     } finally {
       await stores.close();
     }
+  });
+
+  it('a database SQLite kept out of WAL mode (a rollback journal): FULL, no flush of its own', async () => {
+    const { calls, flush } = heldFlush();
+    const path = join(dir, 'journal.db');
+    const writer = openSqlite(path);
+    writer.pragma('journal_mode = DELETE');
+    const stores = new AsyncSqliteStores(writer, undefined, {
+      checkpointPath: path,
+      durability: 'flush',
+      flushWal: flush,
+    });
+    await stores.withWriteTx((t) => t.admin.setAdminTokenHash('j'));
+    expect(calls).toHaveLength(0);
+    expect(writer.pragma('synchronous', { simple: true })).toBe(2);
+    await stores.close();
   });
 
   it('`full` and `normal` need no flush of their own; in memory there is no WAL to flush', async () => {

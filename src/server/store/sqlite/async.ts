@@ -213,7 +213,12 @@ export class AsyncSqliteStores implements Stores {
     private readonly reader: BetterSqlite3.Database | undefined,
     private readonly opts: AsyncSqliteOptions = {},
   ) {
-    if (opts.checkpointPath && opts.durability) {
+    // Only in WAL mode (a file system without shared memory may refuse it and keep a rollback
+    // journal: there FULL syncs at COMMIT, and there is no WAL file to flush).
+    const wal = opts.checkpointPath !== undefined && writer.pragma('journal_mode', { simple: true }) === 'wal';
+    if (opts.checkpointPath && opts.durability && !wal)
+      writer.pragma(`synchronous = ${opts.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
+    else if (opts.checkpointPath && opts.durability) {
       // `flush`: SQLite writes the WAL without fsync in COMMIT; this store flushes it instead and
       // answers only after (see ./wal-sync.ts for why that is the same guarantee as FULL).
       writer.pragma(`synchronous = ${opts.durability === 'full' ? 'FULL' : 'NORMAL'}`);

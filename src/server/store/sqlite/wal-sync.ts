@@ -134,7 +134,9 @@ export class WalSync {
       throw new SigilError('store_unavailable', 'the store is closed; its last writes were not flushed');
     if (this.#failed) throw this.#failed;
     try {
-      await this.sync(this.#walFd());
+      const fd = this.#walFd();
+      // No WAL file: no frames waiting in one (a checkpoint that emptied it synced the database).
+      if (fd !== undefined) await this.sync(fd);
     } catch (err) {
       this.#failed = new SigilError(
         'store_unavailable',
@@ -149,12 +151,13 @@ export class WalSync {
    * last connection closes; a check costs two stats per sync). The first open also flushes the
    * directory, so the file's own entry survives a power loss (as SQLite does for a new journal).
    */
-  #walFd(): number {
+  #walFd(): number | undefined {
+    const now = fs.statSync(this.walPath, { throwIfNoEntry: false });
     if (this.#fd !== undefined) {
-      const now = fs.statSync(this.walPath, { throwIfNoEntry: false });
       if (now && now.ino === fs.fstatSync(this.#fd).ino) return this.#fd;
       this.#forget();
     }
+    if (!now) return undefined;
     const fd = fs.openSync(this.walPath, 'r');
     const dir = fs.openSync(path.dirname(this.walPath), 'r');
     try {
