@@ -122,9 +122,12 @@ export function superviseWorkers(o: SuperviseOptions): Promise<void> {
     const slotOf = new Map<Worker, number>();
     const listening = new Set<number>();
     let announced = false;
+    /** When a worker last reported a key change (0: never). */
+    let keysChangedAt = 0;
 
     const fork = (slot: number): void => {
       const w = cluster.fork({ SIGIL_WORKER: String(slot) });
+      const forkedAt = Date.now();
       slotOf.set(w, slot);
       // A message to a worker that is exiting fails (EPIPE); its 'exit' follows and is handled there.
       w.on('error', () => undefined);
@@ -139,6 +142,7 @@ export function superviseWorkers(o: SuperviseOptions): Promise<void> {
           return;
         }
         if (m?.sigil === 'keys-changed') {
+          keysChangedAt = Date.now();
           // Not back to the sender: it has read them. A SIGHUP'd worker does not report again.
           for (const [other, otherSlot] of slotOf)
             if (other !== w && listening.has(otherSlot)) other.process.kill('SIGHUP');
@@ -147,6 +151,9 @@ export function superviseWorkers(o: SuperviseOptions): Promise<void> {
         if (m?.sigil !== 'listening') return;
         o.say(`sigil issuer worker ${slot} (pid ${w.process.pid}) listening on ${m.url}`);
         listening.add(slot);
+        // Still starting when another worker reported a key change: it may have read its keys
+        // before the step; read them again now rather than at its own next poll.
+        if (keysChangedAt >= forkedAt) w.process.kill('SIGHUP');
         if (!announced && listening.size === o.workers) {
           announced = true;
           o.onAllListening?.(m.url ?? '');

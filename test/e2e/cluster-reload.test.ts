@@ -100,3 +100,33 @@ describe('a worker whose key watch took a step', () => {
     expect(code).toBe(0);
   }, 30_000);
 });
+
+/** Two workers; worker 2 listens 1.5 s late, and worker 1 reports a key change before that. */
+const LATE = (clusterJs: string): string => `
+import http from 'node:http';
+const c = await import(${JSON.stringify(clusterJs)});
+if (c.isClusterWorker()) {
+  const server = http.createServer((_, res) => res.end('ok'));
+  process.on('SIGHUP', () => console.log('worker ' + process.env.SIGIL_WORKER + ' reloaded'));
+  if (process.env.SIGIL_WORKER === '2') await new Promise((r) => setTimeout(r, 1500));
+  await c.whileStarting(() => new Promise((resolve) => server.listen(0, '127.0.0.1', resolve)));
+  c.reportListening('http://127.0.0.1:' + server.address().port);
+  if (process.env.SIGIL_WORKER === '1') c.reportKeysChanged();
+  process.once('SIGTERM', () => server.close());
+} else {
+  await c.superviseWorkers({
+    workers: 2,
+    say: () => undefined,
+    onAllListening: () => setTimeout(() => process.kill(process.pid, 'SIGTERM'), 800),
+  });
+  console.log('primary stopped');
+}
+`;
+
+describe('a worker still starting when another reports a key change', () => {
+  it('is told to read its keys again once it listens', async () => {
+    const { out, code } = await runPrimary('late.mjs', LATE);
+    expect(out.match(/worker \d reloaded/g)).toEqual(['worker 2 reloaded']);
+    expect(code).toBe(0);
+  }, 30_000);
+});
