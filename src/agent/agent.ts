@@ -25,7 +25,7 @@ import {
   type LoadedAgentJoinMethod,
 } from './join-method.js';
 import { checkIdentityAnswer } from './answer-check.js';
-import { TRUST_SEQUENCE_SETTING } from './credential-status.js';
+import { TRUST_FILE_OUTPUTS, TRUST_SEQUENCE_SETTING } from './credential-status.js';
 import type { CredentialOutputs, OutputOutcome } from './credentials.js';
 import { writeAgentMetrics } from './metrics.js';
 import { checkOutputPaths } from './outputs/check-path.js';
@@ -39,8 +39,15 @@ import type { RenewalProofs } from '../join/registry.js';
 
 import { backoffDelay, renewAt } from './schedule.js';
 import { openAgentState, type AgentState, type Identity, type OutboxEntry } from './state/index.js';
-import { agentClock, attestEveryOverrideMs, crashPoint, duringOutput } from './test-hooks.js';
+import {
+  agentClock,
+  attestEveryOverrideMs,
+  crashPoint,
+  duringOutput,
+  trustCheckEveryOverrideMs,
+} from './test-hooks.js';
 import type { AttestSchedule } from './attest-schedule.js';
+import type { TrustCheck } from './trust-check.js';
 import { mqttsRenewalMarginWarning, newTransportKey, transportCertOf, wantsTransportCert } from './transport-cert.js';
 import { buildTransports, IssuerLink } from './transports.js';
 import type { WorkloadApiServer } from './workload/server.js';
@@ -676,12 +683,36 @@ export class Agent {
     // Boot state re-proven on its own interval (`attest_every`, issue #16), beside the renewals.
     const attestation =
       this.cfg.attestEveryS !== undefined ? await this.attestSchedule(this.cfg.attestEveryS) : undefined;
+    // A key rotation at the issuer reaches the ssh/jwt outputs within minutes, not at the next renewal.
+    const trust = await this.trustCheck();
     while (!signal.aborted) {
       if (this.now() >= this.nextWake()) await this.tick();
       await attestation?.runIfDue();
-      const wait = Math.max(250, Math.min(this.nextWake(), attestation?.nextAt() ?? Infinity) - this.now());
-      await sleep(Math.min(wait, 60_000), signal);
+      if (await trust?.runIfDue()) await this.credentials?.refresh();
+      const next = Math.min(this.nextWake(), attestation?.nextAt() ?? Infinity, trust?.nextAt() ?? Infinity);
+      await sleep(Math.min(Math.max(250, next - this.now()), 60_000), signal);
     }
+  }
+
+  /**
+   * The trust check between renewals (./trust-check.ts), when an output follows the issuer's
+   * signing keys (TRUST_FILE_OUTPUTS: ssh_user, ssh_host, jwt); else undefined.
+   */
+  async trustCheck(): Promise<TrustCheck | undefined> {
+    await this.ready();
+    if (!this.cfg.credentialOutputs.some((o) => TRUST_FILE_OUTPUTS.has(o.type))) return undefined;
+    const { TrustCheck, TRUST_CHECK_DEFAULT_S } = await import('./trust-check.js');
+    return new TrustCheck({
+      everyMs: trustCheckEveryOverrideMs() ?? (this.cfg.trustCheckEveryS ?? TRUST_CHECK_DEFAULT_S) * 1000,
+      now: this.now,
+      rand: this.rand,
+      state: this.state,
+      log: this.log,
+      fetchSequence: async () => {
+        const root = this.state.getBundle()?.rootsPem[0] ?? (await this.link.root());
+        return (await this.link.bundle(root, this.now)).trust_sequence;
+      },
+    });
   }
 
   /** The interval attestation's schedule (./attest-schedule.ts), each attempt by ./attest-client.ts. */

@@ -16,6 +16,7 @@ import {
   spreadForFleet,
 } from '../transport/mqtt/pacing.js';
 import { yamlErrorText } from '../util/yaml-error.js';
+import { TRUST_CHECK_DEFAULT_S } from './trust-check.js';
 import * as z from '../util/zod-mini.js';
 import {
   credentialOutputVariants,
@@ -163,6 +164,11 @@ function agentConfigFileSchema() {
      * operation, ±10% jitter; docs/attest-interval.md). Absent: off. At least ATTEST_EVERY_MIN_S.
      */
     attest_every: duration,
+    /**
+     * How often the daemon asks whether the issuer rotated a signing key, between renewals, when
+     * it has ssh or jwt outputs (./trust-check.ts). Default TRUST_CHECK_DEFAULT_S.
+     */
+    trust_check_every: duration,
     join: z.union([tokenJoin, evidenceJoin]),
     /**
      * software (default); tpm: the identity key is created in the TPM of the tpm join; pkcs11: on
@@ -242,6 +248,8 @@ export interface AgentConfig {
   renewFraction: number;
   /** `attest_every` in seconds (./attest-schedule.ts); undefined: no interval attestation. */
   attestEveryS?: number;
+  /** `trust_check_every` in seconds (./trust-check.ts); used only with ssh or jwt outputs. */
+  trustCheckEveryS?: number;
   /** The method and its settings: its `join.<method>:` block, paths resolved (token: flat, the token itself). */
   join: { method: 'token'; token: string } | { method: string; settings: Record<string, unknown> };
   keyStorage: 'software' | 'tpm' | 'pkcs11';
@@ -290,6 +298,7 @@ export function parseAgentConfig(text: string, source: string): AgentConfig {
     ttlS: c.ttl,
     renewFraction: c.renew_fraction ?? 0.5,
     ...attestEvery(c.attest_every, source),
+    trustCheckEveryS: trustCheckEvery(c.trust_check_every, source),
     join,
     ...keyStorageOf(c, join, abs, source),
     outputs: c.outputs.flatMap((o) => (o.type === 'identity' ? [{ ...o, path: abs(o.path) }] : [])),
@@ -328,6 +337,25 @@ function attestEvery(s: number | undefined, source: string): { attestEveryS?: nu
       `${source}: attest_every must be between ${ATTEST_EVERY_MIN_S / 60}m and ${ATTEST_EVERY_MAX_S / 3600}h (got ${s}s); remove it to attest only at join and renewal`,
     );
   return { attestEveryS: s };
+}
+
+/**
+ * Bounds of `trust_check_every`. Each check is one signed `bundle` answer (no database write at
+ * the issuer): every 5 minutes a 10,000-machine fleet asks ~33 a second. Below 30 s it would
+ * load an issuer like renewals; above an hour a stolen SSH CA stays trusted too long for the
+ * check to be worth having (renewals already carry the sequence).
+ */
+export const TRUST_CHECK_MIN_S = 30;
+export const TRUST_CHECK_MAX_S = 3_600;
+
+function trustCheckEvery(s: number | undefined, source: string): number {
+  if (s === undefined) return TRUST_CHECK_DEFAULT_S;
+  if (s < TRUST_CHECK_MIN_S || s > TRUST_CHECK_MAX_S)
+    throw new SigilError(
+      'config_invalid',
+      `${source}: trust_check_every must be between ${TRUST_CHECK_MIN_S}s and ${TRUST_CHECK_MAX_S / 60}m (got ${s}s); remove it for the default ${TRUST_CHECK_DEFAULT_S / 60}m`,
+    );
+  return s;
 }
 
 /** The TPM of a join method that certifies a TPM-resident identity key (its registry entry says so), else undefined. */

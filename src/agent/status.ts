@@ -4,11 +4,12 @@
  */
 import { parseKeyRef } from '../keystore/key-ref.js';
 import { formatPkcs11Uri } from '../keystore/pkcs11/uri.js';
-import { credentialOutputsStatus, type CredentialOutputStatus } from './credential-status.js';
+import { credentialOutputsStatus, TRUST_SEQUENCE_SETTING, type CredentialOutputStatus } from './credential-status.js';
 import type { AgentConfig } from './config.js';
 import type { AgentState, AgentStatus, Identity } from './state/index.js';
 import { mqttClientCert } from './transport-cert.js';
 import { readLastAttest } from './attest-schedule.js';
+import { readLastTrustCheck } from './trust-check.js';
 
 export interface AgentStatusReport {
   state: 'ok' | 'renewal_overdue' | 'expired' | 'not_joined';
@@ -58,6 +59,15 @@ export interface AgentStatusReport {
   /** The firmware profile the last accepted attestation matched. */
   last_attestation_profile: string | null;
   next_attestation: string | null;
+  /**
+   * The issuer's key-rotation sequence the agent last saw (null: the issuer never rotated a key)
+   * and the daemon's check of it between renewals (`trust_check_every`, ./trust-check.ts; only
+   * with ssh or jwt outputs): when it last asked, why that failed, when it asks next.
+   */
+  trust_sequence: number | null;
+  last_trust_check: string | null;
+  last_trust_check_error: string | null;
+  next_trust_check: string | null;
   /** SSH, database, Kubernetes and JWT outputs: what was written last, when next, and failures. */
   credential_outputs: CredentialOutputStatus[];
 }
@@ -88,6 +98,20 @@ export function attestationStatus(
 }
 
 const iso = (ms: number | null | undefined): string | null => (ms ? new Date(ms).toISOString() : null);
+
+/** The status fields of the trust sequence and its check, from the agent state. */
+export function trustCheckStatus(
+  state: Pick<AgentState, 'getSetting'> | undefined,
+): Pick<AgentStatusReport, 'trust_sequence' | 'last_trust_check' | 'last_trust_check_error' | 'next_trust_check'> {
+  const kept = state?.getSetting(TRUST_SEQUENCE_SETTING);
+  const last = state ? readLastTrustCheck(state) : undefined;
+  return {
+    trust_sequence: kept ? Number(kept) : null,
+    last_trust_check: iso(last?.at),
+    last_trust_check_error: last?.error ?? null,
+    next_trust_check: iso(last?.next_at),
+  };
+}
 
 /** What the status knows of the config; without a config (`--data-dir`) less is shown. */
 export interface StatusConfigFacts {
@@ -149,6 +173,7 @@ export function agentStatus(
       : { mqtt_client_cert: configured.mqtt ? ((id && mqttClientCert(id, now)?.kind) ?? 'bootstrap') : null }),
     pending_request: pending ? `${pending.op} ${pending.requestId}` : null,
     ...attestationStatus(state),
+    ...trustCheckStatus(state),
     credential_outputs: state ? credentialOutputsStatus(state) : [],
   };
 }

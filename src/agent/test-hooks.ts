@@ -88,3 +88,9 @@ export function attestEveryOverrideMs(): number | undefined {
   const v = Number(process.env.SIGIL_TEST_ATTEST_EVERY_MS);
   return Number.isInteger(v) && v > 0 ? v : undefined;
 }
+
+/** SIGIL_TEST_TRUST_CHECK_EVERY_MS: the trust check's interval in ms (below trust_check_every's 30 s floor; tests). */
+export function trustCheckEveryOverrideMs(): number | undefined {
+  const v = Number(process.env.SIGIL_TEST_TRUST_CHECK_EVERY_MS);
+  return Number.isInteger(v) && v > 0 ? v : undefined;
+}

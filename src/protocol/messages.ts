@@ -83,6 +83,12 @@ export interface BundleResult {
    * the Workload API's JWT bundle (issue #17). Absent from issuers older than that.
    */
   jwt_jwks?: { keys: Array<Record<string, unknown>> };
+  /**
+   * The same key-rotation sequence as {@link IdentityResult.trust_sequence}, when the issuer ever
+   * rotated a key: the agent daemon asks for this answer every `trust_check_every` and re-issues
+   * its ssh and jwt outputs when it rose (agent/trust-check.ts), without waiting for a renewal.
+   */
+  trust_sequence?: number;
 }
 
 export interface ResponsePayload<T> {
@@ -192,6 +198,7 @@ export function identityResponseSchemas() {
     roots: z.array(z.string()).check(z.minLength(1)),
     intermediates: z.array(z.string()),
     jwt_jwks: z.optional(z.object({ keys: z.array(z.record(z.string(), z.unknown())) })),
+    trust_sequence: z.optional(z.int().check(z.nonnegative())),
   });
   const joinChallenge = z.object({
     challenge_id: z.string().check(z.regex(/^[A-Za-z0-9_-]{16,64}$/)),

@@ -14,6 +14,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, loadAgentModules } from '../../src/agent/agent.js';
 import { TRUST_SEQUENCE_SETTING } from '../../src/agent/credential-status.js';
+import { trustCheckStatus } from '../../src/agent/status.js';
+import { readLastTrustCheck } from '../../src/agent/trust-check.js';
 import { parseAgentConfig } from '../../src/agent/config.js';
 import { openAgentState } from '../../src/agent/state/index.js';
 import { spkiPin } from '../../src/pki/chain.js';
@@ -127,5 +129,68 @@ describe('trust_sequence: the ssh outputs follow a rotation at the next renewal'
     const after = userCaLines();
     expect(after).toHaveLength(1);
     expect(before).not.toContain(after[0]);
+  });
+});
+
+describe('trust_check_every: the ssh outputs follow a rotation between renewals', () => {
+  /** The kept-alive connection died with the old issuer: the first check may fail, as a renewal's would. */
+  async function checkAfterRestart(): Promise<boolean> {
+    const check = (await agent.trustCheck())!;
+    let rose = await check.runNow();
+    for (let i = 0; i < 3 && !rose && readLastTrustCheck(agent.state)?.error; i++) rose = await check.runNow();
+    return rose;
+  }
+
+  it('a compromise rotation: the check sees the rise, the refresh re-issues the outputs, the identity is not renewed', async () => {
+    const serial = agent.state.getIdentity()!.serial;
+    const kept = Number(agent.state.getSetting(TRUST_SEQUENCE_SETTING));
+    const before = userCaLines();
+    // The sequence is in seconds: a step in the same second as the last would not move it.
+    await new Promise((r) => setTimeout(r, 1100));
+    await rotateKey({ dataDir: dir, key: 'ssh-user', overlapS: 0 });
+    await restart();
+    // Without the check the outputs stay as they are: nothing is due.
+    expect(actions(await agent.tick())).toEqual([
+      ['ssh_host', 'none'],
+      ['jwt', 'none'],
+    ]);
+    expect(await checkAfterRestart()).toBe(true);
+    expect(Number(agent.state.getSetting(TRUST_SEQUENCE_SETTING))).toBeGreaterThan(kept);
+    expect((await agent.credentials!.refresh()).map((c) => [c.type, c.action])).toEqual([
+      ['ssh_host', 'issued'],
+      ['jwt', 'issued'],
+    ]);
+    const after = userCaLines();
+    expect(after).toHaveLength(1);
+    expect(before).not.toContain(after[0]);
+    expect(agent.state.getIdentity()!.serial).toBe(serial);
+    // Checked again with nothing changed: nothing due.
+    expect(await (await agent.trustCheck())!.runNow()).toBe(false);
+  });
+
+  it('the daemon runs the check on its interval and rewrites the trust file, with no renewal', async () => {
+    const serial = agent.state.getIdentity()!.serial;
+    const before = userCaLines();
+    await new Promise((r) => setTimeout(r, 1100));
+    await rotateKey({ dataDir: dir, key: 'ssh-user', overlapS: 0 });
+    await restart();
+    process.env.SIGIL_TEST_TRUST_CHECK_EVERY_MS = '200';
+    const ac = new AbortController();
+    const running = agent.run(ac.signal, { served: true });
+    try {
+      const deadline = Date.now() + 20_000;
+      while (Date.now() < deadline && before.includes(userCaLines()[0]!)) await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      ac.abort();
+      await running;
+      delete process.env.SIGIL_TEST_TRUST_CHECK_EVERY_MS;
+    }
+    expect(userCaLines()).toHaveLength(1);
+    expect(before).not.toContain(userCaLines()[0]);
+    expect(agent.state.getIdentity()!.serial).toBe(serial);
+    expect(trustCheckStatus(agent.state)).toMatchObject({
+      trust_sequence: Number(agent.state.getSetting(TRUST_SEQUENCE_SETTING)),
+      last_trust_check_error: null,
+    });
   });
 });

@@ -1,7 +1,7 @@
 import type { Jws } from '../../protocol/jws.js';
 import { PROTOCOL_VERSION, type BundleResult, type ResponsePayload } from '../../protocol/messages.js';
 import type { IssuerContext } from '../issuer.js';
-import { publishedJwks } from '../credentials/authorities.js';
+import { keysChangedAt, publishedJwks } from '../credentials/authorities.js';
 import { signResponse } from './respond.js';
 
 /**
@@ -16,6 +16,8 @@ import { signResponse } from './respond.js';
  * them so); a `use: jwt-svid` (the federation bundle's, credentials/discovery.ts) makes generic
  * JOSE libraries skip the key. The agent's Workload API serves the JWT bundle and validates
  * JWT-SVIDs from this same signed answer, offline (issue #17).
+ * `trust_sequence`: as in identity answers — the agent daemon's trust check between renewals
+ * (agent/trust-check.ts) reads it here.
  * `nonce`: the requester's (MQTT), echoed in the signed payload — a bundle answer is otherwise the
  * same for everyone, so a broker could replay an old one (with an intermediate or JWT key since
  * replaced) for as long as the issuer's serving certificate lasts (review of issue #16).
@@ -28,6 +30,9 @@ export function handleBundle(ctx: IssuerContext, nonce?: string): Jws {
     intermediates: ctx.intermediates ? ctx.intermediates.livePems() : [ctx.ca.intermediatePem.trim() + '\n'],
     jwt_jwks: { keys: publishedJwks(ctx.credentials, now).map(({ use: _use, ...k }) => ({ ...k })) },
   };
+  // As in identity answers (ops/issue.ts): only once a key was ever rotated.
+  const trustSequence = keysChangedAt(ctx.credentials, now);
+  if (trustSequence > 0) result.trust_sequence = trustSequence;
   const payload: ResponsePayload<BundleResult> = {
     v: PROTOCOL_VERSION,
     op: 'bundle',

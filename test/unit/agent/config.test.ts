@@ -85,6 +85,7 @@ describe('agent config', () => {
       dataDir: join(dir, 'etc', 'state'),
       ttlS: undefined,
       renewFraction: 0.5,
+      trustCheckEveryS: 300,
       join: { method: 'token', token: TOKEN },
       keyStorage: 'software',
       outputs: [],
