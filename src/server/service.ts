@@ -213,6 +213,7 @@ export class IssuerService {
         now: () => this.ctx.now(),
         ...(cfg.crl?.watchMs !== undefined ? { watchMs: cfg.crl.watchMs } : {}),
         onError: (err) => log.warn({ err }, 'audit watch failed'),
+        ...(stores.whenDurable ? { whenDurable: () => stores.whenDurable!() } : {}),
       });
       // On PostgreSQL another issuer's lock or unlock is announced (LISTEN/NOTIFY,
       // store/postgres/change-feed.ts): look at the audit tail at once, not at the next tick.

@@ -185,9 +185,17 @@ afterAll(async () => {
 describe('signed events pushed to webhooks and MQTT', () => {
   it('a lock reaches the webhook once as a JWS that verifies against the bundle, and its certificate_revoked follows', async () => {
     const m = await joinMachine();
+    // The audit tail waits for the store's durability barrier before it announces a row (a lock a
+    // power loss could roll back must not be pushed out): counted on the live store.
+    const stores = svc.ctx.stores as typeof svc.ctx.stores & { whenDurable?: () => Promise<void> };
+    const durable = stores.whenDurable!.bind(stores);
+    let barriers = 0;
+    stores.whenDurable = () => (barriers++, durable());
     await runAdminOp(svc.ctx.stores, 'lock', { target: m.id, reason: 'incident 4711' });
     const got = (): SigilEvent[] => bodies['/ok']!.map((b) => verifyEvent(b, rootPem));
     await waitUntil(() => got().some(ofInstance(m.id, 'certificate_revoked')));
+    stores.whenDurable = durable;
+    expect(barriers).toBeGreaterThan(0);
     const locked = got().filter(ofInstance(m.id, 'instance_locked'));
     expect(locked).toHaveLength(1);
     expect(locked[0]!.data).toMatchObject({ reason: 'incident 4711', by: 'admin' });

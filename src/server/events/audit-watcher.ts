@@ -38,6 +38,13 @@ export interface AuditWatcherOptions {
   now: () => number;
   watchMs?: number;
   onError?: (err: unknown) => void;
+  /**
+   * The store's durability barrier (Stores.whenDurable: SQLite with durable commits; absent on
+   * PostgreSQL, whose commits are durable when they return). Rows are delivered only once it
+   * resolved after the head was read: a CRL or a pushed event must not announce a lock that a
+   * power loss could still roll back (docs/store-contract.md "Durable commits on SQLite").
+   */
+  whenDurable?: () => Promise<void>;
 }
 
 export class AuditWatcher {
@@ -83,6 +90,9 @@ export class AuditWatcher {
       await this.#deliver({ rows: [], reset: true });
       return;
     }
+    // Rows up to the head just read were committed before it was read: a flush started now
+    // makes them durable. Later rows wait for the next look (they are past `head`).
+    await this.#o.whenDurable?.();
     // Only the rows after the last one seen, found by sequence number (issue #14): reading the
     // whole window again at every look cost ~5 µs per row, each row read once per look for two
     // minutes, in one synchronous read that held the event loop (hundreds of ms under load).
@@ -91,9 +101,8 @@ export class AuditWatcher {
     // renewals queued behind (p99 at 80% of saturation).
     let after = seen.seq;
     for (let first = true; ; first = false) {
-      const rows = (await audit.list({ since: seen.at - TAIL_MARGIN_MS, afterSeq: after, limit: TAIL_CHUNK_ROWS }))
-        .filter((r) => r.seq > after)
-        .sort((a, b) => a.seq - b.seq);
+      const listed = await audit.list({ since: seen.at - TAIL_MARGIN_MS, afterSeq: after, limit: TAIL_CHUNK_ROWS });
+      const rows = listed.filter((r) => r.seq > after && r.seq <= head.seq).sort((a, b) => a.seq - b.seq);
       const last = rows.at(-1);
       if (first && last === undefined) {
         // The rows were outside the window (a long pause): start again from the head.
@@ -105,7 +114,7 @@ export class AuditWatcher {
       after = last.seq;
       this.#seen = { seq: after, at };
       await this.#deliver({ rows, reset: false });
-      if (rows.length < TAIL_CHUNK_ROWS) break;
+      if (listed.length < TAIL_CHUNK_ROWS) break;
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }

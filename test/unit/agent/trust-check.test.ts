@@ -25,7 +25,7 @@ function rig(
   const settings = opts.settings ?? new Map<string, string>();
   const clock = { t: opts.t ?? 1_000_000 };
   const logs: Array<{ level: string; msg: string }> = [];
-  const log = (level: string) => (_o: unknown, msg: string) => logs.push({ level, msg });
+  const log = (level: string) => (_o: unknown, msg?: string) => void logs.push({ level, msg: msg ?? '' });
   let asked = 0;
   const check = new TrustCheck({
     everyMs: EVERY,

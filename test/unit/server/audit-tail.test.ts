@@ -54,6 +54,43 @@ describe('AuditWatcher on a real store', () => {
     expect(got).toHaveLength(1);
   });
 
+  it('delivers rows only after the durability barrier, and only those up to the head it read before it', async () => {
+    dir = tempDir();
+    const s = (stores = openAsyncSqliteStores(dir.dbPath));
+    let called!: () => void;
+    const barrierCalled = new Promise<void>((r) => (called = r));
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let barriers = 0;
+    const w = new AuditWatcher({
+      audit: s.audit,
+      now: () => T0 + 1000,
+      whenDurable: () => {
+        barriers++;
+        called();
+        return barriers === 1 ? held : Promise.resolve();
+      },
+    });
+    const got: AuditBatch[] = [];
+    w.subscribe((b) => void got.push(b));
+    await w.poll(); // the head: nothing to deliver, no barrier
+    expect(barriers).toBe(0);
+    await s.audit.append({ action: 'lock', outcome: 'ok' }, T0 + 1);
+    const look = w.poll();
+    await barrierCalled;
+    // Committed after the look read the head: not vouched for by this barrier.
+    await s.audit.append({ action: 'unlock', outcome: 'ok' }, T0 + 2);
+    for (let i = 0; i < 5; i++) await new Promise<void>((r) => setImmediate(r));
+    const beforeRelease = got.length;
+    release();
+    await look;
+    expect(beforeRelease).toBe(0);
+    expect(got.map((b) => b.rows.map((r) => r.action))).toEqual([['lock']]);
+    await w.poll();
+    expect(got.map((b) => b.rows.map((r) => r.action))).toEqual([['lock'], ['unlock']]);
+    expect(barriers).toBe(2);
+  });
+
   it('reads a large tail in chunks and lets the event loop run between them, every row delivered once', async () => {
     dir = tempDir();
     const s = (stores = openAsyncSqliteStores(dir.dbPath));
