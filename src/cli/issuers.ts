@@ -1,6 +1,6 @@
 /**
- * `sigil server add-issuer | retire-issuer | issuers` (issue #15; docs/issuers.md): one root,
- * one intermediate per issuer, registered in the shared PostgreSQL store.
+ * `sigil server add-issuer | retire-issuer | rotate-intermediate | issuers` (issue #15;
+ * docs/issuers.md): one root, one intermediate per issuer, registered in the store.
  */
 import type { Command } from 'commander';
 import { parseFormat, printJson, printKv, printTable } from './output.js';
@@ -89,6 +89,60 @@ export function registerIssuerCommands(server: Command, run: (fn: () => Promise<
               : o.revoke
                 ? { 'root CRL': `not signed here (no ca/root.key): run the same command where the root key is` }
                 : {}),
+          });
+        }),
+    );
+
+  server
+    .command('rotate-intermediate')
+    .description(
+      "give this issuer a new intermediate CA signed by the root; the old one is retired (its leaves renew onto the new one) or, after a compromise, --revoke-old'd",
+    )
+    .requiredOption('--data-dir <dir>', 'the issuer data directory')
+    .option('--root-key <file>', 'the root key, where it is kept offline (default: DATA_DIR/ca/root.key)')
+    .option('--name <name>', 'registry name of the new intermediate (default: the old name with -2, -3, …)')
+    .option(
+      '--revoke-old',
+      'the old intermediate key is compromised: refuse its leaves at renewal (agents join again) and list it in the root CRL',
+    )
+    .option('--reason <text>', 'recorded in the registry and the audit log')
+    .option('--store <url>', STORE_HELP)
+    .option('--format <fmt>', 'table or json')
+    .action(
+      (o: {
+        dataDir: string;
+        rootKey?: string;
+        name?: string;
+        revokeOld?: boolean;
+        reason?: string;
+        store?: string;
+        format?: string;
+      }) =>
+        run(async () => {
+          const fmt = parseFormat(o.format);
+          const { rotateIntermediate } = await import('../server/issuers/rotate-intermediate.js');
+          const store = o.store ?? process.env['SIGIL_STORE'];
+          const r = await rotateIntermediate({
+            dataDir: o.dataDir,
+            revokeOld: o.revokeOld === true,
+            ...(o.rootKey !== undefined ? { rootKey: o.rootKey } : {}),
+            ...(o.name !== undefined ? { name: o.name } : {}),
+            ...(o.reason !== undefined ? { reason: o.reason } : {}),
+            ...(store ? { store } : {}),
+          });
+          if (fmt === 'json') return printJson(r);
+          printKv({
+            new: `${r.new.name} (serial ${r.new.serial}, not after ${r.new.notAfter})`,
+            old: `${r.old.name} (serial ${r.old.serial}) ${r.old.status}; its certificate kept as ${r.old.keptAs}`,
+            ...(r.rootCrlFile
+              ? {
+                  'root CRL': `${r.rootCrlFile}: give it to relying parties that check the whole chain (PEM: openssl crl -inform DER -in ${r.rootCrlFile} -out root-crl.pem), and copy it to every other issuer's crl/`,
+                }
+              : {}),
+            next:
+              r.old.status === 'revoked'
+                ? 'restart the issuer (systemctl restart sigil-server): a running one stops within ~5 s, as its intermediate is revoked. Agents whose leaf was issued under the old intermediate are refused (issuer_revoked) and join again: TPM, cloud, x509 and OIDC agents by themselves, token agents with a new token'
+                : 'restart the issuer (systemctl restart sigil-server): a running one stops within ~5 s, as its old intermediate is retired. Agents move to the new intermediate at their next renewal',
           });
         }),
     );

@@ -13,7 +13,7 @@
  *   answer-seal.json           since when stored answers are sealed (from audit.key; ./answer-seal-file.ts)
  *   audit-checkpoints.jsonl    signed audit checkpoints, append-only (./audit/checkpoints.ts)
  */
-import { X509Certificate, type KeyObject } from 'node:crypto';
+import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SigilError } from '../errors.js';
@@ -227,6 +227,13 @@ export function loadCaMaterial(dir: string): CaMaterial {
   if (!new X509Certificate(intermediateDer).checkIssued(new X509Certificate(rootDer))) {
     throw new SigilError('config_invalid', `${p.intCert} is not issued by ${p.rootCert}`);
   }
+  // And the key must be that certificate's: else every leaf would carry a chain that fails.
+  const spki = (k: KeyObject): Buffer => k.export({ type: 'spki', format: 'der' });
+  if (!spki(createPublicKey(intermediateKey)).equals(spki(new X509Certificate(intermediateDer).publicKey)))
+    throw new SigilError(
+      'config_invalid',
+      `${p.intKey} is not the key of ${p.intCert}${existsSync(join(dir, 'ca', 'intermediate.rotating.json')) ? ': a `sigil server rotate-intermediate` stopped half-way; run it again to finish' : ''}`,
+    );
   // Created here on the first start of a directory initialised before these keys existed.
   const { created: credentialKeysCreated, ...credentials } = ensureCredentialKeys(dir);
   return {

@@ -186,7 +186,8 @@ function writeTemp(dir: string, f: AtomicFile, owner: FileOwner, temps: Array<st
   }
 }
 
-function fsyncDir(dir: string): void {
+/** fsync a directory, so that renames and creations in it survive a power loss. */
+export function fsyncDir(dir: string): void {
   const fd = fs.openSync(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
   try {
     fs.fsyncSync(fd);
