@@ -570,6 +570,14 @@ export const ERROR_TABLE = {
   // --- server side ---
   rate_limited: { status: 429, retryable: true, message: 'too many requests' },
   unavailable: { status: 503, retryable: true, message: 'the issuer is not ready' },
+  trust_lagging: {
+    status: 503,
+    retryable: true,
+    // Agent side (agent/credentials.ts): the answering issuer had not read a key rotation the
+    // agent already knows of; it ends when that issuer reads it (within ~10 s) or another answers.
+    message:
+      'the issuer that answered had not yet read the key rotation this agent already knows of; its answer is not used, the agent asks again',
+  },
   signing_key_withdrawn: {
     status: 503,
     retryable: true,

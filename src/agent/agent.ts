@@ -358,9 +358,12 @@ export class Agent {
     if (entry.op === 'join' && this.join.singleUseCredential)
       this.state.setSetting(USED_CREDENTIAL_SETTING, this.join.singleUseCredential);
     this.state.saveBundle({ rootsPem: r.bundle, updatedAt: now });
-    // A key rotation on the issuer: the ssh outputs' trust files are due (credentials.ts). Written
-    // only when it moved: a steady renewal adds no write.
-    if (r.trust_sequence !== undefined && this.state.getSetting(TRUST_SEQUENCE_SETTING) !== String(r.trust_sequence))
+    // A key rotation on the issuer: the ssh outputs' trust files are due (credentials.ts). Only a
+    // rise is taken (as by the trust check, ./trust-check.ts): a peer issuer that has not read a
+    // step yet, or a stored answer replayed from before it, must not take it back — the outputs
+    // would be written with the withdrawn CA again (review of the trust check). Written only when
+    // it rose: a steady renewal adds no write.
+    if (r.trust_sequence !== undefined && r.trust_sequence > Number(this.state.getSetting(TRUST_SEQUENCE_SETTING) ?? 0))
       this.state.setSetting(TRUST_SEQUENCE_SETTING, String(r.trust_sequence));
     this.state.completeRenewal(entry.requestId, identity, now);
     // The renewal's quote (if it carried one) was accepted: the method keeps its counters (issue #16).

@@ -94,6 +94,11 @@ export interface CredentialOutputsDeps {
 }
 
 const RENEW_FRACTION = 0.5;
+/**
+ * A lagging issuer's answer (`trust_lagging`) is not written while the credential on disk lives at
+ * least this long: the backoff (≤ 5 min) reaches an issuer that read the rotation well before.
+ */
+const LAGGING_KEEP_MS = 10 * 60_000;
 
 export class CredentialOutputs {
   readonly destinations: CredentialDestination[];
@@ -201,18 +206,43 @@ export class CredentialOutputs {
               'answer_mismatch',
               `the ${result.kind} credential was issued to ${result.spiffe_id}, not to this agent (${id.spiffeId}); ignoring it`,
             );
+          // An issuer behind a key rotation this agent already knows of (a peer that has not read
+          // it yet, a stored answer replayed from before it) would write the withdrawn CA back
+          // into the trust file, or a token of a withdrawn key: while the credential on disk is
+          // good, keep it and ask again (backoff); with none, write this one and ask again.
+          const answered = result.trust_sequence ?? 0;
+          const lagging = TRUST_FILE_OUTPUTS.has(d.config.type) && trust !== null && answered < Number(trust);
+          const lag = (): SigilError =>
+            new SigilError(
+              'trust_lagging',
+              `the issuer that answered had not read the key rotation yet (trust sequence ${answered}, this agent knows ${trust}); asking again`,
+            );
+          if (lagging && st?.fp === fp && st.not_after !== null && st.not_after > now() + LAGGING_KEEP_MS) throw lag();
           d.write(result, prepared, { bundlePem: (state.getBundle()?.rootsPem ?? []).join('') });
           const issuedAt = now();
-          this.#save(d, {
-            fp,
-            serial: result.serial,
-            not_after: result.not_after,
-            renew_after: renewAt(issuedAt, result.not_after, RENEW_FRACTION, this.#rand),
-            failures: 0,
-            retry_at: null,
-            last_error: null,
-            ...(TRUST_FILE_OUTPUTS.has(d.config.type) ? { trust_seq: trust } : {}),
-          });
+          if (lagging) {
+            const failures = (st?.fp === fp ? st.failures : 0) + 1;
+            this.#save(d, {
+              fp,
+              serial: result.serial,
+              not_after: result.not_after,
+              renew_after: renewAt(issuedAt, result.not_after, RENEW_FRACTION, this.#rand),
+              failures,
+              retry_at: issuedAt + backoffDelay(failures - 1, this.#rand),
+              last_error: `trust_lagging: ${lag().message}`,
+              trust_seq: String(answered),
+            });
+          } else
+            this.#save(d, {
+              fp,
+              serial: result.serial,
+              not_after: result.not_after,
+              renew_after: renewAt(issuedAt, result.not_after, RENEW_FRACTION, this.#rand),
+              failures: 0,
+              retry_at: null,
+              last_error: null,
+              ...(TRUST_FILE_OUTPUTS.has(d.config.type) ? { trust_seq: trust } : {}),
+            });
           log.info(
             {
               output: d.config.type,

@@ -16,6 +16,9 @@
  *                                      of a random one
  *   SIGIL_TEST_CLOCK_OFFSET_MS=<ms>    the agent's clock runs this far from the system clock
  *                                      (request timestamps, expiry decisions, verification time)
+ *   SIGIL_TEST_ATTEST_EVERY_MS=<ms>, SIGIL_TEST_TRUST_CHECK_EVERY_MS=<ms>  the interval
+ *                                      attestation's and the trust check's intervals, below their
+ *                                      config floors
  *
  * SIGKILL (not an exception) is the point: no finally blocks, no flushing, exactly what a power
  * cut or the OOM killer does to the agent.

@@ -29,6 +29,9 @@ import { toSigilError } from '../errors.js';
 /** `trust_check_every` when the config leaves it out (bounds: config.ts). */
 export const TRUST_CHECK_DEFAULT_S = 300;
 
+/** The first retry after a failed check (then doubled, up to the interval). */
+export const FIRST_RETRY_MS = 30_000;
+
 /** Settings key of the last check (for `sigil agent status`). */
 export const LAST_TRUST_CHECK_SETTING = 'trust.last_check';
 
@@ -94,7 +97,19 @@ export class TrustCheck {
     return this.runNow();
   }
 
+  /** Check now, whatever the schedule. Never throws (the daemon's loop must go on). */
   async runNow(): Promise<boolean> {
+    try {
+      return await this.#check();
+    } catch (e) {
+      // The state database itself failed (disk full, …): try again at the next interval.
+      this.#next = this.#after(this.#d.now());
+      this.#d.log.warn({ op: 'trust_check', err: (e as Error).message }, 'trust check failed');
+      return false;
+    }
+  }
+
+  async #check(): Promise<boolean> {
     const { state, log } = this.#d;
     // Nothing to follow before the join: the outputs wait for an identity anyway.
     if (!state.getIdentity()) {
@@ -112,7 +127,10 @@ export class TrustCheck {
         { op: 'trust_check', code: err.code, failures: this.#failures },
         `could not check the issuer's trust sequence: ${err.message}`,
       );
-      this.#record(null, `${err.code}: ${err.message.split('\n')[0]}`);
+      // Again sooner than the interval: one failure at the wrong moment must not double the time a
+      // withdrawn CA stays trusted (30 s, 60 s, … up to the interval, ±10%).
+      const retry = Math.min(this.#d.everyMs, FIRST_RETRY_MS * 2 ** Math.min(this.#failures - 1, 16));
+      this.#record(null, `${err.code}: ${err.message.split('\n')[0]}`, retry);
       return false;
     }
     this.#failures = 0;
@@ -129,13 +147,13 @@ export class TrustCheck {
     return rose;
   }
 
-  #after(now: number): number {
-    return now + Math.round(this.#d.everyMs * (0.9 + 0.2 * this.#rand()));
+  #after(now: number, everyMs = this.#d.everyMs): number {
+    return now + Math.round(everyMs * (0.9 + 0.2 * this.#rand()));
   }
 
-  #record(sequence: number | null, error: string | null): void {
+  #record(sequence: number | null, error: string | null, inMs?: number): void {
     const now = this.#d.now();
-    this.#next = this.#after(now);
+    this.#next = this.#after(now, inMs);
     const last: LastTrustCheck = { at: now, sequence, error, failures: this.#failures, next_at: this.#next };
     this.#d.state.setSetting(LAST_TRUST_CHECK_SETTING, JSON.stringify(last));
   }

@@ -128,6 +128,13 @@ export interface CredentialResult {
   token_jwe?: string;
   audiences?: string[];
   issuer_url?: string;
+  /**
+   * ssh and jwt kinds: the answering issuer's key-rotation sequence (as in identity answers), when
+   * it ever rotated a key. An agent that already knows a later one does not use the answer's trust
+   * lines or token (agent/credentials.ts `trust_lagging`): a peer issuer that has not read a
+   * compromise rotation yet would write the withdrawn CA back.
+   */
+  trust_sequence?: number;
 }
 
 export const credentialResultSchema = z.object({
@@ -150,6 +157,7 @@ export const credentialResultSchema = z.object({
   token_jwe: z.string().optional(),
   audiences: z.array(z.string()).optional(),
   issuer_url: z.string().optional(),
+  trust_sequence: z.number().int().nonnegative().optional(),
 });
 
 export const credentialResponseSchema = z.object({

@@ -18,7 +18,7 @@ import { classifySpki, readSpki } from '../../pki/spki.js';
 import { formatCertificateLine } from '../../ssh/certificate.js';
 import { parseAuthorizedKey } from '../../ssh/public-key.js';
 import type { IssuerContext } from '../issuer.js';
-import { jwtSigner, publishedSshCaLines, sshSigner, type CredentialAuthorities } from './authorities.js';
+import { jwtSigner, keysChangedAt, publishedSshCaLines, sshSigner, type CredentialAuthorities } from './authorities.js';
 import type { CredentialGrant } from '../policy/credentials.js';
 import type { CertificateRecord, InstanceRecord } from '../store/types.js';
 import { BACKDATE_MS, RENEW_FRACTION, spiffeIdFor, spkiHash } from '../ops/issue.js';
@@ -217,6 +217,12 @@ export function issueCredential(
     renew_after: now + Math.round(grant.ttl.ttlS * 1000 * RENEW_FRACTION),
     ...signed.fields,
   };
+  // Which key set this answer's trust lines (ssh) or signing key (jwt) come from: an agent that
+  // knows a later rotation does not take it from an issuer still behind (agent/credentials.ts).
+  if (grant.kind === 'ssh_user' || grant.kind === 'ssh_host' || grant.kind === 'jwt') {
+    const sequence = keysChangedAt(ctx.credentials, now);
+    if (sequence > 0) result.trust_sequence = sequence;
+  }
   const record: CertificateRecord = {
     serial: signed.serial,
     instanceId: inst.id,

@@ -145,7 +145,17 @@ export class CrlPublisher {
 
   async #check(): Promise<void> {
     // The tail first: a lock committed before this call is delivered (and marks #dirty) by then.
-    await this.#watcher.poll();
+    try {
+      await this.#watcher.poll();
+    } catch (err) {
+      // The store cannot vouch for new rows (a failed WAL flush is final until a restart; the
+      // issuer's /readyz says so): the CRL already signed is still true for what it lists and
+      // valid until its nextUpdate — serve it rather than fail every fetch (review).
+      const held = this.#current;
+      if (held === undefined || this.#now() >= held.nextUpdate) throw err;
+      this.#o.log?.warn({ err }, 'the audit tail cannot be read; serving the CRL made before');
+      return;
+    }
     const cur = this.#current;
     if (cur === undefined || this.#now() >= cur.madeAt + this.refreshMs) {
       await this.publish(cur === undefined ? 'first' : 'refresh');

@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { CredentialClient } from '../../../src/agent/credential-client.js';
 import { CredentialOutputs, credentialOutputsStatus } from '../../../src/agent/credentials.js';
+import { TRUST_SEQUENCE_SETTING } from '../../../src/agent/credential-status.js';
 import { agentStatus } from '../../../src/agent/status.js';
 import { parseCredentialOutput } from '../../../src/agent/outputs/config.js';
 import { runReload } from '../../../src/agent/outputs/reload.js';
@@ -220,6 +221,82 @@ describe('scheduling', () => {
     expect(agentStatus(state, clock).credential_outputs).toEqual([
       expect.objectContaining({ type: 'jwt', consecutive_failures: 0, last_error: null, serial: expect.any(String) }),
     ]);
+  });
+});
+
+describe('an issuer behind a key rotation the agent knows of (trust_lagging)', () => {
+  /** The fake issuer answers with this trust_sequence (undefined: none, an issuer that never rotated). */
+  const answering = (seq: number | undefined): CredentialClient => ({
+    ...client,
+    request: async (...a: Parameters<CredentialClient['request']>) => ({
+      ...(await client.request(...a)),
+      ...(seq !== undefined ? { trust_sequence: seq } : {}),
+    }),
+  });
+  const withClient = (c: CredentialClient, o: CredentialOutputs): CredentialOutputs =>
+    new CredentialOutputs(
+      o.destinations.map((d) => d.config),
+      { state, log: silentLogger(), client: c, now: () => clock, rand: () => 0.5 },
+    );
+
+  it('with a good credential on disk: the answer is not written, the output backs off and stays due', async () => {
+    const base = outputs([{ type: 'jwt', path: 'jwt', audiences: ['vault'], ttl: '1h' }]);
+    state.setSetting(TRUST_SEQUENCE_SETTING, '1700000100');
+    expect((await withClient(answering(1700000100), base).refresh())[0]!.action).toBe('issued');
+    state.setSetting(TRUST_SEQUENCE_SETTING, '1700000200'); // a rotation the trust check saw
+    const [r] = await withClient(answering(1700000100), base).refresh();
+    expect(r!.action === 'failed' && r!.error.code).toBe('trust_lagging');
+    expect(readFileSync(join(dir, 'jwt', 'token'), 'utf8')).toBe(tokenN(1));
+    expect(base.nextWake()).toBeLessThanOrEqual(clock + 1000);
+    // An issuer that never rotated (no sequence at all) is behind too.
+    clock += 2000;
+    expect((await withClient(answering(undefined), base).refresh())[0]).toMatchObject({ action: 'failed' });
+    clock += 5000;
+    expect((await withClient(answering(1700000200), base).refresh())[0]!.action).toBe('issued');
+    expect(readFileSync(join(dir, 'jwt', 'token'), 'utf8')).toBe(tokenN(4));
+    expect(credentialOutputsStatus(state)[0]).toMatchObject({ consecutive_failures: 0, last_error: null });
+  });
+
+  it('with none (or one about to expire): the answer is written, and asked for again after a backoff', async () => {
+    const base = outputs([{ type: 'jwt', path: 'jwt', audiences: ['vault'], ttl: '1h' }]);
+    state.setSetting(TRUST_SEQUENCE_SETTING, '1700000200');
+    const [r] = await withClient(answering(1700000100), base).refresh();
+    expect(r!.action).toBe('issued');
+    expect(readFileSync(join(dir, 'jwt', 'token'), 'utf8')).toBe(tokenN(1));
+    expect(credentialOutputsStatus(state)[0]).toMatchObject({
+      consecutive_failures: 1,
+      last_error: expect.stringMatching(/^trust_lagging: .*trust sequence 1700000100, this agent knows 1700000200/),
+    });
+    const wake = base.nextWake()!;
+    expect(wake).toBeGreaterThan(clock);
+    expect(wake).toBeLessThanOrEqual(clock + 1000);
+    expect((await base.refresh())[0]!.action).toBe('none'); // backing off
+    clock = wake;
+    expect((await withClient(answering(1700000200), base).refresh())[0]!.action).toBe('issued');
+    expect(credentialOutputsStatus(state)[0]).toMatchObject({ consecutive_failures: 0, last_error: null });
+  });
+});
+
+describe('trust_lagging, a credential about to expire', () => {
+  it('one that lives less than 10 minutes more is replaced by the lagging answer (better than none)', async () => {
+    const lagging = (seq: number): CredentialClient => ({
+      ...client,
+      request: async (...a: Parameters<CredentialClient['request']>) => ({
+        ...(await client.request(...a)),
+        trust_sequence: seq,
+      }),
+    });
+    const o = (c: CredentialClient): CredentialOutputs =>
+      new CredentialOutputs(
+        outputs([{ type: 'jwt', path: 'jwt', audiences: ['vault'], ttl: '5m' }]).destinations.map((d) => d.config),
+        { state, log: silentLogger(), client: c, now: () => clock, rand: () => 0.5 },
+      );
+    state.setSetting(TRUST_SEQUENCE_SETTING, '1700000100');
+    expect((await o(lagging(1700000100)).refresh())[0]!.action).toBe('issued');
+    state.setSetting(TRUST_SEQUENCE_SETTING, '1700000200');
+    expect((await o(lagging(1700000100)).refresh())[0]!.action).toBe('issued');
+    expect(readFileSync(join(dir, 'jwt', 'token'), 'utf8')).toBe(tokenN(2));
+    expect(credentialOutputsStatus(state)[0]!.last_error).toMatch(/^trust_lagging: /);
   });
 });
 

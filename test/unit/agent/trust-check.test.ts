@@ -115,6 +115,38 @@ describe('TrustCheck', () => {
     });
   });
 
+  it('a failed check is tried again sooner: 30 s, 60 s, … never later than the interval', async () => {
+    const down = new SigilError('issuer_unreachable', 'down');
+    const r = rig([down]);
+    const waits: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      await r.check.runNow();
+      waits.push(r.check.nextAt() - r.clock.t);
+    }
+    expect(waits).toEqual([30_000, 60_000, 120_000, 240_000, EVERY, EVERY]);
+    expect(readLastTrustCheck({ getSetting: (k) => r.settings.get(k) })?.next_at).toBe(r.check.nextAt());
+  });
+
+  it('never throws, even when the agent state cannot be written (the daemon loop goes on)', async () => {
+    const r = rig([1700000000]);
+    const broken = new TrustCheck({
+      everyMs: EVERY,
+      now: () => r.clock.t,
+      rand: () => 0.5,
+      state: {
+        getSetting: () => undefined,
+        setSetting: () => {
+          throw new Error('SQLITE_FULL: database or disk is full');
+        },
+        getIdentity: () => ({ instanceId: 'i' }) as never,
+      },
+      log: { info: () => undefined, warn: () => undefined, debug: () => undefined },
+      fetchSequence: async () => 1700000000,
+    });
+    await expect(broken.runNow()).resolves.toBe(false);
+    expect(broken.nextAt()).toBe(r.clock.t + EVERY);
+  });
+
   it('after a restart: the stored next check, but never later than one interval from now', async () => {
     const r = rig([1]);
     r.clock.t = r.check.nextAt();

@@ -16,6 +16,7 @@ import { CRL_REASON_CERTIFICATE_HOLD, revokedCertificates } from '../../../src/s
 import { crlFiles, lastCrlNumber, nextCrlNumber, recordCrl } from '../../../src/server/crl/state.js';
 import { initDataDir, loadCaMaterial, openIssuerStores, paths } from '../../../src/server/data-dir.js';
 import type { CertificateRecord, Stores } from '../../../src/server/store/types.js';
+import { AuditWatcher } from '../../../src/server/events/audit-watcher.js';
 
 const exec = promisify(execFile);
 const HOUR = 3600_000;
@@ -233,6 +234,34 @@ describe('CrlPublisher', () => {
       await tx.audit.append({ action: 'unlock', outcome: 'ok', actor: 'admin', instanceId: 'open-1' }, T0);
     });
     expect((await pub.current()).entries.map((e) => e.serial)).not.toContain('b1');
+  });
+});
+
+describe('CrlPublisher when the store cannot vouch for new rows', () => {
+  it('after a failed WAL flush (the durability barrier rejects for good): serves the CRL made before while it is valid, then fails', async () => {
+    const ca = loadCaMaterial(join(dir, 'issuer'));
+    let failed = false;
+    let now = T0;
+    const watcher = new AuditWatcher({
+      audit: stores.audit,
+      now: () => now,
+      whenDurable: () =>
+        failed ? Promise.reject(new Error('store_unavailable: WAL flush failed: EIO')) : Promise.resolve(),
+    });
+    const pub = new CrlPublisher({
+      issuer: { certDer: ca.intermediateDer, key: ca.intermediateKey },
+      stores,
+      files: crlFiles(join(dir, 'flush-failed')),
+      now: () => now,
+      watcher,
+    });
+    const first = await pub.current();
+    // A row committed whose flush then failed: the commit is visible to reads.
+    await stores.audit.append({ action: 'renew', outcome: 'ok' }, T0);
+    failed = true;
+    expect((await pub.current()).crlNumber).toBe(first.crlNumber);
+    now = first.nextUpdate;
+    await expect(pub.current()).rejects.toThrow(/WAL flush failed/);
   });
 });
 
