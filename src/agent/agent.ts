@@ -691,7 +691,9 @@ export class Agent {
     while (!signal.aborted) {
       if (this.now() >= this.nextWake()) await this.tick();
       await attestation?.runIfDue();
+      const checkAt = trust?.nextAt();
       if (await trust?.runIfDue()) await this.credentials?.refresh();
+      if (trust && trust.nextAt() !== checkAt) this.updateMetrics();
       const next = Math.min(this.nextWake(), attestation?.nextAt() ?? Infinity, trust?.nextAt() ?? Infinity);
       await sleep(Math.min(Math.max(250, next - this.now()), 60_000), signal);
     }

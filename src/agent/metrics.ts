@@ -6,6 +6,8 @@
  */
 import { writeFileAtomic } from '../util/atomic-file.js';
 import type { AgentState } from './state/index.js';
+import { TRUST_SEQUENCE_SETTING } from './credential-status.js';
+import { readLastTrustCheck } from './trust-check.js';
 
 /** Per-transport counters of this process (agent/transports.ts TransportStats). */
 export interface TransportCounters {
@@ -53,6 +55,22 @@ export function renderAgentMetrics(
       'Time of the last successful join or renewal',
       Math.floor(last.at / 1000),
     );
+  // The trust check between renewals (./trust-check.ts): failing checks mean a key rotation at the
+  // issuer may not reach this machine's ssh/jwt outputs until its next renewal.
+  const trust = readLastTrustCheck(state);
+  if (trust) {
+    gauge(
+      'sigil_agent_trust_check_consecutive_failures',
+      "Consecutive failed checks of the issuer's key-rotation sequence (trust_check_every)",
+      trust.error === null ? 0 : trust.failures,
+    );
+    if (trust.sequence !== null || state.getSetting(TRUST_SEQUENCE_SETTING) !== undefined)
+      gauge(
+        'sigil_agent_trust_sequence',
+        "The issuer's key-rotation sequence the agent's ssh/jwt outputs follow (seconds; 0: never rotated)",
+        Number(state.getSetting(TRUST_SEQUENCE_SETTING) ?? 0),
+      );
+  }
   if (st.transport)
     gauge(
       'sigil_agent_transport_last_used',

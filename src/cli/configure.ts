@@ -176,6 +176,8 @@ export async function configDocument(o: ConfigureFlags): Promise<Record<string, 
     ca_pin: o.caPin,
     data_dir: abs(o.dataDir as string),
     ...(o.ttl !== undefined ? { ttl: o.ttl } : {}),
+    ...(o.attestEvery !== undefined ? { attest_every: o.attestEvery } : {}),
+    ...(o.trustCheckEvery !== undefined ? { trust_check_every: o.trustCheckEvery } : {}),
     join,
     ...(o.keyStorage !== undefined ? { key_storage: o.keyStorage } : {}),
     ...(Object.keys(pkcs11).length > 0 ? { pkcs11 } : {}),
@@ -283,6 +285,11 @@ export function registerConfigure(program: Command, run: (fn: () => Promise<void
     .option('--join <method>', JOIN_METHODS.join('|'))
     .option('--data-dir <dir>', 'agent state directory')
     .option('--ttl <duration>', 'requested certificate lifetime, e.g. 1h')
+    .option('--attest-every <duration>', 'prove the boot state this often besides renewals, 1m-24h (tpm join)')
+    .option(
+      '--trust-check-every <duration>',
+      'with ssh/jwt outputs: how often to ask whether the issuer rotated a key, 30s-1h (default 5m)',
+    )
     .option('--key-storage <where>', 'software|tpm|pkcs11')
     .option('--output <type:path>', 'an output, e.g. identity:/run/sigil/identity (repeatable)', collect)
     .option(

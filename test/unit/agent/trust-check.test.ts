@@ -4,7 +4,12 @@
  * one does not), what a failed check leaves, and what status shows. The real issuer and agent
  * across a compromise rotation: test/integration/trust-sequence.test.ts.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { renderAgentMetrics } from '../../../src/agent/metrics.js';
+import { openAgentState } from '../../../src/agent/state/index.js';
 import { TRUST_SEQUENCE_SETTING } from '../../../src/agent/credential-status.js';
 import { parseAgentConfig } from '../../../src/agent/config.js';
 import { trustCheckStatus } from '../../../src/agent/status.js';
@@ -169,6 +174,32 @@ describe('TrustCheck', () => {
       next_trust_check: null,
     });
     expect(readLastTrustCheck({ getSetting: () => '{not json' })).toBeUndefined();
+  });
+});
+
+describe('the agent metrics of the trust check', () => {
+  it('consecutive failures (0 once a check succeeded) and the kept sequence; nothing before a first check', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sigil-trust-metrics-'));
+    const state = openAgentState(dir);
+    try {
+      expect(renderAgentMetrics(state, 0)).not.toContain('sigil_agent_trust');
+      state.setSetting(
+        LAST_TRUST_CHECK_SETTING,
+        JSON.stringify({ at: 1, sequence: null, error: 'issuer_unreachable: down', failures: 4, next_at: 2 }),
+      );
+      expect(renderAgentMetrics(state, 0)).toContain('\nsigil_agent_trust_check_consecutive_failures 4\n');
+      state.setSetting(TRUST_SEQUENCE_SETTING, '1700000000');
+      state.setSetting(
+        LAST_TRUST_CHECK_SETTING,
+        JSON.stringify({ at: 3, sequence: 1700000000, error: null, failures: 0, next_at: 4 }),
+      );
+      const text = renderAgentMetrics(state, 0);
+      expect(text).toContain('\nsigil_agent_trust_check_consecutive_failures 0\n');
+      expect(text).toContain('\nsigil_agent_trust_sequence 1700000000\n');
+    } finally {
+      state.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

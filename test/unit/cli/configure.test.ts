@@ -40,6 +40,17 @@ describe('sigil agent configure: minimal flags per join method load with loadAge
     expect(c.caPin).toBe(PIN);
     expect(c.outputs).toEqual([{ type: 'identity', path: join(tmp, 'id') }]);
   });
+  it('--trust-check-every and --attest-every write their keys', async () => {
+    const c = await roundTrip({
+      join: 'tpm',
+      tcti: 'swtpm:host=127.0.0.1,port=2321',
+      eventLog: 'false',
+      trustCheckEvery: '2m',
+      attestEvery: '10m',
+    });
+    expect(c.trustCheckEveryS).toBe(120);
+    expect(c.attestEveryS).toBe(600);
+  });
   it('tpm (defaults: key_storage tpm)', async () => {
     const c = await roundTrip({ join: 'tpm', tcti: 'swtpm:host=127.0.0.1,port=2321', eventLog: 'false' });
     expect(c.join).toEqual({ method: 'tpm', settings: { tcti: 'swtpm:host=127.0.0.1,port=2321', event_log: false } });
@@ -143,6 +154,8 @@ describe('sigil agent configure: refusals', () => {
   };
   it('no pin: no trust on first use', () =>
     refused({ join: 'aws_iid', caPin: undefined }, /--ca-pin sha256:… is required/));
+  it('a trust check more often than every 30 s', () =>
+    refused({ join: 'aws_iid', trustCheckEvery: '5s' }, /trust_check_every must be between 30s and 60m/));
   it('a bad pin', () => refused({ join: 'aws_iid', caPin: 'sha256:xyz' }, /ca_pin must be sha256:/));
   it('a method flag of another method', () =>
     refused({ join: 'token', tokenFile, cert: '/x.pem' }, /--cert does not apply to --join token/));
