@@ -55,6 +55,14 @@ import { isoTime } from '../util/iso-time.js';
 
 /** Set when the issuer refused a renewal with `pcr_selection_changed`: the next attempt joins again. */
 const REJOIN_SETTING = 'join.rejoin_requested';
+/**
+ * The serial of an identity whose renewal the issuer refused `issuer_revoked`: the intermediate CA
+ * that issued it was revoked (`sigil server rotate-intermediate --revoke-old`, `retire-issuer
+ * --revoke`). Such an identity is as good as expired — it can never renew, and relying parties
+ * with the root CRL refuse it — so the agent joins again at once (a method that re-attests), or
+ * says a new credential is needed (token), instead of waiting for the expiry.
+ */
+const REVOKED_SERIAL_SETTING = 'identity.revoked_serial';
 
 export type TickOutcome =
   | { action: 'none'; identity: Identity }
@@ -99,7 +107,7 @@ export async function loadAgentModules(cfg: AgentConfig): Promise<AgentModules> 
 }
 
 /** Codes that, for a method that cannot re-attest, mean a person has to issue a new credential. */
-const NEEDS_PERSON = new Set(['token_reused', 'token_expired', 'token_invalid', 'cert_expired']);
+const NEEDS_PERSON = new Set(['token_reused', 'token_expired', 'token_invalid', 'cert_expired', 'issuer_revoked']);
 
 export class Agent {
   readonly state: AgentState;
@@ -374,7 +382,7 @@ export class Agent {
 
   private async newRequest(current: Identity | undefined, now: number): Promise<BuiltRequest> {
     const ttl = this.cfg.ttlS !== undefined ? { ttlS: this.cfg.ttlS } : {};
-    if (current && current.notAfter > now && this.join.method.rejoinOnRenew !== true) {
+    if (current && current.notAfter > now && !this.revoked(current) && this.join.method.rejoinOnRenew !== true) {
       const signer = loadSigner(withTcti(parseKeyRef(current.keyRef), this.cfg.tpmTcti), { tpm: this.tpm });
       try {
         return await buildRenewRequest({
@@ -400,6 +408,11 @@ export class Agent {
       newKey: () => this.newKey(),
       transport: this.transportCert,
     });
+  }
+
+  /** Whether the issuer refused this identity's renewal as issued under a revoked intermediate. */
+  private revoked(id: Identity): boolean {
+    return this.state.getSetting(REVOKED_SERIAL_SETTING) === id.serial;
   }
 
   /**
@@ -447,7 +460,7 @@ export class Agent {
     const current = this.state.getIdentity();
     try {
       let entry: OutboxEntry | undefined = this.state.getOutbox()[0];
-      const expired = !current || current.notAfter <= now;
+      const expired = !current || current.notAfter <= now || this.revoked(current);
       const due = entry !== undefined || expired || now >= current.renewAfter || opts.force === true;
       if (!due) return { action: 'none', identity: current };
       this.attempted = true;
@@ -479,6 +492,13 @@ export class Agent {
       const { identity, result } = await this.send(entry, root);
       return this.succeeded(entry, identity, result, now);
     } catch (err) {
+      if (current && toSigilError(err).code === 'issuer_revoked' && !this.revoked(current)) {
+        this.state.setSetting(REVOKED_SERIAL_SETTING, current.serial);
+        this.log.warn(
+          { serial: current.serial },
+          'the issuer revoked the intermediate CA of this identity: it cannot renew; joining again',
+        );
+      }
       const e = this.recordFailure(err, current, now);
       // Only a new join learns the new selection; a method that can re-attest makes it next time.
       if (e.code === 'pcr_selection_changed' && this.join.method.canReattest)
@@ -581,7 +601,7 @@ export class Agent {
       // (new id, new timestamp) is built on the next attempt.
       this.state.deleteOutbox(pending.requestId);
     }
-    const expired = !current || current.notAfter <= now;
+    const expired = !current || current.notAfter <= now || this.revoked(current);
     if (expired && current && !this.join.method.canReattest) {
       if (NEEDS_PERSON.has(e.code)) {
         e = new SigilError(
@@ -650,7 +670,7 @@ export class Agent {
       // is answered: the first attempt of this process uses it at once, not at the backoff the
       // spent one reached (up to 5 min). Once: its failure backs off like any other.
       const answered = st.lastError?.startsWith('reattest_required') === true && this.singleUseCredential() === 'fresh';
-      if (answered && !this.attempted && id !== undefined && id.notAfter <= now) return now;
+      if (answered && !this.attempted && id !== undefined && (id.notAfter <= now || this.revoked(id))) return now;
       // Backing off, but an expiry changes what to do (re-join, or report reattest_required):
       // one attempt at the expiry itself — not only at the next backoff, which may be minutes
       // later — then the backoff again.

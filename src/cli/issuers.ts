@@ -48,11 +48,23 @@ export function registerIssuerCommands(server: Command, run: (fn: () => Promise<
     )
     .requiredOption('--name <name>', 'the issuer to retire')
     .option('--revoke', 'the intermediate is compromised: refuse its leaves at renewal and list it in the root CRL')
+    .option(
+      '--root-key <file>',
+      'with --revoke: the root key, where it is kept offline (default: DATA_DIR/ca/root.key)',
+    )
     .option('--reason <text>', 'recorded in the registry and the audit log')
     .option('--store <url>', STORE_HELP)
     .option('--format <fmt>', 'table or json')
     .action(
-      (o: { dataDir: string; name: string; revoke?: boolean; reason?: string; store?: string; format?: string }) =>
+      (o: {
+        dataDir: string;
+        name: string;
+        revoke?: boolean;
+        rootKey?: string;
+        reason?: string;
+        store?: string;
+        format?: string;
+      }) =>
         run(async () => {
           const fmt = parseFormat(o.format);
           const { retireIssuer } = await import('../server/issuers/retire.js');
@@ -61,6 +73,7 @@ export function registerIssuerCommands(server: Command, run: (fn: () => Promise<
             dataDir: o.dataDir,
             name: o.name,
             revoke: o.revoke === true,
+            ...(o.rootKey !== undefined ? { rootKey: o.rootKey } : {}),
             ...(o.reason !== undefined ? { reason: o.reason } : {}),
             ...(store ? { store } : {}),
           });
@@ -141,8 +154,8 @@ export function registerIssuerCommands(server: Command, run: (fn: () => Promise<
               : {}),
             next:
               r.old.status === 'revoked'
-                ? 'restart the issuer (systemctl restart sigil-server): a running one stops within ~5 s, as its intermediate is revoked. Agents whose leaf was issued under the old intermediate are refused (issuer_revoked) and join again: TPM, cloud, x509 and OIDC agents by themselves, token agents with a new token'
-                : 'restart the issuer (systemctl restart sigil-server): a running one stops within ~5 s, as its old intermediate is retired. Agents move to the new intermediate at their next renewal',
+                ? 'restart the issuer (systemctl restart sigil-server): a running one stops within ~5 s, as its intermediate is revoked. Agents whose leaf was issued under the old intermediate are refused (issuer_revoked) and join again at their next attempt: TPM, cloud, x509 and OIDC agents by themselves, token agents once given a new token (they say reattest_required)'
+                : `restart the issuer (systemctl restart sigil-server): a running one stops within ~5 s, as its old intermediate is retired. Agents move to the new intermediate at their next renewal; to revoke the old one afterwards: sigil server retire-issuer --data-dir ${o.dataDir} --name ${r.old.name} --revoke --root-key <file> (not another rotate-intermediate --revoke-old, which would revoke the new one)`,
           });
         }),
     );

@@ -14,7 +14,7 @@
  *   audit-checkpoints.jsonl    signed audit checkpoints, append-only (./audit/checkpoints.ts)
  */
 import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SigilError } from '../errors.js';
 import { createIntermediateCa, createRootCa } from '../pki/ca.js';
@@ -70,6 +70,8 @@ export interface CaMaterial {
   credentials: CredentialKeys & { rotating: RotatingKey[]; rotatingSequence: number };
   /** Credential key files this load created (missing: a directory from before them, or a restore without them). */
   credentialKeysCreated: string[];
+  /** Intermediates this directory used before (rotate-intermediate), for audit checkpoints: {@link keptIntermediatePems}. */
+  keptIntermediatePems?: string[];
 }
 
 export const paths = (dir: string) => ({
@@ -214,6 +216,35 @@ export function readMeta(dir: string): IssuerMeta {
   }
 }
 
+/**
+ * The certificates of intermediates this directory signed with before (`sigil server
+ * rotate-intermediate` keeps each as `ca/intermediate.<name>.pem`), each issued by the root:
+ * audit checkpoints they signed still verify (audit/signer.ts, issuers/runtime.ts). Public
+ * material only; a file that is not issued by the root is ignored.
+ */
+export function keptIntermediatePems(dir: string): string[] {
+  const caDir = join(dir, 'ca');
+  let names: string[];
+  try {
+    names = readdirSync(caDir);
+  } catch {
+    return [];
+  }
+  const root = new X509Certificate(readFileSync(paths(dir).rootCert));
+  const out: string[] = [];
+  for (const n of names.sort()) {
+    if (!/^intermediate\.[a-z0-9-]{1,32}\.pem$/.test(n) || n === 'intermediate.next.pem') continue;
+    try {
+      const pem = readFileSync(join(caDir, n), 'utf8');
+      const cert = new X509Certificate(pem);
+      if (cert.checkIssued(root) && cert.verify(root.publicKey)) out.push(pem);
+    } catch {
+      // unreadable or not a certificate: not a verifier
+    }
+  }
+  return out;
+}
+
 export function loadCaMaterial(dir: string): CaMaterial {
   const meta = readMeta(dir);
   assertDataDirSecure(dir);
@@ -246,6 +277,7 @@ export function loadCaMaterial(dir: string): CaMaterial {
     pin: spkiPin(rootDer),
     credentials: { ...credentials, ...rotatingOf(dir, credentials) },
     credentialKeysCreated,
+    keptIntermediatePems: keptIntermediatePems(dir),
   };
 }
 

@@ -183,7 +183,9 @@ export function createIssuerContext(opts: {
     publicUrl: opts.publicUrl,
     refusalSampler: new RefusalSampler(opts.refusalSampling),
     attestLimiter: new RateLimiter({ ratePerS: 0.1, burst: 6, now }),
-    auditEnv: { verify: { verifiers: checkpointVerifiers([opts.ca.intermediatePem]) } },
+    auditEnv: {
+      verify: { verifiers: checkpointVerifiers([opts.ca.intermediatePem, ...(opts.ca.keptIntermediatePems ?? [])]) },
+    },
     publicKeys: new PublicKeyCache(),
     issuedLeaves: new IssuedLeafMemo(),
     // The exact strings ops/issue.ts puts in every identity answer (chain[1], bundle[0]).

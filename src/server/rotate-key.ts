@@ -460,7 +460,7 @@ function checkRoom(keys: readonly RotatingKey[], kind: RotatableKey, adding: num
  * back, so two at once would lose one's change (a retired key no longer published: an outage).
  * An exclusive lock file in ca/ holding the pid; one left by a process that is gone is taken over.
  */
-async function withRotationLock<T>(caDir: string, fn: () => Promise<T>): Promise<T> {
+export async function withRotationLock<T>(caDir: string, fn: () => Promise<T>): Promise<T> {
   const lock = rotateLockPath(dirname(caDir));
   for (let attempt = 0; ; attempt++) {
     try {
@@ -481,7 +481,7 @@ async function withRotationLock<T>(caDir: string, fn: () => Promise<T>): Promise
       if (pid !== undefined)
         throw new SigilError(
           'conflict',
-          `another sigil server rotate-key (pid ${pid}) is working on this data directory; wait for it (lock: ${lock})`,
+          `another sigil server rotate-key or rotate-intermediate (pid ${pid}) is working on this data directory; wait for it (lock: ${lock})`,
         );
       fs.rmSync(lock, { force: true }); // left by a process that is gone
     }
@@ -497,7 +497,7 @@ function lockError(lock: string, e: unknown): SigilError {
   if ((e as NodeJS.ErrnoException).code === 'EEXIST')
     return new SigilError(
       'conflict',
-      `another sigil server rotate-key is working on this data directory (lock: ${lock})`,
+      `another sigil server rotate-key or rotate-intermediate is working on this data directory (lock: ${lock})`,
     );
   return new SigilError('config_invalid', `cannot create the lock ${lock}: ${(e as Error).message}`, { cause: e });
 }

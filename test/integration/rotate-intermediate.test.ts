@@ -15,6 +15,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCaMaterial, paths } from '../../src/server/data-dir.js';
 import { applyRegistry } from '../../src/server/issuers/runtime.js';
 import { rotateIntermediate } from '../../src/server/issuers/rotate-intermediate.js';
+import { retireIssuer } from '../../src/server/issuers/retire.js';
+import { appendCheckpoint, checkpointHead, type Checkpoint } from '../../src/server/audit/checkpoints.js';
+import { loadCheckpointSigner, loadCheckpointVerifiers } from '../../src/server/audit/signer.js';
+import { verifyAuditLog } from '../../src/server/audit/verify.js';
+import { createIntermediateCa, createRootCa } from '../../src/pki/ca.js';
+import { toPem } from '../../src/pki/pem.js';
 import { startIssuer, type Harness, type Identity } from './harness.js';
 
 let h: Harness;
@@ -51,8 +57,12 @@ function opensslVerify(chain: string[]): { ok: boolean; out: string } {
 }
 
 const issuerOf = (pem: string): string => new X509Certificate(pem).issuer;
+/** Checkpoints signed by each intermediate before it was rotated out. */
+const checkpoints: Checkpoint[] = [];
 
 beforeAll(async () => {
+  const other = createIntermediateCa(createRootCa({ trustDomain: 'example.org' }), { trustDomain: 'example.org' });
+  writeFileSync(join(tmp, 'rogue.pem'), toPem('CERTIFICATE', other.certDer));
   h = await startIssuer();
   dir = h.dir;
   port = h.port;
@@ -72,6 +82,7 @@ describe('rotate-intermediate on a SQLite issuer', () => {
     b = await h.join();
     const oldInt = readFileSync(paths(dir).intCert, 'utf8');
     expect(issuerOf(a.chainPem[0]!)).toBe(new X509Certificate(oldInt).subject);
+    checkpoints.push((await checkpointHead(h.ctx.stores.audit, loadCheckpointSigner(dir), 'manual', Date.now()))!);
     const r = await rotateIntermediate({ dataDir: dir, revokeOld: false });
     expect(r.old).toMatchObject({ name: 'primary', status: 'retired' });
     expect(r.new.name).toBe('primary-2');
@@ -97,6 +108,7 @@ describe('rotate-intermediate on a SQLite issuer', () => {
 
   it('--revoke-old: leaves of the revoked intermediate are refused issuer_revoked; the root CRL lists it for openssl', async () => {
     const revokedInt = readFileSync(paths(dir).intCert, 'utf8');
+    checkpoints.push((await checkpointHead(h.ctx.stores.audit, loadCheckpointSigner(dir), 'manual', Date.now()))!);
     const r = await rotateIntermediate({ dataDir: dir, revokeOld: true, reason: 'host stolen' });
     expect(r.old).toMatchObject({ name: 'primary-2', status: 'revoked' });
     expect(r.new.name).toBe('primary-3');
@@ -133,6 +145,7 @@ describe('rotate-intermediate on a SQLite issuer', () => {
 
   it('a run that crashed after registering, or between the renames, is finished by the next run', async () => {
     const before = readFileSync(paths(dir).intCert, 'utf8');
+    checkpoints.push((await checkpointHead(h.ctx.stores.audit, loadCheckpointSigner(dir), 'manual', Date.now()))!);
     await expect(rotateIntermediate({ dataDir: dir, revokeOld: false, crashAfter: 'register' })).rejects.toThrow(
       /crash after register/,
     );
@@ -144,6 +157,7 @@ describe('rotate-intermediate on a SQLite issuer', () => {
     // Key and certificate differ now: the issuer refuses to start until the rotation is finished.
     expect(() => loadCaMaterial(dir)).toThrow(/stopped half-way; run it again/);
     const done = await rotateIntermediate({ dataDir: dir, revokeOld: false });
+    await restart();
     // The pair registered by the first run, not a third one; the old one is the one retired.
     expect(done.new.name).toBe('primary-4');
     expect(done.old).toMatchObject({ name: 'primary-3', status: 'retired' });
@@ -158,6 +172,29 @@ describe('rotate-intermediate on a SQLite issuer', () => {
       ['primary-3', 'retired'],
       ['primary-4', 'active'],
     ]);
+  });
+
+  it('audit checkpoints signed by each earlier intermediate (retired or revoked) still verify, locally and at the issuer', async () => {
+    // Checkpoints signed by the keys of primary, primary-2 (revoked) and primary-3 were written
+    // in the tests above (see below); one more by the current intermediate now.
+    const file = join(tmp, 'checkpoints.jsonl');
+    for (const cp of checkpoints) appendCheckpoint(file, cp);
+    appendCheckpoint(
+      file,
+      (await checkpointHead(h.ctx.stores.audit, loadCheckpointSigner(dir), 'manual', Date.now()))!,
+    );
+    const local = await verifyAuditLog(h.ctx.stores.audit, {
+      verifiers: loadCheckpointVerifiers(dir),
+      checkpointFile: file,
+    });
+    expect(local.problems).toEqual([]);
+    expect(local.checkpoints).toMatchObject({ lines: 4, verified: 4 });
+    // The running issuer's verifiers (its registry view, revoked primary-2 included as history).
+    const runtime = await verifyAuditLog(h.ctx.stores.audit, { ...h.ctx.auditEnv.verify, checkpointFile: file });
+    expect(runtime.checkpoints).toMatchObject({ lines: 4, verified: 4 });
+    // A certificate in ca/ that the root did not issue is no verifier.
+    writeFileSync(join(dir, 'ca', 'intermediate.rogue.pem'), readFileSync(join(tmp, 'rogue.pem')));
+    expect(loadCheckpointVerifiers(dir).size).toBe(4);
   });
 
   it('refuses without the root key, or with a key that is not the root', async () => {
@@ -185,5 +222,59 @@ describe('rotate-intermediate on a SQLite issuer', () => {
       writeFileSync(intKey, keyBefore, { mode: 0o600 });
       rmSync(progress, { force: true });
     }
+    // A progress file that is not JSON: a coded refusal, not a SyntaxError.
+    writeFileSync(progress, '{not json');
+    await expect(rotateIntermediate({ dataDir: dir, revokeOld: false })).rejects.toMatchObject({
+      code: 'config_invalid',
+      message: expect.stringContaining('is not a rotation in progress'),
+    });
+    rmSync(progress);
+    // Reserved names: the rotation's own files.
+    await expect(rotateIntermediate({ dataDir: dir, revokeOld: false, name: 'next' })).rejects.toMatchObject({
+      code: 'config_invalid',
+      message: expect.stringContaining('reserved'),
+    });
+  });
+
+  it('retire now, revoke later: retire-issuer --revoke --root-key revokes the retired (stolen) one, not the current', async () => {
+    // The root key moved offline, as the runbook says.
+    const offline = join(tmp, 'root.key');
+    writeFileSync(offline, readFileSync(paths(dir).rootKey), { mode: 0o600 });
+    rmSync(paths(dir).rootKey);
+    await expect(
+      retireIssuer({ dataDir: dir, name: 'primary', revoke: true, rootKey: join(dir, 'ca', 'jwt_signing.key') }),
+    ).rejects.toMatchObject({ code: 'config_invalid', message: expect.stringContaining('is not the key of') });
+    const r = await retireIssuer({ dataDir: dir, name: 'primary', revoke: true, rootKey: offline, reason: 'stolen' });
+    expect(r.issuer.status).toBe('revoked');
+    const current = (await h.ctx.stores.issuers.list()).find((x) => x.status === 'active')!;
+    expect(current.certPem.trim()).toBe(readFileSync(paths(dir).intCert, 'utf8').trim());
+    const crlPem = execFileSync('openssl', ['crl', '-inform', 'DER', '-in', r.rootCrlFile!], { encoding: 'utf8' });
+    const crlFile = join(tmp, 'root-crl-2.pem');
+    writeFileSync(crlFile, crlPem);
+    const rootCa = join(tmp, 'root-only.pem');
+    const check = (file: string): string => {
+      const v = spawnSync('openssl', ['verify', '-crl_check', '-CAfile', rootCa, '-CRLfile', crlFile, file], {
+        encoding: 'utf8',
+      });
+      return v.stdout + v.stderr;
+    };
+    expect(check(join(dir, 'ca', 'intermediate.primary.pem'))).toMatch(/certificate revoked/);
+    expect(check(join(dir, 'ca', 'intermediate.primary-2.pem'))).toMatch(/certificate revoked/);
+    expect(check(paths(dir).intCert)).toMatch(/: OK/);
+    writeFileSync(paths(dir).rootKey, readFileSync(offline), { mode: 0o600 });
+  });
+
+  it('two runs at once: one rotates, the other is refused (conflict) and changes nothing', async () => {
+    rmSync(join(dir, 'ca', 'intermediate.next.pem'), { force: true });
+    rmSync(join(dir, 'ca', 'intermediate.next.key'), { force: true });
+    const before = (await h.ctx.stores.issuers.list()).length;
+    const both = await Promise.allSettled([
+      rotateIntermediate({ dataDir: dir, revokeOld: false }),
+      rotateIntermediate({ dataDir: dir, revokeOld: false }),
+    ]);
+    expect(both.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    expect(both.find((r) => r.status === 'rejected')).toMatchObject({ reason: { code: 'conflict' } });
+    expect((await h.ctx.stores.issuers.list()).length).toBe(before + 1);
+    expect(loadCaMaterial(dir).intermediatePem).toBe(readFileSync(paths(dir).intCert, 'utf8'));
   });
 });

@@ -6,7 +6,7 @@
 import type { KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { SigilError } from '../../errors.js';
-import { paths } from '../data-dir.js';
+import { keptIntermediatePems, paths } from '../data-dir.js';
 import { readPrivateKeyFile } from '../key-file.js';
 import { checkpointVerifiers, signerId, type CheckpointSigner } from './checkpoints.js';
 
@@ -21,7 +21,9 @@ export function loadCheckpointSigner(dataDir: string): CheckpointSigner {
 export function loadCheckpointVerifiers(dataDir: string): Map<string, KeyObject> {
   const p = paths(dataDir).intCert;
   try {
-    return checkpointVerifiers([readFileSync(p, 'utf8')]);
+    // And the intermediates this directory signed with before (`rotate-intermediate` keeps their
+    // certificates): the checkpoints they signed are still this issuer's history.
+    return checkpointVerifiers([readFileSync(p, 'utf8'), ...keptIntermediatePems(dataDir)]);
   } catch (e) {
     throw new SigilError(
       'config_invalid',

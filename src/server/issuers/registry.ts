@@ -148,6 +148,11 @@ export class IntermediateRegistry {
     if (r) throw revokedError(r, 'the presented certificate was issued by');
   }
 
+  /** The certificates of this directory's earlier intermediates (../data-dir.ts keptIntermediatePems). */
+  get keptPems(): string[] {
+    return this.#ca.keptIntermediatePems ?? [];
+  }
+
   /** Also trust the root CRL at `file` for revocations (read at every refresh; ./root-crl-file.ts). */
   useRootCrl(file: string): void {
     this.#rootCrlFile = file;

@@ -12,6 +12,7 @@
  * same command again changes nothing (and, with --revoke where the root key is, signs the root
  * CRL again: that is how it is made after a revocation recorded on another host).
  */
+import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { SigilError } from '../../errors.js';
 import { fromPem } from '../../pki/pem.js';
@@ -40,6 +41,8 @@ export async function retireIssuer(o: {
   reason?: string;
   store?: string;
   now?: number;
+  /** The root key, where it is kept offline (default: DATA_DIR/ca/root.key). */
+  rootKey?: string;
 }): Promise<RetireResult> {
   const now = o.now ?? Date.now();
   const name = checkIssuerName(o.name);
@@ -63,12 +66,15 @@ export async function retireIssuer(o: {
       );
     const result: RetireResult = { issuer: after, changed };
     const p = paths(o.dataDir);
-    if (o.revoke && existsSync(p.rootKey)) {
+    const rootKey = o.rootKey ?? p.rootKey;
+    if (o.rootKey !== undefined && !existsSync(o.rootKey))
+      throw new SigilError('config_invalid', `${o.rootKey} is missing: --root-key names the root key file`);
+    if (o.revoke && existsSync(rootKey)) {
       const crl = await signRootCrl(
         stores,
         {
           certDer: fromPem(readFileSync(p.rootCert, 'utf8'), 'CERTIFICATE'),
-          key: readPrivateKeyFile(p.rootKey),
+          key: rootKeyOf(rootKey, p.rootCert),
           trustDomain: meta.trust_domain,
         },
         { now },
@@ -84,4 +90,13 @@ export async function retireIssuer(o: {
   } finally {
     await stores.close();
   }
+}
+
+/** The root key, checked to be the key of ca/root.pem (a wrong file must not sign a root CRL). */
+function rootKeyOf(file: string, rootCert: string): KeyObject {
+  const key = readPrivateKeyFile(file);
+  const spki = (k: KeyObject): Buffer => k.export({ type: 'spki', format: 'der' });
+  if (!spki(createPublicKey(key)).equals(spki(new X509Certificate(readFileSync(rootCert)).publicKey)))
+    throw new SigilError('config_invalid', `${file} is not the key of ${rootCert}`);
+  return key;
 }

@@ -50,6 +50,7 @@ import { checkIssuerName, FIRST_ISSUER_NAME, intermediateCommonName, ISSUER_NAME
 import { rootCrlFile } from './root-crl-file.js';
 import { signRootCrl } from './root-crl.js';
 import { verifyIntermediate } from './verify.js';
+import { withRotationLock } from '../rotate-key.js';
 
 export interface RotateIntermediateResult {
   /** The registry name the old intermediate has (registered now if it was not). */
@@ -72,6 +73,12 @@ export async function rotateIntermediate(o: {
   /** Tests: stop (throw) right after this step, as a crash would. */
   crashAfter?: 'register' | 'key_rename';
 }): Promise<RotateIntermediateResult> {
+  // One at a time per data directory, and never beside a rotate-key (both change ca/): two runs
+  // at once each swapped in their own pair and wedged the directory (review).
+  return withRotationLock(path.join(o.dataDir, 'ca'), () => rotateLocked(o));
+}
+
+async function rotateLocked(o: Parameters<typeof rotateIntermediate>[0]): Promise<RotateIntermediateResult> {
   const now = o.now ?? Date.now();
   const p = paths(o.dataDir);
   const meta = readMeta(o.dataDir) as IssuerMetaWithName;
@@ -103,6 +110,13 @@ export async function rotateIntermediate(o: {
         rmSync(next.cert, { force: true });
         rmSync(next.key, { force: true });
         to = o.name !== undefined ? checkIssuerName(o.name) : nextName(from, rows);
+        // Its certificate is kept as ca/intermediate.<name>.pem at the next rotation: not a name
+        // of the files the rotation itself uses.
+        if (to === 'next' || to === 'rotating')
+          throw new SigilError(
+            'config_invalid',
+            `--name ${to} is reserved (ca/intermediate.${to}.* are the rotation's own files)`,
+          );
         if (rows.some((r) => r.name === to))
           throw new SigilError('already_initialized', `an issuer named "${to}" is already registered`);
         const inter = createIntermediateCa(
@@ -203,8 +217,14 @@ const keptPath = (caDir: string, name: string): string => path.join(caDir, `inte
 
 function readProgress(file: string): { from: string; to: string } | undefined {
   if (!existsSync(file)) return undefined;
-  const v = JSON.parse(readFileSync(file, 'utf8')) as { from?: unknown; to?: unknown };
+  let v: { from?: unknown; to?: unknown } | null;
+  try {
+    v = JSON.parse(readFileSync(file, 'utf8')) as { from?: unknown; to?: unknown } | null;
+  } catch {
+    v = null;
+  }
   if (
+    v === null ||
     typeof v.from !== 'string' ||
     typeof v.to !== 'string' ||
     !ISSUER_NAME_RE.test(v.from) ||

@@ -6,7 +6,7 @@
  * (ctx.issuingCas) and the codec that replays stored answers (ctx.storedAnswers); the bundle reads
  * the registry directly (ops/bundle.ts).
  */
-import { signerId } from '../audit/checkpoints.js';
+import { checkpointVerifiers, signerId } from '../audit/checkpoints.js';
 import { SigilError } from '../../errors.js';
 import type { Logger } from '../../util/log.js';
 import type { IssuerContext } from '../issuer.js';
@@ -29,12 +29,16 @@ export function applyRegistry(ctx: IssuerContext, registry: IntermediateRegistry
   // with its own intermediate. Verified against this issuer's alone, a peer's prune read as
   // tampering and stopped this issuer's own pruning (review of issue #16). Every live
   // intermediate counts; a revoked one does not (its key may be in other hands now).
-  const verifiers = new Map(
-    registry.live.map((l) => {
+  const verifiers = new Map([
+    // This directory's own earlier intermediates (rotate-intermediate), revoked ones included:
+    // the checkpoints they signed before the rotation are this issuer's history, and the thief of
+    // such a key held audit.key too (docs/runbook.md "After a compromise").
+    ...checkpointVerifiers(registry.keptPems),
+    ...registry.live.map((l) => {
       const key = l.ca.publicKey;
       return [signerId(key), key] as const;
     }),
-  );
+  ]);
   ctx.auditEnv = { ...ctx.auditEnv, verify: { ...ctx.auditEnv.verify, verifiers } };
 }
 

@@ -421,7 +421,9 @@ describe('what the review of the first version found', () => {
     writeFileSync(lock, `${process.pid}\n`);
     await expect(rotateKey({ dataDir: dir, key: 'jwt' })).rejects.toMatchObject({
       code: 'conflict',
-      message: expect.stringMatching(`another sigil server rotate-key \\(pid ${process.pid}\\) is working`),
+      message: expect.stringMatching(
+        `another sigil server rotate-key or rotate-intermediate \\(pid ${process.pid}\\) is working`,
+      ),
     });
     expect(readRotatingKeys(dir)).toEqual([]);
     writeFileSync(lock, '2147483646\n'); // no such process
