@@ -25,7 +25,7 @@ import {
   type LoadedAgentJoinMethod,
 } from './join-method.js';
 import { checkIdentityAnswer } from './answer-check.js';
-import { TRUST_FILE_OUTPUTS, TRUST_SEQUENCE_SETTING } from './credential-status.js';
+import { REVOKED_SERIAL_SETTING, TRUST_FILE_OUTPUTS, TRUST_SEQUENCE_SETTING } from './credential-status.js';
 import type { CredentialOutputs, OutputOutcome } from './credentials.js';
 import { writeAgentMetrics } from './metrics.js';
 import { checkOutputPaths } from './outputs/check-path.js';
@@ -55,14 +55,6 @@ import { isoTime } from '../util/iso-time.js';
 
 /** Set when the issuer refused a renewal with `pcr_selection_changed`: the next attempt joins again. */
 const REJOIN_SETTING = 'join.rejoin_requested';
-/**
- * The serial of an identity whose renewal the issuer refused `issuer_revoked`: the intermediate CA
- * that issued it was revoked (`sigil server rotate-intermediate --revoke-old`, `retire-issuer
- * --revoke`). Such an identity is as good as expired — it can never renew, and relying parties
- * with the root CRL refuse it — so the agent joins again at once (a method that re-attests), or
- * says a new credential is needed (token), instead of waiting for the expiry.
- */
-const REVOKED_SERIAL_SETTING = 'identity.revoked_serial';
 
 export type TickOutcome =
   | { action: 'none'; identity: Identity }

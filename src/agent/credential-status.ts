@@ -7,6 +7,15 @@ import type { AgentState } from './state/index.js';
 
 /** Settings key prefix of each credential output's state (agent/credentials.ts writes them). */
 export const OUTPUT_SETTING_PREFIX = 'output.';
+/**
+ * The serial of an identity whose renewal the issuer refused `issuer_revoked`: the intermediate CA
+ * that issued it was revoked (`sigil server rotate-intermediate --revoke-old`, `retire-issuer
+ * --revoke`). Such an identity is as good as expired — it can never renew, and relying parties
+ * with the root CRL refuse it — so the agent joins again at once (a method that re-attests), or
+ * says a new credential is needed (token), instead of waiting for the expiry.
+ */
+export const REVOKED_SERIAL_SETTING = 'identity.revoked_serial';
+
 /** The issuer's last trust_sequence (protocol/messages.ts IdentityResult), kept by the agent. */
 export const TRUST_SEQUENCE_SETTING = 'trust_sequence';
 /**

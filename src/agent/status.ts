@@ -4,7 +4,12 @@
  */
 import { parseKeyRef } from '../keystore/key-ref.js';
 import { formatPkcs11Uri } from '../keystore/pkcs11/uri.js';
-import { credentialOutputsStatus, TRUST_SEQUENCE_SETTING, type CredentialOutputStatus } from './credential-status.js';
+import {
+  credentialOutputsStatus,
+  REVOKED_SERIAL_SETTING,
+  TRUST_SEQUENCE_SETTING,
+  type CredentialOutputStatus,
+} from './credential-status.js';
 import type { AgentConfig } from './config.js';
 import type { AgentState, AgentStatus, Identity } from './state/index.js';
 import { mqttClientCert } from './transport-cert.js';
@@ -68,6 +73,11 @@ export interface AgentStatusReport {
   last_trust_check: string | null;
   last_trust_check_error: string | null;
   next_trust_check: string | null;
+  /**
+   * The issuer refused this identity's renewal `issuer_revoked`: the intermediate CA that issued it
+   * was revoked. It cannot renew; the agent joins again (token agents: with a new token).
+   */
+  issuer_revoked: boolean;
   /** SSH, database, Kubernetes and JWT outputs: what was written last, when next, and failures. */
   credential_outputs: CredentialOutputStatus[];
 }
@@ -174,6 +184,7 @@ export function agentStatus(
     pending_request: pending ? `${pending.op} ${pending.requestId}` : null,
     ...attestationStatus(state),
     ...trustCheckStatus(state),
+    issuer_revoked: id !== undefined && state?.getSetting(REVOKED_SERIAL_SETTING) === id.serial,
     credential_outputs: state ? credentialOutputsStatus(state) : [],
   };
 }
@@ -253,16 +264,18 @@ export async function nextStepHint(
 /** Codes with which the issuer refuses every renewal of a locked instance (server/ops/authenticate.ts). */
 const LOCKED = /^(instance_locked|bot_locked|generation_mismatch):/;
 
-type RefusalFacts = Pick<AgentStatusReport, 'consecutive_failures' | 'last_error' | 'last_attestation_result'>;
+type RefusalFacts = Pick<AgentStatusReport, 'consecutive_failures' | 'last_error' | 'last_attestation_result'> &
+  Partial<Pick<AgentStatusReport, 'issuer_revoked'>>;
 
 /**
  * Why the issuer refuses this agent's renewals while its certificate is still valid — `locked`
  * (instance or bot) or `attestation` (boot state) — or undefined. Only while the refusals go on:
  * a success since (failures back to 0) answered them. `agent status` exits 1 then, with a hint.
  */
-export function renewalsRefused(s: RefusalFacts): 'locked' | 'attestation' | undefined {
+export function renewalsRefused(s: RefusalFacts): 'locked' | 'attestation' | 'revoked' | undefined {
   if (s.consecutive_failures === 0) return undefined;
   if (s.last_error && LOCKED.test(s.last_error)) return 'locked';
+  if (s.issuer_revoked === true) return 'revoked';
   return s.last_attestation_result === 'refused' ? 'attestation' : undefined;
 }
 
@@ -275,6 +288,12 @@ function refusedHint(s: AgentStatusReport): string | undefined {
   if (!refused) return undefined;
   const who = s.instance_id ?? '<instance>';
   const until = s.not_after ? ` until ${s.not_after}` : '';
+  if (refused === 'revoked')
+    return `the issuer revoked the intermediate CA that issued this identity (a compromise: sigil server rotate-intermediate --revoke-old): it cannot renew and relying parties with the root CRL refuse it; ${
+      s.join_method === 'token'
+        ? 'a new join token is needed (last error: ' + (s.last_error ?? '').split('\n')[0] + ')'
+        : 'the agent joins again at its next attempt'
+    }`;
   if (refused === 'locked') {
     const err = s.last_error ?? '';
     const bot = err.startsWith('bot_locked');

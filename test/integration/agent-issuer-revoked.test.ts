@@ -14,6 +14,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Agent, loadAgentModules } from '../../src/agent/agent.js';
 import { parseAgentConfig } from '../../src/agent/config.js';
 import { openAgentState } from '../../src/agent/state/index.js';
+import { agentStatus, nextStepHint } from '../../src/agent/status.js';
 import { spkiPin } from '../../src/pki/chain.js';
 import { paths } from '../../src/server/data-dir.js';
 import { applyRegistry } from '../../src/server/issuers/runtime.js';
@@ -68,6 +69,12 @@ it('a token agent: reattest_required at once, then joins under the new intermedi
   // The next attempt does not ask the issuer again with the spent token or the revoked identity.
   const again = await agent.tick({ force: true });
   expect(again.action === 'failed' && again.error.code).toBe('reattest_required');
+  // `sigil agent status` says why (and exits 1 with this hint), though the certificate is in its lifetime.
+  const st = agentStatus(agent.state);
+  expect(st.state).toBe('ok');
+  expect(await nextStepHint(st, join(tmp, 'agent.yaml'))).toMatch(
+    /revoked the intermediate CA that issued this identity.*a new join token is needed/,
+  );
   agent.state.close();
 
   // A new token in the config: the agent joins with it, under the new intermediate.
