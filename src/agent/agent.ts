@@ -413,7 +413,10 @@ export class Agent {
    */
   private checkCanRejoin(expired: Identity): void {
     if (this.singleUseCredential() === 'spent')
-      throw new SigilError('reattest_required', reattestHint(this.join.method.name, expired.bot, this.cfg.source));
+      throw new SigilError(
+        'reattest_required',
+        reattestHint(this.join.method.name, expired.bot, this.cfg.source, this.revoked(expired)),
+      );
   }
 
   /**
@@ -598,14 +601,14 @@ export class Agent {
       if (NEEDS_PERSON.has(e.code)) {
         e = new SigilError(
           'reattest_required',
-          `${reattestHint(this.join.method.name, current.bot, this.cfg.source)} (issuer: ${e.code})`,
+          `${reattestHint(this.join.method.name, current.bot, this.cfg.source, this.revoked(current))} (issuer: ${e.code})`,
         );
       } else if (e.retryable && this.singleUseCredential() === 'spent') {
         // Say what a person must do now, not only that the issuer is away. A renewal sent before
         // the expiry stays queued and is still resent: its answer may be waiting at the issuer.
         e = new SigilError(
           'reattest_required',
-          `${reattestHint(this.join.method.name, current.bot, this.cfg.source)} (meanwhile: ${e.code}: ${e.message})`,
+          `${reattestHint(this.join.method.name, current.bot, this.cfg.source, this.revoked(current))} (meanwhile: ${e.code}: ${e.message})`,
         );
       }
     }

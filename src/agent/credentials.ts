@@ -217,7 +217,10 @@ export class CredentialOutputs {
               'trust_lagging',
               `the issuer that answered had not read the key rotation yet (trust sequence ${answered}, this agent knows ${trust}); asking again`,
             );
-          if (lagging && st?.fp === fp && st.not_after !== null && st.not_after > now() + LAGGING_KEEP_MS) throw lag();
+          // "The credential on disk" only while its files are there (a tmpfs output after a reboot).
+          const onDisk = d.files.every((f) => existsSync(path.join(d.config.path, f)));
+          if (lagging && onDisk && st?.fp === fp && st.not_after !== null && st.not_after > now() + LAGGING_KEEP_MS)
+            throw lag();
           d.write(result, prepared, { bundlePem: (state.getBundle()?.rootsPem ?? []).join('') });
           const issuedAt = now();
           if (lagging) {

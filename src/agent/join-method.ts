@@ -72,6 +72,9 @@ export async function buildJoinMethod(
 }
 
 /** The admin command that gives a token-joined agent a way back after its identity expired. */
-export function reattestHint(methodName: string, bot: string, configPath: string): string {
-  return `the identity expired and the ${methodName} join method cannot re-attest by itself; create a new token with \`sigil ctl --data-dir <issuer-data-dir> token create --bot ${bot}\`, put it in join.token (or join.token_file) of ${configPath} and restart the agent (the running daemon reads its config only at start: \`systemctl restart sigil-agent\`, or \`sigil agent run --once --config ${configPath}\` when no daemon runs)`;
+export function reattestHint(methodName: string, bot: string, configPath: string, revoked = false): string {
+  const why = revoked
+    ? 'the intermediate CA that issued this identity was revoked at the issuer (it can never renew)'
+    : 'the identity expired';
+  return `${why} and the ${methodName} join method cannot re-attest by itself; create a new token with \`sigil ctl --data-dir <issuer-data-dir> token create --bot ${bot}\`, put it in join.token (or join.token_file) of ${configPath} and restart the agent (the running daemon reads its config only at start: \`systemctl restart sigil-agent\`, or \`sigil agent run --once --config ${configPath}\` when no daemon runs)`;
 }

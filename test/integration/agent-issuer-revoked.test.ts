@@ -65,7 +65,9 @@ it('a token agent: reattest_required at once, then joins under the new intermedi
   for (let i = 0; i < 3 && r.action === 'failed' && r.error.code === 'issuer_unreachable'; i++)
     r = await agent.tick({ force: true });
   expect(r.action === 'failed' && r.error.code).toBe('reattest_required');
-  expect(r.action === 'failed' && r.error.message).toMatch(/token create --bot .*issuer: issuer_revoked/);
+  expect(r.action === 'failed' && r.error.message).toMatch(
+    /^the intermediate CA that issued this identity was revoked .*token create --bot .*issuer: issuer_revoked/,
+  );
   // The next attempt does not ask the issuer again with the spent token or the revoked identity.
   const again = await agent.tick({ force: true });
   expect(again.action === 'failed' && again.error.code).toBe('reattest_required');
