@@ -25,7 +25,7 @@ import {
   type LoadedAgentJoinMethod,
 } from './join-method.js';
 import { checkIdentityAnswer } from './answer-check.js';
-import { REVOKED_SERIAL_SETTING, TRUST_FILE_OUTPUTS, TRUST_SEQUENCE_SETTING } from './credential-status.js';
+import { REVOKED_SERIAL_SETTING, TRUST_SEQUENCE_SETTING } from './credential-status.js';
 import type { CredentialOutputs, OutputOutcome } from './credentials.js';
 import { writeAgentMetrics } from './metrics.js';
 import { checkOutputPaths } from './outputs/check-path.js';
@@ -48,6 +48,8 @@ import {
 } from './test-hooks.js';
 import type { AttestSchedule } from './attest-schedule.js';
 import type { TrustCheck } from './trust-check.js';
+import { RootCrlState } from './root-crl-state.js';
+import { fromPem } from '../pki/pem.js';
 import { mqttsRenewalMarginWarning, newTransportKey, transportCertOf, wantsTransportCert } from './transport-cert.js';
 import { buildTransports, IssuerLink } from './transports.js';
 import type { WorkloadApiServer } from './workload/server.js';
@@ -104,6 +106,8 @@ const NEEDS_PERSON = new Set(['token_reused', 'token_expired', 'token_invalid', 
 export class Agent {
   readonly state: AgentState;
   readonly link: IssuerLink;
+  /** The root CRL the agent keeps (from the trust check's bundle answers). */
+  readonly rootCrl: RootCrlState;
   /** Built in the constructor from deps.modules, else by {@link ready}. */
   private join!: AgentJoinMethod;
   private loading: Promise<void> | undefined;
@@ -160,6 +164,9 @@ export class Agent {
       );
     }
     this.link = new IssuerLink(deps.transports ?? buildTransports(cfg, this.state, this.now));
+    // Answers signed under an intermediate the root revoked are refused (./root-crl-state.ts).
+    this.rootCrl = new RootCrlState(this.state);
+    this.link.verifier.revocations(() => this.rootCrl.revoked());
     if (deps.modules) this.installCredentials(deps.modules);
   }
 
@@ -715,12 +722,12 @@ export class Agent {
   }
 
   /**
-   * The trust check between renewals (./trust-check.ts), when an output follows the issuer's
-   * signing keys (TRUST_FILE_OUTPUTS: ssh_user, ssh_host, jwt); else undefined.
+   * The trust check between renewals (./trust-check.ts): the issuer's signed bundle answer, for its
+   * key-rotation sequence (outputs that follow the issuer's signing keys, TRUST_FILE_OUTPUTS:
+   * ssh_user, ssh_host, jwt) and the root CRL every agent keeps (./root-crl-state.ts).
    */
   async trustCheck(): Promise<TrustCheck | undefined> {
     await this.ready();
-    if (!this.cfg.credentialOutputs.some((o) => TRUST_FILE_OUTPUTS.has(o.type))) return undefined;
     const { TrustCheck, TRUST_CHECK_DEFAULT_S } = await import('./trust-check.js');
     return new TrustCheck({
       everyMs: trustCheckEveryOverrideMs() ?? (this.cfg.trustCheckEveryS ?? TRUST_CHECK_DEFAULT_S) * 1000,
@@ -730,7 +737,22 @@ export class Agent {
       log: this.log,
       fetchSequence: async () => {
         const root = this.state.getBundle()?.rootsPem[0] ?? (await this.link.root());
-        return (await this.link.bundle(root, this.now)).trust_sequence;
+        const b = await this.link.bundle(root, this.now);
+        if (b.root_crl !== undefined) {
+          try {
+            if (await this.rootCrl.offer(b.root_crl, fromPem(root, 'CERTIFICATE')))
+              this.log.warn(
+                { op: 'trust_check' },
+                'the root CA revoked an intermediate: its CRL is kept, answers signed under it are refused',
+              );
+          } catch (e) {
+            this.log.warn(
+              { op: 'trust_check', err: (e as Error).message },
+              "the bundle carried a root CRL that is not the pinned root's; ignored",
+            );
+          }
+        }
+        return b.trust_sequence;
       },
     });
   }

@@ -89,6 +89,12 @@ export interface BundleResult {
    * its ssh and jwt outputs when it rose (agent/trust-check.ts), without waiting for a renewal.
    */
   trust_sequence?: number;
+  /**
+   * The root CA's CRL (base64 DER), when the root revoked an intermediate (`rotate-intermediate
+   * --revoke-old`, `retire-issuer --revoke`): the agent keeps the newest one the pinned root signed
+   * and refuses answers signed under an intermediate it lists (agent/root-crl-state.ts).
+   */
+  root_crl?: string;
 }
 
 export interface ResponsePayload<T> {
@@ -199,6 +205,7 @@ export function identityResponseSchemas() {
     intermediates: z.array(z.string()),
     jwt_jwks: z.optional(z.object({ keys: z.array(z.record(z.string(), z.unknown())) })),
     trust_sequence: z.optional(z.int().check(z.nonnegative())),
+    root_crl: z.optional(z.string().check(z.maxLength(1_000_000))),
   });
   const joinChallenge = z.object({
     challenge_id: z.string().check(z.regex(/^[A-Za-z0-9_-]{16,64}$/)),

@@ -17,6 +17,7 @@ import type * as core from 'zod/v4/core';
 import { SigilError } from '../errors.js';
 import { expectedIssuerId, spiffeIdOf, spkiPin, verifyChain } from '../pki/chain.js';
 import { fromPem, toPem } from '../pki/pem.js';
+import { serialKey } from '../pki/serial-key.js';
 import type { attestResponseSchema } from './attest-messages.js';
 import type { credentialResponseSchema } from './credential-messages.js';
 import { b64u, parseJws, verifyJws, x5cDers } from './jws.js';
@@ -39,6 +40,8 @@ interface VerifiedSigner {
   leaf: X509Certificate;
   notBefore: number;
   notAfter: number;
+  /** The serials of the path below the root (RootCrl form: pki/root-crl.ts serialKey). */
+  serials: string[];
 }
 const MAX_VERIFIED_SIGNERS = 16;
 
@@ -62,6 +65,7 @@ export class ResponseVerifier {
   readonly #signers = new Map<string, VerifiedSigner>();
   readonly #issuerIds = new Map<string, string>();
   readonly #known: Known;
+  #revoked: () => ReadonlySet<string> = () => EMPTY;
 
   /**
    * `known`: answer schemas known from the start — those of operations outside messages.ts
@@ -71,6 +75,16 @@ export class ResponseVerifier {
    */
   constructor(known: Known = {}) {
     this.#known = { ...known };
+  }
+
+  /**
+   * The serials the pinned root revoked (its CRL, as the agent keeps it: agent/root-crl-state.ts):
+   * an answer whose signer chains through one of them is refused — a stolen intermediate key,
+   * revoked with `rotate-intermediate --revoke-old`, could otherwise answer as the issuer.
+   */
+  revocations(fn: () => ReadonlySet<string>): this {
+    this.#revoked = fn;
+    return this;
   }
 
   /** Learn the answer schema of an operation outside messages.ts (its sender calls this before sending). */
@@ -140,7 +154,7 @@ export class ResponseVerifier {
     const key = signerKey(rootPem, ders);
     const t = now.getTime();
     const hit = this.#signers.get(key);
-    if (hit && t >= hit.notBefore && t <= hit.notAfter) return hit.leaf;
+    if (hit && t >= hit.notBefore && t <= hit.notAfter) return this.#notRevoked(hit);
     let path;
     try {
       path = verifyChain({
@@ -170,15 +184,29 @@ export class ResponseVerifier {
       leaf,
       notBefore: Math.max(...path.map((c) => Date.parse(c.validFrom))),
       notAfter: Math.min(...path.map((c) => Date.parse(c.validTo))),
+      // The path below the root: the root itself is never listed in its own CRL.
+      serials: path.slice(0, -1).map((c) => serialKey(c.serialNumber)),
     };
     if (this.#signers.size >= MAX_VERIFIED_SIGNERS) this.#signers.delete(this.#signers.keys().next().value!);
     if (this.#issuerIds.size > MAX_VERIFIED_SIGNERS) this.#issuerIds.clear();
     this.#signers.set(key, entry);
-    return leaf;
+    return this.#notRevoked(entry);
+  }
+
+  /** The signer's leaf, unless the root revoked a certificate of its path. */
+  #notRevoked(s: VerifiedSigner): X509Certificate {
+    const revoked = this.#revoked();
+    if (revoked.size > 0 && s.serials.some((n) => revoked.has(n)))
+      throw new SigilError(
+        'response_invalid',
+        'response is signed under an intermediate CA the pinned root revoked (its CRL lists it): not the issuer',
+      );
+    return s.leaf;
   }
 }
 
 type Known = Partial<ResponseSchemas>;
+const EMPTY: ReadonlySet<string> = new Set();
 
 /** The answer schema of `op`: the one handed over, else an identity operation's built for this check (messages.ts). */
 function schemaOf(known: Known, op: Op): core.$ZodType | undefined {

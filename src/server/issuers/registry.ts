@@ -22,7 +22,7 @@ import type { CaMaterial } from '../data-dir.js';
 import type { IssuerRecord, IssuerStatus } from '../store/issuer-registry-types.js';
 import type { Stores } from '../store/types.js';
 import { RegistryAnswerCodec } from './answers.js';
-import { readRootCrlSerials } from './root-crl-file.js';
+import { readRootCrl } from './root-crl-file.js';
 import { verifyIntermediate } from './verify.js';
 
 export interface LiveIntermediate {
@@ -64,6 +64,8 @@ export class IntermediateRegistry {
   /** Serials the local root CRL lists (./root-crl-file.ts), when this issuer has one. */
   #rootCrlSerials: ReadonlySet<string> = new Set();
   #rootCrlFile: string | undefined;
+  /** The root CRL file's bytes as last read and verified (the bundle answer carries them to agents). */
+  #rootCrlDer: Buffer | undefined;
   /** Un-revoked rows already logged (once each). */
   readonly #warnedUnrevoked = new Set<string>();
 
@@ -148,6 +150,11 @@ export class IntermediateRegistry {
     if (r) throw revokedError(r, 'the presented certificate was issued by');
   }
 
+  /** The root CRL (DER) this issuer read and verified, when it has one (ops/bundle.ts hands it to agents). */
+  get rootCrlDer(): Buffer | undefined {
+    return this.#rootCrlDer;
+  }
+
   /** The certificates of this directory's earlier intermediates (../data-dir.ts keptIntermediatePems). */
   get keptPems(): string[] {
     return this.#ca.keptIntermediatePems ?? [];
@@ -203,7 +210,9 @@ export class IntermediateRegistry {
   async #readRootCrl(): Promise<void> {
     if (!this.#rootCrlFile) return;
     try {
-      this.#rootCrlSerials = (await readRootCrlSerials(this.#rootCrlFile, this.#ca.rootDer)) ?? new Set();
+      const crl = await readRootCrl(this.#rootCrlFile, this.#ca.rootDer);
+      this.#rootCrlSerials = crl?.serials ?? new Set();
+      this.#rootCrlDer = crl?.der;
     } catch (err) {
       // Keep what the last good file said: a damaged file must not un-revoke anything.
       this.#log?.error(

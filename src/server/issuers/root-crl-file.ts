@@ -8,22 +8,22 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as pkijs from 'pkijs';
+import { parseRootCrl, type RootCrl } from '../../pki/root-crl.js';
 
 export const rootCrlFile = (dataDir: string): string => join(dataDir, 'crl', 'root.crl');
 
 /** The serials (lowercase hex, no leading zeros) the root CRL at `file` lists; undefined when there is none. */
 export async function readRootCrlSerials(file: string, rootDer: Buffer): Promise<Set<string> | undefined> {
+  return (await readRootCrl(file, rootDer))?.serials;
+}
+
+/** The root CRL at `file` (its DER too, for the bundle answer); undefined when there is none. */
+export async function readRootCrl(file: string, rootDer: Buffer): Promise<(RootCrl & { der: Buffer }) | undefined> {
   if (!existsSync(file)) return undefined;
-  const crl = pkijs.CertificateRevocationList.fromBER(readFileSync(file));
-  const root = pkijs.Certificate.fromBER(rootDer);
-  if (!(await crl.verify({ issuerCertificate: root })))
-    throw new Error(`${file} is not a CRL signed by the pinned root CA`);
-  return new Set(
-    (crl.revokedCertificates ?? []).map((e) =>
-      Buffer.from(e.userCertificate.valueBlock.valueHexView)
-        .toString('hex')
-        .replace(/^(00)+(?=.)/, ''),
-    ),
-  );
+  const der = readFileSync(file);
+  try {
+    return { ...(await parseRootCrl(der, rootDer)), der };
+  } catch (e) {
+    throw new Error(`${file} is ${(e as Error).message}`);
+  }
 }

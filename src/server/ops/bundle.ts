@@ -33,6 +33,8 @@ export function handleBundle(ctx: IssuerContext, nonce?: string): Jws {
   // As in identity answers (ops/issue.ts): only once a key was ever rotated.
   const trustSequence = keysChangedAt(ctx.credentials, now);
   if (trustSequence > 0) result.trust_sequence = trustSequence;
+  const rootCrl = ctx.intermediates?.rootCrlDer;
+  if (rootCrl) result.root_crl = rootCrl.toString('base64');
   const payload: ResponsePayload<BundleResult> = {
     v: PROTOCOL_VERSION,
     op: 'bundle',

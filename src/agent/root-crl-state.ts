@@ -1,0 +1,78 @@
+/**
+ * The root CRL as the agent keeps it (setting ROOT_CRL_SETTING): the newest CRL the pinned root
+ * signed that reached the agent in a signed `bundle` answer (./trust-check.ts). The agent's
+ * response verifier refuses answers signed under an intermediate it lists
+ * (protocol/response-verifier.ts `revocations`): after `sigil server rotate-intermediate
+ * --revoke-old`, the thief of the old intermediate key cannot answer agents as the issuer (a
+ * network position, or the MQTT broker) once they have it.
+ *
+ * Never replaced by an older one (cRLNumber, else thisUpdate), never dropped: a bundle answer
+ * without a CRL (an older issuer, or a forger who withholds it) changes nothing. The serials are
+ * stored with the DER they were verified from; the agent's state database is trusted (0600).
+ */
+import type { AgentState } from './state/index.js';
+
+export const ROOT_CRL_SETTING = 'root_crl';
+
+interface Stored {
+  der: string;
+  serials: string[];
+  crl_number: string | null;
+  this_update: number;
+}
+
+export class RootCrlState {
+  readonly #state: Pick<AgentState, 'getSetting' | 'setSetting'>;
+  #raw: string | undefined;
+  #serials: ReadonlySet<string> = new Set();
+
+  constructor(state: Pick<AgentState, 'getSetting' | 'setSetting'>) {
+    this.#state = state;
+  }
+
+  /** The serials the kept CRL lists (empty without one). Cheap: re-parsed only when the setting changed. */
+  revoked(): ReadonlySet<string> {
+    const raw = this.#state.getSetting(ROOT_CRL_SETTING);
+    if (raw !== this.#raw) {
+      this.#raw = raw;
+      this.#serials = new Set(read(raw)?.serials ?? []);
+    }
+    return this.#serials;
+  }
+
+  /**
+   * A CRL from a verified bundle answer (base64 DER): kept when the pinned root signed it and it is
+   * newer than the kept one. Returns whether it was kept; throws when it is not the root's CRL.
+   */
+  async offer(b64: string, rootDer: Buffer): Promise<boolean> {
+    const { parseRootCrl } = await import('../pki/root-crl.js');
+    const der = Buffer.from(b64, 'base64');
+    const crl = await parseRootCrl(der, rootDer);
+    const kept = read(this.#state.getSetting(ROOT_CRL_SETTING));
+    if (kept) {
+      const newer =
+        crl.crlNumber !== undefined && kept.crl_number !== null
+          ? crl.crlNumber > BigInt(kept.crl_number)
+          : crl.thisUpdate > kept.this_update;
+      if (!newer) return false;
+    }
+    const value: Stored = {
+      der: b64,
+      serials: [...crl.serials],
+      crl_number: crl.crlNumber?.toString() ?? null,
+      this_update: crl.thisUpdate,
+    };
+    this.#state.setSetting(ROOT_CRL_SETTING, JSON.stringify(value));
+    return true;
+  }
+}
+
+function read(raw: string | undefined): Stored | undefined {
+  if (!raw) return undefined;
+  try {
+    const v = JSON.parse(raw) as Stored;
+    return Array.isArray(v.serials) ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,136 @@
+/**
+ * The thief of a revoked intermediate key cannot answer agents as the issuer once they hold the
+ * root CRL (second review of rotate-intermediate): with the old key the thief makes a certificate
+ * for spiffe://<td>/sigil/issuer and signs "issuer answers"; before, an agent accepted them (it
+ * checked only the chain to the pinned root and the SPIFFE ID). Now the issuer's bundle answer
+ * carries the root CRL, the agent's trust check keeps the newest the pinned root signed, and its
+ * response verifier refuses a signer chaining through an intermediate the CRL lists. A real issuer
+ * (restarted on its data directory after `rotate-intermediate --revoke-old`) and a real Agent.
+ */
+import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { Agent, loadAgentModules } from '../../src/agent/agent.js';
+import { parseAgentConfig } from '../../src/agent/config.js';
+import { ROOT_CRL_SETTING } from '../../src/agent/root-crl-state.js';
+import { openAgentState } from '../../src/agent/state/index.js';
+import { createRootCa } from '../../src/pki/ca.js';
+import { spkiPin } from '../../src/pki/chain.js';
+import { CertificateIssuer } from '../../src/pki/issue.js';
+import { fromPem } from '../../src/pki/pem.js';
+import { signJwsWithKey } from '../../src/protocol/jws.js';
+import { PROTOCOL_VERSION, TYP_RESPONSE } from '../../src/protocol/messages.js';
+import { paths } from '../../src/server/data-dir.js';
+import { rootCrlFile } from '../../src/server/issuers/root-crl-file.js';
+import { signRootCrl } from '../../src/server/issuers/root-crl.js';
+import { rotateIntermediate } from '../../src/server/issuers/rotate-intermediate.js';
+import { applyRegistry } from '../../src/server/issuers/runtime.js';
+import { readPrivateKeyFile } from '../../src/server/key-file.js';
+import { silentLogger } from '../../src/util/log.js';
+import { startIssuer, type Harness } from './harness.js';
+
+let h: Harness;
+const tmp = mkdtempSync(join(tmpdir(), 'sigil-agent-root-crl-'));
+beforeAll(async () => {
+  h = await startIssuer();
+});
+afterAll(async () => {
+  await h?.close();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+/** A "bundle answer" signed by an issuer certificate the thief made under `inter`. */
+function forgedBundle(inter: { certDer: Buffer; key: ReturnType<typeof readPrivateKeyFile> }): unknown {
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const leaf = new CertificateIssuer({ caCertDer: inter.certDer, caKey: inter.key }).issueSvid({
+    serial: Buffer.from('7f0102030405060708', 'hex'),
+    spkiDer: publicKey.export({ type: 'spki', format: 'der' }),
+    spiffeId: 'spiffe://example.org/sigil/issuer',
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter: new Date(Date.now() + 3600_000),
+  });
+  const payload = {
+    v: PROTOCOL_VERSION,
+    op: 'bundle',
+    request_id: null,
+    issued_at: Date.now(),
+    result: { trust_domain: 'example.org', roots: [h.rootPem], intermediates: [], trust_sequence: 4e9 },
+  };
+  return signJwsWithKey(privateKey, 'ES256', TYP_RESPONSE, payload, [leaf, inter.certDer]);
+}
+
+async function restart(): Promise<void> {
+  const { dir, port } = h;
+  await h.close({ keepDir: true });
+  h = await startIssuer({ dir, port });
+  h.ctx.intermediates!.useRootCrl(rootCrlFile(dir));
+  await h.ctx.intermediates!.refresh();
+  applyRegistry(h.ctx, h.ctx.intermediates!);
+}
+
+it('answers signed under a revoked intermediate: accepted before the agent has the root CRL, refused after', async () => {
+  const cfg = parseAgentConfig(
+    `issuer: https://127.0.0.1:${h.port}
+ca_pin: ${spkiPin(new X509Certificate(h.rootPem))}
+data_dir: ${join(tmp, 'data')}
+ttl: 1h
+join: { method: token, token: ${await h.token()} }
+outputs:
+  - { type: identity, path: ${join(tmp, 'id')} }
+`,
+    join(tmp, 'agent.yaml'),
+  );
+  const agent = new Agent(cfg, silentLogger(), {
+    modules: await loadAgentModules(cfg),
+    state: openAgentState(cfg.dataDir),
+  });
+  try {
+    expect((await agent.tick()).action).toBe('joined');
+    // The thief's copy of ca/, then the compromise rotation.
+    const stolen = {
+      certDer: fromPem(readFileSync(paths(h.dir).intCert, 'utf8'), 'CERTIFICATE'),
+      key: readPrivateKeyFile(paths(h.dir).intKey),
+    };
+    await rotateIntermediate({ dataDir: h.dir, revokeOld: true });
+    await restart();
+    const verify = (body: unknown) => agent.link.verifier.responseOrError(body, 'bundle', null, null, h.rootPem);
+
+    // Without the CRL the agent cannot tell (the gap the review found).
+    const forged = forgedBundle(stolen);
+    expect(verify(forged).result.trust_sequence).toBe(4e9);
+
+    // The agent re-joins (its renewal is refused issuer_revoked; the token is spent, so with a new one).
+    // Its trust check takes the root CRL from the real issuer's bundle answer.
+    const check = (await agent.trustCheck())!;
+    await check.runNow();
+    for (let i = 0; i < 3 && agent.state.getSetting(ROOT_CRL_SETTING) === undefined; i++) await check.runNow();
+    expect(JSON.parse(agent.state.getSetting(ROOT_CRL_SETTING)!).serials).toContain(
+      new X509Certificate(stolen.certDer).serialNumber.toLowerCase().replace(/^(00)+(?=.)/, ''),
+    );
+    // The same answer (its signer chain verified and remembered before) and a fresh one: refused.
+    expect(() => verify(forged)).toThrow(/intermediate CA the pinned root revoked/);
+    expect(() => verify(forgedBundle(stolen))).toThrow(/intermediate CA the pinned root revoked/);
+    // The real issuer's answers (under the new intermediate) still pass.
+    const real = await h.request('GET', '/v1/bundle');
+    expect(verify(real.json).result.trust_domain).toBe('example.org');
+
+    // Kept, never replaced by an older CRL, and a CRL another root signed is refused.
+    const kept = agent.state.getSetting(ROOT_CRL_SETTING);
+    const b64 = readFileSync(rootCrlFile(h.dir)).toString('base64');
+    expect(await agent.rootCrl.offer(b64, fromPem(h.rootPem, 'CERTIFICATE'))).toBe(false);
+    const otherRoot = createRootCa({ trustDomain: 'example.org' });
+    const foreign = await signRootCrl(
+      h.ctx.stores,
+      { certDer: otherRoot.certDer, key: otherRoot.key, trustDomain: 'example.org' },
+      { now: Date.now() + 60_000 },
+    );
+    await expect(
+      agent.rootCrl.offer(foreign.der.toString('base64'), fromPem(h.rootPem, 'CERTIFICATE')),
+    ).rejects.toThrow(/not a CRL signed by the pinned root/);
+    expect(agent.state.getSetting(ROOT_CRL_SETTING)).toBe(kept);
+  } finally {
+    agent.state.close();
+  }
+});
