@@ -248,7 +248,7 @@ export interface AgentConfig {
   renewFraction: number;
   /** `attest_every` in seconds (./attest-schedule.ts); undefined: no interval attestation. */
   attestEveryS?: number;
-  /** `trust_check_every` in seconds (./trust-check.ts); used only with ssh or jwt outputs. */
+  /** `trust_check_every` in seconds (./trust-check.ts): every daemon (the root CRL; ssh/jwt outputs follow rotations). */
   trustCheckEveryS?: number;
   /** The method and its settings: its `join.<method>:` block, paths resolved (token: flat, the token itself). */
   join: { method: 'token'; token: string } | { method: string; settings: Record<string, unknown> };

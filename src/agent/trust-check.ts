@@ -1,6 +1,7 @@
 /**
  * The daemon's check of the issuer's trust sequence between renewals (`trust_check_every`,
- * docs/credentials.md "Trust files follow a key rotation").
+ * docs/credentials.md "Trust files follow a key rotation"). The same signed bundle answer brings
+ * the root CRL every agent keeps (./root-crl-state.ts; agent.ts hands it over).
  *
  * The SSH outputs' trust files list the issuer's SSH CAs, and a JWT output's token names the
  * key that signed it. After `sigil server rotate-key --overlap 0` (a stolen CA key) those must
