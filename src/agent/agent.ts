@@ -737,18 +737,18 @@ export class Agent {
       log: this.log,
       fetchSequence: async () => {
         const root = this.state.getBundle()?.rootsPem[0] ?? (await this.link.root());
-        const b = await this.link.bundle(root, this.now);
+        const { result: b, signerSerials } = await this.link.signedBundle(root, this.now);
         if (b.root_crl !== undefined) {
           try {
-            if (await this.rootCrl.offer(b.root_crl, fromPem(root, 'CERTIFICATE')))
+            if (await this.rootCrl.offer(b.root_crl, fromPem(root, 'CERTIFICATE'), signerSerials))
               this.log.warn(
                 { op: 'trust_check' },
                 'the root CA revoked an intermediate: its CRL is kept, answers signed under it are refused',
               );
           } catch (e) {
-            this.log.warn(
+            this.log.error(
               { op: 'trust_check', err: (e as Error).message },
-              "the bundle carried a root CRL that is not the pinned root's; ignored",
+              'the bundle carried a root CRL that cannot be kept; ignored',
             );
           }
         }

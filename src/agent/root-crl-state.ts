@@ -44,10 +44,18 @@ export class RootCrlState {
    * A CRL from a verified bundle answer (base64 DER): kept when the pinned root signed it and it is
    * newer than the kept one. Returns whether it was kept; throws when it is not the root's CRL.
    */
-  async offer(b64: string, rootDer: Buffer): Promise<boolean> {
+  async offer(b64: string, rootDer: Buffer, servedBy: readonly string[] = []): Promise<boolean> {
     const { parseRootCrl } = await import('../pki/root-crl.js');
     const der = Buffer.from(b64, 'base64');
     const crl = await parseRootCrl(der, rootDer);
+    // A CRL that revokes the very issuer serving it is a mistake (an issuer whose intermediate is
+    // revoked stops serving): kept, it would make the agent refuse every later answer of that
+    // issuer, a corrected CRL included (it comes signed under the same intermediate). Review.
+    const listed = servedBy.filter((s) => crl.serials.has(s));
+    if (listed.length > 0)
+      throw new Error(
+        `the root CRL lists the intermediate of the issuer that served it (serial ${listed.join(', ')}); not kept`,
+      );
     const kept = read(this.#state.getSetting(ROOT_CRL_SETTING));
     if (kept) {
       const newer =

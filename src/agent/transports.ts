@@ -12,9 +12,10 @@
  * works over every configured transport.
  */
 import { readFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, X509Certificate } from 'node:crypto';
 import { SigilError, toSigilError } from '../errors.js';
-import type { Jws } from '../protocol/jws.js';
+import { parseJws, x5cDers, type Jws } from '../protocol/jws.js';
+import { serialKey } from '../pki/serial-key.js';
 import type { CredentialResult } from '../protocol/credential-messages.js';
 import type { BundleResult, IdentityOp, IdentityResult } from '../protocol/messages.js';
 import type { WorkloadResult } from '../protocol/workload-messages.js';
@@ -199,9 +200,20 @@ export class IssuerLink {
 
   /** The issuer's signed `bundle` answer, verified against the pinned root (the Workload API's bundles). */
   async bundle(rootPem: string, now: () => number): Promise<BundleResult> {
+    return (await this.signedBundle(rootPem, now)).result;
+  }
+
+  /**
+   * The same, with the serials of the certificates its signer chain carries (x5c below the root;
+   * pki/serial-key.ts form): a root CRL this answer brings must not list the issuer that served
+   * it (agent/root-crl-state.ts).
+   */
+  async signedBundle(rootPem: string, now: () => number): Promise<{ result: BundleResult; signerSerials: string[] }> {
     return this.each(async (t) => {
       const body = await t.bundle();
-      return this.verifier.responseOrError(body, 'bundle', null, null, rootPem, new Date(now())).result;
+      const result = this.verifier.responseOrError(body, 'bundle', null, null, rootPem, new Date(now())).result;
+      const { header } = parseJws(body, 'response_invalid');
+      return { result, signerSerials: x5cDers(header).map((d) => serialKey(new X509Certificate(d).serialNumber)) };
     });
   }
 

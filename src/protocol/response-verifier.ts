@@ -184,8 +184,9 @@ export class ResponseVerifier {
       leaf,
       notBefore: Math.max(...path.map((c) => Date.parse(c.validFrom))),
       notAfter: Math.min(...path.map((c) => Date.parse(c.validTo))),
-      // The path below the root: the root itself is never listed in its own CRL.
-      serials: path.slice(0, -1).map((c) => serialKey(c.serialNumber)),
+      // The certificate the root issued on this path (the intermediate): the root CRL's entries
+      // are serials the ROOT issued, so a leaf's serial is another namespace (review).
+      serials: path.length >= 2 ? [serialKey(path[path.length - 2]!.serialNumber)] : [],
     };
     if (this.#signers.size >= MAX_VERIFIED_SIGNERS) this.#signers.delete(this.#signers.keys().next().value!);
     if (this.#issuerIds.size > MAX_VERIFIED_SIGNERS) this.#issuerIds.clear();

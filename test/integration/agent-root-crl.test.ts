@@ -120,6 +120,12 @@ outputs:
     const kept = agent.state.getSetting(ROOT_CRL_SETTING);
     const b64 = readFileSync(rootCrlFile(h.dir)).toString('base64');
     expect(await agent.rootCrl.offer(b64, fromPem(h.rootPem, 'CERTIFICATE'))).toBe(false);
+    // A CRL that lists the intermediate of the issuer serving it is never kept (a corrected one
+    // could not reach the agent afterwards: it would come signed under that intermediate).
+    const stolenSerial = new X509Certificate(stolen.certDer).serialNumber.toLowerCase().replace(/^(00)+(?=.)/, '');
+    await expect(agent.rootCrl.offer(b64, fromPem(h.rootPem, 'CERTIFICATE'), [stolenSerial])).rejects.toThrow(
+      /lists the intermediate of the issuer that served it/,
+    );
     const otherRoot = createRootCa({ trustDomain: 'example.org' });
     const foreign = await signRootCrl(
       h.ctx.stores,
