@@ -149,7 +149,7 @@ export function registerIssuerCommands(server: Command, run: (fn: () => Promise<
             old: `${r.old.name} (serial ${r.old.serial}) ${r.old.status}; its certificate kept as ${r.old.keptAs}`,
             ...(r.rootCrlFile
               ? {
-                  'root CRL': `${r.rootCrlFile}: give it to relying parties that check the whole chain (PEM: openssl crl -inform DER -in ${r.rootCrlFile} -out root-crl.pem), and copy it to every other issuer's crl/`,
+                  'root CRL': `${r.rootCrlFile} (lists ${(r.rootCrlListed ?? []).join(', ')}): give it to relying parties that check the whole chain (PEM: openssl crl -inform DER -in ${r.rootCrlFile} -out root-crl.pem), and copy it to every other issuer's crl/`,
                 }
               : {}),
             next:

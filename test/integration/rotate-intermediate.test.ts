@@ -111,6 +111,7 @@ describe('rotate-intermediate on a SQLite issuer', () => {
     checkpoints.push((await checkpointHead(h.ctx.stores.audit, loadCheckpointSigner(dir), 'manual', Date.now()))!);
     const r = await rotateIntermediate({ dataDir: dir, revokeOld: true, reason: 'host stolen' });
     expect(r.old).toMatchObject({ name: 'primary-2', status: 'revoked' });
+    expect(r.rootCrlListed).toEqual(['primary-2']);
     expect(r.new.name).toBe('primary-3');
     await restart();
     // a's leaf was issued under primary-2: refused before any other check.

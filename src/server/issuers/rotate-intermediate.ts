@@ -58,6 +58,8 @@ export interface RotateIntermediateResult {
   new: { name: string; serial: string; notAfter: string };
   /** Written with --revoke-old. */
   rootCrlFile?: string;
+  /** The intermediates that root CRL lists, by registry name: every revoked row, not only the old one (docs/issuers.md "Limits"). */
+  rootCrlListed?: string[];
 }
 
 export async function rotateIntermediate(o: {
@@ -205,6 +207,7 @@ async function rotateLocked(o: Parameters<typeof rotateIntermediate>[0]): Promis
       const file = rootCrlFile(o.dataDir);
       writeFileAtomic(file, crl.der, { mode: 0o644 });
       result.rootCrlFile = file;
+      result.rootCrlListed = crl.listed.map((l) => l.name);
     }
     rmSync(progressFile, { force: true });
     return result;
