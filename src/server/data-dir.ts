@@ -259,8 +259,7 @@ export function loadCaMaterial(dir: string): CaMaterial {
     throw new SigilError('config_invalid', `${p.intCert} is not issued by ${p.rootCert}`);
   }
   // And the key must be that certificate's: else every leaf would carry a chain that fails.
-  const spki = (k: KeyObject): Buffer => k.export({ type: 'spki', format: 'der' });
-  if (!spki(createPublicKey(intermediateKey)).equals(spki(new X509Certificate(intermediateDer).publicKey)))
+  if (!createPublicKey(intermediateKey).equals(new X509Certificate(intermediateDer).publicKey))
     throw new SigilError(
       'config_invalid',
       `${p.intKey} is not the key of ${p.intCert}${existsSync(join(dir, 'ca', 'intermediate.rotating.json')) ? ': a `sigil server rotate-intermediate` stopped half-way; run it again to finish' : ''}`,

@@ -142,7 +142,8 @@ async function registerFirst(
   return name;
 }
 
-function safeDer(pem: string): Buffer | undefined {
+/** A registry row's certificate as DER, or undefined when it cannot be read (such a row matches nothing). */
+export function safeDer(pem: string): Buffer | undefined {
   try {
     return fromPem(pem, 'CERTIFICATE');
   } catch {

@@ -95,8 +95,7 @@ export async function retireIssuer(o: {
 /** The root key, checked to be the key of ca/root.pem (a wrong file must not sign a root CRL). */
 function rootKeyOf(file: string, rootCert: string): KeyObject {
   const key = readPrivateKeyFile(file);
-  const spki = (k: KeyObject): Buffer => k.export({ type: 'spki', format: 'der' });
-  if (!spki(createPublicKey(key)).equals(spki(new X509Certificate(readFileSync(rootCert)).publicKey)))
+  if (!createPublicKey(key).equals(new X509Certificate(readFileSync(rootCert)).publicKey))
     throw new SigilError('config_invalid', `${file} is not the key of ${rootCert}`);
   return key;
 }

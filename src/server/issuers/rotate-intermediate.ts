@@ -33,7 +33,7 @@
  * removed. The kept certificate is public (audit checkpoints the old key signed
  * verify with it); the old key is gone with the rename.
  */
-import { createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { createPublicKey, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { SigilError } from '../../errors.js';
@@ -45,7 +45,7 @@ import { openIssuerStores, paths, readMeta } from '../data-dir.js';
 import { readPrivateKeyFile } from '../key-file.js';
 import type { IssuerRecord } from '../store/issuer-registry-types.js';
 import type { Stores } from '../store/types.js';
-import type { IssuerMetaWithName } from './add-issuer.js';
+import { safeDer, type IssuerMetaWithName } from './add-issuer.js';
 import { checkIssuerName, FIRST_ISSUER_NAME, intermediateCommonName, ISSUER_NAME_RE } from './names.js';
 import { rootCrlFile } from './root-crl-file.js';
 import { signRootCrl } from './root-crl.js';
@@ -93,7 +93,7 @@ async function rotateLocked(o: Parameters<typeof rotateIntermediate>[0]): Promis
   const rootDer = fromPem(readFileSync(p.rootCert, 'utf8'), 'CERTIFICATE');
   const rootCert = new X509Certificate(rootDer);
   const rootKey = readPrivateKeyFile(rootKeyPath);
-  if (!samePublicKey(rootKey, rootCert.publicKey))
+  if (!createPublicKey(rootKey).equals(rootCert.publicKey))
     throw new SigilError('config_invalid', `${rootKeyPath} is not the key of ${p.rootCert}`);
   const caDir = path.dirname(p.intCert);
   const next = { cert: path.join(caDir, 'intermediate.next.pem'), key: path.join(caDir, 'intermediate.next.key') };
@@ -107,7 +107,7 @@ async function rotateLocked(o: Parameters<typeof rotateIntermediate>[0]): Promis
       const currentPem = readFileSync(p.intCert, 'utf8');
       verified(currentPem, rootCert, meta.trust_domain, now, p.intCert);
       const from = await registerCurrent(stores, rows, currentPem, meta, now);
-      let to = existsSync(next.cert) && existsSync(next.key) ? pendingNext(next, rows)?.name : undefined;
+      let to = existsSync(next.cert) && existsSync(next.key) ? pendingNext(next, rows) : undefined;
       if (!to) {
         rmSync(next.cert, { force: true });
         rmSync(next.key, { force: true });
@@ -147,7 +147,7 @@ async function rotateLocked(o: Parameters<typeof rotateIntermediate>[0]): Promis
     fsyncDir(caDir);
     const newPem = readFileSync(p.intCert, 'utf8');
     const fresh = verified(newPem, rootCert, meta.trust_domain, now, p.intCert);
-    if (!samePublicKey(readPrivateKeyFile(p.intKey), fresh.ca.publicKey))
+    if (!createPublicKey(readPrivateKeyFile(p.intKey)).equals(fresh.ca.publicKey))
       throw new SigilError('config_invalid', `${p.intKey} is not the key of ${p.intCert}; restore both from a backup`);
     const newRow = await stores.issuers.get(prog.to);
     if (!newRow || !safeDer(newRow.certPem)?.equals(fresh.ca.certDer))
@@ -241,16 +241,12 @@ function readProgress(file: string): { from: string; to: string } | undefined {
 }
 
 /** A `.next` pair from a run that stopped after registering it: its name, if the registry holds exactly it. */
-function pendingNext(
-  next: { cert: string; key: string },
-  rows: readonly IssuerRecord[],
-): { name: string; pem: string } | undefined {
-  const pem = readFileSync(next.cert, 'utf8');
-  const der = fromPem(pem, 'CERTIFICATE');
+function pendingNext(next: { cert: string; key: string }, rows: readonly IssuerRecord[]): string | undefined {
+  const der = fromPem(readFileSync(next.cert, 'utf8'), 'CERTIFICATE');
   const cert = new X509Certificate(der);
-  if (!samePublicKey(readPrivateKeyFile(next.key), cert.publicKey)) return undefined;
+  if (!createPublicKey(readPrivateKeyFile(next.key)).equals(cert.publicKey)) return undefined;
   const row = rows.find((r) => r.status === 'active' && safeDer(r.certPem)?.equals(der));
-  return row ? { name: row.name, pem } : undefined;
+  return row?.name;
 }
 
 /** The registry name of the current intermediate, registering it (as add-issuer does) when no row holds it. */
@@ -298,17 +294,4 @@ function verified(pem: string, root: X509Certificate, trustDomain: string, now: 
   const v = verifyIntermediate(pem, root, trustDomain, now);
   if (!v.ok) throw new SigilError('config_invalid', `${what} does not verify against the root: ${v.reason}`);
   return v.value;
-}
-
-function samePublicKey(key: KeyObject, pub: KeyObject): boolean {
-  const der = (k: KeyObject): Buffer => k.export({ type: 'spki', format: 'der' });
-  return der(key.type === 'private' ? createPublicKey(key) : key).equals(der(pub));
-}
-
-function safeDer(pem: string): Buffer | undefined {
-  try {
-    return fromPem(pem, 'CERTIFICATE');
-  } catch {
-    return undefined;
-  }
 }
