@@ -277,48 +277,28 @@ describe('an issuer behind a key rotation the agent knows of (trust_lagging)', (
   });
 });
 
-describe('trust_lagging, the files gone', () => {
-  it('a credential whose files are missing (tmpfs after a reboot) is written from the lagging answer', async () => {
-    const lagging = (seq: number): CredentialClient => ({
-      ...client,
-      request: async (...a: Parameters<CredentialClient['request']>) => ({
-        ...(await client.request(...a)),
-        trust_sequence: seq,
-      }),
-    });
-    const o = (c: CredentialClient): CredentialOutputs =>
-      new CredentialOutputs(
-        outputs([{ type: 'jwt', path: 'jwt', audiences: ['vault'], ttl: '1h' }]).destinations.map((d) => d.config),
-        { state, log: silentLogger(), client: c, now: () => clock, rand: () => 0.5 },
-      );
-    state.setSetting(TRUST_SEQUENCE_SETTING, '1700000100');
-    expect((await o(lagging(1700000100)).refresh())[0]!.action).toBe('issued');
-    state.setSetting(TRUST_SEQUENCE_SETTING, '1700000200');
-    unlinkSync(join(dir, 'jwt', 'token'));
-    expect((await o(lagging(1700000100)).refresh())[0]!.action).toBe('issued');
-    expect(readFileSync(join(dir, 'jwt', 'token'), 'utf8')).toBe(tokenN(2));
-    expect(credentialOutputsStatus(state)[0]!.last_error).toMatch(/^trust_lagging: /);
+describe('trust_lagging, written anyway', () => {
+  const lagging = (seq: number): CredentialClient => ({
+    ...client,
+    request: async (...a: Parameters<CredentialClient['request']>) => ({
+      ...(await client.request(...a)),
+      trust_sequence: seq,
+    }),
   });
-});
-
-describe('trust_lagging, a credential about to expire', () => {
-  it('one that lives less than 10 minutes more is replaced by the lagging answer (better than none)', async () => {
-    const lagging = (seq: number): CredentialClient => ({
-      ...client,
-      request: async (...a: Parameters<CredentialClient['request']>) => ({
-        ...(await client.request(...a)),
-        trust_sequence: seq,
-      }),
-    });
-    const o = (c: CredentialClient): CredentialOutputs =>
-      new CredentialOutputs(
-        outputs([{ type: 'jwt', path: 'jwt', audiences: ['vault'], ttl: '5m' }]).destinations.map((d) => d.config),
-        { state, log: silentLogger(), client: c, now: () => clock, rand: () => 0.5 },
-      );
+  const jwtOutput = (ttl: string, c: CredentialClient): CredentialOutputs =>
+    new CredentialOutputs(
+      outputs([{ type: 'jwt', path: 'jwt', audiences: ['vault'], ttl }]).destinations.map((d) => d.config),
+      { state, log: silentLogger(), client: c, now: () => clock, rand: () => 0.5 },
+    );
+  it.each([
+    { why: 'whose files are missing (tmpfs after a reboot)', ttl: '1h', removeFiles: true },
+    { why: 'that lives less than 10 minutes more', ttl: '5m', removeFiles: false },
+  ])('a credential $why is replaced by the lagging answer (better than none)', async ({ ttl, removeFiles }) => {
     state.setSetting(TRUST_SEQUENCE_SETTING, '1700000100');
-    expect((await o(lagging(1700000100)).refresh())[0]!.action).toBe('issued');
+    expect((await jwtOutput(ttl, lagging(1700000100)).refresh())[0]!.action).toBe('issued');
     state.setSetting(TRUST_SEQUENCE_SETTING, '1700000200');
-    expect((await o(lagging(1700000100)).refresh())[0]!.action).toBe('issued');
+    if (removeFiles) unlinkSync(join(dir, 'jwt', 'token'));
+    expect((await jwtOutput(ttl, lagging(1700000100)).refresh())[0]!.action).toBe('issued');
     expect(readFileSync(join(dir, 'jwt', 'token'), 'utf8')).toBe(tokenN(2));
     expect(credentialOutputsStatus(state)[0]!.last_error).toMatch(/^trust_lagging: /);
   });
