@@ -164,9 +164,10 @@ export class Agent {
       );
     }
     this.link = new IssuerLink(deps.transports ?? buildTransports(cfg, this.state, this.now));
-    // Answers signed under an intermediate the root revoked are refused (./root-crl-state.ts).
+    // Answers signed, and HTTPS servers certified, under an intermediate the root revoked are
+    // refused (./root-crl-state.ts).
     this.rootCrl = new RootCrlState(this.state);
-    this.link.verifier.revocations(() => this.rootCrl.revoked());
+    this.link.revocations(() => this.rootCrl.revoked());
     if (deps.modules) this.installCredentials(deps.modules);
   }
 

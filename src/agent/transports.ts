@@ -127,6 +127,18 @@ export class IssuerLink {
     this.counts = transports.map(() => ({ failures: 0, successes: 0 }));
   }
 
+  /**
+   * Refuse everything signed, and every HTTPS server certified, under an intermediate the pinned
+   * root revoked (`fn`: the agent's kept root CRL, ./root-crl-state.ts): the answers' signer
+   * chains (the verifier) and the HTTPS transports' TLS chains, whose error bodies are unsigned.
+   * MQTT's TLS is the broker's own; its answers are all signed.
+   */
+  revocations(fn: () => ReadonlySet<string>): this {
+    this.verifier.revocations(fn);
+    for (const t of this.transports) if (t instanceof HttpsIssuerClient) t.refuseRevoked(fn);
+    return this;
+  }
+
   /** Per-transport counters since this process started (for metrics). */
   get stats(): TransportStats[] {
     return this.transports.map((t, i) => ({

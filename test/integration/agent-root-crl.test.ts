@@ -10,16 +10,19 @@
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Agent, loadAgentModules } from '../../src/agent/agent.js';
 import { parseAgentConfig } from '../../src/agent/config.js';
+import { REVOKED_SERIAL_SETTING } from '../../src/agent/credential-status.js';
 import { ROOT_CRL_SETTING } from '../../src/agent/root-crl-state.js';
 import { openAgentState } from '../../src/agent/state/index.js';
-import { createRootCa } from '../../src/pki/ca.js';
+import { createRootCa, issueServerCert } from '../../src/pki/ca.js';
 import { spkiPin } from '../../src/pki/chain.js';
 import { CertificateIssuer } from '../../src/pki/issue.js';
-import { fromPem } from '../../src/pki/pem.js';
+import { fromPem, toPem } from '../../src/pki/pem.js';
 import { signJwsWithKey } from '../../src/protocol/jws.js';
 import { PROTOCOL_VERSION, TYP_RESPONSE } from '../../src/protocol/messages.js';
 import { paths } from '../../src/server/data-dir.js';
@@ -61,6 +64,54 @@ function forgedBundle(inter: { certDer: Buffer; key: ReturnType<typeof readPriva
   return signJwsWithKey(privateKey, 'ES256', TYP_RESPONSE, payload, [leaf, inter.certDer]);
 }
 
+const cfgText = (issuer: string, token: string): string => `issuer: ${issuer}
+ca_pin: ${spkiPin(new X509Certificate(h.rootPem))}
+data_dir: ${join(tmp, 'data')}
+ttl: 1h
+join: { method: token, token: ${token} }
+outputs:
+  - { type: identity, path: ${join(tmp, 'id')} }
+`;
+
+/**
+ * The thief's HTTPS server: a TLS certificate for the issuer SPIFFE ID under the stolen
+ * intermediate; every request is refused `issuer_revoked` in an (unsigned) HTTPS error body.
+ */
+async function thiefServer(inter: { certDer: Buffer; key: ReturnType<typeof readPrivateKeyFile> }) {
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const leaf = issueServerCert(new CertificateIssuer({ caCertDer: inter.certDer, caKey: inter.key }), {
+    trustDomain: 'example.org',
+    dnsNames: ['localhost'],
+    ipAddresses: ['127.0.0.1'],
+    ttlDays: 1,
+    spkiDer: publicKey.export({ type: 'spki', format: 'der' }),
+  });
+  let requests = 0;
+  const srv = https.createServer(
+    {
+      key: privateKey.export({ type: 'pkcs8', format: 'pem' }),
+      cert: [toPem('CERTIFICATE', leaf), toPem('CERTIFICATE', inter.certDer)].join(''),
+    },
+    (_q, r) => {
+      requests++;
+      r.writeHead(403, { 'content-type': 'application/json' });
+      r.end(JSON.stringify({ code: 'issuer_revoked', message: 'forged by the thief' }));
+    },
+  );
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (srv.address() as AddressInfo).port,
+    get requests() {
+      return requests;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        srv.closeAllConnections();
+        srv.close(() => resolve());
+      }),
+  };
+}
+
 async function restart(): Promise<void> {
   const { dir, port } = h;
   await h.close({ keepDir: true });
@@ -71,17 +122,8 @@ async function restart(): Promise<void> {
 }
 
 it('answers signed under a revoked intermediate: accepted before the agent has the root CRL, refused after', async () => {
-  const cfg = parseAgentConfig(
-    `issuer: https://127.0.0.1:${h.port}
-ca_pin: ${spkiPin(new X509Certificate(h.rootPem))}
-data_dir: ${join(tmp, 'data')}
-ttl: 1h
-join: { method: token, token: ${await h.token()} }
-outputs:
-  - { type: identity, path: ${join(tmp, 'id')} }
-`,
-    join(tmp, 'agent.yaml'),
-  );
+  const token = await h.token();
+  const cfg = parseAgentConfig(cfgText(`https://127.0.0.1:${h.port}`, token), join(tmp, 'agent.yaml'));
   const agent = new Agent(cfg, silentLogger(), {
     modules: await loadAgentModules(cfg),
     state: openAgentState(cfg.dataDir),
@@ -96,6 +138,24 @@ outputs:
     await rotateIntermediate({ dataDir: h.dir, revokeOld: true });
     await restart();
     const verify = (body: unknown) => agent.link.verifier.responseOrError(body, 'bundle', null, null, h.rootPem);
+
+    // The control for the HTTPS case below: before the agent has the CRL, the thief's unsigned
+    // refusal is believed (the identity is marked revoked). Put back afterwards.
+    const early = await thiefServer(stolen);
+    try {
+      const viaThief = new Agent(
+        parseAgentConfig(cfgText(`https://127.0.0.1:${early.port}`, token), join(tmp, 'thief.yaml')),
+        silentLogger(),
+        { modules: await loadAgentModules(cfg), state: agent.state },
+      );
+      const r = await viaThief.tick({ force: true });
+      expect(r.action === 'failed' && r.error.code).toBe('reattest_required'); // a token agent: a new token needed
+      expect(early.requests).toBe(1);
+      expect(agent.state.getSetting(REVOKED_SERIAL_SETTING)).toBe(agent.state.getIdentity()!.serial);
+      agent.state.setSetting(REVOKED_SERIAL_SETTING, '');
+    } finally {
+      await early.close();
+    }
 
     // Without the CRL the agent cannot tell (the gap the review found).
     const forged = forgedBundle(stolen);
@@ -115,6 +175,29 @@ outputs:
     // The real issuer's answers (under the new intermediate) still pass.
     const real = await h.request('GET', '/v1/bundle');
     expect(verify(real.json).result.trust_domain).toBe('example.org');
+
+    // Over HTTPS the thief needs no signature for a refusal: error bodies are unsigned, and its
+    // TLS certificate (the issuer SPIFFE ID under the stolen intermediate) chains to the pinned
+    // root. An agent (same state) pointed at the thief's server: refused by its TLS chain, the
+    // identity untouched (before, the forged issuer_revoked made it unusable: a token agent
+    // needed a new token).
+    const thief = await thiefServer(stolen);
+    try {
+      const viaThief = new Agent(
+        parseAgentConfig(cfgText(`https://127.0.0.1:${thief.port}`, token), join(tmp, 'thief.yaml')),
+        silentLogger(),
+        { modules: await loadAgentModules(cfg), state: agent.state },
+      );
+      const r = await viaThief.tick({ force: true });
+      expect(r.action === 'failed' && r.error).toMatchObject({
+        code: 'response_invalid',
+        message: expect.stringMatching(/TLS chain passes through intermediate CA serial .* the pinned root revoked/),
+      });
+      expect(thief.requests).toBe(0);
+      expect(agent.state.getSetting(REVOKED_SERIAL_SETTING)).toBe('');
+    } finally {
+      await thief.close();
+    }
 
     // Kept, never replaced by an older CRL, and a CRL another root signed is refused.
     const kept = agent.state.getSetting(ROOT_CRL_SETTING);

@@ -21,6 +21,7 @@ import * as x509 from '@peculiar/x509';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spkiPin } from '../../src/pki/chain.js';
 import { toPem } from '../../src/pki/pem.js';
+import { serialKey } from '../../src/pki/serial-key.js';
 import { HttpsIssuerClient } from '../../src/transport/https/client.js';
 import { peekPinnedRoot } from '../../src/transport/mqtt/tls-pin.js';
 
@@ -216,6 +217,46 @@ describe('attack: a TLS server that is not the pinned issuer', () => {
     await expect(client(s, pinOf(root), root.pem).bundle()).rejects.toThrow(
       refused(/does not carry the issuer SPIFFE ID/),
     );
+  });
+});
+
+describe('attack: the thief of an intermediate key the root revoked (rotate-intermediate --revoke-old)', () => {
+  // The thief's TLS certificate carries the issuer SPIFFE ID and chains to the pinned root
+  // through the stolen intermediate: only the agent's kept root CRL tells it apart. Its error
+  // bodies are unsigned over HTTPS (a forged issuer_revoked would cost a token agent its identity).
+  const notIssuer = (serial: string) =>
+    expect.objectContaining({
+      code: 'response_invalid',
+      message: expect.stringMatching(new RegExp(`intermediate CA serial ${serial}, which the pinned root revoked`)),
+    });
+
+  it('served until the kept CRL lists its intermediate; then refused, the pooled connection included', async () => {
+    const stolen = await make({ subject: 'CN=Sigil Intermediate', issuer: root, ca: true, uris: [TD] });
+    const leaf = await make({ subject: 'CN=issuer', issuer: stolen, ca: false, uris: [ISSUER_ID] });
+    const s = await serve([leaf, stolen]);
+    const serialOf = (m: Made) => serialKey(m.cert.serialNumber);
+    let revoked: ReadonlySet<string> = new Set();
+    const c = client(s, pinOf(root), root.pem).refuseRevoked(() => revoked);
+    await expect(c.bundle()).resolves.toEqual({ served: true });
+    // The leaf's serial is the intermediate's namespace, not the root's: listing it changes nothing.
+    revoked = new Set([serialOf(leaf)]);
+    await expect(c.bundle()).resolves.toEqual({ served: true });
+    // The CRL arrives (the agent's trust check): the kept-alive connection to the thief is not reused.
+    revoked = new Set([serialOf(stolen)]);
+    await expect(c.bundle()).rejects.toThrow(notIssuer(serialOf(stolen)));
+    await expect(c.post('renew', { payload: '', protected: '', signature: '' } as never)).rejects.toThrow(
+      notIssuer(serialOf(stolen)),
+    );
+    // A client that starts with the CRL (an agent restarted), and the genuine issuer still served.
+    const fresh = client(s, pinOf(root), root.pem).refuseRevoked(() => revoked);
+    await expect(fresh.bundle()).rejects.toThrow(notIssuer(serialOf(stolen)));
+    await expect(
+      client(genuine, pinOf(root), root.pem)
+        .refuseRevoked(() => revoked)
+        .bundle(),
+    ).resolves.toEqual({
+      served: true,
+    });
   });
 });
 

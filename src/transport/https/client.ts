@@ -7,6 +7,11 @@
  *  2. every request: OpenSSL verifies the chain against that single root, and instead of a
  *     hostname we require the issuer's SPIFFE ID (spiffe://<td>/sigil/issuer), as SPIRE agents do.
  *  3. every response body is a JWS whose x5c chains to the same root (../../protocol/verify-response.ts).
+ *  4. (agents) the chain must not pass through an intermediate the pinned root revoked — the agent's
+ *     kept root CRL, {@link HttpsIssuerClient.refuseRevoked}: the thief of an intermediate key
+ *     revoked by `rotate-intermediate --revoke-old` can still make a TLS certificate with the
+ *     issuer's SPIFFE ID, and HTTPS error bodies are not signed (a forged `issuer_revoked` would
+ *     cost a token agent its identity).
  */
 import { X509Certificate } from 'node:crypto';
 import https from 'node:https';
@@ -14,6 +19,7 @@ import tls, { type PeerCertificate } from 'node:tls';
 import { SigilError } from '../../errors.js';
 import { expectedIssuerId, spkiPin } from '../../pki/chain.js';
 import { toPem } from '../../pki/pem.js';
+import { serialKey } from '../../pki/serial-key.js';
 import type { Jws } from '../../protocol/jws.js';
 import type { IssuerTransport, PostHooks, RequestOp } from '../types.js';
 
@@ -33,12 +39,49 @@ function networkError(e: unknown, url: string): SigilError {
   return new SigilError('issuer_unreachable', `cannot reach the issuer at ${url}: ${code}`, { cause: e });
 }
 
+const NONE_REVOKED: ReadonlySet<string> = new Set();
+
+/**
+ * Refusal when the verified chain (leaf first; OpenSSL already checked it up to `root`) holds a
+ * certificate the root issued whose serial `revoked` lists. Only certificates the root issued
+ * are looked up: the root CRL's serials are the root's namespace, a leaf's serial is its
+ * intermediate's.
+ */
+function revokedOnPath(
+  peer: tls.DetailedPeerCertificate,
+  root: X509Certificate,
+  revoked: ReadonlySet<string>,
+): SigilError | undefined {
+  if (revoked.size === 0) return undefined;
+  const seen = new Set<string>();
+  for (
+    let c: tls.DetailedPeerCertificate | undefined = peer;
+    c?.raw && !seen.has(c.fingerprint256);
+    c = c.issuerCertificate
+  ) {
+    seen.add(c.fingerprint256);
+    if (c.fingerprint256 === root.fingerprint256) break;
+    const cert = new X509Certificate(c.raw);
+    const serial = serialKey(cert.serialNumber);
+    if (cert.checkIssued(root) && revoked.has(serial))
+      return new SigilError(
+        'response_invalid',
+        `the server's TLS chain passes through intermediate CA serial ${serial}, which the pinned root revoked (its CRL lists it): not the issuer`,
+      );
+  }
+  return undefined;
+}
+
 export class HttpsIssuerClient implements IssuerTransport {
   readonly kind = 'https' as const;
   private readonly base: URL;
   private rootPem: string | undefined;
   private agent: https.Agent | undefined;
   readonly timeoutMs: number;
+  #revoked: () => ReadonlySet<string> = () => NONE_REVOKED;
+  /** The set the pooled connections (and cached TLS sessions) were checked against. */
+  #checkedAgainst: ReadonlySet<string> = NONE_REVOKED;
+  #rootCert: X509Certificate | undefined;
 
   constructor(private readonly opts: HttpsClientOptions) {
     try {
@@ -68,16 +111,33 @@ export class HttpsIssuerClient implements IssuerTransport {
     return this.rootPem;
   }
 
+  /**
+   * Refuse a server whose chain passes through a certificate the pinned root issued and revoked:
+   * `fn` returns those serials (RootCrl form, pki/serial-key.ts; the agent's kept root CRL,
+   * agent/root-crl-state.ts). When its set changes, pooled connections and cached TLS sessions
+   * are dropped: Node skips the identity check on a resumed session.
+   */
+  refuseRevoked(fn: () => ReadonlySet<string>): this {
+    this.#revoked = fn;
+    return this;
+  }
+
   private setRoot(pem: string): void {
     const cert = new X509Certificate(pem);
     if (spkiPin(cert) !== this.opts.pin)
       throw new SigilError('pin_mismatch', `the stored issuer root does not match ca_pin ${this.opts.pin}`);
     this.rootPem = pem;
-    const want = expectedIssuerId(cert);
+    this.#rootCert = cert;
+    this.buildAgent(cert);
+  }
+
+  private buildAgent(root: X509Certificate): void {
+    const want = expectedIssuerId(root);
+    this.#checkedAgainst = this.#revoked();
     this.agent?.destroy();
     this.agent = new https.Agent({
       keepAlive: true,
-      ca: pem,
+      ca: this.rootPem,
       rejectUnauthorized: true,
       // Identity is the issuer's SPIFFE ID under the pinned root, not a DNS name.
       checkServerIdentity: (_host: string, peer: PeerCertificate) => {
@@ -88,7 +148,7 @@ export class HttpsIssuerClient implements IssuerTransport {
         if (!uris.includes(want)) {
           return new SigilError('pin_mismatch', `the server certificate does not carry the issuer SPIFFE ID ${want}`);
         }
-        return undefined;
+        return revokedOnPath(peer as tls.DetailedPeerCertificate, root, this.#revoked());
       },
     });
   }
@@ -152,6 +212,7 @@ export class HttpsIssuerClient implements IssuerTransport {
     hooks?: PostHooks,
   ): Promise<unknown> {
     await this.ensureRoot();
+    if (this.#revoked() !== this.#checkedAgainst) this.buildAgent(this.#rootCert!);
     const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     return new Promise((resolve, reject) => {
       const req = https.request(
