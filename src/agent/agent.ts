@@ -438,6 +438,18 @@ export class Agent {
   }
 
   /**
+   * `sigil agent run --once` (cron): the daemon's trust check when it is due (the schedule is kept
+   * in the state, so a cron'd agent checks at most every `trust_check_every`), then {@link tick}.
+   * First, so that the root CRL guards this pass's answers and a risen trust sequence re-issues
+   * the ssh/jwt outputs in the same pass; without it a cron'd agent followed a key rotation only
+   * at its next renewal and never learned the root CRL. Never throws.
+   */
+  async once(): Promise<TickOutcome & { credentials?: OutputOutcome[] }> {
+    await (await this.trustCheck())?.runOnePass();
+    return this.tick();
+  }
+
+  /**
    * One pass: resend a pending request if there is one; otherwise join (no identity, or it
    * expired) or renew (due, or `force`). Never throws: failures are recorded and returned.
    */

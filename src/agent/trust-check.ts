@@ -98,6 +98,15 @@ export class TrustCheck {
     return this.runNow();
   }
 
+  /**
+   * A one-shot process (`agent run --once`): check if due, or if no check was ever stored — the
+   * daemon's first check waits up to a tenth of the interval, which a cron'd process would wait
+   * again in every run and never reach. Never throws.
+   */
+  async runOnePass(): Promise<boolean> {
+    return readLastTrustCheck(this.#d.state) === undefined ? this.runNow() : this.runIfDue();
+  }
+
   /** Check now, whatever the schedule. Never throws (the daemon's loop must go on). */
   async runNow(): Promise<boolean> {
     try {

@@ -252,7 +252,7 @@ export async function agentRunCommand(o: AgentRunOptions): Promise<void> {
   try {
     if (o.once) {
       if (!opened.served) a.serveCached();
-      printOutcome(await a.tick(), fmt);
+      printOutcome(await a.once(), fmt);
       return;
     }
     const ac = new AbortController();
@@ -330,7 +330,7 @@ export function registerAgent(program: Command, run: (fn: () => Promise<void> | 
     .requiredOption('--config <file>', 'agent.yaml')
     .option(
       '--once',
-      'join or renew if needed, write outputs, exit (0 ok, 75 issuer unreachable, 1 refused; an output that failed counts)',
+      'trust check if due, join or renew if needed, write outputs, exit (0 ok, 75 issuer unreachable, 1 refused; an output that failed counts)',
     )
     .option('--format <fmt>', 'table or json (with --once)')
     .action((o: AgentRunOptions) => run(() => agentRunCommand(o)));

@@ -114,10 +114,17 @@ describe('agent errors and status', () => {
       token: await createToken(fx.issuer, 'gw2'),
     });
     await sigilJson(['agent', 'run', '--once', '--config', a.config]);
+    // The next cron pass makes the trust check (key rotations, the root CRL) before anything else.
+    await sigilJson(['agent', 'run', '--once', '--config', a.config]);
     const ok = await sigil(['agent', 'status', '--config', a.config, '--format', 'json']);
     expect(ok.code).toBe(0);
     expect(ok.stderr).toBe('');
-    expect(JSON.parse(ok.stdout)).toMatchObject({ state: 'ok', mqtt_client_cert: null });
+    expect(JSON.parse(ok.stdout)).toMatchObject({
+      state: 'ok',
+      mqtt_client_cert: null,
+      last_trust_check: expect.any(String),
+      last_trust_check_error: null,
+    });
 
     await sigilJson(['ctl', '--data-dir', fx.issuer.dataDir, 'lock', 'gw2']);
     const r = await sigil(['agent', 'renew', '--config', a.config]);
