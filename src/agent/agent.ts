@@ -168,6 +168,9 @@ export class Agent {
     // refused (./root-crl-state.ts).
     this.rootCrl = new RootCrlState(this.state);
     this.link.revocations(() => this.rootCrl.revoked());
+    this.link.onRefused((e, leaf) => {
+      if (e.code === 'issuer_revoked') this.signerRevoked(leaf);
+    });
     if (deps.modules) this.installCredentials(deps.modules);
   }
 
@@ -413,6 +416,27 @@ export class Agent {
   /** Whether the issuer refused this identity's renewal as issued under a revoked intermediate. */
   private revoked(id: Identity): boolean {
     return this.state.getSetting(REVOKED_SERIAL_SETTING) === id.serial;
+  }
+
+  /**
+   * A credential, workload or attest request was refused `issuer_revoked`: the identity that
+   * signed it is over, as after a renewal refused so — the next pass joins again (or says a new
+   * token is needed) at once instead of at the identity's renewal time, hours away. Only that
+   * identity: a renewal may have replaced it while the request was out. Never throws.
+   */
+  private signerRevoked(signerLeafDer: Buffer | undefined): void {
+    try {
+      const current = this.state.getIdentity();
+      if (!current || !signerLeafDer || this.revoked(current)) return;
+      if (!fromPem(current.chainPem[0]!, 'CERTIFICATE').equals(signerLeafDer)) return;
+      this.state.setSetting(REVOKED_SERIAL_SETTING, current.serial);
+      this.log.warn(
+        { serial: current.serial },
+        'the issuer revoked the intermediate CA of this identity: it cannot renew; joining again',
+      );
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, 'could not record the revoked identity');
+    }
   }
 
   /**
@@ -693,6 +717,8 @@ export class Agent {
       return id && !attemptedSinceExpiry ? Math.min(st.nextAttemptAt, id.notAfter) : st.nextAttemptAt;
     }
     if (this.state.getOutbox().length) return now;
+    // Revoked by a refusal outside a renewal (signerRevoked): the re-join is due now.
+    if (id && this.revoked(id)) return now;
     return id ? Math.max(now, id.renewAfter) : now;
   }
 
@@ -786,6 +812,7 @@ export class Agent {
       state: this.state,
       log: this.log,
       attempt: async () => {
+        const signerLeaf = this.state.getIdentity()?.chainPem[0];
         const outcome = await attestOnce({
           state: this.state,
           link: this.link,
@@ -795,6 +822,10 @@ export class Agent {
           tpmTcti: this.cfg.tpmTcti,
           tpm: this.tpm,
         });
+        if (outcome.kind === 'refused' && outcome.code === 'issuer_revoked' && signerLeaf !== undefined) {
+          this.signerRevoked(fromPem(signerLeaf, 'CERTIFICATE'));
+          await this.tick();
+        }
         // The rule's PCR selection changed since our join (issue #16): only a new join learns it,
         // as after a renewal refused so — now, not at the next renewal, which may be hours away.
         if (outcome.kind === 'refused' && outcome.code === 'pcr_selection_changed' && join.method.canReattest) {

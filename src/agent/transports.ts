@@ -121,6 +121,7 @@ export class IssuerLink {
   lastUsed: IssuerTransport | undefined;
   /** Verifies every answer this link brings (and remembers the issuer chains it verified). */
   readonly verifier = new ResponseVerifier();
+  #onRefused: ((e: SigilError, signerLeafDer: Buffer | undefined) => void) | undefined;
 
   constructor(private readonly transports: IssuerTransport[]) {
     if (transports.length === 0) throw new TypeError('IssuerLink needs at least one transport');
@@ -137,6 +138,30 @@ export class IssuerLink {
     this.verifier.revocations(fn);
     for (const t of this.transports) if (t instanceof HttpsIssuerClient) t.refuseRevoked(fn);
     return this;
+  }
+
+  /**
+   * Told of each refusal of a `credential` or `workload` request, with the leaf of the identity
+   * that signed it (the agent ends an identity whose intermediate the issuer revoked, whichever
+   * request learned it: agent.ts).
+   */
+  onRefused(fn: (e: SigilError, signerLeafDer: Buffer | undefined) => void): this {
+    this.#onRefused = fn;
+    return this;
+  }
+
+  #told(err: unknown, envelope: Jws): never {
+    const e = toSigilError(err);
+    if (!e.retryable && this.#onRefused) {
+      let leaf: Buffer | undefined;
+      try {
+        leaf = x5cDers(parseJws(envelope).header)[0];
+      } catch {
+        leaf = undefined;
+      }
+      this.#onRefused(e, leaf);
+    }
+    throw err;
   }
 
   /** Per-transport counters since this process started (for metrics). */
@@ -194,7 +219,7 @@ export class IssuerLink {
     return this.each(async (t) => {
       const body = await t.post('credential', envelope);
       return this.verifier.responseOrError(body, 'credential', requestId, hash, rootPem, new Date(now())).result;
-    });
+    }).catch((e: unknown) => this.#told(e, envelope));
   }
 
   /**
@@ -207,7 +232,7 @@ export class IssuerLink {
     return this.each(async (t) => {
       const body = await t.post('workload', envelope);
       return this.verifier.responseOrError(body, 'workload', requestId, hash, rootPem, new Date(now())).result;
-    });
+    }).catch((e: unknown) => this.#told(e, envelope));
   }
 
   /** The issuer's signed `bundle` answer, verified against the pinned root (the Workload API's bundles). */

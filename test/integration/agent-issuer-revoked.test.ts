@@ -10,19 +10,36 @@ import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { Agent, loadAgentModules } from '../../src/agent/agent.js';
 import { parseAgentConfig } from '../../src/agent/config.js';
 import { openAgentState } from '../../src/agent/state/index.js';
+import { IssuerLink } from '../../src/agent/transports.js';
+import { SigilError } from '../../src/errors.js';
+import { fromPem } from '../../src/pki/pem.js';
 import { agentStatus, nextStepHint } from '../../src/agent/status.js';
 import { spkiPin } from '../../src/pki/chain.js';
 import { paths } from '../../src/server/data-dir.js';
+import { REVOKED_SERIAL_SETTING } from '../../src/agent/credential-status.js';
+import { runAdminOp } from '../../src/server/admin/ops.js';
 import { applyRegistry } from '../../src/server/issuers/runtime.js';
 import { rotateIntermediate } from '../../src/server/issuers/rotate-intermediate.js';
 import { silentLogger } from '../../src/util/log.js';
 import { startIssuer, type Harness } from './harness.js';
 
 let h: Harness;
+
+async function restartRevokingOld(): Promise<void> {
+  await rotateIntermediate({ dataDir: h.dir, revokeOld: true });
+  const { dir, port } = h;
+  await h.close({ keepDir: true });
+  h = await startIssuer({ dir, port });
+  await h.ctx.intermediates!.refresh();
+  applyRegistry(h.ctx, h.ctx.intermediates!);
+  await runAdminOp(h.ctx.stores, 'apply', { yaml: JWT_ROLE });
+}
+
+const JWT_ROLE = 'kind: role\nname: edge\nspec: { max_ttl: 24h, allowed_outputs: [jwt], jwt_audiences: [vault] }\n';
 const tmp = mkdtempSync(join(tmpdir(), 'sigil-agent-revoked-'));
 
 beforeAll(async () => {
@@ -33,16 +50,17 @@ afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-async function agentWith(token: string): Promise<Agent> {
+async function agentWith(token: string, o: { name?: string; outputs?: string } = {}): Promise<Agent> {
+  const name = o.name ?? 'data';
   const cfg = parseAgentConfig(
     `issuer: https://127.0.0.1:${h.port}
 ca_pin: ${spkiPin(new X509Certificate(h.rootPem))}
-data_dir: ${join(tmp, 'data')}
+data_dir: ${join(tmp, name)}
 ttl: 1h
 join: { method: token, token: ${token} }
 outputs:
-  - { type: identity, path: ${join(tmp, 'id')} }
-`,
+  - { type: identity, path: ${join(tmp, `${name}-id`)} }
+${o.outputs ?? ''}`,
     join(tmp, 'agent.yaml'),
   );
   return new Agent(cfg, silentLogger(), { modules: await loadAgentModules(cfg), state: openAgentState(cfg.dataDir) });
@@ -52,12 +70,7 @@ it('a token agent: reattest_required at once, then joins under the new intermedi
   let agent = await agentWith(await h.token());
   expect((await agent.tick()).action).toBe('joined');
   const oldSerial = agent.state.getIdentity()!.serial;
-  await rotateIntermediate({ dataDir: h.dir, revokeOld: true });
-  const { dir, port } = h;
-  await h.close({ keepDir: true });
-  h = await startIssuer({ dir, port });
-  await h.ctx.intermediates!.refresh();
-  applyRegistry(h.ctx, h.ctx.intermediates!);
+  await restartRevokingOld();
 
   // The renewal is refused issuer_revoked: the agent says what a person must do (its identity is
   // still within its lifetime, so before this it only backed off).
@@ -87,5 +100,49 @@ it('a token agent: reattest_required at once, then joins under the new intermedi
   expect(id.serial).not.toBe(oldSerial);
   const leaf = new X509Certificate(id.chainPem[0]!);
   expect(leaf.issuer).toBe(new X509Certificate(readFileSync(paths(h.dir).intCert)).subject);
+  agent.state.close();
+});
+
+it('a refused credential request ends the identity too: the re-join is due at once, not at the renewal time', async () => {
+  await runAdminOp(h.ctx.stores, 'apply', { yaml: JWT_ROLE });
+  const outputs = `  - { type: jwt, path: ${join(tmp, 'jwt')}, audiences: [vault] }\n`;
+  let agent = await agentWith(await h.token(), { name: 'cred', outputs });
+  const first = await agent.tick();
+  expect(first.action).toBe('joined');
+  const id = agent.state.getIdentity()!;
+  expect(agent.nextWake()).toBeGreaterThan(Date.now() + 60_000); // renewal and jwt output: far off
+  await restartRevokingOld();
+
+  // Not a renewal: the jwt output's request, signed by the identity, is refused issuer_revoked.
+  let outs = await agent.credentials!.refresh({ force: true });
+  for (let i = 0; i < 3 && outs[0]?.action === 'failed' && outs[0].error?.code !== 'issuer_revoked'; i++)
+    outs = await agent.credentials!.refresh({ force: true });
+  expect(outs[0]).toMatchObject({
+    type: 'jwt',
+    action: 'failed',
+    error: expect.objectContaining({ code: 'issuer_revoked' }),
+  });
+  expect(agent.state.getSetting(REVOKED_SERIAL_SETTING)).toBe(id.serial);
+  expect(agent.nextWake()).toBeLessThanOrEqual(Date.now());
+  // The next pass asks for a new token at once (no renewal is sent with the revoked identity).
+  const r = await agent.tick();
+  expect(r.action === 'failed' && r.error.code).toBe('reattest_required');
+  agent.state.close();
+
+  // Given one, it joins under the new intermediate and the jwt output is issued with it.
+  const hook = vi.spyOn(IssuerLink.prototype, 'onRefused');
+  agent = await agentWith(await h.token(), { name: 'cred', outputs });
+  const refused = hook.mock.calls[0]![0];
+  hook.mockRestore();
+  const joined = await agent.tick();
+  expect(joined.action).toBe('joined');
+  expect(joined.credentials?.map((c) => [c.type, c.action])).toEqual([['jwt', 'issued']]);
+  // A refusal that comes back late for a request the OLD identity signed (a renewal replaced it
+  // while the request was out) does not end the new one.
+  refused(new SigilError('issuer_revoked'), fromPem(id.chainPem[0]!, 'CERTIFICATE'));
+  expect(agent.state.getSetting(REVOKED_SERIAL_SETTING)).toBe(id.serial);
+  refused(new SigilError('issuer_revoked'), undefined);
+  expect(agent.state.getSetting(REVOKED_SERIAL_SETTING)).toBe(id.serial);
+  expect(agent.nextWake()).toBeGreaterThan(Date.now() + 60_000);
   agent.state.close();
 });
