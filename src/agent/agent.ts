@@ -25,7 +25,7 @@ import {
   type LoadedAgentJoinMethod,
 } from './join-method.js';
 import { checkIdentityAnswer } from './answer-check.js';
-import { REVOKED_SERIAL_SETTING, TRUST_SEQUENCE_SETTING } from './credential-status.js';
+import { RENEW_NOW_SETTING, REVOKED_SERIAL_SETTING, TRUST_SEQUENCE_SETTING } from './credential-status.js';
 import type { CredentialOutputs, OutputOutcome } from './credentials.js';
 import { writeAgentMetrics } from './metrics.js';
 import { checkOutputPaths } from './outputs/check-path.js';
@@ -169,7 +169,7 @@ export class Agent {
     this.rootCrl = new RootCrlState(this.state);
     this.link.revocations(() => this.rootCrl.revoked());
     this.link.onRefused((e, leaf) => {
-      if (e.code === 'issuer_revoked') this.signerRevoked(leaf);
+      if (e.code === 'issuer_revoked') this.signerRefusedRevoked(leaf);
     });
     if (deps.modules) this.installCredentials(deps.modules);
   }
@@ -420,23 +420,30 @@ export class Agent {
 
   /**
    * A credential, workload or attest request was refused `issuer_revoked`: the identity that
-   * signed it is over, as after a renewal refused so — the next pass joins again (or says a new
-   * token is needed) at once instead of at the identity's renewal time, hours away. Only that
-   * identity: a renewal may have replaced it while the request was out. Never throws.
+   * signed it must renew now — the renewal's refusal, if it comes, ends it (re-join, or a new
+   * token) — instead of at its renewal time, hours away. Not ended here: such a refusal over
+   * HTTPS is vouched for by TLS alone, and the renewal is the one question about this identity
+   * the agent already trusts that far. Only that identity: a renewal may have replaced it while
+   * the request was out. Persisted, so that a cron'd agent's next pass renews. Never throws.
    */
-  private signerRevoked(signerLeafDer: Buffer | undefined): void {
+  private signerRefusedRevoked(signerLeafDer: Buffer | undefined): void {
     try {
       const current = this.state.getIdentity();
-      if (!current || !signerLeafDer || this.revoked(current)) return;
+      if (!current || !signerLeafDer || this.revoked(current) || this.renewNow(current)) return;
       if (!fromPem(current.chainPem[0]!, 'CERTIFICATE').equals(signerLeafDer)) return;
-      this.state.setSetting(REVOKED_SERIAL_SETTING, current.serial);
+      this.state.setSetting(RENEW_NOW_SETTING, current.serial);
       this.log.warn(
         { serial: current.serial },
-        'the issuer revoked the intermediate CA of this identity: it cannot renew; joining again',
+        'a request was refused: the intermediate CA of this identity was revoked; renewing now',
       );
     } catch (e) {
-      this.log.error({ err: (e as Error).message }, 'could not record the revoked identity');
+      this.log.error({ err: (e as Error).message }, 'could not record the refusal');
     }
+  }
+
+  /** Whether a refusal outside a renewal made this identity's renewal due now (signerRefusedRevoked). */
+  private renewNow(id: Identity): boolean {
+    return this.state.getSetting(RENEW_NOW_SETTING) === id.serial;
   }
 
   /**
@@ -462,15 +469,24 @@ export class Agent {
   }
 
   /**
-   * `sigil agent run --once` (cron): the daemon's trust check when it is due (the schedule is kept
-   * in the state, so a cron'd agent checks at most every `trust_check_every`), then {@link tick}.
-   * First, so that the root CRL guards this pass's answers and a risen trust sequence re-issues
-   * the ssh/jwt outputs in the same pass; without it a cron'd agent followed a key rotation only
-   * at its next renewal and never learned the root CRL. Never throws.
+   * `sigil agent run --once` (cron): {@link tick}, then the daemon's trust check when it is due
+   * (the schedule is kept in the state, so a cron'd agent checks at most every
+   * `trust_check_every`; ./trust-check.ts runOnePass) — unless the tick found the issuer
+   * unreachable. A risen trust sequence re-issues the ssh/jwt outputs in the same pass. Without
+   * it a cron'd agent followed a key rotation only at its next renewal and never learned the root
+   * CRL. Never throws.
    */
   async once(): Promise<TickOutcome & { credentials?: OutputOutcome[] }> {
-    await (await this.trustCheck())?.runOnePass();
-    return this.tick();
+    const outcome = await this.tick();
+    // The same issuer over the same transports: the check would only wait out their timeouts again.
+    if (outcome.action === 'failed' && outcome.error.code === 'issuer_unreachable') return outcome;
+    if (!(await (await this.trustCheck())?.runOnePass())) return outcome;
+    // The sequence rose: the outputs it made due, in this pass (the others are as tick left them).
+    const again = (await this.credentials?.refresh()) ?? [];
+    const credentials = (outcome.credentials ?? again).map((c, i) =>
+      again[i] && again[i].action !== 'none' ? again[i] : c,
+    );
+    return credentials.length > 0 ? { ...outcome, credentials } : outcome;
   }
 
   /**
@@ -500,7 +516,8 @@ export class Agent {
     try {
       let entry: OutboxEntry | undefined = this.state.getOutbox()[0];
       const expired = !current || current.notAfter <= now || this.revoked(current);
-      const due = entry !== undefined || expired || now >= current.renewAfter || opts.force === true;
+      const due =
+        entry !== undefined || expired || now >= current.renewAfter || this.renewNow(current) || opts.force === true;
       if (!due) return { action: 'none', identity: current };
       this.attempted = true;
       if (!entry && current && expired) this.checkCanRejoin(current);
@@ -531,7 +548,9 @@ export class Agent {
       const { identity, result } = await this.send(entry, root);
       return this.succeeded(entry, identity, result, now);
     } catch (err) {
-      if (current && toSigilError(err).code === 'issuer_revoked' && !this.revoked(current)) {
+      const newlyRevoked =
+        current !== undefined && toSigilError(err).code === 'issuer_revoked' && !this.revoked(current);
+      if (newlyRevoked) {
         this.state.setSetting(REVOKED_SERIAL_SETTING, current.serial);
         this.log.warn(
           { serial: current.serial },
@@ -542,6 +561,9 @@ export class Agent {
       // Only a new join learns the new selection; a method that can re-attest makes it next time.
       if (e.code === 'pcr_selection_changed' && this.join.method.canReattest)
         this.state.setSetting(REJOIN_SETTING, '1');
+      // A method that re-attests joins again in this same pass (once: the flag is now set), not
+      // at its next one — a cron'd agent would serve a certificate relying parties refuse until then.
+      if (newlyRevoked && this.join.method.canReattest) return this.tickIdentity(opts);
       return { action: 'failed', error: e, identity: current };
     }
   }
@@ -717,8 +739,9 @@ export class Agent {
       return id && !attemptedSinceExpiry ? Math.min(st.nextAttemptAt, id.notAfter) : st.nextAttemptAt;
     }
     if (this.state.getOutbox().length) return now;
-    // Revoked by a refusal outside a renewal (signerRevoked): the re-join is due now.
-    if (id && this.revoked(id)) return now;
+    // Revoked (a renewal refused issuer_revoked: the re-join), or another request refused so (the
+    // renewal): due now.
+    if (id && (this.revoked(id) || this.renewNow(id))) return now;
     return id ? Math.max(now, id.renewAfter) : now;
   }
 
@@ -823,7 +846,7 @@ export class Agent {
           tpm: this.tpm,
         });
         if (outcome.kind === 'refused' && outcome.code === 'issuer_revoked' && signerLeaf !== undefined) {
-          this.signerRevoked(fromPem(signerLeaf, 'CERTIFICATE'));
+          this.signerRefusedRevoked(fromPem(signerLeaf, 'CERTIFICATE'));
           await this.tick();
         }
         // The rule's PCR selection changed since our join (issue #16): only a new join learns it,

@@ -16,6 +16,14 @@ export const OUTPUT_SETTING_PREFIX = 'output.';
  */
 export const REVOKED_SERIAL_SETTING = 'identity.revoked_serial';
 
+/**
+ * The serial of an identity whose credential, workload or attest request was refused
+ * `issuer_revoked`: its renewal is due now, and only the renewal's own refusal ends it
+ * (REVOKED_SERIAL_SETTING). Over HTTPS a refusal is vouched for by TLS alone; the renewal asks
+ * the issuer about this identity directly, so these requests add no way to end one (review).
+ */
+export const RENEW_NOW_SETTING = 'identity.renew_now';
+
 /** The issuer's last trust_sequence (protocol/messages.ts IdentityResult), kept by the agent. */
 export const TRUST_SEQUENCE_SETTING = 'trust_sequence';
 /**

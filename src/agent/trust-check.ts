@@ -101,16 +101,20 @@ export class TrustCheck {
   /**
    * A one-shot process (`agent run --once`): check if due, or if no check was ever stored — the
    * daemon's first check waits up to a tenth of the interval, which a cron'd process would wait
-   * again in every run and never reach. Never throws.
+   * again in every run and never reach. A failure is logged at debug (the pass's own result is
+   * its one line; `agent status` shows the check's error) and is tried again after the whole
+   * interval, not after 30 s: with the issuer away, each pass would wait out a timeout for it.
+   * Never throws.
    */
   async runOnePass(): Promise<boolean> {
-    return readLastTrustCheck(this.#d.state) === undefined ? this.runNow() : this.runIfDue();
+    if (readLastTrustCheck(this.#d.state) !== undefined && this.#d.now() < this.#next) return false;
+    return this.runNow({ oneShot: true });
   }
 
   /** Check now, whatever the schedule. Never throws (the daemon's loop must go on). */
-  async runNow(): Promise<boolean> {
+  async runNow(opts: { oneShot?: boolean } = {}): Promise<boolean> {
     try {
-      return await this.#check();
+      return await this.#check(opts.oneShot === true);
     } catch (e) {
       // The state database itself failed (disk full, …): try again at the next interval.
       this.#next = this.#after(this.#d.now());
@@ -119,7 +123,7 @@ export class TrustCheck {
     }
   }
 
-  async #check(): Promise<boolean> {
+  async #check(oneShot: boolean): Promise<boolean> {
     const { state, log } = this.#d;
     // Nothing to follow before the join: the outputs wait for an identity anyway.
     if (!state.getIdentity()) {
@@ -133,13 +137,15 @@ export class TrustCheck {
       const err = toSigilError(e);
       this.#failures++;
       // Said once per streak: the renewal loop reports an unreachable issuer already.
-      log[this.#failures === 1 ? 'warn' : 'debug'](
+      log[this.#failures === 1 && !oneShot ? 'warn' : 'debug'](
         { op: 'trust_check', code: err.code, failures: this.#failures },
         `could not check the issuer's trust sequence: ${err.message}`,
       );
       // Again sooner than the interval: one failure at the wrong moment must not double the time a
       // withdrawn CA stays trusted (30 s, 60 s, … up to the interval, ±10%).
-      const retry = Math.min(this.#d.everyMs, FIRST_RETRY_MS * 2 ** Math.min(this.#failures - 1, 16));
+      const retry = oneShot
+        ? this.#d.everyMs
+        : Math.min(this.#d.everyMs, FIRST_RETRY_MS * 2 ** Math.min(this.#failures - 1, 16));
       this.#record(null, `${err.code}: ${err.message.split('\n')[0]}`, retry);
       return false;
     }

@@ -5,7 +5,7 @@
  * public URL of an issuer listening on every address; audit rows in snake_case with ISO times.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -113,9 +113,10 @@ describe('agent errors and status', () => {
       pin: fx.issuer.pin,
       token: await createToken(fx.issuer, 'gw2'),
     });
-    await sigilJson(['agent', 'run', '--once', '--config', a.config]);
-    // The next cron pass makes the trust check (key rotations, the root CRL) before anything else.
-    await sigilJson(['agent', 'run', '--once', '--config', a.config]);
+    // A cron pass makes the trust check (key rotations, the root CRL) once it has an identity — the
+    // joining pass too — and the next pass when it is due (at once, with the test's interval).
+    const dueAtOnce = { env: { SIGIL_TEST_TRUST_CHECK_EVERY_MS: '1' } };
+    expect((await sigil(['agent', 'run', '--once', '--config', a.config], dueAtOnce)).code).toBe(0);
     const ok = await sigil(['agent', 'status', '--config', a.config, '--format', 'json']);
     expect(ok.code).toBe(0);
     expect(ok.stderr).toBe('');
@@ -125,6 +126,16 @@ describe('agent errors and status', () => {
       last_trust_check: expect.any(String),
       last_trust_check_error: null,
     });
+    // The issuer moved away (the same agent, its URL now a closed port) while the check is due: the
+    // pass is still silent on stderr (cron mails stderr) and exits 0 — nothing was due but the
+    // check, whose failure `agent status` shows.
+    writeFileSync(a.config, readFileSync(a.config, 'utf8').replace(fx.issuer.url, 'https://127.0.0.1:1'));
+    const quiet = await sigil(['agent', 'run', '--once', '--config', a.config], dueAtOnce);
+    expect([quiet.code, quiet.stderr]).toEqual([0, '']);
+
+    const failing = JSON.parse((await sigil(['agent', 'status', '--config', a.config, '--format', 'json'])).stdout);
+    expect(failing.last_trust_check_error).toMatch(/^issuer_unreachable: /);
+    writeFileSync(a.config, readFileSync(a.config, 'utf8').replace('https://127.0.0.1:1', fx.issuer.url));
 
     await sigilJson(['ctl', '--data-dir', fx.issuer.dataDir, 'lock', 'gw2']);
     const r = await sigil(['agent', 'renew', '--config', a.config]);

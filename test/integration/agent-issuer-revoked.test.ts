@@ -20,7 +20,7 @@ import { fromPem } from '../../src/pki/pem.js';
 import { agentStatus, nextStepHint } from '../../src/agent/status.js';
 import { spkiPin } from '../../src/pki/chain.js';
 import { paths } from '../../src/server/data-dir.js';
-import { REVOKED_SERIAL_SETTING } from '../../src/agent/credential-status.js';
+import { RENEW_NOW_SETTING, REVOKED_SERIAL_SETTING } from '../../src/agent/credential-status.js';
 import { runAdminOp } from '../../src/server/admin/ops.js';
 import { applyRegistry } from '../../src/server/issuers/runtime.js';
 import { rotateIntermediate } from '../../src/server/issuers/rotate-intermediate.js';
@@ -103,7 +103,7 @@ it('a token agent: reattest_required at once, then joins under the new intermedi
   agent.state.close();
 });
 
-it('a refused credential request ends the identity too: the re-join is due at once, not at the renewal time', async () => {
+it('a refused credential request makes the renewal due at once; its refusal ends the identity', async () => {
   await runAdminOp(h.ctx.stores, 'apply', { yaml: JWT_ROLE });
   const outputs = `  - { type: jwt, path: ${join(tmp, 'jwt')}, audiences: [vault] }\n`;
   let agent = await agentWith(await h.token(), { name: 'cred', outputs });
@@ -122,11 +122,15 @@ it('a refused credential request ends the identity too: the re-join is due at on
     action: 'failed',
     error: expect.objectContaining({ code: 'issuer_revoked' }),
   });
-  expect(agent.state.getSetting(REVOKED_SERIAL_SETTING)).toBe(id.serial);
+  // Not ended by it (over HTTPS only TLS vouches for a refusal): the renewal is due now instead.
+  expect(agent.state.getSetting(REVOKED_SERIAL_SETTING)).toBeUndefined();
+  expect(agent.state.getSetting(RENEW_NOW_SETTING)).toBe(id.serial);
   expect(agent.nextWake()).toBeLessThanOrEqual(Date.now());
-  // The next pass asks for a new token at once (no renewal is sent with the revoked identity).
+  // The next pass (not forced) renews; the renewal's refusal ends the identity: a new token is needed.
   const r = await agent.tick();
   expect(r.action === 'failed' && r.error.code).toBe('reattest_required');
+  expect(r.action === 'failed' && r.error.message).toMatch(/issuer: issuer_revoked/);
+  expect(agent.state.getSetting(REVOKED_SERIAL_SETTING)).toBe(id.serial);
   agent.state.close();
 
   // Given one, it joins under the new intermediate and the jwt output is issued with it.
@@ -140,9 +144,13 @@ it('a refused credential request ends the identity too: the re-join is due at on
   // A refusal that comes back late for a request the OLD identity signed (a renewal replaced it
   // while the request was out) does not end the new one.
   refused(new SigilError('issuer_revoked'), fromPem(id.chainPem[0]!, 'CERTIFICATE'));
-  expect(agent.state.getSetting(REVOKED_SERIAL_SETTING)).toBe(id.serial);
   refused(new SigilError('issuer_revoked'), undefined);
-  expect(agent.state.getSetting(REVOKED_SERIAL_SETTING)).toBe(id.serial);
+  expect(agent.state.getSetting(RENEW_NOW_SETTING)).toBe(id.serial);
   expect(agent.nextWake()).toBeGreaterThan(Date.now() + 60_000);
+  // Its own, though, makes its renewal due now.
+  const own = agent.state.getIdentity()!;
+  refused(new SigilError('issuer_revoked'), fromPem(own.chainPem[0]!, 'CERTIFICATE'));
+  expect(agent.state.getSetting(RENEW_NOW_SETTING)).toBe(own.serial);
+  expect(agent.nextWake()).toBeLessThanOrEqual(Date.now());
   agent.state.close();
 });

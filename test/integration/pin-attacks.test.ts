@@ -45,14 +45,16 @@ async function make(o: {
   ca: boolean;
   uris: string[];
   dns?: string[];
+  /** Valid from 10 days ago until 5 days ago. */
+  expired?: boolean;
 }): Promise<Made> {
   const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: (serial++).toString(16).padStart(4, '0'),
     subject: o.subject,
     issuer: o.issuer?.cert.subject ?? o.issuerName ?? o.subject,
-    notBefore: new Date(Date.now() - 3_600_000),
-    notAfter: new Date(Date.now() + 86_400_000),
+    notBefore: new Date(Date.now() - (o.expired ? 10 * 86_400_000 : 3_600_000)),
+    notAfter: new Date(Date.now() + (o.expired ? -5 * 86_400_000 : 86_400_000)),
     signingAlgorithm: ALG,
     publicKey: keys.publicKey,
     signingKey: (o.issuer ?? { keys }).keys.privateKey,
@@ -258,6 +260,34 @@ describe('attack: the thief of an intermediate key the root revoked (rotate-inte
       served: true,
     });
   });
+
+  it('a decoy named like the revoked intermediate, not signed by the root, does not hide it (review)', async () => {
+    const stolen = await make({ subject: 'CN=Sigil Intermediate 2', issuer: root, ca: true, uris: [TD] });
+    const leaf = await make({ subject: 'CN=issuer', issuer: stolen, ca: false, uris: [ISSUER_ID] });
+    // Same name, "issued by" the root's name but signed by its own key, expired: OpenSSL passes
+    // over it to the real intermediate, while Node links the presented chain through it by name.
+    const decoy = await make({
+      subject: 'CN=Sigil Intermediate 2',
+      issuerName: 'CN=Sigil Root, O=example.org',
+      ca: true,
+      uris: [TD],
+      expired: true,
+    });
+    const s = await serve([leaf, decoy, stolen]);
+    const revoked = new Set([serialKey(stolen.cert.serialNumber)]);
+    // Without a CRL the chain is accepted (OpenSSL verified leaf → stolen → root): the decoy is inert.
+    await expect(client(s, pinOf(root), root.pem).bundle()).resolves.toEqual({ served: true });
+    await expect(
+      client(s, pinOf(root), root.pem)
+        .refuseRevoked(() => revoked)
+        .bundle(),
+    ).rejects.toThrow(
+      expect.objectContaining({
+        code: 'response_invalid',
+        message: expect.stringMatching(/does not verify certificate by certificate up to the pinned root/),
+      }),
+    );
+  });
 });
 
 describe('first contact fails closed and promptly, then recovers', () => {
@@ -308,6 +338,13 @@ describe('first contact fails closed and promptly, then recovers', () => {
       clients.push(c);
       await expect(c.ensureRoot()).rejects.toThrow(timedOut);
       await expect(peekPinnedRoot('127.0.0.1', port, pinOf(root), 300, url)).rejects.toThrow(timedOut);
+      // A request with the root known (every agent after its first contact) ends at its timeout
+      // too, not at twice it (Node's socket timeout over TLS: review).
+      const known = new HttpsIssuerClient({ url, pin: pinOf(root), rootPem: root.pem, timeoutMs: 800 });
+      clients.push(known);
+      const t0 = Date.now();
+      await expect(known.bundle()).rejects.toThrow(timedOut);
+      expect(Date.now() - t0).toBeLessThan(1_400);
     } finally {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => silent.close(() => resolve()));

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Agent, loadAgentModules } from '../../src/agent/agent.js';
-import { TRUST_SEQUENCE_SETTING } from '../../src/agent/credential-status.js';
+import { RENEW_NOW_SETTING, TRUST_SEQUENCE_SETTING } from '../../src/agent/credential-status.js';
 import { trustCheckStatus } from '../../src/agent/status.js';
 import { readLastTrustCheck } from '../../src/agent/trust-check.js';
 import { parseAgentConfig } from '../../src/agent/config.js';
@@ -226,5 +226,20 @@ describe('trust_check_every: the ssh outputs follow a rotation between renewals'
       trust_sequence: Number(agent.state.getSetting(TRUST_SEQUENCE_SETTING)),
       last_trust_check_error: null,
     });
+  });
+
+  // Last: it leaves a failed renewal queued.
+  it('a cron pass whose renewal found the issuer unreachable makes no check (it would wait out the timeouts again)', async () => {
+    const last = readLastTrustCheck(agent.state)!;
+    agent.state.setSetting('trust.last_check', JSON.stringify({ ...last, next_at: 0 })); // due
+    agent.state.setSetting(RENEW_NOW_SETTING, agent.state.getIdentity()!.serial); // and the renewal
+    await h.close({ keepDir: true });
+    try {
+      const r = await agent.once();
+      expect(r.action === 'failed' && r.error.code).toBe('issuer_unreachable');
+      expect(readLastTrustCheck(agent.state)!.at).toBe(last.at);
+    } finally {
+      h = await startIssuer({ dir, port });
+    }
   });
 });

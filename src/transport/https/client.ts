@@ -42,10 +42,16 @@ function networkError(e: unknown, url: string): SigilError {
 const NONE_REVOKED: ReadonlySet<string> = new Set();
 
 /**
- * Refusal when the verified chain (leaf first; OpenSSL already checked it up to `root`) holds a
- * certificate the root issued whose serial `revoked` lists. Only certificates the root issued
- * are looked up: the root CRL's serials are the root's namespace, a leaf's serial is its
- * intermediate's.
+ * Refusal when the server's chain holds a certificate the root issued whose serial `revoked`
+ * lists. Only certificates the root issued are looked up: the root CRL's serials are the root's
+ * namespace, a leaf's serial is its intermediate's.
+ *
+ * The chain is walked as Node links it (`issuerCertificate`: by name and key identifier, in the
+ * order the server sent them), which is not the path OpenSSL verified: a decoy named like the
+ * revoked intermediate but not signed by the root (expired, so OpenSSL passes over it to the real
+ * one) would stand in for it (review). So with a CRL kept every link must verify by signature and
+ * the walk must end at the pinned root; otherwise the server is refused — a genuine issuer's
+ * chain always does.
  */
 function revokedOnPath(
   peer: tls.DetailedPeerCertificate,
@@ -54,22 +60,24 @@ function revokedOnPath(
 ): SigilError | undefined {
   if (revoked.size === 0) return undefined;
   const seen = new Set<string>();
-  for (
-    let c: tls.DetailedPeerCertificate | undefined = peer;
-    c?.raw && !seen.has(c.fingerprint256);
-    c = c.issuerCertificate
-  ) {
+  for (let c: tls.DetailedPeerCertificate | undefined = peer; c?.raw && !seen.has(c.fingerprint256);) {
     seen.add(c.fingerprint256);
-    if (c.fingerprint256 === root.fingerprint256) break;
+    if (c.fingerprint256 === root.fingerprint256) return undefined;
     const cert = new X509Certificate(c.raw);
+    const up = c.issuerCertificate?.raw ? new X509Certificate(c.issuerCertificate.raw) : undefined;
+    if (!up || !cert.verify(up.publicKey)) break;
     const serial = serialKey(cert.serialNumber);
-    if (cert.checkIssued(root) && revoked.has(serial))
+    if (up.fingerprint256 === root.fingerprint256 && revoked.has(serial))
       return new SigilError(
         'response_invalid',
         `the server's TLS chain passes through intermediate CA serial ${serial}, which the pinned root revoked (its CRL lists it): not the issuer`,
       );
+    c = c.issuerCertificate;
   }
-  return undefined;
+  return new SigilError(
+    'response_invalid',
+    "the server's TLS chain, as presented, does not verify certificate by certificate up to the pinned root: not checkable against the root CRL, refused",
+  );
 }
 
 export class HttpsIssuerClient implements IssuerTransport {
@@ -214,6 +222,7 @@ export class HttpsIssuerClient implements IssuerTransport {
     await this.ensureRoot();
     if (this.#revoked() !== this.#checkedAgainst) this.buildAgent(this.#rootCert!);
     const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    let deadline: NodeJS.Timeout | undefined;
     return new Promise((resolve, reject) => {
       const req = https.request(
         new URL(path, this.base),
@@ -255,14 +264,17 @@ export class HttpsIssuerClient implements IssuerTransport {
           res.on('error', (e) => reject(networkError(e, this.url)));
         },
       );
-      req.on('timeout', () =>
-        req.destroy(
+      const timedOut = (): void =>
+        void req.destroy(
           new SigilError('issuer_unreachable', `request to ${this.url}${path} timed out after ${this.timeoutMs} ms`),
-        ),
-      );
+        );
+      req.on('timeout', timedOut);
+      // The whole request, not only socket inactivity: over TLS Node's `timeout` fired only after
+      // twice the time against a server that accepts and never answers (review: 2 s gave 4 s).
+      deadline = setTimeout(timedOut, this.timeoutMs);
       req.on('error', (e) => reject(networkError(e, this.url)));
       req.end(data, hooks?.sent);
-    });
+    }).finally(() => clearTimeout(deadline));
   }
 
   /** Any operation: `/v1/<op>` is the issuer's route for it (server/ops/table.ts). */

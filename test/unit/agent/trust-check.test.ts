@@ -228,3 +228,28 @@ describe('trust_check_every in agent.yaml', () => {
     });
   });
 });
+
+describe('TrustCheck.runOnePass (`agent run --once`)', () => {
+  it('checks when never made (a daemon would wait), then only when due', async () => {
+    const r = rig([3]);
+    expect(r.check.nextAt()).toBeGreaterThan(1_000_000); // the daemon's first-start delay
+    expect(await r.check.runOnePass()).toBe(true);
+    expect(r.asked()).toBe(1);
+    expect(await r.check.runOnePass()).toBe(false);
+    expect(r.asked()).toBe(1);
+    r.clock.t = r.check.nextAt();
+    await r.check.runOnePass();
+    expect(r.asked()).toBe(2);
+  });
+
+  it('a failure: logged at debug only (the pass prints its one line), retried after the whole interval', async () => {
+    const r = rig([new SigilError('issuer_unreachable', 'cannot reach the issuer')]);
+    expect(await r.check.runOnePass()).toBe(false);
+    expect(r.logs.filter((l) => l.level === 'warn')).toEqual([]);
+    expect(r.logs.some((l) => l.level === 'debug' && /could not check/.test(l.msg))).toBe(true);
+    expect(r.check.nextAt()).toBe(1_000_000 + EVERY); // not the daemon's 30 s
+    expect(readLastTrustCheck({ getSetting: (k) => r.settings.get(k) })).toMatchObject({
+      error: expect.stringMatching(/^issuer_unreachable/),
+    });
+  });
+});
