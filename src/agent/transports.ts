@@ -142,8 +142,7 @@ export class IssuerLink {
 
   /**
    * Told of each refusal of a `credential` or `workload` request, with the leaf of the identity
-   * that signed it (the agent ends an identity whose intermediate the issuer revoked, whichever
-   * request learned it: agent.ts).
+   * that signed it (an `issuer_revoked` one makes that identity's renewal due now: agent.ts).
    */
   onRefused(fn: (e: SigilError, signerLeafDer: Buffer | undefined) => void): this {
     this.#onRefused = fn;

@@ -18,6 +18,7 @@ import { Agent, loadAgentModules } from '../../src/agent/agent.js';
 import { parseAgentConfig } from '../../src/agent/config.js';
 import { REVOKED_SERIAL_SETTING } from '../../src/agent/credential-status.js';
 import { ROOT_CRL_SETTING } from '../../src/agent/root-crl-state.js';
+import { readLastTrustCheck } from '../../src/agent/trust-check.js';
 import { openAgentState } from '../../src/agent/state/index.js';
 import { createRootCa, issueServerCert } from '../../src/pki/ca.js';
 import { spkiPin } from '../../src/pki/chain.js';
@@ -172,9 +173,14 @@ it('answers signed under a revoked intermediate: accepted before the agent has t
     // The same answer (its signer chain verified and remembered before) and a fresh one: refused.
     expect(() => verify(forged)).toThrow(/intermediate CA the pinned root revoked/);
     expect(() => verify(forgedBundle(stolen))).toThrow(/intermediate CA the pinned root revoked/);
-    // The real issuer's answers (under the new intermediate) still pass.
+    // The real issuer's answers (under the new intermediate) still pass, and so does its TLS chain
+    // through the agent's own HTTPS client, now checked link by link against the CRL.
     const real = await h.request('GET', '/v1/bundle');
     expect(verify(real.json).result.trust_domain).toBe('example.org');
+    const before = readLastTrustCheck(agent.state)!.at;
+    await check.runNow();
+    expect(readLastTrustCheck(agent.state)).toMatchObject({ error: null });
+    expect(readLastTrustCheck(agent.state)!.at).toBeGreaterThan(before);
 
     // Over HTTPS the thief needs no signature for a refusal: error bodies are unsigned, and its
     // TLS certificate (the issuer SPIFFE ID under the stolen intermediate) chains to the pinned
