@@ -119,6 +119,10 @@ export function registerIssuerCommands(server: Command, run: (fn: () => Promise<
       'the old intermediate key is compromised: refuse its leaves at renewal (agents join again) and list it in the root CRL',
     )
     .option('--reason <text>', 'recorded in the registry and the audit log')
+    .option(
+      '--validity-days <n>',
+      'lifetime of the new intermediate (2–1825, default 1825, never beyond the root): shorter bounds what a stolen intermediate key is worth to relying parties that do not check CRLs',
+    )
     .option('--store <url>', STORE_HELP)
     .option('--format <fmt>', 'table or json')
     .action(
@@ -126,6 +130,7 @@ export function registerIssuerCommands(server: Command, run: (fn: () => Promise<
         dataDir: string;
         rootKey?: string;
         name?: string;
+        validityDays?: string;
         revokeOld?: boolean;
         reason?: string;
         store?: string;
@@ -141,6 +146,7 @@ export function registerIssuerCommands(server: Command, run: (fn: () => Promise<
             ...(o.rootKey !== undefined ? { rootKey: o.rootKey } : {}),
             ...(o.name !== undefined ? { name: o.name } : {}),
             ...(o.reason !== undefined ? { reason: o.reason } : {}),
+            ...(o.validityDays !== undefined ? { validityDays: Number(o.validityDays) } : {}),
             ...(store ? { store } : {}),
           });
           if (fmt === 'json') return printJson(r);

@@ -278,4 +278,23 @@ describe('rotate-intermediate on a SQLite issuer', () => {
     expect((await h.ctx.stores.issuers.list()).length).toBe(before + 1);
     expect(loadCaMaterial(dir).intermediatePem).toBe(readFileSync(paths(dir).intCert, 'utf8'));
   });
+
+  it('--validity-days: a short-lived intermediate (bounds a stolen key for CRL-blind relying parties); bad values change nothing', async () => {
+    const before = readFileSync(paths(dir).intCert, 'utf8');
+    const rows = (await h.ctx.stores.issuers.list()).length;
+    for (const bad of [1, 1826, 2.5, Number.NaN])
+      await expect(rotateIntermediate({ dataDir: dir, revokeOld: false, validityDays: bad })).rejects.toMatchObject({
+        code: 'config_invalid',
+        message: expect.stringMatching(/^--validity-days must be a whole number of days from 2 to 1825/),
+      });
+    expect(readFileSync(paths(dir).intCert, 'utf8')).toBe(before);
+    expect((await h.ctx.stores.issuers.list()).length).toBe(rows);
+    const r = await rotateIntermediate({ dataDir: dir, revokeOld: false, validityDays: 30 });
+    const days = (Date.parse(r.new.notAfter) - Date.now()) / 86_400_000;
+    expect(days).toBeGreaterThan(29.9);
+    expect(days).toBeLessThanOrEqual(30);
+    expect(Date.parse(new X509Certificate(readFileSync(paths(dir).intCert, 'utf8')).validTo)).toBe(
+      Date.parse(r.new.notAfter),
+    );
+  });
 });

@@ -37,7 +37,7 @@ import { createPublicKey, X509Certificate } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { SigilError } from '../../errors.js';
-import { createIntermediateCa } from '../../pki/ca.js';
+import { createIntermediateCa, DEFAULT_INTERMEDIATE_TTL_DAYS } from '../../pki/ca.js';
 import { fromPem, toPem } from '../../pki/pem.js';
 import { ensureDir, fsyncDir, writeFileAtomic } from '../../util/atomic-file.js';
 import { crlFiles } from '../crl/state.js';
@@ -62,6 +62,9 @@ export interface RotateIntermediateResult {
   rootCrlListed?: string[];
 }
 
+/** Bounds of `--validity-days`: longer than any leaf (≤ 24 h), at most the 5-year default. */
+export const INTERMEDIATE_VALIDITY_DAYS = { min: 2, max: DEFAULT_INTERMEDIATE_TTL_DAYS } as const;
+
 export async function rotateIntermediate(o: {
   dataDir: string;
   /** The root key (default: DATA_DIR/ca/root.key). */
@@ -71,12 +74,27 @@ export async function rotateIntermediate(o: {
   revokeOld: boolean;
   reason?: string;
   store?: string;
+  /**
+   * The new intermediate's lifetime in days (INTERMEDIATE_VALIDITY_DAYS; default 5 years, never
+   * beyond the root's). Short-lived intermediates bound how long a stolen intermediate key mints
+   * SVIDs that relying parties which do not check CRLs accept (docs/issuers.md "Limits").
+   */
+  validityDays?: number;
   now?: number;
   /** Tests: stop (throw) right after this step, as a crash would. */
   crashAfter?: 'register' | 'key_rename';
 }): Promise<RotateIntermediateResult> {
   // One at a time per data directory, and never beside a rotate-key (both change ca/): two runs
   // at once each swapped in their own pair and wedged the directory (review).
+  const v = o.validityDays;
+  if (
+    v !== undefined &&
+    (!Number.isInteger(v) || v < INTERMEDIATE_VALIDITY_DAYS.min || v > INTERMEDIATE_VALIDITY_DAYS.max)
+  )
+    throw new SigilError(
+      'config_invalid',
+      `--validity-days must be a whole number of days from ${INTERMEDIATE_VALIDITY_DAYS.min} to ${INTERMEDIATE_VALIDITY_DAYS.max}, got ${v}`,
+    );
   return withRotationLock(path.join(o.dataDir, 'ca'), () => rotateLocked(o));
 }
 
@@ -123,7 +141,11 @@ async function rotateLocked(o: Parameters<typeof rotateIntermediate>[0]): Promis
           throw new SigilError('already_initialized', `an issuer named "${to}" is already registered`);
         const inter = createIntermediateCa(
           { certDer: rootDer, key: rootKey },
-          { trustDomain: meta.trust_domain, commonName: intermediateCommonName(meta.trust_domain, to) },
+          {
+            trustDomain: meta.trust_domain,
+            commonName: intermediateCommonName(meta.trust_domain, to),
+            ...(o.validityDays !== undefined ? { ttlDays: o.validityDays } : {}),
+          },
         );
         const pem = toPem('CERTIFICATE', inter.certDer);
         verified(pem, rootCert, meta.trust_domain, now, 'the new intermediate');
