@@ -471,8 +471,8 @@ export class Agent {
   /**
    * `sigil agent run --once` (cron): {@link tick}, then the daemon's trust check when it is due
    * (the schedule is kept in the state, so a cron'd agent checks at most every
-   * `trust_check_every`; ./trust-check.ts runOnePass) — unless the tick found the issuer
-   * unreachable. A risen trust sequence re-issues the ssh/jwt outputs in the same pass. Without
+   * `trust_check_every`; ./trust-check.ts runOnePass) — unless the tick joined (the next pass) or
+   * found the issuer unreachable. A risen trust sequence re-issues the ssh/jwt outputs in the same pass. Without
    * it a cron'd agent followed a key rotation only at its next renewal and never learned the root
    * CRL. Never throws.
    */
@@ -480,6 +480,8 @@ export class Agent {
     const outcome = await this.tick();
     // The same issuer over the same transports: the check would only wait out their timeouts again.
     if (outcome.action === 'failed' && outcome.error.code === 'issuer_unreachable') return outcome;
+    // A join's answer carries the trust sequence; the check (and the root CRL) is the next pass's.
+    if (outcome.action === 'joined') return outcome;
     if (!(await (await this.trustCheck())?.runOnePass())) return outcome;
     // The sequence rose: the outputs it made due, in this pass (the others are as tick left them).
     const again = (await this.credentials?.refresh()) ?? [];

@@ -113,9 +113,12 @@ describe('agent errors and status', () => {
       pin: fx.issuer.pin,
       token: await createToken(fx.issuer, 'gw2'),
     });
-    // A cron pass makes the trust check (key rotations, the root CRL) once it has an identity — the
-    // joining pass too — and the next pass when it is due (at once, with the test's interval).
+    // A cron pass makes the trust check (key rotations, the root CRL) once it has an identity — not
+    // the joining pass, the next one — and then when it is due (at once, with the test's interval).
     const dueAtOnce = { env: { SIGIL_TEST_TRUST_CHECK_EVERY_MS: '1' } };
+    expect((await sigil(['agent', 'run', '--once', '--config', a.config], dueAtOnce)).code).toBe(0);
+    const joined = JSON.parse((await sigil(['agent', 'status', '--config', a.config, '--format', 'json'])).stdout);
+    expect(joined.last_trust_check).toBeNull();
     expect((await sigil(['agent', 'run', '--once', '--config', a.config], dueAtOnce)).code).toBe(0);
     const ok = await sigil(['agent', 'status', '--config', a.config, '--format', 'json']);
     expect(ok.code).toBe(0);
