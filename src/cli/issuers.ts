@@ -160,8 +160,8 @@ export function registerIssuerCommands(server: Command, run: (fn: () => Promise<
               : {}),
             next:
               r.old.status === 'revoked'
-                ? 'restart the issuer (systemctl restart sigil-server): a running one stops within ~5 s, as its intermediate is revoked. Agents whose leaf was issued under the old intermediate are refused (issuer_revoked) and join again at their next attempt: TPM, cloud, x509 and OIDC agents by themselves, token agents once given a new token (they say reattest_required)'
-                : `restart the issuer (systemctl restart sigil-server): a running one stops within ~5 s, as its old intermediate is retired. Agents move to the new intermediate at their next renewal; to revoke the old one afterwards: sigil server retire-issuer --data-dir ${o.dataDir} --name ${r.old.name} --revoke --root-key <file> (not another rotate-intermediate --revoke-old, which would revoke the new one)`,
+                ? 'start the issuer (systemctl start sigil-server): a running one exits within ~5 s (75: Restart=on-failure starts it again with the new intermediate). Agents whose leaf was issued under the old intermediate are refused (issuer_revoked) and join again: TPM, cloud, x509 and OIDC agents by themselves in that pass, token agents once given a new token (they say reattest_required)'
+                : `start the issuer (systemctl start sigil-server): a running one exits within ~5 s (75: Restart=on-failure starts it again with the new intermediate). Agents move to the new intermediate at their next renewal; to revoke the old one afterwards: sigil server retire-issuer --data-dir ${o.dataDir} --name ${r.old.name} --revoke --root-key <file> (not another rotate-intermediate --revoke-old, which would revoke the new one)`,
           });
         }),
     );

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { SigilError } from '../errors.js';
 import type { IssuerMqttConfig } from '../server/service.js';
-import { parseFormat, printJson } from './output.js';
+import { EXIT, parseFormat, printJson } from './output.js';
 import { parseListen } from '../util/listen.js';
 import { registerMigrateStore } from './migrate-store.js';
 import { registerIssuerCommands } from './issuers.js';
@@ -339,7 +339,10 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
             if (n > 1)
               return workers.superviseWorkers({ workers: n, say: (line) => process.stdout.write(`${line}\n`) });
           }
-          const { IssuerService } = await import('../server/service.js');
+          const [{ IssuerService }, { rotatedInPlace }] = await Promise.all([
+            import('../server/service.js'),
+            import('../server/issuers/runtime.js'),
+          ]);
           const service = IssuerService.open({
             dataDir: o.dataDir,
             ...(store !== undefined ? { store } : {}),
@@ -392,9 +395,19 @@ export function registerServer(program: Command, run: (fn: () => Promise<void> |
                   service.log.info({ signal: 'SIGHUP', result: r.result }, `credential keys reload: ${r.result}`),
                 );
             });
-            // Retired or revoked in the issuer registry (docs/issuers.md): stop serving.
+            // Retired or revoked in the issuer registry (docs/issuers.md): stop serving. Rotated in
+            // place (`rotate-intermediate`): exit 75 (EX_TEMPFAIL), so that the service manager
+            // (Restart=on-failure) starts it again with the new intermediate; with no replacement,
+            // exit 0 and stay down (a start would be refused).
             service.ctx.intermediates?.onRetired((status) => {
               workers?.reportRetired(status);
+              if (rotatedInPlace(o.dataDir, service.ctx.ca.intermediatePem)) {
+                service.log.warn(
+                  { status },
+                  "this issuer's intermediate was rotated in place: exiting 75 so that the service manager starts it again with the new one",
+                );
+                process.exitCode = EXIT.tempfail;
+              }
               stop(`issuer ${status}`);
             });
           });

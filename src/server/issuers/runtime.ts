@@ -6,7 +6,9 @@
  * (ctx.issuingCas) and the codec that replays stored answers (ctx.storedAnswers); the bundle reads
  * the registry directly (ops/bundle.ts).
  */
+import { readFileSync } from 'node:fs';
 import { checkpointVerifiers, signerId } from '../audit/checkpoints.js';
+import { paths } from '../data-dir.js';
 import { SigilError } from '../../errors.js';
 import type { Logger } from '../../util/log.js';
 import type { IssuerContext } from '../issuer.js';
@@ -40,6 +42,21 @@ export function applyRegistry(ctx: IssuerContext, registry: IntermediateRegistry
     }),
   ]);
   ctx.auditEnv = { ...ctx.auditEnv, verify: { ...ctx.auditEnv.verify, verifiers } };
+}
+
+/**
+ * Whether this data directory now holds another intermediate than the one the running issuer
+ * loaded (`intermediatePem`): `rotate-intermediate` replaced it in place, and a restart serves
+ * with the new one — unlike a retirement with no replacement, where a start is refused. A
+ * directory that cannot be read counts as not rotated (the issuer then stays down).
+ */
+export function rotatedInPlace(dataDir: string, intermediatePem: string): boolean {
+  try {
+    const now = readFileSync(paths(dataDir).intCert, 'utf8');
+    return now.trim() !== intermediatePem.trim();
+  } catch {
+    return false;
+  }
 }
 
 export function retiredError(registry: IntermediateRegistry): SigilError {
