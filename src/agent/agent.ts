@@ -413,9 +413,12 @@ export class Agent {
     });
   }
 
-  /** Whether the issuer refused this identity's renewal as issued under a revoked intermediate. */
+  /**
+   * Whether this identity was issued under a revoked intermediate: the issuer refused its renewal
+   * so, or the root CRL the agent keeps lists that intermediate (./root-crl-state.ts).
+   */
   private revoked(id: Identity): boolean {
-    return this.state.getSetting(REVOKED_SERIAL_SETTING) === id.serial;
+    return this.state.getSetting(REVOKED_SERIAL_SETTING) === id.serial || this.rootCrl.listsIssuerOf(id);
   }
 
   /**
@@ -432,7 +435,7 @@ export class Agent {
       if (!current || !signerLeafDer || this.revoked(current) || this.renewNow(current)) return;
       if (!fromPem(current.chainPem[0]!, 'CERTIFICATE').equals(signerLeafDer)) return;
       this.state.setSetting(RENEW_NOW_SETTING, current.serial);
-      this.log.warn(
+      this.log[this.failureLogLevel](
         { serial: current.serial },
         'a request was refused: the intermediate CA of this identity was revoked; renewing now',
       );
@@ -482,7 +485,13 @@ export class Agent {
     if (outcome.action === 'failed' && outcome.error.code === 'issuer_unreachable') return outcome;
     // A join's answer carries the trust sequence; the check (and the root CRL) is the next pass's.
     if (outcome.action === 'joined') return outcome;
-    if (!(await (await this.trustCheck())?.runOnePass())) return outcome;
+    const current = this.state.getIdentity();
+    const wasRevoked = current !== undefined && this.revoked(current);
+    const rose = (await (await this.trustCheck())?.runOnePass()) === true;
+    // The check brought a root CRL that lists this identity's intermediate: it is over now — join
+    // again (or say a new token is needed) in this pass, not at the next.
+    if (current && !wasRevoked && this.revoked(current)) return this.tick();
+    if (!rose) return outcome;
     // The sequence rose: the outputs it made due, in this pass (the others are as tick left them).
     const again = (await this.credentials?.refresh()) ?? [];
     const credentials = (outcome.credentials ?? again).map((c, i) =>
@@ -554,9 +563,12 @@ export class Agent {
         current !== undefined && toSigilError(err).code === 'issuer_revoked' && !this.revoked(current);
       if (newlyRevoked) {
         this.state.setSetting(REVOKED_SERIAL_SETTING, current.serial);
-        this.log.warn(
+        // A one-shot command says it in its one error line (failureLogLevel: debug there).
+        this.log[this.failureLogLevel](
           { serial: current.serial },
-          'the issuer revoked the intermediate CA of this identity: it cannot renew; joining again',
+          this.join.method.canReattest
+            ? 'the issuer revoked the intermediate CA of this identity: it cannot renew; joining again'
+            : 'the issuer revoked the intermediate CA of this identity: it cannot renew; a new join credential is needed',
         );
       }
       const e = this.recordFailure(err, current, now);
@@ -805,7 +817,7 @@ export class Agent {
         if (b.root_crl !== undefined) {
           try {
             if (await this.rootCrl.offer(b.root_crl, fromPem(root, 'CERTIFICATE'), signerSerials))
-              this.log.warn(
+              this.log[this.failureLogLevel](
                 { op: 'trust_check' },
                 'the root CA revoked an intermediate: its CRL is kept, answers signed under it are refused',
               );

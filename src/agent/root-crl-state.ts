@@ -10,7 +10,9 @@
  * without a CRL (an older issuer, or a forger who withholds it) changes nothing. The serials are
  * stored with the DER they were verified from; the agent's state database is trusted (0600).
  */
-import type { AgentState } from './state/index.js';
+import { X509Certificate } from 'node:crypto';
+import { serialKey } from '../pki/serial-key.js';
+import type { AgentState, Identity } from './state/index.js';
 
 export const ROOT_CRL_SETTING = 'root_crl';
 
@@ -25,9 +27,38 @@ export class RootCrlState {
   readonly #state: Pick<AgentState, 'getSetting' | 'setSetting'>;
   #raw: string | undefined;
   #serials: ReadonlySet<string> = new Set();
+  /** The CA serials of the last identity chain asked about (listsIssuerOf). */
+  #cas: { key: string; serials: string[] } | undefined;
 
   constructor(state: Pick<AgentState, 'getSetting' | 'setSetting'>) {
     this.#state = state;
+  }
+
+  /**
+   * Whether the kept CRL lists an intermediate of this identity's chain: the root itself says the
+   * CA that issued it is revoked, so the identity is over — as when its renewal is refused
+   * `issuer_revoked`, without waiting for that renewal (a docs walk: a cron'd agent kept
+   * reporting a healthy identity for half its lifetime after taking the CRL). Only the chain's CA
+   * certificates are looked up (the root's namespace: a leaf's serial is its intermediate's), and
+   * not a self-signed one.
+   */
+  listsIssuerOf(id: Pick<Identity, 'chainPem'>): boolean {
+    const revoked = this.revoked();
+    if (revoked.size === 0 || id.chainPem.length < 2) return false;
+    const cas = id.chainPem.slice(1).join('\n');
+    if (this.#cas?.key !== cas) {
+      const serials: string[] = [];
+      for (const pem of id.chainPem.slice(1)) {
+        try {
+          const c = new X509Certificate(pem);
+          if (c.issuer !== c.subject) serials.push(serialKey(c.serialNumber));
+        } catch {
+          // Not a certificate: nothing of it can be listed.
+        }
+      }
+      this.#cas = { key: cas, serials };
+    }
+    return this.#cas.serials.some((s) => revoked.has(s));
   }
 
   /** The serials the kept CRL lists (empty without one). Cheap: re-parsed only when the setting changed. */

@@ -15,6 +15,7 @@ import type { AgentState, AgentStatus, Identity } from './state/index.js';
 import { mqttClientCert } from './transport-cert.js';
 import { readLastAttest } from './attest-schedule.js';
 import { readLastTrustCheck } from './trust-check.js';
+import { RootCrlState } from './root-crl-state.js';
 
 export interface AgentStatusReport {
   state: 'ok' | 'renewal_overdue' | 'expired' | 'not_joined';
@@ -184,7 +185,10 @@ export function agentStatus(
     pending_request: pending ? `${pending.op} ${pending.requestId}` : null,
     ...attestationStatus(state),
     ...trustCheckStatus(state),
-    issuer_revoked: id !== undefined && state?.getSetting(REVOKED_SERIAL_SETTING) === id.serial,
+    issuer_revoked:
+      id !== undefined &&
+      (state?.getSetting(REVOKED_SERIAL_SETTING) === id.serial ||
+        (state !== undefined && new RootCrlState(state).listsIssuerOf(id))),
     credential_outputs: state ? credentialOutputsStatus(state) : [],
   };
 }

@@ -3,6 +3,7 @@
  * docs/issuers.md): one root, one intermediate per issuer, registered in the store.
  */
 import type { Command } from 'commander';
+import { SigilError } from '../errors.js';
 import { parseFormat, printJson, printKv, printTable } from './output.js';
 
 const STORE_HELP = 'the shared store (postgres://…); default $SIGIL_STORE';
@@ -146,7 +147,7 @@ export function registerIssuerCommands(server: Command, run: (fn: () => Promise<
             ...(o.rootKey !== undefined ? { rootKey: o.rootKey } : {}),
             ...(o.name !== undefined ? { name: o.name } : {}),
             ...(o.reason !== undefined ? { reason: o.reason } : {}),
-            ...(o.validityDays !== undefined ? { validityDays: Number(o.validityDays) } : {}),
+            ...(o.validityDays !== undefined ? { validityDays: wholeDays(o.validityDays) } : {}),
             ...(store ? { store } : {}),
           });
           if (fmt === 'json') return printJson(r);
@@ -160,7 +161,7 @@ export function registerIssuerCommands(server: Command, run: (fn: () => Promise<
               : {}),
             next:
               r.old.status === 'revoked'
-                ? 'start the issuer (systemctl start sigil-server): a running one exits within ~5 s (75: Restart=on-failure starts it again with the new intermediate). Agents whose leaf was issued under the old intermediate are refused (issuer_revoked) and join again: TPM, cloud, x509 and OIDC agents by themselves in that pass, token agents once given a new token (they say reattest_required)'
+                ? "start the issuer (systemctl start sigil-server): a running one exits within ~5 s (75: Restart=on-failure starts it again with the new intermediate). Agents whose leaf was issued under the old intermediate learn it at their next trust check (the root CRL: within trust_check_every, default 5 min; a cron'd agent at its first pass after that) or renewal (refused issuer_revoked; sigil agent renew on a machine: now), and join again: TPM, cloud, x509 and OIDC agents by themselves in that pass, token agents once given a new token (they say reattest_required)"
                 : `start the issuer (systemctl start sigil-server): a running one exits within ~5 s (75: Restart=on-failure starts it again with the new intermediate). Agents move to the new intermediate at their next renewal; to revoke the old one afterwards: sigil server retire-issuer --data-dir ${o.dataDir} --name ${r.old.name} --revoke --root-key <file> (not another rotate-intermediate --revoke-old, which would revoke the new one)`,
           });
         }),
@@ -185,4 +186,11 @@ export function registerIssuerCommands(server: Command, run: (fn: () => Promise<
         );
       }),
     );
+}
+
+/** `--validity-days`: digits only (Number() would take " 90", "0x5a", "9e1"); the range is rotateIntermediate's. */
+function wholeDays(v: string): number {
+  if (!/^[0-9]{1,5}$/.test(v))
+    throw new SigilError('config_invalid', `--validity-days must be a whole number of days from 2 to 1825, got "${v}"`);
+  return Number(v);
 }

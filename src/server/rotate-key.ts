@@ -423,7 +423,7 @@ function activationWarning(kind: RotatableKey, stagedForS: number | null, overla
   const who =
     kind === 'jwt'
       ? 'JWT verifiers refetch the JWKS within 5 minutes (on an unknown kid at once), agents their bundle at their next fetch, consumers configured by hand when you re-export'
-      : "agents' SSH trust files follow at their daemon's trust check (trust_check_every, default 5 minutes) or next identity renewal, consumers configured by hand when you re-export";
+      : "agents' SSH trust files follow at their daemon's trust check (trust_check_every, default 5 minutes; a cron'd `agent run --once`: its first pass after that) or next identity renewal, consumers configured by hand when you re-export";
   const out: string[] = [];
   if (overlapS === 0)
     out.push(

@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, expect, it } from 'vitest';
-import { sigilJson, startIssuer, tempDir, type RunningIssuer } from '../helpers/cli.js';
+import { sigil, sigilJson, startIssuer, tempDir, type RunningIssuer } from '../helpers/cli.js';
 
 const tmp = tempDir('sigil-rotated-in-place-');
 let issuer: RunningIssuer | undefined;
@@ -38,6 +38,15 @@ it('exits 75 once its intermediate is rotated in place, and serves under the new
   const oldInt = new X509Certificate(readFileSync(intCert));
   expect(await servingIssuer(issuer.url)).toBe(oldInt.subject);
   const exited = new Promise<number | null>((resolve) => issuer!.proc.once('exit', (code) => resolve(code)));
+  // --validity-days takes digits only (Number() would read "0x5a" as 90): refused, nothing changed.
+  for (const bad of ['0x5a', ' 90', '9e1']) {
+    const r = await sigil(['server', 'rotate-intermediate', '--data-dir', issuer.dataDir, '--validity-days', bad]);
+    expect([r.code, r.stderr.trim()]).toEqual([
+      2,
+      `error[config_invalid]: --validity-days must be a whole number of days from 2 to 1825, got "${bad}"`,
+    ]);
+  }
+  expect(new X509Certificate(readFileSync(intCert)).serialNumber).toBe(oldInt.serialNumber);
 
   const rotated = await sigilJson<{ new: { name: string } }>([
     'server',

@@ -28,6 +28,7 @@ import {
   tempDir,
   type RunningIssuer,
 } from '../helpers/cli.js';
+import { startAttestingAgent } from '../helpers/attesting-agent.js';
 import { createLocalCa, simulateBoot, startSwtpm, type SharedLocalCa, type SwtpmInstance } from '../helpers/swtpm.js';
 
 const exec = promisify(execFile);
@@ -126,7 +127,7 @@ describe('a TPM agent after rotate-intermediate --revoke-old (swtpm)', () => {
       '--reason',
       'host stolen',
     ]);
-    rmSync(rootKey);
+    // Kept (outside the data directory) for the second rotation below; the temp dir goes at the end.
     expect(rotated).toMatchObject({
       old: { name: 'primary', status: 'revoked' },
       new: { name: 'primary-2' },
@@ -239,4 +240,57 @@ describe('a TPM agent after rotate-intermediate --revoke-old (swtpm)', () => {
     expect(oldChecked.ok).toBe(false);
     expect(oldChecked.out).toMatch(/error 23 at 1 depth lookup: certificate revoked/);
   }, 60_000);
+
+  it('a daemon that learns it from its interval attestation renews at once, is refused, and re-joins', async () => {
+    // The agent is now under primary-2; that one is revoked in turn, while its renewal is ~30 min
+    // away: only the interval attestation (refused issuer_revoked) can tell it before then.
+    writeFileSync(config, `${readFileSync(config, 'utf8')}attest_every: 1m\n`);
+    const generation = (await instances())[0]!.generation as number;
+    await issuer.stop();
+    await sigilJson([
+      'server',
+      'rotate-intermediate',
+      '--data-dir',
+      issuer.dataDir,
+      '--root-key',
+      file('offline-root.key'),
+      '--revoke-old',
+    ]);
+    await issuer.restart();
+    const since = new Date().toISOString();
+    const agent = startAttestingAgent(config, 500);
+    try {
+      await expect
+        .poll(async () => (await instances())[0]!.generation, { timeout: 30_000, interval: 300 })
+        .toBe(generation + 1);
+    } finally {
+      await agent.stop();
+    }
+    const audit = (await sigilJson([
+      'ctl',
+      '--data-dir',
+      issuer.dataDir,
+      'audit',
+      '--since',
+      '10m',
+      '--format',
+      'json',
+    ])) as Array<Record<string, any>>;
+    const rows = audit
+      .filter((r) => r.actor === 'agent' && r.at >= since)
+      .map((r) => [r.action, r.outcome, r.code ?? null]);
+    // The attestation's refusal made the renewal due now; the renewal's refusal ended the identity;
+    // the same pass joined with the TPM.
+    expect(rows.slice(0, 3)).toEqual([
+      ['attest', 'refused', 'issuer_revoked'],
+      ['renew', 'refused', 'issuer_revoked'],
+      ['join', 'ok', null],
+    ]);
+    expect(agent.log()).toMatch(
+      /a request was refused: the intermediate CA of this identity was revoked; renewing now/,
+    );
+    expect(new X509Certificate(readFileSync(svid)).issuer).toBe(
+      new X509Certificate(readFileSync(caFile('intermediate.pem'))).subject,
+    );
+  }, 90_000);
 });

@@ -18,7 +18,8 @@ import { Agent, loadAgentModules } from '../../src/agent/agent.js';
 import { parseAgentConfig } from '../../src/agent/config.js';
 import { REVOKED_SERIAL_SETTING } from '../../src/agent/credential-status.js';
 import { ROOT_CRL_SETTING } from '../../src/agent/root-crl-state.js';
-import { readLastTrustCheck } from '../../src/agent/trust-check.js';
+import { agentStatus } from '../../src/agent/status.js';
+import { LAST_TRUST_CHECK_SETTING, readLastTrustCheck } from '../../src/agent/trust-check.js';
 import { openAgentState } from '../../src/agent/state/index.js';
 import { createRootCa, issueServerCert } from '../../src/pki/ca.js';
 import { spkiPin } from '../../src/pki/chain.js';
@@ -164,9 +165,17 @@ it('answers signed under a revoked intermediate: accepted before the agent has t
 
     // The agent re-joins (its renewal is refused issuer_revoked; the token is spent, so with a new one).
     // Its trust check takes the root CRL from the real issuer's bundle answer.
+    // A cron pass (`run --once`): nothing due for the identity, then the trust check, which keeps
+    // the CRL; it lists this identity's own intermediate, so the same pass treats the identity as
+    // over (a token agent: a new token is needed) instead of reporting it healthy until its renewal.
+    let pass = await agent.once();
+    for (let i = 0; i < 3 && agent.state.getSetting(ROOT_CRL_SETTING) === undefined; i++) {
+      const last = readLastTrustCheck(agent.state);
+      if (last) agent.state.setSetting(LAST_TRUST_CHECK_SETTING, JSON.stringify({ ...last, next_at: 0 }));
+      pass = await agent.once();
+    }
+    expect(pass.action === 'failed' && pass.error.code).toBe('reattest_required');
     const check = (await agent.trustCheck())!;
-    await check.runNow();
-    for (let i = 0; i < 3 && agent.state.getSetting(ROOT_CRL_SETTING) === undefined; i++) await check.runNow();
     expect(JSON.parse(agent.state.getSetting(ROOT_CRL_SETTING)!).serials).toContain(
       new X509Certificate(stolen.certDer).serialNumber.toLowerCase().replace(/^(00)+(?=.)/, ''),
     );
@@ -181,6 +190,19 @@ it('answers signed under a revoked intermediate: accepted before the agent has t
     await check.runNow();
     expect(readLastTrustCheck(agent.state)).toMatchObject({ error: null });
     expect(readLastTrustCheck(agent.state)!.at).toBeGreaterThan(before);
+
+    // The CRL lists the intermediate this agent's own identity was issued under: the root says it
+    // is over, without waiting for the renewal's refusal (half the identity's life away).
+    expect(agentStatus(agent.state).issuer_revoked).toBe(true);
+    expect(agent.state.getSetting(REVOKED_SERIAL_SETTING)).toBe('');
+    // A token agent needs a new token; with one it joins under the new intermediate.
+    const rejoined = new Agent(
+      parseAgentConfig(cfgText(`https://127.0.0.1:${h.port}`, await h.token()), join(tmp, 'again.yaml')),
+      silentLogger(),
+      { modules: await loadAgentModules(cfg), state: agent.state },
+    );
+    expect((await rejoined.tick()).action).toBe('joined');
+    expect(agentStatus(agent.state).issuer_revoked).toBe(false);
 
     // Over HTTPS the thief needs no signature for a refusal: error bodies are unsigned, and its
     // TLS certificate (the issuer SPIFFE ID under the stolen intermediate) chains to the pinned

@@ -17,7 +17,7 @@ import { splitFix, type IssuerDoctorContext } from './context.js';
  * new intermediate is a new issuer, which needs the root key and a PostgreSQL store.
  */
 const REPLACE_INTERMEDIATE =
-  'give the fleet a new intermediate where the root key is: on PostgreSQL, sigil server add-issuer, then retire-issuer this one (docs/issuers.md); a SQLite issuer moves to PostgreSQL first (sigil server migrate-store)';
+  'give this issuer a new intermediate, with the root key brought in for the run: sigil server rotate-intermediate --data-dir DATA_DIR --root-key FILE (SQLite or PostgreSQL; agents move to it at their next renewal; docs/issuers.md)';
 
 export const CA_EXPIRY_WARN_MS = 30 * 86_400_000;
 const DAY = 86_400_000;

@@ -24,10 +24,11 @@ describe('doctor: the intermediate near or past its expiry', () => {
     const soon = await at(notAfter - 10 * 86_400_000);
     expect(soon.status).toBe('warn');
     expect(soon.detail).toMatch(/intermediate certificate .* expires at .* \(in 10 days\)/);
-    expect(soon.fix).toContain('sigil server add-issuer');
-    expect(soon.fix).toContain('sigil server migrate-store');
+    // In place, on SQLite too (a docs walk: the hint sent SQLite operators to migrate-store first).
+    expect(soon.fix).toContain('sigil server rotate-intermediate --data-dir DATA_DIR --root-key FILE');
+    expect(soon.fix).not.toContain('migrate-store');
     const past = await at(notAfter + 1000);
     expect(past.status).toBe('fail');
-    expect(past.fix).toContain('sigil server add-issuer');
+    expect(past.fix).toContain('sigil server rotate-intermediate');
   });
 });
