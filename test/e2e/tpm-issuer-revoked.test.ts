@@ -28,6 +28,8 @@ import {
   tempDir,
   type RunningIssuer,
 } from '../helpers/cli.js';
+import { openAgentState } from '../../src/agent/state/index.js';
+import { LAST_TRUST_CHECK_SETTING } from '../../src/agent/trust-check.js';
 import { startAttestingAgent } from '../helpers/attesting-agent.js';
 import { createLocalCa, simulateBoot, startSwtpm, type SharedLocalCa, type SwtpmInstance } from '../helpers/swtpm.js';
 
@@ -257,6 +259,15 @@ describe('a TPM agent after rotate-intermediate --revoke-old (swtpm)', () => {
       '--revoke-old',
     ]);
     await issuer.restart();
+    // Its trust check (which would bring the root CRL, and end the identity by that path) is not
+    // due during the test: this one is about the attestation's refusal.
+    const state = openAgentState(file('agent'));
+    const t = Date.now();
+    state.setSetting(
+      LAST_TRUST_CHECK_SETTING,
+      JSON.stringify({ at: t, sequence: 0, error: null, failures: 0, next_at: t + 3_600_000 }),
+    );
+    state.close();
     const since = new Date().toISOString();
     const agent = startAttestingAgent(config, 500);
     try {
