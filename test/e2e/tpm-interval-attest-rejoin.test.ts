@@ -12,6 +12,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  auditRows,
   agentStatusJson,
   applyResources,
   RESOURCES,
@@ -89,16 +90,7 @@ describe('interval attestation refused pcr_selection_changed (swtpm)', () => {
     expect(after!.locked).toBe(false);
     expect(after!.facts.attestation).toMatchObject({ ok: true, via: 'attest', profile: 'lab-attested-23' });
     expect(after!.generation).toBeGreaterThan(joined!.generation);
-    const audit = (await sigilJson([
-      'ctl',
-      '--data-dir',
-      issuer.dataDir,
-      'audit',
-      '--since',
-      '10m',
-      '--format',
-      'json',
-    ])) as Array<Record<string, any>>;
+    const audit = await auditRows(issuer.dataDir);
     expect(audit.some((r) => r.action === 'attest' && r.code === 'pcr_selection_changed')).toBe(true);
     expect(audit.some((r) => r.action === 'join' && r.outcome === 'ok' && Date.parse(r.at) > 0)).toBe(true);
     expect(audit.some((r) => r.action === 'lock')).toBe(false);

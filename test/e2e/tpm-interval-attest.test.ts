@@ -11,7 +11,15 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentStatusJson, applyResources, sigil, sigilJson, tempDir, type RunningIssuer } from '../helpers/cli.js';
+import {
+  auditRows,
+  agentStatusJson,
+  applyResources,
+  sigil,
+  sigilJson,
+  tempDir,
+  type RunningIssuer,
+} from '../helpers/cli.js';
 import { startAttestingAgent, type AttestingAgent } from '../helpers/attesting-agent.js';
 import { issuerMetrics, startMqttIssuerRig, type Broker, type IssuerProcess } from '../helpers/mosquitto.js';
 import {
@@ -167,16 +175,7 @@ describe('interval attestation through `sigil agent run` (swtpm)', () => {
     const { json, text } = await shownInstance();
     expect(json).toMatchObject({ locked: true, lock_reason: expect.stringContaining('pcr_mismatch') });
     expect(text).toMatch(/locked: +true \(attestation failed \(pcr_mismatch\)/);
-    const audit = (await sigilJson([
-      'ctl',
-      '--data-dir',
-      dataDir,
-      'audit',
-      '--since',
-      '10m',
-      '--format',
-      'json',
-    ])) as Array<Record<string, any>>;
+    const audit = await auditRows(dataDir);
     expect(audit.some((r) => r.action === 'lock' && r.outcome === 'ok' && r.actor === 'system')).toBe(true);
     // Locked: the agent's next attestations are refused before any quote is judged.
     const agent = startAgent();

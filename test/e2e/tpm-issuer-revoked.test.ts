@@ -20,6 +20,7 @@ import { promisify } from 'node:util';
 import * as x509 from '@peculiar/x509';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  auditRows,
   applyResources,
   RESOURCES,
   sigil,
@@ -179,16 +180,7 @@ describe('a TPM agent after rotate-intermediate --revoke-old (swtpm)', () => {
       ek_public_hash: before!.facts.ek_public_hash,
       attestation: { ok: true, via: 'join', profile: 'lab-gateway-v1' },
     });
-    const audit = (await sigilJson([
-      'ctl',
-      '--data-dir',
-      issuer.dataDir,
-      'audit',
-      '--since',
-      '10m',
-      '--format',
-      'json',
-    ])) as Array<Record<string, any>>;
+    const audit = await auditRows(issuer.dataDir);
     const agentRows = audit
       .filter((r) => r.actor === 'agent')
       .map((r) => [r.action, r.outcome, r.code, r.method, r.details?.serial ?? null]);
@@ -277,16 +269,7 @@ describe('a TPM agent after rotate-intermediate --revoke-old (swtpm)', () => {
     } finally {
       await agent.stop();
     }
-    const audit = (await sigilJson([
-      'ctl',
-      '--data-dir',
-      issuer.dataDir,
-      'audit',
-      '--since',
-      '10m',
-      '--format',
-      'json',
-    ])) as Array<Record<string, any>>;
+    const audit = await auditRows(issuer.dataDir);
     const rows = audit
       .filter((r) => r.actor === 'agent' && r.at >= since)
       .map((r) => [r.action, r.outcome, r.code ?? null]);

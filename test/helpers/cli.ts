@@ -44,6 +44,11 @@ export async function sigilJson<T = any>(args: string[], opts: { okCodes?: numbe
   return JSON.parse(r.stdout) as T;
 }
 
+/** The issuer's audit rows of the last `since` (`sigil ctl audit --format json`), oldest first. */
+export function auditRows(dataDir: string, since = '10m'): Promise<Array<Record<string, any>>> {
+  return sigilJson(['ctl', '--data-dir', dataDir, 'audit', '--since', since]);
+}
+
 /**
  * `sigil agent status <args> --format json`. It exits 1 exactly when the identity cannot be used
  * (`expired`, `not_joined`, or renewals refused because the instance or bot is locked or its

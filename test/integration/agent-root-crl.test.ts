@@ -130,6 +130,12 @@ it('answers signed under a revoked intermediate: accepted before the agent has t
     modules: await loadAgentModules(cfg),
     state: openAgentState(cfg.dataDir),
   });
+  /** Another agent on the same state (its identity, its kept CRL), configured with this issuer URL and token. */
+  const sameState = async (port: number, tok: string, file: string): Promise<Agent> =>
+    new Agent(parseAgentConfig(cfgText(`https://127.0.0.1:${port}`, tok), join(tmp, file)), silentLogger(), {
+      modules: await loadAgentModules(cfg),
+      state: agent.state,
+    });
   try {
     expect((await agent.tick()).action).toBe('joined');
     // The thief's copy of ca/, then the compromise rotation.
@@ -145,11 +151,7 @@ it('answers signed under a revoked intermediate: accepted before the agent has t
     // refusal is believed (the identity is marked revoked). Put back afterwards.
     const early = await thiefServer(stolen);
     try {
-      const viaThief = new Agent(
-        parseAgentConfig(cfgText(`https://127.0.0.1:${early.port}`, token), join(tmp, 'thief.yaml')),
-        silentLogger(),
-        { modules: await loadAgentModules(cfg), state: agent.state },
-      );
+      const viaThief = await sameState(early.port, token, 'thief.yaml');
       const r = await viaThief.tick({ force: true });
       expect(r.action === 'failed' && r.error.code).toBe('reattest_required'); // a token agent: a new token needed
       expect(early.requests).toBe(1);
@@ -196,11 +198,7 @@ it('answers signed under a revoked intermediate: accepted before the agent has t
     expect(agentStatus(agent.state).issuer_revoked).toBe(true);
     expect(agent.state.getSetting(REVOKED_SERIAL_SETTING)).toBe('');
     // A token agent needs a new token; with one it joins under the new intermediate.
-    const rejoined = new Agent(
-      parseAgentConfig(cfgText(`https://127.0.0.1:${h.port}`, await h.token()), join(tmp, 'again.yaml')),
-      silentLogger(),
-      { modules: await loadAgentModules(cfg), state: agent.state },
-    );
+    const rejoined = await sameState(h.port, await h.token(), 'again.yaml');
     expect((await rejoined.tick()).action).toBe('joined');
     expect(agentStatus(agent.state).issuer_revoked).toBe(false);
 
@@ -211,11 +209,7 @@ it('answers signed under a revoked intermediate: accepted before the agent has t
     // needed a new token).
     const thief = await thiefServer(stolen);
     try {
-      const viaThief = new Agent(
-        parseAgentConfig(cfgText(`https://127.0.0.1:${thief.port}`, token), join(tmp, 'thief.yaml')),
-        silentLogger(),
-        { modules: await loadAgentModules(cfg), state: agent.state },
-      );
+      const viaThief = await sameState(thief.port, token, 'thief.yaml');
       const r = await viaThief.tick({ force: true });
       expect(r.action === 'failed' && r.error).toMatchObject({
         code: 'response_invalid',
